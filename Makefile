@@ -1,0 +1,35 @@
+# The two commands a fresh machine needs: `make serve` and `make test`. Both create .venv and install what they need.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint bench-proxy bench-engine soak
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/agentgate serve --config config.yaml
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	bash tests/prepare.sh
+	$(BIN)/ruff check .
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench-proxy: $(STAMP)
+	$(BIN)/python bench/proxy/run.py
+
+bench-engine: $(STAMP)
+	$(BIN)/python bench/engine/run.py
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak/run.py

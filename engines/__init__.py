@@ -1,0 +1,1 @@
+"""agentgate MLX engines: the worker process and its lifecycle."""

@@ -1,0 +1,1 @@
+"""agentgate HTTP router: config, routing, upstream clients, middleware, metrics, CLI."""

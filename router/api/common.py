@@ -1,0 +1,82 @@
+"""What every API route does first: request id, auth, body limits, JSON decoding."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aiohttp import web
+
+from ..config.model import ClientKey
+from ..errors import ApiError
+from ..runtime import Runtime
+
+_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+def request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 128 and all(c in _ID_OK for c in given):
+        return given
+    return os.urandom(12).hex()
+
+
+def bearer(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return request.headers.get("x-api-key")
+
+
+def authenticate(rt: Runtime, request: web.Request) -> ClientKey | None:
+    """None when no keys are configured; raises 401 when keys are configured and none matched."""
+    if not rt.keys:
+        return None
+    key = rt.authenticate(bearer(request))
+    if key is None:
+        raise ApiError(401, "Missing or invalid API key. Send 'Authorization: Bearer <key>'.", "invalid_api_key",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return key
+
+
+def check_model_allowed(key: ClientKey | None, model: str, entry: str) -> None:
+    if key is not None and key.models is not None and model not in key.models and entry not in key.models:
+        raise ApiError(403, f"This API key may not use model {model!r}.", "model_not_allowed")
+
+
+async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str, Any]]:
+    limit = rt.config.server.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    if len(raw) > limit:
+        raise _too_large(limit)
+    if not raw:
+        raise ApiError(400, "The request body is empty; expected a JSON object.", "invalid_json")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"The request body is not valid JSON: {_short(exc)}", "invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"The request body must be a JSON object, not {type(body).__name__}.", "invalid_json")
+    return raw, body
+
+
+def require_model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "'model' is required and must be a non-empty string.", "invalid_model", param="model")
+    return model
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large")
+
+
+def _short(exc: Exception) -> str:
+    return str(exc)[:200]

@@ -1,0 +1,28 @@
+"""Liveness (/health) and readiness (/ready) with per-provider breaker and engine states."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..state import STATE
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    rt = state.runtime
+    providers = {
+        name: {"type": up.kind, "breaker": up.breaker.state, "in_flight": up.outstanding,
+               "queued": up.limiter.queued, **({"disabled": up.disabled_reason} if up.disabled_reason else {})}
+        for name, up in rt.upstreams.items() if up.kind != "engine"
+    }
+    engines = {}
+    if state.supervisor is not None:
+        for name, st in state.supervisor.states().items():
+            engines[name] = {"state": st.state, "in_flight": st.in_flight, "restarts": st.restarts,
+                             **({"last_error": st.last_error} if st.last_error else {})}
+    return web.json_response({"status": "ready", "config": rt.config.source, "providers": providers,
+                              "engines": engines})

@@ -1,0 +1,177 @@
+"""OpenAI routes that proxy to a backend: chat completions, completions, embeddings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..dispatch import Opened, dispatch
+from ..errors import ApiError
+from ..exchange import Exchange
+from ..sse import RenameRewriter, Rewriter
+from ..state import STATE
+from . import common
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def upstream_headers(rid: str) -> dict[str, str]:
+    return {"x-request-id": rid}
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await proxy(request, "chat", "/chat/completions")
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await proxy(request, "completions", "/completions")
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await proxy(request, "embeddings", "/embeddings")
+
+
+async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
+    state = request.app[STATE]
+    rt = state.runtime
+    ex = Exchange(common.request_id(request), endpoint)
+    try:
+        key = common.authenticate(rt, request)
+        ex.key_name = key.name if key else None
+        raw, body = await common.read_json(request, rt)
+        model = ex.requested = common.require_model(body)
+        route = rt.table.resolve(model)
+        common.check_model_allowed(key, model, route.model.name)
+        stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
+        if endpoint == "chat" and body.get("tools"):
+            from ..repair_flow import maybe_repaired
+
+            handled = await maybe_repaired(request, state, rt, ex, route, body, raw, stream)
+            if handled is not None:
+                return handled
+        opened = await dispatch(rt, state.metrics, ex, route, body, raw, path, stream,
+                                upstream_headers(ex.request_id))
+        try:
+            rename = opened.target.model != route.requested
+            if stream and opened.reply.status == 200:
+                rewriter = RenameRewriter(opened.target.model or "", model) if rename else None
+                return await pipe_stream(request, ex, opened, rewriter)
+            return respond_whole(ex, opened, model if rename else None)
+        finally:
+            await opened.close()
+    except ApiError as err:
+        ex.status, ex.error = err.status, err.code
+        return with_rid(err.response(), ex.request_id)
+    except asyncio.CancelledError:
+        ex.error = "client_disconnected"
+        raise
+    finally:
+        ex.finish(state.metrics, rt.config.server.access_log)
+
+
+def with_rid(resp: web.StreamResponse, rid: str) -> web.StreamResponse:
+    resp.headers["x-request-id"] = rid
+    return resp
+
+
+def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Response:
+    """A non-stream answer (or an upstream error status), body forwarded byte for byte unless renamed."""
+    status = opened.reply.status
+    body = opened.first
+    if status in (401, 403):  # our upstream credentials were refused: not the client's doing, never echo it
+        raise ApiError(502, f"Upstream {opened.upstream.name!r} refused the configured credentials ({status}).",
+                       "upstream_auth")
+    doc: Any = None
+    if status == 200:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise ApiError(502, f"Upstream {opened.upstream.name!r} returned a body that is not JSON.",
+                           "upstream_invalid_response") from None
+        if isinstance(doc, dict):
+            ex.usage_from(doc.get("usage"))
+            if rename_to is not None and "model" in doc:
+                doc["model"] = rename_to
+                body = json.dumps(doc, ensure_ascii=False).encode()
+    else:
+        body = scrub(body, opened.upstream.config.api_key)
+    ex.status = status
+    ctype = opened.reply.headers.get("Content-Type", "application/json")
+    return web.Response(status=status, body=body, headers={"Content-Type": ctype, "x-request-id": ex.request_id,
+                                                           "x-agentgate-provider": opened.upstream.name})
+
+
+def scrub(body: bytes, secret: str | None) -> bytes:
+    if secret and secret.encode() in body:
+        body = body.replace(secret.encode(), b"[redacted]")
+    return body
+
+
+async def pipe_stream(request: web.Request, ex: Exchange, opened: Opened,
+                      rewriter: Rewriter | None) -> web.StreamResponse:
+    """Forward chunks as they arrive. After the first byte no retry is possible: a failure ends the stream with
+    a terminal error event."""
+    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, "x-request-id": ex.request_id,
+                                                   "x-agentgate-provider": opened.upstream.name})
+    ex.status = 200
+    await resp.prepare(request)
+    tail = b""
+    try:
+        chunk = opened.first
+        if rewriter is not None:
+            chunk = rewriter.feed(chunk)
+        if chunk:
+            await resp.write(chunk)
+            tail = chunk[-2:]
+        ex.ttft = time.perf_counter() - ex.started
+        async for chunk in opened.reply.chunks():
+            if rewriter is not None:
+                chunk = rewriter.feed(chunk)
+                if not chunk:
+                    continue
+            await resp.write(chunk)
+            tail = chunk[-2:]
+            if b'"usage"' in chunk:
+                _usage_from_chunk(ex, chunk)
+        if rewriter is not None:
+            final = rewriter.finish()
+            if final:
+                await resp.write(final)
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+            asyncio.TimeoutError) as exc:
+        opened.upstream.breaker.failure()
+        kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "reset"
+        state = request.app[STATE]
+        state.metrics.child(state.metrics.upstream_errors, opened.upstream.name, kind).inc()
+        ex.error = f"upstream_{kind}_mid_stream"
+        err = ApiError(502, f"Upstream {opened.upstream.name!r} "
+                       f"{'stalled' if kind == 'timeout' else 'failed'} mid-stream.", ex.error)
+        try:
+            await resp.write((b"\n\n" if tail and tail != b"\n\n" else b"") + err.sse_event())
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            pass
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        ex.error = "client_disconnected"
+        return resp
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        ex.error = "client_disconnected"
+    return resp
+
+
+def _usage_from_chunk(ex: Exchange, chunk: bytes) -> None:
+    for line in chunk.split(b"\n"):
+        if line.startswith(b"data:") and b'"usage"' in line:
+            try:
+                doc = json.loads(line[5:])
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                ex.usage_from(doc.get("usage"))

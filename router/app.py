@@ -1,0 +1,112 @@
+"""The application factory: routes, state under AppKeys, and lifecycles in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .api import health, models, openai_routes
+from .config.model import Config
+from .metrics import Metrics
+from .runtime import Runtime
+from .state import STATE, AppState
+
+log = logging.getLogger("agentgate")
+
+
+def create_app(config: Config, *, config_path: str | None = None) -> web.Application:
+    # The body limit is enforced per route (OpenAI-shaped 413); aiohttp's own cap sits just above it.
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1, handler_args={"max_field_size": 16384})
+    metrics = Metrics()
+    supervisor = None
+    if any(m.engine is not None for m in config.models):
+        from .engines_bridge import make_supervisor
+
+        supervisor = make_supervisor(config, metrics)
+    app[STATE] = AppState(runtime=Runtime.build(config, metrics, supervisor), metrics=metrics,
+                          supervisor=supervisor, config_path=config_path)
+    app.cleanup_ctx.append(_upstreams)
+    app.router.add_post("/v1/chat/completions", openai_routes.chat_completions)
+    app.router.add_post("/v1/completions", openai_routes.completions)
+    app.router.add_post("/v1/embeddings", openai_routes.embeddings)
+    app.router.add_get("/v1/models", models.list_models)
+    app.router.add_get("/health", health.health)
+    app.router.add_get("/ready", health.ready)
+    _optional_routes(app)
+    return app
+
+
+def _optional_routes(app: web.Application) -> None:
+    """Routes owned by other modules register themselves here."""
+    import importlib
+
+    for name in ("router.api.ops", "router.api.messages", "router.api.responses"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+async def _upstreams(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE]
+    for up in state.runtime.upstreams.values():
+        await up.start()
+    yield
+    if state.supervisor is not None:
+        await state.supervisor.close()
+    for up in state.runtime.upstreams.values():
+        await up.close()
+
+
+@dataclass
+class Running:
+    runner: web.AppRunner
+    url: str  # http://host:port
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Running:
+    """Start serving `app`; port 0 picks a free port. Client disconnects cancel their handlers."""
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=30)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    server = site._server
+    assert server is not None and server.sockets  # type: ignore[attr-defined]
+    bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
+    return Running(runner, f"http://{bound[0]}:{bound[1]}")
+
+
+def run(config: Config, *, config_path: str | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (graceful: in-flight requests drain)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - Windows
+        pass
+
+    async def main() -> None:
+        app = create_app(config, config_path=config_path)
+        running = await start(app, config.server.host, config.server.port)
+        log.info("listening", extra={"fields": {"url": running.url, "config": config.source}})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: draining in-flight requests")
+        await running.stop()
+
+    asyncio.run(main())

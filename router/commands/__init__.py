@@ -1,0 +1,1 @@
+"""Sub-commands of the `agentgate` CLI, one module each."""

@@ -1,0 +1,44 @@
+"""`agentgate check [--config FILE]`: validate a config and print the resolved routing table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError, load_config
+from ..routing import RoutingTable
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", default="config.yaml", help="config file (default: ./config.yaml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"agentgate: {exc}", file=sys.stderr)
+        return 2
+    table = RoutingTable(config)
+    print(f"{config.source}: ok — listening on {config.server.host}:{config.server.port}, "
+          f"{len(config.server.api_keys)} client key(s)")
+    print("\nproviders:")
+    for name, p in config.providers.items():
+        if p.type == "engine":
+            continue
+        status = f"disabled: {p.disabled_reason}" if p.disabled_reason else "enabled"
+        print(f"  {name:<16} {p.type:<10} {p.base_url:<40} {status}")
+    print("\nmodels:")
+    for row in table.names():
+        m = row.model
+        if row.alias_of:
+            print(f"  {row.id:<24} -> alias of {row.alias_of}")
+            continue
+        chain = []
+        for hop in table.resolve(m.name.replace("*", "<name>") if m.wildcard else m.name).hops:
+            reps = " | ".join(f"{t.provider}:{t.model}" for t in hop.targets)
+            chain.append(f"[{reps}]")
+        reason = table.unavailable_reason(m)
+        kind = f" ({m.engine.kind} engine)" if m.engine else ""
+        print(f"  {row.id:<24} -> {' -> '.join(chain)}{kind}{'  UNAVAILABLE: ' + reason if reason else ''}")
+    return 0

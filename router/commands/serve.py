@@ -1,0 +1,42 @@
+"""`agentgate serve [--config FILE]`: run the router daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError, load_config
+from ..exchange import setup_logging
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", default="config.yaml", help="config file (default: ./config.yaml)")
+    parser.add_argument("--host", help="override server.host")
+    parser.add_argument("--port", type=int, help="override server.port")
+    parser.add_argument("--log-format", choices=["json", "text"], help="override server.log_format")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override log level")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"agentgate: {exc}", file=sys.stderr)
+        return 2
+    from dataclasses import replace
+
+    server = config.server
+    if args.host:
+        server = replace(server, host=args.host)
+    if args.port is not None:
+        server = replace(server, port=args.port)
+    if args.log_format:
+        server = replace(server, log_format=args.log_format)
+    if args.log_level:
+        server = replace(server, log_level=args.log_level)
+    config = replace(config, server=server)
+    setup_logging(server.log_format, server.log_level)
+    from ..app import run as run_app
+
+    run_app(config, config_path=args.config)
+    return 0

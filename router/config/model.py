@@ -1,0 +1,121 @@
+"""The resolved configuration: plain frozen dataclasses, built once by `load.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    name: str
+    key: str = field(repr=False)
+    models: frozenset[str] | None = None  # None: every model
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: tuple[ClientKey, ...] = ()
+    max_body_bytes: int = 32 * 1024 * 1024
+    metrics_auth: bool = False
+    admin_auth: bool = True
+    log_format: str = "json"
+    log_level: str = "info"
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    first_byte: float = 600.0
+    idle: float = 300.0
+    total: float | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Per-provider resilience settings."""
+
+    timeouts: Timeouts = Timeouts()
+    retries: int = 2
+    backoff_base: float = 0.25
+    backoff_max: float = 8.0
+    max_retry_after: float = 30.0
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+    max_concurrency: int = 256
+    max_queue: int = 1024
+    queue_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    type: str  # "openai" | "anthropic" | "engine"
+    base_url: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    headers: tuple[tuple[str, str], ...] = ()
+    policy: Policy = Policy()
+    disabled_reason: str | None = None  # set when unusable (e.g. its key env var is unset)
+    engine: str | None = None  # for type "engine": the engine (model entry) name
+
+
+@dataclass(frozen=True)
+class RepairPolicy:
+    mode: str = "repair"  # repair | detect | off
+    format: str = "auto"
+    on_failure: str = "content"  # content | error | retry
+    retries: int = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    provider: str
+    model: str | None  # upstream model name; None = the requested name (wildcards: the suffix)
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """A local model served by a supervised process (our MLX worker or an external command)."""
+
+    kind: str  # "mlx" | "command"
+    model: str | None = None
+    command: tuple[str, ...] | str | None = None
+    health_path: str = "/health"
+    ttl: float | None = None
+    start_timeout: float = 120.0
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    memory_gb: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    targets: tuple[Target, ...] = ()  # replicas of this model (balanced), empty for a pure fallback chain
+    fallbacks: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    repair: RepairPolicy = RepairPolicy()
+    engine: EngineEntry | None = None
+    description: str = ""
+
+    @property
+    def wildcard(self) -> bool:
+        return self.name.endswith("*")
+
+
+@dataclass(frozen=True)
+class EnginesConfig:
+    max_loaded: int | None = None
+    memory_budget_gb: float | None = None
+    runtime_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig
+    providers: dict[str, ProviderConfig]
+    models: tuple[ModelConfig, ...]
+    engines: EnginesConfig = EnginesConfig()
+    source: str = "<memory>"

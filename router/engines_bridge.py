@@ -1,0 +1,49 @@
+"""Turns engine entries of the config into the supervisor's specs, and engine events into metrics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .config.model import Config
+from .metrics import Metrics
+
+log = logging.getLogger("agentgate.engine")
+
+
+def engine_specs(config: Config) -> list[Any]:
+    from engines.supervisor import EngineSpec
+
+    specs = []
+    for m in config.models:
+        e = m.engine
+        if e is None:
+            continue
+        specs.append(EngineSpec(
+            name=m.name, kind=e.kind, model=e.model, command=e.command, health_path=e.health_path,
+            ttl=e.ttl or None, start_timeout=e.start_timeout, env=dict(e.env), args=e.args,
+            memory_gb=e.memory_gb, tool_format=None if m.repair.format == "auto" else m.repair.format,
+        ))
+    return specs
+
+
+def make_supervisor(config: Config, metrics: Metrics) -> Any:
+    from engines.supervisor import Supervisor
+
+    def on_event(event: Any) -> None:
+        state = {"starting": "starting", "ready": "ready", "stopped": "stopped", "crashed": "failed",
+                 "evicted": "stopped", "unloaded_idle": "stopped"}.get(event.kind)
+        if state:
+            metrics.set_engine_state(event.name, state)
+        if event.kind == "ready" and event.load_seconds is not None:
+            metrics.child(metrics.engine_load, event.name).observe(event.load_seconds)
+        if event.kind == "crashed":
+            metrics.child(metrics.engine_restarts, event.name).inc()
+
+    specs = engine_specs(config)
+    for s in specs:
+        metrics.set_engine_state(s.name, "stopped")
+    runtime_dir = Path(config.engines.runtime_dir) if config.engines.runtime_dir else None
+    return Supervisor(specs, max_loaded=config.engines.max_loaded, memory_budget_gb=config.engines.memory_budget_gb,
+                      runtime_dir=runtime_dir, on_event=on_event)

@@ -1,0 +1,117 @@
+"""One request's record: filled in along its path, written once (one log line, its metrics) when it ends."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .metrics import Metrics
+
+access_log = logging.getLogger("agentgate.access")
+
+
+@dataclass(slots=True)
+class Exchange:
+    request_id: str
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    key_name: str | None = None
+    requested: str = ""
+    model: str = ""  # the config entry that answered (bounded: used as a metric label)
+    provider: str = ""
+    upstream_model: str = ""
+    status: int = 0
+    stream: bool = False
+    ttft: float | None = None
+    retries: int = 0
+    fallbacks: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    tool_outcome: str | None = None
+    repairs: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def usage_from(self, usage: object) -> None:
+        if not isinstance(usage, dict):
+            return
+        pt, ct = usage.get("prompt_tokens", usage.get("input_tokens")), usage.get("completion_tokens",
+                                                                                   usage.get("output_tokens"))
+        if isinstance(pt, int):
+            self.prompt_tokens = pt
+        if isinstance(ct, int):
+            self.completion_tokens = ct
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+            self.cached_tokens = details["cached_tokens"]
+
+    def finish(self, metrics: Metrics, log_enabled: bool = True) -> None:
+        elapsed = time.perf_counter() - self.started
+        model = self.model or "-"
+        m = metrics
+        m.child(m.requests, model, self.provider or "-", self.endpoint, str(self.status)).inc()
+        m.child(m.duration, model, self.endpoint).observe(elapsed)
+        if self.ttft is not None:
+            m.child(m.ttft, model).observe(self.ttft)
+        if self.prompt_tokens:
+            m.child(m.tokens, model, "prompt").inc(self.prompt_tokens)
+        if self.completion_tokens:
+            m.child(m.tokens, model, "completion").inc(self.completion_tokens)
+        if self.cached_tokens:
+            m.child(m.tokens, model, "cached").inc(self.cached_tokens)
+        if self.tool_outcome is not None:
+            m.record_repair(model, self.tool_outcome, self.repairs, self.failures)
+        if log_enabled and access_log.isEnabledFor(logging.INFO):
+            access_log.info("request", extra={"fields": self.fields(elapsed)})
+
+    def fields(self, elapsed: float) -> dict[str, object]:
+        out: dict[str, object] = {
+            "request_id": self.request_id, "endpoint": self.endpoint, "key": self.key_name,
+            "model": self.requested or None, "entry": self.model or None, "provider": self.provider or None,
+            "upstream_model": self.upstream_model or None, "status": self.status, "stream": self.stream,
+            "latency_ms": round(elapsed * 1000, 2),
+            "ttft_ms": round(self.ttft * 1000, 2) if self.ttft is not None else None,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens, "retries": self.retries, "fallbacks": self.fallbacks,
+            "tool_calls": self.tool_outcome, "repairs": self.repairs or None, "error": self.error,
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; request lines carry their fields at the top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, object] = {
+            "ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            doc.update(fields)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            base += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        if record.exc_info:
+            base += "\n" + self.formatException(record.exc_info)
+        return base
+
+
+def setup_logging(fmt: str = "json", level: str = "info") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

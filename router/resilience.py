@@ -1,0 +1,151 @@
+"""Retry policy, circuit breaker and the per-provider concurrency limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+from .config.model import Policy
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+@dataclass
+class Breaker:
+    """Opens after `failures` consecutive failures; after `cooldown` one probe is let through (half-open)."""
+
+    failures: int
+    cooldown: float
+    clock: Callable[[], float] = time.monotonic
+    state: str = CLOSED
+    consecutive: int = 0
+    opened_at: float = 0.0
+    probing: bool = False
+    on_change: Callable[[str], None] | None = None
+
+    def allow(self) -> bool:
+        if self.state == CLOSED:
+            return True
+        if self.state == OPEN:
+            if self.clock() - self.opened_at < self.cooldown:
+                return False
+            self._set(HALF_OPEN)
+        if self.probing:
+            return False
+        self.probing = True
+        return True
+
+    def retry_after(self) -> float:
+        return max(0.0, self.cooldown - (self.clock() - self.opened_at)) if self.state == OPEN else 0.0
+
+    def success(self) -> None:
+        self.consecutive = 0
+        self.probing = False
+        if self.state != CLOSED:
+            self._set(CLOSED)
+
+    def failure(self) -> None:
+        self.consecutive += 1
+        self.probing = False
+        if self.state == HALF_OPEN or self.consecutive >= self.failures:
+            self.opened_at = self.clock()
+            self._set(OPEN)
+
+    def release_probe(self) -> None:
+        """A probe that ended without a verdict (e.g. the client went away) frees the slot."""
+        self.probing = False
+
+    def _set(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            if self.on_change is not None:
+                self.on_change(state)
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("queue full")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Limiter:
+    """At most `limit` requests at once; up to `max_queue` wait (FIFO), each at most `timeout` seconds."""
+
+    limit: int
+    max_queue: int
+    timeout: float
+    active: int = 0
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+
+    @property
+    def queued(self) -> int:
+        return len(self.waiters)
+
+    async def acquire(self) -> None:
+        if self.active < self.limit and not self.waiters:
+            self.active += 1
+            return
+        if len(self.waiters) >= self.max_queue:
+            raise QueueFull(retry_after=1.0)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.timeout)
+        except asyncio.TimeoutError:
+            if fut.done() and not fut.cancelled():  # granted at the last moment: hand it on
+                self.release()
+            else:
+                fut.cancel()
+                self._discard(fut)
+            raise QueueFull(retry_after=1.0) from None
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()
+            else:
+                fut.cancel()
+                self._discard(fut)
+            raise
+
+    def _discard(self, fut: asyncio.Future[None]) -> None:
+        try:
+            self.waiters.remove(fut)
+        except ValueError:
+            pass
+
+    def release(self) -> None:
+        while self.waiters:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot passes straight to the next waiter
+                return
+        self.active -= 1
+
+
+def backoff_delay(attempt: int, policy: Policy, retry_after: str | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (1-based): Retry-After if given, else jittered exponential."""
+    if retry_after:
+        seconds = parse_retry_after(retry_after)
+        if seconds is not None:
+            return min(seconds, policy.max_retry_after)
+    cap = min(policy.backoff_max, policy.backoff_base * (2 ** (attempt - 1)))
+    return random.uniform(cap / 2, cap)
+
+
+def parse_retry_after(value: str) -> float | None:
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,67 @@
+"""What one loaded config turns into: the routing table and one live `Upstream` per provider.
+
+A reload builds a new `Runtime`, reusing the upstreams whose provider config did not change (their pools,
+breakers and limiters live on); requests in flight keep the runtime they started with.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config.model import ClientKey, Config, ProviderConfig
+from .metrics import Metrics
+from .routing import RoutingTable
+from .upstream.base import Upstream
+from .upstream.engine import EngineUpstream
+from .upstream.openai import OpenAIUpstream
+
+log = logging.getLogger("agentgate")
+
+
+def make_upstream(cfg: ProviderConfig, supervisor: Any) -> Upstream:
+    if cfg.type == "engine":
+        return EngineUpstream(cfg, supervisor)
+    if cfg.type == "anthropic":
+        from .upstream.anthropic import AnthropicUpstream
+
+        return AnthropicUpstream(cfg)
+    return OpenAIUpstream(cfg)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    table: RoutingTable
+    upstreams: dict[str, Upstream]
+    keys: tuple[ClientKey, ...] = field(default=())
+
+    @classmethod
+    def build(cls, config: Config, metrics: Metrics, supervisor: Any,
+              previous: Runtime | None = None) -> Runtime:
+        upstreams: dict[str, Upstream] = {}
+        for name, pcfg in config.providers.items():
+            old = previous.upstreams.get(name) if previous else None
+            if old is not None and old.config == pcfg:
+                upstreams[name] = old
+                continue
+            up = make_upstream(pcfg, supervisor)
+            up.breaker.on_change = lambda state, n=name: metrics.set_breaker(n, state)
+            metrics.set_breaker(name, up.breaker.state)
+            upstreams[name] = up
+            if pcfg.disabled_reason:
+                log.warning("provider %s disabled: %s", name, pcfg.disabled_reason)
+        return cls(config=config, table=RoutingTable(config), upstreams=upstreams, keys=config.server.api_keys)
+
+    def authenticate(self, token: str | None) -> ClientKey | None:
+        """The key matching `token`, compared in constant time against every configured key."""
+        if token is None:
+            return None
+        presented = token.encode()
+        found: ClientKey | None = None
+        for key in self.keys:
+            if hmac.compare_digest(presented, key.key.encode()):
+                found = key
+        return found

@@ -1,0 +1,104 @@
+"""The narrow interface every upstream kind implements, and the state shared by all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+
+from ..config.model import ProviderConfig
+from ..resilience import Breaker, Limiter
+
+T = TypeVar("T")
+
+
+class Reply(Protocol):
+    """An upstream response whose headers have arrived. `close()` must always be called."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    async def read(self) -> bytes: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None: ...
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream cannot be used right now (disabled, engine failed to start); not the client's fault."""
+
+    def __init__(self, reason: str, *, status: int = 503, code: str = "upstream_unavailable") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.code = code
+
+
+class Upstream:
+    """One provider: its pooled client, breaker, limiter and outstanding-request count."""
+
+    kind = "base"
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        p = config.policy
+        self.breaker = Breaker(failures=p.breaker_failures, cooldown=p.breaker_cooldown)
+        self.limiter = Limiter(limit=p.max_concurrency, max_queue=p.max_queue, timeout=p.queue_timeout)
+        self.outstanding = 0
+
+    @property
+    def disabled_reason(self) -> str | None:
+        return self.config.disabled_reason
+
+    async def start(self) -> None:
+        """Called once at application start-up."""
+
+    async def close(self) -> None:
+        """Called once at shutdown: close pooled connections."""
+
+    async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
+                   stream: bool) -> Reply:
+        """POST an OpenAI-shaped request. `raw` is the client's body when it can be forwarded unchanged."""
+        raise NotImplementedError
+
+    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
+        raise NotImplementedError
+
+
+class AiohttpReply:
+    """`Reply` over an aiohttp response; optional `on_close` runs once when the reply is closed."""
+
+    __slots__ = ("_on_close", "_resp", "headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse,
+                 on_close: Callable[[], Awaitable[object]] | None = None) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.headers = resp.headers
+        self._on_close = on_close
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()
+
+    async def close(self) -> None:
+        self._resp.close()
+        cb, self._on_close = self._on_close, None
+        if cb is not None:
+            await cb()
+
+
+if sys.version_info >= (3, 11):
+    async def with_timeout(aw: Awaitable[T], seconds: float | None) -> T:
+        async with asyncio.timeout(seconds):
+            return await aw
+else:  # pragma: no cover - Python 3.10
+    async def with_timeout(aw: Awaitable[T], seconds: float | None) -> T:
+        return await asyncio.wait_for(aw, seconds)

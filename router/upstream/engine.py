@@ -1,0 +1,81 @@
+"""Local engines: a supervised worker (our MLX engine or an external command) reached over a socket."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import aiohttp
+
+from ..config.model import ProviderConfig
+from .base import AiohttpReply, Reply, Upstream, UpstreamUnavailable, with_timeout
+from .openai import client_timeout
+
+
+class EngineUpstream(Upstream):
+    kind = "engine"
+
+    def __init__(self, config: ProviderConfig, supervisor: Any) -> None:
+        super().__init__(config)
+        self.supervisor = supervisor
+        self.engine = config.engine or config.name
+        self._sessions: dict[str | None, aiohttp.ClientSession] = {}
+
+    def _session(self, unix_socket: str | None) -> aiohttp.ClientSession:
+        session = self._sessions.get(unix_socket)
+        if session is None or session.closed:
+            connector: aiohttp.BaseConnector = (
+                aiohttp.UnixConnector(path=unix_socket, limit=0) if unix_socket else aiohttp.TCPConnector(limit=0)
+            )
+            session = aiohttp.ClientSession(connector=connector, timeout=client_timeout(self.config),
+                                            headers={"Content-Type": "application/json"})
+            self._sessions[unix_socket] = session
+        return session
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+
+    async def _lease(self) -> tuple[AbstractAsyncContextManager[Any], Any]:
+        from engines.supervisor import EngineUnavailable
+
+        lease = self.supervisor.lease(self.engine)
+        try:
+            endpoint = await lease.__aenter__()
+        except EngineUnavailable as exc:
+            raise UpstreamUnavailable(f"engine {self.engine!r} is unavailable: {exc.reason}") from None
+        return lease, endpoint
+
+    async def _request(self, method: str, path: str, data: bytes | None, headers: Mapping[str, str]) -> Reply:
+        lease, endpoint = await self._lease()
+        try:
+            session = self._session(endpoint.unix_socket)
+            resp = await with_timeout(
+                session.request(method, endpoint.base_url + path, data=data, headers=headers),
+                self.config.policy.timeouts.first_byte,
+            )
+        except BaseException as exc:
+            await lease.__aexit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, aiohttp.ClientError) and self.supervisor.crashed(self.engine):
+                raise UpstreamUnavailable(f"engine {self.engine!r} crashed", status=502,
+                                          code="engine_crashed") from None
+            raise
+
+        async def release() -> None:
+            await lease.__aexit__(None, None, None)
+
+        return AiohttpReply(resp, on_close=release)
+
+    async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
+                   stream: bool) -> Reply:
+        data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode()
+        return await self._request("POST", path, data, headers)
+
+    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
+        return await self._request("GET", path, None, headers)
+
+    def crashed(self) -> bool:
+        return bool(self.supervisor.crashed(self.engine))

@@ -1,0 +1,64 @@
+"""Shared fixtures: fake upstreams and a router started on 127.0.0.1 from a YAML snippet."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import openai
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from router.app import Running, create_app, start
+from router.config import parse_config
+from tests.fakes.openai_upstream import FakeUpstream
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[Callable[..., Awaitable[FakeUpstream]]]:
+    started: list[FakeUpstream] = []
+
+    async def make(name: str = "fake") -> FakeUpstream:
+        f = FakeUpstream(name)
+        await f.start()
+        started.append(f)
+        return f
+
+    yield make
+    for f in started:
+        await f.stop()
+
+
+class RouterHandle:
+    def __init__(self, running: Running, app: object) -> None:
+        self.running = running
+        self.url = running.url
+        self.app = app
+
+    def client(self, api_key: str = "unused", **kw: object) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0, **kw)  # type: ignore[arg-type]
+
+    @property
+    def state(self):
+        from router.state import STATE
+
+        return self.app[STATE]  # type: ignore[index]
+
+
+@pytest.fixture
+async def router() -> AsyncIterator[Callable[..., Awaitable[RouterHandle]]]:
+    started: list[RouterHandle] = []
+
+    async def make(yaml_text: str, env: dict[str, str] | None = None) -> RouterHandle:
+        config = parse_config(yaml_text, env=env or {})
+        app = create_app(config)
+        running = await start(app)
+        handle = RouterHandle(running, app)
+        started.append(handle)
+        return handle
+
+    yield make
+    for h in started:
+        await h.running.stop()

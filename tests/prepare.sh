@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# System tools the suite uses (Prometheus and promtool for the metrics tests), installed when missing.
+set -u
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
+      || echo "prepare: could not install prometheus; the tests that need it will be skipped" >&2
+  else
+    echo "prepare: prometheus/promtool not found; the tests that need it will be skipped" >&2
+  fi
+fi
+exit 0
