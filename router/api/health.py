@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..errors import ApiError
 from ..state import STATE
+from . import common
 
 
 async def health(request: web.Request) -> web.Response:
@@ -12,8 +14,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
+    """Needs a client key when keys are configured (it names providers and engines)."""
     state = request.app[STATE]
     rt = state.runtime
+    try:
+        common.authenticate(rt, request)
+    except ApiError as err:
+        return err.response()
     providers = {
         name: {"type": up.kind, "breaker": up.breaker.state, "in_flight": up.outstanding,
                "queued": up.limiter.queued, **({"disabled": up.disabled_reason} if up.disabled_reason else {})}

@@ -13,7 +13,7 @@ from aiohttp import web
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..sse import RenameRewriter, Rewriter
+from ..sse import RenameRewriter, Rewriter, encode_data
 from ..state import STATE
 from . import common
 
@@ -50,11 +50,10 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         common.check_model_allowed(key, model, route.model.name)
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
         if endpoint == "chat" and body.get("tools"):
-            from ..repair_flow import maybe_repaired
+            from .. import pipeline
 
-            handled = await maybe_repaired(request, state, rt, ex, route, body, raw, stream)
-            if handled is not None:
-                return handled
+            if pipeline.repair_enabled(request, route.model.repair, body):
+                return await chat_repaired(request, ex, route, body, stream)
         opened = await dispatch(rt, state.metrics, ex, route, body, raw, path, stream,
                                 upstream_headers(ex.request_id))
         try:
@@ -73,6 +72,53 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         raise
     finally:
         ex.finish(state.metrics, rt.config.server.access_log)
+
+
+async def chat_repaired(request: web.Request, ex: Exchange, route: Any, body: dict[str, Any],
+                        stream: bool) -> web.StreamResponse:
+    """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE."""
+    from ..pipeline import UpstreamStatus, chat
+
+    try:
+        reply = await chat(request, request.app[STATE], ex, route, body, stream=stream)
+    except UpstreamStatus as up:
+        ex.status = up.status
+        return web.Response(status=up.status, body=up.body, headers={"Content-Type": up.content_type,
+                                                                    "x-request-id": ex.request_id})
+    headers = {"x-request-id": ex.request_id, **reply.headers}
+    if reply.doc is not None:
+        return web.Response(body=json.dumps(reply.doc, ensure_ascii=False).encode(),
+                            headers={**JSON_HEADERS, **headers})
+    assert reply.chunks is not None
+    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+    await resp.prepare(request)
+    ex.ttft = time.perf_counter() - ex.started
+    try:
+        async for chunk in reply.chunks:
+            await resp.write(encode_data(chunk))
+        await resp.write(b"data: [DONE]\n\n")
+    except ApiError as err:
+        ex.error = err.code
+        await _write_quietly(resp, err.sse_event())
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        ex.error = "client_disconnected"
+        return resp
+    await _write_eof_quietly(resp, ex)
+    return resp
+
+
+async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
+    try:
+        await resp.write(data)
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        pass
+
+
+async def _write_eof_quietly(resp: web.StreamResponse, ex: Exchange) -> None:
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        ex.error = "client_disconnected"
 
 
 def with_rid(resp: web.StreamResponse, rid: str) -> web.StreamResponse:
@@ -152,17 +198,11 @@ async def pipe_stream(request: web.Request, ex: Exchange, opened: Opened,
         ex.error = f"upstream_{kind}_mid_stream"
         err = ApiError(502, f"Upstream {opened.upstream.name!r} "
                        f"{'stalled' if kind == 'timeout' else 'failed'} mid-stream.", ex.error)
-        try:
-            await resp.write((b"\n\n" if tail and tail != b"\n\n" else b"") + err.sse_event())
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            pass
+        await _write_quietly(resp, (b"\n\n" if tail and tail != b"\n\n" else b"") + err.sse_event())
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         ex.error = "client_disconnected"
         return resp
-    try:
-        await resp.write_eof()
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        ex.error = "client_disconnected"
+    await _write_eof_quietly(resp, ex)
     return resp
 
 

@@ -6,7 +6,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.fakes.openai_upstream import Step
+from tests.fakes.openai_upstream import Step, completion
 
 
 def cfg(**urls: str) -> str:
@@ -73,7 +73,7 @@ async def test_replicas_balance_by_least_outstanding(fakes, router):
 
     a, b = await fakes("a"), await fakes("b")
     gate = asyncio.Event()
-    a.push(Step(json=None, gate=gate))  # holds replica a busy
+    a.push(Step(json=completion("held", "m"), gate=gate))  # holds replica a busy
     r = await router(cfg(a=a.url, b=b.url) + """
 models:
   - name: coder

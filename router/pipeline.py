@@ -1,0 +1,362 @@
+"""The chat pipeline shared by every dialect: dispatch, then tool-call repair, as parsed documents.
+
+`chat()` returns either a whole completion document or an async iterator of chunk documents, both already
+repaired and showing the requested model name. OpenAI routes encode them back to JSON/SSE; the Anthropic and
+Responses routes translate them. (Requests without tools on OpenAI routes skip this and pass bytes through.)
+
+Repair policy per model entry (`repair.mode`, `repair.format`, `repair.on_failure`, `repair.retries`); the header
+`x-agentgate-repair: off` turns it off for one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, repair_message
+
+from .config.model import RepairPolicy
+from .dispatch import Opened, dispatch
+from .errors import ApiError
+from .exchange import Exchange
+from .routing import Route
+from .sse import EventSplitter, event_data
+from .state import AppState
+
+REPAIR_HEADER = "x-agentgate-repair"
+REPAIRS_HEADER = "x-agentgate-repairs"
+PATH = "/chat/completions"
+
+
+class UpstreamStatus(Exception):
+    """The upstream answered with a non-200 status that is the client's to see (e.g. 400)."""
+
+    def __init__(self, opened_status: int, body: bytes, content_type: str, provider: str) -> None:
+        super().__init__(f"upstream status {opened_status}")
+        self.status = opened_status
+        self.body = body
+        self.content_type = content_type
+        self.provider = provider
+
+    def api_error(self) -> ApiError:
+        message, code = f"Upstream {self.provider!r} answered {self.status}.", "upstream_error"
+        try:
+            err = json.loads(self.body).get("error")
+            if isinstance(err, dict):
+                message, code = str(err.get("message") or message), str(err.get("code") or code)
+        except (ValueError, AttributeError):
+            pass
+        return ApiError(self.status, message, code)
+
+
+@dataclass
+class ChatReply:
+    doc: dict[str, Any] | None = None  # non-stream
+    chunks: AsyncIterator[dict[str, Any]] | None = None  # stream; the first chunk has already been produced
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def repair_enabled(request: web.Request, policy: RepairPolicy, body: dict[str, Any]) -> bool:
+    if policy.mode == "off" or request.headers.get(REPAIR_HEADER, "").lower() == "off":
+        return False
+    tools = body.get("tools")
+    return isinstance(tools, list) and bool(tools)
+
+
+async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route, body: dict[str, Any],
+               *, stream: bool) -> ChatReply:
+    """Raises ApiError (nothing sent yet) or UpstreamStatus; a stream's later failure raises ApiError from the
+    iterator (the caller ends its stream with an error event)."""
+    rt = state.runtime
+    policy = route.model.repair
+    repairing = repair_enabled(request, policy, body)
+    attempts = policy.retries + 1 if repairing and policy.on_failure == "retry" else 1
+    headers = {"x-request-id": ex.request_id}
+    if not stream:
+        for attempt in range(attempts):
+            opened = await dispatch(rt, state.metrics, ex, route, body, b"", PATH, False, headers)
+            try:
+                doc = _whole_doc(opened, ex, route)
+            finally:
+                await opened.close()
+            reply_headers = {"x-agentgate-provider": opened.upstream.name}
+            if not repairing:
+                return ChatReply(doc=doc, headers=reply_headers)
+            outcome = _repair_whole(doc, ex, body, policy, retry_possible=attempt < attempts - 1)
+            if isinstance(outcome, list):
+                if outcome:
+                    reply_headers[REPAIRS_HEADER] = ",".join(outcome)
+                return ChatReply(doc=doc, headers=reply_headers)
+            body = _feedback(body, *outcome)
+        raise AssertionError("unreachable")
+    gen = _stream_chunks(state, ex, route, body, policy, repairing, attempts, headers)
+    first = await gen.__anext__()  # raises before anything is sent to the client
+
+    async def chained() -> AsyncIterator[dict[str, Any]]:
+        yield first
+        async for c in gen:
+            yield c
+
+    return ChatReply(chunks=_closing(chained(), gen), headers={"x-agentgate-provider": ex.provider})
+
+
+async def _closing(it: AsyncIterator[dict[str, Any]], gen: Any) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for c in it:
+            yield c
+    finally:
+        await gen.aclose()
+
+
+def _whole_doc(opened: Opened, ex: Exchange, route: Route) -> dict[str, Any]:
+    status = opened.reply.status
+    if status != 200:
+        if status in (401, 403):
+            raise ApiError(502, f"Upstream {opened.upstream.name!r} refused the configured credentials ({status}).",
+                           "upstream_auth")
+        secret = opened.upstream.config.api_key
+        body = opened.first.replace(secret.encode(), b"[redacted]") if secret else opened.first
+        raise UpstreamStatus(status, body, opened.reply.headers.get("Content-Type", "application/json"),
+                             opened.upstream.name)
+    try:
+        doc = json.loads(opened.first)
+    except ValueError:
+        raise ApiError(502, f"Upstream {opened.upstream.name!r} returned a body that is not JSON.",
+                       "upstream_invalid_response") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
+        raise ApiError(502, f"Upstream {opened.upstream.name!r} returned no choices.", "upstream_invalid_response")
+    ex.usage_from(doc.get("usage"))
+    ex.status = 200
+    doc["model"] = route.requested
+    return doc
+
+
+# --- repair ------------------------------------------------------------------------------------------------------
+
+def _wants_call(tool_choice: Any) -> bool:
+    return tool_choice == "required" or isinstance(tool_choice, dict)
+
+
+def _failed(result: RepairResult, tool_choice: Any) -> bool:
+    return bool(result.errors) or (_wants_call(tool_choice) and not result.tool_calls)
+
+
+def _record(ex: Exchange, result: RepairResult) -> None:
+    ex.tool_outcome = result.outcome
+    ex.repairs = sorted({r.kind for r in result.repairs})
+    ex.failures = sorted({e.kind for e in result.errors})
+
+
+def _invalid_error(result: RepairResult) -> ApiError:
+    detail = "; ".join(f"{e.kind}: {e.detail}" if e.detail else e.kind for e in result.errors) or \
+        "a tool call was required but the model made none"
+    return ApiError(502, f"The model's tool call could not be made valid ({detail}).", "invalid_tool_call",
+                    type="upstream_error")
+
+
+def _feedback(body: dict[str, Any], result: RepairResult, raw_text: str) -> dict[str, Any]:
+    """The retry request: the invalid output plus what was wrong with it."""
+    problems = "; ".join(f"{e.kind}: {e.detail}" if e.detail else e.kind for e in result.errors) or \
+        "a tool call was required but none was made"
+    names = ", ".join(str(t.get("function", {}).get("name", "?")) for t in body.get("tools", [])
+                      if isinstance(t, dict))
+    messages = [*body.get("messages", []), {"role": "assistant", "content": raw_text or ""},
+                {"role": "user", "content": f"Your previous reply did not contain a valid tool call ({problems}). "
+                 f"Reply again with one valid tool call to one of: {names}, with arguments matching its schema."}]
+    return {**body, "messages": messages}
+
+
+def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
+                  retry_possible: bool) -> list[str] | tuple[RepairResult, str]:
+    """Repairs `doc` in place; returns the repair kinds, or (result, raw text) when a retry should be made."""
+    kinds: set[str] = set()
+    tool_choice = body.get("tool_choice")
+    for choice in doc["choices"]:
+        msg = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(msg, dict):
+            continue
+        text = msg.get("content") if isinstance(msg.get("content"), str) else None
+        result = repair_message(
+            text, body.get("tools"), tool_calls=msg.get("tool_calls") or None, tool_choice=tool_choice,
+            parallel_tool_calls=body.get("parallel_tool_calls", True) is not False, format=policy.format,
+            reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
+        )
+        _record(ex, result)
+        if _failed(result, tool_choice):
+            if policy.on_failure == "retry" and retry_possible:
+                return result, text or ""
+            if policy.on_failure == "error":
+                raise _invalid_error(result)
+        new_msg = result.message()
+        rest = {k: v for k, v in msg.items() if k not in ("content", "tool_calls", "reasoning_content")}
+        choice["message"] = {**rest, **new_msg}
+        if result.tool_calls:
+            choice["finish_reason"] = "tool_calls"
+        elif choice.get("finish_reason") == "tool_calls":
+            choice["finish_reason"] = "stop"
+        kinds.update(r.kind for r in result.repairs)
+    return sorted(kinds)
+
+
+# --- streams -----------------------------------------------------------------------------------------------------
+
+class _Envelope:
+    def __init__(self, requested: str) -> None:
+        self.base: dict[str, Any] = {"id": "chatcmpl-agentgate", "object": "chat.completion.chunk",
+                                     "created": int(time.time()), "model": requested}
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+
+async def _events(opened: Opened) -> AsyncIterator[dict[str, Any]]:
+    """The upstream's SSE as parsed chunk documents (mid-stream failures raise ApiError)."""
+    splitter = EventSplitter()
+    chunk = opened.first
+    chunks = opened.reply.chunks()
+    try:
+        while True:
+            for event in splitter.feed(chunk):
+                data = event_data(event)
+                if data is None or data.strip() == b"[DONE]":
+                    continue
+                try:
+                    doc = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(doc, dict):
+                    if "error" in doc and "choices" not in doc:
+                        raise ApiError(502, f"Upstream {opened.upstream.name!r} failed mid-stream: "
+                                       f"{str(doc['error'])[:200]}", "upstream_error_mid_stream")
+                    yield doc
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+            asyncio.TimeoutError) as exc:
+        opened.upstream.breaker.failure()
+        what = "stalled" if isinstance(exc, asyncio.TimeoutError) else "failed"
+        raise ApiError(502, f"Upstream {opened.upstream.name!r} {what} mid-stream.",
+                       "upstream_timeout_mid_stream" if what == "stalled" else "upstream_reset_mid_stream") from None
+
+
+async def _stream_chunks(state: AppState, ex: Exchange, route: Route, body: dict[str, Any], policy: RepairPolicy,
+                         repairing: bool, attempts: int, headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+    rt = state.runtime
+    for attempt in range(attempts):
+        opened = await dispatch(rt, state.metrics, ex, route, body, b"", PATH, True, headers)
+        try:
+            if opened.reply.status != 200:
+                _whole_doc(opened, ex, route)  # raises the right error
+            ex.status = 200
+            env = _Envelope(route.requested)
+            if not repairing:
+                async for doc in _events(opened):
+                    _absorb(doc, env, ex)
+                    doc["model"] = route.requested
+                    yield doc
+                return
+            raw: list[str] = []
+            result: RepairResult | None = None
+            sent = retry = False
+            tool_choice = body.get("tool_choice")
+            async with aclosing(_repaired(opened, env, ex, body, policy, raw)) as items:
+                async for item in items:
+                    if isinstance(item, RepairResult):
+                        result = item
+                        if _failed(result, tool_choice) and policy.on_failure != "content":
+                            if not sent and policy.on_failure == "retry" and attempt < attempts - 1:
+                                body, retry = _feedback(body, result, "".join(raw)), True
+                                break
+                            if policy.on_failure == "error":  # before the first byte: an error response;
+                                raise _invalid_error(result)  # after it: a terminal error event
+                        continue
+                    if not sent:
+                        sent = True
+                        yield env.chunk({"role": "assistant", "content": ""})
+                    yield item
+            if retry:
+                continue
+            assert result is not None
+            if not sent:
+                yield env.chunk({"role": "assistant", "content": ""})
+            reason = "tool_calls" if result.tool_calls else (
+                "stop" if env.finish_reason in (None, "tool_calls") else env.finish_reason)
+            yield env.chunk({}, reason)
+            if env.usage is not None:
+                yield {**env.base, "choices": [], "usage": env.usage}
+            return
+        finally:
+            await opened.close()
+
+
+def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
+    for k in ("id", "created", "system_fingerprint"):
+        if k in doc:
+            env.base[k] = doc[k]
+    usage = doc.get("usage")
+    if usage:
+        ex.usage_from(usage)
+        env.usage = usage
+
+
+async def _repaired(opened: Opened, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
+                    raw: list[str]) -> AsyncIterator[dict[str, Any] | RepairResult]:
+    """Upstream chunks through the StreamRepairer: prose streams at once, only text that may begin a call is
+    held back. Yields chunk documents; the final RepairResult comes before the calls it completes, so the caller
+    can still retry when nothing was sent."""
+    tool_choice = body.get("tool_choice")
+    repairer = StreamRepairer(body.get("tools"), tool_choice=tool_choice,
+                              parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
+                              format=policy.format, mode=policy.mode)
+
+    def convert(events: list[Any]) -> list[dict[str, Any]]:
+        out = []
+        for ev in events:
+            if isinstance(ev, ContentDelta) and ev.text:
+                out.append(env.chunk({"content": ev.text}))
+            elif isinstance(ev, ReasoningDelta) and ev.text:
+                out.append(env.chunk({"reasoning_content": ev.text}))
+            elif isinstance(ev, ToolCallDelta):
+                out.append(env.chunk({"tool_calls": [{"index": ev.index, "id": ev.id, "type": "function",
+                                                      "function": {"name": ev.name, "arguments": ev.arguments}}]}))
+        return out
+
+    async for doc in _events(opened):
+        _absorb(doc, env, ex)
+        for choice in doc.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if choice.get("finish_reason"):
+                env.finish_reason = choice["finish_reason"]
+            events: list[Any] = []
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                events += repairer.feed_reasoning(reasoning)
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                raw.append(content)
+                events += repairer.feed(content)
+            calls = delta.get("tool_calls")
+            if isinstance(calls, list) and calls:
+                events += repairer.feed_tool_calls(calls)
+            for c in convert(events):
+                yield c
+    final = convert(repairer.finish())
+    result = repairer.result
+    _record(ex, result)
+    yield result  # before the calls it completes: the caller may still retry or refuse
+    for c in final:
+        yield c

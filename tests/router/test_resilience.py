@@ -1,0 +1,143 @@
+"""Circuit breaker open / half-open, concurrency limit with a bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+
+from tests.fakes.openai_upstream import Step, completion
+from tests.waiting import wait_until
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_breaker_opens_then_half_open_probe_closes_it(fakes, router):
+    up = await fakes()
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, breaker: {{failures: 2, cooldown: 30}}}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    breaker = r.state.runtime.upstreams["lab"].breaker
+    clock = breaker.clock = FakeClock()
+    client = r.client()
+    up.push(Step(status=500), Step(status=500))
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError):
+            await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert breaker.state == "open"
+    with pytest.raises(openai.APIStatusError) as info:  # refused without contacting the upstream
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 503 and info.value.body["code"] == "circuit_open"
+    assert int(info.value.response.headers["Retry-After"]) >= 1
+    assert len(up.requests) == 2
+    clock.now += 31  # cooldown over: one probe goes through
+    up.push(Step(status=500))
+    with pytest.raises(openai.APIStatusError):
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert breaker.state == "open" and len(up.requests) == 3  # the failed probe re-opened it
+    clock.now += 31
+    resp = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "y"}])
+    assert resp.choices[0].message.content == "echo: y" and breaker.state == "closed"
+
+
+async def test_half_open_lets_one_probe_at_a_time(fakes, router):
+    up = await fakes()
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, breaker: {{failures: 1, cooldown: 5}}}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    breaker = r.state.runtime.upstreams["lab"].breaker
+    clock = breaker.clock = FakeClock()
+    client = r.client()
+    up.push(Step(status=500))
+    with pytest.raises(openai.APIStatusError):
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    clock.now += 6
+    gate = asyncio.Event()
+    up.push(Step(json=completion("held", "m"), gate=gate))
+    probe = asyncio.create_task(client.chat.completions.create(model="m", messages=[{"role": "user",
+                                                                                   "content": "p"}]))
+    await up.wait_requests(2)
+    assert breaker.state == "half_open"
+    with pytest.raises(openai.APIStatusError) as info:
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "q"}])
+    assert info.value.body["code"] == "circuit_open"
+    gate.set()
+    await probe
+    assert breaker.state == "closed"
+
+
+async def test_breaker_open_falls_back(fakes, router):
+    a, b = await fakes("a"), await fakes("b")
+    r = await router(f"""
+providers:
+  a: {{type: openai, base_url: '{a.url}', retries: 0, breaker: {{failures: 1, cooldown: 60}}}}
+  b: {{type: openai, base_url: '{b.url}', retries: 0}}
+models:
+  - {{name: m, provider: a, fallbacks: [n]}}
+  - {{name: n, provider: b}}
+""")
+    a.push(Step(status=500))
+    client = r.client()
+    for _ in range(3):
+        resp = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        assert resp.model == "m"
+    assert len(a.requests) == 1 and len(b.requests) == 3
+
+
+async def test_queue_full_gives_429_with_retry_after(fakes, router):
+    up = await fakes()
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, max_concurrency: 1, max_queue: 1}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    gate = asyncio.Event()
+    up.push(Step(json=completion("held", "m"), gate=gate))
+    client = r.client()
+    first = asyncio.create_task(client.chat.completions.create(model="m", messages=[{"role": "user",
+                                                                                   "content": "1"}]))
+    await up.wait_requests(1)
+    second = asyncio.create_task(client.chat.completions.create(model="m", messages=[{"role": "user",
+                                                                                    "content": "2"}]))
+    limiter = r.state.runtime.upstreams["lab"].limiter
+
+    await wait_until(lambda: limiter.queued >= 1)
+    with pytest.raises(openai.RateLimitError) as info:
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "3"}])
+    assert info.value.body["code"] == "queue_full" and info.value.response.headers["Retry-After"] == "1"
+    gate.set()
+    assert (await first).choices[0].message.content == "held"
+    assert (await second).choices[0].message.content == "echo: 2"  # the queued one was served, not lost
+    assert limiter.active == 0 and limiter.queued == 0
+
+
+async def test_connection_refused_is_retried_then_502(router):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    r = await router(f"""
+providers:
+  dead: {{type: openai, base_url: 'http://127.0.0.1:{port}/v1', retries: 1, backoff: {{base: 0.001}}}}
+models:
+  - {{name: m, provider: dead}}
+""")
+    with pytest.raises(openai.APIStatusError) as info:
+        await r.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 502 and info.value.body["code"] == "upstream_connect"
