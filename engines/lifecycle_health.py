@@ -1,0 +1,64 @@
+"""Readiness probing: poll a health URL (TCP or Unix socket) until it answers 200, the process exits,
+or the deadline passes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+
+_FIRST_DELAY = 0.05
+_MAX_DELAY = 0.5
+_PROBE_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Readiness:
+    outcome: str  # "ready" | "exited" | "timeout"
+    note: str = ""  # what the last probe saw, for error messages
+
+
+async def wait_ready(health_url: str, *, unix_socket: str | None, exited: asyncio.Future[int],
+                     deadline: float) -> Readiness:
+    """Poll `health_url` with a short backoff. `deadline` is in `loop.time()` units."""
+    loop = asyncio.get_running_loop()
+    connector: aiohttp.BaseConnector = (
+        aiohttp.UnixConnector(path=unix_socket) if unix_socket else aiohttp.TCPConnector(force_close=True)
+    )
+    note = "no answer yet"
+    delay = _FIRST_DELAY
+    async with aiohttp.ClientSession(connector=connector) as session:
+        while True:
+            if exited.done():
+                return Readiness("exited", note)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return Readiness("timeout", note)
+            probe = asyncio.ensure_future(_probe(session, health_url, min(_PROBE_TIMEOUT, remaining)))
+            done, _ = await asyncio.wait({probe, exited}, timeout=remaining,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if probe in done:
+                result = probe.result()
+                if result is None:
+                    return Readiness("ready")
+                note = result
+            else:
+                probe.cancel()
+                await asyncio.gather(probe, return_exceptions=True)
+                continue  # the process exited or the deadline passed: the loop head reports which
+            await asyncio.wait({exited}, timeout=max(0.0, min(delay, deadline - loop.time())))
+            delay = min(delay * 1.5, _MAX_DELAY)
+
+
+async def _probe(session: aiohttp.ClientSession, url: str, timeout: float) -> str | None:
+    """None when healthy, else a short description of what was seen."""
+    try:
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with session.get(url, timeout=client_timeout, allow_redirects=False) as resp:
+            await resp.read()
+            return None if resp.status == 200 else f"health check answered HTTP {resp.status}"
+    except asyncio.TimeoutError:
+        return "health check timed out"
+    except (aiohttp.ClientError, OSError) as exc:
+        return f"health check failed: {type(exc).__name__}"

@@ -1,0 +1,84 @@
+"""Turn an EngineSpec into a concrete launch: argv, environment, endpoint and readiness URL."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .lifecycle_types import Endpoint, EngineSpec
+
+_PLACEHOLDER = re.compile(r"\$\{(PORT|MODEL)\}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_SOCKET_PATH = 100  # sun_path is 104 (macOS) / 108 (Linux) bytes including the terminator
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    endpoint: Endpoint
+    health_url: str
+    socket_path: Path | None = None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the child binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def socket_path(runtime_dir: Path, name: str) -> Path:
+    """`<runtime_dir>/<name>.sock`; names with characters unsafe in a file name, or too long for a socket
+    address, get a sanitised name with a short hash so distinct names never share a socket."""
+    safe = _UNSAFE.sub("_", name)
+    if safe != name:
+        safe = f"{safe[:40]}-{_digest(name)}"
+    path = runtime_dir / f"{safe}.sock"
+    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        path = runtime_dir / f"{_digest(name)}.sock"
+    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        raise ValueError(f"runtime directory {str(runtime_dir)!r} is too long for a Unix socket path")
+    return path
+
+
+def expand_command(command: str | Sequence[str], *, port: int, model: str | None) -> list[str]:
+    """Split a command string like a shell would (no shell runs it) and substitute ${PORT} and ${MODEL}."""
+    argv = shlex.split(command) if isinstance(command, str) else list(command)
+    if not argv:
+        raise ValueError("command is empty")
+    values = {"PORT": str(port), "MODEL": model or ""}
+    argv = [_PLACEHOLDER.sub(lambda m: values[m.group(1)], arg) for arg in argv]
+    argv[0] = os.path.expanduser(argv[0])
+    return argv
+
+
+def plan_launch(spec: EngineSpec, *, runtime_dir: Path, python: str) -> Launch:
+    """Raises ValueError when the spec cannot be launched (empty command, socket path too long)."""
+    env = {**os.environ, **spec.env}
+    if spec.kind == "mlx":
+        assert spec.model is not None
+        sock = socket_path(runtime_dir, spec.name)
+        argv = [python, "-m", "engines", "--model", spec.model, "--socket", str(sock), "--name", spec.name]
+        if spec.tool_format:
+            argv += ["--tool-format", spec.tool_format]
+        argv += list(spec.args)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return Launch(argv, env, Endpoint("http://localhost/v1", str(sock)), f"http://localhost{spec.health_path}",
+                      sock)
+    assert spec.command is not None
+    port = free_port()
+    argv = expand_command(spec.command, port=port, model=spec.model)
+    env["PORT"] = str(port)
+    base = f"http://127.0.0.1:{port}"
+    return Launch(argv, env, Endpoint(f"{base}/v1"), f"{base}{spec.health_path}")
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:10]

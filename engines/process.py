@@ -1,0 +1,173 @@
+"""One supervised child process: spawned in its own process group, output forwarded to the
+`agentgate.engine` logger line by line, exit observed as soon as the process dies (even while a
+grandchild still holds its pipes), and stopped as a group with SIGTERM, then SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+LOG = logging.getLogger("agentgate.engine")
+
+_MAX_LINE = 8192
+_KILL_WAIT = 5.0
+_LINE_BREAK = re.compile(rb"[\r\n]")
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    def __init__(self, child: ChildProcess) -> None:
+        self._child = child
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's process transport has the SubprocessTransport methods without subclassing it
+        self._child._transport = cast(asyncio.SubprocessTransport, transport)
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        self._child._feed(data.encode() if isinstance(data, str) else data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        self._child._flush()
+
+    def process_exited(self) -> None:
+        self._child._exited()
+
+
+class ChildProcess:
+    """A running child. Create with `await ChildProcess.spawn(...)`."""
+
+    def __init__(self, name: str, *, tail_lines: int = 20) -> None:
+        self.name = name
+        self.stop_requested = False
+        self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._buffer = bytearray()
+        self._closed = False
+
+    @classmethod
+    async def spawn(cls, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                    cwd: str | None = None, tail_lines: int = 20) -> ChildProcess:
+        """Start `argv` in a new session (so its process group id is its pid); stdout and stderr are merged
+        and forwarded to the log. Raises OSError when the program cannot be executed."""
+        loop = asyncio.get_running_loop()
+        child = cls(name, tail_lines=tail_lines)
+        await loop.subprocess_exec(
+            lambda: _Protocol(child), *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=dict(env) if env is not None else None, cwd=cwd,
+            start_new_session=True,
+        )
+        return child
+
+    @property
+    def pid(self) -> int:
+        assert self._transport is not None
+        return self._transport.get_pid()
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exit.result() if self._exit.done() else None
+
+    @property
+    def exited(self) -> asyncio.Future[int]:
+        """Resolves to the exit status when the process dies (negative: killed by that signal)."""
+        return self._exit
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exit)
+
+    def exit_reason(self) -> str:
+        """`exited with code 3` / `killed by SIGKILL`, followed by the last output lines."""
+        code = self.returncode
+        if code is None:
+            what = "still running"
+        elif code < 0:
+            try:
+                what = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                what = f"killed by signal {-code}"
+        else:
+            what = f"exited with code {code}"
+        output = self.last_output()
+        return what + (f"; last output: {output}" if output else "")
+
+    def last_output(self, lines: int = 5) -> str:
+        return " | ".join(list(self.tail)[-lines:])
+
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to the child's whole process group (the child and anything it spawned). A no-op once
+        the process was closed, so that a long-gone group id is never signalled."""
+        if self._transport is None or self._closed:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    async def stop(self, grace: float) -> int:
+        """SIGTERM the group, wait up to `grace` seconds, then SIGKILL whatever is left of the group.
+        Safe to call on a process that already exited (it still sweeps leftover group members)."""
+        self.stop_requested = True
+        if not self._exit.done():
+            self.signal_group(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._exit), grace)
+            except asyncio.TimeoutError:
+                LOG.warning("engine %s: no exit %.1fs after SIGTERM, sending SIGKILL", self.name, grace,
+                            extra={"engine": self.name})
+        self.signal_group(signal.SIGKILL)
+        if not self._exit.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._exit), _KILL_WAIT)
+            except asyncio.TimeoutError:
+                LOG.error("engine %s: pid %d survived SIGKILL", self.name, self.pid,
+                          extra={"engine": self.name})
+        self.close()
+        return self._exit.result() if self._exit.done() else -signal.SIGKILL
+
+    def reap(self) -> None:
+        """For a process that already exited: SIGKILL what is left of its group and release the pipes."""
+        self.stop_requested = True
+        self.signal_group(signal.SIGKILL)
+        self.close()
+
+    def close(self) -> None:
+        """Release the transport and pipes (kills the process if it is somehow still alive)."""
+        if not self._closed and self._transport is not None:
+            self._closed = True
+            self._flush()
+            self._transport.close()
+
+    # -- protocol callbacks -------------------------------------------------------------------------------
+
+    def _exited(self) -> None:
+        if not self._exit.done() and self._transport is not None:
+            code = self._transport.get_returncode()
+            self._exit.set_result(code if code is not None else -1)
+
+    def _feed(self, data: bytes) -> None:
+        self._buffer.extend(data)
+        *lines, rest = _LINE_BREAK.split(bytes(self._buffer))  # \r too: progress bars redraw with it
+        for line in lines:
+            self._line(line)
+        self._buffer = bytearray(rest)
+        if len(self._buffer) > _MAX_LINE:
+            self._line(bytes(self._buffer))
+            self._buffer.clear()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._line(bytes(self._buffer))
+            self._buffer.clear()
+
+    def _line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if line:
+            self.tail.append(line)
+            LOG.info("engine %s: %s", self.name, line, extra={"engine": self.name})

@@ -1,0 +1,99 @@
+"""A tiny OpenAI-style server run as an external engine command in the lifecycle tests.
+
+    python fake_server.py --port N [--model NAME] [--not-ready] [--exit-code CODE] [--child-pidfile PATH]
+                          [--ignore-sigterm]
+    python fake_server.py -m engines --model NAME --socket PATH --name NAME [--tool-format F] [...]
+
+The second form stands in for the MLX worker's command line: it serves on a Unix socket (mode 0600).
+
+GET /health answers 200 (503 with --not-ready); POST /v1/chat/completions echoes the last message;
+GET /v1/models lists --model; GET /v1/argv returns the command line. --exit-code exits at once with that
+code after a message on stderr.
+--child-pidfile spawns a long-sleeping child process (same process group) and writes its pid there.
+--ignore-sigterm makes the server ignore SIGTERM, so only SIGKILL stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from aiohttp import web
+
+
+def build_app(model: str, ready: bool, argv: list[str]) -> web.Application:
+    async def health(request: web.Request) -> web.Response:
+        if not ready:
+            return web.json_response({"status": "loading"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": model, "object": "model"}]})
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        messages = body.get("messages") or [{}]
+        text = str(messages[-1].get("content", ""))
+        return web.json_response(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", model),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            },
+            headers={"x-fake-pid": str(os.getpid())},
+        )
+
+    async def show_argv(request: web.Request) -> web.Response:
+        return web.json_response(argv)
+
+    app = web.Application()
+    app.router.add_get("/v1/argv", show_argv)
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--socket", default=None)
+    parser.add_argument("-m", dest="module", default=None)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--tool-format", default=None)
+    parser.add_argument("--model", default="fake")
+    parser.add_argument("--not-ready", action="store_true")
+    parser.add_argument("--exit-code", type=int, default=None)
+    parser.add_argument("--child-pidfile", default=None)
+    parser.add_argument("--ignore-sigterm", action="store_true")
+    args, _extra = parser.parse_known_args()
+    if args.exit_code is not None:
+        print(f"fatal: refusing to start (exit {args.exit_code})", file=sys.stderr, flush=True)
+        sys.exit(args.exit_code)
+    if args.child_pidfile:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        with open(args.child_pidfile, "w") as fh:
+            fh.write(str(child.pid))
+    if args.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    app = build_app(args.model, not args.not_ready, sys.argv[1:])
+    if args.socket:
+        print(f"fake server loading on {args.socket}", file=sys.stderr, flush=True)
+        os.umask(0o177)
+        web.run_app(app, path=args.socket, print=None, access_log=None)
+        return
+    print(f"fake server loading on port {args.port}", file=sys.stderr, flush=True)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None,
+                handle_signals=not args.ignore_sigterm)
+
+
+if __name__ == "__main__":
+    main()

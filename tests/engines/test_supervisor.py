@@ -1,0 +1,381 @@
+"""Engine lifecycle with real child processes: on-demand start, leases, idle unload, LRU eviction, memory
+budget, crash detection and restart, start failures, shared starts, graceful close, hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import os
+import shlex
+import signal
+import stat
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+try:  # the HTTP library under the openai client (httpx, or httpx2 in newer releases)
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover
+    import httpx  # type: ignore[no-redef]
+
+from engines.supervisor import Endpoint, EngineEvent, EngineSpec, EngineUnavailable, Supervisor
+from tests.waiting import wait_until
+
+FAKE = Path(__file__).with_name("fake_server.py")
+BOUND = 30.0  # generous bound for any awaited condition
+
+
+def fake(name: str, *extra: str, **kw: Any) -> EngineSpec:
+    return EngineSpec(name=name, kind="command", command=[sys.executable, str(FAKE), "--port", "${PORT}", *extra],
+                      **kw)
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    await wait_until(predicate, timeout=BOUND)
+
+
+def gone(pid: int) -> bool:
+    """The process no longer runs (reaped, or a zombie left for an init that does not reap)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def client(ep: Endpoint) -> openai.AsyncOpenAI:
+    transport = httpx.AsyncHTTPTransport(uds=ep.unix_socket) if ep.unix_socket else None
+    return openai.AsyncOpenAI(base_url=ep.base_url, api_key="unused", max_retries=0,
+                              http_client=httpx.AsyncClient(transport=transport, timeout=60))
+
+
+async def chat(ep: Endpoint, text: str, model: str = "m") -> str | None:
+    async with client(ep) as c:
+        resp = await c.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
+        return resp.choices[0].message.content
+
+
+Make = Callable[..., tuple[Supervisor, list[EngineEvent]]]
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Make]:
+    made: list[Supervisor] = []
+
+    def factory(specs: list[EngineSpec], **kw: Any) -> tuple[Supervisor, list[EngineEvent]]:
+        events: list[EngineEvent] = []
+        sup = Supervisor(specs, on_event=events.append, **kw)
+        made.append(sup)
+        return sup, events
+
+    yield factory
+    for sup in made:
+        await sup.close(drain_timeout=5)
+
+
+def kinds(events: list[EngineEvent], name: str) -> list[str]:
+    return [e.kind for e in events if e.name == name]
+
+
+async def test_command_engine_starts_on_demand_serves_and_stops(make: Make, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO, logger="agentgate.engine")
+    command = shlex.join([sys.executable, str(FAKE)]) + " --port ${PORT} --model ${MODEL}"
+    sup, events = make([EngineSpec(name="echo", kind="command", command=command, model="echo-model")])
+    assert sup.states()["echo"].state == "stopped" and sup.states()["echo"].pid is None
+
+    async with sup.lease("echo") as ep:
+        assert ep.unix_socket is None and ep.base_url.startswith("http://127.0.0.1:") and ep.base_url.endswith("/v1")
+        status = sup.states()["echo"]
+        assert (status.state, status.in_flight) == ("ready", 1)
+        assert status.pid is not None and status.load_seconds is not None and status.load_seconds > 0
+        assert await chat(ep, "hello") == "hello"
+        async with client(ep) as c:
+            assert [m.id for m in (await c.models.list()).data] == ["echo-model"]  # ${MODEL} substituted
+    pid = status.pid
+    assert sup.states()["echo"].in_flight == 0
+    assert sup.states()["echo"].last_used is not None
+    assert any("engine echo: fake server loading on port" in r.getMessage() for r in caplog.records)
+
+    await sup.stop("echo")
+    assert sup.states()["echo"].state == "stopped" and sup.states()["echo"].pid is None
+    assert gone(pid)
+    assert kinds(events, "echo") == ["starting", "ready", "stopped"]
+    assert events[1].load_seconds is not None and not sup.crashed("echo")
+
+    with pytest.raises(EngineUnavailable) as err:
+        async with sup.lease("nope"):
+            pass
+    assert err.value.reason == "unknown engine"
+
+
+async def test_idle_ttl_unloads_only_engines_without_leases(make: Make):
+    sup, events = make([fake("held", ttl=0.3), fake("idle", ttl=0.3)])
+    async with sup.lease("held"):
+        async with sup.lease("idle"):
+            pass
+        pid = sup.states()["idle"].pid
+        assert pid is not None
+        await until(lambda: sup.states()["idle"].state == "stopped")
+        assert gone(pid)
+        assert kinds(events, "idle")[-1] == "unloaded_idle"
+        assert sup.states()["held"].state == "ready"  # in use: its ttl has not started
+    await until(lambda: sup.states()["held"].state == "stopped")
+    assert kinds(events, "held")[-1] == "unloaded_idle"
+
+
+async def test_max_loaded_swaps_least_recently_used_idle_engine(make: Make):
+    sup, events = make([fake("a"), fake("b", start_timeout=20)], max_loaded=1)
+    async with sup.lease("a") as ep:
+        assert await chat(ep, "a") == "a"
+    a_pid = sup.states()["a"].pid
+    async with sup.lease("b") as ep:
+        assert await chat(ep, "b") == "b"
+        assert sup.states()["a"].state == "stopped" and gone(a_pid)  # type: ignore[arg-type]
+        assert kinds(events, "a")[-1] == "evicted"
+
+        # b is busy: a lease on a waits for room instead of evicting it
+        lease_a = sup.lease("a")
+        waiting = asyncio.ensure_future(lease_a.__aenter__())
+        await until(lambda: sup.states()["a"].state == "starting")
+        assert sup.states()["a"].pid is None and sup.states()["b"].state == "ready"
+        assert not waiting.done()
+    ep_a = await asyncio.wait_for(waiting, BOUND)
+    assert await chat(ep_a, "again") == "again"
+    assert sup.states()["b"].state == "stopped" and kinds(events, "b")[-1] == "evicted"
+    await lease_a.__aexit__(None, None, None)
+    assert sup.states()["a"].in_flight == 0
+
+
+async def test_waiting_for_room_is_bounded_by_start_timeout(make: Make):
+    sup, _ = make([fake("a"), fake("b", start_timeout=0.5)], max_loaded=1)
+    async with sup.lease("a"):
+        with pytest.raises(EngineUnavailable) as err:
+            async with sup.lease("b"):
+                pass
+        assert "max_loaded=1" in err.value.reason and "a" in err.value.reason
+        assert sup.states()["a"].state == "ready" and sup.states()["b"].state == "stopped"
+
+
+async def test_memory_budget_evicts_lru_until_it_fits(make: Make):
+    specs = [fake(n, memory_gb=4) for n in ("a", "b", "c")] + [fake("huge", memory_gb=12)]
+    sup, events = make(specs, memory_budget_gb=10)
+    for name in ("a", "b"):  # both fit (8 of 10 GB); a is the least recently used
+        async with sup.lease(name):
+            pass
+    async with sup.lease("c"):
+        states = sup.states()
+        assert (states["a"].state, states["b"].state, states["c"].state) == ("stopped", "ready", "ready")
+    evicted = [e for e in events if e.kind == "evicted"]
+    assert [(e.name, e.detail) for e in evicted] == [("a", "making room for c")]
+    with pytest.raises(EngineUnavailable) as err:
+        async with sup.lease("huge"):
+            pass
+    assert "memory_budget_gb" in err.value.reason
+    assert kinds(events, "huge") == []
+
+
+async def test_crash_is_detected_and_next_lease_restarts(make: Make):
+    sup, events = make([fake("crashy")], backoff_base=0.2)
+    async with sup.lease("crashy") as ep:
+        assert await chat(ep, "1") == "1"
+        pid = sup.states()["crashy"].pid
+        assert pid is not None and not sup.crashed("crashy")
+        os.kill(pid, signal.SIGKILL)
+        await until(lambda: sup.crashed("crashy"))
+        status = sup.states()["crashy"]
+        assert status.state == "failed" and status.pid is None and "SIGKILL" in (status.last_error or "")
+        assert kinds(events, "crashy")[-1] == "crashed"
+        with pytest.raises(openai.APIConnectionError):  # in-flight use fails at the HTTP layer
+            await chat(ep, "2")
+    assert sup.states()["crashy"].in_flight == 0
+
+    async with sup.lease("crashy") as ep:
+        assert await chat(ep, "3") == "3"
+        status = sup.states()["crashy"]
+        assert status.pid not in (None, pid) and status.restarts == 1 and status.state == "ready"
+        assert not sup.crashed("crashy")
+    assert kinds(events, "crashy") == ["starting", "ready", "crashed", "starting", "ready"]
+
+
+async def test_start_timeout_when_never_healthy(make: Make):
+    sup, events = make([fake("slow", "--not-ready", start_timeout=2.0)])
+    with pytest.raises(EngineUnavailable) as err:
+        async with sup.lease("slow"):
+            pass
+    assert err.value.reason.startswith("not ready within 2s (health check")  # e.g. "answered HTTP 503"
+    status = sup.states()["slow"]
+    assert status.state == "failed" and status.pid is None and status.last_error == err.value.reason
+    assert kinds(events, "slow") == ["starting", "stopped"]
+    starting_pid = int(events[0].detail.split()[-1])
+    await until(lambda: gone(starting_pid))
+
+
+async def test_command_that_exits_immediately_fails_fast_with_reason(make: Make):
+    sup, events = make([fake("dead", "--exit-code", "3", start_timeout=120), EngineSpec(
+        name="missing", kind="command", command=["/nonexistent/agentgate-engine", "--port", "${PORT}"])])
+
+    async def use(name: str) -> None:
+        async with sup.lease(name):
+            pass
+
+    with pytest.raises(EngineUnavailable) as err:  # fails on the exit, long before start_timeout
+        await asyncio.wait_for(use("dead"), BOUND)
+    assert "exited with code 3" in err.value.reason and "refusing to start" in err.value.reason
+    assert sup.states()["dead"].state == "failed" and sup.crashed("dead")
+    assert kinds(events, "dead") == ["starting", "crashed"]
+
+    with pytest.raises(EngineUnavailable) as err:
+        await use("missing")
+    assert "cannot start" in err.value.reason and sup.states()["missing"].state == "failed"
+
+
+async def test_concurrent_leases_share_one_start(make: Make):
+    sup, events = make([fake("shared")])
+    gate = asyncio.Event()
+    endpoints: list[Endpoint] = []
+
+    async def use() -> str | None:
+        async with sup.lease("shared") as ep:
+            endpoints.append(ep)
+            await gate.wait()
+            return await chat(ep, "x")
+
+    tasks = [asyncio.ensure_future(use()) for _ in range(5)]
+    await until(lambda: sup.states()["shared"].in_flight == 5)
+    gate.set()
+    assert await asyncio.gather(*tasks) == ["x"] * 5
+    assert kinds(events, "shared") == ["starting", "ready"]
+    assert len({ep.base_url for ep in endpoints}) == 1
+
+
+async def test_close_drains_in_flight_then_stops(make: Make):
+    sup, events = make([fake("busy"), fake("spare")])
+    async with sup.lease("spare"):
+        pass
+    spare_pid = sup.states()["spare"].pid
+    lease = sup.lease("busy")
+    ep = await lease.__aenter__()
+    pid = sup.states()["busy"].pid
+    closing = asyncio.ensure_future(sup.close(drain_timeout=BOUND))
+    await until(lambda: sup.closing)
+    with pytest.raises(EngineUnavailable) as err:
+        async with sup.lease("spare"):
+            pass
+    assert err.value.reason == "shutting down"
+    assert await chat(ep, "still served") == "still served"  # in flight: not cut off
+    assert not closing.done() and sup.states()["busy"].state == "ready"
+    await lease.__aexit__(None, None, None)
+    await asyncio.wait_for(closing, BOUND)
+    assert all(s.state == "stopped" for s in sup.states().values())
+    assert gone(pid) and gone(spare_pid)  # type: ignore[arg-type]
+    await sup.close()  # idempotent
+    assert kinds(events, "busy")[-1] == "stopped"
+
+
+async def test_close_kills_after_drain_timeout_and_sigterm_grace(make: Make, tmp_path: Path):
+    sup, _ = make([fake("stubborn", "--ignore-sigterm", "--child-pidfile", str(tmp_path / "child.pid"))],
+                  stop_grace=0.3)
+    async with sup.lease("stubborn"):
+        pid = sup.states()["stubborn"].pid
+        child = int((tmp_path / "child.pid").read_text())
+        await asyncio.wait_for(sup.close(drain_timeout=0.2), BOUND)  # lease still held: drain gives up
+        assert sup.states()["stubborn"].state == "stopped"
+    assert gone(pid)  # type: ignore[arg-type]
+    await until(lambda: gone(child))  # the whole process group went
+
+
+async def test_update_keeps_unchanged_restarts_changed_and_drains_removed(make: Make):
+    sup, events = make([fake("keep"), fake("change"), fake("drop"), fake("tune", ttl=None)])
+    for name in ("keep", "change", "drop", "tune"):
+        async with sup.lease(name):
+            pass
+    before = {n: s.pid for n, s in sup.states().items()}
+
+    drop = sup.lease("drop")
+    drop_ep = await drop.__aenter__()
+    updating = asyncio.ensure_future(sup.update(
+        [fake("keep"), fake("change", "--model", "changed"), fake("tune", ttl=1000.0), fake("new")]))
+    await until(lambda: "drop" not in sup.states())
+    assert "new" in sup.states() and sup.states()["change"].pid is None  # a fresh record for the new spec
+    assert await chat(drop_ep, "draining") == "draining"  # removed, but its in-flight use finishes
+    assert not updating.done()
+    await drop.__aexit__(None, None, None)
+    await asyncio.wait_for(updating, BOUND)
+    assert gone(before["drop"]) and gone(before["change"])  # type: ignore[arg-type]
+
+    states = sup.states()
+    assert states["keep"].pid == before["keep"] and states["keep"].state == "ready"
+    assert states["tune"].pid == before["tune"] and sup.specs()["tune"].ttl == 1000.0
+    async with sup.lease("change") as ep:
+        assert sup.states()["change"].pid not in (None, before["change"])
+        async with client(ep) as c:
+            assert [m.id for m in (await c.models.list()).data] == ["changed"]
+    with pytest.raises(EngineUnavailable):
+        async with sup.lease("drop"):
+            pass
+    assert kinds(events, "keep") == ["starting", "ready"]
+
+
+async def test_stop_sweeps_the_process_group(make: Make, tmp_path: Path):
+    pidfile = tmp_path / "child.pid"
+    sup, _ = make([fake("parent", "--child-pidfile", str(pidfile))])
+    async with sup.lease("parent"):
+        child = int(pidfile.read_text())
+        assert not gone(child)
+    await sup.stop("parent")
+    await until(lambda: gone(child))
+
+
+async def test_worker_kind_runs_python_m_engines_on_a_unix_socket(make: Make, tmp_path: Path):
+    shim = tmp_path / "python"  # stands in for the interpreter: runs the fake server with the worker's argv
+    shim.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} \"$@\"\n")
+    shim.chmod(0o755)
+    runtime = tmp_path / "run"
+    spec = EngineSpec(name="org/model:q4", kind="mlx", model="some/model", tool_format="hermes",
+                      args=("--max-batch", "4"))
+    sup, events = make([spec], runtime_dir=runtime, python=str(shim))
+    async with sup.lease("org/model:q4") as ep:
+        assert ep.base_url == "http://localhost/v1" and ep.unix_socket is not None
+        sock = Path(ep.unix_socket)
+        assert sock.parent == runtime and sock.name.endswith(".sock") and "/" not in sock.name[:-5]
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600  # noqa: ASYNC240
+        assert await chat(ep, "over a socket") == "over a socket"
+        async with client(ep) as c:
+            argv = await c.get("/argv", cast_to=object)
+    assert argv == ["-m", "engines", "--model", "some/model", "--socket", str(sock), "--name", "org/model:q4",
+                    "--tool-format", "hermes", "--max-batch", "4"]
+    await sup.stop("org/model:q4")
+    assert not sock.exists()  # noqa: ASYNC240
+    assert kinds(events, "org/model:q4") == ["starting", "ready", "stopped"]
+
+
+WORKER_PRESENT = all(importlib.util.find_spec(m) is not None for m in ("engines.worker", "engines.__main__"))
+
+
+@pytest.mark.skipif(not WORKER_PRESENT, reason="the MLX worker (`python -m engines`) is not present yet")
+async def test_mlx_worker_lifecycle(make: Make, tmp_path: Path):
+    runtime = tmp_path / "run"
+    sup, events = make([EngineSpec(name="tiny", kind="mlx", model="tiny:demo", start_timeout=120, ttl=None)],
+                       runtime_dir=runtime)
+    async with sup.lease("tiny") as ep:
+        assert ep.unix_socket is not None and ep.base_url == "http://localhost/v1"
+        assert stat.S_IMODE(os.stat(ep.unix_socket).st_mode) == 0o600
+        async with client(ep) as c:
+            resp = await c.chat.completions.create(model="tiny", max_tokens=4,
+                                                   messages=[{"role": "user", "content": "hi"}])
+        assert resp.choices[0].message.role == "assistant"
+        socket_path = ep.unix_socket
+    await sup.stop("tiny")
+    assert not Path(socket_path).exists()  # noqa: ASYNC240
+    assert kinds(events, "tiny") == ["starting", "ready", "stopped"]
+

@@ -1,0 +1,61 @@
+"""How an EngineSpec becomes a command line: worker argv, ${PORT}/${MODEL} substitution, socket names."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from engines.lifecycle_launch import expand_command, plan_launch, socket_path
+from engines.supervisor import EngineSpec, Supervisor
+
+
+def test_worker_launch_uses_python_m_engines_and_a_socket(tmp_path: Path) -> None:
+    spec = EngineSpec(name="coder", kind="mlx", model="mlx-community/Qwen3-4B-4bit", tool_format="qwen3_coder",
+                      args=["--max-batch", "16"], env={"MLX_FLAG": "1"})
+    launch = plan_launch(spec, runtime_dir=tmp_path, python="/py")
+    sock = str(tmp_path / "coder.sock")
+    assert launch.argv == ["/py", "-m", "engines", "--model", "mlx-community/Qwen3-4B-4bit", "--socket", sock,
+                           "--name", "coder", "--tool-format", "qwen3_coder", "--max-batch", "16"]
+    assert launch.endpoint.base_url == "http://localhost/v1" and launch.endpoint.unix_socket == sock
+    assert launch.health_url == "http://localhost/health" and launch.env["MLX_FLAG"] == "1"
+
+
+def test_command_launch_substitutes_port_and_model(tmp_path: Path) -> None:
+    spec = EngineSpec(name="llama", kind="command", model="/models/q.gguf", health_path="ready",
+                      command="llama-server -m '${MODEL}' --port ${PORT} --alias 'two words' $HOME")
+    launch = plan_launch(spec, runtime_dir=tmp_path, python=sys.executable)
+    port = launch.env["PORT"]
+    assert launch.argv == ["llama-server", "-m", "/models/q.gguf", "--port", port, "--alias", "two words", "$HOME"]
+    assert launch.endpoint.base_url == f"http://127.0.0.1:{port}/v1" and launch.endpoint.unix_socket is None
+    assert launch.health_url == f"http://127.0.0.1:{port}/ready"
+    assert expand_command(["srv", "--listen=127.0.0.1:${PORT}"], port=8123, model=None) == [
+        "srv", "--listen=127.0.0.1:8123"]
+
+
+def test_socket_names_are_safe_distinct_and_short(tmp_path: Path) -> None:
+    a, b = socket_path(tmp_path, "org/model:q4"), socket_path(tmp_path, "org_model_q4")
+    assert a.parent == tmp_path and "/" not in a.name and a != b
+    long = socket_path(tmp_path, "x" * 200)
+    assert long.parent == tmp_path and len(str(long)) <= 100
+    with pytest.raises(ValueError, match="too long"):
+        socket_path(tmp_path / ("d" * 120), "m")
+
+
+def test_specs_are_validated_and_compare_by_value() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        EngineSpec(name="x", kind="docker")
+    with pytest.raises(ValueError, match="needs a model"):
+        EngineSpec(name="x", kind="mlx")
+    with pytest.raises(ValueError, match="needs a command"):
+        EngineSpec(name="x", kind="command")
+    a = EngineSpec(name="x", kind="command", command=["srv", "${PORT}"], env=(("K", "V"),))
+    b = EngineSpec(name="x", kind="command", command=("srv", "${PORT}"), env={"K": "V"})
+    assert a == b and hash(a) == hash(b)
+    assert EngineSpec(name="x", kind="command", command="srv", ttl=5).launch_key() == EngineSpec(
+        name="x", kind="command", command="srv", ttl=50).launch_key()
+    with pytest.raises(ValueError, match="duplicate"):
+        Supervisor([a, b])
+    with pytest.raises(ValueError, match="max_loaded"):
+        Supervisor([], max_loaded=0)
