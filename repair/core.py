@@ -1,0 +1,380 @@
+"""Orchestration: find call markup in the text, turn each attempt into a valid OpenAI call or a reported failure,
+apply the request's tool_choice / parallel_tool_calls, and rebuild content and reasoning.
+
+Policy (what the router relies on):
+- A call is emitted only when its name resolves to exactly one declared tool and its arguments validate against
+  that tool's schema (after unambiguous coercion). Anything else is reported in `errors`, is not emitted, and
+  its original text stays in `content` verbatim (so nothing the model wrote is lost).
+- Markup of emitted calls never appears in `content`; <think> blocks and harmony analysis go to reasoning.
+- Calls written inside <think> are emitted only when the model made no call outside it.
+- tool_choice "none": nothing is emitted and nothing is reported; the text stays as written. A named
+  tool_choice refuses calls to other tools ("not_allowed"); "required"/named with no valid call adds "no_call".
+  parallel_tool_calls=false keeps the first valid call ("parallel_trimmed" for the rest, whose markup goes).
+- mode "detect": only calls that needed no repair are emitted; the rest stay as text, with the repairs they
+  would have needed reported; <think> and harmony channels are left in the content.
+- Work is bounded (candidates examined, calls parsed, json-repair input); past the bounds the rest of the text
+  is left as it is.
+- Everything before the first place a call may begin is passed through unchanged, which is what lets the
+  streaming path emit prose at once and still agree exactly with this one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from repair import salvage
+from repair.formats import FAMILIES, GENERIC_KINDS, NATIVE_KINDS
+from repair.formats.common import Ctx
+from repair.index import ToolIndex
+from repair.markers import CandidateFinder, Kind, KindSet, Lit
+from repair.types import Parsed, RawCall, RepairIssue, RepairResult, Segment
+
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+
+def _parse_think(text: str, p: int, ctx: Ctx) -> Parsed:
+    s = p + len(THINK_OPEN)
+    close = ctx.find(THINK_CLOSE, s)
+    e = close if close != -1 else len(text)
+    end = close + len(THINK_CLOSE) if close != -1 else len(text)
+    inner_text = text[s:e]
+    inner = segment(inner_text, ctx.sub(inner_text))
+    return Parsed(end, [Segment(p, end, "think", inner=inner)])
+
+
+_THINK = Kind("think", (Lit(THINK_OPEN),), _parse_think, line_start=True)
+ALL_KINDS = KindSet((*NATIVE_KINDS, _THINK, *GENERIC_KINDS))
+NATIVE_ONLY = KindSet((*NATIVE_KINDS, _THINK))
+INSIDE_THINK = KindSet(NATIVE_KINDS)
+
+
+def finder_for(index: ToolIndex) -> CandidateFinder:
+    """Candidates for a request: generic (name-gated) kinds only when tools are declared."""
+    return CandidateFinder(ALL_KINDS if index else NATIVE_ONLY, index.resolve)
+
+
+def make_ctx(text: str, index: ToolIndex, prefer: str | None, budget: salvage.Budget) -> Ctx:
+    return Ctx(index, budget, prefer, text, finder_for(index), CandidateFinder(INSIDE_THINK, index.resolve))
+
+
+def segment(text: str, ctx: Ctx) -> list[str | Segment]:
+    """`text` split into plain text and recognised segments, in order."""
+    finder: CandidateFinder = ctx.finder
+    if not text or not finder.may_contain(text):
+        return [text] if text else []
+    items: list[str | Segment] = []
+    n = len(text)
+    last = pos = 0
+    limits = ctx.limits
+    while pos < n and limits.handlers > 0 and limits.calls > 0:
+        hit = finder.find(text, pos)
+        if hit is None:
+            break
+        p, kind = hit
+        limits.handlers -= 1
+        parsed = kind.handler(text, p, ctx)
+        if parsed is None or parsed.end <= p:
+            pos = p + 1
+            continue
+        if p > last:
+            items.append(text[last:p])
+        items.extend(parsed.segments)
+        limits.calls -= sum(len(sg.calls) for sg in parsed.segments)
+        last = pos = parsed.end
+    if last < n:
+        items.append(text[last:])
+    return items
+
+
+# --- per-call processing ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Attempt:
+    raw: RawCall
+    seg: Segment | None
+    in_think: bool = False
+    ordinal: int = 0
+    ok: bool = False
+    name: str = ""
+    arguments: str = ""
+    repairs: list[RepairIssue] = field(default_factory=list)
+    error: RepairIssue | None = None
+    status: str = ""  # promoted | trimmed | refused | failed | held
+
+
+def _fail(att: _Attempt, kind: str, detail: str) -> None:
+    att.ok, att.error = False, RepairIssue(kind, detail)
+
+
+def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvage.Budget) -> None:
+    raw = att.raw
+    att.repairs = [RepairIssue(r.kind, r.detail) for r in raw.repairs]
+    if raw.failure is not None:
+        att.error = RepairIssue(raw.failure.kind, raw.failure.detail)
+        return
+    name = raw.name
+    if not isinstance(name, str) or not name.strip():
+        return _fail(att, "invalid_json", "the call has no function name")
+    if not index:
+        return _fail(att, "unknown_name", f"{name!r}: no tools were declared")
+    resolved = index.resolve(name)
+    if resolved is None:
+        return _fail(att, "unknown_name", f"{name!r} is not a declared tool")
+    if resolved != name:
+        att.repairs.append(RepairIssue("name_normalised", f"{name!r} -> {resolved!r}"))
+    tool = index.get(resolved)
+    args: Any = raw.arguments
+    if raw.wire_args is not None:
+        if not raw.wire_args.strip():
+            args = {}
+        else:
+            got = salvage.loads(raw.wire_args, budget=budget)
+            if isinstance(got, salvage.Failed):
+                return _fail(att, got.kind, f"{resolved}: {got.detail}")
+            args = got.value
+            att.repairs.extend(RepairIssue(k, d) for k, d in got.repairs)
+    if isinstance(args, str):
+        if not args.strip():
+            args = {}
+        else:
+            inner = salvage.loads(args, budget=budget)
+            if isinstance(inner, salvage.Decoded) and isinstance(inner.value, dict):
+                args = inner.value
+                att.repairs.append(RepairIssue("double_encoded", "arguments were a JSON string"))
+                att.repairs.extend(RepairIssue(k, d) for k, d in inner.repairs)
+    if args is None:
+        args = {}
+    if raw.text_args and isinstance(args, dict):
+        args = tool.type_text_values(args)
+    if not isinstance(args, dict):
+        return _fail(att, "schema_mismatch", f"{resolved}: arguments are not a JSON object")
+    args, coerced, error = tool.conform(args)
+    if error is not None:
+        return _fail(att, "schema_mismatch", f"{resolved}: {error}")
+    att.repairs.extend(RepairIssue("coerced_type", c) for c in coerced)
+    if raw.wire_args is not None and not att.repairs and raw.wire_args.strip():
+        att.arguments = raw.wire_args  # valid upstream arguments pass through byte for byte
+    else:
+        try:
+            att.arguments = json.dumps(args, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            return _fail(att, "schema_mismatch", f"{resolved}: arguments cannot be encoded as JSON")
+    family = raw.family
+    if family in ("json", "text") or (prefer is not None and family is not None and family != prefer):
+        att.repairs.append(RepairIssue(f"format:{family}", "calls recovered from another format"))
+    if att.in_think:
+        att.repairs.append(RepairIssue("think_block", "the call was written inside <think>"))
+    att.ok, att.name = True, resolved
+
+
+def _from_structured(tc: Any) -> RawCall:
+    if not isinstance(tc, dict):
+        return RawCall(name=None, failure=RepairIssue("invalid_json", "tool call is not an object"))
+    fn = tc.get("function") if isinstance(tc.get("function"), dict) else tc
+    call = RawCall(name=fn.get("name"), call_id=tc.get("id") if isinstance(tc.get("id"), str) and tc["id"] else None)
+    if "arguments" in fn:
+        a = fn["arguments"]
+    elif "parameters" in fn:
+        a = fn["parameters"]
+        call.repairs.append(RepairIssue("parameters_key", '"parameters" used for "arguments"'))
+    else:
+        a = None
+    if isinstance(a, str):
+        call.wire_args = a
+    else:
+        call.arguments = a
+    return call
+
+
+def _choice(tool_choice: Any, index: ToolIndex) -> tuple[str, str | None]:
+    if tool_choice is None or tool_choice == "auto":
+        return "auto", None
+    if tool_choice == "none":
+        return "none", None
+    if tool_choice in ("required", "any"):
+        return "required", None
+    if isinstance(tool_choice, dict):
+        fn = tool_choice.get("function") if isinstance(tool_choice.get("function"), dict) else tool_choice
+        name = fn.get("name")
+        if isinstance(name, str) and name:
+            return "named", index.resolve(name) or name
+        t = tool_choice.get("type")
+        if t in ("none", "required", "any"):
+            return ("none" if t == "none" else "required"), None
+    return "auto", None
+
+
+def check_options(format: str, mode: str) -> None:
+    if format != "auto" and format not in FAMILIES:
+        raise ValueError(f"unknown tool-call format {format!r}; expected 'auto' or one of {', '.join(FAMILIES)}")
+    if mode not in ("repair", "detect"):
+        raise ValueError(f"unknown repair mode {mode!r}; expected 'repair' or 'detect'")
+
+
+def _default_id(_: int) -> str:
+    return "call_" + secrets.token_hex(12)
+
+
+# --- assembly --------------------------------------------------------------------------------------------------
+
+def _collect(items: list[str | Segment], in_think: bool, out: list[_Attempt]) -> None:
+    for it in items:
+        if isinstance(it, Segment):
+            if it.kind == "calls":
+                out.extend(_Attempt(c, it, in_think=in_think) for c in it.calls)
+            elif it.kind == "think":
+                _collect(it.inner, True, out)
+
+
+class _Builder:
+    def __init__(self, text: str, removed_calls: set[int], structural: bool) -> None:
+        self.text = text
+        self.removed = removed_calls
+        self.structural = structural
+        self.groups: list[list[str]] = [[]]
+        self.reasoning: list[str] = []
+
+    def _cut(self) -> None:
+        self.groups.append([])
+
+    def raw(self, seg: Segment) -> str:
+        return self.text[seg.start:seg.end]
+
+    def add(self, items: list[str | Segment]) -> None:
+        for it in items:
+            if isinstance(it, str):
+                self.groups[-1].append(it)
+            elif it.kind == "calls":
+                if id(it) in self.removed:
+                    self._cut()
+                    if it.text:
+                        self.groups[-1].append(it.text)
+                        self._cut()
+                else:
+                    self.groups[-1].append(self.raw(it))
+            elif not self.structural:
+                self.groups[-1].append(self.raw(it))
+            elif it.kind == "content":
+                self._cut()
+                self.groups[-1].append(it.text)
+                self._cut()
+            elif it.kind == "reasoning":
+                self.reasoning.append(it.text)
+                self._cut()
+            else:  # think
+                self.reasoning.append(self._think_text(it, it_text=self.text))
+                self._cut()
+
+    def _think_text(self, seg: Segment, it_text: str) -> str:
+        inner_text = it_text[seg.start + len(THINK_OPEN):seg.end]
+        if inner_text.endswith(THINK_CLOSE):
+            inner_text = inner_text[: -len(THINK_CLOSE)]
+        parts: list[str] = []
+        for it in seg.inner:
+            if isinstance(it, str):
+                parts.append(it)
+            elif it.kind == "calls" and id(it) in self.removed:
+                parts.append("\n")
+            elif it.kind == "think":
+                parts.append(self._think_text(it, inner_text))
+            elif it.kind in ("content", "reasoning"):
+                parts.append(it.text)
+            else:
+                parts.append(inner_text[it.start:it.end])
+        return "".join(parts)
+
+    def content(self) -> str:
+        groups = ["".join(g) for g in self.groups]
+        if len(groups) == 1:
+            return groups[0]
+        parts = [groups[0].rstrip()] + [g.strip() for g in groups[1:]]
+        return "\n\n".join(p for p in parts if p)
+
+
+def repair_message(
+    text: str | None, tools: list[dict[str, Any]] | ToolIndex | None, *, tool_calls: list[dict[str, Any]] | None = None,
+    tool_choice: object = None, parallel_tool_calls: bool = True, format: str = "auto",
+    reasoning_content: str | None = None, mode: str = "repair",
+    id_factory: Callable[[int], str] | None = None,
+) -> RepairResult:
+    """Repair one assistant message: raw text (and/or upstream structured tool_calls) -> OpenAI message."""
+    check_options(format, mode)
+    index = ToolIndex.of(tools)
+    make_id = id_factory or _default_id
+    body = text or ""
+    budget = salvage.Budget()
+    prefer = None if format == "auto" else format
+    ctx = make_ctx(body, index, prefer, budget)
+    items = segment(body, ctx)
+
+    attempts = [_Attempt(_from_structured(tc), None) for tc in (tool_calls or [])]
+    found: list[_Attempt] = []
+    _collect(items, False, found)
+    outside = bool(attempts) or any(not a.in_think for a in found)
+    attempts += [a for a in found if outside is False or not a.in_think]
+    for i, att in enumerate(attempts):
+        att.ordinal = i
+        _process(att, index, prefer, budget)
+
+    kind, named = _choice(tool_choice, index)
+    repairs: list[RepairIssue] = []
+    errors: list[RepairIssue] = []
+    out_calls: list[dict[str, Any]] = []
+    used_ids: set[str] = set()
+    for att in attempts:
+        if kind == "none":  # no calls wanted: whatever the model wrote stays text, nothing to report
+            att.status = "refused"
+            continue
+        if not att.ok:
+            att.status = "failed"
+            assert att.error is not None
+            errors.append(RepairIssue(att.error.kind, att.error.detail, att.ordinal))
+            continue
+        if mode == "detect" and att.repairs:
+            att.status = "held"
+            repairs.extend(RepairIssue(r.kind, r.detail, att.ordinal) for r in att.repairs)
+            continue
+        if kind == "named" and att.name != named:
+            att.status = "refused"
+            errors.append(RepairIssue("not_allowed", f"{att.name}: tool_choice names {named!r}", att.ordinal))
+            continue
+        if not parallel_tool_calls and out_calls:
+            att.status = "trimmed"
+            repairs.append(RepairIssue("parallel_trimmed", f"{att.name}: parallel_tool_calls is false",
+                                       att.ordinal))
+            continue
+        att.status = "promoted"
+        repairs.extend(RepairIssue(r.kind, r.detail, att.ordinal) for r in att.repairs)
+        call_id = att.raw.call_id
+        if not call_id or call_id in used_ids:
+            k = len(out_calls)
+            call_id = make_id(k)
+            while call_id in used_ids and k < len(out_calls) + 1000:
+                k += 1
+                call_id = make_id(k)
+        used_ids.add(call_id)
+        out_calls.append({"id": call_id, "type": "function",
+                          "function": {"name": att.name, "arguments": att.arguments}})
+    if kind in ("required", "named") and not out_calls:
+        errors.append(RepairIssue("no_call", "tool_choice requires a call and none was made valid"))
+
+    removed = {id(a.seg) for a in attempts if a.seg is not None and a.status in ("promoted", "trimmed")}
+    builder = _Builder(body, removed, structural=mode != "detect")
+    builder.add(items)
+    content: str | None = builder.content()
+    if content == "" and (out_calls or text is None):
+        content = None
+    extracted = "\n\n".join(r.strip() for r in builder.reasoning if r.strip())
+    reasoning = reasoning_content or ""
+    if extracted:
+        reasoning = reasoning + "\n\n" + extracted if reasoning else extracted
+    family = next((a.raw.family for a in attempts if a.raw.family), None)
+    if family is None:
+        family = next((it.family for it in items if isinstance(it, Segment) and it.family), None)
+    return RepairResult(content=content, tool_calls=out_calls, reasoning_content=reasoning or None,
+                        repairs=repairs, errors=errors, format=family)

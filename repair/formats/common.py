@@ -1,0 +1,215 @@
+"""Helpers shared by the wire-format parsers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from repair.index import ToolIndex
+from repair.salvage import Budget, Decoded, Failed, decode_at
+from repair.types import Parsed, RawCall, RepairIssue, Segment
+
+_MISSING = object()
+ARG_KEYS = ("arguments", "parameters", "args", "input", "params")
+
+
+class Next:
+    """Next occurrence of a literal or a compiled pattern at or after a position; searches are cached so that a
+    parser walking forward through a region pays for each occurrence once."""
+
+    def __init__(self, text: str, token: str | re.Pattern[str], limit: int | None = None) -> None:
+        self.text = text
+        self.token = token
+        self.limit = len(text) if limit is None else limit
+        self._from = -1
+        self._at = -1
+        self._len = 0
+
+    def at(self, pos: int) -> int:
+        """Start of the next occurrence at or after `pos`, or -1."""
+        if self._from != -1 and self._from <= pos and (self._at == -1 or self._at >= pos):
+            return self._at
+        self._from = pos
+        if isinstance(self.token, str):
+            self._at = self.text.find(self.token, pos, self.limit)
+            self._len = len(self.token)
+        else:
+            m = self.token.search(self.text, pos, self.limit)
+            self._at = m.start() if m else -1
+            self._len = (m.end() - m.start()) if m else 0
+        return self._at
+
+    def end(self) -> int:
+        """End of the occurrence last returned by at()."""
+        return self._at + self._len
+
+
+@dataclass
+class Limits:
+    """Bounds on the work for one message: candidates examined and call attempts parsed. Past them the rest of
+    the text is left as it is (no real output comes near them; adversarial text stays fast)."""
+
+    handlers: int = 512
+    calls: int = 64
+
+
+@dataclass
+class Ctx:
+    """What the parsers of one text share: the declared tools, the json-repair budget, the configured family,
+    the candidate finder (for nested blocks) and cached forward searches over `text`."""
+
+    index: ToolIndex
+    budget: Budget
+    prefer: str | None  # the configured family, None for auto
+    text: str
+    finder: Any
+    inner_finder: Any = None  # the finder for text inside <think> (native markup only)
+    limits: Limits = field(default_factory=Limits)
+    _next: dict[Any, Next] = field(default_factory=dict)
+
+    def room(self, parsed_so_far: int) -> bool:
+        """Whether a handler may parse one more call."""
+        return parsed_so_far < self.limits.calls
+
+    def find(self, token: str | re.Pattern[str], pos: int) -> int:
+        """Start of the next occurrence of `token` at or after `pos` in the text, or -1."""
+        nx = self._next.get(token)
+        if nx is None:
+            nx = self._next[token] = Next(self.text, token)
+        return nx.at(pos)
+
+    def find_end(self, token: re.Pattern[str], pos: int) -> tuple[int, int]:
+        """(start, end) of the next match of a pattern at or after `pos`, or (-1, -1)."""
+        at = self.find(token, pos)
+        return (at, self._next[token].end()) if at != -1 else (-1, -1)
+
+    def sub(self, text: str) -> Ctx:
+        """A context for the text inside a <think> block."""
+        return Ctx(self.index, self.budget, self.prefer, text, self.inner_finder, self.inner_finder, self.limits)
+
+
+def issue(kind: str, detail: str = "") -> RepairIssue:
+    return RepairIssue(kind, detail)
+
+
+_WS_RUN = re.compile(r"[ \t\r\n]*")
+
+
+def skip_ws(text: str, i: int, limit: int | None = None) -> int:
+    m = _WS_RUN.match(text, i, len(text) if limit is None else limit)
+    return m.end() if m else i
+
+
+def has_note(call: RawCall, kind: str) -> bool:
+    return any(r.kind == kind for r in call.repairs)
+
+
+def finish_block(text: str, i: int, close_at: int, close_len: int, call: RawCall, *,
+                 mangled: re.Pattern[str] | None = None) -> tuple[int, str]:
+    """Where a block whose content ended at `i` ends, given its closing tag at `close_at` (-1: not found).
+
+    Records "closing_tag" (missing or malformed) or "truncated" (the text ends first) on `call`. Returns the end
+    and any prose found inside the block after the call (kept as content when the call is promoted).
+    """
+    n = len(text)
+    if close_at != -1:
+        j = skip_ws(text, i, close_at)
+        junk = text[j:close_at].strip()
+        if junk and not junk.strip("}]),; \t\r\n"):
+            call.repairs.append(issue("json_syntax", "stray characters before the closing tag"))
+            junk = ""
+        return close_at + close_len, junk
+    j = skip_ws(text, i)
+    if mangled is not None:
+        m = mangled.match(text, j)
+        if m is not None and m.end() > j:
+            call.repairs.append(issue("closing_tag", f"malformed closing tag {m.group()!r}"))
+            return m.end(), ""
+    if j >= n:
+        if not has_note(call, "truncated"):
+            call.repairs.append(issue("truncated", "the text ends before the closing tag"))
+        return n, ""
+    call.repairs.append(issue("closing_tag", "closing tag missing"))
+    return i, ""
+
+
+def fail_segment(start: int, end: int, family: str, kind: str, detail: str, name: str | None = None) -> Parsed:
+    call = RawCall(name=name, family=family, failure=issue(kind, detail))
+    return Parsed(end, [Segment(start, end, "calls", family, [call])])
+
+
+def add_notes(call: RawCall, notes: list[tuple[str, str]]) -> None:
+    for kind, detail in notes:
+        call.repairs.append(issue(kind, detail))
+
+
+def _one_call(item: Any, family: str, params_native: bool) -> RawCall | None:
+    if not isinstance(item, dict):
+        return None
+    src = item
+    name: Any = None
+    fn = item.get("function")
+    if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+        name, src = fn["name"], fn
+    else:
+        for key in ("name", "function", "tool", "tool_name"):
+            if isinstance(item.get(key), str):
+                name = item[key]
+                break
+    if not isinstance(name, str):
+        return None
+    call = RawCall(name=name, family=family)
+    args: Any = _MISSING
+    for key in ARG_KEYS:
+        if key in src:
+            args = src[key]
+            if key != "arguments" and not (key == "parameters" and params_native):
+                call.repairs.append(issue("parameters_key", f'"{key}" used for "arguments"'))
+            break
+    call.arguments = None if args is _MISSING else args
+    return call
+
+
+def calls_from_json(value: Any, family: str, *, params_native: bool = False) -> list[RawCall] | None:
+    """Decoded JSON in the shape of one call or a list of calls -> calls; None when it is not that shape."""
+    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list) and "name" not in value:
+        value = value["tool_calls"]
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        return None
+    calls = []
+    for item in items:
+        call = _one_call(item, family, params_native)
+        if call is None:
+            return None
+        calls.append(call)
+    return calls
+
+
+def uses_params_key(value: Any) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return any(isinstance(i, dict) and "parameters" in i and "arguments" not in i for i in items)
+
+
+def decode_calls(text: str, pos: int, limit: int, family: str, ctx: Ctx, *, strict_limit: int | None = None,
+                 reach: bool = False, params_native: bool = False) -> tuple[list[RawCall], int] | Failed:
+    """One JSON value holding call objects at `pos`: the calls and where the value ended."""
+    i = skip_ws(text, pos, limit)
+    max_closers = 2 if i < limit and text[i] == "[" else 1
+    got = decode_at(text, i, limit, strict_limit=strict_limit, reach=reach, max_closers=max_closers,
+                    budget=ctx.budget)
+    if isinstance(got, Failed):
+        return got
+    return finish_calls(got, family, params_native)
+
+
+def finish_calls(got: Decoded, family: str, params_native: bool) -> tuple[list[RawCall], int] | Failed:
+    calls = calls_from_json(got.value, family, params_native=params_native)
+    if calls is None:
+        return Failed("invalid_json", "JSON that is not a tool call", got.end)
+    truncated = any(k == "truncated" for k, _ in got.repairs)
+    if truncated and any(c.arguments is None for c in calls):
+        return Failed("truncated", "the text ends before the arguments", got.end)
+    add_notes(calls[0], got.repairs)
+    return calls, got.end

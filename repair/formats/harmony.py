@@ -1,0 +1,67 @@
+"""gpt-oss harmony: <|start|>assistant<|channel|>commentary to=functions.x <|constrain|>json<|message|>{...}<|call|>.
+
+The analysis channel becomes reasoning, final (and commentary without a recipient) becomes content.
+"""
+
+from __future__ import annotations
+
+import re
+
+from repair.formats.common import Ctx, add_notes, issue, skip_ws
+from repair.salvage import Failed, decode_at
+from repair.types import Parsed, RawCall, Segment
+
+FAMILY = "harmony"
+START = "<|start|>"
+CHANNEL = "<|channel|>"
+MESSAGE = "<|message|>"
+START_MARKERS = (CHANNEL, START)
+_ENDS = ("<|end|>", "<|call|>", "<|return|>")
+_STOPS = (*_ENDS, START, CHANNEL)
+_HEADER = re.compile(
+    r"(?:<\|start\|>(?P<role>[^<\s]{0,64})(?P<pre>[^<]{0,200}))?"
+    r"(?:<\|channel\|>(?P<chan>[^<\s]{0,64})(?P<post>[^<]{0,200}))?"
+    r"(?:<\|constrain\|>[^<]{0,64})?"
+    r"<\|message\|>"
+)
+_RECIPIENT = re.compile(r"\bto=([^\s<]+)")
+
+
+def detect(text: str) -> bool:
+    return CHANNEL in text and MESSAGE in text
+
+
+def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    n = len(text)
+    m = _HEADER.match(text, p)
+    if m is None or m.end() == p + len(MESSAGE):
+        return None
+    bs = m.end()
+    stops = [(at, tok) for tok in _STOPS if (at := ctx.find(tok, bs)) != -1]
+    be, tok = min(stops) if stops else (n, "")
+    end = be + len(tok) if tok in _ENDS else be
+    channel = (m.group("chan") or "").strip()
+    rm = _RECIPIENT.search((m.group("pre") or "") + " " + (m.group("post") or ""))
+    body = text[bs:be]
+    if rm is not None:
+        recipient = rm.group(1)
+        name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
+        call = RawCall(name=name, family=FAMILY)
+        if not body.strip():
+            call.arguments = {}
+        else:
+            got = decode_at(text, bs, be, max_closers=0, budget=ctx.budget)
+            if isinstance(got, Failed):
+                call.failure = issue(got.kind, got.detail)
+                if got.kind == "truncated":
+                    end = n
+            else:
+                call.arguments = got.value
+                add_notes(call, got.repairs)
+                if text[got.end:be].strip():
+                    call.repairs.append(issue("json_syntax", "stray text after the arguments"))
+        if tok in (START, CHANNEL) and skip_ws(text, be) < n:
+            call.repairs.append(issue("closing_tag", "<|call|> missing"))
+        return Parsed(end, [Segment(p, end, "calls", FAMILY, [call])])
+    kind = "reasoning" if channel == "analysis" else "content"
+    return Parsed(end, [Segment(p, end, kind, FAMILY, text=body)])

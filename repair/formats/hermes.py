@@ -1,0 +1,119 @@
+"""Hermes / Qwen2.5: <tool_call>{"name": ..., "arguments": {...}}</tool_call>.
+
+`<tool_call>` also opens Qwen3-Coder XML bodies (<function=...>) and GLM bodies (name + <arg_key>); the block is
+found here and its body handed to the right parser.
+"""
+
+from __future__ import annotations
+
+import re
+
+from repair.formats import glm45, qwen3_coder
+from repair.formats.common import Ctx, decode_calls, fail_segment, finish_block, issue, skip_ws
+from repair.salvage import Failed
+from repair.types import Parsed, RawCall, Segment
+
+FAMILY = "hermes"
+OPEN = "<tool_call>"
+CLOSE = "</tool_call>"
+START_MARKERS = (OPEN,)
+MANGLED_CLOSE = re.compile(
+    r"<\s*/\s*\|?\s*(?:tool[_\- ]?calls?|function[_\- ]?calls?|toolcall|tool)\s*\|?\s*>?"
+    r"|<\|/tool_call\|>|</tool_call(?![>\w])",
+    re.IGNORECASE,
+)
+_GLM_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}[ \t]*")
+
+
+def detect(text: str) -> bool:
+    return OPEN in text
+
+
+def _body_starts_call(text: str, b: int, limit: int) -> bool:
+    if b >= limit:
+        return False
+    if text[b] in "{[" or text.startswith(qwen3_coder.FUNC, b):
+        return True
+    m = _GLM_HEAD.match(text, b, limit)
+    if m is None:
+        return False
+    k = skip_ws(text, m.end(), limit)
+    return text.startswith(glm45.ARG_KEY, k) or (k < limit and text[k] == "{" and k > m.end())
+
+
+def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    n = len(text)
+    body = p + len(OPEN)
+    next_open = ctx.find(OPEN, body)
+    bound = next_open if next_open != -1 else n
+    close = ctx.find(CLOSE, body)
+    if close != -1 and close >= bound:
+        close = -1
+    limit = close if close != -1 else bound
+    b = skip_ws(text, body, limit)
+    if b >= limit:
+        if close != -1:
+            return fail_segment(p, close + len(CLOSE), FAMILY, "invalid_json", "empty tool call block")
+        if limit >= n:
+            return fail_segment(p, n, FAMILY, "truncated", "the text ends right after the opening tag")
+        return None
+    if text.startswith(qwen3_coder.FUNC, b):
+        got = qwen3_coder.parse_functions(text, b, limit, ctx)
+        family = qwen3_coder.FAMILY
+    elif text[b] in "{[":
+        got = _json_body(text, b, limit, bound, ctx)
+        family = FAMILY
+    else:
+        m = _GLM_HEAD.match(text, b, limit)
+        if m is None:
+            return None
+        k = skip_ws(text, m.end(), limit)
+        glm_like = text.startswith(glm45.ARG_KEY, k) or (k < limit and text[k] == "{") or (k >= limit and close != -1)
+        if not glm_like:
+            return None
+        got = glm45.parse_body(text, b, limit, ctx)
+        family = glm45.FAMILY
+    if isinstance(got, Failed):
+        if got.kind == "truncated":
+            return fail_segment(p, n, family, "truncated", got.detail)
+        end = close + len(CLOSE) if close != -1 else max(got.end, b + 1)
+        return fail_segment(p, min(end, n), family, got.kind, got.detail)
+    calls, i = got
+    first = calls[0]
+    if i > limit:  # markers inside JSON strings: find the block's end again after the JSON
+        next_open = ctx.find(OPEN, i)
+        bound = next_open if next_open != -1 else n
+        close = ctx.find(CLOSE, i)
+        if close != -1 and close >= bound:
+            close = -1
+        limit = close if close != -1 else bound
+    j = skip_ws(text, i, limit)
+    if close == -1 and text.startswith(OPEN, j) and not _body_starts_call(text, skip_ws(text, j + len(OPEN)), n):
+        first.repairs.append(issue("closing_tag", "opening tag used as the closing tag"))
+        end, junk = j + len(OPEN), ""
+    else:
+        end, junk = finish_block(text, i, close, len(CLOSE), first, mangled=MANGLED_CLOSE)
+    return Parsed(end, [Segment(p, end, "calls", family, calls, text=junk)])
+
+
+def _json_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
+    calls: list[RawCall] = []
+    i = b
+    while True:
+        got = decode_calls(text, i, limit, FAMILY, ctx, strict_limit=bound, reach=not calls)
+        if isinstance(got, Failed):
+            if not calls:
+                return got
+            break
+        calls.extend(got[0])
+        i = got[1]
+        j = skip_ws(text, i, limit)
+        if j < limit and text[j] in ",;":
+            j = skip_ws(text, j + 1, limit)
+        if j < limit and text[j] == "{" and ctx.room(len(calls)):
+            i = j
+            continue
+        break
+    if len(calls) > 1:
+        calls[0].repairs.append(issue("merged_calls", f"{len(calls)} calls in one block"))
+    return calls, i

@@ -1,0 +1,132 @@
+"""Qwen3-Coder XML: <tool_call><function=name><parameter=p>value</parameter></function></tool_call>.
+
+Parameter values are text, typed from the declared schema. `<function=name>{json}</function>` (Llama 3.1's
+custom-tool form) is read here too, as family llama3.
+"""
+
+from __future__ import annotations
+
+import re
+
+from repair.formats.common import Ctx, add_notes, fail_segment, finish_block, issue, skip_ws
+from repair.salvage import Failed, decode_at
+from repair.types import Parsed, RawCall, Segment
+
+FAMILY = "qwen3_coder"
+FUNC = "<function="
+FUNC_END = "</function>"
+PARAM = "<parameter="
+PARAM_END = "</parameter>"
+START_MARKERS = ("<tool_call>", FUNC)
+_HEAD = re.compile(r"<function=([^>\n<]{0,200})(>?)")
+_PHEAD = re.compile(r"<parameter=([^>\n<]{0,200})(>?)")
+
+
+def detect(text: str) -> bool:
+    return FUNC in text and PARAM in text
+
+
+def _strip_nl(value: str) -> str:
+    if value.startswith("\n"):
+        value = value[1:]
+    if value.endswith("\n"):
+        value = value[:-1]
+    return value
+
+
+def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
+    """One or more <function=...> blocks starting at `i`, not past `limit`."""
+    n = len(text)
+    calls: list[RawCall] = []
+    while ctx.room(len(calls)):
+        i = skip_ws(text, i, limit)
+        m = _HEAD.match(text, i, limit)
+        if m is None:
+            break
+        name = m.group(1).strip()
+        call = RawCall(name=name, family=FAMILY, text_args=True)
+        if not m.group(2):
+            call.repairs.append(issue("closing_tag", "'>' missing after the function name"))
+        k = skip_ws(text, m.end(), limit)
+        if k < limit and text[k] == "{":
+            got = decode_at(text, k, limit, max_closers=0, budget=ctx.budget)
+            if isinstance(got, Failed):
+                return got
+            call.family, call.text_args, call.arguments = "llama3", False, got.value
+            add_notes(call, got.repairs)
+            k = skip_ws(text, got.end, limit)
+            if text.startswith(FUNC_END, k):
+                k += len(FUNC_END)
+            elif k >= n:
+                call.repairs.append(issue("truncated", "the text ends before </function>"))
+            else:
+                call.repairs.append(issue("closing_tag", "</function> missing"))
+            calls.append(call)
+            i = k
+            continue
+        args: dict[str, str] = {}
+        closed = False
+        while True:
+            k = skip_ws(text, k, limit)
+            pm = _PHEAD.match(text, k, limit)
+            if pm is not None:
+                pname = pm.group(1).strip()
+                if not pm.group(2):
+                    call.repairs.append(issue("closing_tag", "'>' missing after the parameter name"))
+                vs = pm.end()
+                ends = [e for e in (ctx.find(PARAM_END, vs), ctx.find(PARAM, vs), ctx.find(FUNC_END, vs))
+                        if e != -1 and e < limit]
+                ve = min(ends) if ends else limit
+                if ends and ve == ctx.find(PARAM_END, vs):
+                    k = ve + len(PARAM_END)
+                else:
+                    if ve >= n:
+                        return Failed("truncated", f"the text ends inside parameter {pname!r}", n)
+                    call.repairs.append(issue("closing_tag", f"</parameter> missing after {pname!r}"))
+                    k = ve
+                args[pname] = _strip_nl(text[vs:ve])
+                continue
+            if text.startswith(FUNC_END, k):
+                k += len(FUNC_END)
+                closed = True
+            break
+        if not closed and k < n:
+            call.repairs.append(issue("closing_tag", "</function> missing"))
+        call.arguments = args
+        calls.append(call)
+        i = k
+    if not calls:
+        return Failed("invalid_json", "no <function=...> block", i)
+    if len(calls) > 1:
+        calls[0].repairs.append(issue("merged_calls", f"{len(calls)} calls in one block"))
+    return calls, i
+
+
+def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """<function=...> without the <tool_call> around it."""
+    n = len(text)
+    next_open = ctx.find("<tool_call>", p)
+    limit = next_open if next_open != -1 else n
+    close = ctx.find("</tool_call>", p)
+    if close != -1 and close < limit:
+        limit = close
+    else:
+        close = -1
+    got = parse_functions(text, p, limit, ctx)
+    if isinstance(got, Failed):
+        if got.kind == "truncated":
+            return fail_segment(p, n, FAMILY, "truncated", got.detail)
+        return None
+    calls, i = got
+    first = calls[0]
+    if first.family != "llama3" and text.find(PARAM, p, i) == -1 and text.find(FUNC_END, p, i) == -1:
+        return None  # a mention of the syntax, not a call
+    if first.family == "llama3" and close == -1:
+        return Parsed(i, [Segment(p, i, "calls", "llama3", calls)])
+    first.repairs.append(issue("opening_tag", "<tool_call> missing"))
+    if close == -1:
+        if skip_ws(text, i) >= n:
+            return Parsed(n, [Segment(p, n, "calls", first.family, calls)])
+        return Parsed(i, [Segment(p, i, "calls", first.family, calls)])
+    end, junk = finish_block(text, i, close, len("</tool_call>"), first)
+    return Parsed(end, [Segment(p, end, "calls", first.family, calls, text=junk)])

@@ -1,0 +1,194 @@
+"""Where a call may begin: candidate patterns shared by the one-shot parser and the streaming hold-back.
+
+Each candidate kind is a short sequence of nodes (literals, literal choices, bounded whitespace, a tool name
+followed by a terminator). The same nodes compile to a regex that finds complete candidates, and to a regex
+of their proper prefixes, used while streaming to tell whether the tail of the text may still become a
+candidate. A candidate whose kind carries a name only counts when that name resolves to a declared tool.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Lit:
+    text: str
+
+
+@dataclass(frozen=True)
+class OneOf:
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Ws:
+    max: int
+
+
+@dataclass(frozen=True)
+class Name:
+    max: int
+    terms: tuple[str, ...]
+
+
+Node = Lit | OneOf | Ws | Name
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One way a call (or a reasoning/channel block) can begin."""
+
+    key: str
+    nodes: tuple[Node, ...]
+    handler: Callable[..., Any] = field(compare=False)
+    line_start: bool = False
+    generic: bool = False  # not native markup: needs a declared name; not looked for inside <think>
+
+    @property
+    def named(self) -> bool:
+        return any(isinstance(n, Name) for n in self.nodes)
+
+    def first_chars(self) -> set[str]:
+        first = self.nodes[0]
+        if isinstance(first, Lit):
+            return {first.text[0]}
+        if isinstance(first, OneOf):
+            return {o[0] for o in first.options}
+        raise ValueError("a candidate must begin with a literal")
+
+    def max_len(self) -> int:
+        total = 0
+        for n in self.nodes:
+            if isinstance(n, Lit):
+                total += len(n.text)
+            elif isinstance(n, OneOf):
+                total += max(len(o) for o in n.options)
+            elif isinstance(n, Ws):
+                total += n.max
+            else:
+                total += n.max + max(len(t) for t in n.terms)
+        return total
+
+
+def _node_regex(node: Node, named: bool) -> str:
+    if isinstance(node, Lit):
+        return re.escape(node.text)
+    if isinstance(node, OneOf):
+        return "(?:" + "|".join(re.escape(o) for o in sorted(node.options, key=len, reverse=True)) + ")"
+    if isinstance(node, Ws):
+        return f"[ \\t\\r\\n]{{0,{node.max}}}"
+    group = "(?P<name>" if named else "(?:"
+    terms = "|".join(re.escape(t) for t in node.terms)
+    return f"{group}[A-Za-z0-9_.\\-]{{1,{node.max}}})(?:{terms})"
+
+
+def kind_regex(kind: Kind, named: bool = True) -> str:
+    return "".join(_node_regex(n, named) for n in kind.nodes)
+
+
+def _proper_prefixes(t: str) -> str:
+    """Regex for the proper prefixes of a literal ("" included): "abc" -> (?:a(?:b)?)?"""
+    out = ""
+    for ch in reversed(t[:-1]):
+        out = f"(?:{re.escape(ch)}{out})?"
+    return out
+
+
+def _node_prefix(node: Node) -> str:
+    if isinstance(node, Lit):
+        return _proper_prefixes(node.text)
+    if isinstance(node, OneOf):
+        return "(?:" + "|".join(_proper_prefixes(o) for o in node.options if o) + ")"
+    if isinstance(node, Ws):
+        return f"[ \\t\\r\\n]{{0,{node.max}}}"
+    terms = "|".join(_proper_prefixes(t) for t in node.terms)
+    return f"[A-Za-z0-9_.\\-]{{0,{node.max}}}(?:{terms})"
+
+
+def prefix_regex(kind: Kind) -> str:
+    """Regex matching the proper prefixes of the kind's matches (names unchecked), to be anchored at the end."""
+    out = ""
+    for node in reversed(kind.nodes):
+        full = _node_regex(node, named=False)
+        out = f"(?:{_node_prefix(node)}|{full}{out})" if out else _node_prefix(node)
+    return ("(?:(?<=\\n)|(?<![\\s\\S]))" if kind.line_start else "") + out
+
+
+NO, PARTIAL, MATCH = 0, 1, 2
+
+
+class KindSet:
+    """Compiled patterns for a fixed tuple of kinds (immutable; built once per process)."""
+
+    def __init__(self, kinds: tuple[Kind, ...]) -> None:
+        self.kinds = kinds
+        self.regex = {k.key: re.compile(kind_regex(k)) for k in kinds}
+        self.combined = re.compile("|".join(f"(?:{kind_regex(k, named=False)})" for k in kinds))
+        by_first: dict[str, list[Kind]] = {}
+        for k in kinds:
+            for c in k.first_chars():
+                by_first.setdefault(c, []).append(k)
+        self.by_first = {c: tuple(v) for c, v in by_first.items()}
+        self.max_len = max(k.max_len() for k in kinds)
+        self.partial = re.compile("(?:" + "|".join(f"(?:{prefix_regex(k)})" for k in kinds) + ")\\Z")
+        hints: set[str] = set()
+        for k in kinds:
+            first = k.nodes[0]
+            hints.update((first.text,) if isinstance(first, Lit) else first.options)
+        self.prefilter = tuple(sorted(hints))
+
+
+class CandidateFinder:
+    """Finds candidates of a KindSet in text, resolving names with one request's declared tools."""
+
+    def __init__(self, kinds: KindSet, resolve: Callable[[str], str | None]) -> None:
+        self._set = kinds
+        self._resolve = resolve
+        self._regex = kinds.regex
+        self._combined = kinds.combined
+        self._by_first = kinds.by_first
+        self._partial = kinds.partial
+        self.max_len = kinds.max_len
+
+    def may_contain(self, text: str) -> bool:
+        """Cheap pre-check: False means no candidate can occur in `text`."""
+        return any(h in text for h in self._set.prefilter)
+
+    def _accept(self, text: str, p: int, kind: Kind) -> bool:
+        if kind.line_start and p > 0 and text[p - 1] != "\n":
+            return False
+        m = self._regex[kind.key].match(text, p)
+        if m is None:
+            return False
+        return not kind.named or self._resolve(m.group("name")) is not None
+
+    def find(self, text: str, pos: int = 0) -> tuple[int, Kind] | None:
+        """The first complete candidate at or after `pos`."""
+        search = self._combined.search
+        while True:
+            m = search(text, pos)
+            if m is None:
+                return None
+            p = m.start()
+            for kind in self._by_first.get(text[p], ()):
+                if self._accept(text, p, kind):
+                    return p, kind
+            pos = p + 1
+
+    # --- streaming ---------------------------------------------------------------------------------------------
+
+    def scan_stream(self, text: str, start: int) -> tuple[int, int]:
+        """(status, position) for streaming: the first position >= start that is a complete candidate (MATCH)
+        or may still become one (PARTIAL); (NO, len(text)) when there is none."""
+        hit = self.find(text, start)
+        stop = hit[0] if hit is not None else len(text)
+        m = self._partial.search(text, max(start, len(text) - self.max_len))
+        if m is not None and m.start() < stop:
+            return PARTIAL, m.start()
+        if hit is not None:
+            return MATCH, hit[0]
+        return NO, len(text)

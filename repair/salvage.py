@@ -1,0 +1,365 @@
+"""JSON-ish text -> value.
+
+Order: strict `json` first (valid input is never touched, so apostrophes and backslashes survive byte-exact);
+then a lenient scanner for the common, unambiguous damage (single quotes, Python literals, trailing commas,
+unquoted keys, raw control characters and invalid escapes inside strings, missing closing brackets); then
+json-repair, accepted only when every string in its output comes from the input and every string in the input
+survives (it must not invent or drop structure). Scanning is linear: tokens are matched by regexes that never
+fail after a long scan, nesting is bounded, and json-repair runs only on small fragments within a budget.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import json_repair
+
+MAX_DEPTH = 128
+MAX_TOKENS = 8192
+REPAIR_FRAGMENT_MAX = 8192
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+# One token: a double- or single-quoted string (group 1/2 is the closing quote, absent when unclosed),
+# a bracket, or a run of anything else. Each alternative consumes; none can fail after scanning far.
+_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\[\s\S])*\\?(")?'
+    r"|'(?:[^'\\]|\\[\s\S])*\\?(')?"
+    r"|[{}\[\]]"
+    r"|[^\"'{}\[\]]+"
+)
+_NEEDS_FIX = re.compile(r"[\\\x00-\x1f]")
+_ESCAPE = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})|\\|[\x00-\x1f]')
+_SQ_ESCAPE = re.compile(r"\\[\s\S]|\"")
+_PY_LITERAL = re.compile(r"(?<![\w$.])(True|False|None)(?![\w$])")
+_PY_MAP = {"True": "true", "False": "false", "None": "null"}
+_BARE_KEY = re.compile(r"(?<![\w$.\-])([A-Za-z_$][\w$\-]*)(\s*):")
+_TRAILING_COMMA = re.compile(r",\s*$")
+_CTRL = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_SRC_STRING = re.compile(r'"((?:[^"\\]|\\[\s\S])*)"')
+
+
+@dataclass
+class Budget:
+    """How much text json-repair may still be run on for one message."""
+
+    chars: int = 32768
+    reach: int = 4 * 65536  # characters strict parses may read past their region (see decode_at)
+
+    def take(self, n: int) -> bool:
+        if n > self.chars:
+            return False
+        self.chars -= n
+        return True
+
+    def take_reach(self, n: int) -> bool:
+        if n > self.reach:
+            return False
+        self.reach -= n
+        return True
+
+
+@dataclass
+class Decoded:
+    value: Any
+    end: int
+    repairs: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Failed:
+    kind: str  # "invalid_json" | "truncated"
+    detail: str
+    end: int
+
+
+# --- string fixes ------------------------------------------------------------------------------------------------
+
+def _fix_escapes(inner: str, notes: set[str]) -> str:
+    if not _NEEDS_FIX.search(inner):
+        return inner
+
+    def fix(m: re.Match[str]) -> str:
+        s = m.group()
+        if len(s) > 1:
+            return s
+        if s == "\\":
+            notes.add("invalid escape in string")
+            return "\\\\"
+        notes.add("raw control character in string")
+        return _CTRL.get(s, f"\\u{ord(s):04x}")
+
+    return _ESCAPE.sub(fix, inner)
+
+
+def _single_to_double(inner: str, notes: set[str]) -> str:
+    def fix(m: re.Match[str]) -> str:
+        s = m.group()
+        if s == "\\'":
+            return "'"
+        if s == '"':
+            return '\\"'
+        return s
+
+    return '"' + _fix_escapes(_SQ_ESCAPE.sub(fix, inner), notes) + '"'
+
+
+# --- the lenient scanner -----------------------------------------------------------------------------------------
+
+@dataclass
+class _Scan:
+    out: list[str]
+    stack: list[str]
+    end: int              # after the last significant character consumed
+    complete: bool        # the value closed
+    in_string: bool
+    mismatch: bool
+    kinds: dict[str, set[str]]
+
+
+def _scan(text: str, pos: int, limit: int) -> _Scan | None:
+    out: list[str] = []
+    stack: list[str] = []
+    kinds: dict[str, set[str]] = {}
+    i = pos
+    end = pos
+    mismatch = False
+    budget = MAX_TOKENS
+    while i < limit:
+        budget -= 1
+        if budget < 0:
+            return None
+        m = _TOKEN.match(text, i, limit)
+        if m is None:  # pragma: no cover - the token pattern matches any character
+            return None
+        tok = m.group()
+        j = m.end()
+        c = tok[0]
+        if c == '"':
+            if m.group(1) is None:
+                return _Scan(out, stack, end, False, True, mismatch, kinds)
+            if not stack:
+                return None
+            out.append('"' + _fix_escapes(tok[1:-1], kinds.setdefault("json_syntax", set())) + '"')
+            end = j
+        elif c == "'":
+            if m.group(2) is None:
+                return _Scan(out, stack, end, False, True, mismatch, kinds)
+            if not stack:
+                return None
+            kinds.setdefault("single_quotes", set()).add("single-quoted strings")
+            out.append(_single_to_double(tok[1:-1], kinds.setdefault("json_syntax", set())))
+            end = j
+        elif c in "{[":
+            stack.append(c)
+            if len(stack) > MAX_DEPTH:
+                return None
+            out.append(c)
+            end = j
+        elif c in "}]":
+            if not stack:
+                return None
+            if out and out[-1][:1] not in "\"'{[}]" and _TRAILING_COMMA.search(out[-1]):
+                out[-1] = _TRAILING_COMMA.sub("", out[-1])
+                kinds.setdefault("trailing_comma", set()).add("trailing comma")
+            want = "}" if stack.pop() == "{" else "]"
+            if c != want:
+                mismatch = True
+            out.append(c)
+            end = j
+            if not stack:
+                return _Scan(out, stack, end, True, False, mismatch, kinds)
+        else:
+            if not stack:
+                if tok.strip():
+                    return None
+                i = j
+                continue
+            run = tok
+            if _PY_LITERAL.search(run):
+                run = _PY_LITERAL.sub(lambda mm: _PY_MAP[mm.group(1)], run)
+                kinds.setdefault("python_literal", set()).add("Python literals")
+            if stack[-1] == "{" and ":" in run:
+                fixed = _BARE_KEY.sub(r'"\1"\2:', run)
+                if fixed != run:
+                    kinds.setdefault("json_syntax", set()).add("unquoted keys")
+                    run = fixed
+            out.append(run)
+            if tok.strip():
+                end = i + len(tok.rstrip())
+        i = j
+    return _Scan(out, stack, end, False, False, mismatch, kinds)
+
+
+def _notes(kinds: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return [(k, ", ".join(sorted(v))) for k, v in kinds.items() if v]
+
+
+def _clean_tail(normalized: str) -> bool:
+    t = normalized.rstrip()
+    return t.endswith(("}", "]", '"', "true", "false", "null"))
+
+
+# --- json-repair behind guards -----------------------------------------------------------------------------------
+
+def _strings_of(value: Any, acc: list[str], depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if isinstance(value, str):
+        acc.append(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            acc.append(k)
+            if not _strings_of(v, acc, depth + 1):
+                return False
+    elif isinstance(value, list):
+        for v in value:
+            if not _strings_of(v, acc, depth + 1):
+                return False
+    return True
+
+
+def _guarded_json_repair(fragment: str, budget: Budget | None) -> Any:
+    s = fragment.strip()
+    if len(s) < 2 or s[0] not in "{[" or len(s) > REPAIR_FRAGMENT_MAX:
+        return _FAIL
+    if budget is not None and not budget.take(len(s)):
+        return _FAIL
+    try:
+        value = json_repair.loads(s)
+        json.dumps(value, allow_nan=False)
+    except Exception:
+        return _FAIL
+    if (s[0] == "{") != isinstance(value, dict) or (s[0] == "[") != isinstance(value, list):
+        return _FAIL
+    if not value and s[1:-1].strip():
+        return _FAIL
+    produced: list[str] = []
+    if not _strings_of(value, produced):
+        return _FAIL
+    forms: set[str] = set()
+    for p in produced:
+        if p not in s and json.dumps(p, ensure_ascii=False)[1:-1] not in s and json.dumps(p)[1:-1] not in s:
+            return _FAIL  # invented text
+        forms.add(p)
+        forms.add(json.dumps(p, ensure_ascii=False)[1:-1])
+    for m in _SRC_STRING.finditer(s):
+        inner = m.group(1)
+        if inner in forms:
+            continue
+        try:
+            decoded = json.loads('"' + inner + '"')
+        except ValueError:
+            decoded = None
+        if decoded not in forms:
+            return _FAIL  # dropped or merged text
+    return value
+
+
+class _Fail:
+    pass
+
+
+_FAIL = _Fail()
+
+
+# --- public entry points ------------------------------------------------------------------------------------------
+
+def decode_at(text: str, pos: int, limit: int | None = None, *, strict_limit: int | None = None,
+              reach: bool = False, max_closers: int = 0, budget: Budget | None = None) -> Decoded | Failed:
+    """Decode one JSON object/array starting at `pos` (after whitespace), not reading past `limit`.
+
+    `strict_limit` bounds the strict attempt (default `limit`); with `reach`, valid JSON may also run past it
+    (markers inside strings), within the budget's reach. The lenient scan stops at `limit`. When the value is
+    still open at `limit`, up to `max_closers` closing brackets are appended provided the text stopped at a clean
+    point outside any string; at the end of the text that is "truncated", elsewhere "json_syntax".
+    """
+    n = len(text)
+    limit = n if limit is None else min(limit, n)
+    strict_limit = limit if strict_limit is None else min(max(strict_limit, limit), n)
+    while pos < limit and text[pos] in " \t\r\n":
+        pos += 1
+    if pos >= limit or text[pos] not in "{[":
+        return Failed("invalid_json", "no JSON object", pos)
+    try:
+        value, end = _DECODER.raw_decode(text[pos:strict_limit])
+        return Decoded(value, pos + end)
+    except (ValueError, RecursionError):
+        pass
+    if reach and strict_limit < n and budget is not None and budget.take_reach(n - pos):
+        try:
+            value, end = _DECODER.raw_decode(text, pos)
+            return Decoded(value, end)
+        except (ValueError, RecursionError):
+            pass
+    scan = _scan(text, pos, limit)
+    if scan is None:
+        return Failed("invalid_json", "not valid JSON", limit)
+    normalized = "".join(scan.out)
+    if scan.complete:
+        if not scan.mismatch:
+            try:
+                return Decoded(_DECODER.decode(normalized), scan.end, _notes(scan.kinds))
+            except (ValueError, RecursionError):
+                pass
+        fixed = _guarded_json_repair(text[pos:scan.end], budget)
+        if not isinstance(fixed, _Fail):
+            return Decoded(fixed, scan.end, [("json_syntax", "repaired JSON syntax")])
+        return Failed("invalid_json", "could not repair the JSON", scan.end)
+    at_eof = limit >= n  # the value is still open where the text ends
+    if scan.in_string or scan.mismatch or not _clean_tail(normalized):
+        if at_eof:
+            return Failed("truncated", "the text ends inside the arguments", n)
+        if scan.in_string:
+            return Failed("invalid_json", "a string does not close", limit)
+        fixed = _guarded_json_repair(text[pos:limit], budget)
+        if not isinstance(fixed, _Fail):
+            return Decoded(fixed, limit, [("json_syntax", "repaired JSON syntax")])
+        return Failed("invalid_json", "could not repair the JSON", limit)
+    closers = "".join("}" if c == "{" else "]" for c in reversed(scan.stack))
+    if len(closers) > max_closers:
+        if at_eof:
+            return Failed("truncated", "the text ends inside the arguments", n)
+        return Failed("invalid_json", f"{len(closers)} unclosed brackets", limit)
+    try:
+        value = _DECODER.decode(normalized + closers)
+    except (ValueError, RecursionError):
+        if at_eof:
+            return Failed("truncated", "the text ends inside the arguments", n)
+        return Failed("invalid_json", "could not repair the JSON", limit)
+    notes = _notes(scan.kinds)
+    if at_eof:
+        notes.append(("truncated", "output stopped before the call was closed; arguments complete"))
+    else:
+        notes.append(("json_syntax", "missing closing bracket"))
+    return Decoded(value, scan.end, notes)
+
+
+def loads(text: str, *, budget: Budget | None = None) -> Decoded | Failed:
+    """A whole text holding one JSON value (wire arguments)."""
+    s = text.strip()
+    try:
+        return Decoded(_DECODER.decode(s), len(text))
+    except (ValueError, RecursionError):
+        pass
+    if s[:1] not in ("{", "["):
+        return Failed("invalid_json", "not a JSON object", len(text))
+    start = text.index(s[0])
+    got = decode_at(text, start, len(text), budget=budget)
+    if isinstance(got, Failed):
+        return got
+    rest = text[got.end:].strip()
+    if rest:
+        if rest.strip("}] \t\r\n"):
+            return Failed("invalid_json", "text after the JSON value", len(text))
+        got.repairs.append(("json_syntax", "extra closing bracket"))
+    got.end = len(text)
+    return got

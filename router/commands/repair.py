@@ -1,0 +1,135 @@
+"""`agentgate repair`: repair tool calls in raw model output.
+
+    agentgate repair --tools TOOLS.json [--format auto|FAMILY] < raw.txt     -> one JSON object
+    agentgate repair --jsonl [--tools DEFAULT.json] < in.jsonl > out.jsonl   -> one JSON object per line
+
+JSONL input lines are {"id", "tools", "text"} (tools: an OpenAI tools array, possibly empty; when absent the
+--tools file applies). Output lines are {"id", "content", "tool_calls", "reasoning_content", "repairs", "errors",
+"format"}; a line that cannot be read gives an output line whose errors say why. Call ids are call_0, call_1, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from repair import FAMILIES, RepairResult, ToolIndex, repair_message
+
+_INDEX_CACHE_SIZE = 64
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tools", metavar="TOOLS.json",
+                        help="OpenAI tools array (or an object with a \"tools\" key); the default for --jsonl lines")
+    parser.add_argument("--format", default="auto", choices=("auto", *FAMILIES),
+                        help="tool-call format of the model (default: auto-detect)")
+    parser.add_argument("--jsonl", action="store_true",
+                        help='read {"id","tools","text"} lines from stdin, write one result line each')
+    parser.add_argument("--mode", default="repair", choices=("repair", "detect"),
+                        help="detect: report problems but change nothing")
+    parser.add_argument("--tool-choice", default=None, metavar="CHOICE",
+                        help='"auto", "none", "required" or a function name')
+    parser.add_argument("--no-parallel", action="store_true", help="as parallel_tool_calls=false: keep one call")
+
+
+def _ids(i: int) -> str:
+    return f"call_{i}"
+
+
+def _tools_from(doc: Any) -> list[dict[str, Any]]:
+    if isinstance(doc, dict) and "tools" in doc:
+        doc = doc["tools"]
+    if not isinstance(doc, list) or not all(isinstance(t, dict) for t in doc):
+        raise ValueError("tools must be an array of tool objects")
+    return doc
+
+
+def _load_tools(path: str | None) -> list[dict[str, Any]] | None:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return _tools_from(json.load(fh))
+
+
+def _tool_choice(value: str | None) -> Any:
+    if value is None or value in ("auto", "none", "required"):
+        return value
+    return {"type": "function", "function": {"name": value}}
+
+
+def _issues(items: list[Any]) -> list[dict[str, Any]]:
+    return [i.as_dict() for i in items]
+
+
+def _document(result: RepairResult) -> dict[str, Any]:
+    return {"content": result.content, "tool_calls": result.tool_calls, "reasoning_content": result.reasoning_content,
+            "repairs": _issues(result.repairs), "errors": _issues(result.errors), "format": result.format}
+
+
+class _IndexCache:
+    """Tool indexes reused across lines that declare identical tools (bounded, least recently used out)."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, ToolIndex] = OrderedDict()
+
+    def get(self, tools: list[dict[str, Any]]) -> ToolIndex:
+        key = json.dumps(tools, sort_keys=True, ensure_ascii=False)
+        index = self._items.get(key)
+        if index is None:
+            index = ToolIndex(tools)
+            self._items[key] = index
+            if len(self._items) > _INDEX_CACHE_SIZE:
+                self._items.popitem(last=False)
+        else:
+            self._items.move_to_end(key)
+        return index
+
+
+def _run_jsonl(args: argparse.Namespace, default_tools: list[dict[str, Any]] | None, stdin: Iterable[bytes | str],
+               stdout: TextIO) -> int:
+    cache = _IndexCache()
+    opts = {"format": args.format, "mode": args.mode, "tool_choice": _tool_choice(args.tool_choice),
+            "parallel_tool_calls": not args.no_parallel, "id_factory": _ids}
+    for lineno, raw in enumerate(stdin, 1):
+        line = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        if not line.strip():
+            continue
+        line_id: Any = None
+        try:
+            doc = json.loads(line)
+            if not isinstance(doc, dict):
+                raise ValueError("each line must be a JSON object")
+            line_id = doc.get("id")
+            text = doc.get("text")
+            if text is not None and not isinstance(text, str):
+                raise ValueError('"text" must be a string')
+            tools = _tools_from(doc["tools"]) if doc.get("tools") is not None else (default_tools or [])
+            result = repair_message(text, cache.get(tools), **opts)
+            out = {"id": line_id, **_document(result)}
+        except Exception as exc:
+            out = {"id": line_id, "content": None, "tool_calls": [], "reasoning_content": None, "repairs": [],
+                   "errors": [{"kind": "bad_input", "detail": f"line {lineno}: {exc}", "call_index": None}],
+                   "format": None}
+        stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+    stdout.flush()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        default_tools = _load_tools(args.tools)
+    except (OSError, ValueError) as exc:
+        print(f"agentgate repair: cannot read --tools {args.tools!r}: {exc}", file=sys.stderr)
+        return 2
+    if args.jsonl:
+        return _run_jsonl(args, default_tools, sys.stdin.buffer, sys.stdout)
+    text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    result = repair_message(text, default_tools, format=args.format, mode=args.mode,
+                            tool_choice=_tool_choice(args.tool_choice), parallel_tool_calls=not args.no_parallel,
+                            id_factory=_ids)
+    sys.stdout.write(json.dumps(_document(result), ensure_ascii=False) + "\n")
+    return 0

@@ -1,0 +1,55 @@
+"""Shared checks for the repair tests."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, repair_message
+
+
+def ids(i: int) -> str:
+    return f"call_{i}"
+
+
+def calls_of(result: RepairResult) -> list[tuple[str, dict[str, Any]]]:
+    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
+
+
+def chunkings(text: str, seed: int, count: int = 3) -> list[list[str]]:
+    """1-char chunks plus `count` random chunkings (seeded)."""
+    out = [list(text)]
+    rnd = random.Random(seed)
+    for _ in range(count):
+        chunks, i = [], 0
+        while i < len(text):
+            k = rnd.randint(1, 12)
+            chunks.append(text[i:i + k])
+            i += k
+        out.append(chunks)
+    return out
+
+
+def stream(chunks: list[str], tools: Any, **opts: Any) -> tuple[RepairResult, str, str, list[ToolCallDelta]]:
+    sr = StreamRepairer(tools, id_factory=ids, **opts)
+    events = []
+    for ch in chunks:
+        events += sr.feed(ch)
+    events += sr.finish()
+    content = "".join(e.text for e in events if isinstance(e, ContentDelta))
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    calls = [e for e in events if isinstance(e, ToolCallDelta)]
+    return sr.result, content, reasoning, calls
+
+
+def assert_stream_matches(text: str, tools: Any, seed: int = 0, count: int = 3, **opts: Any) -> RepairResult:
+    expected = repair_message(text, tools, id_factory=ids, **opts)
+    for chunks in chunkings(text, seed, count):
+        result, content, reasoning, calls = stream(chunks, tools, **opts)
+        assert content == (expected.content or ""), chunks
+        assert reasoning == (expected.reasoning_content or "")
+        assert [(c.index, c.id, c.name, c.arguments) for c in calls] == [
+            (i, c["id"], c["function"]["name"], c["function"]["arguments"]) for i, c in enumerate(expected.tool_calls)]
+        assert result == expected
+    return expected
