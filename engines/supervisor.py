@@ -152,6 +152,11 @@ class Supervisor:
             for name, rec in self._records.items()
         }
 
+    def endpoint(self, name: str) -> Endpoint | None:
+        """The endpoint of engine `name` while it is ready (no lease taken), else None."""
+        rec = self._records.get(name)
+        return rec.launch.endpoint if rec is not None and rec.state == "ready" and rec.launch is not None else None
+
     def crashed(self, name: str) -> bool:
         """True when the engine's process died unexpectedly; stays true until its next start."""
         rec = self._records.get(name)

@@ -1,0 +1,145 @@
+"""Command line of the engine worker: `agentgate engine ...` and `python -m engines ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+
+DEFAULT_PORT = 8090
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `1073741824`, `1e9`, `512MB`, `2GiB`, `1.5g` (k/m/g/t are powers of 1024 with `i`, 1000 without,
+    and powers of 1024 for a bare letter)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 512MB, 2GiB, 1073741824)")
+    value, unit, binary = float(m.group(1)), m.group(2).lower(), m.group(3)
+    if not unit:
+        return int(value)
+    power = "kmgt".index(unit) + 1
+    explicit_decimal = not binary and text.strip().lower().endswith("b")
+    base = 1000 if explicit_decimal else 1024
+    return int(value * base**power)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="model folder, Hugging Face id, or tiny:demo / tiny:random / tiny:script=<text>")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--socket", metavar="PATH", help="listen on this Unix socket (created with mode 0600)")
+    where.add_argument("--port", type=int, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP address to bind (default 127.0.0.1)")
+    parser.add_argument("--name", help="model id to serve (default: the model folder's name)")
+    parser.add_argument("--max-batch", type=_positive, default=32, help="sequences decoded together (default 32)")
+    parser.add_argument("--cache-bytes", type=parse_size, default=parse_size("2GiB"),
+                        help="prefix-cache budget, e.g. 512MB or 4GiB (default 2GiB; 0 disables)")
+    parser.add_argument("--tool-format", default="auto",
+                        help="tool-call family for repair (default auto: tokenizer_config, then the chat template)")
+    parser.add_argument("--max-context", type=_positive, default=None,
+                        help="context length in tokens (default: the model's max_position_embeddings)")
+    parser.add_argument("--prefill-step", type=_positive, default=2048, help="prompt tokens per prefill chunk")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        return int(runner(_main(args)))
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from engines.worker import WorkerSettings, serve, wait_ready
+
+    log = logging.getLogger("agentgate.engine")
+    if args.tool_format != "auto":
+        from repair import FAMILIES
+
+        if args.tool_format not in FAMILIES:
+            print(f"agentgate engine: unknown --tool-format {args.tool_format!r}; use auto or one of "
+                  f"{', '.join(FAMILIES)}", file=sys.stderr)
+            return 2
+    settings = WorkerSettings(
+        model=args.model,
+        name=args.name,
+        max_batch=args.max_batch,
+        cache_bytes=args.cache_bytes,
+        tool_format=args.tool_format,
+        max_context=args.max_context,
+        prefill_step_size=args.prefill_step,
+    )
+    port = DEFAULT_PORT if args.port is None else args.port
+    try:
+        worker = await serve(settings, host=args.host, port=port, socket_path=args.socket)
+    except OSError as exc:
+        print(f"agentgate engine: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    where = f"unix:{worker.unix_socket}" if worker.unix_socket else worker.url
+    log.info("listening on %s; loading model %s", where, args.model)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        loading = asyncio.ensure_future(wait_ready(worker.app))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not loading.done():
+            loading.cancel()
+            return 0
+        stopping.cancel()
+        try:
+            loading.result()
+        except RuntimeError as exc:
+            print(f"agentgate engine: failed to load {args.model}: {exc}", file=sys.stderr)
+            return 1
+        from engines.worker import WORKER
+
+        state = worker.app[WORKER]
+        sched = state.scheduler
+        print(
+            f"agentgate engine ready: model={state.name} listen={where} max_batch={sched.max_batch} "
+            f"max_context={sched.max_context} tool_format={state.formatter.tool_format if state.formatter else '?'} "
+            f"load={sched.load_seconds or 0:.1f}s pid={os.getpid()}",
+            file=sys.stderr,
+            flush=True,
+        )
+        await stop.wait()
+        log.info("shutting down")
+        return 0
+    finally:
+        await worker.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engines", description="Run one local MLX engine worker.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

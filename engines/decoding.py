@@ -1,0 +1,120 @@
+"""Per-sequence output decoding: streaming detokenization, `<think>` splitting and stop strings.
+
+Text is matched with mlx-lm's `TextStateMachine`, which holds back text that may be the start of a marker or a
+stop string until it is known not to be one. A matched stop string ends the sequence; it and anything after it
+are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mlx_lm.generate import TextStateMachine
+
+Kind = Literal["content", "reasoning"]
+
+
+@dataclass
+class Piece:
+    kind: Kind
+    text: str
+
+
+class OutputDecoder:
+    def __init__(
+        self,
+        detokenizer: Any,
+        *,
+        think: tuple[str, str] | None = None,
+        reasoning: bool = False,
+        stop: Sequence[str] = (),
+        lock: threading.Lock | None = None,
+    ) -> None:
+        """`lock` guards detokenizers that call the tokenizer itself (HF fast tokenizers are not thread-safe)."""
+        self._lock: contextlib.AbstractContextManager[Any] = lock or contextlib.nullcontext()
+        transitions: dict[str, list[tuple[str, str | None]]] = {"normal": []}
+        if think is not None:
+            transitions["normal"].append((think[0], "reasoning"))
+            transitions["reasoning"] = [(think[1], "normal")]
+        for word in stop:
+            for edges in transitions.values():
+                edges.append((word, None))
+        self._sm = TextStateMachine({k: v for k, v in transitions.items() if v} or None)
+        self._state = self._sm.make_state("reasoning" if reasoning and think is not None else "normal")
+        self._detok = detokenizer
+        self.stopped = False  # a stop string matched
+        self._pending_ws = ""
+        self._reasoning_started = False
+        self._seen_reasoning = False
+        self._content_started = False
+
+    def add_token(self, token: int) -> list[Piece]:
+        if self.stopped:
+            return []
+        with self._lock:
+            self._detok.add_token(token)
+            text = self._detok.last_segment
+        return self._feed(text)
+
+    def finish(self) -> list[Piece]:
+        """Flush everything held back (call once, when the sequence ends)."""
+        if self.stopped:
+            return []
+        with self._lock:
+            self._detok.finalize()
+            text = self._detok.last_segment
+        out = self._feed(text)
+        if not self.stopped:
+            self._state, text, state = TextStateMachine.flush(self._state)
+            out += self._emit([(state, text)])
+        return out
+
+    def _feed(self, text: str) -> list[Piece]:
+        if not text:
+            return []
+        self._state, segments = TextStateMachine.split(self._state, text)
+        return self._emit(segments)
+
+    def _emit(self, segments: list[tuple[str | None, str]]) -> list[Piece]:
+        out: list[Piece] = []
+        for state, text in segments:
+            if state is None:
+                self.stopped = True
+                break
+            if state == "reasoning":
+                self._seen_reasoning = True
+                if not self._reasoning_started:
+                    text = text.lstrip()
+                    if not text:
+                        continue
+                    self._reasoning_started = True
+                text = self._pending_ws + text
+                kept = text.rstrip()
+                self._pending_ws = text[len(kept) :]
+                if kept:
+                    out.append(Piece("reasoning", kept))
+            else:
+                self._pending_ws = ""
+                if not text:
+                    continue
+                if not self._content_started and self._seen_reasoning:
+                    text = text.lstrip()
+                    if not text:
+                        continue
+                self._content_started = True
+                out.append(Piece("content", text))
+        return _merge(out)
+
+
+def _merge(pieces: list[Piece]) -> list[Piece]:
+    merged: list[Piece] = []
+    for p in pieces:
+        if merged and merged[-1].kind == p.kind:
+            merged[-1] = Piece(p.kind, merged[-1].text + p.text)
+        else:
+            merged.append(p)
+    return merged

@@ -1,0 +1,324 @@
+"""Validation of OpenAI request bodies into typed requests. Every problem is a 400 `EngineError`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from engines.errors import EngineError, bad_request
+from engines.sampling import SamplingParams
+
+MAX_STOP_STRINGS = 16
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+@dataclass
+class GenerationParams:
+    max_tokens: int | None
+    sampling: SamplingParams
+    stop: list[str] = field(default_factory=list)
+    stream: bool = False
+    include_usage: bool = False
+
+
+@dataclass
+class ChatRequest:
+    model: str | None
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    tool_choice: Any
+    parallel_tool_calls: bool
+    template_kwargs: dict[str, Any]
+    gen: GenerationParams
+
+
+@dataclass
+class CompletionRequest:
+    model: str | None
+    prompt: str | list[int]
+    gen: GenerationParams
+
+
+def _unsupported(message: str, param: str) -> EngineError:
+    return bad_request(message, param=param, code="unsupported_parameter")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _number(body: dict[str, Any], name: str, default: float | None, lo: float, hi: float) -> float | None:
+    v = body.get(name)
+    if v is None:
+        return default
+    if not _is_number(v):
+        raise bad_request(f"'{name}' must be a number", param=name, code="invalid_type")
+    if not lo <= v <= hi:
+        raise bad_request(f"'{name}' must be between {lo} and {hi}, got {v}", param=name)
+    return float(v)
+
+
+def _integer(body: dict[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
+    v = body.get(name)
+    if v is None:
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise bad_request(f"'{name}' must be an integer", param=name, code="invalid_type")
+    if v < lo or (hi is not None and v > hi):
+        bound = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+        raise bad_request(f"'{name}' must be {bound}, got {v}", param=name)
+    return v
+
+
+def _boolean(body: dict[str, Any], name: str, default: bool) -> bool:
+    v = body.get(name)
+    if v is None:
+        return default
+    if not isinstance(v, bool):
+        raise bad_request(f"'{name}' must be a boolean", param=name, code="invalid_type")
+    return v
+
+
+def _model(body: dict[str, Any]) -> str | None:
+    v = body.get("model")
+    if v is not None and not isinstance(v, str):
+        raise bad_request("'model' must be a string", param="model", code="invalid_type")
+    return v
+
+
+def _stop(body: dict[str, Any]) -> list[str]:
+    v = body.get("stop")
+    if v is None:
+        return []
+    words = [v] if isinstance(v, str) else v
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise bad_request("'stop' must be a string or a list of strings", param="stop", code="invalid_type")
+    if len(words) > MAX_STOP_STRINGS:
+        raise bad_request(f"'stop' may hold at most {MAX_STOP_STRINGS} strings", param="stop")
+    if any(w == "" for w in words):
+        raise bad_request("'stop' strings must not be empty", param="stop")
+    return list(dict.fromkeys(words))
+
+
+def _logit_bias(body: dict[str, Any], vocab_size: int) -> dict[int, float]:
+    v = body.get("logit_bias")
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise bad_request("'logit_bias' must be an object of token id -> bias", param="logit_bias",
+                          code="invalid_type")
+    out: dict[int, float] = {}
+    for key, bias in v.items():
+        try:
+            tok = int(key)
+        except (TypeError, ValueError):
+            raise bad_request(f"'logit_bias' key {key!r} is not a token id", param="logit_bias") from None
+        if not 0 <= tok < vocab_size:
+            raise bad_request(f"'logit_bias' token id {tok} is outside the vocabulary (0..{vocab_size - 1})",
+                              param="logit_bias")
+        if not _is_number(bias) or not -100 <= bias <= 100:
+            raise bad_request("'logit_bias' values must be numbers between -100 and 100", param="logit_bias")
+        out[tok] = float(bias)
+    return out
+
+
+def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationParams:
+    if _integer(body, "n", 1) not in (None, 1):
+        raise _unsupported("only n=1 is supported", "n")
+    if chat:
+        if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
+            raise _unsupported("logprobs are not supported by this engine", "logprobs")
+    elif body.get("logprobs") not in (None, 0):
+        raise _unsupported("logprobs are not supported by this engine", "logprobs")
+    fmt = body.get("response_format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+            raise bad_request("'response_format' must be an object with a 'type'", param="response_format",
+                              code="invalid_type")
+        if fmt["type"] != "text":
+            raise _unsupported(f"response_format type {fmt['type']!r} is not supported by this engine",
+                               "response_format")
+    max_tokens = _integer(body, "max_completion_tokens", 1) if chat else None
+    if max_tokens is None:
+        max_tokens = _integer(body, "max_tokens", 1)
+    seed = _integer(body, "seed", -(2**63), 2**64 - 1)
+    top_k = _integer(body, "top_k", -1)
+    rep_ctx = _integer(body, "repetition_context_size", 1, 4096)
+    sampling = SamplingParams(
+        temperature=_number(body, "temperature", 1.0, 0.0, 2.0) or 0.0,
+        top_p=_number(body, "top_p", 1.0, 0.0, 1.0) or 0.0,
+        top_k=max(0, top_k or 0),
+        min_p=_number(body, "min_p", 0.0, 0.0, 1.0) or 0.0,
+        repetition_penalty=_number(body, "repetition_penalty", None, 0.01, 10.0),
+        repetition_context_size=rep_ctx or 20,
+        presence_penalty=_number(body, "presence_penalty", None, -2.0, 2.0),
+        frequency_penalty=_number(body, "frequency_penalty", None, -2.0, 2.0),
+        logit_bias=_logit_bias(body, vocab_size),
+        seed=None if seed is None else seed % (2**63),
+    )
+    if sampling.top_p == 0.0 and sampling.temperature > 0:
+        raise bad_request("'top_p' must be greater than 0", param="top_p")
+    stream = _boolean(body, "stream", False)
+    opts = body.get("stream_options")
+    include_usage = False
+    if opts is not None:
+        if not isinstance(opts, dict):
+            raise bad_request("'stream_options' must be an object", param="stream_options", code="invalid_type")
+        include_usage = _boolean(opts, "include_usage", False)
+    return GenerationParams(max_tokens, sampling, _stop(body), stream, include_usage)
+
+
+def _content(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts: list[str] = []
+        for part in value:
+            if isinstance(part, str):
+                parts.append(part)
+                continue
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise bad_request(f"{where}: content parts must be objects with a 'type'", param="messages")
+            if part["type"] in ("text", "input_text"):
+                if not isinstance(part.get("text"), str):
+                    raise bad_request(f"{where}: text parts need a string 'text'", param="messages")
+                parts.append(part["text"])
+            else:
+                raise _unsupported(f"{where}: content part type {part['type']!r} is not supported by this engine",
+                                   "messages")
+        return "".join(parts)
+    raise bad_request(f"{where}: 'content' must be a string, null or a list of parts", param="messages",
+                      code="invalid_type")
+
+
+def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise bad_request(f"{where}: 'tool_calls' must be a list", param="messages", code="invalid_type")
+    calls = []
+    for j, call in enumerate(value):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise bad_request(f"{where}.tool_calls[{j}]: needs a function with a string name", param="messages")
+        args = fn.get("arguments", "{}")
+        if args is None:
+            args = "{}"
+        if not isinstance(args, (str, dict)):
+            raise bad_request(f"{where}.tool_calls[{j}]: 'arguments' must be a JSON string", param="messages")
+        calls.append({"id": call.get("id") or f"call_{j}", "type": "function",
+                      "function": {"name": fn["name"], "arguments": args}})
+    return calls
+
+
+def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise bad_request("'messages' must be a non-empty list", param="messages",
+                          code="invalid_type" if not isinstance(msgs, list) else "invalid_value")
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(msgs):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise bad_request(f"{where} must be an object", param="messages", code="invalid_type")
+        role = m.get("role")
+        if role not in ROLES:
+            raise bad_request(f"{where}: 'role' must be one of {', '.join(ROLES)}", param="messages")
+        msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
+                               "content": _content(m.get("content"), where)}
+        if role == "assistant":
+            if m.get("tool_calls"):
+                msg["tool_calls"] = _tool_calls(m["tool_calls"], where)
+            for key in ("reasoning_content", "reasoning"):
+                if isinstance(m.get(key), str) and m[key]:
+                    msg["reasoning_content"] = m[key]
+                    break
+        if role == "tool" and isinstance(m.get("tool_call_id"), str):
+            msg["tool_call_id"] = m["tool_call_id"]
+        if isinstance(m.get("name"), str):
+            msg["name"] = m["name"]
+        out.append(msg)
+    return out
+
+
+def _tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
+    tools = body.get("tools")
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        raise bad_request("'tools' must be a list", param="tools", code="invalid_type")
+    for i, t in enumerate(tools):
+        fn = t.get("function") if isinstance(t, dict) else None
+        if not isinstance(t, dict) or t.get("type", "function") != "function" or not isinstance(fn, dict):
+            raise bad_request(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}", param="tools")
+        if not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise bad_request(f"tools[{i}].function needs a non-empty string 'name'", param="tools")
+        if "parameters" in fn and not isinstance(fn["parameters"], dict):
+            raise bad_request(f"tools[{i}].function.parameters must be an object", param="tools")
+    return tools or None
+
+
+def _tool_choice(body: dict[str, Any], tools: list[dict[str, Any]] | None) -> Any:
+    choice = body.get("tool_choice")
+    if choice is None or choice in ("none", "auto", "required"):
+        if choice == "required" and not tools:
+            raise bad_request("tool_choice 'required' needs 'tools'", param="tool_choice")
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        name = (choice.get("function") or {}).get("name") if isinstance(choice.get("function"), dict) else None
+        if isinstance(name, str):
+            if not any(t["function"]["name"] == name for t in tools or []):
+                raise bad_request(f"tool_choice names {name!r}, which is not in 'tools'", param="tool_choice")
+            return choice
+    raise bad_request("'tool_choice' must be 'none', 'auto', 'required' or a function choice",
+                      param="tool_choice")
+
+
+def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object", code="invalid_type")
+    for legacy in ("functions", "function_call"):
+        if body.get(legacy) is not None:
+            raise _unsupported(f"'{legacy}' is not supported; use 'tools' and 'tool_choice'", legacy)
+    messages = _messages(body)
+    tools = _tools(body)
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise bad_request("'chat_template_kwargs' must be an object", param="chat_template_kwargs",
+                          code="invalid_type")
+    return ChatRequest(
+        model=_model(body),
+        messages=messages,
+        tools=tools,
+        tool_choice=_tool_choice(body, tools),
+        parallel_tool_calls=_boolean(body, "parallel_tool_calls", True),
+        template_kwargs=dict(kwargs),
+        gen=_common(body, vocab_size, chat=True),
+    )
+
+
+def parse_completion(body: Any, vocab_size: int) -> CompletionRequest:
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object", code="invalid_type")
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]
+    if isinstance(prompt, list):
+        if not prompt or not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            raise bad_request("'prompt' must be a string, a list of token ids, or a one-element list of either",
+                              param="prompt", code="invalid_type")
+        if any(not 0 <= t < vocab_size for t in prompt):
+            raise bad_request("'prompt' holds token ids outside the vocabulary", param="prompt")
+    elif not isinstance(prompt, str) or not prompt:
+        raise bad_request("'prompt' must be a non-empty string or a list of token ids", param="prompt",
+                          code="invalid_type" if not isinstance(prompt, str) else "invalid_value")
+    if body.get("echo"):
+        raise _unsupported("'echo' is not supported by this engine", "echo")
+    if body.get("suffix"):
+        raise _unsupported("'suffix' is not supported by this engine", "suffix")
+    if _integer(body, "best_of", 1) not in (None, 1):
+        raise _unsupported("only best_of=1 is supported", "best_of")
+    return CompletionRequest(model=_model(body), prompt=prompt, gen=_common(body, vocab_size, chat=False))

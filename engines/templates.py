@@ -1,0 +1,124 @@
+"""Chat templates: messages (with tools and tool results) to prompt tokens, and the model's tool-call format.
+
+The tool-call family is, in order: the `--tool-format` option, the tokenizer's `tool_parser_type` (from
+tokenizer_config.json, or what mlx-lm inferred from the template), or a family sniffed from the chat template.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engines.errors import bad_request
+from repair import FAMILIES, family_for_parser_type, sniff_template
+
+
+@dataclass
+class RenderedPrompt:
+    tokens: list[int]
+    reasoning: bool  # the prompt leaves a `<think>` block open, so output starts as reasoning
+
+
+def resolve_tool_format(option: str | None, tokenizer: Any) -> str:
+    """The tool-call family for `repair` ("auto" when nothing identifies one)."""
+    if option and option != "auto":
+        if option not in FAMILIES:
+            raise ValueError(f"unknown tool format {option!r}; choose auto or one of {', '.join(FAMILIES)}")
+        return option
+    init_kwargs = getattr(tokenizer, "init_kwargs", None) or {}
+    parser_type = init_kwargs.get("tool_parser_type")
+    if isinstance(parser_type, str):
+        family = family_for_parser_type(parser_type)
+        if family:
+            return family
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, Mapping):  # named templates: prefer the tool-use one
+        template = template.get("tool_use") or template.get("default")
+    if isinstance(template, str):
+        family = sniff_template(template)
+        if family:
+            return family
+    return "auto"
+
+
+def _template_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy shaped the way HF chat templates expect (tool-call arguments as objects)."""
+    out = dict(message)
+    calls = out.get("tool_calls")
+    if calls:
+        fixed = []
+        for call in calls:
+            call = dict(call)
+            fn = dict(call.get("function") or {})
+            args = fn.get("arguments")
+            if isinstance(args, str):
+                try:
+                    parsed = json.loads(args) if args.strip() else {}
+                except json.JSONDecodeError:
+                    parsed = None
+                if isinstance(parsed, dict):
+                    fn["arguments"] = parsed
+            call["function"] = fn
+            fixed.append(call)
+        out["tool_calls"] = fixed
+    return out
+
+
+class ChatFormatter:
+    """Renders chat requests with the tokenizer's chat template (no MLX work).
+
+    Calls are serialised with `lock`: a Hugging Face fast tokenizer must not encode on two threads at once.
+    """
+
+    def __init__(self, tokenizer: Any, *, tool_format: str | None = "auto", lock: threading.Lock | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.lock = lock or threading.Lock()
+        self.tool_format = resolve_tool_format(tool_format, tokenizer)
+        self.think: tuple[str, str] | None = (
+            (tokenizer.think_start, tokenizer.think_end) if getattr(tokenizer, "has_thinking", False) else None
+        )
+        self.has_chat_template = bool(getattr(tokenizer, "has_chat_template", False))
+
+    def render_chat(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        template_kwargs: Mapping[str, Any] | None = None,
+    ) -> RenderedPrompt:
+        if not self.has_chat_template:
+            text = "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in messages) + "assistant:"
+            return RenderedPrompt(self.encode_text(text), False)
+        kwargs = dict(template_kwargs or {})
+        for reserved in ("tokenize", "add_generation_prompt", "tools", "messages", "conversation"):
+            kwargs.pop(reserved, None)
+        try:
+            with self.lock:
+                text = self.tokenizer.apply_chat_template(
+                    [_template_message(m) for m in messages],
+                    tools=tools or None,
+                    add_generation_prompt=True,
+                    tokenize=False,
+                    **kwargs,
+                )
+        except Exception as exc:  # template errors are caused by the request's messages
+            raise bad_request(f"the chat template rejected the messages: {exc}", param="messages",
+                              code="invalid_messages") from exc
+        if not isinstance(text, str):
+            raise bad_request("the chat template did not produce text", param="messages", code="invalid_messages")
+        reasoning = False
+        if self.think is not None:
+            reasoning = text.rfind(self.think[0]) > text.rfind(self.think[1])
+        return RenderedPrompt(self._encode(text, "messages", add_special_tokens=False), reasoning)
+
+    def encode_text(self, text: str) -> list[int]:
+        return self._encode(text, "prompt")
+
+    def _encode(self, text: str, param: str, **kwargs: Any) -> list[int]:
+        try:
+            with self.lock:
+                return list(self.tokenizer.encode(text, **kwargs))
+        except Exception as exc:  # e.g. lone surrogates, which cannot be encoded
+            raise bad_request(f"the text cannot be tokenized: {exc}", param=param, code="invalid_text") from exc

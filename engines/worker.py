@@ -1,0 +1,499 @@
+"""The engine worker's HTTP side: an OpenAI-compatible aiohttp app in front of the MLX scheduler.
+
+Endpoints: POST /v1/chat/completions, POST /v1/completions (both streaming and not), GET /v1/models,
+GET /health (200 once the model is loaded, 503 before), GET /stats (JSON counters).
+Chat output goes through the `repair` package, which turns the model's tool-call markup into OpenAI
+`tool_calls`; `<think>` blocks become `reasoning_content`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import stat
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engines.errors import EngineError, bad_request
+from engines.params import ChatRequest, CompletionRequest, GenerationParams, parse_chat, parse_completion
+from engines.scheduler import (
+    Delta,
+    Failed,
+    Finished,
+    Scheduler,
+    SequenceHandle,
+    SequenceSpec,
+    Started,
+    default_loader,
+)
+from engines.templates import ChatFormatter
+from repair import ContentDelta, ReasoningDelta, StreamRepairer, ToolCallDelta, repair_message
+
+log = logging.getLogger("agentgate.engine")
+
+MAX_BODY_BYTES = 64 << 20
+
+
+@dataclass
+class WorkerSettings:
+    model: str
+    name: str | None = None
+    max_batch: int = 32
+    cache_bytes: int = 2 << 30
+    tool_format: str = "auto"
+    max_context: int | None = None
+    prefill_step_size: int = 2048
+
+    @property
+    def served_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.model.startswith("tiny:"):
+            return self.model
+        return Path(self.model.rstrip("/")).name or self.model
+
+
+@dataclass
+class WorkerState:
+    settings: WorkerSettings
+    scheduler: Scheduler
+    started_at: float = field(default_factory=time.time)
+    formatter: ChatFormatter | None = None
+    load_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.served_name
+
+    def require_ready(self) -> ChatFormatter:
+        if self.load_error is not None:
+            raise EngineError(503, f"the model failed to load: {self.load_error}", "model_load_failed")
+        if self.formatter is None or not self.scheduler.ready:
+            if self.formatter is not None:
+                raise EngineError(503, "the engine has stopped", "engine_stopped")
+            raise EngineError(503, "the model is still loading", "model_loading")
+        return self.formatter
+
+
+WORKER = web.AppKey("agentgate_worker", WorkerState)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + _dumps(obj).encode() + b"\n\n"
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        raise bad_request("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think: tuple[str, str] | None = None,
+          reasoning: bool = False, param: str = "messages") -> SequenceSpec:
+    n = len(tokens)
+    limit = state.scheduler.max_context
+    if n == 0:
+        raise bad_request("the prompt is empty", param=param)
+    if n >= limit:
+        raise EngineError(
+            400,
+            f"This model's maximum context length is {limit} tokens, but the prompt has {n} tokens.",
+            "context_length_exceeded",
+            param=param,
+        )
+    room = limit - n
+    max_tokens = min(gen.max_tokens or room, room)
+    return SequenceSpec(tokens, max_tokens, gen.sampling, gen.stop, think, reasoning)
+
+
+def _usage(fin: Finished) -> dict[str, Any]:
+    return {
+        "prompt_tokens": fin.prompt_tokens,
+        "completion_tokens": fin.completion_tokens,
+        "total_tokens": fin.prompt_tokens + fin.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": fin.cached_tokens},
+    }
+
+
+async def _events(handle: SequenceHandle) -> AsyncIterator[Started | Delta | Finished | Failed]:
+    while True:
+        for event in await handle.next_events():
+            yield event
+            if isinstance(event, (Finished, Failed)):
+                return
+
+
+async def _first_event(handle: SequenceHandle) -> list[Any]:
+    """Wait until the sequence is admitted (or refused) so that a refusal can still be a plain HTTP error."""
+    events = await handle.next_events()
+    for event in events:
+        if isinstance(event, Failed):
+            raise EngineError(event.status, event.message, event.code)
+    return events
+
+
+async def _collect(handle: SequenceHandle, first: list[Any]) -> tuple[str, str, Finished]:
+    content: list[str] = []
+    reasoning: list[str] = []
+    pending = list(first)
+    async for event in _chain(pending, handle):
+        if isinstance(event, Delta):
+            for piece in event.pieces:
+                (reasoning if piece.kind == "reasoning" else content).append(piece.text)
+        elif isinstance(event, Failed):
+            raise EngineError(event.status, event.message, event.code)
+        elif isinstance(event, Finished):
+            return "".join(content), "".join(reasoning), event
+    raise EngineError(500, "the sequence ended without a result", "generation_failed")
+
+
+async def _chain(first: list[Any], handle: SequenceHandle) -> AsyncIterator[Any]:
+    for event in first:
+        yield event
+        if isinstance(event, (Finished, Failed)):
+            return
+    async for event in _events(handle):
+        yield event
+
+
+# -- handlers --------------------------------------------------------------------------------------------------
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    state = request.app[WORKER]
+    body = await _json_body(request)
+    formatter = state.require_ready()
+    req = parse_chat(body, state.scheduler.vocab_size)
+    loop = asyncio.get_running_loop()
+    rendered = await loop.run_in_executor(None, formatter.render_chat, req.messages, req.tools, req.template_kwargs)
+    spec = _spec(state, rendered.tokens, req.gen, think=formatter.think, reasoning=rendered.reasoning)
+    handle = state.scheduler.submit(spec)
+    try:
+        first = await _first_event(handle)
+        if req.gen.stream:
+            return await _stream_chat(request, state, req, handle, first, formatter.tool_format)
+        return await _complete_chat(state, req, handle, first, formatter.tool_format)
+    finally:
+        state.scheduler.cancel(handle)
+
+
+async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceHandle, first: list[Any],
+                         family: str) -> web.Response:
+    content, reasoning, fin = await _collect(handle, first)
+    result = repair_message(
+        content,
+        req.tools,
+        tool_choice=req.tool_choice,
+        parallel_tool_calls=req.parallel_tool_calls,
+        format=family,
+        reasoning_content=reasoning or None,
+    )
+    message = result.message()
+    finish = "tool_calls" if result.tool_calls else fin.reason
+    body = {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": state.name,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": _usage(fin),
+    }
+    headers = {"x-agentgate-tool-calls": result.outcome}
+    return web.Response(text=_dumps(body), content_type="application/json", headers=headers)
+
+
+def _stream_deltas(events: list[Any], tool_index: dict[str, int]) -> list[dict[str, Any]]:
+    """Repair stream events -> OpenAI `delta` objects (adjacent text deltas merged)."""
+    deltas: list[dict[str, Any]] = []
+    for ev in events:
+        if isinstance(ev, ToolCallDelta):
+            tool_index["n"] = max(tool_index.get("n", 0), ev.index + 1)
+            deltas.append({"tool_calls": [{"index": ev.index, "id": ev.id, "type": "function",
+                                           "function": {"name": ev.name, "arguments": ev.arguments}}]})
+            continue
+        if not isinstance(ev, (ContentDelta, ReasoningDelta)):
+            continue
+        key = "reasoning_content" if isinstance(ev, ReasoningDelta) else "content"
+        if not ev.text:
+            continue
+        if deltas and list(deltas[-1]) == [key]:
+            deltas[-1][key] += ev.text
+        else:
+            deltas.append({key: ev.text})
+    return deltas
+
+
+async def _stream_chat(request: web.Request, state: WorkerState, req: ChatRequest, handle: SequenceHandle,
+                       first: list[Any], family: str) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": state.name}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
+
+    repairer = StreamRepairer(req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
+                              format=family)
+    tools_seen: dict[str, int] = {}
+    await resp.write(chunk({"role": "assistant", "content": ""}))
+    try:
+        async for event in _chain(first, handle):
+            if isinstance(event, Delta):
+                out: list[Any] = []
+                for piece in event.pieces:
+                    out += (repairer.feed_reasoning(piece.text) if piece.kind == "reasoning"
+                            else repairer.feed(piece.text))
+                data = b"".join(chunk(d) for d in _stream_deltas(out, tools_seen))
+                if data:
+                    await resp.write(data)
+            elif isinstance(event, Failed):
+                await resp.write(EngineError(event.status, event.message, event.code).sse_event())
+                break
+            elif isinstance(event, Finished):
+                data = b"".join(chunk(d) for d in _stream_deltas(repairer.finish(), tools_seen))
+                finish = "tool_calls" if tools_seen.get("n") else event.reason
+                data += chunk({}, finish)
+                if req.gen.include_usage:
+                    data += _sse({**base, "choices": [], "usage": _usage(event)})
+                await resp.write(data)
+                break
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:  # headers are sent: end the stream with an error event
+        log.exception("streaming a chat completion failed")
+        await resp.write(EngineError(500, f"internal error: {type(exc).__name__}", "internal_error").sse_event())
+    await resp.write(b"data: [DONE]\n\n")
+    await resp.write_eof()
+    return resp
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    state = request.app[WORKER]
+    body = await _json_body(request)
+    formatter = state.require_ready()
+    req: CompletionRequest = parse_completion(body, state.scheduler.vocab_size)
+    if isinstance(req.prompt, str):
+        loop = asyncio.get_running_loop()
+        tokens = await loop.run_in_executor(None, formatter.encode_text, req.prompt)
+    else:
+        tokens = list(req.prompt)
+    spec = _spec(state, tokens, req.gen, param="prompt")
+    handle = state.scheduler.submit(spec)
+    try:
+        first = await _first_event(handle)
+        base = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
+                "model": state.name}
+        if not req.gen.stream:
+            text, _, fin = await _collect(handle, first)
+            payload = {**base, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}],
+                       "usage": _usage(fin)}
+            return web.Response(text=_dumps(payload), content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+
+        def chunk(text: str, finish: str | None = None) -> bytes:
+            return _sse({**base, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]})
+
+        async for event in _chain(first, handle):
+            if isinstance(event, Delta):
+                text = "".join(p.text for p in event.pieces)
+                if text:
+                    await resp.write(chunk(text))
+            elif isinstance(event, Failed):
+                await resp.write(EngineError(event.status, event.message, event.code).sse_event())
+                break
+            elif isinstance(event, Finished):
+                data = chunk("", event.reason)
+                if req.gen.include_usage:
+                    data += _sse({**base, "choices": [], "usage": _usage(event)})
+                await resp.write(data)
+                break
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+    finally:
+        state.scheduler.cancel(handle)
+
+
+async def models(request: web.Request) -> web.Response:
+    state = request.app[WORKER]
+    entry = {"id": state.name, "object": "model", "created": int(state.started_at), "owned_by": "agentgate"}
+    model_id = request.match_info.get("model_id")
+    if model_id is not None:
+        if model_id != state.name:
+            raise EngineError(404, f"model {model_id!r} is not served here", "model_not_found", param="model")
+        return web.json_response(entry)
+    return web.json_response({"object": "list", "data": [entry]})
+
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[WORKER]
+    if state.load_error is not None:
+        return web.json_response({"status": "error", "error": state.load_error}, status=503)
+    if state.formatter is None:
+        return web.json_response({"status": "loading", "model": state.name}, status=503)
+    if not state.scheduler.alive:
+        return web.json_response({"status": "stopped", "model": state.name}, status=503)
+    return web.json_response({"status": "ok", "model": state.name})
+
+
+async def stats(request: web.Request) -> web.Response:
+    state = request.app[WORKER]
+    sched = state.scheduler
+    body: dict[str, Any] = {
+        "model": state.name,
+        "ready": state.formatter is not None and sched.alive,
+        "uptime_s": round(time.time() - state.started_at, 3),
+        "load_s": None if sched.load_seconds is None else round(sched.load_seconds, 3),
+        "max_context": sched.max_context if sched.loaded is not None else None,
+        "tool_format": state.formatter.tool_format if state.formatter is not None else None,
+    }
+    body.update(sched.snapshot())
+    return web.json_response(body)
+
+
+# -- app ---------------------------------------------------------------------------------------------------------
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except EngineError as exc:
+        return exc.response()
+    except web.HTTPRequestEntityTooLarge:
+        too_large = EngineError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes", "request_too_large")
+        return too_large.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
+        return EngineError(exc.status, f"{request.method} {request.path}: {exc.reason}", code).response()
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return EngineError(500, f"internal error: {type(exc).__name__}", "internal_error").response()
+
+
+async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = app[WORKER]
+    state.scheduler.start(asyncio.get_running_loop())
+
+    async def finish_loading() -> None:
+        try:
+            loaded = await state.scheduler.wait_loaded()
+            state.formatter = ChatFormatter(loaded.tokenizer, tool_format=state.settings.tool_format,
+                                            lock=state.scheduler.tokenizer_lock)
+        except Exception as exc:
+            state.load_error = f"{type(exc).__name__}: {exc}"
+
+    task = asyncio.ensure_future(finish_loading())
+    app[LOADING] = task
+    yield
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    await state.scheduler.close()
+
+
+LOADING = web.AppKey("agentgate_worker_loading", asyncio.Task)
+
+
+async def _stop_engine(app: web.Application) -> None:
+    """On shutdown, stop generating first: in-flight requests end at once with an `engine_stopped` error
+    instead of holding the shutdown until they finish."""
+    await app[WORKER].scheduler.close()
+
+
+def create_app(settings: WorkerSettings, *, scheduler: Scheduler | None = None) -> web.Application:
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    sched = scheduler or Scheduler(
+        default_loader(settings.model),
+        max_batch=settings.max_batch,
+        cache_bytes=settings.cache_bytes,
+        prefill_step_size=settings.prefill_step_size,
+        max_context=settings.max_context,
+    )
+    app[WORKER] = WorkerState(settings, sched)
+    app.cleanup_ctx.append(_engine_ctx)
+    app.on_shutdown.append(_stop_engine)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model_id}", models)
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+async def wait_ready(app: web.Application) -> None:
+    """Until the model is loaded; raises RuntimeError when loading failed."""
+    await asyncio.shield(app[LOADING])
+    state = app[WORKER]
+    if state.load_error is not None:
+        raise RuntimeError(state.load_error)
+
+
+def _prepare_socket_path(path: Path) -> None:
+    """Create the folder and remove a stale socket left by a previous worker (never a regular file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
+        path.unlink()
+
+
+@dataclass
+class RunningWorker:
+    app: web.Application
+    runner: web.AppRunner
+    url: str  # base URL ("http://localhost" for a Unix socket)
+    unix_socket: str | None = None
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+        if self.unix_socket:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.unix_socket)
+
+
+async def serve(settings: WorkerSettings, *, host: str = "127.0.0.1", port: int = 0, socket_path: str | None = None,
+                scheduler: Scheduler | None = None) -> RunningWorker:
+    """Start the worker on a Unix socket (mode 0600) or a TCP port (0: any free one); returns once listening."""
+    app = create_app(settings, scheduler=scheduler)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        if socket_path:
+            path = Path(socket_path)
+            _prepare_socket_path(path)
+            old = os.umask(0o177)
+            try:
+                site: web.BaseSite = web.UnixSite(runner, str(path))
+                await site.start()
+            finally:
+                os.umask(old)
+            os.chmod(path, 0o600)
+            return RunningWorker(app, runner, "http://localhost", str(path))
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = next((a[1] for a in runner.addresses if isinstance(a, tuple)), port)
+        shown = f"[{host}]" if ":" in host else host
+        return RunningWorker(app, runner, f"http://{shown}:{bound}")
+    except BaseException:
+        await runner.cleanup()
+        raise

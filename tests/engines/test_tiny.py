@@ -1,0 +1,84 @@
+"""Tiny offline models: loadable by mlx-lm, scripted ones emit exactly their script, specs resolve and cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mlx_lm import generate, load
+
+from engines.tiny import build_tiny_model, resolve_model_spec, split_script
+from tests.engines.conftest import SCRIPTS, WEATHER_TOOL
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2 + 2?"}],
+    [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    ],
+]
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_scripted_model_emits_its_script_whatever_the_prompt(tiny_models, name):
+    model, tokenizer = load(str(tiny_models[name]))
+    for messages in CONVERSATIONS:
+        for thinking in (True, False):
+            prompt = tokenizer.apply_chat_template(messages, tools=[WEATHER_TOOL], add_generation_prompt=True,
+                                                   enable_thinking=thinking)
+            assert generate(model, tokenizer, prompt, max_tokens=80) == SCRIPTS[name]
+
+
+def test_random_model_loads_with_template_and_tool_parser(tiny_models):
+    path = tiny_models["random"]
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_type"] == "qwen3" and config["hidden_size"] == 64 and config["num_hidden_layers"] == 2
+    _, tokenizer = load(str(path))
+    assert tokenizer.has_thinking and tokenizer.has_tool_calling
+    assert tokenizer.init_kwargs["tool_parser_type"] == "json_tools"
+    text = tokenizer.apply_chat_template(CONVERSATIONS[2], tools=[WEATHER_TOOL], add_generation_prompt=True,
+                                         tokenize=False)
+    assert '"name": "get_weather"' in text and "<tool_response>\nsunny\n</tool_response>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_builds_are_deterministic(tmp_path):
+    a = build_tiny_model(tmp_path / "a", script="same words same words", seed=3)
+    b = build_tiny_model(tmp_path / "b", script="same words same words", seed=3)
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+@pytest.mark.parametrize("script", ["a a a a a", "x\n\ny\n\n", "<tool_call>a</tool_call><tool_call>a</tool_call>",
+                                    " ".join(f"w{i % 7}" for i in range(300))])
+def test_split_script_pieces_are_distinct_and_complete(script):
+    pieces = split_script(script, limit=63)
+    assert "".join(pieces) == script
+    assert len(set(pieces)) == len(pieces) <= 63
+    assert all(p.strip() for p in pieces)
+
+
+def test_resolve_model_spec(tmp_path):
+    assert resolve_model_spec("mlx-community/Qwen3-4B-4bit", tmp_path) == "mlx-community/Qwen3-4B-4bit"
+    demo = resolve_model_spec("tiny:demo", tmp_path)
+    assert resolve_model_spec("tiny:demo", tmp_path) == demo  # built once, then reused
+    scripted = resolve_model_spec("tiny:script=Hi\\nthere", tmp_path)
+    assert json.loads((tmp_path / scripted / "agentgate_tiny.json").read_text())["script"] == "Hi\nthere"
+    with pytest.raises(ValueError):
+        resolve_model_spec("tiny:unknown", tmp_path)
+
+
+def test_qwen3_coder_variant_renders_xml_tool_calls(tmp_path):
+    path = build_tiny_model(tmp_path / "coder", tool_format="qwen3_coder")
+    _, tokenizer = load(str(path))
+    assert tokenizer.init_kwargs["tool_parser_type"] == "qwen3_coder"
+    text = tokenizer.apply_chat_template(CONVERSATIONS[2], tools=[WEATHER_TOOL], tokenize=False)
+    assert "<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>" in text
+
+
+def test_scripts_must_be_ascii():
+    with pytest.raises(ValueError):
+        split_script("café", limit=10)

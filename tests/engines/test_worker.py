@@ -1,0 +1,326 @@
+"""The engine worker end to end: real mlx-lm generation on tiny models, the real openai client over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import openai
+import pytest
+
+from engines.sampling import SamplingParams
+from engines.scheduler import Failed, Finished, SequenceSpec
+from engines.worker import WORKER
+from tests.engines.conftest import SCRIPTS, WEATHER_TOOL
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+USER = [{"role": "user", "content": "Hello there, what is the weather like in Paris today?"}]
+
+
+def no_eos(models: dict[str, Path], name: str = "random") -> dict[str, int]:
+    eos = json.loads((models[name] / "config.json").read_text())["eos_token_id"]
+    return {str(eos): -100}
+
+
+async def test_models_health_and_stats_shape(engine):
+    e = await engine("random")
+    status, health = await e.get("/health")
+    assert status == 200 and health["status"] == "ok"
+    models = await e.client().models.list()
+    assert [m.id for m in models.data] == ["random"]
+    stats = await e.stats()
+    for key in ("queue", "running", "peak_batch", "requests", "tokens", "cache", "memory", "model"):
+        assert key in stats
+    assert stats["memory"]["active"] > 0 and stats["memory"]["peak"] >= stats["memory"]["active"]
+    assert stats["cache"]["hits"] == 0
+
+
+async def test_think_split_into_reasoning_content(engine):
+    e = await engine("think")
+    client = e.client()
+    resp = await client.chat.completions.create(model="think", messages=USER, temperature=0)
+    msg = resp.choices[0].message
+    assert msg.content == "Hello! How can I help you today?"
+    assert msg.model_extra["reasoning_content"] == "The user says hello, so I greet them back."
+    assert resp.choices[0].finish_reason == "stop"
+
+    stream = await client.chat.completions.create(
+        model="think", messages=USER, temperature=0, stream=True, stream_options={"include_usage": True}
+    )
+    content, reasoning, finish, usage = "", "", None, None
+    async for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            reasoning += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+            finish = choice.finish_reason or finish
+    assert content == msg.content
+    assert reasoning == msg.model_extra["reasoning_content"]
+    assert finish == "stop"
+    assert usage is not None and usage.completion_tokens == resp.usage.completion_tokens
+    # the repeat of the same conversation reuses the cached prompt
+    assert usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1
+
+
+async def test_stop_string_ends_generation(engine):
+    e = await engine("think")
+    resp = await e.client().chat.completions.create(model="think", messages=USER, temperature=0, stop=["How can"])
+    assert resp.choices[0].message.content == "Hello! "
+    assert resp.choices[0].finish_reason == "stop"
+
+
+async def test_tool_call_arrives_as_tool_calls(engine):
+    e = await engine("tool")
+    client = e.client()
+    resp = await client.chat.completions.create(model="tool", messages=USER, tools=[WEATHER_TOOL], temperature=0)
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert not choice.message.content
+
+    stream = await client.chat.completions.create(
+        model="tool", messages=USER, tools=[WEATHER_TOOL], temperature=0, stream=True
+    )
+    calls, content, finish = [], "", None
+    async for chunk in stream:
+        for c in chunk.choices:
+            calls += c.delta.tool_calls or []
+            content += c.delta.content or ""
+            finish = c.finish_reason or finish
+    assert finish == "tool_calls"
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
+    assert "<tool_call>" not in content
+
+    # Without declared tools the markup is never promoted to a call.
+    plain = await client.chat.completions.create(model="tool", messages=USER, temperature=0)
+    assert not plain.choices[0].message.tool_calls
+
+
+async def test_malformed_tool_call_is_repaired(engine):
+    e = await engine("broken_tool")
+    resp = await e.client().chat.completions.create(
+        model="broken_tool", messages=USER, tools=[WEATHER_TOOL], temperature=0
+    )
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    assert SCRIPTS["broken_tool"].startswith("<tool_call>")  # the model really emitted the broken form
+
+
+async def test_agent_loop_turn_two_hits_prefix_cache(engine):
+    e = await engine("tool")
+    client = e.client()
+    messages: list[dict] = [{"role": "system", "content": "You are a weather bot."}, *USER]
+    first = await client.chat.completions.create(model="tool", messages=messages, tools=[WEATHER_TOOL],
+                                                 temperature=0)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    call = first.choices[0].message.tool_calls[0]
+    messages += [
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21, "sky": "clear"}'},
+    ]
+    second = await client.chat.completions.create(model="tool", messages=messages, tools=[WEATHER_TOOL],
+                                                  temperature=0)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens <= cached < second.usage.prompt_tokens
+    stats = await e.stats()
+    assert stats["cache"]["hits"] >= 1 and stats["tokens"]["cached"] >= cached
+
+
+async def test_sixteen_concurrent_streams_are_batched(engine, tiny_models):
+    e = await engine("random", max_batch=16)
+    client = e.client()
+    bias = no_eos(tiny_models)
+
+    async def one(i: int) -> tuple[str, str | None, int]:
+        stream = await client.chat.completions.create(
+            model="random",
+            messages=[{"role": "user", "content": f"Request number {i}: count slowly."}],
+            max_tokens=24,
+            temperature=0,
+            logit_bias=bias,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        text, finish, tokens = "", None, 0
+        async for chunk in stream:
+            for c in chunk.choices:
+                text += c.delta.content or ""
+                finish = c.finish_reason or finish
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+        return text, finish, tokens
+
+    results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(16))), 120)
+    assert all(finish == "length" and tokens == 24 for _, finish, tokens in results)
+    stats = await e.stats()
+    assert stats["peak_batch"] > 1
+    assert stats["requests"]["served"] == 16 and stats["running"] == 0
+
+
+async def test_exact_prefix_hit_while_first_request_decodes(engine, tiny_models):
+    e = await engine("random")
+    client = e.client()
+    kwargs = dict(model="random", messages=USER, max_tokens=3000, temperature=0, logit_bias=no_eos(tiny_models))
+    first = await client.chat.completions.create(**kwargs, stream=True)
+    await first.__anext__()  # role chunk: the prompt is admitted
+    await first.__anext__()  # first token: the prompt's KV cache is stored
+    second = await client.chat.completions.create(**{**kwargs, "max_tokens": 4})
+    assert second.usage.prompt_tokens_details.cached_tokens == second.usage.prompt_tokens - 1
+    stats = await e.stats()
+    assert stats["cache"]["exact_hits"] == 1
+    await first.close()
+
+
+async def test_closing_a_stream_removes_its_sequence(engine, tiny_models):
+    e = await engine("random")
+    client = e.client()
+    stream = await client.chat.completions.create(
+        model="random", messages=USER, max_tokens=3000, temperature=0, logit_bias=no_eos(tiny_models), stream=True
+    )
+    seen = 0
+    async for _ in stream:
+        seen += 1
+        if seen == 3:
+            break
+    assert (await e.stats())["running"] == 1
+    await stream.close()
+    stats = await e.wait_stats(lambda s: s["running"] == 0 and s["requests"]["cancelled"] == 1)
+    assert stats["requests"]["served"] == 0 and stats["requests"]["active"] == 0
+    assert stats["tokens"]["generated"] < 3000
+    # the worker keeps serving
+    resp = await client.chat.completions.create(model="random", messages=USER, max_tokens=2, temperature=0)
+    assert resp.usage.completion_tokens <= 2
+
+
+async def test_context_overflow_is_400(engine):
+    e = await engine("random", max_context=64)
+    client = e.client()
+    with pytest.raises(openai.BadRequestError) as err:
+        await client.chat.completions.create(model="random", messages=[{"role": "user", "content": "word " * 200}])
+    body = err.value.body
+    assert err.value.status_code == 400 and body["code"] == "context_length_exceeded"
+    assert "64" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"temperature": "hot"}, "temperature"),
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"top_p": 3}, "top_p"),
+        ({"n": 2}, "n"),
+        ({"stop": [1, 2]}, "stop"),
+        ({"logit_bias": {"999999": 5}}, "logit_bias"),
+        ({"stream": "yes"}, "stream"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
+        ({"tools": [{"type": "function", "function": {}}]}, "tools"),
+        ({"response_format": {"type": "json_schema"}}, "response_format"),
+    ],
+)
+async def test_bad_parameters_are_400(engine, extra, param):
+    e = await engine("random")
+    body = {"model": "random", "messages": USER, "max_tokens": 2, **extra}
+    status, err = await e.post_raw("/v1/chat/completions", json.dumps(body).encode())
+    assert status == 400
+    assert set(err["error"]) >= {"message", "type", "code"} and err["error"]["param"] == param
+    assert err["error"]["type"] == "invalid_request_error"
+
+
+async def test_malformed_json_and_unknown_routes(engine):
+    e = await engine("random")
+    status, err = await e.post_raw("/v1/chat/completions", b'{"model": "random", "messages": [')
+    assert status == 400 and err["error"]["code"] == "invalid_json"
+    status, err = await e.post_raw("/v1/nope", b"{}")
+    assert status == 404 and err["error"]["code"] == "not_found"
+    # still healthy and serving
+    resp = await e.client().chat.completions.create(model="random", messages=USER, max_tokens=2)
+    assert resp.choices[0].finish_reason in ("length", "stop")
+
+
+async def test_completions_endpoint_and_seeded_sampling(engine, tiny_models):
+    e = await engine("random")
+    client = e.client()
+    bias = no_eos(tiny_models)
+    resp = await client.completions.create(model="random", prompt="The weather today", max_tokens=8,
+                                           temperature=0, logit_bias=bias)
+    assert resp.choices[0].finish_reason == "length" and resp.usage.completion_tokens == 8
+    text = ""
+    stream = await client.completions.create(model="random", prompt="The weather today", max_tokens=8,
+                                             temperature=0, logit_bias=bias, stream=True)
+    async for chunk in stream:
+        text += chunk.choices[0].text if chunk.choices else ""
+    assert text == resp.choices[0].text
+
+    async def sampled(seed: int) -> str:
+        r = await client.completions.create(model="random", prompt=[5, 6, 7, 8], max_tokens=12, temperature=1.0,
+                                            seed=seed, logit_bias=bias)
+        return r.choices[0].text
+
+    # seeded requests repeat, even while sharing the batch with other sampled requests
+    a, b, _c, _d = await asyncio.gather(sampled(7), sampled(7), sampled(8), sampled(9))
+    assert a == b
+
+
+async def test_a_failing_sequence_leaves_the_batch_alone(engine, tiny_models):
+    e = await engine("random")
+    client = e.client()
+    scheduler = e.worker.app[WORKER].scheduler
+    bias = no_eos(tiny_models)
+
+    async def good(i: int) -> tuple[str | None, int]:
+        r = await client.chat.completions.create(model="random", max_tokens=16, temperature=0.7, logit_bias=bias,
+                                                 messages=[{"role": "user", "content": f"story {i}"}])
+        return r.choices[0].finish_reason, r.usage.completion_tokens
+
+    async def outcome(handle) -> object:
+        while True:
+            for event in await handle.next_events():
+                if isinstance(event, (Failed, Finished)):
+                    return event
+
+    goods = [asyncio.ensure_future(good(i)) for i in range(4)]
+    # Requests the HTTP layer would refuse, submitted straight to the scheduler: one fails while being admitted,
+    # the other inside a batch step (its sampler raises), while the good requests share the batch.
+    at_admission = scheduler.submit(SequenceSpec([5, 6, 7], 8, SamplingParams(repetition_penalty=-1.0)))
+    in_step = scheduler.submit(SequenceSpec([5, 6, 7, 8], 8, SamplingParams(temperature=1.0, min_p=5.0)))
+    bad_processor = scheduler.submit(SequenceSpec([5, 6], 8, SamplingParams(logit_bias={1.5: 2.0})))  # type: ignore[dict-item]
+    for handle in (at_admission, in_step, bad_processor):
+        assert isinstance(await asyncio.wait_for(outcome(handle), 120), Failed)
+    assert await asyncio.wait_for(asyncio.gather(*goods), 120) == [("length", 16)] * 4
+    stats = await e.stats()
+    assert stats["requests"]["failed"] == 3 and stats["requests"]["served"] == 4
+    status, _ = await e.get("/health")
+    assert status == 200
+
+
+async def test_lone_surrogates_are_400_not_500(engine):
+    e = await engine("random")
+    for path, body in (
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "bad \\ud800 text"}], "max_tokens": 2}'),
+        ("/v1/completions", b'{"prompt": "bad \\udfff", "max_tokens": 2}'),
+    ):
+        status, err = await e.post_raw(path, body)
+        assert status == 400, err
+        assert err["error"]["type"] == "invalid_request_error"
+
+
+async def test_shutdown_ends_inflight_streams_with_an_error(engine, tiny_models):
+    e = await engine("random")
+    stream = await e.client().chat.completions.create(
+        model="random", messages=USER, max_tokens=3000, temperature=0, logit_bias=no_eos(tiny_models), stream=True
+    )
+    await stream.__anext__()
+    closing = asyncio.ensure_future(e.worker.close())
+    with pytest.raises(openai.APIError):
+        async for _ in stream:
+            pass
+    await asyncio.wait_for(closing, 30)

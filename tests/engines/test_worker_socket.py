@@ -1,0 +1,64 @@
+"""`python -m engines --socket`: a real worker process on a Unix socket (mode 0600), stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import sys
+from pathlib import Path
+
+import aiohttp
+import httpx2
+import openai
+import pytest
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+async def test_worker_process_on_unix_socket(tiny_models, tmp_path):
+    sock = tmp_path / "engine.sock"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "engines", "--model", str(tiny_models["think"]), "--socket", str(sock),
+        "--name", "local-think", "--max-batch", "4",
+        cwd=REPO_ROOT, env=env, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        lines: list[str] = []
+
+        async def ready_line() -> str:
+            while True:
+                raw = await proc.stderr.readline()
+                if not raw:
+                    raise AssertionError("the worker exited before it was ready:\n" + "".join(lines))
+                lines.append(raw.decode())
+                if "agentgate engine ready" in lines[-1]:
+                    return lines[-1]
+
+        line = await asyncio.wait_for(ready_line(), 60)
+        assert "model=local-think" in line and str(sock) in line
+        assert stat.S_ISSOCK(sock.stat().st_mode)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+        connector = aiohttp.UnixConnector(path=str(sock))
+        async with aiohttp.ClientSession(connector=connector) as s, s.get("http://localhost/health") as resp:
+            assert resp.status == 200
+
+        http = httpx2.AsyncClient(transport=httpx2.AsyncHTTPTransport(uds=str(sock)))
+        client = openai.AsyncOpenAI(base_url="http://localhost/v1", api_key="unused", http_client=http,
+                                    max_retries=0)
+        resp = await client.chat.completions.create(model="local-think", temperature=0,
+                                                    messages=[{"role": "user", "content": "hi"}])
+        assert resp.model == "local-think"
+        assert resp.choices[0].message.content == "Hello! How can I help you today?"
+        await http.aclose()
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    assert code == 0
+    assert not sock.exists()
