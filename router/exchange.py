@@ -48,11 +48,18 @@ class Exchange:
         if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
             self.cached_tokens = details["cached_tokens"]
 
+    @property
+    def final_status(self) -> int:
+        """The status the client saw: 499 when it went away before an answer, 500 for an unexpected failure."""
+        if self.status:
+            return self.status
+        return 499 if self.error == "client_disconnected" else 500
+
     def finish(self, metrics: Metrics, log_enabled: bool = True) -> None:
         elapsed = time.perf_counter() - self.started
         model = self.model or "-"
         m = metrics
-        m.child(m.requests, model, self.provider or "-", self.endpoint, str(self.status)).inc()
+        m.child(m.requests, model, self.provider or "-", self.endpoint, str(self.final_status)).inc()
         m.child(m.duration, model, self.endpoint).observe(elapsed)
         if self.ttft is not None:
             m.child(m.ttft, model).observe(self.ttft)
@@ -68,15 +75,17 @@ class Exchange:
             access_log.info("request", extra={"fields": self.fields(elapsed)})
 
     def fields(self, elapsed: float) -> dict[str, object]:
+        """The access-log fields. The client key appears by its configured name only, never the key itself."""
         out: dict[str, object] = {
-            "request_id": self.request_id, "endpoint": self.endpoint, "key": self.key_name,
+            "request_id": self.request_id, "endpoint": self.endpoint, "key_name": self.key_name,
             "model": self.requested or None, "entry": self.model or None, "provider": self.provider or None,
-            "upstream_model": self.upstream_model or None, "status": self.status, "stream": self.stream,
+            "upstream_model": self.upstream_model or None, "status": self.final_status, "stream": self.stream,
             "latency_ms": round(elapsed * 1000, 2),
             "ttft_ms": round(self.ttft * 1000, 2) if self.ttft is not None else None,
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens, "retries": self.retries, "fallbacks": self.fallbacks,
-            "tool_calls": self.tool_outcome, "repairs": self.repairs or None, "error": self.error,
+            "tool_calls": self.tool_outcome, "repairs": self.repairs or None,
+            "tool_call_failures": self.failures or None, "error": self.error,
         }
         return {k: v for k, v in out.items() if v is not None}
 
@@ -109,6 +118,7 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(fmt: str = "json", level: str = "info") -> None:
+    """One handler on the root logger writing `fmt` ("json" or "text") to stderr at `level`."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

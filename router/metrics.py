@@ -1,20 +1,126 @@
 """Every Prometheus collector, defined once, on a registry owned by the application (no globals).
 
-Label values are always bounded: config names (model entries, providers, engines), fixed enums, status codes.
+Label values are always bounded: config names (model entries, providers, engines), fixed enums, HTTP status codes;
+free-form kinds reported by the repair library are capped (`MAX_KINDS`, then "other").
 """
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 from .resilience import BREAKER_STATE_VALUE
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 ENGINE_STATES = ("stopped", "starting", "ready", "stopping", "failed")
+TOOL_OUTCOMES = ("valid", "repaired", "failed")
+FAILURE_REASONS = ("invalid_json", "unknown_name", "schema_mismatch", "truncated", "no_call")
+MAX_KINDS = 64  # distinct repair kinds per process before new ones count as "other"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+_KIND_OK = re.compile(r"[a-z0-9][a-z0-9_:.\-]{0,47}")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentgate")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """The counters one engine worker reported on `GET /stats` (cumulative since that process started)."""
+
+    running: int = 0
+    queue: int = 0
+    max_batch: int | None = None
+    cache_hit_tokens: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_bytes: int | None = None
+    generated_tokens: int = 0
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> EngineStats:
+        def num(value: object, default: int | None = 0) -> int | None:
+            return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+        cache = doc.get("cache") if isinstance(doc.get("cache"), dict) else {}
+        tokens = doc.get("tokens") if isinstance(doc.get("tokens"), dict) else {}
+        hit_tokens = num(cache.get("hit_tokens"), None)
+        if hit_tokens is None:
+            hit_tokens = num(tokens.get("cached"))
+        return cls(
+            running=num(doc.get("running")) or 0, queue=num(doc.get("queue")) or 0,
+            max_batch=num(doc.get("max_batch"), None), cache_hit_tokens=hit_tokens or 0,
+            cache_hits=num(cache.get("hits")) or 0, cache_misses=num(cache.get("misses")) or 0,
+            cache_bytes=num(cache.get("bytes"), None), generated_tokens=num(tokens.get("generated")) or 0,
+        )
+
+
+class EngineStatsCollector(Collector):
+    """Exposes the latest `/stats` of each ready engine. The engine owns the counters, so a restarted engine
+    starts again from zero, which Prometheus reads as an ordinary counter reset."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, EngineStats] = {}
+
+    def update(self, engine: str, stats: EngineStats) -> None:
+        self.latest[engine] = stats
+
+    def forget(self, engine: str) -> None:
+        self.latest.pop(engine, None)
+
+    def retain(self, engines: Iterable[str]) -> None:
+        keep = set(engines)
+        for name in [n for n in self.latest if n not in keep]:
+            del self.latest[name]
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families())
+
+    def collect(self) -> Iterable[Metric]:
+        families = list(self._families())
+        batch, queue, max_batch, hit_tokens, lookups, cache_bytes, generated = families
+        for name, s in sorted(self.latest.items()):
+            batch.add_metric([name], s.running)
+            queue.add_metric([name], s.queue)
+            if s.max_batch is not None:
+                max_batch.add_metric([name], s.max_batch)
+            hit_tokens.add_metric([name], s.cache_hit_tokens)
+            lookups.add_metric([name, "hit"], s.cache_hits)
+            lookups.add_metric([name, "miss"], s.cache_misses)
+            if s.cache_bytes is not None:
+                cache_bytes.add_metric([name], s.cache_bytes)
+            generated.add_metric([name], s.generated_tokens)
+        return families
+
+    @staticmethod
+    def _families() -> Iterator[Metric]:
+        yield GaugeMetricFamily("agentgate_engine_batch_size", "Sequences in the engine's running batch",
+                                labels=["engine"])
+        yield GaugeMetricFamily("agentgate_engine_queue_depth", "Requests waiting for a batch slot in the engine",
+                                labels=["engine"])
+        yield GaugeMetricFamily("agentgate_engine_max_batch_size", "Largest batch the engine runs",
+                                labels=["engine"])
+        yield CounterMetricFamily("agentgate_engine_prefix_cache_hit_tokens",
+                                  "Prompt tokens served from the engine's prefix cache", labels=["engine"])
+        yield CounterMetricFamily("agentgate_engine_prefix_cache_lookups",
+                                  "Prefix cache lookups by result (hit, miss)", labels=["engine", "result"])
+        yield GaugeMetricFamily("agentgate_engine_prefix_cache_bytes", "Memory held by the engine's prefix cache",
+                                labels=["engine"])
+        yield CounterMetricFamily("agentgate_engine_generated_tokens", "Tokens generated by the engine",
+                                  labels=["engine"])
 
 
 class Metrics:
@@ -27,7 +133,7 @@ class Metrics:
                                   ["model", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.ttft = Histogram("agentgate_time_to_first_token_seconds", "Time from request to first streamed byte",
                               ["model"], buckets=LATENCY_BUCKETS, registry=r)
-        self.upstream_errors = Counter("agentgate_upstream_errors", "Upstream failures by kind",
+        self.upstream_errors = Counter("agentgate_upstream_errors", "Upstream failures by provider and kind",
                                        ["provider", "kind"], registry=r)
         self.in_flight = Gauge("agentgate_in_flight_requests", "Requests being served, by provider",
                                ["provider"], registry=r)
@@ -35,12 +141,13 @@ class Metrics:
                             ["provider"], registry=r)
         self.tokens = Counter("agentgate_tokens", "Tokens by model entry and type (prompt, completion, cached)",
                               ["model", "type"], registry=r)
-        self.tool_calls = Counter("agentgate_tool_calls", "Tool calls by outcome (valid, repaired, failed)",
+        self.tool_calls = Counter("agentgate_tool_calls",
+                                  "Replies that attempted tool calls, by outcome (valid, repaired, failed)",
                                   ["model", "outcome"], registry=r)
-        self.repairs = Counter("agentgate_repairs", "Repairs applied to tool calls, by kind", ["model", "kind"],
-                               registry=r)
+        self.repairs = Counter("agentgate_tool_call_repairs", "Repairs applied to tool calls, by kind",
+                               ["model", "kind"], registry=r)
         self.tool_failures = Counter("agentgate_tool_call_failures",
-                                     "Tool calls that could not be repaired, by reason", ["model", "reason"],
+                                     "Tool calls that could not be made valid, by reason", ["model", "reason"],
                                      registry=r)
         self.retries = Counter("agentgate_retries", "Upstream retries", ["provider"], registry=r)
         self.fallbacks = Counter("agentgate_fallbacks", "Fallbacks from one model entry to the next",
@@ -53,11 +160,22 @@ class Metrics:
                                      buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=r)
         self.engine_restarts = Counter("agentgate_engine_crashes", "Engine processes that died unexpectedly",
                                        ["engine"], registry=r)
-        self.engine_batch = Gauge("agentgate_engine_batch_size", "Sequences in the running batch (last seen)",
-                                  ["engine"], registry=r)
-        self.config_reloads = Counter("agentgate_config_reloads", "Config reloads by result", ["result"],
-                                      registry=r)
+        self.engine_stats = EngineStatsCollector()
+        r.register(self.engine_stats)
+        self.config_reloads = Counter("agentgate_config_reloads", "Config reloads by result (success, failure)",
+                                      ["result"], registry=r)
+        self.config_reload_ok = Gauge("agentgate_config_last_reload_successful",
+                                      "1 when the last config reload succeeded (or none was tried)", registry=r)
+        self.config_reload_time = Gauge("agentgate_config_last_reload_success_timestamp_seconds",
+                                        "When the running config was loaded", registry=r)
+        self.build = Info("agentgate_build", "agentgate version", registry=r)
+        self.build.info({"version": _version()})
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
+        self.config_reload_ok.set(1)
+        self.config_reload_time.set(time.time())
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._kinds: set[str] = set()
 
     def child(self, metric: Any, *labels: str) -> Any:
         """labels() with a cache: the hot path pays one dict lookup."""
@@ -75,12 +193,43 @@ class Metrics:
             self.child(self.engine_state, engine, s).set(1 if s == state else 0)
 
     def record_repair(self, model: str, outcome: str, repairs: list[str], failures: list[str]) -> None:
-        if outcome in ("valid", "repaired", "failed"):
+        if outcome in TOOL_OUTCOMES:
             self.child(self.tool_calls, model, outcome).inc()
         for kind in repairs:
-            self.child(self.repairs, model, kind).inc()
+            self.child(self.repairs, model, self._bounded_kind(kind)).inc()
         for reason in failures:
-            self.child(self.tool_failures, model, reason).inc()
+            self.child(self.tool_failures, model, reason if reason in FAILURE_REASONS else "other").inc()
+
+    def _bounded_kind(self, kind: str) -> str:
+        if kind in self._kinds:
+            return kind
+        if len(self._kinds) >= MAX_KINDS or not _KIND_OK.fullmatch(kind):
+            return "other"
+        self._kinds.add(kind)
+        return kind
+
+    def record_reload(self, ok: bool) -> None:
+        self.child(self.config_reloads, "success" if ok else "failure").inc()
+        self.config_reload_ok.set(1 if ok else 0)
+        if ok:
+            self.config_reload_time.set(time.time())
+
+    def forget_provider(self, provider: str) -> None:
+        """Drop the gauges of a provider that left the config (its counters stay: they are history)."""
+        self._forget((self.breaker, self.in_flight, self.queued), provider)
+
+    def forget_engine(self, engine: str) -> None:
+        self._forget((self.engine_state,), engine)
+        self.engine_stats.forget(engine)
+
+    def _forget(self, metrics: tuple[Any, ...], first_label: str) -> None:
+        ids = {id(m): m for m in metrics}
+        for key in [k for k in self._children if k[0] in ids and k[1] == first_label]:
+            del self._children[key]
+            try:
+                ids[key[0]].remove(*key[1:])
+            except KeyError:
+                pass
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,190 @@
+"""Operations routes: `GET /metrics` (Prometheus text format), `POST /admin/reload`, and reload on SIGHUP.
+
+`/metrics` needs a client key when `server.metrics_auth` is set and keys are configured. `/admin/reload` needs an
+unrestricted client key when keys are configured, unless `server.admin_auth: false`. Before rendering, the latest
+`/stats` of every ready engine is read (never starting one), at most once per `STATS_MIN_INTERVAL` while the set
+of ready engines stays the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..errors import ApiError
+from ..metrics import CONTENT_TYPE, EngineStats
+from ..reload import RELOADER, Reloader
+from ..state import STATE, AppState
+from . import common
+
+log = logging.getLogger("agentgate")
+
+STATS_TIMEOUT = 1.0
+STATS_MIN_INTERVAL = 1.0
+
+# SIGHUP handlers per event loop, newest last: a process normally serves one app, but when several share a loop
+# the most recently started one owns the signal and an app that stops hands it back to the previous one.
+_SIGHUP_OWNERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callable[[], None]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def register(app: web.Application) -> None:
+    app[RELOADER] = Reloader(app)
+    app[STATS_POLL] = StatsPoll()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/admin/reload", admin_reload)
+    app.cleanup_ctx.append(_lifecycle)
+
+
+# --- /metrics ------------------------------------------------------------------------------------------------------
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    rt = state.runtime
+    if rt.config.server.metrics_auth:
+        try:
+            common.authenticate(rt, request)
+        except ApiError as err:
+            return err.response()
+    await request.app[STATS_POLL].refresh(state)
+    return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+class StatsPoll:
+    """Reads `GET /stats` of the engines that are ready right now, without a lease (so never starting one)."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+        self._ready: frozenset[str] = frozenset()
+        self._lock = asyncio.Lock()
+
+    async def refresh(self, state: AppState) -> None:
+        supervisor = state.supervisor
+        collector = state.metrics.engine_stats
+        if supervisor is None:
+            return
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            ready = [name for name, st in supervisor.states().items() if st.state == "ready"]
+            if frozenset(ready) == self._ready and loop.time() - self._last < STATS_MIN_INTERVAL:
+                return
+            collector.retain(ready)
+            found = await asyncio.gather(*(self._fetch(supervisor, name) for name in ready))
+            for name, stats in zip(ready, found, strict=True):
+                if stats is None:
+                    collector.forget(name)
+                else:
+                    collector.update(name, stats)
+            self._last, self._ready = loop.time(), frozenset(ready)
+
+    @staticmethod
+    async def _fetch(supervisor: Any, name: str) -> EngineStats | None:
+        endpoint = ready_endpoint(supervisor, name)
+        if endpoint is None:
+            return None
+        base = endpoint.base_url.removesuffix("/").removesuffix("/v1")
+        connector = aiohttp.UnixConnector(path=endpoint.unix_socket) if endpoint.unix_socket else None
+        try:
+            async with aiohttp.ClientSession(connector=connector,
+                                             timeout=aiohttp.ClientTimeout(total=STATS_TIMEOUT)) as session, \
+                    session.get(base + "/stats") as resp:
+                if resp.status != 200:
+                    return None
+                doc = json.loads(await resp.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            return None
+        return EngineStats.from_json(doc) if isinstance(doc, dict) else None
+
+
+def ready_endpoint(supervisor: Any, name: str) -> Any:
+    """The endpoint of engine `name` while it is ready, else None."""
+    public = getattr(supervisor, "endpoint", None)
+    if callable(public):
+        return public(name)
+    record = getattr(supervisor, "_records", {}).get(name)
+    if record is None or record.state != "ready" or record.launch is None:
+        return None
+    return record.launch.endpoint
+
+
+# --- /admin/reload -------------------------------------------------------------------------------------------------
+
+async def admin_reload(request: web.Request) -> web.Response:
+    rt = request.app[STATE].runtime
+    try:
+        if rt.config.server.admin_auth:
+            key = common.authenticate(rt, request)
+            if key is not None and key.models is not None:
+                raise ApiError(403, "This API key is limited to some models and may not reload the config.",
+                               "admin_forbidden")
+    except ApiError as err:
+        return err.response()
+    result = await request.app[RELOADER].reload("http")
+    if not result.ok:
+        message = f"Config not reloaded; the previous config keeps serving. {result.error}"
+        code = "invalid_config" if result.status == 400 else "reload_unavailable"
+        return ApiError(result.status, message, code).response()
+    return web.json_response(result.body())
+
+
+# --- lifecycle -----------------------------------------------------------------------------------------------------
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    reloader = app[RELOADER]
+    pending: set[asyncio.Task[Any]] = set()
+
+    def on_sighup() -> None:
+        log.info("SIGHUP: reloading the config")
+        task = loop.create_task(reloader.reload("signal"))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    installed = _install_sighup(loop, on_sighup)
+    yield
+    if installed:
+        _remove_sighup(loop, on_sighup)
+    for task in list(pending):
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await reloader.close()
+
+
+def _install_sighup(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> bool:
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        loop.add_signal_handler(signal.SIGHUP, handler)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    _SIGHUP_OWNERS.setdefault(loop, []).append(handler)
+    return True
+
+
+def _remove_sighup(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> None:
+    owners = _SIGHUP_OWNERS.get(loop, [])
+    was_current = bool(owners) and owners[-1] is handler
+    if handler in owners:
+        owners.remove(handler)
+    if not was_current:
+        return
+    if owners:
+        loop.add_signal_handler(signal.SIGHUP, owners[-1])
+    else:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+def sighup_installed(loop: asyncio.AbstractEventLoop) -> bool:
+    return bool(_SIGHUP_OWNERS.get(loop))
+
+
+STATS_POLL = web.AppKey("agentgate_stats_poll", StatsPoll)

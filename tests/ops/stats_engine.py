@@ -1,0 +1,45 @@
+"""An external engine for the metrics tests: serves on $PORT like an OpenAI server and reports `/stats` in the
+shape of the MLX worker (run as a `command:` engine by the router's supervisor)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from aiohttp import web
+
+STATS = {
+    "model": "stats-engine", "ready": True, "queue": 2, "running": 3, "max_batch": 8, "peak_batch": 3, "steps": 10,
+    "tokens": {"prompt": 40, "cached": 24, "generated": 17},
+    "cache": {"entries": 1, "bytes": 4096, "hits": 5, "exact_hits": 1, "misses": 2, "hit_tokens": 24},
+}
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(STATS)
+
+
+async def chat(request: web.Request) -> web.Response:
+    body = await request.json()
+    return web.json_response({
+        "id": "chatcmpl-engine", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "local"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5,
+                  "prompt_tokens_details": {"cached_tokens": 2}},
+    })
+
+
+def main() -> None:
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/v1/chat/completions", chat)
+    web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None)
+
+
+if __name__ == "__main__":
+    main()

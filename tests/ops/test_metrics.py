@@ -1,0 +1,178 @@
+"""GET /metrics: the counters traffic leaves behind, promtool's lint, optional auth, and engine /stats."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.fakes.openai_upstream import Step, completion
+from tests.ops.conftest import sample
+from tests.waiting import wait_until
+
+UPSTREAM_KEY = "sk-upstream-secret-9f8e7d6c5b4a"
+CLIENT_KEY = "sk-client-secret-0a1b2c3d4e5f"
+STATS_ENGINE = Path(__file__).with_name("stats_engine.py")
+
+
+def config(up_url: str, down_url: str, extra_server: str = "") -> str:
+    return f"""
+server:
+  {extra_server or "max_body_mb: 1"}
+providers:
+  up: {{type: openai, base_url: "{up_url}", api_key: "{UPSTREAM_KEY}", retries: 1, backoff: {{base: 0.001, max: 0.01}}}}
+  down: {{type: openai, base_url: "{down_url}", retries: 0, breaker: {{failures: 1, cooldown: 60}}}}
+models:
+  - {{name: demo, provider: up, model: up-model}}
+  - {{name: broken, provider: down}}
+  - {{name: chain, fallbacks: [broken, demo]}}
+"""
+
+
+async def test_traffic_is_counted(fakes, router) -> None:
+    up, down = await fakes("up"), await fakes("down")
+    down.push(Step(status=500))
+    r = await router(config(up.url, down.url))
+    client = r.client()
+    msgs = [{"role": "user", "content": "hi"}]
+    await client.chat.completions.create(model="demo", messages=msgs)
+    usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
+             "prompt_tokens_details": {"cached_tokens": 4}}
+    up.push(Step(status=503), Step(json=completion("ok", "up-model", usage=usage)))
+    await client.chat.completions.create(model="demo", messages=msgs)  # one retry, then 200
+    stream = await client.chat.completions.create(model="demo", messages=msgs, stream=True)
+    async for _ in stream:
+        pass
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(model="nope", messages=msgs)
+    await client.chat.completions.create(model="chain", messages=msgs)  # broken fails: falls back to demo
+    await client.embeddings.create(model="demo", input="x")
+
+    text = r.state.metrics.render().decode()
+    assert sample(text, "agentgate_requests_total", model="demo", provider="up", endpoint="chat", status="200") == 4
+    assert sample(text, "agentgate_requests_total", model="-", provider="-", endpoint="chat", status="404") == 1
+    assert sample(text, "agentgate_requests_total", model="demo", endpoint="embeddings", status="200") == 1
+    assert sample(text, "agentgate_request_duration_seconds_count", model="demo", endpoint="chat") == 4
+    assert sample(text, "agentgate_time_to_first_token_seconds_count", model="demo") == 1
+    assert sample(text, "agentgate_upstream_errors_total", provider="up", kind="status_5xx") == 1
+    assert sample(text, "agentgate_upstream_errors_total", provider="down", kind="status_5xx") == 1
+    assert sample(text, "agentgate_retries_total", provider="up") == 1
+    assert sample(text, "agentgate_fallbacks_total", model="broken", to="demo") == 1
+    assert sample(text, "agentgate_breaker_state", provider="down") == 2
+    assert sample(text, "agentgate_breaker_state", provider="up") == 0
+    assert sample(text, "agentgate_in_flight_requests", provider="up") == 0
+    assert sample(text, "agentgate_queued_requests", provider="up") == 0
+    assert sample(text, "agentgate_tokens_total", model="demo", type="prompt") == 5 + 11 + 5 + 2
+    assert sample(text, "agentgate_tokens_total", model="demo", type="completion") == 3 + 7 + 3
+    assert sample(text, "agentgate_tokens_total", model="demo", type="cached") == 4
+    assert sample(text, "agentgate_config_reloads_total", result="success") == 0
+    assert sample(text, "agentgate_build_info") == 1
+    assert UPSTREAM_KEY not in text
+
+
+async def test_metrics_route_and_promtool_lint(fakes, router) -> None:
+    up, down = await fakes("up"), await fakes("down")
+    r = await router(config(up.url, down.url))
+    await r.client().chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
+    status, text, headers = await _get(r.url + "/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain; version=")
+    assert "agentgate_requests_total{" in text
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (tests/prepare.sh installs the Debian package prometheus)")
+    check = await asyncio.create_subprocess_exec(promtool, "check", "metrics", stdin=asyncio.subprocess.PIPE,
+                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(check.communicate(text.encode()), 30)
+    assert check.returncode == 0 and not out.strip(), out.decode()
+
+
+async def test_metrics_auth(fakes, router) -> None:
+    up, down = await fakes("up"), await fakes("down")
+    keys = f"api_keys: [{{key: {CLIENT_KEY}, name: alice}}]"
+    r = await router(config(up.url, down.url, f"{keys}\n  metrics_auth: true"))
+    status, body, _ = await _get(r.url + "/metrics")
+    assert status == 401 and '"invalid_api_key"' in body
+    status, body, _ = await _get(r.url + "/metrics", "wrong")
+    assert status == 401 and CLIENT_KEY not in body
+    status, body, _ = await _get(r.url + "/metrics", CLIENT_KEY)
+    assert status == 200 and "agentgate_requests" in body
+    open_router = await router(config(up.url, down.url, keys))  # keys, but metrics_auth off (the default)
+    status, body, _ = await _get(open_router.url + "/metrics")
+    assert status == 200 and CLIENT_KEY not in body
+
+
+async def test_engine_stats_are_scraped_only_from_ready_engines(fakes, router) -> None:
+    r = await router(f"""
+models:
+  - name: local
+    command: ["{sys.executable}", "{STATS_ENGINE}"]
+    start_timeout: 30
+""")
+    text = (await _get(r.url + "/metrics"))[1]
+    assert sample(text, "agentgate_engine_state", engine="local", state="stopped") == 1
+    assert sample(text, "agentgate_engine_batch_size", engine="local") is None
+    assert r.state.supervisor.states()["local"].state == "stopped"  # scraping never starts an engine
+
+    reply = await r.client().chat.completions.create(model="local", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == "local"
+    text = (await _get(r.url + "/metrics"))[1]
+    assert sample(text, "agentgate_engine_state", engine="local", state="ready") == 1
+    assert sample(text, "agentgate_engine_state", engine="local", state="stopped") == 0
+    assert sample(text, "agentgate_engine_load_seconds_count", engine="local") == 1
+    assert sample(text, "agentgate_engine_batch_size", engine="local") == 3
+    assert sample(text, "agentgate_engine_queue_depth", engine="local") == 2
+    assert sample(text, "agentgate_engine_max_batch_size", engine="local") == 8
+    assert sample(text, "agentgate_engine_prefix_cache_hit_tokens_total", engine="local") == 24
+    assert sample(text, "agentgate_engine_prefix_cache_lookups_total", engine="local", result="hit") == 5
+    assert sample(text, "agentgate_engine_prefix_cache_lookups_total", engine="local", result="miss") == 2
+    assert sample(text, "agentgate_engine_generated_tokens_total", engine="local") == 17
+    assert sample(text, "agentgate_tokens_total", model="local", type="cached") == 2
+
+    await r.state.supervisor.stop("local")
+    await wait_until(lambda: r.state.supervisor.states()["local"].state == "stopped")
+    text = (await _get(r.url + "/metrics"))[1]
+    assert sample(text, "agentgate_engine_batch_size", engine="local") is None
+    assert sample(text, "agentgate_engine_state", engine="local", state="stopped") == 1
+
+
+async def test_repair_outcomes_are_counted(fakes, router) -> None:
+    try:
+        from repair import repair_message  # noqa: F401
+    except ImportError:
+        pytest.skip("the repair package is not importable")
+    up, down = await fakes("up"), await fakes("down")
+    r = await router(config(up.url, down.url))
+    up.push(Step(json=completion(REPAIRABLE, "up-model")))
+    reply = await r.client().chat.completions.create(model="demo", messages=[{"role": "user", "content": "weather?"}],
+                                                     tools=[WEATHER_TOOL])
+    assert reply.choices[0].message.tool_calls and reply.choices[0].message.tool_calls[0].function.name == "get_weather"
+    up.push(Step(json=completion('<tool_call>{"name": "launch_rockets", "arguments": {}}</tool_call>', "up-model")))
+    await r.client().chat.completions.create(model="demo", messages=[{"role": "user", "content": "go"}],
+                                             tools=[WEATHER_TOOL])
+    text = r.state.metrics.render().decode()
+    assert sample(text, "agentgate_tool_calls_total", model="demo", outcome="repaired") == 1
+    assert (sample(text, "agentgate_tool_call_repairs_total", model="demo") or 0) >= 1
+    assert sample(text, "agentgate_tool_calls_total", model="demo", outcome="failed") == 1
+    assert sample(text, "agentgate_tool_call_failures_total", model="demo", reason="unknown_name") == 1
+
+
+REPAIRABLE = "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris'}}</tool_call>"
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "description": "Current weather for a city",
+                 "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+}
+
+
+async def _get(url: str, key: str | None = None) -> tuple[int, str, dict[str, str]]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers) as resp:
+        return resp.status, await resp.text(), dict(resp.headers)
+
