@@ -1,0 +1,171 @@
+"""The Anthropic Messages API: `POST /v1/messages` and `POST /v1/messages/count_tokens`, in front of every backend.
+
+Requests are translated to the chat form at the edge and go through the shared pipeline (routing, retries,
+fallbacks, tool-call repair, metrics, logs); answers are translated back. Errors on these routes are
+Anthropic-shaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from .. import pipeline
+from ..dialects import messages as dialect
+from ..errors import ApiError
+from ..exchange import Exchange
+from ..routing import Route
+from ..runtime import Runtime
+from ..state import STATE
+from . import common
+from .openai_routes import JSON_HEADERS, SSE_HEADERS
+
+COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
+
+
+def register(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", create_message)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+
+
+class Translator(Protocol):
+    def feed(self, doc: dict[str, Any]) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+    def error(self, err: ApiError) -> list[bytes]: ...
+
+
+def route_kinds(rt: Runtime, route: Route) -> set[str]:
+    """The upstream kinds ("openai", "anthropic", "engine") a route may reach."""
+    return {rt.upstreams[t.provider].kind for hop in route.hops for t in hop.targets if t.provider in rt.upstreams}
+
+
+def json_response(doc: dict[str, Any], headers: dict[str, str]) -> web.Response:
+    return web.Response(body=json.dumps(doc, ensure_ascii=False).encode(), headers={**JSON_HEADERS, **headers})
+
+
+async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.ChatReply, translator: Translator,
+                            headers: dict[str, str],
+                            before_finish: Callable[[], Awaitable[None]] | None = None) -> web.StreamResponse:
+    """Chunk documents through a dialect translator onto the wire. A failure after the first byte ends the
+    stream with the dialect's error event. `before_finish` runs once the last events are known, before they are
+    sent (a client reacting to the final event finds whatever it stored)."""
+    assert reply.chunks is not None
+    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+    await resp.prepare(request)
+    ex.ttft = time.perf_counter() - ex.started
+    try:
+        async with aclosing(reply.chunks) as chunks:  # type: ignore[type-var]
+            async for doc in chunks:
+                data = b"".join(translator.feed(doc))
+                if data:
+                    await resp.write(data)
+        final = b"".join(translator.finish())
+        if before_finish is not None:
+            await before_finish()
+        await resp.write(final)
+    except ApiError as err:
+        ex.error = err.code
+        try:
+            await resp.write(b"".join(translator.error(err)))
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            return resp
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        ex.error = "client_disconnected"
+        return resp
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        ex.error = "client_disconnected"
+    return resp
+
+
+async def chat_reply(request: web.Request, ex: Exchange, route: Route, chat: dict[str, Any],
+                     stream: bool, rt: Runtime | None = None) -> pipeline.ChatReply:
+    try:
+        return await pipeline.chat(request, request.app[STATE], ex, route, chat, stream=stream, rt=rt)
+    except pipeline.UpstreamStatus as up:
+        raise up.api_error() from None
+
+
+async def create_message(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    rt = state.runtime
+    ex = Exchange(common.request_id(request), "messages")
+    try:
+        key = common.authenticate(rt, request)
+        ex.key_name = key.name if key else None
+        _, body = await common.read_json(request, rt)
+        req = dialect.parse_request(body)
+        ex.requested = req.model
+        ex.stream = req.stream
+        route = rt.table.resolve(req.model)
+        common.check_model_allowed(key, req.model, route.model.name)
+        chat = {**req.chat, **dialect.thinking_fields(req.thinking, route_kinds(rt, route))}
+        reply = await chat_reply(request, ex, route, chat, req.stream, rt)
+        headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers}
+        if reply.doc is not None:
+            return json_response(dialect.to_message(reply.doc, req.model, req.stop_sequences), headers)
+        translator = dialect.MessagesStream(req.model, req.stop_sequences, req.estimate_input_tokens())
+        return await stream_translated(request, ex, reply, translator, headers)
+    except ApiError as err:
+        ex.status, ex.error = err.status, err.code
+        resp = err.response("anthropic")
+        resp.headers["x-request-id"] = ex.request_id
+        return resp
+    except asyncio.CancelledError:
+        ex.error = "client_disconnected"
+        raise
+    finally:
+        ex.finish(state.metrics, rt.config.server.access_log)
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """Exact when every target of the model is a local engine (a one-token generation reports the prompt's
+    length, and warms the engine's prefix cache); otherwise the byte-level estimate, about four UTF-8 bytes
+    per token of text, tool definitions and tool calls, plus 1600 per image."""
+    state = request.app[STATE]
+    rt = state.runtime
+    ex = Exchange(common.request_id(request), "count_tokens")
+    try:
+        key = common.authenticate(rt, request)
+        ex.key_name = key.name if key else None
+        _, body = await common.read_json(request, rt)
+        req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, count_only=True)
+        ex.requested = req.model
+        route = rt.table.resolve(req.model)
+        common.check_model_allowed(key, req.model, route.model.name)
+        count, how = req.estimate_input_tokens(), "estimate"
+        first = route.hops[0].targets if route.hops else ()
+        if first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
+            chat = {k: v for k, v in req.chat.items() if k not in ("tool_choice", "stop")}
+            chat.update(dialect.thinking_fields(req.thinking, route_kinds(rt, route)))
+            chat["max_tokens"] = 1
+            try:
+                reply = await chat_reply(request, ex, route, chat, False, rt)
+                usage = (reply.doc or {}).get("usage")
+                prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+                if isinstance(prompt, int):
+                    count, how = prompt, "exact"
+            except ApiError as err:
+                ex.error = err.code  # the estimate stands
+        ex.status = 200
+        return json_response({"input_tokens": count}, {"x-request-id": ex.request_id, COUNT_HEADER: how})
+    except ApiError as err:
+        ex.status, ex.error = err.status, err.code
+        resp = err.response("anthropic")
+        resp.headers["x-request-id"] = ex.request_id
+        return resp
+    except asyncio.CancelledError:
+        ex.error = "client_disconnected"
+        raise
+    finally:
+        ex.finish(state.metrics, rt.config.server.access_log)

@@ -1,0 +1,164 @@
+"""The OpenAI Responses API: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`, in front of every backend.
+
+Requests are translated to the chat form and go through the shared pipeline; stored responses (`store`, on by
+default) keep their conversation in the response store so `previous_response_id` works with stateless backends.
+Errors are OpenAI-shaped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ..dialects import responses as dialect
+from ..dialects.common import new_id
+from ..errors import ApiError
+from ..exchange import Exchange
+from ..state import STATE
+from ..store import ResponseStore, StoredResponse
+from . import common
+from .messages import chat_reply, json_response, stream_translated
+
+log = logging.getLogger("agentgate")
+
+
+@dataclass
+class StoreHolder:
+    """The store, opened on first use (from the environment, see `router.store`) and closed at shutdown."""
+
+    store: ResponseStore | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def get(self) -> ResponseStore:
+        if self.store is None:
+            async with self.lock:
+                if self.store is None:
+                    self.store = await asyncio.to_thread(ResponseStore.from_env)
+        return self.store
+
+
+RESPONSE_STORE = web.AppKey("agentgate_response_store", StoreHolder)
+
+
+def register(app: web.Application) -> None:
+    app[RESPONSE_STORE] = StoreHolder()
+    app.cleanup_ctx.append(_close_store)
+    app.router.add_post("/v1/responses", create_response)
+    app.router.add_get("/v1/responses/{id}", get_response)
+    app.router.add_delete("/v1/responses/{id}", delete_response)
+
+
+async def _close_store(app: web.Application) -> AsyncIterator[None]:
+    yield
+    holder = app[RESPONSE_STORE]
+    if holder.store is not None:
+        holder.store.close()
+        holder.store = None
+
+
+def _error(err: ApiError, rid: str) -> web.Response:
+    resp = err.response()
+    resp.headers["x-request-id"] = rid
+    return resp
+
+
+async def _save(request: web.Request, item: StoredResponse) -> None:
+    try:
+        store = await request.app[RESPONSE_STORE].get()
+        await store.put(item)
+    except (OSError, sqlite3.Error) as exc:  # the answer still goes out; only continuing it will fail
+        log.warning("could not store response %s: %s", item.id, exc)
+
+
+async def create_response(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    rt = state.runtime
+    ex = Exchange(common.request_id(request), "responses")
+    try:
+        key = common.authenticate(rt, request)
+        owner = ex.key_name = key.name if key else None
+        _, body = await common.read_json(request, rt)
+        req = dialect.parse_request(body)
+        ex.requested = req.model
+        ex.stream = req.stream
+        route = rt.table.resolve(req.model)
+        common.check_model_allowed(key, req.model, route.model.name)
+        history: list[dict[str, Any]] = []
+        if req.previous_response_id:
+            store = await request.app[RESPONSE_STORE].get()
+            previous = await store.get(req.previous_response_id, owner)
+            if previous is None:
+                raise ApiError(400, f"Previous response with id {req.previous_response_id!r} not found.",
+                               "previous_response_not_found", param="previous_response_id")
+            history = previous.messages
+        conversation = history + req.input_messages
+        resp_id = new_id("resp_")
+        reply = await chat_reply(request, ex, route, dialect.build_chat(req, history), req.stream, rt)
+        headers = {"x-request-id": ex.request_id, **reply.headers}
+        if reply.doc is not None:
+            items, finish = dialect.output_items(reply.doc)
+            status, incomplete = dialect.status_of(finish)
+            doc = dialect.response_object(req, resp_id, int(time.time()), status=status, output=items,
+                                          usage=dialect.usage_of(reply.doc.get("usage")), incomplete=incomplete)
+            if req.store:
+                await _save(request, _stored(resp_id, owner, doc, conversation, items))
+            return json_response(doc, headers)
+        translator = dialect.ResponsesStream(req, resp_id)
+
+        async def before_finish() -> None:
+            final = translator.response
+            if req.store and final is not None and final["status"] != "failed":
+                await _save(request, _stored(resp_id, owner, final, conversation, translator.items))
+
+        return await stream_translated(request, ex, reply, translator, headers, before_finish)
+    except ApiError as err:
+        ex.status, ex.error = err.status, err.code
+        return _error(err, ex.request_id)
+    except asyncio.CancelledError:
+        ex.error = "client_disconnected"
+        raise
+    finally:
+        ex.finish(state.metrics, rt.config.server.access_log)
+
+
+def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: list[dict[str, Any]],
+            items: list[dict[str, Any]]) -> StoredResponse:
+    reply = dialect.assistant_message(items)
+    return StoredResponse(id=resp_id, owner=owner, response=doc,
+                          messages=conversation + ([reply] if reply is not None else []))
+
+
+async def _lookup(request: web.Request) -> tuple[ResponseStore, str, str | None]:
+    rt = request.app[STATE].runtime
+    key = common.authenticate(rt, request)
+    return await request.app[RESPONSE_STORE].get(), request.match_info["id"], key.name if key else None
+
+
+async def get_response(request: web.Request) -> web.StreamResponse:
+    rid = common.request_id(request)
+    try:
+        store, resp_id, owner = await _lookup(request)
+        item = await store.get(resp_id, owner)
+        if item is None:
+            raise ApiError(404, f"No response with id {resp_id!r} is stored.", "response_not_found")
+        return json_response(item.response, {"x-request-id": rid})
+    except ApiError as err:
+        return _error(err, rid)
+
+
+async def delete_response(request: web.Request) -> web.StreamResponse:
+    rid = common.request_id(request)
+    try:
+        store, resp_id, owner = await _lookup(request)
+        if not await store.delete(resp_id, owner):
+            raise ApiError(404, f"No response with id {resp_id!r} is stored.", "response_not_found")
+        return json_response({"id": resp_id, "object": "response", "deleted": True}, {"x-request-id": rid})
+    except ApiError as err:
+        return _error(err, rid)

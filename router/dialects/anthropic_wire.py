@@ -1,0 +1,326 @@
+"""Anthropic as an upstream: the internal chat body as a Messages request, and Messages responses and SSE
+events back as OpenAI chat completion documents and chunks."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .common import arguments_object, safe_id
+
+DEFAULT_MAX_TOKENS = 4096
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
+           "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
+_ERROR_CODES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
+
+
+def messages_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The chat body as a Messages request."""
+    system: list[str] = []
+    messages: list[dict[str, Any]] = []
+    for m in body.get("messages") or []:
+        if not isinstance(m, dict):
+            continue
+        role = m.get("role")
+        if role in ("system", "developer"):
+            text = _text(m.get("content"))
+            if text:
+                system.append(text)
+        elif role == "tool":
+            block = {"type": "tool_result", "tool_use_id": safe_id(m.get("tool_call_id"), ""),
+                     "content": _text(m.get("content"))}
+            _append(messages, "user", [block])
+        elif role == "assistant":
+            _append(messages, "assistant", _assistant_blocks(m))
+        else:
+            _append(messages, "user", _user_blocks(m.get("content")))
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+    out: dict[str, Any] = {"model": body.get("model"), "max_tokens": max_tokens, "messages": messages}
+    if system:
+        out["system"] = "\n\n".join(system)
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if isinstance(stop, list) and stop:
+        out["stop_sequences"] = [s for s in stop if isinstance(s, str) and s]
+    for name in ("top_p", "top_k"):
+        if isinstance(body.get(name), (int, float)) and not isinstance(body.get(name), bool):
+            out[name] = body[name]
+    temperature = body.get("temperature")
+    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+        out["temperature"] = min(float(temperature), 1.0)  # OpenAI's range is 0..2, Anthropic's 0..1
+    tools = [_tool(t) for t in body.get("tools") or [] if isinstance(t, dict)]
+    tools = [t for t in tools if t is not None]
+    if tools:
+        out["tools"] = tools
+    choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"), bool(tools))
+    if choice is not None:
+        out["tool_choice"] = choice
+    if isinstance(body.get("user"), str) and body["user"]:
+        out["metadata"] = {"user_id": body["user"]}
+    _thinking(body, out)
+    if body.get("stream") is True:
+        out["stream"] = True
+    return out
+
+
+def _thinking(body: dict[str, Any], out: dict[str, Any]) -> None:
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict):
+        budget = THINKING_BUDGETS.get(str(body.get("reasoning_effort")))
+        thinking = {"type": "enabled", "budget_tokens": budget} if budget else None
+    if thinking is None or (thinking.get("type") != "disabled" and _in_tool_loop(out["messages"])):
+        return
+    out["thinking"] = thinking
+    if thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, int) and out["max_tokens"] <= budget:
+            out["max_tokens"] = budget + out["max_tokens"]
+        # sampling parameters other than the defaults are refused while thinking
+        out.pop("temperature", None)
+        out.pop("top_k", None)
+
+
+def _in_tool_loop(messages: list[dict[str, Any]]) -> bool:
+    """Whether the conversation continues an assistant turn that called tools. With thinking on, Anthropic wants
+    that turn to start with its signed thinking block, which the chat form does not carry: such a request is sent
+    without thinking instead of being refused."""
+    return len(messages) >= 2 and messages[-2]["role"] == "assistant" and \
+        any(b["type"] == "tool_use" for b in messages[-2]["content"]) and \
+        any(b["type"] == "tool_result" for b in messages[-1]["content"])
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _image(url: str) -> dict[str, Any]:
+    if url.startswith("data:") and ";base64," in url:
+        media, _, data = url[5:].partition(";base64,")
+        return {"type": "image", "source": {"type": "base64", "media_type": media, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _user_blocks(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content.strip() else []
+    blocks: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") in ("text", "input_text") and isinstance(part.get("text"), str) and part["text"].strip():
+            blocks.append({"type": "text", "text": part["text"]})
+        elif part.get("type") == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if isinstance(url, str) and url:
+                blocks.append(_image(url))
+    return blocks
+
+
+def _assistant_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    text = _text(m.get("content"))
+    if text.strip():
+        blocks.append({"type": "text", "text": text})
+    for call in m.get("tool_calls") or []:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            blocks.append({"type": "tool_use", "id": safe_id(call.get("id"), ""), "name": str(fn.get("name") or ""),
+                           "input": arguments_object(fn.get("arguments"))})
+    return blocks
+
+
+def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Consecutive turns of one role merge (tool results and the user text after them form one user turn);
+    tool results come first in their turn."""
+    if not blocks:
+        return
+    if messages and messages[-1]["role"] == role:
+        merged = messages[-1]["content"] + blocks
+        if role == "user":
+            merged = [b for b in merged if b["type"] == "tool_result"] + \
+                     [b for b in merged if b["type"] != "tool_result"]
+        messages[-1]["content"] = merged
+    else:
+        messages.append({"role": role, "content": blocks})
+
+
+def _tool(t: dict[str, Any]) -> dict[str, Any] | None:
+    fn = t.get("function")
+    if t.get("type", "function") != "function" or not isinstance(fn, dict) or not fn.get("name"):
+        return None
+    schema = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {"type": "object", "properties": {}}
+    tool: dict[str, Any] = {"name": fn["name"], "input_schema": schema}
+    if isinstance(fn.get("description"), str) and fn["description"]:
+        tool["description"] = fn["description"]
+    return tool
+
+
+def _tool_choice(choice: Any, parallel: Any, has_tools: bool) -> dict[str, Any] | None:
+    out: dict[str, Any] | None
+    if choice == "none":
+        out = {"type": "none"}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        out = {"type": "tool", "name": choice["function"].get("name")}
+    elif choice == "auto" or (parallel is False and has_tools):
+        out = {"type": "auto"}
+    else:
+        out = None
+    if out is not None and parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    if out is not None and not has_tools:
+        return None
+    return out
+
+
+# --- responses ---------------------------------------------------------------------------------------------------
+
+def finish_reason(stop_reason: Any) -> str:
+    return _FINISH.get(str(stop_reason), "stop")
+
+
+def usage(u: Any) -> dict[str, Any]:
+    u = u if isinstance(u, dict) else {}
+
+    def n(key: str) -> int:
+        v = u.get(key)
+        return v if isinstance(v, int) else 0
+
+    cached, created = n("cache_read_input_tokens"), n("cache_creation_input_tokens")
+    prompt = n("input_tokens") + cached + created
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": n("output_tokens"),
+                           "total_tokens": prompt + n("output_tokens")}
+    if cached:
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    return out
+
+
+def completion(msg: dict[str, Any], model: str | None = None) -> dict[str, Any]:
+    """A Messages response as a chat completion document."""
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in msg.get("content") or []:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            thinking.append(block["thinking"])
+        elif kind == "tool_use":
+            args = block.get("input") if isinstance(block.get("input"), dict) else {}
+            calls.append({"id": str(block.get("id") or ""), "type": "function",
+                          "function": {"name": str(block.get("name") or ""),
+                                       "arguments": json.dumps(args, ensure_ascii=False)}})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason(msg.get("stop_reason"))}
+    if msg.get("stop_reason") == "stop_sequence" and isinstance(msg.get("stop_sequence"), str):
+        choice["stop_reason"] = msg["stop_sequence"]  # the matched stop string, as vLLM reports it
+    return {"id": f"chatcmpl-{msg.get('id') or 'anthropic'}", "object": "chat.completion", "created": int(time.time()),
+            "model": model or msg.get("model") or "", "choices": [choice], "usage": usage(msg.get("usage"))}
+
+
+def error_body(status: int, body: bytes) -> bytes:
+    """An Anthropic error body as an OpenAI-shaped one (the status stays as it was)."""
+    message, etype = f"Anthropic answered {status}.", _ERROR_CODES.get(status, "api_error")
+    try:
+        doc = json.loads(body)
+        err = doc.get("error") if isinstance(doc, dict) else None
+        if isinstance(err, dict):
+            message = str(err.get("message") or message)
+            etype = str(err.get("type") or etype)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return json.dumps({"error": {"message": message, "type": etype, "param": None, "code": etype}}).encode()
+
+
+class MessagesToChunks:
+    """Messages SSE events (parsed) in, OpenAI chat chunk SSE bytes out."""
+
+    def __init__(self, model: str | None, include_usage: bool) -> None:
+        self.model = model
+        self.include_usage = include_usage
+        self.id = "chatcmpl-anthropic"
+        self.created = int(time.time())
+        self._tool_index: dict[int, int] = {}  # block index -> tool call index
+        self._usage: dict[str, Any] = {}
+        self.done = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, **extra}
+        doc = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+               "choices": [choice]}
+        return b"data: " + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+    def event(self, doc: dict[str, Any]) -> bytes:
+        kind = doc.get("type")
+        if kind == "message_start":
+            msg = doc.get("message") if isinstance(doc.get("message"), dict) else {}
+            self.id = f"chatcmpl-{msg.get('id') or 'anthropic'}"
+            self.model = self.model or msg.get("model")
+            if isinstance(msg.get("usage"), dict):
+                self._usage.update(msg["usage"])
+            return self._chunk({"role": "assistant", "content": ""})
+        if kind == "content_block_start":
+            block = doc.get("content_block") if isinstance(doc.get("content_block"), dict) else {}
+            if block.get("type") == "tool_use":
+                index = len(self._tool_index)
+                self._tool_index[int(doc.get("index", 0))] = index
+                return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""),
+                                                    "type": "function",
+                                                    "function": {"name": str(block.get("name") or ""),
+                                                                 "arguments": ""}}]})
+            if block.get("type") == "text" and block.get("text"):
+                return self._chunk({"content": block["text"]})
+            return b""
+        if kind == "content_block_delta":
+            delta = doc.get("delta") if isinstance(doc.get("delta"), dict) else {}
+            dtype = delta.get("type")
+            if dtype == "text_delta" and delta.get("text"):
+                return self._chunk({"content": delta["text"]})
+            if dtype == "thinking_delta" and delta.get("thinking"):
+                return self._chunk({"reasoning_content": delta["thinking"]})
+            if dtype == "input_json_delta" and delta.get("partial_json"):
+                index = self._tool_index.get(int(doc.get("index", 0)))
+                if index is not None:
+                    return self._chunk({"tool_calls": [{"index": index,
+                                                        "function": {"arguments": delta["partial_json"]}}]})
+            return b""
+        if kind == "message_delta":
+            if isinstance(doc.get("usage"), dict):
+                self._usage.update({k: v for k, v in doc["usage"].items() if v is not None})
+            delta = doc.get("delta") if isinstance(doc.get("delta"), dict) else {}
+            reason = delta.get("stop_reason")
+            extra = {"stop_reason": delta["stop_sequence"]} if reason == "stop_sequence" and \
+                isinstance(delta.get("stop_sequence"), str) else {}
+            out = self._chunk({}, finish_reason(reason), **extra)
+            if self.include_usage:
+                doc_usage = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                             "model": self.model, "choices": [], "usage": usage(self._usage)}
+                out += b"data: " + json.dumps(doc_usage, separators=(",", ":")).encode() + b"\n\n"
+            return out
+        if kind == "message_stop":
+            self.done = True
+            return b"data: [DONE]\n\n"
+        if kind == "error":
+            self.done = True
+            err = doc.get("error") if isinstance(doc.get("error"), dict) else {}
+            body = {"error": {"message": str(err.get("message") or "Anthropic stream error"),
+                              "type": str(err.get("type") or "api_error"), "code": str(err.get("type") or "api_error")}}
+            return b"data: " + json.dumps(body).encode() + b"\n\n"
+        return b""  # ping, content_block_stop, unknown events

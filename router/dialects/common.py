@@ -1,0 +1,87 @@
+"""What the dialect translators share: ids, SSE framing, argument decoding, request checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any
+
+import json_repair
+
+from ..errors import ApiError
+
+_ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{os.urandom(12).hex()}"
+
+
+def safe_id(value: object, prefix: str) -> str:
+    """`value` as an id made of [A-Za-z0-9_-] carrying `prefix` (a fresh id when empty)."""
+    text = _ID_SAFE.sub("_", value) if isinstance(value, str) else ""
+    if not text:
+        return new_id(prefix)
+    return text if text.startswith(prefix) else prefix + text
+
+
+def sse_event(name: str, data: dict[str, Any]) -> bytes:
+    """One named SSE event (`event:` line plus one `data:` line)."""
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {name}\ndata: {payload}\n\n".encode()
+
+
+def arguments_object(arguments: object) -> dict[str, Any]:
+    """A tool call's JSON-string arguments as an object. Repaired calls are valid already; anything else is
+    decoded leniently and a non-object becomes `{}`."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str) or not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        try:
+            value = json_repair.loads(arguments)
+        except (ValueError, RecursionError):  # pragma: no cover - json_repair is lenient
+            value = None
+    return value if isinstance(value, dict) else {}
+
+
+def estimate_tokens(text_bytes: int) -> int:
+    """The byte-level heuristic: about four UTF-8 bytes per token."""
+    return max(1, math.ceil(text_bytes / 4)) if text_bytes else 0
+
+
+def invalid(message: str, param: str | None = None, code: str = "invalid_request") -> ApiError:
+    return ApiError(400, message, code, param=param)
+
+
+def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str,
+               required: bool = False) -> Any:
+    """`body[name]` when it has the right type (bools are never numbers); raises a 400 otherwise."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise invalid(f"'{name}' is required.", name, "missing_field")
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise invalid(f"'{name}' must be {what}, not {type(value).__name__}.", name, "invalid_type")
+    return value
+
+
+def check_number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
+    value = check_type(body, name, (int, float), "a number")
+    if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+        raise invalid(f"'{name}' must be between {lo} and {hi}, got {value}.", name, "invalid_value")
+    return value
+
+
+def check_int(body: dict[str, Any], name: str, lo: int, required: bool = False) -> int | None:
+    value = check_type(body, name, int, "an integer", required=required)
+    if value is not None and value < lo:
+        raise invalid(f"'{name}' must be at least {lo}, got {value}.", name, "invalid_value")
+    return value

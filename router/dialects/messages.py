@@ -1,0 +1,565 @@
+"""The Anthropic Messages API in front of every backend.
+
+`parse_request` validates a Messages request and builds the internal chat body; `to_message` turns a completion
+document into a Messages response; `MessagesStream` turns chunk documents into the Messages SSE event sequence
+(`message_start`, `ping`, `content_block_start` / `_delta` / `_stop`, `message_delta`, `message_stop`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ApiError
+from .common import (
+    arguments_object,
+    check_int,
+    check_number,
+    check_type,
+    estimate_tokens,
+    invalid,
+    new_id,
+    sse_event,
+)
+
+IMAGE_TOKENS = 1600  # the estimate for one image: Anthropic's cost of a ~1.15 megapixel image
+_USER_BLOCKS = ("text", "image", "tool_result", "document", "thinking", "redacted_thinking")
+_ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking")
+_TOOL_CHOICES = ("auto", "any", "tool", "none")
+
+
+@dataclass
+class MessagesRequest:
+    model: str
+    stream: bool
+    chat: dict[str, Any]  # the internal chat body
+    thinking: dict[str, Any] | None = None
+    stop_sequences: list[str] = field(default_factory=list)
+    images: int = 0
+    text_bytes: int = 0  # UTF-8 bytes of every text the model reads (for the token estimate)
+
+    def estimate_input_tokens(self) -> int:
+        return estimate_tokens(self.text_bytes) + self.images * IMAGE_TOKENS
+
+
+# --- request -----------------------------------------------------------------------------------------------------
+
+def parse_request(body: dict[str, Any], *, count_only: bool = False) -> MessagesRequest:
+    """Validate a Messages request (400s name the field) and translate it to the chat form."""
+    model = check_type(body, "model", str, "a string", required=True)
+    if not model:
+        raise invalid("'model' must be a non-empty string.", "model", "missing_field")
+    max_tokens = check_int(body, "max_tokens", 1, required=not count_only)
+    messages = check_type(body, "messages", list, "a list", required=True)
+    if not messages:
+        raise invalid("'messages' must hold at least one message.", "messages", "invalid_value")
+    stream = check_type(body, "stream", bool, "a boolean") or False
+    temperature = check_number(body, "temperature", 0.0, 1.0)
+    top_p = check_number(body, "top_p", 0.0, 1.0)
+    top_k = check_int(body, "top_k", 0)
+    stops = check_type(body, "stop_sequences", list, "a list of strings")
+    if stops is not None and not all(isinstance(s, str) and s for s in stops):
+        raise invalid("'stop_sequences' must be a list of non-empty strings.", "stop_sequences", "invalid_type")
+    metadata = check_type(body, "metadata", dict, "an object")
+    thinking = _thinking(body)
+
+    req = MessagesRequest(model=model, stream=stream, chat={}, thinking=thinking, stop_sequences=list(stops or []))
+    out: list[dict[str, Any]] = []
+    system = _system(body.get("system"), req)
+    if system:
+        out.append({"role": "system", "content": system})
+    for i, m in enumerate(messages):
+        out.extend(_message(m, i, req))
+    chat: dict[str, Any] = {"model": model, "messages": out}
+    if max_tokens is not None:
+        chat["max_tokens"] = max_tokens
+    tools = _tools(body.get("tools"), req)
+    if tools:
+        chat["tools"] = tools
+    choice, parallel = _tool_choice(body.get("tool_choice"), tools)
+    if choice is not None:
+        chat["tool_choice"] = choice
+    if parallel is False:
+        chat["parallel_tool_calls"] = False
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k)):
+        if value is not None:
+            chat[name] = value
+    if req.stop_sequences:
+        chat["stop"] = req.stop_sequences
+    if metadata is not None:
+        user = metadata.get("user_id")
+        if user is not None and not isinstance(user, str):
+            raise invalid("'metadata.user_id' must be a string.", "metadata", "invalid_type")
+        if user:
+            chat["user"] = user
+    fmt = _output_format(body)
+    if fmt is not None:
+        chat["response_format"] = fmt
+    if stream:
+        chat["stream"] = True
+        chat["stream_options"] = {"include_usage": True}
+    req.chat = chat
+    return req
+
+
+def thinking_fields(thinking: dict[str, Any] | None, kinds: set[str]) -> dict[str, Any]:
+    """What the chat body carries for `thinking`, given the upstream kinds on the route.
+
+    Anthropic upstreams get the setting as it is (`thinking`), our engines and other supervised servers get
+    `chat_template_kwargs.enable_thinking`. Generic OpenAI-compatible providers reject fields they do not know,
+    so when one is on the route nothing is added (reasoning models there reason at their default effort)."""
+    if thinking is None or "openai" in kinds:
+        return {}
+    out: dict[str, Any] = {}
+    if "anthropic" in kinds:
+        out["thinking"] = thinking
+    if "engine" in kinds:
+        out["chat_template_kwargs"] = {"enable_thinking": thinking.get("type") != "disabled"}
+    return out
+
+
+def _thinking(body: dict[str, Any]) -> dict[str, Any] | None:
+    thinking = check_type(body, "thinking", dict, "an object")
+    if thinking is None:
+        return None
+    kind = thinking.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise invalid("'thinking.type' must be a string such as 'enabled', 'adaptive' or 'disabled'.", "thinking",
+                      "invalid_value")
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise invalid("'thinking.budget_tokens' must be a positive integer.", "thinking", "invalid_value")
+    return dict(thinking)
+
+
+def _output_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """`output_config.format` (structured output) as a chat `response_format`."""
+    config = check_type(body, "output_config", dict, "an object")
+    fmt = (config or {}).get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise invalid("'output_config.format' must be {'type': 'json_schema', 'schema': {...}}.", "output_config",
+                      "invalid_value")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
+
+
+def _text_of(blocks: Any, where: str, req: MessagesRequest) -> str:
+    """The text of a `system` value or a list of text blocks."""
+    if isinstance(blocks, str):
+        req.text_bytes += len(blocks.encode())
+        return blocks
+    if not isinstance(blocks, list):
+        raise invalid(f"'{where}' must be a string or a list of text blocks.", where, "invalid_type")
+    parts: list[str] = []
+    for j, b in enumerate(blocks):
+        if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
+            raise invalid(f"'{where}[{j}]' must be a text block with a string 'text'.", where, "invalid_type")
+        parts.append(b["text"])
+        req.text_bytes += len(b["text"].encode())
+    return "\n\n".join(parts)
+
+
+def _system(value: Any, req: MessagesRequest) -> str:
+    if value is None:
+        return ""
+    return _text_of(value, "system", req)
+
+
+def _image_url(block: dict[str, Any], where: str) -> str:
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise invalid(f"{where}: an image block needs a 'source' object.", "messages", "invalid_type")
+    kind = source.get("type")
+    if kind == "base64":
+        media, data = source.get("media_type"), source.get("data")
+        if not isinstance(media, str) or not isinstance(data, str) or not data:
+            raise invalid(f"{where}: a base64 image needs string 'media_type' and 'data'.", "messages",
+                          "invalid_type")
+        return f"data:{media};base64,{data}"
+    if kind == "url" and isinstance(source.get("url"), str) and source["url"]:
+        return str(source["url"])
+    raise invalid(f"{where}: image source type {kind!r} is not supported (use 'base64' or 'url').", "messages",
+                  "unsupported_content")
+
+
+def _document_text(block: dict[str, Any], where: str, req: MessagesRequest) -> str:
+    source = block.get("source")
+    if isinstance(source, dict) and source.get("type") == "text" and isinstance(source.get("data"), str):
+        req.text_bytes += len(source["data"].encode())
+        title = block.get("title")
+        if isinstance(title, str) and title:
+            req.text_bytes += len(title.encode())
+            return f"{title}\n\n{source['data']}"
+        return str(source["data"])
+    raise invalid(f"{where}: only plain-text documents (source type 'text') are supported.", "messages",
+                  "unsupported_content")
+
+
+def _tool_result(block: dict[str, Any], where: str, req: MessagesRequest) -> tuple[dict[str, Any], list[dict]]:
+    """A tool message, plus the images the result carried (they go to the user message that follows)."""
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise invalid(f"{where}: a tool_result block needs a string 'tool_use_id'.", "messages", "invalid_type")
+    content = block.get("content")
+    images: list[dict[str, Any]] = []
+    if content is None:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+        req.text_bytes += len(text.encode())
+    elif isinstance(content, list):
+        texts: list[str] = []
+        for k, part in enumerate(content):
+            pwhere = f"{where}.content[{k}]"
+            ptype = part.get("type") if isinstance(part, dict) else None
+            if ptype == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+                req.text_bytes += len(part["text"].encode())
+            elif ptype == "image":
+                images.append({"type": "image_url", "image_url": {"url": _image_url(part, pwhere)}})
+                req.images += 1
+            elif ptype == "document":
+                texts.append(_document_text(part, pwhere, req))
+            else:
+                raise invalid(f"{pwhere}: tool_result content must be text, image or document blocks.",
+                              "messages", "unsupported_content")
+        text = "\n".join(texts)
+    else:
+        raise invalid(f"{where}: tool_result 'content' must be a string or a list of blocks.", "messages",
+                      "invalid_type")
+    is_error = block.get("is_error")
+    if is_error is not None and not isinstance(is_error, bool):
+        raise invalid(f"{where}: 'is_error' must be a boolean.", "messages", "invalid_type")
+    if is_error:
+        text = f"Error: {text}" if text else "Error"
+    return {"role": "tool", "tool_call_id": call_id, "content": text}, images
+
+
+def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
+    where = f"messages[{i}]"
+    if not isinstance(m, dict):
+        raise invalid(f"{where} must be an object.", "messages", "invalid_type")
+    role = m.get("role")
+    if role not in ("user", "assistant"):
+        raise invalid(f"{where}.role must be 'user' or 'assistant'.", "messages", "invalid_value")
+    content = m.get("content")
+    if isinstance(content, str):
+        req.text_bytes += len(content.encode())
+        return [{"role": role, "content": content}]
+    if not isinstance(content, list):
+        raise invalid(f"{where}.content must be a string or a list of content blocks.", "messages",
+                      "invalid_type")
+    allowed = _USER_BLOCKS if role == "user" else _ASSISTANT_BLOCKS
+    tool_msgs: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        bwhere = f"{where}.content[{j}]"
+        btype = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(btype, str):
+            raise invalid(f"{bwhere} must be an object with a 'type'.", "messages", "invalid_type")
+        if btype not in allowed:
+            raise invalid(f"{bwhere}: block type {btype!r} is not supported in a {role} message.", "messages",
+                          "unsupported_content")
+        if btype == "text":
+            if not isinstance(block.get("text"), str):
+                raise invalid(f"{bwhere}: a text block needs a string 'text'.", "messages", "invalid_type")
+            parts.append({"type": "text", "text": block["text"]})
+            req.text_bytes += len(block["text"].encode())
+        elif btype == "image":
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, bwhere)}})
+            req.images += 1
+        elif btype == "document":
+            parts.append({"type": "text", "text": _document_text(block, bwhere, req)})
+        elif btype == "tool_result":
+            tool_msg, images = _tool_result(block, bwhere, req)
+            tool_msgs.append(tool_msg)
+            parts.extend(images)
+        elif btype == "tool_use":
+            calls.append(_tool_use(block, bwhere, req))
+        # thinking / redacted_thinking: earlier turns' reasoning is not sent back to the model
+    if role == "assistant":
+        text = "".join(p["text"] for p in parts if p["type"] == "text")
+        msg: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+        if calls:
+            msg["tool_calls"] = calls
+        return [msg]
+    out = list(tool_msgs)
+    if parts:
+        if all(p["type"] == "text" for p in parts):
+            out.append({"role": "user", "content": "\n\n".join(p["text"] for p in parts)})
+        else:
+            out.append({"role": "user", "content": parts})
+    elif not tool_msgs:
+        out.append({"role": "user", "content": ""})
+    return out
+
+
+def _tool_use(block: dict[str, Any], where: str, req: MessagesRequest) -> dict[str, Any]:
+    call_id, name, args = block.get("id"), block.get("name"), block.get("input", {})
+    if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
+        raise invalid(f"{where}: a tool_use block needs string 'id' and 'name'.", "messages", "invalid_type")
+    if not isinstance(args, dict):
+        raise invalid(f"{where}: tool_use 'input' must be an object.", "messages", "invalid_type")
+    arguments = json.dumps(args, ensure_ascii=False)
+    req.text_bytes += len(arguments.encode()) + len(name)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise invalid("'tools' must be a list.", "tools", "invalid_type")
+    out: list[dict[str, Any]] = []
+    for i, t in enumerate(value):
+        if not isinstance(t, dict):
+            raise invalid(f"tools[{i}] must be an object.", "tools", "invalid_type")
+        kind = t.get("type")
+        if kind not in (None, "custom"):
+            raise invalid(f"tools[{i}]: tool type {kind!r} is not supported here; declare client tools with "
+                          "'name', 'description' and 'input_schema'.", "tools", "unsupported_tool")
+        name, schema, desc = t.get("name"), t.get("input_schema"), t.get("description")
+        if not isinstance(name, str) or not name:
+            raise invalid(f"tools[{i}] needs a non-empty string 'name'.", "tools", "invalid_type")
+        if not isinstance(schema, dict):
+            raise invalid(f"tools[{i}] needs an 'input_schema' object.", "tools", "invalid_type")
+        if desc is not None and not isinstance(desc, str):
+            raise invalid(f"tools[{i}].description must be a string.", "tools", "invalid_type")
+        fn: dict[str, Any] = {"name": name, "parameters": schema}
+        if desc:
+            fn["description"] = desc
+        out.append({"type": "function", "function": fn})
+        req.text_bytes += len(json.dumps(fn, ensure_ascii=False).encode())
+    return out
+
+
+def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> tuple[Any, bool | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, dict) or value.get("type") not in _TOOL_CHOICES:
+        raise invalid("'tool_choice' must be an object with type 'auto', 'any', 'tool' or 'none'.", "tool_choice",
+                      "invalid_value")
+    disable = value.get("disable_parallel_tool_use")
+    if disable is not None and not isinstance(disable, bool):
+        raise invalid("'tool_choice.disable_parallel_tool_use' must be a boolean.", "tool_choice", "invalid_type")
+    parallel = False if disable else None
+    kind = value["type"]
+    if kind == "none":
+        return "none", parallel
+    if kind in ("any", "tool") and not tools:
+        raise invalid(f"tool_choice type {kind!r} needs 'tools'.", "tool_choice", "invalid_value")
+    if kind == "any":
+        return "required", parallel
+    if kind == "tool":
+        name = value.get("name")
+        if not isinstance(name, str) or not any(t["function"]["name"] == name for t in tools):
+            raise invalid("tool_choice type 'tool' needs the 'name' of a declared tool.", "tool_choice",
+                          "invalid_value")
+        return {"type": "function", "function": {"name": name}}, parallel
+    return "auto", parallel
+
+
+# --- response ----------------------------------------------------------------------------------------------------
+
+def tool_use_id(call_id: object) -> str:
+    """Anthropic-style ids: kept when they are already `toolu_…`, fresh otherwise."""
+    if isinstance(call_id, str) and call_id.startswith("toolu_") and call_id.replace("-", "").replace("_", "") \
+            .isalnum():
+        return call_id
+    return new_id("toolu_")
+
+
+def stop_reason(finish: Any, hint: Any, stop_sequences: list[str], has_tools: bool) -> tuple[str, str | None]:
+    """(stop_reason, stop_sequence) for an OpenAI finish_reason. `hint` is the matched stop string some
+    servers report in `choices[].stop_reason`."""
+    if has_tools or finish == "tool_calls":
+        return "tool_use", None
+    if finish == "length":
+        return "max_tokens", None
+    if finish == "content_filter":
+        return "refusal", None
+    if isinstance(hint, str) and hint in stop_sequences:
+        return "stop_sequence", hint
+    return "end_turn", None
+
+
+def usage_of(usage: Any) -> dict[str, int]:
+    u = usage if isinstance(usage, dict) else {}
+    prompt = u.get("prompt_tokens") if isinstance(u.get("prompt_tokens"), int) else 0
+    completion = u.get("completion_tokens") if isinstance(u.get("completion_tokens"), int) else 0
+    details = u.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cached = cached if isinstance(cached, int) and 0 <= cached <= prompt else 0
+    return {"input_tokens": prompt - cached, "output_tokens": completion,
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> dict[str, Any]:
+    """A whole completion document as a Messages response."""
+    choices = doc.get("choices") or []
+    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+    msg = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    blocks: list[dict[str, Any]] = []
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    text = _content_text(msg.get("content"))
+    if text.strip():
+        blocks.append({"type": "text", "text": text})
+    calls = [c for c in msg.get("tool_calls") or [] if isinstance(c, dict) and isinstance(c.get("function"), dict)]
+    for call in calls:
+        fn = call["function"]
+        blocks.append({"type": "tool_use", "id": tool_use_id(call.get("id")), "name": str(fn.get("name") or ""),
+                       "input": arguments_object(fn.get("arguments"))})
+    reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), stop_sequences,
+                                   bool(calls))
+    return {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": model, "content": blocks,
+            "stop_reason": reason, "stop_sequence": sequence, "usage": usage_of(doc.get("usage"))}
+
+
+# --- stream ------------------------------------------------------------------------------------------------------
+
+class MessagesStream:
+    """Chunk documents in, Messages SSE events out. Blocks never interleave: a new kind of delta closes the open
+    block. Leading whitespace of a text block is held back until real text arrives (a whitespace-only text block
+    is not valid input for a later turn)."""
+
+    def __init__(self, model: str, stop_sequences: list[str], input_estimate: int = 0) -> None:
+        self.model = model
+        self.stop_sequences = stop_sequences
+        self.input_estimate = input_estimate
+        self.id = new_id("msg_")
+        self._started = False
+        self._index = -1
+        self._open: str | None = None  # "text" | "thinking" | "tool_use"
+        self._tool_blocks: dict[int, int] = {}  # chat tool-call index -> block index
+        self._open_tool: int | None = None
+        self._pending_ws = ""
+        self._finish: Any = None
+        self._hint: Any = None
+        self._usage: dict[str, Any] | None = None
+        self._saw_tool = False
+        self._out_bytes = 0
+        self.blocks: list[dict[str, Any]] = []  # the message as streamed so far (for logs/tests)
+
+    def _start(self) -> list[bytes]:
+        if self._started:
+            return []
+        self._started = True
+        message = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+                   "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}}
+        return [sse_event("message_start", {"type": "message_start", "message": message}),
+                sse_event("ping", {"type": "ping"})]
+
+    def _close(self) -> list[bytes]:
+        if self._open is None:
+            return []
+        self._open, self._open_tool = None, None
+        return [sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+
+    def _open_block(self, kind: str, block: dict[str, Any]) -> list[bytes]:
+        out = self._close()
+        self._index += 1
+        self._open = kind
+        self.blocks.append(dict(block))
+        out.append(sse_event("content_block_start", {"type": "content_block_start", "index": self._index,
+                                                     "content_block": block}))
+        return out
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return sse_event("content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                                 "delta": delta})
+
+    def _thinking(self, text: str) -> list[bytes]:
+        self._pending_ws = ""
+        out = [] if self._open == "thinking" else self._open_block("thinking", {"type": "thinking", "thinking": "",
+                                                                               "signature": ""})
+        self.blocks[-1]["thinking"] += text
+        out.append(self._delta({"type": "thinking_delta", "thinking": text}))
+        return out
+
+    def _text(self, text: str) -> list[bytes]:
+        out: list[bytes] = []
+        if self._open != "text":
+            if not (self._pending_ws + text).strip():
+                self._pending_ws += text
+                return out
+            text, self._pending_ws = self._pending_ws + text, ""
+            out += self._open_block("text", {"type": "text", "text": ""})
+        self.blocks[-1]["text"] += text
+        out.append(self._delta({"type": "text_delta", "text": text}))
+        return out
+
+    def _tool(self, call: dict[str, Any]) -> list[bytes]:
+        index = call.get("index", 0)
+        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        args = fn.get("arguments")
+        out: list[bytes] = []
+        if index not in self._tool_blocks:
+            self._pending_ws = ""
+            self._saw_tool = True
+            out += self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.get("id")),
+                                                 "name": str(fn.get("name") or ""), "input": {}})
+            self._tool_blocks[index] = self._index
+            self._open_tool = index
+            self.blocks[-1]["partial_json"] = ""
+        elif self._open_tool != index:
+            return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
+        if isinstance(args, str) and args:
+            self.blocks[-1]["partial_json"] += args
+            out.append(self._delta({"type": "input_json_delta", "partial_json": args}))
+        return out
+
+    def feed(self, doc: dict[str, Any]) -> list[bytes]:
+        out = self._start()
+        if isinstance(doc.get("usage"), dict):
+            self._usage = doc["usage"]
+        for choice in doc.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                self._out_bytes += len(reasoning.encode())
+                out += self._thinking(reasoning)
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self._out_bytes += len(content.encode())
+                out += self._text(content)
+            for call in delta.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    out += self._tool(call)
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+                self._hint = choice.get("stop_reason")
+        return out
+
+    def finish(self) -> list[bytes]:
+        out = self._start() + self._close()
+        reason, sequence = stop_reason(self._finish, self._hint, self.stop_sequences, self._saw_tool)
+        if self._usage is not None:
+            usage: dict[str, Any] = usage_of(self._usage)
+        else:
+            usage = {"output_tokens": estimate_tokens(self._out_bytes)}
+        out.append(sse_event("message_delta", {"type": "message_delta",
+                                               "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                                               "usage": usage}))
+        out.append(sse_event("message_stop", {"type": "message_stop"}))
+        return out
+
+    def error(self, err: ApiError) -> list[bytes]:
+        """The terminal event for a stream that failed after it began."""
+        return [*self._start(), sse_event("error", err.anthropic_body())]

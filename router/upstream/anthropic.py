@@ -1,0 +1,147 @@
+"""Anthropic's Messages API as an upstream: OpenAI chat requests translated on the way out, Messages responses and
+events translated back into chat completion JSON and SSE, so dispatch, retries and repair work unchanged."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from ..config.model import ProviderConfig
+from ..dialects import anthropic_wire as wire
+from ..sse import EventSplitter, event_data
+from .base import Reply, Upstream, UpstreamUnavailable, with_timeout
+from .openai import client_timeout
+
+API_VERSION = "2023-06-01"
+CHAT_PATH = "/chat/completions"
+
+
+class AnthropicReply:
+    """A `Reply` whose body is translated: `read()` gives chat completion JSON (or an OpenAI-shaped error),
+    `chunks()` gives chat completion SSE. Successive `chunks()` iterators continue one another."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, model: str | None, stream: bool, include_usage: bool,
+                 secret: str | None) -> None:
+        self._resp = resp
+        self.status = resp.status
+        headers = {"Content-Type": "text/event-stream" if stream and resp.status == 200 else "application/json"}
+        if "Retry-After" in resp.headers:
+            headers["Retry-After"] = resp.headers["Retry-After"]
+        self.headers: Mapping[str, str] = headers
+        self._model = model
+        self._secret = secret
+        self._translator = wire.MessagesToChunks(model, include_usage)
+        self._splitter = EventSplitter()
+        self._pending: deque[bytes] = deque()
+        self._eof = False
+
+    async def read(self) -> bytes:
+        body = await self._resp.read()
+        if self._secret:
+            body = body.replace(self._secret.encode(), b"[redacted]")
+        if self.status != 200:
+            return wire.error_body(self.status, body)
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return body  # passed on as is: the pipeline reports a body that is not JSON
+        if not isinstance(doc, dict):
+            return body
+        return json.dumps(wire.completion(doc, self._model), ensure_ascii=False).encode()
+
+    async def _next(self) -> bytes | None:
+        while not self._pending:
+            if self._eof:
+                return None
+            raw = await self._resp.content.readany()
+            if not raw:
+                self._eof = True
+                rest = self._splitter.rest()
+                events = [rest + b"\n\n"] if rest.strip() else []
+            else:
+                events = self._splitter.feed(raw)
+            for event in events:
+                data = event_data(event)
+                if data is None:
+                    continue
+                try:
+                    doc = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(doc, dict):
+                    out = self._translator.event(doc)
+                    if out:
+                        self._pending.append(out.replace(self._secret.encode(), b"[redacted]")
+                                             if self._secret else out)
+            if self._eof and not self._translator.done:
+                self._translator.done = True
+                self._pending.append(b'data: {"error": {"message": "The Anthropic stream ended before '
+                                     b'message_stop.", "type": "api_error", "code": "upstream_truncated"}}\n\n')
+        out = b"".join(self._pending)
+        self._pending.clear()
+        return out
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            chunk = await self._next()
+            if chunk is None:
+                return
+            yield chunk
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def close(self) -> None:
+        self._resp.close()
+
+
+class AnthropicUpstream(Upstream):
+    kind = "anthropic"
+
+    def __init__(self, config: ProviderConfig, connector: aiohttp.BaseConnector | None = None) -> None:
+        super().__init__(config)
+        self._connector = connector
+        self._session: aiohttp.ClientSession | None = None
+        headers = {"Content-Type": "application/json", "User-Agent": "agentgate",
+                   "anthropic-version": API_VERSION}
+        headers.update(dict(config.headers))
+        if config.api_key:
+            headers["x-api-key"] = config.api_key
+        self._headers = headers
+        self._base = config.base_url
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = self._connector or aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=client_timeout(self.config),
+                                                  headers=self._headers, skip_auto_headers=("Accept-Encoding",))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
+                   stream: bool) -> Reply:
+        if path != CHAT_PATH:
+            raise UpstreamUnavailable(f"Provider {self.name!r} (Anthropic) serves chat completions only, not "
+                                      f"{path.lstrip('/')}.", status=400, code="unsupported_endpoint")
+        if raw:
+            body = json.loads(raw)
+        request = wire.messages_request({**body, "stream": stream})
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        data = json.dumps(request, ensure_ascii=False).encode()
+        resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=headers),
+                                  self.config.policy.timeouts.first_byte)
+        return AnthropicReply(resp, body.get("model"), stream, include_usage, self.config.api_key)
+
+    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
+        raise UpstreamUnavailable(f"Provider {self.name!r} (Anthropic) serves chat completions only.", status=400,
+                                  code="unsupported_endpoint")

@@ -1,0 +1,54 @@
+"""Dialect fixtures: a private response store per test, the fake Anthropic API, and SDK clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from tests.fakes.anthropic_upstream import FakeAnthropic
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+CHAT_WEATHER = {"type": "function", "function": WEATHER}
+ANTHROPIC_WEATHER = {"name": WEATHER["name"], "description": WEATHER["description"],
+                     "input_schema": WEATHER["parameters"]}
+RESPONSES_WEATHER = {"type": "function", **WEATHER}
+
+CFG = """
+providers:
+  lab: {{type: openai, base_url: '{url}', retries: 1, backoff: {{base: 0.001, max: 0.002}}}}
+models:
+  - {{name: m, provider: lab}}
+  - {{name: renamed, provider: lab, model: up-model}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AGENTGATE_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+@pytest.fixture
+async def fake_anthropic() -> AsyncIterator[Callable[[], Awaitable[FakeAnthropic]]]:
+    started: list[FakeAnthropic] = []
+
+    async def make() -> FakeAnthropic:
+        f = FakeAnthropic()
+        await f.start()
+        started.append(f)
+        return f
+
+    yield make
+    for f in started:
+        await f.stop()
+
+
+def claude(router_url: str, api_key: str = "unused") -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=router_url, api_key=api_key, max_retries=0)

@@ -1,0 +1,232 @@
+"""`type: anthropic` providers: OpenAI clients (and Anthropic clients) through the router to a fake Messages API."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from tests.dialects.conftest import ANTHROPIC_WEATHER, CHAT_WEATHER, claude
+from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc, message, stream_events
+
+CFG = """
+providers:
+  claude: {{type: anthropic, base_url: '{url}', api_key: '{key}', retries: 1, backoff: {{base: 0.001, max: 0.002}}}}
+models:
+  - {{name: sonnet, provider: claude, model: claude-sonnet-4-5}}
+"""
+TOOL_BLOCKS = [{"type": "text", "text": "Let me look."},
+               {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}}]
+
+
+async def start(fake_anthropic, router, key: str = API_KEY):
+    fake = await fake_anthropic()
+    r = await router(CFG.format(url=fake.url, key=key))
+    return fake, r
+
+
+async def test_chat_non_stream_translation(fake_anthropic, router):
+    fake, r = await start(fake_anthropic, router)
+    fake.push(AStep(json=message([{"type": "text", "text": "Bonjour"}], "claude-sonnet-4-5",
+                                 usage={"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": 4,
+                                        "cache_creation_input_tokens": 0})))
+    out = await r.client().chat.completions.create(model="sonnet", temperature=1.5, stop="###", user="u7", messages=[
+        {"role": "system", "content": "Be French."},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "salut"},
+        {"role": "user", "content": [{"type": "text", "text": "again"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+    ])
+    assert out.model == "sonnet" and out.choices[0].message.content == "Bonjour"
+    assert out.choices[0].finish_reason == "stop"
+    assert out.usage is not None and (out.usage.prompt_tokens, out.usage.completion_tokens) == (14, 3)
+    assert out.usage.prompt_tokens_details is not None and out.usage.prompt_tokens_details.cached_tokens == 4
+    sent = fake.requests[0]
+    assert sent.headers["x-api-key"] == API_KEY and sent.headers["anthropic-version"] == "2023-06-01"
+    assert "authorization" not in sent.headers
+    assert sent.body == {
+        "model": "claude-sonnet-4-5", "max_tokens": 4096, "system": "Be French.", "stop_sequences": ["###"],
+        "temperature": 1.0, "metadata": {"user_id": "u7"},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hello"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "salut"}]},
+            {"role": "user", "content": [{"type": "text", "text": "again"}, {"type": "image", "source": {
+                "type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
+        ],
+    }
+
+
+async def test_chat_stream_with_usage(fake_anthropic, router):
+    fake, r = await start(fake_anthropic, router)
+    fake.push(AStep(events=stream_events([{"type": "text", "text": "Hello world"}], "claude-sonnet-4-5",
+                                         input_tokens=9, output_tokens=2, cache_read=1)))
+    stream = await r.client().chat.completions.create(model="sonnet", stream=True, max_tokens=20,
+                                                      stream_options={"include_usage": True},
+                                                      messages=[{"role": "user", "content": "hi"}])
+    text, finish, usage, models = "", None, None, set()
+    async for c in stream:
+        models.add(c.model)
+        if c.usage is not None:
+            usage = c.usage
+        if c.choices:
+            text += c.choices[0].delta.content or ""
+            finish = c.choices[0].finish_reason or finish
+    assert text == "Hello world" and finish == "stop" and models == {"sonnet"}
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (10, 2)
+    assert fake.requests[0].body["stream"] is True and fake.requests[0].body["max_tokens"] == 20
+
+
+async def test_tools_and_tool_result_round_trip(fake_anthropic, router):
+    fake, r = await start(fake_anthropic, router)
+    fake.push(AStep(json=message(TOOL_BLOCKS, "claude-sonnet-4-5", stop_reason="tool_use")))
+    c = r.client()
+    ask = {"role": "user", "content": "Weather in Paris?"}
+    out = await c.chat.completions.create(model="sonnet", messages=[ask], tools=[CHAT_WEATHER],  # type: ignore
+                                          tool_choice="required", parallel_tool_calls=False)
+    msg = out.choices[0].message
+    assert out.choices[0].finish_reason == "tool_calls" and msg.content == "Let me look."
+    assert msg.tool_calls is not None and len(msg.tool_calls) == 1
+    call = msg.tool_calls[0]
+    assert call.id == "toolu_01A" and call.function.name == "get_weather"  # type: ignore[union-attr]
+    assert json.loads(call.function.arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+    sent = fake.requests[0].body
+    assert sent["tools"] == [ANTHROPIC_WEATHER]
+    assert sent["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+
+    out = await c.chat.completions.create(model="sonnet", tools=[CHAT_WEATHER], messages=[  # type: ignore
+        ask, msg.model_dump(exclude_none=True),  # type: ignore[list-item]
+        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        {"role": "user", "content": "Thanks. Short answer please."},
+    ])
+    assert out.choices[0].message.content.startswith("echo: ")  # type: ignore[union-attr]
+    assert fake.requests[1].body["messages"][1:] == [
+        {"role": "assistant", "content": TOOL_BLOCKS},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "sunny"},
+                                     {"type": "text", "text": "Thanks. Short answer please."}]},
+    ]
+
+
+async def test_tools_stream(fake_anthropic, router):
+    fake, r = await start(fake_anthropic, router)
+    fake.push(AStep(events=stream_events(TOOL_BLOCKS, "claude-sonnet-4-5", stop_reason="tool_use")))
+    stream = await r.client().chat.completions.create(model="sonnet", stream=True, tools=[CHAT_WEATHER],  # type: ignore
+                                                      messages=[{"role": "user", "content": "Weather?"}])
+    text, args, names, ids, finish = "", {}, {}, {}, None
+    async for c in stream:
+        if not c.choices:
+            continue
+        d = c.choices[0].delta
+        text += d.content or ""
+        for tc in d.tool_calls or []:
+            args[tc.index] = args.get(tc.index, "") + (tc.function.arguments or "")  # type: ignore[union-attr]
+            if tc.function and tc.function.name:
+                names[tc.index] = tc.function.name
+            if tc.id:
+                ids[tc.index] = tc.id
+        finish = c.choices[0].finish_reason or finish
+    assert text == "Let me look." and finish == "tool_calls"
+    assert names == {0: "get_weather"} and ids == {0: "toolu_01A"} and json.loads(args[0]) == {"city": "Paris"}
+
+
+async def test_reasoning_effort_becomes_thinking(fake_anthropic, router):
+    fake, r = await start(fake_anthropic, router)
+    blocks = [{"type": "thinking", "thinking": "Hmm.", "signature": "sig"}, {"type": "text", "text": "Done."}]
+    fake.push(AStep(json=message(blocks, "claude-sonnet-4-5")),
+              AStep(events=stream_events(blocks, "claude-sonnet-4-5")))
+    c = r.client()
+    out = await c.chat.completions.create(model="sonnet", reasoning_effort="low", max_tokens=1000, temperature=0.5,
+                                          messages=[{"role": "user", "content": "think"}])
+    assert out.choices[0].message.content == "Done."
+    assert (out.choices[0].message.model_extra or {}).get("reasoning_content") == "Hmm."
+    sent = fake.requests[0].body
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048} and sent["max_tokens"] == 3048
+    assert "temperature" not in sent
+    stream = await c.chat.completions.create(model="sonnet", stream=True, reasoning_effort="low",
+                                             messages=[{"role": "user", "content": "think"}])
+    reasoning = ""
+    async for ch in stream:
+        if ch.choices:
+            reasoning += (ch.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+    assert reasoning == "Hmm."
+
+
+async def test_upstream_errors_keep_dispatch_semantics(fake_anthropic, router):
+    fake, r = await start(fake_anthropic, router)
+    c = r.client()
+    ask = [{"role": "user", "content": "x"}]
+    fake.push(AStep(status=429, json=error_doc("rate_limit_error", "slow down"), headers={"retry-after": "0"}))
+    out = await c.chat.completions.create(model="sonnet", messages=ask)  # type: ignore[arg-type]
+    assert out.choices[0].message.content == "echo: x" and len(fake.requests) == 2  # retried
+
+    fake.push(AStep(status=529, json=error_doc("overloaded_error", "Overloaded")),
+              AStep(status=529, json=error_doc("overloaded_error", "Overloaded")))
+    with pytest.raises(openai.InternalServerError) as err:
+        await c.chat.completions.create(model="sonnet", messages=ask)  # type: ignore[arg-type]
+    assert "Overloaded" in err.value.message
+
+    fake.push(AStep(status=400, json=error_doc("invalid_request_error", f"prompt is too long ({API_KEY})")))
+    with pytest.raises(openai.BadRequestError) as bad:
+        await c.chat.completions.create(model="sonnet", messages=ask)  # type: ignore[arg-type]
+    assert "prompt is too long" in bad.value.message and API_KEY not in json.dumps(bad.value.body)
+    assert bad.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+
+    with pytest.raises(openai.BadRequestError) as emb:
+        await c.embeddings.create(model="sonnet", input="x")
+    assert emb.value.code == "unsupported_endpoint"
+
+
+async def test_refused_key_is_never_echoed(fake_anthropic, router):
+    _, r = await start(fake_anthropic, router, key="sk-ant-wrong-key")
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json={
+            "model": "sonnet", "messages": [{"role": "user", "content": "x"}]}) as resp:
+        assert resp.status == 502
+        body = await resp.text()
+    assert "sk-ant-wrong-key" not in body and json.loads(body)["error"]["code"] == "upstream_auth"
+
+
+async def test_mid_stream_error_and_truncation(fake_anthropic, router):
+    fake, r = await start(fake_anthropic, router)
+    events = stream_events([{"type": "text", "text": "abcd"}], "claude-sonnet-4-5")
+    fake.push(AStep(events=[*events[:4], ("error", error_doc("overloaded_error", "Overloaded"))]),
+              AStep(events=events[:4]))
+    for _ in range(2):
+        stream = await r.client().chat.completions.create(model="sonnet", stream=True,
+                                                          messages=[{"role": "user", "content": "x"}])
+        text = ""
+        with pytest.raises(openai.APIError):
+            async for c in stream:
+                if c.choices:
+                    text += c.choices[0].delta.content or ""
+        assert text == "ab"
+
+
+async def test_messages_dialect_in_front_of_anthropic(fake_anthropic, router):
+    """Anthropic client -> router (Messages -> chat) -> Anthropic provider (chat -> Messages)."""
+    fake, r = await start(fake_anthropic, router)
+    fake.push(AStep(json=message([{"type": "text", "text": "ok"}], "claude-sonnet-4-5", stop_reason="stop_sequence",
+                                 stop_sequence="###")))
+    c = claude(r.url)
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    msg = await c.messages.create(model="sonnet", max_tokens=2048, stop_sequences=["###"],
+                                  thinking=thinking,  # type: ignore[arg-type]
+                                  messages=[{"role": "user", "content": "count"}])
+    assert (msg.stop_reason, msg.stop_sequence) == ("stop_sequence", "###")
+    assert fake.requests[0].body["thinking"] == thinking and fake.requests[0].body["max_tokens"] == 2048
+
+    fake.push(AStep(events=stream_events(TOOL_BLOCKS, "claude-sonnet-4-5", stop_reason="tool_use")))
+    async with c.messages.stream(model="sonnet", max_tokens=200, tools=[ANTHROPIC_WEATHER],  # type: ignore
+                                 messages=[{"role": "user", "content": "Weather?"}]) as s:
+        final = await s.get_final_message()
+    assert [b.type for b in final.content] == ["text", "tool_use"] and final.stop_reason == "tool_use"
+    use = final.content[1]
+    assert use.type == "tool_use" and use.id == "toolu_01A" and use.input == {"city": "Paris"}
+    follow = await c.messages.create(model="sonnet", max_tokens=200, tools=[ANTHROPIC_WEATHER], messages=[  # type: ignore
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [b.model_dump() for b in final.content]},  # type: ignore[misc]
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]},
+    ])
+    assert follow.content[0].type == "text"
+    assert fake.requests[-1].body["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_01A", "content": "sunny"}]

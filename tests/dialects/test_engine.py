@@ -1,0 +1,50 @@
+"""Both dialects in front of a supervised local engine serving a scripted tiny model whose tool call is broken."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.dialects.conftest import ANTHROPIC_WEATHER, RESPONSES_WEATHER, claude
+
+tiny = pytest.importorskip("engines.tiny")
+pytest.importorskip("engines.worker")
+
+SCRIPT = "<tool_call>\n{'name': 'get_weather', 'arguments': {'city': 'Paris'}}\n</tool_call>"
+
+
+@pytest.fixture(scope="module")
+def scripted_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tiny.build_tiny_model(tmp_path_factory.mktemp("dialect-tiny") / "tool", script=SCRIPT))
+
+
+async def test_messages_and_responses_over_local_engine(router, scripted_model, tmp_path):
+    r = await router(f"""
+engines: {{runtime_dir: '{tmp_path / "run"}'}}
+models:
+  - {{name: tiny, engine: mlx, model: '{scripted_model}', start_timeout: 60}}
+""")
+    c = claude(r.url)
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    msg = await c.messages.create(model="tiny", max_tokens=64, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
+                                  thinking={"type": "disabled"}, messages=ask)  # type: ignore[arg-type]
+    assert msg.stop_reason == "tool_use"
+    uses = [b for b in msg.content if b.type == "tool_use"]
+    assert len(uses) == 1 and uses[0].name == "get_weather" and uses[0].input == {"city": "Paris"}
+    assert uses[0].id.startswith("toolu_") and msg.usage.input_tokens > 0
+
+    async with c.messages.stream(model="tiny", max_tokens=64, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
+                                 messages=ask) as s:  # type: ignore[arg-type]
+        final = await s.get_final_message()
+    assert [b.type for b in final.content] == ["tool_use"] and final.content[0].input == {"city": "Paris"}  # type: ignore
+
+    counted = await c.messages.count_tokens(model="tiny", tools=[ANTHROPIC_WEATHER], messages=ask,  # type: ignore
+                                            thinking={"type": "disabled"})
+    assert counted.input_tokens == msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0)
+
+    resp = await r.client().responses.create(model="tiny", input="Weather in Paris?",
+                                             tools=[RESPONSES_WEATHER])  # type: ignore[list-item]
+    calls = [o for o in resp.output if o.type == "function_call"]
+    assert len(calls) == 1 and json.loads(calls[0].arguments) == {"city": "Paris"}  # type: ignore[union-attr]

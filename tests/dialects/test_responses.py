@@ -1,0 +1,231 @@
+"""The OpenAI Responses API in front of an OpenAI-compatible backend, driven by the real `openai` SDK."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from tests.dialects.conftest import CFG, CHAT_WEATHER, RESPONSES_WEATHER
+from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
+
+BROKEN_HERMES = "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris'}}</tool_call>"
+
+
+async def raw_stream(url: str, body: dict) -> list[dict]:
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/responses", json=body) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
+        text = (await resp.read()).decode()
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        data = json.loads(lines["data"])
+        assert data["type"] == lines["event"]
+        events.append(data)
+    return events
+
+
+async def test_text_response_and_retrieve(fakes, router):
+    up = await fakes()
+    up.push(Step(json=completion("Hello there", "up-model")))
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    resp = await c.responses.create(model="renamed", input="hi", instructions="Be brief.", max_output_tokens=50,
+                                    temperature=0.3, metadata={"k": "v"})
+    assert resp.id.startswith("resp_") and resp.status == "completed" and resp.model == "renamed"
+    assert resp.output_text == "Hello there" and resp.instructions == "Be brief."
+    assert resp.usage is not None and (resp.usage.input_tokens, resp.usage.output_tokens) == (5, 3)
+    body = up.requests[0].body
+    assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    assert (body["model"], body["max_tokens"], body["temperature"]) == ("up-model", 50, 0.3)
+    got = await c.responses.retrieve(resp.id)
+    assert got.id == resp.id and got.output_text == "Hello there" and got.metadata == {"k": "v"}
+    await c.responses.delete(resp.id)
+    with pytest.raises(openai.NotFoundError):
+        await c.responses.retrieve(resp.id)
+
+
+async def test_broken_tool_output_becomes_function_call_and_conversation_continues(fakes, router):
+    up = await fakes()
+    up.push(Step(json=completion(BROKEN_HERMES, "m")), Step(json=completion("Sunny, 21C.", "m")))
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    first = await c.responses.create(model="m", input=[{"role": "user", "content": "Weather in Paris?"}],
+                                     instructions="Use tools.", tools=[RESPONSES_WEATHER],  # type: ignore[list-item]
+                                     tool_choice="required")
+    assert [o.type for o in first.output] == ["function_call"]
+    call = first.output[0]
+    assert call.type == "function_call" and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"} and call.call_id
+    assert up.requests[0].body["tools"] == [CHAT_WEATHER] and up.requests[0].body["tool_choice"] == "required"
+
+    second = await c.responses.create(model="m", previous_response_id=first.id, tools=[RESPONSES_WEATHER],  # type: ignore
+                                      input=[{"type": "function_call_output", "call_id": call.call_id,
+                                              "output": "sunny, 21C"}])
+    assert second.output_text == "Sunny, 21C." and second.previous_response_id == first.id
+    assert up.requests[1].body["messages"] == [  # the stored history; the old instructions are not carried over
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.call_id, "type": "function", "function": {"name": "get_weather",
+                                                                  "arguments": call.arguments}}]},
+        {"role": "tool", "tool_call_id": call.call_id, "content": "sunny, 21C"},
+    ]
+
+
+async def test_input_items_translate(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    await r.client().responses.create(model="m", input=[  # type: ignore[arg-type]
+        {"role": "developer", "content": "dev note"},
+        {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "look"},
+            {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"}]},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "thought"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "calling"}]},
+        {"type": "function_call", "call_id": "call_a", "name": "get_weather", "arguments": '{"city":"Rome"}'},
+        {"type": "function_call_output", "call_id": "call_a", "output": "rainy"},
+    ])
+    assert up.requests[0].body["messages"] == [
+        {"role": "system", "content": "dev note"},
+        {"role": "user", "content": [{"type": "text", "text": "look"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA",
+                                                                         "detail": "low"}}]},
+        {"role": "assistant", "content": "calling", "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
+        {"role": "tool", "tool_call_id": "call_a", "content": "rainy"},
+    ]
+
+
+async def test_stream_text_events(fakes, router):
+    up = await fakes()
+    usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+             "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}}
+    up.push(Step(sse=[*stream_of(["Hel", "lo"], "m"), usage]))
+    r = await router(CFG.format(url=up.url))
+    events = await raw_stream(r.url, {"model": "m", "input": "hi", "stream": True})
+    assert [e["type"] for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.output_text.delta", "response.output_text.done",
+        "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert events[0]["response"]["status"] == "in_progress"
+    done = events[-1]["response"]
+    assert done["status"] == "completed" and done["output"][0]["content"][0]["text"] == "Hello"
+    assert done["usage"]["input_tokens"] == 7 and done["usage"]["total_tokens"] == 9
+    # the stored response is the completed one
+    got = await r.client().responses.retrieve(done["id"])
+    assert got.output_text == "Hello"
+
+    up.push(Step(sse=stream_of(["a", "b"], "m")))
+    stream = await r.client().responses.create(model="m", input="hi", stream=True)
+    text = ""
+    async for ev in stream:
+        if ev.type == "response.output_text.delta":
+            text += ev.delta
+        final = ev
+    assert text == "ab" and final.type == "response.completed" and final.response.output_text == "ab"
+
+
+async def test_stream_function_call_from_broken_arguments(fakes, router):
+    up = await fakes()
+    sse = [chunk("m", {"role": "assistant", "content": ""}),
+           chunk("m", {"tool_calls": [{"index": 0, "id": "call_9", "type": "function",
+                                       "function": {"name": "get_weather", "arguments": "{'city': "}}]}),
+           chunk("m", {"tool_calls": [{"index": 0, "function": {"arguments": "'Paris',}"}}]}),
+           chunk("m", {}, "tool_calls")]
+    up.push(Step(sse=sse), Step(sse=stream_of(["It is sunny."], "m")))
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    stream = await c.responses.create(model="m", input="weather?", tools=[RESPONSES_WEATHER],  # type: ignore
+                                      stream=True)
+    events = [ev async for ev in stream]
+    types = [ev.type for ev in events]
+    assert types == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                     "response.output_item.done", "response.completed"]
+    done = events[4]
+    assert done.type == "response.function_call_arguments.done" and json.loads(done.arguments) == {"city": "Paris"}
+    final = events[-1]
+    assert final.type == "response.completed"
+    call = final.response.output[0]
+    assert call.type == "function_call" and json.loads(call.arguments) == {"city": "Paris"}
+    follow = await c.responses.create(model="m", previous_response_id=final.response.id,
+                                      input=[{"type": "function_call_output", "call_id": call.call_id,
+                                              "output": "sunny"}], stream=True)
+    async for ev in follow:
+        last = ev
+    assert last.type == "response.completed" and last.response.output_text == "It is sunny."
+    assert up.requests[1].body["messages"][1]["tool_calls"][0]["id"] == call.call_id
+
+
+async def test_store_false_and_unknown_previous_response(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    resp = await c.responses.create(model="m", input="hi", store=False)
+    assert resp.store is False
+    with pytest.raises(openai.NotFoundError):
+        await c.responses.retrieve(resp.id)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await c.responses.create(model="m", input="again", previous_response_id=resp.id)
+    assert bad.value.body["param"] == "previous_response_id"  # type: ignore[index]
+
+
+async def test_responses_are_private_to_their_key(fakes, router):
+    up = await fakes()
+    r = await router("server: {api_keys: [{key: sk-a, name: a}, {key: sk-b, name: b}]}\n" + CFG.format(url=up.url))
+    mine = await r.client("sk-a").responses.create(model="m", input="secret plan")
+    assert (await r.client("sk-a").responses.retrieve(mine.id)).id == mine.id
+    with pytest.raises(openai.NotFoundError):
+        await r.client("sk-b").responses.retrieve(mine.id)
+    with pytest.raises(openai.BadRequestError):
+        await r.client("sk-b").responses.create(model="m", input="x", previous_response_id=mine.id)
+    with pytest.raises(openai.AuthenticationError):
+        await r.client("sk-wrong").responses.retrieve(mine.id)
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"model": "m"}, "input"),
+    ({"model": "m", "input": 5}, "input"),
+    ({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}, "input"),
+    ({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}, "tools"),
+    ({"model": "m", "input": "x", "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
+    ({"model": "m", "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+    ({"model": "m", "input": "x", "background": True}, "background"),
+    ({"input": "x"}, "model"),
+])
+async def test_invalid_requests_are_openai_shaped_400s(fakes, router, body, param):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+        assert resp.status == 400
+        doc = await resp.json()
+    assert set(doc) == {"error"} and doc["error"]["type"] == "invalid_request_error"
+    assert doc["error"]["param"] == param and doc["error"]["message"] and doc["error"]["code"]
+    assert not up.requests
+
+
+async def test_failure_mid_stream_ends_with_response_failed(fakes, router):
+    up = await fakes()
+    up.push(Step(sse=stream_of(["a", "b", "c", "d"], "m"), reset_after=2))
+    r = await router(CFG.format(url=up.url))
+    events = await raw_stream(r.url, {"model": "m", "input": "hi", "stream": True})
+    assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "upstream_reset_mid_stream"
+    async with aiohttp.ClientSession() as s, s.get(r.url + f"/v1/responses/{failed['id']}") as resp:
+        assert resp.status == 404  # a failed response is not stored
+
+
+async def test_upstream_errors_are_openai_shaped(fakes, router):
+    up = await fakes()
+    up.push(Step(status=400, json={"error": {"message": "context too long", "type": "invalid_request_error",
+                                             "code": "context_length_exceeded"}}))
+    r = await router(CFG.format(url=up.url))
+    with pytest.raises(openai.BadRequestError) as bad:
+        await r.client().responses.create(model="m", input="x")
+    assert bad.value.code == "context_length_exceeded"
+    with pytest.raises(openai.NotFoundError):
+        await r.client().responses.create(model="unknown-model", input="x")

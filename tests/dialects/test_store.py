@@ -1,0 +1,73 @@
+"""The response store: location, privacy, owner isolation and its row/age bounds."""
+
+from __future__ import annotations
+
+import stat
+import time
+from pathlib import Path
+
+from router.store import ResponseStore, StoredResponse, default_path
+
+
+def item(n: int, owner: str | None = None, created: float = 0.0) -> StoredResponse:
+    return StoredResponse(id=f"resp_{n}", owner=owner, response={"id": f"resp_{n}", "n": n},
+                          messages=[{"role": "user", "content": str(n)}], created=created)
+
+
+def test_location_from_environment(tmp_path: Path) -> None:
+    assert default_path({"AGENTGATE_STATE_DIR": str(tmp_path)}) == tmp_path / "responses.sqlite3"
+    assert default_path({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "agentgate" / "responses.sqlite3"
+    assert default_path({}).parts[-4:] == (".local", "state", "agentgate", "responses.sqlite3")
+    store = ResponseStore.from_env({"AGENTGATE_STATE_DIR": str(tmp_path), "AGENTGATE_RESPONSES_MAX_ROWS": "2",
+                                    "AGENTGATE_RESPONSES_MAX_AGE_DAYS": "0.5"})
+    try:
+        assert (store.max_rows, store.max_age) == (2, 43200.0)
+    finally:
+        store.close()
+
+
+async def test_round_trip_private_file_and_owner_isolation(tmp_path: Path) -> None:
+    store = ResponseStore.from_env({"AGENTGATE_STATE_DIR": str(tmp_path / "state")})
+    try:
+        await store.put(item(1, owner="alice"))
+        got = await store.get("resp_1", "alice")
+        assert got is not None and got.response == {"id": "resp_1", "n": 1} and got.owner == "alice"
+        assert got.messages == [{"role": "user", "content": "1"}]
+        assert await store.get("resp_1", "bob") is None and await store.get("resp_1", None) is None
+        assert not await store.delete("resp_1", "bob")
+        assert await store.delete("resp_1", "alice") and await store.get("resp_1", "alice") is None
+    finally:
+        store.close()
+    path = tmp_path / "state" / "responses.sqlite3"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    reopened = ResponseStore(path)
+    try:
+        assert reopened.count() == 0
+    finally:
+        reopened.close()
+
+
+async def test_bounds_are_enforced_on_write(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path / "r.sqlite3", max_rows=3, max_age=60)
+    try:
+        now = time.time()
+        await store.put(item(0, created=now - 3600))  # already too old: never returned, pruned on write
+        assert await store.get("resp_0", None) is None
+        for n in range(1, 6):
+            await store.put(item(n, created=now + n))
+        assert store.count() == 3
+        assert [await store.get(f"resp_{n}", None) is not None for n in range(6)] == [False] * 3 + [True] * 3
+    finally:
+        store.close()
+
+
+async def test_unusable_location_falls_back_to_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    store = ResponseStore.from_env({"AGENTGATE_STATE_DIR": str(blocker)})
+    try:
+        assert store.path == ":memory:"
+        await store.put(item(7))
+        assert await store.get("resp_7", None) is not None
+    finally:
+        store.close()
