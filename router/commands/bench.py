@@ -1,0 +1,49 @@
+"""`agentgate bench tools --models a,b`: the tool-call reliability A/B. Probe conversations for every model
+with repair on and off, several runs each, run concurrently; prints a table and writes JSON, CSV (and a PNG
+plot when matplotlib is installed) into --out. Exit status 2 when a conversation could not run to the end."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from ..probe.bench import BenchSettings, render_table, run_bench, write_outputs
+from ..probe.report import Progress
+from .probe import add_connection_arguments, positive
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", choices=["tools"], help="what to bench: tools (tool-call reliability)")
+    parser.add_argument("--models", required=True, help="comma-separated model names")
+    add_connection_arguments(parser)
+    parser.add_argument("--runs", type=positive, default=5,
+                        help="conversations per model and mode (default: 5)")
+    parser.add_argument("--concurrency", type=positive, default=4, help="conversations at once (default: 4)")
+    parser.add_argument("--out", default="agentgate-bench",
+                        help="output directory (default: ./agentgate-bench)")
+
+
+def run(args: argparse.Namespace) -> int:
+    models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
+    if not models:
+        print("agentgate bench: --models names no model", file=sys.stderr)
+        return 2
+    settings = BenchSettings(models=models, base_url=args.base_url, api_key=args.api_key or None,
+                             turns=args.turns, runs=args.runs, concurrency=args.concurrency, seed=args.seed,
+                             stream=args.stream, timeout=args.timeout, max_tokens=args.max_tokens,
+                             temperature=args.temperature)
+    total = len(models) * len(settings.modes) * settings.runs * settings.turns
+    progress = Progress(total, "bench tools")
+    try:
+        result = asyncio.run(run_bench(settings, on_turn=lambda turn: progress.advance(turn.status)))
+    finally:
+        progress.close()
+    print(render_table(result))
+    paths, note = write_outputs(result, Path(args.out))
+    for path in paths:
+        print(f"wrote {path}")
+    if note:
+        print(note)
+    return 2 if result.errors else 0

@@ -1,0 +1,65 @@
+"""`agentgate probe MODEL`: a multi-turn tool-calling conversation against the router or any OpenAI-compatible
+URL; prints a per-turn report. Exit status 0 when every turn was valid, 1 when a turn failed, 2 when the probe
+could not run to the end (unreachable, key refused, unknown model)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from ..probe.report import Progress, render_text
+from ..probe.runner import DEFAULT_BASE_URL, ProbeSettings, run_probe
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--base-url", default=DEFAULT_BASE_URL,
+                        help=f"OpenAI-compatible base URL, /v1 included (default: {DEFAULT_BASE_URL})")
+    parser.add_argument("--api-key", default=os.environ.get("AGENTGATE_API_KEY"),
+                        help="bearer key (default: $AGENTGATE_API_KEY)")
+    parser.add_argument("--turns", type=positive, default=40, help="conversation turns (default: 40)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the tasks and the clock (default: 0)")
+    parser.add_argument("--stream", action="store_true",
+                        help="stream replies to measure time to first token (the router reports repair kinds "
+                             "on non-stream replies only)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default: 600)")
+    parser.add_argument("--max-tokens", type=positive, default=2048,
+                        help="max_tokens per reply (default: 2048)")
+    parser.add_argument("--temperature", type=float, help="sampling temperature (default: the backend's)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model name as the endpoint knows it")
+    add_connection_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON (no progress bar)")
+    parser.add_argument("--no-repair", action="store_true",
+                        help="ask the router not to repair tool calls (header x-agentgate-repair: off)")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = ProbeSettings(model=args.model, base_url=args.base_url, api_key=args.api_key or None,
+                             turns=args.turns, seed=args.seed, repair=not args.no_repair, stream=args.stream,
+                             timeout=args.timeout, max_tokens=args.max_tokens, temperature=args.temperature)
+    progress = Progress(settings.turns, f"probe {settings.model}", enabled=not args.json)
+    try:
+        report = asyncio.run(run_probe(settings, on_turn=lambda turn: progress.advance(turn.status)))
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(render_text(report))
+    if report.error is not None:
+        if not args.json:
+            print(f"agentgate probe: {report.error}", file=sys.stderr)
+        return 2
+    return 0 if report.ok else 1

@@ -1,0 +1,256 @@
+"""`agentgate bench tools`: probe conversations for models × repair on/off × runs, run concurrently.
+
+Each group (model, repair mode) reports its validity rate overall, by turn bucket (1-10, 11-20, ...) and
+by turn, repairs and failures by kind, latency percentiles and tokens/s. `tokens_per_s` of a group is its
+completion tokens over the summed request latency (what one request sees under this load);
+`throughput_tokens_per_s` of the bench is every completion token over the bench's wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .report import ProbeReport, TurnResult, summarize
+from .runner import DEFAULT_BASE_URL, ProbeSettings, run_probe
+
+BUCKET = 10
+JSON_NAME = "tools.json"
+TURNS_CSV = "tools-turns.csv"
+SUMMARY_CSV = "tools-summary.csv"
+PLOT_NAME = "tools-validity.png"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    models: tuple[str, ...]
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = None
+    turns: int = 40
+    runs: int = 5
+    concurrency: int = 4
+    seed: int = 0  # run r uses seed + r, the same for every model and mode
+    stream: bool = False
+    timeout: float = 600.0
+    max_tokens: int | None = 2048
+    temperature: float | None = None
+    modes: tuple[bool, ...] = (True, False)  # repair on, repair off
+
+    def probe(self, model: str, repair: bool, run: int) -> ProbeSettings:
+        return ProbeSettings(model=model, base_url=self.base_url, api_key=self.api_key, turns=self.turns,
+                             seed=self.seed + run, repair=repair, stream=self.stream, timeout=self.timeout,
+                             max_tokens=self.max_tokens, temperature=self.temperature)
+
+
+@dataclass
+class Run:
+    model: str
+    repair: bool
+    run: int
+    report: ProbeReport
+
+
+@dataclass
+class BenchResult:
+    settings: BenchSettings
+    runs: list[Run] = field(default_factory=list)
+    wall_s: float = 0.0
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{r.model} repair {_mode(r.repair)} run {r.run}: {r.report.error}" for r in self.runs
+                if r.report.error]
+
+    def groups(self) -> list[dict[str, Any]]:
+        out = []
+        for model in self.settings.models:
+            for repair in self.settings.modes:
+                runs = [r for r in self.runs if r.model == model and r.repair == repair]
+                out.append(group_summary(model, repair, runs, self.settings.turns))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.settings
+        completion = sum(t.completion_tokens or 0 for r in self.runs for t in r.report.turns)
+        throughput = round(completion / self.wall_s, 2) if self.wall_s > 0 and completion else None
+        return {
+            "bench": "tools", "base_url": s.base_url, "models": list(s.models), "turns": s.turns,
+            "runs": s.runs, "concurrency": s.concurrency, "seed": s.seed, "stream": s.stream,
+            "wall_s": round(self.wall_s, 3), "throughput_tokens_per_s": throughput,
+            "errors": self.errors, "groups": self.groups(),
+            "conversations": [{"model": r.model, "repair": r.repair, "run": r.run, **r.report.to_dict()}
+                              for r in self.runs],
+        }
+
+
+def _mode(repair: bool) -> str:
+    return "on" if repair else "off"
+
+
+def bucket_label(index: int) -> str:
+    return f"{index * BUCKET + 1}-{(index + 1) * BUCKET}"
+
+
+def group_summary(model: str, repair: bool, runs: list[Run], turns: int) -> dict[str, Any]:
+    all_turns = [t for r in runs for t in r.report.turns]
+    by_turn: list[float | None] = []
+    for n in range(1, turns + 1):
+        at = [t for t in all_turns if t.turn == n]
+        by_turn.append(round(sum(t.valid for t in at) / len(at), 4) if at else None)
+    buckets = []
+    for b in range((turns + BUCKET - 1) // BUCKET):
+        inside = [t for t in all_turns if (t.turn - 1) // BUCKET == b]
+        valid = sum(t.valid for t in inside)
+        buckets.append({"turns": bucket_label(b), "count": len(inside), "valid": valid,
+                        "validity_rate": round(valid / len(inside), 4) if inside else None})
+    return {"model": model, "repair": repair, "conversations": len(runs), **summarize(all_turns),
+            "buckets": buckets, "by_turn": by_turn, "stopped": sum(r.report.error is not None for r in runs)}
+
+
+async def run_bench(settings: BenchSettings, *,
+                    on_turn: Callable[[TurnResult], None] | None = None) -> BenchResult:
+    """All conversations, at most `concurrency` at a time (run-major order: models and modes interleave)."""
+    jobs = [(model, repair, run) for run in range(settings.runs) for model in settings.models
+            for repair in settings.modes]
+    gate = asyncio.Semaphore(settings.concurrency)
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.concurrency)) as session:
+
+        async def one(model: str, repair: bool, run: int) -> Run:
+            async with gate:
+                report = await run_probe(settings.probe(model, repair, run), session=session, on_turn=on_turn)
+            return Run(model, repair, run, report)
+
+        runs = await asyncio.gather(*(one(*job) for job in jobs))
+    return BenchResult(settings, list(runs), time.perf_counter() - started)
+
+
+# --- output --------------------------------------------------------------------------------------------
+
+def render_table(result: BenchResult) -> str:
+    s = result.settings
+    n_buckets = (s.turns + BUCKET - 1) // BUCKET
+    buckets = " ".join(f"{bucket_label(b):>7}" for b in range(n_buckets))
+    head = (f"{'model':<24} {'repair':<6} {'valid':>7} {buckets} {'repaired':>8} {'p50':>7} {'p95':>7} "
+            f"{'tok/s':>7}")
+    lines = [f"bench tools: {len(s.models)} model(s) × repair on/off × {s.runs} run(s) × {s.turns} turns, "
+             f"concurrency {s.concurrency}, {result.wall_s:.1f} s", head]
+    for g in result.groups():
+        cells = " ".join(f"{_pct(b['validity_rate']):>7}" for b in g["buckets"])
+        lines.append(f"{g['model'][:24]:<24} {_mode(g['repair']):<6} {_pct(g['validity_rate']):>7} {cells} "
+                     f"{g['repaired']:>8} {_secs(g['latency_p50_s']):>7} {_secs(g['latency_p95_s']):>7} "
+                     f"{_num(g['tokens_per_s']):>7}")
+    for g in result.groups():
+        if g["repairs"] or g["failures"]:
+            parts = []
+            if g["repairs"]:
+                parts.append("repairs " + ", ".join(f"{k} {v}" for k, v in g["repairs"].items()))
+            if g["failures"]:
+                parts.append("failures " + ", ".join(f"{k} {v}" for k, v in g["failures"].items()))
+            lines.append(f"  {g['model']} repair {_mode(g['repair'])}: {'; '.join(parts)}")
+    lines += [f"  stopped: {e}" for e in result.errors]
+    return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _secs(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{1000 * x:.0f}ms" if x < 1 else f"{x:.2f}s"
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+TURN_FIELDS = ("model", "repair", "run", "seed", "turn", "status", "valid", "failure", "repairs",
+               "diagnosis", "expected_tool", "called", "on_task", "latency_s", "ttft_s", "prompt_tokens",
+               "completion_tokens", "cached_tokens")
+SUMMARY_FIELDS = ("model", "repair", "conversations", "turns", "valid", "repaired", "invalid", "errors",
+                  "validity_rate", "latency_p50_s", "latency_p95_s", "ttft_p50_s", "ttft_p95_s",
+                  "tokens_per_s", "prompt_tokens", "completion_tokens", "cached_tokens", "repairs",
+                  "failures")
+
+
+def write_outputs(result: BenchResult, out: Path) -> tuple[list[Path], str | None]:
+    """Writes the JSON and CSV files (and the plot when matplotlib is importable); the paths, and a note when
+    the plot was skipped."""
+    out.mkdir(parents=True, exist_ok=True)
+    doc = result.to_dict()
+    paths = [out / JSON_NAME, out / TURNS_CSV, out / SUMMARY_CSV]
+    paths[0].write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    with paths[1].open("w", newline="") as f:
+        writer = csv.DictWriter(f, TURN_FIELDS)
+        writer.writeheader()
+        for r in result.runs:
+            for t in r.report.turns:
+                writer.writerow({
+                    "model": r.model, "repair": _mode(r.repair), "run": r.run, "seed": r.report.seed,
+                    "turn": t.turn, "status": t.status, "valid": int(t.valid), "failure": t.failure or "",
+                    "repairs": " ".join(t.repairs or []), "diagnosis": " ".join(t.diagnosis),
+                    "expected_tool": t.expected_tool, "called": " ".join(c["name"] for c in t.calls),
+                    "on_task": int(t.on_task), "latency_s": t.latency_s, "ttft_s": _blank(t.ttft_s),
+                    "prompt_tokens": _blank(t.prompt_tokens),
+                    "completion_tokens": _blank(t.completion_tokens),
+                    "cached_tokens": _blank(t.cached_tokens)})
+    with paths[2].open("w", newline="") as f:
+        writer = csv.DictWriter(f, (*SUMMARY_FIELDS, *(f"valid_{bucket_label(i)}" for i in
+                                                       range(len(doc["groups"][0]["buckets"]) if doc["groups"]
+                                                             else 0))))
+        writer.writeheader()
+        for g in doc["groups"]:
+            row = {k: _blank(g[k]) for k in SUMMARY_FIELDS}
+            row["repair"] = _mode(g["repair"])
+            row["repairs"] = " ".join(f"{k}={v}" for k, v in g["repairs"].items())
+            row["failures"] = " ".join(f"{k}={v}" for k, v in g["failures"].items())
+            row.update({f"valid_{b['turns']}": _blank(b["validity_rate"]) for b in g["buckets"]})
+            writer.writerow(row)
+    note = write_plot(doc, out / PLOT_NAME)
+    if note is None:
+        paths.append(out / PLOT_NAME)
+    return paths, note
+
+
+def _blank(x: Any) -> Any:
+    return "" if x is None else x
+
+
+def write_plot(doc: dict[str, Any], path: Path) -> str | None:
+    """Validity vs turn, one line per model and mode; a note instead when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install 'agentgate[plot]')"
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
+    colors = {model: palette[i % len(palette)] for i, model in enumerate(doc["models"])}
+    for g in doc["groups"]:  # one color per model; solid: repair on, dashed: repair off
+        points = [(n, rate) for n, rate in enumerate(g["by_turn"], 1) if rate is not None]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, [100 * y for y in ys], marker=".", linestyle="-" if g["repair"] else "--",
+                    color=colors[g["model"]], label=f"{g['model']} (repair {_mode(g['repair'])})")
+    ax.set_xlabel("turn")
+    ax.set_ylabel("valid tool calls (% of runs)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"tool-call validity by turn — {doc['runs']} run(s), concurrency {doc['concurrency']}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None

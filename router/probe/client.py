@@ -1,0 +1,160 @@
+"""A minimal OpenAI chat-completions client on aiohttp (a core dependency): one call, timed.
+
+Non-stream calls measure latency only; stream calls also measure the time to the first token (the first delta
+that carries content, reasoning or a tool call) and assemble the message from the deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from ..sse import EventSplitter, event_data
+
+
+class Unreachable(Exception):
+    """The base URL cannot be reached at all (connection refused, unknown host)."""
+
+
+@dataclass
+class Reply:
+    status: int  # HTTP status; 0 when the exchange failed before one arrived
+    message: dict[str, Any] | None = None  # the assistant message
+    headers: dict[str, str] = field(default_factory=dict)  # the x-agentgate-* response headers, lower-cased
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    error: str | None = None  # what went wrong, for non-200 answers and failed exchanges
+    error_code: str | None = None
+
+
+class ChatClient:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, *, api_key: str | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 600.0) -> None:
+        self.session = session
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def complete(self, body: dict[str, Any]) -> Reply:
+        stream = body.get("stream") is True
+        started = time.perf_counter()
+        try:
+            async with self.session.post(self.url, data=json.dumps(body).encode(), headers=self.headers,
+                                         timeout=self.timeout) as resp:
+                ours = {k.lower(): v for k, v in resp.headers.items() if k.lower().startswith("x-agentgate-")}
+                if resp.status != 200:
+                    reply = Reply(resp.status, headers=ours)
+                    _error_from(reply, await resp.read())
+                elif stream:
+                    reply = await _read_stream(resp, started)
+                    reply.headers = ours
+                else:
+                    reply = _read_whole(await resp.read())
+                    reply.headers = ours
+        except aiohttp.ClientConnectorError as exc:
+            raise Unreachable(f"cannot reach {self.url}: {exc.os_error or exc}") from None
+        except asyncio.TimeoutError:
+            reply = Reply(0, error=f"no complete answer within {self.timeout.total:.0f} s",
+                          error_code="timeout")
+        except aiohttp.ClientError as exc:
+            reply = Reply(0, error=f"{type(exc).__name__}: {exc}", error_code="transport")
+        reply.latency_s = time.perf_counter() - started
+        return reply
+
+
+def _error_from(reply: Reply, raw: bytes) -> None:
+    reply.error, reply.error_code = raw.decode("utf-8", "replace")[:300] or f"HTTP {reply.status}", None
+    try:
+        err = json.loads(raw).get("error")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(err, dict):
+        reply.error = str(err.get("message") or reply.error)
+        reply.error_code = str(err.get("code") or err.get("type") or "") or None
+    elif isinstance(err, str):
+        reply.error = err
+
+
+def _read_whole(raw: bytes) -> Reply:
+    try:
+        doc = json.loads(raw)
+        choice = doc["choices"][0]
+        message = choice["message"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return Reply(200, error="the answer is not a chat completion", error_code="invalid_response")
+    if not isinstance(message, dict):
+        return Reply(200, error="the answer's message is not an object", error_code="invalid_response")
+    usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else None
+    return Reply(200, message=message, usage=usage, finish_reason=choice.get("finish_reason"))
+
+
+async def _read_stream(resp: aiohttp.ClientResponse, started: float) -> Reply:
+    reply = Reply(200)
+    content: list[str] = []
+    reasoning: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    splitter = EventSplitter()
+    async for raw in resp.content.iter_any():
+        for event in splitter.feed(raw):
+            data = event_data(event)
+            if data is None or data.strip() == b"[DONE]":
+                continue
+            try:
+                doc = json.loads(data)
+            except ValueError:
+                continue
+            if not isinstance(doc, dict):
+                continue
+            if "error" in doc and "choices" not in doc:
+                _error_from(reply, data)
+                return reply
+            if isinstance(doc.get("usage"), dict):
+                reply.usage = doc["usage"]
+            for choice in doc.get("choices") or []:
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                    continue
+                if choice.get("finish_reason"):
+                    reply.finish_reason = choice["finish_reason"]
+                if _absorb(choice.get("delta") or {}, content, reasoning, calls) and reply.ttft_s is None:
+                    reply.ttft_s = time.perf_counter() - started
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    reply.message = message
+    return reply
+
+
+def _absorb(delta: dict[str, Any], content: list[str], reasoning: list[str],
+            calls: dict[int, dict[str, Any]]) -> bool:
+    """Adds one delta to the message being assembled; whether it carried anything (a token)."""
+    token = False
+    if isinstance(delta.get("content"), str) and delta["content"]:
+        content.append(delta["content"])
+        token = True
+    thought = delta.get("reasoning_content") or delta.get("reasoning")
+    if isinstance(thought, str) and thought:
+        reasoning.append(thought)
+        token = True
+    for piece in delta.get("tool_calls") or []:
+        if not isinstance(piece, dict):
+            continue
+        call = calls.setdefault(int(piece.get("index", len(calls))),
+                                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        if piece.get("id"):
+            call["id"] = piece["id"]
+        fn = piece.get("function") or {}
+        call["function"]["name"] += fn.get("name") or ""
+        call["function"]["arguments"] += fn.get("arguments") or ""
+        token = True
+    return token
