@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler
 
 from .api import health, models, openai_routes
 from .config.model import Config
+from .errors import ApiError
 from .metrics import Metrics
 from .runtime import Runtime
 from .state import STATE, AppState
@@ -20,7 +23,9 @@ log = logging.getLogger("agentgate")
 
 def create_app(config: Config, *, config_path: str | None = None) -> web.Application:
     # The body limit is enforced per route (OpenAI-shaped 413); aiohttp's own cap sits just above it.
-    app = web.Application(client_max_size=config.server.max_body_bytes + 1, handler_args={"max_field_size": 16384})
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1, handler_args={"max_field_size": 16384},
+                          middlewares=[_json_errors])
+    logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
     metrics = Metrics()
     supervisor = None
     if any(m.engine is not None for m in config.models):
@@ -40,11 +45,47 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
     return app
 
 
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own errors (no such route, wrong method) and anything a handler did not expect, as OpenAI-shaped
+    JSON instead of aiohttp's text pages."""
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return err.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        what = f"{request.method} {request.path[:200]}"
+        message = {404: f"No route matches {what}.", 405: f"{what}: method not allowed."}.get(exc.status, exc.reason)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "http_error")
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return ApiError(exc.status, message, code, headers=headers).response()
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path[:200])
+        return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response()
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs a malformed request with the offending bytes, which may be an Authorization header: keep the
+    fact, drop the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "rejected a malformed HTTP request (%s, %s)", (exc.code, type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_MALFORMED_REQUESTS = _MalformedRequests()
+
+
 def _optional_routes(app: web.Application) -> None:
     """Routes owned by other modules register themselves here."""
     import importlib
 
-    for name in ("router.api.ops", "router.api.messages", "router.api.responses"):
+    for name in ("router.api.ops", "router.api.messages", "router.api.responses", "router.api.docs"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -134,7 +134,7 @@ async def _attempt(up: Upstream, target: Target, hop: Hop, metrics: Metrics, ex:
     up.outstanding += 1
     metrics.child(metrics.in_flight, up.name).set(up.outstanding)
     if target.model == route.requested:
-        payload, payload_raw = body, raw
+        payload, payload_raw = body, raw or None  # b"": the caller has no client bytes to forward
     else:
         payload, payload_raw = {**body, "model": target.model}, None
     ex.provider, ex.upstream_model, ex.model = up.name, target.model or "", hop.model.name
@@ -144,7 +144,7 @@ async def _attempt(up: Upstream, target: Target, hop: Hop, metrics: Metrics, ex:
         status = reply.status
         if status == 429 or status >= 500:
             retry_after = reply.headers.get("Retry-After")
-            detail = _upstream_message(await reply.read())
+            detail = _upstream_message(await reply.read(), up.config.api_key)
             await reply.close()
             reply = None
             _release(up, metrics)
@@ -160,6 +160,16 @@ async def _attempt(up: Upstream, target: Target, hop: Hop, metrics: Metrics, ex:
                 "upstream_rate_limited" if status == 429 else "upstream_error",
                 headers={"Retry-After": retry_after} if status == 429 and retry_after else None)
         if stream and status == 200:
+            ctype = reply.headers.get("Content-Type", "")
+            if not ctype.lower().startswith("text/event-stream"):
+                await reply.close()
+                reply = None
+                _release(up, metrics)
+                up.breaker.failure()
+                metrics.child(metrics.upstream_errors, up.name, "protocol").inc()
+                return None, None, ApiError(502, f"Upstream {up.name!r} answered a stream request with "
+                                            f"{ctype or 'no content type'}, not an event stream.",
+                                            "upstream_invalid_response")
             first = b""
             async for chunk in reply.chunks():
                 if chunk:
@@ -202,10 +212,12 @@ def _engine_type() -> type:
     return EngineUpstream
 
 
-def _upstream_message(body: bytes) -> str:
-    """A short, safe summary of an upstream error body (never echoes headers or keys)."""
+def _upstream_message(body: bytes, secret: str | None = None) -> str:
+    """A short, safe summary of an upstream error body (the provider's key redacted before it is cut short)."""
     import json
 
+    if secret:
+        body = body.replace(secret.encode(), b"[redacted]")
     try:
         doc = json.loads(body)
         err = doc.get("error") if isinstance(doc, dict) else None

@@ -44,6 +44,32 @@ def make_supervisor(config: Config, metrics: Metrics) -> Any:
     specs = engine_specs(config)
     for s in specs:
         metrics.set_engine_state(s.name, "stopped")
+    for m in config.models:
+        if m.engine is not None:
+            ok, note = engine_availability(m.engine)
+            if note:
+                (log.info if ok else log.warning)("engine %s: %s", m.name, note)
     runtime_dir = Path(config.engines.runtime_dir) if config.engines.runtime_dir else None
     return Supervisor(specs, max_loaded=config.engines.max_loaded, memory_budget_gb=config.engines.memory_budget_gb,
                       runtime_dir=runtime_dir, on_event=on_event)
+
+
+def engine_availability(entry: Any) -> tuple[bool, str | None]:
+    """Whether an engine entry can start here, and a note for /v1/models and the start-up log."""
+    model = entry.model or ""
+    if entry.kind != "mlx" or model.startswith("tiny:") or Path(model).expanduser().exists():
+        return True, None
+    if "/" not in model:
+        return False, f"model path {model!r} does not exist"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - comes with mlx-lm
+        return True, "downloads from the hub on first use"
+    cached = try_to_load_from_cache(model, "config.json")
+    if isinstance(cached, str):
+        return True, None
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return False, f"{model} is not in the local hub cache and HF_HUB_OFFLINE is set"
+    return True, f"{model} downloads from the hub on first use"

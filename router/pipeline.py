@@ -28,6 +28,7 @@ from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
 from .routing import Route
+from .runtime import Runtime
 from .sse import EventSplitter, event_data
 from .state import AppState
 
@@ -72,10 +73,10 @@ def repair_enabled(request: web.Request, policy: RepairPolicy, body: dict[str, A
 
 
 async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route, body: dict[str, Any],
-               *, stream: bool) -> ChatReply:
+               *, stream: bool, rt: Runtime | None = None) -> ChatReply:
     """Raises ApiError (nothing sent yet) or UpstreamStatus; a stream's later failure raises ApiError from the
     iterator (the caller ends its stream with an error event)."""
-    rt = state.runtime
+    rt = rt or state.runtime  # the runtime the route was resolved on: a reload never mixes configs
     policy = route.model.repair
     repairing = repair_enabled(request, policy, body)
     attempts = policy.retries + 1 if repairing and policy.on_failure == "retry" else 1
@@ -97,7 +98,7 @@ async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route
                 return ChatReply(doc=doc, headers=reply_headers)
             body = _feedback(body, *outcome)
         raise AssertionError("unreachable")
-    gen = _stream_chunks(state, ex, route, body, policy, repairing, attempts, headers)
+    gen = _stream_chunks(state, rt, ex, route, body, policy, repairing, attempts, headers)
     first = await gen.__anext__()  # raises before anything is sent to the client
 
     async def chained() -> AsyncIterator[dict[str, Any]]:
@@ -236,8 +237,11 @@ async def _events(opened: Opened) -> AsyncIterator[dict[str, Any]]:
                     continue
                 if isinstance(doc, dict):
                     if "error" in doc and "choices" not in doc:
+                        detail = str(doc["error"])
+                        if opened.upstream.config.api_key:
+                            detail = detail.replace(opened.upstream.config.api_key, "[redacted]")
                         raise ApiError(502, f"Upstream {opened.upstream.name!r} failed mid-stream: "
-                                       f"{str(doc['error'])[:200]}", "upstream_error_mid_stream")
+                                       f"{detail[:200]}", "upstream_error_mid_stream")
                     yield doc
             try:
                 chunk = await chunks.__anext__()
@@ -251,9 +255,9 @@ async def _events(opened: Opened) -> AsyncIterator[dict[str, Any]]:
                        "upstream_timeout_mid_stream" if what == "stalled" else "upstream_reset_mid_stream") from None
 
 
-async def _stream_chunks(state: AppState, ex: Exchange, route: Route, body: dict[str, Any], policy: RepairPolicy,
-                         repairing: bool, attempts: int, headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
-    rt = state.runtime
+async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Route, body: dict[str, Any],
+                         policy: RepairPolicy, repairing: bool, attempts: int,
+                         headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
     for attempt in range(attempts):
         opened = await dispatch(rt, state.metrics, ex, route, body, b"", PATH, True, headers)
         try:

@@ -112,7 +112,10 @@ class RoutingTable:
         return None if usable else "; ".join(reasons) or "no usable provider"
 
     def _unknown(self, name: str) -> ApiError:
-        near = difflib.get_close_matches(name, list(self.exact), n=3, cutoff=0.5)
+        if len(name) > 200:  # never echo (or fuzzy-match: quadratic) a huge name
+            near, shown = [], repr(name[:200]) + "..."
+        else:
+            near, shown = difflib.get_close_matches(name, list(self.exact), n=3, cutoff=0.5), repr(name)
         hint = f" Did you mean: {', '.join(near)}?" if near else ""
-        return ApiError(404, f"The model {name!r} does not exist on this router.{hint} "
+        return ApiError(404, f"The model {shown} does not exist on this router.{hint} "
                         "GET /v1/models lists the available models.", "model_not_found")

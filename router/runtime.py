@@ -59,7 +59,7 @@ class Runtime:
         """The key matching `token`, compared in constant time against every configured key."""
         if token is None:
             return None
-        presented = token.encode()
+        presented = token.encode("utf-8", "surrogateescape")  # header bytes that were not UTF-8 stay bytes
         found: ClientKey | None = None
         for key in self.keys:
             if hmac.compare_digest(presented, key.key.encode()):

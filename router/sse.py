@@ -48,7 +48,8 @@ def encode_data(obj: object) -> bytes:
 
 
 class Rewriter:
-    """Passes a stream through, event by event; subclasses change event payloads."""
+    """Passes a stream through, event by event (a partial event waits for its end); subclasses change event
+    payloads. `done` turns true once the upstream's `data: [DONE]` went by."""
 
     def __init__(self, on_usage: Callable[[dict], None] | None = None) -> None:
         self._split = EventSplitter()
@@ -56,7 +57,12 @@ class Rewriter:
         self.done = False
 
     def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self.event(e) for e in self._split.feed(chunk))
+        out = []
+        for e in self._split.feed(chunk):
+            if b"[DONE]" in e and event_data(e) == b"[DONE]":
+                self.done = True
+            out.append(self.event(e))
+        return b"".join(out)
 
     def finish(self) -> bytes:
         rest = self._split.rest()

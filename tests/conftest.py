@@ -36,9 +36,13 @@ class RouterHandle:
         self.running = running
         self.url = running.url
         self.app = app
+        self.clients: list[openai.AsyncOpenAI] = []
 
     def client(self, api_key: str = "unused", **kw: object) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0, **kw)  # type: ignore[arg-type]
+        """A real openai client; closed with the router (a leaked pooled socket can stall a later test)."""
+        c = openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0, **kw)  # type: ignore[arg-type]
+        self.clients.append(c)
+        return c
 
     @property
     def state(self):
@@ -61,4 +65,6 @@ async def router() -> AsyncIterator[Callable[..., Awaitable[RouterHandle]]]:
 
     yield make
     for h in started:
+        for c in h.clients:
+            await c.close()
         await h.running.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 from aiohttp import web
@@ -59,12 +60,25 @@ async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str,
     if not raw:
         raise ApiError(400, "The request body is empty; expected a JSON object.", "invalid_json")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"The request body is not valid JSON: {_short(exc)}", "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"The request body must be a JSON object, not {type(body).__name__}.", "invalid_json")
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ApiError(400, "The request body contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff).",
+                           "invalid_json") from None
     return raw, body
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def require_model(body: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..engines_bridge import engine_availability
 from ..errors import ApiError
 from ..state import STATE
 from . import common
@@ -36,6 +37,9 @@ async def list_models(request: web.Request) -> web.Response:
         if row.model.engine is not None:
             st = engines.get(row.model.name)
             info["engine"] = getattr(st, "state", "stopped")
+            ok, note = engine_availability(row.model.engine)
+            if note:
+                info["available"], info["reason"] = ok and info["available"], note
         if row.model.description:
             info["description"] = row.model.description
         data.append({"id": row.id, "object": "model", "created": 0,

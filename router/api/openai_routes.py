@@ -53,7 +53,7 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
             from .. import pipeline
 
             if pipeline.repair_enabled(request, route.model.repair, body):
-                return await chat_repaired(request, ex, route, body, stream)
+                return await chat_repaired(request, ex, route, body, stream, rt)
         opened = await dispatch(rt, state.metrics, ex, route, body, raw, path, stream,
                                 upstream_headers(ex.request_id))
         try:
@@ -75,12 +75,12 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
 
 
 async def chat_repaired(request: web.Request, ex: Exchange, route: Any, body: dict[str, Any],
-                        stream: bool) -> web.StreamResponse:
+                        stream: bool, rt: Any = None) -> web.StreamResponse:
     """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE."""
     from ..pipeline import UpstreamStatus, chat
 
     try:
-        reply = await chat(request, request.app[STATE], ex, route, body, stream=stream)
+        reply = await chat(request, request.app[STATE], ex, route, body, stream=stream, rt=rt)
     except UpstreamStatus as up:
         ex.status = up.status
         return web.Response(status=up.status, body=up.body, headers={"Content-Type": up.content_type,
@@ -159,46 +159,46 @@ def scrub(body: bytes, secret: str | None) -> bytes:
     return body
 
 
+class _Truncated(Exception):
+    """The upstream ended its stream without `data: [DONE]`."""
+
+
 async def pipe_stream(request: web.Request, ex: Exchange, opened: Opened,
                       rewriter: Rewriter | None) -> web.StreamResponse:
-    """Forward chunks as they arrive. After the first byte no retry is possible: a failure ends the stream with
-    a terminal error event."""
+    """Forward events as they arrive (a partial event waits for its end). After the first byte no retry is
+    possible: a failure, or a stream the upstream ends without `data: [DONE]`, ends it with a terminal error
+    event."""
+    rewriter = rewriter or Rewriter()
+    secret = opened.upstream.config.api_key  # an upstream that echoes it mid-stream must not reach the client
     resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, "x-request-id": ex.request_id,
                                                    "x-agentgate-provider": opened.upstream.name})
     ex.status = 200
     await resp.prepare(request)
-    tail = b""
     try:
-        chunk = opened.first
-        if rewriter is not None:
-            chunk = rewriter.feed(chunk)
+        chunk = rewriter.feed(opened.first)
         if chunk:
-            await resp.write(chunk)
-            tail = chunk[-2:]
+            await resp.write(scrub(chunk, secret))
         ex.ttft = time.perf_counter() - ex.started
-        async for chunk in opened.reply.chunks():
-            if rewriter is not None:
-                chunk = rewriter.feed(chunk)
-                if not chunk:
-                    continue
-            await resp.write(chunk)
-            tail = chunk[-2:]
+        async for raw in opened.reply.chunks():
+            chunk = rewriter.feed(raw)
+            if not chunk:
+                continue
+            await resp.write(scrub(chunk, secret))
             if b'"usage"' in chunk:
                 _usage_from_chunk(ex, chunk)
-        if rewriter is not None:
-            final = rewriter.finish()
-            if final:
-                await resp.write(final)
+        if not rewriter.done:
+            raise _Truncated
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-            asyncio.TimeoutError) as exc:
+            asyncio.TimeoutError, _Truncated) as exc:
         opened.upstream.breaker.failure()
-        kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "reset"
+        kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else \
+            "truncated" if isinstance(exc, _Truncated) else "reset"
         state = request.app[STATE]
         state.metrics.child(state.metrics.upstream_errors, opened.upstream.name, kind).inc()
         ex.error = f"upstream_{kind}_mid_stream"
-        err = ApiError(502, f"Upstream {opened.upstream.name!r} "
-                       f"{'stalled' if kind == 'timeout' else 'failed'} mid-stream.", ex.error)
-        await _write_quietly(resp, (b"\n\n" if tail and tail != b"\n\n" else b"") + err.sse_event())
+        what = {"timeout": "stalled", "reset": "failed", "truncated": "ended the stream early"}[kind]
+        err = ApiError(502, f"Upstream {opened.upstream.name!r} {what} mid-stream.", ex.error)
+        await _write_quietly(resp, err.sse_event())
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         ex.error = "client_disconnected"
         return resp

@@ -184,6 +184,8 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
 
     providers: dict[str, ProviderConfig] = {}
     for name, raw in doc.get("providers", {}).items():
+        if not isinstance(name, str):
+            raise _fail(source, "providers", f"provider name {name!r} must be a string (quote it)")
         unset = _missing_under(missing, ("providers", name))
         reason = f"environment variable {', '.join(unset)} is not set" if unset else None
         if not raw.get("base_url") and not reason:

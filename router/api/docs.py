@@ -1,0 +1,34 @@
+"""GET /openapi.yaml: the router's API description (OpenAPI 3.1), shipped inside the package.
+
+Like every route but /health it needs a client key when keys are configured.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from aiohttp import web
+
+from ..errors import ApiError
+from ..state import STATE
+from . import common
+
+PATH = "/openapi.yaml"
+
+
+@cache
+def document() -> bytes:
+    return resources.files("router").joinpath("openapi.yaml").read_bytes()
+
+
+async def openapi(request: web.Request) -> web.Response:
+    try:
+        common.authenticate(request.app[STATE].runtime, request)
+    except ApiError as err:
+        return err.response()
+    return web.Response(body=document(), content_type="application/yaml", charset="utf-8")
+
+
+def register(app: web.Application) -> None:
+    app.router.add_get(PATH, openapi)
