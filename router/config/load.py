@@ -9,6 +9,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,7 @@ from .model import (
     Timeouts,
 )
 
+_ENGINE_VARS = frozenset({"PORT", "MODEL"})
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -56,8 +58,12 @@ def _expand(node: Any, env: Mapping[str, str], path: tuple[str | int, ...], miss
             return node
         unset: list[str] = []
 
+        in_command = "command" in path
+
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
+            if in_command and name in _ENGINE_VARS:  # substituted by the supervisor when it starts the command
+                return m.group(0)
             value = env.get(name)
             if value:
                 return value
@@ -215,7 +221,9 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
             if "provider" in raw or "replicas" in raw:
                 raise _fail(source, where, "an engine model takes no provider or replicas")
             pname = f"engine:{name}"
-            providers[pname] = ProviderConfig(name=pname, type="engine", policy=default_policy, engine=name)
+            # A local engine failing is not transient: no retries (a crash answers 502, the next request restarts it).
+            providers[pname] = ProviderConfig(name=pname, type="engine", policy=replace(default_policy, retries=0),
+                                              engine=name)
             targets.append(Target(pname, name))
         if "provider" in raw:
             targets.append(Target(raw["provider"], raw.get("model")))

@@ -1,0 +1,78 @@
+"""Local engines behind the router: real MLX workers with tiny models, and an external command server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.waiting import wait_until
+
+FAKE_SERVER = Path(__file__).resolve().parents[1] / "engines" / "fake_server.py"
+
+
+def engines_yaml(tmp: Path, models: str, max_loaded: int | None = None) -> str:
+    limit = f"\n  max_loaded: {max_loaded}" if max_loaded else ""
+    return f"engines:\n  runtime_dir: '{tmp}'{limit}\nmodels:\n{models}"
+
+
+async def test_worker_sigkill_is_502_then_the_next_request_restarts_it(router, tmp_path):
+    r = await router(engines_yaml(tmp_path, "  - {name: rnd, engine: mlx, model: 'tiny:random:3'}\n"))
+    client = r.client()
+    sup = r.state.supervisor
+    first = await client.chat.completions.create(model="rnd", messages=[{"role": "user", "content": "hi"}],
+                                                 max_tokens=4)
+    assert first.model == "rnd"
+    pid = sup.states()["rnd"].pid
+    long = asyncio.create_task(client.chat.completions.create(
+        model="rnd", messages=[{"role": "user", "content": "go"}], max_tokens=3500, temperature=1.0))
+    await wait_until(lambda: sup.states()["rnd"].in_flight == 1, timeout=30)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(openai.APIStatusError) as info:
+        await long
+    assert info.value.status_code == 502
+    await wait_until(lambda: sup.crashed("rnd"), timeout=30)
+    again = await client.chat.completions.create(model="rnd", messages=[{"role": "user", "content": "hi"}],
+                                                 max_tokens=4)
+    assert again.choices[0].message is not None
+    st = sup.states()["rnd"]
+    assert st.state == "ready" and st.pid != pid and st.restarts >= 1
+
+
+async def test_ttl_unloads_an_idle_engine(router, tmp_path):
+    r = await router(engines_yaml(tmp_path, "  - {name: demo, engine: mlx, model: 'tiny:demo', ttl: 0.5}\n"))
+    await r.client().chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}],
+                                             max_tokens=2)
+    sup = r.state.supervisor
+    await wait_until(lambda: sup.states()["demo"].state == "stopped", timeout=30)
+    page = await r.client().models.list()
+    assert {m.id: m.agentgate["engine"] for m in page.data}["demo"] == "stopped"
+
+
+async def test_lru_swap_with_max_loaded_one(router, tmp_path):
+    r = await router(engines_yaml(tmp_path, "  - {name: a, engine: mlx, model: 'tiny:demo'}\n"
+                                            "  - {name: b, engine: mlx, model: 'tiny:random:1'}\n", max_loaded=1))
+    client, sup = r.client(), r.state.supervisor
+    await client.chat.completions.create(model="a", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert sup.states()["a"].state == "ready"
+    await client.chat.completions.create(model="b", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    states = sup.states()
+    assert states["b"].state == "ready" and states["a"].state == "stopped"
+
+
+async def test_external_command_server_started_and_stopped(router, tmp_path):
+    cmd = f"{sys.executable} {FAKE_SERVER} --port ${{PORT}} --model ext"
+    r = await router(engines_yaml(tmp_path, f"  - {{name: ext, command: '{cmd}', health: /health}}\n"))
+    resp = await r.client().chat.completions.create(model="ext", messages=[{"role": "user", "content": "ping"}])
+    assert "ping" in (resp.choices[0].message.content or "") and resp.model == "ext"
+    sup = r.state.supervisor
+    pid = sup.states()["ext"].pid
+    await sup.stop("ext")
+    assert sup.states()["ext"].state == "stopped"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
