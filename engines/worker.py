@@ -188,13 +188,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         first = await _first_event(handle)
         if req.gen.stream:
             return await _stream_chat(request, state, req, handle, first, formatter.tool_format)
-        return await _complete_chat(state, req, handle, first, formatter.tool_format)
+        return await _complete_chat(state, req, handle, first, formatter.tool_format, _repair_mode(request))
     finally:
         state.scheduler.cancel(handle)
 
 
+def _repair_mode(request: web.Request) -> str:
+    """`x-agentgate-repair: off` (sent by a router measuring raw reliability): promote only calls that were
+    already valid, repair nothing."""
+    return "detect" if request.headers.get("x-agentgate-repair", "").lower() == "off" else "repair"
+
+
 async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceHandle, first: list[Any],
-                         family: str) -> web.Response:
+                         family: str, mode: str = "repair") -> web.Response:
     content, reasoning, fin = await _collect(handle, first)
     result = repair_message(
         content,
@@ -203,6 +209,7 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         parallel_tool_calls=req.parallel_tool_calls,
         format=family,
         reasoning_content=reasoning or None,
+        mode=mode,
     )
     message = result.message()
     finish = "tool_calls" if result.tool_calls else fin.reason
@@ -215,6 +222,9 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         "usage": _usage(fin),
     }
     headers = {"x-agentgate-tool-calls": result.outcome}
+    kinds = sorted({r.kind for r in result.repairs if not r.kind.startswith("format:")})
+    if kinds:
+        headers["x-agentgate-repairs"] = ",".join(kinds)
     return web.Response(text=_dumps(body), content_type="application/json", headers=headers)
 
 
@@ -250,7 +260,7 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
         return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
     repairer = StreamRepairer(req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
-                              format=family)
+                              format=family, mode=_repair_mode(request))
     tools_seen: dict[str, int] = {}
     await resp.write(chunk({"role": "assistant", "content": ""}))
     try:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, repair_message
 
+from .api.common import REPAIR_HEADER, upstream_headers
 from .config.model import RepairPolicy
 from .dispatch import Opened, dispatch
 from .errors import ApiError
@@ -32,7 +33,6 @@ from .runtime import Runtime
 from .sse import EventSplitter, event_data
 from .state import AppState
 
-REPAIR_HEADER = "x-agentgate-repair"
 REPAIRS_HEADER = "x-agentgate-repairs"
 PATH = "/chat/completions"
 
@@ -80,7 +80,7 @@ async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route
     policy = route.model.repair
     repairing = repair_enabled(request, policy, body)
     attempts = policy.retries + 1 if repairing and policy.on_failure == "retry" else 1
-    headers = {"x-request-id": ex.request_id}
+    headers = upstream_headers(request, ex.request_id)
     if not stream:
         for attempt in range(attempts):
             opened = await dispatch(rt, state.metrics, ex, route, body, b"", PATH, False, headers)
@@ -93,6 +93,12 @@ async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route
                 return ChatReply(doc=doc, headers=reply_headers)
             outcome = _repair_whole(doc, ex, body, policy, retry_possible=attempt < attempts - 1)
             if isinstance(outcome, list):
+                upstream_kinds = opened.reply.headers.get(REPAIRS_HEADER)  # a local engine repaired already
+                if upstream_kinds:
+                    outcome = sorted({*outcome, *upstream_kinds.split(",")})
+                    ex.repairs = sorted({*ex.repairs, *upstream_kinds.split(",")})
+                    if ex.tool_outcome == "valid":
+                        ex.tool_outcome = "repaired"
                 if outcome:
                     reply_headers[REPAIRS_HEADER] = ",".join(outcome)
                 return ChatReply(doc=doc, headers=reply_headers)

@@ -23,6 +23,18 @@ def request_id(request: web.Request) -> str:
     return os.urandom(12).hex()
 
 
+REPAIR_HEADER = "x-agentgate-repair"
+
+
+def upstream_headers(request: web.Request, rid: str) -> dict[str, str]:
+    """What goes upstream besides the body: the request id, and a repair opt-out (local engines honour it).
+    Client credentials never do."""
+    headers = {"x-request-id": rid}
+    if request.headers.get(REPAIR_HEADER, "").lower() == "off":
+        headers[REPAIR_HEADER] = "off"
+    return headers
+
+
 def bearer(request: web.Request) -> str | None:
     auth = request.headers.get("Authorization")
     if auth is not None:

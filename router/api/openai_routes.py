@@ -21,10 +21,6 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def upstream_headers(rid: str) -> dict[str, str]:
-    return {"x-request-id": rid}
-
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await proxy(request, "chat", "/chat/completions")
 
@@ -55,7 +51,7 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
             if pipeline.repair_enabled(request, route.model.repair, body):
                 return await chat_repaired(request, ex, route, body, stream, rt)
         opened = await dispatch(rt, state.metrics, ex, route, body, raw, path, stream,
-                                upstream_headers(ex.request_id))
+                                common.upstream_headers(request, ex.request_id))
         try:
             rename = opened.target.model != route.requested
             if stream and opened.reply.status == 200:

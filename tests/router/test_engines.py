@@ -76,3 +76,31 @@ async def test_external_command_server_started_and_stopped(router, tmp_path):
     assert sup.states()["ext"].state == "stopped"
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+async def test_scripted_engine_malformed_call_repaired_unless_repair_off(router, tmp_path):
+    script = "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris'}}</tool_call>"
+    r = await router(f"""engines:
+  runtime_dir: '{tmp_path}'
+models:
+  - name: scripted
+    engine: mlx
+    model: "tiny:script={script}"
+""")
+    client = r.client()
+    raw = await client.chat.completions.with_raw_response.create(
+        model="scripted", messages=[{"role": "user", "content": "weather?"}], tools=WEATHER, max_tokens=64)
+    resp = raw.parse()
+    call = resp.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and call.function.arguments == '{"city": "Paris"}'
+    assert resp.choices[0].finish_reason == "tool_calls"
+    assert "single_quotes" in raw.headers["x-agentgate-repairs"]
+    off = await client.chat.completions.create(
+        model="scripted", messages=[{"role": "user", "content": "weather?"}], tools=WEATHER, max_tokens=64,
+        extra_headers={"x-agentgate-repair": "off"})
+    assert not off.choices[0].message.tool_calls  # the raw, unrepaired output: no valid call
+    assert "get_weather" in (off.choices[0].message.content or "")
