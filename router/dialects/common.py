@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass, field
 from typing import Any
 
 import json_repair
@@ -85,3 +86,32 @@ def check_int(body: dict[str, Any], name: str, lo: int, required: bool = False) 
     if value is not None and value < lo:
         raise invalid(f"'{name}' must be at least {lo}, got {value}.", name, "invalid_value")
     return value
+
+
+@dataclass(slots=True)
+class ChunkParts:
+    """What one OpenAI chat-completion chunk carries for choice 0, unpacked once for every stream translator."""
+
+    reasoning: str = ""
+    content: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    stop_reason: Any = None  # vLLM-style hint: which stop string matched
+
+
+def chunk_parts(doc: dict[str, Any]) -> list[ChunkParts]:
+    parts: list[ChunkParts] = []
+    for choice in doc.get("choices") or []:
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        content = delta.get("content")
+        parts.append(ChunkParts(
+            reasoning=reasoning if isinstance(reasoning, str) else "",
+            content=content if isinstance(content, str) else "",
+            tool_calls=[c for c in delta.get("tool_calls") or [] if isinstance(c, dict)],
+            finish_reason=choice.get("finish_reason") or None,
+            stop_reason=choice.get("stop_reason"),
+        ))
+    return parts

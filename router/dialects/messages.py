@@ -17,6 +17,7 @@ from .common import (
     check_int,
     check_number,
     check_type,
+    chunk_parts,
     estimate_tokens,
     invalid,
     new_id,
@@ -527,24 +528,17 @@ class MessagesStream:
         out = self._start()
         if isinstance(doc.get("usage"), dict):
             self._usage = doc["usage"]
-        for choice in doc.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                self._out_bytes += len(reasoning.encode())
-                out += self._thinking(reasoning)
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                self._out_bytes += len(content.encode())
-                out += self._text(content)
-            for call in delta.get("tool_calls") or []:
-                if isinstance(call, dict):
-                    out += self._tool(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
-                self._hint = choice.get("stop_reason")
+        for part in chunk_parts(doc):
+            if part.reasoning:
+                self._out_bytes += len(part.reasoning.encode())
+                out += self._thinking(part.reasoning)
+            if part.content:
+                self._out_bytes += len(part.content.encode())
+                out += self._text(part.content)
+            for call in part.tool_calls:
+                out += self._tool(call)
+            if part.finish_reason:
+                self._finish, self._hint = part.finish_reason, part.stop_reason
         return out
 
     def finish(self) -> list[bytes]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ApiError
-from .common import arguments_object, check_int, check_number, check_type, invalid, new_id, sse_event
+from .common import arguments_object, check_int, check_number, check_type, chunk_parts, invalid, new_id, sse_event
 
 _ROLES = ("user", "assistant", "system", "developer")
 _TOOL_CHOICES = ("auto", "none", "required")
@@ -495,21 +495,15 @@ class ResponsesStream:
         out = self._start()
         if isinstance(doc.get("usage"), dict):
             self._usage = doc["usage"]
-        for choice in doc.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                out += self._reasoning(reasoning)
-            content = delta.get("content")
-            if isinstance(content, str) and content:
-                out += self._text(content)
-            for call in delta.get("tool_calls") or []:
-                if isinstance(call, dict):
-                    out += self._tool(call)
-            if choice.get("finish_reason"):
-                self._finish = choice["finish_reason"]
+        for part in chunk_parts(doc):
+            if part.reasoning:
+                out += self._reasoning(part.reasoning)
+            if part.content:
+                out += self._text(part.content)
+            for call in part.tool_calls:
+                out += self._tool(call)
+            if part.finish_reason:
+                self._finish = part.finish_reason
         return out
 
     def finish(self) -> list[bytes]:
