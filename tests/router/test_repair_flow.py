@@ -1,0 +1,177 @@
+"""Tool-call repair on chat completions, seen through the openai client: broken content, broken structured
+arguments, broken streams, and each on_failure policy."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+    "required": ["city"], "additionalProperties": False}}}]
+MSGS = [{"role": "user", "content": "weather in Paris?"}]
+BROKEN = "Let me check. <tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris', 'days': '3'}}"
+
+
+def cfg(url: str, repair: str = "") -> str:
+    return f"""
+providers:
+  lab: {{type: openai, base_url: '{url}', retries: 0}}
+models:
+  - {{name: m, provider: lab{', repair: ' + repair if repair else ''}}}
+"""
+
+
+async def test_broken_content_becomes_valid_tool_calls(fakes, router):
+    up = await fakes()
+    up.push(Step(json=completion(BROKEN, "m")))
+    r = await router(cfg(up.url))
+    raw = await r.client().chat.completions.with_raw_response.create(model="m", messages=MSGS, tools=WEATHER)
+    resp = raw.parse()
+    msg = resp.choices[0].message
+    assert resp.choices[0].finish_reason == "tool_calls"
+    assert [c.function.name for c in msg.tool_calls] == ["get_weather"]
+    assert json.loads(msg.tool_calls[0].function.arguments) == {"city": "Paris", "days": 3}
+    assert msg.content == "Let me check."  # markup never leaks into content
+    kinds = raw.headers["x-agentgate-repairs"].split(",")
+    assert {"single_quotes", "coerced_type"} <= set(kinds)
+
+
+async def test_broken_structured_arguments_are_repaired(fakes, router):
+    up = await fakes()
+    calls = [{"id": "call_1", "type": "function",
+              "function": {"name": "Get-Weather", "arguments": json.dumps(json.dumps({"city": "Oslo"}))}}]
+    up.push(Step(json=completion(None, "m", tool_calls=calls, finish_reason="tool_calls")))
+    r = await router(cfg(up.url))
+    resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
+    call = resp.choices[0].message.tool_calls[0]
+    assert call.id == "call_1" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Oslo"}
+
+
+async def test_valid_answer_passes_unchanged(fakes, router):
+    up = await fakes()
+    calls = [{"id": "call_9", "type": "function", "function": {"name": "get_weather",
+                                                               "arguments": '{"city": "Rome"}'}}]
+    up.push(Step(json=completion(None, "m", tool_calls=calls, finish_reason="tool_calls")))
+    r = await router(cfg(up.url))
+    raw = await r.client().chat.completions.with_raw_response.create(model="m", messages=MSGS, tools=WEATHER)
+    assert "x-agentgate-repairs" not in raw.headers
+    assert raw.parse().choices[0].message.tool_calls[0].function.arguments == '{"city": "Rome"}'
+
+
+async def test_undeclared_name_is_never_promoted(fakes, router):
+    up = await fakes()
+    text = '<tool_call>{"name": "delete_everything", "arguments": {}}</tool_call>'
+    up.push(Step(json=completion(text, "m")))
+    r = await router(cfg(up.url))
+    resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
+    assert not resp.choices[0].message.tool_calls and resp.choices[0].finish_reason == "stop"
+    assert resp.choices[0].message.content == text
+
+
+async def test_broken_stream_content_streams_prose_then_a_valid_call(fakes, router):
+    up = await fakes()
+    pieces = ["Let me ", "check. ", "<tool_", "call>{'name': 'get_", "weather', 'arguments': {'city': 'Paris'}}"]
+    up.push(Step(sse=stream_of(pieces, "m")))
+    r = await router(cfg(up.url))
+    stream = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER, stream=True)
+    text, calls, finish = "", [], None
+    async for c in stream:
+        if not c.choices:
+            continue
+        d = c.choices[0].delta
+        text += d.content or ""
+        calls += d.tool_calls or []
+        finish = c.choices[0].finish_reason or finish
+    assert text == "Let me check."  # (trailing space before the held-back markup is not content)
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("get_weather",
+                                                                                     {"city": "Paris"})]
+    assert finish == "tool_calls"
+
+
+async def test_broken_stream_tool_call_fragments_are_assembled_and_repaired(fakes, router):
+    up = await fakes()
+    frags = [{"index": 0, "id": "call_7", "type": "function", "function": {"name": "get_weather", "arguments": ""}},
+             {"index": 0, "function": {"arguments": "{'city': "}}, {"index": 0, "function": {"arguments": "'Lima',}"}}]
+    events = [chunk("m", {"role": "assistant"}), *[chunk("m", {"tool_calls": [f]}) for f in frags],
+              chunk("m", {}, "tool_calls")]
+    up.push(Step(sse=events))
+    r = await router(cfg(up.url))
+    stream = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER, stream=True)
+    calls = [tc async for c in stream if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert len(calls) == 1 and calls[0].id == "call_7"
+    assert json.loads(calls[0].function.arguments) == {"city": "Lima"}
+
+
+async def r_client(router, up) -> openai.AsyncOpenAI:
+    return (await router(cfg(up.url))).client()
+
+
+async def test_on_failure_error_is_502_invalid_tool_call(fakes, router):
+    up = await fakes()
+    up.push(Step(json=completion('<tool_call>{"name": "get_weather", "arguments": {"town": 1}}</tool_call>', "m")))
+    r = await router(cfg(up.url, "{on_failure: error}"))
+    with pytest.raises(openai.APIStatusError) as info:
+        await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
+    assert info.value.status_code == 502 and info.value.body["code"] == "invalid_tool_call"
+    assert "schema_mismatch" in info.value.message
+
+
+async def test_on_failure_content_keeps_the_text(fakes, router):
+    up = await fakes()
+    text = '<tool_call>{"name": "get_weather", "arguments": {"town": 1}}</tool_call>'
+    up.push(Step(json=completion(text, "m")))
+    r = await router(cfg(up.url))
+    resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
+    assert resp.choices[0].message.content == text and not resp.choices[0].message.tool_calls
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_on_failure_retry_reasks_with_the_validation_error(fakes, router, stream):
+    up = await fakes()
+    bad = '<tool_call>{"name": "get_weather", "arguments": {"town": 1}}</tool_call>'
+    good = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    if stream:
+        up.push(Step(sse=stream_of([bad], "m")), Step(sse=stream_of([good], "m")))
+    else:
+        up.push(Step(json=completion(bad, "m")), Step(json=completion(good, "m")))
+    r = await router(cfg(up.url, "{on_failure: retry, retries: 1}"))
+    client = r.client()
+    if stream:
+        s = await client.chat.completions.create(model="m", messages=MSGS, tools=WEATHER, stream=True)
+        calls = [tc async for c in s if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    else:
+        calls = (await client.chat.completions.create(model="m", messages=MSGS, tools=WEATHER)).choices[0] \
+            .message.tool_calls
+    assert [json.loads(c.function.arguments) for c in calls] == [{"city": "Paris"}]
+    assert len(up.requests) == 2
+    feedback = up.requests[1].body["messages"]
+    assert feedback[-2] == {"role": "assistant", "content": bad}
+    assert "schema_mismatch" in feedback[-1]["content"] and "get_weather" in feedback[-1]["content"]
+
+
+async def test_required_tool_choice_without_a_call_is_retried(fakes, router):
+    up = await fakes()
+    up.push(Step(json=completion("It is sunny.", "m")),
+            Step(json=completion('{"name": "get_weather", "arguments": {"city": "Nice"}}', "m")))
+    r = await router(cfg(up.url, "{on_failure: retry, retries: 2}"))
+    resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER, tool_choice="required")
+    assert json.loads(resp.choices[0].message.tool_calls[0].function.arguments) == {"city": "Nice"}
+    assert len(up.requests) == 2
+
+
+async def test_repair_header_off_disables_repair_for_one_request(fakes, router):
+    up = await fakes()
+    up.push(Step(json=completion(BROKEN, "m")), Step(json=completion(BROKEN, "m")))
+    r = await router(cfg(up.url))
+    client = r.client()
+    off = await client.chat.completions.create(model="m", messages=MSGS, tools=WEATHER,
+                                               extra_headers={"x-agentgate-repair": "off"})
+    assert off.choices[0].message.content == BROKEN and not off.choices[0].message.tool_calls
+    on = await client.chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
+    assert on.choices[0].message.tool_calls
