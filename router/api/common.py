@@ -1,17 +1,56 @@
-"""What every API route does first: request id, auth, body limits, JSON decoding."""
+"""What every API route does: request id, auth, body limits, JSON decoding, and the per-request record."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from ..config.model import ClientKey
 from ..errors import ApiError
+from ..exchange import Exchange
+from ..routing import Route
 from ..runtime import Runtime
+from ..state import STATE
+
+Handler = Callable[[Runtime, Exchange, ClientKey | None], Awaitable[web.StreamResponse]]
+
+
+async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
+                          dialect: str = "openai") -> web.StreamResponse:
+    """The frame of every proxying route: one `Exchange` record, the client key checked, an `ApiError` turned
+    into the dialect's error shape, a client disconnect marked, and the record written once at the end. The
+    runtime read here is the one the whole request uses, whatever a reload does meanwhile."""
+    state = request.app[STATE]
+    rt = state.runtime
+    ex = Exchange(request_id(request), endpoint)
+    try:
+        key = authenticate(rt, request)
+        ex.key_name = key.name if key else None
+        return await handler(rt, ex, key)
+    except ApiError as err:
+        ex.status, ex.error = err.status, err.code
+        resp = err.response(dialect)
+        resp.headers["x-request-id"] = ex.request_id
+        return resp
+    except asyncio.CancelledError:
+        ex.error = "client_disconnected"
+        raise
+    finally:
+        ex.finish(state.metrics, rt.config.server.access_log)
+
+
+def resolve(rt: Runtime, ex: Exchange, key: ClientKey | None, model: str) -> Route:
+    """The route for `model`, after checking the key may use it (404 unknown, 403 not allowed)."""
+    ex.requested = model
+    route = rt.table.resolve(model)
+    check_model_allowed(key, model, route.model.name)
+    return route
 
 _ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 

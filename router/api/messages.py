@@ -7,7 +7,6 @@ Anthropic-shaped.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from .. import pipeline
+from ..config.model import ClientKey
 from ..dialects import messages as dialect
 from ..errors import ApiError
 from ..exchange import Exchange
@@ -97,18 +97,11 @@ async def chat_reply(request: web.Request, ex: Exchange, route: Route, chat: dic
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    rt = state.runtime
-    ex = Exchange(common.request_id(request), "messages")
-    try:
-        key = common.authenticate(rt, request)
-        ex.key_name = key.name if key else None
+    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         _, body = await common.read_json(request, rt)
         req = dialect.parse_request(body)
-        ex.requested = req.model
         ex.stream = req.stream
-        route = rt.table.resolve(req.model)
-        common.check_model_allowed(key, req.model, route.model.name)
+        route = common.resolve(rt, ex, key, req.model)
         chat = {**req.chat, **dialect.thinking_fields(req.thinking, route_kinds(rt, route))}
         reply = await chat_reply(request, ex, route, chat, req.stream, rt)
         headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers}
@@ -116,33 +109,18 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             return json_response(dialect.to_message(reply.doc, req.model, req.stop_sequences), headers)
         translator = dialect.MessagesStream(req.model, req.stop_sequences, req.estimate_input_tokens())
         return await stream_translated(request, ex, reply, translator, headers)
-    except ApiError as err:
-        ex.status, ex.error = err.status, err.code
-        resp = err.response("anthropic")
-        resp.headers["x-request-id"] = ex.request_id
-        return resp
-    except asyncio.CancelledError:
-        ex.error = "client_disconnected"
-        raise
-    finally:
-        ex.finish(state.metrics, rt.config.server.access_log)
+
+    return await common.handle_exchange(request, "messages", handle, "anthropic")
 
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Exact when every target of the model is a local engine (a one-token generation reports the prompt's
     length, and warms the engine's prefix cache); otherwise the byte-level estimate, about four UTF-8 bytes
     per token of text, tool definitions and tool calls, plus 1600 per image."""
-    state = request.app[STATE]
-    rt = state.runtime
-    ex = Exchange(common.request_id(request), "count_tokens")
-    try:
-        key = common.authenticate(rt, request)
-        ex.key_name = key.name if key else None
+    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         _, body = await common.read_json(request, rt)
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, count_only=True)
-        ex.requested = req.model
-        route = rt.table.resolve(req.model)
-        common.check_model_allowed(key, req.model, route.model.name)
+        route = common.resolve(rt, ex, key, req.model)
         count, how = req.estimate_input_tokens(), "estimate"
         first = route.hops[0].targets if route.hops else ()
         if first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
@@ -159,13 +137,5 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
                 ex.error = err.code  # the estimate stands
         ex.status = 200
         return json_response({"input_tokens": count}, {"x-request-id": ex.request_id, COUNT_HEADER: how})
-    except ApiError as err:
-        ex.status, ex.error = err.status, err.code
-        resp = err.response("anthropic")
-        resp.headers["x-request-id"] = ex.request_id
-        return resp
-    except asyncio.CancelledError:
-        ex.error = "client_disconnected"
-        raise
-    finally:
-        ex.finish(state.metrics, rt.config.server.access_log)
+
+    return await common.handle_exchange(request, "count_tokens", handle, "anthropic")

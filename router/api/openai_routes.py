@@ -10,9 +10,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from ..config.model import ClientKey
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
 from ..exchange import Exchange
+from ..runtime import Runtime
 from ..sse import RenameRewriter, Rewriter, encode_data
 from ..state import STATE
 from . import common
@@ -34,23 +36,17 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 
 async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
-    state = request.app[STATE]
-    rt = state.runtime
-    ex = Exchange(common.request_id(request), endpoint)
-    try:
-        key = common.authenticate(rt, request)
-        ex.key_name = key.name if key else None
+    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
-        model = ex.requested = common.require_model(body)
-        route = rt.table.resolve(model)
-        common.check_model_allowed(key, model, route.model.name)
+        model = common.require_model(body)
+        route = common.resolve(rt, ex, key, model)
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
         if endpoint == "chat" and body.get("tools"):
             from .. import pipeline
 
             if pipeline.repair_enabled(request, route.model.repair, body):
                 return await chat_repaired(request, ex, route, body, stream, rt)
-        opened = await dispatch(rt, state.metrics, ex, route, body, raw, path, stream,
+        opened = await dispatch(rt, request.app[STATE].metrics, ex, route, body, raw, path, stream,
                                 common.upstream_headers(request, ex.request_id))
         try:
             rename = opened.target.model != route.requested
@@ -60,14 +56,8 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
             return respond_whole(ex, opened, model if rename else None)
         finally:
             await opened.close()
-    except ApiError as err:
-        ex.status, ex.error = err.status, err.code
-        return with_rid(err.response(), ex.request_id)
-    except asyncio.CancelledError:
-        ex.error = "client_disconnected"
-        raise
-    finally:
-        ex.finish(state.metrics, rt.config.server.access_log)
+
+    return await common.handle_exchange(request, endpoint, handle)
 
 
 async def chat_repaired(request: web.Request, ex: Exchange, route: Any, body: dict[str, Any],
@@ -115,11 +105,6 @@ async def _write_eof_quietly(resp: web.StreamResponse, ex: Exchange) -> None:
         await resp.write_eof()
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         ex.error = "client_disconnected"
-
-
-def with_rid(resp: web.StreamResponse, rid: str) -> web.StreamResponse:
-    resp.headers["x-request-id"] = rid
-    return resp
 
 
 def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Response:

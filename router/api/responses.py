@@ -17,10 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
+from ..config.model import ClientKey
 from ..dialects import responses as dialect
 from ..dialects.common import new_id
 from ..errors import ApiError
 from ..exchange import Exchange
+from ..runtime import Runtime
 from ..state import STATE
 from ..store import ResponseStore, StoredResponse
 from . import common
@@ -78,18 +80,12 @@ async def _save(request: web.Request, item: StoredResponse) -> None:
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    state = request.app[STATE]
-    rt = state.runtime
-    ex = Exchange(common.request_id(request), "responses")
-    try:
-        key = common.authenticate(rt, request)
-        owner = ex.key_name = key.name if key else None
+    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         _, body = await common.read_json(request, rt)
         req = dialect.parse_request(body)
-        ex.requested = req.model
         ex.stream = req.stream
-        route = rt.table.resolve(req.model)
-        common.check_model_allowed(key, req.model, route.model.name)
+        route = common.resolve(rt, ex, key, req.model)
+        owner = ex.key_name
         history: list[dict[str, Any]] = []
         if req.previous_response_id:
             store = await request.app[RESPONSE_STORE].get()
@@ -118,14 +114,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                 await _save(request, _stored(resp_id, owner, final, conversation, translator.items))
 
         return await stream_translated(request, ex, reply, translator, headers, before_finish)
-    except ApiError as err:
-        ex.status, ex.error = err.status, err.code
-        return _error(err, ex.request_id)
-    except asyncio.CancelledError:
-        ex.error = "client_disconnected"
-        raise
-    finally:
-        ex.finish(state.metrics, rt.config.server.access_log)
+
+    return await common.handle_exchange(request, "responses", handle)
 
 
 def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: list[dict[str, Any]],
