@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-context", type=_positive, default=None,
                         help="context length in tokens (default: the model's max_position_embeddings)")
     parser.add_argument("--prefill-step", type=_positive, default=2048, help="prompt tokens per prefill chunk")
+    parser.add_argument("--cpu-threads", type=_positive, default=None,
+                        help="on the CPU backend, CPU streams that long attention is split across "
+                             "(default: usable cores, up to 8; 1 turns splitting off; no effect on a GPU)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -94,6 +97,7 @@ async def _main(args: argparse.Namespace) -> int:
         tool_format=args.tool_format,
         max_context=args.max_context,
         prefill_step_size=args.prefill_step,
+        cpu_threads=args.cpu_threads,
     )
     port = DEFAULT_PORT if args.port is None else args.port
     try:

@@ -22,6 +22,8 @@ from typing import Any
 
 from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
+from engines.cpu_attention import ParallelAttention, default_threads
+from engines.cpu_attention import install as install_attention
 from engines.decoding import OutputDecoder, Piece
 from engines.prefix_cache import PrefixCache
 from engines.sampling import Fault, SamplingParams, build_logits_processors, build_sampler, guard
@@ -165,8 +167,10 @@ class Scheduler:
         cache_bytes: int = 2 << 30,
         prefill_step_size: int = 2048,
         max_context: int | None = None,
+        cpu_threads: int | None = None,
     ) -> None:
         self._loader = loader
+        self._cpu_threads = cpu_threads
         self.max_batch = max(1, max_batch)
         self._cache_bytes = cache_bytes
         self._prefill_step_size = prefill_step_size
@@ -182,6 +186,7 @@ class Scheduler:
         self.load_seconds: float | None = None
         self.stats = SchedulerStats()
         self.alive = False
+        self.attention: ParallelAttention | None = None
         # MLX-thread state
         self._bg: Any = None
         self._eos: Any = None
@@ -264,6 +269,10 @@ class Scheduler:
             "tokens": {"prompt": s.prompt_tokens, "cached": s.cached_tokens, "generated": s.generated_tokens},
             "cache": dict(s.cache),
             "memory": {"active": s.active_memory, "peak": s.peak_memory, "cache": s.cache_memory},
+            "cpu_attention": {
+                "threads": self.attention.threads if self.attention else 1,
+                "split_calls": self.attention.split_calls if self.attention else 0,
+            },
         }
 
     def _deliver(self, events: list[tuple[SequenceHandle, Event]]) -> None:
@@ -287,6 +296,8 @@ class Scheduler:
 
             started = time.perf_counter()
             loaded = self._loader()
+            threads = default_threads() if self._cpu_threads is None else self._cpu_threads
+            self.attention = install_attention(loaded.model, threads)
             self._stream = mx.default_stream(mx.default_device())
             self._cache = PrefixCache(self._cache_bytes)
             self._make_generator(loaded)

@@ -52,6 +52,7 @@ class WorkerSettings:
     tool_format: str = "auto"
     max_context: int | None = None
     prefill_step_size: int = 2048
+    cpu_threads: int | None = None  # None: one per usable core (up to 8)
 
     @property
     def served_name(self) -> str:
@@ -439,6 +440,7 @@ def create_app(settings: WorkerSettings, *, scheduler: Scheduler | None = None) 
         cache_bytes=settings.cache_bytes,
         prefill_step_size=settings.prefill_step_size,
         max_context=settings.max_context,
+        cpu_threads=settings.cpu_threads,
     )
     app[WORKER] = WorkerState(settings, sched)
     app.cleanup_ctx.append(_engine_ctx)
