@@ -4,7 +4,7 @@ Usage (from the repository root):
     .venv/bin/python bench/engine/run.py                       # tiny generated models (random weights)
     .venv/bin/python bench/engine/run.py --model mlx-community/Qwen3-4B-Instruct-2507-4bit
     options: --concurrency 1,8,32  --max-tokens 128  --turns 20  --tool-chars 600  --agents 8
-             --parallel-turns 8  --only ours|mlx_lm
+             --parallel-turns 8  --only ours|mlx_lm  --worker-args "--cpu-threads 1"
              --json results.json
 
 Each server is started on 127.0.0.1 (one after the other, never both at once, same settings otherwise) and
@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -169,14 +170,14 @@ class Server:
                 await self.proc.wait()
 
 
-def make_server(kind: str, model: str, workdir: Path, max_batch: int) -> Server:
+def make_server(kind: str, model: str, workdir: Path, max_batch: int, worker_args: list[str]) -> Server:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if Path(model).exists():
         env["HF_HUB_OFFLINE"] = "1"
     if kind == "ours":
         argv = [sys.executable, "-m", "engines", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-                "--max-batch", str(max_batch), "--name", "bench", "--log-level", "warning"]
+                "--max-batch", str(max_batch), "--name", "bench", "--log-level", "warning", *worker_args]
     else:
         if Path(model).exists():  # mlx_lm.server needs a hub cache folder for /v1/models; keep it private
             home = workdir / "hf_home"
@@ -332,7 +333,8 @@ def report(results: dict[str, ServerResult], args: argparse.Namespace, models: t
     out = [
         f"agentgate engine bench — {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"machine: {machine()}",
-        f"python {platform.python_version()}, mlx {_version('mlx')}, mlx-lm {_version('mlx-lm')}",
+        f"python {platform.python_version()}, mlx {_version('mlx')}, mlx-lm {_version('mlx-lm')}"
+        + (f"; our worker with {args.worker_args}" if args.worker_args else ""),
         f"models: throughput={models[0]}  agent-loop={models[1]}"
         + ("  (tiny, generated offline with RANDOM weights: measures serving overhead only)" if args.tiny else ""),
         "",
@@ -404,7 +406,7 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
     for part, model in (("throughput", models[0]), ("agent", models[1])):
         if part == "agent" and args.turns == 0:
             continue
-        server = make_server(kind, model, workdir, args.max_batch)
+        server = make_server(kind, model, workdir, args.max_batch, shlex.split(args.worker_args))
         print(f"[{kind}] starting for the {part} part ...", file=sys.stderr)
         await server.start(args.start_timeout)
         try:
@@ -475,6 +477,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parallel-turns", type=int, default=8, help="turns of each parallel agent")
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--only", choices=["ours", "mlx_lm"])
+    p.add_argument("--worker-args", default="",
+                   help='extra options for our worker, e.g. "--cpu-threads 1" to measure without split attention')
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     p.add_argument("--start-timeout", type=float, default=600.0, help="seconds for a server to become ready")
     p.add_argument("--json", help="also write the results to this JSON file")
