@@ -12,7 +12,10 @@ import re
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from .warden import Warden
 
 LOG = logging.getLogger("agentgate.engine")
 
@@ -50,12 +53,14 @@ class ChildProcess:
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._buffer = bytearray()
         self._closed = False
+        self._warden: Warden | None = None
 
     @classmethod
     async def spawn(cls, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                    cwd: str | None = None, tail_lines: int = 20) -> ChildProcess:
+                    cwd: str | None = None, tail_lines: int = 20, warden: Warden | None = None) -> ChildProcess:
         """Start `argv` in a new session (so its process group id is its pid); stdout and stderr are merged
-        and forwarded to the log. Raises OSError when the program cannot be executed."""
+        and forwarded to the log. With a `warden`, the group is stopped if this process dies without closing
+        the child. Raises OSError when the program cannot be executed."""
         loop = asyncio.get_running_loop()
         child = cls(name, tail_lines=tail_lines)
         await loop.subprocess_exec(
@@ -63,6 +68,9 @@ class ChildProcess:
             stderr=subprocess.STDOUT, env=dict(env) if env is not None else None, cwd=cwd,
             start_new_session=True,
         )
+        if warden is not None:
+            child._warden = warden
+            warden.watch(child.pid)
         return child
 
     @property
@@ -141,8 +149,11 @@ class ChildProcess:
         """Release the transport and pipes (kills the process if it is somehow still alive)."""
         if not self._closed and self._transport is not None:
             self._closed = True
+            pid = self.pid
             self._flush()
             self._transport.close()
+            if self._warden is not None:
+                self._warden.forget(pid)
 
     # -- protocol callbacks -------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from .lifecycle_types import (
     EngineUnavailable,
 )
 from .process import ChildProcess
+from .warden import Warden
 
 __all__ = [
     "EVENT_KINDS",
@@ -134,6 +135,7 @@ class Supervisor:
         self._close_task: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._warden = Warden(python, stop_grace)
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -374,7 +376,8 @@ class Supervisor:
             launch.socket_path.unlink(missing_ok=True)
         began = loop.time()
         try:
-            proc = await ChildProcess.spawn(spec.name, launch.argv, env=launch.env)
+            await self._warden.start()
+            proc = await ChildProcess.spawn(spec.name, launch.argv, env=launch.env, warden=self._warden)
         except BaseException as exc:
             rec.reserved = False
             if isinstance(exc, asyncio.CancelledError):
@@ -559,6 +562,7 @@ class Supervisor:
             self._reaper.cancel()
         pending = [t for t in self._tasks if t is not asyncio.current_task()]
         await asyncio.gather(*pending, return_exceptions=True)
+        await self._warden.close()
         if self._owns_runtime_dir and self._runtime_dir is not None:
             shutil.rmtree(self._runtime_dir, ignore_errors=True)
 

@@ -1,7 +1,7 @@
 """A tiny OpenAI-style server run as an external engine command in the lifecycle tests.
 
     python fake_server.py --port N [--model NAME] [--not-ready] [--exit-code CODE] [--child-pidfile PATH]
-                          [--ignore-sigterm]
+                          [--pidfile PATH] [--ignore-sigterm]
     python fake_server.py -m engines --model NAME --socket PATH --name NAME [--tool-format F] [...]
 
 The second form stands in for the MLX worker's command line: it serves on a Unix socket (mode 0600).
@@ -10,6 +10,7 @@ GET /health answers 200 (503 with --not-ready); POST /v1/chat/completions echoes
 GET /v1/models lists --model; GET /v1/argv returns the command line. --exit-code exits at once with that
 code after a message on stderr.
 --child-pidfile spawns a long-sleeping child process (same process group) and writes its pid there.
+--pidfile writes the server's own pid there.
 --ignore-sigterm makes the server ignore SIGTERM, so only SIGKILL stops it.
 """
 
@@ -73,11 +74,15 @@ def main() -> None:
     parser.add_argument("--not-ready", action="store_true")
     parser.add_argument("--exit-code", type=int, default=None)
     parser.add_argument("--child-pidfile", default=None)
+    parser.add_argument("--pidfile", default=None)
     parser.add_argument("--ignore-sigterm", action="store_true")
     args, _extra = parser.parse_known_args()
     if args.exit_code is not None:
         print(f"fatal: refusing to start (exit {args.exit_code})", file=sys.stderr, flush=True)
         sys.exit(args.exit_code)
+    if args.pidfile:
+        with open(args.pidfile, "w") as fh:
+            fh.write(str(os.getpid()))
     if args.child_pidfile:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         with open(args.child_pidfile, "w") as fh:

@@ -1,0 +1,169 @@
+"""Engines never outlive their router: a small sidecar process that stops the engines' process groups when the
+router dies without stopping them (SIGKILL, the OOM killer, a crash).
+
+The supervisor starts one warden (`python -m engines.warden`) next to its first engine, in a session of its own,
+and tells it over a pipe which process groups to watch (`add PGID` / `del PGID` lines). The warden does nothing
+else until that pipe reaches end of file, which happens as soon as the router's process is gone, for whatever
+reason, on any POSIX system, with no polling. It then sends SIGTERM to every group still listed, waits up to
+the grace period, and SIGKILLs what is left. A normal shutdown stops the engines first and closes the pipe with
+nothing listed, so the warden exits without signalling anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+LOG = logging.getLogger("agentgate.engine")
+
+
+class Warden:
+    """The router's side: starts the sidecar and keeps its list of process groups current."""
+
+    def __init__(self, python: str = sys.executable, grace: float = 10.0) -> None:
+        self._python = python
+        self._grace = grace
+        self._proc: asyncio.subprocess.Process | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._failed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    async def start(self) -> None:
+        """Start the sidecar once (concurrent callers share the start). A warden that cannot start is logged
+        and left out: engines then run unguarded, as any child process would."""
+        if self._proc is not None or self._failed:
+            return
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._spawn())
+        await asyncio.shield(self._starting)
+
+    async def _spawn(self) -> None:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                self._python, "-m", "engines.warden", "--grace", f"{self._grace:g}",
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+            )
+        except OSError as exc:
+            self._failed = True
+            LOG.warning("engine warden could not start (%s): engines will not be stopped if the router is "
+                        "killed", exc)
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"add {pgid}\n")
+
+    def forget(self, pgid: int) -> None:
+        self._send(f"del {pgid}\n")
+
+    def _send(self, line: str) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None or proc.stdin.is_closing():
+            return
+        try:
+            proc.stdin.write(line.encode())
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            LOG.warning("engine warden is gone (pid %d): engines will not be stopped if the router is killed",
+                        proc.pid)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """End the sidecar (after the engines were stopped): closing its pipe is the whole protocol."""
+        if self._starting is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._starting)
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+# -- the sidecar ---------------------------------------------------------------------------------------------------
+def _alive(pgid: int) -> bool:
+    """Whether the group has a member that is not a zombie (a zombie is dead, only waiting to be reaped)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):  # a group we may not signal is not ours any more
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def _signal(groups: Iterable[int], sig: int) -> None:
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+
+def stop_groups(groups: set[int], grace: float) -> set[int]:
+    """SIGTERM every group, wait up to `grace` seconds for them to go, SIGKILL the rest; returns the groups that
+    needed SIGKILL."""
+    live = {g for g in groups if _alive(g)}
+    _signal(live, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while live and time.monotonic() < deadline:
+        time.sleep(0.05)
+        live = {g for g in live if _alive(g)}
+    _signal(live, signal.SIGKILL)
+    return live
+
+
+def read_groups(lines: Iterable[bytes]) -> set[int]:
+    """Apply `add PGID` / `del PGID` lines until the input ends; returns the groups still listed."""
+    groups: set[int] = set()
+    for raw in lines:
+        op, _, value = raw.strip().partition(b" ")
+        try:
+            pgid = int(value)
+        except ValueError:
+            continue
+        if pgid <= 1:  # never the whole session or init
+            continue
+        if op == b"add":
+            groups.add(pgid)
+        elif op == b"del":
+            groups.discard(pgid)
+    return groups
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engines.warden",
+                                     description="Stop the listed process groups when standard input ends.")
+    parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the router, which shuts down itself
+    groups = read_groups(sys.stdin.buffer)
+    if groups:
+        killed = stop_groups(groups, args.grace)
+        with contextlib.suppress(OSError):  # the router's stderr may be gone with it
+            print(f"agentgate warden: the router is gone; stopped engine process groups {sorted(groups)}"
+                  + (f" (SIGKILL for {sorted(killed)})" if killed else ""), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

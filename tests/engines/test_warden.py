@@ -1,0 +1,116 @@
+"""The warden: engines never outlive their router. Its protocol on its own, the SIGTERM-then-SIGKILL sweep, and a
+real `agentgate serve` process SIGKILLed while an external engine (with a grandchild) runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+
+from engines.warden import read_groups, stop_groups
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE_SERVER = Path(__file__).resolve().parent / "fake_server.py"
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for whoever adopted it to reap it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except (OSError, IndexError):
+            return True
+    out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, check=False)
+    return not out.stdout.strip() or out.stdout.strip().startswith("Z")
+
+
+def test_protocol_keeps_the_groups_still_listed() -> None:
+    lines = [b"add 4242\n", b"add 5151\n", b"del 4242\n", b"add 1\n", b"add 0\n", b"bogus\n", b"add x\n",
+             b"add 6161"]
+    assert read_groups(lines) == {5151, 6161}
+    assert read_groups([]) == set()
+
+
+def spawn_group(*, ignore_term: bool) -> subprocess.Popen[bytes]:
+    code = ("import signal, subprocess, sys, time\n"
+            + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_term else "")
+            + "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+    return proc
+
+
+def test_stop_groups_terms_then_kills_what_ignores_sigterm() -> None:
+    polite, stubborn = spawn_group(ignore_term=False), spawn_group(ignore_term=True)
+    try:
+        started = time.monotonic()
+        killed = stop_groups({polite.pid, stubborn.pid}, grace=0.5)
+        assert killed == {stubborn.pid}
+        assert polite.wait(5) == -signal.SIGTERM and stubborn.wait(5) == -signal.SIGKILL
+        assert time.monotonic() - started < 5
+        deadline = time.monotonic() + 5  # the sleeping children went with their groups
+        while not all(gone(int(p)) for g in (polite.pid, stubborn.pid) for p in _group_members(g)):
+            assert time.monotonic() < deadline, "a group member survived"
+            time.sleep(0.05)
+    finally:
+        for proc in (polite, stubborn):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _group_members(pgid: int) -> list[str]:
+    out = subprocess.run(["ps", "-e", "-o", "pid=,pgid="], capture_output=True, text=True, check=False)
+    return [p for p, g in (line.split() for line in out.stdout.splitlines() if line.strip()) if int(g) == pgid]
+
+
+async def test_engines_stop_when_the_router_is_sigkilled(tmp_path: Path) -> None:
+    pidfile, childfile = tmp_path / "engine.pid", tmp_path / "grandchild.pid"
+    cmd = (f"{sys.executable} {FAKE_SERVER} --port ${{PORT}} --model ext --pidfile {pidfile} "
+           f"--child-pidfile {childfile}")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"engines:\n  runtime_dir: '{tmp_path}'\nmodels:\n"
+                      f"  - {{name: ext, command: '{cmd}', health: /health}}\n", encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "serve", "--config", str(config), "--port", "0",
+        "--log-format", "text", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=str(ROOT))
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        url = None
+        while url is None:
+            raw = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert raw, "serve exited early:\n" + "\n".join(lines)
+            lines.append(raw.decode().rstrip())
+            found = re.search(r"listening url=(http://\S+)", lines[-1])
+            url = found.group(1) if found else None
+        async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+            reply = await client.chat.completions.create(model="ext", messages=[{"role": "user", "content": "hi"}])
+        assert "hi" in (reply.choices[0].message.content or "")
+        engine, grandchild = int(pidfile.read_text()), int(childfile.read_text())
+        assert not gone(engine) and not gone(grandchild)
+
+        proc.kill()  # no shutdown code runs in the router
+        await proc.wait()
+        await wait_until(lambda: gone(engine) and gone(grandchild), timeout=20)
+        rest = (await asyncio.wait_for(proc.stdout.read(), 20)).decode()
+        assert "the router is gone; stopped engine process groups" in rest
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
