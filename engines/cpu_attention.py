@@ -30,10 +30,10 @@ from mlx_lm.models import base
 log = logging.getLogger("agentgate.engine")
 
 MAX_THREADS = 8
-# query x key scores per call below which splitting costs more than it saves
-MIN_SCORES = 1 << 20
+# query x key scores per call below which splitting gains too little to pay for the extra graph nodes
+MIN_SCORES = 1 << 16
 # fewest query rows (or batch rows) in a slice
-MIN_ROWS = 16
+MIN_ROWS = 8
 
 AttentionFn = Callable[..., mx.array]
 _NAME = "scaled_dot_product_attention"
