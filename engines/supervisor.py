@@ -135,7 +135,7 @@ class Supervisor:
         self._close_task: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._warden = Warden(python, stop_grace)
+        self._warden = Warden(grace=stop_grace)  # the router's own interpreter: `python` is for the workers
 
     # -- public API ---------------------------------------------------------------------------------------
 
