@@ -55,7 +55,7 @@ class Warden:
                 self._python, "-m", "engines.warden", "--grace", f"{self._grace:g}",
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
             )
-        except OSError as exc:
+        except Exception as exc:  # OSError, or anything else: the engines must still start
             self._failed = True
             LOG.warning("engine warden could not start (%s): engines will not be stopped if the router is "
                         "killed", exc)
