@@ -377,6 +377,8 @@ class Supervisor:
         began = loop.time()
         try:
             await self._warden.start()
+            if self._owns_runtime_dir and self._runtime_dir is not None:
+                self._warden.remove_on_exit(str(self._runtime_dir))
             proc = await ChildProcess.spawn(spec.name, launch.argv, env=launch.env, warden=self._warden)
         except BaseException as exc:
             rec.reserved = False

@@ -2,11 +2,12 @@
 router dies without stopping them (SIGKILL, the OOM killer, a crash).
 
 The supervisor starts one warden (`python -m engines.warden`) next to its first engine, in a session of its own,
-and tells it over a pipe which process groups to watch (`add PGID` / `del PGID` lines). The warden does nothing
-else until that pipe reaches end of file, which happens as soon as the router's process is gone, for whatever
-reason, on any POSIX system, with no polling. It then sends SIGTERM to every group still listed, waits up to
-the grace period, and SIGKILLs what is left. A normal shutdown stops the engines first and closes the pipe with
-nothing listed, so the warden exits without signalling anything.
+and tells it over a pipe which process groups to watch (`add PGID` / `del PGID` lines) and which folder of its
+own to remove (`dir PATH`: the sockets' temporary folder). The warden does nothing else until that pipe reaches
+end of file, which happens as soon as the router's process is gone, for whatever reason, on any POSIX system,
+with no polling. It then sends SIGTERM to every group still listed, waits up to the grace period, SIGKILLs what
+is left and removes the folder. A normal shutdown stops the engines first and closes the pipe with no group
+listed, so the warden signals nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +67,9 @@ class Warden:
 
     def forget(self, pgid: int) -> None:
         self._send(f"del {pgid}\n")
+
+    def remove_on_exit(self, folder: str) -> None:
+        self._send(f"dir {folder}\n")
 
     def _send(self, line: str) -> None:
         proc = self._proc
@@ -132,11 +137,17 @@ def stop_groups(groups: set[int], grace: float) -> set[int]:
     return live
 
 
-def read_groups(lines: Iterable[bytes]) -> set[int]:
-    """Apply `add PGID` / `del PGID` lines until the input ends; returns the groups still listed."""
+def read_orders(lines: Iterable[bytes]) -> tuple[set[int], set[str]]:
+    """Apply `add PGID` / `del PGID` / `dir PATH` lines until the input ends; returns the groups still listed
+    and the folders to remove."""
     groups: set[int] = set()
+    folders: set[str] = set()
     for raw in lines:
-        op, _, value = raw.strip().partition(b" ")
+        op, _, value = raw.rstrip(b"\n").partition(b" ")
+        if op == b"dir":
+            if value.startswith(b"/"):
+                folders.add(os.fsdecode(value))
+            continue
         try:
             pgid = int(value)
         except ValueError:
@@ -147,7 +158,7 @@ def read_groups(lines: Iterable[bytes]) -> set[int]:
             groups.add(pgid)
         elif op == b"del":
             groups.discard(pgid)
-    return groups
+    return groups, folders
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,12 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the router, which shuts down itself
-    groups = read_groups(sys.stdin.buffer)
+    groups, folders = read_orders(sys.stdin.buffer)
     if groups:
         killed = stop_groups(groups, args.grace)
         with contextlib.suppress(OSError):  # the router's stderr may be gone with it
             print(f"agentgate warden: the router is gone; stopped engine process groups {sorted(groups)}"
                   + (f" (SIGKILL for {sorted(killed)})" if killed else ""), file=sys.stderr, flush=True)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

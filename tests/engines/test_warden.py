@@ -14,7 +14,7 @@ from pathlib import Path
 
 import openai
 
-from engines.warden import read_groups, stop_groups
+from engines.warden import read_orders, stop_groups
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,9 +39,9 @@ def gone(pid: int) -> bool:
 
 def test_protocol_keeps_the_groups_still_listed() -> None:
     lines = [b"add 4242\n", b"add 5151\n", b"del 4242\n", b"add 1\n", b"add 0\n", b"bogus\n", b"add x\n",
-             b"add 6161"]
-    assert read_groups(lines) == {5151, 6161}
-    assert read_groups([]) == set()
+             b"dir /tmp/agentgate-x y\n", b"dir relative\n", b"add 6161"]
+    assert read_orders(lines) == ({5151, 6161}, {"/tmp/agentgate-x y"})
+    assert read_orders([]) == (set(), set())
 
 
 def spawn_group(*, ignore_term: bool) -> subprocess.Popen[bytes]:
@@ -80,36 +80,49 @@ def _group_members(pgid: int) -> list[str]:
 
 
 async def test_engines_stop_when_the_router_is_sigkilled(tmp_path: Path) -> None:
+    """An external engine (with a grandchild in its group) and an MLX worker run; the router is SIGKILLed, so none
+    of its shutdown code runs: the warden stops both groups and removes the sockets' temporary folder."""
     pidfile, childfile = tmp_path / "engine.pid", tmp_path / "grandchild.pid"
     cmd = (f"{sys.executable} {FAKE_SERVER} --port ${{PORT}} --model ext --pidfile {pidfile} "
            f"--child-pidfile {childfile}")
     config = tmp_path / "config.yaml"
-    config.write_text(f"engines:\n  runtime_dir: '{tmp_path}'\nmodels:\n"
-                      f"  - {{name: ext, command: '{cmd}', health: /health}}\n", encoding="utf-8")
+    config.write_text("models:\n"  # no runtime_dir: the supervisor makes (and owns) a temporary one
+                      f"  - {{name: ext, command: '{cmd}', health: /health}}\n"
+                      "  - {name: demo, engine: mlx, model: 'tiny:demo'}\n", encoding="utf-8")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "router", "serve", "--config", str(config), "--port", "0",
         "--log-format", "text", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=str(ROOT))
     lines: list[str] = []
-    try:
+
+    async def line_matching(pattern: str) -> re.Match[str]:
         assert proc.stdout is not None
-        url = None
-        while url is None:
-            raw = await asyncio.wait_for(proc.stdout.readline(), 30)
+        while True:
+            raw = await asyncio.wait_for(proc.stdout.readline(), 60)
             assert raw, "serve exited early:\n" + "\n".join(lines)
             lines.append(raw.decode().rstrip())
-            found = re.search(r"listening url=(http://\S+)", lines[-1])
-            url = found.group(1) if found else None
-        async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
-            reply = await client.chat.completions.create(model="ext", messages=[{"role": "user", "content": "hi"}])
-        assert "hi" in (reply.choices[0].message.content or "")
-        engine, grandchild = int(pidfile.read_text()), int(childfile.read_text())
-        assert not gone(engine) and not gone(grandchild)
+            found = re.search(pattern, lines[-1])
+            if found:
+                return found
 
-        proc.kill()  # no shutdown code runs in the router
+    try:
+        url = (await line_matching(r"listening url=(http://\S+)")).group(1)
+        async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+            for model in ("ext", "demo"):
+                reply = await client.chat.completions.create(model=model, max_tokens=4,
+                                                             messages=[{"role": "user", "content": "hi"}])
+                assert reply.choices[0].message.content
+        folder = Path((await line_matching(r"listening on unix:(\S+)/demo\.sock")).group(1))
+        worker = int((await line_matching(r"agentgate engine ready: model=demo .* pid=(\d+)")).group(1))
+        engine, grandchild = int(pidfile.read_text()), int(childfile.read_text())
+        assert not any(gone(p) for p in (engine, grandchild, worker)) and folder.is_dir()  # noqa: ASYNC240
+
+        proc.kill()
         await proc.wait()
-        await wait_until(lambda: gone(engine) and gone(grandchild), timeout=20)
+        await wait_until(lambda: all(gone(p) for p in (engine, grandchild, worker)), timeout=20)
+        assert proc.stdout is not None
         rest = (await asyncio.wait_for(proc.stdout.read(), 20)).decode()
         assert "the router is gone; stopped engine process groups" in rest
+        await wait_until(lambda: not folder.exists(), timeout=5)
     finally:
         if proc.returncode is None:
             proc.kill()
