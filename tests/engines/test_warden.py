@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import openai
 
 from engines.warden import read_orders, stop_groups
-from tests.waiting import wait_until
+from tests.waiting import line_matching, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_SERVER = Path(__file__).resolve().parent / "fake_server.py"
@@ -93,34 +92,26 @@ async def test_engines_stop_when_the_router_is_sigkilled(tmp_path: Path) -> None
         sys.executable, "-m", "router", "serve", "--config", str(config), "--port", "0",
         "--log-format", "text", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=str(ROOT))
     lines: list[str] = []
-
-    async def line_matching(pattern: str) -> re.Match[str]:
-        assert proc.stdout is not None
-        while True:
-            raw = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert raw, "serve exited early:\n" + "\n".join(lines)
-            lines.append(raw.decode().rstrip())
-            found = re.search(pattern, lines[-1])
-            if found:
-                return found
+    assert proc.stdout is not None
+    out = proc.stdout
 
     try:
-        url = (await line_matching(r"listening url=(http://\S+)")).group(1)
+        url = (await line_matching(out, r"listening url=(http://\S+)", lines)).group(1)
         async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
             for model in ("ext", "demo"):
                 reply = await client.chat.completions.create(model=model, max_tokens=4,
                                                              messages=[{"role": "user", "content": "hi"}])
                 assert reply.choices[0].message.content
-        folder = Path((await line_matching(r"listening on unix:(\S+)/demo\.sock")).group(1))
-        worker = int((await line_matching(r"agentgate engine ready: model=demo .* pid=(\d+)")).group(1))
+        folder = Path((await line_matching(out, r"listening on unix:(\S+)/demo\.sock", lines)).group(1))
+        ready = await line_matching(out, r"agentgate engine ready: model=demo .* pid=(\d+)", lines)
+        worker = int(ready.group(1))
         engine, grandchild = int(pidfile.read_text()), int(childfile.read_text())
         assert not any(gone(p) for p in (engine, grandchild, worker)) and folder.is_dir()  # noqa: ASYNC240
 
         proc.kill()
         await proc.wait()
         await wait_until(lambda: all(gone(p) for p in (engine, grandchild, worker)), timeout=20)
-        assert proc.stdout is not None
-        rest = (await asyncio.wait_for(proc.stdout.read(), 20)).decode()
+        rest = (await asyncio.wait_for(out.read(), 20)).decode()
         assert "the router is gone; stopped engine process groups" in rest
         await wait_until(lambda: not folder.exists(), timeout=5)
     finally:

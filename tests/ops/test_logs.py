@@ -16,6 +16,7 @@ import pytest
 
 from tests.fakes.openai_upstream import FakeUpstream, Step
 from tests.ops.conftest import LogCapture
+from tests.waiting import line_matching
 
 UPSTREAM_KEY = "sk-upstream-secret-3c4d5e6f7a"
 CLIENT_KEY = "sk-client-secret-8b9c0d1e2f"
@@ -158,33 +159,27 @@ async def test_serve_text_logs_level_and_sighup_without_mlx(fakes, tmp_path: Pat
         cwd=str(ROOT))
     lines: list[str] = []
     try:
-        async def line_matching(pattern: str) -> re.Match[str]:
-            assert proc.stdout is not None
-            while True:
-                raw = await asyncio.wait_for(proc.stdout.readline(), 20)
-                assert raw, "serve exited early:\n" + "\n".join(lines)
-                lines.append(raw.decode().rstrip())
-                found = re.search(pattern, lines[-1])
-                if found:
-                    return found
+        assert proc.stdout is not None
+        out = proc.stdout
 
-        url = (await line_matching(r"listening url=(http://\S+)")).group(1)
+        url = (await line_matching(out, r"listening url=(http://\S+)", lines)).group(1)
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0)
         await client.chat.completions.create(model="demo", messages=HI, extra_headers={"x-request-id": "cli-1"})
-        access = await line_matching(r"agentgate\.access: request request_id=cli-1 ")
+        access = await line_matching(out, r"agentgate\.access: request request_id=cli-1 ", lines)
         assert "key_name=alice" in access.string and "status=200" in access.string
         assert not access.string.lstrip().startswith("{")  # text, not JSON
 
         path.write_text(cfg(up.url).replace("models:\n", "models:\n  - {name: fresh, provider: up}\n"),
                         encoding="utf-8")
         proc.send_signal(signal.SIGHUP)
-        await line_matching(r"config reloaded trigger=signal")
+        await line_matching(out, r"config reloaded trigger=signal", lines)
         reply = await client.chat.completions.create(model="fresh", messages=HI)
         assert reply.choices[0].message.content == "echo: hi"
 
         path.write_text("server: [", encoding="utf-8")
         proc.send_signal(signal.SIGHUP)
-        await line_matching(r"ERROR .*config reload rejected, still serving the previous config: .*invalid YAML")
+        await line_matching(out, r"ERROR .*config reload rejected, still serving the previous config: .*invalid YAML",
+                            lines)
         assert (await client.chat.completions.create(model="fresh", messages=HI)).choices[0].message.content
 
         proc.send_signal(signal.SIGTERM)
