@@ -215,14 +215,21 @@ models:
         assert_echo(c, f"ok:{i} recovered", "a")
 
 
-async def test_non_json_body_is_a_clean_502(content_upstreams, router):
-    up = await content_upstreams()
-    r = await router(f"""
+def one_provider(url: str, renamed: str | None = None) -> str:
+    """Model `m` on one OpenAI-compatible upstream, without retries (so each fault reaches the client); with
+    `renamed`, also model `renamed` sent upstream under that name."""
+    extra = f"  - {{name: renamed, provider: lab, model: {renamed}}}\n" if renamed else ""
+    return f"""
 providers:
-  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
+  lab: {{type: openai, base_url: '{url}', retries: 0}}
 models:
   - {{name: m, provider: lab}}
-""")
+{extra}"""
+
+
+async def test_non_json_body_is_a_clean_502(content_upstreams, router):
+    up = await content_upstreams()
+    r = await router(one_provider(up.url))
     async with aiohttp.ClientSession() as s:
         answers = await asyncio.gather(chat(s, r.url, "m", "nonjson please"),
                                        *(chat(s, r.url, "m", f"ok:{i} fine") for i in range(8)))
@@ -245,12 +252,7 @@ def assert_clean_stream_failure(c: Chat) -> None:
 
 async def test_non_sse_body_on_a_stream_request_is_a_clean_error(content_upstreams, router):
     up = await content_upstreams()
-    r = await router(f"""
-providers:
-  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-""")
+    r = await router(one_provider(up.url))
     async with aiohttp.ClientSession() as s:
         bad = await chat(s, r.url, "m", "nonjson stream", stream=True)
     assert b"<html>" not in bad.raw
@@ -259,13 +261,7 @@ models:
 
 async def test_truncated_stream_ends_with_an_error_event(content_upstreams, router):
     up = await content_upstreams()
-    r = await router(f"""
-providers:
-  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-  - {{name: renamed, provider: lab, model: other}}
-""")
+    r = await router(one_provider(up.url, renamed="other"))
     async with aiohttp.ClientSession() as s:
         answers = await asyncio.gather(chat(s, r.url, "m", "truncated here and more", stream=True),
                                        chat(s, r.url, "renamed", "truncated here and more", stream=True),
@@ -346,13 +342,7 @@ async def test_requests_with_tools_reach_the_upstream_intact(content_upstreams, 
     if not repair_ready():
         pytest.skip("the repair library is not importable yet")
     up = await content_upstreams()
-    r = await router(f"""
-providers:
-  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-  - {{name: renamed, provider: lab, model: up-m}}
-""")
+    r = await router(one_provider(up.url, renamed="up-m"))
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
     body = {**chat_body(model, "ok:1 weather please", stream), "tools": tools, "temperature": 0.25}
