@@ -89,12 +89,30 @@ def check_int(body: dict[str, Any], name: str, lo: int, required: bool = False) 
 
 
 @dataclass(slots=True)
+class ToolFragment:
+    """One streamed tool-call delta: `index` says which call it continues; `arguments` is the new text."""
+
+    index: int
+    id: Any = None
+    name: str = ""
+    arguments: str = ""
+
+
+def _fragment(call: dict[str, Any]) -> ToolFragment:
+    fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+    args = fn.get("arguments")
+    index = call.get("index", 0)
+    return ToolFragment(index if isinstance(index, int) else 0, call.get("id"), str(fn.get("name") or ""),
+                        args if isinstance(args, str) else "")
+
+
+@dataclass(slots=True)
 class ChunkParts:
     """What one OpenAI chat-completion chunk carries for choice 0, unpacked once for every stream translator."""
 
     reasoning: str = ""
     content: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolFragment] = field(default_factory=list)
     finish_reason: str | None = None
     stop_reason: Any = None  # vLLM-style hint: which stop string matched
 
@@ -110,7 +128,7 @@ def chunk_parts(doc: dict[str, Any]) -> list[ChunkParts]:
         parts.append(ChunkParts(
             reasoning=reasoning if isinstance(reasoning, str) else "",
             content=content if isinstance(content, str) else "",
-            tool_calls=[c for c in delta.get("tool_calls") or [] if isinstance(c, dict)],
+            tool_calls=[_fragment(c) for c in delta.get("tool_calls") or [] if isinstance(c, dict)],
             finish_reason=choice.get("finish_reason") or None,
             stop_reason=choice.get("stop_reason"),
         ))

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import ApiError
 from .common import (
+    ToolFragment,
     arguments_object,
     check_int,
     check_number,
@@ -504,22 +505,20 @@ class MessagesStream:
         out.append(self._delta({"type": "text_delta", "text": text}))
         return out
 
-    def _tool(self, call: dict[str, Any]) -> list[bytes]:
-        index = call.get("index", 0)
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-        args = fn.get("arguments")
+    def _tool(self, call: ToolFragment) -> list[bytes]:
+        index, args = call.index, call.arguments
         out: list[bytes] = []
         if index not in self._tool_blocks:
             self._pending_ws = ""
             self._saw_tool = True
-            out += self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.get("id")),
-                                                 "name": str(fn.get("name") or ""), "input": {}})
+            out += self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id),
+                                                 "name": call.name, "input": {}})
             self._tool_blocks[index] = self._index
             self._open_tool = index
             self.blocks[-1]["partial_json"] = ""
         elif self._open_tool != index:
             return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
-        if isinstance(args, str) and args:
+        if args:
             self.blocks[-1]["partial_json"] += args
             out.append(self._delta({"type": "input_json_delta", "partial_json": args}))
         return out

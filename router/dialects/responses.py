@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ApiError
-from .common import arguments_object, check_int, check_number, check_type, chunk_parts, invalid, new_id, sse_event
+from .common import (
+    ToolFragment,
+    arguments_object,
+    check_int,
+    check_number,
+    check_type,
+    chunk_parts,
+    invalid,
+    new_id,
+    sse_event,
+)
 
 _ROLES = ("user", "assistant", "system", "developer")
 _TOOL_CHOICES = ("auto", "none", "required")
@@ -471,21 +481,19 @@ class ResponsesStream:
                                                               "content_index": 0, "delta": text, "logprobs": []}))
         return out
 
-    def _tool(self, call: dict[str, Any]) -> list[bytes]:
-        index = call.get("index", 0)
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-        args = fn.get("arguments")
+    def _tool(self, call: ToolFragment) -> list[bytes]:
+        index, args = call.index, call.arguments
         out: list[bytes] = []
         if index not in self._tools:
             self._pending_ws = ""
-            item = _call_item(call.get("id"), str(fn.get("name") or ""), "", status="in_progress")
+            item = _call_item(call.id, call.name, "", status="in_progress")
             out += self._add(item, dict(item))
             self._tools[index] = item
             self._open_tool = index
         elif self._open_tool != index:
             return out  # a fragment for an item already closed cannot be placed; repaired calls arrive whole
         item = self._tools[index]
-        if isinstance(args, str) and args:
+        if args:
             item["arguments"] += args
             out.append(self._event("response.function_call_arguments.delta", {
                 "item_id": item["id"], "output_index": self.items.index(item), "delta": args}))
