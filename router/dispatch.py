@@ -18,7 +18,7 @@ from .metrics import Metrics
 from .resilience import QueueFull, backoff_delay
 from .routing import Hop, Route
 from .runtime import Runtime
-from .upstream.base import Reply, Upstream, UpstreamUnavailable
+from .upstream.base import BodyTooLarge, Reply, Upstream, UpstreamUnavailable
 
 log = logging.getLogger("agentgate")
 
@@ -96,7 +96,7 @@ async def dispatch(rt: Runtime, metrics: Metrics, ex: Exchange, route: Route, bo
                 continue
             try:
                 opened, retry_after, last = await _attempt(up, target, hop, metrics, ex, route, body, raw, path,
-                                                           stream, headers)
+                                                           stream, headers, rt.config.server.max_upstream_body_bytes)
             except QueueFull as full:
                 up.breaker.release_probe()
                 last = ApiError(429, f"Too many requests queued for provider {up.name!r}; retry shortly.",
@@ -105,13 +105,16 @@ async def dispatch(rt: Runtime, metrics: Metrics, ex: Exchange, route: Route, bo
             if opened is not None:
                 return opened
             attempt += 1
-            if attempt > up.config.policy.retries or (last is not None and last.code == "engine_crashed"):
+            if attempt > up.config.policy.retries or (last is not None and last.code in _FINAL_CODES):
                 break
             ex.retries += 1
             metrics.child(metrics.retries, up.name).inc()
             await asyncio.sleep(backoff_delay(attempt, up.config.policy, retry_after))
     assert last is not None
     raise last
+
+
+_FINAL_CODES = frozenset({"engine_crashed", "upstream_body_too_large"})  # retrying would not help
 
 
 def _unusable(rt: Runtime, hop: Hop) -> ApiError:
@@ -123,7 +126,8 @@ def _unusable(rt: Runtime, hop: Hop) -> ApiError:
 
 async def _attempt(up: Upstream, target: Target, hop: Hop, metrics: Metrics, ex: Exchange, route: Route,
                    body: dict[str, Any], raw: bytes, path: str, stream: bool,
-                   headers: Mapping[str, str]) -> tuple[Opened | None, str | None, ApiError | None]:
+                   headers: Mapping[str, str], body_limit: int | None = None,
+                   ) -> tuple[Opened | None, str | None, ApiError | None]:
     """One try against one upstream. Returns (opened, retry_after, error)."""
     queued = metrics.child(metrics.queued, up.name)
     queued.set(up.limiter.queued + 1)
@@ -144,7 +148,7 @@ async def _attempt(up: Upstream, target: Target, hop: Hop, metrics: Metrics, ex:
         status = reply.status
         if status == 429 or status >= 500:
             retry_after = reply.headers.get("Retry-After")
-            detail = _upstream_message(await reply.read(), up.config.api_key)
+            detail = _upstream_message(await reply.read(body_limit), up.config.api_key)
             await reply.close()
             reply = None
             _release(up, metrics)
@@ -176,7 +180,7 @@ async def _attempt(up: Upstream, target: Target, hop: Hop, metrics: Metrics, ex:
                     first = chunk
                     break
         else:
-            first = await reply.read()
+            first = await reply.read(body_limit)
         up.breaker.success()
         return Opened(reply, up, hop, target, first, metrics), None, None
     except asyncio.CancelledError:
@@ -185,6 +189,14 @@ async def _attempt(up: Upstream, target: Target, hop: Hop, metrics: Metrics, ex:
             await reply.close()
         _release(up, metrics)
         raise
+    except BodyTooLarge as exc:
+        if reply is not None:
+            await reply.close()
+        _release(up, metrics)
+        up.breaker.failure()
+        metrics.child(metrics.upstream_errors, up.name, "too_large").inc()
+        return None, None, ApiError(502, f"Upstream {up.name!r} sent a body past the bound: {exc}",
+                                    "upstream_body_too_large")
     except UpstreamUnavailable as exc:
         _release(up, metrics)
         up.breaker.release_probe()

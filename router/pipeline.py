@@ -18,19 +18,19 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, repair_message
 
+from . import relay
 from .api.common import REPAIR_HEADER, upstream_headers
 from .config.model import RepairPolicy
 from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
+from .relay import UpstreamReader
 from .routing import Route
 from .runtime import Runtime
-from .sse import EventSplitter, event_data
 from .state import AppState
 
 REPAIRS_HEADER = "x-agentgate-repairs"
@@ -105,12 +105,25 @@ async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route
             body = _feedback(body, *outcome)
         raise AssertionError("unreachable")
     gen = _stream_chunks(state, rt, ex, route, body, policy, repairing, attempts, headers)
-    first = await gen.__anext__()  # raises before anything is sent to the client
+    first_task = asyncio.ensure_future(gen.__anext__())
+    try:
+        # the first chunk decides between an error status and a stream; past the keepalive interval the stream
+        # starts anyway (keepalives flow, and a later failure is the stream's terminal error event)
+        done, _ = await asyncio.wait({first_task}, timeout=relay.KEEPALIVE_S)
+    except asyncio.CancelledError:
+        first_task.cancel()
+        await gen.aclose()
+        raise
+    if done:
+        first = first_task.result()  # raises before anything is sent to the client
 
     async def chained() -> AsyncIterator[dict[str, Any]]:
-        yield first
-        async for c in gen:
-            yield c
+        try:
+            yield first if done else await first_task
+            async for c in gen:
+                yield c
+        except UpstreamStatus as up:
+            raise up.api_error() from None
 
     return ChatReply(chunks=_closing(chained(), gen), headers={"x-agentgate-provider": ex.provider})
 
@@ -205,10 +218,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         new_msg = result.message()
         rest = {k: v for k, v in msg.items() if k not in ("content", "tool_calls", "reasoning_content")}
         choice["message"] = {**rest, **new_msg}
-        if result.tool_calls:
-            choice["finish_reason"] = "tool_calls"
-        elif choice.get("finish_reason") == "tool_calls":
-            choice["finish_reason"] = "stop"
+        choice["finish_reason"] = _finish_reason(choice.get("finish_reason"), bool(result.tool_calls))
         kinds.update(r.kind for r in result.repairs)
     return sorted(kinds)
 
@@ -226,41 +236,6 @@ class _Envelope:
         return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
 
-async def _events(opened: Opened) -> AsyncIterator[dict[str, Any]]:
-    """The upstream's SSE as parsed chunk documents (mid-stream failures raise ApiError)."""
-    splitter = EventSplitter()
-    chunk = opened.first
-    chunks = opened.reply.chunks()
-    try:
-        while True:
-            for event in splitter.feed(chunk):
-                data = event_data(event)
-                if data is None or data.strip() == b"[DONE]":
-                    continue
-                try:
-                    doc = json.loads(data)
-                except ValueError:
-                    continue
-                if isinstance(doc, dict):
-                    if "error" in doc and "choices" not in doc:
-                        detail = str(doc["error"])
-                        if opened.upstream.config.api_key:
-                            detail = detail.replace(opened.upstream.config.api_key, "[redacted]")
-                        raise ApiError(502, f"Upstream {opened.upstream.name!r} failed mid-stream: "
-                                       f"{detail[:200]}", "upstream_error_mid_stream")
-                    yield doc
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                break
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-            asyncio.TimeoutError) as exc:
-        opened.upstream.breaker.failure()
-        what = "stalled" if isinstance(exc, asyncio.TimeoutError) else "failed"
-        raise ApiError(502, f"Upstream {opened.upstream.name!r} {what} mid-stream.",
-                       "upstream_timeout_mid_stream" if what == "stalled" else "upstream_reset_mid_stream") from None
-
-
 async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Route, body: dict[str, Any],
                          policy: RepairPolicy, repairing: bool, attempts: int,
                          headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
@@ -271,8 +246,9 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
                 _whole_doc(opened, ex, route)  # raises the right error
             ex.status = 200
             env = _Envelope(route.requested)
+            reader = UpstreamReader(opened, ex, state.metrics, rt.config.server.max_upstream_event_bytes)
             if not repairing:
-                async for doc in _events(opened):
+                async for doc in reader.docs():
                     _absorb(doc, env, ex)
                     doc["model"] = route.requested
                     yield doc
@@ -281,7 +257,7 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
             result: RepairResult | None = None
             sent = retry = False
             tool_choice = body.get("tool_choice")
-            async with aclosing(_repaired(opened, env, ex, body, policy, raw)) as items:
+            async with aclosing(_repaired(reader, env, ex, body, policy, raw)) as items:
                 async for item in items:
                     if isinstance(item, RepairResult):
                         result = item
@@ -301,14 +277,23 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
             assert result is not None
             if not sent:
                 yield env.chunk({"role": "assistant", "content": ""})
-            reason = "tool_calls" if result.tool_calls else (
-                "stop" if env.finish_reason in (None, "tool_calls") else env.finish_reason)
+            reason = _finish_reason(env.finish_reason, bool(result.tool_calls))
             yield env.chunk({}, reason)
             if env.usage is not None:
                 yield {**env.base, "choices": [], "usage": env.usage}
             return
         finally:
             await opened.close()
+
+
+def _finish_reason(upstream: str | None, calls: bool) -> str:
+    """A stream cut by max_tokens says "length" whatever was made of it, like OpenAI's own; otherwise
+    "tool_calls" when calls were made."""
+    if upstream == "length":
+        return "length"
+    if calls:
+        return "tool_calls"
+    return "stop" if upstream in (None, "tool_calls") else upstream
 
 
 def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
@@ -321,7 +306,7 @@ def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
         env.usage = usage
 
 
-async def _repaired(opened: Opened, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
+async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
                     raw: list[str]) -> AsyncIterator[dict[str, Any] | RepairResult]:
     """Upstream chunks through the StreamRepairer: prose streams at once, only text that may begin a call is
     held back. Yields chunk documents; the final RepairResult comes before the calls it completes, so the caller
@@ -343,7 +328,7 @@ async def _repaired(opened: Opened, env: _Envelope, ex: Exchange, body: dict[str
                                                       "function": {"name": ev.name, "arguments": ev.arguments}}]}))
         return out
 
-    async for doc in _events(opened):
+    async for doc in reader.docs():
         _absorb(doc, env, ex)
         for choice in doc.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:

@@ -5,32 +5,60 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class UpstreamTooLarge(Exception):
+    """An upstream body or event went past its bound."""
+
+
+# --- bounded reading ---------------------------------------------------------------------------------------------
 
 class EventSplitter:
-    """Feed raw bytes, get back complete events (each including its trailing blank line)."""
+    """Raw bytes in, complete SSE events out (each with its trailing blank line, CRLF normalised). A partial
+    event is kept as a list of pieces (no quadratic re-joining) and may not grow past `limit` bytes."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_cr", "_parts", "_size", "limit")
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, limit: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self.limit = limit
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._cr = False
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._buf + chunk
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
+        if self._cr:
+            chunk, self._cr = b"\r" + chunk, False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                chunk, self._cr = chunk[:-1], True
+            chunk = chunk.replace(b"\r\n", b"\n")
         events: list[bytes] = []
         start = 0
+        if self._parts and chunk[:1] == b"\n" and self._parts[-1].endswith(b"\n"):
+            events.append(b"".join(self._parts) + b"\n")
+            self._parts, self._size, start = [], 0, 1
         while True:
-            end = buf.find(b"\n\n", start)
+            end = chunk.find(b"\n\n", start)
             if end < 0:
                 break
-            events.append(buf[start:end + 2])
+            if self._parts:
+                events.append(b"".join(self._parts) + chunk[start:end + 2])
+                self._parts, self._size = [], 0
+            else:
+                events.append(chunk[start:end + 2])
             start = end + 2
-        self._buf = buf[start:]
+        if start < len(chunk):
+            self._parts.append(chunk[start:] if start else chunk)
+            self._size += len(chunk) - start
+            if self._size > self.limit:
+                self._parts, self._size = [], 0
+                raise UpstreamTooLarge(f"an event longer than {self.limit} bytes")
         return events
 
     def rest(self) -> bytes:
-        rest, self._buf = self._buf, b""
+        rest = b"".join(self._parts)
+        self._parts, self._size = [], 0
         return rest
 
 

@@ -8,15 +8,12 @@ Anthropic-shaped.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
 from typing import Any, Protocol
 
-import aiohttp
 from aiohttp import web
 
-from .. import pipeline
+from .. import pipeline, relay
 from ..config.model import ClientKey
 from ..dialects import messages as dialect
 from ..errors import ApiError
@@ -25,7 +22,7 @@ from ..routing import Route
 from ..runtime import Runtime
 from ..state import STATE
 from . import common
-from .openai_routes import JSON_HEADERS, SSE_HEADERS
+from .openai_routes import JSON_HEADERS
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
 
@@ -54,38 +51,12 @@ def json_response(doc: dict[str, Any], headers: dict[str, str]) -> web.Response:
 
 async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.ChatReply, translator: Translator,
                             headers: dict[str, str],
-                            before_finish: Callable[[], Awaitable[None]] | None = None) -> web.StreamResponse:
-    """Chunk documents through a dialect translator onto the wire. A failure after the first byte ends the
-    stream with the dialect's error event. `before_finish` runs once the last events are known, before they are
-    sent (a client reacting to the final event finds whatever it stored)."""
+                            before_finish: Callable[[], Awaitable[None]] | None = None,
+                            keepalive: bytes = relay.MESSAGES_PING) -> web.StreamResponse:
+    """Chunk documents through a dialect translator onto the wire, by the one stream writer (see `relay`)."""
     assert reply.chunks is not None
-    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
-    await resp.prepare(request)
-    ex.ttft = time.perf_counter() - ex.started
-    try:
-        async with aclosing(reply.chunks) as chunks:  # type: ignore[type-var]
-            async for doc in chunks:
-                data = b"".join(translator.feed(doc))
-                if data:
-                    await resp.write(data)
-        final = b"".join(translator.finish())
-        if before_finish is not None:
-            await before_finish()
-        await resp.write(final)
-    except ApiError as err:
-        ex.error = err.code
-        try:
-            await resp.write(b"".join(translator.error(err)))
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            return resp
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        ex.error = "client_disconnected"
-        return resp
-    try:
-        await resp.write_eof()
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        ex.error = "client_disconnected"
-    return resp
+    return await relay.write_stream(request, ex, reply.chunks, relay.Translated(translator, keepalive), headers,
+                                    before_finish)
 
 
 async def chat_reply(request: web.Request, ex: Exchange, route: Route, chat: dict[str, Any],

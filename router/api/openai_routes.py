@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
+from .. import relay
 from ..config.model import ClientKey
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..runtime import Runtime
-from ..sse import RenameRewriter, Rewriter, encode_data
+from ..sse import RenameRewriter
 from ..state import STATE
 from . import common
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = relay.SSE_HEADERS
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -52,7 +50,7 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
             rename = opened.target.model != route.requested
             if stream and opened.reply.status == 200:
                 rewriter = RenameRewriter(opened.target.model or "", model) if rename else None
-                return await pipe_stream(request, ex, opened, rewriter)
+                return await pipe_stream(request, ex, opened, rt, rewriter)
             return respond_whole(ex, opened, model if rename else None)
         finally:
             await opened.close()
@@ -76,35 +74,7 @@ async def chat_repaired(request: web.Request, ex: Exchange, route: Any, body: di
         return web.Response(body=json.dumps(reply.doc, ensure_ascii=False).encode(),
                             headers={**JSON_HEADERS, **headers})
     assert reply.chunks is not None
-    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
-    await resp.prepare(request)
-    ex.ttft = time.perf_counter() - ex.started
-    try:
-        async for chunk in reply.chunks:
-            await resp.write(encode_data(chunk))
-        await resp.write(b"data: [DONE]\n\n")
-    except ApiError as err:
-        ex.error = err.code
-        await _write_quietly(resp, err.sse_event())
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        ex.error = "client_disconnected"
-        return resp
-    await _write_eof_quietly(resp, ex)
-    return resp
-
-
-async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
-    try:
-        await resp.write(data)
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        pass
-
-
-async def _write_eof_quietly(resp: web.StreamResponse, ex: Exchange) -> None:
-    try:
-        await resp.write_eof()
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        ex.error = "client_disconnected"
+    return await relay.write_stream(request, ex, reply.chunks, relay.OpenAIChunks(), headers)
 
 
 def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Response:
@@ -140,59 +110,11 @@ def scrub(body: bytes, secret: str | None) -> bytes:
     return body
 
 
-class _Truncated(Exception):
-    """The upstream ended its stream without `data: [DONE]`."""
-
-
-async def pipe_stream(request: web.Request, ex: Exchange, opened: Opened,
-                      rewriter: Rewriter | None) -> web.StreamResponse:
-    """Forward events as they arrive (a partial event waits for its end). After the first byte no retry is
-    possible: a failure, or a stream the upstream ends without `data: [DONE]`, ends it with a terminal error
-    event."""
-    rewriter = rewriter or Rewriter()
-    secret = opened.upstream.config.api_key  # an upstream that echoes it mid-stream must not reach the client
-    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, "x-request-id": ex.request_id,
-                                                   "x-agentgate-provider": opened.upstream.name})
-    ex.status = 200
-    await resp.prepare(request)
-    try:
-        chunk = rewriter.feed(opened.first)
-        if chunk:
-            await resp.write(scrub(chunk, secret))
-        ex.ttft = time.perf_counter() - ex.started
-        async for raw in opened.reply.chunks():
-            chunk = rewriter.feed(raw)
-            if not chunk:
-                continue
-            await resp.write(scrub(chunk, secret))
-            if b'"usage"' in chunk:
-                _usage_from_chunk(ex, chunk)
-        if not rewriter.done:
-            raise _Truncated
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-            asyncio.TimeoutError, _Truncated) as exc:
-        opened.upstream.breaker.failure()
-        kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else \
-            "truncated" if isinstance(exc, _Truncated) else "reset"
-        state = request.app[STATE]
-        state.metrics.child(state.metrics.upstream_errors, opened.upstream.name, kind).inc()
-        ex.error = f"upstream_{kind}_mid_stream"
-        what = {"timeout": "stalled", "reset": "failed", "truncated": "ended the stream early"}[kind]
-        err = ApiError(502, f"Upstream {opened.upstream.name!r} {what} mid-stream.", ex.error)
-        await _write_quietly(resp, err.sse_event())
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        ex.error = "client_disconnected"
-        return resp
-    await _write_eof_quietly(resp, ex)
-    return resp
-
-
-def _usage_from_chunk(ex: Exchange, chunk: bytes) -> None:
-    for line in chunk.split(b"\n"):
-        if line.startswith(b"data:") and b'"usage"' in line:
-            try:
-                doc = json.loads(line[5:])
-            except ValueError:
-                continue
-            if isinstance(doc, dict):
-                ex.usage_from(doc.get("usage"))
+async def pipe_stream(request: web.Request, ex: Exchange, opened: Opened, rt: Runtime,
+                      rewriter: RenameRewriter | None) -> web.StreamResponse:
+    """Forward events as they arrive (a partial event waits for its end), through the one upstream reader: after
+    the first byte no retry is possible, and a failure or a stream cut short ends with a terminal error event."""
+    reader = relay.UpstreamReader(opened, ex, request.app[STATE].metrics, rt.config.server.max_upstream_event_bytes)
+    encoder = relay.PassThrough(reader, rewriter.event if rewriter is not None else None)
+    headers = {"x-request-id": ex.request_id, "x-agentgate-provider": opened.upstream.name}
+    return await relay.write_stream(request, ex, reader.raw(), encoder, headers)

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import relay
 from ..config.model import ClientKey
 from ..dialects import responses as dialect
 from ..dialects.common import new_id
@@ -113,7 +114,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             if req.store and final is not None and final["status"] != "failed":
                 await _save(request, _stored(resp_id, owner, final, conversation, translator.items))
 
-        return await stream_translated(request, ex, reply, translator, headers, before_finish)
+        return await stream_translated(request, ex, reply, translator, headers, before_finish,
+                                      relay.OPENAI_KEEPALIVE)
 
     return await common.handle_exchange(request, "responses", handle)
 

@@ -181,6 +181,9 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
         log_format=srv.get("log_format", "json"),
         log_level=srv.get("log_level", "info"),
         access_log=srv.get("access_log", True),
+        max_upstream_body_bytes=int(srv.get("max_upstream_body_mb", 64) * 1024 * 1024),
+        max_upstream_event_bytes=int(srv.get("max_upstream_event_mb", 16) * 1024 * 1024),
+        max_stream_repair_chars=int(srv.get("max_stream_repair_kchars", 1024) * 1024),
     )
     default_policy = _policy(doc.get("defaults", {}), Policy())
     leftovers = {p: v for p, v in missing.items() if p[:1] not in (("providers",), ("server",))}

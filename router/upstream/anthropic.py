@@ -13,7 +13,7 @@ import aiohttp
 from ..config.model import ProviderConfig
 from ..dialects import anthropic_wire as wire
 from ..sse import EventSplitter, event_data
-from .base import Reply, Upstream, UpstreamUnavailable, with_timeout
+from .base import Reply, Upstream, UpstreamUnavailable, read_limited, with_timeout
 from .openai import client_timeout
 
 API_VERSION = "2023-06-01"
@@ -39,8 +39,8 @@ class AnthropicReply:
         self._pending: deque[bytes] = deque()
         self._eof = False
 
-    async def read(self) -> bytes:
-        body = await self._resp.read()
+    async def read(self, limit: int | None = None) -> bytes:
+        body = await read_limited(self._resp, limit)
         if self._secret:
             body = body.replace(self._secret.encode(), b"[redacted]")
         if self.status != 200:

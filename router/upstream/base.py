@@ -21,11 +21,30 @@ class Reply(Protocol):
     status: int
     headers: Mapping[str, str]
 
-    async def read(self) -> bytes: ...
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole (decompressed) body; raises `BodyTooLarge` past `limit` bytes."""
+        ...
 
     def chunks(self) -> AsyncIterator[bytes]: ...
 
     async def close(self) -> None: ...
+
+
+class BodyTooLarge(Exception):
+    """An upstream body went past its bound (counted after decompression)."""
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int | None) -> bytes:
+    if limit is None:
+        return await resp.read()
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"Upstream body larger than {limit} bytes.")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class UpstreamUnavailable(Exception):
@@ -82,8 +101,8 @@ class AiohttpReply:
         self.headers = resp.headers
         self._on_close = on_close
 
-    async def read(self) -> bytes:
-        return await self._resp.read()
+    async def read(self, limit: int | None = None) -> bytes:
+        return await read_limited(self._resp, limit)
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._resp.content.iter_any()

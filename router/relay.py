@@ -1,0 +1,373 @@
+"""The one reader of upstream streams and the one writer of streamed responses.
+
+`UpstreamReader` is the only place that reads an upstream's event stream: it splits events (each bounded in
+size), detects the end (`data: [DONE]` or a `finish_reason`; a stream that stops without either was cut off),
+turns an upstream error event, an idle timeout or a reset into one `ApiError`, counts
+`agentgate_upstream_errors_total`, trips the breaker, and redacts the provider's key from the decoded text.
+
+`write_stream` is the only writer of a streamed response: it sends what an `Encoder` makes of each item (raw
+events for the pass-through, OpenAI chunks, Messages events, Responses events), keeps the connection alive while
+nothing was sent for `KEEPALIVE_S` seconds (`: keepalive` comments on OpenAI routes, `event: ping` on Messages),
+and ends a failed stream with the dialect's one terminal error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from .errors import ApiError
+from .exchange import Exchange
+from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
+
+KEEPALIVE_S = 10.0
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+# --- redaction ---------------------------------------------------------------------------------------------------
+
+def _redact_value(value: Any, secret: str) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        return (value.replace(secret, "[redacted]"), True) if secret in value else (value, False)
+    if isinstance(value, dict):
+        changed = False
+        out = {}
+        for k, v in value.items():
+            v2, c = _redact_value(v, secret)
+            k2, ck = _redact_value(k, secret)
+            out[k2] = v2
+            changed = changed or c or ck
+        return (out, True) if changed else (value, False)
+    if isinstance(value, list):
+        items = [_redact_value(v, secret) for v in value]
+        if any(c for _, c in items):
+            return [v for v, _ in items], True
+    return value, False
+
+
+def redact_text(text: str, secret: str | None) -> str:
+    return text.replace(secret, "[redacted]") if secret and secret in text else text
+
+
+class Redactor:
+    """Removes one secret from event payloads, judged on the decoded JSON text (an escaped `\\u0073k-...` is the
+    same key). The fast path looks at bytes only: an encoding of the key either holds it literally or holds a
+    JSON escape."""
+
+    __slots__ = ("_escape_slash", "_raw", "secret")
+
+    def __init__(self, secret: str | None) -> None:
+        self.secret = secret or None
+        self._raw = secret.encode() if secret else b""
+        self._escape_slash = bool(secret) and "/" in (secret or "")
+
+    def suspicious(self, data: bytes) -> bool:
+        return bool(self._raw) and (self._raw in data or b"\\u" in data or (self._escape_slash and b"\\/" in data))
+
+    def doc(self, doc: Any) -> Any:
+        if self.secret is None:
+            return doc
+        return _redact_value(doc, self.secret)[0]
+
+    def event(self, event: bytes, data: bytes | None) -> bytes:
+        """`event` with the secret removed (re-encoded only when the decoded payload held it)."""
+        assert self.secret is not None
+        if data is not None:
+            try:
+                doc = json.loads(data)
+            except ValueError:
+                doc = None
+            if doc is not None:
+                clean, changed = _redact_value(doc, self.secret)
+                if changed:
+                    return b"data: " + json.dumps(clean, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+                return event
+        return event.replace(self._raw, b"[redacted]")
+
+
+# --- the reader --------------------------------------------------------------------------------------------------
+
+class Opened(Protocol):  # the parts of dispatch.Opened the reader uses
+    first: bytes
+
+    @property
+    def reply(self) -> Any: ...
+
+    @property
+    def upstream(self) -> Any: ...
+
+
+@dataclass(slots=True)
+class UpEvent:
+    raw: bytes  # the event as it goes to a pass-through client (redacted)
+    doc: dict[str, Any] | None  # the parsed payload (parsed streams only)
+
+
+_FINISH_NULL = (b'"finish_reason":null', b'"finish_reason": null')
+
+
+class UpstreamReader:
+    """Reads one opened upstream stream (OpenAI chat-completion SSE; other kinds are translated into it by their
+    upstream class). Iterate `raw()` for the pass-through (payloads are parsed only when they carry usage, a
+    finish_reason, an error or possibly the key) or `docs()` for parsed chunk documents. Either raises ApiError
+    when the stream fails, and ends normally only when the upstream finished."""
+
+    def __init__(self, opened: Any, ex: Exchange, metrics: Any, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+                 ) -> None:
+        self.opened = opened
+        self.ex = ex
+        self.metrics = metrics
+        self.splitter = EventSplitter(max_event_bytes)
+        self.redactor = Redactor(opened.upstream.config.api_key)
+        self.done = False  # data: [DONE] went by
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def _fail(self, kind: str, exc: BaseException | None = None) -> ApiError:
+        up = self.opened.upstream
+        if kind != "error_event":
+            up.breaker.failure()
+        self.metrics.child(self.metrics.upstream_errors, up.name, kind).inc()
+        what = {"timeout": "stalled mid-stream", "reset": "failed mid-stream",
+                "truncated": "ended the stream early (no finish_reason and no [DONE])",
+                "too_large": f"sent {exc}" if exc else "sent an event past the size bound",
+                }.get(kind, "failed mid-stream")
+        code = {"too_large": "upstream_event_too_large"}.get(kind, f"upstream_{kind}_mid_stream")
+        return ApiError(502, f"Upstream {up.name!r} {what}.", code)
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        chunks = self.opened.reply.chunks()
+        splitter = self.splitter
+        try:
+            for event in splitter.feed(self.opened.first):
+                yield event
+            async for chunk in chunks:
+                for event in splitter.feed(chunk):
+                    yield event
+            splitter.rest()  # an event without its blank line at the end is incomplete: dropped, as SSE says
+        except UpstreamTooLarge as exc:
+            raise self._fail("too_large", exc) from None
+        except asyncio.TimeoutError:
+            raise self._fail("timeout") from None
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                ConnectionResetError):
+            raise self._fail("reset") from None
+        if not self.done and self.finish_reason is None:
+            raise self._fail("truncated")
+
+    def _inspect(self, data: bytes) -> dict[str, Any] | None:
+        """The payload parsed, with the end, usage and upstream errors noted; None when it is not an object."""
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict):
+            return None
+        if "error" in doc and "choices" not in doc:
+            err = doc["error"]
+            detail = err.get("message") if isinstance(err, dict) else err
+            detail = redact_text(str(detail if detail is not None else err), self.redactor.secret)
+            self._fail("error_event")
+            raise ApiError(502, f"Upstream {self.opened.upstream.name!r} failed mid-stream: {detail[:300]}",
+                           "upstream_error_mid_stream")
+        for choice in doc.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+        usage = doc.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
+            self.ex.usage_from(usage)
+        return doc
+
+    async def raw(self) -> AsyncIterator[UpEvent]:
+        redactor = self.redactor
+        async for event in self._events():
+            data = event_data(event)
+            if data is None:
+                yield UpEvent(event, None)
+                continue
+            if data.strip() == b"[DONE]":
+                self.done = True
+                yield UpEvent(event, None)
+                continue
+            if (b'"usage"' in data or b'"error"' in data or redactor.suspicious(data)
+                    or (b'"finish_reason"' in data and not any(n in data for n in _FINISH_NULL))):
+                self._inspect(data)
+                if redactor.suspicious(data):
+                    event = redactor.event(event, data)
+            yield UpEvent(event, None)
+
+    async def docs(self) -> AsyncIterator[dict[str, Any]]:
+        redactor = self.redactor
+        async for event in self._events():
+            data = event_data(event)
+            if data is None:
+                continue
+            if data.strip() == b"[DONE]":
+                self.done = True
+                continue
+            doc = self._inspect(data)
+            if doc is None:
+                continue
+            if redactor.suspicious(data):
+                doc = redactor.doc(doc)
+            yield doc
+
+
+# --- the writer --------------------------------------------------------------------------------------------------
+
+class Encoder(Protocol):
+    """One dialect's stream encoding: items in, bytes out."""
+
+    keepalive: bytes
+
+    def feed(self, item: Any) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+    def error(self, err: ApiError) -> list[bytes]: ...
+
+
+class ClientGone(Exception):
+    pass
+
+
+class _Out:
+    """The response and the time of its last write; writes keepalives while it stays idle."""
+
+    def __init__(self, resp: web.StreamResponse, keepalive: bytes, interval: float) -> None:
+        self.resp = resp
+        self.keepalive = keepalive
+        self.interval = interval
+        self.last = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            await self.resp.write(data)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            raise ClientGone from None
+        self.last = time.monotonic()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.05, self.last + self.interval - time.monotonic()))
+            if time.monotonic() - self.last >= self.interval:
+                try:
+                    await self.write(self.keepalive)
+                except ClientGone:
+                    return
+
+    def start(self) -> None:
+        if self.keepalive and self.interval > 0:
+            self.task = asyncio.get_running_loop().create_task(self._beat())
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+
+async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[Any], encoder: Encoder,
+                       headers: dict[str, str],
+                       before_finish: Callable[[], Awaitable[None]] | None = None,
+                       interval: float | None = None) -> web.StreamResponse:
+    """Send `items` through `encoder` as one SSE response. An ApiError from `items` ends the stream with the
+    encoder's error event; `before_finish` runs once the last events are known, before they are sent (a client
+    reacting to the final event finds whatever it stored). `items` is closed however the stream ends."""
+    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+    await resp.prepare(request)
+    ex.status = 200
+    if ex.ttft is None:
+        ex.ttft = time.perf_counter() - ex.started
+    out = _Out(resp, encoder.keepalive, KEEPALIVE_S if interval is None else interval)
+    out.start()
+    try:
+        try:
+            async for item in items:
+                for data in encoder.feed(item):
+                    await out.write(data)
+            final = b"".join(encoder.finish())
+            if before_finish is not None:
+                await before_finish()
+            await out.write(final)
+        except ApiError as err:
+            ex.error = err.code
+            await out.write(b"".join(encoder.error(err)))
+        finally:
+            out.stop()
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        await resp.write_eof()
+    except (ClientGone, ConnectionResetError, aiohttp.ClientConnectionResetError):
+        ex.error = "client_disconnected"
+    return resp
+
+
+# --- encoders ----------------------------------------------------------------------------------------------------
+
+class PassThrough:
+    """Upstream events as they came (optionally rewritten, e.g. the model name); `[DONE]` added when the upstream
+    finished without one."""
+
+    keepalive = b": keepalive\n\n"
+
+    def __init__(self, reader: UpstreamReader, rewrite: Callable[[bytes], bytes] | None = None) -> None:
+        self.reader = reader
+        self.rewrite = rewrite
+
+    def feed(self, item: UpEvent) -> list[bytes]:
+        return [self.rewrite(item.raw) if self.rewrite is not None else item.raw]
+
+    def finish(self) -> list[bytes]:
+        return [] if self.reader.done else [b"data: [DONE]\n\n"]
+
+    def error(self, err: ApiError) -> list[bytes]:
+        return [err.sse_event()]
+
+
+class OpenAIChunks:
+    """Chunk documents as OpenAI chat-completion SSE."""
+
+    keepalive = b": keepalive\n\n"
+
+    def feed(self, item: dict[str, Any]) -> list[bytes]:
+        return [b"data: " + json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"]
+
+    def finish(self) -> list[bytes]:
+        return [b"data: [DONE]\n\n"]
+
+    def error(self, err: ApiError) -> list[bytes]:
+        return [err.sse_event()]
+
+
+class Translated:
+    """A dialect translator (Messages, Responses) as an encoder."""
+
+    def __init__(self, translator: Any, keepalive: bytes) -> None:
+        self.translator = translator
+        self.keepalive = keepalive
+
+    def feed(self, item: dict[str, Any]) -> list[bytes]:
+        return list(self.translator.feed(item))
+
+    def finish(self) -> list[bytes]:
+        return list(self.translator.finish())
+
+    def error(self, err: ApiError) -> list[bytes]:
+        return list(self.translator.error(err))
+
+
+MESSAGES_PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+OPENAI_KEEPALIVE = b": keepalive\n\n"
