@@ -60,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-threads", type=_positive, default=None,
                         help="on the CPU backend, CPU streams that long attention is split across "
                              "(default: usable cores, up to 8; 1 turns splitting off; no effect on a GPU)")
+    parser.add_argument("--kv-dir", metavar="PATH",
+                        help="keep prefix-cache entries in this folder too, so that the engine resumes cached "
+                             "conversations after an unload or restart (default: memory only)")
+    parser.add_argument("--kv-disk-bytes", type=parse_size, default=parse_size("4GiB"),
+                        help="bound of --kv-dir, e.g. 1GiB (default 4GiB; 0 disables)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -98,6 +103,8 @@ async def _main(args: argparse.Namespace) -> int:
         max_context=args.max_context,
         prefill_step_size=args.prefill_step,
         cpu_threads=args.cpu_threads,
+        kv_dir=args.kv_dir,
+        kv_disk_bytes=args.kv_disk_bytes,
     )
     port = DEFAULT_PORT if args.port is None else args.port
     try:

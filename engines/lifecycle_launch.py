@@ -59,8 +59,15 @@ def expand_command(command: str | Sequence[str], *, port: int, model: str | None
     return argv
 
 
-def plan_launch(spec: EngineSpec, *, runtime_dir: Path, python: str) -> Launch:
-    """Raises ValueError when the spec cannot be launched (empty command, socket path too long)."""
+def kv_dir(state_dir: Path, name: str) -> Path:
+    """`<state_dir>/kv/<name>`: where an MLX engine keeps its prefix cache across unloads and restarts."""
+    safe = _UNSAFE.sub("_", name)
+    return state_dir / "kv" / (safe if safe == name else f"{safe[:40]}-{_digest(name)}")
+
+
+def plan_launch(spec: EngineSpec, *, runtime_dir: Path, python: str, state_dir: Path | None = None) -> Launch:
+    """Raises ValueError when the spec cannot be launched (empty command, socket path too long). With a
+    `state_dir`, MLX engines keep their prefix cache on disk under it (unless their args choose a --kv-dir)."""
     env = {**os.environ, **spec.env}
     if spec.kind == "mlx":
         assert spec.model is not None
@@ -68,6 +75,8 @@ def plan_launch(spec: EngineSpec, *, runtime_dir: Path, python: str) -> Launch:
         argv = [python, "-m", "engines", "--model", spec.model, "--socket", str(sock), "--name", spec.name]
         if spec.tool_format:
             argv += ["--tool-format", spec.tool_format]
+        if state_dir is not None and not any(a.split("=")[0] == "--kv-dir" for a in spec.args):
+            argv += ["--kv-dir", str(kv_dir(state_dir, spec.name))]
         argv += list(spec.args)
         env.setdefault("PYTHONUNBUFFERED", "1")
         return Launch(argv, env, Endpoint("http://localhost/v1", str(sock)), f"http://localhost{spec.health_path}",

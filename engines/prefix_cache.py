@@ -8,17 +8,26 @@ one token so that the last token is re-fed (mlx-lm's batch generator rejects an 
 Entries are evicted least recently used first to stay within a byte budget. Inserting a sequence drops stored
 strict prefixes of it (a trimmable longer entry serves them), and a sequence that is already a prefix of a stored
 entry is not stored again.
+
+With a `DiskKV` attached, new entries are also queued for disk (`persist()`, called by the scheduler when it is
+idle, and on shutdown), and a lookup that the disk serves better than memory loads that entry first: an engine
+that was unloaded or restarted resumes a conversation without prefilling it again.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache, PromptTrie, can_trim_prompt_cache
+
+from engines.kv_disk import DiskKV
+
+log = logging.getLogger("agentgate.engine")
 
 _MODEL = "model"  # the trie is keyed by model; one worker serves one model
 
@@ -77,8 +86,10 @@ def _cache_len(cache: list[Any]) -> int:
 
 
 class PrefixCache:
-    def __init__(self, budget_bytes: int, *, max_entries: int = 256) -> None:
+    def __init__(self, budget_bytes: int, *, max_entries: int = 256, disk: DiskKV | None = None) -> None:
         self.budget_bytes = max(0, int(budget_bytes))
+        self.disk = disk
+        self._unsaved: set[tuple[int, ...]] = set()  # entries not yet queued for disk
         self.max_entries = max_entries
         self._trie = PromptTrie()
         self._lru: OrderedDict[tuple[int, ...], _Entry] = OrderedDict()
@@ -92,10 +103,18 @@ class PrefixCache:
     def nbytes(self) -> int:
         return self._nbytes
 
+    @property
+    def has_unsaved(self) -> bool:
+        return bool(self._unsaved)
+
     # -- lookup ---------------------------------------------------------------------------------------------
     def lookup(self, tokens: list[int]) -> CacheLookup:
         """The longest usable cached prefix of `tokens` (which must not be empty)."""
         found = self._find(tokens)
+        if self.disk is not None and len(self.disk):
+            match = self.disk.find(tokens)
+            if match is not None and match.length > (found[1] if found else 0) and self._load(match.key):
+                found = self._find(tokens)
         if found is None:
             self.stats.misses += 1
             return CacheLookup(None, 0, list(tokens))
@@ -130,6 +149,29 @@ class PrefixCache:
             return tuple(res.shorter), short, False
         return None
 
+    def _load(self, key: str) -> bool:
+        assert self.disk is not None
+        loaded = self.disk.load(key)
+        if loaded is None:
+            return False
+        tokens, cache = loaded
+        return self.insert(tokens, cache, persist=False)
+
+    def persist(self) -> int:
+        """Queue the entries not yet on disk for writing (cheap; the disk's writer thread does the I/O)."""
+        if self.disk is None or not self._unsaved:
+            return 0
+        queued = 0
+        for key in list(self._unsaved):
+            entry = self._lru.get(key)
+            if entry is not None:
+                try:
+                    queued += int(self.disk.save(list(key), entry.cache))
+                except Exception:
+                    log.exception("queueing a KV cache entry for disk failed")
+        self._unsaved.clear()
+        return queued
+
     def covers(self, tokens: list[int]) -> bool:
         """Whether a stored entry already holds `tokens` (exactly or as a trimmable prefix)."""
         if not tokens or not self._lru:
@@ -142,7 +184,7 @@ class PrefixCache:
         return False
 
     # -- insert / evict -------------------------------------------------------------------------------------
-    def insert(self, tokens: list[int], cache: list[Any]) -> bool:
+    def insert(self, tokens: list[int], cache: list[Any], *, persist: bool = True) -> bool:
         """Store `cache` (holding exactly `tokens`); returns whether it was kept."""
         if not tokens or not cache or self.budget_bytes <= 0:
             return False
@@ -162,9 +204,12 @@ class PrefixCache:
         if can_trim_prompt_cache(cache):
             for _, prefix_key in self._trie.pop_prefixes(_MODEL, list(tokens)):
                 old = self._lru.pop(prefix_key, None)
+                self._unsaved.discard(prefix_key)
                 if old is not None:
                     self._nbytes -= old.nbytes
         self._evict()
+        if persist and self.disk is not None and key in self._lru:
+            self._unsaved.add(key)
         return key in self._lru
 
     def _evict(self) -> None:
@@ -173,10 +218,17 @@ class PrefixCache:
             self._trie.pop(_MODEL, list(key))
             self._nbytes -= entry.nbytes
             self.stats.evictions += 1
+            if key in self._unsaved and self.disk is not None:  # evicted from memory: keep it on disk
+                self._unsaved.discard(key)
+                try:
+                    self.disk.save(list(key), entry.cache)
+                except Exception:
+                    log.exception("queueing an evicted KV cache entry for disk failed")
 
     def clear(self) -> None:
         self._trie = PromptTrie()
         self._lru.clear()
+        self._unsaved.clear()
         self._nbytes = 0
 
     def snapshot(self) -> dict[str, int]:
@@ -191,4 +243,5 @@ class PrefixCache:
             "hit_tokens": s.hit_tokens,
             "inserts": s.inserts,
             "evictions": s.evictions,
+            **({f"disk_{k}": v for k, v in self.disk.snapshot().items()} if self.disk is not None else {}),
         }

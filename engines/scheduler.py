@@ -25,12 +25,15 @@ from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 from engines.cpu_attention import ParallelAttention, default_threads
 from engines.cpu_attention import install as install_attention
 from engines.decoding import OutputDecoder, Piece
+from engines.kv_disk import DiskKV, model_identity
 from engines.prefix_cache import PrefixCache
 from engines.sampling import Fault, SamplingParams, build_logits_processors, build_sampler, guard
 
 log = logging.getLogger("agentgate.engine")
 
 DEFAULT_MAX_CONTEXT = 32768
+PERSIST_IDLE_SECONDS = 0.25  # idle time after which new prefix-cache entries are written to disk
+KV_FLUSH_SECONDS = 8.0  # at most this long writing the KV cache at shutdown (the supervisor waits 10 s)
 
 
 @dataclass
@@ -168,8 +171,12 @@ class Scheduler:
         prefill_step_size: int = 2048,
         max_context: int | None = None,
         cpu_threads: int | None = None,
+        kv_dir: str | None = None,
+        kv_disk_bytes: int = 4 << 30,
     ) -> None:
         self._loader = loader
+        self._kv_dir = kv_dir
+        self._kv_disk_bytes = kv_disk_bytes
         self._cpu_threads = cpu_threads
         self.max_batch = max(1, max_batch)
         self._cache_bytes = cache_bytes
@@ -299,7 +306,7 @@ class Scheduler:
             threads = default_threads() if self._cpu_threads is None else self._cpu_threads
             self.attention = install_attention(loaded.model, threads)
             self._stream = mx.default_stream(mx.default_device())
-            self._cache = PrefixCache(self._cache_bytes)
+            self._cache = PrefixCache(self._cache_bytes, disk=self._open_disk(loaded))
             self._make_generator(loaded)
             self.load_seconds = time.perf_counter() - started
             self.loaded = loaded
@@ -320,6 +327,31 @@ class Scheduler:
             self._fail_all(503, "the engine is shutting down", "engine_stopped")
             self._drain_rejecting()
             self._flush()
+            self._close_disk()
+
+    def _open_disk(self, loaded: LoadedModel) -> DiskKV | None:
+        if not self._kv_dir or self._kv_disk_bytes <= 0 or self._cache_bytes <= 0:
+            return None
+        try:
+            disk = DiskKV(self._kv_dir, model_identity(loaded.path), self._kv_disk_bytes)
+            disk.open()
+        except OSError as exc:
+            log.warning("KV cache on disk disabled: %s", exc)
+            return None
+        return disk
+
+    def _close_disk(self) -> None:
+        """On shutdown: write what is not on disk yet (bounded time), so a reloaded engine resumes from it."""
+        cache = self._cache
+        if cache is None or cache.disk is None:
+            return
+        try:
+            cache.persist()
+            if not cache.disk.flush(KV_FLUSH_SECONDS):
+                log.warning("KV cache writes still pending at shutdown were abandoned")
+            cache.disk.close(1.0)
+        except Exception:
+            log.exception("writing the KV cache at shutdown failed")
 
     def _make_generator(self, loaded: LoadedModel) -> None:
         from mlx_lm.generate import BatchGenerator, make_stop_sequences
@@ -335,7 +367,12 @@ class Scheduler:
 
     def _run(self) -> None:
         while True:
-            for cmd in self._take_commands(block=not self._seqs):
+            cmds = self._take_commands(block=not self._seqs)
+            if not cmds and not self._seqs:  # idle for a moment: write new cache entries to disk
+                assert self._cache is not None
+                self._cache.persist()
+                continue
+            for cmd in cmds:
                 if cmd is _STOP:
                     return
                 kind, payload = cmd
@@ -351,7 +388,13 @@ class Scheduler:
     def _take_commands(self, *, block: bool) -> list[Any]:
         cmds = []
         if block:
-            cmds.append(self._commands.get())
+            if self._cache is not None and self._cache.has_unsaved:
+                try:  # persist only once no request came for a moment, off the hot path
+                    cmds.append(self._commands.get(timeout=PERSIST_IDLE_SECONDS))
+                except queue.Empty:
+                    return cmds
+            else:
+                cmds.append(self._commands.get())
         while True:
             try:
                 cmds.append(self._commands.get_nowait())

@@ -107,6 +107,7 @@ class _Lease:
 class Supervisor:
     def __init__(self, specs: Iterable[EngineSpec], *, max_loaded: int | None = None,
                  memory_budget_gb: float | None = None, runtime_dir: Path | None = None,
+                 state_dir: Path | None = None,
                  python: str = sys.executable, on_event: Callable[[EngineEvent], None] | None = None,
                  stop_grace: float = 10.0, backoff_base: float = 0.5, backoff_cap: float = 30.0,
                  healthy_after: float = 60.0) -> None:
@@ -124,6 +125,7 @@ class Supervisor:
         self._budget = memory_budget_gb
         self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else None
         self._owns_runtime_dir = False
+        self._state_dir = Path(state_dir) if state_dir is not None else None  # MLX engines' KV cache lives here
         self._python = python
         self._on_event = on_event
         self._grace = stop_grace
@@ -302,7 +304,8 @@ class Supervisor:
             await self._backoff(rec, deadline)
             rec.state = "starting"
             await self._make_room(rec, deadline)
-            launch = plan_launch(spec, runtime_dir=self._ensure_runtime_dir(), python=self._python)
+            launch = plan_launch(spec, runtime_dir=self._ensure_runtime_dir(), python=self._python,
+                                 state_dir=self._state_dir)
         except BaseException as exc:
             rec.reserved = False
             rec.state = previous_state if previous_state != "stopping" else "stopped"

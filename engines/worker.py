@@ -53,6 +53,8 @@ class WorkerSettings:
     max_context: int | None = None
     prefill_step_size: int = 2048
     cpu_threads: int | None = None  # None: one per usable core (up to 8)
+    kv_dir: str | None = None  # prefix-cache entries persist here (None: memory only)
+    kv_disk_bytes: int = 4 << 30
 
     @property
     def served_name(self) -> str:
@@ -441,6 +443,8 @@ def create_app(settings: WorkerSettings, *, scheduler: Scheduler | None = None) 
         prefill_step_size=settings.prefill_step_size,
         max_context=settings.max_context,
         cpu_threads=settings.cpu_threads,
+        kv_dir=settings.kv_dir,
+        kv_disk_bytes=settings.kv_disk_bytes,
     )
     app[WORKER] = WorkerState(settings, sched)
     app.cleanup_ctx.append(_engine_ctx)

@@ -51,7 +51,17 @@ def make_supervisor(config: Config, metrics: Metrics) -> Any:
                 (log.info if ok else log.warning)("engine %s: %s", m.name, note)
     runtime_dir = Path(config.engines.runtime_dir) if config.engines.runtime_dir else None
     return Supervisor(specs, max_loaded=config.engines.max_loaded, memory_budget_gb=config.engines.memory_budget_gb,
-                      runtime_dir=runtime_dir, on_event=on_event)
+                      runtime_dir=runtime_dir, state_dir=engines_state_dir(config), on_event=on_event)
+
+
+def engines_state_dir(config: Config) -> Path | None:
+    """Where MLX engines keep their prefix cache across unloads and restarts: `engines.state_dir`, else
+    `engines/` in the router's state folder (AGENTGATE_STATE_DIR, XDG_STATE_HOME); `state_dir: ""` turns it off."""
+    if config.engines.state_dir is not None:
+        return Path(config.engines.state_dir).expanduser() if config.engines.state_dir else None
+    from router.store import default_path
+
+    return default_path().parent / "engines"
 
 
 def engine_availability(entry: Any) -> tuple[bool, str | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import openai
@@ -10,6 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# engines launched by routers under test keep their KV cache here, never in the user's state folder
+os.environ.setdefault("AGENTGATE_STATE_DIR", tempfile.mkdtemp(prefix="agentgate-test-state-"))
 
 from router.app import Running, create_app, start
 from router.config import parse_config

@@ -277,6 +277,7 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
             max_loaded=eng.get("max_loaded"),
             memory_budget_gb=eng.get("memory_budget_gb"),
             runtime_dir=eng.get("runtime_dir"),
+            state_dir=eng.get("state_dir"),
         ),
         source=source,
     )

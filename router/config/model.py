@@ -113,6 +113,7 @@ class EnginesConfig:
     max_loaded: int | None = None
     memory_budget_gb: float | None = None
     runtime_dir: str | None = None
+    state_dir: str | None = None  # engines' KV cache on disk; "" turns it off
 
 
 @dataclass(frozen=True)

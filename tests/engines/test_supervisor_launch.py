@@ -22,6 +22,15 @@ def test_worker_launch_uses_python_m_engines_and_a_socket(tmp_path: Path) -> Non
     assert launch.health_url == "http://localhost/health" and launch.env["MLX_FLAG"] == "1"
 
 
+
+def test_worker_launch_keeps_its_kv_cache_under_the_state_folder(tmp_path: Path) -> None:
+    spec = EngineSpec(name="org/coder", kind="mlx", model="m")
+    argv = plan_launch(spec, runtime_dir=tmp_path, python="/py", state_dir=tmp_path / "state").argv
+    kv = Path(argv[argv.index("--kv-dir") + 1])
+    assert kv.parent == tmp_path / "state" / "kv" and "/" not in kv.name
+    mine = EngineSpec(name="c", kind="mlx", model="m", args=["--kv-dir=/elsewhere"])
+    assert plan_launch(mine, runtime_dir=tmp_path, python="/py", state_dir=tmp_path).argv.count("--kv-dir") == 0
+
 def test_command_launch_substitutes_port_and_model(tmp_path: Path) -> None:
     spec = EngineSpec(name="llama", kind="command", model="/models/q.gguf", health_path="ready",
                       command="llama-server -m '${MODEL}' --port ${PORT} --alias 'two words' $HOME")
