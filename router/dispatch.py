@@ -114,7 +114,7 @@ async def dispatch(rt: Runtime, metrics: Metrics, ex: Exchange, route: Route, bo
     raise last
 
 
-_FINAL_CODES = frozenset({"engine_crashed", "upstream_body_too_large"})  # retrying would not help
+_FINAL_CODES = frozenset({"engine_crashed", "upstream_body_too_large", "upstream_redirect"})  # retrying would not help
 
 
 def _unusable(rt: Runtime, hop: Hop) -> ApiError:
@@ -146,6 +146,15 @@ async def _attempt(up: Upstream, target: Target, hop: Hop, metrics: Metrics, ex:
     try:
         reply = await up.send(path, payload, payload_raw, headers, stream)
         status = reply.status
+        if 300 <= status < 400:  # never followed: it would carry the key and the prompt to another host
+            await reply.close()
+            reply = None
+            _release(up, metrics)
+            up.breaker.release_probe()
+            metrics.child(metrics.upstream_errors, up.name, "redirect").inc()
+            return None, None, ApiError(502, f"Upstream {up.name!r} answered {status} (a redirect); the router "
+                                        "never follows redirects: check the provider's base_url.",
+                                        "upstream_redirect")
         if status == 429 or status >= 500:
             retry_after = reply.headers.get("Retry-After")
             detail = _upstream_message(await reply.read(body_limit), up.config.api_key)

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import ConfigError, load_config
+from .config.auth import reload_refusal
 from .config.model import Config
 from .runtime import Runtime
 from .state import STATE, AppState
@@ -149,6 +150,11 @@ class Reloader:
             return ReloadResult(False, trigger, path, error=_scrub(str(exc), _secrets(old_rt.config)), status=400)
         new_config, notes = _pin_restart_only(old_rt.config, new_config, state.supervisor is not None,
                                               self._body_cap)
+        refusal = reload_refusal(old_rt.config.server, new_config.server)
+        if refusal:
+            return ReloadResult(False, trigger, path, status=400, error=f"{path}: {refusal}")
+        if old_rt.config.server.api_keys and not new_config.server.api_keys:
+            log.warning("config reload turns client authentication OFF (server.allow_unauthenticated: true)")
         wants_engines = any(m.engine is not None for m in new_config.models)
         specs: list[Any] = []
         if wants_engines or state.supervisor is not None:

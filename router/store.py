@@ -2,33 +2,43 @@
 `previous_response_id` can continue a conversation on a stateless backend.
 
 An embedded SQLite database (stdlib `sqlite3`), bounded by row count and age, pruned on every write. Each call
-is one short statement run in a worker thread. A response is only visible to the client key that created it.
+is one short statement run in a worker thread. A response is only visible to the client key that created it: rows
+are owned by a keyed digest of the key itself (HMAC-SHA256 under a random secret kept in the database), so
+renaming, reordering or removing keys never hands one key's conversations to another.
 
 Location: `$AGENTGATE_STATE_DIR/responses.sqlite3`, else `$XDG_STATE_HOME/agentgate/…`, else
 `~/.local/state/agentgate/responses.sqlite3`. Bounds: `AGENTGATE_RESPONSES_MAX_ROWS` (default 10000) and
-`AGENTGATE_RESPONSES_MAX_AGE_DAYS` (default 30). An unusable location falls back to memory (logged).
+`AGENTGATE_RESPONSES_MAX_AGE_DAYS` (default 30), and `AGENTGATE_RESPONSES_MAX_ROW_MB` (default 16) per stored
+response: a larger one is not stored (logged). An unusable location falls back to memory (logged); so does a
+database that fails at run time (replaced underneath, locked elsewhere, disk full): the cause is logged once and
+the router keeps answering, never with a 500 and never waiting in line behind a lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("agentgate")
+T = TypeVar("T")
 
 FILENAME = "responses.sqlite3"
 MEMORY = ":memory:"
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_AGE = 30 * 86400.0
+DEFAULT_MAX_ROW_BYTES = 16 * 1024 * 1024
+BUSY_TIMEOUT = 0.5  # seconds a statement waits for a lock held by another process before the store degrades
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -39,13 +49,18 @@ CREATE TABLE IF NOT EXISTS responses (
     messages TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_created ON responses (created);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
+
+
+class RowTooLarge(ValueError):
+    """A response (with its conversation) over the per-row bound: it is not stored."""
 
 
 @dataclass
 class StoredResponse:
     id: str
-    owner: str | None  # the client key's name; None when the router has no keys
+    owner: str | None  # `ResponseStore.owner_of(the client key)`; None when the router has no keys
     response: dict[str, Any]  # the Response object as returned
     messages: list[dict[str, Any]]  # the conversation in chat form (without instructions), output included
     created: float = 0.0
@@ -71,12 +86,26 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
 
 class ResponseStore:
     def __init__(self, path: str | os.PathLike[str] = MEMORY, *, max_rows: int = DEFAULT_MAX_ROWS,
-                 max_age: float = DEFAULT_MAX_AGE) -> None:
+                 max_age: float = DEFAULT_MAX_AGE, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> None:
         self.path = str(path)
         self.max_rows = max_rows
         self.max_age = max_age
+        self.max_row_bytes = max_row_bytes
         self._lock = threading.Lock()
         self._db = self._open(self.path)
+        self._secret = self._owner_secret(self._db)
+
+    def owner_of(self, key: str | None) -> str | None:
+        """The stable identity a client key's rows are stored under (None without keys): a keyed digest, so the
+        database never holds the key and two keys never share an owner."""
+        if key is None:
+            return None
+        return hmac.new(self._secret, key.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def _owner_secret(db: sqlite3.Connection) -> bytes:
+        db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('owner_secret', ?)", (os.urandom(32),))
+        return bytes(db.execute("SELECT value FROM meta WHERE name = 'owner_secret'").fetchone()[0])
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ResponseStore:
@@ -84,18 +113,19 @@ class ResponseStore:
         path = default_path(env)
         max_rows = int(_positive(env, "AGENTGATE_RESPONSES_MAX_ROWS", DEFAULT_MAX_ROWS))
         max_age = _positive(env, "AGENTGATE_RESPONSES_MAX_AGE_DAYS", DEFAULT_MAX_AGE / 86400) * 86400
+        max_row = int(_positive(env, "AGENTGATE_RESPONSES_MAX_ROW_MB", DEFAULT_MAX_ROW_BYTES / 2**20) * 2**20)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return cls(path, max_rows=max_rows, max_age=max_age)
+            return cls(path, max_rows=max_rows, max_age=max_age, max_row_bytes=max_row)
         except (OSError, sqlite3.Error) as exc:
             log.warning("response store %s is unusable (%s); keeping responses in memory", path, exc)
-            return cls(MEMORY, max_rows=max_rows, max_age=max_age)
+            return cls(MEMORY, max_rows=max_rows, max_age=max_age, max_row_bytes=max_row)
 
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
         if path != MEMORY and not os.path.exists(path):
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # conversations are private
-        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
         try:
             if path != MEMORY:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -112,41 +142,72 @@ class ResponseStore:
 
     # --- blocking operations (run in a thread by the async API) --------------------------------------------------
 
+    def _degrade(self, exc: BaseException) -> None:
+        """The database failed at run time: log the cause once and keep going in memory (called under the lock)."""
+        log.warning("response store %s failed (%s: %s); keeping responses in memory from now on", self.path,
+                    type(exc).__name__, exc)
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        self.path = MEMORY
+        self._db = self._open(MEMORY)
+        self._db.execute("INSERT INTO meta (name, value) VALUES ('owner_secret', ?)", (self._secret,))
+
+    def _locked(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `op` under the lock; a database failure degrades the store to memory and runs it there. The lock
+        is never waited on longer than one statement's busy timeout: no convoy behind a lock held elsewhere."""
+        with self._lock:
+            try:
+                return op(self._db)
+            except sqlite3.Error as exc:
+                self._degrade(exc)
+                return op(self._db)
+
     def _put(self, item: StoredResponse) -> None:
         now = time.time()
-        row = (item.id, item.created or now, item.owner or "", json.dumps(item.response, ensure_ascii=False),
-               json.dumps(item.messages, ensure_ascii=False))
-        with self._lock:
-            self._db.execute("BEGIN")
+        response = json.dumps(item.response, ensure_ascii=False)
+        messages = json.dumps(item.messages, ensure_ascii=False)
+        size = len(response.encode()) + len(messages.encode())
+        if size > self.max_row_bytes:
+            raise RowTooLarge(f"response {item.id} is {size} bytes with its conversation, over the store's "
+                              f"per-response bound of {self.max_row_bytes} bytes (AGENTGATE_RESPONSES_MAX_ROW_MB)")
+        row = (item.id, item.created or now, item.owner or "", response, messages)
+
+        def put(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN")
             try:
-                self._db.execute("INSERT OR REPLACE INTO responses (id, created, owner, response, messages) "
-                                 "VALUES (?, ?, ?, ?, ?)", row)
-                self._db.execute("DELETE FROM responses WHERE created < ?", (now - self.max_age,))
-                self._db.execute("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY created DESC "
-                                 "LIMIT -1 OFFSET ?)", (self.max_rows,))
-                self._db.execute("COMMIT")
+                db.execute("INSERT OR REPLACE INTO responses (id, created, owner, response, messages) "
+                           "VALUES (?, ?, ?, ?, ?)", row)
+                db.execute("DELETE FROM responses WHERE created < ?", (now - self.max_age,))
+                db.execute("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY created DESC "
+                           "LIMIT -1 OFFSET ?)", (self.max_rows,))
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:  # nothing to roll back (the failure ended the transaction): keep its cause
+                    pass
                 raise
 
+        self._locked(put)
+
     def _get(self, resp_id: str, owner: str | None) -> StoredResponse | None:
-        with self._lock:
-            row = self._db.execute("SELECT id, created, owner, response, messages FROM responses "
-                                   "WHERE id = ? AND owner = ? AND created >= ?",
-                                   (resp_id, owner or "", time.time() - self.max_age)).fetchone()
+        row = self._locked(lambda db: db.execute(
+            "SELECT id, created, owner, response, messages FROM responses WHERE id = ? AND owner = ? AND created >= ?",
+            (resp_id, owner or "", time.time() - self.max_age)).fetchone())
         if row is None:
             return None
         return StoredResponse(id=row[0], created=row[1], owner=row[2] or None, response=json.loads(row[3]),
                               messages=json.loads(row[4]))
 
     def _delete(self, resp_id: str, owner: str | None) -> bool:
-        with self._lock:
-            cur = self._db.execute("DELETE FROM responses WHERE id = ? AND owner = ?", (resp_id, owner or ""))
+        cur = self._locked(lambda db: db.execute("DELETE FROM responses WHERE id = ? AND owner = ?",
+                                                 (resp_id, owner or "")))
         return cur.rowcount > 0
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        return int(self._locked(lambda db: db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]))
 
     # --- async API -------------------------------------------------------------------------------------------
 

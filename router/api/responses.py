@@ -25,7 +25,7 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..runtime import Runtime
 from ..state import STATE
-from ..store import ResponseStore, StoredResponse
+from ..store import ResponseStore, RowTooLarge, StoredResponse
 from . import common
 from .messages import chat_reply, json_response, stream_translated
 
@@ -76,8 +76,29 @@ async def _save(request: web.Request, item: StoredResponse) -> None:
     try:
         store = await request.app[RESPONSE_STORE].get()
         await store.put(item)
-    except (OSError, sqlite3.Error) as exc:  # the answer still goes out; only continuing it will fail
+    except (OSError, sqlite3.Error, RowTooLarge) as exc:  # the answer still goes out; only continuing it will fail
         log.warning("could not store response %s: %s", item.id, exc)
+
+
+def _short_id(resp_id: str) -> str:
+    """An id as an error message shows it: never more than 64 characters of what the client sent."""
+    return repr(resp_id) if len(resp_id) <= 64 else f"{resp_id[:64]!r}… ({len(resp_id)} characters)"
+
+
+async def _owner(request: web.Request, key: ClientKey | None) -> tuple[ResponseStore, str | None]:
+    """The store, and the identity `key`'s responses are stored under (a keyed digest of the key, never its name:
+    a renamed or reordered key keeps its own conversations and never receives another's)."""
+    store = await request.app[RESPONSE_STORE].get()
+    return store, store.owner_of(key.key if key else None)
+
+
+async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> StoredResponse | None:
+    try:
+        return await store.get(resp_id, owner)
+    except (OSError, sqlite3.Error, ValueError) as exc:
+        log.warning("response store lookup of %s failed: %s", resp_id[:64], exc)
+        raise ApiError(503, "The response store is unavailable; the previous response cannot be read.",
+                       "store_unavailable") from None
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
@@ -86,13 +107,12 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         req = dialect.parse_request(body)
         ex.stream = req.stream
         route = common.resolve(rt, ex, key, req.model)
-        owner = ex.key_name
+        store, owner = await _owner(request, key)
         history: list[dict[str, Any]] = []
         if req.previous_response_id:
-            store = await request.app[RESPONSE_STORE].get()
-            previous = await store.get(req.previous_response_id, owner)
+            previous = await _stored_get(store, req.previous_response_id, owner)
             if previous is None:
-                raise ApiError(400, f"Previous response with id {req.previous_response_id!r} not found.",
+                raise ApiError(400, f"Previous response with id {_short_id(req.previous_response_id)} not found.",
                                "previous_response_not_found", param="previous_response_id")
             history = previous.messages
         conversation = history + req.input_messages
@@ -130,16 +150,17 @@ def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: 
 async def _lookup(request: web.Request) -> tuple[ResponseStore, str, str | None]:
     rt = request.app[STATE].runtime
     key = common.authenticate(rt, request)
-    return await request.app[RESPONSE_STORE].get(), request.match_info["id"], key.name if key else None
+    store, owner = await _owner(request, key)
+    return store, request.match_info["id"], owner
 
 
 async def get_response(request: web.Request) -> web.StreamResponse:
     rid = common.request_id(request)
     try:
         store, resp_id, owner = await _lookup(request)
-        item = await store.get(resp_id, owner)
+        item = await _stored_get(store, resp_id, owner)
         if item is None:
-            raise ApiError(404, f"No response with id {resp_id!r} is stored.", "response_not_found")
+            raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
         return json_response(item.response, {"x-request-id": rid})
     except ApiError as err:
         return _error(err, rid)
@@ -149,8 +170,13 @@ async def delete_response(request: web.Request) -> web.StreamResponse:
     rid = common.request_id(request)
     try:
         store, resp_id, owner = await _lookup(request)
-        if not await store.delete(resp_id, owner):
-            raise ApiError(404, f"No response with id {resp_id!r} is stored.", "response_not_found")
+        try:
+            deleted = await store.delete(resp_id, owner)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("response store delete of %s failed: %s", resp_id[:64], exc)
+            raise ApiError(503, "The response store is unavailable.", "store_unavailable") from None
+        if not deleted:
+            raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
         return json_response({"id": resp_id, "object": "response", "deleted": True}, {"x-request-id": rid})
     except ApiError as err:
         return _error(err, rid)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ..config import ConfigError, load_config
+from ..config.auth import is_loopback, open_relay_refusal
 from ..exchange import setup_logging
 
 
@@ -35,7 +37,15 @@ def run(args: argparse.Namespace) -> int:
     if args.log_level:
         server = replace(server, log_level=args.log_level)
     config = replace(config, server=server)
+    refusal = open_relay_refusal(server)
+    if refusal:
+        print(f"agentgate: refusing to start: {refusal}", file=sys.stderr)
+        return 2
     setup_logging(server.log_format, server.log_level)
+    if not server.api_keys and not is_loopback(server.host):
+        logging.getLogger("agentgate").warning(
+            "serving WITHOUT client keys on %s (server.allow_unauthenticated: true): anyone who reaches this port "
+            "can use every configured provider", server.host)
     from ..app import run as run_app
 
     run_app(config, config_path=args.config)

@@ -169,8 +169,16 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
         if not item["key"]:  # an unset ${VAR}: that key does not exist
             continue
         models = item.get("models")
-        keys.append(ClientKey(name=item.get("name", f"key{i}"), key=item["key"],
-                              models=frozenset(models) if models is not None else None))
+        key = ClientKey(name=item.get("name", f"key{i}"), key=item["key"],
+                        models=frozenset(models) if models is not None else None)
+        for other in keys:
+            if other.name == key.name:
+                raise _fail(source, f"server.api_keys[{i}].name", f"{key.name!r} names another key already; "
+                            "every key needs its own name")
+            if other.key == key.key:
+                raise _fail(source, f"server.api_keys[{i}]", f"the same key as {other.name!r}; every key must "
+                            "be different")
+        keys.append(key)
     server = ServerConfig(
         host=srv.get("host", "127.0.0.1"),
         port=srv.get("port", 8080),
@@ -184,6 +192,7 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
         max_upstream_body_bytes=int(srv.get("max_upstream_body_mb", 64) * 1024 * 1024),
         max_upstream_event_bytes=int(srv.get("max_upstream_event_mb", 16) * 1024 * 1024),
         max_stream_repair_chars=int(srv.get("max_stream_repair_kchars", 1024) * 1024),
+        allow_unauthenticated=srv.get("allow_unauthenticated", False),
     )
     default_policy = _policy(doc.get("defaults", {}), Policy())
     leftovers = {p: v for p, v in missing.items() if p[:1] not in (("providers",), ("server",))}

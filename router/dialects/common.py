@@ -14,6 +14,7 @@ import json_repair
 from ..errors import ApiError
 
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+MAX_ID_CHARS = 256  # the longest id a client may send back (ours are under 40)
 
 
 def new_id(prefix: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ApiError
 from .common import (
+    MAX_ID_CHARS,
     ToolFragment,
     arguments_object,
     check_int,
@@ -55,6 +56,9 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     stream = check_type(body, "stream", bool, "a boolean") or False
     store = check_type(body, "store", bool, "a boolean")
     previous = check_type(body, "previous_response_id", str, "a string") or None
+    if previous is not None and len(previous) > MAX_ID_CHARS:
+        raise invalid(f"'previous_response_id' is {len(previous)} characters long; a response id has at most "
+                      f"{MAX_ID_CHARS}.", "previous_response_id", "invalid_value")
     instructions = check_type(body, "instructions", str, "a string")
     max_output = check_int(body, "max_output_tokens", 1)
     temperature = check_number(body, "temperature", 0.0, 2.0)

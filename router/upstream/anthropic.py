@@ -12,6 +12,7 @@ import aiohttp
 
 from ..config.model import ProviderConfig
 from ..dialects import anthropic_wire as wire
+from ..redact import safe_headers, scrub_body, scrub_literal
 from ..sse import EventSplitter, event_data
 from .base import Reply, Upstream, UpstreamUnavailable, read_limited, with_timeout
 from .openai import client_timeout
@@ -25,12 +26,13 @@ class AnthropicReply:
     `chunks()` gives chat completion SSE. Successive `chunks()` iterators continue one another."""
 
     def __init__(self, resp: aiohttp.ClientResponse, model: str | None, stream: bool, include_usage: bool,
-                 secret: str | None) -> None:
+                 secret: str | tuple[str, ...] | None) -> None:
         self._resp = resp
         self.status = resp.status
         headers = {"Content-Type": "text/event-stream" if stream and resp.status == 200 else "application/json"}
-        if "Retry-After" in resp.headers:
-            headers["Retry-After"] = resp.headers["Retry-After"]
+        retry_after = safe_headers(resp.headers, secret).get("Retry-After")
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
         self.headers: Mapping[str, str] = headers
         self._model = model
         self._secret = secret
@@ -40,9 +42,7 @@ class AnthropicReply:
         self._eof = False
 
     async def read(self, limit: int | None = None) -> bytes:
-        body = await read_limited(self._resp, limit)
-        if self._secret:
-            body = body.replace(self._secret.encode(), b"[redacted]")
+        body = scrub_body(await read_limited(self._resp, limit), self._secret)
         if self.status != 200:
             return wire.error_body(self.status, body)
         try:
@@ -75,8 +75,7 @@ class AnthropicReply:
                 if isinstance(doc, dict):
                     out = self._translator.event(doc)
                     if out:
-                        self._pending.append(out.replace(self._secret.encode(), b"[redacted]")
-                                             if self._secret else out)
+                        self._pending.append(scrub_literal(out, self._secret))
             if self._eof and not self._translator.done:
                 self._translator.done = True
                 self._pending.append(b'data: {"error": {"message": "The Anthropic stream ended before '
@@ -138,9 +137,10 @@ class AnthropicUpstream(Upstream):
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         data = json.dumps(request, ensure_ascii=False).encode()
-        resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=headers),
+        resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=headers,
+                                                    allow_redirects=False),
                                   self.config.policy.timeouts.first_byte)
-        return AnthropicReply(resp, body.get("model"), stream, include_usage, self.config.api_key)
+        return AnthropicReply(resp, body.get("model"), stream, include_usage, self.secrets)
 
     async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
         raise UpstreamUnavailable(f"Provider {self.name!r} (Anthropic) serves chat completions only.", status=400,

@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 
 from ..config.model import ProviderConfig
+from ..redact import safe_headers, scrub_body
 from ..resilience import Breaker, Limiter
 
 T = TypeVar("T")
@@ -71,6 +72,12 @@ class Upstream:
         self.outstanding = 0
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """What this provider is given to authenticate (its key, credential-like header values): never shown."""
+        found = [self.config.api_key or ""] + [v for _, v in self.config.headers if len(v) >= 8]
+        return tuple(s for s in found if s)
+
+    @property
     def disabled_reason(self) -> str | None:
         return self.config.disabled_reason
 
@@ -90,19 +97,23 @@ class Upstream:
 
 
 class AiohttpReply:
-    """`Reply` over an aiohttp response; optional `on_close` runs once when the reply is closed."""
+    """`Reply` over an aiohttp response; optional `on_close` runs once when the reply is closed. Its headers are
+    the few the router uses, rebuilt from validated values (`redact.safe_headers`); a whole body comes with the
+    provider's key redacted, literal or JSON-escaped."""
 
-    __slots__ = ("_on_close", "_resp", "headers", "status")
+    __slots__ = ("_on_close", "_resp", "_secret", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse,
-                 on_close: Callable[[], Awaitable[object]] | None = None) -> None:
+                 on_close: Callable[[], Awaitable[object]] | None = None,
+                 secret: str | tuple[str, ...] | None = None) -> None:
         self._resp = resp
         self.status = resp.status
-        self.headers = resp.headers
+        self._secret = secret
+        self.headers: Mapping[str, str] = safe_headers(resp.headers, secret)
         self._on_close = on_close
 
     async def read(self, limit: int | None = None) -> bytes:
-        return await read_limited(self._resp, limit)
+        return scrub_body(await read_limited(self._resp, limit), self._secret)
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._resp.content.iter_any()

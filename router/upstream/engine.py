@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -10,8 +11,40 @@ from typing import Any
 import aiohttp
 
 from ..config.model import ProviderConfig
+from ..resilience import Breaker
 from .base import AiohttpReply, Reply, Upstream, UpstreamUnavailable, with_timeout
 from .openai import client_timeout
+
+CRASH_GRACE = 1.0  # seconds a failure waits for the supervisor to notice an engine's exit before it counts
+
+
+class EngineBreaker(Breaker):
+    """An engine's crash is the supervisor's to handle (it restarts the engine, with backoff): the failures it
+    causes never count toward opening the breaker. The in-flight requests' resets can arrive before the
+    supervisor notices the exit, so a failure is judged `CRASH_GRACE` seconds later: excused if the engine
+    crashed (or was restarted) meanwhile, counted otherwise."""
+
+    def __init__(self, upstream: EngineUpstream, failures: int, cooldown: float) -> None:
+        super().__init__(failures=failures, cooldown=cooldown)
+        self._upstream = upstream
+
+    def failure(self) -> None:
+        mark = self._upstream.crash_mark()
+        if mark is None:
+            self.release_probe()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().failure()
+            return
+        loop.call_later(CRASH_GRACE, self._settle, mark)
+
+    def _settle(self, mark: int) -> None:
+        if self._upstream.crash_mark() != mark:
+            self.release_probe()
+        else:
+            super().failure()
 
 
 class EngineUpstream(Upstream):
@@ -21,6 +54,8 @@ class EngineUpstream(Upstream):
         super().__init__(config)
         self.supervisor = supervisor
         self.engine = config.engine or config.name
+        p = config.policy
+        self.breaker = EngineBreaker(self, failures=p.breaker_failures, cooldown=p.breaker_cooldown)
         self._sessions: dict[str | None, aiohttp.ClientSession] = {}
 
     def _session(self, unix_socket: str | None) -> aiohttp.ClientSession:
@@ -54,7 +89,7 @@ class EngineUpstream(Upstream):
         try:
             session = self._session(endpoint.unix_socket)
             resp = await with_timeout(
-                session.request(method, endpoint.base_url + path, data=data, headers=headers),
+                session.request(method, endpoint.base_url + path, data=data, headers=headers, allow_redirects=False),
                 self.config.policy.timeouts.first_byte,
             )
         except BaseException as exc:
@@ -79,3 +114,11 @@ class EngineUpstream(Upstream):
 
     def crashed(self) -> bool:
         return bool(self.supervisor.crashed(self.engine))
+
+    def crash_mark(self) -> int | None:
+        """None while the engine is marked crashed, else how often it was restarted (a crash in between changes
+        it)."""
+        if self.crashed():
+            return None
+        status = self.supervisor.states().get(self.engine)
+        return int(status.restarts) if status is not None else 0

@@ -50,12 +50,12 @@ class OpenAIUpstream(Upstream):
                    stream: bool) -> Reply:
         data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode()
         resp = await with_timeout(
-            self.session.post(self._base + path, data=data, headers=headers),
+            self.session.post(self._base + path, data=data, headers=headers, allow_redirects=False),
             self.config.policy.timeouts.first_byte,
         )
-        return AiohttpReply(resp)
+        return AiohttpReply(resp, secret=self.secrets)
 
     async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
-        resp = await with_timeout(self.session.get(self._base + path, headers=headers),
+        resp = await with_timeout(self.session.get(self._base + path, headers=headers, allow_redirects=False),
                                   self.config.policy.timeouts.first_byte)
-        return AiohttpReply(resp)
+        return AiohttpReply(resp, secret=self.secrets)

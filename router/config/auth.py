@@ -1,0 +1,42 @@
+"""Authentication fails closed: when a config may serve without client keys."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from .model import ServerConfig
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine ("" and 0.0.0.0 mean every interface)."""
+    name = host.strip().strip("[]").lower()
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def open_relay_refusal(server: ServerConfig) -> str | None:
+    """Why the router must not serve with `server`, or None. Without client keys anyone who reaches the port
+    spends the configured providers' credit: that is refused beyond loopback unless the config says
+    `server.allow_unauthenticated: true`."""
+    if server.api_keys or server.allow_unauthenticated or is_loopback(server.host):
+        return None
+    return (f"server.host {server.host!r} is reachable from other machines and no client key is configured "
+            "(server.api_keys is empty or every key's environment variable is unset). Set a key, listen on "
+            "127.0.0.1, or set server.allow_unauthenticated: true to serve without keys on purpose.")
+
+
+def reload_refusal(old: ServerConfig, new: ServerConfig) -> str | None:
+    """Why a reload from `old` to `new` must be rejected, or None: it would turn authentication off."""
+    if new.api_keys or new.allow_unauthenticated:
+        return None
+    if old.api_keys:
+        return ("the new config has no usable client key (server.api_keys is empty or every key's environment "
+                "variable is unset): applying it would turn authentication off. Set a key, or set "
+                "server.allow_unauthenticated: true to serve without keys on purpose.")
+    return open_relay_refusal(new)

@@ -1,0 +1,133 @@
+"""Keeping a provider's credentials out of what reaches the client: upstream bodies and upstream headers.
+
+`scrub_body` redacts a secret from a body whether it appears literally or JSON-escaped (`\\u0073k-...`): the
+literal form by a byte replace, the escaped forms by decoding the JSON and redacting the decoded strings.
+`safe_headers` rebuilds the few upstream response headers the router uses from validated values; nothing an
+upstream sends is copied as is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .resilience import parse_retry_after
+
+REDACTED = "[redacted]"
+MAX_RETRY_AFTER = 86_400  # a longer Retry-After is cut to a day
+
+_MEDIA_TYPES = frozenset({
+    "application/json", "text/event-stream", "text/plain", "text/html", "application/problem+json",
+    "application/x-ndjson", "application/octet-stream",
+})
+_SHORT_ESCAPED = frozenset('"\\/\b\f\n\r\t')  # what a JSON escape other than \uXXXX can stand for
+_REPAIR_KINDS = re.compile(r"[a-z][a-z0-9_]{0,47}(,[a-z][a-z0-9_]{0,47}){0,15}")
+
+
+def _secrets(secrets: str | Iterable[str | None] | None) -> list[str]:
+    if secrets is None:
+        return []
+    items = [secrets] if isinstance(secrets, str) else list(secrets)
+    return sorted({s for s in items if s}, key=len, reverse=True)
+
+
+def scrub_text(text: str, secrets: str | Iterable[str | None] | None) -> str:
+    """`text` (already decoded) with every secret replaced by `[redacted]`."""
+    for s in _secrets(secrets):
+        if s in text:
+            text = text.replace(s, REDACTED)
+    return text
+
+
+def scrub_literal(data: bytes, secrets: str | Iterable[str | None] | None) -> bytes:
+    """`data` with every literal occurrence of a secret redacted (for bytes we encoded ourselves, where a decoded
+    secret shows literally)."""
+    for s in _secrets(secrets):
+        raw = s.encode()
+        if raw in data:
+            data = data.replace(raw, REDACTED.encode())
+    return data
+
+
+def _scrub_doc(node: Any, secrets: list[str]) -> tuple[Any, bool]:
+    if isinstance(node, str):
+        out = scrub_text(node, secrets)
+        return out, out != node
+    if isinstance(node, list):
+        changed = False
+        items = []
+        for v in node:
+            v2, c = _scrub_doc(v, secrets)
+            items.append(v2)
+            changed |= c
+        return items, changed
+    if isinstance(node, dict):
+        changed = False
+        obj = {}
+        for k, v in node.items():
+            k2, ck = _scrub_doc(k, secrets)
+            v2, cv = _scrub_doc(v, secrets)
+            obj[k2] = v2
+            changed |= ck or cv
+        return obj, changed
+    return node, False
+
+
+def scrub_body(body: bytes, secrets: str | Iterable[str | None] | None) -> bytes:
+    """`body` with every secret redacted, literal or JSON-escaped. A body that is not JSON gets the byte replace
+    only (an escape means nothing outside JSON)."""
+    found = _secrets(secrets)
+    if not found or not body:
+        return body
+    body = scrub_literal(body, found)
+    marker = b"\\" if any(c in _SHORT_ESCAPED for s in found for c in s) else b"\\u"
+    if marker not in body:  # no escape that could spell a secret: the byte replace saw every form
+        return body
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return body
+    doc, changed = _scrub_doc(doc, found)
+    return json.dumps(doc, ensure_ascii=False).encode() if changed else body
+
+
+def _content_type(value: str | None) -> str | None:
+    if not value:
+        return None
+    media, _, params = value.partition(";")
+    media = media.strip().lower()
+    if media not in _MEDIA_TYPES:
+        return "text/plain" if media.startswith("text/") else "application/octet-stream"
+    charset = re.search(r"charset\s*=\s*\"?([A-Za-z0-9_-]+)", params)
+    if charset and charset.group(1).lower() == "utf-8":
+        return f"{media}; charset=utf-8"
+    return media
+
+
+def _retry_after(value: str | None) -> str | None:
+    if not value or len(value) > 64:
+        return None
+    seconds = parse_retry_after(value)
+    if seconds is None or math.isnan(seconds):
+        return None
+    return str(min(MAX_RETRY_AFTER, math.ceil(seconds)))
+
+
+def safe_headers(raw: Mapping[str, str], secrets: str | Iterable[str | None] | None = None) -> dict[str, str]:
+    """The upstream response headers the router reads, rebuilt from validated values: `Content-Type` (one of a few
+    media types), `Retry-After` (whole seconds) and `x-agentgate-repairs` (repair kind names). Everything else is
+    dropped."""
+    out: dict[str, str] = {}
+    ctype = _content_type(raw.get("Content-Type"))
+    if ctype:
+        out["Content-Type"] = ctype
+    retry = _retry_after(raw.get("Retry-After"))
+    if retry is not None:
+        out["Retry-After"] = retry
+    repairs = raw.get("x-agentgate-repairs")
+    if repairs and _REPAIR_KINDS.fullmatch(repairs) and scrub_text(repairs, secrets) == repairs:
+        out["x-agentgate-repairs"] = repairs
+    return out

@@ -1,0 +1,332 @@
+"""What an attacker or a bad upstream could still do after the first security pass, one test per finding:
+redirects, reflected upstream headers, provider keys in answers, validation of the fields the router reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from router.app import Running, create_app, start
+from router.config import ConfigError, load_config, parse_config
+from router.reload import RELOADER
+from router.store import ResponseStore, RowTooLarge, StoredResponse
+from tests.fakes.openai_upstream import Step, completion
+from tests.reliability.support import chat_body, openai_error, request
+from tests.waiting import wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+UPSTREAM_KEY = "sk-upstream-CANARY-9b1c55"
+HEADER_SECRET = "hdr-secret-CANARY-4411"
+
+
+def config(url: str, *, kind: str = "openai", retries: int = 2, extra: str = "") -> str:
+    return f"""
+providers:
+  lab: {{type: {kind}, base_url: '{url}', api_key: {UPSTREAM_KEY}, retries: {retries},
+        headers: {{x-custom-auth: {HEADER_SECRET}}}, backoff: {{base: 0.001, max: 0.002}}}}
+models:
+  - {{name: m, provider: lab}}
+{extra}"""
+
+
+def escaped(secret: str) -> str:
+    """`secret` as a JSON string body would carry it with every character \\u-escaped."""
+    return "".join(f"\\u{ord(c):04x}" for c in secret)
+
+
+# --- 1. redirects -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_redirect_is_an_upstream_error_never_followed(fakes, router, kind, status):
+    up, elsewhere = await fakes("provider"), await fakes("elsewhere")
+    up.push(*[Step(status=status, json={"moved": True}, headers={"Location": elsewhere.url + "/chat/completions"})
+              for _ in range(5)])
+    base = up.url if kind == "openai" else up.url.removesuffix("/v1") + "/v1"
+    r = await router(config(base, kind=kind))
+    async with aiohttp.ClientSession() as s:
+        for stream in (False, True):
+            ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat_body("m", "secret prompt",
+                                                                                                 stream))
+            assert ans.status == 502, ans.body
+            err = openai_error(ans.json())
+            assert err["code"] == "upstream_redirect"
+            assert "location" not in ans.headers and elsewhere.url not in ans.body.decode()
+    assert elsewhere.requests == []  # neither the key nor the prompt went to the other host
+    assert len(up.requests) == 2  # a redirect is not retried: the same answer would come back
+
+
+# --- 4. upstream headers are rebuilt, never copied ----------------------------------------------------------------
+
+async def test_upstream_retry_after_and_content_type_never_reflect_a_key(fakes, router):
+    up = await fakes()
+    up.push(Step(status=429, headers={"Retry-After": UPSTREAM_KEY}),
+            Step(status=429, headers={"Retry-After": f"3, {UPSTREAM_KEY}"}),
+            Step(status=400, raw=b'{"error": {"message": "bad", "type": "invalid_request_error"}}',
+                 headers={"Content-Type": f"application/json; x={UPSTREAM_KEY}"}),
+            Step(status=400, raw=b"bad", headers={"Content-Type": f"text/{UPSTREAM_KEY}"}),
+            Step(status=429, headers={"Retry-After": "2.2"}),
+            Step(status=200, json=completion("ok", "m"), headers={"Content-Type": f"application/{UPSTREAM_KEY}",
+                                                                 "x-leak": UPSTREAM_KEY}))
+    r = await router(config(up.url, retries=0))
+    seen: list[tuple[int, dict[str, str], bytes]] = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(6):
+            ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat_body("m", "x"))
+            seen.append((ans.status, ans.headers, ans.body))
+    for status, headers, body in seen:
+        assert UPSTREAM_KEY not in json.dumps(headers) and UPSTREAM_KEY.encode() not in body, (status, headers)
+    assert [s for s, _, _ in seen] == [429, 429, 400, 400, 429, 200]
+    assert "retry-after" not in seen[0][1] and "retry-after" not in seen[1][1]
+    assert seen[2][1]["content-type"] == "application/json"
+    assert seen[3][1]["content-type"] == "text/plain"
+    assert seen[4][1]["retry-after"] == "3"  # rebuilt as whole seconds
+
+
+# --- 12. a provider key in a 200 body, literal or escaped, on every path ------------------------------------------
+
+def _leaky(content: str) -> dict[str, Any]:
+    return completion(content, "m")
+
+
+@pytest.mark.parametrize("path", ["chat", "tools", "messages", "responses"])
+async def test_a_provider_key_in_a_200_body_never_reaches_the_client(fakes, router, path):
+    up = await fakes()
+    for secret in (UPSTREAM_KEY, HEADER_SECRET):
+        literal = json.dumps(_leaky(f"the key is {secret}")).encode()
+        hidden = json.dumps(_leaky("the key is SECRET")).encode().replace(b"SECRET", escaped(secret).encode())
+        up.push(Step(raw=literal), Step(raw=hidden))
+    r = await router(config(up.url, retries=0))
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    async with aiohttp.ClientSession() as s:
+        for _ in range(4):
+            if path == "messages":
+                ans = await request(s, "POST", r.url + "/v1/messages", json_body={
+                    "model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+            elif path == "responses":
+                ans = await request(s, "POST", r.url + "/v1/responses", json_body={"model": "m", "input": "x",
+                                                                                   "store": False})
+            else:
+                body = chat_body("m", "x") | ({"tools": tools} if path == "tools" else {})
+                ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=body)
+            assert ans.status == 200, ans.body
+            text = ans.body.decode()
+            decoded = json.dumps(ans.json(), ensure_ascii=False)
+            for secret in (UPSTREAM_KEY, HEADER_SECRET):
+                assert secret not in text and secret not in decoded
+            assert "[redacted]" in decoded
+
+
+# --- 3. stored responses belong to the key, not to its position or name -----------------------------------------
+
+def served_config(url: str, keys: str, server: str = "") -> str:
+    return f"""
+server: {{api_keys: [{keys}]{server}}}
+providers:
+  lab: {{type: openai, base_url: '{url}', api_key: {UPSTREAM_KEY}, retries: 0}}
+models:
+  - {{name: m, provider: lab}}
+"""
+
+
+async def serve_file(tmp_path: Path, text: str) -> tuple[Any, Running]:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    app = create_app(load_config(path), config_path=str(path))
+    return app, await start(app)
+
+
+async def test_stored_responses_follow_the_key_not_its_position(fakes, tmp_path, monkeypatch):
+    monkeypatch.setenv("AGENTGATE_STATE_DIR", str(tmp_path / "state"))
+    up = await fakes()
+    app, running = await serve_file(tmp_path, served_config(up.url, "sk-first-key-0001, sk-second-key-0002"))
+    try:
+        async with aiohttp.ClientSession() as s:
+            first = {"Authorization": "Bearer sk-first-key-0001"}
+            made = await request(s, "POST", running.url + "/v1/responses", headers=first,
+                                 json_body={"model": "m", "input": "the first key's secret plan"})
+            assert made.status == 200, made.body
+            resp_id = made.json()["id"]
+            (tmp_path / "config.yaml").write_text(served_config(up.url, "sk-second-key-0002, sk-third-key-0003"))
+            result = await app[RELOADER].reload("http")
+            assert result.ok, result.error
+            for key in ("sk-second-key-0002", "sk-third-key-0003"):  # now key0 and key1: neither may read it
+                other = {"Authorization": f"Bearer {key}"}
+                got = await request(s, "GET", running.url + f"/v1/responses/{resp_id}", headers=other)
+                assert got.status == 404, got.body
+                cont = await request(s, "POST", running.url + "/v1/responses", headers=other,
+                                     json_body={"model": "m", "input": "x", "previous_response_id": resp_id})
+                assert cont.status == 400 and b"secret plan" not in cont.body
+            (tmp_path / "config.yaml").write_text(served_config(up.url, "{key: sk-first-key-0001, name: renamed}"))
+            assert (await app[RELOADER].reload("http")).ok
+            got = await request(s, "GET", running.url + f"/v1/responses/{resp_id}", headers=first)
+            assert got.status == 200  # the same key under another name still owns it
+        db = (tmp_path / "state" / "responses.sqlite3").read_bytes()
+        assert b"sk-first-key-0001" not in db
+    finally:
+        await running.stop()
+
+
+@pytest.mark.parametrize("keys", [
+    "{key: sk-a-000000001, name: team}, {key: sk-b-000000002, name: team}",
+    "{key: sk-a-000000001, name: one}, {key: sk-a-000000001, name: two}",
+])
+def test_duplicate_key_names_and_keys_are_refused(keys):
+    with pytest.raises(ConfigError, match=r"server\.api_keys\[1\]"):
+        parse_config(served_config("http://127.0.0.1:1/v1", keys), env={})
+
+
+# --- 6. authentication fails closed -------------------------------------------------------------------------------
+
+async def test_a_reload_that_would_drop_every_key_is_rejected(fakes, tmp_path, monkeypatch):
+    monkeypatch.delenv("AGENTGATE_TEST_UNSET_A", raising=False)
+    monkeypatch.delenv("AGENTGATE_TEST_UNSET_B", raising=False)
+    up = await fakes()
+    app, running = await serve_file(tmp_path, served_config(up.url, "sk-only-key-0001"))
+    try:
+        (tmp_path / "config.yaml").write_text(served_config(up.url, "'${AGENTGATE_TEST_UNSET_A}', "
+                                                                    "'${AGENTGATE_TEST_UNSET_B}'"))
+        result = await app[RELOADER].reload("http")
+        assert not result.ok and result.status == 400 and "authentication off" in (result.error or "")
+        async with aiohttp.ClientSession() as s:
+            ans = await request(s, "POST", running.url + "/v1/chat/completions", json_body=chat_body("m", "x"))
+            assert ans.status == 401  # still locked
+        (tmp_path / "config.yaml").write_text(served_config(up.url, "", ", allow_unauthenticated: true"))
+        assert (await app[RELOADER].reload("http")).ok  # said explicitly: allowed
+    finally:
+        await running.stop()
+
+
+def _serve(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "open.yaml"
+    path.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")} | {"HOME": str(tmp_path)}
+    return subprocess.run([sys.executable, "-m", "router", "serve", "--config", str(path), "--port", "0", *args],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT)
+
+
+def test_no_keys_beyond_loopback_refuses_to_start(tmp_path):
+    text = served_config("http://127.0.0.1:1/v1", "'${AGENTGATE_TEST_UNSET_A}'")
+    done = _serve(tmp_path, text, "--host", "0.0.0.0")
+    assert done.returncode == 2, done.stderr
+    assert "refusing to start" in done.stderr and "allow_unauthenticated" in done.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
+def test_loopback_needs_no_key_but_other_addresses_do(host):
+    from router.config.auth import open_relay_refusal
+    from router.config.model import ServerConfig
+
+    assert open_relay_refusal(ServerConfig(host=host)) is None
+    for other in ("0.0.0.0", "", "10.0.0.5", "::", "example.com"):
+        assert open_relay_refusal(ServerConfig(host=other)) is not None
+        assert open_relay_refusal(ServerConfig(host=other, allow_unauthenticated=True)) is None
+
+
+# --- 8/9. the response store: bounded rows, runtime failures degrade ----------------------------------------------
+
+async def test_store_rows_are_bounded(tmp_path):
+    store = ResponseStore(tmp_path / "r.sqlite3", max_row_bytes=10_000)
+    try:
+        with pytest.raises(RowTooLarge):
+            await store.put(StoredResponse("resp_big", None, {"id": "resp_big"}, [{"content": "x" * 20_000}]))
+        await store.put(StoredResponse("resp_small", None, {"id": "resp_small"}, [{"content": "x"}]))
+        assert store.count() == 1
+    finally:
+        store.close()
+
+
+async def test_a_store_replaced_underneath_degrades_never_500(fakes, router, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("AGENTGATE_STATE_DIR", str(tmp_path / "state"))
+    up = await fakes()
+    r = await router(config(up.url, retries=0))
+    async with aiohttp.ClientSession() as s:
+        made = await request(s, "POST", r.url + "/v1/responses", json_body={"model": "m", "input": "x"})
+        assert made.status == 200
+        db = tmp_path / "state" / "responses.sqlite3"
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(db) + suffix)
+        replacement = tmp_path / "garbage"
+        replacement.write_bytes(b"not a database at all" * 100)
+        os.replace(replacement, db)
+        with caplog.at_level(logging.WARNING, logger="agentgate"):
+            for _ in range(3):
+                again = await request(s, "POST", r.url + "/v1/responses", json_body={"model": "m", "input": "y"})
+                assert again.status == 200, again.body
+                cont = await request(s, "POST", r.url + "/v1/responses", json_body={
+                    "model": "m", "input": "z", "previous_response_id": again.json()["id"]})
+                assert cont.status < 500, cont.body
+                got = await request(s, "GET", r.url + f"/v1/responses/{made.json()['id']}")
+                assert got.status < 500, got.body
+    assert not [rec for rec in caplog.records if rec.exc_info]  # a cause, not a traceback
+
+
+async def test_a_store_locked_elsewhere_is_no_convoy(tmp_path):
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        started = time.monotonic()
+        await asyncio.gather(*[store.put(StoredResponse(f"resp_{n}", None, {"id": n}, [])) for n in range(6)])
+        elapsed = time.monotonic() - started
+        assert elapsed < 4.0, elapsed  # was 6 x 5 s one after the other
+        assert all([await store.get(f"resp_{n}", None) is not None for n in range(6)])
+    finally:
+        holder.close()
+        store.close()
+
+
+# --- 12. a huge previous_response_id is not echoed ----------------------------------------------------------------
+
+async def test_a_huge_previous_response_id_is_refused_not_echoed(fakes, router, tmp_path, monkeypatch):
+    monkeypatch.setenv("AGENTGATE_STATE_DIR", str(tmp_path / "state"))
+    up = await fakes()
+    r = await router(config(up.url))
+    huge = "resp_" + "x" * 500_000
+    async with aiohttp.ClientSession() as s:
+        ans = await request(s, "POST", r.url + "/v1/responses", json_body={"model": "m", "input": "x",
+                                                                           "previous_response_id": huge})
+        assert ans.status == 400 and len(ans.body) < 2000, len(ans.body)
+        assert openai_error(ans.json())["param"] == "previous_response_id"
+        got = await request(s, "GET", r.url + "/v1/responses/" + "resp_" + "y" * 4000)
+        assert got.status == 404 and len(got.body) < 2000
+    assert up.requests == []
+
+
+# --- 7. an engine crash is the supervisor's to handle, not the breaker's ------------------------------------------
+
+async def test_an_engine_crash_under_load_does_not_open_the_breaker(router, tmp_path):
+    r = await router(f"engines:\n  runtime_dir: '{tmp_path}'\n"
+                     "models:\n  - {name: rnd, engine: mlx, model: 'tiny:random:3'}\n")
+    client, sup = r.client(), r.state.supervisor
+    hi = [{"role": "user", "content": "hi"}]
+    await client.chat.completions.create(model="rnd", messages=hi, max_tokens=2)
+    pid = sup.states()["rnd"].pid
+    loops = [asyncio.create_task(client.chat.completions.create(model="rnd", messages=hi, max_tokens=3500,
+                                                                temperature=1.0)) for _ in range(6)]
+    await wait_until(lambda: sup.states()["rnd"].in_flight == 6, timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    failed = await asyncio.gather(*loops, return_exceptions=True)
+    assert all(isinstance(f, openai.APIStatusError) and f.status_code == 502 for f in failed), failed
+    upstream = r.state.runtime.upstreams["engine:rnd"]
+    again = await client.chat.completions.create(model="rnd", messages=hi, max_tokens=2)  # restarted, not 503
+    assert again.choices and sup.states()["rnd"].pid != pid
+    await asyncio.sleep(1.5)  # past the grace in which a failure waits for the supervisor's verdict
+    assert upstream.breaker.state == "closed" and upstream.breaker.consecutive == 0
