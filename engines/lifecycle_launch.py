@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .lifecycle_types import Endpoint, EngineSpec
+from .process import isolated_env
 
 _PLACEHOLDER = re.compile(r"\$\{(PORT|MODEL)\}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -79,6 +80,7 @@ def plan_launch(spec: EngineSpec, *, runtime_dir: Path, python: str, state_dir: 
             argv += ["--kv-dir", str(kv_dir(state_dir, spec.name))]
         argv += list(spec.args)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env = isolated_env(env)  # `-m engines` from the router's directory must not import files found there
         return Launch(argv, env, Endpoint("http://localhost/v1", str(sock)), f"http://localhost{spec.health_path}",
                       sock)
     assert spec.command is not None

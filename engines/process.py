@@ -22,6 +22,26 @@ LOG = logging.getLogger("agentgate.engine")
 _MAX_LINE = 8192
 _KILL_WAIT = 5.0
 _LINE_BREAK = re.compile(rb"[\r\n]")
+_CAUSE_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b|agentgate engine:)")
+_ABS_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/'\":,]+/)+([^\s/'\":,]*)")
+
+
+def isolated_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` for a Python child started with `-m`: its working directory is never put on `sys.path`
+    (PYTHONSAFEPATH, Python >= 3.11), so a `queue.py` in the router's directory cannot run inside it."""
+    return {**env, "PYTHONSAFEPATH": "1"}
+
+
+def one_line_cause(lines: Sequence[str], limit: int = 300) -> str:
+    """The likeliest cause of a failure in a process's last output lines, on one line: the last exception line
+    (`ValueError: ...`) or our own `agentgate engine: ...` message, else the last line; absolute paths shortened
+    to their last part (no traceback, no file system layout)."""
+    kept = [line.strip() for line in lines if line.strip()]
+    if not kept:
+        return ""
+    pick = next((line for line in reversed(kept) if _CAUSE_LINE.match(line)), kept[-1])
+    pick = _ABS_PATH.sub(lambda m: m.group(1) or "/", pick)
+    return pick if len(pick) <= limit else pick[:limit] + "…"
 
 
 class _Protocol(asyncio.SubprocessProtocol):
@@ -102,8 +122,13 @@ class ChildProcess:
                 what = f"killed by signal {-code}"
         else:
             what = f"exited with code {code}"
-        output = self.last_output()
-        return what + (f"; last output: {output}" if output else "")
+        cause = self.cause() if code is None or code > 0 else ""
+        return what + (f": {cause}" if cause else "")
+
+    def cause(self) -> str:
+        """The failure's cause from the last output lines, on one line (see `one_line_cause`); the whole output
+        went to the log line by line."""
+        return one_line_cause(list(self.tail))
 
     def last_output(self, lines: int = 5) -> str:
         return " | ".join(list(self.tail)[-lines:])

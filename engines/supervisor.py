@@ -418,7 +418,7 @@ class Supervisor:
             await self._abort_start(rec, proc, "crashed", reason, failed=True)
             raise EngineUnavailable(spec.name, reason)
         if readiness.outcome == "timeout":
-            output = proc.last_output()
+            output = proc.cause()
             reason = (f"not ready within {spec.start_timeout:g}s ({readiness.note})"
                       + (f"; last output: {output}" if output else ""))
             await self._abort_start(rec, proc, "stopped", reason, failed=True)

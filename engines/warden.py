@@ -25,11 +25,17 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .process import isolated_env
+
 LOG = logging.getLogger("agentgate.engine")
 
 
 class Warden:
     """The router's side: starts the sidecar and keeps its list of process groups current."""
+
+    RESPAWN_BASE = 0.5  # seconds before the second respawn in a row, doubling up to RESPAWN_CAP
+    RESPAWN_CAP = 30.0
+    STEADY = 60.0  # a warden that lived this long resets the backoff
 
     def __init__(self, python: str = sys.executable, grace: float = 10.0) -> None:
         self._python = python
@@ -37,6 +43,12 @@ class Warden:
         self._proc: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[None] | None = None
         self._failed = False
+        self._closing = False
+        self._groups: set[int] = set()  # what a respawned warden is told again
+        self._folders: set[str] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._deaths = 0
+        self.respawns = 0
 
     @property
     def pid(self) -> int | None:
@@ -53,22 +65,54 @@ class Warden:
 
     async def _spawn(self) -> None:
         try:
-            self._proc = await asyncio.create_subprocess_exec(
+            proc = await asyncio.create_subprocess_exec(
                 self._python, "-m", "engines.warden", "--grace", f"{self._grace:g}",
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+                env=isolated_env(os.environ),
             )
         except Exception as exc:  # OSError, or anything else: the engines must still start
             self._failed = True
             LOG.warning("engine warden could not start (%s): engines will not be stopped if the router is "
                         "killed", exc)
+            return
+        self._proc = proc
+        for folder in sorted(self._folders):  # a respawned warden is told everything again
+            self._send(f"dir {folder}\n")
+        for pgid in sorted(self._groups):
+            self._send(f"add {pgid}\n")
+        self._watcher = asyncio.ensure_future(self._watch(proc, asyncio.get_running_loop().time()))
+
+    async def _watch(self, proc: asyncio.subprocess.Process, started: float) -> None:
+        """The warden died while the router lives (killed, OOM): say so and start another, with backoff when
+        it keeps dying."""
+        code = await proc.wait()
+        if self._closing or self._proc is not proc:
+            return
+        self._proc = None
+        loop = asyncio.get_running_loop()
+        self._deaths = 1 if loop.time() - started >= self.STEADY else self._deaths + 1
+        delay = 0.0 if self._deaths == 1 else min(self.RESPAWN_CAP, self.RESPAWN_BASE * 2 ** (self._deaths - 2))
+        how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        LOG.warning("engine warden (pid %d) %s; starting a new one%s", proc.pid, how,
+                    f" in {delay:g}s" if delay else "")
+        if delay:
+            await asyncio.sleep(delay)
+        if self._closing:
+            return
+        self.respawns += 1
+        self._starting = asyncio.ensure_future(self._spawn())
+        await asyncio.shield(self._starting)
 
     def watch(self, pgid: int) -> None:
+        self._groups.add(pgid)
         self._send(f"add {pgid}\n")
 
     def forget(self, pgid: int) -> None:
+        self._groups.discard(pgid)
         self._send(f"del {pgid}\n")
 
     def remove_on_exit(self, folder: str) -> None:
+        self._folders.add(folder)
         self._send(f"dir {folder}\n")
 
     def _send(self, line: str) -> None:
@@ -83,6 +127,11 @@ class Warden:
 
     async def close(self, timeout: float = 5.0) -> None:
         """End the sidecar (after the engines were stopped): closing its pipe is the whole protocol."""
+        self._closing = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watcher
         if self._starting is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self._starting)

@@ -117,7 +117,9 @@ class Running:
 
 async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Running:
     """Start serving `app`; port 0 picks a free port. Client disconnects cancel their handlers."""
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=30)
+    idle = app[STATE].runtime.config.server.idle_timeout  # an idle or half-open client connection is closed
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=30,
+                           keepalive_timeout=idle)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

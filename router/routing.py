@@ -72,6 +72,24 @@ class RoutingTable:
                 return wm, name[len(prefix):]
         return None
 
+    def resolve_for(self, name: str, allowed: frozenset[str] | None) -> Route:
+        """`resolve` for a key limited to `allowed` model names (None: every model). 404 suggestions name only
+        models the key may use; 403 when the name is not allowed; every hop of the fallback chain is checked too:
+        hops to models outside the list are dropped (403 when none is left)."""
+        if allowed is None:
+            return self.resolve(name)
+        try:
+            route = self.resolve(name)
+        except ApiError:
+            raise self._unknown(name, allowed) from None
+        if name not in allowed and route.model.name not in allowed:
+            raise ApiError(403, f"This API key may not use model {name!r}.", "model_not_allowed")
+        hops = tuple(h for h in route.hops if h.model.name in allowed or h.model is route.model)
+        if not hops:
+            raise ApiError(403, f"This API key may not use any model that {name!r} falls back to.",
+                           "model_not_allowed")
+        return route if len(hops) == len(route.hops) else Route(route.requested, route.model, hops)
+
     def resolve(self, name: str) -> Route:
         route = self._cache.get(name)
         if route is not None:
@@ -111,11 +129,12 @@ class RoutingTable:
         usable = [t for h in route_hops for t in h.targets if t.provider not in self.disabled]
         return None if usable else "; ".join(reasons) or "no usable provider"
 
-    def _unknown(self, name: str) -> ApiError:
+    def _unknown(self, name: str, allowed: frozenset[str] | None = None) -> ApiError:
+        names = [n for n, m in self.exact.items() if allowed is None or n in allowed or m.name in allowed]
         if len(name) > 200:  # never echo (or fuzzy-match: quadratic) a huge name
             near, shown = [], repr(name[:200]) + "..."
         else:
-            near, shown = difflib.get_close_matches(name, list(self.exact), n=3, cutoff=0.5), repr(name)
+            near, shown = difflib.get_close_matches(name, names, n=3, cutoff=0.5), repr(name)
         hint = f" Did you mean: {', '.join(near)}?" if near else ""
         return ApiError(404, f"The model {shown} does not exist on this router.{hint} "
                         "GET /v1/models lists the available models.", "model_not_found")

@@ -46,11 +46,10 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
 
 
 def resolve(rt: Runtime, ex: Exchange, key: ClientKey | None, model: str) -> Route:
-    """The route for `model`, after checking the key may use it (404 unknown, 403 not allowed)."""
+    """The route for `model`, after checking the key may use it and every model it falls back to (404 unknown,
+    403 not allowed)."""
     ex.requested = model
-    route = rt.table.resolve(model)
-    check_model_allowed(key, model, route.model.name)
-    return route
+    return rt.table.resolve_for(model, key.models if key is not None else None)
 
 _ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
@@ -102,12 +101,7 @@ async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str,
     limit = rt.config.server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit) from None
-    if len(raw) > limit:
-        raise _too_large(limit)
+    raw = await _read_body(request, limit, rt.config.server.idle_timeout)
     if not raw:
         raise ApiError(400, "The request body is empty; expected a JSON object.", "invalid_json")
     try:
@@ -126,6 +120,25 @@ async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str,
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+async def _read_body(request: web.Request, limit: int, idle: float) -> bytes:
+    """The whole body, at most `limit` bytes; a client that sends nothing for `idle` seconds gets 408 (a stalled
+    or half-open connection never holds a handler forever)."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(request.content.readany(), idle)
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"The request body stalled: nothing arrived for {idle:g} seconds.",
+                           "request_timeout") from None
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
 
 
 def _no_constant(name: str) -> object:

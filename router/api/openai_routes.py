@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .. import relay
 from ..config.model import ClientKey
+from ..dialects.openai_request import check_request
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
 from ..exchange import Exchange
@@ -37,6 +38,7 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
         model = common.require_model(body)
+        check_request(endpoint, body)
         route = common.resolve(rt, ex, key, model)
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
         if endpoint == "chat" and body.get("tools"):

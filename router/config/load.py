@@ -193,6 +193,7 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
         max_upstream_event_bytes=int(srv.get("max_upstream_event_mb", 16) * 1024 * 1024),
         max_stream_repair_chars=int(srv.get("max_stream_repair_kchars", 1024) * 1024),
         allow_unauthenticated=srv.get("allow_unauthenticated", False),
+        idle_timeout=float(srv.get("idle_timeout", 75.0)),
     )
     default_policy = _policy(doc.get("defaults", {}), Policy())
     leftovers = {p: v for p, v in missing.items() if p[:1] not in (("providers",), ("server",))}

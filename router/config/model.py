@@ -27,6 +27,7 @@ class ServerConfig:
     max_upstream_event_bytes: int = 16 * 1024 * 1024  # one SSE event (line) of an upstream stream
     max_stream_repair_chars: int = 1024 * 1024  # text one stream keeps for tool-call repair
     allow_unauthenticated: bool = False  # serve without client keys beyond loopback (logged as a warning)
+    idle_timeout: float = 75.0  # a client connection idle this long (no request, a stalled body) is closed
 
 
 @dataclass(frozen=True)

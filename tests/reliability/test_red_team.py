@@ -22,6 +22,7 @@ import pytest
 
 from router.app import Running, create_app, start
 from router.config import ConfigError, load_config, parse_config
+from router.exchange import TextFormatter
 from router.reload import RELOADER
 from router.store import ResponseStore, RowTooLarge, StoredResponse
 from tests.fakes.openai_upstream import Step, completion
@@ -330,3 +331,194 @@ async def test_an_engine_crash_under_load_does_not_open_the_breaker(router, tmp_
     assert again.choices and sup.states()["rnd"].pid != pid
     await asyncio.sleep(1.5)  # past the grace in which a failure waits for the supervisor's verdict
     assert upstream.breaker.state == "closed" and upstream.breaker.consecutive == 0
+
+
+# --- 12. the allowlist holds on every hop, and suggestions stay inside it -----------------------------------------
+
+def allowlist_config(a: str, b: str) -> str:
+    return f"""
+server: {{api_keys: [{{key: sk-limited-key-01, name: ci, models: [cheap, chain, cheap-fast]}}]}}
+providers:
+  pa: {{type: openai, base_url: '{a}', retries: 0}}
+  pb: {{type: openai, base_url: '{b}', retries: 0}}
+models:
+  - {{name: cheap, provider: pa}}
+  - {{name: premium, provider: pb}}
+  - {{name: premium-max, provider: pb}}
+  - {{name: chain, provider: pa, fallbacks: [premium]}}
+  - {{name: pure, fallbacks: [premium]}}
+"""
+
+
+async def test_a_restricted_key_never_reaches_a_forbidden_model_through_fallbacks(fakes, router):
+    a, b = await fakes("a"), await fakes("b")
+    a.push(Step(status=500), Step(status=500))
+    r = await router(allowlist_config(a.url, b.url))
+    auth = {"Authorization": "Bearer sk-limited-key-01"}
+    async with aiohttp.ClientSession() as s:
+        ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat_body("chain", "x"),
+                            headers=auth)
+        assert ans.status == 502, ans.body  # its own hop failed; the forbidden fallback was never tried
+        assert b.requests == [] and len(a.requests) == 1
+        ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat_body("premium-maxx", "x"),
+                            headers=auth)
+        assert ans.status == 404 and "Did you mean" not in openai_error(ans.json())["message"]
+        ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat_body("cheap-fastt", "x"),
+                            headers=auth)
+        assert ans.status == 404 and "Did you mean: cheap?" in openai_error(ans.json())["message"]
+        ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat_body("premium", "x"),
+                            headers=auth)
+        assert ans.status == 403
+    assert b.requests == []
+
+
+# --- 13. every field the router reads is checked before any upstream is called ------------------------------------
+
+@pytest.mark.parametrize(("path", "patch", "param"), [
+    ("/v1/chat/completions", {"stream": "yes"}, "stream"),
+    ("/v1/chat/completions", {"messages": "hi"}, "messages"),
+    ("/v1/chat/completions", {"messages": None}, "messages"),
+    ("/v1/chat/completions", {"messages": ["hi"]}, "messages[0]"),
+    ("/v1/chat/completions", {"messages": [{"content": "hi"}]}, "messages[0].role"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ("/v1/chat/completions", {"tools": {"type": "function"}}, "tools"),
+    ("/v1/chat/completions", {"tools": ["f"]}, "tools[0]"),
+    ("/v1/chat/completions", {"tools": [{"type": "function", "function": "f"}]}, "tools[0].function"),
+    ("/v1/chat/completions", {"tool_choice": 3}, "tool_choice"),
+    ("/v1/chat/completions", {"parallel_tool_calls": "no"}, "parallel_tool_calls"),
+    ("/v1/chat/completions", {"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+    ("/v1/chat/completions", {"stream_options": []}, "stream_options"),
+    ("/v1/completions", {"stream": 1}, "stream"),
+])
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_fields_the_router_reads_are_400_naming_them(fakes, router, path, patch, param, kind):
+    up = await fakes()
+    r = await router(config(up.url, kind=kind))
+    body: dict[str, Any] = {"model": "m", "prompt": "x"} if path == "/v1/completions" else chat_body("m", "x")
+    body.update(patch)
+    body = {k: v for k, v in body.items() if v is not None}
+    async with aiohttp.ClientSession() as s:
+        ans = await request(s, "POST", r.url + path, json_body=body)
+    assert ans.status == 400, ans.body
+    assert openai_error(ans.json())["param"] == param
+    assert up.requests == []
+
+
+# --- 12. no forged log lines in the text format -------------------------------------------------------------------
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(TextFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+async def test_a_model_name_cannot_forge_a_text_log_line(fakes, router):
+    up = await fakes()
+    r = await router(config(up.url))
+    handler = _Lines()
+    access = logging.getLogger("agentgate.access")
+    access.addHandler(handler)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    forged = "m\n12:00:00 ERROR   agentgate: admin key rotated status=200\r\u2028x"
+    try:
+        async with aiohttp.ClientSession() as s:
+            ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat_body(forged, "x"))
+            assert ans.status == 404
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
+    assert handler.lines
+    for line in handler.lines:
+        assert "\n" not in line and "\r" not in line and "\u2028" not in line
+        assert "admin key rotated" in line  # still there, escaped inside the one line
+
+
+# --- 12. idle and half-open client connections are closed ---------------------------------------------------------
+
+async def test_idle_and_stalled_client_connections_are_timed_out(fakes, router):
+    up = await fakes()
+    r = await router(config(up.url).replace("providers:", "server: {idle_timeout: 0.5}\nproviders:", 1))
+    host, port = r.url.removeprefix("http://").split(":")
+    # a connection that never sends a request
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the router
+    finally:
+        writer.close()
+    # a request whose body stops half way
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"model\": \"m\", ")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 408"), head
+    finally:
+        writer.close()
+    assert up.requests == []
+
+
+# --- 10. a dead warden is noticed, logged and replaced ------------------------------------------------------------
+
+async def test_a_killed_warden_is_respawned_and_told_the_groups_again(caplog):
+    from engines.warden import Warden
+
+    group = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(60)",
+                                                 start_new_session=True)
+    warden = Warden(grace=0.5)
+    try:
+        await warden.start()
+        first = warden.pid
+        assert first is not None
+        warden.watch(group.pid)
+        with caplog.at_level(logging.WARNING, logger="agentgate.engine"):
+            os.kill(first, signal.SIGKILL)
+            await wait_until(lambda: warden.pid not in (None, first), timeout=20)
+        assert any("warden" in r.getMessage() and "new one" in r.getMessage() for r in caplog.records)
+        second = warden.pid
+        assert second is not None and warden.respawns == 1
+        proc = warden._proc  # the router "dies": the new warden's pipe ends, and it stops the group it was told
+        assert proc is not None and proc.stdin is not None
+        await asyncio.sleep(0.3)  # let the replayed orders reach it
+        proc.stdin.close()
+        await asyncio.wait_for(proc.wait(), 20)
+        assert await asyncio.wait_for(group.wait(), 10) == -signal.SIGTERM
+    finally:
+        await warden.close()
+        if group.returncode is None:
+            group.kill()
+            await group.wait()
+
+
+# --- 11. engines and the warden never import from the router's working directory ---------------------------------
+
+async def test_a_module_in_the_working_directory_never_runs_in_an_engine(router, tmp_path, monkeypatch):
+    planted = tmp_path / "cwd"
+    planted.mkdir()
+    marker = tmp_path / "ran"
+    for name in ("queue", "selectors", "json", "argparse"):
+        (planted / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write('{name} ')\nraise SystemExit(9)\n")
+    monkeypatch.chdir(planted)
+    r = await router(f"engines:\n  runtime_dir: '{tmp_path / 'rt'}'\n"
+                     "models:\n  - {name: demo, engine: mlx, model: 'tiny:demo'}\n")
+    reply = await r.client().chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}],
+                                                     max_tokens=2)
+    assert reply.choices
+    assert r.state.supervisor._warden.pid is not None  # the warden runs too
+    assert not marker.exists(), marker.read_text()
+
+
+def test_an_engine_start_failure_is_one_line_without_paths():
+    from engines.process import one_line_cause
+
+    tail = ["Traceback (most recent call last):", '  File "/opt/app/engines/cli.py", line 120, in main',
+            "    model = load(path)", "FileNotFoundError: [Errno 2] No such file: '/home/me/models/q/config.json'"]
+    cause = one_line_cause(tail)
+    assert cause == "FileNotFoundError: [Errno 2] No such file: 'config.json'"
+    assert one_line_cause(["agentgate engine: failed to load /srv/m: bad", "exiting"]) == \
+        "agentgate engine: failed to load m: bad"
