@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..config import ConfigError, load_config
+from ..config.auth import open_relay_refusal
 from ..routing import RoutingTable
 
 
@@ -18,6 +19,10 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"agentgate: {exc}", file=sys.stderr)
+        return 2
+    refusal = open_relay_refusal(config.server)
+    if refusal:
+        print(f"agentgate: {config.source}: serve would refuse to start: {refusal}", file=sys.stderr)
         return 2
     table = RoutingTable(config)
     print(f"{config.source}: ok — listening on {config.server.host}:{config.server.port}, "

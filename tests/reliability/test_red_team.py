@@ -213,19 +213,21 @@ async def test_a_reload_that_would_drop_every_key_is_rejected(fakes, tmp_path, m
         await running.stop()
 
 
-def _serve(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "open.yaml"
     path.write_text(text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTGATE_")} | {"HOME": str(tmp_path)}
-    return subprocess.run([sys.executable, "-m", "router", "serve", "--config", str(path), "--port", "0", *args],
+    return subprocess.run([sys.executable, "-m", "router", args[0], "--config", str(path), *args[1:]],
                           capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT)
 
 
 def test_no_keys_beyond_loopback_refuses_to_start(tmp_path):
     text = served_config("http://127.0.0.1:1/v1", "'${AGENTGATE_TEST_UNSET_A}'")
-    done = _serve(tmp_path, text, "--host", "0.0.0.0")
+    done = _cli(tmp_path, text, "serve", "--port", "0", "--host", "0.0.0.0")
     assert done.returncode == 2, done.stderr
     assert "refusing to start" in done.stderr and "allow_unauthenticated" in done.stderr
+    checked = _cli(tmp_path, text.replace("server: {", "server: {host: 0.0.0.0, "), "check")
+    assert checked.returncode == 2 and "would refuse to start" in checked.stderr, checked.stderr
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
@@ -522,3 +524,16 @@ def test_an_engine_start_failure_is_one_line_without_paths():
     assert cause == "FileNotFoundError: [Errno 2] No such file: 'config.json'"
     assert one_line_cause(["agentgate engine: failed to load /srv/m: bad", "exiting"]) == \
         "agentgate engine: failed to load m: bad"
+
+
+async def test_a_full_disk_logs_its_cause_and_the_store_carries_on(tmp_path, caplog):
+    store = ResponseStore(tmp_path / "r.sqlite3")
+    try:
+        store._db.execute("PRAGMA max_page_count = 8")  # a database that cannot grow: SQLITE_FULL, as a full disk
+        with caplog.at_level(logging.WARNING, logger="agentgate"):
+            await store.put(StoredResponse("resp_big", None, {"id": "resp_big"}, [{"content": "x" * 200_000}]))
+        assert await store.get("resp_big", None) is not None  # kept, in memory
+        text = " ".join(r.getMessage() for r in caplog.records)
+        assert "full" in text and "rollback" not in text.lower(), text
+    finally:
+        store.close()
