@@ -17,6 +17,7 @@ from ..exchange import Exchange
 from ..routing import Route
 from ..runtime import Runtime
 from ..state import STATE
+from ..upstream.base import with_timeout
 
 Handler = Callable[[Runtime, Exchange, ClientKey | None], Awaitable[web.StreamResponse]]
 
@@ -129,10 +130,12 @@ async def _read_body(request: web.Request, limit: int, idle: float) -> bytes:
     size = 0
     while True:
         try:
-            chunk = await asyncio.wait_for(request.content.readany(), idle)
+            chunk = await with_timeout(request.content.readany(), idle)  # no extra task: a cancel stays a cancel
         except asyncio.TimeoutError:
             raise ApiError(408, f"The request body stalled: nothing arrived for {idle:g} seconds.",
                            "request_timeout") from None
+        except ConnectionResetError:  # the client went away mid-body: the same as its handler being cancelled
+            raise asyncio.CancelledError from None
         if not chunk:
             return b"".join(parts)
         size += len(chunk)

@@ -38,8 +38,8 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
         model = common.require_model(body)
-        check_request(endpoint, body)
         route = common.resolve(rt, ex, key, model)
+        check_request(endpoint, body)
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
         if endpoint == "chat" and body.get("tools"):
             from .. import pipeline
