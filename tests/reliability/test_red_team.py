@@ -329,6 +329,7 @@ async def test_an_engine_crash_under_load_does_not_open_the_breaker(router, tmp_
     failed = await asyncio.gather(*loops, return_exceptions=True)
     assert all(isinstance(f, openai.APIStatusError) and f.status_code == 502 for f in failed), failed
     upstream = r.state.runtime.upstreams["engine:rnd"]
+    await wait_until(lambda: sup.crashed("rnd") or sup.states()["rnd"].pid != pid, timeout=30)  # exit noticed
     again = await client.chat.completions.create(model="rnd", messages=hi, max_tokens=2)  # restarted, not 503
     assert again.choices and sup.states()["rnd"].pid != pid
     await asyncio.sleep(1.5)  # past the grace in which a failure waits for the supervisor's verdict
