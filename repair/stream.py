@@ -13,15 +13,45 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from repair.core import check_options, finder_for, repair_message
+from repair.core import (
+    INSIDE_THINK,
+    THINK_CLOSE,
+    THINK_OPEN,
+    _choice,
+    _default_id,
+    check_options,
+    finder_for,
+    repair_message,
+)
+from repair.incremental import ARR as _ARR
+from repair.incremental import CHARS as _CHARS
+from repair.incremental import (
+    END_ARR,
+    END_OBJ,
+    END_STR,
+    KEY,
+    OBJ,
+    STR,
+    ArgsEmitter,
+    JsonBroken,
+    JsonEvents,
+    ToolArgsDelta,
+    ToolCallStart,
+    canonical_arguments,
+)
 from repair.index import ToolIndex
-from repair.markers import MATCH, NO
-from repair.types import ContentDelta, ReasoningDelta, RepairResult, StreamEvent, ToolCallDelta
+from repair.markers import MATCH, NO, PARTIAL, CandidateFinder
+from repair.types import ContentDelta, ReasoningDelta, RepairIssue, RepairResult, StreamEvent, ToolCallDelta
+
+Event = StreamEvent | ToolCallStart | ToolArgsDelta
+HERMES_OPEN = "<tool_call>"
+HERMES_CLOSE = "</tool_call>"
 
 
 class StreamRepairer:
     def __init__(self, tools: Any, *, tool_choice: object = None, parallel_tool_calls: bool = True,
-                 format: str = "auto", mode: str = "repair", id_factory: Callable[[int], str] | None = None) -> None:
+                 format: str = "auto", mode: str = "repair", id_factory: Callable[[int], str] | None = None,
+                 incremental: bool = False, max_chars: int | None = None) -> None:
         self._index = ToolIndex.of(tools)
         self._finder = finder_for(self._index)
         self._opts: dict[str, Any] = {"tool_choice": tool_choice, "parallel_tool_calls": parallel_tool_calls,
@@ -38,18 +68,45 @@ class StreamRepairer:
         self._fed_reasoning = False
         self._tool_parts: dict[int, dict[str, Any]] = {}
         self._result: RepairResult | None = None
+        # incremental mode (see the module docstring)
+        self._incremental = incremental and mode == "repair"
+        self._choice_kind, self._named = _choice(tool_choice, self._index)
+        self._parallel = parallel_tool_calls
+        self._make_id = id_factory or _default_id
+        self._max_chars = max_chars
+        self._size = 0             # characters fed (text and tool-call fragments)
+        self._hold_at = 0          # offset in the text where the held region begins
+        self._overflowed = False
+        self._spec: _Think | _Hermes | None = None
+        self._spec_tried = False
+        self._new_group = False    # content after a removed block starts a new paragraph
+        self._reasoning_out: list[str] = []
+        self._started: list[_Started] = []
+        self._native: dict[int, _Native] = {}
+        self._inner_finder = CandidateFinder(INSIDE_THINK, self._index.resolve)
+        self.after_header: list[RepairIssue] = []  # calls whose header went out and that then failed
 
     # --- input -------------------------------------------------------------------------------------------------
 
-    def feed(self, text: str) -> list[StreamEvent]:
+    def feed(self, text: str) -> list[Event]:
         """An assistant content delta."""
         self._check_open()
         if not text:
             return []
         self._fed = True
+        if self._overflowed:
+            return self._passthrough(text)
         self._chunks.append(text)
+        self._size += len(text)
+        if self._max_chars is not None and self._size > self._max_chars:
+            return self._overflow(text)
         if self._holding:
-            return []
+            return self._spec_feed(text) if self._spec is not None else []
+        events = self._prose(text)
+        return events + self._maybe_spec()
+
+    def _prose(self, text: str) -> list[Event]:
+        """Text outside held markup: emitted up to where a candidate may begin."""
         base = self._ctx
         tail = self._tail
         self._tail = ""
@@ -59,6 +116,7 @@ class StreamRepairer:
         stop = (at if status != NO else len(window)) - len(base)
         if status == MATCH:
             self._holding = True
+            self._hold_at = self._size - (len(tail) - stop)
         decided = tail[:stop]
         self._tail = tail[stop:]
         body = decided.rstrip()
@@ -70,22 +128,35 @@ class StreamRepairer:
         out = "".join(self._ws) + body
         self._ws = [decided[len(body):]] if len(body) < len(decided) else []
         self._ctx = decided[-1]
+        if self._new_group:
+            self._new_group = False
+            out = out.lstrip()
+            if self._emitted:
+                out = "\n\n" + out
         self._emitted += len(out)
         return [ContentDelta(out)]
 
-    def feed_reasoning(self, text: str) -> list[StreamEvent]:
+    def feed_reasoning(self, text: str) -> list[Event]:
         """An upstream reasoning_content delta (passed through at once)."""
         self._check_open()
         self._fed_reasoning = True
         if not text:
             return []
-        self._reasoning.append(text)
+        if not self._overflowed:
+            self._reasoning.append(text)
+            self._reasoning_out.append(text)
         return [ReasoningDelta(text)]
 
-    def feed_tool_calls(self, deltas: list[dict[str, Any]]) -> list[StreamEvent]:
-        """Upstream delta.tool_calls fragments; assembled and repaired at finish()."""
+    def feed_tool_calls(self, deltas: list[dict[str, Any]]) -> list[Event]:
+        """Upstream delta.tool_calls fragments; assembled and repaired at finish() (in incremental mode a call's
+        header and arguments also go out as they arrive)."""
         self._check_open()
+        events: list[Event] = []
         for d in deltas or []:
+            if isinstance(d, dict) and self._incremental:
+                events += self._native_feed(d)
+            if self._overflowed:
+                continue
             if not isinstance(d, dict):
                 continue
             idx = d.get("index") if isinstance(d.get("index"), int) else len(self._tool_parts)
@@ -99,16 +170,21 @@ class StreamRepairer:
             if isinstance(args, str):
                 part["arguments"] += args
                 part["has_args"] = True
+                self._size += len(args)
             elif isinstance(args, dict):
                 part["arguments"] = args
                 part["has_args"] = True
-        return []
+        if self._max_chars is not None and self._size > self._max_chars and not self._overflowed:
+            events += self._overflow("")
+        return events
 
     # --- output ------------------------------------------------------------------------------------------------
 
-    def finish(self) -> list[StreamEvent]:
+    def finish(self) -> list[Event]:
         """Flush: the rest of the content, reasoning found in the text, and the final calls."""
         self._check_open()
+        if self._overflowed:
+            return self._finish_overflowed()
         full = "".join(self._chunks)
         upstream_calls = None
         if self._tool_parts:
@@ -123,20 +199,194 @@ class StreamRepairer:
                     call["id"] = part["id"]
                 upstream_calls.append(call)
         upstream_reasoning = "".join(self._reasoning) if self._fed_reasoning else None
+        opts = self._opts
+        if self._incremental:
+            assigned = {st.index: st.id for st in self._started}
+            opts = {**opts, "id_factory": lambda k: assigned.get(k) or self._make_id(k)}
         result = repair_message(full if self._fed else None, self._index, tool_calls=upstream_calls,
-                                reasoning_content=upstream_reasoning, **self._opts)
+                                reasoning_content=upstream_reasoning, **opts)
+        if self._incremental:
+            for c in result.tool_calls:
+                c["function"]["arguments"] = canonical_arguments(c["function"]["arguments"])
         self._result = result
-        events: list[StreamEvent] = []
+        events: list[Event] = []
         content = result.content or ""
         rest = content[self._emitted:]  # content starts with the text already emitted (see the module docstring)
         if rest:
             events.append(ContentDelta(rest))
         reasoning = result.reasoning_content or ""
-        sent = len(upstream_reasoning or "")
-        if len(reasoning) > sent:
-            events.append(ReasoningDelta(reasoning[sent:]))
-        for i, c in enumerate(result.tool_calls):
-            events.append(ToolCallDelta(i, c["id"], c["function"]["name"], c["function"]["arguments"]))
+        sent = "".join(self._reasoning_out)
+        if reasoning.startswith(sent):
+            if len(reasoning) > len(sent):
+                events.append(ReasoningDelta(reasoning[len(sent):]))
+        else:
+            self.after_header.append(RepairIssue("stream_diverged", "the reasoning streamed differs from the "
+                                                 "repaired reasoning"))
+        if not self._incremental:
+            for i, c in enumerate(result.tool_calls):
+                events.append(ToolCallDelta(i, c["id"], c["function"]["name"], c["function"]["arguments"]))
+            return events
+        return events + self._finish_calls(result.tool_calls)
+
+    def _finish_calls(self, calls: list[dict[str, Any]]) -> list[Event]:
+        """The rest of each started call (or its completion and a report when it failed after its header), then
+        the calls that were not started, whole."""
+        events: list[Event] = []
+        covered: set[int] = set()
+        for st in self._started:
+            final = calls[st.index] if st.index < len(calls) else None
+            sent = "".join(st.sent)
+            if final is not None and final["id"] == st.id and final["function"]["name"] == st.name:
+                covered.add(st.index)
+                args = final["function"]["arguments"]
+                if args.startswith(sent):
+                    if len(args) > len(sent):
+                        events.append(ToolArgsDelta(st.index, args[len(sent):]))
+                    continue
+            events.append(ToolArgsDelta(st.index, st.emitter.closer()))
+            why = "its arguments differ from the repaired call" if final is not None and st.index in covered \
+                else "it is not part of the repaired answer"
+            self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {why}", st.index))
+        k = len(self._started)
+        for i, c in enumerate(calls):
+            if i in covered:
+                continue
+            events.append(ToolCallDelta(k, c["id"], c["function"]["name"], c["function"]["arguments"]))
+            k += 1
+        return events
+
+    # --- incremental mode --------------------------------------------------------------------------------------
+
+    def _may_start(self, name: str) -> bool:
+        """Whether a call to `name` found now will be part of the answer if its arguments validate."""
+        if self._choice_kind == "none" or self._overflowed:
+            return False
+        if self._choice_kind == "named" and name != self._named:
+            return False
+        return self._parallel or not self._started
+
+    def _start(self, upstream_id: Any, name: str) -> tuple[_Started, Event]:
+        k = len(self._started)
+        used = {st.id for st in self._started}
+        cid = upstream_id if isinstance(upstream_id, str) and upstream_id and upstream_id not in used else None
+        if cid is None:
+            cid = self._make_id(k)
+        st = _Started(k, cid, name, ArgsEmitter(self._index.get(name)))
+        self._started.append(st)
+        return st, ToolCallStart(k, cid, name)
+
+    def _maybe_spec(self) -> list[Event]:
+        """Held text that can stream anyway: a <think> block (as reasoning) or hermes calls (header and
+        arguments)."""
+        if not (self._incremental and self._holding and self._spec is None and not self._spec_tried):
+            return []
+        held = self._tail
+        if len(held) < len(HERMES_OPEN) and (HERMES_OPEN.startswith(held) or THINK_OPEN.startswith(held)):
+            return []
+        self._spec_tried = True
+        if held.startswith(THINK_OPEN):
+            self._ws = []
+            self._spec = _Think(self)
+            return self._spec_feed(held[len(THINK_OPEN):])
+        if held.startswith(HERMES_OPEN) and not self._tool_parts:
+            self._spec = _Hermes(self)
+            return self._spec_feed(held[len(HERMES_OPEN):])
+        return []
+
+    def _spec_feed(self, text: str) -> list[Event]:
+        assert self._spec is not None
+        events, action, rest = self._spec.feed(text)
+        if action == "stop":
+            self._spec = None
+            if self._overflowed and rest:
+                events += self._passthrough(rest)
+        elif action == "resume":  # a <think> block closed: what follows is content again
+            self._spec, self._spec_tried = None, False
+            self._holding, self._tail, self._ctx, self._ws = False, "", ">", []
+            self._new_group = True
+            if self._overflowed:
+                return events + (self._passthrough(rest) if rest else [])
+            events += self._prose(rest)
+            events += self._maybe_spec()
+        return events
+
+    def _native_feed(self, d: dict[str, Any]) -> list[Event]:
+        idx = d.get("index") if isinstance(d.get("index"), int) else len(self._native)
+        nat = self._native.get(idx)
+        if nat is None:
+            nat = self._native[idx] = _Native()
+        fn = d.get("function") if isinstance(d.get("function"), dict) else {}
+        if isinstance(d.get("id"), str) and d["id"] and not nat.id:
+            nat.id = d["id"]
+        if isinstance(fn.get("name"), str) and nat.started is None:
+            nat.name += fn["name"]
+        args = fn.get("arguments")
+        if not isinstance(args, str) or not args or nat.stopped:
+            return []
+        events: list[Event] = []
+        if nat.started is None:
+            if not args.strip() and not nat.seen_args:
+                return []
+            nat.seen_args = True
+            name = self._index.resolve(nat.name)
+            text_started = any(st.native is False for st in self._started)
+            if name is None or text_started or not self._may_start(name):
+                nat.stopped = True
+                return []
+            nat.started, ev = self._start(nat.id, name)
+            nat.started.native = True
+            events.append(ev)
+        st = nat.started
+        try:
+            piece = st.emitter.feed(nat.json.feed(args))
+        except JsonBroken:
+            nat.stopped = True
+            return events
+        if piece:
+            st.sent.append(piece)
+            events.append(ToolArgsDelta(st.index, piece))
+        return events
+
+    # --- the bound -----------------------------------------------------------------------------------------------
+
+    def _overflow(self, text: str) -> list[Event]:
+        """Past `max_chars`: nothing more is kept; held text and everything after it go out unrepaired."""
+        self._overflowed = True
+        held = "".join(self._chunks)[self._hold_at:] if self._holding else ""
+        self._chunks, self._reasoning, self._tool_parts = [], [], {}
+        events: list[Event] = []
+        if self._spec is not None:
+            events += self._spec_feed(text)
+        elif self._holding:
+            events += self._passthrough("".join(self._ws) + held)
+            self._ws, self._holding = [], False
+        else:
+            events += self._prose(text)
+            events += self._passthrough("".join(self._ws) + self._tail)
+            self._ws, self._tail = [], ""
+        return events
+
+    def _passthrough(self, text: str) -> list[Event]:
+        if self._spec is not None:
+            return self._spec_feed(text)
+        if not text:
+            return []
+        self._emitted += len(text)
+        return [ContentDelta(text)]
+
+    def _finish_overflowed(self) -> list[Event]:
+        events: list[Event] = []
+        calls = []
+        for st in self._started:
+            closer = st.emitter.closer()
+            if closer:
+                events.append(ToolArgsDelta(st.index, closer))
+            calls.append({"id": st.id, "type": "function", "function": {"name": st.name, "arguments": ""}})
+        limit = self._max_chars
+        self._result = RepairResult(content=None, tool_calls=calls, reasoning_content=None, repairs=[],
+                                    errors=[RepairIssue("unrepaired", f"the stream passed the repair bound of "
+                                                                      f"{limit} characters; the rest went "
+                                                                      "through unrepaired")], format=None)
         return events
 
     @property
@@ -149,3 +399,217 @@ class StreamRepairer:
     def _check_open(self) -> None:
         if self._result is not None:
             raise RuntimeError("the stream is finished")
+
+
+# --- speculation over held text ------------------------------------------------------------------------------------
+
+class _Started:
+    """A call whose header went out: its emitter and the argument text sent so far."""
+
+    __slots__ = ("emitter", "id", "index", "name", "native", "sent")
+
+    def __init__(self, index: int, call_id: str, name: str, emitter: ArgsEmitter) -> None:
+        self.index = index
+        self.id = call_id
+        self.name = name
+        self.emitter = emitter
+        self.sent: list[str] = []
+        self.native = False
+
+
+class _Native:
+    """One upstream structured call being assembled."""
+
+    __slots__ = ("id", "json", "name", "seen_args", "started", "stopped")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name = ""
+        self.json = JsonEvents()
+        self.started: _Started | None = None
+        self.stopped = False
+        self.seen_args = False
+
+
+Action = tuple[list[Event], str | None, str]  # (events, "stop" | "resume" | None, text left over)
+
+
+def _partial_suffix(text: str, marker: str) -> int:
+    """The length of the longest end of `text` that begins `marker`."""
+    for k in range(min(len(marker) - 1, len(text)), 0, -1):
+        if marker.startswith(text[-k:]):
+            return k
+    return 0
+
+
+class _Think:
+    """A <think> block streamed as reasoning: the text the one-shot path makes reasoning of (stripped; blocks
+    joined by blank lines) goes out as it arrives. A call candidate inside it stops the streaming (the block is
+    then resolved at finish); its close hands the rest back as content."""
+
+    def __init__(self, owner: StreamRepairer) -> None:
+        self.owner = owner
+        self.pending = ""
+        self.ctx = ""
+        self.ws = ""
+        self.started = False
+
+    def _emit(self, decided: str) -> list[Event]:
+        if not self.started:
+            decided = decided.lstrip()
+            if not decided:
+                return []
+        body = decided.rstrip()
+        if not body:
+            self.ws += decided
+            return []
+        out = self.ws + body
+        self.ws = decided[len(body):]
+        if not self.started:
+            self.started = True
+            if self.owner._reasoning_out:
+                out = "\n\n" + out
+        self.owner._reasoning_out.append(out)
+        return [ReasoningDelta(out)]
+
+    def feed(self, text: str) -> Action:
+        window = self.pending + text
+        close = window.find(THINK_CLOSE)
+        finder = self.owner._inner_finder
+        if close >= 0:
+            inner = self.ctx + window[:close]
+            hit = finder.find(inner, len(self.ctx))
+            if hit is not None:
+                return self._emit(inner[len(self.ctx):hit[0]]), "stop", ""
+            events = self._emit(window[:close])
+            return events, "resume", window[close + len(THINK_CLOSE):]
+        status, at = finder.scan_stream(self.ctx + window, len(self.ctx))
+        at -= len(self.ctx)
+        if status == MATCH:
+            return self._emit(window[:at]), "stop", ""
+        stop = at if status == PARTIAL else len(window) - _partial_suffix(window, THINK_CLOSE)
+        decided, self.pending = window[:stop], window[stop:]
+        if decided:
+            self.ctx = decided[-1]
+        return self._emit(decided), None, ""
+
+
+_PRE, _OBJ, _POST, _BETWEEN = range(4)
+
+
+class _Hermes:
+    """`<tool_call>{"name": ..., "arguments": {...}}</tool_call>` calls, one after another: each call's header
+    goes out once its name resolves and its arguments begin, the arguments as they arrive."""
+
+    def __init__(self, owner: StreamRepairer) -> None:
+        self.owner = owner
+        self.state = _PRE
+        self.lit = ""
+        self.json: JsonEvents | None = None
+        self.call: _Envelope | None = None
+
+    def feed(self, text: str) -> Action:
+        events: list[Event] = []
+        i, n = 0, len(text)
+        while i < n:
+            if self.state == _PRE:
+                c = text[i]
+                if c in " \t\r\n":
+                    i += 1
+                    continue
+                if c != "{":
+                    return events, "stop", text[i:]
+                self.json, self.call, self.state = JsonEvents(), _Envelope(self.owner), _OBJ
+            elif self.state == _OBJ:
+                assert self.json is not None and self.call is not None
+                try:
+                    evs = self.json.feed(text[i:])
+                except JsonBroken:
+                    return events, "stop", ""
+                events += self.call.events(evs)
+                if not self.json.done:
+                    return events, None, ""
+                i += self.json.rest_at
+                self.state, self.lit = _POST, ""
+            else:
+                c = text[i]
+                i += 1
+                if not self.lit and c in " \t\r\n":
+                    continue
+                target = HERMES_CLOSE if self.state == _POST else HERMES_OPEN
+                self.lit += c
+                if not target.startswith(self.lit):
+                    return events, "stop", text[i - len(self.lit):] if len(self.lit) <= i else text[i - 1:]
+                if self.lit == target:
+                    self.state, self.lit = (_BETWEEN if self.state == _POST else _PRE), ""
+        return events, None, ""
+
+
+class _Envelope:
+    """The events of one hermes call object: its "name", then its "arguments" (or "parameters")."""
+
+    def __init__(self, owner: StreamRepairer) -> None:
+        self.owner = owner
+        self.depth = 0
+        self.key: str | None = None
+        self.mode: str | None = None  # "name" | "args" | "skip"
+        self.sub = 0  # nesting inside the member being read
+        self.name: list[str] = []
+        self.resolved: str | None = None
+        self.started: _Started | None = None
+        self.done_args = False
+
+    def events(self, evs: list[tuple[Any, ...]]) -> list[Event]:
+        out: list[Event] = []
+        for ev in evs:
+            kind = ev[0]
+            if self.mode is not None:
+                opens = kind in (OBJ, _ARR)
+                if self.mode == "args" and self.started is not None:
+                    piece = self.started.emitter.feed([ev])
+                    if piece:
+                        self.started.sent.append(piece)
+                        out.append(ToolArgsDelta(self.started.index, piece))
+                elif self.mode == "name":
+                    if kind == _CHARS:
+                        self.name.append(ev[1])
+                    elif kind == END_STR:
+                        self.resolved = self.owner._index.resolve("".join(self.name))
+                if opens:
+                    self.sub += 1
+                elif kind in (END_OBJ, END_ARR):
+                    self.sub -= 1
+                if self.sub == 0 and kind not in (STR, _CHARS):
+                    self.mode = None
+                continue
+            if self.depth == 0:
+                if kind == OBJ:
+                    self.depth = 1
+                continue
+            if kind == KEY:
+                self.key = ev[1]
+                continue
+            if kind == END_OBJ:
+                self.depth = 0
+                continue
+            # a member's value begins
+            self.mode, self.sub = "skip", 0
+            if self.key == "name" and kind == STR and self.resolved is None and not self.name:
+                self.mode = "name"
+            elif self.key in ("arguments", "parameters") and not self.done_args:
+                self.done_args = True
+                name = self.resolved
+                if kind == OBJ and name is not None and self.owner._may_start(name) and \
+                        not any(st.native for st in self.owner._started):
+                    self.started, start = self.owner._start(None, name)
+                    out.append(start)
+                    self.mode = "args"
+                    piece = self.started.emitter.feed([ev])
+                    if piece:
+                        self.started.sent.append(piece)
+                        out.append(ToolArgsDelta(self.started.index, piece))
+            if kind in (OBJ, _ARR):
+                self.sub = 1
+            elif kind != STR:
+                self.mode = None
+        return out

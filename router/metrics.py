@@ -22,7 +22,8 @@ from .resilience import BREAKER_STATE_VALUE
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 ENGINE_STATES = ("stopped", "starting", "ready", "stopping", "failed")
 TOOL_OUTCOMES = ("valid", "repaired", "failed")
-FAILURE_REASONS = ("invalid_json", "unknown_name", "schema_mismatch", "truncated", "no_call")
+FAILURE_REASONS = ("invalid_json", "unknown_name", "schema_mismatch", "truncated", "no_call", "failed_after_header",
+                   "unrepaired")
 MAX_KINDS = 64  # distinct repair kinds per process before new ones count as "other"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _KIND_OK = re.compile(r"[a-z0-9][a-z0-9_:.\-]{0,47}")

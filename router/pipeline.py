@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -21,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, repair_message
+from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
 
 from . import relay
 from .api.common import REPAIR_HEADER, upstream_headers
@@ -33,6 +35,7 @@ from .routing import Route
 from .runtime import Runtime
 from .state import AppState
 
+log = logging.getLogger("agentgate")
 REPAIRS_HEADER = "x-agentgate-repairs"
 PATH = "/chat/completions"
 
@@ -215,6 +218,8 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
                 return result, text or ""
             if policy.on_failure == "error":
                 raise _invalid_error(result)
+        for call in result.tool_calls:  # the arguments a stream would give, piece by piece
+            call["function"]["arguments"] = canonical_arguments(call["function"]["arguments"])
         new_msg = result.message()
         rest = {k: v for k, v in msg.items() if k not in ("content", "tool_calls", "reasoning_content")}
         choice["message"] = {**rest, **new_msg}
@@ -231,6 +236,8 @@ class _Envelope:
                                      "created": int(time.time()), "model": requested}
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.calls_sent = False
+        self.after_header: list[dict[str, Any]] = []
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
@@ -257,7 +264,8 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
             result: RepairResult | None = None
             sent = retry = False
             tool_choice = body.get("tool_choice")
-            async with aclosing(_repaired(reader, env, ex, body, policy, raw)) as items:
+            async with aclosing(_repaired(reader, env, ex, body, policy, raw,
+                                          rt.config.server.max_stream_repair_chars)) as items:
                 async for item in items:
                     if isinstance(item, RepairResult):
                         result = item
@@ -277,8 +285,11 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
             assert result is not None
             if not sent:
                 yield env.chunk({"role": "assistant", "content": ""})
-            reason = _finish_reason(env.finish_reason, bool(result.tool_calls))
-            yield env.chunk({}, reason)
+            reason = _finish_reason(env.finish_reason, bool(result.tool_calls) or env.calls_sent)
+            final = env.chunk({}, reason)
+            if env.after_header:
+                final["agentgate"] = {"tool_call_failures": env.after_header}
+            yield final
             if env.usage is not None:
                 yield {**env.base, "choices": [], "usage": env.usage}
             return
@@ -307,14 +318,18 @@ def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
 
 
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                    raw: list[str]) -> AsyncIterator[dict[str, Any] | RepairResult]:
-    """Upstream chunks through the StreamRepairer: prose streams at once, only text that may begin a call is
-    held back. Yields chunk documents; the final RepairResult comes before the calls it completes, so the caller
-    can still retry when nothing was sent."""
+                    raw: list[str], max_chars: int) -> AsyncIterator[dict[str, Any] | RepairResult]:
+    """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
+    call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
+    to the end, where they can still be refused or re-asked). Yields chunk documents; the final RepairResult
+    comes before whatever it completes, so the caller can still retry when nothing was sent."""
     tool_choice = body.get("tool_choice")
     repairer = StreamRepairer(body.get("tools"), tool_choice=tool_choice,
                               parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
-                              format=policy.format, mode=policy.mode)
+                              format=policy.format, mode=policy.mode, incremental=policy.on_failure == "content",
+                              max_chars=max_chars)
+    keep_raw = policy.on_failure == "retry"
+    raw_size = 0
 
     def convert(events: list[Any]) -> list[dict[str, Any]]:
         out = []
@@ -323,9 +338,14 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 out.append(env.chunk({"content": ev.text}))
             elif isinstance(ev, ReasoningDelta) and ev.text:
                 out.append(env.chunk({"reasoning_content": ev.text}))
-            elif isinstance(ev, ToolCallDelta):
+            elif isinstance(ev, ToolArgsDelta):
+                if ev.text:
+                    out.append(env.chunk({"tool_calls": [{"index": ev.index, "function": {"arguments": ev.text}}]}))
+            elif isinstance(ev, (ToolCallDelta, ToolCallStart)):
+                env.calls_sent = True
+                args = canonical_arguments(ev.arguments) if isinstance(ev, ToolCallDelta) else ""
                 out.append(env.chunk({"tool_calls": [{"index": ev.index, "id": ev.id, "type": "function",
-                                                      "function": {"name": ev.name, "arguments": ev.arguments}}]}))
+                                                      "function": {"name": ev.name, "arguments": args}}]}))
         return out
 
     async for doc in reader.docs():
@@ -342,7 +362,9 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 events += repairer.feed_reasoning(reasoning)
             content = delta.get("content")
             if isinstance(content, str) and content:
-                raw.append(content)
+                if keep_raw and raw_size < max_chars:
+                    raw.append(content)
+                    raw_size += len(content)
                 events += repairer.feed(content)
             calls = delta.get("tool_calls")
             if isinstance(calls, list) and calls:
@@ -352,6 +374,12 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
     final = convert(repairer.finish())
     result = repairer.result
     _record(ex, result)
+    if repairer.after_header:
+        env.after_header = [issue.as_dict() for issue in repairer.after_header]
+        ex.failures = sorted({*ex.failures, *(i.kind for i in repairer.after_header)})
+        if ex.tool_outcome != "failed":
+            ex.tool_outcome = "failed"
+        log.warning("stream %s: %s", ex.request_id, "; ".join(f"{i.kind}: {i.detail}" for i in repairer.after_header))
     yield result  # before the calls it completes: the caller may still retry or refuse
     for c in final:
         yield c

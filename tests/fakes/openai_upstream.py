@@ -29,6 +29,7 @@ class Step:
     resume: asyncio.Event | None = None
     reset_after: int | None = None  # stream: abort the connection after N events
     done: bool = True  # stream: end with data: [DONE]
+    interval: float = 0.0  # stream: seconds between events
 
 
 @dataclass
@@ -159,6 +160,8 @@ class FakeUpstream:
                 return resp
             if step.pause_after is not None and i == step.pause_after and step.resume is not None:
                 await step.resume.wait()
+            if step.interval and i:
+                await asyncio.sleep(step.interval)
             if isinstance(ev, dict):
                 data = b"data: " + json.dumps(ev).encode() + b"\n\n"
             else:

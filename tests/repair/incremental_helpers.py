@@ -1,0 +1,67 @@
+"""Streams through StreamRepairer(incremental=True) and the answer a client assembles from its events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from repair import ContentDelta, ReasoningDelta, StreamRepairer, ToolCallDelta, repair_message
+from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
+from tests.repair.helpers import chunkings, ids
+
+
+@dataclass
+class Assembled:
+    content: str = ""
+    reasoning: str = ""
+    calls: dict[int, list[str]] = field(default_factory=dict)  # index -> [id, name, arguments]
+    order: list[str] = field(default_factory=list)  # "start"/"args"/"whole" as they came
+
+    def add(self, events: list[Any]) -> None:
+        for e in events:
+            if isinstance(e, ContentDelta):
+                self.content += e.text
+            elif isinstance(e, ReasoningDelta):
+                self.reasoning += e.text
+            elif isinstance(e, ToolCallStart):
+                assert e.index not in self.calls
+                self.calls[e.index] = [e.id, e.name, ""]
+                self.order.append("start")
+            elif isinstance(e, ToolArgsDelta):
+                self.calls[e.index][2] += e.text
+                self.order.append("args")
+            elif isinstance(e, ToolCallDelta):
+                assert e.index not in self.calls
+                self.calls[e.index] = [e.id, e.name, e.arguments]
+                self.order.append("whole")
+
+    def call_list(self) -> list[tuple[str, str, str]]:
+        return [tuple(self.calls[i]) for i in sorted(self.calls)]  # type: ignore[misc]
+
+
+def stream_incremental(chunks: list[str], tools: Any, **opts: Any) -> tuple[StreamRepairer, Assembled]:
+    sr = StreamRepairer(tools, id_factory=ids, incremental=True, **opts)
+    got = Assembled()
+    for ch in chunks:
+        got.add(sr.feed(ch))
+    got.add(sr.finish())
+    return sr, got
+
+
+def expected(text: str | None, tools: Any, **opts: Any) -> tuple[Any, list[tuple[str, str, str]]]:
+    r = repair_message(text, tools, id_factory=ids, **opts)
+    return r, [(c["id"], c["function"]["name"], canonical_arguments(c["function"]["arguments"]))
+               for c in r.tool_calls]
+
+
+def assert_incremental_matches(text: str, tools: Any, seed: int = 0, count: int = 3, **opts: Any) -> None:
+    """Unless a call failed after its header (reported), the client's answer is the one-shot answer."""
+    r, calls = expected(text, tools, **opts)
+    for chunks in chunkings(text, seed, count):
+        sr, got = stream_incremental(chunks, tools, **opts)
+        if sr.after_header:
+            continue
+        assert got.content == (r.content or ""), chunks
+        assert got.reasoning == (r.reasoning_content or ""), chunks
+        assert got.call_list() == calls, chunks
+        assert sr.result.errors == r.errors and sr.result.repairs == r.repairs

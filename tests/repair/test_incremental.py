@@ -1,0 +1,155 @@
+"""Incremental streaming (StreamRepairer(incremental=True)): reasoning and calls go out as they are generated,
+and the answer a client assembles is the one-shot answer (arguments re-serialised) unless a call failed after
+its header went out, which is reported."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from repair import ContentDelta, ReasoningDelta, StreamRepairer
+from repair.incremental import ArgsEmitter, JsonEvents, ToolArgsDelta, ToolCallStart
+from repair.index import ToolIndex
+from tests.repair.corpus import ALL, TOOLS, Case
+from tests.repair.helpers import chunkings, ids
+from tests.repair.incremental_helpers import assert_incremental_matches, expected, stream_incremental
+from tests.repair.test_properties import texts
+
+WRITE = [{"type": "function", "function": {"name": "write_file", "parameters": {
+    "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"},
+                                     "mode": {"type": "integer"}}, "required": ["path", "content"]}}}]
+LONG = "line of the file\n" * 60
+
+
+def _tools(case: Case) -> list[dict]:
+    return TOOLS if case.tools is None else case.tools
+
+
+@pytest.mark.parametrize("case", ALL, ids=lambda c: c.id)
+def test_case_streamed_incrementally(case: Case) -> None:
+    assert_incremental_matches(case.text, _tools(case), seed=zlib.crc32(case.id.encode()), count=2, **case.opts)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts, st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=30), st.booleans())
+def test_incremental_agrees_with_one_shot(text: str, sizes: list[int], with_tools: bool) -> None:
+    tools = TOOLS if with_tools else None
+    chunks, i, k = [], 0, 0
+    while i < len(text):
+        chunks.append(text[i:i + sizes[k % len(sizes)]])
+        i, k = i + sizes[k % len(sizes)], k + 1
+    r, calls = expected(text if chunks else None, tools)
+    sr, got = stream_incremental(chunks, tools)
+    if sr.after_header:
+        assert all(json.loads(c[2]) is not None for c in got.call_list())  # completed: valid JSON
+        return
+    assert got.content == (r.content or "")
+    assert got.reasoning == (r.reasoning_content or "")
+    assert got.call_list() == calls
+
+
+def _progress(chunks: list[str], feed: str = "text") -> tuple[list[int], StreamRepairer]:
+    """Characters of the content argument out after each chunk."""
+    sr = StreamRepairer(WRITE, id_factory=ids, incremental=True)
+    args, out = "", []
+    for ch in chunks:
+        events = sr.feed(ch) if feed == "text" else sr.feed_tool_calls(ch)  # type: ignore[arg-type]
+        args += "".join(e.text for e in events if isinstance(e, ToolArgsDelta))
+        out.append(len(args))
+    sr.finish()
+    return out, sr
+
+
+def test_hermes_arguments_stream_as_generated() -> None:
+    text = ('<tool_call>\n{"name": "write_file", "arguments": {"path": "a.txt", "content": '
+            + json.dumps(LONG) + ', "mode": "420"}}\n</tool_call>')
+    chunks = [text[i:i + 7] for i in range(0, len(text), 7)]
+    progress, sr = _progress(chunks)
+    half = len(chunks) // 2
+    assert progress[half] > len(json.dumps(LONG)) * 0.4  # half the argument is out halfway through
+    _, got = stream_incremental(chunks, WRITE)
+    assert got.order[0] == "start" and got.call_list()[0][2] == json.dumps(
+        {"path": "a.txt", "content": LONG, "mode": 420}, ensure_ascii=False)  # coerced once complete
+    assert not sr.after_header
+
+
+def test_native_arguments_stream_as_generated() -> None:
+    args = json.dumps({"path": "b", "content": LONG}, separators=(",", ":"))
+    deltas = [[{"index": 0, "id": "call_x", "type": "function", "function": {"name": "write_file",
+                                                                               "arguments": ""}}]]
+    deltas += [[{"index": 0, "function": {"arguments": args[i:i + 9]}}] for i in range(0, len(args), 9)]
+    progress, _sr = _progress(deltas, "native")  # type: ignore[arg-type]
+    assert progress[len(deltas) // 2] > len(args) * 0.4
+    sr2 = StreamRepairer(WRITE, id_factory=ids, incremental=True)
+    events = [e for d in deltas for e in sr2.feed_tool_calls(d)] + sr2.finish()
+    start = next(e for e in events if isinstance(e, ToolCallStart))
+    assert (start.id, start.name) == ("call_x", "write_file")
+    sent = "".join(e.text for e in events if isinstance(e, ToolArgsDelta))
+    assert sent == sr2.result.tool_calls[0]["function"]["arguments"] == json.dumps(json.loads(args))
+
+
+def test_think_streams_as_reasoning() -> None:
+    text = "<think>\nLet me think about this carefully. " + "More thought. " * 20 + "\n</think>\n\nThe answer."
+    sr = StreamRepairer(WRITE, id_factory=ids, incremental=True)
+    reasoning = ""
+    for i in range(0, len(text) // 2, 5):
+        reasoning += "".join(e.text for e in sr.feed(text[i:i + 5]) if isinstance(e, ReasoningDelta))
+    assert reasoning.startswith("Let me think") and len(reasoning) > 100
+    for chunks in chunkings(text, 3):
+        assert_incremental_matches(text, WRITE, seed=3)
+        _, got = stream_incremental(chunks, WRITE)
+        assert got.content == "The answer." and got.reasoning.endswith("More thought.")
+
+
+def test_failure_after_header_is_completed_and_reported() -> None:
+    text = '<tool_call>{"name": "write_file", "arguments": {"path": "a", "content": "abc'  # cut off
+    sr, got = stream_incremental(list(text), WRITE)
+    assert sr.after_header and sr.after_header[0].kind == "failed_after_header"
+    assert json.loads(got.call_list()[0][2]) == {"path": "a", "content": "abc"}
+
+
+def test_on_a_named_choice_other_calls_are_held() -> None:
+    text = '<tool_call>{"name": "write_file", "arguments": {"path": "a", "content": "b"}}</tool_call>'
+    sr = StreamRepairer(WRITE + TOOLS, id_factory=ids, incremental=True,
+                        tool_choice={"type": "function", "function": {"name": "read_file"}})
+    events = [e for ch in text for e in sr.feed(ch)]
+    assert not any(isinstance(e, ToolCallStart) for e in events)
+
+
+def test_past_the_bound_text_passes_through_unrepaired() -> None:
+    sr = StreamRepairer(WRITE, id_factory=ids, incremental=True, max_chars=1000)
+    text = "Prose. <tool_call>{'name': 'write_file'" + "x" * 3000
+    out = ""
+    for i in range(0, len(text), 100):
+        out += "".join(e.text for e in sr.feed(text[i:i + 100]) if isinstance(e, ContentDelta))
+    sr.finish()
+    assert out == text and sr.result.errors[0].kind == "unrepaired"
+    assert len("".join(sr._chunks)) == 0  # nothing kept past the bound
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=5), st.integers(1, 9), st.booleans())
+def test_emitter_gives_the_canonical_text_for_any_chunking(value: dict, size: int, compact: bool) -> None:
+    text = json.dumps(value, separators=(",", ":") if compact else None, ensure_ascii=compact)
+    events, out = JsonEvents(), ArgsEmitter(None)
+    got = "".join(out.feed(events.feed(text[i:i + size])) for i in range(0, len(text), size))
+    assert got == json.dumps(value, ensure_ascii=False)
+
+
+def test_emitter_with_a_schema_streams_strings_and_holds_the_rest() -> None:
+    tool = ToolIndex(WRITE).get("write_file")
+    events, out = JsonEvents(), ArgsEmitter(tool)
+    assert out.feed(events.feed('{"path": "ab')) == '{"path": "ab'
+    assert out.feed(events.feed('c", "mode": "4')) == 'c", "mode": '
+    assert out.feed(events.feed('2"}')) == '42}'
