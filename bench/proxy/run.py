@@ -115,6 +115,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--concurrency", default="1,16,64")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--no-ttfb", action="store_true", help="skip the streamed tool-call TTFB table")
     args = ap.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -184,7 +185,19 @@ models:
             print(f"  !! non-2xx responses: { {k: v['errors'] for k, v in res.items()} }")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
+    if not args.no_ttfb:
+        print()
+        print(stream_ttfb_table())
     return 0
+
+
+def stream_ttfb_table(repeat: int = 3) -> str:
+    """Time to the first payload of a streamed tool call (and reasoning, prose) through agentgate vs direct
+    (bench/proxy/stream_ttfb.py, which also runs alone)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import stream_ttfb
+
+    return stream_ttfb.report(stream_ttfb.measure_all(repeat))
 
 
 if __name__ == "__main__":
