@@ -1,13 +1,21 @@
-"""Engine bench: agentgate's MLX worker vs `mlx_lm.server` on the same model, in one run.
+"""Engine bench: agentgate's MLX worker vs `mlx_lm.server`, vllm-mlx and Rapid-MLX on the same model, in one run.
 
 Usage (from the repository root):
     .venv/bin/python bench/engine/run.py                       # tiny generated models (random weights)
     .venv/bin/python bench/engine/run.py --model mlx-community/Qwen3-4B-Instruct-2507-4bit
-    options: --concurrency 1,8,32  --max-tokens 128  --turns 20  --tool-chars 600  --agents 8
-             --parallel-turns 8  --only ours|mlx_lm  --worker-args "--cpu-threads 1"
-             --json results.json
+    options: --tiny-size small,medium  --concurrency 1,8,32  --max-tokens 128  --turns 20  --tool-chars 600
+             --agents 8  --parallel-turns 8  --servers ours,mlx_lm,vllm_mlx,rapid_mlx
+             --worker-args "--cpu-threads 1"  --json results.json
 
-Each server is started on 127.0.0.1 (one after the other, never both at once, same settings otherwise) and
+Peers: `mlx_lm.server` runs from our own environment; vllm-mlx (with --continuous-batching) and Rapid-MLX are
+installed by the bench into their own virtualenvs under --peers-dir (`pip install "mlx[cpu]" vllm-mlx` /
+`rapid-mlx`; the only step that uses the network). A peer that cannot be installed is reported, not fatal.
+Where `unshare` works (Linux, root), the bench then re-runs itself inside `unshare --net` with only `lo` up, so
+no server can reach anything beyond 127.0.0.1; peers also run with telemetry off (RAPID_MLX_TELEMETRY=0,
+DO_NOT_TRACK=1, HF_HUB_OFFLINE=1), a fresh HOME (so ~/.cache/vllm-mlx starts empty) and Rapid-MLX with
+--disable-disk-caches.
+
+Each server is started on 127.0.0.1 (one after the other, never two at once, same settings otherwise) and
 measured with the same raw-SSE client:
   * throughput: for each concurrency C, waves of C streaming chat requests with distinct prompts run at once
     (repeated for at least --min-seconds); the aggregate rate is completion tokens / wall time. With the tiny
@@ -16,6 +24,9 @@ measured with the same raw-SSE client:
     assistant's tool call and a new tool result of --tool-chars characters, as coding agents do. TTFT is the
     time to the first streamed delta (text, reasoning or tool call); with a prefix cache only the new suffix
     of each turn is prefilled, so TTFT grows with the attention cost of the context, not with its prefill.
+  * resume after restart: right after the loop the server is stopped (SIGTERM, as the supervisor unloads an
+    engine after its ttl or on an LRU swap) and started again; the TTFT of the conversation's next turn is
+    compared with the warm loop's last turn. Our worker keeps its prefix cache on disk (--kv-dir).
   * parallel agents: --agents such loops at once (--parallel-turns turns each), as sub-agents do; mean TTFT
     per turn across the agents, and the wall time.
   * memory: peak resident set size of the server process (sampled every 100 ms), and for our worker the MLX
@@ -78,6 +89,7 @@ class ServerResult:
     loop: LoopResult = field(default_factory=LoopResult)  # one agent
     parallel: list[LoopResult] = field(default_factory=list)  # --agents agents at once
     parallel_wall: float = 0.0
+    resume_ttft: float | None = None  # next turn of the loop's conversation after a restart (seconds)
     peak_rss: int = 0
     mlx_peak: int | None = None
     errors: list[str] = field(default_factory=list)
@@ -124,18 +136,56 @@ def rss_bytes(pid: int) -> int:
     return int(out.stdout.strip() or 0) * 1024
 
 
+SERVERS = {"ours": "agentgate", "mlx_lm": "mlx_lm.server", "vllm_mlx": "vllm-mlx", "rapid_mlx": "Rapid-MLX"}
+PEER_PACKAGES = {"vllm_mlx": ("vllm-mlx", "vllm-mlx"), "rapid_mlx": ("rapid-mlx", "rapid-mlx")}  # (pip, command)
+QUIET_ENV = {"RAPID_MLX_TELEMETRY": "0", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+             "HF_HUB_DISABLE_TELEMETRY": "1", "VLLM_NO_USAGE_STATS": "1"}
+
+
+def peer_venv(peers_dir: Path, kind: str) -> Path:
+    return peers_dir / PEER_PACKAGES[kind][0]
+
+
+def install_peer(peers_dir: Path, kind: str) -> str | None:
+    """Create the peer's own virtualenv once (`pip install "mlx[cpu]" <package>`); an error text, or None."""
+    package, command = PEER_PACKAGES[kind]
+    venv = peer_venv(peers_dir, kind)
+    stamp = venv / ".installed"
+    if stamp.exists() and (venv / "bin" / command).exists():
+        return None
+    mlx = '"mlx[cpu]"' if sys.platform == "linux" else "mlx"
+    print(f"[{kind}] installing {package} into {venv} ...", file=sys.stderr)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", mlx.strip('"'), package],
+                       check=True, capture_output=True, timeout=3600)
+    except (subprocess.SubprocessError, OSError) as exc:
+        out = getattr(exc, "stderr", b"") or b""
+        return f"could not install {package}: {exc} {out.decode(errors='replace')[-500:]}"
+    stamp.touch()
+    return None
+
+
+def peer_version(peers_dir: Path, kind: str) -> str:
+    py = peer_venv(peers_dir, kind) / "bin" / "python"
+    pkg = PEER_PACKAGES[kind][0]
+    out = subprocess.run([str(py), "-c", f"from importlib.metadata import version; print(version({pkg!r}))"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "?"
+
+
 class Server:
-    def __init__(self, name: str, argv: list[str], port: int, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, name: str, argv: list[str], port: int, env: dict[str, str], log_path: Path,
+                 model_name: str) -> None:
         self.name, self.argv, self.port, self.env, self.log_path = name, argv, port, env, log_path
         self.url = f"http://127.0.0.1:{port}"
-        # mlx_lm.server loads whatever "model" names, so it gets its own default name
-        self.model_name = "bench" if name == "ours" else "default_model"
+        self.model_name = model_name
         self.proc: asyncio.subprocess.Process | None = None
         self.peak_rss = 0
         self._sampler: asyncio.Task[None] | None = None
 
     async def start(self, timeout: float) -> None:
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(*self.argv, env=self.env, stdout=log,
                                                              stderr=asyncio.subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -155,7 +205,7 @@ class Server:
     async def _sample(self) -> None:
         assert self.proc is not None
         while self.proc.returncode is None:
-            self.peak_rss = max(self.peak_rss, await asyncio.to_thread(rss_bytes, self.proc.pid))
+            self.peak_rss = max(self.peak_rss, await asyncio.to_thread(tree_rss, self.proc.pid))
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
@@ -164,28 +214,50 @@ class Server:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.proc.wait(), 15)
+                await asyncio.wait_for(self.proc.wait(), 30)
             except asyncio.TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
 
 
-def make_server(kind: str, model: str, workdir: Path, max_batch: int, worker_args: list[str]) -> Server:
+def tree_rss(pid: int) -> int:
+    """RSS of a process and its children (peers may serve from a child process)."""
+    total = rss_bytes(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            total += tree_rss(int(child))
+    return total
+
+
+def make_server(kind: str, model: str, workdir: Path, args: argparse.Namespace) -> Server:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if Path(model).exists():
         env["HF_HUB_OFFLINE"] = "1"
+    max_batch = str(args.max_batch)
     if kind == "ours":
         argv = [sys.executable, "-m", "engines", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-                "--max-batch", str(max_batch), "--name", "bench", "--log-level", "warning", *worker_args]
-    else:
-        if Path(model).exists():  # mlx_lm.server needs a hub cache folder for /v1/models; keep it private
-            home = workdir / "hf_home"
-            (home / "hub").mkdir(parents=True, exist_ok=True)
-            env["HF_HOME"] = str(home)
+                "--max-batch", max_batch, "--name", "bench", "--log-level", "warning",
+                "--kv-dir", str(workdir / "kv-ours"), *shlex.split(args.worker_args)]
+        return Server(kind, argv, port, env, workdir / f"{kind}.log", "bench")
+    # peers: a private HOME (empty caches), their hub cache folder private too, telemetry off
+    home = workdir / f"home-{kind}"
+    (home / "hf" / "hub").mkdir(parents=True, exist_ok=True)
+    env.update(QUIET_ENV, HOME=str(home), HF_HOME=str(home / "hf"))
+    if kind == "mlx_lm":
         argv = [sys.executable, "-m", "mlx_lm.server", "--model", model, "--host", "127.0.0.1", "--port",
-                str(port), "--decode-concurrency", str(max_batch), "--log-level", "WARNING"]
-    return Server(kind, argv, port, env, workdir / f"{kind}.log")
+                str(port), "--decode-concurrency", max_batch, "--log-level", "WARNING"]
+        return Server(kind, argv, port, env, workdir / f"{kind}.log", "default_model")
+    exe = str(peer_venv(args.peers_dir, kind) / "bin" / PEER_PACKAGES[kind][1])
+    argv = [exe, "serve", model, "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "bench",
+            "--max-num-seqs", max_batch, "--completion-batch-size", max_batch]
+    if kind == "vllm_mlx":
+        argv += ["--continuous-batching", "--offline", "--enable-auto-tool-choice", "--tool-call-parser", "hermes"]
+    else:  # its tool-call grammar needs Metal kernels (fails on the CPU backend): tool calls stay in the text
+        argv += ["--disable-disk-caches", "--no-tool-call-parser"]
+    argv += shlex.split(getattr(args, f"{kind}_args"))
+    return Server(kind, argv, port, env, workdir / f"{kind}.log", "bench")
 
 
 # -- client -------------------------------------------------------------------------------------------------------
@@ -255,6 +327,8 @@ async def throughput(url: str, model: str, concurrency: int, max_tokens: int, bi
             }
             if bias:
                 b["logit_bias"] = bias
+            else:  # a server without logit_bias (Rapid-MLX): ask it to ignore EOS where it can
+                b["ignore_eos"] = True
             return b
 
         tokens, wall, wave = 0, 0.0, 0
@@ -278,9 +352,11 @@ def tool_output(turn: int, chars: int) -> str:
 
 
 async def agent_loop(url: str, model: str, turns: int, tool_chars: int, max_tokens: int, timeout: float,
-                     agent: int = 0) -> LoopResult:
+                     agent: int = 0, conversation: list[dict[str, Any]] | None = None) -> LoopResult:
+    """`turns` turns of one agent; `conversation` (if given) receives the messages, ready for the next turn."""
     result = LoopResult()
-    messages: list[dict[str, Any]] = [
+    messages: list[dict[str, Any]] = conversation if conversation is not None else []
+    messages += [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": f"Task {agent}: find where the configuration is loaded and explain it."},
     ]
@@ -307,6 +383,14 @@ async def agent_loop(url: str, model: str, turns: int, tool_chars: int, max_toke
     return result
 
 
+async def resume_turn(url: str, model: str, messages: list[dict[str, Any]], max_tokens: int,
+                      timeout: float) -> float:
+    body = {"model": model, "messages": messages, "tools": [TOOL], "max_tokens": max_tokens, "temperature": 0.0}
+    async with aiohttp.ClientSession() as s:
+        r = await stream_chat(s, url, body, timeout)
+    return r.ttft if r.ttft is not None else r.total
+
+
 # -- report -------------------------------------------------------------------------------------------------------
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
@@ -322,56 +406,74 @@ def machine() -> str:
     return f"{platform.system()} {platform.release()} {cpu}, {os.cpu_count()} CPUs, MLX on {dev}"
 
 
-def fmt_ratio(a: float | None, b: float | None, lower_is_better: bool = False) -> str:
-    if not a or not b:
-        return "-"
-    return f"{(b / a if lower_is_better else a / b):.2f}x"
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
 
 
-def report(results: dict[str, ServerResult], args: argparse.Namespace, models: tuple[str, str]) -> str:
-    ours, base = results.get("ours"), results.get("mlx_lm")
+def _merged(r: ServerResult) -> LoopResult | None:
+    if not r.parallel:
+        return None
+    n = min(len(p.ttft) for p in r.parallel)
+    if n == 0:
+        return None
+    ttft = [sum(p.ttft[i] for p in r.parallel) / len(r.parallel) for i in range(n)]
+    return LoopResult(ttft=ttft, turn_time=[r.parallel_wall])
+
+
+def metrics(r: ServerResult, args: argparse.Namespace) -> dict[str, float | None]:
+    """The table's rows for one server: name -> (value, lower is better)."""
+    loop = r.loop.ttft
+    last5 = loop[-5:] if len(loop) >= 5 else loop
+    par = _merged(r)
+    out: dict[str, float | None] = {}
+    for c in args.concurrency:
+        out[f"throughput c={c} (tok/s)"] = r.throughput.get(c)
+    out[f"1 agent x{args.turns}: TTFT turn 1 (ms)"] = loop[0] * 1000 if loop else None
+    out[f"1 agent x{args.turns}: TTFT mean of last 5 turns (ms)"] = (_mean(last5) or 0) * 1000 if loop else None
+    out[f"1 agent x{args.turns}: TTFT last turn (ms)"] = loop[-1] * 1000 if loop else None
+    out[f"1 agent x{args.turns}: total (s)"] = sum(r.loop.turn_time) if loop else None
+    out["resume after restart: TTFT (ms)"] = r.resume_ttft * 1000 if r.resume_ttft is not None else None
+    out["resume after restart / warm last turn"] = (r.resume_ttft / loop[-1]
+                                                    if r.resume_ttft is not None and loop else None)
+    if args.agents:
+        out[f"{args.agents} agents x{args.parallel_turns}: TTFT mean (ms)"] = (
+            (_mean(par.ttft) or 0) * 1000 if par else None)
+        out[f"{args.agents} agents x{args.parallel_turns}: total (s)"] = r.parallel_wall if par else None
+    out["peak RSS (MiB)"] = r.peak_rss / 2**20 if r.peak_rss else None
+    return out
+
+
+def report(results: dict[str, ServerResult], args: argparse.Namespace, models: tuple[str, str],
+           versions: dict[str, str]) -> str:
+    kinds = list(results)
     out = [
         f"agentgate engine bench — {dt.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"machine: {machine()}",
-        f"python {platform.python_version()}, mlx {_version('mlx')}, mlx-lm {_version('mlx-lm')}"
+        f"python {platform.python_version()}, mlx {_version('mlx')}, mlx-lm {_version('mlx-lm')}; "
+        + ", ".join(f"{SERVERS[k]} {v}" for k, v in versions.items())
         + (f"; our worker with {args.worker_args}" if args.worker_args else ""),
         f"models: throughput={models[0]}  agent-loop={models[1]}"
         + ("  (tiny, generated offline with RANDOM weights: measures serving overhead only)" if args.tiny else ""),
         "",
-        f"{'metric':<34}{'agentgate':>14}{'mlx_lm.server':>16}{'ratio':>10}",
     ]
-
-    def row(name: str, a: float | None, b: float | None, unit: str, lower: bool = False) -> None:
-        fa = f"{a:.1f}{unit}" if a is not None else "-"
-        fb = f"{b:.1f}{unit}" if b is not None else "-"
-        out.append(f"{name:<34}{fa:>14}{fb:>16}{fmt_ratio(a, b, lower):>10}")
-
-    for c in args.concurrency:
-        row(f"throughput c={c} (tok/s)", ours.throughput.get(c) if ours else None,
-            base.throughput.get(c) if base else None, "")
-    def loop_rows(prefix: str, get: Any) -> None:
-        a, b = (get(ours) if ours else None), (get(base) if base else None)
-        for label, pick in (("TTFT turn 1 (ms)", lambda r: r.ttft[0] * 1000),
-                            ("TTFT last turn (ms)", lambda r: r.ttft[-1] * 1000),
-                            ("TTFT mean (ms)", lambda r: 1000 * sum(r.ttft) / len(r.ttft)),
-                            ("total (s)", lambda r: sum(r.turn_time))):
-            row(f"{prefix} {label}", pick(a) if a and a.ttft else None, pick(b) if b and b.ttft else None, "",
-                lower=True)
-
-    def merged(r: ServerResult) -> LoopResult | None:
-        if not r.parallel:
-            return None
-        n = len(r.parallel[0].ttft)
-        ttft = [sum(p.ttft[i] for p in r.parallel) / len(r.parallel) for i in range(n)]
-        return LoopResult(ttft=ttft, turn_time=[r.parallel_wall])
-
-    loop_rows(f"1 agent x{args.turns}:", lambda r: r.loop)
-    if args.agents:
-        loop_rows(f"{args.agents} agents x{args.parallel_turns}:", merged)
-    row("peak RSS (MiB)", ours.peak_rss / 2**20 if ours else None, base.peak_rss / 2**20 if base else None, "",
-        lower=True)
-    if ours and ours.mlx_peak is not None:
-        out.append(f"{'agentgate MLX peak (MiB)':<34}{ours.mlx_peak / 2**20:>14.1f}")
+    table = {k: metrics(results[k], args) for k in kinds}
+    rows = list(next(iter(table.values())).keys()) if table else []
+    width = max([len(r) for r in rows] + [10]) + 2
+    header = f"{'metric':<{width}}" + "".join(f"{SERVERS[k]:>15}" for k in kinds)
+    has_peers = "ours" in kinds and len(kinds) > 1
+    out.append(header + (f"{'ours/best peer':>16}" if has_peers else ""))
+    for row in rows:
+        lower = "throughput" not in row
+        line = f"{row:<{width}}"
+        for k in kinds:
+            v = table[k][row]
+            line += f"{(f'{v:.2f}' if 'restart /' in row else f'{v:.1f}') if v is not None else '-':>15}"
+        if has_peers and "restart /" not in row:
+            mine = table["ours"][row]
+            peers = [table[k][row] for k in kinds if k != "ours" and table[k][row]]
+            best = (min(peers) if lower else max(peers)) if peers else None
+            line += f"{f'{mine / best:.2f}x' if mine and best else '-':>16}"
+        out.append(line)
     out.append("")
     for r in results.values():
         if r.loop.ttft:
@@ -384,10 +486,12 @@ def report(results: dict[str, ServerResult], args: argparse.Namespace, models: t
             prompt = sum(sum(p.prompt_tokens) for p in r.parallel)
             out.append(f"{r.name}: {len(r.parallel)} agents, cached/prompt tokens {cached}/{prompt}, "
                        f"turns with tool calls {sum(p.tool_calls for p in r.parallel)}")
+        if r.mlx_peak:
+            out.append(f"{r.name}: MLX peak memory {r.mlx_peak / 2**20:.1f} MiB")
         for e in r.errors:
             out.append(f"{r.name}: ERROR {e}")
-    out.append("ratio: agentgate / mlx_lm.server for throughput, mlx_lm.server / agentgate for times and memory "
-               "(above 1x: agentgate is better)")
+    out.append("ours/best peer: agentgate divided by the best of the other servers (throughput: above 1x is better; "
+               "times and memory: below 1x is better)")
     return "\n".join(out)
 
 
@@ -406,19 +510,30 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
     for part, model in (("throughput", models[0]), ("agent", models[1])):
         if part == "agent" and args.turns == 0:
             continue
-        server = make_server(kind, model, workdir, args.max_batch, shlex.split(args.worker_args))
+        server = make_server(kind, model, workdir, args)
         print(f"[{kind}] starting for the {part} part ...", file=sys.stderr)
-        await server.start(args.start_timeout)
         try:
+            await server.start(args.start_timeout)
             if part == "throughput":
                 for c in args.concurrency:
                     result.throughput[c] = await throughput(server.url, server.model_name, c, args.max_tokens,
-                                                            bias, args.timeout, args.min_seconds)
+                                                            None if kind == "rapid_mlx" else bias, args.timeout,
+                                                            args.min_seconds)
                     print(f"[{kind}] c={c}: {result.throughput[c]:.1f} tok/s", file=sys.stderr)
             else:
+                conversation: list[dict[str, Any]] = []
                 result.loop = await agent_loop(server.url, server.model_name, args.turns, args.tool_chars,
-                                               args.agent_max_tokens, args.timeout)
+                                               args.agent_max_tokens, args.timeout, conversation=conversation)
                 print(f"[{kind}] agent loop: TTFT last turn {result.loop.ttft[-1] * 1000:.0f} ms", file=sys.stderr)
+                if args.resume:  # unload and load again (as a ttl unload or an LRU swap), then the next turn
+                    result.peak_rss = max(result.peak_rss, server.peak_rss)
+                    await server.stop()
+                    server = make_server(kind, model, workdir, args)
+                    await server.start(args.start_timeout)
+                    result.resume_ttft = await resume_turn(server.url, server.model_name, conversation,
+                                                           args.agent_max_tokens, args.timeout)
+                    print(f"[{kind}] resumed after a restart: TTFT {result.resume_ttft * 1000:.0f} ms",
+                          file=sys.stderr)
                 if args.agents:
                     start = time.perf_counter()
                     result.parallel = list(await asyncio.gather(*(
@@ -433,6 +548,7 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
                 result.mlx_peak = max(result.mlx_peak or 0, int(stats["memory"]["peak"]))
         except Exception as exc:
             result.errors.append(f"{part}: {type(exc).__name__}: {exc}")
+            print(f"[{kind}] ERROR in the {part} part: {exc}", file=sys.stderr)
         finally:
             result.peak_rss = max(result.peak_rss, server.peak_rss)
             await server.stop()
@@ -441,19 +557,30 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
 
 async def main_async(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="agentgate-bench-"))
+    payload: dict[str, Any] = {"date": dt.datetime.now().astimezone().isoformat(), "machine": machine(),
+                               "args": {k: str(v) for k, v in vars(args).items() if k != "json"}, "shapes": {}}
+    failed = False
     try:
-        models = (args.model, args.model) if args.model else tiny_models(workdir / "models", args.tiny_size)
-        results: dict[str, ServerResult] = {}
-        for kind in ("ours", "mlx_lm"):
-            if args.only and args.only != kind:
-                continue
-            results[kind] = await bench_server(kind, models, args, workdir)
-        text = report(results, args, models)
-        print(text)
-        payload = {"date": dt.datetime.now().astimezone().isoformat(), "machine": machine(),
-                   "models": models, "args": {k: v for k, v in vars(args).items() if k != "json"},
-                   "results": {k: asdict(v) for k, v in results.items()}, "report": text}
-        return (1 if any(r.errors for r in results.values()) else 0), payload
+        versions = {k: peer_version(args.peers_dir, k) for k in args.servers if k in PEER_PACKAGES}
+        texts = []
+        for size in args.tiny_size if args.tiny else ["model"]:
+            shape_dir = workdir / size
+            shape_dir.mkdir()
+            models = (args.model, args.model) if args.model else tiny_models(workdir / "models", size)
+            results: dict[str, ServerResult] = {}
+            for kind in args.servers:
+                if kind in args.install_errors:
+                    results[kind] = ServerResult(kind, errors=[args.install_errors[kind]])
+                    continue
+                results[kind] = await bench_server(kind, models, args, shape_dir)
+            text = (f"== shape: {size} ==\n" if args.tiny else "") + report(results, args, models, versions)
+            print(text, flush=True)
+            texts.append(text)
+            failed = failed or any(r.errors for r in results.values())
+            payload["shapes"][size] = {"models": models, "results": {k: asdict(v) for k, v in results.items()},
+                                       "report": text}
+        payload["report"] = "\n\n".join(texts)
+        return (1 if failed else 0), payload
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -464,32 +591,82 @@ async def main_async(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model path or Hugging Face id (default: tiny generated models)")
-    p.add_argument("--tiny-size", choices=["small", "medium"], default="small",
-                   help="shape of the generated models: small (hidden 64, 2 layers) or medium (hidden 256, 4 layers)")
+    p.add_argument("--tiny-size", type=lambda s: s.split(","), default=["small"],
+                   help="shapes of the generated models, comma-separated: small (hidden 64, 2 layers) and/or "
+                        "medium (hidden 256, 4 layers)")
+    p.add_argument("--servers", type=lambda s: s.split(","), default=list(SERVERS),
+                   help=f"servers to run, in order (default {','.join(SERVERS)})")
+    p.add_argument("--only", choices=list(SERVERS), help="run only this server (same as --servers NAME)")
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
     p.add_argument("--max-tokens", type=int, default=128, help="tokens per throughput request")
     p.add_argument("--min-seconds", type=float, default=3.0,
                    help="repeat waves of C requests until each concurrency level has run this long")
     p.add_argument("--turns", type=int, default=20, help="agent-loop turns (0 skips the loop)")
+    p.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="skip the restart after the agent loop (resume measurement)")
     p.add_argument("--tool-chars", type=int, default=600, help="characters of each tool result")
     p.add_argument("--agent-max-tokens", type=int, default=128)
     p.add_argument("--agents", type=int, default=8, help="agent loops run at once in the parallel part (0: skip)")
     p.add_argument("--parallel-turns", type=int, default=8, help="turns of each parallel agent")
     p.add_argument("--max-batch", type=int, default=32)
-    p.add_argument("--only", choices=["ours", "mlx_lm"])
     p.add_argument("--worker-args", default="",
                    help='extra options for our worker, e.g. "--cpu-threads 1" to measure without split attention')
+    p.add_argument("--vllm-mlx-args", dest="vllm_mlx_args", default="", help="extra options for vllm-mlx serve")
+    p.add_argument("--rapid-mlx-args", dest="rapid_mlx_args", default="", help="extra options for rapid-mlx serve")
+    p.add_argument("--peers-dir", type=Path, default=Path.home() / ".cache" / "agentgate-bench" / "peers",
+                   help="where the peers' virtualenvs are made (once)")
+    p.add_argument("--no-netns", action="store_true", help="do not re-run inside `unshare --net`")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     p.add_argument("--start-timeout", type=float, default=600.0, help="seconds for a server to become ready")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep the work folder (server logs, built models)")
     args = p.parse_args(argv)
+    if args.only:
+        args.servers = [args.only]
+    unknown = [k for k in args.servers if k not in SERVERS]
+    if unknown:
+        p.error(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
+    if any(size not in ("small", "medium") for size in args.tiny_size):
+        p.error("--tiny-size takes small and/or medium")
     args.tiny = args.model is None
+    args.install_errors = {}
     return args
 
 
+NETNS_FLAG = "AGENTGATE_BENCH_NETNS"
+
+
+def isolated_argv(argv: list[str]) -> list[str] | None:
+    """The command that re-runs this bench inside a new network namespace with only `lo` up, where possible."""
+    if sys.platform != "linux" or not shutil.which("unshare") or not shutil.which("ip"):
+        return None
+    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return None
+    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+            sys.executable, str(Path(__file__).resolve()), *argv]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw)
+    if os.environ.get(NETNS_FLAG) != "1":
+        for kind in args.servers:  # the only step that needs the network
+            if kind in PEER_PACKAGES:
+                error = install_peer(args.peers_dir, kind)
+                if error:
+                    print(f"[{kind}] {error}", file=sys.stderr)
+        if not args.no_netns:
+            cmd = isolated_argv(raw)
+            if cmd is not None:
+                print("running the servers inside `unshare --net` (loopback only)", file=sys.stderr)
+                return subprocess.call(cmd, env={**os.environ, NETNS_FLAG: "1"})
+            print("unshare --net is not available here: servers run with the host network (loopback binds only)",
+                  file=sys.stderr)
+    for kind in args.servers:
+        exe = peer_venv(args.peers_dir, kind) / "bin" / PEER_PACKAGES[kind][1] if kind in PEER_PACKAGES else None
+        if exe is not None and not exe.exists():
+            args.install_errors[kind] = f"{SERVERS[kind]} is not installed in {exe.parent.parent}"
     code, payload = asyncio.run(main_async(args))
     if args.json:
         Path(args.json).write_text(json.dumps(payload, indent=2))
