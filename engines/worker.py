@@ -37,6 +37,7 @@ from engines.scheduler import (
 )
 from engines.templates import ChatFormatter
 from repair import ContentDelta, ReasoningDelta, StreamRepairer, ToolCallDelta, repair_message
+from repair.incremental import ToolArgsDelta, ToolCallStart
 
 log = logging.getLogger("agentgate.engine")
 
@@ -235,10 +236,15 @@ def _stream_deltas(events: list[Any], tool_index: dict[str, int]) -> list[dict[s
     """Repair stream events -> OpenAI `delta` objects (adjacent text deltas merged)."""
     deltas: list[dict[str, Any]] = []
     for ev in events:
-        if isinstance(ev, ToolCallDelta):
+        if isinstance(ev, (ToolCallDelta, ToolCallStart)):  # a whole call, or a call's header (arguments follow)
             tool_index["n"] = max(tool_index.get("n", 0), ev.index + 1)
+            args = ev.arguments if isinstance(ev, ToolCallDelta) else ""
             deltas.append({"tool_calls": [{"index": ev.index, "id": ev.id, "type": "function",
-                                           "function": {"name": ev.name, "arguments": ev.arguments}}]})
+                                           "function": {"name": ev.name, "arguments": args}}]})
+            continue
+        if isinstance(ev, ToolArgsDelta):
+            if ev.text:
+                deltas.append({"tool_calls": [{"index": ev.index, "function": {"arguments": ev.text}}]})
             continue
         if not isinstance(ev, (ContentDelta, ReasoningDelta)):
             continue
@@ -262,8 +268,9 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
+    # tool calls stream as they are generated (header first, then arguments), as the router streams them
     repairer = StreamRepairer(req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
-                              format=family, mode=_repair_mode(request))
+                              format=family, mode=_repair_mode(request), incremental=True)
     tools_seen: dict[str, int] = {}
     await resp.write(chunk({"role": "assistant", "content": ""}))
     try:

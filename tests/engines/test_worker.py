@@ -86,14 +86,18 @@ async def test_tool_call_arrives_as_tool_calls(engine):
     stream = await client.chat.completions.create(
         model="tool", messages=USER, tools=[WEATHER_TOOL], temperature=0, stream=True
     )
-    calls, content, finish = [], "", None
+    calls: dict[int, list[str]] = {}  # the header comes as soon as it is generated, the arguments after it
+    content, finish = "", None
     async for chunk in stream:
         for c in chunk.choices:
-            calls += c.delta.tool_calls or []
+            for tc in c.delta.tool_calls or []:
+                slot = calls.setdefault(tc.index, ["", ""])
+                slot[0] += tc.function.name or ""
+                slot[1] += tc.function.arguments or ""
             content += c.delta.content or ""
             finish = c.finish_reason or finish
     assert finish == "tool_calls"
-    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
+    assert [(name, json.loads(args)) for name, args in calls.values()] == [("get_weather", {"city": "Paris"})]
     assert "<tool_call>" not in content
 
     # Without declared tools the markup is never promoted to a call.
