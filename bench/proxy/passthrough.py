@@ -25,7 +25,7 @@ def main() -> None:
                     async for chunk in up.content.iter_any():
                         await resp.write(chunk)
                     await resp.write_eof()
-                except ConnectionResetError:  # the load generator closed its connection at the end
+                except (ConnectionResetError, aiohttp.ClientConnectionResetError):  # wrk closed at the end
                     pass
                 return resp
             return web.Response(status=up.status, body=await up.read(), content_type="application/json")

@@ -1,14 +1,22 @@
-"""Router overhead benchmark: requests/s and latency through agentgate vs the same upstream directly.
+"""Router overhead benchmark on the agent workload: requests/s and latency through agentgate, through a bare aiohttp
+passthrough, and straight to the upstream, side by side in one run.
 
-    python bench/proxy/run.py [--duration 5] [--concurrency 1,16,64]
+    python bench/proxy/run.py [--duration 5] [--concurrency 1,16,64] [--scenarios native,text,prose,no-tools,small]
+                              [--modes non-stream,stream] [--json out.json]
 
 Needs `nginx` and `wrk` (Debian: apt-get install nginx-light wrk). Everything runs on 127.0.0.1:
-  * upstream: nginx answering a fixed chat completion (JSON, or a 12-chunk SSE stream) — near-zero cost;
-  * baseline: a bare aiohttp passthrough proxy (bench/proxy/passthrough.py);
-  * agentgate: `agentgate serve` with routing, auth-free config, metrics and one JSON log line per request
-    (logs go to /dev/null, but are formatted).
-wrk drives each target at each concurrency for --duration seconds, non-stream and stream; the table shows
-requests/s, p50/p99 latency, and agentgate's ratio to the baseline and its added p50 over the direct path.
+  * upstream: nginx answering a fixed completion per scenario (JSON, or an SSE stream of ~15-25 events sent in
+    one write) — near-zero cost;
+  * baseline: a bare aiohttp reverse proxy (bench/proxy/passthrough.py): the floor any Python proxy pays;
+  * agentgate: `agentgate serve` with routing, metrics and one JSON access-log line per request (formatted, then
+    sent to /dev/null), tool-call repair on as shipped.
+Scenarios (bench/proxy/workload.py): a coding agent's mid-conversation request (~40 KB: system prompt, 22 tools
+~24 KB, history with tool results) answered with a native tool call (`native`, nothing to repair), a tool call
+written as text that needs repair (`text`), or prose (`prose`); the same history without tools (`no-tools`); and
+the old one-line request without tools (`small`). Before measuring, one request per scenario checks that
+agentgate's answer is right (the call repaired, the stream complete). wrk -t1 drives each target at each
+concurrency for --duration seconds; the table shows requests/s, p50/p99 latency, agentgate's ratio to the
+baseline and its p50 over the direct path's.
 """
 
 from __future__ import annotations
@@ -25,24 +33,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workload  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPLETION = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1, "model": "bench",
-              "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the bench upstream."},
-                           "finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}
-
-
-def sse_body() -> str:
-    events = []
-    for i in range(12):
-        events.append({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": "bench",
-                       "choices": [{"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": None}]})
-    events.append({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1, "model": "bench",
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+SCENARIOS = ("native", "text", "prose", "no-tools", "small")
+ANSWER = {"native": "native", "text": "text", "prose": "prose", "no-tools": "prose", "small": "prose"}
 
 
 def free_port() -> int:
@@ -62,9 +63,15 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 def nginx_conf(tmp: Path, port: int) -> Path:
-    def esc(s: str) -> str:
-        return s.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
-
+    """nginx serving each answer as a static file (a POST's 405 turned into the file: `return` caps its text
+    at 4 KB)."""
+    www = tmp / "www"
+    tmp.chmod(0o755)  # nginx's workers may run as another user
+    for kind in workload.ANSWERS:
+        for suffix, text in (("", json.dumps(workload.completion(kind))), ("-stream", workload.sse(kind))):
+            path = www / f"{kind}{suffix}/v1/chat/completions"
+            path.parent.mkdir(parents=True)
+            path.write_text(text)
     conf = tmp / "nginx.conf"
     conf.write_text(f"""
 worker_processes 1;
@@ -76,44 +83,117 @@ http {{
   access_log off;
   client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fcgi;
   uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  client_max_body_size 8m; client_body_buffer_size 1m;
   keepalive_requests 1000000;
+  etag off;
   server {{
     listen 127.0.0.1:{port};
-    location = /v1/chat/completions {{ default_type application/json; return 200 '{esc(json.dumps(COMPLETION))}'; }}
-    location = /stream/v1/chat/completions {{ default_type text/event-stream; return 200 '{esc(sse_body())}'; }}
+    root {www};
+    location ~ -stream/ {{ default_type text/event-stream; error_page 405 =200 $uri; }}
+    location / {{ default_type application/json; error_page 405 =200 $uri; }}
   }}
 }}
 """)
     return conf
 
 
+def router_conf(tmp: Path, port: int, up_port: int) -> Path:
+    providers, models = [], []
+    for kind in workload.ANSWERS:
+        for suffix in ("", "-stream"):
+            providers.append(f"  up-{kind}{suffix}: {{type: openai, base_url: "
+                             f"'http://127.0.0.1:{up_port}/{kind}{suffix}/v1'}}")
+            models.append(f"  - {{name: {kind}{suffix}, provider: up-{kind}{suffix}}}")
+    cfg = tmp / "config.yaml"
+    cfg.write_text(f"server: {{host: 127.0.0.1, port: {port}}}\nproviders:\n" + "\n".join(providers)
+                   + "\nmodels:\n" + "\n".join(models) + "\n")
+    return cfg
+
+
+def body_for(scenario: str, stream: bool) -> dict[str, Any]:
+    model = ANSWER[scenario] + ("-stream" if stream else "")
+    if scenario == "small":
+        return workload.small_request(stream=stream, model=model)
+    return workload.request(with_tools=scenario not in ("no-tools", "small"), stream=stream, model=model)
+
+
+def check(port: int, scenario: str, stream: bool) -> None:
+    """One request through agentgate: the answer must be what a client of this scenario needs."""
+    body = body_for(scenario, stream)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as err:
+        raise SystemExit(f"agentgate answered {scenario} {'stream' if stream else 'non-stream'} with {err.code}: "
+                         f"{err.read()[:500]!r}") from None
+    if stream:
+        assert raw.endswith(b"data: [DONE]\n\n"), raw[-200:]
+        docs = [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")]
+        calls: dict[int, dict[str, str]] = {}
+        text = ""
+        for d in docs:
+            for ch in d.get("choices", []):
+                delta = ch.get("delta", {})
+                text += delta.get("content") or ""
+                for c in delta.get("tool_calls") or []:
+                    entry = calls.setdefault(c["index"], {"name": "", "arguments": ""})
+                    entry["name"] += c.get("function", {}).get("name") or ""
+                    entry["arguments"] += c.get("function", {}).get("arguments") or ""
+        got = [{"function": c} for c in calls.values()]
+    else:
+        msg = json.loads(raw)["choices"][0]["message"]
+        got, text = msg.get("tool_calls") or [], msg.get("content") or ""
+    want = {"native": "edit_file", "text": "bash"}.get(scenario)
+    if want is None:
+        assert not got and text, (scenario, raw[:300])
+        return
+    assert len(got) == 1 and got[0]["function"]["name"] == want, (scenario, raw[:300])
+    args = json.loads(got[0]["function"]["arguments"])
+    if scenario == "text":
+        assert args["timeout"] == 120000 and "<tool_call>" not in text, (scenario, raw[:300])
+
+
 WRK_LUA = """
 wrk.method = "POST"
-wrk.body = '{body}'
+local f = assert(io.open("{path}", "rb"))
+wrk.body = f:read("*a")
+f:close()
 wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def run_wrk(url: str, body: dict, conns: int, duration: int, tmp: Path) -> dict[str, float]:
-    script = tmp / f"post-{abs(hash(json.dumps(body)))}.lua"
-    script.write_text(WRK_LUA.format(body=json.dumps(body)))
+def run_wrk(url: str, body: dict[str, Any], conns: int, duration: int, tmp: Path) -> dict[str, float]:
+    data = json.dumps(body).encode()
+    payload = tmp / f"body-{abs(hash(data))}.json"
+    payload.write_bytes(data)
+    script = tmp / f"post-{abs(hash(data))}.lua"
+    script.write_text(WRK_LUA.replace("{path}", str(payload)))
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
 
     def pct(p: str) -> float:
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
         assert m, out
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": float(errors.group(1)) if errors else 0.0}
+    errs = float(errors.group(1)) if errors else 0.0
+    if sock_errors:
+        errs += sum(float(g) for g in sock_errors.groups())
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": errs}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--modes", default="non-stream,stream")
+    ap.add_argument("--targets", default="direct,aiohttp,agentgate", help="a subset, e.g. agentgate for profiling")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--no-ttfb", action="store_true", help="skip the streamed tool-call TTFB table")
     args = ap.parse_args()
@@ -122,7 +202,16 @@ def main() -> int:
             print(f"bench/proxy needs {tool}: apt-get install nginx-light wrk", file=sys.stderr)
             return 2
     levels = [int(c) for c in args.concurrency.split(",")]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    modes = [m for m in args.modes.split(",") if m]
+    targets = [t for t in args.targets.split(",") if t]
+    unknown = set(scenarios) - set(SCENARIOS) | set(modes) - {"non-stream", "stream"} | \
+        set(targets) - {"direct", "aiohttp", "agentgate"}
+    if unknown:
+        print(f"unknown: {sorted(unknown)}", file=sys.stderr)
+        return 2
     procs: list[subprocess.Popen[bytes]] = []
+    rows: list[tuple[str, str, int, dict[str, dict[str, float]]]] = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         up_port, base_port, ag_port = free_port(), free_port(), free_port()
@@ -130,61 +219,37 @@ def main() -> int:
         procs.append(subprocess.Popen([nginx, "-c", str(nginx_conf(tmp, up_port)), "-p", str(tmp)]))
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench/proxy/passthrough.py"), str(base_port),
                                        f"http://127.0.0.1:{up_port}"]))
-        cfg = tmp / "config.yaml"
-        cfg.write_text(f"""
-server: {{host: 127.0.0.1, port: {ag_port}}}
-providers:
-  up:     {{type: openai, base_url: 'http://127.0.0.1:{up_port}/v1'}}
-  upsse:  {{type: openai, base_url: 'http://127.0.0.1:{up_port}/stream/v1'}}
-models:
-  - {{name: bench, provider: up}}
-  - {{name: bench-stream, provider: upsse, model: bench}}
-""")
-        procs.append(subprocess.Popen([sys.executable, "-m", "router", "serve", "--config", str(cfg)], cwd=ROOT,
+        procs.append(subprocess.Popen([sys.executable, "-m", "router", "serve", "--config",
+                                       str(router_conf(tmp, ag_port, up_port))], cwd=ROOT,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         try:
             for p in (up_port, base_port, ag_port):
                 wait_port(p)
             urllib.request.urlopen(f"http://127.0.0.1:{ag_port}/health", timeout=10).read()
-            rows = []
-            for mode in ("non-stream", "stream"):
-                stream = mode == "stream"
-                for c in levels:
-                    res = {}
-                    for target, url, model in (
-                        ("direct", f"http://127.0.0.1:{up_port}{'/stream' if stream else ''}/v1/chat/completions",
-                         "bench"),
-                        ("aiohttp", f"http://127.0.0.1:{base_port}{'/stream' if stream else ''}/v1/chat/completions",
-                         "bench"),
-                        ("agentgate", f"http://127.0.0.1:{ag_port}/v1/chat/completions",
-                         "bench-stream" if stream else "bench"),
-                    ):
-                        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
-                        res[target] = run_wrk(url, body, c, args.duration, tmp)
-                    rows.append((mode, c, res))
-                    print(f"  measured {mode} c={c}", file=sys.stderr)
+            for scenario in scenarios:
+                for mode in modes:
+                    check(ag_port, scenario, mode == "stream")
+            print(f"  agentgate pid {procs[-1].pid}; answers checked", file=sys.stderr)
+            for scenario in scenarios:
+                for mode in modes:
+                    stream = mode == "stream"
+                    path = f"/{ANSWER[scenario]}{'-stream' if stream else ''}/v1/chat/completions"
+                    urls = {"direct": f"http://127.0.0.1:{up_port}{path}", "aiohttp": f"http://127.0.0.1:{base_port}"
+                            f"{path}", "agentgate": f"http://127.0.0.1:{ag_port}/v1/chat/completions"}
+                    body = body_for(scenario, stream)
+                    for c in levels:
+                        res = {t: run_wrk(urls[t], body, c, args.duration, tmp) for t in targets}
+                        rows.append((scenario, mode, c, res))
+                        print(f"  measured {scenario} {mode} c={c}", file=sys.stderr)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(10)
-    cpu = platform.processor() or platform.machine()
-    print(f"\nagentgate bench/proxy — {dt.date.today()} — {os.cpu_count()} cores ({cpu}), Python "
-          f"{platform.python_version()}, {args.duration}s per cell, wrk -t1, upstream nginx on 127.0.0.1\n")
-    hdr = (f"{'mode':<11}{'conc':>5} | {'direct rps':>10} | {'aiohttp rps':>11} {'p50 ms':>7} | "
-           f"{'agentgate rps':>13} {'p50 ms':>7} {'p99 ms':>7} | {'vs aiohttp':>10} {'added p50 ms':>12}")
-    print(hdr)
-    print("-" * len(hdr))
-    out = []
-    for mode, c, res in rows:
-        d, b, a = res["direct"], res["aiohttp"], res["agentgate"]
-        print(f"{mode:<11}{c:>5} | {d['rps']:>10.0f} | {b['rps']:>11.0f} {b['p50']:>7.2f} | {a['rps']:>13.0f} "
-              f"{a['p50']:>7.2f} {a['p99']:>7.2f} | {a['rps'] / b['rps']:>9.2f}x {a['p50'] - d['p50']:>12.2f}")
-        out.append({"mode": mode, "concurrency": c, **{k: v for k, v in res.items()}})
-        if any(r["errors"] for r in res.values()):
-            print(f"  !! non-2xx responses: { {k: v['errors'] for k, v in res.items()} }")
+    report(rows, args.duration, targets)
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        Path(args.json).write_text(json.dumps([{"scenario": s, "mode": m, "concurrency": c, **res}
+                                               for s, m, c, res in rows], indent=2))
     if not args.no_ttfb:
         print()
         print(stream_ttfb_table())
@@ -194,10 +259,35 @@ models:
 def stream_ttfb_table(repeat: int = 3) -> str:
     """Time to the first payload of a streamed tool call (and reasoning, prose) through agentgate vs direct
     (bench/proxy/stream_ttfb.py, which also runs alone)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import stream_ttfb
 
     return stream_ttfb.report(stream_ttfb.measure_all(repeat))
+
+
+def report(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]], duration: int, targets: list[str]) -> None:
+    cpu = platform.processor() or platform.machine()
+    size = len(json.dumps(workload.request(with_tools=True, stream=False, model="native")))
+    tools = len(json.dumps(workload.tools()))
+    print(f"\nagentgate bench/proxy — {dt.date.today()} — {os.cpu_count()} cores ({cpu}), Python "
+          f"{platform.python_version()}, {duration}s per cell, wrk -t1, upstream nginx on 127.0.0.1; agent request "
+          f"{size / 1000:.1f} KB ({len(workload.tools())} tools, {tools / 1000:.1f} KB)\n")
+    if targets != ["direct", "aiohttp", "agentgate"]:
+        for scenario, mode, c, res in rows:
+            print(f"{scenario:<9}{mode:<11}{c:>5} " + " | ".join(
+                f"{t} {r['rps']:.0f} rps p50 {r['p50']:.2f} p99 {r['p99']:.2f}" for t, r in res.items()))
+        return
+    hdr = (f"{'scenario':<9}{'mode':<11}{'conc':>5} | {'direct rps':>10} | {'aiohttp rps':>11} {'p50 ms':>7} | "
+           f"{'agentgate rps':>13} {'p50 ms':>7} {'p99 ms':>7} | {'vs aiohttp':>10} {'added p50 ms':>12} "
+           f"{'p99/p50':>7}")
+    print(hdr)
+    print("-" * len(hdr))
+    for scenario, mode, c, res in rows:
+        d, b, a = res["direct"], res["aiohttp"], res["agentgate"]
+        print(f"{scenario:<9}{mode:<11}{c:>5} | {d['rps']:>10.0f} | {b['rps']:>11.0f} {b['p50']:>7.2f} | "
+              f"{a['rps']:>13.0f} {a['p50']:>7.2f} {a['p99']:>7.2f} | {a['rps'] / b['rps']:>9.2f}x "
+              f"{a['p50'] - d['p50']:>12.2f} {a['p99'] / a['p50']:>7.1f}")
+        if any(r["errors"] for r in res.values()):
+            print(f"  !! errors: { {k: v['errors'] for k, v in res.items()} }")
 
 
 if __name__ == "__main__":
