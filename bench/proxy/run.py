@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import workload  # noqa: E402
+import workload
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ("native", "text", "prose", "no-tools", "small")

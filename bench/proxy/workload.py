@@ -203,7 +203,8 @@ def _source(n: int) -> str:
         "            try:", "                await handler(job)", "            except Exception:",
         "                job.attempts += 1", "                if job.attempts < 3:",
         "                    await self._items.put(job)", "                else:",
-        "                    self._failed.append(job)", "            finally:", "                self._items.task_done()",
+        "                    self._failed.append(job)", "            finally:",
+        "                self._items.task_done()",
     ) * n)]
     return "\n".join(lines)
 
