@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from .metrics import Metrics
 from .runtime import Runtime
+from .toolcache import ToolIndexCache
 
 
 @dataclass
@@ -17,6 +18,7 @@ class AppState:
     metrics: Metrics
     supervisor: Any  # engines.supervisor.Supervisor
     config_path: str | None = None
+    tool_indexes: ToolIndexCache = field(default_factory=ToolIndexCache)  # survives reloads: keyed by content
 
 
 STATE = web.AppKey("agentgate_state", AppState)
