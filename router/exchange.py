@@ -8,6 +8,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from . import jsoncodec
 from .metrics import Metrics
 
 access_log = logging.getLogger("agentgate.access")
@@ -104,7 +105,10 @@ class JsonFormatter(logging.Formatter):
             doc.update(fields)
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        try:
+            return jsoncodec.dumps_text(doc)
+        except UnicodeEncodeError:
+            return json.dumps(doc, default=str)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

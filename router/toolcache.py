@@ -17,6 +17,8 @@ from typing import Any
 
 from repair import ToolIndex
 
+from . import jsoncodec
+
 MAX_ENTRIES = 256
 MAX_BYTES = 16 << 20  # of tools JSON across all entries (compiled validators take a few times this)
 MAX_ENTRY_BYTES = 1 << 20
@@ -30,7 +32,10 @@ class _Entry:
 
 def tools_bytes(tools: list[Any]) -> bytes:
     """A canonical encoding of a parsed tools list (key order kept: a client resends its list as it was)."""
-    return json.dumps(tools, ensure_ascii=False, separators=(",", ":"), default=repr).encode("utf-8", "surrogatepass")
+    try:
+        return jsoncodec.dumps(tools)
+    except UnicodeEncodeError:  # a lone surrogate in a string
+        return json.dumps(tools).encode()
 
 
 class ToolIndexCache:

@@ -164,14 +164,25 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def run_wrk(url: str, body: dict[str, Any], conns: int, duration: int, tmp: Path) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, body: dict[str, Any], conns: int, duration: int, tmp: Path,
+            pid: int | None = None) -> dict[str, float]:
+    """One wrk run; with `pid`, also the CPU time that process spent per request (robust to a busy machine)."""
     data = json.dumps(body).encode()
     payload = tmp / f"body-{abs(hash(data))}.json"
     payload.write_bytes(data)
     script = tmp / f"post-{abs(hash(data))}.lua"
     script.write_text(WRK_LUA.replace("{path}", str(payload)))
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu0 if pid else 0.0
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -184,7 +195,8 @@ def run_wrk(url: str, body: dict[str, Any], conns: int, duration: int, tmp: Path
     errs = float(errors.group(1)) if errors else 0.0
     if sock_errors:
         errs += sum(float(g) for g in sock_errors.groups())
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": errs}
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": errs,
+            "cpu_us": cpu / total * 1e6 if total else 0.0}
 
 
 def main() -> int:
@@ -230,6 +242,7 @@ def main() -> int:
                 for mode in modes:
                     check(ag_port, scenario, mode == "stream")
             print(f"  agentgate pid {procs[-1].pid}; answers checked", file=sys.stderr)
+            pids = {"aiohttp": procs[1].pid, "agentgate": procs[2].pid}
             for scenario in scenarios:
                 for mode in modes:
                     stream = mode == "stream"
@@ -238,7 +251,7 @@ def main() -> int:
                             f"{path}", "agentgate": f"http://127.0.0.1:{ag_port}/v1/chat/completions"}
                     body = body_for(scenario, stream)
                     for c in levels:
-                        res = {t: run_wrk(urls[t], body, c, args.duration, tmp) for t in targets}
+                        res = {t: run_wrk(urls[t], body, c, args.duration, tmp, pids.get(t)) for t in targets}
                         rows.append((scenario, mode, c, res))
                         print(f"  measured {scenario} {mode} c={c}", file=sys.stderr)
         finally:
@@ -274,18 +287,20 @@ def report(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]], durati
     if targets != ["direct", "aiohttp", "agentgate"]:
         for scenario, mode, c, res in rows:
             print(f"{scenario:<9}{mode:<11}{c:>5} " + " | ".join(
-                f"{t} {r['rps']:.0f} rps p50 {r['p50']:.2f} p99 {r['p99']:.2f}" for t, r in res.items()))
+                f"{t} {r['rps']:.0f} rps p50 {r['p50']:.2f} p99 {r['p99']:.2f} cpu/req {r['cpu_us']:.0f} us"
+                for t, r in res.items()))
         return
     hdr = (f"{'scenario':<9}{'mode':<11}{'conc':>5} | {'direct rps':>10} | {'aiohttp rps':>11} {'p50 ms':>7} | "
            f"{'agentgate rps':>13} {'p50 ms':>7} {'p99 ms':>7} | {'vs aiohttp':>10} {'added p50 ms':>12} "
-           f"{'p99/p50':>7}")
+           f"{'p99/p50':>7} | {'cpu us/req aiohttp':>18} {'agentgate':>9} {'ratio':>6}")
     print(hdr)
     print("-" * len(hdr))
     for scenario, mode, c, res in rows:
         d, b, a = res["direct"], res["aiohttp"], res["agentgate"]
         print(f"{scenario:<9}{mode:<11}{c:>5} | {d['rps']:>10.0f} | {b['rps']:>11.0f} {b['p50']:>7.2f} | "
               f"{a['rps']:>13.0f} {a['p50']:>7.2f} {a['p99']:>7.2f} | {a['rps'] / b['rps']:>9.2f}x "
-              f"{a['p50'] - d['p50']:>12.2f} {a['p99'] / a['p50']:>7.1f}")
+              f"{a['p50'] - d['p50']:>12.2f} {a['p99'] / a['p50']:>7.1f} | {b['cpu_us']:>18.0f} {a['cpu_us']:>9.0f} "
+              f"{b['cpu_us'] / a['cpu_us'] if a['cpu_us'] else 0:>5.2f}x")
         if any(r["errors"] for r in res.values()):
             print(f"  !! errors: { {k: v['errors'] for k, v in res.items()} }")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from .. import jsoncodec
 from ..config.model import ClientKey
 from ..errors import ApiError
 from ..exchange import Exchange
@@ -105,22 +105,20 @@ async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str,
     raw = await _read_body(request, limit, rt.config.server.idle_timeout)
     if not raw:
         raise ApiError(400, "The request body is empty; expected a JSON object.", "invalid_json")
+    surrogates = jsoncodec.has_surrogate_escape(raw)
     try:
-        body = json.loads(raw, parse_constant=_no_constant)
+        body = jsoncodec.std_loads(raw) if surrogates else jsoncodec.loads_without_surrogates(raw)
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"The request body is not valid JSON: {_short(exc)}", "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"The request body must be a JSON object, not {type(body).__name__}.", "invalid_json")
-    if _SURROGATE_ESCAPE.search(raw):
+    if surrogates:
         try:
             json.dumps(body, ensure_ascii=False).encode()
         except UnicodeEncodeError:
             raise ApiError(400, "The request body contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff).",
                            "invalid_json") from None
     return raw, body
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 async def _read_body(request: web.Request, limit: int, idle: float) -> bytes:
@@ -142,10 +140,6 @@ async def _read_body(request: web.Request, limit: int, idle: float) -> bytes:
         if size > limit:
             raise _too_large(limit)
         parts.append(chunk)
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def require_model(body: dict[str, Any]) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
+from .. import jsoncodec
 from ..config.model import ProviderConfig
 from .base import AiohttpReply, Reply, Upstream, with_timeout
 
@@ -48,7 +48,7 @@ class OpenAIUpstream(Upstream):
 
     async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
                    stream: bool) -> Reply:
-        data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode()
+        data = raw if raw is not None else jsoncodec.dumps(body)
         resp = await with_timeout(
             self.session.post(self._base + path, data=data, headers=headers, allow_redirects=False),
             self.config.policy.timeouts.first_byte,

@@ -1,0 +1,37 @@
+"""The request-path JSON codec gives what the standard library gives, or refuses where it would not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from router import jsoncodec
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"a": 1, "b": [true, false, null], "c": "\\u00e9\\n", "d": -0.5e-3, "e": {"f": {}}}',
+    b'{"seed": 123456789012345678901234567890, "n": 18446744073709551615, "m": -9223372036854775808}',
+    '{"text": "emoji \U0001f600 nul \\u0000 rtl \u202e cjk \u4e2d"}'.encode(),
+    b'{"lone": "a \\ud800 b"}',
+    b'{"a": 1, "a": 2}',
+])
+def test_loads_matches_the_standard_library(raw: bytes) -> None:
+    got = jsoncodec.loads(raw)
+    assert got == json.loads(raw) and json.dumps(got) == json.dumps(json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b'{"a": NaN}', b'{"a": -Infinity}', b'{"a": 1e999}', b"{not json", b'{"a": "\xff"}',
+                                 b"[" * 5000 + b"]" * 5000, b'{"a": ' + b"9" * 5000 + b"}"])
+def test_loads_refuses(raw: bytes) -> None:
+    with pytest.raises((ValueError, RecursionError)):
+        jsoncodec.loads(raw)
+
+
+def test_dumps_is_compact_utf8_and_falls_back_for_what_orjson_cannot_encode() -> None:
+    doc = {"model": "m", "content": "é \u2028", "n": 1.5}
+    assert jsoncodec.dumps(doc) == json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    assert jsoncodec.dumps({"big": 10**30, 1: "x"}) == b'{"big":1000000000000000000000000000000,"1":"x"}'
+    with pytest.raises(UnicodeEncodeError):
+        jsoncodec.dumps({"lone": "\ud800"})
+    assert json.loads(jsoncodec.dumps_text({"x": object(), "y": "é"}))["y"] == "é"
