@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, repair_message
+from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, ToolIndex, repair_message
 from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
 
-from . import relay
+from . import jsoncodec, relay
 from .api.common import REPAIR_HEADER, upstream_headers
 from .config.model import RepairPolicy
 from .dispatch import Opened, dispatch
@@ -64,6 +64,7 @@ class UpstreamStatus(Exception):
 @dataclass
 class ChatReply:
     doc: dict[str, Any] | None = None  # non-stream
+    raw: bytes | None = None  # non-stream: `doc` as the upstream's bytes, when nothing but the model name changed
     chunks: AsyncIterator[dict[str, Any]] | None = None  # stream; the first chunk has already been produced
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -76,25 +77,31 @@ def repair_enabled(request: web.Request, policy: RepairPolicy, body: dict[str, A
 
 
 async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route, body: dict[str, Any],
-               *, stream: bool, rt: Runtime | None = None) -> ChatReply:
+               *, stream: bool, rt: Runtime | None = None, raw: bytes = b"") -> ChatReply:
     """Raises ApiError (nothing sent yet) or UpstreamStatus; a stream's later failure raises ApiError from the
-    iterator (the caller ends its stream with an error event)."""
+    iterator (the caller ends its stream with an error event). `raw` is the client's body when it is `body`'s
+    bytes (forwarded as they are on the first attempt)."""
     rt = rt or state.runtime  # the runtime the route was resolved on: a reload never mixes configs
     policy = route.model.repair
     repairing = repair_enabled(request, policy, body)
     attempts = policy.retries + 1 if repairing and policy.on_failure == "retry" else 1
     headers = upstream_headers(request, ex.request_id)
+    index = state.tool_indexes.get(body["tools"]) if repairing else None  # validators compiled once per list
     if not stream:
         for attempt in range(attempts):
-            opened = await dispatch(rt, state.metrics, ex, route, body, b"", PATH, False, headers)
+            opened = await dispatch(rt, state.metrics, ex, route, body, raw if attempt == 0 else b"", PATH, False,
+                                    headers)
             try:
-                doc = _whole_doc(opened, ex, route)
+                doc = _whole_doc(opened, ex, route, rename=False)
             finally:
                 await opened.close()
+            upstream_model, doc["model"] = doc.get("model"), route.requested
+            before = [(c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None
+                      for c in doc["choices"]]
             reply_headers = {"x-agentgate-provider": opened.upstream.name}
             if not repairing:
                 return ChatReply(doc=doc, headers=reply_headers)
-            outcome = _repair_whole(doc, ex, body, policy, retry_possible=attempt < attempts - 1)
+            outcome = _repair_whole(doc, ex, body, policy, index, retry_possible=attempt < attempts - 1)
             if isinstance(outcome, list):
                 upstream_kinds = opened.reply.headers.get(REPAIRS_HEADER)  # a local engine repaired already
                 if upstream_kinds:
@@ -104,10 +111,13 @@ async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route
                         ex.tool_outcome = "repaired"
                 if outcome:
                     reply_headers[REPAIRS_HEADER] = ",".join(outcome)
-                return ChatReply(doc=doc, headers=reply_headers)
+                unchanged = not outcome and before == [
+                    (c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None for c in doc["choices"]]
+                raw_out = _renamed(opened.first, upstream_model, route.requested) if unchanged else None
+                return ChatReply(doc=doc, raw=raw_out, headers=reply_headers)
             body = _feedback(body, *outcome)
         raise AssertionError("unreachable")
-    gen = _stream_chunks(state, rt, ex, route, body, policy, repairing, attempts, headers)
+    gen = _stream_chunks(state, rt, ex, route, body, policy, repairing, attempts, headers, index, raw)
     first_task = asyncio.ensure_future(gen.__anext__())
     try:
         # the first chunk decides between an error status and a stream; past the keepalive interval the stream
@@ -139,7 +149,7 @@ async def _closing(it: AsyncIterator[dict[str, Any]], gen: Any) -> AsyncIterator
         await gen.aclose()
 
 
-def _whole_doc(opened: Opened, ex: Exchange, route: Route) -> dict[str, Any]:
+def _whole_doc(opened: Opened, ex: Exchange, route: Route, *, rename: bool = True) -> dict[str, Any]:
     status = opened.reply.status
     if status != 200:
         if status in (401, 403):
@@ -150,16 +160,32 @@ def _whole_doc(opened: Opened, ex: Exchange, route: Route) -> dict[str, Any]:
         raise UpstreamStatus(status, body, opened.reply.headers.get("Content-Type", "application/json"),
                              opened.upstream.name)
     try:
-        doc = json.loads(opened.first)
-    except ValueError:
+        doc = jsoncodec.loads(opened.first)
+    except (ValueError, RecursionError):
         raise ApiError(502, f"Upstream {opened.upstream.name!r} returned a body that is not JSON.",
                        "upstream_invalid_response") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
         raise ApiError(502, f"Upstream {opened.upstream.name!r} returned no choices.", "upstream_invalid_response")
     ex.usage_from(doc.get("usage"))
     ex.status = 200
-    doc["model"] = route.requested
+    if rename:
+        doc["model"] = route.requested
     return doc
+
+
+def _renamed(body: bytes, old: Any, new: str) -> bytes | None:
+    """The upstream's body with its model name `old` replaced by `new`, byte for byte otherwise; None when that
+    takes more than replacing its one `"model":` member (the caller encodes the document instead)."""
+    if old == new:
+        return body
+    if not isinstance(old, str):
+        return None
+    old_json, new_json = jsoncodec.dumps(old), jsoncodec.dumps(new)
+    for sep in (b":", b": "):
+        member = b'"model"' + sep + old_json
+        if body.count(member) == 1:
+            return body.replace(member, b'"model"' + sep + new_json)
+    return None
 
 
 # --- repair ------------------------------------------------------------------------------------------------------
@@ -198,7 +224,7 @@ def _feedback(body: dict[str, Any], result: RepairResult, raw_text: str) -> dict
 
 
 def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                  retry_possible: bool) -> list[str] | tuple[RepairResult, str]:
+                  index: ToolIndex | None, retry_possible: bool) -> list[str] | tuple[RepairResult, str]:
     """Repairs `doc` in place; returns the repair kinds, or (result, raw text) when a retry should be made."""
     kinds: set[str] = set()
     tool_choice = body.get("tool_choice")
@@ -208,7 +234,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
             continue
         text = msg.get("content") if isinstance(msg.get("content"), str) else None
         result = repair_message(
-            text, body.get("tools"), tool_calls=msg.get("tool_calls") or None, tool_choice=tool_choice,
+            text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=tool_choice,
             parallel_tool_calls=body.get("parallel_tool_calls", True) is not False, format=policy.format,
             reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
         )
@@ -245,9 +271,11 @@ class _Envelope:
 
 async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Route, body: dict[str, Any],
                          policy: RepairPolicy, repairing: bool, attempts: int,
-                         headers: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+                         headers: dict[str, str], index: ToolIndex | None = None,
+                         raw_body: bytes = b"") -> AsyncIterator[dict[str, Any]]:
     for attempt in range(attempts):
-        opened = await dispatch(rt, state.metrics, ex, route, body, b"", PATH, True, headers)
+        opened = await dispatch(rt, state.metrics, ex, route, body, raw_body if attempt == 0 else b"", PATH, True,
+                                headers)
         try:
             if opened.reply.status != 200:
                 _whole_doc(opened, ex, route)  # raises the right error
@@ -264,7 +292,7 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
             result: RepairResult | None = None
             sent = retry = False
             tool_choice = body.get("tool_choice")
-            async with aclosing(_repaired(reader, env, ex, body, policy, raw,
+            async with aclosing(_repaired(reader, env, ex, body, policy, raw, index,
                                           rt.config.server.max_stream_repair_chars)) as items:
                 async for item in items:
                     if isinstance(item, RepairResult):
@@ -318,13 +346,14 @@ def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
 
 
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                    raw: list[str], max_chars: int) -> AsyncIterator[dict[str, Any] | RepairResult]:
+                    raw: list[str], index: ToolIndex | None,
+                    max_chars: int) -> AsyncIterator[dict[str, Any] | RepairResult]:
     """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
     call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
     to the end, where they can still be refused or re-asked). Yields chunk documents; the final RepairResult
     comes before whatever it completes, so the caller can still retry when nothing was sent."""
     tool_choice = body.get("tool_choice")
-    repairer = StreamRepairer(body.get("tools"), tool_choice=tool_choice,
+    repairer = StreamRepairer(index, tool_choice=tool_choice,
                               parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
                               format=policy.format, mode=policy.mode, incremental=policy.on_failure == "content",
                               max_chars=max_chars)

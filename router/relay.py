@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
+from . import jsoncodec
 from .errors import ApiError
 from .exchange import Exchange
 from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
@@ -166,8 +167,8 @@ class UpstreamReader:
     def _inspect(self, data: bytes) -> dict[str, Any] | None:
         """The payload parsed, with the end, usage and upstream errors noted; None when it is not an object."""
         try:
-            doc = json.loads(data)
-        except ValueError:
+            doc = jsoncodec.loads(data)
+        except (ValueError, RecursionError):
             return None
         if not isinstance(doc, dict):
             return None
@@ -343,7 +344,7 @@ class OpenAIChunks:
     keepalive = b": keepalive\n\n"
 
     def feed(self, item: dict[str, Any]) -> list[bytes]:
-        return [b"data: " + json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"]
+        return [b"data: " + jsoncodec.dumps(item) + b"\n\n"]
 
     def finish(self) -> list[bytes]:
         return [b"data: [DONE]\n\n"]

@@ -19,9 +19,9 @@ from repair import ToolIndex
 
 from . import jsoncodec
 
-MAX_ENTRIES = 256
-MAX_BYTES = 16 << 20  # of tools JSON across all entries (compiled validators take a few times this)
-MAX_ENTRY_BYTES = 1 << 20
+MAX_ENTRIES = 128
+MAX_BYTES = 8 << 20  # of tools JSON across all entries (compiled validators take a few times this)
+MAX_ENTRY_BYTES = 512 << 10  # a coding agent declares 20-60 KB
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import relay
+from .. import jsoncodec, relay
 from ..config.model import ClientKey
 from ..dialects.openai_request import check_request
 from ..dispatch import Opened, dispatch
@@ -45,7 +45,7 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
             from .. import pipeline
 
             if pipeline.repair_enabled(request, route.model.repair, body):
-                return await chat_repaired(request, ex, route, body, stream, rt)
+                return await chat_repaired(request, ex, route, body, stream, rt, raw)
         opened = await dispatch(rt, request.app[STATE].metrics, ex, route, body, raw, path, stream,
                                 common.upstream_headers(request, ex.request_id))
         try:
@@ -61,20 +61,20 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
 
 
 async def chat_repaired(request: web.Request, ex: Exchange, route: Any, body: dict[str, Any],
-                        stream: bool, rt: Any = None) -> web.StreamResponse:
+                        stream: bool, rt: Any = None, raw: bytes = b"") -> web.StreamResponse:
     """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE."""
     from ..pipeline import UpstreamStatus, chat
 
     try:
-        reply = await chat(request, request.app[STATE], ex, route, body, stream=stream, rt=rt)
+        reply = await chat(request, request.app[STATE], ex, route, body, stream=stream, rt=rt, raw=raw)
     except UpstreamStatus as up:
         ex.status = up.status
         return web.Response(status=up.status, body=up.body, headers={"Content-Type": up.content_type,
                                                                     "x-request-id": ex.request_id})
     headers = {"x-request-id": ex.request_id, **reply.headers}
     if reply.doc is not None:
-        return web.Response(body=json.dumps(reply.doc, ensure_ascii=False).encode(),
-                            headers={**JSON_HEADERS, **headers})
+        body_out = reply.raw if reply.raw is not None else jsoncodec.dumps(reply.doc)
+        return web.Response(body=body_out, headers={**JSON_HEADERS, **headers})
     assert reply.chunks is not None
     return await relay.write_stream(request, ex, reply.chunks, relay.OpenAIChunks(), headers)
 
@@ -89,8 +89,8 @@ def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Re
     doc: Any = None
     if status == 200:
         try:
-            doc = json.loads(body)
-        except ValueError:
+            doc = jsoncodec.loads(body)
+        except (ValueError, RecursionError):
             raise ApiError(502, f"Upstream {opened.upstream.name!r} returned a body that is not JSON.",
                            "upstream_invalid_response") from None
         if isinstance(doc, dict):

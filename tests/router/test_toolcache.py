@@ -45,3 +45,63 @@ def test_a_new_huge_list_per_request_is_never_stored():
         assert index.resolve(f"r{round_}_4999") == f"r{round_}_4999"
         assert len(cache) == 1
     assert cache.get([tool("a")]) is small
+
+
+# --- through the router ------------------------------------------------------------------------------------------
+
+def cfg(url: str) -> str:
+    return f"""
+providers:
+  lab: {{type: openai, base_url: '{url}', retries: 0}}
+models:
+  - {{name: m, provider: lab, model: m-up}}
+"""
+
+
+async def post(url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", json=body) as resp:
+        return resp.status, await resp.read()
+
+
+async def test_a_hostile_client_cannot_grow_the_router_and_an_agent_hits_the_cache(fakes, router):
+    from tests.fakes.openai_upstream import Step, completion
+
+    up = await fakes()
+    r = await router(cfg(up.url))
+    cache = r.state.tool_indexes
+    msgs = [{"role": "user", "content": "hi"}]
+    for _ in range(2):  # an agent's two turns: same tools, new objects each time
+        up.push(Step(json=completion("Hello.", "m-up")))
+        assert (await post(r.url, {"model": "m", "messages": msgs, "tools": [tool("a"), tool("b")]}))[0] == 200
+    assert (len(cache), cache.hits) == (1, 1)
+    held = cache.bytes
+    for round_ in range(3):  # a new 5,000-tool list (~0.6 MB) every time
+        up.push(Step(json=completion("Hello.", "m-up")))
+        tools = [tool(f"r{round_}_{i}", extra=20) for i in range(5_000)]
+        assert (await post(r.url, {"model": "m", "messages": msgs, "tools": tools}))[0] == 200
+    assert (len(cache), cache.bytes) == (1, held)
+
+
+async def test_an_answer_needing_no_repair_is_passed_on_as_its_bytes(fakes, router):
+    import json
+
+    from tests.fakes.openai_upstream import Step, completion
+
+    up = await fakes()
+    r = await router(cfg(up.url))
+    call = {"id": "call_1", "type": "function", "function": {"name": "a", "arguments": '{"n": 3}'}}
+    raw = (b'{"id": "x",  "model": "m-up", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": '
+           b'{"role": "assistant", "content": null, "tool_calls": [' + json.dumps(call).encode() + b']}}], '
+           b'"usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}, "x_extra": 1.50}')
+    up.push(Step(raw=raw, headers={"Content-Type": "application/json"}))
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [tool("a")]}
+    status, got = await post(r.url, body)
+    assert status == 200 and got == raw.replace(b'"model": "m-up"', b'"model": "m"')
+    broken = '<tool_call>{"name": "a", "arguments": {"n": "3"}}</tool_call>'  # needs a repair: re-encoded
+    up.push(Step(json=completion(broken, "m-up")))
+    status, got = await post(r.url, body)
+    doc = json.loads(got)
+    assert status == 200 and doc["model"] == "m"
+    assert json.loads(doc["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {"n": 3}
