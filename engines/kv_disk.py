@@ -33,6 +33,7 @@ log = logging.getLogger("agentgate.engine")
 FORMAT = "agentgate-kv/1"
 SUFFIX = ".safetensors"
 MAX_HEADER_BYTES = 8 << 20  # 32k tokens of metadata fit well within this
+SUPERSEDE_TAIL = 256  # a longer new entry replaces one whose tokens differ from it only in their last this many
 _DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 
@@ -334,10 +335,14 @@ class DiskKV:
         with self._lock:
             old = self._entries.pop(job.key, None)
             self._nbytes -= old.nbytes if old else 0
-            # strict prefixes of the new entry are served by it: drop them
+            # entries the new one supersedes: its strict prefixes, and shorter entries it shares all but a short
+            # tail with (an agent's previous turn: the re-rendered reply differs from the generated one)
             n = len(entry.tokens)
             for other in [e for e in self._entries.values() if len(e.tokens) < n]:
-                if bool((entry.tokens[: len(other.tokens)] == other.tokens).all()):
+                m = len(other.tokens)
+                same = entry.tokens[:m] == other.tokens
+                common = m if bool(same.all()) else int(np.argmin(same))
+                if common >= m - SUPERSEDE_TAIL:
                     self._remove_locked(other.key)
             self._entries[job.key] = entry
             self._nbytes += entry.nbytes

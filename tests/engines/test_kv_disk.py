@@ -65,6 +65,17 @@ def test_bfloat16_round_trip_and_other_models_are_not_served(tmp_path: Path):
     assert disk(tmp_path, model="m2").find([5, 6, 7, 8]) is None
 
 
+def test_a_next_turn_supersedes_the_previous_one_on_disk(tmp_path: Path):
+    d = disk(tmp_path)
+    turn1 = [*range(1, 600), 900, 901]  # prompt + generated reply
+    turn2 = [*range(1, 600), 902, 903, *range(2000, 2100)]  # the reply re-rendered, then more
+    assert d.save(turn1, kv(turn1)) and d.flush(10)
+    assert d.save([7] * 700, kv([7] * 700)) and d.flush(10)  # another conversation stays
+    assert d.save(turn2, kv(turn2)) and d.flush(10)
+    assert len(d) == 2 and d.find(turn1) is not None and d.find(turn1).length == 599  # type: ignore[union-attr]
+    d.close()
+
+
 def test_budget_evicts_least_recently_used_files(tmp_path: Path):
     d = disk(tmp_path)
     assert d.save([1] * 64, kv([1] * 64)) and d.flush(10)
