@@ -65,8 +65,9 @@ class Warden:
 
     async def _spawn(self) -> None:
         try:
+            isolate = ["-I"] if sys.version_info < (3, 11) else []  # before 3.11 PYTHONSAFEPATH means nothing
             proc = await asyncio.create_subprocess_exec(
-                self._python, "-m", "engines.warden", "--grace", f"{self._grace:g}",
+                self._python, *isolate, "-m", "engines.warden", "--grace", f"{self._grace:g}",
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
                 env=isolated_env(os.environ),
             )
