@@ -29,7 +29,7 @@ bench-proxy: $(STAMP)
 	$(BIN)/python bench/proxy/run.py
 
 bench-engine: $(STAMP)
-	$(BIN)/python bench/engine/run.py --agents 16
+	$(BIN)/python bench/engine/run.py --tiny-size small,medium --agents 16
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak/run.py
