@@ -39,6 +39,7 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
     app.router.add_post("/v1/completions", openai_routes.completions)
     app.router.add_post("/v1/embeddings", openai_routes.embeddings)
     app.router.add_get("/v1/models", models.list_models)
+    app.router.add_get("/v1/models/{id:.+}", models.get_model)
     app.router.add_get("/health", health.health)
     app.router.add_get("/ready", health.ready)
     _optional_routes(app)
@@ -60,7 +61,8 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         message = {404: f"No route matches {what}.", 405: f"{what}: method not allowed."}.get(exc.status, exc.reason)
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "http_error")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return ApiError(exc.status, message, code, headers=headers).response()
+        anthropic = request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
+        return ApiError(exc.status, message, code, headers=headers).response("anthropic" if anthropic else "openai")
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path[:200])
         return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response()

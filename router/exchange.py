@@ -35,6 +35,7 @@ class Exchange:
     tool_outcome: str | None = None
     repairs: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # tool types left out (the backend cannot run them)
     error: str | None = None
 
     def usage_from(self, usage: object) -> None:
@@ -87,7 +88,8 @@ class Exchange:
             "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
             "cached_tokens": self.cached_tokens, "retries": self.retries, "fallbacks": self.fallbacks,
             "tool_calls": self.tool_outcome, "repairs": self.repairs or None,
-            "tool_call_failures": self.failures or None, "error": self.error,
+            "tool_call_failures": self.failures or None, "dropped_tools": self.dropped or None,
+            "error": self.error,
         }
         return {k: v for k, v in out.items() if v is not None}
 

@@ -198,9 +198,19 @@ def _failed(result: RepairResult, tool_choice: Any) -> bool:
     return bool(result.errors) or (_wants_call(tool_choice) and not result.tool_calls)
 
 
+def repair_kinds(result: RepairResult) -> set[str]:
+    """The repairs a result reports to the client. A call the upstream wrote as text (any format) instead of a
+    structured tool call was recovered, not valid: `format:<family>`."""
+    kinds = {r.kind for r in result.repairs}
+    if result.format and (result.tool_calls or kinds) and not any(k.startswith("format:") for k in kinds):
+        kinds.add(f"format:{result.format}")
+    return kinds
+
+
 def _record(ex: Exchange, result: RepairResult) -> None:
-    ex.tool_outcome = result.outcome
-    ex.repairs = sorted({r.kind for r in result.repairs})
+    kinds = repair_kinds(result)
+    ex.tool_outcome = "repaired" if kinds and result.outcome == "valid" else result.outcome
+    ex.repairs = sorted(kinds)
     ex.failures = sorted({e.kind for e in result.errors})
 
 
@@ -250,7 +260,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         rest = {k: v for k, v in msg.items() if k not in ("content", "tool_calls", "reasoning_content")}
         choice["message"] = {**rest, **new_msg}
         choice["finish_reason"] = _finish_reason(choice.get("finish_reason"), bool(result.tool_calls))
-        kinds.update(r.kind for r in result.repairs)
+        kinds.update(repair_kinds(result))
     return sorted(kinds)
 
 

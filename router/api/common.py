@@ -46,6 +46,14 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         ex.finish(state.metrics, rt.config.server.access_log)
 
 
+def note_request(ex: Exchange, body: dict[str, Any]) -> None:
+    """What the record shows even when the request is then refused: the model asked for, whether it streams."""
+    model = body.get("model")
+    if isinstance(model, str):
+        ex.requested = model[:200]
+    ex.stream = body.get("stream") is True
+
+
 def resolve(rt: Runtime, ex: Exchange, key: ClientKey | None, model: str) -> Route:
     """The route for `model`, after checking the key may use it and every model it falls back to (404 unknown,
     403 not allowed)."""

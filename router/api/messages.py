@@ -16,6 +16,7 @@ from aiohttp import web
 from .. import pipeline, relay
 from ..config.model import ClientKey
 from ..dialects import messages as dialect
+from ..dialects.common import without_images
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..routing import Route
@@ -45,6 +46,18 @@ def route_kinds(rt: Runtime, route: Route) -> set[str]:
     return {rt.upstreams[t.provider].kind for hop in route.hops for t in hop.targets if t.provider in rt.upstreams}
 
 
+def fit_to_route(chat: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
+    """The chat body as the backends on the route take it: images become text placeholders when a local engine
+    may answer (they read text only), and `top_k` (not an OpenAI parameter) is not sent to OpenAI-type
+    providers."""
+    out = dict(chat)
+    if "engine" in kinds:
+        out["messages"], _ = without_images(out["messages"])
+    if "openai" in kinds:
+        out.pop("top_k", None)
+    return out
+
+
 def json_response(doc: dict[str, Any], headers: dict[str, str]) -> web.Response:
     return web.Response(body=json.dumps(doc, ensure_ascii=False).encode(), headers={**JSON_HEADERS, **headers})
 
@@ -70,12 +83,15 @@ async def chat_reply(request: web.Request, ex: Exchange, route: Route, chat: dic
 async def create_message(request: web.Request) -> web.StreamResponse:
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         _, body = await common.read_json(request, rt)
+        common.note_request(ex, body)
         req = dialect.parse_request(body)
-        ex.stream = req.stream
+        ex.dropped = req.dropped.kinds
         route = common.resolve(rt, ex, key, req.model)
-        chat = {**req.chat, **dialect.thinking_fields(req.thinking, route_kinds(rt, route))}
+        kinds = route_kinds(rt, route)
+        chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds)}, kinds)
         reply = await chat_reply(request, ex, route, chat, req.stream, rt)
-        headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers}
+        headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers,
+                   **req.dropped.header()}
         if reply.doc is not None:
             return json_response(dialect.to_message(reply.doc, req.model, req.stop_sequences), headers)
         translator = dialect.MessagesStream(req.model, req.stop_sequences, req.estimate_input_tokens())
@@ -97,6 +113,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         if first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
             chat = {k: v for k, v in req.chat.items() if k not in ("tool_choice", "stop")}
             chat.update(dialect.thinking_fields(req.thinking, route_kinds(rt, route)))
+            chat = fit_to_route(chat, route_kinds(rt, route))
             chat["max_tokens"] = 1
             try:
                 reply = await chat_reply(request, ex, route, chat, False, rt)

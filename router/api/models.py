@@ -1,6 +1,12 @@
-"""GET /v1/models: every name the router answers to, aliases included, with availability."""
+"""GET /v1/models and /v1/models/{id}: every name the router answers to, aliases included, with availability.
+
+OpenAI-shaped, or Anthropic-shaped when the request carries `anthropic-version` (Anthropic's SDKs and Claude Code
+send it); a wildcard entry answers for any name it matches.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aiohttp import web
 
@@ -10,13 +16,40 @@ from ..state import STATE
 from . import common
 
 
+def anthropic_client(request: web.Request) -> bool:
+    return "anthropic-version" in request.headers
+
+
+def _anthropic_model(model_id: str) -> dict[str, Any]:
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": "1970-01-01T00:00:00Z"}
+
+
+async def get_model(request: web.Request) -> web.Response:
+    rt = request.app[STATE].runtime
+    dialect = "anthropic" if anthropic_client(request) else "openai"
+    model_id = request.match_info["id"]
+    try:
+        key = common.authenticate(rt, request)
+        found = rt.table.lookup(model_id)
+        if found is None:
+            raise ApiError(404, f"The model {model_id!r} does not exist.", "model_not_found")
+        common.check_model_allowed(key, model_id, found[0].name)
+    except ApiError as err:
+        return err.response(dialect)
+    if dialect == "anthropic":
+        return web.json_response(_anthropic_model(model_id))
+    provider = found[0].targets[0].provider if found[0].targets else "agentgate"
+    return web.json_response({"id": model_id, "object": "model", "created": 0,
+                              "owned_by": provider.removeprefix("engine:")})
+
+
 async def list_models(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     try:
         key = common.authenticate(rt, request)
     except ApiError as err:
-        return err.response()
+        return err.response("anthropic" if anthropic_client(request) else "openai")
     engines = state.supervisor.states() if state.supervisor is not None else {}
     data = []
     for row in rt.table.names():
@@ -45,4 +78,8 @@ async def list_models(request: web.Request) -> web.Response:
         data.append({"id": row.id, "object": "model", "created": 0,
                      "owned_by": owner.removeprefix("engine:") if owner.startswith("engine:") else owner,
                      "agentgate": info})
+    if anthropic_client(request):
+        listed = [_anthropic_model(str(d["id"])) for d in data]
+        return web.json_response({"data": listed, "has_more": False, "first_id": listed[0]["id"] if listed else None,
+                                  "last_id": listed[-1]["id"] if listed else None})
     return web.json_response({"object": "list", "data": data})

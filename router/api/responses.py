@@ -8,6 +8,7 @@ Errors are OpenAI-shaped.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import time
@@ -20,14 +21,14 @@ from aiohttp import web
 from .. import relay
 from ..config.model import ClientKey
 from ..dialects import responses as dialect
-from ..dialects.common import new_id
+from ..dialects.common import estimate_tokens, new_id
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..runtime import Runtime
 from ..state import STATE
 from ..store import ResponseStore, RowTooLarge, StoredResponse
 from . import common
-from .messages import chat_reply, json_response, stream_translated
+from .messages import chat_reply, fit_to_route, json_response, route_kinds, stream_translated
 
 log = logging.getLogger("agentgate")
 
@@ -56,6 +57,8 @@ def register(app: web.Application) -> None:
     app.router.add_post("/v1/responses", create_response)
     app.router.add_get("/v1/responses/{id}", get_response)
     app.router.add_delete("/v1/responses/{id}", delete_response)
+    app.router.add_get("/v1/responses/{id}/input_items", list_input_items)
+    app.router.add_post("/v1/responses/input_tokens", count_input_tokens)
 
 
 async def _close_store(app: web.Application) -> AsyncIterator[None]:
@@ -104,8 +107,9 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> 
 async def create_response(request: web.Request) -> web.StreamResponse:
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         _, body = await common.read_json(request, rt)
+        common.note_request(ex, body)
         req = dialect.parse_request(body)
-        ex.stream = req.stream
+        ex.dropped = req.dropped.kinds
         route = common.resolve(rt, ex, key, req.model)
         store, owner = await _owner(request, key)
         history: list[dict[str, Any]] = []
@@ -117,10 +121,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             history = previous.messages
         conversation = history + req.input_messages
         resp_id = new_id("resp_")
-        reply = await chat_reply(request, ex, route, dialect.build_chat(req, history), req.stream, rt)
-        headers = {"x-request-id": ex.request_id, **reply.headers}
+        chat = fit_to_route(dialect.build_chat(req, history), route_kinds(rt, route))
+        reply = await chat_reply(request, ex, route, chat, req.stream, rt)
+        headers = {"x-request-id": ex.request_id, **reply.headers, **req.dropped.header()}
         if reply.doc is not None:
-            items, finish = dialect.output_items(reply.doc)
+            items, finish = dialect.output_items(reply.doc, req.client_tools)
             status, incomplete = dialect.status_of(finish)
             doc = dialect.response_object(req, resp_id, int(time.time()), status=status, output=items,
                                           usage=dialect.usage_of(reply.doc.get("usage")), incomplete=incomplete)
@@ -180,3 +185,47 @@ async def delete_response(request: web.Request) -> web.StreamResponse:
         return json_response({"id": resp_id, "object": "response", "deleted": True}, {"x-request-id": rid})
     except ApiError as err:
         return _error(err, rid)
+
+
+async def list_input_items(request: web.Request) -> web.StreamResponse:
+    """The stored response's input (its conversation before the reply), newest first unless `order=asc`."""
+    rid = common.request_id(request)
+    try:
+        store, resp_id, owner = await _lookup(request)
+        item = await store.get(resp_id, owner)
+        if item is None:
+            raise ApiError(404, f"No response with id {resp_id!r} is stored.", "response_not_found")
+        replied = dialect.assistant_message(item.response.get("output") or []) is not None
+        items = dialect.input_items_of(item.messages[:-1] if replied else item.messages)
+        if request.query.get("order", "desc") != "asc":
+            items.reverse()
+        limit = request.query.get("limit", "20")
+        n = int(limit) if limit.isdigit() and 1 <= int(limit) <= 100 else 20
+        page = items[:n]
+        return json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                              "last_id": page[-1]["id"] if page else None, "has_more": len(items) > n},
+                             {"x-request-id": rid})
+    except ApiError as err:
+        return _error(err, rid)
+
+
+async def count_input_tokens(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/responses/input_tokens`: the byte-level estimate (about four UTF-8 bytes per token) of what the
+    model would read: instructions, stored history, input and tool definitions."""
+    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
+        _, body = await common.read_json(request, rt)
+        common.note_request(ex, body)
+        req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"})
+        common.resolve(rt, ex, key, req.model)
+        history: list[dict[str, Any]] = []
+        if req.previous_response_id:
+            store = await request.app[RESPONSE_STORE].get()
+            previous = await store.get(req.previous_response_id, ex.key_name)
+            history = previous.messages if previous is not None else []
+        chat = dialect.build_chat(req, history)
+        size = len(json.dumps([chat["messages"], chat.get("tools")], ensure_ascii=False).encode())
+        ex.status = 200
+        return json_response({"object": "response.input_tokens", "input_tokens": estimate_tokens(size)},
+                             {"x-request-id": ex.request_id})
+
+    return await common.handle_exchange(request, "input_tokens", handle)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import os
@@ -134,3 +136,98 @@ def chunk_parts(doc: dict[str, Any]) -> list[ChunkParts]:
             stop_reason=choice.get("stop_reason"),
         ))
     return parts
+
+
+# --- what every inbound dialect does to the chat messages it built ----------------------------------------------
+
+def place_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """System (and developer) messages where every chat template accepts them: those that come before the
+    model's first reply are merged, in order, into one system message at the start; a later one becomes a user
+    message (many local templates refuse a system message anywhere but first)."""
+    first_reply = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), len(messages))
+    system: list[str] = []
+    rest: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if m.get("role") not in ("system", "developer"):
+            rest.append(m)
+            continue
+        text = content_text(m.get("content"))
+        if i < first_reply:
+            if text:
+                system.append(text)
+        elif text:
+            rest.append({"role": "user", "content": text})
+    return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + rest
+
+
+def content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+IMAGE_PLACEHOLDER = "[image omitted: this model cannot view images]"
+
+
+def without_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The messages with every image part replaced by a short text placeholder (for backends that take text only),
+    and how many were replaced."""
+    count = 0
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        content = m.get("content")
+        if not isinstance(content, list) or not any(isinstance(p, dict) and p.get("type") == "image_url"
+                                                    for p in content):
+            out.append(m)
+            continue
+        texts = []
+        for p in content:
+            if isinstance(p, dict) and p.get("type") == "image_url":
+                count += 1
+                texts.append(IMAGE_PLACEHOLDER)
+            elif isinstance(p, dict) and isinstance(p.get("text"), str):
+                texts.append(p["text"])
+        out.append({**m, "content": "\n".join(texts)})
+    return out, count
+
+
+def file_text(filename: str, media_type: str, data: str | None) -> str:
+    """What the model reads for an attached file: a text file's content when it decodes, else a placeholder
+    naming what was omitted (backends behind the chat form cannot read binary files such as PDFs)."""
+    label = filename or "file"
+    textual = media_type.startswith("text/") or media_type in ("application/json", "application/xml")
+    if data is not None and textual:
+        try:
+            return f"{label}:\n{base64.b64decode(data, validate=True).decode()}"
+        except (binascii.Error, ValueError):
+            pass
+    return f"[file omitted: {label} ({media_type or 'unknown type'}); this backend cannot read it]"
+
+
+def data_url_parts(url: str) -> tuple[str, str | None]:
+    """(media type, base64 payload) of a `data:` URL; ("", None) for anything else."""
+    if not url.startswith("data:"):
+        return "", None
+    head, _, payload = url[5:].partition(",")
+    media, _, enc = head.partition(";")
+    return media, payload if enc == "base64" else None
+
+
+@dataclass
+class Dropped:
+    """What an inbound translation left out because no backend behind the chat form can run it (hosted and
+    server tools, their calls in the history): reported in `x-agentgate-dropped-tools` and the access log."""
+
+    kinds: list[str] = field(default_factory=list)
+
+    def add(self, kind: str) -> None:
+        if kind not in self.kinds:
+            self.kinds.append(kind)
+
+    def header(self) -> dict[str, str]:
+        return {DROPPED_HEADER: ",".join(sorted(self.kinds))} if self.kinds else {}
+
+
+DROPPED_HEADER = "x-agentgate-dropped-tools"

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ApiError
+from .anthropic_tools import client_function
 from .common import (
+    Dropped,
     ToolFragment,
     arguments_object,
     check_int,
@@ -20,14 +22,20 @@ from .common import (
     check_type,
     chunk_parts,
     estimate_tokens,
+    file_text,
     invalid,
     new_id,
+    place_system,
     sse_event,
 )
 
 IMAGE_TOKENS = 1600  # the estimate for one image: Anthropic's cost of a ~1.15 megapixel image
 _USER_BLOCKS = ("text", "image", "tool_result", "document", "thinking", "redacted_thinking")
 _ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking")
+# What a server tool did, in an earlier assistant turn: no backend behind the chat form can continue it
+_SERVER_BLOCKS = ("server_tool_use", "web_search_tool_result", "web_fetch_tool_result", "code_execution_tool_result",
+                  "bash_code_execution_tool_result", "text_editor_code_execution_tool_result", "mcp_tool_use",
+                  "mcp_tool_result", "container_upload", "tool_search_tool_result")
 _TOOL_CHOICES = ("auto", "any", "tool", "none")
 
 
@@ -40,6 +48,7 @@ class MessagesRequest:
     stop_sequences: list[str] = field(default_factory=list)
     images: int = 0
     text_bytes: int = 0  # UTF-8 bytes of every text the model reads (for the token estimate)
+    dropped: Dropped = field(default_factory=Dropped)
 
     def estimate_input_tokens(self) -> int:
         return estimate_tokens(self.text_bytes) + self.images * IMAGE_TOKENS
@@ -73,7 +82,7 @@ def parse_request(body: dict[str, Any], *, count_only: bool = False) -> Messages
         out.append({"role": "system", "content": system})
     for i, m in enumerate(messages):
         out.extend(_message(m, i, req))
-    chat: dict[str, Any] = {"model": model, "messages": out}
+    chat: dict[str, Any] = {"model": model, "messages": place_system(out)}
     if max_tokens is not None:
         chat["max_tokens"] = max_tokens
     tools = _tools(body.get("tools"), req)
@@ -93,8 +102,7 @@ def parse_request(body: dict[str, Any], *, count_only: bool = False) -> Messages
         user = metadata.get("user_id")
         if user is not None and not isinstance(user, str):
             raise invalid("'metadata.user_id' must be a string.", "metadata", "invalid_type")
-        if user:
-            chat["user"] = user
+        # not forwarded: clients put device and session ids there, which are not a third party's to see
     fmt = _output_format(body)
     if fmt is not None:
         chat["response_format"] = fmt
@@ -188,16 +196,30 @@ def _image_url(block: dict[str, Any], where: str) -> str:
 
 
 def _document_text(block: dict[str, Any], where: str, req: MessagesRequest) -> str:
+    """A document block as text: plain-text sources as they are, other files (base64 PDFs, URLs, file ids) as a
+    placeholder saying what was omitted."""
     source = block.get("source")
-    if isinstance(source, dict) and source.get("type") == "text" and isinstance(source.get("data"), str):
-        req.text_bytes += len(source["data"].encode())
-        title = block.get("title")
-        if isinstance(title, str) and title:
-            req.text_bytes += len(title.encode())
-            return f"{title}\n\n{source['data']}"
-        return str(source["data"])
-    raise invalid(f"{where}: only plain-text documents (source type 'text') are supported.", "messages",
-                  "unsupported_content")
+    if not isinstance(source, dict):
+        raise invalid(f"{where}: a document block needs a 'source' object.", "messages", "invalid_type")
+    title = block.get("title") if isinstance(block.get("title"), str) else ""
+    kind = source.get("type")
+    if kind == "text" and isinstance(source.get("data"), str):
+        text = f"{title}\n\n{source['data']}" if title else str(source["data"])
+    elif kind == "content" and isinstance(source.get("content"), list):
+        body = "\n".join(str(b.get("text")) for b in source["content"] if isinstance(b, dict)
+                         and isinstance(b.get("text"), str))
+        text = f"{title}\n\n{body}" if title else body
+    elif kind in ("base64", "url", "file"):
+        data = source.get("data") if kind == "base64" and isinstance(source.get("data"), str) else None
+        media = source.get("media_type") if isinstance(source.get("media_type"), str) else \
+            ("application/pdf" if kind == "base64" else "")
+        label = title or str(source.get("url") or source.get("file_id") or "document")
+        text = file_text(label, media, data)
+    else:
+        raise invalid(f"{where}: document source type {kind!r} is not supported.", "messages",
+                      "unsupported_content")
+    req.text_bytes += len(text.encode())
+    return text
 
 
 def _tool_result(block: dict[str, Any], where: str, req: MessagesRequest) -> tuple[dict[str, Any], list[dict]]:
@@ -245,8 +267,10 @@ def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
     if not isinstance(m, dict):
         raise invalid(f"{where} must be an object.", "messages", "invalid_type")
     role = m.get("role")
+    if role == "system":  # some clients send these mid-conversation; placed where templates accept them
+        return [{"role": "system", "content": _text_of(m.get("content"), f"{where}.content", req)}]
     if role not in ("user", "assistant"):
-        raise invalid(f"{where}.role must be 'user' or 'assistant'.", "messages", "invalid_value")
+        raise invalid(f"{where}.role must be 'user', 'assistant' or 'system'.", "messages", "invalid_value")
     content = m.get("content")
     if isinstance(content, str):
         req.text_bytes += len(content.encode())
@@ -263,6 +287,9 @@ def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
         btype = block.get("type") if isinstance(block, dict) else None
         if not isinstance(btype, str):
             raise invalid(f"{bwhere} must be an object with a 'type'.", "messages", "invalid_type")
+        if btype in _SERVER_BLOCKS:
+            req.dropped.add(btype)
+            continue
         if btype not in allowed:
             raise invalid(f"{bwhere}: block type {btype!r} is not supported in a {role} message.", "messages",
                           "unsupported_content")
@@ -322,8 +349,15 @@ def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
             raise invalid(f"tools[{i}] must be an object.", "tools", "invalid_type")
         kind = t.get("type")
         if kind not in (None, "custom"):
-            raise invalid(f"tools[{i}]: tool type {kind!r} is not supported here; declare client tools with "
-                          "'name', 'description' and 'input_schema'.", "tools", "unsupported_tool")
+            if not isinstance(kind, str) or not kind:
+                raise invalid(f"tools[{i}].type must be a string.", "tools", "invalid_type")
+            fn = client_function(t)
+            if fn is None:
+                req.dropped.add(kind)  # a server tool (web search, code execution, ...): the backend cannot run it
+            else:
+                out.append(fn)
+                req.text_bytes += len(json.dumps(fn, ensure_ascii=False).encode())
+            continue
         name, schema, desc = t.get("name"), t.get("input_schema"), t.get("description")
         if not isinstance(name, str) or not name:
             raise invalid(f"tools[{i}] needs a non-empty string 'name'.", "tools", "invalid_type")

@@ -16,19 +16,48 @@ from typing import Any
 from ..errors import ApiError
 from .common import (
     MAX_ID_CHARS,
+    Dropped,
     ToolFragment,
     arguments_object,
     check_int,
     check_number,
     check_type,
     chunk_parts,
+    data_url_parts,
+    file_text,
     invalid,
     new_id,
+    place_system,
     sse_event,
 )
 
 _ROLES = ("user", "assistant", "system", "developer")
 _TOOL_CHOICES = ("auto", "none", "required")
+# Input items that record what a hosted tool did: the backend cannot continue them, the model loses nothing it
+# needs by not seeing them (their effect, if any, is in the messages around them).
+_HOSTED_CALL_ITEMS = ("web_search_call", "file_search_call", "image_generation_call", "code_interpreter_call",
+                      "computer_call", "computer_call_output", "mcp_call", "mcp_list_tools", "mcp_approval_request",
+                      "mcp_approval_response", "local_shell_call", "local_shell_call_output", "tool_search_call",
+                      "tool_search_output", "compaction", "ghost_snapshot")
+_GRAMMAR_NOTE_MAX = 4000
+
+
+@dataclass(frozen=True)
+class ClientTool:
+    """How the client declared a tool the backend sees as a plain function: a function inside a `namespace`
+    (its calls go back as `function_call` items carrying `namespace`), or a `custom` free-form tool (its one
+    string argument `input` goes back as a `custom_tool_call` item)."""
+
+    kind: str  # "function" | "custom"
+    name: str
+    namespace: str | None = None
+
+
+def flat_name(namespace: str | None, name: str) -> str:
+    """The backend's name for a function inside a namespace."""
+    if not namespace:
+        return name
+    return f"{namespace}{name}" if namespace.endswith("__") else f"{namespace}__{name}"
 
 
 @dataclass
@@ -41,6 +70,8 @@ class ResponsesRequest:
     input_messages: list[dict[str, Any]]  # this request's input as chat messages
     params: dict[str, Any]  # chat body fields other than model/messages/stream
     echo: dict[str, Any] = field(default_factory=dict)  # request fields a Response object repeats
+    client_tools: dict[str, ClientTool] = field(default_factory=dict)  # backend name -> the client's tool
+    dropped: Dropped = field(default_factory=Dropped)
 
 
 def parse_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -70,20 +101,21 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     raw_input = body.get("input")
     if raw_input is None:
         raise invalid("'input' is required.", "input", "missing_field")
+    dropped = Dropped()
     if isinstance(raw_input, str):
         messages: list[dict[str, Any]] = [{"role": "user", "content": raw_input}]
     elif isinstance(raw_input, list):
-        messages = _input_items(raw_input)
+        messages = _input_items(raw_input, dropped)
     else:
         raise invalid("'input' must be a string or a list of input items.", "input", "invalid_type")
     if not messages and previous is None:
         raise invalid("'input' holds nothing to send to the model.", "input", "invalid_value")
 
-    tools, echo_tools = _tools(body.get("tools"))
+    tools, echo_tools, client_tools = _tools(body.get("tools"), dropped)
     params: dict[str, Any] = {}
+    choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), tools, client_tools)
     if tools:
         params["tools"] = tools
-    choice, echo_choice = _tool_choice(body.get("tool_choice"), tools)
     if choice is not None:
         params["tool_choice"] = choice
     if parallel is not None:
@@ -109,7 +141,8 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
         "user": user, "store": store is not False,
     }
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
-                            instructions=instructions, input_messages=messages, params=params, echo=echo)
+                            instructions=instructions, input_messages=messages, params=params, echo=echo,
+                            client_tools=client_tools, dropped=dropped)
 
 
 def build_chat(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -118,16 +151,40 @@ def build_chat(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str
     if req.instructions:
         messages.append({"role": "system", "content": req.instructions})
     messages += history + req.input_messages
-    chat = {"model": req.model, "messages": messages, **req.params}
+    chat = {"model": req.model, "messages": place_system(messages), **req.params}
     if req.stream:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return chat
 
 
-def _parts_text(content: Any, where: str, role: str) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
+def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    url = part.get("image_url")
+    if not isinstance(url, str) or not url:
+        raise invalid(f"{where}: input_image needs an 'image_url' (a URL or a data URL); file ids are "
+                      "not supported.", "input", "unsupported_content")
+    image: dict[str, Any] = {"url": url}
+    if part.get("detail") in ("low", "high", "auto"):
+        image["detail"] = part["detail"]
+    return {"type": "image_url", "image_url": image}
+
+
+def _file_part(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """An `input_file` as text: a text file's content, else a placeholder saying what was omitted."""
+    data, name = part.get("file_data"), part.get("filename")
+    if not isinstance(data, str) and not isinstance(part.get("file_url"), str) and \
+            not isinstance(part.get("file_id"), str):
+        raise invalid(f"{where}: input_file needs 'file_data', 'file_url' or 'file_id'.", "input", "invalid_type")
+    media, payload = data_url_parts(data) if isinstance(data, str) else ("", None)
+    if isinstance(data, str) and not data.startswith("data:"):
+        payload = data
+    label = name if isinstance(name, str) and name else str(part.get("file_url") or part.get("file_id") or "")
+    if not media and label.endswith((".txt", ".md", ".json", ".csv", ".py")):
+        media = "text/plain"
+    return {"type": "text", "text": file_text(label, media, payload)}
+
+
+def _parts(content: Any, where: str, role: str) -> list[dict[str, Any]]:
     if not isinstance(content, list):
         raise invalid(f"{where}.content must be a string or a list of content parts.", "input", "invalid_type")
     parts: list[dict[str, Any]] = []
@@ -139,123 +196,246 @@ def _parts_text(content: Any, where: str, role: str) -> str | list[dict[str, Any
         elif ptype == "refusal" and isinstance(part.get("refusal"), str):
             parts.append({"type": "text", "text": part["refusal"]})
         elif ptype == "input_image" and role != "assistant":
-            url = part.get("image_url")
-            if not isinstance(url, str) or not url:
-                raise invalid(f"{pwhere}: input_image needs an 'image_url' (a URL or a data URL); file ids are "
-                              "not supported.", "input", "unsupported_content")
-            image: dict[str, Any] = {"url": url}
-            if part.get("detail") in ("low", "high", "auto"):
-                image["detail"] = part["detail"]
-            parts.append({"type": "image_url", "image_url": image})
+            parts.append(_image_part(part, pwhere))
+        elif ptype == "input_file" and role != "assistant":
+            parts.append(_file_part(part, pwhere))
         else:
             raise invalid(f"{pwhere}: content part type {ptype!r} is not supported here.", "input",
                           "unsupported_content")
+    return parts
+
+
+def _joined(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return parts
 
 
-def _output_text(output: Any, where: str) -> str:
+def _parts_text(content: Any, where: str, role: str) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    return _joined(_parts(content, where, role))
+
+
+def _tool_output(output: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
+    """A tool's output as the tool message's text, plus the images it returned (they go to a user message after
+    the tool messages: chat tool messages carry text only)."""
     if isinstance(output, str):
-        return output
+        return output, []
     if isinstance(output, list):
-        texts = []
-        for part in output:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            else:
-                raise invalid(f"{where}.output: only text parts are supported in a function_call_output.",
-                              "input", "unsupported_content")
-        return "".join(texts)
-    raise invalid(f"{where}.output must be a string.", "input", "invalid_type")
+        parts = _parts(output, where.removesuffix(".output") + ".output", "tool")
+        images = [p for p in parts if p["type"] == "image_url"]
+        text = "".join(p["text"] for p in parts if p["type"] == "text")
+        if images:
+            note = f"[{len(images)} image{'s' if len(images) > 1 else ''} returned; shown in the next message]"
+            text = f"{text}\n{note}" if text else note
+        return text, images
+    raise invalid(f"{where}.output must be a string or a list of content parts.", "input", "invalid_type")
 
 
-def _input_items(items: list[Any]) -> list[dict[str, Any]]:
+def _append_call(out: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    last = out[-1] if out else None
+    if last is not None and last["role"] == "assistant" and not isinstance(last.get("content"), list):
+        last.setdefault("tool_calls", []).append(call)
+        if last.get("content") == "":
+            last["content"] = None
+    else:
+        out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """A `function_call` or `custom_tool_call` input item as a chat tool call under the backend's name."""
+    call_id, name = item.get("call_id"), item.get("name")
+    if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
+        raise invalid(f"{where}: a {item.get('type')} needs string 'call_id' and 'name'.", "input", "invalid_type")
+    if item.get("type") == "custom_tool_call":
+        given = item.get("input", "")
+        if not isinstance(given, str):
+            raise invalid(f"{where}.input must be a string.", "input", "invalid_type")
+        args = json.dumps({"input": given}, ensure_ascii=False)
+    else:
+        args = item.get("arguments", "")
+        if not isinstance(args, str):
+            raise invalid(f"{where}.arguments must be a JSON string.", "input", "invalid_type")
+        namespace = item.get("namespace")
+        if namespace is not None and not isinstance(namespace, str):
+            raise invalid(f"{where}.namespace must be a string.", "input", "invalid_type")
+        name = flat_name(namespace, name)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args or "{}"}}
+
+
+def _input_items(items: list[Any], dropped: Dropped) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []  # returned by the tool outputs just read; shown once they end
+
+    def flush() -> None:
+        if images:
+            out.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
+                                                    *images]})
+            images.clear()
+
     for i, item in enumerate(items):
         where = f"input[{i}]"
         if not isinstance(item, dict):
             raise invalid(f"{where} must be an object.", "input", "invalid_type")
         kind = item.get("type", "message" if "role" in item else None)
+        if kind in ("function_call_output", "custom_tool_call_output"):
+            call_id = item.get("call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise invalid(f"{where}: a {kind} needs a string 'call_id'.", "input", "invalid_type")
+            text, found = _tool_output(item.get("output"), where)
+            out.append({"role": "tool", "tool_call_id": call_id, "content": text})
+            images.extend(found)
+            continue
+        flush()
         if kind == "message":
             role = item.get("role")
             if role not in _ROLES:
                 raise invalid(f"{where}.role must be one of {', '.join(_ROLES)}.", "input", "invalid_value")
             content = _parts_text(item.get("content"), where, role)
             out.append({"role": "system" if role == "developer" else role, "content": content})
-        elif kind == "function_call":
-            call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments", "")
-            if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
-                raise invalid(f"{where}: a function_call needs string 'call_id' and 'name'.", "input",
-                              "invalid_type")
-            if not isinstance(args, str):
-                raise invalid(f"{where}.arguments must be a JSON string.", "input", "invalid_type")
-            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args or "{}"}}
-            last = out[-1] if out else None
-            if last is not None and last["role"] == "assistant" and not isinstance(last.get("content"), list):
-                last.setdefault("tool_calls", []).append(call)
-                if last.get("content") == "":
-                    last["content"] = None
-            else:
-                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            call_id = item.get("call_id")
-            if not isinstance(call_id, str) or not call_id:
-                raise invalid(f"{where}: a function_call_output needs a string 'call_id'.", "input", "invalid_type")
-            out.append({"role": "tool", "tool_call_id": call_id, "content": _output_text(item.get("output"), where)})
+        elif kind in ("function_call", "custom_tool_call"):
+            _append_call(out, _call_of(item, where))
         elif kind == "reasoning":
             continue  # earlier reasoning is not sent back to the model
+        elif kind in _HOSTED_CALL_ITEMS:
+            dropped.add(str(kind))
         else:
             raise invalid(f"{where}: input item type {kind!r} is not supported.", "input", "unsupported_input_item")
+    flush()
     return out
 
 
-def _tools(value: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _function(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | None]:
+    name, params, desc = t.get("name"), t.get("parameters"), t.get("description")
+    if not isinstance(name, str) or not name:
+        raise invalid(f"{where} needs a non-empty string 'name'.", "tools", "invalid_type")
+    if params is None:
+        params = {"type": "object", "properties": {}}
+    if not isinstance(params, dict):
+        raise invalid(f"{where}.parameters must be an object.", "tools", "invalid_type")
+    if desc is not None and not isinstance(desc, str):
+        raise invalid(f"{where}.description must be a string.", "tools", "invalid_type")
+    return name, params, desc
+
+
+def _custom(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | None]:
+    """A free-form `custom` tool as a function taking one string, `input`; a grammar goes into the description."""
+    name, desc = t.get("name"), t.get("description")
+    if not isinstance(name, str) or not name:
+        raise invalid(f"{where} needs a non-empty string 'name'.", "tools", "invalid_type")
+    if desc is not None and not isinstance(desc, str):
+        raise invalid(f"{where}.description must be a string.", "tools", "invalid_type")
+    fmt = t.get("format")
+    note = "Pass the whole free-form input as the string argument `input`."
+    if isinstance(fmt, dict) and fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
+        syntax = fmt.get("syntax") if isinstance(fmt.get("syntax"), str) else "grammar"
+        note += f" `input` must follow this {syntax} grammar:\n{fmt['definition'][:_GRAMMAR_NOTE_MAX]}"
+    params = {"type": "object", "properties": {"input": {"type": "string", "description": "The free-form input."}},
+              "required": ["input"], "additionalProperties": False}
+    return name, params, f"{desc}\n\n{note}" if desc else note
+
+
+def _tools(value: Any, dropped: Dropped) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                  dict[str, ClientTool]]:
+    """Chat function tools, the tools a Response echoes, and the client's view of each backend name. Function
+    tools pass; a `namespace` contributes its functions; a `custom` tool becomes a function of one string;
+    hosted tools (web search, file search, code interpreter, MCP, ...) are dropped and reported."""
     if value is None:
-        return [], []
+        return [], [], {}
     if not isinstance(value, list):
         raise invalid("'tools' must be a list.", "tools", "invalid_type")
     chat: list[dict[str, Any]] = []
     echo: list[dict[str, Any]] = []
-    for i, t in enumerate(value):
-        if not isinstance(t, dict):
-            raise invalid(f"tools[{i}] must be an object.", "tools", "invalid_type")
-        if t.get("type") != "function":
-            raise invalid(f"tools[{i}]: tool type {t.get('type')!r} is not supported; only function tools are.",
-                          "tools", "unsupported_tool")
-        name, params, desc = t.get("name"), t.get("parameters"), t.get("description")
-        if not isinstance(name, str) or not name:
-            raise invalid(f"tools[{i}] needs a non-empty string 'name'.", "tools", "invalid_type")
-        if params is None:
-            params = {"type": "object", "properties": {}}
-        if not isinstance(params, dict):
-            raise invalid(f"tools[{i}].parameters must be an object.", "tools", "invalid_type")
-        if desc is not None and not isinstance(desc, str):
-            raise invalid(f"tools[{i}].description must be a string.", "tools", "invalid_type")
+    client: dict[str, ClientTool] = {}
+
+    def add(name: str, params: dict[str, Any], desc: str | None, view: ClientTool, where: str) -> None:
+        if name in client:
+            raise invalid(f"{where}: the tool name {name!r} is declared twice.", "tools", "invalid_value")
+        client[name] = view
         fn: dict[str, Any] = {"name": name, "parameters": params}
         if desc:
             fn["description"] = desc
         chat.append({"type": "function", "function": fn})
-        echo.append({"type": "function", "name": name, "description": desc, "parameters": params,
-                     "strict": t.get("strict") if isinstance(t.get("strict"), bool) else None})
-    return chat, echo
+
+    for i, t in enumerate(value):
+        where = f"tools[{i}]"
+        if not isinstance(t, dict):
+            raise invalid(f"{where} must be an object.", "tools", "invalid_type")
+        kind = t.get("type")
+        if kind == "function":
+            name, params, desc = _function(t, where)
+            add(name, params, desc, ClientTool("function", name), where)
+            echo.append({"type": "function", "name": name, "description": desc, "parameters": params,
+                         "strict": t.get("strict") if isinstance(t.get("strict"), bool) else None})
+        elif kind == "custom":
+            name, params, desc = _custom(t, where)
+            add(name, params, desc, ClientTool("custom", name), where)
+            echo.append({k: v for k, v in t.items() if k in ("type", "name", "description", "format")})
+        elif kind == "namespace":
+            ns, inner = t.get("name"), t.get("tools")
+            if not isinstance(ns, str) or not ns or not isinstance(inner, list):
+                raise invalid(f"{where}: a namespace needs a string 'name' and a list 'tools'.", "tools",
+                              "invalid_type")
+            ns_desc = t.get("description") if isinstance(t.get("description"), str) else ""
+            for j, sub in enumerate(inner):
+                swhere = f"{where}.tools[{j}]"
+                if not isinstance(sub, dict):
+                    raise invalid(f"{swhere} must be an object.", "tools", "invalid_type")
+                if sub.get("type", "function") != "function":
+                    dropped.add(str(sub.get("type")))
+                    continue
+                name, params, desc = _function(sub, swhere)
+                full_desc = f"{ns_desc}\n\n{desc}" if ns_desc and desc else (desc or ns_desc or None)
+                add(flat_name(ns, name), params, full_desc, ClientTool("function", name, ns), swhere)
+            echo.append(t)
+        elif isinstance(kind, str) and kind:
+            dropped.add(kind)  # hosted: the backend cannot run it
+        else:
+            raise invalid(f"{where} needs a string 'type'.", "tools", "invalid_type")
+    return chat, echo, client
 
 
-def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> tuple[Any, Any]:
+def _backend_name(ref: dict[str, Any], client: dict[str, ClientTool]) -> str | None:
+    """The backend name of a tool a tool_choice names, or None when it names a tool the backend does not have."""
+    name = ref.get("name")
+    if not isinstance(name, str):
+        return None
+    full = flat_name(ref.get("namespace") if isinstance(ref.get("namespace"), str) else None, name)
+    return full if full in client else None
+
+
+def _tool_choice(value: Any, tools: list[dict[str, Any]], client: dict[str, ClientTool],
+                 ) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """(chat tool_choice, the echoed tool_choice, the tools to send)."""
     if value is None:
-        return None, "auto"
+        return None, "auto", tools
     if value in _TOOL_CHOICES:
         if value == "required" and not tools:
             raise invalid("tool_choice 'required' needs 'tools'.", "tool_choice", "invalid_value")
-        return value, value
-    if isinstance(value, dict) and value.get("type") == "function":
-        name = value.get("name")
-        if not isinstance(name, str) or not any(t["function"]["name"] == name for t in tools):
-            raise invalid("A function tool_choice needs the 'name' of a declared function tool.", "tool_choice",
+        return value, value, tools
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind in ("function", "custom"):
+        name = _backend_name(value, client)
+        if name is None:
+            raise invalid(f"A {kind} tool_choice needs the 'name' of a declared {kind} tool.", "tool_choice",
                           "invalid_value")
-        return {"type": "function", "function": {"name": name}}, {"type": "function", "name": name}
-    raise invalid("'tool_choice' must be 'auto', 'none', 'required' or {'type': 'function', 'name': ...}.",
-                  "tool_choice", "invalid_value")
+        return {"type": "function", "function": {"name": name}}, value, tools
+    if kind == "allowed_tools":
+        mode, allowed = value.get("mode", "auto"), value.get("tools")
+        if mode not in ("auto", "required") or not isinstance(allowed, list):
+            raise invalid("An allowed_tools tool_choice needs 'mode' ('auto' or 'required') and a list 'tools'.",
+                          "tool_choice", "invalid_value")
+        names = {n for ref in allowed if isinstance(ref, dict) for n in [_backend_name(ref, client)] if n}
+        kept = [t for t in tools if t["function"]["name"] in names]
+        if mode == "required" and not kept:
+            raise invalid("tool_choice allowed_tools 'required' allows none of the declared tools.", "tool_choice",
+                          "invalid_value")
+        return (mode if kept else None), value, kept
+    if isinstance(kind, str) and kind:
+        return "auto", value, tools  # a hosted tool, dropped with the tools: the model chooses among the rest
+    raise invalid("'tool_choice' must be 'auto', 'none', 'required' or an object naming a tool.", "tool_choice",
+                  "invalid_value")
 
 
 def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -298,13 +478,32 @@ def _call_item(call_id: object, name: str, arguments: str, status: str = "comple
             "status": status}
 
 
+def client_item(item: dict[str, Any], tools: dict[str, ClientTool]) -> dict[str, Any]:
+    """A backend `function_call` item as the client declared the tool: a namespaced function's call carries
+    `namespace` and the function's own name; a custom tool's call is a `custom_tool_call` with its `input`."""
+    if item.get("type") != "function_call":
+        return item
+    tool = tools.get(item["name"])
+    if tool is None or (tool.kind == "function" and tool.namespace is None):
+        return item
+    if tool.kind == "function":
+        return {**item, "name": tool.name, "namespace": tool.namespace}
+    args = arguments_object(item["arguments"])
+    given = args.get("input") if "input" in args or len(args) != 1 else next(iter(args.values()))
+    text = given if isinstance(given, str) else json.dumps(given, ensure_ascii=False) if given is not None else ""
+    return {"type": "custom_tool_call", "id": item["id"].replace("fc_", "ctc_", 1), "call_id": item["call_id"],
+            "name": tool.name, "input": text, "status": item.get("status", "completed")}
+
+
 def _reasoning_item(text: str) -> dict[str, Any]:
     return {"type": "reasoning", "id": new_id("rs_"), "summary": [],
             "content": [{"type": "reasoning_text", "text": text}], "status": "completed"}
 
 
-def output_items(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
-    """The output items of a completion document, and its finish_reason."""
+def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None) -> tuple[list[dict[str, Any]],
+                                                                                            Any]:
+    """The output items of a completion document (calls as the client declared the tools), and its
+    finish_reason."""
     choices = doc.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], dict) else {}
     msg = choice.get("message") if isinstance(choice.get("message"), dict) else {}
@@ -321,7 +520,8 @@ def output_items(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
     for call in msg.get("tool_calls") or []:
         fn = call.get("function") if isinstance(call, dict) else None
         if isinstance(fn, dict):
-            items.append(_call_item(call.get("id"), str(fn.get("name") or ""), object_json(fn.get("arguments"))))
+            item = _call_item(call.get("id"), str(fn.get("name") or ""), object_json(fn.get("arguments")))
+            items.append(client_item(item, tools or {}))
     return items, choice.get("finish_reason")
 
 
@@ -329,15 +529,36 @@ def assistant_message(items: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The output as one chat assistant message (what a later `previous_response_id` continues from)."""
     text = "".join(p["text"] for it in items if it["type"] == "message" for p in it["content"]
                    if p.get("type") == "output_text")
-    calls = [{"id": it["call_id"], "type": "function", "function": {"name": it["name"],
-                                                                    "arguments": it["arguments"]}}
-             for it in items if it["type"] == "function_call"]
+    calls = [_call_of(it, "output") for it in items if it["type"] in ("function_call", "custom_tool_call")]
     if not text and not calls:
         return None
     msg: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         msg["tool_calls"] = calls
     return msg
+
+
+def input_items_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages as Responses input items (what `GET /v1/responses/{id}/input_items` lists)."""
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if role == "tool":
+            items.append({"type": "function_call_output", "id": new_id("fco_"), "call_id": m.get("tool_call_id"),
+                          "output": content if isinstance(content, str) else "", "status": "completed"})
+            continue
+        if content:
+            kind = "output_text" if role == "assistant" else "input_text"
+            parts = [{"type": kind, "text": content}] if isinstance(content, str) else [
+                {"type": kind, "text": p["text"]} if p.get("type") == "text" else
+                {"type": "input_image", "image_url": p.get("image_url", {}).get("url"), "detail": "auto"}
+                for p in content if isinstance(p, dict)]
+            items.append({"type": "message", "id": new_id("msg_"), "role": role, "content": parts,
+                          "status": "completed"})
+        for call in m.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            items.append(_call_item(call.get("id"), str(fn.get("name") or ""), str(fn.get("arguments") or "{}")))
+    return items
 
 
 def usage_of(usage: Any) -> dict[str, Any] | None:
@@ -441,11 +662,24 @@ class ResponsesStream:
                                                                   "content_index": 0, "part": part}))
         else:
             item["arguments"] = object_json(item["arguments"])
-            out.append(self._event("response.function_call_arguments.done", {
-                "item_id": item["id"], "output_index": idx, "name": item["name"], "arguments": item["arguments"]}))
+            item["status"] = "completed"
+            item = self.items[idx] = client_item(item, self.req.client_tools)
+            out.append(self._call_done(item, idx))
         item["status"] = "completed"
         out.append(self._event("response.output_item.done", {"output_index": idx, "item": item}))
         return out
+
+    def _call_done(self, item: dict[str, Any], idx: int) -> bytes:
+        if item["type"] == "custom_tool_call":
+            return self._event("response.custom_tool_call_input.done", {
+                "item_id": item["id"], "output_index": idx, "input": item["input"]})
+        return self._event("response.function_call_arguments.done", {
+            "item_id": item["id"], "output_index": idx, "name": item["name"], "arguments": item["arguments"]})
+
+    def _shown_call(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The `output_item.added` view of a call: as the client declared the tool."""
+        shown = client_item(dict(item), self.req.client_tools)
+        return {**shown, "input": ""} if shown["type"] == "custom_tool_call" else shown
 
     def _reasoning(self, text: str) -> list[bytes]:
         self._pending_ws = ""
@@ -491,17 +725,23 @@ class ResponsesStream:
         if index not in self._tools:
             self._pending_ws = ""
             item = _call_item(call.id, call.name, "", status="in_progress")
-            out += self._add(item, dict(item))
+            out += self._add(item, self._shown_call(item))
             self._tools[index] = item
             self._open_tool = index
         elif self._open_tool != index:
             return out  # a fragment for an item already closed cannot be placed; repaired calls arrive whole
         item = self._tools[index]
-        if args:
+        if args and self._custom(item):
+            item["arguments"] += args  # a custom tool's input is sent whole when the call closes
+        elif args:
             item["arguments"] += args
             out.append(self._event("response.function_call_arguments.delta", {
                 "item_id": item["id"], "output_index": self.items.index(item), "delta": args}))
         return out
+
+    def _custom(self, item: dict[str, Any]) -> bool:
+        tool = self.req.client_tools.get(item["name"])
+        return tool is not None and tool.kind == "custom"
 
     def feed(self, doc: dict[str, Any]) -> list[bytes]:
         out = self._start()

@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 
 from repair import repair_message
 
+from ..pipeline import repair_kinds
 from .toolset import SCHEMAS, TOOLS
 
 _VALIDATORS = {name: Draft202012Validator(schema) for name, schema in SCHEMAS.items()}
@@ -90,7 +91,7 @@ def check_message(message: dict[str, Any]) -> Verdict:
 def diagnose_text(text: str) -> Verdict:
     """A reply without `tool_calls`: plain text, or a call left in the text (found by repair, detect mode)."""
     result = repair_message(text, list(TOOLS), mode="detect")
-    fixes = sorted({r.kind for r in result.repairs})
+    fixes = sorted(repair_kinds(result))  # what the router would report
     if result.errors:
         first = result.errors[0]
         kinds = sorted({e.kind for e in result.errors} | set(fixes))

@@ -1,0 +1,58 @@
+"""The routes agents call besides the generation ones: model lookups, stored input items, input token counts,
+and Anthropic-shaped answers for Anthropic clients."""
+
+from __future__ import annotations
+
+import aiohttp
+import anthropic
+import pytest
+
+from tests.dialects.conftest import CFG, claude
+
+AV = {"anthropic-version": "2023-06-01"}
+
+
+async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as s, s.get(url, headers=headers or {}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_model_routes_in_both_shapes(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    assert await get(r.url + "/v1/models/renamed") == \
+        (200, {"id": "renamed", "object": "model", "created": 0, "owned_by": "lab"})
+    status, doc = await get(r.url + "/v1/models/nope")
+    assert status == 404 and doc["error"]["code"] == "model_not_found"
+    status, doc = await get(r.url + "/v1/models/nope", AV)
+    assert status == 404 and doc["type"] == "error" and doc["error"]["type"] == "not_found_error"
+    status, doc = await get(r.url + "/v1/models", AV)
+    assert status == 200 and [m["id"] for m in doc["data"]] == ["m", "renamed"] and doc["data"][0]["type"] == "model"
+    page = await claude(r.url).models.list()
+    assert [m.id for m in page.data] == ["m", "renamed"]
+    got = await claude(r.url).models.retrieve("m")
+    assert got.id == "m"
+
+
+async def test_anthropic_routes_answer_unknown_paths_in_anthropic_shape(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    status, doc = await get(r.url + "/v1/messages/batches")
+    assert status in (404, 405) and doc["type"] == "error"
+    with pytest.raises(anthropic.NotFoundError):
+        await claude(r.url).models.retrieve("nope")
+
+
+async def test_input_items_and_input_tokens(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    resp = await c.responses.create(model="m", input=[{"role": "user", "content": "hello there"}])
+    items = await c.responses.input_items.list(resp.id, order="asc")
+    assert [(i.type, i.role) for i in items.data] == [("message", "user")]  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses/input_tokens",
+                                                    json={"model": "m", "input": "x" * 400}) as h:
+        doc = await h.json()
+    assert h.status == 200 and doc["object"] == "response.input_tokens" and 100 <= doc["input_tokens"] <= 140
+    status, doc = await get(r.url + "/v1/responses/resp_nope/input_items")
+    assert status == 404
