@@ -9,4 +9,6 @@ if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2
     echo "prepare: prometheus/promtool not found; the tests that need it will be skipped" >&2
   fi
 fi
+# The agent CLIs (Codex, Claude Code), pinned, from npm into ~/.cache/agentgate-test-agents when missing
+bash "$(dirname "$0")/agents/install.sh"
 exit 0

@@ -1,0 +1,112 @@
+"""The fake upstream answering as a model for each agent: it reads the conversation it is sent (the chat form
+agentgate produced) and plays one scripted session, stateless, so a retried request gets the same answer.
+
+Each session: a native tool call, a malformed call written as text (agentgate must repair it), two calls in
+parallel, a call whose result is an image, and a final answer; a resumed session answers from the full history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from tests.fakes.openai_upstream import Step, chunk, completion
+
+FINAL = "ALL DONE: four files written"
+IMAGE_SEEN = "and the image seen"
+RESUMED = "RESUMED: the earlier session is intact"
+RESUME_MARK = "RESUME-CHECK"
+Model = Callable[[dict[str, Any]], Step]
+
+
+def text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def saw_image(body: dict[str, Any]) -> bool:
+    return any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+               for m in body.get("messages", []))
+
+
+def reply(body: dict[str, Any], text: str | None = None, calls: list[tuple[str, dict[str, Any]]] = ()) -> Step:
+    """One answer, streamed when asked: text, or tool calls (several at once when given several)."""
+    model = str(body.get("model"))
+    tool_calls = [{"index": i, "id": f"call_{len(body.get('messages', []))}_{i}", "type": "function",
+                   "function": {"name": name, "arguments": json.dumps(args)}} for i, (name, args) in enumerate(calls)]
+    finish = "tool_calls" if tool_calls else "stop"
+    if not body.get("stream"):
+        plain = [{k: v for k, v in c.items() if k != "index"} for c in tool_calls]
+        return Step(json=completion(text, model, tool_calls=plain or None, finish_reason=finish))
+    events = [chunk(model, {"role": "assistant", "content": ""})]
+    if text:
+        events += [chunk(model, {"content": piece}) for piece in (text[:7], text[7:])]
+    events += [chunk(model, {"tool_calls": [c]}) for c in tool_calls]
+    events.append(chunk(model, {}, finish))
+    events.append({**chunk(model, {}), "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 9,
+                                                                 "total_tokens": 59}})
+    return Step(sse=events)
+
+
+def session(body: dict[str, Any], native: tuple[str, dict[str, Any]], broken: str,
+            parallel: list[tuple[str, dict[str, Any]]], image: tuple[str, dict[str, Any]]) -> Step:
+    messages = body.get("messages", [])
+    if not body.get("tools"):  # side requests (titles, summaries, quota checks): plain text
+        return reply(body, "ok")
+    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    if messages and messages[-1].get("role") == "user" and RESUME_MARK in text_of(last_user.get("content")):
+        return reply(body, f"{RESUMED}, {IMAGE_SEEN if saw_image(body) else 'no image in it'}.")
+    done = sum(1 for m in messages if m.get("role") == "tool")
+    if done == 0:
+        return reply(body, calls=[native])
+    if done == 1:
+        return reply(body, broken)
+    if done == 2:
+        return reply(body, calls=parallel)
+    if done == 4:
+        return reply(body, calls=[image])
+    return reply(body, f"{FINAL} {IMAGE_SEEN if saw_image(body) else 'but no image arrived'}.")
+
+
+def codex(ctx: dict[str, Any]) -> Model:
+    def model(body: dict[str, Any]) -> Step:
+        return session(
+            body, ("exec_command", {"cmd": "printf native > native.txt"}),
+            "Writing it now.\n<tool_call>{'name': 'exec_command', 'arguments': "
+            "{'cmd': 'printf repaired > repaired.txt'}}</tool_call>",
+            [("exec_command", {"cmd": "printf a > a.txt"}), ("exec_command", {"cmd": "printf b > b.txt"})],
+            ("view_image", {"path": ctx["image"]}))
+    return model
+
+
+def claude_code(ctx: dict[str, Any]) -> Model:
+    work = ctx["work"]
+
+    def model(body: dict[str, Any]) -> Step:
+        return session(
+            body, ("Bash", {"command": "printf native > native.txt", "description": "Write native.txt"}),
+            'Writing it now.\n<tool_call>{"name": "Write", "arguments": {"file_path": "' + work + '/repaired.txt", '
+            '"content": "repaired",}}</tool_call>',
+            [("Bash", {"command": "printf a > a.txt", "description": "a"}),
+             ("Bash", {"command": "printf b > b.txt", "description": "b"})],
+            ("Read", {"file_path": ctx["image"]}))
+    return model
+
+
+def python_agent(ctx: dict[str, Any]) -> Model:
+    def model(body: dict[str, Any]) -> Step:
+        return session(
+            body, ("write_file", {"name": "native.txt", "text": "native"}),
+            "<tool_call>{'name': 'write_file', 'arguments': {'name': 'repaired.txt', 'text': 'repaired'}}"
+            "</tool_call>",
+            [("write_file", {"name": "a.txt", "text": "a"}), ("write_file", {"name": "b.txt", "text": "b"})],
+            ("screenshot", {}))
+    return model
+
+
+MODELS: dict[str, Callable[[dict[str, Any]], Model]] = {"codex": codex, "claude": claude_code,
+                                                          "agents": python_agent}

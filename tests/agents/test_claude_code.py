@@ -1,0 +1,41 @@
+"""The real Claude Code CLI (pinned) against agentgate, configured exactly as the README says, in a private network
+namespace: a native call, a malformed text call agentgate repairs, parallel calls, an image tool result (Read on a
+PNG), the final answer, then `claude -p --continue` on the same session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.agents.conftest import BASE_ENV, ROUTER, describe, png, readme_env
+from tests.agents.models import FINAL, IMAGE_SEEN, RESUME_MARK, RESUMED
+
+README_ENV = readme_env("Claude Code:")  # the README's Claude Code section, opt-outs included
+OPT_OUTS = {"DISABLE_TELEMETRY", "DISABLE_ERROR_REPORTING", "DISABLE_AUTOUPDATER",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"}
+
+
+def test_claude_code_session_and_continue(agent_cli, run_agents, tmp_path: Path) -> None:
+    claude = agent_cli("claude")
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    image = png(work / "pixel.png")
+    assert README_ENV["ANTHROPIC_BASE_URL"] == f"http://{ROUTER}" and set(README_ENV) >= OPT_OUTS
+    env = {**BASE_ENV, **README_ENV, "HOME": str(home)}
+    flags = ["--permission-mode", "acceptEdits", "--allowedTools=Bash,Read,Write"]
+    result = run_agents({"model": "claude", "context": {"image": str(image), "work": str(work)}, "steps": [
+        {"argv": [*claude, "-p", *flags, "Write the files, then look at pixel.png."], "cwd": str(work),
+         "env": env, "timeout": 180},
+        {"argv": [*claude, "-p", "--continue", *flags, f"{RESUME_MARK}: is the session intact?"],
+         "cwd": str(work), "env": env, "timeout": 120},
+    ]})
+    first, resumed = result["runs"]
+    assert first["rc"] == 0 and f"{FINAL} {IMAGE_SEEN}" in first["stdout"], describe(result)
+    for name, text in (("native.txt", "native"), ("repaired.txt", "repaired"), ("a.txt", "a"), ("b.txt", "b")):
+        assert (work / name).read_text() == text, describe(result)
+    assert resumed["rc"] == 0 and f"{RESUMED}, {IMAGE_SEEN}" in resumed["stdout"], describe(result)
+    messages = [a for a in result["access"] if a.get("endpoint") == "messages"]
+    assert messages and all(a["status"] == 200 for a in messages), messages
+    assert any("format:hermes" in (a.get("repairs") or []) for a in messages)
+    parallel = [b for b in result["requests"] if sum(m["role"] == "tool" for m in b["messages"]) == 4]
+    assert parallel, "the two parallel calls were never answered together"
