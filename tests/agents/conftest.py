@@ -9,6 +9,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,16 @@ BASE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", 
             "HF_HUB_OFFLINE": "1"}
 
 
+_tried: set[str] = set()
+
+
+def _failed_lately(name: str) -> bool:
+    """Whether install.sh failed for `name` within the hour (its log is there): not tried again so soon."""
+    dirs = {"codex": f"codex-{CODEX_VERSION}", "claude": f"claude-code-{CLAUDE_VERSION}"}
+    log = CACHE / f"{dirs[name]}.log"
+    return log.exists() and time.time() - log.stat().st_mtime < 3600
+
+
 def _binary(name: str) -> Path | None:
     if name == "codex":
         found = CACHE / f"codex-{CODEX_VERSION}" / "node_modules" / "@openai" / "codex" / "bin" / "codex.js"
@@ -38,7 +49,8 @@ def agent_cli() -> Callable[[str], list[str]]:
     """The argv prefix that runs a pinned agent CLI; installs it when missing, skips (saying why) when it cannot."""
     def get(name: str) -> list[str]:
         path = _binary(name)
-        if path is None:
+        if path is None and name not in _tried and not _failed_lately(name):  # prepare.sh usually tried already
+            _tried.add(name)
             subprocess.run(["bash", str(HERE / "install.sh"), name], check=False, timeout=900)
             path = _binary(name)
         if path is None:

@@ -15,6 +15,7 @@ install() {  # name package version marker
   mkdir -p "$dir"
   # --ignore-scripts: the packages ship their native binary as an optional dependency; no install script runs
   if ! timeout 600 npm install --prefix "$dir" --no-audit --no-fund --no-save --ignore-scripts --loglevel=error \
+      --fetch-retries=1 --fetch-timeout=60000 \
       "$2@$3" >"$dir.log" 2>&1; then
     echo "prepare: could not install $2@$3 from npm (see $dir.log); the $1 CLI tests will be skipped" >&2
   fi

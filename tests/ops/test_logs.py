@@ -206,3 +206,20 @@ async def _post(url: str, key: str | None) -> tuple[int, str]:
     async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", data=body, headers={
             **headers, "Content-Type": "application/json"}) as resp:
         return resp.status, await resp.text()
+
+
+async def test_refused_agent_requests_are_logged_with_model_stream_and_what_was_dropped(
+        fakes, router, access_lines: LogCapture) -> None:
+    up = await fakes("up")
+    r = await router(cfg(up.url))
+    auth = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    async with aiohttp.ClientSession(headers=auth) as s:
+        async with s.post(r.url + "/v1/messages", json={"model": "demo", "stream": True, "max_tokens": 0,
+                                                        "messages": HI}) as resp:
+            assert resp.status == 400
+        async with s.post(r.url + "/v1/responses", json={"model": "demo", "input": "hi",
+                                                         "tools": [{"type": "web_search"}]}) as resp:
+            assert resp.status == 200 and resp.headers["x-agentgate-dropped-tools"] == "web_search"
+    refused, dropped = access_lines.docs("agentgate.access")
+    assert (refused["status"], refused["model"], refused["stream"]) == (400, "demo", True)
+    assert dropped["dropped_tools"] == ["web_search"]
