@@ -17,6 +17,9 @@ FINAL = "ALL DONE: four files written"
 IMAGE_SEEN = "and the image seen"
 RESUMED = "RESUMED: the earlier session is intact"
 RESUME_MARK = "RESUME-CHECK"
+PATCH_MARK = "PATCH-CHECK"
+PATCHED = "PATCHED: apply_patch ran"
+PATCH = "*** Begin Patch\n*** Add File: patched.txt\n+patched\n*** End Patch\n"
 Model = Callable[[dict[str, Any]], Step]
 
 
@@ -74,6 +77,12 @@ def session(body: dict[str, Any], native: tuple[str, dict[str, Any]], broken: st
 
 def codex(ctx: dict[str, Any]) -> Model:
     def model(body: dict[str, Any]) -> Step:
+        messages = body.get("messages", [])
+        if body.get("tools") and any(PATCH_MARK in text_of(m.get("content")) for m in messages
+                                     if m.get("role") == "user"):
+            if any(m.get("role") == "tool" for m in messages):  # the freeform apply_patch tool answered
+                return reply(body, PATCHED)
+            return reply(body, calls=[("apply_patch", {"input": PATCH})])
         return session(
             body, ("exec_command", {"cmd": "printf native > native.txt"}),
             "Writing it now.\n<tool_call>{'name': 'exec_command', 'arguments': "
