@@ -1,0 +1,36 @@
+"""The regression corpus, case by case: every output from another project's tests or a public bug report is
+scored on exactly what its source asserts (tests/repair/regression.py). Cases in data/differences.json are where
+agentgate deliberately differs (kind "policy" or "auto") or is known to fail still (kind "open"); they must
+still not pass by accident, so the list stays true."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.repair.regression import Case, agentgate_calls, differences, load, verdict
+
+CASES = load()
+DIFFS = differences()
+
+
+def test_corpus_loaded() -> None:
+    assert len(CASES) >= 346
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert all(c.source for c in CASES)
+    assert set(DIFFS) <= {c.id for c in CASES}
+    assert all(d["kind"] in ("policy", "auto", "open") and d["why"] for d in DIFFS.values())
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.id}-{c.family}")
+def test_case(case: Case) -> None:
+    calls = agentgate_calls(case)
+    why = verdict(case, calls)
+    diff = DIFFS.get(case.id)
+    if diff is None:
+        assert why is None, f"{case.source}: {why}"
+        return
+    assert why is not None, f"{case.id} now passes: remove it from data/differences.json"
+    if diff["kind"] == "open":
+        pytest.xfail(diff["why"])
+    if case.negative:  # a deliberate difference on a negative would be a false call: never allowed
+        pytest.fail(f"{case.id}: calls emitted on a negative case")
