@@ -35,21 +35,29 @@ from repair.types import Parsed, RawCall, RepairIssue, RepairResult, Segment
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
+SEED_OPEN = "<seed:think>"
+SEED_CLOSE = "</seed:think>"
+
+
+def _think_tags(text: str, p: int) -> tuple[str, str]:
+    return (SEED_OPEN, SEED_CLOSE) if text.startswith(SEED_OPEN, p) else (THINK_OPEN, THINK_CLOSE)
 
 
 def _parse_think(text: str, p: int, ctx: Ctx) -> Parsed:
-    s = p + len(THINK_OPEN)
-    close = ctx.find(THINK_CLOSE, s)
+    opener, closer = _think_tags(text, p)
+    s = p + len(opener)
+    close = ctx.find(closer, s)
     e = close if close != -1 else len(text)
-    end = close + len(THINK_CLOSE) if close != -1 else len(text)
+    end = close + len(closer) if close != -1 else len(text)
     inner_text = text[s:e]
     inner = segment(inner_text, ctx.sub(inner_text))
     return Parsed(end, [Segment(p, end, "think", inner=inner)])
 
 
 _THINK = Kind("think", (Lit(THINK_OPEN),), _parse_think, line_start=True)
-ALL_KINDS = KindSet((*NATIVE_KINDS, _THINK, *GENERIC_KINDS))
-NATIVE_ONLY = KindSet((*NATIVE_KINDS, _THINK))
+_SEED_THINK = Kind("seed_think", (Lit(SEED_OPEN),), _parse_think)
+ALL_KINDS = KindSet((*NATIVE_KINDS, _THINK, _SEED_THINK, *GENERIC_KINDS))
+NATIVE_ONLY = KindSet((*NATIVE_KINDS, _THINK, _SEED_THINK))
 INSIDE_THINK = KindSet(NATIVE_KINDS)
 
 
@@ -128,6 +136,9 @@ def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvag
     if resolved != name:
         att.repairs.append(RepairIssue("name_normalised", f"{name!r} -> {resolved!r}"))
     tool = index.get(resolved)
+    tool.validator()  # builds the validator; notes what of the schema could not be used
+    if tool.schema_notes:
+        att.repairs.append(RepairIssue("schema_invalid", f"{resolved}: " + "; ".join(tool.schema_notes)[:300]))
     args: Any = raw.arguments
     if raw.wire_args is not None:
         if not raw.wire_args.strip():
@@ -271,9 +282,10 @@ class _Builder:
                 self._cut()
 
     def _think_text(self, seg: Segment, it_text: str) -> str:
-        inner_text = it_text[seg.start + len(THINK_OPEN):seg.end]
-        if inner_text.endswith(THINK_CLOSE):
-            inner_text = inner_text[: -len(THINK_CLOSE)]
+        opener, closer = _think_tags(it_text, seg.start)
+        inner_text = it_text[seg.start + len(opener):seg.end]
+        if inner_text.endswith(closer):
+            inner_text = inner_text[: -len(closer)]
         parts: list[str] = []
         for it in seg.inner:
             if isinstance(it, str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -13,6 +14,60 @@ from jsonschema.exceptions import SchemaError, best_match
 _INT = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _MAX_DEPTH = 32
+
+
+# Type names tool schemas use that JSON Schema does not (Python, TypeScript and SQL spellings).
+TYPE_ALIASES = {
+    "float": "number", "double": "number", "decimal": "number", "num": "number", "int": "integer", "long": "integer",
+    "short": "integer", "uint": "integer", "int32": "integer", "int64": "integer", "str": "string", "text": "string",
+    "varchar": "string", "char": "string", "bool": "boolean", "binary": "boolean", "dict": "object", "map": "object",
+    "list": "array", "arr": "array", "tuple": "array", "none": "null", "nil": "null",
+}
+_JSON_TYPES = frozenset(("string", "number", "integer", "boolean", "object", "array", "null"))
+_MAX_NODES = 4096
+
+
+def normalise_schema(schema: Any) -> tuple[Any, list[str]]:
+    """A copy of `schema` with non-standard type names mapped to JSON Schema's (`float` -> `number`, ...); type
+    names that still mean nothing are dropped (that node then accepts any type) and listed in the notes."""
+    notes: list[str] = []
+    budget = [_MAX_NODES]
+
+    def walk(node: Any, path: str, depth: int) -> Any:
+        budget[0] -= 1
+        if depth > _MAX_DEPTH or budget[0] < 0:
+            return node
+        if isinstance(node, list):
+            return [walk(x, path, depth + 1) for x in node]
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if k == "type" and isinstance(v, (str, list)):
+                names = [v] if isinstance(v, str) else v
+                fixed: list[Any] = []
+                for t in names:
+                    if not isinstance(t, str):
+                        fixed.append(t)
+                        continue
+                    low = t.strip().lower()
+                    std = low if low in _JSON_TYPES else TYPE_ALIASES.get(low)
+                    if std is None:
+                        notes.append(f"{path or 'parameters'}: unknown type {t!r} ignored")
+                    elif std not in fixed:
+                        fixed.append(std)
+                if fixed:
+                    out[k] = fixed[0] if isinstance(v, str) or len(fixed) == 1 else fixed
+                continue
+            if k in ("properties", "$defs", "definitions", "patternProperties") and isinstance(v, dict):
+                out[k] = {pk: walk(pv, f"{path}/{pk}" if path else pk, depth + 1) for pk, pv in v.items()}
+            elif k in ("enum", "const", "default", "examples", "required"):
+                out[k] = v
+            else:
+                out[k] = walk(v, path, depth + 1)
+        return out
+
+    return walk(schema, "", 0), notes
 
 
 def _types(schema: dict[str, Any]) -> list[str]:
@@ -28,6 +83,17 @@ def _json_literal(text: str) -> Any:
     try:
         return json.loads(text, parse_constant=_reject)
     except (ValueError, RecursionError):
+        return _NOPE
+
+
+def _python_literal(text: str) -> Any:
+    """A Python literal object/array ({'a': True}, ['x', None]) as JSON values; _NOPE when it is not one."""
+    if len(text) > 65536:
+        return _NOPE
+    try:
+        value = ast.literal_eval(text)
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return _NOPE
 
 
@@ -59,6 +125,8 @@ def _convert_str(value: str, types: list[str]) -> Any:
             return None
         if t in ("array", "object") and s[:1] in "[{":
             v = _json_literal(s)
+            if isinstance(v, _Nope):
+                v = _python_literal(s)
             if (t == "array" and isinstance(v, list)) or (t == "object" and isinstance(v, dict)):
                 return v
     return _NOPE
@@ -70,20 +138,41 @@ class ToolSchema:
 
     name: str
     parameters: dict[str, Any] | None
+    schema_notes: list[str] = field(default_factory=list)  # what of the declared schema could not be used
     _validator: Any = field(default=None, repr=False)
     _checked: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.parameters, dict):
+            self.parameters, self.schema_notes = normalise_schema(self.parameters)
 
     def validator(self) -> Any:
         if not self._checked:
             self._checked = True
             if isinstance(self.parameters, dict) and self.parameters:
-                cls = jsonschema.validators.validator_for(self.parameters, default=jsonschema.Draft202012Validator)
-                try:
-                    cls.check_schema(self.parameters)
-                    self._validator = cls(self.parameters)
-                except SchemaError:
-                    self._validator = None  # an invalid declared schema validates nothing
+                self._validator = self._build(self.parameters)
         return self._validator
+
+    def _build(self, schema: dict[str, Any]) -> Any:
+        """A validator for the schema; parts that are not valid JSON Schema are removed one at a time (and
+        listed in schema_notes), so the rest still validates."""
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        for _ in range(16):
+            try:
+                cls.check_schema(schema)
+                return cls(schema)
+            except SchemaError as e:
+                path = list(e.path)
+                if not path:
+                    break
+                schema = _without(schema, path)
+                self.schema_notes.append(f"invalid schema at {'/'.join(map(str, path))}: {e.message[:120]} "
+                                         "(ignored)")
+                self.parameters = schema
+            except Exception:
+                break
+        self.schema_notes.append("the declared schema is not valid JSON Schema; arguments are not validated")
+        return None
 
     # --- validation and coercion -------------------------------------------------------------------------------
 
@@ -95,8 +184,8 @@ class ToolSchema:
             if v.is_valid(args):
                 return None
             err = best_match(v.iter_errors(args))
-        except Exception:
-            return None
+        except Exception as e:  # a schema jsonschema cannot apply: refuse rather than let anything through
+            return f"the arguments could not be validated ({type(e).__name__})"
         if err is None:
             return None
         path = "/".join(str(p) for p in err.absolute_path)
@@ -130,6 +219,27 @@ class ToolSchema:
             sub = _deref(root, props.get(key)) if isinstance(props, dict) else None
             out[key] = _type_text(root, sub, value)
         return out
+
+
+def _without(schema: dict[str, Any], path: list[Any]) -> dict[str, Any]:
+    """A copy of `schema` without the node at `path`."""
+    if len(path) == 1:
+        if isinstance(schema, dict):
+            return {k: v for k, v in schema.items() if k != path[0]}
+        return schema
+    head = path[0]
+    if isinstance(schema, dict) and head in schema:
+        child = schema[head]
+        if isinstance(child, dict):
+            return {**schema, head: _without(child, path[1:])}
+        if isinstance(child, list) and isinstance(path[1], int) and path[1] < len(child):
+            items = list(child)
+            if len(path) == 2:
+                del items[path[1]]
+            elif isinstance(items[path[1]], dict):
+                items[path[1]] = _without(items[path[1]], path[2:])
+            return {**schema, head: items}
+    return schema
 
 
 def _type_text(root: dict[str, Any], schema: Any, value: str) -> Any:

@@ -9,7 +9,9 @@ Columns:
   * agentgate auto — `repair_message(text, tools)` with format detection per call (what the router does when no
     family is configured); a case passes when its check holds.
   * differs — cases where agentgate deliberately does something else (tests/repair/data/differences.json: a call
-    the policy refuses, such as one whose required argument is missing); shown, and not counted as passes.
+    the policy refuses, such as one whose required argument is missing; two negatives where agentgate emits a
+    complete, valid call the peer's parser does not read); shown, and not counted as passes.
+  * false calls — negatives (the source asserts no call) where agentgate emitted one, differences excluded.
   * mlx-lm — mlx-lm's own parser for that family (mlx_lm.tool_parsers, given the right family, the way its
     server applies it: text between the parser's start and end markers), where mlx-lm has one.
 Then the time to repair 200 KB pathological outputs (median of several runs).
@@ -92,7 +94,7 @@ def run_cases(cases: list[Case], show: bool) -> tuple[dict[str, Any], list[str]]
         why = verdict(case, calls)
         ok = why is None
         differs = not ok and case.id in diffs
-        false_call = case.negative and bool(calls)
+        false_call = case.negative and bool(calls) and not differs
         m = mlx_calls(case)
         for k in keys:
             r = rows[k]

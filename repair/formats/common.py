@@ -213,3 +213,29 @@ def finish_calls(got: Decoded, family: str, params_native: bool) -> tuple[list[R
         return Failed("truncated", "the text ends before the arguments", got.end)
     add_notes(calls[0], got.repairs)
     return calls, got.end
+
+
+def unwrap_arguments(call: RawCall, ctx: Ctx) -> None:
+    """{"arguments": {...}} written as the only parameter of a tool that declares no such parameter: the inner
+    object is the arguments (XML-style formats whose model wrapped the JSON arguments in one parameter)."""
+    args = call.arguments
+    if not isinstance(args, dict) or len(args) != 1:
+        return
+    key, value = next(iter(args.items()))
+    if key not in ARG_KEYS or not isinstance(call.name, str):
+        return
+    resolved = ctx.index.resolve(call.name)
+    if resolved is None:
+        return
+    params = ctx.index.get(resolved).parameters or {}
+    props = params.get("properties") if isinstance(params.get("properties"), dict) else {}
+    if key in props:
+        return
+    if isinstance(value, str):
+        got = decode_at(value, 0, budget=ctx.budget)
+        if isinstance(got, Failed) or value[got.end:].strip():
+            return
+        value = got.value
+    if isinstance(value, dict):
+        call.arguments = value
+        call.repairs.append(issue("parameters_key", f'arguments wrapped in a parameter named "{key}"'))

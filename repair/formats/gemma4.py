@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import re
 
-from repair.formats.common import Ctx, add_notes, fail_segment, finish_block, issue, skip_ws
+from repair.formats import pythonic, section
+from repair.formats.common import Ctx, add_notes, issue
+from repair.formats.spec import Format, Template, aliases
+from repair.markers import Kind, OneOf
 from repair.salvage import Failed, loads
-from repair.types import Parsed, RawCall, Segment
+from repair.types import Parsed, RawCall
 
 FAMILY = "gemma4"
 OPEN, CLOSE, QUOTE = "<|tool_call>", "<tool_call|>", '<|"|>'
@@ -17,10 +20,6 @@ START_MARKERS = (OPEN, FG_OPEN)
 _CALL = re.compile(r"call:([A-Za-z0-9_.\-]{1,128})\s*")
 _BARE_KEY = re.compile(r"(?<=[{,])(\s*)([A-Za-z_][A-Za-z0-9_\-]*)(\s*):")
 _INTERESTING = {q: re.compile("[{}]|" + re.escape(q)) for q in (QUOTE, FG_QUOTE)}
-
-
-def detect(text: str) -> bool:
-    return (OPEN in text and CLOSE in text) or FG_OPEN in text
 
 
 def _keys(chunk: str, after_brace: bool) -> str:
@@ -60,53 +59,68 @@ def _object(text: str, i: int, limit: int, quote: str) -> tuple[str, int] | None
             return "".join(out), pos
 
 
-def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
-    n = len(text)
-    fg = text.startswith(FG_OPEN, p)
-    opener, closer, quote = (FG_OPEN, FG_CLOSE, FG_QUOTE) if fg else (OPEN, CLOSE, QUOTE)
-    i = p + len(opener)
-    nxt = ctx.find(opener, i)
-    bound = nxt if nxt != -1 else n
-    close = ctx.find(closer, i)
-    if close != -1 and close >= bound:
-        close = -1
-    limit = close if close != -1 else bound
-    calls: list[RawCall] = []
-    while ctx.room(len(calls)):
-        i = skip_ws(text, i, limit)
-        m = _CALL.match(text, i, limit)
-        if m is None:
-            break
-        call = RawCall(name=m.group(1), family=FAMILY)
-        k = m.end()
-        if k >= limit or text[k] != "{":
+def _call_for(quote: str) -> section.CallParser:
+    def parse_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
+        n = len(text)
+        call = RawCall(name=mb.group(1), family=FAMILY)
+        k = mb.end()
+        if k < stop and text[k] == "(":
+            return _paren_call(text, call, k, stop)
+        if k >= stop or text[k] != "{":
             if k >= n:
-                return fail_segment(p, n, FAMILY, "truncated", "the text ends before the arguments", call.name)
+                return section.truncated_call(call.name, FAMILY, "the text ends before the arguments"), n
             call.arguments = {}
-            calls.append(call)
-            i = k
-            continue
-        obj = _object(text, k, limit, quote)
+            return call, k
+        obj = _object(text, k, stop, quote)
         if obj is None:
-            if limit >= n:
-                return fail_segment(p, n, FAMILY, "truncated", "the text ends inside the arguments", call.name)
+            if stop >= n:
+                return section.truncated_call(call.name, FAMILY, "the text ends inside the arguments"), n
             call.failure = issue("invalid_json", "arguments object does not close")
-            calls.append(call)
-            i = limit
-            break
+            return call, stop
         got = loads(obj[0], budget=ctx.budget)
         if isinstance(got, Failed):
             call.failure = issue(got.kind, got.detail)
         else:
             call.arguments = got.value
             add_notes(call, got.repairs)
-        calls.append(call)
-        i = obj[1]
-    if not calls:
-        if skip_ws(text, i) >= n:
-            return fail_segment(p, n, FAMILY, "truncated", "the text ends right after the opening tag")
-        return None
-    if len(calls) > 1:
-        calls[0].repairs.append(issue("merged_calls", f"{len(calls)} calls in one block"))
-    end, junk = finish_block(text, i, close, len(closer), calls[0])
-    return Parsed(end, [Segment(p, end, "calls", FAMILY, calls, text=junk)])
+        return call, obj[1]
+    return parse_call
+
+
+def _paren_call(text: str, call: RawCall, k: int, stop: int) -> tuple[RawCall, int]:
+    """call:name(k="v", n=1): Python keyword arguments."""
+    e = pythonic.extent(text, k, stop)
+    if e is None:
+        if stop >= len(text):
+            return section.truncated_call(call.name, FAMILY, "the text ends inside the arguments"), len(text)
+        call.failure = issue("invalid_json", "the argument list does not close")
+        return call, stop
+    if e == -1:
+        call.failure = issue("invalid_json", "not a Python argument list")
+        return call, stop
+    parsed = pythonic.parse_calls("f" + text[k:e], FAMILY)
+    if isinstance(parsed, Failed):
+        call.failure = issue(parsed.kind, parsed.detail)
+    else:
+        call.arguments, call.failure = parsed[0].arguments, parsed[0].failure
+    return call, e
+
+
+def _spec(opener: str, closer: str, quote: str) -> section.SectionSpec:
+    return section.SectionSpec(FAMILY, re.compile(re.escape(opener)), re.compile(re.escape(closer)), _CALL, None,
+                               _call_for(quote), begin_name=opener, end_name=closer, merged_note=True,
+                               bare_call_ok=False)
+
+
+SPEC = _spec(OPEN, CLOSE, QUOTE)
+FG_SPEC = _spec(FG_OPEN, FG_CLOSE, FG_QUOTE)
+
+
+def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    return section.parse(FG_SPEC if text.startswith(FG_OPEN, p) else SPEC, text, p, ctx)
+
+
+FORMAT = Format(
+    (FAMILY,), (Kind("gemma4", (OneOf(START_MARKERS),), parse),),
+    aliases(FAMILY, "gemma4", "gemma3", "function_gemma", "functiongemma"),
+    (Template(FAMILY, (OPEN, CLOSE), rank=5), Template(FAMILY, (FG_OPEN,), rank=6)))

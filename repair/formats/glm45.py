@@ -1,36 +1,91 @@
 """GLM-4.5 / 4.7: <tool_call>name<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>.
 
-Values are text, typed from the declared schema. A JSON object after the name is accepted too.
+The same body appears in LongCat (<longcat_tool_call>, <longcat_arg_key>...) and Hunyuan (name<tool_sep>...).
+Values are text, byte for byte, typed from the declared schema. A JSON object after the name, and the
+`name k=v k2="v 2"` shorthand (for a declared tool), are accepted too.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
+from dataclasses import dataclass
 
 from repair.formats.common import Ctx, add_notes, issue, skip_ws
+from repair.formats.spec import Format, Template, aliases
 from repair.salvage import Failed, decode_at
 from repair.types import RawCall
 
 FAMILY = "glm45"
-ARG_KEY = "<arg_key>"
-ARG_KEY_END = "</arg_key>"
-ARG_VALUE = "<arg_value>"
-ARG_VALUE_END = "</arg_value>"
+
+
+@dataclass(frozen=True)
+class Tags:
+    key: str
+    key_end: str
+    value: str
+    value_end: str
+
+
+GLM = Tags("<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>")
+LONGCAT = Tags("<longcat_arg_key>", "</longcat_arg_key>", "<longcat_arg_value>", "</longcat_arg_value>")
+ARG_KEY = GLM.key
+SEP = "<tool_sep>"
 START_MARKERS = ("<tool_call>",)
 _NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]{0,127})[ \t]*")
+_STRAY = re.compile(r"(?:[ \t\r\n]*</(?:arg_key|arg_value|longcat_arg_key|longcat_arg_value)>)+")
 
 
-def detect(text: str) -> bool:
-    return "<tool_call>" in text and ARG_KEY in text
+def _key_values(text: str, k: int, limit: int) -> dict[str, str] | None:
+    """`a=1 b="two words"` up to `limit`, every token key=value; None otherwise."""
+    rest = text[k:limit].strip()
+    if not rest or "=" not in rest or len(rest) > 4096:
+        return None
+    try:
+        tokens = shlex.split(rest)
+    except ValueError:
+        return None
+    out: dict[str, str] = {}
+    for tok in tokens:
+        key, eq, value = tok.partition("=")
+        if not eq or not key.isidentifier():
+            return None
+        out[key] = value
+    return out
 
 
-def parse_body(text: str, b: int, limit: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
+def looks_like(text: str, b: int, limit: int, closed: bool, ctx: Ctx, tags: Tags = GLM) -> bool:
+    """Whether a block body at `b` is this format (a name, then argument tags, JSON, key=value or nothing)."""
+    m = _NAME.match(text, b, limit)
+    if m is None:
+        return False
+    k = m.end()
+    if text.startswith(SEP, k):
+        return True
+    stray = _STRAY.match(text, k, limit)
+    if stray is not None and stray.end() > k:
+        return True
+    k = skip_ws(text, k, limit)
+    if text.startswith(tags.key, k) or (k < limit and text[k] == "{") or (k >= limit and closed):
+        return True
+    return ctx.index.resolve(m.group(1)) is not None and _key_values(text, k, limit) is not None
+
+
+def parse_body(text: str, b: int, limit: int, ctx: Ctx, tags: Tags = GLM,
+               family: str = FAMILY) -> tuple[list[RawCall], int] | Failed:
     n = len(text)
     m = _NAME.match(text, b, limit)
     if m is None:
         return Failed("invalid_json", "no function name", b)
-    call = RawCall(name=m.group(1), family=FAMILY, text_args=True)
-    k = skip_ws(text, m.end(), limit)
+    call = RawCall(name=m.group(1), family=family, text_args=True)
+    k = m.end()
+    if text.startswith(SEP, k):
+        k += len(SEP)
+    stray = _STRAY.match(text, k, limit)
+    if stray is not None and stray.end() > k:
+        call.repairs.append(issue("json_syntax", f"stray {stray.group().strip()!r} after the name"))
+        k = stray.end()
+    k = skip_ws(text, k, limit)
     if k < limit and text[k] == "{":
         got = decode_at(text, k, limit, max_closers=0, budget=ctx.budget)
         if isinstance(got, Failed):
@@ -38,37 +93,54 @@ def parse_body(text: str, b: int, limit: int, ctx: Ctx) -> tuple[list[RawCall], 
         call.text_args, call.arguments = False, got.value
         add_notes(call, got.repairs)
         return [call], got.end
+    if not text.startswith(tags.key, k) and k < limit:
+        kv = _key_values(text, k, limit)
+        if kv is not None and ctx.index.resolve(call.name) is not None:
+            call.arguments = kv
+            return [call], limit
     args: dict[str, str] = {}
-    while text.startswith(ARG_KEY, k):
-        ks = k + len(ARG_KEY)
-        ke = ctx.find(ARG_KEY_END, ks)
-        nv = ctx.find(ARG_VALUE, ks)
+    while text.startswith(tags.key, k):
+        ks = k + len(tags.key)
+        ke = ctx.find(tags.key_end, ks)
+        nv = ctx.find(tags.value, ks)
         if ke == -1 or ke >= limit or (nv != -1 and nv < ke):
             if nv == -1 or nv >= limit:
                 if limit >= n:
                     return Failed("truncated", "the text ends inside an argument key", n)
-                return Failed("invalid_json", "unterminated <arg_key>", limit)
-            call.repairs.append(issue("closing_tag", "</arg_key> missing"))
+                return Failed("invalid_json", f"unterminated {tags.key}", limit)
+            call.repairs.append(issue("closing_tag", f"{tags.key_end} missing"))
             key = text[ks:nv].strip()
             k = nv
         else:
             key = text[ks:ke].strip()
-            k = skip_ws(text, ke + len(ARG_KEY_END), limit)
-        if not text.startswith(ARG_VALUE, k):
+            k = ke + len(tags.key_end)
+            stray = _STRAY.match(text, k, limit)
+            if stray is not None and stray.end() > k and stray.group().strip():
+                call.repairs.append(issue("json_syntax", f"stray {stray.group().strip()!r} after a key"))
+                k = stray.end()
+            k = skip_ws(text, k, limit)
+        if not text.startswith(tags.value, k):
             if k >= n:
                 return Failed("truncated", f"the text ends before the value of {key!r}", n)
-            return Failed("invalid_json", f"no <arg_value> for {key!r}", k)
-        vs = k + len(ARG_VALUE)
-        ends = [e for e in (ctx.find(ARG_VALUE_END, vs), ctx.find(ARG_KEY, vs)) if e != -1 and e < limit]
+            return Failed("invalid_json", f"no {tags.value} for {key!r}", k)
+        vs = k + len(tags.value)
+        close = ctx.find(tags.value_end, vs)
+        nxt = ctx.find(tags.key, vs)
+        ends = [e for e in (close, nxt) if e != -1 and e < limit]
         ve = min(ends) if ends else limit
-        if ends and ve == ctx.find(ARG_VALUE_END, vs):
-            k = ve + len(ARG_VALUE_END)
+        if ends and ve == close:
+            args[key] = text[vs:ve]
+            k = ve + len(tags.value_end)
         else:
             if ve >= n:
                 return Failed("truncated", f"the text ends inside the value of {key!r}", n)
-            call.repairs.append(issue("closing_tag", f"</arg_value> missing after {key!r}"))
+            call.repairs.append(issue("closing_tag", f"{tags.value_end} missing after {key!r}"))
+            args[key] = text[vs:ve].rstrip()
             k = ve
-        args[key] = text[vs:ve].strip()
         k = skip_ws(text, k, limit)
     call.arguments = args
     return [call], k
+
+
+FORMAT = Format((FAMILY,), (), aliases(FAMILY, "glm45", "glm47", "glm4_moe", "glm4", "glm"),
+                (Template(FAMILY, (GLM.key,), rank=30),))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 
 from repair.formats.common import Ctx, add_notes, issue, skip_ws
+from repair.formats.spec import Format, Template, aliases
+from repair.markers import Kind, OneOf
 from repair.salvage import Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
@@ -26,9 +28,6 @@ _HEADER = re.compile(
 )
 _RECIPIENT = re.compile(r"\bto=([^\s<]+)")
 
-
-def detect(text: str) -> bool:
-    return CHANNEL in text and MESSAGE in text
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -65,3 +64,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return Parsed(end, [Segment(p, end, "calls", FAMILY, [call])])
     kind = "reasoning" if channel == "analysis" else "content"
     return Parsed(end, [Segment(p, end, kind, FAMILY, text=body)])
+
+
+FORMAT = Format(
+    (FAMILY,), (Kind("harmony", (OneOf(START_MARKERS),), parse),), aliases(FAMILY, "harmony", "gpt_oss", "openai"),
+    (Template(FAMILY, (CHANNEL, MESSAGE), rank=1),))

@@ -10,6 +10,8 @@ import re
 
 from repair.formats import glm45, qwen3_coder
 from repair.formats.common import Ctx, decode_calls, fail_segment, finish_block, issue, skip_ws
+from repair.formats.spec import Format, Template, aliases
+from repair.markers import Kind, Lit
 from repair.salvage import Failed
 from repair.types import Parsed, RawCall, Segment
 
@@ -24,9 +26,6 @@ MANGLED_CLOSE = re.compile(
 )
 _GLM_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}[ \t]*")
 
-
-def detect(text: str) -> bool:
-    return OPEN in text
 
 
 def _body_starts_call(text: str, b: int, limit: int) -> bool:
@@ -61,15 +60,10 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         got = qwen3_coder.parse_functions(text, b, limit, ctx)
         family = qwen3_coder.FAMILY
     elif text[b] in "{[":
-        got = _json_body(text, b, limit, bound, ctx)
+        got = json_body(text, b, limit, bound, ctx)
         family = FAMILY
     else:
-        m = _GLM_HEAD.match(text, b, limit)
-        if m is None:
-            return None
-        k = skip_ws(text, m.end(), limit)
-        glm_like = text.startswith(glm45.ARG_KEY, k) or (k < limit and text[k] == "{") or (k >= limit and close != -1)
-        if not glm_like:
+        if not glm45.looks_like(text, b, limit, close != -1, ctx):
             return None
         got = glm45.parse_body(text, b, limit, ctx)
         family = glm45.FAMILY
@@ -80,6 +74,9 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return fail_segment(p, min(end, n), family, got.kind, got.detail)
     calls, i = got
     first = calls[0]
+    if family == glm45.FAMILY and first.text_args and close == -1 and skip_ws(text, i) >= n:
+        return fail_segment(p, n, family, "truncated", "the text ends before </tool_call>; more arguments may follow",
+                            first.name)
     if i > limit:  # markers inside JSON strings: find the block's end again after the JSON
         next_open = ctx.find(OPEN, i)
         bound = next_open if next_open != -1 else n
@@ -96,7 +93,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, "calls", family, calls, text=junk)])
 
 
-def _json_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
+def json_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
     calls: list[RawCall] = []
     i = b
     while True:
@@ -117,3 +114,9 @@ def _json_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[lis
     if len(calls) > 1:
         calls[0].repairs.append(issue("merged_calls", f"{len(calls)} calls in one block"))
     return calls, i
+
+
+FORMAT = Format(
+    ("hermes",), (Kind("hermes", (Lit(OPEN),), parse),),
+    aliases(FAMILY, "hermes", "json_tools", "qwen", "qwen2_5", "qwen25", "qwen3", "ernie45", "ernie4_5"),
+    (Template(FAMILY, (OPEN,), rank=90),))

@@ -8,6 +8,8 @@ import re
 
 from repair.formats import hermes, llama3
 from repair.formats.common import Ctx, fail_segment, issue, skip_ws
+from repair.formats.spec import Format
+from repair.markers import Kind, Lit, Name, OneOf, Ws
 from repair.salvage import Failed
 from repair.types import Parsed, RawCall, Segment
 
@@ -17,9 +19,6 @@ FENCE_LANGS = ("json", "JSON", "tool_call", "tool_code", "")
 START_MARKERS = ("{", "[", FENCE)
 _FENCE_HEAD = re.compile(r"```(?:json|JSON|tool_call|tool_code)?[ \t]*")
 
-
-def detect(text: str) -> bool:
-    return "{" in text
 
 
 def _settle_family(calls: list[RawCall], ctx: Ctx) -> None:
@@ -79,3 +78,33 @@ def parse_fence(text: str, p: int, ctx: Ctx) -> Parsed | None:
             c.family = FAMILY
     return Parsed(end, [Segment(p, end, "calls", FAMILY, calls)])
 
+
+
+# --- candidate kinds: an object (or a list, or a fence) whose first key names a declared tool ---------------------
+
+_NAME = Name(64, ('"', "'"))
+_KEY = OneOf(('"name"', "'name'", '"function"', "'function'", '"tool"', "'tool'", '"tool_name"', "'tool_name'"))
+_Q = OneOf(('"', "'"))
+_COLON = (Ws(8), Lit(":"), Ws(8))
+_P1 = (Lit("{"), Ws(16), _KEY, *_COLON, _Q, _NAME)
+_P2 = (Lit("{"), Ws(16), Lit('"type"'), *_COLON, Lit('"function"'), Ws(16), Lit(","), Ws(16), Lit('"function"'),
+       *_COLON, Lit("{"), Ws(16), Lit('"name"'), *_COLON, Lit('"'), _NAME)
+_P3 = (Lit("{"), Ws(16), OneOf(('"function"', '"tool"')), *_COLON, Lit("{"), Ws(16), Lit('"name"'), *_COLON,
+       Lit('"'), _NAME)
+_P4 = (Lit("{"), Ws(16), Lit('"type"'), *_COLON, Lit('"function"'), Ws(16), Lit(","), Ws(16), Lit('"name"'), *_COLON,
+       Lit('"'), _NAME)
+_LIST = (Lit("["), Ws(16))
+_FENCE = (Lit("```"), OneOf(FENCE_LANGS), Ws(16))
+
+
+def _kinds() -> tuple[Kind, ...]:
+    kinds = []
+    for tag, pat in (("p1", _P1), ("p2", _P2), ("p3", _P3), ("p4", _P4)):
+        kinds.append(Kind(f"json_{tag}", pat, parse_bare, generic=True))
+        kinds.append(Kind(f"json_list_{tag}", (*_LIST, *pat), parse_bare, generic=True))
+        kinds.append(Kind(f"fence_{tag}", (*_FENCE, *pat), parse_fence, line_start=True, generic=True))
+        kinds.append(Kind(f"fence_list_{tag}", (*_FENCE, *_LIST, *pat), parse_fence, line_start=True, generic=True))
+    return tuple(kinds)
+
+
+FORMAT = Format((FAMILY,), _kinds())

@@ -7,6 +7,8 @@ import re
 
 from repair.formats import pythonic
 from repair.formats.common import Ctx, decode_calls, fail_segment, skip_ws
+from repair.formats.spec import Format, Template, aliases
+from repair.markers import Kind, Lit
 from repair.salvage import Failed
 from repair.types import Parsed, RawCall, Segment
 
@@ -16,9 +18,6 @@ START_MARKERS = (TAG,)
 END_TOKENS = ("<|eom_id|>", "<|eot_id|>")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\s*\(")
 
-
-def detect(text: str) -> bool:
-    return TAG in text
 
 
 def consume_end_token(text: str, i: int) -> int:
@@ -79,3 +78,9 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return None
     end = consume_end_token(text, i)
     return Parsed(end, [Segment(p, end, "calls", FAMILY, calls)])
+
+
+FORMAT = Format(
+    ("llama3",), (Kind("llama3_tag", (Lit(TAG),), parse),),
+    aliases(FAMILY, "llama3", "llama3_json", "llama", "llama32", "llama4_json"),
+    (Template(FAMILY, (TAG,), rank=95), Template(FAMILY, ("<|start_header_id|>", '"parameters"'), rank=96)))

@@ -1,23 +1,22 @@
-"""Mistral: [TOOL_CALLS] [{"name": ..., "arguments": {...}}] (v0.3) and [TOOL_CALLS]name[ARGS]{...} (v11+,
-optionally name[CALL_ID]id[ARGS]{...}). There is no end marker."""
+"""Mistral: [TOOL_CALLS] [{"name": ..., "arguments": {...}}] (v0.3), [TOOL_CALLS]name[ARGS]{...} (v11+,
+optionally name[CALL_ID]id[ARGS]{...}) and [TOOL_CALLS]name{...} (Magistral / Devstral). There is no end marker."""
 
 from __future__ import annotations
 
 import re
 
 from repair.formats.common import Ctx, add_notes, decode_calls, fail_segment, issue, skip_ws
+from repair.formats.spec import Format, Template, aliases
+from repair.markers import Kind, Lit
 from repair.salvage import Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
 FAMILY = "mistral"
 MARK = "[TOOL_CALLS]"
 START_MARKERS = (MARK,)
-_HEADER = re.compile(r"([A-Za-z0-9_.\-]{1,128})\s*(?:\[CALL_ID\]\s*[A-Za-z0-9_\-]{0,64}\s*)?\[ARGS\]")
+_HEADER = re.compile(r"([A-Za-z0-9_.\-]{1,128})\s*(?:\[CALL_ID\]\s*[A-Za-z0-9_\-]{0,64}\s*)?(?:\[ARGS\]|(?=\{))")
 _EOS = "</s>"
 
-
-def detect(text: str) -> bool:
-    return MARK in text
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -60,3 +59,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if text.startswith(_EOS, j):
         end = j + len(_EOS)
     return Parsed(end, [Segment(p, end, "calls", FAMILY, calls)])
+
+
+FORMAT = Format(
+    ("mistral",), (Kind("mistral", (Lit(MARK),), parse),), aliases(FAMILY, "mistral"),
+    (Template(FAMILY, (MARK,), rank=80),))

@@ -11,6 +11,8 @@ import re
 from typing import Any
 
 from repair.formats.common import Ctx, fail_segment, finish_block, issue, skip_ws
+from repair.formats.spec import Format, Template, aliases
+from repair.markers import Kind, Lit, Name
 from repair.salvage import Failed
 from repair.types import Parsed, RawCall, Segment
 
@@ -27,9 +29,6 @@ _CLOSERS = {"(": ")", "[": "]", "{": "}"}
 _MAX_DEPTH = 64
 _MAX_TOKENS = 8192
 
-
-def detect(text: str) -> bool:
-    return OPEN in text
 
 
 def extent(text: str, i: int, limit: int) -> int | None:
@@ -205,3 +204,11 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if isinstance(calls, Failed):
         return fail_segment(p, e, FAMILY, calls.kind, calls.detail)
     return Parsed(e, [Segment(p, e, "calls", FAMILY, calls)])
+
+
+FORMAT = Format(
+    ("pythonic",),
+    (Kind("pythonic_wrapped", (Lit(OPEN),), parse_wrapped),
+     Kind("pythonic_bare", (Lit("["), Name(64, ("(",))), parse_bare, line_start=True, generic=True)),
+    aliases(FAMILY, "pythonic", "lfm2"),
+    (Template(FAMILY, (OPEN,), rank=40), Template(FAMILY, ("<|tool_list_start|>",), rank=41)))

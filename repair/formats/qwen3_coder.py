@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 from repair.formats.common import Ctx, add_notes, fail_segment, finish_block, issue, skip_ws
+from repair.formats.spec import Format, Template, aliases
+from repair.markers import Kind, Lit
 from repair.salvage import Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
@@ -21,9 +23,6 @@ START_MARKERS = ("<tool_call>", FUNC)
 _HEAD = re.compile(r"<function=([^>\n<]{0,200})(>?)")
 _PHEAD = re.compile(r"<parameter=([^>\n<]{0,200})(>?)")
 
-
-def detect(text: str) -> bool:
-    return FUNC in text and PARAM in text
 
 
 def _strip_nl(value: str) -> str:
@@ -90,7 +89,9 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
                 k += len(FUNC_END)
                 closed = True
             break
-        if not closed and k < n:
+        if not closed and k >= n:
+            return Failed("truncated", "the text ends before </function>; more parameters may follow", n)
+        if not closed:
             call.repairs.append(issue("closing_tag", "</function> missing"))
         call.arguments = args
         calls.append(call)
@@ -130,3 +131,9 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return Parsed(i, [Segment(p, i, "calls", first.family, calls)])
     end, junk = finish_block(text, i, close, len("</tool_call>"), first)
     return Parsed(end, [Segment(p, end, "calls", first.family, calls, text=junk)])
+
+
+FORMAT = Format(
+    ("qwen3_coder",), (Kind("qwen3_function", (Lit(FUNC),), parse),),
+    aliases(FAMILY, "qwen3_coder", "qwen3_xml", "qwen3coder", "step3p5"),
+    (Template(FAMILY, (FUNC, PARAM), rank=50),))

@@ -6,6 +6,8 @@ import re
 
 from repair.formats import pythonic
 from repair.formats.common import Ctx, add_notes, fail_segment, issue, skip_ws
+from repair.formats.spec import Format
+from repair.markers import Kind, Name, OneOf, Ws
 from repair.salvage import Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
@@ -15,9 +17,6 @@ PREFIXES = ("[Tool call:", "Tool call:", "tool call:", "Tool Call:", "[Tool Call
 START_MARKERS = PREFIXES
 _HEAD = re.compile(r"(\[)?(?:Tool call|tool call|Tool Call|TOOL CALL):[ \t\r\n]{0,4}([A-Za-z0-9_.\-]{1,64})\(")
 
-
-def detect(text: str) -> bool:
-    return any(pfx in text for pfx in PREFIXES)
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -59,3 +58,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         if text.startswith("]", j):
             end = j + 1
     return Parsed(end, [Segment(p, end, "calls", FAMILY, [call])])
+
+
+FORMAT = Format(
+    (FAMILY,), (Kind("text", (OneOf(PREFIXES), Ws(4), Name(64, ("(",))), parse, generic=True),))

@@ -353,8 +353,9 @@ HAND: list[Case] = [
          "<arg_key>limit</arg_key>\n<arg_value>2</arg_value>\n</tool_call>",
          [("read_file", {"path": "a.py", "limit": 2})], None, repairs=("closing_tag",)),
     Case("g-json-body", '<tool_call>read_file\n{"path": "a.py"}\n</tool_call>', RF, None, format="glm45"),
-    Case("g-missing-close", "<tool_call>read_file\n<arg_key>path</arg_key>\n<arg_value>a.py</arg_value>", RF, None,
-         repairs=("truncated",)),
+    # cut off after a complete value: more arguments may have followed, so nothing is emitted (as vLLM's glm4_moe)
+    Case("g-missing-close", "<tool_call>read_file\n<arg_key>path</arg_key>\n<arg_value>a.py</arg_value>", [],
+         "<tool_call>read_file\n<arg_key>path</arg_key>\n<arg_value>a.py</arg_value>", errors=("truncated",)),
     # kimi
     Case("k-missing-section-begin", '<|tool_call_begin|>functions.read_file:0<|tool_call_argument_begin|>'
          '{"path": "a.py"}<|tool_call_end|>', RF, None, repairs=("opening_tag",), format="kimi_k2"),

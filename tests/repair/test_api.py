@@ -24,15 +24,33 @@ RF = [("read_file", {"path": "a.py"})]
 
 
 def test_families() -> None:
-    assert FAMILIES == ("hermes", "qwen3_coder", "llama3", "pythonic", "mistral", "deepseek_v3", "deepseek_v31",
-                        "glm45", "kimi_k2", "harmony", "gemma4", "json", "text")
+    assert set(FAMILIES) >= {
+        "hermes", "qwen3_coder", "llama3", "pythonic", "mistral", "deepseek_v3", "deepseek_v31", "deepseek_v32",
+        "deepseek_v4", "minimax_m2", "glm45", "kimi_k2", "harmony", "gemma4", "json", "text", "hy_v3", "longcat",
+        "seed_oss", "olmo3", "apertus", "llama4_pythonic", "minimax", "granite", "internlm2", "phi4_mini",
+        "gigachat3", "lmstudio"}
+    assert len(set(FAMILIES)) == len(FAMILIES)
+
+
+def test_registry_tables_are_derived() -> None:
+    from repair.formats import _PARSER_TYPES, _TEMPLATES, REGISTRY
+
+    assert set(_PARSER_TYPES.values()) <= set(FAMILIES)
+    assert {t.family for t in _TEMPLATES} <= set(FAMILIES)
+    assert {f for fmt in REGISTRY for f in fmt.families} == set(FAMILIES)
+    keys = [k.key for fmt in REGISTRY for k in fmt.kinds]
+    assert len(keys) == len(set(keys))
 
 
 @pytest.mark.parametrize(("name", "family"), [
     ("json_tools", "hermes"), ("qwen3_coder", "qwen3_coder"), ("pythonic", "pythonic"), ("mistral", "mistral"),
     ("kimi_k2", "kimi_k2"), ("glm47", "glm45"), ("function_gemma", "gemma4"), ("gemma4", "gemma4"),
     ("deepseek_v3", "deepseek_v3"), ("deepseek_v31", "deepseek_v31"), ("harmony", "harmony"), ("gpt_oss", "harmony"),
-    ("llama3_json", "llama3"), ("Hermes", "hermes"), ("minimax_m2", None), ("", None),
+    ("llama3_json", "llama3"), ("Hermes", "hermes"), ("minimax_m2", "minimax_m2"), ("deepseek_v32", "deepseek_v32"),
+    ("deepseek_v4", "deepseek_v4"), ("llama4_pythonic", "llama4_pythonic"), ("olmo3", "olmo3"), ("hy_v3", "hy_v3"),
+    ("seed_oss", "seed_oss"), ("longcat", "longcat"), ("lfm2", "pythonic"), ("qwen3_xml", "qwen3_coder"),
+    ("step3p5", "qwen3_coder"), ("hunyuan_a13b", "minimax"), ("granite-20b-fc", "granite_20b_fc"),
+    ("gpt-oss", "harmony"), ("no_such_parser", None), ("", None),
 ])
 def test_family_for_parser_type(name: str, family: str | None) -> None:
     assert family_for_parser_type(name) == family
@@ -50,6 +68,12 @@ def test_family_for_parser_type(name: str, family: str | None) -> None:
     ("<|start|>assistant<|channel|>commentary to=functions.{{ name }}<|message|>", "harmony"),
     ("<|tool_call>call:{{ name }}{ {{ args }} }<tool_call|>", "gemma4"),
     ("<|tool_call_start|>[{{ calls }}]<|tool_call_end|>", "pythonic"),
+    ("<minimax:tool_call>\n<invoke name=\"{{ name }}\">", "minimax_m2"),
+    ("{{ '<｜DSML｜function_calls>' }}<｜DSML｜invoke name=", "deepseek_v32"),
+    ("<seed:tool_call>\n<function={{ name }}>\n<parameter={{ k }}>", "seed_oss"),
+    ("<longcat_tool_call>{{ name }}<longcat_arg_key>", "longcat"),
+    ("<tool_calls>\n<tool_call>{{ name }}<tool_sep>\n<arg_key>", "hy_v3"),
+    ("<|python_start|>[{{ calls }}]<|python_end|>", "llama4_pythonic"),
     ("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}", None),
 ])
 def test_sniff_template(template: str, family: str | None) -> None:

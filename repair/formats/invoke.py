@@ -1,0 +1,110 @@
+"""Calls as <invoke name="f"><parameter name="k">v</parameter></invoke> in a section:
+
+DeepSeek V3.2:  <｜DSML｜function_calls><｜DSML｜invoke name="f"><｜DSML｜parameter name="k" string="true">v
+                </｜DSML｜parameter></｜DSML｜invoke></｜DSML｜function_calls>
+DeepSeek V4:    the same in <｜DSML｜tool_calls>...</｜DSML｜tool_calls>
+MiniMax-M2:     <minimax:tool_call><invoke name="f"><parameter name="k">v</parameter></invoke></minimax:tool_call>
+
+Values are text, byte for byte; `string="false"` marks a JSON value, `string="true"` a string. Without the
+attribute values are typed from the declared schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from repair.formats import section
+from repair.formats.common import Ctx, issue, unwrap_arguments
+from repair.formats.spec import Format, Template, aliases
+from repair.markers import Kind, OneOf
+from repair.types import Parsed, RawCall
+
+FAMILY_V32 = "deepseek_v32"
+FAMILY_V4 = "deepseek_v4"
+FAMILY_M2 = "minimax_m2"
+_D = "(?:[｜|]DSML[｜|])?"
+DSML_V32_BEGIN = "<｜DSML｜function_calls>"
+DSML_V4_BEGIN = "<｜DSML｜tool_calls>"
+M2_BEGIN = "<minimax:tool_call>"
+START_MARKERS = (DSML_V32_BEGIN, DSML_V4_BEGIN, "<|DSML|function_calls>", "<|DSML|tool_calls>", M2_BEGIN,
+                 "<｜DSML｜invoke name=")
+_INVOKE = re.compile("<" + _D + r'invoke\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>')
+_INVOKE_END = re.compile("</" + _D + r"invoke\s*>")
+_PARAM = re.compile("<" + _D + r'parameter\s+name\s*=\s*"([^"<>\n]{1,128})"(?:\s+string\s*=\s*"(true|false)")?\s*>')
+_PARAM_END = re.compile("</" + _D + r"parameter\s*>")
+_WS = re.compile(r"[ \t\r\n]*")
+
+
+def _value(raw: str, string_attr: str | None) -> Any:
+    if string_attr != "false":
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
+    n = len(text)
+    call = RawCall(name=mb.group(1).strip(), text_args=True)
+    args: dict[str, Any] = {}
+    k = mb.end()
+    while True:
+        k = _WS.match(text, k, stop).end()  # type: ignore[union-attr]
+        pm = _PARAM.match(text, k, stop)
+        if pm is None:
+            break
+        vs = pm.end()
+        pe, pe_end = ctx.find_end(_PARAM_END, vs)
+        nxt = ctx.find(_PARAM, vs)
+        if pe == -1 or pe >= stop or (nxt != -1 and nxt < pe):
+            ends = [x for x in (nxt,) if x != -1 and x < stop]
+            ve = min(ends) if ends else stop
+            if ve >= n:
+                return section.truncated_call(call.name, None, f"the text ends inside parameter {pm.group(1)!r}"), n
+            call.repairs.append(issue("closing_tag", f"parameter end tag missing after {pm.group(1)!r}"))
+            args[pm.group(1)] = _value(text[vs:ve].rstrip(), pm.group(2))
+            k = ve
+            continue
+        args[pm.group(1)] = _value(text[vs:pe], pm.group(2))
+        k = pe_end
+    if stop >= n:  # no </invoke> before the end: more parameters may have been coming
+        return section.truncated_call(call.name, None, "the text ends before the invoke end tag"), n
+    call.arguments = args
+    unwrap_arguments(call, ctx)
+    if call.arguments is not args:
+        call.text_args = False
+    return call, k
+
+
+def _spec(family: str, begin: str, end: str) -> section.SectionSpec:
+    return section.SectionSpec(family, re.compile(begin), re.compile(end), _INVOKE, _INVOKE_END, _call,
+                               begin_name="section begin tag", end_name="section end tag",
+                               call_end_name="invoke end tag")
+
+
+SPECS = (
+    (re.compile("<[｜|]DSML[｜|]function_calls>"),
+     _spec(FAMILY_V32, "<[｜|]DSML[｜|]function_calls>", "</[｜|]DSML[｜|]function_calls>")),
+    (re.compile("<[｜|]DSML[｜|]tool_calls>"),
+     _spec(FAMILY_V4, "<[｜|]DSML[｜|]tool_calls>", "</[｜|]DSML[｜|]tool_calls>")),
+    (re.compile("<minimax:tool_call>"), _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>")),
+)
+_BARE = _spec(FAMILY_V32, "<[｜|]DSML[｜|]function_calls>", "</[｜|]DSML[｜|]function_calls>")
+
+
+def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    for begin, spec in SPECS:
+        if begin.match(text, p):
+            return section.parse(spec, text, p, ctx)
+    return section.parse(_BARE, text, p, ctx)
+
+
+FORMAT = Format(
+    (FAMILY_V32, FAMILY_V4, FAMILY_M2), (Kind("invoke", (OneOf(START_MARKERS),), parse),),
+    (*aliases(FAMILY_V32, "deepseek_v32", "deepseekv32", "deepseek_v3_2"),
+     *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5")),
+    (Template(FAMILY_M2, (M2_BEGIN,), rank=10), Template(FAMILY_V4, ("DSML", "tool_calls"), rank=11),
+     Template(FAMILY_V32, ("DSML",), rank=12)))

@@ -1,0 +1,120 @@
+"""A section of calls between markers: `<begin> (<call> ... <call end>)* <end>`, the shape shared by DeepSeek,
+Kimi K2, Gemma 4, DeepSeek DSML, MiniMax-M2 and Hunyuan.
+
+A format gives the markers and a parser for one call; this module walks the section, records what is missing
+(section or call markers), and splits the section where a call is cut off by the end of the text: the complete
+calls before it are kept, the cut-off one is reported and its text stays in the content.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from repair.formats.common import Ctx, fail_segment, has_note, issue, skip_ws
+from repair.types import Parsed, RawCall, Segment
+
+# One call: (text, match of the call opener, where the call's text must stop, ctx) -> (call, end of what it read).
+# A call cut off by the end of the text has failure "truncated".
+CallParser = Callable[[str, "re.Match[str]", int, Ctx], tuple[RawCall, int]]
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    family: str
+    begin: re.Pattern[str]
+    end: re.Pattern[str]
+    call: re.Pattern[str]                 # opener of one call
+    call_end: re.Pattern[str] | None      # closer of one call (None: the call parser finds its own end)
+    parse_call: CallParser
+    begin_name: str = "section begin marker"
+    end_name: str = "section end marker"
+    call_end_name: str = "call end marker"
+    merged_note: bool = False             # several calls in one section is itself a repair (Gemma)
+    bare_call_ok: bool = True             # a call opener without the section opener is a call (else: ignored)
+
+
+def truncated_call(name: str | None, family: str, detail: str) -> RawCall:
+    return RawCall(name=name, family=family, failure=issue("truncated", detail))
+
+
+def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
+    n = len(text)
+    m0 = spec.begin.match(text, p)
+    section = m0 is not None
+    if not section and not spec.bare_call_ok:
+        return None
+    i = m0.end() if m0 is not None else p
+    nxt = ctx.find(spec.begin, i)
+    bound = nxt if nxt != -1 else n
+    send, send_end = ctx.find_end(spec.end, i)
+    if send != -1 and send >= bound:
+        send = -1
+    limit = send if send != -1 else bound
+    calls: list[RawCall] = []
+    while ctx.room(len(calls)):
+        i = skip_ws(text, i, limit)
+        mb = spec.call.match(text, i, limit)
+        if mb is None:
+            break
+        cs, hs = i, mb.end()
+        stops = []
+        ce, ce_end = ctx.find_end(spec.call_end, hs) if spec.call_end is not None else (-1, -1)
+        if ce != -1 and ce < limit:
+            stops.append(ce)
+        else:
+            ce = -1
+        if spec.call_end is not None:
+            nb = ctx.find(spec.call, hs)
+            if nb != -1 and nb < limit:
+                stops.append(nb)
+        stop = min(stops) if stops else limit
+        call, after = spec.parse_call(text, mb, stop, ctx)
+        call.family = call.family or spec.family
+        if call.failure is not None and call.failure.kind == "truncated":
+            if not calls:
+                return fail_segment(p, n, spec.family, "truncated", call.failure.detail, call.name)
+            head = Segment(p, cs, "calls", calls[0].family or spec.family, calls)
+            return Parsed(n, [head, Segment(cs, n, "calls", spec.family, [call])])
+        if call.failure is None and text[skip_ws(text, after, stop):stop].strip():
+            call.repairs.append(issue("json_syntax", "stray text after the arguments"))
+        if spec.call_end is None:
+            i = max(after, hs)
+        elif ce != -1 and stop == ce:
+            i = ce_end
+        else:
+            if stop >= n:
+                if call.failure is None and not has_note(call, "truncated"):
+                    call.repairs.append(issue("truncated", f"the text ends before the {spec.call_end_name}"))
+            else:
+                call.repairs.append(issue("closing_tag", f"{spec.call_end_name} missing"))
+            i = max(stop, hs)
+        calls.append(call)
+    if not calls:
+        if section and skip_ws(text, i) >= n:
+            return fail_segment(p, n, spec.family, "truncated", "the text ends inside the tool-call section")
+        return None
+    first = calls[0]
+    family = first.family or spec.family
+    if spec.merged_note and len(calls) > 1:
+        first.repairs.append(issue("merged_calls", f"{len(calls)} calls in one block"))
+    if not section:
+        first.repairs.append(issue("opening_tag", f"{spec.begin_name} missing"))
+    junk = ""
+    if send != -1:
+        j = skip_ws(text, i, send)
+        junk = text[j:send].strip()
+        if junk and not junk.strip("}]),; \t\r\n"):
+            first.repairs.append(issue("json_syntax", "stray characters before the closing tag"))
+            junk = ""
+        end = send_end
+    elif skip_ws(text, i) >= n:
+        if section and not any(has_note(c, "truncated") for c in calls):
+            first.repairs.append(issue("truncated", f"the text ends before the {spec.end_name}"))
+        end = n
+    else:
+        if section:
+            first.repairs.append(issue("closing_tag", f"{spec.end_name} missing"))
+        end = i
+    return Parsed(end, [Segment(p, end, "calls", family, calls, text=junk)])
