@@ -118,6 +118,44 @@ def prefix_regex(kind: Kind) -> str:
     return ("(?:(?<=\\n)|(?<![\\s\\S]))" if kind.line_start else "") + out
 
 
+def _tokens(nodes: tuple[Node, ...], first: str | None) -> list[str]:
+    """The kind as a list of regex atoms: literal characters one by one, other nodes whole."""
+    out: list[str] = []
+    for i, n in enumerate(nodes):
+        if i == 0 and first is not None:
+            out.extend(re.escape(c) for c in first)
+        elif isinstance(n, Lit):
+            out.extend(re.escape(c) for c in n.text)
+        else:
+            out.append(_node_regex(n, False))
+    return out
+
+
+def _factored(kinds: tuple[Kind, ...]) -> str:
+    r"""One regex matching any kind, built as a trie over the kinds' atoms (`<(?:tool_call>|\|(?:...))`): every
+    branch starts with a literal, so the engine skips positions that cannot begin a candidate, and shared
+    prefixes are tried once (a 200 KB prose or bracket-heavy message is scanned several times faster)."""
+    trie: dict[str, Any] = {}
+    for k in kinds:
+        first = k.nodes[0]
+        options = (first.text,) if isinstance(first, Lit) else first.options if isinstance(first, OneOf) else ()
+        for o in options:
+            node = trie
+            for tok in _tokens(k.nodes, o):
+                node = node.setdefault(tok, {})
+            node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        alts = [tok + emit(child) if tok else "" for tok, child in node.items()]
+        if len(alts) == 1:
+            return alts[0]
+        if "" in alts:  # a kind ends here while others go on: try the longer ones first
+            alts = [a for a in alts if a] + [""]
+        return "(?:" + "|".join(alts) + ")"
+
+    return emit(trie)
+
+
 NO, PARTIAL, MATCH = 0, 1, 2
 
 
@@ -127,7 +165,7 @@ class KindSet:
     def __init__(self, kinds: tuple[Kind, ...]) -> None:
         self.kinds = kinds
         self.regex = {k.key: re.compile(kind_regex(k)) for k in kinds}
-        self.combined = re.compile("|".join(f"(?:{kind_regex(k, named=False)})" for k in kinds))
+        self.combined = re.compile(_factored(kinds))
         by_first: dict[str, list[Kind]] = {}
         for k in kinds:
             for c in k.first_chars():

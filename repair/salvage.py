@@ -31,8 +31,8 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 # One token: a double- or single-quoted string (group 1/2 is the closing quote, absent when unclosed),
 # a bracket, or a run of anything else. Each alternative consumes; none can fail after scanning far.
 _TOKEN = re.compile(
-    r'"(?:[^"\\]|\\[\s\S])*\\?(")?'
-    r"|'(?:[^'\\]|\\[\s\S])*\\?(')?"
+    r'"[^"\\]*(?:\\[\s\S][^"\\]*)*\\?(")?'
+    r"|'[^'\\]*(?:\\[\s\S][^'\\]*)*\\?(')?"
     r"|[{}\[\]]"
     r"|[^\"'{}\[\]]+"
 )

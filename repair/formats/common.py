@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -239,3 +240,17 @@ def unwrap_arguments(call: RawCall, ctx: Ctx) -> None:
     if isinstance(value, dict):
         call.arguments = value
         call.repairs.append(issue("parameters_key", f'arguments wrapped in a parameter named "{key}"'))
+
+
+_STRING_DECODER = json.JSONDecoder()
+
+
+def json_string(text: str, i: int, limit: int) -> tuple[str, int] | None:
+    """A JSON string literal at text[i] (not past `limit`): its value and end; None when there is none."""
+    if i >= limit or text[i] != '"':
+        return None
+    try:
+        value, end = _STRING_DECODER.raw_decode(text[:limit], i)
+    except ValueError:
+        return None
+    return (value, end) if isinstance(value, str) else None

@@ -99,10 +99,15 @@ def _paren_call(text: str, call: RawCall, k: int, stop: int) -> tuple[RawCall, i
         call.failure = issue("invalid_json", "not a Python argument list")
         return call, stop
     parsed = pythonic.parse_calls("f" + text[k:e], FAMILY)
-    if isinstance(parsed, Failed):
-        call.failure = issue(parsed.kind, parsed.detail)
+    if not isinstance(parsed, Failed) and parsed[0].failure is None:
+        call.arguments = parsed[0].arguments
+        return call, e
+    got = loads("{" + text[k + 1:e - 1] + "}")  # call:name(key: "value", n: 1): keys and colons, as in an object
+    if isinstance(got, Failed) or not isinstance(got.value, dict):
+        call.failure = issue("invalid_json", "the argument list is neither Python keywords nor key: value pairs")
     else:
-        call.arguments, call.failure = parsed[0].arguments, parsed[0].failure
+        call.arguments = got.value
+        add_notes(call, got.repairs)
     return call, e
 
 

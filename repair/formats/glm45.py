@@ -101,6 +101,9 @@ def parse_body(text: str, b: int, limit: int, ctx: Ctx, tags: Tags = GLM,
     args: dict[str, str] = {}
     while text.startswith(tags.key, k):
         ks = k + len(tags.key)
+        while text.startswith(tags.key, ks):  # <arg_key><arg_key>name
+            call.repairs.append(issue("json_syntax", f"repeated {tags.key}"))
+            ks += len(tags.key)
         ke = ctx.find(tags.key_end, ks)
         nv = ctx.find(tags.value, ks)
         if ke == -1 or ke >= limit or (nv != -1 and nv < ke):
@@ -122,7 +125,15 @@ def parse_body(text: str, b: int, limit: int, ctx: Ctx, tags: Tags = GLM,
         if not text.startswith(tags.value, k):
             if k >= n:
                 return Failed("truncated", f"the text ends before the value of {key!r}", n)
-            return Failed("invalid_json", f"no {tags.value} for {key!r}", k)
+            close = ctx.find(tags.value_end, k)
+            nxt = ctx.find(tags.key, k)
+            if close == -1 or close >= limit or (nxt != -1 and nxt < close):
+                return Failed("invalid_json", f"no {tags.value} for {key!r}", k)
+            # </arg_key>value</arg_value>: the opening tag is missing, the value is delimited all the same
+            call.repairs.append(issue("opening_tag", f"{tags.value} missing before the value of {key!r}"))
+            args[key] = text[k:close]
+            k = skip_ws(text, close + len(tags.value_end), limit)
+            continue
         vs = k + len(tags.value)
         close = ctx.find(tags.value_end, vs)
         nxt = ctx.find(tags.key, vs)

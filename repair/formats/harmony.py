@@ -9,7 +9,7 @@ import re
 
 from repair.formats.common import Ctx, add_notes, issue, skip_ws
 from repair.formats.spec import Format, Template, aliases
-from repair.markers import Kind, OneOf
+from repair.markers import Kind, Lit, Name, OneOf
 from repair.salvage import Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
@@ -45,6 +45,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if rm is not None:
         recipient = rm.group(1)
         name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
+        if name.endswith("json") and ctx.index.resolve(name) is None and ctx.index.resolve(name[:-4]) is not None:
+            name = name[:-4]  # "to=functions.shelljson": the constraint glued to the name
         call = RawCall(name=name, family=FAMILY)
         if not body.strip():
             call.arguments = {}
@@ -66,6 +68,39 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, kind, FAMILY, text=body)])
 
 
+_STRIPPED = re.compile(
+    r"commentary to=([^\s<{]{1,200})[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json)?[ \t]*(?:<\|message\|>)?")
+_CALL_END = re.compile(r"[ \t\r\n]*<\|(?:call|end)\|>")
+
+
+def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """A harmony call with its special tokens removed (servers decoding with skip_special_tokens):
+    `...assistantcommentary to=functions.get_weather json{"city": "Paris"}`."""
+    n = len(text)
+    m = _STRIPPED.match(text, p)
+    if m is None:
+        return None
+    recipient = m.group(1)
+    name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
+    k = skip_ws(text, m.end())
+    if k >= n or text[k] != "{":
+        return None
+    call = RawCall(name=name, family=FAMILY)
+    got = decode_at(text, k, n, max_closers=0, budget=ctx.budget)
+    if isinstance(got, Failed):
+        call.failure = issue(got.kind, got.detail)
+        return Parsed(n if got.kind == "truncated" else max(got.end, k + 1),
+                      [Segment(p, n if got.kind == "truncated" else max(got.end, k + 1), "calls", FAMILY, [call])])
+    call.arguments = got.value
+    add_notes(call, got.repairs)
+    em = _CALL_END.match(text, got.end)
+    end = em.end() if em is not None else got.end
+    return Parsed(end, [Segment(p, end, "calls", FAMILY, [call])])
+
+
 FORMAT = Format(
-    (FAMILY,), (Kind("harmony", (OneOf(START_MARKERS),), parse),), aliases(FAMILY, "harmony", "gpt_oss", "openai"),
+    (FAMILY,),
+    (Kind("harmony", (OneOf(START_MARKERS),), parse),
+     Kind("harmony_stripped", (Lit("commentary to="), Name(64, (" ", "<", "{"))), parse_stripped, generic=True)),
+    aliases(FAMILY, "harmony", "gpt_oss", "openai"),
     (Template(FAMILY, (CHANNEL, MESSAGE), rank=1),))

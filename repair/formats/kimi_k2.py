@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from repair.formats import section
-from repair.formats.common import Ctx, add_notes, issue
+from repair.formats.common import Ctx, add_notes, issue, json_string, skip_ws
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, OneOf
 from repair.salvage import Failed, decode_at
@@ -18,7 +18,7 @@ SECTION_END = "<|tool_calls_section_end|>"
 CALL_BEGIN = "<|tool_call_begin|>"
 ARG_BEGIN = "<|tool_call_argument_begin|>"
 CALL_END = "<|tool_call_end|>"
-START_MARKERS = (SECTION_BEGIN, CALL_BEGIN)
+START_MARKERS = (SECTION_BEGIN, "<|tool_call_section_begin|>", CALL_BEGIN)
 _ID = re.compile(r"\s*(?:functions\.)?([A-Za-z0-9_.\-]+?)(?::\d+)?\s*")
 _ARG = re.compile(re.escape(ARG_BEGIN))
 
@@ -35,6 +35,10 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, i
     call = RawCall(name=m.group(1) if m else text[hs:a].strip(), family=FAMILY)
     got = decode_at(text, a + len(ARG_BEGIN), stop, max_closers=0 if stop >= n else 1, budget=ctx.budget)
     if isinstance(got, Failed):
+        encoded = json_string(text, skip_ws(text, a + len(ARG_BEGIN), stop), stop)
+        if encoded is not None:  # the arguments object written as a JSON string
+            call.arguments = encoded[0]
+            return call, encoded[1]
         call.failure = issue(got.kind, got.detail)
         return call, n if got.kind == "truncated" else stop
     call.arguments = got.value
@@ -43,7 +47,8 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, i
 
 
 SPEC = section.SectionSpec(
-    FAMILY, re.compile(re.escape(SECTION_BEGIN)), re.compile(re.escape(SECTION_END)), re.compile(re.escape(CALL_BEGIN)),
+    FAMILY, re.compile(r"<\|tool_calls?_section_begin\|>"), re.compile(r"<\|tool_calls?_section_end\|>"),
+    re.compile(re.escape(CALL_BEGIN)),
     re.compile(re.escape(CALL_END)), _call, begin_name=SECTION_BEGIN, end_name=SECTION_END, call_end_name=CALL_END)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from repair.formats.common import Ctx, fail_segment, finish_block, issue, skip_ws
 from repair.formats.spec import Format, Template, aliases
-from repair.markers import Kind, Lit, Name
+from repair.markers import Kind, Lit, Name, Ws
 from repair.salvage import Failed
 from repair.types import Parsed, RawCall, Segment
 
@@ -138,6 +138,87 @@ def parse_calls(src: str, family: str) -> list[RawCall] | Failed:
     return calls
 
 
+_PY_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}\s*\(")
+
+
+def parse_lines(text: str, b: int, limit: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
+    """`[f(a=1), g()]`, or bare calls one after another (newlines, commas or semicolons between them)."""
+    n = len(text)
+    if b < limit and text[b] == "[":
+        e = extent(text, b, limit)
+        if e is None:
+            if limit >= n:
+                return Failed("truncated", "the text ends inside the call list", n)
+            return Failed("invalid_json", "the call list does not close", limit)
+        if e == -1:
+            return Failed("invalid_json", "not a Python call list", b)
+        got = parse_calls(text[b:e], FAMILY)
+        return got if isinstance(got, Failed) else (got, e)
+    calls: list[RawCall] = []
+    i = b
+    while ctx.room(len(calls)):
+        m = _PY_HEAD.match(text, i, limit)
+        if m is None:
+            break
+        e = extent(text, m.end() - 1, limit)
+        if e is None:
+            if limit >= n:
+                return Failed("truncated", "the text ends inside a call", n)
+            return Failed("invalid_json", "a call does not close", limit)
+        if e == -1:
+            return Failed("invalid_json", "not a Python call", i)
+        got = parse_calls(text[i:e], FAMILY)
+        if isinstance(got, Failed):
+            return got
+        calls.extend(got)
+        i = skip_ws(text, e, limit)
+        if i < limit and text[i] in ",;":
+            i = skip_ws(text, i + 1, limit)
+    if not calls:
+        return Failed("invalid_json", "no Python call", b)
+    return calls, i
+
+
+_TOOL_CODE_FENCE = re.compile(r"```tool_code[ \t]*\r?\n?")
+_TOOL_CODE_ASSIGN = re.compile(r"tool_code[ \t]*=[ \t]*")
+_PRINT_TOOL_CODE = re.compile(r"[ \t]*\r?\n[ \t]*print\(tool_code\)")
+
+
+def parse_tool_code(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """Gemma's ```tool_code fence of Python calls, and its unfenced `tool_code = f(...)` (+ `print(tool_code)`)."""
+    n = len(text)
+    fm = _TOOL_CODE_FENCE.match(text, p)
+    if fm is not None:
+        b = skip_ws(text, fm.end())
+        close = ctx.find("```", b)
+        limit = close if close != -1 else n
+        got = parse_lines(text, b, limit, ctx)
+        if isinstance(got, Failed):
+            if got.kind == "truncated":
+                return fail_segment(p, n, FAMILY, "truncated", got.detail)
+            return None
+        calls, i = got
+        if skip_ws(text, i, limit) < limit:
+            return None  # more than calls in the fence: code, not a call
+        end = close + 3 if close != -1 else n
+        return Parsed(end, [Segment(p, end, "calls", FAMILY, calls)])
+    am = _TOOL_CODE_ASSIGN.match(text, p)
+    if am is None:
+        return None
+    paren = text.find("(", am.end(), min(n, am.end() + 200))
+    e = extent(text, paren, n) if paren != -1 else -1
+    if e is None:
+        return fail_segment(p, n, FAMILY, "truncated", "the text ends inside the call")
+    if e == -1:
+        return None
+    calls = parse_calls(text[am.end():e], FAMILY)
+    if isinstance(calls, Failed):
+        return fail_segment(p, e, FAMILY, calls.kind, calls.detail)
+    pm = _PRINT_TOOL_CODE.match(text, e)
+    end = pm.end() if pm is not None else e
+    return Parsed(end, [Segment(p, end, "calls", FAMILY, calls)])
+
+
 def parse_wrapped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
     body = p + len(OPEN)
@@ -209,6 +290,10 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
 FORMAT = Format(
     ("pythonic",),
     (Kind("pythonic_wrapped", (Lit(OPEN),), parse_wrapped),
-     Kind("pythonic_bare", (Lit("["), Name(64, ("(",))), parse_bare, line_start=True, generic=True)),
+     Kind("pythonic_bare", (Lit("["), Name(64, ("(",))), parse_bare, line_start=True, generic=True),
+     Kind("tool_code_fence", (Lit("```tool_code"), Ws(16), Name(64, ("(",))), parse_tool_code, line_start=True,
+          generic=True),
+     Kind("tool_code_assign", (Lit("tool_code"), Ws(4), Lit("="), Ws(4), Name(64, ("(",))), parse_tool_code,
+          line_start=True, generic=True)),
     aliases(FAMILY, "pythonic", "lfm2"),
     (Template(FAMILY, (OPEN,), rank=40), Template(FAMILY, ("<|tool_list_start|>",), rank=41)))

@@ -16,6 +16,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 | seed_oss        | <seed:tool_call><function=..>...</seed:tool_call>             | Qwen3-Coder XML         |
 | llama4_pythonic | <\\|python_start\\|>[f(a=1)]<\\|python_end\\|>                  | Python calls            |
 | olmo3           | <function_calls>f(a=1)\\ng(b=2)</function_calls>              | Python calls, one a line |
+| hermes          | <tools>{...}</tools> (Qwen2.5-Coder's slip for <tool_call>)   | JSON objects            |
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from repair.formats import glm45, hermes, pythonic, qwen3_coder, section
+from repair.formats import glm45, hermes, llama3, pythonic, qwen3_coder, section
 from repair.formats.common import Ctx, add_notes, decode_calls, fail_segment, finish_block, issue, skip_ws
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Node, Ws
@@ -96,45 +97,16 @@ def name_args_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple
     return calls, got.end
 
 
-_PY_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,127}\s*\(")
-
-
 def pythonic_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
     """`[f(a=1), g()]`, or bare calls one after another (newlines or commas between them)."""
-    n = len(text)
-    if b < limit and text[b] == "[":
-        e = pythonic.extent(text, b, limit)
-        if e is None:
-            if limit >= n:
-                return Failed("truncated", "the text ends inside the call list", n)
-            return Failed("invalid_json", "the call list does not close", limit)
-        if e == -1:
-            return Failed("invalid_json", "not a Python call list", b)
-        got = pythonic.parse_calls(text[b:e], "")
-        return got if isinstance(got, Failed) else (got, e)
-    calls: list[RawCall] = []
-    i = b
-    while ctx.room(len(calls)):
-        m = _PY_HEAD.match(text, i, limit)
-        if m is None:
-            break
-        e = pythonic.extent(text, m.end() - 1, limit)
-        if e is None:
-            if limit >= n:
-                return Failed("truncated", "the text ends inside a call", n)
-            return Failed("invalid_json", "a call does not close", limit)
-        if e == -1:
-            return Failed("invalid_json", "not a Python call", i)
-        got = pythonic.parse_calls(text[i:e], "")
-        if isinstance(got, Failed):
-            return got
-        calls.extend(got)
-        i = skip_ws(text, e, limit)
-        if i < limit and text[i] in ",;":
-            i = skip_ws(text, i + 1, limit)
-    if not calls:
-        return Failed("invalid_json", "no Python call", b)
-    return calls, i
+    return pythonic.parse_lines(text, b, limit, ctx)
+
+
+def llama4_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
+    """Python calls, or Llama's JSON call objects ({"name": ..., "parameters": {...}})."""
+    if b < limit and text[b] == "{":
+        return llama3.json_calls(text, b, limit, "llama4_pythonic", ctx)
+    return pythonic_body(text, b, limit, bound, ctx)
 
 
 def qwen3_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
@@ -171,7 +143,8 @@ WRAPPERS: tuple[Wrapper, ...] = (
     Wrapper("lmstudio", "[TOOL_REQUEST]", "[END_TOOL_REQUEST]", json_body),
     Wrapper("longcat", "<longcat_tool_call>", "</longcat_tool_call>", longcat_body, xml_args=True),
     Wrapper("seed_oss", "<seed:tool_call>", "</seed:tool_call>", qwen3_body, xml_args=True),
-    Wrapper("llama4_pythonic", "<|python_start|>", "<|python_end|>", pythonic_body),
+    Wrapper("llama4_pythonic", "<|python_start|>", "<|python_end|>", llama4_body),
+    Wrapper("hermes", "<tools>", "</tools>", json_body),
     Wrapper("olmo3", "<function_calls>", "</function_calls>", pythonic_body),
 )
 _BY_OPEN = {w.open: w for w in WRAPPERS}
@@ -226,6 +199,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
             return fail_segment(p, n, w.family, "truncated", "the text ends right after the opening marker")
         return None
     got = w.body(text, b, limit, bound, ctx)
+    if isinstance(got, Failed) and got.kind != "truncated" and got.end <= b:
+        return None  # the marker is followed by something else: not a call
     if isinstance(got, Failed):
         if got.kind == "truncated":
             return fail_segment(p, n, w.family, "truncated", got.detail)

@@ -137,7 +137,7 @@ def test_adversarial_inputs_finish(name: str) -> None:
     elapsed = time.perf_counter() - start
     _check_invariants(text, TOOLS, r)
     _check_invariants(text, None, r2)
-    assert elapsed < 2.0  # generous: measured in milliseconds on a laptop
+    assert elapsed < 10.0  # generous (milliseconds on a laptop): only catches runaway work, never load
     sr = StreamRepairer(TOOLS, id_factory=ids)
     for i in range(0, len(text), 64):
         sr.feed(text[i:i + 64])

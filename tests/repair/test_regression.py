@@ -5,8 +5,11 @@ still not pass by accident, so the list stays true."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
+from tests.repair.helpers import assert_stream_matches
 from tests.repair.regression import Case, agentgate_calls, differences, load, verdict
 
 CASES = load()
@@ -32,3 +35,11 @@ def test_case(case: Case) -> None:
     assert why is not None, f"{case.id} now passes: remove it from data/differences.json"
     if diff["kind"] == "open":
         pytest.xfail(diff["why"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.id}-{c.family}")
+def test_case_streamed(case: Case) -> None:
+    """Streaming gives exactly the one-shot result for these outputs too (1-char chunks and one random)."""
+    if not case.text:
+        pytest.skip("an empty output is no stream")
+    assert_stream_matches(case.text, case.tools, seed=zlib.crc32(case.id.encode()), count=1)
