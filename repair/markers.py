@@ -173,11 +173,10 @@ class KindSet:
         self.by_first = {c: tuple(v) for c, v in by_first.items()}
         self.max_len = max(k.max_len() for k in kinds)
         self.partial = re.compile("(?:" + "|".join(f"(?:{prefix_regex(k)})" for k in kinds) + ")\\Z")
-        hints: set[str] = set()
+        firsts: set[str] = set()
         for k in kinds:
-            first = k.nodes[0]
-            hints.update((first.text,) if isinstance(first, Lit) else first.options)
-        self.prefilter = tuple(sorted(hints))
+            firsts |= k.first_chars()
+        self.prefilter = re.compile("[" + "".join(re.escape(c) for c in sorted(firsts)) + "]")
 
 
 class CandidateFinder:
@@ -194,7 +193,7 @@ class CandidateFinder:
 
     def may_contain(self, text: str) -> bool:
         """Cheap pre-check: False means no candidate can occur in `text`."""
-        return any(h in text for h in self._set.prefilter)
+        return self._set.prefilter.search(text) is not None
 
     def _accept(self, text: str, p: int, kind: Kind) -> bool:
         if kind.line_start and p > 0 and text[p - 1] != "\n":

@@ -12,7 +12,8 @@ class RepairIssue:
 
     Repairs: "closing_tag", "opening_tag", "single_quotes", "python_literal", "trailing_comma", "json_syntax",
     "coerced_type", "double_encoded", "parameters_key", "name_normalised", "think_block", "truncated",
-    "merged_calls", "parallel_trimmed", "format:<family>".
+    "merged_calls", "parallel_trimmed", "schema_invalid" (part of the tool's declared schema is not valid JSON
+    Schema and was ignored), "format:<family>".
     Failures: "invalid_json", "unknown_name", "schema_mismatch", "truncated", "no_call" (tool_choice required or
     named, and no valid call), "not_allowed" (a call to a tool other than the one tool_choice names).
     `call_index` is the ordinal of the call attempt (in order of appearance: upstream structured calls first,

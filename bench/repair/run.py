@@ -6,8 +6,8 @@ Cases: tests/repair/data/*.jsonl (the tool-parser tests of vLLM, SGLang and mlx-
 public bug reports), each scored on exactly what its source asserts (see tests/repair/regression.py).
 
 Columns:
-  * agentgate auto — `repair_message(text, tools)` with format detection per call (what the router does when no
-    family is configured); a case passes when its check holds.
+  * pass / agentgate auto — `repair_message(text, tools)` with format detection per call (what the router does
+    when no family is configured); a case passes when its check holds. "excl. differs" leaves out the cases below.
   * differs — cases where agentgate deliberately does something else (tests/repair/data/differences.json: a call
     the policy refuses, such as one whose required argument is missing; two negatives where agentgate emits a
     complete, valid call the peer's parser does not read); shown, and not counted as passes.
@@ -89,7 +89,8 @@ def run_cases(cases: list[Case], show: bool) -> tuple[dict[str, Any], list[str]]
     rows: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     failures: list[str] = []
     for case in cases:
-        keys = (f"family:{case.family}", f"source:{case.origin}", "all")
+        keys = (f"family:{case.family}", f"source:{case.origin}", "all",
+                *(("peer",) if case.origin != "bug reports" else ()))
         calls = agentgate_calls(case)
         why = verdict(case, calls)
         ok = why is None
@@ -119,17 +120,18 @@ def _rate(a: int, n: int) -> str:
 
 
 def table(rows: dict[str, Any], markdown: bool) -> str:
-    head = ["", "cases", "agentgate auto", "pass", "differs", "neg", "false calls", "mlx-lm (own family)",
-            "agentgate on those"]
+    head = ["", "cases", "pass", "differs", "agentgate auto", "excl. differs", "neg", "false calls",
+            "mlx-lm (own family)", "agentgate on those"]
     lines = []
-    order = ["all", *sorted(k for k in rows if k.startswith("source:")),
+    order = ["all", *(("peer",) if "peer" in rows else ()), *sorted(k for k in rows if k.startswith("source:")),
              *sorted(k for k in rows if k.startswith("family:"))]
+    names = {"all": "**all**", "peer": "**peer suites**"}
     for k in order:
         r = rows[k]
-        n, ag = r["n"][0], r["ag"][0]
+        n, ag, dif = r["n"][0], r["ag"][0], r["differs"][0]
         mn = r["mlx_n"][0]
-        lines.append([k.split(":", 1)[-1] if k != "all" else "**all**", str(n), _rate(ag, n), str(ag),
-                      str(r["differs"][0]), str(r["neg"][0]), str(r["false"][0]),
+        lines.append([names.get(k, k.split(":", 1)[-1]), str(n), str(ag), str(dif), _rate(ag, n),
+                      _rate(ag, n - dif), str(r["neg"][0]), str(r["false"][0]),
                       f"{_rate(r['mlx'][0], mn)} ({r['mlx'][0]}/{mn})" if mn else "—",
                       f"{_rate(r['ag_on_mlx'][0], mn)} ({r['ag_on_mlx'][0]}/{mn})" if mn else "—"])
     if markdown:
@@ -161,7 +163,7 @@ def pathological() -> dict[str, str]:
                                  + big[:size] + "</parameter></function></tool_call>",
         "markers of every family, mixed": ("<|tool_call_begin|>f<tool_call>name<arg_key>k</arg_key>[TOOL_CALLS]"
                                            "<|python_tag|>{\"name\": <function=x><｜DSML｜invoke name=\"a\">"
-                                           "<minimax:tool_call><|tool_call>call:x{" * 400)[:size],
+                                           "<minimax:tool_call><|tool_call>call:x{" * 1300)[:size],
         "prose 200 KB": ("Here is some text with {braces} and [brackets] (parens) and <tags>. " * 3000)[:size],
     }
 

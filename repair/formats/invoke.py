@@ -4,6 +4,9 @@ DeepSeek V3.2:  <｜DSML｜function_calls><｜DSML｜invoke name="f"><｜DSML｜
                 </｜DSML｜parameter></｜DSML｜invoke></｜DSML｜function_calls>
 DeepSeek V4:    the same in <｜DSML｜tool_calls>...</｜DSML｜tool_calls>
 MiniMax-M2:     <minimax:tool_call><invoke name="f"><parameter name="k">v</parameter></invoke></minimax:tool_call>
+Step-3:         <｜tool_calls_begin｜><｜tool_call_begin｜>function<｜tool_sep｜><steptml:invoke name="f">
+                <steptml:parameter name="k">v</steptml:parameter></steptml:invoke><｜tool_call_end｜>
+                <｜tool_calls_end｜>
 
 Values are text, byte for byte; `string="false"` marks a JSON value, `string="true"` a string. Without the
 attribute values are typed from the declared schema.
@@ -24,12 +27,13 @@ from repair.types import Parsed, RawCall
 FAMILY_V32 = "deepseek_v32"
 FAMILY_V4 = "deepseek_v4"
 FAMILY_M2 = "minimax_m2"
-_D = "(?:[｜|]DSML[｜|])?"
+FAMILY_STEP3 = "step3"
+_D = "(?:[｜|]DSML[｜|]|steptml:)?"
 DSML_V32_BEGIN = "<｜DSML｜function_calls>"
 DSML_V4_BEGIN = "<｜DSML｜tool_calls>"
 M2_BEGIN = "<minimax:tool_call>"
 START_MARKERS = (DSML_V32_BEGIN, DSML_V4_BEGIN, "<|DSML|function_calls>", "<|DSML|tool_calls>", M2_BEGIN,
-                 "<｜DSML｜invoke name=")
+                 "<｜DSML｜invoke name=", "<｜tool_calls_begin｜>")
 _INVOKE = re.compile("<" + _D + r'invoke\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>')
 _INVOKE_END = re.compile("</" + _D + r"invoke\s*>")
 _PARAM = re.compile("<" + _D + r'parameter\s+name\s*=\s*"([^"<>\n]{1,128})"(?:\s+string\s*=\s*"(true|false)")?\s*>')
@@ -91,6 +95,12 @@ SPECS = (
     (re.compile("<[｜|]DSML[｜|]tool_calls>"),
      _spec(FAMILY_V4, "<[｜|]DSML[｜|]tool_calls>", "</[｜|]DSML[｜|]tool_calls>")),
     (re.compile("<minimax:tool_call>"), _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>")),
+    (re.compile("<[｜|]tool_calls_begin[｜|]>"), section.SectionSpec(
+        FAMILY_STEP3, re.compile("<[｜|]tool_calls_begin[｜|]>"), re.compile("<[｜|]tool_calls_end[｜|]>"),
+        re.compile(r'<[｜|]tool_call_begin[｜|]>[ \t\r\n]*(?:function[ \t\r\n]*<[｜|]tool_sep[｜|]>[ \t\r\n]*)?'
+                   r'<steptml:invoke\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>'),
+        re.compile(r"</steptml:invoke>[ \t\r\n]*(?:<[｜|]tool_call_end[｜|]>)?"), _call,
+        begin_name="<｜tool_calls_begin｜>", end_name="<｜tool_calls_end｜>", call_end_name="</steptml:invoke>")),
 )
 _BARE = _spec(FAMILY_V32, "<[｜|]DSML[｜|]function_calls>", "</[｜|]DSML[｜|]function_calls>")
 
@@ -103,8 +113,9 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
 
 
 FORMAT = Format(
-    (FAMILY_V32, FAMILY_V4, FAMILY_M2), (Kind("invoke", (OneOf(START_MARKERS),), parse),),
+    (FAMILY_V32, FAMILY_V4, FAMILY_M2, FAMILY_STEP3), (Kind("invoke", (OneOf(START_MARKERS),), parse),),
     (*aliases(FAMILY_V32, "deepseek_v32", "deepseekv32", "deepseek_v3_2"),
-     *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5")),
-    (Template(FAMILY_M2, (M2_BEGIN,), rank=10), Template(FAMILY_V4, ("DSML", "tool_calls"), rank=11),
-     Template(FAMILY_V32, ("DSML",), rank=12)))
+     *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5"),
+     *aliases(FAMILY_STEP3, "step3")),
+    (Template(FAMILY_M2, (M2_BEGIN,), rank=10), Template(FAMILY_STEP3, ("steptml:invoke",), rank=10),
+     Template(FAMILY_V4, ("DSML", "tool_calls"), rank=11), Template(FAMILY_V32, ("DSML",), rank=12)))

@@ -28,7 +28,7 @@ def test_families() -> None:
         "hermes", "qwen3_coder", "llama3", "pythonic", "mistral", "deepseek_v3", "deepseek_v31", "deepseek_v32",
         "deepseek_v4", "minimax_m2", "glm45", "kimi_k2", "harmony", "gemma4", "json", "text", "hy_v3", "longcat",
         "seed_oss", "olmo3", "apertus", "llama4_pythonic", "minimax", "granite", "internlm2", "phi4_mini",
-        "gigachat3", "lmstudio"}
+        "gigachat3", "lmstudio", "step3"}
     assert len(set(FAMILIES)) == len(FAMILIES)
 
 

@@ -1,0 +1,62 @@
+"""Wire forms beyond the regression corpus: each recovered with the content around it kept, identically streamed."""
+
+from __future__ import annotations
+
+import pytest
+
+from repair import repair_message
+from tests.repair.helpers import assert_stream_matches, calls_of, ids
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}}]
+CALL = [("get_weather", {"city": "Paris", "days": 2})]
+
+FORMS = {
+    "step3": ('Checking.\n<｜tool_calls_begin｜><｜tool_call_begin｜>function<｜tool_sep｜>'
+              '<steptml:invoke name="get_weather"><steptml:parameter name="city">Paris</steptml:parameter>'
+              '<steptml:parameter name="days">2</steptml:parameter></steptml:invoke><｜tool_call_end｜>'
+              "<｜tool_calls_end｜>"),
+    "dsml_v4": ('Checking.\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n'
+                '<｜DSML｜parameter name="city" string="true">Paris</｜DSML｜parameter>\n'
+                '<｜DSML｜parameter name="days" string="false">2</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+                "</｜DSML｜tool_calls>"),
+    "minimax_m2": ('Checking.\n<minimax:tool_call>\n<invoke name="get_weather">\n<parameter name="city">Paris'
+                   '</parameter>\n<parameter name="days">2</parameter>\n</invoke>\n</minimax:tool_call>'),
+    "hy_v3": "Checking.\n<tool_calls>\n<tool_call>get_weather<tool_sep>\n<arg_key>city</arg_key>\n<arg_value>Paris"
+             "</arg_value>\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>\n</tool_calls>",
+    "longcat": "Checking.\n<longcat_tool_call>get_weather\n<longcat_arg_key>city</longcat_arg_key>\n<longcat_arg_value>"
+               "Paris</longcat_arg_value>\n<longcat_arg_key>days</longcat_arg_key>\n<longcat_arg_value>2"
+               "</longcat_arg_value>\n</longcat_tool_call>",
+    "seed_oss": "<seed:think>The user wants weather.</seed:think>Checking.\n<seed:tool_call>\n<function=get_weather>\n"
+                "<parameter=city>Paris</parameter>\n<parameter=days>2</parameter>\n</function>\n</seed:tool_call>",
+    "olmo3": "Checking.\n<function_calls>get_weather(city='Paris', days=2)</function_calls>",
+    "llama4": "Checking.\n<|python_start|>[get_weather(city='Paris', days=2)]<|python_end|>",
+    "apertus": 'Checking.\n<|tools_prefix|>[{"get_weather": {"city": "Paris", "days": 2}}]<|tools_suffix|>',
+    "mistral_no_args_tag": 'Checking.\n[TOOL_CALLS]get_weather{"city": "Paris", "days": 2}',
+    "harmony_stripped": 'Checking.\ncommentary to=functions.get_weather json{"city": "Paris", "days": 2}',
+    "gemma_paren": 'Checking.\n<|tool_call>call:get_weather(city="Paris", days=2)<tool_call|>',
+    "tool_code": 'Checking.\n```tool_code\nget_weather(city="Paris", days=2)\n```',
+    "glm_key_value": "Checking.\n<tool_call>get_weather city=Paris days=2</tool_call>",
+    "internlm2": 'Checking.\n<|action_start|><|plugin|>\n{"name": "get_weather", "parameters": {"city": "Paris", '
+                 '"days": 2}}<|action_end|>',
+    "lmstudio": 'Checking.\n[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}'
+                "[END_TOOL_REQUEST]",
+}
+
+
+@pytest.mark.parametrize("name", list(FORMS))
+def test_form(name: str) -> None:
+    text = FORMS[name]
+    r = repair_message(text, TOOLS, id_factory=ids)
+    assert calls_of(r) == CALL, (r.errors, r.content)
+    assert r.content == "Checking."
+    assert r.errors == []
+    assert_stream_matches(text, TOOLS)
+
+
+def test_samples_in_prose_are_left_alone() -> None:
+    for text in ("Gemma writes `call:get_weather{city:<|\"|>Paris<|\"|>}` for that.",
+                 "The tag <tools> lists what you may call.", "Use <function_calls> blocks, e.g. in docs.",
+                 "```tool_code\nprint('hello')\n```"):
+        r = repair_message(text, TOOLS)
+        assert r.tool_calls == [] and r.errors == [] and r.content == text
