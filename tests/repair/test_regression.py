@@ -10,6 +10,7 @@ import zlib
 import pytest
 
 from tests.repair.helpers import assert_stream_matches
+from tests.repair.incremental_helpers import assert_incremental_matches
 from tests.repair.regression import Case, agentgate_calls, differences, load, verdict
 
 CASES = load()
@@ -43,3 +44,11 @@ def test_case_streamed(case: Case) -> None:
     if not case.text:
         pytest.skip("an empty output is no stream")
     assert_stream_matches(case.text, case.tools, seed=zlib.crc32(case.id.encode()), count=1)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.id}-{c.family}")
+def test_case_streamed_incrementally(case: Case) -> None:
+    """With incremental=True (calls and reasoning streamed as generated) the client's answer is the one-shot one."""
+    if not case.text:
+        pytest.skip("an empty output is no stream")
+    assert_incremental_matches(case.text, case.tools, seed=zlib.crc32(case.id.encode()), count=1)
