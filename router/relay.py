@@ -26,6 +26,7 @@ from aiohttp import web
 from . import jsoncodec
 from .errors import ApiError
 from .exchange import Exchange
+from .redact import scrub_body, scrub_text
 from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
 
 KEEPALIVE_S = 10.0
@@ -35,66 +36,38 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 
 # --- redaction ---------------------------------------------------------------------------------------------------
 
-def _redact_value(value: Any, secret: str) -> tuple[Any, bool]:
-    if isinstance(value, str):
-        return (value.replace(secret, "[redacted]"), True) if secret in value else (value, False)
-    if isinstance(value, dict):
-        changed = False
-        out = {}
-        for k, v in value.items():
-            v2, c = _redact_value(v, secret)
-            k2, ck = _redact_value(k, secret)
-            out[k2] = v2
-            changed = changed or c or ck
-        return (out, True) if changed else (value, False)
-    if isinstance(value, list):
-        items = [_redact_value(v, secret) for v in value]
-        if any(c for _, c in items):
-            return [v for v, _ in items], True
-    return value, False
-
-
-def redact_text(text: str, secret: str | None) -> str:
-    return text.replace(secret, "[redacted]") if secret and secret in text else text
-
-
 class Redactor:
-    """Removes one secret from event payloads, judged on the decoded JSON text (an escaped `\\u0073k-...` is the
-    same key). The fast path looks at bytes only: an encoding of the key either holds it literally or holds a
-    JSON escape."""
+    """Removes the provider's secrets (`Upstream.secrets`) from event payloads, judged on the decoded JSON text (an
+    escaped `\\u0073k-...` is the same key; `router.redact` decides). The fast path looks at bytes only: an
+    encoding of a secret either holds it literally or holds a JSON escape."""
 
-    __slots__ = ("_escape_slash", "_raw", "secret")
+    __slots__ = ("_marker", "_raws", "secrets")
 
-    def __init__(self, secret: str | None) -> None:
-        self.secret = secret or None
-        self._raw = secret.encode() if secret else b""
-        self._escape_slash = bool(secret) and "/" in (secret or "")
+    def __init__(self, secrets: str | tuple[str, ...] | None) -> None:
+        found = [secrets] if isinstance(secrets, str) else list(secrets or ())
+        self.secrets = tuple(sorted({s for s in found if s}, key=len, reverse=True))
+        self._raws = tuple(s.encode() for s in self.secrets)
+        short = any(c in '"\\/\b\f\n\r\t' for s in self.secrets for c in s)
+        self._marker = b"\\" if short else b"\\u"
 
     def suspicious(self, data: bytes) -> bool:
-        return bool(self._raw) and (self._raw in data or b"\\u" in data or (self._escape_slash and b"\\/" in data))
+        return bool(self._raws) and (self._marker in data or any(r in data for r in self._raws))
 
-    def doc(self, doc: Any) -> Any:
-        if self.secret is None:
-            return doc
-        return _redact_value(doc, self.secret)[0]
+    def text(self, text: str) -> str:
+        return scrub_text(text, self.secrets)
 
-    def event(self, event: bytes, data: bytes | None) -> bytes:
-        """`event` with the secret removed (re-encoded only when the decoded payload held it)."""
-        assert self.secret is not None
-        if data is not None:
-            try:
-                doc = json.loads(data)
-            except ValueError:
-                doc = None
-            if doc is not None:
-                clean, changed = _redact_value(doc, self.secret)
-                if changed:
-                    return b"data: " + json.dumps(clean, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-                return event
-        return event.replace(self._raw, b"[redacted]")
+    def data(self, data: bytes) -> bytes:
+        """A payload with every secret redacted, literal or escaped."""
+        return scrub_body(data, self.secrets)
 
 
-# --- the reader --------------------------------------------------------------------------------------------------
+def _secrets_of(up: Any) -> tuple[str, ...]:
+    secrets = getattr(up, "secrets", None)
+    if secrets is None:
+        key = up.config.api_key
+        return (key,) if key else ()
+    return tuple(secrets)
+
 
 class Opened(Protocol):  # the parts of dispatch.Opened the reader uses
     first: bytes
@@ -127,7 +100,7 @@ class UpstreamReader:
         self.ex = ex
         self.metrics = metrics
         self.splitter = EventSplitter(max_event_bytes)
-        self.redactor = Redactor(opened.upstream.config.api_key)
+        self.redactor = Redactor(_secrets_of(opened.upstream))
         self.done = False  # data: [DONE] went by
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -175,7 +148,7 @@ class UpstreamReader:
         if "error" in doc and "choices" not in doc:
             err = doc["error"]
             detail = err.get("message") if isinstance(err, dict) else err
-            detail = redact_text(str(detail if detail is not None else err), self.redactor.secret)
+            detail = self.redactor.text(str(detail if detail is not None else err))
             self._fail("error_event")
             raise ApiError(502, f"Upstream {self.opened.upstream.name!r} failed mid-stream: {detail[:300]}",
                            "upstream_error_mid_stream")
@@ -201,9 +174,10 @@ class UpstreamReader:
                 continue
             if (b'"usage"' in data or b'"error"' in data or redactor.suspicious(data)
                     or (b'"finish_reason"' in data and not any(n in data for n in _FINISH_NULL))):
-                self._inspect(data)
                 if redactor.suspicious(data):
-                    event = redactor.event(event, data)
+                    clean = redactor.data(data)
+                    event, data = (event, data) if clean == data else (b"data: " + clean + b"\n\n", clean)
+                self._inspect(data)
             yield UpEvent(event, None)
 
     async def docs(self) -> AsyncIterator[dict[str, Any]]:
@@ -215,11 +189,11 @@ class UpstreamReader:
             if data.strip() == b"[DONE]":
                 self.done = True
                 continue
+            if redactor.suspicious(data):
+                data = redactor.data(data)
             doc = self._inspect(data)
             if doc is None:
                 continue
-            if redactor.suspicious(data):
-                doc = redactor.doc(doc)
             yield doc
 
 

@@ -132,7 +132,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             if req.store:
                 await _save(request, _stored(resp_id, owner, doc, conversation, items))
             return json_response(doc, headers)
-        translator = dialect.ResponsesStream(req, resp_id)
+        translator = dialect.ResponsesStream(req, resp_id, rt.config.server.max_stream_repair_chars)
 
         async def before_finish() -> None:
             final = translator.response

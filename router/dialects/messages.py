@@ -488,7 +488,8 @@ class MessagesStream:
         self._usage: dict[str, Any] | None = None
         self._saw_tool = False
         self._out_bytes = 0
-        self.blocks: list[dict[str, Any]] = []  # the message as streamed so far (for logs/tests)
+        self.blocks: list[dict[str, Any]] = []  # the blocks opened so far (headers only: memory stays flat however
+        # long the stream runs)
 
     def _start(self) -> list[bytes]:
         if self._started:
@@ -523,7 +524,6 @@ class MessagesStream:
         self._pending_ws = ""
         out = [] if self._open == "thinking" else self._open_block("thinking", {"type": "thinking", "thinking": "",
                                                                                "signature": ""})
-        self.blocks[-1]["thinking"] += text
         out.append(self._delta({"type": "thinking_delta", "thinking": text}))
         return out
 
@@ -535,7 +535,6 @@ class MessagesStream:
                 return out
             text, self._pending_ws = self._pending_ws + text, ""
             out += self._open_block("text", {"type": "text", "text": ""})
-        self.blocks[-1]["text"] += text
         out.append(self._delta({"type": "text_delta", "text": text}))
         return out
 
@@ -549,11 +548,9 @@ class MessagesStream:
                                                  "name": call.name, "input": {}})
             self._tool_blocks[index] = self._index
             self._open_tool = index
-            self.blocks[-1]["partial_json"] = ""
         elif self._open_tool != index:
             return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
         if args:
-            self.blocks[-1]["partial_json"] += args
             out.append(self._delta({"type": "input_json_delta", "partial_json": args}))
         return out
 

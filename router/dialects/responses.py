@@ -32,6 +32,7 @@ from .common import (
 )
 
 _ROLES = ("user", "assistant", "system", "developer")
+MAX_OUTPUT_CHARS = 1024 * 1024  # the output one streamed Response holds for its final object (server config overrides)
 _TOOL_CHOICES = ("auto", "none", "required")
 # Input items that record what a hosted tool did: the backend cannot continue them, the model loses nothing it
 # needs by not seeing them (their effect, if any, is in the messages around them).
@@ -600,8 +601,9 @@ class ResponsesStream:
     """Chunk documents in, Responses SSE events out. One output item is open at a time; a new kind of delta
     closes it with its `.done` events. `response` holds the final Response after `finish()`/`error()`."""
 
-    def __init__(self, req: ResponsesRequest, resp_id: str) -> None:
+    def __init__(self, req: ResponsesRequest, resp_id: str, max_chars: int = MAX_OUTPUT_CHARS) -> None:
         self.req = req
+        self.max_chars = max_chars
         self.id = resp_id
         self.created_at = int(time.time())
         self.items: list[dict[str, Any]] = []
@@ -614,6 +616,28 @@ class ResponsesStream:
         self._pending_ws = ""
         self._finish: Any = None
         self._usage: Any = None
+        self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
+        self._chars = 0
+
+    def _grow(self, text: str) -> None:
+        """The open item gets `text`; the output a stream holds for its final Response is bounded."""
+        self._chars += len(text)
+        if self._chars > self.max_chars:
+            raise ApiError(502, f"The response passed {self.max_chars} characters, the most one streamed "
+                           "Response holds for its final object.", "response_too_large")
+        self._acc.append(text)
+
+    def _sync(self) -> None:
+        """The open item's accumulated text written into it."""
+        item = self._open
+        if item is None or not self._acc:
+            return
+        text = "".join(self._acc)
+        self._acc = [text]
+        if item["type"] == "function_call":
+            item["arguments"] = text
+        else:
+            item["content"][0]["text"] = text
 
     def _event(self, name: str, data: dict[str, Any]) -> bytes:
         doc = {"type": name, "sequence_number": self._seq, **data}
@@ -642,6 +666,8 @@ class ResponsesStream:
         return [*out, self._event("response.output_item.added", {"output_index": self._index(), "item": shown})]
 
     def _close(self) -> list[bytes]:
+        self._sync()
+        self._acc = []
         item, self._open, self._open_tool = self._open, None, None
         if item is None:
             return []
@@ -693,7 +719,7 @@ class ResponsesStream:
                 "part": {"type": "reasoning_text", "text": ""}}))
         item = self._open
         assert item is not None
-        item["content"][0]["text"] += text
+        self._grow(text)
         out.append(self._event("response.reasoning_text.delta", {"item_id": item["id"],
                                                                  "output_index": self.items.index(item),
                                                                  "content_index": 0, "delta": text}))
@@ -713,7 +739,7 @@ class ResponsesStream:
                 "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
         item = self._open
         assert item is not None
-        item["content"][0]["text"] += text
+        self._grow(text)
         out.append(self._event("response.output_text.delta", {"item_id": item["id"],
                                                               "output_index": self.items.index(item),
                                                               "content_index": 0, "delta": text, "logprobs": []}))
@@ -732,9 +758,9 @@ class ResponsesStream:
             return out  # a fragment for an item already closed cannot be placed; repaired calls arrive whole
         item = self._tools[index]
         if args and self._custom(item):
-            item["arguments"] += args  # a custom tool's input is sent whole when the call closes
+            self._grow(args)  # a custom tool's input is sent whole when the call closes
         elif args:
-            item["arguments"] += args
+            self._grow(args)
             out.append(self._event("response.function_call_arguments.delta", {
                 "item_id": item["id"], "output_index": self.items.index(item), "delta": args}))
         return out
@@ -767,6 +793,7 @@ class ResponsesStream:
         return out
 
     def error(self, err: ApiError) -> list[bytes]:
+        self._sync()
         out = self._start()
         out.append(self._event("error", {"code": err.code, "message": err.message, "param": err.param}))
         self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage),
