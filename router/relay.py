@@ -14,7 +14,6 @@ and ends a failed stream with the dialect's one terminal error event.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
