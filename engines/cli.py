@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "conversations after an unload or restart (default: memory only)")
     parser.add_argument("--kv-disk-bytes", type=parse_size, default=parse_size("4GiB"),
                         help="bound of --kv-dir, e.g. 1GiB (default 4GiB; 0 disables)")
+    parser.add_argument("--no-constrain", dest="constrain", action="store_false",
+                        help="decode tool calls and JSON replies unconstrained (default: constrained to the tools' "
+                             "schemas in the model's call format; repair runs either way)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
@@ -105,6 +108,7 @@ async def _main(args: argparse.Namespace) -> int:
         cpu_threads=args.cpu_threads,
         kv_dir=args.kv_dir,
         kv_disk_bytes=args.kv_disk_bytes,
+        constrain=args.constrain,
     )
     port = DEFAULT_PORT if args.port is None else args.port
     try:

@@ -31,6 +31,7 @@ class ChatRequest:
     parallel_tool_calls: bool
     template_kwargs: dict[str, Any]
     gen: GenerationParams
+    response_format: dict[str, Any] | None = None  # a json_object / json_schema format (text: None)
 
 
 @dataclass
@@ -133,14 +134,7 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
             raise _unsupported("logprobs are not supported by this engine", "logprobs")
     elif body.get("logprobs") not in (None, 0):
         raise _unsupported("logprobs are not supported by this engine", "logprobs")
-    fmt = body.get("response_format")
-    if fmt is not None:
-        if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
-            raise bad_request("'response_format' must be an object with a 'type'", param="response_format",
-                              code="invalid_type")
-        if fmt["type"] != "text":
-            raise _unsupported(f"response_format type {fmt['type']!r} is not supported by this engine",
-                               "response_format")
+    _response_format(body, chat=chat)
     max_tokens = _integer(body, "max_completion_tokens", 1) if chat else None
     if max_tokens is None:
         max_tokens = _integer(body, "max_tokens", 1)
@@ -169,6 +163,30 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
             raise bad_request("'stream_options' must be an object", param="stream_options", code="invalid_type")
         include_usage = _boolean(opts, "include_usage", False)
     return GenerationParams(max_tokens, sampling, _stop(body), stream, include_usage)
+
+
+def _response_format(body: dict[str, Any], *, chat: bool) -> dict[str, Any] | None:
+    """None for text; a json_object or json_schema format (chat only) as given."""
+    fmt = body.get("response_format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+        raise bad_request("'response_format' must be an object with a 'type'", param="response_format",
+                          code="invalid_type")
+    kind = fmt["type"]
+    if kind == "text":
+        return None
+    if not chat or kind not in ("json_object", "json_schema"):
+        raise _unsupported(f"response_format type {kind!r} is not supported by this engine", "response_format")
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict):
+            raise bad_request("response_format json_schema needs a 'json_schema' object", param="response_format",
+                              code="invalid_type")
+        if "schema" in spec and not isinstance(spec["schema"], (dict, bool)):
+            raise bad_request("'response_format.json_schema.schema' must be an object", param="response_format",
+                              code="invalid_type")
+    return fmt
 
 
 def _content(value: Any, where: str) -> str | None:
@@ -297,6 +315,7 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
         parallel_tool_calls=_boolean(body, "parallel_tool_calls", True),
         template_kwargs=dict(kwargs),
         gen=_common(body, vocab_size, chat=True),
+        response_format=_response_format(body, chat=True),
     )
 
 

@@ -46,6 +46,8 @@ class SequenceSpec:
     stop: list[str] = field(default_factory=list)
     think: tuple[str, str] | None = None
     reasoning: bool = False
+    # Run after the sampling processors, on this sequence's row only (e.g. a grammar's token mask).
+    logits_processors: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -427,7 +429,8 @@ class Scheduler:
             found = self._cache.lookup(spec.prompt)
             fault = Fault()
             sampler, processors = guard(
-                build_sampler(spec.sampling, self.vocab_size), build_logits_processors(spec.sampling), fault
+                build_sampler(spec.sampling, self.vocab_size),
+                build_logits_processors(spec.sampling) + list(spec.logits_processors), fault,
             )
             detokenizer = self.loaded.tokenizer.detokenizer
             decoder = OutputDecoder(

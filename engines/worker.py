@@ -24,6 +24,8 @@ from typing import Any
 from aiohttp import web
 
 from engines.errors import EngineError, bad_request
+from engines.guided import HEADER as CONSTRAINED_HEADER
+from engines.guided import OPT_OUT_HEADER, Guide, Guided
 from engines.params import ChatRequest, CompletionRequest, GenerationParams, parse_chat, parse_completion
 from engines.scheduler import (
     Delta,
@@ -56,6 +58,7 @@ class WorkerSettings:
     cpu_threads: int | None = None  # None: one per usable core (up to 8)
     kv_dir: str | None = None  # prefix-cache entries persist here (None: memory only)
     kv_disk_bytes: int = 4 << 30
+    constrain: bool = True  # grammar-constrained tool calls and JSON replies (`--no-constrain` turns it off)
 
     @property
     def served_name(self) -> str:
@@ -73,6 +76,7 @@ class WorkerState:
     started_at: float = field(default_factory=time.time)
     formatter: ChatFormatter | None = None
     load_error: str | None = None
+    guide: Guide | None = None  # None: constrained decoding is off (or unavailable for this tokenizer)
 
     @property
     def name(self) -> str:
@@ -111,7 +115,7 @@ async def _json_body(request: web.Request) -> Any:
 
 
 def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think: tuple[str, str] | None = None,
-          reasoning: bool = False, param: str = "messages") -> SequenceSpec:
+          reasoning: bool = False, param: str = "messages", processors: list[Any] | None = None) -> SequenceSpec:
     n = len(tokens)
     limit = state.scheduler.max_context
     if n == 0:
@@ -125,7 +129,7 @@ def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think
         )
     room = limit - n
     max_tokens = min(gen.max_tokens or room, room)
-    return SequenceSpec(tokens, max_tokens, gen.sampling, gen.stop, think, reasoning)
+    return SequenceSpec(tokens, max_tokens, gen.sampling, gen.stop, think, reasoning, list(processors or []))
 
 
 def _usage(fin: Finished) -> dict[str, Any]:
@@ -186,15 +190,26 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = parse_chat(body, state.scheduler.vocab_size)
     loop = asyncio.get_running_loop()
     rendered = await loop.run_in_executor(None, formatter.render_chat, req.messages, req.tools, req.template_kwargs)
-    spec = _spec(state, rendered.tokens, req.gen, think=formatter.think, reasoning=rendered.reasoning)
+    guided = await _guided(request, state, req, rendered.reasoning)
+    spec = _spec(state, rendered.tokens, req.gen, think=formatter.think, reasoning=rendered.reasoning,
+                 processors=guided.processors)
+    if guided.processor is not None:
+        guided.processor.budget = spec.max_tokens
     handle = state.scheduler.submit(spec)
     try:
         first = await _first_event(handle)
         if req.gen.stream:
-            return await _stream_chat(request, state, req, handle, first, formatter.tool_format)
-        return await _complete_chat(state, req, handle, first, formatter.tool_format, _repair_mode(request))
+            return await _stream_chat(request, state, req, handle, first, formatter.tool_format, guided)
+        return await _complete_chat(state, req, handle, first, formatter.tool_format, _repair_mode(request), guided)
     finally:
         state.scheduler.cancel(handle)
+
+
+async def _guided(request: web.Request, state: WorkerState, req: ChatRequest, reasoning_open: bool) -> Guided:
+    """The request's constraint: off when the worker or the request (`x-agentgate-constrain: off`) says so."""
+    if state.guide is None or request.headers.get(OPT_OUT_HEADER, "").lower() == "off":
+        return Guided("off")
+    return await state.guide.for_request(req, reasoning_open)
 
 
 def _repair_mode(request: web.Request) -> str:
@@ -204,7 +219,7 @@ def _repair_mode(request: web.Request) -> str:
 
 
 async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceHandle, first: list[Any],
-                         family: str, mode: str = "repair") -> web.Response:
+                         family: str, mode: str = "repair", guided: Guided | None = None) -> web.Response:
     content, reasoning, fin = await _collect(handle, first)
     result = repair_message(
         content,
@@ -225,11 +240,20 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": _usage(fin),
     }
-    headers = {"x-agentgate-tool-calls": result.outcome}
+    headers = {"x-agentgate-tool-calls": result.outcome, CONSTRAINED_HEADER: _label(guided)}
     kinds = sorted({r.kind for r in result.repairs if not r.kind.startswith("format:")})
     if kinds:
         headers["x-agentgate-repairs"] = ",".join(kinds)
     return web.Response(text=_dumps(body), content_type="application/json", headers=headers)
+
+
+def _label(guided: Guided | None) -> str:
+    if guided is None:
+        return "off"
+    proc = guided.processor
+    if proc is not None and proc.state.broken is not None:
+        return "broken"
+    return guided.label
 
 
 def _stream_deltas(events: list[Any], tool_index: dict[str, int]) -> list[dict[str, Any]]:
@@ -259,8 +283,9 @@ def _stream_deltas(events: list[Any], tool_index: dict[str, int]) -> list[dict[s
 
 
 async def _stream_chat(request: web.Request, state: WorkerState, req: ChatRequest, handle: SequenceHandle,
-                       first: list[Any], family: str) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+                       first: list[Any], family: str, guided: Guided | None = None) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       CONSTRAINED_HEADER: _label(guided)})
     await resp.prepare(request)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": state.name}
@@ -384,6 +409,7 @@ async def stats(request: web.Request) -> web.Response:
         "load_s": None if sched.load_seconds is None else round(sched.load_seconds, 3),
         "max_context": sched.max_context if sched.loaded is not None else None,
         "tool_format": state.formatter.tool_format if state.formatter is not None else None,
+        "constrain": state.guide.snapshot() if state.guide is not None else None,
     }
     body.update(sched.snapshot())
     return web.json_response(body)
@@ -418,8 +444,11 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     async def finish_loading() -> None:
         try:
             loaded = await state.scheduler.wait_loaded()
-            state.formatter = ChatFormatter(loaded.tokenizer, tool_format=state.settings.tool_format,
-                                            lock=state.scheduler.tokenizer_lock)
+            formatter = ChatFormatter(loaded.tokenizer, tool_format=state.settings.tool_format,
+                                      lock=state.scheduler.tokenizer_lock)
+            if state.settings.constrain:
+                state.guide = await _build_guide(state, loaded.tokenizer, formatter)
+            state.formatter = formatter
         except Exception as exc:
             state.load_error = f"{type(exc).__name__}: {exc}"
 
@@ -433,6 +462,18 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 LOADING = web.AppKey("agentgate_worker_loading", asyncio.Task)
+
+
+async def _build_guide(state: WorkerState, tokenizer: Any, formatter: ChatFormatter) -> Guide | None:
+    """The constrained-decoding service; None (logged) when this tokenizer cannot have one."""
+    hf = getattr(tokenizer, "_tokenizer", tokenizer)
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(None, Guide.build, hf, state.scheduler.vocab_size, formatter.tool_format,
+                                          formatter.think, state.scheduler.tokenizer_lock)
+    except Exception as exc:
+        log.warning("constrained decoding is unavailable for this model: %s", exc)
+        return None
 
 
 async def _stop_engine(app: web.Application) -> None:

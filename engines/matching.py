@@ -1,0 +1,200 @@
+"""Running grammars during decoding: llguidance matchers as per-sequence logits processors.
+
+`GrammarCache` compiles each grammar once against the model's tokenizer and keeps the compiled matcher (bounded,
+least recently used first out); every sequence gets its own cheap copy. `GrammarProcessor` is one sequence's
+matcher as an mlx-lm logits processor: at each batched step it feeds the matcher the token sampled at the step
+before, computes the allowed-token bitmask and masks that sequence's row of logits. A sequence without a grammar
+has no processor and pays nothing.
+
+A lazy processor (tool_choice "auto") watches for the call opener token and masks nothing until it appears; the
+call that follows is constrained, then the watch starts again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+log = logging.getLogger("agentgate.engine")
+
+MAX_GRAMMARS = 64
+
+
+def make_llg_tokenizer(hf_tokenizer: Any, vocab_size: int) -> Any:
+    """An llguidance tokenizer over a Hugging Face fast tokenizer (about a second for a 150k vocabulary)."""
+    import llguidance
+
+    backend = copy_backend(hf_tokenizer)
+    eos = getattr(hf_tokenizer, "eos_token_id", None)
+    if isinstance(eos, list):
+        eos = eos[0] if eos else None
+    return llguidance.LLTokenizer(backend.to_str(), n_vocab=vocab_size, eos_token=eos)
+
+
+def copy_backend(hf_tokenizer: Any) -> Any:
+    import copy
+
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None) or getattr(hf_tokenizer, "_tokenizer", None)
+    if backend is None or not hasattr(backend, "to_str"):
+        raise TypeError("constrained decoding needs a fast (Rust) tokenizer")
+    backend = copy.copy(backend)
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+@dataclass
+class CacheStats:
+    compiled: int = 0
+    hits: int = 0
+    failed: int = 0
+
+
+class GrammarCache:
+    """Compiled grammars by text; thread-safe. `matcher()` returns a fresh per-sequence matcher or raises
+    `GrammarError` when the library cannot compile the grammar (cached too, so a bad schema costs once)."""
+
+    def __init__(self, llg_tokenizer: Any, max_entries: int = MAX_GRAMMARS) -> None:
+        self.tokenizer = llg_tokenizer
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    def matcher(self, grammar: str) -> Any:
+        import llguidance
+
+        key = hashlib.sha256(grammar.encode()).hexdigest()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self.stats.hits += 1
+        if entry is None:
+            entry = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
+            if entry.is_error():
+                entry = GrammarError(entry.get_error())
+                self.stats.failed += 1
+            else:
+                self.stats.compiled += 1
+            with self._lock:
+                self._entries[key] = entry
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+        if isinstance(entry, GrammarError):
+            raise entry
+        return entry.deep_copy()
+
+    def token_id(self, text: str) -> int | None:
+        """The id of the one token that is exactly `text`, None when `text` takes several tokens."""
+        ids = self.tokenizer.tokenize_str(text)
+        return ids[0] if len(ids) == 1 else None
+
+    def special_token(self, text: str) -> int | None:
+        """The id of the special token `text` (a marker the grammar must name as a token), else None."""
+        token = self.token_id(text)
+        return token if token is not None and self.tokenizer.is_special_token(token) else None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class GrammarError(Exception):
+    pass
+
+
+@dataclass
+class ConstraintState:
+    """What one sequence's processor observed; read by the worker after the sequence ends."""
+
+    steps: int = 0  # steps with a mask applied
+    triggers: int = 0  # lazy: calls started by the opener
+    completed: int = 0  # grammar runs that reached their end
+    broken: str | None = None  # the matcher rejected a sampled token (then decoding went on unconstrained)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def closing_tokens(llg_tokenizer: Any, n_vocab: int) -> np.ndarray:
+    """Tokens that can end a JSON string, number, array or object (they hold `"`, `,`, `]` or `}`), and EOS."""
+    out = np.zeros(n_vocab, dtype=np.bool_)
+    for token in range(min(n_vocab, llg_tokenizer.vocab_size)):
+        data = llg_tokenizer.decode_bytes([token])
+        if any(c in data for c in (b'"', b",", b"]", b"}")):
+            out[token] = True
+    if 0 <= llg_tokenizer.eos_token < n_vocab:
+        out[llg_tokenizer.eos_token] = True
+    return out
+
+
+class GrammarProcessor:
+    """One sequence's matcher as an mlx-lm logits processor `(tokens, logits) -> logits`.
+
+    A runaway guard: once the sequence has used half of its token budget (`budget`, its max_tokens) inside the
+    grammar, the allowed tokens that close a string, number, array or object (`closing`) are preferred, so that
+    a call a model cannot finish by itself (a string that never closes) still ends valid within the budget.
+    """
+
+    def __init__(self, matcher: Any, n_vocab: int, *, trigger: int | None = None, eos: int | None = None,
+                 closing: np.ndarray | None = None, budget: int | None = None) -> None:
+        self._m = matcher
+        self._closing = closing
+        self.budget = budget
+        self._inside = 0  # tokens generated under the grammar
+        self._words = np.zeros((1, (n_vocab + 31) // 32), dtype=np.int32)
+        self._trigger = trigger
+        self._active = trigger is None
+        self._eos = eos
+        self._calls = 0
+        self.state = ConstraintState()
+
+    def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        if self._calls:
+            self._advance(int(tokens[-1].item()))
+        self._calls += 1
+        if not self._active or self.state.broken is not None:
+            return logits
+        self._inside += 1
+        return self._mask(logits)
+
+    def _advance(self, token: int) -> None:
+        if self.state.broken is not None:
+            return
+        if not self._active:
+            if token == self._trigger:
+                self._active = True
+                self.state.triggers += 1
+            return
+        if not self._m.consume_token(token):
+            if token == self._eos:
+                return
+            self.state.broken = self._m.get_error() or f"token {token} rejected"
+            log.warning("a constrained sequence left its grammar: %s", self.state.broken)
+            return
+        if self._m.is_stopped():
+            self.state.completed += 1
+            if self._trigger is not None:  # lazy: back to watching for the next call
+                self._m.reset()
+                self._active = False
+
+    def _mask(self, logits: mx.array) -> mx.array:
+        vocab = logits.shape[-1]
+        self._m.unsafe_compute_mask_ptr(self._words.ctypes.data, self._words.nbytes)
+        bits = np.unpackbits(self._words.view(np.uint8), bitorder="little").astype(np.bool_)
+        if bits.shape[0] < vocab:
+            bits = np.concatenate([bits, np.zeros(vocab - bits.shape[0], dtype=np.bool_)])
+        bits = bits[:vocab]
+        if self._closing is not None and self.budget is not None and 2 * self._inside > self.budget:
+            closing = bits & self._closing[:vocab] if self._closing.shape[0] >= vocab else None
+            if closing is not None and closing.any():
+                bits = closing
+                self.state.extra["wrapped_up"] = True
+        allowed = mx.array(bits)
+        self.state.steps += 1
+        return mx.where(allowed, logits, mx.array(-float("inf"), dtype=logits.dtype))
