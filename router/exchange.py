@@ -33,6 +33,7 @@ class Exchange:
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     tool_outcome: str | None = None
+    constrained: bool = False  # a local engine decoded the reply's tool calls under a grammar
     repairs: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # tool types left out (the backend cannot run them)
@@ -73,7 +74,7 @@ class Exchange:
         if self.cached_tokens:
             m.child(m.tokens, model, "cached").inc(self.cached_tokens)
         if self.tool_outcome is not None:
-            m.record_repair(model, self.tool_outcome, self.repairs, self.failures)
+            m.record_repair(model, self.tool_outcome, self.repairs, self.failures, self.constrained)
         if log_enabled and access_log.isEnabledFor(logging.INFO):
             access_log.info("request", extra={"fields": self.fields(elapsed)})
 

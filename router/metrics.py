@@ -143,8 +143,9 @@ class Metrics:
         self.tokens = Counter("agentgate_tokens", "Tokens by model entry and type (prompt, completion, cached)",
                               ["model", "type"], registry=r)
         self.tool_calls = Counter("agentgate_tool_calls",
-                                  "Replies that attempted tool calls, by outcome (valid, repaired, failed)",
-                                  ["model", "outcome"], registry=r)
+                                  "Replies that attempted tool calls, by outcome (valid, repaired, failed) and "
+                                  "whether a local engine decoded them under a grammar constraint (yes, no)",
+                                  ["model", "outcome", "constrained"], registry=r)
         self.repairs = Counter("agentgate_tool_call_repairs", "Repairs applied to tool calls, by kind",
                                ["model", "kind"], registry=r)
         self.tool_failures = Counter("agentgate_tool_call_failures",
@@ -193,9 +194,10 @@ class Metrics:
         for s in ENGINE_STATES:
             self.child(self.engine_state, engine, s).set(1 if s == state else 0)
 
-    def record_repair(self, model: str, outcome: str, repairs: list[str], failures: list[str]) -> None:
+    def record_repair(self, model: str, outcome: str, repairs: list[str], failures: list[str],
+                      constrained: bool = False) -> None:
         if outcome in TOOL_OUTCOMES:
-            self.child(self.tool_calls, model, outcome).inc()
+            self.child(self.tool_calls, model, outcome, "yes" if constrained else "no").inc()
         for kind in repairs:
             self.child(self.repairs, model, self._bounded_kind(kind)).inc()
         for reason in failures:

@@ -37,6 +37,7 @@ from .state import AppState
 
 log = logging.getLogger("agentgate")
 REPAIRS_HEADER = "x-agentgate-repairs"
+CONSTRAINED_HEADER = "x-agentgate-constrained"  # a local engine's reply: which grammar constrained it
 PATH = "/chat/completions"
 
 
@@ -95,6 +96,7 @@ async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route
                 doc = _whole_doc(opened, ex, route, rename=False)
             finally:
                 await opened.close()
+            _note_constraint(ex, opened)
             upstream_model, doc["model"] = doc.get("model"), route.requested
             before = [(c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None
                       for c in doc["choices"]]
@@ -147,6 +149,10 @@ async def _closing(it: AsyncIterator[dict[str, Any]], gen: Any) -> AsyncIterator
             yield c
     finally:
         await gen.aclose()
+
+
+def _note_constraint(ex: Exchange, opened: Opened) -> None:
+    ex.constrained = opened.reply.headers.get(CONSTRAINED_HEADER, "") in ("tools", "tools_lazy")
 
 
 def _whole_doc(opened: Opened, ex: Exchange, route: Route, *, rename: bool = True) -> dict[str, Any]:
@@ -289,6 +295,7 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
         try:
             if opened.reply.status != 200:
                 _whole_doc(opened, ex, route)  # raises the right error
+            _note_constraint(ex, opened)
             ex.status = 200
             env = _Envelope(route.requested)
             reader = UpstreamReader(opened, ex, state.metrics, rt.config.server.max_upstream_event_bytes)

@@ -71,14 +71,16 @@ def request_id(request: web.Request) -> str:
 
 
 REPAIR_HEADER = "x-agentgate-repair"
+CONSTRAIN_HEADER = "x-agentgate-constrain"
 
 
 def upstream_headers(request: web.Request, rid: str) -> dict[str, str]:
-    """What goes upstream besides the body: the request id, and a repair opt-out (local engines honour it).
-    Client credentials never do."""
+    """What goes upstream besides the body: the request id, and the repair and constraint opt-outs (local
+    engines honour them). Client credentials never do."""
     headers = {"x-request-id": rid}
-    if request.headers.get(REPAIR_HEADER, "").lower() == "off":
-        headers[REPAIR_HEADER] = "off"
+    for name in (REPAIR_HEADER, CONSTRAIN_HEADER):
+        if request.headers.get(name, "").lower() == "off":
+            headers[name] = "off"
     return headers
 
 

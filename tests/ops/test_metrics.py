@@ -176,3 +176,22 @@ async def _get(url: str, key: str | None = None) -> tuple[int, str, dict[str, st
     async with aiohttp.ClientSession() as s, s.get(url, headers=headers) as resp:
         return resp.status, await resp.text(), dict(resp.headers)
 
+
+
+async def test_calls_decoded_under_a_constraint_are_counted_apart(fakes, router) -> None:
+    """A local engine says `x-agentgate-constrained: tools`; the router counts those calls with constrained="yes"
+    and forwards a client's `x-agentgate-constrain: off`."""
+    up, down = await fakes("up"), await fakes("down")
+    r = await router(config(up.url, down.url))
+    good = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    up.push(Step(json=completion(good, "up-model"), headers={"x-agentgate-constrained": "tools"}))
+    await r.client().chat.completions.create(model="demo", messages=[{"role": "user", "content": "weather?"}],
+                                             tools=[WEATHER_TOOL], tool_choice="required")
+    up.push(Step(json=completion(good, "up-model"), headers={"x-agentgate-constrained": "off"}))
+    await r.client().chat.completions.create(model="demo", messages=[{"role": "user", "content": "weather?"}],
+                                             tools=[WEATHER_TOOL], extra_headers={"x-agentgate-constrain": "off"})
+    assert up.requests[1].headers.get("x-agentgate-constrain") == "off"
+    assert "x-agentgate-constrain" not in up.requests[0].headers
+    text = r.state.metrics.render().decode()
+    assert sample(text, "agentgate_tool_calls_total", model="demo", outcome="valid", constrained="yes") == 1
+    assert sample(text, "agentgate_tool_calls_total", model="demo", outcome="valid", constrained="no") == 1
