@@ -588,6 +588,94 @@ async def main_async(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             print(f"work folder kept: {workdir}", file=sys.stderr)
 
 
+# -- constrained decoding A/B ----------------------------------------------------------------------------------
+CONSTRAINED_TOOL = {
+    "type": "function",
+    "function": {"name": "edit_file", "parameters": {"type": "object", "properties": {
+        "path": {"type": "string"}, "line": {"type": "integer", "minimum": 1, "maximum": 100000},
+        "mode": {"enum": ["insert", "replace", "delete"]}, "dry_run": {"type": "boolean"},
+        "lines": {"type": "array", "items": {"type": "string"}}},
+        "required": ["path", "line", "mode", "dry_run", "lines"]}},
+}
+
+
+async def decode_rate(url: str, model: str, concurrency: int, max_tokens: int, bias: dict[str, float] | None,
+                      timeout: float, min_seconds: float, constrained: bool) -> tuple[float, int]:
+    """Aggregate decode tokens/s of waves of C streams and the mean completion length. Each stream's rate is its
+    tokens after the first over its time after the first token, that time taken from a wave of the same
+    requests with max_tokens 1 (a tool call streams only once it is complete, so the first delta cannot mark
+    it); the wave's rate is the sum over its streams. Every request asks for a call with tool_choice
+    "required"; unconstrained requests send `x-agentgate-constrain: off` (EOS is banned, so they run to
+    max_tokens; constrained ones end when the call does)."""
+    headers = {} if constrained else {"x-agentgate-constrain": "off"}
+    rates: list[float] = []
+    lengths: list[int] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=headers) as s:
+        def body(i: int, limit: int = max_tokens) -> dict[str, Any]:
+            b: dict[str, Any] = {"model": model, "max_tokens": limit, "temperature": 0.0,
+                                 "tools": [CONSTRAINED_TOOL], "tool_choice": "required",
+                                 "messages": [{"role": "user", "content": f"Edit {i}: fix the bug in file {i}."}]}
+            if bias:
+                b["logit_bias"] = bias
+            return b
+
+        await stream_chat(s, url, body(-1), timeout)  # warm up (compiles and caches the grammar)
+        wall, wave = 0.0, 0
+        while wave == 0 or wall < min_seconds:
+            firsts = await asyncio.gather(*(stream_chat(s, url, body(wave * concurrency + i, 1), timeout)
+                                            for i in range(concurrency)))
+            first = sum(r.total for r in firsts) / len(firsts)
+            start = time.perf_counter()
+            results = await asyncio.gather(*(stream_chat(s, url, body(wave * concurrency + i), timeout)
+                                             for i in range(concurrency)))
+            wall += time.perf_counter() - start
+            wave_rate = 0.0
+            for r in results:
+                if r.completion_tokens > 1 and r.total > first:
+                    wave_rate += (r.completion_tokens - 1) / (r.total - first)
+                lengths.append(r.completion_tokens)
+            rates.append(wave_rate)
+            wave += 1
+    return sum(rates) / len(rates), round(sum(lengths) / max(1, len(lengths)))
+
+
+async def constraint_ab(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """`--constrain-ab`: our worker only; decode tok/s with and without a tool-call grammar at each concurrency."""
+    workdir = Path(tempfile.mkdtemp(prefix="agentgate-bench-"))
+    try:
+        model = args.model or tiny_models(workdir / "models", args.tiny_size[0])[0]
+        server = make_server("ours", model, workdir, args)
+        await server.start(args.start_timeout)
+        rows: dict[int, dict[str, Any]] = {}
+        try:
+            for c in args.concurrency:
+                row: dict[str, Any] = {}
+                for constrained in (False, True):
+                    rate, length = await decode_rate(server.url, server.model_name, c, args.max_tokens,
+                                                     eos_bias(model), args.timeout, args.min_seconds, constrained)
+                    row["constrained" if constrained else "unconstrained"] = {"tok_s": round(rate, 1),
+                                                                              "tokens": length}
+                row["ratio"] = round(row["constrained"]["tok_s"] / row["unconstrained"]["tok_s"], 3)
+                rows[c] = row
+                print(f"[constrain] c={c}: {row}", file=sys.stderr)
+        finally:
+            await server.stop()
+        lines = [f"constrained decoding A/B ({model}; {machine()}), decode tok/s summed over streams",
+                 f"{'c':>3} {'unconstrained':>14} {'constrained':>12} {'ratio':>6}  tokens/request (unc/con)"]
+        for c, row in rows.items():
+            lines.append(f"{c:>3} {row['unconstrained']['tok_s']:>14.1f} {row['constrained']['tok_s']:>12.1f} "
+                         f"{row['ratio']:>5.2f}x  {row['unconstrained']['tokens']}/{row['constrained']['tokens']}")
+        text = "\n".join(lines)
+        print(text)
+        payload = {"date": dt.datetime.now().astimezone().isoformat(), "machine": machine(), "model": model,
+                   "args": {k: v for k, v in vars(args).items() if k != "json"}, "constrain_ab": rows,
+                   "report": text}
+        return 0, payload
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model path or Hugging Face id (default: tiny generated models)")
@@ -620,6 +708,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start-timeout", type=float, default=600.0, help="seconds for a server to become ready")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep the work folder (server logs, built models)")
+    p.add_argument("--constrain-ab", action="store_true",
+                   help="instead: decode tok/s of our worker with and without a tool-call grammar (c from "
+                        "--concurrency, e.g. 1,8)")
     args = p.parse_args(argv)
     if args.only:
         args.servers = [args.only]
@@ -651,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw)
     if os.environ.get(NETNS_FLAG) != "1":
-        for kind in args.servers:  # the only step that needs the network
+        for kind in [] if args.constrain_ab else args.servers:  # the only step that needs the network
             if kind in PEER_PACKAGES:
                 error = install_peer(args.peers_dir, kind)
                 if error:
@@ -667,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
         exe = peer_venv(args.peers_dir, kind) / "bin" / PEER_PACKAGES[kind][1] if kind in PEER_PACKAGES else None
         if exe is not None and not exe.exists():
             args.install_errors[kind] = f"{SERVERS[kind]} is not installed in {exe.parent.parent}"
-    code, payload = asyncio.run(main_async(args))
+    code, payload = asyncio.run(constraint_ab(args) if args.constrain_ab else main_async(args))
     if args.json:
         Path(args.json).write_text(json.dumps(payload, indent=2))
     return code

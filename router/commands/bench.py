@@ -1,6 +1,7 @@
 """`agentgate bench tools --models a,b`: the tool-call reliability A/B. Probe conversations for every model
-with repair on and off, several runs each, run concurrently; prints a table and writes JSON, CSV (and a PNG
-plot when matplotlib is installed) into --out. Exit status 2 when a conversation could not run to the end."""
+with repair (or, with --ab constrain, a local engine's constrained decoding) on and off, several runs each, run
+concurrently; prints a table and writes JSON, CSV (and a PNG plot when matplotlib is installed) into --out.
+Exit status 2 when a conversation could not run to the end."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=positive, default=5,
                         help="conversations per model and mode (default: 5)")
     parser.add_argument("--concurrency", type=positive, default=4, help="conversations at once (default: 4)")
+    parser.add_argument("--ab", choices=["repair", "constrain"], default="repair",
+                        help="what the A/B turns on and off: the router's repair (default) or a local engine's "
+                             "constrained decoding (repair stays on)")
     parser.add_argument("--out", default="agentgate-bench",
                         help="output directory (default: ./agentgate-bench)")
 
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(models=models, base_url=args.base_url, api_key=args.api_key or None,
                              turns=args.turns, runs=args.runs, concurrency=args.concurrency, seed=args.seed,
                              stream=args.stream, timeout=args.timeout, max_tokens=args.max_tokens,
-                             temperature=args.temperature)
+                             temperature=args.temperature, axis=args.ab, tool_choice=args.tool_choice)
     total = len(models) * len(settings.modes) * settings.runs * settings.turns
     progress = Progress(total, "bench tools")
     try:

@@ -35,6 +35,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=positive, default=2048,
                         help="max_tokens per reply (default: 2048)")
     parser.add_argument("--temperature", type=float, help="sampling temperature (default: the backend's)")
+    parser.add_argument("--tool-choice", choices=["auto", "required"], default="auto",
+                        help="tool_choice of every request (default: auto)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON (no progress bar)")
     parser.add_argument("--no-repair", action="store_true",
                         help="ask the router not to repair tool calls (header x-agentgate-repair: off)")
+    parser.add_argument("--no-constrain", action="store_true",
+                        help="ask a local engine to decode unconstrained (header x-agentgate-constrain: off)")
 
 
 def run(args: argparse.Namespace) -> int:
     settings = ProbeSettings(model=args.model, base_url=args.base_url, api_key=args.api_key or None,
                              turns=args.turns, seed=args.seed, repair=not args.no_repair, stream=args.stream,
-                             timeout=args.timeout, max_tokens=args.max_tokens, temperature=args.temperature)
+                             timeout=args.timeout, max_tokens=args.max_tokens, temperature=args.temperature,
+                             constrain=not args.no_constrain, tool_choice=args.tool_choice)
     progress = Progress(settings.turns, f"probe {settings.model}", enabled=not args.json)
     try:
         report = asyncio.run(run_probe(settings, on_turn=lambda turn: progress.advance(turn.status)))

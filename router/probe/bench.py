@@ -42,18 +42,22 @@ class BenchSettings:
     timeout: float = 600.0
     max_tokens: int | None = 2048
     temperature: float | None = None
-    modes: tuple[bool, ...] = (True, False)  # repair on, repair off
+    modes: tuple[bool, ...] = (True, False)  # on, off
+    axis: str = "repair"  # what the modes turn on and off: "repair" or "constrain" (a local engine's grammar)
+    tool_choice: str = "auto"
 
-    def probe(self, model: str, repair: bool, run: int) -> ProbeSettings:
+    def probe(self, model: str, mode: bool, run: int) -> ProbeSettings:
+        repair, constrain = (mode, True) if self.axis == "repair" else (True, mode)
         return ProbeSettings(model=model, base_url=self.base_url, api_key=self.api_key, turns=self.turns,
                              seed=self.seed + run, repair=repair, stream=self.stream, timeout=self.timeout,
-                             max_tokens=self.max_tokens, temperature=self.temperature)
+                             max_tokens=self.max_tokens, temperature=self.temperature, constrain=constrain,
+                             tool_choice=self.tool_choice)
 
 
 @dataclass
 class Run:
     model: str
-    repair: bool
+    repair: bool  # the mode of the bench's axis (repair, or constrain with --ab constrain)
     run: int
     report: ProbeReport
 
@@ -66,7 +70,7 @@ class BenchResult:
 
     @property
     def errors(self) -> list[str]:
-        return [f"{r.model} repair {_mode(r.repair)} run {r.run}: {r.report.error}" for r in self.runs
+        return [f"{r.model} {self.settings.axis} {_mode(r.repair)} run {r.run}: {r.report.error}" for r in self.runs
                 if r.report.error]
 
     def groups(self) -> list[dict[str, Any]]:
@@ -83,7 +87,8 @@ class BenchResult:
         throughput = round(completion / self.wall_s, 2) if self.wall_s > 0 and completion else None
         return {
             "bench": "tools", "base_url": s.base_url, "models": list(s.models), "turns": s.turns,
-            "runs": s.runs, "concurrency": s.concurrency, "seed": s.seed, "stream": s.stream,
+            "runs": s.runs, "concurrency": s.concurrency, "seed": s.seed, "stream": s.stream, "axis": s.axis,
+            "tool_choice": s.tool_choice,
             "wall_s": round(self.wall_s, 3), "throughput_tokens_per_s": throughput,
             "errors": self.errors, "groups": self.groups(),
             "conversations": [{"model": r.model, "repair": r.repair, "run": r.run, **r.report.to_dict()}
@@ -139,13 +144,13 @@ def render_table(result: BenchResult) -> str:
     s = result.settings
     n_buckets = (s.turns + BUCKET - 1) // BUCKET
     buckets = " ".join(f"{bucket_label(b):>7}" for b in range(n_buckets))
-    head = (f"{'model':<24} {'repair':<6} {'valid':>7} {buckets} {'repaired':>8} {'p50':>7} {'p95':>7} "
+    head = (f"{'model':<24} {s.axis[:9]:<9} {'valid':>7} {buckets} {'repaired':>8} {'p50':>7} {'p95':>7} "
             f"{'tok/s':>7}")
-    lines = [f"bench tools: {len(s.models)} model(s) × repair on/off × {s.runs} run(s) × {s.turns} turns, "
+    lines = [f"bench tools: {len(s.models)} model(s) × {s.axis} on/off × {s.runs} run(s) × {s.turns} turns, "
              f"concurrency {s.concurrency}, {result.wall_s:.1f} s", head]
     for g in result.groups():
         cells = " ".join(f"{_pct(b['validity_rate']):>7}" for b in g["buckets"])
-        lines.append(f"{g['model'][:24]:<24} {_mode(g['repair']):<6} {_pct(g['validity_rate']):>7} {cells} "
+        lines.append(f"{g['model'][:24]:<24} {_mode(g['repair']):<9} {_pct(g['validity_rate']):>7} {cells} "
                      f"{g['repaired']:>8} {_secs(g['latency_p50_s']):>7} {_secs(g['latency_p95_s']):>7} "
                      f"{_num(g['tokens_per_s']):>7}")
     for g in result.groups():
@@ -155,7 +160,7 @@ def render_table(result: BenchResult) -> str:
                 parts.append("repairs " + ", ".join(f"{k} {v}" for k, v in g["repairs"].items()))
             if g["failures"]:
                 parts.append("failures " + ", ".join(f"{k} {v}" for k, v in g["failures"].items()))
-            lines.append(f"  {g['model']} repair {_mode(g['repair'])}: {'; '.join(parts)}")
+            lines.append(f"  {g['model']} {s.axis} {_mode(g['repair'])}: {'; '.join(parts)}")
     lines += [f"  stopped: {e}" for e in result.errors]
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ from .toolset import TOOLS, Workspace
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
 REPAIR_HEADER = "x-agentgate-repair"  # request: "off" turns the router's repair off
+CONSTRAIN_HEADER = "x-agentgate-constrain"  # request: "off" turns a local engine's constrained decoding off
 REPAIRS_HEADER = "x-agentgate-repairs"  # response: the repair kinds applied by the router
 OUTCOME_HEADER = "x-agentgate-tool-calls"  # response of an engine worker: none|valid|repaired|failed
 FATAL_STATUSES = (401, 403, 404)  # wrong key or unknown model: no later turn can do better
@@ -37,6 +38,8 @@ class ProbeSettings:
     timeout: float = 600.0
     max_tokens: int | None = 2048
     temperature: float | None = None
+    constrain: bool = True
+    tool_choice: str = "auto"  # "auto" or "required"
 
 
 async def run_probe(settings: ProbeSettings, *, session: aiohttp.ClientSession | None = None,
@@ -49,6 +52,8 @@ async def run_probe(settings: ProbeSettings, *, session: aiohttp.ClientSession |
         if session is None:
             session = await stack.enter_async_context(aiohttp.ClientSession())
         headers = {} if settings.repair else {REPAIR_HEADER: "off"}
+        if not settings.constrain:
+            headers[CONSTRAIN_HEADER] = "off"
         client = ChatClient(session, settings.base_url, api_key=settings.api_key, headers=headers,
                             timeout=settings.timeout)
         conversation = Conversation(settings)
@@ -80,7 +85,7 @@ class Conversation:
     def request(self, task: Task) -> dict[str, Any]:
         self.messages.append({"role": "user", "content": task.prompt})
         body: dict[str, Any] = {"model": self.settings.model, "messages": list(self.messages),
-                                "tools": list(TOOLS), "tool_choice": "auto"}
+                                "tools": list(TOOLS), "tool_choice": self.settings.tool_choice}
         if self.settings.max_tokens is not None:
             body["max_tokens"] = self.settings.max_tokens
         if self.settings.temperature is not None:

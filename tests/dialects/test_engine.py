@@ -13,6 +13,7 @@ tiny = pytest.importorskip("engines.tiny")
 pytest.importorskip("engines.worker")
 
 SCRIPT = "<tool_call>\n{'name': 'get_weather', 'arguments': {'city': 'Paris'}}\n</tool_call>"
+# The engine runs with --no-constrain: these tests are about repairing the broken call (a grammar prevents it).
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ async def test_messages_and_responses_over_local_engine(router, scripted_model, 
     r = await router(f"""
 engines: {{runtime_dir: '{tmp_path / "run"}'}}
 models:
-  - {{name: tiny, engine: mlx, model: '{scripted_model}', start_timeout: 60}}
+  - {{name: tiny, engine: mlx, model: '{scripted_model}', start_timeout: 60, engine_args: ['--no-constrain']}}
 """)
     c = claude(r.url)
     ask = [{"role": "user", "content": "Weather in Paris?"}]
