@@ -35,7 +35,10 @@ def make_llg_tokenizer(hf_tokenizer: Any, vocab_size: int) -> Any:
     eos = getattr(hf_tokenizer, "eos_token_id", None)
     if isinstance(eos, list):
         eos = eos[0] if eos else None
-    return llguidance.LLTokenizer(backend.to_str(), n_vocab=vocab_size, eos_token=eos)
+    # JSON slices: token classes for JSON strings and numbers, so a mask inside a string is a few set operations
+    # (about 5 us on the tiny models' vocabulary vs about 110 us with the general slices).
+    return llguidance.LLTokenizer(backend.to_str(), n_vocab=vocab_size, eos_token=eos,
+                                  slices=llguidance.LLTokenizer.json_slices())
 
 
 def copy_backend(hf_tokenizer: Any) -> Any:

@@ -243,12 +243,12 @@ def write_plot(doc: dict[str, Any], path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(9, 4.5))
     palette = plt.rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
     colors = {model: palette[i % len(palette)] for i, model in enumerate(doc["models"])}
-    for g in doc["groups"]:  # one color per model; solid: repair on, dashed: repair off
+    for g in doc["groups"]:  # one color per model; solid: on, dashed: off (repair, or constrain)
         points = [(n, rate) for n, rate in enumerate(g["by_turn"], 1) if rate is not None]
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, [100 * y for y in ys], marker=".", linestyle="-" if g["repair"] else "--",
-                    color=colors[g["model"]], label=f"{g['model']} (repair {_mode(g['repair'])})")
+                    color=colors[g["model"]], label=f"{g['model']} ({doc.get('axis', 'repair')} {_mode(g['repair'])})")
     ax.set_xlabel("turn")
     ax.set_ylabel("valid tool calls (% of runs)")
     ax.set_ylim(-2, 102)

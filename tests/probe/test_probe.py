@@ -206,3 +206,11 @@ async def test_router_verdicts_and_stream_errors_are_reported(fakes, router) -> 
     assert [t.status for t in broken.turns] == ["valid", "error", "valid"]
     assert broken.turns[1].failure == "upstream_error_mid_stream"
     assert "engine crashed" in broken.turns[1].detail
+
+
+async def test_required_tool_choice_and_constraint_opt_out_reach_the_backend(fakes, router) -> None:
+    up, r = await drifting(fakes, router, turns=2)
+    await run_probe(ProbeSettings("drift", r.url + "/v1", turns=2, seed=0, tool_choice="required",
+                                  constrain=False))
+    assert [req.body["tool_choice"] for req in up.requests] == ["required", "required"]
+    assert all(req.headers.get("x-agentgate-constrain") == "off" for req in up.requests)
