@@ -153,9 +153,10 @@ def tool_grammar(family: str, tools: list[dict[str, Any]], *, parallel: bool, la
         more = f" ({_lit(fmt.separator)} call){{0,{MAX_PARALLEL_CALLS - 1}}}" if parallel else ""
         prefix = ""
         if think is not None:
-            prefix = "think_rest "
-            lines.append(f"think_rest: THINK_TEXT {_marker(think[1], special)} /\\n*/")
-            lines.append("THINK_TEXT[lazy]: /(.|\\n)*/")
+            lazy_attr = "" if think[1] in special else "[lazy]"  # text up to the first close marker
+            lines.append(f"think_rest{lazy_attr}: THINK_TEXT {_marker(think[1], special)}")
+            lines.append("THINK_TEXT: /(.|\\n)*/")
+            prefix = 'think_rest "\\n"{0,2} '
         lines.append(f"start: {prefix}call{more}")
         lines.append(f"call: {_seq(_marker(fmt.opener, special), rest)}")
     lines.append(f"call_body: {' | '.join(names)}")

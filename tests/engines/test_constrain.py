@@ -166,3 +166,12 @@ async def test_plans_and_schema_tightening() -> None:
     assert plan_chat(family="hermes", tool_choice="none", **kw).grammar is None
     assert plan_chat(family="harmony", tool_choice="required", **kw).reason == "unsupported_format"
     assert plan_chat(family="llama3", tool_choice="auto", **kw).reason == "no_trigger"
+    from llguidance import LLMatcher
+
+    think = {**kw, "reasoning_open": True, "think": ("<think>", "</think>")}
+    for plan in (plan_chat(family="hermes", tool_choice="required", **think),
+                 plan_chat(family="hermes", tool_choice="required", **think,
+                           special=frozenset({"<tool_call>", "</tool_call>", "</think>"})),
+                 plan_chat(family="llama3", tool_choice="required", **kw),
+                 plan_chat(family="hermes", tool_choice="auto", **kw)):
+        assert plan.grammar is not None and LLMatcher.validate_grammar(plan.grammar) == ""
