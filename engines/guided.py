@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engines.constrain import FORMATS, Plan, plan_chat
-from engines.matching import GrammarCache, GrammarError, GrammarProcessor, closing_tokens, make_llg_tokenizer
+from engines.matching import (
+    GrammarCache,
+    GrammarError,
+    GrammarProcessor,
+    MaskCache,
+    closing_tokens,
+    make_llg_tokenizer,
+)
 from engines.params import ChatRequest
 
 log = logging.getLogger("agentgate.engine")
@@ -58,6 +65,7 @@ class Guide:
         markers = {m for f in FORMATS.values() for m in (f.opener, f.closer) if m} | set(think or ())
         self.special = frozenset(m for m in markers if cache.special_token(m) is not None)
         self.closing = closing_tokens(cache.tokenizer, n_vocab)
+        self.masks = MaskCache()  # shared by every sequence's processor (they all run on the MLX thread)
 
     @classmethod
     def build(cls, hf_tokenizer: Any, n_vocab: int, family: str, think: tuple[str, str] | None,
@@ -94,7 +102,8 @@ class Guide:
             log.warning("compiling a %s grammar failed; decoding unconstrained: %s", plan.kind, exc)
             return Guided("fallback")
         eos = self.cache.tokenizer.eos_token
-        proc = GrammarProcessor(matcher, self.n_vocab, trigger=trigger, eos=eos, closing=self.closing)
+        proc = GrammarProcessor(matcher, self.n_vocab, trigger=trigger, eos=eos, closing=self.closing,
+                                masks=self.masks)
         return Guided(plan.kind, [proc])
 
     async def for_request(self, req: ChatRequest, reasoning_open: bool) -> Guided:

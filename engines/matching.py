@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import mlx.core as mx
@@ -121,7 +121,6 @@ class ConstraintState:
     triggers: int = 0  # lazy: calls started by the opener
     completed: int = 0  # grammar runs that reached their end
     broken: str | None = None  # the matcher rejected a sampled token (then decoding went on unconstrained)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def closing_tokens(llg_tokenizer: Any, n_vocab: int) -> np.ndarray:
@@ -136,6 +135,28 @@ def closing_tokens(llg_tokenizer: Any, n_vocab: int) -> np.ndarray:
     return out
 
 
+class MaskCache:
+    """Allowed-token masks as MLX arrays by bitmask (bounded, least recently used out; MLX thread only). Inside a
+    JSON string or number most steps allow the same set, so most steps reuse an array instead of building one."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._masks: OrderedDict[bytes, mx.array] = OrderedDict()
+        self.hits = 0
+
+    def get(self, key: bytes) -> mx.array | None:
+        mask = self._masks.get(key)
+        if mask is not None:
+            self._masks.move_to_end(key)
+            self.hits += 1
+        return mask
+
+    def put(self, key: bytes, mask: mx.array) -> None:
+        self._masks[key] = mask
+        while len(self._masks) > self.max_entries:
+            self._masks.popitem(last=False)
+
+
 class GrammarProcessor:
     """One sequence's matcher as an mlx-lm logits processor `(tokens, logits) -> logits`.
 
@@ -145,8 +166,10 @@ class GrammarProcessor:
     """
 
     def __init__(self, matcher: Any, n_vocab: int, *, trigger: int | None = None, eos: int | None = None,
-                 closing: np.ndarray | None = None, budget: int | None = None) -> None:
+                 closing: np.ndarray | None = None, budget: int | None = None,
+                 masks: MaskCache | None = None) -> None:
         self._m = matcher
+        self._masks = masks or MaskCache(8)
         self._closing = closing
         self.budget = budget
         self._inside = 0  # tokens generated under the grammar
@@ -191,17 +214,23 @@ class GrammarProcessor:
                 self._active = False
 
     def _mask(self, logits: mx.array) -> mx.array:
-        vocab = logits.shape[-1]
         self._m.unsafe_compute_mask_ptr(self._words.ctypes.data, self._words.nbytes)
+        self.state.steps += 1
+        wrap = self._closing is not None and self.budget is not None and 2 * self._inside > self.budget
+        key = self._words.tobytes() + (b"w" if wrap else b"")
+        allowed = self._masks.get(key)
+        if allowed is None or allowed.shape[-1] != logits.shape[-1]:
+            allowed = self._allowed(logits.shape[-1], wrap)
+            self._masks.put(key, allowed)
+        return mx.where(allowed, logits, mx.array(-float("inf"), dtype=logits.dtype))
+
+    def _allowed(self, vocab: int, wrap: bool) -> mx.array:
         bits = np.unpackbits(self._words.view(np.uint8), bitorder="little").astype(np.bool_)
         if bits.shape[0] < vocab:
             bits = np.concatenate([bits, np.zeros(vocab - bits.shape[0], dtype=np.bool_)])
         bits = bits[:vocab]
-        if self._closing is not None and self.budget is not None and 2 * self._inside > self.budget:
-            closing = bits & self._closing[:vocab] if self._closing.shape[0] >= vocab else None
-            if closing is not None and closing.any():
+        if wrap and self._closing is not None and self._closing.shape[0] >= vocab:
+            closing = bits & self._closing[:vocab]
+            if closing.any():
                 bits = closing
-                self.state.extra["wrapped_up"] = True
-        allowed = mx.array(bits)
-        self.state.steps += 1
-        return mx.where(allowed, logits, mx.array(-float("inf"), dtype=logits.dtype))
+        return mx.array(bits)
