@@ -124,14 +124,17 @@ class ConstraintState:
 
 
 def closing_tokens(llg_tokenizer: Any, n_vocab: int) -> np.ndarray:
-    """Tokens that can end a JSON string, number, array or object (they hold `"`, `,`, `]` or `}`), and EOS."""
-    out = np.zeros(n_vocab, dtype=np.bool_)
+    """How strongly each token closes JSON: 2 for tokens holding `"`, `]` or `}` (and EOS), which end strings,
+    arrays and objects; 1 for `,`, which ends a number or value; 0 for the rest."""
+    out = np.zeros(n_vocab, dtype=np.int8)
     for token in range(min(n_vocab, llg_tokenizer.vocab_size)):
         data = llg_tokenizer.decode_bytes([token])
-        if any(c in data for c in (b'"', b",", b"]", b"}")):
-            out[token] = True
+        if any(c in data for c in (b'"', b"]", b"}")):
+            out[token] = 2
+        elif b"," in data:
+            out[token] = 1
     if 0 <= llg_tokenizer.eos_token < n_vocab:
-        out[llg_tokenizer.eos_token] = True
+        out[llg_tokenizer.eos_token] = 2
     return out
 
 
@@ -161,7 +164,7 @@ class GrammarProcessor:
     """One sequence's matcher as an mlx-lm logits processor `(tokens, logits) -> logits`.
 
     A runaway guard: once the sequence has used half of its token budget (`budget`, its max_tokens) inside the
-    grammar, the allowed tokens that close a string, number, array or object (`closing`) are preferred, so that
+    grammar, the allowed tokens that close a string, array or object, else a value (`closing`), are preferred, so that
     a call a model cannot finish by itself (a string that never closes) still ends valid within the budget.
     """
 
@@ -230,7 +233,9 @@ class GrammarProcessor:
             bits = np.concatenate([bits, np.zeros(vocab - bits.shape[0], dtype=np.bool_)])
         bits = bits[:vocab]
         if wrap and self._closing is not None and self._closing.shape[0] >= vocab:
-            closing = bits & self._closing[:vocab]
-            if closing.any():
-                bits = closing
+            for level in (2, 1):  # the strongest closers the grammar allows, else all it allows
+                closing = bits & (self._closing[:vocab] >= level)
+                if closing.any():
+                    bits = closing
+                    break
         return mx.array(bits)

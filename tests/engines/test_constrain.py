@@ -99,7 +99,7 @@ async def test_parallel_off_gives_one_call_and_json_schema_replies_validate(engi
                                                    "temperature": temperature, "max_tokens": 160})
         assert status == 200 and headers["x-agentgate-constrained"] == "json"
         jsonschema.validate(json.loads(doc["choices"][0]["message"]["content"]), TRIP)
-    status, _, doc = await _post(e.url, {"model": "random", "messages": USER, "max_tokens": 80,
+    status, _, doc = await _post(e.url, {"model": "random", "messages": USER, "max_tokens": 80, "seed": 5,
                                          "response_format": {"type": "json_object"}})
     assert status == 200 and isinstance(json.loads(doc["choices"][0]["message"]["content"]), dict)
 
