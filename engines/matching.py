@@ -185,10 +185,9 @@ class GrammarProcessor:
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
         if self._calls:
-            if self._active:
-                # Start this step's forward pass before waiting for the previous token, so that the wait and
-                # the mask computation overlap it instead of stalling the pipeline.
-                mx.async_eval(logits)
+            # Start this step's forward pass before waiting for the previous token, so that the wait and the
+            # mask computation overlap it instead of stalling the pipeline.
+            mx.async_eval(logits)
             self._advance(int(tokens[-1].item()))
         self._calls += 1
         if not self._active or self.state.broken is not None:
