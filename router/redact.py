@@ -116,10 +116,14 @@ def _retry_after(value: str | None) -> str | None:
     return str(min(MAX_RETRY_AFTER, math.ceil(seconds)))
 
 
+CONSTRAINT_LABELS = frozenset({"tools", "tools_lazy", "json", "none", "off", "fallback", "broken",
+                               "unsupported_format", "unsupported_trigger", "no_trigger"})
+
+
 def safe_headers(raw: Mapping[str, str], secrets: str | Iterable[str | None] | None = None) -> dict[str, str]:
     """The upstream response headers the router reads, rebuilt from validated values: `Content-Type` (one of a few
-    media types), `Retry-After` (whole seconds) and `x-agentgate-repairs` (repair kind names). Everything else is
-    dropped."""
+    media types), `Retry-After` (whole seconds), `x-agentgate-repairs` (repair kind names) and
+    `x-agentgate-constrained` (one of a local engine's constraint labels). Everything else is dropped."""
     out: dict[str, str] = {}
     ctype = _content_type(raw.get("Content-Type"))
     if ctype:
@@ -130,4 +134,7 @@ def safe_headers(raw: Mapping[str, str], secrets: str | Iterable[str | None] | N
     repairs = raw.get("x-agentgate-repairs")
     if repairs and _REPAIR_KINDS.fullmatch(repairs) and scrub_text(repairs, secrets) == repairs:
         out["x-agentgate-repairs"] = repairs
+    constrained = raw.get("x-agentgate-constrained")
+    if constrained in CONSTRAINT_LABELS:
+        out["x-agentgate-constrained"] = constrained
     return out
