@@ -530,10 +530,15 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
                     await server.stop()
                     server = make_server(kind, model, workdir, args)
                     await server.start(args.start_timeout)
-                    result.resume_ttft = await resume_turn(server.url, server.model_name, conversation,
-                                                           args.agent_max_tokens, args.timeout)
-                    print(f"[{kind}] resumed after a restart: TTFT {result.resume_ttft * 1000:.0f} ms",
-                          file=sys.stderr)
+                    try:  # a failure here (a cold prefill past --timeout) still leaves the parallel part to run
+                        result.resume_ttft = await resume_turn(server.url, server.model_name, conversation,
+                                                               args.agent_max_tokens, args.timeout)
+                        print(f"[{kind}] resumed after a restart: TTFT {result.resume_ttft * 1000:.0f} ms",
+                              file=sys.stderr)
+                    except (RuntimeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                        result.errors.append(f"resume: {type(exc).__name__}: {exc}")
+                        print(f"[{kind}] ERROR resuming after a restart: {type(exc).__name__} {exc}",
+                              file=sys.stderr)
                 if args.agents:
                     start = time.perf_counter()
                     result.parallel = list(await asyncio.gather(*(
