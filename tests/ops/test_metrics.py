@@ -193,5 +193,5 @@ async def test_calls_decoded_under_a_constraint_are_counted_apart(fakes, router)
     assert up.requests[1].headers.get("x-agentgate-constrain") == "off"
     assert "x-agentgate-constrain" not in up.requests[0].headers
     text = r.state.metrics.render().decode()
-    assert sample(text, "agentgate_tool_calls_total", model="demo", outcome="valid", constrained="yes") == 1
-    assert sample(text, "agentgate_tool_calls_total", model="demo", outcome="valid", constrained="no") == 1
+    assert sample(text, "agentgate_tool_calls_total", model="demo", constrained="yes") == 1
+    assert sample(text, "agentgate_tool_calls_total", model="demo", constrained="no") == 1
