@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE := $(VENV)/.installed-core
 
 .PHONY: serve test lint bench-proxy bench-engine soak
 
@@ -10,11 +11,16 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# `make serve` installs agentgate alone; `make test` (and the other targets) add the dev extras.
+$(CORE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $(CORE)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(CORE)
 
-serve: $(STAMP)
+serve: $(CORE)
 	$(BIN)/agentgate serve --config config.yaml
 
 lint: $(STAMP)
