@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -11,8 +13,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from .api import health, models, openai_routes
+from .api import health, models, openai_routes, swap
 from .config.model import Config
+from .console import api as ui
+from .console import install as install_console
 from .errors import ApiError
 from .metrics import Metrics
 from .runtime import Runtime
@@ -42,6 +46,29 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
     app.router.add_get("/v1/models/{id:.+}", models.get_model)
     app.router.add_get("/health", health.health)
     app.router.add_get("/ready", health.ready)
+    # llama-swap's operator endpoints (api/swap.py); engines marked `preload` start with the router
+    app.router.add_get("/running", swap.running)
+    app.router.add_route("GET", "/unload", swap.unload)  # llama-swap's clients unload with GET
+    app.router.add_post("/unload", swap.unload)
+    app.router.add_post("/unload/{model}", swap.unload)
+    app.router.add_post("/api/models/unload", swap.unload)
+    app.router.add_post("/api/models/unload/{model}", swap.unload)
+    app.router.add_route("*", "/upstream/{rest:.+}", swap.upstream)
+    app.cleanup_ctx.append(swap.preload_engines)
+    # the operator console (console/): the page, then its JSON under /ui/api/
+    install_console(app)
+    app.router.add_get("/ui", ui.page)
+    app.router.add_get("/ui/", ui.page)
+    app.router.add_get("/ui/static/{file}", ui.static)
+    app.router.add_get("/ui/api/state", ui.state)
+    app.router.add_get("/ui/api/requests", ui.requests_)
+    app.router.add_get("/ui/api/log", ui.log_lines)
+    app.router.add_get("/ui/api/captures", ui.captures)
+    app.router.add_get("/ui/api/captures.jsonl", ui.captures_jsonl)
+    app.router.add_get("/ui/api/captures/{id}", ui.capture)
+    app.router.add_post("/ui/api/engines/{name}/unload", ui.unload)
+    app.router.add_post("/ui/api/probe", ui.probe_start)
+    app.router.add_get("/ui/api/probe", ui.probe_status)
     _optional_routes(app)
     return app
 
@@ -108,6 +135,10 @@ async def _upstreams(app: web.Application) -> AsyncIterator[None]:
         await up.close()
 
 
+class ListenError(Exception):
+    """The router could not bind its address (in use, not permitted, no such address)."""
+
+
 @dataclass
 class Running:
     runner: web.AppRunner
@@ -124,7 +155,11 @@ async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) ->
                            keepalive_timeout=idle)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     server = site._server
     assert server is not None and server.sockets  # type: ignore[attr-defined]
     bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
@@ -142,7 +177,13 @@ def run(config: Config, *, config_path: str | None = None) -> None:
 
     async def main() -> None:
         app = create_app(config, config_path=config_path)
-        running = await start(app, config.server.host, config.server.port)
+        try:
+            running = await start(app, config.server.host, config.server.port)
+        except OSError as exc:
+            hint = " (is another agentgate running? --port picks another port)" if exc.errno == errno.EADDRINUSE \
+                else ""
+            raise ListenError(f"cannot listen on {config.server.host}:{config.server.port}: "
+                              f"{(os.strerror(exc.errno) if exc.errno else str(exc)).lower()}{hint}") from None
         log.info("listening", extra={"fields": {"url": running.url, "config": config.source}})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -18,8 +18,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXAMPLES = """\
+examples:
+  agentgate serve                         serve ./config.yaml on 127.0.0.1:8080 (console at /ui)
+  agentgate check -c config.yaml          validate a config and print its routing table
+  agentgate probe demo --turns 10         a 10-turn tool-calling conversation through the router
+  agentgate repair --tools tools.json < raw.txt       repair one raw model output
+  agentgate repair --replay capture.jsonl             re-run captured outputs through today's repair code
+  agentgate bench tools --models demo --runs 3 --out results/
+
+'agentgate COMMAND --help' describes each command.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agentgate", description="One OpenAI-compatible endpoint for every agent.")
+    from . import version
+
+    parser = argparse.ArgumentParser(prog="agentgate", description="One OpenAI-compatible endpoint for every agent.",
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"agentgate {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         try:
@@ -40,3 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `agentgate check | head`: the reader went away, which is not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

@@ -76,6 +76,7 @@ def _error_kind(exc: BaseException) -> str:
 async def dispatch(rt: Runtime, metrics: Metrics, ex: Exchange, route: Route, body: dict[str, Any],
                    raw: bytes, path: str, stream: bool, headers: Mapping[str, str]) -> Opened:
     last: ApiError | None = None
+    ex.model = ex.model or route.model.name  # the entry asked for, until one answers (a metrics label, bounded)
     for hop_index, hop in enumerate(route.hops):
         if hop_index:
             ex.fallbacks += 1
@@ -85,7 +86,7 @@ async def dispatch(rt: Runtime, metrics: Metrics, ex: Exchange, route: Route, bo
         while True:
             picked = _pick(rt, hop, skip)
             if picked is None:
-                last = last or _unusable(rt, hop)
+                last = last or _unusable(rt, route)
                 break
             up, target = picked
             if not up.breaker.allow():
@@ -117,10 +118,17 @@ async def dispatch(rt: Runtime, metrics: Metrics, ex: Exchange, route: Route, bo
 _FINAL_CODES = frozenset({"engine_crashed", "upstream_body_too_large", "upstream_redirect"})  # retrying would not help
 
 
-def _unusable(rt: Runtime, hop: Hop) -> ApiError:
-    reasons = [f"{t.provider}: {rt.upstreams[t.provider].disabled_reason}" for t in hop.targets
-               if rt.upstreams[t.provider].disabled_reason]
-    return ApiError(503, f"Model {hop.model.name!r} is unavailable ({'; '.join(reasons) or 'no usable provider'}).",
+def _unusable(rt: Runtime, route: Route) -> ApiError:
+    """The model the client asked for (not a fallback's or a wildcard's entry name), with every hop's reason."""
+    reasons: list[str] = []
+    for hop in route.hops:
+        via = "" if hop.model is route.model else f"fallback {hop.model.name!r} via "
+        for t in hop.targets:
+            why = rt.upstreams[t.provider].disabled_reason
+            if why and f"{via}{t.provider}: {why}" not in reasons:
+                reasons.append(f"{via}{t.provider}: {why}")
+    name = route.requested if len(route.requested) <= 200 else route.requested[:200] + "..."
+    return ApiError(503, f"Model {name!r} is unavailable ({'; '.join(reasons) or 'no usable provider'}).",
                     "model_unavailable")
 
 

@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import jsoncodec
 from .metrics import Metrics
@@ -38,6 +39,7 @@ class Exchange:
     failures: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # tool types left out (the backend cannot run them)
     error: str | None = None
+    tool_output: Any = None  # capture.ToolOutput, left by the pipeline when it repaired a reply
 
     def usage_from(self, usage: object) -> None:
         if not isinstance(usage, dict):
@@ -75,8 +77,15 @@ class Exchange:
             m.child(m.tokens, model, "cached").inc(self.cached_tokens)
         if self.tool_outcome is not None:
             m.record_repair(model, self.tool_outcome, self.repairs, self.failures, self.constrained)
-        if log_enabled and access_log.isEnabledFor(logging.INFO):
-            access_log.info("request", extra={"fields": self.fields(elapsed)})
+        if self.key_name is not None:
+            m.record_key(self.key_name, self.prompt_tokens, self.completion_tokens)
+        logging_it = log_enabled and access_log.isEnabledFor(logging.INFO)
+        if logging_it or m.request_observers:
+            fields = self.fields(elapsed)
+            if logging_it:
+                access_log.info("request", extra={"fields": fields})
+            for observe in m.request_observers:  # the console's recent requests and capture ring
+                observe(self, fields)
 
     def fields(self, elapsed: float) -> dict[str, object]:
         """The access-log fields. The client key appears by its configured name only, never the key itself."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +30,9 @@ _KIND_OK = re.compile(r"[a-z0-9][a-z0-9_:.\-]{0,47}")
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from . import version
 
-    try:
-        return version("agentgate")
-    except PackageNotFoundError:
-        return "unknown"
+    return version()
 
 
 @dataclass(frozen=True)
@@ -164,6 +161,10 @@ class Metrics:
                                        ["engine"], registry=r)
         self.engine_stats = EngineStatsCollector()
         r.register(self.engine_stats)
+        self.key_requests = Counter("agentgate_key_requests", "Requests by client key name (never the key)",
+                                    ["key"], registry=r)
+        self.key_tokens = Counter("agentgate_key_tokens", "Tokens by client key name and type (prompt, completion)",
+                                  ["key", "type"], registry=r)
         self.config_reloads = Counter("agentgate_config_reloads", "Config reloads by result (success, failure)",
                                       ["result"], registry=r)
         self.config_reload_ok = Gauge("agentgate_config_last_reload_successful",
@@ -178,6 +179,9 @@ class Metrics:
         self.config_reload_time.set(time.time())
         self._children: dict[tuple[Any, ...], Any] = {}
         self._kinds: set[str] = set()
+        # Called with (exchange, access-log fields) once per finished request; see Exchange.finish.
+        self.request_observers: list[Callable[[Any, dict[str, object]], None]] = []
+        self.key_usage: dict[str, list[int]] = {}  # key name -> [requests, prompt tokens, completion tokens]
 
     def child(self, metric: Any, *labels: str) -> Any:
         """labels() with a cache: the hot path pays one dict lookup."""
@@ -210,6 +214,18 @@ class Metrics:
             return "other"
         self._kinds.add(kind)
         return kind
+
+    def record_key(self, key: str, prompt_tokens: int | None, completion_tokens: int | None) -> None:
+        """Usage by key name: names come from the config (bounded), keys themselves never appear."""
+        usage = self.key_usage.setdefault(key, [0, 0, 0])
+        usage[0] += 1
+        self.child(self.key_requests, key).inc()
+        if prompt_tokens:
+            usage[1] += prompt_tokens
+            self.child(self.key_tokens, key, "prompt").inc(prompt_tokens)
+        if completion_tokens:
+            usage[2] += completion_tokens
+            self.child(self.key_tokens, key, "completion").inc(completion_tokens)
 
     def record_reload(self, ok: bool) -> None:
         self.child(self.config_reloads, "success" if ok else "failure").inc()

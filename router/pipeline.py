@@ -26,6 +26,7 @@ from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
 
 from . import jsoncodec, relay
 from .api.common import REPAIR_HEADER, upstream_headers
+from .capture import ToolOutput
 from .config.model import RepairPolicy
 from .dispatch import Opened, dispatch
 from .errors import ApiError
@@ -255,6 +256,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
             reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
         )
         _record(ex, result)
+        ex.tool_output = ToolOutput(text, msg.get("tool_calls"), msg.get("reasoning_content"), body, policy, result)
         if _failed(result, tool_choice):
             if policy.on_failure == "retry" and retry_possible:
                 return result, text or ""
@@ -426,6 +428,7 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
         if ex.tool_outcome != "failed":
             ex.tool_outcome = "failed"
         log.warning("stream %s: %s", ex.request_id, "; ".join(f"{i.kind}: {i.detail}" for i in repairer.after_header))
+    ex.tool_output = ToolOutput("".join(raw), None, None, body, policy, result)  # streamed call fragments: not kept
     yield result  # before the calls it completes: the caller may still retry or refuse
     for c in final:
         yield c

@@ -25,7 +25,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"agentgate: {config.source}: serve would refuse to start: {refusal}", file=sys.stderr)
         return 2
     table = RoutingTable(config)
-    print(f"{config.source}: ok — listening on {config.server.host}:{config.server.port}, "
+    if not config.models:
+        print(f"agentgate: {config.source}: no models are configured, so every request would get 404; add a "
+              "'models:' list (the shipped config.yaml has examples)", file=sys.stderr)
+        return 1
+    available = [m for m in config.models if table.unavailable_reason(m) is None]
+    verdict = "ok" if available else "valid, but no model is available (see UNAVAILABLE below)"
+    print(f"{config.source}: {verdict} — listening on {config.server.host}:{config.server.port}, "
           f"{len(config.server.api_keys)} client key(s)")
     print("\nproviders:")
     for name, p in config.providers.items():
@@ -46,4 +52,4 @@ def run(args: argparse.Namespace) -> int:
         reason = table.unavailable_reason(m)
         kind = f" ({m.engine.kind} engine)" if m.engine else ""
         print(f"  {row.id:<24} -> {' -> '.join(chain)}{kind}{'  UNAVAILABLE: ' + reason if reason else ''}")
-    return 0
+    return 0 if available else 1

@@ -2,6 +2,10 @@
 
     agentgate repair --tools TOOLS.json [--format auto|FAMILY] < raw.txt     -> one JSON object
     agentgate repair --jsonl [--tools DEFAULT.json] < in.jsonl > out.jsonl   -> one JSON object per line
+    agentgate repair --replay capture.jsonl [--json]                        -> captured outputs, repaired again
+
+Exit status: 0 when every output was valid, repaired or had no call; 1 when repair reported a failure for some
+output (or, with --replay, a capture still fails); 2 for unusable input (an unreadable file, bad options).
 
 JSONL input lines are {"id", "tools", "text"} (tools: an OpenAI tools array, possibly empty; when absent the
 --tools file applies). Output lines are {"id", "content", "tool_calls", "reasoning_content", "repairs", "errors",
@@ -34,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tool-choice", default=None, metavar="CHOICE",
                         help='"auto", "none", "required" or a function name')
     parser.add_argument("--no-parallel", action="store_true", help="as parallel_tool_calls=false: keep one call")
+    parser.add_argument("--replay", metavar="FILE",
+                        help="re-run the captures in FILE (server.capture.file, or the console's download) through "
+                             "the current repair code and compare with what the router recorded")
+    parser.add_argument("--json", action="store_true", help="with --replay: one JSON result per capture")
 
 
 def _ids(i: int) -> str:
@@ -91,6 +99,7 @@ class _IndexCache:
 
 def _run_jsonl(args: argparse.Namespace, default_tools: list[dict[str, Any]] | None, stdin: Iterable[bytes | str],
                stdout: TextIO) -> int:
+    failed = False
     cache = _IndexCache()
     opts = {"format": args.format, "mode": args.mode, "tool_choice": _tool_choice(args.tool_choice),
             "parallel_tool_calls": not args.no_parallel, "id_factory": _ids}
@@ -114,12 +123,15 @@ def _run_jsonl(args: argparse.Namespace, default_tools: list[dict[str, Any]] | N
             out = {"id": line_id, "content": None, "tool_calls": [], "reasoning_content": None, "repairs": [],
                    "errors": [{"kind": "bad_input", "detail": f"line {lineno}: {exc}", "call_index": None}],
                    "format": None}
+        failed = failed or bool(out["errors"])
         stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     stdout.flush()
-    return 0
+    return 1 if failed else 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.replay:
+        return _replay(args.replay, as_json=args.json, stdout=sys.stdout)
     try:
         default_tools = _load_tools(args.tools)
     except (OSError, ValueError) as exc:
@@ -132,4 +144,68 @@ def run(args: argparse.Namespace) -> int:
                             tool_choice=_tool_choice(args.tool_choice), parallel_tool_calls=not args.no_parallel,
                             id_factory=_ids)
     sys.stdout.write(json.dumps(_document(result), ensure_ascii=False) + "\n")
-    return 0
+    return 1 if result.errors else 0
+
+
+# --- --replay ------------------------------------------------------------------------------------------------------
+
+def replay_one(doc: dict[str, Any], cache: _IndexCache | None = None) -> dict[str, Any]:
+    """One capture repaired again with the options the router used; `then` is what the router recorded."""
+    tools = _tools_from(doc["tools"]) if doc.get("tools") is not None else []
+    fmt = doc.get("format") or "auto"
+    result = repair_message(
+        doc.get("text"), (cache or _IndexCache()).get(tools), tool_calls=doc.get("tool_calls") or None,
+        tool_choice=doc.get("tool_choice"), parallel_tool_calls=doc.get("parallel_tool_calls", True) is not False,
+        format=fmt if fmt in FAMILIES else "auto", mode=doc.get("mode") if doc.get("mode") == "detect" else "repair",
+        reasoning_content=doc.get("reasoning"), id_factory=_ids)
+    now = "failed" if result.errors else "repaired" if result.repairs else "valid" if result.tool_calls else "none"
+    then = doc.get("outcome") or "?"
+    return {"id": doc.get("id"), "model": doc.get("model"), "then": then, "now": now,
+            "then_kinds": sorted({*doc.get("repairs", []), *doc.get("failures", [])}),
+            "now_kinds": sorted({*(r.kind for r in result.repairs), *(e.kind for e in result.errors)}),
+            "changed": now != then, **_document(result)}
+
+
+def _replay(path: str, *, as_json: bool, stdout: TextIO) -> int:
+    from ..capture import read_captures
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.readlines()
+    except OSError as exc:
+        print(f"agentgate repair: cannot read --replay {path!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    cache = _IndexCache()
+    counts = {"fixed": 0, "still_failing": 0, "regressed": 0, "same": 0, "unreadable": 0}
+    if not as_json:
+        stdout.write(f"{'id':>6}  {'model':<20} {'then':<9} {'now':<9} kinds now\n")
+    for lineno, doc, problem in read_captures(lines):
+        if doc is None:
+            counts["unreadable"] += 1
+            row: dict[str, Any] = {"line": lineno, "error": problem}
+        else:
+            try:
+                row = replay_one(doc, cache)
+            except (ValueError, TypeError, KeyError) as exc:
+                counts["unreadable"] += 1
+                row = {"line": lineno, "id": doc.get("id"), "error": f"cannot replay: {exc}"}
+        if "error" not in row:
+            bad_then, bad_now = row["then"] == "failed", row["now"] == "failed"
+            key = "fixed" if bad_then and not bad_now else "still_failing" if bad_now and bad_then else \
+                "regressed" if bad_now else "same"
+            counts[key] += 1
+        if as_json:
+            stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        elif "error" in row:
+            stdout.write(f"{'line ' + str(lineno):>6}  {row['error']}\n")
+        else:
+            mark = "  <- changed" if row["changed"] else ""
+            stdout.write(f"{row['id']!s:>6}  {str(row['model'])[:20]:<20} {row['then']:<9} {row['now']:<9} "
+                         f"{', '.join(row['now_kinds']) or '-'}{mark}\n")
+    total = sum(counts.values())
+    summary = (f"{total} capture(s): {counts['fixed']} fixed, {counts['still_failing']} still failing, "
+               f"{counts['regressed']} newly failing, {counts['same']} unchanged, {counts['unreadable']} unreadable")
+    print(summary, file=sys.stderr if as_json else stdout)
+    if counts["unreadable"] and total == counts["unreadable"]:
+        return 2
+    return 1 if counts["still_failing"] or counts["regressed"] else 0

@@ -46,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("agentgate").warning(
             "serving WITHOUT client keys on %s (server.allow_unauthenticated: true): anyone who reaches this port "
             "can use every configured provider", server.host)
+    from ..app import ListenError
     from ..app import run as run_app
 
-    run_app(config, config_path=args.config)
+    try:
+        run_app(config, config_path=args.config)
+    except ListenError as exc:
+        print(f"agentgate: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from .model import (
+    CaptureConfig,
     ClientKey,
     Config,
     EngineEntry,
@@ -194,6 +195,7 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
         max_stream_repair_chars=int(srv.get("max_stream_repair_kchars", 1024) * 1024),
         allow_unauthenticated=srv.get("allow_unauthenticated", False),
         idle_timeout=float(srv.get("idle_timeout", 75.0)),
+        capture=_capture(srv.get("capture", False)),
     )
     default_policy = _policy(doc.get("defaults", {}), Policy())
     leftovers = {p: v for p, v in missing.items() if p[:1] not in (("providers",), ("server",))}
@@ -212,6 +214,10 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
                 raw = {**raw, "base_url": "https://api.anthropic.com/v1"}
             else:
                 raise _fail(source, f"providers.{name}.base_url", "required for an openai provider")
+        url = raw.get("base_url", "")
+        if url and not reason and not url.lower().startswith(("http://", "https://")):
+            raise _fail(source, f"providers.{name}.base_url", f"{url[:200]!r} is not an http:// or https:// URL "
+                        f"(did you mean 'http://{url[:200]}'?)")
         providers[name] = ProviderConfig(
             name=name,
             type=raw["type"],
@@ -229,6 +235,8 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
         where = f"models[{i}]"
         name = raw["name"]
         engine = _engine_entry(raw, eng, source, where)
+        if raw.get("preload") and engine is None:
+            raise _fail(source, f"{where}.preload", "only an engine entry (engine: or command:) can be preloaded")
         targets: list[Target] = []
         if engine is not None:
             if "provider" in raw or "replicas" in raw:
@@ -311,7 +319,19 @@ def _engine_entry(raw: Mapping[str, Any], eng: Mapping[str, Any], source: str, w
         args=tuple(raw.get("engine_args", [])),
         env=tuple((raw.get("env") or {}).items()),
         memory_gb=raw.get("memory_gb"),
+        preload=raw.get("preload", False),
     )
+
+
+def _capture(raw: bool | Mapping[str, Any]) -> CaptureConfig | None:
+    if raw is False:
+        return None
+    if raw is True:
+        return CaptureConfig()
+    d = CaptureConfig()
+    return CaptureConfig(max_entries=raw.get("max_entries", d.max_entries),
+                         file=str(Path(raw["file"]).expanduser()) if raw.get("file") else None,
+                         max_file_mb=raw.get("max_file_mb", d.max_file_mb))
 
 
 def _check_cycles(models: list[ModelConfig], by_name: Mapping[str, ModelConfig], source: str) -> None:

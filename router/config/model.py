@@ -13,6 +13,15 @@ class ClientKey:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    """`server.capture`: keep raw upstream outputs of repaired and failed tool calls (redacted) for inspection."""
+
+    max_entries: int = 200
+    file: str | None = None  # also append them to this JSONL file
+    max_file_mb: float = 64.0  # then the file is rotated once (FILE.1)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -28,6 +37,7 @@ class ServerConfig:
     max_stream_repair_chars: int = 1024 * 1024  # text one stream keeps for tool-call repair
     allow_unauthenticated: bool = False  # serve without client keys beyond loopback (logged as a warning)
     idle_timeout: float = 75.0  # a client connection idle this long (no request, a stalled body) is closed
+    capture: CaptureConfig | None = None  # None: off
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class EngineEntry:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     memory_gb: float | None = None
+    preload: bool = False  # start with the router
 
 
 @dataclass(frozen=True)

@@ -239,22 +239,31 @@ def write_plot(doc: dict[str, Any], path: Path) -> str | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "plot skipped: matplotlib is not installed (pip install 'agentgate[plot]')"
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
-    colors = {model: palette[i % len(palette)] for i, model in enumerate(doc["models"])}
-    for g in doc["groups"]:  # one color per model; solid: on, dashed: off (repair, or constrain)
-        points = [(n, rate) for n, rate in enumerate(g["by_turn"], 1) if rate is not None]
+        return "plot skipped: matplotlib is not installed (pip install 'agentgate-router[plot]')"
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    palette = plt.rcParams["axes.prop_cycle"].by_key().get("color") or ["C0", "C1"]
+    overall = []
+    axis = doc.get("axis", "repair")  # what was switched on and off: repair, or a local engine's constraint
+    for i, g in enumerate(doc["groups"]):  # a colour per model and mode; solid: on, dashed: off
+        rate = g.get("validity_rate")
+        label = f"{g['model']} ({axis} {_mode(g['repair'])})"
+        overall.append(f"{label} {100 * rate:.0f}%" if rate is not None else f"{label} -")
+        points = [(n, r) for n, r in enumerate(g["by_turn"], 1) if r is not None]
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, [100 * y for y in ys], marker=".", linestyle="-" if g["repair"] else "--",
-                    color=colors[g["model"]], label=f"{g['model']} ({doc.get('axis', 'repair')} {_mode(g['repair'])})")
+                    color=palette[i % len(palette)], label=label)
     ax.set_xlabel("turn")
     ax.set_ylabel("valid tool calls (% of runs)")
     ax.set_ylim(-2, 102)
-    ax.set_title(f"tool-call validity by turn — {doc['runs']} run(s), concurrency {doc['concurrency']}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"tool-call validity by turn — {doc['runs']} run(s), concurrency {doc['concurrency']}\n"
+                 f"overall: {', '.join(overall)}", fontsize="medium")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize="small")
+    if doc["groups"]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -47,6 +47,9 @@ class EngineBreaker(Breaker):
             super().failure()
 
 
+MLX_PATHS = frozenset({"/chat/completions", "/completions"})  # what our worker serves under /v1
+
+
 class EngineUpstream(Upstream):
     kind = "engine"
 
@@ -106,11 +109,19 @@ class EngineUpstream(Upstream):
 
     async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
                    stream: bool) -> Reply:
+        if path not in MLX_PATHS and self._kind() == "mlx":  # refused before the engine is started for nothing
+            raise UpstreamUnavailable(
+                f"Model {self.engine!r} is a local MLX engine, which serves chat completions and completions only, "
+                f"not {path.lstrip('/')}.", status=400, code="unsupported_endpoint")
         data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode()
         return await self._request("POST", path, data, headers)
 
     async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
         return await self._request("GET", path, None, headers)
+
+    def _kind(self) -> str | None:
+        spec = self.supervisor.specs().get(self.engine) if hasattr(self.supervisor, "specs") else None
+        return getattr(spec, "kind", None)
 
     def crashed(self) -> bool:
         return bool(self.supervisor.crashed(self.engine))

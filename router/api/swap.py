@@ -1,0 +1,229 @@
+"""llama-swap's operator endpoints, for people and tools that know them.
+
+    GET  /running                         engines that are starting, ready or stopping
+    POST /unload  (also GET, as llama-swap)   stop every engine (in-flight requests drain first, bounded)
+    POST /unload/{model}                  stop one engine (a model name or alias); /api/models/unload[/{model}] too
+    ANY  /upstream/{model}/{path}         an engine's own routes (e.g. /upstream/demo/stats), starting it if needed
+
+Entries with `preload: true` start with the router (`preload_engines`, in the app's cleanup_ctx).
+
+`/running` and `/upstream` need a client key when keys are configured (`/upstream` one allowed the model); `/unload`
+needs what `/admin/reload` needs: an unrestricted key, unless `server.admin_auth: false`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..config.model import ModelConfig
+from ..errors import ApiError
+from ..runtime import Runtime
+from ..state import STATE, AppState
+from . import common
+
+log = logging.getLogger("agentgate.engine")
+
+UNLOAD_DRAIN_S = 10.0  # how long /unload lets in-flight requests of an engine finish before stopping it
+UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+                         "transfer-encoding", "upgrade", "host", "content-length", "authorization", "x-api-key",
+                         "cookie"})
+
+
+def require_operator(rt: Runtime, request: web.Request) -> None:
+    """What `/admin/reload` requires: with keys configured, an unrestricted one (unless `admin_auth: false`)."""
+    if not rt.config.server.admin_auth:
+        return
+    key = common.authenticate(rt, request)
+    if key is not None and key.models is not None:
+        raise ApiError(403, "This API key is limited to some models and may not manage the router.",
+                       "admin_forbidden")
+
+
+def engine_entry(rt: Runtime, name: str) -> ModelConfig:
+    """The engine entry `name` (or an alias of it) names; 404 when it names none."""
+    found = rt.table.lookup(name)
+    if found is None:
+        rt.table.resolve(name)  # raises the router's 404, with the near names
+    assert found is not None
+    entry, suffix = found
+    if suffix:
+        raise ApiError(404, f"{name[:200]!r} matches the wildcard {entry.name!r}, not a local engine.",
+                       "engine_not_found")
+    if entry.engine is None:
+        raise ApiError(404, f"Model {name!r} is served by a provider, not a local engine; only engines can be "
+                       "loaded, unloaded or reached under /upstream.", "engine_not_found")
+    return entry
+
+
+def _supervisor(state: AppState) -> Any:
+    if state.supervisor is None:
+        raise ApiError(404, "No local engines are configured (no model has engine: or command:).",
+                       "engine_not_found")
+    return state.supervisor
+
+
+# --- GET /running --------------------------------------------------------------------------------------------------
+
+async def running(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    rt = state.runtime
+    try:
+        common.authenticate(rt, request)
+    except ApiError as err:
+        return err.response()
+    rows = []
+    if state.supervisor is not None:
+        entries = {m.name: m for m in rt.config.models if m.engine is not None}
+        for name, st in state.supervisor.states().items():
+            if st.state not in ("starting", "ready", "stopping"):
+                continue
+            entry = entries.get(name)
+            engine = entry.engine if entry is not None else None
+            rows.append({
+                "model": name, "state": st.state, "pid": st.pid, "in_flight": st.in_flight,
+                "ttl": engine.ttl if engine is not None else None,
+                "ttl_left": ttl_left(st, engine.ttl if engine is not None else None),
+                "load_seconds": st.load_seconds, "kind": engine.kind if engine is not None else None,
+                "description": entry.description if entry is not None else "",
+            })
+    return web.json_response({"running": rows})
+
+
+def ttl_left(status: Any, ttl: float | None) -> float | None:
+    """Seconds until an idle ready engine is unloaded (None: no ttl, or busy)."""
+    if not ttl or status.state != "ready" or status.in_flight or status.last_used is None:
+        return None
+    return round(max(0.0, ttl - (time.time() - status.last_used)), 1)
+
+
+# --- /unload -------------------------------------------------------------------------------------------------------
+
+async def unload(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    rt = state.runtime
+    try:
+        require_operator(rt, request)
+        supervisor = _supervisor(state)
+        name = request.match_info.get("model") or request.query.get("model")
+        if name:
+            names = [engine_entry(rt, name).name]
+        else:
+            names = [n for n, st in supervisor.states().items() if st.state != "stopped"]
+    except ApiError as err:
+        return err.response()
+    stopped = await stop_engines(supervisor, names)
+    return web.json_response({"status": "ok", "unloaded": stopped})
+
+
+async def stop_engines(supervisor: Any, names: list[str]) -> list[str]:
+    """Stop `names` (each after its in-flight requests drain, at most UNLOAD_DRAIN_S); the names that were running."""
+    states = supervisor.states()
+    active = [n for n in names if n in states and states[n].state != "stopped"]
+
+    async def stop(name: str) -> None:
+        try:
+            await supervisor.stop(name, drain_timeout=UNLOAD_DRAIN_S)
+        except KeyError:  # removed by a reload meanwhile
+            pass
+
+    await asyncio.gather(*(stop(n) for n in names))
+    for name in active:
+        log.info("engine %s: unloaded on request", name, extra={"engine": name})
+    return active
+
+
+# --- /upstream/{model}/{path} --------------------------------------------------------------------------------------
+
+async def upstream(request: web.Request) -> web.StreamResponse:
+    """Forward the request to the engine's own server: method, path, query and body as sent (client credentials
+    removed); the engine is started if it is not running, and counted in flight until the answer is sent."""
+    from engines.supervisor import EngineUnavailable
+
+    state = request.app[STATE]
+    rt = state.runtime
+    try:
+        key = common.authenticate(rt, request)
+        supervisor = _supervisor(state)
+        name, path = _split(rt, request.match_info["rest"])
+        entry = engine_entry(rt, name)
+        common.check_model_allowed(key, name, entry.name)
+        limit = rt.config.server.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large") from None
+    except ApiError as err:
+        return err.response()
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    try:
+        async with supervisor.lease(entry.name) as endpoint:
+            base = endpoint.base_url.removesuffix("/").removesuffix("/v1")
+            url = base + path + (f"?{request.query_string}" if request.query_string else "")
+            connector = aiohttp.UnixConnector(path=endpoint.unix_socket) if endpoint.unix_socket else None
+            async with aiohttp.ClientSession(connector=connector, timeout=UPSTREAM_TIMEOUT,
+                                             auto_decompress=False) as session, \
+                    session.request(request.method, url, data=body or None, headers=headers,
+                                    allow_redirects=False) as upstream_resp:
+                return await _relay(request, upstream_resp)
+    except EngineUnavailable as exc:
+        return ApiError(503, f"Engine {entry.name!r} is unavailable: {exc.reason}", "engine_unavailable").response()
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        return ApiError(502, f"Engine {entry.name!r} did not answer ({type(exc).__name__}).",
+                        "upstream_error").response()
+
+
+def _split(rt: Runtime, rest: str) -> tuple[str, str]:
+    """`{model}/{path}`, where a model name may itself contain slashes: the longest engine name that prefixes it."""
+    parts = rest.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        name = "/".join(parts[:i])
+        entry = rt.table.exact.get(name)
+        if entry is not None and entry.engine is not None:
+            return name, "/" + "/".join(parts[i:])
+    return parts[0], "/" + "/".join(parts[1:])
+
+
+async def _relay(request: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+    out = web.StreamResponse(status=resp.status, reason=resp.reason)
+    for k, v in resp.headers.items():
+        if k.lower() not in _HOP_BY_HOP:
+            out.headers.add(k, v)
+    await out.prepare(request)
+    async for chunk in resp.content.iter_any():
+        await out.write(chunk)
+    await out.write_eof()
+    return out
+
+
+# --- preload -------------------------------------------------------------------------------------------------------
+
+async def preload_engines(app: web.Application) -> AsyncIterator[None]:
+    """Start the engines whose entries say `preload: true` once the router is up (in the background: serving
+    does not wait for them); a failure is logged and the engine starts again on its first request."""
+    state = app[STATE]
+    names = [m.name for m in state.runtime.config.models if m.engine is not None and m.engine.preload]
+    tasks = [asyncio.ensure_future(_preload(state, n)) for n in names] if state.supervisor is not None else []
+    yield
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _preload(state: AppState, name: str) -> None:
+    from engines.supervisor import EngineUnavailable
+
+    try:
+        async with state.supervisor.lease(name):
+            log.info("engine %s: preloaded", name, extra={"engine": name})
+    except EngineUnavailable as exc:
+        log.warning("engine %s: preload failed: %s", name, exc.reason, extra={"engine": name})

@@ -1,0 +1,78 @@
+"""The operator console at `/ui`: one static page (static/, served by the router: no build step, nothing from
+elsewhere) and the JSON it reads under `/ui/api/`. See `api.py` for the routes and who may call them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ..capture import CaptureRing, Redactor
+from ..state import STATE, AppState
+from .probe_job import ProbeRunner
+from .rings import LogRing, RecentRequests
+
+
+@dataclass
+class Console:
+    state: AppState
+    requests: RecentRequests = field(default_factory=RecentRequests)
+    log: LogRing = field(default_factory=LogRing)
+    captures: CaptureRing | None = None
+    probe: ProbeRunner = field(default_factory=ProbeRunner)
+    starting_since: dict[str, float] = field(default_factory=dict)  # engine -> when the console first saw it start
+    _redactor: tuple[Any, Redactor] | None = None
+
+    def observe(self, ex: Any, fields: dict[str, object]) -> None:
+        """Called once per finished request, where the access log is written."""
+        self.requests.observe(ex, fields)
+        if ex.tool_output is None:
+            return
+        config = self.state.runtime.config.server.capture  # a reload may turn capture on, off, or resize it
+        if config is None:
+            return
+        if self.captures is None:
+            self.captures = CaptureRing(config)
+        elif self.captures.config != config:
+            self.captures.reconfigure(config)
+        self.captures.offer(ex, ex.tool_output, self.redactor())
+
+    def redactor(self) -> Redactor:
+        """The redactor of the running config (rebuilt after a reload changed it)."""
+        config = self.state.runtime.config
+        if self._redactor is None or self._redactor[0] is not config:
+            self._redactor = (config, Redactor.for_config(config))
+        return self._redactor[1]
+
+    def loading_for(self, engine: str, state: str) -> float | None:
+        if state != "starting":
+            self.starting_since.pop(engine, None)
+            return None
+        return round(time.time() - self.starting_since.setdefault(engine, time.time()), 1)
+
+
+CONSOLE = web.AppKey("agentgate_console", Console)
+
+
+def install(app: web.Application) -> Console:
+    """Create the console's state and hook it to the request record; the routes are added in app.py."""
+    state = app[STATE]
+    capture = state.runtime.config.server.capture
+    console = Console(state, captures=CaptureRing(capture) if capture is not None else None)
+    state.metrics.request_observers.append(console.observe)
+    app[CONSOLE] = console
+    app.cleanup_ctx.append(_lifecycle)
+    return console
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    console = app[CONSOLE]
+    logger = logging.getLogger("agentgate")
+    logger.addHandler(console.log)
+    yield
+    logger.removeHandler(console.log)
+    await console.probe.close()

@@ -1,0 +1,194 @@
+"""The console's JSON and the capture ring behind the repair inspector, through a real router and a scripted
+upstream; captured output replayed with `agentgate repair --replay`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.console.test_swap import call
+from tests.fakes.openai_upstream import Step, chunk, completion
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+PROVIDER_KEY = "sk-provider-secret-abcdefghijklmnop"
+KEY, LIMITED = "sk-console-admin-0123456789", "sk-console-limited-0123456789"
+TOOLS = [{"type": "function", "function": {"name": "read_file", "parameters": {
+    "type": "object", "properties": {"path": {"type": "string"}, "limit": {"type": "integer"}},
+    "required": ["path"]}}}]
+ASK = [{"role": "user", "content": "read a.py"}]
+BROKEN = "Reading it. <tool_call>{'name': 'read_file', 'arguments': {'path': 'a.py', 'limit': '5',}}"
+UNKNOWN = f'<tool_call>{{"name": "launch_rockets", "arguments": {{"token": "{PROVIDER_KEY}"}}}}</tool_call>'
+
+
+def config(url: str, extra: str = "", capture: str = "true") -> str:
+    return f"""
+server:
+  capture: {capture}
+{extra}
+providers:
+  cloud: {{type: openai, base_url: "{url}", api_key: "{PROVIDER_KEY}"}}
+models:
+  - {{name: m, provider: cloud, aliases: [m-alias]}}
+  - {{name: chain, fallbacks: [m]}}
+"""
+
+
+@pytest.fixture
+def info_logs() -> Any:
+    logger = logging.getLogger("agentgate")
+    before = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(before)
+
+
+async def test_inspector_shows_raw_beside_repaired_and_redacts(fakes, router, info_logs) -> None:
+    up = await fakes("cloud")
+    r = await router(config(up.url))
+    up.push(Step(json=completion(BROKEN, "m")), Step(json=completion(UNKNOWN, "m")),
+            Step(sse=[chunk("m", {"role": "assistant", "content": ""}), chunk("m", {"content": BROKEN[:30]}),
+                      chunk("m", {"content": BROKEN[30:]}), chunk("m", {}, "stop")]),
+            Step(json=completion("plain answer", "m")))
+    client = r.client()
+    await client.chat.completions.create(model="m", messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
+    await client.chat.completions.create(model="m-alias", messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
+    stream = await client.chat.completions.create(model="m", messages=ASK, tools=TOOLS, stream=True)  # type: ignore
+    async for _ in stream:
+        pass
+    await client.chat.completions.create(model="m", messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
+
+    status, doc = await call("GET", r.url + "/ui/api/captures")
+    assert status == 200 and doc["enabled"] is True
+    summaries = doc["captures"]
+    assert [(c["id"], c["model"], c["outcome"]) for c in summaries] == [
+        (1, "m", "repaired"), (2, "m-alias", "failed"), (3, "m", "repaired")]  # the valid answer is not kept
+    assert summaries[0]["repairs"] == ["coerced_type", "single_quotes", "trailing_comma", "truncated"]
+
+    status, first = await call("GET", r.url + "/ui/api/captures/1")
+    assert first["text"] == BROKEN and first["tools"] == TOOLS and first["provider"] == "cloud"
+    call0 = first["repaired"]["tool_calls"][0]["function"]
+    assert call0["name"] == "read_file" and json.loads(call0["arguments"]) == {"path": "a.py", "limit": 5}
+    status, failed = await call("GET", r.url + "/ui/api/captures/2")
+    assert failed["failures"] == ["unknown_name"] and PROVIDER_KEY not in json.dumps(failed)
+    assert "[redacted]" in failed["text"]
+    status, streamed = await call("GET", r.url + "/ui/api/captures/3")
+    assert streamed["stream"] is True and streamed["text"] == BROKEN
+    assert (await call("GET", r.url + "/ui/api/captures/99"))[0] == 404
+
+    status, doc = await call("GET", r.url + "/ui/api/requests?after=0")
+    rows = doc["requests"]
+    assert [row["status"] for row in rows] == [200] * 4 and doc["last"] == 4
+    assert rows[0]["repairs"] == summaries[0]["repairs"] and rows[1]["tool_call_failures"] == ["unknown_name"]
+    assert (await call("GET", r.url + "/ui/api/requests?after=3"))[1]["requests"][0]["seq"] == 4
+    status, doc = await call("GET", r.url + "/ui/api/log?after=0")
+    assert any(line["logger"] == "agentgate.access" and line["fields"]["model"] == "m-alias" for line in doc["lines"])
+    assert PROVIDER_KEY not in json.dumps(doc)
+
+
+async def test_state_lists_what_an_operator_needs(fakes, router) -> None:
+    up = await fakes("cloud")
+    r = await router(f"""
+providers:
+  cloud: {{type: openai, base_url: "{up.url}", api_key: "{PROVIDER_KEY}"}}
+  offline: {{type: openai, base_url: "http://127.0.0.1:9/v1", api_key: "${{NOPE}}"}}
+models:
+  - {{name: m, provider: cloud, aliases: [m-alias]}}
+  - {{name: gone, provider: offline}}
+  - {{name: demo, engine: mlx, model: "tiny:demo", ttl: 60}}
+""")
+    status, doc = await call("GET", r.url + "/ui/api/state")
+    assert status == 200 and doc["capture"] == {"enabled": False, "count": 0}
+    models = {m["id"]: m for m in doc["models"]}
+    assert models["m-alias"]["alias_of"] == "m" and models["m"]["available"] is True
+    assert models["gone"]["available"] is False and "NOPE" in models["gone"]["reason"]
+    assert models["demo"]["engine"] == "stopped"
+    providers = {p["name"]: p for p in doc["providers"]}
+    assert providers["cloud"]["breaker"] == "closed" and providers["cloud"]["error_rate"] is None
+    assert "NOPE" in providers["offline"]["disabled"]
+    [engine] = doc["engines"]
+    assert engine["name"] == "demo" and engine["state"] == "stopped" and engine["ttl"] == 60
+    assert engine["ttl_left"] is None and engine["model"] == "tiny:demo"
+    assert PROVIDER_KEY not in json.dumps(doc)
+
+
+async def test_console_needs_an_unrestricted_key(fakes, router) -> None:
+    up = await fakes("cloud")
+    r = await router(config(up.url, extra=f"  api_keys: [{{key: {KEY}, name: admin}}, "
+                                          f"{{key: {LIMITED}, name: ci, models: [m]}}]"))
+    async with aiohttp.ClientSession() as s, s.get(r.url + "/ui", allow_redirects=True) as resp:
+        page = await resp.text()
+        assert resp.status == 200 and str(resp.url).endswith("/ui/") and "<title>agentgate console</title>" in page
+        assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    for path in ("/ui/static/console.js", "/ui/static/console.css"):
+        assert (await call("GET", r.url + path))[0] == 200
+    assert (await call("GET", r.url + "/ui/static/../app.py"))[0] == 404
+    for path in ("/ui/api/state", "/ui/api/requests", "/ui/api/log", "/ui/api/captures", "/ui/api/probe"):
+        assert (await call("GET", r.url + path))[0] == 401, path
+        assert (await call("GET", r.url + path, LIMITED))[0] == 403, path
+        assert (await call("GET", r.url + path, KEY))[0] == 200, path
+    await r.client(LIMITED).chat.completions.create(model="m", messages=ASK)
+    status, doc = await call("GET", r.url + "/ui/api/state", KEY)
+    assert status == 200 and doc["keys"] == [{"name": "ci", "requests": 1, "prompt_tokens": 5, "completion_tokens": 3}]
+
+
+async def test_probe_from_the_console(fakes, router) -> None:
+    up = await fakes("cloud")
+    r = await router(config(up.url))
+    # The fake echoes: every turn is answered with text, so each is reported invalid (no_call).
+    status, doc = await call("POST", r.url + "/ui/api/probe", json={"model": "m", "turns": 3})
+    assert status == 202 and doc["state"] == "running"
+    assert (await call("POST", r.url + "/ui/api/probe", json={"model": "m", "turns": 3}))[0] == 409
+    await wait_until(lambda: r.app[_console_key()].probe.job.state != "running", timeout=60)
+    status, doc = await call("GET", r.url + "/ui/api/probe")
+    assert doc["state"] == "done" and [t["turn"] for t in doc["turns"]] == [1, 2, 3]
+    assert {t["status"] for t in doc["turns"]} == {"invalid"} and doc["summary"]["validity_rate"] == 0
+    status, err = await call("POST", r.url + "/ui/api/probe", json={"model": "nope", "turns": 3})
+    assert status == 404
+    status, err = await call("POST", r.url + "/ui/api/probe", json={"model": "m", "turns": 400})
+    assert status == 400 and err["error"]["param"] == "turns"
+
+
+def _console_key() -> Any:
+    from router.console import CONSOLE
+
+    return CONSOLE
+
+
+async def test_capture_file_and_replay(fakes, router, tmp_path: Path) -> None:
+    up = await fakes("cloud")
+    path = tmp_path / "state" / "capture.jsonl"
+    r = await router(config(up.url, capture=f"{{max_entries: 5, file: '{path}'}}"))
+    up.push(Step(json=completion(BROKEN, "m")), Step(json=completion(UNKNOWN, "m")))
+    for _ in range(2):
+        await r.client().chat.completions.create(model="m", messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and PROVIDER_KEY not in path.read_text()
+    async with aiohttp.ClientSession() as s, s.get(r.url + "/ui/api/captures.jsonl") as resp:
+        assert (await resp.text()).splitlines() == lines
+
+    proc = await replay(str(path))
+    assert proc.returncode == 1, proc.stderr  # the unknown tool still fails
+    assert "2 capture(s): 0 fixed, 1 still failing, 0 newly failing, 1 unchanged" in proc.stdout
+    proc = await replay(str(path), "--json")
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [(x["id"], x["then"], x["now"]) for x in rows] == [(1, "repaired", "repaired"), (2, "failed", "failed")]
+    assert json.loads(rows[0]["tool_calls"][0]["function"]["arguments"]) == {"path": "a.py", "limit": 5}
+    path.with_name("bad.jsonl").write_text("not json\n")
+    proc = await replay(str(path.with_name("bad.jsonl")))
+    assert proc.returncode == 2
+
+
+async def replay(*args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "router", "repair", "--replay", *args],
+                                   capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)

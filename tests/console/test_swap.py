@@ -1,0 +1,114 @@
+"""llama-swap's endpoints: GET /running, POST /unload (all or one), preload, /upstream/{model}/... — against a real
+supervised engine process (tests/ops/stats_engine.py, run as a `command:` engine)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.waiting import wait_until
+
+STATS_ENGINE = Path(__file__).resolve().parents[1] / "ops" / "stats_engine.py"
+KEY, LIMITED = "sk-console-test-0123456789", "sk-limited-test-0123456789"
+
+
+def config(*, preload: bool = False, keys: bool = False) -> str:
+    auth = f"server:\n  api_keys: [{KEY}, {{key: {LIMITED}, name: ci, models: [local]}}]\n" if keys else ""
+    return auth + f"""
+models:
+  - name: local
+    command: ["{sys.executable}", "{STATS_ENGINE}"]
+    aliases: [local-alias]
+    ttl: 600
+    start_timeout: 30
+    preload: {str(preload).lower()}
+  - name: idle
+    command: ["{sys.executable}", "{STATS_ENGINE}"]
+    start_timeout: 30
+"""
+
+
+async def call(method: str, url: str, key: str | None = None, **kw: Any) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with aiohttp.ClientSession() as s, s.request(method, url, headers=headers, **kw) as resp:
+        body = await resp.read()
+        try:
+            import json
+
+            return resp.status, json.loads(body)
+        except ValueError:
+            return resp.status, body.decode()
+
+
+async def test_running_unload_and_upstream(router) -> None:
+    r = await router(config())
+    sup = r.state.supervisor
+    assert await call("GET", r.url + "/running") == (200, {"running": []})
+
+    status, doc = await call("GET", r.url + "/upstream/local-alias/stats")  # an alias works; the engine starts
+    assert status == 200 and doc["running"] == 3 and doc["cache"]["hit_tokens"] == 24
+    status, doc = await call("GET", r.url + "/running")
+    assert status == 200 and [row["model"] for row in doc["running"]] == ["local"]
+    row = doc["running"][0]
+    assert row["state"] == "ready" and row["ttl"] == 600 and 0 < row["ttl_left"] <= 600 and row["pid"] > 0
+
+    status, doc = await call("POST", r.url + "/upstream/local/v1/chat/completions",
+                             json={"model": "local", "messages": [{"role": "user", "content": "x"}]})
+    assert status == 200 and doc["choices"][0]["message"]["content"] == "local"
+    status, doc = await call("GET", r.url + "/upstream/local/no-such-route")
+    assert status == 404  # the engine's own answer, passed through
+
+    status, doc = await call("POST", r.url + "/unload/local")
+    assert status == 200 and doc == {"status": "ok", "unloaded": ["local"]}
+    assert sup.states()["local"].state == "stopped"
+    assert (await call("GET", r.url + "/running"))[1] == {"running": []}
+
+    await r.client().chat.completions.create(model="local", messages=[{"role": "user", "content": "x"}])
+    await r.client().chat.completions.create(model="idle", messages=[{"role": "user", "content": "x"}])
+    status, doc = await call("GET", r.url + "/unload")  # llama-swap's clients use GET for "unload everything"
+    assert status == 200 and sorted(doc["unloaded"]) == ["idle", "local"]
+    assert {s.state for s in sup.states().values()} == {"stopped"}
+
+
+async def test_errors_name_the_problem(router, fakes) -> None:
+    up = await fakes("cloud")
+    r = await router(config() + f"""
+  - {{name: remote, provider: cloud}}
+providers:
+  cloud: {{type: openai, base_url: "{up.url}"}}
+""")
+    status, doc = await call("POST", r.url + "/unload/remote")
+    assert status == 404 and "served by a provider, not a local engine" in doc["error"]["message"]
+    status, doc = await call("POST", r.url + "/unload/locl")
+    assert status == 404 and "Did you mean: local" in doc["error"]["message"]
+    status, doc = await call("GET", r.url + "/upstream/remote/v1/models")
+    assert status == 404 and doc["error"]["code"] == "engine_not_found"
+    assert r.state.supervisor.states()["local"].state == "stopped"  # nothing was started by a refused request
+
+
+async def test_keys_guard_the_operator_endpoints(router) -> None:
+    r = await router(config(keys=True))
+    assert (await call("GET", r.url + "/running"))[0] == 401
+    assert (await call("POST", r.url + "/unload"))[0] == 401
+    assert (await call("GET", r.url + "/upstream/local/stats"))[0] == 401
+    assert (await call("GET", r.url + "/running", LIMITED))[0] == 200
+    status, doc = await call("POST", r.url + "/unload", LIMITED)
+    assert status == 403 and doc["error"]["code"] == "admin_forbidden"
+    status, doc = await call("GET", r.url + "/upstream/idle/stats", LIMITED)
+    assert status == 403 and doc["error"]["code"] == "model_not_allowed"
+    status, doc = await call("GET", r.url + "/upstream/local/stats", LIMITED)
+    assert status == 200 and doc["model"] == "stats-engine"
+    status, doc = await call("POST", r.url + "/unload", KEY)
+    assert status == 200 and doc["unloaded"] == ["local"]
+
+
+async def test_preload_starts_listed_engines_with_the_router(router) -> None:
+    r = await router(config(preload=True))
+    sup = r.state.supervisor
+    await wait_until(lambda: sup.states()["local"].state == "ready", timeout=30)
+    assert sup.states()["idle"].state == "stopped"
+    status, doc = await call("GET", r.url + "/running")
+    assert status == 200 and [row["model"] for row in doc["running"]] == ["local"]
