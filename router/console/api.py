@@ -66,9 +66,32 @@ def _static(name: str) -> web.Response:
                                                          **SECURITY_HEADERS})
 
 
-def _guard(request: web.Request) -> Console:
-    require_operator(request.app[STATE].runtime, request)
+def _guard(request: web.Request, *, action: bool = False) -> Console:
+    """The operator check of /admin/reload; without client keys, a Host that names this machine (a page that
+    re-points its own domain at 127.0.0.1 cannot read the console); actions need a JSON body (a form on another
+    site cannot send one without the browser asking this router first, which it never allows)."""
+    rt = request.app[STATE].runtime
+    require_operator(rt, request)
+    if not rt.keys and not _local_host(request.host, rt.config.server.host):
+        raise ApiError(403, "Without client keys the console answers only to an IP address, localhost or the "
+                       "configured server.host in the Host header.", "host_not_allowed")
+    if action and request.content_type != "application/json":
+        raise ApiError(415, "Send the request as application/json.", "unsupported_media_type")
     return request.app[CONSOLE]
+
+
+def _local_host(host_header: str, configured: str) -> bool:
+    import ipaddress
+
+    host = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+    host = host.strip("[]").lower()
+    if host in ("localhost", configured.lower()) or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host.split("]")[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:
@@ -248,7 +271,7 @@ async def captures_jsonl(request: web.Request) -> web.Response:
 # --- actions -------------------------------------------------------------------------------------------------------
 
 async def unload(request: web.Request) -> web.Response:
-    _guard(request)
+    _guard(request, action=True)
     st = request.app[STATE]
     if st.supervisor is None:
         raise ApiError(404, "No local engines are configured.", "engine_not_found")
@@ -257,7 +280,7 @@ async def unload(request: web.Request) -> web.Response:
 
 
 async def probe_start(request: web.Request) -> web.Response:
-    console = _guard(request)
+    console = _guard(request, action=True)
     rt = request.app[STATE].runtime
     _, body = await common.read_json(request, rt)
     model = common.require_model(body)

@@ -192,3 +192,16 @@ async def test_capture_file_and_replay(fakes, router, tmp_path: Path) -> None:
 async def replay(*args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "router", "repair", "--replay", *args],
                                    capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+
+
+async def test_console_refuses_foreign_hosts_and_form_posts(fakes, router) -> None:
+    up = await fakes("cloud")
+    r = await router(config(up.url))  # no client keys: the Host header and JSON bodies are the guard
+    status, doc = await call("GET", r.url + "/ui/api/state", headers={"Host": "attacker.example:8080"})
+    assert status == 403 and doc["error"]["code"] == "host_not_allowed"
+    for host in ("localhost:8080", "127.0.0.1", "[::1]:8080", "app.localhost"):
+        assert (await call("GET", r.url + "/ui/api/state", headers={"Host": host}))[0] == 200, host
+    status, doc = await call("POST", r.url + "/ui/api/probe", data="model=m",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 415
+    assert r.app[_console_key()].probe.job is None

@@ -32,7 +32,7 @@ models:
 
 
 async def call(method: str, url: str, key: str | None = None, **kw: Any) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **kw.pop("headers", {})}
     async with aiohttp.ClientSession() as s, s.request(method, url, headers=headers, **kw) as resp:
         body = await resp.read()
         try:

@@ -91,7 +91,8 @@ function renderEngines(engines) {
       el("td", {}, e.name, el("div", { class: "muted small" }, dash(e.model))),
       el("td", {}, badge(e.state, STATE_KIND[e.state]), e.last_error ? el("div", { class: "muted small" }, e.last_error) : null),
       el("td", {}, load), el("td", {}, memory),
-      el("td", { class: "num" }, e.ttl_left === null ? (e.ttl ? "busy" : "no ttl") : secs(e.ttl_left)),
+      el("td", { class: "num" }, e.state !== "ready" ? "–" : e.ttl_left !== null ? secs(e.ttl_left) :
+                                 e.ttl ? "busy" : "no ttl"),
       el("td", { class: "num" }, e.batch === null || e.batch === undefined ? "–" : e.batch + (e.max_batch ? " / " + e.max_batch : "")),
       el("td", { class: "num" }, dash(e.queue)), el("td", {}, cache),
       el("td", { class: "num" }, e.in_flight), el("td", { class: "num" }, e.restarts), el("td", {}, unload));
@@ -256,7 +257,8 @@ async function downloadCaptures(event) {
 async function unloadEngine(name) {
   setStatus("unloading " + name + "…");
   try {
-    const doc = await api("/ui/api/engines/" + encodeURIComponent(name) + "/unload", { method: "POST" });
+    const doc = await api("/ui/api/engines/" + encodeURIComponent(name) + "/unload",
+                          { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
     setStatus(doc.unloaded.length ? "unloaded " + name : name + " was not running");
   } catch (e) { setStatus("unload failed: " + e.message); }
   refreshState().catch(() => {});

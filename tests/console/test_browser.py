@@ -1,0 +1,165 @@
+"""The console in a real browser: headless Chromium (Debian's package) driven over CDP, asserting what a person
+would see — the key prompt, engines, providers, models with why, requests as they happen, the repair inspector,
+the live log, the Unload button and a probe's per-turn chart — and that the page loads nothing from elsewhere and
+logs no script or CSP error.
+
+Chromium and the router run together in a fresh network namespace with only `lo` up (`unshare --net`): the test
+re-runs itself there. Where namespaces are not available it runs in place, Chromium still limited to 127.0.0.1 by
+its flags. Skipped when Chromium is not installed (tests/prepare.sh installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.console.cdp import Browser, chromium_path
+from tests.console.test_swap import STATS_ENGINE
+from tests.fakes.openai_upstream import Step, completion
+
+ROOT = Path(__file__).resolve().parents[2]
+IN_NETNS = "AGENTGATE_TEST_IN_NETNS"
+KEY = "sk-console-browser-0123456789"
+PROVIDER_KEY = "sk-provider-browser-abcdefghijklmnop"
+TOOLS = [{"type": "function", "function": {"name": "read_file", "parameters": {
+    "type": "object", "properties": {"path": {"type": "string"}, "limit": {"type": "integer"}},
+    "required": ["path"]}}}]
+BROKEN = "Let me look. <tool_call>{'name': 'read_file', 'arguments': {'path': 'a.py', 'limit': '5',}}"
+
+pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed (tests/prepare.sh)")
+
+
+def _netns_usable() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    try:
+        return subprocess.run(["unshare", "--net", "--", "ip", "link", "set", "lo", "up"], capture_output=True,
+                              timeout=10, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+NETNS = os.environ.get(IN_NETNS) != "1" and _netns_usable()
+
+
+@pytest.mark.skipif(not NETNS, reason="no network namespaces here: the browser test runs in place")
+async def test_console_in_a_browser_without_network() -> None:
+    """Runs test_console_in_a_browser in a network namespace of its own, with only the loopback interface."""
+    script = ("ip link set lo up && exec " + " ".join([
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+        f"{Path(__file__).relative_to(ROOT)}::test_console_in_a_browser"]))
+    proc = await asyncio.to_thread(subprocess.run, ["unshare", "--net", "--", "sh", "-c", script], cwd=ROOT,
+                                   env={**os.environ, IN_NETNS: "1"}, capture_output=True, text=True, timeout=240,
+                                   check=False)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert "1 passed" in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.skipif(NETNS, reason="runs inside its own network namespace (test_console_in_a_browser_without_network)")
+async def test_console_in_a_browser(router, fakes, tmp_path: Path) -> None:
+    logger = logging.getLogger("agentgate")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    up = await fakes("cloud")
+    r = await router(f"""
+server:
+  api_keys: [{{key: {KEY}, name: admin}}]
+  capture: true
+providers:
+  cloud: {{type: openai, base_url: "{up.url}", api_key: "{PROVIDER_KEY}"}}
+  lab: {{type: openai, base_url: "${{LAB_BASE_URL}}"}}
+models:
+  - {{name: m, provider: cloud, aliases: [gpt-4o]}}
+  - {{name: coder, provider: lab}}
+  - name: local
+    command: ["{sys.executable}", "{STATS_ENGINE}"]
+    ttl: 600
+    start_timeout: 30
+""")
+    browser = await Browser.launch(tmp_path / "chromium")
+    try:
+        page = await browser.open(r.url + "/ui")
+        await run_console(page, r, up)
+        if os.environ.get("AGENTGATE_CONSOLE_SCREENSHOT"):  # to look at the page after the walk-through
+            await page.screenshot(Path(os.environ["AGENTGATE_CONSOLE_SCREENSHOT"]))
+    except BaseException:
+        await page.screenshot(tmp_path / "console.png")
+        raise
+    finally:
+        logger.setLevel(level)
+        await browser.close()
+
+
+async def run_console(page, r, up) -> None:  # type: ignore[no-untyped-def]
+    # Keys are configured: the page asks for one, and shows nothing else until it has it.
+    await page.wait_for("!document.getElementById('login').hidden", what="the key prompt")
+    assert not await page.visible("#engines")
+    await page.type("#key", KEY)
+    await page.press_enter()
+    await page.wait_for("!document.getElementById('main').hidden", what="the console after the key")
+
+    # Engines, providers, models with why.
+    await page.wait_for("!!document.querySelector('#engines tr[data-engine=local]')", what="the local engine row")
+    assert "stopped" in await page.text("#engines tr[data-engine=local]")
+    providers = await page.text("#providers")
+    assert "cloud" in providers and "closed" in providers
+    assert "LAB_BASE_URL" in await page.text("#models tr[data-model=coder]")
+    assert "alias of m" in await page.text("#models tr[data-model=gpt-4o]")
+
+    # Traffic: the engine starts; a tool call is repaired. Both appear as they happen.
+    up.push(Step(json=completion(BROKEN, "m")))
+    client = r.client(KEY)
+    await client.chat.completions.create(model="local", messages=[{"role": "user", "content": "hi"}])
+    await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "read a.py"}],
+                                         tools=TOOLS)  # type: ignore[arg-type]
+    await page.wait_for("document.querySelector('#engines tr[data-engine=local]').innerText.includes('ready')",
+                        what="the engine shown ready")
+    engine = await page.text("#engines tr[data-engine=local]")
+    assert "3 / 8" in engine and "5/7 hits" in engine, engine  # batch and prefix cache from the worker's /stats
+    await page.wait_for("document.querySelectorAll('#requests tbody tr').length >= 2", what="two request rows")
+    newest = await page.text("#requests tbody tr")
+    assert "gpt-4o" in newest and "single_quotes" in newest and "repaired" in newest, newest
+
+    # The repair inspector: raw text beside the repaired message, with the kinds.
+    await page.wait_for("!!document.querySelector('#captures li')", what="a capture in the inspector")
+    await page.click("#requests tbody tr.clickable")
+    await page.wait_for("!!document.getElementById('capture-raw')", what="the capture opened from its request")
+    raw, repaired = await page.text("#capture-raw"), await page.text("#capture-repaired")
+    assert "<tool_call>{'name': 'read_file'" in raw, raw
+    assert "tool call read_file(" in repaired and '"limit": 5' in repaired, repaired
+    kinds = await page.text("#capture-kinds")
+    assert all(k in kinds for k in ("single_quotes", "trailing_comma", "coerced_type")), kinds
+
+    # The live log follows the access log.
+    await page.wait_for("document.getElementById('log').innerText.includes('agentgate.access')",
+                        what="access-log lines in the log view")
+
+    # Unload from the page.
+    await page.click("#engines tr[data-engine=local] button")
+    await page.wait_for("document.querySelector('#engines tr[data-engine=local]').innerText.includes('stopped')",
+                        what="the engine shown stopped after Unload")
+    assert r.state.supervisor.states()["local"].state == "stopped"
+
+    # A probe from the page, with its per-turn chart (the fake answers in prose: every turn is invalid).
+    await page.evaluate("document.getElementById('probe-model').value = 'm'")
+    await page.type("#probe-turns", "3")
+    await page.click("#probe-run")
+    await page.wait_for("document.getElementById('probe-status').innerText.includes('done')", timeout=60,
+                        what="the probe finished")
+    assert await page.evaluate("[...document.querySelectorAll('#probe-chart .turn')].map(t => t.dataset.status)") \
+        == ["invalid"] * 3
+    assert "0/3 valid" in await page.text("#probe-status")
+
+    # Nothing from elsewhere, no script error, no CSP violation; the provider's key never reached the page.
+    urls = page.requested_urls()
+    assert urls and all(u.startswith(r.url) or u.startswith(("blob:", "data:", "about:")) for u in urls), urls
+    assert page.problems() == []
+    assert PROVIDER_KEY not in json.dumps(await page.evaluate("document.documentElement.outerHTML"))
