@@ -1,17 +1,18 @@
 """The console's routes.
 
-    GET  /ui, /ui/, /ui/static/{file}     the page, its script and style (no data: served without a key)
+    GET  /ui, /ui/, /ui/static/{file}     the page, its script and style
     GET  /ui/api/state                    engines, providers, models and aliases, usage by key, capture status
     GET  /ui/api/requests?after=SEQ       recent requests (the access log's records), newest last
     GET  /ui/api/log?after=SEQ            recent log lines
     GET  /ui/api/captures?after=ID        the capture ring (summaries); /ui/api/captures/{id} one capture in full;
                                           /ui/api/captures.jsonl all of them, as `agentgate repair --replay` reads
-    POST /ui/api/engines/{name}/unload    stop an engine
+    POST /ui/api/engines/{name}/unload    stop an engine (actions need a JSON body)
     POST /ui/api/probe                    {"model", "turns", "repair"}: start a probe against this router
     GET  /ui/api/probe                    its progress and per-turn results
 
-Every `/ui/api/` route needs what `/admin/reload` needs (with keys configured, an unrestricted key, unless
-`server.admin_auth: false`): the console shows every model, every key's usage and captured model output.
+Every `/ui` route needs what `/admin/reload` needs (with keys configured, an unrestricted key, unless
+`server.admin_auth: false`), as a bearer token or as HTTP Basic credentials (the browser asks for them): the console
+shows every model, every key's usage and captured model output.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import aiohttp
 from aiohttp import web
 
 from ..api import common
-from ..api.swap import engine_entry, require_operator, stop_engines, ttl_left
+from ..api.swap import engine_entry, stop_engines, ttl_left
 from ..engines_bridge import engine_availability
 from ..errors import ApiError
 from ..state import STATE, AppState
@@ -48,12 +49,14 @@ def _static_dir() -> Path:
 
 
 async def page(request: web.Request) -> web.StreamResponse:
+    _guard(request)
     if request.path == "/ui":
         raise web.HTTPFound("/ui/")
     return _static("index.html")
 
 
 async def static(request: web.Request) -> web.StreamResponse:
+    _guard(request)
     return _static(request.match_info["file"])
 
 
@@ -67,17 +70,44 @@ def _static(name: str) -> web.Response:
 
 
 def _guard(request: web.Request, *, action: bool = False) -> Console:
-    """The operator check of /admin/reload; without client keys, a Host that names this machine (a page that
-    re-points its own domain at 127.0.0.1 cannot read the console); actions need a JSON body (a form on another
-    site cannot send one without the browser asking this router first, which it never allows)."""
+    """What /admin/reload requires, the key also accepted as HTTP Basic credentials (any user name, the key as the
+    password) so that a browser asks for it and sends it with everything under /ui/. Without keys (or with
+    `admin_auth: false`), a Host that names this machine (a page that re-points its own domain at 127.0.0.1 cannot
+    read the console). Actions need a JSON body (a form on another site cannot send one without the browser asking
+    this router first, which it never allows)."""
     rt = request.app[STATE].runtime
-    require_operator(rt, request)
-    if not rt.keys and not _local_host(request.host, rt.config.server.host):
+    if rt.keys and rt.config.server.admin_auth:
+        key = rt.authenticate(_basic_password(request) or common.bearer(request))
+        if key is None:
+            raise ApiError(401, "The console needs a client key: any user name, the key as the password.",
+                           "invalid_api_key", headers={"WWW-Authenticate": BASIC_CHALLENGE})
+        if key.models is not None:
+            raise ApiError(403, "This API key is limited to some models and may not open the console.",
+                           "admin_forbidden")
+    elif not _local_host(request.host, rt.config.server.host):
         raise ApiError(403, "Without client keys the console answers only to an IP address, localhost or the "
                        "configured server.host in the Host header.", "host_not_allowed")
     if action and request.content_type != "application/json":
         raise ApiError(415, "Send the request as application/json.", "unsupported_media_type")
     return request.app[CONSOLE]
+
+
+BASIC_CHALLENGE = 'Basic realm="agentgate console", charset="UTF-8"'
+
+
+def _basic_password(request: web.Request) -> str | None:
+    import base64
+    import binascii
+
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return (password or user) if colon else None
 
 
 def _local_host(host_header: str, configured: str) -> bool:
@@ -290,7 +320,8 @@ async def probe_start(request: web.Request) -> web.Response:
     rt.table.resolve(model)  # 404 now rather than a failed first turn
     if console.probe.busy:
         raise ApiError(409, "A probe is already running; wait for it to finish.", "probe_running")
-    job = console.probe.start(_own_url(request) + "/v1", common.bearer(request), model, turns,
+    key = rt.authenticate(_basic_password(request) or common.bearer(request)) if rt.keys else None
+    job = console.probe.start(_own_url(request) + "/v1", key.key if key is not None else None, model, turns,
                               body.get("repair", True) is not False)
     return _json(job.to_dict(), status=202)
 

@@ -54,6 +54,8 @@ class Browser:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self.events: list[dict[str, Any]] = []
+        self.handlers: dict[tuple[str | None, str], Any] = {}  # (session, event) -> async callback
+        self._handling: set[asyncio.Task[Any]] = set()
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
@@ -88,6 +90,11 @@ class Browser:
                     fut.set_result(doc.get("result", {}))
             elif "method" in doc:
                 self.events.append(doc)
+                handler = self.handlers.get((doc.get("sessionId"), doc["method"]))
+                if handler is not None:
+                    task = asyncio.ensure_future(handler(doc["params"]))
+                    self._handling.add(task)
+                    task.add_done_callback(self._handling.discard)
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(CdpError("the browser went away"))
@@ -109,6 +116,10 @@ class Browser:
         page = Page(self, attached["sessionId"])
         for domain in ("Page.enable", "Runtime.enable", "Network.enable", "Log.enable"):
             await page.send(domain)
+        # Answer HTTP authentication as a person at the browser's dialog would: with page.credentials, or cancel.
+        self.handlers[(page.session_id, "Fetch.requestPaused")] = page._continue
+        self.handlers[(page.session_id, "Fetch.authRequired")] = page._authenticate
+        await page.send("Fetch.enable", {"handleAuthRequests": True, "patterns": [{"urlPattern": "*"}]})
         await page.send("Page.navigate", {"url": url})
         return page
 
@@ -147,6 +158,25 @@ class Page:
     def __init__(self, browser: Browser, session_id: str) -> None:
         self.browser = browser
         self.session_id = session_id
+        self.credentials: tuple[str, str] | None = None  # what to type into an HTTP authentication dialog
+        self.auth_prompts = 0
+
+    async def _continue(self, params: dict[str, Any]) -> None:
+        with contextlib.suppress(CdpError, asyncio.TimeoutError):
+            await self.send("Fetch.continueRequest", {"requestId": params["requestId"]})
+
+    async def _authenticate(self, params: dict[str, Any]) -> None:
+        self.auth_prompts += 1
+        answer: dict[str, Any] = {"response": "CancelAuth"}
+        if self.credentials is not None:
+            answer = {"response": "ProvideCredentials", "username": self.credentials[0],
+                      "password": self.credentials[1]}
+        with contextlib.suppress(CdpError, asyncio.TimeoutError):
+            await self.send("Fetch.continueWithAuth", {"requestId": params["requestId"],
+                                                       "authChallengeResponse": answer})
+
+    async def reload(self) -> None:
+        await self.send("Page.reload", {"ignoreCache": True})
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> Any:
         return await self.browser.send(method, params, self.session_id)
@@ -224,7 +254,8 @@ class Page:
         found += [f"console.{e['type']}: {[a.get('value', a.get('description')) for a in e.get('args', [])]}"
                   for e in self.events("Runtime.consoleAPICalled") if e["type"] in ("error", "assert")]
         found += [f"log: {e['entry'].get('text')} {e['entry'].get('url', '')}" for e in self.events("Log.entryAdded")
-                  if e["entry"].get("level") == "error" and "401" not in e["entry"].get("text", "")]
+                  if e["entry"].get("level") == "error" and "401" not in e["entry"].get("text", "")
+                  and not e["entry"].get("url", "").endswith("/favicon.ico")]  # asked for by the 401 page
         return found
 
     def requested_urls(self) -> list[str]:

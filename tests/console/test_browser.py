@@ -1,7 +1,7 @@
 """The console in a real browser: headless Chromium (Debian's package) driven over CDP, asserting what a person
-would see — the key prompt, engines, providers, models with why, requests as they happen, the repair inspector,
-the live log, the Unload button and a probe's per-turn chart — and that the page loads nothing from elsewhere and
-logs no script or CSP error.
+would see — the browser's key prompt, engines, providers, models with why, requests as they happen, the repair
+inspector, the live log, the Unload button and a probe's per-turn chart — and that the page loads nothing from
+elsewhere and logs no script or CSP error.
 
 Chromium and the router run together in a fresh network namespace with only `lo` up (`unshare --net`): the test
 re-runs itself there. Where namespaces are not available it runs in place, Chromium still limited to 127.0.0.1 by
@@ -99,12 +99,14 @@ models:
 
 
 async def run_console(page, r, up) -> None:  # type: ignore[no-untyped-def]
-    # Keys are configured: the page asks for one, and shows nothing else until it has it.
-    await page.wait_for("!document.getElementById('login').hidden", what="the key prompt")
-    assert not await page.visible("#engines")
-    await page.type("#key", KEY)
-    await page.press_enter()
-    await page.wait_for("!document.getElementById('main').hidden", what="the console after the key")
+    # Keys are configured: the browser asks for one; cancelled, it shows the router's refusal and nothing else.
+    await page.wait_for("document.body && document.body.innerText.includes('invalid_api_key')",
+                        what="the refusal after cancelling the key prompt")
+    assert page.auth_prompts >= 1 and not await page.visible("#engines")
+    page.credentials = ("admin", KEY)  # typed into the browser's dialog: any user name, the key as the password
+    await page.reload()
+    await page.wait_for("!!document.getElementById('main') && !document.getElementById('main').hidden",
+                        what="the console after giving the key")
 
     # Engines, providers, models with why.
     await page.wait_for("!!document.querySelector('#engines tr[data-engine=local]')", what="the local engine row")

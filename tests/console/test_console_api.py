@@ -125,13 +125,22 @@ async def test_console_needs_an_unrestricted_key(fakes, router) -> None:
     up = await fakes("cloud")
     r = await router(config(up.url, extra=f"  api_keys: [{{key: {KEY}, name: admin}}, "
                                           f"{{key: {LIMITED}, name: ci, models: [m]}}]"))
-    async with aiohttp.ClientSession() as s, s.get(r.url + "/ui", allow_redirects=True) as resp:
-        page = await resp.text()
-        assert resp.status == 200 and str(resp.url).endswith("/ui/") and "<title>agentgate console</title>" in page
-        assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    async with aiohttp.ClientSession() as s:
+        async with s.get(r.url + "/ui/") as resp:  # a browser asks the person for the key
+            assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith('Basic realm="agentgate')
+        basic = aiohttp.BasicAuth("anyone", KEY)
+        async with s.get(r.url + "/ui", auth=basic) as resp:
+            page = await resp.text()
+            assert resp.status == 200 and str(resp.url).endswith("/ui/") and "<title>agentgate console</title>" in page
+            assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+        async with s.get(r.url + "/ui/", auth=aiohttp.BasicAuth("anyone", LIMITED)) as resp:
+            assert resp.status == 403
+        async with s.get(r.url + "/ui/api/state", auth=aiohttp.BasicAuth("anyone", "wrong")) as resp:
+            assert resp.status == 401
     for path in ("/ui/static/console.js", "/ui/static/console.css"):
-        assert (await call("GET", r.url + path))[0] == 200
-    assert (await call("GET", r.url + "/ui/static/../app.py"))[0] == 404
+        assert (await call("GET", r.url + path))[0] == 401
+        assert (await call("GET", r.url + path, KEY))[0] == 200
+    assert (await call("GET", r.url + "/ui/static/../app.py", KEY))[0] == 404
     for path in ("/ui/api/state", "/ui/api/requests", "/ui/api/log", "/ui/api/captures", "/ui/api/probe"):
         assert (await call("GET", r.url + path))[0] == 401, path
         assert (await call("GET", r.url + path, LIMITED))[0] == 403, path

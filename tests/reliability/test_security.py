@@ -94,6 +94,8 @@ models:
 
 
 def body_for(path: str) -> bytes | None:
+    if path == "/ui/api/probe":  # valid JSON the route refuses after authenticating (no probe left running)
+        return json.dumps({"model": "m", "turns": 0}).encode()
     if path == "/v1/messages":
         return json.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}).encode()
     if path.startswith("/v1/responses"):

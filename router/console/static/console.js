@@ -2,8 +2,9 @@
 // HTML (model output and log lines are untrusted).
 "use strict";
 
-const KEY_STORE = "agentgate.console.key";
-const state = { key: sessionStorage.getItem(KEY_STORE) || "", reqSeq: 0, logSeq: 0, capAfter: 0,
+// With client keys configured the browser asked for one (HTTP Basic: any user name, the key as the password) before
+// it could load this script, and sends it with every request below.
+const state = { reqSeq: 0, logSeq: 0, capAfter: 0,
                 selected: null, captures: new Map(), byRequest: new Map(), probeModels: "" };
 
 function el(tag, attrs, ...children) {
@@ -23,11 +24,10 @@ function el(tag, attrs, ...children) {
 }
 
 async function api(path, options) {
-  const headers = Object.assign({}, (options && options.headers) || {});
-  if (state.key) headers["Authorization"] = "Bearer " + state.key;
-  const resp = await fetch(path, Object.assign({}, options || {}, { headers, cache: "no-store" }));
+  const resp = await fetch(path, Object.assign({ cache: "no-store", credentials: "same-origin" }, options || {}));
   if (resp.status === 401 || resp.status === 403) {
-    showLogin(resp.status === 403 ? "This key may not open the console (it is limited to some models)." : null);
+    const doc = await resp.json().catch(() => ({}));
+    deny((doc.error && doc.error.message) || "This key may not open the console.");
     throw new Error("unauthorized");
   }
   const doc = await resp.json().catch(() => ({}));
@@ -35,11 +35,11 @@ async function api(path, options) {
   return doc;
 }
 
-function showLogin(message) {
+function deny(message) {
   document.getElementById("main").hidden = true;
-  const form = document.getElementById("login");
-  form.hidden = false;
-  if (message) form.querySelector("label").textContent = message;
+  const p = document.getElementById("denied");
+  p.hidden = false;
+  p.textContent = message;
 }
 
 function setStatus(text) { document.getElementById("status").textContent = text; }
@@ -137,7 +137,7 @@ function renderKeys(keys) {
 
 async function refreshState() {
   const doc = await api("/ui/api/state");
-  document.getElementById("login").hidden = true;
+  document.getElementById("denied").hidden = true;
   document.getElementById("main").hidden = false;
   document.getElementById("meta").textContent = "v" + doc.version + " · " + doc.config;
   renderEngines(doc.engines);
@@ -242,8 +242,7 @@ async function showCapture(id) {
 
 async function downloadCaptures(event) {
   event.preventDefault();
-  const headers = state.key ? { Authorization: "Bearer " + state.key } : {};
-  const resp = await fetch("/ui/api/captures.jsonl", { headers, cache: "no-store" });
+  const resp = await fetch("/ui/api/captures.jsonl", { cache: "no-store", credentials: "same-origin" });
   const url = URL.createObjectURL(await resp.blob());
   const a = el("a", { href: url, download: "agentgate-captures.jsonl" });
   document.body.append(a);
@@ -315,12 +314,6 @@ function loop(fn, every) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  document.getElementById("login").addEventListener("submit", (event) => {
-    event.preventDefault();
-    state.key = document.getElementById("key").value.trim();
-    sessionStorage.setItem(KEY_STORE, state.key);
-    refreshState().catch(() => {});
-  });
   document.getElementById("probe-form").addEventListener("submit", runProbe);
   document.getElementById("captures-download").addEventListener("click", downloadCaptures);
   loop(refreshState, 2000);
