@@ -312,7 +312,8 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
             sent = retry = False
             tool_choice = body.get("tool_choice")
             async with aclosing(_repaired(reader, env, ex, body, policy, raw, index,
-                                          rt.config.server.max_stream_repair_chars)) as items:
+                                          rt.config.server.max_stream_repair_chars,
+                                          keep_raw=rt.config.server.capture is not None)) as items:
                 async for item in items:
                     if isinstance(item, RepairResult):
                         result = item
@@ -365,8 +366,8 @@ def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
 
 
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                    raw: list[str], index: ToolIndex | None,
-                    max_chars: int) -> AsyncIterator[dict[str, Any] | RepairResult]:
+                    raw: list[str], index: ToolIndex | None, max_chars: int,
+                    keep_raw: bool = False) -> AsyncIterator[dict[str, Any] | RepairResult]:
     """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
     call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
     to the end, where they can still be refused or re-asked). Yields chunk documents; the final RepairResult
@@ -376,7 +377,7 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                               parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
                               format=policy.format, mode=policy.mode, incremental=policy.on_failure == "content",
                               max_chars=max_chars)
-    keep_raw = policy.on_failure == "retry"
+    keep_raw = keep_raw or policy.on_failure == "retry"  # the raw text: for a re-ask, or the capture ring
     raw_size = 0
 
     def convert(events: list[Any]) -> list[dict[str, Any]]:

@@ -91,7 +91,8 @@ async def running(request: web.Request) -> web.Response:
                 "model": name, "state": st.state, "pid": st.pid, "in_flight": st.in_flight,
                 "ttl": engine.ttl if engine is not None else None,
                 "ttl_left": ttl_left(st, engine.ttl if engine is not None else None),
-                "load_seconds": st.load_seconds, "kind": engine.kind if engine is not None else None,
+                "load_seconds": None if st.load_seconds is None else round(st.load_seconds, 3),
+                "kind": engine.kind if engine is not None else None,
                 "description": entry.description if entry is not None else "",
             })
     return web.json_response({"running": rows})
