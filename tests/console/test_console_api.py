@@ -72,7 +72,7 @@ async def test_inspector_shows_raw_beside_repaired_and_redacts(fakes, router, in
     summaries = doc["captures"]
     assert [(c["id"], c["model"], c["outcome"]) for c in summaries] == [
         (1, "m", "repaired"), (2, "m-alias", "failed"), (3, "m", "repaired")]  # the valid answer is not kept
-    assert summaries[0]["repairs"] == ["coerced_type", "single_quotes", "trailing_comma", "truncated"]
+    assert {"coerced_type", "single_quotes", "trailing_comma", "truncated"} <= set(summaries[0]["repairs"])
 
     status, first = await call("GET", r.url + "/ui/api/captures/1")
     assert first["text"] == BROKEN and first["tools"] == TOOLS and first["provider"] == "cloud"
