@@ -7,7 +7,7 @@
     GET  /ui/api/captures?after=ID        the capture ring (summaries); /ui/api/captures/{id} one capture in full;
                                           /ui/api/captures.jsonl all of them, as `agentgate repair --replay` reads
     POST /ui/api/engines/{name}/unload    stop an engine (actions need a JSON body)
-    POST /ui/api/probe                    {"model", "turns", "repair"}: start a probe against this router
+    POST /ui/api/probe                    {"model", "turns", "repair", "tool_choice"}: start a probe here
     GET  /ui/api/probe                    its progress and per-turn results
 
 Every `/ui` route needs what `/admin/reload` needs (with keys configured, an unrestricted key, unless
@@ -317,12 +317,15 @@ async def probe_start(request: web.Request) -> web.Response:
     turns = body.get("turns", 10)
     if not isinstance(turns, int) or isinstance(turns, bool) or not 1 <= turns <= 40:
         raise ApiError(400, "'turns' must be an integer from 1 to 40.", "invalid_request", param="turns")
+    tool_choice = body.get("tool_choice", "auto")
+    if tool_choice not in ("auto", "required"):
+        raise ApiError(400, "'tool_choice' must be \"auto\" or \"required\".", "invalid_request", param="tool_choice")
     rt.table.resolve(model)  # 404 now rather than a failed first turn
     if console.probe.busy:
         raise ApiError(409, "A probe is already running; wait for it to finish.", "probe_running")
     key = rt.authenticate(_basic_password(request) or common.bearer(request)) if rt.keys else None
     job = console.probe.start(_own_url(request) + "/v1", key.key if key is not None else None, model, turns,
-                              body.get("repair", True) is not False)
+                              body.get("repair", True) is not False, tool_choice)
     return _json(job.to_dict(), status=202)
 
 

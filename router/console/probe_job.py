@@ -19,6 +19,7 @@ class ProbeJob:
     model: str
     turns: int
     repair: bool
+    tool_choice: str = "auto"
     started: float = field(default_factory=time.time)
     results: list[dict[str, Any]] = field(default_factory=list)
     state: str = "running"  # running | done | failed
@@ -27,7 +28,8 @@ class ProbeJob:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "turns_requested": self.turns, "repair": self.repair, "state": self.state,
+        return {"model": self.model, "turns_requested": self.turns, "repair": self.repair,
+                "tool_choice": self.tool_choice, "state": self.state,
                 "started": round(self.started, 3), "error": self.error, "turns": self.results,
                 "summary": self.summary}
 
@@ -40,10 +42,12 @@ class ProbeRunner:
     def busy(self) -> bool:
         return self.job is not None and self.job.state == "running"
 
-    def start(self, base_url: str, api_key: str | None, model: str, turns: int, repair: bool) -> ProbeJob:
-        job = self.job = ProbeJob(model, min(max(1, turns), MAX_TURNS), repair)
+    def start(self, base_url: str, api_key: str | None, model: str, turns: int, repair: bool,
+              tool_choice: str = "auto") -> ProbeJob:
+        job = self.job = ProbeJob(model, min(max(1, turns), MAX_TURNS), repair, tool_choice)
         settings = ProbeSettings(model=model, base_url=base_url, api_key=api_key, turns=job.turns, repair=repair,
-                                 timeout=TURN_TIMEOUT, max_tokens=512)
+                                 timeout=TURN_TIMEOUT, max_tokens=512 if tool_choice == "auto" else 64,
+                                 tool_choice=tool_choice)
 
         def on_turn(turn: TurnResult) -> None:
             job.results.append(turn.to_dict())

@@ -165,6 +165,13 @@ async def test_probe_from_the_console(fakes, router) -> None:
     assert status == 404
     status, err = await call("POST", r.url + "/ui/api/probe", json={"model": "m", "turns": 400})
     assert status == 400 and err["error"]["param"] == "turns"
+    status, err = await call("POST", r.url + "/ui/api/probe", json={"model": "m", "tool_choice": "none"})
+    assert status == 400 and err["error"]["param"] == "tool_choice"
+    status, doc = await call("POST", r.url + "/ui/api/probe",
+                             json={"model": "m", "turns": 1, "tool_choice": "required"})
+    assert status == 202 and doc["tool_choice"] == "required"
+    await wait_until(lambda: r.app[_console_key()].probe.job.state != "running", timeout=60)
+    assert up.requests[-1].body["tool_choice"] == "required"
 
 
 def _console_key() -> Any:

@@ -269,7 +269,8 @@ async function runProbe(event) {
   event.preventDefault();
   const body = { model: document.getElementById("probe-model").value,
                  turns: parseInt(document.getElementById("probe-turns").value, 10) || 10,
-                 repair: document.getElementById("probe-repair").checked };
+                 repair: document.getElementById("probe-repair").checked,
+                 tool_choice: document.getElementById("probe-required").checked ? "required" : "auto" };
   try {
     renderProbe(await api("/ui/api/probe", { method: "POST", headers: { "Content-Type": "application/json" },
                                              body: JSON.stringify(body) }));
@@ -290,7 +291,8 @@ function renderProbe(job) {
   if (!job || job.state === "idle") return;
   const turns = job.turns || [];
   const valid = turns.filter((t) => t.valid).length;
-  let text = job.model + " (repair " + (job.repair ? "on" : "off") + "): ";
+  let text = job.model + " (repair " + (job.repair ? "on" : "off") +
+    (job.tool_choice === "required" ? ", tool_choice required" : "") + "): ";
   text += job.state === "running" ? "running, turn " + turns.length + " of " + job.turns_requested :
     job.state === "done" ? "done" : "stopped";
   if (turns.length) text += " · " + valid + "/" + turns.length + " valid (" + Math.round(100 * valid / turns.length) + "%)";
