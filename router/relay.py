@@ -214,8 +214,15 @@ class ClientGone(Exception):
     pass
 
 
+FLUSH_BYTES = 64 * 1024
+
+
 class _Out:
-    """The response and the time of its last write; writes keepalives while it stays idle."""
+    """The response and the time of its last write; writes keepalives while it stays idle.
+
+    Writes are queued and go out together once the producer waits (for the upstream's next bytes): the events
+    made from one upstream read cost one socket write, not one each. The queue holds at most FLUSH_BYTES before
+    the producer itself waits for the socket."""
 
     def __init__(self, resp: web.StreamResponse, keepalive: bytes, interval: float) -> None:
         self.resp = resp
@@ -223,15 +230,49 @@ class _Out:
         self.interval = interval
         self.last = time.monotonic()
         self.task: asyncio.Task[None] | None = None
+        self._queue: list[bytes] = []
+        self._queued = 0
+        self._sender: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
 
     async def write(self, data: bytes) -> None:
+        if self._failed is not None:
+            raise self._failed
         if not data:
             return
-        try:
-            await self.resp.write(data)
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            raise ClientGone from None
+        self._queue.append(data)
+        self._queued += len(data)
         self.last = time.monotonic()
+        if self._queued >= FLUSH_BYTES:
+            await self.flush()
+        elif self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_later())
+
+    async def flush(self) -> None:
+        """Everything queued, written."""
+        if self._sender is not None:
+            await self._sender
+        if self._failed is not None:
+            raise self._failed
+        await self._send()
+
+    async def _send(self) -> None:
+        while self._queue:
+            data = self._queue[0] if len(self._queue) == 1 else b"".join(self._queue)
+            self._queue.clear()
+            self._queued = 0
+            try:
+                await self.resp.write(data)
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                raise ClientGone from None
+
+    async def _send_later(self) -> None:
+        try:
+            await self._send()
+        except Exception as exc:  # the producer raises it at its next write
+            self._failed = exc
+        finally:
+            self._sender = None
 
     async def _beat(self) -> None:
         while True:
@@ -250,6 +291,9 @@ class _Out:
         if self.task is not None:
             self.task.cancel()
             self.task = None
+        if self._sender is not None:
+            self._sender.cancel()
+            self._sender = None
 
 
 async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[Any], encoder: Encoder,
@@ -275,9 +319,11 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
             if before_finish is not None:
                 await before_finish()
             await out.write(final)
+            await out.flush()
         except ApiError as err:
             ex.error = err.code
             await out.write(b"".join(encoder.error(err)))
+            await out.flush()
         finally:
             out.stop()
             aclose = getattr(items, "aclose", None)

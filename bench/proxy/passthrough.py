@@ -20,8 +20,8 @@ def main() -> None:
                                 headers={"Content-Type": "application/json"}) as up:
             if b'"stream":true' in body or b'"stream": true' in body:
                 resp = web.StreamResponse(status=up.status, headers={"Content-Type": "text/event-stream"})
-                await resp.prepare(request)
                 try:
+                    await resp.prepare(request)
                     async for chunk in up.content.iter_any():
                         await resp.write(chunk)
                     await resp.write_eof()

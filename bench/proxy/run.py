@@ -16,7 +16,9 @@ written as text that needs repair (`text`), or prose (`prose`); the same history
 the old one-line request without tools (`small`). Before measuring, one request per scenario checks that
 agentgate's answer is right (the call repaired, the stream complete). wrk -t1 drives each target at each
 concurrency for --duration seconds; the table shows requests/s, p50/p99 latency, agentgate's ratio to the
-baseline and its p50 over the direct path's.
+baseline, its p50 over the direct path's, and the CPU time per request of both proxies (from /proc) with their
+ratio, which holds up when other jobs share the machine. Then the streamed tool-call TTFB table (stream_ttfb.py;
+--no-ttfb skips it).
 """
 
 from __future__ import annotations
