@@ -655,25 +655,36 @@ async def constraint_ab(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         try:
             for c in args.concurrency:
                 row: dict[str, Any] = {}
-                for constrained in (False, True):
-                    rate, length = await decode_rate(server.url, server.model_name, c, args.max_tokens,
-                                                     eos_bias(model), args.timeout, args.min_seconds, constrained)
-                    row["constrained" if constrained else "unconstrained"] = {"tok_s": round(rate, 1),
-                                                                              "tokens": length}
+                samples: dict[bool, list[tuple[float, int]]] = {False: [], True: []}
+                for _ in range(args.ab_rounds):  # alternating rounds, medians: a loaded machine drifts
+                    for constrained in (False, True):
+                        samples[constrained].append(await decode_rate(
+                            server.url, server.model_name, c, args.max_tokens, eos_bias(model), args.timeout,
+                            args.min_seconds, constrained))
+                for constrained, got in samples.items():
+                    rates = sorted(r for r, _ in got)
+                    row["constrained" if constrained else "unconstrained"] = {
+                        "tok_s": round(rates[-1], 1), "median_tok_s": round(rates[len(rates) // 2], 1),
+                        "tokens": got[0][1], "rounds": [round(r, 1) for r, _ in got]}
                 row["ratio"] = round(row["constrained"]["tok_s"] / row["unconstrained"]["tok_s"], 3)
+                con, unc = row["constrained"], row["unconstrained"]
+                row["median_ratio"] = round(con["median_tok_s"] / unc["median_tok_s"], 3)
                 rows[c] = row
                 print(f"[constrain] c={c}: {row}", file=sys.stderr)
         finally:
             await server.stop()
-        lines = [f"constrained decoding A/B ({model}; {machine()}), decode tok/s summed over streams",
-                 f"{'c':>3} {'unconstrained':>14} {'constrained':>12} {'ratio':>6}  tokens/request (unc/con)"]
+        lines = [f"constrained decoding A/B ({model}; {machine()}), decode tok/s summed over streams, best of "
+                 f"{args.ab_rounds} alternating rounds (median ratio beside it)",
+                 f"{'c':>3} {'unconstrained':>14} {'constrained':>12} {'ratio':>6} {'median':>7}  tokens/request"]
         for c, row in rows.items():
             lines.append(f"{c:>3} {row['unconstrained']['tok_s']:>14.1f} {row['constrained']['tok_s']:>12.1f} "
-                         f"{row['ratio']:>5.2f}x  {row['unconstrained']['tokens']}/{row['constrained']['tokens']}")
+                         f"{row['ratio']:>5.2f}x {row['median_ratio']:>6.2f}x  "
+                         f"{row['unconstrained']['tokens']}/{row['constrained']['tokens']}")
         text = "\n".join(lines)
         print(text)
         payload = {"date": dt.datetime.now().astimezone().isoformat(), "machine": machine(), "model": model,
-                   "args": {k: v for k, v in vars(args).items() if k != "json"}, "constrain_ab": rows,
+                   "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"},
+                   "constrain_ab": rows,
                    "report": text}
         return 0, payload
     finally:
@@ -716,6 +727,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--constrain-ab", action="store_true",
                    help="instead: decode tok/s of our worker with and without a tool-call grammar (c from "
                         "--concurrency, e.g. 1,8)")
+    p.add_argument("--ab-rounds", type=int, default=3, help="alternating rounds per mode for --constrain-ab")
     args = p.parse_args(argv)
     if args.only:
         args.servers = [args.only]
