@@ -80,9 +80,12 @@ def codex(ctx: dict[str, Any]) -> Model:
         messages = body.get("messages", [])
         if body.get("tools") and any(PATCH_MARK in text_of(m.get("content")) for m in messages
                                      if m.get("role") == "user"):
-            if any(m.get("role") == "tool" for m in messages):  # the freeform apply_patch tool answered
-                return reply(body, PATCHED)
-            return reply(body, calls=[("apply_patch", {"input": PATCH})])
+            done = sum(1 for m in messages if m.get("role") == "tool")
+            if done == 0:  # a function inside Codex's multi_agent_v1 namespace, then the free-form apply_patch
+                return reply(body, calls=[("multi_agent_v1__close_agent", {"target": "no-such-agent"})])
+            if done == 1:
+                return reply(body, calls=[("apply_patch", {"input": PATCH})])
+            return reply(body, PATCHED)
         return session(
             body, ("exec_command", {"cmd": "printf native > native.txt"}),
             "Writing it now.\n<tool_call>{'name': 'exec_command', 'arguments': "

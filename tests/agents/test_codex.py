@@ -1,6 +1,7 @@
 """The real Codex CLI (pinned) against agentgate, configured exactly as the README says, in a private network
 namespace: a native call, a malformed text call agentgate repairs, parallel calls, an image tool result, the final
-answer, then `codex exec resume` on the same session; then a session where apply_patch is a free-form tool."""
+answer, then `codex exec resume` on the same session; then a session that calls a function inside Codex's
+`multi_agent_v1` namespace and apply_patch as a free-form tool."""
 
 from __future__ import annotations
 
@@ -51,6 +52,10 @@ def test_codex_session_and_resume(agent_cli, run_agents, tmp_path: Path) -> None
     assert resumed["rc"] == 0 and f"{RESUMED}, {IMAGE_SEEN}" in resumed["stdout"], describe(result)
     assert patched["rc"] == 0 and PATCHED in patched["stdout"], describe(result)
     assert (work / "patched.txt").read_text() == "patched\n", describe(result)
+    # the namespaced call reached Codex's close_agent handler (it parsed the agent id), so namespace + name came back
+    closing = next(b for b in result["requests"] if sum(m["role"] == "tool" for m in b["messages"]) == 1
+                   and any(PATCH_MARK in str(m["content"]) for m in b["messages"]))
+    assert "invalid agent id no-such-agent" in closing["messages"][-1]["content"], closing["messages"][-1]
     responses = [a for a in result["access"] if a.get("endpoint") == "responses"]
     assert responses and all(a["status"] == 200 for a in responses), responses
     assert any("format:hermes" in (a.get("repairs") or []) for a in responses)  # the text call was repaired
