@@ -88,7 +88,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         ex.dropped = req.dropped.kinds
         route = common.resolve(rt, ex, key, req.model)
         kinds = route_kinds(rt, route)
-        chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds)}, kinds)
+        chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds, req.effort)}, kinds)
         reply = await chat_reply(request, ex, route, chat, req.stream, rt)
         headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers,
                    **req.dropped.header()}
@@ -112,7 +112,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         first = route.hops[0].targets if route.hops else ()
         if first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
             chat = {k: v for k, v in req.chat.items() if k not in ("tool_choice", "stop")}
-            chat.update(dialect.thinking_fields(req.thinking, route_kinds(rt, route)))
+            chat.update(dialect.thinking_fields(req.thinking, route_kinds(rt, route), req.effort))
             chat = fit_to_route(chat, route_kinds(rt, route))
             chat["max_tokens"] = 1
             try:

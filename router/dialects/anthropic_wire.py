@@ -62,6 +62,9 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(body.get("user"), str) and body["user"]:
         out["metadata"] = {"user_id": body["user"]}
     _thinking(body, out)
+    config = body.get("output_config")
+    if isinstance(config, dict) and isinstance(config.get("effort"), str):
+        out["output_config"] = {"effort": config["effort"]}  # a Messages client's effort, kept for Anthropic
     if body.get("stream") is True:
         out["stream"] = True
     return out

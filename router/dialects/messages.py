@@ -45,6 +45,7 @@ class MessagesRequest:
     stream: bool
     chat: dict[str, Any]  # the internal chat body
     thinking: dict[str, Any] | None = None
+    effort: str | None = None  # `output_config.effort`
     stop_sequences: list[str] = field(default_factory=list)
     images: int = 0
     text_bytes: int = 0  # UTF-8 bytes of every text the model reads (for the token estimate)
@@ -74,8 +75,10 @@ def parse_request(body: dict[str, Any], *, count_only: bool = False) -> Messages
         raise invalid("'stop_sequences' must be a list of non-empty strings.", "stop_sequences", "invalid_type")
     metadata = check_type(body, "metadata", dict, "an object")
     thinking = _thinking(body)
+    effort = _effort(body)
 
-    req = MessagesRequest(model=model, stream=stream, chat={}, thinking=thinking, stop_sequences=list(stops or []))
+    req = MessagesRequest(model=model, stream=stream, chat={}, thinking=thinking, effort=effort,
+                          stop_sequences=list(stops or []))
     out: list[dict[str, Any]] = []
     system = _system(body.get("system"), req)
     if system:
@@ -113,20 +116,34 @@ def parse_request(body: dict[str, Any], *, count_only: bool = False) -> Messages
     return req
 
 
-def thinking_fields(thinking: dict[str, Any] | None, kinds: set[str]) -> dict[str, Any]:
-    """What the chat body carries for `thinking`, given the upstream kinds on the route.
+def thinking_fields(thinking: dict[str, Any] | None, kinds: set[str], effort: str | None = None) -> dict[str, Any]:
+    """What the chat body carries for `thinking` and `output_config.effort`, given the upstream kinds on the route.
 
-    Anthropic upstreams get the setting as it is (`thinking`), our engines and other supervised servers get
-    `chat_template_kwargs.enable_thinking`. Generic OpenAI-compatible providers reject fields they do not know,
-    so when one is on the route nothing is added (reasoning models there reason at their default effort)."""
-    if thinking is None or "openai" in kinds:
+    Anthropic upstreams get both settings as they are (`thinking`, `output_config.effort`); our engines and other
+    supervised servers get `chat_template_kwargs.enable_thinking` (they have no effort setting, so it is ignored).
+    Generic OpenAI-compatible providers reject fields they do not know, and their non-reasoning models reject
+    `reasoning_effort`, so when one is on the route nothing is added (reasoning models there reason at their
+    default effort)."""
+    if "openai" in kinds:
         return {}
     out: dict[str, Any] = {}
     if "anthropic" in kinds:
-        out["thinking"] = thinking
-    if "engine" in kinds:
+        if thinking is not None:
+            out["thinking"] = thinking
+        if effort is not None:
+            out["output_config"] = {"effort": effort}
+    if "engine" in kinds and thinking is not None:
         out["chat_template_kwargs"] = {"enable_thinking": thinking.get("type") != "disabled"}
     return out
+
+
+def _effort(body: dict[str, Any]) -> str | None:
+    config = check_type(body, "output_config", dict, "an object")
+    effort = (config or {}).get("effort")
+    if effort is not None and (not isinstance(effort, str) or not effort):
+        raise invalid("'output_config.effort' must be a string such as 'low', 'medium' or 'high'.",
+                      "output_config", "invalid_value")
+    return effort
 
 
 def _thinking(body: dict[str, Any]) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 
@@ -230,3 +231,24 @@ async def test_messages_dialect_in_front_of_anthropic(fake_anthropic, router):
     assert follow.content[0].type == "text"
     assert fake.requests[-1].body["messages"][2]["content"] == [
         {"type": "tool_result", "tool_use_id": "toolu_01A", "content": "sunny"}]
+
+
+async def test_messages_effort_reaches_anthropic_only(fake_anthropic, router):
+    """Claude Code's `thinking: adaptive` and `output_config.effort` map to an Anthropic upstream's own settings."""
+    fake, r = await start(fake_anthropic, router)
+    fake.push(AStep(json=message([{"type": "text", "text": "ok"}], "claude-sonnet-4-5")))
+    c = claude(r.url)
+    out = await c.messages.create(model="sonnet", max_tokens=100, messages=[{"role": "user", "content": "hi"}],
+                                  extra_body={"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}})
+    assert out.content[0].text == "ok"  # type: ignore[union-attr]
+    sent = fake.requests[0].body
+    assert sent["thinking"] == {"type": "adaptive"} and sent["output_config"] == {"effort": "high"}
+
+
+async def test_messages_effort_must_be_a_string(fake_anthropic, router):
+    _, r = await start(fake_anthropic, router)
+    c = claude(r.url)
+    with pytest.raises(anthropic.BadRequestError) as err:
+        await c.messages.create(model="sonnet", max_tokens=100, messages=[{"role": "user", "content": "hi"}],
+                                extra_body={"output_config": {"effort": 3}})
+    assert "output_config.effort" in str(err.value)
