@@ -88,21 +88,27 @@ class StatsPoll:
 
     @staticmethod
     async def _fetch(supervisor: Any, name: str) -> EngineStats | None:
-        endpoint = ready_endpoint(supervisor, name)
-        if endpoint is None:
-            return None
-        base = endpoint.base_url.removesuffix("/").removesuffix("/v1")
-        connector = aiohttp.UnixConnector(path=endpoint.unix_socket) if endpoint.unix_socket else None
-        try:
-            async with aiohttp.ClientSession(connector=connector,
-                                             timeout=aiohttp.ClientTimeout(total=STATS_TIMEOUT)) as session, \
-                    session.get(base + "/stats") as resp:
-                if resp.status != 200:
-                    return None
-                doc = json.loads(await resp.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
-            return None
-        return EngineStats.from_json(doc) if isinstance(doc, dict) else None
+        doc = await engine_stats_doc(supervisor, name)
+        return EngineStats.from_json(doc) if doc is not None else None
+
+
+async def engine_stats_doc(supervisor: Any, name: str) -> dict[str, Any] | None:
+    """A ready engine's own `/stats` document, or None when it is not ready or does not answer in time."""
+    endpoint = ready_endpoint(supervisor, name)
+    if endpoint is None:
+        return None
+    base = endpoint.base_url.removesuffix("/").removesuffix("/v1")
+    connector = aiohttp.UnixConnector(path=endpoint.unix_socket) if endpoint.unix_socket else None
+    try:
+        async with aiohttp.ClientSession(connector=connector,
+                                         timeout=aiohttp.ClientTimeout(total=STATS_TIMEOUT)) as session, \
+                session.get(base + "/stats") as resp:
+            if resp.status != 200:
+                return None
+            doc = json.loads(await resp.read())
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def ready_endpoint(supervisor: Any, name: str) -> Any:

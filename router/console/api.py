@@ -24,10 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from ..api import common
+from ..api.ops import engine_stats_doc
 from ..api.swap import engine_entry, stop_engines, ttl_left
 from ..engines_bridge import engine_availability
 from ..errors import ApiError
@@ -35,7 +35,6 @@ from ..state import STATE, AppState
 from . import CONSOLE, Console
 
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
-STATS_TIMEOUT = 1.0
 # The page may load nothing from elsewhere, and nothing may frame it.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -164,7 +163,7 @@ async def _engines(console: Console, st: AppState) -> list[dict[str, Any]]:
     entries = {m.name: m for m in st.runtime.config.models if m.engine is not None}
     states = supervisor.states()
     ready = [n for n, s in states.items() if s.state == "ready"]
-    found = await asyncio.gather(*(_stats(supervisor, n) for n in ready))
+    found = await asyncio.gather(*(engine_stats_doc(supervisor, n) for n in ready))
     stats = dict(zip(ready, found, strict=True))
     rows = []
     for name, s in states.items():
@@ -190,22 +189,6 @@ async def _engines(console: Console, st: AppState) -> list[dict[str, Any]]:
     return rows
 
 
-async def _stats(supervisor: Any, name: str) -> dict[str, Any] | None:
-    endpoint = supervisor.endpoint(name)
-    if endpoint is None:
-        return None
-    base = endpoint.base_url.removesuffix("/").removesuffix("/v1")
-    connector = aiohttp.UnixConnector(path=endpoint.unix_socket) if endpoint.unix_socket else None
-    try:
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=STATS_TIMEOUT)) as session, \
-                session.get(base + "/stats") as resp:
-            if resp.status != 200:
-                return None
-            doc = json.loads(await resp.read())
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def _rss(pid: int | None) -> int | None:
