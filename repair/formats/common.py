@@ -140,6 +140,39 @@ def fail_segment(start: int, end: int, family: str, kind: str, detail: str, name
     return Parsed(end, [Segment(start, end, "calls", family, [call])])
 
 
+@dataclass(frozen=True)
+class Block:
+    """The body of a block opened by a marker: it starts at `start` (its first non-space) and runs to `limit`, the
+    block's close marker (`close`, -1 when missing) or else `bound`, the next opening marker or the text's end."""
+
+    start: int
+    limit: int
+    bound: int
+    close: int
+
+
+def open_block(text: str, p: int, body: int, ctx: Ctx, opener: str, closer: str | None,
+               family: str) -> Block | Parsed | None:
+    """Locate the body of the block whose opening marker starts at `p` (its body at `body`). An empty block is
+    an `invalid_json` failure when it closes, `truncated` when the text ends right after the opener (and the
+    format has a closer), else not a call (None)."""
+    n = len(text)
+    nxt = ctx.find(opener, body)
+    bound = nxt if nxt != -1 else n
+    close = ctx.find(closer, body) if closer else -1
+    if close != -1 and close >= bound:
+        close = -1
+    limit = close if close != -1 else bound
+    start = skip_ws(text, body, limit)
+    if start < limit:
+        return Block(start, limit, bound, close)
+    if close != -1:
+        return fail_segment(p, close + len(closer or ""), family, "invalid_json", "empty tool call block")
+    if limit >= n and closer:
+        return fail_segment(p, n, family, "truncated", "the text ends right after the opening marker")
+    return None
+
+
 def add_notes(call: RawCall, notes: list[tuple[str, str]]) -> None:
     for kind, detail in notes:
         call.repairs.append(issue(kind, detail))

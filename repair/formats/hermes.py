@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from repair.formats import glm45, qwen3_coder
-from repair.formats.common import Ctx, decode_calls, fail_segment, finish_block, issue, skip_ws
+from repair.formats.common import Block, Ctx, decode_calls, fail_segment, finish_block, issue, open_block, skip_ws
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit
 from repair.salvage import Failed
@@ -42,20 +42,10 @@ def _body_starts_call(text: str, b: int, limit: int) -> bool:
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
-    body = p + len(OPEN)
-    next_open = ctx.find(OPEN, body)
-    bound = next_open if next_open != -1 else n
-    close = ctx.find(CLOSE, body)
-    if close != -1 and close >= bound:
-        close = -1
-    limit = close if close != -1 else bound
-    b = skip_ws(text, body, limit)
-    if b >= limit:
-        if close != -1:
-            return fail_segment(p, close + len(CLOSE), FAMILY, "invalid_json", "empty tool call block")
-        if limit >= n:
-            return fail_segment(p, n, FAMILY, "truncated", "the text ends right after the opening tag")
-        return None
+    block = open_block(text, p, p + len(OPEN), ctx, OPEN, CLOSE, FAMILY)
+    if not isinstance(block, Block):
+        return block
+    b, limit, bound, close = block.start, block.limit, block.bound, block.close
     if text.startswith(qwen3_coder.FUNC, b):
         got = qwen3_coder.parse_functions(text, b, limit, ctx)
         family = qwen3_coder.FAMILY

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from repair.formats.common import Ctx, fail_segment, finish_block, issue, skip_ws
+from repair.formats.common import Block, Ctx, fail_segment, finish_block, issue, open_block, skip_ws
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, Ws
 from repair.salvage import Failed
@@ -221,20 +221,10 @@ def parse_tool_code(text: str, p: int, ctx: Ctx) -> Parsed | None:
 
 def parse_wrapped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
-    body = p + len(OPEN)
-    nxt = ctx.find(OPEN, body)
-    bound = nxt if nxt != -1 else n
-    close = ctx.find(CLOSE, body)
-    if close != -1 and close >= bound:
-        close = -1
-    limit = close if close != -1 else bound
-    b = skip_ws(text, body, limit)
-    if b >= limit:
-        if limit >= n:
-            return fail_segment(p, n, FAMILY, "truncated", "the text ends right after the opening tag")
-        if close != -1:
-            return fail_segment(p, close + len(CLOSE), FAMILY, "invalid_json", "empty tool call block")
-        return None
+    block = open_block(text, p, p + len(OPEN), ctx, OPEN, CLOSE, FAMILY)
+    if not isinstance(block, Block):
+        return block
+    b, limit, close = block.start, block.limit, block.close
     notes: list[tuple[str, str]] = []
     if text[b] == "[":
         e = extent(text, b, limit)

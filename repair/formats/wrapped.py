@@ -26,7 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from repair.formats import glm45, hermes, llama3, pythonic, qwen3_coder, section
-from repair.formats.common import Ctx, add_notes, decode_calls, fail_segment, finish_block, issue, skip_ws
+from repair.formats.common import (
+    Block,
+    Ctx,
+    add_notes,
+    decode_calls,
+    fail_segment,
+    finish_block,
+    issue,
+    open_block,
+    skip_ws,
+)
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Node, Ws
 from repair.salvage import Failed, decode_at
@@ -185,19 +195,10 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         body = k + len(w.lead)
     if w.open == "<tool_calls>" and text.startswith("<tool_call>", skip_ws(text, body)):
         return section.parse(HY_SPEC, text, p, ctx)
-    nxt = ctx.find(w.open, body)
-    bound = nxt if nxt != -1 else n
-    close = ctx.find(w.close, body) if w.close else -1
-    if close != -1 and close >= bound:
-        close = -1
-    limit = close if close != -1 else bound
-    b = skip_ws(text, body, limit)
-    if b >= limit:
-        if close != -1:
-            return fail_segment(p, close + len(w.close or ""), w.family, "invalid_json", "empty tool call block")
-        if limit >= n and w.close:
-            return fail_segment(p, n, w.family, "truncated", "the text ends right after the opening marker")
-        return None
+    block = open_block(text, p, body, ctx, w.open, w.close, w.family)
+    if not isinstance(block, Block):
+        return block
+    b, limit, bound, close = block.start, block.limit, block.bound, block.close
     got = w.body(text, b, limit, bound, ctx)
     if isinstance(got, Failed) and got.kind != "truncated" and got.end <= b:
         return None  # the marker is followed by something else: not a call
