@@ -1,1 +1,1 @@
-"""agentgate MLX engines: the worker process and its lifecycle."""
+"""agentgate MLX engines: worker/ runs in the engine's child process, supervisor/ runs in the router."""

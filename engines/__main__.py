@@ -1,5 +1,5 @@
 """`python -m engines --model ...`: run one engine worker (same options as `agentgate engine`)."""
 
-from engines.cli import main
+from engines.worker.cli import main
 
 raise SystemExit(main())

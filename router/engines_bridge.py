@@ -13,7 +13,7 @@ log = logging.getLogger("agentgate.engine")
 
 
 def engine_specs(config: Config) -> list[Any]:
-    from engines.supervisor import EngineSpec
+    from engines.supervisor.lifecycle import EngineSpec
 
     specs = []
     for m in config.models:
@@ -29,7 +29,7 @@ def engine_specs(config: Config) -> list[Any]:
 
 
 def make_supervisor(config: Config, metrics: Metrics) -> Any:
-    from engines.supervisor import Supervisor
+    from engines.supervisor.lifecycle import Supervisor
 
     def on_event(event: Any) -> None:
         state = {"starting": "starting", "ready": "ready", "stopped": "stopped", "crashed": "failed",

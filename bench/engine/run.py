@@ -97,7 +97,7 @@ class ServerResult:
 
 # -- models -----------------------------------------------------------------------------------------------------
 def tiny_models(cache: Path, size: str) -> tuple[str, str]:
-    from engines.tiny import TinyShape, ensure_tiny_model
+    from engines.worker.tiny import TinyShape, ensure_tiny_model
 
     if size == "small":
         shape = TinyShape(max_context=32768)

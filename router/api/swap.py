@@ -146,7 +146,7 @@ async def stop_engines(supervisor: Any, names: list[str]) -> list[str]:
 async def upstream(request: web.Request) -> web.StreamResponse:
     """Forward the request to the engine's own server: method, path, query and body as sent (client credentials
     removed); the engine is started if it is not running, and counted in flight until the answer is sent."""
-    from engines.supervisor import EngineUnavailable
+    from engines.supervisor.lifecycle import EngineUnavailable
 
     state = request.app[STATE]
     rt = state.runtime
@@ -221,7 +221,7 @@ async def preload_engines(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _preload(state: AppState, name: str) -> None:
-    from engines.supervisor import EngineUnavailable
+    from engines.supervisor.lifecycle import EngineUnavailable
 
     try:
         async with state.supervisor.lease(name):

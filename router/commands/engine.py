@@ -6,12 +6,12 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from engines.cli import add_arguments as engine_arguments
+    from engines.worker.cli import add_arguments as engine_arguments
 
     engine_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from engines.cli import run as engine_run
+    from engines.worker.cli import run as engine_run
 
     return engine_run(args)

@@ -78,7 +78,7 @@ class EngineUpstream(Upstream):
         self._sessions.clear()
 
     async def _lease(self) -> tuple[AbstractAsyncContextManager[Any], Any]:
-        from engines.supervisor import EngineUnavailable
+        from engines.supervisor.lifecycle import EngineUnavailable
 
         lease = self.supervisor.lease(self.engine)
         try:

@@ -9,8 +9,8 @@ import pytest
 
 from tests.dialects.conftest import ANTHROPIC_WEATHER, RESPONSES_WEATHER, claude
 
-tiny = pytest.importorskip("engines.tiny")
-pytest.importorskip("engines.worker")
+tiny = pytest.importorskip("engines.worker.tiny")
+pytest.importorskip("engines.worker.server")
 
 SCRIPT = "<tool_call>\n{'name': 'get_weather', 'arguments': {'city': 'Paris'}}\n</tool_call>"
 # The engine runs with --no-constrain: these tests are about repairing the broken call (a grammar prevents it).

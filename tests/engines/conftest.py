@@ -15,8 +15,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from engines.tiny import build_tiny_model
-from engines.worker import RunningWorker, WorkerSettings, serve, wait_ready
+from engines.worker.server import RunningWorker, WorkerSettings, serve, wait_ready
+from engines.worker.tiny import build_tiny_model
 
 SCRIPTS = {
     "tool": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',

@@ -8,7 +8,7 @@ import aiohttp
 import jsonschema
 import pytest
 
-from engines.constrain import plan_chat, strict_schema
+from engines.worker.constrain import plan_chat, strict_schema
 from tests.engines.conftest import WEATHER_TOOL
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

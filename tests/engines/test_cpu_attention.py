@@ -13,7 +13,7 @@ from mlx_lm import load
 from mlx_lm.models import base, qwen3
 from mlx_lm.models.base import create_causal_mask
 
-from engines.cpu_attention import ParallelAttention, install
+from engines.worker.cpu_attention import ParallelAttention, install
 from tests.engines.conftest import Engine
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache
 
-from engines.kv_disk import DiskKV, model_identity
-from engines.prefix_cache import PrefixCache
+from engines.worker.kv_disk import DiskKV, model_identity
+from engines.worker.prefix_cache import PrefixCache
 
 
 def kv(tokens: list[int], layers: int = 2, dtype: mx.Dtype = mx.float32) -> list[KVCache]:

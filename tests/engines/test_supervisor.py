@@ -23,7 +23,7 @@ try:  # the HTTP library under the openai client (httpx, or httpx2 in newer rele
 except ImportError:  # pragma: no cover
     import httpx  # type: ignore[no-redef]
 
-from engines.supervisor import Endpoint, EngineEvent, EngineSpec, EngineUnavailable, Supervisor
+from engines.supervisor.lifecycle import Endpoint, EngineEvent, EngineSpec, EngineUnavailable, Supervisor
 from tests.waiting import wait_until
 
 FAKE = Path(__file__).with_name("fake_server.py")
@@ -359,7 +359,7 @@ async def test_worker_kind_runs_python_m_engines_on_a_unix_socket(make: Make, tm
     assert kinds(events, "org/model:q4") == ["starting", "ready", "stopped"]
 
 
-WORKER_PRESENT = all(importlib.util.find_spec(m) is not None for m in ("engines.worker", "engines.__main__"))
+WORKER_PRESENT = all(importlib.util.find_spec(m) is not None for m in ("engines.worker.server", "engines.__main__"))
 
 
 @pytest.mark.skipif(not WORKER_PRESENT, reason="the MLX worker (`python -m engines`) is not present yet")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engines.lifecycle_launch import expand_command, plan_launch, socket_path
-from engines.supervisor import EngineSpec, Supervisor
+from engines.supervisor.launch import expand_command, plan_launch, socket_path
+from engines.supervisor.lifecycle import EngineSpec, Supervisor
 
 
 def test_worker_launch_uses_python_m_engines_and_a_socket(tmp_path: Path) -> None:

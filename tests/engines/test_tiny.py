@@ -7,7 +7,7 @@ import json
 import pytest
 from mlx_lm import generate, load
 
-from engines.tiny import build_tiny_model, resolve_model_spec, split_script
+from engines.worker.tiny import build_tiny_model, resolve_model_spec, split_script
 from tests.engines.conftest import SCRIPTS, WEATHER_TOOL
 
 CONVERSATIONS = [

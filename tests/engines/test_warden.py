@@ -13,7 +13,7 @@ from pathlib import Path
 
 import openai
 
-from engines.warden import read_orders, stop_groups
+from engines.supervisor.warden import read_orders, stop_groups
 from tests.waiting import line_matching, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

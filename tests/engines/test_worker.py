@@ -9,9 +9,9 @@ from pathlib import Path
 import openai
 import pytest
 
-from engines.sampling import SamplingParams
-from engines.scheduler import Failed, Finished, SequenceSpec
-from engines.worker import WORKER
+from engines.worker.sampling import SamplingParams
+from engines.worker.scheduler import Failed, Finished, SequenceSpec
+from engines.worker.server import WORKER
 from tests.engines.conftest import SCRIPTS, WEATHER_TOOL
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlx_lm.tokenizer_utils import load as load_tokenizer
 
-from engines.decoding import OutputDecoder
+from engines.worker.decoding import OutputDecoder
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache
 
-from engines.prefix_cache import PrefixCache
+from engines.worker.prefix_cache import PrefixCache
 
 
 def kv(tokens: list[int], layers: int = 2) -> list[KVCache]:

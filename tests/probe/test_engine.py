@@ -10,8 +10,8 @@ import pytest
 
 from router.probe import ProbeSettings, run_probe
 
-tiny = pytest.importorskip("engines.tiny")
-worker_mod = pytest.importorskip("engines.worker")
+tiny = pytest.importorskip("engines.worker.tiny")
+worker_mod = pytest.importorskip("engines.worker.server")
 
 # a call without its closing tag: the engine's own parser repairs it and says so in x-agentgate-tool-calls
 SCRIPT = '<tool_call>\n{"name": "get_time", "arguments": {"utc_offset_hours": 2}}'

@@ -469,7 +469,7 @@ async def test_idle_and_stalled_client_connections_are_timed_out(fakes, router):
 # --- 10. a dead warden is noticed, logged and replaced ------------------------------------------------------------
 
 async def test_a_killed_warden_is_respawned_and_told_the_groups_again(caplog):
-    from engines.warden import Warden
+    from engines.supervisor.warden import Warden
 
     group = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(60)",
                                                  start_new_session=True)
@@ -517,7 +517,7 @@ async def test_a_module_in_the_working_directory_never_runs_in_an_engine(router,
 
 
 def test_an_engine_start_failure_is_one_line_without_paths():
-    from engines.process import one_line_cause
+    from engines.supervisor.process import one_line_cause
 
     tail = ["Traceback (most recent call last):", '  File "/opt/app/engines/cli.py", line 120, in main',
             "    model = load(path)", "FileNotFoundError: [Errno 2] No such file: '/home/me/models/q/config.json'"]

@@ -312,8 +312,8 @@ def test_default_bind_is_loopback():
     p = argparse.ArgumentParser()
     serve.add_arguments(p)
     assert p.parse_args([]).host is None  # no CLI default overrides the config's loopback
-    if importlib.util.find_spec("engines.cli") is not None:
-        from engines import cli
+    if importlib.util.find_spec("engines.worker.cli") is not None:
+        from engines.worker import cli
 
         p = argparse.ArgumentParser()
         cli.add_arguments(p)
@@ -367,7 +367,7 @@ async def test_concurrency_limit_without_a_queue_is_429_with_retry_after(fakes, 
     assert limiter.active == 0 and limiter.queued == 0
 
 
-@pytest.mark.skipif(importlib.util.find_spec("engines.worker") is None, reason="the engine worker is not built")
+@pytest.mark.skipif(importlib.util.find_spec("engines.worker.server") is None, reason="the engine worker is not built")
 async def test_engine_socket_is_not_world_writable(tmp_path):
     sock = tmp_path / "engine.sock"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

@@ -25,7 +25,7 @@ from typing import Any
 import mlx.core as mx
 from mlx_lm.models.cache import KVCache, PromptTrie, can_trim_prompt_cache
 
-from engines.kv_disk import DiskKV
+from engines.worker.kv_disk import DiskKV
 
 log = logging.getLogger("agentgate.engine")
 

@@ -1,9 +1,9 @@
 """Engines never outlive their router: a small sidecar process that stops the engines' process groups when the
 router dies without stopping them (SIGKILL, the OOM killer, a crash).
 
-The supervisor starts one warden (`python -m engines.warden`) next to its first engine, in a session of its own,
-and tells it over a pipe which process groups to watch (`add PGID` / `del PGID` lines) and which folder of its
-own to remove (`dir PATH`: the sockets' temporary folder). The warden does nothing else until that pipe reaches
+The supervisor starts one warden (`python -m engines.supervisor.warden`) next to its first engine, in a session
+of its own, and tells it over a pipe which process groups to watch (`add PGID` / `del PGID` lines) and which folder
+of its own to remove (`dir PATH`: the sockets' temporary folder). The warden does nothing else until that pipe reaches
 end of file, which happens as soon as the router's process is gone, for whatever reason, on any POSIX system,
 with no polling. It then sends SIGTERM to every group still listed, waits up to the grace period, SIGKILLs what
 is left and removes the folder. A normal shutdown stops the engines first and closes the pipe with no group
@@ -67,7 +67,7 @@ class Warden:
         try:
             isolate = ["-I"] if sys.version_info < (3, 11) else []  # before 3.11 PYTHONSAFEPATH means nothing
             proc = await asyncio.create_subprocess_exec(
-                self._python, *isolate, "-m", "engines.warden", "--grace", f"{self._grace:g}",
+                self._python, *isolate, "-m", "engines.supervisor.warden", "--grace", f"{self._grace:g}",
                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
                 env=isolated_env(os.environ),
             )
@@ -212,7 +212,7 @@ def read_orders(lines: Iterable[bytes]) -> tuple[set[int], set[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engines.warden",
+    parser = argparse.ArgumentParser(prog="python -m engines.supervisor.warden",
                                      description="Stop the listed process groups when standard input ends.")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
     args = parser.parse_args(argv)

@@ -17,9 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .lifecycle_health import wait_ready
-from .lifecycle_launch import Launch, plan_launch
-from .lifecycle_types import (
+from .health import wait_ready
+from .launch import Launch, plan_launch
+from .process import ChildProcess
+from .types import (
     EVENT_KINDS,
     STATES,
     Endpoint,
@@ -28,7 +29,6 @@ from .lifecycle_types import (
     EngineStatus,
     EngineUnavailable,
 )
-from .process import ChildProcess
 from .warden import Warden
 
 __all__ = [

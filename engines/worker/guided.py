@@ -13,8 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.constrain import FORMATS, Plan, plan_chat
-from engines.matching import (
+from engines.worker.constrain import FORMATS, Plan, plan_chat
+from engines.worker.matching import (
     GrammarCache,
     GrammarError,
     GrammarProcessor,
@@ -22,7 +22,7 @@ from engines.matching import (
     closing_tokens,
     make_llg_tokenizer,
 )
-from engines.params import ChatRequest
+from engines.worker.params import ChatRequest
 
 log = logging.getLogger("agentgate.engine")
 

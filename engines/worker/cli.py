@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from engines.worker import WorkerSettings, serve, wait_ready
+    from engines.worker.server import WorkerSettings, serve, wait_ready
 
     log = logging.getLogger("agentgate.engine")
     if args.tool_format != "auto":
@@ -136,7 +136,7 @@ async def _main(args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             print(f"agentgate engine: failed to load {args.model}: {exc}", file=sys.stderr)
             return 1
-        from engines.worker import WORKER
+        from engines.worker.server import WORKER
 
         state = worker.app[WORKER]
         sched = state.scheduler

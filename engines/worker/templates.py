@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engines.errors import bad_request
+from engines.worker.errors import bad_request
 from repair import FAMILIES, family_for_parser_type, sniff_template
 
 

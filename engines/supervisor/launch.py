@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .lifecycle_types import Endpoint, EngineSpec
 from .process import isolated_env
+from .types import Endpoint, EngineSpec
 
 _PLACEHOLDER = re.compile(r"\$\{(PORT|MODEL)\}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")

@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.errors import EngineError, bad_request
-from engines.sampling import SamplingParams
+from engines.worker.errors import EngineError, bad_request
+from engines.worker.sampling import SamplingParams
 
 MAX_STOP_STRINGS = 16
 ROLES = ("system", "developer", "user", "assistant", "tool")

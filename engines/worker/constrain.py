@@ -2,7 +2,7 @@
 
 Built with llguidance (Lark-like grammars with embedded JSON Schemas, compiled against the model's tokenizer).
 `plan_chat` turns a chat request into a `Plan`: which grammar (if any) the reply must follow, and why not when
-it does not. Grammars only describe text; `engines.matching` runs them during decoding.
+it does not. Grammars only describe text; `engines.worker.matching` runs them during decoding.
 
 - tool_choice "required" / a named function: the whole reply is one call (or several, when
   `parallel_tool_calls` allows) to a declared tool, arguments valid under its JSON Schema.

@@ -23,11 +23,11 @@ from typing import Any
 
 from aiohttp import web
 
-from engines.errors import EngineError, bad_request
-from engines.guided import HEADER as CONSTRAINED_HEADER
-from engines.guided import OPT_OUT_HEADER, Guide, Guided
-from engines.params import ChatRequest, CompletionRequest, GenerationParams, parse_chat, parse_completion
-from engines.scheduler import (
+from engines.worker.errors import EngineError, bad_request
+from engines.worker.guided import HEADER as CONSTRAINED_HEADER
+from engines.worker.guided import OPT_OUT_HEADER, Guide, Guided
+from engines.worker.params import ChatRequest, CompletionRequest, GenerationParams, parse_chat, parse_completion
+from engines.worker.scheduler import (
     Delta,
     Failed,
     Finished,
@@ -37,7 +37,7 @@ from engines.scheduler import (
     Started,
     default_loader,
 )
-from engines.templates import ChatFormatter
+from engines.worker.templates import ChatFormatter
 from repair import ContentDelta, ReasoningDelta, StreamRepairer, ToolCallDelta, repair_message
 from repair.incremental import ToolArgsDelta, ToolCallStart
 

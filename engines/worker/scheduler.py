@@ -22,12 +22,12 @@ from typing import Any
 
 from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
-from engines.cpu_attention import ParallelAttention, default_threads
-from engines.cpu_attention import install as install_attention
-from engines.decoding import OutputDecoder, Piece
-from engines.kv_disk import DiskKV, model_identity
-from engines.prefix_cache import PrefixCache
-from engines.sampling import Fault, SamplingParams, build_logits_processors, build_sampler, guard
+from engines.worker.cpu_attention import ParallelAttention, default_threads
+from engines.worker.cpu_attention import install as install_attention
+from engines.worker.decoding import OutputDecoder, Piece
+from engines.worker.kv_disk import DiskKV, model_identity
+from engines.worker.prefix_cache import PrefixCache
+from engines.worker.sampling import Fault, SamplingParams, build_logits_processors, build_sampler, guard
 
 log = logging.getLogger("agentgate.engine")
 
@@ -149,7 +149,7 @@ def default_loader(model_ref: str) -> Loader:
     def load() -> LoadedModel:
         from mlx_lm import load as mlx_load
 
-        from engines.tiny import resolve_model_spec
+        from engines.worker.tiny import resolve_model_spec
 
         started = time.perf_counter()
         path = resolve_model_spec(model_ref)
