@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORE := $(VENV)/.installed-core
 
-.PHONY: serve test lint bench-proxy bench-engine soak
+.PHONY: serve test lint typecheck bench-proxy bench-engine soak
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,9 @@ serve: $(CORE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 test: $(STAMP)
 	bash tests/prepare.sh
