@@ -15,7 +15,7 @@ from aiohttp import web
 
 from .. import pipeline, relay
 from ..config.model import ClientKey
-from ..dialects import messages as dialect
+from ..dialects import anthropic_in as dialect
 from ..dialects.common import without_images
 from ..errors import ApiError
 from ..exchange import Exchange

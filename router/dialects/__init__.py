@@ -2,9 +2,9 @@
 
 Pure functions and small stateful stream translators; no I/O. One module per dialect:
 
-- `messages`: the Anthropic Messages API in front of every backend (request -> chat body, completion -> message,
-  chunk stream -> Anthropic SSE events).
+- `anthropic_in`: the Anthropic Messages API in front of every backend (request -> chat body, completion ->
+  message, chunk stream -> Anthropic SSE events).
 - `responses`: the OpenAI Responses API in front of every backend.
-- `anthropic_wire`: the reverse direction, for Anthropic as an upstream (chat body -> Messages request,
+- `anthropic_out`: the reverse direction, for Anthropic as an upstream (chat body -> Messages request,
   Messages response/events -> completion/chunks).
 """

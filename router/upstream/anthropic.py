@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from ..config.model import ProviderConfig
-from ..dialects import anthropic_wire as wire
+from ..dialects import anthropic_out as wire
 from ..redact import safe_headers, scrub_body, scrub_literal
 from ..sse import EventSplitter, event_data
 from .base import Reply, Upstream, UpstreamUnavailable, read_limited, with_timeout

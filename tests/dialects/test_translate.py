@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from router.dialects import anthropic_wire, messages, responses
+from router.dialects import anthropic_in, anthropic_out, responses
 from router.errors import ApiError
 from tests.dialects.conftest import CHAT_WEATHER
 
@@ -22,7 +22,7 @@ def chunk(delta: dict, finish: str | None = None) -> dict:
 
 
 def test_chat_to_messages_merges_turns_and_repairs_arguments() -> None:
-    req = anthropic_wire.messages_request({
+    req = anthropic_out.messages_request({
         "model": "claude", "parallel_tool_calls": False, "tools": [CHAT_WEATHER, {"type": "custom", "name": "x"}],
         "messages": [
             {"role": "developer", "content": "rules"},
@@ -35,7 +35,7 @@ def test_chat_to_messages_merges_turns_and_repairs_arguments() -> None:
             {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "two"}]},
             {"role": "user", "content": "and?"},
         ]})
-    assert req["system"] == "rules" and req["max_tokens"] == anthropic_wire.DEFAULT_MAX_TOKENS
+    assert req["system"] == "rules" and req["max_tokens"] == anthropic_out.DEFAULT_MAX_TOKENS
     assert req["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     assert [t["name"] for t in req["tools"]] == ["get_weather"]
     assert req["messages"][1] == {"role": "assistant", "content": [
@@ -45,7 +45,7 @@ def test_chat_to_messages_merges_turns_and_repairs_arguments() -> None:
         {"type": "tool_result", "tool_use_id": "call_1", "content": "one"},
         {"type": "tool_result", "tool_use_id": "call_2", "content": "two"},
         {"type": "text", "text": "and?"}]}
-    assert "tool_choice" not in anthropic_wire.messages_request({"model": "c", "tool_choice": "required",
+    assert "tool_choice" not in anthropic_out.messages_request({"model": "c", "tool_choice": "required",
                                                                  "messages": []})
 
 
@@ -53,17 +53,17 @@ def test_thinking_is_left_out_of_a_tool_loop() -> None:
     call = {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
     base = {"model": "c", "max_tokens": 100, "temperature": 0.5, "reasoning_effort": "medium",
             "messages": [{"role": "user", "content": "go"}]}
-    req = anthropic_wire.messages_request(base)
+    req = anthropic_out.messages_request(base)
     assert req["thinking"] == {"type": "enabled", "budget_tokens": 8192} and req["max_tokens"] == 8292
     assert "temperature" not in req
-    loop = anthropic_wire.messages_request({**base, "messages": [
+    loop = anthropic_out.messages_request({**base, "messages": [
         *base["messages"], {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}]})
     assert "thinking" not in loop and loop["max_tokens"] == 100 and loop["temperature"] == 0.5
 
 
 def test_messages_request_tool_result_images_and_documents() -> None:
-    req = messages.parse_request({"model": "m", "max_tokens": 9, "messages": [
+    req = anthropic_in.parse_request({"model": "m", "max_tokens": 9, "messages": [
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
                 {"type": "text", "text": "shot:"},
@@ -74,20 +74,20 @@ def test_messages_request_tool_result_images_and_documents() -> None:
         {"role": "tool", "tool_call_id": "toolu_1", "content": "shot:"},
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}},
                                      {"type": "text", "text": "Notes\n\nabc"}]}]
-    assert req.images == 1 and req.estimate_input_tokens() == messages.IMAGE_TOKENS + 4
+    assert req.images == 1 and req.estimate_input_tokens() == anthropic_in.IMAGE_TOKENS + 4
 
 
 def test_thinking_fields_by_route_kind() -> None:
     on = {"type": "enabled", "budget_tokens": 2048}
-    assert messages.thinking_fields(on, {"openai", "engine"}) == {}
-    assert messages.thinking_fields(on, {"anthropic"}) == {"thinking": on}
-    assert messages.thinking_fields({"type": "disabled"}, {"engine"}) == \
+    assert anthropic_in.thinking_fields(on, {"openai", "engine"}) == {}
+    assert anthropic_in.thinking_fields(on, {"anthropic"}) == {"thinking": on}
+    assert anthropic_in.thinking_fields({"type": "disabled"}, {"engine"}) == \
         {"chat_template_kwargs": {"enable_thinking": False}}
-    assert messages.thinking_fields(None, {"engine"}) == {}
+    assert anthropic_in.thinking_fields(None, {"engine"}) == {}
 
 
 def test_messages_stream_drops_whitespace_before_a_call_and_orders_blocks() -> None:
-    s = messages.MessagesStream("m", [], input_estimate=3)
+    s = anthropic_in.MessagesStream("m", [], input_estimate=3)
     out = s.feed(chunk({"role": "assistant", "content": ""}))
     out += s.feed(chunk({"content": "\n\n"}))
     out += s.feed(chunk({"tool_calls": [{"index": 0, "id": "call_x", "function": {"name": "f",
@@ -108,9 +108,9 @@ def test_messages_stream_drops_whitespace_before_a_call_and_orders_blocks() -> N
 
 
 def test_messages_stream_empty_and_error() -> None:
-    s = messages.MessagesStream("m", [])
+    s = anthropic_in.MessagesStream("m", [])
     assert [e for e, _ in events(s.finish())] == ["message_start", "ping", "message_delta", "message_stop"]
-    s = messages.MessagesStream("m", [])
+    s = anthropic_in.MessagesStream("m", [])
     evs = events(s.error(ApiError(502, "gone", "upstream_error")))
     assert [e for e, _ in evs] == ["message_start", "ping", "error"]
     assert evs[-1][1] == {"type": "error", "error": {"type": "api_error", "message": "gone"}}
@@ -135,7 +135,7 @@ def test_responses_stream_reasoning_then_text() -> None:
 
 
 def test_anthropic_events_to_chunks() -> None:
-    t = anthropic_wire.MessagesToChunks("claude", include_usage=True)
+    t = anthropic_out.MessagesToChunks("claude", include_usage=True)
     out = t.event({"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 5}}})
     out += t.event({"type": "content_block_start", "index": 0,
                     "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}})
@@ -149,5 +149,5 @@ def test_anthropic_events_to_chunks() -> None:
     assert docs[3]["choices"][0]["finish_reason"] == "length"
     assert docs[4]["usage"] == {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
     assert out.endswith(b"data: [DONE]\n\n") and t.done
-    assert json.loads(anthropic_wire.error_body(529, b"not json")) == {"error": {
+    assert json.loads(anthropic_out.error_body(529, b"not json")) == {"error": {
         "message": "Anthropic answered 529.", "type": "api_error", "param": None, "code": "api_error"}}
