@@ -13,12 +13,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from .api import health, models, openai_routes, swap
+from .api import docs, health, messages, models, openai_routes, ops, responses, swap
 from .config.model import Config
 from .console import api as ui
 from .console import install as install_console
+from .engines_bridge import make_supervisor
 from .errors import ApiError
 from .metrics import Metrics
+from .reload import RELOADER, Reloader
 from .runtime import Runtime
 from .state import STATE, AppState
 
@@ -31,46 +33,70 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
                           middlewares=[_json_errors])
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
     metrics = Metrics()
-    supervisor = None
-    if any(m.engine is not None for m in config.models):
-        from .engines_bridge import make_supervisor
-
-        supervisor = make_supervisor(config, metrics)
+    supervisor = make_supervisor(config, metrics) if any(m.engine is not None for m in config.models) else None
     app[STATE] = AppState(runtime=Runtime.build(config, metrics, supervisor), metrics=metrics,
                           supervisor=supervisor, config_path=config_path)
+    app[RELOADER] = Reloader(app)
+    app[ops.STATS_POLL] = ops.StatsPoll()
+    app[responses.RESPONSE_STORE] = responses.StoreHolder()
+    app.add_routes(_API_ROUTES)
+    app.add_routes(_OPERATOR_ROUTES)
+    app.add_routes(_CONSOLE_ROUTES)
+    # lifecycles, started in this order and stopped in the reverse one
     app.cleanup_ctx.append(_upstreams)
-    app.router.add_post("/v1/chat/completions", openai_routes.chat_completions)
-    app.router.add_post("/v1/completions", openai_routes.completions)
-    app.router.add_post("/v1/embeddings", openai_routes.embeddings)
-    app.router.add_get("/v1/models", models.list_models)
-    app.router.add_get("/v1/models/{id:.+}", models.get_model)
-    app.router.add_get("/health", health.health)
-    app.router.add_get("/ready", health.ready)
-    # llama-swap's operator endpoints (api/swap.py); engines marked `preload` start with the router
-    app.router.add_get("/running", swap.running)
-    app.router.add_route("GET", "/unload", swap.unload)  # llama-swap's clients unload with GET
-    app.router.add_post("/unload", swap.unload)
-    app.router.add_post("/unload/{model}", swap.unload)
-    app.router.add_post("/api/models/unload", swap.unload)
-    app.router.add_post("/api/models/unload/{model}", swap.unload)
-    app.router.add_route("*", "/upstream/{rest:.+}", swap.upstream)
-    app.cleanup_ctx.append(swap.preload_engines)
-    # the operator console (console/): the page, then its JSON under /ui/api/
-    install_console(app)
-    app.router.add_get("/ui", ui.page)
-    app.router.add_get("/ui/", ui.page)
-    app.router.add_get("/ui/static/{file}", ui.static)
-    app.router.add_get("/ui/api/state", ui.state)
-    app.router.add_get("/ui/api/requests", ui.requests_)
-    app.router.add_get("/ui/api/log", ui.log_lines)
-    app.router.add_get("/ui/api/captures", ui.captures)
-    app.router.add_get("/ui/api/captures.jsonl", ui.captures_jsonl)
-    app.router.add_get("/ui/api/captures/{id}", ui.capture)
-    app.router.add_post("/ui/api/engines/{name}/unload", ui.unload)
-    app.router.add_post("/ui/api/probe", ui.probe_start)
-    app.router.add_get("/ui/api/probe", ui.probe_status)
-    _optional_routes(app)
+    app.cleanup_ctx.append(swap.preload_engines)  # engines marked `preload` start with the router
+    install_console(app)  # the console's state, hooked to the request record; appends its own lifecycle
+    app.cleanup_ctx.append(ops.sighup_reload)
+    app.cleanup_ctx.append(responses.close_store)
     return app
+
+
+_API_ROUTES = [
+    web.post("/v1/chat/completions", openai_routes.chat_completions),
+    web.post("/v1/completions", openai_routes.completions),
+    web.post("/v1/embeddings", openai_routes.embeddings),
+    web.post("/v1/messages", messages.create_message),
+    web.post("/v1/messages/count_tokens", messages.count_tokens),
+    web.post("/v1/responses", responses.create_response),
+    web.get("/v1/responses/{id}", responses.get_response),
+    web.delete("/v1/responses/{id}", responses.delete_response),
+    web.get("/v1/responses/{id}/input_items", responses.list_input_items),
+    web.post("/v1/responses/input_tokens", responses.count_input_tokens),
+    web.get("/v1/models", models.list_models),
+    web.get("/v1/models/{id:.+}", models.get_model),
+    web.get(docs.PATH, docs.openapi),
+]
+
+_OPERATOR_ROUTES = [
+    web.get("/health", health.health),
+    web.get("/ready", health.ready),
+    web.get("/metrics", ops.metrics),
+    web.post("/admin/reload", ops.admin_reload),
+    # llama-swap's operator endpoints (api/swap.py)
+    web.get("/running", swap.running),
+    web.route("GET", "/unload", swap.unload),  # llama-swap's clients unload with GET
+    web.post("/unload", swap.unload),
+    web.post("/unload/{model}", swap.unload),
+    web.post("/api/models/unload", swap.unload),
+    web.post("/api/models/unload/{model}", swap.unload),
+    web.route("*", "/upstream/{rest:.+}", swap.upstream),
+]
+
+# the operator console (console/): the page, then its JSON under /ui/api/
+_CONSOLE_ROUTES = [
+    web.get("/ui", ui.page),
+    web.get("/ui/", ui.page),
+    web.get("/ui/static/{file}", ui.static),
+    web.get("/ui/api/state", ui.state),
+    web.get("/ui/api/requests", ui.requests_),
+    web.get("/ui/api/log", ui.log_lines),
+    web.get("/ui/api/captures", ui.captures),
+    web.get("/ui/api/captures.jsonl", ui.captures_jsonl),
+    web.get("/ui/api/captures/{id}", ui.capture),
+    web.post("/ui/api/engines/{name}/unload", ui.unload),
+    web.post("/ui/api/probe", ui.probe_start),
+    web.get("/ui/api/probe", ui.probe_status),
+]
 
 
 @web.middleware
@@ -108,20 +134,6 @@ class _MalformedRequests(logging.Filter):
 
 
 _MALFORMED_REQUESTS = _MalformedRequests()
-
-
-def _optional_routes(app: web.Application) -> None:
-    """Routes owned by other modules register themselves here."""
-    import importlib
-
-    for name in ("router.api.ops", "router.api.messages", "router.api.responses", "router.api.docs"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app)
 
 
 async def _upstreams(app: web.Application) -> AsyncIterator[None]:

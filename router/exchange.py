@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import jsoncodec
 from .metrics import Metrics
 
 access_log = logging.getLogger("agentgate.access")
@@ -102,64 +99,3 @@ class Exchange:
             "error": self.error,
         }
         return {k: v for k, v in out.items() if v is not None}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line; request lines carry their fields at the top level."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, object] = {
-            "ts": round(record.created, 3), "level": record.levelname.lower(), "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            doc.update(fields)
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        try:
-            return jsoncodec.dumps_text(doc)
-        except UnicodeEncodeError:
-            return json.dumps(doc, default=str)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NEEDS_QUOTES = re.compile(r"[\s\"=]")
-
-
-def _escape(text: str) -> str:
-    """`text` on one line: control characters (newlines included) as JSON-style escapes, so a value a client
-    chose (a model name) cannot start a forged log line."""
-    return _CONTROL.sub(lambda m: json.dumps(m.group())[1:-1], text)
-
-
-def _text_value(value: object) -> str:
-    text = value if isinstance(value, str) else str(value)
-    if isinstance(value, str) and (not value or _NEEDS_QUOTES.search(value)):
-        return _escape(json.dumps(value, ensure_ascii=False))
-    return _escape(text)
-
-
-class TextFormatter(logging.Formatter):
-    """`HH:MM:SS LEVEL logger: message key=value ...`, one line per record (plus a traceback when there is one);
-    messages and values are escaped, never able to add a line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        message = _escape(record.getMessage())
-        base = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}: {message}"
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            base += " " + " ".join(f"{_escape(str(k))}={_text_value(v)}" for k, v in fields.items())
-        if record.exc_info:
-            base += "\n" + self.formatException(record.exc_info)
-        return base
-
-
-def setup_logging(fmt: str = "json", level: str = "info") -> None:
-    """One handler on the root logger writing `fmt` ("json" or "text") to stderr at `level`."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -6,7 +6,6 @@ breakers and limiters live on); requests in flight keep the runtime they started
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,14 +53,3 @@ class Runtime:
             if pcfg.disabled_reason:
                 log.warning("provider %s disabled: %s", name, pcfg.disabled_reason)
         return cls(config=config, table=RoutingTable(config), upstreams=upstreams, keys=config.server.api_keys)
-
-    def authenticate(self, token: str | None) -> ClientKey | None:
-        """The key matching `token`, compared in constant time against every configured key."""
-        if token is None:
-            return None
-        presented = token.encode("utf-8", "surrogateescape")  # header bytes that were not UTF-8 stay bytes
-        found: ClientKey | None = None
-        for key in self.keys:
-            if hmac.compare_digest(presented, key.key.encode()):
-                found = key
-        return found

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import jsoncodec
+from .. import auth, jsoncodec
 from ..config.model import ClientKey
 from ..errors import ApiError
 from ..exchange import Exchange
@@ -19,6 +19,7 @@ from ..runtime import Runtime
 from ..state import STATE
 from ..upstream.base import with_timeout
 
+JSON_HEADERS = {"Content-Type": "application/json"}
 Handler = Callable[[Runtime, Exchange, ClientKey | None], Awaitable[web.StreamResponse]]
 
 
@@ -31,7 +32,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
     rt = state.runtime
     ex = Exchange(request_id(request), endpoint)
     try:
-        key = authenticate(rt, request)
+        key = auth.client_key(rt.keys, request.headers)
         ex.key_name = key.name if key else None
         return await handler(rt, ex, key)
     except ApiError as err:
@@ -82,30 +83,6 @@ def upstream_headers(request: web.Request, rid: str) -> dict[str, str]:
         if request.headers.get(name, "").lower() == "off":
             headers[name] = "off"
     return headers
-
-
-def bearer(request: web.Request) -> str | None:
-    auth = request.headers.get("Authorization")
-    if auth is not None:
-        scheme, _, token = auth.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return request.headers.get("x-api-key")
-
-
-def authenticate(rt: Runtime, request: web.Request) -> ClientKey | None:
-    """None when no keys are configured; raises 401 when keys are configured and none matched."""
-    if not rt.keys:
-        return None
-    key = rt.authenticate(bearer(request))
-    if key is None:
-        raise ApiError(401, "Missing or invalid API key. Send 'Authorization: Bearer <key>'.", "invalid_api_key",
-                       headers={"WWW-Authenticate": "Bearer"})
-    return key
-
-
-def check_model_allowed(key: ClientKey | None, model: str, entry: str) -> None:
-    if key is not None and key.models is not None and model not in key.models and entry not in key.models:
-        raise ApiError(403, f"This API key may not use model {model!r}.", "model_not_allowed")
 
 
 async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str, Any]]:

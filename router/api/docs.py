@@ -10,9 +10,9 @@ from importlib import resources
 
 from aiohttp import web
 
+from .. import auth
 from ..errors import ApiError
 from ..state import STATE
-from . import common
 
 PATH = "/openapi.yaml"
 
@@ -24,11 +24,8 @@ def document() -> bytes:
 
 async def openapi(request: web.Request) -> web.Response:
     try:
-        common.authenticate(request.app[STATE].runtime, request)
+        auth.client_key(request.app[STATE].runtime.keys, request.headers)
     except ApiError as err:
         return err.response()
     return web.Response(body=document(), content_type="application/yaml", charset="utf-8")
 
-
-def register(app: web.Application) -> None:
-    app.router.add_get(PATH, openapi)

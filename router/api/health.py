@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import auth
 from ..errors import ApiError
 from ..state import STATE
-from . import common
 
 
 async def health(request: web.Request) -> web.Response:
@@ -18,7 +18,7 @@ async def ready(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     try:
-        common.authenticate(rt, request)
+        auth.client_key(rt.keys, request.headers)
     except ApiError as err:
         return err.response()
     providers = {

@@ -7,77 +7,17 @@ Anthropic-shaped.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
-
 from aiohttp import web
 
-from .. import pipeline, relay
 from ..config.model import ClientKey
 from ..dialects import anthropic_in as dialect
-from ..dialects.common import without_images
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..routing import Route
 from ..runtime import Runtime
-from ..state import STATE
 from . import common
-from .openai_routes import JSON_HEADERS
+from .translated import chat_reply, fit_to_route, json_response, route_kinds, stream_translated
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
-
-
-def register(app: web.Application) -> None:
-    app.router.add_post("/v1/messages", create_message)
-    app.router.add_post("/v1/messages/count_tokens", count_tokens)
-
-
-class Translator(Protocol):
-    def feed(self, doc: dict[str, Any]) -> list[bytes]: ...
-
-    def finish(self) -> list[bytes]: ...
-
-    def error(self, err: ApiError) -> list[bytes]: ...
-
-
-def route_kinds(rt: Runtime, route: Route) -> set[str]:
-    """The upstream kinds ("openai", "anthropic", "engine") a route may reach."""
-    return {rt.upstreams[t.provider].kind for hop in route.hops for t in hop.targets if t.provider in rt.upstreams}
-
-
-def fit_to_route(chat: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
-    """The chat body as the backends on the route take it: images become text placeholders when a local engine
-    may answer (they read text only), and `top_k` (not an OpenAI parameter) is not sent to OpenAI-type
-    providers."""
-    out = dict(chat)
-    if "engine" in kinds:
-        out["messages"], _ = without_images(out["messages"])
-    if "openai" in kinds:
-        out.pop("top_k", None)
-    return out
-
-
-def json_response(doc: dict[str, Any], headers: dict[str, str]) -> web.Response:
-    return web.Response(body=json.dumps(doc, ensure_ascii=False).encode(), headers={**JSON_HEADERS, **headers})
-
-
-async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.ChatReply, translator: Translator,
-                            headers: dict[str, str],
-                            before_finish: Callable[[], Awaitable[None]] | None = None,
-                            keepalive: bytes = relay.MESSAGES_PING) -> web.StreamResponse:
-    """Chunk documents through a dialect translator onto the wire, by the one stream writer (see `relay`)."""
-    assert reply.chunks is not None
-    return await relay.write_stream(request, ex, reply.chunks, relay.Translated(translator, keepalive), headers,
-                                    before_finish)
-
-
-async def chat_reply(request: web.Request, ex: Exchange, route: Route, chat: dict[str, Any],
-                     stream: bool, rt: Runtime | None = None) -> pipeline.ChatReply:
-    try:
-        return await pipeline.chat(request, request.app[STATE], ex, route, chat, stream=stream, rt=rt)
-    except pipeline.UpstreamStatus as up:
-        raise up.api_error() from None
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:

@@ -10,10 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import auth
 from ..engines_bridge import engine_availability
 from ..errors import ApiError
 from ..state import STATE
-from . import common
 
 
 def anthropic_client(request: web.Request) -> bool:
@@ -29,11 +29,11 @@ async def get_model(request: web.Request) -> web.Response:
     dialect = "anthropic" if anthropic_client(request) else "openai"
     model_id = request.match_info["id"]
     try:
-        key = common.authenticate(rt, request)
+        key = auth.client_key(rt.keys, request.headers)
         found = rt.table.lookup(model_id)
         if found is None:
             raise ApiError(404, f"The model {model_id!r} does not exist.", "model_not_found")
-        common.check_model_allowed(key, model_id, found[0].name)
+        auth.check_model_allowed(key, model_id, found[0].name)
     except ApiError as err:
         return err.response(dialect)
     if dialect == "anthropic":
@@ -47,7 +47,7 @@ async def list_models(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     try:
-        key = common.authenticate(rt, request)
+        key = auth.client_key(rt.keys, request.headers)
     except ApiError as err:
         return err.response("anthropic" if anthropic_client(request) else "openai")
     engines = state.supervisor.states() if state.supervisor is not None else {}

@@ -18,9 +18,6 @@ from ..sse import RenameRewriter
 from ..state import STATE
 from . import common
 
-JSON_HEADERS = {"Content-Type": "application/json"}
-SSE_HEADERS = relay.SSE_HEADERS
-
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     return await proxy(request, "chat", "/chat/completions")
@@ -74,7 +71,7 @@ async def chat_repaired(request: web.Request, ex: Exchange, route: Any, body: di
     headers = {"x-request-id": ex.request_id, **reply.headers}
     if reply.doc is not None:
         body_out = reply.raw if reply.raw is not None else jsoncodec.dumps(reply.doc)
-        return web.Response(body=body_out, headers={**JSON_HEADERS, **headers})
+        return web.Response(body=body_out, headers={**common.JSON_HEADERS, **headers})
     assert reply.chunks is not None
     return await relay.write_stream(request, ex, reply.chunks, relay.OpenAIChunks(), headers)
 

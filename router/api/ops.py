@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from .. import auth
 from ..errors import ApiError
 from ..metrics import CONTENT_TYPE, EngineStats
-from ..reload import RELOADER, Reloader
+from ..reload import RELOADER
 from ..state import STATE, AppState
-from . import common
 
 log = logging.getLogger("agentgate")
 
@@ -37,14 +37,6 @@ _SIGHUP_OWNERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Callab
     weakref.WeakKeyDictionary()
 
 
-def register(app: web.Application) -> None:
-    app[RELOADER] = Reloader(app)
-    app[STATS_POLL] = StatsPoll()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_post("/admin/reload", admin_reload)
-    app.cleanup_ctx.append(_lifecycle)
-
-
 # --- /metrics ------------------------------------------------------------------------------------------------------
 
 async def metrics(request: web.Request) -> web.Response:
@@ -52,7 +44,7 @@ async def metrics(request: web.Request) -> web.Response:
     rt = state.runtime
     if rt.config.server.metrics_auth:
         try:
-            common.authenticate(rt, request)
+            auth.client_key(rt.keys, request.headers)
         except ApiError as err:
             return err.response()
     await request.app[STATS_POLL].refresh(state)
@@ -127,11 +119,7 @@ def ready_endpoint(supervisor: Any, name: str) -> Any:
 async def admin_reload(request: web.Request) -> web.Response:
     rt = request.app[STATE].runtime
     try:
-        if rt.config.server.admin_auth:
-            key = common.authenticate(rt, request)
-            if key is not None and key.models is not None:
-                raise ApiError(403, "This API key is limited to some models and may not reload the config.",
-                               "admin_forbidden")
+        auth.require_operator(rt.keys, rt.config.server.admin_auth, request.headers, "reload the config")
     except ApiError as err:
         return err.response()
     result = await request.app[RELOADER].reload("http")
@@ -144,7 +132,9 @@ async def admin_reload(request: web.Request) -> web.Response:
 
 # --- lifecycle -----------------------------------------------------------------------------------------------------
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+async def sighup_reload(app: web.Application) -> AsyncIterator[None]:
+    """SIGHUP reloads the config while the app runs; at shutdown, pending reloads stop and retired upstreams
+    close."""
     loop = asyncio.get_running_loop()
     reloader = app[RELOADER]
     pending: set[asyncio.Task[Any]] = set()

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import relay
+from .. import auth, relay
 from ..config.model import ClientKey
 from ..dialects import responses as dialect
 from ..dialects.common import estimate_tokens, new_id
@@ -28,7 +28,7 @@ from ..runtime import Runtime
 from ..state import STATE
 from ..store import ResponseStore, RowTooLarge, StoredResponse
 from . import common
-from .messages import chat_reply, fit_to_route, json_response, route_kinds, stream_translated
+from .translated import chat_reply, fit_to_route, json_response, route_kinds, stream_translated
 
 log = logging.getLogger("agentgate")
 
@@ -51,17 +51,7 @@ class StoreHolder:
 RESPONSE_STORE = web.AppKey("agentgate_response_store", StoreHolder)
 
 
-def register(app: web.Application) -> None:
-    app[RESPONSE_STORE] = StoreHolder()
-    app.cleanup_ctx.append(_close_store)
-    app.router.add_post("/v1/responses", create_response)
-    app.router.add_get("/v1/responses/{id}", get_response)
-    app.router.add_delete("/v1/responses/{id}", delete_response)
-    app.router.add_get("/v1/responses/{id}/input_items", list_input_items)
-    app.router.add_post("/v1/responses/input_tokens", count_input_tokens)
-
-
-async def _close_store(app: web.Application) -> AsyncIterator[None]:
+async def close_store(app: web.Application) -> AsyncIterator[None]:
     yield
     holder = app[RESPONSE_STORE]
     if holder.store is not None:
@@ -154,7 +144,7 @@ def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: 
 
 async def _lookup(request: web.Request) -> tuple[ResponseStore, str, str | None]:
     rt = request.app[STATE].runtime
-    key = common.authenticate(rt, request)
+    key = auth.client_key(rt.keys, request.headers)
     store, owner = await _owner(request, key)
     return store, request.match_info["id"], owner
 

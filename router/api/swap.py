@@ -22,11 +22,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from .. import auth
 from ..config.model import ModelConfig
 from ..errors import ApiError
 from ..runtime import Runtime
 from ..state import STATE, AppState
-from . import common
 
 log = logging.getLogger("agentgate.engine")
 
@@ -35,16 +35,6 @@ UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
                          "transfer-encoding", "upgrade", "host", "content-length", "authorization", "x-api-key",
                          "cookie"})
-
-
-def require_operator(rt: Runtime, request: web.Request) -> None:
-    """What `/admin/reload` requires: with keys configured, an unrestricted one (unless `admin_auth: false`)."""
-    if not rt.config.server.admin_auth:
-        return
-    key = common.authenticate(rt, request)
-    if key is not None and key.models is not None:
-        raise ApiError(403, "This API key is limited to some models and may not manage the router.",
-                       "admin_forbidden")
 
 
 def engine_entry(rt: Runtime, name: str) -> ModelConfig:
@@ -76,7 +66,7 @@ async def running(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     try:
-        common.authenticate(rt, request)
+        auth.client_key(rt.keys, request.headers)
     except ApiError as err:
         return err.response()
     rows = []
@@ -111,7 +101,7 @@ async def unload(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     try:
-        require_operator(rt, request)
+        auth.require_operator(rt.keys, rt.config.server.admin_auth, request.headers, "manage the router")
         supervisor = _supervisor(state)
         name = request.match_info.get("model") or request.query.get("model")
         if name:
@@ -151,11 +141,11 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     rt = state.runtime
     try:
-        key = common.authenticate(rt, request)
+        key = auth.client_key(rt.keys, request.headers)
         supervisor = _supervisor(state)
         name, path = _split(rt, request.match_info["rest"])
         entry = engine_entry(rt, name)
-        common.check_model_allowed(key, name, entry.name)
+        auth.check_model_allowed(key, name, entry.name)
         limit = rt.config.server.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large")

@@ -8,7 +8,7 @@ import sys
 
 from ..config import ConfigError, load_config
 from ..config.auth import is_loopback, open_relay_refusal
-from ..exchange import setup_logging
+from ..logs import setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,9 +26,11 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import auth
 from ..api import common
 from ..api.ops import engine_stats_doc
 from ..api.swap import engine_entry, stop_engines, ttl_left
+from ..config.model import ClientKey
 from ..engines_bridge import engine_availability
 from ..errors import ApiError
 from ..state import STATE, AppState
@@ -76,13 +78,11 @@ def _guard(request: web.Request, *, action: bool = False) -> Console:
     this router first, which it never allows)."""
     rt = request.app[STATE].runtime
     if rt.keys and rt.config.server.admin_auth:
-        key = rt.authenticate(_basic_password(request) or common.bearer(request))
+        key = _console_key(request)
         if key is None:
             raise ApiError(401, "The console needs a client key: any user name, the key as the password.",
-                           "invalid_api_key", headers={"WWW-Authenticate": BASIC_CHALLENGE})
-        if key.models is not None:
-            raise ApiError(403, "This API key is limited to some models and may not open the console.",
-                           "admin_forbidden")
+                           "invalid_api_key", headers={"WWW-Authenticate": auth.BASIC_CHALLENGE})
+        auth.require_unrestricted(key, "open the console")
     elif not _local_host(request.host, rt.config.server.host):
         raise ApiError(403, "Without client keys the console answers only to an IP address, localhost or the "
                        "configured server.host in the Host header.", "host_not_allowed")
@@ -91,22 +91,9 @@ def _guard(request: web.Request, *, action: bool = False) -> Console:
     return request.app[CONSOLE]
 
 
-BASIC_CHALLENGE = 'Basic realm="agentgate console", charset="UTF-8"'
-
-
-def _basic_password(request: web.Request) -> str | None:
-    import base64
-    import binascii
-
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic" or not value.strip():
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8", "surrogateescape")
-    except (binascii.Error, ValueError):
-        return None
-    user, colon, password = decoded.partition(":")
-    return (password or user) if colon else None
+def _console_key(request: web.Request) -> ClientKey | None:
+    headers = request.headers
+    return auth.find_key(request.app[STATE].runtime.keys, auth.basic_password(headers) or auth.bearer(headers))
 
 
 def _local_host(host_header: str, configured: str) -> bool:
@@ -306,7 +293,7 @@ async def probe_start(request: web.Request) -> web.Response:
     rt.table.resolve(model)  # 404 now rather than a failed first turn
     if console.probe.busy:
         raise ApiError(409, "A probe is already running; wait for it to finish.", "probe_running")
-    key = rt.authenticate(_basic_password(request) or common.bearer(request)) if rt.keys else None
+    key = _console_key(request) if rt.keys else None
     job = console.probe.start(_own_url(request) + "/v1", key.key if key is not None else None, model, turns,
                               body.get("repair", True) is not False, tool_choice)
     return _json(job.to_dict(), status=202)

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from router.api.messages import fit_to_route
+from router.api.translated import fit_to_route
 from router.dialects.common import IMAGE_PLACEHOLDER, place_system
 from tests.dialects.conftest import CFG
 from tests.fakes.openai_upstream import Step, chunk, completion

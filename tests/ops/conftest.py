@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from router.app import Running, create_app, start
 from router.config import load_config
-from router.exchange import JsonFormatter
+from router.logs import JsonFormatter
 from router.state import STATE, AppState
 
 

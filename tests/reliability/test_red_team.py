@@ -22,7 +22,7 @@ import pytest
 
 from router.app import Running, create_app, start
 from router.config import ConfigError, load_config, parse_config
-from router.exchange import TextFormatter
+from router.logs import TextFormatter
 from router.reload import RELOADER
 from router.store import ResponseStore, RowTooLarge, StoredResponse
 from tests.fakes.openai_upstream import Step, completion

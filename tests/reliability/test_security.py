@@ -22,7 +22,7 @@ from aiohttp import web
 
 from router.app import Running, create_app, start
 from router.config import parse_config
-from router.exchange import JsonFormatter, TextFormatter
+from router.logs import JsonFormatter, TextFormatter
 from router.state import STATE
 from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
 from tests.reliability.support import (
@@ -67,10 +67,6 @@ async def gate() -> AsyncIterator[Callable[..., Awaitable[Gate]]]:
 
     async def make(yaml_text: str) -> Gate:
         app = create_app(parse_config(yaml_text, env={}))
-        if not any(r.resource is not None and r.resource.canonical == "/openapi.yaml" for r in app.router.routes()):
-            from router.api import docs
-
-            docs.register(app)
         running = await start(app)
         started.append(running)
         return Gate(app, running)
