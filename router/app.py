@@ -39,9 +39,7 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
     app[RELOADER] = Reloader(app)
     app[ops.STATS_POLL] = ops.StatsPoll()
     app[responses.RESPONSE_STORE] = responses.StoreHolder()
-    app.add_routes(_API_ROUTES)
-    app.add_routes(_OPERATOR_ROUTES)
-    app.add_routes(_CONSOLE_ROUTES)
+    app.add_routes(ROUTES)
     # lifecycles, started in this order and stopped in the reverse one
     app.cleanup_ctx.append(_upstreams)
     app.cleanup_ctx.append(swap.preload_engines)  # engines marked `preload` start with the router
@@ -51,7 +49,8 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
     return app
 
 
-_API_ROUTES = [
+ROUTES = [
+    # the APIs clients call
     web.post("/v1/chat/completions", openai_routes.chat_completions),
     web.post("/v1/completions", openai_routes.completions),
     web.post("/v1/embeddings", openai_routes.embeddings),
@@ -65,9 +64,7 @@ _API_ROUTES = [
     web.get("/v1/models", models.list_models),
     web.get("/v1/models/{id:.+}", models.get_model),
     web.get(docs.PATH, docs.openapi),
-]
-
-_OPERATOR_ROUTES = [
+    # operations
     web.get("/health", health.health),
     web.get("/ready", health.ready),
     web.get("/metrics", ops.metrics),
@@ -80,10 +77,7 @@ _OPERATOR_ROUTES = [
     web.post("/api/models/unload", swap.unload),
     web.post("/api/models/unload/{model}", swap.unload),
     web.route("*", "/upstream/{rest:.+}", swap.upstream),
-]
-
-# the operator console (console/): the page, then its JSON under /ui/api/
-_CONSOLE_ROUTES = [
+    # the operator console (console/): the page, then its JSON under /ui/api/
     web.get("/ui", ui.page),
     web.get("/ui/", ui.page),
     web.get("/ui/static/{file}", ui.static),

@@ -14,27 +14,24 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
-
-from aiohttp import web
 
 from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, ToolIndex, repair_message
 from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
 
 from . import jsoncodec, relay
-from .api.common import REPAIR_HEADER, upstream_headers
 from .capture import ToolOutput
 from .config.model import RepairPolicy
+from .context import RequestContext
 from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
 from .relay import UpstreamReader
 from .routing import Route
-from .runtime import Runtime
-from .state import AppState
+from .upstream.base import UpstreamRequest
 
 log = logging.getLogger("agentgate")
 REPAIRS_HEADER = "x-agentgate-repairs"
@@ -71,56 +68,65 @@ class ChatReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def repair_enabled(request: web.Request, policy: RepairPolicy, body: dict[str, Any]) -> bool:
-    if policy.mode == "off" or request.headers.get(REPAIR_HEADER, "").lower() == "off":
+def repair_enabled(ctx: RequestContext, body: dict[str, Any]) -> bool:
+    if ctx.repair.mode == "off" or ctx.repair_off:
         return False
     tools = body.get("tools")
     return isinstance(tools, list) and bool(tools)
 
 
-async def chat(request: web.Request, state: AppState, ex: Exchange, route: Route, body: dict[str, Any],
-               *, stream: bool, rt: Runtime | None = None, raw: bytes = b"") -> ChatReply:
+async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: bytes = b"") -> ChatReply:
     """Raises ApiError (nothing sent yet) or UpstreamStatus; a stream's later failure raises ApiError from the
     iterator (the caller ends its stream with an error event). `raw` is the client's body when it is `body`'s
     bytes (forwarded as they are on the first attempt)."""
-    rt = rt or state.runtime  # the runtime the route was resolved on: a reload never mixes configs
-    policy = route.model.repair
-    repairing = repair_enabled(request, policy, body)
+    policy = ctx.repair
+    repairing = repair_enabled(ctx, body)
     attempts = policy.retries + 1 if repairing and policy.on_failure == "retry" else 1
-    headers = upstream_headers(request, ex.request_id)
-    index = state.tool_indexes.get(body["tools"]) if repairing else None  # validators compiled once per list
+    index = ctx.tool_indexes.get(body["tools"]) if repairing else None  # validators compiled once per list
     if not stream:
-        for attempt in range(attempts):
-            opened = await dispatch(rt, state.metrics, ex, route, body, raw if attempt == 0 else b"", PATH, False,
-                                    headers)
-            try:
-                doc = _whole_doc(opened, ex, route, rename=False)
-            finally:
-                await opened.close()
-            _note_constraint(ex, opened)
-            upstream_model, doc["model"] = doc.get("model"), route.requested
-            before = [(c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None
-                      for c in doc["choices"]]
-            reply_headers = {"x-agentgate-provider": opened.upstream.name}
-            if not repairing:
-                return ChatReply(doc=doc, headers=reply_headers)
-            outcome = _repair_whole(doc, ex, body, policy, index, retry_possible=attempt < attempts - 1)
-            if isinstance(outcome, list):
-                upstream_kinds = opened.reply.headers.get(REPAIRS_HEADER)  # a local engine repaired already
-                if upstream_kinds:
-                    outcome = sorted({*outcome, *upstream_kinds.split(",")})
-                    ex.repairs = sorted({*ex.repairs, *upstream_kinds.split(",")})
-                    if ex.tool_outcome == "valid":
-                        ex.tool_outcome = "repaired"
-                if outcome:
-                    reply_headers[REPAIRS_HEADER] = ",".join(outcome)
-                unchanged = not outcome and before == [
-                    (c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None for c in doc["choices"]]
-                raw_out = _renamed(opened.first, upstream_model, route.requested) if unchanged else None
-                return ChatReply(doc=doc, raw=raw_out, headers=reply_headers)
-            body = _feedback(body, *outcome)
-        raise AssertionError("unreachable")
-    gen = _stream_chunks(state, rt, ex, route, body, policy, repairing, attempts, headers, index, raw)
+        return await _chat_whole(ctx, body, raw, repairing, attempts, index)
+    return await _chat_stream(ctx.exchange, _stream_chunks(ctx, body, repairing, attempts, index, raw))
+
+
+def _request(ctx: RequestContext, body: dict[str, Any], raw: bytes, stream: bool) -> UpstreamRequest:
+    return UpstreamRequest(PATH, body, raw or None, ctx.upstream_headers, stream)
+
+
+async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, repairing: bool, attempts: int,
+                      index: ToolIndex | None) -> ChatReply:
+    ex, route = ctx.exchange, ctx.route
+    for attempt in range(attempts):
+        opened = await dispatch(ctx, _request(ctx, body, raw if attempt == 0 else b"", False))
+        try:
+            doc = _whole_doc(opened, ex, route, rename=False)
+        finally:
+            await opened.close()
+        _note_constraint(ex, opened)
+        upstream_model, doc["model"] = doc.get("model"), route.requested
+        before = [(c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None
+                  for c in doc["choices"]]
+        reply_headers = {"x-agentgate-provider": opened.upstream.name}
+        if not repairing:
+            return ChatReply(doc=doc, headers=reply_headers)
+        outcome = _repair_whole(doc, ex, body, ctx.repair, index, retry_possible=attempt < attempts - 1)
+        if isinstance(outcome, list):
+            upstream_kinds = opened.reply.headers.get(REPAIRS_HEADER)  # a local engine repaired already
+            if upstream_kinds:
+                outcome = sorted({*outcome, *upstream_kinds.split(",")})
+                ex.repairs = sorted({*ex.repairs, *upstream_kinds.split(",")})
+                if ex.tool_outcome == "valid":
+                    ex.tool_outcome = "repaired"
+            if outcome:
+                reply_headers[REPAIRS_HEADER] = ",".join(outcome)
+            unchanged = not outcome and before == [
+                (c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None for c in doc["choices"]]
+            raw_out = _renamed(opened.first, upstream_model, route.requested) if unchanged else None
+            return ChatReply(doc=doc, raw=raw_out, headers=reply_headers)
+        body = _feedback(body, *outcome)
+    raise AssertionError("unreachable")
+
+
+async def _chat_stream(ex: Exchange, gen: AsyncGenerator[dict[str, Any], None]) -> ChatReply:
     first_task = asyncio.ensure_future(gen.__anext__())
     try:
         # the first chunk decides between an error status and a stream; past the keepalive interval the stream
@@ -287,20 +293,19 @@ class _Envelope:
         return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
 
-async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Route, body: dict[str, Any],
-                         policy: RepairPolicy, repairing: bool, attempts: int,
-                         headers: dict[str, str], index: ToolIndex | None = None,
-                         raw_body: bytes = b"") -> AsyncIterator[dict[str, Any]]:
+async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: bool, attempts: int,
+                         index: ToolIndex | None = None,
+                         raw_body: bytes = b"") -> AsyncGenerator[dict[str, Any], None]:
+    ex, route, policy, limits = ctx.exchange, ctx.route, ctx.repair, ctx.limits
     for attempt in range(attempts):
-        opened = await dispatch(rt, state.metrics, ex, route, body, raw_body if attempt == 0 else b"", PATH, True,
-                                headers)
+        opened = await dispatch(ctx, _request(ctx, body, raw_body if attempt == 0 else b"", True))
         try:
             if opened.reply.status != 200:
                 _whole_doc(opened, ex, route)  # raises the right error
             _note_constraint(ex, opened)
             ex.status = 200
             env = _Envelope(route.requested)
-            reader = UpstreamReader(opened, ex, state.metrics, rt.config.server.max_upstream_event_bytes)
+            reader = UpstreamReader(opened, ex, ctx.metrics, limits.max_upstream_event_bytes)
             if not repairing:
                 async for doc in reader.docs():
                     _absorb(doc, env, ex)
@@ -311,9 +316,8 @@ async def _stream_chunks(state: AppState, rt: Runtime, ex: Exchange, route: Rout
             result: RepairResult | None = None
             sent = retry = False
             tool_choice = body.get("tool_choice")
-            async with aclosing(_repaired(reader, env, ex, body, policy, raw, index,
-                                          rt.config.server.max_stream_repair_chars,
-                                          keep_raw=rt.config.server.capture is not None)) as items:
+            async with aclosing(_repaired(reader, env, ex, body, policy, raw, index, limits.max_stream_repair_chars,
+                                          keep_raw=limits.capture is not None)) as items:
                 async for item in items:
                     if isinstance(item, RepairResult):
                         result = item

@@ -21,6 +21,7 @@ from aiohttp import web
 from .config import ConfigError, load_config
 from .config.auth import reload_refusal
 from .config.model import Config
+from .engines_bridge import engine_specs, make_supervisor
 from .runtime import Runtime
 from .state import STATE, AppState
 from .upstream.base import Upstream
@@ -102,6 +103,23 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+async def _start_new(old: Runtime, new: Runtime) -> str | None:
+    """Start the upstreams `new` adds; None, or why one could not start (those started are closed again)."""
+    kept = {id(up) for up in old.upstreams.values()}
+    started: list[Upstream] = []
+    try:
+        for up in new.upstreams.values():
+            if id(up) not in kept:
+                await up.start()
+                started.append(up)
+    except Exception as exc:
+        for up in started:
+            await up.close()
+        log.exception("config reload: starting an upstream failed")
+        return _scrub(f"an upstream could not be started: {exc}", _secrets(new.config))
+    return None
+
+
 class Reloader:
     """One per application: serialises reloads and retires what the new config no longer uses."""
 
@@ -158,31 +176,17 @@ class Reloader:
         wants_engines = any(m.engine is not None for m in new_config.models)
         specs: list[Any] = []
         if wants_engines or state.supervisor is not None:
-            from .engines_bridge import engine_specs
-
             try:
                 specs = engine_specs(new_config)
             except ValueError as exc:
                 return ReloadResult(False, trigger, path, error=f"{path}: {exc}", status=400)
         supervisor = state.supervisor
         if supervisor is None and wants_engines:
-            from .engines_bridge import make_supervisor
-
             supervisor = make_supervisor(new_config, state.metrics)
         new_rt = Runtime.build(new_config, state.metrics, supervisor, previous=old_rt)
-        kept = {id(up) for up in old_rt.upstreams.values()}
-        started: list[Upstream] = []
-        try:
-            for up in new_rt.upstreams.values():
-                if id(up) not in kept:
-                    await up.start()
-                    started.append(up)
-        except Exception as exc:
-            for up in started:
-                await up.close()
-            log.exception("config reload: starting an upstream failed")
-            return ReloadResult(False, trigger, path, status=400,
-                                error=_scrub(f"an upstream could not be started: {exc}", _secrets(new_config)))
+        failed = await _start_new(old_rt, new_rt)
+        if failed:
+            return ReloadResult(False, trigger, path, status=400, error=failed)
         changes = {
             "server": _server_changes(old_rt.config, new_config),
             "models": _diff({m.name: m for m in old_rt.config.models}, {m.name: m for m in new_config.models}),

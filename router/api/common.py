@@ -12,9 +12,9 @@ from aiohttp import web
 
 from .. import auth, jsoncodec
 from ..config.model import ClientKey
+from ..context import RequestContext, upstream_headers
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..routing import Route
 from ..runtime import Runtime
 from ..state import STATE
 from ..upstream.base import with_timeout
@@ -55,11 +55,15 @@ def note_request(ex: Exchange, body: dict[str, Any]) -> None:
     ex.stream = body.get("stream") is True
 
 
-def resolve(rt: Runtime, ex: Exchange, key: ClientKey | None, model: str) -> Route:
-    """The route for `model`, after checking the key may use it and every model it falls back to (404 unknown,
-    403 not allowed)."""
+def resolve(request: web.Request, rt: Runtime, ex: Exchange, key: ClientKey | None, model: str) -> RequestContext:
+    """The request's context, with the route for `model`, after checking the key may use it and every model it
+    falls back to (404 unknown, 403 not allowed). Nothing below the routes sees the aiohttp request."""
     ex.requested = model
-    return rt.table.resolve_for(model, key.models if key is not None else None)
+    route = rt.table.resolve_for(model, key.models if key is not None else None)
+    state = request.app[STATE]
+    return RequestContext(ex, route, key, rt, state.metrics, state.tool_indexes,
+                          upstream_headers(ex.request_id, request.headers))
+
 
 _ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
 
@@ -69,20 +73,6 @@ def request_id(request: web.Request) -> str:
     if given and len(given) <= 128 and all(c in _ID_OK for c in given):
         return given
     return os.urandom(12).hex()
-
-
-REPAIR_HEADER = "x-agentgate-repair"
-CONSTRAIN_HEADER = "x-agentgate-constrain"
-
-
-def upstream_headers(request: web.Request, rid: str) -> dict[str, str]:
-    """What goes upstream besides the body: the request id, and the repair and constraint opt-outs (local
-    engines honour them). Client credentials never do."""
-    headers = {"x-request-id": rid}
-    for name in (REPAIR_HEADER, CONSTRAIN_HEADER):
-        if request.headers.get(name, "").lower() == "off":
-            headers[name] = "off"
-    return headers
 
 
 async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str, Any]]:

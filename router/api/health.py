@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import auth
-from ..errors import ApiError
 from ..state import STATE
 
 
@@ -17,10 +16,7 @@ async def ready(request: web.Request) -> web.Response:
     """Needs a client key when keys are configured (it names providers and engines)."""
     state = request.app[STATE]
     rt = state.runtime
-    try:
-        auth.client_key(rt.keys, request.headers)
-    except ApiError as err:
-        return err.response()
+    auth.client_key(rt.keys, request.headers)  # a refusal is answered by the app's error middleware
     providers = {
         name: {"type": up.kind, "breaker": up.breaker.state, "in_flight": up.outstanding,
                "queued": up.limiter.queued, **({"disabled": up.disabled_reason} if up.disabled_reason else {})}

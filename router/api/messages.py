@@ -26,10 +26,10 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         common.note_request(ex, body)
         req = dialect.parse_request(body)
         ex.dropped = req.dropped.kinds
-        route = common.resolve(rt, ex, key, req.model)
-        kinds = route_kinds(rt, route)
+        ctx = common.resolve(request, rt, ex, key, req.model)
+        kinds = route_kinds(ctx)
         chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds, req.effort)}, kinds)
-        reply = await chat_reply(request, ex, route, chat, req.stream, rt)
+        reply = await chat_reply(ctx, chat, req.stream)
         headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers,
                    **req.dropped.header()}
         if reply.doc is not None:
@@ -47,16 +47,17 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         _, body = await common.read_json(request, rt)
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, count_only=True)
-        route = common.resolve(rt, ex, key, req.model)
+        ctx = common.resolve(request, rt, ex, key, req.model)
+        route = ctx.route
         count, how = req.estimate_input_tokens(), "estimate"
         first = route.hops[0].targets if route.hops else ()
         if first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
             chat = {k: v for k, v in req.chat.items() if k not in ("tool_choice", "stop")}
-            chat.update(dialect.thinking_fields(req.thinking, route_kinds(rt, route), req.effort))
-            chat = fit_to_route(chat, route_kinds(rt, route))
+            chat.update(dialect.thinking_fields(req.thinking, route_kinds(ctx), req.effort))
+            chat = fit_to_route(chat, route_kinds(ctx))
             chat["max_tokens"] = 1
             try:
-                reply = await chat_reply(request, ex, route, chat, False, rt)
+                reply = await chat_reply(ctx, chat, False)
                 usage = (reply.doc or {}).get("usage")
                 prompt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
                 if isinstance(prompt, int):

@@ -7,15 +7,16 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import jsoncodec, relay
+from .. import jsoncodec, pipeline, relay
 from ..config.model import ClientKey
+from ..context import RequestContext
 from ..dialects.openai_request import check_request
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..runtime import Runtime
 from ..sse import RenameRewriter
-from ..state import STATE
+from ..upstream.base import UpstreamRequest
 from . import common
 
 
@@ -35,21 +36,17 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
         model = common.require_model(body)
-        route = common.resolve(rt, ex, key, model)
+        ctx = common.resolve(request, rt, ex, key, model)
         check_request(endpoint, body)
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
-        if endpoint == "chat" and body.get("tools"):
-            from .. import pipeline
-
-            if pipeline.repair_enabled(request, route.model.repair, body):
-                return await chat_repaired(request, ex, route, body, stream, rt, raw)
-        opened = await dispatch(rt, request.app[STATE].metrics, ex, route, body, raw, path, stream,
-                                common.upstream_headers(request, ex.request_id))
+        if endpoint == "chat" and body.get("tools") and pipeline.repair_enabled(ctx, body):
+            return await chat_repaired(request, ctx, body, stream, raw)
+        opened = await dispatch(ctx, UpstreamRequest(path, body, raw or None, ctx.upstream_headers, stream))
         try:
-            rename = opened.target.model != route.requested
+            rename = opened.target.model != ctx.route.requested
             if stream and opened.reply.status == 200:
                 rewriter = RenameRewriter(opened.target.model or "", model) if rename else None
-                return await pipe_stream(request, ex, opened, rt, rewriter)
+                return await pipe_stream(request, ctx, opened, rewriter)
             return respond_whole(ex, opened, model if rename else None)
         finally:
             await opened.close()
@@ -57,14 +54,13 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
     return await common.handle_exchange(request, endpoint, handle)
 
 
-async def chat_repaired(request: web.Request, ex: Exchange, route: Any, body: dict[str, Any],
-                        stream: bool, rt: Any = None, raw: bytes = b"") -> web.StreamResponse:
+async def chat_repaired(request: web.Request, ctx: RequestContext, body: dict[str, Any], stream: bool,
+                        raw: bytes = b"") -> web.StreamResponse:
     """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE."""
-    from ..pipeline import UpstreamStatus, chat
-
+    ex = ctx.exchange
     try:
-        reply = await chat(request, request.app[STATE], ex, route, body, stream=stream, rt=rt, raw=raw)
-    except UpstreamStatus as up:
+        reply = await pipeline.chat(ctx, body, stream=stream, raw=raw)
+    except pipeline.UpstreamStatus as up:
         ex.status = up.status
         return web.Response(status=up.status, body=up.body, headers={"Content-Type": up.content_type,
                                                                     "x-request-id": ex.request_id})
@@ -74,8 +70,6 @@ async def chat_repaired(request: web.Request, ex: Exchange, route: Any, body: di
         return web.Response(body=body_out, headers={**common.JSON_HEADERS, **headers})
     assert reply.chunks is not None
     return await relay.write_stream(request, ex, reply.chunks, relay.OpenAIChunks(), headers)
-
-
 def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Response:
     """A non-stream answer (or an upstream error status), body forwarded byte for byte unless renamed."""
     status = opened.reply.status
@@ -109,11 +103,12 @@ def scrub(body: bytes, secret: str | None) -> bytes:
     return body
 
 
-async def pipe_stream(request: web.Request, ex: Exchange, opened: Opened, rt: Runtime,
+async def pipe_stream(request: web.Request, ctx: RequestContext, opened: Opened,
                       rewriter: RenameRewriter | None) -> web.StreamResponse:
     """Forward events as they arrive (a partial event waits for its end), through the one upstream reader: after
     the first byte no retry is possible, and a failure or a stream cut short ends with a terminal error event."""
-    reader = relay.UpstreamReader(opened, ex, request.app[STATE].metrics, rt.config.server.max_upstream_event_bytes)
+    ex = ctx.exchange
+    reader = relay.UpstreamReader(opened, ex, ctx.metrics, ctx.limits.max_upstream_event_bytes)
     encoder = relay.PassThrough(reader, rewriter.event if rewriter is not None else None)
     headers = {"x-request-id": ex.request_id, "x-agentgate-provider": opened.upstream.name}
     return await relay.write_stream(request, ex, reader.raw(), encoder, headers)

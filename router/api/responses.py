@@ -100,7 +100,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         common.note_request(ex, body)
         req = dialect.parse_request(body)
         ex.dropped = req.dropped.kinds
-        route = common.resolve(rt, ex, key, req.model)
+        ctx = common.resolve(request, rt, ex, key, req.model)
         store, owner = await _owner(request, key)
         history: list[dict[str, Any]] = []
         if req.previous_response_id:
@@ -111,8 +111,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             history = previous.messages
         conversation = history + req.input_messages
         resp_id = new_id("resp_")
-        chat = fit_to_route(dialect.build_chat(req, history), route_kinds(rt, route))
-        reply = await chat_reply(request, ex, route, chat, req.stream, rt)
+        chat = fit_to_route(dialect.build_chat(req, history), route_kinds(ctx))
+        reply = await chat_reply(ctx, chat, req.stream)
         headers = {"x-request-id": ex.request_id, **reply.headers, **req.dropped.header()}
         if reply.doc is not None:
             items, finish = dialect.output_items(reply.doc, req.client_tools)
@@ -206,7 +206,7 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
         _, body = await common.read_json(request, rt)
         common.note_request(ex, body)
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"})
-        common.resolve(rt, ex, key, req.model)
+        common.resolve(request, rt, ex, key, req.model)
         history: list[dict[str, Any]] = []
         if req.previous_response_id:
             store = await request.app[RESPONSE_STORE].get()

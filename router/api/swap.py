@@ -65,10 +65,7 @@ def _supervisor(state: AppState) -> Any:
 async def running(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
-    try:
-        auth.client_key(rt.keys, request.headers)
-    except ApiError as err:
-        return err.response()
+    auth.client_key(rt.keys, request.headers)  # a refusal is answered by the app's error middleware
     rows = []
     if state.supervisor is not None:
         entries = {m.name: m for m in rt.config.models if m.engine is not None}
@@ -92,7 +89,8 @@ def ttl_left(status: Any, ttl: float | None) -> float | None:
     """Seconds until an idle ready engine is unloaded (None: no ttl, or busy)."""
     if not ttl or status.state != "ready" or status.in_flight or status.last_used is None:
         return None
-    return round(max(0.0, ttl - (time.time() - status.last_used)), 1)
+    last_used: float = status.last_used
+    return round(max(0.0, ttl - (time.time() - last_used)), 1)
 
 
 # --- /unload -------------------------------------------------------------------------------------------------------

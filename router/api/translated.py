@@ -10,12 +10,10 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from .. import pipeline, relay
+from ..context import RequestContext
 from ..dialects.common import without_images
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..routing import Route
-from ..runtime import Runtime
-from ..state import STATE
 from .common import JSON_HEADERS
 
 
@@ -27,9 +25,10 @@ class Translator(Protocol):
     def error(self, err: ApiError) -> list[bytes]: ...
 
 
-def route_kinds(rt: Runtime, route: Route) -> set[str]:
-    """The upstream kinds ("openai", "anthropic", "engine") a route may reach."""
-    return {rt.upstreams[t.provider].kind for hop in route.hops for t in hop.targets if t.provider in rt.upstreams}
+def route_kinds(ctx: RequestContext) -> set[str]:
+    """The upstream kinds ("openai", "anthropic", "engine") the request's route may reach."""
+    upstreams = ctx.runtime.upstreams
+    return {upstreams[t.provider].kind for hop in ctx.route.hops for t in hop.targets if t.provider in upstreams}
 
 
 def fit_to_route(chat: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
@@ -58,9 +57,9 @@ async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.
                                     before_finish)
 
 
-async def chat_reply(request: web.Request, ex: Exchange, route: Route, chat: dict[str, Any],
-                     stream: bool, rt: Runtime | None = None) -> pipeline.ChatReply:
+async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool) -> pipeline.ChatReply:
+    """The pipeline's reply; an upstream's own error status becomes the route's error."""
     try:
-        return await pipeline.chat(request, request.app[STATE], ex, route, chat, stream=stream, rt=rt)
+        return await pipeline.chat(ctx, chat, stream=stream)
     except pipeline.UpstreamStatus as up:
         raise up.api_error() from None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 import aiohttp
 
@@ -14,8 +13,8 @@ from ..config.model import ProviderConfig
 from ..dialects import anthropic_out as wire
 from ..redact import safe_headers, scrub_body, scrub_literal
 from ..sse import EventSplitter, event_data
-from .base import Reply, Upstream, UpstreamUnavailable, read_limited, with_timeout
-from .openai import client_timeout
+from .base import Reply, UpstreamRequest, UpstreamUnavailable, read_limited, with_timeout
+from .openai import HttpUpstream
 
 API_VERSION = "2023-06-01"
 CHAT_PATH = "/chat/completions"
@@ -98,50 +97,25 @@ class AnthropicReply:
         self._resp.close()
 
 
-class AnthropicUpstream(Upstream):
+class AnthropicUpstream(HttpUpstream):
     kind = "anthropic"
 
     def __init__(self, config: ProviderConfig, connector: aiohttp.BaseConnector | None = None) -> None:
-        super().__init__(config)
-        self._connector = connector
-        self._session: aiohttp.ClientSession | None = None
-        headers = {"Content-Type": "application/json", "User-Agent": "agentgate",
-                   "anthropic-version": API_VERSION}
-        headers.update(dict(config.headers))
-        if config.api_key:
-            headers["x-api-key"] = config.api_key
-        self._headers = headers
-        self._base = config.base_url
+        super().__init__(config, connector, {"Content-Type": "application/json", "User-Agent": "agentgate",
+                                             "anthropic-version": API_VERSION},
+                         {"x-api-key": config.api_key} if config.api_key else {})
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector = self._connector or aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=client_timeout(self.config),
-                                                  headers=self._headers, skip_auto_headers=("Accept-Encoding",))
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
-                   stream: bool) -> Reply:
-        if path != CHAT_PATH:
+    async def send(self, request: UpstreamRequest) -> Reply:
+        if request.path != CHAT_PATH:
             raise UpstreamUnavailable(f"Provider {self.name!r} (Anthropic) serves chat completions only, not "
-                                      f"{path.lstrip('/')}.", status=400, code="unsupported_endpoint")
-        if raw:
-            body = json.loads(raw)
-        request = wire.messages_request({**body, "stream": stream})
+                                      f"{request.path.lstrip('/')}.", status=400, code="unsupported_endpoint")
+        body = json.loads(request.raw) if request.raw else request.body
+        stream = request.stream
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        data = json.dumps(request, ensure_ascii=False).encode()
-        resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=headers,
+        data = json.dumps(wire.messages_request({**body, "stream": stream}), ensure_ascii=False).encode()
+        resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=request.headers,
                                                     allow_redirects=False),
                                   self.config.policy.timeouts.first_byte)
         return AnthropicReply(resp, body.get("model"), stream, include_usage, self.secrets)
 
-    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
-        raise UpstreamUnavailable(f"Provider {self.name!r} (Anthropic) serves chat completions only.", status=400,
-                                  code="unsupported_endpoint")

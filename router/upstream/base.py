@@ -1,19 +1,56 @@
-"""The narrow interface every upstream kind implements, and the state shared by all of them."""
+"""The narrow interface every upstream kind implements, and the state shared by all of them.
+
+Like httpx's transports, an upstream has one method that matters: `send(UpstreamRequest) -> Reply`. Around it,
+dispatch holds a `slot()` (the provider's concurrency limit and outstanding count, always released) and asks the
+upstream to judge what went wrong (`classify()` for an exception, `judge()` for a reply that is no answer), as one
+`Failure` value.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
 from ..config.model import ProviderConfig
+from ..errors import ApiError
+from ..metrics import Metrics
 from ..redact import safe_headers, scrub_body
 from ..resilience import Breaker, Limiter
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One OpenAI-shaped request to an upstream; each kind translates it at its own edge."""
+
+    path: str  # under the provider's base URL: "/chat/completions", "/completions", "/embeddings"
+    body: dict[str, Any]
+    raw: bytes | None = None  # `body` as the client's bytes, forwarded as they are when given
+    headers: Mapping[str, str] = field(default_factory=dict)
+    stream: bool = False
+
+    def for_model(self, model: str | None) -> UpstreamRequest:
+        """The request for a target that names the model `model` (the client's bytes no longer fit)."""
+        return UpstreamRequest(self.path, {**self.body, "model": model}, None, self.headers, self.stream)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why one try at an upstream failed, as the upstream judged it."""
+
+    kind: str  # the `agentgate_upstream_errors_total` label: timeout, connect, reset, protocol, too_large, ...
+    error: ApiError  # what the client sees when no other try answers
+    counts: bool  # toward opening the breaker (else a half-open probe is released without a verdict)
+    final: bool = False  # trying the same upstream again would not help
+    retry_after: str | None = None  # the upstream's Retry-After, when it sent one
 
 
 class Reply(Protocol):
@@ -87,13 +124,123 @@ class Upstream:
     async def close(self) -> None:
         """Called once at shutdown: close pooled connections."""
 
-    async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
-                   stream: bool) -> Reply:
-        """POST an OpenAI-shaped request. `raw` is the client's body when it can be forwarded unchanged."""
+    async def send(self, request: UpstreamRequest) -> Reply:
+        """POST an OpenAI-shaped request; the reply's headers have arrived when it returns."""
         raise NotImplementedError
 
-    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
-        raise NotImplementedError
+    def slot(self, metrics: Metrics) -> Slot:
+        """`async with upstream.slot(metrics)`: a place under the provider's concurrency limit (waiting in its
+        queue, `QueueFull` past it), counted outstanding until released."""
+        return Slot(self, metrics)
+
+    def classify(self, exc: BaseException) -> Failure:
+        """What an exception raised while sending or reading means (a timeout, a reset, a body past its bound,
+        the upstream unavailable)."""
+        if isinstance(exc, UpstreamUnavailable):
+            return Failure(exc.code, ApiError(exc.status, exc.reason, exc.code), counts=False)
+        if isinstance(exc, BodyTooLarge):
+            return Failure("too_large", ApiError(502, f"Upstream {self.name!r} sent a body past the bound: {exc}",
+                                                 "upstream_body_too_large"), counts=True, final=True)
+        kind = error_kind(exc)
+        what = "timed out" if kind == "timeout" else f"failed ({kind})"
+        return Failure(kind, ApiError(504 if kind == "timeout" else 502, f"Upstream {self.name!r} {what}.",
+                                      f"upstream_{kind}"), counts=True)
+
+    async def judge(self, reply: Reply, request: UpstreamRequest, body_limit: int | None) -> Failure | None:
+        """None when `reply` is an answer to pass on (a 200, or a status that is the client's to see); else why
+        not: a redirect (never followed: it would carry the key and the prompt to another host), 429, 5xx, or a
+        stream request answered with something other than an event stream."""
+        status = reply.status
+        if 300 <= status < 400:
+            return Failure("redirect", ApiError(
+                502, f"Upstream {self.name!r} answered {status} (a redirect); the router never follows redirects: "
+                "check the provider's base_url.", "upstream_redirect"), counts=False, final=True)
+        if status == 429 or status >= 500:
+            retry_after = reply.headers.get("Retry-After")
+            detail = error_summary(await reply.read(body_limit), self.config.api_key)
+            limited = status == 429
+            return Failure("status_429" if limited else "status_5xx", ApiError(
+                429 if limited else 502, f"Upstream {self.name!r} answered {status}{': ' + detail if detail else ''}",
+                "upstream_rate_limited" if limited else "upstream_error",
+                headers={"Retry-After": retry_after} if limited and retry_after else None),
+                counts=not limited, retry_after=retry_after)
+        if request.stream and status == 200:
+            ctype = reply.headers.get("Content-Type", "")
+            if not ctype.lower().startswith("text/event-stream"):
+                return Failure("protocol", ApiError(502, f"Upstream {self.name!r} answered a stream request with "
+                                                    f"{ctype or 'no content type'}, not an event stream.",
+                                                    "upstream_invalid_response"), counts=True)
+        return None
+
+
+
+class Slot:
+    """One request's place at an upstream (a limiter slot, one outstanding request), from `async with` until
+    `release()`. Leaving the block releases it, unless `keep()` handed it to whoever holds the reply (dispatch's
+    `Opened`, whose `close()` releases it)."""
+
+    __slots__ = ("_held", "_kept", "_metrics", "_up")
+
+    def __init__(self, upstream: Upstream, metrics: Metrics) -> None:
+        self._up = upstream
+        self._metrics = metrics
+        self._held = self._kept = False
+
+    async def __aenter__(self) -> Slot:
+        up, m = self._up, self._metrics
+        queued = m.child(m.queued, up.name)
+        queued.set(up.limiter.queued + 1)
+        try:
+            await up.limiter.acquire()
+        finally:
+            queued.set(up.limiter.queued)
+        up.outstanding += 1
+        self._held = True
+        m.child(m.in_flight, up.name).set(up.outstanding)
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if not self._kept:
+            self.release()
+
+    def keep(self) -> None:
+        self._kept = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            up, m = self._up, self._metrics
+            up.outstanding -= 1
+            up.limiter.release()
+            m.child(m.in_flight, up.name).set(up.outstanding)
+
+
+SEND_ERRORS = (BodyTooLarge, UpstreamUnavailable, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+"""What sending to an upstream or reading its reply may raise; `Upstream.classify` says what each means."""
+
+
+def error_kind(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "connect"
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, ConnectionResetError)):
+        return "reset"
+    return "protocol"
+
+
+def error_summary(body: bytes, secret: str | None = None) -> str:
+    """A short, safe summary of an upstream error body (the provider's key redacted before it is cut short)."""
+    if secret:
+        body = body.replace(secret.encode(), b"[redacted]")
+    try:
+        doc = json.loads(body)
+        err = doc.get("error") if isinstance(doc, dict) else None
+        msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
+        return str(msg)[:300] if msg else ""
+    except (ValueError, UnicodeDecodeError):
+        return body[:200].decode("utf-8", "replace").strip()
 
 
 class AiohttpReply:

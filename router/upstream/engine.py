@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 
 from ..config.model import ProviderConfig
+from ..errors import ApiError
 from ..resilience import Breaker
-from .base import AiohttpReply, Reply, Upstream, UpstreamUnavailable, with_timeout
+from .base import AiohttpReply, Failure, Reply, Upstream, UpstreamRequest, UpstreamUnavailable, with_timeout
 from .openai import client_timeout
 
 CRASH_GRACE = 1.0  # seconds a failure waits for the supervisor to notice an engine's exit before it counts
@@ -97,9 +98,6 @@ class EngineUpstream(Upstream):
             )
         except BaseException as exc:
             await lease.__aexit__(type(exc), exc, exc.__traceback__)
-            if isinstance(exc, aiohttp.ClientError) and self.supervisor.crashed(self.engine):
-                raise UpstreamUnavailable(f"engine {self.engine!r} crashed", status=502,
-                                          code="engine_crashed") from None
             raise
 
         async def release() -> None:
@@ -107,21 +105,28 @@ class EngineUpstream(Upstream):
 
         return AiohttpReply(resp, on_close=release)
 
-    async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
-                   stream: bool) -> Reply:
+    async def send(self, request: UpstreamRequest) -> Reply:
+        path = request.path
         if path not in MLX_PATHS and self._kind() == "mlx":  # refused before the engine is started for nothing
             raise UpstreamUnavailable(
                 f"Model {self.engine!r} is a local MLX engine, which serves chat completions and completions only, "
                 f"not {path.lstrip('/')}.", status=400, code="unsupported_endpoint")
-        data = raw if raw is not None else json.dumps(body, ensure_ascii=False).encode()
-        return await self._request("POST", path, data, headers)
+        data = request.raw if request.raw is not None else json.dumps(request.body, ensure_ascii=False).encode()
+        return await self._request("POST", path, data, request.headers)
 
-    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
-        return await self._request("GET", path, None, headers)
 
     def _kind(self) -> str | None:
         spec = self.supervisor.specs().get(self.engine) if hasattr(self.supervisor, "specs") else None
         return getattr(spec, "kind", None)
+
+    def classify(self, exc: BaseException) -> Failure:
+        """A connection failure while the supervisor marks the engine crashed is the crash: final (the engine
+        restarts on the next request) and never counted toward the breaker."""
+        if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, OSError)) and self.crashed():
+            return Failure("engine_crashed", ApiError(
+                502, f"Engine for {self.engine!r} crashed; it restarts on the next request.", "engine_crashed"),
+                counts=False, final=True)
+        return super().classify(exc)
 
     def crashed(self) -> bool:
         return bool(self.supervisor.crashed(self.engine))

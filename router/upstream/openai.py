@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import aiohttp
 
 from .. import jsoncodec
 from ..config.model import ProviderConfig
-from .base import AiohttpReply, Reply, Upstream, with_timeout
+from .base import AiohttpReply, Reply, Upstream, UpstreamRequest, with_timeout
 
 
 def client_timeout(config: ProviderConfig) -> aiohttp.ClientTimeout:
@@ -17,18 +14,16 @@ def client_timeout(config: ProviderConfig) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_connect=t.connect, sock_read=t.idle)
 
 
-class OpenAIUpstream(Upstream):
-    kind = "openai"
+class HttpUpstream(Upstream):
+    """A provider reached over one pooled aiohttp session (opened on first use, closed at shutdown), sending
+    `headers`, then the configured ones, then `credentials` with every request."""
 
-    def __init__(self, config: ProviderConfig, connector: aiohttp.BaseConnector | None = None) -> None:
+    def __init__(self, config: ProviderConfig, connector: aiohttp.BaseConnector | None, headers: dict[str, str],
+                 credentials: dict[str, str]) -> None:
         super().__init__(config)
         self._connector = connector
         self._session: aiohttp.ClientSession | None = None
-        headers = {"Content-Type": "application/json", "User-Agent": "agentgate"}
-        headers.update(dict(config.headers))
-        if config.api_key:
-            headers["Authorization"] = f"Bearer {config.api_key}"
-        self._headers = headers
+        self._headers = {**headers, **dict(config.headers), **credentials}
         self._base = config.base_url
 
     @property
@@ -46,16 +41,19 @@ class OpenAIUpstream(Upstream):
             await self._session.close()
             self._session = None
 
-    async def send(self, path: str, body: dict[str, Any], raw: bytes | None, headers: Mapping[str, str],
-                   stream: bool) -> Reply:
-        data = raw if raw is not None else jsoncodec.dumps(body)
+
+class OpenAIUpstream(HttpUpstream):
+    kind = "openai"
+
+    def __init__(self, config: ProviderConfig, connector: aiohttp.BaseConnector | None = None) -> None:
+        super().__init__(config, connector, {"Content-Type": "application/json", "User-Agent": "agentgate"},
+                         {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {})
+
+    async def send(self, request: UpstreamRequest) -> Reply:
+        data = request.raw if request.raw is not None else jsoncodec.dumps(request.body)
         resp = await with_timeout(
-            self.session.post(self._base + path, data=data, headers=headers, allow_redirects=False),
+            self.session.post(self._base + request.path, data=data, headers=request.headers, allow_redirects=False),
             self.config.policy.timeouts.first_byte,
         )
         return AiohttpReply(resp, secret=self.secrets)
 
-    async def get(self, path: str, headers: Mapping[str, str]) -> Reply:
-        resp = await with_timeout(self.session.get(self._base + path, headers=headers, allow_redirects=False),
-                                  self.config.policy.timeouts.first_byte)
-        return AiohttpReply(resp, secret=self.secrets)

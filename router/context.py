@@ -1,0 +1,59 @@
+"""One request as everything below the routes sees it, built once at the route (`api/common.py`).
+
+The layers below `api/` (pipeline, dispatch, relay's reader, metrics) never see the aiohttp request: what they
+read from it (the key, the opt-out headers, the request id) and what the route decided (the route, the runtime
+the request keeps whatever a reload does meanwhile) travel here, in one frozen value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config.model import ClientKey, RepairPolicy, ServerConfig
+from .exchange import Exchange
+from .metrics import Metrics
+from .routing import Route
+from .runtime import Runtime
+from .toolcache import ToolIndexCache
+
+REPAIR_HEADER = "x-agentgate-repair"  # "off": no tool-call repair for this request
+CONSTRAIN_HEADER = "x-agentgate-constrain"  # "off": a local engine decodes without a grammar
+
+
+def upstream_headers(request_id: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """What goes upstream besides the body: the request id, and the repair and constraint opt-outs (local
+    engines honour them). Client credentials never do."""
+    out = {"x-request-id": request_id}
+    for name in (REPAIR_HEADER, CONSTRAIN_HEADER):
+        if headers.get(name, "").lower() == "off":
+            out[name] = "off"
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    exchange: Exchange  # the request's record, filled in along the way and written once at the end
+    route: Route
+    key: ClientKey | None
+    runtime: Runtime  # the routing table and upstreams this request uses from start to end
+    metrics: Metrics
+    tool_indexes: ToolIndexCache
+    upstream_headers: Mapping[str, str]  # see `upstream_headers`
+
+    @property
+    def request_id(self) -> str:
+        return self.exchange.request_id
+
+    @property
+    def limits(self) -> ServerConfig:
+        return self.runtime.config.server
+
+    @property
+    def repair(self) -> RepairPolicy:
+        return self.route.model.repair
+
+    @property
+    def repair_off(self) -> bool:
+        """The client turned repair off for this request."""
+        return REPAIR_HEADER in self.upstream_headers
