@@ -47,6 +47,13 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         ex.finish(state.metrics, rt.config.server.access_log)
 
 
+async def read_noted(request: web.Request, rt: Runtime, ex: Exchange) -> dict[str, Any]:
+    """The JSON body, noted in the record before anything can refuse it (see `note_request`)."""
+    _, body = await read_json(request, rt)
+    note_request(ex, body)
+    return body
+
+
 def note_request(ex: Exchange, body: dict[str, Any]) -> None:
     """What the record shows even when the request is then refused: the model asked for, whether it streams."""
     model = body.get("model")

@@ -22,8 +22,7 @@ COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "
 
 async def create_message(request: web.Request) -> web.StreamResponse:
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
-        _, body = await common.read_json(request, rt)
-        common.note_request(ex, body)
+        body = await common.read_noted(request, rt, ex)
         req = dialect.parse_request(body)
         ex.dropped = req.dropped.kinds
         ctx = common.resolve(request, rt, ex, key, req.model)

@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +96,7 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
-        _, body = await common.read_json(request, rt)
-        common.note_request(ex, body)
+        body = await common.read_noted(request, rt, ex)
         req = dialect.parse_request(body)
         ex.dropped = req.dropped.kinds
         ctx = common.resolve(request, rt, ex, key, req.model)
@@ -149,62 +148,67 @@ async def _lookup(request: web.Request) -> tuple[ResponseStore, str, str | None]
     return store, request.match_info["id"], owner
 
 
-async def get_response(request: web.Request) -> web.StreamResponse:
-    rid = common.request_id(request)
-    try:
-        store, resp_id, owner = await _lookup(request)
-        item = await _stored_get(store, resp_id, owner)
-        if item is None:
-            raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
-        return json_response(item.response, {"x-request-id": rid})
-    except ApiError as err:
-        return _error(err, rid)
+StoredHandler = Callable[[web.Request, ResponseStore, str, str | None], Awaitable[dict[str, Any]]]
 
 
-async def delete_response(request: web.Request) -> web.StreamResponse:
-    rid = common.request_id(request)
-    try:
-        store, resp_id, owner = await _lookup(request)
+def _stored_route(handler: StoredHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A route on one stored response (`/v1/responses/{id}...`): the key checked, the store opened, the answer
+    (or the OpenAI-shaped error) carrying the request id."""
+    async def route(request: web.Request) -> web.StreamResponse:
+        rid = common.request_id(request)
         try:
-            deleted = await store.delete(resp_id, owner)
-        except (OSError, sqlite3.Error) as exc:
-            log.warning("response store delete of %s failed: %s", resp_id[:64], exc)
-            raise ApiError(503, "The response store is unavailable.", "store_unavailable") from None
-        if not deleted:
-            raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
-        return json_response({"id": resp_id, "object": "response", "deleted": True}, {"x-request-id": rid})
-    except ApiError as err:
-        return _error(err, rid)
+            store, resp_id, owner = await _lookup(request)
+            return json_response(await handler(request, store, resp_id, owner), {"x-request-id": rid})
+        except ApiError as err:
+            return _error(err, rid)
+
+    return route
 
 
-async def list_input_items(request: web.Request) -> web.StreamResponse:
-    """The stored response's input (its conversation before the reply), newest first unless `order=asc`."""
-    rid = common.request_id(request)
+@_stored_route
+async def get_response(request: web.Request, store: ResponseStore, resp_id: str, owner: str | None) -> dict[str, Any]:
+    item = await _stored_get(store, resp_id, owner)
+    if item is None:
+        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+    return item.response
+
+
+@_stored_route
+async def delete_response(request: web.Request, store: ResponseStore, resp_id: str,
+                          owner: str | None) -> dict[str, Any]:
     try:
-        store, resp_id, owner = await _lookup(request)
-        item = await store.get(resp_id, owner)
-        if item is None:
-            raise ApiError(404, f"No response with id {resp_id!r} is stored.", "response_not_found")
-        replied = dialect.assistant_message(item.response.get("output") or []) is not None
-        items = dialect.input_items_of(item.messages[:-1] if replied else item.messages)
-        if request.query.get("order", "desc") != "asc":
-            items.reverse()
-        limit = request.query.get("limit", "20")
-        n = int(limit) if limit.isdigit() and 1 <= int(limit) <= 100 else 20
-        page = items[:n]
-        return json_response({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-                              "last_id": page[-1]["id"] if page else None, "has_more": len(items) > n},
-                             {"x-request-id": rid})
-    except ApiError as err:
-        return _error(err, rid)
+        deleted = await store.delete(resp_id, owner)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("response store delete of %s failed: %s", resp_id[:64], exc)
+        raise ApiError(503, "The response store is unavailable.", "store_unavailable") from None
+    if not deleted:
+        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+    return {"id": resp_id, "object": "response", "deleted": True}
+
+
+@_stored_route
+async def list_input_items(request: web.Request, store: ResponseStore, resp_id: str,
+                           owner: str | None) -> dict[str, Any]:
+    """The stored response's input (its conversation before the reply), newest first unless `order=asc`."""
+    item = await store.get(resp_id, owner)
+    if item is None:
+        raise ApiError(404, f"No response with id {resp_id!r} is stored.", "response_not_found")
+    replied = dialect.assistant_message(item.response.get("output") or []) is not None
+    items = dialect.input_items_of(item.messages[:-1] if replied else item.messages)
+    if request.query.get("order", "desc") != "asc":
+        items.reverse()
+    limit = request.query.get("limit", "20")
+    n = int(limit) if limit.isdigit() and 1 <= int(limit) <= 100 else 20
+    page = items[:n]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > n}
 
 
 async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     """`POST /v1/responses/input_tokens`: the byte-level estimate (about four UTF-8 bytes per token) of what the
     model would read: instructions, stored history, input and tool definitions."""
     async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
-        _, body = await common.read_json(request, rt)
-        common.note_request(ex, body)
+        body = await common.read_noted(request, rt, ex)
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"})
         common.resolve(request, rt, ex, key, req.model)
         history: list[dict[str, Any]] = []
