@@ -127,7 +127,14 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
             reply = await up.send(request)
             failure = await up.judge(reply, request, body_limit)
             if failure is None:
-                first = await _first(reply, request.stream, body_limit)
+                first = b""
+                if request.stream and reply.status == 200:
+                    async for chunk in reply.chunks():  # the first non-empty one (b"" when the stream ends first)
+                        if chunk:
+                            first = chunk
+                            break
+                else:
+                    first = await reply.read(body_limit)
                 up.breaker.success()
                 slot.keep()
                 return Opened(reply, up, hop, target, first, slot)
@@ -148,12 +155,3 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
         up.breaker.release_probe()
     return failure
 
-
-async def _first(reply: Reply, stream: bool, body_limit: int | None) -> bytes:
-    """A stream's first non-empty chunk (b"" when it ends first), or the whole body."""
-    if not stream or reply.status != 200:
-        return await reply.read(body_limit)
-    async for chunk in reply.chunks():
-        if chunk:
-            return chunk
-    return b""

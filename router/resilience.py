@@ -88,9 +88,15 @@ class Limiter:
     def queued(self) -> int:
         return len(self.waiters)
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """A slot now if one is free and nobody waits (no await: the common case costs nothing more)."""
         if self.active < self.limit and not self.waiters:
             self.active += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         if len(self.waiters) >= self.max_queue:
             raise QueueFull(retry_after=1.0)
