@@ -159,6 +159,11 @@ def _factored(kinds: tuple[Kind, ...]) -> str:
 NO, PARTIAL, MATCH = 0, 1, 2
 
 
+def _partial_pattern(kinds: tuple[Kind, ...]) -> str:
+    """A regex of the proper prefixes of any of `kinds`' matches, anchored at the end of the text."""
+    return "(?:" + "|".join(f"(?:{prefix_regex(k)})" for k in kinds) + ")\\Z"
+
+
 class KindSet:
     """Compiled patterns for a fixed tuple of kinds (immutable; built once per process)."""
 
@@ -172,11 +177,11 @@ class KindSet:
                 by_first.setdefault(c, []).append(k)
         self.by_first = {c: tuple(v) for c, v in by_first.items()}
         self.max_len = max(k.max_len() for k in kinds)
-        self.partial = re.compile("(?:" + "|".join(f"(?:{prefix_regex(k)})" for k in kinds) + ")\\Z")
-        firsts: set[str] = set()
-        for k in kinds:
-            firsts |= k.first_chars()
-        self.prefilter = re.compile("[" + "".join(re.escape(c) for c in sorted(firsts)) + "]")
+        self.partial = re.compile(_partial_pattern(kinds))
+        # per first character: the longest proper prefix its kinds allow, and their partial pattern alone
+        self.partial_by_first = {c: (max(k.max_len() for k in ks), re.compile(_partial_pattern(ks)))
+                                 for c, ks in self.by_first.items()}
+        self.prefilter = re.compile("[" + "".join(re.escape(c) for c in sorted(self.by_first)) + "]")
 
 
 class CandidateFinder:
@@ -188,7 +193,8 @@ class CandidateFinder:
         self._regex = kinds.regex
         self._combined = kinds.combined
         self._by_first = kinds.by_first
-        self._partial = kinds.partial
+        self._partial_by_first = kinds.partial_by_first
+        self._prefilter = kinds.prefilter
         self.max_len = kinds.max_len
 
     def may_contain(self, text: str) -> bool:
@@ -223,9 +229,15 @@ class CandidateFinder:
         or may still become one (PARTIAL); (NO, len(text)) when there is none."""
         hit = self.find(text, start)
         stop = hit[0] if hit is not None else len(text)
-        m = self._partial.search(text, max(start, len(text) - self.max_len))
-        if m is not None and m.start() < stop:
-            return PARTIAL, m.start()
+        # a partial candidate is non-empty, runs to the end and begins with a kind's first character: only those
+        # positions are tried, each with its own kinds' pattern (the same answer as KindSet.partial.search)
+        end = len(text)
+        by_first = self._partial_by_first
+        for m in self._prefilter.finditer(text, max(start, end - self.max_len), stop):
+            p = m.start()
+            reach, pattern = by_first[text[p]]
+            if end - p <= reach and pattern.match(text, p) is not None:
+                return PARTIAL, p
         if hit is not None:
             return MATCH, hit[0]
         return NO, len(text)

@@ -143,3 +143,31 @@ def test_adversarial_inputs_finish(name: str) -> None:
         sr.feed(text[i:i + 64])
     sr.finish()
     assert sr.result == repair_message(text, TOOLS, id_factory=ids)
+
+
+def _reference_scan(finder, text: str, start: int) -> tuple[int, int]:
+    """scan_stream as one search of the whole partial pattern (what the per-character scan must equal)."""
+    from repair.markers import MATCH, NO, PARTIAL
+
+    hit = finder.find(text, start)
+    stop = hit[0] if hit is not None else len(text)
+    m = finder._set.partial.search(text, max(start, len(text) - finder.max_len))
+    if m is not None and m.start() < stop:
+        return PARTIAL, m.start()
+    return (MATCH, hit[0]) if hit is not None else (NO, len(text))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts, st.integers(min_value=0, max_value=40))
+def test_stream_scan_agrees_with_one_partial_search(text: str, start: int) -> None:
+    from repair.core import INSIDE_THINK
+    from repair.index import ToolIndex
+    from repair.markers import CandidateFinder
+    from repair.stream import finder_for
+
+    index = ToolIndex.of(TOOLS)
+    start = min(start, len(text))
+    for finder in (finder_for(index), finder_for(ToolIndex.of(None)), CandidateFinder(INSIDE_THINK, index.resolve)):
+        for s in {0, start}:
+            assert finder.scan_stream(text, s) == _reference_scan(finder, text, s)
+            assert finder.scan_stream(text[:s], 0) == _reference_scan(finder, text[:s], 0)
