@@ -5,11 +5,14 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import SchemaError, best_match
+
+from repair.fastvalid import compile_check
 
 _INT = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -141,6 +144,7 @@ class ToolSchema:
     schema_notes: list[str] = field(default_factory=list)  # what of the declared schema could not be used
     _validator: Any = field(default=None, repr=False)
     _checked: bool = field(default=False, repr=False)
+    _fast: Callable[[Any], bool] | None = field(default=None, repr=False)  # _validator.is_valid, quicker
 
     def __post_init__(self) -> None:
         if isinstance(self.parameters, dict):
@@ -151,6 +155,7 @@ class ToolSchema:
             self._checked = True
             if isinstance(self.parameters, dict) and self.parameters:
                 self._validator = self._build(self.parameters)
+                self._fast = compile_check(self._validator) if self._validator is not None else None
         return self._validator
 
     def _build(self, schema: dict[str, Any]) -> Any:
@@ -181,7 +186,11 @@ class ToolSchema:
         if v is None:
             return None
         try:
-            if v.is_valid(args):
+            valid = self._fast(args) if self._fast is not None else None
+        except Exception:  # left to jsonschema, which decides what such arguments mean
+            valid = None
+        try:
+            if valid or (valid is None and v.is_valid(args)):
                 return None
             err = best_match(v.iter_errors(args))
         except Exception as e:  # a schema jsonschema cannot apply: refuse rather than let anything through
