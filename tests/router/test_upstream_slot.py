@@ -1,0 +1,60 @@
+"""An upstream's slot (its concurrency limit and outstanding count) is released however the block it guards ends,
+and held past the block only when handed on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from router.config import parse_config
+from router.metrics import Metrics
+from router.resilience import QueueFull
+from router.upstream.openai import OpenAIUpstream
+
+CONFIG = """
+providers:
+  lab: {type: openai, base_url: 'http://127.0.0.1:9/v1', max_concurrency: 1, max_queue: 1, queue_timeout: 5}
+models:
+  - {name: m, provider: lab}
+"""
+
+
+def upstream() -> OpenAIUpstream:
+    return OpenAIUpstream(parse_config(CONFIG, env={}).providers["lab"])
+
+
+async def test_a_slot_is_released_when_its_block_raises():
+    up, metrics = upstream(), Metrics()
+    with pytest.raises(ValueError):
+        async with up.slot(metrics):
+            assert up.outstanding == 1 and up.limiter.active == 1
+            raise ValueError("a bug below dispatch")
+    assert up.outstanding == 0 and up.limiter.active == 0
+
+
+async def test_a_kept_slot_is_held_until_released_once():
+    up, metrics = upstream(), Metrics()
+    async with up.slot(metrics) as slot:
+        slot.keep()
+    assert up.outstanding == 1 and up.limiter.active == 1
+    slot.release()
+    slot.release()  # a second release changes nothing
+    assert up.outstanding == 0 and up.limiter.active == 0
+
+
+async def test_a_waiting_slot_gets_the_released_one_and_a_full_queue_refuses():
+    up, metrics = upstream(), Metrics()
+    async with up.slot(metrics) as first:
+        first.keep()
+    waiter = asyncio.ensure_future(up.slot(metrics).__aenter__())
+    await asyncio.sleep(0)
+    assert up.limiter.queued == 1
+    with pytest.raises(QueueFull):  # max_queue 1: the next one is refused at once
+        async with up.slot(metrics):
+            pass
+    first.release()
+    second = await waiter
+    assert up.outstanding == 1 and up.limiter.active == 1 and up.limiter.queued == 0
+    second.release()
+    assert up.outstanding == 0 and up.limiter.active == 0
