@@ -188,8 +188,8 @@ class Slot:
 
     async def __aenter__(self) -> Slot:
         up, m = self._up, self._metrics
+        queued = m.child(m.queued, up.name)  # the series exists (at 0) from the first request on
         if not up.limiter.try_acquire():  # full: wait in the queue, the queue gauge showing it
-            queued = m.child(m.queued, up.name)
             queued.set(up.limiter.queued + 1)
             try:
                 await up.limiter.acquire()
