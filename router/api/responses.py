@@ -213,8 +213,8 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
         common.resolve(request, rt, ex, key, req.model)
         history: list[dict[str, Any]] = []
         if req.previous_response_id:
-            store = await request.app[RESPONSE_STORE].get()
-            previous = await store.get(req.previous_response_id, ex.key_name)
+            store, owner = await _owner(request, key)
+            previous = await store.get(req.previous_response_id, owner)
             history = previous.messages if previous is not None else []
         chat = dialect.build_chat(req, history)
         size = len(json.dumps([chat["messages"], chat.get("tools")], ensure_ascii=False).encode())
