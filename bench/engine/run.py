@@ -272,14 +272,15 @@ class StreamResult:
     tool_calls: list[dict[str, Any]]
 
 
-async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float) -> StreamResult:
+async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, Any], timeout: float,
+                      headers: dict[str, str] | None = None) -> StreamResult:
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     ttft = None
     content: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
     usage: dict[str, Any] = {}
-    async with session.post(url + "/v1/chat/completions", json=body,
+    async with session.post(url + "/v1/chat/completions", json=body, headers=headers,
                             timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}: {(await resp.text())[:300]}")
@@ -604,48 +605,49 @@ CONSTRAINED_TOOL = {
 }
 
 
-async def decode_rate(url: str, model: str, concurrency: int, max_tokens: int, bias: dict[str, float] | None,
-                      timeout: float, min_seconds: float, constrained: bool) -> tuple[float, int]:
-    """Aggregate decode tokens/s of waves of C streams and the mean completion length. Each stream's rate is its
-    tokens after the first over its time after the first token, that time taken from a wave of the same
-    requests with max_tokens 1 (a tool call streams only once it is complete, so the first delta cannot mark
-    it); the wave's rate is the sum over its streams. Every request asks for a call with tool_choice
-    "required"; unconstrained requests send `x-agentgate-constrain: off` (EOS is banned, so they run to
-    max_tokens; constrained ones end when the call does)."""
-    headers = {} if constrained else {"x-agentgate-constrain": "off"}
-    rates: list[float] = []
-    lengths: list[int] = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), headers=headers) as s:
-        def body(i: int, limit: int = max_tokens) -> dict[str, Any]:
-            b: dict[str, Any] = {"model": model, "max_tokens": limit, "temperature": 0.0,
-                                 "tools": [CONSTRAINED_TOOL], "tool_choice": "required",
-                                 "messages": [{"role": "user", "content": f"Edit {i}: fix the bug in file {i}."}]}
-            if bias:
-                b["logit_bias"] = bias
-            return b
+async def decode_waves(url: str, model: str, concurrency: int, max_tokens: int, bias: dict[str, float] | None,
+                       timeout: float, min_seconds: float, wave: int) -> tuple[float, float, int]:
+    """One round at concurrency C, pairs of waves for at least `min_seconds`: the constrained wave, then the
+    unconstrained wave of the same requests,
+    each request limited to the tokens its constrained twin produced (EOS banned), so both waves decode the same
+    number of tokens per stream and the batch shrinks the same way. The prompts are prefilled once before (a
+    max_tokens 1 wave), so both waves start from a prefix-cache hit and the wall time is decode time. Returns
+    (constrained tok/s, unconstrained tok/s, mean tokens per request). Every request asks for a call with
+    tool_choice "required"; unconstrained requests send `x-agentgate-constrain: off`."""
+    off = {"x-agentgate-constrain": "off"}
 
-        await stream_chat(s, url, body(-1), timeout)  # warm up (compiles and caches the grammar)
-        wall, wave = 0.0, 0
-        while wave == 0 or wall < min_seconds:
-            firsts = await asyncio.gather(*(stream_chat(s, url, body(wave * concurrency + i, 1), timeout)
-                                            for i in range(concurrency)))
-            first = sum(r.total for r in firsts) / len(firsts)
+    def body(i: int, limit: int) -> dict[str, Any]:
+        b: dict[str, Any] = {"model": model, "max_tokens": limit, "temperature": 0.0,
+                             "tools": [CONSTRAINED_TOOL], "tool_choice": "required",
+                             "messages": [{"role": "user", "content": f"Edit {i}: fix the bug in file {i}."}]}
+        if bias:
+            b["logit_bias"] = bias
+        return b
+
+    con_wall = unc_wall = 0.0
+    tokens = requests = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        while requests == 0 or con_wall < min_seconds:  # whole pairs of waves, each pair on new prompts
+            ids = [(wave * 1000 + requests) * concurrency + i for i in range(concurrency)]
+            await asyncio.gather(*(stream_chat(s, url, body(i, 1), timeout, off) for i in ids))
             start = time.perf_counter()
-            results = await asyncio.gather(*(stream_chat(s, url, body(wave * concurrency + i), timeout)
-                                             for i in range(concurrency)))
-            wall += time.perf_counter() - start
-            wave_rate = 0.0
-            for r in results:
-                if r.completion_tokens > 1 and r.total > first:
-                    wave_rate += (r.completion_tokens - 1) / (r.total - first)
-                lengths.append(r.completion_tokens)
-            rates.append(wave_rate)
-            wave += 1
-    return sum(rates) / len(rates), round(sum(lengths) / max(1, len(lengths)))
+            con = await asyncio.gather(*(stream_chat(s, url, body(i, max_tokens), timeout) for i in ids))
+            con_wall += time.perf_counter() - start
+            lengths = [max(1, r.completion_tokens) for r in con]
+            start = time.perf_counter()
+            unc = await asyncio.gather(*(stream_chat(s, url, body(i, n), timeout, off)
+                                         for i, n in zip(ids, lengths, strict=True)))
+            unc_wall += time.perf_counter() - start
+            if sum(r.completion_tokens for r in unc) != sum(lengths):
+                raise RuntimeError("the unconstrained wave did not generate the constrained wave's token counts")
+            tokens += sum(lengths)
+            requests += len(ids)
+    return tokens / con_wall, tokens / unc_wall, round(tokens / requests)
 
 
 async def constraint_ab(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    """`--constrain-ab`: our worker only; decode tok/s with and without a tool-call grammar at each concurrency."""
+    """`--constrain-ab`: our worker only; decode tok/s with and without a tool-call grammar at each concurrency,
+    in paired rounds of the same requests and token counts (`decode_waves`)."""
     workdir = Path(tempfile.mkdtemp(prefix="agentgate-bench-"))
     try:
         model = args.model or tiny_models(workdir / "models", args.tiny_size[0])[0]
@@ -653,43 +655,40 @@ async def constraint_ab(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         await server.start(args.start_timeout)
         rows: dict[int, dict[str, Any]] = {}
         try:
+            await decode_waves(server.url, server.model_name, 1, args.max_tokens, eos_bias(model), args.timeout,
+                               0.0, -1)  # warm up: compiles and caches the grammar
             for c in args.concurrency:
-                row: dict[str, Any] = {}
-                samples: dict[bool, list[tuple[float, int]]] = {False: [], True: []}
-                for _ in range(args.ab_rounds):  # alternating rounds, medians: a loaded machine drifts
-                    for constrained in (False, True):
-                        samples[constrained].append(await decode_rate(
-                            server.url, server.model_name, c, args.max_tokens, eos_bias(model), args.timeout,
-                            args.min_seconds, constrained))
-                for constrained, got in samples.items():
-                    rates = sorted(r for r, _ in got)
-                    row["constrained" if constrained else "unconstrained"] = {
-                        "tok_s": round(rates[-1], 1), "median_tok_s": round(rates[len(rates) // 2], 1),
-                        "tokens": got[0][1], "rounds": [round(r, 1) for r, _ in got]}
-                row["ratio"] = round(row["constrained"]["tok_s"] / row["unconstrained"]["tok_s"], 3)
-                con, unc = row["constrained"], row["unconstrained"]
-                row["median_ratio"] = round(con["median_tok_s"] / unc["median_tok_s"], 3)
+                pairs = [await decode_waves(server.url, server.model_name, c, args.max_tokens, eos_bias(model),
+                                            args.timeout, args.min_seconds, wave) for wave in range(args.ab_rounds)]
+                ratios = sorted(con / unc for con, unc, _ in pairs)
+                row = {"constrained": {"tok_s": round(max(p[0] for p in pairs), 1),
+                                       "rounds": [round(p[0], 1) for p in pairs]},
+                       "unconstrained": {"tok_s": round(max(p[1] for p in pairs), 1),
+                                         "rounds": [round(p[1], 1) for p in pairs]},
+                       "tokens": round(sum(p[2] for p in pairs) / len(pairs)),
+                       "median_ratio": round(ratios[len(ratios) // 2], 3),
+                       "ratios": [round(r, 3) for r in ratios]}
                 rows[c] = row
                 print(f"[constrain] c={c}: {row}", file=sys.stderr)
         finally:
             await server.stop()
-        lines = [f"constrained decoding A/B ({model}; {machine()}), decode tok/s summed over streams, best of "
-                 f"{args.ab_rounds} alternating rounds (median ratio beside it)",
-                 f"{'c':>3} {'unconstrained':>14} {'constrained':>12} {'ratio':>6} {'median':>7}  tokens/request"]
+        lines = [f"constrained decoding A/B ({model}; {machine()}; load average {os.getloadavg()[0]:.1f}): "
+                 f"{args.ab_rounds} paired rounds, each the same requests decoding the same tokens with and "
+                 f"without the grammar; tok/s best of the rounds, ratio the median of the rounds' ratios",
+                 f"{'c':>3} {'unconstrained':>14} {'constrained':>12} {'ratio':>6}  tokens/request  ratios"]
         for c, row in rows.items():
             lines.append(f"{c:>3} {row['unconstrained']['tok_s']:>14.1f} {row['constrained']['tok_s']:>12.1f} "
-                         f"{row['ratio']:>5.2f}x {row['median_ratio']:>6.2f}x  "
-                         f"{row['unconstrained']['tokens']}/{row['constrained']['tokens']}")
+                         f"{row['median_ratio']:>5.2f}x  {row['tokens']:>14}  {row['ratios']}")
         text = "\n".join(lines)
         print(text)
         payload = {"date": dt.datetime.now().astimezone().isoformat(), "machine": machine(), "model": model,
+                   "load_average": os.getloadavg(),
                    "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "json"},
                    "constrain_ab": rows,
                    "report": text}
         return 0, payload
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -727,7 +726,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--constrain-ab", action="store_true",
                    help="instead: decode tok/s of our worker with and without a tool-call grammar (c from "
                         "--concurrency, e.g. 1,8)")
-    p.add_argument("--ab-rounds", type=int, default=3, help="alternating rounds per mode for --constrain-ab")
+    p.add_argument("--ab-rounds", type=int, default=5,
+                   help="paired rounds (constrained, then unconstrained) per concurrency for --constrain-ab")
     args = p.parse_args(argv)
     if args.only:
         args.servers = [args.only]

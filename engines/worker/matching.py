@@ -188,12 +188,21 @@ class GrammarProcessor:
             # Start this step's forward pass before waiting for the previous token, so that the wait and the
             # mask computation overlap it instead of stalling the pipeline.
             mx.async_eval(logits)
-            self._advance(int(tokens[-1].item()))
+        allowed = self.allowed_row(int(tokens[-1].item()) if self._calls else None, logits.shape[-1])
+        if allowed is None:
+            return logits
+        return mx.where(allowed, logits, mx.array(-float("inf"), dtype=logits.dtype))
+
+    def allowed_row(self, token: int | None, vocab: int) -> mx.array | None:
+        """One step: feed the token sampled at the step before (None on the sequence's first step), then the
+        allowed tokens of this step as a bool row of `vocab`, or None when this step masks nothing."""
+        if self._calls and token is not None:
+            self._advance(token)
         self._calls += 1
         if not self._active or self.state.broken is not None:
-            return logits
+            return None
         self._inside += 1
-        return self._mask(logits)
+        return self._row(vocab)
 
     def _advance(self, token: int) -> None:
         if self.state.broken is not None:
@@ -215,16 +224,16 @@ class GrammarProcessor:
                 self._m.reset()
                 self._active = False
 
-    def _mask(self, logits: mx.array) -> mx.array:
+    def _row(self, vocab: int) -> mx.array:
         self._m.unsafe_compute_mask_ptr(self._words.ctypes.data, self._words.nbytes)
         self.state.steps += 1
         wrap = self._closing is not None and self.budget is not None and 2 * self._inside > self.budget
         key = self._words.tobytes() + (b"w" if wrap else b"")
         allowed = self._masks.get(key)
-        if allowed is None or allowed.shape[-1] != logits.shape[-1]:
-            allowed = self._allowed(logits.shape[-1], wrap)
+        if allowed is None or allowed.shape[-1] != vocab:
+            allowed = self._allowed(vocab, wrap)
             self._masks.put(key, allowed)
-        return mx.where(allowed, logits, mx.array(-float("inf"), dtype=logits.dtype))
+        return allowed
 
     def _allowed(self, vocab: int, wrap: bool) -> mx.array:
         bits = np.unpackbits(self._words.view(np.uint8), bitorder="little").astype(np.bool_)
@@ -238,3 +247,57 @@ class GrammarProcessor:
                     bits = closing
                     break
         return mx.array(bits)
+
+
+class MaskedModel:
+    """The model as the batch generator calls it, with one batched mask pass per decode step.
+
+    The scheduler arms it before a step with one entry per row of the decode batch: a row's processor and its
+    `Fault`, or None for a row without a grammar. The next call (the step's forward pass) starts the forward
+    pass, feeds each constrained row's matcher the token that row sampled at the step before (the call's input),
+    and masks every constrained row of the logits in one `where`. Prefill calls and steps without a constrained
+    row are passed straight through, so a batch without grammars pays nothing.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._rows: list[tuple[GrammarProcessor, Any] | None] | None = None
+        self._all: dict[int, mx.array] = {}
+
+    def __getattr__(self, name: str) -> Any:  # layers, make_cache, args ...: the model's own
+        return getattr(self.__dict__["model"], name)
+
+    def arm(self, rows: list[tuple[GrammarProcessor, Any] | None]) -> None:
+        self._rows = rows
+
+    def disarm(self) -> None:
+        self._rows = None
+
+    def __call__(self, inputs: mx.array, *args: Any, **kwargs: Any) -> mx.array:
+        logits: mx.array = self.model(inputs, *args, **kwargs)
+        rows, self._rows = self._rows, None
+        if rows is None or inputs.ndim != 2 or inputs.shape[0] != len(rows):
+            return logits
+        mx.async_eval(logits)  # the forward pass runs while the matchers compute their masks
+        vocab = logits.shape[-1]
+        masks: list[mx.array | None] = []
+        for row, token in zip(rows, inputs[:, -1].tolist(), strict=True):
+            masks.append(None if row is None else self._row(row, int(token), vocab))
+        if all(m is None for m in masks):
+            return logits
+        everything = self._all.get(vocab)
+        if everything is None:
+            everything = self._all[vocab] = mx.ones((vocab,), dtype=mx.bool_)
+        mask = mx.stack([everything if m is None else m for m in masks])[:, None, :]
+        return mx.where(mask, logits, mx.array(-float("inf"), dtype=logits.dtype))
+
+    @staticmethod
+    def _row(row: tuple[GrammarProcessor, Any], token: int, vocab: int) -> mx.array | None:
+        proc, fault = row
+        if fault.error is not None:
+            return None
+        try:
+            return proc.allowed_row(token, vocab)
+        except Exception as exc:  # this sequence fails (the scheduler reads its fault); the batch goes on
+            fault.error = f"a logits processor failed: {exc}"
+            return None

@@ -26,6 +26,7 @@ from engines.worker.cpu_attention import ParallelAttention, default_threads
 from engines.worker.cpu_attention import install as install_attention
 from engines.worker.decoding import OutputDecoder, Piece
 from engines.worker.kv_disk import DiskKV, model_identity
+from engines.worker.matching import GrammarProcessor, MaskedModel
 from engines.worker.prefix_cache import PrefixCache
 from engines.worker.sampling import Fault, SamplingParams, build_logits_processors, build_sampler, guard
 
@@ -117,6 +118,11 @@ class _Seq:
     fault: Fault
     decoding: bool = False
     generated: int = 0
+    # A grammar runs as this row's own logits processor for the first token only, then in the batched mask
+    # pass (`MaskedModel`); `processors` is the row's list without it.
+    grammar: GrammarProcessor | None = None
+    processors: list[Any] = field(default_factory=list)
+    batched: bool = False
 
 
 @dataclass
@@ -198,6 +204,7 @@ class Scheduler:
         self.attention: ParallelAttention | None = None
         # MLX-thread state
         self._bg: Any = None
+        self._masked: MaskedModel | None = None
         self._eos: Any = None
         self._cache: PrefixCache | None = None
         self._seqs: dict[int, _Seq] = {}
@@ -359,8 +366,9 @@ class Scheduler:
         from mlx_lm.generate import BatchGenerator, make_stop_sequences
 
         self._eos = make_stop_sequences(loaded.tokenizer)
+        self._masked = MaskedModel(loaded.model)
         self._bg = BatchGenerator(
-            loaded.model,
+            self._masked,
             completion_batch_size=self.max_batch,
             prefill_batch_size=min(8, self.max_batch),
             prefill_step_size=self._prefill_step_size,
@@ -428,10 +436,10 @@ class Scheduler:
         try:
             found = self._cache.lookup(spec.prompt)
             fault = Fault()
-            sampler, processors = guard(
-                build_sampler(spec.sampling, self.vocab_size),
-                build_logits_processors(spec.sampling) + list(spec.logits_processors), fault,
-            )
+            grammars = [p for p in spec.logits_processors if isinstance(p, GrammarProcessor)]
+            others = [p for p in spec.logits_processors if not isinstance(p, GrammarProcessor)]
+            base = build_logits_processors(spec.sampling) + others
+            sampler, processors = guard(build_sampler(spec.sampling, self.vocab_size), base + grammars, fault)
             detokenizer = self.loaded.tokenizer.detokenizer
             decoder = OutputDecoder(
                 detokenizer, think=spec.think, reasoning=spec.reasoning, stop=spec.stop,
@@ -451,7 +459,9 @@ class Scheduler:
             self.stats.failed += 1
             self._emit(handle, Failed(500, f"could not start generation: {exc}", "generation_failed"))
             return
-        self._seqs[uid] = _Seq(handle, uid, decoder, found.cached_tokens, fault)
+        grammar = grammars[0] if len(grammars) == 1 else None  # several: all stay per-row processors
+        self._seqs[uid] = _Seq(handle, uid, decoder, found.cached_tokens, fault, grammar=grammar,
+                               processors=processors[: len(base)] if grammar is not None else processors)
         self._uid_of[handle.id] = uid
         self.stats.prompt_tokens += len(spec.prompt)
         self.stats.cached_tokens += found.cached_tokens
@@ -499,6 +509,7 @@ class Scheduler:
     def _step(self) -> None:
         assert self._cache is not None
         try:
+            self._arm_grammars()
             prompt_responses, gen_responses = self._bg.next()
         except Exception as exc:
             log.exception("a batch step failed; failing its %d sequences", len(self._seqs))
@@ -515,6 +526,7 @@ class Scheduler:
             if seq is None or not r.end_of_prompt:
                 continue
             seq.decoding = True
+            self._batch_grammar(seq)
             if not self._cache.covers(seq.handle.spec.prompt):
                 try:
                     extracted = self._bg.extract_cache([r.uid])
@@ -547,6 +559,30 @@ class Scheduler:
                 self._fail(seq, 500, f"decoding failed: {exc}", "generation_failed")
         self.stats.peak_batch = max(self.stats.peak_batch, decoding)
         self._read_memory()
+
+    def _batch_grammar(self, seq: _Seq) -> None:
+        """After its first token, a sequence's grammar leaves its row's processors for the batched mask pass
+        (so a batch whose rows have no other processors takes mlx-lm's path without per-row slicing)."""
+        if seq.grammar is None:
+            return
+        gen = self._bg._generation_batch
+        if seq.uid in gen.uids:
+            gen.logits_processors[gen.uids.index(seq.uid)] = seq.processors
+            seq.batched = True
+
+    def _arm_grammars(self) -> None:
+        """Hand the batched mask pass this step's constrained rows (in the decode batch's row order)."""
+        assert self._masked is not None
+        self._masked.disarm()
+        uids = self._bg._generation_batch.uids
+        if not uids:
+            return
+        rows: list[tuple[GrammarProcessor, Fault] | None] = []
+        for uid in uids:
+            seq = self._seqs.get(uid)
+            rows.append((seq.grammar, seq.fault) if seq is not None and seq.batched and seq.grammar else None)
+        if any(row is not None for row in rows):
+            self._masked.arm(rows)
 
     def _on_token(self, seq: _Seq, r: Any) -> None:
         seq.generated += 1

@@ -86,6 +86,36 @@ async def test_required_and_named_calls_validate_stream_and_not(engine):
                 _valid(call["name"], call["arguments"])
 
 
+async def test_constrained_rows_share_a_batch_with_free_ones(engine):
+    """Constrained and unconstrained sequences decode in one batch (the grammars' masks are applied in one pass
+    over the batch's rows): every constrained call validates, free rows (one with a per-row repetition penalty)
+    run to their limit."""
+    import asyncio
+
+    e = await engine("random")
+    required = {"model": "random", "messages": USER, "tools": TOOLS, "tool_choice": "required",
+                "temperature": 1.0, "max_tokens": 160}
+    free = {"model": "random", "messages": USER, "max_tokens": 48, "temperature": 1.0,
+            "logit_bias": {"2": -100}}
+    jobs = [_post(e.url, {**required, "seed": i}) for i in range(4)]
+    jobs += [_post(e.url, {**free, "seed": 9}), _post(e.url, {**free, "seed": 10, "repetition_penalty": 1.3})]
+    jobs += [_post(e.url, {**required, "seed": 11}, {"x-agentgate-constrain": "off"})]
+    results = await asyncio.gather(*jobs, _stream(e.url, {**required, "seed": 12}))
+    for status, headers, doc in results[:4]:
+        assert status == 200 and headers["x-agentgate-constrained"] == "tools", doc
+        for call in doc["choices"][0]["message"]["tool_calls"]:
+            _valid(call["function"]["name"], call["function"]["arguments"])
+    for status, headers, doc in results[4:6]:
+        assert status == 200 and headers["x-agentgate-constrained"] == "none"
+        assert doc["usage"]["completion_tokens"] == 48
+    assert results[6][1]["x-agentgate-constrained"] == "off"
+    s_headers, calls = results[7]
+    assert s_headers["x-agentgate-constrained"] == "tools" and calls
+    for call in calls:
+        _valid(call["name"], call["arguments"])
+    assert (await e.stats())["peak_batch"] > 1
+
+
 async def test_parallel_off_gives_one_call_and_json_schema_replies_validate(engine):
     e = await engine("random")
     body = {"model": "random", "messages": USER, "tools": TOOLS, "tool_choice": "required",
