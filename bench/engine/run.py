@@ -136,6 +136,15 @@ def rss_bytes(pid: int) -> int:
     return int(out.stdout.strip() or 0) * 1024
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of a process so far (all its threads; 0 where /proc is not there)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if pid is None or not stat.exists():
+        return 0.0
+    fields = stat.read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 SERVERS = {"ours": "agentgate", "mlx_lm": "mlx_lm.server", "vllm_mlx": "vllm-mlx", "rapid_mlx": "Rapid-MLX"}
 PEER_PACKAGES = {"vllm_mlx": ("vllm-mlx", "vllm-mlx"), "rapid_mlx": ("rapid-mlx", "rapid-mlx")}  # (pip, command)
 QUIET_ENV = {"RAPID_MLX_TELEMETRY": "0", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
@@ -606,13 +615,16 @@ CONSTRAINED_TOOL = {
 
 
 async def decode_waves(url: str, model: str, concurrency: int, max_tokens: int, bias: dict[str, float] | None,
-                       timeout: float, min_seconds: float, wave: int) -> tuple[float, float, int]:
+                       timeout: float, min_seconds: float, wave: int, pid: int | None = None
+                       ) -> tuple[float, float, int, float]:
     """One round at concurrency C, pairs of waves for at least `min_seconds`: the constrained wave, then the
     unconstrained wave of the same requests,
     each request limited to the tokens its constrained twin produced (EOS banned), so both waves decode the same
     number of tokens per stream and the batch shrinks the same way. The prompts are prefilled once before (a
     max_tokens 1 wave), so both waves start from a prefix-cache hit and the wall time is decode time. Returns
-    (constrained tok/s, unconstrained tok/s, mean tokens per request). Every request asks for a call with
+    (constrained tok/s, unconstrained tok/s, mean tokens per request, the server's CPU time for the
+    unconstrained waves over that for the constrained ones: a ratio the machine's other load moves less than
+    wall time). Every request asks for a call with
     tool_choice "required"; unconstrained requests send `x-agentgate-constrain: off`."""
     off = {"x-agentgate-constrain": "off"}
 
@@ -624,25 +636,27 @@ async def decode_waves(url: str, model: str, concurrency: int, max_tokens: int, 
             b["logit_bias"] = bias
         return b
 
-    con_wall = unc_wall = 0.0
+    con_wall = unc_wall = con_cpu = unc_cpu = 0.0
     tokens = requests = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         while requests == 0 or con_wall < min_seconds:  # whole pairs of waves, each pair on new prompts
             ids = [(wave * 1000 + requests) * concurrency + i for i in range(concurrency)]
             await asyncio.gather(*(stream_chat(s, url, body(i, 1), timeout, off) for i in ids))
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds(pid)
             con = await asyncio.gather(*(stream_chat(s, url, body(i, max_tokens), timeout) for i in ids))
             con_wall += time.perf_counter() - start
+            con_cpu += cpu_seconds(pid) - cpu
             lengths = [max(1, r.completion_tokens) for r in con]
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds(pid)
             unc = await asyncio.gather(*(stream_chat(s, url, body(i, n), timeout, off)
                                          for i, n in zip(ids, lengths, strict=True)))
             unc_wall += time.perf_counter() - start
+            unc_cpu += cpu_seconds(pid) - cpu
             if sum(r.completion_tokens for r in unc) != sum(lengths):
                 raise RuntimeError("the unconstrained wave did not generate the constrained wave's token counts")
             tokens += sum(lengths)
             requests += len(ids)
-    return tokens / con_wall, tokens / unc_wall, round(tokens / requests)
+    return tokens / con_wall, tokens / unc_wall, round(tokens / requests), unc_cpu / con_cpu if con_cpu else 0.0
 
 
 async def constraint_ab(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
@@ -655,18 +669,22 @@ async def constraint_ab(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         await server.start(args.start_timeout)
         rows: dict[int, dict[str, Any]] = {}
         try:
+            pid = server.proc.pid if server.proc is not None else None
             await decode_waves(server.url, server.model_name, 1, args.max_tokens, eos_bias(model), args.timeout,
                                0.0, -1)  # warm up: compiles and caches the grammar
             for c in args.concurrency:
                 pairs = [await decode_waves(server.url, server.model_name, c, args.max_tokens, eos_bias(model),
-                                            args.timeout, args.min_seconds, wave) for wave in range(args.ab_rounds)]
-                ratios = sorted(con / unc for con, unc, _ in pairs)
+                                            args.timeout, args.min_seconds, wave, pid)
+                         for wave in range(args.ab_rounds)]
+                ratios = sorted(p[0] / p[1] for p in pairs)
+                cpu = sorted(p[3] for p in pairs)
                 row = {"constrained": {"tok_s": round(max(p[0] for p in pairs), 1),
                                        "rounds": [round(p[0], 1) for p in pairs]},
                        "unconstrained": {"tok_s": round(max(p[1] for p in pairs), 1),
                                          "rounds": [round(p[1], 1) for p in pairs]},
                        "tokens": round(sum(p[2] for p in pairs) / len(pairs)),
                        "median_ratio": round(ratios[len(ratios) // 2], 3),
+                       "median_cpu_ratio": round(cpu[len(cpu) // 2], 3),
                        "ratios": [round(r, 3) for r in ratios]}
                 rows[c] = row
                 print(f"[constrain] c={c}: {row}", file=sys.stderr)
@@ -674,11 +692,13 @@ async def constraint_ab(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
             await server.stop()
         lines = [f"constrained decoding A/B ({model}; {machine()}; load average {os.getloadavg()[0]:.1f}): "
                  f"{args.ab_rounds} paired rounds, each the same requests decoding the same tokens with and "
-                 f"without the grammar; tok/s best of the rounds, ratio the median of the rounds' ratios",
-                 f"{'c':>3} {'unconstrained':>14} {'constrained':>12} {'ratio':>6}  tokens/request  ratios"]
+                 f"without the grammar; tok/s best of the rounds, ratio the median of the rounds' ratios; cpu: "
+                 f"the server's CPU time unconstrained / constrained (median)",
+                 f"{'c':>3} {'unconstrained':>14} {'constrained':>12} {'ratio':>6} {'cpu':>6}  tokens/request  ratios"]
         for c, row in rows.items():
             lines.append(f"{c:>3} {row['unconstrained']['tok_s']:>14.1f} {row['constrained']['tok_s']:>12.1f} "
-                         f"{row['median_ratio']:>5.2f}x  {row['tokens']:>14}  {row['ratios']}")
+                         f"{row['median_ratio']:>5.2f}x {row['median_cpu_ratio']:>5.2f}x  {row['tokens']:>14}  "
+                         f"{row['ratios']}")
         text = "\n".join(lines)
         print(text)
         payload = {"date": dt.datetime.now().astimezone().isoformat(), "machine": machine(), "model": model,

@@ -16,8 +16,9 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 import numpy as np
@@ -25,6 +26,8 @@ import numpy as np
 log = logging.getLogger("agentgate.engine")
 
 MAX_GRAMMARS = 64
+# mlx's stub leaves async_eval unannotated; typed here once
+_async_eval: Callable[..., None] = mx.async_eval
 
 
 def make_llg_tokenizer(hf_tokenizer: Any, vocab_size: int) -> Any:
@@ -187,8 +190,8 @@ class GrammarProcessor:
         if self._calls:
             # Start this step's forward pass before waiting for the previous token, so that the wait and the
             # mask computation overlap it instead of stalling the pipeline.
-            mx.async_eval(logits)
-        allowed = self.allowed_row(int(tokens[-1].item()) if self._calls else None, logits.shape[-1])
+            _async_eval(logits)
+        allowed = self.allowed_row(cast(int, tokens[-1].item()) if self._calls else None, logits.shape[-1])
         if allowed is None:
             return logits
         return mx.where(allowed, logits, mx.array(-float("inf"), dtype=logits.dtype))
@@ -278,11 +281,11 @@ class MaskedModel:
         rows, self._rows = self._rows, None
         if rows is None or inputs.ndim != 2 or inputs.shape[0] != len(rows):
             return logits
-        mx.async_eval(logits)  # the forward pass runs while the matchers compute their masks
+        _async_eval(logits)  # the forward pass runs while the matchers compute their masks
         vocab = logits.shape[-1]
         masks: list[mx.array | None] = []
-        for row, token in zip(rows, inputs[:, -1].tolist(), strict=True):
-            masks.append(None if row is None else self._row(row, int(token), vocab))
+        for row, token in zip(rows, cast(list[int], inputs[:, -1].tolist()), strict=True):
+            masks.append(None if row is None else self._row(row, token, vocab))
         if all(m is None for m in masks):
             return logits
         everything = self._all.get(vocab)

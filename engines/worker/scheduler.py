@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
@@ -162,7 +162,8 @@ def default_loader(model_ref: str) -> Loader:
         if path != model_ref:
             log.info("%s is %s (%.1fs)", model_ref, path, time.perf_counter() - started)
         log.info("loading weights and tokenizer from %s", path)
-        model, tokenizer, config = mlx_load(path, return_config=True)
+        # with return_config=True mlx-lm returns a third item its annotation leaves out
+        model, tokenizer, config = cast(tuple[Any, Any, dict[str, Any]], mlx_load(path, return_config=True))
         log.info("model loaded in %.1fs (%s)", time.perf_counter() - started, config.get("model_type", "?"))
         return LoadedModel(model, tokenizer, dict(config), path)
 
@@ -365,7 +366,8 @@ class Scheduler:
     def _make_generator(self, loaded: LoadedModel) -> None:
         from mlx_lm.generate import BatchGenerator, make_stop_sequences
 
-        self._eos = make_stop_sequences(loaded.tokenizer)
+        stop_sequences: Callable[[Any], Any] = make_stop_sequences  # unannotated in mlx-lm
+        self._eos = stop_sequences(loaded.tokenizer)
         self._masked = MaskedModel(loaded.model)
         self._bg = BatchGenerator(
             self._masked,
