@@ -201,20 +201,32 @@ class ToolSchema:
         msg = err.message if len(err.message) <= 200 else err.message[:200] + "..."
         return f"{path}: {msg}" if path else msg
 
+    def valid(self, args: dict[str, Any]) -> bool:
+        """`first_error(args) is None`, without wording the error."""
+        v = self.validator()
+        if v is None:
+            return True
+        if self._fast is not None:
+            try:
+                return self._fast(args)
+            except Exception:  # left to jsonschema
+                pass
+        try:
+            return bool(v.is_valid(args))
+        except Exception:
+            return False
+
     def conform(self, args: dict[str, Any]) -> tuple[dict[str, Any], list[str], str | None]:
-        """(arguments, coercions made, error). error is None when the result validates."""
-        error = self.first_error(args)
-        if error is None:
+        """(arguments, coercions made, error). error is None when the result validates; it is worded only when
+        no coercion made the arguments valid."""
+        if self.valid(args):
             return args, [], None
         root = self.parameters if isinstance(self.parameters, dict) else {}
         changes: list[str] = []
         coerced = _coerce(root, root, args, "", changes, 0)
-        if not changes:
-            return args, [], error
-        error2 = self.first_error(coerced)
-        if error2 is None:
+        if changes and self.valid(coerced):
             return coerced, changes, None
-        return args, [], error
+        return args, [], self.first_error(args)
 
     def type_text_values(self, args: dict[str, Any]) -> dict[str, Any]:
         """Values of XML-style formats arrive as text; give them the declared types (native, not a repair)."""
