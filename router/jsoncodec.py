@@ -49,9 +49,14 @@ def loads(raw: bytes) -> Any:
 
 def loads_without_surrogates(raw: bytes) -> Any:
     """`loads` for a body already known to hold no surrogate escape."""
-    if orjson is None or _LONG_INT in raw.translate(_DIGITS):
+    if orjson is None or has_long_int(raw):
         return std_loads(raw)
     return orjson.loads(raw)
+
+
+def has_long_int(raw: bytes) -> bool:
+    """Whether `raw` holds a run of 20 digits (an integer orjson would read as a float, or a harmless string)."""
+    return _LONG_INT in raw.translate(_DIGITS)
 
 
 def has_surrogate_escape(raw: bytes) -> bool:

@@ -82,7 +82,7 @@ async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: 
     policy = ctx.repair
     repairing = repair_enabled(ctx, body)
     attempts = policy.retries + 1 if repairing and policy.on_failure == "retry" else 1
-    index = ctx.tool_indexes.get(body["tools"]) if repairing else None  # validators compiled once per list
+    index = ctx.tool_indexes.get(body["tools"], raw=raw or None) if repairing else None  # once per list
     if not stream:
         return await _chat_whole(ctx, body, raw, repairing, attempts, index)
     return await _chat_stream(ctx.exchange, _stream_chunks(ctx, body, repairing, attempts, index, raw))

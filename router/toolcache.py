@@ -5,12 +5,17 @@ request's repair.
 Keyed by a digest of the tools' canonical bytes; bounded in entries and in total bytes (LRU out), and a list larger
 than `max_entry_bytes` is indexed for its request only, so a client sending a new large list every time costs
 itself the compilation and cannot grow the router or flush the cache with one list.
+
+`KnownTools` spares a request the parse of a tools list already seen as the same bytes (a coding agent's 20-60 KB
+of tools, resent on every turn, were half of its request's parse): the body is parsed with the known list's bytes
+cut out, and the list parsed the first time is put back (shared, read-only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -48,12 +53,24 @@ class ToolIndexCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        self.known = KnownTools(max_entries, max_bytes, max_entry_bytes)
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, tools: list[Any], encoded: bytes | None = None) -> ToolIndex:
-        """The index of `tools`; `encoded` is their bytes when the caller has them (saves encoding them here)."""
+    def get(self, tools: list[Any], encoded: bytes | None = None, raw: bytes | None = None) -> ToolIndex:
+        """The index of `tools`; `encoded` is their bytes when the caller has them (saves encoding them here).
+        With `raw`, the body `tools` was parsed from, the list is also remembered by its bytes (`KnownTools`)."""
+        known = self.known.index_of(tools)
+        if known is not None:
+            self.hits += 1
+            return known
+        index = self._get(tools, encoded)
+        if raw is not None:
+            self.known.learn(raw, tools, index)
+        return index
+
+    def _get(self, tools: list[Any], encoded: bytes | None) -> ToolIndex:
         data = encoded if encoded is not None else tools_bytes(tools)
         if len(data) > self.max_entry_bytes:
             self.misses += 1
@@ -72,3 +89,116 @@ class ToolIndexCache:
             _, old = self._entries.popitem(last=False)
             self.bytes -= old.size
         return index
+
+
+# --- tools lists known by their bytes ---------------------------------------------------------------------------
+
+_HEAD = 96  # bytes of a list's start that select the known list to compare
+_KEY = b'"tools"'
+_WS = (b" ", b"\t", b"\n", b"\r")
+
+
+@dataclass(slots=True)
+class _Known:
+    raw: bytes  # the list as the client wrote it
+    tools: list[Any]  # as parsed then; handed to every later request (never modified by the router)
+    index: ToolIndex
+
+
+class KnownTools:
+    """Tools lists remembered as the exact bytes a client sent, with their index (bounded in entries and bytes,
+    LRU out; a list over `max_entry_bytes` is never remembered).
+
+    `parse(raw)` gives the body parsed with a known list's bytes replaced by a string nobody else can write (a
+    per-process nonce), and uses it only when that string came back as the top-level `tools` value: the client's
+    bytes then held, at that place, a complete JSON value equal to the known list, and the body means the same
+    with the list put back. None otherwise (the caller parses the whole body)."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
+                 max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = min(max_entry_bytes, max_bytes)
+        self._by_head: OrderedDict[bytes, _Known] = OrderedDict()
+        self._by_list: dict[int, _Known] = {}  # id() of a handed-out list (held by its entry: ids stay unique)
+        self.bytes = 0
+        self.hits = 0
+        self._mark = "agentgate-known-tools-" + os.urandom(16).hex()
+        self._mark_json = b'"' + self._mark.encode() + b'"'
+
+    def __len__(self) -> int:
+        return len(self._by_head)
+
+    @staticmethod
+    def _starts(raw: bytes) -> list[int]:
+        """Where a `"tools": [` value begins (at any depth: the parse tells the top level's)."""
+        out: list[int] = []
+        at = raw.find(_KEY)
+        while at >= 0 and len(out) < 8:
+            i = at + len(_KEY)
+            while raw[i:i + 1] in _WS:
+                i += 1
+            if raw[i:i + 1] == b":":
+                i += 1
+                while raw[i:i + 1] in _WS:
+                    i += 1
+                if raw[i:i + 1] == b"[":
+                    out.append(i)
+            at = raw.find(_KEY, at + 1)
+        return out
+
+    def parse(self, raw: bytes) -> dict[str, Any] | None:
+        if not self._by_head:
+            return None
+        for start in self._starts(raw):
+            known = self._by_head.get(raw[start:start + _HEAD])
+            if known is None or not raw.startswith(known.raw, start):
+                continue
+            rest = raw[:start] + self._mark_json + raw[start + len(known.raw):]
+            if jsoncodec.has_surrogate_escape(rest):
+                return None
+            try:
+                body = jsoncodec.loads_without_surrogates(rest)
+            except (ValueError, RecursionError):
+                return None
+            if not isinstance(body, dict) or body.get("tools") != self._mark:
+                return None
+            body["tools"] = known.tools
+            self._by_head.move_to_end(known.raw[:_HEAD])
+            self.hits += 1
+            return body
+        return None
+
+    def index_of(self, tools: list[Any]) -> ToolIndex | None:
+        known = self._by_list.get(id(tools))
+        return known.index if known is not None and known.tools is tools else None
+
+    def learn(self, raw: bytes, tools: list[Any], index: ToolIndex) -> None:
+        """Remember `tools`, the top-level list of the body `raw` (parsed whole), when its bytes are exact JSON
+        (no surrogate escapes, no integer a double cannot hold)."""
+        for start in self._starts(raw):
+            if raw[start:start + _HEAD] in self._by_head:
+                continue
+            try:
+                text = raw[start:start + self.max_entry_bytes + 1].decode()
+            except UnicodeDecodeError as exc:  # cut inside a character: what came before it is enough
+                text = raw[start:start + exc.start].decode()
+            try:
+                value, end = _DECODER.raw_decode(text)
+            except (ValueError, RecursionError):
+                continue
+            span = text[:end].encode()
+            if value != tools or len(span) < _HEAD or jsoncodec.has_surrogate_escape(span) or \
+                    jsoncodec.has_long_int(span):
+                continue
+            known = self._by_head[span[:_HEAD]] = _Known(span, tools, index)
+            self._by_list[id(tools)] = known
+            self.bytes += len(span)
+            while len(self._by_head) > self.max_entries or self.bytes > self.max_bytes:
+                _, old = self._by_head.popitem(last=False)
+                self._by_list.pop(id(old.tools), None)
+                self.bytes -= len(old.raw)
+            return
+
+
+_DECODER = json.JSONDecoder()

@@ -89,6 +89,9 @@ async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str,
     raw = await _read_body(request, limit, rt.config.server.idle_timeout)
     if not raw:
         raise ApiError(400, "The request body is empty; expected a JSON object.", "invalid_json")
+    known = request.app[STATE].tool_indexes.known.parse(raw)  # an agent's tools, resent as they were: not parsed
+    if known is not None:
+        return raw, known
     surrogates = jsoncodec.has_surrogate_escape(raw)
     try:
         body = jsoncodec.std_loads(raw) if surrogates else jsoncodec.loads_without_surrogates(raw)

@@ -105,3 +105,94 @@ async def test_an_answer_needing_no_repair_is_passed_on_as_its_bytes(fakes, rout
     doc = json.loads(got)
     assert status == 200 and doc["model"] == "m"
     assert json.loads(doc["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {"n": 3}
+
+
+# --- tools lists known by their bytes ----------------------------------------------------------------------------
+
+def _learned(raw: bytes) -> tuple[Any, Any]:
+    import json
+
+    from router.toolcache import KnownTools
+
+    known = KnownTools(max_entry_bytes=100_000)
+    body = json.loads(raw)
+    known.learn(raw, body["tools"], cache_index := ToolIndexCache().get(body["tools"]))
+    return known, cache_index
+
+
+def test_a_known_list_is_not_parsed_again_and_the_body_means_the_same():
+    import json
+
+    tools = [tool("a", extra=40), tool("b")]
+    raw = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": tools}).encode()
+    known, index = _learned(raw)
+    assert len(known) == 1 and known.bytes == len(json.dumps(tools))
+    later = json.dumps({"model": "m", "messages": [{"role": "user", "content": "next"}], "tools": tools,
+                        "stream": True}).encode()
+    body = known.parse(later)
+    assert body == json.loads(later) and list(body) == list(json.loads(later))  # same members, same order
+    again = known.parse(later)
+    assert again is not None and again["tools"] is body["tools"] and known.index_of(again["tools"]) is index
+    assert known.index_of([tool("a", extra=40), tool("b")]) is None  # equal, but not the list handed out
+    assert known.hits == 2
+
+
+def test_only_the_top_level_tools_value_is_taken_for_a_known_list():
+    import json
+
+    tools = [tool("a", extra=40)]
+    listed = json.dumps(tools)
+    known, _ = _learned(json.dumps({"model": "m", "tools": tools}).encode())
+    cases = [
+        {"model": "m", "messages": [{"role": "user", "content": f'"tools": {listed}'}]},  # inside a string
+        {"model": "m", "meta": {"tools": tools}},  # nested, no top-level tools
+        {"model": "m", "meta": {"tools": tools}, "tools": [tool("z")]},  # nested, another top-level list
+        {"model": "m", "tools": [*tools, tool("c")]},  # the known list is only the start of this one
+        {"model": "m", "tools": [tools]},  # inside another list
+    ]
+    for case in cases:
+        raw = json.dumps(case).encode()
+        body = known.parse(raw)
+        assert body is None or body == json.loads(raw), case
+    dup = b'{"model": "m", "tools": ' + listed.encode() + b', "tools": []}'  # duplicate keys: the last one counts
+    assert known.parse(dup) in (None, json.loads(dup))
+    assert known.parse(b'{"model": "m", "tools": ' + listed.encode() + b', ') is None  # not JSON: parsed whole
+    assert known.parse(b'["x", "tools": ' + listed.encode() + b']') is None
+    assert known.parse(b'{"tools": ' + listed.encode() + b', "x": "\\ud800"}') is None  # escapes: parsed whole
+
+
+def test_known_lists_are_bounded_and_a_huge_one_is_never_kept():
+    import json
+
+    from router.toolcache import KnownTools
+
+    known = KnownTools(max_entries=3, max_bytes=20_000, max_entry_bytes=8_000)
+    index = ToolIndexCache().get([tool("x")])
+    for i in range(10):
+        tools = [tool(f"t{i}", extra=300)]
+        known.learn(json.dumps({"tools": tools}).encode(), tools, index)
+        assert len(known) <= 3 and known.bytes <= 20_000
+    huge = [tool(f"h{i}") for i in range(200)]
+    before = (len(known), known.bytes)
+    known.learn(json.dumps({"tools": huge}).encode(), huge, index)
+    assert (len(known), known.bytes) == before
+    big = [tool("b", extra=100), 7 * 10**20]  # an integer a double cannot hold: never taken from the cache
+    known.learn(json.dumps({"tools": big}).encode(), big, index)
+    assert (len(known), known.bytes) == before
+
+
+async def test_an_agents_next_turn_reuses_its_parsed_tools(fakes, router):
+    from tests.fakes.openai_upstream import Step, completion
+
+    up = await fakes()
+    r = await router(cfg(up.url))
+    known = r.state.tool_indexes.known
+    tools = [tool("a", extra=100), tool("b")]
+    for turn in range(3):
+        up.push(Step(json=completion("Hello.", "m-up")))
+        msgs = [{"role": "user", "content": "hi"}] * (turn + 1)
+        status, _ = await post(r.url, {"model": "m", "messages": msgs, "tools": tools})
+        assert status == 200
+    assert (len(known), known.hits) == (1, 2)
+    sent = up.requests[-1]
+    assert sent.body["tools"] == tools and len(sent.body["messages"]) == 3
