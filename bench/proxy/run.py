@@ -2,7 +2,7 @@
 passthrough, and straight to the upstream, side by side in one run.
 
     python bench/proxy/run.py [--duration 5] [--concurrency 1,16,64] [--scenarios native,text,prose,no-tools,small]
-                              [--modes non-stream,stream] [--json out.json]
+                              [--modes non-stream,stream] [--json out.json] [--before TREE]
 
 Needs `nginx` and `wrk` (Debian: apt-get install nginx-light wrk). Everything runs on 127.0.0.1:
   * upstream: nginx answering a fixed completion per scenario (JSON, or an SSE stream of ~15-25 events sent in
@@ -18,7 +18,8 @@ agentgate's answer is right (the call repaired, the stream complete). wrk -t1 dr
 concurrency for --duration seconds; the table shows requests/s, p50/p99 latency, agentgate's ratio to the
 baseline, its p50 over the direct path's, and the CPU time per request of both proxies (from /proc) with their
 ratio, which holds up when other jobs share the machine. Then the streamed tool-call TTFB table (stream_ttfb.py;
---no-ttfb skips it).
+--no-ttfb skips it). With --before TREE (another checkout, e.g. `git worktree add /tmp/before main`), that tree's
+router runs too, on the same interpreter, and a first table sets its CPU per request beside this tree's.
 """
 
 from __future__ import annotations
@@ -99,14 +100,14 @@ http {{
     return conf
 
 
-def router_conf(tmp: Path, port: int, up_port: int) -> Path:
+def router_conf(tmp: Path, port: int, up_port: int, name: str = "config") -> Path:
     providers, models = [], []
     for kind in workload.ANSWERS:
         for suffix in ("", "-stream"):
             providers.append(f"  up-{kind}{suffix}: {{type: openai, base_url: "
                              f"'http://127.0.0.1:{up_port}/{kind}{suffix}/v1'}}")
             models.append(f"  - {{name: {kind}{suffix}, provider: up-{kind}{suffix}}}")
-    cfg = tmp / "config.yaml"
+    cfg = tmp / f"{name}.yaml"
     cfg.write_text(f"server: {{host: 127.0.0.1, port: {port}}}\nproviders:\n" + "\n".join(providers)
                    + "\nmodels:\n" + "\n".join(models) + "\n")
     return cfg
@@ -208,6 +209,8 @@ def main() -> int:
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--modes", default="non-stream,stream")
     ap.add_argument("--targets", default="direct,aiohttp,agentgate", help="a subset, e.g. agentgate for profiling")
+    ap.add_argument("--before", metavar="TREE", help="also measure the router in another checkout (e.g. a `git "
+                    "worktree add` of main) as target `before`, side by side with this one")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--no-ttfb", action="store_true", help="skip the streamed tool-call TTFB table")
     args = ap.parse_args()
@@ -221,6 +224,8 @@ def main() -> int:
     targets = [t for t in args.targets.split(",") if t]
     unknown = set(scenarios) - set(SCENARIOS) | set(modes) - {"non-stream", "stream"} | \
         set(targets) - {"direct", "aiohttp", "agentgate"}
+    if args.before:
+        targets.append("before")
     if unknown:
         print(f"unknown: {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -228,7 +233,7 @@ def main() -> int:
     rows: list[tuple[str, str, int, dict[str, dict[str, float]]]] = []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        up_port, base_port, ag_port = free_port(), free_port(), free_port()
+        up_port, base_port, ag_port, before_port = free_port(), free_port(), free_port(), free_port()
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         procs.append(subprocess.Popen([nginx, "-c", str(nginx_conf(tmp, up_port)), "-p", str(tmp)]))
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench/proxy/passthrough.py"), str(base_port),
@@ -236,8 +241,12 @@ def main() -> int:
         procs.append(subprocess.Popen([sys.executable, "-m", "router", "serve", "--config",
                                        str(router_conf(tmp, ag_port, up_port))], cwd=ROOT,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        if args.before:  # the same interpreter and packages; the other tree's router and repair come first
+            procs.append(subprocess.Popen([sys.executable, "-m", "router", "serve", "--config",
+                                           str(router_conf(tmp, before_port, up_port, "before"))],
+                                          cwd=args.before, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         try:
-            for p in (up_port, base_port, ag_port):
+            for p in (up_port, base_port, ag_port) + ((before_port,) if args.before else ()):
                 wait_port(p)
             urllib.request.urlopen(f"http://127.0.0.1:{ag_port}/health", timeout=10).read()
             for scenario in scenarios:
@@ -245,12 +254,15 @@ def main() -> int:
                     check(ag_port, scenario, mode == "stream")
             print(f"  agentgate pid {procs[-1].pid}; answers checked", file=sys.stderr)
             pids = {"aiohttp": procs[1].pid, "agentgate": procs[2].pid}
+            if args.before:
+                pids["before"] = procs[3].pid
             for scenario in scenarios:
                 for mode in modes:
                     stream = mode == "stream"
                     path = f"/{ANSWER[scenario]}{'-stream' if stream else ''}/v1/chat/completions"
                     urls = {"direct": f"http://127.0.0.1:{up_port}{path}", "aiohttp": f"http://127.0.0.1:{base_port}"
-                            f"{path}", "agentgate": f"http://127.0.0.1:{ag_port}/v1/chat/completions"}
+                            f"{path}", "agentgate": f"http://127.0.0.1:{ag_port}/v1/chat/completions",
+                            "before": f"http://127.0.0.1:{before_port}/v1/chat/completions"}
                     body = body_for(scenario, stream)
                     for c in levels:
                         res = {t: run_wrk(urls[t], body, c, args.duration, tmp, pids.get(t)) for t in targets}
@@ -279,6 +291,20 @@ def stream_ttfb_table(repeat: int = 3) -> str:
     return stream_ttfb.report(stream_ttfb.measure_all(repeat))
 
 
+def before_table(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]]) -> None:
+    """This tree against the `--before` tree, each as the passthrough's CPU per request over its own (higher is
+    better): measured in the same minutes, so a busy machine weighs on both alike."""
+    print(f"{'scenario':<9}{'mode':<11}{'conc':>5} | {'cpu us/req aiohttp':>18} {'before':>7} {'now':>7} | "
+          f"{'ratio before':>12} {'ratio now':>9} | {'rps before':>10} {'rps now':>7}")
+    for scenario, mode, c, res in rows:
+        b, old, new = res.get("aiohttp"), res["before"], res["agentgate"]
+        base = b["cpu_us"] if b else 0.0
+        r_old, r_new = (base / r["cpu_us"] if r["cpu_us"] else 0.0 for r in (old, new))
+        print(f"{scenario:<9}{mode:<11}{c:>5} | {base:>18.0f} {old['cpu_us']:>7.0f} {new['cpu_us']:>7.0f} | "
+              f"{r_old:>11.2f}x {r_new:>8.2f}x | {old['rps']:>10.0f} {new['rps']:>7.0f}")
+    print()
+
+
 def report(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]], duration: int, targets: list[str]) -> None:
     cpu = platform.processor() or platform.machine()
     size = len(json.dumps(workload.request(with_tools=True, stream=False, model="native")))
@@ -286,7 +312,9 @@ def report(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]], durati
     print(f"\nagentgate bench/proxy — {dt.date.today()} — {os.cpu_count()} cores ({cpu}), Python "
           f"{platform.python_version()}, {duration}s per cell, wrk -t1, upstream nginx on 127.0.0.1; agent request "
           f"{size / 1000:.1f} KB ({len(workload.tools())} tools, {tools / 1000:.1f} KB)\n")
-    if targets != ["direct", "aiohttp", "agentgate"]:
+    if "before" in targets:
+        before_table(rows)
+    if targets not in (["direct", "aiohttp", "agentgate"], ["direct", "aiohttp", "agentgate", "before"]):
         for scenario, mode, c, res in rows:
             print(f"{scenario:<9}{mode:<11}{c:>5} " + " | ".join(
                 f"{t} {r['rps']:.0f} rps p50 {r['p50']:.2f} p99 {r['p99']:.2f} cpu/req {r['cpu_us']:.0f} us"
