@@ -3,6 +3,7 @@ passthrough, and straight to the upstream, side by side in one run.
 
     python bench/proxy/run.py [--duration 5] [--concurrency 1,16,64] [--scenarios native,text,prose,no-tools,small]
                               [--modes non-stream,stream] [--json out.json] [--before TREE]
+                              [--rounds N]
 
 Needs `nginx` and `wrk` (Debian: apt-get install nginx-light wrk). Everything runs on 127.0.0.1:
   * upstream: nginx answering a fixed completion per scenario (JSON, or an SSE stream of ~15-25 events sent in
@@ -32,6 +33,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -202,6 +204,13 @@ def run_wrk(url: str, body: dict[str, Any], conns: int, duration: int, tmp: Path
             "cpu_us": cpu / total * 1e6 if total else 0.0}
 
 
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds (errors summed)."""
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    out["errors"] = sum(r["errors"] for r in runs)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=5)
@@ -211,6 +220,8 @@ def main() -> int:
     ap.add_argument("--targets", default="direct,aiohttp,agentgate", help="a subset, e.g. agentgate for profiling")
     ap.add_argument("--before", metavar="TREE", help="also measure the router in another checkout (e.g. a `git "
                     "worktree add` of main) as target `before`, side by side with this one")
+    ap.add_argument("--rounds", type=int, default=1, help="measure each cell this many times, the targets taking "
+                    "turns, and report each figure's median (steadier on a shared machine)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--no-ttfb", action="store_true", help="skip the streamed tool-call TTFB table")
     args = ap.parse_args()
@@ -265,15 +276,18 @@ def main() -> int:
                             "before": f"http://127.0.0.1:{before_port}/v1/chat/completions"}
                     body = body_for(scenario, stream)
                     for c in levels:
-                        res = {t: run_wrk(urls[t], body, c, args.duration, tmp, pids.get(t)) for t in targets}
-                        rows.append((scenario, mode, c, res))
+                        runs: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
+                        for _ in range(args.rounds):  # targets take turns, so a busy minute weighs on each alike
+                            for t in targets:
+                                runs[t].append(run_wrk(urls[t], body, c, args.duration, tmp, pids.get(t)))
+                        rows.append((scenario, mode, c, {t: median_run(r) for t, r in runs.items()}))
                         print(f"  measured {scenario} {mode} c={c}", file=sys.stderr)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(10)
-    report(rows, args.duration, targets)
+    report(rows, args.duration, targets, args.rounds)
     if args.json:
         Path(args.json).write_text(json.dumps([{"scenario": s, "mode": m, "concurrency": c, **res}
                                                for s, m, c, res in rows], indent=2))
@@ -305,12 +319,14 @@ def before_table(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]]) 
     print()
 
 
-def report(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]], duration: int, targets: list[str]) -> None:
+def report(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]], duration: int, targets: list[str],
+           rounds: int = 1) -> None:
     cpu = platform.processor() or platform.machine()
     size = len(json.dumps(workload.request(with_tools=True, stream=False, model="native")))
     tools = len(json.dumps(workload.tools()))
+    cells = f"{duration}s per cell" + (f" x {rounds} rounds (medians)" if rounds > 1 else "")
     print(f"\nagentgate bench/proxy — {dt.date.today()} — {os.cpu_count()} cores ({cpu}), Python "
-          f"{platform.python_version()}, {duration}s per cell, wrk -t1, upstream nginx on 127.0.0.1; agent request "
+          f"{platform.python_version()}, {cells}, wrk -t1, upstream nginx on 127.0.0.1; agent request "
           f"{size / 1000:.1f} KB ({len(workload.tools())} tools, {tools / 1000:.1f} KB)\n")
     if "before" in targets:
         before_table(rows)
