@@ -43,15 +43,23 @@ def tools_bytes(tools: list[Any]) -> bytes:
         return json.dumps(tools).encode()
 
 
-class ToolIndexCache:
+class _Bounded:
+    """Bounds shared by both caches: entries, total bytes, and the largest single entry kept."""
+
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
                  max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_entry_bytes = min(max_entry_bytes, max_bytes)
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self.bytes = 0
         self.hits = 0
+
+
+class ToolIndexCache(_Bounded):
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
+                 max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
+        super().__init__(max_entries, max_bytes, max_entry_bytes)
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self.misses = 0
         self.known = KnownTools(max_entries, max_bytes, max_entry_bytes)
 
@@ -105,7 +113,7 @@ class _Known:
     index: ToolIndex
 
 
-class KnownTools:
+class KnownTools(_Bounded):
     """Tools lists remembered as the exact bytes a client sent, with their index (bounded in entries and bytes,
     LRU out; a list over `max_entry_bytes` is never remembered).
 
@@ -116,13 +124,9 @@ class KnownTools:
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
                  max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.max_entry_bytes = min(max_entry_bytes, max_bytes)
+        super().__init__(max_entries, max_bytes, max_entry_bytes)
         self._by_head: OrderedDict[bytes, _Known] = OrderedDict()
         self._by_list: dict[int, _Known] = {}  # id() of a handed-out list (held by its entry: ids stay unique)
-        self.bytes = 0
-        self.hits = 0
         self._mark = "agentgate-known-tools-" + os.urandom(16).hex()
         self._mark_json = b'"' + self._mark.encode() + b'"'
 
