@@ -31,7 +31,7 @@ from repair.formats import FAMILIES, GENERIC_KINDS, NATIVE_KINDS
 from repair.formats.common import Ctx
 from repair.index import ToolIndex
 from repair.markers import CandidateFinder, Kind, KindSet, Lit
-from repair.types import Parsed, RawCall, RepairIssue, RepairResult, Segment
+from repair.types import Parsed, RawCall, RepairIssue, RepairResult, Segment, json_object
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -186,7 +186,7 @@ def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvag
 def _from_structured(tc: Any) -> RawCall:
     if not isinstance(tc, dict):
         return RawCall(name=None, failure=RepairIssue("invalid_json", "tool call is not an object"))
-    fn = tc.get("function") if isinstance(tc.get("function"), dict) else tc
+    fn = json_object(tc.get("function"), tc)
     call = RawCall(name=fn.get("name"), call_id=tc.get("id") if isinstance(tc.get("id"), str) and tc["id"] else None)
     if "arguments" in fn:
         a = fn["arguments"]
@@ -210,7 +210,7 @@ def _choice(tool_choice: Any, index: ToolIndex) -> tuple[str, str | None]:
     if tool_choice in ("required", "any"):
         return "required", None
     if isinstance(tool_choice, dict):
-        fn = tool_choice.get("function") if isinstance(tool_choice.get("function"), dict) else tool_choice
+        fn = json_object(tool_choice.get("function"), tool_choice)
         name = fn.get("name")
         if isinstance(name, str) and name:
             return "named", index.resolve(name) or name

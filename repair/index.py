@@ -7,12 +7,13 @@ from typing import Any
 
 from repair.names import NameResolver
 from repair.schema import ToolSchema
+from repair.types import json_object
 
 
 def _tool_entry(tool: Any) -> tuple[str, dict[str, Any] | None] | None:
     if not isinstance(tool, dict):
         return None
-    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    fn = json_object(tool.get("function"), tool)
     name = fn.get("name")
     if not isinstance(name, str) or not name:
         return None

@@ -13,6 +13,7 @@ import jsonschema
 from jsonschema.exceptions import SchemaError, best_match
 
 from repair.fastvalid import compile_check
+from repair.types import json_object
 
 _INT = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -231,7 +232,7 @@ class ToolSchema:
     def type_text_values(self, args: dict[str, Any]) -> dict[str, Any]:
         """Values of XML-style formats arrive as text; give them the declared types (native, not a repair)."""
         root = self.parameters if isinstance(self.parameters, dict) else {}
-        props = root.get("properties") if isinstance(root.get("properties"), dict) else {}
+        props = json_object(root.get("properties"), {})
         out: dict[str, Any] = {}
         for key, value in args.items():
             if not isinstance(value, str):
@@ -345,7 +346,7 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
         changes.append(f"{label}: {value!r} -> string")
         return json.dumps(value)
     if isinstance(value, dict):
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        props = json_object(schema.get("properties"), {})
         extra = schema.get("additionalProperties")
         out = {}
         for k, v in value.items():

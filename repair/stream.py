@@ -10,7 +10,7 @@ already emitted is always a prefix of its content, and the rest is emitted then,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from repair.core import (
@@ -41,7 +41,15 @@ from repair.incremental import (
 )
 from repair.index import ToolIndex
 from repair.markers import MATCH, NO, PARTIAL, CandidateFinder
-from repair.types import ContentDelta, ReasoningDelta, RepairIssue, RepairResult, StreamEvent, ToolCallDelta
+from repair.types import (
+    ContentDelta,
+    ReasoningDelta,
+    RepairIssue,
+    RepairResult,
+    StreamEvent,
+    ToolCallDelta,
+    json_object,
+)
 
 Event = StreamEvent | ToolCallStart | ToolArgsDelta
 HERMES_OPEN = "<tool_call>"
@@ -147,7 +155,7 @@ class StreamRepairer:
             self._reasoning_out.append(text)
         return [ReasoningDelta(text)]
 
-    def feed_tool_calls(self, deltas: list[dict[str, Any]]) -> list[Event]:
+    def feed_tool_calls(self, deltas: Sequence[dict[str, Any]]) -> list[Event]:
         """Upstream delta.tool_calls fragments; assembled and repaired at finish() (in incremental mode a call's
         header and arguments also go out as they arrive)."""
         self._check_open()
@@ -159,11 +167,12 @@ class StreamRepairer:
                 continue
             if not isinstance(d, dict):
                 continue
-            idx = d.get("index") if isinstance(d.get("index"), int) else len(self._tool_parts)
+            index = d.get("index")
+            idx = index if isinstance(index, int) else len(self._tool_parts)
             part = self._tool_parts.setdefault(idx, {"id": None, "name": "", "arguments": "", "has_args": False})
             if isinstance(d.get("id"), str) and d["id"] and not part["id"]:
                 part["id"] = d["id"]
-            fn = d.get("function") if isinstance(d.get("function"), dict) else {}
+            fn = json_object(d.get("function"), {})
             if isinstance(fn.get("name"), str):
                 part["name"] += fn["name"]
             args = fn.get("arguments")
@@ -311,11 +320,12 @@ class StreamRepairer:
         return events
 
     def _native_feed(self, d: dict[str, Any]) -> list[Event]:
-        idx = d.get("index") if isinstance(d.get("index"), int) else len(self._native)
+        index = d.get("index")
+        idx = index if isinstance(index, int) else len(self._native)
         nat = self._native.get(idx)
         if nat is None:
             nat = self._native[idx] = _Native()
-        fn = d.get("function") if isinstance(d.get("function"), dict) else {}
+        fn = json_object(d.get("function"), {})
         if isinstance(d.get("id"), str) and d["id"] and not nat.id:
             nat.id = d["id"]
         if isinstance(fn.get("name"), str) and nat.started is None:

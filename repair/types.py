@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def json_object(value: object, default: dict[str, Any]) -> dict[str, Any]:
+    """`value` when it is a JSON object, else `default` (calls and tools come as `{"function": {...}}` or bare)."""
+    return value if isinstance(value, dict) else default
+
+
 @dataclass
 class RepairIssue:
     """One thing repaired, or one failure.

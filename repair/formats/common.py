@@ -9,7 +9,7 @@ from typing import Any
 
 from repair.index import ToolIndex
 from repair.salvage import Budget, Decoded, Failed, decode_at
-from repair.types import Parsed, RawCall, RepairIssue, Segment
+from repair.types import Parsed, RawCall, RepairIssue, Segment, json_object
 
 _MISSING = object()
 ARG_KEYS = ("arguments", "parameters", "args", "input", "params")
@@ -262,7 +262,7 @@ def unwrap_arguments(call: RawCall, ctx: Ctx) -> None:
     if resolved is None:
         return
     params = ctx.index.get(resolved).parameters or {}
-    props = params.get("properties") if isinstance(params.get("properties"), dict) else {}
+    props = json_object(params.get("properties"), {})
     if key in props:
         return
     if isinstance(value, str):

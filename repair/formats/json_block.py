@@ -42,8 +42,10 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return fail_segment(p, max(got.end, p + 1), FAMILY, got.kind, got.detail)
     calls, i = got
     j = skip_ws(text, i)
-    if text.startswith(hermes.CLOSE, j) or ((m := hermes.MANGLED_CLOSE.match(text, j)) is not None and m.end() > j):
-        end = j + len(hermes.CLOSE) if text.startswith(hermes.CLOSE, j) else m.end()
+    closed = text.startswith(hermes.CLOSE, j)
+    mangled = None if closed else hermes.MANGLED_CLOSE.match(text, j)
+    if closed or (mangled is not None and mangled.end() > j):
+        end = j + len(hermes.CLOSE) if mangled is None else mangled.end()
         for c in calls:
             c.family = hermes.FAMILY
         calls[0].repairs.append(issue("opening_tag", "<tool_call> missing"))

@@ -211,12 +211,12 @@ def parse_tool_code(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return fail_segment(p, n, FAMILY, "truncated", "the text ends inside the call")
     if e == -1:
         return None
-    calls = parse_calls(text[am.end():e], FAMILY)
-    if isinstance(calls, Failed):
-        return fail_segment(p, e, FAMILY, calls.kind, calls.detail)
+    assigned = parse_calls(text[am.end():e], FAMILY)
+    if isinstance(assigned, Failed):
+        return fail_segment(p, e, FAMILY, assigned.kind, assigned.detail)
     pm = _PRINT_TOOL_CODE.match(text, e)
     end = pm.end() if pm is not None else e
-    return Parsed(end, [Segment(p, end, "calls", FAMILY, calls)])
+    return Parsed(end, [Segment(p, end, "calls", FAMILY, assigned)])
 
 
 def parse_wrapped(text: str, p: int, ctx: Ctx) -> Parsed | None:

@@ -35,7 +35,7 @@ class SectionSpec:
     bare_call_ok: bool = True             # a call opener without the section opener is a call (else: ignored)
 
 
-def truncated_call(name: str | None, family: str, detail: str) -> RawCall:
+def truncated_call(name: str | None, family: str | None, detail: str) -> RawCall:
     return RawCall(name=name, family=family, failure=issue("truncated", detail))
 
 
