@@ -21,9 +21,11 @@ from typing import Any
 
 from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, ToolIndex, repair_message
 from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
+from repair.stream import Event
 
 from . import jsoncodec, relay
 from .capture import ToolOutput
+from .chat_types import ChatRequest, parse_chunk
 from .config.model import RepairPolicy
 from .context import RequestContext
 from .dispatch import Opened, dispatch
@@ -255,7 +257,8 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         msg = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(msg, dict):
             continue
-        text = msg.get("content") if isinstance(msg.get("content"), str) else None
+        content = msg.get("content")
+        text = content if isinstance(content, str) else None
         result = repair_message(
             text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=tool_choice,
             parallel_tool_calls=body.get("parallel_tool_calls", True) is not False, format=policy.format,
@@ -369,62 +372,57 @@ def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
         env.usage = usage
 
 
+def _chunks_of(events: list[Event], env: _Envelope) -> list[dict[str, Any]]:
+    """The repairer's events as chunk documents."""
+    out = []
+    for ev in events:
+        if isinstance(ev, ContentDelta) and ev.text:
+            out.append(env.chunk({"content": ev.text}))
+        elif isinstance(ev, ReasoningDelta) and ev.text:
+            out.append(env.chunk({"reasoning_content": ev.text}))
+        elif isinstance(ev, ToolArgsDelta):
+            if ev.text:
+                out.append(env.chunk({"tool_calls": [{"index": ev.index, "function": {"arguments": ev.text}}]}))
+        elif isinstance(ev, (ToolCallDelta, ToolCallStart)):
+            env.calls_sent = True
+            args = canonical_arguments(ev.arguments) if isinstance(ev, ToolCallDelta) else ""
+            out.append(env.chunk({"tool_calls": [{"index": ev.index, "id": ev.id, "type": "function",
+                                                  "function": {"name": ev.name, "arguments": args}}]}))
+    return out
+
+
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
                     raw: list[str], index: ToolIndex | None, max_chars: int,
-                    keep_raw: bool = False) -> AsyncIterator[dict[str, Any] | RepairResult]:
+                    keep_raw: bool = False) -> AsyncGenerator[dict[str, Any] | RepairResult, None]:
     """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
     call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
     to the end, where they can still be refused or re-asked). Yields chunk documents; the final RepairResult
     comes before whatever it completes, so the caller can still retry when nothing was sent."""
-    tool_choice = body.get("tool_choice")
-    repairer = StreamRepairer(index, tool_choice=tool_choice,
-                              parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
+    req = ChatRequest.of(body)
+    repairer = StreamRepairer(index, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
                               format=policy.format, mode=policy.mode, incremental=policy.on_failure == "content",
                               max_chars=max_chars)
     keep_raw = keep_raw or policy.on_failure == "retry"  # the raw text: for a re-ask, or the capture ring
     raw_size = 0
 
-    def convert(events: list[Any]) -> list[dict[str, Any]]:
-        out = []
-        for ev in events:
-            if isinstance(ev, ContentDelta) and ev.text:
-                out.append(env.chunk({"content": ev.text}))
-            elif isinstance(ev, ReasoningDelta) and ev.text:
-                out.append(env.chunk({"reasoning_content": ev.text}))
-            elif isinstance(ev, ToolArgsDelta):
-                if ev.text:
-                    out.append(env.chunk({"tool_calls": [{"index": ev.index, "function": {"arguments": ev.text}}]}))
-            elif isinstance(ev, (ToolCallDelta, ToolCallStart)):
-                env.calls_sent = True
-                args = canonical_arguments(ev.arguments) if isinstance(ev, ToolCallDelta) else ""
-                out.append(env.chunk({"tool_calls": [{"index": ev.index, "id": ev.id, "type": "function",
-                                                      "function": {"name": ev.name, "arguments": args}}]}))
-        return out
-
     async for doc in reader.docs():
         _absorb(doc, env, ex)
-        for choice in doc.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if choice.get("finish_reason"):
-                env.finish_reason = choice["finish_reason"]
-            events: list[Any] = []
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                events += repairer.feed_reasoning(reasoning)
-            content = delta.get("content")
-            if isinstance(content, str) and content:
+        for part in parse_chunk(doc).parts:
+            if part.finish_reason:
+                env.finish_reason = part.finish_reason
+            events: list[Event] = []
+            if part.reasoning:
+                events += repairer.feed_reasoning(part.reasoning)
+            if part.content:
                 if keep_raw and raw_size < max_chars:
-                    raw.append(content)
-                    raw_size += len(content)
-                events += repairer.feed(content)
-            calls = delta.get("tool_calls")
-            if isinstance(calls, list) and calls:
-                events += repairer.feed_tool_calls(calls)
-            for c in convert(events):
+                    raw.append(part.content)
+                    raw_size += len(part.content)
+                events += repairer.feed(part.content)
+            if part.tool_deltas:
+                events += repairer.feed_tool_calls(part.tool_deltas)
+            for c in _chunks_of(events, env):
                 yield c
-    final = convert(repairer.finish())
+    final = _chunks_of(repairer.finish(), env)
     result = repairer.result
     _record(ex, result)
     if repairer.after_header:

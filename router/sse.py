@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
@@ -79,7 +80,7 @@ class Rewriter:
     """Passes a stream through, event by event (a partial event waits for its end); subclasses change event
     payloads. `done` turns true once the upstream's `data: [DONE]` went by."""
 
-    def __init__(self, on_usage: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, on_usage: Callable[[dict[str, Any]], None] | None = None) -> None:
         self._split = EventSplitter()
         self.on_usage = on_usage
         self.done = False

@@ -156,7 +156,7 @@ def replay_one(doc: dict[str, Any], cache: _IndexCache | None = None) -> dict[st
     result = repair_message(
         doc.get("text"), (cache or _IndexCache()).get(tools), tool_calls=doc.get("tool_calls") or None,
         tool_choice=doc.get("tool_choice"), parallel_tool_calls=doc.get("parallel_tool_calls", True) is not False,
-        format=fmt if fmt in FAMILIES else "auto", mode=doc.get("mode") if doc.get("mode") == "detect" else "repair",
+        format=fmt if fmt in FAMILIES else "auto", mode="detect" if doc.get("mode") == "detect" else "repair",
         reasoning_content=doc.get("reasoning"), id_factory=_ids)
     now = "failed" if result.errors else "repaired" if result.repairs else "valid" if result.tool_calls else "none"
     then = doc.get("outcome") or "?"

@@ -30,6 +30,7 @@ from .. import auth
 from ..api import common
 from ..api.ops import engine_stats_doc
 from ..api.swap import engine_entry, stop_engines, ttl_left
+from ..chat_types import member
 from ..config.model import ClientKey
 from ..engines_bridge import engine_availability
 from ..errors import ApiError
@@ -158,8 +159,7 @@ async def _engines(console: Console, st: AppState) -> list[dict[str, Any]]:
         engine = entry.engine if entry is not None else None
         ttl = engine.ttl if engine is not None else None
         doc = stats.get(name) or {}
-        cache = doc.get("cache") if isinstance(doc.get("cache"), dict) else {}
-        memory = doc.get("memory") if isinstance(doc.get("memory"), dict) else {}
+        cache, memory = member(doc, "cache"), member(doc, "memory")
         rows.append({
             "name": name, "kind": engine.kind if engine else None, "model": engine.model if engine else None,
             "state": s.state, "pid": s.pid, "in_flight": s.in_flight, "restarts": s.restarts,
@@ -169,7 +169,7 @@ async def _engines(console: Console, st: AppState) -> list[dict[str, Any]]:
             "batch": doc.get("running"), "max_batch": doc.get("max_batch"), "queue": doc.get("queue"),
             "cache_hits": cache.get("hits"), "cache_misses": cache.get("misses"),
             "cache_hit_tokens": cache.get("hit_tokens"), "cache_bytes": cache.get("bytes"),
-            "prompt_tokens": (doc.get("tokens") or {}).get("prompt") if isinstance(doc.get("tokens"), dict) else None,
+            "prompt_tokens": doc["tokens"].get("prompt") if isinstance(doc.get("tokens"), dict) else None,
             "memory_active": memory.get("active"), "memory_peak": memory.get("peak"),
             "rss_bytes": _rss(s.pid),
         })

@@ -11,16 +11,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..chat_types import Completion, ToolFragment, Usage, parse_chunk, str_or
 from ..errors import ApiError
 from .anthropic_tools import client_function
 from .common import (
     Dropped,
-    ToolFragment,
     arguments_object,
     check_int,
     check_number,
     check_type,
-    chunk_parts,
     estimate_tokens,
     file_text,
     invalid,
@@ -218,7 +217,7 @@ def _document_text(block: dict[str, Any], where: str, req: MessagesRequest) -> s
     source = block.get("source")
     if not isinstance(source, dict):
         raise invalid(f"{where}: a document block needs a 'source' object.", "messages", "invalid_type")
-    title = block.get("title") if isinstance(block.get("title"), str) else ""
+    title = str_or(block.get("title"))
     kind = source.get("type")
     if kind == "text" and isinstance(source.get("data"), str):
         text = f"{title}\n\n{source['data']}" if title else str(source["data"])
@@ -228,8 +227,7 @@ def _document_text(block: dict[str, Any], where: str, req: MessagesRequest) -> s
         text = f"{title}\n\n{body}" if title else body
     elif kind in ("base64", "url", "file"):
         data = source.get("data") if kind == "base64" and isinstance(source.get("data"), str) else None
-        media = source.get("media_type") if isinstance(source.get("media_type"), str) else \
-            ("application/pdf" if kind == "base64" else "")
+        media = str_or(source.get("media_type"), "application/pdf" if kind == "base64" else "")
         label = title or str(source.get("url") or source.get("file_id") or "document")
         text = file_text(label, media, data)
     else:
@@ -239,7 +237,8 @@ def _document_text(block: dict[str, Any], where: str, req: MessagesRequest) -> s
     return text
 
 
-def _tool_result(block: dict[str, Any], where: str, req: MessagesRequest) -> tuple[dict[str, Any], list[dict]]:
+def _tool_result(block: dict[str, Any], where: str,
+                 req: MessagesRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A tool message, plus the images the result carried (they go to the user message that follows)."""
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
@@ -295,53 +294,67 @@ def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
     if not isinstance(content, list):
         raise invalid(f"{where}.content must be a string or a list of content blocks.", "messages",
                       "invalid_type")
-    allowed = _USER_BLOCKS if role == "user" else _ASSISTANT_BLOCKS
-    tool_msgs: list[dict[str, Any]] = []
-    parts: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
+    blocks = _Blocks()
     for j, block in enumerate(content):
-        bwhere = f"{where}.content[{j}]"
+        blocks.add(block, f"{where}.content[{j}]", role, req)
+    if role == "assistant":
+        return [blocks.assistant()]
+    return blocks.user()
+
+
+@dataclass
+class _Blocks:
+    """A message's content blocks sorted into chat shapes."""
+
+    tool_msgs: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, block: Any, where: str, role: str, req: MessagesRequest) -> None:
         btype = block.get("type") if isinstance(block, dict) else None
         if not isinstance(btype, str):
-            raise invalid(f"{bwhere} must be an object with a 'type'.", "messages", "invalid_type")
+            raise invalid(f"{where} must be an object with a 'type'.", "messages", "invalid_type")
         if btype in _SERVER_BLOCKS:
             req.dropped.add(btype)
-            continue
-        if btype not in allowed:
-            raise invalid(f"{bwhere}: block type {btype!r} is not supported in a {role} message.", "messages",
+            return
+        if btype not in (_USER_BLOCKS if role == "user" else _ASSISTANT_BLOCKS):
+            raise invalid(f"{where}: block type {btype!r} is not supported in a {role} message.", "messages",
                           "unsupported_content")
         if btype == "text":
             if not isinstance(block.get("text"), str):
-                raise invalid(f"{bwhere}: a text block needs a string 'text'.", "messages", "invalid_type")
-            parts.append({"type": "text", "text": block["text"]})
+                raise invalid(f"{where}: a text block needs a string 'text'.", "messages", "invalid_type")
+            self.parts.append({"type": "text", "text": block["text"]})
             req.text_bytes += len(block["text"].encode())
         elif btype == "image":
-            parts.append({"type": "image_url", "image_url": {"url": _image_url(block, bwhere)}})
+            self.parts.append({"type": "image_url", "image_url": {"url": _image_url(block, where)}})
             req.images += 1
         elif btype == "document":
-            parts.append({"type": "text", "text": _document_text(block, bwhere, req)})
+            self.parts.append({"type": "text", "text": _document_text(block, where, req)})
         elif btype == "tool_result":
-            tool_msg, images = _tool_result(block, bwhere, req)
-            tool_msgs.append(tool_msg)
-            parts.extend(images)
+            tool_msg, images = _tool_result(block, where, req)
+            self.tool_msgs.append(tool_msg)
+            self.parts.extend(images)
         elif btype == "tool_use":
-            calls.append(_tool_use(block, bwhere, req))
+            self.calls.append(_tool_use(block, where, req))
         # thinking / redacted_thinking: earlier turns' reasoning is not sent back to the model
-    if role == "assistant":
-        text = "".join(p["text"] for p in parts if p["type"] == "text")
-        msg: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
-        if calls:
-            msg["tool_calls"] = calls
-        return [msg]
-    out = list(tool_msgs)
-    if parts:
-        if all(p["type"] == "text" for p in parts):
-            out.append({"role": "user", "content": "\n\n".join(p["text"] for p in parts)})
-        else:
-            out.append({"role": "user", "content": parts})
-    elif not tool_msgs:
-        out.append({"role": "user", "content": ""})
-    return out
+
+    def assistant(self) -> dict[str, Any]:
+        text = "".join(p["text"] for p in self.parts if p["type"] == "text")
+        msg: dict[str, Any] = {"role": "assistant", "content": text or (None if self.calls else "")}
+        if self.calls:
+            msg["tool_calls"] = self.calls
+        return msg
+
+    def user(self) -> list[dict[str, Any]]:
+        out = list(self.tool_msgs)
+        if self.parts:
+            if all(p["type"] == "text" for p in self.parts):
+                out.append({"role": "user", "content": "\n\n".join(p["text"] for p in self.parts)})
+            else:
+                out.append({"role": "user", "content": self.parts})
+        elif not self.tool_msgs:
+            out.append({"role": "user", "content": ""})
+        return out
 
 
 def _tool_use(block: dict[str, Any], where: str, req: MessagesRequest) -> dict[str, Any]:
@@ -368,12 +381,12 @@ def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
         if kind not in (None, "custom"):
             if not isinstance(kind, str) or not kind:
                 raise invalid(f"tools[{i}].type must be a string.", "tools", "invalid_type")
-            fn = client_function(t)
-            if fn is None:
+            tool = client_function(t)
+            if tool is None:
                 req.dropped.add(kind)  # a server tool (web search, code execution, ...): the backend cannot run it
             else:
-                out.append(fn)
-                req.text_bytes += len(json.dumps(fn, ensure_ascii=False).encode())
+                out.append(tool)
+                req.text_bytes += len(json.dumps(tool, ensure_ascii=False).encode())
             continue
         name, schema, desc = t.get("name"), t.get("input_schema"), t.get("description")
         if not isinstance(name, str) or not name:
@@ -440,46 +453,27 @@ def stop_reason(finish: Any, hint: Any, stop_sequences: list[str], has_tools: bo
     return "end_turn", None
 
 
-def usage_of(usage: Any) -> dict[str, int]:
-    u = usage if isinstance(usage, dict) else {}
-    prompt = u.get("prompt_tokens") if isinstance(u.get("prompt_tokens"), int) else 0
-    completion = u.get("completion_tokens") if isinstance(u.get("completion_tokens"), int) else 0
-    details = u.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    cached = cached if isinstance(cached, int) and 0 <= cached <= prompt else 0
-    return {"input_tokens": prompt - cached, "output_tokens": completion,
+def usage_of(usage: object) -> dict[str, int]:
+    u = Usage.parse(usage) or Usage()
+    cached = u.cached_tokens if 0 <= u.cached_tokens <= u.prompt_tokens else 0
+    return {"input_tokens": u.prompt_tokens - cached, "output_tokens": u.completion_tokens,
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> dict[str, Any]:
     """A whole completion document as a Messages response."""
-    choices = doc.get("choices") or []
-    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-    msg = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    done = Completion.parse(doc)
     blocks: list[dict[str, Any]] = []
-    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        blocks.append({"type": "thinking", "thinking": reasoning, "signature": ""})
-    text = _content_text(msg.get("content"))
-    if text.strip():
-        blocks.append({"type": "text", "text": text})
-    calls = [c for c in msg.get("tool_calls") or [] if isinstance(c, dict) and isinstance(c.get("function"), dict)]
-    for call in calls:
-        fn = call["function"]
-        blocks.append({"type": "tool_use", "id": tool_use_id(call.get("id")), "name": str(fn.get("name") or ""),
-                       "input": arguments_object(fn.get("arguments"))})
-    reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"), stop_sequences,
-                                   bool(calls))
+    if done.reasoning:
+        blocks.append({"type": "thinking", "thinking": done.reasoning, "signature": ""})
+    if done.text.strip():
+        blocks.append({"type": "text", "text": done.text})
+    for call in done.tool_calls:
+        blocks.append({"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
+                       "input": arguments_object(call.arguments)})
+    reason, sequence = stop_reason(done.finish_reason, done.stop_reason, stop_sequences, bool(done.tool_calls))
     return {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": model, "content": blocks,
-            "stop_reason": reason, "stop_sequence": sequence, "usage": usage_of(doc.get("usage"))}
+            "stop_reason": reason, "stop_sequence": sequence, "usage": usage_of(done.usage)}
 
 
 # --- stream ------------------------------------------------------------------------------------------------------
@@ -512,9 +506,10 @@ class MessagesStream:
         if self._started:
             return []
         self._started = True
-        message = {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-                   "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}}
+        message: dict[str, Any] = {
+            "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}}
         return [sse_event("message_start", {"type": "message_start", "message": message}),
                 sse_event("ping", {"type": "ping"})]
 
@@ -573,9 +568,10 @@ class MessagesStream:
 
     def feed(self, doc: dict[str, Any]) -> list[bytes]:
         out = self._start()
-        if isinstance(doc.get("usage"), dict):
-            self._usage = doc["usage"]
-        for part in chunk_parts(doc):
+        chunk = parse_chunk(doc)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for part in chunk.parts:
             if part.reasoning:
                 self._out_bytes += len(part.reasoning.encode())
                 out += self._thinking(part.reasoning)

@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+from ..chat_types import content_text, int_or, member, obj
 from .common import arguments_object, safe_id
 
 DEFAULT_MAX_TOKENS = 4096
@@ -26,12 +27,12 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
             continue
         role = m.get("role")
         if role in ("system", "developer"):
-            text = _text(m.get("content"))
+            text = content_text(m.get("content"))
             if text:
                 system.append(text)
         elif role == "tool":
             block = {"type": "tool_result", "tool_use_id": safe_id(m.get("tool_call_id"), ""),
-                     "content": _text(m.get("content"))}
+                     "content": content_text(m.get("content"))}
             _append(messages, "user", [block])
         elif role == "assistant":
             _append(messages, "assistant", _assistant_blocks(m))
@@ -96,14 +97,6 @@ def _in_tool_loop(messages: list[dict[str, Any]]) -> bool:
         any(b["type"] == "tool_result" for b in messages[-1]["content"])
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
-
-
 def _image(url: str) -> dict[str, Any]:
     if url.startswith("data:") and ";base64," in url:
         media, _, data = url[5:].partition(";base64,")
@@ -130,7 +123,7 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
 
 def _assistant_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    text = _text(m.get("content"))
+    text = content_text(m.get("content"))
     if text.strip():
         blocks.append({"type": "text", "text": text})
     for call in m.get("tool_calls") or []:
@@ -192,12 +185,11 @@ def finish_reason(stop_reason: Any) -> str:
     return _FINISH.get(str(stop_reason), "stop")
 
 
-def usage(u: Any) -> dict[str, Any]:
-    u = u if isinstance(u, dict) else {}
+def usage(value: object) -> dict[str, Any]:
+    u = obj(value)
 
     def n(key: str) -> int:
-        v = u.get(key)
-        return v if isinstance(v, int) else 0
+        return int_or(u.get(key))
 
     cached, created = n("cache_read_input_tokens"), n("cache_creation_input_tokens")
     prompt = n("input_tokens") + cached + created
@@ -222,7 +214,7 @@ def completion(msg: dict[str, Any], model: str | None = None) -> dict[str, Any]:
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             thinking.append(block["thinking"])
         elif kind == "tool_use":
-            args = block.get("input") if isinstance(block.get("input"), dict) else {}
+            args = member(block, "input")
             calls.append({"id": str(block.get("id") or ""), "type": "function",
                           "function": {"name": str(block.get("name") or ""),
                                        "arguments": json.dumps(args, ensure_ascii=False)}})
@@ -273,57 +265,62 @@ class MessagesToChunks:
     def event(self, doc: dict[str, Any]) -> bytes:
         kind = doc.get("type")
         if kind == "message_start":
-            msg = doc.get("message") if isinstance(doc.get("message"), dict) else {}
-            self.id = f"chatcmpl-{msg.get('id') or 'anthropic'}"
-            self.model = self.model or msg.get("model")
-            if isinstance(msg.get("usage"), dict):
-                self._usage.update(msg["usage"])
-            return self._chunk({"role": "assistant", "content": ""})
+            return self._message_start(member(doc, "message"))
         if kind == "content_block_start":
-            block = doc.get("content_block") if isinstance(doc.get("content_block"), dict) else {}
-            if block.get("type") == "tool_use":
-                index = len(self._tool_index)
-                self._tool_index[int(doc.get("index", 0))] = index
-                return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""),
-                                                    "type": "function",
-                                                    "function": {"name": str(block.get("name") or ""),
-                                                                 "arguments": ""}}]})
-            if block.get("type") == "text" and block.get("text"):
-                return self._chunk({"content": block["text"]})
-            return b""
+            return self._block_start(doc, member(doc, "content_block"))
         if kind == "content_block_delta":
-            delta = doc.get("delta") if isinstance(doc.get("delta"), dict) else {}
-            dtype = delta.get("type")
-            if dtype == "text_delta" and delta.get("text"):
-                return self._chunk({"content": delta["text"]})
-            if dtype == "thinking_delta" and delta.get("thinking"):
-                return self._chunk({"reasoning_content": delta["thinking"]})
-            if dtype == "input_json_delta" and delta.get("partial_json"):
-                index = self._tool_index.get(int(doc.get("index", 0)))
-                if index is not None:
-                    return self._chunk({"tool_calls": [{"index": index,
-                                                        "function": {"arguments": delta["partial_json"]}}]})
-            return b""
+            return self._block_delta(doc, member(doc, "delta"))
         if kind == "message_delta":
-            if isinstance(doc.get("usage"), dict):
-                self._usage.update({k: v for k, v in doc["usage"].items() if v is not None})
-            delta = doc.get("delta") if isinstance(doc.get("delta"), dict) else {}
-            reason = delta.get("stop_reason")
-            extra = {"stop_reason": delta["stop_sequence"]} if reason == "stop_sequence" and \
-                isinstance(delta.get("stop_sequence"), str) else {}
-            out = self._chunk({}, finish_reason(reason), **extra)
-            if self.include_usage:
-                doc_usage = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                             "model": self.model, "choices": [], "usage": usage(self._usage)}
-                out += b"data: " + json.dumps(doc_usage, separators=(",", ":")).encode() + b"\n\n"
-            return out
+            return self._message_delta(doc)
         if kind == "message_stop":
             self.done = True
             return b"data: [DONE]\n\n"
         if kind == "error":
             self.done = True
-            err = doc.get("error") if isinstance(doc.get("error"), dict) else {}
+            err = member(doc, "error")
             body = {"error": {"message": str(err.get("message") or "Anthropic stream error"),
                               "type": str(err.get("type") or "api_error"), "code": str(err.get("type") or "api_error")}}
             return b"data: " + json.dumps(body).encode() + b"\n\n"
         return b""  # ping, content_block_stop, unknown events
+
+    def _message_start(self, msg: dict[str, Any]) -> bytes:
+        self.id = f"chatcmpl-{msg.get('id') or 'anthropic'}"
+        self.model = self.model or msg.get("model")
+        self._usage.update(member(msg, "usage"))
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def _block_start(self, doc: dict[str, Any], block: dict[str, Any]) -> bytes:
+        if block.get("type") == "tool_use":
+            index = len(self._tool_index)
+            self._tool_index[int(doc.get("index", 0))] = index
+            return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""), "type": "function",
+                                                "function": {"name": str(block.get("name") or ""),
+                                                             "arguments": ""}}]})
+        if block.get("type") == "text" and block.get("text"):
+            return self._chunk({"content": block["text"]})
+        return b""
+
+    def _block_delta(self, doc: dict[str, Any], delta: dict[str, Any]) -> bytes:
+        dtype = delta.get("type")
+        if dtype == "text_delta" and delta.get("text"):
+            return self._chunk({"content": delta["text"]})
+        if dtype == "thinking_delta" and delta.get("thinking"):
+            return self._chunk({"reasoning_content": delta["thinking"]})
+        if dtype == "input_json_delta" and delta.get("partial_json"):
+            index = self._tool_index.get(int(doc.get("index", 0)))
+            if index is not None:
+                return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})
+        return b""
+
+    def _message_delta(self, doc: dict[str, Any]) -> bytes:
+        self._usage.update({k: v for k, v in member(doc, "usage").items() if v is not None})
+        delta = member(doc, "delta")
+        reason = delta.get("stop_reason")
+        extra = {"stop_reason": delta["stop_sequence"]} if reason == "stop_sequence" and \
+            isinstance(delta.get("stop_sequence"), str) else {}
+        out = self._chunk({}, finish_reason(reason), **extra)
+        if self.include_usage:
+            doc_usage = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                         "model": self.model, "choices": [], "usage": usage(self._usage)}
+            out += b"data: " + json.dumps(doc_usage, separators=(",", ":")).encode() + b"\n\n"
+        return out

@@ -13,6 +13,7 @@ from typing import Any
 
 import json_repair
 
+from ..chat_types import content_text
 from ..errors import ApiError
 
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -78,64 +79,17 @@ def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], w
 
 
 def check_number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
-    value = check_type(body, name, (int, float), "a number")
+    value: float | None = check_type(body, name, (int, float), "a number")
     if value is not None and not (math.isfinite(value) and lo <= value <= hi):
         raise invalid(f"'{name}' must be between {lo} and {hi}, got {value}.", name, "invalid_value")
     return value
 
 
 def check_int(body: dict[str, Any], name: str, lo: int, required: bool = False) -> int | None:
-    value = check_type(body, name, int, "an integer", required=required)
+    value: int | None = check_type(body, name, int, "an integer", required=required)
     if value is not None and value < lo:
         raise invalid(f"'{name}' must be at least {lo}, got {value}.", name, "invalid_value")
     return value
-
-
-@dataclass(slots=True)
-class ToolFragment:
-    """One streamed tool-call delta: `index` says which call it continues; `arguments` is the new text."""
-
-    index: int
-    id: Any = None
-    name: str = ""
-    arguments: str = ""
-
-
-def _fragment(call: dict[str, Any]) -> ToolFragment:
-    fn = call.get("function") if isinstance(call.get("function"), dict) else {}
-    args = fn.get("arguments")
-    index = call.get("index", 0)
-    return ToolFragment(index if isinstance(index, int) else 0, call.get("id"), str(fn.get("name") or ""),
-                        args if isinstance(args, str) else "")
-
-
-@dataclass(slots=True)
-class ChunkParts:
-    """What one OpenAI chat-completion chunk carries for choice 0, unpacked once for every stream translator."""
-
-    reasoning: str = ""
-    content: str = ""
-    tool_calls: list[ToolFragment] = field(default_factory=list)
-    finish_reason: str | None = None
-    stop_reason: Any = None  # vLLM-style hint: which stop string matched
-
-
-def chunk_parts(doc: dict[str, Any]) -> list[ChunkParts]:
-    parts: list[ChunkParts] = []
-    for choice in doc.get("choices") or []:
-        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-            continue
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        content = delta.get("content")
-        parts.append(ChunkParts(
-            reasoning=reasoning if isinstance(reasoning, str) else "",
-            content=content if isinstance(content, str) else "",
-            tool_calls=[_fragment(c) for c in delta.get("tool_calls") or [] if isinstance(c, dict)],
-            finish_reason=choice.get("finish_reason") or None,
-            stop_reason=choice.get("stop_reason"),
-        ))
-    return parts
 
 
 # --- what every inbound dialect does to the chat messages it built ----------------------------------------------
@@ -158,14 +112,6 @@ def place_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif text:
             rest.append({"role": "user", "content": text})
     return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + rest
-
-
-def content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
-    return ""
 
 
 IMAGE_PLACEHOLDER = "[image omitted: this model cannot view images]"

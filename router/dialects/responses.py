@@ -13,16 +13,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..chat_types import Completion, ToolFragment, Usage, parse_chunk, str_or
 from ..errors import ApiError
 from .common import (
     MAX_ID_CHARS,
     Dropped,
-    ToolFragment,
     arguments_object,
     check_int,
     check_number,
     check_type,
-    chunk_parts,
     data_url_parts,
     file_text,
     invalid,
@@ -99,19 +98,8 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     metadata = check_type(body, "metadata", dict, "an object")
     user = check_type(body, "safety_identifier", str, "a string") or check_type(body, "user", str, "a string")
 
-    raw_input = body.get("input")
-    if raw_input is None:
-        raise invalid("'input' is required.", "input", "missing_field")
     dropped = Dropped()
-    if isinstance(raw_input, str):
-        messages: list[dict[str, Any]] = [{"role": "user", "content": raw_input}]
-    elif isinstance(raw_input, list):
-        messages = _input_items(raw_input, dropped)
-    else:
-        raise invalid("'input' must be a string or a list of input items.", "input", "invalid_type")
-    if not messages and previous is None:
-        raise invalid("'input' holds nothing to send to the model.", "input", "invalid_value")
-
+    messages = _input_messages(body.get("input"), previous, dropped)
     tools, echo_tools, client_tools = _tools(body.get("tools"), dropped)
     params: dict[str, Any] = {}
     choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), tools, client_tools)
@@ -144,6 +132,21 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
                             instructions=instructions, input_messages=messages, params=params, echo=echo,
                             client_tools=client_tools, dropped=dropped)
+
+
+def _input_messages(raw_input: object, previous: str | None, dropped: Dropped) -> list[dict[str, Any]]:
+    """`input` (a string or a list of items) as chat messages."""
+    if raw_input is None:
+        raise invalid("'input' is required.", "input", "missing_field")
+    if isinstance(raw_input, str):
+        messages: list[dict[str, Any]] = [{"role": "user", "content": raw_input}]
+    elif isinstance(raw_input, list):
+        messages = _input_items(raw_input, dropped)
+    else:
+        raise invalid("'input' must be a string or a list of input items.", "input", "invalid_type")
+    if not messages and previous is None:
+        raise invalid("'input' holds nothing to send to the model.", "input", "invalid_value")
+    return messages
 
 
 def build_chat(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -330,7 +333,7 @@ def _custom(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | N
     fmt = t.get("format")
     note = "Pass the whole free-form input as the string argument `input`."
     if isinstance(fmt, dict) and fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
-        syntax = fmt.get("syntax") if isinstance(fmt.get("syntax"), str) else "grammar"
+        syntax = str_or(fmt.get("syntax"), "grammar")
         note += f" `input` must follow this {syntax} grammar:\n{fmt['definition'][:_GRAMMAR_NOTE_MAX]}"
     params = {"type": "object", "properties": {"input": {"type": "string", "description": "The free-form input."}},
               "required": ["input"], "additionalProperties": False}
@@ -378,7 +381,7 @@ def _tools(value: Any, dropped: Dropped) -> tuple[list[dict[str, Any]], list[dic
             if not isinstance(ns, str) or not ns or not isinstance(inner, list):
                 raise invalid(f"{where}: a namespace needs a string 'name' and a list 'tools'.", "tools",
                               "invalid_type")
-            ns_desc = t.get("description") if isinstance(t.get("description"), str) else ""
+            ns_desc = str_or(t.get("description"))
             for j, sub in enumerate(inner):
                 swhere = f"{where}.tools[{j}]"
                 if not isinstance(sub, dict):
@@ -402,7 +405,8 @@ def _backend_name(ref: dict[str, Any], client: dict[str, ClientTool]) -> str | N
     name = ref.get("name")
     if not isinstance(name, str):
         return None
-    full = flat_name(ref.get("namespace") if isinstance(ref.get("namespace"), str) else None, name)
+    namespace = ref.get("namespace")
+    full = flat_name(namespace if isinstance(namespace, str) else None, name)
     return full if full in client else None
 
 
@@ -502,28 +506,19 @@ def _reasoning_item(text: str) -> dict[str, Any]:
 
 
 def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None) -> tuple[list[dict[str, Any]],
-                                                                                            Any]:
+                                                                                            object]:
     """The output items of a completion document (calls as the client declared the tools), and its
     finish_reason."""
-    choices = doc.get("choices") or []
-    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-    msg = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    done = Completion.parse(doc)
     items: list[dict[str, Any]] = []
-    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        items.append(_reasoning_item(reasoning))
-    content = msg.get("content")
-    if isinstance(content, list):
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"),
-                                                                                                     str))
-    if isinstance(content, str) and content.strip():
-        items.append(_message_item(content))
-    for call in msg.get("tool_calls") or []:
-        fn = call.get("function") if isinstance(call, dict) else None
-        if isinstance(fn, dict):
-            item = _call_item(call.get("id"), str(fn.get("name") or ""), object_json(fn.get("arguments")))
-            items.append(client_item(item, tools or {}))
-    return items, choice.get("finish_reason")
+    if done.reasoning:
+        items.append(_reasoning_item(done.reasoning))
+    if done.text.strip():
+        items.append(_message_item(done.text))
+    for call in done.tool_calls:
+        item = _call_item(call.id, call.name, object_json(call.arguments))
+        items.append(client_item(item, tools or {}))
+    return items, done.finish_reason
 
 
 def assistant_message(items: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -562,18 +557,13 @@ def input_items_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-def usage_of(usage: Any) -> dict[str, Any] | None:
-    if not isinstance(usage, dict):
+def usage_of(usage: object) -> dict[str, Any] | None:
+    u = Usage.parse(usage)
+    if u is None:
         return None
-    prompt = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0
-    completion = usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else 0
-    pd, cd = usage.get("prompt_tokens_details"), usage.get("completion_tokens_details")
-    cached = pd.get("cached_tokens") if isinstance(pd, dict) else None
-    reasoning = cd.get("reasoning_tokens") if isinstance(cd, dict) else None
-    return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached if isinstance(cached, int) else 0},
-            "output_tokens": completion,
-            "output_tokens_details": {"reasoning_tokens": reasoning if isinstance(reasoning, int) else 0},
-            "total_tokens": prompt + completion}
+    return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+            "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": u.prompt_tokens + u.completion_tokens}
 
 
 def status_of(finish: Any) -> tuple[str, dict[str, str] | None]:
@@ -711,11 +701,11 @@ class ResponsesStream:
         self._pending_ws = ""
         out: list[bytes] = []
         if self._open is None or self._open["type"] != "reasoning":
-            item = _reasoning_item("")
-            item["status"] = "in_progress"
-            out += self._add(item, {**item, "content": []})
+            new = _reasoning_item("")
+            new["status"] = "in_progress"
+            out += self._add(new, {**new, "content": []})
             out.append(self._event("response.content_part.added", {
-                "item_id": item["id"], "output_index": self._index(), "content_index": 0,
+                "item_id": new["id"], "output_index": self._index(), "content_index": 0,
                 "part": {"type": "reasoning_text", "text": ""}}))
         item = self._open
         assert item is not None
@@ -732,10 +722,10 @@ class ResponsesStream:
                 self._pending_ws += text
                 return out
             text, self._pending_ws = self._pending_ws + text, ""
-            item = _message_item("", status="in_progress")
-            out += self._add(item, {**item, "content": []})
+            new = _message_item("", status="in_progress")
+            out += self._add(new, {**new, "content": []})
             out.append(self._event("response.content_part.added", {
-                "item_id": item["id"], "output_index": self._index(), "content_index": 0,
+                "item_id": new["id"], "output_index": self._index(), "content_index": 0,
                 "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
         item = self._open
         assert item is not None
@@ -771,9 +761,10 @@ class ResponsesStream:
 
     def feed(self, doc: dict[str, Any]) -> list[bytes]:
         out = self._start()
-        if isinstance(doc.get("usage"), dict):
-            self._usage = doc["usage"]
-        for part in chunk_parts(doc):
+        chunk = parse_chunk(doc)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for part in chunk.parts:
             if part.reasoning:
                 out += self._reasoning(part.reasoning)
             if part.content:

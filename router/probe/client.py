@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from ..chat_types import ChunkPart, parse_chunk
 from ..sse import EventSplitter, event_data
 
 
@@ -93,7 +94,8 @@ def _read_whole(raw: bytes) -> Reply:
         return Reply(200, error="the answer is not a chat completion", error_code="invalid_response")
     if not isinstance(message, dict):
         return Reply(200, error="the answer's message is not an object", error_code="invalid_response")
-    usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else None
+    usage = doc.get("usage")
+    usage = usage if isinstance(usage, dict) else None
     return Reply(200, message=message, usage=usage, finish_reason=choice.get("finish_reason"))
 
 
@@ -117,14 +119,13 @@ async def _read_stream(resp: aiohttp.ClientResponse, started: float) -> Reply:
             if "error" in doc and "choices" not in doc:
                 _error_from(reply, data)
                 return reply
-            if isinstance(doc.get("usage"), dict):
-                reply.usage = doc["usage"]
-            for choice in doc.get("choices") or []:
-                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                    continue
-                if choice.get("finish_reason"):
-                    reply.finish_reason = choice["finish_reason"]
-                if _absorb(choice.get("delta") or {}, content, reasoning, calls) and reply.ttft_s is None:
+            chunk = parse_chunk(doc)
+            if chunk.usage is not None:
+                reply.usage = chunk.usage
+            for part in chunk.parts:
+                if part.finish_reason:
+                    reply.finish_reason = part.finish_reason
+                if _absorb(part, content, reasoning, calls) and reply.ttft_s is None:
                     reply.ttft_s = time.perf_counter() - started
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
     if reasoning:
@@ -135,20 +136,16 @@ async def _read_stream(resp: aiohttp.ClientResponse, started: float) -> Reply:
     return reply
 
 
-def _absorb(delta: dict[str, Any], content: list[str], reasoning: list[str],
-            calls: dict[int, dict[str, Any]]) -> bool:
+def _absorb(part: ChunkPart, content: list[str], reasoning: list[str], calls: dict[int, dict[str, Any]]) -> bool:
     """Adds one delta to the message being assembled; whether it carried anything (a token)."""
     token = False
-    if isinstance(delta.get("content"), str) and delta["content"]:
-        content.append(delta["content"])
+    if part.content:
+        content.append(part.content)
         token = True
-    thought = delta.get("reasoning_content") or delta.get("reasoning")
-    if isinstance(thought, str) and thought:
-        reasoning.append(thought)
+    if part.reasoning:
+        reasoning.append(part.reasoning)
         token = True
-    for piece in delta.get("tool_calls") or []:
-        if not isinstance(piece, dict):
-            continue
+    for piece in part.tool_deltas:
         call = calls.setdefault(int(piece.get("index", len(calls))),
                                 {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
         if piece.get("id"):

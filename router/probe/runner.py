@@ -127,7 +127,8 @@ class Conversation:
         return turn
 
     def _append(self, task: Task, message: dict[str, Any], verdict: Verdict) -> None:
-        content = message.get("content") if isinstance(message.get("content"), str) else None
+        content = message.get("content")
+        content = content if isinstance(content, str) else None
         if not verdict.calls:
             self.messages.append({"role": "assistant", "content": content or ""})
             return

@@ -1,0 +1,196 @@
+"""The internal chat form, typed: frozen values read once from OpenAI chat-completions documents.
+
+Between its parts the router speaks OpenAI's chat form (a request body, completion documents, chunk documents),
+because that is also what most upstreams speak and what an OpenAI client gets byte for byte. Where a part needs to
+*read* one of those documents (the pipeline feeding the repairer, a dialect encoding an answer for its client) it
+parses it here, once, into these values; nothing downstream re-checks types with `isinstance(x.get(k), dict)`.
+
+Parsing takes what is well formed and ignores the rest (an upstream's stray field never fails a request); it copies
+no payload, so a chunk costs one small object per choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# --- typed views of untrusted JSON --------------------------------------------------------------------------------
+
+
+def obj(value: object) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
+def member(doc: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """`doc[key]` when it is a JSON object, else an empty one."""
+    return obj(doc.get(key))
+
+
+def array(value: object) -> list[Any]:
+    """`value` when it is a JSON array, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def int_or(value: object, default: int = 0) -> int:
+    return value if isinstance(value, int) else default
+
+
+def str_or(value: object, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def content_text(content: object) -> str:
+    """A message's `content` as text: the string, or the joined `text` of its parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+# --- the request ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """What the pipeline reads from a chat body (already checked by `dialects.openai_request`); the body itself
+    still goes upstream as it is."""
+
+    model: str
+    stream: bool
+    tools: list[Any]  # the body's own list (tool indexes are cached by its identity and content)
+    tool_choice: str | dict[str, Any] | None
+    parallel_tool_calls: bool
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ChatRequest:
+        choice = body.get("tool_choice")
+        return cls(model=str_or(body.get("model")), stream=body.get("stream") is True, tools=array(body.get("tools")),
+                   tool_choice=choice if isinstance(choice, (str, dict)) else None,
+                   parallel_tool_calls=body.get("parallel_tool_calls", True) is not False)
+
+    def wants_call(self) -> bool:
+        """Whether the client demanded a tool call (`required`, or a named function)."""
+        return self.tool_choice == "required" or isinstance(self.tool_choice, dict)
+
+
+# --- usage ------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """An OpenAI `usage` object; counts the upstream left out (or sent as something else) are 0."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def parse(cls, value: object) -> Usage | None:
+        """None when `value` is not an object."""
+        if not isinstance(value, dict):
+            return None
+        return cls(int_or(value.get("prompt_tokens")), int_or(value.get("completion_tokens")),
+                   int_or(member(value, "prompt_tokens_details").get("cached_tokens")),
+                   int_or(member(value, "completion_tokens_details").get("reasoning_tokens")))
+
+
+# --- streamed chunks --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ToolFragment:
+    """One streamed tool-call delta: `index` says which call it continues; `arguments` is the new text."""
+
+    index: int
+    id: str | None = None
+    name: str = ""
+    arguments: str = ""
+
+    @classmethod
+    def parse(cls, call: Mapping[str, Any]) -> ToolFragment:
+        fn = member(call, "function")
+        call_id = call.get("id")
+        return cls(int_or(call.get("index")), call_id if isinstance(call_id, str) else None,
+                   str(fn.get("name") or ""), str_or(fn.get("arguments")))
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPart:
+    """What one chat-completion chunk carries for choice 0."""
+
+    reasoning: str = ""
+    content: str = ""
+    tool_deltas: tuple[dict[str, Any], ...] = ()  # `delta.tool_calls` as sent (what the repairer assembles)
+    finish_reason: str | None = None
+    stop_reason: str | None = None  # vLLM-style hint: which stop string matched
+
+    @property
+    def tool_calls(self) -> tuple[ToolFragment, ...]:
+        """`tool_deltas` parsed (only the encoders that show fragments one by one need them)."""
+        return tuple(ToolFragment.parse(c) for c in self.tool_deltas)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One chunk document: choice 0's parts (normally one) and its usage, when it carries some."""
+
+    parts: tuple[ChunkPart, ...]
+    usage: dict[str, Any] | None
+
+
+def _part(choice: Mapping[str, Any]) -> ChunkPart:
+    delta = member(choice, "delta")
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    calls = delta.get("tool_calls")
+    deltas = tuple(c for c in calls if isinstance(c, dict)) if isinstance(calls, list) and calls else ()
+    finish, hint = choice.get("finish_reason"), choice.get("stop_reason")
+    return ChunkPart(reasoning=str_or(reasoning), content=str_or(delta.get("content")), tool_deltas=deltas,
+                     finish_reason=finish if isinstance(finish, str) and finish else None,
+                     stop_reason=hint if isinstance(hint, str) else None)
+
+
+def parse_chunk(doc: Mapping[str, Any]) -> Chunk:
+    usage = doc.get("usage")
+    return Chunk(tuple(_part(c) for c in array(doc.get("choices")) if isinstance(c, dict) and c.get("index", 0) == 0),
+                 usage if isinstance(usage, dict) else None)
+
+
+# --- whole completions ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A finished tool call; `arguments` is as the upstream sent it (normally a JSON string)."""
+
+    id: str | None
+    name: str
+    arguments: object
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """Choice 0 of a completion document."""
+
+    text: str
+    reasoning: str
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: object
+    stop_reason: object
+    usage: object
+
+    @classmethod
+    def parse(cls, doc: Mapping[str, Any]) -> Completion:
+        choices = array(doc.get("choices"))
+        choice = obj(choices[0]) if choices else {}
+        msg = member(choice, "message")
+        reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+        calls = []
+        for call in array(msg.get("tool_calls")):
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict):
+                call_id = call.get("id")
+                calls.append(ToolCall(call_id if isinstance(call_id, str) else None, str(fn.get("name") or ""),
+                                      fn.get("arguments")))
+        return cls(text=content_text(msg.get("content")), reasoning=str_or(reasoning), tool_calls=tuple(calls),
+                   finish_reason=choice.get("finish_reason"), stop_reason=choice.get("stop_reason"),
+                   usage=doc.get("usage"))
