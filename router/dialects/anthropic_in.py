@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..chat_types import Completion, ToolFragment, Usage, parse_chunk, str_or
+from ..chat_types import Completion, ToolFragment, Usage, str_or
 from ..errors import ApiError
 from .anthropic_tools import client_function
 from .common import (
+    ChunkEncoder,
     Dropped,
     arguments_object,
     check_int,
@@ -478,12 +479,13 @@ def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> di
 
 # --- stream ------------------------------------------------------------------------------------------------------
 
-class MessagesStream:
+class MessagesStream(ChunkEncoder):
     """Chunk documents in, Messages SSE events out. Blocks never interleave: a new kind of delta closes the open
     block. Leading whitespace of a text block is held back until real text arrives (a whitespace-only text block
     is not valid input for a later turn)."""
 
     def __init__(self, model: str, stop_sequences: list[str], input_estimate: int = 0) -> None:
+        super().__init__()
         self.model = model
         self.stop_sequences = stop_sequences
         self.input_estimate = input_estimate
@@ -494,9 +496,6 @@ class MessagesStream:
         self._tool_blocks: dict[int, int] = {}  # chat tool-call index -> block index
         self._open_tool: int | None = None
         self._pending_ws = ""
-        self._finish: Any = None
-        self._hint: Any = None
-        self._usage: dict[str, Any] | None = None
         self._saw_tool = False
         self._out_bytes = 0
         self.blocks: list[dict[str, Any]] = []  # the blocks opened so far (headers only: memory stays flat however
@@ -532,7 +531,8 @@ class MessagesStream:
         return sse_event("content_block_delta", {"type": "content_block_delta", "index": self._index,
                                                  "delta": delta})
 
-    def _thinking(self, text: str) -> list[bytes]:
+    def _reasoning(self, text: str) -> list[bytes]:
+        self._out_bytes += len(text.encode())
         self._pending_ws = ""
         out = [] if self._open == "thinking" else self._open_block("thinking", {"type": "thinking", "thinking": "",
                                                                                "signature": ""})
@@ -540,6 +540,7 @@ class MessagesStream:
         return out
 
     def _text(self, text: str) -> list[bytes]:
+        self._out_bytes += len(text.encode())
         out: list[bytes] = []
         if self._open != "text":
             if not (self._pending_ws + text).strip():
@@ -564,24 +565,6 @@ class MessagesStream:
             return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
         if args:
             out.append(self._delta({"type": "input_json_delta", "partial_json": args}))
-        return out
-
-    def feed(self, doc: dict[str, Any]) -> list[bytes]:
-        out = self._start()
-        chunk = parse_chunk(doc)
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        for part in chunk.parts:
-            if part.reasoning:
-                self._out_bytes += len(part.reasoning.encode())
-                out += self._thinking(part.reasoning)
-            if part.content:
-                self._out_bytes += len(part.content.encode())
-                out += self._text(part.content)
-            for call in part.tool_calls:
-                out += self._tool(call)
-            if part.finish_reason:
-                self._finish, self._hint = part.finish_reason, part.stop_reason
         return out
 
     def finish(self) -> list[bytes]:

@@ -8,12 +8,13 @@ import json
 import math
 import os
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
 import json_repair
 
-from ..chat_types import content_text
+from ..chat_types import ToolFragment, content_text, parse_chunk
 from ..errors import ApiError
 
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -177,3 +178,41 @@ class Dropped:
 
 
 DROPPED_HEADER = "x-agentgate-dropped-tools"
+
+
+class ChunkEncoder(ABC):
+    """Chunk documents in, one dialect's SSE events out. `feed` unpacks each chunk once and hands its parts to
+    the dialect's hooks; the usage, finish reason and stop-string hint seen last are kept for `finish`."""
+
+    def __init__(self) -> None:
+        self._usage: dict[str, Any] | None = None
+        self._finish: str | None = None
+        self._hint: str | None = None
+
+    @abstractmethod
+    def _start(self) -> list[bytes]: ...
+
+    @abstractmethod
+    def _reasoning(self, text: str) -> list[bytes]: ...
+
+    @abstractmethod
+    def _text(self, text: str) -> list[bytes]: ...
+
+    @abstractmethod
+    def _tool(self, call: ToolFragment) -> list[bytes]: ...
+
+    def feed(self, doc: dict[str, Any]) -> list[bytes]:
+        out = self._start()
+        chunk = parse_chunk(doc)
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for part in chunk.parts:
+            if part.reasoning:
+                out += self._reasoning(part.reasoning)
+            if part.content:
+                out += self._text(part.content)
+            for call in part.tool_calls:
+                out += self._tool(call)
+            if part.finish_reason:
+                self._finish, self._hint = part.finish_reason, part.stop_reason
+        return out

@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..chat_types import Completion, ToolFragment, Usage, parse_chunk, str_or
+from ..chat_types import Completion, ToolFragment, Usage, str_or
 from ..errors import ApiError
 from .common import (
     MAX_ID_CHARS,
+    ChunkEncoder,
     Dropped,
     arguments_object,
     check_int,
@@ -587,11 +588,12 @@ def response_object(req: ResponsesRequest, resp_id: str, created_at: int, *, sta
 
 # --- stream ------------------------------------------------------------------------------------------------------
 
-class ResponsesStream:
+class ResponsesStream(ChunkEncoder):
     """Chunk documents in, Responses SSE events out. One output item is open at a time; a new kind of delta
     closes it with its `.done` events. `response` holds the final Response after `finish()`/`error()`."""
 
     def __init__(self, req: ResponsesRequest, resp_id: str, max_chars: int = MAX_OUTPUT_CHARS) -> None:
+        super().__init__()
         self.req = req
         self.max_chars = max_chars
         self.id = resp_id
@@ -604,8 +606,6 @@ class ResponsesStream:
         self._open_tool: int | None = None
         self._tools: dict[int, dict[str, Any]] = {}
         self._pending_ws = ""
-        self._finish: Any = None
-        self._usage: Any = None
         self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
         self._chars = 0
 
@@ -758,22 +758,6 @@ class ResponsesStream:
     def _custom(self, item: dict[str, Any]) -> bool:
         tool = self.req.client_tools.get(item["name"])
         return tool is not None and tool.kind == "custom"
-
-    def feed(self, doc: dict[str, Any]) -> list[bytes]:
-        out = self._start()
-        chunk = parse_chunk(doc)
-        if chunk.usage is not None:
-            self._usage = chunk.usage
-        for part in chunk.parts:
-            if part.reasoning:
-                out += self._reasoning(part.reasoning)
-            if part.content:
-                out += self._text(part.content)
-            for call in part.tool_calls:
-                out += self._tool(call)
-            if part.finish_reason:
-                self._finish = part.finish_reason
-        return out
 
     def finish(self) -> list[bytes]:
         out = self._start() + self._close()
