@@ -493,9 +493,6 @@ class MessagesStream(ChunkEncoder):
         self._started = False
         self._index = -1
         self._open: str | None = None  # "text" | "thinking" | "tool_use"
-        self._tool_blocks: dict[int, int] = {}  # chat tool-call index -> block index
-        self._open_tool: int | None = None
-        self._pending_ws = ""
         self._saw_tool = False
         self._out_bytes = 0
         self.blocks: list[dict[str, Any]] = []  # the blocks opened so far (headers only: memory stays flat however
@@ -515,7 +512,7 @@ class MessagesStream(ChunkEncoder):
     def _close(self) -> list[bytes]:
         if self._open is None:
             return []
-        self._open, self._open_tool = None, None
+        self._open, self._open_call = None, None
         return [sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})]
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> list[bytes]:
@@ -543,29 +540,21 @@ class MessagesStream(ChunkEncoder):
         self._out_bytes += len(text.encode())
         out: list[bytes] = []
         if self._open != "text":
-            if not (self._pending_ws + text).strip():
-                self._pending_ws += text
+            held = self._held(text)
+            if held is None:
                 return out
-            text, self._pending_ws = self._pending_ws + text, ""
+            text = held
             out += self._open_block("text", {"type": "text", "text": ""})
         out.append(self._delta({"type": "text_delta", "text": text}))
         return out
 
-    def _tool(self, call: ToolFragment) -> list[bytes]:
-        index, args = call.index, call.arguments
-        out: list[bytes] = []
-        if index not in self._tool_blocks:
-            self._pending_ws = ""
-            self._saw_tool = True
-            out += self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id),
-                                                 "name": call.name, "input": {}})
-            self._tool_blocks[index] = self._index
-            self._open_tool = index
-        elif self._open_tool != index:
-            return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
-        if args:
-            out.append(self._delta({"type": "input_json_delta", "partial_json": args}))
-        return out
+    def _call_start(self, call: ToolFragment) -> list[bytes]:
+        self._saw_tool = True
+        return self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
+                                             "input": {}})
+
+    def _call_args(self, index: int, text: str) -> list[bytes]:
+        return [self._delta({"type": "input_json_delta", "partial_json": text})]
 
     def finish(self) -> list[bytes]:
         out = self._start() + self._close()

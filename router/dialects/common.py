@@ -188,6 +188,9 @@ class ChunkEncoder(ABC):
         self._usage: dict[str, Any] | None = None
         self._finish: str | None = None
         self._hint: str | None = None
+        self._pending_ws = ""  # leading whitespace of a text block, held until real text arrives
+        self._calls: set[int] = set()  # the chat tool-call indexes seen
+        self._open_call: int | None = None  # the call whose block is open (the dialect's close resets it)
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -199,7 +202,34 @@ class ChunkEncoder(ABC):
     def _text(self, text: str) -> list[bytes]: ...
 
     @abstractmethod
-    def _tool(self, call: ToolFragment) -> list[bytes]: ...
+    def _call_start(self, call: ToolFragment) -> list[bytes]:
+        """Opens the block of a new call (closing the open one)."""
+
+    @abstractmethod
+    def _call_args(self, index: int, text: str) -> list[bytes]:
+        """More argument text for the open call."""
+
+    def _held(self, text: str) -> str | None:
+        """`text` preceded by the whitespace held back so far, or None while it is all whitespace (a
+        whitespace-only text block is not valid input for a later turn, so none is opened for it)."""
+        if not (self._pending_ws + text).strip():
+            self._pending_ws += text
+            return None
+        text, self._pending_ws = self._pending_ws + text, ""
+        return text
+
+    def _tool(self, call: ToolFragment) -> list[bytes]:
+        out: list[bytes] = []
+        if call.index not in self._calls:
+            self._pending_ws = ""
+            out += self._call_start(call)
+            self._calls.add(call.index)
+            self._open_call = call.index
+        elif self._open_call != call.index:
+            return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
+        if call.arguments:
+            out += self._call_args(call.index, call.arguments)
+        return out
 
     def feed(self, doc: dict[str, Any]) -> list[bytes]:
         out = self._start()

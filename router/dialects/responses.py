@@ -603,9 +603,7 @@ class ResponsesStream(ChunkEncoder):
         self._seq = 0
         self._started = False
         self._open: dict[str, Any] | None = None  # the item being streamed
-        self._open_tool: int | None = None
         self._tools: dict[int, dict[str, Any]] = {}
-        self._pending_ws = ""
         self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
         self._chars = 0
 
@@ -658,7 +656,7 @@ class ResponsesStream(ChunkEncoder):
     def _close(self) -> list[bytes]:
         self._sync()
         self._acc = []
-        item, self._open, self._open_tool = self._open, None, None
+        item, self._open, self._open_call = self._open, None, None
         if item is None:
             return []
         idx = self.items.index(item)
@@ -718,10 +716,10 @@ class ResponsesStream(ChunkEncoder):
     def _text(self, text: str) -> list[bytes]:
         out: list[bytes] = []
         if self._open is None or self._open["type"] != "message":
-            if not (self._pending_ws + text).strip():
-                self._pending_ws += text
+            held = self._held(text)
+            if held is None:
                 return out
-            text, self._pending_ws = self._pending_ws + text, ""
+            text = held
             new = _message_item("", status="in_progress")
             out += self._add(new, {**new, "content": []})
             out.append(self._event("response.content_part.added", {
@@ -735,25 +733,17 @@ class ResponsesStream(ChunkEncoder):
                                                               "content_index": 0, "delta": text, "logprobs": []}))
         return out
 
-    def _tool(self, call: ToolFragment) -> list[bytes]:
-        index, args = call.index, call.arguments
-        out: list[bytes] = []
-        if index not in self._tools:
-            self._pending_ws = ""
-            item = _call_item(call.id, call.name, "", status="in_progress")
-            out += self._add(item, self._shown_call(item))
-            self._tools[index] = item
-            self._open_tool = index
-        elif self._open_tool != index:
-            return out  # a fragment for an item already closed cannot be placed; repaired calls arrive whole
+    def _call_start(self, call: ToolFragment) -> list[bytes]:
+        item = self._tools[call.index] = _call_item(call.id, call.name, "", status="in_progress")
+        return self._add(item, self._shown_call(item))
+
+    def _call_args(self, index: int, text: str) -> list[bytes]:
         item = self._tools[index]
-        if args and self._custom(item):
-            self._grow(args)  # a custom tool's input is sent whole when the call closes
-        elif args:
-            self._grow(args)
-            out.append(self._event("response.function_call_arguments.delta", {
-                "item_id": item["id"], "output_index": self.items.index(item), "delta": args}))
-        return out
+        self._grow(text)
+        if self._custom(item):
+            return []  # a custom tool's input is sent whole when the call closes
+        return [self._event("response.function_call_arguments.delta", {
+            "item_id": item["id"], "output_index": self.items.index(item), "delta": text})]
 
     def _custom(self, item: dict[str, Any]) -> bool:
         tool = self.req.client_tools.get(item["name"])
