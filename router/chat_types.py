@@ -70,10 +70,6 @@ class ChatRequest:
                    tool_choice=choice if isinstance(choice, (str, dict)) else None,
                    parallel_tool_calls=body.get("parallel_tool_calls", True) is not False)
 
-    def wants_call(self) -> bool:
-        """Whether the client demanded a tool call (`required`, or a named function)."""
-        return self.tool_choice == "required" or isinstance(self.tool_choice, dict)
-
 
 # --- usage ------------------------------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from repair.stream import Event
 
 from . import jsoncodec, relay
 from .capture import ToolOutput
-from .chat_types import ChatRequest, parse_chunk
+from .chat_types import ChatRequest, member, parse_chunk
 from .config.model import RepairPolicy
 from .context import RequestContext
 from .dispatch import Opened, dispatch
@@ -240,7 +240,7 @@ def _feedback(body: dict[str, Any], result: RepairResult, raw_text: str) -> dict
     """The retry request: the invalid output plus what was wrong with it."""
     problems = "; ".join(f"{e.kind}: {e.detail}" if e.detail else e.kind for e in result.errors) or \
         "a tool call was required but none was made"
-    names = ", ".join(str(t.get("function", {}).get("name", "?")) for t in body.get("tools", [])
+    names = ", ".join(str(member(t, "function").get("name", "?")) for t in ChatRequest.of(body).tools
                       if isinstance(t, dict))
     messages = [*body.get("messages", []), {"role": "assistant", "content": raw_text or ""},
                 {"role": "user", "content": f"Your previous reply did not contain a valid tool call ({problems}). "
@@ -252,7 +252,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
                   index: ToolIndex | None, retry_possible: bool) -> list[str] | tuple[RepairResult, str]:
     """Repairs `doc` in place; returns the repair kinds, or (result, raw text) when a retry should be made."""
     kinds: set[str] = set()
-    tool_choice = body.get("tool_choice")
+    req = ChatRequest.of(body)
     for choice in doc["choices"]:
         msg = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(msg, dict):
@@ -260,13 +260,13 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         content = msg.get("content")
         text = content if isinstance(content, str) else None
         result = repair_message(
-            text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=tool_choice,
-            parallel_tool_calls=body.get("parallel_tool_calls", True) is not False, format=policy.format,
+            text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=req.tool_choice,
+            parallel_tool_calls=req.parallel_tool_calls, format=policy.format,
             reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
         )
         _record(ex, result)
         ex.tool_output = ToolOutput(text, msg.get("tool_calls"), msg.get("reasoning_content"), body, policy, result)
-        if _failed(result, tool_choice):
+        if _failed(result, req.tool_choice):
             if policy.on_failure == "retry" and retry_possible:
                 return result, text or ""
             if policy.on_failure == "error":
