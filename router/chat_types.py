@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # --- typed views of untrusted JSON --------------------------------------------------------------------------------
 
@@ -93,6 +93,8 @@ class Usage:
 
 
 # --- streamed chunks --------------------------------------------------------------------------------------------
+# Named tuples rather than frozen dataclasses: as immutable and as typed, and built per streamed chunk at a
+# fraction of the cost (a frozen dataclass sets each field through object.__setattr__).
 
 @dataclass(frozen=True, slots=True)
 class ToolFragment:
@@ -105,14 +107,15 @@ class ToolFragment:
 
     @classmethod
     def parse(cls, call: Mapping[str, Any]) -> ToolFragment:
-        fn = member(call, "function")
-        call_id = call.get("id")
-        return cls(int_or(call.get("index")), call_id if isinstance(call_id, str) else None,
-                   str(fn.get("name") or ""), str_or(fn.get("arguments")))
+        fn = call.get("function")
+        if not isinstance(fn, dict):
+            fn = {}
+        index, call_id, args = call.get("index", 0), call.get("id"), fn.get("arguments")
+        return cls(index if isinstance(index, int) else 0, call_id if isinstance(call_id, str) else None,
+                   str(fn.get("name") or ""), args if isinstance(args, str) else "")
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkPart:
+class ChunkPart(NamedTuple):
     """What one chat-completion chunk carries for choice 0."""
 
     reasoning: str = ""
@@ -124,32 +127,47 @@ class ChunkPart:
     @property
     def tool_calls(self) -> tuple[ToolFragment, ...]:
         """`tool_deltas` parsed (only the encoders that show fragments one by one need them)."""
-        return tuple(ToolFragment.parse(c) for c in self.tool_deltas)
+        return tuple([ToolFragment.parse(c) for c in self.tool_deltas]) if self.tool_deltas else ()
 
 
-@dataclass(frozen=True, slots=True)
-class Chunk:
+class Chunk(NamedTuple):
     """One chunk document: choice 0's parts (normally one) and its usage, when it carries some."""
 
     parts: tuple[ChunkPart, ...]
     usage: dict[str, Any] | None
 
 
-def _part(choice: Mapping[str, Any]) -> ChunkPart:
-    delta = member(choice, "delta")
+_NO_PARTS: tuple[ChunkPart, ...] = ()
+
+
+def _part(choice: dict[str, Any]) -> ChunkPart:
+    delta = choice.get("delta")
+    if not isinstance(delta, dict):
+        delta = {}
     reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    content = delta.get("content")
     calls = delta.get("tool_calls")
-    deltas = tuple(c for c in calls if isinstance(c, dict)) if isinstance(calls, list) and calls else ()
     finish, hint = choice.get("finish_reason"), choice.get("stop_reason")
-    return ChunkPart(reasoning=str_or(reasoning), content=str_or(delta.get("content")), tool_deltas=deltas,
-                     finish_reason=finish if isinstance(finish, str) and finish else None,
-                     stop_reason=hint if isinstance(hint, str) else None)
+    return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
+                     tuple([c for c in calls if isinstance(c, dict)]) if isinstance(calls, list) and calls else (),
+                     finish if isinstance(finish, str) and finish else None,
+                     hint if isinstance(hint, str) else None)
 
 
 def parse_chunk(doc: Mapping[str, Any]) -> Chunk:
+    """Choice 0's parts and the usage of one chunk document (per streamed chunk: kept cheap)."""
+    choices = doc.get("choices")
     usage = doc.get("usage")
-    return Chunk(tuple(_part(c) for c in array(doc.get("choices")) if isinstance(c, dict) and c.get("index", 0) == 0),
-                 usage if isinstance(usage, dict) else None)
+    if not isinstance(usage, dict):
+        usage = None
+    if isinstance(choices, list) and len(choices) == 1:  # the usual shape
+        choice = choices[0]
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return Chunk((_part(choice),), usage)
+        return Chunk(_NO_PARTS, usage)
+    if not isinstance(choices, list):
+        return Chunk(_NO_PARTS, usage)
+    return Chunk(tuple([_part(c) for c in choices if isinstance(c, dict) and c.get("index", 0) == 0]), usage)
 
 
 # --- whole completions ------------------------------------------------------------------------------------------
