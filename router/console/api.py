@@ -169,7 +169,7 @@ async def _engines(console: Console, st: AppState) -> list[dict[str, Any]]:
             "batch": doc.get("running"), "max_batch": doc.get("max_batch"), "queue": doc.get("queue"),
             "cache_hits": cache.get("hits"), "cache_misses": cache.get("misses"),
             "cache_hit_tokens": cache.get("hit_tokens"), "cache_bytes": cache.get("bytes"),
-            "prompt_tokens": doc["tokens"].get("prompt") if isinstance(doc.get("tokens"), dict) else None,
+            "prompt_tokens": member(doc, "tokens").get("prompt"),
             "memory_active": memory.get("active"), "memory_peak": memory.get("peak"),
             "rss_bytes": _rss(s.pid),
         })

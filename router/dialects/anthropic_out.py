@@ -153,7 +153,8 @@ def _tool(t: dict[str, Any]) -> dict[str, Any] | None:
     fn = t.get("function")
     if t.get("type", "function") != "function" or not isinstance(fn, dict) or not fn.get("name"):
         return None
-    schema = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {"type": "object", "properties": {}}
+    params = fn.get("parameters")
+    schema = params if isinstance(params, dict) else {"type": "object", "properties": {}}
     tool: dict[str, Any] = {"name": fn["name"], "input_schema": schema}
     if isinstance(fn.get("description"), str) and fn["description"]:
         tool["description"] = fn["description"]
