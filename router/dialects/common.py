@@ -241,8 +241,9 @@ class ChunkEncoder(ABC):
                 out += self._reasoning(part.reasoning)
             if part.content:
                 out += self._text(part.content)
-            for call in part.tool_calls:
-                out += self._tool(call)
+            if part.tool_deltas:
+                for call in part.tool_calls:
+                    out += self._tool(call)
             if part.finish_reason:
                 self._finish, self._hint = part.finish_reason, part.stop_reason
         return out
