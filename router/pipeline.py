@@ -142,22 +142,18 @@ async def _chat_stream(ex: Exchange, gen: AsyncGenerator[dict[str, Any], None]) 
         first = first_task.result()  # raises before anything is sent to the client
 
     async def chained() -> AsyncIterator[dict[str, Any]]:
+        # one generator layer per event: the first chunk, the rest, the upstream's late status as an ApiError,
+        # and `gen` closed however the stream ends (done, failed, or the client gone)
         try:
             yield first if done else await first_task
             async for c in gen:
                 yield c
         except UpstreamStatus as up:
             raise up.api_error() from None
+        finally:
+            await gen.aclose()
 
-    return ChatReply(chunks=_closing(chained(), gen), headers={"x-agentgate-provider": ex.provider})
-
-
-async def _closing(it: AsyncIterator[dict[str, Any]], gen: Any) -> AsyncIterator[dict[str, Any]]:
-    try:
-        async for c in it:
-            yield c
-    finally:
-        await gen.aclose()
+    return ChatReply(chunks=chained(), headers={"x-agentgate-provider": ex.provider})
 
 
 def _note_constraint(ex: Exchange, opened: Opened) -> None:
