@@ -1,10 +1,12 @@
-"""Turns engine entries of the config into the supervisor's specs, and engine events into metrics."""
+"""Starts the engine supervisor for a config (the config holds the supervisor's specs) and turns engine events
+into metrics."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+
+from engines.supervisor.types import EngineEvent, EngineSpec, EngineSupervisor
 
 from .config.model import Config
 from .metrics import Metrics
@@ -12,26 +14,14 @@ from .metrics import Metrics
 log = logging.getLogger("agentgate.engine")
 
 
-def engine_specs(config: Config) -> list[Any]:
-    from engines.supervisor.lifecycle import EngineSpec
-
-    specs = []
-    for m in config.models:
-        e = m.engine
-        if e is None:
-            continue
-        specs.append(EngineSpec(
-            name=m.name, kind=e.kind, model=e.model, command=e.command, health_path=e.health_path,
-            ttl=e.ttl or None, start_timeout=e.start_timeout, env=dict(e.env), args=e.args,
-            memory_gb=e.memory_gb, tool_format=None if m.repair.format == "auto" else m.repair.format,
-        ))
-    return specs
+def engine_specs(config: Config) -> list[EngineSpec]:
+    return [m.engine for m in config.models if m.engine is not None]
 
 
-def make_supervisor(config: Config, metrics: Metrics) -> Any:
+def make_supervisor(config: Config, metrics: Metrics) -> EngineSupervisor:
     from engines.supervisor.lifecycle import Supervisor
 
-    def on_event(event: Any) -> None:
+    def on_event(event: EngineEvent) -> None:
         state = {"starting": "starting", "ready": "ready", "stopped": "stopped", "crashed": "failed",
                  "evicted": "stopped", "unloaded_idle": "stopped"}.get(event.kind)
         if state:
@@ -44,11 +34,9 @@ def make_supervisor(config: Config, metrics: Metrics) -> Any:
     specs = engine_specs(config)
     for s in specs:
         metrics.set_engine_state(s.name, "stopped")
-    for m in config.models:
-        if m.engine is not None:
-            ok, note = engine_availability(m.engine)
-            if note:
-                (log.info if ok else log.warning)("engine %s: %s", m.name, note)
+        ok, note = engine_availability(s)
+        if note:
+            (log.info if ok else log.warning)("engine %s: %s", s.name, note)
     runtime_dir = Path(config.engines.runtime_dir) if config.engines.runtime_dir else None
     return Supervisor(specs, max_loaded=config.engines.max_loaded, memory_budget_gb=config.engines.memory_budget_gb,
                       runtime_dir=runtime_dir, state_dir=engines_state_dir(config), on_event=on_event)
@@ -64,7 +52,7 @@ def engines_state_dir(config: Config) -> Path | None:
     return default_path().parent / "engines"
 
 
-def engine_availability(entry: Any) -> tuple[bool, str | None]:
+def engine_availability(entry: EngineSpec) -> tuple[bool, str | None]:
     """Whether an engine entry can start here, and a note for /v1/models and the start-up log."""
     model = entry.model or ""
     if entry.kind != "mlx" or model.startswith("tiny:") or Path(model).expanduser().exists():

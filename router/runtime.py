@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+
+from engines.supervisor.types import EngineSupervisor
 
 from .config.model import ClientKey, Config, ProviderConfig
 from .metrics import Metrics
@@ -20,8 +21,10 @@ from .upstream.openai import OpenAIUpstream
 log = logging.getLogger("agentgate")
 
 
-def make_upstream(cfg: ProviderConfig, supervisor: Any) -> Upstream:
+def make_upstream(cfg: ProviderConfig, supervisor: EngineSupervisor | None) -> Upstream:
     if cfg.type == "engine":
+        if supervisor is None:
+            raise ValueError(f"provider {cfg.name!r} is an engine, and no engine supervisor runs")
         return EngineUpstream(cfg, supervisor)
     if cfg.type == "anthropic":
         from .upstream.anthropic import AnthropicUpstream
@@ -38,7 +41,7 @@ class Runtime:
     keys: tuple[ClientKey, ...] = field(default=())
 
     @classmethod
-    def build(cls, config: Config, metrics: Metrics, supervisor: Any,
+    def build(cls, config: Config, metrics: Metrics, supervisor: EngineSupervisor | None,
               previous: Runtime | None = None) -> Runtime:
         upstreams: dict[str, Upstream] = {}
         for name, pcfg in config.providers.items():

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
+
+from engines.supervisor.types import EngineSupervisor
 
 from .metrics import Metrics
 from .runtime import Runtime
@@ -16,7 +17,7 @@ from .toolcache import ToolIndexCache
 class AppState:
     runtime: Runtime  # swapped whole on reload; a request keeps the one it started with
     metrics: Metrics
-    supervisor: Any  # engines.supervisor.Supervisor
+    supervisor: EngineSupervisor | None  # None: no engine in the config
     config_path: str | None = None
     tool_indexes: ToolIndexCache = field(default_factory=ToolIndexCache)  # survives reloads: keyed by content
 

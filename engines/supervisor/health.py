@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -36,7 +37,8 @@ async def wait_ready(health_url: str, *, unix_socket: str | None, exited: asynci
             if remaining <= 0:
                 return Readiness("timeout", note)
             probe = asyncio.ensure_future(_probe(session, health_url, min(_PROBE_TIMEOUT, remaining)))
-            done, _ = await asyncio.wait({probe, exited}, timeout=remaining,
+            waiting: set[asyncio.Future[Any]] = {probe, exited}
+            done, _ = await asyncio.wait(waiting, timeout=remaining,
                                          return_when=asyncio.FIRST_COMPLETED)
             if probe in done:
                 result = probe.result()

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,7 @@ from .types import (
     Endpoint,
     EngineEvent,
     EngineSpec,
+    EngineState,
     EngineStatus,
     EngineUnavailable,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "Endpoint",
     "EngineEvent",
     "EngineSpec",
+    "EngineState",
     "EngineStatus",
     "EngineUnavailable",
     "Supervisor",
@@ -51,7 +54,7 @@ class _Engine:
     """Mutable runtime record of one engine (one spec). Replaced by a fresh record when its spec changes."""
 
     spec: EngineSpec
-    state: str = "stopped"
+    state: EngineState = EngineState.STOPPED
     proc: ChildProcess | None = None
     launch: Launch | None = None
     in_flight: int = 0
@@ -78,10 +81,10 @@ class _Engine:
 
     @property
     def idle(self) -> bool:
-        return self.state == "ready" and self.in_flight == 0 and self.waiters == 0
+        return self.state == EngineState.READY and self.in_flight == 0 and self.waiters == 0
 
 
-class _Lease:
+class _Lease(AbstractAsyncContextManager[Endpoint]):
     """`async with supervisor.lease(name) as endpoint:` — counts one in-flight use of a ready engine."""
 
     def __init__(self, supervisor: Supervisor, name: str) -> None:
@@ -159,7 +162,9 @@ class Supervisor:
     def endpoint(self, name: str) -> Endpoint | None:
         """The endpoint of engine `name` while it is ready (no lease taken), else None."""
         rec = self._records.get(name)
-        return rec.launch.endpoint if rec is not None and rec.state == "ready" and rec.launch is not None else None
+        if rec is None or rec.state != EngineState.READY or rec.launch is None:
+            return None
+        return rec.launch.endpoint
 
     def crashed(self, name: str) -> bool:
         """True when the engine's process died unexpectedly; stays true until its next start."""
@@ -197,18 +202,18 @@ class Supervisor:
             new[spec.name] = spec
         stops: list[asyncio.Task[None]] = []
         for name, rec in list(self._records.items()):
-            spec = new.get(name)
-            if spec is not None and spec.launch_key() == rec.spec.launch_key():
-                rec.spec = spec
+            wanted = new.get(name)
+            if wanted is not None and wanted.launch_key() == rec.spec.launch_key():
+                rec.spec = wanted
                 continue
-            detail = "removed from configuration" if spec is None else "configuration changed"
+            detail = "removed from configuration" if wanted is None else "configuration changed"
             task = self._retire(rec, detail, drain_timeout)
             if task is not None:
                 stops.append(task)
-            if spec is None:
+            if wanted is None:
                 del self._records[name]
             else:
-                self._records[name] = _Engine(spec, predecessor=task)
+                self._records[name] = _Engine(wanted, predecessor=task)
                 LOG.info("engine %s: configuration changed, restarting on next use", name,
                          extra={"engine": name})
         for name, spec in new.items():
@@ -249,7 +254,7 @@ class Supervisor:
             rec = self._records.get(name)
             if rec is None:
                 raise EngineUnavailable(name, "engine was removed from the configuration")
-            if rec.state == "ready":
+            if rec.state == EngineState.READY:
                 rec.in_flight += 1
                 rec.last_used = time.time()
                 return rec
@@ -302,13 +307,13 @@ class Supervisor:
                     if not pending.done():
                         raise EngineUnavailable(spec.name, "previous instance is still stopping")
             await self._backoff(rec, deadline)
-            rec.state = "starting"
+            rec.state = EngineState.STARTING
             await self._make_room(rec, deadline)
             launch = plan_launch(spec, runtime_dir=self._ensure_runtime_dir(), python=self._python,
                                  state_dir=self._state_dir)
         except BaseException as exc:
             rec.reserved = False
-            rec.state = previous_state if previous_state != "stopping" else "stopped"
+            rec.state = previous_state if previous_state != EngineState.STOPPING else EngineState.STOPPED
             self._notify()
             if isinstance(exc, ValueError):
                 raise EngineUnavailable(spec.name, str(exc)) from None
@@ -386,7 +391,7 @@ class Supervisor:
         except BaseException as exc:
             rec.reserved = False
             if isinstance(exc, asyncio.CancelledError):
-                rec.state = "stopped"
+                rec.state = EngineState.STOPPED
                 self._notify()
                 raise
             reason = f"cannot start {launch.argv[0]!r}: {exc}"
@@ -424,7 +429,7 @@ class Supervisor:
             await self._abort_start(rec, proc, "stopped", reason, failed=True)
             raise EngineUnavailable(spec.name, reason)
         now = loop.time()
-        rec.state = "ready"
+        rec.state = EngineState.READY
         rec.ready_at = rec.idle_since = now
         rec.load_seconds = now - began
         rec.last_used = time.time()
@@ -442,7 +447,7 @@ class Supervisor:
             self._record_failure(rec, reason)
             LOG.error("engine %s: %s", rec.name, reason, extra={"engine": rec.name})
         else:
-            rec.state = "stopping"
+            rec.state = EngineState.STOPPING
             LOG.info("engine %s: %s", rec.name, reason, extra={"engine": rec.name})
         self._detach(rec, proc)
         self._emit(EngineEvent(rec.name, kind, detail=reason))
@@ -453,7 +458,7 @@ class Supervisor:
         try:
             await asyncio.shield(teardown)
         finally:
-            rec.state = "stopped"
+            rec.state = EngineState.STOPPED
             self._notify()
 
     async def _teardown(self, rec: _Engine, proc: ChildProcess) -> None:
@@ -469,13 +474,13 @@ class Supervisor:
         rec.failures += 1
         rec.failed_at = now
         rec.last_error = reason
-        rec.state = "failed"
+        rec.state = EngineState.FAILED
 
     # -- crashes ------------------------------------------------------------------------------------------
 
     async def _watch(self, rec: _Engine, proc: ChildProcess) -> None:
         await proc.wait()
-        if proc.stop_requested or rec.proc is not proc or rec.state not in ("ready", "stopping"):
+        if proc.stop_requested or rec.proc is not proc or rec.state not in (EngineState.READY, EngineState.STOPPING):
             return  # an intentional stop, or a start in progress (the start handles its own failure)
         reason = proc.exit_reason()
         rec.crashed = True
@@ -510,8 +515,8 @@ class Supervisor:
         start = rec.start_task if rec.start_task is not None and not rec.start_task.done() else None
         if rec.proc is None and start is None:
             return rec.teardown if rec.teardown is not None and not rec.teardown.done() else None
-        if rec.state == "ready":
-            rec.state = "stopping"
+        if rec.state == EngineState.READY:
+            rec.state = EngineState.STOPPING
         rec.stop_task = self._spawn_task(self._stop(rec, start, kind, detail, drain_timeout))
         return rec.stop_task
 
@@ -526,7 +531,7 @@ class Supervisor:
             await asyncio.wait({start})
         proc = rec.proc
         if proc is not None:
-            rec.state = "stopping"
+            rec.state = EngineState.STOPPING
             loop = asyncio.get_running_loop()
             healthy = rec.ready_at is not None and loop.time() - rec.ready_at >= self._healthy_after
             await proc.stop(self._grace)
@@ -534,13 +539,13 @@ class Supervisor:
                 rec.failures = 0
             self._detach(rec, proc)
             self._release_slot(rec)
-            if rec.state == "stopping":
-                rec.state = "stopped"
+            if rec.state == EngineState.STOPPING:
+                rec.state = EngineState.STOPPED
             LOG.info("engine %s: %s (%s)", rec.name, kind.replace("_", " "), detail,
                      extra={"engine": rec.name})
             self._emit(EngineEvent(rec.name, kind, detail=detail))
-        elif rec.state == "stopping":
-            rec.state = "stopped"
+        elif rec.state == EngineState.STOPPING:
+            rec.state = EngineState.STOPPED
         self._notify()
 
     def _retire(self, rec: _Engine, detail: str, drain_timeout: float) -> asyncio.Task[None] | None:

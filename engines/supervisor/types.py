@@ -1,13 +1,31 @@
-"""Public data types of the engine lifecycle: specs, endpoints, status, events, the unavailable error."""
+"""Public data types of the engine lifecycle: specs, endpoints, states, status, events, the unavailable error,
+and `EngineSupervisor`, the surface of the supervisor that the router holds."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
+from typing import Any, Protocol
 
 KINDS = ("mlx", "command")
-STATES = ("stopped", "starting", "ready", "stopping", "failed")
+
+
+class EngineState(str, Enum):
+    """Where one engine is in its lifecycle. A `str`, so it compares equal to (and serialises as) its value."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+STATES = tuple(s.value for s in EngineState)
 EVENT_KINDS = ("starting", "ready", "stopped", "crashed", "evicted", "unloaded_idle")
 
 
@@ -26,6 +44,7 @@ class EngineSpec:
     args: tuple[str, ...] = ()
     memory_gb: float | None = None
     tool_format: str | None = None
+    preload: bool = False  # started with the router (the supervisor itself starts engines on first use only)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -34,7 +53,7 @@ class EngineSpec:
             raise ValueError(f"engine {self.name!r}: kind must be one of {', '.join(KINDS)}, "
                              f"not {self.kind!r}")
         if self.kind == "mlx" and not self.model:
-            raise ValueError(f"engine {self.name!r}: kind 'mlx' needs a model")
+            raise ValueError(f"engine {self.name!r}: kind 'mlx' needs a model (model: a path, a hub id or tiny:demo)")
         if self.kind == "command" and not self.command:
             raise ValueError(f"engine {self.name!r}: kind 'command' needs a command")
         if self.start_timeout <= 0:
@@ -70,7 +89,7 @@ class Endpoint:
 
 @dataclass
 class EngineStatus:
-    state: str  # one of STATES
+    state: EngineState
     pid: int | None
     in_flight: int
     last_used: float | None  # Unix time of the last lease acquire or release
@@ -94,3 +113,26 @@ class EngineUnavailable(Exception):
         super().__init__(f"engine {name!r} is unavailable: {reason}")
         self.name = name
         self.reason = reason
+
+
+class EngineSupervisor(Protocol):
+    """What the router uses of `lifecycle.Supervisor` (and what a stand-in for it provides)."""
+
+    @property
+    def closing(self) -> bool: ...
+
+    def lease(self, name: str) -> AbstractAsyncContextManager[Endpoint]: ...
+
+    def states(self) -> dict[str, EngineStatus]: ...
+
+    def endpoint(self, name: str) -> Endpoint | None: ...
+
+    def crashed(self, name: str) -> bool: ...
+
+    def specs(self) -> dict[str, EngineSpec]: ...
+
+    async def stop(self, name: str, *, drain_timeout: float = 30.0) -> None: ...
+
+    async def update(self, specs: Iterable[EngineSpec], *, drain_timeout: float = 30.0) -> None: ...
+
+    async def close(self, drain_timeout: float = 30.0) -> None: ...

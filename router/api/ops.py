@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from engines.supervisor.types import EngineState, EngineSupervisor
+
 from .. import auth
 from ..errors import ApiError
 from ..metrics import CONTENT_TYPE, EngineStats
@@ -63,7 +65,7 @@ class StatsPoll:
             return
         loop = asyncio.get_running_loop()
         async with self._lock:
-            ready = [name for name, st in supervisor.states().items() if st.state == "ready"]
+            ready = [name for name, st in supervisor.states().items() if st.state == EngineState.READY]
             if frozenset(ready) == self._ready and loop.time() - self._last < STATS_MIN_INTERVAL:
                 return
             collector.retain(ready)
@@ -76,14 +78,14 @@ class StatsPoll:
             self._last, self._ready = loop.time(), frozenset(ready)
 
     @staticmethod
-    async def _fetch(supervisor: Any, name: str) -> EngineStats | None:
+    async def _fetch(supervisor: EngineSupervisor, name: str) -> EngineStats | None:
         doc = await engine_stats_doc(supervisor, name)
         return EngineStats.from_json(doc) if doc is not None else None
 
 
-async def engine_stats_doc(supervisor: Any, name: str) -> dict[str, Any] | None:
+async def engine_stats_doc(supervisor: EngineSupervisor, name: str) -> dict[str, Any] | None:
     """A ready engine's own `/stats` document, or None when it is not ready or does not answer in time."""
-    endpoint = ready_endpoint(supervisor, name)
+    endpoint = supervisor.endpoint(name)
     if endpoint is None:
         return None
     base = endpoint.base_url.removesuffix("/").removesuffix("/v1")
@@ -98,17 +100,6 @@ async def engine_stats_doc(supervisor: Any, name: str) -> dict[str, Any] | None:
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def ready_endpoint(supervisor: Any, name: str) -> Any:
-    """The endpoint of engine `name` while it is ready, else None."""
-    public = getattr(supervisor, "endpoint", None)
-    if callable(public):
-        return public(name)
-    record = getattr(supervisor, "_records", {}).get(name)
-    if record is None or record.state != "ready" or record.launch is None:
-        return None
-    return record.launch.endpoint
 
 
 # --- /admin/reload -------------------------------------------------------------------------------------------------

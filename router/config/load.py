@@ -18,11 +18,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from engines.supervisor.types import EngineSpec
+
 from .model import (
+    ANTHROPIC_BASE_URL,
     CaptureConfig,
     ClientKey,
     Config,
-    EngineEntry,
     EnginesConfig,
     ModelConfig,
     Policy,
@@ -30,11 +32,12 @@ from .model import (
     RepairPolicy,
     ServerConfig,
     Target,
-    Timeouts,
+    engine_provider,
 )
 
 _ENGINE_VARS = frozenset({"PORT", "MODEL"})
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+Missing = dict[tuple[str | int, ...], list[str]]  # where in the document -> the unset variables named there
 
 
 class ConfigError(Exception):
@@ -52,7 +55,7 @@ def _where(path: list[str | int] | Any) -> str:
     return parts.lstrip(".") or "<document root>"
 
 
-def _expand(node: Any, env: Mapping[str, str], path: tuple[str | int, ...], missing: dict[tuple, list[str]]) -> Any:
+def _expand(node: Any, env: Mapping[str, str], path: tuple[str | int, ...], missing: Missing) -> Any:
     """Replace ${VAR} and ${VAR:-default} in every string; record unset variables by path."""
     if isinstance(node, str):
         if "${" not in node:
@@ -84,7 +87,7 @@ def _expand(node: Any, env: Mapping[str, str], path: tuple[str | int, ...], miss
     return node
 
 
-def _missing_under(missing: dict[tuple, list[str]], prefix: tuple) -> list[str]:
+def _missing_under(missing: Missing, prefix: tuple[str | int, ...]) -> list[str]:
     names: list[str] = []
     for path, vars_ in missing.items():
         if path[: len(prefix)] == prefix:
@@ -116,17 +119,16 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
     if errors:
         lines = [f"{source}: {_where(e.absolute_path)}: {_describe(e)}" for e in errors[:10]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-    missing: dict[tuple, list[str]] = {}
+    missing: Missing = {}
     doc = _expand(doc, os.environ if env is None else env, (), missing)
     return _build(doc, source, missing)
 
 
 def _describe(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
-        return f"unknown key ({err.message.split('(')[-1].rstrip(')')}); allowed: " + ", ".join(
-            sorted(err.schema.get("properties", {}))
-        )
-    if err.validator == "enum":
+        allowed = err.schema.get("properties", {}) if isinstance(err.schema, Mapping) else {}
+        return f"unknown key ({err.message.split('(')[-1].rstrip(')')}); allowed: " + ", ".join(sorted(allowed))
+    if err.validator == "enum" and isinstance(err.validator_value, list):
         return f"expected one of {', '.join(map(repr, err.validator_value))}, got {err.instance!r}"
     if err.validator == "type":
         return f"expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}"
@@ -135,37 +137,63 @@ def _describe(err: jsonschema.ValidationError) -> str:
     return err.message
 
 
-def _policy(raw: Mapping[str, Any], base: Policy) -> Policy:
-    t = raw.get("timeouts", {})
-    b = raw.get("backoff", {})
-    br = raw.get("breaker", {})
-    return Policy(
-        timeouts=Timeouts(
-            connect=t.get("connect", base.timeouts.connect),
-            first_byte=t.get("first_byte", base.timeouts.first_byte),
-            idle=t.get("idle", base.timeouts.idle),
-            total=t.get("total", base.timeouts.total),
-        ),
-        retries=raw.get("retries", base.retries),
-        backoff_base=b.get("base", base.backoff_base),
-        backoff_max=b.get("max", base.backoff_max),
-        max_retry_after=b.get("max_retry_after", base.max_retry_after),
-        breaker_failures=br.get("failures", base.breaker_failures),
-        breaker_cooldown=br.get("cooldown", base.breaker_cooldown),
-        max_concurrency=raw.get("max_concurrency", base.max_concurrency),
-        max_queue=raw.get("max_queue", base.max_queue),
-        queue_timeout=raw.get("queue_timeout", base.queue_timeout),
-    )
+def _given(raw: Mapping[str, Any], *keys: str, **renamed: str) -> dict[str, Any]:
+    """The settings `raw` states, as keyword arguments for a model.py dataclass (`renamed`: field=file key). A
+    setting the file leaves out is not passed, so its default is the dataclass's: defaults are stated only there."""
+    out = {k: raw[k] for k in keys if k in raw}
+    out.update({name: raw[key] for name, key in renamed.items() if key in raw})
+    return out
 
 
 def _fail(source: str, path: str, message: str) -> ConfigError:
     return ConfigError(f"invalid config:\n  {source}: {path}: {message}")
 
 
-def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) -> Config:
-    srv = doc.get("server", {})
+def _build(doc: dict[str, Any], source: str, missing: Missing) -> Config:
+    server = _server(doc.get("server", {}), source)
+    defaults = _policy(doc.get("defaults", {}), Policy())
+    leftovers = {p: v for p, v in missing.items() if p[:1] not in (("providers",), ("server",))}
+    if leftovers:
+        path, names = next(iter(leftovers.items()))
+        raise _fail(source, _where(list(path)), f"environment variable {', '.join(names)} is not set")
+    providers = {name: _provider(name, raw, defaults, missing, source)
+                 for name, raw in doc.get("providers", {}).items()}
+    engines = doc.get("engines", {})
+    models = _models(doc.get("models", []), engines, providers, source)
+    providers.update(_engine_providers(models, defaults))
+    _check_fallbacks(models, source)
+    settings = _given(engines, "max_loaded", "memory_budget_gb", "runtime_dir", "state_dir")
+    return Config(server=server, providers=providers, models=tuple(models), engines=EnginesConfig(**settings),
+                  source=source)
+
+
+# --- server --------------------------------------------------------------------------------------------------------
+
+_MB = 1024 * 1024
+_SCALED = {  # field: (file key, unit)
+    "max_body_bytes": ("max_body_mb", _MB),
+    "max_upstream_body_bytes": ("max_upstream_body_mb", _MB),
+    "max_upstream_event_bytes": ("max_upstream_event_mb", _MB),
+    "max_stream_repair_chars": ("max_stream_repair_kchars", 1024),
+}
+
+
+def _server(srv: Mapping[str, Any], source: str) -> ServerConfig:
+    scaled: dict[str, Any] = {name: int(srv[key] * unit) for name, (key, unit) in _SCALED.items() if key in srv}
+    if "idle_timeout" in srv:
+        scaled["idle_timeout"] = float(srv["idle_timeout"])
+    return ServerConfig(
+        api_keys=_client_keys(srv.get("api_keys", []), source),
+        capture=_capture(srv.get("capture", False)),
+        **_given(srv, "host", "port", "metrics_auth", "admin_auth", "log_format", "log_level", "access_log",
+                 "allow_unauthenticated"),
+        **scaled,
+    )
+
+
+def _client_keys(entries: list[str | dict[str, Any]], source: str) -> tuple[ClientKey, ...]:
     keys: list[ClientKey] = []
-    for i, entry in enumerate(srv.get("api_keys", [])):
+    for i, entry in enumerate(entries):
         item = {"key": entry} if isinstance(entry, str) else entry
         if not item["key"]:  # an unset ${VAR}: that key does not exist
             continue
@@ -180,147 +208,7 @@ def _build(doc: dict[str, Any], source: str, missing: dict[tuple, list[str]]) ->
                 raise _fail(source, f"server.api_keys[{i}]", f"the same key as {other.name!r}; every key must "
                             "be different")
         keys.append(key)
-    server = ServerConfig(
-        host=srv.get("host", "127.0.0.1"),
-        port=srv.get("port", 8080),
-        api_keys=tuple(keys),
-        max_body_bytes=int(srv.get("max_body_mb", 32) * 1024 * 1024),
-        metrics_auth=srv.get("metrics_auth", False),
-        admin_auth=srv.get("admin_auth", True),
-        log_format=srv.get("log_format", "json"),
-        log_level=srv.get("log_level", "info"),
-        access_log=srv.get("access_log", True),
-        max_upstream_body_bytes=int(srv.get("max_upstream_body_mb", 64) * 1024 * 1024),
-        max_upstream_event_bytes=int(srv.get("max_upstream_event_mb", 16) * 1024 * 1024),
-        max_stream_repair_chars=int(srv.get("max_stream_repair_kchars", 1024) * 1024),
-        allow_unauthenticated=srv.get("allow_unauthenticated", False),
-        idle_timeout=float(srv.get("idle_timeout", 75.0)),
-        capture=_capture(srv.get("capture", False)),
-    )
-    default_policy = _policy(doc.get("defaults", {}), Policy())
-    leftovers = {p: v for p, v in missing.items() if p[:1] not in (("providers",), ("server",))}
-    if leftovers:
-        path, names = next(iter(leftovers.items()))
-        raise _fail(source, _where(list(path)), f"environment variable {', '.join(names)} is not set")
-
-    providers: dict[str, ProviderConfig] = {}
-    for name, raw in doc.get("providers", {}).items():
-        if not isinstance(name, str):
-            raise _fail(source, "providers", f"provider name {name!r} must be a string (quote it)")
-        unset = _missing_under(missing, ("providers", name))
-        reason = f"environment variable {', '.join(unset)} is not set" if unset else None
-        if not raw.get("base_url") and not reason:
-            if raw["type"] == "anthropic":
-                raw = {**raw, "base_url": "https://api.anthropic.com/v1"}
-            else:
-                raise _fail(source, f"providers.{name}.base_url", "required for an openai provider")
-        url = raw.get("base_url", "")
-        if url and not reason and not url.lower().startswith(("http://", "https://")):
-            raise _fail(source, f"providers.{name}.base_url", f"{url[:200]!r} is not an http:// or https:// URL "
-                        f"(did you mean 'http://{url[:200]}'?)")
-        providers[name] = ProviderConfig(
-            name=name,
-            type=raw["type"],
-            base_url=raw.get("base_url", "").rstrip("/"),
-            api_key=raw.get("api_key") or None,
-            headers=tuple((raw.get("headers") or {}).items()),
-            policy=_policy(raw, default_policy),
-            disabled_reason=reason,
-        )
-
-    models: list[ModelConfig] = []
-    seen: dict[str, str] = {}
-    eng = doc.get("engines", {})
-    for i, raw in enumerate(doc.get("models", [])):
-        where = f"models[{i}]"
-        name = raw["name"]
-        engine = _engine_entry(raw, eng, source, where)
-        if raw.get("preload") and engine is None:
-            raise _fail(source, f"{where}.preload", "only an engine entry (engine: or command:) can be preloaded")
-        targets: list[Target] = []
-        if engine is not None:
-            if "provider" in raw or "replicas" in raw:
-                raise _fail(source, where, "an engine model takes no provider or replicas")
-            pname = f"engine:{name}"
-            # A local engine failing is not transient: no retries (a crash answers 502, the next request restarts it).
-            providers[pname] = ProviderConfig(name=pname, type="engine", policy=replace(default_policy, retries=0),
-                                              engine=name)
-            targets.append(Target(pname, name))
-        if "provider" in raw:
-            targets.append(Target(raw["provider"], raw.get("model")))
-        for r in raw.get("replicas", []):
-            targets.append(Target(r["provider"], r.get("model", raw.get("model"))))
-        if not targets and not raw.get("fallbacks"):
-            raise _fail(source, where, "a model needs a provider, replicas, an engine/command, or fallbacks")
-        for t in targets:
-            if t.provider not in providers:
-                raise _fail(source, f"{where}.provider", f"unknown provider {t.provider!r}; defined: "
-                            + ", ".join(sorted(p for p in providers if not p.startswith("engine:"))))
-        rp = raw.get("repair", {})
-        model = ModelConfig(
-            name=name,
-            targets=tuple(targets),
-            fallbacks=tuple(raw.get("fallbacks", [])),
-            aliases=tuple(raw.get("aliases", [])),
-            repair=RepairPolicy(
-                mode=rp.get("mode", "repair"), format=rp.get("format", "auto"),
-                on_failure=rp.get("on_failure", "content"), retries=rp.get("retries", 1),
-            ),
-            engine=engine,
-            description=raw.get("description", ""),
-        )
-        for n in (name, *model.aliases):
-            if n in seen:
-                raise _fail(source, f"{where}.name", f"{n!r} is already defined by {seen[n]}")
-            seen[n] = where
-        if model.wildcard and (model.aliases or model.fallbacks):
-            raise _fail(source, where, "a wildcard model takes no aliases or fallbacks")
-        models.append(model)
-
-    by_name = {m.name: m for m in models}
-    for n in list(seen):
-        for m in models:
-            if n in m.aliases:
-                by_name.setdefault(n, m)
-    for i, m in enumerate(models):
-        for fb in m.fallbacks:
-            if fb not in by_name:
-                raise _fail(source, f"models[{i}].fallbacks", f"unknown model {fb!r}")
-    _check_cycles(models, by_name, source)
-    return Config(
-        server=server,
-        providers=providers,
-        models=tuple(models),
-        engines=EnginesConfig(
-            max_loaded=eng.get("max_loaded"),
-            memory_budget_gb=eng.get("memory_budget_gb"),
-            runtime_dir=eng.get("runtime_dir"),
-            state_dir=eng.get("state_dir"),
-        ),
-        source=source,
-    )
-
-
-def _engine_entry(raw: Mapping[str, Any], eng: Mapping[str, Any], source: str, where: str) -> EngineEntry | None:
-    if "engine" not in raw and "command" not in raw:
-        return None
-    if "engine" in raw and "command" in raw:
-        raise _fail(source, where, "use either engine: mlx or command:, not both")
-    if "engine" in raw and not raw.get("model"):
-        raise _fail(source, f"{where}.model", "an engine model needs model: (a path, a hub id or tiny:demo)")
-    command = raw.get("command")
-    return EngineEntry(
-        kind="mlx" if "engine" in raw else "command",
-        model=raw.get("model"),
-        command=tuple(command) if isinstance(command, list) else command,
-        health_path=raw.get("health", "/health"),
-        ttl=raw.get("ttl"),
-        start_timeout=raw.get("start_timeout", eng.get("start_timeout", 120.0)),
-        args=tuple(raw.get("engine_args", [])),
-        env=tuple((raw.get("env") or {}).items()),
-        memory_gb=raw.get("memory_gb"),
-        preload=raw.get("preload", False),
-    )
+    return tuple(keys)
 
 
 def _capture(raw: bool | Mapping[str, Any]) -> CaptureConfig | None:
@@ -328,10 +216,133 @@ def _capture(raw: bool | Mapping[str, Any]) -> CaptureConfig | None:
         return None
     if raw is True:
         return CaptureConfig()
-    d = CaptureConfig()
-    return CaptureConfig(max_entries=raw.get("max_entries", d.max_entries),
-                         file=str(Path(raw["file"]).expanduser()) if raw.get("file") else None,
-                         max_file_mb=raw.get("max_file_mb", d.max_file_mb))
+    file = str(Path(raw["file"]).expanduser()) if raw.get("file") else None
+    return CaptureConfig(file=file, **_given(raw, "max_entries", "max_file_mb"))
+
+
+# --- providers -----------------------------------------------------------------------------------------------------
+
+def _policy(raw: Mapping[str, Any], base: Policy) -> Policy:
+    """`raw`'s resilience settings over `base` (the dataclass defaults, or the file's `defaults:`)."""
+    return replace(
+        base,
+        timeouts=replace(base.timeouts, **_given(raw.get("timeouts", {}), "connect", "first_byte", "idle", "total")),
+        **_given(raw, "retries", "max_concurrency", "max_queue", "queue_timeout"),
+        **_given(raw.get("backoff", {}), "max_retry_after", backoff_base="base", backoff_max="max"),
+        **_given(raw.get("breaker", {}), breaker_failures="failures", breaker_cooldown="cooldown"),
+    )
+
+
+def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: Missing,
+              source: str) -> ProviderConfig:
+    if not isinstance(name, str):
+        raise _fail(source, "providers", f"provider name {name!r} must be a string (quote it)")
+    unset = _missing_under(missing, ("providers", name))
+    reason = f"environment variable {', '.join(unset)} is not set" if unset else None
+    url = raw.get("base_url", "")
+    if not url and not reason:
+        if raw["type"] != "anthropic":
+            raise _fail(source, f"providers.{name}.base_url", "required for an openai provider")
+        url = ANTHROPIC_BASE_URL
+    if url and not reason and not url.lower().startswith(("http://", "https://")):
+        raise _fail(source, f"providers.{name}.base_url", f"{url[:200]!r} is not an http:// or https:// URL "
+                    f"(did you mean 'http://{url[:200]}'?)")
+    return ProviderConfig(name=name, type=raw["type"], base_url=url.rstrip("/"), api_key=raw.get("api_key") or None,
+                          headers=tuple((raw.get("headers") or {}).items()), policy=_policy(raw, defaults),
+                          disabled_reason=reason)
+
+
+def _engine_providers(models: list[ModelConfig], defaults: Policy) -> dict[str, ProviderConfig]:
+    """One provider per engine model. A local engine failing is not transient: no retries (a crash answers 502,
+    the next request restarts it)."""
+    return {engine_provider(m.name): ProviderConfig(name=engine_provider(m.name), type="engine",
+                                                    policy=replace(defaults, retries=0), engine=m.name)
+            for m in models if m.engine is not None}
+
+
+# --- models --------------------------------------------------------------------------------------------------------
+
+def _models(raws: list[dict[str, Any]], engines: Mapping[str, Any], providers: Mapping[str, ProviderConfig],
+            source: str) -> list[ModelConfig]:
+    models: list[ModelConfig] = []
+    seen: dict[str, str] = {}
+    for i, raw in enumerate(raws):
+        where = f"models[{i}]"
+        model = _model(raw, where, engines, providers, source)
+        for n in (model.name, *model.aliases):
+            if n in seen:
+                raise _fail(source, f"{where}.name", f"{n!r} is already defined by {seen[n]}")
+            seen[n] = where
+        if model.wildcard and (model.aliases or model.fallbacks):
+            raise _fail(source, where, "a wildcard model takes no aliases or fallbacks")
+        models.append(model)
+    return models
+
+
+def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], providers: Mapping[str, ProviderConfig],
+           source: str) -> ModelConfig:
+    name = raw["name"]
+    repair = RepairPolicy(**_given(raw.get("repair", {}), "mode", "format", "on_failure", "retries"))
+    engine = _engine_spec(raw, name, engines, repair, source, where)
+    if raw.get("preload") and engine is None:
+        raise _fail(source, f"{where}.preload", "only an engine entry (engine: or command:) can be preloaded")
+    targets = _targets(raw, engine, providers, source, where)
+    if not targets and not raw.get("fallbacks"):
+        raise _fail(source, where, "a model needs a provider, replicas, an engine/command, or fallbacks")
+    return ModelConfig(name=name, targets=targets, fallbacks=tuple(raw.get("fallbacks", [])),
+                       aliases=tuple(raw.get("aliases", [])), repair=repair, engine=engine,
+                       **_given(raw, "description"))
+
+
+def _targets(raw: Mapping[str, Any], engine: EngineSpec | None, providers: Mapping[str, ProviderConfig],
+             source: str, where: str) -> tuple[Target, ...]:
+    if engine is not None:
+        if "provider" in raw or "replicas" in raw:
+            raise _fail(source, where, "an engine model takes no provider or replicas")
+        return (Target(engine_provider(engine.name), engine.name),)
+    targets: list[Target] = []
+    if "provider" in raw:
+        targets.append(Target(raw["provider"], raw.get("model")))
+    for r in raw.get("replicas", []):
+        targets.append(Target(r["provider"], r.get("model", raw.get("model"))))
+    for t in targets:
+        if t.provider not in providers:
+            raise _fail(source, f"{where}.provider", f"unknown provider {t.provider!r}; defined: "
+                        + ", ".join(sorted(providers)))
+    return tuple(targets)
+
+
+def _engine_spec(raw: Mapping[str, Any], name: str, engines: Mapping[str, Any], repair: RepairPolicy, source: str,
+                 where: str) -> EngineSpec | None:
+    """The supervisor's spec of an engine model (`engine: mlx` or `command:`), validated once, by EngineSpec."""
+    if "engine" not in raw and "command" not in raw:
+        return None
+    if "engine" in raw and "command" in raw:
+        raise _fail(source, where, "use either engine: mlx or command:, not both")
+    command = raw.get("command")
+    try:
+        return EngineSpec(
+            name=name, kind="mlx" if "engine" in raw else "command",
+            command=tuple(command) if isinstance(command, list) else command,
+            env=dict(raw.get("env") or {}), tool_format=None if repair.format == "auto" else repair.format,
+            **{**_given(engines, "start_timeout"),  # the file's engines-wide value, then the model's own
+               **_given(raw, "model", "ttl", "start_timeout", "memory_gb", "preload", health_path="health",
+                        args="engine_args")},
+        )
+    except ValueError as exc:
+        raise _fail(source, where, str(exc)) from None
+
+
+def _check_fallbacks(models: list[ModelConfig], source: str) -> None:
+    by_name = {m.name: m for m in models}
+    for m in models:
+        for alias in m.aliases:
+            by_name.setdefault(alias, m)
+    for i, m in enumerate(models):
+        for fb in m.fallbacks:
+            if fb not in by_name:
+                raise _fail(source, f"models[{i}].fallbacks", f"unknown model {fb!r}")
+    _check_cycles(models, by_name, source)
 
 
 def _check_cycles(models: list[ModelConfig], by_name: Mapping[str, ModelConfig], source: str) -> None:

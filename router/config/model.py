@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engines.supervisor.types import EngineSpec
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"  # an anthropic provider without base_url
+
 
 @dataclass(frozen=True)
 class ClientKey:
@@ -64,6 +68,11 @@ class Policy:
     queue_timeout: float = 60.0
 
 
+def engine_provider(model: str) -> str:
+    """The name of the provider that serves engine model `model`."""
+    return f"engine:{model}"
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     name: str
@@ -91,29 +100,13 @@ class Target:
 
 
 @dataclass(frozen=True)
-class EngineEntry:
-    """A local model served by a supervised process (our MLX worker or an external command)."""
-
-    kind: str  # "mlx" | "command"
-    model: str | None = None
-    command: tuple[str, ...] | str | None = None
-    health_path: str = "/health"
-    ttl: float | None = None
-    start_timeout: float = 120.0
-    args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-    memory_gb: float | None = None
-    preload: bool = False  # start with the router
-
-
-@dataclass(frozen=True)
 class ModelConfig:
     name: str
     targets: tuple[Target, ...] = ()  # replicas of this model (balanced), empty for a pure fallback chain
     fallbacks: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     repair: RepairPolicy = RepairPolicy()
-    engine: EngineEntry | None = None
+    engine: EngineSpec | None = None  # a local model served by a supervised process (our MLX worker or a command)
     description: str = ""
 
     @property

@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from engines.supervisor.types import Endpoint, EngineSupervisor, EngineUnavailable
+
 from ..config.model import ProviderConfig
 from ..errors import ApiError
 from ..resilience import Breaker
@@ -54,7 +56,7 @@ MLX_PATHS = frozenset({"/chat/completions", "/completions"})  # what our worker 
 class EngineUpstream(Upstream):
     kind = "engine"
 
-    def __init__(self, config: ProviderConfig, supervisor: Any) -> None:
+    def __init__(self, config: ProviderConfig, supervisor: EngineSupervisor) -> None:
         super().__init__(config)
         self.supervisor = supervisor
         self.engine = config.engine or config.name
@@ -78,9 +80,7 @@ class EngineUpstream(Upstream):
             await session.close()
         self._sessions.clear()
 
-    async def _lease(self) -> tuple[AbstractAsyncContextManager[Any], Any]:
-        from engines.supervisor.lifecycle import EngineUnavailable
-
+    async def _lease(self) -> tuple[AbstractAsyncContextManager[Endpoint], Endpoint]:
         lease = self.supervisor.lease(self.engine)
         try:
             endpoint = await lease.__aenter__()
@@ -116,8 +116,8 @@ class EngineUpstream(Upstream):
 
 
     def _kind(self) -> str | None:
-        spec = self.supervisor.specs().get(self.engine) if hasattr(self.supervisor, "specs") else None
-        return getattr(spec, "kind", None)
+        spec = self.supervisor.specs().get(self.engine)
+        return spec.kind if spec is not None else None
 
     def classify(self, exc: BaseException) -> Failure:
         """A connection failure while the supervisor marks the engine crashed is the crash: final (the engine
@@ -129,7 +129,7 @@ class EngineUpstream(Upstream):
         return super().classify(exc)
 
     def crashed(self) -> bool:
-        return bool(self.supervisor.crashed(self.engine))
+        return self.supervisor.crashed(self.engine)
 
     def crash_mark(self) -> int | None:
         """None while the engine is marked crashed, else how often it was restarted (a crash in between changes
@@ -137,4 +137,4 @@ class EngineUpstream(Upstream):
         if self.crashed():
             return None
         status = self.supervisor.states().get(self.engine)
-        return int(status.restarts) if status is not None else 0
+        return status.restarts if status is not None else 0
