@@ -7,21 +7,8 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-_OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    408: "timeout_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "server_error",
-    502: "upstream_error",
-    503: "service_unavailable",
-    504: "timeout_error",
-}
+from engines.wire import WireError
+
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -36,8 +23,9 @@ _ANTHROPIC_TYPES = {
 }
 
 
-class ApiError(Exception):
-    """An error that maps to one HTTP response. Raised anywhere below a handler."""
+class ApiError(WireError):
+    """An error that maps to one HTTP response. Raised anywhere below a handler. Its OpenAI body and stream event
+    are the engine worker's too (`engines.wire`); the router adds headers and Anthropic's shape."""
 
     def __init__(
         self,
@@ -49,16 +37,12 @@ class ApiError(Exception):
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.type = type or _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-        self.param = param
+        super().__init__(status, message, code, type=type, param=param)
         self.headers = dict(headers or {})
 
-    def openai_body(self) -> dict[str, object]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+    @classmethod
+    def of(cls, err: WireError) -> ApiError:
+        return cls(err.status, err.message, err.code, type=err.type, param=err.param)
 
     def anthropic_body(self) -> dict[str, object]:
         etype = _ANTHROPIC_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
@@ -72,10 +56,6 @@ class ApiError(Exception):
             content_type="application/json",
             headers=self.headers,
         )
-
-    def sse_event(self) -> bytes:
-        """The terminal event sent when a stream fails after its first byte."""
-        return b"data: " + json.dumps(self.openai_body()).encode() + b"\n\n"
 
 
 def bad_request(message: str, code: str = "invalid_request", param: str | None = None) -> ApiError:

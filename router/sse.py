@@ -72,10 +72,6 @@ def event_data(event: bytes) -> bytes | None:
     return b"\n".join(data) if data else None
 
 
-def encode_data(obj: object) -> bytes:
-    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-
-
 class Rewriter:
     """Passes a stream through, event by event (a partial event waits for its end); subclasses change event
     payloads. `done` turns true once the upstream's `data: [DONE]` went by."""

@@ -10,9 +10,12 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import fields
+from typing import Any
 
 DEFAULT_PORT = 8090
+_OPTION = {"prefill_step_size": "prefill_step"}  # WorkerSettings field -> option, where the names differ
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
 
 
@@ -74,6 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
 
@@ -97,19 +101,8 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"agentgate engine: unknown --tool-format {args.tool_format!r}; use auto or one of "
                   f"{', '.join(FAMILIES)}", file=sys.stderr)
             return 2
-    settings = WorkerSettings(
-        model=args.model,
-        name=args.name,
-        max_batch=args.max_batch,
-        cache_bytes=args.cache_bytes,
-        tool_format=args.tool_format,
-        max_context=args.max_context,
-        prefill_step_size=args.prefill_step,
-        cpu_threads=args.cpu_threads,
-        kv_dir=args.kv_dir,
-        kv_disk_bytes=args.kv_disk_bytes,
-        constrain=args.constrain,
-    )
+    # every setting is an option of the same name (`--prefill-step` sets prefill_step_size)
+    settings = WorkerSettings(**{f.name: getattr(args, _OPTION.get(f.name, f.name)) for f in fields(WorkerSettings)})
     port = DEFAULT_PORT if args.port is None else args.port
     try:
         worker = await serve(settings, host=args.host, port=port, socket_path=args.socket)

@@ -97,7 +97,7 @@ def strict_schema(schema: Any) -> dict[str, Any]:
     get the exactly-representable range; plus the JSON style."""
     if not isinstance(schema, dict) or not schema:
         schema = {"type": "object", "properties": {}}
-    out = copy.deepcopy(schema)
+    out: dict[str, Any] = copy.deepcopy(schema)
     _close_objects(out, 0)
     out["x-guidance"] = dict(JSON_STYLE)
     return out

@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import mlx.core as mx
@@ -128,9 +129,12 @@ def install(model: Any, threads: int) -> ParallelAttention | None:
 
     Returns it, or None where splitting does not apply (a GPU, one thread, or a model that does not use mlx-lm's
     attention function); then mlx-lm's own function is put back where an earlier call had replaced it."""
-    targets, current = [], None
+    targets: list[ModuleType] = []
+    current: ParallelAttention | None = None
     for name in sorted({type(m).__module__ for m in model.modules()}):
         module = sys.modules.get(name)
+        if module is None:
+            continue
         fn = getattr(module, _NAME, None)
         if isinstance(fn, ParallelAttention):
             current = fn

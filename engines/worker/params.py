@@ -1,4 +1,4 @@
-"""Validation of OpenAI request bodies into typed requests. Every problem is a 400 `EngineError`."""
+"""Validation of OpenAI request bodies into typed requests. Every problem is a 400 `WireError`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.worker.errors import EngineError, bad_request
+from engines.wire import WireError, check_type
+from engines.worker.errors import bad_request
 from engines.worker.sampling import SamplingParams
 
 MAX_STOP_STRINGS = 16
@@ -41,7 +42,7 @@ class CompletionRequest:
     gen: GenerationParams
 
 
-def _unsupported(message: str, param: str) -> EngineError:
+def _unsupported(message: str, param: str) -> WireError:
     return bad_request(message, param=param, code="unsupported_parameter")
 
 
@@ -75,19 +76,13 @@ def _integer(body: dict[str, Any], name: str, lo: int, hi: int | None = None) ->
 
 
 def _boolean(body: dict[str, Any], name: str, default: bool) -> bool:
-    v = body.get(name)
-    if v is None:
-        return default
-    if not isinstance(v, bool):
-        raise bad_request(f"'{name}' must be a boolean", param=name, code="invalid_type")
-    return v
+    v: bool | None = check_type(body, name, bool, "a boolean")
+    return default if v is None else v
 
 
 def _model(body: dict[str, Any]) -> str | None:
-    v = body.get("model")
-    if v is not None and not isinstance(v, str):
-        raise bad_request("'model' must be a string", param="model", code="invalid_type")
-    return v
+    model: str | None = check_type(body, "model", str, "a string")
+    return model
 
 
 def _stop(body: dict[str, Any]) -> list[str]:

@@ -145,7 +145,7 @@ class PrefixCache:
                 length = min(len(tokens) - 1, res.common_prefix)
                 if length > 0:
                     return tuple(res.longer), length, False
-        if short > 0 and short < len(tokens):
+        if res.shorter is not None and 0 < short < len(tokens):
             return tuple(res.shorter), short, False
         return None
 

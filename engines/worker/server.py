@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from engines.worker.errors import EngineError, bad_request
+from engines.wire import SSE_DONE, WireError, sse_data
+from engines.worker.errors import bad_request, error_response
 from engines.worker.guided import HEADER as CONSTRAINED_HEADER
 from engines.worker.guided import OPT_OUT_HEADER, Guide, Guided
 from engines.worker.params import ChatRequest, CompletionRequest, GenerationParams, parse_chat, parse_completion
@@ -84,11 +86,11 @@ class WorkerState:
 
     def require_ready(self) -> ChatFormatter:
         if self.load_error is not None:
-            raise EngineError(503, f"the model failed to load: {self.load_error}", "model_load_failed")
+            raise WireError(503, f"the model failed to load: {self.load_error}", "model_load_failed")
         if self.formatter is None or not self.scheduler.ready:
             if self.formatter is not None:
-                raise EngineError(503, "the engine has stopped", "engine_stopped")
-            raise EngineError(503, "the model is still loading", "model_loading")
+                raise WireError(503, "the engine has stopped", "engine_stopped")
+            raise WireError(503, "the model is still loading", "model_loading")
         return self.formatter
 
 
@@ -98,10 +100,6 @@ WORKER = web.AppKey("agentgate_worker", WorkerState)
 # -- helpers ---------------------------------------------------------------------------------------------------
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def _sse(obj: Any) -> bytes:
-    return b"data: " + _dumps(obj).encode() + b"\n\n"
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -121,7 +119,7 @@ def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think
     if n == 0:
         raise bad_request("the prompt is empty", param=param)
     if n >= limit:
-        raise EngineError(
+        raise WireError(
             400,
             f"This model's maximum context length is {limit} tokens, but the prompt has {n} tokens.",
             "context_length_exceeded",
@@ -154,7 +152,7 @@ async def _first_event(handle: SequenceHandle) -> list[Any]:
     events = await handle.next_events()
     for event in events:
         if isinstance(event, Failed):
-            raise EngineError(event.status, event.message, event.code)
+            raise WireError(event.status, event.message, event.code)
     return events
 
 
@@ -167,10 +165,10 @@ async def _collect(handle: SequenceHandle, first: list[Any]) -> tuple[str, str, 
             for piece in event.pieces:
                 (reasoning if piece.kind == "reasoning" else content).append(piece.text)
         elif isinstance(event, Failed):
-            raise EngineError(event.status, event.message, event.code)
+            raise WireError(event.status, event.message, event.code)
         elif isinstance(event, Finished):
             return "".join(content), "".join(reasoning), event
-    raise EngineError(500, "the sequence ended without a result", "generation_failed")
+    raise WireError(500, "the sequence ended without a result", "generation_failed")
 
 
 async def _chain(first: list[Any], handle: SequenceHandle) -> AsyncIterator[Any]:
@@ -291,7 +289,7 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
             "created": int(time.time()), "model": state.name}
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
+        return sse_data({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
     # tool calls stream as they are generated (header first, then arguments), as the router streams them
     repairer = StreamRepairer(req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
@@ -309,22 +307,22 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
                 if data:
                     await resp.write(data)
             elif isinstance(event, Failed):
-                await resp.write(EngineError(event.status, event.message, event.code).sse_event())
+                await resp.write(WireError(event.status, event.message, event.code).sse_event())
                 break
             elif isinstance(event, Finished):
                 data = b"".join(chunk(d) for d in _stream_deltas(repairer.finish(), tools_seen))
                 finish = "tool_calls" if tools_seen.get("n") else event.reason
                 data += chunk({}, finish)
                 if req.gen.include_usage:
-                    data += _sse({**base, "choices": [], "usage": _usage(event)})
+                    data += sse_data({**base, "choices": [], "usage": _usage(event)})
                 await resp.write(data)
                 break
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:  # headers are sent: end the stream with an error event
         log.exception("streaming a chat completion failed")
-        await resp.write(EngineError(500, f"internal error: {type(exc).__name__}", "internal_error").sse_event())
-    await resp.write(b"data: [DONE]\n\n")
+        await resp.write(WireError(500, f"internal error: {type(exc).__name__}", "internal_error").sse_event())
+    await resp.write(SSE_DONE)
     await resp.write_eof()
     return resp
 
@@ -354,7 +352,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
 
         def chunk(text: str, finish: str | None = None) -> bytes:
-            return _sse({**base, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]})
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+            return sse_data({**base, "choices": [choice]})
 
         async for event in _chain(first, handle):
             if isinstance(event, Delta):
@@ -362,15 +361,15 @@ async def completions(request: web.Request) -> web.StreamResponse:
                 if text:
                     await resp.write(chunk(text))
             elif isinstance(event, Failed):
-                await resp.write(EngineError(event.status, event.message, event.code).sse_event())
+                await resp.write(WireError(event.status, event.message, event.code).sse_event())
                 break
             elif isinstance(event, Finished):
                 data = chunk("", event.reason)
                 if req.gen.include_usage:
-                    data += _sse({**base, "choices": [], "usage": _usage(event)})
+                    data += sse_data({**base, "choices": [], "usage": _usage(event)})
                 await resp.write(data)
                 break
-        await resp.write(b"data: [DONE]\n\n")
+        await resp.write(SSE_DONE)
         await resp.write_eof()
         return resp
     finally:
@@ -383,7 +382,7 @@ async def models(request: web.Request) -> web.Response:
     model_id = request.match_info.get("model_id")
     if model_id is not None:
         if model_id != state.name:
-            raise EngineError(404, f"model {model_id!r} is not served here", "model_not_found", param="model")
+            raise WireError(404, f"model {model_id!r} is not served here", "model_not_found", param="model")
         return web.json_response(entry)
     return web.json_response({"object": "list", "data": [entry]})
 
@@ -417,24 +416,24 @@ async def stats(request: web.Request) -> web.Response:
 
 # -- app ---------------------------------------------------------------------------------------------------------
 @web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except EngineError as exc:
-        return exc.response()
+    except WireError as exc:
+        return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
-        too_large = EngineError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes", "request_too_large")
-        return too_large.response()
+        too_large = WireError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes", "request_too_large")
+        return error_response(too_large)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
-        return EngineError(exc.status, f"{request.method} {request.path}: {exc.reason}", code).response()
+        return error_response(WireError(exc.status, f"{request.method} {request.path}: {exc.reason}", code))
     except (ConnectionResetError, asyncio.CancelledError):
         raise
     except Exception as exc:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return EngineError(500, f"internal error: {type(exc).__name__}", "internal_error").response()
+        return error_response(WireError(500, f"internal error: {type(exc).__name__}", "internal_error"))
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:

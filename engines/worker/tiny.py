@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BUILD_VERSION = "1"
 TOOL_FORMATS: tuple[str, ...] = ("hermes", "qwen3_coder")
@@ -165,7 +166,7 @@ class TinyShape:
     max_context: int = 4096
 
 
-def _train_tokenizer(vocab_target: int):  # -> tokenizers.Tokenizer
+def _train_tokenizer(vocab_target: int) -> Any:  # a tokenizers.Tokenizer
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -314,7 +315,7 @@ def build_tiny_model(
     return out
 
 
-def _write_chain(model, chain: list[int], hidden: int, seed: int) -> None:  # model: qwen3.Model
+def _write_chain(model: Any, chain: list[int], hidden: int, seed: int) -> None:  # model: qwen3.Model
     """Zero the residual writers and encode `chain[i] -> chain[i + 1]` in the embeddings and lm_head."""
     import mlx.core as mx
 

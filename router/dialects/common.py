@@ -14,6 +14,9 @@ from typing import Any
 
 import json_repair
 
+from engines import wire
+from engines.wire import sse_event as sse_event  # the dialects frame their named events with it
+
 from ..chat_types import ToolFragment, content_text, parse_chunk
 from ..errors import ApiError
 
@@ -31,12 +34,6 @@ def safe_id(value: object, prefix: str) -> str:
     if not text:
         return new_id(prefix)
     return text if text.startswith(prefix) else prefix + text
-
-
-def sse_event(name: str, data: dict[str, Any]) -> bytes:
-    """One named SSE event (`event:` line plus one `data:` line)."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {name}\ndata: {payload}\n\n".encode()
 
 
 def arguments_object(arguments: object) -> dict[str, Any]:
@@ -67,16 +64,12 @@ def invalid(message: str, param: str | None = None, code: str = "invalid_request
 
 def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str,
                required: bool = False) -> Any:
-    """`body[name]` when it has the right type (bools are never numbers); raises a 400 otherwise."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise invalid(f"'{name}' is required.", name, "missing_field")
-        return None
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        raise invalid(f"'{name}' must be {what}, not {type(value).__name__}.", name, "invalid_type")
-    return value
+    """`body[name]` when it has the right type (bools are never numbers); raises a 400 otherwise (the check the
+    engine worker makes too: `engines.wire.check_type`)."""
+    try:
+        return wire.check_type(body, name, kind, what, required)
+    except wire.WireError as err:
+        raise ApiError.of(err) from None
 
 
 def check_number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:

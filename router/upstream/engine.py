@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 import aiohttp
 

@@ -1,0 +1,79 @@
+"""The OpenAI wire format that the engine worker and the router both speak: error bodies, SSE framing, and the
+type checks of request fields.
+
+Standard library only (no aiohttp, no mlx): the router imports it without loading an engine, and `engines/` stays
+below `router/` (the router imports this module, never the reverse).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "timeout_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    502: "upstream_error",
+    503: "service_unavailable",
+    504: "timeout_error",
+}
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def openai_error_type(status: int) -> str:
+    return OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+
+
+class WireError(Exception):
+    """An error that maps to one HTTP response, in OpenAI's shape: `{"error": {message, type, param, code}}`."""
+
+    def __init__(self, status: int, message: str, code: str, *, type: str | None = None,
+                 param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.type = type or openai_error_type(status)
+        self.param = param
+
+    def openai_body(self) -> dict[str, object]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def sse_event(self) -> bytes:
+        """The terminal event of a stream that fails after its first byte."""
+        return b"data: " + json.dumps(self.openai_body()).encode() + b"\n\n"
+
+
+def sse_data(obj: object) -> bytes:
+    """One SSE event carrying `obj` as compact JSON on one `data:` line."""
+    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def sse_event(name: str, data: object) -> bytes:
+    """One named SSE event (`event:` line plus one `data:` line)."""
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {name}\ndata: {payload}\n\n".encode()
+
+
+def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str,
+               required: bool = False) -> Any:
+    """`body[name]` when it has the right type (bools are never numbers), None when absent and not required;
+    a 400 naming the field otherwise."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise WireError(400, f"'{name}' is required.", "missing_field", param=name)
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise WireError(400, f"'{name}' must be {what}, not {type(value).__name__}.", "invalid_type", param=name)
+    return value
