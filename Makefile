@@ -32,6 +32,7 @@ typecheck: $(STAMP)
 test: $(STAMP)
 	bash tests/prepare.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench-proxy: $(STAMP)

@@ -211,8 +211,10 @@ async def preload_engines(app: web.Application) -> AsyncIterator[None]:
 async def _preload(state: AppState, name: str) -> None:
     from engines.supervisor.lifecycle import EngineUnavailable
 
+    supervisor = state.supervisor
+    assert supervisor is not None  # preload tasks are started only when there is one
     try:
-        async with state.supervisor.lease(name):
+        async with supervisor.lease(name):
             log.info("engine %s: preloaded", name, extra={"engine": name})
     except EngineUnavailable as exc:
         log.warning("engine %s: preload failed: %s", name, exc.reason, extra={"engine": name})
