@@ -19,9 +19,9 @@ from .console import api as ui
 from .console import install as install_console
 from .engines_bridge import make_supervisor
 from .errors import ApiError
+from .live_config import LiveConfig
 from .metrics import Metrics
 from .reload import RELOADER, Reloader
-from .runtime import Runtime
 from .state import STATE, AppState
 
 log = logging.getLogger("agentgate")
@@ -34,7 +34,7 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
     metrics = Metrics()
     supervisor = make_supervisor(config, metrics) if any(m.engine is not None for m in config.models) else None
-    app[STATE] = AppState(runtime=Runtime.build(config, metrics, supervisor), metrics=metrics,
+    app[STATE] = AppState(runtime=LiveConfig.build(config, metrics, supervisor), metrics=metrics,
                           supervisor=supervisor, config_path=config_path)
     app[RELOADER] = Reloader(app)
     app[ops.STATS_POLL] = ops.StatsPoll()

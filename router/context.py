@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from .config.model import ClientKey, RepairPolicy, ServerConfig
 from .exchange import Exchange
+from .live_config import LiveConfig
 from .metrics import Metrics
 from .routing import Route
-from .runtime import Runtime
 from .toolcache import ToolIndexCache
 
 REPAIR_HEADER = "x-agentgate-repair"  # "off": no tool-call repair for this request
@@ -36,7 +36,7 @@ class RequestContext:
     exchange: Exchange  # the request's record, filled in along the way and written once at the end
     route: Route
     key: ClientKey | None
-    runtime: Runtime  # the routing table and upstreams this request uses from start to end
+    runtime: LiveConfig  # the routing table and upstreams this request uses from start to end
     metrics: Metrics
     tool_indexes: ToolIndexCache
     upstream_headers: Mapping[str, str]  # see `upstream_headers`

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from .config.model import Target
 from .context import RequestContext
 from .errors import ApiError
+from .live_config import LiveConfig
 from .resilience import QueueFull, backoff_delay
 from .routing import Hop
-from .runtime import Runtime
 from .upstream.base import SEND_ERRORS, Failure, Reply, Slot, Upstream, UpstreamRequest
 
 log = logging.getLogger("agentgate")
@@ -41,7 +41,7 @@ class Opened:
             self.slot.release()
 
 
-def _pick(rt: Runtime, hop: Hop, skip: set[str]) -> tuple[Upstream, Target] | None:
+def _pick(rt: LiveConfig, hop: Hop, skip: set[str]) -> tuple[Upstream, Target] | None:
     """The usable replica with the fewest outstanding requests (config order breaks ties)."""
     best: tuple[Upstream, Target] | None = None
     for t in hop.targets:

@@ -22,7 +22,7 @@ from .config import ConfigError, load_config
 from .config.auth import reload_refusal
 from .config.model import Config
 from .engines_bridge import engine_specs, make_supervisor
-from .runtime import Runtime
+from .live_config import LiveConfig
 from .state import STATE, AppState
 from .upstream.base import Upstream
 
@@ -103,7 +103,7 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-async def _start_new(old: Runtime, new: Runtime) -> str | None:
+async def _start_new(old: LiveConfig, new: LiveConfig) -> str | None:
     """Start the upstreams `new` adds; None, or why one could not start (those started are closed again)."""
     kept = {id(up) for up in old.upstreams.values()}
     started: list[Upstream] = []
@@ -183,7 +183,7 @@ class Reloader:
         supervisor = state.supervisor
         if supervisor is None and wants_engines:
             supervisor = make_supervisor(new_config, state.metrics)
-        new_rt = Runtime.build(new_config, state.metrics, supervisor, previous=old_rt)
+        new_rt = LiveConfig.build(new_config, state.metrics, supervisor, previous=old_rt)
         failed = await _start_new(old_rt, new_rt)
         if failed:
             return ReloadResult(False, trigger, path, status=400, error=failed)
@@ -235,7 +235,7 @@ class Reloader:
         for name in before - current:
             metrics.forget_engine(name)
 
-    async def _retire(self, old_runtime: weakref.ref[Runtime], upstreams: list[Upstream]) -> None:
+    async def _retire(self, old_runtime: weakref.ref[LiveConfig], upstreams: list[Upstream]) -> None:
         """Close upstreams the new config dropped, once no handler holds the old runtime (or the grace period
         passed) and none of them has a request outstanding or queued."""
         loop = asyncio.get_running_loop()

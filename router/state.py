@@ -8,14 +8,14 @@ from aiohttp import web
 
 from engines.supervisor.types import EngineSupervisor
 
+from .live_config import LiveConfig
 from .metrics import Metrics
-from .runtime import Runtime
 from .toolcache import ToolIndexCache
 
 
 @dataclass
 class AppState:
-    runtime: Runtime  # swapped whole on reload; a request keeps the one it started with
+    runtime: LiveConfig  # swapped whole on reload; a request keeps the one it started with
     metrics: Metrics
     supervisor: EngineSupervisor | None  # None: no engine in the config
     config_path: str | None = None

@@ -15,12 +15,12 @@ from ..config.model import ClientKey
 from ..context import RequestContext, upstream_headers
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..runtime import Runtime
+from ..live_config import LiveConfig
 from ..state import STATE
 from ..upstream.base import with_timeout
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-Handler = Callable[[Runtime, Exchange, ClientKey | None], Awaitable[web.StreamResponse]]
+Handler = Callable[[LiveConfig, Exchange, ClientKey | None], Awaitable[web.StreamResponse]]
 
 
 async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
@@ -47,7 +47,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         ex.finish(state.metrics, rt.config.server.access_log)
 
 
-async def read_noted(request: web.Request, rt: Runtime, ex: Exchange) -> dict[str, Any]:
+async def read_noted(request: web.Request, rt: LiveConfig, ex: Exchange) -> dict[str, Any]:
     """The JSON body, noted in the record before anything can refuse it (see `note_request`)."""
     _, body = await read_json(request, rt)
     note_request(ex, body)
@@ -62,7 +62,7 @@ def note_request(ex: Exchange, body: dict[str, Any]) -> None:
     ex.stream = body.get("stream") is True
 
 
-def resolve(request: web.Request, rt: Runtime, ex: Exchange, key: ClientKey | None, model: str) -> RequestContext:
+def resolve(request: web.Request, rt: LiveConfig, ex: Exchange, key: ClientKey | None, model: str) -> RequestContext:
     """The request's context, with the route for `model`, after checking the key may use it and every model it
     falls back to (404 unknown, 403 not allowed). Nothing below the routes sees the aiohttp request."""
     ex.requested = model
@@ -82,7 +82,7 @@ def request_id(request: web.Request) -> str:
     return os.urandom(12).hex()
 
 
-async def read_json(request: web.Request, rt: Runtime) -> tuple[bytes, dict[str, Any]]:
+async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[str, Any]]:
     limit = rt.config.server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)

@@ -13,7 +13,7 @@ from ..config.model import ClientKey
 from ..dialects import anthropic_in as dialect
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..runtime import Runtime
+from ..live_config import LiveConfig
 from . import common
 from .translated import chat_reply, fit_to_route, json_response, route_kinds, stream_translated
 
@@ -21,7 +21,7 @@ COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
-    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
+    async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         body = await common.read_noted(request, rt, ex)
         req = dialect.parse_request(body)
         ex.dropped = req.dropped.kinds
@@ -43,7 +43,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Exact when every target of the model is a local engine (a one-token generation reports the prompt's
     length, and warms the engine's prefix cache); otherwise the byte-level estimate, about four UTF-8 bytes
     per token of text, tool definitions and tool calls, plus 1600 per image."""
-    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
+    async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         _, body = await common.read_json(request, rt)
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, count_only=True)
         ctx = common.resolve(request, rt, ex, key, req.model)

@@ -14,7 +14,7 @@ from ..dialects.openai_request import check_request
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..runtime import Runtime
+from ..live_config import LiveConfig
 from ..sse import RenameRewriter
 from ..upstream.base import UpstreamRequest
 from . import common
@@ -33,7 +33,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
 
 
 async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamResponse:
-    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
+    async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
         model = common.require_model(body)
         ctx = common.resolve(request, rt, ex, key, model)

@@ -24,7 +24,7 @@ from ..dialects import responses as dialect
 from ..dialects.common import estimate_tokens, new_id
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..runtime import Runtime
+from ..live_config import LiveConfig
 from ..state import STATE
 from ..store import ResponseStore, RowTooLarge, StoredResponse
 from . import common
@@ -95,7 +95,7 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> 
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
-    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
+    async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         body = await common.read_noted(request, rt, ex)
         req = dialect.parse_request(body)
         ex.dropped = req.dropped.kinds
@@ -207,7 +207,7 @@ async def list_input_items(request: web.Request, store: ResponseStore, resp_id: 
 async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     """`POST /v1/responses/input_tokens`: the byte-level estimate (about four UTF-8 bytes per token) of what the
     model would read: instructions, stored history, input and tool definitions."""
-    async def handle(rt: Runtime, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
+    async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         body = await common.read_noted(request, rt, ex)
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"})
         common.resolve(request, rt, ex, key, req.model)

@@ -25,7 +25,7 @@ from aiohttp import web
 from .. import auth
 from ..config.model import ModelConfig
 from ..errors import ApiError
-from ..runtime import Runtime
+from ..live_config import LiveConfig
 from ..state import STATE, AppState
 
 log = logging.getLogger("agentgate.engine")
@@ -37,7 +37,7 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "prox
                          "cookie"})
 
 
-def engine_entry(rt: Runtime, name: str) -> ModelConfig:
+def engine_entry(rt: LiveConfig, name: str) -> ModelConfig:
     """The engine entry `name` (or an alias of it) names; 404 when it names none."""
     found = rt.table.lookup(name)
     if found is None:
@@ -171,7 +171,7 @@ async def upstream(request: web.Request) -> web.StreamResponse:
                         "upstream_error").response()
 
 
-def _split(rt: Runtime, rest: str) -> tuple[str, str]:
+def _split(rt: LiveConfig, rest: str) -> tuple[str, str]:
     """`{model}/{path}`, where a model name may itself contain slashes: the longest engine name that prefixes it."""
     parts = rest.split("/")
     for i in range(len(parts) - 1, 0, -1):

@@ -1,7 +1,7 @@
 """What one loaded config turns into: the routing table and one live `Upstream` per provider.
 
-A reload builds a new `Runtime`, reusing the upstreams whose provider config did not change (their pools,
-breakers and limiters live on); requests in flight keep the runtime they started with.
+A reload builds a new `LiveConfig`, reusing the upstreams whose provider config did not change (their pools,
+breakers and limiters live on); requests in flight keep the one they started with.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def make_upstream(cfg: ProviderConfig, supervisor: EngineSupervisor | None) -> U
 
 
 @dataclass
-class Runtime:
+class LiveConfig:
     config: Config
     table: RoutingTable
     upstreams: dict[str, Upstream]
@@ -42,7 +42,7 @@ class Runtime:
 
     @classmethod
     def build(cls, config: Config, metrics: Metrics, supervisor: EngineSupervisor | None,
-              previous: Runtime | None = None) -> Runtime:
+              previous: LiveConfig | None = None) -> LiveConfig:
         upstreams: dict[str, Upstream] = {}
         for name, pcfg in config.providers.items():
             old = previous.upstreams.get(name) if previous else None
