@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from engines.supervisor.types import EngineSpec, EngineSupervisor
+
 from .config import ConfigError, load_config
 from .config.auth import reload_refusal
 from .config.model import Config
@@ -210,7 +212,7 @@ class Reloader:
         return ReloadResult(True, trigger, path, changes=changes, restart_required=notes)
 
     @staticmethod
-    def _engine_changes(running: dict[str, Any], specs: list[Any]) -> dict[str, list[str]]:
+    def _engine_changes(running: dict[str, EngineSpec], specs: list[EngineSpec]) -> dict[str, list[str]]:
         new = {s.name: s for s in specs}
         out = {
             "added": sorted(n for n in new if n not in running),
@@ -220,7 +222,7 @@ class Reloader:
         }
         return {k: v for k, v in out.items() if v}
 
-    async def _update_engines(self, supervisor: Any, specs: list[Any]) -> None:
+    async def _update_engines(self, supervisor: EngineSupervisor, specs: list[EngineSpec]) -> None:
         before = set(supervisor.specs())
         metrics = self.state.metrics
         for s in specs:

@@ -17,10 +17,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 from aiohttp import web
+
+from engines.supervisor.types import EngineStatus, EngineSupervisor
 
 from .. import auth
 from ..config.model import ModelConfig
@@ -53,7 +54,7 @@ def engine_entry(rt: LiveConfig, name: str) -> ModelConfig:
     return entry
 
 
-def _supervisor(state: AppState) -> Any:
+def _supervisor(state: AppState) -> EngineSupervisor:
     if state.supervisor is None:
         raise ApiError(404, "No local engines are configured (no model has engine: or command:).",
                        "engine_not_found")
@@ -85,7 +86,7 @@ async def running(request: web.Request) -> web.Response:
     return web.json_response({"running": rows})
 
 
-def ttl_left(status: Any, ttl: float | None) -> float | None:
+def ttl_left(status: EngineStatus, ttl: float | None) -> float | None:
     """Seconds until an idle ready engine is unloaded (None: no ttl, or busy)."""
     if not ttl or status.state != "ready" or status.in_flight or status.last_used is None:
         return None
@@ -112,7 +113,7 @@ async def unload(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "unloaded": stopped})
 
 
-async def stop_engines(supervisor: Any, names: list[str]) -> list[str]:
+async def stop_engines(supervisor: EngineSupervisor, names: list[str]) -> list[str]:
     """Stop `names` (each after its in-flight requests drain, at most UNLOAD_DRAIN_S); the names that were running."""
     states = supervisor.states()
     active = [n for n in names if n in states and states[n].state != "stopped"]
