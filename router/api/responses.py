@@ -190,9 +190,9 @@ async def delete_response(request: web.Request, store: ResponseStore, resp_id: s
 async def list_input_items(request: web.Request, store: ResponseStore, resp_id: str,
                            owner: str | None) -> dict[str, Any]:
     """The stored response's input (its conversation before the reply), newest first unless `order=asc`."""
-    item = await store.get(resp_id, owner)
+    item = await _stored_get(store, resp_id, owner)
     if item is None:
-        raise ApiError(404, f"No response with id {resp_id!r} is stored.", "response_not_found")
+        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
     replied = dialect.assistant_message(item.response.get("output") or []) is not None
     items = dialect.input_items_of(item.messages[:-1] if replied else item.messages)
     if request.query.get("order", "desc") != "asc":

@@ -275,8 +275,9 @@ async def test_a_store_replaced_underneath_degrades_never_500(fakes, router, tmp
                 cont = await request(s, "POST", r.url + "/v1/responses", json_body={
                     "model": "m", "input": "z", "previous_response_id": again.json()["id"]})
                 assert cont.status < 500, cont.body
-                got = await request(s, "GET", r.url + f"/v1/responses/{made.json()['id']}")
-                assert got.status < 500, got.body
+                for path in ("", "/input_items"):
+                    got = await request(s, "GET", r.url + f"/v1/responses/{made.json()['id']}{path}")
+                    assert got.status < 500, got.body
     assert not [rec for rec in caplog.records if rec.exc_info]  # a cause, not a traceback
 
 
@@ -308,8 +309,9 @@ async def test_a_huge_previous_response_id_is_refused_not_echoed(fakes, router, 
                                                                            "previous_response_id": huge})
         assert ans.status == 400 and len(ans.body) < 2000, len(ans.body)
         assert openai_error(ans.json())["param"] == "previous_response_id"
-        got = await request(s, "GET", r.url + "/v1/responses/" + "resp_" + "y" * 4000)
-        assert got.status == 404 and len(got.body) < 2000
+        for path in ("", "/input_items"):
+            got = await request(s, "GET", r.url + "/v1/responses/" + "resp_" + "y" * 4000 + path)
+            assert got.status == 404 and len(got.body) < 2000
     assert up.requests == []
 
 
