@@ -327,8 +327,9 @@ models:
         plain = [x for x in results if isinstance(x, Chat) and x.text and "plain" in x.text]
         assert len(plain) == 4 and all(c.status == 200 and c.done for c in plain)
     # every stalled or abandoned upstream request was hung up on; per burst: 4 stall-mid, 4 x 2 attempts of
-    # stall (timed out, retried, timed out, fell back) and 4 hang-ups
-    await wait_until(lambda: a.cancelled - cancelled_before == 2 * 16 and a.active == 0 and b.active == 0)
+    # stall (timed out, retried, timed out, fell back) and 4 hang-ups. On a loaded machine a healthy request can
+    # also miss its 0.5 s first byte and be hung up on (then retried): at least these, never fewer.
+    await wait_until(lambda: a.cancelled - cancelled_before >= 2 * 16 and a.active == 0 and b.active == 0)
     await drop_pools()
     await assert_no_leaks(before)
     up = r.state.runtime.upstreams["a"]
