@@ -28,6 +28,15 @@ OPENAI_ERROR_TYPES = {
 
 SSE_DONE = b"data: [DONE]\n\n"
 
+# A local engine's chat replies: `REPAIRED_HEADER` says the engine already ran tool-call repair on the reply (its
+# value: the mode, "repair" or "detect"), so the router validates the calls rather than repairing again;
+# `REPAIRS_HEADER` lists the kinds it repaired (non-stream). What else it reports (a stream's repair kinds, the
+# calls it could not make valid) travels in the reply's `REPORT_MEMBER` member: the completion's (only when a call
+# failed) or the last chunk's, as `{"repairs": [kind, ...], "tool_call_failures": [{kind, detail, call_index}]}`.
+REPAIRED_HEADER = "x-agentgate-repaired"
+REPAIRS_HEADER = "x-agentgate-repairs"
+REPORT_MEMBER = "agentgate"
+
 
 def openai_error_type(status: int) -> str:
     return OPENAI_ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")

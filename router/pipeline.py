@@ -19,9 +19,11 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, ToolIndex, repair_message
-from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
-from repair.stream import Event
+from engines.wire import REPAIRS_HEADER, REPORT_MEMBER
+from repair import RepairResult, ToolIndex, repair_message
+from repair.deltas import stream_deltas
+from repair.incremental import canonical_arguments
+from repair.validate import Reported, StreamValidator, ValidateEvent, validate_message
 
 from . import jsoncodec, relay
 from .capture import ToolOutput
@@ -32,11 +34,11 @@ from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
 from .relay import UpstreamReader
+from .repair_owner import chunk_report, engine_repaired, stream_checker, whole_report
 from .routing import Route
 from .upstream.base import UpstreamRequest
 
 log = logging.getLogger("agentgate")
-REPAIRS_HEADER = "x-agentgate-repairs"
 CONSTRAINED_HEADER = "x-agentgate-constrained"  # a local engine's reply: which grammar constrained it
 PATH = "/chat/completions"
 
@@ -105,27 +107,40 @@ async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, rep
             await opened.close()
         _note_constraint(ex, opened)
         upstream_model, doc["model"] = doc.get("model"), route.requested
-        before = [(c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None
-                  for c in doc["choices"]]
         reply_headers = {"x-agentgate-provider": opened.upstream.name}
         if not repairing:
+            doc.pop(REPORT_MEMBER, None)
             return ChatReply(doc=doc, headers=reply_headers)
-        outcome = _repair_whole(doc, ex, body, ctx.repair, index, retry_possible=attempt < attempts - 1)
+        up = opened.reply.headers
+        before = _messages(doc)
+        # the engine repaired already: validate, and pass its bytes on when nothing had to change
+        bare = REPORT_MEMBER not in doc
+        reported = whole_report(doc, up) if engine_repaired(opened.upstream.kind, up) else None
+        outcome = _repair_whole(doc, ex, body, ctx.repair, index, attempt < attempts - 1, reported)
         if isinstance(outcome, list):
-            upstream_kinds = opened.reply.headers.get(REPAIRS_HEADER)  # a local engine repaired already
-            if upstream_kinds:
-                outcome = sorted({*outcome, *upstream_kinds.split(",")})
-                ex.repairs = sorted({*ex.repairs, *upstream_kinds.split(",")})
-                if ex.tool_outcome == "valid":
-                    ex.tool_outcome = "repaired"
+            if reported is None:
+                outcome = _with_upstream_kinds(ex, outcome, up.get(REPAIRS_HEADER))
             if outcome:
                 reply_headers[REPAIRS_HEADER] = ",".join(outcome)
-            unchanged = not outcome and before == [
-                (c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None for c in doc["choices"]]
+            unchanged = (bare if reported is not None else not outcome) and before == _messages(doc)
             raw_out = _renamed(opened.first, upstream_model, route.requested) if unchanged else None
             return ChatReply(doc=doc, raw=raw_out, headers=reply_headers)
         body = _feedback(body, *outcome)
     raise AssertionError("unreachable")
+
+
+def _messages(doc: dict[str, Any]) -> list[Any]:
+    return [(c.get("message"), c.get("finish_reason")) if isinstance(c, dict) else None for c in doc["choices"]]
+
+
+def _with_upstream_kinds(ex: Exchange, kinds: list[str], upstream_kinds: str | None) -> list[str]:
+    """The kinds an upstream agentgate reported (x-agentgate-repairs) joined to ours."""
+    if not upstream_kinds:
+        return kinds
+    ex.repairs = sorted({*ex.repairs, *upstream_kinds.split(",")})
+    if ex.tool_outcome == "valid":
+        ex.tool_outcome = "repaired"
+    return sorted({*kinds, *upstream_kinds.split(",")})
 
 
 async def _chat_stream(ex: Exchange, gen: AsyncGenerator[dict[str, Any], None]) -> ChatReply:
@@ -244,8 +259,26 @@ def _feedback(body: dict[str, Any], result: RepairResult, raw_text: str) -> dict
     return {**body, "messages": messages}
 
 
+def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | None, req: ChatRequest,
+                   policy: RepairPolicy, reported: Reported | None) -> RepairResult:
+    """The message repaired, or validated when its producer repaired it already (`reported`, see repair_owner)."""
+    if reported is not None:
+        return validate_message(text, index, tool_calls=msg.get("tool_calls"), tool_choice=req.tool_choice,
+                                parallel_tool_calls=req.parallel_tool_calls,
+                                reasoning_content=msg.get("reasoning_content"), reported=reported)
+    result = repair_message(
+        text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=req.tool_choice,
+        parallel_tool_calls=req.parallel_tool_calls, format=policy.format,
+        reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
+    )
+    for call in result.tool_calls:  # the arguments a stream would give, piece by piece
+        call["function"]["arguments"] = canonical_arguments(call["function"]["arguments"])
+    return result
+
+
 def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                  index: ToolIndex | None, retry_possible: bool) -> list[str] | tuple[RepairResult, str]:
+                  index: ToolIndex | None, retry_possible: bool,
+                  reported: Reported | None = None) -> list[str] | tuple[RepairResult, str]:
     """Repairs `doc` in place; returns the repair kinds, or (result, raw text) when a retry should be made."""
     kinds: set[str] = set()
     req = ChatRequest.of(body)
@@ -255,11 +288,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
             continue
         content = msg.get("content")
         text = content if isinstance(content, str) else None
-        result = repair_message(
-            text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=req.tool_choice,
-            parallel_tool_calls=req.parallel_tool_calls, format=policy.format,
-            reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
-        )
+        result = _check_message(msg, text, index, req, policy, reported)
         _record(ex, result)
         ex.tool_output = ToolOutput(text, msg.get("tool_calls"), msg.get("reasoning_content"), body, policy, result)
         if _failed(result, req.tool_choice):
@@ -267,8 +296,6 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
                 return result, text or ""
             if policy.on_failure == "error":
                 raise _invalid_error(result)
-        for call in result.tool_calls:  # the arguments a stream would give, piece by piece
-            call["function"]["arguments"] = canonical_arguments(call["function"]["arguments"])
         new_msg = result.message()
         rest = {k: v for k, v in msg.items() if k not in ("content", "tool_calls", "reasoning_content")}
         choice["message"] = {**rest, **new_msg}
@@ -315,8 +342,9 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
             result: RepairResult | None = None
             sent = retry = False
             tool_choice = body.get("tool_choice")
+            engine = engine_repaired(opened.upstream.kind, opened.reply.headers)
             async with aclosing(_repaired(reader, env, ex, body, policy, raw, index, limits.max_stream_repair_chars,
-                                          keep_raw=limits.capture is not None)) as items:
+                                          keep_raw=limits.capture is not None, engine=engine)) as items:
                 async for item in items:
                     if isinstance(item, RepairResult):
                         result = item
@@ -368,45 +396,34 @@ def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
         env.usage = usage
 
 
-def _chunks_of(events: list[Event], env: _Envelope) -> list[dict[str, Any]]:
+def _chunks_of(events: list[ValidateEvent], env: _Envelope) -> list[dict[str, Any]]:
     """The repairer's events as chunk documents."""
-    out = []
-    for ev in events:
-        if isinstance(ev, ContentDelta) and ev.text:
-            out.append(env.chunk({"content": ev.text}))
-        elif isinstance(ev, ReasoningDelta) and ev.text:
-            out.append(env.chunk({"reasoning_content": ev.text}))
-        elif isinstance(ev, ToolArgsDelta):
-            if ev.text:
-                out.append(env.chunk({"tool_calls": [{"index": ev.index, "function": {"arguments": ev.text}}]}))
-        elif isinstance(ev, (ToolCallDelta, ToolCallStart)):
-            env.calls_sent = True
-            args = canonical_arguments(ev.arguments) if isinstance(ev, ToolCallDelta) else ""
-            out.append(env.chunk({"tool_calls": [{"index": ev.index, "id": ev.id, "type": "function",
-                                                  "function": {"name": ev.name, "arguments": args}}]}))
-    return out
+    deltas, calls = stream_deltas(events)
+    if calls:
+        env.calls_sent = True
+    return [env.chunk(d) for d in deltas]
 
 
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                    raw: list[str], index: ToolIndex | None, max_chars: int,
-                    keep_raw: bool = False) -> AsyncGenerator[dict[str, Any] | RepairResult, None]:
+                    raw: list[str], index: ToolIndex | None, max_chars: int, keep_raw: bool = False,
+                    engine: bool = False) -> AsyncGenerator[dict[str, Any] | RepairResult, None]:
     """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
     call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
     to the end, where they can still be refused or re-asked). Yields chunk documents; the final RepairResult
-    comes before whatever it completes, so the caller can still retry when nothing was sent."""
-    req = ChatRequest.of(body)
-    repairer = StreamRepairer(index, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
-                              format=policy.format, mode=policy.mode, incremental=policy.on_failure == "content",
-                              max_chars=max_chars)
+    comes before whatever it completes, so the caller can still retry when nothing was sent. An `engine` reply is
+    validated, not repaired again (see repair_owner)."""
+    repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars)
     keep_raw = keep_raw or policy.on_failure == "retry"  # the raw text: for a re-ask, or the capture ring
     raw_size = 0
 
     async for doc in reader.docs():
         _absorb(doc, env, ex)
+        if engine and isinstance(repairer, StreamValidator) and (reported := chunk_report(doc)) is not None:
+            repairer.report(reported)
         for part in parse_chunk(doc).parts:
             if part.finish_reason:
                 env.finish_reason = part.finish_reason
-            events: list[Event] = []
+            events: list[ValidateEvent] = []
             if part.reasoning:
                 events += repairer.feed_reasoning(part.reasoning)
             if part.content:

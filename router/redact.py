@@ -122,8 +122,9 @@ CONSTRAINT_LABELS = frozenset({"tools", "tools_lazy", "json", "none", "off", "fa
 
 def safe_headers(raw: Mapping[str, str], secrets: str | Iterable[str | None] | None = None) -> dict[str, str]:
     """The upstream response headers the router reads, rebuilt from validated values: `Content-Type` (one of a few
-    media types), `Retry-After` (whole seconds), `x-agentgate-repairs` (repair kind names) and
-    `x-agentgate-constrained` (one of a local engine's constraint labels). Everything else is dropped."""
+    media types), `Retry-After` (whole seconds), `x-agentgate-repairs` (repair kind names),
+    `x-agentgate-constrained` (one of a local engine's constraint labels) and `x-agentgate-repaired` (a repair
+    mode, "repair" or "detect"). Everything else is dropped."""
     out: dict[str, str] = {}
     ctype = _content_type(raw.get("Content-Type"))
     if ctype:
@@ -137,4 +138,7 @@ def safe_headers(raw: Mapping[str, str], secrets: str | Iterable[str | None] | N
     constrained = raw.get("x-agentgate-constrained")
     if constrained in CONSTRAINT_LABELS:
         out["x-agentgate-constrained"] = constrained
+    repaired = raw.get("x-agentgate-repaired")
+    if repaired in ("repair", "detect"):
+        out["x-agentgate-repaired"] = repaired
     return out

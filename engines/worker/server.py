@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from engines.wire import SSE_DONE, WireError, sse_data
+from engines.wire import REPAIRED_HEADER, REPAIRS_HEADER, REPORT_MEMBER, SSE_DONE, WireError, sse_data
 from engines.worker.errors import bad_request, error_response
 from engines.worker.guided import HEADER as CONSTRAINED_HEADER
 from engines.worker.guided import OPT_OUT_HEADER, Guide, Guided
@@ -40,8 +40,9 @@ from engines.worker.scheduler import (
     default_loader,
 )
 from engines.worker.templates import ChatFormatter
-from repair import ContentDelta, ReasoningDelta, StreamRepairer, ToolCallDelta, repair_message
-from repair.incremental import ToolArgsDelta, ToolCallStart
+from repair import RepairIssue, RepairResult, StreamRepairer, repair_message
+from repair.deltas import stream_deltas
+from repair.incremental import canonical_arguments
 
 log = logging.getLogger("agentgate.engine")
 
@@ -228,6 +229,8 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         reasoning_content=reasoning or None,
         mode=mode,
     )
+    for call in result.tool_calls:  # as a stream gives them (see repair.deltas), so the router passes them on
+        call["function"]["arguments"] = canonical_arguments(call["function"]["arguments"])
     message = result.message()
     finish = "tool_calls" if result.tool_calls else fin.reason
     body = {
@@ -238,11 +241,29 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": _usage(fin),
     }
-    headers = {"x-agentgate-tool-calls": result.outcome, CONSTRAINED_HEADER: _label(guided)}
-    kinds = sorted({r.kind for r in result.repairs if not r.kind.startswith("format:")})
+    if result.errors:
+        body[REPORT_MEMBER] = {"tool_call_failures": [e.as_dict() for e in result.errors]}
+    headers = {"x-agentgate-tool-calls": result.outcome, CONSTRAINED_HEADER: _label(guided), REPAIRED_HEADER: mode}
+    kinds = _repair_kinds(result)
     if kinds:
-        headers["x-agentgate-repairs"] = ",".join(kinds)
+        headers[REPAIRS_HEADER] = ",".join(kinds)
     return web.Response(text=_dumps(body), content_type="application/json", headers=headers)
+
+
+def _repair_kinds(result: RepairResult) -> list[str]:
+    """What the engine reports it repaired: the text format of its own model is no repair."""
+    return sorted({r.kind for r in result.repairs if not r.kind.startswith("format:")})
+
+
+def _report(result: RepairResult, after_header: list[RepairIssue]) -> dict[str, Any]:
+    """A stream's repair report, for its last chunk (see engines.wire)."""
+    report: dict[str, Any] = {}
+    kinds = _repair_kinds(result)
+    if kinds:
+        report["repairs"] = kinds
+    if result.errors or after_header:
+        report["tool_call_failures"] = [e.as_dict() for e in (*result.errors, *after_header)]
+    return report
 
 
 def _label(guided: Guided | None) -> str:
@@ -254,36 +275,11 @@ def _label(guided: Guided | None) -> str:
     return guided.label
 
 
-def _stream_deltas(events: list[Any], tool_index: dict[str, int]) -> list[dict[str, Any]]:
-    """Repair stream events -> OpenAI `delta` objects (adjacent text deltas merged)."""
-    deltas: list[dict[str, Any]] = []
-    for ev in events:
-        if isinstance(ev, (ToolCallDelta, ToolCallStart)):  # a whole call, or a call's header (arguments follow)
-            tool_index["n"] = max(tool_index.get("n", 0), ev.index + 1)
-            args = ev.arguments if isinstance(ev, ToolCallDelta) else ""
-            deltas.append({"tool_calls": [{"index": ev.index, "id": ev.id, "type": "function",
-                                           "function": {"name": ev.name, "arguments": args}}]})
-            continue
-        if isinstance(ev, ToolArgsDelta):
-            if ev.text:
-                deltas.append({"tool_calls": [{"index": ev.index, "function": {"arguments": ev.text}}]})
-            continue
-        if not isinstance(ev, (ContentDelta, ReasoningDelta)):
-            continue
-        key = "reasoning_content" if isinstance(ev, ReasoningDelta) else "content"
-        if not ev.text:
-            continue
-        if deltas and list(deltas[-1]) == [key]:
-            deltas[-1][key] += ev.text
-        else:
-            deltas.append({key: ev.text})
-    return deltas
-
-
 async def _stream_chat(request: web.Request, state: WorkerState, req: ChatRequest, handle: SequenceHandle,
                        first: list[Any], family: str, guided: Guided | None = None) -> web.StreamResponse:
+    mode = _repair_mode(request)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       CONSTRAINED_HEADER: _label(guided)})
+                                       CONSTRAINED_HEADER: _label(guided), REPAIRED_HEADER: mode})
     await resp.prepare(request)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": state.name}
@@ -291,10 +287,16 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         return sse_data({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
+    def last_chunk(finish: str, report: dict[str, Any]) -> bytes:
+        doc = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish, "logprobs": None}]}
+        if report:
+            doc[REPORT_MEMBER] = report
+        return sse_data(doc)
+
     # tool calls stream as they are generated (header first, then arguments), as the router streams them
     repairer = StreamRepairer(req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
-                              format=family, mode=_repair_mode(request), incremental=True)
-    tools_seen: dict[str, int] = {}
+                              format=family, mode=mode, incremental=True)
+    calls_sent = False
     await resp.write(chunk({"role": "assistant", "content": ""}))
     try:
         async for event in _chain(first, handle):
@@ -303,16 +305,19 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
                 for piece in event.pieces:
                     out += (repairer.feed_reasoning(piece.text) if piece.kind == "reasoning"
                             else repairer.feed(piece.text))
-                data = b"".join(chunk(d) for d in _stream_deltas(out, tools_seen))
+                deltas, calls = stream_deltas(out)
+                calls_sent = calls_sent or calls
+                data = b"".join(chunk(d) for d in deltas)
                 if data:
                     await resp.write(data)
             elif isinstance(event, Failed):
                 await resp.write(WireError(event.status, event.message, event.code).sse_event())
                 break
             elif isinstance(event, Finished):
-                data = b"".join(chunk(d) for d in _stream_deltas(repairer.finish(), tools_seen))
-                finish = "tool_calls" if tools_seen.get("n") else event.reason
-                data += chunk({}, finish)
+                deltas, calls = stream_deltas(repairer.finish())
+                data = b"".join(chunk(d) for d in deltas)
+                finish = "tool_calls" if calls_sent or calls else event.reason
+                data += last_chunk(finish, _report(repairer.result, repairer.after_header))
                 if req.gen.include_usage:
                     data += sse_data({**base, "choices": [], "usage": _usage(event)})
                 await resp.write(data)
