@@ -241,7 +241,7 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": _usage(fin),
     }
-    if result.errors:
+    if result.errors and req.tools:  # without tools the router passes the reply on as it is: nothing to report
         body[REPORT_MEMBER] = {"tool_call_failures": [e.as_dict() for e in result.errors]}
     headers = {"x-agentgate-tool-calls": result.outcome, CONSTRAINED_HEADER: _label(guided), REPAIRED_HEADER: mode}
     kinds = _repair_kinds(result)
@@ -317,7 +317,8 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
                 deltas, calls = stream_deltas(repairer.finish())
                 data = b"".join(chunk(d) for d in deltas)
                 finish = "tool_calls" if calls_sent or calls else event.reason
-                data += last_chunk(finish, _report(repairer.result, repairer.after_header))
+                report = _report(repairer.result, repairer.after_header) if req.tools else {}
+                data += last_chunk(finish, report)
                 if req.gen.include_usage:
                     data += sse_data({**base, "choices": [], "usage": _usage(event)})
                 await resp.write(data)
