@@ -217,12 +217,20 @@ class ClientGone(Exception):
 FLUSH_BYTES = 64 * 1024
 
 
+class _SseResponse(web.StreamResponse):
+    """A streamed response whose headers wait for its first body bytes and go out in the same socket write
+    (`_Out` sends them alone when nothing else is ready by the time the producer first waits)."""
+
+    _send_headers_immediately = False  # aiohttp's opt-in to buffered headers (a no-op where it does not exist)
+
+
 class _Out:
     """The response and the time of its last write; writes keepalives while it stays idle.
 
     Writes are queued and go out together once the producer waits (for the upstream's next bytes): the events
-    made from one upstream read cost one socket write, not one each. The queue holds at most FLUSH_BYTES before
-    the producer itself waits for the socket."""
+    made from one upstream read cost one socket write, not one each, and the first of them carries the headers.
+    The queue holds at most FLUSH_BYTES before the producer itself waits for the socket. `end()` sends what is
+    left with the response's end."""
 
     def __init__(self, resp: web.StreamResponse, keepalive: bytes, interval: float) -> None:
         self.resp = resp
@@ -234,6 +242,8 @@ class _Out:
         self._queued = 0
         self._sender: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
+        self._ending = False
+        self._started = False  # something (the headers at least) went out
 
     async def write(self, data: bytes) -> None:
         if self._failed is not None:
@@ -256,11 +266,30 @@ class _Out:
             raise self._failed
         await self._send()
 
+    async def end(self, final: bytes) -> None:
+        """What is queued and `final`, written with the response's end (one socket write when nothing is in
+        flight)."""
+        self._ending = True
+        if self._sender is not None:  # one that has not run yet writes nothing now
+            await self._sender
+        if self._failed is not None:
+            raise self._failed
+        data = b"".join([*self._queue, final])
+        self._queue.clear()
+        self._queued = 0
+        try:
+            await self.resp.write_eof(data)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            raise ClientGone from None
+
     async def _send(self) -> None:
-        while self._queue:
+        if not self._queue and not self._started and not self._ending:
+            self._queue.append(b"")  # the headers alone: nothing else was ready when the producer first waited
+        while self._queue and not self._ending:
             data = self._queue[0] if len(self._queue) == 1 else b"".join(self._queue)
             self._queue.clear()
             self._queued = 0
+            self._started = True
             try:
                 await self.resp.write(data)
             except (ConnectionResetError, aiohttp.ClientConnectionResetError):
@@ -284,8 +313,12 @@ class _Out:
                     return
 
     def start(self) -> None:
+        """Keepalives, and the headers sent by the time the producer first waits."""
+        loop = asyncio.get_running_loop()
+        if self._sender is None:
+            self._sender = loop.create_task(self._send_later())
         if self.keepalive and self.interval > 0:
-            self.task = asyncio.get_running_loop().create_task(self._beat())
+            self.task = loop.create_task(self._beat())
 
     def stop(self) -> None:
         if self.task is not None:
@@ -303,7 +336,7 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
     """Send `items` through `encoder` as one SSE response. An ApiError from `items` ends the stream with the
     encoder's error event; `before_finish` runs once the last events are known, before they are sent (a client
     reacting to the final event finds whatever it stored). `items` is closed however the stream ends."""
-    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+    resp = _SseResponse(status=200, headers={**SSE_HEADERS, **headers})
     await resp.prepare(request)
     ex.status = 200
     if ex.ttft is None:
@@ -318,12 +351,10 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
             final = b"".join(encoder.finish())
             if before_finish is not None:
                 await before_finish()
-            await out.write(final)
-            await out.flush()
+            await out.end(final)
         except ApiError as err:
             ex.error = err.code
-            await out.write(b"".join(encoder.error(err)))
-            await out.flush()
+            await out.end(b"".join(encoder.error(err)))
         finally:
             out.stop()
             aclose = getattr(items, "aclose", None)

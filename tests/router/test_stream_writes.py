@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from router import relay
@@ -12,12 +14,18 @@ from router import relay
 class Resp:
     def __init__(self, fail: bool = False) -> None:
         self.writes: list[bytes] = []
+        self.ended: bytes | None = None
         self.fail = fail
 
     async def write(self, data: bytes) -> None:
         if self.fail:
             raise ConnectionResetError
         self.writes.append(data)
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if self.fail:
+            raise ConnectionResetError
+        self.ended = data
 
 
 async def test_events_written_before_the_producer_waits_go_out_together() -> None:
@@ -45,3 +53,70 @@ async def test_a_client_gone_while_the_queue_went_out_is_seen_by_the_next_write(
     with pytest.raises(relay.ClientGone):
         await out.flush()
     out.stop()
+
+
+async def test_a_stream_ready_at_once_goes_out_with_its_end_in_one_write() -> None:
+    resp = Resp()
+    out = relay._Out(resp, b"", 0)  # type: ignore[arg-type]
+    out.start()
+    for i in range(3):
+        await out.write(b"e%d" % i)
+    await out.end(b"final")  # the producer never waited: the headers go with everything, ended
+    assert resp.writes == [] and resp.ended == b"e0e1e2final"
+    out.stop()
+
+
+async def test_the_headers_go_out_alone_when_nothing_is_ready_when_the_producer_first_waits() -> None:
+    resp = Resp()
+    out = relay._Out(resp, b"", 0)  # type: ignore[arg-type]
+    out.start()
+    await asyncio.sleep(0.01)  # waiting for the upstream's first bytes
+    assert resp.writes == [b""]  # an empty write: aiohttp sends the buffered headers
+    await out.write(b"e0")
+    await asyncio.sleep(0.01)
+    await out.write(b"e1")
+    await out.end(b"final")
+    assert resp.writes == [b"", b"e0"] and resp.ended == b"e1final"
+    out.stop()
+
+
+async def test_end_raises_client_gone() -> None:
+    out = relay._Out(Resp(fail=True), b"", 0)  # type: ignore[arg-type]
+    with pytest.raises(relay.ClientGone):
+        await out.end(b"final")
+    out.stop()
+
+
+async def test_headers_reach_the_client_before_the_first_event_exists() -> None:
+    """The headers are buffered to share the first event's write, but a client waits for no event to see them."""
+    from aiohttp import web
+
+    from router.exchange import Exchange
+
+    seen_headers = asyncio.Event()
+
+    async def items() -> AsyncIterator[dict[str, list[int]]]:
+        await seen_headers.wait()  # the first event exists only once the client saw the headers
+        yield {"choices": []}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await relay.write_stream(request, Exchange("r", "chat"), items(), relay.OpenAIChunks(), {})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+
+    async def client() -> bytes:
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+            seen_headers.set()
+            return await resp.read()
+
+    try:  # (the bound only turns a hang into a failure)
+        assert await asyncio.wait_for(client(), 60) == b'data: {"choices":[]}\n\ndata: [DONE]\n\n'
+    finally:
+        await runner.cleanup()
