@@ -79,8 +79,9 @@ class Exchange:
         logging_it = log_enabled and access_log.isEnabledFor(logging.INFO)
         if logging_it or m.request_observers:
             fields = self.fields(elapsed)
-            if logging_it:
-                access_log.info("request", extra={"fields": fields})
+            if logging_it:  # `info()` without its caller lookup: the lines never show where they were logged from
+                access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, "request", (), None,
+                                                        extra={"fields": fields}))
             for observe in m.request_observers:  # the console's recent requests and capture ring
                 observe(self, fields)
 

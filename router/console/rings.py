@@ -51,11 +51,12 @@ class LogRing(logging.Handler):
             msg = str(record.msg)
         fields = getattr(record, "fields", None)
         self._seq += 1
-        self._items.append({
-            "seq": self._seq, "ts": round(record.created, 3), "level": record.levelname.lower(),
-            "logger": record.name, "msg": msg[:MAX_LOG_CHARS],
-            **({"fields": {k: _short(v) for k, v in fields.items()}} if isinstance(fields, dict) else {}),
-        })
+        item: dict[str, Any] = {"seq": self._seq, "ts": round(record.created, 3), "level": record.levelname.lower(),
+                                "logger": record.name, "msg": msg[:MAX_LOG_CHARS]}
+        if isinstance(fields, dict):
+            long = any(isinstance(v, str) and len(v) > MAX_LOG_CHARS for v in fields.values())
+            item["fields"] = {k: _short(v) for k, v in fields.items()} if long else dict(fields)
+        self._items.append(item)
 
     def after(self, seq: int, limit: int = 500) -> list[dict[str, Any]]:
         return [r for r in self._items if r["seq"] > seq][-limit:]
