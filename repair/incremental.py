@@ -38,6 +38,10 @@ class ToolArgsDelta:
     text: str
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)  # json.dumps's, without building one per call
+_encode_string = json.encoder.encode_basestring  # what that encoder writes for a str
+
+
 def canonical_arguments(arguments: str) -> str:
     """Arguments as agentgate sends them: the decoded object re-serialised (`json.dumps`, `ensure_ascii=False`),
     so a stream's concatenated argument pieces and the non-stream answer are the same string. Text that is not a
@@ -46,7 +50,7 @@ def canonical_arguments(arguments: str) -> str:
         value = json.loads(arguments)
         if not isinstance(value, dict):
             return arguments
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (ValueError, RecursionError):
         return arguments
 
@@ -296,11 +300,11 @@ class _Builder:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def _escaped(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)[1:-1]
+    return _encode_string(text)[1:-1]
 
 
 # --- the emitter ---------------------------------------------------------------------------------------------------
