@@ -2,9 +2,10 @@
 
 `GrammarCache` compiles each grammar once against the model's tokenizer and keeps the compiled matcher (bounded,
 least recently used first out); every sequence gets its own cheap copy. `GrammarProcessor` is one sequence's
-matcher as an mlx-lm logits processor: at each batched step it feeds the matcher the token sampled at the step
-before, computes the allowed-token bitmask and masks that sequence's row of logits. A sequence without a grammar
-has no processor and pays nothing.
+matcher: it feeds the matcher the token sampled at the step before, computes the allowed-token bitmask and masks
+that sequence's row of logits — as an mlx-lm logits processor for the sequence's first token, then in
+`MaskedModel`'s batched pass, whose grammar work runs on `GRAMMAR_THREAD` while MLX evaluates the forward pass. A
+sequence without a grammar has no processor and pays nothing.
 
 A lazy processor (tool_choice "auto") watches for the call opener token and masks nothing until it appears; the
 call that follows is constrained, then the watch starts again.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,6 +28,7 @@ import numpy as np
 log = logging.getLogger("agentgate.engine")
 
 MAX_GRAMMARS = 64
+NEG_INF = -float("inf")
 # mlx's stub leaves async_eval unannotated; typed here once
 _async_eval: Callable[..., None] = mx.async_eval
 
@@ -184,6 +187,7 @@ class GrammarProcessor:
         self._active = trigger is None
         self._eos = eos
         self._calls = 0
+        self._wrap = False  # this step prefers closing tokens (the runaway guard)
         self.state = ConstraintState()
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
@@ -191,21 +195,33 @@ class GrammarProcessor:
             # Start this step's forward pass before waiting for the previous token, so that the wait and the
             # mask computation overlap it instead of stalling the pipeline.
             _async_eval(logits)
-        allowed = self.allowed_row(cast(int, tokens[-1].item()) if self._calls else None, logits.shape[-1])
-        if allowed is None:
+        if not self.prepare(cast(int, tokens[-1].item()) if self._calls else None):
             return logits
-        return mx.where(allowed, logits, mx.array(-float("inf"), dtype=logits.dtype))
+        return mx.where(self.row(logits.shape[-1]), logits, NEG_INF)
 
-    def allowed_row(self, token: int | None, vocab: int) -> mx.array | None:
-        """One step: feed the token sampled at the step before (None on the sequence's first step), then the
-        allowed tokens of this step as a bool row of `vocab`, or None when this step masks nothing."""
+    def prepare(self, token: int | None) -> bool:
+        """One step's grammar work: feed the token sampled at the step before (None on the sequence's first step)
+        and compute this step's allowed-token bitmask; False when this step masks nothing. No MLX work, so it
+        may run on the grammar thread while the MLX thread evaluates the step's forward pass."""
         if self._calls and token is not None:
             self._advance(token)
         self._calls += 1
         if not self._active or self.state.broken is not None:
-            return None
+            return False
         self._inside += 1
-        return self._row(vocab)
+        self._m.unsafe_compute_mask_ptr(self._words.ctypes.data, self._words.nbytes)
+        self.state.steps += 1
+        self._wrap = self._closing is not None and self.budget is not None and 2 * self._inside > self.budget
+        return True
+
+    def row(self, vocab: int) -> mx.array:
+        """The allowed tokens `prepare` computed, as a bool row of `vocab` (MLX thread: the arrays are cached)."""
+        key = self._words.tobytes() + (b"w" if self._wrap else b"")
+        allowed = self._masks.get(key)
+        if allowed is None or allowed.shape[-1] != vocab:
+            allowed = self._allowed(vocab, self._wrap)
+            self._masks.put(key, allowed)
+        return allowed
 
     def _advance(self, token: int) -> None:
         if self.state.broken is not None:
@@ -227,17 +243,6 @@ class GrammarProcessor:
                 self._m.reset()
                 self._active = False
 
-    def _row(self, vocab: int) -> mx.array:
-        self._m.unsafe_compute_mask_ptr(self._words.ctypes.data, self._words.nbytes)
-        self.state.steps += 1
-        wrap = self._closing is not None and self.budget is not None and 2 * self._inside > self.budget
-        key = self._words.tobytes() + (b"w" if wrap else b"")
-        allowed = self._masks.get(key)
-        if allowed is None or allowed.shape[-1] != vocab:
-            allowed = self._allowed(vocab, wrap)
-            self._masks.put(key, allowed)
-        return allowed
-
     def _allowed(self, vocab: int, wrap: bool) -> mx.array:
         bits = np.unpackbits(self._words.view(np.uint8), bitorder="little").astype(np.bool_)
         if bits.shape[0] < vocab:
@@ -252,55 +257,129 @@ class GrammarProcessor:
         return mx.array(bits)
 
 
+Row = tuple[GrammarProcessor, Any]  # a constrained row of the decode batch: its processor and its `Fault`
+
+
 class MaskedModel:
     """The model as the batch generator calls it, with one batched mask pass per decode step.
 
-    The scheduler arms it before a step with one entry per row of the decode batch: a row's processor and its
-    `Fault`, or None for a row without a grammar. The next call (the step's forward pass) starts the forward
-    pass, feeds each constrained row's matcher the token that row sampled at the step before (the call's input),
-    and masks every constrained row of the logits in one `where`. Prefill calls and steps without a constrained
-    row are passed straight through, so a batch without grammars pays nothing.
+    The scheduler arms it before a step with one entry per row of the decode batch (a `Row`, or None for a row
+    without a grammar) and the step's input tokens (the tokens the rows sampled at the step before, which mlx-lm
+    has already scheduled). `arm` reads those tokens and hands the rows' grammar work (feed the token, compute the
+    bitmask: llguidance, no MLX) to the grammar thread; the next call (the step's forward pass) starts the forward
+    pass, which releases the GIL while MLX computes it, so the masks are computed meanwhile; then every
+    constrained row of the logits is masked in one `where`. Prefill calls and steps without a constrained row are
+    passed straight through, so a batch without grammars pays nothing. All MLX work stays on the calling thread.
     """
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self._rows: list[tuple[GrammarProcessor, Any] | None] | None = None
+        self._rows: list[Row | None] | None = None
+        self._work: queue.SimpleQueue[Any] | None = None
         self._all: dict[int, mx.array] = {}
 
     def __getattr__(self, name: str) -> Any:  # layers, make_cache, args ...: the model's own
         return getattr(self.__dict__["model"], name)
 
-    def arm(self, rows: list[tuple[GrammarProcessor, Any] | None]) -> None:
+    def arm(self, rows: list[Row | None], tokens: mx.array | None = None) -> None:
+        """This step's rows; with `tokens` (the step's input, one per row) their grammar work starts now."""
+        self.disarm()
         self._rows = rows
+        if tokens is not None:
+            ids = cast(list[int], tokens.tolist())
+            if len(ids) == len(rows):
+                self._work = GRAMMAR_THREAD.submit(rows, ids)
 
     def disarm(self) -> None:
         self._rows = None
+        work, self._work = self._work, None
+        if work is not None:  # a step that never ran: let its grammar work end before any other starts
+            work.get()
 
     def __call__(self, inputs: mx.array, *args: Any, **kwargs: Any) -> mx.array:
         logits: mx.array = self.model(inputs, *args, **kwargs)
-        rows, self._rows = self._rows, None
-        if rows is None or inputs.ndim != 2 or inputs.shape[0] != len(rows):
+        rows, work = self._rows, self._work
+        self._rows = self._work = None
+        if rows is None:
             return logits
-        _async_eval(logits)  # the forward pass runs while the matchers compute their masks
+        if inputs.ndim != 2 or inputs.shape[0] != len(rows):
+            if work is not None:
+                work.get()
+            return logits
+        _async_eval(logits)  # the forward pass runs while the grammar thread computes the masks
+        prepared = work.get() if work is not None else _prepare(rows, cast(list[int], inputs[:, -1].tolist()))
+        if isinstance(prepared, BaseException):
+            raise prepared
         vocab = logits.shape[-1]
         masks: list[mx.array | None] = []
-        for row, token in zip(rows, cast(list[int], inputs[:, -1].tolist()), strict=True):
-            masks.append(None if row is None else self._row(row, token, vocab))
+        for row, done in zip(rows, prepared, strict=True):
+            masks.append(None if row is None or done is False else _mask(row, done, vocab))
         if all(m is None for m in masks):
             return logits
-        everything = self._all.get(vocab)
-        if everything is None:
-            everything = self._all[vocab] = mx.ones((vocab,), dtype=mx.bool_)
-        mask = mx.stack([everything if m is None else m for m in masks])[:, None, :]
-        return mx.where(mask, logits, mx.array(-float("inf"), dtype=logits.dtype))
+        if len(masks) == 1 and masks[0] is not None:
+            mask = masks[0]
+        else:
+            everything = self._all.get(vocab)
+            if everything is None:
+                everything = self._all[vocab] = mx.ones((vocab,), dtype=mx.bool_)
+            mask = mx.stack([everything if m is None else m for m in masks])[:, None, :]
+        return mx.where(mask, logits, NEG_INF)
 
-    @staticmethod
-    def _row(row: tuple[GrammarProcessor, Any], token: int, vocab: int) -> mx.array | None:
-        proc, fault = row
-        if fault.error is not None:
-            return None
+
+def _mask(row: Row, prepared: bool | Exception, vocab: int) -> mx.array | None:
+    proc, fault = row
+    try:
+        if isinstance(prepared, Exception):
+            raise prepared
+        return proc.row(vocab)
+    except Exception as exc:  # this sequence fails (the scheduler reads its fault); the batch goes on
+        fault.error = f"a logits processor failed: {exc}"
+        return None
+
+
+def _prepare(rows: list[Row | None], tokens: list[int]) -> list[bool | Exception]:
+    """Each constrained row's grammar work for one step (see `GrammarProcessor.prepare`); a row's failure is
+    returned in its place, so the other rows go on."""
+    out: list[bool | Exception] = []
+    for row, token in zip(rows, tokens, strict=True):
+        if row is None or row[1].error is not None:
+            out.append(False)
+            continue
         try:
-            return proc.allowed_row(token, vocab)
-        except Exception as exc:  # this sequence fails (the scheduler reads its fault); the batch goes on
-            fault.error = f"a logits processor failed: {exc}"
-            return None
+            out.append(row[0].prepare(token))
+        except Exception as exc:
+            out.append(exc)
+    return out
+
+
+class GrammarThread:
+    """The thread that runs the batched steps' grammar work, one step's rows at a time, in order. llguidance
+    releases the GIL while it computes a mask and MLX releases it while it evaluates the forward pass, so the two
+    overlap. A job is handed over and answered through C-level queues (a few microseconds, where a thread pool's
+    future costs tens)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[list[Row | None], list[int], queue.SimpleQueue[Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, rows: list[Row | None], tokens: list[int]) -> queue.SimpleQueue[Any]:
+        """Start one step's work; `get()` on the returned queue waits for its `_prepare` result (or exception)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="agentgate-grammar", daemon=True)
+                self._thread.start()
+        answer: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._jobs.put((rows, tokens, answer))
+        return answer
+
+    def _run(self) -> None:
+        while True:
+            rows, tokens, answer = self._jobs.get()
+            try:
+                answer.put(_prepare(rows, tokens))
+            except BaseException as exc:  # never leave the MLX thread waiting
+                answer.put(exc)
+
+
+GRAMMAR_THREAD = GrammarThread()

@@ -573,10 +573,12 @@ class Scheduler:
             seq.batched = True
 
     def _arm_grammars(self) -> None:
-        """Hand the batched mask pass this step's constrained rows (in the decode batch's row order)."""
+        """Hand the batched mask pass this step's constrained rows (in the decode batch's row order) and the step's
+        input tokens (the decode step runs first in the batch generator's `next`)."""
         assert self._masked is not None
         self._masked.disarm()
-        uids = self._bg._generation_batch.uids
+        gen = self._bg._generation_batch
+        uids = gen.uids
         if not uids:
             return
         rows: list[tuple[GrammarProcessor, Fault] | None] = []
@@ -584,7 +586,7 @@ class Scheduler:
             seq = self._seqs.get(uid)
             rows.append((seq.grammar, seq.fault) if seq is not None and seq.batched and seq.grammar else None)
         if any(row is not None for row in rows):
-            self._masked.arm(rows)
+            self._masked.arm(rows, gen._next_tokens)
 
     def _on_token(self, seq: _Seq, r: Any) -> None:
         seq.generated += 1

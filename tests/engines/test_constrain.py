@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 import jsonschema
@@ -114,6 +115,61 @@ async def test_constrained_rows_share_a_batch_with_free_ones(engine):
     for call in calls:
         _valid(call["name"], call["arguments"])
     assert (await e.stats())["peak_batch"] > 1
+
+
+class _FailingMatcher:
+    """A matcher that raises on its third consumed token (the batched mask pass runs it on the grammar thread)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.consumed = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def consume_token(self, token: int) -> bool:
+        self.consumed += 1
+        if self.consumed == 3:
+            raise RuntimeError("matcher exploded")
+        return bool(self._inner.consume_token(token))
+
+
+async def test_a_failing_grammar_fails_only_its_sequence(engine):
+    """A matcher that raises in the batched mask pass fails its own sequence; the constrained and free rows
+    decoding in the same steps finish normally."""
+    import asyncio
+
+    from engines.worker.sampling import SamplingParams
+    from engines.worker.scheduler import Failed, Finished, SequenceSpec
+    from engines.worker.server import WORKER
+
+    e = await engine("random")
+    state = e.worker.app[WORKER]
+    guide = state.guide
+    plan = plan_chat(family=guide.family, tools=TOOLS, tool_choice="required", parallel_tool_calls=False,
+                     response_format=None, reasoning_open=False, think=guide.think, special=guide.special)
+    proc = guide.guided(plan).processor
+    proc._m = _FailingMatcher(proc._m)
+    required = {"model": "random", "messages": USER, "tools": TOOLS, "tool_choice": "required",
+                "temperature": 1.0, "max_tokens": 160, "seed": 4}
+    free = {"model": "random", "messages": USER, "max_tokens": 48, "temperature": 1.0, "logit_bias": {"2": -100}}
+    goods = [asyncio.ensure_future(_post(e.url, required)), asyncio.ensure_future(_post(e.url, free))]
+    bad = state.scheduler.submit(SequenceSpec([5, 6, 7], 64, SamplingParams(temperature=1.0),
+                                              logits_processors=[proc]))
+
+    async def outcome() -> object:
+        while True:
+            for event in await bad.next_events():
+                if isinstance(event, (Failed, Finished)):
+                    return event
+
+    failed = await asyncio.wait_for(outcome(), 120)
+    assert isinstance(failed, Failed) and "matcher exploded" in failed.message
+    (status, headers, doc), (free_status, _, free_doc) = await asyncio.wait_for(asyncio.gather(*goods), 120)
+    assert status == 200 and headers["x-agentgate-constrained"] == "tools"
+    for call in doc["choices"][0]["message"]["tool_calls"]:
+        _valid(call["function"]["name"], call["function"]["arguments"])
+    assert free_status == 200 and free_doc["usage"]["completion_tokens"] == 48
 
 
 async def test_parallel_off_gives_one_call_and_json_schema_replies_validate(engine):
