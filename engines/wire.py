@@ -32,7 +32,9 @@ SSE_DONE = b"data: [DONE]\n\n"
 # value: the mode, "repair" or "detect"), so the router validates the calls rather than repairing again;
 # `REPAIRS_HEADER` lists the kinds it repaired (non-stream). What else it reports (a stream's repair kinds, the
 # calls it could not make valid) travels in the reply's `REPORT_MEMBER` member: the completion's (only when a call
-# failed) or the last chunk's, as `{"repairs": [kind, ...], "tool_call_failures": [{kind, detail, call_index}]}`.
+# failed) or a stream's, on the first chunk of what it sends once generation ends (before the text it held, so a
+# router holding calls for a re-ask can hold that text too), as
+# `{"repairs": [kind, ...], "tool_call_failures": [{kind, detail, call_index}, ...]}`.
 REPAIRED_HEADER = "x-agentgate-repaired"
 REPAIRS_HEADER = "x-agentgate-repairs"
 REPORT_MEMBER = "agentgate"

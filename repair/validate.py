@@ -170,7 +170,9 @@ class StreamValidator:
     as they arrive (no marker scan, nothing held); structured call fragments are assembled and checked at
     finish(). With `incremental`, a call to a tool the request allows goes out as it arrives (its header with its
     first argument piece, then the pieces as given); one that then fails its check is reported in
-    `after_header`. Otherwise calls are held to the end and go out whole, so a caller can still refuse or re-ask.
+    `after_header`. Otherwise calls are held to the end and go out whole, so a caller can still refuse or re-ask;
+    and once the producer has reported a failure (`report`, which comes before the text it held) the text that
+    follows is held to the end too.
     `max_chars` bounds what is kept: past it, text still goes out but is no longer kept, and calls whose
     fragments were not all kept fail ("unrepaired")."""
 
@@ -186,13 +188,19 @@ class StreamValidator:
         self._parts: dict[int, _Part] = {}
         self._started = 0
         self._reported = Reported()
+        self._held: list[str] = []  # text after a reported failure (not incremental), emitted at finish()
         self._result: RepairResult | None = None
         self.after_header: list[RepairIssue] = []
 
     def feed(self, text: str) -> list[ValidateEvent]:
         """An assistant content delta: passed through as it is."""
         self._content = self._add(self._content, text)
-        return [ContentDelta(text)] if text else []
+        if not text:
+            return []
+        if self._held or (self._reported.failures and not self._incremental):
+            self._held.append(text)
+            return []
+        return [ContentDelta(text)]
 
     def feed_reasoning(self, text: str) -> list[ValidateEvent]:
         """An upstream reasoning_content delta: passed through as it is."""
@@ -265,7 +273,7 @@ class StreamValidator:
     def finish(self) -> list[ValidateEvent]:
         """The calls held to the end (whole), after checking every call."""
         self._check_open()
-        events: list[ValidateEvent] = []
+        events: list[ValidateEvent] = [ContentDelta("".join(self._held))] if self._held else []
         policy = self._policy
         for ordinal, key in enumerate(sorted(self._parts)):
             part = self._parts[key]

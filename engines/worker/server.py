@@ -284,11 +284,8 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": state.name}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse_data({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
-
-    def last_chunk(finish: str, report: dict[str, Any]) -> bytes:
-        doc = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish, "logprobs": None}]}
+    def chunk(delta: dict[str, Any], finish: str | None = None, report: dict[str, Any] | None = None) -> bytes:
+        doc = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
         if report:
             doc[REPORT_MEMBER] = report
         return sse_data(doc)
@@ -315,10 +312,12 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
                 break
             elif isinstance(event, Finished):
                 deltas, calls = stream_deltas(repairer.finish())
-                data = b"".join(chunk(d) for d in deltas)
                 finish = "tool_calls" if calls_sent or calls else event.reason
-                report = _report(repairer.result, repairer.after_header) if req.tools else {}
-                data += last_chunk(finish, report)
+                deltas.append({})  # the last chunk: finish_reason; the report goes with the first of these
+                report = _report(repairer.result, repairer.after_header) if req.tools else None
+                last = len(deltas) - 1
+                data = b"".join(chunk(d, finish if i == last else None, report if i == 0 else None)
+                                for i, d in enumerate(deltas))
                 if req.gen.include_usage:
                     data += sse_data({**base, "choices": [], "usage": _usage(event)})
                 await resp.write(data)

@@ -121,6 +121,21 @@ def test_stream_incremental_forwards_calls_and_reports_late_failures() -> None:
     assert [e.kind for e in bad.result.errors] == ["schema_mismatch", "unknown_name"]
 
 
+def test_stream_holds_text_after_a_reported_failure_unless_incremental() -> None:
+    failed = Reported(failures=(RepairIssue("unknown_name", "'nope' is not a declared tool", 0),))
+    for incremental in (False, True):
+        v = StreamValidator(WEATHER, incremental=incremental)
+        assert v.feed("Sure. ") == [ContentDelta("Sure. ")]
+        v.report(failed)  # the engine's report comes before the markup it could not make valid
+        markup = '<tool_call>{"name": "nope"}</tool_call>'
+        if incremental:
+            assert v.feed(markup) == [ContentDelta(markup)] and v.finish() == []
+        else:
+            assert v.feed(markup) == [] and v.feed(" ok") == []
+            assert v.finish() == [ContentDelta(markup + " ok")]
+        assert v.result.outcome == "failed" and v.result.errors == list(failed.failures)
+
+
 def test_stream_bound() -> None:
     v = StreamValidator(WEATHER, max_chars=10)
     assert v.feed("x" * 20) == [ContentDelta("x" * 20)]  # still goes out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import openai
 import pytest
 
 import repair
@@ -24,7 +25,8 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters"
 ASK = [{"role": "user", "content": "weather?"}]
 BROKEN = "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris'}}</tool_call>"  # single quotes
 VALID = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
-UNKNOWN = 'Launching. <tool_call>{"name": "launch_rockets", "arguments": {}}</tool_call>'
+ROCKETS = '<tool_call>{"name": "launch_rockets", "arguments": {}}</tool_call>'
+UNKNOWN = "Launching. " + ROCKETS
 
 
 def _config(tmp: Path, entries: dict[str, tuple[str, str]]) -> str:
@@ -112,7 +114,7 @@ async def test_markup_the_engine_left_as_prose_stays_prose(router, tmp_path, rep
 async def test_a_call_the_engine_could_not_make_valid_is_reported_once(router, tmp_path, repair_spies):
     r = await router(_config(tmp_path, {
         "keep": (UNKNOWN, ""),
-        "strict": (UNKNOWN, "    repair: {on_failure: error}\n"),
+        "strict": (ROCKETS, "    repair: {on_failure: error}\n"),
     }))
     client = r.client()
     resp = await client.chat.completions.create(model="keep", messages=ASK, tools=WEATHER, max_tokens=64)
@@ -126,8 +128,12 @@ async def test_a_call_the_engine_could_not_make_valid_is_reported_once(router, t
     assert sample(text, "agentgate_tool_calls_total", model="keep", outcome="failed") == 2
     assert sample(text, "agentgate_tool_call_failures_total", model="keep", reason="unknown_name") == 2
 
-    with pytest.raises(Exception) as refused:  # on_failure "error": the engine's own words reach the client
-        await client.chat.completions.create(model="strict", messages=ASK, tools=WEATHER, max_tokens=64)
-    assert getattr(refused.value, "status_code", None) == 502
-    assert "launch_rockets" in str(refused.value) and "unknown_name" in str(refused.value)
+    # on_failure "error": the engine's own words reach the client; streamed, before the first byte (the router
+    # holds the markup the engine reports it could not make valid, as it held it when it repaired itself)
+    for stream in (False, True):
+        with pytest.raises(openai.APIStatusError) as refused:
+            await client.chat.completions.create(model="strict", messages=ASK, tools=WEATHER, max_tokens=64,
+                                                 stream=stream)
+        assert refused.value.status_code == 502
+        assert "launch_rockets" in str(refused.value) and "unknown_name" in str(refused.value)
     assert repair_spies == {"repair_message": 0, "StreamRepairer": 0}
