@@ -15,6 +15,8 @@ import pytest
 import repair
 import router.pipeline
 import router.repair_owner
+from router.repair_owner import engine_repaired
+from tests.fakes.openai_upstream import Step, completion
 from tests.ops.conftest import sample
 from tests.waiting import wait_until
 
@@ -137,3 +139,17 @@ async def test_a_call_the_engine_could_not_make_valid_is_reported_once(router, t
         assert refused.value.status_code == 502
         assert "launch_rockets" in str(refused.value) and "unknown_name" in str(refused.value)
     assert repair_spies == {"repair_message": 0, "StreamRepairer": 0}
+
+
+async def test_a_remote_providers_claim_to_have_repaired_is_ignored(fakes, router, repair_spies):
+    """Only a local engine the router supervises is trusted to have repaired: an OpenAI provider's reply is repaired
+    whatever headers it sends."""
+    up = await fakes()
+    up.push(Step(json=completion(BROKEN, "m"), headers={"x-agentgate-repaired": "repair"}))
+    r = await router(f"providers:\n  lab: {{type: openai, base_url: '{up.url}', retries: 0}}\n"
+                     "models:\n  - {name: m, provider: lab}\n")
+    resp = await r.client().chat.completions.create(model="m", messages=ASK, tools=WEATHER)
+    assert resp.choices[0].message.tool_calls[0].function.arguments == '{"city": "Paris"}'
+    assert repair_spies["repair_message"] == 1
+    assert not engine_repaired("openai", {"x-agentgate-repaired": "repair"})
+    assert not engine_repaired("engine", {})  # an external engine command: repaired here
