@@ -237,7 +237,7 @@ class _Out:
         self.keepalive = keepalive
         self.interval = interval
         self.last = time.monotonic()
-        self.task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._queue: list[bytes] = []
         self._queued = 0
         self._sender: asyncio.Task[None] | None = None
@@ -303,14 +303,20 @@ class _Out:
         finally:
             self._sender = None
 
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(max(0.05, self.last + self.interval - time.monotonic()))
-            if time.monotonic() - self.last >= self.interval:
-                try:
-                    await self.write(self.keepalive)
-                except ClientGone:
-                    return
+    def _beat(self) -> None:
+        """The keepalive timer: a keepalive queued once nothing went out for `interval` seconds."""
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            if self._failed is not None:  # the client is gone: no more keepalives
+                self._timer = None
+                return
+            self._queue.append(self.keepalive)
+            self._queued += len(self.keepalive)
+            self.last = now
+            if self._sender is None:
+                self._sender = asyncio.get_running_loop().create_task(self._send_later())
+        delay = max(0.05, self.last + self.interval - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._beat)
 
     def start(self) -> None:
         """Keepalives, and the headers sent by the time the producer first waits."""
@@ -318,12 +324,12 @@ class _Out:
         if self._sender is None:
             self._sender = loop.create_task(self._send_later())
         if self.keepalive and self.interval > 0:
-            self.task = loop.create_task(self._beat())
+            self._timer = loop.call_later(self.interval, self._beat)
 
     def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._sender is not None:
             self._sender.cancel()
             self._sender = None
