@@ -110,12 +110,15 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
 
 async def _read_body(request: web.Request, limit: int, idle: float) -> bytes:
     """The whole body, at most `limit` bytes; a client that sends nothing for `idle` seconds gets 408 (a stalled
-    or half-open connection never holds a handler forever)."""
+    or half-open connection never holds a handler forever). What has already arrived is taken without a wait."""
     parts: list[bytes] = []
     size = 0
+    content = request.content
     while True:
         try:
-            chunk = await with_timeout(request.content.readany(), idle)  # no extra task: a cancel stays a cancel
+            chunk = content.read_nowait()
+            if not chunk and not content.at_eof():
+                chunk = await with_timeout(content.readany(), idle)  # no extra task: a cancel stays a cancel
         except asyncio.TimeoutError:
             raise ApiError(408, f"The request body stalled: nothing arrived for {idle:g} seconds.",
                            "request_timeout") from None
