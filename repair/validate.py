@@ -167,14 +167,13 @@ class _Part:
 
 class StreamValidator:
     """The streaming sibling of `validate_message`, with `StreamRepairer`'s interface: text and reasoning go out
-    as they arrive (no marker scan, nothing held); structured call fragments are assembled and checked at
-    finish(). With `incremental`, a call to a tool the request allows goes out as it arrives (its header with its
-    first argument piece, then the pieces as given); one that then fails its check is reported in
-    `after_header`. Otherwise calls are held to the end and go out whole, so a caller can still refuse or re-ask;
-    and once the producer has reported a failure (`report`, which comes before the text it held) the text that
-    follows is held to the end too.
-    `max_chars` bounds what is kept: past it, text still goes out but is no longer kept, and calls whose
-    fragments were not all kept fail ("unrepaired")."""
+    as they arrive (no marker scan); structured call fragments are assembled and checked at finish().
+    With `incremental`, a call to a tool the request allows goes out as it arrives (its header with its first
+    argument piece, then the pieces as given); one that then fails its check is reported in `after_header`, as is
+    a "failed_after_header" the producer reported. Otherwise calls are held to the end and go out whole, so a
+    caller can still refuse or re-ask; and once the producer has reported a failure (`report`, which comes before
+    the text it held) the text that follows is held to the end too. `max_chars` bounds what is kept: past it,
+    text still goes out but is no longer kept, and calls whose fragments were not all kept fail ("unrepaired")."""
 
     def __init__(self, tools: ToolIndex | Sequence[Any] | None, *, tool_choice: object = None,
                  parallel_tool_calls: bool = True, incremental: bool = False,
@@ -289,6 +288,9 @@ class StreamValidator:
             elif part.started is None and out is not None:
                 events.append(ToolCallDelta(self._started, out["id"], part.name, out["function"]["arguments"]))
                 self._started += 1
+        for issue in self._reported.failures:  # the producer's own late failures are reported the same way
+            if issue.kind == "failed_after_header" and all(i.call_index != issue.call_index for i in self.after_header):
+                self.after_header.append(issue)
         content = None if self._content is None else "".join(self._content)
         reasoning = "".join(self._reasoning) if self._reasoning else None
         self._result = policy.result(None if content == "" and policy.calls else content, reasoning,

@@ -120,6 +120,14 @@ def test_stream_incremental_forwards_calls_and_reports_late_failures() -> None:
     assert [(i.kind, i.call_index) for i in bad.after_header] == [("failed_after_header", 0)]
     assert [e.kind for e in bad.result.errors] == ["schema_mismatch", "unknown_name"]
 
+    late = StreamValidator(WEATHER, incremental=True)
+    for f in _fragments('{"city": "Paris"}'):
+        late.feed_tool_calls([f])
+    late.report(Reported(failures=(RepairIssue("failed_after_header", "get_weather: differs", 0),)))
+    late.finish()
+    assert [(i.kind, i.call_index) for i in late.after_header] == [("failed_after_header", 0)]
+    assert late.result.outcome == "failed"  # still refused or re-asked where the policy holds calls
+
 
 def test_stream_holds_text_after_a_reported_failure_unless_incremental() -> None:
     failed = Reported(failures=(RepairIssue("unknown_name", "'nope' is not a declared tool", 0),))
