@@ -40,6 +40,7 @@ from engines.worker.scheduler import (
     default_loader,
 )
 from engines.worker.templates import ChatFormatter
+from engines.worker.toolindex import ToolIndexes
 from repair import RepairIssue, RepairResult, StreamRepairer, repair_message
 from repair.deltas import stream_deltas
 from repair.incremental import canonical_arguments
@@ -80,6 +81,7 @@ class WorkerState:
     formatter: ChatFormatter | None = None
     load_error: str | None = None
     guide: Guide | None = None  # None: constrained decoding is off (or unavailable for this tokenizer)
+    tool_indexes: ToolIndexes = field(default_factory=ToolIndexes)  # validators reused across requests
 
     @property
     def name(self) -> str:
@@ -222,7 +224,7 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
     content, reasoning, fin = await _collect(handle, first)
     result = repair_message(
         content,
-        req.tools,
+        state.tool_indexes.of(req.tools),
         tool_choice=req.tool_choice,
         parallel_tool_calls=req.parallel_tool_calls,
         format=family,
@@ -291,8 +293,8 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
         return sse_data(doc)
 
     # tool calls stream as they are generated (header first, then arguments), as the router streams them
-    repairer = StreamRepairer(req.tools, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
-                              format=family, mode=mode, incremental=True)
+    repairer = StreamRepairer(state.tool_indexes.of(req.tools), tool_choice=req.tool_choice,
+                              parallel_tool_calls=req.parallel_tool_calls, format=family, mode=mode, incremental=True)
     calls_sent = False
     await resp.write(chunk({"role": "assistant", "content": ""}))
     try:
