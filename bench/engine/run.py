@@ -5,7 +5,7 @@ Usage (from the repository root):
     .venv/bin/python bench/engine/run.py --model mlx-community/Qwen3-4B-Instruct-2507-4bit
     options: --tiny-size small,medium  --concurrency 1,8,32  --max-tokens 128  --turns 20  --tool-chars 600
              --agents 8  --parallel-turns 8  --servers ours,mlx_lm,vllm_mlx,rapid_mlx
-             --worker-args "--cpu-threads 1"  --json results.json
+             --worker-args "--cpu-threads 1"  --rounds 3  --json results.json
 
 Peers: `mlx_lm.server` runs from our own environment; vllm-mlx (with --continuous-batching) and Rapid-MLX are
 installed by the bench into their own virtualenvs under --peers-dir (`pip install "mlx[cpu]" vllm-mlx` /
@@ -18,8 +18,11 @@ DO_NOT_TRACK=1, HF_HUB_OFFLINE=1), a fresh HOME (so ~/.cache/vllm-mlx starts emp
 Each server is started on 127.0.0.1 (one after the other, never two at once, same settings otherwise) and
 measured with the same raw-SSE client:
   * throughput: for each concurrency C, waves of C streaming chat requests with distinct prompts run at once
-    (repeated for at least --min-seconds); the aggregate rate is completion tokens / wall time. With the tiny
-    models EOS is banned with logit_bias, so every request generates exactly --max-tokens tokens.
+    (repeated for at least --min-seconds); the aggregate rate is completion tokens / wall time. Every server gets
+    the same requests: the tiny throughput model never picks a special token (see visible_only), so each request
+    streams visible text to exactly --max-tokens tokens without EOS suppression (a real model gets logit_bias,
+    or ignore_eos where a server rejects logit_bias). --rounds N repeats the throughput part, servers still one
+    at a time, and reports each round with the load average.
   * agent loop: a --turns turn tool-calling conversation. Each turn re-sends the whole conversation plus the
     assistant's tool call and a new tool result of --tool-chars characters, as coding agents do. TTFT is the
     time to the first streamed delta (text, reasoning or tool call); with a prefix cache only the new suffix
@@ -51,6 +54,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,7 +89,10 @@ class LoopResult:
 @dataclass
 class ServerResult:
     name: str
-    throughput: dict[int, float] = field(default_factory=dict)  # concurrency -> completion tokens/s
+    throughput: dict[int, float] = field(default_factory=dict)  # concurrency -> completion tokens/s (median)
+    rounds: dict[int, list[float]] = field(default_factory=dict)  # concurrency -> tok/s of each --rounds round
+    short_requests: int = 0  # throughput requests that ended before --max-tokens
+    loads: dict[int, list[float]] = field(default_factory=dict)  # concurrency -> 1-minute load average after each
     loop: LoopResult = field(default_factory=LoopResult)  # one agent
     parallel: list[LoopResult] = field(default_factory=list)  # --agents agents at once
     parallel_wall: float = 0.0
@@ -106,7 +113,52 @@ def tiny_models(cache: Path, size: str) -> tuple[str, str]:
                           num_key_value_heads=4, max_context=32768)
     random = ensure_tiny_model(cache, seed=1, shape=shape)
     scripted = ensure_tiny_model(cache, script=TOOL_SCRIPT, shape=shape)
-    return str(random), str(scripted)
+    return str(visible_only(random, cache / f"{random.name}-visible")), str(scripted)
+
+
+def visible_only(model: Path, out: Path) -> Path:
+    """A copy of a random-weight model whose greedy decoding only ever picks tokens that are plain ASCII text.
+
+    With random weights, greedy decoding otherwise picks special tokens (EOS, <|im_start|>, ids past the
+    tokenizer's vocabulary) and byte tokens that do not form valid UTF-8. Servers treat those differently: one
+    asked to ignore EOS, or one whose detokenizer holds back incomplete characters (Rapid-MLX), streams almost
+    nothing, while another streams a text delta per token. Zeroing those tokens' rows of the output layer gives
+    them a logit of 0, below the best of hundreds of random logits, so every server decodes the same visible text
+    to max_tokens from the same request, with no EOS suppression."""
+    if (out / "model.safetensors").exists():
+        return out
+    import mlx.core as mx
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
+    special = {t["id"] for t in json.loads((model / "tokenizer.json").read_text()).get("added_tokens", [])}
+    plain = {i for i in range(tokenizer.get_vocab_size(with_added_tokens=True))
+             if i not in special and _plain_text(tokenizer.decode([i], skip_special_tokens=False))}
+    weights = dict(mx.load(str(model / "model.safetensors")))
+    head = weights["lm_head.weight"]
+    keep = mx.array([i in plain for i in range(head.shape[0])])[:, None]
+    weights["lm_head.weight"] = mx.where(keep, head, mx.zeros_like(head))
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model, tmp, ignore=shutil.ignore_patterns("model.safetensors"))
+    mx.save_safetensors(str(tmp / "model.safetensors"), weights, metadata={"format": "mlx"})
+    tmp.rename(out)
+    return out
+
+
+def _plain_text(text: str) -> bool:
+    return bool(text) and text.isascii() and text.isprintable()
+
+
+def no_eos(kind: str, bias: dict[str, float] | None, args: argparse.Namespace) -> dict[str, Any]:
+    """Request fields that keep a server decoding to max_tokens: none for the tiny models (their special tokens
+    are never picked, see visible_only); for a real model, EOS banned with logit_bias, or ignore_eos for Rapid-MLX
+    (which rejects logit_bias)."""
+    if args.tiny:
+        return {}
+    if kind == "rapid_mlx" or not bias:
+        return {"ignore_eos": True}
+    return {"logit_bias": bias}
 
 
 def eos_bias(model: str) -> dict[str, float] | None:
@@ -323,8 +375,10 @@ async def stream_chat(session: aiohttp.ClientSession, url: str, body: dict[str, 
                         "".join(content), [calls[i] for i in sorted(calls)])
 
 
-async def throughput(url: str, model: str, concurrency: int, max_tokens: int, bias: dict[str, float] | None,
-                     timeout: float, min_seconds: float) -> float:
+async def throughput(url: str, model: str, concurrency: int, max_tokens: int, no_eos: dict[str, Any],
+                     timeout: float, min_seconds: float) -> tuple[float, int]:
+    """Aggregate completion tokens/s of waves of `concurrency` requests, and how many requests ended before
+    max_tokens. `no_eos`: the fields that keep the server from stopping early (none for the tiny models)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         warm = {"model": model, "messages": [{"role": "user", "content": "warm up"}], "max_tokens": 4}
         await stream_chat(s, url, warm, timeout)
@@ -335,21 +389,18 @@ async def throughput(url: str, model: str, concurrency: int, max_tokens: int, bi
                 "messages": [{"role": "user", "content": f"Request {i} of {concurrency}: write a long story "
                                                          f"about a lighthouse keeper number {i * 7919 % 1000}."}],
             }
-            if bias:
-                b["logit_bias"] = bias
-            else:  # a server without logit_bias (Rapid-MLX): ask it to ignore EOS where it can
-                b["ignore_eos"] = True
-            return b
+            return {**b, **no_eos}
 
-        tokens, wall, wave = 0, 0.0, 0
+        tokens, wall, wave, short = 0, 0.0, 0, 0
         while wave == 0 or wall < min_seconds:  # whole waves of C requests, for at least min_seconds
             start = time.perf_counter()
             results = await asyncio.gather(*(stream_chat(s, url, body(wave * concurrency + i), timeout)
                                              for i in range(concurrency)))
             wall += time.perf_counter() - start
             tokens += sum(r.completion_tokens for r in results)
+            short += sum(r.completion_tokens < max_tokens for r in results)
             wave += 1
-    return tokens / wall
+    return tokens / wall, short
 
 
 def tool_output(turn: int, chars: int) -> str:
@@ -485,6 +536,7 @@ def report(results: dict[str, ServerResult], args: argparse.Namespace, models: t
             line += f"{f'{mine / best:.2f}x' if mine and best else '-':>16}"
         out.append(line)
     out.append("")
+    out += rounds_lines(results, args)
     for r in results.values():
         if r.loop.ttft:
             out.append(f"{r.name}: 1 agent, TTFT per turn (ms): " + " ".join(f"{t * 1000:.0f}" for t in r.loop.ttft))
@@ -496,6 +548,8 @@ def report(results: dict[str, ServerResult], args: argparse.Namespace, models: t
             prompt = sum(sum(p.prompt_tokens) for p in r.parallel)
             out.append(f"{r.name}: {len(r.parallel)} agents, cached/prompt tokens {cached}/{prompt}, "
                        f"turns with tool calls {sum(p.tool_calls for p in r.parallel)}")
+        if r.short_requests:
+            out.append(f"{r.name}: {r.short_requests} throughput requests ended before --max-tokens")
         if r.mlx_peak:
             out.append(f"{r.name}: MLX peak memory {r.mlx_peak / 2**20:.1f} MiB")
         for e in r.errors:
@@ -503,6 +557,28 @@ def report(results: dict[str, ServerResult], args: argparse.Namespace, models: t
     out.append("ours/best peer: agentgate divided by the best of the other servers (throughput: above 1x is better; "
                "times and memory: below 1x is better)")
     return "\n".join(out)
+
+
+def rounds_lines(results: dict[str, ServerResult], args: argparse.Namespace) -> list[str]:
+    """With --rounds: each round's tok/s and load average, and ours / the best peer round by round (the servers
+    of one round ran minutes apart, so a round's ratio is less moved by the machine's other load than the medians').
+    """
+    if args.rounds < 2:
+        return []
+    out = []
+    for c in args.concurrency:
+        for r in results.values():
+            if r.rounds.get(c):
+                out.append(f"{r.name}: c={c} tok/s per round " + " ".join(f"{v:.1f}" for v in r.rounds[c])
+                           + "  (load " + " ".join(f"{v:.1f}" for v in r.loads[c]) + ")")
+        ours = results.get("ours")
+        peers = [r for k, r in results.items() if k != "ours" and r.rounds.get(c)]
+        if ours is not None and ours.rounds.get(c) and peers:
+            n = min(len(ours.rounds[c]), *(len(p.rounds[c]) for p in peers))
+            ratios = [ours.rounds[c][i] / max(p.rounds[c][i] for p in peers) for i in range(n)]
+            out.append(f"ours/best peer c={c} per round: " + " ".join(f"{x:.2f}x" for x in ratios)
+                       + f"  (median {statistics.median(ratios):.2f}x)")
+    return out
 
 
 def _version(dist: str) -> str:
@@ -514,11 +590,15 @@ def _version(dist: str) -> str:
         return "?"
 
 
-async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namespace, workdir: Path) -> ServerResult:
-    result = ServerResult(kind)
+async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namespace, workdir: Path,
+                       result: ServerResult | None = None) -> ServerResult:
+    """All parts of one server; given the `result` of an earlier round, its throughput part only (one more
+    round of each concurrency)."""
+    again = result is not None
+    result = result or ServerResult(kind)
     bias = eos_bias(models[0])
     for part, model in (("throughput", models[0]), ("agent", models[1])):
-        if part == "agent" and args.turns == 0:
+        if part == "agent" and (args.turns == 0 or again):
             continue
         server = make_server(kind, model, workdir, args)
         print(f"[{kind}] starting for the {part} part ...", file=sys.stderr)
@@ -526,10 +606,13 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
             await server.start(args.start_timeout)
             if part == "throughput":
                 for c in args.concurrency:
-                    result.throughput[c] = await throughput(server.url, server.model_name, c, args.max_tokens,
-                                                            None if kind == "rapid_mlx" else bias, args.timeout,
-                                                            args.min_seconds)
-                    print(f"[{kind}] c={c}: {result.throughput[c]:.1f} tok/s", file=sys.stderr)
+                    rate, short = await throughput(server.url, server.model_name, c, args.max_tokens,
+                                                   no_eos(kind, bias, args), args.timeout, args.min_seconds)
+                    result.short_requests += short
+                    result.rounds.setdefault(c, []).append(rate)
+                    result.loads.setdefault(c, []).append(os.getloadavg()[0])
+                    result.throughput[c] = statistics.median(result.rounds[c])
+                    print(f"[{kind}] c={c}: {rate:.1f} tok/s (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
             else:
                 conversation: list[dict[str, Any]] = []
                 result.loop = await agent_loop(server.url, server.model_name, args.turns, args.tool_chars,
@@ -588,6 +671,10 @@ async def main_async(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
                     results[kind] = ServerResult(kind, errors=[args.install_errors[kind]])
                     continue
                 results[kind] = await bench_server(kind, models, args, shape_dir)
+            for n in range(1, args.rounds):  # more throughput rounds, the servers' order reversed every other one
+                for kind in args.servers[::-1] if n % 2 else args.servers:
+                    if kind not in args.install_errors:
+                        await bench_server(kind, models, args, shape_dir, results[kind])
             text = (f"== shape: {size} ==\n" if args.tiny else "") + report(results, args, models, versions)
             print(text, flush=True)
             texts.append(text)
@@ -724,6 +811,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=128, help="tokens per throughput request")
     p.add_argument("--min-seconds", type=float, default=3.0,
                    help="repeat waves of C requests until each concurrency level has run this long")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="throughput rounds: after the first pass, each server is started again (one at a time, "
+                        "the order reversed every other round) for its throughput part; the table shows medians "
+                        "and the report each round with its load average")
     p.add_argument("--turns", type=int, default=20, help="agent-loop turns (0 skips the loop)")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="skip the restart after the agent loop (resume measurement)")
