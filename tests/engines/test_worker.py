@@ -118,6 +118,26 @@ async def test_malformed_tool_call_is_repaired(engine):
     assert SCRIPTS["broken_tool"].startswith("<tool_call>")  # the model really emitted the broken form
 
 
+async def test_the_worker_reports_its_repair_to_the_router(engine):
+    """Chat replies say the worker repaired them (x-agentgate-repaired), so the router validates rather than
+    repairing again; what was repaired goes in x-agentgate-repairs (non-stream) or, streamed, in the `agentgate`
+    member of the first chunk sent once generation ends."""
+    e = await engine("broken_tool", constrain=False)
+    client = e.client()
+    raw = await client.chat.completions.with_raw_response.create(
+        model="broken_tool", messages=USER, tools=[WEATHER_TOOL], temperature=0)
+    assert raw.headers["x-agentgate-repaired"] == "repair" and raw.headers["x-agentgate-repairs"]
+    assert "agentgate" not in (raw.parse().model_extra or {})  # only a failed call is reported in the body
+    async with client.chat.completions.with_streaming_response.create(
+            model="broken_tool", messages=USER, tools=[WEATHER_TOOL], temperature=0, stream=True) as resp:
+        assert resp.headers["x-agentgate-repaired"] == "repair"
+        docs = [json.loads(line[6:]) async for line in resp.iter_lines()
+                if line.startswith("data: {")]
+    reports = [d["agentgate"] for d in docs if "agentgate" in d]
+    assert reports == [{"repairs": raw.headers["x-agentgate-repairs"].split(",")}]
+    assert docs[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
 async def test_agent_loop_turn_two_hits_prefix_cache(engine):
     e = await engine("tool")
     client = e.client()
