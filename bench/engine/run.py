@@ -103,7 +103,8 @@ class ServerResult:
 
 
 # -- models -----------------------------------------------------------------------------------------------------
-def tiny_models(cache: Path, size: str) -> tuple[str, str]:
+def tiny_models(cache: Path, size: str, *, visible: bool = True) -> tuple[str, str]:
+    """The throughput model (its visible-text copy unless `visible` is False) and the scripted agent model."""
     from engines.worker.tiny import TinyShape, ensure_tiny_model
 
     if size == "small":
@@ -113,7 +114,8 @@ def tiny_models(cache: Path, size: str) -> tuple[str, str]:
                           num_key_value_heads=4, max_context=32768)
     random = ensure_tiny_model(cache, seed=1, shape=shape)
     scripted = ensure_tiny_model(cache, script=TOOL_SCRIPT, shape=shape)
-    return str(visible_only(random, cache / f"{random.name}-visible")), str(scripted)
+    throughput_model = visible_only(random, cache / f"{random.name}-visible") if visible else random
+    return str(throughput_model), str(scripted)
 
 
 def visible_only(model: Path, out: Path) -> Path:
@@ -751,7 +753,7 @@ async def constraint_ab(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     in paired rounds of the same requests and token counts (`decode_waves`)."""
     workdir = Path(tempfile.mkdtemp(prefix="agentgate-bench-"))
     try:
-        model = args.model or tiny_models(workdir / "models", args.tiny_size[0])[0]
+        model = args.model or tiny_models(workdir / "models", args.tiny_size[0], visible=False)[0]
         server = make_server("ours", model, workdir, args)
         await server.start(args.start_timeout)
         rows: dict[int, dict[str, Any]] = {}
