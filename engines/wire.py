@@ -35,6 +35,7 @@ SSE_DONE = b"data: [DONE]\n\n"
 # failed) or a stream's, on the first chunk of what it sends once generation ends (before the text it held, so a
 # router holding calls for a re-ask can hold that text too), as
 # `{"repairs": [kind, ...], "tool_call_failures": [{kind, detail, call_index}, ...]}`.
+REPAIR_HEADER = "x-agentgate-repair"  # request: "off" (no repair, no report) or "detect" (the route's repair mode)
 REPAIRED_HEADER = "x-agentgate-repaired"
 REPAIRS_HEADER = "x-agentgate-repairs"
 REPORT_MEMBER = "agentgate"

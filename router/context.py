@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from engines.wire import REPAIR_HEADER  # "off": no tool-call repair for this request
+
 from .config.model import ClientKey, RepairPolicy, ServerConfig
 from .exchange import Exchange
 from .live_config import LiveConfig
@@ -17,17 +19,19 @@ from .metrics import Metrics
 from .routing import Route
 from .toolcache import ToolIndexCache
 
-REPAIR_HEADER = "x-agentgate-repair"  # "off": no tool-call repair for this request
 CONSTRAIN_HEADER = "x-agentgate-constrain"  # "off": a local engine decodes without a grammar
 
 
-def upstream_headers(request_id: str, headers: Mapping[str, str]) -> dict[str, str]:
+def upstream_headers(request_id: str, headers: Mapping[str, str], repair_mode: str = "repair") -> dict[str, str]:
     """What goes upstream besides the body: the request id, and the repair and constraint opt-outs (local
-    engines honour them). Client credentials never do."""
+    engines honour them): the client's, or the model entry's repair mode when it is not "repair" (so a local
+    engine repairs in that mode, and with "off" adds no report a client would see). Client credentials never do."""
     out = {"x-request-id": request_id}
     for name in (REPAIR_HEADER, CONSTRAIN_HEADER):
         if headers.get(name, "").lower() == "off":
             out[name] = "off"
+    if repair_mode != "repair":
+        out.setdefault(REPAIR_HEADER, repair_mode)
     return out
 
 
@@ -55,5 +59,5 @@ class RequestContext:
 
     @property
     def repair_off(self) -> bool:
-        """The client turned repair off for this request."""
-        return REPAIR_HEADER in self.upstream_headers
+        """The client (or the model entry) turned repair off for this request."""
+        return self.upstream_headers.get(REPAIR_HEADER) == "off"

@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from engines.wire import REPAIRED_HEADER, REPAIRS_HEADER, REPORT_MEMBER, SSE_DONE, WireError, sse_data
+from engines.wire import REPAIR_HEADER, REPAIRED_HEADER, REPAIRS_HEADER, REPORT_MEMBER, SSE_DONE, WireError, sse_data
 from engines.worker.errors import bad_request, error_response
 from engines.worker.guided import HEADER as CONSTRAINED_HEADER
 from engines.worker.guided import OPT_OUT_HEADER, Guide, Guided
@@ -201,7 +201,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         first = await _first_event(handle)
         if req.gen.stream:
             return await _stream_chat(request, state, req, handle, first, formatter.tool_format, guided)
-        return await _complete_chat(state, req, handle, first, formatter.tool_format, _repair_mode(request), guided)
+        return await _complete_chat(state, req, handle, first, formatter.tool_format, _repair_mode(request), guided,
+                                    report=_reports(request, req))
     finally:
         state.scheduler.cancel(handle)
 
@@ -214,13 +215,20 @@ async def _guided(request: web.Request, state: WorkerState, req: ChatRequest, re
 
 
 def _repair_mode(request: web.Request) -> str:
-    """`x-agentgate-repair: off` (sent by a router measuring raw reliability): promote only calls that were
-    already valid, repair nothing."""
-    return "detect" if request.headers.get("x-agentgate-repair", "").lower() == "off" else "repair"
+    """`x-agentgate-repair: off` (a client or a model entry turned repair off) or `detect` (the entry's repair
+    mode): promote only calls that were already valid, repair nothing."""
+    return "detect" if request.headers.get(REPAIR_HEADER, "").lower() in ("off", "detect") else "repair"
+
+
+def _reports(request: web.Request, req: ChatRequest) -> bool:
+    """Whether the reply carries the `REPORT_MEMBER` report: not without tools (the router passes such replies on
+    as they are) and not with repair off (nobody on the way reads it, so the client would see it)."""
+    return bool(req.tools) and request.headers.get(REPAIR_HEADER, "").lower() != "off"
 
 
 async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceHandle, first: list[Any],
-                         family: str, mode: str = "repair", guided: Guided | None = None) -> web.Response:
+                         family: str, mode: str = "repair", guided: Guided | None = None, *,
+                         report: bool = True) -> web.Response:
     content, reasoning, fin = await _collect(handle, first)
     result = repair_message(
         content,
@@ -243,7 +251,7 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": _usage(fin),
     }
-    if result.errors and req.tools:  # without tools the router passes the reply on as it is: nothing to report
+    if result.errors and report and req.tools:
         body[REPORT_MEMBER] = {"tool_call_failures": [e.as_dict() for e in result.errors]}
     headers = {"x-agentgate-tool-calls": result.outcome, CONSTRAINED_HEADER: _label(guided), REPAIRED_HEADER: mode}
     kinds = _repair_kinds(result)
@@ -316,7 +324,7 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
                 deltas, calls = stream_deltas(repairer.finish())
                 finish = "tool_calls" if calls_sent or calls else event.reason
                 deltas.append({})  # the last chunk: finish_reason; the report goes with the first of these
-                report = _report(repairer.result, repairer.after_header) if req.tools else None
+                report = _report(repairer.result, repairer.after_header) if _reports(request, req) else None
                 last = len(deltas) - 1
                 data = b"".join(chunk(d, finish if i == last else None, report if i == 0 else None)
                                 for i, d in enumerate(deltas))

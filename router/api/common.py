@@ -69,7 +69,7 @@ def resolve(request: web.Request, rt: LiveConfig, ex: Exchange, key: ClientKey |
     route = rt.table.resolve_for(model, key.models if key is not None else None)
     state = request.app[STATE]
     return RequestContext(ex, route, key, rt, state.metrics, state.tool_indexes,
-                          upstream_headers(ex.request_id, request.headers))
+                          upstream_headers(ex.request_id, request.headers, route.model.repair.mode))
 
 
 _ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")

@@ -282,7 +282,10 @@ def _models(raws: list[dict[str, Any]], engines: Mapping[str, Any], providers: M
 def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], providers: Mapping[str, ProviderConfig],
            source: str) -> ModelConfig:
     name = raw["name"]
-    repair = RepairPolicy(**_given(raw.get("repair", {}), "mode", "format", "on_failure", "retries"))
+    given = _given(raw.get("repair", {}), "mode", "format", "on_failure", "retries")
+    if given.get("mode") is False:  # YAML reads a bare `mode: off` as false
+        given["mode"] = "off"
+    repair = RepairPolicy(**given)
     engine = _engine_spec(raw, name, engines, repair, source, where)
     if raw.get("preload") and engine is None:
         raise _fail(source, f"{where}.preload", "only an engine entry (engine: or command:) can be preloaded")

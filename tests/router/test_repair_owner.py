@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 
@@ -153,3 +154,31 @@ async def test_a_remote_providers_claim_to_have_repaired_is_ignored(fakes, route
     assert repair_spies["repair_message"] == 1
     assert not engine_repaired("openai", {"x-agentgate-repaired": "repair"})
     assert not engine_repaired("engine", {})  # an external engine command: repaired here
+
+
+async def test_a_model_entrys_repair_mode_reaches_the_engine(router, tmp_path, repair_spies):
+    """`repair: {mode: off}` on an engine entry: the engine repairs nothing and adds no report (nobody would read
+    it, so the client would see it); `mode: detect`: the engine promotes only calls that were already valid."""
+    r = await router(_config(tmp_path, {
+        "raw": (UNKNOWN, "    repair: {mode: off}\n"),
+        "detect": (BROKEN, "    repair: {mode: detect}\n"),
+        "fixed": (BROKEN, ""),
+    }))
+    async with aiohttp.ClientSession() as s:
+        for stream in (False, True):
+            async with s.post(r.url + "/v1/chat/completions", json={
+                    "model": "raw", "messages": ASK, "tools": WEATHER, "max_tokens": 64, "stream": stream}) as resp:
+                body = await resp.read()
+            assert resp.status == 200, body
+            assert UNKNOWN.split(" ")[0].encode() in body
+            assert b'"agentgate"' not in body  # no report member, whole or streamed
+    client = r.client()
+    for model, text, n_calls in (("detect", BROKEN, 0), ("fixed", "", 1)):  # detect: reported, not applied
+        raw = await client.chat.completions.with_raw_response.create(model=model, messages=ASK, tools=WEATHER,
+                                                                     max_tokens=64)
+        message = raw.parse().choices[0].message
+        assert (message.content or "") == text and len(message.tool_calls or []) == n_calls
+        assert raw.headers.get("x-agentgate-repairs") == "single_quotes"
+        content, calls, _ = await _stream(client, model)
+        assert content == text and len(calls) == n_calls
+    assert repair_spies == {"repair_message": 0, "StreamRepairer": 0}
