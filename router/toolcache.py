@@ -2,9 +2,8 @@
 tools: agents send an identical tools list on every turn, and compiling its validators costs far more than a
 request's repair.
 
-Keyed by a digest of the tools' canonical bytes; bounded in entries and in total bytes (LRU out), and a list larger
-than `max_entry_bytes` is indexed for its request only, so a client sending a new large list every time costs
-itself the compilation and cannot grow the router or flush the cache with one list.
+The cache itself (a digest of the tools' canonical bytes as key, bounded in entries and bytes) is
+`repair.index_cache.IndexCache`, which the engine worker uses too.
 
 `KnownTools` spares a request the parse of a tools list already seen as the same bytes (a coding agent's 20-60 KB
 of tools, resent on every turn, were half of its request's parse): the body is parsed with the known list's bytes
@@ -13,7 +12,6 @@ cut out, and the list parsed the first time is put back (shared, read-only).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -21,18 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from repair import ToolIndex
+from repair.index_cache import MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, Bounds, IndexCache
 
 from . import jsoncodec
-
-MAX_ENTRIES = 128
-MAX_BYTES = 8 << 20  # of tools JSON across all entries (compiled validators take a few times this)
-MAX_ENTRY_BYTES = 512 << 10  # a coding agent declares 20-60 KB
-
-
-@dataclass(slots=True)
-class _Entry:
-    index: ToolIndex
-    size: int
 
 
 def tools_bytes(tools: list[Any]) -> bytes:
@@ -43,28 +32,13 @@ def tools_bytes(tools: list[Any]) -> bytes:
         return json.dumps(tools).encode()
 
 
-class _Bounded:
-    """Bounds shared by both caches: entries, total bytes, and the largest single entry kept."""
+class ToolIndexCache(IndexCache):
+    """`repair.index_cache.IndexCache` with the router's encoding of a list and its `KnownTools`."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
-                 max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
-        self.max_entries = max_entries
-        self.max_bytes = max_bytes
-        self.max_entry_bytes = min(max_entry_bytes, max_bytes)
-        self.bytes = 0
-        self.hits = 0
-
-
-class ToolIndexCache(_Bounded):
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
                  max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
         super().__init__(max_entries, max_bytes, max_entry_bytes)
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
-        self.misses = 0
         self.known = KnownTools(max_entries, max_bytes, max_entry_bytes)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def get(self, tools: list[Any], encoded: bytes | None = None, raw: bytes | None = None) -> ToolIndex:
         """The index of `tools`; `encoded` is their bytes when the caller has them (saves encoding them here).
@@ -73,29 +47,9 @@ class ToolIndexCache(_Bounded):
         if known is not None:
             self.hits += 1
             return known
-        index = self._get(tools, encoded)
+        index = self.index(tools, encoded if encoded is not None else tools_bytes(tools))
         if raw is not None:
             self.known.learn(raw, tools, index)
-        return index
-
-    def _get(self, tools: list[Any], encoded: bytes | None) -> ToolIndex:
-        data = encoded if encoded is not None else tools_bytes(tools)
-        if len(data) > self.max_entry_bytes:
-            self.misses += 1
-            return ToolIndex(tools)
-        key = hashlib.blake2b(data, digest_size=16).digest()
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry.index
-        self.misses += 1
-        index = ToolIndex(tools)
-        self._entries[key] = _Entry(index, len(data))
-        self.bytes += len(data)
-        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            _, old = self._entries.popitem(last=False)
-            self.bytes -= old.size
         return index
 
 
@@ -113,7 +67,7 @@ class _Known:
     index: ToolIndex
 
 
-class KnownTools(_Bounded):
+class KnownTools(Bounds):
     """Tools lists remembered as the exact bytes a client sent, with their index (bounded in entries and bytes,
     LRU out; a list over `max_entry_bytes` is never remembered).
 
