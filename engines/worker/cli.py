@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import fields
 from typing import Any
 
+from engines.worker.settings import WorkerSettings
+
 DEFAULT_PORT = 8090
 _OPTION = {"prefill_step_size": "prefill_step"}  # WorkerSettings field -> option, where the names differ
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
@@ -45,6 +47,7 @@ def _positive(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    S = WorkerSettings  # the defaults, stated once there
     parser.add_argument("--model", required=True,
                         help="model folder, Hugging Face id, or tiny:demo / tiny:random / tiny:script=<text>")
     where = parser.add_mutually_exclusive_group()
@@ -52,22 +55,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--port", type=int, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address to bind (default 127.0.0.1)")
     parser.add_argument("--name", help="model id to serve (default: the model folder's name)")
-    parser.add_argument("--max-batch", type=_positive, default=32, help="sequences decoded together (default 32)")
-    parser.add_argument("--cache-bytes", type=parse_size, default=parse_size("2GiB"),
-                        help="prefix-cache budget, e.g. 512MB or 4GiB (default 2GiB; 0 disables)")
-    parser.add_argument("--tool-format", default="auto",
+    parser.add_argument("--max-batch", type=_positive, default=S.max_batch,
+                        help=f"sequences decoded together (default {S.max_batch})")
+    parser.add_argument("--cache-bytes", type=parse_size, default=S.cache_bytes,
+                        help=f"prefix-cache budget, e.g. 512MB or 4GiB (default {S.cache_bytes >> 30}GiB; 0 disables)")
+    parser.add_argument("--tool-format", default=S.tool_format,
                         help="tool-call family for repair (default auto: tokenizer_config, then the chat template)")
     parser.add_argument("--max-context", type=_positive, default=None,
                         help="context length in tokens (default: the model's max_position_embeddings)")
-    parser.add_argument("--prefill-step", type=_positive, default=2048, help="prompt tokens per prefill chunk")
+    parser.add_argument("--prefill-step", type=_positive, default=S.prefill_step_size,
+                        help=f"prompt tokens per prefill chunk (default {S.prefill_step_size})")
     parser.add_argument("--cpu-threads", type=_positive, default=None,
                         help="on the CPU backend, CPU streams that long attention is split across "
                              "(default: usable cores, up to 8; 1 turns splitting off; no effect on a GPU)")
     parser.add_argument("--kv-dir", metavar="PATH",
                         help="keep prefix-cache entries in this folder too, so that the engine resumes cached "
                              "conversations after an unload or restart (default: memory only)")
-    parser.add_argument("--kv-disk-bytes", type=parse_size, default=parse_size("4GiB"),
-                        help="bound of --kv-dir, e.g. 1GiB (default 4GiB; 0 disables)")
+    parser.add_argument("--kv-disk-bytes", type=parse_size, default=S.kv_disk_bytes,
+                        help=f"bound of --kv-dir, e.g. 1GiB (default {S.kv_disk_bytes >> 30}GiB; 0 disables)")
     parser.add_argument("--no-constrain", dest="constrain", action="store_false",
                         help="decode tool calls and JSON replies unconstrained (default: constrained to the tools' "
                              "schemas in the model's call format; repair runs either way)")
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from engines.worker.server import WorkerSettings, serve, wait_ready
+    from engines.worker.server import serve, wait_ready
 
     log = logging.getLogger("agentgate.engine")
     if args.tool_format != "auto":

@@ -39,6 +39,7 @@ from engines.worker.scheduler import (
     Started,
     default_loader,
 )
+from engines.worker.settings import WorkerSettings as WorkerSettings  # re-exported: the worker's API
 from engines.worker.templates import ChatFormatter
 from engines.worker.toolindex import ToolIndexes
 from repair import RepairIssue, RepairResult, StreamRepairer, repair_message
@@ -48,29 +49,6 @@ from repair.incremental import canonical_arguments
 log = logging.getLogger("agentgate.engine")
 
 MAX_BODY_BYTES = 64 << 20
-
-
-@dataclass
-class WorkerSettings:
-    model: str
-    name: str | None = None
-    max_batch: int = 32
-    cache_bytes: int = 2 << 30
-    tool_format: str = "auto"
-    max_context: int | None = None
-    prefill_step_size: int = 2048
-    cpu_threads: int | None = None  # None: one per usable core (up to 8)
-    kv_dir: str | None = None  # prefix-cache entries persist here (None: memory only)
-    kv_disk_bytes: int = 4 << 30
-    constrain: bool = True  # grammar-constrained tool calls and JSON replies (`--no-constrain` turns it off)
-
-    @property
-    def served_name(self) -> str:
-        if self.name:
-            return self.name
-        if self.model.startswith("tiny:"):
-            return self.model
-        return Path(self.model.rstrip("/")).name or self.model
 
 
 @dataclass
