@@ -182,6 +182,23 @@ class KindSet:
         self.partial_by_first = {c: (max(k.max_len() for k in ks), re.compile(_partial_pattern(ks)))
                                  for c, ks in self.by_first.items()}
         self.prefilter = re.compile("[" + "".join(re.escape(c) for c in sorted(self.by_first)) + "]")
+        self.quick = re.compile(_quick_pattern(kinds))
+
+
+def _quick_pattern(kinds: tuple[Kind, ...]) -> str:
+    """A regex that finds every place a candidate, complete or partial, may begin (and more): the first three
+    characters of a kind's first literal, or a shorter start of one that ends the text. Where it finds nothing,
+    nothing can begin (a candidate's text starts with its first literal; a partial one runs to the end, so it
+    holds that literal's first three characters or is a start of them). In prose, single letters that begin
+    kinds ("t", "c", "f") are everywhere; their three-character starts ("too", "com", "fun") are rare."""
+    heads: set[str] = set()
+    for k in kinds:
+        first = k.nodes[0]
+        heads.update(o[:3] for o in ((first.text,) if isinstance(first, Lit) else
+                                     first.options if isinstance(first, OneOf) else ()) if o)
+    ends = {h[:i] for h in heads for i in range(1, len(h))}
+    alternation = "|".join(re.escape(h) for h in sorted(heads, key=len, reverse=True))
+    return f"{alternation}|(?:{'|'.join(re.escape(e) for e in sorted(ends, key=len, reverse=True))})\\Z"
 
 
 class CandidateFinder:
@@ -195,6 +212,7 @@ class CandidateFinder:
         self._by_first = kinds.by_first
         self._partial_by_first = kinds.partial_by_first
         self._prefilter = kinds.prefilter
+        self._quick = kinds.quick
         self.max_len = kinds.max_len
 
     def may_contain(self, text: str) -> bool:
@@ -227,6 +245,8 @@ class CandidateFinder:
     def scan_stream(self, text: str, start: int) -> tuple[int, int]:
         """(status, position) for streaming: the first position >= start that is a complete candidate (MATCH)
         or may still become one (PARTIAL); (NO, len(text)) when there is none."""
+        if self._quick.search(text, start) is None:  # the usual prose event: nothing can begin in it
+            return NO, len(text)
         hit = self.find(text, start)
         stop = hit[0] if hit is not None else len(text)
         # a partial candidate is non-empty, runs to the end and begins with a kind's first character: only those

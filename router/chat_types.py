@@ -170,6 +170,38 @@ def parse_chunk(doc: Mapping[str, Any]) -> Chunk:
     return Chunk(tuple([_part(c) for c in choices if isinstance(c, dict) and c.get("index", 0) == 0]), usage)
 
 
+STREAM_CHUNK_END = b',"finish_reason":null}]}\n\n'
+
+
+class StreamChunk(NamedTuple):
+    """A chunk the pipeline made itself (a repaired stream's content, reasoning or call delta for choice 0, not yet
+    finished), with its envelope already encoded: the OpenAI encoder writes `head`, the delta and
+    `STREAM_CHUNK_END` without building the chunk document; the translating encoders read `part`."""
+
+    head: bytes  # b'data: {"id":...,"model":...,"choices":[{"index":0,"delta":' (see `stream_head`)
+    delta: dict[str, Any]  # one member: content, reasoning_content or tool_calls
+
+    @property
+    def part(self) -> ChunkPart:
+        delta = self.delta
+        content, reasoning, calls = delta.get("content"), delta.get("reasoning_content"), delta.get("tool_calls")
+        return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
+                         tuple(calls) if calls else ())
+
+
+def stream_head(envelope: bytes) -> bytes:
+    """`StreamChunk.head` for an envelope encoded as a compact JSON object (`{"id":...,"model":...}`)."""
+    return b"data: " + envelope[:-1] + b',"choices":[{"index":0,"delta":'
+
+
+def chunk_items(item: Mapping[str, Any] | StreamChunk) -> Chunk:
+    """What a stream item carries, typed: a chunk document parsed, or the pipeline's own chunk as it is."""
+    if type(item) is StreamChunk:
+        return Chunk((item.part,), None)
+    assert not isinstance(item, StreamChunk)
+    return parse_chunk(item)
+
+
 # --- whole completions ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -17,17 +17,17 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from engines.wire import REPAIRS_HEADER, REPORT_MEMBER
-from repair import RepairResult, ToolIndex, repair_message
+from repair import RepairResult, StreamRepairer, ToolIndex, repair_message
 from repair.deltas import stream_deltas
 from repair.incremental import canonical_arguments
 from repair.validate import Reported, StreamValidator, ValidateEvent, validate_message
 
 from . import jsoncodec, relay
 from .capture import ToolOutput
-from .chat_types import ChatRequest, member, parse_chunk
+from .chat_types import ChatRequest, ChunkPart, StreamChunk, member, parse_chunk, stream_head
 from .config.model import RepairPolicy
 from .context import RequestContext
 from .dispatch import Opened, dispatch
@@ -64,11 +64,14 @@ class UpstreamStatus(Exception):
         return ApiError(self.status, message, code)
 
 
+Items = list[dict[str, Any] | StreamChunk]  # what one upstream read made of a stream, written to the client at once
+
+
 @dataclass
 class ChatReply:
     doc: dict[str, Any] | None = None  # non-stream
     raw: bytes | None = None  # non-stream: `doc` as the upstream's bytes, when nothing but the model name changed
-    chunks: AsyncIterator[dict[str, Any]] | None = None  # stream; the first chunk has already been produced
+    chunks: AsyncIterator[Items] | None = None  # stream, one list per upstream read; the first already made
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -143,7 +146,7 @@ def _with_upstream_kinds(ex: Exchange, kinds: list[str], upstream_kinds: str | N
     return sorted({*kinds, *upstream_kinds.split(",")})
 
 
-async def _chat_stream(ex: Exchange, gen: AsyncGenerator[dict[str, Any], None]) -> ChatReply:
+async def _chat_stream(ex: Exchange, gen: AsyncGenerator[Items, None]) -> ChatReply:
     first_task = asyncio.ensure_future(gen.__anext__())
     try:
         # the first chunk decides between an error status and a stream; past the keepalive interval the stream
@@ -156,7 +159,7 @@ async def _chat_stream(ex: Exchange, gen: AsyncGenerator[dict[str, Any], None]) 
     if done:
         first = first_task.result()  # raises before anything is sent to the client
 
-    async def chained() -> AsyncIterator[dict[str, Any]]:
+    async def chained() -> AsyncIterator[Items]:
         # one generator layer per event: the first chunk, the rest, the upstream's late status as an ApiError,
         # and `gen` closed however the stream ends (done, failed, or the client gone)
         try:
@@ -307,6 +310,9 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
 # --- streams -----------------------------------------------------------------------------------------------------
 
 class _Envelope:
+    """A repaired stream's envelope (the upstream's id, created and system_fingerprint, the requested model) and
+    what the stream's end needs."""
+
     def __init__(self, requested: str) -> None:
         self.base: dict[str, Any] = {"id": "chatcmpl-agentgate", "object": "chat.completion.chunk",
                                      "created": int(time.time()), "model": requested}
@@ -314,14 +320,37 @@ class _Envelope:
         self.usage: dict[str, Any] | None = None
         self.calls_sent = False
         self.after_header: list[dict[str, Any]] = []
+        self._head: bytes | None = None  # `base` encoded for StreamChunk (None: encode it again)
+        self.raw_size = 0  # characters of upstream content kept as the raw text (for a re-ask or the capture)
+        self.raw_text = ""  # that text, once the stream ended
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
+    def stream_chunk(self, delta: dict[str, Any]) -> StreamChunk:
+        """`chunk(delta)` with its envelope encoded once for the whole stream (again only when it changes)."""
+        head = self._head
+        if head is None:
+            head = self._head = stream_head(jsoncodec.dumps(self.base))
+        return StreamChunk(head, delta)
+
+    def absorb(self, doc: dict[str, Any], ex: Exchange) -> None:
+        """The upstream chunk's envelope members and usage."""
+        base = self.base
+        for k in ("id", "created", "system_fingerprint"):
+            if k in doc:
+                value = doc[k]
+                if k not in base or base[k] != value or type(base[k]) is not type(value):
+                    base[k] = value
+                    self._head = None
+        usage = doc.get("usage")
+        if usage:
+            ex.usage_from(usage)
+            self.usage = usage
+
 
 async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: bool, attempts: int,
-                         index: ToolIndex | None = None,
-                         raw_body: bytes = b"") -> AsyncGenerator[dict[str, Any], None]:
+                         index: ToolIndex | None = None, raw_body: bytes = b"") -> AsyncGenerator[Items, None]:
     ex, route, policy, limits = ctx.exchange, ctx.route, ctx.repair, ctx.limits
     for attempt in range(attempts):
         opened = await dispatch(ctx, _request(ctx, body, raw_body if attempt == 0 else b"", True))
@@ -333,47 +362,64 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
             env = _Envelope(route.requested)
             reader = UpstreamReader(opened, ex, ctx.metrics, limits.max_upstream_event_bytes)
             if not repairing:
-                async for doc in reader.docs():
-                    _absorb(doc, env, ex)
-                    doc["model"] = route.requested
-                    yield doc
+                async for docs in reader.docs():
+                    for doc in docs:
+                        env.absorb(doc, ex)
+                        doc["model"] = route.requested
+                    yield cast(Items, docs)
                 return
-            raw: list[str] = []
-            result: RepairResult | None = None
-            sent = retry = False
-            tool_choice = body.get("tool_choice")
-            engine = engine_repaired(opened.upstream.kind, opened.reply.headers)
-            async with aclosing(_repaired(reader, env, ex, body, policy, raw, index, limits.max_stream_repair_chars,
-                                          keep_raw=limits.capture is not None, engine=engine)) as items:
-                async for item in items:
-                    if isinstance(item, RepairResult):
-                        result = item
-                        if _failed(result, tool_choice) and policy.on_failure != "content":
-                            if not sent and policy.on_failure == "retry" and attempt < attempts - 1:
-                                body, retry = _feedback(body, result, "".join(raw)), True
-                                break
-                            if policy.on_failure == "error":  # before the first byte: an error response;
-                                raise _invalid_error(result)  # after it: a terminal error event
-                        continue
-                    if not sent:
-                        sent = True
-                        yield env.chunk({"role": "assistant", "content": ""})
-                    yield item
-            if retry:
-                continue
-            assert result is not None
-            if not sent:
-                yield env.chunk({"role": "assistant", "content": ""})
-            reason = _finish_reason(env.finish_reason, bool(result.tool_calls) or env.calls_sent)
-            final = env.chunk({}, reason)
-            if env.after_header:
-                final["agentgate"] = {"tool_call_failures": env.after_header}
-            yield final
-            if env.usage is not None:
-                yield {**env.base, "choices": [], "usage": env.usage}
-            return
+            items = _repaired(reader, env, ex, body, policy, index, limits.max_stream_repair_chars,
+                              keep_raw=limits.capture is not None,
+                              engine=engine_repaired(opened.upstream.kind, opened.reply.headers))
+            checked = _checked(items, env, policy, body.get("tool_choice"), attempt < attempts - 1)
+            async with aclosing(items), aclosing(checked):
+                async for batch in checked:
+                    if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
+                        body = _feedback(body, *batch)
+                        break
+                    yield batch
+                else:
+                    return
         finally:
             await opened.close()
+
+
+async def _checked(items: AsyncGenerator[Items | RepairResult, None], env: _Envelope, policy: RepairPolicy,
+                   tool_choice: Any, retry_possible: bool) -> AsyncGenerator[Items | tuple[RepairResult, str], None]:
+    """The repaired stream with the repair policy applied to its result: a role chunk before the first content,
+    what the result completes sent with the stream's end, a failed result refused (an error before the first
+    byte, a terminal error event after it) or handed back for a re-ask while nothing was sent."""
+    role = {"role": "assistant", "content": ""}
+    result: RepairResult | None = None
+    sent = False
+    tail: Items = []
+    async for item in items:
+        if isinstance(item, RepairResult):
+            result = item
+            if _failed(result, tool_choice) and policy.on_failure != "content":
+                if not sent and policy.on_failure == "retry" and retry_possible:
+                    yield result, env.raw_text
+                    return
+                if policy.on_failure == "error":  # before the first byte: an error response;
+                    raise _invalid_error(result)  # after it: a terminal error event
+        elif result is not None:  # what the result completes: sent with the stream's end
+            tail += item
+        else:
+            if not sent:
+                sent = True
+                item.insert(0, env.chunk(role))
+            yield item
+    assert result is not None
+    if not sent:
+        tail.insert(0, env.chunk(role))
+    reason = _finish_reason(env.finish_reason, bool(result.tool_calls) or env.calls_sent)
+    final = env.chunk({}, reason)
+    if env.after_header:
+        final["agentgate"] = {"tool_call_failures": env.after_header}
+    tail.append(final)
+    if env.usage is not None:
+        tail.append({**env.base, "choices": [], "usage": env.usage})
+    yield tail
 
 
 def _finish_reason(upstream: str | None, calls: bool) -> str:
@@ -386,56 +432,56 @@ def _finish_reason(upstream: str | None, calls: bool) -> str:
     return "stop" if upstream in (None, "tool_calls") else upstream
 
 
-def _absorb(doc: dict[str, Any], env: _Envelope, ex: Exchange) -> None:
-    for k in ("id", "created", "system_fingerprint"):
-        if k in doc:
-            env.base[k] = doc[k]
-    usage = doc.get("usage")
-    if usage:
-        ex.usage_from(usage)
-        env.usage = usage
-
-
-def _chunks_of(events: list[ValidateEvent], env: _Envelope) -> list[dict[str, Any]]:
-    """The repairer's events as chunk documents."""
+def _chunks_of(events: list[ValidateEvent], env: _Envelope) -> list[StreamChunk]:
+    """The repairer's events as stream chunks."""
     deltas, calls = stream_deltas(events)
     if calls:
         env.calls_sent = True
-    return [env.chunk(d) for d in deltas]
+    return [env.stream_chunk(d) for d in deltas]
+
+
+def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Envelope,
+         raw: list[str] | None, max_chars: int) -> list[ValidateEvent]:
+    """One upstream chunk part through the repairer."""
+    if part.finish_reason:
+        env.finish_reason = part.finish_reason
+    events: list[ValidateEvent] = []
+    if part.reasoning:
+        events += repairer.feed_reasoning(part.reasoning)
+    if part.content:
+        if raw is not None and env.raw_size < max_chars:
+            raw.append(part.content)
+            env.raw_size += len(part.content)
+        events += repairer.feed(part.content)
+    if part.tool_deltas:
+        events += repairer.feed_tool_calls(part.tool_deltas)
+    return events
 
 
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                    raw: list[str], index: ToolIndex | None, max_chars: int, keep_raw: bool = False,
-                    engine: bool = False) -> AsyncGenerator[dict[str, Any] | RepairResult, None]:
+                    index: ToolIndex | None, max_chars: int, keep_raw: bool = False,
+                    engine: bool = False) -> AsyncGenerator[Items | RepairResult, None]:
     """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
     call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
-    to the end, where they can still be refused or re-asked). Yields chunk documents; the final RepairResult
-    comes before whatever it completes, so the caller can still retry when nothing was sent. An `engine` reply is
-    validated, not repaired again (see repair_owner)."""
+    to the end, where they can still be refused or re-asked). Yields what each upstream read made (a non-empty
+    list); the final RepairResult comes before whatever it completes, so the caller can still retry when nothing
+    was sent. An `engine` reply is validated, not repaired again (see repair_owner)."""
     repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars)
-    keep_raw = keep_raw or policy.on_failure == "retry"  # the raw text: for a re-ask, or the capture ring
-    raw_size = 0
-
-    async for doc in reader.docs():
-        _absorb(doc, env, ex)
-        if engine and isinstance(repairer, StreamValidator) and (reported := chunk_report(doc)) is not None:
-            repairer.report(reported)
-        for part in parse_chunk(doc).parts:
-            if part.finish_reason:
-                env.finish_reason = part.finish_reason
-            events: list[ValidateEvent] = []
-            if part.reasoning:
-                events += repairer.feed_reasoning(part.reasoning)
-            if part.content:
-                if keep_raw and raw_size < max_chars:
-                    raw.append(part.content)
-                    raw_size += len(part.content)
-                events += repairer.feed(part.content)
-            if part.tool_deltas:
-                events += repairer.feed_tool_calls(part.tool_deltas)
-            for c in _chunks_of(events, env):
-                yield c
-    final = _chunks_of(repairer.finish(), env)
+    # the raw text: for a re-ask, or the capture ring
+    raw: list[str] | None = [] if keep_raw or policy.on_failure == "retry" else None
+    async for docs in reader.docs():
+        out: Items = []
+        for doc in docs:
+            env.absorb(doc, ex)
+            if engine and isinstance(repairer, StreamValidator) and (reported := chunk_report(doc)) is not None:
+                repairer.report(reported)
+            for part in parse_chunk(doc).parts:
+                events = _fed(repairer, part, env, raw, max_chars)
+                if events:
+                    out += _chunks_of(events, env)
+        if out:
+            yield out
+    final: Items = [*_chunks_of(repairer.finish(), env)]
     result = repairer.result
     _record(ex, result)
     if repairer.after_header:
@@ -444,7 +490,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
         if ex.tool_outcome != "failed":
             ex.tool_outcome = "failed"
         log.warning("stream %s: %s", ex.request_id, "; ".join(f"{i.kind}: {i.detail}" for i in repairer.after_header))
-    ex.tool_output = ToolOutput("".join(raw), None, None, body, policy, result)  # streamed call fragments: not kept
+    env.raw_text = "".join(raw or ())
+    ex.tool_output = ToolOutput(env.raw_text, None, None, body, policy, result)  # streamed call fragments: not kept
     yield result  # before the calls it completes: the caller may still retry or refuse
-    for c in final:
-        yield c
+    if final:
+        yield final

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from . import jsoncodec
+from .chat_types import STREAM_CHUNK_END, StreamChunk
 from .errors import ApiError
 from .exchange import Exchange
 from .redact import scrub_body, scrub_text
@@ -116,15 +118,19 @@ class UpstreamReader:
         code = {"too_large": "upstream_event_too_large"}.get(kind, f"upstream_{kind}_mid_stream")
         return ApiError(502, f"Upstream {up.name!r} {what}.", code)
 
-    async def _events(self) -> AsyncIterator[bytes]:
+    async def _reads(self) -> AsyncIterator[list[bytes]]:
+        """The complete events of each upstream read (the bytes dispatch read first included): one list per read
+        that completed any, so the layers above do their work once per read, not once per event."""
         chunks = self.opened.reply.chunks()
         splitter = self.splitter
         try:
-            for event in splitter.feed(self.opened.first):
-                yield event
+            events = splitter.feed(self.opened.first)
+            if events:
+                yield events
             async for chunk in chunks:
-                for event in splitter.feed(chunk):
-                    yield event
+                events = splitter.feed(chunk)
+                if events:
+                    yield events
             splitter.rest()  # an event without its blank line at the end is incomplete: dropped, as SSE says
         except UpstreamTooLarge as exc:
             raise self._fail("too_large", exc) from None
@@ -142,6 +148,10 @@ class UpstreamReader:
             doc = jsoncodec.loads(data)
         except (ValueError, RecursionError):
             return None
+        return self._note(doc)
+
+    def _note(self, doc: Any) -> dict[str, Any] | None:
+        """`doc` when it is an object, with the end, usage and an upstream error (raised) noted."""
         if not isinstance(doc, dict):
             return None
         if "error" in doc and "choices" not in doc:
@@ -151,49 +161,88 @@ class UpstreamReader:
             self._fail("error_event")
             raise ApiError(502, f"Upstream {self.opened.upstream.name!r} failed mid-stream: {detail[:300]}",
                            "upstream_error_mid_stream")
-        for choice in doc.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                self.finish_reason = str(choice["finish_reason"])
+        choices = doc.get("choices")
+        if choices:
+            for choice in choices:
+                if isinstance(choice, dict) and choice.get("finish_reason"):
+                    self.finish_reason = str(choice["finish_reason"])
         usage = doc.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
             self.ex.usage_from(usage)
         return doc
 
-    async def raw(self) -> AsyncIterator[UpEvent]:
+    def _raw_event(self, event: bytes) -> UpEvent:
+        data = event_data(event)
+        if data is None:
+            return UpEvent(event, None)
+        if data == b"[DONE]" or data.strip() == b"[DONE]":
+            self.done = True
+            return UpEvent(event, None)
         redactor = self.redactor
-        async for event in self._events():
-            data = event_data(event)
-            if data is None:
-                yield UpEvent(event, None)
-                continue
-            if data.strip() == b"[DONE]":
-                self.done = True
-                yield UpEvent(event, None)
-                continue
-            if (b'"usage"' in data or b'"error"' in data or redactor.suspicious(data)
-                    or (b'"finish_reason"' in data and not any(n in data for n in _FINISH_NULL))):
-                if redactor.suspicious(data):
-                    clean = redactor.data(data)
-                    event, data = (event, data) if clean == data else (b"data: " + clean + b"\n\n", clean)
-                self._inspect(data)
-            yield UpEvent(event, None)
+        if (b'"usage"' in data or b'"error"' in data or redactor.suspicious(data)
+                or (b'"finish_reason"' in data and not any(n in data for n in _FINISH_NULL))):
+            if redactor.suspicious(data):
+                clean = redactor.data(data)
+                event, data = (event, data) if clean == data else (b"data: " + clean + b"\n\n", clean)
+            self._inspect(data)
+        return UpEvent(event, None)
 
-    async def docs(self) -> AsyncIterator[dict[str, Any]]:
+    async def raw(self) -> AsyncIterator[list[UpEvent]]:
+        """The upstream's events as they go to a pass-through client, one list per upstream read."""
+        async for events in self._reads():
+            out: list[UpEvent] = []
+            try:
+                for event in events:
+                    out.append(self._raw_event(event))
+            except ApiError:  # an upstream error event: the events before it go out first, as one by one
+                if out:
+                    yield out
+                raise
+            yield out
+
+    def _payloads(self, events: list[bytes]) -> list[bytes]:
         redactor = self.redactor
-        async for event in self._events():
+        out = []
+        for event in events:
             data = event_data(event)
             if data is None:
                 continue
-            if data.strip() == b"[DONE]":
+            if data == b"[DONE]" or data.strip() == b"[DONE]":
                 self.done = True
                 continue
             if redactor.suspicious(data):
                 data = redactor.data(data)
-            doc = self._inspect(data)
-            if doc is None:
+            out.append(data)
+        return out
+
+    async def docs(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """The parsed chunk documents, one list per upstream read that completed any. `jsoncodec.loads`'s checks
+        (long integers, surrogate escapes) are made once over the read's payloads; an upstream error event ends
+        the stream after the documents before it (as when they went one by one)."""
+        async for events in self._reads():
+            payloads = self._payloads(events)
+            if not payloads:
                 continue
-            yield doc
+            joined = b"\n".join(payloads) if len(payloads) > 1 else payloads[0]  # no digit run or escape spans "\n"
+            plain = not (jsoncodec.has_surrogate_escape(joined) or jsoncodec.has_long_int(joined))
+            load = orjson.loads if plain else jsoncodec.loads
+            docs: list[dict[str, Any]] = []
+            for data in payloads:
+                try:
+                    value = load(data)
+                except (ValueError, RecursionError):
+                    continue
+                try:
+                    doc = self._note(value)
+                except ApiError:
+                    if docs:
+                        yield docs
+                    raise
+                if doc is not None:
+                    docs.append(doc)
+            if docs:
+                yield docs
 
 
 # --- the writer --------------------------------------------------------------------------------------------------
@@ -351,9 +400,12 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
     out.start()
     try:
         try:
-            async for item in items:
-                for data in encoder.feed(item):
-                    await out.write(data)
+            async for item in items:  # an item, or the list of items one upstream read made: one write
+                if type(item) is list:
+                    feed = encoder.feed
+                    await out.write(b"".join([data for one in item for data in feed(one)]))
+                else:
+                    await out.write(b"".join(encoder.feed(item)))
             final = b"".join(encoder.finish())
             if before_finish is not None:
                 await before_finish()
@@ -395,11 +447,14 @@ class PassThrough:
 
 
 class OpenAIChunks:
-    """Chunk documents as OpenAI chat-completion SSE."""
+    """Chunk documents (and the pipeline's own `StreamChunk`s, from their encoded envelope) as OpenAI
+    chat-completion SSE."""
 
     keepalive = b": keepalive\n\n"
 
-    def feed(self, item: dict[str, Any]) -> list[bytes]:
+    def feed(self, item: dict[str, Any] | StreamChunk) -> list[bytes]:
+        if type(item) is StreamChunk:
+            return [item.head + jsoncodec.dumps(item.delta) + STREAM_CHUNK_END]
         return [b"data: " + jsoncodec.dumps(item) + b"\n\n"]
 
     def finish(self) -> list[bytes]:
@@ -416,7 +471,7 @@ class Translated:
         self.translator = translator
         self.keepalive = keepalive
 
-    def feed(self, item: dict[str, Any]) -> list[bytes]:
+    def feed(self, item: dict[str, Any] | StreamChunk) -> list[bytes]:
         return list(self.translator.feed(item))
 
     def finish(self) -> list[bytes]:

@@ -65,6 +65,8 @@ class EventSplitter:
 
 def event_data(event: bytes) -> bytes | None:
     """The joined `data:` payload of one event, or None for comments/keep-alives."""
+    if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:  # the usual one-line event
+        return event[6:-2]
     data: list[bytes] = []
     for line in event.split(b"\n"):
         if line.startswith(b"data:"):

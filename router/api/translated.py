@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from .. import pipeline, relay
+from ..chat_types import StreamChunk
 from ..context import RequestContext
 from ..dialects.common import without_images
 from ..errors import ApiError
@@ -18,7 +19,7 @@ from .common import JSON_HEADERS
 
 
 class Translator(Protocol):
-    def feed(self, doc: dict[str, Any]) -> list[bytes]: ...
+    def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]: ...
 
     def finish(self) -> list[bytes]: ...
 
@@ -51,7 +52,8 @@ async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.
                             headers: dict[str, str],
                             before_finish: Callable[[], Awaitable[None]] | None = None,
                             keepalive: bytes = relay.MESSAGES_PING) -> web.StreamResponse:
-    """Chunk documents through a dialect translator onto the wire, by the one stream writer (see `relay`)."""
+    """The pipeline's stream (lists of chunk documents and `StreamChunk`s, one list per upstream read) through a
+    dialect translator onto the wire, by the one stream writer (see `relay`)."""
     assert reply.chunks is not None
     return await relay.write_stream(request, ex, reply.chunks, relay.Translated(translator, keepalive), headers,
                                     before_finish)

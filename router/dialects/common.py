@@ -17,7 +17,7 @@ import json_repair
 from engines import wire
 from engines.wire import sse_event as sse_event  # the dialects frame their named events with it
 
-from ..chat_types import ToolFragment, content_text, parse_chunk
+from ..chat_types import StreamChunk, ToolFragment, chunk_items, content_text
 from ..errors import ApiError
 
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -224,9 +224,9 @@ class ChunkEncoder(ABC):
             out += self._call_args(call.index, call.arguments)
         return out
 
-    def feed(self, doc: dict[str, Any]) -> list[bytes]:
+    def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
         out = self._start()
-        chunk = parse_chunk(doc)
+        chunk = chunk_items(doc)
         if chunk.usage is not None:
             self._usage = chunk.usage
         for part in chunk.parts:
