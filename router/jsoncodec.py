@@ -21,6 +21,8 @@ except ImportError:  # pragma: no cover - orjson is a dependency; this keeps a b
 
 _DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit -> "0", anything else -> " "
 _LONG_INT = b"0" * 20
+_STRIDE = len(_LONG_INT) // 2
+_MAX_SPOTS = 16  # places looked at one by one before the whole text is
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
@@ -40,11 +42,45 @@ def std_loads(raw: bytes | str) -> Any:
     return json.loads(raw, parse_constant=_no_constant, parse_float=_no_overflow)
 
 
+class LoneSurrogate(ValueError):
+    """A `\\uD800`-style escape that is not half of a pair: no UTF-8 text can hold it."""
+
+
 def loads(raw: bytes) -> Any:
     """Raises ValueError (or RecursionError) for what is not JSON."""
-    if _SURROGATE_ESCAPE.search(raw):
-        return std_loads(raw)
-    return loads_without_surrogates(raw)
+    value = _fast_loads(raw)
+    return std_loads(raw) if value is _STD else value
+
+
+def loads_text(raw: bytes) -> Any:
+    """`loads` refusing a lone surrogate escape (`LoneSurrogate`): a request body must be UTF-8 text throughout."""
+    value = _fast_loads(raw)
+    if value is not _STD:
+        return value
+    value = std_loads(raw)
+    if has_surrogate_escape(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise LoneSurrogate("an unpaired UTF-16 surrogate escape") from None
+    return value
+
+
+_STD = object()
+
+
+def _fast_loads(raw: bytes) -> Any:
+    """orjson's reading, or `_STD` where the standard library's may differ: a long integer, or a surrogate escape
+    orjson refused (it reads a pair as the standard library does and refuses a lone one, which the standard
+    library reads)."""
+    if orjson is None or has_long_int(raw):
+        return _STD
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        if has_surrogate_escape(raw):
+            return _STD
+        raise
 
 
 def loads_without_surrogates(raw: bytes) -> Any:
@@ -55,8 +91,19 @@ def loads_without_surrogates(raw: bytes) -> Any:
 
 
 def has_long_int(raw: bytes) -> bool:
-    """Whether `raw` holds a run of 20 digits (an integer orjson would read as a float, or a harmless string)."""
-    return _LONG_INT in raw.translate(_DIGITS)
+    """Whether `raw` holds a run of 20 digits (an integer orjson would read as a float, or a harmless string).
+    Such a run covers two consecutive multiples of 10, so every 10th byte is looked at first and only the places
+    where two of those in a row are digits are looked at whole."""
+    sample = raw[::_STRIDE].translate(_DIGITS)
+    at = sample.find(b"00")
+    for _ in range(_MAX_SPOTS):
+        if at < 0:
+            return False
+        start = at * _STRIDE
+        if _LONG_INT in raw[max(0, start - _STRIDE):start + 3 * _STRIDE].translate(_DIGITS):
+            return True
+        at = sample.find(b"00", at + 1)
+    return at >= 0 and _LONG_INT in raw.translate(_DIGITS)  # digits everywhere: one pass over it all
 
 
 def has_surrogate_escape(raw: bytes) -> bool:

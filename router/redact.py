@@ -8,6 +8,7 @@ upstream sends is copied as is.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -94,6 +95,7 @@ def scrub_body(body: bytes, secrets: str | Iterable[str | None] | None) -> bytes
     return json.dumps(doc, ensure_ascii=False).encode() if changed else body
 
 
+@functools.lru_cache(maxsize=64)  # an upstream sends the same one or two values on every reply
 def _content_type(value: str | None) -> str | None:
     if not value:
         return None

@@ -113,11 +113,9 @@ class KnownTools(Bounds):
             if known is None or not raw.startswith(known.raw, start):
                 continue
             rest = raw[:start] + self._mark_json + raw[start + len(known.raw):]
-            if jsoncodec.has_surrogate_escape(rest):
-                return None
             try:
-                body = jsoncodec.loads_without_surrogates(rest)
-            except (ValueError, RecursionError):
+                body = jsoncodec.loads_text(rest)
+            except (ValueError, RecursionError):  # the caller parses the whole body and says what is wrong
                 return None
             if not isinstance(body, dict) or body.get("tools") != self._mark:
                 return None
@@ -126,6 +124,11 @@ class KnownTools(Bounds):
             self.hits += 1
             return body
         return None
+
+    def holds(self, tools: object) -> bool:
+        """Whether `tools` is a list handed out by `parse` (it passed the request checks when it was learned)."""
+        known = self._by_list.get(id(tools))
+        return known is not None and known.tools is tools
 
     def index_of(self, tools: list[Any]) -> ToolIndex | None:
         known = self._by_list.get(id(tools))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -92,19 +91,15 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
     known = request.app[STATE].tool_indexes.known.parse(raw)  # an agent's tools, resent as they were: not parsed
     if known is not None:
         return raw, known
-    surrogates = jsoncodec.has_surrogate_escape(raw)
     try:
-        body = jsoncodec.std_loads(raw) if surrogates else jsoncodec.loads_without_surrogates(raw)
+        body = jsoncodec.loads_text(raw)
+    except jsoncodec.LoneSurrogate:
+        raise ApiError(400, "The request body contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff).",
+                       "invalid_json") from None
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"The request body is not valid JSON: {_short(exc)}", "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"The request body must be a JSON object, not {type(body).__name__}.", "invalid_json")
-    if surrogates:
-        try:
-            json.dumps(body, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise ApiError(400, "The request body contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff).",
-                           "invalid_json") from None
     return raw, body
 
 

@@ -37,7 +37,7 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         raw, body = await common.read_json(request, rt)
         model = common.require_model(body)
         ctx = common.resolve(request, rt, ex, key, model)
-        check_request(endpoint, body)
+        check_request(endpoint, body, tools_checked=ctx.tool_indexes.known.holds(body.get("tools")))
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
         if endpoint == "chat" and body.get("tools") and pipeline.repair_enabled(ctx, body):
             return await chat_repaired(request, ctx, body, stream, raw)

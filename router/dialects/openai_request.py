@@ -7,53 +7,62 @@ failure retried into a 502.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from .common import check_type, invalid
 
 _MESSAGE_CONTENT = (str, list)
 
 
-def check_request(endpoint: str, body: dict[str, Any]) -> None:
-    """Raise a 400 (`param` names the field) when a field the router reads has the wrong shape."""
+def check_request(endpoint: str, body: dict[str, Any], tools_checked: bool = False) -> None:
+    """Raise a 400 (`param` names the field) when a field the router reads has the wrong shape. `tools_checked`:
+    `body["tools"]` is a list that passed this check before (a known list, resent as it was)."""
     if endpoint != "embeddings":
         check_type(body, "stream", bool, "a boolean")
         options = check_type(body, "stream_options", dict, "an object")
         if options is not None:
             _check_field(options, "include_usage", bool, "a boolean", "stream_options.include_usage")
     if endpoint == "chat":
-        _check_chat(body)
+        _check_chat(body, tools_checked)
 
 
-def _check_chat(body: dict[str, Any]) -> None:
+def _check_chat(body: dict[str, Any], tools_checked: bool) -> None:
     messages = check_type(body, "messages", list, "an array of message objects", required=True)
-    for i, m in enumerate(messages):
-        where = f"messages[{i}]"
+    for i, m in enumerate(messages):  # the common shape at the cost of a few lookups; the message names the field
         if not isinstance(m, dict):
-            raise invalid(f"'{where}' must be a message object, not {type(m).__name__}.", where, "invalid_type")
-        role = m.get("role")
-        if not isinstance(role, str) or not role:
-            raise invalid(f"'{where}.role' must be a non-empty string.", f"{where}.role", "invalid_type")
-        content = m.get("content")
-        if content is not None and not isinstance(content, _MESSAGE_CONTENT):
-            raise invalid(f"'{where}.content' must be a string or an array of parts, not {type(content).__name__}.",
-                          f"{where}.content", "invalid_type")
-        calls = m.get("tool_calls")
-        if calls is not None and not (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)):
-            raise invalid(f"'{where}.tool_calls' must be an array of objects.", f"{where}.tool_calls",
+            raise invalid(f"'messages[{i}]' must be a message object, not {type(m).__name__}.", f"messages[{i}]",
                           "invalid_type")
+        role, content, calls = m.get("role"), m.get("content"), m.get("tool_calls")
+        if not (isinstance(role, str) and role and (content is None or isinstance(content, _MESSAGE_CONTENT))
+                and (calls is None or (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)))):
+            _message_error(f"messages[{i}]", role, content)
     tools = check_type(body, "tools", list, "an array of tool objects")
-    for i, t in enumerate(tools or []):
-        where = f"tools[{i}]"
-        if not isinstance(t, dict):
-            raise invalid(f"'{where}' must be a tool object, not {type(t).__name__}.", where, "invalid_type")
-        fn = t.get("function")
-        if fn is not None and not isinstance(fn, dict):
-            raise invalid(f"'{where}.function' must be an object.", f"{where}.function", "invalid_type")
-        if isinstance(fn, dict) and not isinstance(fn.get("name"), str):
-            raise invalid(f"'{where}.function.name' must be a string.", f"{where}.function.name", "invalid_type")
+    if tools and not tools_checked:
+        for i, t in enumerate(tools):
+            if not isinstance(t, dict):
+                _tool_error(f"tools[{i}]", t, None)
+            fn = t.get("function")
+            if fn is not None and not (isinstance(fn, dict) and isinstance(fn.get("name"), str)):
+                _tool_error(f"tools[{i}]", t, fn)
     check_type(body, "tool_choice", (str, dict), "a string or an object")
     check_type(body, "parallel_tool_calls", bool, "a boolean")
+
+
+def _message_error(where: str, role: object, content: object) -> NoReturn:
+    if not isinstance(role, str) or not role:
+        raise invalid(f"'{where}.role' must be a non-empty string.", f"{where}.role", "invalid_type")
+    if content is not None and not isinstance(content, _MESSAGE_CONTENT):
+        raise invalid(f"'{where}.content' must be a string or an array of parts, not {type(content).__name__}.",
+                      f"{where}.content", "invalid_type")
+    raise invalid(f"'{where}.tool_calls' must be an array of objects.", f"{where}.tool_calls", "invalid_type")
+
+
+def _tool_error(where: str, tool: object, fn: object) -> NoReturn:
+    if not isinstance(tool, dict):
+        raise invalid(f"'{where}' must be a tool object, not {type(tool).__name__}.", where, "invalid_type")
+    if not isinstance(fn, dict):
+        raise invalid(f"'{where}.function' must be an object.", f"{where}.function", "invalid_type")
+    raise invalid(f"'{where}.function.name' must be a string.", f"{where}.function.name", "invalid_type")
 
 
 def _check_field(obj: dict[str, Any], name: str, kind: type, what: str, param: str) -> None:

@@ -9,7 +9,9 @@ upstream to judge what went wrong (`classify()` for an exception, `judge()` for 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import aiohttp
 
+from .. import jsoncodec
 from ..config.model import ProviderConfig
 from ..errors import ApiError
 from ..metrics import Metrics
@@ -38,8 +41,35 @@ class UpstreamRequest(NamedTuple):
     stream: bool = False
 
     def for_model(self, model: str | None) -> UpstreamRequest:
-        """The request for a target that names the model `model` (the client's bytes no longer fit)."""
-        return UpstreamRequest(self.path, {**self.body, "model": model}, None, self.headers, self.stream)
+        """The request for a target that names the model `model`: the client's bytes with the name replaced where
+        that is safe (`with_model`), else none (the body is encoded)."""
+        raw = with_model(self.raw, self.body.get("model"), model) if self.raw is not None else None
+        return UpstreamRequest(self.path, {**self.body, "model": model}, raw, self.headers, self.stream)
+
+
+_MODEL_KEY = b'"model"'
+_MODEL_LETTER_ESCAPE = re.compile(rb"\\u00(?:6[45cdfCDF])")  # how JSON may escape m, o, d, e or l
+_JSON_WS = b" \t\r\n"
+
+
+def with_model(raw: bytes, old: object, new: str | None) -> bytes | None:
+    """`raw`, a JSON object whose top-level "model" is `old`, with that value replaced by `new` and every other
+    byte kept; None unless that is certain: the key "model" is written once in the whole body and never with an
+    escape (so that one is the top-level key), and its value exactly as `jsoncodec.dumps(old)` writes it."""
+    if not isinstance(old, str) or new is None or raw.count(_MODEL_KEY) != 1 or _MODEL_LETTER_ESCAPE.search(raw):
+        return None
+    at = raw.index(_MODEL_KEY) + len(_MODEL_KEY)
+    while raw[at:at + 1] in _JSON_WS and at < len(raw):
+        at += 1
+    if raw[at:at + 1] != b":":
+        return None
+    at += 1
+    while raw[at:at + 1] in _JSON_WS and at < len(raw):
+        at += 1
+    value = jsoncodec.dumps(old)
+    if not raw.startswith(value, at):
+        return None
+    return raw[:at] + jsoncodec.dumps(new) + raw[at + len(value):]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +138,10 @@ class Upstream:
         self.limiter = Limiter(limit=p.max_concurrency, max_queue=p.max_queue, timeout=p.queue_timeout)
         self.outstanding = 0
 
-    @property
+    @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
-        """What this provider is given to authenticate (its key, credential-like header values): never shown."""
+        """What this provider is given to authenticate (its key, credential-like header values): never shown.
+        Worked out once: the config of an upstream never changes (a reload builds new upstreams)."""
         found = [self.config.api_key or ""] + [v for _, v in self.config.headers if len(v) >= 8]
         return tuple(s for s in found if s)
 

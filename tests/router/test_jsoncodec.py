@@ -35,3 +35,27 @@ def test_dumps_is_compact_utf8_and_falls_back_for_what_orjson_cannot_encode() ->
     with pytest.raises(UnicodeEncodeError):
         jsoncodec.dumps({"lone": "\ud800"})
     assert json.loads(jsoncodec.dumps_text({"x": object(), "y": "é"}))["y"] == "é"
+
+
+def test_loads_text_refuses_a_lone_surrogate_and_reads_a_pair() -> None:
+    with pytest.raises(jsoncodec.LoneSurrogate):
+        jsoncodec.loads_text(b'{"lone": "a \\ud800 b"}')
+    with pytest.raises(jsoncodec.LoneSurrogate):
+        jsoncodec.loads_text(b'{"n": 123456789012345678901234567890, "lone": "\\udc00"}')
+    assert jsoncodec.loads_text(b'{"pair": "\\ud83d\\ude00"}') == {"pair": "\U0001f600"}
+    with pytest.raises(ValueError):
+        jsoncodec.loads_text(b'{"pair": "\\ud83d\\ude00", "x": nope}')
+
+
+def test_has_long_int_finds_every_run_of_twenty_digits() -> None:
+    import random
+
+    rnd = random.Random(7)
+    for _ in range(3000):
+        raw = bytes(rnd.choice(b"0123456789 ,a") for _ in range(rnd.randint(0, 90)))
+        if rnd.random() < 0.4:
+            at, n = rnd.randint(0, len(raw)), rnd.randint(18, 22)
+            raw = raw[:at] + b"7" * n + raw[at:]
+        assert jsoncodec.has_long_int(raw) == (b"0" * 20 in raw.translate(jsoncodec._DIGITS)), raw
+    many = b"1234567890123456789," * 500  # digits everywhere, no run of 20: looked at whole after a few places
+    assert not jsoncodec.has_long_int(many) and jsoncodec.has_long_int(many + b"1" * 20)
