@@ -304,10 +304,44 @@ class AiohttpReply:
             await cb()
 
 
+class _Expiry:
+    """The timer callback of `with_timeout`: cancels the task and remembers it did."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
 if sys.version_info >= (3, 11):
     async def with_timeout(aw: Awaitable[T], seconds: float | None) -> T:
-        async with asyncio.timeout(seconds):
+        """`async with asyncio.timeout(seconds): return await aw`, at a third of its cost on the request path (one
+        timer and one small object): the same cancel-then-`TimeoutError`, and a cancel from elsewhere stays a
+        cancel (the task's cancel count decides, as in `asyncio.Timeout.__aexit__`)."""
+        if seconds is None:
             return await aw
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("with_timeout must be used inside a task")
+        cancelling = task.cancelling()
+        expiry = _Expiry(task)
+        handle = asyncio.get_running_loop().call_later(seconds, expiry)
+        try:
+            result = await aw
+        except BaseException as exc:
+            handle.cancel()
+            if expiry.fired and task.uncancel() <= cancelling and isinstance(exc, asyncio.CancelledError):
+                raise TimeoutError from exc
+            raise
+        handle.cancel()
+        if expiry.fired:
+            task.uncancel()
+        return result
 else:  # pragma: no cover - Python 3.10
     async def with_timeout(aw: Awaitable[T], seconds: float | None) -> T:
         return await asyncio.wait_for(aw, seconds)
