@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -172,6 +173,20 @@ async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) ->
     return Running(runner, f"http://{bound[0]}:{bound[1]}")
 
 
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_gc() -> None:
+    """Once the router is up: what start-up built (modules, config, compiled schemas, pools) is moved out of the
+    cyclic collector's reach (`gc.freeze`), and the young generation is collected after 20,000 net allocations
+    instead of 700. A request's objects are freed by their reference counts (under load the collector found
+    nothing to free), yet every few requests it walked the live ones, and about every 2,000 requests all ~50k
+    start-up objects (a 50 ms pause): ~5 % of a request's CPU. Cyclic garbage is still collected, later."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def run(config: Config, *, config_path: str | None = None) -> None:
     """Serve until SIGINT/SIGTERM (graceful: in-flight requests drain)."""
     try:
@@ -190,6 +205,7 @@ def run(config: Config, *, config_path: str | None = None) -> None:
                 else ""
             raise ListenError(f"cannot listen on {config.server.host}:{config.server.port}: "
                               f"{(os.strerror(exc.errno) if exc.errno else str(exc)).lower()}{hint}") from None
+        settle_gc()
         log.info("listening", extra={"fields": {"url": running.url, "config": config.source}})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
