@@ -242,6 +242,11 @@ class CandidateFinder:
 
     # --- streaming ---------------------------------------------------------------------------------------------
 
+    def nothing_begins(self, text: str) -> bool:
+        """True when no candidate, complete or partial, can begin anywhere in `text` (see `_quick_pattern`):
+        `scan_stream(context + text, len(context))` is then (NO, its length) whatever the context."""
+        return self._quick.search(text) is None
+
     def scan_stream(self, text: str, start: int) -> tuple[int, int]:
         """(status, position) for streaming: the first position >= start that is a complete candidate (MATCH)
         or may still become one (PARTIAL); (NO, len(text)) when there is none."""

@@ -111,22 +111,23 @@ class StreamRepairer:
         if self._holding:
             return self._spec_feed(text) if self._spec is not None else []
         events = self._prose(text)
-        return events + self._maybe_spec()
+        return events + self._maybe_spec() if self._holding else events
 
     def _prose(self, text: str) -> list[Event]:
         """Text outside held markup: emitted up to where a candidate may begin."""
-        base = self._ctx
-        tail = self._tail
-        self._tail = ""
-        tail += text
-        window = base + tail
-        status, at = self._finder.scan_stream(window, len(base))
-        stop = (at if status != NO else len(window)) - len(base)
-        if status == MATCH:
-            self._holding = True
-            self._hold_at = self._size - (len(tail) - stop)
-        decided = tail[:stop]
-        self._tail = tail[stop:]
+        if not self._tail and self._finder.nothing_begins(text):  # the usual prose: all of it is decided
+            decided = text
+        else:
+            base = self._ctx
+            tail = self._tail + text
+            window = base + tail
+            status, at = self._finder.scan_stream(window, len(base))
+            stop = (at if status != NO else len(window)) - len(base)
+            if status == MATCH:
+                self._holding = True
+                self._hold_at = self._size - (len(tail) - stop)
+            decided = tail[:stop]
+            self._tail = tail[stop:]
         body = decided.rstrip()
         if not body:
             if decided:

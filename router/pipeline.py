@@ -23,6 +23,7 @@ from engines.wire import REPAIRS_HEADER, REPORT_MEMBER
 from repair import RepairResult, StreamRepairer, ToolIndex, repair_message
 from repair.deltas import stream_deltas
 from repair.incremental import canonical_arguments
+from repair.types import ContentDelta
 from repair.validate import Reported, StreamValidator, ValidateEvent, validate_message
 
 from . import jsoncodec, relay
@@ -434,10 +435,21 @@ def _finish_reason(upstream: str | None, calls: bool) -> str:
 
 def _chunks_of(events: list[ValidateEvent], env: _Envelope) -> list[StreamChunk]:
     """The repairer's events as stream chunks."""
+    if len(events) == 1 and type(events[0]) is ContentDelta:  # the usual prose event: what stream_deltas makes
+        text = events[0].text
+        return [env.stream_chunk({"content": text})] if text else []
     deltas, calls = stream_deltas(events)
     if calls:
         env.calls_sent = True
     return [env.stream_chunk(d) for d in deltas]
+
+
+def _content(repairer: StreamRepairer | StreamValidator, text: str, env: _Envelope, raw: list[str] | None,
+             max_chars: int) -> list[ValidateEvent]:
+    if raw is not None and env.raw_size < max_chars:
+        raw.append(text)
+        env.raw_size += len(text)
+    return repairer.feed(text)
 
 
 def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Envelope,
@@ -449,10 +461,7 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
     if part.reasoning:
         events += repairer.feed_reasoning(part.reasoning)
     if part.content:
-        if raw is not None and env.raw_size < max_chars:
-            raw.append(part.content)
-            env.raw_size += len(part.content)
-        events += repairer.feed(part.content)
+        events += _content(repairer, part.content, env, raw, max_chars)
     if part.tool_deltas:
         events += repairer.feed_tool_calls(part.tool_deltas)
     return events
@@ -469,9 +478,13 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
     repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars)
     # the raw text: for a re-ask, or the capture ring
     raw: list[str] | None = [] if keep_raw or policy.on_failure == "retry" else None
-    async for docs in reader.docs():
+    async for docs in reader.docs(texts=True):
         out: Items = []
         for doc in docs:
+            if type(doc) is str:  # a content-only chunk with the envelope already taken (see UpstreamReader.docs)
+                if doc and (events := _content(repairer, doc, env, raw, max_chars)):
+                    out += _chunks_of(events, env)
+                continue
             env.absorb(doc, ex)
             if engine and isinstance(repairer, StreamValidator) and (reported := chunk_report(doc)) is not None:
                 repairer.report(reported)

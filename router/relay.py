@@ -14,6 +14,7 @@ and ends a failed stream with the dialect's one terminal error event.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -87,6 +88,69 @@ class UpEvent:
 
 
 _FINISH_NULL = (b'"finish_reason":null', b'"finish_reason": null')
+_PLAIN_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint", "choices"})
+_PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
+_ENVELOPE_KEYS = ("id", "created", "system_fingerprint")  # what the pipeline takes from every chunk
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+class _Plain:
+    """The bytes around the text of a content-only chunk (`{..."choices":[{"index":0,"delta":{"content":` and
+    `},"finish_reason":null}]}`), learned from one the upstream sent, and that chunk's envelope members. A later
+    payload made of the same bytes around one JSON string is the same chunk with other text: its text is all a
+    repairing stream needs from it (see `UpstreamReader.docs`)."""
+
+    __slots__ = ("envelope", "head", "tail")
+
+    def __init__(self, head: bytes, tail: bytes, envelope: dict[str, Any]) -> None:
+        self.head = head
+        self.tail = tail
+        self.envelope = envelope
+
+    @classmethod
+    def learn(cls, data: bytes, doc: dict[str, Any]) -> _Plain | None:
+        """The template of `doc` (parsed from `data`) when it is a content-only chunk, else None."""
+        if not doc.keys() <= _PLAIN_KEYS:
+            return None
+        choices = doc.get("choices")
+        if type(choices) is not list or len(choices) != 1:
+            return None
+        choice = choices[0]
+        if type(choice) is not dict or not choice.keys() <= _PLAIN_CHOICE_KEYS or choice.get("index", 0) != 0 \
+                or type(choice.get("index", 0)) is not int or choice.get("finish_reason") is not None \
+                or choice.get("logprobs") is not None:
+            return None
+        delta = choice.get("delta")
+        if type(delta) is not dict or delta.keys() != {"content"} or type(delta["content"]) is not str:
+            return None
+        at = data.find(b'"content":')  # once: any other "content": would be a key outside the delta
+        if at < 0 or data.find(b'"content":', at + 1) >= 0:
+            return None
+        at += 10
+        while data[at:at + 1] == b" ":
+            at += 1
+        m = _JSON_STRING.match(data, at)
+        if m is None:
+            return None
+        return cls(data[:at], data[m.end():], {k: doc[k] for k in _ENVELOPE_KEYS if k in doc})
+
+    def text(self, data: bytes) -> str | None:
+        """The text of `data` when it is this template around one JSON string."""
+        head, tail = self.head, self.tail
+        if not (data.startswith(head) and data.endswith(tail)) or len(data) < len(head) + len(tail) + 2:
+            return None
+        try:
+            text = orjson.loads(data[len(head):len(data) - len(tail)])
+        except ValueError:
+            return None
+        return text if type(text) is str else None
+
+    def agrees(self, doc: dict[str, Any]) -> bool:
+        """Whether `doc` leaves the envelope members the template stands for as they are."""
+        for k, v in self.envelope.items():  # noqa: SIM110 - a loop: no generator per document
+            if k in doc and (doc[k] != v or type(doc[k]) is not type(v)):
+                return False
+        return True
 
 
 class UpstreamReader:
@@ -216,19 +280,27 @@ class UpstreamReader:
             out.append(data)
         return out
 
-    async def docs(self) -> AsyncIterator[list[dict[str, Any]]]:
+    async def docs(self, texts: bool = False) -> AsyncIterator[list[Any]]:
         """The parsed chunk documents, one list per upstream read that completed any. `jsoncodec.loads`'s checks
         (long integers, surrogate escapes) are made once over the read's payloads; an upstream error event ends
-        the stream after the documents before it (as when they went one by one)."""
+        the stream after the documents before it (as when they went one by one).
+
+        With `texts`, a content-only chunk whose envelope is the one the stream's last content-only chunk had (the
+        usual run of text events) comes as its text (a `str`) instead of a document: it carries no finish, usage
+        or error, and its envelope members are those the consumer already took from earlier documents."""
+        plain: _Plain | None = None
         async for events in self._reads():
             payloads = self._payloads(events)
             if not payloads:
                 continue
             joined = b"\n".join(payloads) if len(payloads) > 1 else payloads[0]  # no digit run or escape spans "\n"
-            plain = not (jsoncodec.has_surrogate_escape(joined) or jsoncodec.has_long_int(joined))
-            load = orjson.loads if plain else jsoncodec.loads
-            docs: list[dict[str, Any]] = []
+            load = orjson.loads if not (jsoncodec.has_surrogate_escape(joined) or jsoncodec.has_long_int(joined)) \
+                else jsoncodec.loads
+            docs: list[Any] = []
             for data in payloads:
+                if plain is not None and data.startswith(plain.head) and (text := plain.text(data)) is not None:
+                    docs.append(text)
+                    continue
                 try:
                     value = load(data)
                 except (ValueError, RecursionError):
@@ -239,8 +311,11 @@ class UpstreamReader:
                     if docs:
                         yield docs
                     raise
-                if doc is not None:
-                    docs.append(doc)
+                if doc is None:
+                    continue
+                docs.append(doc)
+                if texts and (plain is None or not plain.agrees(doc)):
+                    plain = _Plain.learn(data, doc)
             if docs:
                 yield docs
 

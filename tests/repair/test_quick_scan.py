@@ -42,6 +42,16 @@ def test_the_quick_path_gives_the_full_scans_answer(text: str, start: int) -> No
             assert finder.scan_stream(text, s) == _reference_scan(finder, text, s)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prose, prose)
+def test_nothing_begins_means_the_scan_finds_nothing(context: str, text: str) -> None:
+    from repair.markers import NO
+
+    for finder in _finders():
+        if finder.nothing_begins(text):
+            assert _reference_scan(finder, context + text, len(context)) == (NO, len(context + text))
+
+
 def test_the_quick_path_skips_plain_prose() -> None:
     for kinds in (ALL_KINDS, NATIVE_ONLY, INSIDE_THINK):
         assert kinds.quick.search(" after the third attempt, which is why the job vanishes.") is None
