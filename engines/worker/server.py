@@ -161,6 +161,23 @@ async def _chain(first: list[Any], handle: SequenceHandle) -> AsyncIterator[Any]
         yield event
 
 
+class ChunkEnvelope:
+    """The bytes of a stream's non-final chunks, encoded once per stream: per token only the changing member (a
+    chat delta, a completion's text) is encoded and put between them. `choice` is the chunk's one choice with
+    `SLOT` where that member goes; `encode(value)` gives the same bytes as `sse_data` of the whole chunk."""
+
+    SLOT = "\x00agentgate-slot\x00"
+
+    def __init__(self, base: dict[str, Any], choice: dict[str, Any]) -> None:
+        marked = sse_data({**base, "choices": [choice]})
+        self._head, found, self._tail = marked.rpartition(_dumps(self.SLOT).encode())
+        if not found:
+            raise ValueError("the choice has no SLOT member")
+
+    def encode(self, value: Any) -> bytes:
+        return self._head + _dumps(value).encode() + self._tail
+
+
 # -- handlers --------------------------------------------------------------------------------------------------
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[WORKER]
@@ -271,8 +288,11 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
     await resp.prepare(request)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": state.name}
+    envelope = ChunkEnvelope(base, {"index": 0, "delta": ChunkEnvelope.SLOT, "finish_reason": None, "logprobs": None})
 
     def chunk(delta: dict[str, Any], finish: str | None = None, report: dict[str, Any] | None = None) -> bytes:
+        if finish is None and not report:
+            return envelope.encode(delta)
         doc = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
         if report:
             doc[REPORT_MEMBER] = report
@@ -344,7 +364,12 @@ async def completions(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
 
+        slot = ChunkEnvelope.SLOT
+        envelope = ChunkEnvelope(base, {"index": 0, "text": slot, "logprobs": None, "finish_reason": None})
+
         def chunk(text: str, finish: str | None = None) -> bytes:
+            if finish is None:
+                return envelope.encode(text)
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
             return sse_data({**base, "choices": [choice]})
 
