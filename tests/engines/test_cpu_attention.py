@@ -13,6 +13,7 @@ from mlx_lm import load
 from mlx_lm.models import base, qwen3
 from mlx_lm.models.base import create_causal_mask
 
+from engines.worker import cpu_attention
 from engines.worker.cpu_attention import ParallelAttention, install
 from tests.engines.conftest import Engine
 
@@ -119,3 +120,15 @@ async def test_worker_generates_the_same_tokens_with_split_attention(
     assert split_text == plain_text and split_text
     assert split_stats["threads"] == 2 and split_stats["split_calls"] > 0
     assert plain_stats == {"threads": 1, "split_calls": 0}
+
+
+@pytest.mark.parametrize(("cores", "blas", "expected"), [
+    (2, None, 2), (2, "1", 2), (2, "2", 1), (2, "4", 1), (16, "2", 8), (64, None, 8), (1, None, 1), (2, "x", 2),
+])
+def test_attention_streams_leave_the_blas_threads_their_cores(monkeypatch, cores, blas, expected) -> None:
+    monkeypatch.setattr(cpu_attention, "usable_cores", lambda: cores)
+    if blas is None:
+        monkeypatch.delenv(cpu_attention.BLAS_THREADS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(cpu_attention.BLAS_THREADS_ENV, blas)
+    assert cpu_attention.default_threads() == expected
