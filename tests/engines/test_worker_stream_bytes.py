@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
 
 from engines.wire import sse_data
 from engines.worker.server import ChunkEnvelope
+from tests.engines.conftest import Engine
 
 BASE = {"id": "chatcmpl-0123", "object": "chat.completion.chunk", "created": 1764500000, "model": 'm "é" \\ ☃'}
 VALUES = ["", "plain", ' "quoted" ', "new\nline\ttab", "é ☃ 😀", "\u2028", "\\", "\x00agentgate-slot\x00"]
 
 
 @pytest.mark.parametrize("value", VALUES)
-def test_chat_delta_envelope_is_the_whole_chunk_encoded(value):
+def test_chat_delta_envelope_is_the_whole_chunk_encoded(value: str) -> None:
     envelope = ChunkEnvelope(BASE, {"index": 0, "delta": ChunkEnvelope.SLOT, "finish_reason": None, "logprobs": None})
     for delta in ({"content": value}, {"reasoning_content": value}, {"role": "assistant", "content": value},
                   {"tool_calls": [{"index": 0, "function": {"arguments": value}}]}):
@@ -24,14 +26,14 @@ def test_chat_delta_envelope_is_the_whole_chunk_encoded(value):
 
 
 @pytest.mark.parametrize("value", VALUES)
-def test_completion_text_envelope_is_the_whole_chunk_encoded(value):
+def test_completion_text_envelope_is_the_whole_chunk_encoded(value: str) -> None:
     base = {**BASE, "object": "text_completion"}
     envelope = ChunkEnvelope(base, {"index": 0, "text": ChunkEnvelope.SLOT, "logprobs": None, "finish_reason": None})
     whole = sse_data({**base, "choices": [{"index": 0, "text": value, "logprobs": None, "finish_reason": None}]})
     assert envelope.encode(value) == whole
 
 
-def test_a_choice_without_the_slot_is_refused():
+def test_a_choice_without_the_slot_is_refused() -> None:
     with pytest.raises(ValueError):
         ChunkEnvelope(BASE, {"index": 0, "delta": {}})
 
@@ -47,8 +49,9 @@ async def _raw_events(url: str, path: str, body: dict[str, object]) -> list[byte
 
 @pytest.mark.asyncio(loop_scope="session")
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
-async def test_every_streamed_chunk_is_its_compact_encoding(engine, path):
-    """Real generation: each event is exactly `sse_data` of its own JSON, and the text adds up."""
+async def test_every_streamed_chunk_is_its_compact_encoding(engine: Callable[..., Awaitable[Engine]],
+                                                            path: str) -> None:
+    """Real generation: each event is exactly `sse_data` of its own JSON, one id for the stream."""
     e = await engine("random")
     body: dict[str, object] = {"model": "random", "max_tokens": 24, "temperature": 0, "stream": True,
                                "stream_options": {"include_usage": True}}
