@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import openai
 import pytest
 
+from engines.worker import blas
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # engines launched by routers under test keep their KV cache here, never in the user's state folder
@@ -17,6 +19,10 @@ os.environ.setdefault("AGENTGATE_STATE_DIR", tempfile.mkdtemp(prefix="agentgate-
 from router.app import Running, create_app, start
 from router.config import parse_config
 from tests.fakes.openai_upstream import FakeUpstream
+
+# MLX work in this process (the in-process workers of tests/engines) uses the engine's BLAS, bound before anything
+# imports MLX, like the worker's entry point does (AGENTGATE_BLAS=bundled keeps the reference BLAS)
+blas.bind(os.environ.get("AGENTGATE_BLAS", "auto"))
 
 
 @pytest.fixture

@@ -99,6 +99,7 @@ class ServerResult:
     resume_ttft: float | None = None  # next turn of the loop's conversation after a restart (seconds)
     peak_rss: int = 0
     mlx_peak: int | None = None
+    blas: str = "?"  # the library MLX's cblas_sgemm is bound to in the server (see server_blas)
     errors: list[str] = field(default_factory=list)
 
 
@@ -199,7 +200,9 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-SERVERS = {"ours": "agentgate", "mlx_lm": "mlx_lm.server", "vllm_mlx": "vllm-mlx", "rapid_mlx": "Rapid-MLX"}
+SERVERS = {"ours": "agentgate", "mlx_lm": "mlx_lm.server", "vllm_mlx": "vllm-mlx", "rapid_mlx": "Rapid-MLX",
+           "ours_bundled": "agentgate/ref"}
+DEFAULT_SERVERS = ["ours", "mlx_lm", "vllm_mlx", "rapid_mlx"]  # ours_bundled: our worker with --blas bundled
 PEER_PACKAGES = {"vllm_mlx": ("vllm-mlx", "vllm-mlx"), "rapid_mlx": ("rapid-mlx", "rapid-mlx")}  # (pip, command)
 QUIET_ENV = {"RAPID_MLX_TELEMETRY": "0", "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
              "HF_HUB_DISABLE_TELEMETRY": "1", "VLLM_NO_USAGE_STATS": "1"}
@@ -283,6 +286,37 @@ class Server:
                 await self.proc.wait()
 
 
+def server_blas(pid: int) -> str:
+    """Which library MLX's `cblas_sgemm` is bound to in a server (the process or a descendant that has libmlx.so
+    loaded), read from its libmlx.so import slot (engines/worker/blas.py `bound_library`)."""
+    from engines.worker.blas import bound_library
+
+    for proc in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError, ValueError):
+            library = bound_library("cblas_sgemm", proc)
+            if library is not None:
+                name = Path(library).name
+                kind = ("openblas" if name.startswith("libagentgate_openblas") else
+                        "bundled" if name.startswith("libblas") else name)
+                threads = _environ(proc).get("OPENBLAS_NUM_THREADS") if kind == "openblas" else None
+                return f"{kind} ({threads} threads)" if threads else kind
+    return "?"
+
+
+def descendants(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return found + [d for c in found for d in descendants(c)]
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw.split(b"\0") if item)
+
+
 def tree_rss(pid: int) -> int:
     """RSS of a process and its children (peers may serve from a child process)."""
     total = rss_bytes(pid)
@@ -296,18 +330,22 @@ def tree_rss(pid: int) -> int:
 def make_server(kind: str, model: str, workdir: Path, args: argparse.Namespace) -> Server:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("AGENTGATE_BLAS", None)
     if Path(model).exists():
         env["HF_HUB_OFFLINE"] = "1"
     max_batch = str(args.max_batch)
-    if kind == "ours":
+    if kind.startswith("ours"):
+        blas_args = ["--blas", "bundled"] if kind == "ours_bundled" else []
         argv = [sys.executable, "-m", "engines", "--model", model, "--host", "127.0.0.1", "--port", str(port),
                 "--max-batch", max_batch, "--name", "bench", "--log-level", "warning",
-                "--kv-dir", str(workdir / "kv-ours"), *shlex.split(args.worker_args)]
+                "--kv-dir", str(workdir / f"kv-{kind}"), *blas_args, *shlex.split(args.worker_args)]
         return Server(kind, argv, port, env, workdir / f"{kind}.log", "bench")
     # peers: a private HOME (empty caches), their hub cache folder private too, telemetry off
     home = workdir / f"home-{kind}"
     (home / "hf" / "hub").mkdir(parents=True, exist_ok=True)
     env.update(QUIET_ENV, HOME=str(home), HF_HOME=str(home / "hf"))
+    if args.peer_openblas is not None:  # the same OpenBLAS as our worker, bound the same way (global scope first)
+        env.update(LD_PRELOAD=str(args.peer_openblas), OPENBLAS_NUM_THREADS=str(args.blas_threads))
     if kind == "mlx_lm":
         argv = [sys.executable, "-m", "mlx_lm.server", "--model", model, "--host", "127.0.0.1", "--port",
                 str(port), "--decode-concurrency", max_batch, "--log-level", "WARNING"]
@@ -515,6 +553,9 @@ def report(results: dict[str, ServerResult], args: argparse.Namespace, models: t
         f"python {platform.python_version()}, mlx {_version('mlx')}, mlx-lm {_version('mlx-lm')}; "
         + ", ".join(f"{SERVERS[k]} {v}" for k, v in versions.items())
         + (f"; our worker with {args.worker_args}" if args.worker_args else ""),
+        "BLAS of MLX's CPU matmul in each server (cblas_sgemm as bound in the server process): "
+        + ", ".join(f"{SERVERS[k]} {r.blas}" for k, r in results.items())
+        + ("; peers run with our OpenBLAS preloaded (--peer-blas openblas)" if args.peer_openblas else ""),
         f"models: throughput={models[0]}  agent-loop={models[1]}"
         + ("  (tiny, generated offline with RANDOM weights: measures serving overhead only)" if args.tiny else ""),
         "",
@@ -606,6 +647,12 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
         print(f"[{kind}] starting for the {part} part ...", file=sys.stderr)
         try:
             await server.start(args.start_timeout)
+            if server.proc is not None and sys.platform == "linux":
+                result.blas = await asyncio.to_thread(server_blas, server.proc.pid)
+                if kind.startswith("ours") and result.blas == "openblas":  # it sets its thread count itself
+                    async with aiohttp.ClientSession() as s, s.get(server.url + "/stats") as r:
+                        result.blas += f" ({(await r.json())['blas'].get('threads')} threads)"
+                print(f"[{kind}] BLAS: {result.blas}", file=sys.stderr)
             if part == "throughput":
                 for c in args.concurrency:
                     rate, short = await throughput(server.url, server.model_name, c, args.max_tokens,
@@ -642,7 +689,7 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
                         for i in range(args.agents))))
                     result.parallel_wall = time.perf_counter() - start
                     print(f"[{kind}] {args.agents} parallel agents: {result.parallel_wall:.1f} s", file=sys.stderr)
-            if kind == "ours":
+            if kind.startswith("ours"):
                 async with aiohttp.ClientSession() as s, s.get(server.url + "/stats") as r:
                     stats = await r.json()
                 result.mlx_peak = max(result.mlx_peak or 0, int(stats["memory"]["peak"]))
@@ -806,8 +853,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tiny-size", type=lambda s: s.split(","), default=["small"],
                    help="shapes of the generated models, comma-separated: small (hidden 64, 2 layers) and/or "
                         "medium (hidden 256, 4 layers)")
-    p.add_argument("--servers", type=lambda s: s.split(","), default=list(SERVERS),
-                   help=f"servers to run, in order (default {','.join(SERVERS)})")
+    p.add_argument("--servers", type=lambda s: s.split(","), default=DEFAULT_SERVERS,
+                   help=f"servers to run, in order (default {','.join(DEFAULT_SERVERS)}; ours_bundled is our worker "
+                        "with --blas bundled, the mlx[cpu] wheel's reference BLAS)")
+    p.add_argument("--peer-blas", choices=["bundled", "openblas"], default="bundled",
+                   help="BLAS of the peer servers' MLX: bundled (what their install gives them, the default) or "
+                        "openblas (the renamed OpenBLAS our worker binds, preloaded into them with LD_PRELOAD and "
+                        "the same thread count): the same BLAS for everyone, so that the engines alone compare")
     p.add_argument("--only", choices=list(SERVERS), help="run only this server (same as --servers NAME)")
     p.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
     p.add_argument("--max-tokens", type=int, default=128, help="tokens per throughput request")
@@ -851,7 +903,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--tiny-size takes small and/or medium")
     args.tiny = args.model is None
     args.install_errors = {}
+    args.peer_openblas = None
+    args.blas_threads = None
     return args
+
+
+def prepare_peer_blas(args: argparse.Namespace) -> None:
+    """For --peer-blas openblas: the renamed OpenBLAS (built once, as the worker does) and its thread count."""
+    from engines.worker import blas
+
+    args.blas_threads = int(os.environ.get("OPENBLAS_NUM_THREADS") or blas.DEFAULT_THREADS)
+    args.peer_openblas = blas.renamed_copy(blas.find_openblas(), blas.default_cache_dir(), blas.find_patchelf())
 
 
 NETNS_FLAG = "AGENTGATE_BENCH_NETNS"
@@ -884,6 +946,8 @@ def main(argv: list[str] | None = None) -> int:
                 return subprocess.call(cmd, env={**os.environ, NETNS_FLAG: "1"})
             print("unshare --net is not available here: servers run with the host network (loopback binds only)",
                   file=sys.stderr)
+    if args.peer_blas == "openblas":
+        prepare_peer_blas(args)
     for kind in args.servers:
         exe = peer_venv(args.peers_dir, kind) / "bin" / PEER_PACKAGES[kind][1] if kind in PEER_PACKAGES else None
         if exe is not None and not exe.exists():

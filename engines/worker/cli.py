@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import fields
 from typing import Any
 
-from engines.worker.settings import WorkerSettings
+from engines.worker.settings import BLAS_MODES, WorkerSettings
 
 DEFAULT_PORT = 8090
 _OPTION = {"prefill_step_size": "prefill_step"}  # WorkerSettings field -> option, where the names differ
@@ -76,12 +76,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-constrain", dest="constrain", action="store_false",
                         help="decode tool calls and JSON replies unconstrained (default: constrained to the tools' "
                              "schemas in the model's call format; repair runs either way)")
+    blas_default = os.environ.get("AGENTGATE_BLAS") if os.environ.get("AGENTGATE_BLAS") in BLAS_MODES else S.blas
+    parser.add_argument("--blas", choices=BLAS_MODES, default=blas_default,
+                        help="BLAS for MLX's CPU matmul on Linux: auto or openblas bind the optimised OpenBLAS of the "
+                             "scipy-openblas32 package, bundled keeps the mlx[cpu] wheel's reference BLAS "
+                             f"(default $AGENTGATE_BLAS, else {S.blas}; OpenBLAS runs one thread unless "
+                             "OPENBLAS_NUM_THREADS says otherwise; nothing changes on macOS)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bind_blas(args.blas)
     runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
@@ -93,6 +100,15 @@ def run(args: argparse.Namespace) -> int:
         return int(runner(_main(args)))
     except KeyboardInterrupt:
         return 130
+
+
+def bind_blas(mode: str) -> None:
+    """Bind the BLAS before anything imports MLX (engines/worker/blas.py), then check what MLX really calls."""
+    from engines.worker import blas
+
+    blas.bind(mode)
+    info = blas.verify()
+    logging.getLogger("agentgate.engine").info("blas: %s (%s)", info.blas, info.library or info.reason)
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -134,6 +150,7 @@ async def _main(args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             print(f"agentgate engine: failed to load {args.model}: {exc}", file=sys.stderr)
             return 1
+        from engines.worker import blas
         from engines.worker.server import WORKER
 
         state = worker.app[WORKER]
@@ -141,7 +158,7 @@ async def _main(args: argparse.Namespace) -> int:
         print(
             f"agentgate engine ready: model={state.name} listen={where} max_batch={sched.max_batch} "
             f"max_context={sched.max_context} tool_format={state.formatter.tool_format if state.formatter else '?'} "
-            f"load={sched.load_seconds or 0:.1f}s pid={os.getpid()}",
+            f"load={sched.load_seconds or 0:.1f}s blas={blas.current().blas} pid={os.getpid()}",
             file=sys.stderr,
             flush=True,
         )

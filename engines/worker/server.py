@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from engines.wire import REPAIR_HEADER, REPAIRED_HEADER, REPAIRS_HEADER, REPORT_MEMBER, SSE_DONE, WireError, sse_data
+from engines.worker import blas
 from engines.worker.errors import bad_request, error_response
 from engines.worker.guided import HEADER as CONSTRAINED_HEADER
 from engines.worker.guided import OPT_OUT_HEADER, Guide, Guided
@@ -413,7 +414,7 @@ async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "loading", "model": state.name}, status=503)
     if not state.scheduler.alive:
         return web.json_response({"status": "stopped", "model": state.name}, status=503)
-    return web.json_response({"status": "ok", "model": state.name})
+    return web.json_response({"status": "ok", "model": state.name, "blas": blas.current().blas})
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -427,6 +428,7 @@ async def stats(request: web.Request) -> web.Response:
         "max_context": sched.max_context if sched.loaded is not None else None,
         "tool_format": state.formatter.tool_format if state.formatter is not None else None,
         "constrain": state.guide.snapshot() if state.guide is not None else None,
+        "blas": blas.current().as_json(),
     }
     body.update(sched.snapshot())
     return web.json_response(body)

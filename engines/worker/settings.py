@@ -3,8 +3,11 @@ library only, so the command line is built without importing MLX."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+BLAS_MODES = ("auto", "openblas", "bundled")
 
 
 @dataclass
@@ -20,6 +23,8 @@ class WorkerSettings:
     kv_dir: str | None = None  # prefix-cache entries persist here (None: memory only)
     kv_disk_bytes: int = 4 << 30
     constrain: bool = True  # grammar-constrained tool calls and JSON replies (`--no-constrain` turns it off)
+    blas: str = "auto"  # MLX's CPU BLAS on Linux: auto/openblas bind OpenBLAS (engines/worker/blas.py), bundled keeps
+    # the wheel's reference BLAS
 
     @property
     def served_name(self) -> str:
@@ -28,3 +33,10 @@ class WorkerSettings:
         if self.model.startswith("tiny:"):
             return self.model
         return Path(self.model.rstrip("/")).name or self.model
+
+
+def cache_base() -> Path:
+    """Where the engine keeps files it can rebuild (tiny models, the renamed BLAS): $AGENTGATE_CACHE, else
+    $XDG_CACHE_HOME/agentgate, else ~/.cache/agentgate."""
+    base = os.environ.get("AGENTGATE_CACHE")
+    return Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentgate"

@@ -336,9 +336,9 @@ def _write_chain(model: Any, chain: list[int], hidden: int, seed: int) -> None: 
 
 def cache_root() -> Path:
     """Where built tiny models are kept: $AGENTGATE_CACHE/tiny or ~/.cache/agentgate/tiny."""
-    base = os.environ.get("AGENTGATE_CACHE")
-    root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentgate"
-    return root / "tiny"
+    from engines.worker.settings import cache_base
+
+    return cache_base() / "tiny"
 
 
 def ensure_tiny_model(

@@ -12,6 +12,7 @@ STATS = {
     "model": "stats-engine", "ready": True, "queue": 2, "running": 3, "max_batch": 8, "peak_batch": 3, "steps": 10,
     "tokens": {"prompt": 40, "cached": 24, "generated": 17},
     "cache": {"entries": 1, "bytes": 4096, "hits": 5, "exact_hits": 1, "misses": 2, "hit_tokens": 24},
+    "blas": {"blas": "openblas", "mode": "auto", "threads": 2, "verified": True},
 }
 
 

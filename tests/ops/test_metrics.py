@@ -131,12 +131,14 @@ models:
     assert sample(text, "agentgate_engine_prefix_cache_lookups_total", engine="local", result="hit") == 5
     assert sample(text, "agentgate_engine_prefix_cache_lookups_total", engine="local", result="miss") == 2
     assert sample(text, "agentgate_engine_generated_tokens_total", engine="local") == 17
+    assert sample(text, "agentgate_engine_blas_info", engine="local", blas="openblas") == 1
     assert sample(text, "agentgate_tokens_total", model="local", type="cached") == 2
 
     await r.state.supervisor.stop("local")
     await wait_until(lambda: r.state.supervisor.states()["local"].state == "stopped")
     text = (await _get(r.url + "/metrics"))[1]
     assert sample(text, "agentgate_engine_batch_size", engine="local") is None
+    assert sample(text, "agentgate_engine_blas_info", engine="local", blas="openblas") is None
     assert sample(text, "agentgate_engine_state", engine="local", state="stopped") == 1
 
 
