@@ -299,7 +299,7 @@ def server_blas(pid: int) -> str:
                 kind = ("openblas" if name.startswith("libagentgate_openblas") else
                         "bundled" if name.startswith("libblas") else name)
                 threads = _environ(proc).get("OPENBLAS_NUM_THREADS") if kind == "openblas" else None
-                return f"{kind} ({threads} threads)" if threads else kind
+                return f"{kind} ({threads} thread{'' if threads == '1' else 's'})" if threads else kind
     return "?"
 
 
@@ -651,7 +651,8 @@ async def bench_server(kind: str, models: tuple[str, str], args: argparse.Namesp
                 result.blas = await asyncio.to_thread(server_blas, server.proc.pid)
                 if kind.startswith("ours") and result.blas == "openblas":  # it sets its thread count itself
                     async with aiohttp.ClientSession() as s, s.get(server.url + "/stats") as r:
-                        result.blas += f" ({(await r.json())['blas'].get('threads')} threads)"
+                        threads = (await r.json())["blas"].get("threads")
+                        result.blas += f" ({threads} thread{'' if threads == 1 else 's'})"
                 print(f"[{kind}] BLAS: {result.blas}", file=sys.stderr)
             if part == "throughput":
                 for c in args.concurrency:
