@@ -9,8 +9,9 @@ its new tokens, but each of them attends to the whole context.
 `install` gives the loaded model's modules an attention function that, on the CPU and when the work is large
 enough, cuts the queries (or, for a batched decode, the batch) into one slice per core, runs each slice on its own
 CPU stream and joins the results. Slices are independent rows of the same computation, so the output does not
-change; with a causal mask each query slice also skips the keys after its last query. On a GPU nothing is
-installed: the fused kernel there already uses the whole device.
+change (bit for bit with the reference BLAS; OpenBLAS may round the last bit differently for another row count,
+engines/worker/blas.py); with a causal mask each query slice also skips the keys after its last query. On a GPU
+nothing is installed: the fused kernel there already uses the whole device.
 
 The replacement is process-wide for the model's modules (a worker serves one model) and keeps calling mlx-lm's
 own function for everything it does not split (quantized caches, small calls).
