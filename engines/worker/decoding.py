@@ -44,6 +44,8 @@ class OutputDecoder:
             for edges in transitions.values():
                 edges.append((word, None))
         self._sm = TextStateMachine({k: v for k, v in transitions.items() if v} or None)
+        # No marker and no stop string: the machine would pass every text through whole, so it is not run.
+        self._plain = think is None and not stop
         self._state = self._sm.make_state("reasoning" if reasoning and think is not None else "normal")
         self._detok = detokenizer
         self.stopped = False  # a stop string matched
@@ -76,6 +78,9 @@ class OutputDecoder:
     def _feed(self, text: str) -> list[Piece]:
         if not text:
             return []
+        if self._plain:
+            self._content_started = True
+            return [Piece("content", text)]
         self._state, segments = TextStateMachine.split(self._state, text)
         return self._emit(segments)
 

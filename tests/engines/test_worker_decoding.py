@@ -41,3 +41,22 @@ def test_stop_string_split_across_tokens(tokenizer):
 
 def test_text_that_only_looks_like_a_marker_is_kept(tokenizer):
     assert decode(tokenizer, "a <thin b <thi", stop=["<thinking>"]) == ("a <thin b <thi", "", False)
+
+
+@pytest.mark.parametrize("text", [
+    "plain words, then more words.\n\n  indented line\t tab",
+    "unicode: é ☃ 😀 naïve café — “quotes” 中文",
+    "  leading and trailing spaces  ",
+    "<think>not a marker here</think> <tool_call>{\"a\": 1}</tool_call>",
+])
+def test_a_decoder_without_markers_or_stops_gives_what_the_state_machine_gives(tokenizer, text):
+    """With no `<think>` pair and no stop string the state machine is skipped; token by token, the pieces are the
+    ones it would have produced."""
+    quick = OutputDecoder(tokenizer.detokenizer)
+    machine = OutputDecoder(tokenizer.detokenizer)
+    machine._plain = False  # the state machine's path, for comparison
+    assert quick._plain
+    for tok in tokenizer.encode(text, add_special_tokens=False):
+        assert quick.add_token(tok) == machine.add_token(tok)
+    assert quick.finish() == machine.finish()
+    assert not quick.stopped and not machine.stopped
