@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,11 +89,12 @@ class KnownTools(Bounds):
         return len(self._by_head)
 
     @staticmethod
-    def _starts(raw: bytes) -> list[int]:
-        """Where a `"tools": [` value begins (at any depth: the parse tells the top level's)."""
-        out: list[int] = []
+    def _starts(raw: bytes) -> Iterator[int]:
+        """Where a `"tools": [` value begins (at any depth: the parse tells the top level's), the first 8, found
+        one at a time (the first is usually the one: the rest of the body is not searched)."""
+        found = 0
         at = raw.find(_KEY)
-        while at >= 0 and len(out) < 8:
+        while at >= 0 and found < 8:
             i = at + len(_KEY)
             while raw[i:i + 1] in _WS:
                 i += 1
@@ -101,9 +103,9 @@ class KnownTools(Bounds):
                 while raw[i:i + 1] in _WS:
                     i += 1
                 if raw[i:i + 1] == b"[":
-                    out.append(i)
+                    found += 1
+                    yield i
             at = raw.find(_KEY, at + 1)
-        return out
 
     def parse(self, raw: bytes) -> dict[str, Any] | None:
         if not self._by_head:
