@@ -6,6 +6,7 @@ Usage (from the repository root):
     options: --tiny-size small,medium  --concurrency 1,8,32  --max-tokens 128  --turns 20  --tool-chars 600
              --agents 8  --parallel-turns 8  --servers ours,mlx_lm,vllm_mlx,rapid_mlx
              --worker-args "--cpu-threads 1"  --rounds 3  --json results.json
+             --peer-blas openblas  (the peers with our OpenBLAS preloaded)  --servers ours,ours_bundled
 
 Peers: `mlx_lm.server` runs from our own environment; vllm-mlx (with --continuous-batching) and Rapid-MLX are
 installed by the bench into their own virtualenvs under --peers-dir (`pip install "mlx[cpu]" vllm-mlx` /
@@ -34,6 +35,10 @@ measured with the same raw-SSE client:
     per turn across the agents, and the wall time.
   * memory: peak resident set size of the server process (sampled every 100 ms), and for our worker the MLX
     peak reported by /stats.
+  * BLAS: the library each server's MLX calls for its CPU matmul, read from the server process's libmlx.so import
+    slot for cblas_sgemm (engines/worker/blas.py). Our worker binds OpenBLAS on Linux; the peers run the mlx[cpu]
+    wheel's reference BLAS unless --peer-blas openblas preloads the same OpenBLAS into them (LD_PRELOAD).
+    `ours_bundled` is our worker with --blas bundled.
 The default models are generated offline with random weights (a throughput model, and a scripted one that
 always answers with a tool call for the agent loop): their numbers measure serving overhead (batching, prefix
 cache, HTTP), not model quality. --tiny-size medium makes them compute-heavier. Pass --model for a real model
