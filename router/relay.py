@@ -365,6 +365,7 @@ class _Out:
         self._queue: list[bytes] = []
         self._queued = 0
         self._sender: asyncio.Task[None] | None = None
+        self._kick: asyncio.Handle | None = None  # starts the sender once the producer waits (see `_schedule`)
         self._failed: BaseException | None = None
         self._ending = False
         self._started = False  # something (the headers at least) went out
@@ -380,7 +381,7 @@ class _Out:
         if self._queued >= FLUSH_BYTES:
             await self.flush()
         elif self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send_later())
+            self._schedule()
 
     async def flush(self) -> None:
         """Everything queued, written."""
@@ -394,6 +395,9 @@ class _Out:
         """What is queued and `final`, written with the response's end (one socket write when nothing is in
         flight)."""
         self._ending = True
+        if self._kick is not None:
+            self._kick.cancel()
+            self._kick = None
         if self._sender is not None:  # one that has not run yet writes nothing now
             await self._sender
         if self._failed is not None:
@@ -438,22 +442,35 @@ class _Out:
             self._queued += len(self.keepalive)
             self.last = now
             if self._sender is None:
-                self._sender = asyncio.get_running_loop().create_task(self._send_later())
+                self._schedule()
         delay = max(0.05, self.last + self.interval - time.monotonic())
         self._timer = asyncio.get_running_loop().call_later(delay, self._beat)
 
     def start(self) -> None:
         """Keepalives, and the headers sent by the time the producer first waits."""
-        loop = asyncio.get_running_loop()
         if self._sender is None:
-            self._sender = loop.create_task(self._send_later())
+            self._schedule()
         if self.keepalive and self.interval > 0:
-            self._timer = loop.call_later(self.interval, self._beat)
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._beat)
+
+    def _schedule(self) -> None:
+        """The sender started once the producer waits: a loop callback, which the loop runs only then, starts
+        it, unless the stream ended first (then `end()` wrote everything: a stream ready at once costs no task)."""
+        if self._kick is None:
+            self._kick = asyncio.get_running_loop().call_soon(self._start_sender)
+
+    def _start_sender(self) -> None:
+        self._kick = None
+        if self._sender is None and not self._ending:
+            self._sender = asyncio.get_running_loop().create_task(self._send_later())
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._kick is not None:
+            self._kick.cancel()
+            self._kick = None
         if self._sender is not None:
             self._sender.cancel()
             self._sender = None

@@ -66,6 +66,23 @@ async def test_a_stream_ready_at_once_goes_out_with_its_end_in_one_write() -> No
     out.stop()
 
 
+async def test_a_stream_ready_at_once_starts_no_sender() -> None:
+    resp = Resp()
+    out = relay._Out(resp, b"", 0)  # type: ignore[arg-type]
+    started = []
+
+    async def sender() -> None:
+        started.append(1)
+
+    out._send_later = sender  # type: ignore[method-assign]
+    out.start()
+    await out.write(b"e0")
+    await out.end(b"final")
+    await asyncio.sleep(0.01)
+    assert started == [] and resp.ended == b"e0final"
+    out.stop()
+
+
 async def test_the_headers_go_out_alone_when_nothing_is_ready_when_the_producer_first_waits() -> None:
     resp = Resp()
     out = relay._Out(resp, b"", 0)  # type: ignore[arg-type]
