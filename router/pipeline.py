@@ -485,6 +485,10 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 if doc and (events := _content(repairer, doc, env, raw, max_chars)):
                     out += _chunks_of(events, env)
                 continue
+            if type(doc) is tuple:  # likewise an argument-only tool-call chunk: its one tool-call delta
+                if events := repairer.feed_tool_calls(doc):
+                    out += _chunks_of(events, env)
+                continue
             env.absorb(doc, ex)
             if engine and isinstance(repairer, StreamValidator) and (reported := chunk_report(doc)) is not None:
                 repairer.report(reported)

@@ -95,21 +95,23 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 class _Plain:
-    """The bytes around the text of a content-only chunk (`{..."choices":[{"index":0,"delta":{"content":` and
-    `},"finish_reason":null}]}`), learned from one the upstream sent, and that chunk's envelope members. A later
-    payload made of the same bytes around one JSON string is the same chunk with other text: its text is all a
-    repairing stream needs from it (see `UpstreamReader.docs`)."""
+    """The bytes around the one string of a content-only chunk (`{..."choices":[{"index":0,"delta":{"content":` and
+    `},"finish_reason":null}]}`) or of an argument-only tool-call chunk (`..."delta":{"tool_calls":[{"index":0,
+    "function":{"arguments":` and `}}]},...`), learned from one the upstream sent, and that chunk's envelope
+    members. A later payload made of the same bytes around one JSON string is the same chunk with another string:
+    the string is all a repairing stream needs from it (see `UpstreamReader.docs`)."""
 
-    __slots__ = ("envelope", "head", "tail")
+    __slots__ = ("call", "envelope", "head", "tail")
 
-    def __init__(self, head: bytes, tail: bytes, envelope: dict[str, Any]) -> None:
+    def __init__(self, head: bytes, tail: bytes, envelope: dict[str, Any], call: int | None) -> None:
         self.head = head
         self.tail = tail
         self.envelope = envelope
+        self.call = call  # the tool call's index for an argument template; None for content
 
     @classmethod
     def learn(cls, data: bytes, doc: dict[str, Any]) -> _Plain | None:
-        """The template of `doc` (parsed from `data`) when it is a content-only chunk, else None."""
+        """The template of `doc` (parsed from `data`) when it is a content-only or argument-only chunk."""
         if not doc.keys() <= _PLAIN_KEYS:
             return None
         choices = doc.get("choices")
@@ -121,29 +123,36 @@ class _Plain:
                 or choice.get("logprobs") is not None:
             return None
         delta = choice.get("delta")
-        if type(delta) is not dict or delta.keys() != {"content"} or type(delta["content"]) is not str:
+        if type(delta) is not dict or len(delta) != 1:
             return None
-        at = data.find(b'"content":')  # once: any other "content": would be a key outside the delta
-        if at < 0 or data.find(b'"content":', at + 1) >= 0:
+        call = _argument_only(delta.get("tool_calls"))
+        if call is None and type(delta.get("content")) is not str:
             return None
-        at += 10
+        key = b'"content":' if call is None else b'"arguments":'
+        at = data.find(key)  # once: another would be a key outside the delta (inside a string it is escaped)
+        if at < 0 or data.find(key, at + 1) >= 0:
+            return None
+        at += len(key)
         while data[at:at + 1] == b" ":
             at += 1
         m = _JSON_STRING.match(data, at)
         if m is None:
             return None
-        return cls(data[:at], data[m.end():], {k: doc[k] for k in _ENVELOPE_KEYS if k in doc})
+        return cls(data[:at], data[m.end():], {k: doc[k] for k in _ENVELOPE_KEYS if k in doc}, call)
 
-    def text(self, data: bytes) -> str | None:
-        """The text of `data` when it is this template around one JSON string."""
+    def item(self, data: bytes) -> str | tuple[dict[str, Any]] | None:
+        """What `data` carries when it is this template around one JSON string: the content text, or the one
+        tool-call delta (as parsing the chunk gives it to the repairer)."""
         head, tail = self.head, self.tail
-        if not (data.startswith(head) and data.endswith(tail)) or len(data) < len(head) + len(tail) + 2:
+        if not data.endswith(tail) or len(data) < len(head) + len(tail) + 2:
             return None
         try:
             text = orjson.loads(data[len(head):len(data) - len(tail)])
         except ValueError:
             return None
-        return text if type(text) is str else None
+        if type(text) is not str:
+            return None
+        return text if self.call is None else ({"index": self.call, "function": {"arguments": text}},)
 
     def agrees(self, doc: dict[str, Any]) -> bool:
         """Whether `doc` leaves the envelope members the template stands for as they are."""
@@ -151,6 +160,29 @@ class _Plain:
             if k in doc and (doc[k] != v or type(doc[k]) is not type(v)):
                 return False
         return True
+
+
+def _argument_only(calls: Any) -> int | None:
+    """The index of the one tool-call delta in `calls` when it carries only an argument piece."""
+    if type(calls) is not list or len(calls) != 1:
+        return None
+    call = calls[0]
+    if type(call) is not dict or call.keys() != {"index", "function"} or type(call["index"]) is not int:
+        return None
+    fn = call["function"]
+    if type(fn) is not dict or fn.keys() != {"arguments"} or type(fn["arguments"]) is not str:
+        return None
+    index: int = call["index"]
+    return index
+
+
+def _relearn(templates: list[_Plain], data: bytes, doc: dict[str, Any]) -> list[_Plain]:
+    """The templates still true after `doc`, with the one learned from it replacing the one of its kind."""
+    kept = [t for t in templates if t.agrees(doc)] if templates else templates
+    new = _Plain.learn(data, doc)
+    if new is None:
+        return kept
+    return [*[t for t in kept if (t.call is None) != (new.call is None)], new]
 
 
 class UpstreamReader:
@@ -285,10 +317,11 @@ class UpstreamReader:
         (long integers, surrogate escapes) are made once over the read's payloads; an upstream error event ends
         the stream after the documents before it (as when they went one by one).
 
-        With `texts`, a content-only chunk whose envelope is the one the stream's last content-only chunk had (the
-        usual run of text events) comes as its text (a `str`) instead of a document: it carries no finish, usage
+        With `texts`, a content-only chunk spelled like the stream's last one (the usual run of text events) comes
+        as its text (a `str`), and an argument-only tool-call chunk spelled like the last one as its one tool-call
+        delta (a 1-tuple, as `parse_chunk` gives it), instead of a document: such a chunk carries no finish, usage
         or error, and its envelope members are those the consumer already took from earlier documents."""
-        plain: _Plain | None = None
+        templates: list[_Plain] = []
         async for events in self._reads():
             payloads = self._payloads(events)
             if not payloads:
@@ -298,8 +331,13 @@ class UpstreamReader:
                 else jsoncodec.loads
             docs: list[Any] = []
             for data in payloads:
-                if plain is not None and data.startswith(plain.head) and (text := plain.text(data)) is not None:
-                    docs.append(text)
+                item = None
+                for t in templates:
+                    if data.startswith(t.head):
+                        item = t.item(data)
+                        break
+                if item is not None:
+                    docs.append(item)
                     continue
                 try:
                     value = load(data)
@@ -314,8 +352,8 @@ class UpstreamReader:
                 if doc is None:
                     continue
                 docs.append(doc)
-                if texts and (plain is None or not plain.agrees(doc)):
-                    plain = _Plain.learn(data, doc)
+                if texts:
+                    templates = _relearn(templates, data, doc)
             if docs:
                 yield docs
 

@@ -13,6 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engines.wire import REPORT_MEMBER
 from router.chat_types import parse_chunk
 from router.exchange import Exchange
 from router.relay import UpstreamReader, _Plain
@@ -61,12 +62,17 @@ def events(draw: Any) -> bytes:
     out = []
     for _ in range(draw(st.integers(min_value=0, max_value=12))):
         env = dict(draw(st.sampled_from(ENVELOPES)))
-        kind = draw(st.sampled_from(["content", "content", "content", "role", "call", "finish", "usage", "logprobs"]))
+        kind = draw(st.sampled_from(["content", "content", "content", "role", "call", "call", "header", "finish",
+                                     "usage", "logprobs"]))
         choice: dict[str, Any] = {"index": 0, "delta": {"content": draw(TEXTS)}, "finish_reason": None}
         if kind == "role":
             choice["delta"] = {"role": "assistant", "content": ""}
         elif kind == "call":
-            choice["delta"] = {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}
+            choice["delta"] = {"tool_calls": [{"index": draw(st.sampled_from([0, 1])),
+                                               "function": {"arguments": draw(TEXTS)}}]}
+        elif kind == "header":
+            choice["delta"] = {"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                                               "function": {"name": "f", "arguments": ""}}]}
         elif kind == "finish":
             choice["finish_reason"] = "stop"
         elif kind == "logprobs":
@@ -98,11 +104,13 @@ def test_texts_say_what_the_documents_say(stream: bytes, cuts: list[int]) -> Non
     assert len(plain) == len(with_texts)
     envelope: dict[str, Any] = {}
     for doc, item in zip(plain, with_texts, strict=True):
-        if isinstance(item, str):  # the document is content only, with that text, and changes no envelope member
+        if isinstance(item, (str, tuple)):  # the document is content only (that text) or one argument piece (that
+            # tool-call delta), and changes no envelope member
             chunk = parse_chunk(doc)
-            assert chunk.usage is None and len(chunk.parts) == 1
+            assert chunk.usage is None and len(chunk.parts) == 1 and REPORT_MEMBER not in doc
             part = chunk.parts[0]
-            assert (part.content, part.reasoning, part.tool_deltas, part.finish_reason) == (item, "", (), None)
+            expected = (item, "", (), None) if isinstance(item, str) else ("", "", item, None)
+            assert (part.content, part.reasoning, part.tool_deltas, part.finish_reason) == expected
             for k in ENVELOPE_KEYS:
                 if k in doc:
                     assert k in envelope and envelope[k] == doc[k] and type(envelope[k]) is type(doc[k])
@@ -123,11 +131,20 @@ def test_a_template_is_learned_only_from_a_content_only_chunk() -> None:
     data = json.dumps(doc).encode()
     plain = _Plain.learn(data, doc)
     assert plain is not None
-    assert plain.text(data.replace(b'"hi"', b'"a \\"b\\" \\u00e9"')) == 'a "b" é'
-    assert plain.text(data.replace(b'"hi"', b'"a"}, "x": {"y": "b"')) is None  # not one string
-    assert plain.text(data.replace(b'"hi"', b'"\\ud800"')) is None  # a lone surrogate: the general path decides
+    assert plain.item(data.replace(b'"hi"', b'"a \\"b\\" \\u00e9"')) == 'a "b" é'
+    assert plain.item(data.replace(b'"hi"', b'"a"}, "x": {"y": "b"')) is None  # not one string
+    assert plain.item(data.replace(b'"hi"', b'"\\ud800"')) is None  # a lone surrogate: the general path decides
+    call = {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 2, "function": {"arguments": "{"}}]}}]}
+    args = _Plain.learn(json.dumps(call).encode(), call)
+    assert args is not None
+    assert args.item(json.dumps(call).encode().replace(b'"{"', b'"\\"x\\": 1}"')) == (
+        {"index": 2, "function": {"arguments": '"x": 1}'}},)
     for other in ({**doc, "usage": {}}, {**doc, "agentgate": {}},
                   {"choices": [{"index": 0, "delta": {"content": "hi", "role": "assistant"}}]},
                   {"choices": [{"index": 1, "delta": {"content": "hi"}}]},
-                  {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}):
+                  {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]},
+                  {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c", "function": {
+                      "arguments": "{"}}]}}]},
+                  {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{"}},
+                                                                     {"index": 1, "function": {"arguments": "{"}}]}}]}):
         assert _Plain.learn(json.dumps(other).encode(), other) is None
