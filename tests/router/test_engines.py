@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -11,9 +12,15 @@ from pathlib import Path
 import openai
 import pytest
 
+from engines.worker.tiny import resolve_model_spec
 from tests.waiting import wait_until
 
 FAKE_SERVER = Path(__file__).resolve().parents[1] / "engines" / "fake_server.py"
+
+
+def _eos_id(spec: str) -> int:
+    config = json.loads((Path(resolve_model_spec(spec)) / "generation_config.json").read_text())
+    return int(config["eos_token_id"])
 
 
 def engines_yaml(tmp: Path, models: str, max_loaded: int | None = None) -> str:
@@ -29,8 +36,10 @@ async def test_worker_sigkill_is_502_then_the_next_request_restarts_it(router, t
                                                  max_tokens=4)
     assert first.model == "rnd"
     pid = sup.states()["rnd"].pid
+    # The end-of-turn token is banned, so the request cannot finish before the kill lands.
     long = asyncio.create_task(client.chat.completions.create(
-        model="rnd", messages=[{"role": "user", "content": "go"}], max_tokens=3500, temperature=1.0))
+        model="rnd", messages=[{"role": "user", "content": "go"}], max_tokens=3500, temperature=1.0,
+        logit_bias={str(_eos_id("tiny:random:3")): -100}))
     await wait_until(lambda: sup.states()["rnd"].in_flight == 1, timeout=30)
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(openai.APIStatusError) as info:
