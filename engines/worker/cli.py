@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"prompt tokens per prefill chunk (default {S.prefill_step_size})")
     parser.add_argument("--cpu-threads", type=_positive, default=None,
                         help="on the CPU backend, CPU streams that long attention is split across "
-                             "(default: usable cores, up to 8; 1 turns splitting off; no effect on a GPU)")
+                             "(default: usable cores divided by the BLAS threads, up to 8; 1 turns splitting off; "
+                             "no effect on a GPU)")
     parser.add_argument("--kv-dir", metavar="PATH",
                         help="keep prefix-cache entries in this folder too, so that the engine resumes cached "
                              "conversations after an unload or restart (default: memory only)")

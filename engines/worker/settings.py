@@ -19,7 +19,7 @@ class WorkerSettings:
     tool_format: str = "auto"
     max_context: int | None = None
     prefill_step_size: int = 2048
-    cpu_threads: int | None = None  # None: one per usable core (up to 8)
+    cpu_threads: int | None = None  # None: usable cores // BLAS threads (up to 8)
     kv_dir: str | None = None  # prefix-cache entries persist here (None: memory only)
     kv_disk_bytes: int = 4 << 30
     constrain: bool = True  # grammar-constrained tool calls and JSON replies (`--no-constrain` turns it off)
