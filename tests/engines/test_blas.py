@@ -94,18 +94,20 @@ def test_mlx_imported_first_is_caught_by_the_check(tmp_path: Path) -> None:
 def test_the_copy_is_reused_and_a_damaged_one_rebuilt(tmp_path: Path) -> None:
     source, patchelf = blas.find_openblas(), blas.find_patchelf()
     first = blas.renamed_copy(source, tmp_path, patchelf)
-    built = first.stat()
+    built, digest = first.stat(), blas._file_digest(first)
     again = blas.renamed_copy(source, tmp_path, patchelf)
     assert again == first and (again.stat().st_ino, again.stat().st_mtime_ns) == (built.st_ino, built.st_mtime_ns)
 
     with open(first, "r+b") as f:  # partial: cut in half
         f.truncate(built.st_size // 2)
     assert blas.renamed_copy(source, tmp_path, patchelf) == first and first.stat().st_size == built.st_size
+    assert blas._file_digest(first) == digest
     with open(first, "r+b") as f:  # corrupt: same size, other bytes
         f.seek(built.st_size // 3)
         f.write(b"\0" * 4096)
+    damaged = first.stat().st_ino  # still linked while the rebuild writes its temporary file, so never reused by it
     repaired = blas.renamed_copy(source, tmp_path, patchelf)
-    assert repaired.stat().st_ino != built.st_ino
+    assert repaired.stat().st_ino != damaged and blas._file_digest(repaired) == digest
     assert blas.import_slots(repaired, "cblas_sgemm") == []  # it defines the symbol, imports nothing of it
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", first.name, first.name + ".sha256"]
 
