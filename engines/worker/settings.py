@@ -4,10 +4,17 @@ library only, so the command line is built without importing MLX."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 BLAS_MODES = ("auto", "openblas", "bundled")
+
+
+def default_blas(env: Mapping[str, str]) -> str:
+    """`--blas` when the command line does not say: $AGENTGATE_BLAS if it names a mode, else the settings' default."""
+    value = env.get("AGENTGATE_BLAS", "")
+    return value if value in BLAS_MODES else WorkerSettings.blas
 
 
 @dataclass

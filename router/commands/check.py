@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Sequence
+
+from engines.worker import blas
+from engines.worker.settings import default_blas
 
 from ..config import ConfigError, load_config
 from ..config.auth import open_relay_refusal
@@ -52,4 +57,23 @@ def run(args: argparse.Namespace) -> int:
         reason = table.unavailable_reason(m)
         kind = f" ({m.engine.kind} engine)" if m.engine else ""
         print(f"  {row.id:<24} -> {' -> '.join(chain)}{kind}{'  UNAVAILABLE: ' + reason if reason else ''}")
+    engines = [m.engine for m in config.models if m.engine and m.engine.kind == "mlx"]
+    if engines:
+        print("\nlocal engines (MLX CPU matmul):")
+        for spec in engines:
+            env = {**os.environ, **spec.env}
+            info = blas.plan(blas_mode(spec.args, env), env)
+            said = info.library if info.blas == "openblas" else info.reason if info.mode != "bundled" else None
+            threads = f", {info.threads} thread(s)" if info.threads else ""
+            print(f"  {spec.name:<24} blas {info.mode} -> {info.blas}{threads}{f' ({said})' if said else ''}")
     return 0 if available else 1
+
+
+def blas_mode(args: Sequence[str], env: dict[str, str]) -> str:
+    """The `--blas` a worker started with these engine_args and this environment runs with (as its CLI reads it)."""
+    for i, arg in enumerate(args):
+        if arg == "--blas" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--blas="):
+            return arg.split("=", 1)[1]
+    return default_blas(env)

@@ -164,3 +164,24 @@ async def test_supervised_workers_report_their_blas_and_decode_the_same(tmp_path
     assert reference[0]["blas"] == "bundled" and is_reference(reference[0]["library"])
     assert reference[1]["blas"] == "bundled"
     assert fast[2] == reference[2] and fast[2]  # the scripted model's greedy text, token for token
+
+
+def test_check_says_what_each_engine_would_bind(tmp_path: Path) -> None:
+    from router.commands.check import blas_mode
+
+    assert blas_mode(("--blas", "bundled"), {}) == "bundled" and blas_mode(("--blas=openblas",), {}) == "openblas"
+    assert blas_mode((), {"AGENTGATE_BLAS": "bundled"}) == "bundled"
+    assert blas_mode((), {"AGENTGATE_BLAS": "x"}) == "auto"
+    planned = blas.plan("auto", {"OPENBLAS_NUM_THREADS": "2"})
+    assert (planned.blas, planned.threads, planned.library) == ("openblas", 2, str(blas.find_openblas()))
+    assert blas.plan("bundled", {}).blas == "bundled" and str(blas.plan("fast", {}).reason).startswith("unknown mode")
+    config = tmp_path / "config.yaml"
+    config.write_text("models:\n  - {name: a, engine: mlx, model: 'tiny:demo'}\n"
+                      "  - {name: b, engine: mlx, model: 'tiny:demo', engine_args: ['--blas', 'bundled']}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("AGENTGATE_BLAS", "OPENBLAS_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-m", "router", "check", "--config", str(config)], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.split("local engines (MLX CPU matmul):\n", 1)[1].splitlines()
+    assert lines[0].split() == ["a", "blas", "auto", "->", "openblas,", "1", "thread(s)", f"({blas.find_openblas()})"]
+    assert lines[1].split() == ["b", "blas", "bundled", "->", "bundled"]
