@@ -188,6 +188,29 @@ class StreamRepairer:
             events += self._overflow("")
         return events
 
+    def feed_arguments(self, index: int, text: str) -> list[Event]:
+        """`feed_tool_calls([{"index": index, "function": {"arguments": text}}])` (the usual fragment of a
+        structured call's arguments), without looking the delta over."""
+        self._check_open()
+        events: list[Event] = []
+        if self._incremental:
+            nat = self._native.get(index)
+            if nat is None:
+                nat = self._native[index] = _Native()
+            if text and not nat.stopped:
+                events = self._native_args(nat, text)
+        if self._overflowed:
+            return events
+        part = self._tool_parts.get(index)
+        if part is None:
+            part = self._tool_parts[index] = {"id": None, "name": "", "arguments": "", "has_args": False}
+        part["arguments"] += text
+        part["has_args"] = True
+        self._size += len(text)
+        if self._max_chars is not None and self._size > self._max_chars:
+            events += self._overflow("")
+        return events
+
     # --- output ------------------------------------------------------------------------------------------------
 
     def finish(self) -> list[Event]:
@@ -334,6 +357,11 @@ class StreamRepairer:
         args = fn.get("arguments")
         if not isinstance(args, str) or not args or nat.stopped:
             return []
+        return self._native_args(nat, args)
+
+    def _native_args(self, nat: _Native, args: str) -> list[Event]:
+        """A non-empty argument fragment of a call that has not stopped: its header once the call can start,
+        then the fragment as far as it validates."""
         events: list[Event] = []
         if nat.started is None:
             if not args.strip() and not nat.seen_args:

@@ -170,6 +170,18 @@ def parse_chunk(doc: Mapping[str, Any]) -> Chunk:
     return Chunk(tuple([_part(c) for c in choices if isinstance(c, dict) and c.get("index", 0) == 0]), usage)
 
 
+class ArgsPiece(NamedTuple):
+    """An argument-only tool-call chunk, as the upstream reader hands it over: the piece `text` of the arguments of
+    the call with index `call` (the chunk's one delta `{"index": call, "function": {"arguments": text}}`)."""
+
+    call: int
+    text: str
+
+    @property
+    def delta(self) -> dict[str, Any]:
+        return {"index": self.call, "function": {"arguments": self.text}}
+
+
 STREAM_CHUNK_END = b',"finish_reason":null}]}\n\n'
 
 
@@ -179,7 +191,7 @@ class StreamChunk(NamedTuple):
     `STREAM_CHUNK_END` without building the chunk document; the translating encoders read `part`."""
 
     head: bytes  # b'data: {"id":...,"model":...,"choices":[{"index":0,"delta":' (see `stream_head`)
-    delta: dict[str, Any]  # one member: content, reasoning_content or tool_calls
+    delta: dict[str, Any]  # content, reasoning_content or tool_calls (the role chunk: role and content "")
 
     @property
     def part(self) -> ChunkPart:

@@ -22,13 +22,13 @@ from typing import Any, cast
 from engines.wire import REPAIRS_HEADER, REPORT_MEMBER
 from repair import RepairResult, StreamRepairer, ToolIndex, repair_message
 from repair.deltas import stream_deltas
-from repair.incremental import canonical_arguments
+from repair.incremental import ToolArgsDelta, canonical_arguments
 from repair.types import ContentDelta
 from repair.validate import Reported, StreamValidator, ValidateEvent, validate_message
 
 from . import jsoncodec, relay
 from .capture import ToolOutput
-from .chat_types import ChatRequest, ChunkPart, StreamChunk, member, parse_chunk, stream_head
+from .chat_types import ArgsPiece, ChatRequest, ChunkPart, StreamChunk, member, parse_chunk, stream_head
 from .config.model import RepairPolicy
 from .context import RequestContext
 from .dispatch import Opened, dispatch
@@ -408,11 +408,11 @@ async def _checked(items: AsyncGenerator[Items | RepairResult, None], env: _Enve
         else:
             if not sent:
                 sent = True
-                item.insert(0, env.chunk(role))
+                item.insert(0, env.stream_chunk(role))
             yield item
     assert result is not None
     if not sent:
-        tail.insert(0, env.chunk(role))
+        tail.insert(0, env.stream_chunk(role))
     reason = _finish_reason(env.finish_reason, bool(result.tool_calls) or env.calls_sent)
     final = env.chunk({}, reason)
     if env.after_header:
@@ -435,9 +435,13 @@ def _finish_reason(upstream: str | None, calls: bool) -> str:
 
 def _chunks_of(events: list[ValidateEvent], env: _Envelope) -> list[StreamChunk]:
     """The repairer's events as stream chunks."""
-    if len(events) == 1 and type(events[0]) is ContentDelta:  # the usual prose event: what stream_deltas makes
-        text = events[0].text
-        return [env.stream_chunk({"content": text})] if text else []
+    if len(events) == 1:  # the usual prose event or argument piece: what stream_deltas makes of it
+        event = events[0]
+        if type(event) is ContentDelta:
+            return [env.stream_chunk({"content": event.text})] if event.text else []
+        if type(event) is ToolArgsDelta:
+            return [env.stream_chunk({"tool_calls": [{"index": event.index, "function": {"arguments": event.text}}]})
+                    ] if event.text else []
     deltas, calls = stream_deltas(events)
     if calls:
         env.calls_sent = True
@@ -485,8 +489,10 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 if doc and (events := _content(repairer, doc, env, raw, max_chars)):
                     out += _chunks_of(events, env)
                 continue
-            if type(doc) is tuple:  # likewise an argument-only tool-call chunk: its one tool-call delta
-                if events := repairer.feed_tool_calls(doc):
+            if type(doc) is ArgsPiece:  # likewise an argument-only tool-call chunk: its call and piece
+                events = repairer.feed_arguments(doc.call, doc.text) if type(repairer) is StreamRepairer \
+                    else repairer.feed_tool_calls((doc.delta,))
+                if events:
                     out += _chunks_of(events, env)
                 continue
             env.absorb(doc, ex)

@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from . import jsoncodec
-from .chat_types import STREAM_CHUNK_END, StreamChunk
+from .chat_types import STREAM_CHUNK_END, ArgsPiece, StreamChunk
 from .errors import ApiError
 from .exchange import Exchange
 from .redact import scrub_body, scrub_text
@@ -140,9 +140,9 @@ class _Plain:
             return None
         return cls(data[:at], data[m.end():], {k: doc[k] for k in _ENVELOPE_KEYS if k in doc}, call)
 
-    def item(self, data: bytes) -> str | tuple[dict[str, Any]] | None:
-        """What `data` carries when it is this template around one JSON string: the content text, or the one
-        tool-call delta (as parsing the chunk gives it to the repairer)."""
+    def item(self, data: bytes) -> str | ArgsPiece | None:
+        """What `data` carries when it is this template around one JSON string: the content text, or the
+        argument piece."""
         head, tail = self.head, self.tail
         if not data.endswith(tail) or len(data) < len(head) + len(tail) + 2:
             return None
@@ -152,7 +152,7 @@ class _Plain:
             return None
         if type(text) is not str:
             return None
-        return text if self.call is None else ({"index": self.call, "function": {"arguments": text}},)
+        return text if self.call is None else ArgsPiece(self.call, text)
 
     def agrees(self, doc: dict[str, Any]) -> bool:
         """Whether `doc` leaves the envelope members the template stands for as they are."""
@@ -318,8 +318,8 @@ class UpstreamReader:
         the stream after the documents before it (as when they went one by one).
 
         With `texts`, a content-only chunk spelled like the stream's last one (the usual run of text events) comes
-        as its text (a `str`), and an argument-only tool-call chunk spelled like the last one as its one tool-call
-        delta (a 1-tuple, as `parse_chunk` gives it), instead of a document: such a chunk carries no finish, usage
+        as its text (a `str`), and an argument-only tool-call chunk spelled like the last one as its call index
+        and argument piece (an `ArgsPiece`), instead of a document: such a chunk carries no finish, usage
         or error, and its envelope members are those the consumer already took from earlier documents."""
         templates: list[_Plain] = []
         async for events in self._reads():

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engines.wire import REPORT_MEMBER
-from router.chat_types import parse_chunk
+from router.chat_types import ArgsPiece, chunk_items, parse_chunk
 from router.exchange import Exchange
-from router.relay import UpstreamReader, _Plain
+from router.pipeline import _Envelope
+from router.relay import OpenAIChunks, UpstreamReader, _Plain
 
 
 class _Reply:
@@ -104,12 +105,12 @@ def test_texts_say_what_the_documents_say(stream: bytes, cuts: list[int]) -> Non
     assert len(plain) == len(with_texts)
     envelope: dict[str, Any] = {}
     for doc, item in zip(plain, with_texts, strict=True):
-        if isinstance(item, (str, tuple)):  # the document is content only (that text) or one argument piece (that
+        if isinstance(item, (str, ArgsPiece)):  # the document is content only (that text) or one argument piece (that
             # tool-call delta), and changes no envelope member
             chunk = parse_chunk(doc)
             assert chunk.usage is None and len(chunk.parts) == 1 and REPORT_MEMBER not in doc
             part = chunk.parts[0]
-            expected = (item, "", (), None) if isinstance(item, str) else ("", "", item, None)
+            expected = (item, "", (), None) if isinstance(item, str) else ("", "", (item.delta,), None)
             assert (part.content, part.reasoning, part.tool_deltas, part.finish_reason) == expected
             for k in ENVELOPE_KEYS:
                 if k in doc:
@@ -137,8 +138,8 @@ def test_a_template_is_learned_only_from_a_content_only_chunk() -> None:
     call = {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 2, "function": {"arguments": "{"}}]}}]}
     args = _Plain.learn(json.dumps(call).encode(), call)
     assert args is not None
-    assert args.item(json.dumps(call).encode().replace(b'"{"', b'"\\"x\\": 1}"')) == (
-        {"index": 2, "function": {"arguments": '"x": 1}'}},)
+    assert args.item(json.dumps(call).encode().replace(b'"{"', b'"\\"x\\": 1}"')) == ArgsPiece(
+        2, '"x": 1}')
     for other in ({**doc, "usage": {}}, {**doc, "agentgate": {}},
                   {"choices": [{"index": 0, "delta": {"content": "hi", "role": "assistant"}}]},
                   {"choices": [{"index": 1, "delta": {"content": "hi"}}]},
@@ -148,3 +149,21 @@ def test_a_template_is_learned_only_from_a_content_only_chunk() -> None:
                   {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{"}},
                                                                      {"index": 1, "function": {"arguments": "{"}}]}}]}):
         assert _Plain.learn(json.dumps(other).encode(), other) is None
+
+
+envelope_values = st.fixed_dictionaries(
+    {"id": st.text(max_size=8), "created": st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False))},
+    optional={"system_fingerprint": st.one_of(st.none(), st.text(max_size=8))})
+
+
+@settings(max_examples=200, deadline=None)
+@given(envelope_values, st.sampled_from([{"role": "assistant", "content": ""}, {"content": "a\u2028\"é"},
+                                         {"tool_calls": [{"index": 1, "function": {"arguments": "{\"a\": 1"}}]}]))
+def test_a_stream_chunk_is_its_chunk_document(members: dict[str, Any], delta: dict[str, Any]) -> None:
+    """The pipeline's chunks made from the encoded envelope (the role chunk, content and argument pieces) are the
+    bytes and the parts of the chunk document they stand for, in every dialect's encoder."""
+    env = _Envelope("the-model")
+    env.absorb(members, Exchange("r", "chat"))
+    as_doc, as_chunk = env.chunk(delta), env.stream_chunk(delta)
+    assert OpenAIChunks().feed(as_chunk) == OpenAIChunks().feed(as_doc)
+    assert chunk_items(as_chunk) == chunk_items(as_doc)
