@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .logs import log_fields
 from .metrics import Metrics
 
 access_log = logging.getLogger("agentgate.access")
@@ -61,42 +62,55 @@ class Exchange:
     def finish(self, metrics: Metrics, log_enabled: bool = True) -> None:
         elapsed = time.perf_counter() - self.started
         model = self.model or "-"
-        m = metrics
-        m.child(m.requests, model, self.provider or "-", self.endpoint, str(self.final_status)).inc()
-        m.child(m.duration, model, self.endpoint).observe(elapsed)
+        series = metrics.request_series(model, self.provider or "-", self.endpoint, self.final_status)
+        series.count()
+        series.duration(elapsed)
+        per_model = series.model
         if self.ttft is not None:
-            m.child(m.ttft, model).observe(self.ttft)
+            per_model.ttft(self.ttft)
         if self.prompt_tokens:
-            m.child(m.tokens, model, "prompt").inc(self.prompt_tokens)
+            per_model.tokens("prompt", self.prompt_tokens)
         if self.completion_tokens:
-            m.child(m.tokens, model, "completion").inc(self.completion_tokens)
+            per_model.tokens("completion", self.completion_tokens)
         if self.cached_tokens:
-            m.child(m.tokens, model, "cached").inc(self.cached_tokens)
+            per_model.tokens("cached", self.cached_tokens)
         if self.tool_outcome is not None:
-            m.record_repair(model, self.tool_outcome, self.repairs, self.failures, self.constrained)
+            metrics.record_repair(model, self.tool_outcome, self.repairs, self.failures, self.constrained)
         if self.key_name is not None:
-            m.record_key(self.key_name, self.prompt_tokens, self.completion_tokens)
+            metrics.record_key(self.key_name, self.prompt_tokens, self.completion_tokens)
         logging_it = log_enabled and access_log.isEnabledFor(logging.INFO)
-        if logging_it or m.request_observers:
-            fields = self.fields(elapsed)
-            if logging_it:  # `info()` without its caller lookup: the lines never show where they were logged from
-                access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "", 0, "request", (), None,
-                                                        extra={"fields": fields}))
-            for observe in m.request_observers:  # the console's recent requests and capture ring
+        observers = metrics.request_observers
+        if logging_it or observers:
+            fields = self.fields(elapsed)  # built once, then only read: the log line and the console share it
+            if logging_it:
+                log_fields(access_log, "request", fields)
+            for observe in observers:  # the console's recent requests and capture ring
                 observe(self, fields)
 
     def fields(self, elapsed: float) -> dict[str, object]:
         """The access-log fields. The client key appears by its configured name only, never the key itself."""
-        out: dict[str, object] = {
-            "request_id": self.request_id, "endpoint": self.endpoint, "key_name": self.key_name,
-            "model": self.requested or None, "entry": self.model or None, "provider": self.provider or None,
-            "upstream_model": self.upstream_model or None, "status": self.final_status, "stream": self.stream,
-            "latency_ms": round(elapsed * 1000, 2),
-            "ttft_ms": round(self.ttft * 1000, 2) if self.ttft is not None else None,
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "cached_tokens": self.cached_tokens, "retries": self.retries, "fallbacks": self.fallbacks,
-            "tool_calls": self.tool_outcome, "repairs": self.repairs or None,
-            "tool_call_failures": self.failures or None, "dropped_tools": self.dropped or None,
-            "error": self.error,
-        }
-        return {k: v for k, v in out.items() if v is not None}
+        out: dict[str, object] = {"request_id": self.request_id, "endpoint": self.endpoint}
+        if self.key_name is not None:
+            out["key_name"] = self.key_name
+        if self.requested:
+            out["model"] = self.requested
+        if self.model:
+            out["entry"] = self.model
+        if self.provider:
+            out["provider"] = self.provider
+        if self.upstream_model:
+            out["upstream_model"] = self.upstream_model
+        out["status"], out["stream"], out["latency_ms"] = self.final_status, self.stream, round(elapsed * 1000, 2)
+        if self.ttft is not None:
+            out["ttft_ms"] = round(self.ttft * 1000, 2)
+        for name, count in (("prompt_tokens", self.prompt_tokens), ("completion_tokens", self.completion_tokens),
+                            ("cached_tokens", self.cached_tokens)):
+            if count is not None:
+                out[name] = count
+        out["retries"], out["fallbacks"] = self.retries, self.fallbacks
+        for name, value in (("tool_calls", self.tool_outcome), ("repairs", self.repairs or None),
+                            ("tool_call_failures", self.failures or None), ("dropped_tools", self.dropped or None),
+                            ("error", self.error)):
+            if value is not None:
+                out[name] = value
+        return out

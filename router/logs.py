@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
+from typing import Any
 
 from . import jsoncodec
 
@@ -60,6 +62,35 @@ class TextFormatter(logging.Formatter):
         return base
 
 
+_TEMPLATES: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def log_fields(logger: logging.Logger, msg: str, fields: dict[str, object]) -> None:
+    """`logger.info(msg, extra={"fields": fields})` for a line logged on every request, made cheaper: no caller
+    lookup (no format shows it) and, where the record would carry no thread or process data anyway (as
+    `setup_logging` sets it) and the default record factory is in use, the record is a copy of one made once for
+    this logger and message with only its times and fields set (the attributes a `LogRecord` built now would
+    have, values included). Otherwise the record is made the ordinary way."""
+    if logging.logThreads or logging.logProcesses or logging.logMultiprocessing \
+            or getattr(logging, "logAsyncioTasks", False) or logging.getLogRecordFactory() is not logging.LogRecord:
+        logger.handle(logger.makeRecord(logger.name, logging.INFO, "", 0, msg, (), None, extra={"fields": fields}))
+        return
+    key = (logger.name, msg)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = _TEMPLATES[key] = vars(logger.makeRecord(logger.name, logging.INFO, "", 0, msg, (), None))
+    record = logging.LogRecord.__new__(logging.LogRecord)
+    now = time.time()
+    attrs = record.__dict__
+    attrs.update(template)
+    attrs["created"], attrs["msecs"] = now, int((now - int(now)) * 1000) + 0.0
+    attrs["relativeCreated"], attrs["fields"] = (now - _START) * 1000, fields
+    logger.handle(record)
+
+
+_START: float = logging._startTime  # type: ignore[attr-defined]  # private: relativeCreated counts from it
+
+
 def setup_logging(fmt: str = "json", level: str = "info") -> None:
     """One handler on the root logger writing `fmt` ("json" or "text") to stderr at `level`."""
     handler = logging.StreamHandler()
@@ -69,4 +100,5 @@ def setup_logging(fmt: str = "json", level: str = "info") -> None:
     root.setLevel(level.upper())
     # neither format shows a record's thread or process: not looked up for every line (getpid is a system call)
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logAsyncioTasks = False  # type: ignore[attr-defined]  # Python 3.12+: nor its asyncio task
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -129,6 +129,48 @@ class EngineStatsCollector(Collector):
         )
 
 
+class ModelSeries:
+    """One model entry's per-request children, each bound at its first use: a series appears once it has counted
+    something, as with `labels()` at that moment."""
+
+    __slots__ = ("_bound", "_metrics", "_model")
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self._metrics, self._model = metrics, model
+        self._bound: dict[object, Callable[..., None]] = {}
+
+    def tokens(self, kind: str, count: int) -> None:
+        """`kind`: prompt, completion or cached."""
+        inc = self._bound.get(kind)
+        if inc is None:
+            inc = self._bound[kind] = self._metrics.tokens.labels(self._model, kind).inc
+        inc(count)
+
+    def ttft(self, seconds: float) -> None:
+        observe = self._bound.get(None)
+        if observe is None:
+            observe = self._bound[None] = self._metrics.ttft.labels(self._model).observe
+        observe(seconds)
+
+    def tool_call(self, outcome: str, constrained: bool) -> None:
+        key = (outcome, constrained)
+        inc = self._bound.get(key)
+        if inc is None:
+            inc = self._bound[key] = self._metrics.tool_calls.labels(self._model, outcome,
+                                                                     "yes" if constrained else "no").inc
+        inc()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSeries:
+    """The children one finished request updates: its count (model, provider, endpoint, status), its duration
+    (model, endpoint) and its model's series."""
+
+    count: Callable[[], None]
+    duration: Callable[[float], None]
+    model: ModelSeries
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
@@ -186,10 +228,29 @@ class Metrics:
         self.config_reload_ok.set(1)
         self.config_reload_time.set(time.time())
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._requests: dict[tuple[str, str, str, int], RequestSeries] = {}
+        self._models: dict[str, ModelSeries] = {}
         self._kinds: set[str] = set()
         # Called with (exchange, access-log fields) once per finished request; see Exchange.finish.
         self.request_observers: list[Callable[[Any, dict[str, object]], None]] = []
         self.key_usage: dict[str, list[int]] = {}  # key name -> [requests, prompt tokens, completion tokens]
+
+    def request_series(self, model: str, provider: str, endpoint: str, status: int) -> RequestSeries:
+        """The children a finished request with these labels updates, bound once per label set (bounded like the
+        labels themselves: config names, endpoints, status codes)."""
+        key = (model, provider, endpoint, status)
+        series = self._requests.get(key)
+        if series is None:
+            series = self._requests[key] = RequestSeries(
+                self.requests.labels(model, provider, endpoint, str(status)).inc,
+                self.duration.labels(model, endpoint).observe, self.model_series(model))
+        return series
+
+    def model_series(self, model: str) -> ModelSeries:
+        series = self._models.get(model)
+        if series is None:
+            series = self._models[model] = ModelSeries(self, model)
+        return series
 
     def child(self, metric: Any, *labels: str) -> Any:
         """labels() with a cache: the hot path pays one dict lookup."""
@@ -209,7 +270,7 @@ class Metrics:
     def record_repair(self, model: str, outcome: str, repairs: list[str], failures: list[str],
                       constrained: bool = False) -> None:
         if outcome in TOOL_OUTCOMES:
-            self.child(self.tool_calls, model, outcome, "yes" if constrained else "no").inc()
+            self.model_series(model).tool_call(outcome, constrained)
         for kind in repairs:
             self.child(self.repairs, model, self._bounded_kind(kind)).inc()
         for reason in failures:

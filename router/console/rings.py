@@ -1,5 +1,9 @@
 """Bounded in-memory views for the console: the recent requests (fed where the access log is written) and the
-router's log lines (a logging handler on the `agentgate` logger)."""
+router's log lines (a logging handler on the `agentgate` logger).
+
+Both are written on every request and read only when the console asks, so they keep tuples and build the dicts
+they answer with when asked. The recent requests keep the access record's fields as handed over (built once per
+request, only read afterwards)."""
 
 from __future__ import annotations
 
@@ -18,22 +22,30 @@ class RecentRequests:
     it saw."""
 
     def __init__(self, size: int = MAX_REQUESTS) -> None:
-        self._items: deque[dict[str, Any]] = deque(maxlen=size)
+        self._items: deque[tuple[int, float, dict[str, object]]] = deque(maxlen=size)
         self._seq = 0
 
     def observe(self, ex: Any, fields: dict[str, object]) -> None:
         self._seq += 1
-        self._items.append({"seq": self._seq, "ts": round(time.time(), 3), **fields})
+        self._items.append((self._seq, time.time(), fields))
 
     def after(self, seq: int, limit: int = 200) -> list[dict[str, Any]]:
-        return [r for r in self._items if r["seq"] > seq][-limit:]
+        return [_request(item) for item in [i for i in self._items if i[0] > seq][-limit:]]
 
     def all(self) -> list[dict[str, Any]]:
-        return list(self._items)
+        return [_request(item) for item in self._items]
 
     @property
     def last(self) -> int:
         return self._seq
+
+
+def _request(item: tuple[int, float, dict[str, object]]) -> dict[str, Any]:
+    seq, ts, fields = item
+    return {"seq": seq, "ts": round(ts, 3), **fields}
+
+
+_Line = tuple[int, float, str, str, str, "dict[str, object] | None"]
 
 
 class LogRing(logging.Handler):
@@ -41,7 +53,7 @@ class LogRing(logging.Handler):
 
     def __init__(self, size: int = MAX_LOG_LINES) -> None:
         super().__init__(logging.INFO)
-        self._items: deque[dict[str, Any]] = deque(maxlen=size)
+        self._items: deque[_Line] = deque(maxlen=size)
         self._seq = 0
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -50,20 +62,32 @@ class LogRing(logging.Handler):
         except Exception:  # a bad format string must not break logging
             msg = str(record.msg)
         fields = getattr(record, "fields", None)
-        self._seq += 1
-        item: dict[str, Any] = {"seq": self._seq, "ts": round(record.created, 3), "level": record.levelname.lower(),
-                                "logger": record.name, "msg": msg[:MAX_LOG_CHARS]}
         if isinstance(fields, dict):
-            long = any(isinstance(v, str) and len(v) > MAX_LOG_CHARS for v in fields.values())
-            item["fields"] = {k: _short(v) for k, v in fields.items()} if long else dict(fields)
-        self._items.append(item)
+            for value in fields.values():
+                if isinstance(value, str) and len(value) > MAX_LOG_CHARS:
+                    fields = {k: _short(v) for k, v in fields.items()}
+                    break
+            else:
+                fields = fields.copy()
+        else:
+            fields = None
+        self._seq += 1
+        self._items.append((self._seq, record.created, record.levelname, record.name, msg[:MAX_LOG_CHARS], fields))
 
     def after(self, seq: int, limit: int = 500) -> list[dict[str, Any]]:
-        return [r for r in self._items if r["seq"] > seq][-limit:]
+        return [_line(item) for item in [i for i in self._items if i[0] > seq][-limit:]]
 
     @property
     def last(self) -> int:
         return self._seq
+
+
+def _line(item: _Line) -> dict[str, Any]:
+    seq, created, level, name, msg, fields = item
+    line: dict[str, Any] = {"seq": seq, "ts": round(created, 3), "level": level.lower(), "logger": name, "msg": msg}
+    if fields is not None:
+        line["fields"] = fields
+    return line
 
 
 def _short(value: object) -> object:
