@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -157,22 +157,51 @@ async def _chat_stream(ex: Exchange, gen: AsyncGenerator[Items, None]) -> ChatRe
         first_task.cancel()
         await gen.aclose()
         raise
-    if done:
-        first = first_task.result()  # raises before anything is sent to the client
+    if not done:
+        return ChatReply(chunks=_Resumed(first_task, gen, late=True), headers={"x-agentgate-provider": ex.provider})
+    first = asyncio.get_running_loop().create_future()
+    first.set_result(first_task.result())  # raises before anything is sent to the client
+    return ChatReply(chunks=_Resumed(first, gen), headers={"x-agentgate-provider": ex.provider})
 
-    async def chained() -> AsyncIterator[Items]:
-        # one generator layer per event: the first chunk, the rest, the upstream's late status as an ApiError,
-        # and `gen` closed however the stream ends (done, failed, or the client gone)
+
+class _Resumed:
+    """A stream whose first item is made ahead (see `_chat_stream`): that item, then the generator's own, with no
+    generator layer in between (`__anext__` hands over the generator's awaitable). An upstream status can only
+    come with the first item (the stream's one dispatch, or a re-ask's, happens before anything is yielded): a
+    `late` one (the stream started before it came) is the stream's ApiError. `aclose` closes the generator (a
+    first item still on its way stopped first) however the stream ends."""
+
+    __slots__ = ("_first", "_gen", "_late", "_taken")
+
+    def __init__(self, first: asyncio.Future[Items], gen: AsyncGenerator[Items, None], late: bool = False) -> None:
+        self._first = first
+        self._gen = gen
+        self._late = late
+        self._taken = False
+
+    def __aiter__(self) -> _Resumed:
+        return self
+
+    def __anext__(self) -> Awaitable[Items]:
+        if self._taken:
+            return self._gen.__anext__()
+        self._taken = True
+        return self._late_first() if self._late else self._first
+
+    async def _late_first(self) -> Items:
         try:
-            yield first if done else await first_task
-            async for c in gen:
-                yield c
+            return await self._first
         except UpstreamStatus as up:
             raise up.api_error() from None
-        finally:
-            await gen.aclose()
 
-    return ChatReply(chunks=chained(), headers={"x-agentgate-provider": ex.provider})
+    async def aclose(self) -> None:
+        first = self._first
+        if not first.done():  # the client left before it came: the generator is still running for it
+            first.cancel()
+            await asyncio.wait({first})
+        if not first.cancelled():
+            first.exception()  # retrieved (it was the stream's to raise)
+        await self._gen.aclose()
 
 
 def _note_constraint(ex: Exchange, opened: Opened) -> None:
@@ -369,12 +398,12 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
                         doc["model"] = route.requested
                     yield cast(Items, docs)
                 return
-            items = _repaired(reader, env, ex, body, policy, index, limits.max_stream_repair_chars,
+            checker = _Checker(env, policy, body.get("tool_choice"), attempt < attempts - 1)
+            items = _repaired(reader, env, ex, body, policy, index, limits.max_stream_repair_chars, checker,
                               keep_raw=limits.capture is not None,
                               engine=engine_repaired(opened.upstream.kind, opened.reply.headers))
-            checked = _checked(items, env, policy, body.get("tool_choice"), attempt < attempts - 1)
-            async with aclosing(items), aclosing(checked):
-                async for batch in checked:
+            async with aclosing(items):
+                async for batch in items:
                     if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
                         body = _feedback(body, *batch)
                         break
@@ -385,42 +414,44 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
             await opened.close()
 
 
-async def _checked(items: AsyncGenerator[Items | RepairResult, None], env: _Envelope, policy: RepairPolicy,
-                   tool_choice: Any, retry_possible: bool) -> AsyncGenerator[Items | tuple[RepairResult, str], None]:
-    """The repaired stream with the repair policy applied to its result: a role chunk before the first content,
-    what the result completes sent with the stream's end, a failed result refused (an error before the first
-    byte, a terminal error event after it) or handed back for a re-ask while nothing was sent."""
-    role = {"role": "assistant", "content": ""}
-    result: RepairResult | None = None
-    sent = False
-    tail: Items = []
-    async for item in items:
-        if isinstance(item, RepairResult):
-            result = item
-            if _failed(result, tool_choice) and policy.on_failure != "content":
-                if not sent and policy.on_failure == "retry" and retry_possible:
-                    yield result, env.raw_text
-                    return
-                if policy.on_failure == "error":  # before the first byte: an error response;
-                    raise _invalid_error(result)  # after it: a terminal error event
-        elif result is not None:  # what the result completes: sent with the stream's end
-            tail += item
-        else:
-            if not sent:
-                sent = True
-                item.insert(0, env.stream_chunk(role))
-            yield item
-    assert result is not None
-    if not sent:
-        tail.insert(0, env.stream_chunk(role))
-    reason = _finish_reason(env.finish_reason, bool(result.tool_calls) or env.calls_sent)
-    final = env.chunk({}, reason)
-    if env.after_header:
-        final["agentgate"] = {"tool_call_failures": env.after_header}
-    tail.append(final)
-    if env.usage is not None:
-        tail.append({**env.base, "choices": [], "usage": env.usage})
-    yield tail
+class _Checker:
+    """The repair policy applied to a repaired stream: a role chunk before the first content, what the result
+    completes sent with the stream's end, a failed result refused (an error before the first byte, a terminal
+    error event after it) or handed back for a re-ask while nothing was sent."""
+
+    __slots__ = ("env", "policy", "retry_possible", "sent", "tool_choice")
+
+    def __init__(self, env: _Envelope, policy: RepairPolicy, tool_choice: Any, retry_possible: bool) -> None:
+        self.env = env
+        self.policy = policy
+        self.tool_choice = tool_choice
+        self.retry_possible = retry_possible
+        self.sent = False
+
+    def batch(self, items: Items) -> Items:
+        """What one upstream read made (not empty), the role chunk in front of the first."""
+        if not self.sent:
+            self.sent = True
+            items.insert(0, self.env.stream_chunk({"role": "assistant", "content": ""}))
+        return items
+
+    def end(self, result: RepairResult, final: Items) -> Items | tuple[RepairResult, str]:
+        """The stream's last items (`final`: what the result completes, then the finish and usage chunks), or
+        (result, raw text) for a re-ask; raises ApiError when the result is refused."""
+        env, policy = self.env, self.policy
+        if _failed(result, self.tool_choice) and policy.on_failure != "content":
+            if not self.sent and policy.on_failure == "retry" and self.retry_possible:
+                return result, env.raw_text
+            if policy.on_failure == "error":  # before the first byte: an error response;
+                raise _invalid_error(result)  # after it: a terminal error event
+        tail = final if self.sent else [env.stream_chunk({"role": "assistant", "content": ""}), *final]
+        finish = env.chunk({}, _finish_reason(env.finish_reason, bool(result.tool_calls) or env.calls_sent))
+        if env.after_header:
+            finish["agentgate"] = {"tool_call_failures": env.after_header}
+        tail.append(finish)
+        if env.usage is not None:
+            tail.append({**env.base, "choices": [], "usage": env.usage})
+        return tail
 
 
 def _finish_reason(upstream: str | None, calls: bool) -> str:
@@ -472,13 +503,13 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
 
 
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                    index: ToolIndex | None, max_chars: int, keep_raw: bool = False,
-                    engine: bool = False) -> AsyncGenerator[Items | RepairResult, None]:
+                    index: ToolIndex | None, max_chars: int, checker: _Checker, keep_raw: bool = False,
+                    engine: bool = False) -> AsyncGenerator[Items | tuple[RepairResult, str], None]:
     """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
     call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
     to the end, where they can still be refused or re-asked). Yields what each upstream read made (a non-empty
-    list); the final RepairResult comes before whatever it completes, so the caller can still retry when nothing
-    was sent. An `engine` reply is validated, not repaired again (see repair_owner)."""
+    list), then what `checker` makes of the result: the stream's last items, or (result, raw text) for a re-ask
+    while nothing was sent. An `engine` reply is validated, not repaired again (see repair_owner)."""
     repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars)
     # the raw text: for a re-ask, or the capture ring
     raw: list[str] | None = [] if keep_raw or policy.on_failure == "retry" else None
@@ -503,8 +534,15 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 if events:
                     out += _chunks_of(events, env)
         if out:
-            yield out
+            yield checker.batch(out)
     final: Items = [*_chunks_of(repairer.finish(), env)]
+    _finished(repairer, env, ex, body, policy, raw)
+    yield checker.end(repairer.result, final)
+
+
+def _finished(repairer: StreamRepairer | StreamValidator, env: _Envelope, ex: Exchange, body: dict[str, Any],
+              policy: RepairPolicy, raw: list[str] | None) -> None:
+    """The finished stream's result recorded (outcome, repairs, failures after a header, the raw text)."""
     result = repairer.result
     _record(ex, result)
     if repairer.after_header:
@@ -515,6 +553,3 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
         log.warning("stream %s: %s", ex.request_id, "; ".join(f"{i.kind}: {i.detail}" for i in repairer.after_header))
     env.raw_text = "".join(raw or ())
     ex.tool_output = ToolOutput(env.raw_text, None, None, body, policy, result)  # streamed call fragments: not kept
-    yield result  # before the calls it completes: the caller may still retry or refuse
-    if final:
-        yield final

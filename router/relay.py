@@ -101,11 +101,14 @@ class _Plain:
     members. A later payload made of the same bytes around one JSON string is the same chunk with another string:
     the string is all a repairing stream needs from it (see `UpstreamReader.docs`)."""
 
-    __slots__ = ("call", "envelope", "head", "tail")
+    __slots__ = ("call", "envelope", "head", "shortest", "start", "tail", "tail_size")
 
     def __init__(self, head: bytes, tail: bytes, envelope: dict[str, Any], call: int | None) -> None:
         self.head = head
         self.tail = tail
+        self.start = len(head)
+        self.tail_size = len(tail)
+        self.shortest = len(head) + len(tail) + 2
         self.envelope = envelope
         self.call = call  # the tool call's index for an argument template; None for content
 
@@ -143,11 +146,10 @@ class _Plain:
     def item(self, data: bytes) -> str | ArgsPiece | None:
         """What `data` carries when it is this template around one JSON string: the content text, or the
         argument piece."""
-        head, tail = self.head, self.tail
-        if not data.endswith(tail) or len(data) < len(head) + len(tail) + 2:
+        if not data.endswith(self.tail) or len(data) < self.shortest:
             return None
         try:
-            text = orjson.loads(data[len(head):len(data) - len(tail)])
+            text = orjson.loads(data[self.start:len(data) - self.tail_size])
         except ValueError:
             return None
         if type(text) is not str:
@@ -179,7 +181,8 @@ def _argument_only(calls: Any) -> int | None:
 def _relearn(templates: list[_Plain], data: bytes, doc: dict[str, Any]) -> list[_Plain]:
     """The templates still true after `doc`, with the one learned from it replacing the one of its kind."""
     kept = [t for t in templates if t.agrees(doc)] if templates else templates
-    new = _Plain.learn(data, doc)
+    # a template needs its string's key spelled so (see `_Plain.learn`): most other chunks are passed over at once
+    new = _Plain.learn(data, doc) if b'"content":' in data or b'"arguments":' in data else None
     if new is None:
         return kept
     return [*[t for t in kept if (t.call is None) != (new.call is None)], new]
@@ -367,6 +370,9 @@ class Encoder(Protocol):
 
     def feed(self, item: Any) -> list[bytes]: ...
 
+    def feed_all(self, items: list[Any]) -> bytes:
+        """`feed` of each item, joined (what one upstream read made: one write)."""
+
     def finish(self) -> list[bytes]: ...
 
     def error(self, err: ApiError) -> list[bytes]: ...
@@ -532,8 +538,7 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
         try:
             async for item in items:  # an item, or the list of items one upstream read made: one write
                 if type(item) is list:
-                    feed = encoder.feed
-                    await out.write(b"".join([data for one in item for data in feed(one)]))
+                    await out.write(encoder.feed_all(item))
                 else:
                     await out.write(b"".join(encoder.feed(item)))
             final = b"".join(encoder.finish())
@@ -569,11 +574,23 @@ class PassThrough:
     def feed(self, item: UpEvent) -> list[bytes]:
         return [self.rewrite(item.raw) if self.rewrite is not None else item.raw]
 
+    def feed_all(self, items: list[UpEvent]) -> bytes:
+        rewrite = self.rewrite
+        if rewrite is None:
+            return b"".join([item.raw for item in items])
+        return b"".join([rewrite(item.raw) for item in items])
+
     def finish(self) -> list[bytes]:
         return [] if self.reader.done else [b"data: [DONE]\n\n"]
 
     def error(self, err: ApiError) -> list[bytes]:
         return [err.sse_event()]
+
+
+def _openai_event(item: dict[str, Any] | StreamChunk) -> bytes:
+    if type(item) is StreamChunk:
+        return item.head + jsoncodec.dumps(item.delta) + STREAM_CHUNK_END
+    return b"data: " + jsoncodec.dumps(item) + b"\n\n"
 
 
 class OpenAIChunks:
@@ -583,9 +600,10 @@ class OpenAIChunks:
     keepalive = b": keepalive\n\n"
 
     def feed(self, item: dict[str, Any] | StreamChunk) -> list[bytes]:
-        if type(item) is StreamChunk:
-            return [item.head + jsoncodec.dumps(item.delta) + STREAM_CHUNK_END]
-        return [b"data: " + jsoncodec.dumps(item) + b"\n\n"]
+        return [_openai_event(item)]
+
+    def feed_all(self, items: list[dict[str, Any] | StreamChunk]) -> bytes:
+        return b"".join([_openai_event(item) for item in items])
 
     def finish(self) -> list[bytes]:
         return [b"data: [DONE]\n\n"]
@@ -603,6 +621,10 @@ class Translated:
 
     def feed(self, item: dict[str, Any] | StreamChunk) -> list[bytes]:
         return list(self.translator.feed(item))
+
+    def feed_all(self, items: list[dict[str, Any] | StreamChunk]) -> bytes:
+        feed = self.translator.feed
+        return b"".join([data for item in items for data in feed(item)])
 
     def finish(self) -> list[bytes]:
         return list(self.translator.finish())
