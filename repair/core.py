@@ -21,7 +21,7 @@ Policy (what the router relies on):
 from __future__ import annotations
 
 import json
-import secrets
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +67,10 @@ def finder_for(index: ToolIndex) -> CandidateFinder:
 
 
 def make_ctx(text: str, index: ToolIndex, prefer: str | None, budget: salvage.Budget) -> Ctx:
-    return Ctx(index, budget, prefer, text, finder_for(index), CandidateFinder(INSIDE_THINK, index.resolve))
+    finders = index.memo.get("finders")
+    if finders is None:  # stateless, so made once per index (an index is cached per tools list)
+        finders = index.memo["finders"] = (finder_for(index), CandidateFinder(INSIDE_THINK, index.resolve))
+    return Ctx(index, budget, prefer, text, finders[0], finders[1])
 
 
 def segment(text: str, ctx: Ctx) -> list[str | Segment]:
@@ -119,7 +122,24 @@ def _fail(att: _Attempt, kind: str, detail: str) -> None:
     att.ok, att.error = False, RepairIssue(kind, detail)
 
 
-def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvage.Budget) -> None:
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)  # json.dumps's, built once
+_JSON_WS = " \t\r\n"
+
+
+def _canonical(value: dict[str, Any], text: str) -> str:
+    """`incremental.canonical_arguments(text)` for wire arguments `text` whose strict decoding is `value`, without
+    decoding them again: `value` re-encoded, or `text` as it is where that function would keep it (an end padded
+    with what JSON does not count as whitespace, which the standard decoder refuses; a value it cannot encode)."""
+    if len(text.strip()) != len(text.strip(_JSON_WS)):
+        return text
+    try:
+        return _ENCODER.encode(value)
+    except (ValueError, RecursionError):
+        return text
+
+
+def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvage.Budget,
+             canonical: bool = False) -> None:
     raw = att.raw
     att.repairs = [RepairIssue(r.kind, r.detail) for r in raw.repairs]
     if raw.failure is not None:
@@ -169,10 +189,11 @@ def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvag
         return _fail(att, "schema_mismatch", f"{resolved}: {error}")
     att.repairs.extend(RepairIssue("coerced_type", c) for c in coerced)
     if raw.wire_args is not None and not att.repairs and raw.wire_args.strip():
-        att.arguments = raw.wire_args  # valid upstream arguments pass through byte for byte
+        # valid upstream arguments pass through byte for byte (canonical: their value re-encoded)
+        att.arguments = _canonical(args, raw.wire_args) if canonical else raw.wire_args
     else:
-        try:
-            att.arguments = json.dumps(args, ensure_ascii=False, allow_nan=False)
+        try:  # the text canonical_arguments keeps as it is: the decoded value encoded the same way
+            att.arguments = _ENCODER.encode(args)
         except (TypeError, ValueError, RecursionError):
             return _fail(att, "schema_mismatch", f"{resolved}: arguments cannot be encoded as JSON")
     family = raw.family
@@ -228,7 +249,9 @@ def check_options(format: str, mode: str) -> None:
 
 
 def _default_id(_: int) -> str:
-    return "call_" + secrets.token_hex(12)
+    """A fresh call id: 96 random bits, as `secrets.token_hex(12)` wrote them, without a system call per id
+    (an id only has to be unique within its conversation, not unguessable)."""
+    return f"call_{random.getrandbits(96):024x}"
 
 
 # --- assembly --------------------------------------------------------------------------------------------------
@@ -312,9 +335,11 @@ def repair_message(
     text: str | None, tools: list[dict[str, Any]] | ToolIndex | None, *, tool_calls: list[dict[str, Any]] | None = None,
     tool_choice: object = None, parallel_tool_calls: bool = True, format: str = "auto",
     reasoning_content: str | None = None, mode: str = "repair",
-    id_factory: Callable[[int], str] | None = None,
+    id_factory: Callable[[int], str] | None = None, canonical: bool = False,
 ) -> RepairResult:
-    """Repair one assistant message: raw text (and/or upstream structured tool_calls) -> OpenAI message."""
+    """Repair one assistant message: raw text (and/or upstream structured tool_calls) -> OpenAI message.
+    `canonical`: every call's arguments as `incremental.canonical_arguments` would give them (what a stream's
+    pieces add up to), made from the value decoded here rather than by decoding the text again."""
     check_options(format, mode)
     index = ToolIndex.of(tools)
     make_id = id_factory or _default_id
@@ -331,7 +356,7 @@ def repair_message(
     attempts += [a for a in found if outside is False or not a.in_think]
     for i, att in enumerate(attempts):
         att.ordinal = i
-        _process(att, index, prefer, budget)
+        _process(att, index, prefer, budget, canonical)
 
     kind, named = _choice(tool_choice, index)
     repairs: list[RepairIssue] = []

@@ -33,6 +33,7 @@ class ToolIndex:
             if entry is not None and entry[0] not in self.tools:
                 self.tools[entry[0]] = ToolSchema(entry[0], entry[1])
         self._names = NameResolver(self.tools)
+        self.memo: dict[str, Any] = {}  # what other modules derive from this index once (e.g. core's finders)
 
     @classmethod
     def of(cls, tools: ToolIndex | Iterable[Any] | None) -> ToolIndex:

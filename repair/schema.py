@@ -316,6 +316,9 @@ def _valid(root: dict[str, Any], schema: dict[str, Any], value: Any) -> bool:
         return False
 
 
+_LABEL_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(value, ensure_ascii=False)'s, built once
+
+
 def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: list[str], depth: int) -> Any:
     schema = _deref(root, schema)
     if not isinstance(schema, dict) or depth > _MAX_DEPTH:
@@ -340,7 +343,7 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
     if isinstance(value, str) and types and "string" not in types:
         v = _convert_str(value, types)
         if not isinstance(v, _Nope):
-            changes.append(f"{label}: {json.dumps(value, ensure_ascii=False)[:60]} -> {types[0]}")
+            changes.append(f"{label}: {_LABEL_ENCODER.encode(value)[:60]} -> {types[0]}")
             value = v
     elif (isinstance(value, (int, float)) and not isinstance(value, bool) and types == ["string"]):
         changes.append(f"{label}: {value!r} -> string")

@@ -98,6 +98,8 @@ _WS_RUN = re.compile(r"[ \t\r\n]*")
 
 
 def skip_ws(text: str, i: int, limit: int | None = None) -> int:
+    if 0 <= i < len(text) and text[i] not in " \t\r\n":  # the usual case: nothing to skip, no regex call
+        return i
     m = _WS_RUN.match(text, i, len(text) if limit is None else limit)
     return m.end() if m else i
 
