@@ -22,7 +22,7 @@ from typing import Any, cast
 from engines.wire import REPAIRS_HEADER, REPORT_MEMBER
 from repair import RepairResult, StreamRepairer, ToolIndex, repair_message
 from repair.deltas import stream_deltas
-from repair.incremental import ToolArgsDelta, canonical_arguments
+from repair.incremental import ToolArgsDelta
 from repair.types import ContentDelta
 from repair.validate import Reported, StreamValidator, ValidateEvent, validate_message
 
@@ -266,11 +266,13 @@ def repair_kinds(result: RepairResult) -> set[str]:
     return kinds
 
 
-def _record(ex: Exchange, result: RepairResult) -> None:
+def _record(ex: Exchange, result: RepairResult) -> set[str]:
+    """The result in the request's record; returns its repair kinds."""
     kinds = repair_kinds(result)
     ex.tool_outcome = "repaired" if kinds and result.outcome == "valid" else result.outcome
     ex.repairs = sorted(kinds)
     ex.failures = sorted({e.kind for e in result.errors})
+    return kinds
 
 
 def _invalid_error(result: RepairResult) -> ApiError:
@@ -299,14 +301,12 @@ def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | Non
         return validate_message(text, index, tool_calls=msg.get("tool_calls"), tool_choice=req.tool_choice,
                                 parallel_tool_calls=req.parallel_tool_calls,
                                 reasoning_content=msg.get("reasoning_content"), reported=reported)
-    result = repair_message(
+    return repair_message(
         text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=req.tool_choice,
         parallel_tool_calls=req.parallel_tool_calls, format=policy.format,
         reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
+        canonical=True,  # the arguments a stream would give, piece by piece
     )
-    for call in result.tool_calls:  # the arguments a stream would give, piece by piece
-        call["function"]["arguments"] = canonical_arguments(call["function"]["arguments"])
-    return result
 
 
 def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
@@ -322,7 +322,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         content = msg.get("content")
         text = content if isinstance(content, str) else None
         result = _check_message(msg, text, index, req, policy, reported)
-        _record(ex, result)
+        made = _record(ex, result)
         ex.tool_output = ToolOutput(text, msg.get("tool_calls"), msg.get("reasoning_content"), body, policy, result)
         if _failed(result, req.tool_choice):
             if policy.on_failure == "retry" and retry_possible:
@@ -333,7 +333,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         rest = {k: v for k, v in msg.items() if k not in ("content", "tool_calls", "reasoning_content")}
         choice["message"] = {**rest, **new_msg}
         choice["finish_reason"] = _finish_reason(choice.get("finish_reason"), bool(result.tool_calls))
-        kinds.update(repair_kinds(result))
+        kinds.update(made)
     return sorted(kinds)
 
 

@@ -31,19 +31,33 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
     rt = state.runtime
     ex = Exchange(request_id(request), endpoint)
     try:
-        key = auth.client_key(rt.keys, request.headers)
-        ex.key_name = key.name if key else None
-        return await handler(rt, ex, key)
-    except ApiError as err:
-        ex.status, ex.error = err.status, err.code
-        resp = err.response(dialect)
-        resp.headers["x-request-id"] = ex.request_id
+        try:
+            key = auth.client_key(rt.keys, request.headers)
+            ex.key_name = key.name if key else None
+            resp = await handler(rt, ex, key)
+        except ApiError as err:
+            ex.status, ex.error = err.status, err.code
+            resp = err.response(dialect)
+            resp.headers["x-request-id"] = ex.request_id
+        if not resp.prepared:
+            await _send(request, resp)
         return resp
     except asyncio.CancelledError:
         ex.error = "client_disconnected"
         raise
     finally:
         ex.finish(state.metrics, rt.config.server.access_log)
+
+
+async def _send(request: web.Request, resp: web.StreamResponse) -> None:
+    """A whole response written here rather than by aiohttp after the handler returns, so that the record's
+    metrics and log line are made once the client has its answer, not while it waits. A client gone meanwhile is
+    left to aiohttp, as when it writes the response itself (it tries once more, fails, and closes)."""
+    try:
+        await resp.prepare(request)
+        await resp.write_eof()
+    except ConnectionError:
+        pass
 
 
 async def read_noted(request: web.Request, rt: LiveConfig, ex: Exchange) -> dict[str, Any]:
