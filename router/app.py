@@ -21,6 +21,7 @@ from .console import install as install_console
 from .engines_bridge import make_supervisor
 from .errors import ApiError
 from .live_config import LiveConfig
+from .logs import gather_lines
 from .metrics import Metrics
 from .reload import RELOADER, Reloader
 from .state import STATE, AppState
@@ -206,15 +207,19 @@ def run(config: Config, *, config_path: str | None = None) -> None:
             raise ListenError(f"cannot listen on {config.server.host}:{config.server.port}: "
                               f"{(os.strerror(exc.errno) if exc.errno else str(exc)).lower()}{hint}") from None
         settle_gc()
-        log.info("listening", extra={"fields": {"url": running.url, "config": config.source}})
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        import signal
+        gather_lines(loop)  # the log lines of one pass of the loop are written together
+        try:
+            log.info("listening", extra={"fields": {"url": running.url, "config": config.source}})
+            stop = asyncio.Event()
+            import signal
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("shutting down: draining in-flight requests")
-        await running.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            log.info("shutting down: draining in-flight requests")
+            await running.stop()
+        finally:
+            gather_lines(None)
 
     asyncio.run(main())

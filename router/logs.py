@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
+from asyncio import AbstractEventLoop
 from typing import Any
 
 from . import jsoncodec
@@ -91,9 +93,73 @@ def log_fields(logger: logging.Logger, msg: str, fields: dict[str, object]) -> N
 _START: float = logging._startTime  # type: ignore[attr-defined]  # private: relativeCreated counts from it
 
 
+MAX_GATHERED = 256  # lines held before they are written even though the loop is still busy
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A `StreamHandler` that, once `gather_on(loop)` was called, holds the lines logged on that loop's thread
+    (below WARNING) and writes them in one call when the loop next gets to its callbacks: under load many requests
+    end in one pass of the loop, and each line was a write (and flush) of its own. Lines from other threads, and
+    warnings and errors, are written at once, after whatever was held (so the order stays). `flush()` and
+    `close()` write what is held."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loop: AbstractEventLoop | None = None
+        self._thread = 0
+        self._held: list[str] = []
+
+    def gather_on(self, loop: AbstractEventLoop | None) -> None:
+        """Hold lines logged on `loop`'s thread (the calling one) until its next callbacks; None: stop holding."""
+        self.flush()
+        self._loop, self._thread = loop, threading.get_ident() if loop is not None else 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            if self._loop is not None and record.levelno < logging.WARNING and threading.get_ident() == self._thread:
+                self._held.append(line)
+                if len(self._held) == 1:
+                    self._loop.call_soon(self.flush)
+                elif len(self._held) >= MAX_GATHERED:
+                    self._write()
+                return
+            self._held.append(line)
+            self._write()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self._held:
+                self._write()
+            elif self.stream is not None and hasattr(self.stream, "flush"):
+                self.stream.flush()
+        except (OSError, ValueError):  # stderr closed or gone: nothing left to tell it
+            self._held.clear()
+        finally:
+            self.release()
+
+    def _write(self) -> None:
+        text = "".join(self._held) if len(self._held) > 1 else self._held[0]
+        self._held.clear()
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def gather_lines(loop: AbstractEventLoop | None) -> None:
+    """Point the root logger's `LineHandler`s at `loop` (see there); None when the loop ends."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LineHandler):
+            handler.gather_on(loop)
+
+
 def setup_logging(fmt: str = "json", level: str = "info") -> None:
     """One handler on the root logger writing `fmt` ("json" or "text") to stderr at `level`."""
-    handler = logging.StreamHandler()
+    handler = LineHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -3,6 +3,8 @@ hold exactly what the plain ways (`makeRecord`, `labels()` per request, dicts bu
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import re
 import subprocess
@@ -13,7 +15,7 @@ import pytest
 
 from router.console.rings import MAX_LOG_CHARS, LogRing, RecentRequests
 from router.exchange import Exchange
-from router.logs import log_fields
+from router.logs import MAX_GATHERED, LineHandler, log_fields
 from router.metrics import Metrics
 
 
@@ -180,3 +182,62 @@ def test_setup_logging_turns_off_what_no_format_shows() -> None:
             "print(logging.logThreads, logging.logProcesses, logging.logMultiprocessing)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
+
+
+class Writes(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+@pytest.fixture
+def lines() -> Iterator[tuple[logging.Logger, LineHandler, Writes]]:
+    logger = logging.getLogger("agentgate.test-lines")
+    out = Writes()
+    handler = LineHandler()
+    handler.setStream(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield logger, handler, out
+    logger.removeHandler(handler)
+
+
+async def test_lines_of_one_loop_pass_are_written_together(lines: tuple[logging.Logger, LineHandler, Writes]) -> None:
+    logger, handler, out = lines
+    logger.info("before")  # not gathering yet: written at once
+    assert out.calls == ["INFO before\n"]
+    handler.gather_on(asyncio.get_running_loop())
+    try:
+        for n in range(3):
+            logger.info("request %d", n)
+        assert out.calls == ["INFO before\n"]  # held until the loop gets to its callbacks
+        await asyncio.sleep(0)
+        assert out.calls[1:] == ["INFO request 0\nINFO request 1\nINFO request 2\n"]
+        logger.info("held")
+        logger.warning("at once")  # after what was held, in one write
+        assert out.calls[2:] == ["INFO held\nWARNING at once\n"]
+        logger.info("held again")
+        await asyncio.to_thread(logger.info, "from a thread")  # another thread's line is written at once
+        assert out.calls[3:] == ["INFO held again\nINFO from a thread\n"]
+        for n in range(MAX_GATHERED):
+            logger.info("many %d", n)
+        assert len(out.calls) == 5 and out.calls[4].count("\n") == MAX_GATHERED  # the bound: written, not held
+        logger.info("last")
+    finally:
+        handler.gather_on(None)  # writes what is held
+    assert out.calls[5:] == ["INFO last\n"]
+    await asyncio.sleep(0)
+    assert len(out.calls) == 6  # the scheduled write found nothing left
+    assert out.getvalue().count("\n") == 1 + 3 + 2 + 2 + MAX_GATHERED + 1
+
+
+def test_serve_logs_through_one_line_handler() -> None:
+    code = ("import logging; from router.logs import setup_logging, LineHandler; setup_logging('text'); "
+            "print([type(h).__name__ for h in logging.getLogger().handlers])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['LineHandler']"
