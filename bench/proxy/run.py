@@ -309,13 +309,16 @@ def before_table(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]]) 
     """This tree against the `--before` tree, each as the passthrough's CPU per request over its own (higher is
     better): measured in the same minutes, so a busy machine weighs on both alike."""
     print(f"{'scenario':<9}{'mode':<11}{'conc':>5} | {'cpu us/req aiohttp':>18} {'before':>7} {'now':>7} | "
-          f"{'ratio before':>12} {'ratio now':>9} | {'rps before':>10} {'rps now':>7}")
+          f"{'ratio before':>12} {'ratio now':>9} | {'rps before':>10} {'rps now':>7} | {'p99/p50 before':>14} "
+          f"{'now':>5}")
     for scenario, mode, c, res in rows:
         b, old, new = res.get("aiohttp"), res["before"], res["agentgate"]
         base = b["cpu_us"] if b else 0.0
         r_old, r_new = (base / r["cpu_us"] if r["cpu_us"] else 0.0 for r in (old, new))
+        t_old, t_new = (r["p99"] / r["p50"] if r["p50"] else 0.0 for r in (old, new))
         print(f"{scenario:<9}{mode:<11}{c:>5} | {base:>18.0f} {old['cpu_us']:>7.0f} {new['cpu_us']:>7.0f} | "
-              f"{r_old:>11.2f}x {r_new:>8.2f}x | {old['rps']:>10.0f} {new['rps']:>7.0f}")
+              f"{r_old:>11.2f}x {r_new:>8.2f}x | {old['rps']:>10.0f} {new['rps']:>7.0f} | {t_old:>14.1f} "
+              f"{t_new:>5.1f}")
     print()
 
 
