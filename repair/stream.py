@@ -37,7 +37,6 @@ from repair.incremental import (
     JsonEvents,
     ToolArgsDelta,
     ToolCallStart,
-    canonical_arguments,
 )
 from repair.index import ToolIndex
 from repair.markers import MATCH, NO, PARTIAL, CandidateFinder
@@ -235,12 +234,10 @@ class StreamRepairer:
         opts = self._opts
         if self._incremental:
             assigned = {st.index: st.id for st in self._started}
-            opts = {**opts, "id_factory": lambda k: assigned.get(k) or self._make_id(k)}
+            # the arguments as the pieces streamed add up to them (canonical_arguments), decoded once
+            opts = {**opts, "id_factory": lambda k: assigned.get(k) or self._make_id(k), "canonical": True}
         result = repair_message(full if self._fed else None, self._index, tool_calls=upstream_calls,
                                 reasoning_content=upstream_reasoning, **opts)
-        if self._incremental:
-            for c in result.tool_calls:
-                c["function"]["arguments"] = canonical_arguments(c["function"]["arguments"])
         self._result = result
         events: list[Event] = []
         content = result.content or ""
