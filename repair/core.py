@@ -21,7 +21,7 @@ Policy (what the router relies on):
 from __future__ import annotations
 
 import json
-import random
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,9 +249,9 @@ def check_options(format: str, mode: str) -> None:
 
 
 def _default_id(_: int) -> str:
-    """A fresh call id: 96 random bits, as `secrets.token_hex(12)` wrote them, without a system call per id
-    (an id only has to be unique within its conversation, not unguessable)."""
-    return f"call_{random.getrandbits(96):024x}"
+    """A fresh call id from the operating system's random source: ids of different clients' calls come from one
+    process, so none may be predictable from the ones a client has seen (a seeded generator's would be)."""
+    return "call_" + secrets.token_hex(12)
 
 
 # --- assembly --------------------------------------------------------------------------------------------------
