@@ -27,6 +27,7 @@ class Step:
     gate: asyncio.Event | None = None  # wait for this before answering
     pause_after: int | None = None  # stream: after N events wait for `resume`
     resume: asyncio.Event | None = None
+    paused: asyncio.Event | None = None  # stream: set when the pause at `pause_after` begins
     reset_after: int | None = None  # stream: abort the connection after N events
     done: bool = True  # stream: end with data: [DONE]
     interval: float = 0.0  # stream: seconds between events
@@ -159,6 +160,8 @@ class FakeUpstream:
                 request.transport.abort()
                 return resp
             if step.pause_after is not None and i == step.pause_after and step.resume is not None:
+                if step.paused is not None:
+                    step.paused.set()
                 await step.resume.wait()
             if step.interval and i:
                 await asyncio.sleep(step.interval)

@@ -194,15 +194,21 @@ async def test_keepalives_flow_while_nothing_is_sent(fakes, router, route, monke
 
     monkeypatch.setattr(relay, "KEEPALIVE_S", 0.2)
     up = await fakes()
-    resume = asyncio.Event()
+    resume, paused = asyncio.Event(), asyncio.Event()
     evs = stream_of(["<tool_call>", '{"name": "write_file", "arguments": {"path": "a", "content": "b"}}',
                      "</tool_call>"], "m")
-    up.push(Step(sse=evs, pause_after=2, resume=resume))
+    up.push(Step(sse=evs, pause_after=2, resume=resume, paused=paused))
     r = await router(cfg(up.url))
     path, body = ROUTES[route]
-    loop = asyncio.get_running_loop()
-    loop.call_later(1.0, resume.set)
+
+    async def release() -> None:  # the upstream stays silent for 1 s (5 intervals) from when its pause begins
+        await paused.wait()
+        await asyncio.sleep(1.0)
+        resume.set()
+
+    releasing = asyncio.create_task(release())
     _, text, events = await sse(r.url, path, body)
+    await releasing
     if route == "messages":
         assert sum(1 for n, _ in events if n == "ping") >= 3  # one at message_start, the rest keepalives
     else:
