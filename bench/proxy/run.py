@@ -1,7 +1,8 @@
 """Router overhead benchmark on the agent workload: requests/s and latency through agentgate, through a bare aiohttp
 passthrough, and straight to the upstream, side by side in one run.
 
-    python bench/proxy/run.py [--duration 5] [--concurrency 1,16,64] [--scenarios native,text,prose,no-tools,small]
+    python bench/proxy/run.py [--duration 5] [--concurrency 1,16,64]
+                              [--scenarios native,text,prose,no-tools,messages,responses,small]
                               [--modes non-stream,stream] [--json out.json] [--before TREE]
                               [--rounds N]
 
@@ -14,13 +15,17 @@ Needs `nginx` and `wrk` (Debian: apt-get install nginx-light wrk). Everything ru
 Scenarios (bench/proxy/workload.py): a coding agent's mid-conversation request (~40 KB: system prompt, 22 tools
 ~24 KB, history with tool results) answered with a native tool call (`native`, nothing to repair), a tool call
 written as text that needs repair (`text`), or prose (`prose`); the same history without tools (`no-tools`); and
-the old one-line request without tools (`small`). Before measuring, one request per scenario checks that
-agentgate's answer is right (the call repaired, the stream complete). wrk -t1 drives each target at each
-concurrency for --duration seconds; the table shows requests/s, p50/p99 latency, agentgate's ratio to the
-baseline, its p50 over the direct path's, and the CPU time per request of both proxies (from /proc) with their
-ratio, which holds up when other jobs share the machine. Then the streamed tool-call TTFB table (stream_ttfb.py;
---no-ttfb skips it). With --before TREE (another checkout, e.g. `git worktree add /tmp/before main`), that tree's
-router runs too, on the same interpreter, and a first table sets its CPU per request beside this tree's.
+the old one-line request without tools (`small`). `messages` and `responses` are the same turn as the agent CLIs
+send it: Claude Code's Anthropic Messages request on /v1/messages and Codex's Responses request on /v1/responses,
+answered with the native tool call; agentgate translates them for its OpenAI-compatible upstream and back, while
+the passthrough and the direct path reach an upstream answering in the client's dialect. Before measuring, one
+request per scenario checks that agentgate's answer is right (the call repaired, the stream complete). wrk -t1
+drives each target at each concurrency for --duration seconds; the table shows requests/s, p50/p99 latency,
+agentgate's ratio to the baseline, its p50 over the direct path's, and the CPU time per request of both proxies
+(from /proc) with their ratio, which holds up when other jobs share the machine. Then the streamed tool-call TTFB
+table (stream_ttfb.py; --no-ttfb skips it). With --before TREE (another checkout, e.g. `git worktree add
+/tmp/before main`), that tree's router runs too, on the same interpreter, and a first table sets its CPU per
+request beside this tree's.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workload
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("native", "text", "prose", "no-tools", "small")
-ANSWER = {"native": "native", "text": "text", "prose": "prose", "no-tools": "prose", "small": "prose"}
+SCENARIOS = ("native", "text", "prose", "no-tools", "messages", "responses", "small")
+ANSWER = {"native": "native", "text": "text", "prose": "prose", "no-tools": "prose", "small": "prose",
+          "messages": "native", "responses": "native"}
+DIALECTS = {"messages": "/v1/messages", "responses": "/v1/responses"}  # scenario: its route on agentgate
 
 
 def free_port() -> int:
@@ -75,6 +82,12 @@ def nginx_conf(tmp: Path, port: int) -> Path:
     for kind in workload.ANSWERS:
         for suffix, text in (("", json.dumps(workload.completion(kind))), ("-stream", workload.sse(kind))):
             path = www / f"{kind}{suffix}/v1/chat/completions"
+            path.parent.mkdir(parents=True)
+            path.write_text(text)
+    for route, path_ in DIALECTS.items():  # an upstream answering in the client's own dialect
+        answers = (("", json.dumps(workload.dialect_answer(route))), ("-stream", workload.dialect_sse(route)))
+        for suffix, text in answers:
+            path = www / f"{route}{suffix}{path_}"
             path.parent.mkdir(parents=True)
             path.write_text(text)
     conf = tmp / "nginx.conf"
@@ -117,47 +130,101 @@ def router_conf(tmp: Path, port: int, up_port: int, name: str = "config") -> Pat
 
 def body_for(scenario: str, stream: bool) -> dict[str, Any]:
     model = ANSWER[scenario] + ("-stream" if stream else "")
+    if scenario == "messages":
+        return workload.messages_request(stream=stream, model=model)
+    if scenario == "responses":
+        return workload.responses_request(stream=stream, model=model)
     if scenario == "small":
         return workload.small_request(stream=stream, model=model)
     return workload.request(with_tools=scenario not in ("no-tools", "small"), stream=stream, model=model)
 
 
+def _sse_docs(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")]
+
+
+def _chat_calls(raw: bytes, stream: bool) -> tuple[list[tuple[str, str]], str]:
+    """The tool calls (name, arguments) and the text of a chat completion or its stream."""
+    if not stream:
+        msg = json.loads(raw)["choices"][0]["message"]
+        return [(c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls") or []], \
+            msg.get("content") or ""
+    assert raw.endswith(b"data: [DONE]\n\n"), raw[-200:]
+    calls: dict[int, list[str]] = {}
+    text = ""
+    for d in _sse_docs(raw):
+        for ch in d.get("choices", []):
+            delta = ch.get("delta", {})
+            text += delta.get("content") or ""
+            for c in delta.get("tool_calls") or []:
+                entry = calls.setdefault(c["index"], ["", ""])
+                entry[0] += c.get("function", {}).get("name") or ""
+                entry[1] += c.get("function", {}).get("arguments") or ""
+    return [(n, a) for n, a in calls.values()], text
+
+
+def _messages_calls(raw: bytes, stream: bool) -> tuple[list[tuple[str, str]], str]:
+    """The same from an Anthropic message or its event stream."""
+    if not stream:
+        blocks = json.loads(raw)["content"]
+        return [(b["name"], json.dumps(b["input"])) for b in blocks if b["type"] == "tool_use"], \
+            "".join(b["text"] for b in blocks if b["type"] == "text")
+    docs = _sse_docs(raw)
+    assert docs and docs[-1]["type"] == "message_stop", raw[-200:]
+    calls: dict[int, list[str]] = {}
+    text = ""
+    for d in docs:
+        if d["type"] == "content_block_start" and d["content_block"]["type"] == "tool_use":
+            calls[d["index"]] = [d["content_block"]["name"], ""]
+        elif d["type"] == "content_block_delta":
+            delta = d["delta"]
+            if delta["type"] == "input_json_delta":
+                calls[d["index"]][1] += delta["partial_json"]
+            elif delta["type"] == "text_delta":
+                text += delta["text"]
+    return [(n, a) for n, a in calls.values()], text
+
+
+def _responses_calls(raw: bytes, stream: bool) -> tuple[list[tuple[str, str]], str]:
+    """The same from a Responses object, or the one its stream completes with."""
+    if stream:
+        docs = _sse_docs(raw)
+        assert docs and docs[-1]["type"] == "response.completed", raw[-200:]
+        doc = docs[-1]["response"]
+    else:
+        doc = json.loads(raw)
+    items = doc["output"]
+    return [(i["name"], i["arguments"]) for i in items if i["type"] == "function_call"], \
+        "".join(c.get("text", "") for i in items if i["type"] == "message" for c in i["content"])
+
+
 def check(port: int, scenario: str, stream: bool) -> None:
     """One request through agentgate: the answer must be what a client of this scenario needs."""
     body = body_for(scenario, stream)
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    route = DIALECTS.get(scenario, "/v1/chat/completions")
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{route}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", **EXTRA_HEADERS.get(scenario, {})})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             raw = resp.read()
     except urllib.error.HTTPError as err:
         raise SystemExit(f"agentgate answered {scenario} {'stream' if stream else 'non-stream'} with {err.code}: "
                          f"{err.read()[:500]!r}") from None
-    if stream:
-        assert raw.endswith(b"data: [DONE]\n\n"), raw[-200:]
-        docs = [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: {")]
-        calls: dict[int, dict[str, str]] = {}
-        text = ""
-        for d in docs:
-            for ch in d.get("choices", []):
-                delta = ch.get("delta", {})
-                text += delta.get("content") or ""
-                for c in delta.get("tool_calls") or []:
-                    entry = calls.setdefault(c["index"], {"name": "", "arguments": ""})
-                    entry["name"] += c.get("function", {}).get("name") or ""
-                    entry["arguments"] += c.get("function", {}).get("arguments") or ""
-        got = [{"function": c} for c in calls.values()]
-    else:
-        msg = json.loads(raw)["choices"][0]["message"]
-        got, text = msg.get("tool_calls") or [], msg.get("content") or ""
-    want = {"native": "edit_file", "text": "bash"}.get(scenario)
+    read = {"messages": _messages_calls, "responses": _responses_calls}.get(scenario, _chat_calls)
+    got, text = read(raw, stream)
+    want = {"native": "edit_file", "text": "bash"}.get(ANSWER[scenario])
     if want is None:
         assert not got and text, (scenario, raw[:300])
         return
-    assert len(got) == 1 and got[0]["function"]["name"] == want, (scenario, raw[:300])
-    args = json.loads(got[0]["function"]["arguments"])
+    assert len(got) == 1 and got[0][0] == want, (scenario, raw[:300])
+    args = json.loads(got[0][1])
     if scenario == "text":
         assert args["timeout"] == 120000 and "<tool_call>" not in text, (scenario, raw[:300])
+    if want == "edit_file":
+        assert args == workload.NATIVE_ARGS, (scenario, raw[:300])
+
+
+EXTRA_HEADERS = {"messages": {"anthropic-version": "2023-06-01"}}  # what Claude Code sends besides its key
 
 
 WRK_LUA = """
@@ -166,7 +233,7 @@ local f = assert(io.open("{path}", "rb"))
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
-"""
+{extra}"""
 
 
 def cpu_seconds(pid: int) -> float:
@@ -176,13 +243,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_wrk(url: str, body: dict[str, Any], conns: int, duration: int, tmp: Path,
-            pid: int | None = None) -> dict[str, float]:
+            pid: int | None = None, headers: dict[str, str] | None = None) -> dict[str, float]:
     """One wrk run; with `pid`, also the CPU time that process spent per request (robust to a busy machine)."""
     data = json.dumps(body).encode()
     payload = tmp / f"body-{abs(hash(data))}.json"
     payload.write_bytes(data)
     script = tmp / f"post-{abs(hash(data))}.lua"
-    script.write_text(WRK_LUA.replace("{path}", str(payload)))
+    extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or {}).items())
+    script.write_text(WRK_LUA.replace("{path}", str(payload)).replace("{extra}", extra))
     cpu0 = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
@@ -257,8 +325,8 @@ def main() -> int:
                                            str(router_conf(tmp, before_port, up_port, "before"))],
                                           cwd=args.before, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         try:
-            for p in (up_port, base_port, ag_port) + ((before_port,) if args.before else ()):
-                wait_port(p)
+            for port in (up_port, base_port, ag_port) + ((before_port,) if args.before else ()):
+                wait_port(port)
             urllib.request.urlopen(f"http://127.0.0.1:{ag_port}/health", timeout=10).read()
             for scenario in scenarios:
                 for mode in modes:
@@ -270,16 +338,19 @@ def main() -> int:
             for scenario in scenarios:
                 for mode in modes:
                     stream = mode == "stream"
-                    path = f"/{ANSWER[scenario]}{'-stream' if stream else ''}/v1/chat/completions"
+                    route = DIALECTS.get(scenario, "/v1/chat/completions")
+                    answer = scenario if scenario in DIALECTS else ANSWER[scenario]
+                    path = f"/{answer}{'-stream' if stream else ''}{route}"
                     urls = {"direct": f"http://127.0.0.1:{up_port}{path}", "aiohttp": f"http://127.0.0.1:{base_port}"
-                            f"{path}", "agentgate": f"http://127.0.0.1:{ag_port}/v1/chat/completions",
-                            "before": f"http://127.0.0.1:{before_port}/v1/chat/completions"}
+                            f"{path}", "agentgate": f"http://127.0.0.1:{ag_port}{route}",
+                            "before": f"http://127.0.0.1:{before_port}{route}"}
                     body = body_for(scenario, stream)
                     for c in levels:
                         runs: dict[str, list[dict[str, float]]] = {t: [] for t in targets}
                         for _ in range(args.rounds):  # targets take turns, so a busy minute weighs on each alike
                             for t in targets:
-                                runs[t].append(run_wrk(urls[t], body, c, args.duration, tmp, pids.get(t)))
+                                runs[t].append(run_wrk(urls[t], body, c, args.duration, tmp, pids.get(t),
+                                                       EXTRA_HEADERS.get(scenario)))
                         rows.append((scenario, mode, c, {t: median_run(r) for t, r in runs.items()}))
                         print(f"  measured {scenario} {mode} c={c}", file=sys.stderr)
         finally:
@@ -308,7 +379,7 @@ def stream_ttfb_table(repeat: int = 3) -> str:
 def before_table(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]]) -> None:
     """This tree against the `--before` tree, each as the passthrough's CPU per request over its own (higher is
     better): measured in the same minutes, so a busy machine weighs on both alike."""
-    print(f"{'scenario':<9}{'mode':<11}{'conc':>5} | {'cpu us/req aiohttp':>18} {'before':>7} {'now':>7} | "
+    print(f"{'scenario':<10}{'mode':<11}{'conc':>5} | {'cpu us/req aiohttp':>18} {'before':>7} {'now':>7} | "
           f"{'ratio before':>12} {'ratio now':>9} | {'rps before':>10} {'rps now':>7} | {'p99/p50 before':>14} "
           f"{'now':>5}")
     for scenario, mode, c, res in rows:
@@ -316,7 +387,7 @@ def before_table(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]]) 
         base = b["cpu_us"] if b else 0.0
         r_old, r_new = (base / r["cpu_us"] if r["cpu_us"] else 0.0 for r in (old, new))
         t_old, t_new = (r["p99"] / r["p50"] if r["p50"] else 0.0 for r in (old, new))
-        print(f"{scenario:<9}{mode:<11}{c:>5} | {base:>18.0f} {old['cpu_us']:>7.0f} {new['cpu_us']:>7.0f} | "
+        print(f"{scenario:<10}{mode:<11}{c:>5} | {base:>18.0f} {old['cpu_us']:>7.0f} {new['cpu_us']:>7.0f} | "
               f"{r_old:>11.2f}x {r_new:>8.2f}x | {old['rps']:>10.0f} {new['rps']:>7.0f} | {t_old:>14.1f} "
               f"{t_new:>5.1f}")
     print()
@@ -335,18 +406,18 @@ def report(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]], durati
         before_table(rows)
     if targets not in (["direct", "aiohttp", "agentgate"], ["direct", "aiohttp", "agentgate", "before"]):
         for scenario, mode, c, res in rows:
-            print(f"{scenario:<9}{mode:<11}{c:>5} " + " | ".join(
+            print(f"{scenario:<10}{mode:<11}{c:>5} " + " | ".join(
                 f"{t} {r['rps']:.0f} rps p50 {r['p50']:.2f} p99 {r['p99']:.2f} cpu/req {r['cpu_us']:.0f} us"
                 for t, r in res.items()))
         return
-    hdr = (f"{'scenario':<9}{'mode':<11}{'conc':>5} | {'direct rps':>10} | {'aiohttp rps':>11} {'p50 ms':>7} | "
+    hdr = (f"{'scenario':<10}{'mode':<11}{'conc':>5} | {'direct rps':>10} | {'aiohttp rps':>11} {'p50 ms':>7} | "
            f"{'agentgate rps':>13} {'p50 ms':>7} {'p99 ms':>7} | {'vs aiohttp':>10} {'added p50 ms':>12} "
            f"{'p99/p50':>7} | {'cpu us/req aiohttp':>18} {'agentgate':>9} {'ratio':>6}")
     print(hdr)
     print("-" * len(hdr))
     for scenario, mode, c, res in rows:
         d, b, a = res["direct"], res["aiohttp"], res["agentgate"]
-        print(f"{scenario:<9}{mode:<11}{c:>5} | {d['rps']:>10.0f} | {b['rps']:>11.0f} {b['p50']:>7.2f} | "
+        print(f"{scenario:<10}{mode:<11}{c:>5} | {d['rps']:>10.0f} | {b['rps']:>11.0f} {b['p50']:>7.2f} | "
               f"{a['rps']:>13.0f} {a['p50']:>7.2f} {a['p99']:>7.2f} | {a['rps'] / b['rps']:>9.2f}x "
               f"{a['p50'] - d['p50']:>12.2f} {a['p99'] / a['p50']:>7.1f} | {b['cpu_us']:>18.0f} {a['cpu_us']:>9.0f} "
               f"{b['cpu_us'] / a['cpu_us'] if a['cpu_us'] else 0:>5.2f}x")

@@ -5,6 +5,12 @@ The request is deterministic: a system prompt, 22 tools with the kind of schemas
 `tools`), and a multi-turn history with tool calls and their results (~40 KB body in all). The answers: a native
 tool call (`tool_calls`, valid against its schema: nothing to repair), a tool call written as text (Hermes markup
 with a string where the schema wants an integer: needs repair), and prose (no call).
+
+The same turn is also spelled as the agent CLIs send it: an Anthropic Messages request as Claude Code sends it
+(`messages_request`: system blocks, tool_use / tool_result blocks, `input_schema` tools) and a Responses request as
+Codex sends it (`responses_request`: instructions, message / function_call / function_call_output items, flat
+function tools, `store: false`), with the native tool call answered in each dialect (`dialect_answer`,
+`dialect_sse`) for an upstream that speaks it.
 """
 
 from __future__ import annotations
@@ -314,3 +320,120 @@ def sse(kind: str) -> str:
         events.append(_chunk({}, "stop"))
     events.append({**_chunk({}), "choices": [], "usage": USAGE})
     return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+
+
+# --- the same turn as the agent CLIs send it ------------------------------------------------------------------------
+
+def messages_request(*, stream: bool, model: str) -> dict[str, Any]:
+    """The turn as Claude Code sends it to /v1/messages."""
+    history = messages()
+    out: list[dict[str, Any]] = []
+    for m in history[1:]:
+        if m["role"] == "assistant":
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": m["content"]}] if m.get("content") else []
+            blocks += [{"type": "tool_use", "id": c["id"], "name": c["function"]["name"],
+                        "input": json.loads(c["function"]["arguments"])} for c in m.get("tool_calls") or []]
+            out.append({"role": "assistant", "content": blocks})
+            continue
+        block = {"type": "tool_result", "tool_use_id": m["tool_call_id"], "content": m["content"]} \
+            if m["role"] == "tool" else {"type": "text", "text": m["content"]}
+        if out and out[-1]["role"] == "user":  # results and the user's words after them: one user turn
+            out[-1]["content"].append(block)
+        else:
+            out.append({"role": "user", "content": [block]})
+    tools_ = [{"name": t["function"]["name"], "description": t["function"]["description"],
+               "input_schema": t["function"]["parameters"]} for t in tools()]
+    return {"model": model, "max_tokens": 32000, "temperature": 1,
+            "system": [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}],
+            "messages": out, "tools": tools_, "metadata": {"user_id": "bench-user"}, "stream": stream}
+
+
+def responses_request(*, stream: bool, model: str) -> dict[str, Any]:
+    """The turn as Codex sends it to /v1/responses."""
+    items: list[dict[str, Any]] = []
+    for m in messages()[1:]:
+        if m["role"] == "tool":
+            items.append({"type": "function_call_output", "call_id": m["tool_call_id"], "output": m["content"]})
+            continue
+        if m.get("content"):
+            kind = "input_text" if m["role"] == "user" else "output_text"
+            items.append({"type": "message", "role": m["role"], "content": [{"type": kind, "text": m["content"]}]})
+        items += [{"type": "function_call", "call_id": c["id"], "name": c["function"]["name"],
+                   "arguments": c["function"]["arguments"]} for c in m.get("tool_calls") or []]
+    tools_ = [{"type": "function", "name": t["function"]["name"], "description": t["function"]["description"],
+               "strict": False, "parameters": t["function"]["parameters"]} for t in tools()]
+    return {"model": model, "instructions": SYSTEM, "input": items, "tools": tools_, "tool_choice": "auto",
+            "parallel_tool_calls": False, "store": False, "stream": stream, "include": [],
+            "prompt_cache_key": "bench-session"}
+
+
+def _anthropic_message() -> dict[str, Any]:
+    return {"id": "msg_bench", "type": "message", "role": "assistant", "model": MODEL_UPSTREAM,
+            "content": [{"type": "text", "text": "Now I'll add the backoff."},
+                        {"type": "tool_use", "id": "toolu_9", "name": "edit_file", "input": NATIVE_ARGS}],
+            "stop_reason": "tool_use", "stop_sequence": None,
+            "usage": {"input_tokens": USAGE["prompt_tokens"], "output_tokens": USAGE["completion_tokens"]}}
+
+
+def _response(status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Responses object as OpenAI sends it (the request's tools echoed)."""
+    return {"id": "resp_bench", "object": "response", "created_at": 1, "status": status, "error": None,
+            "model": MODEL_UPSTREAM, "output": output, "parallel_tool_calls": False, "tool_choice": "auto",
+            "tools": responses_request(stream=False, model="")["tools"], "store": False,
+            "usage": {"input_tokens": USAGE["prompt_tokens"], "output_tokens": USAGE["completion_tokens"],
+                      "total_tokens": USAGE["total_tokens"]} if status == "completed" else None}
+
+
+_TEXT_ITEM = {"type": "message", "id": "msg_bench", "status": "completed", "role": "assistant",
+              "content": [{"type": "output_text", "text": "Now I'll add the backoff.", "annotations": []}]}
+_CALL_ITEM = {"type": "function_call", "id": "fc_bench", "call_id": "call_9", "name": "edit_file",
+              "arguments": json.dumps(NATIVE_ARGS), "status": "completed"}
+
+
+def dialect_answer(route: str) -> dict[str, Any]:
+    """The native tool call as an upstream speaking `route` ("messages" or "responses") answers it."""
+    return _anthropic_message() if route == "messages" else _response("completed", [_TEXT_ITEM, _CALL_ITEM])
+
+
+def dialect_sse(route: str) -> str:
+    """The same answer as that upstream streams it (the arguments in 12 pieces, like `sse("native")`)."""
+    pieces = _pieces(json.dumps(NATIVE_ARGS), 12)
+    if route == "messages":
+        start = {**_anthropic_message(), "content": [], "stop_reason": None}
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("message_start", {"type": "message_start", "message": start}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": "Now I'll add the backoff."}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
+                "type": "tool_use", "id": "toolu_9", "name": "edit_file", "input": {}}})]
+        events += [("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                            "delta": {"type": "input_json_delta", "partial_json": p}}) for p in pieces]
+        events += [("content_block_stop", {"type": "content_block_stop", "index": 1}),
+                   ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                                      "usage": {"output_tokens": USAGE["completion_tokens"]}}),
+                   ("message_stop", {"type": "message_stop"})]
+    else:
+        call_start = {**_CALL_ITEM, "arguments": "", "status": "in_progress"}
+        events = [("response.created", {"type": "response.created", "response": _response("in_progress", [])}),
+                  ("response.in_progress", {"type": "response.in_progress",
+                                            "response": _response("in_progress", [])}),
+                  ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
+                                                  "item": {**_TEXT_ITEM, "content": [], "status": "in_progress"}}),
+                  ("response.output_text.delta", {"type": "response.output_text.delta", "item_id": "msg_bench",
+                                                  "output_index": 0, "content_index": 0,
+                                                  "delta": "Now I'll add the backoff."}),
+                  ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0,
+                                                 "item": _TEXT_ITEM}),
+                  ("response.output_item.added", {"type": "response.output_item.added", "output_index": 1,
+                                                  "item": call_start})]
+        events += [("response.function_call_arguments.delta", {"type": "response.function_call_arguments.delta",
+                                                               "item_id": "fc_bench", "output_index": 1,
+                                                               "delta": p}) for p in pieces]
+        events += [("response.output_item.done", {"type": "response.output_item.done", "output_index": 1,
+                                                  "item": _CALL_ITEM}),
+                   ("response.completed", {"type": "response.completed",
+                                           "response": _response("completed", [_TEXT_ITEM, _CALL_ITEM])})]
+    return "".join(f"event: {name}\ndata: {json.dumps(doc)}\n\n" for name, doc in events)
