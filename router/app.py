@@ -20,7 +20,7 @@ from .console import api as ui
 from .console import install as install_console
 from .engines_bridge import make_supervisor
 from .errors import ApiError
-from .listener import AcceptingSite
+from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
 from .logs import gather_lines
 from .metrics import Metrics
@@ -163,7 +163,9 @@ async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) ->
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=30,
                            keepalive_timeout=idle)
     await runner.setup()
-    site = AcceptingSite(runner, host, port)  # a burst of new connections accepted at once, not one per pass
+    # a burst of new connections accepted at once where the loop would take one per pass (uvloop's libuv)
+    site = AcceptingSite(runner, host, port) if accepts_one_per_pass(asyncio.get_running_loop()) \
+        else web.TCPSite(runner, host, port, reuse_address=True)
     try:
         await site.start()
     except BaseException:

@@ -6,7 +6,8 @@ kernel's queue one per pass: at 64 connections with ~70 ms requests the last one
 byte was read, and p99 was 4-8x p50 in a short run. `AcceptingSite` reads the listening socket with the loop's
 own reader and accepts everything queued (up to the backlog) in one pass, as asyncio's own loop does, then hands
 each connection to aiohttp's server with `loop.connect_accepted_socket`. Connections that stay open (what HTTP
-clients keep in their pools) are unaffected.
+clients keep in their pools) are unaffected. asyncio's own loops accept in batches already (and the Windows one
+has no `add_reader`): there aiohttp's `TCPSite` serves as before (`accepts_one_per_pass`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ log = logging.getLogger("agentgate")
 
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 RETRY_ACCEPT_S = 1.0  # after running out of file descriptors or memory, as asyncio's own loop waits
+
+
+def accepts_one_per_pass(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` is uvloop's, whose libuv accepts one queued connection per pass."""
+    return type(loop).__module__.partition(".")[0] == "uvloop"
 
 
 def bind(host: str, port: int, backlog: int) -> list[socket.socket]:

@@ -172,3 +172,24 @@ async def test_out_of_file_descriptors_pauses_accepting_then_resumes(monkeypatch
         assert 2 <= fake.calls <= 4
     server.close()
     assert "cannot accept connections" in caplog.text
+
+
+async def test_asyncio_loops_keep_aiohttps_own_site(router: Any) -> None:
+    """asyncio's loops accept in batches already (Windows' has no add_reader): the plain TCPSite serves there."""
+    assert not listener.accepts_one_per_pass(asyncio.get_running_loop())
+    handle = await router(CONFIG)
+    sites = handle.running.runner.sites
+    assert sites and not any(isinstance(s, listener.AcceptingSite) for s in sites)
+
+
+def test_uvloop_gets_the_accepting_site() -> None:
+    async def main() -> list[Any]:
+        app = create_app(parse_config(CONFIG, env={}))
+        running = await start(app)
+        try:
+            return list(running.runner.sites)
+        finally:
+            await running.stop()
+
+    sites = _run_on_uvloop(main)
+    assert len(sites) == 1 and isinstance(sites[0], listener.AcceptingSite)
