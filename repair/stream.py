@@ -71,6 +71,7 @@ class StreamRepairer:
         self._ctx = ""            # the character before _tail ("" at the start), for line-start checks
         self._emitted = 0         # characters of the text emitted as content
         self._holding = False
+        self._plain = True        # no scan of the text found a complete candidate
         self._reasoning: list[str] = []
         self._fed_reasoning = False
         self._tool_parts: dict[int, dict[str, Any]] = {}
@@ -124,6 +125,7 @@ class StreamRepairer:
             stop = (at if status != NO else len(window)) - len(base)
             if status == MATCH:
                 self._holding = True
+                self._plain = False
                 self._hold_at = self._size - (len(tail) - stop)
             decided = tail[:stop]
             self._tail = tail[stop:]
@@ -236,8 +238,11 @@ class StreamRepairer:
             assigned = {st.index: st.id for st in self._started}
             # the arguments as the pieces streamed add up to them (canonical_arguments), decoded once
             opts = {**opts, "id_factory": lambda k: assigned.get(k) or self._make_id(k), "canonical": True}
-        result = repair_message(full if self._fed else None, self._index, tool_calls=upstream_calls,
-                                reasoning_content=upstream_reasoning, **opts)
+        if self._plain and not self._tail and upstream_calls is None and self._choice_kind in ("auto", "none"):
+            result = _plain_result(full if self._fed else None, upstream_reasoning)
+        else:
+            result = repair_message(full if self._fed else None, self._index, tool_calls=upstream_calls,
+                                    reasoning_content=upstream_reasoning, **opts)
         self._result = result
         events: list[Event] = []
         content = result.content or ""
@@ -435,6 +440,15 @@ class StreamRepairer:
     def _check_open(self) -> None:
         if self._result is not None:
             raise RuntimeError("the stream is finished")
+
+
+def _plain_result(text: str | None, reasoning: str | None) -> RepairResult:
+    """`repair_message(text, ..., reasoning_content=reasoning)` for a text in which no candidate begins: no scan
+    found a complete one and none is left that may still complete (all of the text was decided, and `_prose`
+    decides only text in which the one-shot repair's `find`, the scan's own, finds nothing), no upstream calls
+    and a tool_choice that asks for none: the text is the content and nothing is reported."""
+    return RepairResult(content=text, tool_calls=[], reasoning_content=reasoning or None, repairs=[], errors=[],
+                        format=None)
 
 
 # --- speculation over held text ------------------------------------------------------------------------------------

@@ -148,20 +148,38 @@ def _with_upstream_kinds(ex: Exchange, kinds: list[str], upstream_kinds: str | N
 
 
 async def _chat_stream(ex: Exchange, gen: AsyncGenerator[Items, None]) -> ChatReply:
-    first_task = asyncio.ensure_future(gen.__anext__())
+    # the first chunk decides between an error status and a stream; past the keepalive interval the stream starts
+    # anyway (keepalives flow, and a later failure is the stream's terminal error event): this waits for whichever
+    # comes first, the first item (its task wakes the waiter as it ends) or the timer
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    first_task = loop.create_task(_first(gen, waiter))
+    timer = loop.call_later(relay.KEEPALIVE_S, _wake, waiter)
     try:
-        # the first chunk decides between an error status and a stream; past the keepalive interval the stream
-        # starts anyway (keepalives flow, and a later failure is the stream's terminal error event)
-        done, _ = await asyncio.wait({first_task}, timeout=relay.KEEPALIVE_S)
+        await waiter
     except asyncio.CancelledError:
-        first_task.cancel()
-        await gen.aclose()
+        await _Resumed(first_task, gen).aclose()  # the first item stopped, then the generator closed
         raise
-    if not done:
-        return ChatReply(chunks=_Resumed(first_task, gen, late=True), headers={"x-agentgate-provider": ex.provider})
-    first = asyncio.get_running_loop().create_future()
-    first.set_result(first_task.result())  # raises before anything is sent to the client
-    return ChatReply(chunks=_Resumed(first, gen), headers={"x-agentgate-provider": ex.provider})
+    finally:
+        timer.cancel()
+    headers = {"x-agentgate-provider": ex.provider}
+    if not first_task.done():
+        return ChatReply(chunks=_Resumed(first_task, gen, late=True), headers=headers)
+    first_task.result()  # raises before anything is sent to the client
+    return ChatReply(chunks=_Resumed(first_task, gen), headers=headers)
+
+
+async def _first(gen: AsyncGenerator[Items, None], waiter: asyncio.Future[None]) -> Items:
+    """The stream's first item; `waiter` woken as it ends (the task is done by the time the waiting one runs)."""
+    try:
+        return await gen.__anext__()
+    finally:
+        _wake(waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Resumed:
