@@ -63,7 +63,7 @@ class Exchange:
         elapsed = time.perf_counter() - self.started
         model = self.model or "-"
         series = metrics.request_series(model, self.provider or "-", self.endpoint, self.final_status)
-        series.count()
+        series.count(1)
         series.duration(elapsed)
         per_model = series.model
         if self.ttft is not None:

@@ -87,7 +87,43 @@ def log_fields(logger: logging.Logger, msg: str, fields: dict[str, object]) -> N
     attrs.update(template)
     attrs["created"], attrs["msecs"] = now, int((now - int(now)) * 1000) + 0.0
     attrs["relativeCreated"], attrs["fields"] = (now - _START) * 1000, fields
-    logger.handle(record)
+    handle(logger, record)
+
+
+def handle(logger: logging.Logger, record: logging.LogRecord) -> None:
+    """`logger.handle(record)` without its layers where nothing on the record's way can tell: no filter on the
+    logger or a handler, no handler or logger class that changes how a record is handled. Each handler of the
+    logger and of its ancestors (while they propagate) at or below the record's level emits it under its lock,
+    as `Logger.callHandlers` and `Handler.handle` do. Anything else, and a record no handler takes, goes to
+    `logger.handle`."""
+    if logger.disabled or logger.filters or type(logger).handle is not _LOGGER_HANDLE:
+        logger.handle(record)
+        return
+    chain: list[logging.Handler] = []
+    node: logging.Logger | None = logger
+    while node is not None:
+        for h in node.handlers:
+            if h.filters or type(h).handle is not _HANDLER_HANDLE:
+                logger.handle(record)
+                return
+            chain.append(h)
+        node = node.parent if node.propagate else None
+    if not chain:
+        logger.handle(record)
+        return
+    level = record.levelno
+    for h in chain:
+        if level >= h.level:
+            lock = h.lock
+            if lock is None:
+                h.emit(record)
+            else:
+                with lock:
+                    h.emit(record)
+
+
+_LOGGER_HANDLE = logging.Logger.handle
+_HANDLER_HANDLE = logging.Handler.handle
 
 
 _START: float = logging._startTime  # type: ignore[attr-defined]  # private: relativeCreated counts from it

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -129,6 +130,47 @@ class EngineStatsCollector(Collector):
         )
 
 
+def fast_inc(child: Any) -> Callable[[float], None]:
+    """`child.inc` of a labelled counter child, without prometheus_client's checks on every call (the child has its
+    labels, and the callers here count only positive amounts): its value's own `inc`, which does the counting
+    (under its lock) either way. `child.inc` where the child is not laid out that way."""
+    inc = getattr(getattr(child, "_value", None), "inc", None)
+    return cast(Callable[[float], None], inc if callable(inc) else child.inc)
+
+
+def fast_set(child: Any) -> Callable[[float], None]:
+    """`child.set` of a labelled gauge child, the same way as `fast_inc`."""
+    value_set = getattr(getattr(child, "_value", None), "set", None)
+    if not callable(value_set):
+        return cast(Callable[[float], None], child.set)
+
+    def set_value(value: float) -> None:
+        value_set(float(value))
+
+    return set_value
+
+
+def fast_observe(child: Any) -> Callable[[float], None]:
+    """`child.observe` of a labelled histogram child, the same way as `fast_inc`: the sum and the one bucket the
+    amount falls in (the first bound at or above it, as `Histogram.observe` finds it) counted directly."""
+    try:
+        sum_inc, bounds = child._sum.inc, tuple(child._upper_bounds)
+        buckets = tuple(b.inc for b in child._buckets)
+    except AttributeError:
+        return cast(Callable[[float], None], child.observe)
+    if len(bounds) != len(buckets):
+        return cast(Callable[[float], None], child.observe)
+    last = len(buckets)
+
+    def observe(amount: float) -> None:
+        sum_inc(amount)
+        i = bisect_left(bounds, amount)
+        if i < last:
+            buckets[i](1)
+
+    return observe
+
+
 class ModelSeries:
     """One model entry's per-request children, each bound at its first use: a series appears once it has counted
     something, as with `labels()` at that moment."""
@@ -143,22 +185,23 @@ class ModelSeries:
         """`kind`: prompt, completion or cached."""
         inc = self._bound.get(kind)
         if inc is None:
-            inc = self._bound[kind] = self._metrics.tokens.labels(self._model, kind).inc
-        inc(count)
+            inc = self._bound[kind] = fast_inc(self._metrics.tokens.labels(self._model, kind))
+        if count > 0:
+            inc(count)
 
     def ttft(self, seconds: float) -> None:
         observe = self._bound.get(None)
         if observe is None:
-            observe = self._bound[None] = self._metrics.ttft.labels(self._model).observe
+            observe = self._bound[None] = fast_observe(self._metrics.ttft.labels(self._model))
         observe(seconds)
 
     def tool_call(self, outcome: str, constrained: bool) -> None:
         key = (outcome, constrained)
         inc = self._bound.get(key)
         if inc is None:
-            inc = self._bound[key] = self._metrics.tool_calls.labels(self._model, outcome,
-                                                                     "yes" if constrained else "no").inc
-        inc()
+            inc = self._bound[key] = fast_inc(self._metrics.tool_calls.labels(self._model, outcome,
+                                                                              "yes" if constrained else "no"))
+        inc(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +209,7 @@ class RequestSeries:
     """The children one finished request updates: its count (model, provider, endpoint, status), its duration
     (model, endpoint) and its model's series."""
 
-    count: Callable[[], None]
+    count: Callable[[float], None]  # called with 1
     duration: Callable[[float], None]
     model: ModelSeries
 
@@ -242,8 +285,8 @@ class Metrics:
         series = self._requests.get(key)
         if series is None:
             series = self._requests[key] = RequestSeries(
-                self.requests.labels(model, provider, endpoint, str(status)).inc,
-                self.duration.labels(model, endpoint).observe, self.model_series(model))
+                fast_inc(self.requests.labels(model, provider, endpoint, str(status))),
+                fast_observe(self.duration.labels(model, endpoint)), self.model_series(model))
         return series
 
     def model_series(self, model: str) -> ModelSeries:

@@ -23,7 +23,7 @@ import aiohttp
 from .. import jsoncodec
 from ..config.model import ProviderConfig
 from ..errors import ApiError
-from ..metrics import Metrics
+from ..metrics import Metrics, fast_set
 from ..redact import safe_headers, scrub_body
 from ..resilience import Breaker, Limiter
 
@@ -137,6 +137,15 @@ class Upstream:
         self.breaker = Breaker(failures=p.breaker_failures, cooldown=p.breaker_cooldown)
         self.limiter = Limiter(limit=p.max_concurrency, max_queue=p.max_queue, timeout=p.queue_timeout)
         self.outstanding = 0
+        self._gauges: ProviderGauges | None = None
+
+    def gauges(self, metrics: Metrics) -> ProviderGauges:
+        """This provider's queued and in-flight gauges in `metrics`, bound once (one registry per application)."""
+        gauges = self._gauges
+        if gauges is None or gauges.metrics is not metrics:
+            gauges = self._gauges = ProviderGauges(metrics, fast_set(metrics.child(metrics.queued, self.name)),
+                                                   fast_set(metrics.child(metrics.in_flight, self.name)))
+        return gauges
 
     @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
@@ -205,6 +214,12 @@ class Upstream:
 
 
 
+class ProviderGauges(NamedTuple):
+    metrics: Metrics
+    queued: Callable[[float], None]
+    in_flight: Callable[[float], None]
+
+
 class Slot:
     """One request's place at an upstream (a limiter slot, one outstanding request), from `async with` until
     `release()`. Leaving the block releases it, unless `keep()` handed it to whoever holds the reply (dispatch's
@@ -218,17 +233,17 @@ class Slot:
         self._held = self._kept = False
 
     async def __aenter__(self) -> Slot:
-        up, m = self._up, self._metrics
-        queued = m.child(m.queued, up.name)  # the series exists (at 0) from the first request on
+        up = self._up
+        gauges = up.gauges(self._metrics)  # the series exist (at 0) from the first request on
         if not up.limiter.try_acquire():  # full: wait in the queue, the queue gauge showing it
-            queued.set(up.limiter.queued + 1)
+            gauges.queued(up.limiter.queued + 1)
             try:
                 await up.limiter.acquire()
             finally:
-                queued.set(up.limiter.queued)
+                gauges.queued(up.limiter.queued)
         up.outstanding += 1
         self._held = True
-        m.child(m.in_flight, up.name).set(up.outstanding)
+        gauges.in_flight(up.outstanding)
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -242,10 +257,10 @@ class Slot:
     def release(self) -> None:
         if self._held:
             self._held = False
-            up, m = self._up, self._metrics
+            up = self._up
             up.outstanding -= 1
             up.limiter.release()
-            m.child(m.in_flight, up.name).set(up.outstanding)
+            up.gauges(self._metrics).in_flight(up.outstanding)
 
 
 SEND_ERRORS = (BodyTooLarge, UpstreamUnavailable, aiohttp.ClientError, asyncio.TimeoutError, OSError)
