@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,12 @@ class JsonBroken(Exception):
     """The text is not strict JSON (the one-shot path may still repair it)."""
 
 
-_PLAIN = re.compile(r'[^"\\]+')
+_PLAIN = re.compile(r'(?:[^"\\]+|\\["\\/bfnrt])+')  # string text, with its one-character escapes
+# (text + '"', 0, False): the string's escapes decoded, control characters kept (as read here); C where it can be
+_scan_string: Callable[[str, int, bool], tuple[str, int]] = vars(json.decoder)["scanstring"]
+# a whole member's key and colon (and a string value's opening quote): the first, or the next after its comma
+_FIRST_KEY = re.compile(r'[ \t\r\n]*"((?:[^"\\]+|\\["\\/bfnrt])*)"[ \t\r\n]*:[ \t\r\n]*(")?')
+_NEXT_KEY = re.compile(r'[ \t\r\n]*,[ \t\r\n]*"((?:[^"\\]+|\\["\\/bfnrt])*)"[ \t\r\n]*:[ \t\r\n]*(")?')
 _NUM_CHARS = frozenset("0123456789+-.eE")
 _LITERALS = {"true": True, "false": False, "null": None}
 _ESC = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -112,8 +118,9 @@ class JsonEvents:
             st = self._state
             if st == _IN_STR:
                 m = _PLAIN.match(text, i)
-                if m is not None:
-                    self._chars(m.group(), out)
+                if m is not None:  # a run of text and whole one-character escapes at once
+                    run = m.group()
+                    self._chars(_scan_string(run + '"', 0, False)[0] if "\\" in run else run, out)
                     i = m.end()
                     continue
                 c = text[i]
@@ -132,6 +139,18 @@ class JsonEvents:
                     out.append((END_STR,))
                     self._value_done()
                 continue
+            if st in (_KEY_OR_END, _KEY) or (st == _AFTER and self._stack[-1]):
+                m = (_NEXT_KEY if st == _AFTER else _FIRST_KEY).match(text, i)
+                if m is not None:  # what the states below make of it one character at a time
+                    key = m.group(1)
+                    out.append((KEY, _scan_string(key + '"', 0, False)[0] if "\\" in key else key))
+                    if m.group(2):
+                        out.append((STR,))
+                        self._str_is_key, self._state = False, _IN_STR
+                    else:
+                        self._state = _VALUE
+                    i = m.end()
+                    continue
             c = text[i]
             if st == _ESCAPE:
                 i += 1

@@ -14,6 +14,7 @@ and ends a failed stream with the dialect's one terminal error event.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -61,6 +62,12 @@ class Redactor:
     def data(self, data: bytes) -> bytes:
         """A payload with every secret redacted, literal or escaped."""
         return scrub_body(data, self.secrets)
+
+
+@functools.lru_cache(maxsize=64)
+def _redactor(secrets: tuple[str, ...]) -> Redactor:
+    """One Redactor per distinct set of secrets (it never changes): made once, not per stream."""
+    return Redactor(secrets)
 
 
 def _secrets_of(up: Any) -> tuple[str, ...]:
@@ -200,7 +207,7 @@ class UpstreamReader:
         self.ex = ex
         self.metrics = metrics
         self.splitter = EventSplitter(max_event_bytes)
-        self.redactor = Redactor(_secrets_of(opened.upstream))
+        self.redactor = _redactor(_secrets_of(opened.upstream))
         self.done = False  # data: [DONE] went by
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -302,15 +309,18 @@ class UpstreamReader:
 
     def _payloads(self, events: list[bytes]) -> list[bytes]:
         redactor = self.redactor
+        suspicious = redactor.suspicious if redactor.secrets else None
         out = []
         for event in events:
-            data = event_data(event)
+            # event_data's usual one-line event without the call
+            data = event[6:-2] if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2 \
+                else event_data(event)
             if data is None:
                 continue
-            if data == b"[DONE]" or data.strip() == b"[DONE]":
+            if not data.startswith(b"{") and (data == b"[DONE]" or data.strip() == b"[DONE]"):
                 self.done = True
                 continue
-            if redactor.suspicious(data):
+            if suspicious is not None and suspicious(data):
                 data = redactor.data(data)
             out.append(data)
         return out
