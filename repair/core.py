@@ -346,8 +346,7 @@ def repair_message(
     body = text or ""
     budget = salvage.Budget()
     prefer = None if format == "auto" else format
-    ctx = make_ctx(body, index, prefer, budget)
-    items = segment(body, ctx)
+    items = segment(body, make_ctx(body, index, prefer, budget)) if body else []  # no text: calls only
 
     attempts = [_Attempt(_from_structured(tc), None) for tc in (tool_calls or [])]
     found: list[_Attempt] = []
@@ -400,13 +399,16 @@ def repair_message(
     if kind in ("required", "named") and not out_calls:
         errors.append(RepairIssue("no_call", "tool_choice requires a call and none was made valid"))
 
-    removed = {id(a.seg) for a in attempts if a.seg is not None and a.status in ("promoted", "trimmed")}
-    builder = _Builder(body, removed, structural=mode != "detect")
-    builder.add(items)
-    content: str | None = builder.content()
+    content: str | None = ""
+    extracted = ""
+    if items:  # else no text was segmented: nothing to rebuild
+        removed = {id(a.seg) for a in attempts if a.seg is not None and a.status in ("promoted", "trimmed")}
+        builder = _Builder(body, removed, structural=mode != "detect")
+        builder.add(items)
+        content = builder.content()
+        extracted = "\n\n".join(r.strip() for r in builder.reasoning if r.strip())
     if content == "" and (out_calls or text is None):
         content = None
-    extracted = "\n\n".join(r.strip() for r in builder.reasoning if r.strip())
     reasoning = reasoning_content or ""
     if extracted:
         reasoning = reasoning + "\n\n" + extracted if reasoning else extracted

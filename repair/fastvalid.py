@@ -99,7 +99,10 @@ def _compile(schema: Any, known: dict[str, Any], depth: int) -> Check:
         return checks[0]
 
     def all_of(x: Any) -> bool:
-        return all(check(x) for check in checks)
+        for check in checks:  # noqa: SIM110 - a loop, no generator per value validated (runs for every value)
+            if not check(x):
+                return False
+        return True
 
     return all_of
 
@@ -114,7 +117,7 @@ def _keyword(key: str, value: Any, schema: dict[str, Any], known: dict[str, Any]
         return _properties({k: _compile(v, known, sub) for k, v in value.items()})
     if key == "required":
         names = list(value)
-        return lambda x: not isinstance(x, dict) or all(n in x for n in names)
+        return lambda x: not isinstance(x, dict) or all(map(x.__contains__, names))
     if key == "additionalProperties":
         if "patternProperties" in schema:
             raise _Unsupported
@@ -150,14 +153,24 @@ def _properties(subs: dict[str, Check]) -> Check:
     items = list(subs.items())
 
     def check(x: Any) -> bool:
-        return not isinstance(x, dict) or all(sub(x[name]) for name, sub in items if name in x)
+        if not isinstance(x, dict):
+            return True
+        for name, sub in items:  # noqa: SIM110 - a loop, no generator per object validated
+            if name in x and not sub(x[name]):
+                return False
+        return True
 
     return check
 
 
 def _additional(declared: frozenset[str], sub: Check) -> Check:
     def check(x: Any) -> bool:
-        return not isinstance(x, dict) or all(sub(v) for name, v in x.items() if name not in declared)
+        if not isinstance(x, dict):
+            return True
+        for name, v in x.items():  # noqa: SIM110 - a loop, no generator per object validated
+            if name not in declared and not sub(v):
+                return False
+        return True
 
     return check
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import gc
 import logging
 import os
@@ -14,12 +15,11 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
-from .api import docs, health, messages, models, openai_routes, ops, responses, swap
+from .api import common, docs, health, messages, models, openai_routes, ops, responses, swap
 from .config.model import Config
 from .console import api as ui
 from .console import install as install_console
 from .engines_bridge import make_supervisor
-from .errors import ApiError
 from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
 from .logs import gather_lines
@@ -32,8 +32,7 @@ log = logging.getLogger("agentgate")
 
 def create_app(config: Config, *, config_path: str | None = None) -> web.Application:
     # The body limit is enforced per route (OpenAI-shaped 413); aiohttp's own cap sits just above it.
-    app = web.Application(client_max_size=config.server.max_body_bytes + 1, handler_args={"max_field_size": 16384},
-                          middlewares=[_json_errors])
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1, handler_args={"max_field_size": 16384})
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
     metrics = Metrics()
     supervisor = make_supervisor(config, metrics) if any(m.engine is not None for m in config.models) else None
@@ -42,7 +41,9 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
     app[RELOADER] = Reloader(app)
     app[ops.STATS_POLL] = ops.StatsPoll()
     app[responses.RESPONSE_STORE] = responses.StoreHolder()
-    app.add_routes(ROUTES)
+    app.add_routes([r if r.handler in _FRAMED else web.RouteDef(r.method, r.path, _guarded(r.handler), r.kwargs)
+                    for r in ROUTES if isinstance(r, web.RouteDef)])
+    app.router.add_route("*", "/{tail:.*}", _no_route)  # last: what no route above takes
     # lifecycles, started in this order and stopped in the reverse one
     app.cleanup_ctx.append(_upstreams)
     app.cleanup_ctx.append(swap.preload_engines)  # engines marked `preload` start with the router
@@ -96,26 +97,38 @@ ROUTES = [
 ]
 
 
-@web.middleware
-async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own errors (no such route, wrong method) and anything a handler did not expect, as OpenAI-shaped
-    JSON instead of aiohttp's text pages."""
-    try:
-        return await handler(request)
-    except ApiError as err:
-        return err.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        what = f"{request.method} {request.path[:200]}"
-        message = {404: f"No route matches {what}.", 405: f"{what}: method not allowed."}.get(exc.status, exc.reason)
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "http_error")
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        anthropic = request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
-        return ApiError(exc.status, message, code, headers=headers).response("anthropic" if anthropic else "openai")
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path[:200])
-        return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response()
+def _guarded(handler: Handler) -> Handler:
+    """A route's handler with aiohttp's own errors (a body past its limit) and anything it did not expect answered
+    as OpenAI-shaped JSON instead of aiohttp's text pages (`common.error_page`). The proxying routes do this in
+    their own frame (`common.handle_exchange`), so no layer is added on their way: the app has no middleware
+    (with one, aiohttp adds two more coroutine layers and a cache lookup to every request)."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return common.error_page(request, exc)
+
+    return guarded
+
+
+async def _no_route(request: web.Request) -> web.StreamResponse:
+    """Every path and method no route takes (the last route): 404, or 405 with the methods the path allows, in
+    the route's error shape, as aiohttp would have answered them."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if all(route.handler is not _no_route for route in resource):
+            _, methods = await resource.resolve(request)
+            allowed |= methods
+    exc = web.HTTPMethodNotAllowed(request.method, allowed) if allowed else web.HTTPNotFound()
+    return common.error_page(request, exc)
+
+
+# the proxying routes: their own frame (`common.handle_exchange`) answers what they did not expect
+_FRAMED = frozenset({openai_routes.chat_completions, openai_routes.completions, openai_routes.embeddings,
+                     messages.create_message, messages.count_tokens, responses.create_response,
+                     responses.count_input_tokens})
 
 
 class _MalformedRequests(logging.Filter):

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from engines.wire import REPAIRS_HEADER, REPORT_MEMBER
 from repair import RepairResult, StreamRepairer, ToolIndex, repair_message
@@ -312,16 +312,29 @@ def _feedback(body: dict[str, Any], result: RepairResult, raw_text: str) -> dict
     return {**body, "messages": messages}
 
 
-def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | None, req: ChatRequest,
+class _Choice(NamedTuple):
+    """What repairing a whole answer reads from the request (as `ChatRequest` reads it)."""
+
+    tool_choice: str | dict[str, Any] | None
+    parallel: bool
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> _Choice:
+        choice = body.get("tool_choice")
+        return cls(choice if isinstance(choice, (str, dict)) else None,
+                   body.get("parallel_tool_calls", True) is not False)
+
+
+def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | None, choice: _Choice,
                    policy: RepairPolicy, reported: Reported | None) -> RepairResult:
     """The message repaired, or validated when its producer repaired it already (`reported`, see repair_owner)."""
     if reported is not None:
-        return validate_message(text, index, tool_calls=msg.get("tool_calls"), tool_choice=req.tool_choice,
-                                parallel_tool_calls=req.parallel_tool_calls,
+        return validate_message(text, index, tool_calls=msg.get("tool_calls"), tool_choice=choice.tool_choice,
+                                parallel_tool_calls=choice.parallel,
                                 reasoning_content=msg.get("reasoning_content"), reported=reported)
     return repair_message(
-        text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=req.tool_choice,
-        parallel_tool_calls=req.parallel_tool_calls, format=policy.format,
+        text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=choice.tool_choice,
+        parallel_tool_calls=choice.parallel, format=policy.format,
         reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
         canonical=True,  # the arguments a stream would give, piece by piece
     )
@@ -332,7 +345,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
                   reported: Reported | None = None) -> list[str] | tuple[RepairResult, str]:
     """Repairs `doc` in place; returns the repair kinds, or (result, raw text) when a retry should be made."""
     kinds: set[str] = set()
-    req = ChatRequest.of(body)
+    req = _Choice.of(body)
     for choice in doc["choices"]:
         msg = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(msg, dict):

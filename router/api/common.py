@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,7 @@ from ..live_config import LiveConfig
 from ..state import STATE
 from ..upstream.base import with_timeout
 
+log = logging.getLogger("agentgate")
 JSON_HEADERS = {"Content-Type": "application/json"}
 Handler = Callable[[LiveConfig, Exchange, ClientKey | None], Awaitable[web.StreamResponse]]
 
@@ -45,8 +47,31 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
     except asyncio.CancelledError:
         ex.error = "client_disconnected"
         raise
+    except Exception as exc:  # aiohttp's own errors, or a bug: answered as every route answers them
+        resp = error_page(request, exc)
+        ex.status = resp.status
+        return resp
     finally:
         ex.finish(state.metrics, rt.config.server.access_log)
+
+
+def error_page(request: web.Request, exc: Exception) -> web.Response:
+    """What a route answers for an exception it did not turn into an answer itself: an `ApiError` in OpenAI's
+    shape, aiohttp's own errors (no such route, wrong method, a body past its limit) as JSON in the route's shape
+    instead of aiohttp's text pages (a status below 400 is re-raised for aiohttp), anything else a 500 (logged)."""
+    if isinstance(exc, ApiError):
+        return exc.response()
+    if isinstance(exc, web.HTTPException):
+        if exc.status < 400:
+            raise exc
+        what = f"{request.method} {request.path[:200]}"
+        message = {404: f"No route matches {what}.", 405: f"{what}: method not allowed."}.get(exc.status, exc.reason)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "http_error")
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        anthropic = request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
+        return ApiError(exc.status, message, code, headers=headers).response("anthropic" if anthropic else "openai")
+    log.error("unexpected error on %s %s", request.method, request.path[:200], exc_info=exc)
+    return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response()
 
 
 async def _send(request: web.Request, resp: web.StreamResponse) -> None:

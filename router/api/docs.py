@@ -22,6 +22,6 @@ def document() -> bytes:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    auth.client_key(request.app[STATE].runtime.keys, request.headers)  # refused: the error middleware answers
+    auth.client_key(request.app[STATE].runtime.keys, request.headers)  # refused: the route's guard answers (app.py)
     return web.Response(body=document(), content_type="application/yaml", charset="utf-8")
 

@@ -45,7 +45,7 @@ async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     if rt.config.server.metrics_auth:
-        auth.client_key(rt.keys, request.headers)  # a refusal is answered by the app's error middleware
+        auth.client_key(rt.keys, request.headers)  # a refusal is answered by the route's guard (app.py)
     await request.app[STATS_POLL].refresh(state)
     return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 

@@ -66,7 +66,7 @@ def _supervisor(state: AppState) -> EngineSupervisor:
 async def running(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
-    auth.client_key(rt.keys, request.headers)  # a refusal is answered by the app's error middleware
+    auth.client_key(rt.keys, request.headers)  # a refusal is answered by the route's guard (app.py)
     rows = []
     if state.supervisor is not None:
         entries = {m.name: m for m in rt.config.models if m.engine is not None}

@@ -7,6 +7,7 @@ failure retried into a 502.
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, NoReturn
 
 from .common import check_type, invalid
@@ -34,7 +35,7 @@ def _check_chat(body: dict[str, Any], tools_checked: bool) -> None:
                           "invalid_type")
         role, content, calls = m.get("role"), m.get("content"), m.get("tool_calls")
         if not (isinstance(role, str) and role and (content is None or isinstance(content, _MESSAGE_CONTENT))
-                and (calls is None or (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)))):
+                and (calls is None or (isinstance(calls, list) and all(map(isinstance, calls, repeat(dict)))))):
             _message_error(f"messages[{i}]", role, content)
     tools = check_type(body, "tools", list, "an array of tool objects")
     if tools and not tools_checked:
