@@ -3,16 +3,15 @@ body to the backends a route may reach, the pipeline's reply, and writing a tran
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from .. import pipeline, relay
+from .. import jsoncodec, pipeline, relay
 from ..chat_types import StreamChunk
 from ..context import RequestContext
-from ..dialects.common import without_images
+from ..dialects.common import ToolsJson, chat_bytes, without_images
 from ..errors import ApiError
 from ..exchange import Exchange
 from .common import JSON_HEADERS
@@ -45,7 +44,8 @@ def fit_to_route(chat: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
 
 
 def json_response(doc: dict[str, Any], headers: dict[str, str]) -> web.Response:
-    return web.Response(body=json.dumps(doc, ensure_ascii=False).encode(), headers={**JSON_HEADERS, **headers})
+    """`doc` as compact UTF-8 JSON (`jsoncodec`: orjson where it gives the standard library's text)."""
+    return web.Response(body=jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
 
 
 async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.ChatReply, translator: Translator,
@@ -59,9 +59,12 @@ async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.
                                     before_finish)
 
 
-async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool) -> pipeline.ChatReply:
-    """The pipeline's reply; an upstream's own error status becomes the route's error."""
+async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool,
+                     tools: ToolsJson | None = None) -> pipeline.ChatReply:
+    """The pipeline's reply; an upstream's own error status becomes the route's error. With `tools` (the chat
+    tools list and its bytes, kept since a client first sent it) the chat body goes to the pipeline as bytes too:
+    sent as they are, and the list is known to the tool index cache by its bytes."""
     try:
-        return await pipeline.chat(ctx, chat, stream=stream)
+        return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools))
     except pipeline.UpstreamStatus as up:
         raise up.api_error() from None

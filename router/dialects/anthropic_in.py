@@ -17,6 +17,8 @@ from .anthropic_tools import client_function
 from .common import (
     ChunkEncoder,
     Dropped,
+    ToolsJson,
+    ToolsMemo,
     arguments_object,
     check_int,
     check_number,
@@ -50,6 +52,7 @@ class MessagesRequest:
     images: int = 0
     text_bytes: int = 0  # UTF-8 bytes of every text the model reads (for the token estimate)
     dropped: Dropped = field(default_factory=Dropped)
+    tools_json: ToolsJson | None = None  # `chat["tools"]` with its encoding (see `common.chat_bytes`)
 
     def estimate_input_tokens(self) -> int:
         return estimate_tokens(self.text_bytes) + self.images * IMAGE_TOKENS
@@ -369,12 +372,40 @@ def _tool_use(block: dict[str, Any], where: str, req: MessagesRequest) -> dict[s
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+@dataclass(frozen=True)
+class _Tools:
+    """A tools list as the chat form has it (with its encoding), and what the request reports for it."""
+
+    chat: list[dict[str, Any]]
+    text_bytes: int
+    dropped: tuple[str, ...]
+    json: ToolsJson | None
+
+
+TOOLS = ToolsMemo()  # content-keyed: one per process serves every app
+
+
 def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list):
         raise invalid("'tools' must be a list.", "tools", "invalid_type")
+    key = TOOLS.key(value)
+    done: _Tools | None = TOOLS.get(key)
+    if done is None:
+        done = _translate_tools(value)
+        TOOLS.put(key, done, len(done.json.data) if done.json else 0)
+    req.tools_json = done.json
+    req.text_bytes += done.text_bytes
+    for kind in done.dropped:
+        req.dropped.add(kind)
+    return done.chat
+
+
+def _translate_tools(value: list[Any]) -> _Tools:
     out: list[dict[str, Any]] = []
+    dropped = Dropped()
+    size = 0
     for i, t in enumerate(value):
         if not isinstance(t, dict):
             raise invalid(f"tools[{i}] must be an object.", "tools", "invalid_type")
@@ -384,10 +415,10 @@ def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
                 raise invalid(f"tools[{i}].type must be a string.", "tools", "invalid_type")
             tool = client_function(t)
             if tool is None:
-                req.dropped.add(kind)  # a server tool (web search, code execution, ...): the backend cannot run it
+                dropped.add(kind)  # a server tool (web search, code execution, ...): the backend cannot run it
             else:
                 out.append(tool)
-                req.text_bytes += len(json.dumps(tool, ensure_ascii=False).encode())
+                size += len(json.dumps(tool, ensure_ascii=False).encode())
             continue
         name, schema, desc = t.get("name"), t.get("input_schema"), t.get("description")
         if not isinstance(name, str) or not name:
@@ -400,8 +431,8 @@ def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
         if desc:
             fn["description"] = desc
         out.append({"type": "function", "function": fn})
-        req.text_bytes += len(json.dumps(fn, ensure_ascii=False).encode())
-    return out
+        size += len(json.dumps(fn, ensure_ascii=False).encode())
+    return _Tools(out, size, tuple(dropped.kinds), ToolsJson.of(out))
 
 
 def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> tuple[Any, bool | None]:

@@ -9,19 +9,27 @@ import math
 import os
 import re
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import json_repair
 
 from engines import wire
-from engines.wire import sse_event as sse_event  # the dialects frame their named events with it
+from repair.index_cache import MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, Bounds
 
+from .. import jsoncodec
 from ..chat_types import StreamChunk, ToolFragment, chunk_items, content_text
 from ..errors import ApiError
 
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_ID_CHARS = 256  # the longest id a client may send back (ours are under 40)
+
+
+def sse_event(name: str, data: object) -> bytes:
+    """One named SSE event (`event:` line plus one compact JSON `data:` line), encoded by `jsoncodec` (the
+    standard library's compact text, several times faster)."""
+    return b"event: " + name.encode() + b"\ndata: " + jsoncodec.dumps(data) + b"\n\n"
 
 
 def new_id(prefix: str) -> str:
@@ -240,3 +248,81 @@ class ChunkEncoder(ABC):
             if part.finish_reason:
                 self._finish, self._hint = part.finish_reason, part.stop_reason
         return out
+
+
+# --- translated tools lists, once per distinct list ----------------------------------------------------------------
+
+class ToolsMemo(Bounds):
+    """What a dialect made of a client's tools list (its chat tools, what it reports), kept for the requests that
+    send the same list again: a coding agent resends an identical 20-60 KB list on every turn, and translating and
+    measuring it was a fifth of such a request. Keyed by the list's compact encoding; bounded in entries and bytes,
+    least recently used out; a list over `max_entry_bytes` (or one `jsoncodec` cannot encode) is translated for its
+    request only, so a client sending a new list every time cannot grow it. What it holds is shared by every request
+    that sends the list: read-only."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
+                 max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
+        super().__init__(max_entries, max_bytes, max_entry_bytes)
+        self._entries: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()  # key -> (value, bytes counted)
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def key(self, tools: list[Any]) -> bytes | None:
+        """The key of `tools`, or None when it is not to be kept."""
+        try:
+            data = jsoncodec.dumps(tools)
+        except (UnicodeEncodeError, ValueError, TypeError):
+            return None
+        return data if len(data) <= self.max_entry_bytes else None
+
+    def get(self, key: bytes | None) -> Any:
+        entry = None if key is None else self._entries.get(key)
+        if key is None or entry is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry[0]
+
+    def put(self, key: bytes | None, value: Any, extra_bytes: int = 0) -> None:
+        """Keeps `value` under `key`; `extra_bytes` (what `value` holds besides what the key measures) count
+        against the bound too."""
+        if key is None or key in self._entries:
+            return
+        self._entries[key] = (value, len(key) + extra_bytes)
+        self.bytes += len(key) + extra_bytes
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, size) = self._entries.popitem(last=False)
+            self.bytes -= size
+
+
+@dataclass(frozen=True)
+class ToolsJson:
+    """A chat tools list and its `jsoncodec` encoding (put into the chat body's bytes as they are)."""
+
+    tools: list[dict[str, Any]]
+    data: bytes
+
+    @classmethod
+    def of(cls, tools: list[dict[str, Any]]) -> ToolsJson | None:
+        if not tools:
+            return None
+        try:
+            return cls(tools, jsoncodec.dumps(tools))
+        except (UnicodeEncodeError, ValueError, TypeError):
+            return None
+
+
+def chat_bytes(chat: dict[str, Any], tools: ToolsJson | None) -> bytes:
+    """`jsoncodec.dumps(chat)`, with `chat["tools"]` taken from `tools` when it holds that very list; b"" when
+    there is nothing to save (the chat body is then encoded where it is sent)."""
+    if tools is None or chat.get("tools") is not tools.tools:
+        return b""
+    try:
+        parts = [jsoncodec.dumps(k) + b":" + (tools.data if k == "tools" else jsoncodec.dumps(v))
+                 for k, v in chat.items()]
+    except (UnicodeEncodeError, ValueError, TypeError):
+        return b""
+    return b"{" + b",".join(parts) + b"}"

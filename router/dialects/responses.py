@@ -19,6 +19,8 @@ from .common import (
     MAX_ID_CHARS,
     ChunkEncoder,
     Dropped,
+    ToolsJson,
+    ToolsMemo,
     arguments_object,
     check_int,
     check_number,
@@ -73,6 +75,7 @@ class ResponsesRequest:
     echo: dict[str, Any] = field(default_factory=dict)  # request fields a Response object repeats
     client_tools: dict[str, ClientTool] = field(default_factory=dict)  # backend name -> the client's tool
     dropped: Dropped = field(default_factory=Dropped)
+    tools_json: ToolsJson | None = None  # the chat tools with their encoding (see `common.chat_bytes`)
 
 
 def parse_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -101,9 +104,10 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
 
     dropped = Dropped()
     messages = _input_messages(body.get("input"), previous, dropped)
-    tools, echo_tools, client_tools = _tools(body.get("tools"), dropped)
+    declared = _tools(body.get("tools"), dropped)
+    echo_tools, client_tools = declared.echo, declared.client
     params: dict[str, Any] = {}
-    choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), tools, client_tools)
+    choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), declared.chat, client_tools)
     if tools:
         params["tools"] = tools
     if choice is not None:
@@ -132,7 +136,7 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     }
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
                             instructions=instructions, input_messages=messages, params=params, echo=echo,
-                            client_tools=client_tools, dropped=dropped)
+                            client_tools=client_tools, dropped=dropped, tools_json=declared.json)
 
 
 def _input_messages(raw_input: object, previous: str | None, dropped: Dropped) -> list[dict[str, Any]]:
@@ -341,15 +345,44 @@ def _custom(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | N
     return name, params, f"{desc}\n\n{note}" if desc else note
 
 
-def _tools(value: Any, dropped: Dropped) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
-                                                  dict[str, ClientTool]]:
-    """Chat function tools, the tools a Response echoes, and the client's view of each backend name. Function
-    tools pass; a `namespace` contributes its functions; a `custom` tool becomes a function of one string;
-    hosted tools (web search, file search, code interpreter, MCP, ...) are dropped and reported."""
+@dataclass(frozen=True)
+class _Tools:
+    """A tools list translated (see `_translate_tools`), with the hosted tool types it dropped and the chat
+    tools' encoding."""
+
+    chat: list[dict[str, Any]]
+    echo: list[dict[str, Any]]
+    client: dict[str, ClientTool]
+    dropped: tuple[str, ...]
+    json: ToolsJson | None
+
+
+TOOLS = ToolsMemo()  # content-keyed: one per process serves every app
+
+
+def _tools(value: Any, dropped: Dropped) -> _Tools:
+    """Chat function tools, the tools a Response echoes, and the client's view of each backend name (shared by
+    the requests that send the same list: read-only)."""
     if value is None:
-        return [], [], {}
+        return _Tools([], [], {}, (), None)
     if not isinstance(value, list):
         raise invalid("'tools' must be a list.", "tools", "invalid_type")
+    key = TOOLS.key(value)
+    done: _Tools | None = TOOLS.get(key)
+    if done is None:
+        own = Dropped()
+        chat, echo, client = _translate_tools(value, own)
+        done = _Tools(chat, echo, client, tuple(own.kinds), ToolsJson.of(chat))
+        TOOLS.put(key, done, len(done.json.data) if done.json else 0)
+    for kind in done.dropped:
+        dropped.add(kind)
+    return done
+
+
+def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                                  dict[str, ClientTool]]:
+    """Function tools pass; a `namespace` contributes its functions; a `custom` tool becomes a function of one
+    string; hosted tools (web search, file search, code interpreter, MCP, ...) are dropped and reported."""
     chat: list[dict[str, Any]] = []
     echo: list[dict[str, Any]] = []
     client: dict[str, ClientTool] = {}

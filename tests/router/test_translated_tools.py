@@ -1,0 +1,185 @@
+"""The translated routes' tools lists, translated once per distinct list (`ToolsMemo`), the chat body's bytes made
+with the list's kept encoding (`chat_bytes`), and the dialects' SSE framing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from router import jsoncodec
+from router.dialects import anthropic_in, responses
+from router.dialects.common import ToolsJson, ToolsMemo, chat_bytes, sse_event
+from router.errors import ApiError
+
+
+def _schema(i: int) -> dict[str, Any]:
+    return {"type": "object", "properties": {"path": {"type": "string", "description": f"Fichier n°{i} — ü"},
+                                             "n": {"type": "integer"}}, "required": ["path"]}
+
+
+def _messages_body(tools: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"model": "m", "max_tokens": 64, "system": "You are a coding agent.", "tools": tools,
+            "messages": [{"role": "user", "content": "list files"},
+                         {"role": "assistant", "content": [
+                             {"type": "text", "text": "Looking."},
+                             {"type": "tool_use", "id": "toolu_1", "name": "read", "input": {"path": "a.py"}},
+                             {"type": "server_tool_use", "id": "srv_1", "name": "web_search", "input": {}}]},
+                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                                       "content": "print(1)"}]}], **extra}
+
+
+MESSAGES_TOOLS = [
+    {"name": "read", "description": "Read a file.", "input_schema": _schema(1)},
+    {"name": "write", "input_schema": _schema(2)},
+    {"type": "bash_20250124", "name": "bash"},
+    {"type": "web_search_20250305", "name": "web_search"},
+    {"type": "custom", "name": "grep", "description": "Search.", "input_schema": _schema(3)},
+]
+
+RESPONSES_TOOLS = [
+    {"type": "function", "name": "read", "description": "Read a file.", "parameters": _schema(1), "strict": True},
+    {"type": "function", "name": "write", "parameters": _schema(2)},
+    {"type": "custom", "name": "apply_patch", "description": "Patch.",
+     "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+    {"type": "namespace", "name": "fs", "description": "Files.", "tools": [
+        {"type": "function", "name": "ls", "parameters": _schema(4)}, {"type": "web_search"}]},
+    {"type": "web_search_preview"},
+]
+
+
+def _responses_body(tools: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"model": "m", "instructions": "Be brief.", "tools": tools, "store": False,
+            "input": [{"role": "user", "content": "hi"},
+                      {"type": "function_call", "call_id": "c1", "name": "read", "arguments": '{"path":"a"}'},
+                      {"type": "function_call_output", "call_id": "c1", "output": "x"}], **extra}
+
+
+@pytest.fixture(autouse=True)
+def fresh_memos(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(anthropic_in, "TOOLS", ToolsMemo())
+    monkeypatch.setattr(responses, "TOOLS", ToolsMemo())
+
+
+def test_messages_tools_translated_once_and_the_same_as_fresh() -> None:
+    first = anthropic_in.parse_request(copy.deepcopy(_messages_body(MESSAGES_TOOLS)))
+    again = anthropic_in.parse_request(copy.deepcopy(_messages_body(MESSAGES_TOOLS)))
+    assert anthropic_in.TOOLS.hits == 1 and len(anthropic_in.TOOLS) == 1
+    assert again.chat["tools"] is first.chat["tools"]  # shared, read-only
+    anthropic_in.TOOLS = ToolsMemo()
+    fresh = anthropic_in.parse_request(copy.deepcopy(_messages_body(MESSAGES_TOOLS)))
+    for req in (first, again):
+        assert req.chat == fresh.chat
+        assert req.text_bytes == fresh.text_bytes
+        assert req.dropped.kinds == fresh.dropped.kinds == ["server_tool_use", "web_search_20250305"]
+        assert req.estimate_input_tokens() == fresh.estimate_input_tokens()
+
+
+def test_messages_text_bytes_count_the_tools_as_before() -> None:
+    """The estimate counts each chat tool's function (client tools: the whole tool) as the standard library
+    writes it, as it always did."""
+    req = anthropic_in.parse_request({"model": "m", "max_tokens": 1, "tools": MESSAGES_TOOLS[:3],
+                                      "messages": [{"role": "user", "content": "hé"}]})
+    tools = req.chat["tools"]
+    expected = len("hé".encode()) + sum(len(json.dumps(t["function"], ensure_ascii=False).encode())
+                                        for t in tools[:2]) + len(json.dumps(tools[2], ensure_ascii=False).encode())
+    assert req.text_bytes == expected
+
+
+def test_bad_tools_are_refused_every_time() -> None:
+    bad = [*MESSAGES_TOOLS[:1], {"name": "x"}]
+    for _ in range(2):
+        with pytest.raises(ApiError) as caught:
+            anthropic_in.parse_request(_messages_body(bad))
+        assert caught.value.status == 400 and "input_schema" in caught.value.message
+    assert len(anthropic_in.TOOLS) == 0
+    dup = [RESPONSES_TOOLS[0], RESPONSES_TOOLS[0]]
+    for _ in range(2):
+        with pytest.raises(ApiError):
+            responses.parse_request(_responses_body(dup))
+    assert len(responses.TOOLS) == 0
+
+
+def test_responses_tools_translated_once_and_the_same_as_fresh() -> None:
+    first = responses.parse_request(copy.deepcopy(_responses_body(RESPONSES_TOOLS)))
+    again = responses.parse_request(copy.deepcopy(_responses_body(RESPONSES_TOOLS)))
+    assert responses.TOOLS.hits == 1
+    responses.TOOLS = ToolsMemo()
+    fresh = responses.parse_request(copy.deepcopy(_responses_body(RESPONSES_TOOLS)))
+    for req in (first, again):
+        assert req.params == fresh.params and req.echo == fresh.echo
+        assert req.client_tools == fresh.client_tools
+        assert req.dropped.kinds == fresh.dropped.kinds == ["web_search", "web_search_preview"]
+        assert responses.build_chat(req, []) == responses.build_chat(fresh, [])
+
+
+@pytest.mark.parametrize("extra", [{}, {"temperature": 0.5, "top_k": 3, "stream": True},
+                                   {"tool_choice": {"type": "tool", "name": "read"}}])
+def test_messages_chat_bytes_are_the_chat_body_encoded(extra: dict[str, Any]) -> None:
+    for _ in range(2):
+        req = anthropic_in.parse_request(_messages_body(MESSAGES_TOOLS, **extra))
+        chat = {**req.chat, **anthropic_in.thinking_fields({"type": "enabled", "budget_tokens": 9}, {"engine"})}
+        raw = chat_bytes(chat, req.tools_json)
+        assert raw == jsoncodec.dumps(chat) and json.loads(raw) == chat
+
+
+@pytest.mark.parametrize("choice", [None, "required", {"type": "function", "name": "read"},
+                                    {"type": "allowed_tools", "mode": "auto",
+                                     "tools": [{"type": "function", "name": "write"}]}])
+def test_responses_chat_bytes_are_the_chat_body_encoded(choice: object) -> None:
+    body = _responses_body(RESPONSES_TOOLS, **({"tool_choice": choice} if choice is not None else {}))
+    req = responses.parse_request(body)
+    chat = responses.build_chat(req, [])
+    raw = chat_bytes(chat, req.tools_json)
+    if isinstance(choice, dict) and choice["type"] == "allowed_tools":
+        assert raw == b""  # a narrowed list is not the one whose bytes were kept
+    else:
+        assert raw == jsoncodec.dumps(chat)
+
+
+def test_chat_bytes_only_for_the_very_list() -> None:
+    tools = [{"type": "function", "function": {"name": "a", "parameters": {}}}]
+    kept = ToolsJson.of(tools)
+    assert kept is not None
+    assert chat_bytes({"model": "m", "tools": copy.deepcopy(tools)}, kept) == b""
+    assert chat_bytes({"model": "m", "tools": tools}, None) == b""
+    assert chat_bytes({"model": "m", "tools": tools, "max_tokens": 2 ** 70}, kept) == \
+        json.dumps({"model": "m", "tools": tools, "max_tokens": 2 ** 70}, separators=(",", ":")).encode()
+    assert ToolsJson.of([]) is None
+    assert ToolsJson.of([{"name": "\ud800"}]) is None  # a lone surrogate: no UTF-8 bytes
+
+
+def test_memo_stays_bounded_under_new_lists() -> None:
+    """A client sending a new tools list on every request cannot grow the memo: bounded in entries and bytes; a
+    list over the entry bound is never kept."""
+    memo = ToolsMemo(max_entries=16, max_bytes=64 << 10, max_entry_bytes=8 << 10)
+    anthropic_in.TOOLS = memo
+    for i in range(5000 // 10):
+        tools = [{"name": f"t{i}_{j}", "input_schema": _schema(j)} for j in range(10)]
+        anthropic_in.parse_request({"model": "m", "max_tokens": 1, "tools": tools,
+                                    "messages": [{"role": "user", "content": "x"}]})
+        assert len(memo) <= 16 and memo.bytes <= 64 << 10
+    huge = [{"name": f"h{j}", "input_schema": _schema(j)} for j in range(200)]
+    assert memo.key(huge) is None
+    anthropic_in.parse_request({"model": "m", "max_tokens": 1, "tools": huge,
+                                "messages": [{"role": "user", "content": "x"}]})
+    assert memo.bytes <= 64 << 10
+    assert memo.key([{"n": 2 ** 70}]) is not None  # beyond orjson: the standard library encodes it
+
+
+@pytest.mark.parametrize("doc", [
+    {"type": "ping"},
+    {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "héllo\n\t\"quoted\" \u2028 <"}},
+    {"type": "message_delta", "delta": {"stop_reason": None}, "usage": {"output_tokens": 12, "x": 0.25}},
+    {"a": [1, -2, 3.5, True, False, None, "\u001f\u007f/"], "é": {"nested": []}},
+])
+def test_sse_event_is_the_compact_standard_text(doc: dict[str, Any]) -> None:
+    payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    assert sse_event("content_block_delta", doc) == f"event: content_block_delta\ndata: {payload}\n\n".encode()
+
+
+def test_sse_event_refuses_a_lone_surrogate_as_before() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        sse_event("x", {"text": "\ud800"})
