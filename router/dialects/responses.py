@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsoncodec
 from ..chat_types import Completion, ToolFragment, Usage, str_or
 from ..errors import ApiError
 from .common import (
@@ -673,9 +674,13 @@ class ResponsesStream(ChunkEncoder):
         if self._started:
             return []
         self._started = True
-        snap = self._snapshot("in_progress")
-        return [self._event("response.created", {"response": snap}),
-                self._event("response.in_progress", {"response": snap})]
+        snap = jsoncodec.dumps(self._snapshot("in_progress"))  # once for both events (it echoes the tools)
+        out: list[bytes] = []
+        for name in ("response.created", "response.in_progress"):
+            head = jsoncodec.dumps({"type": name, "sequence_number": self._seq})[:-1]
+            self._seq += 1
+            out.append(b"event: " + name.encode() + b"\ndata: " + head + b',"response":' + snap + b"}\n\n")
+        return out
 
     def _index(self) -> int:
         return len(self.items) - 1

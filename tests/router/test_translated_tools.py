@@ -171,7 +171,8 @@ def test_memo_stays_bounded_under_new_lists() -> None:
 
 @pytest.mark.parametrize("doc", [
     {"type": "ping"},
-    {"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "héllo\n\t\"quoted\" \u2028 <"}},
+    {"type": "content_block_delta", "index": 3,
+     "delta": {"type": "text_delta", "text": "héllo\n\t\"quoted\" \u2028 <"}},
     {"type": "message_delta", "delta": {"stop_reason": None}, "usage": {"output_tokens": 12, "x": 0.25}},
     {"a": [1, -2, 3.5, True, False, None, "\u001f\u007f/"], "é": {"nested": []}},
 ])
@@ -183,3 +184,14 @@ def test_sse_event_is_the_compact_standard_text(doc: dict[str, Any]) -> None:
 def test_sse_event_refuses_a_lone_surrogate_as_before() -> None:
     with pytest.raises(UnicodeEncodeError):
         sse_event("x", {"text": "\ud800"})
+
+
+def test_responses_stream_start_events_as_whole_documents() -> None:
+    """The two opening events share one encoding of the snapshot: the same bytes as each event encoded whole."""
+    req = responses.parse_request(_responses_body(RESPONSES_TOOLS, metadata={"big": 2 ** 70, "é": "ü"}))
+    stream = responses.ResponsesStream(req, "resp_1")
+    start = stream.feed({"choices": [{"index": 0, "delta": {"content": "hi"}}]})
+    snap = responses.response_object(req, "resp_1", stream.created_at, status="in_progress", output=[], usage=None)
+    for seq, name in enumerate(("response.created", "response.in_progress")):
+        assert start[seq] == sse_event(name, {"type": name, "sequence_number": seq, "response": snap})
+    assert json.loads(start[2].split(b"data: ", 1)[1])["sequence_number"] == 2
