@@ -60,7 +60,7 @@ class StreamRepairer:
                  format: str = "auto", mode: str = "repair", id_factory: Callable[[int], str] | None = None,
                  incremental: bool = False, max_chars: int | None = None) -> None:
         self._index = ToolIndex.of(tools)
-        self._finder = finder_for(self._index)
+        self._finder, self._inner_finder = _finders(self._index)
         self._opts: dict[str, Any] = {"tool_choice": tool_choice, "parallel_tool_calls": parallel_tool_calls,
                                       "format": format, "mode": mode, "id_factory": id_factory}
         check_options(format, mode)
@@ -91,7 +91,6 @@ class StreamRepairer:
         self._reasoning_out: list[str] = []
         self._started: list[_Started] = []
         self._native: dict[int, _Native] = {}
-        self._inner_finder = CandidateFinder(INSIDE_THINK, self._index.resolve)
         self.after_header: list[RepairIssue] = []  # calls whose header went out and that then failed
 
     # --- input -------------------------------------------------------------------------------------------------
@@ -440,6 +439,15 @@ class StreamRepairer:
     def _check_open(self) -> None:
         if self._result is not None:
             raise RuntimeError("the stream is finished")
+
+
+def _finders(index: ToolIndex) -> tuple[CandidateFinder, CandidateFinder]:
+    """The index's candidate finders (all kinds, and those inside <think>): stateless, so made once per index
+    and shared with the one-shot repair (`core.make_ctx` keeps them under the same memo key)."""
+    finders: tuple[CandidateFinder, CandidateFinder] | None = index.memo.get("finders")
+    if finders is None:
+        finders = index.memo["finders"] = (finder_for(index), CandidateFinder(INSIDE_THINK, index.resolve))
+    return finders
 
 
 def _plain_result(text: str | None, reasoning: str | None) -> RepairResult:

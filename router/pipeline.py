@@ -395,8 +395,8 @@ class _Envelope:
             head = self._head = stream_head(jsoncodec.dumps(self.base))
         return StreamChunk(head, delta)
 
-    def absorb(self, doc: dict[str, Any], ex: Exchange) -> None:
-        """The upstream chunk's envelope members and usage."""
+    def absorb(self, doc: dict[str, Any]) -> None:
+        """The upstream chunk's envelope members and usage (which the reader already counted: `UpstreamReader`)."""
         base = self.base
         for k in ("id", "created", "system_fingerprint"):
             if k in doc:
@@ -406,7 +406,6 @@ class _Envelope:
                     self._head = None
         usage = doc.get("usage")
         if usage:
-            ex.usage_from(usage)
             self.usage = usage
 
 
@@ -425,7 +424,7 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
             if not repairing:
                 async for docs in reader.docs():
                     for doc in docs:
-                        env.absorb(doc, ex)
+                        env.absorb(doc)
                         doc["model"] = route.requested
                     yield cast(Items, docs)
                 return
@@ -557,7 +556,7 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 if events:
                     out += _chunks_of(events, env)
                 continue
-            env.absorb(doc, ex)
+            env.absorb(doc)
             if engine and isinstance(repairer, StreamValidator) and (reported := chunk_report(doc)) is not None:
                 repairer.report(reported)
             for part in parse_chunk(doc).parts:

@@ -163,7 +163,7 @@ def test_a_stream_chunk_is_its_chunk_document(members: dict[str, Any], delta: di
     """The pipeline's chunks made from the encoded envelope (the role chunk, content and argument pieces) are the
     bytes and the parts of the chunk document they stand for, in every dialect's encoder."""
     env = _Envelope("the-model")
-    env.absorb(members, Exchange("r", "chat"))
+    env.absorb(members)
     as_doc, as_chunk = env.chunk(delta), env.stream_chunk(delta)
     assert OpenAIChunks().feed(as_chunk) == OpenAIChunks().feed(as_doc)
     assert chunk_items(as_chunk) == chunk_items(as_doc)
