@@ -74,7 +74,7 @@ class StreamRepairer:
         self._plain = True        # no scan of the text found a complete candidate
         self._reasoning: list[str] = []
         self._fed_reasoning = False
-        self._tool_parts: dict[int, dict[str, Any]] = {}
+        self._tool_parts: dict[int, _Part] = {}
         self._result: RepairResult | None = None
         # incremental mode (see the module docstring)
         self._incremental = incremental and mode == "repair"
@@ -170,20 +170,20 @@ class StreamRepairer:
                 continue
             index = d.get("index")
             idx = index if isinstance(index, int) else len(self._tool_parts)
-            part = self._tool_parts.setdefault(idx, {"id": None, "name": "", "arguments": "", "has_args": False})
-            if isinstance(d.get("id"), str) and d["id"] and not part["id"]:
-                part["id"] = d["id"]
+            part = self._tool_parts.get(idx)
+            if part is None:
+                part = self._tool_parts[idx] = _Part()
+            if isinstance(d.get("id"), str) and d["id"] and not part.id:
+                part.id = d["id"]
             fn = json_object(d.get("function"), {})
             if isinstance(fn.get("name"), str):
-                part["name"] += fn["name"]
+                part.name += fn["name"]
             args = fn.get("arguments")
             if isinstance(args, str):
-                part["arguments"] += args
-                part["has_args"] = True
+                part.add(args)
                 self._size += len(args)
             elif isinstance(args, dict):
-                part["arguments"] = args
-                part["has_args"] = True
+                part.pieces, part.obj, part.has_args = [], args, True
         if self._max_chars is not None and self._size > self._max_chars and not self._overflowed:
             events += self._overflow("")
         return events
@@ -203,9 +203,12 @@ class StreamRepairer:
             return events
         part = self._tool_parts.get(index)
         if part is None:
-            part = self._tool_parts[index] = {"id": None, "name": "", "arguments": "", "has_args": False}
-        part["arguments"] += text
-        part["has_args"] = True
+            part = self._tool_parts[index] = _Part()
+        if part.obj is None:  # the usual: one more piece (`_Part.add` without the call)
+            part.pieces.append(text)
+            part.has_args = True
+        else:
+            part.add(text)
         self._size += len(text)
         if self._max_chars is not None and self._size > self._max_chars:
             events += self._overflow("")
@@ -224,12 +227,12 @@ class StreamRepairer:
             upstream_calls = []
             for idx in sorted(self._tool_parts):
                 part = self._tool_parts[idx]
-                fn: dict[str, Any] = {"name": part["name"]}
-                if part["has_args"]:
-                    fn["arguments"] = part["arguments"]
+                fn: dict[str, Any] = {"name": part.name}
+                if part.has_args:
+                    fn["arguments"] = part.obj if part.obj is not None else "".join(part.pieces)
                 call: dict[str, Any] = {"type": "function", "function": fn}
-                if part["id"]:
-                    call["id"] = part["id"]
+                if part.id:
+                    call["id"] = part.id
                 upstream_calls.append(call)
         upstream_reasoning = "".join(self._reasoning) if self._fed_reasoning else None
         opts = self._opts
@@ -473,6 +476,26 @@ class _Started:
         self.emitter = emitter
         self.sent: list[str] = []
         self.native = False
+
+
+class _Part:
+    """One upstream structured call as its deltas add up: id, name and the argument text's pieces (joined once, at
+    the end: no copy of the whole text per piece), or an arguments object an upstream sent as one."""
+
+    __slots__ = ("has_args", "id", "name", "obj", "pieces")
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.name = ""
+        self.pieces: list[str] = []
+        self.obj: dict[str, Any] | None = None
+        self.has_args = False
+
+    def add(self, text: str) -> None:
+        if self.obj is not None:  # text after an object: the text starts over (as an object replaces text)
+            self.obj = None
+        self.pieces.append(text)
+        self.has_args = True
 
 
 class _Native:

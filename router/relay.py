@@ -188,8 +188,11 @@ def _argument_only(calls: Any) -> int | None:
 def _relearn(templates: list[_Plain], data: bytes, doc: dict[str, Any]) -> list[_Plain]:
     """The templates still true after `doc`, with the one learned from it replacing the one of its kind."""
     kept = [t for t in templates if t.agrees(doc)] if templates else templates
-    # a template needs its string's key spelled so (see `_Plain.learn`): most other chunks are passed over at once
-    new = _Plain.learn(data, doc) if b'"content":' in data or b'"arguments":' in data else None
+    # a template needs its string's key spelled so (see `_Plain.learn`), and a chunk with a "role" or a "name" key
+    # (the role chunk, a call's header) is neither kind: passed over at once (learning is only ever a shortcut, so
+    # a chunk whose whole text is "role" merely teaches nothing)
+    new = _Plain.learn(data, doc) if (b'"content":' in data or b'"arguments":' in data) \
+        and b'"role"' not in data and b'"name"' not in data else None
     if new is None:
         return kept
     return [*[t for t in kept if (t.call is None) != (new.call is None)], new]
