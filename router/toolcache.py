@@ -114,7 +114,8 @@ class KnownTools(Bounds):
             known = self._by_head.get(raw[start:start + _HEAD])
             if known is None or not raw.startswith(known.raw, start):
                 continue
-            rest = raw[:start] + self._mark_json + raw[start + len(known.raw):]
+            view = memoryview(raw)  # the body around the list, copied once (slices of bytes would copy it twice)
+            rest = b"".join((view[:start], self._mark_json, view[start + len(known.raw):]))
             try:
                 body = jsoncodec.loads_text(rest)
             except (ValueError, RecursionError):  # the caller parses the whole body and says what is wrong
