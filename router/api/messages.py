@@ -15,15 +15,25 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
 from . import common
-from .translated import chat_reply, fit_to_route, json_response, route_kinds, stream_translated
+from .translated import (
+    chat_reply,
+    fit_to_route,
+    json_response,
+    learn_tools,
+    read_body,
+    route_kinds,
+    stream_translated,
+)
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
-        body = await common.read_noted(request, rt, ex)
+        raw, body = await read_body(request, rt, ex)
         req = dialect.parse_request(body)
+        if req.learn_tools:
+            learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
         ctx = common.resolve(request, rt, ex, key, req.model)
         kinds = route_kinds(ctx)
@@ -44,8 +54,10 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     length, and warms the engine's prefix cache); otherwise the byte-level estimate, about four UTF-8 bytes
     per token of text, tool definitions and tool calls, plus 1600 per image."""
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
-        _, body = await common.read_json(request, rt)
+        raw, body = await common.read_json(request, rt)
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, count_only=True)
+        if req.learn_tools:
+            learn_tools(request, raw, body.get("tools"))
         ctx = common.resolve(request, rt, ex, key, req.model)
         route = ctx.route
         count, how = req.estimate_input_tokens(), "estimate"

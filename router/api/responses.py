@@ -28,7 +28,15 @@ from ..live_config import LiveConfig
 from ..state import STATE
 from ..store import ResponseStore, RowTooLarge, StoredResponse
 from . import common
-from .translated import chat_reply, fit_to_route, json_response, route_kinds, stream_translated
+from .translated import (
+    chat_reply,
+    fit_to_route,
+    json_response,
+    learn_tools,
+    read_body,
+    route_kinds,
+    stream_translated,
+)
 
 log = logging.getLogger("agentgate")
 
@@ -96,8 +104,10 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> 
 
 async def create_response(request: web.Request) -> web.StreamResponse:
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
-        body = await common.read_noted(request, rt, ex)
+        raw, body = await read_body(request, rt, ex)
         req = dialect.parse_request(body)
+        if req.learn_tools:
+            learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
         ctx = common.resolve(request, rt, ex, key, req.model)
         store, owner = await _owner(request, key)

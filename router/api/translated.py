@@ -14,6 +14,10 @@ from ..context import RequestContext
 from ..dialects.common import ToolsJson, chat_bytes, without_images
 from ..errors import ApiError
 from ..exchange import Exchange
+from ..live_config import LiveConfig
+from ..state import STATE
+from ..toolcache import tools_bytes
+from . import common
 from .common import JSON_HEADERS
 
 
@@ -41,6 +45,34 @@ def fit_to_route(chat: dict[str, Any], kinds: set[str]) -> dict[str, Any]:
     if "openai" in kinds:
         out.pop("top_k", None)
     return out
+
+
+async def read_body(request: web.Request, rt: LiveConfig, ex: Exchange) -> tuple[bytes, dict[str, Any]]:
+    """The JSON body and its bytes, noted in the record before anything can refuse it."""
+    raw, body = await common.read_json(request, rt)
+    common.note_request(ex, body)
+    return raw, body
+
+
+def learn_tools(request: web.Request, raw: bytes, tools: object) -> None:
+    """The client's tools list (it passed its dialect's checks) remembered by its bytes in the router's
+    `KnownTools`: the next request that sends them is parsed without them and carries this very list, whose
+    translation the dialect then finds by identity. The cache is the chat route's, which skips its own check of
+    a list it hands out, so only a list that check would pass is learned; the index learned with it is this
+    list's own (what the chat route would build for it)."""
+    if not isinstance(tools, list) or not tools or not all(_chat_checkable(t) for t in tools):
+        return
+    cache = request.app[STATE].tool_indexes
+    if not cache.known.holds(tools):
+        cache.known.learn(raw, tools, cache.index(tools, tools_bytes(tools)))
+
+
+def _chat_checkable(tool: object) -> bool:
+    """Whether `check_request` passes this tool (see `dialects.openai_request`)."""
+    if not isinstance(tool, dict):
+        return False
+    fn = tool.get("function")
+    return fn is None or (isinstance(fn, dict) and isinstance(fn.get("name"), str))
 
 
 def json_response(doc: dict[str, Any], headers: dict[str, str]) -> web.Response:

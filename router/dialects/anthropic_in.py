@@ -53,6 +53,7 @@ class MessagesRequest:
     text_bytes: int = 0  # UTF-8 bytes of every text the model reads (for the token estimate)
     dropped: Dropped = field(default_factory=Dropped)
     tools_json: ToolsJson | None = None  # `chat["tools"]` with its encoding (see `common.chat_bytes`)
+    learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
 
     def estimate_input_tokens(self) -> int:
         return estimate_tokens(self.text_bytes) + self.images * IMAGE_TOKENS
@@ -381,8 +382,11 @@ class _Tools:
     dropped: tuple[str, ...]
     json: ToolsJson | None
 
+    def size(self) -> int:
+        return len(self.json.data) if self.json is not None else 0
 
-TOOLS = ToolsMemo()  # content-keyed: one per process serves every app
+
+TOOLS: ToolsMemo[_Tools] = ToolsMemo()  # content-keyed: one per process serves every app
 
 
 def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
@@ -390,11 +394,7 @@ def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
         return []
     if not isinstance(value, list):
         raise invalid("'tools' must be a list.", "tools", "invalid_type")
-    key = TOOLS.key(value)
-    done: _Tools | None = TOOLS.get(key)
-    if done is None:
-        done = _translate_tools(value)
-        TOOLS.put(key, done, len(done.json.data) if done.json else 0)
+    done, req.learn_tools = TOOLS.get(value, _translate_tools, _Tools.size)
     req.tools_json = done.json
     req.text_bytes += done.text_bytes
     for kind in done.dropped:

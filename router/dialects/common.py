@@ -10,8 +10,9 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import json_repair
 
@@ -22,6 +23,7 @@ from .. import jsoncodec
 from ..chat_types import StreamChunk, ToolFragment, chunk_items, content_text
 from ..errors import ApiError
 
+T = TypeVar("T")
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_ID_CHARS = 256  # the longest id a client may send back (ours are under 40)
 
@@ -252,18 +254,28 @@ class ChunkEncoder(ABC):
 
 # --- translated tools lists, once per distinct list ----------------------------------------------------------------
 
-class ToolsMemo(Bounds):
+@dataclass(slots=True)
+class _Memo:
+    value: Any
+    size: int  # bytes counted against the bound
+    source: list[Any]  # the list found by identity (one `KnownTools` hands to every request sending its bytes)
+    offered: bool = False  # a request's list was offered for learning by its bytes (once)
+
+
+class ToolsMemo(Bounds, Generic[T]):
     """What a dialect made of a client's tools list (its chat tools, what it reports), kept for the requests that
     send the same list again: a coding agent resends an identical 20-60 KB list on every turn, and translating and
-    measuring it was a fifth of such a request. Keyed by the list's compact encoding; bounded in entries and bytes,
-    least recently used out; a list over `max_entry_bytes` (or one `jsoncodec` cannot encode) is translated for its
-    request only, so a client sending a new list every time cannot grow it. What it holds is shared by every request
-    that sends the list: read-only."""
+    measuring it was a fifth of such a request. Keyed by the list's compact encoding, or found by identity when the
+    request's list is the very one it was made from (`KnownTools` hands the same parsed list to every request that
+    sends its bytes); bounded in entries and bytes, least recently used out; a list over `max_entry_bytes` (or one
+    `jsoncodec` cannot encode) is translated for its request only, so a client sending a new list every time
+    cannot grow it. What it holds is shared by every request that sends the list: read-only."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES,
                  max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
         super().__init__(max_entries, max_bytes, max_entry_bytes)
-        self._entries: OrderedDict[bytes, tuple[Any, int]] = OrderedDict()  # key -> (value, bytes counted)
+        self._entries: OrderedDict[bytes, _Memo] = OrderedDict()
+        self._by_id: dict[int, bytes] = {}  # id() of an entry's source list (held by the entry: ids stay unique)
         self.misses = 0
 
     def __len__(self) -> int:
@@ -277,25 +289,39 @@ class ToolsMemo(Bounds):
             return None
         return data if len(data) <= self.max_entry_bytes else None
 
-    def get(self, key: bytes | None) -> Any:
-        entry = None if key is None else self._entries.get(key)
+    def get(self, tools: list[Any], make: Callable[[list[Any]], T], size: Callable[[T], int]) -> tuple[T, bool]:
+        """What `make` makes of `tools` (kept: `size` says how many bytes it holds besides the key), and whether
+        `tools` is to be learned by its bytes now (see `api.translated.learn_tools`): the second time a list
+        comes, once (a list sent once is never learned; one that cannot be is not tried again). The list offered
+        becomes the one found by identity."""
+        key = self._by_id.get(id(tools))
+        entry = self._entries.get(key) if key is not None else None
+        if entry is None or entry.source is not tools:
+            key = self.key(tools)
+            entry = self._entries.get(key) if key is not None else None
         if key is None or entry is None:
             self.misses += 1
-            return None
+            value = make(tools)
+            if key is not None:
+                self._put(key, _Memo(value, len(key) + size(value), tools))
+            return value, False
         self._entries.move_to_end(key)
         self.hits += 1
-        return entry[0]
+        offer = entry.source is not tools and not entry.offered
+        if offer:
+            self._by_id.pop(id(entry.source), None)
+            entry.source, entry.offered = tools, True
+            self._by_id[id(tools)] = key
+        return cast(T, entry.value), offer
 
-    def put(self, key: bytes | None, value: Any, extra_bytes: int = 0) -> None:
-        """Keeps `value` under `key`; `extra_bytes` (what `value` holds besides what the key measures) count
-        against the bound too."""
-        if key is None or key in self._entries:
-            return
-        self._entries[key] = (value, len(key) + extra_bytes)
-        self.bytes += len(key) + extra_bytes
+    def _put(self, key: bytes, entry: _Memo) -> None:
+        self._entries[key] = entry
+        self._by_id[id(entry.source)] = key
+        self.bytes += entry.size
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            _, (_, size) = self._entries.popitem(last=False)
-            self.bytes -= size
+            _, old = self._entries.popitem(last=False)
+            self._by_id.pop(id(old.source), None)
+            self.bytes -= old.size
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,7 @@ class ResponsesRequest:
     client_tools: dict[str, ClientTool] = field(default_factory=dict)  # backend name -> the client's tool
     dropped: Dropped = field(default_factory=Dropped)
     tools_json: ToolsJson | None = None  # the chat tools with their encoding (see `common.chat_bytes`)
+    learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
 
 
 def parse_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -105,7 +106,7 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
 
     dropped = Dropped()
     messages = _input_messages(body.get("input"), previous, dropped)
-    declared = _tools(body.get("tools"), dropped)
+    declared, learn = _tools(body.get("tools"), dropped)
     echo_tools, client_tools = declared.echo, declared.client
     params: dict[str, Any] = {}
     choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), declared.chat, client_tools)
@@ -137,7 +138,8 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     }
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
                             instructions=instructions, input_messages=messages, params=params, echo=echo,
-                            client_tools=client_tools, dropped=dropped, tools_json=declared.json)
+                            client_tools=client_tools, dropped=dropped, tools_json=declared.json,
+                            learn_tools=learn)
 
 
 def _input_messages(raw_input: object, previous: str | None, dropped: Dropped) -> list[dict[str, Any]]:
@@ -357,27 +359,30 @@ class _Tools:
     dropped: tuple[str, ...]
     json: ToolsJson | None
 
+    def size(self) -> int:
+        return len(self.json.data) if self.json is not None else 0
 
-TOOLS = ToolsMemo()  # content-keyed: one per process serves every app
+
+TOOLS: ToolsMemo[_Tools] = ToolsMemo()  # content-keyed: one per process serves every app
 
 
-def _tools(value: Any, dropped: Dropped) -> _Tools:
+def _tools(value: Any, dropped: Dropped) -> tuple[_Tools, bool]:
     """Chat function tools, the tools a Response echoes, and the client's view of each backend name (shared by
-    the requests that send the same list: read-only)."""
+    the requests that send the same list: read-only); whether the list is to be learned by its bytes."""
     if value is None:
-        return _Tools([], [], {}, (), None)
+        return _Tools([], [], {}, (), None), False
     if not isinstance(value, list):
         raise invalid("'tools' must be a list.", "tools", "invalid_type")
-    key = TOOLS.key(value)
-    done: _Tools | None = TOOLS.get(key)
-    if done is None:
-        own = Dropped()
-        chat, echo, client = _translate_tools(value, own)
-        done = _Tools(chat, echo, client, tuple(own.kinds), ToolsJson.of(chat))
-        TOOLS.put(key, done, len(done.json.data) if done.json else 0)
+    done, new = TOOLS.get(value, _made_tools, _Tools.size)
     for kind in done.dropped:
         dropped.add(kind)
-    return done
+    return done, new
+
+
+def _made_tools(value: list[Any]) -> _Tools:
+    own = Dropped()
+    chat, echo, client = _translate_tools(value, own)
+    return _Tools(chat, echo, client, tuple(own.kinds), ToolsJson.of(chat))
 
 
 def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str, Any]], list[dict[str, Any]],

@@ -7,12 +7,18 @@ import copy
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 
+from repair import ToolIndex
 from router import jsoncodec
 from router.dialects import anthropic_in, responses
 from router.dialects.common import ToolsJson, ToolsMemo, chat_bytes, sse_event
 from router.errors import ApiError
+from router.state import STATE
+from router.toolcache import KnownTools
+from tests.dialects.conftest import CFG
+from tests.fakes.openai_upstream import Step, completion
 
 
 def _schema(i: int) -> dict[str, Any]:
@@ -163,8 +169,10 @@ def test_memo_stays_bounded_under_new_lists() -> None:
         assert len(memo) <= 16 and memo.bytes <= 64 << 10
     huge = [{"name": f"h{j}", "input_schema": _schema(j)} for j in range(200)]
     assert memo.key(huge) is None
-    anthropic_in.parse_request({"model": "m", "max_tokens": 1, "tools": huge,
-                                "messages": [{"role": "user", "content": "x"}]})
+    for _ in range(2):
+        req = anthropic_in.parse_request({"model": "m", "max_tokens": 1, "tools": huge,
+                                          "messages": [{"role": "user", "content": "x"}]})
+        assert len(req.chat["tools"]) == 200 and not req.learn_tools
     assert memo.bytes <= 64 << 10
     assert memo.key([{"n": 2 ** 70}]) is not None  # beyond orjson: the standard library encodes it
 
@@ -195,3 +203,56 @@ def test_responses_stream_start_events_as_whole_documents() -> None:
     for seq, name in enumerate(("response.created", "response.in_progress")):
         assert start[seq] == sse_event(name, {"type": name, "sequence_number": seq, "response": snap})
     assert json.loads(start[2].split(b"data: ", 1)[1])["sequence_number"] == 2
+
+
+def test_a_list_is_offered_for_learning_once_then_found_by_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """First sight: translated, not offered (a list sent once is never learned). Second: offered, and that very
+    list is then found by identity (what `KnownTools` hands to later requests) without being encoded."""
+    raw = json.dumps(_messages_body(MESSAGES_TOOLS)).encode()
+    known = KnownTools()
+    first = anthropic_in.parse_request(jsoncodec.loads(raw))
+    body = jsoncodec.loads(raw)
+    second = anthropic_in.parse_request(body)
+    assert not first.learn_tools and second.learn_tools
+    known.learn(raw, body["tools"], ToolIndex(body["tools"]))
+    later = known.parse(raw)
+    assert later is not None and later["tools"] is body["tools"]
+
+    def no_key(tools: list[Any]) -> bytes:
+        raise AssertionError("encoded again")
+
+    monkeypatch.setattr(anthropic_in.TOOLS, "key", no_key)
+    third = anthropic_in.parse_request(later)
+    assert not third.learn_tools and third.chat == second.chat and third.tools_json is second.tools_json
+    monkeypatch.undo()
+    fourth = anthropic_in.parse_request(jsoncodec.loads(raw))  # not the known list: found by its bytes
+    assert not fourth.learn_tools and fourth.chat == second.chat
+
+
+async def test_routes_learn_the_agents_tools_and_answer_the_same(fakes: Any, router: Any) -> None:
+    """Claude Code's and Codex's resent tools: from the third turn on parsed without them (the router's
+    `KnownTools`), translated by identity, the upstream sent the same body every time."""
+    up = await fakes()
+    call = {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": '{"path":"a.py"}'}}
+    for _ in range(8):
+        up.push(Step(json=completion(None, "m", tool_calls=[call], finish_reason="tool_calls")))
+    r = await router(CFG.format(url=up.url))
+    bodies = {"/v1/messages": _messages_body(MESSAGES_TOOLS), "/v1/responses": _responses_body(RESPONSES_TOOLS)}
+    async with aiohttp.ClientSession() as s:
+        for path, body in bodies.items():
+            for _ in range(4):
+                async with s.post(r.url + path, data=json.dumps(body).encode(),
+                                  headers={"Content-Type": "application/json"}) as resp:
+                    assert resp.status == 200, await resp.text()
+                    doc = await resp.json()
+                if path == "/v1/messages":
+                    assert [b["input"] for b in doc["content"] if b["type"] == "tool_use"] == [{"path": "a.py"}]
+                else:
+                    assert [json.loads(o["arguments"]) for o in doc["output"]] == [{"path": "a.py"}]
+                    assert [t["type"] for t in doc["tools"]] == ["function", "function", "custom", "namespace"]
+    known = r.app[STATE].tool_indexes.known
+    for body in bodies.values():  # both clients' lists learned (on their second turn)
+        parsed = known.parse(json.dumps(body).encode())
+        assert parsed is not None and parsed == body
+    sent = [json.dumps(q.body, sort_keys=True) for q in up.requests]
+    assert len(set(sent[:4])) == 1 and len(set(sent[4:])) == 1
