@@ -62,12 +62,13 @@ class JsonBroken(Exception):
     """The text is not strict JSON (the one-shot path may still repair it)."""
 
 
-_PLAIN = re.compile(r'(?:[^"\\]+|\\["\\/bfnrt])+')  # string text, with its one-character escapes
+_PLAIN = re.compile(r'(?:[^"\\]|\\["\\/bfnrt])[^"\\]*(?:\\["\\/bfnrt][^"\\]*)*')  # text and one-character escapes
 # (text + '"', 0, False): the string's escapes decoded, control characters kept (as read here); C where it can be
 _scan_string: Callable[[str, int, bool], tuple[str, int]] = vars(json.decoder)["scanstring"]
-# a whole member's key and colon (and a string value's opening quote): the first, or the next after its comma
-_FIRST_KEY = re.compile(r'[ \t\r\n]*"((?:[^"\\]+|\\["\\/bfnrt])*)"[ \t\r\n]*:[ \t\r\n]*(")?')
-_NEXT_KEY = re.compile(r'[ \t\r\n]*,[ \t\r\n]*"((?:[^"\\]+|\\["\\/bfnrt])*)"[ \t\r\n]*:[ \t\r\n]*(")?')
+# a whole member's key without escapes and colon (and a string value's opening quote): the first, or the next after
+# its comma. No pattern here can match one text in two ways (no backtracking over a run that fails at its end)
+_FIRST_KEY = re.compile(r'[ \t\r\n]*"([^"\\]*)"[ \t\r\n]*:[ \t\r\n]*(")?')
+_NEXT_KEY = re.compile(r'[ \t\r\n]*,[ \t\r\n]*"([^"\\]*)"[ \t\r\n]*:[ \t\r\n]*(")?')
 _NUM_CHARS = frozenset("0123456789+-.eE")
 _LITERALS = {"true": True, "false": False, "null": None}
 _ESC = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -142,8 +143,7 @@ class JsonEvents:
             if st in (_KEY_OR_END, _KEY) or (st == _AFTER and self._stack[-1]):
                 m = (_NEXT_KEY if st == _AFTER else _FIRST_KEY).match(text, i)
                 if m is not None:  # what the states below make of it one character at a time
-                    key = m.group(1)
-                    out.append((KEY, _scan_string(key + '"', 0, False)[0] if "\\" in key else key))
+                    out.append((KEY, m.group(1)))
                     if m.group(2):
                         out.append((STR,))
                         self._str_is_key, self._state = False, _IN_STR
