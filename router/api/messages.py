@@ -15,15 +15,7 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
 from . import common
-from .translated import (
-    chat_reply,
-    fit_to_route,
-    json_response,
-    learn_tools,
-    read_body,
-    route_kinds,
-    stream_translated,
-)
+from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
 

@@ -8,7 +8,6 @@ Errors are OpenAI-shaped.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
@@ -21,22 +20,14 @@ from aiohttp import web
 from .. import auth, relay
 from ..config.model import ClientKey
 from ..dialects import responses as dialect
-from ..dialects.common import estimate_tokens, new_id
+from ..dialects.common import estimate_tokens, new_id, spaced_json
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..state import STATE
 from ..store import ResponseStore, RowTooLarge, StoredResponse
 from . import common
-from .translated import (
-    chat_reply,
-    fit_to_route,
-    json_response,
-    learn_tools,
-    read_body,
-    route_kinds,
-    stream_translated,
-)
+from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
 log = logging.getLogger("agentgate")
 
@@ -227,7 +218,7 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
             previous = await store.get(req.previous_response_id, owner)
             history = previous.messages if previous is not None else []
         chat = dialect.build_chat(req, history)
-        size = len(json.dumps([chat["messages"], chat.get("tools")], ensure_ascii=False).encode())
+        size = len(spaced_json([chat["messages"], chat.get("tools")]).encode())
         ex.status = 200
         return json_response({"object": "response.input_tokens", "input_tokens": estimate_tokens(size)},
                              {"x-request-id": ex.request_id})

@@ -7,7 +7,6 @@ document into a Messages response; `MessagesStream` turns chunk documents into t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ from .common import (
     invalid,
     new_id,
     place_system,
+    spaced_json,
     sse_event,
 )
 
@@ -368,7 +368,7 @@ def _tool_use(block: dict[str, Any], where: str, req: MessagesRequest) -> dict[s
         raise invalid(f"{where}: a tool_use block needs string 'id' and 'name'.", "messages", "invalid_type")
     if not isinstance(args, dict):
         raise invalid(f"{where}: tool_use 'input' must be an object.", "messages", "invalid_type")
-    arguments = json.dumps(args, ensure_ascii=False)
+    arguments = spaced_json(args)
     req.text_bytes += len(arguments.encode()) + len(name)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
@@ -418,7 +418,7 @@ def _translate_tools(value: list[Any]) -> _Tools:
                 dropped.add(kind)  # a server tool (web search, code execution, ...): the backend cannot run it
             else:
                 out.append(tool)
-                size += len(json.dumps(tool, ensure_ascii=False).encode())
+                size += len(spaced_json(tool).encode())
             continue
         name, schema, desc = t.get("name"), t.get("input_schema"), t.get("description")
         if not isinstance(name, str) or not name:
@@ -431,7 +431,7 @@ def _translate_tools(value: list[Any]) -> _Tools:
         if desc:
             fn["description"] = desc
         out.append({"type": "function", "function": fn})
-        size += len(json.dumps(fn, ensure_ascii=False).encode())
+        size += len(spaced_json(fn).encode())
     return _Tools(out, size, tuple(dropped.kinds), ToolsJson.of(out))
 
 

@@ -28,6 +28,11 @@ _ID_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 MAX_ID_CHARS = 256  # the longest id a client may send back (ours are under 40)
 
 
+spaced_json = json.JSONEncoder(ensure_ascii=False).encode
+"""`json.dumps(value, ensure_ascii=False)` (the standard library's spacing: what the model has always been shown
+for a call's arguments in the history) without building an encoder per call."""
+
+
 def sse_event(name: str, data: object) -> bytes:
     """One named SSE event (`event:` line plus one compact JSON `data:` line), encoded by `jsoncodec` (the
     standard library's compact text, several times faster)."""

@@ -31,6 +31,7 @@ from .common import (
     invalid,
     new_id,
     place_system,
+    spaced_json,
     sse_event,
 )
 
@@ -264,7 +265,7 @@ def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
         given = item.get("input", "")
         if not isinstance(given, str):
             raise invalid(f"{where}.input must be a string.", "input", "invalid_type")
-        args = json.dumps({"input": given}, ensure_ascii=False)
+        args = spaced_json({"input": given})
     else:
         args = item.get("arguments", "")
         if not isinstance(args, str):
@@ -509,7 +510,7 @@ def object_json(arguments: object) -> str:
                 return arguments
         except ValueError:
             pass
-    return json.dumps(arguments_object(arguments), ensure_ascii=False)
+    return spaced_json(arguments_object(arguments))
 
 
 def _message_item(text: str, status: str = "completed") -> dict[str, Any]:
@@ -535,7 +536,7 @@ def client_item(item: dict[str, Any], tools: dict[str, ClientTool]) -> dict[str,
         return {**item, "name": tool.name, "namespace": tool.namespace}
     args = arguments_object(item["arguments"])
     given = args.get("input") if "input" in args or len(args) != 1 else next(iter(args.values()))
-    text = given if isinstance(given, str) else json.dumps(given, ensure_ascii=False) if given is not None else ""
+    text = given if isinstance(given, str) else spaced_json(given) if given is not None else ""
     return {"type": "custom_tool_call", "id": item["id"].replace("fc_", "ctc_", 1), "call_id": item["call_id"],
             "name": tool.name, "input": text, "status": item.get("status", "completed")}
 
