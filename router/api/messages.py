@@ -30,7 +30,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         ctx = common.resolve(request, rt, ex, key, req.model)
         kinds = route_kinds(ctx)
         chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds, req.effort)}, kinds)
-        reply = await chat_reply(ctx, chat, req.stream, req.tools_json)
+        reply = await chat_reply(ctx, chat, req.stream, req.tools_json, dialect.HISTORY)
         headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers,
                    **req.dropped.header()}
         if reply.doc is not None:

@@ -121,7 +121,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
                                           usage=dialect.usage_of(reply.doc.get("usage")), incomplete=incomplete)
             if req.store:
                 await _save(request, _stored(resp_id, owner, doc, conversation, items))
-            return json_response(doc, headers)
+            return json_response(doc, headers, dialect.response_json(req, doc))
         translator = dialect.ResponsesStream(req, resp_id, rt.config.server.max_stream_repair_chars)
 
         async def before_finish() -> None:

@@ -11,7 +11,7 @@ from aiohttp import web
 from .. import jsoncodec, pipeline, relay
 from ..chat_types import StreamChunk
 from ..context import RequestContext
-from ..dialects.common import ToolsJson, chat_bytes, without_images
+from ..dialects.common import HistoryMemo, ToolsJson, chat_bytes, without_images
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
@@ -75,9 +75,10 @@ def _chat_checkable(tool: object) -> bool:
     return fn is None or (isinstance(fn, dict) and isinstance(fn.get("name"), str))
 
 
-def json_response(doc: dict[str, Any], headers: dict[str, str]) -> web.Response:
-    """`doc` as compact UTF-8 JSON (`jsoncodec`: orjson where it gives the standard library's text)."""
-    return web.Response(body=jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
+def json_response(doc: dict[str, Any], headers: dict[str, str], data: bytes = b"") -> web.Response:
+    """`doc` as compact UTF-8 JSON (`jsoncodec`: orjson where it gives the standard library's text); `data` is that
+    encoding when the caller made it."""
+    return web.Response(body=data or jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
 
 
 async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.ChatReply, translator: Translator,
@@ -91,12 +92,13 @@ async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.
                                     before_finish)
 
 
-async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool,
-                     tools: ToolsJson | None = None) -> pipeline.ChatReply:
+async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, tools: ToolsJson | None = None,
+                     history: HistoryMemo | None = None) -> pipeline.ChatReply:
     """The pipeline's reply; an upstream's own error status becomes the route's error. With `tools` (the chat
-    tools list and its bytes, kept since a client first sent it) the chat body goes to the pipeline as bytes too:
-    sent as they are, and the list is known to the tool index cache by its bytes."""
+    tools list and its bytes, kept since a client first sent it) and `history` (the dialect's translated messages
+    with their bytes) the chat body goes to the pipeline as bytes too, made with those kept bytes: sent as they
+    are, and the list is known to the tool index cache by its bytes."""
     try:
-        return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools))
+        return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools, history))
     except pipeline.UpstreamStatus as up:
         raise up.api_error() from None

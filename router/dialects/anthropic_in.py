@@ -7,6 +7,7 @@ document into a Messages response; `MessagesStream` turns chunk documents into t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +17,10 @@ from .anthropic_tools import client_function
 from .common import (
     ChunkEncoder,
     Dropped,
+    HistoryMemo,
     ToolsJson,
     ToolsMemo,
+    Turn,
     arguments_object,
     check_int,
     check_number,
@@ -88,7 +91,7 @@ def parse_request(body: dict[str, Any], *, count_only: bool = False) -> Messages
     if system:
         out.append({"role": "system", "content": system})
     for i, m in enumerate(messages):
-        out.extend(_message(m, i, req))
+        out.extend(_history_message(m, i, req))
     chat: dict[str, Any] = {"model": model, "messages": place_system(out)}
     if max_tokens is not None:
         chat["max_tokens"] = max_tokens
@@ -281,6 +284,27 @@ def _tool_result(block: dict[str, Any], where: str,
     if is_error:
         text = f"Error: {text}" if text else "Error"
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
+
+
+HISTORY = HistoryMemo()  # content-keyed: one per process serves every app
+
+
+def _history_message(m: Any, i: int, req: MessagesRequest) -> Sequence[dict[str, Any]]:
+    """`_message`, found in `HISTORY` for a message of content blocks (a string is cheaper to translate than to
+    look up)."""
+    if not isinstance(m, dict) or not isinstance(m.get("content"), list):
+        return _message(m, i, req)
+    turn = HISTORY.get(m, lambda: _turn(m, i))
+    req.text_bytes += turn.text_bytes
+    req.images += turn.images
+    for kind in turn.dropped:
+        req.dropped.add(kind)
+    return turn.messages
+
+
+def _turn(m: dict[str, Any], i: int) -> Turn:
+    own = MessagesRequest(model="", stream=False, chat={})
+    return Turn(tuple(_message(m, i, own)), own.text_bytes, own.images, tuple(own.dropped.kinds))
 
 
 def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:

@@ -16,6 +16,11 @@ from typing import Any, Generic, TypeVar, cast
 
 import json_repair
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; without it nothing is kept encoded
+    orjson = None  # type: ignore[assignment]
+
 from engines import wire
 from repair.index_cache import MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, Bounds
 
@@ -346,14 +351,120 @@ class ToolsJson:
             return None
 
 
-def chat_bytes(chat: dict[str, Any], tools: ToolsJson | None) -> bytes:
-    """`jsoncodec.dumps(chat)`, with `chat["tools"]` taken from `tools` when it holds that very list; b"" when
-    there is nothing to save (the chat body is then encoded where it is sent)."""
-    if tools is None or chat.get("tools") is not tools.tools:
+def chat_bytes(chat: dict[str, Any], tools: ToolsJson | None, history: HistoryMemo | None = None) -> bytes:
+    """`jsoncodec.dumps(chat)`, made with the encodings kept for its parts: `chat["tools"]` from `tools` when it
+    holds that very list, and each message `history` translated (and holds still). b"" when there is nothing to
+    save (the chat body is then encoded where it is sent), and when the chat carries a tools list that is not the
+    kept one (a Responses `allowed_tools` choice narrows it)."""
+    has_tools = tools is not None and chat.get("tools") is tools.tools
+    if "tools" in chat and not has_tools:
         return b""
+    messages = chat.get("messages")
+    kept = [history.json_of(m) for m in messages] if history is not None and isinstance(messages, list) else []
+    found = any(k is not None for k in kept)
+    if not has_tools and not found:
+        return b""
+    parts: dict[str, Any] = {}
+    if has_tools:
+        assert tools is not None
+        parts["tools"] = tools.data
+    if found:
+        assert isinstance(messages, list)
+        parts["messages"] = [m if k is None else Fragment(k) for m, k in zip(messages, kept, strict=True)]
+    return spliced(chat, parts)
+
+
+Fragment: Any = getattr(orjson, "Fragment", None)  # orjson >= 3.9: bytes put in as they are
+
+
+def spliced(doc: dict[str, Any], parts: dict[str, Any]) -> bytes:
+    """`jsoncodec.dumps(doc)` with some of its members' encodings already made: `parts` maps a member to its
+    bytes (or to a value holding `Fragment`s of them) put in as they are. b"" where `doc` cannot be encoded."""
+    if Fragment is not None:
+        try:
+            return bytes(orjson.dumps({**doc, **{k: Fragment(v) if isinstance(v, bytes) else v
+                                                 for k, v in parts.items()}}))
+        except TypeError:  # orjson.JSONEncodeError included: the standard library's way, without the parts
+            pass
     try:
-        parts = [jsoncodec.dumps(k) + b":" + (tools.data if k == "tools" else jsoncodec.dumps(v))
-                 for k, v in chat.items()]
+        return jsoncodec.dumps(doc)
     except (UnicodeEncodeError, ValueError, TypeError):
         return b""
-    return b"{" + b",".join(parts) + b"}"
+
+
+# --- translated history, once per distinct message ------------------------------------------------------------------
+
+HISTORY_ENTRIES = 4096  # messages: a few long conversations' worth
+HISTORY_BYTES = 32 << 20  # of their JSON (the key, and the translation's encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """What a dialect made of one message of a client's history: its chat messages, and what they add to the
+    request's counts."""
+
+    messages: tuple[dict[str, Any], ...]
+    text_bytes: int = 0
+    images: int = 0
+    dropped: tuple[str, ...] = ()
+
+
+class HistoryMemo(Bounds):
+    """The translation of each message of a client's history, kept for the requests that send it again: a coding
+    agent resends its whole conversation plus one new turn each time, and translating it was most of a translated
+    request's own work. Keyed by the message's compact encoding (orjson: equal bytes are equal JSON values of
+    equal types, so the translation is the same), bounded in entries and bytes, least recently used out; a message
+    over `max_entry_bytes`, or one orjson cannot encode, is translated for its request only, so a client sending
+    new messages cannot grow it. Failures are never kept (a bad message is refused every time). Each translated
+    message's encoding is kept too (`json_of`: `chat_bytes` puts it in as it is). What it holds is shared by every
+    request that sends the message: read-only."""
+
+    def __init__(self, max_entries: int = HISTORY_ENTRIES, max_bytes: int = HISTORY_BYTES,
+                 max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
+        super().__init__(max_entries, max_bytes, max_entry_bytes)
+        self._entries: OrderedDict[bytes, tuple[Turn, int]] = OrderedDict()
+        self._json: dict[int, tuple[dict[str, Any], bytes]] = {}  # id() of a kept message -> it, its encoding
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, message: dict[str, Any], make: Callable[[], Turn]) -> Turn:
+        key = _orjson_bytes(message)
+        if key is None or len(key) > self.max_entry_bytes:
+            self.misses += 1
+            return make()
+        hit = self._entries.get(key)
+        if hit is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return hit[0]
+        self.misses += 1
+        turn = make()
+        encoded = [_orjson_bytes(m) for m in turn.messages]
+        size = len(key) + sum(len(e) for e in encoded if e is not None)
+        self._entries[key] = (turn, size)
+        self.bytes += size
+        for m, e in zip(turn.messages, encoded, strict=True):
+            if e is not None:
+                self._json[id(m)] = (m, e)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, (old, old_size) = self._entries.popitem(last=False)
+            self.bytes -= old_size
+            for m in old.messages:
+                self._json.pop(id(m), None)
+        return turn
+
+    def json_of(self, message: object) -> bytes | None:
+        """The encoding of a message this memo holds (it, not an equal one), or None."""
+        hit = self._json.get(id(message))
+        return hit[1] if hit is not None and hit[0] is message else None
+
+
+def _orjson_bytes(value: object) -> bytes | None:
+    if orjson is None:
+        return None
+    try:
+        return bytes(orjson.dumps(value))
+    except TypeError:  # orjson.JSONEncodeError included (a lone surrogate, an integer beyond 64 bits)
+        return None

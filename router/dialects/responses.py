@@ -32,6 +32,7 @@ from .common import (
     new_id,
     place_system,
     spaced_json,
+    spliced,
     sse_event,
 )
 
@@ -79,6 +80,7 @@ class ResponsesRequest:
     dropped: Dropped = field(default_factory=Dropped)
     tools_json: ToolsJson | None = None  # the chat tools with their encoding (see `common.chat_bytes`)
     learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
+    echo_json: bytes | None = None  # `echo["tools"]` encoded (see `response_json`)
 
 
 def parse_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -140,7 +142,7 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
                             instructions=instructions, input_messages=messages, params=params, echo=echo,
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
-                            learn_tools=learn)
+                            learn_tools=learn, echo_json=declared.echo_json)
 
 
 def _input_messages(raw_input: object, previous: str | None, dropped: Dropped) -> list[dict[str, Any]]:
@@ -359,9 +361,10 @@ class _Tools:
     client: dict[str, ClientTool]
     dropped: tuple[str, ...]
     json: ToolsJson | None
+    echo_json: bytes | None = None  # `echo` encoded: every Response of the request repeats it
 
     def size(self) -> int:
-        return len(self.json.data) if self.json is not None else 0
+        return (len(self.json.data) if self.json is not None else 0) + len(self.echo_json or b"")
 
 
 TOOLS: ToolsMemo[_Tools] = ToolsMemo()  # content-keyed: one per process serves every app
@@ -383,7 +386,8 @@ def _tools(value: Any, dropped: Dropped) -> tuple[_Tools, bool]:
 def _made_tools(value: list[Any]) -> _Tools:
     own = Dropped()
     chat, echo, client = _translate_tools(value, own)
-    return _Tools(chat, echo, client, tuple(own.kinds), ToolsJson.of(chat))
+    echoed = ToolsJson.of(echo)
+    return _Tools(chat, echo, client, tuple(own.kinds), ToolsJson.of(chat), echoed.data if echoed else None)
 
 
 def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
@@ -626,6 +630,16 @@ def response_object(req: ResponsesRequest, resp_id: str, created_at: int, *, sta
     return doc
 
 
+def response_json(req: ResponsesRequest, doc: dict[str, Any]) -> bytes:
+    """`jsoncodec.dumps(doc)` for a Response of `req`, its echoed tools (a coding agent's ~24 KB list) put in from
+    their encoding kept with the list."""
+    if req.echo_json is not None and doc.get("tools") is req.echo.get("tools"):
+        data = spliced(doc, {"tools": req.echo_json})
+        if data:
+            return data
+    return jsoncodec.dumps(doc)
+
+
 # --- stream ------------------------------------------------------------------------------------------------------
 
 class ResponsesStream(ChunkEncoder):
@@ -680,13 +694,14 @@ class ResponsesStream(ChunkEncoder):
         if self._started:
             return []
         self._started = True
-        snap = jsoncodec.dumps(self._snapshot("in_progress"))  # once for both events (it echoes the tools)
-        out: list[bytes] = []
-        for name in ("response.created", "response.in_progress"):
-            head = jsoncodec.dumps({"type": name, "sequence_number": self._seq})[:-1]
-            self._seq += 1
-            out.append(b"event: " + name.encode() + b"\ndata: " + head + b',"response":' + snap + b"}\n\n")
-        return out
+        snap = response_json(self.req, self._snapshot("in_progress"))  # once for both events
+        return [self._response_event("response.created", snap), self._response_event("response.in_progress", snap)]
+
+    def _response_event(self, name: str, snap: bytes) -> bytes:
+        """`_event(name, {"response": the Response snap encodes})`."""
+        head = jsoncodec.dumps({"type": name, "sequence_number": self._seq})[:-1]
+        self._seq += 1
+        return b"event: " + name.encode() + b"\ndata: " + head + b',"response":' + snap + b"}\n\n"
 
     def _index(self) -> int:
         return len(self.items) - 1
@@ -798,7 +813,7 @@ class ResponsesStream(ChunkEncoder):
         status, incomplete = status_of(self._finish)
         self.response = self._snapshot(status, output=self.items, usage=usage_of(self._usage), incomplete=incomplete)
         name = "response.completed" if status == "completed" else "response.incomplete"
-        out.append(self._event(name, {"response": self.response}))
+        out.append(self._response_event(name, response_json(self.req, self.response)))
         return out
 
     def error(self, err: ApiError) -> list[bytes]:
@@ -807,5 +822,5 @@ class ResponsesStream(ChunkEncoder):
         out.append(self._event("error", {"code": err.code, "message": err.message, "param": err.param}))
         self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage),
                                        error={"code": err.code, "message": err.message})
-        out.append(self._event("response.failed", {"response": self.response}))
+        out.append(self._response_event("response.failed", response_json(self.req, self.response)))
         return out

@@ -1,0 +1,182 @@
+"""The translated routes' kept encodings: a Messages history translated once per distinct message (`HistoryMemo`)
+gives what translating it afresh gives, the chat body's bytes made with the kept encodings are the body encoded,
+and a Response's echoed tools put in from their kept encoding give the Response encoded whole."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from router import jsoncodec
+from router.dialects import anthropic_in, responses
+from router.dialects.common import HistoryMemo, ToolsMemo, Turn, chat_bytes, sse_event
+from router.errors import ApiError
+
+
+class _Fresh(HistoryMemo):
+    """The path before the memo: every message translated for its request."""
+
+    def get(self, message: dict[str, Any], make: Callable[[], Turn]) -> Turn:
+        return make()
+
+
+@pytest.fixture(autouse=True)
+def fresh_memos(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(anthropic_in, "TOOLS", ToolsMemo())
+    monkeypatch.setattr(anthropic_in, "HISTORY", HistoryMemo(max_entries=64, max_bytes=256 << 10,
+                                                             max_entry_bytes=16 << 10))
+    monkeypatch.setattr(responses, "TOOLS", ToolsMemo())
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False,
+                     allow_infinity=False) | _text,
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+                     max_leaves=6)
+_image = st.sampled_from([
+    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBOR"}},
+    {"type": "image", "source": {"type": "url", "url": "https://x/a.png"}},
+    {"type": "image", "source": {"type": "file", "file_id": "f"}},  # refused
+    {"type": "image"},  # refused
+])
+_document = st.sampled_from([
+    {"type": "document", "source": {"type": "text", "data": "notes"}, "title": "T"},
+    {"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": "aGk="}},
+    {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}},
+    {"type": "document", "source": {"type": "nope"}},  # refused
+])
+_block = st.one_of(
+    st.builds(lambda t: {"type": "text", "text": t}, _text),
+    st.builds(lambda i, n, a: {"type": "tool_use", "id": i, "name": n, "input": a},
+              st.sampled_from(["toolu_1", "call_2", ""]), st.sampled_from(["read", "write", ""]),
+              st.dictionaries(_text, _json, max_size=3) | _json),
+    st.builds(lambda c, e: {"type": "tool_result", "tool_use_id": "toolu_1", "content": c,
+                            **({"is_error": e} if e is not None else {})},
+              st.none() | _text | st.lists(st.one_of(st.builds(lambda t: {"type": "text", "text": t}, _text),
+                                                     _image, _document), max_size=3),
+              st.none() | st.booleans()),
+    _image, _document,
+    st.just({"type": "thinking", "thinking": "hm", "signature": "s"}),
+    st.sampled_from([{"type": "server_tool_use", "id": "s", "name": "web_search", "input": {}},
+                     {"type": "web_search_tool_result", "tool_use_id": "s", "content": []},
+                     {"type": "mcp_tool_use"}, {"type": "bogus"}, {"text": "no type"}]),
+)
+_message = st.one_of(
+    st.builds(lambda r, c: {"role": r, "content": c}, st.sampled_from(["user", "assistant"]), _text),
+    st.builds(lambda r, c: {"role": r, "content": c},
+              st.sampled_from(["user", "user", "assistant", "system", "robot"]), st.lists(_block, max_size=4)),
+    st.builds(lambda c: {"role": "system", "content": [{"type": "text", "text": c}]}, _text),
+)
+
+
+def _outcome(body: dict[str, Any]) -> tuple[Any, ...]:
+    try:
+        req = anthropic_in.parse_request(copy.deepcopy(body))
+    except ApiError as err:
+        return ("error", err.status, err.code, err.message, err.param)
+    return (req.chat, req.text_bytes, req.images, req.dropped.kinds, req.estimate_input_tokens())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_message, min_size=1, max_size=6), st.lists(_message, min_size=1, max_size=3),
+       st.lists(_message, max_size=2))
+def test_kept_history_translates_as_afresh(first: list[dict[str, Any]], more: list[dict[str, Any]],
+                                           other: list[dict[str, Any]]) -> None:
+    """An agent's turns (the history resent with more each time), and other conversations between them: each
+    request translated with the memo is what translating it afresh gives (errors included), and the chat body's
+    bytes made with the kept encodings are the chat body encoded."""
+    memo = anthropic_in.HISTORY
+    turns = [first, other, first + more, first + more + other, first, more]
+    for messages in turns:
+        body = {"model": "m", "max_tokens": 5, "system": "sys", "messages": messages}
+        kept = _outcome(body)
+        anthropic_in.HISTORY = _Fresh()
+        afresh = _outcome(body)
+        anthropic_in.HISTORY = memo
+        assert kept == afresh
+        if kept[0] != "error":
+            req = anthropic_in.parse_request(copy.deepcopy(body))
+            raw = chat_bytes(req.chat, req.tools_json, memo)
+            assert raw in (b"", jsoncodec.dumps(req.chat))
+            assert len(memo) <= 64 and memo.bytes <= 256 << 10
+
+
+def test_resent_history_is_found_and_shared() -> None:
+    history = [{"role": "user", "content": [{"type": "text", "text": "list files"}]},
+               {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ls",
+                                                  "input": {"dir": "é", "n": 1.5}}]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.py"}]}]
+    first = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": copy.deepcopy(history)})
+    second = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": copy.deepcopy(history)})
+    memo = anthropic_in.HISTORY
+    assert memo.hits == 3 and len(memo) == 3
+    assert all(a is b for a, b in zip(first.chat["messages"], second.chat["messages"], strict=True))  # shared
+    assert first.chat["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"dir": "é", "n": 1.5}'
+    raw = chat_bytes(second.chat, None, memo)
+    assert raw == jsoncodec.dumps(second.chat) and json.loads(raw) == second.chat
+
+
+def test_history_memo_stays_bounded_under_new_messages() -> None:
+    """A client sending new messages every time cannot grow it; a message over the entry bound is never kept, nor
+    one orjson cannot encode (translated for its request, as before)."""
+    memo = anthropic_in.HISTORY
+    for i in range(400):
+        anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": f"turn {i} " + "x" * (i * 40)}]}]})
+        assert len(memo) <= 64 and memo.bytes <= 256 << 10
+    huge = {"role": "user", "content": [{"type": "text", "text": "y" * (20 << 10)}]}
+    big_int = {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "n",
+                                                 "input": {"v": 2 ** 70}}]}
+    for m in (huge, big_int):
+        before = memo.misses, memo.bytes
+        req = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [m]})
+        again = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [m]})
+        assert again.chat == req.chat and memo.json_of(req.chat["messages"][0]) is None
+        assert (memo.misses, memo.bytes) == (before[0] + 2, before[1])
+
+
+def test_a_refused_message_is_refused_every_time() -> None:
+    bad = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": 7}]}
+    for _ in range(2):
+        with pytest.raises(ApiError) as caught:
+            anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [bad]})
+        assert caught.value.status == 400 and "tool_use_id" in caught.value.message
+    assert len(anthropic_in.HISTORY) == 0
+
+
+_tool = st.builds(lambda n, d, strict: {"type": "function", "name": n, "description": d, "strict": strict,
+                                        "parameters": {"type": "object", "properties": {"p": {"type": "string",
+                                                                                              "description": d}}}},
+                  st.sampled_from(["read", "write", "grep"]), _text, st.booleans())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_tool, max_size=3, unique_by=lambda t: t["name"]),
+       st.dictionaries(_text, _json, max_size=3), st.none() | _text)
+def test_response_json_is_the_response_encoded(tools: list[dict[str, Any]], metadata: dict[str, Any],
+                                               text: str | None) -> None:
+    """A Response (and each streamed event that carries one) with its echoed tools put in from their kept encoding
+    is the Response encoded whole, as before; a value orjson cannot encode (an integer beyond 64 bits) takes the
+    standard library's way as before."""
+    body = {"model": "m", "input": "hi", "tools": tools, "metadata": metadata, "store": False}
+    req = responses.parse_request(body)
+    doc = responses.response_object(req, "resp_1", 1, status="completed", output=[], usage=None)
+    assert responses.response_json(req, doc) == jsoncodec.dumps(doc)
+    stream = responses.ResponsesStream(req, "resp_1")
+    events = stream.feed({"choices": [{"index": 0, "delta": {"content": text or ""}}]})
+    events += stream.finish()
+    assert stream.response is not None
+    done = events[-1]
+    assert done == sse_event("response.completed", {"type": "response.completed",
+                                                    "sequence_number": len(events) - 1, "response": stream.response})
+    failed = responses.ResponsesStream(req, "resp_2")
+    out = failed.error(ApiError(502, "gone", "upstream_error"))
+    assert failed.response is not None
+    assert out[-1] == sse_event("response.failed", {"type": "response.failed", "sequence_number": len(out) - 1,
+                                                    "response": failed.response})
