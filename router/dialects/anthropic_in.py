@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsoncodec
 from ..chat_types import Completion, ToolFragment, Usage, str_or
 from ..errors import ApiError
 from .anthropic_tools import client_function
@@ -550,6 +551,7 @@ class MessagesStream(ChunkEncoder):
         self._open: str | None = None  # "text" | "thinking" | "tool_use"
         self._saw_tool = False
         self._out_bytes = 0
+        self._args_head: bytes | None = None  # the open tool_use block's argument delta up to its text
         self.blocks: list[dict[str, Any]] = []  # the blocks opened so far (headers only: memory stays flat however
         # long the stream runs)
 
@@ -573,6 +575,7 @@ class MessagesStream(ChunkEncoder):
     def _open_block(self, kind: str, block: dict[str, Any]) -> list[bytes]:
         out = self._close()
         self._index += 1
+        self._args_head = None
         self._open = kind
         self.blocks.append(dict(block))
         out.append(sse_event("content_block_start", {"type": "content_block_start", "index": self._index,
@@ -609,7 +612,11 @@ class MessagesStream(ChunkEncoder):
                                              "input": {}})
 
     def _call_args(self, index: int, text: str) -> list[bytes]:
-        return [self._delta({"type": "input_json_delta", "partial_json": text})]
+        """`_delta({"type": "input_json_delta", "partial_json": text})`, its envelope encoded once per block."""
+        if self._args_head is None:
+            self._args_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                               + str(self._index).encode() + b',"delta":{"type":"input_json_delta","partial_json":')
+        return [self._args_head + jsoncodec.dumps(text) + b"}}\n\n"]
 
     def finish(self) -> list[bytes]:
         out = self._start() + self._close()

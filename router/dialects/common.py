@@ -246,6 +246,14 @@ class ChunkEncoder(ABC):
 
     def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
         out = self._start()
+        if type(doc) is StreamChunk and self._open_call is not None:
+            text = args_only(doc.delta, self._open_call)
+            if text:  # most of a streamed call: more of the open call's arguments
+                out += self._call_args(self._open_call, text)
+                return out
+        return self._feed_parts(doc, out)
+
+    def _feed_parts(self, doc: dict[str, Any] | StreamChunk, out: list[bytes]) -> list[bytes]:
         chunk = chunk_items(doc)
         if chunk.usage is not None:
             self._usage = chunk.usage
@@ -260,6 +268,24 @@ class ChunkEncoder(ABC):
             if part.finish_reason:
                 self._finish, self._hint = part.finish_reason, part.stop_reason
         return out
+
+
+def args_only(delta: dict[str, Any], call: int) -> str | None:
+    """The argument text of a pipeline delta that carries nothing but more arguments of call `call`
+    (`{"tool_calls": [{"index": call, "function": {"arguments": text}}]}`), or None."""
+    if len(delta) != 1:
+        return None
+    calls = delta.get("tool_calls")
+    if type(calls) is not list or len(calls) != 1:
+        return None
+    one = calls[0]
+    if type(one) is not dict or len(one) != 2 or type(one.get("index")) is not int or one["index"] != call:
+        return None
+    fn = one.get("function")
+    if type(fn) is not dict or len(fn) != 1:
+        return None
+    text = fn.get("arguments")
+    return text if type(text) is str else None
 
 
 # --- translated tools lists, once per distinct list ----------------------------------------------------------------

@@ -642,6 +642,10 @@ def response_json(req: ResponsesRequest, doc: dict[str, Any]) -> bytes:
 
 # --- stream ------------------------------------------------------------------------------------------------------
 
+_ARGS_DELTA = (b'event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta",'
+               b'"sequence_number":')
+
+
 class ResponsesStream(ChunkEncoder):
     """Chunk documents in, Responses SSE events out. One output item is open at a time; a new kind of delta
     closes it with its `.done` events. `response` holds the final Response after `finish()`/`error()`."""
@@ -658,6 +662,7 @@ class ResponsesStream(ChunkEncoder):
         self._started = False
         self._open: dict[str, Any] | None = None  # the item being streamed
         self._tools: dict[int, dict[str, Any]] = {}
+        self._args_mids: dict[int, bytes] = {}  # a call's argument delta event from its item id (b"": custom)
         self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
         self._chars = 0
 
@@ -797,12 +802,20 @@ class ResponsesStream(ChunkEncoder):
         return self._add(item, self._shown_call(item))
 
     def _call_args(self, index: int, text: str) -> list[bytes]:
+        """`_event("response.function_call_arguments.delta", {"item_id": ..., "output_index": ..., "delta": text})`
+        with the parts after the sequence number encoded once per call."""
         item = self._tools[index]
         self._grow(text)
-        if self._custom(item):
+        mid = self._args_mids.get(index)
+        if mid is None:
+            mid = self._args_mids[index] = b"" if self._custom(item) else (
+                b',"item_id":' + jsoncodec.dumps(item["id"]) + b',"output_index":'
+                + str(self.items.index(item)).encode() + b',"delta":')
+        if not mid:
             return []  # a custom tool's input is sent whole when the call closes
-        return [self._event("response.function_call_arguments.delta", {
-            "item_id": item["id"], "output_index": self.items.index(item), "delta": text})]
+        seq = self._seq
+        self._seq += 1
+        return [_ARGS_DELTA + str(seq).encode() + mid + jsoncodec.dumps(text) + b"}\n\n"]
 
     def _custom(self, item: dict[str, Any]) -> bool:
         tool = self.req.client_tools.get(item["name"])

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from router import jsoncodec
+from router.chat_types import StreamChunk
 from router.dialects import anthropic_in, responses
 from router.dialects.common import HistoryMemo, ToolsMemo, Turn, chat_bytes, sse_event
 from router.errors import ApiError
@@ -180,3 +181,91 @@ def test_response_json_is_the_response_encoded(tools: list[dict[str, Any]], meta
     assert failed.response is not None
     assert out[-1] == sse_event("response.failed", {"type": "response.failed", "sequence_number": len(out) - 1,
                                                     "response": failed.response})
+
+
+# --- streamed calls: argument deltas from envelopes encoded once per call ----------------------------------------
+
+class _OldMessages(anthropic_in.MessagesStream):
+    """The encoder before: every delta unpacked through the chunk's parts, every event encoded whole."""
+
+    def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
+        return self._feed_parts(doc, self._start())
+
+    def _call_args(self, index: int, text: str) -> list[bytes]:
+        return [self._delta({"type": "input_json_delta", "partial_json": text})]
+
+
+class _OldResponses(responses.ResponsesStream):
+    def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
+        return self._feed_parts(doc, self._start())
+
+    def _call_args(self, index: int, text: str) -> list[bytes]:
+        item = self._tools[index]
+        self._grow(text)
+        if self._custom(item):
+            return []
+        return [self._event("response.function_call_arguments.delta", {
+            "item_id": item["id"], "output_index": self.items.index(item), "delta": text})]
+
+
+_piece = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)
+_args = st.builds(lambda i, t: {"tool_calls": [{"index": i, "function": {"arguments": t}}]}, st.integers(0, 1),
+                  st.text(min_size=1, max_size=6))
+_delta = st.one_of(
+    _args, _args, _args,
+    st.builds(lambda t: {"content": t}, _piece),
+    st.builds(lambda t: {"reasoning_content": t}, _piece),
+    st.builds(lambda i, n: {"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function",
+                                            "function": {"name": n, "arguments": ""}}]},
+              st.integers(0, 1), st.sampled_from(["read", "apply_patch", "fs__ls", "other"])),
+    st.builds(lambda i, t: {"tool_calls": [{"index": i, "function": {"arguments": t}}]}, st.integers(0, 2), _piece),
+    st.builds(lambda i, t: {"tool_calls": [{"index": i, "function": {"arguments": t, "name": ""}}]},
+              st.integers(0, 2), _piece),
+    st.builds(lambda t: {"tool_calls": [{"index": True, "function": {"arguments": t}}]}, _piece),
+    st.builds(lambda t: {"tool_calls": [{"index": 0, "function": {"arguments": t}},
+                                        {"index": 1, "function": {"arguments": t}}]}, _piece),
+)
+_item = st.one_of(
+    st.builds(lambda d: StreamChunk(b"", d), _delta),
+    st.builds(lambda d, f: {"choices": [{"index": 0, "delta": d, "finish_reason": f}]}, _delta,
+              st.sampled_from([None, "stop", "tool_calls", "length"])),
+    st.just({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}),
+)
+_STREAM_TOOLS = [{"type": "function", "name": "read", "parameters": {"type": "object"}},
+                 {"type": "custom", "name": "apply_patch"},
+                 {"type": "namespace", "name": "fs", "tools": [{"type": "function", "name": "ls"}]}]
+
+
+def _ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    count = iter(range(10 ** 9))
+    fake = lambda prefix: f"{prefix}{next(count)}"  # noqa: E731 - a deterministic new_id
+    monkeypatch.setattr(anthropic_in, "new_id", fake)
+    monkeypatch.setattr(responses, "new_id", fake)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(_item, min_size=1, max_size=5), max_size=8))
+def test_streamed_events_are_the_bytes_of_before(monkeypatch: pytest.MonkeyPatch,
+                                                 reads: list[list[dict[str, Any] | StreamChunk]]) -> None:
+    """Messages and Responses streams (fed read by read, as the relay does): the same bytes, event for event,
+    as the encoders that unpacked every delta and encoded every event whole; a failure is raised alike."""
+    req = responses.parse_request({"model": "m", "input": "hi", "tools": _STREAM_TOOLS, "store": False})
+    monkeypatch.setattr(responses.time, "time", lambda: 1234.0)
+    encoders: list[tuple[Callable[[], Any], Callable[[], Any]]] = [
+        (lambda: anthropic_in.MessagesStream("m", ["END"], 7), lambda: _OldMessages("m", ["END"], 7)),
+        (lambda: responses.ResponsesStream(req, "resp_1", max_chars=40),
+         lambda: _OldResponses(req, "resp_1", max_chars=40))]
+    for new, old in encoders:
+        results = []
+        for make in (new, old):
+            _ids(monkeypatch)
+            enc = make()
+            out: list[Any] = []
+            try:
+                for read in reads:
+                    out.append(b"".join(b for item in read for b in enc.feed(item)))
+                out += enc.finish()
+            except ApiError as err:
+                out += ["failed", err.code, enc.error(err)]
+            results.append(out)
+        assert results[0] == results[1]
