@@ -112,7 +112,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         conversation = history + req.input_messages
         resp_id = new_id("resp_")
         chat = fit_to_route(dialect.build_chat(req, history), route_kinds(ctx))
-        reply = await chat_reply(ctx, chat, req.stream, req.tools_json)
+        reply = await chat_reply(ctx, chat, req.stream, req.tools_json, dialect.HISTORY)
         headers = {"x-request-id": ex.request_id, **reply.headers, **req.dropped.header()}
         if reply.doc is not None:
             items, finish = dialect.output_items(reply.doc, req.client_tools)

@@ -295,7 +295,7 @@ def _history_message(m: Any, i: int, req: MessagesRequest) -> Sequence[dict[str,
     look up)."""
     if not isinstance(m, dict) or not isinstance(m.get("content"), list):
         return _message(m, i, req)
-    turn = HISTORY.get(m, lambda: _turn(m, i))
+    turn = HISTORY.get(m, _turn, i)
     req.text_bytes += turn.text_bytes
     req.images += turn.images
     for kind in turn.dropped:

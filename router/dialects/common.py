@@ -433,6 +433,8 @@ class Turn:
     text_bytes: int = 0
     images: int = 0
     dropped: tuple[str, ...] = ()
+    kind: str = ""  # how a dialect places it (Responses: "tool", "message", "call" or "skip")
+    extra: tuple[dict[str, Any], ...] = ()  # a dialect's other pieces (Responses: the call; a tool's images)
 
 
 class HistoryMemo(Bounds):
@@ -455,18 +457,19 @@ class HistoryMemo(Bounds):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, message: dict[str, Any], make: Callable[[], Turn]) -> Turn:
+    def get(self, message: dict[str, Any], make: Callable[[dict[str, Any], int], Turn], at: int) -> Turn:
+        """`make(message, at)` (`at`: the message's place, which only an error names), kept."""
         key = _orjson_bytes(message)
         if key is None or len(key) > self.max_entry_bytes:
             self.misses += 1
-            return make()
+            return make(message, at)
         hit = self._entries.get(key)
         if hit is not None:
             self._entries.move_to_end(key)
             self.hits += 1
             return hit[0]
         self.misses += 1
-        turn = make()
+        turn = make(message, at)
         encoded = [_orjson_bytes(m) for m in turn.messages]
         size = len(key) + sum(len(e) for e in encoded if e is not None)
         self._entries[key] = (turn, size)

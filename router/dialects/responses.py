@@ -20,8 +20,10 @@ from .common import (
     MAX_ID_CHARS,
     ChunkEncoder,
     Dropped,
+    HistoryMemo,
     ToolsJson,
     ToolsMemo,
+    Turn,
     arguments_object,
     check_int,
     check_number,
@@ -248,14 +250,21 @@ def _tool_output(output: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     raise invalid(f"{where}.output must be a string or a list of content parts.", "input", "invalid_type")
 
 
-def _append_call(out: list[dict[str, Any]], call: dict[str, Any]) -> None:
+def _append_call(out: list[dict[str, Any]], call: dict[str, Any],
+                 owned: dict[str, Any] | None) -> dict[str, Any]:
+    """The call joins the assistant message just before it (a copy, unless it is `owned`: made by this request) or
+    a new one; returns that message (this request's own)."""
     last = out[-1] if out else None
     if last is not None and last["role"] == "assistant" and not isinstance(last.get("content"), list):
-        last.setdefault("tool_calls", []).append(call)
+        if last is not owned:  # a kept translation: shared, read-only
+            last = out[-1] = {**last, "tool_calls": list(last.get("tool_calls", []))}
+        last["tool_calls"].append(call)
         if last.get("content") == "":
             last["content"] = None
-    else:
-        out.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        return last
+    new = {"role": "assistant", "content": None, "tool_calls": [call]}
+    out.append(new)
+    return new
 
 
 def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
@@ -279,46 +288,62 @@ def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args or "{}"}}
 
 
+HISTORY = HistoryMemo()  # content-keyed: one per process serves every app
+
+
 def _input_items(items: list[Any], dropped: Dropped) -> list[dict[str, Any]]:
+    """The input items as chat messages, each item's translation found in `HISTORY` (an agent resends its whole
+    conversation each turn)."""
     out: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []  # returned by the tool outputs just read; shown once they end
-
-    def flush() -> None:
+    owned: dict[str, Any] | None = None  # the assistant message this request made for calls
+    for i, item in enumerate(items):
+        turn = HISTORY.get(item, _item_turn, i) if isinstance(item, dict) else _item_turn(item, i)
+        if turn.kind == "tool":
+            out += turn.messages
+            images += turn.extra
+            continue
         if images:
             out.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
                                                     *images]})
-            images.clear()
-
-    for i, item in enumerate(items):
-        where = f"input[{i}]"
-        if not isinstance(item, dict):
-            raise invalid(f"{where} must be an object.", "input", "invalid_type")
-        kind = item.get("type", "message" if "role" in item else None)
-        if kind in ("function_call_output", "custom_tool_call_output"):
-            call_id = item.get("call_id")
-            if not isinstance(call_id, str) or not call_id:
-                raise invalid(f"{where}: a {kind} needs a string 'call_id'.", "input", "invalid_type")
-            text, found = _tool_output(item.get("output"), where)
-            out.append({"role": "tool", "tool_call_id": call_id, "content": text})
-            images.extend(found)
-            continue
-        flush()
-        if kind == "message":
-            role = item.get("role")
-            if role not in _ROLES:
-                raise invalid(f"{where}.role must be one of {', '.join(_ROLES)}.", "input", "invalid_value")
-            content = _parts_text(item.get("content"), where, role)
-            out.append({"role": "system" if role == "developer" else role, "content": content})
-        elif kind in ("function_call", "custom_tool_call"):
-            _append_call(out, _call_of(item, where))
-        elif kind == "reasoning":
-            continue  # earlier reasoning is not sent back to the model
-        elif kind in _HOSTED_CALL_ITEMS:
-            dropped.add(str(kind))
-        else:
-            raise invalid(f"{where}: input item type {kind!r} is not supported.", "input", "unsupported_input_item")
-    flush()
+            images = []
+        if turn.kind == "message":
+            out += turn.messages
+        elif turn.kind == "call":
+            owned = _append_call(out, turn.extra[0], owned)
+        for kind in turn.dropped:
+            dropped.add(kind)
+    if images:
+        out.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"}, *images]})
     return out
+
+
+def _item_turn(item: Any, i: int) -> Turn:
+    """What one input item adds: a tool message (and the images its output returned), a message, a call for the
+    assistant message before it, or nothing (earlier reasoning; a hosted tool's item, reported as dropped)."""
+    where = f"input[{i}]"
+    if not isinstance(item, dict):
+        raise invalid(f"{where} must be an object.", "input", "invalid_type")
+    kind = item.get("type", "message" if "role" in item else None)
+    if kind in ("function_call_output", "custom_tool_call_output"):
+        call_id = item.get("call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise invalid(f"{where}: a {kind} needs a string 'call_id'.", "input", "invalid_type")
+        text, found = _tool_output(item.get("output"), where)
+        return Turn(({"role": "tool", "tool_call_id": call_id, "content": text},), kind="tool", extra=tuple(found))
+    if kind == "message":
+        role = item.get("role")
+        if role not in _ROLES:
+            raise invalid(f"{where}.role must be one of {', '.join(_ROLES)}.", "input", "invalid_value")
+        content = _parts_text(item.get("content"), where, role)
+        return Turn(({"role": "system" if role == "developer" else role, "content": content},), kind="message")
+    if kind in ("function_call", "custom_tool_call"):
+        return Turn((), kind="call", extra=(_call_of(item, where),))
+    if kind == "reasoning":
+        return Turn((), kind="skip")  # earlier reasoning is not sent back to the model
+    if kind in _HOSTED_CALL_ITEMS:
+        return Turn((), kind="skip", dropped=(str(kind),))
+    raise invalid(f"{where}: input item type {kind!r} is not supported.", "input", "unsupported_input_item")
 
 
 def _function(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | None]:

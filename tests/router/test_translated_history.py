@@ -23,8 +23,8 @@ from router.errors import ApiError
 class _Fresh(HistoryMemo):
     """The path before the memo: every message translated for its request."""
 
-    def get(self, message: dict[str, Any], make: Callable[[], Turn]) -> Turn:
-        return make()
+    def get(self, message: dict[str, Any], make: Callable[[dict[str, Any], int], Turn], at: int) -> Turn:
+        return make(message, at)
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +33,8 @@ def fresh_memos(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(anthropic_in, "HISTORY", HistoryMemo(max_entries=64, max_bytes=256 << 10,
                                                              max_entry_bytes=16 << 10))
     monkeypatch.setattr(responses, "TOOLS", ToolsMemo())
+    monkeypatch.setattr(responses, "HISTORY", HistoryMemo(max_entries=64, max_bytes=256 << 10,
+                                                          max_entry_bytes=16 << 10))
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -149,6 +151,61 @@ def test_a_refused_message_is_refused_every_time() -> None:
             anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [bad]})
         assert caught.value.status == 400 and "tool_use_id" in caught.value.message
     assert len(anthropic_in.HISTORY) == 0
+
+
+_part = st.one_of(
+    st.builds(lambda t: {"type": "input_text", "text": t}, _text),
+    st.builds(lambda t: {"type": "output_text", "text": t}, _text),
+    st.just({"type": "input_image", "image_url": "data:image/png;base64,iVBOR", "detail": "low"}),
+    st.just({"type": "input_file", "filename": "a.txt", "file_data": "aGk="}),
+    st.just({"type": "refusal", "refusal": "no"}),
+    st.just({"type": "bogus"}),
+)
+_input_item = st.one_of(
+    st.builds(lambda r, c: {"type": "message", "role": r, "content": c},
+              st.sampled_from(["user", "assistant", "developer", "system", "robot"]), _text | st.lists(_part,
+                                                                                                   max_size=3)),
+    st.builds(lambda r, c: {"role": r, "content": c}, st.sampled_from(["user", "assistant"]), _text),
+    st.builds(lambda c, n, a, ns: {"type": "function_call", "call_id": c, "name": n, "arguments": a,
+                                   **({"namespace": ns} if ns is not None else {})},
+              st.sampled_from(["c1", "c2", ""]), st.sampled_from(["read", "ls"]),
+              st.sampled_from(["{}", '{"a":1}', "", 3]),
+              st.none() | st.just("fs")),
+    st.builds(lambda c, t: {"type": "custom_tool_call", "call_id": c, "name": "apply_patch", "input": t},
+              st.sampled_from(["c3", "c4"]), _text),
+    st.builds(lambda k, o: {"type": k, "call_id": "c1", "output": o},
+              st.sampled_from(["function_call_output", "custom_tool_call_output"]),
+              _text | st.lists(_part, max_size=3) | st.just(7)),
+    st.sampled_from([{"type": "reasoning", "summary": []}, {"type": "web_search_call", "id": "ws"},
+                     {"type": "mcp_call"}, {"type": "nope"}, {"content": "no type or role"}, "not an object"]),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_input_item, min_size=1, max_size=6), st.lists(_input_item, min_size=1, max_size=3))
+def test_kept_input_items_translate_as_afresh(first: list[Any], more: list[Any]) -> None:
+    """Codex's turns (its input resent with more each time): each request translated with the memo is what
+    translating it afresh gives, and no kept translation is changed by a request (calls join a copy of a kept
+    assistant message)."""
+    memo = responses.HISTORY
+
+    def outcome(items: list[Any]) -> tuple[Any, ...]:
+        try:
+            req = responses.parse_request({"model": "m", "input": copy.deepcopy(items), "store": False})
+        except ApiError as err:
+            return ("error", err.status, err.code, err.message, err.param)
+        chat = responses.build_chat(req, [])
+        raw = chat_bytes(chat, req.tools_json, responses.HISTORY)
+        assert raw in (b"", jsoncodec.dumps(chat))
+        return (req.input_messages, req.dropped.kinds, chat)
+
+    for items in (first, first + more, first + more + first, more):
+        kept = outcome(items)
+        responses.HISTORY = _Fresh()
+        afresh = outcome(items)
+        responses.HISTORY = memo
+        assert kept == afresh
+        assert outcome(items) == afresh  # the kept translations were not changed by the requests using them
 
 
 _tool = st.builds(lambda n, d, strict: {"type": "function", "name": n, "description": d, "strict": strict,
