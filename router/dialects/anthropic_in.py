@@ -551,6 +551,7 @@ class MessagesStream(ChunkEncoder):
         self._open: str | None = None  # "text" | "thinking" | "tool_use"
         self._saw_tool = False
         self._out_bytes = 0
+        self._delta_head: bytes | None = None  # the open block's delta event up to its delta
         self._args_head: bytes | None = None  # the open tool_use block's argument delta up to its text
         self.blocks: list[dict[str, Any]] = []  # the blocks opened so far (headers only: memory stays flat however
         # long the stream runs)
@@ -575,7 +576,7 @@ class MessagesStream(ChunkEncoder):
     def _open_block(self, kind: str, block: dict[str, Any]) -> list[bytes]:
         out = self._close()
         self._index += 1
-        self._args_head = None
+        self._delta_head = self._args_head = None
         self._open = kind
         self.blocks.append(dict(block))
         out.append(sse_event("content_block_start", {"type": "content_block_start", "index": self._index,
@@ -583,8 +584,12 @@ class MessagesStream(ChunkEncoder):
         return out
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
-        return sse_event("content_block_delta", {"type": "content_block_delta", "index": self._index,
-                                                 "delta": delta})
+        """`sse_event("content_block_delta", {"type": "content_block_delta", "index": ..., "delta": delta})`, the
+        envelope encoded once per block."""
+        if self._delta_head is None:
+            self._delta_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+                                + str(self._index).encode() + b',"delta":')
+        return self._delta_head + jsoncodec.dumps(delta) + b"}\n\n"
 
     def _reasoning(self, text: str) -> list[bytes]:
         self._out_bytes += len(text.encode())

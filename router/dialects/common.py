@@ -246,11 +246,20 @@ class ChunkEncoder(ABC):
 
     def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
         out = self._start()
-        if type(doc) is StreamChunk and self._open_call is not None:
-            text = args_only(doc.delta, self._open_call)
-            if text:  # most of a streamed call: more of the open call's arguments
-                out += self._call_args(self._open_call, text)
-                return out
+        if type(doc) is StreamChunk:
+            delta = doc.delta
+            if len(delta) == 1:  # most of a stream: one more piece of text, reasoning or the open call's arguments
+                text = delta.get("content")
+                if type(text) is str:
+                    return out + self._text(text) if text else out
+                text = delta.get("reasoning_content")
+                if type(text) is str:
+                    return out + self._reasoning(text) if text else out
+            if self._open_call is not None:
+                text = args_only(delta, self._open_call)
+                if text:
+                    out += self._call_args(self._open_call, text)
+                    return out
         return self._feed_parts(doc, out)
 
     def _feed_parts(self, doc: dict[str, Any] | StreamChunk, out: list[bytes]) -> list[bytes]:
@@ -421,7 +430,7 @@ def spliced(doc: dict[str, Any], parts: dict[str, Any]) -> bytes:
 # --- translated history, once per distinct message ------------------------------------------------------------------
 
 HISTORY_ENTRIES = 4096  # messages: a few long conversations' worth
-HISTORY_BYTES = 32 << 20  # of their JSON (the key, and the translation's encoding)
+HISTORY_BYTES = 32 << 20  # counted: the key twice (it, and the texts the translation keeps), the encodings
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +480,7 @@ class HistoryMemo(Bounds):
         self.misses += 1
         turn = make(message, at)
         encoded = [_orjson_bytes(m) for m in turn.messages]
-        size = len(key) + sum(len(e) for e in encoded if e is not None)
+        size = 2 * len(key) + sum(len(e) for e in encoded if e is not None)  # the key; the texts it keeps alive
         self._entries[key] = (turn, size)
         self.bytes += size
         for m, e in zip(turn.messages, encoded, strict=True):

@@ -667,8 +667,13 @@ def response_json(req: ResponsesRequest, doc: dict[str, Any]) -> bytes:
 
 # --- stream ------------------------------------------------------------------------------------------------------
 
-_ARGS_DELTA = (b'event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta",'
-               b'"sequence_number":')
+def _delta_prefix(name: str) -> bytes:
+    return f'event: {name}\ndata: {{"type":"{name}","sequence_number":'.encode()
+
+
+_TEXT_DELTA = _delta_prefix("response.output_text.delta")
+_REASONING_DELTA = _delta_prefix("response.reasoning_text.delta")
+_ARGS_DELTA = _delta_prefix("response.function_call_arguments.delta")
 
 
 class ResponsesStream(ChunkEncoder):
@@ -688,6 +693,7 @@ class ResponsesStream(ChunkEncoder):
         self._open: dict[str, Any] | None = None  # the item being streamed
         self._tools: dict[int, dict[str, Any]] = {}
         self._args_mids: dict[int, bytes] = {}  # a call's argument delta event from its item id (b"": custom)
+        self._open_mid: bytes | None = None  # the open item's text delta event from its item id
         self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
         self._chars = 0
 
@@ -738,6 +744,7 @@ class ResponsesStream(ChunkEncoder):
 
     def _add(self, item: dict[str, Any], shown: dict[str, Any]) -> list[bytes]:
         out = self._close()
+        self._open_mid = None
         self.items.append(item)
         self._open = item
         return [*out, self._event("response.output_item.added", {"output_index": self._index(), "item": shown})]
@@ -794,12 +801,8 @@ class ResponsesStream(ChunkEncoder):
             out.append(self._event("response.content_part.added", {
                 "item_id": new["id"], "output_index": self._index(), "content_index": 0,
                 "part": {"type": "reasoning_text", "text": ""}}))
-        item = self._open
-        assert item is not None
         self._grow(text)
-        out.append(self._event("response.reasoning_text.delta", {"item_id": item["id"],
-                                                                 "output_index": self.items.index(item),
-                                                                 "content_index": 0, "delta": text}))
+        out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
         return out
 
     def _text(self, text: str) -> list[bytes]:
@@ -814,13 +817,21 @@ class ResponsesStream(ChunkEncoder):
             out.append(self._event("response.content_part.added", {
                 "item_id": new["id"], "output_index": self._index(), "content_index": 0,
                 "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
+        self._grow(text)
+        out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":[]}\n\n'))
+        return out
+
+    def _open_delta(self, prefix: bytes, text: str, tail: bytes) -> bytes:
+        """The open item's delta event (`prefix`: its name up to the sequence number; `tail`: what follows the
+        delta), as `_event` writes it, with the item's part encoded once per item."""
         item = self._open
         assert item is not None
-        self._grow(text)
-        out.append(self._event("response.output_text.delta", {"item_id": item["id"],
-                                                              "output_index": self.items.index(item),
-                                                              "content_index": 0, "delta": text, "logprobs": []}))
-        return out
+        if self._open_mid is None:
+            self._open_mid = (b',"item_id":' + jsoncodec.dumps(item["id"]) + b',"output_index":'
+                              + str(self.items.index(item)).encode() + b',"content_index":0,"delta":')
+        seq = self._seq
+        self._seq += 1
+        return prefix + str(seq).encode() + self._open_mid + jsoncodec.dumps(text) + tail
 
     def _call_start(self, call: ToolFragment) -> list[bytes]:
         item = self._tools[call.index] = _call_item(call.id, call.name, "", status="in_progress")

@@ -243,13 +243,18 @@ def test_response_json_is_the_response_encoded(tools: list[dict[str, Any]], meta
 # --- streamed calls: argument deltas from envelopes encoded once per call ----------------------------------------
 
 class _OldMessages(anthropic_in.MessagesStream):
-    """The encoder before: every delta unpacked through the chunk's parts, every event encoded whole."""
+    """The encoder before: every delta unpacked through the chunk's parts, every event encoded whole (the
+    Responses deltas as its `_event` wrote them)."""
 
     def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
         return self._feed_parts(doc, self._start())
 
     def _call_args(self, index: int, text: str) -> list[bytes]:
         return [self._delta({"type": "input_json_delta", "partial_json": text})]
+
+    def _delta(self, delta: dict[str, Any]) -> bytes:
+        return sse_event("content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                                 "delta": delta})
 
 
 class _OldResponses(responses.ResponsesStream):
@@ -263,6 +268,16 @@ class _OldResponses(responses.ResponsesStream):
             return []
         return [self._event("response.function_call_arguments.delta", {
             "item_id": item["id"], "output_index": self.items.index(item), "delta": text})]
+
+    def _open_delta(self, prefix: bytes, text: str, tail: bytes) -> bytes:
+        item = self._open
+        assert item is not None
+        if prefix.startswith(b"event: response.output_text.delta"):
+            return self._event("response.output_text.delta", {
+                "item_id": item["id"], "output_index": self.items.index(item), "content_index": 0, "delta": text,
+                "logprobs": []})
+        return self._event("response.reasoning_text.delta", {
+            "item_id": item["id"], "output_index": self.items.index(item), "content_index": 0, "delta": text})
 
 
 _piece = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)
