@@ -66,11 +66,18 @@ def finder_for(index: ToolIndex) -> CandidateFinder:
     return CandidateFinder(ALL_KINDS if index else NATIVE_ONLY, index.resolve)
 
 
+def finders(index: ToolIndex) -> tuple[CandidateFinder, CandidateFinder]:
+    """The index's candidate finders (all kinds, and those inside <think>): stateless, so made once per index (an
+    index is cached per tools list) and shared by the one-shot repair and the stream's repairer."""
+    found: tuple[CandidateFinder, CandidateFinder] | None = index.memo.get("finders")
+    if found is None:
+        found = index.memo["finders"] = (finder_for(index), CandidateFinder(INSIDE_THINK, index.resolve))
+    return found
+
+
 def make_ctx(text: str, index: ToolIndex, prefer: str | None, budget: salvage.Budget) -> Ctx:
-    finders = index.memo.get("finders")
-    if finders is None:  # stateless, so made once per index (an index is cached per tools list)
-        finders = index.memo["finders"] = (finder_for(index), CandidateFinder(INSIDE_THINK, index.resolve))
-    return Ctx(index, budget, prefer, text, finders[0], finders[1])
+    finder, inner = finders(index)
+    return Ctx(index, budget, prefer, text, finder, inner)
 
 
 def segment(text: str, ctx: Ctx) -> list[str | Segment]:

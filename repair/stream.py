@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from repair.core import (
-    INSIDE_THINK,
     THINK_CLOSE,
     THINK_OPEN,
     _choice,
     _default_id,
     check_options,
-    finder_for,
+    finders,
     repair_message,
 )
 from repair.incremental import ARR as _ARR
@@ -39,7 +38,7 @@ from repair.incremental import (
     ToolCallStart,
 )
 from repair.index import ToolIndex
-from repair.markers import MATCH, NO, PARTIAL, CandidateFinder
+from repair.markers import MATCH, NO, PARTIAL
 from repair.types import (
     ContentDelta,
     ReasoningDelta,
@@ -60,7 +59,7 @@ class StreamRepairer:
                  format: str = "auto", mode: str = "repair", id_factory: Callable[[int], str] | None = None,
                  incremental: bool = False, max_chars: int | None = None) -> None:
         self._index = ToolIndex.of(tools)
-        self._finder, self._inner_finder = _finders(self._index)
+        self._finder, self._inner_finder = finders(self._index)
         self._opts: dict[str, Any] = {"tool_choice": tool_choice, "parallel_tool_calls": parallel_tool_calls,
                                       "format": format, "mode": mode, "id_factory": id_factory}
         check_options(format, mode)
@@ -442,15 +441,6 @@ class StreamRepairer:
     def _check_open(self) -> None:
         if self._result is not None:
             raise RuntimeError("the stream is finished")
-
-
-def _finders(index: ToolIndex) -> tuple[CandidateFinder, CandidateFinder]:
-    """The index's candidate finders (all kinds, and those inside <think>): stateless, so made once per index
-    and shared with the one-shot repair (`core.make_ctx` keeps them under the same memo key)."""
-    finders: tuple[CandidateFinder, CandidateFinder] | None = index.memo.get("finders")
-    if finders is None:
-        finders = index.memo["finders"] = (finder_for(index), CandidateFinder(INSIDE_THINK, index.resolve))
-    return finders
 
 
 def _plain_result(text: str | None, reasoning: str | None) -> RepairResult:
