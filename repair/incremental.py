@@ -444,3 +444,16 @@ class ArgsEmitter:
         elif self._value_pending:
             out += "null"
         return out + "}"
+
+
+# a string's text whose one-character escapes re-encode as written (`json.dumps` writes \" \\ \b \f \n \r \t so, but not
+# \/ or \u, and it escapes every control character): the same text after a decode and a re-encode
+_VERBATIM = re.compile(r'[^"\\\x00-\x1f]*(?:\\["\\bfnrt][^"\\\x00-\x1f]*)*')
+
+
+def string_run(events: JsonEvents, emitter: ArgsEmitter, text: str) -> bool:
+    """Whether `emitter.feed(events.feed(text))` is `text` itself, leaving both as they were: both are inside a
+    string value that goes out as it arrives (see `ArgsEmitter`), and `text` is such a string's text only (no
+    closing quote, no escape cut at its end, none that re-encodes otherwise)."""
+    return events._state == _IN_STR and not events._str_is_key and not events._high and emitter._in_str \
+        and not emitter.broken and not emitter.closed and _VERBATIM.fullmatch(text) is not None

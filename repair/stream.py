@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from repair import salvage
 from repair.core import (
     THINK_CLOSE,
     THINK_OPEN,
+    _canonical,
     _choice,
     _default_id,
     check_options,
@@ -36,6 +38,7 @@ from repair.incremental import (
     JsonEvents,
     ToolArgsDelta,
     ToolCallStart,
+    string_run,
 )
 from repair.index import ToolIndex
 from repair.markers import MATCH, NO, PARTIAL
@@ -239,9 +242,14 @@ class StreamRepairer:
             assigned = {st.index: st.id for st in self._started}
             # the arguments as the pieces streamed add up to them (canonical_arguments), decoded once
             opts = {**opts, "id_factory": lambda k: assigned.get(k) or self._make_id(k), "canonical": True}
-        if self._plain and not self._tail and upstream_calls is None and self._choice_kind in ("auto", "none"):
-            result = _plain_result(full if self._fed else None, upstream_reasoning)
-        else:
+        result = None
+        if self._plain and not self._tail:  # no candidate begins in the text (see `_plain_result`)
+            if upstream_calls is None:
+                if self._choice_kind in ("auto", "none"):
+                    result = _plain_result(full if self._fed else None, upstream_reasoning)
+            else:
+                result = self._clean_calls(full if self._fed else None, upstream_reasoning, opts["id_factory"])
+        if result is None:
             result = repair_message(full if self._fed else None, self._index, tool_calls=upstream_calls,
                                     reasoning_content=upstream_reasoning, **opts)
         self._result = result
@@ -263,6 +271,47 @@ class StreamRepairer:
                 events.append(ToolCallDelta(i, c["id"], c["function"]["name"], c["function"]["arguments"]))
             return events
         return events + self._finish_calls(result.tool_calls)
+
+    def _clean_calls(self, text: str | None, reasoning: str | None,
+                     make_id: Callable[[int], str] | None) -> RepairResult | None:
+        """`repair_message`'s result for a text in which no candidate begins and upstream calls that need no
+        repair: each names a declared tool exactly and its arguments are strict JSON for an object that validates
+        as it is, and tool_choice and parallel_tool_calls keep them all. None when any of that does not hold (the
+        one-shot repair decides then). What it skips: segmenting the text, which gives the text itself (as in
+        `_plain_result`), and the attempt bookkeeping; every call is still decoded and validated."""
+        index, kind, parts = self._index, self._choice_kind, self._tool_parts
+        if not index or kind == "none" or self._opts["mode"] != "repair" or (not self._parallel and len(parts) > 1):
+            return None
+        make_id = make_id or _default_id
+        calls: list[dict[str, Any]] = []
+        used: set[str] = set()
+        for idx in sorted(parts):
+            part = parts[idx]
+            name = part.name
+            if part.obj is not None or not part.has_args or index.resolve(name) != name \
+                    or (kind == "named" and name != self._named):
+                return None
+            tool = index.get(name)
+            tool.validator()
+            wire = "".join(part.pieces)
+            got = salvage.loads(wire) if wire.strip() and not tool.schema_notes else None
+            if type(got) is not salvage.Decoded or got.repairs or type(got.value) is not dict:
+                return None
+            args, coerced, error = tool.conform(got.value)
+            if coerced or error is not None:
+                return None
+            call_id = part.id
+            if not call_id or call_id in used:  # repair_message's fresh id
+                k = len(calls)
+                call_id = make_id(k)
+                while call_id in used and k < len(calls) + 1000:
+                    k += 1
+                    call_id = make_id(k)
+            used.add(call_id)
+            arguments = _canonical(args, wire) if self._incremental else wire
+            calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
+        return RepairResult(content=text or None, tool_calls=calls, reasoning_content=reasoning or None, repairs=[],
+                            errors=[], format=None)
 
     def _finish_calls(self, calls: list[dict[str, Any]]) -> list[Event]:
         """The rest of each started call (or its completion and a report when it failed after its header), then
@@ -379,6 +428,10 @@ class StreamRepairer:
             nat.started.native = True
             events.append(ev)
         st = nat.started
+        if string_run(nat.json, st.emitter, args):  # the usual piece, inside a string value: out as it came
+            st.sent.append(args)
+            events.append(ToolArgsDelta(st.index, args))
+            return events
         try:
             piece = st.emitter.feed(nat.json.feed(args))
         except JsonBroken:
