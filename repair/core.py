@@ -261,6 +261,19 @@ def _default_id(_: int) -> str:
     return "call_" + secrets.token_hex(12)
 
 
+def fresh_id(call_id: str | None, used: set[str], n: int, make_id: Callable[[int], str]) -> str:
+    """The id of the `n`th call out: the upstream's `call_id` when it has one not used yet, else a new one from
+    `make_id` (from `n` on); added to `used`."""
+    if not call_id or call_id in used:
+        k = n
+        call_id = make_id(k)
+        while call_id in used and k < n + 1000:
+            k += 1
+            call_id = make_id(k)
+    used.add(call_id)
+    return call_id
+
+
 # --- assembly --------------------------------------------------------------------------------------------------
 
 def _collect(items: list[str | Segment], in_think: bool, out: list[_Attempt]) -> None:
@@ -393,14 +406,7 @@ def repair_message(
             continue
         att.status = "promoted"
         repairs.extend(RepairIssue(r.kind, r.detail, att.ordinal) for r in att.repairs)
-        call_id = att.raw.call_id
-        if not call_id or call_id in used_ids:
-            k = len(out_calls)
-            call_id = make_id(k)
-            while call_id in used_ids and k < len(out_calls) + 1000:
-                k += 1
-                call_id = make_id(k)
-        used_ids.add(call_id)
+        call_id = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
         out_calls.append({"id": call_id, "type": "function",
                           "function": {"name": att.name, "arguments": att.arguments}})
     if kind in ("required", "named") and not out_calls:

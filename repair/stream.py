@@ -22,6 +22,7 @@ from repair.core import (
     _default_id,
     check_options,
     finders,
+    fresh_id,
     repair_message,
 )
 from repair.incremental import ARR as _ARR
@@ -300,14 +301,7 @@ class StreamRepairer:
             args, coerced, error = tool.conform(got.value)
             if coerced or error is not None:
                 return None
-            call_id = part.id
-            if not call_id or call_id in used:  # repair_message's fresh id
-                k = len(calls)
-                call_id = make_id(k)
-                while call_id in used and k < len(calls) + 1000:
-                    k += 1
-                    call_id = make_id(k)
-            used.add(call_id)
+            call_id = fresh_id(part.id, used, len(calls), make_id)
             arguments = _canonical(args, wire) if self._incremental else wire
             calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
         return RepairResult(content=text or None, tool_calls=calls, reasoning_content=reasoning or None, repairs=[],

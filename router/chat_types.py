@@ -170,6 +170,15 @@ def parse_chunk(doc: Mapping[str, Any]) -> Chunk:
     return Chunk(tuple([_part(c) for c in choices if isinstance(c, dict) and c.get("index", 0) == 0]), usage)
 
 
+def chunk_parts(doc: Mapping[str, Any]) -> tuple[ChunkPart, ...]:
+    """`parse_chunk(doc).parts` (for a reader that took the usage already), the usual shape without a `Chunk`."""
+    choices = doc.get("choices")
+    if type(choices) is list and len(choices) == 1 and type(choice := choices[0]) is dict \
+            and choice.get("index", 0) == 0:
+        return (_part(choice),)
+    return parse_chunk(doc).parts
+
+
 class ArgsPiece(NamedTuple):
     """An argument-only tool-call chunk, as the upstream reader hands it over: the piece `text` of the arguments of
     the call with index `call` (the chunk's one delta `{"index": call, "function": {"arguments": text}}`)."""

@@ -28,7 +28,7 @@ from repair.validate import Reported, StreamValidator, ValidateEvent, validate_m
 
 from . import jsoncodec, relay
 from .capture import ToolOutput
-from .chat_types import ArgsPiece, ChatRequest, ChunkPart, StreamChunk, member, parse_chunk, stream_head
+from .chat_types import ArgsPiece, ChatRequest, ChunkPart, StreamChunk, chunk_parts, member, stream_head
 from .config.model import RepairPolicy
 from .context import RequestContext
 from .dispatch import Opened, dispatch
@@ -395,6 +395,23 @@ class _Envelope:
             head = self._head = stream_head(jsoncodec.dumps(self.base))
         return StreamChunk(head, delta)
 
+    def chunks_of(self, events: list[ValidateEvent]) -> list[StreamChunk]:
+        """The repairer's events as stream chunks."""
+        head = self._head
+        if head is None:
+            head = self._head = stream_head(jsoncodec.dumps(self.base))
+        if len(events) == 1:  # the usual prose event or argument piece: what stream_deltas makes of it
+            event = events[0]
+            if type(event) is ContentDelta:
+                return [StreamChunk(head, {"content": event.text})] if event.text else []
+            if type(event) is ToolArgsDelta:
+                return [StreamChunk(head, {"tool_calls": [{"index": event.index, "function": {
+                    "arguments": event.text}}]})] if event.text else []
+        deltas, calls = stream_deltas(events)
+        if calls:
+            self.calls_sent = True
+        return [StreamChunk(head, d) for d in deltas]
+
     def absorb(self, doc: dict[str, Any]) -> None:
         """The upstream chunk's envelope members and usage (which the reader already counted: `UpstreamReader`)."""
         base = self.base
@@ -494,21 +511,6 @@ def _finish_reason(upstream: str | None, calls: bool) -> str:
     return "stop" if upstream in (None, "tool_calls") else upstream
 
 
-def _chunks_of(events: list[ValidateEvent], env: _Envelope) -> list[StreamChunk]:
-    """The repairer's events as stream chunks."""
-    if len(events) == 1:  # the usual prose event or argument piece: what stream_deltas makes of it
-        event = events[0]
-        if type(event) is ContentDelta:
-            return [env.stream_chunk({"content": event.text})] if event.text else []
-        if type(event) is ToolArgsDelta:
-            return [env.stream_chunk({"tool_calls": [{"index": event.index, "function": {"arguments": event.text}}]})
-                    ] if event.text else []
-    deltas, calls = stream_deltas(events)
-    if calls:
-        env.calls_sent = True
-    return [env.stream_chunk(d) for d in deltas]
-
-
 def _content(repairer: StreamRepairer | StreamValidator, text: str, env: _Envelope, raw: list[str] | None,
              max_chars: int) -> list[ValidateEvent]:
     if raw is not None and env.raw_size < max_chars:
@@ -547,25 +549,26 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
         out: Items = []
         for doc in docs:
             if type(doc) is str:  # a content-only chunk with the envelope already taken (see UpstreamReader.docs)
-                if doc and (events := _content(repairer, doc, env, raw, max_chars)):
-                    out += _chunks_of(events, env)
+                if doc and (events := repairer.feed(doc) if raw is None else _content(repairer, doc, env, raw,
+                                                                                      max_chars)):
+                    out += env.chunks_of(events)
                 continue
             if type(doc) is ArgsPiece:  # likewise an argument-only tool-call chunk: its call and piece
                 events = repairer.feed_arguments(doc.call, doc.text) if type(repairer) is StreamRepairer \
                     else repairer.feed_tool_calls((doc.delta,))
                 if events:
-                    out += _chunks_of(events, env)
+                    out += env.chunks_of(events)
                 continue
             env.absorb(doc)
             if engine and isinstance(repairer, StreamValidator) and (reported := chunk_report(doc)) is not None:
                 repairer.report(reported)
-            for part in parse_chunk(doc).parts:
+            for part in chunk_parts(doc):
                 events = _fed(repairer, part, env, raw, max_chars)
                 if events:
-                    out += _chunks_of(events, env)
+                    out += env.chunks_of(events)
         if out:
             yield checker.batch(out)
-    final: Items = [*_chunks_of(repairer.finish(), env)]
+    final: Items = [*env.chunks_of(repairer.finish())]
     _finished(repairer, env, ex, body, policy, raw)
     yield checker.end(repairer.result, final)
 

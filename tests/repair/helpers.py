@@ -9,6 +9,34 @@ from typing import Any
 from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, repair_message
 
 
+def run_stream(steps: list[tuple[str, Any]], opts: dict[str, Any], *, direct: bool = True,
+               one_shot: bool = False) -> list[Any]:
+    """A StreamRepairer over the declared corpus tools fed (kind, payload) steps: "content", "reasoning", "call" (a
+    tool-call delta), "args" ((index, piece): `feed_arguments`, or with `direct` false the same delta through
+    `feed_tool_calls`); `one_shot`: finished through the one-shot repair over the whole answer (no shortcut).
+    Returns the events, the result and the after-header issues."""
+    from tests.repair.corpus import TOOLS
+
+    sr = StreamRepairer(TOOLS, id_factory=ids, **opts)
+    out: list[Any] = []
+    for kind, payload in steps:
+        if kind == "content":
+            out += sr.feed(payload)
+        elif kind == "reasoning":
+            out += sr.feed_reasoning(payload)
+        elif kind == "call":
+            out += sr.feed_tool_calls([payload])
+        elif direct:
+            out += sr.feed_arguments(*payload)
+        else:
+            index, piece = payload
+            out += sr.feed_tool_calls([{"index": index, "function": {"arguments": piece}}])
+    if one_shot:
+        sr._plain = False
+    out += sr.finish()
+    return [*out, sr.result, sr.after_header]
+
+
 def ids(i: int) -> str:
     return f"call_{i}"
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import repair.stream as stream_mod
 from repair import StreamRepairer
 from tests.repair.corpus import TOOLS
-from tests.repair.helpers import ids
+from tests.repair.helpers import ids, run_stream
 from tests.repair.test_feed_arguments import ARGS
 
 NAMES = ["read_file", "read_file", "run_shell", "search", "get_weather", "get_time", "write_file", "Read_File",
@@ -52,38 +52,17 @@ def call_stream(draw: st.DrawFn) -> list[tuple[str, Any]]:
             header["id"] = draw(st.sampled_from(["call_a", "call_a", "call_b", "", "call_1"]))
         if draw(st.integers(min_value=0, max_value=9)) == 0:
             header["function"]["arguments"] = args
-            steps.append(("delta", header))
+            steps.append(("call", header))
             continue
         if draw(st.booleans()):
             header["function"]["arguments"] = ""
-        steps.append(("delta", header))
+        steps.append(("call", header))
         text = _text(args, draw(st.sampled_from([0, 1, 2, 3, 4, 5, 5])),
                      draw(st.sampled_from([0, 0, 0, 0, 0, 1, 2, 3])))
         cuts = sorted(set(draw(st.lists(st.integers(min_value=0, max_value=len(text)), max_size=14))))
         for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True):
             steps.append(("args", (index, text[a:b])))
     return steps
-
-
-def _run(steps: list[tuple[str, Any]], general: bool, opts: dict[str, Any], direct: bool = True) -> list[Any]:
-    sr = StreamRepairer(TOOLS, id_factory=ids, **opts)
-    out: list[Any] = []
-    for kind, payload in steps:
-        if kind == "content":
-            out += sr.feed(payload)
-        elif kind == "reasoning":
-            out += sr.feed_reasoning(payload)
-        elif kind == "delta":
-            out += sr.feed_tool_calls([payload])
-        elif direct:
-            out += sr.feed_arguments(*payload)
-        else:
-            index, piece = payload
-            out += sr.feed_tool_calls([{"index": index, "function": {"arguments": piece}}])
-    if general:
-        sr._plain = False  # the one-shot repair over the whole answer, as before
-    out += sr.finish()
-    return [*out, sr.result, sr.after_header]
 
 
 OPTIONS = [st.booleans(), st.sampled_from([None, "auto", "required", "none",
@@ -100,7 +79,7 @@ def test_clean_calls_finish_as_the_one_shot_repair_would(steps: list[tuple[str, 
                                                          max_chars: int | None, direct: bool) -> None:
     opts = {"incremental": incremental, "tool_choice": tool_choice, "parallel_tool_calls": parallel, "mode": mode,
             "format": fmt, "max_chars": max_chars}
-    assert _run(steps, False, opts, direct) == _run(steps, True, opts, direct)
+    assert run_stream(steps, opts, direct=direct) == run_stream(steps, opts, direct=direct, one_shot=True)
 
 
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -110,10 +89,10 @@ def test_string_runs_stream_as_the_reader_and_emitter_would(steps: list[tuple[st
                                                             max_chars: int | None, direct: bool) -> None:
     opts = {"incremental": incremental, "tool_choice": tool_choice, "parallel_tool_calls": parallel, "mode": mode,
             "format": fmt, "max_chars": max_chars}
-    fast = _run(steps, False, opts, direct)
+    fast = run_stream(steps, opts, direct=direct)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(stream_mod, "string_run", lambda *_: False)
-        assert fast == _run(steps, False, opts, direct)
+        assert fast == run_stream(steps, opts, direct=direct)
 
 
 def test_a_clean_call_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,13 +121,13 @@ def test_a_clean_call_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> Non
     ['{"path": "a', "b\\n\\\"c\\\\d\\b\\f\\r\\t é 日本 \x7f", '"}'],
 ])
 def test_string_runs_only_what_reencodes_as_written(pieces: list[str]) -> None:
-    steps: list[tuple[str, Any]] = [("delta", {"index": 0, "id": "call_a", "type": "function",
+    steps: list[tuple[str, Any]] = [("call", {"index": 0, "id": "call_a", "type": "function",
                                                "function": {"name": "read_file"}})]
     steps += [("args", (0, p)) for p in pieces]
-    fast = _run(steps, False, {"incremental": True})
+    fast = run_stream(steps, {"incremental": True})
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(stream_mod, "string_run", lambda *_: False)
-        assert fast == _run(steps, False, {"incremental": True})
+        assert fast == run_stream(steps, {"incremental": True})
 
 
 @pytest.mark.parametrize("incremental", [False, True])
@@ -156,6 +135,7 @@ def test_string_runs_only_what_reencodes_as_written(pieces: list[str]) -> None:
 def test_clean_calls_ids_as_the_one_shot_repair_gives_them(incremental: bool, call_ids: tuple[str, ...]) -> None:
     steps: list[tuple[str, Any]] = []
     for i, call_id in enumerate(call_ids):
-        steps.append(("delta", {"index": i, "id": call_id, "type": "function", "function": {"name": "get_time"}}))
+        steps.append(("call", {"index": i, "id": call_id, "type": "function", "function": {"name": "get_time"}}))
         steps.append(("args", (i, "{}")))
-    assert _run(steps, False, {"incremental": incremental}) == _run(steps, True, {"incremental": incremental})
+    opts = {"incremental": incremental}
+    assert run_stream(steps, opts) == run_stream(steps, opts, one_shot=True)

@@ -10,9 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repair import StreamRepairer
-from tests.repair.corpus import TOOLS
-from tests.repair.helpers import ids
+from tests.repair.helpers import run_stream
 
 ARGS = [
     {"path": "/etc/hosts"}, {"path": "a.py", "limit": 10}, {"path": "a.py", "limit": "10"}, {"path": 3},
@@ -29,7 +27,7 @@ def _text(args: dict[str, Any], spaced: bool, broken: int) -> str:
 
 @st.composite
 def native_stream(draw: st.DrawFn) -> list[tuple[str, Any]]:
-    """(kind, payload) steps: ("delta", a tool-call delta) or ("args", (index, piece)), with content between."""
+    """(kind, payload) steps: ("call", a tool-call delta) or ("args", (index, piece)), with content between."""
     steps: list[tuple[str, Any]] = []
     for index in range(draw(st.integers(min_value=1, max_value=3))):
         if draw(st.booleans()):
@@ -40,30 +38,13 @@ def native_stream(draw: st.DrawFn) -> list[tuple[str, Any]]:
             header["id"] = draw(st.sampled_from(["call_a", "call_b", ""]))
         if draw(st.booleans()):
             header["function"]["arguments"] = ""
-        steps.append(("delta", header))
+        steps.append(("call", header))
         text = _text(draw(st.sampled_from(ARGS)), draw(st.booleans()), draw(st.integers(min_value=0, max_value=3)))
         cuts = sorted(set(draw(st.lists(st.integers(min_value=0, max_value=len(text)), max_size=12))))
         pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
         for piece in pieces:
             steps.append(("args", (index, piece)))
     return steps
-
-
-def _run(steps: list[tuple[str, Any]], direct: bool, opts: dict[str, Any]) -> list[Any]:
-    sr = StreamRepairer(TOOLS, id_factory=ids, **opts)
-    out: list[Any] = []
-    for kind, payload in steps:
-        if kind == "content":
-            out += sr.feed(payload)
-        elif kind == "delta":
-            out += sr.feed_tool_calls([payload])
-        elif direct:
-            out += sr.feed_arguments(*payload)
-        else:
-            index, piece = payload
-            out += sr.feed_tool_calls([{"index": index, "function": {"arguments": piece}}])
-    out += sr.finish()
-    return [*out, sr.result, sr.after_header]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -75,4 +56,4 @@ def test_feed_arguments_is_feed_tool_calls_of_that_delta(steps: list[tuple[str, 
                                                          ) -> None:
     opts = {"incremental": incremental, "tool_choice": tool_choice, "parallel_tool_calls": parallel,
             "max_chars": max_chars}
-    assert _run(steps, True, opts) == _run(steps, False, opts)
+    assert run_stream(steps, opts) == run_stream(steps, opts, direct=False)

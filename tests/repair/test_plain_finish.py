@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import repair.stream as stream_mod
 from repair import StreamRepairer
 from tests.repair.corpus import TOOLS
-from tests.repair.helpers import ids
+from tests.repair.helpers import run_stream
 from tests.repair.regression import load
 from tests.repair.test_properties import FRAGMENTS
 from tests.repair.test_quick_scan import WORDS
@@ -41,22 +41,6 @@ def text_stream(draw: st.DrawFn) -> list[tuple[str, Any]]:
     return steps
 
 
-def _run(steps: list[tuple[str, Any]], shortcut: bool, opts: dict[str, Any]) -> list[Any]:
-    sr = StreamRepairer(TOOLS, id_factory=ids, **opts)
-    out: list[Any] = []
-    for kind, payload in steps:
-        if kind == "content":
-            out += sr.feed(payload)
-        elif kind == "reasoning":
-            out += sr.feed_reasoning(payload)
-        else:
-            out += sr.feed_tool_calls([payload])
-    if not shortcut:
-        sr._plain = False  # the one-shot repair over the whole text, as before
-    out += sr.finish()
-    return [*out, sr.result, sr.after_header]
-
-
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text_stream(), st.booleans(), st.sampled_from([None, "auto", "required", "none",
                                                        {"type": "function", "function": {"name": "read_file"}}]),
@@ -65,7 +49,7 @@ def test_a_plain_stream_finishes_as_the_one_shot_repair_would(steps: list[tuple[
                                                               tool_choice: Any, mode: str, max_chars: int | None,
                                                               ) -> None:
     opts = {"incremental": incremental, "tool_choice": tool_choice, "mode": mode, "max_chars": max_chars}
-    assert _run(steps, True, opts) == _run(steps, False, opts)
+    assert run_stream(steps, opts) == run_stream(steps, opts, one_shot=True)
 
 
 @pytest.mark.parametrize("incremental", [False, True])
@@ -75,8 +59,8 @@ def test_corpus_streams_finish_the_same(incremental: bool) -> None:
         text = case.text
         cuts = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, rng.choice((1, 3, 8, 30)))))
         steps = [("content", text[a:b]) for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
-        assert _run(steps, True, {"incremental": incremental}) == _run(steps, False, {"incremental": incremental}), \
-            case.id
+        opts = {"incremental": incremental}
+        assert run_stream(steps, opts) == run_stream(steps, opts, one_shot=True), case.id
 
 
 def test_plain_prose_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch) -> None:
