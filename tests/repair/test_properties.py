@@ -160,10 +160,9 @@ def _reference_scan(finder, text: str, start: int) -> tuple[int, int]:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts, st.integers(min_value=0, max_value=40))
 def test_stream_scan_agrees_with_one_partial_search(text: str, start: int) -> None:
-    from repair.core import INSIDE_THINK
+    from repair.core import INSIDE_THINK, finder_for
     from repair.index import ToolIndex
     from repair.markers import CandidateFinder
-    from repair.stream import finder_for
 
     index = ToolIndex.of(TOOLS)
     start = min(start, len(text))
