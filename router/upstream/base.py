@@ -107,12 +107,19 @@ async def read_limited(resp: aiohttp.ClientResponse, limit: int | None) -> bytes
         return await resp.read()
     parts: list[bytes] = []
     size = 0
-    async for chunk in resp.content.iter_any():
+    content = resp.content
+    while True:  # what has arrived taken at once; a wait only when nothing has (`iter_any` without its layers)
+        chunk = content.read_nowait()
+        if not chunk:
+            if content.at_eof():
+                return b"".join(parts)
+            chunk = await content.readany()
+            if not chunk:
+                return b"".join(parts)
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(f"Upstream body larger than {limit} bytes.")
         parts.append(chunk)
-    return b"".join(parts)
 
 
 class UpstreamUnavailable(Exception):
