@@ -2,10 +2,11 @@
 would not. On a coding agent's 40 KB request, parsing and encoding with the standard library was a third of the
 router's time (py-spy, bench/proxy); orjson does each several times faster.
 
-`loads` takes the standard library's way for a body with an integer of 20 or more digits (orjson would turn it
-into a float) or a `\\uD800`-style escape (orjson refuses lone surrogates; the caller reports them itself).
-NaN, Infinity and numbers that overflow a double are refused either way. `dumps` gives compact UTF-8 and falls
-back to the standard library for what orjson cannot encode (integers beyond 64 bits, non-string keys).
+`loads` takes the standard library's way for a body with an integer of 20 or more digits, or a negative one of
+19 (orjson reads integers in [-2^63, 2^64) and turns one outside into a float), or a `\\uD800`-style escape
+(orjson refuses lone surrogates; the caller reports them itself). NaN, Infinity and numbers that overflow a
+double are refused either way. `dumps` gives compact UTF-8 and falls back to the standard library for what orjson
+cannot encode (integers beyond 64 bits, non-string keys).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; this keeps a broken install working
     orjson = None  # type: ignore[assignment]
 
-_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit -> "0", anything else -> " "
+# every digit -> "0", a minus sign kept, anything else -> " "
+_DIGITS = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))
 _LONG_INT = b"0" * 20
-_STRIDE = 5
-_SPOT = b"0" * (len(_LONG_INT) // _STRIDE)  # a run of 20 covers exactly 4 multiples of 5
+_LONG_NEGATIVE = b"-" + b"0" * 19  # below -2^63 takes 19 digits
+_STRIDE = 4
+_SPOT = b"0" * 4  # a run of 19 or more covers at least 4 multiples of 4
 _MAX_SPOTS = 16  # places looked at one by one before the whole text is
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
@@ -92,19 +95,24 @@ def loads_without_surrogates(raw: bytes) -> Any:
 
 
 def has_long_int(raw: bytes) -> bool:
-    """Whether `raw` holds a run of 20 digits (an integer orjson would read as a float, or a harmless string).
-    Such a run covers four consecutive multiples of 5, so every 5th byte is looked at first and only the places
-    where four of those in a row are digits are looked at whole (numbered lines, dates and ids rarely make one)."""
+    """Whether `raw` holds a run of 20 digits or a minus sign and 19 (an integer orjson would read as a float, or a
+    harmless string). Such a run covers at least four consecutive multiples of 4, so every 4th byte is looked at
+    first and only the places where four of those in a row are digits are looked at whole (numbered lines, dates
+    and ids rarely make one)."""
     sample = raw[::_STRIDE].translate(_DIGITS)
     at = sample.find(_SPOT)
     for _ in range(_MAX_SPOTS):
         if at < 0:
             return False
         start = at * _STRIDE
-        if _LONG_INT in raw[max(0, start - _STRIDE):start + 5 * _STRIDE].translate(_DIGITS):
+        if _is_long(raw[max(0, start - _STRIDE):start + 6 * _STRIDE].translate(_DIGITS)):
             return True
         at = sample.find(_SPOT, at + 1)
-    return at >= 0 and _LONG_INT in raw.translate(_DIGITS)  # digits everywhere: one pass over it all
+    return at >= 0 and _is_long(raw.translate(_DIGITS))  # digits everywhere: one pass over it all
+
+
+def _is_long(shape: bytes) -> bool:
+    return _LONG_INT in shape or _LONG_NEGATIVE in shape
 
 
 def has_surrogate_escape(raw: bytes) -> bool:

@@ -14,6 +14,7 @@ from ..dialects import anthropic_in as dialect
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
+from ..state import STATE
 from . import common
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
@@ -23,14 +24,15 @@ COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "
 async def create_message(request: web.Request) -> web.StreamResponse:
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await read_body(request, rt, ex)
-        req = dialect.parse_request(body)
+        memos = request.app[STATE].messages_memos
+        req = dialect.parse_request(body, memos)
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
         ctx = common.resolve(request, rt, ex, key, req.model)
         kinds = route_kinds(ctx)
         chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds, req.effort)}, kinds)
-        reply = await chat_reply(ctx, chat, req.stream, req.tools_json, dialect.HISTORY)
+        reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)
         headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers,
                    **req.dropped.header()}
         if reply.doc is not None:
@@ -47,7 +49,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     per token of text, tool definitions and tool calls, plus 1600 per image."""
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
-        req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, count_only=True)
+        req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, request.app[STATE].messages_memos,
+                                    count_only=True)
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
         ctx = common.resolve(request, rt, ex, key, req.model)

@@ -96,7 +96,8 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> 
 async def create_response(request: web.Request) -> web.StreamResponse:
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await read_body(request, rt, ex)
-        req = dialect.parse_request(body)
+        memos = request.app[STATE].responses_memos
+        req = dialect.parse_request(body, memos)
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
@@ -112,7 +113,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         conversation = history + req.input_messages
         resp_id = new_id("resp_")
         chat = fit_to_route(dialect.build_chat(req, history), route_kinds(ctx))
-        reply = await chat_reply(ctx, chat, req.stream, req.tools_json, dialect.HISTORY)
+        reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)
         headers = {"x-request-id": ex.request_id, **reply.headers, **req.dropped.header()}
         if reply.doc is not None:
             items, finish = dialect.output_items(reply.doc, req.client_tools)
@@ -210,7 +211,8 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     model would read: instructions, stored history, input and tool definitions."""
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         body = await common.read_noted(request, rt, ex)
-        req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"})
+        memos = request.app[STATE].responses_memos
+        req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, memos)
         common.resolve(request, rt, ex, key, req.model)
         history: list[dict[str, Any]] = []
         if req.previous_response_id:

@@ -19,6 +19,7 @@ from .common import (
     ChunkEncoder,
     Dropped,
     HistoryMemo,
+    Memos,
     ToolsJson,
     ToolsMemo,
     Turn,
@@ -65,8 +66,12 @@ class MessagesRequest:
 
 # --- request -----------------------------------------------------------------------------------------------------
 
-def parse_request(body: dict[str, Any], *, count_only: bool = False) -> MessagesRequest:
-    """Validate a Messages request (400s name the field) and translate it to the chat form."""
+def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
+                  count_only: bool = False) -> MessagesRequest:
+    """Validate a Messages request (400s name the field) and translate it to the chat form; translations of its
+    history messages and tools list found in and kept by `memos` (none: made for this request only)."""
+    if memos is None:
+        memos = Translations()
     model = check_type(body, "model", str, "a string", required=True)
     if not model:
         raise invalid("'model' must be a non-empty string.", "model", "missing_field")
@@ -92,11 +97,11 @@ def parse_request(body: dict[str, Any], *, count_only: bool = False) -> Messages
     if system:
         out.append({"role": "system", "content": system})
     for i, m in enumerate(messages):
-        out.extend(_history_message(m, i, req))
+        out.extend(_history_message(m, i, req, memos.history))
     chat: dict[str, Any] = {"model": model, "messages": place_system(out)}
     if max_tokens is not None:
         chat["max_tokens"] = max_tokens
-    tools = _tools(body.get("tools"), req)
+    tools = _tools(body.get("tools"), req, memos.tools)
     if tools:
         chat["tools"] = tools
     choice, parallel = _tool_choice(body.get("tool_choice"), tools)
@@ -287,15 +292,12 @@ def _tool_result(block: dict[str, Any], where: str,
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
 
 
-HISTORY = HistoryMemo()  # content-keyed: one per process serves every app
-
-
-def _history_message(m: Any, i: int, req: MessagesRequest) -> Sequence[dict[str, Any]]:
-    """`_message`, found in `HISTORY` for a message of content blocks (a string is cheaper to translate than to
+def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo) -> Sequence[dict[str, Any]]:
+    """`_message`, found in `history` for a message of content blocks (a string is cheaper to translate than to
     look up)."""
     if not isinstance(m, dict) or not isinstance(m.get("content"), list):
         return _message(m, i, req)
-    turn = HISTORY.get(m, _turn, i)
+    turn = history.get(m, _turn, i)
     req.text_bytes += turn.text_bytes
     req.images += turn.images
     for kind in turn.dropped:
@@ -411,15 +413,15 @@ class _Tools:
         return len(self.json.data) if self.json is not None else 0
 
 
-TOOLS: ToolsMemo[_Tools] = ToolsMemo()  # content-keyed: one per process serves every app
+Translations = Memos[_Tools]  # what one app keeps of this dialect's translations
 
 
-def _tools(value: Any, req: MessagesRequest) -> list[dict[str, Any]]:
+def _tools(value: Any, req: MessagesRequest, memo: ToolsMemo[_Tools]) -> list[dict[str, Any]]:
     if value is None:
         return []
     if not isinstance(value, list):
         raise invalid("'tools' must be a list.", "tools", "invalid_type")
-    done, req.learn_tools = TOOLS.get(value, _translate_tools, _Tools.size)
+    done, req.learn_tools = memo.get(value, _translate_tools, _Tools.size)
     req.tools_json = done.json
     req.text_bytes += done.text_bytes
     for kind in done.dropped:

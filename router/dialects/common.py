@@ -499,6 +499,16 @@ class HistoryMemo(Bounds):
         return hit[1] if hit is not None and hit[0] is message else None
 
 
+@dataclass(slots=True)
+class Memos(Generic[T]):
+    """A translated dialect's kept translations: its clients' history messages and tools lists. One per app
+    (`state.AppState`), surviving reloads (content-keyed: a translation depends on the message or list alone);
+    a dialect given none translates everything for its request only."""
+
+    history: HistoryMemo = field(default_factory=HistoryMemo)
+    tools: ToolsMemo[T] = field(default_factory=ToolsMemo)
+
+
 def _orjson_bytes(value: object) -> bytes | None:
     if orjson is None:
         return None

@@ -21,6 +21,7 @@ from .common import (
     ChunkEncoder,
     Dropped,
     HistoryMemo,
+    Memos,
     ToolsJson,
     ToolsMemo,
     Turn,
@@ -85,7 +86,11 @@ class ResponsesRequest:
     echo_json: bytes | None = None  # `echo["tools"]` encoded (see `response_json`)
 
 
-def parse_request(body: dict[str, Any]) -> ResponsesRequest:
+def parse_request(body: dict[str, Any], memos: Translations | None = None) -> ResponsesRequest:
+    """Validate a Responses request (400s name the field) and translate its input items and tools; translations
+    of its history items and tools list found in and kept by `memos` (none: made for this request only)."""
+    if memos is None:
+        memos = Translations()
     model = check_type(body, "model", str, "a string", required=True)
     if not model:
         raise invalid("'model' must be a non-empty string.", "model", "missing_field")
@@ -110,8 +115,8 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
     user = check_type(body, "safety_identifier", str, "a string") or check_type(body, "user", str, "a string")
 
     dropped = Dropped()
-    messages = _input_messages(body.get("input"), previous, dropped)
-    declared, learn = _tools(body.get("tools"), dropped)
+    messages = _input_messages(body.get("input"), previous, dropped, memos.history)
+    declared, learn = _tools(body.get("tools"), dropped, memos.tools)
     echo_tools, client_tools = declared.echo, declared.client
     params: dict[str, Any] = {}
     choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), declared.chat, client_tools)
@@ -147,14 +152,15 @@ def parse_request(body: dict[str, Any]) -> ResponsesRequest:
                             learn_tools=learn, echo_json=declared.echo_json)
 
 
-def _input_messages(raw_input: object, previous: str | None, dropped: Dropped) -> list[dict[str, Any]]:
+def _input_messages(raw_input: object, previous: str | None, dropped: Dropped,
+                    history: HistoryMemo) -> list[dict[str, Any]]:
     """`input` (a string or a list of items) as chat messages."""
     if raw_input is None:
         raise invalid("'input' is required.", "input", "missing_field")
     if isinstance(raw_input, str):
         messages: list[dict[str, Any]] = [{"role": "user", "content": raw_input}]
     elif isinstance(raw_input, list):
-        messages = _input_items(raw_input, dropped)
+        messages = _input_items(raw_input, dropped, history)
     else:
         raise invalid("'input' must be a string or a list of input items.", "input", "invalid_type")
     if not messages and previous is None:
@@ -288,17 +294,14 @@ def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args or "{}"}}
 
 
-HISTORY = HistoryMemo()  # content-keyed: one per process serves every app
-
-
-def _input_items(items: list[Any], dropped: Dropped) -> list[dict[str, Any]]:
-    """The input items as chat messages, each item's translation found in `HISTORY` (an agent resends its whole
+def _input_items(items: list[Any], dropped: Dropped, history: HistoryMemo) -> list[dict[str, Any]]:
+    """The input items as chat messages, each item's translation found in `history` (an agent resends its whole
     conversation each turn)."""
     out: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []  # returned by the tool outputs just read; shown once they end
     owned: dict[str, Any] | None = None  # the assistant message this request made for calls
     for i, item in enumerate(items):
-        turn = HISTORY.get(item, _item_turn, i) if isinstance(item, dict) else _item_turn(item, i)
+        turn = history.get(item, _item_turn, i) if isinstance(item, dict) else _item_turn(item, i)
         if turn.kind == "tool":
             out += turn.messages
             images += turn.extra
@@ -392,17 +395,17 @@ class _Tools:
         return (len(self.json.data) if self.json is not None else 0) + len(self.echo_json or b"")
 
 
-TOOLS: ToolsMemo[_Tools] = ToolsMemo()  # content-keyed: one per process serves every app
+Translations = Memos[_Tools]  # what one app keeps of this dialect's translations
 
 
-def _tools(value: Any, dropped: Dropped) -> tuple[_Tools, bool]:
+def _tools(value: Any, dropped: Dropped, memo: ToolsMemo[_Tools]) -> tuple[_Tools, bool]:
     """Chat function tools, the tools a Response echoes, and the client's view of each backend name (shared by
     the requests that send the same list: read-only); whether the list is to be learned by its bytes."""
     if value is None:
         return _Tools([], [], {}, (), None), False
     if not isinstance(value, list):
         raise invalid("'tools' must be a list.", "tools", "invalid_type")
-    done, new = TOOLS.get(value, _made_tools, _Tools.size)
+    done, new = memo.get(value, _made_tools, _Tools.size)
     for kind in done.dropped:
         dropped.add(kind)
     return done, new

@@ -12,6 +12,8 @@ from router import jsoncodec
 @pytest.mark.parametrize("raw", [
     b'{"a": 1, "b": [true, false, null], "c": "\\u00e9\\n", "d": -0.5e-3, "e": {"f": {}}}',
     b'{"seed": 123456789012345678901234567890, "n": 18446744073709551615, "m": -9223372036854775808}',
+    b'{"below": -9223372036854775809, "far": -9999999999999999999, "big": 18446744073709551616}',
+    b'[-9223372036854775809]',
     '{"text": "emoji \U0001f600 nul \\u0000 rtl \u202e cjk \u4e2d"}'.encode(),
     b'{"lone": "a \\ud800 b"}',
     b'{"a": 1, "a": 2}',
@@ -47,15 +49,25 @@ def test_loads_text_refuses_a_lone_surrogate_and_reads_a_pair() -> None:
         jsoncodec.loads_text(b'{"pair": "\\ud83d\\ude00", "x": nope}')
 
 
-def test_has_long_int_finds_every_run_of_twenty_digits() -> None:
+def test_has_long_int_finds_every_run_of_twenty_digits_and_every_negative_run_of_nineteen() -> None:
     import random
+    import re
 
+    long_run = re.compile(rb"[0-9]{20}|-[0-9]{19}")
     rnd = random.Random(7)
-    for _ in range(3000):
-        raw = bytes(rnd.choice(b"0123456789 ,a") for _ in range(rnd.randint(0, 90)))
+    for _ in range(6000):
+        raw = bytes(rnd.choice(b"0123456789 ,a-") for _ in range(rnd.randint(0, 90)))
         if rnd.random() < 0.4:
-            at, n = rnd.randint(0, len(raw)), rnd.randint(18, 22)
-            raw = raw[:at] + b"7" * n + raw[at:]
-        assert jsoncodec.has_long_int(raw) == (b"0" * 20 in raw.translate(jsoncodec._DIGITS)), raw
-    many = b"1234567890123456789," * 500  # digits everywhere, no run of 20: looked at whole after a few places
+            at, n = rnd.randint(0, len(raw)), rnd.randint(17, 22)
+            raw = raw[:at] + rnd.choice([b"", b"-"]) + b"7" * n + raw[at:]
+        assert jsoncodec.has_long_int(raw) == (long_run.search(raw) is not None), raw
+    many = b"1234567890123456789," * 500  # digits everywhere, no long run: looked at whole after a few places
     assert not jsoncodec.has_long_int(many) and jsoncodec.has_long_int(many + b"1" * 20)
+    assert jsoncodec.has_long_int(many + b"-" + b"1" * 19) and not jsoncodec.has_long_int(many + b"-" + b"1" * 18)
+
+
+def test_an_integer_below_minus_two_to_the_63_stays_an_integer() -> None:
+    for text in (b"-9223372036854775809", b"-9999999999999999999"):
+        for load in (jsoncodec.loads, jsoncodec.loads_text, jsoncodec.loads_without_surrogates):
+            got = load(b'{"n": ' + text + b"}")["n"]
+            assert type(got) is int and got == int(text)

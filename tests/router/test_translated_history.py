@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from router import jsoncodec
 from router.chat_types import StreamChunk
 from router.dialects import anthropic_in, responses
-from router.dialects.common import HistoryMemo, ToolsMemo, Turn, chat_bytes, sse_event
+from router.dialects.common import HistoryMemo, Turn, chat_bytes, sse_event
 from router.errors import ApiError
 
 
@@ -27,14 +27,24 @@ class _Fresh(HistoryMemo):
         return make(message, at)
 
 
+class _Kept:
+    """Each test's memos, as an app holds them (small bounds); kept across a hypothesis test's examples."""
+
+    messages = anthropic_in.Translations()
+    answers = responses.Translations()  # the Responses route's
+
+    @classmethod
+    def renew(cls) -> None:
+        def small() -> HistoryMemo:
+            return HistoryMemo(max_entries=64, max_bytes=256 << 10, max_entry_bytes=16 << 10)
+
+        cls.messages = anthropic_in.Translations(history=small())
+        cls.answers = responses.Translations(history=small())
+
+
 @pytest.fixture(autouse=True)
-def fresh_memos(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(anthropic_in, "TOOLS", ToolsMemo())
-    monkeypatch.setattr(anthropic_in, "HISTORY", HistoryMemo(max_entries=64, max_bytes=256 << 10,
-                                                             max_entry_bytes=16 << 10))
-    monkeypatch.setattr(responses, "TOOLS", ToolsMemo())
-    monkeypatch.setattr(responses, "HISTORY", HistoryMemo(max_entries=64, max_bytes=256 << 10,
-                                                          max_entry_bytes=16 << 10))
+def fresh_memos() -> None:
+    _Kept.renew()
 
 
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -78,9 +88,9 @@ _message = st.one_of(
 )
 
 
-def _outcome(body: dict[str, Any]) -> tuple[Any, ...]:
+def _outcome(body: dict[str, Any], memos: anthropic_in.Translations) -> tuple[Any, ...]:
     try:
-        req = anthropic_in.parse_request(copy.deepcopy(body))
+        req = anthropic_in.parse_request(copy.deepcopy(body), memos)
     except ApiError as err:
         return ("error", err.status, err.code, err.message, err.param)
     return (req.chat, req.text_bytes, req.images, req.dropped.kinds, req.estimate_input_tokens())
@@ -94,17 +104,16 @@ def test_kept_history_translates_as_afresh(first: list[dict[str, Any]], more: li
     """An agent's turns (the history resent with more each time), and other conversations between them: each
     request translated with the memo is what translating it afresh gives (errors included), and the chat body's
     bytes made with the kept encodings are the chat body encoded."""
-    memo = anthropic_in.HISTORY
+    memos = _Kept.messages
+    memo = memos.history
     turns = [first, other, first + more, first + more + other, first, more]
     for messages in turns:
         body = {"model": "m", "max_tokens": 5, "system": "sys", "messages": messages}
-        kept = _outcome(body)
-        anthropic_in.HISTORY = _Fresh()
-        afresh = _outcome(body)
-        anthropic_in.HISTORY = memo
+        kept = _outcome(body, memos)
+        afresh = _outcome(body, anthropic_in.Translations(history=_Fresh()))
         assert kept == afresh
         if kept[0] != "error":
-            req = anthropic_in.parse_request(copy.deepcopy(body))
+            req = anthropic_in.parse_request(copy.deepcopy(body), memos)
             raw = chat_bytes(req.chat, req.tools_json, memo)
             assert raw in (b"", jsoncodec.dumps(req.chat))
             assert len(memo) <= 64 and memo.bytes <= 256 << 10
@@ -115,9 +124,10 @@ def test_resent_history_is_found_and_shared() -> None:
                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ls",
                                                   "input": {"dir": "é", "n": 1.5}}]},
                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.py"}]}]
-    first = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": copy.deepcopy(history)})
-    second = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": copy.deepcopy(history)})
-    memo = anthropic_in.HISTORY
+    memos = _Kept.messages
+    first = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": copy.deepcopy(history)}, memos)
+    second = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": copy.deepcopy(history)}, memos)
+    memo = memos.history
     assert memo.hits == 3 and len(memo) == 3
     assert all(a is b for a, b in zip(first.chat["messages"], second.chat["messages"], strict=True))  # shared
     assert first.chat["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"dir": "é", "n": 1.5}'
@@ -128,18 +138,19 @@ def test_resent_history_is_found_and_shared() -> None:
 def test_history_memo_stays_bounded_under_new_messages() -> None:
     """A client sending new messages every time cannot grow it; a message over the entry bound is never kept, nor
     one orjson cannot encode (translated for its request, as before)."""
-    memo = anthropic_in.HISTORY
+    memos = _Kept.messages
+    memo = memos.history
     for i in range(400):
         anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [
-            {"role": "user", "content": [{"type": "text", "text": f"turn {i} " + "x" * (i * 40)}]}]})
+            {"role": "user", "content": [{"type": "text", "text": f"turn {i} " + "x" * (i * 40)}]}]}, memos)
         assert len(memo) <= 64 and memo.bytes <= 256 << 10
     huge = {"role": "user", "content": [{"type": "text", "text": "y" * (20 << 10)}]}
     big_int = {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "n",
                                                  "input": {"v": 2 ** 70}}]}
     for m in (huge, big_int):
         before = memo.misses, memo.bytes
-        req = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [m]})
-        again = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [m]})
+        req = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [m]}, memos)
+        again = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [m]}, memos)
         assert again.chat == req.chat and memo.json_of(req.chat["messages"][0]) is None
         assert (memo.misses, memo.bytes) == (before[0] + 2, before[1])
 
@@ -148,9 +159,9 @@ def test_a_refused_message_is_refused_every_time() -> None:
     bad = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": 7}]}
     for _ in range(2):
         with pytest.raises(ApiError) as caught:
-            anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [bad]})
+            anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [bad]}, _Kept.messages)
         assert caught.value.status == 400 and "tool_use_id" in caught.value.message
-    assert len(anthropic_in.HISTORY) == 0
+    assert len(_Kept.messages.history) == 0
 
 
 _part = st.one_of(
@@ -187,25 +198,22 @@ def test_kept_input_items_translate_as_afresh(first: list[Any], more: list[Any])
     """Codex's turns (its input resent with more each time): each request translated with the memo is what
     translating it afresh gives, and no kept translation is changed by a request (calls join a copy of a kept
     assistant message)."""
-    memo = responses.HISTORY
-
-    def outcome(items: list[Any]) -> tuple[Any, ...]:
+    def outcome(items: list[Any], memos: responses.Translations) -> tuple[Any, ...]:
         try:
-            req = responses.parse_request({"model": "m", "input": copy.deepcopy(items), "store": False})
+            req = responses.parse_request({"model": "m", "input": copy.deepcopy(items), "store": False}, memos)
         except ApiError as err:
             return ("error", err.status, err.code, err.message, err.param)
         chat = responses.build_chat(req, [])
-        raw = chat_bytes(chat, req.tools_json, responses.HISTORY)
+        raw = chat_bytes(chat, req.tools_json, memos.history)
         assert raw in (b"", jsoncodec.dumps(chat))
         return (req.input_messages, req.dropped.kinds, chat)
 
     for items in (first, first + more, first + more + first, more):
-        kept = outcome(items)
-        responses.HISTORY = _Fresh()
-        afresh = outcome(items)
-        responses.HISTORY = memo
+        kept = outcome(items, _Kept.answers)
+        afresh = outcome(items, responses.Translations(history=_Fresh()))
         assert kept == afresh
-        assert outcome(items) == afresh  # the kept translations were not changed by the requests using them
+        # the kept translations were not changed by the requests using them
+        assert outcome(items, _Kept.answers) == afresh
 
 
 _tool = st.builds(lambda n, d, strict: {"type": "function", "name": n, "description": d, "strict": strict,

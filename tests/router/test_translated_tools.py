@@ -63,18 +63,12 @@ def _responses_body(tools: list[dict[str, Any]], **extra: Any) -> dict[str, Any]
                       {"type": "function_call_output", "call_id": "c1", "output": "x"}], **extra}
 
 
-@pytest.fixture(autouse=True)
-def fresh_memos(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(anthropic_in, "TOOLS", ToolsMemo())
-    monkeypatch.setattr(responses, "TOOLS", ToolsMemo())
-
-
 def test_messages_tools_translated_once_and_the_same_as_fresh() -> None:
-    first = anthropic_in.parse_request(copy.deepcopy(_messages_body(MESSAGES_TOOLS)))
-    again = anthropic_in.parse_request(copy.deepcopy(_messages_body(MESSAGES_TOOLS)))
-    assert anthropic_in.TOOLS.hits == 1 and len(anthropic_in.TOOLS) == 1
+    memos = anthropic_in.Translations()
+    first = anthropic_in.parse_request(copy.deepcopy(_messages_body(MESSAGES_TOOLS)), memos)
+    again = anthropic_in.parse_request(copy.deepcopy(_messages_body(MESSAGES_TOOLS)), memos)
+    assert memos.tools.hits == 1 and len(memos.tools) == 1
     assert again.chat["tools"] is first.chat["tools"]  # shared, read-only
-    anthropic_in.TOOLS = ToolsMemo()
     fresh = anthropic_in.parse_request(copy.deepcopy(_messages_body(MESSAGES_TOOLS)))
     for req in (first, again):
         assert req.chat == fresh.chat
@@ -96,23 +90,24 @@ def test_messages_text_bytes_count_the_tools_as_before() -> None:
 
 def test_bad_tools_are_refused_every_time() -> None:
     bad = [*MESSAGES_TOOLS[:1], {"name": "x"}]
+    messages_memos, responses_memos = anthropic_in.Translations(), responses.Translations()
     for _ in range(2):
         with pytest.raises(ApiError) as caught:
-            anthropic_in.parse_request(_messages_body(bad))
+            anthropic_in.parse_request(_messages_body(bad), messages_memos)
         assert caught.value.status == 400 and "input_schema" in caught.value.message
-    assert len(anthropic_in.TOOLS) == 0
+    assert len(messages_memos.tools) == 0
     dup = [RESPONSES_TOOLS[0], RESPONSES_TOOLS[0]]
     for _ in range(2):
         with pytest.raises(ApiError):
-            responses.parse_request(_responses_body(dup))
-    assert len(responses.TOOLS) == 0
+            responses.parse_request(_responses_body(dup), responses_memos)
+    assert len(responses_memos.tools) == 0
 
 
 def test_responses_tools_translated_once_and_the_same_as_fresh() -> None:
-    first = responses.parse_request(copy.deepcopy(_responses_body(RESPONSES_TOOLS)))
-    again = responses.parse_request(copy.deepcopy(_responses_body(RESPONSES_TOOLS)))
-    assert responses.TOOLS.hits == 1
-    responses.TOOLS = ToolsMemo()
+    memos = responses.Translations()
+    first = responses.parse_request(copy.deepcopy(_responses_body(RESPONSES_TOOLS)), memos)
+    again = responses.parse_request(copy.deepcopy(_responses_body(RESPONSES_TOOLS)), memos)
+    assert memos.tools.hits == 1
     fresh = responses.parse_request(copy.deepcopy(_responses_body(RESPONSES_TOOLS)))
     for req in (first, again):
         assert req.params == fresh.params and req.echo == fresh.echo
@@ -160,18 +155,18 @@ def test_chat_bytes_only_for_the_very_list() -> None:
 def test_memo_stays_bounded_under_new_lists() -> None:
     """A client sending a new tools list on every request cannot grow the memo: bounded in entries and bytes; a
     list over the entry bound is never kept."""
-    memo = ToolsMemo(max_entries=16, max_bytes=64 << 10, max_entry_bytes=8 << 10)
-    anthropic_in.TOOLS = memo
+    memo: ToolsMemo[Any] = ToolsMemo(max_entries=16, max_bytes=64 << 10, max_entry_bytes=8 << 10)
+    memos = anthropic_in.Translations(tools=memo)
     for i in range(5000 // 10):
         tools = [{"name": f"t{i}_{j}", "input_schema": _schema(j)} for j in range(10)]
         anthropic_in.parse_request({"model": "m", "max_tokens": 1, "tools": tools,
-                                    "messages": [{"role": "user", "content": "x"}]})
+                                    "messages": [{"role": "user", "content": "x"}]}, memos)
         assert len(memo) <= 16 and memo.bytes <= 64 << 10
     huge = [{"name": f"h{j}", "input_schema": _schema(j)} for j in range(200)]
     assert memo.key(huge) is None
     for _ in range(2):
         req = anthropic_in.parse_request({"model": "m", "max_tokens": 1, "tools": huge,
-                                          "messages": [{"role": "user", "content": "x"}]})
+                                          "messages": [{"role": "user", "content": "x"}]}, memos)
         assert len(req.chat["tools"]) == 200 and not req.learn_tools
     assert memo.bytes <= 64 << 10
     assert memo.key([{"n": 2 ** 70}]) is not None  # beyond orjson: the standard library encodes it
@@ -210,9 +205,10 @@ def test_a_list_is_offered_for_learning_once_then_found_by_identity(monkeypatch:
     list is then found by identity (what `KnownTools` hands to later requests) without being encoded."""
     raw = json.dumps(_messages_body(MESSAGES_TOOLS)).encode()
     known = KnownTools()
-    first = anthropic_in.parse_request(jsoncodec.loads(raw))
+    memos = anthropic_in.Translations()
+    first = anthropic_in.parse_request(jsoncodec.loads(raw), memos)
     body = jsoncodec.loads(raw)
-    second = anthropic_in.parse_request(body)
+    second = anthropic_in.parse_request(body, memos)
     assert not first.learn_tools and second.learn_tools
     known.learn(raw, body["tools"], ToolIndex(body["tools"]))
     later = known.parse(raw)
@@ -221,11 +217,11 @@ def test_a_list_is_offered_for_learning_once_then_found_by_identity(monkeypatch:
     def no_key(tools: list[Any]) -> bytes:
         raise AssertionError("encoded again")
 
-    monkeypatch.setattr(anthropic_in.TOOLS, "key", no_key)
-    third = anthropic_in.parse_request(later)
+    monkeypatch.setattr(memos.tools, "key", no_key)
+    third = anthropic_in.parse_request(later, memos)
     assert not third.learn_tools and third.chat == second.chat and third.tools_json is second.tools_json
     monkeypatch.undo()
-    fourth = anthropic_in.parse_request(jsoncodec.loads(raw))  # not the known list: found by its bytes
+    fourth = anthropic_in.parse_request(jsoncodec.loads(raw), memos)  # not the known list: found by its bytes
     assert not fourth.learn_tools and fourth.chat == second.chat
 
 
