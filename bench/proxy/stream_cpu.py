@@ -1,0 +1,136 @@
+"""CPU of one streamed agent answer inside the router, without sockets: the bench's SSE answer (`workload.sse`)
+through the chat pipeline (request check, repair stream, envelope) and the OpenAI chunk encoder, timed with the
+thread's CPU clock. It separates the repairing stream's own cost from aiohttp's and the event loop's, which
+`run.py` measures together.
+
+    python bench/proxy/stream_cpu.py [--kinds native,text,prose] [--pieces N] [-n 300] [--profile]
+
+`--pieces` splits the native call's arguments (or the text answers) into N events instead of the workload's
+12 (16); the difference between two values is the cost per event. `--profile` prints cProfile's top functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as bench_run  # noqa: E402
+import workload  # noqa: E402
+
+from router import jsoncodec, pipeline, relay  # noqa: E402
+from router.config.load import load_config  # noqa: E402
+from router.context import RequestContext  # noqa: E402
+from router.exchange import Exchange  # noqa: E402
+from router.live_config import LiveConfig  # noqa: E402
+from router.metrics import Metrics  # noqa: E402
+from router.toolcache import ToolIndexCache  # noqa: E402
+
+
+class _Reply:
+    """The upstream reply's second half (dispatch read the first)."""
+
+    status = 200
+    headers = {"Content-Type": "text/event-stream"}
+
+    def __init__(self, rest: bytes) -> None:
+        self.rest = rest
+
+    async def _gen(self) -> Any:
+        yield self.rest
+
+    def chunks(self) -> Any:
+        return self._gen()
+
+    async def close(self) -> None:
+        pass
+
+
+class _Opened:
+    def __init__(self, upstream: Any, sse: bytes) -> None:
+        self.reply = _Reply(sse[len(sse) // 2:])
+        self.upstream = upstream
+        self.first = sse[:len(sse) // 2]
+        self.target = None
+
+    async def close(self) -> None:
+        pass
+
+
+class Harness:
+    def __init__(self, kind: str, pieces: int | None) -> None:
+        if pieces is not None:
+            split = workload._pieces
+            workload._pieces = lambda text, n: split(text, pieces)  # type: ignore[assignment]
+        self.sse = workload.sse(kind).encode()
+        tmp = Path(tempfile.mkdtemp())
+        self.metrics = Metrics()
+        self.runtime = LiveConfig.build(load_config(bench_run.router_conf(tmp, 1, 2)), self.metrics, None)
+        self.cache = ToolIndexCache()
+        self.model = kind + "-stream"
+        self.body = workload.request(with_tools=True, stream=True, model=self.model)
+        self.raw = jsoncodec.dumps(self.body)
+        upstream = next(iter(self.runtime.upstreams.values()))
+
+        async def dispatch(ctx: Any, request: Any) -> _Opened:
+            return _Opened(upstream, self.sse)
+
+        pipeline.dispatch = dispatch  # type: ignore[assignment]
+
+    async def one(self) -> bytes:
+        ex = Exchange("r", "chat")
+        route = self.runtime.table.resolve_for(self.model, None)
+        ctx = RequestContext(ex, route, None, self.runtime, self.metrics, self.cache, {})
+        reply = await pipeline.chat(ctx, self.body, stream=True, raw=self.raw)
+        enc = relay.OpenAIChunks()
+        out: list[bytes] = []
+        assert reply.chunks is not None
+        async for item in reply.chunks:
+            for it in item if type(item) is list else [item]:
+                out.extend(enc.feed(it))
+        out.extend(enc.finish())
+        return b"".join(out)
+
+    async def measure(self, n: int) -> float:
+        for _ in range(50):
+            await self.one()
+        best = float("inf")
+        for _ in range(5):
+            t = time.thread_time()
+            for _ in range(n):
+                await self.one()
+            best = min(best, (time.thread_time() - t) / n)
+        return best
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kinds", default="native,text,prose")
+    ap.add_argument("--pieces", type=int, default=None)
+    ap.add_argument("-n", type=int, default=300)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    for kind in args.kinds.split(","):
+        h = Harness(kind, args.pieces)
+        print(f"{kind:7s} {await h.measure(args.n) * 1e6:7.0f} us CPU per streamed answer")
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(args.n):
+                await h.one()
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
