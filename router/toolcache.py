@@ -113,12 +113,14 @@ class KnownTools(Bounds):
         if not self._by_head:
             return None
         latest = self._by_head[next(reversed(self._by_head))]
-        start = self._latest_start(raw, latest)
-        if start >= 0:  # the list the last hit used, found by its opening bytes: no search for the key
-            body = self._parsed(raw, start, latest)
+        tried = self._latest_start(raw, latest)
+        if tried >= 0:  # the list the last hit used, found by its opening bytes: no search for the key
+            body = self._parsed(raw, tried, latest)
             if body is not None:
                 return body
-        for start in self._starts(raw):
+        for start in self._starts(raw):  # one parse more at most (a nested copy found first is not parsed again)
+            if start == tried:
+                continue
             known = self._by_head.get(raw[start:start + _HEAD])
             if known is None or not raw.startswith(known.raw, start):
                 continue

@@ -88,8 +88,33 @@ def test_the_last_used_list_is_tried_first_and_a_miss_falls_back_to_the_key_sear
     assert known.parse(spaced) is None or known.parse(spaced) == json.loads(spaced)
     known.learn(json.dumps({"tools": LISTS[2]}).encode(), LISTS[2], INDEX)  # now the last used one
     nested = json.dumps({"meta": {"tools": LISTS[2]}, "tools": LISTS[0]}).encode()
-    assert known.parse(nested) is None  # the nested copy is no top-level value; nor was it by the key search
-    assert _by_key_search(known, nested) is None
+    found = known.parse(nested)  # the nested copy is no top-level value: passed over, the top-level list found
+    assert found == json.loads(nested) and found is not None and found["tools"] is LISTS[0]
+    assert _by_key_search(known, nested) is None  # the key search alone stopped at the nested copy
     later = json.dumps({"messages": [], "tools": LISTS[2], "stream": True}).encode()
     assert known.parse(later) == json.loads(later) and known._latest_start(later, known._by_head[
         next(reversed(known._by_head))]) > 0
+
+
+def test_a_nested_copy_of_the_last_used_list_costs_one_parse_more(monkeypatch: Any) -> None:
+    """The last used list found first inside another value (a tool call's input, say) is parsed once: the key
+    search passes over that place and finds the top-level list (two parses, not three)."""
+    from router import toolcache
+
+    known = KnownTools()
+    known.learn(json.dumps({"tools": LISTS[0]}).encode(), LISTS[0], INDEX)
+    raw = json.dumps({"messages": [{"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "a", "arguments": {"tools": LISTS[0]}}}]}],
+        "tools": LISTS[0]}).encode()
+    parses = 0
+    loads = jsoncodec.loads_text
+
+    def counted(data: bytes) -> Any:
+        nonlocal parses
+        parses += 1
+        return loads(data)
+
+    monkeypatch.setattr(toolcache.jsoncodec, "loads_text", counted)
+    body = known.parse(raw)
+    assert body == json.loads(raw) and body is not None and body["tools"] is LISTS[0]
+    assert parses == 2
