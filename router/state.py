@@ -9,6 +9,7 @@ from aiohttp import web
 from engines.supervisor.types import EngineSupervisor
 
 from .dialects import anthropic_in, responses
+from .knownhistory import KnownHistory
 from .live_config import LiveConfig
 from .metrics import Metrics
 from .toolcache import ToolIndexCache
@@ -21,6 +22,7 @@ class AppState:
     supervisor: EngineSupervisor | None  # None: no engine in the config
     config_path: str | None = None
     tool_indexes: ToolIndexCache = field(default_factory=ToolIndexCache)  # survives reloads: keyed by content
+    known_history: KnownHistory = field(default_factory=KnownHistory)  # likewise
     messages_memos: anthropic_in.Translations = field(default_factory=anthropic_in.Translations)  # likewise
     responses_memos: responses.Translations = field(default_factory=responses.Translations)  # likewise
 

@@ -109,6 +109,36 @@ class KnownTools(Bounds):
                     yield i
             at = raw.find(_KEY, at + 1)
 
+    @property
+    def mark_json(self) -> bytes:
+        """The nonce string (JSON) a known list's bytes are replaced with (see `KnownHistory.parse`)."""
+        return self._mark_json
+
+    def locate(self, raw: bytes) -> tuple[int, _Known] | None:
+        """Where a known list's bytes stand in `raw` as the value of a `"tools"` key, and which list (not parsed:
+        only the parse that puts `mark_json` there tells whether that key is the top-level one, see `adopt`)."""
+        if not self._by_head:
+            return None
+        latest = self._by_head[next(reversed(self._by_head))]
+        start = self._latest_start(raw, latest)
+        if start >= 0:
+            return start, latest
+        for start in self._starts(raw):
+            known = self._by_head.get(raw[start:start + _HEAD])
+            if known is not None and raw.startswith(known.raw, start):
+                return start, known
+        return None
+
+    def adopt(self, body: dict[str, Any], known: _Known) -> bool:
+        """`known`'s list put in `body` (parsed with `mark_json` where its bytes stood) when the mark came back as
+        the top-level `tools`."""
+        if body.get("tools") != self._mark:
+            return False
+        body["tools"] = known.tools
+        self._by_head.move_to_end(known.raw[:_HEAD])
+        self.hits += 1
+        return True
+
     def parse(self, raw: bytes) -> dict[str, Any] | None:
         if not self._by_head:
             return None
@@ -153,11 +183,8 @@ class KnownTools(Bounds):
             body = jsoncodec.loads_text(rest)
         except (ValueError, RecursionError):  # the caller parses the whole body and says what is wrong
             return None
-        if not isinstance(body, dict) or body.get("tools") != self._mark:
+        if not isinstance(body, dict) or not self.adopt(body, known):
             return None
-        body["tools"] = known.tools
-        self._by_head.move_to_end(known.raw[:_HEAD])
-        self.hits += 1
         return body
 
     def holds(self, tools: object) -> bool:

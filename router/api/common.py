@@ -133,8 +133,11 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
     raw = await _read_body(request, limit, rt.config.server.idle_timeout)
     if not raw:
         raise ApiError(400, "The request body is empty; expected a JSON object.", "invalid_json")
-    known = request.app[STATE].tool_indexes.known.parse(raw)  # an agent's tools, resent as they were: not parsed
+    state = request.app[STATE]
+    # an agent's history and tools, resent as they were: not parsed again
+    known, found = state.known_history.parse(raw, state.tool_indexes.known)
     if known is not None:
+        state.known_history.learn(raw, known, found)
         return raw, known
     try:
         body = jsoncodec.loads_text(raw)
@@ -145,6 +148,7 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
         raise ApiError(400, f"The request body is not valid JSON: {_short(exc)}", "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"The request body must be a JSON object, not {type(body).__name__}.", "invalid_json")
+    state.known_history.learn(raw, body, None)
     return raw, body
 
 
