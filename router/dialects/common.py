@@ -430,7 +430,7 @@ def spliced(doc: dict[str, Any], parts: dict[str, Any]) -> bytes:
 # --- translated history, once per distinct message ------------------------------------------------------------------
 
 HISTORY_ENTRIES = 4096  # messages: a few long conversations' worth
-HISTORY_BYTES = 32 << 20  # counted: the key twice (it, and the texts the translation keeps), the encodings
+HISTORY_BYTES = 32 << 20  # counted: the key three times (it, the source message, the texts kept), the encodings
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,14 +453,17 @@ class HistoryMemo(Bounds):
     equal types, so the translation is the same), bounded in entries and bytes, least recently used out; a message
     over `max_entry_bytes`, or one orjson cannot encode, is translated for its request only, so a client sending
     new messages cannot grow it. Failures are never kept (a bad message is refused every time). Each translated
-    message's encoding is kept too (`json_of`: `chat_bytes` puts it in as it is). What it holds is shared by every
-    request that sends the message: read-only."""
+    message's encoding is kept too (`json_of`: `chat_bytes` puts it in as it is). The message an entry was last
+    found for is found again by identity, without encoding it (the router's `KnownHistory` hands the same parsed
+    messages to every request that resends their bytes). What it holds is shared by every request that sends the
+    message: read-only."""
 
     def __init__(self, max_entries: int = HISTORY_ENTRIES, max_bytes: int = HISTORY_BYTES,
                  max_entry_bytes: int = MAX_ENTRY_BYTES) -> None:
         super().__init__(max_entries, max_bytes, max_entry_bytes)
-        self._entries: OrderedDict[bytes, tuple[Turn, int]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[Turn, int, dict[str, Any]]] = OrderedDict()  # + the last source
         self._json: dict[int, tuple[dict[str, Any], bytes]] = {}  # id() of a kept message -> it, its encoding
+        self._sources: dict[int, tuple[dict[str, Any], bytes]] = {}  # id() of an entry's source -> it, the key
         self.misses = 0
 
     def __len__(self) -> int:
@@ -468,27 +471,40 @@ class HistoryMemo(Bounds):
 
     def get(self, message: dict[str, Any], make: Callable[[dict[str, Any], int], Turn], at: int) -> Turn:
         """`make(message, at)` (`at`: the message's place, which only an error names), kept."""
-        key = _orjson_bytes(message)
-        if key is None or len(key) > self.max_entry_bytes:
+        src = self._sources.get(id(message))
+        if src is not None and src[0] is message:  # the very message an entry was last found for
+            self._entries.move_to_end(src[1])
+            self.hits += 1
+            return self._entries[src[1]][0]
+        encoding = _orjson_bytes(message)
+        if encoding is None or len(encoding) > self.max_entry_bytes:
             self.misses += 1
             return make(message, at)
+        key = encoding
         hit = self._entries.get(key)
         if hit is not None:
             self._entries.move_to_end(key)
             self.hits += 1
-            return hit[0]
+            turn, size, old_src = hit
+            self._sources.pop(id(old_src), None)
+            self._entries[key] = (turn, size, message)
+            self._sources[id(message)] = (message, key)
+            return turn
         self.misses += 1
         turn = make(message, at)
         encoded = [_orjson_bytes(m) for m in turn.messages]
-        size = 2 * len(key) + sum(len(e) for e in encoded if e is not None)  # the key; the texts it keeps alive
-        self._entries[key] = (turn, size)
+        # the key; the message found by identity, about as large; the texts the translation keeps alive
+        size = 3 * len(key) + sum(len(e) for e in encoded if e is not None)
+        self._entries[key] = (turn, size, message)
+        self._sources[id(message)] = (message, key)
         self.bytes += size
         for m, e in zip(turn.messages, encoded, strict=True):
             if e is not None:
                 self._json[id(m)] = (m, e)
         while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
-            _, (old, old_size) = self._entries.popitem(last=False)
+            _, (old, old_size, old_src) = self._entries.popitem(last=False)
             self.bytes -= old_size
+            self._sources.pop(id(old_src), None)
             for m in old.messages:
                 self._json.pop(id(m), None)
         return turn

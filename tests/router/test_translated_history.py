@@ -349,3 +349,36 @@ def test_streamed_events_are_the_bytes_of_before(monkeypatch: pytest.MonkeyPatch
                 out += ["failed", err.code, enc.error(err)]
             results.append(out)
         assert results[0] == results[1]
+
+
+def test_the_same_message_objects_are_found_without_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A history whose parsed messages are the very objects of an earlier request (what the router's KnownHistory
+    hands out) is found by identity: nothing encoded again, the same translation; an equal copy is found by its
+    bytes and becomes the message found by identity; evicted entries leave no identity behind."""
+    from router.dialects import common
+
+    memos = anthropic_in.Translations(history=HistoryMemo(max_entries=4, max_bytes=1 << 20))
+    history = [{"role": "user", "content": [{"type": "text", "text": f"turn {i}"}]} for i in range(3)]
+    first = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": history}, memos)
+    encoded = 0
+    real = common._orjson_bytes
+
+    def counted(value: object) -> bytes | None:
+        nonlocal encoded
+        encoded += 1
+        return real(value)
+
+    monkeypatch.setattr(common, "_orjson_bytes", counted)
+    again = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": history}, memos)
+    assert encoded == 0 and again.chat == first.chat and memos.history.hits == 3
+    copies = copy.deepcopy(history)
+    third = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": copies}, memos)
+    assert encoded == 3 and third.chat == first.chat
+    anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": copies}, memos)
+    assert encoded == 3  # the copies are now the messages found by identity
+    monkeypatch.undo()
+    for i in range(8):
+        anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": f"other {i}"}]}]}, memos)
+    memo = memos.history
+    assert len(memo) <= 4 and len(memo._sources) == len(memo)
