@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from router.app import create_app, start  # noqa: E402
 from router.config import parse_config  # noqa: E402
+from router.state import STATE  # noqa: E402
 from tests.agents import models  # noqa: E402
 from tests.fakes.openai_upstream import FakeUpstream  # noqa: E402
 
@@ -80,8 +81,11 @@ async def serve_and_run(plan: dict[str, Any]) -> dict[str, Any]:
     finally:
         await running.stop()
         await up.stop()
+    state = app[STATE]
     return {"runs": runs, "requests": [r.body for r in up.requests if isinstance(r.body, dict)],
-            "access": access.records}
+            "access": access.records,
+            # what the router found again of the clients' resent bytes (see router/knownhistory.py, toolcache.py)
+            "known": {"history": state.known_history.hits, "tools": state.tool_indexes.known.hits}}
 
 
 def main(plan_path: str, result_path: str) -> None:

@@ -39,3 +39,6 @@ def test_claude_code_session_and_continue(agent_cli, run_agents, tmp_path: Path)
     assert any("format:hermes" in (a.get("repairs") or []) for a in messages)
     parallel = [b for b in result["requests"] if sum(m["role"] == "tool" for m in b["messages"]) == 4]
     assert parallel, "the two parallel calls were never answered together"
+    # the CLI resent its conversation and tools each turn: the router found them again by their bytes (not
+    # parsed again), and every check above ran on those turns
+    assert result["known"]["history"] >= 1 and result["known"]["tools"] >= 1, result["known"]
