@@ -31,7 +31,7 @@ import orjson
 from repair.index_cache import Bounds
 
 from . import jsoncodec
-from .toolcache import KnownTools
+from .toolcache import KnownTools, name_end
 
 _HEAD = 128  # a run's first bytes: what selects it, and what is searched for (a long needle: the search skips ahead)
 _PROBES = 4  # the most recently used first elements searched for
@@ -73,20 +73,15 @@ def _skip_ws(raw: bytes, at: int) -> int:
 def _array_head(raw: bytes, at: int) -> str | None:
     """The name of the array whose first element begins at `at` (`"messages": [` or `"input": [` before it, with
     any whitespace), or None."""
-    at -= 1
-    while at >= 0 and raw[at] in _WS_CODES:
-        at -= 1
-    if raw[at:at + 1] != b"[":
-        return None
-    at -= 1
-    while at >= 0 and raw[at] in _WS_CODES:
-        at -= 1
-    if raw[at:at + 1] != b":":
-        return None
     while at > 0 and raw[at - 1] in _WS_CODES:
         at -= 1
+    if raw[at - 1:at] != b"[":
+        return None
+    end = name_end(raw, at - 1)
+    if end < 0:
+        return None
     for name, key in _KEYS:
-        if raw.endswith(key, 0, at):
+        if raw.endswith(key, 0, end):
             return name
     return None
 

@@ -114,20 +114,27 @@ class KnownTools(Bounds):
         """The nonce string (JSON) a known list's bytes are replaced with (see `KnownHistory.parse`)."""
         return self._mark_json
 
-    def locate(self, raw: bytes) -> tuple[int, _Known] | None:
-        """Where a known list's bytes stand in `raw` as the value of a `"tools"` key, and which list (not parsed:
-        only the parse that puts `mark_json` there tells whether that key is the top-level one, see `adopt`)."""
+    def _candidates(self, raw: bytes) -> Iterator[tuple[int, _Known]]:
+        """Where known lists' bytes stand in `raw` as the value of a `"tools"` key, and which list: the last used
+        one first, found by its opening bytes (no search for the key), then the places the key search finds, the
+        first place passed over. Not parsed: only the parse that puts `mark_json` there tells whether that key is
+        the top-level one (see `adopt`)."""
         if not self._by_head:
-            return None
+            return
         latest = self._by_head[next(reversed(self._by_head))]
-        start = self._latest_start(raw, latest)
-        if start >= 0:
-            return start, latest
+        tried = self._latest_start(raw, latest)
+        if tried >= 0:
+            yield tried, latest
         for start in self._starts(raw):
+            if start == tried:
+                continue
             known = self._by_head.get(raw[start:start + _HEAD])
             if known is not None and raw.startswith(known.raw, start):
-                return start, known
-        return None
+                yield start, known
+
+    def locate(self, raw: bytes) -> tuple[int, _Known] | None:
+        """The first of `_candidates`."""
+        return next(self._candidates(raw), None)
 
     def adopt(self, body: dict[str, Any], known: _Known) -> bool:
         """`known`'s list put in `body` (parsed with `mark_json` where its bytes stood) when the mark came back as
@@ -140,21 +147,10 @@ class KnownTools(Bounds):
         return True
 
     def parse(self, raw: bytes) -> dict[str, Any] | None:
-        if not self._by_head:
-            return None
-        latest = self._by_head[next(reversed(self._by_head))]
-        tried = self._latest_start(raw, latest)
-        if tried >= 0:  # the list the last hit used, found by its opening bytes: no search for the key
-            body = self._parsed(raw, tried, latest)
-            if body is not None:
+        for tries, (start, known) in enumerate(self._candidates(raw)):  # two parses at most
+            body = self._parsed(raw, start, known)
+            if body is not None or tries == 1:
                 return body
-        for start in self._starts(raw):  # one parse more at most (a nested copy found first is not parsed again)
-            if start == tried:
-                continue
-            known = self._by_head.get(raw[start:start + _HEAD])
-            if known is None or not raw.startswith(known.raw, start):
-                continue
-            return self._parsed(raw, start, known)
         return None
 
     @staticmethod
@@ -165,15 +161,8 @@ class KnownTools(Bounds):
         start = raw.find(known.raw[:_PROBE])
         if start < 0 or not raw.startswith(known.raw, start):
             return -1
-        at = start
-        while at > 0 and raw[at - 1] in _WS_CODES:
-            at -= 1
-        if raw[at - 1:at] != b":":
-            return -1
-        at -= 1
-        while at > 0 and raw[at - 1] in _WS_CODES:
-            at -= 1
-        return start if raw.endswith(_KEY, 0, at) else -1
+        end = name_end(raw, start)
+        return start if end >= 0 and raw.endswith(_KEY, 0, end) else -1
 
     def _parsed(self, raw: bytes, start: int, known: _Known) -> dict[str, Any] | None:
         """The body `raw` holding `known`'s bytes at `start`, parsed without them (see the class), or None."""
@@ -225,3 +214,16 @@ class KnownTools(Bounds):
 
 
 _DECODER = json.JSONDecoder()
+
+
+def name_end(raw: bytes, at: int) -> int:
+    """For a value that begins at `at` in JSON text `raw`: where the member name it is the value of must end (a
+    colon before the value, whitespace allowed around it), or -1 when no colon stands there."""
+    while at > 0 and raw[at - 1] in _WS_CODES:
+        at -= 1
+    if raw[at - 1:at] != b":":
+        return -1
+    at -= 1
+    while at > 0 and raw[at - 1] in _WS_CODES:
+        at -= 1
+    return at
