@@ -14,11 +14,12 @@ and ends a failed stream with the dialect's one terminal error event.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
@@ -44,7 +45,7 @@ class Redactor:
     escaped `\\u0073k-...` is the same key; `router.redact` decides). The fast path looks at bytes only: an
     encoding of a secret either holds it literally or holds a JSON escape."""
 
-    __slots__ = ("_marker", "_raws", "secrets")
+    __slots__ = ("_marker", "_raws", "multiline", "secrets")
 
     def __init__(self, secrets: str | tuple[str, ...] | None) -> None:
         found = [secrets] if isinstance(secrets, str) else list(secrets or ())
@@ -52,9 +53,17 @@ class Redactor:
         self._raws = tuple(s.encode() for s in self.secrets)
         short = any(c in '"\\/\b\f\n\r\t' for s in self.secrets for c in s)
         self._marker = b"\\" if short else b"\\u"
+        self.multiline = any("\n" in s for s in self.secrets)  # could stand in a payload joined from lines
 
     def suspicious(self, data: bytes) -> bool:
         return bool(self._raws) and (self._marker in data or any(r in data for r in self._raws))
+
+    def first_suspicious(self, data: bytes) -> int:
+        """Where the first bytes `suspicious` looks for stand in `data` (0 when a secret holds a newline: it could
+        stand in a payload joined from lines); len(data) when none do."""
+        if not self._raws:
+            return len(data)
+        return 0 if self.multiline else _first_of(data, (self._marker, *self._raws))
 
     def text(self, text: str) -> str:
         return scrub_text(text, self.secrets)
@@ -88,13 +97,28 @@ class Opened(Protocol):  # the parts of dispatch.Opened the reader uses
     def upstream(self) -> Any: ...
 
 
-@dataclass(slots=True)
-class UpEvent:
-    raw: bytes  # the event as it goes to a pass-through client (redacted)
-    doc: dict[str, Any] | None  # the parsed payload (parsed streams only)
-
-
 _FINISH_NULL = (b'"finish_reason":null', b'"finish_reason": null')
+_LOOK_AT = (b"[DONE]", b'"usage"', b'"error"')  # what makes the reader look at a pass-through payload
+
+
+def _first_of(data: bytes, needles: tuple[bytes, ...]) -> int:
+    """Where the first of `needles` stands in `data`; len(data) when none does."""
+    first = len(data)
+    for needle in needles:
+        at = data.find(needle, 0, first)
+        if at >= 0:
+            first = at
+    return first
+
+
+def _first_finish(data: bytes) -> int:
+    """Where the first finish_reason that is not null stands in `data`; len(data) when none does."""
+    at = data.find(b'"finish_reason"')
+    while at >= 0:
+        if not data.startswith(_FINISH_NULL[0], at) and not data.startswith(_FINISH_NULL[1], at):
+            return at
+        at = data.find(b'"finish_reason"', at + 15)
+    return len(data)
 _PLAIN_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint", "choices"})
 _PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
 _ENVELOPE_KEYS = ("id", "created", "system_fingerprint")  # what the pipeline takes from every chunk
@@ -281,13 +305,13 @@ class UpstreamReader:
             self.ex.usage_from(usage)
         return doc
 
-    def _raw_event(self, event: bytes) -> UpEvent:
+    def _raw_event(self, event: bytes) -> bytes:
         data = event_data(event)
         if data is None:
-            return UpEvent(event, None)
+            return event
         if data == b"[DONE]" or data.strip() == b"[DONE]":
             self.done = True
-            return UpEvent(event, None)
+            return event
         redactor = self.redactor
         if (b'"usage"' in data or b'"error"' in data or redactor.suspicious(data)
                 or (b'"finish_reason"' in data and not any(n in data for n in _FINISH_NULL))):
@@ -295,14 +319,32 @@ class UpstreamReader:
                 clean = redactor.data(data)
                 event, data = (event, data) if clean == data else (b"data: " + clean + b"\n\n", clean)
             self._inspect(data)
-        return UpEvent(event, None)
+        return event
 
-    async def raw(self) -> AsyncIterator[list[UpEvent]]:
-        """The upstream's events as they go to a pass-through client, one list per upstream read."""
+    def _plain_run(self, events: list[bytes]) -> tuple[bytes, int]:
+        """The read's first events that need no look, joined, and how many they are: `_raw_event` would pass each
+        as it is and note nothing, as it holds no `[DONE]`, usage, error, secret or escape a secret could hide in,
+        and only null finish_reasons. Found on the joined bytes, which hold every payload's bytes (a multi-line
+        event's payload joins its lines with a newline, which none of these spellings holds): the events before
+        the first one holding any of them."""
+        blob = events[0] if len(events) == 1 else b"".join(events)
+        first = min(_first_of(blob, _LOOK_AT), self.redactor.first_suspicious(blob), _first_finish(blob))
+        if first == len(blob):
+            return blob, len(events)
+        if len(events) == 1:
+            return b"", 0
+        ends = list(itertools.accumulate(map(len, events)))
+        k = bisect.bisect_right(ends, first)  # the event holding `first`
+        return (blob[:ends[k - 1]] if k else b""), k
+
+    async def raw(self) -> AsyncIterator[list[bytes]]:
+        """The upstream's events as they go to a pass-through client, one list per upstream read (the read's
+        first events that need no look as one piece)."""
         async for events in self._reads():
-            out: list[UpEvent] = []
+            plain, k = self._plain_run(events)
+            out: list[bytes] = [plain] if plain else []
             try:
-                for event in events:
+                for event in events[k:] if k else events:
                     out.append(self._raw_event(event))
             except ApiError:  # an upstream error event: the events before it go out first, as one by one
                 if out:
@@ -584,14 +626,14 @@ class PassThrough:
         self.reader = reader
         self.rewrite = rewrite
 
-    def feed(self, item: UpEvent) -> list[bytes]:
-        return [self.rewrite(item.raw) if self.rewrite is not None else item.raw]
+    def feed(self, item: bytes) -> list[bytes]:
+        return [self.rewrite(item) if self.rewrite is not None else item]
 
-    def feed_all(self, items: list[UpEvent]) -> bytes:
+    def feed_all(self, items: list[bytes]) -> bytes:
         rewrite = self.rewrite
-        if rewrite is None:
-            return b"".join([item.raw for item in items])
-        return b"".join([rewrite(item.raw) for item in items])
+        data = items[0] if len(items) == 1 else b"".join(items)
+        # the rewrite (the model name) never spans events: one call over the read's bytes
+        return data if rewrite is None else rewrite(data)
 
     def finish(self) -> list[bytes]:
         return [] if self.reader.done else [b"data: [DONE]\n\n"]
