@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
@@ -129,7 +130,8 @@ async def main() -> None:
             for _ in range(args.n):
                 await h.one()
             prof.disable()
-            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            top = int(os.environ.get("TOP", "25"))
+            pstats.Stats(prof).sort_stats(os.environ.get("SORT", "tottime")).print_stats(top)
 
 
 if __name__ == "__main__":
