@@ -53,11 +53,15 @@ def test_nothing_begins_means_the_scan_finds_nothing(context: str, text: str) ->
 
 
 def test_the_quick_path_skips_plain_prose() -> None:
+    index = ToolIndex.of(TOOLS)
     for kinds in (ALL_KINDS, NATIVE_ONLY, INSIDE_THINK):
-        assert kinds.quick.search(" after the third attempt, which is why the job vanishes.") is None
-        assert kinds.quick.search("a <") is not None
-    for text in ("a tool", "ends with t", "[x", "{", "commentary"):
-        assert ALL_KINDS.quick.search(text) is not None
+        finder = CandidateFinder(kinds, index.resolve)
+        assert finder.nothing_begins(" after the third attempt, which is why the job vanishes.")
+        assert not finder.nothing_begins("a <")
+    finder = CandidateFinder(ALL_KINDS, index.resolve)
+    for text in ("a tool", "ends with t", "ends with co", "[x", "{", "commentary"):
+        assert not finder.nothing_begins(text)
+    assert finder.scan_stream("ends with t", 3)[0] != 0 and finder.scan_stream("a t.", 2) == (0, 4)
 
 
 def _events(chunks: list[str], tools: Any, quick: bool, **opts: Any) -> list[Any]:
