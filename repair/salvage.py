@@ -44,7 +44,7 @@ _PY_MAP = {"True": "true", "False": "false", "None": "null"}
 _BARE_KEY = re.compile(r"(?<![\w$.\-])([A-Za-z_$][\w$\-]*)(\s*):")
 _TRAILING_COMMA = re.compile(r",\s*$")
 _CTRL = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-_SRC_STRING = re.compile(r'"((?:[^"\\]|\\[\s\S])*)"')
+_SRC_STRING = re.compile(r'"([^"\\]*(?:\\[\s\S][^"\\]*)*)"')  # unrolled: no branch per character
 
 
 @dataclass

@@ -122,7 +122,7 @@ def _first_finish(data: bytes) -> int:
 _PLAIN_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint", "choices"})
 _PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
 _ENVELOPE_KEYS = ("id", "created", "system_fingerprint")  # what the pipeline takes from every chunk
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: each text matched one way, no branch per byte
 
 
 class _Plain:
