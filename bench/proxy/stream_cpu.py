@@ -4,6 +4,10 @@ thread's CPU clock. It separates the repairing stream's own cost from aiohttp's 
 `run.py` measures together.
 
     python bench/proxy/stream_cpu.py [--kinds native,text,prose] [--pieces N] [-n 300] [--profile]
+    valgrind --tool=callgrind --callgrind-out-file=cg.out python bench/proxy/stream_cpu.py --kinds prose --callgrind 100
+
+`--callgrind N` (under callgrind): the counters zeroed after the warm-up, N answers, the counters dumped; the dump's
+`summary` over N is the instructions of one answer, a count that does not move with the machine's load.
 
 `--pieces` splits the native call's arguments (or the text answers) into N events instead of the workload's
 12 (16); the difference between two values is the cost per event. `--profile` prints cProfile's top functions.
@@ -16,6 +20,7 @@ import asyncio
 import cProfile
 import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,15 +119,35 @@ class Harness:
         return best
 
 
+async def callgrind_count(h: Harness, n: int) -> None:
+    """N answers between zeroed and dumped callgrind counters (after a warm-up)."""
+    for _ in range(50):
+        await h.one()
+    _callgrind_control("-z")
+    for _ in range(n):
+        await h.one()
+    _callgrind_control("-d")
+
+
+def _callgrind_control(flag: str) -> None:
+    """`callgrind_control FLAG` for this process (-z zeroes the counters, -d dumps them); waited for, as the
+    answers it brackets must not run meanwhile."""
+    subprocess.run(["callgrind_control", flag, str(os.getpid())], capture_output=True, check=False)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kinds", default="native,text,prose")
     ap.add_argument("--pieces", type=int, default=None)
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--callgrind", type=int, default=0, metavar="N", help="under callgrind: count N answers")
     args = ap.parse_args()
     for kind in args.kinds.split(","):
         h = Harness(kind, args.pieces)
+        if args.callgrind:
+            await callgrind_count(h, args.callgrind)
+            continue
         print(f"{kind:7s} {await h.measure(args.n) * 1e6:7.0f} us CPU per streamed answer")
         if args.profile:
             prof = cProfile.Profile()
