@@ -119,6 +119,8 @@ def _first_finish(data: bytes) -> int:
             return at
         at = data.find(b'"finish_reason"', at + 15)
     return len(data)
+
+
 _PLAIN_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint", "choices"})
 _PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
 _ENVELOPE_KEYS = ("id", "created", "system_fingerprint")  # what the pipeline takes from every chunk
