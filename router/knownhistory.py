@@ -31,12 +31,11 @@ import orjson
 from repair.index_cache import Bounds
 
 from . import jsoncodec
-from .toolcache import KnownTools, name_end
+from .toolcache import WS_CODES, KnownTools, name_end, ws_before
 
 _HEAD = 128  # a run's first bytes: what selects it, and what is searched for (a long needle: the search skips ahead)
 _PROBES = 4  # the most recently used first elements searched for
 _KEYS = (("messages", b'"messages"'), ("input", b'"input"'))
-_WS_CODES = frozenset(b" \t\n\r")
 _PER_HEAD = 4  # runs kept for one first element (conversations sharing a system prompt)
 MAX_ENTRIES = 256
 _WEIGHT = 8  # a run counts eight times its bytes (its bytes and its parsed elements)
@@ -65,7 +64,7 @@ class Found:
 
 def _skip_ws(raw: bytes, at: int) -> int:
     n = len(raw)
-    while at < n and raw[at] in _WS_CODES:
+    while at < n and raw[at] in WS_CODES:
         at += 1
     return at
 
@@ -73,8 +72,7 @@ def _skip_ws(raw: bytes, at: int) -> int:
 def _array_head(raw: bytes, at: int) -> str | None:
     """The name of the array whose first element begins at `at` (`"messages": [` or `"input": [` before it, with
     any whitespace), or None."""
-    while at > 0 and raw[at - 1] in _WS_CODES:
-        at -= 1
+    at = ws_before(raw, at)
     if raw[at - 1:at] != b"[":
         return None
     end = name_end(raw, at - 1)

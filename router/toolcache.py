@@ -59,7 +59,7 @@ class ToolIndexCache(IndexCache):
 _HEAD = 96  # bytes of a list's start that select the known list to compare
 _KEY = b'"tools"'
 _WS = (b" ", b"\t", b"\n", b"\r")
-_WS_CODES = frozenset(b" \t\n\r")
+WS_CODES = frozenset(b" \t\n\r")
 _PROBE = 128  # bytes of the last used list searched for (a long needle: the search skips ahead in big steps)
 
 
@@ -219,11 +219,14 @@ _DECODER = json.JSONDecoder()
 def name_end(raw: bytes, at: int) -> int:
     """For a value that begins at `at` in JSON text `raw`: where the member name it is the value of must end (a
     colon before the value, whitespace allowed around it), or -1 when no colon stands there."""
-    while at > 0 and raw[at - 1] in _WS_CODES:
-        at -= 1
+    at = ws_before(raw, at)
     if raw[at - 1:at] != b":":
         return -1
-    at -= 1
-    while at > 0 and raw[at - 1] in _WS_CODES:
+    return ws_before(raw, at - 1)
+
+
+def ws_before(raw: bytes, at: int) -> int:
+    """Where the JSON whitespace that ends at `at` in `raw` begins (`at` when there is none)."""
+    while at > 0 and raw[at - 1] in WS_CODES:
         at -= 1
     return at
