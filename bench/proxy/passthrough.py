@@ -1,4 +1,6 @@
-"""The baseline: a bare aiohttp reverse proxy (no routing, checks or metrics). Usage: passthrough.py PORT UPSTREAM"""
+"""The baseline: a bare aiohttp reverse proxy (no routing, checks or metrics). Usage: passthrough.py PORT UPSTREAM
+
+A path /via/PORT/... goes to 127.0.0.1:PORT/... instead (run.py's paced streaming upstream)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,12 @@ def main() -> None:
     async def proxy(request: web.Request) -> web.StreamResponse:
         assert session is not None
         body = await request.read()
-        async with session.post(upstream + request.path, data=body,
+        path = request.path
+        target = upstream + path
+        if path.startswith("/via/"):
+            port, _, rest = path[5:].partition("/")
+            target = f"http://127.0.0.1:{int(port)}/{rest}"
+        async with session.post(target, data=body,
                                 headers={"Content-Type": "application/json"}) as up:
             if b'"stream":true' in body or b'"stream": true' in body:
                 resp = web.StreamResponse(status=up.status, headers={"Content-Type": "text/event-stream"})

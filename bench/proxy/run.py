@@ -4,11 +4,13 @@ passthrough, and straight to the upstream, side by side in one run.
     python bench/proxy/run.py [--duration 5] [--concurrency 1,16,64]
                               [--scenarios native,text,prose,no-tools,messages,responses,small]
                               [--modes non-stream,stream] [--json out.json] [--before TREE]
-                              [--rounds N]
+                              [--rounds N] [--paced MS]
 
 Needs `nginx` and `wrk` (Debian: apt-get install nginx-light wrk). Everything runs on 127.0.0.1:
   * upstream: nginx answering a fixed completion per scenario (JSON, or an SSE stream of ~15-25 events sent in
-    one write) — near-zero cost;
+    one write) — near-zero cost; with --paced MS the streams come from bench/proxy/paced.py instead, one event per
+    write MS ms apart, as engines and cloud APIs stream token by token (each event its own read and write for every
+    target: the CPU per request then holds the per-read costs the one-write stream leaves out);
   * baseline: a bare aiohttp reverse proxy (bench/proxy/passthrough.py): the floor any Python proxy pays;
   * agentgate: `agentgate serve` with routing, metrics and one JSON access-log line per request (formatted, then
     sent to /dev/null), tool-call repair on as shipped.
@@ -115,12 +117,14 @@ http {{
     return conf
 
 
-def router_conf(tmp: Path, port: int, up_port: int, name: str = "config") -> Path:
+def router_conf(tmp: Path, port: int, up_port: int, name: str = "config", stream_port: int | None = None) -> Path:
+    """agentgate's config: a provider and a model per answer and mode (streams from `stream_port` when given)."""
     providers, models = [], []
     for kind in workload.ANSWERS:
         for suffix in ("", "-stream"):
+            at = stream_port if suffix and stream_port else up_port
             providers.append(f"  up-{kind}{suffix}: {{type: openai, base_url: "
-                             f"'http://127.0.0.1:{up_port}/{kind}{suffix}/v1'}}")
+                             f"'http://127.0.0.1:{at}/{kind}{suffix}/v1'}}")
             models.append(f"  - {{name: {kind}{suffix}, provider: up-{kind}{suffix}}}")
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(f"server: {{host: 127.0.0.1, port: {port}}}\nproviders:\n" + "\n".join(providers)
@@ -292,6 +296,8 @@ def main() -> int:
                     "turns, and report each figure's median (steadier on a shared machine)")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--no-ttfb", action="store_true", help="skip the streamed tool-call TTFB table")
+    ap.add_argument("--paced", type=float, default=0.0, metavar="MS", help="streams from bench/proxy/paced.py, one "
+                    "event per write MS ms apart (token by token), instead of nginx's one write per stream")
     args = ap.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -315,23 +321,30 @@ def main() -> int:
         up_port, base_port, ag_port, before_port = free_port(), free_port(), free_port(), free_port()
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         procs.append(subprocess.Popen([nginx, "-c", str(nginx_conf(tmp, up_port)), "-p", str(tmp)]))
+        paced_port = free_port() if args.paced else None
+        if paced_port is not None:  # last in `procs`, so the pids below keep their places
+            paced = subprocess.Popen([sys.executable, str(ROOT / "bench/proxy/paced.py"), str(paced_port),
+                                      str(args.paced)])
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench/proxy/passthrough.py"), str(base_port),
                                        f"http://127.0.0.1:{up_port}"]))
         procs.append(subprocess.Popen([sys.executable, "-m", "router", "serve", "--config",
-                                       str(router_conf(tmp, ag_port, up_port))], cwd=ROOT,
+                                       str(router_conf(tmp, ag_port, up_port, stream_port=paced_port))], cwd=ROOT,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         if args.before:  # the same interpreter and packages; the other tree's router and repair come first
             procs.append(subprocess.Popen([sys.executable, "-m", "router", "serve", "--config",
-                                           str(router_conf(tmp, before_port, up_port, "before"))],
+                                           str(router_conf(tmp, before_port, up_port, "before", paced_port))],
                                           cwd=args.before, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         try:
-            for port in (up_port, base_port, ag_port) + ((before_port,) if args.before else ()):
+            if paced_port is not None:
+                procs.append(paced)
+            for port in (up_port, base_port, ag_port) + ((before_port,) if args.before else ()) + \
+                    ((paced_port,) if paced_port is not None else ()):
                 wait_port(port)
             urllib.request.urlopen(f"http://127.0.0.1:{ag_port}/health", timeout=10).read()
             for scenario in scenarios:
                 for mode in modes:
                     check(ag_port, scenario, mode == "stream")
-            print(f"  agentgate pid {procs[-1].pid}; answers checked", file=sys.stderr)
+            print(f"  agentgate pid {procs[2].pid}; answers checked", file=sys.stderr)
             pids = {"aiohttp": procs[1].pid, "agentgate": procs[2].pid}
             if args.before:
                 pids["before"] = procs[3].pid
@@ -341,8 +354,11 @@ def main() -> int:
                     route = DIALECTS.get(scenario, "/v1/chat/completions")
                     answer = scenario if scenario in DIALECTS else ANSWER[scenario]
                     path = f"/{answer}{'-stream' if stream else ''}{route}"
-                    urls = {"direct": f"http://127.0.0.1:{up_port}{path}", "aiohttp": f"http://127.0.0.1:{base_port}"
-                            f"{path}", "agentgate": f"http://127.0.0.1:{ag_port}{route}",
+                    source = paced_port if stream and paced_port is not None else up_port
+                    up_url = f"http://127.0.0.1:{source}{path}"
+                    via = f"/via/{source}" if source != up_port else ""  # the passthrough's other upstream
+                    urls = {"direct": up_url, "aiohttp": f"http://127.0.0.1:{base_port}{via}{path}",
+                            "agentgate": f"http://127.0.0.1:{ag_port}{route}",
                             "before": f"http://127.0.0.1:{before_port}{route}"}
                     body = body_for(scenario, stream)
                     for c in levels:
@@ -358,7 +374,7 @@ def main() -> int:
                 p.terminate()
             for p in procs:
                 p.wait(10)
-    report(rows, args.duration, targets, args.rounds)
+    report(rows, args.duration, targets, args.rounds, args.paced)
     if args.json:
         Path(args.json).write_text(json.dumps([{"scenario": s, "mode": m, "concurrency": c, **res}
                                                for s, m, c, res in rows], indent=2))
@@ -394,13 +410,14 @@ def before_table(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]]) 
 
 
 def report(rows: list[tuple[str, str, int, dict[str, dict[str, float]]]], duration: int, targets: list[str],
-           rounds: int = 1) -> None:
+           rounds: int = 1, paced: float = 0.0) -> None:
     cpu = platform.processor() or platform.machine()
     size = len(json.dumps(workload.request(with_tools=True, stream=False, model="native")))
     tools = len(json.dumps(workload.tools()))
     cells = f"{duration}s per cell" + (f" x {rounds} rounds (medians)" if rounds > 1 else "")
     print(f"\nagentgate bench/proxy — {dt.date.today()} — {os.cpu_count()} cores ({cpu}), Python "
-          f"{platform.python_version()}, {cells}, wrk -t1, upstream nginx on 127.0.0.1; agent request "
+          f"{platform.python_version()}, {cells}, wrk -t1, upstream nginx on 127.0.0.1"
+          f"{f' (streams: paced.py, one event per write every {paced:g} ms)' if paced else ''}; agent request "
           f"{size / 1000:.1f} KB ({len(workload.tools())} tools, {tools / 1000:.1f} KB)\n")
     if "before" in targets:
         before_table(rows)
