@@ -3,14 +3,15 @@ through the chat pipeline (request check, repair stream, envelope) and the OpenA
 thread's CPU clock. It separates the repairing stream's own cost from aiohttp's and the event loop's, which
 `run.py` measures together.
 
-    python bench/proxy/stream_cpu.py [--kinds native,text,prose] [--pieces N] [-n 300] [--profile]
+    python bench/proxy/stream_cpu.py [--kinds native,text,prose] [--pieces N] [--per-event] [-n 300] [--profile]
     valgrind --tool=callgrind --callgrind-out-file=cg.out python bench/proxy/stream_cpu.py --kinds prose --callgrind 100
 
 `--callgrind N` (under callgrind): the counters zeroed after the warm-up, N answers, the counters dumped; the dump's
 `summary` over N is the instructions of one answer, a count that does not move with the machine's load.
 
 `--pieces` splits the native call's arguments (or the text answers) into N events instead of the workload's
-12 (16); the difference between two values is the cost per event. `--profile` prints cProfile's top functions.
+12 (16); the difference between two values is the cost per event. `--per-event` hands the pipeline one upstream read
+per event (as a stream arriving token by token does) instead of two. `--profile` prints cProfile's top functions.
 """
 
 from __future__ import annotations
@@ -44,16 +45,17 @@ from router.toolcache import ToolIndexCache  # noqa: E402
 
 
 class _Reply:
-    """The upstream reply's second half (dispatch read the first)."""
+    """The upstream reply after the part dispatch read, in reads."""
 
     status = 200
     headers = {"Content-Type": "text/event-stream"}
 
-    def __init__(self, rest: bytes) -> None:
+    def __init__(self, rest: list[bytes]) -> None:
         self.rest = rest
 
     async def _gen(self) -> Any:
-        yield self.rest
+        for chunk in self.rest:
+            yield chunk
 
     def chunks(self) -> Any:
         return self._gen()
@@ -63,10 +65,17 @@ class _Reply:
 
 
 class _Opened:
-    def __init__(self, upstream: Any, sse: bytes) -> None:
-        self.reply = _Reply(sse[len(sse) // 2:])
+    """The stream in two reads (its halves), or with `per_event` one read per event (as it arrives token by
+    token)."""
+
+    def __init__(self, upstream: Any, sse: bytes, per_event: bool = False) -> None:
+        if per_event:
+            reads = [event + b"\n\n" for event in sse.split(b"\n\n") if event]
+        else:
+            reads = [sse[:len(sse) // 2], sse[len(sse) // 2:]]
+        self.reply = _Reply(reads[1:])
         self.upstream = upstream
-        self.first = sse[:len(sse) // 2]
+        self.first = reads[0]
         self.target = None
 
     async def close(self) -> None:
@@ -74,7 +83,7 @@ class _Opened:
 
 
 class Harness:
-    def __init__(self, kind: str, pieces: int | None) -> None:
+    def __init__(self, kind: str, pieces: int | None, per_event: bool = False) -> None:
         if pieces is not None:
             split = workload._pieces
             workload._pieces = lambda text, n: split(text, pieces)  # type: ignore[assignment]
@@ -89,7 +98,7 @@ class Harness:
         upstream = next(iter(self.runtime.upstreams.values()))
 
         async def dispatch(ctx: Any, request: Any) -> _Opened:
-            return _Opened(upstream, self.sse)
+            return _Opened(upstream, self.sse, per_event)
 
         pipeline.dispatch = dispatch  # type: ignore[assignment]
 
@@ -139,12 +148,13 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kinds", default="native,text,prose")
     ap.add_argument("--pieces", type=int, default=None)
+    ap.add_argument("--per-event", action="store_true", help="one upstream read per event (token by token)")
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--callgrind", type=int, default=0, metavar="N", help="under callgrind: count N answers")
     args = ap.parse_args()
     for kind in args.kinds.split(","):
-        h = Harness(kind, args.pieces)
+        h = Harness(kind, args.pieces, args.per_event)
         if args.callgrind:
             await callgrind_count(h, args.callgrind)
             continue
