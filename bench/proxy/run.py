@@ -322,9 +322,6 @@ def main() -> int:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         procs.append(subprocess.Popen([nginx, "-c", str(nginx_conf(tmp, up_port)), "-p", str(tmp)]))
         paced_port = free_port() if args.paced else None
-        if paced_port is not None:  # last in `procs`, so the pids below keep their places
-            paced = subprocess.Popen([sys.executable, str(ROOT / "bench/proxy/paced.py"), str(paced_port),
-                                      str(args.paced)])
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench/proxy/passthrough.py"), str(base_port),
                                        f"http://127.0.0.1:{up_port}"]))
         procs.append(subprocess.Popen([sys.executable, "-m", "router", "serve", "--config",
@@ -334,9 +331,10 @@ def main() -> int:
             procs.append(subprocess.Popen([sys.executable, "-m", "router", "serve", "--config",
                                            str(router_conf(tmp, before_port, up_port, "before", paced_port))],
                                           cwd=args.before, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        if paced_port is not None:  # last, so the pids below keep their places
+            procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench/proxy/paced.py"), str(paced_port),
+                                           str(args.paced)]))
         try:
-            if paced_port is not None:
-                procs.append(paced)
             for port in (up_port, base_port, ag_port) + ((before_port,) if args.before else ()) + \
                     ((paced_port,) if paced_port is not None else ()):
                 wait_port(port)
