@@ -111,7 +111,7 @@ def _first_of(data: bytes, needles: tuple[bytes, ...]) -> int:
     return first
 
 
-_FINISH = re.compile(rb'"finish_reason"(?!' + b"|".join(n[15:] for n in _FINISH_NULL) + rb")")  # not null
+_FINISH = re.compile(rb'"finish_reason"(?!' + b"|".join(re.escape(n[15:]) for n in _FINISH_NULL) + rb")")  # not null
 
 
 def _first_finish(data: bytes) -> int:
