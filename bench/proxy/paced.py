@@ -21,15 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workload
 
 
-def _events(text: str) -> list[bytes]:
-    return [event.encode() + b"\n\n" for event in text.split("\n\n") if event]
-
-
 def streams() -> dict[str, list[bytes]]:
     """Each path's events."""
-    out = {f"/{kind}-stream/v1/chat/completions": _events(workload.sse(kind)) for kind in workload.ANSWERS}
-    out["/messages-stream/v1/messages"] = _events(workload.dialect_sse("messages"))
-    out["/responses-stream/v1/responses"] = _events(workload.dialect_sse("responses"))
+    out = {f"/{kind}-stream/v1/chat/completions": workload.sse_events(workload.sse(kind).encode())
+           for kind in workload.ANSWERS}
+    out["/messages-stream/v1/messages"] = workload.sse_events(workload.dialect_sse("messages").encode())
+    out["/responses-stream/v1/responses"] = workload.sse_events(workload.dialect_sse("responses").encode())
     return out
 
 

@@ -69,10 +69,7 @@ class _Opened:
     token)."""
 
     def __init__(self, upstream: Any, sse: bytes, per_event: bool = False) -> None:
-        if per_event:
-            reads = [event + b"\n\n" for event in sse.split(b"\n\n") if event]
-        else:
-            reads = [sse[:len(sse) // 2], sse[len(sse) // 2:]]
+        reads = workload.sse_events(sse) if per_event else [sse[:len(sse) // 2], sse[len(sse) // 2:]]
         self.reply = _Reply(reads[1:])
         self.upstream = upstream
         self.first = reads[0]

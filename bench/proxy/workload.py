@@ -322,6 +322,11 @@ def sse(kind: str) -> str:
     return "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
 
 
+def sse_events(data: bytes) -> list[bytes]:
+    """A stream's events, each with its blank line (as an upstream writing one event at a time sends them)."""
+    return [event + b"\n\n" for event in data.split(b"\n\n") if event]
+
+
 # --- the same turn as the agent CLIs send it ------------------------------------------------------------------------
 
 def messages_request(*, stream: bool, model: str) -> dict[str, Any]:
