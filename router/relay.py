@@ -224,6 +224,36 @@ def _relearn(templates: list[_Plain], data: bytes, doc: dict[str, Any]) -> list[
     return [*[t for t in kept if (t.call is None) != (new.call is None)], new]
 
 
+def _continues(prev: Any, item: Any) -> bool:
+    """Whether `item` continues `prev`'s run: a text after a text, an argument piece after one of the same call."""
+    kind = type(item)
+    return kind is type(prev) and (kind is str or (kind is ArgsPiece and prev.call == item.call))
+
+
+def _joined(items: list[Any]) -> list[Any]:
+    """`items` with each run of texts, and of argument pieces of one call, as one: what one upstream read carried
+    of them goes on as one delta (the repairer's result does not depend on how its input is cut, and they go to the
+    client in one write either way)."""
+    out: list[Any] = []
+    run: list[str] = []
+    for item in items:
+        if run and _continues(out[-1], item):
+            run.append(item if type(item) is str else item.text)
+            continue
+        if len(run) > 1:
+            out[-1] = _run_item(out[-1], run)
+        kind = type(item)
+        run = [item] if kind is str else [item.text] if kind is ArgsPiece else []
+        out.append(item)
+    if len(run) > 1:
+        out[-1] = _run_item(out[-1], run)
+    return out
+
+
+def _run_item(first: str | ArgsPiece, run: list[str]) -> str | ArgsPiece:
+    return "".join(run) if isinstance(first, str) else ArgsPiece(first.call, "".join(run))
+
+
 class UpstreamReader:
     """Reads one opened upstream stream (OpenAI chat-completion SSE; other kinds are translated into it by their
     upstream class). Iterate `raw()` for the pass-through (payloads are parsed only when they carry usage, a
@@ -380,7 +410,8 @@ class UpstreamReader:
         With `texts`, a content-only chunk spelled like the stream's last one (the usual run of text events) comes
         as its text (a `str`), and an argument-only tool-call chunk spelled like the last one as its call index
         and argument piece (an `ArgsPiece`), instead of a document: such a chunk carries no finish, usage
-        or error, and its envelope members are those the consumer already took from earlier documents."""
+        or error, and its envelope members are those the consumer already took from earlier documents. A read's run
+        of such texts, or of one call's pieces, comes as one."""
         templates: list[_Plain] = []
         async for events in self._reads():
             payloads = self._payloads(events)
@@ -390,6 +421,7 @@ class UpstreamReader:
             load = orjson.loads if not (jsoncodec.has_surrogate_escape(joined) or jsoncodec.has_long_int(joined)) \
                 else jsoncodec.loads
             docs: list[Any] = []
+            joined_run = False
             for data in payloads:
                 item = None
                 for t in templates:
@@ -397,6 +429,8 @@ class UpstreamReader:
                         item = t.item(data)
                         break
                 if item is not None:
+                    if docs and _continues(docs[-1], item):
+                        joined_run = True  # joined below
                     docs.append(item)
                     continue
                 try:
@@ -407,7 +441,7 @@ class UpstreamReader:
                     doc = self._note(value)
                 except ApiError:
                     if docs:
-                        yield docs
+                        yield _joined(docs) if joined_run else docs
                     raise
                 if doc is None:
                     continue
@@ -415,7 +449,7 @@ class UpstreamReader:
                 if texts:
                     templates = _relearn(templates, data, doc)
             if docs:
-                yield docs
+                yield _joined(docs) if joined_run else docs
 
 
 # --- the writer --------------------------------------------------------------------------------------------------

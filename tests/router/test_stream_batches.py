@@ -61,8 +61,9 @@ TEXTS = st.sampled_from(["", "a", " the tool", '"quoted"', "back\\slash", "é日
 @st.composite
 def events(draw: Any) -> bytes:
     out = []
+    usual = draw(st.sampled_from(ENVELOPES))  # most events keep the stream's envelope (runs form)
     for _ in range(draw(st.integers(min_value=0, max_value=12))):
-        env = dict(draw(st.sampled_from(ENVELOPES)))
+        env = dict(usual if draw(st.integers(min_value=0, max_value=3)) else draw(st.sampled_from(ENVELOPES)))
         kind = draw(st.sampled_from(["content", "content", "content", "role", "call", "call", "header", "finish",
                                      "usage", "logprobs"]))
         choice: dict[str, Any] = {"index": 0, "delta": {"content": draw(TEXTS)}, "finish_reason": None}
@@ -96,28 +97,72 @@ def _reads(stream: bytes, cuts: list[int]) -> list[bytes]:
 ENVELOPE_KEYS = ("id", "created", "system_fingerprint")
 
 
+def _meaning(batch: list[Any], envelope: dict[str, Any]) -> list[Any]:
+    """What a read's items say: each document as itself, except that a content-only or argument-only one that
+    changes no envelope member says its text (its call's piece), like a text (an `ArgsPiece`) item; texts (pieces of
+    one call) in a row joined."""
+    out: list[Any] = []
+    for item in batch:
+        said: Any = item
+        if isinstance(item, str):
+            said = ("text", item)
+        elif isinstance(item, ArgsPiece):
+            said = ("args", item.call, item.text)
+        else:
+            chunk = parse_chunk(item)
+            same = all(k not in item or (k in envelope and envelope[k] == item[k]
+                                         and type(envelope[k]) is type(item[k])) for k in ENVELOPE_KEYS)
+            if same and chunk.usage is None and len(chunk.parts) == 1 and REPORT_MEMBER not in item \
+                    and set(item) <= {"id", "object", "created", "model", "system_fingerprint", "choices"}:
+                part = chunk.parts[0]
+                if (part.reasoning, part.finish_reason, part.tool_deltas) == ("", None, ()) \
+                        and set(item["choices"][0]["delta"]) == {"content"}:
+                    said = ("text", part.content)
+                elif (part.content, part.reasoning, part.finish_reason) == ("", "", None) \
+                        and len(part.tool_deltas) == 1 and set(part.tool_deltas[0]) == {"index", "function"} \
+                        and set(part.tool_deltas[0]["function"]) == {"arguments"}:
+                    said = ("args", part.tool_deltas[0]["index"], part.tool_deltas[0]["function"]["arguments"])
+            envelope.update({k: item[k] for k in ENVELOPE_KEYS if k in item})
+        if type(said) is tuple and out and type(out[-1]) is tuple and out[-1][:-1] == said[:-1]:
+            out[-1] = (*said[:-1], out[-1][-1] + said[-1])
+        else:
+            out.append(said)
+    return out
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events(), st.lists(st.integers(min_value=0, max_value=4000), max_size=8))
 def test_texts_say_what_the_documents_say(stream: bytes, cuts: list[int]) -> None:
+    """With `texts`, a read's items say what its documents say: a text (an argument piece) stands for one or more
+    content-only (argument-only) documents in a row that change no envelope member."""
     reads = _reads(stream, cuts)
-    plain = [d for batch in asyncio.run(_collect(reads, False)) for d in batch]
-    with_texts = [d for batch in asyncio.run(_collect(reads, True)) for d in batch]
+    plain = asyncio.run(_collect(reads, False))
+    with_texts = asyncio.run(_collect(reads, True))
     assert len(plain) == len(with_texts)
-    envelope: dict[str, Any] = {}
-    for doc, item in zip(plain, with_texts, strict=True):
-        if isinstance(item, (str, ArgsPiece)):  # the document is content only (that text) or one argument piece (that
-            # tool-call delta), and changes no envelope member
-            chunk = parse_chunk(doc)
-            assert chunk.usage is None and len(chunk.parts) == 1 and REPORT_MEMBER not in doc
-            part = chunk.parts[0]
-            expected = (item, "", (), None) if isinstance(item, str) else ("", "", (item.delta,), None)
-            assert (part.content, part.reasoning, part.tool_deltas, part.finish_reason) == expected
-            for k in ENVELOPE_KEYS:
-                if k in doc:
-                    assert k in envelope and envelope[k] == doc[k] and type(envelope[k]) is type(doc[k])
-        else:
-            assert item == doc
-        envelope.update({k: doc[k] for k in ENVELOPE_KEYS if k in doc})
+    plain_env: dict[str, Any] = {}
+    texts_env: dict[str, Any] = {}
+    for docs, items in zip(plain, with_texts, strict=True):
+        assert _meaning(items, texts_env) == _meaning(docs, plain_env)
+        # a text or piece item never follows one of its kind: one read's run goes on as one
+        for a, b in itertools.pairwise(items):
+            assert not (type(a) is type(b) is str)
+            assert not (type(a) is type(b) is ArgsPiece and a.call == b.call)
+
+
+def test_runs_of_one_read_go_on_as_one() -> None:
+    def content(text: str) -> bytes:
+        return b'data: {"choices":[{"index":0,"delta":{"content":"' + text.encode() + b'"},"finish_reason":null}]}\n\n'
+
+    def args(call: int, text: str) -> bytes:
+        return (b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":%d,"function":{"arguments":"%s"}}]},'
+                b'"finish_reason":null}]}\n\n' % (call, text.encode()))
+
+    end = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    first = content("a") + content("b") + content("c") + args(0, "{") + args(0, "1") + args(0, "2") + content("x")
+    batches = asyncio.run(_collect([first, content("d") + content("e"), end], True))
+    # the first of each kind is parsed (and teaches its spelling); the rest of a run in one read is one item
+    assert [b[1:] for b in batches[:1]] == [["bc", batches[0][2], ArgsPiece(0, "12"), "x"]]
+    assert batches[1] == ["de"]
 
 
 def test_batches_follow_the_reads() -> None:
