@@ -504,6 +504,7 @@ class _Out:
         self._failed: BaseException | None = None
         self._ending = False
         self._started = False  # something (the headers at least) went out
+        self._loop = asyncio.get_running_loop()  # once: each look-up is a getpid() system call (CPython 3.11)
 
     async def write(self, data: bytes) -> None:
         if self._failed is not None:
@@ -579,25 +580,25 @@ class _Out:
             if self._sender is None:
                 self._schedule()
         delay = max(0.05, self.last + self.interval - time.monotonic())
-        self._timer = asyncio.get_running_loop().call_later(delay, self._beat)
+        self._timer = self._loop.call_later(delay, self._beat)
 
     def start(self) -> None:
         """Keepalives, and the headers sent by the time the producer first waits."""
         if self._sender is None:
             self._schedule()
         if self.keepalive and self.interval > 0:
-            self._timer = asyncio.get_running_loop().call_later(self.interval, self._beat)
+            self._timer = self._loop.call_later(self.interval, self._beat)
 
     def _schedule(self) -> None:
         """The sender started once the producer waits: a loop callback, which the loop runs only then, starts
         it, unless the stream ended first (then `end()` wrote everything: a stream ready at once costs no task)."""
         if self._kick is None:
-            self._kick = asyncio.get_running_loop().call_soon(self._start_sender)
+            self._kick = self._loop.call_soon(self._start_sender)
 
     def _start_sender(self) -> None:
         self._kick = None
         if self._sender is None and not self._ending:
-            self._sender = asyncio.get_running_loop().create_task(self._send_later())
+            self._sender = self._loop.create_task(self._send_later())
 
     def stop(self) -> None:
         if self._timer is not None:

@@ -347,12 +347,13 @@ if sys.version_info >= (3, 11):
         cancel (the task's cancel count decides, as in `asyncio.Timeout.__aexit__`)."""
         if seconds is None:
             return await aw
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()  # once: each look-up is a getpid() system call (CPython 3.11)
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("with_timeout must be used inside a task")
         cancelling = task.cancelling()
         expiry = _Expiry(task)
-        handle = asyncio.get_running_loop().call_later(seconds, expiry)
+        handle = loop.call_later(seconds, expiry)
         try:
             result = await aw
         except BaseException as exc:
