@@ -224,6 +224,14 @@ def _relearn(templates: list[_Plain], data: bytes, doc: dict[str, Any]) -> list[
     return [*[t for t in kept if (t.call is None) != (new.call is None)], new]
 
 
+def _loader(payloads: list[bytes]) -> Callable[[bytes], Any]:
+    """orjson's `loads` for a read's payloads when none holds a long integer or a surrogate escape (looked for
+    once over them all), else `jsoncodec.loads`."""
+    joined = b"\n".join(payloads) if len(payloads) > 1 else payloads[0]  # no digit run or escape spans "\n"
+    plain = not (jsoncodec.has_surrogate_escape(joined) or jsoncodec.has_long_int(joined))
+    return orjson.loads if plain else jsoncodec.loads
+
+
 def _continues(prev: Any, item: Any) -> bool:
     """Whether `item` continues `prev`'s run: a text after a text, an argument piece after one of the same call."""
     kind = type(item)
@@ -404,8 +412,9 @@ class UpstreamReader:
 
     async def docs(self, texts: bool = False) -> AsyncIterator[list[Any]]:
         """The parsed chunk documents, one list per upstream read that completed any. `jsoncodec.loads`'s checks
-        (long integers, surrogate escapes) are made once over the read's payloads; an upstream error event ends
-        the stream after the documents before it (as when they went one by one).
+        (long integers, surrogate escapes) are made once over the read's payloads, and only when one of them is
+        parsed (a text or piece its template takes is a string, which orjson decodes or refuses); an upstream error
+        event ends the stream after the documents before it (as when they went one by one).
 
         With `texts`, a content-only chunk spelled like the stream's last one (the usual run of text events) comes
         as its text (a `str`), and an argument-only tool-call chunk spelled like the last one as its call index
@@ -417,9 +426,7 @@ class UpstreamReader:
             payloads = self._payloads(events)
             if not payloads:
                 continue
-            joined = b"\n".join(payloads) if len(payloads) > 1 else payloads[0]  # no digit run or escape spans "\n"
-            load = orjson.loads if not (jsoncodec.has_surrogate_escape(joined) or jsoncodec.has_long_int(joined)) \
-                else jsoncodec.loads
+            load: Callable[[bytes], Any] | None = None  # decided once a payload of the read needs parsing
             docs: list[Any] = []
             joined_run = False
             for data in payloads:
@@ -433,6 +440,8 @@ class UpstreamReader:
                         joined_run = True  # joined below
                     docs.append(item)
                     continue
+                if load is None:
+                    load = _loader(payloads)
                 try:
                     value = load(data)
                 except (ValueError, RecursionError):
