@@ -3,15 +3,17 @@ through the chat pipeline (request check, repair stream, envelope) and the OpenA
 thread's CPU clock. It separates the repairing stream's own cost from aiohttp's and the event loop's, which
 `run.py` measures together.
 
-    python bench/proxy/stream_cpu.py [--kinds native,text,prose] [--pieces N] [--per-event] [-n 300] [--profile]
+    python bench/proxy/stream_cpu.py [--kinds native,text,prose] [--pieces N] [--reads halves|events|whole]
+                                     [-n 300] [--profile]
     valgrind --tool=callgrind --callgrind-out-file=cg.out python bench/proxy/stream_cpu.py --kinds prose --callgrind 100
 
 `--callgrind N` (under callgrind): the counters zeroed after the warm-up, N answers, the counters dumped; the dump's
 `summary` over N is the instructions of one answer, a count that does not move with the machine's load.
 
 `--pieces` splits the native call's arguments (or the text answers) into N events instead of the workload's
-12 (16); the difference between two values is the cost per event. `--per-event` hands the pipeline one upstream read
-per event (as a stream arriving token by token does) instead of two. `--profile` prints cProfile's top functions.
+12 (16); the difference between two values is the cost per event. `--reads` is how the upstream's stream arrives:
+`halves` (the default) in two reads, `events` one read per event (as a stream arriving token by token does), `whole`
+all of it in the first read (as nginx's single write does). `--profile` prints cProfile's top functions.
 """
 
 from __future__ import annotations
@@ -64,15 +66,19 @@ class _Reply:
         pass
 
 
-class _Opened:
-    """The stream in two reads (its halves), or with `per_event` one read per event (as it arrives token by
-    token)."""
+READS = ("halves", "events", "whole")
 
-    def __init__(self, upstream: Any, sse: bytes, per_event: bool = False) -> None:
-        reads = workload.sse_events(sse) if per_event else [sse[:len(sse) // 2], sse[len(sse) // 2:]]
-        self.reply = _Reply(reads[1:])
+
+class _Opened:
+    """The stream in the reads `reads` names: its two halves, one read per event (as it arrives token by token),
+    or all of it in the first."""
+
+    def __init__(self, upstream: Any, sse: bytes, reads: str = "halves") -> None:
+        parts = {"events": workload.sse_events(sse), "whole": [sse]}.get(reads) or [sse[:len(sse) // 2],
+                                                                                   sse[len(sse) // 2:]]
+        self.reply = _Reply(parts[1:])
         self.upstream = upstream
-        self.first = reads[0]
+        self.first = parts[0]
         self.target = None
 
     async def close(self) -> None:
@@ -80,7 +86,7 @@ class _Opened:
 
 
 class Harness:
-    def __init__(self, kind: str, pieces: int | None, per_event: bool = False) -> None:
+    def __init__(self, kind: str, pieces: int | None, reads: str = "halves") -> None:
         if pieces is not None:
             split = workload._pieces
             workload._pieces = lambda text, n: split(text, pieces)  # type: ignore[assignment]
@@ -95,7 +101,7 @@ class Harness:
         upstream = next(iter(self.runtime.upstreams.values()))
 
         async def dispatch(ctx: Any, request: Any) -> _Opened:
-            return _Opened(upstream, self.sse, per_event)
+            return _Opened(upstream, self.sse, reads)
 
         pipeline.dispatch = dispatch  # type: ignore[assignment]
 
@@ -145,13 +151,13 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kinds", default="native,text,prose")
     ap.add_argument("--pieces", type=int, default=None)
-    ap.add_argument("--per-event", action="store_true", help="one upstream read per event (token by token)")
+    ap.add_argument("--reads", choices=READS, default="halves", help="how the stream arrives (see above)")
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--callgrind", type=int, default=0, metavar="N", help="under callgrind: count N answers")
     args = ap.parse_args()
     for kind in args.kinds.split(","):
-        h = Harness(kind, args.pieces, args.per_event)
+        h = Harness(kind, args.pieces, args.reads)
         if args.callgrind:
             await callgrind_count(h, args.callgrind)
             continue
