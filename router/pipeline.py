@@ -534,6 +534,60 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
     return events
 
 
+def _fed_whole(repairer: StreamRepairer | StreamValidator, docs: list[Any], env: _Envelope, raw: list[str] | None,
+               max_chars: int) -> list[ValidateEvent] | None:
+    """A whole stream (its one read's items) through the repairer with each kind of piece joined and fed once:
+    its reasoning, its content, its tool-call fragments in order (the repairer's result does not depend on how its
+    input is cut). None, with nothing taken, when its text is past `max_chars` (the repairer's bound then applies
+    piece by piece, as in any stream)."""
+    content: list[str] = []
+    reasoning: list[str] = []
+    deltas: list[dict[str, Any]] = []
+    finish: str | None = None
+    size = 0
+    for doc in docs:
+        kind = type(doc)
+        if kind is str:
+            content.append(doc)
+            size += len(doc)
+            continue
+        if kind is ArgsPiece:
+            deltas.append(doc.delta)
+            size += len(doc.text)
+            continue
+        for part in chunk_parts(doc):
+            finish = part.finish_reason or finish
+            if part.reasoning:
+                reasoning.append(part.reasoning)
+            if part.content:
+                content.append(part.content)
+                size += len(part.content)
+            if part.tool_deltas:
+                deltas += part.tool_deltas
+                size += sum(_args_size(d) for d in part.tool_deltas)
+    if size > max_chars:
+        return None
+    for doc in docs:
+        if type(doc) is dict:
+            env.absorb(doc)
+    if finish:
+        env.finish_reason = finish
+    events: list[ValidateEvent] = []
+    if reasoning:
+        events += repairer.feed_reasoning("".join(reasoning))
+    if content:
+        events += _content(repairer, "".join(content), env, raw, max_chars)
+    if deltas:
+        events += repairer.feed_tool_calls(deltas)
+    return events
+
+
+def _args_size(delta: dict[str, Any]) -> int:
+    fn = delta.get("function")
+    args = fn.get("arguments") if isinstance(fn, dict) else None
+    return len(args) if isinstance(args, str) else 0
+
+
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
                     index: ToolIndex | None, max_chars: int, checker: _Checker, keep_raw: bool = False,
                     engine: bool = False) -> AsyncGenerator[Items | tuple[RepairResult, str], None]:
@@ -542,10 +596,19 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
     to the end, where they can still be refused or re-asked). Yields what each upstream read made (a non-empty
     list), then what `checker` makes of the result: the stream's last items, or (result, raw text) for a re-ask
     while nothing was sent. An `engine` reply is validated, not repaired again (see repair_owner)."""
-    repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars)
+    repairer: StreamRepairer | StreamValidator | None = None
     # the raw text: for a re-ask, or the capture ring
     raw: list[str] | None = [] if keep_raw or policy.on_failure == "retry" else None
     async for docs in reader.docs(texts=True):
+        if repairer is None:
+            # the first read held the whole stream (nginx's single write, a buffering gateway, a loaded router):
+            # nothing is gained by sending calls piece by piece, and it is repaired as one answer
+            whole = reader.done
+            repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=whole)
+            if whole and not engine and (events := _fed_whole(repairer, docs, env, raw, max_chars)) is not None:
+                if events and (made := env.chunks_of(events)):
+                    yield checker.batch([*made])
+                continue
         out: Items = []
         for doc in docs:
             if type(doc) is str:  # a content-only chunk with the envelope already taken (see UpstreamReader.docs)
@@ -568,6 +631,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                     out += env.chunks_of(events)
         if out:
             yield checker.batch(out)
+    if repairer is None:
+        repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=True)
     final: Items = [*env.chunks_of(repairer.finish())]
     _finished(repairer, env, ex, body, policy, raw)
     yield checker.end(repairer.result, final)

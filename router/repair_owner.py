@@ -39,10 +39,10 @@ def chunk_report(doc: dict[str, Any]) -> Reported | None:
 
 
 def stream_checker(engine: bool, index: ToolIndex | None, req: ChatRequest, policy: RepairPolicy,
-                   max_chars: int) -> StreamRepairer | StreamValidator:
+                   max_chars: int, whole: bool = False) -> StreamRepairer | StreamValidator:
     """A stream's repairer, or for an engine's reply its validator; calls go out as they arrive with on_failure
     "content", and are held to the end with "retry" and "error" (where they can still be refused or re-asked)."""
-    incremental = policy.on_failure == "content"
+    incremental = policy.on_failure == "content" and not whole
     if engine:
         return StreamValidator(index, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
                                incremental=incremental, max_chars=max_chars)
