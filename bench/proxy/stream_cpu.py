@@ -74,8 +74,8 @@ class _Opened:
     or all of it in the first."""
 
     def __init__(self, upstream: Any, sse: bytes, reads: str = "halves") -> None:
-        parts = {"events": workload.sse_events(sse), "whole": [sse]}.get(reads) or [sse[:len(sse) // 2],
-                                                                                   sse[len(sse) // 2:]]
+        parts = workload.sse_events(sse) if reads == "events" else [sse] if reads == "whole" \
+            else [sse[:len(sse) // 2], sse[len(sse) // 2:]]
         self.reply = _Reply(parts[1:])
         self.upstream = upstream
         self.first = parts[0]
