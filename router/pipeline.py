@@ -593,9 +593,10 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                     engine: bool = False) -> AsyncGenerator[Items | tuple[RepairResult, str], None]:
     """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
     call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
-    to the end, where they can still be refused or re-asked). Yields what each upstream read made (a non-empty
-    list), then what `checker` makes of the result: the stream's last items, or (result, raw text) for a re-ask
-    while nothing was sent. An `engine` reply is validated, not repaired again (see repair_owner)."""
+    to the end, where they can still be refused or re-asked; so does a stream whose first read held all of it,
+    fed once per kind, see `_fed_whole`). Yields what each upstream read made (a non-empty list), then what
+    `checker` makes of the result: the stream's last items, or (result, raw text) for a re-ask while nothing was
+    sent. An `engine` reply is validated, not repaired again (see repair_owner)."""
     repairer: StreamRepairer | StreamValidator | None = None
     # the raw text: for a re-ask, or the capture ring
     raw: list[str] | None = [] if keep_raw or policy.on_failure == "retry" else None

@@ -41,7 +41,9 @@ def chunk_report(doc: dict[str, Any]) -> Reported | None:
 def stream_checker(engine: bool, index: ToolIndex | None, req: ChatRequest, policy: RepairPolicy,
                    max_chars: int, whole: bool = False) -> StreamRepairer | StreamValidator:
     """A stream's repairer, or for an engine's reply its validator; calls go out as they arrive with on_failure
-    "content", and are held to the end with "retry" and "error" (where they can still be refused or re-asked)."""
+    "content", and are held to the end with "retry" and "error" (where they can still be refused or re-asked), and
+    for a `whole` stream, one already in hand (sent in one write, they would gain nothing from going piece by
+    piece)."""
     incremental = policy.on_failure == "content" and not whole
     if engine:
         return StreamValidator(index, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
