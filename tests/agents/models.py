@@ -3,6 +3,8 @@ agentgate produced) and plays one scripted session, stateless, so a retried requ
 
 Each session: a native tool call, a malformed call written as text (agentgate must repair it), two calls in
 parallel, a call whose result is an image, and a final answer; a resumed session answers from the full history.
+Streamed, the malformed call and the parallel calls come event by event (agentgate repairs them as they arrive) and
+the rest in one write (a stream whose first read holds all of it is repaired as one answer): the agents see both.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ def saw_image(body: dict[str, Any]) -> bool:
                for m in body.get("messages", []))
 
 
-def reply(body: dict[str, Any], text: str | None = None, calls: list[tuple[str, dict[str, Any]]] = ()) -> Step:
-    """One answer, streamed when asked: text, or tool calls (several at once when given several)."""
+def reply(body: dict[str, Any], text: str | None = None, calls: list[tuple[str, dict[str, Any]]] = (),
+          paced: bool = False) -> Step:
+    """One answer, streamed when asked: text, or tool calls (several at once when given several); `paced`, its
+    events 5 ms apart instead of in one write."""
     model = str(body.get("model"))
     tool_calls = [{"index": i, "id": f"call_{len(body.get('messages', []))}_{i}", "type": "function",
                    "function": {"name": name, "arguments": json.dumps(args)}} for i, (name, args) in enumerate(calls)]
@@ -52,7 +56,7 @@ def reply(body: dict[str, Any], text: str | None = None, calls: list[tuple[str, 
     events.append(chunk(model, {}, finish))
     events.append({**chunk(model, {}), "choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 9,
                                                                  "total_tokens": 59}})
-    return Step(sse=events)
+    return Step(sse=events, interval=0.005 if paced else 0.0)
 
 
 def session(body: dict[str, Any], native: tuple[str, dict[str, Any]], broken: str,
@@ -67,9 +71,9 @@ def session(body: dict[str, Any], native: tuple[str, dict[str, Any]], broken: st
     if done == 0:
         return reply(body, calls=[native])
     if done == 1:
-        return reply(body, broken)
+        return reply(body, broken, paced=True)
     if done == 2:
-        return reply(body, calls=parallel)
+        return reply(body, calls=parallel, paced=True)
     if done == 4:
         return reply(body, calls=[image])
     return reply(body, f"{FINAL} {IMAGE_SEEN if saw_image(body) else 'but no image arrived'}.")
