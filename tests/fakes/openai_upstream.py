@@ -56,6 +56,30 @@ def chunk(model: str, delta: dict[str, Any], finish_reason: str | None = None) -
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
 
+def message_of(events: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
+    """(the assistant message, the finish reason) that chat-completion chunk documents add up to, choice 0's, as
+    a client assembles them (a call's id from its first delta that has one, its name and arguments joined)."""
+    content, reasoning, calls, finish = "", "", {}, None
+    for e in events:
+        for choice in e.get("choices") or []:
+            delta = choice.get("delta") or {}
+            content += delta.get("content") or ""
+            reasoning += delta.get("reasoning_content") or ""
+            for d in delta.get("tool_calls") or []:
+                call = calls.setdefault(d["index"], {"id": "", "type": "function",
+                                                     "function": {"name": "", "arguments": ""}})
+                call["id"] = call["id"] or d.get("id") or ""
+                call["function"]["name"] += (d.get("function") or {}).get("name") or ""
+                call["function"]["arguments"] += (d.get("function") or {}).get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    message: dict[str, Any] = {"role": "assistant", "content": content or None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = [calls[k] for k in sorted(calls)]
+    return message, finish
+
+
 def stream_of(text_pieces: list[str], model: str, finish_reason: str = "stop") -> list[Any]:
     events: list[Any] = [chunk(model, {"role": "assistant", "content": ""})]
     events += [chunk(model, {"content": p}) for p in text_pieces]

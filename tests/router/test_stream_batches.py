@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -18,34 +17,11 @@ from router.chat_types import ArgsPiece, chunk_items, parse_chunk
 from router.exchange import Exchange
 from router.pipeline import _Envelope
 from router.relay import OpenAIChunks, UpstreamReader, _Plain
-
-
-class _Reply:
-    status = 200
-    headers: dict[str, str] = {}
-
-    def __init__(self, reads: list[bytes]) -> None:
-        self.reads = reads
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        for r in self.reads:
-            yield r
-
-
-class _Upstream:
-    name = "up"
-    secrets = ()
-
-
-class _Opened:
-    def __init__(self, reads: list[bytes]) -> None:
-        self.first = reads[0] if reads else b""
-        self.reply = _Reply(reads[1:])
-        self.upstream = _Upstream()
+from tests.fakes.reads import Opened
 
 
 async def _collect(reads: list[bytes], texts: bool) -> list[list[Any]]:
-    reader = UpstreamReader(_Opened(reads), Exchange("r", "chat"), None)
+    reader = UpstreamReader(Opened(reads), Exchange("r", "chat"), None)
     return [batch async for batch in reader.docs(texts=texts)]
 
 

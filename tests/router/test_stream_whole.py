@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes.openai_upstream import Step, chunk
+from tests.fakes.openai_upstream import Step, chunk, message_of
 
 PARAMS = {"type": "object", "properties": {"path": {"type": "string"}, "lines": {"type": "integer"},
                                            "content": {"type": "string"}}, "required": ["path"]}
@@ -73,24 +73,7 @@ def _whole(events: list[dict[str, Any]]) -> bytes:
 
 def _completion(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The same answer non-stream."""
-    content, reasoning, calls, finish = "", "", {}, None
-    for e in events:
-        for choice in e["choices"]:
-            delta = choice["delta"]
-            content += delta.get("content") or ""
-            reasoning += delta.get("reasoning_content") or ""
-            for d in delta.get("tool_calls") or []:
-                call = calls.setdefault(d["index"], {"id": "", "type": "function",
-                                                     "function": {"name": "", "arguments": ""}})
-                call["id"] = d.get("id") or call["id"]
-                call["function"]["name"] += d["function"].get("name") or ""
-                call["function"]["arguments"] += d["function"].get("arguments") or ""
-            finish = choice["finish_reason"] or finish
-    message: dict[str, Any] = {"role": "assistant", "content": content or None}
-    if reasoning:
-        message["reasoning_content"] = reasoning
-    if calls:
-        message["tool_calls"] = [calls[k] for k in sorted(calls)]
+    message, finish = message_of(events)
     return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": "m",
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}

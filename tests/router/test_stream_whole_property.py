@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +21,8 @@ from router.config.model import RepairPolicy
 from router.exchange import Exchange
 from router.pipeline import _Checker, _Envelope, _finish_reason, _repaired
 from router.relay import UpstreamReader
+from tests.fakes.openai_upstream import message_of
+from tests.fakes.reads import Opened
 
 TOOLS = [{"type": "function", "function": {"name": "write_file", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}, "lines": {"type": "integer"}},
@@ -29,30 +30,6 @@ TOOLS = [{"type": "function", "function": {"name": "write_file", "parameters": {
     {"type": "function", "function": {"name": "read_file", "parameters": {
         "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
 INDEX = ToolIndex.of(TOOLS)
-
-
-class _Reply:
-    status = 200
-    headers: dict[str, str] = {}
-
-    def __init__(self, reads: list[bytes]) -> None:
-        self.reads = reads
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        for r in self.reads:
-            yield r
-
-
-class _Upstream:
-    name = "up"
-    secrets = ()
-
-
-class _Opened:
-    def __init__(self, reads: list[bytes]) -> None:
-        self.first = reads[0]
-        self.reply = _Reply(reads[1:])
-        self.upstream = _Upstream()
 
 
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -106,7 +83,7 @@ async def _message(reads: list[bytes], policy: RepairPolicy) -> dict[str, Any]:
     env = _Envelope("m")
     ex = Exchange("r", "chat")
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}], "tools": TOOLS}
-    reader = UpstreamReader(_Opened(reads), ex, None)
+    reader = UpstreamReader(Opened(reads), ex, None)
     checker = _Checker(env, policy, None, retry_possible=False)
     content, reasoning, calls, finish = "", "", {}, None
     async for batch in _repaired(reader, env, ex, body, policy, INDEX, 1 << 20, checker):
@@ -151,22 +128,10 @@ def test_a_whole_stream_and_the_same_stream_event_by_event_give_the_same_message
 
 def _one_shot(events: list[dict[str, Any]], policy: RepairPolicy) -> dict[str, Any]:
     """The message the same answer gets non-stream (`repair_message` on the whole text and calls)."""
-    content, reasoning, calls, finish = "", "", {}, None
-    for e in events:
-        choice = e["choices"][0]
-        delta = choice["delta"]
-        content += delta.get("content") or ""
-        reasoning += delta.get("reasoning_content") or ""
-        for d in delta.get("tool_calls") or []:
-            call = calls.setdefault(d["index"], {"id": "", "type": "function",
-                                                 "function": {"name": "", "arguments": ""}})
-            call["id"] = d.get("id") or call["id"]
-            call["function"]["name"] += d["function"].get("name") or ""
-            call["function"]["arguments"] += d["function"].get("arguments") or ""
-        finish = choice["finish_reason"] or finish
-    result = repair_message(content or None, INDEX, tool_calls=[calls[k] for k in sorted(calls)] or None,
-                            reasoning_content=reasoning or None, format=policy.format, mode=policy.mode,
-                            canonical=True)
+    message, finish = message_of(events)
+    result = repair_message(message["content"], INDEX, tool_calls=message.get("tool_calls"),
+                            reasoning_content=message.get("reasoning_content"), format=policy.format,
+                            mode=policy.mode, canonical=True)
     return {"content": result.content or "", "reasoning": result.reasoning_content or "",
             "calls": [[c["function"]["name"], c["function"]["arguments"]] for c in result.tool_calls],
             "finish_reason": _finish_reason(finish, bool(result.tool_calls))}
