@@ -13,7 +13,7 @@ from ..config.model import ProviderConfig
 from ..dialects import anthropic_out as wire
 from ..redact import safe_headers, scrub_body, scrub_literal
 from ..sse import EventSplitter, event_data
-from .base import Reply, UpstreamRequest, UpstreamUnavailable, read_limited, with_timeout
+from .base import IdleWatch, Reply, UpstreamRequest, UpstreamUnavailable, read_limited, with_timeout
 from .openai import HttpUpstream
 
 API_VERSION = "2023-06-01"
@@ -25,8 +25,9 @@ class AnthropicReply:
     `chunks()` gives chat completion SSE. Successive `chunks()` iterators continue one another."""
 
     def __init__(self, resp: aiohttp.ClientResponse, model: str | None, stream: bool, include_usage: bool,
-                 secret: str | tuple[str, ...] | None) -> None:
+                 secret: str | tuple[str, ...] | None, idle: float | None = None) -> None:
         self._resp = resp
+        self._watch = IdleWatch(resp, idle)  # the gaps in the body (see openai.client_timeout)
         self.status = resp.status
         headers = {"Content-Type": "text/event-stream" if stream and resp.status == 200 else "application/json"}
         retry_after = safe_headers(resp.headers, secret).get("Retry-After")
@@ -41,7 +42,7 @@ class AnthropicReply:
         self._eof = False
 
     async def read(self, limit: int | None = None) -> bytes:
-        body = scrub_body(await read_limited(self._resp, limit), self._secret)
+        body = scrub_body(await read_limited(self._resp, limit, self._watch), self._secret)
         if self.status != 200:
             return wire.error_body(self.status, body)
         try:
@@ -56,7 +57,7 @@ class AnthropicReply:
         while not self._pending:
             if self._eof:
                 return None
-            raw = await self._resp.content.readany()
+            raw = await self._watch.readany()
             if not raw:
                 self._eof = True
                 rest = self._splitter.rest()
@@ -94,6 +95,7 @@ class AnthropicReply:
         return self._iterate()
 
     async def close(self) -> None:
+        self._watch.stop()
         self._resp.close()
 
 
@@ -117,5 +119,6 @@ class AnthropicUpstream(HttpUpstream):
         resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=request.headers,
                                                     allow_redirects=False),
                                   self.config.policy.timeouts.first_byte)
-        return AnthropicReply(resp, body.get("model"), stream, include_usage, self.secrets)
+        return AnthropicReply(resp, body.get("model"), stream, include_usage, self.secrets,
+                              self.config.policy.timeouts.idle)
 

@@ -102,7 +102,7 @@ class EngineUpstream(Upstream):
         async def release() -> None:
             await lease.__aexit__(None, None, None)
 
-        return AiohttpReply(resp, on_close=release)
+        return AiohttpReply(resp, on_close=release, idle=self.config.policy.timeouts.idle)
 
     async def send(self, request: UpstreamRequest) -> Reply:
         path = request.path

@@ -10,8 +10,11 @@ from .base import AiohttpReply, Reply, Upstream, UpstreamRequest, with_timeout
 
 
 def client_timeout(config: ProviderConfig) -> aiohttp.ClientTimeout:
+    """The session's timeouts. The wait for the answer's headers is `first_byte` (`with_timeout` around the
+    request), the gaps in its body `idle` (the reply's `IdleWatch`, not aiohttp's `sock_read`, which would also cut
+    the wait for the headers short and costs a timer per packet)."""
     t = config.policy.timeouts
-    return aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_connect=t.connect, sock_read=t.idle)
+    return aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_connect=t.connect)
 
 
 class HttpUpstream(Upstream):
@@ -55,5 +58,5 @@ class OpenAIUpstream(HttpUpstream):
             self.session.post(self._base + request.path, data=data, headers=request.headers, allow_redirects=False),
             self.config.policy.timeouts.first_byte,
         )
-        return AiohttpReply(resp, secret=self.secrets)
+        return AiohttpReply(resp, secret=self.secrets, idle=self.config.policy.timeouts.idle)
 

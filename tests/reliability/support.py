@@ -186,7 +186,8 @@ class ContentUpstream(FakeUpstream):
     `ok:<n>` echo (stream or not) · `reset:<k>` abort after k stream events · `reset-once:<n>` abort
     before the first event (non-stream: a 502) the first time this text is seen, then echo · `stall` hold
     before answering until `release` · `stall-headers` send headers, then hold · `stall-mid` send two
-    events, then hold · `500` / `429` a status · `nonjson` a 200 HTML body · `truncated` a stream that ends
+    events, then hold (non-stream: half the body) · `slow` send the answer in pieces 0.15 s apart (non-stream:
+    the body in six) · `500` / `429` a status · `nonjson` a 200 HTML body · `truncated` a stream that ends
     without [DONE] in the middle of an event. The first word picks the behaviour; the text is echoed.
     Anything that is not a chat body with string content is answered with a fixed completion.
     """
@@ -228,6 +229,17 @@ class ContentUpstream(FakeUpstream):
             return Step(sse=stream_of(pieces, model), pause_after=0, resume=self.release)
         if kind == "stall-mid" and stream:
             return Step(sse=stream_of(pieces, model), pause_after=2, resume=self.release)
+        if kind == "stall-mid":  # the headers and half the body, then nothing
+            body = json.dumps(completion(text, model)).encode()
+            return Step(sse=[body[:len(body) // 2], body[len(body) // 2:]], pause_after=1, resume=self.release,
+                        done=False, headers={"Content-Type": "application/json"})
+        if kind == "slow":
+            if stream:
+                return Step(sse=stream_of(pieces, model), interval=0.15)
+            body = json.dumps(completion(text, model)).encode()
+            cut = [len(body) * k // 6 for k in range(7)]
+            return Step(sse=[body[cut[k]:cut[k + 1]] for k in range(6)], interval=0.15, done=False,
+                        headers={"Content-Type": "application/json"})
         if kind in ("500", "429"):
             key = arg or ""
             return Step(status=int(kind), json={"error": {"message": f"scripted {kind} {key}".strip()}},

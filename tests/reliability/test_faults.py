@@ -162,6 +162,35 @@ models:
     await wait_until(lambda: up.cancelled >= 4 and up.active == 0)
 
 
+async def test_idle_bounds_each_wait_for_the_next_bytes_not_the_whole_body(content_upstreams, router):
+    """`timeouts.idle` is the longest wait for an upstream's next bytes, in a whole body as in a stream: a body that
+    stops half way is a timeout (the next provider answers, or a clean 504), and answers whose pieces come 0.15 s
+    apart, for longer than `idle` in all, are not cut."""
+    a, b = await content_upstreams("a"), await content_upstreams("b", faults=False)
+    r = await router(f"""
+providers:
+  a: {{type: openai, base_url: '{a.url}', retries: 0, timeouts: {{first_byte: 0.5, idle: 0.5}},
+      breaker: {{failures: 1000}}}}
+  b: {{type: openai, base_url: '{b.url}', retries: 0}}
+models:
+  - {{name: m, provider: a, fallbacks: [n]}}
+  - {{name: n, provider: b}}
+  - {{name: solo, provider: a}}
+""")
+    slow = [f"slow {i} but steady to the end" for i in range(4)]
+    async with aiohttp.ClientSession() as s:
+        answers = await asyncio.gather(*(chat(s, r.url, "m", f"stall-mid {i} falls back") for i in range(3)),
+                                       chat(s, r.url, "solo", "stall-mid alone"),
+                                       *(chat(s, r.url, "solo", t, stream=i % 2 == 0) for i, t in enumerate(slow)))
+    for i, c in enumerate(answers[:3]):
+        assert_echo(c, f"stall-mid {i} falls back", "b")
+    alone = answers[3]
+    assert alone.status == 504 and alone.error is not None and alone.error["code"] == "upstream_timeout"
+    for c, t in zip(answers[4:], slow, strict=True):
+        assert_echo(c, t, "a")
+    await wait_until(lambda: a.cancelled >= 4 and a.active == 0)  # the router hung up on each stalled body
+
+
 async def test_429_storm_falls_back_and_passes_retry_after_when_alone(content_upstreams, router):
     a, b = await content_upstreams("a"), await content_upstreams("b", faults=False)
     r = await router(f"""
