@@ -130,11 +130,13 @@ def dumps_text(obj: Any) -> str:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON. Raises UnicodeEncodeError for a lone surrogate in a string, as encoding the standard
-    library's output would."""
+    """Compact UTF-8 JSON. A lone surrogate in a string (an upstream may send one as a `\\uD800` escape, and a
+    stream may cut a pair in two) is written as that escape, the one way JSON text can hold it: the value reads
+    back the same."""
     if orjson is not None:
         try:
             return orjson.dumps(obj)
         except TypeError:  # orjson.JSONEncodeError included
             pass
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    # a surrogate can only stand inside a string, where its backslash escape is JSON's own
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")

@@ -17,6 +17,7 @@ import asyncio
 import bisect
 import functools
 import itertools
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +34,7 @@ from .exchange import Exchange
 from .redact import scrub_body, scrub_text
 from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
 
+log = logging.getLogger("agentgate")
 KEEPALIVE_S = 10.0
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -646,9 +648,20 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
             if before_finish is not None:
                 await before_finish()
             await out.end(final)
+        except (ClientGone, ConnectionResetError, aiohttp.ClientConnectionResetError):
+            raise
         except ApiError as err:
             ex.error = err.code
             await out.end(b"".join(encoder.error(err)))
+        except Exception as exc:  # a bug: the stream still ends, with the error event, and the next one is unharmed
+            log.error("unexpected error in stream %s", ex.request_id, exc_info=exc)
+            internal = ApiError(500, "Internal error; the router's log has the details.", "internal_error")
+            ex.error = internal.code
+            try:
+                tail = b"".join(encoder.error(internal))
+            except Exception:  # the encoder is what failed: the OpenAI error event
+                tail = internal.sse_event()
+            await out.end(tail)
         finally:
             out.stop()
             aclose = getattr(items, "aclose", None)

@@ -53,6 +53,17 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
+def _json_text(value: Any) -> tuple[str, int]:
+    """`value` as JSON text that UTF-8 can hold, and its size in UTF-8: a lone surrogate (an upstream can send one)
+    is written as its escape, the rest as it is."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        return text, len(text.encode())
+    except UnicodeEncodeError:
+        text = json.dumps(value)
+        return text, len(text)
+
+
 class RowTooLarge(ValueError):
     """A response (with its conversation) over the per-row bound: it is not stored."""
 
@@ -166,9 +177,8 @@ class ResponseStore:
 
     def _put(self, item: StoredResponse) -> None:
         now = time.time()
-        response = json.dumps(item.response, ensure_ascii=False)
-        messages = json.dumps(item.messages, ensure_ascii=False)
-        size = len(response.encode()) + len(messages.encode())
+        (response, response_size), (messages, messages_size) = _json_text(item.response), _json_text(item.messages)
+        size = response_size + messages_size
         if size > self.max_row_bytes:
             raise RowTooLarge(f"response {item.id} is {size} bytes with its conversation, over the store's "
                               f"per-response bound of {self.max_row_bytes} bytes (AGENTGATE_RESPONSES_MAX_ROW_MB)")

@@ -594,7 +594,7 @@ class MessagesStream(ChunkEncoder):
         return self._delta_head + jsoncodec.dumps(delta) + b"}\n\n"
 
     def _reasoning(self, text: str) -> list[bytes]:
-        self._out_bytes += len(text.encode())
+        self._out_bytes += len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate: its 3 bytes
         self._pending_ws = ""
         out = [] if self._open == "thinking" else self._open_block("thinking", {"type": "thinking", "thinking": "",
                                                                                "signature": ""})
@@ -602,7 +602,7 @@ class MessagesStream(ChunkEncoder):
         return out
 
     def _text(self, text: str) -> list[bytes]:
-        self._out_bytes += len(text.encode())
+        self._out_bytes += len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate: its 3 bytes
         out: list[bytes] = []
         if self._open != "text":
             held = self._held(text)

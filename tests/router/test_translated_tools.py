@@ -149,7 +149,8 @@ def test_chat_bytes_only_for_the_very_list() -> None:
     assert chat_bytes({"model": "m", "tools": tools, "max_tokens": 2 ** 70}, kept) == \
         json.dumps({"model": "m", "tools": tools, "max_tokens": 2 ** 70}, separators=(",", ":")).encode()
     assert ToolsJson.of([]) is None
-    assert ToolsJson.of([{"name": "\ud800"}]) is None  # a lone surrogate: no UTF-8 bytes
+    lone = ToolsJson.of([{"name": "\ud800"}])  # a lone surrogate: as its escape
+    assert lone is not None and json.loads(lone.data) == [{"name": "\ud800"}]
 
 
 def test_memo_stays_bounded_under_new_lists() -> None:
@@ -184,9 +185,8 @@ def test_sse_event_is_the_compact_standard_text(doc: dict[str, Any]) -> None:
     assert sse_event("content_block_delta", doc) == f"event: content_block_delta\ndata: {payload}\n\n".encode()
 
 
-def test_sse_event_refuses_a_lone_surrogate_as_before() -> None:
-    with pytest.raises(UnicodeEncodeError):
-        sse_event("x", {"text": "\ud800"})
+def test_sse_event_writes_a_lone_surrogate_as_its_escape() -> None:
+    assert sse_event("x", {"text": "\ud800"}) == b'event: x\ndata: {"text":"\\ud800"}\n\n'
 
 
 def test_responses_stream_start_events_as_whole_documents() -> None:
