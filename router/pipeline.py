@@ -534,12 +534,20 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
     return events
 
 
-def _fed_whole(repairer: StreamRepairer | StreamValidator, docs: list[Any], env: _Envelope, raw: list[str] | None,
-               max_chars: int) -> list[ValidateEvent] | None:
-    """A whole stream (its one read's items) through the repairer with each kind of piece joined and fed once:
-    its reasoning, its content, its tool-call fragments in order (the repairer's result does not depend on how its
-    input is cut). None, with nothing taken, when its text is past `max_chars` (the repairer's bound then applies
-    piece by piece, as in any stream)."""
+class _WholeParts(NamedTuple):
+    """A whole stream's pieces, each kind joined (see `_whole_parts`)."""
+
+    content: str
+    reasoning: str
+    deltas: list[dict[str, Any]]
+    finish: str | None
+
+
+def _whole_parts(docs: list[Any], max_chars: int) -> _WholeParts | None:
+    """A whole stream's (its one read's items) reasoning, content and tool-call fragments in order, each kind
+    joined to be fed once (the repairer's result does not depend on how its input is cut). None when its text is
+    past `max_chars`: the stream then goes piece by piece, as any stream, and the repairer's bound applies there
+    (past it, the rest passes through unrepaired; held to the end, calls past the bound would be dropped)."""
     content: list[str] = []
     reasoning: list[str] = []
     deltas: list[dict[str, Any]] = []
@@ -567,18 +575,24 @@ def _fed_whole(repairer: StreamRepairer | StreamValidator, docs: list[Any], env:
                 size += sum(_args_size(d) for d in part.tool_deltas)
     if size > max_chars:
         return None
+    return _WholeParts("".join(content), "".join(reasoning), deltas, finish)
+
+
+def _fed_whole(repairer: StreamRepairer | StreamValidator, parts: _WholeParts, docs: list[Any], env: _Envelope,
+               raw: list[str] | None, max_chars: int) -> list[ValidateEvent]:
+    """A whole stream through the repairer, each kind of piece fed once (`parts`, from `docs`)."""
     for doc in docs:
         if type(doc) is dict:
             env.absorb(doc)
-    if finish:
-        env.finish_reason = finish
+    if parts.finish:
+        env.finish_reason = parts.finish
     events: list[ValidateEvent] = []
-    if reasoning:
-        events += repairer.feed_reasoning("".join(reasoning))
-    if content:
-        events += _content(repairer, "".join(content), env, raw, max_chars)
-    if deltas:
-        events += repairer.feed_tool_calls(deltas)
+    if parts.reasoning:
+        events += repairer.feed_reasoning(parts.reasoning)
+    if parts.content:
+        events += _content(repairer, parts.content, env, raw, max_chars)
+    if parts.deltas:
+        events += repairer.feed_tool_calls(parts.deltas)
     return events
 
 
@@ -604,10 +618,11 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
         if repairer is None:
             # the first read held the whole stream (nginx's single write, a buffering gateway, a loaded router):
             # nothing is gained by sending calls piece by piece, and it is repaired as one answer
-            whole = reader.done
-            repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=whole)
-            if whole and not engine and (events := _fed_whole(repairer, docs, env, raw, max_chars)) is not None:
-                if events and (made := env.chunks_of(events)):
+            parts = _whole_parts(docs, max_chars) if reader.done else None
+            repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=parts is not None)
+            if parts is not None and not engine:
+                if (events := _fed_whole(repairer, parts, docs, env, raw, max_chars)) and \
+                        (made := env.chunks_of(events)):
                     yield checker.batch([*made])
                 continue
         out: Items = []

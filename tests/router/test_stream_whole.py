@@ -130,3 +130,19 @@ async def test_a_stream_that_comes_whole_says_what_it_says_event_by_event(fakes,
     if whole["calls"]:  # each call whole, in the delta that opens it
         assert len(whole_deltas) == len(whole["calls"])
         assert all(d.get("id") and d["function"].get("name") for d in whole_deltas)
+
+
+async def test_a_whole_stream_past_the_repair_bound_passes_its_call_on_as_event_by_event(fakes, router):
+    """Past `max_stream_repair_kchars` a stream goes through unrepaired, whole or not: the call the model made
+    reaches the client with all its arguments (held to the end as a whole stream's calls are, it was dropped, and
+    the answer finished "stop" with nothing in it)."""
+    args = json.dumps({"path": "a.txt", "content": "x" * 3000})
+    events = [chunk("m", {"role": "assistant", "content": ""}), *_call(0, "call_1", "write_file", args),
+              chunk("m", {}, "tool_calls")]
+    up = await fakes()
+    up.push(Step(sse=[_whole(events)], done=False), Step(sse=events, interval=0.005))
+    r = await router(CFG.format(url=up.url) + "server: {max_stream_repair_kchars: 1}\n")
+    whole, _ = await _stream(r.url)
+    paced, _ = await _stream(r.url)
+    assert whole == paced
+    assert whole["calls"] == [{"name": "write_file", "arguments": args}] and whole["finish_reason"] == "tool_calls"
