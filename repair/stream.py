@@ -86,7 +86,9 @@ class StreamRepairer:
         self._make_id = id_factory or _default_id
         self._max_chars = max_chars
         self._size = 0             # characters fed (text and tool-call fragments)
+        self._text_size = 0        # characters of text fed (what `_chunks` holds, until the bound)
         self._hold_at = 0          # offset in the text where the held region begins
+        self._sent_to = 0          # offset in the text up to which a <think> block that stopped went out
         self._overflowed = False
         self._spec: _Think | _Hermes | None = None
         self._spec_tried = False
@@ -108,6 +110,7 @@ class StreamRepairer:
             return self._passthrough(text)
         self._chunks.append(text)
         self._size += len(text)
+        self._text_size += len(text)
         if self._max_chars is not None and self._size > self._max_chars:
             return self._overflow(text)
         if self._holding:
@@ -128,7 +131,7 @@ class StreamRepairer:
             if status == MATCH:
                 self._holding = True
                 self._plain = False
-                self._hold_at = self._size - (len(tail) - stop)
+                self._hold_at = self._text_size - (len(tail) - stop)
             decided = tail[:stop]
             self._tail = tail[stop:]
         body = decided.rstrip()
@@ -368,7 +371,7 @@ class StreamRepairer:
             self._spec = _Think(self)
             return self._spec_feed(held[len(THINK_OPEN):])
         if held.startswith(HERMES_OPEN) and not self._tool_parts:
-            self._spec = _Hermes(self)
+            self._spec = _Hermes(self, self._text_size - len(held))
             return self._spec_feed(held[len(HERMES_OPEN):])
         return []
 
@@ -376,6 +379,8 @@ class StreamRepairer:
         assert self._spec is not None
         events, action, rest = self._spec.feed(text)
         if action == "stop":
+            if isinstance(self._spec, _Think) and not self._overflowed:  # what it took before `rest` went out
+                self._sent_to = self._text_size - len(rest)
             self._spec = None
             if self._overflowed and rest:
                 events += self._passthrough(rest)
@@ -441,10 +446,19 @@ class StreamRepairer:
     def _overflow(self, text: str) -> list[Event]:
         """Past `max_chars`: nothing more is kept; held text and everything after it go out unrepaired."""
         self._overflowed = True
-        held = "".join(self._chunks)[self._hold_at:] if self._holding else ""
+        spec = self._spec
+        if isinstance(spec, _Hermes) and spec.unsent:  # the block read so far, with `text`, as it came
+            first = not any(st.native is False for st in self._started)  # the spec's first block: the held space
+            held, self._spec = "".join(self._chunks)[spec.block_at:], None
+            if first:
+                held, self._ws = "".join(self._ws) + held, []
+            self._chunks, self._reasoning, self._tool_parts = [], [], {}
+            self._holding = False
+            return self._passthrough(held)
+        held = "".join(self._chunks)[max(self._hold_at, self._sent_to):] if self._holding else ""
         self._chunks, self._reasoning, self._tool_parts = [], [], {}
         events: list[Event] = []
-        if self._spec is not None:
+        if spec is not None:
             events += self._spec_feed(text)
         elif self._holding:
             events += self._passthrough("".join(self._ws) + held)
@@ -597,14 +611,14 @@ class _Think:
         if close >= 0:
             inner = self.ctx + window[:close]
             hit = finder.find(inner, len(self.ctx))
-            if hit is not None:
-                return self._emit(inner[len(self.ctx):hit[0]]), "stop", ""
+            if hit is not None:  # the rest (from the candidate on): the owner's only once past its bound
+                return self._emit(inner[len(self.ctx):hit[0]]), "stop", window[hit[0] - len(self.ctx):]
             events = self._emit(window[:close])
             return events, "resume", window[close + len(THINK_CLOSE):]
         status, at = finder.scan_stream(self.ctx + window, len(self.ctx))
         at -= len(self.ctx)
         if status == MATCH:
-            return self._emit(window[:at]), "stop", ""
+            return self._emit(window[:at]), "stop", window[at:]
         stop = at if status == PARTIAL else len(window) - _partial_suffix(window, THINK_CLOSE)
         decided, self.pending = window[:stop], window[stop:]
         if decided:
@@ -619,17 +633,27 @@ class _Hermes:
     """`<tool_call>{"name": ..., "arguments": {...}}</tool_call>` calls, one after another: each call's header
     goes out once its name resolves and its arguments begin, the arguments as they arrive."""
 
-    def __init__(self, owner: StreamRepairer) -> None:
+    def __init__(self, owner: StreamRepairer, block_at: int) -> None:
         self.owner = owner
         self.state = _PRE
         self.lit = ""
         self.json: JsonEvents | None = None
         self.call: _Envelope | None = None
+        self.block_at = block_at  # where the block being read begins (its `<tool_call>`) in the owner's text
+
+    @property
+    def unsent(self) -> bool:
+        """Whether the block being read has sent nothing (its call's header has not gone out)."""
+        return self.state != _BETWEEN and (self.call is None or self.call.started is None)
 
     def feed(self, text: str) -> Action:
+        """`text` ends where the owner's text so far ends (`owner._text_size`), until the owner passes its
+        bound."""
         events: list[Event] = []
         i, n = 0, len(text)
         while i < n:
+            if self.state == _BETWEEN and self.owner._overflowed:  # no more calls: the rest as it came
+                return events, "stop", self.lit + text[i:]
             if self.state == _PRE:
                 c = text[i]
                 if c in " \t\r\n":
@@ -659,6 +683,9 @@ class _Hermes:
                 if not target.startswith(self.lit):
                     return events, "stop", text[i - len(self.lit):] if len(self.lit) <= i else text[i - 1:]
                 if self.lit == target:
+                    if self.state == _BETWEEN:  # another block begins
+                        self.block_at = self.owner._text_size - (n - i) - len(HERMES_OPEN)
+                        self.call = None
                     self.state, self.lit = (_BETWEEN if self.state == _POST else _PRE), ""
         return events, None, ""
 

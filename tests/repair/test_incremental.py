@@ -8,7 +8,7 @@ import json
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from repair import ContentDelta, ReasoningDelta, StreamRepairer
@@ -153,3 +153,77 @@ def test_emitter_with_a_schema_streams_strings_and_holds_the_rest() -> None:
     assert out.feed(events.feed('{"path": "ab')) == '{"path": "ab'
     assert out.feed(events.feed('c", "mode": "4')) == 'c", "mode": '
     assert out.feed(events.feed('2"}')) == '42}'
+
+
+def _feed_all(sr: StreamRepairer, pieces: list[str]) -> list[object]:
+    events: list[object] = []
+    for p in pieces:
+        events += sr.feed(p)
+    return events + sr.finish()
+
+
+def test_a_text_call_held_when_the_bound_passes_goes_out_as_it_came() -> None:
+    """Past the bound the rest goes out unrepaired: that includes the `<tool_call>` block being read, whose call
+    had not begun, and the whitespace held before it (before, both were dropped with the block)."""
+    pieces = ["Some prose here. ", "<tool_call>", '{"name": "read_file", ', '"arguments": {"path": "a"}}',
+              "</tool_call>", " tail text"]
+    events = _feed_all(StreamRepairer(TOOLS, incremental=True, max_chars=40), pieces)
+    assert "".join(e.text for e in events if isinstance(e, ContentDelta)) == "".join(pieces)
+    assert not any(isinstance(e, ToolCallStart) for e in events)
+
+
+def test_a_call_candidate_in_think_when_the_bound_passes_goes_out_as_it_came() -> None:
+    pieces = ["<think>plan: ", '<tool_call>{"name": "read_file"', ', "arguments": {"path": "a"}}</tool_call>',
+              " more</think>", "Answer."]
+    events = _feed_all(StreamRepairer(TOOLS, incremental=True, max_chars=30), pieces)
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == "plan:"
+    assert "".join(e.text for e in events if isinstance(e, ContentDelta)) == "".join(pieces)[13:]
+
+
+def test_after_the_bound_a_call_under_way_finishes_and_the_next_block_is_text() -> None:
+    first = '<tool_call>{"name": "write_file", "arguments": {"path": "a", "content": "' + "x" * 60 + '"}}</tool_call>'
+    second = '\n<tool_call>{"name": "write_file", "arguments": {"path": "b", "content": "y"}}</tool_call>'
+    text = first + second
+    for size in (1, 7, 40):  # the first call's header goes out at its 48th character: before the bound, or not
+        sr = StreamRepairer(WRITE, id_factory=ids, incremental=True, max_chars=50)
+        events = _feed_all(sr, [text[i:i + size] for i in range(0, len(text), size)])
+        starts = [e for e in events if isinstance(e, ToolCallStart)]
+        args = "".join(e.text for e in events if isinstance(e, ToolArgsDelta))
+        content = "".join(e.text for e in events if isinstance(e, ContentDelta))
+        if size == 40:  # the piece that passed the bound would have begun the call: all of it as it came
+            assert not starts and content == text
+            continue
+        assert len(starts) == 1 and json.loads(args) == {"path": "a", "content": "x" * 60}
+        assert content.strip() == second.strip()
+
+
+_WORDS = st.sampled_from(["Plan", "the", "fix.", " ", "\n", "<think>", "</think>", "<tool_call>", "</tool_call>",
+                          '{"name": "nope", "arguments": {"a": 1}}', '{"name": "no', 'pe"}', "<tool_", "call>"])
+
+
+def _bare(text: str) -> str:
+    return "".join(text.replace("<think>", "").replace("</think>", "").split())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_WORDS, min_size=1, max_size=40), st.lists(st.integers(1, 9), min_size=1, max_size=20),
+       st.integers(0, 200))
+@example(["<tool_call>", "Plan"], [1], 11)  # the block being read was dropped
+@example(["<think>", *["Plan"] * 12, "<tool_call>", "Plan"], [2], 66)  # the reasoning sent went out again as text
+def test_past_the_bound_no_text_is_lost_when_no_call_went_out(words: list[str], sizes: list[int], bound: int) -> None:
+    """Whatever the text and wherever the bound falls, when no call's header went out (no declared tool is named)
+    every character the model wrote reaches the client once, as content or reasoning, `<think>` markers and
+    whitespace aside (what the stream takes out of prose and reasoning)."""
+    text = "".join(words)
+    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=True, max_chars=bound)
+    pieces, at = [], 0
+    while at < len(text):
+        size = sizes[len(pieces) % len(sizes)]
+        pieces.append(text[at:at + size])
+        at += size
+    events = _feed_all(sr, pieces)
+    assert not any(isinstance(e, ToolCallStart) for e in events)
+    if len(text) <= bound:
+        return  # within the bound: the one-shot repair's answer (test_incremental_agrees_with_one_shot)
+    out = "".join(e.text for e in events if isinstance(e, (ContentDelta, ReasoningDelta)))
+    assert _bare(out) == _bare(text)
