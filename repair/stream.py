@@ -157,9 +157,13 @@ class StreamRepairer:
         self._fed_reasoning = True
         if not text:
             return []
-        if not self._overflowed:
-            self._reasoning.append(text)
-            self._reasoning_out.append(text)
+        if self._overflowed:
+            return [ReasoningDelta(text)]
+        self._reasoning.append(text)
+        self._reasoning_out.append(text)
+        self._size += len(text)  # kept: it counts toward the bound
+        if self._max_chars is not None and self._size > self._max_chars:
+            return [ReasoningDelta(text), *self._overflow("")]
         return [ReasoningDelta(text)]
 
     def feed_tool_calls(self, deltas: Sequence[dict[str, Any]]) -> list[Event]:

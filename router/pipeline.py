@@ -567,6 +567,7 @@ def _whole_parts(docs: list[Any], max_chars: int) -> _WholeParts | None:
             finish = part.finish_reason or finish
             if part.reasoning:
                 reasoning.append(part.reasoning)
+                size += len(part.reasoning)
             if part.content:
                 content.append(part.content)
                 size += len(part.content)

@@ -227,3 +227,18 @@ def test_past_the_bound_no_text_is_lost_when_no_call_went_out(words: list[str], 
         return  # within the bound: the one-shot repair's answer (test_incremental_agrees_with_one_shot)
     out = "".join(e.text for e in events if isinstance(e, (ContentDelta, ReasoningDelta)))
     assert _bare(out) == _bare(text)
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_reasoning_counts_toward_the_bound(incremental: bool) -> None:
+    """Reasoning is kept (for the one-shot answer at the end) like text: past the bound it passes through and is
+    no longer kept, so an endless reasoning stream cannot grow the repairer."""
+    sr = StreamRepairer(TOOLS, incremental=incremental, max_chars=1000)
+    out = []
+    for _ in range(50):
+        out += sr.feed_reasoning("think " * 10)
+    out += sr.feed("The answer.")
+    out += sr.finish()
+    assert "".join(e.text for e in out if isinstance(e, ReasoningDelta)) == "think " * 500
+    assert "".join(e.text for e in out if isinstance(e, ContentDelta)) == "The answer."
+    assert sum(map(len, sr._reasoning)) <= 1000 and sr.result.errors[0].kind == "unrepaired"
