@@ -306,6 +306,9 @@ class UpstreamReader:
                 events = splitter.feed(chunk)
                 if events:
                     yield events
+            events = splitter.end()
+            if events:
+                yield events
             splitter.rest()  # an event without its blank line at the end is incomplete: dropped, as SSE says
         except UpstreamTooLarge as exc:
             raise self._fail("too_large", exc) from None
@@ -355,8 +358,7 @@ class UpstreamReader:
             self.done = True
             return event
         redactor = self.redactor
-        if (b'"usage"' in data or b'"error"' in data or redactor.suspicious(data)
-                or (b'"finish_reason"' in data and not any(n in data for n in _FINISH_NULL))):
+        if b'"usage"' in data or b'"error"' in data or redactor.suspicious(data) or _FINISH.search(data) is not None:
             if redactor.suspicious(data):
                 clean = redactor.data(data)
                 event, data = (event, data) if clean == data else (b"data: " + clean + b"\n\n", clean)

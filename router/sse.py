@@ -16,8 +16,9 @@ class UpstreamTooLarge(Exception):
 # --- bounded reading ---------------------------------------------------------------------------------------------
 
 class EventSplitter:
-    """Raw bytes in, complete SSE events out (each with its trailing blank line, CRLF normalised). A partial
-    event is kept as a list of pieces (no quadratic re-joining) and may not grow past `limit` bytes."""
+    """Raw bytes in, complete SSE events out (each with its trailing blank line; lines ended by CRLF or a bare
+    CR, which SSE allows as well as LF, are given LF: JSON holds no raw CR). A partial event is kept as a list of
+    pieces (no quadratic re-joining) and may not grow past `limit` bytes."""
 
     __slots__ = ("_cr", "_parts", "_size", "limit")
 
@@ -33,7 +34,7 @@ class EventSplitter:
         if b"\r" in chunk:
             if chunk.endswith(b"\r"):
                 chunk, self._cr = chunk[:-1], True
-            chunk = chunk.replace(b"\r\n", b"\n")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events: list[bytes] = []
         start = 0
         if self._parts and chunk[:1] == b"\n" and self._parts[-1].endswith(b"\n"):
@@ -57,7 +58,16 @@ class EventSplitter:
                 raise UpstreamTooLarge(f"an event longer than {self.limit} bytes")
         return events
 
+    def end(self) -> list[bytes]:
+        """At the stream's end: the events a CR held back as a chunk's last byte completes (it could have begun a
+        CRLF; with nothing after it, it ends a line)."""
+        if not self._cr:
+            return []
+        self._cr = False
+        return self.feed(b"\n")
+
     def rest(self) -> bytes:
+        """What is left of an event never completed (after `end()`), and the splitter emptied."""
         rest = b"".join(self._parts)
         self._parts, self._size = [], 0
         return rest
@@ -84,16 +94,20 @@ class Rewriter:
         self.done = False
 
     def feed(self, chunk: bytes) -> bytes:
+        return self._passed(self._split.feed(chunk))
+
+    def _passed(self, events: list[bytes]) -> bytes:
         out = []
-        for e in self._split.feed(chunk):
+        for e in events:
             if b"[DONE]" in e and event_data(e) == b"[DONE]":
                 self.done = True
             out.append(self.event(e))
         return b"".join(out)
 
     def finish(self) -> bytes:
+        ended = self._passed(self._split.end())
         rest = self._split.rest()
-        return self.event(rest + b"\n\n") if rest.strip() else b""
+        return ended + (self.event(rest + b"\n\n") if rest.strip() else b"")
 
     def event(self, event: bytes) -> bytes:
         return event

@@ -60,8 +60,9 @@ class AnthropicReply:
             raw = await self._watch.readany()
             if not raw:
                 self._eof = True
+                events = self._splitter.end()
                 rest = self._splitter.rest()
-                events = [rest + b"\n\n"] if rest.strip() else []
+                events += [rest + b"\n\n"] if rest.strip() else []
             else:
                 events = self._splitter.feed(raw)
             for event in events:
