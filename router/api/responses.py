@@ -64,11 +64,19 @@ def _error(err: ApiError, rid: str) -> web.Response:
     return resp
 
 
-async def _save(request: web.Request, item: StoredResponse) -> None:
+async def _save(request: web.Request, resp_id: str, owner: str | None, doc: dict[str, Any],
+                conversation: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+    """The answer stored for `previous_response_id`; whatever fails here, the answer still goes out (only
+    continuing it will fail), so a stream's last events are never lost to it."""
+    try:
+        item = _stored(resp_id, owner, doc, conversation, items)
+    except ApiError as exc:  # an output no later request could send back (a call without a name)
+        log.warning("response %s not stored: %s", resp_id, exc.message)
+        return
     try:
         store = await request.app[RESPONSE_STORE].get()
         await store.put(item)
-    except (OSError, sqlite3.Error, RowTooLarge) as exc:  # the answer still goes out; only continuing it will fail
+    except (OSError, sqlite3.Error, RowTooLarge) as exc:
         log.warning("could not store response %s: %s", item.id, exc)
 
 
@@ -121,14 +129,14 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             doc = dialect.response_object(req, resp_id, int(time.time()), status=status, output=items,
                                           usage=dialect.usage_of(reply.doc.get("usage")), incomplete=incomplete)
             if req.store:
-                await _save(request, _stored(resp_id, owner, doc, conversation, items))
+                await _save(request, resp_id, owner, doc, conversation, items)
             return json_response(doc, headers, dialect.response_json(req, doc))
         translator = dialect.ResponsesStream(req, resp_id, rt.config.server.max_stream_repair_chars)
 
         async def before_finish() -> None:
             final = translator.response
             if req.store and final is not None and final["status"] != "failed":
-                await _save(request, _stored(resp_id, owner, final, conversation, translator.items))
+                await _save(request, resp_id, owner, final, conversation, translator.items)
 
         return await stream_translated(request, ex, reply, translator, headers, before_finish,
                                       relay.OPENAI_KEEPALIVE)

@@ -626,7 +626,7 @@ class MessagesStream(ChunkEncoder):
         return [self._args_head + jsoncodec.dumps(text) + b"}}\n\n"]
 
     def finish(self) -> list[bytes]:
-        out = self._start() + self._close()
+        out = self._start() + self._nameless_calls() + self._close()
         reason, sequence = stop_reason(self._finish, self._hint, self.stop_sequences, self._saw_tool)
         if self._usage is not None:
             usage: dict[str, Any] = usage_of(self._usage)

@@ -204,6 +204,7 @@ class ChunkEncoder(ABC):
         self._pending_ws = ""  # leading whitespace of a text block, held until real text arrives
         self._calls: set[int] = set()  # the chat tool-call indexes seen
         self._open_call: int | None = None  # the call whose block is open (the dialect's close resets it)
+        self._nameless: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls whose name has not come yet
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -234,14 +235,39 @@ class ChunkEncoder(ABC):
     def _tool(self, call: ToolFragment) -> list[bytes]:
         out: list[bytes] = []
         if call.index not in self._calls:
-            self._pending_ws = ""
-            out += self._call_start(call)
-            self._calls.add(call.index)
-            self._open_call = call.index
-        elif self._open_call != call.index:
+            held = self._nameless.get(call.index)
+            if held is not None or not call.name:  # a block opens with its name: until it comes, the call waits
+                first, args = held if held is not None else (call, [])
+                if call.arguments:
+                    args.append(call.arguments)
+                if not call.name:
+                    self._nameless[call.index] = (first, args)
+                    return out
+                del self._nameless[call.index]
+                call = ToolFragment(call.index, first.id or call.id, call.name, "".join(args))
+            return self._open_new_call(call)
+        if self._open_call != call.index:
             return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
         if call.arguments:
             out += self._call_args(call.index, call.arguments)
+        return out
+
+    def _open_new_call(self, call: ToolFragment) -> list[bytes]:
+        """A new call's block, with the arguments its fragment carries."""
+        self._pending_ws = ""
+        out = self._call_start(call)
+        self._calls.add(call.index)
+        self._open_call = call.index
+        if call.arguments:
+            out += self._call_args(call.index, call.arguments)
+        return out
+
+    def _nameless_calls(self) -> list[bytes]:
+        """At the end: the calls whose name never came, opened as they are (a stream not repaired)."""
+        out: list[bytes] = []
+        for index, (first, args) in self._nameless.items():
+            out += self._open_new_call(ToolFragment(index, first.id, "", "".join(args)))
+        self._nameless.clear()
         return out
 
     def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:

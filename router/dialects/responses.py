@@ -228,16 +228,19 @@ def _parts(content: Any, where: str, role: str) -> list[dict[str, Any]]:
     return parts
 
 
-def _joined(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+def _joined(parts: list[dict[str, Any]], sep: str) -> str | list[dict[str, Any]]:
     if all(p["type"] == "text" for p in parts):
-        return "".join(p["text"] for p in parts)
+        return sep.join(p["text"] for p in parts)
     return parts
 
 
 def _parts_text(content: Any, where: str, role: str) -> str | list[dict[str, Any]]:
+    """A message's content as chat content: text parts as one text, separate parts of a user's (or system's)
+    message a paragraph apart, as the Messages route joins text blocks (joined as they were, the last word of one
+    ran into the first of the next); an assistant's output text as it was generated, in one piece."""
     if isinstance(content, str):
         return content
-    return _joined(_parts(content, where, role))
+    return _joined(_parts(content, where, role), "" if role == "assistant" else "\n\n")
 
 
 def _tool_output(output: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
@@ -248,7 +251,7 @@ def _tool_output(output: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     if isinstance(output, list):
         parts = _parts(output, where.removesuffix(".output") + ".output", "tool")
         images = [p for p in parts if p["type"] == "image_url"]
-        text = "".join(p["text"] for p in parts if p["type"] == "text")
+        text = "\n".join(p["text"] for p in parts if p["type"] == "text")  # as the Messages route's tool results
         if images:
             note = f"[{len(images)} image{'s' if len(images) > 1 else ''} returned; shown in the next message]"
             text = f"{text}\n{note}" if text else note
@@ -862,7 +865,7 @@ class ResponsesStream(ChunkEncoder):
         return tool is not None and tool.kind == "custom"
 
     def finish(self) -> list[bytes]:
-        out = self._start() + self._close()
+        out = self._start() + self._nameless_calls() + self._close()
         status, incomplete = status_of(self._finish)
         self.response = self._snapshot(status, output=self.items, usage=usage_of(self._usage), incomplete=incomplete)
         name = "response.completed" if status == "completed" else "response.incomplete"

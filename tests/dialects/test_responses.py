@@ -98,6 +98,25 @@ async def test_input_items_translate(fakes, router):
     ]
 
 
+async def test_text_parts_of_a_message_stay_apart(fakes, router):
+    """A message's text parts a paragraph apart (a tool output's a line apart), as the Messages route joins text
+    blocks; an assistant's output text in one piece, as it was generated (joined as they were, a user's parts
+    ran together: "<environment_context>...</environment_context>do it")."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    await r.client().responses.create(model="m", input=[  # type: ignore[arg-type]
+        {"role": "user", "content": [{"type": "input_text", "text": "<env>cwd</env>"},
+                                     {"type": "input_text", "text": "do it"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Call"},
+                                                             {"type": "output_text", "text": "ing."}]},
+        {"type": "function_call", "call_id": "call_a", "name": "get_weather", "arguments": '{"city":"Rome"}'},
+        {"type": "function_call_output", "call_id": "call_a", "output": [{"type": "input_text", "text": "rainy"},
+                                                                          {"type": "input_text", "text": "12 C"}]},
+    ])
+    assert [m["content"] for m in up.requests[0].body["messages"]] == ["<env>cwd</env>\n\ndo it", "Calling.",
+                                                                       "rainy\n12 C"]
+
+
 async def test_stream_text_events(fakes, router):
     up = await fakes()
     usage = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
