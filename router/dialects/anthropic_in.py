@@ -105,9 +105,9 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     if tools:
         chat["tools"] = tools
     choice, parallel = _tool_choice(body.get("tool_choice"), tools)
-    if choice is not None:
+    if choice is not None and tools:  # only beside tools: OpenAI's chat API refuses them alone
         chat["tool_choice"] = choice
-    if parallel is False:
+    if parallel is False and tools:
         chat["parallel_tool_calls"] = False
     for name, value in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k)):
         if value is not None:

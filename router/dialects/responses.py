@@ -120,12 +120,12 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     echo_tools, client_tools = declared.echo, declared.client
     params: dict[str, Any] = {}
     choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), declared.chat, client_tools)
-    if tools:
+    if tools:  # tool_choice and parallel_tool_calls only beside tools: OpenAI's chat API refuses them alone
         params["tools"] = tools
-    if choice is not None:
-        params["tool_choice"] = choice
-    if parallel is not None:
-        params["parallel_tool_calls"] = parallel
+        if choice is not None:
+            params["tool_choice"] = choice
+        if parallel is not None:
+            params["parallel_tool_calls"] = parallel
     for name, value in (("max_tokens", max_output), ("temperature", temperature), ("top_p", top_p),
                         ("user", user)):
         if value is not None:

@@ -151,3 +151,20 @@ def test_anthropic_events_to_chunks() -> None:
     assert out.endswith(b"data: [DONE]\n\n") and t.done
     assert json.loads(anthropic_out.error_body(529, b"not json")) == {"error": {
         "message": "Anthropic answered 529.", "type": "api_error", "param": None, "code": "api_error"}}
+
+
+def test_a_tool_choice_without_tools_is_not_sent() -> None:
+    """OpenAI's chat API refuses `tool_choice` and `parallel_tool_calls` without `tools`: a Messages request with a
+    tool_choice and no tools, or a Responses request whose only tools are hosted ones (left out), sends neither."""
+    req = anthropic_in.parse_request({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+                                      "tool_choice": {"type": "auto", "disable_parallel_tool_use": True}})
+    assert "tool_choice" not in req.chat and "parallel_tool_calls" not in req.chat
+    with_tools = anthropic_in.parse_request({
+        "model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "auto", "disable_parallel_tool_use": True}})
+    assert with_tools.chat["tool_choice"] == "auto" and with_tools.chat["parallel_tool_calls"] is False
+    hosted = responses.parse_request({"model": "m", "input": "hi", "tools": [{"type": "web_search"}],
+                                      "tool_choice": "auto", "parallel_tool_calls": False})
+    chat = responses.build_chat(hosted, [])
+    assert "tools" not in chat and "tool_choice" not in chat and "parallel_tool_calls" not in chat
