@@ -620,6 +620,7 @@ class MessagesStream(ChunkEncoder):
 
     def _call_args(self, index: int, text: str) -> list[bytes]:
         """`_delta({"type": "input_json_delta", "partial_json": text})`, its envelope encoded once per block."""
+        self._out_bytes += len(text)  # what the estimate of output tokens counts, when the upstream sends no usage
         if self._args_head is None:
             self._args_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
                                + str(self._index).encode() + b',"delta":{"type":"input_json_delta","partial_json":')

@@ -104,7 +104,8 @@ def test_messages_stream_drops_whitespace_before_a_call_and_orders_blocks() -> N
     first, second = evs[2][1]["content_block"], evs[5][1]["content_block"]
     assert first["type"] == "tool_use" and first["id"].startswith("toolu_") and evs[2][1]["index"] == 0
     assert second["id"] == "toolu_keep" and evs[5][1]["index"] == 1
-    assert evs[8][1]["delta"]["stop_reason"] == "tool_use" and evs[8][1]["usage"]["output_tokens"] == 1
+    # no usage from the upstream: estimated from the 12 bytes generated (the text and both calls' arguments)
+    assert evs[8][1]["delta"]["stop_reason"] == "tool_use" and evs[8][1]["usage"]["output_tokens"] == 3
 
 
 def test_messages_stream_empty_and_error() -> None:
@@ -168,3 +169,13 @@ def test_a_tool_choice_without_tools_is_not_sent() -> None:
                                       "tool_choice": "auto", "parallel_tool_calls": False})
     chat = responses.build_chat(hosted, [])
     assert "tools" not in chat and "tool_choice" not in chat and "parallel_tool_calls" not in chat
+
+
+def test_messages_stream_estimates_output_tokens_of_a_call_without_usage() -> None:
+    """An upstream that sends no usage: the output tokens are estimated from what was generated, the arguments
+    of a call included (a stream of one call said 0)."""
+    s = anthropic_in.MessagesStream("m", [])
+    s.feed({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1", "function": {
+        "name": "get_weather", "arguments": '{"city": "' + "Paris " * 20 + '"}'}}]}, "finish_reason": "tool_calls"}]})
+    delta = next(d for e, d in events(s.finish()) if e == "message_delta")
+    assert delta["usage"]["output_tokens"] > 10 and delta["delta"]["stop_reason"] == "tool_use"
