@@ -258,6 +258,7 @@ class _OldMessages(anthropic_in.MessagesStream):
         return self._feed_parts(doc, self._start())
 
     def _call_args(self, index: int, text: str) -> list[bytes]:
+        self._out_bytes += len(text)
         return [self._delta({"type": "input_json_delta", "partial_json": text})]
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
