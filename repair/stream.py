@@ -483,6 +483,11 @@ class StreamRepairer:
 
     def _finish_overflowed(self) -> list[Event]:
         events: list[Event] = []
+        spec, self._spec = self._spec, None
+        if isinstance(spec, _Think) and spec.pending:  # what it held back in case a </think> followed
+            events.append(ReasoningDelta(spec.pending))
+        elif isinstance(spec, _Hermes) and spec.state == _BETWEEN and spec.lit:  # the start of a block, no more
+            events.append(ContentDelta(spec.lit))
         calls = []
         for st in self._started:
             closer = st.emitter.closer()
@@ -612,14 +617,15 @@ class _Think:
         window = self.pending + text
         close = window.find(THINK_CLOSE)
         finder = self.owner._inner_finder
+        free = self.owner._overflowed  # past the bound no call can start: candidates are reasoning like the rest
         if close >= 0:
             inner = self.ctx + window[:close]
-            hit = finder.find(inner, len(self.ctx))
+            hit = None if free else finder.find(inner, len(self.ctx))
             if hit is not None:  # the rest (from the candidate on): the owner's only once past its bound
                 return self._emit(inner[len(self.ctx):hit[0]]), "stop", window[hit[0] - len(self.ctx):]
             events = self._emit(window[:close])
             return events, "resume", window[close + len(THINK_CLOSE):]
-        status, at = finder.scan_stream(self.ctx + window, len(self.ctx))
+        status, at = (NO, 0) if free else finder.scan_stream(self.ctx + window, len(self.ctx))
         at -= len(self.ctx)
         if status == MATCH:
             return self._emit(window[:at]), "stop", window[at:]
