@@ -534,18 +534,10 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
     return events
 
 
-class _WholeParts(NamedTuple):
-    """A whole stream's pieces, each kind joined (see `_whole_parts`)."""
-
-    content: str
-    reasoning: str
-    deltas: list[dict[str, Any]]
-    finish: str | None
-
-
-def _whole_parts(docs: list[Any], max_chars: int) -> _WholeParts | None:
+def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
     """A whole stream's (its one read's items) reasoning, content and tool-call fragments in order, each kind
-    joined to be fed once (the repairer's result does not depend on how its input is cut). None when its text is
+    joined into one part to be fed once (the repairer's result does not depend on how its input is cut), with its
+    finish reason. None when its text is
     past `max_chars`: the stream then goes piece by piece, as any stream, and the repairer's bound applies there
     (past it, the rest passes through unrepaired; held to the end, calls past the bound would be dropped)."""
     content: list[str] = []
@@ -576,25 +568,16 @@ def _whole_parts(docs: list[Any], max_chars: int) -> _WholeParts | None:
                 size += sum(_args_size(d) for d in part.tool_deltas)
     if size > max_chars:
         return None
-    return _WholeParts("".join(content), "".join(reasoning), deltas, finish)
+    return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish)
 
 
-def _fed_whole(repairer: StreamRepairer | StreamValidator, parts: _WholeParts, docs: list[Any], env: _Envelope,
+def _fed_whole(repairer: StreamRepairer | StreamValidator, part: ChunkPart, docs: list[Any], env: _Envelope,
                raw: list[str] | None, max_chars: int) -> list[ValidateEvent]:
-    """A whole stream through the repairer, each kind of piece fed once (`parts`, from `docs`)."""
+    """A whole stream through the repairer: its envelopes taken, its one joined part (from `docs`) fed."""
     for doc in docs:
         if type(doc) is dict:
             env.absorb(doc)
-    if parts.finish:
-        env.finish_reason = parts.finish
-    events: list[ValidateEvent] = []
-    if parts.reasoning:
-        events += repairer.feed_reasoning(parts.reasoning)
-    if parts.content:
-        events += _content(repairer, parts.content, env, raw, max_chars)
-    if parts.deltas:
-        events += repairer.feed_tool_calls(parts.deltas)
-    return events
+    return _fed(repairer, part, env, raw, max_chars)
 
 
 def _args_size(delta: dict[str, Any]) -> int:

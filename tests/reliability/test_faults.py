@@ -111,18 +111,21 @@ models:
         assert_echo(c, f"ok:{i} bystander")
 
 
-async def test_stall_before_the_first_byte_times_out_and_falls_back(content_upstreams, router):
-    a, b = await content_upstreams("a"), await content_upstreams("b", faults=False)
-    r = await router(f"""
+TIMED = """
 providers:
-  a: {{type: openai, base_url: '{a.url}', retries: 0, timeouts: {{first_byte: 0.5, idle: 0.5}},
+  a: {{type: openai, base_url: '{a}', retries: 0, timeouts: {{first_byte: 0.5, idle: 0.5}},
       breaker: {{failures: 1000}}}}
-  b: {{type: openai, base_url: '{b.url}', retries: 0}}
+  b: {{type: openai, base_url: '{b}', retries: 0}}
 models:
   - {{name: m, provider: a, fallbacks: [n]}}
   - {{name: n, provider: b}}
   - {{name: solo, provider: a}}
-""")
+"""  # provider a times out fast; m falls back to b's n, solo has no fallback
+
+
+async def test_stall_before_the_first_byte_times_out_and_falls_back(content_upstreams, router):
+    a, b = await content_upstreams("a"), await content_upstreams("b", faults=False)
+    r = await router(TIMED.format(a=a.url, b=b.url))
     stalled = [f"stall {i} falls back" for i in range(6)] + [f"stall-headers {i} falls back" for i in range(4)]
     async with aiohttp.ClientSession() as s:
         answers = await asyncio.gather(
@@ -167,16 +170,7 @@ async def test_idle_bounds_each_wait_for_the_next_bytes_not_the_whole_body(conte
     stops half way is a timeout (the next provider answers, or a clean 504), and answers whose pieces come 0.15 s
     apart, for longer than `idle` in all, are not cut."""
     a, b = await content_upstreams("a"), await content_upstreams("b", faults=False)
-    r = await router(f"""
-providers:
-  a: {{type: openai, base_url: '{a.url}', retries: 0, timeouts: {{first_byte: 0.5, idle: 0.5}},
-      breaker: {{failures: 1000}}}}
-  b: {{type: openai, base_url: '{b.url}', retries: 0}}
-models:
-  - {{name: m, provider: a, fallbacks: [n]}}
-  - {{name: n, provider: b}}
-  - {{name: solo, provider: a}}
-""")
+    r = await router(TIMED.format(a=a.url, b=b.url))
     slow = [f"slow {i} but steady to the end" for i in range(4)]
     async with aiohttp.ClientSession() as s:
         answers = await asyncio.gather(*(chat(s, r.url, "m", f"stall-mid {i} falls back") for i in range(3)),

@@ -15,15 +15,10 @@ import pytest
 
 from router import relay
 from tests.fakes.openai_upstream import Step, chunk, completion
+from tests.router.test_stream_whole import CFG
 
 TOOLS = [{"type": "function", "function": {"name": "read_file", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
-CFG = """
-providers:
-  lab: {{type: openai, base_url: '{url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-"""
 LONE = "bad \ud800 char"
 PAIR = ["a \ud83d", "\ude00 b"]  # one character, cut between two chunks
 
