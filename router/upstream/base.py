@@ -106,7 +106,7 @@ class IdleWatch:
     """An upstream body read with its gap bound (`timeouts.idle`): a read that waits more than `idle` seconds for
     the upstream's next bytes fails with a timeout (`aiohttp.ServerTimeoutError`, a `TimeoutError`). One timer for
     the whole body, moved on only when it fires, where aiohttp's own read timeout (`ClientTimeout.sock_read`)
-    cancels and starts one on every packet the socket brings: a token-by-token stream's ~20 reads cost ~3 % more
+    cancels and starts one on every packet the socket brings: a token-by-token stream's ~20 reads cost ~2 % more
     CPU that way (bench/proxy/profile_cell.py, paced). Also an async iterator over the body's chunks (each what
     has arrived by then), as `StreamReader.iter_any()`; `stop()` once the body is done with."""
 
