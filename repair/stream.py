@@ -51,6 +51,7 @@ from repair.types import (
     StreamEvent,
     ToolCallDelta,
     json_object,
+    name_with,
 )
 
 Event = StreamEvent | ToolCallStart | ToolArgsDelta
@@ -187,7 +188,7 @@ class StreamRepairer:
                 part.id = d["id"]
             fn = json_object(d.get("function"), {})
             if isinstance(fn.get("name"), str):
-                part.name += fn["name"]
+                part.name = name_with(part.name, fn["name"])
             args = fn.get("arguments")
             if isinstance(args, str):
                 part.add(args)
@@ -408,7 +409,7 @@ class StreamRepairer:
         if isinstance(d.get("id"), str) and d["id"] and not nat.id:
             nat.id = d["id"]
         if isinstance(fn.get("name"), str) and nat.started is None:
-            nat.name += fn["name"]
+            nat.name = name_with(nat.name, fn["name"])
         args = fn.get("arguments")
         if not isinstance(args, str) or not args or nat.stopped:
             return []

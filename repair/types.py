@@ -11,6 +11,13 @@ def json_object(value: object, default: dict[str, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else default
 
 
+def name_with(name: str, piece: str) -> str:
+    """A streamed call's name so far with one more delta's `function.name`: appended (some upstreams cut a name in
+    pieces), unless the delta repeats the whole name so far (some resend it with every delta: MiniMax behind NVIDIA
+    NIM, some gateways; appended, "read_fileread_file" named no tool and the call was lost)."""
+    return name if piece == name else name + piece
+
+
 @dataclass
 class RepairIssue:
     """One thing repaired, or one failure.

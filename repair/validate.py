@@ -24,7 +24,15 @@ from typing import Any
 from repair.core import _choice, _default_id
 from repair.incremental import ToolArgsDelta, ToolCallStart
 from repair.index import ToolIndex
-from repair.types import ContentDelta, ReasoningDelta, RepairIssue, RepairResult, StreamEvent, ToolCallDelta
+from repair.types import (
+    ContentDelta,
+    ReasoningDelta,
+    RepairIssue,
+    RepairResult,
+    StreamEvent,
+    ToolCallDelta,
+    name_with,
+)
 
 MAX_REPORTED = 64  # issues taken from a producer's report (a bound: the report comes over the wire)
 MAX_DETAIL = 300
@@ -243,7 +251,7 @@ class StreamValidator:
             fn = d.get("function")
             fn = fn if isinstance(fn, dict) else {}
             if isinstance(fn.get("name"), str) and part.started is None:
-                part.name += fn["name"]
+                part.name = name_with(part.name, fn["name"])
             args = fn.get("arguments")
             if not isinstance(args, str) or not args:
                 continue

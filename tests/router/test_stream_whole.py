@@ -146,3 +146,23 @@ async def test_a_whole_stream_past_the_repair_bound_passes_its_call_on_as_event_
     paced, _ = await _stream(r.url)
     assert whole == paced
     assert whole["calls"] == [{"name": "write_file", "arguments": args}] and whole["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize("how", ["resent", "cut"])
+async def test_a_name_resent_with_every_delta_or_cut_in_pieces_names_the_call(fakes, router, how):
+    """Some upstreams resend a call's whole name (and id) with every delta (MiniMax behind NVIDIA NIM), others cut
+    the name in pieces: either way the call names its tool (appended, the resent name named none and the call was
+    lost, the answer finishing "stop")."""
+    args = '{"path": "a.txt", "lines": 3}'
+    names = ["write_file"] * 7 if how == "resent" else ["write", "_file", "", "", "", "", ""]
+    events = [chunk("m", {"role": "assistant", "content": ""}),
+              *[chunk("m", {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                            "function": {"name": n, "arguments": p}}]})
+                for n, p in zip(names, _pieces(args), strict=False)],
+              chunk("m", {}, "tool_calls")]
+    up = await fakes()
+    up.push(Step(sse=[_whole(events)], done=False), Step(sse=events, interval=0.005))
+    r = await router(CFG.format(url=up.url))
+    for _ in range(2):  # whole, then event by event
+        got, _ = await _stream(r.url)
+        assert got["calls"] == [{"name": "write_file", "arguments": args}] and got["finish_reason"] == "tool_calls"
