@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,7 +25,6 @@ _MEDIA_TYPES = frozenset({
     "application/json", "text/event-stream", "text/plain", "text/html", "application/problem+json",
     "application/x-ndjson", "application/octet-stream",
 })
-_SHORT_ESCAPED = frozenset('"\\/\b\f\n\r\t')  # what a JSON escape other than \uXXXX can stand for
 _REPAIR_KINDS = re.compile(r"[a-z][a-z0-9_]{0,47}(,[a-z][a-z0-9_]{0,47}){0,15}")
 
 
@@ -77,22 +77,55 @@ def _scrub_doc(node: Any, secrets: list[str]) -> tuple[Any, bool]:
     return node, False
 
 
+_SHORT_ESCAPED = frozenset('"\\/\b\f\n\r\t')  # what a JSON escape other than \uXXXX can stand for
+WITHHELD = (b'{"error": {"message": "The upstream\'s answer held a configured credential; it was withheld.", '
+            b'"type": "upstream_error", "code": "upstream_credential_withheld"}}')
+_ESCAPE = re.compile(rb'\\(?:u([0-9a-fA-F]{4})|(["\\/bfnrt]))')
+_ESCAPED_CHAR = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r",
+                 b"t": b"\t"}
+
+
+def _unescaped(match: re.Match[bytes]) -> bytes:
+    code, short = match.group(1), match.group(2)
+    if short is not None:
+        return _ESCAPED_CHAR[short]
+    return chr(int(code, 16)).encode("utf-8", "replace")
+
+
+def _spelled(body: bytes, raws: list[bytes]) -> bool:
+    """Whether a secret can be read in `body` once its JSON escapes, its percent-encoding, or both, are decoded
+    (whatever the body is: JSON or not, parsable or not)."""
+    forms = [body]
+    if b"\\" in body:
+        forms.append(_ESCAPE.sub(_unescaped, body))
+    if b"%" in body:
+        forms += [urllib.parse.unquote_to_bytes(f) for f in list(forms)]
+        if b"\\" in forms[-1]:  # escapes percent-encoded
+            forms.append(_ESCAPE.sub(_unescaped, forms[-1]))
+    return any(r in f for f in forms[1:] for r in raws)
+
+
 def scrub_body(body: bytes, secrets: str | Iterable[str | None] | None) -> bytes:
-    """`body` with every secret redacted, literal or JSON-escaped. A body that is not JSON gets the byte replace
-    only (an escape means nothing outside JSON)."""
+    """`body` with every secret redacted, literal, JSON-escaped or percent-encoded: the literal form by a byte
+    replace, an escaped one by redacting the decoded JSON document's strings. A body in which a secret can still be
+    read after that (not JSON, JSON the standard library refuses, a duplicate key, a percent-encoding) is withheld
+    whole (`WITHHELD`, an OpenAI-shaped error)."""
     found = _secrets(secrets)
     if not found or not body:
         return body
     body = scrub_literal(body, found)
     marker = b"\\" if any(c in _SHORT_ESCAPED for s in found for c in s) else b"\\u"
-    if marker not in body:  # no escape that could spell a secret: the byte replace saw every form
+    if marker not in body and b"%" not in body:  # no escape that could spell a secret: the byte replace saw it all
+        return body
+    raws = [s.encode() for s in found]
+    if not _spelled(body, raws):
         return body
     try:
-        doc = json.loads(body)
+        doc, changed = _scrub_doc(json.loads(body), found)
     except (ValueError, RecursionError):
-        return body
-    doc, changed = _scrub_doc(doc, found)
-    return json.dumps(doc, ensure_ascii=False).encode() if changed else body
+        return WITHHELD
+    out = json.dumps(doc, ensure_ascii=False).encode("utf-8", "backslashreplace") if changed else body
+    return WITHHELD if _spelled(out, raws) else out
 
 
 @functools.lru_cache(maxsize=64)  # an upstream sends the same one or two values on every reply

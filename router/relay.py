@@ -45,7 +45,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 class Redactor:
     """Removes the provider's secrets (`Upstream.secrets`) from event payloads, judged on the decoded JSON text (an
     escaped `\\u0073k-...` is the same key; `router.redact` decides). The fast path looks at bytes only: an
-    encoding of a secret either holds it literally or holds a JSON escape."""
+    encoding of a secret either holds it literally, holds a JSON escape or a percent-encoding."""
 
     __slots__ = ("_marker", "_raws", "multiline", "secrets")
 
@@ -58,14 +58,14 @@ class Redactor:
         self.multiline = any("\n" in s for s in self.secrets)  # could stand in a payload joined from lines
 
     def suspicious(self, data: bytes) -> bool:
-        return bool(self._raws) and (self._marker in data or any(r in data for r in self._raws))
+        return bool(self._raws) and (self._marker in data or b"%" in data or any(r in data for r in self._raws))
 
     def first_suspicious(self, data: bytes) -> int:
         """Where the first bytes `suspicious` looks for stand in `data` (0 when a secret holds a newline: it could
         stand in a payload joined from lines); len(data) when none do."""
         if not self._raws:
             return len(data)
-        return 0 if self.multiline else _first_of(data, (self._marker, *self._raws))
+        return 0 if self.multiline else _first_of(data, (self._marker, b"%", *self._raws))
 
     def text(self, text: str) -> str:
         return scrub_text(text, self.secrets)

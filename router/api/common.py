@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from .. import auth, jsoncodec
 from ..config.model import ClientKey
@@ -168,6 +169,9 @@ async def _read_body(request: web.Request, limit: int, idle: float) -> bytes:
                            "request_timeout") from None
         except ConnectionResetError:  # the client went away mid-body: the same as its handler being cancelled
             raise asyncio.CancelledError from None
+        except RequestPayloadError:  # a Content-Encoding the body does not have, a broken chunked body
+            raise ApiError(400, "The request body could not be read as its headers describe it (Content-Encoding, "
+                                "chunked framing).", "invalid_body") from None
         if not chunk:
             return b"".join(parts)
         size += len(chunk)
