@@ -185,6 +185,7 @@ def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvag
                 args = inner.value
                 att.repairs.append(RepairIssue("double_encoded", "arguments were a JSON string"))
                 att.repairs.extend(RepairIssue(k, d) for k, d in inner.repairs)
+    wire_object = args is not None  # `null` for the arguments (written or decoded) stands for none: `{}`
     if args is None:
         args = {}
     if raw.text_args and isinstance(args, dict):
@@ -195,7 +196,7 @@ def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvag
     if error is not None:
         return _fail(att, "schema_mismatch", f"{resolved}: {error}")
     att.repairs.extend(RepairIssue("coerced_type", c) for c in coerced)
-    if raw.wire_args is not None and not att.repairs and raw.wire_args.strip():
+    if raw.wire_args is not None and not att.repairs and raw.wire_args.strip() and wire_object:
         # valid upstream arguments pass through byte for byte (canonical: their value re-encoded)
         att.arguments = _canonical(args, raw.wire_args) if canonical else raw.wire_args
     else:

@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from repair import StreamRepairer, repair_message
@@ -98,6 +98,7 @@ json_values = st.recursive(
     st.fixed_dictionaries({"id": st.text(max_size=5), "type": st.just("function"), "function": st.fixed_dictionaries(
         {"name": st.sampled_from(["read_file", "get_time", "nope", "Read-File"]),
          "arguments": st.one_of(st.text(max_size=30), json_values)})})), max_size=4))
+@example([{"id": "", "type": "function", "function": {"name": "get_time", "arguments": "null"}}])  # went out "null"
 def test_structured_calls_never_raise(calls: list) -> None:
     r = repair_message(None, TOOLS, tool_calls=calls, id_factory=ids)
     _check_invariants(None, TOOLS, r)
