@@ -17,6 +17,7 @@ from ..context import RequestContext, upstream_headers
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
+from ..redact import scrub_text
 from ..state import STATE
 from ..upstream.base import with_timeout
 
@@ -53,6 +54,8 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         ex.status = resp.status
         return resp
     finally:
+        if ex.requested and rt.keys:  # a key pasted as the model name stays out of the log and the console
+            ex.requested = scrub_text(ex.requested, [k.key for k in rt.keys])
         ex.finish(state.metrics, rt.config.server.access_log)
 
 

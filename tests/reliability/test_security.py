@@ -385,3 +385,20 @@ async def test_engine_socket_is_not_world_writable(tmp_path):
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_key_pasted_as_the_model_name_stays_out_of_the_log_and_the_console(fakes, router, captured_logs):
+    """A client that puts a key where the model name goes (a mis-paste) is told the model is unknown; the access log
+    and the console's recent requests, which any unrestricted key can read, show `[redacted]` in its place."""
+    up = await fakes()
+    r = await router(keyed_config(up.url))
+    async with aiohttp.ClientSession() as s:
+        for model in (OTHER_KEY, f"prefix-{OTHER_KEY}"):
+            ans = await request(s, "POST", r.url + "/v1/chat/completions",
+                                json_body={"model": model, "messages": [{"role": "user", "content": "x"}]},
+                                headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+            assert ans.status == 404
+        recent = await request(s, "GET", r.url + "/ui/api/requests", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    assert OTHER_KEY not in captured_logs.text(), _around(captured_logs.text(), OTHER_KEY)
+    assert recent.status == 200 and OTHER_KEY.encode() not in recent.body
+    assert "[redacted]" in captured_logs.text()
