@@ -26,7 +26,7 @@ BODIES = {
     "trailing": f'{{"error": {{"message": "{ESC}"}}}} trailing',
     "duplicate key": f'{{"error": {{"message": "{ESC}", "message": "bad"}}}}',
     "lone surrogate": f'{{"error": {{"message": "{ESC} \\udc00"}}}}',
-    "percent": f'{{"error": {{"message": "see https://x.test/?k={PCT}"}}}}',
+    "percent": f'{{"error": {{"message": "see http://127.0.0.1:9/?k={PCT}"}}}}',
     "percent of escapes": '{"error": {"message": "' + ESC.replace("\\", "%5C") + '"}}',
     "text": f"upstream said: {ESC} / {PCT}",
     "invalid utf-8": f'{{"error": {{"message": "{ESC}"}}, "x": "'.encode().decode() + "\udcff" + '"}',
@@ -62,7 +62,7 @@ def test_a_parsable_body_keeps_everything_but_the_key() -> None:
 @pytest.mark.parametrize("body", [b'{"a": "caf\\u00e9 100%", "b": "\\n\\"q\\""}', b"50% off, C:\\\\path",
                                   b'{"n": ' + b"9" * 5000 + b"}"])
 def test_a_body_without_the_key_is_passed_on_byte_for_byte(body: bytes) -> None:
-    assert scrub_body(body, KEY) is body or scrub_body(body, KEY) == body
+    assert scrub_body(body, KEY) == body
 
 
 CFG = """
