@@ -17,9 +17,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from engines.supervisor.types import EngineStatus, EngineSupervisor
 
@@ -142,7 +144,7 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     try:
         key = auth.client_key(rt.keys, request.headers)
         supervisor = _supervisor(state)
-        name, path = _split(rt, request.match_info["rest"])
+        name, path = _split(rt, request.rel_url.raw_path.removeprefix("/upstream/"))
         entry = engine_entry(rt, name)
         auth.check_model_allowed(key, name, entry.name)
         limit = rt.config.server.max_body_bytes
@@ -158,7 +160,8 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     try:
         async with supervisor.lease(entry.name) as endpoint:
             base = endpoint.base_url.removesuffix("/").removesuffix("/v1")
-            url = base + path + (f"?{request.query_string}" if request.query_string else "")
+            query = request.rel_url.raw_query_string
+            url = URL(base + path + (f"?{query}" if query else ""), encoded=True)  # as the client spelled it
             connector = aiohttp.UnixConnector(path=endpoint.unix_socket) if endpoint.unix_socket else None
             async with aiohttp.ClientSession(connector=connector, timeout=UPSTREAM_TIMEOUT,
                                              auto_decompress=False) as session, \
@@ -172,25 +175,36 @@ async def upstream(request: web.Request) -> web.StreamResponse:
                         "upstream_error").response()
 
 
-def _split(rt: LiveConfig, rest: str) -> tuple[str, str]:
-    """`{model}/{path}`, where a model name may itself contain slashes: the longest engine name that prefixes it."""
-    parts = rest.split("/")
+def _split(rt: LiveConfig, raw: str) -> tuple[str, str]:
+    """`{model}/{path}` of the request's path as sent (percent-encoded), where a model name may itself contain
+    slashes: the model name (decoded) is the longest engine name that prefixes it, and the path is kept as the client
+    encoded it (an `%2F` or `%3F` in it is not turned into a path separator or a query)."""
+    parts = raw.split("/")
     for i in range(len(parts) - 1, 0, -1):
-        name = "/".join(parts[:i])
+        name = "/".join(unquote(p) for p in parts[:i])
         entry = rt.table.exact.get(name)
         if entry is not None and entry.engine is not None:
             return name, "/" + "/".join(parts[i:])
-    return parts[0], "/" + "/".join(parts[1:])
+    return unquote(parts[0]), "/" + "/".join(parts[1:])
 
 
 async def _relay(request: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+    """The engine's answer as it comes. Once its status line is sent, an engine that fails (it exits, resets, stops
+    sending for `sock_read`) can only be told by cutting the connection before the body's end: the client sees a
+    body cut short, never a second status line inside the body or a wait for an end that never comes."""
     out = web.StreamResponse(status=resp.status, reason=resp.reason)
     for k, v in resp.headers.items():
         if k.lower() not in _HOP_BY_HOP:
             out.headers.add(k, v)
     await out.prepare(request)
-    async for chunk in resp.content.iter_any():
-        await out.write(chunk)
+    try:
+        async for chunk in resp.content.iter_any():
+            await out.write(chunk)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:  # the engine's side, or the client gone
+        log.warning("an engine's answer under /upstream was cut short (%s)", type(exc).__name__)
+        if request.transport is not None:
+            request.transport.close()  # aiohttp's write of the body's end then fails, and it drops the connection
+        return out
     await out.write_eof()
     return out
 

@@ -3,6 +3,7 @@ supervised engine process (tests/ops/stats_engine.py, run as a `command:` engine
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,32 @@ async def test_running_unload_and_upstream(router) -> None:
     status, doc = await call("GET", r.url + "/unload")  # llama-swap's clients use GET for "unload everything"
     assert status == 200 and sorted(doc["unloaded"]) == ["idle", "local"]
     assert {s.state for s in sup.states().values()} == {"stopped"}
+
+
+async def test_upstream_forwards_the_path_as_sent_and_cuts_a_failed_answer(router) -> None:
+    r = await router(config())
+    status, doc = await call("POST", r.url + "/upstream/local/echo/a%2Fb%3Fc/d?x=%26y&z=1",
+                             headers={"Cookie": "c=1", "X-Api-Key": "k", "X-Custom": "1"})
+    assert status == 200 and doc["raw_path"] == "/echo/a%2Fb%3Fc/d?x=%26y&z=1"  # not re-split or re-queried
+    assert "x-custom" in doc["headers"] and not {"cookie", "x-api-key", "authorization"} & set(doc["headers"])
+
+    # the engine's answer stops half way: the client's body is cut short (an error on its side), never completed,
+    # never a second status line inside it, never a wait for an end that does not come
+    async with aiohttp.ClientSession() as s, s.get(r.url + "/upstream/local/cut") as resp:
+        assert resp.status == 200
+        try:
+            body = await asyncio.wait_for(resp.read(), 10)
+        except aiohttp.ClientPayloadError:
+            body = None
+    assert body is None
+    host, port = r.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /upstream/local/cut HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw = await asyncio.wait_for(reader.read(), 10)  # the router closes the connection
+    writer.close()
+    assert raw.count(b"HTTP/1.1") == 1 and b"partial " in raw and not raw.endswith(b"0\r\n\r\n")
+    status, doc = await call("GET", r.url + "/upstream/local/stats")  # the router and the engine go on
+    assert status == 200 and doc["model"] == "stats-engine"
 
 
 async def test_errors_name_the_problem(router, fakes) -> None:

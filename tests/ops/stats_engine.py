@@ -3,6 +3,7 @@ shape of the MLX worker (run as a `command:` engine by the router's supervisor).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -34,11 +35,30 @@ async def chat(request: web.Request) -> web.Response:
     })
 
 
+async def echo(request: web.Request) -> web.Response:
+    """The request line as it arrived (for /upstream's forwarding)."""
+    return web.json_response({"raw_path": request.raw_path, "headers": sorted(k.lower() for k in request.headers)})
+
+
+async def cut(request: web.Request) -> web.StreamResponse:
+    """An answer that stops half way: part of a body, then the connection closed."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+    resp.content_length = 1000
+    await resp.prepare(request)
+    await resp.write(b"partial ")
+    await asyncio.sleep(0.05)
+    assert request.transport is not None
+    request.transport.close()
+    return resp
+
+
 def main() -> None:
     app = web.Application()
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_route("*", "/echo/{tail:.*}", echo)
+    app.router.add_get("/cut", cut)
     web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None)
 
 
