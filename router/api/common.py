@@ -54,8 +54,10 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         ex.status = resp.status
         return resp
     finally:
-        if ex.requested and rt.keys:  # a key pasted as the model name stays out of the log and the console
-            ex.requested = scrub_text(ex.requested, [k.key for k in rt.keys])
+        if ex.requested:  # a key pasted as the model name stays out of the log and the console, and so does a
+            if rt.keys:  # name of any length (both are cut to 200 characters; a key is found before the cut)
+                ex.requested = scrub_text(ex.requested, [k.key for k in rt.keys])
+            ex.requested = ex.requested[:200]
         ex.finish(state.metrics, rt.config.server.access_log)
 
 
@@ -100,7 +102,7 @@ def note_request(ex: Exchange, body: dict[str, Any]) -> None:
     """What the record shows even when the request is then refused: the model asked for, whether it streams."""
     model = body.get("model")
     if isinstance(model, str):
-        ex.requested = model[:200]
+        ex.requested = model  # cut when the record is written (see handle_exchange)
     ex.stream = body.get("stream") is True
 
 

@@ -402,3 +402,22 @@ async def test_a_key_pasted_as_the_model_name_stays_out_of_the_log_and_the_conso
     assert OTHER_KEY not in captured_logs.text(), _around(captured_logs.text(), OTHER_KEY)
     assert recent.status == 200 and OTHER_KEY.encode() not in recent.body
     assert "[redacted]" in captured_logs.text()
+
+
+async def test_a_model_name_of_any_length_is_recorded_cut_short(fakes, router, captured_logs):
+    """The record keeps 200 characters of the model asked for: a 2 MB name (any client can send one) is not written
+    whole into the access log, nor held 500 times over by the console's recent requests; a key standing past the
+    cut is found before it (no part of it is left)."""
+    up = await fakes()
+    r = await router(keyed_config(up.url))
+    long_names = ("x" * 2_000_000, "y" * 190 + OTHER_KEY)
+    async with aiohttp.ClientSession() as s:
+        for path, extra in (("/v1/chat/completions", {}), ("/v1/messages", {"max_tokens": 5})):
+            for model in long_names:
+                ans = await request(s, "POST", r.url + path, headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                                    json_body={"model": model, "messages": [{"role": "user", "content": "x"}], **extra})
+                assert ans.status == 404 and len(ans.body) < 2000
+        recent = await request(s, "GET", r.url + "/ui/api/requests", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    assert recent.status == 200 and len(recent.body) < 20_000
+    assert len(captured_logs.text()) < 50_000
+    assert OTHER_KEY[:8] not in captured_logs.text() and OTHER_KEY[:8].encode() not in recent.body
