@@ -90,7 +90,7 @@ class Redactor:
     def for_config(cls, config: Config) -> Redactor:
         secrets: list[str] = [k.key for k in config.server.api_keys]
         for p in config.providers.values():
-            secrets.extend([p.api_key or "", *(v for _, v in p.headers)])
+            secrets.extend([*p.secrets, *(v for _, v in p.headers)])
         return cls(secrets)
 
     def text(self, value: str) -> str:

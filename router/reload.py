@@ -93,9 +93,8 @@ def _server_changes(old: Config, new: Config) -> dict[str, list[str]]:
 
 
 def _secrets(config: Config) -> list[str]:
-    found = [p.api_key for p in config.providers.values() if p.api_key]
+    found = [s for p in config.providers.values() for s in p.secrets]
     found += [k.key for k in config.server.api_keys]
-    found += [v for p in config.providers.values() for _, v in p.headers if len(v) >= 8]
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 

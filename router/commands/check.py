@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if p.type == "engine":
             continue
         status = f"disabled: {p.disabled_reason}" if p.disabled_reason else "enabled"
-        print(f"  {name:<16} {p.type:<10} {p.base_url:<40} {status}")
+        print(f"  {name:<16} {p.type:<10} {p.shown_url:<40} {status}")
     print("\nmodels:")
     for row in table.names():
         m = row.model

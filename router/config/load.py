@@ -6,6 +6,7 @@ Errors name the file, the path inside the document and what was expected.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -48,6 +49,21 @@ class ConfigError(Exception):
 def schema() -> dict[str, Any]:
     text = resources.files("router.config").joinpath("schema.json").read_text()
     return dict(json.loads(text))
+
+
+def _is_integer(checker: Any, value: object) -> bool:
+    """An integer is an int: JSON Schema's own reading also takes 5.0, which a deque's maxlen or a port refuses."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(checker: Any, value: object) -> bool:
+    """A number is finite: YAML's .inf and .nan would pass every bound a schema states, and break what uses them."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_number})
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator, type_checker=_TYPES)
 
 
 def _where(path: list[str | int] | Any) -> str:
@@ -101,6 +117,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: cannot read config: not UTF-8 text (byte {exc.start})") from None
     return parse_config(text, source=str(p), env=env)
 
 
@@ -114,7 +132,7 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
         raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
     if doc is None:
         doc = {}
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = _Validator(schema())
     errors = sorted(validator.iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         lines = [f"{source}: {_where(e.absolute_path)}: {_describe(e)}" for e in errors[:10]]
@@ -124,7 +142,18 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
     return _build(doc, source, missing)
 
 
+_SECRET_KEYS = frozenset({"api_key", "api_keys", "key", "headers"})
+
+
 def _describe(err: jsonschema.ValidationError) -> str:
+    """What is wrong at the error's place. The value found is quoted, except where keys and credentials go: a key
+    written in the wrong shape must not reach a reload's answer or the log."""
+    if _SECRET_KEYS.intersection(p for p in err.absolute_path if isinstance(p, str)):
+        if err.validator == "type":
+            return f"expected {err.validator_value}, got {type(err.instance).__name__}"
+        if err.validator == "oneOf":
+            return "expected a key (a string) or an object {key:, name:, models:}"
+        return f"not valid here (the {err.validator!r} check failed; the value is not shown)"
     if err.validator == "additionalProperties":
         allowed = err.schema.get("properties", {}) if isinstance(err.schema, Mapping) else {}
         return f"unknown key ({err.message.split('(')[-1].rstrip(')')}); allowed: " + ", ".join(sorted(allowed))
@@ -152,7 +181,9 @@ def _fail(source: str, path: str, message: str) -> ConfigError:
 def _build(doc: dict[str, Any], source: str, missing: Missing) -> Config:
     server = _server(doc.get("server", {}), source)
     defaults = _policy(doc.get("defaults", {}), Policy())
-    leftovers = {p: v for p, v in missing.items() if p[:1] not in (("providers",), ("server",))}
+    # an unset provider variable disables that provider, and an unset client key means that key does not exist;
+    # any other unset variable is an error (an unset `host: ${HOST}` would otherwise bind every interface)
+    leftovers = {p: v for p, v in missing.items() if p[:1] != ("providers",) and p[:2] != ("server", "api_keys")}
     if leftovers:
         path, names = next(iter(leftovers.items()))
         raise _fail(source, _where(list(path)), f"environment variable {', '.join(names)} is not set")
@@ -195,10 +226,11 @@ def _client_keys(entries: list[str | dict[str, Any]], source: str) -> tuple[Clie
     keys: list[ClientKey] = []
     for i, entry in enumerate(entries):
         item = {"key": entry} if isinstance(entry, str) else entry
-        if not item["key"]:  # an unset ${VAR}: that key does not exist
+        secret = _secret(item["key"], source, f"server.api_keys[{i}]")
+        if not secret:  # an unset ${VAR}: that key does not exist
             continue
         models = item.get("models")
-        key = ClientKey(name=item.get("name", f"key{i}"), key=item["key"],
+        key = ClientKey(name=item.get("name", f"key{i}"), key=secret,
                         models=frozenset(models) if models is not None else None)
         for other in keys:
             if other.name == key.name:
@@ -247,9 +279,36 @@ def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: M
     if url and not reason and not url.lower().startswith(("http://", "https://")):
         raise _fail(source, f"providers.{name}.base_url", f"{url[:200]!r} is not an http:// or https:// URL "
                     f"(did you mean 'http://{url[:200]}'?)")
-    return ProviderConfig(name=name, type=raw["type"], base_url=url.rstrip("/"), api_key=raw.get("api_key") or None,
-                          headers=tuple((raw.get("headers") or {}).items()), policy=_policy(raw, defaults),
-                          disabled_reason=reason)
+    api_key = _secret(raw.get("api_key") or "", source, f"providers.{name}.api_key")
+    return ProviderConfig(name=name, type=raw["type"], base_url=url.rstrip("/"), api_key=api_key or None,
+                          headers=_headers(raw.get("headers") or {}, source, f"providers.{name}.headers"),
+                          policy=_policy(raw, defaults), disabled_reason=reason)
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110's token)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what no header value may hold (a tab may)
+
+
+def _secret(value: str, source: str, where: str) -> str:
+    """A key as sent in a header: without the spaces or newline around it (a secret file's last line usually ends
+    in one); a control character inside it is refused, never quoted."""
+    value = value.strip()
+    if _CONTROL.search(value):
+        raise _fail(source, where, "holds a control character (a line break?); a key is one line of text")
+    return value
+
+
+def _headers(raw: Mapping[Any, str], source: str, where: str) -> tuple[tuple[str, str], ...]:
+    """A provider's extra headers, each name an HTTP token and each value one line (values unquoted: they are often
+    credentials)."""
+    for name, value in raw.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise _fail(source, where, f"{str(name)[:100]!r} is not a header name (letters, digits and "
+                        "-!#$%&'*+.^_`|~)")
+        if _CONTROL.search(value):
+            raise _fail(source, f"{where}.{name}", "holds a control character (a line break?); a header value is one "
+                        "line of text")
+    return tuple((str(k), v.strip()) for k, v in raw.items())
 
 
 def _engine_providers(models: list[ModelConfig], defaults: Policy) -> dict[str, ProviderConfig]:
@@ -345,6 +404,9 @@ def _check_fallbacks(models: list[ModelConfig], source: str) -> None:
         for fb in m.fallbacks:
             if fb not in by_name:
                 raise _fail(source, f"models[{i}].fallbacks", f"unknown model {fb!r}")
+            if by_name[fb].wildcard:
+                raise _fail(source, f"models[{i}].fallbacks", f"{fb!r} is a wildcard pattern: a fallback names one "
+                            "model (a wildcard entry needs the name a request asked for)")
     _check_cycles(models, by_name, source)
 
 

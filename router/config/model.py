@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from engines.supervisor.types import EngineSpec
 
@@ -68,6 +69,15 @@ class Policy:
     queue_timeout: float = 60.0
 
 
+def _userinfo(url: str) -> tuple[str, str]:
+    """The user and password of a `scheme://user:password@host/...` URL ("" for each it lacks)."""
+    authority = url.partition("://")[2].partition("/")[0]
+    if "@" not in authority:
+        return "", ""
+    user, _, password = authority.rpartition("@")[0].partition(":")
+    return user, password
+
+
 def engine_provider(model: str) -> str:
     """The name of the provider that serves engine model `model`."""
     return f"engine:{model}"
@@ -83,6 +93,23 @@ class ProviderConfig:
     policy: Policy = Policy()
     disabled_reason: str | None = None  # set when unusable (e.g. its key env var is unset)
     engine: str | None = None  # for type "engine": the engine (model entry) name
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What this provider is given to authenticate, never shown: its key, credential-like header values (8
+        characters or more) and the password of a `user:password@` in its base_url."""
+        password = _userinfo(self.base_url)[1]
+        found = [self.api_key or "", *(v for _, v in self.headers if len(v) >= 8), password, unquote(password)]
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    @property
+    def shown_url(self) -> str:
+        """base_url as it may be shown (console, `check`): a password in it replaced."""
+        user, password = _userinfo(self.base_url)
+        if not password:
+            return self.base_url
+        scheme, _, rest = self.base_url.partition("://")
+        return f"{scheme}://{user}:[redacted]@{rest.partition('@')[2]}"
 
 
 @dataclass(frozen=True)

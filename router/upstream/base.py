@@ -221,8 +221,7 @@ class Upstream:
     def secrets(self) -> tuple[str, ...]:
         """What this provider is given to authenticate (its key, credential-like header values): never shown.
         Worked out once: the config of an upstream never changes (a reload builds new upstreams)."""
-        found = [self.config.api_key or ""] + [v for _, v in self.config.headers if len(v) >= 8]
-        return tuple(s for s in found if s)
+        return self.config.secrets
 
     @property
     def disabled_reason(self) -> str | None:

@@ -1,0 +1,110 @@
+"""Configs that `check` must refuse at load, with a line naming the place, rather than a config that loads and then
+fails at serve time, on a reload, or on every request (a 500, a traceback, a bind to every interface)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from router.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+UP = "providers:\n  up: {type: openai, base_url: 'http://127.0.0.1:9/v1'%s}\n"
+MODELS = "models:\n  - {name: m, provider: up}\n"
+
+
+def refused(text: str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, env=env or {})
+    return str(err.value)
+
+
+def test_a_fallback_names_a_model_not_a_wildcard_pattern() -> None:
+    text = UP % "" + "models:\n  - {name: m, provider: up, fallbacks: ['w-*']}\n  - {name: 'w-*', provider: up}\n"
+    assert "models[0].fallbacks: 'w-*' is a wildcard pattern" in refused(text)
+
+
+@pytest.mark.parametrize(("server", "where"), [
+    ("port: 18731.0", "server.port"),
+    ("capture: {max_entries: 5.0}", "server.capture"),
+    ("max_body_mb: .inf", "server.max_body_mb"),
+    ("max_body_mb: .nan", "server.max_body_mb"),
+    ("idle_timeout: .inf", "server.idle_timeout"),
+])
+def test_integers_are_integers_and_numbers_finite(server: str, where: str) -> None:
+    assert where in refused(f"server: {{{server}}}\n" + UP % "" + MODELS)
+
+
+def test_an_unset_variable_in_the_host_is_an_error_not_every_interface() -> None:
+    assert "server.host: environment variable HOST_VAR is not set" in refused(
+        "server: {host: '${HOST_VAR}'}\n" + UP % "" + MODELS)
+    cfg = parse_config("server: {api_keys: ['${KEY_VAR}']}\n" + UP % "" + MODELS, env={})
+    assert cfg.server.api_keys == ()  # an unset client key still means that key does not exist
+
+
+def test_keys_lose_the_line_break_around_them_and_refuse_one_inside() -> None:
+    cfg = parse_config("server: {api_keys: ['${CK}']}\n" + UP % ", api_key: '${UK}'" + MODELS,
+                       env={"UK": "sk-provider-123\n", "CK": " sk-client-456\r\n"})
+    assert cfg.providers["up"].api_key == "sk-provider-123" and cfg.server.api_keys[0].key == "sk-client-456"
+    message = refused(UP % ", api_key: '${UK}'" + MODELS, env={"UK": "sk-pro\nvider-123"})
+    assert "providers.up.api_key: holds a control character" in message and "vider-123" not in message
+
+
+@pytest.mark.parametrize(("headers", "where"), [
+    ('{X-A: "a\\nb-secret"}', "providers.up.headers.X-A"),
+    ("{123: abc}", "providers.up.headers"),
+    ("{'X A': abc}", "providers.up.headers"),
+])
+def test_provider_headers_are_names_and_one_line_values(headers: str, where: str) -> None:
+    message = refused(UP % f", headers: {headers}" + MODELS)
+    assert where in message and "secret" not in message
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"# caf\xe9\n" + (UP % "" + MODELS).encode())
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(path)
+
+
+def test_serve_refuses_a_port_past_the_range(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(UP % "" + MODELS)
+    proc = subprocess.run([sys.executable, "-m", "router", "serve", "-c", str(path), "--port", "70000"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert proc.returncode == 2 and "--port: 70000 is not a port number" in proc.stderr
+
+
+def test_a_key_in_the_wrong_shape_is_not_quoted() -> None:
+    """A reload's answer and the log carry this message: a key written as `{bob: KEY}` or read by YAML as a number
+    is named by its place, never shown."""
+    message = refused("server:\n  api_keys: [{bob: NEWCLIENTKEY-abcdef123}]\n"
+                      + UP % ", api_key: 12345678901234567890" + MODELS)
+    assert "server.api_keys[0]" in message and "providers.up.api_key: expected string, got int" in message
+    assert "NEWCLIENTKEY" not in message and "1234567890" not in message
+
+
+async def test_a_password_in_a_base_url_is_never_shown(fakes, router) -> None:
+    import aiohttp
+
+    up = await fakes("up")
+    text = (UP % "").replace("'http://127.0.0.1:9/v1'", f"'http://user:URLSECRET%40x@{up.url[7:]}'") + MODELS
+    cfg = parse_config(text)
+    provider = cfg.providers["up"]
+    assert "URLSECRET" not in provider.shown_url and provider.shown_url.startswith("http://user:[redacted]@")
+    assert {"URLSECRET%40x", "URLSECRET@x"} <= set(provider.secrets)
+    r = await router(text)
+    async with aiohttp.ClientSession() as s, s.get(r.url + "/ui/api/state") as resp:
+        body = await resp.text()
+    assert resp.status == 200 and "user:[redacted]@" in body and "URLSECRET" not in body
+
+
+def test_check_shows_a_base_url_without_its_password(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text((UP % "").replace("'http://127.0.0.1:9/v1'", "'http://user:URLSECRET@127.0.0.1:9/v1'") + MODELS)
+    proc = subprocess.run([sys.executable, "-m", "router", "check", "-c", str(path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=False)
+    assert "user:[redacted]@127.0.0.1:9/v1" in proc.stdout and "URLSECRET" not in proc.stdout + proc.stderr
