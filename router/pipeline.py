@@ -60,7 +60,7 @@ class UpstreamStatus(Exception):
             err = json.loads(self.body).get("error")
             if isinstance(err, dict):
                 message, code = str(err.get("message") or message), str(err.get("code") or code)
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             pass
         return ApiError(self.status, message, code)
 

@@ -240,7 +240,7 @@ def error_body(status: int, body: bytes) -> bytes:
         if isinstance(err, dict):
             message = str(err.get("message") or message)
             etype = str(err.get("type") or etype)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         pass
     return json.dumps({"error": {"message": message, "type": etype, "param": None, "code": etype}}).encode()
 
@@ -254,6 +254,7 @@ class MessagesToChunks:
         self.id = "chatcmpl-anthropic"
         self.created = int(time.time())
         self._tool_index: dict[int, int] = {}  # block index -> tool call index
+        self._no_input: set[int] = set()  # tool blocks no input piece has come for yet
         self._usage: dict[str, Any] = {}
         self.done = False
 
@@ -282,7 +283,9 @@ class MessagesToChunks:
             body = {"error": {"message": str(err.get("message") or "Anthropic stream error"),
                               "type": str(err.get("type") or "api_error"), "code": str(err.get("type") or "api_error")}}
             return b"data: " + json.dumps(body).encode() + b"\n\n"
-        return b""  # ping, content_block_stop, unknown events
+        if kind == "content_block_stop":
+            return self._block_stop(doc)
+        return b""  # ping, unknown events
 
     def _message_start(self, msg: dict[str, Any]) -> bytes:
         self.id = f"chatcmpl-{msg.get('id') or 'anthropic'}"
@@ -293,7 +296,8 @@ class MessagesToChunks:
     def _block_start(self, doc: dict[str, Any], block: dict[str, Any]) -> bytes:
         if block.get("type") == "tool_use":
             index = len(self._tool_index)
-            self._tool_index[int(doc.get("index", 0))] = index
+            self._tool_index[int_or(doc.get("index"))] = index
+            self._no_input.add(index)
             return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""), "type": "function",
                                                 "function": {"name": str(block.get("name") or ""),
                                                              "arguments": ""}}]})
@@ -308,10 +312,19 @@ class MessagesToChunks:
         if dtype == "thinking_delta" and delta.get("thinking"):
             return self._chunk({"reasoning_content": delta["thinking"]})
         if dtype == "input_json_delta" and delta.get("partial_json"):
-            index = self._tool_index.get(int(doc.get("index", 0)))
+            index = self._tool_index.get(int_or(doc.get("index")))
             if index is not None:
+                self._no_input.discard(index)
                 return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})
         return b""
+
+    def _block_stop(self, doc: dict[str, Any]) -> bytes:
+        """A call without input (Anthropic streams it as one empty piece) gets `{}`, as the whole answer has it."""
+        index = self._tool_index.get(int_or(doc.get("index")))
+        if index is None or index not in self._no_input:
+            return b""
+        self._no_input.discard(index)
+        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": "{}"}}]})
 
     def _message_delta(self, doc: dict[str, Any]) -> bytes:
         self._usage.update({k: v for k, v in member(doc, "usage").items() if v is not None})

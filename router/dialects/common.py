@@ -65,7 +65,7 @@ def arguments_object(arguments: object) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):
         try:
             value = json_repair.loads(arguments)
         except (ValueError, RecursionError):  # pragma: no cover - json_repair is lenient

@@ -11,9 +11,18 @@ import aiohttp
 
 from ..config.model import ProviderConfig
 from ..dialects import anthropic_out as wire
+from ..errors import ApiError
 from ..redact import safe_headers, scrub_body, scrub_literal
 from ..sse import EventSplitter, event_data
-from .base import IdleWatch, Reply, UpstreamRequest, UpstreamUnavailable, read_limited, with_timeout
+from .base import (
+    Failure,
+    IdleWatch,
+    Reply,
+    UpstreamRequest,
+    UpstreamUnavailable,
+    read_limited,
+    with_timeout,
+)
 from .openai import HttpUpstream
 
 API_VERSION = "2023-06-01"
@@ -29,11 +38,17 @@ class AnthropicReply:
         self._resp = resp
         self._watch = IdleWatch(resp, idle)  # the gaps in the body (see openai.client_timeout)
         self.status = resp.status
-        headers = {"Content-Type": "text/event-stream" if stream and resp.status == 200 else "application/json"}
-        retry_after = safe_headers(resp.headers, secret).get("Retry-After")
+        given = safe_headers(resp.headers, secret)
+        headers = {"Content-Type": "application/json"}
+        if stream and resp.status == 200:  # what the stream is translated into; anything but an event stream stays
+            ctype = given.get("Content-Type", "")  # as it came, and `judge` refuses it as it would an OpenAI one's
+            headers["Content-Type"] = "text/event-stream" if ctype.lower().startswith("text/event-stream") else ctype
+        retry_after = given.get("Retry-After")
         if retry_after is not None:
             headers["Retry-After"] = retry_after
         self.headers: Mapping[str, str] = headers
+        self.error: str | None = None  # a 200 body that is an Anthropic error (see `read`)
+        self._read: bytes | None = None
         self._model = model
         self._secret = secret
         self._translator = wire.MessagesToChunks(model, include_usage)
@@ -42,15 +57,26 @@ class AnthropicReply:
         self._eof = False
 
     async def read(self, limit: int | None = None) -> bytes:
-        body = scrub_body(await read_limited(self._resp, limit, self._watch), self._secret)
+        """The body translated (read once: `judge` reads it first to see whether a 200 is an error)."""
+        if self._read is None:
+            self._read = self._translated(scrub_body(await read_limited(self._resp, limit, self._watch),
+                                                     self._secret))
+        return self._read
+
+    def _translated(self, body: bytes) -> bytes:
         if self.status != 200:
             return wire.error_body(self.status, body)
         try:
             doc = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return body  # passed on as is: the pipeline reports a body that is not JSON
         if not isinstance(doc, dict):
             return body
+        if doc.get("type") == "error":  # a 200 carrying an error (some gateways): not an answer
+            err = doc.get("error")
+            message = err.get("message") if isinstance(err, dict) else None
+            self.error = str(message)[:300] if message else "an error object"
+            return wire.error_body(502, body)
         return json.dumps(wire.completion(doc, self._model), ensure_ascii=False).encode()
 
     async def _next(self) -> bytes | None:
@@ -64,7 +90,8 @@ class AnthropicReply:
                 rest = self._splitter.rest()
                 events += [rest + b"\n\n"] if rest.strip() else []
             else:
-                events = self._splitter.feed(raw)
+                events = self._splitter.feed(raw)  # UpstreamTooLarge past the bound: `classify` and the reader
+                # both know it
             for event in events:
                 data = event_data(event)
                 if data is None:
@@ -112,7 +139,7 @@ class AnthropicUpstream(HttpUpstream):
         if request.path != CHAT_PATH:
             raise UpstreamUnavailable(f"Provider {self.name!r} (Anthropic) serves chat completions only, not "
                                       f"{request.path.lstrip('/')}.", status=400, code="unsupported_endpoint")
-        body = json.loads(request.raw) if request.raw else request.body
+        body = request.body  # (`raw` is this body's bytes: nothing to parse again)
         stream = request.stream
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
@@ -122,4 +149,16 @@ class AnthropicUpstream(HttpUpstream):
                                   self.config.policy.timeouts.first_byte)
         return AnthropicReply(resp, body.get("model"), stream, include_usage, self.secrets,
                               self.config.policy.timeouts.idle)
+
+    async def judge(self, reply: Reply, request: UpstreamRequest, body_limit: int | None) -> Failure | None:
+        """`Upstream.judge`, and a whole 200 that is an Anthropic error object is a failure (retried, fallen back
+        from, counted by the breaker), not an empty answer."""
+        failure = await super().judge(reply, request, body_limit)
+        if failure is not None or request.stream or reply.status != 200 or not isinstance(reply, AnthropicReply):
+            return failure
+        await reply.read(body_limit)
+        if reply.error is None:
+            return None
+        return Failure("status_5xx", ApiError(502, f"Upstream {self.name!r} answered 200 with an error: "
+                                                   f"{reply.error}", "upstream_error"), counts=True)
 

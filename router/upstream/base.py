@@ -26,6 +26,7 @@ from ..errors import ApiError
 from ..metrics import Metrics, fast_set
 from ..redact import safe_headers, scrub_body
 from ..resilience import Breaker, Limiter
+from ..sse import UpstreamTooLarge
 
 T = TypeVar("T")
 
@@ -247,7 +248,7 @@ class Upstream:
         the upstream unavailable)."""
         if isinstance(exc, UpstreamUnavailable):
             return Failure(exc.code, ApiError(exc.status, exc.reason, exc.code), counts=False)
-        if isinstance(exc, BodyTooLarge):
+        if isinstance(exc, (BodyTooLarge, UpstreamTooLarge)):  # a body, or an event of a translated stream
             return Failure("too_large", ApiError(502, f"Upstream {self.name!r} sent a body past the bound: {exc}",
                                                  "upstream_body_too_large"), counts=True, final=True)
         kind = error_kind(exc)
@@ -266,7 +267,7 @@ class Upstream:
                 "check the provider's base_url.", "upstream_redirect"), counts=False, final=True)
         if status == 429 or status >= 500:
             retry_after = reply.headers.get("Retry-After")
-            detail = error_summary(await reply.read(body_limit), self.config.api_key)
+            detail = error_summary(await reply.read(body_limit), self.config.api_key)  # (read redacts every secret)
             limited = status == 429
             return Failure("status_429" if limited else "status_5xx", ApiError(
                 429 if limited else 502, f"Upstream {self.name!r} answered {status}{': ' + detail if detail else ''}",
@@ -332,7 +333,8 @@ class Slot:
             up.gauges(self._metrics).in_flight(up.outstanding)
 
 
-SEND_ERRORS = (BodyTooLarge, UpstreamUnavailable, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+SEND_ERRORS = (BodyTooLarge, UpstreamTooLarge, UpstreamUnavailable, aiohttp.ClientError, asyncio.TimeoutError,
+               OSError)
 """What sending to an upstream or reading its reply may raise; `Upstream.classify` says what each means."""
 
 
@@ -355,7 +357,7 @@ def error_summary(body: bytes, secret: str | None = None) -> str:
         err = doc.get("error") if isinstance(doc, dict) else None
         msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
         return str(msg)[:300] if msg else ""
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return body[:200].decode("utf-8", "replace").strip()
 
 
