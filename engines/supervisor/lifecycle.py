@@ -72,7 +72,7 @@ class _Engine:
     start_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
     teardown: asyncio.Task[None] | None = None  # background stop of a process whose start failed
-    predecessor: asyncio.Task[None] | None = None  # stop of the record this one replaced
+    predecessor: asyncio.Future[Any] | None = None  # the stops of earlier instances of this name (see `_stops_of`)
     watchers: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -82,6 +82,10 @@ class _Engine:
     @property
     def idle(self) -> bool:
         return self.state == EngineState.READY and self.in_flight == 0 and self.waiters == 0
+
+
+async def _all_done(futures: set[asyncio.Future[Any]]) -> None:
+    await asyncio.wait(futures)
 
 
 class _Lease(AbstractAsyncContextManager[Endpoint]):
@@ -213,15 +217,28 @@ class Supervisor:
             if wanted is None:
                 del self._records[name]
             else:
-                self._records[name] = _Engine(wanted, predecessor=task)
+                self._records[name] = _Engine(wanted, predecessor=self._stops_of(name, task, rec.predecessor))
                 LOG.info("engine %s: configuration changed, restarting on next use", name,
                          extra={"engine": name})
         for name, spec in new.items():
-            if name not in self._records:
-                self._records[name] = _Engine(spec)
+            if name not in self._records:  # added, or added back while an earlier instance still drains
+                self._records[name] = _Engine(spec, predecessor=self._stops_of(name))
         self._notify()
         if stops:
             await asyncio.gather(*(asyncio.shield(t) for t in stops))
+
+    def _stops_of(self, name: str, *more: asyncio.Future[Any] | None) -> asyncio.Future[Any] | None:
+        """What a new instance of `name` waits for before it starts: every unfinished stop of an earlier one (a
+        removed or changed instance still draining, and what a replaced record that never started was itself
+        waiting for). Two instances of one name never run at once: an MLX engine's socket path is its name's, and
+        the old one removes it when it stops."""
+        pending = {f for f in more if f is not None and not f.done()}
+        for r in self._retiring:
+            if r.name == name:
+                pending.update(f for f in (r.stop_task, r.teardown, r.predecessor) if f is not None and not f.done())
+        if len(pending) <= 1:
+            return next(iter(pending), None)
+        return self._spawn_task(_all_done(pending))
 
     async def close(self, drain_timeout: float = 30.0) -> None:
         """Refuse new leases, wait up to `drain_timeout` for in-flight ones, then stop every engine
@@ -300,20 +317,24 @@ class Supervisor:
         spec = rec.spec
         deadline = loop.time() + spec.start_timeout
         previous_state = rec.state
+        reserved = False  # by this start: what it gives back when it fails
         try:
             for pending in (rec.predecessor, rec.stop_task, rec.teardown):
                 if pending is not None and not pending.done():
                     await asyncio.wait({pending}, timeout=max(0.0, deadline - loop.time()))
-                    if not pending.done():
+                    if not pending.done():  # that process still runs: its slot and state stay as they are
                         raise EngineUnavailable(spec.name, "previous instance is still stopping")
             await self._backoff(rec, deadline)
             rec.state = EngineState.STARTING
             await self._make_room(rec, deadline)
+            reserved = True
             launch = plan_launch(spec, runtime_dir=self._ensure_runtime_dir(), python=self._python,
                                  state_dir=self._state_dir)
         except BaseException as exc:
-            rec.reserved = False
-            rec.state = previous_state if previous_state != EngineState.STOPPING else EngineState.STOPPED
+            if reserved:
+                rec.reserved = False
+            if rec.state == EngineState.STARTING:
+                rec.state = previous_state if previous_state != EngineState.STOPPING else EngineState.STOPPED
             self._notify()
             if isinstance(exc, ValueError):
                 raise EngineUnavailable(spec.name, str(exc)) from None

@@ -326,6 +326,52 @@ async def test_update_keeps_unchanged_restarts_changed_and_drains_removed(make: 
     assert kinds(events, "keep") == ["starting", "ready"]
 
 
+@pytest.mark.parametrize("how", ["removed and added back", "changed and changed back"])
+async def test_a_new_instance_waits_for_an_old_one_still_draining(make: Make, how: str):
+    """Two reloads in a row while a request holds the first instance: the instance they leave starts only once
+    the old one is gone (two at once would share the name's socket, which the old one removes when it stops)."""
+    sup, _ = make([fake("a")])
+    held = sup.lease("a")
+    old_ep = await held.__aenter__()
+    old_pid = sup.states()["a"].pid
+    first = asyncio.ensure_future(sup.update([] if how.startswith("removed") else [fake("a", "--model", "b")]))
+    await until(lambda: "a" not in sup.states() or sup.states()["a"].pid is None)
+    await sup.update([fake("a")])
+    lease = sup.lease("a")
+    waiting = asyncio.ensure_future(lease.__aenter__())
+    await asyncio.sleep(1.0)
+    assert not waiting.done() and sup.states()["a"].pid is None and not gone(old_pid)  # type: ignore[arg-type]
+    assert await chat(old_ep, "still served") == "still served"
+    await held.__aexit__(None, None, None)
+    ep = await asyncio.wait_for(waiting, BOUND)
+    assert gone(old_pid) and sup.states()["a"].pid not in (None, old_pid)  # type: ignore[arg-type]
+    assert await chat(ep, "new") == "new"
+    await lease.__aexit__(None, None, None)
+    await asyncio.wait_for(first, BOUND)
+
+
+async def test_a_start_that_gives_up_on_a_draining_instance_leaves_its_slot(make: Make):
+    """A lease while the engine drains for a stop gives up after start_timeout; the draining process keeps its
+    slot (max_loaded) until it is gone, so another engine waits for room instead of running beside it."""
+    sup, _ = make([fake("a", start_timeout=5), fake("b", start_timeout=5)], max_loaded=1)
+    held = sup.lease("a")
+    await held.__aenter__()
+    a_pid = sup.states()["a"].pid
+    stopping = asyncio.ensure_future(sup.stop("a", drain_timeout=60))
+    await until(lambda: sup.states()["a"].state == "stopping")
+    with pytest.raises(EngineUnavailable, match="previous instance is still stopping"):
+        async with sup.lease("a"):
+            pass
+    assert sup.states()["a"].state == "stopping" and not gone(a_pid)  # type: ignore[arg-type]
+    with pytest.raises(EngineUnavailable, match="no room"):
+        async with sup.lease("b"):
+            pass
+    await held.__aexit__(None, None, None)
+    await asyncio.wait_for(stopping, BOUND)
+    async with sup.lease("b") as ep:
+        assert await chat(ep, "b") == "b" and gone(a_pid)  # type: ignore[arg-type]
+
+
 async def test_stop_sweeps_the_process_group(make: Make, tmp_path: Path):
     pidfile = tmp_path / "child.pid"
     sup, _ = make([fake("parent", "--child-pidfile", str(pidfile))])
