@@ -58,7 +58,7 @@ async def _probe(session: aiohttp.ClientSession, url: str, timeout: float) -> st
     try:
         client_timeout = aiohttp.ClientTimeout(total=timeout)
         async with session.get(url, timeout=client_timeout, allow_redirects=False) as resp:
-            await resp.read()
+            # the status is the answer: the body is left unread (an engine could send one without end)
             return None if resp.status == 200 else f"health check answered HTTP {resp.status}"
     except asyncio.TimeoutError:
         return "health check timed out"

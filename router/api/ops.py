@@ -27,10 +27,12 @@ from ..errors import ApiError
 from ..metrics import CONTENT_TYPE, EngineStats
 from ..reload import RELOADER
 from ..state import STATE, AppState
+from ..upstream.base import BodyTooLarge, read_limited
 
 log = logging.getLogger("agentgate")
 
 STATS_TIMEOUT = 1.0
+MAX_STATS_BYTES = 1024 * 1024  # an engine's /stats document is a few KB: past this it is not one
 STATS_MIN_INTERVAL = 1.0
 
 # SIGHUP handlers per event loop, newest last: a process normally serves one app, but when several share a loop
@@ -96,8 +98,8 @@ async def engine_stats_doc(supervisor: EngineSupervisor, name: str) -> dict[str,
                 session.get(base + "/stats") as resp:
             if resp.status != 200:
                 return None
-            doc = json.loads(await resp.read())
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
+            doc = json.loads(await read_limited(resp, MAX_STATS_BYTES))
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, RecursionError, BodyTooLarge):
         return None
     return doc if isinstance(doc, dict) else None
 

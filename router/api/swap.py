@@ -33,6 +33,7 @@ from ..state import STATE, AppState
 
 log = logging.getLogger("agentgate.engine")
 
+_LIVE = frozenset({"starting", "ready", "stopping"})  # the states with a process
 UNLOAD_DRAIN_S = 10.0  # how long /unload lets in-flight requests of an engine finish before stopping it
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600)
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -108,7 +109,7 @@ async def unload(request: web.Request) -> web.Response:
         if name:
             names = [engine_entry(rt, name).name]
         else:
-            names = [n for n, st in supervisor.states().items() if st.state != "stopped"]
+            names = [n for n, st in supervisor.states().items() if st.state in _LIVE]
     except ApiError as err:
         return err.response()
     stopped = await stop_engines(supervisor, names)
@@ -118,7 +119,7 @@ async def unload(request: web.Request) -> web.Response:
 async def stop_engines(supervisor: EngineSupervisor, names: list[str]) -> list[str]:
     """Stop `names` (each after its in-flight requests drain, at most UNLOAD_DRAIN_S); the names that were running."""
     states = supervisor.states()
-    active = [n for n in names if n in states and states[n].state != "stopped"]
+    active = [n for n in names if n in states and states[n].state in _LIVE]  # a failed engine has no process
 
     async def stop(name: str) -> None:
         try:

@@ -100,6 +100,40 @@ async def test_upstream_forwards_the_path_as_sent_and_cuts_a_failed_answer(route
     assert status == 200 and doc["model"] == "stats-engine"
 
 
+async def test_endless_health_and_stats_bodies_are_not_read(router) -> None:
+    """An engine answering /health and /stats with a 200 whose body never ends: the status is what readiness needs
+    (it starts), and a /metrics scrape reads at most 1 MiB of its stats (the router does not fill with them)."""
+    import resource
+
+    r = await router(f"""
+models:
+  - name: endless
+    command: ["{sys.executable}", "{STATS_ENGINE}"]
+    env: {{ENDLESS: "1"}}
+    start_timeout: 30
+""")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reply = await r.client().chat.completions.create(model="endless", messages=[{"role": "user", "content": "x"}])
+    assert reply.choices[0].message.content == "local"
+    status, text = await asyncio.wait_for(call("GET", r.url + "/metrics"), 10)
+    assert status == 200 and "agentgate_" in text
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 300 * 1024  # KiB
+
+
+async def test_unload_names_only_engines_that_were_running(router) -> None:
+    r = await router(f"""
+models:
+  - name: broken
+    command: ["{sys.executable}", "-c", "import sys; sys.exit(3)"]
+    start_timeout: 30
+""")
+    status, _ = await call("POST", r.url + "/v1/chat/completions",
+                           json={"model": "broken", "messages": [{"role": "user", "content": "x"}]})
+    assert status == 503 and r.state.supervisor.states()["broken"].state == "failed"
+    assert await call("POST", r.url + "/unload") == (200, {"status": "ok", "unloaded": []})
+    assert await call("POST", r.url + "/unload/broken") == (200, {"status": "ok", "unloaded": []})
+
+
 async def test_errors_name_the_problem(router, fakes) -> None:
     up = await fakes("cloud")
     r = await router(config() + f"""

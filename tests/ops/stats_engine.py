@@ -17,11 +17,24 @@ STATS = {
 }
 
 
-async def health(request: web.Request) -> web.Response:
+async def endless(request: web.Request) -> web.StreamResponse:
+    """A 200 whose body never ends (ENDLESS=1): what a broken engine could answer /health and /stats with."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    await resp.write(b'{"padding": "')
+    while True:
+        await resp.write(b"x" * 65536)
+
+
+async def health(request: web.Request) -> web.StreamResponse:
+    if os.environ.get("ENDLESS"):
+        return await endless(request)
     return web.json_response({"status": "ok"})
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(request: web.Request) -> web.StreamResponse:
+    if os.environ.get("ENDLESS"):
+        return await endless(request)
     return web.json_response(STATS)
 
 
