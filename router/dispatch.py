@@ -13,7 +13,7 @@ from .errors import ApiError
 from .live_config import LiveConfig
 from .resilience import QueueFull, backoff_delay
 from .routing import Hop
-from .upstream.base import SEND_ERRORS, Failure, Reply, Slot, Upstream, UpstreamRequest
+from .upstream.base import SEND_ERRORS, Failure, Reply, Slot, Upstream, UpstreamRequest, error_answer
 
 log = logging.getLogger("agentgate")
 
@@ -135,9 +135,11 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
                             break
                 else:
                     first = await reply.read(body_limit)
-                up.breaker.success()
-                slot.keep()
-                return Opened(reply, up, hop, target, first, slot)
+                    failure = error_answer(up.name, first, up.config.api_key) if reply.status == 200 else None
+                if failure is None:
+                    up.breaker.success()
+                    slot.keep()
+                    return Opened(reply, up, hop, target, first, slot)
         except SEND_ERRORS as exc:
             failure = up.classify(exc)
         except BaseException:  # cancelled (the client went away), or a bug: no verdict on the upstream

@@ -11,11 +11,9 @@ import aiohttp
 
 from ..config.model import ProviderConfig
 from ..dialects import anthropic_out as wire
-from ..errors import ApiError
 from ..redact import safe_headers, scrub_body, scrub_literal
 from ..sse import EventSplitter, event_data
 from .base import (
-    Failure,
     IdleWatch,
     Reply,
     UpstreamRequest,
@@ -47,7 +45,6 @@ class AnthropicReply:
         if retry_after is not None:
             headers["Retry-After"] = retry_after
         self.headers: Mapping[str, str] = headers
-        self.error: str | None = None  # a 200 body that is an Anthropic error (see `read`)
         self._read: bytes | None = None
         self._model = model
         self._secret = secret
@@ -57,11 +54,9 @@ class AnthropicReply:
         self._eof = False
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The body translated (read once: `judge` reads it first to see whether a 200 is an error)."""
-        if self._read is None:
-            self._read = self._translated(scrub_body(await read_limited(self._resp, limit, self._watch),
-                                                     self._secret))
-        return self._read
+        """The body translated: a 200 that is an Anthropic error object becomes an OpenAI one, which dispatch
+        takes for a failure (`base.error_answer`)."""
+        return self._translated(scrub_body(await read_limited(self._resp, limit, self._watch), self._secret))
 
     def _translated(self, body: bytes) -> bytes:
         if self.status != 200:
@@ -73,9 +68,6 @@ class AnthropicReply:
         if not isinstance(doc, dict):
             return body
         if doc.get("type") == "error":  # a 200 carrying an error (some gateways): not an answer
-            err = doc.get("error")
-            message = err.get("message") if isinstance(err, dict) else None
-            self.error = str(message)[:300] if message else "an error object"
             return wire.error_body(502, body)
         return json.dumps(wire.completion(doc, self._model), ensure_ascii=False).encode()
 
@@ -149,16 +141,4 @@ class AnthropicUpstream(HttpUpstream):
                                   self.config.policy.timeouts.first_byte)
         return AnthropicReply(resp, body.get("model"), stream, include_usage, self.secrets,
                               self.config.policy.timeouts.idle)
-
-    async def judge(self, reply: Reply, request: UpstreamRequest, body_limit: int | None) -> Failure | None:
-        """`Upstream.judge`, and a whole 200 that is an Anthropic error object is a failure (retried, fallen back
-        from, counted by the breaker), not an empty answer."""
-        failure = await super().judge(reply, request, body_limit)
-        if failure is not None or request.stream or reply.status != 200 or not isinstance(reply, AnthropicReply):
-            return failure
-        await reply.read(body_limit)
-        if reply.error is None:
-            return None
-        return Failure("status_5xx", ApiError(502, f"Upstream {self.name!r} answered 200 with an error: "
-                                                   f"{reply.error}", "upstream_error"), counts=True)
 

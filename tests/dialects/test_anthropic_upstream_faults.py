@@ -88,6 +88,34 @@ async def test_a_200_carrying_an_error_object_is_a_failure_that_falls_back(fake_
     assert status == 502 and "Overloaded" in text and json.loads(text)["error"]["code"] == "upstream_error"
 
 
+async def test_an_openai_200_that_is_an_error_object_falls_back_on_every_path(fakes, router) -> None:
+    """Passed through byte for byte (no tools) it reached the client as a 200 answer; repaired (tools) it was a
+    502 without trying the fallback. Both now fall back, and without one are a 502 naming the error."""
+    main, backup = await fakes("main"), await fakes("backup")
+    r = await router(f"""
+providers:
+  main: {{type: openai, base_url: '{main.url}', retries: 0}}
+  backup: {{type: openai, base_url: '{backup.url}', retries: 0}}
+models:
+  - {{name: m, provider: main}}
+  - {{name: fb, provider: main, fallbacks: [spare]}}
+  - {{name: spare, provider: backup}}
+""")
+    error = {"error": {"message": "Overloaded, try later", "type": "server_error"}}
+    for extra in ({}, {"tools": [TOOL]}):
+        main.push(Step(json=error))
+        status, _ = await post(r, {"model": "fb", **ASK, **extra})
+        assert status == 200 and len(backup.requests) == 1
+        backup.requests.clear()
+        main.push(Step(json=error))
+        status, text = await post(r, {"model": "m", **ASK, **extra})
+        assert status == 502 and "Overloaded, try later" in text, text[:300]
+    main.push(Step(json={"error": None, "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                                     "finish_reason": "stop"}]}))
+    status, text = await post(r, {"model": "m", **ASK})
+    assert status == 200 and json.loads(text)["choices"][0]["message"]["content"] == "hi"  # "error": null is no error
+
+
 @pytest.mark.parametrize(("status", "expected"), [(500, 502), (429, 429), (400, 400)])
 async def test_deeply_nested_error_bodies_are_upstream_errors(fakes, router, status: int, expected: int) -> None:
     main = await fakes("main")
