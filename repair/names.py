@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 
 _PREFIX = re.compile(r"^(?:functions?|tools?|default_api|api)[.:/]", re.IGNORECASE)
-_FUZZY_CUTOFF = 0.88
+_WORD_BREAK = re.compile(r"[^0-9A-Za-z]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def _words(name: str) -> tuple[str, ...]:
+    """The words of a name, lower-cased: `read_file`, `read-file`, `Read File` and `readFile` are the same two."""
+    return tuple(w.lower() for w in _WORD_BREAK.split(name) if w)
 
 
 def _canon(name: str) -> str:
-    return name.lower().replace("-", "_").replace(" ", "_")
+    return "".join(_words(name)) if name.isascii() else name.lower()
+
+
+def _one_slip(written: str, declared: str) -> bool:
+    """Whether `written` is `declared` with one slip of the keyboard inside the word: two neighbouring letters
+    swapped, or one letter changed, added or dropped, never the first letter, in a word of 4 letters or more. A word
+    changed at its start (un-lock, re-start, get/set, block/lock) is another word, with another meaning."""
+    if min(len(written), len(declared)) < 4 or written[0] != declared[0] or abs(len(written) - len(declared)) > 1:
+        return False
+    if len(written) == len(declared):
+        diff = [i for i, (a, b) in enumerate(zip(written, declared, strict=True)) if a != b]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and written[diff[0]] == declared[diff[1]] and written[diff[1]] == declared[diff[0]])
+    short, long_ = sorted((written, declared), key=len)
+    i = next((k for k, (a, b) in enumerate(zip(short, long_, strict=False)) if a != b), len(short))
+    return short[i:] == long_[i + 1:]
+
+
+def _near(written: tuple[str, ...], declared: tuple[str, ...]) -> bool:
+    """The same words in the same order, one of them with one slip (see `_one_slip`)."""
+    if len(written) != len(declared):
+        return False
+    slips = [(w, d) for w, d in zip(written, declared, strict=True) if w != d]
+    return len(slips) == 1 and _one_slip(*slips[0])
 
 
 class NameResolver:
@@ -24,6 +51,7 @@ class NameResolver:
         for n in self.names:
             canon.setdefault(_canon(n), []).append(n)
         self._canon = canon
+        self._words = tuple((n, _words(n)) for n in self.names)
         self._memo: dict[str, str | None] = {}
 
     def resolve(self, name: str) -> str | None:
@@ -54,7 +82,6 @@ class NameResolver:
         same = self._canon.get(_canon(cleaned))
         if same:
             return same[0] if len(same) == 1 else None
-        close = difflib.get_close_matches(_canon(cleaned), list(self._canon), n=2, cutoff=_FUZZY_CUTOFF)
-        if len(close) == 1 and len(self._canon[close[0]]) == 1:
-            return self._canon[close[0]][0]
-        return None
+        words = _words(cleaned)  # a typo: never a name whose words differ in meaning (lock/unlock, get/set)
+        close = [n for n, declared in self._words if _near(words, declared)]
+        return close[0] if len(close) == 1 else None

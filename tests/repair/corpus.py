@@ -469,7 +469,19 @@ NEGATIVE_TEXTS: list[str] = [
     "Some <unknown_tag>text</unknown_tag> markup.",
 ]
 
+def _target_tool(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": {"target": {"type": "string"}}, "required": ["target"]}}}
+
+
+# a call to a tool that was not declared, whose name differs from a declared one by a word of another meaning (found
+# by review: a close-match rule renamed each to the declared tool, arguments and all)
+_FLIPPED = [("unlock_door", "lock_door"), ("restart_server", "start_server"), ("get_config_value", "set_config_value"),
+            ("install_package", "uninstall_package"), ("block_user", "lock_user"), ("enable_rule", "disable_rule")]
+
 NEGATIVE_WITH_ERRORS: list[tuple[str, str, list[dict[str, Any]] | None]] = [
+    *[(f'<tool_call>{{"name": "{written}", "arguments": {{"target": "prod"}}}}</tool_call>', "unknown_name",
+       [_target_tool(declared)]) for written, declared in _FLIPPED],
     ('Broken JSON {"name": "read_file", "arguments": is just text here? no: "name" "x"', "truncated", None),
     ('<tool_call>{"name": "delete_everything", "arguments": {}}</tool_call>', "unknown_name", None),
     ("[TOOL_CALLS]delete_everything[ARGS]{}", "unknown_name", None),
