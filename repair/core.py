@@ -416,7 +416,10 @@ def repair_message(
     content: str | None = ""
     extracted = ""
     if items:  # else no text was segmented: nothing to rebuild
+        # a block's text goes once every call in it went out (or was trimmed); a call that did not keeps the whole
+        # block's text in content, as it would alone (a block's calls have no spans of their own)
         removed = {id(a.seg) for a in attempts if a.seg is not None and a.status in ("promoted", "trimmed")}
+        removed -= {id(a.seg) for a in attempts if a.seg is not None and a.status not in ("promoted", "trimmed")}
         builder = _Builder(body, removed, structural=mode != "detect")
         builder.add(items)
         content = builder.content()

@@ -223,6 +223,15 @@ HAND: list[Case] = [
          repairs=("json_syntax",)),
     Case("h-two-in-block", f"<tool_call>\n{_H}\n" + '{"name": "get_time", "arguments": {}}\n</tool_call>',
          [*RF, ("get_time", {})], None, repairs=("merged_calls",)),
+    # a block holding a call that goes out and one that does not keeps its whole text in content: the text of the
+    # call that did not go out is the client's only sight of it (found by review: the block's text was dropped)
+    Case("h-merged-one-unknown", f'<tool_call>\n{_H}\n{{"name": "delete_all", "arguments": {{"force": true}}}}\n'
+         "</tool_call>", RF, f'<tool_call>\n{_H}\n{{"name": "delete_all", "arguments": {{"force": true}}}}\n'
+         "</tool_call>", repairs=("merged_calls",), errors=("unknown_name",)),
+    Case("h-list-one-invalid", f'[{_H}, {{"name": "read_file", "arguments": {{"limit": 3}}}}]', RF,
+         f'[{_H}, {{"name": "read_file", "arguments": {{"limit": 3}}}}]', errors=("schema_mismatch",)),
+    Case("h-pythonic-one-unknown", "<|tool_call_start|>[read_file(path='a.py'), nuke(all=True)]<|tool_call_end|>", RF,
+         "<|tool_call_start|>[read_file(path='a.py'), nuke(all=True)]<|tool_call_end|>", errors=("unknown_name",)),
     Case("h-list-in-block", f"<tool_call>[{_H}, " + '{"name": "get_time", "arguments": {}}]</tool_call>',
          [*RF, ("get_time", {})], None, repairs=("merged_calls",)),
     Case("h-double-encoded", '<tool_call>{"name": "read_file", "arguments": "{\\"path\\": \\"a.py\\"}"}</tool_call>',
