@@ -108,6 +108,16 @@ def has_note(call: RawCall, kind: str) -> bool:
     return any(r.kind == kind for r in call.repairs)
 
 
+def stray_prose(call: RawCall, stray: str) -> str:
+    """What a call's markup holds after its arguments: prose (kept as content when the call goes out, as a block's
+    prose after its call is), or "" for stray closers and separators (a json_syntax note on the call)."""
+    stray = stray.strip()
+    if stray and not stray.strip("}]),; \t\r\n"):
+        call.repairs.append(issue("json_syntax", "stray characters after the arguments"))
+        return ""
+    return stray
+
+
 def finish_block(text: str, i: int, close_at: int, close_len: int, call: RawCall, *,
                  mangled: re.Pattern[str] | None = None) -> tuple[int, str]:
     """Where a block whose content ended at `i` ends, given its closing tag at `close_at` (-1: not found).

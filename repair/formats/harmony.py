@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from repair.formats.common import Ctx, add_notes, issue, skip_ws
+from repair.formats.common import Ctx, add_notes, issue, skip_ws, stray_prose
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, OneOf
 from repair.salvage import Failed, decode_at
@@ -48,6 +48,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         if name.endswith("json") and ctx.index.resolve(name) is None and ctx.index.resolve(name[:-4]) is not None:
             name = name[:-4]  # "to=functions.shelljson": the constraint glued to the name
         call = RawCall(name=name, family=FAMILY)
+        prose = ""  # written after the arguments, before the call's end
         if not body.strip():
             call.arguments = {}
         else:
@@ -59,11 +60,10 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
             else:
                 call.arguments = got.value
                 add_notes(call, got.repairs)
-                if text[got.end:be].strip():
-                    call.repairs.append(issue("json_syntax", "stray text after the arguments"))
+                prose = stray_prose(call, text[got.end:be])
         if tok in (START, CHANNEL) and skip_ws(text, be) < n:
             call.repairs.append(issue("closing_tag", "<|call|> missing"))
-        return Parsed(end, [Segment(p, end, "calls", FAMILY, [call])])
+        return Parsed(end, [Segment(p, end, "calls", FAMILY, [call], text=prose)])
     kind = "reasoning" if channel == "analysis" else "content"
     return Parsed(end, [Segment(p, end, kind, FAMILY, text=body)])
 

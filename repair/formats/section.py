@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from repair.formats.common import Ctx, fail_segment, has_note, issue, skip_ws
+from repair.formats.common import Ctx, fail_segment, has_note, issue, skip_ws, stray_prose
 from repair.types import Parsed, RawCall, Segment
 
 # One call: (text, match of the call opener, where the call's text must stop, ctx) -> (call, end of what it read).
@@ -53,6 +53,7 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
         send = -1
     limit = send if send != -1 else bound
     calls: list[RawCall] = []
+    strays: list[str] = []  # prose written inside a call after its arguments
     while ctx.room(len(calls)):
         i = skip_ws(text, i, limit)
         mb = spec.call.match(text, i, limit)
@@ -77,7 +78,11 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
                 return fail_segment(p, n, spec.family, "truncated", call.failure.detail, call.name)
             head = Segment(p, cs, "calls", calls[0].family or spec.family, calls)
             return Parsed(n, [head, Segment(cs, n, "calls", spec.family, [call])])
-        if call.failure is None and text[skip_ws(text, after, stop):stop].strip():
+        if call.failure is None and spec.call_end is not None:  # (without an end the next call follows)
+            prose = stray_prose(call, text[skip_ws(text, after, stop):stop])
+            if prose:
+                strays.append(prose)
+        elif call.failure is None and text[skip_ws(text, after, stop):stop].strip():
             call.repairs.append(issue("json_syntax", "stray text after the arguments"))
         if spec.call_end is None:
             i = max(after, hs)
@@ -117,4 +122,4 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
         if section:
             first.repairs.append(issue("closing_tag", f"{spec.end_name} missing"))
         end = i
-    return Parsed(end, [Segment(p, end, "calls", family, calls, text=junk)])
+    return Parsed(end, [Segment(p, end, "calls", family, calls, text="\n\n".join([*strays, junk] if junk else strays))])

@@ -232,6 +232,16 @@ HAND: list[Case] = [
          f'[{_H}, {{"name": "read_file", "arguments": {{"limit": 3}}}}]', errors=("schema_mismatch",)),
     Case("h-pythonic-one-unknown", "<|tool_call_start|>[read_file(path='a.py'), nuke(all=True)]<|tool_call_end|>", RF,
          "<|tool_call_start|>[read_file(path='a.py'), nuke(all=True)]<|tool_call_end|>", errors=("unknown_name",)),
+    # prose written inside a call's markup after its arguments is content, as Hermes keeps it (found by review:
+    # the section formats and harmony noted it as a syntax slip and dropped it)
+    Case("ds-prose-after-args", "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>read_file<｜tool▁sep｜>"
+         '{"path": "a.py"} I will wait for the result.<｜tool▁call▁end｜><｜tool▁calls▁end｜>', RF,
+         "I will wait for the result."),
+    Case("kimi-prose-after-args", "<|tool_calls_section_begin|><|tool_call_begin|>functions.read_file:0"
+         '<|tool_call_argument_begin|>{"path": "a.py"} I will wait.<|tool_call_end|><|tool_calls_section_end|>', RF,
+         "I will wait."),
+    Case("harmony-prose-after-args", '<|channel|>commentary to=functions.read_file <|constrain|>json<|message|>'
+         '{"path": "a.py"}\n\nThen I will summarize the result.', RF, "Then I will summarize the result."),
     Case("h-list-in-block", f"<tool_call>[{_H}, " + '{"name": "get_time", "arguments": {}}]</tool_call>',
          [*RF, ("get_time", {})], None, repairs=("merged_calls",)),
     Case("h-double-encoded", '<tool_call>{"name": "read_file", "arguments": "{\\"path\\": \\"a.py\\"}"}</tool_call>',
