@@ -12,7 +12,8 @@ import binascii
 import hmac
 from collections.abc import Mapping
 
-from .config.model import ClientKey
+from .config.auth import is_loopback
+from .config.model import ClientKey, ServerConfig
 from .errors import ApiError
 
 BASIC_CHALLENGE = 'Basic realm="agentgate console", charset="UTF-8"'
@@ -52,9 +53,13 @@ def basic_password(headers: Mapping[str, str]) -> str | None:
     return (password or user) if colon else None
 
 
-def client_key(keys: tuple[ClientKey, ...], headers: Mapping[str, str]) -> ClientKey | None:
-    """None when no keys are configured; raises 401 when keys are configured and none matched."""
+def client_key(keys: tuple[ClientKey, ...], headers: Mapping[str, str],
+               server: ServerConfig | None = None) -> ClientKey | None:
+    """None when no keys are configured (with `server`, a web page's request refused then: `refuse_browsers`);
+    raises 401 when keys are configured and none matched."""
     if not keys:
+        if server is not None:
+            refuse_browsers(headers, server)
         return None
     key = find_key(keys, bearer(headers))
     if key is None:
@@ -75,8 +80,46 @@ def check_model_allowed(key: ClientKey | None, model: str, entry: str) -> None:
         raise ApiError(403, f"This API key may not use model {model!r}.", "model_not_allowed")
 
 
-def require_operator(keys: tuple[ClientKey, ...], admin_auth: bool, headers: Mapping[str, str], action: str) -> None:
+def require_operator(keys: tuple[ClientKey, ...], admin_auth: bool, headers: Mapping[str, str], action: str,
+                     server: ServerConfig) -> None:
     """What operator routes (`/admin/reload`, `/unload`) require: with keys configured, an unrestricted one, unless
-    the config says `server.admin_auth: false`."""
-    if admin_auth:
+    the config says `server.admin_auth: false`; with no key to check, a request no web page made (see
+    `refuse_browsers`)."""
+    if admin_auth and keys:
         require_unrestricted(client_key(keys, headers), action)
+    else:
+        refuse_browsers(headers, server)
+
+
+def local_host(host_header: str, configured: str) -> bool:
+    """Whether a Host header names this machine: an IP address, localhost (or a name under .localhost), or the
+    configured server.host. A web page that re-points its own domain at 127.0.0.1 (DNS rebinding) sends its domain."""
+    import ipaddress
+
+    host = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+    host = host.strip("[]").lower()
+    if host in ("localhost", configured.lower()) or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host.split("]")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def refuse_browsers(headers: Mapping[str, str], server: ServerConfig) -> None:
+    """When no client key guards a route, a request a web page sent is refused (403): a page on another site
+    (`Sec-Fetch-Site: cross-site`/`same-site`, or an `Origin` that is not this machine) could otherwise spend the
+    providers' keys or stop engines with a form or an image (the router answers no CORS, so no page may read its
+    answers), and a page that re-points its own domain at this machine (DNS rebinding) sends that domain as Host.
+    Programs (SDKs, agent CLIs, curl) send none of these. The Host is checked on a loopback bind (a router that
+    serves a network without keys, `allow_unauthenticated`, answers that network's names)."""
+    site = headers.get("Sec-Fetch-Site")
+    origin = headers.get("Origin")
+    configured = server.host
+    if site in ("cross-site", "same-site") or (origin is not None and not local_host(
+            origin.partition("://")[2].partition("/")[0], configured)) or (
+            is_loopback(configured) and not local_host(headers.get("Host", ""), configured)):
+        raise ApiError(403, "Without client keys the router answers programs on this machine only, not web pages "
+                       "from other sites (Origin, Sec-Fetch-Site) or names other than this machine's (Host).",
+                       "cross_site_refused")

@@ -36,7 +36,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
     ex = Exchange(request_id(request), endpoint)
     try:
         try:
-            key = auth.client_key(rt.keys, request.headers)
+            key = auth.client_key(rt.keys, request.headers, rt.config.server)
             ex.key_name = key.name if key else None
             resp = await handler(rt, ex, key)
         except ApiError as err:

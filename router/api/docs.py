@@ -22,6 +22,7 @@ def document() -> bytes:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    auth.client_key(request.app[STATE].runtime.keys, request.headers)  # refused: the route's guard answers (app.py)
+    rt = request.app[STATE].runtime
+    auth.client_key(rt.keys, request.headers, rt.config.server)  # refused: the route's guard answers (app.py)
     return web.Response(body=document(), content_type="application/yaml", charset="utf-8")
 

@@ -16,7 +16,7 @@ async def ready(request: web.Request) -> web.Response:
     """Needs a client key when keys are configured (it names providers and engines)."""
     state = request.app[STATE]
     rt = state.runtime
-    auth.client_key(rt.keys, request.headers)  # a refusal is answered by the route's guard (app.py)
+    auth.client_key(rt.keys, request.headers, rt.config.server)  # a refusal is answered by the route's guard (app.py)
     providers = {
         name: {"type": up.kind, "breaker": up.breaker.state, "in_flight": up.outstanding,
                "queued": up.limiter.queued, **({"disabled": up.disabled_reason} if up.disabled_reason else {})}

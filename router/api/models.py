@@ -29,7 +29,7 @@ async def get_model(request: web.Request) -> web.Response:
     dialect = "anthropic" if anthropic_client(request) else "openai"
     model_id = request.match_info["id"]
     try:
-        key = auth.client_key(rt.keys, request.headers)
+        key = auth.client_key(rt.keys, request.headers, rt.config.server)
         found = rt.table.lookup(model_id)
         if found is None:
             raise ApiError(404, f"The model {model_id!r} does not exist.", "model_not_found")
@@ -47,7 +47,7 @@ async def list_models(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     try:
-        key = auth.client_key(rt.keys, request.headers)
+        key = auth.client_key(rt.keys, request.headers, rt.config.server)
     except ApiError as err:
         return err.response("anthropic" if anthropic_client(request) else "openai")
     engines = state.supervisor.states() if state.supervisor is not None else {}

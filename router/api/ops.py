@@ -47,7 +47,7 @@ async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     if rt.config.server.metrics_auth:
-        auth.client_key(rt.keys, request.headers)  # a refusal is answered by the route's guard (app.py)
+        auth.client_key(rt.keys, request.headers, rt.config.server)  # refused: the route's guard answers (app.py)
     await request.app[STATS_POLL].refresh(state)
     return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -109,7 +109,8 @@ async def engine_stats_doc(supervisor: EngineSupervisor, name: str) -> dict[str,
 async def admin_reload(request: web.Request) -> web.Response:
     rt = request.app[STATE].runtime
     try:
-        auth.require_operator(rt.keys, rt.config.server.admin_auth, request.headers, "reload the config")
+        auth.require_operator(rt.keys, rt.config.server.admin_auth, request.headers, "reload the config",
+                              rt.config.server)
     except ApiError as err:
         return err.response()
     result = await request.app[RELOADER].reload("http")

@@ -153,7 +153,7 @@ def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: 
 
 async def _lookup(request: web.Request) -> tuple[ResponseStore, str, str | None]:
     rt = request.app[STATE].runtime
-    key = auth.client_key(rt.keys, request.headers)
+    key = auth.client_key(rt.keys, request.headers, rt.config.server)
     store, owner = await _owner(request, key)
     return store, request.match_info["id"], owner
 

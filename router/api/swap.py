@@ -69,7 +69,7 @@ def _supervisor(state: AppState) -> EngineSupervisor:
 async def running(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
-    auth.client_key(rt.keys, request.headers)  # a refusal is answered by the route's guard (app.py)
+    auth.client_key(rt.keys, request.headers, rt.config.server)  # a refusal is answered by the route's guard (app.py)
     rows = []
     if state.supervisor is not None:
         entries = {m.name: m for m in rt.config.models if m.engine is not None}
@@ -103,7 +103,8 @@ async def unload(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
     try:
-        auth.require_operator(rt.keys, rt.config.server.admin_auth, request.headers, "manage the router")
+        auth.require_operator(rt.keys, rt.config.server.admin_auth, request.headers, "manage the router",
+                              rt.config.server)
         supervisor = _supervisor(state)
         name = request.match_info.get("model") or request.query.get("model")
         if name:
@@ -143,7 +144,7 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     rt = state.runtime
     try:
-        key = auth.client_key(rt.keys, request.headers)
+        key = auth.client_key(rt.keys, request.headers, rt.config.server)
         supervisor = _supervisor(state)
         name, path = _split(rt, request.rel_url.raw_path.removeprefix("/upstream/"))
         entry = engine_entry(rt, name)

@@ -84,7 +84,7 @@ def _guard(request: web.Request, *, action: bool = False) -> Console:
             raise ApiError(401, "The console needs a client key: any user name, the key as the password.",
                            "invalid_api_key", headers={"WWW-Authenticate": auth.BASIC_CHALLENGE})
         auth.require_unrestricted(key, "open the console")
-    elif not _local_host(request.host, rt.config.server.host):
+    elif not auth.local_host(request.host, rt.config.server.host):
         raise ApiError(403, "Without client keys the console answers only to an IP address, localhost or the "
                        "configured server.host in the Host header.", "host_not_allowed")
     if action and request.content_type != "application/json":
@@ -95,20 +95,6 @@ def _guard(request: web.Request, *, action: bool = False) -> Console:
 def _console_key(request: web.Request) -> ClientKey | None:
     headers = request.headers
     return auth.find_key(request.app[STATE].runtime.keys, auth.basic_password(headers) or auth.bearer(headers))
-
-
-def _local_host(host_header: str, configured: str) -> bool:
-    import ipaddress
-
-    host = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-    host = host.strip("[]").lower()
-    if host in ("localhost", configured.lower()) or host.endswith(".localhost"):
-        return True
-    try:
-        ipaddress.ip_address(host.split("]")[0])
-    except ValueError:
-        return False
-    return True
 
 
 def _json(doc: Any, status: int = 200) -> web.Response:

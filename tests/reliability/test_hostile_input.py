@@ -242,7 +242,7 @@ def upstream_header(up: Any, name: str) -> str | None:
 
 
 def raw_post(body: bytes, extra: bytes) -> bytes:
-    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body) + extra + b"\r\n" + body)
 
 

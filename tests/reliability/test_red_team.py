@@ -460,7 +460,7 @@ async def test_idle_and_stalled_client_connections_are_timed_out(fakes, router):
     # a request whose body stops half way
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
-        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 1000\r\n\r\n{\"model\": \"m\", ")
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)

@@ -421,3 +421,39 @@ async def test_a_model_name_of_any_length_is_recorded_cut_short(fakes, router, c
     assert recent.status == 200 and len(recent.body) < 20_000
     assert len(captured_logs.text()) < 50_000
     assert OTHER_KEY[:8] not in captured_logs.text() and OTHER_KEY[:8].encode() not in recent.body
+
+
+async def test_without_keys_web_pages_are_refused_and_programs_served(fakes, router):
+    """With no client key to check (the shipped loopback default), a request a web page sent is refused before
+    anything runs: another site's form or image (Sec-Fetch-Site, Origin) would spend the providers' keys or stop
+    engines, and a page re-pointing its own domain at 127.0.0.1 (DNS rebinding, its domain as Host) could read
+    answers and stored conversations. SDKs, agent CLIs and curl send none of these and are served."""
+    up = await fakes()
+    r = await router(f"providers:\n  lab: {{type: openai, base_url: '{up.url}'}}\n"
+                     "models:\n  - {name: m, provider: lab}\n")
+    chat = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    refused = [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+               {"Origin": "https://evil.example"}, {"Host": "attacker.example:8080"}]
+    async with aiohttp.ClientSession() as s:
+        for headers in refused:
+            for method, path, body in (("POST", "/v1/chat/completions", chat), ("GET", "/unload", None),
+                                       ("POST", "/admin/reload", None), ("GET", "/v1/models", None)):
+                ans = await request(s, method, r.url + path, json_body=body, headers=headers)
+                assert ans.status == 403 and json.loads(ans.body)["error"]["code"] == "cross_site_refused", \
+                    (headers, path, ans.status)
+        assert up.requests == []
+        for headers in ({}, {"Sec-Fetch-Site": "same-origin"}, {"Origin": "http://127.0.0.1:8080"},
+                        {"Host": "localhost:8080"}):
+            ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat, headers=headers)
+            assert ans.status == 200, (headers, ans.body[:200])
+
+
+async def test_with_keys_the_key_decides_not_the_page(fakes, router):
+    up = await fakes()
+    r = await router(keyed_config(up.url))
+    async with aiohttp.ClientSession() as s:
+        ans = await request(s, "POST", r.url + "/v1/chat/completions",
+                            json_body={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+                            headers={"Authorization": f"Bearer {CLIENT_KEY}", "Origin": "https://app.example",
+                                     "Sec-Fetch-Site": "cross-site"})
+    assert ans.status == 200
