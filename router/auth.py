@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 from collections.abc import Mapping
 
@@ -91,6 +92,7 @@ def require_operator(keys: tuple[ClientKey, ...], admin_auth: bool, headers: Map
         refuse_browsers(headers, server)
 
 
+@functools.lru_cache(maxsize=256)  # a few Host values in practice; bounded whatever clients send
 def local_host(host_header: str, configured: str) -> bool:
     """Whether a Host header names this machine: an IP address, localhost (or a name under .localhost), or the
     configured server.host. A web page that re-points its own domain at 127.0.0.1 (DNS rebinding) sends its domain."""
