@@ -23,6 +23,7 @@ _FUNCTIONS: dict[str, Callable[..., float]] = {
 }
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 MAX_EXPONENT = 64
+MAX_BITS = 1024  # the largest integer a step may make (~308 digits): powers of powers stay instant
 MAX_LENGTH = 500
 
 
@@ -47,6 +48,12 @@ def evaluate(expression: str) -> int | float:
     return value
 
 
+def _bounded(value: int | float) -> int | float:
+    if isinstance(value, int) and value.bit_length() > MAX_BITS:
+        raise CalcError("result too large")
+    return value
+
+
 def _eval(node: ast.expr) -> int | float:
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
         return node.value  # bool is not a number here
@@ -54,7 +61,9 @@ def _eval(node: ast.expr) -> int | float:
         left, right = _eval(node.left), _eval(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
             raise CalcError(f"exponent larger than {MAX_EXPONENT}")
-        return _BINARY[type(node.op)](left, right)
+        if isinstance(node.op, ast.Pow) and isinstance(left, int) and left.bit_length() * abs(right) > MAX_BITS:
+            raise CalcError("result too large")  # known before it is computed: (9**64)**64 would take minutes
+        return _bounded(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:

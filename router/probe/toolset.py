@@ -98,10 +98,14 @@ class Workspace:
 
     def execute(self, name: str, args: dict[str, Any]) -> str:
         """Run one call whose arguments already passed the schema; the tool result as a JSON string."""
+        args = {k: int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v
+                for k, v in args.items()}  # 10.0 where an integer goes passes the schema
         try:
             result = getattr(self, "_" + name)(**args)
         except CalcError as exc:
             result = {"error": f"calculation failed: {exc}"}
+        except Exception as exc:  # whatever a schema-valid call makes of a tool, the model gets an error result
+            result = {"error": f"{name} failed: {type(exc).__name__}: {exc}"[:300]}
         return json.dumps(result, ensure_ascii=False, sort_keys=True)
 
     def _calculator(self, expression: str) -> dict[str, Any]:

@@ -28,10 +28,22 @@ def test_calculator_evaluates_arithmetic(expr: str, value: float) -> None:
 
 
 @pytest.mark.parametrize("expr", ["__import__('os').system('true')", "(1).__class__", "open('x')", "a + 1",
-                                  "9 ** 9999", "1 / 0", "[1, 2]", "lambda: 1", "True + 1", "1 +"])
+                                  "9 ** 9999", "1 / 0", "[1, 2]", "lambda: 1", "True + 1", "1 +",
+                                  # powers of powers: a model's call must not keep the router's loop busy for minutes
+                                  "(((((9**64)**64)**64)**64)**64)", "(999**64)**64", "2**60 * 2**60 * 2**60 * 2**60"
+                                  " * 2**60 * 2**60 * 2**60 * 2**60 * 2**60 * 2**60 * 2**60 * 2**60 * 2**60 * 2**60"
+                                  " * 2**60 * 2**60 * 2**60 * 2**60"])
 def test_calculator_refuses_anything_but_arithmetic(expr: str) -> None:
     with pytest.raises(CalcError):
         evaluate(expr)
+
+
+def test_a_schema_valid_call_that_a_tool_cannot_take_is_an_error_result() -> None:
+    """10.0 passes the schema where an integer goes; whatever a tool makes of a call, the turn gets a result (the
+    probe and the bench went down with a traceback)."""
+    ws = Workspace(seed=3)
+    assert "matches" in json.loads(ws.execute("search_files", {"query": "restock", "max_results": 10.0}))
+    assert "error" in json.loads(ws.execute("read_file", {"path": "x", "unexpected": 1}))
 
 
 def test_workspace_is_deterministic_and_stateful() -> None:
