@@ -107,7 +107,12 @@ class Guide:
         return Guided(plan.kind, [proc])
 
     async def for_request(self, req: ChatRequest, reasoning_open: bool) -> Guided:
-        plan = self.plan(req, reasoning_open)
+        try:
+            plan = self.plan(req, reasoning_open)
+        except RecursionError:  # a schema nested past what the grammar builder walks: unconstrained, as any failure
+            log.warning("a grammar was not built (a schema nested too deep); decoding unconstrained")
+            self.stats.count("fallback")
+            return Guided("fallback")
         if plan.grammar is None:
             guided = Guided(plan.label)
         else:

@@ -336,13 +336,15 @@ class DiskKV:
             old = self._entries.pop(job.key, None)
             self._nbytes -= old.nbytes if old else 0
             # entries the new one supersedes: its strict prefixes, and shorter entries it shares all but a short
-            # tail with (an agent's previous turn: the re-rendered reply differs from the generated one)
+            # tail with (an agent's previous turn: the re-rendered reply differs from the generated one), three
+            # quarters of them at least (a short entry shares "all but 256" with anything: another conversation
+            # that only begins with the same system prompt is not a previous turn)
             n = len(entry.tokens)
             for other in [e for e in self._entries.values() if len(e.tokens) < n]:
                 m = len(other.tokens)
                 same = entry.tokens[:m] == other.tokens
                 common = m if bool(same.all()) else int(np.argmin(same))
-                if common >= m - SUPERSEDE_TAIL:
+                if common >= m - SUPERSEDE_TAIL and 4 * common >= 3 * m:
                     self._remove_locked(other.key)
             self._entries[job.key] = entry
             self._nbytes += entry.nbytes

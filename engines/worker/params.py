@@ -11,6 +11,9 @@ from engines.worker.errors import bad_request
 from engines.worker.sampling import SamplingParams
 
 MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 1024  # each: the stop matcher is built per request on the engine's one thread
+GREEDY_BELOW = 1e-5  # a temperature under this samples as 0 does (1/T overflows float32 near 1e-38)
+ONE_TOKEN_TOP_P = 1e-6  # a top_p under this keeps the most probable token only (0 in float32 past ~1e-45)
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
@@ -96,6 +99,8 @@ def _stop(body: dict[str, Any]) -> list[str]:
         raise bad_request(f"'stop' may hold at most {MAX_STOP_STRINGS} strings", param="stop")
     if any(w == "" for w in words):
         raise bad_request("'stop' strings must not be empty", param="stop")
+    if any(len(w) > MAX_STOP_CHARS for w in words):
+        raise bad_request(f"'stop' strings may be at most {MAX_STOP_CHARS} characters long", param="stop")
     return list(dict.fromkeys(words))
 
 
@@ -136,9 +141,13 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
     seed = _integer(body, "seed", -(2**63), 2**64 - 1)
     top_k = _integer(body, "top_k", -1)
     rep_ctx = _integer(body, "repetition_context_size", 1, 4096)
+    temperature = _number(body, "temperature", 1.0, 0.0, 2.0) or 0.0
+    top_p = _number(body, "top_p", 1.0, 0.0, 1.0) or 0.0
+    if 0.0 < top_p < ONE_TOKEN_TOP_P:
+        top_p, top_k = 1.0, 1
     sampling = SamplingParams(
-        temperature=_number(body, "temperature", 1.0, 0.0, 2.0) or 0.0,
-        top_p=_number(body, "top_p", 1.0, 0.0, 1.0) or 0.0,
+        temperature=0.0 if temperature < GREEDY_BELOW else temperature,
+        top_p=top_p,
         top_k=max(0, top_k or 0),
         min_p=_number(body, "min_p", 0.0, 0.0, 1.0) or 0.0,
         repetition_penalty=_number(body, "repetition_penalty", None, 0.01, 10.0),

@@ -202,6 +202,8 @@ class Scheduler:
         self.load_seconds: float | None = None
         self.stats = SchedulerStats()
         self.alive = False
+        self._accepting = False  # submit() queues only while the MLX thread will still take commands
+        self._accept_lock = threading.Lock()  # orders that against the thread's last look at the queue
         self.attention: ParallelAttention | None = None
         # MLX-thread state
         self._bg: Any = None
@@ -218,6 +220,7 @@ class Scheduler:
         self._loaded = self._loop.create_future()
         self._thread = threading.Thread(target=self._thread_main, name="agentgate-mlx", daemon=True)
         self.alive = True
+        self._accepting = True
         self._thread.start()
 
     async def wait_loaded(self) -> LoadedModel:
@@ -250,9 +253,17 @@ class Scheduler:
         return DEFAULT_MAX_CONTEXT
 
     def submit(self, spec: SequenceSpec) -> SequenceHandle:
+        """The sequence queued for the MLX thread; once the engine stops (or is stopping) it fails at once with a
+        503 instead: a request that came in while the engine shut down would otherwise wait for ever."""
         handle = SequenceHandle(next(self._ids), spec)
         self.stats.submitted += 1
-        self._commands.put(("submit", handle))
+        with self._accept_lock:
+            if self._accepting:
+                self._commands.put(("submit", handle))
+                return handle
+        self.stats.admitted += 1
+        self.stats.failed += 1
+        handle._put(Failed(503, "the engine is shutting down", "engine_stopped"))
         return handle
 
     def cancel(self, handle: SequenceHandle) -> None:
@@ -264,6 +275,8 @@ class Scheduler:
     async def close(self) -> None:
         if self._thread is None:
             return
+        with self._accept_lock:
+            self._accepting = False
         self._commands.put(_STOP)
         thread = self._thread
         await asyncio.get_running_loop().run_in_executor(None, thread.join)
@@ -284,13 +297,22 @@ class Scheduler:
                 "active": s.admitted - s.served - s.failed - s.cancelled,
             },
             "tokens": {"prompt": s.prompt_tokens, "cached": s.cached_tokens, "generated": s.generated_tokens},
-            "cache": dict(s.cache),
+            "cache": self._cache_counts(),
             "memory": {"active": s.active_memory, "peak": s.peak_memory, "cache": s.cache_memory},
             "cpu_attention": {
                 "threads": self.attention.threads if self.attention else 1,
                 "split_calls": self.attention.split_calls if self.attention else 0,
             },
         }
+
+    def _cache_counts(self) -> dict[str, Any]:
+        """The cache's counts as of the MLX thread's last step, the disk's read now: its writes finish in their own
+        thread, after the MLX thread went idle (its counts would wait for the next request)."""
+        counts: dict[str, Any] = dict(self.stats.cache)
+        disk = self._cache.disk if self._cache is not None else None
+        if disk is not None:
+            counts.update({f"disk_{k}": v for k, v in disk.snapshot().items()})
+        return counts
 
     def _deliver(self, events: list[tuple[SequenceHandle, Event]]) -> None:
         for handle, event in events:
@@ -324,6 +346,10 @@ class Scheduler:
             self._update_counts()
         except BaseException as exc:  # reported to wait_loaded(); the worker exits
             self.alive = False
+            with self._accept_lock:
+                self._accepting = False
+            self._drain_rejecting()
+            self._flush()
             log.exception("loading the model failed")
             self._loop.call_soon_threadsafe(self._notify_loaded, exc)
             return
@@ -334,6 +360,8 @@ class Scheduler:
             log.exception("the MLX thread stopped unexpectedly")
         finally:
             self.alive = False
+            with self._accept_lock:  # after this, submit() fails a sequence itself: nothing more is queued
+                self._accepting = False
             self._fail_all(503, "the engine is shutting down", "engine_stopped")
             self._drain_rejecting()
             self._flush()
@@ -383,9 +411,11 @@ class Scheduler:
             if not cmds and not self._seqs:  # idle for a moment: write new cache entries to disk
                 assert self._cache is not None
                 self._cache.persist()
+                self._update_counts()  # (the disk's counts in /stats)
                 continue
-            for cmd in cmds:
-                if cmd is _STOP:
+            for i, cmd in enumerate(cmds):
+                if cmd is _STOP:  # what came with it is refused with the rest of the queue (see _thread_main)
+                    self._reject([c for c in cmds[i + 1:] if c is not _STOP])
                     return
                 kind, payload = cmd
                 if kind == "submit":
@@ -414,7 +444,10 @@ class Scheduler:
                 return cmds
 
     def _drain_rejecting(self) -> None:
-        for cmd in self._take_commands(block=False):
+        self._reject(self._take_commands(block=False))
+
+    def _reject(self, cmds: list[Any]) -> None:
+        for cmd in cmds:
             if cmd is not _STOP and cmd[0] == "submit":
                 self.stats.admitted += 1
                 self.stats.failed += 1

@@ -92,6 +92,8 @@ async def _json_body(request: web.Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise bad_request("the request body is nested too deep", code="invalid_json") from None
 
 
 def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think: tuple[str, str] | None = None,

@@ -76,6 +76,18 @@ def test_a_next_turn_supersedes_the_previous_one_on_disk(tmp_path: Path):
     d.close()
 
 
+def test_a_longer_conversation_leaves_short_unrelated_ones_on_disk(tmp_path: Path):
+    """A short entry shares "all but its last 256 tokens" with anything: only a previous turn (three quarters of it
+    in common at least) is superseded, not another conversation or one that only begins with the same prompt."""
+    d = disk(tmp_path)
+    a, b = list(range(1000, 1100)), list(range(2000, 2150))
+    c = [*range(1000, 1040), *range(5000, 5200)]  # the same 40-token system prompt as a, then its own
+    for tokens in (a, b, c):
+        assert d.save(tokens, kv(tokens)) and d.flush(10)
+    assert len(d) == 3 and d.find([*a, 5]).length == 100  # type: ignore[union-attr]
+    d.close()
+
+
 def test_budget_evicts_least_recently_used_files(tmp_path: Path):
     d = disk(tmp_path)
     assert d.save([1] * 64, kv([1] * 64)) and d.flush(10)

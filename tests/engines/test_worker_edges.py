@@ -1,0 +1,78 @@
+"""The worker at its edges: a request meeting a shutdown, parameters at the limits of float32, stop strings that
+would stall the engine's one thread, input nested past a recursive parser, and /stats while idle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from engines.worker.sampling import SamplingParams
+from engines.worker.scheduler import SequenceSpec
+from engines.worker.server import WORKER
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+async def test_a_sequence_submitted_as_the_engine_stops_fails_at_once(engine) -> None:
+    """A submit queued behind the stop, or after it, is answered 503 engine_stopped; it waited for ever and held
+    the worker's shutdown."""
+    e = await engine("random")
+    sched = e.worker.app[WORKER].scheduler
+
+    def slow(tokens: Any, logits: Any) -> Any:  # keeps the MLX thread inside one step for a moment
+        time.sleep(0.5)
+        return logits
+
+    busy = sched.submit(SequenceSpec([5, 6, 7], 20, SamplingParams(temperature=0), logits_processors=[slow]))
+    await busy.next_events()
+    closing = asyncio.ensure_future(sched.close())
+    await asyncio.sleep(0.05)
+    behind = sched.submit(SequenceSpec([8, 9], 5, SamplingParams(temperature=0)))
+    await asyncio.wait_for(closing, 30)
+    after = sched.submit(SequenceSpec([8, 9], 5, SamplingParams(temperature=0)))
+    for handle in (behind, after):
+        events = await asyncio.wait_for(handle.next_events(), 5)
+        assert getattr(events[-1], "code", None) == "engine_stopped", events
+
+
+@pytest.mark.parametrize("params", [{"temperature": 1e-40}, {"temperature": 1e-40, "top_k": 1}, {"top_p": 1e-50},
+                                    {"temperature": 1e-40, "response_format": {"type": "json_object"}}])
+async def test_sampling_at_the_edge_of_float32_is_greedy(engine, params: dict[str, Any]) -> None:
+    """1/T overflows float32 near T = 1e-38, and a top_p of 1e-50 is 0 in float32: both sampled uniform noise,
+    past grammar and top_k. They now sample as T = 0 (greedy)."""
+    e = await engine("random")
+    client = e.client()
+    base = {"temperature": 0, **({"response_format": params["response_format"]} if "response_format" in params
+                                   else {})}
+    extra = {k: v for k, v in params.items() if k == "top_k"}
+    params = {k: v for k, v in params.items() if k != "top_k"}
+    greedy = await client.chat.completions.create(model="random", messages=HI, max_tokens=8, **base)  # type: ignore[call-overload]
+    edge = await client.chat.completions.create(model="random", messages=HI, max_tokens=8, seed=7,  # type: ignore[call-overload]
+                                                extra_body=extra, **params)
+    assert edge.choices[0].message.content == greedy.choices[0].message.content
+
+
+async def test_stop_strings_are_bounded_in_length(engine) -> None:
+    e = await engine("random")
+    status, body = await e.post_raw("/v1/chat/completions", json.dumps(
+        {"messages": HI, "max_tokens": 3, "stop": ["x" * 1025]}).encode())
+    assert status == 400 and body["error"]["param"] == "stop"
+    status, _ = await e.post_raw("/v1/chat/completions", json.dumps(
+        {"messages": HI, "max_tokens": 3, "stop": ["x" * 1024]}).encode())
+    assert status == 200
+
+
+async def test_input_nested_too_deep_is_a_400_or_unconstrained(engine) -> None:
+    e = await engine("random")
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        status, body = await e.post_raw(path, b"[" * 5000 + b"]" * 5000)
+        assert status == 400 and body["error"]["code"] == "invalid_json"
+    schema = '{"type": "object", "properties": {"a": ' * 300 + '{"type": "string"}' + "}}" * 300
+    status, body = await e.post_raw("/v1/chat/completions", (
+        '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "response_format": {"type": '
+        '"json_schema", "json_schema": {"name": "deep", "schema": ' + schema + "}}}").encode())
+    assert status == 200, body  # decoded unconstrained, as when any grammar cannot be built (it was a 500)
