@@ -129,6 +129,11 @@ def dumps_text(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+class TooDeep(ValueError):
+    """A value nested deeper than JSON can be written here (orjson reads 1,024 levels, writes 255; the standard
+    library writes up to the interpreter's recursion limit)."""
+
+
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON. A lone surrogate in a string (an upstream may send one as a `\\uD800` escape, and a
     stream may cut a pair in two) is written as that escape, the one way JSON text can hold it: the value reads
@@ -139,4 +144,7 @@ def dumps(obj: Any) -> bytes:
         except TypeError:  # orjson.JSONEncodeError included
             pass
     # a surrogate can only stand inside a string, where its backslash escape is JSON's own
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+    except RecursionError:
+        raise TooDeep("a value nested too deep to write as JSON") from None

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import signal
@@ -28,12 +29,24 @@ def parse_size(text: str) -> int:
     if not m:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 512MB, 2GiB, 1073741824)")
     value, unit, binary = float(m.group(1)), m.group(2).lower(), m.group(3)
-    if not unit:
-        return int(value)
-    power = "kmgt".index(unit) + 1
+    power = "kmgt".index(unit) + 1 if unit else 0
     explicit_decimal = not binary and text.strip().lower().endswith("b")
     base = 1000 if explicit_decimal else 1024
-    return int(value * base**power)
+    size = value * base**power
+    if not math.isfinite(size) or size > 2**62:
+        raise argparse.ArgumentTypeError(f"not a size this machine could hold: {text!r}")
+    return int(size)
+
+
+def port(text: str) -> int:
+    """A TCP port number, 0-65535 (0: a free one)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port number (0-65535)")
+    return number
 
 
 def _positive(text: str) -> int:
@@ -52,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model folder, Hugging Face id, or tiny:demo / tiny:random / tiny:script=<text>")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--socket", metavar="PATH", help="listen on this Unix socket (created with mode 0600)")
-    where.add_argument("--port", type=int, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
+    where.add_argument("--port", type=port, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address to bind (default 127.0.0.1)")
     parser.add_argument("--name", help="model id to serve (default: the model folder's name)")
     parser.add_argument("--max-batch", type=_positive, default=S.max_batch,

@@ -64,9 +64,14 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
 def error_page(request: web.Request, exc: Exception) -> web.Response:
     """What a route answers for an exception it did not turn into an answer itself: an `ApiError` in OpenAI's
     shape, aiohttp's own errors (no such route, wrong method, a body past its limit) as JSON in the route's shape
-    instead of aiohttp's text pages (a status below 400 is re-raised for aiohttp), anything else a 500 (logged)."""
+    instead of aiohttp's text pages (a status below 400 is re-raised for aiohttp), a body nested too deep a 400,
+    anything else a 500 (logged)."""
     if isinstance(exc, ApiError):
         return exc.response()
+    if isinstance(exc, (jsoncodec.TooDeep, RecursionError)):  # a body nested past what the router can write
+        # again (orjson reads 1,024 levels, the rest of the router writes fewer): the client's to change
+        return ApiError(400, "The request nests JSON deeper than the router can send on.", "invalid_request").response(
+            "anthropic" if request.path.startswith("/v1/messages") else "openai")
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc

@@ -6,26 +6,17 @@ import argparse
 import logging
 import sys
 
+from engines.worker.cli import port
+
 from ..config import ConfigError, load_config
 from ..config.auth import is_loopback, open_relay_refusal
 from ..logs import setup_logging
 
 
-def _port(text: str) -> int:
-    """A TCP port number (argparse's error names the option: "argument --port: 70000 is not a port ...")."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
-    return port
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", default="config.yaml", help="config file (default: ./config.yaml)")
     parser.add_argument("--host", help="override server.host")
-    parser.add_argument("--port", type=_port, help="override server.port")
+    parser.add_argument("--port", type=port, help="override server.port")
     parser.add_argument("--log-format", choices=["json", "text"], help="override server.log_format")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override log level")
 

@@ -130,6 +130,8 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid config: nested too deep") from None
     if doc is None:
         doc = {}
     validator = _Validator(schema())

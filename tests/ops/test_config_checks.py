@@ -108,3 +108,22 @@ def test_check_shows_a_base_url_without_its_password(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "router", "check", "-c", str(path)], capture_output=True, text=True,
                           cwd=ROOT, timeout=60, check=False)
     assert "user:[redacted]@127.0.0.1:9/v1" in proc.stdout and "URLSECRET" not in proc.stdout + proc.stderr
+
+
+def test_command_line_numbers_are_checked_before_use() -> None:
+    """`agentgate engine --port 99999` listened on 34463 (wrapped), and --cache-bytes 1e999 was a traceback."""
+    import argparse
+
+    from engines.worker.cli import parse_size, port
+
+    for bad in ("99999", "-5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            port(bad)
+    for bad in ("1e999", "inf", "9e30g"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_size(bad)
+    assert port("0") == 0 and parse_size("2GiB") == 2 << 30
+
+
+def test_a_config_nested_too_deep_is_one_line() -> None:
+    assert "nested too deep" in refused("a: " + "[" * 2000 + "]" * 2000 + "\n" + UP % "" + MODELS)

@@ -159,6 +159,24 @@ async def test_mistyped_messages_never_5xx(target, messages, model):
     assert_not_5xx(ans, messages)
 
 
+NESTED_TOOL = ('{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": '
+               + '{"type": "array", "items": ' * 1010 + '{"type": "string"}' + "}" * 1010 + "}}}}")
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", '{"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [%s]}'),
+    ("/v1/messages", '{"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tools": '
+                     '[{"name": "f", "input_schema": {"type": "object", "properties": {"a": %s}}}]}'),
+])
+async def test_a_body_read_but_nested_past_what_can_be_sent_on_is_400(target, path, body):
+    """orjson reads 1,024 levels and writes 255; the standard library writes the rest up to the recursion limit.
+    A tools list about 1,010 deep was read, then raised while being written: a 500."""
+    r, _ = target
+    nested = NESTED_TOOL if path.endswith("completions") else NESTED_TOOL.split('"a": ', 1)[1][:-4]
+    ans = await post(r.url, (body % nested).encode(), path, headers={"anthropic-version": "2023-06-01"})
+    assert ans.status == 400, ans.body[:300]
+
+
 # --- unicode -------------------------------------------------------------------------------------------------
 
 LONE = b'{"model": "%s", "stream": %s, "messages": [{"role": "user", "content": "a \\ud800 b \\udfff"}]}'
