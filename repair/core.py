@@ -286,6 +286,16 @@ def _collect(items: list[str | Segment], in_think: bool, out: list[_Attempt]) ->
                 _collect(it.inner, True, out)
 
 
+def lead_trim(text: str) -> str:
+    """Text that follows removed markup without the blank space before it, but with the indentation of its first
+    line (an indented code block or continuation line stays indented): the spaces and line breaks up to the last
+    line break go, and spaces on the markup's own line."""
+    body = text.lstrip()
+    lead = text[:len(text) - len(body)]
+    nl = lead.rfind("\n")
+    return lead[nl + 1:] + body if nl >= 0 and body else body
+
+
 class _Builder:
     def __init__(self, text: str, removed_calls: set[int], structural: bool) -> None:
         self.text = text
@@ -348,7 +358,7 @@ class _Builder:
         groups = ["".join(g) for g in self.groups]
         if len(groups) == 1:
             return groups[0]
-        parts = [groups[0].rstrip()] + [g.strip() for g in groups[1:]]
+        parts = [groups[0].rstrip()] + [lead_trim(g).rstrip() for g in groups[1:]]
         return "\n\n".join(p for p in parts if p)
 
 

@@ -23,6 +23,7 @@ from repair.core import (
     check_options,
     finders,
     fresh_id,
+    lead_trim,
     repair_message,
 )
 from repair.incremental import ARR as _ARR
@@ -146,7 +147,7 @@ class StreamRepairer:
         self._ctx = decided[-1]
         if self._new_group:
             self._new_group = False
-            out = out.lstrip()
+            out = lead_trim(out)
             if self._emitted:
                 out = "\n\n" + out
         self._emitted += len(out)

@@ -242,6 +242,12 @@ HAND: list[Case] = [
          "I will wait."),
     Case("harmony-prose-after-args", '<|channel|>commentary to=functions.read_file <|constrain|>json<|message|>'
          '{"path": "a.py"}\n\nThen I will summarize the result.', RF, "Then I will summarize the result."),
+    # the first line after removed markup keeps its indentation (found by review: it was stripped, unlike the lines
+    # after it, breaking an indented code block)
+    Case("h-indent-after-call", f"Here is the plan:\n<tool_call>\n{_H}\n</tool_call>\n    for x in xs:\n"
+         "        print(x)", RF, "Here is the plan:\n\n    for x in xs:\n        print(x)"),
+    Case("think-indent-after", "<think>\nplan\n</think>\n    $ make test\n    $ make install", [],
+         "    $ make test\n    $ make install", reasoning="plan", outcome="none"),
     Case("h-list-in-block", f"<tool_call>[{_H}, " + '{"name": "get_time", "arguments": {}}]</tool_call>',
          [*RF, ("get_time", {})], None, repairs=("merged_calls",)),
     Case("h-double-encoded", '<tool_call>{"name": "read_file", "arguments": "{\\"path\\": \\"a.py\\"}"}</tool_call>',
