@@ -26,11 +26,9 @@ _PHEAD = re.compile(r"<parameter=([^>\n<]{0,200})(>?)")
 
 
 def _strip_nl(value: str) -> str:
-    if value.startswith("\n"):
-        value = value[1:]
-    if value.endswith("\n"):
-        value = value[:-1]
-    return value
+    """A value without the one line break framing it on each side (CRLF or LF)."""
+    value = value[2:] if value.startswith("\r\n") else value[1:] if value.startswith("\n") else value
+    return value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
 
 
 def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:

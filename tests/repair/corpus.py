@@ -248,6 +248,10 @@ HAND: list[Case] = [
          "        print(x)", RF, "Here is the plan:\n\n    for x in xs:\n        print(x)"),
     Case("think-indent-after", "<think>\nplan\n</think>\n    $ make test\n    $ make install", [],
          "    $ make test\n    $ make install", reasoning="plan", outcome="none"),
+    # a Qwen3-Coder value framed by CRLF loses the whole CRLF on both sides (found by review: a lone "\r" was left)
+    Case("qc-crlf-framing", "<tool_call>\r\n<function=write_file>\r\n<parameter=path>\r\nx\r\n</parameter>\r\n"
+         "<parameter=content>\r\nfoo\r\n</parameter>\r\n</function>\r\n</tool_call>",
+         [("write_file", {"path": "x", "content": "foo"})], None),
     Case("h-list-in-block", f"<tool_call>[{_H}, " + '{"name": "get_time", "arguments": {}}]</tool_call>',
          [*RF, ("get_time", {})], None, repairs=("merged_calls",)),
     Case("h-double-encoded", '<tool_call>{"name": "read_file", "arguments": "{\\"path\\": \\"a.py\\"}"}</tool_call>',
