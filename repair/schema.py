@@ -117,7 +117,7 @@ def _convert_str(value: str, types: list[str]) -> Any:
     s = value.strip()
     for t in types:
         if t == "integer" and _INT.fullmatch(s):
-            return int(float(s)) if "." in s else int(s)
+            return int(s.partition(".")[0])  # "N.0": the digits before the point, exact past 2**53 (float is not)
         if t == "number" and _NUM.fullmatch(s):
             if _INT.fullmatch(s) and "." not in s:
                 return int(s)
