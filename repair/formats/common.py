@@ -190,6 +190,18 @@ def add_notes(call: RawCall, notes: list[tuple[str, str]]) -> None:
         call.repairs.append(issue(kind, detail))
 
 
+DEFINITION = "a tool's definition, not a call"  # what bare JSON and fences take for prose (see json_block)
+
+
+def _definition(src: dict[str, Any]) -> bool:
+    """Whether an object naming a tool, without "arguments", is the tool's definition rather than a call: it
+    carries a description or an input schema, or its "parameters" are a JSON Schema (an object type with its
+    properties). A model that lists or explains its tools makes no call."""
+    params = src.get("parameters")
+    return "description" in src or "input_schema" in src or (
+        isinstance(params, dict) and params.get("type") == "object" and isinstance(params.get("properties"), dict))
+
+
 def _one_call(item: Any, family: str, params_native: bool) -> RawCall | None:
     if not isinstance(item, dict):
         return None
@@ -203,7 +215,7 @@ def _one_call(item: Any, family: str, params_native: bool) -> RawCall | None:
             if isinstance(item.get(key), str):
                 name = item[key]
                 break
-    if not isinstance(name, str):
+    if not isinstance(name, str) or ("arguments" not in src and _definition(src)):
         return None
     call = RawCall(name=name, family=family)
     args: Any = _MISSING
@@ -253,6 +265,10 @@ def decode_calls(text: str, pos: int, limit: int, family: str, ctx: Ctx, *, stri
 def finish_calls(got: Decoded, family: str, params_native: bool) -> tuple[list[RawCall], int] | Failed:
     calls = calls_from_json(got.value, family, params_native=params_native)
     if calls is None:
+        items = got.value if isinstance(got.value, list) else [got.value]
+        if items and all(isinstance(i, dict) and "arguments" not in i and _definition(
+                i["function"] if isinstance(i.get("function"), dict) else i) for i in items):
+            return Failed("invalid_json", DEFINITION, got.end)
         return Failed("invalid_json", "JSON that is not a tool call", got.end)
     truncated = any(k == "truncated" for k, _ in got.repairs)
     if truncated and any(c.arguments is None for c in calls):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from repair.formats import hermes, llama3
-from repair.formats.common import Ctx, fail_segment, issue, skip_ws
+from repair.formats.common import DEFINITION, Ctx, fail_segment, issue, skip_ws
 from repair.formats.spec import Format
 from repair.markers import Kind, Lit, Name, OneOf, Ws
 from repair.salvage import Failed
@@ -37,6 +37,8 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
     got = llama3.json_calls(text, p, n, FAMILY, ctx, params_native=False)
     if isinstance(got, Failed):
+        if got.detail == DEFINITION:  # a model showing a tool's definition in its prose: no candidate
+            return None
         if got.kind == "truncated":
             return fail_segment(p, n, FAMILY, "truncated", got.detail)
         return fail_segment(p, max(got.end, p + 1), FAMILY, got.kind, got.detail)
@@ -65,6 +67,8 @@ def parse_fence(text: str, p: int, ctx: Ctx) -> Parsed | None:
     limit = fclose if fclose != -1 else n
     got = llama3.json_calls(text, b, limit, FAMILY, ctx, params_native=False)
     if isinstance(got, Failed):
+        if got.detail == DEFINITION:
+            return None
         if got.kind == "truncated":
             return fail_segment(p, n, FAMILY, "truncated", got.detail)
         return fail_segment(p, fclose + len(FENCE) if fclose != -1 else max(got.end, b + 1), FAMILY, got.kind,

@@ -499,6 +499,12 @@ NEGATIVE_TEXTS: list[str] = [
     "Numbers [1, 2, 3] and dict {'a': 1}.",
     "<tool_call>this is not a call at all, just words",
     "Some <unknown_tag>text</unknown_tag> markup.",
+    # a model explaining or listing its tools makes no call (found by review: the schema became the arguments)
+    'Here is the definition of the tool:\n```json\n{"type": "function", "function": {"name": "get_time", '
+    '"parameters": {"type": "object", "properties": {}}}}\n```\nIt takes no arguments.',
+    'The definition: {"name": "get_time", "parameters": {"type": "object", "properties": {}}} - no arguments.',
+    'The "get_time" tool: {"name": "get_time", "description": "Returns the time"}',
+    'Tool list:\n[{"name": "read_file", "description": "Read a file"}, {"name": "get_time", "description": ""}]',
 ]
 
 def _target_tool(name: str) -> dict[str, Any]:
