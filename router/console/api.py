@@ -280,6 +280,9 @@ async def probe_start(request: web.Request) -> web.Response:
     if console.probe.busy:
         raise ApiError(409, "A probe is already running; wait for it to finish.", "probe_running")
     key = _console_key(request) if rt.keys else None
+    if rt.keys and key is None:  # admin_auth: false opens the console without one, but /v1 still needs it
+        raise ApiError(401, "The probe calls /v1 as you: give the console a client key (any user name, the key as "
+                       "the password).", "invalid_api_key", headers={"WWW-Authenticate": auth.BASIC_CHALLENGE})
     job = console.probe.start(_own_url(request) + "/v1", key.key if key is not None else None, model, turns,
                               body.get("repair", True) is not False, tool_choice)
     return _json(job.to_dict(), status=202)

@@ -174,6 +174,20 @@ async def test_probe_from_the_console(fakes, router) -> None:
     assert up.requests[-1].body["tool_choice"] == "required"
 
 
+async def test_a_probe_from_a_console_opened_without_a_key_asks_for_one(fakes, router) -> None:
+    """`admin_auth: false` opens the console without a key, but the probe calls /v1, which still needs one: the
+    probe asks for it (the browser's Basic prompt) instead of running every turn into a 401."""
+    up = await fakes("cloud")
+    r = await router(config(up.url, f"  admin_auth: false\n  api_keys: [{KEY}]"))
+    status, err = await call("POST", r.url + "/ui/api/probe", json={"model": "m", "turns": 1})
+    assert status == 401 and err["error"]["code"] == "invalid_api_key" and up.requests == []
+    status, doc = await call("POST", r.url + "/ui/api/probe", KEY, json={"model": "m", "turns": 1})
+    assert status == 202
+    await wait_until(lambda: r.app[_console_key()].probe.job.state != "running", timeout=60)
+    status, doc = await call("GET", r.url + "/ui/api/probe")
+    assert doc["state"] == "done" and len(up.requests) == 1
+
+
 def _console_key() -> Any:
     from router.console import CONSOLE
 
