@@ -217,7 +217,7 @@ def read_captures(lines: Iterable[str]) -> Iterable[tuple[int, dict[str, Any] | 
             continue
         try:
             doc = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             yield n, None, f"not JSON: {exc}"
             continue
         if not isinstance(doc, dict) or not isinstance(doc.get("text", ""), (str, type(None))):

@@ -34,6 +34,12 @@ def run(args: argparse.Namespace) -> int:
     if not models:
         print("agentgate bench: --models names no model", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    try:  # before the run, not after it: a bench may take hours
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"agentgate bench: --out {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     settings = BenchSettings(models=models, base_url=args.base_url, api_key=args.api_key or None,
                              turns=args.turns, runs=args.runs, concurrency=args.concurrency, seed=args.seed,
                              stream=args.stream, timeout=args.timeout, max_tokens=args.max_tokens,
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print(render_table(result))
-    paths, note = write_outputs(result, Path(args.out))
+    paths, note = write_outputs(result, out)
     for path in paths:
         print(f"wrote {path}")
     if note:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import sys
 
@@ -21,6 +22,28 @@ def positive(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """A positive, finite number of seconds (0, a negative, nan or inf meant no timeout or a traceback)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds above 0")
+    return value
+
+
+def temperature(text: str) -> float:
+    """A finite temperature from 0 to 2 (nan is not JSON: every request would fail)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a temperature from 0 to 2")
+    return value
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", default=DEFAULT_BASE_URL,
                         help=f"OpenAI-compatible base URL, /v1 included (default: {DEFAULT_BASE_URL})")
@@ -31,10 +54,10 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream", action="store_true",
                         help="stream replies to measure time to first token (the router reports repair kinds "
                              "on non-stream replies only)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default: 600)")
+    parser.add_argument("--timeout", type=seconds, default=600.0, help="seconds per request (default: 600)")
     parser.add_argument("--max-tokens", type=positive, default=2048,
                         help="max_tokens per reply (default: 2048)")
-    parser.add_argument("--temperature", type=float, help="sampling temperature (default: the backend's)")
+    parser.add_argument("--temperature", type=temperature, help="sampling temperature (default: the backend's)")
     parser.add_argument("--tool-choice", choices=["auto", "required"], default="auto",
                         help="tool_choice of every request (default: auto)")
 

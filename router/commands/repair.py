@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         return _replay(args.replay, as_json=args.json, stdout=sys.stdout)
     try:
         default_tools = _load_tools(args.tools)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         print(f"agentgate repair: cannot read --tools {args.tools!r}: {exc}", file=sys.stderr)
         return 2
     if args.jsonl:
@@ -159,7 +159,7 @@ def replay_one(doc: dict[str, Any], cache: _IndexCache | None = None) -> dict[st
         format=fmt if fmt in FAMILIES else "auto", mode="detect" if doc.get("mode") == "detect" else "repair",
         reasoning_content=doc.get("reasoning"), id_factory=_ids)
     now = "failed" if result.errors else "repaired" if result.repairs else "valid" if result.tool_calls else "none"
-    then = doc.get("outcome") or "?"
+    then = str(doc.get("outcome") or "?")  # as text, whatever the file holds
     return {"id": doc.get("id"), "model": doc.get("model"), "then": then, "now": now,
             "then_kinds": sorted({*doc.get("repairs", []), *doc.get("failures", [])}),
             "now_kinds": sorted({*(r.kind for r in result.repairs), *(e.kind for e in result.errors)}),
@@ -186,7 +186,7 @@ def _replay(path: str, *, as_json: bool, stdout: TextIO) -> int:
         else:
             try:
                 row = replay_one(doc, cache)
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, RecursionError) as exc:
                 counts["unreadable"] += 1
                 row = {"line": lineno, "id": doc.get("id"), "error": f"cannot replay: {exc}"}
         if "error" not in row:

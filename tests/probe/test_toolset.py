@@ -138,3 +138,28 @@ def test_progress_bar_draws_on_a_terminal_only() -> None:
     off = Tty()
     Progress(4, out=off, enabled=False).advance("valid")
     assert off.getvalue() == ""
+
+
+def test_probe_and_bench_options_are_checked_before_a_run(tmp_path) -> None:
+    """--timeout 0, -1 or nan meant no timeout at all (inf a traceback), --temperature nan sent invalid JSON on
+    every turn, and a --out naming a file failed with a traceback after the whole bench had run."""
+    import argparse
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from router.commands.probe import seconds, temperature
+
+    for bad in ("0", "-1", "nan", "inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seconds(bad)
+    for bad in ("nan", "inf", "-0.5", "2.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            temperature(bad)
+    assert seconds("0.5") == 0.5 and temperature("0") == 0.0
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "router", "bench", "--models", "m", "--base-url",
+                           "http://127.0.0.1:9/v1", "--out", str(taken)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=60, check=False)
+    assert proc.returncode == 2 and "--out" in proc.stderr and "Traceback" not in proc.stderr
