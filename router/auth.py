@@ -109,6 +109,9 @@ def local_host(host_header: str, configured: str) -> bool:
     return True
 
 
+_loopback = functools.lru_cache(maxsize=16)(is_loopback)  # per configured host: once, not per request
+
+
 def refuse_browsers(headers: Mapping[str, str], server: ServerConfig) -> None:
     """When no client key guards a route, a request a web page sent is refused (403): a page on another site
     (`Sec-Fetch-Site: cross-site`/`same-site`, or an `Origin` that is not this machine) could otherwise spend the
@@ -121,7 +124,7 @@ def refuse_browsers(headers: Mapping[str, str], server: ServerConfig) -> None:
     configured = server.host
     if site in ("cross-site", "same-site") or (origin is not None and not local_host(
             origin.partition("://")[2].partition("/")[0], configured)) or (
-            is_loopback(configured) and not local_host(headers.get("Host", ""), configured)):
+            _loopback(configured) and not local_host(headers.get("Host", ""), configured)):
         raise ApiError(403, "Without client keys the router answers programs on this machine only, not web pages "
                        "from other sites (Origin, Sec-Fetch-Site) or names other than this machine's (Host).",
                        "cross_site_refused")
