@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repair.schema import ToolSchema, _coerce, _deref, _types
+from repair.types import WrittenFloat
 
 # --- events the streaming repairer adds to ContentDelta / ReasoningDelta / ToolCallDelta ---------------------------
 
@@ -54,6 +55,14 @@ def canonical_arguments(arguments: str) -> str:
         return _ENCODER.encode(value)
     except (ValueError, RecursionError):
         return arguments
+
+
+_NUMBER_DECODER = json.JSONDecoder(parse_float=WrittenFloat)
+
+
+def _number(text: str) -> Any:
+    """A number token as the whole repair decodes it (see `salvage`): a fraction or exponent keeps its text."""
+    return _NUMBER_DECODER.decode(text)
 
 
 # --- the tokenizer -----------------------------------------------------------------------------------------------
@@ -188,7 +197,7 @@ class JsonEvents:
                     i += 1
                     continue
                 try:
-                    value = json.loads(self._buf)
+                    value = _number(self._buf)
                 except ValueError:
                     raise JsonBroken(f"bad number {self._buf[:20]!r}") from None
                 out.append((LIT, value))
@@ -264,7 +273,7 @@ class JsonEvents:
         if self._state != _NUM:
             return []
         try:
-            value = json.loads(self._buf)
+            value = _number(self._buf)
         except ValueError:
             raise JsonBroken("bad number") from None
         self._value_done()

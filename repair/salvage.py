@@ -17,6 +17,8 @@ from typing import Any
 
 import json_repair
 
+from repair.types import WrittenFloat
+
 MAX_DEPTH = 128
 MAX_TOKENS = 8192
 REPAIR_FRAGMENT_MAX = 8192
@@ -26,7 +28,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=WrittenFloat)  # numbers keep their text
 
 # One token: a double- or single-quoted string (group 1/2 is the closing quote, absent when unclosed),
 # a bracket, or a run of anything else. Each alternative consumes; none can fail after scanning far.

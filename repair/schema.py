@@ -13,7 +13,7 @@ import jsonschema
 from jsonschema.exceptions import SchemaError, best_match
 
 from repair.fastvalid import compile_check
-from repair.types import json_object
+from repair.types import WrittenFloat, json_object
 
 _INT = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
@@ -347,7 +347,7 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
             value = v
     elif (isinstance(value, (int, float)) and not isinstance(value, bool) and types == ["string"]):
         changes.append(f"{label}: {value!r} -> string")
-        return json.dumps(value)
+        return value.text if isinstance(value, WrittenFloat) else json.dumps(value)
     if isinstance(value, dict):
         props = json_object(schema.get("properties"), {})
         extra = schema.get("additionalProperties")

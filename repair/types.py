@@ -6,6 +6,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+class WrittenFloat(float):
+    """A JSON number with a fraction or an exponent, with the text the model wrote for it: given for a string
+    parameter it becomes that text (1.10 stays "1.10", 1e3 stays "1e3"), not its float's repr ("1.1", "1000.0").
+    As a number it is the float."""
+
+    text: str
+
+    def __new__(cls, text: str) -> WrittenFloat:
+        value = super().__new__(cls, text)
+        value.text = text
+        return value
+
+
 def json_object(value: object, default: dict[str, Any]) -> dict[str, Any]:
     """`value` when it is a JSON object, else `default` (calls and tools come as `{"function": {...}}` or bare)."""
     return value if isinstance(value, dict) else default

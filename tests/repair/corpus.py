@@ -271,6 +271,12 @@ HAND: list[Case] = [
     Case("h-coerce-int-exact", '<tool_call>{"name": "read_file", "arguments": {"path": "a.py", "limit": '
          '"9007199254740993.0"}}</tool_call>', [("read_file", {"path": "a.py", "limit": 9007199254740993})], None,
          repairs=("coerced_type",)),  # found by review: "N.0" went through float and lost the last digit
+    # a number written for a string parameter becomes the text the model wrote, not its float's repr (found by
+    # review: 1.10 became "1.1", 1e3 "1000.0")
+    Case("h-number-as-written", '<tool_call>{"name": "write_file", "arguments": {"path": "v", "content": 1.10}}'
+         "</tool_call>", [("write_file", {"path": "v", "content": "1.10"})], None, repairs=("coerced_type",)),
+    Case("h-exponent-as-written", '<tool_call>{"name": "write_file", "arguments": {"path": "v", "content": 1e3}}'
+         "</tool_call>", [("write_file", {"path": "v", "content": "1e3"})], None, repairs=("coerced_type",)),
     Case("h-coerce-bool-number", '<tool_call>{"name": "run_shell", "arguments": {"command": "x", '
          '"background": "false", "timeout": "2.5"}}</tool_call>',
          [("run_shell", {"command": "x", "background": False, "timeout": 2.5})], None, repairs=("coerced_type",)),
