@@ -38,25 +38,25 @@ def parse_size(text: str) -> int:
     return int(size)
 
 
-def port(text: str) -> int:
-    """A TCP port number, 0-65535 (0: a free one)."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"{number} is not a port number (0-65535)")
-    return number
+def number_in(kind: Callable[[str], float], low: float | None, high: float | None, what: str, *,
+              above: bool = False) -> Callable[[str], Any]:
+    """An argparse type: `kind` of the text, finite, from `low` (exclusive with `above`) to `high`; the error names
+    what was expected ("'70000' is not a port number (0-65535)")."""
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or (low is not None and (value <= low if above else value < low)) \
+                or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return convert
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+port = number_in(int, 0, 65535, "a port number (0-65535)")
+_positive = number_in(int, 1, None, "an integer of at least 1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

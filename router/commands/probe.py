@@ -7,41 +7,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sys
+
+from engines.worker.cli import number_in
 
 from ..probe.report import Progress, render_text
 from ..probe.runner import DEFAULT_BASE_URL, ProbeSettings, run_probe
 
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def seconds(text: str) -> float:
-    """A positive, finite number of seconds (0, a negative, nan or inf meant no timeout or a traceback)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a number of seconds above 0")
-    return value
-
-
-def temperature(text: str) -> float:
-    """A finite temperature from 0 to 2 (nan is not JSON: every request would fail)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 2.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a temperature from 0 to 2")
-    return value
+positive = number_in(int, 1, None, "an integer of at least 1")
+seconds = number_in(float, 0, None, "a number of seconds above 0", above=True)  # 0, -1, nan: no timeout at all
+temperature = number_in(float, 0, 2, "a temperature from 0 to 2")  # nan is not JSON: every request would fail
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

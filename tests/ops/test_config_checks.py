@@ -75,7 +75,7 @@ def test_serve_refuses_a_port_past_the_range(tmp_path: Path) -> None:
     path.write_text(UP % "" + MODELS)
     proc = subprocess.run([sys.executable, "-m", "router", "serve", "-c", str(path), "--port", "70000"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
-    assert proc.returncode == 2 and "--port: 70000 is not a port number" in proc.stderr
+    assert proc.returncode == 2 and "--port: '70000' is not a port number" in proc.stderr
 
 
 def test_a_key_in_the_wrong_shape_is_not_quoted() -> None:
