@@ -10,13 +10,13 @@ its flags. Skipped when Chromium is not installed (tests/prepare.sh installs it)
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ import pytest
 from tests.console.cdp import Browser, chromium_path
 from tests.console.test_swap import STATS_ENGINE
 from tests.fakes.openai_upstream import Step, completion
+from tests.waiting import in_own_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_NETNS = "AGENTGATE_TEST_IN_NETNS"
@@ -56,9 +57,9 @@ async def test_console_in_a_browser_without_network() -> None:
     script = ("ip link set lo up && exec " + " ".join([
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
         f"{Path(__file__).relative_to(ROOT)}::test_console_in_a_browser"]))
-    proc = await asyncio.to_thread(subprocess.run, ["unshare", "--net", "--", "sh", "-c", script], cwd=ROOT,
-                                   env={**os.environ, IN_NETNS: "1"}, capture_output=True, text=True, timeout=240,
-                                   check=False)
+    proc = await in_own_thread(partial(subprocess.run, ["unshare", "--net", "--", "sh", "-c", script], cwd=ROOT,
+                                       env={**os.environ, IN_NETNS: "1"}, capture_output=True, text=True,
+                                       timeout=240, check=False), timeout=250)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert "1 passed" in proc.stdout, proc.stdout[-3000:]
 

@@ -3,12 +3,12 @@ upstream; captured output replayed with `agentgate repair --replay`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 
 from tests.console.test_swap import call
 from tests.fakes.openai_upstream import Step, chunk, completion
-from tests.waiting import wait_until
+from tests.waiting import in_own_thread, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER_KEY = "sk-provider-secret-abcdefghijklmnop"
@@ -220,8 +220,8 @@ async def test_capture_file_and_replay(fakes, router, tmp_path: Path) -> None:
 
 
 async def replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "router", "repair", "--replay", *args],
-                                   capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    return await in_own_thread(partial(subprocess.run, [sys.executable, "-m", "router", "repair", "--replay", *args],
+                                       capture_output=True, text=True, cwd=ROOT, timeout=60, check=False), timeout=70)
 
 
 async def test_console_refuses_foreign_hosts_and_form_posts(fakes, router) -> None:

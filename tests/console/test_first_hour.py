@@ -3,7 +3,6 @@ per-key usage, and the metrics label of a model that could not be served."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 
 from router.config import ConfigError, parse_config
 from tests.ops.conftest import sample
+from tests.waiting import in_own_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ async def test_a_busy_port_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"server: {{port: {port}}}\nmodels: [{{name: demo, engine: mlx, model: 'tiny:demo'}}]\n")
     try:
-        proc = await asyncio.to_thread(agentgate, "serve", "--config", str(cfg))
+        proc = await in_own_thread(agentgate, "serve", "--config", str(cfg), timeout=70)
     finally:
         busy.close()
     assert proc.returncode == 1, proc.stderr

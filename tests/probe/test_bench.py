@@ -12,6 +12,7 @@ from typing import Any
 
 from router.cli import main
 from tests.probe.drift import Drift
+from tests.waiting import in_own_thread
 
 TURNS, RUNS, CONCURRENCY = 12, 2, 3
 BREAKS = {4: "no_close", 5: "single_quotes", 11: "plain"}
@@ -37,7 +38,7 @@ async def test_bench_ab_under_concurrent_load(fakes, router, tmp_path: Path, cap
     out_dir = tmp_path / "out"
     argv = ["bench", "tools", "--models", "drift,steady", "--base-url", r.url + "/v1", "--turns", str(TURNS),
             "--runs", str(RUNS), "--concurrency", str(CONCURRENCY), "--out", str(out_dir)]
-    code = await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(None, main, argv), 60)
+    code = await in_own_thread(main, argv, timeout=60)
     assert code == 0
     assert len(up.requests) == 2 * 2 * RUNS * TURNS
     out = capsys.readouterr().out
@@ -99,7 +100,7 @@ async def test_bench_reports_conversations_that_could_not_run(fakes, router, tmp
                      "  - {name: steady, provider: lab, model: up-steady}\n")
     argv = ["bench", "tools", "--models", "steady,missing", "--base-url", r.url + "/v1", "--turns", "3",
             "--runs", "1", "--out", str(tmp_path)]
-    assert await asyncio.get_running_loop().run_in_executor(None, main, argv) == 2
+    assert await in_own_thread(main, argv) == 2
     out = capsys.readouterr().out
     assert "stopped: missing repair on run 0: HTTP 404" in out
     doc = json.loads((tmp_path / "tools.json").read_text())

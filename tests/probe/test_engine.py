@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from router.probe import ProbeSettings, run_probe
+from tests.waiting import in_own_thread
 
 tiny = pytest.importorskip("engines.worker.tiny")
 worker_mod = pytest.importorskip("engines.worker.server")
@@ -19,8 +20,7 @@ SCRIPT = '<tool_call>\n{"name": "get_time", "arguments": {"utc_offset_hours": 2}
 
 @pytest.fixture
 async def scripted(tmp_path: Path):
-    model = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: tiny.build_tiny_model(tmp_path / "scripted", script=SCRIPT))
+    model = await in_own_thread(lambda: tiny.build_tiny_model(tmp_path / "scripted", script=SCRIPT), timeout=120)
     # constrain=False: this test is about the worker repairing the call (a grammar would keep it whole)
     worker = await worker_mod.serve(worker_mod.WorkerSettings(model=str(model), name="scripted", constrain=False))
     try:

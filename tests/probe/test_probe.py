@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from collections import Counter
@@ -13,6 +12,7 @@ import pytest
 from router.cli import main
 from router.probe import ProbeSettings, Workspace, generate_tasks, run_probe
 from tests.probe.drift import Drift
+from tests.waiting import in_own_thread
 
 TURNS = 9
 # valid calls for three turns, then one break of each kind, then valid again
@@ -38,7 +38,7 @@ async def drifting(fakes: Any, router: Any, *, turns: int = TURNS, breaks: dict[
 
 
 async def cli(*argv: str) -> int:
-    return await asyncio.get_running_loop().run_in_executor(None, main, list(argv))
+    return await in_own_thread(main, list(argv), timeout=120)
 
 
 def statuses(report: Any) -> dict[int, tuple[str, str | None]]:
