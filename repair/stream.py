@@ -44,6 +44,7 @@ from repair.incremental import (
 )
 from repair.index import ToolIndex
 from repair.markers import MATCH, NO, PARTIAL
+from repair.slots import CallSlots
 from repair.types import (
     ContentDelta,
     ReasoningDelta,
@@ -79,7 +80,8 @@ class StreamRepairer:
         self._plain = True        # no scan of the text found a complete candidate
         self._reasoning: list[str] = []
         self._fed_reasoning = False
-        self._tool_parts: dict[int, _Part] = {}
+        self._tool_parts: dict[int, _Part] = {}  # by call (see `slots`)
+        self._slots = CallSlots()
         self._result: RepairResult | None = None
         # incremental mode (see the module docstring)
         self._incremental = incremental and mode == "repair"
@@ -174,23 +176,23 @@ class StreamRepairer:
         self._check_open()
         events: list[Event] = []
         for d in deltas or []:
-            if isinstance(d, dict) and self._incremental:
-                events += self._native_feed(d)
-            if self._overflowed:
-                continue
             if not isinstance(d, dict):
                 continue
-            index = d.get("index")
-            idx = index if isinstance(index, int) else len(self._tool_parts)
+            fn = json_object(d.get("function"), {})
+            args = fn.get("arguments")
+            idx = self._slots.of_delta(d.get("index"), d.get("id"), fn.get("name"),
+                                       bool(args) and isinstance(args, (str, dict)))
+            if self._incremental:
+                events += self._native_feed(idx, d, fn)
+            if self._overflowed:
+                continue
             part = self._tool_parts.get(idx)
             if part is None:
                 part = self._tool_parts[idx] = _Part()
             if isinstance(d.get("id"), str) and d["id"] and not part.id:
                 part.id = d["id"]
-            fn = json_object(d.get("function"), {})
             if isinstance(fn.get("name"), str):
                 part.name = name_with(part.name, fn["name"])
-            args = fn.get("arguments")
             if isinstance(args, str):
                 part.add(args)
                 self._size += len(args)
@@ -205,6 +207,7 @@ class StreamRepairer:
         structured call's arguments), without looking the delta over."""
         self._check_open()
         events: list[Event] = []
+        index = self._slots.of_arguments(index)
         if self._incremental:
             nat = self._native.get(index)
             if nat is None:
@@ -400,13 +403,10 @@ class StreamRepairer:
             events += self._maybe_spec()
         return events
 
-    def _native_feed(self, d: dict[str, Any]) -> list[Event]:
-        index = d.get("index")
-        idx = index if isinstance(index, int) else len(self._native)
+    def _native_feed(self, idx: int, d: dict[str, Any], fn: dict[str, Any]) -> list[Event]:
         nat = self._native.get(idx)
         if nat is None:
             nat = self._native[idx] = _Native()
-        fn = json_object(d.get("function"), {})
         if isinstance(d.get("id"), str) and d["id"] and not nat.id:
             nat.id = d["id"]
         if isinstance(fn.get("name"), str) and nat.started is None:
