@@ -239,6 +239,9 @@ class StreamRepairer:
         full = "".join(self._chunks)
         upstream_calls = None
         if self._tool_parts:
+            for idx, nat in self._native.items():  # a call whose header went out keeps the id it went out with (an
+                if nat.started is not None and idx in self._tool_parts:  # id that came later, or one another call
+                    self._tool_parts[idx].id = nat.started.id  # had, made it another call: sent twice)
             upstream_calls = []
             for idx in sorted(self._tool_parts):
                 part = self._tool_parts[idx]

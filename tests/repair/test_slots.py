@@ -101,3 +101,26 @@ def test_slots_number_calls_in_order_of_first_sight() -> None:
     assert [s.of_delta(0, None, "f", True), s.of_delta(0, "late", None, True)] == [0, 0]
     s = CallSlots()  # without an index it can only be another call's
     assert [s.of_delta(None, None, "f", True), s.of_delta(None, "late", None, True)] == [0, 1]
+
+
+LATE = {
+    "an id after the first arguments": [_delta(0, None, "read_file", '{"path": '), _delta(0, "call_9", None, '"a"}')],
+    "an id after all the arguments": [_delta(0, None, "read_file", ""), _delta(0, None, None, '{"path": "a"}'),
+                                      _delta(0, "call_9", None, "")],
+    "one id for two calls": [_delta(0, "x", "read_file", '{"path": "a"}'),
+                             _delta(1, "x", "read_file", '{"path": "b"}')],
+}
+
+
+@pytest.mark.parametrize("shape", list(LATE))
+def test_a_call_keeps_the_id_its_header_went_out_with(shape: str) -> None:
+    """A call streamed before its id came (or with an id another call had) keeps the id its header went out with:
+    the answer's call carried the other id, and the client got the call twice, under each id."""
+    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=True)
+    events = [e for d in LATE[shape] for e in sr.feed_tool_calls([d])] + sr.finish()
+    result = sr.result
+    assert result is not None and not sr.after_header
+    headers = [(type(e).__name__, getattr(e, "id", None)) for e in events if type(e).__name__ != "ToolArgsDelta"]
+    sent = [i for kind, i in headers if kind == "ToolCallStart"]
+    assert [kind for kind, _ in headers] == ["ToolCallStart"] * len(sent)  # nothing sent whole besides
+    assert sent == [c["id"] for c in result.tool_calls] and len(set(sent)) == len(sent)
