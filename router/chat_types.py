@@ -50,6 +50,23 @@ def content_text(content: object) -> str:
     return ""
 
 
+def answer_parts(content: list[Any]) -> tuple[str, str]:
+    """(text, thinking) of an answer's `content` given as a list of parts, as Mistral's reasoning models give it
+    (whole and streamed): `{"type": "text", "text": ...}` parts are the text, `{"type": "thinking", "thinking":
+    [{"type": "text", "text": ...}]}` parts (or a string) the reasoning."""
+    text: list[str] = []
+    thinking: list[str] = []
+    for p in content:
+        if not isinstance(p, dict):
+            continue
+        if p.get("type") == "thinking":
+            inner = p.get("thinking")
+            thinking.append(inner if isinstance(inner, str) else content_text(inner))
+        elif isinstance(p.get("text"), str):
+            text.append(p["text"])
+    return "".join(text), "".join(thinking)
+
+
 # --- the request ------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +163,9 @@ def _part(choice: dict[str, Any]) -> ChunkPart:
         delta = {}
     reasoning = delta.get("reasoning_content") or delta.get("reasoning")
     content = delta.get("content")
+    if type(content) is list:
+        content, thinking = answer_parts(content)
+        reasoning = reasoning or thinking
     calls = delta.get("tool_calls")
     finish, hint = choice.get("finish_reason"), choice.get("stop_reason")
     return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
@@ -251,6 +271,10 @@ class Completion:
         choice = obj(choices[0]) if choices else {}
         msg = member(choice, "message")
         reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+        content = msg.get("content")
+        if isinstance(content, list):
+            content, thinking = answer_parts(content)
+            reasoning = reasoning or thinking
         calls = []
         for call in array(msg.get("tool_calls")):
             fn = call.get("function") if isinstance(call, dict) else None
@@ -258,6 +282,6 @@ class Completion:
                 call_id = call.get("id")
                 calls.append(ToolCall(call_id if isinstance(call_id, str) else None, str(fn.get("name") or ""),
                                       fn.get("arguments")))
-        return cls(text=content_text(msg.get("content")), reasoning=str_or(reasoning), tool_calls=tuple(calls),
+        return cls(text=content_text(content), reasoning=str_or(reasoning), tool_calls=tuple(calls),
                    finish_reason=choice.get("finish_reason"), stop_reason=choice.get("stop_reason"),
                    usage=doc.get("usage"))

@@ -28,7 +28,7 @@ from repair.validate import Reported, StreamValidator, ValidateEvent, validate_m
 
 from . import jsoncodec, relay
 from .capture import ToolOutput
-from .chat_types import ArgsPiece, ChatRequest, ChunkPart, StreamChunk, chunk_parts, member, stream_head
+from .chat_types import ArgsPiece, ChatRequest, ChunkPart, StreamChunk, answer_parts, chunk_parts, member, stream_head
 from .config.model import RepairPolicy
 from .context import RequestContext
 from .dispatch import Opened, dispatch
@@ -351,6 +351,11 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         if not isinstance(msg, dict):
             continue
         content = msg.get("content")
+        if isinstance(content, list):  # parts (Mistral's reasoning models): the text, and the thinking as reasoning
+            content, thinking = answer_parts(content)
+            msg = {**msg, "content": content or None}  # a new message: the answer changed (see `_messages`)
+            if thinking and not isinstance(msg.get("reasoning_content"), str):
+                msg["reasoning_content"] = thinking
         text = content if isinstance(content, str) else None
         result = _check_message(msg, text, index, req, policy, reported)
         made = _record(ex, result)
