@@ -254,7 +254,8 @@ class MessagesToChunks:
         self.id = "chatcmpl-anthropic"
         self.created = int(time.time())
         self._tool_index: dict[int, int] = {}  # block index -> tool call index
-        self._no_input: set[int] = set()  # tool blocks no input piece has come for yet
+        self._no_input: dict[int, str] = {}  # tool blocks no input piece has come for yet: the input their start
+        # carried ("{}" from Anthropic itself; some compatible servers put the whole input there and stream none)
         self._usage: dict[str, Any] = {}
         self.done = False
 
@@ -297,12 +298,16 @@ class MessagesToChunks:
         if block.get("type") == "tool_use":
             index = len(self._tool_index)
             self._tool_index[int_or(doc.get("index"))] = index
-            self._no_input.add(index)
+            given = block.get("input")
+            self._no_input[index] = json.dumps(given, ensure_ascii=False) if isinstance(given, dict) and given \
+                else "{}"
             return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""), "type": "function",
                                                 "function": {"name": str(block.get("name") or ""),
                                                              "arguments": ""}}]})
         if block.get("type") == "text" and block.get("text"):
             return self._chunk({"content": block["text"]})
+        if block.get("type") == "thinking" and block.get("thinking"):
+            return self._chunk({"reasoning_content": block["thinking"]})
         return b""
 
     def _block_delta(self, doc: dict[str, Any], delta: dict[str, Any]) -> bytes:
@@ -314,17 +319,18 @@ class MessagesToChunks:
         if dtype == "input_json_delta" and delta.get("partial_json"):
             index = self._tool_index.get(int_or(doc.get("index")))
             if index is not None:
-                self._no_input.discard(index)
+                self._no_input.pop(index, None)
                 return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})
         return b""
 
     def _block_stop(self, doc: dict[str, Any]) -> bytes:
-        """A call without input (Anthropic streams it as one empty piece) gets `{}`, as the whole answer has it."""
+        """A call no input piece came for gets the input its start carried: `{}` from Anthropic (it streams a call
+        without input as one empty piece), as the whole answer has it."""
         index = self._tool_index.get(int_or(doc.get("index")))
-        if index is None or index not in self._no_input:
+        given = None if index is None else self._no_input.pop(index, None)
+        if given is None:
             return b""
-        self._no_input.discard(index)
-        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": "{}"}}]})
+        return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": given}}]})
 
     def _message_delta(self, doc: dict[str, Any]) -> bytes:
         self._usage.update({k: v for k, v in member(doc, "usage").items() if v is not None})

@@ -252,3 +252,44 @@ async def test_messages_effort_must_be_a_string(fake_anthropic, router):
         await c.messages.create(model="sonnet", max_tokens=100, messages=[{"role": "user", "content": "hi"}],
                                 extra_body={"output_config": {"effort": 3}})
     assert "output_config.effort" in str(err.value)
+
+
+@pytest.mark.parametrize("route", ["chat", "messages"])
+async def test_blocks_whose_start_carries_it_all(fake_anthropic, router, route):
+    """Some Anthropic-compatible servers put a tool call's whole input in its block's start and stream no input
+    piece, or start a thinking block with its text: the call keeps its arguments (they were `{}`) and the thinking
+    is kept."""
+    fake, r = await start(fake_anthropic, router)
+    start_doc = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
+                 "stop_reason": None, "usage": {"input_tokens": 3, "output_tokens": 1}}
+
+    def block(i: int, content_block: dict) -> list[tuple[str, dict]]:
+        return [("content_block_start", {"type": "content_block_start", "index": i, "content_block": content_block}),
+                ("content_block_stop", {"type": "content_block_stop", "index": i})]
+
+    fake.push(AStep(events=[
+        ("message_start", {"type": "message_start", "message": start_doc}),
+        *block(0, {"type": "thinking", "thinking": "Paris, then.", "signature": ""}),
+        *block(1, {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}),
+        *block(2, {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Lyon"}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                           "usage": {"output_tokens": 9}}),
+        ("message_stop", {"type": "message_stop"})]))
+    if route == "chat":
+        calls, reasoning = {}, ""
+        async for c in await r.client().chat.completions.create(model="sonnet", tools=[CHAT_WEATHER], stream=True,
+                                                                messages=[{"role": "user", "content": "w"}]):
+            for choice in c.choices:
+                reasoning += (choice.delta.model_extra or {}).get("reasoning_content") or ""
+                for d in choice.delta.tool_calls or []:
+                    calls[d.index] = calls.get(d.index, "") + (d.function.arguments or "")
+        assert reasoning == "Paris, then."
+        assert [json.loads(a) for a in calls.values()] == [{"city": "Paris"}, {"city": "Lyon"}]
+    else:
+        client = claude(r.url)
+        async with client.messages.stream(model="sonnet", max_tokens=50, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
+                                          messages=[{"role": "user", "content": "w"}]) as stream:
+            final = await stream.get_final_message()
+        await client.close()
+        assert [(b.type, getattr(b, "thinking", None) or getattr(b, "input", None)) for b in final.content] == [
+            ("thinking", "Paris, then."), ("tool_use", {"city": "Paris"}), ("tool_use", {"city": "Lyon"})]
