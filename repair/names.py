@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_PREFIX = re.compile(r"^(?:functions?|tools?|default_api|api)[.:/]", re.IGNORECASE)
+_PREFIX = re.compile(r"^(?:to=)?(?:functions?|tools?|default_api|api)[.:/]", re.IGNORECASE)
+_GLUED = re.compile(r"<|\s+json\b")  # a name ends before markup: `get_weather<|channel|>commentary`, `shell json`
 _WORD_BREAK = re.compile(r"[^0-9A-Za-z]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
@@ -75,13 +76,21 @@ class NameResolver:
             if stripped == cleaned:
                 break
             cleaned = stripped
+        glued = _GLUED.search(cleaned)  # a special token or the format's next word glued on by a server's parser
+        if glued is not None and glued.start() > 0:
+            cleaned = cleaned[:glued.start()]
         if not cleaned or len(cleaned) > 128:
             return None
         if cleaned in self._exact:
             return cleaned
-        same = self._canon.get(_canon(cleaned))
+        canon = _canon(cleaned)
+        same = self._canon.get(canon)
         if same:
             return same[0] if len(same) == 1 else None
+        if canon.endswith("json"):  # harmony's `<|constrain|>json` glued to the name (gpt-oss: "shelljson")
+            same = self._canon.get(canon[:-4])
+            if same:
+                return same[0] if len(same) == 1 else None
         words = _words(cleaned)  # a typo: never a name whose words differ in meaning (lock/unlock, get/set)
         close = [n for n, declared in self._words if _near(words, declared)]
         return close[0] if len(close) == 1 else None

@@ -38,6 +38,8 @@ _TOKEN = re.compile(
     r"|[{}\[\]]"
     r"|[^\"'{}\[\]]+"
 )
+# what may follow wire arguments and be dropped: tags and special tokens only
+_MARKUP = re.compile(r"(?:\s*(?:</?[A-Za-z][\w:.-]*>|<\|[\w.:-]+\|>|<｜[^｜<>]{1,40}｜>))+")
 _NEEDS_FIX = re.compile(r"[\\\x00-\x1f]")
 _ESCAPE = re.compile(r'\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})|\\|[\x00-\x1f]')
 _SQ_ESCAPE = re.compile(r"\\[\s\S]|\"")
@@ -345,8 +347,36 @@ def decode_at(text: str, pos: int, limit: int | None = None, *, strict_limit: in
     return Decoded(value, scan.end, notes)
 
 
+_RESENT_MAX_CHARS = 256 * 1024
+_RESENT_TRIES = 32
+
+
+def _resent_whole(s: str) -> Decoded | None:
+    """Arguments streamed in pieces and then sent again whole by a final flush (some servers' stream parsers
+    do: the pieces so far, then the complete value): `s` is a start of the value followed by the value itself, and
+    the value is what they are."""
+    if len(s) > _RESENT_MAX_CHARS:
+        return None
+    opener = s[0]
+    k, tries = s.find(opener, 1), 0
+    while k > 0 and tries < _RESENT_TRIES:
+        if s.startswith(s[:k].rstrip(), k):
+            tries += 1
+            try:
+                value, end = _DECODER.raw_decode(s, k)
+            except (ValueError, RecursionError):
+                value, end = None, -1
+            if end == len(s):
+                return Decoded(value, len(s), [("json_syntax", "arguments sent again whole after their pieces")])
+        k = s.find(opener, k + 1)
+    return None
+
+
 def loads(text: str, *, budget: Budget | None = None) -> Decoded | Failed:
-    """A whole text holding one JSON value (wire arguments)."""
+    """A whole text holding one JSON value (wire arguments). As for a call in text, a value that stops at a clean
+    point with its last brackets missing (up to two) is closed ("truncated": some servers' stream parsers drop the
+    final `}`), tool-call markup after it (`</tool_call>`, `<|tool_call_end|>`) is dropped, and a value sent again
+whole after its own first pieces is that value."""
     s = text.strip()
     try:
         return Decoded(_DECODER.decode(s), len(text))
@@ -354,14 +384,20 @@ def loads(text: str, *, budget: Budget | None = None) -> Decoded | Failed:
         pass
     if s[:1] not in ("{", "["):
         return Failed("invalid_json", "not a JSON object", len(text))
+    resent = _resent_whole(s)
+    if resent is not None:
+        return resent
     start = text.index(s[0])
-    got = decode_at(text, start, len(text), budget=budget)
+    got = decode_at(text, start, len(text), max_closers=2, budget=budget)
     if isinstance(got, Failed):
         return got
     rest = text[got.end:].strip()
     if rest:
-        if rest.strip("}] \t\r\n"):
+        if not rest.strip("}] \t\r\n"):
+            got.repairs.append(("json_syntax", "extra closing bracket"))
+        elif _MARKUP.fullmatch(rest):
+            got.repairs.append(("json_syntax", "markup after the JSON value"))
+        else:
             return Failed("invalid_json", "text after the JSON value", len(text))
-        got.repairs.append(("json_syntax", "extra closing bracket"))
     got.end = len(text)
     return got
