@@ -97,7 +97,7 @@ async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: 
 
 
 def _request(ctx: RequestContext, body: dict[str, Any], raw: bytes, stream: bool) -> UpstreamRequest:
-    return UpstreamRequest(PATH, body, raw or None, ctx.upstream_headers, stream)
+    return UpstreamRequest(PATH, body, raw or None, ctx.upstream_headers, stream, ctx.limits.max_upstream_event_bytes)
 
 
 async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, repairing: bool, attempts: int,

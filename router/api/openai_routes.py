@@ -41,7 +41,8 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
         if endpoint == "chat" and body.get("tools") and pipeline.repair_enabled(ctx, body):
             return await chat_repaired(request, ctx, body, stream, raw)
-        opened = await dispatch(ctx, UpstreamRequest(path, body, raw or None, ctx.upstream_headers, stream))
+        opened = await dispatch(ctx, UpstreamRequest(path, body, raw or None, ctx.upstream_headers, stream,
+                                                       ctx.limits.max_upstream_event_bytes))
         try:
             rename = opened.target.model != ctx.route.requested
             if stream and opened.reply.status == 200:

@@ -12,7 +12,7 @@ import aiohttp
 from ..config.model import ProviderConfig
 from ..dialects import anthropic_out as wire
 from ..redact import safe_headers, scrub_body, scrub_literal
-from ..sse import EventSplitter, event_data
+from ..sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, event_data
 from .base import (
     IdleWatch,
     Reply,
@@ -32,7 +32,8 @@ class AnthropicReply:
     `chunks()` gives chat completion SSE. Successive `chunks()` iterators continue one another."""
 
     def __init__(self, resp: aiohttp.ClientResponse, model: str | None, stream: bool, include_usage: bool,
-                 secret: str | tuple[str, ...] | None, idle: float | None = None) -> None:
+                 secret: str | tuple[str, ...] | None, idle: float | None = None,
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
         self._resp = resp
         self._watch = IdleWatch(resp, idle)  # the gaps in the body (see openai.client_timeout)
         self.status = resp.status
@@ -49,7 +50,7 @@ class AnthropicReply:
         self._model = model
         self._secret = secret
         self._translator = wire.MessagesToChunks(model, include_usage)
-        self._splitter = EventSplitter()
+        self._splitter = EventSplitter(max_event_bytes)
         self._pending: deque[bytes] = deque()
         self._eof = False
 
@@ -140,5 +141,5 @@ class AnthropicUpstream(HttpUpstream):
                                                     allow_redirects=False),
                                   self.config.policy.timeouts.first_byte)
         return AnthropicReply(resp, body.get("model"), stream, include_usage, self.secrets,
-                              self.config.policy.timeouts.idle)
+                              self.config.policy.timeouts.idle, request.max_event_bytes)
 

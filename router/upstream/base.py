@@ -26,7 +26,7 @@ from ..errors import ApiError
 from ..metrics import Metrics, fast_set
 from ..redact import safe_headers, scrub_body
 from ..resilience import Breaker, Limiter
-from ..sse import UpstreamTooLarge
+from ..sse import DEFAULT_MAX_EVENT_BYTES, UpstreamTooLarge
 
 T = TypeVar("T")
 
@@ -40,12 +40,14 @@ class UpstreamRequest(NamedTuple):
     raw: bytes | None = None  # `body` as the client's bytes, forwarded as they are when given
     headers: Mapping[str, str] = {}  # never mutated
     stream: bool = False
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES  # one event of the upstream's stream (`max_upstream_event_mb`)
 
     def for_model(self, model: str | None) -> UpstreamRequest:
         """The request for a target that names the model `model`: the client's bytes with the name replaced where
         that is safe (`with_model`), else none (the body is encoded)."""
         raw = with_model(self.raw, self.body.get("model"), model) if self.raw is not None else None
-        return UpstreamRequest(self.path, {**self.body, "model": model}, raw, self.headers, self.stream)
+        return UpstreamRequest(self.path, {**self.body, "model": model}, raw, self.headers, self.stream,
+                               self.max_event_bytes)
 
 
 _MODEL_KEY = b'"model"'

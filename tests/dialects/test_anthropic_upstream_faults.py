@@ -153,6 +153,32 @@ async def test_a_first_event_past_the_bound_is_an_upstream_error(raw_anthropic, 
     assert status == 502 and json.loads(text)["error"]["code"] == "upstream_body_too_large"
 
 
+async def test_the_event_bound_configured_holds_for_anthropic_streams(raw_anthropic, router) -> None:
+    """`max_upstream_event_mb` bounds an Anthropic stream's events as it does an OpenAI one's: raised above the
+    default 16, a 17 MB text event goes through (the Anthropic splitter kept the default bound, and it was a 502)."""
+    big = "y" * (17 * 1024 * 1024)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        events = stream_events([{"type": "text", "text": "ok"}], "claude-sonnet-4-5")
+        events.insert(3, ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                  "delta": {"type": "text_delta", "text": big}}))
+        for name, data in events:
+            await resp.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+        return resp
+
+    r = await router(ANTHROPIC.format(url=await raw_anthropic(handler), key=API_KEY, burl="http://127.0.0.1:9")
+                     + "server: {max_upstream_event_mb: 24}\n")
+    status, text = await post(r, {"model": "alone", "stream": True, **ASK})
+    assert status == 200
+    content = "".join((choice.get("delta") or {}).get("content") or ""
+                      for line in text.splitlines() if line.startswith("data: {")
+                      for choice in json.loads(line[6:]).get("choices") or [])
+    assert len(content) == len(big) + 2 and '"error"' not in text[-2000:]
+
+
 @pytest.mark.parametrize("index", ["zero", None, 1.5])
 async def test_a_block_index_that_is_not_a_number_is_read_as_the_first(fake_anthropic, router, index: object) -> None:
     fake = await fake_anthropic()
