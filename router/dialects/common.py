@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; without it not
 
 from engines import wire
 from repair.index_cache import MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, Bounds
+from repair.slots import CallSlots
 
 from .. import jsoncodec
 from ..chat_types import StreamChunk, ToolFragment, chunk_items, content_text
@@ -205,6 +206,7 @@ class ChunkEncoder(ABC):
         self._calls: set[int] = set()  # the chat tool-call indexes seen
         self._open_call: int | None = None  # the call whose block is open (the dialect's close resets it)
         self._nameless: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls whose name has not come yet
+        self._slots = CallSlots()  # which call each chat tool-call delta continues
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -298,8 +300,14 @@ class ChunkEncoder(ABC):
             if part.content:
                 out += self._text(part.content)
             if part.tool_deltas:
-                for call in part.tool_calls:
-                    out += self._tool(call)
+                slots = self._slots
+                for call, raw in zip(part.tool_calls, part.tool_deltas, strict=True):
+                    # by call, not by index: unrepaired, an upstream's parallel calls may all say index 0
+                    fn = raw.get("function")
+                    slot = slots.of_delta(raw.get("index"), raw.get("id"), fn.get("name") if isinstance(fn, dict)
+                                          else None, bool(call.arguments))
+                    out += self._tool(call if slot == call.index else ToolFragment(slot, call.id, call.name,
+                                                                                   call.arguments))
             if part.finish_reason:
                 self._finish, self._hint = part.finish_reason, part.stop_reason
         return out

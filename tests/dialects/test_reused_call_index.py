@@ -1,7 +1,8 @@
 """Parallel calls from an upstream that streams each at index 0 (Ollama, Gemini's OpenAI endpoint, gateways that
 translate Responses or Gemini streams) reach every route's client as separate calls, through the real SDKs. Joined
 by index they made one call of arguments `{...}{...}`, which the repair then dropped: the answer came back
-finishing "stop" with nothing in it."""
+finishing "stop" with nothing in it. Unrepaired (`repair: {mode: off}`), the translated routes told them apart
+too (one tool_use block or function_call item took all the arguments)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ providers:
   lab: {{type: openai, base_url: '{url}', retries: 0}}
 models:
   - {{name: m, provider: lab}}
+  - {{name: raw, provider: lab, repair: {{mode: off}}}}
 """
 CITIES = ["Paris", "Lyon", "Nice"]
 
@@ -64,14 +66,15 @@ async def test_chat_completions(fakes, router, shape, pace):
         (f"call_{n}", "get_weather", {"city": city}) for n, city in enumerate(CITIES)]
 
 
+@pytest.mark.parametrize("model", ["m", "raw"], ids=["repaired", "unrepaired"])
 @pytest.mark.parametrize("pace", PACES)
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_messages(fakes, router, shape, pace):
+async def test_messages(fakes, router, shape, pace, model):
     up = await fakes()
     up.push(_step(shape, pace))
     r = await router(CFG.format(url=up.url))
     client = anthropic.AsyncAnthropic(base_url=r.url, api_key="unused", max_retries=0)
-    async with client.messages.stream(model="m", max_tokens=100, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
+    async with client.messages.stream(model=model, max_tokens=100, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
                                       messages=[{"role": "user", "content": "weather?"}]) as stream:
         final = await stream.get_final_message()
     await client.close()
@@ -80,13 +83,14 @@ async def test_messages(fakes, router, shape, pace):
         ("get_weather", {"city": city}) for city in CITIES]
 
 
+@pytest.mark.parametrize("model", ["m", "raw"], ids=["repaired", "unrepaired"])
 @pytest.mark.parametrize("pace", PACES)
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_responses(fakes, router, shape, pace):
+async def test_responses(fakes, router, shape, pace, model):
     up = await fakes()
     up.push(_step(shape, pace))
     r = await router(CFG.format(url=up.url))
-    async with r.client().responses.stream(model="m", input="weather?",
+    async with r.client().responses.stream(model=model, input="weather?",
                                            tools=[RESPONSES_WEATHER]) as stream:  # type: ignore[list-item]
         final = await stream.get_final_response()
     calls = [o for o in final.output if o.type == "function_call"]
