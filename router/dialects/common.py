@@ -299,10 +299,13 @@ class ChunkEncoder(ABC):
                 out += self._reasoning(part.reasoning)
             if part.content:
                 out += self._text(part.content)
-            if part.tool_deltas:
+            if part.tool_deltas and type(doc) is StreamChunk:  # the pipeline's: one index per call already
+                for call in part.tool_calls:
+                    out += self._tool(call)
+            elif part.tool_deltas:
                 slots = self._slots
                 for call, raw in zip(part.tool_calls, part.tool_deltas, strict=True):
-                    # by call, not by index: unrepaired, an upstream's parallel calls may all say index 0
+                    # an upstream's, unrepaired: by call, not by index (parallel calls may all say index 0)
                     fn = raw.get("function")
                     slot = slots.of_delta(raw.get("index"), raw.get("id"), fn.get("name") if isinstance(fn, dict)
                                           else None, bool(call.arguments))
