@@ -76,10 +76,12 @@ class NameResolver:
             if stripped == cleaned:
                 break
             cleaned = stripped
+        if not cleaned or len(cleaned) > 256:
+            return None
         glued = _GLUED.search(cleaned)  # a special token or the format's next word glued on by a server's parser
         if glued is not None and glued.start() > 0:
             cleaned = cleaned[:glued.start()]
-        if not cleaned or len(cleaned) > 128:
+        if len(cleaned) > 128:
             return None
         if cleaned in self._exact:
             return cleaned
@@ -87,10 +89,8 @@ class NameResolver:
         same = self._canon.get(canon)
         if same:
             return same[0] if len(same) == 1 else None
-        if canon.endswith("json"):  # harmony's `<|constrain|>json` glued to the name (gpt-oss: "shelljson")
-            same = self._canon.get(canon[:-4])
-            if same:
-                return same[0] if len(same) == 1 else None
+        if cleaned.endswith("json") and cleaned[:-4] in self._exact:  # harmony's `<|constrain|>json` glued to
+            return cleaned[:-4]  # the name as written (gpt-oss: "shelljson"); never `export_json` for `export`
         words = _words(cleaned)  # a typo: never a name whose words differ in meaning (lock/unlock, get/set)
         close = [n for n, declared in self._words if _near(words, declared)]
         return close[0] if len(close) == 1 else None

@@ -354,29 +354,31 @@ _RESENT_TRIES = 32
 def _resent_whole(s: str) -> Decoded | None:
     """Arguments streamed in pieces and then sent again whole by a final flush (some servers' stream parsers
     do: the pieces so far, then the complete value): `s` is a start of the value followed by the value itself, and
-    the value is what they are."""
+    the value is what they are. Linear: a place the value could start is compared in full only when its first
+    characters are those `s` starts with, and at most `_RESENT_TRIES` times."""
     if len(s) > _RESENT_MAX_CHARS:
         return None
-    opener = s[0]
-    k, tries = s.find(opener, 1), 0
-    while k > 0 and tries < _RESENT_TRIES:
-        if s.startswith(s[:k].rstrip(), k):
+    lead = s[:16]
+    k, tries = s.find(s[0], 1), 0
+    while 0 < k <= len(s) // 2 + 1 and tries < _RESENT_TRIES:
+        if s.startswith(lead[:k], k):
             tries += 1
-            try:
-                value, end = _DECODER.raw_decode(s, k)
-            except (ValueError, RecursionError):
-                value, end = None, -1
-            if end == len(s):
-                return Decoded(value, len(s), [("json_syntax", "arguments sent again whole after their pieces")])
-        k = s.find(opener, k + 1)
+            if s.startswith(s[:k].rstrip(), k):
+                try:
+                    value, end = _DECODER.raw_decode(s, k)
+                except (ValueError, RecursionError):
+                    end = -1
+                if end == len(s):
+                    return Decoded(value, len(s), [("json_syntax", "arguments sent again whole after their pieces")])
+        k = s.find(s[0], k + 1)
     return None
 
 
 def loads(text: str, *, budget: Budget | None = None) -> Decoded | Failed:
     """A whole text holding one JSON value (wire arguments). As for a call in text, a value that stops at a clean
-    point with its last brackets missing (up to two) is closed ("truncated": some servers' stream parsers drop the
-    final `}`), tool-call markup after it (`</tool_call>`, `<|tool_call_end|>`) is dropped, and a value sent again
-whole after its own first pieces is that value."""
+    point with its last bracket missing is closed ("truncated": some servers' stream parsers drop the final `}`),
+    tool-call markup after it (`</tool_call>`, `<|tool_call_end|>`) is dropped, and a value sent again whole after
+    its own first pieces is that value."""
     s = text.strip()
     try:
         return Decoded(_DECODER.decode(s), len(text))
@@ -388,7 +390,7 @@ whole after its own first pieces is that value."""
     if resent is not None:
         return resent
     start = text.index(s[0])
-    got = decode_at(text, start, len(text), max_closers=2, budget=budget)
+    got = decode_at(text, start, len(text), max_closers=1, budget=budget)
     if isinstance(got, Failed):
         return got
     rest = text[got.end:].strip()

@@ -44,7 +44,7 @@ from repair.incremental import (
 )
 from repair.index import ToolIndex
 from repair.markers import MATCH, NO, PARTIAL
-from repair.slots import CallSlots
+from repair.slots import CallSlots, whole_json
 from repair.types import (
     ContentDelta,
     ReasoningDelta,
@@ -181,7 +181,7 @@ class StreamRepairer:
             fn = json_object(d.get("function"), {})
             args = fn.get("arguments")
             idx = self._slots.of_delta(d.get("index"), d.get("id"), fn.get("name"),
-                                       bool(args) and isinstance(args, (str, dict)))
+                                       bool(args) and isinstance(args, (str, dict)), self._args_whole)
             if self._incremental:
                 events += self._native_feed(idx, d, fn)
             if self._overflowed:
@@ -202,6 +202,13 @@ class StreamRepairer:
             events += self._overflow("")
         return events
 
+    def _args_whole(self, idx: int) -> bool:
+        """Whether call `idx`'s arguments so far are a whole JSON value (see `CallSlots.of_delta`)."""
+        part = self._tool_parts.get(idx)
+        if part is None or part.obj is not None:
+            return True
+        return whole_json(part.pieces)
+
     def feed_arguments(self, index: int, text: str) -> list[Event]:
         """`feed_tool_calls([{"index": index, "function": {"arguments": text}}])` (the usual fragment of a
         structured call's arguments), without looking the delta over."""
@@ -213,7 +220,7 @@ class StreamRepairer:
             if nat is None:
                 nat = self._native[index] = _Native()
             if text and not nat.stopped:
-                events = self._native_args(nat, text)
+                events = self._native_args(nat, text, self._tool_parts.get(index))
         if self._overflowed:
             return events
         part = self._tool_parts.get(index)
@@ -255,7 +262,8 @@ class StreamRepairer:
         upstream_reasoning = "".join(self._reasoning) if self._fed_reasoning else None
         opts = self._opts
         if self._incremental:
-            assigned = {st.index: st.id for st in self._started}
+            # a text call's header went out with the id its position gets (a native call's part has its id)
+            assigned = {st.index: st.id for st in self._started if not st.native}
             # the arguments as the pieces streamed add up to them (canonical_arguments), decoded once
             opts = {**opts, "id_factory": lambda k: assigned.get(k) or self._make_id(k), "canonical": True}
         result = None
@@ -327,18 +335,20 @@ class StreamRepairer:
         the calls that were not started, whole."""
         events: list[Event] = []
         covered: set[int] = set()
+        by_id = {c["id"]: i for i, c in enumerate(calls)}  # by id: calls may have started in another order
         for st in self._started:
-            final = calls[st.index] if st.index < len(calls) else None
+            i = by_id.get(st.id)
+            final = calls[i] if i is not None else None
             sent = "".join(st.sent)
-            if final is not None and final["id"] == st.id and final["function"]["name"] == st.name:
-                covered.add(st.index)
+            if i is not None and final is not None and final["function"]["name"] == st.name:
+                covered.add(i)
                 args = final["function"]["arguments"]
                 if args.startswith(sent):
                     if len(args) > len(sent):
                         events.append(ToolArgsDelta(st.index, args[len(sent):]))
                     continue
             events.append(ToolArgsDelta(st.index, st.emitter.closer()))
-            why = "its arguments differ from the repaired call" if final is not None and st.index in covered \
+            why = "its arguments differ from the repaired call" if i is not None and i in covered \
                 else "it is not part of the repaired answer"
             self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {why}", st.index))
         k = len(self._started)
@@ -417,12 +427,19 @@ class StreamRepairer:
         args = fn.get("arguments")
         if not isinstance(args, str) or not args or nat.stopped:
             return []
-        return self._native_args(nat, args)
+        return self._native_args(nat, args, self._tool_parts.get(idx))
 
-    def _native_args(self, nat: _Native, args: str) -> list[Event]:
+    def _native_args(self, nat: _Native, args: str, part: _Part | None = None) -> list[Event]:
         """A non-empty argument fragment of a call that has not stopped: its header once the call can start,
-        then the fragment as far as it validates."""
+        then the fragment as far as it validates. A fragment that is the arguments so far (`part`'s pieces) and
+        the rest, whole, is the final flush some servers send (see `salvage.loads`): only its rest is new."""
         events: list[Event] = []
+        if part is not None and part.pieces and args[0] in "{[" and part.obj is None and nat.flush_checks < 8 \
+                and args.startswith(part.pieces[0]):
+            nat.flush_checks += 1  # (bounded: each check joins the pieces)
+            so_far = "".join(part.pieces)
+            if len(args) > len(so_far) and args.startswith(so_far) and whole_json([args]):
+                args = args[len(so_far):]
         if nat.started is None:
             if not args.strip() and not nat.seen_args:
                 return []
@@ -566,7 +583,7 @@ class _Part:
 class _Native:
     """One upstream structured call being assembled."""
 
-    __slots__ = ("id", "json", "name", "seen_args", "started", "stopped")
+    __slots__ = ("flush_checks", "id", "json", "name", "seen_args", "started", "stopped")
 
     def __init__(self) -> None:
         self.id: str | None = None
@@ -575,6 +592,7 @@ class _Native:
         self.started: _Started | None = None
         self.stopped = False
         self.seen_args = False
+        self.flush_checks = 0  # final-flush checks made (see `StreamRepairer._native_args`)
 
 
 Action = tuple[list[Event], str | None, str]  # (events, "stop" | "resume" | None, text left over)

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; without it not
 
 from engines import wire
 from repair.index_cache import MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, Bounds
-from repair.slots import CallSlots
+from repair.slots import CallSlots, whole_json
 
 from .. import jsoncodec
 from ..chat_types import StreamChunk, ToolFragment, chunk_items, content_text
@@ -206,7 +206,8 @@ class ChunkEncoder(ABC):
         self._calls: set[int] = set()  # the chat tool-call indexes seen
         self._open_call: int | None = None  # the call whose block is open (the dialect's close resets it)
         self._nameless: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls whose name has not come yet
-        self._slots = CallSlots()  # which call each chat tool-call delta continues
+        self._slots = CallSlots()  # which call each unrepaired tool-call delta continues
+        self._raw_args: dict[int, list[str]] = {}  # and the arguments it had so far
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -308,12 +309,18 @@ class ChunkEncoder(ABC):
                     # an upstream's, unrepaired: by call, not by index (parallel calls may all say index 0)
                     fn = raw.get("function")
                     slot = slots.of_delta(raw.get("index"), raw.get("id"), fn.get("name") if isinstance(fn, dict)
-                                          else None, bool(call.arguments))
+                                          else None, bool(call.arguments), self._raw_args_whole)
+                    if call.arguments:
+                        self._raw_args.setdefault(slot, []).append(call.arguments)
                     out += self._tool(call if slot == call.index else ToolFragment(slot, call.id, call.name,
                                                                                    call.arguments))
             if part.finish_reason:
                 self._finish, self._hint = part.finish_reason, part.stop_reason
         return out
+
+
+    def _raw_args_whole(self, slot: int) -> bool:
+        return whole_json(self._raw_args.get(slot, []))
 
 
 def args_only(delta: dict[str, Any], call: int) -> str | None:

@@ -68,6 +68,22 @@ SHAPES: dict[str, tuple[list[dict[str, Any]], list[tuple[str, str]]]] = {
     "name resent with every piece, no id": (
         [_delta(0, None, "read_file", p) for p in _pieces(A)], [("read_file", A)]),
     "index 1 first": ([_delta(1, "call_a", "read_file", A)], [("read_file", A)]),
+    # poolsideai/pool#9: one id on a call's first fragment, another on the rest
+    "id changing after the header": (
+        [_delta(0, "call_a", "read_file", ""), *[_delta(0, "call_x", None, p) for p in _pieces(A)]],
+        [("read_file", A)]),
+    "a new id with every piece": (
+        [_delta(0, f"call_{i}", "read_file" if i == 0 else None, p) for i, p in enumerate(["", *_pieces(A)])],
+        [("read_file", A)]),
+    "a new id and the name with every piece": (
+        [_delta(0, f"call_{i}", "read_file", p) for i, p in enumerate(["", *_pieces(A)])], [("read_file", A)]),
+    "no index, no ids, one tool twice": (
+        [_delta(None, None, "read_file", A), _delta(None, None, "read_file", B)], [("read_file", A), ("read_file", B)]),
+    "no index, no ids, the same call twice": (
+        [_delta(None, None, "read_file", A), _delta(None, None, "read_file", A)], [("read_file", A), ("read_file", A)]),
+    "no index, a new id with every piece": (
+        [_delta(None, f"call_{i}", "read_file" if i == 0 else None, p) for i, p in enumerate(["", *_pieces(A)])],
+        [("read_file", A)]),
 }
 
 
@@ -99,14 +115,20 @@ def test_slots_number_calls_in_order_of_first_sight() -> None:
             s.of_delta(3, "z", "f", True), s.of_arguments(3), s.of_arguments(0)] == [0, 0, 1, 1, 2, 2, 1]
     s = CallSlots()  # an id the call lacked, at its own index: the same call's (a late id)
     assert [s.of_delta(0, None, "f", True), s.of_delta(0, "late", None, True)] == [0, 0]
-    s = CallSlots()  # without an index it can only be another call's
-    assert [s.of_delta(None, None, "f", True), s.of_delta(None, "late", None, True)] == [0, 1]
+    s = CallSlots()  # an id alone never starts a call, with an index or without
+    assert [s.of_delta(None, None, "f", True), s.of_delta(None, "late", None, True),
+            s.of_delta(0, "a", "f", True), s.of_delta(0, "b", None, True)] == [0, 0, 1, 1]
+    s = CallSlots()  # this tool's name again with another id: another call once the arguments are whole
+    assert [s.of_delta(0, "a", "f", True), s.of_delta(0, "b", "f", True, lambda _: False),
+            s.of_delta(0, "c", "f", True, lambda _: True), s.of_delta(0, "d", "g", False)] == [0, 0, 1, 2]
 
 
 LATE = {
     "an id after the first arguments": [_delta(0, None, "read_file", '{"path": '), _delta(0, "call_9", None, '"a"}')],
     "an id after all the arguments": [_delta(0, None, "read_file", ""), _delta(0, None, None, '{"path": "a"}'),
                                       _delta(0, "call_9", None, "")],
+    "a later call started first": [_delta(0, None, "read", '{"path": "a"}'), _delta(0, None, "_file", ""),
+                                   _delta(1, "up_1", "read_file", '{"path": "b"}')],
     "one id for two calls": [_delta(0, "x", "read_file", '{"path": "a"}'),
                              _delta(1, "x", "read_file", '{"path": "b"}')],
 }
@@ -115,12 +137,23 @@ LATE = {
 @pytest.mark.parametrize("shape", list(LATE))
 def test_a_call_keeps_the_id_its_header_went_out_with(shape: str) -> None:
     """A call streamed before its id came (or with an id another call had) keeps the id its header went out with:
-    the answer's call carried the other id, and the client got the call twice, under each id."""
+    the answer's call carried the other id, and the client got the call twice, under each id. A call that started
+    before an earlier one (whose name was still coming) is matched to the answer's call by id, not by place: the
+    earlier call took its id, and its arguments went out twice while the earlier call's never did."""
     sr = StreamRepairer(TOOLS, id_factory=ids, incremental=True)
     events = [e for d in LATE[shape] for e in sr.feed_tool_calls([d])] + sr.finish()
     result = sr.result
     assert result is not None and not sr.after_header
-    headers = [(type(e).__name__, getattr(e, "id", None)) for e in events if type(e).__name__ != "ToolArgsDelta"]
-    sent = [i for kind, i in headers if kind == "ToolCallStart"]
-    assert [kind for kind, _ in headers] == ["ToolCallStart"] * len(sent)  # nothing sent whole besides
-    assert sent == [c["id"] for c in result.tool_calls] and len(set(sent)) == len(sent)
+    sent: dict[int, tuple[str, str]] = {}  # what the client assembles: index -> (id, arguments)
+    for e in events:
+        kind = type(e).__name__
+        if kind == "ToolCallStart":
+            sent[e.index] = (e.id, "")
+        elif kind == "ToolArgsDelta":
+            sent[e.index] = (sent[e.index][0], sent[e.index][1] + e.text)
+        elif kind == "ToolCallDelta":  # a call that did not start: sent whole at the end
+            sent[e.index] = (e.id, e.arguments)
+    ids_sent = [i for i, _ in sent.values()]
+    assert len(set(ids_sent)) == len(ids_sent)
+    assert {i: json.loads(a) for i, a in sent.values()} == {
+        c["id"]: json.loads(c["function"]["arguments"]) for c in result.tool_calls}

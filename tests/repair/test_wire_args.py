@@ -25,7 +25,7 @@ GLM = '{"date": "2025-03-26", "amount": 300, "fee_type": "过路费", "income_ty
 CASES: dict[str, tuple[tuple[str, str], tuple[str, dict[str, Any]] | None]] = {
     # vllm-project/vllm#32152: hermes streaming drops the final brace when tokens come chunked
     "final brace dropped": (("get_weather", '{"city": "Paris"'), ("get_weather", {"city": "Paris"})),
-    "two final braces dropped": (("nested", '{"a": {"b": "x"'), ("nested", {"a": {"b": "x"}})),
+    "an inner object cut": (("nested", '{"a": {"b": "x"'), None),  # one bracket only: what the bug drops
     # vllm-project/vllm#42167 (GLM-5.1 with MTP), #39615: the final flush sends the whole arguments again
     "resent whole after its pieces": (("record", GLM[:-1] + GLM), ("record", json.loads(GLM))),
     "closing tag left in the arguments": (("get_weather", '{"city": "Paris"}</tool_call>'),
@@ -41,6 +41,7 @@ CASES: dict[str, tuple[tuple[str, str], tuple[str, dict[str, Any]] | None]] = {
     "cut inside a string": (("get_weather", '{"city": "Par'), None),
     "cut after a number": (("record", '{"date": "d", "amount": 30'), None),
     "cut after a comma": (("get_weather", '{"city": "Paris",'), None),
+    "cut inside a list": (("nested", '{"a": {"b": ["x", "y"'), None),
     "prose after the arguments": (("get_weather", '{"city": "Paris"} and then Lyon'), None),
     "two different objects": (("get_weather", '{"city": "Paris"}{"city": "Lyon"}'), None),
 }
@@ -73,3 +74,31 @@ def test_streamed(case: str, incremental: bool) -> None:
         sr.feed_arguments(0, args[i:i + 3])
     sr.finish()
     assert sr.result is not None and _calls(sr.result) == [want] and not sr.after_header
+
+
+@pytest.mark.parametrize("pieces", [(GLM[:20], GLM[20:-1], GLM), ('{"date":', GLM)], ids=["after a value",
+                                                                                      "after a key"])
+def test_a_final_flush_streamed_goes_on_from_what_was_sent(pieces: tuple[str, ...]) -> None:
+    """The pieces of the arguments, then all of them again in one piece (vllm-project/vllm#39615): streamed piece
+    by piece, the client gets the arguments once (the flush was taken for a nested value: `{"date": {"date": ...`,
+    and closed as a failure after the header)."""
+    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=True)
+    events = sr.feed_tool_calls([{"index": 0, "id": "call_1", "type": "function",
+                                  "function": {"name": "record", "arguments": ""}}])
+    for piece in pieces:
+        events += sr.feed_arguments(0, piece)
+    events += sr.finish()
+    sent = "".join(e.text for e in events if type(e).__name__ == "ToolArgsDelta")
+    assert json.loads(sent) == json.loads(GLM) and not sr.after_header
+    assert sr.result is not None and _calls(sr.result) == [("record", json.loads(GLM))]
+
+
+def test_json_glued_only_as_harmony_writes_it() -> None:
+    """`shelljson` is `shell` with harmony's `json` glued on; `export_json`, `exportJson` and `get_json` are other
+    tools' names, never `export` or `get`."""
+    tools = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+             for n in ("shell", "export", "get")]
+    for written, want in (("shelljson", "shell"), ("export_json", None), ("exportJson", None), ("get_json", None),
+                          ("getJSON", None), ("export.json", None)):
+        result = repair_message(None, tools, tool_calls=[_call(written, "{}")])
+        assert [c["function"]["name"] for c in result.tool_calls] == ([want] if want else []), written
