@@ -354,7 +354,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         if isinstance(content, list):  # parts (Mistral's reasoning models): the text, and the thinking as reasoning
             content, thinking = answer_parts(content)
             msg = {**msg, "content": content or None}  # a new message: the answer changed (see `_messages`)
-            if thinking and not isinstance(msg.get("reasoning_content"), str):
+            if thinking and not (msg.get("reasoning_content") or msg.get("reasoning")):  # as `Completion.parse`
                 msg["reasoning_content"] = thinking
         text = content if isinstance(content, str) else None
         result = _check_message(msg, text, index, req, policy, reported)

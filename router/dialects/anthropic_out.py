@@ -304,19 +304,19 @@ class MessagesToChunks:
             return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""), "type": "function",
                                                 "function": {"name": str(block.get("name") or ""),
                                                              "arguments": ""}}]})
-        if block.get("type") == "text" and block.get("text"):
+        if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"]:
             return self._chunk({"content": block["text"]})
-        if block.get("type") == "thinking" and block.get("thinking"):
+        if block.get("type") == "thinking" and isinstance(block.get("thinking"), str) and block["thinking"]:
             return self._chunk({"reasoning_content": block["thinking"]})
         return b""
 
     def _block_delta(self, doc: dict[str, Any], delta: dict[str, Any]) -> bytes:
         dtype = delta.get("type")
-        if dtype == "text_delta" and delta.get("text"):
+        if dtype == "text_delta" and isinstance(delta.get("text"), str) and delta["text"]:
             return self._chunk({"content": delta["text"]})
-        if dtype == "thinking_delta" and delta.get("thinking"):
+        if dtype == "thinking_delta" and isinstance(delta.get("thinking"), str) and delta["thinking"]:
             return self._chunk({"reasoning_content": delta["thinking"]})
-        if dtype == "input_json_delta" and delta.get("partial_json"):
+        if dtype == "input_json_delta" and isinstance(delta.get("partial_json"), str) and delta["partial_json"]:
             index = self._tool_index.get(int_or(doc.get("index")))
             if index is not None:
                 self._no_input.pop(index, None)
@@ -338,7 +338,10 @@ class MessagesToChunks:
         reason = delta.get("stop_reason")
         extra = {"stop_reason": delta["stop_sequence"]} if reason == "stop_sequence" and \
             isinstance(delta.get("stop_sequence"), str) else {}
-        out = self._chunk({}, finish_reason(reason), **extra)
+        out = b"".join(self._chunk({"tool_calls": [{"index": index, "function": {"arguments": given}}]})
+                       for index, given in self._no_input.items())  # blocks never stopped (Anthropic stops each)
+        self._no_input.clear()
+        out += self._chunk({}, finish_reason(reason), **extra)
         if self.include_usage:
             doc_usage = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                          "model": self.model, "choices": [], "usage": usage(self._usage)}

@@ -293,3 +293,30 @@ async def test_blocks_whose_start_carries_it_all(fake_anthropic, router, route):
         await client.close()
         assert [(b.type, getattr(b, "thinking", None) or getattr(b, "input", None)) for b in final.content] == [
             ("thinking", "Paris, then."), ("tool_use", {"city": "Paris"}), ("tool_use", {"city": "Lyon"})]
+
+
+async def test_odd_block_starts_are_read_as_the_whole_answer_reads_them(fake_anthropic, router):
+    """A thinking block starting with something other than text gives no reasoning (it reached chat clients as a
+    list), and a call whose input came whole at its start keeps it when the stream never stops its block."""
+    fake, r = await start(fake_anthropic, router)
+    start_doc = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
+                 "stop_reason": None, "usage": {"input_tokens": 3, "output_tokens": 1}}
+    fake.push(AStep(events=[
+        ("message_start", {"type": "message_start", "message": start_doc}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "thinking", "thinking": ["not", "text"]}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {
+            "type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+                           "usage": {"output_tokens": 9}}),
+        ("message_stop", {"type": "message_stop"})]))
+    calls, reasoning = {}, []
+    async for c in await r.client().chat.completions.create(model="sonnet", tools=[CHAT_WEATHER], stream=True,
+                                                            messages=[{"role": "user", "content": "w"}]):
+        for choice in c.choices:
+            reasoning.append((choice.delta.model_extra or {}).get("reasoning_content"))
+            for d in choice.delta.tool_calls or []:
+                calls[d.index] = calls.get(d.index, "") + (d.function.arguments or "")
+    assert all(x is None or isinstance(x, str) for x in reasoning) and not any(reasoning)
+    assert [json.loads(a) for a in calls.values()] == [{"city": "Paris"}]

@@ -101,3 +101,20 @@ async def test_responses(fakes, router, mode):
     assert final.output_text == TEXT
     reasoning = [o for o in final.output if o.type == "reasoning"]
     assert [[c.text for c in r.content or []] for r in reasoning] == [[THINKING]]
+
+
+@pytest.mark.parametrize(("given", "want"), [({"reasoning_content": ""}, THINKING), ({"reasoning": "R"}, "R")],
+                         ids=["empty reasoning_content", "reasoning beside the parts"])
+async def test_reasoning_is_read_the_same_whole_and_streamed(fakes, router, given, want):
+    """The reasoning a whole answer gives comes from where a stream's and an unrepaired answer's comes from: a
+    non-empty `reasoning_content` or `reasoning` first, then the thinking parts."""
+    up = await fakes()
+    step = _whole()
+    step.json["choices"][0]["message"].update(given)
+    up.push(step)
+    r = await router(CFG.format(url=up.url))
+    msg = (await r.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                                    tools=[CHAT_WEATHER])).choices[0].message
+    extra = msg.model_extra or {}
+    assert msg.content == TEXT and (extra.get("reasoning_content") or extra.get("reasoning")) == want
+    assert not (extra.get("reasoning_content") and extra.get("reasoning"))
