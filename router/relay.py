@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import aiohttp
 import orjson
@@ -332,23 +332,27 @@ class UpstreamReader:
         """`doc` when it is an object, with the end, usage and an upstream error (raised) noted."""
         if not isinstance(doc, dict):
             return None
-        if "error" in doc and "choices" not in doc:
-            err = doc["error"]
-            detail = err.get("message") if isinstance(err, dict) else err
-            detail = self.redactor.text(str(detail if detail is not None else err))
-            self._fail("error_event")
-            raise ApiError(502, f"Upstream {self.opened.upstream.name!r} failed mid-stream: {detail[:300]}",
-                           "upstream_error_mid_stream")
+        if "error" in doc and ("choices" not in doc or doc["error"]):  # an error event, or a chunk that carries
+            self._error_event(doc["error"])  # one (OpenRouter: `"finish_reason": "error"` and `"error": {...}`)
         choices = doc.get("choices")
         if choices:
             for choice in choices:
                 if isinstance(choice, dict) and choice.get("finish_reason"):
                     self.finish_reason = str(choice["finish_reason"])
+                    if self.finish_reason == "error":
+                        self._error_event("the stream finished with finish_reason 'error'")
         usage = doc.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
             self.ex.usage_from(usage)
         return doc
+
+    def _error_event(self, err: Any) -> NoReturn:
+        detail = err.get("message") if isinstance(err, dict) else err
+        detail = self.redactor.text(str(detail if detail is not None else err))
+        self._fail("error_event")
+        raise ApiError(502, f"Upstream {self.opened.upstream.name!r} failed mid-stream: {detail[:300]}",
+                       "upstream_error_mid_stream")
 
     def _raw_event(self, event: bytes) -> bytes:
         data = event_data(event)

@@ -157,3 +157,29 @@ async def test_usage_and_mid_stream_json(fakes, router):
     usage = [c.usage async for c in stream if c.usage]
     assert usage[0].prompt_tokens == 7
     assert json.loads(json.dumps(usage[0].model_dump()))["total_tokens"] == 9
+
+
+@pytest.mark.parametrize("tools", [False, True], ids=["passed through", "repaired"])
+@pytest.mark.parametrize("error", [{"code": 502, "message": "Provider returned error"}, None],
+                         ids=["an error member", "finish_reason alone"])
+async def test_a_chunk_that_finishes_with_an_error_ends_the_stream_with_one(fakes, router, tools, error):
+    """OpenRouter ends a stream that failed mid-way with a chunk whose finish_reason is "error" and which carries
+    an `error` member: the client gets the terminal error event, not a stream that finished (it got
+    `finish_reason: "error"` and, from a repaired stream, no message at all)."""
+    events = stream_of(["partial", " more"], "same")[:-1]
+    failed = chunk("same", {"content": ""}, "error")
+    if error is not None:
+        failed["error"] = error
+    up = await fakes()
+    up.push(Step(sse=[*events, failed]))
+    r = await router(CFG.format(url=up.url))
+    kw: dict = {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]} \
+        if tools else {}
+    stream = await r.client().chat.completions.create(model="same", stream=True,
+                                                      messages=[{"role": "user", "content": "x"}], **kw)
+    got = []
+    with pytest.raises(openai.APIError) as info:
+        async for c in stream:
+            got.append(c.choices[0].delta.content if c.choices else None)
+    assert "partial" in "".join(g or "" for g in got) and "mid-stream" in str(info.value)
+    assert (error is None) or "Provider returned error" in str(info.value)
