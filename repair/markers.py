@@ -204,6 +204,27 @@ def _quick_parts(kinds: tuple[Kind, ...]) -> tuple[str, tuple[str, ...]]:
     return alternation, tuple(sorted(ends, key=len, reverse=True)) or ("",)  # no ends: the empty one ends any text
 
 
+def quoted(text: str, p: int, pos: int = 0, odd: bool | None = None) -> bool:
+    """Whether position `p` is inside inline code: an odd number of backticks before it on its line. A call's
+    markup quoted in prose (`` `<tool_call>{...}</tool_call>` ``, `` `{"name": ..., "arguments": ...}` ``) is an
+    example the model wrote, not a call it made. Counted from the line's start in `text`, or, when the line began
+    before `pos` (a stream's window), from `pos` on with `odd` the parity there."""
+    nl = text.rfind("\n", pos, p)
+    if nl >= 0:
+        return text.count("`", nl + 1, p) % 2 == 1
+    if odd is None:
+        return text.count("`", text.rfind("\n", 0, pos) + 1, p) % 2 == 1
+    return odd is not (text.count("`", pos, p) % 2 == 1)
+
+
+def odd_after(odd: bool, text: str) -> bool:
+    """The backtick parity `quoted` counts, after `text`, when it was `odd` before it."""
+    nl = text.rfind("\n")
+    if nl >= 0:
+        return text.count("`", nl + 1) % 2 == 1
+    return odd is not (text.count("`") % 2 == 1)
+
+
 class CandidateFinder:
     """Finds candidates of a KindSet in text, resolving names with one request's declared tools."""
 
@@ -231,9 +252,11 @@ class CandidateFinder:
             return False
         return not kind.named or self._resolve(m.group("name")) is not None
 
-    def find(self, text: str, pos: int = 0) -> tuple[int, Kind] | None:
-        """The first complete candidate at or after `pos`."""
+    def find(self, text: str, pos: int = 0, odd: bool | None = None) -> tuple[int, Kind] | None:
+        """The first complete candidate at or after `pos`, outside inline code (see `quoted`; `odd`: whether an
+        odd number of backticks precedes `pos` on its line, for a `text` that does not hold the line's start)."""
         search = self._combined.search
+        origin = pos
         while True:
             m = search(text, pos)
             if m is None:
@@ -241,6 +264,8 @@ class CandidateFinder:
             p = m.start()
             for kind in self._by_first.get(text[p], ()):
                 if self._accept(text, p, kind):
+                    if quoted(text, p, origin, odd):
+                        break
                     return p, kind
             pos = p + 1
 
@@ -251,12 +276,12 @@ class CandidateFinder:
         `scan_stream(context + text, len(context))` is then (NO, its length) whatever the context."""
         return self._quick.search(text) is None and not text.endswith(self._quick_ends)
 
-    def scan_stream(self, text: str, start: int) -> tuple[int, int]:
+    def scan_stream(self, text: str, start: int, odd: bool | None = None) -> tuple[int, int]:
         """(status, position) for streaming: the first position >= start that is a complete candidate (MATCH)
-        or may still become one (PARTIAL); (NO, len(text)) when there is none."""
+        or may still become one (PARTIAL); (NO, len(text)) when there is none. `odd` as for `find`."""
         if self._quick.search(text, start) is None and not text.endswith(self._quick_ends, start):  # usual prose
             return NO, len(text)
-        hit = self.find(text, start)
+        hit = self.find(text, start, odd)
         stop = hit[0] if hit is not None else len(text)
         # a partial candidate is non-empty, runs to the end and begins with a kind's first character: only those
         # positions are tried, each with its own kinds' pattern (the same answer as KindSet.partial.search)

@@ -43,7 +43,7 @@ from repair.incremental import (
     string_run,
 )
 from repair.index import ToolIndex
-from repair.markers import MATCH, NO, PARTIAL
+from repair.markers import MATCH, NO, PARTIAL, odd_after, quoted
 from repair.slots import CallSlots, whole_json
 from repair.types import (
     ContentDelta,
@@ -75,6 +75,7 @@ class StreamRepairer:
         self._ws: list[str] = []  # held whitespace (emitted once non-space text follows it)
         self._tail = ""           # text from the first position that may still begin a candidate
         self._ctx = ""            # the character before _tail ("" at the start), for line-start checks
+        self._odd = False         # an odd number of backticks on _tail's line before it (inline code: `markers.quoted`)
         self._emitted = 0         # characters of the text emitted as content
         self._holding = False
         self._plain = True        # no scan of the text found a complete candidate
@@ -130,7 +131,7 @@ class StreamRepairer:
             base = self._ctx
             tail = self._tail + text
             window = base + tail
-            status, at = self._finder.scan_stream(window, len(base))
+            status, at = self._finder.scan_stream(window, len(base), self._odd)
             stop = (at if status != NO else len(window)) - len(base)
             if status == MATCH:
                 self._holding = True
@@ -138,6 +139,7 @@ class StreamRepairer:
                 self._hold_at = self._text_size - (len(tail) - stop)
             decided = tail[:stop]
             self._tail = tail[stop:]
+        self._odd = odd_after(self._odd, decided)
         body = decided.rstrip()
         if not body:
             if decided:
@@ -409,6 +411,8 @@ class StreamRepairer:
         elif action == "resume":  # a <think> block closed: what follows is content again
             self._spec, self._spec_tried = None, False
             self._holding, self._tail, self._ctx, self._ws = False, "", ">", []
+            if not self._overflowed:  # the backticks on the line up to here (the block's own included)
+                self._odd = quoted("".join(self._chunks), self._text_size - len(rest))
             self._new_group = True
             if self._overflowed:
                 return events + (self._passthrough(rest) if rest else [])

@@ -27,7 +27,8 @@ FRAGMENTS = [
     "call:read_file", '<|"|>', "<start_function_call>", "<escape>", "<think>", "</think>", "```json", "```", "\n",
     "\n\n", " ", "{", "}", "[", "]", "(", ")", '"', "'", ":", ",", ";", "\\", "\\n", '{"name": "read_file"',
     '"arguments": {', '"path": "a.py"', "read_file", "get_time", "Read_File", "functions.", "[read_file(",
-    "path='x'", "Tool call: ", "[Tool call: get_time(", "True", "None", "null", "5", "2.5", "é", "日本", "\t",
+    "path='x'", "Tool call: ", "[Tool call: get_time(", "True", "None", "null", "5", "2.5", "é", "日本", "\t", "`",
+    "`x`",
 ]
 
 texts = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=6)), max_size=40).map("".join)

@@ -176,3 +176,27 @@ async def test_repair_header_off_disables_repair_for_one_request(fakes, router):
     assert off.choices[0].message.content == BROKEN and not off.choices[0].message.tool_calls
     on = await client.chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
     assert on.choices[0].message.tool_calls
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_quoted_in_inline_code_is_left_as_written(fakes, router, stream):
+    """A model explaining the format (`<tool_call>{...}</tool_call>` in inline code) made no call: the client gets
+    the text, and no call is executed on its behalf."""
+    text = ('Models that use hermes write `<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}'
+            '</tool_call>` and wait for the tool result.')
+    up = await fakes()
+    up.push(Step(sse=stream_of([text[i:i + 9] for i in range(0, len(text), 9)], "m")) if stream
+            else Step(json=completion(text, "m")))
+    r = await router(cfg(up.url))
+    if stream:
+        content, calls, finish = "", 0, None
+        async for c in await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER,
+                                                                stream=True):
+            for choice in c.choices:
+                content += choice.delta.content or ""
+                calls += len(choice.delta.tool_calls or [])
+                finish = choice.finish_reason or finish
+    else:
+        choice = (await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)).choices[0]
+        content, calls, finish = choice.message.content, len(choice.message.tool_calls or []), choice.finish_reason
+    assert (content, calls, finish) == (text, 0, "stop")
