@@ -289,11 +289,16 @@ class Upstream:
 _ERROR_OBJECT = re.compile(rb'\s*\{\s*"error"\s*:\s*[{"]')  # how an error answer begins (not "error": null)
 
 
+_FINISHED_IN_ERROR = re.compile(rb'"finish_reason"\s*:\s*"error"')
+
+
 def error_answer(name: str, body: bytes, secret: str | None) -> Failure | None:
     """A whole 200 answer that is an error object (`{"error": {...}}`, as some gateways and servers send, or an
-    Anthropic error translated) is a failure like a 5xx: retried, fallen back from, counted by the breaker; not an
-    answer passed on with status 200. Looked for in the body's first bytes only: a completion never begins so."""
-    if _ERROR_OBJECT.match(body, 0, 64) is None:
+    Anthropic error translated), or a completion that finished with `"finish_reason": "error"` (OpenRouter's
+    answer when generation failed part-way), is a failure like a 5xx: retried, fallen back from, counted by the
+    breaker; not an answer passed on with status 200. An error object is looked for in the body's first bytes only
+    (a completion never begins so)."""
+    if _ERROR_OBJECT.match(body, 0, 64) is None and _FINISHED_IN_ERROR.search(body) is None:
         return None
     detail = error_summary(body, secret)
     return Failure("status_5xx", ApiError(502, f"Upstream {name!r} answered 200 with an error"

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc, message, stream_events
-from tests.fakes.openai_upstream import Step
+from tests.fakes.openai_upstream import Step, completion
 
 ANTHROPIC = """
 providers:
@@ -114,6 +114,37 @@ models:
                                                      "finish_reason": "stop"}]}))
     status, text = await post(r, {"model": "m", **ASK})
     assert status == 200 and json.loads(text)["choices"][0]["message"]["content"] == "hi"  # "error": null is no error
+
+
+async def test_a_completion_that_finished_in_error_falls_back_on_every_path(fakes, router) -> None:
+    """OpenRouter answers 200 with `"finish_reason": "error"` (and an `error` member) when generation failed
+    part-way: a failure like a 5xx, not an answer (it reached the client as one, half a message)."""
+    main, backup = await fakes("main"), await fakes("backup")
+    r = await router(f"""
+providers:
+  main: {{type: openai, base_url: '{main.url}', retries: 0}}
+  backup: {{type: openai, base_url: '{backup.url}', retries: 0}}
+models:
+  - {{name: m, provider: main}}
+  - {{name: fb, provider: main, fallbacks: [spare]}}
+  - {{name: spare, provider: backup}}
+""")
+    failed = {"id": "gen-1", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "The answer is"},
+                           "finish_reason": "error"}],
+              "error": {"code": 502, "message": "Provider disconnected"}}
+    for extra in ({}, {"tools": [TOOL]}):
+        main.push(Step(json=failed))
+        status, _ = await post(r, {"model": "fb", **ASK, **extra})
+        assert status == 200 and len(backup.requests) == 1
+        backup.requests.clear()
+        main.push(Step(json=failed))
+        status, text = await post(r, {"model": "m", **ASK, **extra})
+        assert status == 502 and "Provider disconnected" in text, text[:300]
+    quoted = completion('Set "finish_reason": "error" in the fixture.', "m")  # in a string: escaped, no finish
+    main.push(Step(json=quoted))
+    status, text = await post(r, {"model": "m", **ASK})
+    assert status == 200 and "fixture" in text
 
 
 @pytest.mark.parametrize(("status", "expected"), [(500, 502), (429, 429), (400, 400)])
