@@ -88,9 +88,13 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
     items: list[str | Segment] = []
     n = len(text)
     last = pos = 0
+    after_think = -1  # where the last <think> block ended: inline code is counted from there (see `quoted`)
     limits = ctx.limits
     while pos < n and limits.handlers > 0 and limits.calls > 0:
-        hit = finder.find(text, pos)
+        odd = None
+        if after_think >= 0 and text.find("\n", after_think, pos) < 0:  # still the line the block ended on
+            odd = text.count("`", after_think, pos) % 2 == 1
+        hit = finder.find(text, pos, odd)
         if hit is None:
             break
         p, kind = hit
@@ -104,6 +108,8 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
         items.extend(parsed.segments)
         limits.calls -= sum(len(sg.calls) for sg in parsed.segments)
         last = pos = parsed.end
+        if parsed.segments and parsed.segments[-1].kind == "think":
+            after_think = pos
     if last < n:
         items.append(text[last:])
     return items

@@ -205,10 +205,11 @@ def _quick_parts(kinds: tuple[Kind, ...]) -> tuple[str, tuple[str, ...]]:
 
 
 def quoted(text: str, p: int, pos: int = 0, odd: bool | None = None) -> bool:
-    """Whether position `p` is inside inline code: an odd number of backticks before it on its line. A call's
-    markup quoted in prose (`` `<tool_call>{...}</tool_call>` ``, `` `{"name": ..., "arguments": ...}` ``) is an
-    example the model wrote, not a call it made. Counted from the line's start in `text`, or, when the line began
-    before `pos` (a stream's window), from `pos` on with `odd` the parity there."""
+    """Whether position `p` is inside inline code: an odd number of backticks before it on its line (after a
+    `<think>` block, counted from the block's end: reasoning and content are apart). A call's markup quoted in
+    prose (`` `<tool_call>{...}</tool_call>` ``, `` `{"name": ..., "arguments": ...}` ``) is an example the model
+    wrote, not a call it made. Counted from the line's start in `text`, or, when the count began before `pos` (a
+    stream's window, the end of a think block), from `pos` on with `odd` the parity there."""
     nl = text.rfind("\n", pos, p)
     if nl >= 0:
         return text.count("`", nl + 1, p) % 2 == 1

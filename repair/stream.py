@@ -411,8 +411,7 @@ class StreamRepairer:
         elif action == "resume":  # a <think> block closed: what follows is content again
             self._spec, self._spec_tried = None, False
             self._holding, self._tail, self._ctx, self._ws = False, "", ">", []
-            if not self._overflowed:  # the backticks on the line up to here (the block's own included)
-                self._odd = quoted("".join(self._chunks), self._text_size - len(rest))
+            self._odd = False  # reasoning and content are apart: inline code is counted from the block's end
             self._new_group = True
             if self._overflowed:
                 return events + (self._passthrough(rest) if rest else [])
@@ -477,9 +476,10 @@ class StreamRepairer:
         """Past `max_chars`: nothing more is kept; held text and everything after it go out unrepaired."""
         self._overflowed = True
         spec = self._spec
-        if isinstance(spec, _Hermes) and spec.unsent:  # the block read so far, with `text`, as it came
-            first = not any(st.native is False for st in self._started)  # the spec's first block: the held space
-            held, self._spec = "".join(self._chunks)[spec.block_at:], None
+        first = not any(st.native is False for st in self._started)  # no block has sent a call
+        if isinstance(spec, _Hermes) and (spec.unsent or first):  # the blocks read so far that sent nothing (from
+            # the first, when none did: blocks no call went out for, `tool_choice: none`), with `text`, as they came
+            held, self._spec = "".join(self._chunks)[spec.first_at if first else spec.block_at:], None
             if first:
                 held, self._ws = "".join(self._ws) + held, []
             self._chunks, self._reasoning, self._tool_parts = [], [], {}
@@ -619,7 +619,8 @@ class _Think:
         self.owner = owner
         self.pending = ""
         self.ctx = ""
-        self.ws = ""
+        self.odd = False  # backticks on the line before `pending` (the block's text from its start: as the
+        self.ws = ""      # one-shot repair reads it, apart)
         self.started = False
 
     def _emit(self, decided: str) -> list[Event]:
@@ -647,12 +648,12 @@ class _Think:
         free = self.owner._overflowed  # past the bound no call can start: candidates are reasoning like the rest
         if close >= 0:
             inner = self.ctx + window[:close]
-            hit = None if free else finder.find(inner, len(self.ctx))
+            hit = None if free else finder.find(inner, len(self.ctx), self.odd)
             if hit is not None:  # the rest (from the candidate on): the owner's only once past its bound
                 return self._emit(inner[len(self.ctx):hit[0]]), "stop", window[hit[0] - len(self.ctx):]
             events = self._emit(window[:close])
             return events, "resume", window[close + len(THINK_CLOSE):]
-        status, at = (NO, 0) if free else finder.scan_stream(self.ctx + window, len(self.ctx))
+        status, at = (NO, 0) if free else finder.scan_stream(self.ctx + window, len(self.ctx), self.odd)
         at -= len(self.ctx)
         if status == MATCH:
             return self._emit(window[:at]), "stop", window[at:]
@@ -660,6 +661,7 @@ class _Think:
         decided, self.pending = window[:stop], window[stop:]
         if decided:
             self.ctx = decided[-1]
+            self.odd = odd_after(self.odd, decided)
         return self._emit(decided), None, ""
 
 
@@ -677,6 +679,7 @@ class _Hermes:
         self.json: JsonEvents | None = None
         self.call: _Envelope | None = None
         self.block_at = block_at  # where the block being read begins (its `<tool_call>`) in the owner's text
+        self.first_at = block_at  # and where the first one began
 
     @property
     def unsent(self) -> bool:
@@ -723,6 +726,8 @@ class _Hermes:
                     if self.state == _BETWEEN:  # another block begins
                         self.block_at = self.owner._text_size - (n - i) - len(HERMES_OPEN)
                         self.call = None
+                        if quoted("".join(self.owner._chunks), self.block_at):  # in inline code (backticks in
+                            return events, "stop", ""  # the calls before it on its line): left to the finish
                     self.state, self.lit = (_BETWEEN if self.state == _POST else _PRE), ""
         return events, None, ""
 

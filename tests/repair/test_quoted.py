@@ -19,7 +19,8 @@ CASES = {  # text -> the calls made of it
     "hermes in inline code": (f"The model emits `{HERMES}` and waits for the result.", 0),
     "bare JSON in inline code": (f"The call looks like `{CALL}` in that format.", 0),
     "a code span of three backticks": (f"As in ```{HERMES}```, on one line.", 0),
-    "inline code opened in a think block": (f"<think>a `b</think>{HERMES}", 0),
+    "inline code left open in a think block": (f"<think>a `b</think>{HERMES}", 1),  # reasoning is apart
+    "inline code opened after a think block": (f"<think>a</think>`{HERMES}`", 0),
     "a call after a code span that closed": (f"Run `ls` first, then:\n{HERMES}", 1),
     "a call after a closed span on its line": (f"Use `x` then {HERMES}", 1),
     "a code span closed in a think block": (f"<think>a `b`</think>{HERMES}", 1),
@@ -44,3 +45,53 @@ def test_quoted_markup_is_no_call(case: str) -> None:
             sr.finish()
             assert sr.result is not None
             assert (sr.result.content, sr.result.tool_calls) == (whole.content, whole.tool_calls), (incremental, size)
+
+
+def _sent(events: list) -> tuple[str, str, list[tuple[str, str]]]:
+    """(content, reasoning, calls) as a client assembles the events."""
+    content = "".join(e.text for e in events if type(e).__name__ == "ContentDelta")
+    reasoning = "".join(e.text for e in events if type(e).__name__ == "ReasoningDelta")
+    calls: dict[int, list[str]] = {}
+    for e in events:
+        kind = type(e).__name__
+        if kind == "ToolCallStart":
+            calls[e.index] = [e.name, ""]
+        elif kind == "ToolArgsDelta":
+            calls[e.index][1] += e.text
+        elif kind == "ToolCallDelta":
+            calls[e.index] = [e.name, e.arguments]
+    return content, reasoning, [(n, a) for n, a in calls.values()]
+
+
+TIME = '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>'
+STREAMED = {  # text, where it is cut: what the stream sends adds up to what the one-shot repair makes of it
+    "a code span closed in a think block, cut inside it": ("<think>`a` " + TIME + "</think>", ["<think>`a"]),
+    "two backticks opening a think block": ("<think>``" + TIME, ["<think>``"]),
+    "a backtick in a call's arguments, another call on its line": (
+        '<tool_call>{"name": "run_shell", "arguments": {"command": "echo `"}}</tool_call>' + TIME, []),
+}
+
+
+@pytest.mark.parametrize("case", list(STREAMED))
+def test_what_streams_adds_up_to_the_answer(case: str) -> None:
+    from tests.repair.corpus import TOOLS as CORPUS_TOOLS
+
+    text, cuts = STREAMED[case]
+    whole = repair_message(text, CORPUS_TOOLS, id_factory=ids, canonical=True)
+    pieces = [*cuts, text[sum(map(len, cuts)):]]
+    sr = StreamRepairer(CORPUS_TOOLS, id_factory=ids, incremental=True)
+    events = [e for p in pieces for e in sr.feed(p)] + sr.finish()
+    content, reasoning, calls = _sent(events)
+    assert not sr.after_header
+    assert (content or None, reasoning or None) == (whole.content, whole.reasoning_content)
+    assert calls == [(c["function"]["name"], c["function"]["arguments"]) for c in whole.tool_calls]
+
+
+def test_blocks_that_sent_no_call_go_out_as_they_came_past_the_bound() -> None:
+    """With tool_choice none a hermes block read while streaming sends no call; past the bound it goes out as it
+    came (it was lost: only the text after it went out)."""
+    from tests.repair.corpus import TOOLS as CORPUS_TOOLS
+
+    sr = StreamRepairer(CORPUS_TOOLS, incremental=True, tool_choice="none", max_chars=len(TIME) + 2)
+    events = [e for p in (TIME, "<x>", "y" * 20) for e in sr.feed(p)] + sr.finish()
+    assert _sent(events) == (TIME + "<x>" + "y" * 20, "", [])
