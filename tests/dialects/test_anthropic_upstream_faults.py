@@ -88,9 +88,9 @@ async def test_a_200_carrying_an_error_object_is_a_failure_that_falls_back(fake_
     assert status == 502 and "Overloaded" in text and json.loads(text)["error"]["code"] == "upstream_error"
 
 
-async def test_an_openai_200_that_is_an_error_object_falls_back_on_every_path(fakes, router) -> None:
-    """Passed through byte for byte (no tools) it reached the client as a 200 answer; repaired (tools) it was a
-    502 without trying the fallback. Both now fall back, and without one are a 502 naming the error."""
+async def with_fallback(fakes: Any, router: Any) -> tuple[Any, Any, Any]:
+    """Two OpenAI upstreams, and a router with `m` on the first alone and `fb` on it with `spare` (the second)
+    to fall back to."""
     main, backup = await fakes("main"), await fakes("backup")
     r = await router(f"""
 providers:
@@ -101,6 +101,13 @@ models:
   - {{name: fb, provider: main, fallbacks: [spare]}}
   - {{name: spare, provider: backup}}
 """)
+    return main, backup, r
+
+
+async def test_an_openai_200_that_is_an_error_object_falls_back_on_every_path(fakes, router) -> None:
+    """Passed through byte for byte (no tools) it reached the client as a 200 answer; repaired (tools) it was a
+    502 without trying the fallback. Both now fall back, and without one are a 502 naming the error."""
+    main, backup, r = await with_fallback(fakes, router)
     error = {"error": {"message": "Overloaded, try later", "type": "server_error"}}
     for extra in ({}, {"tools": [TOOL]}):
         main.push(Step(json=error))
@@ -119,16 +126,7 @@ models:
 async def test_a_completion_that_finished_in_error_falls_back_on_every_path(fakes, router) -> None:
     """OpenRouter answers 200 with `"finish_reason": "error"` (and an `error` member) when generation failed
     part-way: a failure like a 5xx, not an answer (it reached the client as one, half a message)."""
-    main, backup = await fakes("main"), await fakes("backup")
-    r = await router(f"""
-providers:
-  main: {{type: openai, base_url: '{main.url}', retries: 0}}
-  backup: {{type: openai, base_url: '{backup.url}', retries: 0}}
-models:
-  - {{name: m, provider: main}}
-  - {{name: fb, provider: main, fallbacks: [spare]}}
-  - {{name: spare, provider: backup}}
-""")
+    main, backup, r = await with_fallback(fakes, router)
     failed = {"id": "gen-1", "object": "chat.completion", "created": 1, "model": "m",
               "choices": [{"index": 0, "message": {"role": "assistant", "content": "The answer is"},
                            "finish_reason": "error"}],

@@ -51,12 +51,20 @@ def _step(shape: str, pace: str) -> Step:
     return Step(sse=events, interval=0.002)
 
 
+async def _serving(fakes, router, shape: str, pace: str):
+    """A router in front of an upstream that streams `shape` at `pace`."""
+    up = await fakes()
+    up.push(_step(shape, pace))
+    return await router(CFG.format(url=up.url))
+
+
+REPAIRED_OR_NOT = pytest.mark.parametrize("model", ["m", "raw"], ids=["repaired", "unrepaired"])
+
+
 @pytest.mark.parametrize("pace", PACES)
 @pytest.mark.parametrize("shape", SHAPES)
 async def test_chat_completions(fakes, router, shape, pace):
-    up = await fakes()
-    up.push(_step(shape, pace))
-    r = await router(CFG.format(url=up.url))
+    r = await _serving(fakes, router, shape, pace)
     async with r.client().chat.completions.stream(model="m", messages=[{"role": "user", "content": "weather?"}],
                                                   tools=[CHAT_WEATHER]) as stream:  # type: ignore[list-item]
         final = await stream.get_final_completion()
@@ -66,13 +74,11 @@ async def test_chat_completions(fakes, router, shape, pace):
         (f"call_{n}", "get_weather", {"city": city}) for n, city in enumerate(CITIES)]
 
 
-@pytest.mark.parametrize("model", ["m", "raw"], ids=["repaired", "unrepaired"])
+@REPAIRED_OR_NOT
 @pytest.mark.parametrize("pace", PACES)
 @pytest.mark.parametrize("shape", SHAPES)
 async def test_messages(fakes, router, shape, pace, model):
-    up = await fakes()
-    up.push(_step(shape, pace))
-    r = await router(CFG.format(url=up.url))
+    r = await _serving(fakes, router, shape, pace)
     client = anthropic.AsyncAnthropic(base_url=r.url, api_key="unused", max_retries=0)
     async with client.messages.stream(model=model, max_tokens=100, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
                                       messages=[{"role": "user", "content": "weather?"}]) as stream:
@@ -83,13 +89,11 @@ async def test_messages(fakes, router, shape, pace, model):
         ("get_weather", {"city": city}) for city in CITIES]
 
 
-@pytest.mark.parametrize("model", ["m", "raw"], ids=["repaired", "unrepaired"])
+@REPAIRED_OR_NOT
 @pytest.mark.parametrize("pace", PACES)
 @pytest.mark.parametrize("shape", SHAPES)
 async def test_responses(fakes, router, shape, pace, model):
-    up = await fakes()
-    up.push(_step(shape, pace))
-    r = await router(CFG.format(url=up.url))
+    r = await _serving(fakes, router, shape, pace)
     async with r.client().responses.stream(model=model, input="weather?",
                                            tools=[RESPONSES_WEATHER]) as stream:  # type: ignore[list-item]
         final = await stream.get_final_response()
