@@ -89,7 +89,11 @@ def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Re
             ex.usage_from(doc.get("usage"))
             if rename_to is not None and "model" in doc:
                 doc["model"] = rename_to
-                body = json.dumps(doc, ensure_ascii=False).encode()
+                try:
+                    body = json.dumps(doc, ensure_ascii=False).encode()
+                except RecursionError:  # the upstream's answer, not the client's request, nests too deep
+                    raise ApiError(502, f"Upstream {opened.upstream.name!r} returned an answer nested deeper than "
+                                        "the router can send on.", "upstream_invalid_response") from None
     else:
         body = scrub(body, opened.upstream.config.api_key)
     ex.status = status

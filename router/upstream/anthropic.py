@@ -12,7 +12,7 @@ import aiohttp
 from ..config.model import ProviderConfig
 from ..dialects import anthropic_out as wire
 from ..redact import safe_headers, scrub_body, scrub_literal
-from ..sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, event_data
+from ..sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
 from .base import (
     IdleWatch,
     Reply,
@@ -25,6 +25,9 @@ from .openai import HttpUpstream
 
 API_VERSION = "2023-06-01"
 CHAT_PATH = "/chat/completions"
+
+
+DEPTH_NOTE = "the router translates"
 
 
 class AnthropicReply:
@@ -70,7 +73,11 @@ class AnthropicReply:
             return body
         if doc.get("type") == "error":  # a 200 carrying an error (some gateways): not an answer
             return wire.error_body(502, body)
-        return json.dumps(wire.completion(doc, self._model), ensure_ascii=False).encode()
+        try:
+            return json.dumps(wire.completion(doc, self._model), ensure_ascii=False).encode()
+        except RecursionError:  # the upstream's fault, not the client's: an answer the router cannot translate
+            return wire.error_body(502, json.dumps({"error": {"message": f"an answer nested deeper than "
+                                                                       f"{DEPTH_NOTE}"}}).encode())
 
     async def _next(self) -> bytes | None:
         while not self._pending:
@@ -91,12 +98,13 @@ class AnthropicReply:
                     continue
                 try:
                     doc = json.loads(data)
+                    out = self._translator.event(doc) if isinstance(doc, dict) else b""
                 except ValueError:
                     continue
-                if isinstance(doc, dict):
-                    out = self._translator.event(doc)
-                    if out:
-                        self._pending.append(scrub_literal(out, self._secret))
+                except RecursionError:  # the upstream's fault, not the client's: the stream's terminal error
+                    raise UpstreamTooLarge(f"an event nested deeper than {DEPTH_NOTE}") from None
+                if out:
+                    self._pending.append(scrub_literal(out, self._secret))
             if self._eof and not self._translator.done:
                 self._translator.done = True
                 self._pending.append(b'data: {"error": {"message": "The Anthropic stream ended before '

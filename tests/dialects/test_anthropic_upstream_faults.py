@@ -166,6 +166,38 @@ async def test_deeply_nested_anthropic_bodies_are_upstream_errors(raw_anthropic,
     assert got in (400, 502) and "internal_error" not in text
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("depth", [985, 3000])
+async def test_an_answer_nested_too_deep_is_the_upstreams_error(raw_anthropic, router, stream: bool,
+                                                                  depth: int) -> None:
+    """A tool call's input nested past what the router translates (past the JSON reader, or only past the
+    encoder of the translation) is a 502 from the upstream; it was a 400 telling the client its request nested too
+    deep."""
+    nested = '{"city": ' + "[" * depth + "]" * depth + "}"
+    block = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": "@@"}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        if not stream:
+            body = json.dumps(message([block], "claude-sonnet-4-5", stop_reason="tool_use"))
+            return web.Response(body=body.replace('"@@"', nested), content_type="application/json")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for name, data in stream_events([{**block, "input": {}}], "claude-sonnet-4-5", stop_reason="tool_use"):
+            if name == "content_block_start":
+                data = {**data, "content_block": block}
+            await resp.write(f"event: {name}\ndata: {json.dumps(data).replace(chr(34) + '@@' + chr(34), nested)}"
+                             f"\n\n".encode())
+        return resp
+
+    r = await router(ANTHROPIC.format(url=await raw_anthropic(handler), key=API_KEY, burl="http://127.0.0.1:9"))
+    status, text = await post(r, {"model": "alone", "stream": stream, **ASK})
+    if status == 200:  # a stream that began: its terminal error event
+        assert '"error"' in text.splitlines()[-3:][0] + text[-400:] and "nests JSON" not in text
+    else:
+        assert status == 502 and "nests JSON" not in text, text[:300]
+
+
 async def test_a_first_event_past_the_bound_is_an_upstream_error(raw_anthropic, router) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         await request.read()
