@@ -104,33 +104,29 @@ models:
     return main, backup, r
 
 
-async def test_an_openai_200_that_is_an_error_object_falls_back_on_every_path(fakes, router) -> None:
-    """Passed through byte for byte (no tools) it reached the client as a 200 answer; repaired (tools) it was a
-    502 without trying the fallback. Both now fall back, and without one are a 502 naming the error."""
-    main, backup, r = await with_fallback(fakes, router)
-    error = {"error": {"message": "Overloaded, try later", "type": "server_error"}}
-    for extra in ({}, {"tools": [TOOL]}):
-        main.push(Step(json=error))
-        status, _ = await post(r, {"model": "fb", **ASK, **extra})
-        assert status == 200 and len(backup.requests) == 1
-        backup.requests.clear()
-        main.push(Step(json=error))
-        status, text = await post(r, {"model": "m", **ASK, **extra})
-        assert status == 502 and "Overloaded, try later" in text, text[:300]
-    main.push(Step(json={"error": None, "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                                                     "finish_reason": "stop"}]}))
-    status, text = await post(r, {"model": "m", **ASK})
-    assert status == 200 and json.loads(text)["choices"][0]["message"]["content"] == "hi"  # "error": null is no error
+FAILED_200 = {  # a 200 answer that is a failure, what the 502 names, and a 200 like it that is an answer
+    # an error object: passed through byte for byte (no tools) it reached the client as a 200 answer; repaired
+    # (tools) it was a 502 without trying the fallback
+    "an error object": ({"error": {"message": "Overloaded, try later", "type": "server_error"}},
+                        "Overloaded, try later",
+                        {"error": None, "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                                                     "finish_reason": "stop"}]}),  # "error": null is no error
+    # OpenRouter's when generation failed part-way (it reached the client as an answer, half a message)
+    "a completion finished in error": (
+        {"id": "gen-1", "object": "chat.completion", "created": 1, "model": "m",
+         "choices": [{"index": 0, "message": {"role": "assistant", "content": "The answer is"},
+                      "finish_reason": "error"}],
+         "error": {"code": 502, "message": "Provider disconnected"}},
+        "Provider disconnected",
+        completion('Set "finish_reason": "error" in the fixture.', "m")),  # in a string: escaped, no finish
+}
 
 
-async def test_a_completion_that_finished_in_error_falls_back_on_every_path(fakes, router) -> None:
-    """OpenRouter answers 200 with `"finish_reason": "error"` (and an `error` member) when generation failed
-    part-way: a failure like a 5xx, not an answer (it reached the client as one, half a message)."""
+@pytest.mark.parametrize("case", list(FAILED_200))
+async def test_a_200_that_is_a_failure_falls_back_on_every_path(fakes, router, case: str) -> None:
+    """Like a 5xx: fallen back from, with and without tools, and without a fallback a 502 naming the error."""
+    failed, message, answer = FAILED_200[case]
     main, backup, r = await with_fallback(fakes, router)
-    failed = {"id": "gen-1", "object": "chat.completion", "created": 1, "model": "m",
-              "choices": [{"index": 0, "message": {"role": "assistant", "content": "The answer is"},
-                           "finish_reason": "error"}],
-              "error": {"code": 502, "message": "Provider disconnected"}}
     for extra in ({}, {"tools": [TOOL]}):
         main.push(Step(json=failed))
         status, _ = await post(r, {"model": "fb", **ASK, **extra})
@@ -138,11 +134,10 @@ async def test_a_completion_that_finished_in_error_falls_back_on_every_path(fake
         backup.requests.clear()
         main.push(Step(json=failed))
         status, text = await post(r, {"model": "m", **ASK, **extra})
-        assert status == 502 and "Provider disconnected" in text, text[:300]
-    quoted = completion('Set "finish_reason": "error" in the fixture.', "m")  # in a string: escaped, no finish
-    main.push(Step(json=quoted))
+        assert status == 502 and message in text, text[:300]
+    main.push(Step(json=answer))
     status, text = await post(r, {"model": "m", **ASK})
-    assert status == 200 and "fixture" in text
+    assert status == 200 and json.loads(text)["choices"] == answer["choices"]
 
 
 @pytest.mark.parametrize(("status", "expected"), [(500, 502), (429, 429), (400, 400)])
