@@ -207,7 +207,8 @@ class ChunkEncoder(ABC):
         self._open_call: int | None = None  # the call whose block is open (the dialect's close resets it)
         self._nameless: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls whose name has not come yet
         self._slots = CallSlots()  # which call each unrepaired tool-call delta continues
-        self._raw_args: dict[int, list[str]] = {}  # and the arguments it had so far
+        self._raw_args: dict[int, list[str]] = {}  # and the arguments it had so far (up to RAW_ARGS_MAX in all:
+        self._raw_size = 0                          # past it, a call's arguments are taken not to be whole)
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -310,7 +311,8 @@ class ChunkEncoder(ABC):
                     fn = raw.get("function")
                     slot = slots.of_delta(raw.get("index"), raw.get("id"), fn.get("name") if isinstance(fn, dict)
                                           else None, bool(call.arguments), self._raw_args_whole)
-                    if call.arguments:
+                    if call.arguments and self._raw_size <= RAW_ARGS_MAX:
+                        self._raw_size += len(call.arguments)
                         self._raw_args.setdefault(slot, []).append(call.arguments)
                     out += self._tool(call if slot == call.index else ToolFragment(slot, call.id, call.name,
                                                                                    call.arguments))
@@ -320,7 +322,10 @@ class ChunkEncoder(ABC):
 
 
     def _raw_args_whole(self, slot: int) -> bool:
-        return whole_json(self._raw_args.get(slot, []))
+        return self._raw_size <= RAW_ARGS_MAX and whole_json(self._raw_args.get(slot, []))
+
+
+RAW_ARGS_MAX = 1 << 20  # characters of unrepaired call arguments a translated stream keeps to tell calls apart
 
 
 def args_only(delta: dict[str, Any], call: int) -> str | None:
