@@ -296,7 +296,10 @@ class StreamRepairer:
             for i, c in enumerate(result.tool_calls):
                 events.append(ToolCallDelta(i, c["id"], c["function"]["name"], c["function"]["arguments"]))
             return events
-        return events + self._finish_calls(result.tool_calls)
+        # the started calls' rest first: a client that writes a call as a block it closes when other output
+        # begins (Anthropic's tool_use, a Responses function_call item) gets each call's arguments whole
+        started, fresh = self._finish_calls(result.tool_calls)
+        return started + events + fresh
 
     def _clean_calls(self, text: str | None, reasoning: str | None,
                      make_id: Callable[[int], str] | None) -> RepairResult | None:
@@ -332,8 +335,8 @@ class StreamRepairer:
         return RepairResult(content=text or None, tool_calls=calls, reasoning_content=reasoning or None, repairs=[],
                             errors=[], format=None)
 
-    def _finish_calls(self, calls: list[dict[str, Any]]) -> list[Event]:
-        """The rest of each started call (or its completion and a report when it failed after its header), then
+    def _finish_calls(self, calls: list[dict[str, Any]]) -> tuple[list[Event], list[Event]]:
+        """The rest of each started call (or its completion and a report when it failed after its header); and
         the calls that were not started, whole."""
         events: list[Event] = []
         covered: set[int] = set()
@@ -353,13 +356,14 @@ class StreamRepairer:
             why = "its arguments differ from the repaired call" if i is not None and i in covered \
                 else "it is not part of the repaired answer"
             self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {why}", st.index))
+        fresh: list[Event] = []
         k = len(self._started)
         for i, c in enumerate(calls):
             if i in covered:
                 continue
-            events.append(ToolCallDelta(k, c["id"], c["function"]["name"], c["function"]["arguments"]))
+            fresh.append(ToolCallDelta(k, c["id"], c["function"]["name"], c["function"]["arguments"]))
             k += 1
-        return events
+        return events, fresh
 
     # --- incremental mode --------------------------------------------------------------------------------------
 

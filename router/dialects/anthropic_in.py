@@ -501,10 +501,10 @@ def tool_use_id(call_id: object) -> str:
 def stop_reason(finish: Any, hint: Any, stop_sequences: list[str], has_tools: bool) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence) for an OpenAI finish_reason. `hint` is the matched stop string some
     servers report in `choices[].stop_reason`."""
+    if finish == "length":  # first: a call cut by the limit is incomplete (Anthropic says max_tokens then too)
+        return "max_tokens", None
     if has_tools or finish == "tool_calls":
         return "tool_use", None
-    if finish == "length":
-        return "max_tokens", None
     if finish == "content_filter":
         return "refusal", None
     if isinstance(hint, str) and hint in stop_sequences:

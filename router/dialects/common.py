@@ -207,8 +207,10 @@ class ChunkEncoder(ABC):
         self._open_call: int | None = None  # the call whose block is open (the dialect's close resets it)
         self._nameless: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls whose name has not come yet
         self._slots = CallSlots()  # which call each unrepaired tool-call delta continues
-        self._raw_args: dict[int, list[str]] = {}  # and the arguments it had so far (up to RAW_ARGS_MAX in all:
-        self._raw_size = 0                          # past it, a call's arguments are taken not to be whole)
+        self._args: dict[int, list[str]] = {}  # each call's arguments so far (up to RAW_ARGS_MAX in all: past
+        self._args_size = 0                    # it, a call's arguments are taken not to be whole)
+        self._waiting: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls begun while the open call's
+        # arguments were still coming (an upstream interleaving parallel calls): a block cannot reopen
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -266,9 +268,48 @@ class ChunkEncoder(ABC):
             out += self._call_args(call.index, call.arguments)
         return out
 
-    def _nameless_calls(self) -> list[bytes]:
-        """At the end: the calls whose name never came, opened as they are (a stream not repaired)."""
+    def _note_args(self, index: int, text: str) -> None:
+        if self._args_size <= RAW_ARGS_MAX:
+            self._args_size += len(text)
+            self._args.setdefault(index, []).append(text)
+
+    def _placed(self, call: ToolFragment) -> list[bytes]:
+        """A fragment of call `call.index`. A call whose header comes while the open call's arguments are not
+        yet whole waits, its fragments kept, until they are (or the stream ends): its block would close the open
+        one, whose later fragments could then go nowhere."""
+        if call.arguments:
+            self._note_args(call.index, call.arguments)
+        waiting = self._waiting.get(call.index)
+        if waiting is not None:
+            if call.arguments:
+                waiting[1].append(call.arguments)
+            return []
+        if call.name and call.index not in self._calls and self._open_call is not None \
+                and not self._args_whole(self._open_call):
+            self._waiting[call.index] = (call, [call.arguments] if call.arguments else [])
+            return []
+        out = self._tool(call)
+        return out + self._released() if self._waiting else out
+
+    def _released(self) -> list[bytes]:
+        """The waiting calls whose turn came: while the open call's arguments are whole."""
         out: list[bytes] = []
+        while self._waiting and self._open_call is not None and self._args_whole(self._open_call):
+            out += self._release()
+        return out
+
+    def _release(self) -> list[bytes]:
+        """The first waiting call's block, with the arguments it has so far."""
+        index = next(iter(self._waiting))
+        first, args = self._waiting.pop(index)
+        return self._tool(ToolFragment(index, first.id, first.name, "".join(args)))
+
+    def _nameless_calls(self) -> list[bytes]:
+        """At the end: the waiting calls, then those whose name never came, opened as they are (a stream not
+        repaired)."""
+        out: list[bytes] = []
+        while self._waiting:
+            out += self._release()
         for index, (first, args) in self._nameless.items():
             out += self._open_new_call(ToolFragment(index, first.id, "", "".join(args)))
         self._nameless.clear()
@@ -288,8 +329,9 @@ class ChunkEncoder(ABC):
             if self._open_call is not None:
                 text = args_only(delta, self._open_call)
                 if text:
+                    self._note_args(self._open_call, text)
                     out += self._call_args(self._open_call, text)
-                    return out
+                    return out + self._released() if self._waiting else out
         return self._feed_parts(doc, out)
 
     def _feed_parts(self, doc: dict[str, Any] | StreamChunk, out: list[bytes]) -> list[bytes]:
@@ -303,26 +345,23 @@ class ChunkEncoder(ABC):
                 out += self._text(part.content)
             if part.tool_deltas and type(doc) is StreamChunk:  # the pipeline's: one index per call already
                 for call in part.tool_calls:
-                    out += self._tool(call)
+                    out += self._placed(call)
             elif part.tool_deltas:
                 slots = self._slots
                 for call, raw in zip(part.tool_calls, part.tool_deltas, strict=True):
                     # an upstream's, unrepaired: by call, not by index (parallel calls may all say index 0)
                     fn = raw.get("function")
                     slot = slots.of_delta(raw.get("index"), raw.get("id"), fn.get("name") if isinstance(fn, dict)
-                                          else None, bool(call.arguments), self._raw_args_whole)
-                    if call.arguments and self._raw_size <= RAW_ARGS_MAX:
-                        self._raw_size += len(call.arguments)
-                        self._raw_args.setdefault(slot, []).append(call.arguments)
-                    out += self._tool(call if slot == call.index else ToolFragment(slot, call.id, call.name,
-                                                                                   call.arguments))
+                                          else None, bool(call.arguments), self._args_whole)
+                    out += self._placed(call if slot == call.index else ToolFragment(slot, call.id, call.name,
+                                                                                     call.arguments))
             if part.finish_reason:
                 self._finish, self._hint = part.finish_reason, part.stop_reason
         return out
 
 
-    def _raw_args_whole(self, slot: int) -> bool:
-        return self._raw_size <= RAW_ARGS_MAX and whole_json(self._raw_args.get(slot, []))
+    def _args_whole(self, call: int) -> bool:
+        return self._args_size <= RAW_ARGS_MAX and whole_json(self._args.get(call, []))
 
 
 RAW_ARGS_MAX = 1 << 20  # characters of unrepaired call arguments a translated stream keeps to tell calls apart

@@ -2,7 +2,9 @@
 translate Responses or Gemini streams) reach every route's client as separate calls, through the real SDKs. Joined
 by index they made one call of arguments `{...}{...}`, which the repair then dropped: the answer came back
 finishing "stop" with nothing in it. Unrepaired (`repair: {mode: off}`), the translated routes told them apart
-too (one tool_use block or function_call item took all the arguments)."""
+too (one tool_use block or function_call item took all the arguments). Calls at their own indexes whose
+fragments interleave (every header first) reach the translated routes whole too: a tool_use block or function_call
+item cannot reopen, and unrepaired, each call's block after the first lost its arguments to it."""
 
 from __future__ import annotations
 
@@ -25,9 +27,22 @@ models:
 CITIES = ["Paris", "Lyon", "Nice"]
 
 
+def _interleaved() -> list[dict[str, Any]]:
+    """Each call at its own index, every header first, then the arguments a piece of each call in turn."""
+    heads = [chunk("m", {"tool_calls": [{"index": n, "id": f"call_{n}", "type": "function",
+                                         "function": {"name": "get_weather", "arguments": ""}}]})
+             for n in range(len(CITIES))]
+    args = [json.dumps({"city": city}) for city in CITIES]
+    pieces = [chunk("m", {"tool_calls": [{"index": n, "function": {"arguments": a[i:i + 4]}}]})
+              for i in range(0, max(map(len, args)), 4) for n, a in enumerate(args) if a[i:i + 4]]
+    return heads + pieces
+
+
 def _events(shape: str) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
-    for n, city in enumerate(CITIES):
+    if shape == "interleaved":
+        calls = _interleaved()
+    for n, city in enumerate(CITIES if shape != "interleaved" else []):
         args = json.dumps({"city": city})
         head = {"index": 0, "id": f"call_{n}", "type": "function", "function": {"name": "get_weather"}}
         if shape == "whole calls":
@@ -39,7 +54,7 @@ def _events(shape: str) -> list[dict[str, Any]]:
     return [chunk("m", {"role": "assistant", "content": ""}), *calls, chunk("m", {}, "tool_calls")]
 
 
-SHAPES = ["whole calls", "calls in pieces"]
+SHAPES = ["whole calls", "calls in pieces", "interleaved"]
 PACES = ["one write", "event by event"]
 
 

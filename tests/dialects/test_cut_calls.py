@@ -1,0 +1,64 @@
+"""A call cut off by the token limit, on the translated routes, through the real SDKs. A native call cut mid-arguments
+(`finish_reason: "length"`) ended a Messages answer with `stop_reason: "tool_use"`, so Claude Code ran a Write
+whose content was cut short; it is `max_tokens`, as Anthropic answers then. A text call whose header had gone out
+when the stream ended is completed (its arguments made whole) before the text kept in its place: the text closed
+the tool_use block or function_call item first, the completion went nowhere, and the client was left with
+arguments that do not parse (the Anthropic SDK made them `{}`) or that differ from the item's final ones."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from tests.dialects.conftest import ANTHROPIC_WEATHER, CFG, RESPONSES_WEATHER, claude
+from tests.dialects.test_messages import raw_events
+from tests.fakes.openai_upstream import Step, chunk
+
+NATIVE_CUT = [chunk("m", {"role": "assistant", "content": ""}),
+              chunk("m", {"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
+                                          "function": {"name": "get_weather", "arguments": ""}}]}),
+              chunk("m", {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Par'}}]}),
+              chunk("m", {}, "length")]
+TEXT = 'Let me look.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par'
+TEXT_CUT = [chunk("m", {"role": "assistant", "content": ""}),
+            *[chunk("m", {"content": TEXT[i:i + 6]}) for i in range(0, len(TEXT), 6)], chunk("m", {}, "length")]
+
+
+@pytest.mark.parametrize("events", [NATIVE_CUT, TEXT_CUT], ids=["native call", "text call"])
+async def test_messages_stream(fakes, router, events):
+    up = await fakes()
+    up.push(Step(sse=events, interval=0.002))
+    up.push(Step(sse=events, interval=0.002))
+    r = await router(CFG.format(url=up.url))
+    async with claude(r.url).messages.stream(model="m", max_tokens=20, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
+                                             messages=[{"role": "user", "content": "weather?"}]) as stream:
+        final = await stream.get_final_message()
+    assert final.stop_reason == "max_tokens"
+    raw = await raw_events(r.url, {"model": "m", "max_tokens": 20, "stream": True, "tools": [ANTHROPIC_WEATHER],
+                                   "messages": [{"role": "user", "content": "weather?"}]})
+    uses = [d["index"] for e, d in raw if e == "content_block_start" and d["content_block"]["type"] == "tool_use"]
+    assert len(uses) == 1  # each tool_use block's pieces add up to one JSON object
+    json.loads("".join(d["delta"]["partial_json"] for e, d in raw
+                       if e == "content_block_delta" and d["index"] == uses[0]))
+    assert raw[-2][1]["delta"]["stop_reason"] == "max_tokens"
+
+
+async def test_responses_stream_arguments_add_up(fakes, router):
+    up = await fakes()
+    up.push(Step(sse=TEXT_CUT, interval=0.002))
+    r = await router(CFG.format(url=up.url))
+    client = openai.AsyncOpenAI(base_url=r.url + "/v1", api_key="unused", max_retries=0)
+    deltas: dict[str, str] = {}
+    done: dict[str, str] = {}
+    last = None
+    async with client.responses.stream(model="m", input="weather?", tools=[RESPONSES_WEATHER]) as stream:  # type: ignore[list-item]
+        async for event in stream:
+            if event.type == "response.function_call_arguments.delta":
+                deltas[event.item_id] = deltas.get(event.item_id, "") + event.delta
+            elif event.type == "response.function_call_arguments.done":
+                done[event.item_id] = event.arguments
+            last = event
+    assert deltas and deltas == done
+    assert last is not None and last.type == "response.incomplete"
