@@ -67,6 +67,19 @@ def _template_message(message: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _generation_prompt(text: str, without: str) -> str:
+    """What rendering with the generation prompt added to the rendering without it (past their common start)."""
+    if text.startswith(without):
+        return text[len(without):]
+    same = next((i for i, (a, b) in enumerate(zip(text, without, strict=False)) if a != b), len(without))
+    return text[same:]
+
+
+def _opens(text: str, think: tuple[str, str]) -> bool:
+    """Whether `text` leaves a reasoning block open."""
+    return text.rfind(think[0]) > text.rfind(think[1])
+
+
 class ChatFormatter:
     """Renders chat requests with the tokenizer's chat template (no MLX work).
 
@@ -94,24 +107,27 @@ class ChatFormatter:
         kwargs = dict(template_kwargs or {})
         for reserved in ("tokenize", "add_generation_prompt", "tools", "messages", "conversation"):
             kwargs.pop(reserved, None)
+        shown = [_template_message(m) for m in messages]
+        text = self._render(shown, tools, kwargs, True)
+        reasoning = False
+        if self.think is not None and text.rfind(self.think[0]) > text.rfind(self.think[1]):
+            # a `<think>` left open somewhere: output starts as reasoning only when the generation prompt (what
+            # `add_generation_prompt` adds) opens it, not when a message quotes the tag (code, logs, HTML)
+            reasoning = _opens(_generation_prompt(text, self._render(shown, tools, kwargs, False)), self.think)
+        return RenderedPrompt(self._encode(text, "messages", add_special_tokens=False), reasoning)
+
+    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, kwargs: dict[str, Any],
+                generation: bool) -> str:
         try:
             with self.lock:
-                text = self.tokenizer.apply_chat_template(
-                    [_template_message(m) for m in messages],
-                    tools=tools or None,
-                    add_generation_prompt=True,
-                    tokenize=False,
-                    **kwargs,
-                )
+                text = self.tokenizer.apply_chat_template(messages, tools=tools or None,
+                                                          add_generation_prompt=generation, tokenize=False, **kwargs)
         except Exception as exc:  # template errors are caused by the request's messages
             raise bad_request(f"the chat template rejected the messages: {exc}", param="messages",
                               code="invalid_messages") from exc
         if not isinstance(text, str):
             raise bad_request("the chat template did not produce text", param="messages", code="invalid_messages")
-        reasoning = False
-        if self.think is not None:
-            reasoning = text.rfind(self.think[0]) > text.rfind(self.think[1])
-        return RenderedPrompt(self._encode(text, "messages", add_special_tokens=False), reasoning)
+        return text
 
     def encode_text(self, text: str) -> list[int]:
         return self._encode(text, "prompt")

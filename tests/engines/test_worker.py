@@ -66,6 +66,24 @@ async def test_think_split_into_reasoning_content(engine):
     assert usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1
 
 
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "My parser drops <think> blocks. Weather in Paris?"}],
+    [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "grep", "arguments": "{}"}}]},
+     {"role": "tool", "tool_call_id": "c1", "content": "if line.startswith('<think>'): skip"}],
+], ids=["user message", "tool result"])
+async def test_a_think_tag_quoted_in_the_conversation_is_not_reasoning(engine, messages):
+    """Only a generation prompt that opens `<think>` starts the answer as reasoning: a tag quoted in a message (code,
+    logs, HTML an agent reads) made the whole answer reasoning, and its tool call was lost."""
+    e = await engine("tool")
+    resp = await e.client().chat.completions.create(model="tool", messages=messages, tools=[WEATHER_TOOL],
+                                                    temperature=0)
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert [c.function.name for c in choice.message.tool_calls or []] == ["get_weather"]
+    assert not (choice.message.model_extra or {}).get("reasoning_content")
+
+
 async def test_stop_string_ends_generation(engine):
     e = await engine("think")
     resp = await e.client().chat.completions.create(model="think", messages=USER, temperature=0, stop=["How can"])

@@ -1,4 +1,5 @@
-"""Output decoding with a real tokenizer: `<think>` splitting, stop strings across tokens, held-back markers."""
+"""Output decoding with a real tokenizer: `<think>` splitting, stop strings across tokens, held-back markers, and
+whether the prompt starts the output as reasoning."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 from mlx_lm.tokenizer_utils import load as load_tokenizer
 
 from engines.worker.decoding import OutputDecoder
+from engines.worker.templates import ChatFormatter
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +62,20 @@ def test_a_decoder_without_markers_or_stops_gives_what_the_state_machine_gives(t
         assert quick.add_token(tok) == machine.add_token(tok)
     assert quick.finish() == machine.finish()
     assert not quick.stopped and not machine.stopped
+
+
+OPENS_THINK = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+               "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
+
+
+@pytest.mark.parametrize(("template", "text", "reasoning"), [
+    (None, "hi", False),
+    (None, "quoting <think> in a message", False),  # a tag in the conversation is not the answer's
+    (OPENS_THINK, "hi", True),  # a generation prompt that opens the block (DeepSeek-R1, QwQ templates)
+    (OPENS_THINK, "quoting </think> in a message", True),
+])
+def test_output_starts_as_reasoning_only_when_the_generation_prompt_opens_it(tiny_models, template, text, reasoning):
+    tok = load_tokenizer(tiny_models["random"])
+    if template is not None:
+        tok._tokenizer.chat_template = template
+    assert ChatFormatter(tok).render_chat([{"role": "user", "content": text}], None).reasoning is reasoning
