@@ -57,13 +57,16 @@ def engine_availability(entry: EngineSpec) -> tuple[bool, str | None]:
     model = entry.model or ""
     if entry.kind != "mlx" or model.startswith("tiny:") or Path(model).expanduser().exists():
         return True, None
-    if "/" not in model:
+    if "/" not in model or model.startswith(("/", "~", ".")) or model.count("/") > 1:  # a path, not a repo id
         return False, f"model path {model!r} does not exist"
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - comes with mlx-lm
         return True, "downloads from the hub on first use"
-    cached = try_to_load_from_cache(model, "config.json")
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except ValueError as exc:  # the hub's HFValidationError: neither a path that exists nor a repo id
+        return False, f"model {model!r} is neither a path that exists nor a hub repo id ({exc})"
     if isinstance(cached, str):
         return True, None
     import os

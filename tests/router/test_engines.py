@@ -114,3 +114,18 @@ models:
         extra_headers={"x-agentgate-repair": "off"})
     assert not off.choices[0].message.tool_calls  # the raw, unrepaired output: no valid call
     assert "get_weather" in (off.choices[0].message.content or "")
+
+
+async def test_a_model_path_that_does_not_exist_is_unavailable_not_a_crash(router, tmp_path):
+    """Local paths that do not exist (absolute, `~`, several folders deep) are reported unavailable, like a bare
+    name: they went to the hub's cache lookup, which raises on anything not a repo id, and serving stopped with
+    its traceback (after a reload, /v1/models answered 500)."""
+    paths = [str(tmp_path / "models" / "qwen"), "~/no-such-models/qwen", "org/repo/extra", "./models/x"]
+    r = await router(engines_yaml(tmp_path, "".join(f"  - {{name: m{i}, engine: mlx, model: '{p}'}}\n"
+                                                     for i, p in enumerate(paths))))
+    rows = {m.id: m for m in (await r.client().models.list()).data}
+    for i in range(len(paths)):
+        assert rows[f"m{i}"].agentgate["available"] is False and rows[f"m{i}"].agentgate["reason"]
+    with pytest.raises(openai.APIStatusError) as info:
+        await r.client().chat.completions.create(model="m0", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 503
