@@ -119,9 +119,13 @@ class StreamRepairer:
         if self._max_chars is not None and self._size > self._max_chars:
             return self._overflow(text)
         if self._holding:
-            return self._spec_feed(text) if self._spec is not None else []
+            if self._spec is not None:
+                return self._spec_feed(text)
+            if self._incremental and not self._spec_tried:  # the held text was too short to tell: now?
+                return self._maybe_spec("".join(self._chunks)[self._hold_at:])
+            return []
         events = self._prose(text)
-        return events + self._maybe_spec() if self._holding else events
+        return events + self._maybe_spec(self._tail) if self._holding else events
 
     def _prose(self, text: str) -> list[Event]:
         """Text outside held markup: emitted up to where a candidate may begin."""
@@ -279,11 +283,7 @@ class StreamRepairer:
             result = repair_message(full if self._fed else None, self._index, tool_calls=upstream_calls,
                                     reasoning_content=upstream_reasoning, **opts)
         self._result = result
-        events: list[Event] = []
-        content = result.content or ""
-        rest = content[self._emitted:]  # content starts with the text already emitted (see the module docstring)
-        if rest:
-            events.append(ContentDelta(rest))
+        events: list[Event] = []  # reasoning first: a think block held to the end came before its answer
         reasoning = result.reasoning_content or ""
         sent = "".join(self._reasoning_out)
         if reasoning.startswith(sent):
@@ -292,6 +292,10 @@ class StreamRepairer:
         else:
             self.after_header.append(RepairIssue("stream_diverged", "the reasoning streamed differs from the "
                                                  "repaired reasoning"))
+        content = result.content or ""
+        rest = content[self._emitted:]  # content starts with the text already emitted (see the module docstring)
+        if rest:
+            events.append(ContentDelta(rest))
         if not self._incremental:
             for i, c in enumerate(result.tool_calls):
                 events.append(ToolCallDelta(i, c["id"], c["function"]["name"], c["function"]["arguments"]))
@@ -385,14 +389,13 @@ class StreamRepairer:
         self._started.append(st)
         return st, ToolCallStart(k, cid, name)
 
-    def _maybe_spec(self) -> list[Event]:
-        """Held text that can stream anyway: a <think> block (as reasoning) or hermes calls (header and
-        arguments)."""
+    def _maybe_spec(self, held: str) -> list[Event]:
+        """Held text (all of it, from where it is held) that can stream anyway: a <think> block (as reasoning)
+        or hermes calls (header and arguments)."""
         if not (self._incremental and self._holding and self._spec is None and not self._spec_tried):
             return []
-        held = self._tail
-        if len(held) < len(HERMES_OPEN) and (HERMES_OPEN.startswith(held) or THINK_OPEN.startswith(held)):
-            return []
+        if any(len(held) < len(marker) and marker.startswith(held) for marker in (HERMES_OPEN, THINK_OPEN)):
+            return []  # it may still become one (a `<think>` that came whole is one already)
         self._spec_tried = True
         if held.startswith(THINK_OPEN):
             self._ws = []
@@ -420,7 +423,7 @@ class StreamRepairer:
             if self._overflowed:
                 return events + (self._passthrough(rest) if rest else [])
             events += self._prose(rest)
-            events += self._maybe_spec()
+            events += self._maybe_spec(self._tail)
         return events
 
     def _native_feed(self, idx: int, d: dict[str, Any], fn: dict[str, Any]) -> list[Event]:

@@ -105,6 +105,29 @@ def test_think_streams_as_reasoning() -> None:
         assert got.content == "The answer." and got.reasoning.endswith("More thought.")
 
 
+@pytest.mark.parametrize("pieces", [
+    ["<think>", "\n", "Okay", ", the user", " wants", "</think>", "\n\n", "Hello", " there"],
+    ["<think>", "\nOkay, the user wants", "</think>", "\n\nHello there"],
+    ["<", "think>", "Okay, the user wants", "</think>", "Hello there"],
+], ids=["token by token", "tags whole", "open tag cut"])
+def test_a_think_tag_that_comes_whole_streams(pieces: list[str]) -> None:
+    """`<think>` as one piece (a single token in Qwen3, DeepSeek-R1, QwQ: the usual case) streams as reasoning as it
+    comes: it was held with the whole answer to the end, which then came content first."""
+    sr = StreamRepairer(WRITE, id_factory=ids, incremental=True)
+    fed = [e for p in pieces for e in sr.feed(p)]
+    assert "".join(e.text for e in fed if isinstance(e, ReasoningDelta)) == "Okay, the user wants"
+    assert "".join(e.text for e in fed if isinstance(e, ContentDelta)) == "Hello there"
+    assert fed.index(next(e for e in fed if isinstance(e, ReasoningDelta))) < \
+        fed.index(next(e for e in fed if isinstance(e, ContentDelta)))
+    assert sr.finish() == []
+
+
+def test_at_the_end_held_reasoning_comes_before_content() -> None:
+    sr = StreamRepairer(WRITE, id_factory=ids)  # not incremental: the block is decided at the end
+    events = [e for p in ["<think>", "plan", "</think>", "Done."] for e in sr.feed(p)] + sr.finish()
+    assert [type(e) for e in events] == [ReasoningDelta, ContentDelta]
+
+
 def test_failure_after_header_is_completed_and_reported() -> None:
     text = '<tool_call>{"name": "write_file", "arguments": {"path": "a", "content": "abc'  # cut off
     sr, got = stream_incremental(list(text), WRITE)
