@@ -276,6 +276,24 @@ def _append_call(out: list[dict[str, Any]], call: dict[str, Any],
     return new
 
 
+def _append_message(out: list[dict[str, Any]], messages: tuple[dict[str, Any], ...],
+                    owned: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An input message item's messages. Assistant text right after the assistant's calls joins their message:
+    a streamed answer lists its items as they came (a call, then text), agents send them back in that order, and
+    text between the calls and their results is an assistant message the chat format refuses there (OpenAI and
+    others answer 400: tool messages must follow the message with the calls). Returns the message calls join."""
+    last = out[-1] if out else None
+    if len(messages) == 1 and messages[0]["role"] == "assistant" and isinstance(messages[0].get("content"), str) \
+            and last is not None and last["role"] == "assistant" and last.get("tool_calls") \
+            and not isinstance(last.get("content"), list):
+        merged = {**last, "content": (last.get("content") or "") + messages[0]["content"],
+                  "tool_calls": list(last["tool_calls"])}
+        out[-1] = merged
+        return merged
+    out += messages
+    return owned
+
+
 def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
     """A `function_call` or `custom_tool_call` input item as a chat tool call under the backend's name."""
     call_id, name = item.get("call_id"), item.get("name")
@@ -314,7 +332,7 @@ def _input_items(items: list[Any], dropped: Dropped, history: HistoryMemo) -> li
                                                     *images]})
             images = []
         if turn.kind == "message":
-            out += turn.messages
+            owned = _append_message(out, turn.messages, owned)
         elif turn.kind == "call":
             owned = _append_call(out, turn.extra[0], owned)
         for kind in turn.dropped:
@@ -429,13 +447,16 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
     echo: list[dict[str, Any]] = []
     client: dict[str, ClientTool] = {}
 
-    def add(name: str, params: dict[str, Any], desc: str | None, view: ClientTool, where: str) -> None:
+    def add(name: str, params: dict[str, Any], desc: str | None, view: ClientTool, where: str,
+            strict: object = None) -> None:
         if name in client:
             raise invalid(f"{where}: the tool name {name!r} is declared twice.", "tools", "invalid_value")
         client[name] = view
         fn: dict[str, Any] = {"name": name, "parameters": params}
         if desc:
             fn["description"] = desc
+        if isinstance(strict, bool):  # as the client said it (chat's default differs from Responses')
+            fn["strict"] = strict
         chat.append({"type": "function", "function": fn})
 
     for i, t in enumerate(value):
@@ -445,7 +466,7 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
         kind = t.get("type")
         if kind == "function":
             name, params, desc = _function(t, where)
-            add(name, params, desc, ClientTool("function", name), where)
+            add(name, params, desc, ClientTool("function", name), where, t.get("strict"))
             echo.append({"type": "function", "name": name, "description": desc, "parameters": params,
                          "strict": t.get("strict") if isinstance(t.get("strict"), bool) else None})
         elif kind == "custom":

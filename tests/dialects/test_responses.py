@@ -98,6 +98,37 @@ async def test_input_items_translate(fakes, router):
     ]
 
 
+async def test_text_after_calls_joins_their_message(fakes, router):
+    """A streamed answer lists a call, then text (as they came); agents send the items back so. The text joins the
+    calls' assistant message: between the calls and their results it made an order strict backends refuse."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    call = {"type": "function_call", "call_id": "call_a", "name": "get_weather", "arguments": '{"city":"Rome"}'}
+    await r.client().responses.create(model="m", input=[  # type: ignore[arg-type]
+        {"role": "user", "content": "weather?"}, call,
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+        {"type": "function_call_output", "call_id": "call_a", "output": "rainy"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Rainy."}]},
+    ])
+    assert up.requests[0].body["messages"] == [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
+        {"role": "tool", "tool_call_id": "call_a", "content": "rainy"},
+        {"role": "assistant", "content": "Rainy."},
+    ]
+
+
+async def test_strict_reaches_the_chat_tool(fakes, router):
+    """openai-agents marks its function tools `strict`; a chat backend that enforces schemas gets it (it was
+    dropped). A tool that does not say keeps chat's default."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    await r.client().responses.create(model="m", input="weather?", tools=[  # type: ignore[list-item]
+        {**RESPONSES_WEATHER, "strict": True}, {**RESPONSES_WEATHER, "name": "other"}])
+    assert [t["function"].get("strict") for t in up.requests[0].body["tools"]] == [True, None]
+
+
 async def test_text_parts_of_a_message_stay_apart(fakes, router):
     """A message's text parts a paragraph apart (a tool output's a line apart), as the Messages route joins text
     blocks; an assistant's output text in one piece, as it was generated (joined as they were, a user's parts
