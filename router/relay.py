@@ -356,17 +356,22 @@ class UpstreamReader:
 
     def _raw_event(self, event: bytes) -> bytes:
         data = event_data(event)
-        if data is None:
-            return event
+        redactor = self.redactor
+        if data is None:  # a comment, an id: nothing a client reads; one that may hold a secret is dropped
+            return b"" if redactor.suspicious(event) else event
         if data == b"[DONE]" or data.strip() == b"[DONE]":
             self.done = True
             return event
-        redactor = self.redactor
         if b'"usage"' in data or b'"error"' in data or redactor.suspicious(data) or _FINISH.search(data) is not None:
             if redactor.suspicious(data):
                 clean = redactor.data(data)
                 event, data = (event, data) if clean == data else (b"data: " + clean + b"\n\n", clean)
             self._inspect(data)
+        if redactor.secrets and (not event.startswith(b"data: ") or event.find(b"\n") != len(event) - 2):
+            # more lines than its payload (an id, an event name, a comment): if they may hold a secret, they go
+            other = b"\n".join(line for line in event.split(b"\n") if not line.startswith(b"data:"))
+            if redactor.suspicious(other):
+                event = b"".join(b"data: " + line + b"\n" for line in data.split(b"\n")) + b"\n"
         return event
 
     def _plain_run(self, events: list[bytes]) -> tuple[bytes, int]:

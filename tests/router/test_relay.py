@@ -168,6 +168,19 @@ async def test_escaped_key_is_redacted_on_decoded_text(fakes, router, route):
     assert "[redacted]" in decoded
 
 
+@pytest.mark.parametrize("route", list(ROUTES))
+async def test_a_key_in_an_events_other_lines_is_dropped(fakes, router, route):
+    """A comment, an `id:`, an `event:` or an unknown field holding the key: the pass-through sent those lines as
+    they came (only payloads were looked at)."""
+    up = await fakes()
+    data = "data: " + json.dumps(chunk("m", {"content": "hi"})) + "\n"
+    up.push(Step(sse=[f": note {SECRET}\n\n", f"id: {SECRET}\n{data}\n", f"event: {SECRET}\n{data}\n",
+                      f"{data}x-custom: {SECRET}\n\n", chunk("m", {}, "stop")]))
+    r = await router(cfg(up.url))
+    _, text, events = await sse(r.url, *ROUTES[route])
+    assert SECRET not in text and not errors_in(route, events)
+
+
 @pytest.mark.parametrize("route", ["chat", "chat_tools", "messages"])
 async def test_an_endless_sse_line_is_a_terminal_error(fakes, router, route):
     up = await fakes()
