@@ -98,8 +98,8 @@ def _spelled(body: bytes, raws: list[bytes]) -> bool:
     forms = [body]
     if b"\\" in body:
         forms.append(_ESCAPE.sub(_unescaped, body))
-    if b"%" in body:
-        forms += [urllib.parse.unquote_to_bytes(f) for f in list(forms)]
+    if b"%" in forms[-1]:  # percent-encoded, its percent signs as they are or JSON-escaped
+        forms += [urllib.parse.unquote_to_bytes(f) for f in list(forms) if b"%" in f]
         if b"\\" in forms[-1]:  # escapes percent-encoded
             forms.append(_ESCAPE.sub(_unescaped, forms[-1]))
     return any(r in f for f in forms[1:] for r in raws)

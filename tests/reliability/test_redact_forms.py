@@ -28,6 +28,7 @@ BODIES = {
     "lone surrogate": f'{{"error": {{"message": "{ESC} \\udc00"}}}}',
     "percent": f'{{"error": {{"message": "see http://127.0.0.1:9/?k={PCT}"}}}}',
     "percent of escapes": '{"error": {"message": "' + ESC.replace("\\", "%5C") + '"}}',
+    "escaped percents": '{"error": {"message": "' + PCT.replace("%", "\\u0025") + '"}}',
     "text": f"upstream said: {ESC} / {PCT}",
     "invalid utf-8": f'{{"error": {{"message": "{ESC}"}}, "x": "'.encode().decode() + "\udcff" + '"}',
 }
