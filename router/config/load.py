@@ -34,6 +34,7 @@ from .model import (
     ServerConfig,
     Target,
     engine_provider,
+    shown_url,
 )
 
 _ENGINE_VARS = frozenset({"PORT", "MODEL"})
@@ -156,6 +157,10 @@ def _describe(err: jsonschema.ValidationError) -> str:
         if err.validator == "oneOf":
             return "expected a key (a string) or an object {key:, name:, models:}"
         return f"not valid here (the {err.validator!r} check failed; the value is not shown)"
+    path = list(err.absolute_path)
+    if path and path[-1] == "base_url" and isinstance(err.instance, str) and shown_url(err.instance) != err.instance:
+        shown = shown_url(err.instance)  # never a password it holds
+        return err.message.replace(repr(err.instance), repr(shown)).replace(err.instance, shown)
     if err.validator == "additionalProperties":
         allowed = err.schema.get("properties", {}) if isinstance(err.schema, Mapping) else {}
         return f"unknown key ({err.message.split('(')[-1].rstrip(')')}); allowed: " + ", ".join(sorted(allowed))
@@ -279,8 +284,9 @@ def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: M
             raise _fail(source, f"providers.{name}.base_url", "required for an openai provider")
         url = ANTHROPIC_BASE_URL
     if url and not reason and not url.lower().startswith(("http://", "https://")):
-        raise _fail(source, f"providers.{name}.base_url", f"{url[:200]!r} is not an http:// or https:// URL "
-                    f"(did you mean 'http://{url[:200]}'?)")
+        shown = shown_url(url)[:200]  # never a password it holds
+        raise _fail(source, f"providers.{name}.base_url", f"{shown!r} is not an http:// or https:// URL "
+                    f"(did you mean 'http://{shown}'?)")
     api_key = _secret(raw.get("api_key") or "", source, f"providers.{name}.api_key")
     return ProviderConfig(name=name, type=raw["type"], base_url=url.rstrip("/"), api_key=api_key or None,
                           headers=_headers(raw.get("headers") or {}, source, f"providers.{name}.headers"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -78,6 +79,19 @@ def _userinfo(url: str) -> tuple[str, str]:
     return user, password
 
 
+def shown_url(url: str) -> str:
+    """`url` as it may be shown: the password of a `user:password@` in it replaced (with or without a scheme)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not at or not colon:
+        return url
+    return f"{scheme}{sep}{user}:[redacted]@{host}{slash}{path}"
+
+
 def engine_provider(model: str) -> str:
     """The name of the provider that serves engine model `model`."""
     return f"engine:{model}"
@@ -97,19 +111,23 @@ class ProviderConfig:
     @property
     def secrets(self) -> tuple[str, ...]:
         """What this provider is given to authenticate, never shown: its key, credential-like header values (8
-        characters or more) and the password of a `user:password@` in its base_url."""
-        password = _userinfo(self.base_url)[1]
+        characters or more) and the password of a `user:password@` in its base_url, with the Basic token it is sent
+        as (an upstream that echoes the Authorization header it got echoes that)."""
+        user, password = _userinfo(self.base_url)
         found = [self.api_key or "", *(v for _, v in self.headers if len(v) >= 8), password, unquote(password)]
+        if password:
+            pair = f"{unquote(user)}:{unquote(password)}"
+            try:
+                raw = pair.encode("latin-1")  # as aiohttp's BasicAuth encodes it
+            except UnicodeEncodeError:
+                raw = pair.encode()
+            found.append(base64.b64encode(raw).decode())
         return tuple(dict.fromkeys(s for s in found if s))
 
     @property
     def shown_url(self) -> str:
         """base_url as it may be shown (console, `check`): a password in it replaced."""
-        user, password = _userinfo(self.base_url)
-        if not password:
-            return self.base_url
-        scheme, _, rest = self.base_url.partition("://")
-        return f"{scheme}://{user}:[redacted]@{rest.partition('@')[2]}"
+        return shown_url(self.base_url)
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,35 @@ async def test_a_password_in_a_base_url_is_never_shown(fakes, router) -> None:
     assert resp.status == 200 and "user:[redacted]@" in body and "URLSECRET" not in body
 
 
+async def test_the_basic_token_a_base_url_password_is_sent_as_is_never_shown(fakes, router) -> None:
+    """An upstream that echoes the Authorization header it got echoes `Basic base64(user:password)`: that token
+    is the password too (it reached the client in the router's 502 message)."""
+    import base64
+
+    import openai
+
+    from tests.fakes.openai_upstream import Step
+
+    up = await fakes("up")
+    token = base64.b64encode(b"user:URLSECRET@x").decode()
+    up.push(Step(status=500, json={"error": {"message": f"bad credentials: Basic {token}"}}))
+    url = f"'http://user:URLSECRET%40x@{up.url[7:]}'"
+    text = (UP % ", retries: 0").replace("'http://127.0.0.1:9/v1'", url) + MODELS
+    r = await router(text)
+    with pytest.raises(openai.APIStatusError) as info:
+        await r.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert up.requests[0].headers["Authorization"] == f"Basic {token}"
+    assert token not in str(info.value.body) and token not in info.value.message
+
+
+@pytest.mark.parametrize("url", ["htps://user:URLSECRET@lab.internal/v1", "user:URLSECRET@lab.internal/v1"])
+def test_a_refused_base_url_is_shown_without_its_password(url: str) -> None:
+    """The error of a base_url that is not http(s) quoted it whole (at start-up, and in a reload's 400 answer, its
+    log line and the console's log, where only the old config's secrets were scrubbed)."""
+    message = refused((UP % "").replace("'http://127.0.0.1:9/v1'", repr(url)) + MODELS)
+    assert "URLSECRET" not in message and "user:[redacted]@lab.internal/v1" in message
+
+
 def test_check_shows_a_base_url_without_its_password(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text((UP % "").replace("'http://127.0.0.1:9/v1'", "'http://user:URLSECRET@127.0.0.1:9/v1'") + MODELS)
