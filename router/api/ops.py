@@ -48,6 +48,8 @@ async def metrics(request: web.Request) -> web.Response:
     rt = state.runtime
     if rt.config.server.metrics_auth:
         auth.client_key(rt.keys, request.headers, rt.config.server)  # refused: the route's guard answers (app.py)
+    else:  # open to programs on this machine (a scraper), not to a page that re-points its own name here
+        auth.refuse_browsers(request.headers, rt.config.server)
     await request.app[STATS_POLL].refresh(state)
     return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 

@@ -69,7 +69,7 @@ def _supervisor(state: AppState) -> EngineSupervisor:
 async def running(request: web.Request) -> web.Response:
     state = request.app[STATE]
     rt = state.runtime
-    auth.client_key(rt.keys, request.headers, rt.config.server)  # a refusal is answered by the route's guard (app.py)
+    key = auth.client_key(rt.keys, request.headers, rt.config.server)  # a refusal: the route's guard answers
     rows = []
     if state.supervisor is not None:
         entries = {m.name: m for m in rt.config.models if m.engine is not None}
@@ -77,6 +77,9 @@ async def running(request: web.Request) -> web.Response:
             if st.state not in ("starting", "ready", "stopping"):
                 continue
             entry = entries.get(name)
+            if key is not None and key.models is not None and name not in key.models \
+                    and not (entry is not None and key.models.intersection(entry.aliases)):
+                continue  # a key limited to some models sees those only (as in /v1/models)
             engine = entry.engine if entry is not None else None
             rows.append({
                 "model": name, "state": st.state, "pid": st.pid, "in_flight": st.in_flight,

@@ -162,8 +162,12 @@ async def test_keys_guard_the_operator_endpoints(router) -> None:
     assert status == 403 and doc["error"]["code"] == "model_not_allowed"
     status, doc = await call("GET", r.url + "/upstream/local/stats", LIMITED)
     assert status == 200 and doc["model"] == "stats-engine"
+    assert (await call("GET", r.url + "/upstream/idle/stats", KEY))[0] == 200
+    running = {key: [row["model"] for row in (await call("GET", r.url + "/running", key))[1]["running"]]
+               for key in (KEY, LIMITED)}
+    assert running == {KEY: ["local", "idle"], LIMITED: ["local"]}  # a limited key sees its models only
     status, doc = await call("POST", r.url + "/unload", KEY)
-    assert status == 200 and doc["unloaded"] == ["local"]
+    assert status == 200 and sorted(doc["unloaded"]) == ["idle", "local"]
 
 
 async def test_preload_starts_listed_engines_with_the_router(router) -> None:

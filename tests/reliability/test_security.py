@@ -437,7 +437,8 @@ async def test_without_keys_web_pages_are_refused_and_programs_served(fakes, rou
     async with aiohttp.ClientSession() as s:
         for headers in refused:
             for method, path, body in (("POST", "/v1/chat/completions", chat), ("GET", "/unload", None),
-                                       ("POST", "/admin/reload", None), ("GET", "/v1/models", None)):
+                                       ("POST", "/admin/reload", None), ("GET", "/v1/models", None),
+                                       ("GET", "/metrics", None)):
                 ans = await request(s, method, r.url + path, json_body=body, headers=headers)
                 assert ans.status == 403 and json.loads(ans.body)["error"]["code"] == "cross_site_refused", \
                     (headers, path, ans.status)
@@ -446,6 +447,7 @@ async def test_without_keys_web_pages_are_refused_and_programs_served(fakes, rou
                         {"Host": "localhost:8080"}):
             ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat, headers=headers)
             assert ans.status == 200, (headers, ans.body[:200])
+            assert (await request(s, "GET", r.url + "/metrics", headers=headers)).status == 200
 
 
 async def test_with_keys_the_key_decides_not_the_page(fakes, router):
