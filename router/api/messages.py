@@ -1,8 +1,8 @@
 """The Anthropic Messages API: `POST /v1/messages` and `POST /v1/messages/count_tokens`, in front of every backend.
 
 Requests are translated to the chat form at the edge and go through the shared pipeline (routing, retries,
-fallbacks, tool-call repair, metrics, logs); answers are translated back. Errors on these routes are
-Anthropic-shaped.
+fallbacks, tool-call repair, metrics, logs); answers are translated back. A model served by Anthropic providers
+only gets the client's body as it came (`messages_native`). Errors on these routes are Anthropic-shaped.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..state import STATE
 from . import common
+from .messages_native import native_message, native_route
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
@@ -26,10 +27,13 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         raw, body = await read_body(request, rt, ex)
         memos = request.app[STATE].messages_memos
         req = dialect.parse_request(body, memos)
+        ctx = common.resolve(request, rt, ex, key, req.model)
+        if native_route(ctx):  # Anthropic providers only: the client's body as it came, their answer as it comes
+            return await native_message(request, ctx, body, req.model, req.stream,
+                                        {"x-request-id": ex.request_id, "request-id": ex.request_id})
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
-        ctx = common.resolve(request, rt, ex, key, req.model)
         kinds = route_kinds(ctx)
         chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds, req.effort)}, kinds)
         reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)

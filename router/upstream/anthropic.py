@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 
+from .. import jsoncodec
 from ..config.model import ProviderConfig
 from ..dialects import anthropic_out as wire
 from ..redact import safe_headers, scrub_body, scrub_literal
 from ..sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
 from .base import (
+    AiohttpReply,
     IdleWatch,
     Reply,
     UpstreamRequest,
@@ -142,6 +144,12 @@ class AnthropicUpstream(HttpUpstream):
                                       f"{request.path.lstrip('/')}.", status=400, code="unsupported_endpoint")
         body = request.body  # (`raw` is this body's bytes: nothing to parse again)
         stream = request.stream
+        timeouts = self.config.policy.timeouts
+        if request.native is not None:  # a Messages client's own body, answered as Anthropic answers it
+            data = jsoncodec.dumps({**request.native, "model": body.get("model")})
+            resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=request.headers,
+                                                        allow_redirects=False), timeouts.first_byte)
+            return AiohttpReply(resp, secret=self.secrets, idle=timeouts.idle)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         data = json.dumps(wire.messages_request({**body, "stream": stream}), ensure_ascii=False).encode()

@@ -41,13 +41,14 @@ class UpstreamRequest(NamedTuple):
     headers: Mapping[str, str] = {}  # never mutated
     stream: bool = False
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES  # one event of the upstream's stream (`max_upstream_event_mb`)
+    native: dict[str, Any] | None = None  # a Messages body an Anthropic upstream sends as it is (model: `body`'s)
 
     def for_model(self, model: str | None) -> UpstreamRequest:
         """The request for a target that names the model `model`: the client's bytes with the name replaced where
         that is safe (`with_model`), else none (the body is encoded)."""
         raw = with_model(self.raw, self.body.get("model"), model) if self.raw is not None else None
         return UpstreamRequest(self.path, {**self.body, "model": model}, raw, self.headers, self.stream,
-                               self.max_event_bytes)
+                               self.max_event_bytes, self.native)
 
 
 _MODEL_KEY = b'"model"'

@@ -204,7 +204,7 @@ async def test_mid_stream_error_and_truncation(fake_anthropic, router):
 
 
 async def test_messages_dialect_in_front_of_anthropic(fake_anthropic, router):
-    """Anthropic client -> router (Messages -> chat) -> Anthropic provider (chat -> Messages)."""
+    """Anthropic client -> router -> Anthropic provider (the Messages pass-through)."""
     fake, r = await start(fake_anthropic, router)
     fake.push(AStep(json=message([{"type": "text", "text": "ok"}], "claude-sonnet-4-5", stop_reason="stop_sequence",
                                  stop_sequence="###")))

@@ -1,0 +1,190 @@
+"""Messages requests to Anthropic providers, passed through: when every target of the requested model is an
+Anthropic provider, the client's Messages body goes upstream as it came (its model name the target's) with its
+`anthropic-beta` header, and the answer comes back as Anthropic sent it (its model name the client's, any
+provider credential redacted). Through the chat form the translation lost what that form cannot hold: thinking
+signatures (so thinking was turned off in tool loops), `cache_control` breakpoints (no prompt caching), cache-write
+usage, a tool result's `is_error`, beta features. Routing, retries, fallbacks along the route, breakers, limits,
+metrics and logs are the ones every request gets; the tool-call repair is not applied (Anthropic's tool_use blocks
+are structured)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from .. import jsoncodec, relay
+from ..context import RequestContext
+from ..dialects.common import sse_event
+from ..dispatch import Opened, dispatch
+from ..errors import ApiError
+from ..exchange import Exchange
+from ..redact import WITHHELD
+from ..sse import event_data
+from ..upstream.base import UpstreamRequest
+from .common import JSON_HEADERS
+
+PATH = "/chat/completions"  # the path every chat-shaped request names; an Anthropic upstream sends to /messages
+BETA_HEADER = "anthropic-beta"
+_CLIENT_STATUSES = frozenset({400, 404, 413, 422})  # the upstream's verdict on the request: the client's to see
+
+
+def native_route(ctx: RequestContext) -> bool:
+    """Whether every target the request may reach is an Anthropic provider."""
+    upstreams = ctx.runtime.upstreams
+    kinds = {upstreams[t.provider].kind for hop in ctx.route.hops for t in hop.targets if t.provider in upstreams}
+    return kinds == {"anthropic"}
+
+
+def _request(ctx: RequestContext, body: dict[str, Any], stream: bool, beta: str | None) -> UpstreamRequest:
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and "user_id" in metadata:  # device and session ids: never forwarded
+        kept = {k: v for k, v in metadata.items() if k != "user_id"}
+        body = {k: v for k, v in body.items() if k != "metadata"} | ({"metadata": kept} if kept else {})
+    headers = dict(ctx.upstream_headers)
+    if beta:
+        headers[BETA_HEADER] = beta
+    return UpstreamRequest(PATH, {"model": body.get("model"), "stream": stream}, None, headers, stream,
+                           ctx.limits.max_upstream_event_bytes, native=body)
+
+
+def _usage(ex: Exchange, usage: object) -> None:
+    """Anthropic usage into the record: input counts cache reads and writes too, as the chat form's prompt does."""
+    if not isinstance(usage, dict):
+        return
+    counts = {k: usage.get(k) for k in ("input_tokens", "output_tokens", "cache_read_input_tokens",
+                                        "cache_creation_input_tokens")}
+    n = {k: v if isinstance(v, int) and not isinstance(v, bool) else 0 for k, v in counts.items()}
+    if isinstance(counts["input_tokens"], int):
+        ex.prompt_tokens = n["input_tokens"] + n["cache_read_input_tokens"] + n["cache_creation_input_tokens"]
+        ex.cached_tokens = n["cache_read_input_tokens"] or ex.cached_tokens
+    if isinstance(counts["output_tokens"], int):
+        ex.completion_tokens = n["output_tokens"]
+
+
+async def native_message(request: web.Request, ctx: RequestContext, body: dict[str, Any], model: str,
+                         stream: bool, headers: dict[str, str]) -> web.StreamResponse:
+    """The answer of the route's Anthropic providers to the client's own Messages body."""
+    ex = ctx.exchange
+    opened = await dispatch(ctx, _request(ctx, body, stream, request.headers.get(BETA_HEADER)))
+    try:
+        headers = {**headers, "x-agentgate-provider": opened.upstream.name}
+        if stream and opened.reply.status == 200:
+            reader = AnthropicEvents(opened, ex, ctx.metrics, model, ctx.limits.max_upstream_event_bytes)
+            return await relay.write_stream(request, ex, reader.events(), NativeEvents(), headers)
+        return _whole(opened, ex, model, headers)
+    finally:
+        await opened.close()
+
+
+def _whole(opened: Opened, ex: Exchange, model: str, headers: dict[str, str]) -> web.Response:
+    status = opened.reply.status
+    name = opened.upstream.name
+    if status in (401, 403):
+        raise ApiError(502, f"Upstream {name!r} refused the configured credentials ({status}).", "upstream_auth")
+    try:
+        doc = jsoncodec.loads(opened.first)  # (read redacted every secret)
+    except (ValueError, RecursionError):
+        raise ApiError(502, f"Upstream {name!r} returned a body that is not JSON.",
+                       "upstream_invalid_response") from None
+    if not isinstance(doc, dict):
+        raise ApiError(502, f"Upstream {name!r} returned a body that is not a message.", "upstream_invalid_response")
+    if status != 200:
+        if status not in _CLIENT_STATUSES or doc.get("type") != "error":
+            raise ApiError(502, f"Upstream {name!r} answered {status}.", "upstream_error")
+        ex.status = status
+        return web.Response(status=status, body=jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
+    if doc.get("type") != "message":
+        raise ApiError(502, f"Upstream {name!r} returned a body that is not a message.", "upstream_invalid_response")
+    doc["model"] = model
+    _usage(ex, doc.get("usage"))
+    ex.status = 200
+    return web.Response(body=jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
+
+
+class AnthropicEvents(relay.UpstreamReader):
+    """An Anthropic provider's events as the client gets them: `message_start` naming the client's model, every
+    event that may hold a credential rebuilt from its redacted payload, usage noted, and the end checked (an
+    `error` event or `message_stop`; a stream that stops before either ends with an error event)."""
+
+    def __init__(self, opened: Opened, ex: Exchange, metrics: Any, model: str, max_event_bytes: int) -> None:
+        super().__init__(opened, ex, metrics, max_event_bytes)
+        self.model = model
+
+    async def events(self) -> AsyncIterator[list[bytes]]:
+        self.done = True  # (what ends the stream is checked here: `_reads` does not look for OpenAI's [DONE])
+        ended = False
+        async for events in self._reads():
+            out = []
+            for event in events:
+                if ended:
+                    continue
+                event, ended = self._event(event)
+                if event:
+                    out.append(event)
+            if out:
+                yield out
+        if not ended:
+            self._fail("truncated")  # (counted)
+            raise ApiError(502, f"Upstream {self.opened.upstream.name!r} ended the stream before message_stop.",
+                           "upstream_truncated_mid_stream")
+
+    def _event(self, event: bytes) -> tuple[bytes, bool]:
+        """The event as it goes out, and whether it ends the stream."""
+        data = event_data(event)
+        redactor = self.redactor
+        if data is None:
+            return (b"" if redactor.suspicious(event) else event), False
+        suspicious = redactor.suspicious(event)
+        if suspicious:
+            data = redactor.data(data)
+            if data == WITHHELD:  # a credential the redaction could not take out of it
+                raise ApiError(502, f"Upstream {self.opened.upstream.name!r} sent an event holding a configured "
+                                    "credential; it was withheld.", "upstream_credential_withheld")
+        kind = b""
+        for name in (b"message_start", b"message_delta", b"message_stop", b"error"):
+            if b'"' + name + b'"' in data:
+                kind = name
+                break
+        if kind in (b"message_start", b"message_delta", b"error"):
+            try:
+                doc = jsoncodec.loads(data)
+            except (ValueError, RecursionError):
+                doc = None
+            if isinstance(doc, dict):
+                kind = str(doc.get("type", "")).encode()
+                if kind == b"message_start" and isinstance(doc.get("message"), dict):
+                    message = doc["message"]
+                    message["model"] = self.model
+                    _usage(self.ex, message.get("usage"))
+                    return sse_event("message_start", doc), False
+                if kind == b"message_delta":
+                    _usage(self.ex, doc.get("usage"))
+                if kind == b"error":
+                    self.ex.error = "upstream_error_event"
+                    self._fail("error_event")
+                    return sse_event("error", doc), True
+        if suspicious:  # rebuilt: its name (when that is clean) and its redacted payload, nothing else
+            name = event.split(b"\n", 1)[0][7:] if event.startswith(b"event: ") else b""
+            event = (b"event: " + name + b"\n" if name and not redactor.suspicious(name) else b"") + \
+                b"".join(b"data: " + line + b"\n" for line in data.split(b"\n")) + b"\n"
+        return event, kind == b"message_stop"
+
+
+class NativeEvents:
+    """The events as they are; a failure after the stream began is Anthropic's error event."""
+
+    keepalive = relay.MESSAGES_PING
+
+    def feed(self, item: bytes) -> list[bytes]:
+        return [item]
+
+    def feed_all(self, items: list[bytes]) -> bytes:
+        return b"".join(items)
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    def error(self, err: ApiError) -> list[bytes]:
+        return [sse_event("error", err.anthropic_body())]

@@ -1,0 +1,125 @@
+"""Messages clients in front of Anthropic providers only: the body goes as the client sent it, the answer comes as
+Anthropic sent it, through the real `anthropic` SDK. Through the chat form the router dropped thinking signatures
+(and so turned thinking off in tool loops), every `cache_control` breakpoint (no prompt caching for Claude Code),
+a tool result's `is_error`, the `anthropic-beta` header, and folded cache writes into input tokens."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import anthropic
+import pytest
+
+from tests.dialects.conftest import ANTHROPIC_WEATHER, claude
+from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc, message, stream_events
+from tests.fakes.openai_upstream import Step, completion
+
+CFG = """
+providers:
+  claude: {{type: anthropic, base_url: '{url}', api_key: '{key}', retries: 0}}
+models:
+  - {{name: sonnet, provider: claude, model: claude-sonnet-4-5}}
+"""
+SIGNED = [{"type": "thinking", "thinking": "plan", "signature": "EqQBCgIY"},
+          {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Paris"}}]
+USAGE = {"input_tokens": 20, "output_tokens": 30, "cache_creation_input_tokens": 5000, "cache_read_input_tokens": 7}
+SYSTEM = [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}]
+BETA = "interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"
+
+
+async def _serving(fake_anthropic, router, key: str = API_KEY):
+    fake = await fake_anthropic()
+    return fake, await router(CFG.format(url=fake.url, key=key))
+
+
+def _turn_two(first: list[dict]) -> list[dict]:
+    return [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": first},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01A", "is_error": True,
+                                          "content": "permission denied", "cache_control": {"type": "ephemeral"}}]}]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_tool_loop_keeps_what_the_chat_form_cannot_hold(fake_anthropic, router, stream):
+    fake, r = await _serving(fake_anthropic, router)
+    if stream:
+        fake.push(AStep(events=stream_events(SIGNED, "claude-sonnet-4-5", stop_reason="tool_use")))
+    else:
+        fake.push(AStep(json=message(SIGNED, "claude-sonnet-4-5", stop_reason="tool_use", usage=USAGE)))
+    fake.push(AStep(json=message([{"type": "text", "text": "Sorry."}], "claude-sonnet-4-5")))
+    c = claude(r.url)
+    kw = {"model": "sonnet", "max_tokens": 4096, "system": SYSTEM, "tools": [ANTHROPIC_WEATHER],
+          "metadata": {"user_id": "user_device_session"},
+          "thinking": {"type": "enabled", "budget_tokens": 2048}, "extra_headers": {"anthropic-beta": BETA}}
+    if stream:
+        async with c.messages.stream(messages=[{"role": "user", "content": "Weather?"}], **kw) as s:  # type: ignore[arg-type]
+            first = await s.get_final_message()
+    else:
+        first = await c.messages.create(messages=[{"role": "user", "content": "Weather?"}], **kw)  # type: ignore[arg-type]
+        assert first.usage.cache_creation_input_tokens == 5000 and first.usage.input_tokens == 20
+    assert first.model == "sonnet" and first.stop_reason == "tool_use"
+    assert first.content[0].type == "thinking" and first.content[0].signature == "EqQBCgIY"
+    blocks = [b.model_dump(exclude_none=True) for b in first.content]
+    await c.messages.create(messages=_turn_two(blocks), **kw)  # type: ignore[arg-type]
+    one, two = fake.requests
+    assert one.body["model"] == two.body["model"] == "claude-sonnet-4-5"
+    assert one.body["system"] == SYSTEM and one.body["thinking"] == two.body["thinking"]
+    assert "metadata" not in one.body  # device and session ids are never forwarded
+    assert one.headers["anthropic-beta"] == BETA and one.headers["x-api-key"] == API_KEY
+    assert two.body["messages"][1]["content"][0] == {"type": "thinking", "thinking": "plan", "signature": "EqQBCgIY"}
+    assert two.body["messages"][2]["content"][0]["is_error"] is True
+    assert two.body["messages"][2]["content"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+async def test_a_client_error_is_anthropics_and_a_credential_is_never_echoed(fake_anthropic, router):
+    fake, r = await _serving(fake_anthropic, router)
+    fake.push(AStep(status=400, json=error_doc("invalid_request_error", f"messages.0: bad (key {API_KEY})")))
+    with pytest.raises(anthropic.BadRequestError) as info:
+        await claude(r.url).messages.create(model="sonnet", max_tokens=10,
+                                            messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 400 and "messages.0: bad" in info.value.message
+    assert API_KEY not in json.dumps(info.value.body)
+
+
+async def test_a_stream_keeps_its_events_and_hides_a_credential(fake_anthropic, router):
+    fake, r = await _serving(fake_anthropic, router)
+    events = stream_events([{"type": "text", "text": f"the key is {API_KEY}!"}], "claude-sonnet-4-5")
+    fake.push(AStep(events=events))
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/messages", json={
+            "model": "sonnet", "max_tokens": 10, "stream": True,
+            "messages": [{"role": "user", "content": "x"}]}) as resp:
+        text = (await resp.read()).decode()
+    assert resp.status == 200 and API_KEY not in text
+    names = [line[7:] for line in text.splitlines() if line.startswith("event: ")]
+    assert names == [name for name, _ in events]
+    start = json.loads(text.split("\n")[1][6:])
+    assert start["message"]["model"] == "sonnet"
+
+
+async def test_a_stream_that_stops_early_ends_with_an_error_event(fake_anthropic, router):
+    fake, r = await _serving(fake_anthropic, router)
+    fake.push(AStep(events=stream_events([{"type": "text", "text": "half"}], "claude-sonnet-4-5")[:-2]))
+    with pytest.raises(anthropic.APIStatusError):
+        async with claude(r.url).messages.stream(model="sonnet", max_tokens=10,
+                                                 messages=[{"role": "user", "content": "x"}]) as s:
+            await s.get_final_message()
+
+
+async def test_a_route_that_may_reach_another_kind_is_translated(fake_anthropic, fakes, router):
+    """With a fallback that is not Anthropic the body is translated for every hop (what the chat form holds)."""
+    fake = await fake_anthropic()
+    up = await fakes()
+    up.push(Step(json=completion("from the fallback", "m")))
+    fake.push(AStep(status=529, json=error_doc("overloaded_error", "Overloaded")))
+    r = await router(f"""
+providers:
+  claude: {{type: anthropic, base_url: '{fake.url}', api_key: '{API_KEY}', retries: 0}}
+  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
+models:
+  - {{name: sonnet, provider: claude, model: claude-sonnet-4-5, fallbacks: [local]}}
+  - {{name: local, provider: lab}}
+""")
+    out = await claude(r.url).messages.create(model="sonnet", max_tokens=10, system=SYSTEM,
+                                              messages=[{"role": "user", "content": "x"}])
+    assert out.content[0].text == "from the fallback"  # type: ignore[union-attr]
+    assert fake.requests[0].body["system"] == "You are Claude Code."  # translated: the chat form's system text
