@@ -225,8 +225,11 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
         history: list[dict[str, Any]] = []
         if req.previous_response_id:
             store, owner = await _owner(request, key)
-            previous = await store.get(req.previous_response_id, owner)
-            history = previous.messages if previous is not None else []
+            previous = await _stored_get(store, req.previous_response_id, owner)
+            if previous is None:  # as `POST /v1/responses` answers it: counting without it would mislead
+                raise ApiError(400, f"Previous response with id {_short_id(req.previous_response_id)} not found.",
+                               "previous_response_not_found", param="previous_response_id")
+            history = previous.messages
         chat = dialect.build_chat(req, history)
         size = len(spaced_json([chat["messages"], chat.get("tools")]).encode())
         ex.status = 200

@@ -60,7 +60,7 @@ async def test_input_items_and_input_tokens(fakes, router):
 
 async def test_input_tokens_counts_the_stored_history_of_the_keys_own_response(fakes, router):
     """With client keys, `previous_response_id` names a response stored under the key's identity: its history is
-    counted (and another key's response is not)."""
+    counted; another key's response is not found, as `POST /v1/responses` answers (it was counted as no history)."""
     up = await fakes()
     r = await router("server: {api_keys: [{key: sk-team-key-1, name: team}, {key: sk-other-key-2, name: other}]}\n"
                      + CFG.format(url=up.url))
@@ -69,10 +69,14 @@ async def test_input_tokens_counts_the_stored_history_of_the_keys_own_response(f
     async def count(key: str, body: dict) -> int:
         async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses/input_tokens", json=body,
                                                         headers={"Authorization": f"Bearer {key}"}) as h:
-            assert h.status == 200
-            return int((await h.json())["input_tokens"])
+            doc = await h.json()
+            if h.status != 200:
+                assert h.status == 400 and doc["error"]["code"] == "previous_response_not_found"
+                return -1
+            return int(doc["input_tokens"])
 
     alone = await count("sk-team-key-1", {"model": "m", "input": "x"})
     continued = {"model": "m", "input": "x", "previous_response_id": resp.id}
     assert await count("sk-team-key-1", continued) >= alone + 900  # the 4000-byte turn is counted
-    assert await count("sk-other-key-2", continued) == alone  # another key's response is not read
+    assert await count("sk-other-key-2", continued) == -1  # another key's response is not read
+    assert await count("sk-team-key-1", {**continued, "previous_response_id": "resp_nope"}) == -1
