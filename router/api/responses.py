@@ -126,6 +126,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         if reply.doc is not None:
             items, finish = dialect.output_items(reply.doc, req.client_tools)
             status, incomplete = dialect.status_of(finish)
+            if status == "incomplete" and items:  # the item the limit cut
+                items[-1]["status"] = "incomplete"
             doc = dialect.response_object(req, resp_id, int(time.time()), status=status, output=items,
                                           usage=dialect.usage_of(reply.doc.get("usage")), incomplete=incomplete)
             if req.store:

@@ -777,7 +777,8 @@ class ResponsesStream(ChunkEncoder):
         self._open = item
         return [*out, self._event("response.output_item.added", {"output_index": self._index(), "item": shown})]
 
-    def _close(self) -> list[bytes]:
+    def _close(self, status: str = "completed") -> list[bytes]:
+        """The open item's closing events; `status`: its own ("incomplete": the last one of a cut answer)."""
         self._sync()
         self._acc = []
         item, self._open, self._open_call = self._open, None, None
@@ -800,10 +801,10 @@ class ResponsesStream(ChunkEncoder):
                                                                   "content_index": 0, "part": part}))
         else:
             item["arguments"] = object_json(item["arguments"])
-            item["status"] = "completed"
+            item["status"] = status
             item = self.items[idx] = client_item(item, self.req.client_tools)
             out.append(self._call_done(item, idx))
-        item["status"] = "completed"
+        item["status"] = status
         out.append(self._event("response.output_item.done", {"output_index": idx, "item": item}))
         return out
 
@@ -886,8 +887,8 @@ class ResponsesStream(ChunkEncoder):
         return tool is not None and tool.kind == "custom"
 
     def finish(self) -> list[bytes]:
-        out = self._start() + self._nameless_calls() + self._close()
         status, incomplete = status_of(self._finish)
+        out = self._start() + self._nameless_calls() + self._close(status)
         self.response = self._snapshot(status, output=self.items, usage=usage_of(self._usage), incomplete=incomplete)
         name = "response.completed" if status == "completed" else "response.incomplete"
         out.append(self._response_event(name, response_json(self.req, self.response)))

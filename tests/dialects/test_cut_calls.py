@@ -14,7 +14,7 @@ import pytest
 
 from tests.dialects.conftest import ANTHROPIC_WEATHER, CFG, RESPONSES_WEATHER, claude
 from tests.dialects.test_messages import raw_events
-from tests.fakes.openai_upstream import Step, chunk
+from tests.fakes.openai_upstream import Step, chunk, completion
 
 NATIVE_CUT = [chunk("m", {"role": "assistant", "content": ""}),
               chunk("m", {"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
@@ -53,12 +53,26 @@ async def test_responses_stream_arguments_add_up(fakes, router):
     deltas: dict[str, str] = {}
     done: dict[str, str] = {}
     last = None
+    items = []
     async with client.responses.stream(model="m", input="weather?", tools=[RESPONSES_WEATHER]) as stream:  # type: ignore[list-item]
         async for event in stream:
             if event.type == "response.function_call_arguments.delta":
                 deltas[event.item_id] = deltas.get(event.item_id, "") + event.delta
             elif event.type == "response.function_call_arguments.done":
                 done[event.item_id] = event.arguments
+            elif event.type == "response.output_item.done":
+                items.append(event.item)
             last = event
     assert deltas and deltas == done
     assert last is not None and last.type == "response.incomplete"
+    assert [i.status for i in last.response.output] == [i.status for i in items]
+    assert items[-1].status == "incomplete"  # the item the limit cut (OpenAI marks it so)
+
+
+async def test_responses_whole_marks_the_cut_item(fakes, router):
+    up = await fakes()
+    up.push(Step(json=completion("The answer is", "m", finish_reason="length")))
+    r = await router(CFG.format(url=up.url))
+    client = openai.AsyncOpenAI(base_url=r.url + "/v1", api_key="unused", max_retries=0)
+    resp = await client.responses.create(model="m", input="question?", max_output_tokens=3)
+    assert resp.status == "incomplete" and [i.status for i in resp.output] == ["incomplete"]
