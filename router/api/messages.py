@@ -16,7 +16,7 @@ from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..state import STATE
 from . import common
-from .messages_native import native_message, native_route
+from .messages_native import native_count, native_message, native_route
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
@@ -49,8 +49,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Exact when every target of the model is a local engine (a one-token generation reports the prompt's
-    length, and warms the engine's prefix cache); otherwise the byte-level estimate, about four UTF-8 bytes
-    per token of text, tool definitions and tool calls, plus 1600 per image."""
+    length, and warms the engine's prefix cache) or an Anthropic provider (its own count_tokens); otherwise the
+    byte-level estimate, about four UTF-8 bytes per token of text, tool definitions and tool calls, plus 1600 per
+    image."""
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, request.app[STATE].messages_memos,
@@ -61,7 +62,11 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         route = ctx.route
         count, how = req.estimate_input_tokens(), "estimate"
         first = route.hops[0].targets if route.hops else ()
-        if first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
+        if native_route(ctx):  # Anthropic's own count
+            exact = await native_count(request, ctx, {k: v for k, v in body.items() if k != "stream"})
+            if exact is not None:
+                count, how = exact, "exact"
+        elif first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
             chat = {k: v for k, v in req.chat.items() if k not in ("tool_choice", "stop")}
             chat.update(dialect.thinking_fields(req.thinking, route_kinds(ctx), req.effort))
             chat = fit_to_route(chat, route_kinds(ctx))

@@ -26,6 +26,7 @@ from ..upstream.base import UpstreamRequest
 from .common import JSON_HEADERS
 
 PATH = "/chat/completions"  # the path every chat-shaped request names; an Anthropic upstream sends to /messages
+COUNT_PATH = "/messages/count_tokens"
 BETA_HEADER = "anthropic-beta"
 _CLIENT_STATUSES = frozenset({400, 404, 413, 422})  # the upstream's verdict on the request: the client's to see
 
@@ -37,7 +38,8 @@ def native_route(ctx: RequestContext) -> bool:
     return kinds == {"anthropic"}
 
 
-def _request(ctx: RequestContext, body: dict[str, Any], stream: bool, beta: str | None) -> UpstreamRequest:
+def _request(ctx: RequestContext, body: dict[str, Any], stream: bool, beta: str | None,
+             path: str = PATH) -> UpstreamRequest:
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and "user_id" in metadata:  # device and session ids: never forwarded
         kept = {k: v for k, v in metadata.items() if k != "user_id"}
@@ -45,8 +47,25 @@ def _request(ctx: RequestContext, body: dict[str, Any], stream: bool, beta: str 
     headers = dict(ctx.upstream_headers)
     if beta:
         headers[BETA_HEADER] = beta
-    return UpstreamRequest(PATH, {"model": body.get("model"), "stream": stream}, None, headers, stream,
+    return UpstreamRequest(path, {"model": body.get("model"), "stream": stream}, None, headers, stream,
                            ctx.limits.max_upstream_event_bytes, native=body)
+
+
+async def native_count(request: web.Request, ctx: RequestContext, body: dict[str, Any]) -> int | None:
+    """Anthropic's own count of the client's body; None when no provider gave one (the estimate stands)."""
+    try:
+        opened = await dispatch(ctx, _request(ctx, body, False, request.headers.get(BETA_HEADER), COUNT_PATH))
+    except ApiError as err:
+        ctx.exchange.error = err.code
+        return None
+    try:
+        doc = jsoncodec.loads(opened.first) if opened.reply.status == 200 else None
+    except (ValueError, RecursionError):
+        doc = None
+    finally:
+        await opened.close()
+    count = doc.get("input_tokens") if isinstance(doc, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
 
 
 def _usage(ex: Exchange, usage: object) -> None:

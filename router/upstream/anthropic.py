@@ -27,6 +27,7 @@ from .openai import HttpUpstream
 
 API_VERSION = "2023-06-01"
 CHAT_PATH = "/chat/completions"
+COUNT_PATH = "/messages/count_tokens"  # (native requests only: a Messages client's own body)
 
 
 DEPTH_NOTE = "the router translates"
@@ -139,6 +140,13 @@ class AnthropicUpstream(HttpUpstream):
                          {"x-api-key": config.api_key} if config.api_key else {})
 
     async def send(self, request: UpstreamRequest) -> Reply:
+        if request.native is not None and request.path == COUNT_PATH:  # a Messages client's count_tokens
+            data = jsoncodec.dumps({**request.native, "model": request.body.get("model")})
+            timeouts = self.config.policy.timeouts
+            resp = await with_timeout(self.session.post(self._base + "/messages/count_tokens", data=data,
+                                                        headers=request.headers, allow_redirects=False),
+                                      timeouts.first_byte)
+            return AiohttpReply(resp, secret=self.secrets, idle=timeouts.idle)
         if request.path != CHAT_PATH:
             raise UpstreamUnavailable(f"Provider {self.name!r} (Anthropic) serves chat completions only, not "
                                       f"{request.path.lstrip('/')}.", status=400, code="unsupported_endpoint")

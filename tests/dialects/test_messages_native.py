@@ -123,3 +123,15 @@ models:
                                               messages=[{"role": "user", "content": "x"}])
     assert out.content[0].text == "from the fallback"  # type: ignore[union-attr]
     assert fake.requests[0].body["system"] == "You are Claude Code."  # translated: the chat form's system text
+
+
+async def test_count_tokens_is_anthropics(fake_anthropic, router):
+    fake, r = await _serving(fake_anthropic, router)
+    body = {"model": "sonnet", "system": SYSTEM, "messages": [{"role": "user", "content": "count me " * 50}]}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/messages/count_tokens", json=body) as resp:
+        doc = await resp.json()
+    (sent,) = fake.requests
+    assert sent.body["model"] == "claude-sonnet-4-5" and sent.body["system"] == SYSTEM
+    assert resp.headers["x-agentgate-token-count"] == "exact"
+    assert doc == {"input_tokens": len(json.dumps({**body, "model": "claude-sonnet-4-5"},
+                                                  separators=(",", ":")).encode()) // 3}

@@ -152,6 +152,7 @@ class FakeAnthropic:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/v1/messages", self._handle)
+        app.router.add_post("/v1/messages/count_tokens", self._count)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -171,6 +172,15 @@ class FakeAnthropic:
         if body.get("stream"):
             return AStep(events=stream_events(blocks, body["model"]))
         return AStep(json=message(blocks, body["model"]))
+
+    async def _count(self, request: web.Request) -> web.StreamResponse:
+        """count_tokens: a count of its own (the body's length over 3), so a test can tell it from an estimate."""
+        raw = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.requests.append(ARecorded(headers, json.loads(raw), time.monotonic()))
+        if headers.get("x-api-key") != API_KEY:
+            return web.json_response(error_doc("authentication_error", "invalid x-api-key"), status=401)
+        return web.json_response({"input_tokens": len(raw) // 3})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
