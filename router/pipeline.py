@@ -80,7 +80,10 @@ def repair_enabled(ctx: RequestContext, body: dict[str, Any]) -> bool:
     if ctx.repair.mode == "off" or ctx.repair_off:
         return False
     tools = body.get("tools")
-    return isinstance(tools, list) and bool(tools)
+    if not isinstance(tools, list) or not tools:
+        return False
+    n = body.get("n")  # several choices streamed: passed through as they come (the stream repairs one choice)
+    return not (body.get("stream") is True and type(n) is int and n > 1)
 
 
 async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: bytes = b"") -> ChatReply:

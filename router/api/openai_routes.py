@@ -64,7 +64,8 @@ async def chat_repaired(request: web.Request, ctx: RequestContext, body: dict[st
     except pipeline.UpstreamStatus as up:
         ex.status = up.status
         return web.Response(status=up.status, body=up.body, headers={"Content-Type": up.content_type,
-                                                                    "x-request-id": ex.request_id})
+                                                                    "x-request-id": ex.request_id,
+                                                                    "x-agentgate-provider": up.provider})
     headers = {"x-request-id": ex.request_id, **reply.headers}
     if reply.doc is not None:
         body_out = reply.raw if reply.raw is not None else jsoncodec.dumps(reply.doc)

@@ -200,3 +200,24 @@ async def test_a_call_quoted_in_inline_code_is_left_as_written(fakes, router, st
         choice = (await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)).choices[0]
         content, calls, finish = choice.message.content, len(choice.message.tool_calls or []), choice.finish_reason
     assert (content, calls, finish) == (text, 0, "stop")
+
+
+async def test_several_choices_streamed_reach_the_client_as_they_came(fakes, router):
+    """A stream with `n` > 1 (every choice tagged with its index) is passed through: the repairing stream reads one
+    choice, and every other one was dropped without a word."""
+    def ck(i: int, delta: dict, finish: str | None = None) -> dict:
+        return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": i, "delta": delta, "finish_reason": finish}]}
+
+    up = await fakes()
+    up.push(Step(sse=[ck(0, {"role": "assistant", "content": ""}), ck(1, {"role": "assistant", "content": ""}),
+                      ck(0, {"content": "Hello"}),
+                      ck(1, {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}),
+                      ck(0, {}, "stop"), ck(1, {}, "tool_calls")]))
+    r = await router(cfg(up.url))
+    async with r.client().chat.completions.stream(model="m", messages=MSGS, tools=WEATHER, n=2) as stream:  # type: ignore[arg-type]
+        final = await stream.get_final_completion()
+    assert [(c.index, c.finish_reason, c.message.content) for c in final.choices] == [
+        (0, "stop", "Hello"), (1, "tool_calls", "")]
+    assert [t.function.name for t in final.choices[1].message.tool_calls or []] == ["get_weather"]

@@ -53,7 +53,9 @@ models:
     assert b.requests[0].body["model"] == "mini"
 
 
-async def test_client_errors_are_not_retried_or_fallen_back(fakes, router):
+@pytest.mark.parametrize("tools", [None, [{"type": "function", "function": {"name": "f", "parameters": {}}}]],
+                         ids=["passed through", "repair path"])
+async def test_client_errors_are_not_retried_or_fallen_back(fakes, router, tools):
     a, b = await fakes("a"), await fakes("b")
     a.push(Step(status=400, json={"error": {"message": "bad tool schema", "type": "invalid_request_error",
                                             "code": "bad"}}))
@@ -63,8 +65,10 @@ models:
   - {name: mini, provider: b}
 """)
     with pytest.raises(openai.BadRequestError) as info:
-        await r.client().chat.completions.create(model="coder", messages=[{"role": "user", "content": "q"}])
+        await r.client().chat.completions.create(model="coder", messages=[{"role": "user", "content": "q"}],
+                                                 **({"tools": tools} if tools else {}))
     assert "bad tool schema" in str(info.value)
+    assert info.value.response.headers["x-agentgate-provider"] == "a"  # who answered, on both paths
     assert len(a.requests) == 1 and not b.requests
 
 
