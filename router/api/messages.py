@@ -7,9 +7,12 @@ only gets the client's body as it came (`messages_native`). Errors on these rout
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ..config.model import ClientKey
+from ..context import RequestContext
 from ..dialects import anthropic_in as dialect
 from ..errors import ApiError
 from ..exchange import Exchange
@@ -26,11 +29,12 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await read_body(request, rt, ex)
         memos = request.app[STATE].messages_memos
+        ctx = _native(request, rt, ex, key, body)
+        if ctx is not None:  # Anthropic providers only: the client's body as it came, their answer as it comes
+            return await native_message(request, ctx, body, body["model"], body.get("stream") is True,
+                                        {"x-request-id": ex.request_id, "request-id": ex.request_id})
         req = dialect.parse_request(body, memos)
         ctx = common.resolve(request, rt, ex, key, req.model)
-        if native_route(ctx):  # Anthropic providers only: the client's body as it came, their answer as it comes
-            return await native_message(request, ctx, body, req.model, req.stream,
-                                        {"x-request-id": ex.request_id, "request-id": ex.request_id})
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
@@ -47,6 +51,19 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     return await common.handle_exchange(request, "messages", handle, "anthropic")
 
 
+def _native(request: web.Request, rt: LiveConfig, ex: Exchange, key: ClientKey | None,
+            body: dict[str, Any]) -> RequestContext | None:
+    """The request's context when its model is served by Anthropic providers only (their API judges the body:
+    the checks of the translation would refuse what only it can carry, such as server tools named in
+    tool_choice or beta block types); None otherwise, or without a model name (the translation's checks say
+    what is wrong)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return None
+    ctx = common.resolve(request, rt, ex, key, model)
+    return ctx if native_route(ctx) else None
+
+
 async def count_tokens(request: web.Request) -> web.StreamResponse:
     """Exact when every target of the model is a local engine (a one-token generation reports the prompt's
     length, and warms the engine's prefix cache) or an Anthropic provider (its own count_tokens); otherwise the
@@ -54,6 +71,10 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     image."""
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
+        native = _native(request, rt, ex, key, body)
+        if native is not None:  # Anthropic's own count (or its verdict on the body)
+            return await native_count(request, native, {k: v for k, v in body.items() if k != "stream"},
+                                      {"x-request-id": ex.request_id, COUNT_HEADER: "exact"})
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, request.app[STATE].messages_memos,
                                     count_only=True)
         if req.learn_tools:
@@ -62,11 +83,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         route = ctx.route
         count, how = req.estimate_input_tokens(), "estimate"
         first = route.hops[0].targets if route.hops else ()
-        if native_route(ctx):  # Anthropic's own count
-            exact = await native_count(request, ctx, {k: v for k, v in body.items() if k != "stream"})
-            if exact is not None:
-                count, how = exact, "exact"
-        elif first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
+        if first and all(rt.upstreams[t.provider].kind == "engine" for t in first):
             chat = {k: v for k, v in req.chat.items() if k not in ("tool_choice", "stop")}
             chat.update(dialect.thinking_fields(req.thinking, route_kinds(ctx), req.effort))
             chat = fit_to_route(chat, route_kinds(ctx))

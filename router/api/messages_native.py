@@ -28,6 +28,7 @@ from .common import JSON_HEADERS
 PATH = "/chat/completions"  # the path every chat-shaped request names; an Anthropic upstream sends to /messages
 COUNT_PATH = "/messages/count_tokens"
 BETA_HEADER = "anthropic-beta"
+_LOOKED_AT = (b"message_start", b"message_delta", b"message_stop", b"error")  # the event types read here
 _CLIENT_STATUSES = frozenset({400, 404, 413, 422})  # the upstream's verdict on the request: the client's to see
 
 
@@ -51,21 +52,15 @@ def _request(ctx: RequestContext, body: dict[str, Any], stream: bool, beta: str 
                            ctx.limits.max_upstream_event_bytes, native=body)
 
 
-async def native_count(request: web.Request, ctx: RequestContext, body: dict[str, Any]) -> int | None:
-    """Anthropic's own count of the client's body; None when no provider gave one (the estimate stands)."""
+async def native_count(request: web.Request, ctx: RequestContext, body: dict[str, Any],
+                       headers: dict[str, str]) -> web.Response:
+    """Anthropic's own count of the client's body (`count_tokens`), or its verdict on the body."""
+    opened = await dispatch(ctx, _request(ctx, body, False, request.headers.get(BETA_HEADER), COUNT_PATH))
     try:
-        opened = await dispatch(ctx, _request(ctx, body, False, request.headers.get(BETA_HEADER), COUNT_PATH))
-    except ApiError as err:
-        ctx.exchange.error = err.code
-        return None
-    try:
-        doc = jsoncodec.loads(opened.first) if opened.reply.status == 200 else None
-    except (ValueError, RecursionError):
-        doc = None
+        answer = _whole(opened, ctx.exchange, None, headers)
     finally:
         await opened.close()
-    count = doc.get("input_tokens") if isinstance(doc, dict) else None
-    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
+    return answer
 
 
 def _usage(ex: Exchange, usage: object) -> None:
@@ -97,7 +92,8 @@ async def native_message(request: web.Request, ctx: RequestContext, body: dict[s
         await opened.close()
 
 
-def _whole(opened: Opened, ex: Exchange, model: str, headers: dict[str, str]) -> web.Response:
+def _whole(opened: Opened, ex: Exchange, model: str | None, headers: dict[str, str]) -> web.Response:
+    """A whole answer: a message (`model`: the client's name for it), or a count (`model` None)."""
     status = opened.reply.status
     name = opened.upstream.name
     if status in (401, 403):
@@ -114,10 +110,16 @@ def _whole(opened: Opened, ex: Exchange, model: str, headers: dict[str, str]) ->
             raise ApiError(502, f"Upstream {name!r} answered {status}.", "upstream_error")
         ex.status = status
         return web.Response(status=status, body=jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
-    if doc.get("type") != "message":
+    if model is None:
+        count = doc.get("input_tokens")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ApiError(502, f"Upstream {name!r} returned no token count.", "upstream_invalid_response")
+        doc = {"input_tokens": count}
+    elif doc.get("type") != "message":
         raise ApiError(502, f"Upstream {name!r} returned a body that is not a message.", "upstream_invalid_response")
-    doc["model"] = model
-    _usage(ex, doc.get("usage"))
+    else:
+        doc["model"] = model
+        _usage(ex, doc.get("usage"))
     ex.status = 200
     return web.Response(body=jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
 
@@ -162,11 +164,7 @@ class AnthropicEvents(relay.UpstreamReader):
                 raise ApiError(502, f"Upstream {self.opened.upstream.name!r} sent an event holding a configured "
                                     "credential; it was withheld.", "upstream_credential_withheld")
         kind = b""
-        for name in (b"message_start", b"message_delta", b"message_stop", b"error"):
-            if b'"' + name + b'"' in data:
-                kind = name
-                break
-        if kind in (b"message_start", b"message_delta", b"error"):
+        if any(b'"' + name + b'"' in data for name in _LOOKED_AT):  # may be one (or text that names one)
             try:
                 doc = jsoncodec.loads(data)
             except (ValueError, RecursionError):
@@ -185,7 +183,8 @@ class AnthropicEvents(relay.UpstreamReader):
                     self._fail("error_event")
                     return sse_event("error", doc), True
         if suspicious:  # rebuilt: its name (when that is clean) and its redacted payload, nothing else
-            name = event.split(b"\n", 1)[0][7:] if event.startswith(b"event: ") else b""
+            first = event.split(b"\n", 1)[0].rstrip(b"\r")
+            name = first[6:].lstrip(b" ") if first.startswith(b"event:") else b""
             event = (b"event: " + name + b"\n" if name and not redactor.suspicious(name) else b"") + \
                 b"".join(b"data: " + line + b"\n" for line in data.split(b"\n")) + b"\n"
         return event, kind == b"message_stop"

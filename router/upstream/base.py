@@ -287,7 +287,8 @@ class Upstream:
 
 
 
-_ERROR_OBJECT = re.compile(rb'\s*\{\s*"error"\s*:\s*[{"]')  # how an error answer begins (not "error": null)
+_ERROR_OBJECT = re.compile(rb'\s*\{\s*(?:"type"\s*:\s*"error"\s*,\s*)?"error"\s*:\s*[{"]')  # how an error answer
+# begins (not "error": null), Anthropic's (`{"type": "error", "error": ...}`, a native Messages answer) too
 
 
 _FINISHED_IN_ERROR = re.compile(rb'"finish_reason"\s*:\s*"error"')
@@ -295,7 +296,7 @@ _FINISHED_IN_ERROR = re.compile(rb'"finish_reason"\s*:\s*"error"')
 
 def error_answer(name: str, body: bytes, secret: str | None) -> Failure | None:
     """A whole 200 answer that is an error object (`{"error": {...}}`, as some gateways and servers send, or an
-    Anthropic error translated), or a completion that finished with `"finish_reason": "error"` (OpenRouter's
+    Anthropic error, translated or not), or a completion that finished with `"finish_reason": "error"` (OpenRouter's
     answer when generation failed part-way), is a failure like a 5xx: retried, fallen back from, counted by the
     breaker; not an answer passed on with status 200. An error object is looked for in the body's first bytes only
     (a completion never begins so)."""

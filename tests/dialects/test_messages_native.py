@@ -135,3 +135,51 @@ async def test_count_tokens_is_anthropics(fake_anthropic, router):
     assert resp.headers["x-agentgate-token-count"] == "exact"
     assert doc == {"input_tokens": len(json.dumps({**body, "model": "claude-sonnet-4-5"},
                                                   separators=(",", ":")).encode()) // 3}
+
+
+async def test_an_event_naming_message_stop_in_its_text_does_not_end_the_stream(fake_anthropic, router):
+    """Code that handles Anthropic's events, written by the model: a text delta holding `"message_stop"` ended the
+    relay there (no error, no stop reason)."""
+    fake, r = await _serving(fake_anthropic, router)
+    pieces = ['if event.type == "message_stop', '":\n    break\n', "message_stop", "more after"]
+    events = stream_events([{"type": "text", "text": "x"}], "claude-sonnet-4-5")
+    deltas = [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": p}}) for p in pieces]
+    at = next(i for i, (name, _) in enumerate(events) if name == "content_block_delta")
+    events[at:at + 2] = deltas
+    fake.push(AStep(events=events))
+    async with claude(r.url).messages.stream(model="sonnet", max_tokens=50,
+                                             messages=[{"role": "user", "content": "x"}]) as s:
+        final = await s.get_final_message()
+    assert final.content[0].text == "".join(pieces) and final.stop_reason == "end_turn"  # type: ignore[union-attr]
+
+
+async def test_what_only_anthropic_takes_is_anthropics_to_judge(fake_anthropic, router):
+    """A server tool named by tool_choice, a Files API image: bodies the translation's checks refused (400)."""
+    fake, r = await _serving(fake_anthropic, router)
+    body = {"model": "sonnet", "max_tokens": 50,
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            "tool_choice": {"type": "tool", "name": "web_search"},
+            "messages": [{"role": "user", "content": [
+                {"type": "image", "source": {"type": "file", "file_id": "file_011"}},
+                {"type": "text", "text": "search this"}]}]}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/messages", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+    assert fake.requests[0].body["tool_choice"] == body["tool_choice"]
+
+
+async def test_a_200_that_is_an_error_falls_back(fake_anthropic, router):
+    first, second = await fake_anthropic(), await fake_anthropic()
+    first.push(AStep(json=error_doc("overloaded_error", "Overloaded")))
+    second.push(AStep(json=message([{"type": "text", "text": "from the fallback"}], "claude-sonnet-4-5")))
+    r = await router(f"""
+providers:
+  p0: {{type: anthropic, base_url: '{first.url}', api_key: '{API_KEY}', retries: 0}}
+  p1: {{type: anthropic, base_url: '{second.url}', api_key: '{API_KEY}', retries: 0}}
+models:
+  - {{name: sonnet, provider: p0, model: claude-sonnet-4-5, fallbacks: [backup]}}
+  - {{name: backup, provider: p1, model: claude-sonnet-4-5}}
+""")
+    out = await claude(r.url).messages.create(model="sonnet", max_tokens=10,
+                                              messages=[{"role": "user", "content": "x"}])
+    assert out.content[0].text == "from the fallback"  # type: ignore[union-attr]

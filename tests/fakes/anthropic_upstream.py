@@ -132,8 +132,9 @@ def check_request(headers: dict[str, str], body: Any) -> tuple[int, dict[str, An
             if answered != pending_ids:
                 return 400, error_doc("invalid_request_error", f"messages.{i}: tool_use ids without tool_result")
             pending_ids = set()
-    for t in body.get("tools") or []:
-        if not isinstance(t.get("name"), str) or not isinstance(t.get("input_schema"), dict):
+    for t in body.get("tools") or []:  # (a server tool, `type` set, has no input_schema)
+        if not isinstance(t.get("name"), str) or (t.get("type", "custom") == "custom"
+                                                 and not isinstance(t.get("input_schema"), dict)):
             return 400, error_doc("invalid_request_error", "tools: name and input_schema required")
     return None
 
