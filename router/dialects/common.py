@@ -211,6 +211,8 @@ class ChunkEncoder(ABC):
         self._args_size = 0                    # it, a call's arguments are taken not to be whole)
         self._waiting: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls begun while the open call's
         # arguments were still coming (an upstream interleaving parallel calls): a block cannot reopen
+        self._queue: list[tuple[str, Any]] = []  # what waits for the open call's arguments to be whole, in order:
+        # ("call", index) of `_waiting`, ("text", str), ("reasoning", str)
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -273,10 +275,13 @@ class ChunkEncoder(ABC):
             self._args_size += len(text)
             self._args.setdefault(index, []).append(text)
 
+    def _must_wait(self) -> bool:
+        """Whether new output waits: something already does, or the open call's arguments are not whole yet
+        (another block would close its block, and its later fragments could then go nowhere)."""
+        return bool(self._queue) or (self._open_call is not None and not self._args_whole(self._open_call))
+
     def _placed(self, call: ToolFragment) -> list[bytes]:
-        """A fragment of call `call.index`. A call whose header comes while the open call's arguments are not
-        yet whole waits, its fragments kept, until they are (or the stream ends): its block would close the open
-        one, whose later fragments could then go nowhere."""
+        """A fragment of call `call.index`; a new call's header waits while `_must_wait`, its fragments kept."""
         if call.arguments:
             self._note_args(call.index, call.arguments)
         waiting = self._waiting.get(call.index)
@@ -284,32 +289,36 @@ class ChunkEncoder(ABC):
             if call.arguments:
                 waiting[1].append(call.arguments)
             return []
-        if call.name and call.index not in self._calls and self._open_call is not None \
-                and not self._args_whole(self._open_call):
+        if call.name and call.index not in self._calls and self._must_wait():
             self._waiting[call.index] = (call, [call.arguments] if call.arguments else [])
+            self._queue.append(("call", call.index))
             return []
         out = self._tool(call)
-        return out + self._released() if self._waiting else out
+        return out + self._released() if self._queue else out
 
-    def _released(self) -> list[bytes]:
-        """The waiting calls whose turn came: while the open call's arguments are whole."""
+    def _said(self, kind: str, text: str) -> list[bytes]:
+        """Text or reasoning: written, or queued while `_must_wait`."""
+        if (self._open_call is not None or self._queue) and self._must_wait():
+            self._queue.append((kind, text))
+            return []
+        return self._text(text) if kind == "text" else self._reasoning(text)
+
+    def _released(self, at_end: bool = False) -> list[bytes]:
+        """What waited, in order, while the open call's arguments are whole (at the end: all of it)."""
         out: list[bytes] = []
-        while self._waiting and self._open_call is not None and self._args_whole(self._open_call):
-            out += self._release()
+        while self._queue and (at_end or self._open_call is None or self._args_whole(self._open_call)):
+            kind, value = self._queue.pop(0)
+            if kind == "call":
+                first, args = self._waiting.pop(value)
+                out += self._tool(ToolFragment(value, first.id, first.name, "".join(args)))
+            else:
+                out += self._text(value) if kind == "text" else self._reasoning(value)
         return out
 
-    def _release(self) -> list[bytes]:
-        """The first waiting call's block, with the arguments it has so far."""
-        index = next(iter(self._waiting))
-        first, args = self._waiting.pop(index)
-        return self._tool(ToolFragment(index, first.id, first.name, "".join(args)))
-
     def _nameless_calls(self) -> list[bytes]:
-        """At the end: the waiting calls, then those whose name never came, opened as they are (a stream not
+        """At the end: what waited, then the calls whose name never came, opened as they are (a stream not
         repaired)."""
-        out: list[bytes] = []
-        while self._waiting:
-            out += self._release()
+        out = self._released(at_end=True)
         for index, (first, args) in self._nameless.items():
             out += self._open_new_call(ToolFragment(index, first.id, "", "".join(args)))
         self._nameless.clear()
@@ -322,16 +331,16 @@ class ChunkEncoder(ABC):
             if len(delta) == 1:  # most of a stream: one more piece of text, reasoning or the open call's arguments
                 text = delta.get("content")
                 if type(text) is str:
-                    return out + self._text(text) if text else out
+                    return out + self._said("text", text) if text else out
                 text = delta.get("reasoning_content")
                 if type(text) is str:
-                    return out + self._reasoning(text) if text else out
+                    return out + self._said("reasoning", text) if text else out
             if self._open_call is not None:
                 text = args_only(delta, self._open_call)
                 if text:
                     self._note_args(self._open_call, text)
                     out += self._call_args(self._open_call, text)
-                    return out + self._released() if self._waiting else out
+                    return out + self._released() if self._queue else out
         return self._feed_parts(doc, out)
 
     def _feed_parts(self, doc: dict[str, Any] | StreamChunk, out: list[bytes]) -> list[bytes]:
@@ -340,9 +349,9 @@ class ChunkEncoder(ABC):
             self._usage = chunk.usage
         for part in chunk.parts:
             if part.reasoning:
-                out += self._reasoning(part.reasoning)
+                out += self._said("reasoning", part.reasoning)
             if part.content:
-                out += self._text(part.content)
+                out += self._said("text", part.content)
             if part.tool_deltas and type(doc) is StreamChunk:  # the pipeline's: one index per call already
                 for call in part.tool_calls:
                     out += self._placed(call)

@@ -286,7 +286,8 @@ def _append_message(out: list[dict[str, Any]], messages: tuple[dict[str, Any], .
     if len(messages) == 1 and messages[0]["role"] == "assistant" and isinstance(messages[0].get("content"), str) \
             and last is not None and last["role"] == "assistant" and last.get("tool_calls") \
             and not isinstance(last.get("content"), list):
-        merged = {**last, "content": (last.get("content") or "") + messages[0]["content"],
+        before, text = last.get("content") or "", messages[0]["content"]
+        merged = {**last, "content": f"{before}\n\n{text}" if before and text else before or text,
                   "tool_calls": list(last["tool_calls"])}
         out[-1] = merged
         return merged

@@ -107,12 +107,13 @@ async def test_text_after_calls_joins_their_message(fakes, router):
     await r.client().responses.create(model="m", input=[  # type: ignore[arg-type]
         {"role": "user", "content": "weather?"}, call,
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Also this."}]},
         {"type": "function_call_output", "call_id": "call_a", "output": "rainy"},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Rainy."}]},
     ])
     assert up.requests[0].body["messages"] == [
         {"role": "user", "content": "weather?"},
-        {"role": "assistant", "content": "Checking.", "tool_calls": [
+        {"role": "assistant", "content": "Checking.\n\nAlso this.", "tool_calls": [
             {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
         {"role": "tool", "tool_call_id": "call_a", "content": "rainy"},
         {"role": "assistant", "content": "Rainy."},

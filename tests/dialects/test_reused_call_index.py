@@ -4,7 +4,8 @@ by index they made one call of arguments `{...}{...}`, which the repair then dro
 finishing "stop" with nothing in it. Unrepaired (`repair: {mode: off}`), the translated routes told them apart
 too (one tool_use block or function_call item took all the arguments). Calls at their own indexes whose
 fragments interleave (every header first) reach the translated routes whole too: a tool_use block or function_call
-item cannot reopen, and unrepaired, each call's block after the first lost its arguments to it."""
+item cannot reopen, and unrepaired, each call's block after the first lost its arguments to it; nor can text or
+reasoning that comes while a call's arguments are still coming close its block (they wait)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,11 @@ def _events(shape: str) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
     if shape == "interleaved":
         calls = _interleaved()
-    for n, city in enumerate(CITIES if shape != "interleaved" else []):
+    elif shape == "text inside calls":  # (reasoning and text while the first call's arguments are still coming)
+        calls = _interleaved()
+        calls[len(CITIES) + 1:len(CITIES) + 1] = [chunk("m", {"reasoning_content": "hm"}),
+                                                   chunk("m", {"content": "One moment."})]
+    for n, city in enumerate(CITIES if shape in SHAPES[:2] else []):
         args = json.dumps({"city": city})
         head = {"index": 0, "id": f"call_{n}", "type": "function", "function": {"name": "get_weather"}}
         if shape == "whole calls":
@@ -54,7 +59,7 @@ def _events(shape: str) -> list[dict[str, Any]]:
     return [chunk("m", {"role": "assistant", "content": ""}), *calls, chunk("m", {}, "tool_calls")]
 
 
-SHAPES = ["whole calls", "calls in pieces", "interleaved"]
+SHAPES = ["whole calls", "calls in pieces", "interleaved", "text inside calls"]
 PACES = ["one write", "event by event"]
 
 
