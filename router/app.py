@@ -19,6 +19,7 @@ from .api import common, docs, health, messages, models, openai_routes, ops, res
 from .config.model import Config
 from .console import api as ui
 from .console import install as install_console
+from .drain import END_S, IN_FLIGHT, InFlight, drain_on_shutdown
 from .engines_bridge import make_supervisor
 from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
@@ -39,6 +40,8 @@ def create_app(config: Config, *, config_path: str | None = None) -> web.Applica
     app[STATE] = AppState(runtime=LiveConfig.build(config, metrics, supervisor), metrics=metrics,
                           supervisor=supervisor, config_path=config_path)
     app[RELOADER] = Reloader(app)
+    app[IN_FLIGHT] = InFlight()
+    app.on_shutdown.append(drain_on_shutdown)  # (the listening sockets are closed by then)
     app[ops.STATS_POLL] = ops.StatsPoll()
     app[responses.RESPONSE_STORE] = responses.StoreHolder()
     app.add_routes([r if r.handler in _FRAMED else web.RouteDef(r.method, r.path, _guarded(r.handler), r.kwargs)
@@ -173,8 +176,8 @@ class Running:
 async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Running:
     """Start serving `app`; port 0 picks a free port. Client disconnects cancel their handlers."""
     idle = app[STATE].runtime.config.server.idle_timeout  # an idle or half-open client connection is closed
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=30,
-                           keepalive_timeout=idle)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=END_S,
+                           keepalive_timeout=idle)  # (the drain is `drain_on_shutdown`'s: see `router.drain`)
     await runner.setup()
     # a burst of new connections accepted at once where the loop would take one per pass (uvloop's libuv)
     site = AcceptingSite(runner, host, port) if accepts_one_per_pass(asyncio.get_running_loop()) \

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from . import jsoncodec
 from .chat_types import STREAM_CHUNK_END, ArgsPiece, StreamChunk
+from .drain import IN_FLIGHT, uncancel
 from .errors import ApiError
 from .exchange import Exchange
 from .redact import scrub_body, scrub_text
@@ -643,6 +644,9 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
     reacting to the final event finds whatever it stored). `items` is closed however the stream ends."""
     resp = _SseResponse(status=200, headers={**SSE_HEADERS, **headers})
     await resp.prepare(request)
+    in_flight = request.app.get(IN_FLIGHT)
+    if in_flight is not None:
+        in_flight.streaming()
     ex.status = 200
     if ex.ttft is None:
         ex.ttft = time.perf_counter() - ex.started
@@ -664,6 +668,15 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
         except ApiError as err:
             ex.error = err.code
             await out.end(b"".join(encoder.error(err)))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if in_flight is None or not in_flight.ending() or task is None:
+                raise
+            uncancel(task)  # the shutdown's, at the end of its drain: the stream ends with its error event
+            stopping = ApiError(503, "The router is shutting down; this stream was stopped before its answer "
+                                "finished.", "server_shutting_down")
+            ex.error = stopping.code
+            await out.end(b"".join(encoder.error(stopping)))
         except Exception as exc:  # a bug: the stream still ends, with the error event, and the next one is unharmed
             log.error("unexpected error in stream %s", ex.request_id, exc_info=exc)
             internal = ApiError(500, "Internal error; the router's log has the details.", "internal_error")

@@ -14,6 +14,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from .. import auth, jsoncodec
 from ..config.model import ClientKey
 from ..context import RequestContext, upstream_headers
+from ..drain import IN_FLIGHT, uncancel
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
@@ -34,6 +35,8 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
     state = request.app[STATE]
     rt = state.runtime
     ex = Exchange(request_id(request), endpoint)
+    in_flight = request.app[IN_FLIGHT]
+    task = in_flight.enter()
     try:
         try:
             key = auth.client_key(rt.keys, request.headers, rt.config.server)
@@ -43,17 +46,27 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
             ex.status, ex.error = err.status, err.code
             resp = err.response(dialect)
             resp.headers["x-request-id"] = ex.request_id
+        except asyncio.CancelledError:
+            if not in_flight.stopped() or task is None:
+                raise
+            uncancel(task)  # the shutdown's: the client is still there and gets told
+            stopping = ApiError(503, "The router is shutting down; the request was stopped before its answer came.",
+                                "server_shutting_down")
+            ex.status, ex.error = stopping.status, stopping.code
+            resp = stopping.response(dialect)
+            resp.headers["x-request-id"] = ex.request_id
         if not resp.prepared:
             await _send(request, resp)
         return resp
     except asyncio.CancelledError:
-        ex.error = "client_disconnected"
+        ex.error = "server_shutting_down" if in_flight.stopped() else "client_disconnected"
         raise
     except Exception as exc:  # aiohttp's own errors, or a bug: answered as every route answers them
         resp = error_page(request, exc)
         ex.status = resp.status
         return resp
     finally:
+        in_flight.leave(task)
         if ex.requested:  # a key pasted as the model name stays out of the log and the console, and so does a
             if rt.keys:  # name of any length (both are cut to 200 characters; a key is found before the cut)
                 ex.requested = scrub_text(ex.requested, [k.key for k in rt.keys])
