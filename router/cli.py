@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .early_signals import defer_sighup
+
 # name -> (module, one-line help). Each module exposes `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("router.commands.serve", "run the router daemon"),
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    defer_sighup()  # a reload asked for while the router starts is done once it runs (see early_signals)
     args = build_parser().parse_args(list(argv) if argv is not None else sys.argv[1:])
     try:
         return int(args._run(args) or 0)

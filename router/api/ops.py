@@ -23,6 +23,7 @@ from aiohttp import web
 from engines.supervisor.types import EngineState, EngineSupervisor
 
 from .. import auth
+from ..early_signals import take_deferred_sighup
 from ..errors import ApiError
 from ..metrics import CONTENT_TYPE, EngineStats
 from ..reload import RELOADER
@@ -139,6 +140,8 @@ async def sighup_reload(app: web.Application) -> AsyncIterator[None]:
         task.add_done_callback(pending.discard)
 
     installed = _install_sighup(loop, on_sighup)
+    if installed and take_deferred_sighup():  # one came while the router was starting
+        on_sighup()
     yield
     if installed:
         _remove_sighup(loop, on_sighup)

@@ -230,3 +230,64 @@ async def test_sighup_reloads_the_app_that_owns_it(fakes, served) -> None:
     await wait_until(lambda: "fresh" in first.state.runtime.table.exact, timeout=10)
     assert sample(first.state.metrics.render().decode(), "agentgate_config_reloads_total", result="success") == 1
     assert sample(second.state.metrics.render().decode(), "agentgate_config_reloads_total", result="success") == 0
+
+
+def test_a_sighup_while_starting_is_a_reload_not_a_stop(tmp_path: Path) -> None:
+    """`systemctl start` then `systemctl reload` at once: the SIGHUP came before the router handled it, its default
+    action ended the process, and a service manager takes that for a clean stop (no restart)."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "c.yaml"
+    config.write_text(f"server: {{port: {port}, log_format: text}}\nproviders:\n  lab: {{type: openai, base_url: "
+                      "'http://127.0.0.1:9/v1'}\nmodels:\n  - {name: m, provider: lab}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "router", "serve", "-c", str(config)], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        status = Path(f"/proc/{proc.pid}/status")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:  # until SIGHUP is caught (long before the
+            caught = [ln for ln in status.read_text().splitlines() if ln.startswith("SigCgt:")]  # router runs)
+            if caught and int(caught[0].split()[1], 16) & 1:
+                break
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    assert "SIGHUP: reloading the config" in err
+
+
+async def test_a_sighup_noted_before_the_router_ran_reloads_once_it_does(fakes, served) -> None:
+    from router import early_signals
+
+    early_signals.defer_sighup()
+    os.kill(os.getpid(), signal.SIGHUP)  # noted, not the end of the process
+    await asyncio.sleep(0)
+    up = await fakes()
+    s = await served(cfg(up.url))
+    for _ in range(200):
+        if sample(await s.metrics(), "agentgate_config_reloads_total", result="success") == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert sample(await s.metrics(), "agentgate_config_reloads_total", result="success") == 1
+    assert not early_signals.take_deferred_sighup()
