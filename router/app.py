@@ -10,6 +10,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -31,14 +32,15 @@ from .state import STATE, AppState
 log = logging.getLogger("agentgate")
 
 
-def create_app(config: Config, *, config_path: str | None = None) -> web.Application:
+def create_app(config: Config, *, config_path: str | None = None,
+               overrides: dict[str, Any] | None = None) -> web.Application:
     # The body limit is enforced per route (OpenAI-shaped 413); aiohttp's own cap sits just above it.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1, handler_args={"max_field_size": 16384})
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
     metrics = Metrics()
     supervisor = make_supervisor(config, metrics) if any(m.engine is not None for m in config.models) else None
     app[STATE] = AppState(runtime=LiveConfig.build(config, metrics, supervisor), metrics=metrics,
-                          supervisor=supervisor, config_path=config_path)
+                          supervisor=supervisor, config_path=config_path, overrides=dict(overrides or {}))
     app[RELOADER] = Reloader(app)
     app[IN_FLIGHT] = InFlight()
     app.on_shutdown.append(drain_on_shutdown)  # (the listening sockets are closed by then)
@@ -207,7 +209,7 @@ def settle_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def run(config: Config, *, config_path: str | None = None) -> None:
+def run(config: Config, *, config_path: str | None = None, overrides: dict[str, Any] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (graceful: in-flight requests drain)."""
     try:
         import uvloop
@@ -217,7 +219,7 @@ def run(config: Config, *, config_path: str | None = None) -> None:
         pass
 
     async def main() -> None:
-        app = create_app(config, config_path=config_path)
+        app = create_app(config, config_path=config_path, overrides=overrides)
         try:
             running = await start(app, config.server.host, config.server.port)
         except OSError as exc:

@@ -30,7 +30,7 @@ from .upstream.base import Upstream
 
 log = logging.getLogger("agentgate.reload")
 
-RESTART_ONLY_SERVER = ("host", "port", "log_format", "log_level")
+RESTART_ONLY_SERVER = ("host", "port", "log_format", "log_level", "idle_timeout")  # (keep-alive: the listener's)
 RESTART_ONLY_ENGINES = ("max_loaded", "memory_budget_gb", "runtime_dir")
 DRAIN_GRACE = 30.0  # a retired upstream waits at least this long for requests that hold the old runtime
 DRAIN_POLL = 0.25
@@ -167,6 +167,8 @@ class Reloader:
             new_config = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:
             return ReloadResult(False, trigger, path, error=_scrub(str(exc), _secrets(old_rt.config)), status=400)
+        if state.overrides:  # the command line's settings win over the file's, as they did at start-up
+            new_config = replace(new_config, server=replace(new_config.server, **state.overrides))
         new_config, notes = _pin_restart_only(old_rt.config, new_config, state.supervisor is not None,
                                               self._body_cap)
         refusal = reload_refusal(old_rt.config.server, new_config.server)

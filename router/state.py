@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +22,8 @@ class AppState:
     metrics: Metrics
     supervisor: EngineSupervisor | None  # None: no engine in the config
     config_path: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # server settings the command line set (they win over
+    # the file's on every reload too)
     tool_indexes: ToolIndexCache = field(default_factory=ToolIndexCache)  # survives reloads: keyed by content
     known_history: KnownHistory = field(default_factory=KnownHistory)  # likewise
     messages_memos: anthropic_in.Translations = field(default_factory=anthropic_in.Translations)  # likewise

@@ -29,15 +29,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from dataclasses import replace
 
-    server = config.server
-    if args.host:
-        server = replace(server, host=args.host)
-    if args.port is not None:
-        server = replace(server, port=args.port)
-    if args.log_format:
-        server = replace(server, log_format=args.log_format)
-    if args.log_level:
-        server = replace(server, log_level=args.log_level)
+    given = {"host": args.host or None, "port": args.port, "log_format": args.log_format or None,
+             "log_level": args.log_level or None}
+    overrides = {k: v for k, v in given.items() if v is not None}  # (they win on every reload too)
+    server = replace(config.server, **overrides)
     config = replace(config, server=server)
     refusal = open_relay_refusal(server)
     if refusal:
@@ -52,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..app import run as run_app
 
     try:
-        run_app(config, config_path=args.config)
+        run_app(config, config_path=args.config, overrides=overrides)
     except ListenError as exc:
         print(f"agentgate: {exc}", file=sys.stderr)
         return 1

@@ -142,7 +142,8 @@ async def test_reload_endpoint_auth(fakes, served, router) -> None:
 async def test_restart_only_settings_are_reported(fakes, served) -> None:
     a = await fakes("a")
     r = await served(cfg(a.url, server="port: 8080"))
-    rotated = cfg(a.url, server="port: 9191\n  log_format: text\n  max_body_mb: 64").replace(ADMIN_KEY, "sk-rotated-77")
+    rotated = cfg(a.url, server="port: 9191\n  log_format: text\n  max_body_mb: 64\n  idle_timeout: 2").replace(
+        ADMIN_KEY, "sk-rotated-77")
     r.write(rotated)
     status, body = await r.reload(ADMIN_KEY)
     assert status == 200
@@ -150,6 +151,7 @@ async def test_restart_only_settings_are_reported(fakes, served) -> None:
     assert any(note.startswith("server.port") and "9191" in note for note in notes)
     assert any(note.startswith("server.log_format") for note in notes)
     assert any(note.startswith("server.max_body_mb") for note in notes)
+    assert any(note.startswith("server.idle_timeout") for note in notes)  # the listener's keep-alive, fixed
     assert body["changes"]["server"] == {"changed": ["api_keys"]}  # names only, never values
     assert "sk-rotated-77" not in str(body)
     server = r.state.runtime.config.server
@@ -291,3 +293,27 @@ async def test_a_sighup_noted_before_the_router_ran_reloads_once_it_does(fakes, 
         await asyncio.sleep(0.05)
     assert sample(await s.metrics(), "agentgate_config_reloads_total", result="success") == 1
     assert not early_signals.take_deferred_sighup()
+
+
+async def test_command_line_settings_win_on_a_reload_too(fakes, tmp_path) -> None:
+    """`serve --port --log-format`: a reload of an unchanged file said a restart was needed to apply the file's
+    port and format, which the command line would override again."""
+    from dataclasses import replace
+
+    from router.app import create_app, start
+    from router.config import load_config
+
+    a = await fakes("a")
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg(a.url, server="port: 8080"))
+    overrides = {"port": 18094, "log_format": "text"}
+    config = load_config(path)
+    config = replace(config, server=replace(config.server, **overrides))
+    running = await start(create_app(config, config_path=str(path), overrides=overrides))
+    try:
+        async with aiohttp.ClientSession() as s, s.post(running.url + "/admin/reload",
+                                                        headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as resp:
+            body = await resp.json()
+    finally:
+        await running.stop()
+    assert resp.status == 200 and body["restart_required"] == [] and body["changes"] == {}
