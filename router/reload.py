@@ -206,6 +206,8 @@ class Reloader:
         if supervisor is not None:
             self._spawn(self._update_engines(supervisor, specs))
         retired = [up for up in old_rt.upstreams.values() if id(up) not in {id(u) for u in new_rt.upstreams.values()}]
+        for up in retired:  # its successor (same name) owns the breaker series now
+            up.breaker.on_change = None
         if retired:
             self._retiring.extend(retired)
             self._spawn(self._retire(weakref.ref(old_rt), retired))

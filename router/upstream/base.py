@@ -23,7 +23,7 @@ import aiohttp
 from .. import jsoncodec
 from ..config.model import ProviderConfig
 from ..errors import ApiError
-from ..metrics import Metrics, fast_set
+from ..metrics import Metrics, fast_inc
 from ..redact import safe_headers, scrub_body
 from ..resilience import Breaker, Limiter
 from ..sse import DEFAULT_MAX_EVENT_BYTES, UpstreamTooLarge
@@ -214,11 +214,13 @@ class Upstream:
         self._gauges: ProviderGauges | None = None
 
     def gauges(self, metrics: Metrics) -> ProviderGauges:
-        """This provider's queued and in-flight gauges in `metrics`, bound once (one registry per application)."""
+        """This provider's queued and in-flight gauges in `metrics`, bound once (one registry per application). They
+        are moved by amounts, not set: after a reload the retired instance of a provider and its successor share
+        the series, and each setting its own count made it wrong."""
         gauges = self._gauges
         if gauges is None or gauges.metrics is not metrics:
-            gauges = self._gauges = ProviderGauges(metrics, fast_set(metrics.child(metrics.queued, self.name)),
-                                                   fast_set(metrics.child(metrics.in_flight, self.name)))
+            gauges = self._gauges = ProviderGauges(metrics, fast_inc(metrics.child(metrics.queued, self.name)),
+                                                   fast_inc(metrics.child(metrics.in_flight, self.name)))
         return gauges
 
     @functools.cached_property
@@ -309,8 +311,8 @@ def error_answer(name: str, body: bytes, secret: str | None) -> Failure | None:
 
 class ProviderGauges(NamedTuple):
     metrics: Metrics
-    queued: Callable[[float], None]
-    in_flight: Callable[[float], None]
+    queued: Callable[[float], None]  # add (negative: take away)
+    in_flight: Callable[[float], None]  # likewise
 
 
 class Slot:
@@ -329,14 +331,14 @@ class Slot:
         up = self._up
         gauges = up.gauges(self._metrics)  # the series exist (at 0) from the first request on
         if not up.limiter.try_acquire():  # full: wait in the queue, the queue gauge showing it
-            gauges.queued(up.limiter.queued + 1)
+            gauges.queued(1)
             try:
                 await up.limiter.acquire()
             finally:
-                gauges.queued(up.limiter.queued)
+                gauges.queued(-1)
         up.outstanding += 1
         self._held = True
-        gauges.in_flight(up.outstanding)
+        gauges.in_flight(1)
         return self
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -353,7 +355,7 @@ class Slot:
             up = self._up
             up.outstanding -= 1
             up.limiter.release()
-            up.gauges(self._metrics).in_flight(up.outstanding)
+            up.gauges(self._metrics).in_flight(-1)
 
 
 SEND_ERRORS = (BodyTooLarge, UpstreamTooLarge, UpstreamUnavailable, aiohttp.ClientError, asyncio.TimeoutError,

@@ -58,3 +58,25 @@ async def test_a_waiting_slot_gets_the_released_one_and_a_full_queue_refuses():
     assert up.outstanding == 1 and up.limiter.active == 1 and up.limiter.queued == 0
     second.release()
     assert up.outstanding == 0 and up.limiter.active == 0
+
+
+async def test_a_provider_retired_by_a_reload_and_its_successor_count_together():
+    """After a reload that changes a provider, its old instance (still serving a stream) and the new one share the
+    in-flight series: each set it to its own count, so it read 0 with a request in flight."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    old, new, metrics = upstream(), upstream(), Metrics()
+
+    def in_flight() -> float:
+        return next(s.value for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples
+                    if s.name == "agentgate_in_flight_requests" and s.labels.get("provider") == "lab")
+
+    async with old.slot(metrics) as stream:
+        stream.keep()
+    async with new.slot(metrics) as second:
+        second.keep()
+    assert in_flight() == 2
+    stream.release()
+    assert in_flight() == 1
+    second.release()
+    assert in_flight() == 0
