@@ -245,8 +245,18 @@ async def test_messages_effort_reaches_anthropic_only(fake_anthropic, router):
     assert sent["thinking"] == {"type": "adaptive"} and sent["output_config"] == {"effort": "high"}
 
 
-async def test_messages_effort_must_be_a_string(fake_anthropic, router):
-    _, r = await start(fake_anthropic, router)
+async def test_messages_effort_must_be_a_string(fake_anthropic, fakes, router):
+    """Checked where the body is translated (a route that may reach an OpenAI-type backend; with Anthropic
+    providers only, the body is Anthropic's to judge)."""
+    fake, up = await fake_anthropic(), await fakes()
+    r = await router(f"""
+providers:
+  claude: {{type: anthropic, base_url: '{fake.url}', api_key: '{API_KEY}'}}
+  lab: {{type: openai, base_url: '{up.url}'}}
+models:
+  - {{name: sonnet, provider: claude, model: claude-sonnet-4-5, fallbacks: [lab]}}
+  - {{name: lab, provider: lab}}
+""")
     c = claude(r.url)
     with pytest.raises(anthropic.BadRequestError) as err:
         await c.messages.create(model="sonnet", max_tokens=100, messages=[{"role": "user", "content": "hi"}],
