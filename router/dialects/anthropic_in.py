@@ -640,5 +640,5 @@ class MessagesStream(ChunkEncoder):
         return out
 
     def error(self, err: ApiError) -> list[bytes]:
-        """The terminal event for a stream that failed after it began."""
-        return [*self._start(), sse_event("error", err.anthropic_body())]
+        """The terminal event for a stream that failed after it began (what waited goes out first)."""
+        return [*self._start(), *self._released(at_end=True), sse_event("error", err.anthropic_body())]

@@ -213,6 +213,7 @@ class ChunkEncoder(ABC):
         # arguments were still coming (an upstream interleaving parallel calls): a block cannot reopen
         self._queue: list[tuple[str, Any]] = []  # what waits for the open call's arguments to be whole, in order:
         # ("call", index) of `_waiting`, ("text", str), ("reasoning", str)
+        self._queued = 0  # characters of text, reasoning and call arguments waiting there
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -275,44 +276,54 @@ class ChunkEncoder(ABC):
             self._args_size += len(text)
             self._args.setdefault(index, []).append(text)
 
-    def _must_wait(self) -> bool:
-        """Whether new output waits: something already does, or the open call's arguments are not whole yet
-        (another block would close its block, and its later fragments could then go nowhere)."""
-        return bool(self._queue) or (self._open_call is not None and not self._args_whole(self._open_call))
+    def _holding(self) -> bool:
+        """Whether the open call's block must stay open: its arguments are not whole yet (another block would
+        close it, and its later fragments could then go nowhere). Not past RAW_ARGS_MAX of arguments and text
+        waiting: what waits is bounded, and past that, output goes on as it comes."""
+        return self._open_call is not None and self._args_size + self._queued <= RAW_ARGS_MAX \
+            and not self._args_whole(self._open_call)
 
     def _placed(self, call: ToolFragment) -> list[bytes]:
-        """A fragment of call `call.index`; a new call's header waits while `_must_wait`, its fragments kept."""
+        """A fragment of call `call.index`; a new call's header waits while something waits or `_holding`."""
         if call.arguments:
             self._note_args(call.index, call.arguments)
         waiting = self._waiting.get(call.index)
         if waiting is not None:
             if call.arguments:
                 waiting[1].append(call.arguments)
+                self._queued += len(call.arguments)
             return []
-        if call.name and call.index not in self._calls and self._must_wait():
+        out = self._released() if self._queue else []
+        if call.name and call.index not in self._calls and (self._queue or self._holding()):
             self._waiting[call.index] = (call, [call.arguments] if call.arguments else [])
             self._queue.append(("call", call.index))
-            return []
-        out = self._tool(call)
+            return out
+        out += self._tool(call)
         return out + self._released() if self._queue else out
 
     def _said(self, kind: str, text: str) -> list[bytes]:
-        """Text or reasoning: written, or queued while `_must_wait`."""
-        if (self._open_call is not None or self._queue) and self._must_wait():
+        """Text or reasoning: written, or queued while something waits or `_holding`."""
+        if self._open_call is None and not self._queue:  # the usual
+            return self._text(text) if kind == "text" else self._reasoning(text)
+        out = self._released() if self._queue else []
+        if self._queue or self._holding():
             self._queue.append((kind, text))
-            return []
-        return self._text(text) if kind == "text" else self._reasoning(text)
+            self._queued += len(text)
+            return out
+        return out + (self._text(text) if kind == "text" else self._reasoning(text))
 
     def _released(self, at_end: bool = False) -> list[bytes]:
-        """What waited, in order, while the open call's arguments are whole (at the end: all of it)."""
+        """What waited, in order, while nothing holds it (at the end, or on an error: all of it)."""
         out: list[bytes] = []
-        while self._queue and (at_end or self._open_call is None or self._args_whole(self._open_call)):
+        while self._queue and (at_end or not self._holding()):
             kind, value = self._queue.pop(0)
             if kind == "call":
                 first, args = self._waiting.pop(value)
                 out += self._tool(ToolFragment(value, first.id, first.name, "".join(args)))
             else:
                 out += self._text(value) if kind == "text" else self._reasoning(value)
+        if not self._queue:
+            self._queued = 0
         return out
 
     def _nameless_calls(self) -> list[bytes]:

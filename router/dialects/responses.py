@@ -896,8 +896,8 @@ class ResponsesStream(ChunkEncoder):
         return out
 
     def error(self, err: ApiError) -> list[bytes]:
+        out = self._start() + self._released(at_end=True)  # what waited goes out first
         self._sync()
-        out = self._start()
         out.append(self._event("error", {"code": err.code, "message": err.message, "param": err.param}))
         self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage),
                                        error={"code": err.code, "message": err.message})
