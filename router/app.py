@@ -21,6 +21,7 @@ from .config.model import Config
 from .console import api as ui
 from .console import install as install_console
 from .drain import END_S, IN_FLIGHT, InFlight, drain_on_shutdown
+from .early_signals import notify
 from .engines_bridge import make_supervisor
 from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
@@ -189,6 +190,7 @@ async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) ->
     except BaseException:
         await runner.cleanup()
         raise
+    app[IN_FLIGHT].server = runner.server
     server = site._server
     assert server is not None and server.sockets  # type: ignore[attr-defined]
     bound = server.sockets[0].getsockname()  # type: ignore[attr-defined]
@@ -228,6 +230,7 @@ def run(config: Config, *, config_path: str | None = None, overrides: dict[str, 
             raise ListenError(f"cannot listen on {config.server.host}:{config.server.port}: "
                               f"{(os.strerror(exc.errno) if exc.errno else str(exc)).lower()}{hint}") from None
         settle_gc()
+        notify("READY=1")  # (Type=notify: `systemctl start` returns now)
         loop = asyncio.get_running_loop()
         gather_lines(loop)  # the log lines of one pass of the loop are written together
         try:
@@ -238,6 +241,7 @@ def run(config: Config, *, config_path: str | None = None, overrides: dict[str, 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
+            notify("STOPPING=1")
             log.info("shutting down: draining in-flight requests")
             await running.stop()
         finally:

@@ -54,8 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    defer_sighup()  # a reload asked for while the router starts is done once it runs (see early_signals)
-    args = build_parser().parse_args(list(argv) if argv is not None else sys.argv[1:])
+    given = list(argv) if argv is not None else sys.argv[1:]
+    if given[:1] == ["serve"]:
+        defer_sighup()  # a reload asked for while the router starts is done once it runs (see early_signals)
+    args = build_parser().parse_args(given)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ class InFlight:
     """The handler tasks of the requests in flight (every proxying route registers), and which of them stream."""
 
     def __init__(self) -> None:
+        self.server: web.Server | None = None  # the HTTP server, once it runs (its idle connections are closed)
         self._tasks: set[asyncio.Task[object]] = set()
         self._streams: set[asyncio.Task[object]] = set()
         self._ending: set[asyncio.Task[object]] = set()  # streams told to end (their cancellation is ours)
@@ -64,6 +65,7 @@ class InFlight:
         """Wait up to `timeout` (`DRAIN_S`) for the requests in flight; then end the streams still running with
         their error event and cancel the other requests."""
         timeout = DRAIN_S if timeout is None else timeout
+        self._close_idle()
         if self._tasks:
             log.info("draining %d request(s) in flight", len(self._tasks))
             try:
@@ -82,6 +84,15 @@ class InFlight:
         for task in left:
             task.cancel()
         await asyncio.wait(left, timeout=end_timeout)
+
+
+    def _close_idle(self) -> None:
+        """Keep-alive connections with no request in progress are closed now: told to close, aiohttp ignores what
+        they send, and a pooled client's next request on one waited out the drain unanswered instead of
+        reconnecting (and finding the port closed)."""
+        for conn in list(self.server.connections if self.server is not None else ()):
+            if not getattr(conn, "_request_in_progress", True):
+                conn.force_close()
 
 
 def uncancel(task: asyncio.Task[object]) -> None:

@@ -27,6 +27,7 @@ from engines.supervisor.types import EngineStatus, EngineSupervisor
 
 from .. import auth
 from ..config.model import ModelConfig
+from ..drain import IN_FLIGHT
 from ..errors import ApiError
 from ..live_config import LiveConfig
 from ..state import STATE, AppState
@@ -162,7 +163,9 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     except ApiError as err:
         return err.response()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-    try:
+    in_flight = request.app[IN_FLIGHT]
+    task = in_flight.enter()  # a shutdown gives it the drain time (then cuts it: the engine's bytes have no
+    try:  # terminal event of ours)
         async with supervisor.lease(entry.name) as endpoint:
             base = endpoint.base_url.removesuffix("/").removesuffix("/v1")
             query = request.rel_url.raw_query_string
@@ -178,6 +181,8 @@ async def upstream(request: web.Request) -> web.StreamResponse:
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         return ApiError(502, f"Engine {entry.name!r} did not answer ({type(exc).__name__}).",
                         "upstream_error").response()
+    finally:
+        in_flight.leave(task)
 
 
 def _split(rt: LiveConfig, raw: str) -> tuple[str, str]:

@@ -91,6 +91,7 @@ def test_systemd_unit_is_valid_and_hardened(tmp_path: Path) -> None:
     agentgate = Path(sys.executable).with_name("agentgate")
     unit = (DEPLOY / "systemd" / "agentgate.service").read_text()
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert "\nType=notify\n" in unit  # `start` returns once the router listens (a reload then finds it running)
     for directive in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet="):
         assert f"\n{directive}\n" in unit
     local = tmp_path / "agentgate.service"

@@ -317,3 +317,36 @@ async def test_command_line_settings_win_on_a_reload_too(fakes, tmp_path) -> Non
     finally:
         await running.stop()
     assert resp.status == 200 and body["restart_required"] == [] and body["changes"] == {}
+
+
+def test_the_service_manager_hears_ready_once_the_router_listens(tmp_path: Path) -> None:
+    """systemd's readiness protocol (the unit is Type=notify): `systemctl start` returns when the router listens,
+    so a reload right after it finds the router running; STOPPING=1 when it is told to stop."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "c.yaml"
+    config.write_text(f"server: {{port: {port}}}\nproviders:\n  lab: {{type: openai, base_url: "
+                      "'http://127.0.0.1:9/v1'}\nmodels:\n  - {name: m, provider: lab}\n")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(str(tmp_path / "notify"))
+        manager.settimeout(30)
+        proc = subprocess.Popen([sys.executable, "-m", "router", "serve", "-c", str(config)], cwd=tmp_path,
+                                env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"),
+                                     "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert manager.recv(256) == b"READY=1"
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+                assert resp.status == 200  # listening already
+            proc.send_signal(signal.SIGTERM)
+            assert manager.recv(256) == b"STOPPING=1"
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -79,3 +79,27 @@ async def test_a_request_still_waiting_gets_a_503(fakes, monkeypatch):
         resp = await request
         doc = await resp.json()
     assert resp.status == 503 and doc["error"]["code"] == "server_shutting_down"
+
+
+async def test_an_idle_keep_alive_connection_is_closed_at_once(fakes, monkeypatch):
+    """A pooled client's next request on an idle connection waited out the whole drain unanswered (aiohttp ignores
+    what a connection told to close sends); closed at once, the client reconnects and finds the port closed."""
+    monkeypatch.setattr(drain, "DRAIN_S", 5.0)
+    up = await fakes()
+    up.push(Step(sse=[chunk("m", {"content": f"{i} "}) for i in range(100)], interval=0.05))
+    running = await start(create_app(parse_config(CFG.format(url=up.url))))
+    path, body = ROUTES["chat"]
+    async with aiohttp.ClientSession() as pooled, aiohttp.ClientSession() as other:
+        async with pooled.get(running.url + "/health") as resp:
+            assert resp.status == 200  # its connection now idles in the pool
+        async with other.post(running.url + path, json={**body, "stream": True}) as streaming:
+            await streaming.content.readline()
+            stopping = asyncio.create_task(running.stop())
+            await asyncio.sleep(0.3)
+            began = time.monotonic()
+            with pytest.raises(aiohttp.ClientError):
+                async with pooled.post(running.url + path, json=body) as late:
+                    await late.read()
+            assert time.monotonic() - began < 2
+            await streaming.read()
+    await stopping
