@@ -641,4 +641,4 @@ class MessagesStream(ChunkEncoder):
 
     def error(self, err: ApiError) -> list[bytes]:
         """The terminal event for a stream that failed after it began (what waited goes out first)."""
-        return [*self._start(), *self._released(at_end=True), sse_event("error", err.anthropic_body())]
+        return [*self._start(), *self._released_before_error(), sse_event("error", err.anthropic_body())]

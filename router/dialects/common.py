@@ -326,6 +326,17 @@ class ChunkEncoder(ABC):
             self._queued = 0
         return out
 
+    def _released_before_error(self) -> list[bytes]:
+        """What waited, before a terminal error event; none of it when writing it fails too (a Response past its
+        bound): the error event must still go out."""
+        try:
+            return self._released(at_end=True)
+        except ApiError:
+            self._queue.clear()
+            self._waiting.clear()
+            self._queued = 0
+            return []
+
     def _nameless_calls(self) -> list[bytes]:
         """At the end: what waited, then the calls whose name never came, opened as they are (a stream not
         repaired)."""

@@ -896,7 +896,7 @@ class ResponsesStream(ChunkEncoder):
         return out
 
     def error(self, err: ApiError) -> list[bytes]:
-        out = self._start() + self._released(at_end=True)  # what waited goes out first
+        out = self._start() + self._released_before_error()  # what waited goes out first
         self._sync()
         out.append(self._event("error", {"code": err.code, "message": err.message, "param": err.param}))
         self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage),

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from router import jsoncodec
@@ -324,8 +324,17 @@ def _ids(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(responses, "new_id", fake)
 
 
+_ARGS0 = [StreamChunk(b"", {"tool_calls": [{"index": 0, "function": {"arguments": a}}]}) for a in ("0", "000000")]
+_TEXT = StreamChunk(b"", {"content": "000000"})
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(_item, min_size=1, max_size=5), max_size=8))
+@example(reads=[[_ARGS0[0], _TEXT, _ARGS0[0]],  # text waiting behind a call when the Response passes its bound:
+                [_ARGS0[0], StreamChunk(b"", {"tool_calls": [{"index": 0, "id": "call_0", "type": "function",  # the
+                                                             "function": {"name": "read", "arguments": ""}}]}),
+                 _TEXT, _TEXT, _ARGS0[1]],  # error event still goes out (writing what waited failed too)
+                [_TEXT, _ARGS0[0], _ARGS0[0], _ARGS0[1], StreamChunk(b"", {"content": "0"})]])
 def test_streamed_events_are_the_bytes_of_before(monkeypatch: pytest.MonkeyPatch,
                                                  reads: list[list[dict[str, Any] | StreamChunk]]) -> None:
     """Messages and Responses streams (fed read by read, as the relay does): the same bytes, event for event,
