@@ -221,6 +221,12 @@ def run(config: Config, *, config_path: str | None = None, overrides: dict[str, 
         pass
 
     async def main() -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()  # (set by SIGINT/SIGTERM from here on: one during start-up stops it gracefully)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         app = create_app(config, config_path=config_path, overrides=overrides)
         try:
             running = await start(app, config.server.host, config.server.port)
@@ -231,15 +237,9 @@ def run(config: Config, *, config_path: str | None = None, overrides: dict[str, 
                               f"{(os.strerror(exc.errno) if exc.errno else str(exc)).lower()}{hint}") from None
         settle_gc()
         notify("READY=1")  # (Type=notify: `systemctl start` returns now)
-        loop = asyncio.get_running_loop()
         gather_lines(loop)  # the log lines of one pass of the loop are written together
         try:
             log.info("listening", extra={"fields": {"url": running.url, "config": config.source}})
-            stop = asyncio.Event()
-            import signal
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             await stop.wait()
             notify("STOPPING=1")
             log.info("shutting down: draining in-flight requests")

@@ -53,6 +53,10 @@ class InFlight:
         if task is not None and task in self._tasks:
             self._streams.add(task)
 
+    def streams(self) -> bool:
+        """Whether the current request's answer began as a stream."""
+        return asyncio.current_task() in self._streams
+
     def ending(self) -> bool:
         """Whether the current task's cancellation is the shutdown's (its stream ends with an error event)."""
         return asyncio.current_task() in self._ending
@@ -87,11 +91,17 @@ class InFlight:
 
 
     def _close_idle(self) -> None:
-        """Keep-alive connections with no request in progress are closed now: told to close, aiohttp ignores what
+        """Keep-alive connections with no request on its way are closed now: told to close, aiohttp ignores what
         they send, and a pooled client's next request on one waited out the drain unanswered instead of
         reconnecting (and finding the port closed)."""
         for conn in list(self.server.connections if self.server is not None else ()):
-            if not getattr(conn, "_request_in_progress", True):
+            # waiting for its next request (its wait cancelled by the shutdown's close, or ended with it), nothing
+            # read: nothing it is sent will be answered. One with a request on its way (read and queued, or its
+            # handler about to run) is left to finish.
+            task, waiter = getattr(conn, "_task_handler", None), getattr(conn, "_waiter", None)
+            waiting = waiter is not None and (waiter.cancelled() or not waiter.done())
+            if (waiting or task is None or task.done()) and not getattr(conn, "_request_in_progress", True) \
+                    and not getattr(conn, "_messages", True):
                 conn.force_close()
 
 

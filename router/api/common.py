@@ -47,8 +47,8 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
             resp = err.response(dialect)
             resp.headers["x-request-id"] = ex.request_id
         except asyncio.CancelledError:
-            if not in_flight.stopped() or task is None or ex.status:  # (a stream that began: it ended as it could)
-                raise
+            if not in_flight.stopped() or task is None or in_flight.streams():  # (a stream that began: it ended
+                raise  # as it could)
             uncancel(task)  # the shutdown's: the client is still there and gets told
             stopping = ApiError(503, "The router is shutting down; the request was stopped before its answer came.",
                                 "server_shutting_down")

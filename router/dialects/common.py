@@ -292,9 +292,14 @@ class ChunkEncoder(ABC):
             if call.arguments:
                 waiting[1].append(call.arguments)
                 self._queued += len(call.arguments)
+                if self._args_size + self._queued > RAW_ARGS_MAX:  # past the bound nothing waits
+                    return self._released(at_end=True)
             return []
-        out = self._released() if self._queue else []
-        if call.name and call.index not in self._calls and (self._queue or self._holding()):
+        if call.index in self._calls or not call.name:  # a fragment of a call whose block opened: written first
+            out = self._tool(call)  # (it may be what completes the open call's arguments)
+            return out + self._released() if self._queue else out
+        out = self._released() if self._queue else []  # a new call's header
+        if self._queue or self._holding():
             self._waiting[call.index] = (call, [call.arguments] if call.arguments else [])
             self._queue.append(("call", call.index))
             return out

@@ -43,3 +43,27 @@ def test_past_the_bound_output_goes_on_as_it_comes():
     enc.feed(_call("x" * (RAW_ARGS_MAX + 10), head=False))  # never whole: the call's block would hold everything
     out = enc.feed(chunk("m", {"content": "after"}))
     assert {"type": "text_delta", "text": "after"} in [e.get("delta") for e in _events(out)]
+
+
+def _blocks(events: list[dict]) -> dict[int, list]:
+    out: dict[int, list] = {}
+    for e in events:
+        if e["type"] == "content_block_start":
+            out[e["index"]] = [e["content_block"]["type"], ""]
+        elif e["type"] == "content_block_delta":
+            d = e["delta"]
+            out[e["index"]][1] += d.get("partial_json", d.get("text", d.get("thinking", "")))
+    return out
+
+
+def test_the_fragment_that_completes_the_open_call_is_written_before_what_waited():
+    """The completing piece went after what waited was released, which closed the block: it was dropped."""
+    for between in (chunk("m", {"content": "One moment."}),
+                    chunk("m", {"tool_calls": [{"index": 1, "id": "c2", "type": "function",
+                                                "function": {"name": "f", "arguments": '{"city": "Lyon"}'}}]})):
+        enc = MessagesStream("m", [])
+        out = enc.feed(_call('{"city": ')) + enc.feed(between) + enc.feed(_call('"Paris"}', head=False))
+        out += enc.finish()
+        blocks = _blocks(_events(out))
+        assert blocks[0] == ["tool_use", '{"city": "Paris"}'], blocks
+        assert len(blocks) == 2
