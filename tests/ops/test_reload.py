@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import openai
@@ -234,23 +235,35 @@ async def test_sighup_reloads_the_app_that_owns_it(fakes, served) -> None:
     assert sample(second.state.metrics.render().decode(), "agentgate_config_reloads_total", result="success") == 0
 
 
-def test_a_sighup_while_starting_is_a_reload_not_a_stop(tmp_path: Path) -> None:
-    """`systemctl start` then `systemctl reload` at once: the SIGHUP came before the router handled it, its default
-    action ended the process, and a service manager takes that for a clean stop (no restart)."""
+def _serve_process(tmp_path: Path, server: str = "", env: dict[str, str] | None = None,
+                   stderr: int | None = None) -> tuple[int, Any]:
+    """`python -m router serve` on a free port of 127.0.0.1 (a provider it never contacts): the port, the process."""
     import socket
     import subprocess
-    import time
-    import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = tmp_path / "c.yaml"
-    config.write_text(f"server: {{port: {port}, log_format: text}}\nproviders:\n  lab: {{type: openai, base_url: "
-                      "'http://127.0.0.1:9/v1'}\nmodels:\n  - {name: m, provider: lab}\n")
+    config.write_text(f"server: {{port: {port}{', ' + server if server else ''}}}\nproviders:\n  lab: {{type: openai, "
+                      "base_url: 'http://127.0.0.1:9/v1'}\nmodels:\n  - {name: m, provider: lab}\n")
     proc = subprocess.Popen([sys.executable, "-m", "router", "serve", "-c", str(config)], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env={**os.environ, **(env or {}), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                            stdout=subprocess.DEVNULL, stderr=stderr if stderr is not None else subprocess.DEVNULL,
+                            text=True)
+    return port, proc
+
+
+def test_a_sighup_while_starting_is_a_reload_not_a_stop(tmp_path: Path) -> None:
+    """`systemctl start` then `systemctl reload` at once: the SIGHUP came before the router handled it, its default
+    action ended the process, and a service manager takes that for a clean stop (no restart). Here it is sent as
+    soon as the process catches it, long before the router listens (which an unfixed router also survives when its
+    handler happens to be in place: the in-process test below is the one that fails without the fix)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    port, proc = _serve_process(tmp_path, "log_format: text", stderr=subprocess.PIPE)
     try:
         status = Path(f"/proc/{proc.pid}/status")
         deadline = time.monotonic() + 30
@@ -323,22 +336,12 @@ def test_the_service_manager_hears_ready_once_the_router_listens(tmp_path: Path)
     """systemd's readiness protocol (the unit is Type=notify): `systemctl start` returns when the router listens,
     so a reload right after it finds the router running; STOPPING=1 when it is told to stop."""
     import socket
-    import subprocess
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = tmp_path / "c.yaml"
-    config.write_text(f"server: {{port: {port}}}\nproviders:\n  lab: {{type: openai, base_url: "
-                      "'http://127.0.0.1:9/v1'}\nmodels:\n  - {name: m, provider: lab}\n")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
         manager.bind(str(tmp_path / "notify"))
         manager.settimeout(30)
-        proc = subprocess.Popen([sys.executable, "-m", "router", "serve", "-c", str(config)], cwd=tmp_path,
-                                env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"),
-                                     "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port, proc = _serve_process(tmp_path, env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
         try:
             assert manager.recv(256) == b"READY=1"
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
