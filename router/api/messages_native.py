@@ -22,11 +22,12 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..redact import WITHHELD
 from ..sse import event_data
+from ..upstream.anthropic import COUNT_PATH
 from ..upstream.base import UpstreamRequest
 from .common import JSON_HEADERS
+from .translated import route_kinds
 
 PATH = "/chat/completions"  # the path every chat-shaped request names; an Anthropic upstream sends to /messages
-COUNT_PATH = "/messages/count_tokens"
 BETA_HEADER = "anthropic-beta"
 _LOOKED_AT = (b"message_start", b"message_delta", b"message_stop", b"error")  # the event types read here
 _CLIENT_STATUSES = frozenset({400, 404, 413, 422})  # the upstream's verdict on the request: the client's to see
@@ -34,9 +35,7 @@ _CLIENT_STATUSES = frozenset({400, 404, 413, 422})  # the upstream's verdict on 
 
 def native_route(ctx: RequestContext) -> bool:
     """Whether every target the request may reach is an Anthropic provider."""
-    upstreams = ctx.runtime.upstreams
-    kinds = {upstreams[t.provider].kind for hop in ctx.route.hops for t in hop.targets if t.provider in upstreams}
-    return kinds == {"anthropic"}
+    return route_kinds(ctx) == {"anthropic"}
 
 
 def _request(ctx: RequestContext, body: dict[str, Any], stream: bool, beta: str | None,
