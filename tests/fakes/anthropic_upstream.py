@@ -106,13 +106,21 @@ def check_request(headers: dict[str, str], body: Any) -> tuple[int, dict[str, An
     if not isinstance(messages, list) or not messages:
         return 400, error_doc("invalid_request_error", "messages: Field required")
     pending_ids: set[str] = set()
-    last_role = None
+    turns: list[tuple[str, list[Any]]] = []  # consecutive messages of one role are one turn, as the API combines them
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
-        if role not in ("user", "assistant") or role == last_role:
-            return 400, error_doc("invalid_request_error", f"messages.{i}: roles must alternate user/assistant")
-        last_role = role
+        if role == "system":  # (Claude Code sends some inside messages, as the Messages API takes them)
+            continue
+        if role not in ("user", "assistant"):
+            return 400, error_doc("invalid_request_error", f"messages.{i}: role must be user or assistant")
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        if not isinstance(blocks, list) or not blocks:
+            return 400, error_doc("invalid_request_error", f"messages.{i}: content must be non-empty")
+        if turns and turns[-1][0] == role:
+            turns[-1][1].extend(blocks)
+        else:
+            turns.append((role, list(blocks)))
+    for i, (role, blocks) in enumerate(turns):
         if not isinstance(blocks, list) or not blocks:
             return 400, error_doc("invalid_request_error", f"messages.{i}: content must be non-empty")
         answered: set[str] = set()
