@@ -61,22 +61,24 @@ NATIVE_ONLY = KindSet((*NATIVE_KINDS, _THINK, _SEED_THINK))
 INSIDE_THINK = KindSet(NATIVE_KINDS)
 
 
-def finder_for(index: ToolIndex) -> CandidateFinder:
-    """Candidates for a request: generic (name-gated) kinds only when tools are declared."""
-    return CandidateFinder(ALL_KINDS if index else NATIVE_ONLY, index.resolve)
+def finder_for(index: ToolIndex, generic_forms: bool = True) -> CandidateFinder:
+    """Candidates for a request: generic (name-gated) kinds only when tools are declared and `generic_forms`."""
+    return CandidateFinder(ALL_KINDS if index and generic_forms else NATIVE_ONLY, index.resolve)
 
 
-def finders(index: ToolIndex) -> tuple[CandidateFinder, CandidateFinder]:
+def finders(index: ToolIndex, generic_forms: bool = True) -> tuple[CandidateFinder, CandidateFinder]:
     """The index's candidate finders (all kinds, and those inside <think>): stateless, so made once per index (an
     index is cached per tools list) and shared by the one-shot repair and the stream's repairer."""
-    found: tuple[CandidateFinder, CandidateFinder] | None = index.memo.get("finders")
+    key = "finders" if generic_forms else "finders_native"
+    found: tuple[CandidateFinder, CandidateFinder] | None = index.memo.get(key)
     if found is None:
-        found = index.memo["finders"] = (finder_for(index), CandidateFinder(INSIDE_THINK, index.resolve))
+        found = index.memo[key] = (finder_for(index, generic_forms), CandidateFinder(INSIDE_THINK, index.resolve))
     return found
 
 
-def make_ctx(text: str, index: ToolIndex, prefer: str | None, budget: salvage.Budget) -> Ctx:
-    finder, inner = finders(index)
+def make_ctx(text: str, index: ToolIndex, prefer: str | None, budget: salvage.Budget,
+             generic_forms: bool = True) -> Ctx:
+    finder, inner = finders(index, generic_forms)
     return Ctx(index, budget, prefer, text, finder, inner)
 
 
@@ -372,18 +374,20 @@ def repair_message(
     text: str | None, tools: list[dict[str, Any]] | ToolIndex | None, *, tool_calls: list[dict[str, Any]] | None = None,
     tool_choice: object = None, parallel_tool_calls: bool = True, format: str = "auto",
     reasoning_content: str | None = None, mode: str = "repair",
-    id_factory: Callable[[int], str] | None = None, canonical: bool = False,
+    id_factory: Callable[[int], str] | None = None, canonical: bool = False, generic_forms: bool = True,
 ) -> RepairResult:
     """Repair one assistant message: raw text (and/or upstream structured tool_calls) -> OpenAI message.
     `canonical`: every call's arguments as `incremental.canonical_arguments` would give them (what a stream's
-    pieces add up to), made from the value decoded here rather than by decoding the text again."""
+    pieces add up to), made from the value decoded here rather than by decoding the text again.
+    `generic_forms=False`: only a format's own markup is a call, never bare JSON, fences, bare Python calls or prose
+    forms (for an answer the client asked to be JSON data: `response_format`, where such an object is the data)."""
     check_options(format, mode)
     index = ToolIndex.of(tools)
     make_id = id_factory or _default_id
     body = text or ""
     budget = salvage.Budget()
     prefer = None if format == "auto" else format
-    items = segment(body, make_ctx(body, index, prefer, budget)) if body else []  # no text: calls only
+    items = segment(body, make_ctx(body, index, prefer, budget, generic_forms)) if body else []  # no text: calls only
 
     attempts = [_Attempt(_from_structured(tc), None) for tc in (tool_calls or [])]
     found: list[_Attempt] = []

@@ -79,13 +79,23 @@ class ChatRequest:
     tools: list[Any]  # the body's own list (tool indexes are cached by its identity and content)
     tool_choice: str | dict[str, Any] | None
     parallel_tool_calls: bool
+    data_answer: bool = False  # the answer is asked to be JSON data (see `asks_for_data`)
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ChatRequest:
         choice = body.get("tool_choice")
         return cls(model=str_or(body.get("model")), stream=body.get("stream") is True, tools=array(body.get("tools")),
                    tool_choice=choice if isinstance(choice, (str, dict)) else None,
-                   parallel_tool_calls=body.get("parallel_tool_calls", True) is not False)
+                   parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
+                   data_answer=asks_for_data(body))
+
+
+def asks_for_data(body: Mapping[str, Any]) -> bool:
+    """Whether the request asks for a JSON answer (`response_format` json_object or json_schema): its content is
+    data, so a JSON object in it naming a declared tool is that data, not a call (repair reads only a format's
+    own call markup there)."""
+    fmt = body.get("response_format")
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema")
 
 
 # --- usage ------------------------------------------------------------------------------------------------------

@@ -28,7 +28,17 @@ from repair.validate import Reported, StreamValidator, ValidateEvent, validate_m
 
 from . import jsoncodec, relay
 from .capture import ToolOutput
-from .chat_types import ArgsPiece, ChatRequest, ChunkPart, StreamChunk, answer_parts, chunk_parts, member, stream_head
+from .chat_types import (
+    ArgsPiece,
+    ChatRequest,
+    ChunkPart,
+    StreamChunk,
+    answer_parts,
+    asks_for_data,
+    chunk_parts,
+    member,
+    stream_head,
+)
 from .config.model import RepairPolicy
 from .context import RequestContext
 from .dispatch import Opened, dispatch
@@ -320,12 +330,13 @@ class _Choice(NamedTuple):
 
     tool_choice: str | dict[str, Any] | None
     parallel: bool
+    data_answer: bool
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> _Choice:
         choice = body.get("tool_choice")
         return cls(choice if isinstance(choice, (str, dict)) else None,
-                   body.get("parallel_tool_calls", True) is not False)
+                   body.get("parallel_tool_calls", True) is not False, asks_for_data(body))
 
 
 def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | None, choice: _Choice,
@@ -340,6 +351,7 @@ def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | Non
         parallel_tool_calls=choice.parallel, format=policy.format,
         reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
         canonical=True,  # the arguments a stream would give, piece by piece
+        generic_forms=not choice.data_answer,
     )
 
 

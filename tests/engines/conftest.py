@@ -21,6 +21,7 @@ from engines.worker.tiny import build_tiny_model
 SCRIPTS = {
     "tool": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
     "broken_tool": "<tool_call>\n{'name': 'get_weather', 'arguments': {'city': 'Paris'}}",
+    "bare_json": '{"name": "get_weather", "arguments": {"city": "Paris"}}',
     "think": "<think>\nThe user says hello, so I greet them back.\n</think>\n\nHello! How can I help you today?",
 }
 WEATHER_TOOL = {

@@ -124,6 +124,25 @@ async def test_tool_call_arrives_as_tool_calls(engine):
     assert not plain.choices[0].message.tool_calls
 
 
+async def test_a_json_answer_asked_for_is_not_made_a_call(engine):
+    """With `response_format` asking for JSON, a bare object naming a declared tool is the data asked for (a call
+    only in the format's own markup); without it, the documented bare-JSON rule makes it a call."""
+    e = await engine("bare_json", constrain=False)
+    client = e.client()
+    ask = {"model": "bare_json", "messages": USER, "tools": [WEATHER_TOOL], "temperature": 0}
+    fmt = {"type": "json_object"}
+    resp = await client.chat.completions.create(**ask, response_format=fmt)
+    assert resp.choices[0].message.content == SCRIPTS["bare_json"] and not resp.choices[0].message.tool_calls
+    text, calls = "", []
+    async for chunk in await client.chat.completions.create(**ask, response_format=fmt, stream=True):
+        for c in chunk.choices:
+            text += c.delta.content or ""
+            calls += c.delta.tool_calls or []
+    assert text == SCRIPTS["bare_json"] and calls == []
+    plain = await client.chat.completions.create(**ask)
+    assert [c.function.name for c in plain.choices[0].message.tool_calls] == ["get_weather"]
+
+
 async def test_malformed_tool_call_is_repaired(engine):
     e = await engine("broken_tool", constrain=False)  # repair alone (with the constraint the call is never broken)
     resp = await e.client().chat.completions.create(
