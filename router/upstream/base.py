@@ -54,6 +54,7 @@ class UpstreamRequest(NamedTuple):
 _MODEL_KEY = b'"model"'
 _MODEL_LETTER_ESCAPE = re.compile(rb"\\u00(?:6[45cdfCDF])")  # how JSON may escape m, o, d, e or l
 _JSON_WS = b" \t\r\n"
+OVERLOADED = frozenset({503, 529})  # the statuses that say "busy, try later" (Anthropic says 529)
 
 
 def with_model(raw: bytes, old: object, new: str | None) -> bytes | None:
@@ -274,10 +275,12 @@ class Upstream:
             retry_after = reply.headers.get("Retry-After")
             detail = error_summary(await reply.read(body_limit), self.config.api_key)  # (read redacts every secret)
             limited = status == 429
+            busy = status in OVERLOADED  # said so: 503 (OpenAI, vLLM, llama.cpp), 529 (Anthropic)
             return Failure("status_429" if limited else "status_5xx", ApiError(
-                429 if limited else 502, f"Upstream {self.name!r} answered {status}{': ' + detail if detail else ''}",
-                "upstream_rate_limited" if limited else "upstream_error",
-                headers={"Retry-After": retry_after} if limited and retry_after else None),
+                429 if limited else 503 if busy else 502,
+                f"Upstream {self.name!r} answered {status}{': ' + detail if detail else ''}",
+                "upstream_rate_limited" if limited else "upstream_overloaded" if busy else "upstream_error",
+                headers={"Retry-After": retry_after} if (limited or busy) and retry_after else None),
                 counts=not limited, retry_after=retry_after)
         if request.stream and status == 200:
             ctype = reply.headers.get("Content-Type", "")

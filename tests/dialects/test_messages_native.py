@@ -183,3 +183,21 @@ models:
     out = await claude(r.url).messages.create(model="sonnet", max_tokens=10,
                                               messages=[{"role": "user", "content": "x"}])
     assert out.content[0].text == "from the fallback"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_anthropic_overloaded_reaches_the_client_as_overloaded(fake_anthropic, router, stream):
+    """Anthropic's 529 `overloaded_error` (retries spent) is a 503 `overloaded_error`, not an `api_error`: what
+    clients (Claude Code's fallback model among them) read as "busy, try later"."""
+    fake, r = await _serving(fake_anthropic, router)
+    fake.push(AStep(status=529, json=error_doc("overloaded_error", "Overloaded")))
+    c = claude(r.url)
+    with pytest.raises(anthropic.APIStatusError) as err:
+        if stream:
+            async with c.messages.stream(model="sonnet", max_tokens=10,
+                                         messages=[{"role": "user", "content": "x"}]) as s:
+                await s.get_final_message()
+        else:
+            await c.messages.create(model="sonnet", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == 503
+    assert err.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]

@@ -127,13 +127,18 @@ async def test_stream_retried_when_upstream_dies_before_first_chunk(fakes, route
     assert text == "ok" and len(up.requests) == 2
 
 
-async def test_retries_exhausted_gives_openai_error(fakes, router):
+@pytest.mark.parametrize(("status", "mine", "code"), [(500, 502, "upstream_error"), (503, 503, "upstream_overloaded"),
+                                                      (529, 503, "upstream_overloaded")])
+async def test_retries_exhausted_gives_openai_error(fakes, router, status, mine, code):
+    """An upstream that says it is busy (503; Anthropic's 529) is a 503 the client may retry later, with the
+    upstream's Retry-After; any other 5xx is a 502."""
     up = await fakes()
-    up.push(*[Step(status=503)] * 3)
+    up.push(*[Step(status=status, headers={"Retry-After": "0"})] * 3)
     r = await router(CFG.format(url=up.url))
     with pytest.raises(openai.APIStatusError) as info:
         await r.client().chat.completions.create(model="same", messages=[{"role": "user", "content": "x"}])
-    assert info.value.status_code == 502 and info.value.body["code"] == "upstream_error"
+    assert info.value.status_code == mine and info.value.body["code"] == code
+    assert info.value.response.headers.get("retry-after") == ("0" if mine == 503 else None)
     assert len(up.requests) == 3
 
 
