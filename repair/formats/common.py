@@ -202,6 +202,9 @@ def _definition(src: dict[str, Any]) -> bool:
         isinstance(params, dict) and params.get("type") == "object" and isinstance(params.get("properties"), dict))
 
 
+_CALL_KEYS = frozenset({"name", "function", "tool", "tool_name", "id", "type", "index", "call_id"})
+
+
 def _one_call(item: Any, family: str, params_native: bool) -> RawCall | None:
     if not isinstance(item, dict):
         return None
@@ -225,6 +228,8 @@ def _one_call(item: Any, family: str, params_native: bool) -> RawCall | None:
             if key != "arguments" and not (key == "parameters" and params_native):
                 call.repairs.append(issue("parameters_key", f'"{key}" used for "arguments"'))
             break
+    if args is _MISSING and any(k not in _CALL_KEYS for k in src):
+        return None  # {"tool": "search", "reason": ...}: data naming a tool, not a call without arguments
     call.arguments = None if args is _MISSING else args
     return call
 

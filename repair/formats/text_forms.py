@@ -61,4 +61,4 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
 
 
 FORMAT = Format(
-    (FAMILY,), (Kind("text", (OneOf(PREFIXES), Ws(4), Name(64, ("(",))), parse, generic=True),))
+    (FAMILY,), (Kind("text", (OneOf(PREFIXES), Ws(4), Name(64, ("(",))), parse, line_start=True, generic=True),))

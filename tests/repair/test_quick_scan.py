@@ -61,7 +61,8 @@ def test_the_quick_path_skips_plain_prose() -> None:
     finder = CandidateFinder(ALL_KINDS, index.resolve)
     for text in ("a tool", "ends with t", "ends with co", "[x", "{", "commentary"):
         assert not finder.nothing_begins(text)
-    assert finder.scan_stream("ends with t", 3)[0] != 0 and finder.scan_stream("a t.", 2) == (0, 4)
+    assert finder.scan_stream("ends with\nt", 3)[0] != 0 and finder.scan_stream("a t.", 2) == (0, 4)
+    assert finder.scan_stream("ends with t", 3) == (0, 11)  # "Tool call:" is a call only at a line start
 
 
 def _events(chunks: list[str], tools: Any, quick: bool, **opts: Any) -> list[Any]:

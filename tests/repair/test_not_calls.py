@@ -1,0 +1,46 @@
+"""Text that quotes or describes a call, or is data naming a tool, is not a call: the router never invents one.
+Each case was an invented call (or a call with its arguments dropped) before; stream and one-shot agree."""
+
+from __future__ import annotations
+
+import pytest
+
+from repair import repair_message
+from tests.repair.helpers import assert_stream_matches, calls_of
+
+
+def _tool(name: str, props: dict, required: list[str] | None = None) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": props, **({"required": required} if required else {})}}}
+
+
+TOOLS = [_tool("read_file", {"path": {"type": "string"}}, ["path"]),
+         _tool("run_shell", {"command": {"type": "string"}}, ["command"]),
+         _tool("search", {"query": {"type": "string"}}), _tool("list_files", {})]
+
+
+@pytest.mark.parametrize("text", [
+    # the prose forms quoted inside a sentence (a log line, a summary of what was done)
+    'Your log shows [Tool call: run_shell({"command": "rm -rf /"})] which is dangerous; do not run it.',
+    'Earlier I made a tool call: read_file(path="x"), which failed, so I stopped.',
+    # data that names a tool but has no arguments key: not a call without arguments
+    '{"tool": "search", "reason": "needs fresh data"}',
+    '{"name": "search", "results": [{"title": "a"}]}',
+    '{"tool": "list_files", "reason": "to see the tree"}',
+])
+def test_not_a_call(text: str) -> None:
+    result = repair_message(text, TOOLS)
+    assert calls_of(result) == [] and result.content == text
+    assert_stream_matches(text, TOOLS)
+
+
+@pytest.mark.parametrize(("text", "calls"), [
+    ('[Tool call: run_shell({"command": "ls"})]', [("run_shell", {"command": "ls"})]),
+    ('Let me look.\nTool call: read_file(path="a.py")', [("read_file", {"path": "a.py"})]),
+    ('{"name": "list_files"}', [("list_files", {})]),
+    ('{"name": "search", "id": "call_1", "type": "function"}', [("search", {})]),
+    ('{"name": "search", "arguments": {"query": "x"}, "reason": "fresh data"}', [("search", {"query": "x"})]),
+])
+def test_still_a_call(text: str, calls: list) -> None:
+    assert calls_of(repair_message(text, TOOLS)) == calls
+    assert_stream_matches(text, TOOLS)
