@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -13,8 +15,11 @@ from engines.worker import blas
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# engines launched by routers under test keep their KV cache here, never in the user's state folder
-os.environ.setdefault("AGENTGATE_STATE_DIR", tempfile.mkdtemp(prefix="agentgate-test-state-"))
+# engines launched by routers under test keep their KV cache here, never in the user's state folder (a folder this
+# process made is removed when it exits: one was left in /tmp by every run)
+if "AGENTGATE_STATE_DIR" not in os.environ:
+    os.environ["AGENTGATE_STATE_DIR"] = tempfile.mkdtemp(prefix="agentgate-test-state-")
+    atexit.register(shutil.rmtree, os.environ["AGENTGATE_STATE_DIR"], ignore_errors=True)
 
 from router.app import Running, create_app, start
 from router.config import parse_config
