@@ -30,7 +30,7 @@ from repair import salvage
 from repair.formats import FAMILIES, GENERIC_KINDS, NATIVE_KINDS
 from repair.formats.common import Ctx
 from repair.index import ToolIndex
-from repair.markers import CandidateFinder, Kind, KindSet, Lit
+from repair.markers import LINE_START, CandidateFinder, Kind, KindSet, Lit, ticks_after
 from repair.types import Parsed, RawCall, RepairIssue, RepairResult, Segment, json_object
 
 THINK_OPEN = "<think>"
@@ -93,10 +93,10 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
     after_think = -1  # where the last <think> block ended: inline code is counted from there (see `quoted`)
     limits = ctx.limits
     while pos < n and limits.handlers > 0 and limits.calls > 0:
-        odd = None
+        ticks = None
         if after_think >= 0 and text.find("\n", after_think, pos) < 0:  # still the line the block ended on
-            odd = text.count("`", after_think, pos) % 2 == 1
-        hit = finder.find(text, pos, odd)
+            ticks = ticks_after(LINE_START, text, after_think, pos)
+        hit = finder.find(text, pos, ticks)
         if hit is None:
             break
         p, kind = hit

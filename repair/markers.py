@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -204,26 +204,68 @@ def _quick_parts(kinds: tuple[Kind, ...]) -> tuple[str, tuple[str, ...]]:
     return alternation, tuple(sorted(ends, key=len, reverse=True)) or ("",)  # no ends: the empty one ends any text
 
 
-def quoted(text: str, p: int, pos: int = 0, odd: bool | None = None) -> bool:
-    """Whether position `p` is inside inline code: an odd number of backticks before it on its line (after a
-    `<think>` block, counted from the block's end: reasoning and content are apart). A call's markup quoted in
-    prose (`` `<tool_call>{...}</tool_call>` ``, `` `{"name": ..., "arguments": ...}` ``) is an example the model
-    wrote, not a call it made. Counted from the line's start in `text`, or, when the count began before `pos` (a
-    stream's window, the end of a think block), from `pos` on with `odd` the parity there."""
-    nl = text.rfind("\n", pos, p)
-    if nl >= 0:
-        return text.count("`", nl + 1, p) % 2 == 1
-    if odd is None:
-        return text.count("`", text.rfind("\n", 0, pos) + 1, p) % 2 == 1
-    return odd is not (text.count("`", pos, p) % 2 == 1)
+_TICKS = re.compile("`+")
 
 
-def odd_after(odd: bool, text: str) -> bool:
-    """The backtick parity `quoted` counts, after `text`, when it was `odd` before it."""
-    nl = text.rfind("\n")
+class Ticks(NamedTuple):  # (a named tuple: made for each piece of a stream's text, and cheaper to make)
+    """Where a line's backticks leave inline code (CommonMark code spans): `open` is the length of the backtick run
+    that opened the span the text is in (0: none; a span closes with a run of the same length, so ``` ``a `b` c`` ```
+    is one span), `run` a run of backticks the text ends with (it may go on in the next piece), `clean` whether
+    that run is all the line holds so far (a run of three or more there is a code fence, not inline code)."""
+
+    open: int = 0
+    run: int = 0
+    clean: bool = True
+
+
+LINE_START = Ticks()
+_AFTER_TEXT = Ticks(0, 0, False)
+
+
+def _applied(open_: int, run: int, clean: bool) -> int:
+    """`open` after a whole run of `run` backticks."""
+    if not run or (clean and run >= 3):
+        return open_
+    if not open_:
+        return run
+    return 0 if run == open_ else open_
+
+
+def ticks_after(state: Ticks, text: str, start: int = 0, end: int | None = None) -> Ticks:
+    """The `Ticks` after `text[start:end]`, when they were `state` at `start` (a newline starts them afresh)."""
+    end = len(text) if end is None else end
+    nl = text.rfind("\n", start, end)
+    if text.find("`", start, end) < 0:  # the usual piece of prose
+        if nl >= 0:
+            return LINE_START if nl == end - 1 else _AFTER_TEXT
+        if start == end or (not state.run and not state.clean):
+            return state
+        return Ticks(_applied(*state), 0, False)
     if nl >= 0:
-        return text.count("`", nl + 1) % 2 == 1
-    return odd is not (text.count("`") % 2 == 1)
+        state, start = LINE_START, nl + 1
+    open_, run, clean = state.open, state.run, state.clean
+    i = start
+    for m in _TICKS.finditer(text, start, end):
+        s, e = m.span()
+        if s > i:  # other text before this run: the pending run is whole
+            open_, run, clean = _applied(open_, run, clean), 0, False
+        run += e - s
+        i = e
+    if i < end:
+        open_, run, clean = _applied(open_, run, clean), 0, False
+    return Ticks(open_, run, clean)
+
+
+def quoted(text: str, p: int, pos: int = 0, ticks: Ticks | None = None) -> bool:
+    """Whether position `p` is inside inline code on its line (after a `<think>` block, counted from the block's
+    end: reasoning and content are apart). A call's markup quoted in prose (`` `<tool_call>{...}</tool_call>` ``,
+    ``` ``{"name": ..., "arguments": ...}`` ```) is an example the model wrote, not a call it made; a code fence's
+    backticks are not inline code. Read from the line's start in `text`, or, when the reading began before `pos`
+    (a stream's window, the end of a think block), from `pos` on with `ticks` what it was there."""
+    if ticks is None:
+        ticks, pos = LINE_START, text.rfind("\n", 0, pos) + 1
+    t = ticks_after(ticks, text, pos, p)
+    return _applied(t.open, t.run, t.clean) != 0
 
 
 class CandidateFinder:
@@ -253,9 +295,9 @@ class CandidateFinder:
             return False
         return not kind.named or self._resolve(m.group("name")) is not None
 
-    def find(self, text: str, pos: int = 0, odd: bool | None = None) -> tuple[int, Kind] | None:
-        """The first complete candidate at or after `pos`, outside inline code (see `quoted`; `odd`: whether an
-        odd number of backticks precedes `pos` on its line, for a `text` that does not hold the line's start)."""
+    def find(self, text: str, pos: int = 0, ticks: Ticks | None = None) -> tuple[int, Kind] | None:
+        """The first complete candidate at or after `pos`, outside inline code (see `quoted`; `ticks`: the line's
+        backticks before `pos`, for a `text` that does not hold the line's start)."""
         search = self._combined.search
         origin = pos
         while True:
@@ -265,7 +307,7 @@ class CandidateFinder:
             p = m.start()
             for kind in self._by_first.get(text[p], ()):
                 if self._accept(text, p, kind):
-                    if quoted(text, p, origin, odd):
+                    if quoted(text, p, origin, ticks):
                         break
                     return p, kind
             pos = p + 1
@@ -277,12 +319,12 @@ class CandidateFinder:
         `scan_stream(context + text, len(context))` is then (NO, its length) whatever the context."""
         return self._quick.search(text) is None and not text.endswith(self._quick_ends)
 
-    def scan_stream(self, text: str, start: int, odd: bool | None = None) -> tuple[int, int]:
+    def scan_stream(self, text: str, start: int, ticks: Ticks | None = None) -> tuple[int, int]:
         """(status, position) for streaming: the first position >= start that is a complete candidate (MATCH)
-        or may still become one (PARTIAL); (NO, len(text)) when there is none. `odd` as for `find`."""
+        or may still become one (PARTIAL); (NO, len(text)) when there is none. `ticks` as for `find`."""
         if self._quick.search(text, start) is None and not text.endswith(self._quick_ends, start):  # usual prose
             return NO, len(text)
-        hit = self.find(text, start, odd)
+        hit = self.find(text, start, ticks)
         stop = hit[0] if hit is not None else len(text)
         # a partial candidate is non-empty, runs to the end and begins with a kind's first character: only those
         # positions are tried, each with its own kinds' pattern (the same answer as KindSet.partial.search)

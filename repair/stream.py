@@ -43,7 +43,7 @@ from repair.incremental import (
     string_run,
 )
 from repair.index import ToolIndex
-from repair.markers import MATCH, NO, PARTIAL, odd_after, quoted
+from repair.markers import LINE_START, MATCH, NO, PARTIAL, Ticks, quoted, ticks_after
 from repair.slots import CallSlots, whole_json
 from repair.types import (
     ContentDelta,
@@ -76,7 +76,7 @@ class StreamRepairer:
         self._ws: list[str] = []  # held whitespace (emitted once non-space text follows it)
         self._tail = ""           # text from the first position that may still begin a candidate
         self._ctx = ""            # the character before _tail ("" at the start), for line-start checks
-        self._odd = False         # an odd number of backticks on _tail's line before it (inline code: `markers.quoted`)
+        self._ticks: Ticks = LINE_START  # _tail's line's backticks before it (inline code: `markers.quoted`)
         self._emitted = 0         # characters of the text emitted as content
         self._holding = False
         self._plain = True        # no scan of the text found a complete candidate
@@ -136,7 +136,7 @@ class StreamRepairer:
             base = self._ctx
             tail = self._tail + text
             window = base + tail
-            status, at = self._finder.scan_stream(window, len(base), self._odd)
+            status, at = self._finder.scan_stream(window, len(base), self._ticks)
             stop = (at if status != NO else len(window)) - len(base)
             if status == MATCH:
                 self._holding = True
@@ -144,7 +144,7 @@ class StreamRepairer:
                 self._hold_at = self._text_size - (len(tail) - stop)
             decided = tail[:stop]
             self._tail = tail[stop:]
-        self._odd = odd_after(self._odd, decided)
+        self._ticks = ticks_after(self._ticks, decided)
         body = decided.rstrip()
         if not body:
             if decided:
@@ -419,7 +419,7 @@ class StreamRepairer:
         elif action == "resume":  # a <think> block closed: what follows is content again
             self._spec, self._spec_tried = None, False
             self._holding, self._tail, self._ctx, self._ws = False, "", ">", []
-            self._odd = False  # reasoning and content are apart: inline code is counted from the block's end
+            self._ticks = LINE_START  # reasoning and content are apart: inline code is read from the block's end
             self._new_group = True
             if self._overflowed:
                 return events + (self._passthrough(rest) if rest else [])
@@ -627,7 +627,7 @@ class _Think:
         self.owner = owner
         self.pending = ""
         self.ctx = ""
-        self.odd = False  # backticks on the line before `pending` (the block's text from its start: as the
+        self.ticks = LINE_START  # backticks on the line before `pending` (the block's text from its start: as the
         self.ws = ""      # one-shot repair reads it, apart)
         self.started = False
 
@@ -656,12 +656,12 @@ class _Think:
         free = self.owner._overflowed  # past the bound no call can start: candidates are reasoning like the rest
         if close >= 0:
             inner = self.ctx + window[:close]
-            hit = None if free else finder.find(inner, len(self.ctx), self.odd)
+            hit = None if free else finder.find(inner, len(self.ctx), self.ticks)
             if hit is not None:  # the rest (from the candidate on): the owner's only once past its bound
                 return self._emit(inner[len(self.ctx):hit[0]]), "stop", window[hit[0] - len(self.ctx):]
             events = self._emit(window[:close])
             return events, "resume", window[close + len(THINK_CLOSE):]
-        status, at = (NO, 0) if free else finder.scan_stream(self.ctx + window, len(self.ctx), self.odd)
+        status, at = (NO, 0) if free else finder.scan_stream(self.ctx + window, len(self.ctx), self.ticks)
         at -= len(self.ctx)
         if status == MATCH:
             return self._emit(window[:at]), "stop", window[at:]
@@ -669,7 +669,7 @@ class _Think:
         decided, self.pending = window[:stop], window[stop:]
         if decided:
             self.ctx = decided[-1]
-            self.odd = odd_after(self.odd, decided)
+            self.ticks = ticks_after(self.ticks, decided)
         return self._emit(decided), None, ""
 
 

@@ -1,12 +1,16 @@
 """Call markup quoted in inline code is an example the model wrote, not a call it made: nothing is made of it,
-streamed or not, while a call on its own (or after a code span that closed) is still a call. Fenced blocks are not
-inline code: some models put their real calls in them."""
+streamed or not, while a call on its own (or after a code span that closed) is still a call. Code spans are read
+as CommonMark reads them (a span closes with a run of as many backticks as opened it); fenced blocks are not inline
+code: some models put their real calls in them."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from repair import StreamRepairer, repair_message
+from repair.markers import LINE_START, quoted, ticks_after
 from tests.repair.helpers import ids
 
 TOOLS = [{"type": "function", "function": {"name": "write_file", "parameters": {
@@ -26,6 +30,12 @@ CASES = {  # text -> the calls made of it
     "a code span closed in a think block": (f"<think>a `b`</think>{HERMES}", 1),
     "a call on the line after an open backtick": (f"An odd ` here\n{HERMES}", 1),
     "a fenced call": (f"Writing it.\n```\n{HERMES}\n```", 1),
+    # code spans as CommonMark reads them: a span opens and closes with runs of the same length
+    "a span of two backticks": (f"The parser accepts ``{HERMES}`` blocks.", 0),
+    "a span of two backticks holding one": (f"Both ``a ` b`` and then ``{HERMES}``.", 0),
+    "a call after a two-backtick span closed": (f"Use ``a`b`` then {HERMES}", 1),
+    "a call after a closing fence on its line": (f"Done:\n```sh\nls\n```{HERMES}", 1),
+    "a call after an opening fence on its line": (f"```{HERMES}\n```", 1),
     "a call alone": (HERMES, 1),
 }
 
@@ -67,6 +77,8 @@ TIME = '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>'
 STREAMED = {  # text, where it is cut: what the stream sends adds up to what the one-shot repair makes of it
     "a code span closed in a think block, cut inside it": ("<think>`a` " + TIME + "</think>", ["<think>`a"]),
     "two backticks opening a think block": ("<think>``" + TIME, ["<think>``"]),
+    "a two-backtick span cut inside its run, then a call": ("<think>`` a `b` ``  " + TIME, ["<think>`", "` a `b` `"]),
+    "a fence closed, then a call on its line": ("```sh\nls\n```" + TIME, ["```sh\nls\n``"]),
     "a backtick in a call's arguments, another call on its line": (
         '<tool_call>{"name": "run_shell", "arguments": {"command": "echo `"}}</tool_call>' + TIME, []),
 }
@@ -83,7 +95,7 @@ def test_what_streams_adds_up_to_the_answer(case: str) -> None:
     events = [e for p in pieces for e in sr.feed(p)] + sr.finish()
     content, reasoning, calls = _sent(events)
     assert not sr.after_header
-    assert (content or None, reasoning or None) == (whole.content, whole.reasoning_content)
+    assert (content or None, reasoning or None) == (whole.content or None, whole.reasoning_content)
     assert calls == [(c["function"]["name"], c["function"]["arguments"]) for c in whole.tool_calls]
 
 
@@ -95,3 +107,23 @@ def test_blocks_that_sent_no_call_go_out_as_they_came_past_the_bound() -> None:
     sr = StreamRepairer(CORPUS_TOOLS, incremental=True, tool_choice="none", max_chars=len(TIME) + 2)
     events = [e for p in (TIME, "<x>", "y" * 20) for e in sr.feed(p)] + sr.finish()
     assert _sent(events) == (TIME + "<x>" + "y" * 20, "", [])
+
+
+@given(st.text(alphabet="`a \n", max_size=40), st.lists(st.integers(0, 40), max_size=5))
+def test_backticks_read_in_pieces_read_as_whole(text: str, cuts: list[int]) -> None:
+    """What a stream carries from piece to piece (`Ticks`) gives what reading the whole line gives, wherever the
+    pieces are cut (inside a run of backticks too)."""
+    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
+    state = LINE_START
+    for a, b in zip(bounds, bounds[1:]):
+        state = ticks_after(state, text[a:b])
+    assert state == ticks_after(LINE_START, text)
+    for p in range(len(text) + 1):
+        if p < len(text) and text[p] == "`":
+            continue  # a candidate never begins with a backtick
+        before = LINE_START
+        for a, b in zip(bounds, bounds[1:]):
+            if b > p:
+                assert quoted(text, p, a, before) == quoted(text, p)
+                break
+            before = ticks_after(before, text[a:b])
