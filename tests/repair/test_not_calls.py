@@ -30,7 +30,7 @@ TOOLS = [_tool("read_file", {"path": {"type": "string"}}, ["path"]),
 ])
 def test_not_a_call(text: str) -> None:
     result = repair_message(text, TOOLS)
-    assert calls_of(result) == [] and result.content == text
+    assert calls_of(result) == [] and result.content == text and result.errors == []  # nothing to retry
     assert_stream_matches(text, TOOLS)
 
 
