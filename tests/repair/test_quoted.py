@@ -5,6 +5,8 @@ code: some models put their real calls in them."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -115,14 +117,14 @@ def test_backticks_read_in_pieces_read_as_whole(text: str, cuts: list[int]) -> N
     pieces are cut (inside a run of backticks too)."""
     bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
     state = LINE_START
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in pairwise(bounds):
         state = ticks_after(state, text[a:b])
     assert state == ticks_after(LINE_START, text)
     for p in range(len(text) + 1):
         if p < len(text) and text[p] == "`":
             continue  # a candidate never begins with a backtick
         before = LINE_START
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in pairwise(bounds):
             if b > p:
                 assert quoted(text, p, a, before) == quoted(text, p)
                 break
