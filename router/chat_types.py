@@ -11,6 +11,7 @@ no payload, so a chunk costs one small object per choice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -138,6 +139,8 @@ class ToolFragment:
         if not isinstance(fn, dict):
             fn = {}
         index, call_id, args = call.get("index", 0), call.get("id"), fn.get("arguments")
+        if isinstance(args, dict):  # sent as an object (some servers do, whole): the text it stands for
+            args = json.dumps(args, ensure_ascii=False)
         return cls(index if isinstance(index, int) else 0, call_id if isinstance(call_id, str) else None,
                    str(fn.get("name") or ""), args if isinstance(args, str) else "")
 

@@ -67,11 +67,17 @@ class UpstreamStatus(Exception):
     def api_error(self) -> ApiError:
         message, code = f"Upstream {self.provider!r} answered {self.status}.", "upstream_error"
         try:
-            err = json.loads(self.body).get("error")
-            if isinstance(err, dict):
+            doc = json.loads(self.body)
+        except (ValueError, RecursionError):
+            doc = None
+        if isinstance(doc, dict):
+            err = doc.get("error")
+            if isinstance(err, dict):  # OpenAI's shape (vLLM >= 0.10, llama.cpp, Ollama)
                 message, code = str(err.get("message") or message), str(err.get("code") or code)
-        except (ValueError, AttributeError, RecursionError):
-            pass
+            elif isinstance(err, str) and err:  # {"error": "..."} (LM Studio, others)
+                message = err
+            elif isinstance(doc.get("message"), str) and doc["message"]:  # {"object": "error", "message": ...}
+                message = doc["message"]  # (vLLM before 0.10, SGLang; their code is the status, a number)
         return ApiError(self.status, message, code)
 
 
