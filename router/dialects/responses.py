@@ -801,7 +801,12 @@ class ResponsesStream(ChunkEncoder):
             out.append(self._event("response.content_part.done", {"item_id": item["id"], "output_index": idx,
                                                                   "content_index": 0, "part": part}))
         else:
-            item["arguments"] = object_json(item["arguments"])
+            sent, final = item["arguments"], object_json(item["arguments"])
+            if final != sent and final.startswith(sent) and not self._custom(item):
+                # ("" or null arguments became "{}": the deltas add up to what `.done` says)
+                out.append(self._event("response.function_call_arguments.delta", {
+                    "item_id": item["id"], "output_index": idx, "delta": final[len(sent):]}))
+            item["arguments"] = final
             item["status"] = status
             item = self.items[idx] = client_item(item, self.req.client_tools)
             out.append(self._call_done(item, idx))

@@ -68,3 +68,24 @@ async def test_streamed_arguments_sent_as_an_object_are_kept(fakes, router, repa
                                                extra_headers=headers) as rs:
         response = await rs.get_final_response()
     assert [json.loads(i.arguments) for i in response.output if i.type == "function_call"] == [{"city": "Paris"}]
+
+
+@pytest.mark.parametrize("args", ["", None])
+async def test_a_call_with_no_arguments_streams_what_its_done_event_says(fakes, router, args):
+    """Unrepaired, a no-argument call whose arguments come as "" or null: its deltas add up to the "{}" that
+    `function_call_arguments.done` and the item carry (no delta was sent: a client building the arguments from the
+    deltas had "")."""
+    up = await fakes()
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": args}}
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": None}), chunk("m", {"tool_calls": [call]}),
+                      chunk("m", {}, "tool_calls")]))
+    r = await router(CFG.format(url=up.url))
+    deltas, done = "", None
+    stream = await _client(r.url).responses.create(model="m", input="x", tools=[RESPONSES_WEATHER], stream=True,
+                                                   extra_headers={"x-agentgate-repair": "off"})
+    async for event in stream:
+        if event.type == "response.function_call_arguments.delta":
+            deltas += event.delta
+        elif event.type == "response.function_call_arguments.done":
+            done = event.arguments
+    assert deltas == done == "{}"
