@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import deque
@@ -147,9 +148,11 @@ def backoff_delay(attempt: int, policy: Policy, retry_after: str | None = None) 
 def parse_retry_after(value: str) -> float | None:
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:  # "inf", "1e400", "nan" are no delay anyone can wait (inf made every reply a 500: OverflowError)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -142,6 +142,17 @@ async def test_retries_exhausted_gives_openai_error(fakes, router, status, mine,
     assert len(up.requests) == 3
 
 
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-inf"])
+async def test_a_retry_after_no_one_can_wait_is_ignored(fakes, router, value):
+    """An upstream's `Retry-After: inf` made every reply of it a 500 (the header's parse overflowed): no retry, no
+    fallback. It is a 503 like any other, retried, and its Retry-After is dropped."""
+    up = await fakes()
+    up.push(*[Step(status=503, headers={"Retry-After": value})] * 2, Step(json=completion("ok", "same")))
+    r = await router(CFG.format(url=up.url))
+    resp = await r.client().chat.completions.create(model="same", messages=[{"role": "user", "content": "x"}])
+    assert resp.choices[0].message.content == "ok" and len(up.requests) == 3
+
+
 async def test_retry_after_is_honoured(fakes, router):
     up = await fakes()
     up.push(Step(status=429, headers={"Retry-After": "0.3"}), Step(json=completion("ok", "same")))
