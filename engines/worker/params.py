@@ -37,6 +37,13 @@ class ChatRequest:
     gen: GenerationParams
     response_format: dict[str, Any] | None = None  # a json_object / json_schema format (text: None)
 
+    @property
+    def data_answer(self) -> bool:
+        """Whether the answer may be the JSON data asked for, not a call (then a JSON object naming a tool is that
+        data: repair reads only the format's call markup); with tool_choice required or named it must be a call."""
+        return self.response_format is not None and self.tool_choice != "required" \
+            and not isinstance(self.tool_choice, dict)
+
 
 @dataclass
 class CompletionRequest:

@@ -236,7 +236,7 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         format=family,
         reasoning_content=reasoning or None,
         mode=mode,
-        generic_forms=req.response_format is None,  # a JSON answer asked for is data (repair_message)
+        generic_forms=not req.data_answer,  # a JSON answer asked for is data (repair_message)
     )
     for call in result.tool_calls:  # as a stream gives them (see repair.deltas), so the router passes them on
         call["function"]["arguments"] = canonical_arguments(call["function"]["arguments"])
@@ -305,7 +305,7 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
     # tool calls stream as they are generated (header first, then arguments), as the router streams them
     repairer = StreamRepairer(state.tool_indexes.of(req.tools), tool_choice=req.tool_choice,
                               parallel_tool_calls=req.parallel_tool_calls, format=family, mode=mode, incremental=True,
-                              generic_forms=req.response_format is None)
+                              generic_forms=not req.data_answer)
     calls_sent = False
     await resp.write(chunk({"role": "assistant", "content": ""}))
     try:

@@ -141,6 +141,8 @@ async def test_a_json_answer_asked_for_is_not_made_a_call(engine):
     assert text == SCRIPTS["bare_json"] and calls == []
     plain = await client.chat.completions.create(**ask)
     assert [c.function.name for c in plain.choices[0].message.tool_calls] == ["get_weather"]
+    required = await client.chat.completions.create(**ask, response_format=fmt, tool_choice="required")
+    assert [c.function.name for c in required.choices[0].message.tool_calls] == ["get_weather"]  # must be a call
 
 
 async def test_malformed_tool_call_is_repaired(engine):

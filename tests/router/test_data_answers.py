@@ -112,3 +112,24 @@ async def test_responses_structured_output_stays_text(fakes, router) -> None:
         text={"format": {"type": "json_schema", "name": "call", "schema": SCHEMA}})
     assert [item.type for item in resp.output] == ["message"] and resp.output_text == DATA
     assert up.requests[0].body["response_format"]["type"] == "json_schema"
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "get_weather"}}])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_required_call_is_a_call_even_with_a_json_format(fakes, router, choice, stream) -> None:
+    """With tool_choice required or named the answer must be a call (openai-agents sends it with the
+    `response_format` of its output type): the bare object is the call the model made."""
+    up = await fakes()
+    up.push(Step(sse=stream_of([DATA], "m")) if stream else Step(json=completion(DATA, "m")))
+    r = await router(cfg(up.url))
+    ask = {"model": "m", "messages": MSGS, "tools": TOOLS, "response_format": {"type": "json_object"},
+           "tool_choice": choice}
+    if stream:
+        names = []
+        async for c in await r.client().chat.completions.create(**ask, stream=True):
+            names += [t.function.name for t in (c.choices[0].delta.tool_calls or []) if t.function.name] \
+                if c.choices else []
+    else:
+        resp = await r.client().chat.completions.create(**ask)
+        names = [c.function.name for c in resp.choices[0].message.tool_calls or []]
+    assert names == ["get_weather"]
