@@ -125,6 +125,7 @@ class RawCall:
     wire_args: str | None = None   # undecoded arguments text (upstream structured calls)
     call_id: str | None = None     # upstream id, kept
     in_think: bool = False
+    data_like: bool = False        # an object naming a tool with other members and no arguments (`formats.common`)
 
 
 @dataclass

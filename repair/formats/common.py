@@ -190,7 +190,7 @@ def add_notes(call: RawCall, notes: list[tuple[str, str]]) -> None:
         call.repairs.append(issue(kind, detail))
 
 
-DEFINITION = "a tool's definition or data naming it, not a call"  # bare JSON and fences take it for prose (json_block)
+DEFINITION = "a tool's definition, not a call"  # what bare JSON and fences take for prose (see json_block)
 
 
 def _definition(src: dict[str, Any]) -> bool:
@@ -203,15 +203,6 @@ def _definition(src: dict[str, Any]) -> bool:
 
 
 _CALL_KEYS = frozenset({"name", "function", "tool", "tool_name", "id", "type", "index", "call_id"})
-
-
-def _not_a_call(item: dict[str, Any]) -> bool:
-    """Whether an object naming a tool is something else than a call: the tool's definition, or data that names it
-    (other members, no arguments: `{"tool": "search", "reason": ...}`)."""
-    src = item["function"] if isinstance(item.get("function"), dict) else item
-    if "arguments" in item or "arguments" in src:
-        return False
-    return _definition(src) or (not any(k in src for k in ARG_KEYS) and any(k not in _CALL_KEYS for k in src))
 
 
 def _one_call(item: Any, family: str, params_native: bool) -> RawCall | None:
@@ -237,8 +228,9 @@ def _one_call(item: Any, family: str, params_native: bool) -> RawCall | None:
             if key != "arguments" and not (key == "parameters" and params_native):
                 call.repairs.append(issue("parameters_key", f'"{key}" used for "arguments"'))
             break
-    if args is _MISSING and any(k not in _CALL_KEYS for k in src):
-        return None  # {"tool": "search", "reason": ...}: data naming a tool, not a call without arguments
+    # {"tool": "search", "reason": ...}: data naming a tool where nothing else says it is a call (a bare object, a
+    # fence: see json_block); in a format's own markup, a call without arguments
+    call.data_like = args is _MISSING and any(k not in _CALL_KEYS for k in src)
     call.arguments = None if args is _MISSING else args
     return call
 
@@ -280,7 +272,8 @@ def finish_calls(got: Decoded, family: str, params_native: bool) -> tuple[list[R
     calls = calls_from_json(got.value, family, params_native=params_native)
     if calls is None:
         items = got.value if isinstance(got.value, list) else [got.value]
-        if items and all(isinstance(i, dict) and _not_a_call(i) for i in items):
+        if items and all(isinstance(i, dict) and "arguments" not in i and _definition(
+                i["function"] if isinstance(i.get("function"), dict) else i) for i in items):
             return Failed("invalid_json", DEFINITION, got.end)
         return Failed("invalid_json", "JSON that is not a tool call", got.end)
     truncated = any(k == "truncated" for k, _ in got.repairs)

@@ -46,6 +46,8 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     j = skip_ws(text, i)
     closed = text.startswith(hermes.CLOSE, j)
     mangled = None if closed else hermes.MANGLED_CLOSE.match(text, j)
+    if not (closed or (mangled is not None and mangled.end() > j)) and all(c.data_like for c in calls):
+        return None  # data naming a tool (other members, no arguments), as a definition is: no candidate
     if closed or (mangled is not None and mangled.end() > j):
         end = j + len(hermes.CLOSE) if mangled is None else mangled.end()
         for c in calls:
@@ -75,7 +77,7 @@ def parse_fence(text: str, p: int, ctx: Ctx) -> Parsed | None:
                             got.detail)
     calls, i = got
     j = skip_ws(text, i, limit)
-    if j < limit:
+    if j < limit or all(c.data_like for c in calls):
         return None
     end = fclose + len(FENCE) if fclose != -1 else n
     _settle_family(calls, ctx)

@@ -27,6 +27,7 @@ TOOLS = [_tool("read_file", {"path": {"type": "string"}}, ["path"]),
     '{"tool": "search", "reason": "needs fresh data"}',
     '{"name": "search", "results": [{"title": "a"}]}',
     '{"tool": "list_files", "reason": "to see the tree"}',
+    '```json\n{"name": "search", "results": [{"title": "a"}]}\n```',
 ])
 def test_not_a_call(text: str) -> None:
     result = repair_message(text, TOOLS)
@@ -40,6 +41,10 @@ def test_not_a_call(text: str) -> None:
     ('{"name": "list_files"}', [("list_files", {})]),
     ('{"name": "search", "id": "call_1", "type": "function"}', [("search", {})]),
     ('{"name": "search", "arguments": {"query": "x"}, "reason": "fresh data"}', [("search", {"query": "x"})]),
+    # in a format's own markup the object is a call whatever else it holds (a model's "thought")
+    ('<tool_call>{"name": "list_files", "thought": "I need the tree"}</tool_call>', [("list_files", {})]),
+    ('<|python_tag|>{"name": "list_files", "reasoning": "x"}', [("list_files", {})]),
+    ('{"name": "list_files", "thought": "x"}</tool_call>', [("list_files", {})]),
 ])
 def test_still_a_call(text: str, calls: list) -> None:
     assert calls_of(repair_message(text, TOOLS)) == calls
