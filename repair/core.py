@@ -90,12 +90,13 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
     items: list[str | Segment] = []
     n = len(text)
     last = pos = 0
-    after_think = -1  # where the last <think> block ended: inline code is counted from there (see `quoted`)
+    # the backticks of `pos`'s line before it (inline code: see `quoted`), carried forward: read from the line's
+    # start for each candidate, a long line of quoted examples took quadratic time; after a <think> block they are
+    # read from the block's end
+    ticks, ticks_at = LINE_START, 0
     limits = ctx.limits
     while pos < n and limits.handlers > 0 and limits.calls > 0:
-        ticks = None
-        if after_think >= 0 and text.find("\n", after_think, pos) < 0:  # still the line the block ended on
-            ticks = ticks_after(LINE_START, text, after_think, pos)
+        ticks, ticks_at = ticks_after(ticks, text, ticks_at, pos), pos
         hit = finder.find(text, pos, ticks)
         if hit is None:
             break
@@ -111,7 +112,7 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
         limits.calls -= sum(len(sg.calls) for sg in parsed.segments)
         last = pos = parsed.end
         if parsed.segments and parsed.segments[-1].kind == "think":
-            after_think = pos
+            ticks, ticks_at = LINE_START, pos
     if last < n:
         items.append(text[last:])
     return items

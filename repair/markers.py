@@ -256,6 +256,12 @@ def ticks_after(state: Ticks, text: str, start: int = 0, end: int | None = None)
     return Ticks(open_, run, clean)
 
 
+def in_code(ticks: Ticks) -> bool:
+    """Whether the text the `Ticks` were read from ends inside inline code (a candidate begins there: the run of
+    backticks before it, if any, is whole)."""
+    return _applied(*ticks) != 0
+
+
 def quoted(text: str, p: int, pos: int = 0, ticks: Ticks | None = None) -> bool:
     """Whether position `p` is inside inline code on its line (after a `<think>` block, counted from the block's
     end: reasoning and content are apart). A call's markup quoted in prose (`` `<tool_call>{...}</tool_call>` ``,
@@ -264,8 +270,7 @@ def quoted(text: str, p: int, pos: int = 0, ticks: Ticks | None = None) -> bool:
     (a stream's window, the end of a think block), from `pos` on with `ticks` what it was there."""
     if ticks is None:
         ticks, pos = LINE_START, text.rfind("\n", 0, pos) + 1
-    t = ticks_after(ticks, text, pos, p)
-    return _applied(t.open, t.run, t.clean) != 0
+    return in_code(ticks_after(ticks, text, pos, p))
 
 
 class CandidateFinder:
@@ -299,7 +304,9 @@ class CandidateFinder:
         """The first complete candidate at or after `pos`, outside inline code (see `quoted`; `ticks`: the line's
         backticks before `pos`, for a `text` that does not hold the line's start)."""
         search = self._combined.search
-        origin = pos
+        at = pos  # `ticks` is the line's backticks before `at`, carried forward (each read once: a line of many
+        if ticks is None:  # quoted examples was read again from its start for each, a 168 KB line took 20 s)
+            ticks, at = LINE_START, text.rfind("\n", 0, pos) + 1
         while True:
             m = search(text, pos)
             if m is None:
@@ -307,7 +314,8 @@ class CandidateFinder:
             p = m.start()
             for kind in self._by_first.get(text[p], ()):
                 if self._accept(text, p, kind):
-                    if quoted(text, p, origin, ticks):
+                    ticks, at = ticks_after(ticks, text, at, p), p
+                    if in_code(ticks):
                         break
                     return p, kind
             pos = p + 1

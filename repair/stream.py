@@ -43,7 +43,7 @@ from repair.incremental import (
     string_run,
 )
 from repair.index import ToolIndex
-from repair.markers import LINE_START, MATCH, NO, PARTIAL, Ticks, quoted, ticks_after
+from repair.markers import LINE_START, MATCH, NO, PARTIAL, Ticks, in_code, ticks_after
 from repair.slots import CallSlots, whole_json
 from repair.types import (
     ContentDelta,
@@ -688,6 +688,7 @@ class _Hermes:
         self.call: _Envelope | None = None
         self.block_at = block_at  # where the block being read begins (its `<tool_call>`) in the owner's text
         self.first_at = block_at  # and where the first one began
+        self.ticks: tuple[Ticks, int] | None = None  # the owner's text's backticks before a block, and where
 
     @property
     def unsent(self) -> bool:
@@ -734,10 +735,22 @@ class _Hermes:
                     if self.state == _BETWEEN:  # another block begins
                         self.block_at = self.owner._text_size - (n - i) - len(HERMES_OPEN)
                         self.call = None
-                        if quoted("".join(self.owner._chunks), self.block_at):  # in inline code (backticks in
-                            return events, "stop", ""  # the calls before it on its line): left to the finish
+                        if self._quoted():  # in inline code (backticks in the calls before it on its line):
+                            return events, "stop", ""  # left to the finish
                     self.state, self.lit = (_BETWEEN if self.state == _POST else _PRE), ""
         return events, None, ""
+
+
+    def _quoted(self) -> bool:
+        """Whether the block now beginning is in inline code, as `markers.quoted` reads the owner's text (carried
+        from block to block: each read again from its line's start, a line of many blocks took quadratic time)."""
+        text = "".join(self.owner._chunks)
+        if self.ticks is None:
+            self.ticks = LINE_START, text.rfind("\n", 0, self.first_at) + 1
+        ticks, at = self.ticks
+        ticks = ticks_after(ticks, text, at, self.block_at)
+        self.ticks = ticks, self.block_at
+        return in_code(ticks)
 
 
 class _Envelope:

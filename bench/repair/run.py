@@ -165,6 +165,11 @@ def pathological() -> dict[str, str]:
                                            "<|python_tag|>{\"name\": <function=x><｜DSML｜invoke name=\"a\">"
                                            "<minimax:tool_call><|tool_call>call:x{" * 1300)[:size],
         "prose 200 KB": ("Here is some text with {braces} and [brackets] (parens) and <tags>. " * 3000)[:size],
+        "a line of quoted examples, a call": "Examples: " + '`{"name": "write_file"}` ' * (size // 26) + "\n"
+                                             + '<tool_call>{"name": "write_file", "arguments": {"path": "a", '
+                                               '"content": "b"}}</tool_call>',
+        "calls with backticks, one line": ('<tool_call>{"name": "write_file", "arguments": {"path": "a", '
+                                           '"content": "`b`"}}</tool_call> ' * (size // 88))[:size],
     }
 
 
