@@ -94,10 +94,11 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
     # start for each candidate, a long line of quoted examples took quadratic time; after a <think> block they are
     # read from the block's end
     ticks, ticks_at = LINE_START, 0
+    content_at = -1  # where content began after a <think> block: a line start (the stream's too)
     limits = ctx.limits
     while pos < n and limits.handlers > 0 and limits.calls > 0:
         ticks, ticks_at = ticks_after(ticks, text, ticks_at, pos), pos
-        hit = finder.find(text, pos, ticks)
+        hit = finder.find(text, pos, ticks, content_at)
         if hit is None:
             break
         p, kind = hit
@@ -112,7 +113,7 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
         limits.calls -= sum(len(sg.calls) for sg in parsed.segments)
         last = pos = parsed.end
         if parsed.segments and parsed.segments[-1].kind == "think":
-            ticks, ticks_at = LINE_START, pos
+            ticks, ticks_at, content_at = LINE_START, pos, pos
     if last < n:
         items.append(text[last:])
     return items

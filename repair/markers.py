@@ -292,17 +292,19 @@ class CandidateFinder:
         """Cheap pre-check: False means no candidate can occur in `text`."""
         return self._set.prefilter.search(text) is not None
 
-    def _accept(self, text: str, p: int, kind: Kind) -> bool:
-        if kind.line_start and p > 0 and text[p - 1] != "\n":
+    def _accept(self, text: str, p: int, kind: Kind, line_at: int = -1) -> bool:
+        if kind.line_start and p > 0 and text[p - 1] != "\n" and p != line_at:
             return False
         m = self._regex[kind.key].match(text, p)
         if m is None:
             return False
         return not kind.named or self._resolve(m.group("name")) is not None
 
-    def find(self, text: str, pos: int = 0, ticks: Ticks | None = None) -> tuple[int, Kind] | None:
+    def find(self, text: str, pos: int = 0, ticks: Ticks | None = None,
+             line_at: int = -1) -> tuple[int, Kind] | None:
         """The first complete candidate at or after `pos`, outside inline code (see `quoted`; `ticks`: the line's
-        backticks before `pos`, for a `text` that does not hold the line's start)."""
+        backticks before `pos`, for a `text` that does not hold the line's start). `line_at`: a position that
+        begins a line as a newline does (where content begins after a think block)."""
         search = self._combined.search
         at = pos  # `ticks` is the line's backticks before `at`, carried forward (each read once: a line of many
         if ticks is None:  # quoted examples was read again from its start for each, a 168 KB line took 20 s)
@@ -313,7 +315,7 @@ class CandidateFinder:
                 return None
             p = m.start()
             for kind in self._by_first.get(text[p], ()):
-                if self._accept(text, p, kind):
+                if self._accept(text, p, kind, line_at):
                     ticks, at = ticks_after(ticks, text, at, p), p
                     if in_code(ticks):
                         break

@@ -418,7 +418,7 @@ class StreamRepairer:
                 events += self._passthrough(rest)
         elif action == "resume":  # a <think> block closed: what follows is content again
             self._spec, self._spec_tried = None, False
-            self._holding, self._tail, self._ctx, self._ws = False, "", ">", []
+            self._holding, self._tail, self._ctx, self._ws = False, "", "\n", []  # (content begins a line)
             self._ticks = LINE_START  # reasoning and content are apart: inline code is read from the block's end
             self._new_group = True
             if self._overflowed:

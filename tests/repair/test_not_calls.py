@@ -45,6 +45,8 @@ def test_not_a_call(text: str) -> None:
     ('<tool_call>{"name": "list_files", "thought": "I need the tree"}</tool_call>', [("list_files", {})]),
     ('<|python_tag|>{"name": "list_files", "reasoning": "x"}', [("list_files", {})]),
     ('{"name": "list_files", "thought": "x"}</tool_call>', [("list_files", {})]),
+    # content after a think block begins a line
+    ('<think>I need the tree.</think>[Tool call: list_files({})]', [("list_files", {})]),
 ])
 def test_still_a_call(text: str, calls: list) -> None:
     assert calls_of(repair_message(text, TOOLS)) == calls
