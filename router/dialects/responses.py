@@ -801,9 +801,11 @@ class ResponsesStream(ChunkEncoder):
             out.append(self._event("response.content_part.done", {"item_id": item["id"], "output_index": idx,
                                                                   "content_index": 0, "part": part}))
         else:
-            sent, final = item["arguments"], object_json(item["arguments"])
+            sent = item["arguments"]
+            final = sent + "{}" if not sent.strip() else object_json(sent)  # (no arguments: an empty object)
             if final != sent and final.startswith(sent) and not self._custom(item):
-                # ("" or null arguments became "{}": the deltas add up to what `.done` says)
+                # (arguments sent as "", null or blanks are "{}": the deltas add up to what `.done` says; others
+                # the stream already sent, e.g. "null", are made an object there and cannot be)
                 out.append(self._event("response.function_call_arguments.delta", {
                     "item_id": item["id"], "output_index": idx, "delta": final[len(sent):]}))
             item["arguments"] = final
