@@ -26,6 +26,7 @@ from repair.core import (
     lead_trim,
     repair_message,
 )
+from repair.formats.common import MAX_CALLS
 from repair.incremental import ARR as _ARR
 from repair.incremental import CHARS as _CHARS
 from repair.incremental import (
@@ -390,6 +391,17 @@ class StreamRepairer:
         self._started.append(st)
         return st, ToolCallStart(k, cid, name)
 
+    def _text_since(self, start: int) -> str:
+        """The text fed from `start` on (only the pieces that hold it are joined)."""
+        parts: list[str] = []
+        size = self._text_size
+        for chunk in reversed(self._chunks):
+            if size <= start:
+                break
+            parts.append(chunk)
+            size -= len(chunk)
+        return "".join(reversed(parts))[start - size:]
+
     def _maybe_spec(self, held: str) -> list[Event]:
         """Held text (all of it, from where it is held) that can stream anyway: a <think> block (as reasoning)
         or hermes calls (header and arguments)."""
@@ -688,7 +700,8 @@ class _Hermes:
         self.call: _Envelope | None = None
         self.block_at = block_at  # where the block being read begins (its `<tool_call>`) in the owner's text
         self.first_at = block_at  # and where the first one began
-        self.ticks: tuple[Ticks, int] | None = None  # the owner's text's backticks before a block, and where
+        self.ticks = owner._ticks, block_at  # the backticks of the line before a block (as the owner read them:
+        # from a think block's end), and where
 
     @property
     def unsent(self) -> bool:
@@ -735,20 +748,19 @@ class _Hermes:
                     if self.state == _BETWEEN:  # another block begins
                         self.block_at = self.owner._text_size - (n - i) - len(HERMES_OPEN)
                         self.call = None
-                        if self._quoted():  # in inline code (backticks in the calls before it on its line):
-                            return events, "stop", ""  # left to the finish
+                        # in inline code (backticks in the calls before it on its line), or past the calls one
+                        # message may hold (the one-shot repair leaves the rest as text): left to the finish
+                        if len(self.owner._started) >= MAX_CALLS or self._quoted():
+                            return events, "stop", ""
                     self.state, self.lit = (_BETWEEN if self.state == _POST else _PRE), ""
         return events, None, ""
 
-
     def _quoted(self) -> bool:
-        """Whether the block now beginning is in inline code, as `markers.quoted` reads the owner's text (carried
-        from block to block: each read again from its line's start, a line of many blocks took quadratic time)."""
-        text = "".join(self.owner._chunks)
-        if self.ticks is None:
-            self.ticks = LINE_START, text.rfind("\n", 0, self.first_at) + 1
+        """Whether the block now beginning is in inline code, as the one-shot repair reads the text (carried from
+        block to block, only the text since the last block read: all of it joined and read again for each, a line
+        of many blocks took quadratic time)."""
         ticks, at = self.ticks
-        ticks = ticks_after(ticks, text, at, self.block_at)
+        ticks = ticks_after(ticks, self.owner._text_since(at), 0, self.block_at - at)
         self.ticks = ticks, self.block_at
         return in_code(ticks)
 

@@ -46,13 +46,16 @@ class Next:
         return self._at + self._len
 
 
+MAX_CALLS = 64  # call attempts parsed in one message (a stream starts no more either)
+
+
 @dataclass
 class Limits:
     """Bounds on the work for one message: candidates examined and call attempts parsed. Past them the rest of
     the text is left as it is (no real output comes near them; adversarial text stays fast)."""
 
     handlers: int = 512
-    calls: int = 64
+    calls: int = MAX_CALLS
 
 
 @dataclass
@@ -191,6 +194,7 @@ def add_notes(call: RawCall, notes: list[tuple[str, str]]) -> None:
 
 
 DEFINITION = "a tool's definition, not a call"  # what bare JSON and fences take for prose (see json_block)
+DATA = "data naming a tool, not a call"  # (`RawCall.data_like`): as prose, the whole value (see json_block)
 
 
 def _definition(src: dict[str, Any]) -> bool:

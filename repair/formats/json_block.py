@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from repair.formats import hermes, llama3
-from repair.formats.common import DEFINITION, Ctx, fail_segment, issue, skip_ws
+from repair.formats.common import DATA, DEFINITION, Ctx, fail_segment, issue, skip_ws
 from repair.formats.spec import Format
 from repair.markers import Kind, Lit, Name, OneOf, Ws
 from repair.salvage import Failed
@@ -46,9 +46,13 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     j = skip_ws(text, i)
     closed = text.startswith(hermes.CLOSE, j)
     mangled = None if closed else hermes.MANGLED_CLOSE.match(text, j)
-    if not (closed or (mangled is not None and mangled.end() > j)) and all(c.data_like for c in calls):
-        return None  # data naming a tool (other members, no arguments), as a definition is: no candidate
-    if closed or (mangled is not None and mangled.end() > j):
+    hermes_close = closed or (mangled is not None and mangled.end() > j)
+    if not hermes_close and any(c.data_like for c in calls):  # data naming a tool (other members, no arguments)
+        got = llama3.json_calls(text, p, n, FAMILY, ctx, params_native=False, data_ends=True)
+        if isinstance(got, Failed):  # it comes first: the whole value is prose (what it holds is no candidate)
+            return _prose(p, got.end)
+        calls, i = got  # the calls before it (it is text, read again as a candidate of its own)
+    if hermes_close:
         end = j + len(hermes.CLOSE) if mangled is None else mangled.end()
         for c in calls:
             c.family = hermes.FAMILY
@@ -59,6 +63,11 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, "calls", calls[0].family, calls)])
 
 
+def _prose(p: int, end: int) -> Parsed:
+    """`text[p:end]` left as it is, and read no further for calls (a segment of no calls stays verbatim)."""
+    return Parsed(end, [Segment(p, end, "calls", FAMILY, [])])
+
+
 def parse_fence(text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
     m = _FENCE_HEAD.match(text, p)
@@ -67,8 +76,10 @@ def parse_fence(text: str, p: int, ctx: Ctx) -> Parsed | None:
     b = skip_ws(text, m.end())
     fclose = ctx.find(FENCE, b)
     limit = fclose if fclose != -1 else n
-    got = llama3.json_calls(text, b, limit, FAMILY, ctx, params_native=False)
+    got = llama3.json_calls(text, b, limit, FAMILY, ctx, params_native=False, data_ends=True)
     if isinstance(got, Failed):
+        if got.detail == DATA:  # the fence holds data naming a tool: all of it prose
+            return _prose(p, fclose + len(FENCE) if fclose != -1 else n)
         if got.detail == DEFINITION:
             return None
         if got.kind == "truncated":
@@ -77,7 +88,7 @@ def parse_fence(text: str, p: int, ctx: Ctx) -> Parsed | None:
                             got.detail)
     calls, i = got
     j = skip_ws(text, i, limit)
-    if j < limit or all(c.data_like for c in calls):
+    if j < limit:  # more than calls in the fence (data naming a tool among them): an example, no candidate
         return None
     end = fclose + len(FENCE) if fclose != -1 else n
     _settle_family(calls, ctx)

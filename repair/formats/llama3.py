@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from repair.formats import pythonic
-from repair.formats.common import Ctx, decode_calls, fail_segment, skip_ws
+from repair.formats.common import DATA, Ctx, decode_calls, fail_segment, skip_ws
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit
 from repair.salvage import Failed
@@ -28,12 +28,16 @@ def consume_end_token(text: str, i: int) -> int:
     return i
 
 
-def json_calls(text: str, i: int, limit: int, family: str, ctx: Ctx, *,
-               params_native: bool = True) -> tuple[list[RawCall], int] | Failed:
-    """JSON call objects separated by ";" (or whitespace)."""
+def json_calls(text: str, i: int, limit: int, family: str, ctx: Ctx, *, params_native: bool = True,
+               data_ends: bool = False) -> tuple[list[RawCall], int] | Failed:
+    """JSON call objects separated by ";" (or whitespace). `data_ends` (text without a format's markup): a value
+    holding data that names a tool (`RawCall.data_like`) is no call and ends the run, as a value that is no call
+    shape does (first: no candidate at all)."""
     calls: list[RawCall] = []
     while True:
         got = decode_calls(text, i, limit, family, ctx, params_native=params_native)
+        if not isinstance(got, Failed) and data_ends and any(c.data_like for c in got[0]):
+            got = Failed("invalid_json", DATA, got[1])
         if isinstance(got, Failed):
             if not calls:
                 return got

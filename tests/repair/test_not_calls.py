@@ -28,6 +28,10 @@ TOOLS = [_tool("read_file", {"path": {"type": "string"}}, ["path"]),
     '{"name": "search", "results": [{"title": "a"}]}',
     '{"tool": "list_files", "reason": "to see the tree"}',
     '```json\n{"name": "search", "results": [{"title": "a"}]}\n```',
+    # data next to call-shaped objects: the value (a list, a fence) is data, what it holds too
+    '[{"tool": "list_files", "reason": "x"}, {"name": "search", "arguments": {"query": "q"}}]',
+    '```json\n{"tool": "list_files", "reason": "x"}\n{"name": "search", "arguments": {"query": "q"}}\n```',
+    '{"tool": "list_files", "example": {"name": "search", "arguments": {"query": "q"}}}',
 ])
 def test_not_a_call(text: str) -> None:
     result = repair_message(text, TOOLS)
@@ -45,9 +49,26 @@ def test_not_a_call(text: str) -> None:
     ('<tool_call>{"name": "list_files", "thought": "I need the tree"}</tool_call>', [("list_files", {})]),
     ('<|python_tag|>{"name": "list_files", "reasoning": "x"}', [("list_files", {})]),
     ('{"name": "list_files", "thought": "x"}</tool_call>', [("list_files", {})]),
+    # a call next to data naming another tool: the call alone (the data stays text)
+    ('Here is the record:\n{"tool": "list_files", "reason": "x"}\n{"name": "search", "arguments": {"query": "q"}}',
+     [("search", {"query": "q"})]),
+    ('{"name": "search", "arguments": {"query": "q"}}\n{"tool": "list_files", "reason": "x"}',
+     [("search", {"query": "q"})]),
     # content after a think block begins a line
     ('<think>I need the tree.</think>[Tool call: list_files({})]', [("list_files", {})]),
 ])
 def test_still_a_call(text: str, calls: list) -> None:
     assert calls_of(repair_message(text, TOOLS)) == calls
     assert_stream_matches(text, TOOLS)
+
+
+def test_a_stream_starts_no_more_calls_than_the_answer_holds() -> None:
+    """A model looping on a call: the stream sent a header for every block (thousands) where the answer holds the
+    64 a message may have; and each block read the whole text again (quadratic)."""
+    from repair import StreamRepairer
+
+    text = '<tool_call>{"name": "list_files", "arguments": {}}</tool_call>' * 200
+    sr = StreamRepairer(TOOLS, incremental=True)
+    events = [e for i in range(0, len(text), 7) for e in sr.feed(text[i:i + 7])] + sr.finish()
+    starts = [e for e in events if type(e).__name__ == "ToolCallStart"]
+    assert sr.result is not None and len(starts) == len(sr.result.tool_calls) == 64 and not sr.after_header

@@ -81,6 +81,9 @@ STREAMED = {  # text, where it is cut: what the stream sends adds up to what the
     "two backticks opening a think block": ("<think>``" + TIME, ["<think>``"]),
     "a two-backtick span cut inside its run, then a call": ("<think>`` a `b` ``  " + TIME, ["<think>`", "` a `b` `"]),
     "a fence closed, then a call on its line": ("```sh\nls\n```" + TIME, ["```sh\nls\n``"]),
+    "hermes blocks after a think block with a backtick": (  # inline code is read from the block's end, streamed too
+        '<think>x `y</think><tool_call>{"name": "run_shell", "arguments": {"command": "a`b"}}</tool_call>' + TIME,
+        []),
     "a backtick in a call's arguments, another call on its line": (
         '<tool_call>{"name": "run_shell", "arguments": {"command": "echo `"}}</tool_call>' + TIME, []),
 }
