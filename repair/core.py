@@ -241,6 +241,35 @@ def _from_structured(tc: Any) -> RawCall:
     return call
 
 
+def _as_sent(att: _Attempt) -> dict[str, Any] | None:
+    """An upstream's structured call that cannot be made valid (an undeclared name, arguments its schema refuses),
+    as it was sent: dropped, it left an empty answer (with `on_failure: content` an agent's turn ended with nothing
+    said and nothing done), where passed on the agent's own tool layer answers it ("no such tool", the validation
+    error) and the model corrects itself, as it does without the router. None without a name to send."""
+    raw = att.raw
+    name = att.name or raw.name
+    if att.error is None or att.error.kind not in _SENT_AS_IS or not isinstance(name, str) or not name:
+        return None  # (arguments cut off or broken are never sent: a command cut in half is another command)
+    if raw.wire_args is not None:
+        args = raw.wire_args
+        try:
+            whole = isinstance(json.loads(args), dict)
+        except (ValueError, RecursionError):
+            whole = False
+    else:
+        whole = isinstance(raw.arguments, dict)
+        try:
+            args = _ENCODER.encode(raw.arguments) if whole else ""
+        except (TypeError, ValueError, RecursionError):
+            whole = False
+    if not whole:
+        return None
+    return {"id": "", "type": "function", "function": {"name": name, "arguments": args}}
+
+
+_SENT_AS_IS = frozenset({"unknown_name", "schema_mismatch"})
+
+
 def _choice(tool_choice: Any, index: ToolIndex) -> tuple[str, str | None]:
     if tool_choice is None or tool_choice == "auto":
         return "auto", None
@@ -377,12 +406,15 @@ def repair_message(
     tool_choice: object = None, parallel_tool_calls: bool = True, format: str = "auto",
     reasoning_content: str | None = None, mode: str = "repair",
     id_factory: Callable[[int], str] | None = None, canonical: bool = False, generic_forms: bool = True,
+    keep_failed_calls: bool = False,
 ) -> RepairResult:
     """Repair one assistant message: raw text (and/or upstream structured tool_calls) -> OpenAI message.
     `canonical`: every call's arguments as `incremental.canonical_arguments` would give them (what a stream's
     pieces add up to), made from the value decoded here rather than by decoding the text again.
     `generic_forms=False`: only a format's own markup is a call, never bare JSON, fences, bare Python calls or prose
-    forms (for an answer the client asked to be JSON data: `response_format`, where such an object is the data)."""
+    forms (for an answer the client asked to be JSON data: `response_format`, where such an object is the data).
+    `keep_failed_calls`: an upstream structured call that cannot be made valid, whole but naming no declared tool
+    or with arguments its schema refuses, is kept as it was sent (still reported in `errors`): see `_as_sent`."""
     check_options(format, mode)
     index = ToolIndex.of(tools)
     make_id = id_factory or _default_id
@@ -413,6 +445,10 @@ def repair_message(
             att.status = "failed"
             assert att.error is not None
             errors.append(RepairIssue(att.error.kind, att.error.detail, att.ordinal))
+            passed = _as_sent(att) if keep_failed_calls and att.seg is None else None
+            if passed is not None:  # a structured call: out as the upstream sent it (reported all the same)
+                passed["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
+                out_calls.append(passed)
             continue
         if mode == "detect" and att.repairs:
             att.status = "held"

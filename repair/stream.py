@@ -65,12 +65,13 @@ HERMES_CLOSE = "</tool_call>"
 class StreamRepairer:
     def __init__(self, tools: Any, *, tool_choice: object = None, parallel_tool_calls: bool = True,
                  format: str = "auto", mode: str = "repair", id_factory: Callable[[int], str] | None = None,
-                 incremental: bool = False, max_chars: int | None = None, generic_forms: bool = True) -> None:
+                 incremental: bool = False, max_chars: int | None = None, generic_forms: bool = True,
+                 keep_failed_calls: bool = False) -> None:
         self._index = ToolIndex.of(tools)
         self._finder, self._inner_finder = finders(self._index, generic_forms)
         self._opts: dict[str, Any] = {"tool_choice": tool_choice, "parallel_tool_calls": parallel_tool_calls,
                                       "format": format, "mode": mode, "id_factory": id_factory,
-                                      "generic_forms": generic_forms}
+                                      "generic_forms": generic_forms, "keep_failed_calls": keep_failed_calls}
         check_options(format, mode)
         self._chunks: list[str] = []
         self._fed = False

@@ -358,6 +358,7 @@ def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | Non
         reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
         canonical=True,  # the arguments a stream would give, piece by piece
         generic_forms=not choice.data_answer,
+        keep_failed_calls=policy.on_failure == "content",  # (retry and error act on the failure instead)
     )
 
 

@@ -131,7 +131,7 @@ def _one_shot(events: list[dict[str, Any]], policy: RepairPolicy) -> dict[str, A
     message, finish = message_of(events)
     result = repair_message(message["content"], INDEX, tool_calls=message.get("tool_calls"),
                             reasoning_content=message.get("reasoning_content"), format=policy.format,
-                            mode=policy.mode, canonical=True)
+                            mode=policy.mode, canonical=True, keep_failed_calls=policy.on_failure == "content")
     return {"content": result.content or "", "reasoning": result.reasoning_content or "",
             "calls": [[c["function"]["name"], c["function"]["arguments"]] for c in result.tool_calls],
             "finish_reason": _finish_reason(finish, bool(result.tool_calls))}

@@ -1,0 +1,100 @@
+"""An upstream's structured call that cannot be made valid (a tool nobody declared, arguments its schema refuses)
+goes to the client as the upstream sent it, reported, with the default `on_failure: content`: dropped, it left an
+empty answer, and Codex and Claude Code ended the turn with nothing said or done (exit 0), where without the router
+their own tool layer answers "no such tool" or the validation error and the model corrects itself. Arguments cut
+off or broken are still never sent (a command cut in half is another command)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.dialects.conftest import ANTHROPIC_WEATHER, RESPONSES_WEATHER, claude
+from tests.fakes.openai_upstream import Step, chunk, completion
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+MSGS = [{"role": "user", "content": "x"}]
+CALLS = {
+    "unknown name": ("run_shell", '{"command": "ls"}'),
+    "missing required": ("get_weather", '{"days": 3}'),
+}
+
+
+def cfg(url: str, on_failure: str = "content") -> str:
+    return f"""
+providers:
+  lab: {{type: openai, base_url: '{url}', retries: 0}}
+models:
+  - {{name: m, provider: lab, repair: {{on_failure: {on_failure}}}}}
+"""
+
+
+def _answer(name: str, args: str, stream: bool) -> Step:
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": args}}
+    if not stream:
+        return Step(json=completion(None, "m", tool_calls=[call], finish_reason="tool_calls"))
+    return Step(sse=[chunk("m", {"role": "assistant", "content": None}), chunk("m", {"tool_calls": [
+        {"index": 0, **call, "function": {"name": name, "arguments": ""}}]}),
+        chunk("m", {"tool_calls": [{"index": 0, "function": {"arguments": args}}]}), chunk("m", {}, "tool_calls")])
+
+
+@pytest.mark.parametrize("case", list(CALLS))
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_chat_gets_the_call_as_sent(fakes, router, case, stream):
+    name, args = CALLS[case]
+    up = await fakes()
+    up.push(_answer(name, args, stream))
+    r = await router(cfg(up.url))
+    if stream:
+        got: dict[int, list[str]] = {}
+        finish = None
+        async for c in await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER,
+                                                                 stream=True):
+            for t in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+                slot = got.setdefault(t.index, ["", ""])
+                slot[0] += t.function.name or ""
+                slot[1] += t.function.arguments or ""
+            finish = (c.choices[0].finish_reason if c.choices else None) or finish
+        calls = [tuple(v) for v in got.values()]
+    else:
+        resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
+        calls = [(t.function.name, t.function.arguments) for t in resp.choices[0].message.tool_calls or []]
+        finish = resp.choices[0].finish_reason
+    assert [(n, json.loads(a)) for n, a in calls] == [(name, json.loads(args))] and finish == "tool_calls"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_messages_and_responses_clients_get_it_too(fakes, router, stream):
+    up = await fakes()
+    up.push(_answer("run_shell", '{"command": "ls"}', stream), _answer("run_shell", '{"command": "ls"}', False))
+    r = await router(cfg(up.url))
+    kw = {"model": "m", "max_tokens": 10, "messages": MSGS, "tools": [ANTHROPIC_WEATHER]}
+    if stream:
+        async with claude(r.url).messages.stream(**kw) as s:  # type: ignore[arg-type]
+            message = await s.get_final_message()
+    else:
+        message = await claude(r.url).messages.create(**kw)  # type: ignore[arg-type]
+    assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [("run_shell", {"command": "ls"})]
+    assert message.stop_reason == "tool_use"
+    resp = await r.client().responses.create(model="m", input="x", tools=[RESPONSES_WEATHER])  # type: ignore[list-item]
+    assert [(i.name, json.loads(i.arguments)) for i in resp.output if i.type == "function_call"] == \
+        [("run_shell", {"command": "ls"})]
+
+
+async def test_cut_arguments_are_still_never_sent(fakes, router):
+    up = await fakes()
+    up.push(_answer("get_weather", '{"city": "Par', False))
+    r = await router(cfg(up.url))
+    resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
+    assert not resp.choices[0].message.tool_calls
+
+
+async def test_on_failure_error_still_refuses(fakes, router):
+    up = await fakes()
+    up.push(_answer("run_shell", '{"command": "ls"}', False))
+    r = await router(cfg(up.url, "error"))
+    with pytest.raises(Exception) as err:
+        await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
+    assert getattr(err.value, "status_code", None) == 502
