@@ -53,6 +53,9 @@ def _pick(rt: LiveConfig, hop: Hop, skip: set[str]) -> tuple[Upstream, Target] |
     return best
 
 
+CIRCUIT_RETRY_AFTER_MAX = 5.0  # seconds: the Retry-After of a `circuit_open` answer
+
+
 async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
     """The first answer along the route; raises the last `ApiError` when no hop answered. `request` names the
     model the client asked for; each target gets it under its own model name."""
@@ -73,7 +76,9 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
             up, target = picked
             if not up.breaker.allow():
                 skip.add(up.name)
-                wait = up.breaker.retry_after()
+                # a client told to wait the whole cooldown waited it out on every retry (Codex: minutes before
+                # it said anything, where the upstream itself fails it in seconds): a few seconds at most
+                wait = min(up.breaker.retry_after(), CIRCUIT_RETRY_AFTER_MAX)
                 last = ApiError(503, f"Provider {up.name!r} is cooling down after repeated failures.",
                                 "circuit_open", headers={"Retry-After": str(max(1, round(wait)))})
                 continue

@@ -38,8 +38,8 @@ models:
     with pytest.raises(openai.APIStatusError) as info:  # refused without contacting the upstream
         await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 503 and info.value.body["code"] == "circuit_open"
-    assert int(info.value.response.headers["Retry-After"]) >= 1
-    assert len(up.requests) == 2
+    assert 1 <= int(info.value.response.headers["Retry-After"]) <= 5  # not the whole cooldown: clients waited it
+    assert len(up.requests) == 2                                        # out on every retry (Codex: minutes)
     clock.now += 31  # cooldown over: one probe goes through
     up.push(Step(status=500))
     with pytest.raises(openai.APIStatusError):
