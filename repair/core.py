@@ -428,6 +428,12 @@ def repair_message(
     _collect(items, False, found)
     outside = bool(attempts) or any(not a.in_think for a in found)
     attempts += [a for a in found if outside is False or not a.in_think]
+    if not attempts and reasoning_content and index:
+        # no call anywhere else: a call in the upstream's reasoning is the one made in a think block that a
+        # server's reasoning parser took out of the content (vLLM, llama.cpp: its tool parser never sees it), as
+        # a call inside <think> is; the reasoning stays as it came (a stream sent it as it came)
+        inner = make_ctx(reasoning_content, index, prefer, budget).sub(reasoning_content)
+        _collect(segment(reasoning_content, inner), True, attempts)
     for i, att in enumerate(attempts):
         att.ordinal = i
         _process(att, index, prefer, budget, canonical)

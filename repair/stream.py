@@ -277,8 +277,9 @@ class StreamRepairer:
             opts = {**opts, "id_factory": lambda k: assigned.get(k) or self._make_id(k), "canonical": True}
         result = None
         if self._plain and not self._tail:  # no candidate begins in the text (see `_plain_result`)
-            if upstream_calls is None:
-                if self._choice_kind in ("auto", "none"):
+            if upstream_calls is None:  # (nor a call in the upstream's reasoning: `repair_message` reads it then)
+                if self._choice_kind in ("auto", "none") and not (
+                        upstream_reasoning and self._index and self._inner_finder.may_contain(upstream_reasoning)):
                     result = _plain_result(full if self._fed else None, upstream_reasoning)
             else:
                 result = self._clean_calls(full if self._fed else None, upstream_reasoning, opts["id_factory"])
