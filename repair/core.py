@@ -241,21 +241,25 @@ def _from_structured(tc: Any) -> RawCall:
     return call
 
 
-def _as_sent(att: _Attempt) -> dict[str, Any] | None:
+def _as_sent(att: _Attempt, index: ToolIndex, canonical: bool) -> dict[str, Any] | None:
     """An upstream's structured call that cannot be made valid (an undeclared name, arguments its schema refuses),
     as it was sent: dropped, it left an empty answer (with `on_failure: content` an agent's turn ended with nothing
     said and nothing done), where passed on the agent's own tool layer answers it ("no such tool", the validation
     error) and the model corrects itself, as it does without the router. None without a name to send."""
     raw = att.raw
-    name = att.name or raw.name
-    if att.error is None or att.error.kind not in _SENT_AS_IS or not isinstance(name, str) or not name:
+    name = raw.name if isinstance(raw.name, str) else None
+    if att.error is None or att.error.kind not in _SENT_AS_IS or not name:
         return None  # (arguments cut off or broken are never sent: a command cut in half is another command)
+    name = index.resolve(name) or name  # (as a stream sent its header: under the declared name)
     if raw.wire_args is not None:
         args = raw.wire_args
         try:
-            whole = isinstance(json.loads(args), dict)
+            value = json.loads(args)
         except (ValueError, RecursionError):
-            whole = False
+            value = None
+        whole = isinstance(value, dict)
+        if whole and canonical:  # what a stream's pieces add up to
+            args = _canonical(value, args)
     else:
         whole = isinstance(raw.arguments, dict)
         try:
@@ -442,6 +446,7 @@ def repair_message(
     repairs: list[RepairIssue] = []
     errors: list[RepairIssue] = []
     out_calls: list[dict[str, Any]] = []
+    as_sent: list[tuple[_Attempt, dict[str, Any]]] = []  # failed structured calls kept (`keep_failed_calls`)
     used_ids: set[str] = set()
     for att in attempts:
         if kind == "none":  # no calls wanted: whatever the model wrote stays text, nothing to report
@@ -451,10 +456,9 @@ def repair_message(
             att.status = "failed"
             assert att.error is not None
             errors.append(RepairIssue(att.error.kind, att.error.detail, att.ordinal))
-            passed = _as_sent(att) if keep_failed_calls and att.seg is None else None
+            passed = _as_sent(att, index, canonical) if keep_failed_calls and att.seg is None else None
             if passed is not None:  # a structured call: out as the upstream sent it (reported all the same)
-                passed["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
-                out_calls.append(passed)
+                as_sent.append((att, passed))
             continue
         if mode == "detect" and att.repairs:
             att.status = "held"
@@ -476,6 +480,12 @@ def repair_message(
                           "function": {"name": att.name, "arguments": att.arguments}})
     if kind in ("required", "named") and not out_calls:
         errors.append(RepairIssue("no_call", "tool_choice requires a call and none was made valid"))
+    # the calls kept as sent come after the valid ones (a stream sends them at its end, when they failed), only
+    # to the tool tool_choice names, and none beside a valid call when parallel_tool_calls is false
+    kept = [(a, c) for a, c in as_sent if kind != "named" or c["function"]["name"] == named]
+    for att, call in kept[:(0 if out_calls else 1)] if not parallel_tool_calls else kept:
+        call["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
+        out_calls.append(call)
 
     content: str | None = ""
     extracted = ""

@@ -355,7 +355,7 @@ def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | Non
     return repair_message(
         text, index, tool_calls=msg.get("tool_calls") or None, tool_choice=choice.tool_choice,
         parallel_tool_calls=choice.parallel, format=policy.format,
-        reasoning_content=msg.get("reasoning_content"), mode=policy.mode,
+        reasoning_content=msg.get("reasoning_content") or msg.get("reasoning"), mode=policy.mode,  # (as streams)
         canonical=True,  # the arguments a stream would give, piece by piece
         generic_forms=not choice.data_answer,
         keep_failed_calls=policy.on_failure == "content",  # (retry and error act on the failure instead)
@@ -388,6 +388,8 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
             if policy.on_failure == "error":
                 raise _invalid_error(result)
         new_msg = result.message()
+        if "reasoning_content" not in msg and msg.get("reasoning") and "reasoning_content" in new_msg:
+            new_msg["reasoning"] = new_msg.pop("reasoning_content")  # under the upstream's name, once
         rest = {k: v for k, v in msg.items() if k not in ("content", "tool_calls", "reasoning_content")}
         choice["message"] = {**rest, **new_msg}
         choice["finish_reason"] = _finish_reason(choice.get("finish_reason"), bool(result.tool_calls))

@@ -98,3 +98,59 @@ async def test_on_failure_error_still_refuses(fakes, router):
     with pytest.raises(Exception) as err:
         await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
     assert getattr(err.value, "status_code", None) == 502
+
+
+def _many(calls: list[tuple[str, str, str]], stream: bool) -> Step:
+    """An answer with several structured calls (name, arguments, id)."""
+    tcs = [{"id": i, "type": "function", "function": {"name": n, "arguments": a}} for n, a, i in calls]
+    if not stream:
+        return Step(json=completion(None, "m", tool_calls=tcs, finish_reason="tool_calls"))
+    events = [chunk("m", {"role": "assistant", "content": None})]
+    for k, tc in enumerate(tcs):
+        events += [chunk("m", {"tool_calls": [{"index": k, **tc, "function": {**tc["function"], "arguments": ""}}]}),
+                   *[chunk("m", {"tool_calls": [{"index": k, "function": {"arguments": tc["function"]["arguments"][
+                       j:j + 4]}}]}) for j in range(0, len(tc["function"]["arguments"]), 4)]]
+    return Step(sse=[*events, chunk("m", {}, "tool_calls")])
+
+
+async def _calls(r, stream: bool, **kw) -> list[tuple[str, dict, str]]:
+    if not stream:
+        resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER, **kw)
+        return [(t.function.name, json.loads(t.function.arguments), t.id)
+                for t in resp.choices[0].message.tool_calls or []]
+    got: dict[int, list[str]] = {}
+    async for c in await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER, stream=True,
+                                                             **kw):
+        for t in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            slot = got.setdefault(t.index, ["", "", ""])
+            slot[0] += t.function.name or ""
+            slot[1] += t.function.arguments or ""
+            slot[2] = t.id or slot[2]
+    return [(n, json.loads(a), i) for n, a, i in got.values()]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_stream_and_whole_answers_agree(fakes, router, stream):
+    """Each call once, the valid ones first, under the declared name, with ids of their own (a stream had sent a
+    call twice when the kept one took the id a valid one streamed under, or its header a normalised name)."""
+    up = await fakes()
+    up.push(_many([("Get-Weather", '{"town":"Paris"}', "up_1")], stream),
+            _many([("nope", '{"a": 1}', "same"), ("get_weather", '{"city": "Paris"}', "same")], stream))
+    r = await router(cfg(up.url))
+    assert [c[:2] for c in await _calls(r, stream)] == [("get_weather", {"town": "Paris"})]
+    calls = await _calls(r, stream)
+    assert [c[:2] for c in calls] == [("get_weather", {"city": "Paris"}), ("nope", {"a": 1})]
+    assert len({c[2] for c in calls}) == 2
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_tool_choice_and_parallel_limits_hold(fakes, router, stream):
+    """parallel_tool_calls false: one call, the valid one; a named tool_choice: no call to another tool, valid or
+    not."""
+    up = await fakes()
+    up.push(_many([("nope", '{"a": 1}', "c1"), ("get_weather", '{"city": "Paris"}', "c2")], stream),
+            _many([("run_cmd", '{"x": 1}', "c3")], stream))
+    r = await router(cfg(up.url))
+    assert [c[:2] for c in await _calls(r, stream, parallel_tool_calls=False)] == [
+        ("get_weather", {"city": "Paris"})]
+    assert await _calls(r, stream, tool_choice={"type": "function", "function": {"name": "get_weather"}}) == []

@@ -90,3 +90,16 @@ async def test_a_call_made_in_the_content_wins(fakes, router):
     resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER)
     calls = resp.choices[0].message.tool_calls or []
     assert [json.loads(t.function.arguments) for t in calls] == [{"city": "Rome"}]
+
+
+async def test_the_reasoning_field_too(fakes, router):
+    """Servers that name it `reasoning` (vLLM's newer releases, OpenRouter, Ollama): the same call, non-stream as
+    streamed, and the reasoning stays under its name."""
+    up = await fakes()
+    up.push(Step(json={"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [{
+        "index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "", "reasoning": THOUGHT}}]}))
+    r = await router(CFG.format(url=up.url))
+    raw = await r.client().chat.completions.with_raw_response.create(model="m", messages=MSGS, tools=WEATHER)
+    message = json.loads(raw.http_response.text)["choices"][0]["message"]
+    assert [c["function"]["name"] for c in message["tool_calls"]] == ["get_weather"]
+    assert message["reasoning"] == THOUGHT and "reasoning_content" not in message
