@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -52,3 +53,11 @@ async def fake_anthropic() -> AsyncIterator[Callable[[], Awaitable[FakeAnthropic
 
 def claude(router_url: str, api_key: str = "unused") -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(base_url=router_url, api_key=api_key, max_retries=0)
+
+
+async def claude_message(router_url: str, stream: bool, **kw: Any) -> Any:
+    """A Messages answer through the anthropic SDK: `messages.create`, or a stream's final message."""
+    if stream:
+        async with claude(router_url).messages.stream(**kw) as s:
+            return await s.get_final_message()
+    return await claude(router_url).messages.create(**kw)

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.dialects.conftest import ANTHROPIC_WEATHER, RESPONSES_WEATHER, claude
+from tests.dialects.conftest import ANTHROPIC_WEATHER, RESPONSES_WEATHER, claude_message
 from tests.fakes.openai_upstream import Step, chunk, completion
 
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -71,11 +71,7 @@ async def test_messages_and_responses_clients_get_it_too(fakes, router, stream):
     up.push(_answer("run_shell", '{"command": "ls"}', stream), _answer("run_shell", '{"command": "ls"}', False))
     r = await router(cfg(up.url))
     kw = {"model": "m", "max_tokens": 10, "messages": MSGS, "tools": [ANTHROPIC_WEATHER]}
-    if stream:
-        async with claude(r.url).messages.stream(**kw) as s:  # type: ignore[arg-type]
-            message = await s.get_final_message()
-    else:
-        message = await claude(r.url).messages.create(**kw)  # type: ignore[arg-type]
+    message = await claude_message(r.url, stream, **kw)
     assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [("run_shell", {"command": "ls"})]
     assert message.stop_reason == "tool_use"
     resp = await r.client().responses.create(model="m", input="x", tools=[RESPONSES_WEATHER])  # type: ignore[list-item]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.dialects.conftest import ANTHROPIC_WEATHER, claude
+from tests.dialects.conftest import ANTHROPIC_WEATHER, claude_message
 from tests.fakes.openai_upstream import Step, chunk
 
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -72,11 +72,7 @@ async def test_claude_code_gets_the_tool_use(fakes, router, stream):
     up.push(_answer(stream))
     r = await router(CFG.format(url=up.url))
     kw = {"model": "m", "max_tokens": 100, "messages": MSGS, "tools": [ANTHROPIC_WEATHER]}
-    if stream:
-        async with claude(r.url).messages.stream(**kw) as s:  # type: ignore[arg-type]
-            message = await s.get_final_message()
-    else:
-        message = await claude(r.url).messages.create(**kw)  # type: ignore[arg-type]
+    message = await claude_message(r.url, stream, **kw)
     assert [(b.name, b.input) for b in message.content if b.type == "tool_use"] == [("get_weather", {"city": "Paris"})]
     assert message.stop_reason == "tool_use"
 
