@@ -90,7 +90,7 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
     items: list[str | Segment] = []
     n = len(text)
     last = pos = 0
-    # the backticks of `pos`'s line before it (inline code: see `quoted`), carried forward: read from the line's
+    # the backticks of `pos`'s line before it (inline code: see `markers.Ticks`), carried forward: read from the line's
     # start for each candidate, a long line of quoted examples took quadratic time; after a <think> block they are
     # read from the block's end
     ticks, ticks_at = LINE_START, 0
@@ -290,6 +290,16 @@ def _choice(tool_choice: Any, index: ToolIndex) -> tuple[str, str | None]:
         if t in ("none", "required", "any"):
             return ("none" if t == "none" else "required"), None
     return "auto", None
+
+
+def data_answer(response_format: object, tool_choice: object) -> bool:
+    """Whether a request asks for a JSON answer (`response_format` json_object or json_schema) and allows one
+    without a call: its content is then data, and a JSON object in it naming a declared tool is that data, not a
+    call (repair it with `generic_forms=False`: only a format's own call markup is read). With `tool_choice`
+    "required" or a named tool the answer must be a call, whatever form the model gave it (openai-agents sends
+    both). The router and the engine both ask this."""
+    return isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema") \
+        and tool_choice != "required" and not isinstance(tool_choice, dict)
 
 
 def check_options(format: str, mode: str) -> None:

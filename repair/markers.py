@@ -262,17 +262,6 @@ def in_code(ticks: Ticks) -> bool:
     return _applied(*ticks) != 0
 
 
-def quoted(text: str, p: int, pos: int = 0, ticks: Ticks | None = None) -> bool:
-    """Whether position `p` is inside inline code on its line (after a `<think>` block, counted from the block's
-    end: reasoning and content are apart). A call's markup quoted in prose (`` `<tool_call>{...}</tool_call>` ``,
-    ``` ``{"name": ..., "arguments": ...}`` ```) is an example the model wrote, not a call it made; a code fence's
-    backticks are not inline code. Read from the line's start in `text`, or, when the reading began before `pos`
-    (a stream's window, the end of a think block), from `pos` on with `ticks` what it was there."""
-    if ticks is None:
-        ticks, pos = LINE_START, text.rfind("\n", 0, pos) + 1
-    return in_code(ticks_after(ticks, text, pos, p))
-
-
 class CandidateFinder:
     """Finds candidates of a KindSet in text, resolving names with one request's declared tools."""
 
@@ -302,7 +291,7 @@ class CandidateFinder:
 
     def find(self, text: str, pos: int = 0, ticks: Ticks | None = None,
              line_at: int = -1) -> tuple[int, Kind] | None:
-        """The first complete candidate at or after `pos`, outside inline code (see `quoted`; `ticks`: the line's
+        """The first complete candidate at or after `pos`, outside inline code (see `Ticks`; `ticks`: the line's
         backticks before `pos`, for a `text` that does not hold the line's start). `line_at`: a position that
         begins a line as a newline does (where content begins after a think block)."""
         search = self._combined.search

@@ -78,7 +78,7 @@ class StreamRepairer:
         self._ws: list[str] = []  # held whitespace (emitted once non-space text follows it)
         self._tail = ""           # text from the first position that may still begin a candidate
         self._ctx = ""            # the character before _tail ("" at the start), for line-start checks
-        self._ticks: Ticks = LINE_START  # _tail's line's backticks before it (inline code: `markers.quoted`)
+        self._ticks: Ticks = LINE_START  # _tail's line's backticks before it (inline code: `markers.Ticks`)
         self._emitted = 0         # characters of the text emitted as content
         self._holding = False
         self._plain = True        # no scan of the text found a complete candidate

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from repair import data_answer
+
 # --- typed views of untrusted JSON --------------------------------------------------------------------------------
 
 
@@ -92,14 +94,8 @@ class ChatRequest:
 
 
 def asks_for_data(body: Mapping[str, Any]) -> bool:
-    """Whether the request asks for a JSON answer (`response_format` json_object or json_schema) and allows one
-    without a call: its content is data, so a JSON object in it naming a declared tool is that data, not a call
-    (repair reads only a format's own call markup there). With `tool_choice` "required" or a named tool the answer
-    must be a call, whatever form the model gave it (openai-agents sends both)."""
-    fmt = body.get("response_format")
-    choice = body.get("tool_choice")
-    return isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema") \
-        and choice != "required" and not isinstance(choice, dict)
+    """Whether the body asks for a JSON answer that may be no call (`repair.data_answer`)."""
+    return data_answer(body.get("response_format"), body.get("tool_choice"))
 
 
 # --- usage ------------------------------------------------------------------------------------------------------

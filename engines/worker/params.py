@@ -9,6 +9,7 @@ from typing import Any
 from engines.wire import WireError, check_type
 from engines.worker.errors import bad_request
 from engines.worker.sampling import SamplingParams
+from repair import data_answer
 
 MAX_STOP_STRINGS = 16
 MAX_STOP_CHARS = 1024  # each: the stop matcher is built per request on the engine's one thread
@@ -39,10 +40,8 @@ class ChatRequest:
 
     @property
     def data_answer(self) -> bool:
-        """Whether the answer may be the JSON data asked for, not a call (then a JSON object naming a tool is that
-        data: repair reads only the format's call markup); with tool_choice required or named it must be a call."""
-        return self.response_format is not None and self.tool_choice != "required" \
-            and not isinstance(self.tool_choice, dict)
+        """Whether the answer may be the JSON data asked for, not a call (`repair.data_answer`)."""
+        return data_answer(self.response_format, self.tool_choice)
 
 
 @dataclass

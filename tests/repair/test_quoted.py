@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from repair import StreamRepairer, repair_message
-from repair.markers import LINE_START, quoted, ticks_after
+from repair.markers import LINE_START, Ticks, in_code, ticks_after
 from tests.repair.helpers import ids
 
 TOOLS = [{"type": "function", "function": {"name": "write_file", "parameters": {
@@ -112,6 +112,14 @@ def test_blocks_that_sent_no_call_go_out_as_they_came_past_the_bound() -> None:
     sr = StreamRepairer(CORPUS_TOOLS, incremental=True, tool_choice="none", max_chars=len(TIME) + 2)
     events = [e for p in (TIME, "<x>", "y" * 20) for e in sr.feed(p)] + sr.finish()
     assert _sent(events) == (TIME + "<x>" + "y" * 20, "", [])
+
+
+def quoted(text: str, p: int, pos: int = 0, ticks: Ticks | None = None) -> bool:
+    """Whether `p` is inside inline code, reading `text` from `pos` with `ticks` what they were there (None: from
+    `p`'s line start)."""
+    if ticks is None:
+        ticks, pos = LINE_START, text.rfind("\n", 0, p) + 1
+    return in_code(ticks_after(ticks, text, pos, p))
 
 
 @given(st.text(alphabet="`a \n", max_size=40), st.lists(st.integers(0, 40), max_size=5))
