@@ -108,15 +108,18 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # prompt tokens written to a prompt cache (OpenRouter's `cache_write_tokens`)
 
     @classmethod
     def parse(cls, value: object) -> Usage | None:
         """None when `value` is not an object."""
         if not isinstance(value, dict):
             return None
+        prompt = member(value, "prompt_tokens_details")
         return cls(int_or(value.get("prompt_tokens")), int_or(value.get("completion_tokens")),
-                   int_or(member(value, "prompt_tokens_details").get("cached_tokens")),
-                   int_or(member(value, "completion_tokens_details").get("reasoning_tokens")))
+                   int_or(prompt.get("cached_tokens")),
+                   int_or(member(value, "completion_tokens_details").get("reasoning_tokens")),
+                   int_or(prompt.get("cache_write_tokens")))
 
 
 # --- streamed chunks --------------------------------------------------------------------------------------------
@@ -152,6 +155,7 @@ class ChunkPart(NamedTuple):
     tool_deltas: tuple[dict[str, Any], ...] = ()  # `delta.tool_calls` as sent (what the repairer assembles)
     finish_reason: str | None = None
     stop_reason: str | None = None  # vLLM-style hint: which stop string matched
+    refusal: str = ""  # OpenAI's `delta.refusal`: the model declined (passed on, never repaired)
 
     @property
     def tool_calls(self) -> tuple[ToolFragment, ...]:
@@ -179,11 +183,11 @@ def _part(choice: dict[str, Any]) -> ChunkPart:
         content, thinking = answer_parts(content)
         reasoning = reasoning or thinking
     calls = delta.get("tool_calls")
-    finish, hint = choice.get("finish_reason"), choice.get("stop_reason")
+    finish, hint, refusal = choice.get("finish_reason"), choice.get("stop_reason"), delta.get("refusal")
     return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
                      tuple([c for c in calls if isinstance(c, dict)]) if isinstance(calls, list) and calls else (),
                      finish if isinstance(finish, str) and finish else None,
-                     hint if isinstance(hint, str) else None)
+                     hint if isinstance(hint, str) else None, refusal if isinstance(refusal, str) else "")
 
 
 def parse_chunk(doc: Mapping[str, Any]) -> Chunk:
@@ -232,14 +236,15 @@ class StreamChunk(NamedTuple):
     `STREAM_CHUNK_END` without building the chunk document; the translating encoders read `part`."""
 
     head: bytes  # b'data: {"id":...,"model":...,"choices":[{"index":0,"delta":' (see `stream_head`)
-    delta: dict[str, Any]  # content, reasoning_content or tool_calls (the role chunk: role and content "")
+    delta: dict[str, Any]  # content, reasoning_content, tool_calls or refusal (the role chunk: role and content "")
 
     @property
     def part(self) -> ChunkPart:
         delta = self.delta
         content, reasoning, calls = delta.get("content"), delta.get("reasoning_content"), delta.get("tool_calls")
+        refusal = delta.get("refusal")
         return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
-                         tuple(calls) if calls else ())
+                         tuple(calls) if calls else (), refusal=refusal if isinstance(refusal, str) else "")
 
 
 def stream_head(envelope: bytes) -> bytes:
@@ -276,6 +281,7 @@ class Completion:
     finish_reason: object
     stop_reason: object
     usage: object
+    refusal: str = ""  # the model declined (OpenAI's `message.refusal`)
 
     @classmethod
     def parse(cls, doc: Mapping[str, Any]) -> Completion:
@@ -296,4 +302,4 @@ class Completion:
                                       fn.get("arguments")))
         return cls(text=content_text(content), reasoning=str_or(reasoning), tool_calls=tuple(calls),
                    finish_reason=choice.get("finish_reason"), stop_reason=choice.get("stop_reason"),
-                   usage=doc.get("usage"))
+                   usage=doc.get("usage"), refusal=str_or(msg.get("refusal")))

@@ -572,6 +572,7 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
     content: list[str] = []
     reasoning: list[str] = []
     deltas: list[dict[str, Any]] = []
+    refusal: list[str] = []
     finish: str | None = None
     size = 0
     for doc in docs:
@@ -595,9 +596,11 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
             if part.tool_deltas:
                 deltas += part.tool_deltas
                 size += sum(_args_size(d) for d in part.tool_deltas)
+            if part.refusal:
+                refusal.append(part.refusal)
     if size > max_chars:
         return None
-    return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish)
+    return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish, refusal="".join(refusal))
 
 
 def _fed_whole(repairer: StreamRepairer | StreamValidator, part: ChunkPart, docs: list[Any], env: _Envelope,
@@ -634,9 +637,11 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
             parts = _whole_parts(docs, max_chars) if reader.done else None
             repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=parts is not None)
             if parts is not None and not engine:
-                if (events := _fed_whole(repairer, parts, docs, env, raw, max_chars)) and \
-                        (made := env.chunks_of(events)):
-                    yield checker.batch([*made])
+                made: Items = [*env.chunks_of(_fed_whole(repairer, parts, docs, env, raw, max_chars))]
+                if parts.refusal:  # a refusal passes as it came (nothing in it is repaired)
+                    made.append(env.stream_chunk({"refusal": parts.refusal}))
+                if made:
+                    yield checker.batch(made)
                 continue
         out: Items = []
         for doc in docs:
@@ -658,6 +663,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 events = _fed(repairer, part, env, raw, max_chars)
                 if events:
                     out += env.chunks_of(events)
+                if part.refusal:
+                    out.append(env.stream_chunk({"refusal": part.refusal}))
         if out:
             yield checker.batch(out)
     if repairer is None:

@@ -498,14 +498,15 @@ def tool_use_id(call_id: object) -> str:
     return new_id("toolu_")
 
 
-def stop_reason(finish: Any, hint: Any, stop_sequences: list[str], has_tools: bool) -> tuple[str, str | None]:
+def stop_reason(finish: Any, hint: Any, stop_sequences: list[str], has_tools: bool,
+                refused: bool = False) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence) for an OpenAI finish_reason. `hint` is the matched stop string some
-    servers report in `choices[].stop_reason`."""
+    servers report in `choices[].stop_reason`; `refused`: the answer carried a refusal."""
     if finish == "length":  # first: a call cut by the limit is incomplete (Anthropic says max_tokens then too)
         return "max_tokens", None
     if has_tools or finish == "tool_calls":
         return "tool_use", None
-    if finish == "content_filter":
+    if finish == "content_filter" or refused:
         return "refusal", None
     if isinstance(hint, str) and hint in stop_sequences:
         return "stop_sequence", hint
@@ -515,8 +516,9 @@ def stop_reason(finish: Any, hint: Any, stop_sequences: list[str], has_tools: bo
 def usage_of(usage: object) -> dict[str, int]:
     u = Usage.parse(usage) or Usage()
     cached = u.cached_tokens if 0 <= u.cached_tokens <= u.prompt_tokens else 0
-    return {"input_tokens": u.prompt_tokens - cached, "output_tokens": u.completion_tokens,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+    written = u.cache_write_tokens if 0 <= u.cache_write_tokens <= u.prompt_tokens - cached else 0
+    return {"input_tokens": u.prompt_tokens - cached - written, "output_tokens": u.completion_tokens,
+            "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}
 
 
 def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> dict[str, Any]:
@@ -525,12 +527,14 @@ def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> di
     blocks: list[dict[str, Any]] = []
     if done.reasoning:
         blocks.append({"type": "thinking", "thinking": done.reasoning, "signature": ""})
-    if done.text.strip():
-        blocks.append({"type": "text", "text": done.text})
+    text = "\n\n".join(t for t in (done.text, done.refusal) if t.strip())  # a refusal is what it says
+    if text:
+        blocks.append({"type": "text", "text": text})
     for call in done.tool_calls:
         blocks.append({"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
                        "input": arguments_object(call.arguments)})
-    reason, sequence = stop_reason(done.finish_reason, done.stop_reason, stop_sequences, bool(done.tool_calls))
+    reason, sequence = stop_reason(done.finish_reason, done.stop_reason, stop_sequences, bool(done.tool_calls),
+                                   bool(done.refusal))
     return {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": model, "content": blocks,
             "stop_reason": reason, "stop_sequence": sequence, "usage": usage_of(done.usage)}
 
@@ -552,6 +556,7 @@ class MessagesStream(ChunkEncoder):
         self._index = -1
         self._open: str | None = None  # "text" | "thinking" | "tool_use"
         self._saw_tool = False
+        self._refused = False
         self._out_bytes = 0
         self._delta_head: bytes | None = None  # the open block's delta event up to its delta
         self._args_head: bytes | None = None  # the open tool_use block's argument delta up to its text
@@ -613,6 +618,11 @@ class MessagesStream(ChunkEncoder):
         out.append(self._delta({"type": "text_delta", "text": text}))
         return out
 
+    def _refusal(self, text: str) -> list[bytes]:
+        """A refusal is text, and the stop reason says "refusal"."""
+        self._refused = True
+        return self._text(text)
+
     def _call_start(self, call: ToolFragment) -> list[bytes]:
         self._saw_tool = True
         return self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
@@ -628,7 +638,7 @@ class MessagesStream(ChunkEncoder):
 
     def finish(self) -> list[bytes]:
         out = self._start() + self._nameless_calls() + self._close()
-        reason, sequence = stop_reason(self._finish, self._hint, self.stop_sequences, self._saw_tool)
+        reason, sequence = stop_reason(self._finish, self._hint, self.stop_sequences, self._saw_tool, self._refused)
         if self._usage is not None:
             usage: dict[str, Any] = usage_of(self._usage)
         else:

@@ -66,9 +66,27 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
     config = body.get("output_config")
     if isinstance(config, dict) and isinstance(config.get("effort"), str):
         out["output_config"] = {"effort": config["effort"]}  # a Messages client's effort, kept for Anthropic
+    _response_format(body.get("response_format"), out)
     if body.get("stream") is True:
         out["stream"] = True
     return out
+
+
+JSON_OBJECT_SYSTEM = "Answer with one JSON object and nothing else."
+
+
+def _response_format(fmt: Any, out: dict[str, Any]) -> None:
+    """A chat `response_format` for Anthropic: a JSON schema as its structured output (`output_config.format`);
+    `json_object`, which Messages has no form for, as a line of the system prompt."""
+    if not isinstance(fmt, dict):
+        return
+    if fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if isinstance(schema, dict):
+            out.setdefault("output_config", {})["format"] = {"type": "json_schema", "schema": schema}
+    elif fmt.get("type") == "json_object":
+        out["system"] = f"{out['system']}\n\n{JSON_OBJECT_SYSTEM}" if out.get("system") else JSON_OBJECT_SYSTEM
 
 
 def _thinking(body: dict[str, Any], out: dict[str, Any]) -> None:
@@ -196,8 +214,8 @@ def usage(value: object) -> dict[str, Any]:
     prompt = n("input_tokens") + cached + created
     out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": n("output_tokens"),
                            "total_tokens": prompt + n("output_tokens")}
-    if cached:
-        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    if cached or created:  # cache writes as OpenRouter reports them
+        out["prompt_tokens_details"] = {"cached_tokens": cached, **({"cache_write_tokens": created} if created else {})}
     return out
 
 

@@ -212,7 +212,7 @@ class ChunkEncoder(ABC):
         self._waiting: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls begun while the open call's
         # arguments were still coming (an upstream interleaving parallel calls): a block cannot reopen
         self._queue: list[tuple[str, Any]] = []  # what waits for the open call's arguments to be whole, in order:
-        # ("call", index) of `_waiting`, ("text", str), ("reasoning", str)
+        # ("call", index) of `_waiting`, ("text", str), ("reasoning", str), ("refusal", str)
         self._queued = 0  # characters of text, reasoning and call arguments waiting there
 
     @abstractmethod
@@ -223,6 +223,14 @@ class ChunkEncoder(ABC):
 
     @abstractmethod
     def _text(self, text: str) -> list[bytes]: ...
+
+    @abstractmethod
+    def _refusal(self, text: str) -> list[bytes]:
+        """Refusal text (OpenAI's `delta.refusal`: the model declined)."""
+
+    def _write(self, kind: str, text: str) -> list[bytes]:
+        return self._text(text) if kind == "text" else self._reasoning(text) if kind == "reasoning" \
+            else self._refusal(text)
 
     @abstractmethod
     def _call_start(self, call: ToolFragment) -> list[bytes]:
@@ -307,15 +315,15 @@ class ChunkEncoder(ABC):
         return out + self._released() if self._queue else out
 
     def _said(self, kind: str, text: str) -> list[bytes]:
-        """Text or reasoning: written, or queued while something waits or `_holding`."""
+        """Text, reasoning or a refusal: written, or queued while something waits or `_holding`."""
         if self._open_call is None and not self._queue:  # the usual
-            return self._text(text) if kind == "text" else self._reasoning(text)
+            return self._text(text) if kind == "text" else self._write(kind, text)
         out = self._released() if self._queue else []
         if self._queue or self._holding():
             self._queue.append((kind, text))
             self._queued += len(text)
             return out
-        return out + (self._text(text) if kind == "text" else self._reasoning(text))
+        return out + self._write(kind, text)
 
     def _released(self, at_end: bool = False) -> list[bytes]:
         """What waited, in order, while nothing holds it (at the end, or on an error: all of it)."""
@@ -326,7 +334,7 @@ class ChunkEncoder(ABC):
                 first, args = self._waiting.pop(value)
                 out += self._tool(ToolFragment(value, first.id, first.name, "".join(args)))
             else:
-                out += self._text(value) if kind == "text" else self._reasoning(value)
+                out += self._write(kind, value)
         if not self._queue:
             self._queued = 0
         return out
@@ -379,6 +387,8 @@ class ChunkEncoder(ABC):
                 out += self._said("reasoning", part.reasoning)
             if part.content:
                 out += self._said("text", part.content)
+            if part.refusal:
+                out += self._said("refusal", part.refusal)
             if part.tool_deltas and type(doc) is StreamChunk:  # the pipeline's: one index per call already
                 for call in part.tool_calls:
                     out += self._placed(call)

@@ -575,6 +575,11 @@ def _message_item(text: str, status: str = "completed") -> dict[str, Any]:
             "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
 
 
+def _refusal_item(text: str, status: str = "completed") -> dict[str, Any]:
+    return {"type": "message", "id": new_id("msg_"), "status": status, "role": "assistant",
+            "content": [{"type": "refusal", "refusal": text}]}
+
+
 def _call_item(call_id: object, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
     cid = call_id if isinstance(call_id, str) and call_id else new_id("call_")
     return {"type": "function_call", "id": new_id("fc_"), "call_id": cid, "name": name, "arguments": arguments,
@@ -613,6 +618,8 @@ def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None
         items.append(_reasoning_item(done.reasoning))
     if done.text.strip():
         items.append(_message_item(done.text))
+    if done.refusal:
+        items.append(_refusal_item(done.refusal))
     for call in done.tool_calls:
         item = _call_item(call.id, call.name, object_json(call.arguments))
         items.append(client_item(item, tools or {}))
@@ -621,8 +628,8 @@ def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None
 
 def assistant_message(items: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The output as one chat assistant message (what a later `previous_response_id` continues from)."""
-    text = "".join(p["text"] for it in items if it["type"] == "message" for p in it["content"]
-                   if p.get("type") == "output_text")
+    text = "".join(p["text"] if p.get("type") == "output_text" else p["refusal"] for it in items
+                   if it["type"] == "message" for p in it["content"] if p.get("type") in ("output_text", "refusal"))
     calls = [_call_of(it, "output") for it in items if it["type"] in ("function_call", "custom_tool_call")]
     if not text and not calls:
         return None
@@ -659,7 +666,8 @@ def usage_of(usage: object) -> dict[str, Any] | None:
     u = Usage.parse(usage)
     if u is None:
         return None
-    return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+    return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens,
+                                                                     "cache_write_tokens": u.cache_write_tokens},
             "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": u.prompt_tokens + u.completion_tokens}
 
@@ -701,6 +709,7 @@ def _delta_prefix(name: str) -> bytes:
 
 _TEXT_DELTA = _delta_prefix("response.output_text.delta")
 _REASONING_DELTA = _delta_prefix("response.reasoning_text.delta")
+_REFUSAL_DELTA = _delta_prefix("response.refusal.delta")
 _ARGS_DELTA = _delta_prefix("response.function_call_arguments.delta")
 
 
@@ -743,7 +752,8 @@ class ResponsesStream(ChunkEncoder):
         if item["type"] == "function_call":
             item["arguments"] = text
         else:
-            item["content"][0]["text"] = text
+            part = item["content"][0]
+            part["refusal" if part["type"] == "refusal" else "text"] = text
 
     def _event(self, name: str, data: dict[str, Any]) -> bytes:
         doc = {"type": name, "sequence_number": self._seq, **data}
@@ -789,9 +799,13 @@ class ResponsesStream(ChunkEncoder):
         out: list[bytes] = []
         if item["type"] == "message":
             part = item["content"][0]
-            out.append(self._event("response.output_text.done", {"item_id": item["id"], "output_index": idx,
-                                                                 "content_index": 0, "text": part["text"],
-                                                                 "logprobs": []}))
+            if part["type"] == "refusal":
+                out.append(self._event("response.refusal.done", {"item_id": item["id"], "output_index": idx,
+                                                                 "content_index": 0, "refusal": part["refusal"]}))
+            else:
+                out.append(self._event("response.output_text.done", {"item_id": item["id"], "output_index": idx,
+                                                                     "content_index": 0, "text": part["text"],
+                                                                     "logprobs": []}))
             out.append(self._event("response.content_part.done", {"item_id": item["id"], "output_index": idx,
                                                                   "content_index": 0, "part": part}))
         elif item["type"] == "reasoning":
@@ -842,9 +856,26 @@ class ResponsesStream(ChunkEncoder):
         out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
         return out
 
+    def _open_part(self) -> str | None:
+        """The type of the open message's part ("output_text" or "refusal"); None when no message is open."""
+        item = self._open
+        return item["content"][0]["type"] if item is not None and item["type"] == "message" else None
+
+    def _refusal(self, text: str) -> list[bytes]:
+        out: list[bytes] = []
+        if self._open_part() != "refusal":
+            new = _refusal_item("", status="in_progress")
+            out += self._add(new, {**new, "content": []})
+            out.append(self._event("response.content_part.added", {
+                "item_id": new["id"], "output_index": self._index(), "content_index": 0,
+                "part": {"type": "refusal", "refusal": ""}}))
+        self._grow(text)
+        out.append(self._open_delta(_REFUSAL_DELTA, text, b"}\n\n"))
+        return out
+
     def _text(self, text: str) -> list[bytes]:
         out: list[bytes] = []
-        if self._open is None or self._open["type"] != "message":
+        if self._open_part() != "output_text":
             held = self._held(text)
             if held is None:
                 return out
@@ -906,7 +937,10 @@ class ResponsesStream(ChunkEncoder):
         out = self._start() + self._released_before_error()  # what waited goes out first
         self._sync()
         out.append(self._event("error", {"code": err.code, "message": err.message, "param": err.param}))
+        # a Response's error code is one of the API's own (the SDK's `ResponseError.code`); ours is the error
+        # event's and the message's
+        code = "rate_limit_exceeded" if err.status == 429 else "server_error"
         self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage),
-                                       error={"code": err.code, "message": err.message})
+                                       error={"code": code, "message": err.message})
         out.append(self._response_event("response.failed", response_json(self.req, self.response)))
         return out

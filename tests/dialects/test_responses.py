@@ -265,7 +265,8 @@ async def test_failure_mid_stream_ends_with_response_failed(fakes, router):
     events = await raw_stream(r.url, {"model": "m", "input": "hi", "stream": True})
     assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
     failed = events[-1]["response"]
-    assert failed["status"] == "failed" and failed["error"]["code"] == "upstream_reset_mid_stream"
+    assert events[-2]["code"] == "upstream_reset_mid_stream"
+    assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
     async with aiohttp.ClientSession() as s, s.get(r.url + f"/v1/responses/{failed['id']}") as resp:
         assert resp.status == 404  # a failed response is not stored
 
