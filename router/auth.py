@@ -112,19 +112,46 @@ def local_host(host_header: str, configured: str) -> bool:
 _loopback = functools.lru_cache(maxsize=16)(is_loopback)  # per configured host: once, not per request
 
 
+def _authority(url: str) -> str:
+    """The host[:port] of an Origin or Referer URL, lower-cased."""
+    return url.partition("://")[2].partition("/")[0].partition("?")[0].lower()
+
+
+def local_page(url: str, host_header: str, configured: str) -> bool:
+    """Whether a page at `url` (an Origin or a Referer) is this router's own or one on this machine: the origin
+    the request went to (the Host), localhost (or a name under .localhost), a loopback address, or the configured
+    server.host. Any other address is another site (a page served from 203.0.113.5 is not this machine's)."""
+    import ipaddress
+
+    authority = _authority(url)
+    if authority and authority == host_header.lower():
+        return True
+    host = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+    host = host.strip("[]").partition("]")[0]
+    if host in ("localhost", configured.lower()) or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def refuse_browsers(headers: Mapping[str, str], server: ServerConfig) -> None:
     """When no client key guards a route, a request a web page sent is refused (403): a page on another site
     (`Sec-Fetch-Site: cross-site`/`same-site`, or an `Origin` that is not this machine) could otherwise spend the
     providers' keys or stop engines with a form or an image (the router answers no CORS, so no page may read its
     answers), and a page that re-points its own domain at this machine (DNS rebinding) sends that domain as Host.
-    Programs (SDKs, agent CLIs, curl) send none of these. The Host is checked on a loopback bind (a router that
-    serves a network without keys, `allow_unauthenticated`, answers that network's names)."""
+    Programs (SDKs, agent CLIs, curl) send none of these. A browser without Fetch Metadata (Safari before 16.4)
+    sends no Origin with an image's GET: its Referer is judged then. The Host is checked on a loopback bind (a
+    router that serves a network without keys, `allow_unauthenticated`, answers that network's names)."""
     site = headers.get("Sec-Fetch-Site")
-    origin = headers.get("Origin")
+    page = headers.get("Origin")
+    if page is None or page == "null":
+        page = headers.get("Referer") if page is None else page
     configured = server.host
-    if site in ("cross-site", "same-site") or (origin is not None and not local_host(
-            origin.partition("://")[2].partition("/")[0], configured)) or (
-            _loopback(configured) and not local_host(headers.get("Host", ""), configured)):
+    host = headers.get("Host", "")
+    if site in ("cross-site", "same-site") or (page is not None and not local_page(page, host, configured)) or (
+            _loopback(configured) and not local_host(host, configured)):
         raise ApiError(403, "Without client keys the router answers programs on this machine only, not web pages "
                        "from other sites (Origin, Sec-Fetch-Site) or names other than this machine's (Host).",
                        "cross_site_refused")

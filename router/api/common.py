@@ -145,9 +145,17 @@ def request_id(request: web.Request) -> str:
     be unique (it names a request in logs and headers; nothing is authorised by it), so it comes from a generator
     seeded once rather than a system call per request."""
     given = request.headers.get("x-request-id")
-    if given and len(given) <= 128 and all(c in _ID_OK for c in given):
+    if given and len(given) <= 128 and all(c in _ID_OK for c in given) and not _holds_key(request, given):
         return given
     return f"{_ID_BITS(96):024x}"
+
+
+def _holds_key(request: web.Request, given: str) -> bool:
+    """Whether a request id holds a client key, configured or presented (a client that sends its key as its
+    request id would have it logged, shown in the console and sent upstream)."""
+    presented = (auth.bearer(request.headers), request.headers.get("x-api-key"))
+    keys = request.app[STATE].runtime.keys
+    return any(k and k in given for k in presented) or any(k.key in given for k in keys)
 
 
 async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import openai
 import pydantic
 import pytest
 from openai.types.responses import Response, ResponseUsage

@@ -433,7 +433,9 @@ async def test_without_keys_web_pages_are_refused_and_programs_served(fakes, rou
                      "models:\n  - {name: m, provider: lab}\n")
     chat = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     refused = [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
-               {"Origin": "https://evil.example"}, {"Host": "attacker.example:8080"}]
+               {"Origin": "https://evil.example"}, {"Host": "attacker.example:8080"},
+               {"Origin": "http://203.0.113.5"}, {"Origin": "null"},  # a page served from an address; an opaque one
+               {"Referer": "http://evil.example/page"}]  # an image on a browser without Fetch Metadata
     async with aiohttp.ClientSession() as s:
         for headers in refused:
             for method, path, body in (("POST", "/v1/chat/completions", chat), ("GET", "/unload", None),
@@ -444,7 +446,8 @@ async def test_without_keys_web_pages_are_refused_and_programs_served(fakes, rou
                     (headers, path, ans.status)
         assert up.requests == []
         for headers in ({}, {"Sec-Fetch-Site": "same-origin"}, {"Origin": "http://127.0.0.1:8080"},
-                        {"Host": "localhost:8080"}):
+                        {"Host": "localhost:8080"}, {"Referer": "http://127.0.0.1:8080/ui/"},
+                        {"Origin": "http://192.168.1.5:8080", "Host": "192.168.1.5:8080"}):  # the page is its own
             ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat, headers=headers)
             assert ans.status == 200, (headers, ans.body[:200])
             assert (await request(s, "GET", r.url + "/metrics", headers=headers)).status == 200

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import logging
 import re
+from types import SimpleNamespace
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from router.api.common import request_id
+from router.config.model import ClientKey
 from router.logs import handle
 from router.metrics import Metrics, fast_inc, fast_observe, fast_set
+from router.state import STATE
 
 
 def _scrape(m: Metrics) -> str:
@@ -125,7 +129,15 @@ def test_filters_and_disabled_loggers_are_honoured(tree: tuple[logging.Logger, l
 
 
 def test_request_ids_keep_their_form() -> None:
-    ids = {request_id(make_mocked_request("POST", "/v1/chat/completions")) for _ in range(200)}
+    """A client's own request id is kept unless it holds a client key, configured or presented (it would be
+    logged, shown in the console and sent upstream)."""
+    app = web.Application()
+    app[STATE] = SimpleNamespace(runtime=SimpleNamespace(keys=(ClientKey("ci", "sk-conf-1"),)))  # type: ignore[misc]
+    ids = {request_id(make_mocked_request("POST", "/v1/chat/completions", app=app)) for _ in range(200)}
     assert len(ids) == 200 and all(re.fullmatch(r"[0-9a-f]{24}", i) for i in ids)
-    given = make_mocked_request("POST", "/", headers={"x-request-id": "abc-1"})
+    given = make_mocked_request("POST", "/", headers={"x-request-id": "abc-1"}, app=app)
     assert request_id(given) == "abc-1"
+    for headers in ({"x-request-id": "run-sk-conf-1"}, {"x-request-id": "sk-typo-9", "x-api-key": "sk-typo-9"},
+                    {"x-request-id": "a.sk-typo-9", "Authorization": "Bearer sk-typo-9"}):
+        made = request_id(make_mocked_request("POST", "/", headers=headers, app=app))
+        assert re.fullmatch(r"[0-9a-f]{24}", made), headers
