@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .config.model import CaptureConfig, Config, RepairPolicy
+from .redact import escaped_pattern, secret_forms
 
 log = logging.getLogger("agentgate")
 
@@ -83,8 +84,10 @@ class Capture:
 
 class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
-        found = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-        self._secrets = re.compile("|".join(map(re.escape, found))) if found else None
+        found = tuple(sorted({s for s in secrets if s and len(s) >= 4}))
+        forms = secret_forms(found)  # their base64 spellings too
+        self._secrets = re.compile("|".join(map(re.escape, forms))) if forms else None
+        self._escaped = escaped_pattern(found)  # spelled with JSON escapes or percent-encodings, as a model can
 
     @classmethod
     def for_config(cls, config: Config) -> Redactor:
@@ -96,6 +99,8 @@ class Redactor:
     def text(self, value: str) -> str:
         if self._secrets is not None:
             value = self._secrets.sub(REDACTED, value)
+        if self._escaped is not None and ("\\" in value or "%" in value):
+            value = self._escaped.sub(REDACTED, value)
         return _KEY_SHAPES.sub(REDACTED, value)
 
     def value(self, value: Any) -> Any:

@@ -44,6 +44,7 @@ from .context import RequestContext
 from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
+from .redact import scrub_value
 from .relay import UpstreamReader
 from .repair_owner import chunk_report, engine_repaired, stream_checker, whole_report
 from .routing import Route
@@ -147,6 +148,10 @@ async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, rep
                 reply_headers[REPAIRS_HEADER] = ",".join(outcome)
             unchanged = (bare if reported is not None else not outcome) and before == _messages(doc)
             raw_out = _renamed(opened.first, upstream_model, route.requested) if unchanged else None
+            if raw_out is None and (secrets := relay.secrets_of(opened.upstream)):
+                # repair may have decoded what the body's redaction could not read (a key written with escapes
+                # inside a call in the text): the provider's secrets out of what goes to the client
+                doc["choices"] = scrub_value(doc["choices"], secrets)
             return ChatReply(doc=doc, raw=raw_out, headers=reply_headers)
         body = _feedback(body, *outcome)
     raise AssertionError("unreachable")
@@ -467,12 +472,16 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
             ex.status = 200
             env = _Envelope(route.requested)
             reader = UpstreamReader(opened, ex, ctx.metrics, limits.max_upstream_event_bytes)
+            # the provider's secrets out of what goes to the client, however repair decoded or joined them
+            gate = relay.gate_for(reader.redactor.secrets)
             if not repairing:
                 async for docs in reader.docs():
                     for doc in docs:
                         env.absorb(doc)
                         doc["model"] = route.requested
-                    yield cast(Items, docs)
+                    yield cast(Items, docs) if gate is None else gate.items(docs)
+                if gate is not None and (rest := gate.rest()):
+                    yield rest
                 return
             checker = _Checker(env, policy, body.get("tool_choice"), attempt < attempts - 1)
             items = _repaired(reader, env, ex, body, policy, index, limits.max_stream_repair_chars, checker,
@@ -483,8 +492,10 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
                     if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
                         body = _feedback(body, *batch)
                         break
-                    yield batch
+                    yield batch if gate is None else gate.items(batch)
                 else:
+                    if gate is not None and (rest := gate.rest()):
+                        yield rest
                     return
         finally:
             await opened.close()

@@ -8,6 +8,7 @@ upstream sends is copied as is.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import math
@@ -32,25 +33,135 @@ def _secrets(secrets: str | Iterable[str | None] | None) -> list[str]:
     if secrets is None:
         return []
     items = [secrets] if isinstance(secrets, str) else list(secrets)
-    return sorted({s for s in items if s}, key=len, reverse=True)
+    return list(secret_forms(tuple(sorted({s for s in items if s}))))
+
+
+MIN_BASE64_SECRET = 12  # a shorter secret's base64 spelling is too short to look for without false hits
+
+
+def _base64_cores(secret: bytes) -> set[str]:
+    """The base64 text that spells `secret` wherever it stands in base64-encoded data: at each of the three
+    alignments, the characters that depend on its bytes alone (standard and URL-safe alphabets)."""
+    cores: set[str] = set()
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + secret).decode()
+        start = (0, 2, 3)[shift]  # the characters that hold bits of the bytes before it
+        end = 4 * ((shift + len(secret)) // 3)  # those that hold bits of the bytes after it
+        core = encoded[start:end]
+        cores.add(core)
+        cores.add(core.replace("+", "-").replace("/", "_"))
+    return cores
+
+
+@functools.lru_cache(maxsize=64)
+def secret_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """What spells one of `secrets` in text, longest first: each secret, and its base64 spellings (an upstream
+    echoing the `Authorization` header it got, or a Basic token, writes the key in base64)."""
+    forms = {s for s in secrets if s}
+    for s in secrets:
+        if len(s) >= MIN_BASE64_SECRET:
+            forms |= _base64_cores(s.encode())
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _hex(value: int, digits: int) -> str:
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{value:0{digits}x}")
+
+
+@functools.lru_cache(maxsize=64)
+def escaped_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    """What spells one of `secrets` with any of its characters written as a JSON `\\uXXXX` escape or a
+    percent-encoding (as text: a model can write them, and repair decodes them), any case of hex digits."""
+    alternatives = []
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        alternatives.append("".join(
+            f"(?:{re.escape(c)}|\\\\u{_hex(ord(c), 4)}|%{_hex(ord(c), 2)})" if ord(c) < 128 else re.escape(c)
+            for c in secret))
+    return re.compile("|".join(alternatives)) if alternatives else None
 
 
 def scrub_text(text: str, secrets: str | Iterable[str | None] | None) -> str:
-    """`text` (already decoded) with every secret replaced by `[redacted]`."""
-    for s in _secrets(secrets):
+    """`text` (already decoded) with every secret replaced by `[redacted]`: literal, in base64, or spelled with
+    JSON escapes or percent-encodings."""
+    found = _secrets(secrets)
+    for s in found:
         if s in text:
             text = text.replace(s, REDACTED)
+    if found and ("\\" in text or "%" in text):
+        pattern = escaped_pattern(tuple(found))
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
     return text
 
 
 def scrub_literal(data: bytes, secrets: str | Iterable[str | None] | None) -> bytes:
-    """`data` with every literal occurrence of a secret redacted (for bytes we encoded ourselves, where a decoded
-    secret shows literally)."""
+    """`data` with every literal occurrence of a secret (or of its base64 spelling) redacted (for bytes we encoded
+    ourselves, where a decoded secret shows literally)."""
     for s in _secrets(secrets):
         raw = s.encode()
         if raw in data:
             data = data.replace(raw, REDACTED.encode())
     return data
+
+
+class SecretGate:
+    """The text a stream sends on its channels (content, reasoning, each call's arguments, ...), with every secret
+    redacted even when no one piece holds it whole: a piece's end that could begin a secret waits for the next
+    piece on its channel (or `flush`). What the router sends is judged, after repair decoded escapes in the
+    model's text and joined pieces the upstream sent apart. `forms`: `secret_forms` of the secrets; pieces are
+    held for the secrets themselves (their base64 spellings are redacted within a piece)."""
+
+    __slots__ = ("_forms", "held", "secrets")
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = tuple(s for s in secrets if s)
+        self._forms = secret_forms(self.secrets)
+        self.held: dict[Any, str] = {}
+
+    def text(self, channel: Any, text: str, final: bool = False) -> str:
+        """What of `text` (and of what `channel` held) goes out now; `final`: all of it (the channel ends)."""
+        held = self.held.pop(channel, None)
+        if held:
+            text = held + text
+        elif not text:
+            return text
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        if "\\" in text or "%" in text:
+            pattern = escaped_pattern(self.secrets)
+            if pattern is not None:
+                text = pattern.sub(REDACTED, text)
+        keep = 0 if final else self._start_at_end(text)
+        if keep:
+            self.held[channel] = text[-keep:]
+            return text[:-keep]
+        return text
+
+    def _start_at_end(self, text: str) -> int:
+        """The length of the longest end of `text` that a secret begins with (and is longer than)."""
+        best = 0
+        n = len(text)
+        for secret in self.secrets:
+            first = secret[0]
+            at = text.rfind(first, max(0, n - len(secret) + 1))
+            while at >= 0:
+                if n - at > best and secret.startswith(text[at:]):
+                    best = n - at
+                at = text.rfind(first, max(0, n - len(secret) + 1), at)
+        return best
+
+    def flush(self) -> dict[Any, str]:
+        """What the channels held, to go out now (the stream ends, or a channel's text ends)."""
+        held, self.held = self.held, {}
+        return held
+
+
+def scrub_value(value: Any, secrets: str | Iterable[str | None] | None) -> Any:
+    """A JSON value with every string in it (keys too) scrubbed as `scrub_text` does; `value` itself when none
+    changed."""
+    found = _secrets(secrets)
+    return _scrub_doc(value, found)[0] if found else value
 
 
 def _scrub_doc(node: Any, secrets: list[str]) -> tuple[Any, bool]:
@@ -98,6 +209,8 @@ def _spelled(body: bytes, raws: list[bytes]) -> bool:
     forms = [body]
     if b"\\" in body:
         forms.append(_ESCAPE.sub(_unescaped, body))
+        if b"\\" in forms[-1]:  # escapes written as text inside a JSON string (a model can)
+            forms.append(_ESCAPE.sub(_unescaped, forms[-1]))
     if b"%" in forms[-1]:  # percent-encoded, its percent signs as they are or JSON-escaped
         forms += [urllib.parse.unquote_to_bytes(f) for f in list(forms) if b"%" in f]
         if b"\\" in forms[-1]:  # escapes percent-encoded

@@ -32,7 +32,7 @@ from .chat_types import STREAM_CHUNK_END, ArgsPiece, StreamChunk
 from .drain import IN_FLIGHT, uncancel
 from .errors import ApiError
 from .exchange import Exchange
-from .redact import scrub_body, scrub_text
+from .redact import SecretGate, scrub_body, scrub_text, secret_forms
 from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
 
 log = logging.getLogger("agentgate")
@@ -53,8 +53,9 @@ class Redactor:
     def __init__(self, secrets: str | tuple[str, ...] | None) -> None:
         found = [secrets] if isinstance(secrets, str) else list(secrets or ())
         self.secrets = tuple(sorted({s for s in found if s}, key=len, reverse=True))
-        self._raws = tuple(s.encode() for s in self.secrets)
-        short = any(c in '"\\/\b\f\n\r\t' for s in self.secrets for c in s)
+        forms = secret_forms(self.secrets)  # their base64 spellings too
+        self._raws = tuple(s.encode() for s in forms)
+        short = any(c in '"\\/\b\f\n\r\t' for s in forms for c in s)
         self._marker = b"\\" if short else b"\\u"
         self.multiline = any("\n" in s for s in self.secrets)  # could stand in a payload joined from lines
 
@@ -82,7 +83,7 @@ def _redactor(secrets: tuple[str, ...]) -> Redactor:
     return Redactor(secrets)
 
 
-def _secrets_of(up: Any) -> tuple[str, ...]:
+def secrets_of(up: Any) -> tuple[str, ...]:
     secrets = getattr(up, "secrets", None)
     if secrets is None:
         key = up.config.api_key
@@ -277,7 +278,7 @@ class UpstreamReader:
         self.ex = ex
         self.metrics = metrics
         self.splitter = EventSplitter(max_event_bytes)
-        self.redactor = _redactor(_secrets_of(opened.upstream))
+        self.redactor = _redactor(secrets_of(opened.upstream))
         self.done = False  # data: [DONE] went by
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
@@ -473,6 +474,116 @@ class UpstreamReader:
                     templates = _relearn(templates, data, doc)
             if docs:
                 yield _joined(docs) if joined_run else docs
+
+
+# --- secrets in what goes out -------------------------------------------------------------------------------------
+
+_TEXT_KEYS = ("content", "reasoning_content", "reasoning", "refusal")
+
+
+class ItemGate:
+    """A chat-completion stream's items (chunk documents, or the pipeline's `StreamChunk`s) through a `SecretGate`:
+    the text of each choice (content, reasoning, refusal; a completion's `text`) and each call's arguments are its
+    channels, the end of a piece that could begin a secret waits for the channel's next piece. What a channel held
+    goes out, as a chunk of its own, before a chunk of another channel or the one that finishes the choice (which
+    takes its own channel's whole), and at the end (`rest`). Items are changed in place (they are the stream's
+    own); a call's name and id are redacted whole."""
+
+    __slots__ = ("_envelope", "_head", "gate")
+
+    def __init__(self, gate: SecretGate) -> None:
+        self.gate = gate
+        self._head: bytes | None = None  # the envelope of the last StreamChunk, for a chunk made of held text
+        self._envelope: dict[str, Any] = {}  # or the last chunk document (its members but the choices and usage)
+
+    def items(self, items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        gate = self.gate
+        for item in items:
+            fields, ends = self._fields(item)
+            if gate.held and (fields or ends):
+                channels = {c for c, _, _ in fields}
+                out += self._made([c for c in gate.held if c not in channels])
+            for channel, holder, key in fields:
+                holder[key] = gate.text(channel, holder[key], final=ends)
+            out.append(item)
+        return out
+
+    def rest(self) -> list[Any]:
+        """What the channels still hold, as chunks (the stream ended without finishing them)."""
+        return self._made(list(self.gate.held))
+
+    def _fields(self, item: Any) -> tuple[list[tuple[Any, dict[str, Any], str]], bool]:
+        """(channel, the dict holding its text, the key) for each text `item` carries, and whether it ends its
+        choice (a finish_reason, or a chunk without choices: the usage)."""
+        found: list[tuple[Any, dict[str, Any], str]] = []
+        if type(item) is StreamChunk:
+            self._head = item.head
+            self._delta(0, item.delta, found)
+            return found, False
+        if not isinstance(item, dict):
+            return found, False
+        self._head = None
+        self._envelope = item
+        choices = item.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return found, True
+        ends = False
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                self._delta(index, delta, found)
+            if type(choice.get("text")) is str:  # a completion's
+                found.append(((index, "text"), choice, "text"))
+            ends = ends or bool(choice.get("finish_reason"))
+        return found, ends
+
+    def _delta(self, index: Any, delta: dict[str, Any], found: list[tuple[Any, dict[str, Any], str]]) -> None:
+        for key in _TEXT_KEYS:
+            if type(delta.get(key)) is str:
+                found.append(((index, key), delta, key))
+        calls = delta.get("tool_calls")
+        if type(calls) is not list:
+            return
+        for call in calls:
+            if type(call) is not dict:
+                continue
+            if type(call.get("id")) is str:
+                call["id"] = scrub_text(call["id"], self.gate.secrets)
+            fn = call.get("function")
+            if type(fn) is not dict:
+                continue
+            if type(fn.get("name")) is str:
+                fn["name"] = scrub_text(fn["name"], self.gate.secrets)
+            if type(fn.get("arguments")) is str:  # (a call's header too: its channel begins)
+                found.append(((index, "arguments", call.get("index", 0)), fn, "arguments"))
+
+    def _made(self, channels: list[Any]) -> list[Any]:
+        """Chunks of what `channels` held (taken from the gate)."""
+        out: list[Any] = []
+        envelope = {k: v for k, v in self._envelope.items() if k not in ("choices", "usage")}
+        for channel in channels:
+            text = self.gate.held.pop(channel)
+            index, key = channel[0], channel[1]
+            if key == "arguments":
+                delta: dict[str, Any] = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
+            else:
+                delta = {key: text}
+            if self._head is not None and index == 0 and key != "text":
+                out.append(StreamChunk(self._head, delta))
+            elif key == "text":
+                out.append({**envelope, "choices": [{"index": index, "text": text, "finish_reason": None}]})
+            else:
+                out.append({**envelope, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        return out
+
+
+def gate_for(secrets: tuple[str, ...]) -> ItemGate | None:
+    """An ItemGate for a stream from an upstream holding `secrets`; None when it holds none."""
+    return ItemGate(SecretGate(secrets)) if secrets else None
 
 
 # --- the writer --------------------------------------------------------------------------------------------------

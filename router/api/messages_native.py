@@ -20,7 +20,7 @@ from ..dialects.common import sse_event
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
 from ..exchange import Exchange
-from ..redact import WITHHELD
+from ..redact import WITHHELD, SecretGate
 from ..sse import event_data
 from ..upstream.anthropic import COUNT_PATH
 from ..upstream.base import UpstreamRequest
@@ -131,6 +131,8 @@ class AnthropicEvents(relay.UpstreamReader):
     def __init__(self, opened: Opened, ex: Exchange, metrics: Any, model: str, max_event_bytes: int) -> None:
         super().__init__(opened, ex, metrics, max_event_bytes)
         self.model = model
+        # a secret split over several deltas (no one event holds it) is looked for in the blocks' text
+        self.gate = SecretGate(self.redactor.secrets) if self.redactor.secrets else None
 
     async def events(self) -> AsyncIterator[list[bytes]]:
         self.done = True  # (what ends the stream is checked here: `_reads` does not look for OpenAI's [DONE])
@@ -156,12 +158,43 @@ class AnthropicEvents(relay.UpstreamReader):
         redactor = self.redactor
         if data is None:
             return (b"" if redactor.suspicious(event) else event), False
+        if self.gate is not None:
+            gated = self._gated(data)
+            if gated is not None:
+                return gated, False
+        return self._checked(event, data)
+
+    def _gated(self, data: bytes) -> bytes | None:
+        """A block's delta through the gate (what its text may begin of a secret waits for its next delta), or the
+        block's stop after what its text held; None for any other event (or one that is not JSON)."""
+        gate = self.gate
+        assert gate is not None
+        delta_event = b'"content_block_delta"' in data
+        if not delta_event and not (gate.held and b'"content_block_stop"' in data):
+            return None
+        try:
+            doc = jsoncodec.loads(redact_data(data, self.redactor, self.opened.upstream.name))
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(doc, dict) or doc.get("type") not in ("content_block_delta", "content_block_stop"):
+            return None
+        index = doc.get("index")
+        if doc["type"] == "content_block_stop":
+            held = [c for c in gate.held if c[0] == index]
+            return b"".join(_delta_event(index, c[1], gate.held.pop(c)) for c in held) + sse_event(
+                "content_block_stop", doc)
+        delta = doc.get("delta")
+        key = _DELTA_TEXT.get(str(delta.get("type"))) if isinstance(delta, dict) else None
+        if key is None or not isinstance(delta, dict) or not isinstance(delta.get(key), str):
+            return None
+        delta[key] = gate.text((index, key), delta[key])
+        return sse_event("content_block_delta", doc) if delta[key] else b""
+
+    def _checked(self, event: bytes, data: bytes) -> tuple[bytes, bool]:
+        redactor = self.redactor
         suspicious = redactor.suspicious(event)
         if suspicious:
-            data = redactor.data(data)
-            if data == WITHHELD:  # a credential the redaction could not take out of it
-                raise ApiError(502, f"Upstream {self.opened.upstream.name!r} sent an event holding a configured "
-                                    "credential; it was withheld.", "upstream_credential_withheld")
+            data = redact_data(data, redactor, self.opened.upstream.name)
         kind = b""
         if any(b'"' + name + b'"' in data for name in _LOOKED_AT):  # may be one (or text that names one)
             try:
@@ -187,6 +220,26 @@ class AnthropicEvents(relay.UpstreamReader):
             event = (b"event: " + name + b"\n" if name and not redactor.suspicious(name) else b"") + \
                 b"".join(b"data: " + line + b"\n" for line in data.split(b"\n")) + b"\n"
         return event, kind == b"message_stop"
+
+
+_DELTA_TEXT = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+_DELTA_TYPE = {v: k for k, v in _DELTA_TEXT.items()}
+
+
+def _delta_event(index: Any, key: str, text: str) -> bytes:
+    return sse_event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                             "delta": {"type": _DELTA_TYPE[key], key: text}})
+
+
+def redact_data(data: bytes, redactor: relay.Redactor, name: str) -> bytes:
+    """A payload with the provider's secrets redacted (or the whole withheld: an ApiError)."""
+    if not redactor.suspicious(data):
+        return data
+    data = redactor.data(data)
+    if data == WITHHELD:  # a credential the redaction could not take out of it
+        raise ApiError(502, f"Upstream {name!r} sent an event holding a configured credential; it was withheld.",
+                       "upstream_credential_withheld")
+    return data
 
 
 class NativeEvents:

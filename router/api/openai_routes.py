@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -115,6 +116,22 @@ async def pipe_stream(request: web.Request, ctx: RequestContext, opened: Opened,
     the first byte no retry is possible, and a failure or a stream cut short ends with a terminal error event."""
     ex = ctx.exchange
     reader = relay.UpstreamReader(opened, ex, ctx.metrics, ctx.limits.max_upstream_event_bytes)
-    encoder = relay.PassThrough(reader, rewriter.event if rewriter is not None else None)
     headers = {"x-request-id": ex.request_id, "x-agentgate-provider": opened.upstream.name}
+    gate = relay.gate_for(reader.redactor.secrets)
+    if gate is not None:  # a provider with a credential: its events are read, the secret looked for in their text
+        return await relay.write_stream(request, ex, _gated(reader, gate, ctx.route.requested), relay.OpenAIChunks(),
+                                        headers)
+    encoder = relay.PassThrough(reader, rewriter.event if rewriter is not None else None)
     return await relay.write_stream(request, ex, reader.raw(), encoder, headers)
+
+
+async def _gated(reader: relay.UpstreamReader, gate: relay.ItemGate, model: str) -> AsyncIterator[list[Any]]:
+    """The upstream's chunk documents under the client's model name, through `gate` (a secret split over several
+    events, which no one event holds, is redacted too)."""
+    async for docs in reader.docs():
+        for doc in docs:
+            if "model" in doc:
+                doc["model"] = model
+        yield gate.items(docs)
+    if rest := gate.rest():
+        yield rest
