@@ -103,17 +103,29 @@ def strict_schema(schema: Any) -> dict[str, Any]:
     return out
 
 
+def _types(node: dict[str, Any]) -> set[str]:
+    """The JSON types a schema names: one, or several in a list (`["number", "null"]`, OpenAI's nullable)."""
+    kind = node.get("type")
+    if isinstance(kind, str):
+        return {kind}
+    if isinstance(kind, list):
+        return {k for k in kind if isinstance(k, str)}
+    return set()
+
+
+_BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
 def _close_objects(node: Any, depth: int) -> None:
     if depth > 64:
         return
     if isinstance(node, dict):
-        if (node.get("type") == "object" or "properties" in node) and "additionalProperties" not in node \
+        kinds = _types(node)
+        if ("object" in kinds or "properties" in node) and "additionalProperties" not in node \
                 and "patternProperties" not in node:
             node["additionalProperties"] = False
-        kind = node.get("type")
-        if kind in ("integer", "number") and not any(
-                k in node for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")):
-            bound = SAFE_INTEGER if kind == "integer" else SAFE_NUMBER
+        if kinds & {"integer", "number"} and not any(k in node for k in _BOUND_KEYS):
+            bound = SAFE_NUMBER if "number" in kinds else SAFE_INTEGER
             node["minimum"], node["maximum"] = -bound, bound
         for key, value in node.items():
             if key in ("enum", "const", "default", "examples"):

@@ -261,3 +261,31 @@ async def test_plans_and_schema_tightening() -> None:
                  plan_chat(family="llama3", tool_choice="required", **kw),
                  plan_chat(family="hermes", tool_choice="auto", **kw)):
         assert plan.grammar is not None and LLMatcher.validate_grammar(plan.grammar) == ""
+
+
+NULLABLE = {"type": "object", "properties": {"a": {"type": ["number", "null"]}, "b": {"type": ["integer", "null"]},
+                                             "c": {"type": ["number", "string"]}}, "required": ["a", "b", "c"]}
+
+
+async def test_numbers_in_a_type_list_are_bounded_like_plain_ones(engine):
+    """A nullable number (OpenAI strict mode's `["number", "null"]`) or an integer beside another type gets the
+    same bounds as a plain one: otherwise a random model writes digits and exponents without end, and a number
+    past the float range leaves no call at all."""
+    tight = strict_schema(NULLABLE)["properties"]
+    assert (tight["a"]["minimum"], tight["a"]["maximum"]) == (-1e15, 1e15)
+    assert (tight["b"]["minimum"], tight["b"]["maximum"]) == (-(2**53 - 1), 2**53 - 1)
+    assert tight["c"]["maximum"] == 1e15
+    assert strict_schema({"type": "object", "properties": {"o": {"type": ["object", "null"]}}})[
+        "properties"]["o"]["additionalProperties"] is False
+    e = await engine("random")
+    tools = [{"type": "function", "function": {"name": "f", "parameters": NULLABLE}}]
+    for seed in range(4):
+        body = {"model": "random", "messages": USER, "tools": tools, "tool_choice": "required",
+                "parallel_tool_calls": False, "temperature": 1.0, "max_tokens": 80, "seed": seed}
+        status, headers, doc = await _post(e.url, body)
+        assert status == 200 and headers["x-agentgate-constrained"] == "tools", doc
+        (call,) = doc["choices"][0]["message"]["tool_calls"]
+        args = json.loads(call["function"]["arguments"])
+        jsonschema.validate(args, NULLABLE)
+        assert args["a"] is None or abs(args["a"]) <= 1e15
+        assert args["b"] is None or abs(args["b"]) <= 2**53 - 1
