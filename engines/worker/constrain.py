@@ -93,8 +93,9 @@ SAFE_NUMBER = 1e15
 
 def strict_schema(schema: Any) -> dict[str, Any]:
     """A copy of a tool's parameter schema for generation, tightened so that output under it is valid under the
-    declared one and finite: objects that do not say otherwise get no extra properties, numbers without bounds
-    get the exactly-representable range; plus the JSON style."""
+    declared one and finite: objects that do not say otherwise get no extra properties (a required name they do
+    not list stays allowed, with any value), numbers without bounds get the exactly-representable range; plus the
+    JSON style."""
     if not isinstance(schema, dict) or not schema:
         schema = {"type": "object", "properties": {}}
     out: dict[str, Any] = copy.deepcopy(schema)
@@ -124,6 +125,7 @@ def _close_objects(node: Any, depth: int) -> None:
         if ("object" in kinds or "properties" in node) and "additionalProperties" not in node \
                 and "patternProperties" not in node:
             node["additionalProperties"] = False
+            _allow_required(node)
         if kinds & {"integer", "number"} and not any(k in node for k in _BOUND_KEYS):
             bound = SAFE_NUMBER if "number" in kinds else SAFE_INTEGER
             node["minimum"], node["maximum"] = -bound, bound
@@ -134,6 +136,20 @@ def _close_objects(node: Any, depth: int) -> None:
     elif isinstance(node, list):
         for item in node:
             _close_objects(item, depth + 1)
+
+
+def _allow_required(node: dict[str, Any]) -> None:
+    """A closed object still takes the names its `required` lists but `properties` does not: the declared schema
+    allows them (as extra properties, any value), and closed without them no object would be valid, so the
+    grammar would not compile. Their value stays any JSON; a number there gets the float range."""
+    required = node.get("required")
+    props = node.get("properties", {})
+    if not isinstance(required, list) or not isinstance(props, dict):
+        return
+    missing = [name for name in required if isinstance(name, str) and name not in props]
+    if missing:
+        node["properties"] = {**props, **{name: {"minimum": -SAFE_NUMBER, "maximum": SAFE_NUMBER}
+                                          for name in missing}}
 
 
 def _tool_rules(family: str, tools: list[dict[str, Any]]) -> tuple[str, list[str]]:

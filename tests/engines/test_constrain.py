@@ -289,3 +289,25 @@ async def test_numbers_in_a_type_list_are_bounded_like_plain_ones(engine):
         jsonschema.validate(args, NULLABLE)
         assert args["a"] is None or abs(args["a"]) <= 1e15
         assert args["b"] is None or abs(args["b"]) <= 2**53 - 1
+
+
+async def test_a_required_name_without_a_property_is_still_allowed(engine):
+    """`required` may list a name that `properties` does not (or there are no `properties` at all): the declared
+    schema takes it as an extra property. Closing the object must keep it, or the grammar cannot compile and
+    tool_choice required decodes unconstrained, with no call."""
+    schemas = {"open_file": {"type": "object", "properties": {"path": {"type": "string", "maxLength": 20}},
+                             "required": ["path", "mode"]},
+               "touch": {"type": "object", "required": ["path"]}}
+    tight = strict_schema(schemas["open_file"])
+    assert tight["additionalProperties"] is False and set(tight["properties"]) == {"path", "mode"}
+    assert strict_schema(schemas["touch"])["properties"]["path"]["maximum"] == 1e15
+    e = await engine("random")
+    for name, schema in schemas.items():
+        tools = [{"type": "function", "function": {"name": name, "parameters": schema}}]
+        body = {"model": "random", "messages": USER, "tools": tools, "tool_choice": "required",
+                "parallel_tool_calls": False, "temperature": 1.0, "max_tokens": 60, "seed": 2}
+        status, headers, doc = await _post(e.url, body)
+        assert status == 200 and headers["x-agentgate-constrained"] == "tools", doc
+        (call,) = doc["choices"][0]["message"]["tool_calls"]
+        assert call["function"]["name"] == name
+        jsonschema.validate(json.loads(call["function"]["arguments"]), schema)
