@@ -412,6 +412,9 @@ class _Envelope:
         self.base: dict[str, Any] = {"id": "chatcmpl-agentgate", "object": "chat.completion.chunk",
                                      "created": int(time.time()), "model": requested}
         self.finish_reason: str | None = None
+        # the upstream's vLLM-style hint, which stop string ended the text: passed on with the finish (the Messages
+        # route reports `stop_sequence` from it)
+        self.stop_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.calls_sent = False
         self.after_header: list[dict[str, Any]] = []
@@ -420,7 +423,10 @@ class _Envelope:
         self.raw_text = ""  # that text, once the stream ended
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        return {**self.base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+        choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        if finish_reason is not None and self.stop_reason is not None:  # as a repaired whole answer keeps it
+            choice["stop_reason"] = self.stop_reason
+        return {**self.base, "choices": [choice]}
 
     def stream_chunk(self, delta: dict[str, Any]) -> StreamChunk:
         """`chunk(delta)` with its envelope encoded once for the whole stream (again only when it changes)."""
@@ -564,6 +570,8 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
     """One upstream chunk part through the repairer."""
     if part.finish_reason:
         env.finish_reason = part.finish_reason
+    if part.stop_reason is not None:
+        env.stop_reason = part.stop_reason
     events: list[ValidateEvent] = []
     if part.reasoning:
         events += repairer.feed_reasoning(part.reasoning)
@@ -577,7 +585,7 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
 def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
     """A whole stream's (its one read's items) reasoning, content and tool-call fragments in order, each kind
     joined into one part to be fed once (the repairer's result does not depend on how its input is cut), with its
-    finish reason. None when its text is
+    finish reason (and stop string hint). None when its text is
     past `max_chars`: the stream then goes piece by piece, as any stream, and the repairer's bound applies there
     (past it, the rest passes through unrepaired; held to the end, calls past the bound would be dropped)."""
     content: list[str] = []
@@ -585,6 +593,7 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
     deltas: list[dict[str, Any]] = []
     refusal: list[str] = []
     finish: str | None = None
+    hint: str | None = None
     size = 0
     for doc in docs:
         kind = type(doc)
@@ -598,6 +607,7 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
             continue
         for part in chunk_parts(doc):
             finish = part.finish_reason or finish
+            hint = part.stop_reason if part.stop_reason is not None else hint
             if part.reasoning:
                 reasoning.append(part.reasoning)
                 size += len(part.reasoning)
@@ -611,7 +621,7 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
                 refusal.append(part.refusal)
     if size > max_chars:
         return None
-    return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish, refusal="".join(refusal))
+    return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish, hint, "".join(refusal))
 
 
 def _fed_whole(repairer: StreamRepairer | StreamValidator, part: ChunkPart, docs: list[Any], env: _Envelope,

@@ -2,7 +2,7 @@
 
 Text is matched with mlx-lm's `TextStateMachine`, which holds back text that may be the start of a marker or a
 stop string until it is known not to be one. A matched stop string ends the sequence; it and anything after it
-are dropped.
+are dropped, and `OutputDecoder.stop_word` tells which one it was (the worker reports it, as vLLM does).
 """
 
 from __future__ import annotations
@@ -43,12 +43,14 @@ class OutputDecoder:
         for word in stop:
             for edges in transitions.values():
                 edges.append((word, None))
+        self._stops = [word for word in stop if word]
         self._sm = TextStateMachine({k: v for k, v in transitions.items() if v} or None)
         # No marker and no stop string: the machine would pass every text through whole, so it is not run.
         self._plain = think is None and not stop
         self._state = self._sm.make_state("reasoning" if reasoning and think is not None else "normal")
         self._detok = detokenizer
         self.stopped = False  # a stop string matched
+        self.stop_word: str | None = None  # which one
         self._pending_ws = ""
         self._reasoning_started = False
         self._seen_reasoning = False
@@ -81,8 +83,19 @@ class OutputDecoder:
         if self._plain:
             self._content_started = True
             return [Piece("content", text)]
+        held = self._state[3]  # the state is (name, trie node, states, text held back)
         self._state, segments = TextStateMachine.split(self._state, text)
-        return self._emit(segments)
+        out = self._emit(segments)
+        if self.stopped:
+            self.stop_word = self._matched(held + text, self._state[3])
+        return out
+
+    def _matched(self, seen: str, after: str) -> str | None:
+        """The stop string that ended `seen` before `after` (the text that followed it): the longest of those
+        that end there, as the machine matches."""
+        head = seen[: len(seen) - len(after)]
+        ending = [word for word in self._stops if head.endswith(word)]
+        return max(ending, key=len) if ending else None
 
     def _emit(self, segments: list[tuple[str | None, str]]) -> list[Piece]:
         out: list[Piece] = []

@@ -67,6 +67,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    stop: str | None = None  # the stop string that ended the text (reason "stop"; None: EOS)
 
 
 @dataclass
@@ -529,7 +530,8 @@ class Scheduler:
         self._seqs.pop(seq.uid, None)
         self._uid_of.pop(seq.handle.id, None)
         self.stats.served += 1
-        self._emit(seq.handle, Finished(reason, len(seq.handle.spec.prompt), seq.generated, seq.cached_tokens))
+        self._emit(seq.handle, Finished(reason, len(seq.handle.spec.prompt), seq.generated, seq.cached_tokens,
+                                        seq.decoder.stop_word if seq.decoder.stopped else None))
 
     def _fail(self, seq: _Seq, status: int, message: str, code: str) -> None:
         self._seqs.pop(seq.uid, None)

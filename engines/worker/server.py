@@ -114,6 +114,15 @@ def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think
     return SequenceSpec(tokens, max_tokens, gen.sampling, gen.stop, think, reasoning, list(processors or []))
 
 
+def _finishing(choice: dict[str, Any], stop: str | None) -> dict[str, Any]:
+    """The finishing choice with the stop string that ended the text (`Finished.stop`) as `stop_reason`, as vLLM
+    reports it (only then: after an EOS or at the token limit the choice is as before); the router's Messages
+    route answers `stop_reason: "stop_sequence"` with it."""
+    if stop is not None:
+        choice["stop_reason"] = stop
+    return choice
+
+
 def _usage(fin: Finished) -> dict[str, Any]:
     return {
         "prompt_tokens": fin.prompt_tokens,
@@ -247,7 +256,7 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
         "object": "chat.completion",
         "created": int(time.time()),
         "model": state.name,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "choices": [_finishing({"index": 0, "message": message, "finish_reason": finish, "logprobs": None}, fin.stop)],
         "usage": _usage(fin),
     }
     if result.errors and report and req.tools:
@@ -294,10 +303,12 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
             "created": int(time.time()), "model": state.name}
     envelope = ChunkEnvelope(base, {"index": 0, "delta": ChunkEnvelope.SLOT, "finish_reason": None, "logprobs": None})
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, report: dict[str, Any] | None = None) -> bytes:
+    def chunk(delta: dict[str, Any], finish: str | None = None, report: dict[str, Any] | None = None,
+              stop: str | None = None) -> bytes:
         if finish is None and not report:
             return envelope.encode(delta)
-        doc = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        doc = {**base, "choices": [_finishing(choice, stop)]}
         if report:
             doc[REPORT_MEMBER] = report
         return sse_data(doc)
@@ -329,7 +340,8 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
                 deltas.append({})  # the last chunk: finish_reason; the report goes with the first of these
                 report = _report(repairer.result, repairer.after_header) if _reports(request, req) else None
                 last = len(deltas) - 1
-                data = b"".join(chunk(d, finish if i == last else None, report if i == 0 else None)
+                data = b"".join(chunk(d, finish if i == last else None, report if i == 0 else None,
+                                      event.stop if i == last else None)
                                 for i, d in enumerate(deltas))
                 if req.gen.include_usage:
                     data += sse_data({**base, "choices": [], "usage": _usage(event)})
@@ -363,8 +375,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
                 "model": state.name}
         if not req.gen.stream:
             text, _, fin = await _collect(handle, first)
-            payload = {**base, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}],
-                       "usage": _usage(fin)}
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}
+            payload = {**base, "choices": [_finishing(choice, fin.stop)], "usage": _usage(fin)}
             return web.Response(text=_dumps(payload), content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
@@ -372,11 +384,11 @@ async def completions(request: web.Request) -> web.StreamResponse:
         slot = ChunkEnvelope.SLOT
         envelope = ChunkEnvelope(base, {"index": 0, "text": slot, "logprobs": None, "finish_reason": None})
 
-        def chunk(text: str, finish: str | None = None) -> bytes:
-            if finish is None:
+        def chunk(text: str, fin: Finished | None = None) -> bytes:
+            if fin is None:
                 return envelope.encode(text)
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-            return sse_data({**base, "choices": [choice]})
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}
+            return sse_data({**base, "choices": [_finishing(choice, fin.stop)]})
 
         async for event in _chain(first, handle):
             if isinstance(event, Delta):
@@ -387,7 +399,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
                 await resp.write(WireError(event.status, event.message, event.code).sse_event())
                 break
             elif isinstance(event, Finished):
-                data = chunk("", event.reason)
+                data = chunk("", event)
                 if req.gen.include_usage:
                     data += sse_data({**base, "choices": [], "usage": _usage(event)})
                 await resp.write(data)

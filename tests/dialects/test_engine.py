@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dialects.conftest import ANTHROPIC_WEATHER, RESPONSES_WEATHER, claude
+from tests.dialects.conftest import ANTHROPIC_WEATHER, RESPONSES_WEATHER, claude, claude_message
 
 tiny = pytest.importorskip("engines.worker.tiny")
 pytest.importorskip("engines.worker.server")
@@ -49,3 +49,37 @@ models:
                                              tools=[RESPONSES_WEATHER])  # type: ignore[list-item]
     calls = [o for o in resp.output if o.type == "function_call"]
     assert len(calls) == 1 and json.loads(calls[0].arguments) == {"city": "Paris"}  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def prose_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tiny.build_tiny_model(tmp_path_factory.mktemp("dialect-tiny") / "prose",
+                                      script="Sunny in Paris. END of the forecast."))
+
+
+async def test_a_stop_sequence_from_a_local_engine_is_reported(router, prose_model, tmp_path):
+    """The engine names the stop string that ended its text (`stop_reason` in the finishing choice, as vLLM), so
+    Messages says `stop_sequence` and which one, streamed or not, with tools declared or not; the chat route
+    passes the name on."""
+    r = await router(f"""
+engines: {{runtime_dir: '{tmp_path / "run"}'}}
+models:
+  - {{name: tiny, engine: mlx, model: '{prose_model}', start_timeout: 60}}
+""")
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    for tools in ([], [ANTHROPIC_WEATHER]):
+        for stream in (False, True):
+            msg = await claude_message(r.url, stream, model="tiny", max_tokens=40, messages=ask, tools=tools,
+                                       stop_sequences=["END", "zzz"])
+            assert [b.text for b in msg.content] == ["Sunny in Paris. "], (tools, stream)
+            assert (msg.stop_reason, msg.stop_sequence) == ("stop_sequence", "END"), (tools, stream)
+    msg = await claude_message(r.url, False, model="tiny", max_tokens=40, messages=ask, stop_sequences=["zzz"])
+    assert (msg.stop_reason, msg.stop_sequence) == ("end_turn", None)
+    client = r.client()
+    done = await client.chat.completions.create(model="tiny", messages=ask, max_tokens=40, stop=["END"])
+    assert done.choices[0].finish_reason == "stop" and (done.choices[0].model_extra or {})["stop_reason"] == "END"
+    ends = []
+    async for chunk in await client.chat.completions.create(model="tiny", messages=ask, max_tokens=40, stop=["END"],
+                                                            stream=True):
+        ends += [(c.finish_reason, (c.model_extra or {}).get("stop_reason")) for c in chunk.choices if c.finish_reason]
+    assert ends == [("stop", "END")]

@@ -91,6 +91,34 @@ async def test_stop_string_ends_generation(engine):
     assert resp.choices[0].finish_reason == "stop"
 
 
+async def test_the_matched_stop_string_is_the_choices_stop_reason(engine):
+    """As vLLM does, the finishing choice names the stop string that ended the text in `stop_reason` (the router's
+    Messages route reports `stop_sequence` from it), streamed or not, chat or completions; an EOS adds none."""
+    e = await engine("think")
+    client = e.client()
+    stop = ["help", "How can", "can"]
+    resp = await client.chat.completions.create(model="think", messages=USER, temperature=0, stop=stop)
+    choice = resp.choices[0]
+    assert choice.message.content == "Hello! " and choice.finish_reason == "stop"
+    assert (choice.model_extra or {}).get("stop_reason") == "How can"
+    stream = await client.chat.completions.create(model="think", messages=USER, temperature=0, stop=stop,
+                                                  stream=True)
+    finishing = []
+    async for chunk in stream:
+        finishing += [c for c in chunk.choices if c.finish_reason is not None]
+    assert [(c.finish_reason, (c.model_extra or {}).get("stop_reason")) for c in finishing] == [("stop", "How can")]
+    done = await client.completions.create(model="think", prompt="Hi", max_tokens=40, temperature=0,
+                                           stop=["greet"])
+    assert (done.choices[0].model_extra or {}).get("stop_reason") == "greet"
+    ends = []
+    async for part in await client.completions.create(model="think", prompt="Hi", max_tokens=40, temperature=0,
+                                                      stop=["greet"], stream=True):
+        ends += [(c.finish_reason, (c.model_extra or {}).get("stop_reason")) for c in part.choices if c.finish_reason]
+    assert ends == [("stop", "greet")]
+    plain = await client.chat.completions.create(model="think", messages=USER, temperature=0, stop=["zzz"])
+    assert plain.choices[0].finish_reason == "stop" and "stop_reason" not in (plain.choices[0].model_extra or {})
+
+
 async def test_tool_call_arrives_as_tool_calls(engine):
     e = await engine("tool")
     client = e.client()

@@ -41,6 +41,22 @@ def test_stop_string_split_across_tokens(tokenizer):
     assert stopped and content == "print(i, i * i)\n"
 
 
+def test_the_decoder_tells_which_stop_string_matched(tokenizer):
+    """The stop string that ended the text (the worker reports it as `stop_reason`): across tokens, with text after
+    it in the same token run, the longest of several that end at the same place, none without a match."""
+    for stop, word in ((["Error:", "zzz"], "Error:"), (["or:", "Error:"], "Error:"), (["i * i", "Error"], "i * i")):
+        dec = OutputDecoder(tokenizer.detokenizer, think=("<think>", "</think>"), stop=stop)
+        for tok in tokenizer.encode("print(i, i * i)\nError: file not found", add_special_tokens=False):
+            dec.add_token(tok)
+        dec.finish()
+        assert dec.stopped and dec.stop_word == word
+    dec = OutputDecoder(tokenizer.detokenizer, stop=["zzz"])
+    for tok in tokenizer.encode("no stop here", add_special_tokens=False):
+        dec.add_token(tok)
+    dec.finish()
+    assert not dec.stopped and dec.stop_word is None
+
+
 def test_text_that_only_looks_like_a_marker_is_kept(tokenizer):
     assert decode(tokenizer, "a <thin b <thi", stop=["<thinking>"]) == ("a <thin b <thi", "", False)
 
