@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.capture import Redactor as CaptureRedactor
 from router.redact import SecretGate, scrub_text
 from tests.dialects.conftest import claude
 from tests.fakes.anthropic_upstream import API_KEY, AStep, FakeAnthropic, stream_events
@@ -51,9 +52,13 @@ def test_a_secret_cut_anywhere_never_passes_the_gate(before, after, cuts, channe
 
 
 def test_base64_and_escaped_spellings_are_redacted():
+    """By the router's redaction and by the capture ring's (the repair inspector kept a model's escaped key)."""
+    captures = CaptureRedactor([KEY])
     for text in (base64.b64encode(f"Bearer {KEY}".encode()).decode(), base64.b64encode(KEY.encode()).decode(),
-                 base64.urlsafe_b64encode(f"x:{KEY}!".encode()).decode(), escaped(KEY), f"%{ord(KEY[0]):02X}{KEY[1:]}"):
-        assert scrub_text(text, [KEY]) != text and "[redacted]" in scrub_text(text, [KEY]), text
+                 base64.urlsafe_b64encode(f"x:{KEY}!".encode()).decode(), escaped(KEY), f"%{ord(KEY[0]):02X}{KEY[1:]}",
+                 escaped(KEY[:4]).upper().replace("\\U", "\\u") + KEY[4:]):
+        assert "[redacted]" in scrub_text(text, [KEY]), text
+        assert "[redacted]" in captures.text(text), text
 
 
 # --- through the router -----------------------------------------------------------------------------------------
