@@ -206,9 +206,15 @@ async def list_input_items(request: web.Request, store: ResponseStore, resp_id: 
     if item is None:
         raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
     replied = dialect.assistant_message(item.response.get("output") or []) is not None
-    items = dialect.input_items_of(item.messages[:-1] if replied else item.messages)
+    items = dialect.input_items_of(item.messages[:-1] if replied else item.messages, resp_id)
     if request.query.get("order", "desc") != "asc":
         items.reverse()
+    ids = [i["id"] for i in items]
+    after, before = request.query.get("after"), request.query.get("before")
+    if before is not None:  # the items before that one, in the order asked for
+        items = items[:ids.index(before)] if before in ids else []
+    if after is not None:  # a page's last id: the next page
+        items = items[ids.index(after) + 1:] if after in ids else []
     limit = request.query.get("limit", "20")
     n = int(limit) if limit.isdigit() and 1 <= int(limit) <= 100 else 20
     page = items[:n]

@@ -8,6 +8,7 @@ events, each with its `sequence_number`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -639,13 +640,19 @@ def assistant_message(items: list[dict[str, Any]]) -> dict[str, Any] | None:
     return msg
 
 
-def input_items_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat messages as Responses input items (what `GET /v1/responses/{id}/input_items` lists)."""
+def input_items_of(messages: list[dict[str, Any]], resp_id: str) -> list[dict[str, Any]]:
+    """Chat messages as Responses input items (what `GET /v1/responses/{id}/input_items` lists), each with the
+    same id every time the list is read (a client pages through it by the ids: `after`, `before`)."""
     items: list[dict[str, Any]] = []
+
+    def stable_id(prefix: str) -> str:
+        digest = hashlib.blake2b(f"{resp_id}:{len(items)}".encode(), digest_size=12).hexdigest()
+        return prefix + digest
+
     for m in messages:
         role, content = m.get("role"), m.get("content")
         if role == "tool":
-            items.append({"type": "function_call_output", "id": new_id("fco_"), "call_id": m.get("tool_call_id"),
+            items.append({"type": "function_call_output", "id": stable_id("fco_"), "call_id": m.get("tool_call_id"),
                           "output": content if isinstance(content, str) else "", "status": "completed"})
             continue
         if content:
@@ -654,11 +661,12 @@ def input_items_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 {"type": kind, "text": p["text"]} if p.get("type") == "text" else
                 {"type": "input_image", "image_url": p.get("image_url", {}).get("url"), "detail": "auto"}
                 for p in content if isinstance(p, dict)]
-            items.append({"type": "message", "id": new_id("msg_"), "role": role, "content": parts,
+            items.append({"type": "message", "id": stable_id("msg_"), "role": role, "content": parts,
                           "status": "completed"})
         for call in m.get("tool_calls") or []:
             fn = call.get("function") or {}
-            items.append(_call_item(call.get("id"), str(fn.get("name") or ""), str(fn.get("arguments") or "{}")))
+            item = _call_item(call.get("id"), str(fn.get("name") or ""), str(fn.get("arguments") or "{}"))
+            items.append({**item, "id": stable_id("fc_")})
     return items
 
 

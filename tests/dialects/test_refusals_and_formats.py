@@ -151,3 +151,29 @@ async def test_a_failed_response_says_an_error_code_the_api_has(fakes, router):
     failed = events[-1]["response"]
     assert failed["error"]["code"] == "server_error" and "failed mid-stream" in failed["error"]["message"]
     Response.model_validate(json.loads(json.dumps(failed)))
+
+
+async def test_input_items_page_through_a_long_conversation(fakes, router):
+    """The SDK pages `input_items` with `after` (the last id of a page) while `has_more`: the ids are the same
+    every time the list is read, `after` and `before` are honoured (the SDK read the first page again and again,
+    without end, once a conversation passed 20 items)."""
+    up = await fakes()
+    up.push(*[Step(json=completion(f"answer {i}", "m")) for i in range(13)])
+    r = await router(CFG.format(url=up.url))
+    last = None
+    for i in range(13):
+        last = await r.client().responses.create(model="m", input=f"question {i}",
+                                                 **({"previous_response_id": last.id} if last else {}))
+    assert last is not None
+    listed = []
+    async for item in r.client().responses.input_items.list(last.id, limit=7, order="asc"):
+        listed.append(item)
+        assert len(listed) <= 25
+    texts = [item.content[0].text for item in listed]  # type: ignore[union-attr]
+    assert texts == [t for i in range(13) for t in (f"question {i}", f"answer {i}")][:25]
+    again = await r.client().responses.input_items.list(last.id, limit=100, order="asc")
+    assert [i.id for i in again.data] == [i.id for i in listed] and not again.has_more
+    newest = await r.client().responses.input_items.list(last.id, limit=3)
+    assert [i.id for i in newest.data] == [i.id for i in listed][::-1][:3] and newest.has_more
+    before = await r.client().responses.input_items.list(last.id, order="asc", extra_query={"before": listed[5].id})
+    assert [i.id for i in before.data] == [i.id for i in listed][:5]
