@@ -34,6 +34,7 @@ from .errors import ApiError
 from .exchange import Exchange
 from .redact import SecretGate, scrub_body, scrub_text, secret_forms
 from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
+from .upstream.base import Failure, UpstreamFailed
 
 log = logging.getLogger("agentgate")
 KEEPALIVE_S = 10.0
@@ -295,6 +296,14 @@ class UpstreamReader:
         code = {"too_large": "upstream_event_too_large"}.get(kind, f"upstream_{kind}_mid_stream")
         return ApiError(502, f"Upstream {up.name!r} {what}.", code)
 
+    def _failed(self, failure: Failure) -> ApiError:
+        """A failure the upstream judged itself, counted as it says (a crash never counts toward the breaker)."""
+        up = self.opened.upstream
+        if failure.counts:
+            up.breaker.failure()
+        self.metrics.child(self.metrics.upstream_errors, up.name, failure.kind).inc()
+        return failure.error
+
     async def _reads(self) -> AsyncIterator[list[bytes]]:
         """The complete events of each upstream read (the bytes dispatch read first included): one list per read
         that completed any, so the layers above do their work once per read, not once per event."""
@@ -314,6 +323,8 @@ class UpstreamReader:
             splitter.rest()  # an event without its blank line at the end is incomplete: dropped, as SSE says
         except UpstreamTooLarge as exc:
             raise self._fail("too_large", exc) from None
+        except UpstreamFailed as exc:  # judged by the upstream itself: a local engine that crashed
+            raise self._failed(exc.failure) from None
         except asyncio.TimeoutError:
             raise self._fail("timeout") from None
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,

@@ -61,6 +61,7 @@ class _Engine:
     waiters: int = 0  # callers waiting for this engine to become ready
     reserved: bool = False  # holds a slot / memory: from room granted until its process is gone
     crashed: bool = False
+    lost: Endpoint | None = None  # the endpoint of the latest instance that crashed while serving
     last_used: float | None = None  # wall clock, for status
     idle_since: float = 0.0  # loop clock: ready or last release; ttl and LRU order count from here
     ready_at: float | None = None  # loop clock
@@ -174,6 +175,25 @@ class Supervisor:
         """True when the engine's process died unexpectedly; stays true until its next start."""
         rec = self._records.get(name)
         return rec is not None and rec.crashed
+
+    async def crashed_under(self, name: str, endpoint: Endpoint, timeout: float) -> bool:
+        """Whether the instance of engine `name` that handed out `endpoint` died unexpectedly. A connection to an
+        engine breaks the moment its process dies, while the exit reaches this supervisor a moment later (its
+        watcher runs on the same event loop as the request that saw the break): so this waits, up to `timeout`
+        seconds, for that instance to be settled one way or the other (its crash recorded, or it stopped, or it was
+        replaced, or told to stop). An instance still running when `timeout` passes did not crash."""
+        def instance() -> _Engine | None:
+            return next((r for r in self._all_records() if r.launch is not None and r.launch.endpoint is endpoint),
+                        None)
+
+        def settled() -> bool:
+            rec = instance()
+            return rec is None or rec.lost is endpoint or rec.proc is None or rec.proc.stop_requested
+
+        if timeout > 0:
+            await self._wait_until(settled, timeout)
+        rec = instance()
+        return rec is not None and rec.lost is endpoint
 
     @property
     def closing(self) -> bool:
@@ -505,6 +525,7 @@ class Supervisor:
             return  # an intentional stop, or a start in progress (the start handles its own failure)
         reason = proc.exit_reason()
         rec.crashed = True
+        rec.lost = rec.launch.endpoint if rec.launch is not None else None
         self._record_failure(rec, reason)
         self._detach(rec, proc)
         proc.reap()  # sweep what is left of its process group, close its pipes

@@ -107,6 +107,21 @@ class BodyTooLarge(Exception):
     """An upstream body went past its bound (counted after decompression)."""
 
 
+class UpstreamFailed(Exception):
+    """A failure the upstream judged itself, as it is to be reported (e.g. a local engine's crash, which breaks the
+    connection like a reset but is answered as the crash). Raised while sending or reading; `classify` returns its
+    `failure`, and a stream that fails so ends with `failure.error`."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.error.message)
+        self.failure = failure
+
+
+Judge = Callable[[Exception], Awaitable[Exception]]
+"""What an upstream says an exception raised while reading its reply means: the exception itself (the usual
+judgment applies), or the one to raise instead (`UpstreamFailed`). It may wait a moment to tell."""
+
+
 class IdleWatch:
     """An upstream body read with its gap bound (`timeouts.idle`): a read that waits more than `idle` seconds for
     the upstream's next bytes fails with a timeout (`aiohttp.ServerTimeoutError`, a `TimeoutError`). One timer for
@@ -115,11 +130,12 @@ class IdleWatch:
     CPU that way (bench/proxy/profile_cell.py, paced). Also an async iterator over the body's chunks (each what
     has arrived by then), as `StreamReader.iter_any()`; `stop()` once the body is done with."""
 
-    __slots__ = ("_content", "_handle", "_idle", "_loop", "_since")
+    __slots__ = ("_content", "_handle", "_idle", "_judge", "_loop", "_since")
 
-    def __init__(self, resp: aiohttp.ClientResponse, idle: float | None) -> None:
+    def __init__(self, resp: aiohttp.ClientResponse, idle: float | None, judge: Judge | None = None) -> None:
         self._content = resp.content
         self._idle = idle
+        self._judge = judge  # what a failed read means, when the upstream has its own verdict (see `Judge`)
         self._loop = asyncio.get_running_loop()
         self._since: float | None = None  # when the read now waiting for bytes began
         self._handle: asyncio.TimerHandle | None = None
@@ -127,19 +143,28 @@ class IdleWatch:
     async def readany(self) -> bytes:
         """What the body holds now, or its next bytes once they come; b"" at its end."""
         content = self._content
-        chunk = content.read_nowait()
-        if chunk or content.at_eof():
-            return chunk
-        idle = self._idle
-        if idle is None:
-            return await content.readany()
-        self._since = since = self._loop.time()
-        if self._handle is None:
-            self._handle = self._loop.call_at(since + idle, self._check)
         try:
-            return await content.readany()
-        finally:
-            self._since = None
+            chunk = content.read_nowait()
+            if chunk or content.at_eof():
+                return chunk
+            idle = self._idle
+            if idle is None:
+                return await content.readany()
+            self._since = since = self._loop.time()
+            if self._handle is None:
+                self._handle = self._loop.call_at(since + idle, self._check)
+            try:
+                return await content.readany()
+            finally:
+                self._since = None
+        except Exception as exc:  # (a try costs nothing until something is raised)
+            judge = self._judge
+            if judge is None:
+                raise
+            verdict = await judge(exc)
+            if verdict is exc:
+                raise
+            raise verdict from None
 
     def _check(self) -> None:
         """The timer: the waiting read failed once it has waited `idle` seconds; the timer moved to when it will
@@ -252,6 +277,8 @@ class Upstream:
     def classify(self, exc: BaseException) -> Failure:
         """What an exception raised while sending or reading means (a timeout, a reset, a body past its bound,
         the upstream unavailable)."""
+        if isinstance(exc, UpstreamFailed):
+            return exc.failure
         if isinstance(exc, UpstreamUnavailable):
             return Failure(exc.code, ApiError(exc.status, exc.reason, exc.code), counts=False)
         if isinstance(exc, (BodyTooLarge, UpstreamTooLarge)):  # a body, or an event of a translated stream
@@ -361,8 +388,8 @@ class Slot:
             up.gauges(self._metrics).in_flight(-1)
 
 
-SEND_ERRORS = (BodyTooLarge, UpstreamTooLarge, UpstreamUnavailable, aiohttp.ClientError, asyncio.TimeoutError,
-               OSError)
+SEND_ERRORS = (BodyTooLarge, UpstreamTooLarge, UpstreamUnavailable, UpstreamFailed, aiohttp.ClientError,
+               asyncio.TimeoutError, OSError)
 """What sending to an upstream or reading its reply may raise; `Upstream.classify` says what each means."""
 
 
@@ -398,13 +425,14 @@ class AiohttpReply:
 
     def __init__(self, resp: aiohttp.ClientResponse,
                  on_close: Callable[[], Awaitable[object]] | None = None,
-                 secret: str | tuple[str, ...] | None = None, idle: float | None = None) -> None:
+                 secret: str | tuple[str, ...] | None = None, idle: float | None = None,
+                 judge: Judge | None = None) -> None:
         self._resp = resp
         self.status = resp.status
         self._secret = secret
         self.headers: Mapping[str, str] = safe_headers(resp.headers, secret)
         self._on_close = on_close
-        self._watch = IdleWatch(resp, idle)  # `idle` bounds the gaps in the body (see client_timeout)
+        self._watch = IdleWatch(resp, idle, judge)  # `idle` bounds the gaps in the body (see client_timeout)
 
     async def read(self, limit: int | None = None) -> bytes:
         return scrub_body(await read_limited(self._resp, limit, self._watch), self._secret)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import logging
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 
@@ -14,10 +16,36 @@ from engines.supervisor.types import Endpoint, EngineSupervisor, EngineUnavailab
 from ..config.model import ProviderConfig
 from ..errors import ApiError
 from ..resilience import Breaker
-from .base import AiohttpReply, Failure, Reply, Upstream, UpstreamRequest, UpstreamUnavailable, with_timeout
+from .base import (
+    AiohttpReply,
+    Failure,
+    Reply,
+    Upstream,
+    UpstreamFailed,
+    UpstreamRequest,
+    UpstreamUnavailable,
+    with_timeout,
+)
 from .openai import client_timeout
 
 CRASH_GRACE = 1.0  # seconds a failure waits for the supervisor to notice an engine's exit before it counts
+LOG = logging.getLogger("agentgate.engine")
+BROKEN = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
+"""A connection that broke (refused, reset, closed, a body cut short): what an engine's process dying causes."""
+
+
+def undelivered(exc: BaseException) -> bool:
+    """Whether `exc` proves the request never reached the engine whole, so that it ran nowhere: the connection
+    could not be made (refused, the socket gone), the write met a closed peer (EPIPE), or the peer closed with
+    bytes of it unread (ECONNRESET). A connection that simply closed (EOF) proves nothing: the engine may have
+    read the request and died working on it (an in-flight request, answered as the crash). Over TCP a write to a
+    dead peer succeeds locally and the break reads as a close, so there a request that races a crash is answered
+    as the crash, not sent again."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return True
+    if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+        return True
+    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in (errno.EPIPE, errno.ECONNRESET)
 
 
 class EngineBreaker(Breaker):
@@ -88,21 +116,50 @@ class EngineUpstream(Upstream):
         return lease, endpoint
 
     async def _request(self, method: str, path: str, data: bytes | None, headers: Mapping[str, str]) -> Reply:
-        lease, endpoint = await self._lease()
-        try:
-            session = self._session(endpoint.unix_socket)
-            resp = await with_timeout(
-                session.request(method, endpoint.base_url + path, data=data, headers=headers, allow_redirects=False),
-                self.config.policy.timeouts.first_byte,
-            )
-        except BaseException as exc:
-            await lease.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        """Send on a leased engine. When the connection breaks because the engine's process died, the failure is
+        the crash (`UpstreamFailed`, 502 engine_crashed); when the request provably never reached the process (see
+        `undelivered`), it is sent once more, to the engine the next lease restarts: a request that races a crash
+        the supervisor has not noticed yet is served, as one sent a moment later would be."""
+        for attempt in range(2):
+            lease, endpoint = await self._lease()
+            try:
+                session = self._session(endpoint.unix_socket)
+                resp = await with_timeout(
+                    session.request(method, endpoint.base_url + path, data=data, headers=headers,
+                                    allow_redirects=False),
+                    self.config.policy.timeouts.first_byte,
+                )
+            except BaseException as exc:
+                await lease.__aexit__(type(exc), exc, exc.__traceback__)
+                if not isinstance(exc, Exception) or not await self._died(endpoint, exc):
+                    raise
+                if attempt == 0 and undelivered(exc):
+                    LOG.info("engine %s: a request met the engine's crash before it was delivered; sending it to "
+                             "the restarted engine", self.engine, extra={"engine": self.engine})
+                    continue
+                raise UpstreamFailed(self._crash()) from None
+            break
 
         async def release() -> None:
             await lease.__aexit__(None, None, None)
 
-        return AiohttpReply(resp, on_close=release, idle=self.config.policy.timeouts.idle)
+        async def judge(exc: Exception) -> Exception:
+            return UpstreamFailed(self._crash()) if await self._died(endpoint, exc) else exc
+
+        return AiohttpReply(resp, on_close=release, idle=self.config.policy.timeouts.idle, judge=judge)
+
+    async def _died(self, endpoint: Endpoint, exc: Exception) -> bool:
+        """Whether `exc`, a failure talking to the engine instance at `endpoint`, is that instance's crash. Only a
+        broken connection can be; the supervisor is given `CRASH_GRACE` seconds to notice the exit (the break
+        arrives first). Costs nothing on the success path, and a timeout is never waited on."""
+        if not isinstance(exc, BROKEN) or isinstance(exc, asyncio.TimeoutError):
+            return False
+        return await self.supervisor.crashed_under(self.engine, endpoint, CRASH_GRACE)
+
+    def _crash(self) -> Failure:
+        return Failure("engine_crashed", ApiError(
+            502, f"Engine for {self.engine!r} crashed; it restarts on the next request.", "engine_crashed"),
+            counts=False, final=True)
 
     async def send(self, request: UpstreamRequest) -> Reply:
         path = request.path
@@ -122,9 +179,7 @@ class EngineUpstream(Upstream):
         """A connection failure while the supervisor marks the engine crashed is the crash: final (the engine
         restarts on the next request) and never counted toward the breaker."""
         if isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, OSError)) and self.crashed():
-            return Failure("engine_crashed", ApiError(
-                502, f"Engine for {self.engine!r} crashed; it restarts on the next request.", "engine_crashed"),
-                counts=False, final=True)
+            return self._crash()
         return super().classify(exc)
 
     def crashed(self) -> bool:

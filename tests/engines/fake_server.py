@@ -6,7 +6,9 @@
 
 The second form stands in for the MLX worker's command line: it serves on a Unix socket (mode 0600).
 
-GET /health answers 200 (503 with --not-ready); POST /v1/chat/completions echoes the last message;
+GET /health answers 200 (503 with --not-ready); POST /v1/chat/completions echoes the last message (as an event
+stream when the body says `stream`; after `fake_sleep` seconds when it names some: the stream sends its first
+event at once);
 GET /v1/models lists --model; GET /v1/argv returns the command line. --exit-code exits at once with that
 code after a message on stderr.
 --child-pidfile spawns a long-sleeping child process (same process group) and writes its pid there.
@@ -17,11 +19,14 @@ code after a message on stderr.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -35,10 +40,13 @@ def build_app(model: str, ready: bool, argv: list[str]) -> web.Application:
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": model, "object": "model"}]})
 
-    async def chat(request: web.Request) -> web.Response:
+    async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         messages = body.get("messages") or [{}]
         text = str(messages[-1].get("content", ""))
+        if body.get("stream"):
+            return await stream(request, body, text)
+        await asyncio.sleep(float(body.get("fake_sleep", 0)))
         return web.json_response(
             {
                 "id": "chatcmpl-fake",
@@ -51,6 +59,22 @@ def build_app(model: str, ready: bool, argv: list[str]) -> web.Application:
             },
             headers={"x-fake-pid": str(os.getpid())},
         )
+
+    async def stream(request: web.Request, body: dict[str, Any], text: str) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-fake-pid": str(os.getpid())})
+        await resp.prepare(request)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            doc = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
+                   "model": body.get("model", model),
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            return b"data: " + json.dumps(doc).encode() + b"\n\n"
+
+        await resp.write(chunk({"role": "assistant", "content": ""}))
+        await asyncio.sleep(float(body.get("fake_sleep", 0)))
+        await resp.write(chunk({"content": text}) + chunk({}, "stop") + b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
 
     async def show_argv(request: web.Request) -> web.Response:
         return web.json_response(argv)
