@@ -39,7 +39,8 @@ def make_supervisor(config: Config, metrics: Metrics) -> EngineSupervisor:
             (log.info if ok else log.warning)("engine %s: %s", s.name, note)
     runtime_dir = Path(config.engines.runtime_dir) if config.engines.runtime_dir else None
     return Supervisor(specs, max_loaded=config.engines.max_loaded, memory_budget_gb=config.engines.memory_budget_gb,
-                      runtime_dir=runtime_dir, state_dir=engines_state_dir(config), on_event=on_event)
+                      runtime_dir=runtime_dir, state_dir=engines_state_dir(config), on_event=on_event,
+                      check=start_refusal)
 
 
 def engines_state_dir(config: Config) -> Path | None:
@@ -50,6 +51,13 @@ def engines_state_dir(config: Config) -> Path | None:
     from router.store import default_path
 
     return default_path().parent / "engines"
+
+
+def start_refusal(entry: EngineSpec) -> str | None:
+    """Why the supervisor should not even try to start `entry` (what /v1/models says of it), else None: checked
+    before a start stops any loaded engine to make room for one that cannot load."""
+    ok, note = engine_availability(entry)
+    return None if ok else note
 
 
 def engine_availability(entry: EngineSpec) -> tuple[bool, str | None]:

@@ -69,6 +69,7 @@ class _Engine:
     restarts: int = 0
     failures: int = 0  # consecutive crashes / failed starts, drives the restart backoff
     failed_at: float = 0.0
+    failed_start: bool = False  # the latest failure was a start that never became ready (not a crash after one)
     last_error: str | None = None
     start_task: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
@@ -118,7 +119,7 @@ class Supervisor:
                  state_dir: Path | None = None,
                  python: str = sys.executable, on_event: Callable[[EngineEvent], None] | None = None,
                  stop_grace: float = 10.0, backoff_base: float = 0.5, backoff_cap: float = 30.0,
-                 healthy_after: float = 60.0) -> None:
+                 healthy_after: float = 60.0, check: Callable[[EngineSpec], str | None] | None = None) -> None:
         if max_loaded is not None and max_loaded < 1:
             raise ValueError("max_loaded must be at least 1")
         if memory_budget_gb is not None and memory_budget_gb <= 0:
@@ -140,6 +141,7 @@ class Supervisor:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._healthy_after = healthy_after
+        self._check = check  # why a spec cannot start here (a model that is not on this machine), or None
         self._changed = asyncio.Event()
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
@@ -344,9 +346,16 @@ class Supervisor:
                     await asyncio.wait({pending}, timeout=max(0.0, deadline - loop.time()))
                     if not pending.done():  # that process still runs: its slot and state stay as they are
                         raise EngineUnavailable(spec.name, "previous instance is still stopping")
+            refused = self._check(spec) if self._check is not None else None
+            if refused:  # known before anything is stopped for it
+                rec.last_error = refused
+                raise EngineUnavailable(spec.name, refused)
+            evict = not self._remembered_failure(rec)
+            if not evict:  # refused at once when it would need room: no backoff to sit out first
+                self._room_without_eviction(rec)
             await self._backoff(rec, deadline)
             rec.state = EngineState.STARTING
-            await self._make_room(rec, deadline)
+            await self._make_room(rec, deadline, evict=evict)
             reserved = True
             launch = plan_launch(spec, runtime_dir=self._ensure_runtime_dir(), python=self._python,
                                  state_dir=self._state_dir)
@@ -375,9 +384,25 @@ class Supervisor:
                      rec.failures, extra={"engine": rec.name})
             await asyncio.sleep(resume - loop.time())
 
-    async def _make_room(self, rec: _Engine, deadline: float) -> None:
+    def _remembered_failure(self, rec: _Engine) -> bool:
+        """Whether `rec`'s latest start failed less than `backoff_cap` seconds ago. Such an engine (bad
+        `engine_args`, a model that cannot load) would most likely fail again: it does not stop a working engine
+        for another try, and every retry of a client would otherwise evict the loaded model for nothing."""
+        return (rec.failed_start and rec.failures > 0
+                and asyncio.get_running_loop().time() < rec.failed_at + self._backoff_cap)
+
+    def _room_without_eviction(self, rec: _Engine) -> None:
+        """Raise EngineUnavailable unless `rec` fits beside the engines loaded now."""
+        others = [r for r in self._all_records() if r is not rec and r.reserved]
+        if not self._fits(rec, others):
+            loaded = ", ".join(sorted(r.name for r in others)) or "none"
+            raise EngineUnavailable(rec.name, f"its last start failed ({rec.last_error}); it does not evict a "
+                                              f"loaded engine for another try within {self._backoff_cap:g}s of "
+                                              f"that ({self._limits()}, loaded: {loaded})")
+
+    async def _make_room(self, rec: _Engine, deadline: float, *, evict: bool = True) -> None:
         """Reserve a slot (and memory) for `rec`, evicting least-recently-used idle engines, or waiting for
-        one to become idle, until `deadline`."""
+        one to become idle, until `deadline`. Without `evict`, only the room there is now will do."""
         need = rec.spec.memory_gb or 0.0
         if self._budget is not None and need > self._budget:
             raise EngineUnavailable(rec.name, f"needs {need:g} GB, more than memory_budget_gb "
@@ -389,6 +414,8 @@ class Supervisor:
             if self._fits(rec, others):
                 rec.reserved = True
                 return
+            if not evict:
+                self._room_without_eviction(rec)
             victims = sorted((r for r in others if r.idle), key=lambda r: r.idle_since)
             if victims:
                 victim = victims[0]
@@ -437,6 +464,7 @@ class Supervisor:
                 raise
             reason = f"cannot start {launch.argv[0]!r}: {exc}"
             self._record_failure(rec, reason)
+            rec.failed_start = True
             LOG.error("engine %s: %s", spec.name, reason, extra={"engine": spec.name})
             self._notify()
             raise EngineUnavailable(spec.name, reason) from None
@@ -471,6 +499,7 @@ class Supervisor:
             raise EngineUnavailable(spec.name, reason)
         now = loop.time()
         rec.state = EngineState.READY
+        rec.failed_start = False
         rec.ready_at = rec.idle_since = now
         rec.load_seconds = now - began
         rec.last_used = time.time()
@@ -486,6 +515,7 @@ class Supervisor:
         proc.stop_requested = True
         if failed:
             self._record_failure(rec, reason)
+            rec.failed_start = True
             LOG.error("engine %s: %s", rec.name, reason, extra={"engine": rec.name})
         else:
             rec.state = EngineState.STOPPING
@@ -527,6 +557,7 @@ class Supervisor:
         rec.crashed = True
         rec.lost = rec.launch.endpoint if rec.launch is not None else None
         self._record_failure(rec, reason)
+        rec.failed_start = False
         self._detach(rec, proc)
         proc.reap()  # sweep what is left of its process group, close its pipes
         self._release_slot(rec)

@@ -166,6 +166,48 @@ async def test_waiting_for_room_is_bounded_by_start_timeout(make: Make):
         assert sup.states()["a"].state == "ready" and sup.states()["b"].state == "stopped"
 
 
+async def test_an_engine_that_cannot_start_here_never_evicts_a_loaded_one(make: Make):
+    sup, events = make([fake("a"), fake("gone", start_timeout=5)], max_loaded=1,
+                       check=lambda spec: "model path 'x' does not exist" if spec.name == "gone" else None)
+    async with sup.lease("a"):
+        pass
+    pid = sup.states()["a"].pid
+    for _ in range(2):
+        with pytest.raises(EngineUnavailable) as err:
+            async with sup.lease("gone"):
+                pass
+        assert err.value.reason == "model path 'x' does not exist"
+    status = sup.states()["a"]
+    assert (status.state, status.pid) == ("ready", pid) and kinds(events, "a") == ["starting", "ready"]
+    assert kinds(events, "gone") == [] and sup.states()["gone"].last_error == "model path 'x' does not exist"
+
+
+async def test_an_engine_whose_start_failed_does_not_evict_again_for_a_while(make: Make):
+    sup, events = make([fake("a"), fake("bad", "--exit-code", "3", start_timeout=20)], max_loaded=1,
+                       backoff_base=0.05, backoff_cap=1.0)
+    async with sup.lease("a"):
+        pass
+    with pytest.raises(EngineUnavailable):  # its first try: nothing says it cannot start, so a makes room
+        async with sup.lease("bad"):
+            pass
+    assert kinds(events, "a")[-1] == "evicted"
+    async with sup.lease("a"):
+        pass
+    pid = sup.states()["a"].pid
+    with pytest.raises(EngineUnavailable) as err:  # a retry soon after: refused at once, a stays loaded
+        async with sup.lease("bad"):
+            pass
+    assert "last start failed" in err.value.reason and "exit" in err.value.reason
+    assert sup.states()["a"].state == "ready" and sup.states()["a"].pid == pid
+    assert kinds(events, "a") == ["starting", "ready", "evicted", "starting", "ready"]
+    assert kinds(events, "bad") == ["starting", "crashed"]
+    await asyncio.sleep(1.0)  # past backoff_cap: it may try again, making room as any engine does
+    with pytest.raises(EngineUnavailable):
+        async with sup.lease("bad"):
+            pass
+    assert kinds(events, "a")[-1] == "evicted" and kinds(events, "bad") == ["starting", "crashed"] * 2
+
+
 async def test_memory_budget_evicts_lru_until_it_fits(make: Make):
     specs = [fake(n, memory_gb=4) for n in ("a", "b", "c")] + [fake("huge", memory_gb=12)]
     sup, events = make(specs, memory_budget_gb=10)

@@ -129,3 +129,20 @@ async def test_a_model_path_that_does_not_exist_is_unavailable_not_a_crash(route
     with pytest.raises(openai.APIStatusError) as info:
         await r.client().chat.completions.create(model="m0", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 503
+
+
+async def test_a_model_that_is_not_here_does_not_evict_the_loaded_engine(router, tmp_path):
+    """With max_loaded 1, requests for an entry /v1/models marks unavailable (a path that does not exist) are
+    refused before the supervisor makes room: the loaded engine keeps serving."""
+    cmd = f"{sys.executable} {FAKE_SERVER} --port ${{PORT}} --model ext"
+    r = await router(engines_yaml(tmp_path, f"  - {{name: ext, command: '{cmd}', health: /health}}\n"
+                                            f"  - {{name: gone, engine: mlx, model: '{tmp_path / 'no-model'}'}}\n",
+                                  max_loaded=1))
+    client, sup = r.client(), r.state.supervisor
+    await client.chat.completions.create(model="ext", messages=[{"role": "user", "content": "ping"}])
+    pid = sup.states()["ext"].pid
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.chat.completions.create(model="gone", messages=[{"role": "user", "content": "x"}])
+        assert info.value.status_code == 503 and "does not exist" in str(info.value.message)
+    assert sup.states()["ext"].state == "ready" and sup.states()["ext"].pid == pid
