@@ -130,6 +130,7 @@ class Supervisor:
                 raise ValueError(f"duplicate engine name {spec.name!r}")
             self._records[spec.name] = _Engine(spec)
         self._retiring: set[_Engine] = set()  # removed or replaced records still stopping
+        self._wanting: set[_Engine] = set()  # starts waiting for a loaded engine to go idle (see `_acquire`)
         self._max_loaded = max_loaded
         self._budget = memory_budget_gb
         self._runtime_dir = Path(runtime_dir) if runtime_dir is not None else None
@@ -287,6 +288,7 @@ class Supervisor:
         self._ensure_reaper()
         timeout = rec.spec.start_timeout
         deadline = loop.time() + timeout
+        started = False  # this caller waited for the engine's start: it is served once it is ready
         while True:
             if self._closing:
                 raise EngineUnavailable(name, "shutting down")
@@ -294,9 +296,18 @@ class Supervisor:
             if rec is None:
                 raise EngineUnavailable(name, "engine was removed from the configuration")
             if rec.state == EngineState.READY:
-                rec.in_flight += 1
-                rec.last_used = time.time()
-                return rec
+                swaps = self._swaps_waiting(rec)
+                if started or not swaps:
+                    rec.in_flight += 1
+                    rec.last_used = time.time()
+                    return rec
+                # Another model waits for room: new requests here queue behind that swap (as in llama-swap), or
+                # under steady load this engine would never go idle and the swap would wait out its start_timeout.
+                # This engine drains, is swapped out, and is started again for them once room comes back.
+                if not await self._wait_changed(deadline):
+                    raise EngineUnavailable(name, f"waited {timeout:g}s behind the swap to "
+                                                  f"{', '.join(sorted(swaps))} ({self._limits()})")
+                continue
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise EngineUnavailable(name, self._timeout_reason(rec, timeout))
@@ -313,12 +324,19 @@ class Supervisor:
                 continue  # replaced by update(): follow the new record
             if not done:
                 raise EngineUnavailable(name, self._timeout_reason(rec, timeout))
+            started = True
             if task.cancelled():
                 raise EngineUnavailable(name, "shutting down" if self._closing else "stopped while starting")
             exc = task.exception()
             if exc is not None:
                 reason = exc.reason if isinstance(exc, EngineUnavailable) else f"{type(exc).__name__}: {exc}"
                 raise EngineUnavailable(name, reason) from None
+
+    def _swaps_waiting(self, rec: _Engine) -> list[str]:
+        """The other engines whose start waits for a loaded engine to go idle, while `rec` holds a slot."""
+        if not self._wanting or not rec.reserved:
+            return []
+        return [w.name for w in self._wanting if w is not rec]
 
     def _release(self, rec: _Engine) -> None:
         rec.in_flight -= 1
@@ -423,7 +441,13 @@ class Supervisor:
                 if task is not None:
                     await asyncio.shield(task)
                 continue
-            if not await self._wait_changed(deadline):
+            self._wanting.add(rec)  # new leases on the loaded engines now wait: they drain and go idle
+            try:
+                room = await self._wait_changed(deadline)
+            finally:
+                self._wanting.discard(rec)
+                self._notify()
+            if not room:
                 busy = ", ".join(sorted(r.name for r in others)) or "none"
                 raise EngineUnavailable(rec.name, f"no room to load it: {self._limits()} and no loaded "
                                                   f"engine became idle (loaded: {busy})")

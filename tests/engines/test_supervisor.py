@@ -208,6 +208,36 @@ async def test_an_engine_whose_start_failed_does_not_evict_again_for_a_while(mak
     assert kinds(events, "a")[-1] == "evicted" and kinds(events, "bad") == ["starting", "crashed"] * 2
 
 
+async def test_steady_load_on_the_loaded_engine_does_not_starve_a_swap(make: Make):
+    """max_loaded 1 and two overlapping request loops on r, so that r is never idle: a lease on a gets its room
+    (new leases on r wait behind it while r drains), and the loops go on once r is back."""
+    sup, events = make([fake("r"), fake("a", start_timeout=5)], max_loaded=1)
+    served = {"r": 0}
+    stop = asyncio.Event()
+
+    async def loop(offset: float) -> None:
+        await asyncio.sleep(offset)
+        while not stop.is_set():
+            async with sup.lease("r"):
+                await asyncio.sleep(0.1)  # a request's work: the two loops overlap
+            served["r"] += 1
+
+    async with sup.lease("r"):
+        pass
+    loops = [asyncio.ensure_future(loop(offset)) for offset in (0.0, 0.05)]
+    try:
+        await until(lambda: served["r"] >= 4)
+        async with sup.lease("a") as ep:  # before: no room for the whole start_timeout
+            assert await chat(ep, "a") == "a"
+        assert kinds(events, "r")[-1] == "evicted"
+        before = served["r"]
+        await until(lambda: served["r"] >= before + 4)  # r restarted for the loops that waited
+        assert kinds(events, "a")[-1] == "evicted" and sup.states()["r"].state == "ready"
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*loops), BOUND)
+
+
 async def test_memory_budget_evicts_lru_until_it_fits(make: Make):
     specs = [fake(n, memory_gb=4) for n in ("a", "b", "c")] + [fake("huge", memory_gb=12)]
     sup, events = make(specs, memory_budget_gb=10)
