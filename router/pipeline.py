@@ -419,6 +419,8 @@ class _Envelope:
         self.calls_sent = False
         self.after_header: list[dict[str, Any]] = []
         self._head: bytes | None = None  # `base` encoded for StreamChunk (None: encode it again)
+        self.refusal: list[str] = []  # the upstream's refusal, sent at the end (after the content held with it)
+        self.refusal_size = 0
         self.raw_size = 0  # characters of upstream content kept as the raw text (for a re-ask or the capture)
         self.raw_text = ""  # that text, once the stream ended
 
@@ -452,6 +454,19 @@ class _Envelope:
             self.calls_sent = True
         return [StreamChunk(head, d) for d in deltas]
 
+    def refused(self, text: str, max_chars: int) -> StreamChunk | None:
+        """A piece of the upstream's refusal (passed on as it came: nothing in it is repaired), kept to go out
+        after the content (some of which the repairer may hold); past `max_chars` kept, what was kept goes now."""
+        if not text:
+            return None
+        self.refusal.append(text)
+        self.refusal_size += len(text)
+        if self.refusal_size <= max_chars:
+            return None
+        chunk = self.stream_chunk({"refusal": "".join(self.refusal)})
+        self.refusal, self.refusal_size = [], 0
+        return chunk
+
     def absorb(self, doc: dict[str, Any]) -> None:
         """The upstream chunk's envelope members and usage (which the reader already counted: `UpstreamReader`)."""
         base = self.base
@@ -481,11 +496,16 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
             # the provider's secrets out of what goes to the client, however repair decoded or joined them
             gate = relay.gate_for(reader.redactor.secrets)
             if not repairing:
-                async for docs in reader.docs():
-                    for doc in docs:
-                        env.absorb(doc)
-                        doc["model"] = route.requested
-                    yield cast(Items, docs) if gate is None else gate.items(docs)
+                try:
+                    async for docs in reader.docs():
+                        for doc in docs:
+                            env.absorb(doc)
+                            doc["model"] = route.requested
+                        yield cast(Items, docs) if gate is None else gate.items(docs)
+                except ApiError:  # what the gate held goes out before the stream's error event
+                    if gate is not None and (rest := gate.rest()):
+                        yield rest
+                    raise
                 if gate is not None and (rest := gate.rest()):
                     yield rest
                 return
@@ -494,15 +514,20 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
                               keep_raw=limits.capture is not None,
                               engine=engine_repaired(opened.upstream.kind, opened.reply.headers))
             async with aclosing(items):
-                async for batch in items:
-                    if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
-                        body = _feedback(body, *batch)
-                        break
-                    yield batch if gate is None else gate.items(batch)
-                else:
+                try:
+                    async for batch in items:
+                        if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
+                            body = _feedback(body, *batch)
+                            break
+                        yield batch if gate is None else gate.items(batch)
+                    else:
+                        if gate is not None and (rest := gate.rest()):
+                            yield rest
+                        return
+                except ApiError:  # what the gate held goes out before the stream's error event
                     if gate is not None and (rest := gate.rest()):
                         yield rest
-                    return
+                    raise
         finally:
             await opened.close()
 
@@ -658,11 +683,9 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
             parts = _whole_parts(docs, max_chars) if reader.done else None
             repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=parts is not None)
             if parts is not None and not engine:
-                made: Items = [*env.chunks_of(_fed_whole(repairer, parts, docs, env, raw, max_chars))]
-                if parts.refusal:  # a refusal passes as it came (nothing in it is repaired)
-                    made.append(env.stream_chunk({"refusal": parts.refusal}))
-                if made:
-                    yield checker.batch(made)
+                env.refused(parts.refusal, max_chars)
+                if made := env.chunks_of(_fed_whole(repairer, parts, docs, env, raw, max_chars)):
+                    yield checker.batch([*made])
                 continue
         out: Items = []
         for doc in docs:
@@ -684,13 +707,15 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 events = _fed(repairer, part, env, raw, max_chars)
                 if events:
                     out += env.chunks_of(events)
-                if part.refusal:
-                    out.append(env.stream_chunk({"refusal": part.refusal}))
+                if part.refusal and (refusal := env.refused(part.refusal, max_chars)):
+                    out.append(refusal)
         if out:
             yield checker.batch(out)
     if repairer is None:
         repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=True)
     final: Items = [*env.chunks_of(repairer.finish())]
+    if env.refusal:  # after all of the content, which the repairer may have held until now
+        final.append(env.stream_chunk({"refusal": "".join(env.refusal)}))
     _finished(repairer, env, ex, body, policy, raw)
     yield checker.end(repairer.result, final)
 

@@ -104,57 +104,105 @@ def scrub_literal(data: bytes, secrets: str | Iterable[str | None] | None) -> by
     return data
 
 
+SHORT_HELD = 4  # held text this short goes out as it is when its channel ends: no secret is told by its first 4
+
+
 class SecretGate:
     """The text a stream sends on its channels (content, reasoning, each call's arguments, ...), with every secret
-    redacted even when no one piece holds it whole: a piece's end that could begin a secret waits for the next
-    piece on its channel (or `flush`). What the router sends is judged, after repair decoded escapes in the
-    model's text and joined pieces the upstream sent apart. `forms`: `secret_forms` of the secrets; pieces are
-    held for the secrets themselves (their base64 spellings are redacted within a piece)."""
+    redacted even when no one piece holds it whole: a piece's end that could begin a secret (literally, or spelled
+    with JSON escapes or percent-encodings, an escape cut short included) waits for the next piece on its channel.
+    What the router sends is judged, after repair decoded escapes in the model's text and joined pieces the
+    upstream sent apart. Each channel remembers the end of what it sent: a secret that begins there (what a
+    channel held went out early, see `release`) has the rest of it redacted. Base64 spellings are redacted within
+    a piece."""
 
-    __slots__ = ("_forms", "held", "secrets")
+    __slots__ = ("_any", "_firsts", "_sent", "_window", "held", "secrets")
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
-        self.secrets = tuple(s for s in secrets if s)
-        self._forms = secret_forms(self.secrets)
+        self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        forms = secret_forms(self.secrets)
+        escaped = escaped_pattern(self.secrets)
+        alternatives = [re.escape(f) for f in forms] + ([escaped.pattern] if escaped is not None else [])
+        self._any = re.compile("|".join(alternatives)) if alternatives else None
+        firsts = {s[0] for s in self.secrets} | {"\\", "%"}
+        self._firsts = re.compile("[" + "".join(re.escape(c) for c in sorted(firsts)) + "]")
+        self._window = 6 * max((len(s) for s in self.secrets), default=0)  # the longest spelling
         self.held: dict[Any, str] = {}
+        self._sent: dict[Any, str] = {}  # the end of what each channel sent (up to `_window` characters)
 
     def text(self, channel: Any, text: str, final: bool = False) -> str:
         """What of `text` (and of what `channel` held) goes out now; `final`: all of it (the channel ends)."""
-        held = self.held.pop(channel, None)
-        if held:
-            text = held + text
-        elif not text:
+        held = self.held.pop(channel, "")
+        if not held and not text:
             return text
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, REDACTED)
-        if "\\" in text or "%" in text:
-            pattern = escaped_pattern(self.secrets)
-            if pattern is not None:
-                text = pattern.sub(REDACTED, text)
-        keep = 0 if final else self._start_at_end(text)
-        if keep:
-            self.held[channel] = text[-keep:]
-            return text[:-keep]
-        return text
+        sent = self._sent.get(channel, "")
+        combined = sent + held + text
+        start = len(sent)
+        out: list[str] = []
+        at = start  # what is written up to here
+        end = len(combined)
+        last = start
+        if self._any is not None:
+            for m in self._any.finditer(combined):
+                if m.end() <= start:
+                    continue
+                out.append(combined[at:max(m.start(), at)])
+                out.append(REDACTED)
+                at = last = m.end()
+        keep = end - self._spelling_begins(combined, max(last, end - self._window, 0), start)
+        out.append(combined[at:end - keep])
+        if keep and final:  # the channel ends on the beginning of a secret: cut short, or not one (when short)
+            out.append(combined[end - keep:] if keep <= SHORT_HELD else REDACTED)
+            keep = 0
+        elif keep:
+            self.held[channel] = combined[end - keep:]
+        self._sent[channel] = combined[max(0, end - keep - self._window):end - keep]
+        return "".join(out)
 
-    def _start_at_end(self, text: str) -> int:
-        """The length of the longest end of `text` that a secret begins with (and is longer than)."""
-        best = 0
-        n = len(text)
-        for secret in self.secrets:
-            first = secret[0]
-            at = text.rfind(first, max(0, n - len(secret) + 1))
-            while at >= 0:
-                if n - at > best and secret.startswith(text[at:]):
-                    best = n - at
-                at = text.rfind(first, max(0, n - len(secret) + 1), at)
-        return best
+    def release(self, channel: Any) -> str:
+        """What `channel` held, to go out now though its text may not have ended (another kind of text comes
+        next): as it is when it is short, else `[redacted]` (it begins a secret, or a spelling of one)."""
+        held = self.held.pop(channel, "")
+        return self.text(channel, held, final=True) if held else ""
+
+    def _spelling_begins(self, text: str, lo: int, sent: int) -> int:
+        """Where the longest end of `text` (from `lo` on) that begins a spelling of a secret starts (and, when that
+        is before `sent`, `sent`: what went out cannot be held); len(text) when none does."""
+        for m in self._firsts.finditer(text, lo):
+            i = m.start()
+            if any(_spells_start(text, i, s) for s in self.secrets):
+                return max(i, sent)
+        return len(text)
 
     def flush(self) -> dict[Any, str]:
-        """What the channels held, to go out now (the stream ends, or a channel's text ends)."""
-        held, self.held = self.held, {}
-        return held
+        """What the channels held, to go out now (the stream ends): each as `release` gives it."""
+        return {channel: self.release(channel) for channel in list(self.held)}
+
+
+def _spells_start(text: str, i: int, secret: str) -> bool:
+    """Whether `text[i:]` begins a spelling of `secret` (each character as it is, as a JSON `\\uXXXX` escape or
+    as a percent-encoding, the last escape possibly cut short) without spelling all of it."""
+    j, n = 0, len(text)
+    while i < n:
+        if j == len(secret):
+            return False
+        c = secret[j]
+        ch = text[i]
+        if ch == c:
+            i += 1
+            j += 1
+            continue
+        if ord(c) >= 128 or ch not in "\\%":
+            return False
+        want = f"\\u{ord(c):04x}" if ch == "\\" else f"%{ord(c):02x}"
+        got = text[i:i + len(want)].lower()
+        if got != want[:len(got)]:
+            return False
+        if len(got) < len(want):  # cut short at the end
+            return True
+        i += len(want)
+        j += 1
+    return j < len(secret)
 
 
 def scrub_value(value: Any, secrets: str | Iterable[str | None] | None) -> Any:

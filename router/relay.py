@@ -489,16 +489,31 @@ class UpstreamReader:
 
 # --- secrets in what goes out -------------------------------------------------------------------------------------
 
-_TEXT_KEYS = ("content", "reasoning_content", "reasoning", "refusal")
+_TEXT_KINDS = {"content": "content", "reasoning_content": "reasoning", "reasoning": "reasoning", "refusal": "refusal"}
+Field = tuple[Any, dict[str, Any], str]  # a channel, the dict holding its text, the key
+
+
+def _index(value: Any) -> int:
+    """A choice's or a call's index as a channel names it (an upstream's that is not an integer: 0)."""
+    return value if type(value) is int else 0
+
+
+def _kind(channel: tuple[Any, ...]) -> str:
+    """What a channel carries: "call" (a call's arguments), or the kind of text ("content", "reasoning", ...)."""
+    key = channel[1]
+    return "call" if key in ("arguments", "function_call") else _TEXT_KINDS.get(key, "content" if key in (
+        "text", "logprobs") else "reasoning")
 
 
 class ItemGate:
-    """A chat-completion stream's items (chunk documents, or the pipeline's `StreamChunk`s) through a `SecretGate`:
-    the text of each choice (content, reasoning, refusal; a completion's `text`) and each call's arguments are its
-    channels, the end of a piece that could begin a secret waits for the channel's next piece. What a channel held
-    goes out, as a chunk of its own, before a chunk of another channel or the one that finishes the choice (which
-    takes its own channel's whole), and at the end (`rest`). Items are changed in place (they are the stream's
-    own); a call's name and id are redacted whole."""
+    """A chat-completion stream's items (chunk documents, or the pipeline's `StreamChunk`s) through a `SecretGate`.
+    Each choice's content, reasoning (`reasoning_content`, `reasoning`, `reasoning_details`), refusal, logprob
+    tokens, a completion's `text`, and each call's arguments (legacy `function_call` too) are channels: the end of
+    a piece that could begin a secret waits for its channel's next piece. Choices and calls are independent
+    (interleaved, each waits for its own). Within a choice, text a channel held goes out (`SecretGate.release`)
+    before another kind comes (a call after the content: the order stays), and whatever a choice held, before
+    its finishing chunk (the usage chunk, or `rest`, for all). Items are changed in place (they are the stream's
+    own); names and ids are redacted whole."""
 
     __slots__ = ("_envelope", "_head", "gate")
 
@@ -512,50 +527,86 @@ class ItemGate:
         gate = self.gate
         for item in items:
             fields, ends = self._fields(item)
-            if gate.held and (fields or ends):
-                channels = {c for c, _, _ in fields}
-                out += self._made([c for c in gate.held if c not in channels])
+            if gate.held:
+                out += self._made(self._released(fields, ends))
             for channel, holder, key in fields:
-                holder[key] = gate.text(channel, holder[key], final=ends)
+                text = gate.text(channel, holder[key], final=ends is None or channel[0] in ends)
+                if key == "token" and "bytes" in holder and isinstance(holder["bytes"], list):
+                    holder["bytes"] = list(text.encode("utf-8", "surrogatepass"))
+                holder[key] = text
             out.append(item)
         return out
 
     def rest(self) -> list[Any]:
-        """What the channels still hold, as chunks (the stream ended without finishing them)."""
+        """What the channels still hold, as chunks (the stream ends, finished or not)."""
         return self._made(list(self.gate.held))
 
-    def _fields(self, item: Any) -> tuple[list[tuple[Any, dict[str, Any], str]], bool]:
-        """(channel, the dict holding its text, the key) for each text `item` carries, and whether it ends its
-        choice (a finish_reason, or a chunk without choices: the usage)."""
-        found: list[tuple[Any, dict[str, Any], str]] = []
+    def _released(self, fields: list[Field], ends: set[Any] | None) -> list[Any]:
+        """The held channels to let go before an item with `fields` that ends the choices `ends` (None: all)."""
+        touched = {c for c, _, _ in fields}
+        kinds = {(c[0], _kind(c)) for c in touched}
+        out = []
+        for channel in self.gate.held:
+            if channel in touched:
+                continue
+            choice = channel[0]
+            if ends is None or choice in ends or (_kind(channel) != "call" and any(
+                    c == choice and k != _kind(channel) for c, k in kinds)):
+                out.append(channel)
+        return out
+
+    def _fields(self, item: Any) -> tuple[list[Field], set[Any] | None]:
+        """The texts `item` carries, and the choices it ends (None: all, a chunk without choices: the usage)."""
+        found: list[Field] = []
         if type(item) is StreamChunk:
             self._head = item.head
             self._delta(0, item.delta, found)
-            return found, False
+            return found, set()
         if not isinstance(item, dict):
-            return found, False
+            return found, set()
         self._head = None
         self._envelope = item
         choices = item.get("choices")
         if not isinstance(choices, list) or not choices:
-            return found, True
-        ends = False
+            return found, None
+        ends: set[Any] = set()
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            index = choice.get("index", 0)
+            index = _index(choice.get("index", 0))
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 self._delta(index, delta, found)
             if type(choice.get("text")) is str:  # a completion's
                 found.append(((index, "text"), choice, "text"))
-            ends = ends or bool(choice.get("finish_reason"))
+            logprobs = choice.get("logprobs")
+            tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
+            if isinstance(tokens, list):
+                found += [((index, "logprobs"), t, "token") for t in tokens
+                          if isinstance(t, dict) and type(t.get("token")) is str]
+            if choice.get("finish_reason"):
+                ends.add(index)
         return found, ends
 
-    def _delta(self, index: Any, delta: dict[str, Any], found: list[tuple[Any, dict[str, Any], str]]) -> None:
-        for key in _TEXT_KEYS:
+    def _delta(self, index: int, delta: dict[str, Any], found: list[Field]) -> None:
+        for key in _TEXT_KINDS:
             if type(delta.get(key)) is str:
                 found.append(((index, key), delta, key))
+        details = delta.get("reasoning_details")
+        if type(details) is list:
+            for k, detail in enumerate(details):
+                if type(detail) is dict:
+                    for key in ("text", "summary"):
+                        if type(detail.get(key)) is str:
+                            found.append(((index, "reasoning_details", _index(detail.get("index", k)), key), detail,
+                                          key))
+        secrets = self.gate.secrets
+        legacy = delta.get("function_call")
+        if type(legacy) is dict:
+            if type(legacy.get("name")) is str:
+                legacy["name"] = scrub_text(legacy["name"], secrets)
+            if type(legacy.get("arguments")) is str:
+                found.append(((index, "function_call"), legacy, "arguments"))
         calls = delta.get("tool_calls")
         if type(calls) is not list:
             return
@@ -563,24 +614,35 @@ class ItemGate:
             if type(call) is not dict:
                 continue
             if type(call.get("id")) is str:
-                call["id"] = scrub_text(call["id"], self.gate.secrets)
+                call["id"] = scrub_text(call["id"], secrets)
             fn = call.get("function")
             if type(fn) is not dict:
                 continue
             if type(fn.get("name")) is str:
-                fn["name"] = scrub_text(fn["name"], self.gate.secrets)
-            if type(fn.get("arguments")) is str:  # (a call's header too: its channel begins)
-                found.append(((index, "arguments", call.get("index", 0)), fn, "arguments"))
+                fn["name"] = scrub_text(fn["name"], secrets)
+            if type(fn.get("arguments")) is str or fn.get("name"):  # a call's header too: its channel begins
+                if type(fn.get("arguments")) is not str:
+                    found.append(((index, "arguments", _index(call.get("index", 0))), {"arguments": ""},
+                                  "arguments"))
+                else:
+                    found.append(((index, "arguments", _index(call.get("index", 0))), fn, "arguments"))
 
     def _made(self, channels: list[Any]) -> list[Any]:
-        """Chunks of what `channels` held (taken from the gate)."""
+        """Chunks of what `channels` held, let go (see `SecretGate.release`); a logprob token's is dropped (its
+        text goes out with the content's)."""
         out: list[Any] = []
         envelope = {k: v for k, v in self._envelope.items() if k not in ("choices", "usage")}
         for channel in channels:
-            text = self.gate.held.pop(channel)
+            text = self.gate.release(channel)
             index, key = channel[0], channel[1]
+            if not text or key == "logprobs":
+                continue
             if key == "arguments":
                 delta: dict[str, Any] = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
+            elif key == "function_call":
+                delta = {"function_call": {"arguments": text}}
+            elif key == "reasoning_details":
+                delta = {"reasoning_details": [{"type": "reasoning.text", "index": channel[2], channel[3]: text}]}
             else:
                 delta = {key: text}
             if self._head is not None and index == 0 and key != "text":

@@ -137,16 +137,23 @@ class AnthropicEvents(relay.UpstreamReader):
     async def events(self) -> AsyncIterator[list[bytes]]:
         self.done = True  # (what ends the stream is checked here: `_reads` does not look for OpenAI's [DONE])
         ended = False
-        async for events in self._reads():
-            out = []
-            for event in events:
-                if ended:
-                    continue
-                event, ended = self._event(event)
-                if event:
-                    out.append(event)
-            if out:
-                yield out
+        try:
+            async for events in self._reads():
+                out = []
+                for event in events:
+                    if ended:
+                        continue
+                    event, ended = self._event(event)
+                    if event:
+                        if ended:  # the stream's end or its error: what blocks held goes out before it
+                            event = self._held() + event
+                        out.append(event)
+                if out:
+                    yield out
+        except ApiError:
+            if held := self._held():  # what blocks held goes out before the stream's error event
+                yield [held]
+            raise
         if not ended:
             self._fail("truncated")  # (counted)
             raise ApiError(502, f"Upstream {self.opened.upstream.name!r} ended the stream before message_stop.",
@@ -179,16 +186,24 @@ class AnthropicEvents(relay.UpstreamReader):
         if not isinstance(doc, dict) or doc.get("type") not in ("content_block_delta", "content_block_stop"):
             return None
         index = doc.get("index")
+        index = index if type(index) is int else 0
         if doc["type"] == "content_block_stop":
-            held = [c for c in gate.held if c[0] == index]
-            return b"".join(_delta_event(index, c[1], gate.held.pop(c)) for c in held) + sse_event(
-                "content_block_stop", doc)
+            return self._held(index) + sse_event("content_block_stop", doc)
         delta = doc.get("delta")
         key = _DELTA_TEXT.get(str(delta.get("type"))) if isinstance(delta, dict) else None
         if key is None or not isinstance(delta, dict) or not isinstance(delta.get(key), str):
-            return None
+            held = self._held(index)  # (a thinking block's signature comes after all of its text)
+            return held + sse_event("content_block_delta", doc) if held else None
         delta[key] = gate.text((index, key), delta[key])
         return sse_event("content_block_delta", doc) if delta[key] else b""
+
+    def _held(self, index: int | None = None) -> bytes:
+        """What the block `index` (None: every block) held, as its deltas (see `SecretGate.release`)."""
+        gate = self.gate
+        if gate is None or not gate.held:
+            return b""
+        channels = [c for c in gate.held if index is None or c[0] == index]
+        return b"".join(_delta_event(c[0], c[1], text) for c in channels if (text := gate.release(c)))
 
     def _checked(self, event: bytes, data: bytes) -> tuple[bytes, bool]:
         redactor = self.redactor

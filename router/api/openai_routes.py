@@ -119,19 +119,26 @@ async def pipe_stream(request: web.Request, ctx: RequestContext, opened: Opened,
     headers = {"x-request-id": ex.request_id, "x-agentgate-provider": opened.upstream.name}
     gate = relay.gate_for(reader.redactor.secrets)
     if gate is not None:  # a provider with a credential: its events are read, the secret looked for in their text
-        return await relay.write_stream(request, ex, _gated(reader, gate, ctx.route.requested), relay.OpenAIChunks(),
-                                        headers)
+        items = _gated(reader, gate, ctx.route.requested if rewriter is not None else None)
+        return await relay.write_stream(request, ex, items, relay.OpenAIChunks(), headers)
     encoder = relay.PassThrough(reader, rewriter.event if rewriter is not None else None)
     return await relay.write_stream(request, ex, reader.raw(), encoder, headers)
 
 
-async def _gated(reader: relay.UpstreamReader, gate: relay.ItemGate, model: str) -> AsyncIterator[list[Any]]:
-    """The upstream's chunk documents under the client's model name, through `gate` (a secret split over several
-    events, which no one event holds, is redacted too)."""
-    async for docs in reader.docs():
-        for doc in docs:
-            if "model" in doc:
-                doc["model"] = model
-        yield gate.items(docs)
+async def _gated(reader: relay.UpstreamReader, gate: relay.ItemGate,
+                 model: str | None) -> AsyncIterator[list[Any]]:
+    """The upstream's chunk documents (under the client's `model` name when it is another), through `gate` (a secret
+    split over several events, which no one event holds, is redacted too)."""
+    try:
+        async for docs in reader.docs():
+            if model is not None:
+                for doc in docs:
+                    if "model" in doc:
+                        doc["model"] = model
+            yield gate.items(docs)
+    except ApiError:  # what the channels held goes out before the stream's error event
+        if rest := gate.rest():
+            yield rest
+        raise
     if rest := gate.rest():
         yield rest

@@ -557,6 +557,7 @@ class MessagesStream(ChunkEncoder):
         self._open: str | None = None  # "text" | "thinking" | "tool_use"
         self._saw_tool = False
         self._refused = False
+        self._texted = False  # some text went out
         self._out_bytes = 0
         self._delta_head: bytes | None = None  # the open block's delta event up to its delta
         self._args_head: bytes | None = None  # the open tool_use block's argument delta up to its text
@@ -615,11 +616,15 @@ class MessagesStream(ChunkEncoder):
                 return out
             text = held
             out += self._open_block("text", {"type": "text", "text": ""})
+        self._texted = True
         out.append(self._delta({"type": "text_delta", "text": text}))
         return out
 
     def _refusal(self, text: str) -> list[bytes]:
-        """A refusal is text, and the stop reason says "refusal"."""
+        """A refusal is text (apart from text before it, as `to_message` writes it), and the stop reason says
+        "refusal"."""
+        if not self._refused and self._texted:
+            text = "\n\n" + text
         self._refused = True
         return self._text(text)
 

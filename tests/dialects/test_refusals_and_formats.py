@@ -177,3 +177,25 @@ async def test_input_items_page_through_a_long_conversation(fakes, router):
     assert [i.id for i in newest.data] == [i.id for i in listed][::-1][:3] and newest.has_more
     before = await r.client().responses.input_items.list(last.id, order="asc", extra_query={"before": listed[5].id})
     assert [i.id for i in before.data] == [i.id for i in listed][:5]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_refusal_comes_after_the_text_before_it(fakes, router, stream):
+    """Text, then a refusal: Messages joins them with a blank line, stream or not (the stream joined them with
+    nothing), and a repaired stream sends the refusal after the text the repairer held ("<" could begin a call:
+    the refusal went out before it)."""
+    up = await fakes()
+    if stream:
+        step = Step(sse=[chunk("m", {"role": "assistant", "content": "Look <"}), chunk("m", {"refusal": "No."}),
+                         chunk("m", {}, "stop")], interval=0.01)
+    else:
+        doc = completion("Look <", "m")
+        doc["choices"][0]["message"]["refusal"] = "No."
+        step = Step(json=doc)
+    up.push(step, step)
+    r = await router(CFG.format(url=up.url))
+    for tools in ([], [ANTHROPIC_WEATHER]):
+        answer = await claude_message(r.url, stream, model="m", max_tokens=10, messages=U,
+                                      **({"tools": tools} if tools else {}))
+        assert [(b.type, b.text) for b in answer.content] == [("text", "Look <\n\nNo.")]
+        assert answer.stop_reason == "refusal"

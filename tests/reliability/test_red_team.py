@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from router.app import Running, create_app, start
 from router.config import ConfigError, load_config, parse_config
@@ -331,7 +332,11 @@ async def test_an_engine_crash_under_load_does_not_open_the_breaker(router, tmp_
     await wait_until(lambda: sup.states()["rnd"].in_flight == 6, timeout=60)
     os.kill(pid, signal.SIGKILL)
     failed = await asyncio.gather(*loops, return_exceptions=True)
-    assert all(isinstance(f, openai.APIStatusError) and f.status_code == 502 for f in failed), failed
+    # a request whose lease came before the kill but whose bytes never reached the worker is sent again, to the
+    # restarted engine (and answered); the others get the crash
+    crashed = [f for f in failed if isinstance(f, openai.APIStatusError)]
+    assert crashed and all(f.status_code == 502 and "crashed" in f.message for f in crashed), failed
+    assert all(isinstance(f, (openai.APIStatusError, ChatCompletion)) for f in failed), failed
     upstream = r.state.runtime.upstreams["engine:rnd"]
     await wait_until(lambda: sup.crashed("rnd") or sup.states()["rnd"].pid != pid, timeout=30)  # exit noticed
     again = await client.chat.completions.create(model="rnd", messages=hi, max_tokens=2)  # restarted, not 503

@@ -10,6 +10,7 @@ import itertools
 import json
 from typing import Any
 
+import aiohttp
 import anthropic
 import openai
 import pytest
@@ -190,3 +191,158 @@ async def _native_split(fake: FakeAnthropic, router: Any) -> None:
     assert [b.model_dump(exclude_none=True) for b in message.content] == [
         {"type": "text", "text": "the key is [redacted] ok"},
         {"type": "tool_use", "id": "toolu_01A", "name": "read_file", "input": {"path": "[redacted]"}}]
+
+
+# --- the shapes a stream can take ---------------------------------------------------------------------------------
+
+def _choice(index: Any, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": index, "delta": delta, "finish_reason": finish, **extra}]}
+
+
+def _sse_payloads(body: bytes) -> list[Any]:
+    return [json.loads(line[6:]) for line in body.decode().split("\n")
+            if line.startswith("data: {")]
+
+
+async def _raw(r: Any, body: dict[str, Any]) -> list[Any]:
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json=body) as resp:
+        return _sse_payloads(await resp.read())
+
+
+def _joined(payloads: list[Any], pick: Any) -> dict[Any, str]:
+    out: dict[Any, str] = {}
+    for p in payloads:
+        for choice in p.get("choices") or []:
+            for key, text in pick(choice):
+                out[key] = out.get(key, "") + text
+    return out
+
+
+def _content(choice: dict[str, Any]) -> list[tuple[Any, str]]:
+    return [(choice["index"], (choice.get("delta") or {}).get("content") or "")]
+
+
+def _args(choice: dict[str, Any]) -> list[tuple[Any, str]]:
+    return [(c["index"], (c.get("function") or {}).get("arguments") or "")
+            for c in (choice.get("delta") or {}).get("tool_calls") or []]
+
+
+HALF = len(KEY) // 2
+ESC = escaped(KEY)
+SHAPES: dict[str, tuple[list[Any], Any]] = {
+    "choices interleaved (n=2)": (
+        [_choice(0, {"content": "key " + KEY[:HALF]}), _choice(1, {"content": "hello"}),
+         _choice(0, {"content": KEY[HALF:] + " ok"}), _choice(1, {"content": " there"}),
+         _choice(0, {}, "stop"), _choice(1, {}, "stop")], _content),
+    "parallel calls' arguments interleaved": (
+        [_choice(0, {"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function", "function": {
+            "name": "read_file", "arguments": ""}} for i in (0, 1)]}),
+         _choice(0, {"tool_calls": [{"index": 0, "function": {"arguments": '{"path": "' + KEY[:HALF]}}]}),
+         _choice(0, {"tool_calls": [{"index": 1, "function": {"arguments": '{"path": "b.py"}'}}]}),
+         _choice(0, {"tool_calls": [{"index": 0, "function": {"arguments": KEY[HALF:] + '"}'}}]}),
+         _choice(0, {}, "tool_calls")], _args),
+    "a JSON-escaped spelling cut in two": (
+        [_choice(0, {"content": "a " + ESC[:15]}), _choice(0, {"content": ESC[15:] + " b"}),
+         _choice(0, {}, "stop")], _content),
+    "a percent-encoded spelling cut in two": (
+        [_choice(0, {"content": "a %7"}), _choice(0, {"content": "3" + KEY[1:] + " b"}), _choice(0, {}, "stop")],
+        _content),
+    "logprob tokens": (
+        [_choice(0, {"content": p}, logprobs={"content": [{"token": p, "logprob": -0.1, "bytes": list(p.encode()),
+                                                           "top_logprobs": []}]})
+         for p in ("key ", KEY[:HALF], KEY[HALF:])] + [_choice(0, {}, "stop")],
+        lambda c: [("t", "".join(t["token"] for t in (c.get("logprobs") or {}).get("content") or []))]),
+    "a legacy function_call": (
+        [_choice(0, {"function_call": {"name": "read_file", "arguments": '{"path": "' + KEY[:HALF]}}),
+         _choice(0, {"function_call": {"arguments": KEY[HALF:] + '"}'}}), _choice(0, {}, "function_call")],
+        lambda c: [("f", ((c.get("delta") or {}).get("function_call") or {}).get("arguments") or "")]),
+    "reasoning_details": (
+        [_choice(0, {"reasoning_details": [{"type": "reasoning.text", "index": 0, "text": "see " + KEY[:HALF]}]}),
+         _choice(0, {"reasoning_details": [{"type": "reasoning.text", "index": 0, "text": KEY[HALF:]}]}),
+         _choice(0, {"content": "done"}, "stop")],
+        lambda c: [("r", "".join(d.get("text") or "" for d in (c.get("delta") or {}).get("reasoning_details") or []))]),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+async def test_every_channel_of_a_stream_is_gated(fakes, router, shape):
+    """Choices and calls interleaved wait each for their own next piece (one flushed another's: a key cut between
+    two of them passed), spellings cut mid-escape are held, and every field a client joins is a channel."""
+    events, pick = SHAPES[shape]
+    up = await fakes()
+    up.push(Step(sse=events))
+    r = await router(config(up.url, retries=0))
+    joined = _joined(await _raw(r, {"model": "m", "messages": U, "stream": True}), pick)
+    assert joined and all(KEY not in text and ESC not in text for text in joined.values()), joined
+    assert any("[redacted]" in text for text in joined.values()), joined
+
+
+@pytest.mark.parametrize("where", ["choice", "call"])
+async def test_an_index_that_is_no_integer_is_no_internal_error(fakes, router, where):
+    """An upstream's odd index (a list, an object) on a keyed provider's stream: passed on, no 500 (it broke the
+    gate's held text, keyed by it)."""
+    up = await fakes()
+    odd: dict[str, Any] = _choice([0], {"content": "the tests"}) if where == "choice" else _choice(0, {"tool_calls": [
+        {"index": {"a": 1}, "id": "c", "function": {"name": "read_file", "arguments": '{"path": "s'}}]})
+    up.push(Step(sse=[odd, _choice(0, {"content": " pass"}), _choice(0, {}, "stop")]))
+    r = await router(config(up.url, retries=0))
+    payloads = await _raw(r, {"model": "m", "messages": U, "stream": True})
+    assert payloads and not any("error" in p for p in payloads), payloads
+
+
+async def test_text_held_goes_out_before_a_call_and_before_an_error(fakes, router):
+    """The content's end a key could begin with ("s") goes out before the call that follows it (its header had
+    no `arguments`: the call overtook it), and before the error event of a stream cut short."""
+    header = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "read_file"}}
+    events = [_choice(0, {"role": "assistant", "content": "see the tests"}), _choice(0, {"tool_calls": [header]}),
+              _choice(0, {"tool_calls": [{"index": 0, "function": {"arguments": '{"path": "a"}'}}]}),
+              _choice(0, {}, "tool_calls")]
+    up = await fakes()
+    up.push(Step(sse=events), Step(sse=events),
+            Step(sse=[_choice(0, {"content": "answer is"}), _choice(0, {"content": " s"}),
+                      _choice(0, {"content": "x"})], reset_after=2))
+    r = await router(config(up.url, retries=0))
+    async with claude(r.url).messages.stream(model="m", max_tokens=10, messages=U) as s:  # type: ignore[arg-type]
+        message = await s.get_final_message()
+    assert [(b.type, getattr(b, "text", None)) for b in message.content] == [("text", "see the tests"),
+                                                                            ("tool_use", None)]
+    payloads = await _raw(r, {"model": "m", "messages": U, "stream": True})
+    kinds = ["content" if p["choices"][0]["delta"].get("content") else "call"
+             if p["choices"][0]["delta"].get("tool_calls") else "other" for p in payloads if p.get("choices")]
+    assert kinds.index("call") > max(i for i, k in enumerate(kinds) if k == "content"), kinds
+    payloads = await _raw(r, {"model": "m", "messages": U, "stream": True})
+    assert _joined(payloads, _content) == {0: "answer is s"} and "error" in payloads[-1]
+
+
+async def test_native_anthropic_text_held_goes_out_before_the_signature_and_the_error(router):
+    """A thinking block's held end goes out before its signature (not after it); a block cut by an error event
+    loses nothing it held."""
+    fake = FakeAnthropic()
+    await fake.start()
+    try:
+        events = stream_events([{"type": "thinking", "thinking": "I think this"}, {"type": "text", "text": "ok"}],
+                               "claude-sonnet-4-5")
+        events[3] = ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "thinking_delta", "thinking": "I think s"}})
+        cut = stream_events([{"type": "text", "text": "answer is"}], "claude-sonnet-4-5")
+        cut.insert(5, ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                               "delta": {"type": "text_delta", "text": " s"}}))
+        cut[6:] = [("error", {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}})]
+        fake.push(AStep(events=events), AStep(events=cut))
+        r = await router(ANTHROPIC_CFG.format(url=fake.url, key=API_KEY))
+        async with aiohttp.ClientSession() as s:
+            body = {"model": "sonnet", "max_tokens": 64, "messages": U, "stream": True}
+            async with s.post(r.url + "/v1/messages", json=body) as resp:
+                sent = [json.loads(line[6:]) for line in (await resp.read()).decode().split("\n")
+                        if line.startswith("data: ")]
+            deltas = [e["delta"] for e in sent if e["type"] == "content_block_delta" and e["index"] == 0]
+            assert [d["type"] for d in deltas] == ["thinking_delta", "thinking_delta", "signature_delta"]
+            assert "".join(d.get("thinking", "") for d in deltas) == "I think s"
+            async with s.post(r.url + "/v1/messages", json=body) as resp:
+                sent = [json.loads(line[6:]) for line in (await resp.read()).decode().split("\n")
+                        if line.startswith("data: ")]
+        assert "".join(e["delta"].get("text", "") for e in sent if e["type"] == "content_block_delta") == "answer is s"
+        assert sent[-1]["type"] == "error"
+    finally:
+        await fake.stop()

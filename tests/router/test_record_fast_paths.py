@@ -141,3 +141,10 @@ def test_request_ids_keep_their_form() -> None:
                     {"x-request-id": "a.sk-typo-9", "Authorization": "Bearer sk-typo-9"}):
         made = request_id(make_mocked_request("POST", "/", headers=headers, app=app))
         assert re.fullmatch(r"[0-9a-f]{24}", made), headers
+    # a placeholder key ("x", as SDKs need one) is looked for whole: most ids hold an "x"
+    for headers in ({"x-request-id": "trace-xyz-0001", "Authorization": "Bearer x"},
+                    {"x-request-id": "run-sk-conf", "x-api-key": "sk-conf"}):
+        kept = make_mocked_request("POST", "/", headers=headers, app=app)
+        assert request_id(kept) == headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{24}", request_id(make_mocked_request(
+        "POST", "/", headers={"x-request-id": "x", "Authorization": "Bearer x"}, app=app)))
