@@ -854,12 +854,7 @@ class ResponsesStream(ChunkEncoder):
         self._pending_ws = ""
         out: list[bytes] = []
         if self._open is None or self._open["type"] != "reasoning":
-            new = _reasoning_item("")
-            new["status"] = "in_progress"
-            out += self._add(new, {**new, "content": []})
-            out.append(self._event("response.content_part.added", {
-                "item_id": new["id"], "output_index": self._index(), "content_index": 0,
-                "part": {"type": "reasoning_text", "text": ""}}))
+            out += self._opened(_reasoning_item(""), {"type": "reasoning_text", "text": ""})
         self._grow(text)
         out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
         return out
@@ -869,14 +864,16 @@ class ResponsesStream(ChunkEncoder):
         item = self._open
         return item["content"][0]["type"] if item is not None and item["type"] == "message" else None
 
+    def _opened(self, new: dict[str, Any], part: dict[str, Any]) -> list[bytes]:
+        """A new item in progress (shown without its content), and its one part added."""
+        new["status"] = "in_progress"
+        return [*self._add(new, {**new, "content": []}), self._event("response.content_part.added", {
+            "item_id": new["id"], "output_index": self._index(), "content_index": 0, "part": part})]
+
     def _refusal(self, text: str) -> list[bytes]:
         out: list[bytes] = []
         if self._open_part() != "refusal":
-            new = _refusal_item("", status="in_progress")
-            out += self._add(new, {**new, "content": []})
-            out.append(self._event("response.content_part.added", {
-                "item_id": new["id"], "output_index": self._index(), "content_index": 0,
-                "part": {"type": "refusal", "refusal": ""}}))
+            out += self._opened(_refusal_item(""), {"type": "refusal", "refusal": ""})
         self._grow(text)
         out.append(self._open_delta(_REFUSAL_DELTA, text, b"}\n\n"))
         return out
@@ -888,11 +885,8 @@ class ResponsesStream(ChunkEncoder):
             if held is None:
                 return out
             text = held
-            new = _message_item("", status="in_progress")
-            out += self._add(new, {**new, "content": []})
-            out.append(self._event("response.content_part.added", {
-                "item_id": new["id"], "output_index": self._index(), "content_index": 0,
-                "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}))
+            out += self._opened(_message_item(""), {"type": "output_text", "text": "", "annotations": [],
+                                                    "logprobs": []})
         self._grow(text)
         out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":[]}\n\n'))
         return out
