@@ -33,7 +33,7 @@ ROUTER_PORT = 8080
 CONFIG = """
 server: {{host: 127.0.0.1, port: {port}, log_format: json}}
 providers:
-  lab: {{type: openai, base_url: '{url}', retries: 0}}
+  lab: {{type: openai, base_url: '{url}', api_key: 'sk-lab-fake-0123456789', retries: 0}}
 models:
   - {{name: coder, provider: lab, model: fake-model}}
 """
