@@ -425,32 +425,35 @@ class Supervisor:
         if self._budget is not None and need > self._budget:
             raise EngineUnavailable(rec.name, f"needs {need:g} GB, more than memory_budget_gb "
                                               f"({self._budget:g} GB)")
-        while True:
-            if self._closing:
-                raise EngineUnavailable(rec.name, "shutting down")
-            others = [r for r in self._all_records() if r is not rec and r.reserved]
-            if self._fits(rec, others):
-                rec.reserved = True
-                return
-            if not evict:
-                self._room_without_eviction(rec)
-            victims = sorted((r for r in others if r.idle), key=lambda r: r.idle_since)
-            if victims:
-                victim = victims[0]
-                task = self._request_stop(victim, "evicted", f"making room for {rec.name}")
-                if task is not None:
-                    await asyncio.shield(task)
-                continue
-            self._wanting.add(rec)  # new leases on the loaded engines now wait: they drain and go idle
-            try:
-                room = await self._wait_changed(deadline)
-            finally:
+        try:
+            while True:
+                if self._closing:
+                    raise EngineUnavailable(rec.name, "shutting down")
+                others = [r for r in self._all_records() if r is not rec and r.reserved]
+                if self._fits(rec, others):
+                    rec.reserved = True
+                    return
+                if not evict:
+                    self._room_without_eviction(rec)
+                victims = sorted((r for r in others if r.idle), key=lambda r: r.idle_since)
+                if victims:
+                    victim = victims[0]
+                    task = self._request_stop(victim, "evicted", f"making room for {rec.name}")
+                    if task is not None:
+                        await asyncio.shield(task)
+                    continue
+                # New leases on the loaded engines now wait (see `_swaps_waiting`): they drain and go idle. The
+                # start stays in `_wanting` until it leaves: a wake-up that finds no room changes nothing, so it
+                # must not notify (two waiting starts would otherwise wake each other without end).
+                self._wanting.add(rec)
+                if not await self._wait_changed(deadline):
+                    busy = ", ".join(sorted(r.name for r in others)) or "none"
+                    raise EngineUnavailable(rec.name, f"no room to load it: {self._limits()} and no loaded "
+                                                      f"engine became idle (loaded: {busy})")
+        finally:
+            if rec in self._wanting:  # the leases queued behind this start go on
                 self._wanting.discard(rec)
                 self._notify()
-            if not room:
-                busy = ", ".join(sorted(r.name for r in others)) or "none"
-                raise EngineUnavailable(rec.name, f"no room to load it: {self._limits()} and no loaded "
-                                                  f"engine became idle (loaded: {busy})")
 
     def _fits(self, rec: _Engine, others: list[_Engine]) -> bool:
         if self._max_loaded is not None and len(others) + 1 > self._max_loaded:

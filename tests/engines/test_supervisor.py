@@ -11,6 +11,7 @@ import shlex
 import signal
 import stat
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,39 @@ async def test_steady_load_on_the_loaded_engine_does_not_starve_a_swap(make: Mak
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*loops), BOUND)
+
+
+def count_notifies(sup: Supervisor) -> dict[str, int]:
+    """Count the supervisor's state-change notifications (each wakes every waiter)."""
+    calls = {"n": 0}
+    notify = sup._notify
+
+    def counting() -> None:
+        calls["n"] += 1
+        notify()
+
+    sup._notify = counting  # type: ignore[method-assign]
+    return calls
+
+
+async def test_two_starts_waiting_for_room_sleep_while_nothing_changes(make: Make):
+    """max_loaded 1 and a busy: b and c both wait for room. Each wake-up that found no room used to notify the
+    other, which did the same: the loop spun at full CPU until start_timeout."""
+    sup, _ = make([fake("a"), fake("b", start_timeout=5), fake("c", start_timeout=5)], max_loaded=1)
+    calls = count_notifies(sup)
+    async with sup.lease("a"):
+        waits = [asyncio.ensure_future(sup.lease(n).__aenter__()) for n in ("b", "c")]
+        await until(lambda: all(sup.states()[n].state == "starting" for n in ("b", "c")))
+        await asyncio.sleep(0.1)
+        sup._notify()  # one state change elsewhere wakes both
+        before, cpu = calls["n"], time.process_time()
+        await asyncio.sleep(0.5)
+        woken, cpu = calls["n"] - before, time.process_time() - cpu
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    assert woken < 10, f"{woken} notifications in 0.5 s while nothing changed"
+    assert cpu < 0.25
 
 
 async def test_memory_budget_evicts_lru_until_it_fits(make: Make):
