@@ -685,7 +685,6 @@ class Supervisor:
     async def _reap_idle(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closing:
-            changed = self._changed
             now = loop.time()
             wake: float | None = None
             for rec in list(self._records.values()):
@@ -700,10 +699,7 @@ class Supervisor:
                     self._request_stop(rec, "unloaded_idle", f"idle for {ttl:g}s")
                 except Exception:  # never let one engine end idle unloading for all of them
                     LOG.exception("engine %s: idle unload failed", rec.name, extra={"engine": rec.name})
-            try:
-                await asyncio.wait_for(changed.wait(), None if wake is None else wake - now)
-            except asyncio.TimeoutError:
-                pass
+            await self._wait_changed(wake)
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
@@ -715,16 +711,23 @@ class Supervisor:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def _wait_changed(self, deadline: float) -> bool:
+    async def _wait_changed(self, deadline: float | None) -> bool:
+        """Wait for the next `_notify` until `deadline` (loop clock; None: no limit). False when the deadline came
+        first. Not `asyncio.wait_for`: on Python 3.10 and 3.11 that returns normally when it is cancelled in the loop
+        turn its inner wait finished, and the cancel is lost; `_stop` cancels a start right after `update()`
+        notifies, and such a start went on to launch a configuration that was already replaced."""
         changed = self._changed
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return False
+        remaining = None
+        if deadline is not None:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+        waiter = asyncio.ensure_future(changed.wait())
         try:
-            await asyncio.wait_for(changed.wait(), remaining)
-        except asyncio.TimeoutError:
-            return False
-        return True
+            done, _ = await asyncio.wait({waiter}, timeout=remaining)
+        finally:
+            waiter.cancel()
+        return bool(done)
 
     async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = asyncio.get_running_loop().time() + timeout

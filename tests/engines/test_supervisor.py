@@ -432,6 +432,29 @@ async def test_update_keeps_unchanged_restarts_changed_and_drains_removed(make: 
     assert kinds(events, "keep") == ["starting", "ready"]
 
 
+async def test_a_reload_abandons_the_old_start_of_an_entry_waiting_for_room(make: Make):
+    """max_loaded 1, a busy, w waits for room; a reload changes w. The reload's notify and the cancel of w's old
+    start came in one loop turn, and the cancel was lost: the old w was launched (evicting a), stopped at once,
+    and the new one launched after it. Only the new configuration may start."""
+    sup, events = make([fake("a"), fake("w", start_timeout=10)], max_loaded=1)
+    held = sup.lease("a")
+    await held.__aenter__()
+    lease = sup.lease("w")
+    waiting = asyncio.ensure_future(lease.__aenter__())
+    await until(lambda: sup.states()["w"].state == "starting")
+    await asyncio.sleep(0.1)
+    updating = asyncio.ensure_future(sup.update([fake("a"), fake("w", "--model", "w2", start_timeout=10)]))
+    await asyncio.sleep(0.3)
+    await held.__aexit__(None, None, None)
+    ep = await asyncio.wait_for(waiting, BOUND)
+    async with client(ep) as c:
+        assert [m.id for m in (await c.models.list()).data] == ["w2"]
+    await lease.__aexit__(None, None, None)
+    await asyncio.wait_for(updating, BOUND)
+    assert kinds(events, "w") == ["starting", "ready"]
+    assert kinds(events, "a") == ["starting", "ready", "evicted"]
+
+
 @pytest.mark.parametrize("how", ["removed and added back", "changed and changed back"])
 async def test_a_new_instance_waits_for_an_old_one_still_draining(make: Make, how: str):
     """Two reloads in a row while a request holds the first instance: the instance they leave starts only once
