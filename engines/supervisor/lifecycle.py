@@ -333,10 +333,12 @@ class Supervisor:
                 raise EngineUnavailable(name, reason) from None
 
     def _swaps_waiting(self, rec: _Engine) -> list[str]:
-        """The other engines whose start waits for a loaded engine to go idle, while `rec` holds a slot."""
+        """The other engines whose start waits for a loaded engine to go idle, while `rec` holds a slot. Only starts
+        that a request still waits for count: one whose clients all left gives up (see `_make_room`), and holding
+        requests back for it would only load it for nobody."""
         if not self._wanting or not rec.reserved:
             return []
-        return [w.name for w in self._wanting if w is not rec]
+        return [w.name for w in self._wanting if w is not rec and w.waiters > 0]
 
     def _release(self, rec: _Engine) -> None:
         rec.in_flight -= 1
@@ -435,6 +437,8 @@ class Supervisor:
                     return
                 if not evict:
                     self._room_without_eviction(rec)
+                if rec.waiters == 0:  # every request for it went away: nothing is evicted for nobody
+                    raise EngineUnavailable(rec.name, "no request waits for it any more")
                 victims = sorted((r for r in others if r.idle), key=lambda r: r.idle_since)
                 if victims:
                     victim = victims[0]

@@ -272,6 +272,27 @@ async def test_two_starts_waiting_for_room_sleep_while_nothing_changes(make: Mak
     assert cpu < 0.25
 
 
+async def test_a_swap_whose_requests_went_away_holds_nothing_back(make: Make):
+    """max_loaded 1 and a busy: the only request for b gives up while b waits for room. New requests for a were
+    held back behind that swap, and once a went idle it was evicted to load b for nobody."""
+    sup, events = make([fake("a", start_timeout=10), fake("b", start_timeout=10)], max_loaded=1)
+    async with sup.lease("a"):
+        b = asyncio.ensure_future(sup.lease("b").__aenter__())
+        await until(lambda: sup.states()["b"].state == "starting")
+        await asyncio.sleep(0.1)
+        b.cancel()  # its client disconnected
+        await asyncio.gather(b, return_exceptions=True)
+
+        async def use_a() -> str | None:
+            async with sup.lease("a") as ep:
+                return await chat(ep, "a")
+
+        assert await asyncio.wait_for(use_a(), 2) == "a"  # served at once, not queued behind b
+        assert sup.states()["b"].state == "stopped"
+    await asyncio.sleep(0.5)  # a idle: b is not loaded for nobody
+    assert kinds(events, "a") == ["starting", "ready"] and kinds(events, "b") == []
+
+
 async def test_memory_budget_evicts_lru_until_it_fits(make: Make):
     specs = [fake(n, memory_gb=4) for n in ("a", "b", "c")] + [fake("huge", memory_gb=12)]
     sup, events = make(specs, memory_budget_gb=10)
