@@ -47,6 +47,8 @@ __all__ = [
 
 LOG = logging.getLogger("agentgate.engine")
 _SLACK = 1.0
+_EXITING = 0.05  # seconds a process that broke a connection is watched for its exit before it counts as alive
+_ALIVE_POLL = 0.01
 
 
 @dataclass(eq=False)
@@ -184,7 +186,9 @@ class Supervisor:
         engine breaks the moment its process dies, while the exit reaches this supervisor a moment later (its
         watcher runs on the same event loop as the request that saw the break): so this waits, up to `timeout`
         seconds, for that instance to be settled one way or the other (its crash recorded, or it stopped, or it was
-        replaced, or told to stop). An instance still running when `timeout` passes did not crash."""
+        replaced, or told to stop). An instance still running when `timeout` passes did not crash. Neither did one
+        whose process is seen alive throughout `_EXITING` seconds: a live engine that drops a connection is an
+        ordinary failure, answered at once rather than after `timeout`."""
         def instance() -> _Engine | None:
             return next((r for r in self._all_records() if r.launch is not None and r.launch.endpoint is endpoint),
                         None)
@@ -194,9 +198,28 @@ class Supervisor:
             return rec is None or rec.lost is endpoint or rec.proc is None or rec.proc.stop_requested
 
         if timeout > 0:
-            await self._wait_until(settled, timeout)
+            deadline = asyncio.get_running_loop().time() + timeout
+            rec = instance()
+            if rec is not None and not settled() and rec.proc is not None \
+                    and await self._stays_alive(rec.proc, min(_EXITING, timeout)):
+                return False
+            await self._wait_until(settled, deadline - asyncio.get_running_loop().time())
         rec = instance()
         return rec is not None and rec.lost is endpoint
+
+    @staticmethod
+    async def _stays_alive(proc: ChildProcess, window: float) -> bool:
+        """Whether `proc` is seen alive (see `ChildProcess.running`) from now until `window` seconds from now. A
+        dying process closes its connections a moment before it becomes a zombie (the kernel closes its files
+        first; an interpreter may close its sockets as it shuts down): the break can come first, so one look is
+        not enough. False as soon as it is seen exited or exiting, or where that cannot be told."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + window
+        while proc.running():
+            if loop.time() >= end:
+                return True
+            await asyncio.sleep(min(_ALIVE_POLL, max(0.0, end - loop.time())))
+        return False
 
     @property
     def closing(self) -> bool:

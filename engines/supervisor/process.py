@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, cast
 
@@ -42,6 +43,48 @@ def one_line_cause(lines: Sequence[str], limit: int = 300) -> str:
     pick = next((line for line in reversed(kept) if _CAUSE_LINE.match(line)), kept[-1])
     pick = _ABS_PATH.sub(lambda m: m.group(1) or "/", pick)
     return pick if len(pick) <= limit else pick[:limit] + "…"
+
+
+def _zombie(pid: int) -> bool | None:
+    """Whether our child `pid`, which still has a process table entry, has exited (a zombie waiting to be reaped);
+    None when this system cannot say. `waitid` with WNOWAIT leaves the status for the child watcher to collect
+    (Linux; macOS from Python 3.13); older Pythons on macOS read the process state with sysctl."""
+    waitid = getattr(os, "waitid", None)
+    if waitid is None:
+        return _darwin_zombie(pid) if sys.platform == "darwin" else None
+    try:
+        info = waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # reaped meanwhile
+        return True
+    except OSError:
+        return None
+    return info is not None
+
+
+_SZOMB = 5  # macOS <sys/proc.h>: p_stat of a process that exited and was not reaped yet
+_P_STAT_OFFSET = 36  # struct kinfo_proc: kp_proc (struct extern_proc) begins with p_un (16 bytes), p_vmspace,
+# p_sigacts (pointers), p_flag (int); p_stat (char) follows
+_KINFO_PROC_SIZE = 648  # sizeof(struct kinfo_proc) on 64-bit macOS
+
+
+def _darwin_zombie(pid: int) -> bool | None:
+    """`_zombie` for macOS before Python 3.13 (no os.waitid there): sysctl(CTL_KERN, KERN_PROC, KERN_PROC_PID),
+    as ps(1) reads a process's state."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        mib = (ctypes.c_int * 4)(1, 14, 1, pid)  # CTL_KERN, KERN_PROC, KERN_PROC_PID
+        buf = ctypes.create_string_buffer(_KINFO_PROC_SIZE)
+        size = ctypes.c_size_t(_KINFO_PROC_SIZE)
+        if libc.sysctl(mib, 4, buf, ctypes.byref(size), None, ctypes.c_size_t(0)) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    if size.value != _KINFO_PROC_SIZE:  # no such process (0), or a layout this code does not know
+        return None if size.value else True
+    return buf.raw[_P_STAT_OFFSET] == _SZOMB
 
 
 class _Protocol(asyncio.SubprocessProtocol):
@@ -109,6 +152,20 @@ class ChildProcess:
 
     async def wait(self) -> int:
         return await asyncio.shield(self._exit)
+
+    def running(self) -> bool:
+        """Whether the process is known to be alive right now: not exited, not reaped, and not a zombie whose exit
+        has yet to be collected. False where that cannot be told (a caller then treats it as possibly exiting).
+        Asks without collecting the exit status, which belongs to the event loop's child watcher."""
+        if self._exit.done() or self._transport is None or self._closed:
+            return False
+        pid = self.pid
+        try:
+            os.kill(pid, 0)
+        except OSError:  # reaped (its exit is on its way to the loop), or not ours to ask about
+            return False
+        zombie = _zombie(pid)
+        return zombie is False
 
     def exit_reason(self) -> str:
         """`exited with code 3` / `killed by SIGKILL`, followed by the last output lines."""

@@ -151,7 +151,8 @@ class EngineUpstream(Upstream):
     async def _died(self, endpoint: Endpoint, exc: Exception) -> bool:
         """Whether `exc`, a failure talking to the engine instance at `endpoint`, is that instance's crash. Only a
         broken connection can be; the supervisor is given `CRASH_GRACE` seconds to notice the exit (the break
-        arrives first). Costs nothing on the success path, and a timeout is never waited on."""
+        arrives first), unless it sees the instance's process alive (then it is an ordinary failure, answered at
+        once). Costs nothing on the success path, and a timeout is never waited on."""
         if not isinstance(exc, BROKEN) or isinstance(exc, asyncio.TimeoutError):
             return False
         return await self.supervisor.crashed_under(self.engine, endpoint, CRASH_GRACE)

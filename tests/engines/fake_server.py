@@ -8,7 +8,7 @@ The second form stands in for the MLX worker's command line: it serves on a Unix
 
 GET /health answers 200 (503 with --not-ready); POST /v1/chat/completions echoes the last message (as an event
 stream when the body says `stream`; after `fake_sleep` seconds when it names some: the stream sends its first
-event at once);
+event at once; when the body says `fake_drop`, it closes the connection without an answer and keeps running);
 GET /v1/models lists --model; GET /v1/argv returns the command line. --exit-code exits at once with that
 code after a message on stderr.
 --child-pidfile spawns a long-sleeping child process (same process group) and writes its pid there.
@@ -44,6 +44,10 @@ def build_app(model: str, ready: bool, argv: list[str]) -> web.Application:
         body = await request.json()
         messages = body.get("messages") or [{}]
         text = str(messages[-1].get("content", ""))
+        if body.get("fake_drop"):
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         if body.get("stream"):
             return await stream(request, body, text)
         await asyncio.sleep(float(body.get("fake_sleep", 0)))
