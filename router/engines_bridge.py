@@ -4,6 +4,8 @@ into metrics."""
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from engines.supervisor.types import EngineEvent, EngineSpec, EngineSupervisor
@@ -61,7 +63,9 @@ def start_refusal(entry: EngineSpec) -> str | None:
 
 
 def engine_availability(entry: EngineSpec) -> tuple[bool, str | None]:
-    """Whether an engine entry can start here, and a note for /v1/models and the start-up log."""
+    """Whether an engine entry can start here, and a note for /v1/models and the start-up log. Judged in the
+    environment the engine is launched with (the router's, with the entry's `env` over it, as `plan_launch` does):
+    an entry's own HF_HOME or HF_HUB_OFFLINE decides where its model is looked for and whether it may download."""
     model = entry.model or ""
     if entry.kind != "mlx" or model.startswith("tiny:") or Path(model).expanduser().exists():
         return True, None
@@ -71,14 +75,29 @@ def engine_availability(entry: EngineSpec) -> tuple[bool, str | None]:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - comes with mlx-lm
         return True, "downloads from the hub on first use"
+    env = {**os.environ, **entry.env}
     try:
-        cached = try_to_load_from_cache(model, "config.json")
+        cached = try_to_load_from_cache(model, "config.json", cache_dir=hub_cache(env))
     except ValueError as exc:  # the hub's HFValidationError: neither a path that exists nor a repo id
         return False, f"model {model!r} is neither a path that exists nor a hub repo id ({exc})"
     if isinstance(cached, str):
         return True, None
-    import os
-
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+    if _true(env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE")):
         return False, f"{model} is not in the local hub cache and HF_HUB_OFFLINE is set"
     return True, f"{model} downloads from the hub on first use"
+
+
+def hub_cache(env: Mapping[str, str]) -> str:
+    """The hub cache folder a process with environment `env` uses: huggingface_hub's rules (HF_HUB_CACHE, else
+    HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub), applied to `env` rather than
+    to the router's own environment, which is all the hub library reads (once, when it is imported)."""
+    home = env.get("HF_HOME", os.path.join(env.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
+                                           "huggingface"))
+    home = os.path.expandvars(os.path.expanduser(home))
+    cache = env.get("HF_HUB_CACHE", env.get("HUGGINGFACE_HUB_CACHE", os.path.join(home, "hub")))
+    return os.path.expandvars(os.path.expanduser(cache))
+
+
+def _true(value: str | None) -> bool:
+    """An environment flag as huggingface_hub reads one."""
+    return (value or "").upper() in ("1", "ON", "YES", "TRUE")

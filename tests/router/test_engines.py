@@ -146,3 +146,28 @@ async def test_a_model_that_is_not_here_does_not_evict_the_loaded_engine(router,
             await client.chat.completions.create(model="gone", messages=[{"role": "user", "content": "x"}])
         assert info.value.status_code == 503 and "does not exist" in str(info.value.message)
     assert sup.states()["ext"].state == "ready" and sup.states()["ext"].pid == pid
+
+
+async def test_an_entrys_own_env_decides_whether_its_hub_model_is_here(router, tmp_path):
+    """The availability check (/v1/models, and the one before a start makes room) judged in the router's
+    environment: an entry whose own `env` names the hub cache that holds its model (HF_HOME), or lets it download
+    (HF_HUB_OFFLINE "0"), was refused although the engine, launched with that env, would start."""
+    from router.engines_bridge import start_refusal
+
+    snapshot = tmp_path / "hf" / "hub" / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hf" / "hub" / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "hf" / "hub" / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    assert os.environ.get("HF_HUB_OFFLINE") == "1" and os.environ.get("HF_HOME") != str(tmp_path / "hf")
+    r = await router(engines_yaml(tmp_path / "run", (
+        f"  - {{name: own-cache, engine: mlx, model: org/tiny, env: {{HF_HOME: '{tmp_path / 'hf'}'}}}}\n"
+        "  - {name: online, engine: mlx, model: org/absent, env: {HF_HUB_OFFLINE: '0'}}\n"
+        "  - {name: offline, engine: mlx, model: org/absent}\n")))
+    rows = {m.id: m.agentgate for m in (await r.client().models.list()).data}
+    assert rows["own-cache"]["available"] is True and "reason" not in rows["own-cache"], rows["own-cache"]
+    assert rows["online"]["available"] is True and "downloads" in rows["online"]["reason"], rows["online"]
+    assert rows["offline"]["available"] is False and "HF_HUB_OFFLINE" in rows["offline"]["reason"]
+    specs = r.state.supervisor.specs()
+    assert start_refusal(specs["own-cache"]) is None and start_refusal(specs["online"]) is None
+    assert start_refusal(specs["offline"])
