@@ -49,6 +49,7 @@ LOG = logging.getLogger("agentgate.engine")
 _SLACK = 1.0
 _EXITING = 0.05  # seconds a process that broke a connection is watched for its exit before it counts as alive
 _ALIVE_POLL = 0.01
+_MAX_ENUMERATED = 10  # loaded engines up to which `_helpers` weighs every set of them
 
 
 @dataclass(eq=False)
@@ -358,10 +359,12 @@ class Supervisor:
     def _swaps_waiting(self, rec: _Engine) -> list[str]:
         """The other engines whose start waits for a loaded engine to go idle, while `rec` holds a slot. Only starts
         that a request still waits for count: one whose clients all left gives up (see `_make_room`), and holding
-        requests back for it would only load it for nobody."""
+        requests back for it would only load it for nobody. Nor do starts that `rec` going away cannot help (see
+        `_helpers`): holding its requests back would only stall them."""
         if not self._wanting or not rec.reserved:
             return []
-        return [w.name for w in self._wanting if w is not rec and w.waiters > 0]
+        return [w.name for w in self._wanting if w is not rec and w.waiters > 0
+                and rec in self._helpers(w, [r for r in self._all_records() if r is not w and r.reserved])]
 
     def _release(self, rec: _Engine) -> None:
         rec.in_flight -= 1
@@ -462,7 +465,7 @@ class Supervisor:
                     self._room_without_eviction(rec)
                 if rec.waiters == 0:  # every request for it went away: nothing is evicted for nobody
                     raise EngineUnavailable(rec.name, "no request waits for it any more")
-                victims = sorted((r for r in others if r.idle), key=lambda r: r.idle_since)
+                victims = self._victims(rec, others)
                 if victims:
                     victim = victims[0]
                     task = self._request_stop(victim, "evicted", f"making room for {rec.name}")
@@ -481,6 +484,40 @@ class Supervisor:
             if rec in self._wanting:  # the leases queued behind this start go on
                 self._wanting.discard(rec)
                 self._notify()
+
+    def _victims(self, rec: _Engine, others: list[_Engine]) -> list[_Engine]:
+        """The idle engines to evict for `rec`, least recently used first: a smallest set of them whose eviction
+        makes room (each is needed), preferring the least recently used; none while the idle engines together
+        cannot make room, so that nothing is evicted for a start that would still not fit (the busy ones it needs
+        drain first: their new requests wait, see `_swaps_waiting`)."""
+        idle = sorted((r for r in others if r.idle), key=lambda r: r.idle_since)
+        if not self._fits(rec, [r for r in others if not r.idle]):
+            return []
+        chosen = idle
+        for r in reversed(idle):  # the most recently used first: drop each one the others can do without
+            rest = [c for c in chosen if c is not r]
+            if self._fits(rec, [o for o in others if o not in rest]):
+                chosen = rest
+        return chosen
+
+    def _helpers(self, rec: _Engine, others: list[_Engine]) -> set[_Engine]:
+        """The engines of `others` (those holding room) whose going away can help `rec` fit: each belongs to a
+        smallest set whose removal makes room, one it could not do without. With a memory budget, an engine too
+        small to matter beside the one that must go anyway is not among them (its requests need not wait, nor
+        need it be evicted). With more engines than is cheap to enumerate, every one counts."""
+        n = len(others)
+        if n > _MAX_ENUMERATED:
+            return set(others)
+        need = 0 if self._max_loaded is None else n + 1 - self._max_loaded  # engines to remove, at least
+        gb = [r.spec.memory_gb or 0.0 for r in others]
+        free = -1.0 if self._budget is None else sum(gb) + (rec.spec.memory_gb or 0.0) - self._budget - 1e-9
+        enough = [bin(mask).count("1") >= need and sum(g for i, g in enumerate(gb) if mask >> i & 1) >= free
+                  for mask in range(1 << n)]
+        found: set[int] = set()
+        for mask in range(1 << n):
+            if enough[mask]:
+                found.update(i for i in range(n) if mask >> i & 1 and not enough[mask ^ (1 << i)])
+        return {others[i] for i in found}
 
     def _fits(self, rec: _Engine, others: list[_Engine]) -> bool:
         if self._max_loaded is not None and len(others) + 1 > self._max_loaded:

@@ -311,6 +311,49 @@ async def test_memory_budget_evicts_lru_until_it_fits(make: Make):
     assert kinds(events, "huge") == []
 
 
+async def test_memory_budget_drains_and_evicts_only_engines_that_can_make_room(make: Make):
+    """memory_budget_gb 10: big (8 GB) serves a long request, small (1 GB) a steady load, and w (4 GB) waits for
+    room, which only big going away can make (8 + 4 > 10). Every idle moment of small evicted it for nothing, and
+    its requests were held back behind w; now small serves on, and w starts once big's request ends."""
+    sup, events = make([fake("big", memory_gb=8), fake("small", memory_gb=1), fake("w", memory_gb=4, start_timeout=8)],
+                       memory_budget_gb=10)
+    stop = asyncio.Event()
+    served = {"n": 0}
+    slowest = {"s": 0.0}
+
+    async def loop(offset: float) -> None:
+        await asyncio.sleep(offset)
+        while not stop.is_set():
+            began = time.monotonic()
+            async with sup.lease("small"):
+                slowest["s"] = max(slowest["s"], time.monotonic() - began)
+                await asyncio.sleep(0.05)
+            served["n"] += 1
+            await asyncio.sleep(0.02)  # small goes idle now and then
+
+    big = sup.lease("big")
+    await big.__aenter__()
+    async with sup.lease("small"):
+        pass
+    loops = [asyncio.ensure_future(loop(offset)) for offset in (0.0, 0.03)]
+    try:
+        await until(lambda: served["n"] >= 4)
+        w = sup.lease("w")
+        waiting = asyncio.ensure_future(w.__aenter__())
+        await until(lambda: sup.states()["w"].state == "starting")
+        before = served["n"]
+        await asyncio.sleep(1.5)
+        assert kinds(events, "small") == ["starting", "ready"] and slowest["s"] < 1.0, (events, slowest)
+        assert served["n"] >= before + 5 and not waiting.done()
+        await big.__aexit__(None, None, None)
+        await asyncio.wait_for(waiting, BOUND)
+        await w.__aexit__(None, None, None)
+        assert kinds(events, "big")[-1] == "evicted" and kinds(events, "small") == ["starting", "ready"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*loops), BOUND)
+
+
 async def test_crash_is_detected_and_next_lease_restarts(make: Make):
     sup, events = make([fake("crashy")], backoff_base=0.2)
     async with sup.lease("crashy") as ep:
