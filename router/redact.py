@@ -74,10 +74,20 @@ def escaped_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
     percent-encoding (as text: a model can write them, and repair decodes them), any case of hex digits."""
     alternatives = []
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        alternatives.append("".join(
-            f"(?:{re.escape(c)}|\\\\u{_hex(ord(c), 4)}|%{_hex(ord(c), 2)})" if ord(c) < 128 else re.escape(c)
-            for c in secret))
+        alternatives.append("".join(_char_pattern(c) for c in secret))
     return re.compile("|".join(alternatives)) if alternatives else None
+
+
+def _char_pattern(c: str) -> str:
+    """The spellings of one character of a secret: itself, `\\uXXXX`, `%XX`, and `\\/`, `\\"` or `\\\\` for
+    those three."""
+    if ord(c) >= 128:
+        return re.escape(c)
+    short = f"|\\\\{re.escape(c)}" if c in _SHORT_ESCAPABLE else ""
+    return f"(?:{re.escape(c)}|\\\\u{_hex(ord(c), 4)}|%{_hex(ord(c), 2)}{short})"
+
+
+_SHORT_ESCAPABLE = frozenset('/"\\')  # what JSON also writes as a backslash and itself
 
 
 def scrub_text(text: str, secrets: str | Iterable[str | None] | None) -> str:
@@ -117,6 +127,9 @@ class SecretGate:
     a piece."""
 
     __slots__ = ("_any", "_firsts", "_sent", "_window", "held", "secrets")
+    # `_sent`: for a channel that let out the beginning of a spelling (`release`, or its end), the end of what it
+    # sent since (up to `_window` characters): a secret that began there is cut when it goes on, and how much of it
+    # went out counts (once more than SHORT_HELD characters of one, the rest is `[redacted]`)
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
         self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
@@ -141,7 +154,7 @@ class SecretGate:
         out: list[str] = []
         at = start  # what is written up to here
         end = len(combined)
-        last = start
+        last = 0  # where the last secret found ends
         if self._any is not None:
             for m in self._any.finditer(combined):
                 if m.end() <= start:
@@ -149,14 +162,21 @@ class SecretGate:
                 out.append(combined[at:max(m.start(), at)])
                 out.append(REDACTED)
                 at = last = m.end()
-        keep = end - self._spelling_begins(combined, max(last, end - self._window, 0), start)
+        begins = self._spelling_begins(combined, max(last, end - self._window, 0))
+        keep = end - max(begins, start)
         out.append(combined[at:end - keep])
         if keep and final:  # the channel ends on the beginning of a secret: cut short, or not one (when short)
-            out.append(combined[end - keep:] if keep <= SHORT_HELD else REDACTED)
-            keep = 0
-        elif keep:
+            out.append(combined[end - keep:] if end - begins <= SHORT_HELD else REDACTED)
+            self._sent[channel] = combined[max(0, end - self._window):]
+            return "".join(out)
+        if keep:
             self.held[channel] = combined[end - keep:]
-        self._sent[channel] = combined[max(0, end - keep - self._window):end - keep]
+        if sent:  # remembered while a secret begun in it could still go on
+            tail = combined[max(0, end - keep - self._window):end - keep]
+            if len(combined) - keep - start >= self._window:
+                del self._sent[channel]
+            else:
+                self._sent[channel] = tail
         return "".join(out)
 
     def release(self, channel: Any) -> str:
@@ -165,13 +185,13 @@ class SecretGate:
         held = self.held.pop(channel, "")
         return self.text(channel, held, final=True) if held else ""
 
-    def _spelling_begins(self, text: str, lo: int, sent: int) -> int:
-        """Where the longest end of `text` (from `lo` on) that begins a spelling of a secret starts (and, when that
-        is before `sent`, `sent`: what went out cannot be held); len(text) when none does."""
+    def _spelling_begins(self, text: str, lo: int) -> int:
+        """Where the longest end of `text` (from `lo` on) that begins a spelling of a secret starts; len(text) when
+        none does."""
         for m in self._firsts.finditer(text, lo):
             i = m.start()
-            if any(_spells_start(text, i, s) for s in self.secrets):
-                return max(i, sent)
+            if any(_spells_start(text, i, s, 0) for s in self.secrets):
+                return i
         return len(text)
 
     def flush(self) -> dict[Any, str]:
@@ -179,28 +199,32 @@ class SecretGate:
         return {channel: self.release(channel) for channel in list(self.held)}
 
 
-def _spells_start(text: str, i: int, secret: str) -> bool:
-    """Whether `text[i:]` begins a spelling of `secret` (each character as it is, as a JSON `\\uXXXX` escape or
-    as a percent-encoding, the last escape possibly cut short) without spelling all of it."""
-    j, n = 0, len(text)
+def _spells_start(text: str, i: int, secret: str, j: int) -> bool:
+    """Whether `text[i:]` begins a spelling of `secret[j:]` (each character as it is, as a JSON `\\uXXXX` escape,
+    a percent-encoding, or `\\/`, `\\"`, `\\\\` for those, the last escape possibly cut short) without spelling all
+    of it."""
+    n = len(text)
     while i < n:
         if j == len(secret):
             return False
         c = secret[j]
         ch = text[i]
-        if ch == c:
-            i += 1
-            j += 1
-            continue
-        if ord(c) >= 128 or ch not in "\\%":
+        if ch in "\\%" and ord(c) < 128:  # an escape, or the character itself when it is "\\" or "%"
+            spellings = [f"\\u{ord(c):04x}", f"\\{c}"] if ch == "\\" else [f"%{ord(c):02x}"]
+            for want in spellings:
+                if want == f"\\{c}" and c not in _SHORT_ESCAPABLE:
+                    continue
+                got = text[i:i + len(want)].lower()
+                if got == want[:len(got)].lower():
+                    if len(got) < len(want):  # cut short at the end
+                        return True
+                    if _spells_start(text, i + len(want), secret, j + 1):
+                        return True
+            if ch != c:
+                return False
+        elif ch != c:
             return False
-        want = f"\\u{ord(c):04x}" if ch == "\\" else f"%{ord(c):02x}"
-        got = text[i:i + len(want)].lower()
-        if got != want[:len(got)]:
-            return False
-        if len(got) < len(want):  # cut short at the end
-            return True
-        i += len(want)
+        i += 1
         j += 1
     return j < len(secret)
 

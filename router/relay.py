@@ -515,12 +515,17 @@ class ItemGate:
     its finishing chunk (the usage chunk, or `rest`, for all). Items are changed in place (they are the stream's
     own); names and ids are redacted whole."""
 
-    __slots__ = ("_envelope", "_head", "gate")
+    __slots__ = ("_envelope", "_head", "_legacy", "_logprobs", "_queued", "gate")
 
     def __init__(self, gate: SecretGate) -> None:
         self.gate = gate
         self._head: bytes | None = None  # the envelope of the last StreamChunk, for a chunk made of held text
         self._envelope: dict[str, Any] = {}  # or the last chunk document (its members but the choices and usage)
+        self._logprobs: list[tuple[int, dict[str, Any]]] = []  # the item's choices' logprobs (see `_tokens`)
+        # per choice: logprob entries that wait (the gate holds the end of their tokens), and what the gate let
+        # out of their tokens so far
+        self._queued: dict[int, tuple[list[dict[str, Any]], list[str]]] = {}
+        self._legacy: set[int] = set()  # the choices whose logprobs are a completion's (parallel lists)
 
     def items(self, items: list[Any]) -> list[Any]:
         out: list[Any] = []
@@ -530,12 +535,58 @@ class ItemGate:
             if gate.held:
                 out += self._made(self._released(fields, ends))
             for channel, holder, key in fields:
-                text = gate.text(channel, holder[key], final=ends is None or channel[0] in ends)
-                if key == "token" and "bytes" in holder and isinstance(holder["bytes"], list):
-                    holder["bytes"] = list(text.encode("utf-8", "surrogatepass"))
-                holder[key] = text
+                holder[key] = gate.text(channel, holder[key], final=ends is None or channel[0] in ends)
+            for index, logprobs in self._logprobs:
+                self._gated_logprobs(index, logprobs, ends is None or index in ends)
             out.append(item)
         return out
+
+    def _gated_logprobs(self, index: int, logprobs: dict[str, Any], final: bool) -> None:
+        """A choice's logprobs with the entries that go out now: chat's `content` list, or a completion's parallel
+        lists (`tokens`, `token_logprobs`, `top_logprobs`, `text_offset`)."""
+        if isinstance(logprobs.get("content"), list):
+            entries = [e for e in logprobs["content"] if isinstance(e, dict) and type(e.get("token")) is str]
+            logprobs["content"] = self._tokens(index, entries, final)
+            return
+        self._legacy.add(index)
+        lists = {k: v for k, v in logprobs.items() if k in _LEGACY_LISTS and isinstance(v, list)}
+        tokens = lists.get("tokens", [])
+        entries = [{"token": t, **{k: v[i] for k, v in lists.items() if k != "tokens" and i < len(v)}}
+                   for i, t in enumerate(tokens) if type(t) is str]
+        logprobs.update(_legacy_lists(self._tokens(index, entries, final), tuple(lists)))
+
+    def _tokens(self, index: int, entries: list[dict[str, Any]], final: bool) -> list[dict[str, Any]]:
+        """The logprob entries (`token` each) that go out now: whole, as they came, once the gate let out all of
+        their tokens' text unchanged; as one entry of what it let out (no alternatives) when it redacted some. An
+        entry waits while the gate holds the end of its token (a token is never cut: its logprob stays its)."""
+        channel = (index, "logprobs")
+        gate = self.gate
+        out: list[dict[str, Any]] = []
+        for entry in entries:
+            queue, told = self._queued.setdefault(index, ([], []))
+            queue.append(entry)
+            told.append(gate.text(channel, entry["token"]))
+            if channel not in gate.held:
+                out += self._settled(index)
+        if final and index in self._queued:
+            self._queued[index][1].append(gate.release(channel))
+            out += self._settled(index)
+        return out
+
+    def _settled(self, index: int) -> list[dict[str, Any]]:
+        queue, told = self._queued.pop(index)
+        text = "".join(told)
+        if text == "".join(e["token"] for e in queue):
+            return queue
+        if not text:
+            return []
+        first = queue[0]
+        merged = {**first, "token": text}
+        if "bytes" in first:
+            merged["bytes"] = list(text.encode("utf-8", "surrogatepass"))
+        if "top_logprobs" in first:  # the alternatives could spell what was redacted
+            merged["top_logprobs"] = [] if isinstance(first["top_logprobs"], list) else None
+        return [merged]
 
     def rest(self) -> list[Any]:
         """What the channels still hold, as chunks (the stream ends, finished or not)."""
@@ -558,6 +609,7 @@ class ItemGate:
     def _fields(self, item: Any) -> tuple[list[Field], set[Any] | None]:
         """The texts `item` carries, and the choices it ends (None: all, a chunk without choices: the usage)."""
         found: list[Field] = []
+        self._logprobs = []
         if type(item) is StreamChunk:
             self._head = item.head
             self._delta(0, item.delta, found)
@@ -566,6 +618,7 @@ class ItemGate:
             return found, set()
         self._head = None
         self._envelope = item
+        self._logprobs = []
         choices = item.get("choices")
         if not isinstance(choices, list) or not choices:
             return found, None
@@ -580,10 +633,9 @@ class ItemGate:
             if type(choice.get("text")) is str:  # a completion's
                 found.append(((index, "text"), choice, "text"))
             logprobs = choice.get("logprobs")
-            tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
-            if isinstance(tokens, list):
-                found += [((index, "logprobs"), t, "token") for t in tokens
-                          if isinstance(t, dict) and type(t.get("token")) is str]
+            if isinstance(logprobs, dict) and (isinstance(logprobs.get("content"), list)
+                                               or isinstance(logprobs.get("tokens"), list)):
+                self._logprobs.append((index, logprobs))
             if choice.get("finish_reason"):
                 ends.add(index)
         return found, ends
@@ -620,12 +672,10 @@ class ItemGate:
                 continue
             if type(fn.get("name")) is str:
                 fn["name"] = scrub_text(fn["name"], secrets)
-            if type(fn.get("arguments")) is str or fn.get("name"):  # a call's header too: its channel begins
-                if type(fn.get("arguments")) is not str:
-                    found.append(((index, "arguments", _index(call.get("index", 0))), {"arguments": ""},
-                                  "arguments"))
-                else:
-                    found.append(((index, "arguments", _index(call.get("index", 0))), fn, "arguments"))
+            if type(fn.get("arguments")) is not str and fn.get("name") and fn.get("arguments") is None:
+                fn["arguments"] = ""  # a call's header without arguments: its channel begins (what it held goes here)
+            if type(fn.get("arguments")) is str:
+                found.append(((index, "arguments", _index(call.get("index", 0))), fn, "arguments"))
 
     def _made(self, channels: list[Any]) -> list[Any]:
         """Chunks of what `channels` held, let go (see `SecretGate.release`); a logprob token's is dropped (its
@@ -633,9 +683,18 @@ class ItemGate:
         out: list[Any] = []
         envelope = {k: v for k, v in self._envelope.items() if k not in ("choices", "usage")}
         for channel in channels:
-            text = self.gate.release(channel)
             index, key = channel[0], channel[1]
-            if not text or key == "logprobs":
+            if key == "logprobs":
+                entries = self._tokens(index, [], True)
+                if entries:
+                    logprobs: dict[str, Any] = _legacy_lists(entries) if index in self._legacy else {
+                        "content": entries}
+                    out.append({**envelope, "choices": [{"index": index, **(
+                        {"text": ""} if index in self._legacy else {"delta": {}}), "logprobs": logprobs,
+                        "finish_reason": None}]})
+                continue
+            text = self.gate.release(channel)
+            if not text:
                 continue
             if key == "arguments":
                 delta: dict[str, Any] = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
@@ -652,6 +711,14 @@ class ItemGate:
             else:
                 out.append({**envelope, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
         return out
+
+
+_LEGACY_LISTS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+
+
+def _legacy_lists(entries: list[dict[str, Any]], keys: tuple[str, ...] = _LEGACY_LISTS) -> dict[str, list[Any]]:
+    """A completion's parallel logprob lists `keys` from entries (`token` and the others' members)."""
+    return {key: [e["token"] if key == "tokens" else e.get(key) for e in entries] for key in keys}
 
 
 def gate_for(secrets: tuple[str, ...]) -> ItemGate | None:

@@ -346,3 +346,77 @@ async def test_native_anthropic_text_held_goes_out_before_the_signature_and_the_
         assert sent[-1]["type"] == "error"
     finally:
         await fake.stop()
+
+
+def test_the_beginning_of_a_secret_goes_out_once_not_four_characters_at_a_time():
+    """Releases (another kind of text between every piece) let out at most 4 characters of one secret in all
+    (they let out 4 each time: 24 of 25)."""
+    gate = SecretGate((KEY,))
+    out = ""
+    for i in range(0, len(KEY), 4):
+        out += gate.text(0, KEY[i:i + 4]) + gate.release(0)
+    assert out.startswith(KEY[:4] + "[redacted]") and KEY[:5] not in out
+
+
+@pytest.mark.parametrize(("secret", "spelled"), [
+    ("S3cr%2Ft-Pa55word", "user%3AS3cr%252Ft-Pa55word%40host"),  # a URL password echoed percent-encoded
+    ("AKIA/abc/def/ghijklmnop", '{"key": "AKIA\\/abc\\/def\\/ghijklmnop"}'),  # JSON's escaped slashes
+])
+def test_spellings_of_secrets_with_escapable_characters_are_held(secret, spelled):
+    for cut in range(1, len(spelled)):
+        gate = SecretGate((secret,))
+        out = gate.text(0, spelled[:cut]) + gate.text(0, spelled[cut:]) + "".join(gate.flush().values())
+        assert "[redacted]" in out and secret[:5] not in out.replace("\\/", "/").replace("%25", "%"), (cut, out)
+
+
+def _logprobs_chunk(token: str, legacy: bool = False) -> dict[str, Any]:
+    if legacy:
+        return {"id": "cmpl", "object": "text_completion", "created": 1, "model": "m", "choices": [
+            {"index": 0, "text": token, "finish_reason": None, "logprobs": {
+                "tokens": [token], "token_logprobs": [-0.1], "top_logprobs": [{token: -0.1}], "text_offset": [0]}}]}
+    return _choice(0, {"content": token}, logprobs={"content": [{
+        "token": token, "logprob": -0.1, "bytes": list(token.encode()),
+        "top_logprobs": [{"token": token, "logprob": -0.1, "bytes": list(token.encode())}]}]})
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["chat", "completions"])
+async def test_logprobs_keep_their_tokens_whole_and_never_spell_a_key(fakes, router, legacy):
+    """Logprob tokens are never cut (a token ending in "s" kept its "s" for the next one: "Ye", "s it"), and no
+    token, alternative or byte list spells a key cut over several (the alternatives were not looked at)."""
+    plain = ["Yes", " it", " is", " s", "k", "."]
+    leaky = ["key: ", *[KEY[i:i + 3] for i in range(0, len(KEY), 3)], " ok"]
+    finish = ({**_logprobs_chunk("", legacy), "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}
+              if legacy else _choice(0, {}, "stop"))
+    up = await fakes()
+    up.push(Step(sse=[*(_logprobs_chunk(t, legacy) for t in plain), finish]),
+            Step(sse=[*(_logprobs_chunk(t, legacy) for t in leaky), finish]))
+    r = await router(config(up.url, retries=0))
+    path, body = ("/v1/completions", {"model": "m", "prompt": "x", "stream": True}) if legacy else (
+        "/v1/chat/completions", {"model": "m", "messages": U, "stream": True})
+
+    async def tokens() -> list[str]:
+        async with aiohttp.ClientSession() as s, s.post(r.url + path, json=body) as resp:
+            sent = _sse_payloads(await resp.read())
+        logprobs = [c["logprobs"] for p in sent for c in p.get("choices") or [] if c.get("logprobs")]
+        if legacy:
+            return [t for lp in logprobs for t in lp.get("tokens") or []] + [
+                k for lp in logprobs for top in lp.get("top_logprobs") or [] for k in (top or {})]
+        entries = [e for lp in logprobs for e in lp.get("content") or []]
+        return [e["token"] for e in entries] + [bytes(e["bytes"]).decode() for e in entries] + [
+            a["token"] for e in entries for a in e.get("top_logprobs") or []]
+
+    assert (await tokens())[:len(plain)] == plain
+    leaked = "".join(await tokens())
+    assert KEY[:5] not in leaked and "[redacted]" in leaked, leaked
+
+
+async def test_a_call_named_again_without_arguments_keeps_what_its_arguments_held(fakes, router):
+    up = await fakes()
+    head = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "read_file", "arguments": ""}}
+    up.push(Step(sse=[_choice(0, {"tool_calls": [head]}),
+                      _choice(0, {"tool_calls": [{"index": 0, "function": {"arguments": '{"path": "tests'}}]}),
+                      _choice(0, {"tool_calls": [{"index": 0, "function": {"name": "read_file", "arguments": None}}]},
+                              "length")]))
+    r = await router(config(up.url, retries=0))
+    payloads = await _raw(r, {"model": "m", "messages": U, "stream": True})
+    assert _joined(payloads, _args) == {0: '{"path": "tests'}
