@@ -24,6 +24,7 @@ import pytest
 from engines.supervisor import lifecycle
 from engines.supervisor.process import ChildProcess
 from router.upstream.base import UpstreamRequest
+from tests.engines.test_supervisor import gone
 from tests.waiting import wait_until
 
 FAKE = Path(__file__).resolve().parents[1] / "engines" / "fake_server.py"
@@ -56,18 +57,6 @@ def config(tmp: Path) -> str:
     return f"engines:\n  runtime_dir: '{tmp / 'run'}'\nmodels:\n  - {{name: m, engine: mlx, model: 'tiny:demo'}}\n"
 
 
-def dead(pid: int) -> bool:
-    """The process is gone (reaped, or a zombie)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return False
-
-
 def block_until(predicate: Callable[[], bool]) -> None:
     """Wait without running the event loop, so that nothing it would notice meanwhile (the engine's exit, the close
     of a pooled connection) is noticed before the next request is sent."""
@@ -86,7 +75,7 @@ async def test_a_request_sent_right_after_a_crash_restarts_the_engine(router: An
         await client.chat.completions.create(model="m", messages=hi)  # (a pooled connection to it now)
         pid = sup.states()["m"].pid
         os.kill(pid, signal.SIGKILL)
-        block_until(lambda: dead(pid))  # noqa: B023
+        block_until(lambda: gone(pid))  # noqa: B023
         again = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "again"}])
         assert again.choices[0].message.content == "again"
         status = sup.states()["m"]
@@ -113,7 +102,7 @@ async def test_a_request_on_a_pooled_connection_to_a_dead_engine_is_sent_to_the_
     assert (await send("hi"))[0] == 200
     pid = sup.states()["m"].pid
     os.kill(pid, signal.SIGKILL)
-    block_until(lambda: dead(pid))
+    block_until(lambda: gone(pid))
     status, doc = await send("again")
     assert status == 200 and doc["choices"][0]["message"]["content"] == "again"
     assert sup.states()["m"].pid not in (None, pid) and sup.states()["m"].in_flight == 0
