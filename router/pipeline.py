@@ -496,40 +496,34 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
             # the provider's secrets out of what goes to the client, however repair decoded or joined them
             gate = relay.gate_for(reader.redactor.secrets)
             if not repairing:
-                try:
-                    async for docs in reader.docs():
-                        for doc in docs:
-                            env.absorb(doc)
-                            doc["model"] = route.requested
-                        yield cast(Items, docs) if gate is None else gate.items(docs)
-                except ApiError:  # what the gate held goes out before the stream's error event
-                    if gate is not None and (rest := gate.rest()):
-                        yield rest
-                    raise
-                if gate is not None and (rest := gate.rest()):
-                    yield rest
+                docs = _absorbed(reader, env, route.requested)
+                async with aclosing(docs if gate is None else relay.gated(docs, gate)) as batches:
+                    async for batch in batches:
+                        yield batch
                 return
             checker = _Checker(env, policy, body.get("tool_choice"), attempt < attempts - 1)
             items = _repaired(reader, env, ex, body, policy, index, limits.max_stream_repair_chars, checker,
                               keep_raw=limits.capture is not None,
                               engine=engine_repaired(opened.upstream.kind, opened.reply.headers))
-            async with aclosing(items):
-                try:
-                    async for batch in items:
-                        if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
-                            body = _feedback(body, *batch)
-                            break
-                        yield batch if gate is None else gate.items(batch)
-                    else:
-                        if gate is not None and (rest := gate.rest()):
-                            yield rest
-                        return
-                except ApiError:  # what the gate held goes out before the stream's error event
-                    if gate is not None and (rest := gate.rest()):
-                        yield rest
-                    raise
+            async with aclosing(items if gate is None else relay.gated(items, gate)) as batches:
+                async for batch in batches:
+                    if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
+                        body = _feedback(body, *batch)
+                        break
+                    yield batch
+                else:
+                    return
         finally:
             await opened.close()
+
+
+async def _absorbed(reader: UpstreamReader, env: _Envelope, model: str) -> AsyncGenerator[Items, None]:
+    """An unrepaired stream's chunk documents, their envelopes taken, under the client's model name."""
+    async for docs in reader.docs():
+        for doc in docs:
+            env.absorb(doc)
+            doc["model"] = model
+        yield cast(Items, docs)
 
 
 class _Checker:

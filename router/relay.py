@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import functools
 import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, Protocol
 
 import aiohttp
@@ -724,6 +725,21 @@ def _legacy_lists(entries: list[dict[str, Any]], keys: tuple[str, ...] = _LEGACY
 def gate_for(secrets: tuple[str, ...]) -> ItemGate | None:
     """An ItemGate for a stream from an upstream holding `secrets`; None when it holds none."""
     return ItemGate(SecretGate(secrets)) if secrets else None
+
+
+async def gated(batches: AsyncGenerator[Any, None], gate: ItemGate) -> AsyncGenerator[Any, None]:
+    """A stream's batches (lists of items; anything else passes as it is) through `gate`, then what the gate still
+    holds: at the end, or before the error that ends the stream (its error event comes after them)."""
+    async with contextlib.aclosing(batches):
+        try:
+            async for batch in batches:
+                yield gate.items(batch) if type(batch) is list else batch
+        except ApiError:
+            if rest := gate.rest():
+                yield rest
+            raise
+    if rest := gate.rest():
+        yield rest
 
 
 # --- the writer --------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiohttp import web
@@ -119,26 +119,17 @@ async def pipe_stream(request: web.Request, ctx: RequestContext, opened: Opened,
     headers = {"x-request-id": ex.request_id, "x-agentgate-provider": opened.upstream.name}
     gate = relay.gate_for(reader.redactor.secrets)
     if gate is not None:  # a provider with a credential: its events are read, the secret looked for in their text
-        items = _gated(reader, gate, ctx.route.requested if rewriter is not None else None)
+        items = relay.gated(_docs(reader, ctx.route.requested if rewriter is not None else None), gate)
         return await relay.write_stream(request, ex, items, relay.OpenAIChunks(), headers)
     encoder = relay.PassThrough(reader, rewriter.event if rewriter is not None else None)
     return await relay.write_stream(request, ex, reader.raw(), encoder, headers)
 
 
-async def _gated(reader: relay.UpstreamReader, gate: relay.ItemGate,
-                 model: str | None) -> AsyncIterator[list[Any]]:
-    """The upstream's chunk documents (under the client's `model` name when it is another), through `gate` (a secret
-    split over several events, which no one event holds, is redacted too)."""
-    try:
-        async for docs in reader.docs():
-            if model is not None:
-                for doc in docs:
-                    if "model" in doc:
-                        doc["model"] = model
-            yield gate.items(docs)
-    except ApiError:  # what the channels held goes out before the stream's error event
-        if rest := gate.rest():
-            yield rest
-        raise
-    if rest := gate.rest():
-        yield rest
+async def _docs(reader: relay.UpstreamReader, model: str | None) -> AsyncGenerator[list[Any], None]:
+    """The upstream's chunk documents (under the client's `model` name when it is another)."""
+    async for docs in reader.docs():
+        if model is not None:
+            for doc in docs:
+                if "model" in doc:
+                    doc["model"] = model
+        yield docs
