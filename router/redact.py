@@ -29,11 +29,12 @@ _MEDIA_TYPES = frozenset({
 _REPAIR_KINDS = re.compile(r"[a-z][a-z0-9_]{0,47}(,[a-z][a-z0-9_]{0,47}){0,15}")
 
 
-def _secrets(secrets: str | Iterable[str | None] | None) -> list[str]:
+def _secrets(secrets: str | Iterable[str | None] | None) -> tuple[str, ...]:
+    """The secrets given, each once (a tuple: what `secret_forms` and `escaped_pattern` cache by)."""
     if secrets is None:
-        return []
+        return ()
     items = [secrets] if isinstance(secrets, str) else list(secrets)
-    return list(secret_forms(tuple(sorted({s for s in items if s}))))
+    return tuple(sorted({s for s in items if s}))
 
 
 MIN_BASE64_SECRET = 12  # a shorter secret's base64 spelling is too short to look for without false hits
@@ -94,11 +95,11 @@ def scrub_text(text: str, secrets: str | Iterable[str | None] | None) -> str:
     """`text` (already decoded) with every secret replaced by `[redacted]`: literal, in base64, or spelled with
     JSON escapes or percent-encodings."""
     found = _secrets(secrets)
-    for s in found:
+    for s in secret_forms(found):
         if s in text:
             text = text.replace(s, REDACTED)
     if found and ("\\" in text or "%" in text):
-        pattern = escaped_pattern(tuple(found))
+        pattern = escaped_pattern(found)
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
     return text
@@ -107,7 +108,7 @@ def scrub_text(text: str, secrets: str | Iterable[str | None] | None) -> str:
 def scrub_literal(data: bytes, secrets: str | Iterable[str | None] | None) -> bytes:
     """`data` with every literal occurrence of a secret (or of its base64 spelling) redacted (for bytes we encoded
     ourselves, where a decoded secret shows literally)."""
-    for s in _secrets(secrets):
+    for s in secret_forms(_secrets(secrets)):
         raw = s.encode()
         if raw in data:
             data = data.replace(raw, REDACTED.encode())
@@ -181,7 +182,7 @@ class SecretGate:
 
     def release(self, channel: Any) -> str:
         """What `channel` held, to go out now though its text may not have ended (another kind of text comes
-        next): as it is when it is short, else `[redacted]` (it begins a secret, or a spelling of one)."""
+        next): as it is while no more than SHORT_HELD characters of one secret went out, else `[redacted]`."""
         held = self.held.pop(channel, "")
         return self.text(channel, held, final=True) if held else ""
 
@@ -236,7 +237,7 @@ def scrub_value(value: Any, secrets: str | Iterable[str | None] | None) -> Any:
     return _scrub_doc(value, found)[0] if found else value
 
 
-def _scrub_doc(node: Any, secrets: list[str]) -> tuple[Any, bool]:
+def _scrub_doc(node: Any, secrets: tuple[str, ...]) -> tuple[Any, bool]:
     if isinstance(node, str):
         out = scrub_text(node, secrets)
         return out, out != node
@@ -299,10 +300,11 @@ def scrub_body(body: bytes, secrets: str | Iterable[str | None] | None) -> bytes
     if not found or not body:
         return body
     body = scrub_literal(body, found)
-    marker = b"\\" if any(c in _SHORT_ESCAPED for s in found for c in s) else b"\\u"
+    forms = secret_forms(found)  # their base64 spellings too
+    marker = b"\\" if any(c in _SHORT_ESCAPED for s in forms for c in s) else b"\\u"
     if marker not in body and b"%" not in body:  # no escape that could spell a secret: the byte replace saw it all
         return body
-    raws = [s.encode() for s in found]
+    raws = [s.encode() for s in forms]
     if not _spelled(body, raws):
         return body
     try:
