@@ -4,8 +4,9 @@ Order: strict `json` first (valid input is never touched, so apostrophes and bac
 then a lenient scanner for the common, unambiguous damage (single quotes, Python literals, trailing commas,
 unquoted keys, raw control characters and invalid escapes inside strings, missing closing brackets); then
 json-repair, accepted only when every string in its output comes from the input and every string in the input
-survives (it must not invent or drop structure). Scanning is linear: tokens are matched by regexes that never
-fail after a long scan, nesting is bounded, and json-repair runs only on small fragments within a budget.
+survives (it must not invent or drop structure; an empty string in its output stands for one the input wrote, not
+for a missing value). Scanning is linear: tokens are matched by regexes that never fail after a long scan, nesting
+is bounded, and json-repair runs only on small fragments within a budget.
 """
 
 from __future__ import annotations
@@ -249,6 +250,8 @@ def _guarded_json_repair(fragment: str, budget: Budget | None) -> Any:
     produced: list[str] = []
     if not _strings_of(value, produced):
         return _FAIL
+    if produced.count("") > s.count('""') + s.count("''"):
+        return _FAIL  # a value the model never wrote (`"content": }` made `""`)
     forms: set[str] = set()
     for p in produced:
         if p not in s and json.dumps(p, ensure_ascii=False)[1:-1] not in s and json.dumps(p)[1:-1] not in s:

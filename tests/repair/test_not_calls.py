@@ -72,3 +72,26 @@ def test_a_stream_starts_no_more_calls_than_the_answer_holds() -> None:
     events = [e for i in range(0, len(text), 7) for e in sr.feed(text[i:i + 7])] + sr.finish()
     starts = [e for e in events if type(e).__name__ == "ToolCallStart"]
     assert sr.result is not None and len(starts) == len(sr.result.tool_calls) == 64 and not sr.after_header
+
+
+WRITE = [_tool("Write", {"file_path": {"type": "string"}, "content": {"type": "string"}}, ["file_path", "content"])]
+
+
+@pytest.mark.parametrize("text", [
+    '<tool_call>{"name": "Write", "arguments": {"file_path": "/w/notes.md", "content": }}</tool_call>',
+    '<tool_call>{"name": "Write", "arguments": {"file_path": "/w/notes.md", "content": , "x": 1}}</tool_call>',
+    '<tool_call>{"name": "Write", "arguments": {"file_path": "/w/notes.md", "content": -}}</tool_call>',
+    '<tool_call>{"name": "Write", "arguments": {"file_path": "/w/notes.md", "content": :}}</tool_call>',
+    '{"name": "Write", "arguments": {"file_path": "", "content": }}',
+])
+def test_a_missing_value_is_not_made_up(text: str) -> None:
+    """The model wrote a key and no value: json-repair fills in an empty string, which made a valid call that wrote
+    an empty file. Not a call the model made whole: its text stays, reported as invalid JSON."""
+    result = repair_message(text, WRITE)
+    assert calls_of(result) == [] and result.content == text
+    assert [e.kind for e in result.errors] == ["invalid_json"]
+
+
+def test_an_empty_string_the_model_wrote_is_kept() -> None:
+    text = "<tool_call>{'name': 'Write', 'arguments': {'file_path': '/w/a', 'content': '',}}</tool_call>"
+    assert calls_of(repair_message(text, WRITE)) == [("Write", {"file_path": "/w/a", "content": ""})]
