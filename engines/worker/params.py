@@ -56,7 +56,11 @@ def _unsupported(message: str, param: str) -> WireError:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A JSON number that is finite. An integer always is, even one too big for a float (math.isfinite would
+    raise OverflowError on it): the range checks compare it as an integer, exactly."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v))
 
 
 def _number(body: dict[str, Any], name: str, default: float | None, lo: float, hi: float) -> float | None:

@@ -52,11 +52,18 @@ class EngineBreaker(Breaker):
     """An engine's crash is the supervisor's to handle (it restarts the engine, with backoff): the failures it
     causes never count toward opening the breaker. The in-flight requests' resets can arrive before the
     supervisor notices the exit, so a failure is judged `CRASH_GRACE` seconds later: excused if the engine
-    crashed (or was restarted) meanwhile, counted otherwise."""
+    crashed (or was restarted) meanwhile, counted otherwise. A success in between still comes after the failure:
+    a failure judged after a success (any success since it happened) is not counted, so that only failures with no
+    success between them add up, as they do for any other provider."""
 
     def __init__(self, upstream: EngineUpstream, failures: int, cooldown: float) -> None:
         super().__init__(failures=failures, cooldown=cooldown)
         self._upstream = upstream
+        self._successes = 0  # how many successes so far: a failure judged later counts only if none came since
+
+    def success(self) -> None:
+        self._successes += 1
+        super().success()
 
     def failure(self) -> None:
         mark = self._upstream.crash_mark()
@@ -68,9 +75,11 @@ class EngineBreaker(Breaker):
         except RuntimeError:
             super().failure()
             return
-        loop.call_later(CRASH_GRACE, self._settle, mark)
+        loop.call_later(CRASH_GRACE, self._settle, mark, self._successes)
 
-    def _settle(self, mark: int) -> None:
+    def _settle(self, mark: int, successes: int) -> None:
+        if self._successes != successes:
+            return  # a later success closed the breaker and reset the count: this failure is behind it
         if self._upstream.crash_mark() != mark:
             self.release_probe()
         else:

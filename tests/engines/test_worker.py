@@ -320,6 +320,11 @@ async def test_context_overflow_is_400(engine):
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
         ({"tools": [{"type": "function", "function": {}}]}, "tools"),
         ({"response_format": {"type": "json_schema"}}, "response_format"),
+        # an integer past the float range (valid JSON) is out of range, not an OverflowError (a 500)
+        *(({name: 10**400}, name) for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty",
+                                                "min_p", "repetition_penalty")),
+        ({"temperature": -(10**400)}, "temperature"),
+        ({"logit_bias": {"0": 10**400}}, "logit_bias"),
     ],
 )
 async def test_bad_parameters_are_400(engine, extra, param):

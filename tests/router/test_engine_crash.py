@@ -23,7 +23,9 @@ import pytest
 
 from engines.supervisor import lifecycle
 from engines.supervisor.process import ChildProcess
+from router.upstream import engine as engine_upstream
 from router.upstream.base import UpstreamRequest
+from router.upstream.engine import EngineBreaker
 from tests.engines.test_supervisor import gone
 from tests.waiting import wait_until
 
@@ -161,3 +163,23 @@ async def test_a_live_engine_that_drops_a_connection_fails_at_once(router: Any, 
         assert info.value.body.get("code") == "upstream_reset", info.value.body
         assert took < 0.5, f"a live engine's dropped connection took {took:.2f}s"
     assert sup.states()["c"].pid == pid and not sup.crashed("c")
+
+
+async def test_a_success_after_an_engine_failure_resets_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure is judged `CRASH_GRACE` seconds late; a success that came after it still resets the count, so the
+    breaker opens only after `failures` failures with no success between them (not after a 200)."""
+    monkeypatch.setattr(engine_upstream, "CRASH_GRACE", 0.01)
+
+    class Alive:
+        def crash_mark(self) -> int:
+            return 0  # the engine never crashed: every failure is the engine's
+
+    breaker = EngineBreaker(Alive(), failures=2, cooldown=30)  # type: ignore[arg-type]
+    breaker.failure()
+    breaker.success()
+    breaker.failure()
+    await wait_until(lambda: breaker.consecutive > 0)
+    await asyncio.sleep(0.05)
+    assert breaker.state == "closed" and breaker.consecutive == 1
+    breaker.failure()
+    await wait_until(lambda: breaker.state == "open")

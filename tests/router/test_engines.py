@@ -53,6 +53,26 @@ async def test_worker_sigkill_is_502_then_the_next_request_restarts_it(router, t
     assert st.state == "ready" and st.pid != pid and st.restarts >= 1
 
 
+async def test_a_sampling_number_past_the_float_range_is_400_and_never_opens_the_breaker(router, tmp_path):
+    """An integer too big for a float (valid JSON) is the client's mistake: a 400 from the engine, passed on, and
+    however many clients send it, the engine's breaker stays closed for everyone else."""
+    r = await router(engines_yaml(tmp_path, "  - {name: demo, engine: mlx, model: 'tiny:demo'}\n"))
+    client = r.client()
+    hi = [{"role": "user", "content": "hi"}]
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "min_p", "repetition_penalty",
+                 "temperature"):
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.chat.completions.create(model="demo", messages=hi, max_tokens=2,
+                                                 extra_body={name: 10**400})
+        assert info.value.body["type"] == "invalid_request_error" and info.value.body["param"] == name
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(model="demo", messages=hi, max_tokens=2, logit_bias={"0": 10**400})
+    upstream = r.state.runtime.upstreams["engine:demo"]
+    assert upstream.breaker.state == "closed"
+    ok = await client.chat.completions.create(model="demo", messages=hi, max_tokens=2)
+    assert ok.choices[0].message is not None
+
+
 async def test_ttl_unloads_an_idle_engine(router, tmp_path):
     r = await router(engines_yaml(tmp_path, "  - {name: demo, engine: mlx, model: 'tiny:demo', ttl: 0.5}\n"))
     await r.client().chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}],
