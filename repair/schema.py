@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,16 +114,22 @@ _NOPE = _Nope()
 
 
 def _convert_str(value: str, types: list[str]) -> Any:
-    """`value` converted to the first of `types` it unambiguously denotes, else _NOPE."""
+    """`value` converted to the first of `types` it unambiguously denotes, else _NOPE. A number Python will not
+    convert (an integer past `sys.get_int_max_str_digits()` digits) or a float cannot hold (1e999) denotes none."""
     s = value.strip()
     for t in types:
-        if t == "integer" and _INT.fullmatch(s):
-            return int(s.partition(".")[0])  # "N.0": the digits before the point, exact past 2**53 (float is not)
-        if t == "number" and _NUM.fullmatch(s):
-            if _INT.fullmatch(s) and "." not in s:
-                return int(s)
-            f = float(s)
-            return f
+        try:
+            if t == "integer" and _INT.fullmatch(s):
+                return int(s.partition(".")[0])  # "N.0": the digits before the point, exact past 2**53 (float is not)
+            if t == "number" and _NUM.fullmatch(s):
+                if _INT.fullmatch(s) and "." not in s:
+                    return int(s)
+                f = float(s)
+                if math.isfinite(f):
+                    return f
+                continue
+        except ValueError:
+            continue
         if t == "boolean" and s.lower() in ("true", "false"):
             return s.lower() == "true"
         if t == "null" and s.lower() in ("null", "none"):

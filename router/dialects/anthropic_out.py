@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ..chat_types import content_text, int_or, member, obj
-from .common import arguments_object, safe_id
+from .common import arguments_object, check_number, safe_id
 
 DEFAULT_MAX_TOKENS = 4096
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
@@ -47,11 +47,15 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
         stop = [stop]
     if isinstance(stop, list) and stop:
         out["stop_sequences"] = [s for s in stop if isinstance(s, str) and s]
-    for name in ("top_p", "top_k"):
-        if isinstance(body.get(name), (int, float)) and not isinstance(body.get(name), bool):
-            out[name] = body[name]
-    temperature = body.get("temperature")
-    if isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
+    # OpenAI's ranges hold for a chat client whatever the provider (a 400, as OpenAI answers, before Anthropic is
+    # called; an integer past the float range too, never an OverflowError)
+    top_p = check_number(body, "top_p", 0.0, 1.0)
+    if top_p is not None:
+        out["top_p"] = top_p
+    if isinstance(body.get("top_k"), (int, float)) and not isinstance(body.get("top_k"), bool):
+        out["top_k"] = body["top_k"]
+    temperature = check_number(body, "temperature", 0.0, 2.0)
+    if temperature is not None:
         out["temperature"] = min(float(temperature), 1.0)  # OpenAI's range is 0..2, Anthropic's 0..1
     tools = [_tool(t) for t in body.get("tools") or [] if isinstance(t, dict)]
     tools = [t for t in tools if t is not None]

@@ -95,7 +95,8 @@ def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], w
 
 def check_number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
     value: float | None = check_type(body, name, (int, float), "a number")
-    if value is not None and not (math.isfinite(value) and lo <= value <= hi):
+    # an integer is compared as one (math.isfinite raises OverflowError on one too big for a float)
+    if value is not None and not ((isinstance(value, int) or math.isfinite(value)) and lo <= value <= hi):
         raise invalid(f"'{name}' must be between {lo} and {hi}, got {value}.", name, "invalid_value")
     return value
 

@@ -178,6 +178,20 @@ async def test_upstream_errors_keep_dispatch_semantics(fake_anthropic, router):
     assert emb.value.code == "unsupported_endpoint"
 
 
+@pytest.mark.parametrize(("name", "value"), [("temperature", 10**400), ("temperature", -(10**400)),
+                                             ("temperature", 2.5), ("top_p", 10**400), ("top_p", 1.5)],
+                         ids=["huge-temperature", "huge-negative-temperature", "temperature", "huge-top_p", "top_p"])
+async def test_a_sampling_number_out_of_range_is_400_before_anthropic_is_called(fake_anthropic, router, name, value):
+    """OpenAI's ranges (temperature 0..2, top_p 0..1) hold for a chat client whatever the provider; an integer too
+    big for a float is out of range too (not an OverflowError, a 500)."""
+    fake, r = await start(fake_anthropic, router)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await r.client().chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "x"}],
+                                                 extra_body={name: value})
+    assert bad.value.body["type"] == "invalid_request_error" and bad.value.body["param"] == name  # type: ignore[index]
+    assert not fake.requests
+
+
 async def test_refused_key_is_never_echoed(fake_anthropic, router):
     _, r = await start(fake_anthropic, router, key="sk-ant-wrong-key")
     async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json={

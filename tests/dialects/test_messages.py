@@ -213,6 +213,10 @@ async def test_stop_reasons(fakes, router):
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]}, "role"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "video"}]}]}, "video"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "temperature": 3}, "temperature"),
+    # integers past the float range (valid JSON): out of range, not an OverflowError (a 500)
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "temperature": 10**400},
+     "temperature"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "top_p": -(10**400)}, "top_p"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
       "tool_choice": {"type": "tool", "name": "nope"}}, "tool_choice"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],

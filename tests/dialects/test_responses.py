@@ -244,6 +244,8 @@ async def test_responses_are_private_to_their_key(fakes, router):
     ({"model": "m", "input": "x", "tools": [{"type": "namespace", "name": "ns"}]}, "tools"),
     ({"model": "m", "input": "x", "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
     ({"model": "m", "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
+    ({"model": "m", "input": "x", "temperature": 10**400}, "temperature"),  # past the float range: no OverflowError
+    ({"model": "m", "input": "x", "top_p": 10**400}, "top_p"),
     ({"model": "m", "input": "x", "background": True}, "background"),
     ({"input": "x"}, "model"),
 ])

@@ -150,6 +150,10 @@ def test_structured_repairs(call: dict, kinds: set[str]) -> None:
     (_tc("nope", "{}"), "unknown_name"),
     (_tc("read_file", '{"limit": 1}'), "schema_mismatch"),
     (_tc("read_file", "hello"), "invalid_json"),
+    # numbers past what Python converts (4300 digits) or a float holds stay strings: a mismatch, not a ValueError
+    (_tc("read_file", '{"path": "a.py", "limit": "%s"}' % ("9" * 5000)), "schema_mismatch"),
+    (_tc("run_shell", '{"command": "ls", "timeout": "%s"}' % ("9" * 5000)), "schema_mismatch"),
+    (_tc("run_shell", '{"command": "ls", "timeout": "1e999"}'), "schema_mismatch"),
     ("not a call", "invalid_json"),
 ])
 def test_structured_failures(call: object, kind: str) -> None:
