@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from ..chat_types import content_text, int_or, member, obj
-from .common import arguments_object, check_number, safe_id
+from .common import arguments_object, check_number, data_url_parts, file_text, invalid, safe_id
 
 DEFAULT_MAX_TOKENS = 4096
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
@@ -22,7 +22,7 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
     """The chat body as a Messages request."""
     system: list[str] = []
     messages: list[dict[str, Any]] = []
-    for m in body.get("messages") or []:
+    for i, m in enumerate(body.get("messages") or []):
         if not isinstance(m, dict):
             continue
         role = m.get("role")
@@ -37,7 +37,7 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
         elif role == "assistant":
             _append(messages, "assistant", _assistant_blocks(m))
         else:
-            _append(messages, "user", _user_blocks(m.get("content")))
+            _append(messages, "user", _user_blocks(m.get("content"), f"messages[{i}]"))
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     out: dict[str, Any] = {"model": body.get("model"), "max_tokens": max_tokens, "messages": messages}
     if system:
@@ -126,20 +126,59 @@ def _image(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
-def _user_blocks(content: Any) -> list[dict[str, Any]]:
+_TEXT_EXTENSIONS = (".txt", ".md", ".json", ".csv", ".py")  # a file named so, with no media type, is read as text
+
+
+def _file(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """A chat `file` part as Anthropic reads it: a PDF as a `document` block (base64), a text file's content as
+    text, anything else (other binaries, OpenAI file ids, which Anthropic cannot resolve) as a placeholder naming
+    it, as the Messages and Responses routes read their files."""
+    file = part.get("file")
+    file = file if isinstance(file, dict) else {}
+    data, file_id, name = file.get("file_data"), file.get("file_id"), file.get("filename")
+    if not isinstance(data, str) and not isinstance(file_id, str):
+        raise invalid(f"{where}: a 'file' part needs a 'file' object with 'file_data' or 'file_id'.", "messages",
+                      "invalid_type")
+    name = name if isinstance(name, str) else ""
+    media, payload = data_url_parts(data) if isinstance(data, str) else ("", None)
+    if isinstance(data, str) and not data.startswith("data:"):
+        payload = data  # bare base64
+    if not media and name.lower().endswith(".pdf"):
+        media = "application/pdf"
+    elif not media and name.lower().endswith(_TEXT_EXTENSIONS):
+        media = "text/plain"
+    if media == "application/pdf" and payload:
+        block: dict[str, Any] = {"type": "document",
+                                 "source": {"type": "base64", "media_type": media, "data": payload}}
+        if name:
+            block["title"] = name
+        return block
+    return {"type": "text", "text": file_text(name or str(file_id or ""), media, payload)}
+
+
+def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    """A user message's content as Messages blocks. A part Anthropic cannot take (audio, an unknown type) is a
+    400 naming it, never dropped without a word."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
     blocks: list[dict[str, Any]] = []
-    for part in content if isinstance(content, list) else []:
+    for j, part in enumerate(content if isinstance(content, list) else []):
         if not isinstance(part, dict):
             continue
-        if part.get("type") in ("text", "input_text") and isinstance(part.get("text"), str) and part["text"].strip():
-            blocks.append({"type": "text", "text": part["text"]})
-        elif part.get("type") == "image_url":
+        ptype = part.get("type")
+        if ptype in ("text", "input_text"):
+            if isinstance(part.get("text"), str) and part["text"].strip():
+                blocks.append({"type": "text", "text": part["text"]})
+        elif ptype == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
             if isinstance(url, str) and url:
                 blocks.append(_image(url))
+        elif ptype == "file":
+            blocks.append(_file(part, f"{where}.content[{j}]"))
+        else:
+            raise invalid(f"{where}.content[{j}]: content part type {str(ptype)[:64]!r} cannot be sent to an "
+                          "Anthropic provider.", "messages", "unsupported_content")
     return blocks
 
 

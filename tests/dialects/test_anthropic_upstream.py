@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import aiohttp
@@ -57,6 +58,47 @@ async def test_chat_non_stream_translation(fake_anthropic, router):
                 "type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
         ],
     }
+
+
+async def test_chat_file_parts_reach_anthropic(fake_anthropic, router):
+    """A chat `file` part is never dropped: a text file's data as text (as the other routes read one), a PDF as a
+    `document` block (which Anthropic reads), anything else as a placeholder naming it."""
+    fake, r = await start(fake_anthropic, router)
+    text = base64.b64encode(b"The password is mango").decode()
+    pdf = base64.b64encode(b"%PDF-1.4 fake").decode()
+    await r.client().chat.completions.create(model="sonnet", messages=[
+        {"role": "user", "content": [
+            {"type": "file", "file": {"filename": "notes.txt", "file_data": f"data:text/plain;base64,{text}"}}]},
+        {"role": "assistant", "content": "Read."},
+        {"role": "user", "content": [
+            {"type": "file", "file": {"filename": "paper.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}},
+            {"type": "file", "file": {"file_id": "file-abc123"}},
+            {"type": "text", "text": "Summarise."}]},
+    ])
+    assert fake.requests[0].body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "notes.txt:\nThe password is mango"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Read."}]},
+        {"role": "user", "content": [
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+             "title": "paper.pdf"},
+            {"type": "text", "text": "[file omitted: file-abc123 (unknown type); this backend cannot read it]"},
+            {"type": "text", "text": "Summarise."}]},
+    ]
+
+
+@pytest.mark.parametrize("part", [
+    {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+    {"type": "file", "file": "notes.txt"},
+    {"type": "video_url", "video_url": {"url": "https://example.com/v.mp4"}},
+], ids=["input_audio", "file-without-object", "unknown"])
+async def test_a_chat_part_anthropic_cannot_take_is_400_not_dropped(fake_anthropic, router, part):
+    fake, r = await start(fake_anthropic, router)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await r.client().chat.completions.create(model="sonnet", messages=[
+            {"role": "user", "content": [{"type": "text", "text": "Listen."}, part]}])
+    assert bad.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+    assert part["type"] in bad.value.message
+    assert not fake.requests
 
 
 async def test_chat_stream_with_usage(fake_anthropic, router):
