@@ -183,16 +183,41 @@ class Dropped:
     server tools, their calls in the history): reported in `x-agentgate-dropped-tools` and the access log."""
 
     kinds: list[str] = field(default_factory=list)
+    more: int = 0  # distinct kinds past `MAX_DROPPED_KINDS`, counted only
 
     def add(self, kind: str) -> None:
-        if kind not in self.kinds:
-            self.kinds.append(kind)
+        """A kind is the client's text: kept as printable ASCII (anything else, the separator and a space included,
+        as '?') and at most `MAX_DROPPED_KIND_CHARS` characters, so that the header can always be written and
+        read; repeating it is harmless (the same text again)."""
+        shown = "".join(c if "!" <= c <= "~" and c != "," else "?" for c in kind[:MAX_DROPPED_KIND_CHARS])
+        if len(kind) > MAX_DROPPED_KIND_CHARS:
+            shown += "..."
+        if shown in self.kinds:
+            return
+        if len(self.kinds) < MAX_DROPPED_KINDS:
+            self.kinds.append(shown)
+        else:
+            self.more += 1
 
     def header(self) -> dict[str, str]:
-        return {DROPPED_HEADER: ",".join(sorted(self.kinds))} if self.kinds else {}
+        """The kinds, sorted, as long as they fit in `MAX_DROPPED_HEADER_CHARS`; the rest as a count."""
+        if not self.kinds:
+            return {}
+        value, left = "", self.more
+        for i, kind in enumerate(sorted(self.kinds)):
+            if len(value) + len(kind) + 1 > MAX_DROPPED_HEADER_CHARS:
+                left += len(self.kinds) - i
+                break
+            value = f"{value},{kind}" if value else kind
+        if left:
+            value = f"{value},+{left} more" if value else f"+{left} more"
+        return {DROPPED_HEADER: value}
 
 
 DROPPED_HEADER = "x-agentgate-dropped-tools"
+MAX_DROPPED_KIND_CHARS = 64
+MAX_DROPPED_KINDS = 32  # distinct kinds kept (for the header and the access log); more are counted
+MAX_DROPPED_HEADER_CHARS = 256  # the header's kinds; a count of those that did not fit follows
 
 
 class ChunkEncoder(ABC):

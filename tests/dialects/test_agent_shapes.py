@@ -231,3 +231,30 @@ async def test_a_call_recovered_from_text_is_reported_as_a_repair(fakes, router)
     assert status == 200, doc
     assert [o["type"] for o in doc["output"]] == ["function_call"]
     assert headers["x-agentgate-repairs"] == "format:hermes"
+
+
+HOSTILE_TYPES = ["x\r\nSet-Cookie: a=1", "web_search\x7f", "caf\u00e9", "a" * 100_000]
+
+
+async def test_the_dropped_tools_header_is_printable_and_bounded_on_every_route(fakes, router):
+    """A dropped tool's type is the client's text: in the header it is printable ASCII, each type cut short, the
+    whole value bounded with a count of what did not fit (a CR/LF/DEL was a 500 after the upstream answered, a
+    long type a header no client could read)."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    many = [f"hosted_tool_{i:03}" for i in range(60)]
+    requests = [("/v1/responses", {"model": "m", "input": "hi", "tools": [{"type": t} for t in HOSTILE_TYPES]}),
+                ("/v1/messages", {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+                                  "tools": [{"type": t, "name": f"n{i}"} for i, t in enumerate(HOSTILE_TYPES)]}),
+                ("/v1/responses", {"model": "m", "input": "hi", "tools": [{"type": t} for t in many]})]
+    for path, body in requests:
+        up.push(Step(json=completion("ok", "m")))
+        status, doc, headers = await post(r.url, path, body)
+        assert status == 200, doc
+        value = headers["x-agentgate-dropped-tools"]
+        assert value and len(value) <= 512 and all(" " <= c <= "~" for c in value), value
+    assert value.endswith(" more") and "hosted_tool_000" in value  # the last: 60 types, a count of the rest
+    status, doc, headers = await post(r.url, "/v1/responses", {"model": "m", "input": "hi",
+                                                               "tools": [{"type": "web_search"}]})
+    assert headers["x-agentgate-dropped-tools"] == "web_search"
+
