@@ -62,7 +62,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         ex.error = "server_shutting_down" if in_flight.stopped() else "client_disconnected"
         raise
     except Exception as exc:  # aiohttp's own errors, or a bug: answered as every route answers them
-        resp = error_page(request, exc)
+        resp = error_page(request, exc, dialect)
         ex.status = resp.status
         return resp
     finally:
@@ -74,17 +74,21 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         ex.finish(state.metrics, rt.config.server.access_log)
 
 
-def error_page(request: web.Request, exc: Exception) -> web.Response:
-    """What a route answers for an exception it did not turn into an answer itself: an `ApiError` in OpenAI's
-    shape, aiohttp's own errors (no such route, wrong method, a body past its limit) as JSON in the route's shape
-    instead of aiohttp's text pages (a status below 400 is re-raised for aiohttp), a body nested too deep a 400,
-    anything else a 500 (logged)."""
+def error_page(request: web.Request, exc: Exception, dialect: str | None = None) -> web.Response:
+    """What a route answers for an exception it did not turn into an answer itself, in the route's shape
+    (Anthropic's on the Messages routes, whatever the status, else OpenAI's): an `ApiError` as it is, aiohttp's own
+    errors (no such route, wrong method, a body past its limit) as JSON instead of aiohttp's text pages (a status
+    below 400 is re-raised for aiohttp; an `anthropic-version` header picks Anthropic's shape for them too), a
+    body nested too deep a 400, anything else a 500 (logged). `dialect` is the route's when known, else the
+    path's."""
+    if dialect is None:
+        dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
     if isinstance(exc, ApiError):
-        return exc.response()
+        return exc.response(dialect)
     if isinstance(exc, (jsoncodec.TooDeep, RecursionError)):  # a body nested past what the router can write
         # again (orjson reads 1,024 levels, the rest of the router writes fewer): the client's to change
         return ApiError(400, "The request nests JSON deeper than the router can send on.", "invalid_request").response(
-            "anthropic" if request.path.startswith("/v1/messages") else "openai")
+            dialect)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
@@ -92,10 +96,10 @@ def error_page(request: web.Request, exc: Exception) -> web.Response:
         message = {404: f"No route matches {what}.", 405: f"{what}: method not allowed."}.get(exc.status, exc.reason)
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "http_error")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        anthropic = request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
+        anthropic = dialect == "anthropic" or "anthropic-version" in request.headers
         return ApiError(exc.status, message, code, headers=headers).response("anthropic" if anthropic else "openai")
     log.error("unexpected error on %s %s", request.method, request.path[:200], exc_info=exc)
-    return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response()
+    return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response(dialect)
 
 
 async def _send(request: web.Request, resp: web.StreamResponse) -> None:

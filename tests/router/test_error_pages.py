@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from router.api import health, openai_routes
+from router.api import health, messages, openai_routes
 
 CFG = """
 providers:
@@ -61,3 +61,21 @@ async def test_an_unexpected_failure_is_a_logged_500(fakes, router, monkeypatch,
     assert status == 500 and doc["error"]["code"] == "internal_error" and "boom" not in str(doc)
     assert any(rec.exc_info and "boom" in str(rec.exc_info[1]) for rec in caplog.records)
     assert seen == ([500] if route == "proxy" else [])
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+async def test_an_unexpected_failure_on_the_messages_routes_is_anthropic_shaped(fakes, router, monkeypatch, path):
+    """Anthropic's shape for every status on the Messages routes, the 500 included (its SDK reads no other)."""
+    up = await fakes()
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(messages.dialect, "parse_request", boom)
+    r = await router(CFG.format(url=up.url))
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    status, _, doc = await _get("POST", r.url + path, json=body, headers={"anthropic-version": "2023-06-01"})
+    assert status == 500 and "boom" not in str(doc)
+    assert doc == {"type": "error", "error": {"type": "api_error", "message": doc["error"]["message"]}}
+    assert doc["error"]["message"]
+
