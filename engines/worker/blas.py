@@ -129,12 +129,13 @@ def plan(mode: str, env: Mapping[str, str] | None = None) -> BlasInfo:
     except BlasUnavailable as exc:
         return BlasInfo("bundled", mode, reason=str(exc))
     value = env.get(MAX_THREADS_ENV, "")
-    return BlasInfo("openblas", mode, library=str(source), threads=int(value) if value.isdigit() else DEFAULT_THREADS)
+    threads = int(value) if value.isascii() and value.isdigit() else DEFAULT_THREADS  # ('²'.isdigit() holds)
+    return BlasInfo("openblas", mode, library=str(source), threads=threads)
 
 
 def _env_threads() -> int | None:
     value = os.environ.get(MAX_THREADS_ENV, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def default_cache_dir() -> Path:

@@ -54,7 +54,7 @@ def blas_threads() -> int:
     """The threads each BLAS call may use: `OPENBLAS_NUM_THREADS` where an OpenBLAS is bound (the bundled reference
     BLAS is single-threaded and ignores it)."""
     value = os.environ.get(BLAS_THREADS_ENV, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else 1
+    return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else 1
 
 
 def default_threads() -> int:

@@ -215,11 +215,21 @@ async def list_input_items(request: web.Request, store: ResponseStore, resp_id: 
         items = items[:ids.index(before)] if before in ids else []
     if after is not None:  # a page's last id: the next page
         items = items[ids.index(after) + 1:] if after in ids else []
-    limit = request.query.get("limit", "20")
-    n = int(limit) if limit.isdigit() and 1 <= int(limit) <= 100 else 20
+    n = _limit(request.query.get("limit"))
     page = items[:n]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > n}
+
+
+def _limit(raw: str | None) -> int:
+    """A page's `limit`: 1 to 100 in ASCII digits (20 when absent); anything else is a 400 (str.isdigit accepts
+    '²' and '①', which int() refuses)."""
+    if raw is None:
+        return 20
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= 100):
+        raise ApiError(400, f"'limit' must be an integer from 1 to 100, got {raw[:20]!r}.", "invalid_value",
+                       param="limit")
+    return int(raw)
 
 
 async def count_input_tokens(request: web.Request) -> web.StreamResponse:

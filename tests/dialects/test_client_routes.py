@@ -58,6 +58,19 @@ async def test_input_items_and_input_tokens(fakes, router):
     assert status == 404
 
 
+@pytest.mark.parametrize("limit", ["%C2%B2", "%E2%91%A0", "%D9%A3", "0", "101", "-1", "abc", "", "9" * 5000])
+async def test_a_bad_input_items_limit_is_400(fakes, router, limit):
+    """`limit` is 1 to 100 in ASCII digits; anything else is a 400 naming it (a Unicode digit such as '²' or '①',
+    which str.isdigit accepts and int() refuses, was a 500)."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    resp = await r.client().responses.create(model="m", input="hello")
+    status, doc = await get(f"{r.url}/v1/responses/{resp.id}/input_items?limit={limit}")
+    assert status == 400 and doc["error"]["type"] == "invalid_request_error" and doc["error"]["param"] == "limit"
+    status, doc = await get(f"{r.url}/v1/responses/{resp.id}/input_items?limit=1")
+    assert status == 200 and len(doc["data"]) == 1
+
+
 async def test_input_tokens_counts_the_stored_history_of_the_keys_own_response(fakes, router):
     """With client keys, `previous_response_id` names a response stored under the key's identity: its history is
     counted; another key's response is not found, as `POST /v1/responses` answers (it was counted as no history)."""

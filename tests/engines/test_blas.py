@@ -174,6 +174,7 @@ def test_check_says_what_each_engine_would_bind(tmp_path: Path) -> None:
     assert blas_mode((), {"AGENTGATE_BLAS": "x"}) == "auto"
     planned = blas.plan("auto", {"OPENBLAS_NUM_THREADS": "2"})
     assert (planned.blas, planned.threads, planned.library) == ("openblas", 2, str(blas.find_openblas()))
+    assert blas.plan("auto", {"OPENBLAS_NUM_THREADS": "\u00b2"}).threads == blas.DEFAULT_THREADS  # not int('²')
     assert blas.plan("bundled", {}).blas == "bundled" and str(blas.plan("fast", {}).reason).startswith("unknown mode")
     config = tmp_path / "config.yaml"
     config.write_text("models:\n  - {name: a, engine: mlx, model: 'tiny:demo'}\n"

@@ -135,6 +135,7 @@ async def test_worker_generates_the_same_tokens_with_split_attention(
 
 @pytest.mark.parametrize(("cores", "blas", "expected"), [
     (2, None, 2), (2, "1", 2), (2, "2", 1), (2, "4", 1), (16, "2", 8), (64, None, 8), (1, None, 1), (2, "x", 2),
+    (2, "\u00b2", 2),  # '²'.isdigit() holds and int() refuses it: read as unset, not a ValueError
 ])
 def test_attention_streams_leave_the_blas_threads_their_cores(monkeypatch: pytest.MonkeyPatch, cores: int,
                                                               blas: str | None, expected: int) -> None:
