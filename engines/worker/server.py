@@ -250,7 +250,7 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
     for call in result.tool_calls:  # as a stream gives them (see repair.deltas), so the router passes them on
         call["function"]["arguments"] = canonical_arguments(call["function"]["arguments"])
     message = result.message()
-    finish = "tool_calls" if result.tool_calls else fin.reason
+    finish = _finish_reason(fin.reason, bool(result.tool_calls))
     body = {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -266,6 +266,15 @@ async def _complete_chat(state: WorkerState, req: ChatRequest, handle: SequenceH
     if kinds:
         headers[REPAIRS_HEADER] = ",".join(kinds)
     return web.Response(text=_dumps(body), content_type="application/json", headers=headers)
+
+
+def _finish_reason(reason: str, calls: bool) -> str:
+    """Generation cut by max_tokens says "length" whatever was made of it (a call recovered, or one whose header
+    went out and that the cut broke), as the router says when it repairs, and OpenAI's own; else "tool_calls" when
+    calls were made."""
+    if reason == "length":
+        return reason
+    return "tool_calls" if calls else reason
 
 
 def _repair_kinds(result: RepairResult) -> list[str]:
@@ -336,7 +345,7 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
                 break
             elif isinstance(event, Finished):
                 deltas, calls = stream_deltas(repairer.finish())
-                finish = "tool_calls" if calls_sent or calls else event.reason
+                finish = _finish_reason(event.reason, calls_sent or calls)
                 deltas.append({})  # the last chunk: finish_reason; the report goes with the first of these
                 report = _report(repairer.result, repairer.after_header) if _reports(request, req) else None
                 last = len(deltas) - 1

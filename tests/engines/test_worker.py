@@ -152,6 +152,25 @@ async def test_tool_call_arrives_as_tool_calls(engine):
     assert not plain.choices[0].message.tool_calls
 
 
+@pytest.mark.parametrize("max_tokens", [5, 6], ids=["cut in the arguments", "cut before the closing tag"])
+async def test_a_call_cut_by_max_tokens_finishes_with_length(engine, max_tokens):
+    """Generation cut by max_tokens ends with finish_reason "length", stream and non-stream alike, whatever
+    became of the call (as the router says when it repairs): 5 tokens stop inside the arguments (no call; the
+    stream's call header had gone out, so it is completed and reported failed_after_header), 6 before the closing
+    tag (the call recovered)."""
+    e = await engine("tool", constrain=False)
+    client = e.client()
+    ask = {"model": "tool", "messages": USER, "tools": [WEATHER_TOOL], "temperature": 0, "max_tokens": max_tokens}
+    whole = await client.chat.completions.create(**ask)
+    assert whole.choices[0].finish_reason == "length"
+    assert bool(whole.choices[0].message.tool_calls) == (max_tokens == 6)
+    finish = None
+    async for chunk in await client.chat.completions.create(**ask, stream=True):
+        for c in chunk.choices:
+            finish = c.finish_reason or finish
+    assert finish == "length"
+
+
 async def test_a_json_answer_asked_for_is_not_made_a_call(engine):
     """With `response_format` asking for JSON, a bare object naming a declared tool is the data asked for (a call
     only in the format's own markup); without it, the documented bare-JSON rule makes it a call."""
