@@ -63,6 +63,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         raise
     except Exception as exc:  # aiohttp's own errors, or a bug: answered as every route answers them
         resp = error_page(request, exc, dialect)
+        resp.headers["x-request-id"] = ex.request_id  # as on every answer of this frame (its record names it)
         ex.status = resp.status
         return resp
     finally:

@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from engines.supervisor.types import EngineSpec
+from repair.formats import FAMILIES
 
 from .model import (
     ANTHROPIC_BASE_URL,
@@ -352,6 +353,10 @@ def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], provi
     given = _given(raw.get("repair", {}), "mode", "format", "on_failure", "retries")
     if given.get("mode") is False:  # YAML reads a bare `mode: off` as false
         given["mode"] = "off"
+    fmt = given.get("format", "auto")
+    if fmt != "auto" and fmt not in FAMILIES:  # the repair library refuses it on every request declaring tools
+        raise _fail(source, f"{where}.repair.format", f"unknown tool-call format {fmt!r}; expected 'auto' or one "
+                    f"of {', '.join(map(repr, FAMILIES))}")
     repair = RepairPolicy(**given)
     engine = _engine_spec(raw, name, engines, repair, source, where)
     if raw.get("preload") and engine is None:

@@ -156,3 +156,15 @@ def test_command_line_numbers_are_checked_before_use() -> None:
 
 def test_a_config_nested_too_deep_is_one_line() -> None:
     assert "nested too deep" in refused("a: " + "[" * 2000 + "]" * 2000 + "\n" + UP % "" + MODELS)
+
+
+@pytest.mark.parametrize(("repair", "where", "allowed"), [
+    ("{format: hermess}", "models[0].repair.format", "'hermes'"),
+    ("{format: ''}", "models[0].repair.format", "'auto'"),
+])
+def test_a_repair_setting_is_checked_at_load_with_the_allowed_values(repair: str, where: str, allowed: str) -> None:
+    """A typo in a repair setting was accepted, then every request declaring tools for that model was a 500."""
+    message = refused(UP % "" + f"models:\n  - {{name: m, provider: up, repair: {repair}}}\n")
+    assert f"{where}: " in message and allowed in message
+    for good in ("auto", "hermes"):  # the ones the repair library knows pass
+        parse_config(UP % "" + f"models:\n  - {{name: m, provider: up, repair: {{format: {good}}}}}\n", env={})

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import re
 from types import SimpleNamespace
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
@@ -148,3 +150,24 @@ def test_request_ids_keep_their_form() -> None:
         assert request_id(kept) == headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{24}", request_id(make_mocked_request(
         "POST", "/", headers={"x-request-id": "x", "Authorization": "Bearer x"}, app=app)))
+
+
+async def test_an_unexpected_failure_still_carries_the_request_id(fakes, router, monkeypatch) -> None:
+    """A 500 from a failure no route turned into an answer named no request: its x-request-id was set only on the
+    answers the routes made, so the log line of the failure could not be found from the client's side."""
+    from router.api import openai_routes
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(openai_routes.common, "require_model", boom)
+    up = await fakes()
+    r = await router(f"providers:\n  lab: {{type: openai, base_url: '{up.url}'}}\nmodels:\n"
+                     "  - {name: m, provider: lab}\n")
+    async with aiohttp.ClientSession() as s:
+        for given in ({"x-request-id": "trace-500-1"}, {}):
+            async with s.post(r.url + "/v1/chat/completions", json={"model": "m", "messages": []},
+                              headers=given) as resp:
+                assert resp.status == 500
+                assert resp.headers.get("x-request-id") == given.get("x-request-id", resp.headers.get("x-request-id"))
+                assert resp.headers.get("x-request-id")
