@@ -375,16 +375,15 @@ def _targets(raw: Mapping[str, Any], engine: EngineSpec | None, providers: Mappi
         if "provider" in raw or "replicas" in raw:
             raise _fail(source, where, "an engine model takes no provider or replicas")
         return (Target(engine_provider(engine.name), engine.name),)
-    targets: list[Target] = []
+    targets: list[tuple[str, Target]] = []  # (where the file names its provider, the target)
     if "provider" in raw:
-        targets.append(Target(raw["provider"], raw.get("model")))
-    for r in raw.get("replicas", []):
-        targets.append(Target(r["provider"], r.get("model", raw.get("model"))))
-    for t in targets:
+        targets.append((f"{where}.provider", Target(raw["provider"], raw.get("model"))))
+    for i, r in enumerate(raw.get("replicas", [])):
+        targets.append((f"{where}.replicas[{i}].provider", Target(r["provider"], r.get("model", raw.get("model")))))
+    for place, t in targets:
         if t.provider not in providers:
-            raise _fail(source, f"{where}.provider", f"unknown provider {t.provider!r}; defined: "
-                        + ", ".join(sorted(providers)))
-    return tuple(targets)
+            raise _fail(source, place, f"unknown provider {t.provider!r}; defined: " + ", ".join(sorted(providers)))
+    return tuple(t for _, t in targets)
 
 
 def _engine_spec(raw: Mapping[str, Any], name: str, engines: Mapping[str, Any], repair: RepairPolicy, source: str,

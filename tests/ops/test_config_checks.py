@@ -168,3 +168,32 @@ def test_a_repair_setting_is_checked_at_load_with_the_allowed_values(repair: str
     assert f"{where}: " in message and allowed in message
     for good in ("auto", "hermes"):  # the ones the repair library knows pass
         parse_config(UP % "" + f"models:\n  - {{name: m, provider: up, repair: {{format: {good}}}}}\n", env={})
+
+
+def test_an_error_in_a_replica_names_the_replica() -> None:
+    message = refused(UP % "" + "models:\n  - name: pool\n    model: q\n"
+                      "    replicas: [{provider: up}, {provider: mac2}]\n")
+    assert "models[0].replicas[1].provider: unknown provider 'mac2'" in message
+    single = refused(UP % "" + "models:\n  - {name: m, provider: nope}\n")
+    assert "models[0].provider: unknown provider 'nope'" in single
+
+
+def _readme_yaml() -> list[str]:
+    import re
+
+    return re.findall(r"^```yaml\n(.*?)^```", (ROOT / "README.md").read_text(), re.S | re.M)
+
+
+def test_the_readme_config_examples_validate() -> None:
+    """Every YAML example of the README loads as shown: a whole document, or model entries, which are checked with
+    the first example's providers."""
+    import yaml
+
+    blocks = _readme_yaml()
+    assert blocks, "the README has no YAML examples"
+    base = yaml.safe_load(blocks[0])
+    for block in blocks:
+        doc = yaml.safe_load(block)
+        if isinstance(doc, list):
+            doc = {"providers": base["providers"], "models": doc}
+        parse_config(yaml.safe_dump(doc), source="README.md", env={})
