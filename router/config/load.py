@@ -73,8 +73,10 @@ def _where(path: list[str | int] | Any) -> str:
     return parts.lstrip(".") or "<document root>"
 
 
-def _expand(node: Any, env: Mapping[str, str], path: tuple[str | int, ...], missing: Missing) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string; record unset variables by path."""
+def _expand(node: Any, env: Mapping[str, str], path: tuple[str | int, ...], missing: Missing,
+            expanded: set[tuple[str | int, ...]]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string; record unset variables by path, and the paths of the
+    strings that held a variable (`expanded`)."""
     if isinstance(node, str):
         if "${" not in node:
             return node
@@ -97,12 +99,47 @@ def _expand(node: Any, env: Mapping[str, str], path: tuple[str | int, ...], miss
         out = _ENV.sub(sub, node)
         if unset:
             missing[path] = unset
+        if out != node:
+            expanded.add(path)
         return out
     if isinstance(node, dict):
-        return {k: _expand(v, env, (*path, str(k)), missing) for k, v in node.items()}
+        return {k: _expand(v, env, (*path, str(k)), missing, expanded) for k, v in node.items()}
     if isinstance(node, list):
-        return [_expand(v, env, (*path, i), missing) for i, v in enumerate(node)]
+        return [_expand(v, env, (*path, i), missing, expanded) for i, v in enumerate(node)]
     return node
+
+
+def _typed(doc: Any, path: tuple[str | int, ...]) -> bool:
+    """Read the expanded string at `path` as YAML reads a plain value (`9000` a number, `true` a boolean), where
+    the schema wants something other than a string there; whether that gave a number or a boolean."""
+    *parents, last = path
+    node = doc
+    try:
+        for key in parents:
+            node = node[key]
+        value = yaml.safe_load(node[last])
+    except (LookupError, TypeError, yaml.YAMLError):
+        return False
+    if not isinstance(value, (bool, int, float)):
+        return False
+    node[last] = value
+    return True
+
+
+def _errors(doc: Any, expanded: set[tuple[str | int, ...]]) -> list[jsonschema.ValidationError]:
+    """The schema's errors, after reading as YAML would each expanded string that a number or a boolean is
+    expected in place of (the file's `port: ${PORT:-9000}` is a string until the environment's text is read)."""
+    validator = _Validator(schema())
+    tried: set[tuple[str | int, ...]] = set()
+    while True:
+        errors = list(validator.iter_errors(doc))
+        retype = {path for e in errors if (path := tuple(e.absolute_path)) in expanded and path not in tried
+                  and isinstance(e.instance, str)}
+        if not retype:
+            return sorted(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+        tried |= retype
+        if not [path for path in retype if _typed(doc, path)]:
+            return sorted(errors, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
 
 
 def _missing_under(missing: Missing, prefix: tuple[str | int, ...]) -> list[str]:
@@ -136,17 +173,23 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
         raise ConfigError(f"{source}: invalid config: nested too deep") from None
     if doc is None:
         doc = {}
-    validator = _Validator(schema())
-    errors = sorted(validator.iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    missing: Missing = {}
+    expanded: set[tuple[str | int, ...]] = set()
+    doc = _expand(doc, os.environ if env is None else env, (), missing, expanded)
+    # an unset provider variable disables that provider, and an unset client key means that key does not exist;
+    # any other unset variable is an error (an unset `host: ${HOST}` would otherwise bind every interface)
+    leftovers = {p: v for p, v in missing.items() if p[:1] != ("providers",) and p[:2] != ("server", "api_keys")}
+    if leftovers:
+        path, names = next(iter(leftovers.items()))
+        raise _fail(source, _where(list(path)), f"environment variable {', '.join(names)} is not set")
+    errors = _errors(doc, expanded)
     if errors:
         lines = [f"{source}: {_where(e.absolute_path)}: {_describe(e)}" for e in errors[:10]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-    missing: Missing = {}
-    doc = _expand(doc, os.environ if env is None else env, (), missing)
     return _build(doc, source, missing)
 
 
-_SECRET_KEYS = frozenset({"api_key", "api_keys", "key", "headers"})
+_SECRET_KEYS = frozenset({"api_key", "api_keys", "key", "headers", "env"})  # (an engine's env: tokens)
 
 
 def _describe(err: jsonschema.ValidationError) -> str:
@@ -189,12 +232,6 @@ def _fail(source: str, path: str, message: str) -> ConfigError:
 def _build(doc: dict[str, Any], source: str, missing: Missing) -> Config:
     server = _server(doc.get("server", {}), source)
     defaults = _policy(doc.get("defaults", {}), Policy())
-    # an unset provider variable disables that provider, and an unset client key means that key does not exist;
-    # any other unset variable is an error (an unset `host: ${HOST}` would otherwise bind every interface)
-    leftovers = {p: v for p, v in missing.items() if p[:1] != ("providers",) and p[:2] != ("server", "api_keys")}
-    if leftovers:
-        path, names = next(iter(leftovers.items()))
-        raise _fail(source, _where(list(path)), f"environment variable {', '.join(names)} is not set")
     providers = {name: _provider(name, raw, defaults, missing, source)
                  for name, raw in doc.get("providers", {}).items()}
     engines = doc.get("engines", {})

@@ -197,3 +197,34 @@ def test_the_readme_config_examples_validate() -> None:
         if isinstance(doc, list):
             doc = {"providers": base["providers"], "models": doc}
         parse_config(yaml.safe_dump(doc), source="README.md", env={})
+
+
+VARS = ("server:\n  port: ${AG_PORT:-9000}\n  max_body_mb: \"${AG_BODY_MB:-32}\"\n  access_log: ${AG_LOG:-false}\n"
+        "  capture: ${AG_CAPTURE:-true}\n" + UP % ", retries: '${AG_RETRIES:-3}'" + MODELS)
+
+
+def test_a_variable_can_give_a_number_or_a_boolean() -> None:
+    """`${VAR}` in a number or boolean setting was refused ("expected integer, got str"), default or not."""
+    cfg = parse_config(VARS, env={})
+    assert (cfg.server.port, cfg.server.max_body_bytes, cfg.server.access_log) == (9000, 32 * 1024 * 1024, False)
+    assert cfg.server.capture is not None and cfg.providers["up"].policy.retries == 3
+    cfg = parse_config(VARS, env={"AG_PORT": "9123", "AG_BODY_MB": "16.5", "AG_LOG": "true", "AG_CAPTURE": "false",
+                                  "AG_RETRIES": "0"})
+    assert (cfg.server.port, cfg.server.max_body_bytes, cfg.server.access_log) == (9123, int(16.5 * 1024 * 1024), True)
+    assert cfg.server.capture is None and cfg.providers["up"].policy.retries == 0
+    # a string setting stays the text the variable holds, even when it reads as a number
+    cfg = parse_config("server: {host: '${AG_HOST}'}\n" + UP % ", api_key: '${AG_KEY}'" + MODELS,
+                       env={"AG_HOST": "127.0.0.1", "AG_KEY": "12345678"})
+    assert cfg.server.host == "127.0.0.1" and cfg.providers["up"].api_key == "12345678"
+
+
+def test_an_error_in_an_expanded_setting_shows_the_expanded_value_never_a_key() -> None:
+    message = refused(VARS, env={"AG_PORT": "80x80"})
+    assert "server.port: expected integer, got str '80x80'" in message and "${" not in message
+    assert "server.port: environment variable AG_P is not set" in refused(
+        "server: {port: '${AG_P}'}\n" + UP % "" + MODELS)
+    message = refused(UP % ", api_key: '${AG_KEY}'" + MODELS.replace("provider: up", "provider: up, preload: x"),
+                      env={"AG_KEY": "sk-secret-9876"})
+    assert "sk-secret" not in message
+    message = refused("server: {api_keys: [{key: '${CK}', name: 5}]}\n" + UP % "" + MODELS, env={"CK": "sk-cl-555"})
+    assert "sk-cl-555" not in message
