@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import sys
+from urllib.parse import urlsplit
 
 from engines.worker.cli import number_in
 
@@ -20,8 +21,21 @@ seconds = number_in(float, 0, None, "a number of seconds above 0", above=True)  
 temperature = number_in(float, 0, 2, "a temperature from 0 to 2")  # nan is not JSON: every request would fail
 
 
+def base_url(text: str) -> str:
+    """An http:// or https:// URL with a host: anything else would fail every turn as a transport error."""
+    try:
+        parts = urlsplit(text)
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed [ of an IPv6 address
+        usable = False
+    if not usable:
+        hint = f" (did you mean 'http://{text}'?)" if "://" not in text else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL with a host{hint}")
+    return text
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base-url", default=DEFAULT_BASE_URL,
+    parser.add_argument("--base-url", type=base_url, default=DEFAULT_BASE_URL,
                         help=f"OpenAI-compatible base URL, /v1 included (default: {DEFAULT_BASE_URL})")
     parser.add_argument("--api-key", default=os.environ.get("AGENTGATE_API_KEY"),
                         help="bearer key (default: $AGENTGATE_API_KEY)")

@@ -214,3 +214,14 @@ async def test_required_tool_choice_and_constraint_opt_out_reach_the_backend(fak
                                   constrain=False))
     assert [req.body["tool_choice"] for req in up.requests] == ["required", "required"]
     assert all(req.headers.get("x-agentgate-constrain") == "off" for req in up.requests)
+
+
+@pytest.mark.parametrize("bad", ["127.0.0.1:8080/v1", "ftp://127.0.0.1/v1", "http://", "localhost", "http://[::1/v1"])
+def test_a_base_url_that_is_not_http_stops_before_any_turn(bad: str, capsys) -> None:
+    """A URL without a scheme ran every turn as a transport failure and exited 1 (a turn failed)."""
+    for command in (["probe", "m"], ["bench", "tools", "--models", "m"]):
+        with pytest.raises(SystemExit) as stop:
+            main([*command, "--base-url", bad, "--turns", "2"])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "--base-url" in err and "http://" in err.splitlines()[-1]
+        assert "Traceback" not in err
