@@ -225,7 +225,8 @@ def read_captures(lines: Iterable[str]) -> Iterable[tuple[int, dict[str, Any] | 
         except (ValueError, RecursionError) as exc:
             yield n, None, f"not JSON: {exc}"
             continue
-        if not isinstance(doc, dict) or not isinstance(doc.get("text", ""), (str, type(None))):
-            yield n, None, "not a capture object"
+        if not isinstance(doc, dict) or not isinstance(doc.get("text", ""), (str, type(None))) \
+                or "outcome" not in doc or ("text" not in doc and "tool_calls" not in doc):
+            yield n, None, "not a capture object (a capture has an outcome and a text)"
             continue
         yield n, doc, None

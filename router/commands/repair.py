@@ -5,7 +5,8 @@
     agentgate repair --replay capture.jsonl [--json]                        -> captured outputs, repaired again
 
 Exit status: 0 when every output was valid, repaired or had no call; 1 when repair reported a failure for some
-output (or, with --replay, a capture still fails); 2 for unusable input (an unreadable file, bad options).
+output (or, with --replay, a capture still fails); 2 for unusable input (an unreadable file, bad options, no line
+that could be read: no {"id", "tools", "text"} object, with --replay no capture).
 
 JSONL input lines are {"id", "tools", "text"} (tools: an OpenAI tools array, possibly empty; when absent the
 --tools file applies). Output lines are {"id", "content", "tool_calls", "reasoning_content", "repairs", "errors",
@@ -100,6 +101,7 @@ class _IndexCache:
 def _run_jsonl(args: argparse.Namespace, default_tools: list[dict[str, Any]] | None, stdin: Iterable[bytes | str],
                stdout: TextIO) -> int:
     failed = False
+    usable = 0  # lines repair could be run on
     cache = _IndexCache()
     opts = {"format": args.format, "mode": args.mode, "tool_choice": _tool_choice(args.tool_choice),
             "parallel_tool_calls": not args.no_parallel, "id_factory": _ids}
@@ -119,6 +121,7 @@ def _run_jsonl(args: argparse.Namespace, default_tools: list[dict[str, Any]] | N
             tools = _tools_from(doc["tools"]) if doc.get("tools") is not None else (default_tools or [])
             result = repair_message(text, cache.get(tools), **opts)
             out = {"id": line_id, **_document(result)}
+            usable += 1
         except Exception as exc:
             out = {"id": line_id, "content": None, "tool_calls": [], "reasoning_content": None, "repairs": [],
                    "errors": [{"kind": "bad_input", "detail": f"line {lineno}: {exc}", "call_index": None}],
@@ -126,6 +129,10 @@ def _run_jsonl(args: argparse.Namespace, default_tools: list[dict[str, Any]] | N
         failed = failed or bool(out["errors"])
         stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
     stdout.flush()
+    if not usable:
+        print('agentgate repair: no usable line in the input (each line is a JSON object {"id", "tools", "text"})',
+              file=sys.stderr)
+        return 2
     return 1 if failed else 0
 
 
@@ -176,7 +183,7 @@ def _replay(path: str, *, as_json: bool, stdout: TextIO) -> int:
         print(f"agentgate repair: cannot read --replay {path!r}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     cache = _IndexCache()
-    counts = {"fixed": 0, "still_failing": 0, "regressed": 0, "same": 0, "unreadable": 0}
+    counts = {"fixed": 0, "still_failing": 0, "regressed": 0, "same": 0, "changed": 0, "unreadable": 0}
     if not as_json:
         stdout.write(f"{'id':>6}  {'model':<20} {'then':<9} {'now':<9} kinds now\n")
     for lineno, doc, problem in read_captures(lines):
@@ -192,7 +199,7 @@ def _replay(path: str, *, as_json: bool, stdout: TextIO) -> int:
         if "error" not in row:
             bad_then, bad_now = row["then"] == "failed", row["now"] == "failed"
             key = "fixed" if bad_then and not bad_now else "still_failing" if bad_now and bad_then else \
-                "regressed" if bad_now else "same"
+                "regressed" if bad_now else "changed" if row["changed"] else "same"
             counts[key] += 1
         if as_json:
             stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -204,7 +211,8 @@ def _replay(path: str, *, as_json: bool, stdout: TextIO) -> int:
                          f"{', '.join(row['now_kinds']) or '-'}{mark}\n")
     total = sum(counts.values())
     summary = (f"{total} capture(s): {counts['fixed']} fixed, {counts['still_failing']} still failing, "
-               f"{counts['regressed']} newly failing, {counts['same']} unchanged, {counts['unreadable']} unreadable")
+               f"{counts['regressed']} newly failing, {counts['same']} unchanged, "
+               f"{counts['changed']} otherwise changed, {counts['unreadable']} unreadable")
     print(summary, file=sys.stderr if as_json else stdout)
     if counts["unreadable"] and total == counts["unreadable"]:
         return 2

@@ -109,3 +109,28 @@ def test_main_entry_point(tools_file: Path, capsys: pytest.CaptureFixture[str],
     assert main(["repair", "--tools", str(tools_file)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["tool_calls"][0]["function"]["name"] == "get_time" and doc["format"] == "pythonic"
+
+
+def test_jsonl_where_no_line_is_usable_is_unusable_input() -> None:
+    """Exit 1 says repair reported a failure; input none of whose lines could be read is exit 2."""
+    proc = _run(["--jsonl"], 'not json\n[1, 2]\n{"id": "x", "text": 5}\n')
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stdout.decode().splitlines()) == 3 and b"no usable line" in proc.stderr
+    proc = _run(["--jsonl"], "\n\n")
+    assert proc.returncode == 2 and b"no usable line" in proc.stderr
+
+
+def test_replay_of_objects_that_are_not_captures(tmp_path: Path) -> None:
+    """JSON objects that are no capture were replayed as "unchanged" captures, each row marked "<- changed"."""
+    path = tmp_path / "not.jsonl"
+    path.write_text('{"hello": "world"}\n{"foo": 1}\n')
+    proc = subprocess.run([sys.executable, "-m", "router", "repair", "--replay", str(path)], capture_output=True,
+                          cwd=ROOT, timeout=120, check=False, text=True)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "<- changed" not in proc.stdout and "0 unchanged" in proc.stdout and "2 unreadable" in proc.stdout
+    assert proc.stdout.count("not a capture") == 2
+    capture = {"id": 7, "model": "m", "outcome": "repaired", "text": "plain answer", "tools": []}
+    path.write_text(json.dumps(capture) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "router", "repair", "--replay", str(path)], capture_output=True,
+                          cwd=ROOT, timeout=120, check=False, text=True)
+    assert proc.returncode == 0 and "<- changed" in proc.stdout and "0 unchanged, 1 otherwise changed" in proc.stdout
