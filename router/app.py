@@ -83,9 +83,9 @@ ROUTES = [
     web.get("/running", swap.running),
     web.route("GET", "/unload", swap.unload),  # llama-swap's clients unload with GET
     web.post("/unload", swap.unload),
-    web.post("/unload/{model}", swap.unload),
+    web.post("/unload/{model:.+}", swap.unload),  # an engine name may hold a slash, as in /upstream
     web.post("/api/models/unload", swap.unload),
-    web.post("/api/models/unload/{model}", swap.unload),
+    web.post("/api/models/unload/{model:.+}", swap.unload),
     web.route("*", "/upstream/{rest:.+}", swap.upstream),
     # the operator console (console/): the page, then its JSON under /ui/api/
     web.get("/ui", ui.page),

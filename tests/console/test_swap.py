@@ -177,3 +177,16 @@ async def test_preload_starts_listed_engines_with_the_router(router) -> None:
     assert sup.states()["idle"].state == "stopped"
     status, doc = await call("GET", r.url + "/running")
     assert status == 200 and [row["model"] for row in doc["running"]] == ["local"]
+
+
+async def test_an_engine_name_with_a_slash_is_unloaded_by_its_path(router) -> None:
+    """/upstream/team/local/... reached an engine named team/local, but /unload/team/local (and the
+    /api/models/unload form) answered 404: only team%2Flocal matched."""
+    r = await router(config().replace("name: local", "name: team/local").replace("[local-alias]", "[team/alias]"))
+    sup = r.state.supervisor
+    for unload in ("/unload/team/local", "/api/models/unload/team/alias"):
+        status, _ = await call("GET", r.url + "/upstream/team/local/stats")
+        assert status == 200 and sup.states()["team/local"].state == "ready"
+        status, doc = await call("POST", r.url + unload)
+        assert status == 200 and doc == {"status": "ok", "unloaded": ["team/local"]}, unload
+        assert sup.states()["team/local"].state == "stopped"
