@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from engines.worker.settings import BLAS_MODES, WorkerSettings, default_blas
@@ -124,6 +125,21 @@ def bind_blas(mode: str) -> None:
     logging.getLogger("agentgate.engine").info("blas: %s (%s)", info.blas, info.library or info.reason)
 
 
+def model_problem(model: str) -> str | None:
+    """Why `--model` cannot be loaded, said before listening (the load runs later, on the model thread, where a
+    folder that does not exist would end in the hub library's repo-id error): a tiny spec that names no tiny model,
+    or a path (it starts with /, ~ or ., or is not one `owner/name` hub id) with no folder there."""
+    from engines.worker.tiny import is_tiny_spec, tiny_spec_problem
+
+    if is_tiny_spec(model):
+        return tiny_spec_problem(model)
+    if Path(model).expanduser().exists():
+        return None
+    if model.startswith(("/", "~", ".")) or model.count("/") != 1 or not model:
+        return f"no such model folder: {model}"
+    return None  # a hub id: the hub library finds it in its cache, or downloads it
+
+
 async def _main(args: argparse.Namespace) -> int:
     from engines.worker.server import serve, wait_ready
 
@@ -135,6 +151,10 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"agentgate engine: unknown --tool-format {args.tool_format!r}; use auto or one of "
                   f"{', '.join(FAMILIES)}", file=sys.stderr)
             return 2
+    problem = model_problem(args.model)
+    if problem:
+        print(f"agentgate engine: {problem}", file=sys.stderr)
+        return 2
     # every setting is an option of the same name (`--prefill-step` sets prefill_step_size)
     settings = WorkerSettings(**{f.name: getattr(args, _OPTION.get(f.name, f.name)) for f in fields(WorkerSettings)})
     port = DEFAULT_PORT if args.port is None else args.port

@@ -381,6 +381,23 @@ def is_tiny_spec(spec: str) -> bool:
     return spec.startswith("tiny:")
 
 
+TINY_SPECS = "tiny:demo, tiny:random[:seed] or tiny:script=<text>"
+
+
+def tiny_spec_problem(spec: str) -> str | None:
+    """Why `spec` (a `tiny:...` spec) names no tiny model, else None; nothing is built."""
+    rest = spec[len("tiny:") :]
+    if rest == "demo" or rest == "random" or rest.startswith("script="):
+        return None
+    if rest.startswith("random:"):
+        try:
+            int(rest.partition(":")[2] or "0")
+        except ValueError:
+            return f"bad seed in model spec {spec!r} (use {TINY_SPECS})"
+        return None
+    return f"unknown tiny model spec {spec!r} (use {TINY_SPECS})"
+
+
 def resolve_model_spec(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
     """Map a `tiny:...` spec to a built model folder; any other spec (path or HF id) is returned unchanged.
 
@@ -389,18 +406,16 @@ def resolve_model_spec(spec: str, cache_dir: str | os.PathLike[str] | None = Non
     """
     if not is_tiny_spec(spec):
         return spec
+    problem = tiny_spec_problem(spec)
+    if problem:
+        raise ValueError(problem)
     rest = spec[len("tiny:") :]
     if rest == "demo":
         return str(ensure_demo_model(cache_dir))
     if rest == "random" or rest.startswith("random:"):
-        seed_text = rest.partition(":")[2] or "0"
-        try:
-            seed = int(seed_text)
-        except ValueError as exc:
-            raise ValueError(f"bad seed in model spec {spec!r}") from exc
-        return str(ensure_tiny_model(cache_dir, seed=seed))
+        return str(ensure_tiny_model(cache_dir, seed=int(rest.partition(":")[2] or "0")))
     if rest.startswith("script="):
         raw = rest[len("script=") :]
         text = raw.encode("ascii", "backslashreplace").decode("unicode_escape")
         return str(ensure_tiny_model(cache_dir, script=text))
-    raise ValueError(f"unknown tiny model spec {spec!r} (use tiny:demo, tiny:random[:seed] or tiny:script=<text>)")
+    raise AssertionError(spec)  # pragma: no cover - tiny_spec_problem refuses every other spec

@@ -3,6 +3,7 @@ fails at serve time, on a reload, or on every request (a 500, a traceback, a bin
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,18 @@ def test_an_error_in_an_expanded_setting_shows_the_expanded_value_never_a_key() 
     assert "sk-secret" not in message
     message = refused("server: {api_keys: [{key: '${CK}', name: 5}]}\n" + UP % "" + MODELS, env={"CK": "sk-cl-555"})
     assert "sk-cl-555" not in message
+
+
+@pytest.mark.parametrize(("model", "said"), [
+    ("/no/such/model", "no such model folder: /no/such/model"),
+    ("./no-such-dir", "no such model folder: ./no-such-dir"),
+    ("tiny:nope", "tiny:demo, tiny:random[:seed] or tiny:script=<text>"),
+    ("tiny:random:x", "tiny:demo, tiny:random[:seed] or tiny:script=<text>"),
+])
+def test_engine_refuses_a_model_it_cannot_have_in_one_line(model: str, said: str) -> None:
+    """`agentgate engine --model /no/such/model` printed a traceback ending in the hub's repo-id message."""
+    proc = subprocess.run([sys.executable, "-m", "router", "engine", "--model", model, "--port", "0"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and said in proc.stderr, proc.stderr
+    assert "Repo id" not in proc.stderr and "listening" not in proc.stderr
