@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from engines.supervisor.types import EngineEvent, EngineSpec, EngineSupervisor
+from engines.worker.tiny import is_tiny_spec, tiny_spec_problem
 
 from .config.model import Config
 from .metrics import Metrics
@@ -67,7 +68,10 @@ def engine_availability(entry: EngineSpec) -> tuple[bool, str | None]:
     environment the engine is launched with (the router's, with the entry's `env` over it, as `plan_launch` does):
     an entry's own HF_HOME or HF_HUB_OFFLINE decides where its model is looked for and whether it may download."""
     model = entry.model or ""
-    if entry.kind != "mlx" or model.startswith("tiny:") or Path(model).expanduser().exists():
+    if entry.kind == "mlx" and is_tiny_spec(model):
+        problem = tiny_spec_problem(model)
+        return problem is None, problem
+    if entry.kind != "mlx" or Path(model).expanduser().exists():
         return True, None
     if "/" not in model or model.startswith(("/", "~", ".")) or model.count("/") > 1:  # a path, not a repo id
         return False, f"model path {model!r} does not exist"

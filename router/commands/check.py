@@ -12,6 +12,8 @@ from engines.worker.settings import default_blas
 
 from ..config import ConfigError, load_config
 from ..config.auth import open_relay_refusal
+from ..config.model import Config, ModelConfig, engine_provider
+from ..engines_bridge import engine_availability
 from ..routing import RoutingTable
 
 
@@ -34,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"agentgate: {config.source}: no models are configured, so every request would get 404; add a "
               "'models:' list (the shipped config.yaml has examples)", file=sys.stderr)
         return 1
-    available = [m for m in config.models if table.unavailable_reason(m) is None]
+    engines_out, notes = _engines_here(config)
+    reasons = {m.name: _unavailable(table, m, engines_out) for m in config.models}
+    available = [m for m in config.models if reasons[m.name] is None]
     verdict = "ok" if available else "valid, but no model is available (see UNAVAILABLE below)"
     print(f"{config.source}: {verdict} — listening on {config.server.host}:{config.server.port}, "
           f"{len(config.server.api_keys)} client key(s)")
@@ -54,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
         for hop in table.resolve(m.name.replace("*", "<name>") if m.wildcard else m.name).hops:
             reps = " | ".join(f"{t.provider}:{t.model}" for t in hop.targets)
             chain.append(f"[{reps}]")
-        reason = table.unavailable_reason(m)
+        reason = reasons[m.name]
         kind = f" ({m.engine.kind} engine)" if m.engine else ""
-        print(f"  {row.id:<24} -> {' -> '.join(chain)}{kind}{'  UNAVAILABLE: ' + reason if reason else ''}")
+        note = f"  ({notes[m.name]})" if m.name in notes and not reason else ""
+        print(f"  {row.id:<24} -> {' -> '.join(chain)}{kind}{'  UNAVAILABLE: ' + reason if reason else note}")
     engines = [m.engine for m in config.models if m.engine and m.engine.kind == "mlx"]
     if engines:
         print("\nlocal engines (MLX CPU matmul):")
@@ -67,6 +72,35 @@ def run(args: argparse.Namespace) -> int:
             threads = f", {info.threads} thread(s)" if info.threads else ""
             print(f"  {spec.name:<24} blas {info.mode} -> {info.blas}{threads}{f' ({said})' if said else ''}")
     return 0 if available else 1
+
+
+def _engines_here(config: Config) -> tuple[dict[str, str], dict[str, str]]:
+    """The engine entries that cannot start here, as the running router's /v1/models judges them (provider ->
+    why), and the notes on those that can (model name -> note, e.g. a download on first use)."""
+    out: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    for m in config.models:
+        if m.engine is None:
+            continue
+        ok, note = engine_availability(m.engine)
+        if not ok:
+            out[engine_provider(m.name)] = note or "cannot start here"
+        elif note:
+            notes[m.name] = note
+    return out, notes
+
+
+def _unavailable(table: RoutingTable, m: ModelConfig, engines_out: dict[str, str]) -> str | None:
+    """Why model `m` can never be served here, else None: every provider of its chain disabled, or an engine that
+    cannot start here."""
+    reason = table.unavailable_reason(m)
+    if reason is not None or not engines_out:
+        return reason
+    targets = [t for hop in table.resolve(m.name.replace("*", "<name>") if m.wildcard else m.name).hops
+               for t in hop.targets]
+    if any(t.provider not in engines_out for t in targets) or not targets:
+        return None
+    return "; ".join(dict.fromkeys(engines_out[t.provider] for t in targets))
 
 
 def blas_mode(args: Sequence[str], env: dict[str, str]) -> str:

@@ -244,3 +244,27 @@ def test_engine_refuses_a_model_it_cannot_have_in_one_line(model: str, said: str
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and said in proc.stderr, proc.stderr
     assert "Repo id" not in proc.stderr and "listening" not in proc.stderr
+
+
+def test_check_says_which_engines_cannot_start(tmp_path: Path) -> None:
+    """`check` listed engine entries that cannot start here as plain "(mlx engine)", while the running router's
+    /v1/models marked them unavailable with a reason."""
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  - {name: nopath, engine: mlx, model: /no/such/path}\n"
+                    "  - {name: hub, engine: mlx, model: mlx-community/No-Such-Model-4bit}\n"
+                    "  - {name: badtiny, engine: mlx, model: 'tiny:nope'}\n"
+                    "  - {name: demo, engine: mlx, model: 'tiny:demo'}\n"
+                    "  - {name: smart, fallbacks: [nopath]}\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run([sys.executable, "-m", "router", "check", "-c", str(path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=False, env=env)
+    rows = {line.split()[0]: line for line in proc.stdout.split("\nmodels:\n")[1].split("\n\n")[0].splitlines()}
+    assert "UNAVAILABLE: model path '/no/such/path' does not exist" in rows["nopath"]
+    assert "UNAVAILABLE" in rows["hub"] and "HF_HUB_OFFLINE" in rows["hub"]
+    assert "UNAVAILABLE" in rows["badtiny"] and "tiny:demo" in rows["badtiny"]
+    assert "UNAVAILABLE" not in rows["demo"] and "UNAVAILABLE" in rows["smart"]
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # one model is available
+    path.write_text("models:\n  - {name: nopath, engine: mlx, model: /no/such/path}\n")
+    proc = subprocess.run([sys.executable, "-m", "router", "check", "-c", str(path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=False, env=env)
+    assert proc.returncode == 1 and "no model is available" in proc.stdout
