@@ -20,6 +20,7 @@ from aiohttp import web
 
 from engines.supervisor.types import EngineSpec, EngineSupervisor
 
+from .api.swap import preload_engine
 from .config import ConfigError, load_config
 from .config.auth import reload_refusal
 from .config.model import Config
@@ -226,7 +227,8 @@ class Reloader:
         return {k: v for k, v in out.items() if v}
 
     async def _update_engines(self, supervisor: EngineSupervisor, specs: list[EngineSpec]) -> None:
-        before = set(supervisor.specs())
+        old = supervisor.specs()
+        before = set(old)
         metrics = self.state.metrics
         for s in specs:
             if s.name not in before:
@@ -239,6 +241,14 @@ class Reloader:
         current = set(supervisor.specs())
         for name in before - current:
             metrics.forget_engine(name)
+        # `preload: true` starts an engine with the router: one this reload added, changed (restarted once its
+        # requests drained: `update` returns then) or newly marked preload starts now, unless already running
+        states = supervisor.states()
+        for s in specs:
+            was = old.get(s.name)
+            if s.preload and (was is None or was.launch_key() != s.launch_key() or not was.preload) \
+                    and s.name in states and states[s.name].state not in ("starting", "ready"):
+                self._spawn(preload_engine(self.state, s.name))
 
     async def _retire(self, old_runtime: weakref.ref[LiveConfig], upstreams: list[Upstream]) -> None:
         """Close upstreams the new config dropped, once no handler holds the old runtime (or the grace period

@@ -226,14 +226,16 @@ async def preload_engines(app: web.Application) -> AsyncIterator[None]:
     does not wait for them); a failure is logged and the engine starts again on its first request."""
     state = app[STATE]
     names = [m.name for m in state.runtime.config.models if m.engine is not None and m.engine.preload]
-    tasks = [asyncio.ensure_future(_preload(state, n)) for n in names] if state.supervisor is not None else []
+    tasks = [asyncio.ensure_future(preload_engine(state, n)) for n in names] if state.supervisor is not None else []
     yield
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _preload(state: AppState, name: str) -> None:
+async def preload_engine(state: AppState, name: str) -> None:
+    """Start engine `name` now, as its first request would (at start-up, and after a reload that adds or changes a
+    preload entry); a failure is logged."""
     from engines.supervisor.lifecycle import EngineUnavailable
 
     supervisor = state.supervisor

@@ -217,6 +217,29 @@ async def test_engines_keep_running_unless_their_entry_changed(fakes, served) ->
     assert new_pid is not None and new_pid != pid
 
 
+async def test_a_reload_starts_preload_engines_it_adds_or_changes(fakes, served) -> None:
+    """`preload: true` was honoured only at start-up: a reload that changed a preload engine said "restarted" and
+    left it stopped, and a preload entry the reload added never started."""
+    a = await fakes("a")
+    command = f'command: ["{sys.executable}", "{STATS_ENGINE}"], start_timeout: 30'
+
+    def engine(name: str, more: str = "", preload: bool = True) -> str:
+        return f"  - {{name: {name}, {command}{', preload: true' if preload else ''}{more}}}"
+
+    r = await served(cfg(a.url, models=engine("one")))
+    supervisor = r.state.supervisor
+    await wait_until(lambda: supervisor.states()["one"].state == "ready", timeout=30)
+    pid = supervisor.states()["one"].pid
+
+    r.write(cfg(a.url, models="\n".join((engine("one", ", env: {MODE: b}"), engine("two"),
+                                          engine("lazy", preload=False)))))
+    status, body = await r.reload(ADMIN_KEY)
+    assert status == 200 and body["changes"]["engines"] == {"added": ["lazy", "two"], "restarted": ["one"]}
+    await wait_until(lambda: supervisor.states()["one"].state == "ready" and supervisor.states()["one"].pid != pid
+                     and supervisor.states()["two"].state == "ready", timeout=30)
+    assert supervisor.states()["lazy"].state == "stopped"  # not preloaded: started on first use only
+
+
 async def test_sighup_reloads_the_app_that_owns_it(fakes, served) -> None:
     if not hasattr(signal, "SIGHUP"):
         pytest.skip("no SIGHUP on this platform")
