@@ -420,7 +420,7 @@ def repair_message(
     tool_choice: object = None, parallel_tool_calls: bool = True, format: str = "auto",
     reasoning_content: str | None = None, mode: str = "repair",
     id_factory: Callable[[int], str] | None = None, canonical: bool = False, generic_forms: bool = True,
-    keep_failed_calls: bool = False,
+    keep_failed_calls: bool = False, text_calls_first: bool = False,
 ) -> RepairResult:
     """Repair one assistant message: raw text (and/or upstream structured tool_calls) -> OpenAI message.
     `canonical`: every call's arguments as `incremental.canonical_arguments` would give them (what a stream's
@@ -428,7 +428,10 @@ def repair_message(
     `generic_forms=False`: only a format's own markup is a call, never bare JSON, fences, bare Python calls or prose
     forms (for an answer the client asked to be JSON data: `response_format`, where such an object is the data).
     `keep_failed_calls`: an upstream structured call that cannot be made valid, whole but naming no declared tool
-    or with arguments its schema refuses, is kept as it was sent (still reported in `errors`): see `_as_sent`."""
+    or with arguments its schema refuses, is kept as it was sent (still reported in `errors`): see `_as_sent`.
+    `text_calls_first`: the calls found in the text are taken before the upstream's structured calls (which otherwise
+    come first: a whole answer does not say which came first), as a stream whose text call went out before any
+    structured call began had them; parallel_tool_calls false then keeps the text's first valid call."""
     check_options(format, mode)
     index = ToolIndex.of(tools)
     make_id = id_factory or _default_id
@@ -441,7 +444,8 @@ def repair_message(
     found: list[_Attempt] = []
     _collect(items, False, found)
     outside = bool(attempts) or any(not a.in_think for a in found)
-    attempts += [a for a in found if outside is False or not a.in_think]
+    in_text = [a for a in found if outside is False or not a.in_think]
+    attempts = in_text + attempts if text_calls_first else attempts + in_text
     if not attempts and reasoning_content and index:
         # no call anywhere else: a call in the upstream's reasoning is the one made in a think block that a
         # server's reasoning parser took out of the content (vLLM, llama.cpp: its tool parser never sees it), as

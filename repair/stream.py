@@ -10,6 +10,7 @@ already emitted is always a prefix of its content, and the rest is emitted then,
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -275,6 +276,9 @@ class StreamRepairer:
             assigned = {st.index: st.id for st in self._started if not st.native}
             # the arguments as the pieces streamed add up to them (canonical_arguments), decoded once
             opts = {**opts, "id_factory": lambda k: assigned.get(k) or self._make_id(k), "canonical": True}
+            if assigned:  # a text call went out before any structured call began (none can start after it): the
+                # text's calls come first, as the client got them (parallel_tool_calls false keeps the one it got)
+                opts["text_calls_first"] = True
         result = None
         if self._plain and not self._tail:  # no candidate begins in the text (see `_plain_result`)
             if upstream_calls is None:  # (nor a call in the upstream's reasoning: `repair_message` reads it then)
@@ -345,32 +349,67 @@ class StreamRepairer:
 
     def _finish_calls(self, calls: list[dict[str, Any]]) -> tuple[list[Event], list[Event]]:
         """The rest of each started call (or its completion and a report when it failed after its header); and
-        the calls that were not started, whole."""
-        events: list[Event] = []
-        covered: set[int] = set()
+        the calls that were not started, whole. The result's calls become the ones the client got, in its order
+        and under the ids their headers went out with."""
+        started = self._started
+        match: dict[int, int] = {}  # started call (its index) -> its final call
+        taken: set[int] = set()
         by_id = {c["id"]: i for i, c in enumerate(calls)}  # by id: calls may have started in another order
-        for st in self._started:
+        sent = ["".join(st.sent) for st in started]
+
+        def continues(i: int, st: _Started) -> bool:
+            fn = calls[i]["function"]
+            return bool(fn["name"] == st.name and fn["arguments"].startswith(sent[st.index]))
+
+        for st in started:
             i = by_id.get(st.id)
-            final = calls[i] if i is not None else None
-            sent = "".join(st.sent)
-            if i is not None and final is not None and final["function"]["name"] == st.name:
-                covered.add(i)
-                args = final["function"]["arguments"]
-                if args.startswith(sent):
-                    if len(args) > len(sent):
-                        events.append(ToolArgsDelta(st.index, args[len(sent):]))
-                    continue
-            events.append(ToolArgsDelta(st.index, st.emitter.closer()))
-            why = "its arguments differ from the repaired call" if i is not None and i in covered \
-                else "it is not part of the repaired answer"
-            self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {why}", st.index))
-        fresh: list[Event] = []
-        k = len(self._started)
-        for i, c in enumerate(calls):
-            if i in covered:
+            if i is not None and i not in taken and continues(i, st):
+                match[st.index] = i
+                taken.add(i)
+        for st in started:  # a text call's id is its position's, which the final answer may give another call:
+            if st.index in match or st.native:  # the first call left that continues what went out is its own
                 continue
+            i = next((j for j in range(len(calls)) if j not in taken and continues(j, st)), None)
+            if i is not None:
+                match[st.index] = i
+                taken.add(i)
+        events: list[Event] = []
+        differs: dict[int, int] = {}  # started call -> the final call of its id, repaired otherwise (not sent again)
+        for st in started:
+            i = match.get(st.index)
+            if i is not None:
+                args = calls[i]["function"]["arguments"]
+                if len(args) > len(sent[st.index]):
+                    events.append(ToolArgsDelta(st.index, args[len(sent[st.index]):]))
+                continue
+            events.append(ToolArgsDelta(st.index, st.emitter.closer()))
+            i = by_id.get(st.id)
+            same = i is not None and i not in taken and calls[i]["function"]["name"] == st.name
+            if same and i is not None:
+                differs[st.index] = i
+                taken.add(i)
+            why = "its arguments differ from the repaired call" if same else "it is not part of the repaired answer"
+            self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {why}", st.index))
+        out: list[dict[str, Any]] = []  # the calls as the client got them
+        for st in started:
+            i = match.get(st.index, differs.get(st.index))
+            if i is not None:
+                out.append(calls[i] if calls[i]["id"] == st.id else {**calls[i], "id": st.id})
+        used = {st.id for st in started}
+        fresh: list[Event] = []
+        k = len(started)
+        for i, c in enumerate(calls):
+            if i in taken:
+                continue
+            if c["id"] in used:  # the id of a header that went out for another call
+                c = {**c, "id": fresh_id(None, used, k, self._make_id)}
+            used.add(c["id"])
+            out.append(c)
             fresh.append(ToolCallDelta(k, c["id"], c["function"]["name"], c["function"]["arguments"]))
             k += 1
+        result = self._result
+        if result is not None and out != result.tool_calls:
+            self._result = dataclasses.replace(result, tool_calls=out)
         return events, fresh
 
     # --- incremental mode --------------------------------------------------------------------------------------

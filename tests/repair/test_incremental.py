@@ -16,7 +16,7 @@ from repair.incremental import ArgsEmitter, JsonEvents, ToolArgsDelta, ToolCallS
 from repair.index import ToolIndex
 from tests.repair.corpus import ALL, TOOLS, Case
 from tests.repair.helpers import chunkings, ids
-from tests.repair.incremental_helpers import assert_incremental_matches, expected, stream_incremental
+from tests.repair.incremental_helpers import Assembled, assert_incremental_matches, expected, stream_incremental
 from tests.repair.test_properties import texts
 
 WRITE = [{"type": "function", "function": {"name": "write_file", "parameters": {
@@ -269,3 +269,35 @@ def test_reasoning_counts_toward_the_bound(incremental: bool) -> None:
     assert "".join(e.text for e in out if isinstance(e, ReasoningDelta)) == "think " * 500
     assert "".join(e.text for e in out if isinstance(e, ContentDelta)) == "The answer."
     assert sum(map(len, sr._reasoning)) <= 1000 and sr.result.errors[0].kind == "unrepaired"
+
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+PARIS_TEXT = 'Also <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+
+
+@pytest.mark.parametrize("upstream_id", ["call_up0", None])
+@pytest.mark.parametrize("parallel", [True, False])
+def test_a_text_call_streamed_before_a_structured_call_goes_out_once(upstream_id: str | None,
+                                                                     parallel: bool) -> None:
+    """A `<tool_call>` in the text whose call went out before the upstream's structured call came: matched to its
+    final counterpart (it was closed as failed and sent again, under the id of the position the one-shot answer,
+    structured calls first, gives it). The answer has the one-shot answer's calls, the text call first (as it went
+    out); with parallel_tool_calls false the one that went out (it cannot be taken back)."""
+    native = {"index": 0, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    if upstream_id is not None:
+        native["id"] = upstream_id
+    for chunks in chunkings(PARIS_TEXT, 7):
+        sr = StreamRepairer(WEATHER, id_factory=ids, incremental=True, parallel_tool_calls=parallel)
+        got = Assembled()
+        for ch in chunks:
+            got.add(sr.feed(ch))
+        got.add(sr.feed_tool_calls([native]))
+        got.add(sr.finish())
+        assert not sr.after_header
+        cities = [json.loads(c[2])["city"] for c in got.call_list()]
+        assert cities == (["Paris", "Oslo"] if parallel else ["Paris"])
+        assert len({c[0] for c in got.call_list()}) == len(cities)
+        assert got.content == "Also"
+        assert [(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in sr.result.tool_calls] == \
+            [tuple(c) for c in got.call_list()]  # the answer recorded is the one the client got

@@ -8,6 +8,7 @@ import json
 import openai
 import pytest
 
+from tests.dialects.conftest import claude_message
 from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
 
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -221,3 +222,60 @@ async def test_several_choices_streamed_reach_the_client_as_they_came(fakes, rou
     assert [(c.index, c.finish_reason, c.message.content) for c in final.choices] == [
         (0, "stop", "Hello"), (1, "tool_calls", "")]
     assert [t.function.name for t in final.choices[1].message.tool_calls or []] == ["get_weather"]
+
+
+PARIS_TEXT = 'Also <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+OSLO = {"id": "call_up0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+
+
+def _text_then_structured() -> Step:
+    """A `<tool_call>` in the text, cut in pieces, then a structured call."""
+    sse = [chunk("m", {"role": "assistant", "content": ""})]
+    sse += [chunk("m", {"content": PARIS_TEXT[i:i + 8]}) for i in range(0, len(PARIS_TEXT), 8)]
+    return Step(sse=[*sse, chunk("m", {"tool_calls": [{"index": 0, **OSLO}]}), chunk("m", {}, "tool_calls")],
+                interval=0.005)
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+async def test_a_text_call_streamed_before_a_structured_one_goes_out_once(fakes, router, parallel):
+    """Each call once, the calls of the whole answer (the text call first, as it went out): the text call was sent
+    again at the end, with a `failed_after_header` report. With parallel_tool_calls false one call: the text call,
+    which went out before the structured one came."""
+    up = await fakes()
+    up.push(Step(json=completion(PARIS_TEXT, "m", tool_calls=[OSLO], finish_reason="tool_calls")),
+            _text_then_structured())
+    r = await router(cfg(up.url))
+    kw = {} if parallel else {"parallel_tool_calls": False}
+    whole = await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER, **kw)
+    got: dict[int, list[str]] = {}
+    extra = None
+    async for c in await r.client().chat.completions.create(model="m", messages=MSGS, tools=WEATHER, stream=True,
+                                                             **kw):
+        for t in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+            slot = got.setdefault(t.index, ["", "", ""])
+            slot[0] = t.id or slot[0]
+            slot[1] += t.function.name or ""
+            slot[2] += t.function.arguments or ""
+        extra = (c.model_extra or {}).get("agentgate") or extra
+    streamed = [json.loads(got[k][2])["city"] for k in sorted(got)]
+    assert extra is None and len({v[0] for v in got.values()}) == len(got)
+    if parallel:
+        assert sorted(json.loads(t.function.arguments)["city"] for t in whole.choices[0].message.tool_calls) == \
+            sorted(streamed) == ["Oslo", "Paris"]
+        assert streamed == ["Paris", "Oslo"]
+    else:
+        assert len(whole.choices[0].message.tool_calls) == 1 and streamed == ["Paris"]
+
+
+async def test_a_text_call_before_a_structured_one_goes_out_once_on_every_route(fakes, router):
+    up = await fakes()
+    up.push(_text_then_structured(), _text_then_structured())
+    r = await router(cfg(up.url))
+    tool = WEATHER[0]["function"]
+    message = await claude_message(r.url, True, model="m", max_tokens=50, messages=MSGS, tools=[
+        {"name": tool["name"], "input_schema": tool["parameters"]}])
+    assert [b.input["city"] for b in message.content if b.type == "tool_use"] == ["Paris", "Oslo"]
+    async with r.client().responses.stream(model="m", input="x", tools=[
+            {"type": "function", "name": tool["name"], "parameters": tool["parameters"]}]) as s:  # type: ignore[list-item]
+        resp = await s.get_final_response()
+    assert [json.loads(i.arguments)["city"] for i in resp.output if i.type == "function_call"] == ["Paris", "Oslo"]
