@@ -130,7 +130,14 @@ class JsonEvents:
                 m = _PLAIN.match(text, i)
                 if m is not None:  # a run of text and whole one-character escapes at once
                     run = m.group()
-                    self._chars(_scan_string(run + '"', 0, False)[0] if "\\" in run else run, out)
+                    if "\\" in run:
+                        run = _scan_string(run + '"', 0, False)[0]
+                    if "\ud800" <= run[-1] <= "\udbff":  # a high surrogate at its end waits for its pair (the low one
+                        if len(run) > 1 or self._high:  # may come with the next piece: sent apart, each half is a
+                            self._chars(run[:-1], out)  # lone surrogate, which a client cannot encode or join)
+                        self._high = run[-1]
+                    else:
+                        self._chars(run, out)
                     i = m.end()
                     continue
                 c = text[i]
@@ -465,4 +472,5 @@ def string_run(events: JsonEvents, emitter: ArgsEmitter, text: str) -> bool:
     string value that goes out as it arrives (see `ArgsEmitter`), and `text` is such a string's text only (no
     closing quote, no escape cut at its end, none that re-encodes otherwise)."""
     return events._state == _IN_STR and not events._str_is_key and not events._high and emitter._in_str \
-        and not emitter.broken and not emitter.closed and _VERBATIM.fullmatch(text) is not None
+        and not emitter.broken and not emitter.closed and _VERBATIM.fullmatch(text) is not None \
+        and not (text and "\ud800" <= text[-1] <= "\udbff")  # (a high surrogate at its end waits for its pair)

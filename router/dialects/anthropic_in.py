@@ -578,8 +578,10 @@ class MessagesStream(ChunkEncoder):
     def _close(self) -> list[bytes]:
         if self._open is None:
             return []
+        out = self._args_rest()
         self._open, self._open_call = None, None
-        return [sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index})]
+        out.append(sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index}))
+        return out
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> list[bytes]:
         out = self._close()

@@ -240,6 +240,7 @@ class ChunkEncoder(ABC):
         self._queue: list[tuple[str, Any]] = []  # what waits for the open call's arguments to be whole, in order:
         # ("call", index) of `_waiting`, ("text", str), ("reasoning", str), ("refusal", str)
         self._queued = 0  # characters of text, reasoning and call arguments waiting there
+        self._high = ""  # the open call's arguments' last high surrogate (a character or its escape), held for its pair
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -265,6 +266,25 @@ class ChunkEncoder(ABC):
     @abstractmethod
     def _call_args(self, index: int, text: str) -> list[bytes]:
         """More argument text for the open call."""
+
+    def _args_out(self, index: int, text: str) -> list[bytes]:
+        """`_call_args`, a high surrogate at the end of `text` held until the call's next piece (or its block's
+        end: `_args_rest`): a pair cut between two pieces went out as two lone surrogates, which the anthropic SDK
+        cannot encode (UnicodeEncodeError) and which a client joining the pieces kept as two characters."""
+        if self._high:
+            text, self._high = self._high + text, ""
+        cut = high_surrogate_tail(text)
+        if cut:
+            text, self._high = text[:-cut], text[-cut:]
+        return self._call_args(index, text) if text else []
+
+    def _args_rest(self) -> list[bytes]:
+        """What `_args_out` held of the open call's arguments, before its block closes."""
+        if not self._high or self._open_call is None:
+            self._high = ""
+            return []
+        text, self._high = self._high, ""
+        return self._call_args(self._open_call, text)
 
     def _held(self, text: str) -> str | None:
         """`text` preceded by the whitespace held back so far, or None while it is all whitespace (a
@@ -292,7 +312,7 @@ class ChunkEncoder(ABC):
         if self._open_call != call.index:
             return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
         if call.arguments:
-            out += self._call_args(call.index, call.arguments)
+            out += self._args_out(call.index, call.arguments)
         return out
 
     def _open_new_call(self, call: ToolFragment) -> list[bytes]:
@@ -302,7 +322,7 @@ class ChunkEncoder(ABC):
         self._calls.add(call.index)
         self._open_call = call.index
         if call.arguments:
-            out += self._call_args(call.index, call.arguments)
+            out += self._args_out(call.index, call.arguments)
         return out
 
     def _note_args(self, index: int, text: str) -> None:
@@ -400,7 +420,7 @@ class ChunkEncoder(ABC):
                 text = args_only(delta, self._open_call)
                 if text:
                     self._note_args(self._open_call, text)
-                    out += self._call_args(self._open_call, text)
+                    out += self._args_out(self._open_call, text)
                     return out + self._released() if self._queue else out
         return self._feed_parts(doc, out)
 
@@ -436,6 +456,22 @@ class ChunkEncoder(ABC):
         return self._args_size <= RAW_ARGS_MAX and whole_json(self._args.get(call, []))
 
 
+def high_surrogate_tail(text: str) -> int:
+    """How many characters at the end of `text` are a UTF-16 high surrogate whose low half may come next: the
+    character itself (1), or JSON's escape of one (6: a backslash that no backslash escapes, "u", D800-DBFF)."""
+    last = text[-1:]
+    if "\ud800" <= last <= "\udbff":
+        return 1
+    if len(text) < 6 or text[-6] != "\\" or text[-5] != "u" or text[-4] not in "dD" or text[-3] not in "89abAB" \
+            or text[-2] not in _HEX or last not in _HEX:
+        return 0
+    k = len(text) - 7
+    while k >= 0 and text[k] == "\\":
+        k -= 1
+    return 6 if (len(text) - 7 - k) % 2 == 0 else 0
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
 RAW_ARGS_MAX = 1 << 20  # characters of unrepaired call arguments a translated stream keeps to tell calls apart
 
 

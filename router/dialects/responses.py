@@ -798,13 +798,14 @@ class ResponsesStream(ChunkEncoder):
 
     def _close(self, status: str = "completed") -> list[bytes]:
         """The open item's closing events; `status`: its own ("incomplete": the last one of a cut answer)."""
+        rest = self._args_rest()
         self._sync()
         self._acc = []
         item, self._open, self._open_call = self._open, None, None
         if item is None:
             return []
         idx = self.items.index(item)
-        out: list[bytes] = []
+        out = rest
         if item["type"] == "message":
             part = item["content"][0]
             if part["type"] == "refusal":

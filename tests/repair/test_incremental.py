@@ -301,3 +301,23 @@ def test_a_text_call_streamed_before_a_structured_call_goes_out_once(upstream_id
         assert got.content == "Also"
         assert [(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in sr.result.tool_calls] == \
             [tuple(c) for c in got.call_list()]  # the answer recorded is the one the client got
+
+
+@pytest.mark.parametrize("how", ["structured", "text"])
+def test_a_surrogate_pair_cut_between_pieces_goes_out_in_one_piece(how: str) -> None:
+    """A raw high surrogate at the end of a piece waits for the next piece, as an escaped one did: sent alone, each
+    half is a lone surrogate (a client can neither encode it nor join the halves into the character)."""
+    pieces = ['{"path": "a\ud83d', '\ude00b"}']
+    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=True)
+    if how == "structured":
+        events = sr.feed_tool_calls([{"index": 0, "id": "c", "type": "function",
+                                      "function": {"name": "read_file", "arguments": ""}}])
+        for p in pieces:
+            events += sr.feed_arguments(0, p)
+    else:
+        events = sr.feed('<tool_call>{"name": "read_file", "arguments": ' + pieces[0])
+        events += sr.feed(pieces[1] + "}</tool_call>")
+    events += sr.finish()
+    args = [e.text for e in events if isinstance(e, ToolArgsDelta)]
+    assert not any("\ud800" <= a[-1:] <= "\udbff" or "\udc00" <= a[:1] <= "\udfff" for a in args), args
+    assert "".join(args) == '{"path": "a\ud83d\ude00b"}' and not sr.after_header

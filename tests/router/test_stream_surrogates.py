@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from router import relay
+from tests.dialects.conftest import claude_message
 from tests.fakes.openai_upstream import Step, chunk, completion
 from tests.router.test_stream_whole import CFG
 
@@ -145,3 +146,60 @@ async def test_an_unforeseen_failure_mid_stream_ends_that_stream_alone(fakes, ro
     for raw in others:
         assert raw.endswith(b"data: [DONE]\n\n") and b"ends well" in raw
     assert any("unexpected error in stream" in rec.getMessage() for rec in caplog.records)
+
+
+# one character cut between two argument pieces: as raw characters in the pieces (escapes in the upstream's SSE),
+# or as escapes in the arguments' own JSON text
+ARG_PAIRS = {"raw": ['{"path": "a\ud83d', '\ude00b"}'], "escaped": ['{"path": "a\\ud83d', '\\ude00b"}']}
+EMOJI_PATH = {"path": "a\U0001f600b"}
+
+
+def _arg_events(how: str, pieces: list[str]) -> list[dict[str, Any]]:
+    """A call whose arguments come in `pieces`: a structured call's fragments, or a `<tool_call>` in the text."""
+    if how == "text call":
+        deltas = [{"content": '<tool_call>{"name": "read_file", "arguments": ' + pieces[0]},
+                  {"content": pieces[1] + "}</tool_call>"}]
+    else:
+        deltas = [{"tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                                   "function": {"name": "read_file", "arguments": ""}}]},
+                  *[{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]]
+    return [chunk("m", {"role": "assistant", "content": ""}), *[chunk("m", d) for d in deltas],
+            chunk("m", {}, "tool_calls")]
+
+
+@pytest.mark.parametrize("spelling", list(ARG_PAIRS))
+@pytest.mark.parametrize("how", ["structured call", "text call"])
+async def test_a_pair_cut_between_argument_pieces_reaches_a_chat_client_whole(fakes, router, how, spelling):
+    """A high surrogate at the end of an argument piece waits for the next piece: joined, the argument deltas a
+    client got held the two halves as two characters ('a\\ud83d\\ude00b', not 'a😀b')."""
+    up = await fakes()
+    up.push(Step(sse=_arg_events(how, ARG_PAIRS[spelling]), interval=0.01))
+    r = await router(CFG.format(url=up.url))
+    _, calls, done = await _chat_stream(r.url)
+    assert done and calls == [EMOJI_PATH]
+
+
+@pytest.mark.parametrize("spelling", list(ARG_PAIRS))
+@pytest.mark.parametrize(("how", "repair"), [("structured call", "on"), ("text call", "on"),
+                                            ("structured call", "off")])
+async def test_a_pair_cut_between_argument_pieces_reaches_sdk_clients_whole(fakes, router, how, spelling, repair):
+    """The anthropic SDK encodes each `partial_json` to UTF-8: a lone surrogate in one raised UnicodeEncodeError;
+    the Responses deltas add up to the call's arguments. Repaired or not (without repair a text call is text)."""
+    up = await fakes()
+    up.push(Step(sse=_arg_events(how, ARG_PAIRS[spelling]), interval=0.01),
+            Step(sse=_arg_events(how, ARG_PAIRS[spelling]), interval=0.01))
+    r = await router(CFG.format(url=up.url))
+    headers = {"x-agentgate-repair": repair}
+    message = await claude_message(r.url, True, model="m", max_tokens=50, messages=[{"role": "user", "content": "go"}],
+                                   tools=[{"name": "read_file", "input_schema": TOOLS[0]["function"]["parameters"]}],
+                                   extra_headers=headers)
+    assert [b.input for b in message.content if b.type == "tool_use"] == [EMOJI_PATH]
+    deltas = ""
+    async with r.client().responses.stream(model="m", input="go", extra_headers=headers, tools=[
+            {"type": "function", "name": "read_file", "parameters": TOOLS[0]["function"]["parameters"]}]) as s:  # type: ignore[list-item]
+        async for event in s:
+            if event.type == "response.function_call_arguments.delta":
+                deltas += event.delta
+        resp = await s.get_final_response()
+    assert [json.loads(i.arguments) for i in resp.output if i.type == "function_call"] == [EMOJI_PATH]
+    assert json.loads(deltas) == EMOJI_PATH
