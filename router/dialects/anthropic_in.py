@@ -7,15 +7,19 @@ document into a Messages response; `MessagesStream` turns chunk documents into t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from repair.incremental import ArgsEmitter, JsonBroken, JsonEvents, string_run
 
 from .. import jsoncodec
 from ..chat_types import Completion, ToolFragment, Usage, str_or
 from ..errors import ApiError
 from .anthropic_tools import client_function
 from .common import (
+    RAW_ARGS_MAX,
     ChunkEncoder,
     Dropped,
     HistoryMemo,
@@ -561,6 +565,7 @@ class MessagesStream(ChunkEncoder):
         self._out_bytes = 0
         self._delta_head: bytes | None = None  # the open block's delta event up to its delta
         self._args_head: bytes | None = None  # the open tool_use block's argument delta up to its text
+        self._input: _InputJson | None = None  # the open block's arguments made JSON (an unrepaired call's)
         self.blocks: list[dict[str, Any]] = []  # the blocks opened so far (headers only: memory stays flat however
         # long the stream runs)
 
@@ -579,6 +584,10 @@ class MessagesStream(ChunkEncoder):
         if self._open is None:
             return []
         out = self._args_rest()
+        if self._input is not None:
+            if rest := self._input.end():
+                out.append(self._partial_json(rest))
+            self._input = None
         self._open, self._open_call = None, None
         out.append(sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index}))
         return out
@@ -632,16 +641,26 @@ class MessagesStream(ChunkEncoder):
 
     def _call_start(self, call: ToolFragment) -> list[bytes]:
         self._saw_tool = True
-        return self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
-                                             "input": {}})
+        out = self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
+                                            "input": {}})
+        if self._unrepaired:  # (a repaired call's arguments are JSON already)
+            self._input = _InputJson()
+        return out
 
     def _call_args(self, index: int, text: str) -> list[bytes]:
+        if self._input is not None:
+            text = self._input.feed(text)
+            if not text:
+                return []
+        return [self._partial_json(text)]
+
+    def _partial_json(self, text: str) -> bytes:
         """`_delta({"type": "input_json_delta", "partial_json": text})`, its envelope encoded once per block."""
         self._out_bytes += len(text)  # what the estimate of output tokens counts, when the upstream sends no usage
         if self._args_head is None:
             self._args_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
                                + str(self._index).encode() + b',"delta":{"type":"input_json_delta","partial_json":')
-        return [self._args_head + jsoncodec.dumps(text) + b"}}\n\n"]
+        return self._args_head + jsoncodec.dumps(text) + b"}}\n\n"
 
     def finish(self) -> list[bytes]:
         out = self._start() + self._nameless_calls() + self._close()
@@ -659,3 +678,57 @@ class MessagesStream(ChunkEncoder):
     def error(self, err: ApiError) -> list[bytes]:
         """The terminal event for a stream that failed after it began (what waited goes out first)."""
         return [*self._start(), *self._released_before_error(), sse_event("error", err.anthropic_body())]
+
+
+class _InputJson:
+    """An unrepaired call's argument pieces as `partial_json` pieces that add up to the JSON of the input object
+    the same arguments get non-stream (`arguments_object`): the Messages protocol (and the anthropic SDK, which
+    parses them) requires it, and an upstream's arguments need not be JSON (`{'city': 'Oslo',}`). Strict JSON goes
+    out as it comes, re-encoded piece by piece (`ArgsEmitter`: a comma waits for the member after it); from where
+    the text stops being strict JSON the rest is held, and the block's end completes what went out from the lenient
+    reading of the whole arguments (or, where that reading differs in what already went out, closes it)."""
+
+    __slots__ = ("broken", "emitter", "events", "pieces", "sent", "size")
+
+    def __init__(self) -> None:
+        self.events = JsonEvents()
+        self.emitter = ArgsEmitter(None)
+        self.pieces: list[str] | None = []  # the whole arguments (None past RAW_ARGS_MAX: no longer kept)
+        self.size = 0
+        self.sent: list[str] = []
+        self.broken = False
+
+    def feed(self, text: str) -> str:
+        if self.pieces is not None:
+            self.size += len(text)
+            if self.size <= RAW_ARGS_MAX:
+                self.pieces.append(text)
+            else:
+                self.pieces = None
+        if self.broken:
+            return ""
+        if string_run(self.events, self.emitter, text):  # the usual piece, inside a string: out as it came
+            self.sent.append(text)
+            return text
+        try:
+            piece = self.emitter.feed(self.events.feed(text))
+        except JsonBroken:
+            piece, self.broken = "", True
+        self.broken = self.broken or self.emitter.broken
+        if piece:
+            self.sent.append(piece)
+        return piece
+
+    def end(self) -> str:
+        """What completes the pieces sent into the input's JSON."""
+        if (not self.broken and self.emitter.closed) or (self.pieces is not None and not self.pieces):
+            return ""  # strict JSON, whole; or no arguments at all (the block's input stays `{}`)
+        sent = "".join(self.sent)
+        if self.pieces is not None:
+            try:
+                final = json.dumps(arguments_object("".join(self.pieces)), ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError, RecursionError):  # (as the emitter writes it: `canonical_arguments`)
+                final = ""
+            if final.startswith(sent):
+                return final[len(sent):]
+        return self.emitter.closer()

@@ -241,6 +241,7 @@ class ChunkEncoder(ABC):
         # ("call", index) of `_waiting`, ("text", str), ("reasoning", str), ("refusal", str)
         self._queued = 0  # characters of text, reasoning and call arguments waiting there
         self._high = ""  # the open call's arguments' last high surrogate (a character or its escape), held for its pair
+        self._unrepaired = False  # calls come as the upstream's own deltas (a stream nothing repairs)
 
     @abstractmethod
     def _start(self) -> list[bytes]: ...
@@ -439,6 +440,7 @@ class ChunkEncoder(ABC):
                 for call in part.tool_calls:
                     out += self._placed(call)
             elif part.tool_deltas:
+                self._unrepaired = True
                 slots = self._slots
                 for call, raw in zip(part.tool_calls, part.tool_deltas, strict=True):
                     # an upstream's, unrepaired: by call, not by index (parallel calls may all say index 0)

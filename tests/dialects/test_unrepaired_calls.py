@@ -6,6 +6,8 @@ failed response with a gap in its sequence numbers)."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import openai
 import pytest
@@ -70,3 +72,45 @@ async def test_a_responses_answer_with_a_nameless_call_is_answered_not_stored(fa
     assert resp.status == "completed" and [o.type for o in resp.output] == ["function_call"]
     with pytest.raises(openai.NotFoundError):  # nothing a later request could send back was kept
         await client.responses.retrieve(resp.id)
+
+
+CITY_ARGS = {"single quotes": "{'city': 'Oslo',}", "trailing comma": '{"city": "Oslo", }',
+             "cut off": '{"city": "Oslo', "strict": '{"city":"Oslo"}'}
+
+
+def _args_in_pieces(args: str) -> list[dict]:
+    return [chunk("m", {"role": "assistant", "content": ""}),
+            chunk("m", {"tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                                        "function": {"name": "get_weather", "arguments": ""}}]}),
+            *[chunk("m", {"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 5]}}]})
+              for i in range(0, len(args), 5)],
+            chunk("m", {}, "tool_calls")]
+
+
+@pytest.mark.parametrize("how", ["model", "header"])
+@pytest.mark.parametrize("args", list(CITY_ARGS))
+async def test_messages_stream_sends_arguments_that_are_not_json_as_json(fakes, router, args, how):
+    """The joined `partial_json` of a tool_use block is JSON of its input, as the Messages protocol requires (the
+    anthropic SDK parses it: "Unable to parse tool parameter JSON"), and the input the non-stream answer has, when
+    an upstream's arguments are not JSON and nothing repairs them."""
+    up = await fakes()
+    text = CITY_ARGS[args]
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": text}}
+    up.push(Step(json=completion(None, "m", tool_calls=[call], finish_reason="tool_calls")),
+            Step(sse=_args_in_pieces(text), interval=0.002))
+    r = await router((CFG if how == "model" else CFG.replace(", repair: {{mode: off}}", "")).format(url=up.url))
+    client = anthropic.AsyncAnthropic(base_url=r.url, api_key="unused", max_retries=0)
+    kw = {"model": "m", "max_tokens": 100, "tools": [ANTHROPIC_WEATHER], "messages": [{"role": "user", "content": "x"}],
+          "extra_headers": {"x-agentgate-repair": "off"} if how == "header" else {}}
+    whole = await client.messages.create(**kw)  # type: ignore[arg-type]
+    pieces = []
+    async with client.messages.stream(**kw) as stream:  # type: ignore[arg-type]
+        async for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                pieces.append(event.delta.partial_json)
+        final = await stream.get_final_message()
+    inputs = [b.input for b in final.content if b.type == "tool_use"]
+    assert inputs == [b.input for b in whole.content if b.type == "tool_use"] == [{"city": "Oslo"}]
+    assert json.loads("".join(pieces)) == {"city": "Oslo"}
+    if args != "single quotes":
+        assert len(pieces) > 1  # what is JSON still goes out as it comes (the rest at the block's end)

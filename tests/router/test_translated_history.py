@@ -257,9 +257,9 @@ class _OldMessages(anthropic_in.MessagesStream):
     def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
         return self._feed_parts(doc, self._start())
 
-    def _call_args(self, index: int, text: str) -> list[bytes]:
+    def _partial_json(self, text: str) -> bytes:
         self._out_bytes += len(text)
-        return [self._delta({"type": "input_json_delta", "partial_json": text})]
+        return self._delta({"type": "input_json_delta", "partial_json": text})
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
         return sse_event("content_block_delta", {"type": "content_block_delta", "index": self._index,
