@@ -462,6 +462,7 @@ def repair_message(
     out_calls: list[dict[str, Any]] = []
     as_sent: list[tuple[_Attempt, dict[str, Any]]] = []  # failed structured calls kept (`keep_failed_calls`)
     used_ids: set[str] = set()
+    valid = 0
     for att in attempts:
         if kind == "none":  # no calls wanted: whatever the model wrote stays text, nothing to report
             att.status = "refused"
@@ -471,7 +472,16 @@ def repair_message(
             assert att.error is not None
             errors.append(RepairIssue(att.error.kind, att.error.detail, att.ordinal))
             passed = _as_sent(att, index, canonical) if keep_failed_calls and att.seg is None else None
-            if passed is not None:  # a structured call: out as the upstream sent it (reported all the same)
+            if passed is None:
+                continue
+            # a structured call: out as the upstream sent it (reported all the same). One to a declared tool whose
+            # arguments came as text keeps its place, as a stream sends it (its header went out before its
+            # arguments failed); the others come after the valid calls (see below)
+            if parallel_tool_calls and att.error.kind == "schema_mismatch" and att.raw.wire_args is not None \
+                    and (kind != "named" or passed["function"]["name"] == named):
+                passed["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
+                out_calls.append(passed)
+            else:
                 as_sent.append((att, passed))
             continue
         if mode == "detect" and att.repairs:
@@ -482,20 +492,21 @@ def repair_message(
             att.status = "refused"
             errors.append(RepairIssue("not_allowed", f"{att.name}: tool_choice names {named!r}", att.ordinal))
             continue
-        if not parallel_tool_calls and out_calls:
+        if not parallel_tool_calls and out_calls:  # (no call kept as sent is among them: see above)
             att.status = "trimmed"
             repairs.append(RepairIssue("parallel_trimmed", f"{att.name}: parallel_tool_calls is false",
                                        att.ordinal))
             continue
         att.status = "promoted"
+        valid += 1
         repairs.extend(RepairIssue(r.kind, r.detail, att.ordinal) for r in att.repairs)
         call_id = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
         out_calls.append({"id": call_id, "type": "function",
                           "function": {"name": att.name, "arguments": att.arguments}})
-    if kind in ("required", "named") and not out_calls:
+    if kind in ("required", "named") and not valid:
         errors.append(RepairIssue("no_call", "tool_choice requires a call and none was made valid"))
-    # the calls kept as sent come after the valid ones (a stream sends them at its end, when they failed), only
-    # to the tool tool_choice names, and none beside a valid call when parallel_tool_calls is false
+    # the other calls kept as sent come after the valid ones (a stream never starts them: it sends them at its
+    # end), only to the tool tool_choice names, and none beside a valid call when parallel_tool_calls is false
     kept = [(a, c) for a, c in as_sent if kind != "named" or c["function"]["name"] == named]
     for att, call in kept[:(0 if out_calls else 1)] if not parallel_tool_calls else kept:
         call["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)

@@ -300,3 +300,17 @@ def test_stream_tool_call_fragments() -> None:
 def test_stream_matches_with_options(opts: dict) -> None:
     text = "Let me.\n" + render("hermes", [("get_time", {}), *RF]) + "\n<think>x</think>"
     assert_stream_matches(text, TOOLS, seed=7, **opts)
+
+
+def test_a_kept_call_its_schema_refuses_keeps_its_place() -> None:
+    """`keep_failed_calls`: a structured call to a declared tool whose arguments its schema refuses stays where the
+    upstream put it (a stream sends it there: its header went out before its arguments failed); one to an
+    undeclared tool comes after the valid calls (a stream cannot start it, and sends it at its end)."""
+    calls = [{"id": "up0", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
+             {"id": "up1", "type": "function", "function": {"name": "nope", "arguments": '{"a": 1}'}},
+             {"id": "up2", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]
+    r = repair_message(None, TOOLS, tool_calls=calls, keep_failed_calls=True, id_factory=ids)
+    assert [c["id"] for c in r.tool_calls] == ["up0", "up2", "up1"]
+    assert [e.kind for e in r.errors] == ["schema_mismatch", "unknown_name"]
+    one = repair_message(None, TOOLS, tool_calls=calls, keep_failed_calls=True, parallel_tool_calls=False)
+    assert [c["id"] for c in one.tool_calls] == ["up2"]  # none beside a valid call

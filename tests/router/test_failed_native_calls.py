@@ -150,3 +150,18 @@ async def test_tool_choice_and_parallel_limits_hold(fakes, router, stream):
     assert [c[:2] for c in await _calls(r, stream, parallel_tool_calls=False)] == [
         ("get_weather", {"city": "Paris"})]
     assert await _calls(r, stream, tool_choice={"type": "function", "function": {"name": "get_weather"}}) == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_call_its_schema_refuses_keeps_its_place(fakes, router, stream):
+    """A call to a declared tool that its schema refuses is kept where the upstream put it, as a stream sends it
+    (its header went out before its arguments failed): the whole answer had moved it after the valid calls, so
+    the same calls came in another order, with other indexes, stream and non-stream. A call to an undeclared tool
+    still comes after them (a stream cannot start it: it sends it at its end)."""
+    up = await fakes()
+    answer = _many([("get_weather", "{}", "up0"), ("get_weather", '{"city": "Paris"}', "up1"),
+                    ("nope", '{"a": 1}', "up2"), ("get_weather", '{"city": "Oslo"}', "up3")], stream)
+    up.push(Step(sse=answer.sse, interval=0.002) if stream else answer)  # (streamed: read event by event)
+    r = await router(cfg(up.url))
+    assert await _calls(r, stream) == [("get_weather", {}, "up0"), ("get_weather", {"city": "Paris"}, "up1"),
+                                       ("get_weather", {"city": "Oslo"}, "up3"), ("nope", {"a": 1}, "up2")]
