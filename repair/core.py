@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,10 +315,11 @@ def _default_id(_: int) -> str:
     return "call_" + secrets.token_hex(12)
 
 
-def fresh_id(call_id: str | None, used: set[str], n: int, make_id: Callable[[int], str]) -> str:
-    """The id of the `n`th call out: the upstream's `call_id` when it has one not used yet, else a new one from
-    `make_id` (from `n` on); added to `used`."""
-    if not call_id or call_id in used:
+def fresh_id(call_id: str | None, used: set[str], n: int, make_id: Callable[[int], str],
+             taken: Container[str] = ()) -> str:
+    """The id of the `n`th call out: the upstream's `call_id` when it has one not used yet (in this answer, or in
+    `taken`: the conversation's earlier calls), else a new one from `make_id` (from `n` on); added to `used`."""
+    if not call_id or call_id in used or call_id in taken:
         k = n
         call_id = make_id(k)
         while call_id in used and k < n + 1000:
@@ -420,7 +421,7 @@ def repair_message(
     tool_choice: object = None, parallel_tool_calls: bool = True, format: str = "auto",
     reasoning_content: str | None = None, mode: str = "repair",
     id_factory: Callable[[int], str] | None = None, canonical: bool = False, generic_forms: bool = True,
-    keep_failed_calls: bool = False, text_calls_first: bool = False,
+    keep_failed_calls: bool = False, text_calls_first: bool = False, taken_ids: Container[str] = (),
 ) -> RepairResult:
     """Repair one assistant message: raw text (and/or upstream structured tool_calls) -> OpenAI message.
     `canonical`: every call's arguments as `incremental.canonical_arguments` would give them (what a stream's
@@ -431,7 +432,9 @@ def repair_message(
     or with arguments its schema refuses, is kept as it was sent (still reported in `errors`): see `_as_sent`.
     `text_calls_first`: the calls found in the text are taken before the upstream's structured calls (which otherwise
     come first: a whole answer does not say which came first), as a stream whose text call went out before any
-    structured call began had them; parallel_tool_calls false then keeps the text's first valid call."""
+    structured call began had them; parallel_tool_calls false then keeps the text's first valid call.
+    `taken_ids`: call ids the conversation already holds; an upstream call id among them is replaced (a server
+    numbering its calls per reply, `call_0` on every turn, gave a new call the id of one an agent had run)."""
     check_options(format, mode)
     index = ToolIndex.of(tools)
     make_id = id_factory or _default_id
@@ -479,7 +482,7 @@ def repair_message(
             # arguments failed); the others come after the valid calls (see below)
             if parallel_tool_calls and att.error.kind == "schema_mismatch" and att.raw.wire_args is not None \
                     and (kind != "named" or passed["function"]["name"] == named):
-                passed["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
+                passed["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id, taken_ids)
                 out_calls.append(passed)
             else:
                 as_sent.append((att, passed))
@@ -500,7 +503,7 @@ def repair_message(
         att.status = "promoted"
         valid += 1
         repairs.extend(RepairIssue(r.kind, r.detail, att.ordinal) for r in att.repairs)
-        call_id = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
+        call_id = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id, taken_ids)
         out_calls.append({"id": call_id, "type": "function",
                           "function": {"name": att.name, "arguments": att.arguments}})
     if kind in ("required", "named") and not valid:
@@ -509,7 +512,7 @@ def repair_message(
     # end), only to the tool tool_choice names, and none beside a valid call when parallel_tool_calls is false
     kept = [(a, c) for a, c in as_sent if kind != "named" or c["function"]["name"] == named]
     for att, call in kept[:(0 if out_calls else 1)] if not parallel_tool_calls else kept:
-        call["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id)
+        call["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id, taken_ids)
         out_calls.append(call)
 
     content: str | None = ""

@@ -11,7 +11,7 @@ already emitted is always a prefix of its content, and the rest is emitted then,
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 from repair import salvage
@@ -67,12 +67,13 @@ class StreamRepairer:
     def __init__(self, tools: Any, *, tool_choice: object = None, parallel_tool_calls: bool = True,
                  format: str = "auto", mode: str = "repair", id_factory: Callable[[int], str] | None = None,
                  incremental: bool = False, max_chars: int | None = None, generic_forms: bool = True,
-                 keep_failed_calls: bool = False) -> None:
+                 keep_failed_calls: bool = False, taken_ids: Container[str] = ()) -> None:
         self._index = ToolIndex.of(tools)
         self._finder, self._inner_finder = finders(self._index, generic_forms)
         self._opts: dict[str, Any] = {"tool_choice": tool_choice, "parallel_tool_calls": parallel_tool_calls,
                                       "format": format, "mode": mode, "id_factory": id_factory,
-                                      "generic_forms": generic_forms, "keep_failed_calls": keep_failed_calls}
+                                      "generic_forms": generic_forms, "keep_failed_calls": keep_failed_calls,
+                                      "taken_ids": taken_ids}
         check_options(format, mode)
         self._chunks: list[str] = []
         self._fed = False
@@ -93,6 +94,7 @@ class StreamRepairer:
         self._choice_kind, self._named = _choice(tool_choice, self._index)
         self._parallel = parallel_tool_calls
         self._make_id = id_factory or _default_id
+        self._taken = taken_ids  # the conversation's call ids (see `repair_message`)
         self._max_chars = max_chars
         self._size = 0             # characters fed (text and tool-call fragments)
         self._text_size = 0        # characters of text fed (what `_chunks` holds, until the bound)
@@ -341,7 +343,7 @@ class StreamRepairer:
             args, coerced, error = tool.conform(got.value)
             if coerced or error is not None:
                 return None
-            call_id = fresh_id(part.id, used, len(calls), make_id)
+            call_id = fresh_id(part.id, used, len(calls), make_id, self._taken)
             arguments = _canonical(args, wire) if self._incremental else wire
             calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
         return RepairResult(content=text or None, tool_calls=calls, reasoning_content=reasoning or None, repairs=[],
@@ -425,7 +427,8 @@ class StreamRepairer:
     def _start(self, upstream_id: Any, name: str) -> tuple[_Started, Event]:
         k = len(self._started)
         used = {st.id for st in self._started}
-        cid = upstream_id if isinstance(upstream_id, str) and upstream_id and upstream_id not in used else None
+        cid = upstream_id if isinstance(upstream_id, str) and upstream_id and upstream_id not in used \
+            and upstream_id not in self._taken else None
         if cid is None:
             cid = self._make_id(k)
         st = _Started(k, cid, name, ArgsEmitter(self._index.get(name)))

@@ -12,7 +12,7 @@ no payload, so a chunk costs one small object per choice.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -83,6 +83,7 @@ class ChatRequest:
     tool_choice: str | dict[str, Any] | None
     parallel_tool_calls: bool
     data_answer: bool = False  # the answer is asked to be JSON data (see `asks_for_data`)
+    taken_ids: Container[str] = ()  # the history's call ids (see `HistoryIds`)
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ChatRequest:
@@ -90,7 +91,32 @@ class ChatRequest:
         return cls(model=str_or(body.get("model")), stream=body.get("stream") is True, tools=array(body.get("tools")),
                    tool_choice=choice if isinstance(choice, (str, dict)) else None,
                    parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
-                   data_answer=asks_for_data(body))
+                   data_answer=asks_for_data(body), taken_ids=HistoryIds(body.get("messages")))
+
+
+class HistoryIds(Container[str]):
+    """The tool-call ids a chat history holds (its assistant messages' calls, its tool results'), read once, when
+    first asked: repair gives a new call another id when its upstream's is among them (a server numbering its calls
+    per reply sends `call_0` on every turn, and agents refuse a call that reuses the id of one they ran)."""
+
+    __slots__ = ("_ids", "_messages")
+
+    def __init__(self, messages: Any) -> None:
+        self._messages = messages
+        self._ids: set[str] | None = None
+
+    def __contains__(self, call_id: object) -> bool:
+        if self._ids is None:
+            self._ids = ids = set()
+            for m in self._messages if isinstance(self._messages, list) else ():
+                if not isinstance(m, dict):
+                    continue
+                if isinstance(m.get("tool_call_id"), str):
+                    ids.add(m["tool_call_id"])
+                for call in m.get("tool_calls") or () if isinstance(m.get("tool_calls"), list) else ():
+                    if isinstance(call, dict) and isinstance(call.get("id"), str):
+                        ids.add(call["id"])
+        return call_id in self._ids
 
 
 def asks_for_data(body: Mapping[str, Any]) -> bool:

@@ -32,6 +32,7 @@ from .chat_types import (
     ArgsPiece,
     ChatRequest,
     ChunkPart,
+    HistoryIds,
     StreamChunk,
     answer_parts,
     asks_for_data,
@@ -342,12 +343,14 @@ class _Choice(NamedTuple):
     tool_choice: str | dict[str, Any] | None
     parallel: bool
     data_answer: bool
+    taken_ids: HistoryIds
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> _Choice:
         choice = body.get("tool_choice")
         return cls(choice if isinstance(choice, (str, dict)) else None,
-                   body.get("parallel_tool_calls", True) is not False, asks_for_data(body))
+                   body.get("parallel_tool_calls", True) is not False, asks_for_data(body),
+                   HistoryIds(body.get("messages")))
 
 
 def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | None, choice: _Choice,
@@ -364,6 +367,7 @@ def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | Non
         canonical=True,  # the arguments a stream would give, piece by piece
         generic_forms=not choice.data_answer,
         keep_failed_calls=policy.on_failure == "content",  # (retry and error act on the failure instead)
+        taken_ids=choice.taken_ids,
     )
 
 

@@ -50,4 +50,5 @@ def stream_checker(engine: bool, index: ToolIndex | None, req: ChatRequest, poli
                                incremental=incremental, max_chars=max_chars)
     return StreamRepairer(index, tool_choice=req.tool_choice, parallel_tool_calls=req.parallel_tool_calls,
                           format=policy.format, mode=policy.mode, incremental=incremental, max_chars=max_chars,
-                          generic_forms=not req.data_answer, keep_failed_calls=policy.on_failure == "content")
+                          generic_forms=not req.data_answer, keep_failed_calls=policy.on_failure == "content",
+                          taken_ids=req.taken_ids)

@@ -179,6 +179,19 @@ def test_duplicate_upstream_ids_are_made_unique() -> None:
     assert len({c["id"] for c in r.tool_calls}) == 2
 
 
+@pytest.mark.parametrize("incremental", [False, True])
+def test_an_upstream_id_the_conversation_holds_is_replaced(incremental: bool) -> None:
+    """`taken_ids`: the ids of the conversation's earlier calls (a server numbering calls per reply reuses them)."""
+    calls = [_tc("get_time", "{}", "call_0"), _tc("get_time", '{"tz": "UTC"}', "call_1")]
+    whole = repair_message(None, TOOLS, tool_calls=calls, taken_ids={"call_0"})
+    assert whole.tool_calls[0]["id"] not in ("call_0", "call_1") and whole.tool_calls[1]["id"] == "call_1"
+    sr = StreamRepairer(TOOLS, taken_ids={"call_0"}, incremental=incremental)
+    events = sr.feed_tool_calls([{"index": i, **c} for i, c in enumerate(calls)]) + sr.finish()
+    sent = [e.id for e in events if getattr(e, "id", None)]
+    assert sent[0] not in ("call_0", "call_1") and sent[1] == "call_1"
+    assert sr.result is not None and [c["id"] for c in sr.result.tool_calls] == sent
+
+
 # --- policies --------------------------------------------------------------------------------------------------
 
 def test_detect_mode_changes_nothing_but_reports() -> None:

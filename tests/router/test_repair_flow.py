@@ -279,3 +279,37 @@ async def test_a_text_call_before_a_structured_one_goes_out_once_on_every_route(
             {"type": "function", "name": tool["name"], "parameters": tool["parameters"]}]) as s:  # type: ignore[list-item]
         resp = await s.get_final_response()
     assert [json.loads(i.arguments)["city"] for i in resp.output if i.type == "function_call"] == ["Paris", "Oslo"]
+
+
+SECOND_TURN = [*MSGS, {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+    {"role": "tool", "tool_call_id": "call_0", "content": "sunny"}, {"role": "user", "content": "and Oslo?"}]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_never_reuses_an_id_the_conversation_holds(fakes, router, stream):
+    """A server numbering its calls per reply sends `call_0` on every turn: the second turn's call had the id of
+    the first, which the client ran already (openai-agents stops: "Model reused a completed tool call ID"). It gets
+    a new id; an id the conversation does not hold is kept as the upstream sent it."""
+    up = await fakes()
+    for cid in ("call_0", "call_1"):
+        call = {"id": cid, "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+        if stream:
+            up.push(Step(sse=[chunk("m", {"role": "assistant", "content": None}),
+                              chunk("m", {"tool_calls": [{"index": 0, **call}]}), chunk("m", {}, "tool_calls")],
+                         interval=0.005))
+        else:
+            up.push(Step(json=completion(None, "m", tool_calls=[call], finish_reason="tool_calls")))
+    r = await router(cfg(up.url))
+    ids = []
+    for _ in range(2):
+        if stream:
+            got = [t.id async for c in await r.client().chat.completions.create(
+                model="m", messages=SECOND_TURN, tools=WEATHER, stream=True)
+                for t in ((c.choices[0].delta.tool_calls or []) if c.choices else []) if t.id]
+        else:
+            resp = await r.client().chat.completions.create(model="m", messages=SECOND_TURN, tools=WEATHER)
+            got = [t.id for t in resp.choices[0].message.tool_calls or []]
+        assert len(got) == 1
+        ids.append(got[0])
+    assert ids[0] not in ("call_0", "") and ids[1] == "call_1"
