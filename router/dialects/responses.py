@@ -656,9 +656,8 @@ def input_items_of(messages: list[dict[str, Any]], resp_id: str) -> list[dict[st
                           "output": content if isinstance(content, str) else "", "status": "completed"})
             continue
         if content:
-            kind = "output_text" if role == "assistant" else "input_text"
-            parts = [{"type": kind, "text": content}] if isinstance(content, str) else [
-                {"type": kind, "text": p["text"]} if p.get("type") == "text" else
+            parts = [_text_part(role, content)] if isinstance(content, str) else [
+                _text_part(role, p["text"]) if p.get("type") == "text" else
                 {"type": "input_image", "image_url": p.get("image_url", {}).get("url"), "detail": "auto"}
                 for p in content if isinstance(p, dict)]
             items.append({"type": "message", "id": stable_id("msg_"), "role": role, "content": parts,
@@ -668,6 +667,14 @@ def input_items_of(messages: list[dict[str, Any]], resp_id: str) -> list[dict[st
             item = _call_item(call.get("id"), str(fn.get("name") or ""), str(fn.get("arguments") or "{}"))
             items.append({**item, "id": stable_id("fc_")})
     return items
+
+
+def _text_part(role: object, text: str) -> dict[str, Any]:
+    """A listed message's text: the assistant's an `output_text` part as a Response has it (`annotations`, which
+    the type requires, and `logprobs`), anyone else's an `input_text` part."""
+    if role == "assistant":
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    return {"type": "input_text", "text": text}
 
 
 def usage_of(usage: object) -> dict[str, Any] | None:

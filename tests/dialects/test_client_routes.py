@@ -6,8 +6,13 @@ from __future__ import annotations
 import aiohttp
 import anthropic
 import pytest
+from openai.types.responses import ResponseItem
+from pydantic import TypeAdapter
 
-from tests.dialects.conftest import CFG, claude
+from tests.dialects.conftest import CFG, RESPONSES_WEATHER, claude
+from tests.fakes.openai_upstream import Step, completion
+
+PNG = "data:image/png;base64,iVBORw0KGgo="
 
 AV = {"anthropic-version": "2023-06-01"}
 
@@ -56,6 +61,33 @@ async def test_input_items_and_input_tokens(fakes, router):
     assert h.status == 200 and doc["object"] == "response.input_tokens" and 100 <= doc["input_tokens"] <= 140
     status, doc = await get(r.url + "/v1/responses/resp_nope/input_items")
     assert status == 404
+
+
+async def test_listed_input_items_are_valid_response_items(fakes, router):
+    """Every listed item is what the SDK's `ResponseItem` types say, strictly: an earlier answer's output_text part
+    (its `annotations`, which the type requires, were left out: the Response itself carries them), its call, the
+    call's output, a user's image."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    first = await c.responses.create(model="m", input="one")
+    up.push(Step(json=completion("Checking.", "m", tool_calls=[{"id": "call_1", "type": "function", "function": {
+        "name": "get_weather", "arguments": '{"city": "Oslo"}'}}], finish_reason="tool_calls")))
+    second = await c.responses.create(model="m", input="two", previous_response_id=first.id,
+                                      tools=[RESPONSES_WEATHER])  # type: ignore[list-item]
+    third = await c.responses.create(model="m", previous_response_id=second.id, input=[
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {"role": "user", "content": [{"type": "input_text", "text": "and this?"},
+                                     {"type": "input_image", "image_url": PNG, "detail": "auto"}]}])
+    status, doc = await get(f"{r.url}/v1/responses/{third.id}/input_items?order=asc")
+    assert status == 200
+    adapter: TypeAdapter[ResponseItem] = TypeAdapter(ResponseItem)
+    items = [adapter.validate_python(item, strict=True) for item in doc["data"]]
+    assert [(i.type, getattr(i, "role", None)) for i in items] == [
+        ("message", "user"), ("message", "assistant"), ("message", "user"), ("message", "assistant"),
+        ("function_call", None), ("function_call_output", None), ("message", "user")]
+    assert doc["data"][1]["content"] == [{"type": "output_text", "text": first.output_text, "annotations": [],
+                                          "logprobs": []}]
 
 
 @pytest.mark.parametrize("limit", ["%C2%B2", "%E2%91%A0", "%D9%A3", "0", "101", "-1", "abc", "", "9" * 5000])
