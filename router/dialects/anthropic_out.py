@@ -98,7 +98,8 @@ def _thinking(body: dict[str, Any], out: dict[str, Any]) -> None:
     if not isinstance(thinking, dict):
         budget = THINKING_BUDGETS.get(str(body.get("reasoning_effort")))
         thinking = {"type": "enabled", "budget_tokens": budget} if budget else None
-    if thinking is None or (thinking.get("type") != "disabled" and _in_tool_loop(out["messages"])):
+    if thinking is None or (thinking.get("type") != "disabled" and (_in_tool_loop(out["messages"])
+                                                                    or _forces_tool_use(out))):
         return
     out["thinking"] = thinking
     if thinking.get("type") == "enabled":
@@ -108,6 +109,14 @@ def _thinking(body: dict[str, Any], out: dict[str, Any]) -> None:
         # sampling parameters other than the defaults are refused while thinking
         out.pop("temperature", None)
         out.pop("top_k", None)
+
+
+def _forces_tool_use(out: dict[str, Any]) -> bool:
+    """Whether the request's tool_choice forces a call (`any`, a named tool). Anthropic refuses thinking beside
+    one ("Thinking may not be enabled when tool_choice forces tool use"): such a request is sent without thinking
+    instead of being refused."""
+    choice = out.get("tool_choice")
+    return isinstance(choice, dict) and choice.get("type") in ("any", "tool")
 
 
 def _in_tool_loop(messages: list[dict[str, Any]]) -> bool:

@@ -10,7 +10,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.dialects.conftest import ANTHROPIC_WEATHER, CHAT_WEATHER, claude
+from tests.dialects.conftest import ANTHROPIC_WEATHER, CHAT_WEATHER, RESPONSES_WEATHER, claude
 from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc, message, stream_events
 
 CFG = """
@@ -193,6 +193,30 @@ async def test_reasoning_effort_becomes_thinking(fake_anthropic, router):
         if ch.choices:
             reasoning += (ch.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
     assert reasoning == "Hmm."
+
+
+@pytest.mark.parametrize("forced", ["required", {"type": "function", "function": {"name": "get_weather"}}],
+                         ids=["required", "named"])
+async def test_a_forced_tool_choice_goes_without_thinking(fake_anthropic, router, forced):
+    """Anthropic refuses thinking beside a tool_choice that forces tool use ("Thinking may not be enabled when
+    tool_choice forces tool use"): such a request goes without thinking, from chat and from Responses, as one
+    continuing a tool loop does; `auto` keeps it."""
+    fake, r = await start(fake_anthropic, router)
+    c = r.client()
+    fake.push(*[AStep(json=message(TOOL_BLOCKS, "claude-sonnet-4-5")) for _ in range(3)])
+    out = await c.chat.completions.create(model="sonnet", reasoning_effort="medium", tools=[CHAT_WEATHER],
+                                          tool_choice=forced, messages=[{"role": "user", "content": "Paris?"}])
+    assert out.choices[0].message.tool_calls and out.choices[0].message.tool_calls[0].function.name == "get_weather"
+    sent = fake.requests[0].body
+    assert "thinking" not in sent and sent["tool_choice"]["type"] in ("any", "tool") and sent["max_tokens"] == 4096
+    choice = "required" if forced == "required" else {"type": "function", "name": "get_weather"}
+    resp = await c.responses.create(model="sonnet", input="Paris?", reasoning={"effort": "low"},
+                                    tools=[RESPONSES_WEATHER], tool_choice=choice)  # type: ignore[arg-type]
+    assert [i.type for i in resp.output] == ["message", "function_call"]
+    assert "thinking" not in fake.requests[1].body and fake.requests[1].body["tool_choice"]["type"] in ("any", "tool")
+    await c.chat.completions.create(model="sonnet", reasoning_effort="medium", tools=[CHAT_WEATHER],
+                                    tool_choice="auto", messages=[{"role": "user", "content": "Paris?"}])
+    assert fake.requests[2].body["thinking"] == {"type": "enabled", "budget_tokens": 8192}
 
 
 async def test_upstream_errors_keep_dispatch_semantics(fake_anthropic, router):
