@@ -20,6 +20,7 @@ _ERROR_CODES = {400: "invalid_request_error", 401: "authentication_error", 403: 
 
 def messages_request(body: dict[str, Any]) -> dict[str, Any]:
     """The chat body as a Messages request."""
+    _refuse_unanswerable(body)
     system: list[str] = []
     messages: list[dict[str, Any]] = []
     for i, m in enumerate(body.get("messages") or []):
@@ -74,6 +75,21 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
     if body.get("stream") is True:
         out["stream"] = True
     return out
+
+
+def _refuse_unanswerable(body: dict[str, Any]) -> None:
+    """What Anthropic cannot give is a 400 naming it, never dropped: it answers with one choice (`n` other than
+    1) and has no logprobs (`logprobs: true`, `top_logprobs`)."""
+    n = body.get("n")
+    if n is not None and (type(n) is not int or n != 1):
+        raise invalid(f"'n' is {str(n)[:32]}; an Anthropic provider answers with one choice (n: 1).", "n",
+                      "unsupported_parameter")
+    if body.get("logprobs") not in (None, False):
+        raise invalid("'logprobs' cannot be given by an Anthropic provider (it has no log probabilities).",
+                      "logprobs", "unsupported_parameter")
+    if body.get("top_logprobs") is not None:
+        raise invalid("'top_logprobs' cannot be given by an Anthropic provider (it has no log probabilities).",
+                      "top_logprobs", "unsupported_parameter")
 
 
 JSON_OBJECT_SYSTEM = "Answer with one JSON object and nothing else."

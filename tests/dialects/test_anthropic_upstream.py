@@ -258,6 +258,27 @@ async def test_a_sampling_number_out_of_range_is_400_before_anthropic_is_called(
     assert not fake.requests
 
 
+@pytest.mark.parametrize(("fields", "param"), [({"n": 3}, "n"), ({"n": 0}, "n"), ({"logprobs": True}, "logprobs"),
+                                              ({"logprobs": True, "top_logprobs": 2}, "logprobs"),
+                                              ({"top_logprobs": 2}, "top_logprobs")],
+                         ids=["n", "n-zero", "logprobs", "top_logprobs-with-logprobs", "top_logprobs"])
+async def test_what_anthropic_cannot_give_is_400_never_dropped(fake_anthropic, router, fields, param):
+    """Anthropic answers with one choice and has no logprobs: `n` above 1 and `logprobs` / `top_logprobs` are a 400
+    naming the field before Anthropic is called (they were dropped: n=3 gave one choice, logprobs none); `n: 1` and
+    `logprobs: false` go through."""
+    fake, r = await start(fake_anthropic, router)
+    c = r.client()
+    with pytest.raises(openai.BadRequestError) as bad:
+        await c.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "x"}], **fields)
+    assert bad.value.body["type"] == "invalid_request_error" and bad.value.body["param"] == param  # type: ignore[index]
+    assert f"'{param}'" in bad.value.message
+    assert not fake.requests
+    out = await c.chat.completions.create(model="sonnet", n=1, logprobs=False,
+                                          messages=[{"role": "user", "content": "x"}])
+    assert [ch.message.content for ch in out.choices] == ["echo: x"] and len(fake.requests) == 1
+    assert "n" not in fake.requests[0].body and "logprobs" not in fake.requests[0].body
+
+
 async def test_refused_key_is_never_echoed(fake_anthropic, router):
     _, r = await start(fake_anthropic, router, key="sk-ant-wrong-key")
     async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json={
