@@ -105,10 +105,10 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     chat: dict[str, Any] = {"model": model, "messages": place_system(out)}
     if max_tokens is not None:
         chat["max_tokens"] = max_tokens
-    tools = _tools(body.get("tools"), req, memos.tools)
+    tools, server = _tools(body.get("tools"), req, memos.tools)
     if tools:
         chat["tools"] = tools
-    choice, parallel = _tool_choice(body.get("tool_choice"), tools)
+    choice, parallel = _tool_choice(body.get("tool_choice"), tools, server, req.dropped)
     if choice is not None and tools:  # only beside tools: OpenAI's chat API refuses them alone
         chat["tool_choice"] = choice
     if parallel is False and tools:
@@ -412,6 +412,7 @@ class _Tools:
     text_bytes: int
     dropped: tuple[str, ...]
     json: ToolsJson | None
+    server: tuple[str, ...] = ()  # the names of the server tools dropped (a tool_choice may name one)
 
     def size(self) -> int:
         return len(self.json.data) if self.json is not None else 0
@@ -420,9 +421,11 @@ class _Tools:
 Translations = Memos[_Tools]  # what one app keeps of this dialect's translations
 
 
-def _tools(value: Any, req: MessagesRequest, memo: ToolsMemo[_Tools]) -> list[dict[str, Any]]:
+def _tools(value: Any, req: MessagesRequest,
+           memo: ToolsMemo[_Tools]) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The chat tools, and the names of the server tools dropped."""
     if value is None:
-        return []
+        return [], ()
     if not isinstance(value, list):
         raise invalid("'tools' must be a list.", "tools", "invalid_type")
     done, req.learn_tools = memo.get(value, _translate_tools, _Tools.size)
@@ -430,12 +433,13 @@ def _tools(value: Any, req: MessagesRequest, memo: ToolsMemo[_Tools]) -> list[di
     req.text_bytes += done.text_bytes
     for kind in done.dropped:
         req.dropped.add(kind)
-    return done.chat
+    return done.chat, done.server
 
 
 def _translate_tools(value: list[Any]) -> _Tools:
     out: list[dict[str, Any]] = []
     dropped = Dropped()
+    server: list[str] = []
     size = 0
     for i, t in enumerate(value):
         if not isinstance(t, dict):
@@ -447,6 +451,8 @@ def _translate_tools(value: list[Any]) -> _Tools:
             tool = client_function(t)
             if tool is None:
                 dropped.add(kind)  # a server tool (web search, code execution, ...): the backend cannot run it
+                name = t.get("name")
+                server.append(name if isinstance(name, str) else "")
             else:
                 out.append(tool)
                 size += len(spaced_json(tool).encode())
@@ -463,10 +469,14 @@ def _translate_tools(value: list[Any]) -> _Tools:
             fn["description"] = desc
         out.append({"type": "function", "function": fn})
         size += len(spaced_json(fn).encode())
-    return _Tools(out, size, tuple(dropped.kinds), ToolsJson.of(out))
+    return _Tools(out, size, tuple(dropped.kinds), ToolsJson.of(out), tuple(server))
 
 
-def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> tuple[Any, bool | None]:
+def _tool_choice(value: Any, tools: list[dict[str, Any]], server: tuple[str, ...],
+                 dropped: Dropped) -> tuple[Any, bool | None]:
+    """The chat tool_choice and parallel_tool_calls. One forcing a server tool (`tool` naming it; `any` when every
+    tool declared is one) goes with the tools it forces, reported as a dropped `tool_choice`: `auto` among the
+    tools left (Claude Code's WebSearch forces its `web_search` server tool)."""
     if value is None:
         return None, None
     if not isinstance(value, dict) or value.get("type") not in _TOOL_CHOICES:
@@ -479,16 +489,22 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]]) -> tuple[Any, bool | N
     kind = value["type"]
     if kind == "none":
         return "none", parallel
-    if kind in ("any", "tool") and not tools:
+    if kind == "any" and not tools and server:
+        dropped.add("tool_choice")
+        return "auto", parallel
+    if kind in ("any", "tool") and not tools and not server:
         raise invalid(f"tool_choice type {kind!r} needs 'tools'.", "tool_choice", "invalid_value")
     if kind == "any":
         return "required", parallel
     if kind == "tool":
         name = value.get("name")
-        if not isinstance(name, str) or not any(t["function"]["name"] == name for t in tools):
-            raise invalid("tool_choice type 'tool' needs the 'name' of a declared tool.", "tool_choice",
-                          "invalid_value")
-        return {"type": "function", "function": {"name": name}}, parallel
+        if isinstance(name, str) and any(t["function"]["name"] == name for t in tools):
+            return {"type": "function", "function": {"name": name}}, parallel
+        if isinstance(name, str) and name and name in server:
+            dropped.add("tool_choice")
+            return "auto", parallel
+        raise invalid("tool_choice type 'tool' needs the 'name' of a declared tool.", "tool_choice",
+                      "invalid_value")
     return "auto", parallel
 
 

@@ -120,7 +120,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     declared, learn = _tools(body.get("tools"), dropped, memos.tools)
     echo_tools, client_tools = declared.echo, declared.client
     params: dict[str, Any] = {}
-    choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), declared.chat, client_tools)
+    choice, echo_choice, tools = _tool_choice(body.get("tool_choice"), declared, dropped)
     if tools:  # tool_choice and parallel_tool_calls only beside tools: OpenAI's chat API refuses them alone
         params["tools"] = tools
         if choice is not None:
@@ -509,13 +509,18 @@ def _backend_name(ref: dict[str, Any], client: dict[str, ClientTool]) -> str | N
     return full if full in client else None
 
 
-def _tool_choice(value: Any, tools: list[dict[str, Any]], client: dict[str, ClientTool],
-                 ) -> tuple[Any, Any, list[dict[str, Any]]]:
-    """(chat tool_choice, the echoed tool_choice, the tools to send)."""
+def _tool_choice(value: Any, declared: _Tools, dropped: Dropped) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """(chat tool_choice, the echoed tool_choice, the tools to send). One forcing a hosted tool (naming it;
+    `required` when every tool declared is one, or allowed_tools `required` allowing only such) goes with the tools
+    it forces, reported as a dropped `tool_choice`: the model chooses among the tools left (`auto`)."""
+    tools, client = declared.chat, declared.client
     if value is None:
         return None, "auto", tools
     if value in _TOOL_CHOICES:
         if value == "required" and not tools:
+            if declared.dropped:
+                dropped.add("tool_choice")
+                return None, value, tools
             raise invalid("tool_choice 'required' needs 'tools'.", "tool_choice", "invalid_value")
         return value, value, tools
     kind = value.get("type") if isinstance(value, dict) else None
@@ -532,11 +537,16 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]], client: dict[str, Clie
                           "tool_choice", "invalid_value")
         names = {n for ref in allowed if isinstance(ref, dict) for n in [_backend_name(ref, client)] if n}
         kept = [t for t in tools if t["function"]["name"] in names]
+        if mode == "required" and not kept and any(isinstance(ref, dict) and ref.get("type") not in (
+                "function", "custom") for ref in allowed):
+            dropped.add("tool_choice")  # it allows hosted tools only
+            return None, value, kept
         if mode == "required" and not kept:
             raise invalid("tool_choice allowed_tools 'required' allows none of the declared tools.", "tool_choice",
                           "invalid_value")
         return (mode if kept else None), value, kept
     if isinstance(kind, str) and kind:
+        dropped.add("tool_choice")
         return "auto", value, tools  # a hosted tool, dropped with the tools: the model chooses among the rest
     raise invalid("'tool_choice' must be 'auto', 'none', 'required' or an object naming a tool.", "tool_choice",
                   "invalid_value")

@@ -7,10 +7,13 @@ import json
 from typing import Any
 
 import aiohttp
+import anthropic
+import openai
+import pytest
 
 from router.api.translated import fit_to_route
 from router.dialects.common import IMAGE_PLACEHOLDER, place_system
-from tests.dialects.conftest import CFG
+from tests.dialects.conftest import CFG, claude
 from tests.fakes.openai_upstream import Step, chunk, completion
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
@@ -184,6 +187,71 @@ async def test_claude_code_shaped_request(fakes, router):
     [block] = doc["content"]
     assert (block["type"], block["name"], block["input"]) == \
         ("tool_use", "str_replace_based_edit_tool", {"command": "view", "path": "/a.py"})
+
+
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 8}
+READ = CLAUDE_TOOLS[0]
+
+
+@pytest.mark.parametrize(("tools", "choice", "sent_tools", "sent_choice"), [
+    ([WEB_SEARCH], {"type": "tool", "name": "web_search"}, None, None),  # Claude Code's WebSearch, exactly
+    ([WEB_SEARCH], {"type": "any"}, None, None),
+    ([READ, WEB_SEARCH], {"type": "tool", "name": "web_search"}, ["Read"], "auto"),
+], ids=["tool-web_search", "any-server-tools-only", "tool-web_search-beside-a-function"])
+async def test_a_tool_choice_forcing_a_server_tool_is_dropped_with_it(fakes, router, tools, choice, sent_tools,
+                                                                     sent_choice):
+    """A tool_choice forcing a server tool (naming it; `any` when every tool is one) goes with the tool, reported
+    as a dropped `tool_choice`: the model chooses among the tools left (it was a 400, "tool_choice type 'tool'
+    needs 'tools'", which broke Claude Code's WebSearch)."""
+    up = await fakes()
+    up.push(Step(json=completion("No search here.", "m")))
+    r = await router(CFG.format(url=up.url))
+    raw = await claude(r.url).messages.with_raw_response.create(
+        model="m", max_tokens=64, tools=tools, tool_choice=choice,
+        messages=[{"role": "user", "content": "Perform a web search for: x"}])
+    msg = await raw.parse()
+    assert [b.type for b in msg.content] == ["text"] and msg.stop_reason == "end_turn"
+    assert raw.headers["x-agentgate-dropped-tools"] == "tool_choice,web_search_20250305"
+    sent = up.requests[0].body
+    assert [t["function"]["name"] for t in sent.get("tools", [])] == (sent_tools or [])
+    assert sent.get("tool_choice") == sent_choice
+
+
+async def test_a_tool_choice_for_an_undeclared_tool_is_still_400(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    ask = [{"role": "user", "content": "x"}]
+    for tools, choice in (([WEB_SEARCH], {"type": "tool", "name": "web_fetch"}),
+                          ([READ], {"type": "tool", "name": "web_search"}), ([], {"type": "any"})):
+        with pytest.raises(anthropic.BadRequestError) as bad:
+            await claude(r.url).messages.create(model="m", max_tokens=5, tools=tools, tool_choice=choice,
+                                                messages=ask)  # type: ignore[arg-type]
+        assert "tool_choice" in bad.value.message
+    with pytest.raises(openai.BadRequestError) as oa:
+        await r.client().responses.create(model="m", input="x", tool_choice="required")
+    assert oa.value.body["param"] == "tool_choice"  # type: ignore[index]
+    assert not up.requests
+    up.push(Step(json=completion("ok", "m")))
+    msg = await claude(r.url).messages.create(model="m", max_tokens=5, tools=[READ, WEB_SEARCH],
+                                              tool_choice={"type": "any"}, messages=ask)  # type: ignore[arg-type]
+    assert msg.content and up.requests[0].body["tool_choice"] == "required"  # a function is left to force
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "web_search"},
+                                    {"type": "allowed_tools", "mode": "required", "tools": [{"type": "web_search"}]}],
+                         ids=["required", "hosted", "allowed_tools"])
+async def test_a_responses_tool_choice_forcing_a_hosted_tool_is_dropped_with_it(fakes, router, choice):
+    """`required` when every tool is hosted (a 400, "tool_choice 'required' needs 'tools'"), or a tool_choice
+    naming a hosted tool: dropped with the tools and reported."""
+    up = await fakes()
+    up.push(Step(json=completion("No search here.", "m")))
+    r = await router(CFG.format(url=up.url))
+    raw = await r.client().responses.with_raw_response.create(model="m", input="search x", tool_choice=choice,
+                                                              tools=[{"type": "web_search"}])
+    resp = raw.parse()
+    assert resp.status == "completed" and resp.output_text == "No search here."
+    assert raw.headers["x-agentgate-dropped-tools"] == "tool_choice,web_search"
+    assert "tools" not in up.requests[0].body and "tool_choice" not in up.requests[0].body
 
 
 async def test_tool_result_image_and_pdf(fakes, router):
