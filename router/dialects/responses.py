@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsoncodec
-from ..chat_types import Completion, ToolFragment, Usage, str_or
+from ..chat_types import Completion, StreamChunk, ToolFragment, Usage, str_or
 from ..errors import ApiError
 from .common import (
     MAX_ID_CHARS,
@@ -50,6 +50,7 @@ _HOSTED_CALL_ITEMS = ("web_search_call", "file_search_call", "image_generation_c
                       "mcp_approval_response", "local_shell_call", "local_shell_call_output", "tool_search_call",
                       "tool_search_output", "compaction", "ghost_snapshot")
 _GRAMMAR_NOTE_MAX = 4000
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class ResponsesRequest:
     tools_json: ToolsJson | None = None  # the chat tools with their encoding (see `common.chat_bytes`)
     learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
     echo_json: bytes | None = None  # `echo["tools"]` encoded (see `response_json`)
+
+    @property
+    def logprobs(self) -> bool:
+        """Whether the output text's logprobs were asked for (`include`), and so of the upstream."""
+        return self.params.get("logprobs") is True
 
 
 def parse_request(body: dict[str, Any], memos: Translations | None = None) -> ResponsesRequest:
@@ -131,6 +137,13 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                         ("user", user)):
         if value is not None:
             params[name] = value
+    top_logprobs = check_int(body, "top_logprobs", 0)
+    if top_logprobs is not None and top_logprobs > 20:
+        raise invalid("'top_logprobs' must be an integer from 0 to 20.", "top_logprobs", "invalid_value")
+    if LOGPROBS_INCLUDE in _include(body):  # the output text's logprobs: asked of the upstream
+        params["logprobs"] = True
+        if top_logprobs is not None:
+            params["top_logprobs"] = top_logprobs
     reasoning = check_type(body, "reasoning", dict, "an object")
     if reasoning is not None and isinstance(reasoning.get("effort"), str):
         params["reasoning_effort"] = reasoning["effort"]
@@ -145,12 +158,23 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")} if reasoning else None,
         "text": {"format": (text or {}).get("format") or {"type": "text"}},
         "truncation": body.get("truncation") if body.get("truncation") in ("auto", "disabled") else "disabled",
-        "user": user, "store": store is not False,
+        "user": user, "store": store is not False, "top_logprobs": top_logprobs,
     }
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
                             instructions=instructions, input_messages=messages, params=params, echo=echo,
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
                             learn_tools=learn, echo_json=declared.echo_json)
+
+
+def _include(body: dict[str, Any]) -> list[str]:
+    """`include`: a list of strings (those agentgate has nothing to add for are accepted and have no effect)."""
+    value = check_type(body, "include", list, "a list of strings")
+    if value is None:
+        return []
+    names = [v for v in value if isinstance(v, str)]
+    if len(names) != len(value):
+        raise invalid("'include' must be a list of strings.", "include", "invalid_type")
+    return names
 
 
 def _input_messages(raw_input: object, previous: str | None, dropped: Dropped,
@@ -581,9 +605,46 @@ def object_json(arguments: object) -> str:
     return spaced_json(arguments_object(arguments))
 
 
-def _message_item(text: str, status: str = "completed") -> dict[str, Any]:
+def _message_item(text: str, status: str = "completed",
+                  logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {"type": "message", "id": new_id("msg_"), "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
+            "content": [{"type": "output_text", "text": text, "annotations": [],
+                         "logprobs": [] if logprobs is None else logprobs}]}
+
+
+def _logprob(entry: object) -> dict[str, Any] | None:
+    """A chat logprob entry (or one of its alternatives) as the Responses API has it: `token`, `bytes` (the
+    token's UTF-8 when the upstream gave none), `logprob`; None when it is not one."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+        return None
+    value = entry.get("logprob")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    raw = entry.get("bytes")
+    token: str = entry["token"]
+    data = raw if isinstance(raw, list) and all(type(b) is int and 0 <= b <= 255 for b in raw) else \
+        list(token.encode("utf-8", "surrogatepass"))
+    return {"token": token, "bytes": data, "logprob": float(value)}
+
+
+def logprobs_of(choice: object) -> list[dict[str, Any]]:
+    """A chat choice's content logprobs (`choice.logprobs.content`) as Responses output_text logprobs, each with
+    its `top_logprobs`."""
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    out: list[dict[str, Any]] = []
+    for entry in content if isinstance(content, list) else []:
+        made = _logprob(entry)
+        if made is not None:
+            tops = entry.get("top_logprobs")
+            made["top_logprobs"] = [t for t in map(_logprob, tops if isinstance(tops, list) else []) if t]
+            out.append(made)
+    return out
+
+
+def _choice0(doc: dict[str, Any]) -> object:
+    choices = doc.get("choices")
+    return choices[0] if isinstance(choices, list) and choices else None
 
 
 def _refusal_item(text: str, status: str = "completed") -> dict[str, Any]:
@@ -619,16 +680,16 @@ def _reasoning_item(text: str) -> dict[str, Any]:
             "content": [{"type": "reasoning_text", "text": text}], "status": "completed"}
 
 
-def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None) -> tuple[list[dict[str, Any]],
-                                                                                            object]:
-    """The output items of a completion document (calls as the client declared the tools), and its
-    finish_reason."""
+def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None, *,
+                 logprobs: bool = False) -> tuple[list[dict[str, Any]], object]:
+    """The output items of a completion document (calls as the client declared the tools; with `logprobs`, the
+    text's logprobs as the upstream gave them), and its finish_reason."""
     done = Completion.parse(doc)
     items: list[dict[str, Any]] = []
     if done.reasoning:
         items.append(_reasoning_item(done.reasoning))
     if done.text.strip():
-        items.append(_message_item(done.text))
+        items.append(_message_item(done.text, logprobs=logprobs_of(_choice0(doc)) if logprobs else None))
     if done.refusal:
         items.append(_refusal_item(done.refusal))
     for call in done.tool_calls:
@@ -758,6 +819,19 @@ class ResponsesStream(ChunkEncoder):
         self._open_mid: bytes | None = None  # the open item's text delta event from its item id
         self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
         self._chars = 0
+        self._logprobs: list[dict[str, Any]] | None = [] if req.logprobs else None  # those not yet sent with text
+        self._text_logprobs: list[dict[str, Any]] = []  # the open output_text part's (its `logprobs`)
+
+    def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
+        """`ChunkEncoder.feed`; the logprobs an upstream's chunk carries, when they were asked for, go with the
+        next text delta (a chunk of logprobs alone, or with whitespace held back, waits for it)."""
+        if self._logprobs is not None and type(doc) is not StreamChunk:
+            assert isinstance(doc, dict)
+            choices = doc.get("choices")
+            for choice in choices if isinstance(choices, list) else []:
+                if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                    self._logprobs += logprobs_of(choice)
+        return super().feed(doc)
 
     def _grow(self, text: str) -> None:
         """The open item gets `text`; the output a stream holds for its final Response is bounded."""
@@ -829,9 +903,12 @@ class ResponsesStream(ChunkEncoder):
                 out.append(self._event("response.refusal.done", {"item_id": item["id"], "output_index": idx,
                                                                  "content_index": 0, "refusal": part["refusal"]}))
             else:
+                if self._logprobs:  # come after the last text: the part's still
+                    part["logprobs"] += self._logprobs
+                    self._logprobs = []
                 out.append(self._event("response.output_text.done", {"item_id": item["id"], "output_index": idx,
                                                                      "content_index": 0, "text": part["text"],
-                                                                     "logprobs": []}))
+                                                                     "logprobs": part["logprobs"]}))
             out.append(self._event("response.content_part.done", {"item_id": item["id"], "output_index": idx,
                                                                   "content_index": 0, "part": part}))
         elif item["type"] == "reasoning":
@@ -903,10 +980,16 @@ class ResponsesStream(ChunkEncoder):
             if held is None:
                 return out
             text = held
-            out += self._opened(_message_item(""), {"type": "output_text", "text": "", "annotations": [],
-                                                    "logprobs": []})
+            self._text_logprobs = []
+            out += self._opened(_message_item("", logprobs=self._text_logprobs),
+                                {"type": "output_text", "text": "", "annotations": [], "logprobs": []})
         self._grow(text)
-        out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":[]}\n\n'))
+        if not self._logprobs:
+            out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":[]}\n\n'))
+            return out
+        sent, self._logprobs = self._logprobs, []
+        self._text_logprobs += sent
+        out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":' + jsoncodec.dumps(sent) + b"}\n\n"))
         return out
 
     def _open_delta(self, prefix: bytes, text: str, tail: bytes) -> bytes:

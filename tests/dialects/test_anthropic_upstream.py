@@ -279,6 +279,13 @@ async def test_what_anthropic_cannot_give_is_400_never_dropped(fake_anthropic, r
     assert "n" not in fake.requests[0].body and "logprobs" not in fake.requests[0].body
 
 
+async def test_responses_logprobs_from_anthropic_are_400(fake_anthropic, router):
+    fake, r = await start(fake_anthropic, router)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await r.client().responses.create(model="sonnet", input="x", include=["message.output_text.logprobs"])
+    assert bad.value.body["param"] == "logprobs" and not fake.requests  # type: ignore[index]
+
+
 async def test_refused_key_is_never_echoed(fake_anthropic, router):
     _, r = await start(fake_anthropic, router, key="sk-ant-wrong-key")
     async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json={

@@ -7,6 +7,8 @@ import json
 import aiohttp
 import openai
 import pytest
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tests.dialects.conftest import CFG, CHAT_WEATHER, RESPONSES_WEATHER
 from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
@@ -283,3 +285,53 @@ async def test_upstream_errors_are_openai_shaped(fakes, router):
     assert bad.value.code == "context_length_exceeded"
     with pytest.raises(openai.NotFoundError):
         await r.client().responses.create(model="unknown-model", input="x")
+
+
+def logprob(token: str, value: float, top: list[tuple[str, float]]) -> dict:
+    return {"token": token, "logprob": value, "bytes": list(token.encode()),
+            "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in top]}
+
+
+HI = logprob("Hi", -0.1, [("Hi", -0.1), ("Hey", -2.5)])
+THERE = logprob(" there", -0.3, [(" there", -0.3), (" you", -1.9)])
+
+
+async def test_output_text_logprobs_are_asked_for_and_returned(fakes, router):
+    """`include: ["message.output_text.logprobs"]` asks the upstream for logprobs (`top_logprobs` as given) and
+    puts them in the output_text part, and in each text delta of a stream, in the Responses shape (they were
+    ignored: nothing asked, `logprobs: []`). Without the include nothing is asked."""
+    up = await fakes()
+    whole = completion("Hi there", "m")
+    whole["choices"][0]["logprobs"] = {"content": [HI, THERE], "refusal": None}
+    pieces = stream_of(["Hi", " there"], "m")
+    pieces[1]["choices"][0]["logprobs"] = {"content": [HI]}
+    pieces[2]["choices"][0]["logprobs"] = {"content": [THERE]}
+    up.push(Step(json=whole), Step(sse=pieces), Step(json=whole))
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    expected = [{k: v for k, v in e.items()} for e in (HI, THERE)]
+
+    resp = await c.responses.create(model="m", input="hi", include=["message.output_text.logprobs"], top_logprobs=2)
+    assert (up.requests[0].body["logprobs"], up.requests[0].body["top_logprobs"]) == (True, 2)
+    raw = resp.model_dump(mode="json", exclude_unset=True)
+    TypeAdapter(Response).validate_python(raw, strict=True)
+    [part] = raw["output"][0]["content"]
+    assert part["logprobs"] == expected and part["text"] == "Hi there"
+
+    events = await raw_stream(r.url, {"model": "m", "input": "hi", "stream": True, "top_logprobs": 2,
+                                      "include": ["message.output_text.logprobs"]})
+    assert (up.requests[1].body["logprobs"], up.requests[1].body["top_logprobs"]) == (True, 2)
+    adapter: TypeAdapter[ResponseStreamEvent] = TypeAdapter(ResponseStreamEvent)
+    for e in events:
+        adapter.validate_python(e, strict=True)
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [(d["delta"], d["logprobs"]) for d in deltas] == [("Hi", [expected[0]]), (" there", [expected[1]])]
+    done = next(e for e in events if e["type"] == "response.output_text.done")
+    assert done["logprobs"] == expected
+    final = events[-1]["response"]
+    TypeAdapter(Response).validate_python(final, strict=True)
+    assert final["output"][0]["content"][0]["logprobs"] == expected
+
+    plain = await c.responses.create(model="m", input="hi")
+    assert "logprobs" not in up.requests[2].body and "top_logprobs" not in up.requests[2].body
+    assert plain.output[0].content[0].logprobs == []  # type: ignore[union-attr]
