@@ -55,6 +55,7 @@ class OutputDecoder:
         self._reasoning_started = False
         self._seen_reasoning = False
         self._content_started = False
+        self.reasoning_tokens = 0  # tokens that opened, were in or closed a <think> block (usage's reasoning_tokens)
 
     def add_token(self, token: int) -> list[Piece]:
         if self.stopped:
@@ -62,7 +63,13 @@ class OutputDecoder:
         with self._lock:
             self._detok.add_token(token)
             text = self._detok.last_segment
-        return self._feed(text)
+        if self._plain:
+            return self._feed(text)
+        before = self._state[0]
+        out = self._feed(text)
+        if before == "reasoning" or self._state[0] == "reasoning":
+            self.reasoning_tokens += 1
+        return out
 
     def finish(self) -> list[Piece]:
         """Flush everything held back (call once, when the sequence ends)."""

@@ -68,6 +68,7 @@ class Finished:
     completion_tokens: int
     cached_tokens: int
     stop: str | None = None  # the stop string that ended the text (reason "stop"; None: EOS)
+    reasoning_tokens: int = 0  # of completion_tokens, those of a <think> block
 
 
 @dataclass
@@ -531,7 +532,8 @@ class Scheduler:
         self._uid_of.pop(seq.handle.id, None)
         self.stats.served += 1
         self._emit(seq.handle, Finished(reason, len(seq.handle.spec.prompt), seq.generated, seq.cached_tokens,
-                                        seq.decoder.stop_word if seq.decoder.stopped else None))
+                                        seq.decoder.stop_word if seq.decoder.stopped else None,
+                                        seq.decoder.reasoning_tokens))
 
     def _fail(self, seq: _Seq, status: int, message: str, code: str) -> None:
         self._seqs.pop(seq.uid, None)

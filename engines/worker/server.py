@@ -129,6 +129,7 @@ def _usage(fin: Finished) -> dict[str, Any]:
         "completion_tokens": fin.completion_tokens,
         "total_tokens": fin.prompt_tokens + fin.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": fin.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": fin.reasoning_tokens},
     }
 
 

@@ -62,6 +62,11 @@ async def test_think_split_into_reasoning_content(engine):
     assert reasoning == msg.model_extra["reasoning_content"]
     assert finish == "stop"
     assert usage is not None and usage.completion_tokens == resp.usage.completion_tokens
+    # the <think> block's tokens are counted as reasoning (Responses reports them: output_tokens_details), the
+    # answer's are not
+    reasoning_tokens = resp.usage.completion_tokens_details.reasoning_tokens
+    assert 0 < reasoning_tokens < resp.usage.completion_tokens
+    assert usage.completion_tokens_details.reasoning_tokens == reasoning_tokens
     # the repeat of the same conversation reuses the cached prompt
     assert usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1
 
