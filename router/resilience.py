@@ -83,7 +83,7 @@ class Limiter:
     max_queue: int
     timeout: float
     active: int = 0
-    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    waiters: deque[asyncio.Future[bool]] = field(default_factory=deque)
 
     @property
     def queued(self) -> int:
@@ -97,30 +97,38 @@ class Limiter:
         return False
 
     async def acquire(self) -> None:
+        """Wait for a slot. The waiter's future says True when release() hands it the slot, False when its timer ran
+        out. No `asyncio.wait_for`: on Python 3.10/3.11 it returns the result when the task is cancelled in the same
+        loop turn as the slot is handed over, so a client that left kept the slot and its request went upstream."""
         if self.try_acquire():
             return
         if len(self.waiters) >= self.max_queue:
             raise QueueFull(retry_after=1.0)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
         self.waiters.append(fut)
+        timer = loop.call_later(self.timeout, self._expire, fut)
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.timeout)
-        except asyncio.TimeoutError:
-            if fut.done() and not fut.cancelled():  # granted at the last moment: hand it on
-                self.release()
-            else:
-                fut.cancel()
-                self._discard(fut)
-            raise QueueFull(retry_after=1.0) from None
-        except asyncio.CancelledError:
+            granted = await fut
+        except asyncio.CancelledError:  # the task was cancelled: a slot handed to it goes to the next waiter
+            timer.cancel()
             if fut.done() and not fut.cancelled():
-                self.release()
+                if fut.result():
+                    self.release()
             else:
                 fut.cancel()
                 self._discard(fut)
             raise
+        timer.cancel()
+        if not granted:
+            raise QueueFull(retry_after=1.0)
 
-    def _discard(self, fut: asyncio.Future[None]) -> None:
+    def _expire(self, fut: asyncio.Future[bool]) -> None:
+        if not fut.done():
+            fut.set_result(False)
+            self._discard(fut)
+
+    def _discard(self, fut: asyncio.Future[bool]) -> None:
         try:
             self.waiters.remove(fut)
         except ValueError:
@@ -130,7 +138,7 @@ class Limiter:
         while self.waiters:
             fut = self.waiters.popleft()
             if not fut.done():
-                fut.set_result(None)  # the slot passes straight to the next waiter
+                fut.set_result(True)  # the slot passes straight to the next waiter
                 return
         self.active -= 1
 

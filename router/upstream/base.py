@@ -489,4 +489,21 @@ if sys.version_info >= (3, 11):
         return result
 else:  # pragma: no cover - Python 3.10
     async def with_timeout(aw: Awaitable[T], seconds: float | None) -> T:
-        return await asyncio.wait_for(aw, seconds)
+        """The timer of the 3.11 version, not `asyncio.wait_for`: on 3.10 that returns the response when the task is
+        cancelled in the same loop turn as the response arrives, so a client that left had its request go on."""
+        if seconds is None:
+            return await aw
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("with_timeout must be used inside a task")
+        expiry = _Expiry(task)
+        handle = loop.call_later(seconds, expiry)
+        try:
+            return await aw
+        except asyncio.CancelledError as exc:
+            if expiry.fired:
+                raise asyncio.TimeoutError from exc
+            raise
+        finally:
+            handle.cancel()

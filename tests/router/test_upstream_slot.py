@@ -80,3 +80,57 @@ async def test_a_provider_retired_by_a_reload_and_its_successor_count_together()
     assert in_flight() == 1
     second.release()
     assert in_flight() == 0
+
+
+async def test_a_waiter_cancelled_as_the_slot_is_handed_to_it_gives_it_back():
+    """A client that leaves in the same loop turn as release() hands its queued request the slot: the cancellation
+    used to be lost (asyncio.wait_for on 3.10/3.11 returned the result), so a ghost request held the slot and went
+    upstream for nobody."""
+    from router.resilience import Limiter
+
+    lim = Limiter(limit=1, max_queue=10, timeout=30)
+    await lim.acquire()
+    waiter = asyncio.ensure_future(lim.acquire())
+    await asyncio.sleep(0)
+    assert lim.queued == 1
+    lim.release()   # the slot passes to the waiter ...
+    waiter.cancel()  # ... whose client leaves in the same turn
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert lim.active == 0 and lim.queued == 0
+
+
+async def test_a_waiter_cancelled_as_the_slot_is_handed_to_it_passes_it_on():
+    from router.resilience import Limiter
+
+    lim = Limiter(limit=1, max_queue=10, timeout=30)
+    await lim.acquire()
+    first = asyncio.ensure_future(lim.acquire())
+    second = asyncio.ensure_future(lim.acquire())
+    await asyncio.sleep(0)
+    lim.release()
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 1)  # the next waiter gets the slot the cancelled one gave back
+    assert lim.active == 1 and lim.queued == 0
+    lim.release()
+    assert lim.active == 0
+
+
+async def test_a_waiter_times_out_and_a_cancelled_one_leaves_the_queue():
+    from router.resilience import Limiter
+
+    lim = Limiter(limit=1, max_queue=10, timeout=0.05)
+    await lim.acquire()
+    with pytest.raises(QueueFull):
+        await lim.acquire()
+    assert lim.queued == 0 and lim.active == 1
+    waiter = asyncio.ensure_future(lim.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert lim.queued == 0 and lim.active == 1
+    lim.release()
+    assert lim.active == 0
