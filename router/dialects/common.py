@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
@@ -628,7 +629,8 @@ def spliced(doc: dict[str, Any], parts: dict[str, Any]) -> bytes:
 # --- translated history, once per distinct message ------------------------------------------------------------------
 
 HISTORY_ENTRIES = 4096  # messages: a few long conversations' worth
-HISTORY_BYTES = 32 << 20  # counted: the key three times (it, the source message, the texts kept), the encodings
+HISTORY_BYTES = 32 << 20  # counted as held: the key and encodings (exact-size copies), the parsed source message
+# and the translation (`parsed_bytes`: never under what they hold)
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,11 +676,10 @@ class HistoryMemo(Bounds):
             self._entries.move_to_end(src[1])
             self.hits += 1
             return self._entries[src[1]][0]
-        encoding = _orjson_bytes(message)
-        if encoding is None or len(encoding) > self.max_entry_bytes:
+        key = _orjson_bytes(message)
+        if key is None or len(key) > self.max_entry_bytes:
             self.misses += 1
             return make(message, at)
-        key = encoding
         hit = self._entries.get(key)
         if hit is not None:
             self._entries.move_to_end(key)
@@ -690,9 +691,12 @@ class HistoryMemo(Bounds):
             return turn
         self.misses += 1
         turn = make(message, at)
-        encoded = [_orjson_bytes(m) for m in turn.messages]
-        # the key; the message found by identity, about as large; the texts the translation keeps alive
-        size = 3 * len(key) + sum(len(e) for e in encoded if e is not None)
+        key = _compact(key)  # orjson's bytes keep its oversized buffer (16 KB for a 2 KB message): kept, a copy
+        encoded = [None if (e := _orjson_bytes(m)) is None else _compact(e) for m in turn.messages]
+        # what is held: the key, the encodings, the parsed message found by identity (parsed JSON is many times its
+        # encoding: 64 bytes for each `{}`) and the translation, which mirrors it (its texts shared, its structure
+        # no larger): counted as large again
+        size = sys.getsizeof(key) + 2 * parsed_bytes(message, key) + sum(map(sys.getsizeof, filter(None, encoded)))
         self._entries[key] = (turn, size, message)
         self._sources[id(message)] = (message, key)
         self.bytes += size
@@ -721,6 +725,42 @@ class Memos(Generic[T]):
 
     history: HistoryMemo = field(default_factory=HistoryMemo)
     tools: ToolsMemo[T] = field(default_factory=ToolsMemo)
+
+
+def _compact(data: bytes) -> bytes:
+    """A copy of `data` of exactly its size (`bytes(data)` is `data` itself, orjson's oversized allocation)."""
+    return bytes(memoryview(data))
+
+
+def held_bytes(*roots: object) -> int:
+    """About the memory `roots` hold: `sys.getsizeof` of each object reachable through dicts, lists and tuples (dict
+    keys not counted: short, shared). An object reached twice counts twice: over, never under."""
+    size = sys.getsizeof
+    total = 0
+    todo = list(roots)
+    while todo:
+        value = todo.pop()
+        total += size(value)
+        kind = type(value)
+        if kind is dict:
+            todo += cast(dict[Any, Any], value).values()
+        elif kind is list or kind is tuple:
+            todo += cast(list[Any], value)
+    return total
+
+
+def parsed_bytes(value: object, data: bytes) -> int:
+    """About the memory the parsed JSON `value` (encoded: `data`) holds, never under. Counted in C where that is
+    close enough: its length (four times that unless ASCII: a string with one emoji holds 4 bytes a character)
+    plus 256 bytes for each `{`, `[` and `,` (what a container or a value costs besides its characters), when
+    that is at most 8 KiB or four times the length; else measured (`held_bytes`: many small values, or code in
+    its strings, whose brackets and commas are no containers)."""
+    n = len(data)
+    bound = (n if data.isascii() else 4 * n) + 256 * (data.count(b"{") + data.count(b"[") + data.count(b",") + 1)
+    return bound if bound <= _BOUND_NEAR or bound <= 4 * n else held_bytes(value)
+
+
+_BOUND_NEAR = 8 << 10
 
 
 def _orjson_bytes(value: object) -> bytes | None:

@@ -392,3 +392,39 @@ def test_the_same_message_objects_are_found_without_encoding(monkeypatch: pytest
             {"role": "user", "content": [{"type": "text", "text": f"other {i}"}]}]}, memos)
     memo = memos.history
     assert len(memo) <= 4 and len(memo._sources) == len(memo)
+
+
+@pytest.mark.parametrize("kind", ["text", "small_values"])
+def test_history_memo_counts_what_it_holds(kind: str) -> None:
+    """Its byte bound holds for memory within 2x: it kept orjson's own bytes (an allocation ~8x their length) and
+    counted the parsed message it keeps as long as its encoding (an empty object is 64 bytes, its JSON 2)."""
+    import gc
+    import os
+    import tracemalloc
+
+    import orjson
+
+    from router.dialects.common import Memos
+
+    memos: Memos[Any] = Memos(history=HistoryMemo(max_entries=100_000, max_bytes=2 << 20,
+                                                  max_entry_bytes=64 << 10))
+    tracemalloc.start()
+    try:
+        gc.collect()
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(600):
+            tok = os.urandom(6).hex()
+            said: Any = ({"type": "text", "text": f"done {tok} " + "z" * 2000} if kind == "text" else
+                         {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"n": tok, "x": [{}] * 300}})
+            body = orjson.loads(orjson.dumps({"model": "m", "max_tokens": 16, "messages": [
+                {"role": "user", "content": [{"type": "text", "text": f"do {tok}"}]},
+                {"role": "assistant", "content": [said]}]}))
+            anthropic_in.parse_request(body, memos)
+            del body
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    counted = memos.history.bytes
+    assert counted <= 2 << 20
+    assert held <= 2 * counted, (held, counted)
