@@ -11,12 +11,13 @@ MAX_TOOLS_BYTES are dropped (and marked).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ log = logging.getLogger("agentgate")
 
 MAX_TEXT = 64 * 1024  # characters of raw text, reasoning or serialized tool calls kept per capture
 MAX_TOOLS_BYTES = 256 * 1024
+_TOOLS_SHARED = 16  # distinct tools lists whose redacted copy new captures share
 REDACTED = "[redacted]"
 _KEY_SHAPES = re.compile(
     r"(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
@@ -122,6 +124,7 @@ class CaptureRing:
         self._items: deque[Capture] = deque(maxlen=config.max_entries)
         self._next = 1
         self._file_failed = False
+        self._tools: OrderedDict[bytes, tuple[Redactor, Any]] = OrderedDict()  # see _redacted_tools
 
     def reconfigure(self, config: CaptureConfig) -> None:
         """A reload changed `server.capture`: keep what fits, keep numbering."""
@@ -141,10 +144,12 @@ class CaptureRing:
         body = output.body
         tools = body.get("tools")
         if tools is not None:
-            size = len(json.dumps(tools, ensure_ascii=False, default=str))
-            if size > MAX_TOOLS_BYTES:
-                notes.append(f"tools not kept: {size} bytes > {MAX_TOOLS_BYTES}")
+            data = json.dumps(tools, ensure_ascii=False, default=str)
+            if len(data) > MAX_TOOLS_BYTES:
+                notes.append(f"tools not kept: {len(data)} bytes > {MAX_TOOLS_BYTES}")
                 tools = None
+            else:
+                tools = self._redacted_tools(data, tools, redactor)
         cap = Capture(
             id=self._next, ts=round(time.time(), 3), request_id=ex.request_id, model=ex.requested[:200],
             entry=ex.model, provider=ex.provider, endpoint=ex.endpoint, stream=ex.stream, outcome=outcome,
@@ -152,7 +157,7 @@ class CaptureRing:
             errors=[redactor.value(_cut(e.as_dict())) for e in result.errors],
             format=output.policy.format, mode=output.policy.mode, tool_choice=redactor.value(body.get("tool_choice")),
             parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
-            tools=redactor.value(tools) if tools is not None else None,
+            tools=tools,
             text=_bounded(output.text, redactor, notes, "text"),
             tool_calls=redactor.value(output.tool_calls) if output.tool_calls and _fits(output.tool_calls, notes)
             else None,
@@ -164,6 +169,21 @@ class CaptureRing:
         if self.config.file:
             self._append(cap)
         return cap
+
+    def _redacted_tools(self, data: str, tools: Any, redactor: Redactor) -> Any:
+        """The redacted tools list, one copy shared by the captures of the same list (by its encoding's digest;
+        the last `_TOOLS_SHARED` lists looked up): each kept its own, 2 MiB for a 240 KB list."""
+        key = hashlib.sha256(data.encode("utf-8", "surrogatepass")).digest()
+        hit = self._tools.get(key)
+        if hit is not None and hit[0] is redactor:
+            self._tools.move_to_end(key)
+            return hit[1]
+        redacted = redactor.value(tools)
+        self._tools[key] = (redactor, redacted)
+        self._tools.move_to_end(key)
+        while len(self._tools) > _TOOLS_SHARED:
+            self._tools.popitem(last=False)
+        return redacted
 
     def list(self, after: int = 0, limit: int = 100) -> list[Capture]:
         return [c for c in self._items if c.id > after][-limit:]
