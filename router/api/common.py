@@ -165,6 +165,7 @@ def _holds_key(request: web.Request, given: str) -> bool:
 
 
 MIN_KEY_IN_ID = 8
+CONTAINERS_CHECKED_OVER = 1 << 20  # bytes: a smaller body is not counted (its parse is bounded by its size)
 
 
 async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[str, Any]]:
@@ -174,6 +175,12 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
     raw = await _read_body(request, limit, rt.config.server.idle_timeout)
     if not raw:
         raise ApiError(400, "The request body is empty; expected a JSON object.", "invalid_json")
+    if len(raw) > CONTAINERS_CHECKED_OVER:  # parsed, each `{}` costs ~30x its bytes: bounded before it is
+        containers = raw.count(b"{") + raw.count(b"[")
+        if containers > rt.config.server.max_body_containers:
+            raise ApiError(413, f"The request body has {containers} JSON objects and arrays (brackets), over the "
+                                f"limit of {rt.config.server.max_body_containers} (server.max_body_containers) "
+                                "for bodies over 1 MiB.", "request_too_large")
     state = request.app[STATE]
     # an agent's history and tools, resent as they were: not parsed again
     known, found = state.known_history.parse(raw, state.tool_indexes.known)

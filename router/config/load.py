@@ -262,7 +262,7 @@ def _server(srv: Mapping[str, Any], source: str) -> ServerConfig:
         api_keys=_client_keys(srv.get("api_keys", []), source),
         capture=_capture(srv.get("capture", False)),
         **_given(srv, "host", "port", "metrics_auth", "admin_auth", "log_format", "log_level", "access_log",
-                 "allow_unauthenticated"),
+                 "allow_unauthenticated", "max_body_containers"),
         **scaled,
     )
 

@@ -33,6 +33,7 @@ class ServerConfig:
     port: int = 8080
     api_keys: tuple[ClientKey, ...] = ()
     max_body_bytes: int = 32 * 1024 * 1024
+    max_body_containers: int = 500_000  # objects and arrays in a body over 1 MiB (each costs ~30x its bytes)
     metrics_auth: bool = False
     admin_auth: bool = True
     log_format: str = "json"

@@ -389,3 +389,26 @@ async def test_upstream_model_text_is_not_reinterpreted(target):
         for stream in (False, True):
             c = await chat(s, r.url, "renamed", sneaky, stream=stream)
             assert c.status == 200 and c.error is None and c.text == sneaky
+
+
+async def test_a_large_body_of_too_many_objects_and_arrays_is_413(content_upstreams, router):
+    """A body under max_body_mb made of empty objects cost ~30x its size while parsed (three 28.6 MiB bodies of
+    `[{}, {}, ...]` at once: 2.5 GB): past `max_body_containers` objects and arrays it is refused unparsed."""
+    up = await content_upstreams(faults=False)
+    r = await router(CFG.format(url=up.url).replace("max_body_mb: 1", "max_body_mb: 4, max_body_containers: 200000"))
+    many = json.dumps({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "x"}]}],
+        "metadata": [{}] * 400_000}, separators=(",", ":")).encode()
+    assert len(many) > 1 << 20
+    for path in ("/v1/chat/completions", "/v1/messages", "/v1/responses"):
+        ans = await post(r.url, many, path)
+        assert ans.status == 413, (path, ans.status, ans.body[:200])
+        assert "200000" in ans.body.decode() and "max_body_containers" in ans.body.decode()
+    assert openai_error(json.loads((await post(r.url, many)).body))["code"] == "request_too_large"
+    long_text = json.dumps(chat_body("m", "{[" * (700_000))).encode()  # brackets in a string count too, but
+    ans = await post(r.url, long_text)                                     # 1.4M of them is past the bound
+    assert ans.status == 413
+    fine = json.dumps(chat_body("m", "x" * (2 << 20))).encode()
+    ans = await post(r.url, fine)
+    assert ans.status == 200, ans.body[:200]
+    assert len(up.requests) == 1
