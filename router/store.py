@@ -8,8 +8,10 @@ renaming, reordering or removing keys never hands one key's conversations to ano
 
 Location: `$AGENTGATE_STATE_DIR/responses.sqlite3`, else `$XDG_STATE_HOME/agentgate/…`, else
 `~/.local/state/agentgate/responses.sqlite3`. Bounds: `AGENTGATE_RESPONSES_MAX_ROWS` (default 10000) and
-`AGENTGATE_RESPONSES_MAX_AGE_DAYS` (default 30), and `AGENTGATE_RESPONSES_MAX_ROW_MB` (default 16) per stored
-response: a larger one is not stored (logged). An unusable location falls back to memory (logged); so does a
+`AGENTGATE_RESPONSES_MAX_AGE_DAYS` (default 30), and `AGENTGATE_RESPONSES_MAX_ROW_MB` (default 16) and
+`AGENTGATE_RESPONSES_MAX_CONTAINERS` (default 100000 JSON objects and arrays: parsed, each costs ~30x its bytes) per
+stored response: a larger one is not stored (logged), and one stored under a higher bound is refused when loaded
+(`ConversationTooLarge`), never parsed. An unusable location falls back to memory (logged); so does a
 database that fails at run time (replaced underneath, locked elsewhere, disk full): the cause is logged once and
 the router keeps answering, never with a 500 and never waiting in line behind a lock.
 """
@@ -38,6 +40,7 @@ MEMORY = ":memory:"
 DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_AGE = 30 * 86400.0
 DEFAULT_MAX_ROW_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_CONTAINERS = 100_000  # 450k one-character messages (14.6 MiB) cost ~160 MiB each time they were loaded
 BUSY_TIMEOUT = 0.5  # seconds a statement waits for a lock held by another process before the store degrades
 
 _SCHEMA = """
@@ -66,6 +69,15 @@ def _json_text(value: Any) -> tuple[str, int]:
 
 class RowTooLarge(ValueError):
     """A response (with its conversation) over the per-row bound: it is not stored."""
+
+
+class ConversationTooLarge(ValueError):
+    """A stored response (with its conversation) over the store's bound on objects and arrays: not loaded."""
+
+
+def _containers(*texts: str) -> int:
+    """The JSON objects and arrays in `texts` (their `{` and `[`, strings' included: never under)."""
+    return sum(t.count("{") + t.count("[") for t in texts)
 
 
 @dataclass
@@ -97,8 +109,10 @@ def _positive(env: Mapping[str, str], name: str, default: float) -> float:
 
 class ResponseStore:
     def __init__(self, path: str | os.PathLike[str] = MEMORY, *, max_rows: int = DEFAULT_MAX_ROWS,
-                 max_age: float = DEFAULT_MAX_AGE, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> None:
+                 max_age: float = DEFAULT_MAX_AGE, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+                 max_containers: int = DEFAULT_MAX_CONTAINERS) -> None:
         self.path = str(path)
+        self.max_containers = max_containers
         self.max_rows = max_rows
         self.max_age = max_age
         self.max_row_bytes = max_row_bytes
@@ -125,12 +139,14 @@ class ResponseStore:
         max_rows = int(_positive(env, "AGENTGATE_RESPONSES_MAX_ROWS", DEFAULT_MAX_ROWS))
         max_age = _positive(env, "AGENTGATE_RESPONSES_MAX_AGE_DAYS", DEFAULT_MAX_AGE / 86400) * 86400
         max_row = int(_positive(env, "AGENTGATE_RESPONSES_MAX_ROW_MB", DEFAULT_MAX_ROW_BYTES / 2**20) * 2**20)
+        max_containers = int(_positive(env, "AGENTGATE_RESPONSES_MAX_CONTAINERS", DEFAULT_MAX_CONTAINERS))
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return cls(path, max_rows=max_rows, max_age=max_age, max_row_bytes=max_row)
+            return cls(path, max_rows=max_rows, max_age=max_age, max_row_bytes=max_row, max_containers=max_containers)
         except (OSError, sqlite3.Error) as exc:
             log.warning("response store %s is unusable (%s); keeping responses in memory", path, exc)
-            return cls(MEMORY, max_rows=max_rows, max_age=max_age, max_row_bytes=max_row)
+            return cls(MEMORY, max_rows=max_rows, max_age=max_age, max_row_bytes=max_row,
+                       max_containers=max_containers)
 
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
@@ -182,6 +198,10 @@ class ResponseStore:
         if size > self.max_row_bytes:
             raise RowTooLarge(f"response {item.id} is {size} bytes with its conversation, over the store's "
                               f"per-response bound of {self.max_row_bytes} bytes (AGENTGATE_RESPONSES_MAX_ROW_MB)")
+        containers = _containers(response, messages)
+        if containers > self.max_containers:
+            raise RowTooLarge(f"response {item.id} has {containers} JSON objects and arrays with its conversation, "
+                              f"over the store's bound of {self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS)")
         row = (item.id, item.created or now, item.owner or "", response, messages)
 
         def put(db: sqlite3.Connection) -> None:
@@ -208,6 +228,12 @@ class ResponseStore:
             (resp_id, owner or "", time.time() - self.max_age)).fetchone())
         if row is None:
             return None
+        containers = _containers(row[3], row[4])
+        if containers > self.max_containers:
+            raise ConversationTooLarge(f"The stored response {resp_id[:64]!r} has {containers} JSON objects and "
+                                       f"arrays with its conversation, over the store's bound of "
+                                       f"{self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS); it is not "
+                                       "loaded. Send the conversation as input instead.")
         return StoredResponse(id=row[0], created=row[1], owner=row[2] or None, response=json.loads(row[3]),
                               messages=json.loads(row[4]))
 

@@ -25,7 +25,7 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..state import STATE
-from ..store import ResponseStore, RowTooLarge, StoredResponse
+from ..store import ConversationTooLarge, ResponseStore, RowTooLarge, StoredResponse
 from . import common
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
@@ -95,6 +95,8 @@ async def _owner(request: web.Request, key: ClientKey | None) -> tuple[ResponseS
 async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> StoredResponse | None:
     try:
         return await store.get(resp_id, owner)
+    except ConversationTooLarge as exc:
+        raise ApiError(400, str(exc), "previous_response_too_large", param="previous_response_id") from None
     except (OSError, sqlite3.Error, ValueError) as exc:
         log.warning("response store lookup of %s failed: %s", resp_id[:64], exc)
         raise ApiError(503, "The response store is unavailable; the previous response cannot be read.",

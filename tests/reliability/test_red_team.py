@@ -255,6 +255,56 @@ async def test_store_rows_are_bounded(tmp_path):
         store.close()
 
 
+async def test_store_conversations_are_bounded_in_objects(tmp_path):
+    """A stored conversation of 450k one-character messages (14.6 MiB, under the row bound) cost ~160 MiB each time
+    a tiny previous_response_id request loaded it: past `max_containers` objects and arrays it is not stored, and
+    one stored before the bound is refused when loaded (not parsed)."""
+    from router.store import ConversationTooLarge
+
+    store = ResponseStore(tmp_path / "r.sqlite3", max_containers=1000)
+    many = [{"role": "user", "content": "x"}] * 2000
+    try:
+        with pytest.raises(RowTooLarge, match="AGENTGATE_RESPONSES_MAX_CONTAINERS"):
+            await store.put(StoredResponse("resp_many", None, {"id": "resp_many"}, many))
+        assert store.count() == 0
+        store.max_containers = 5000  # stored while the bound was higher
+        await store.put(StoredResponse("resp_many", None, {"id": "resp_many"}, many))
+        await store.put(StoredResponse("resp_few", None, {"id": "resp_few"}, many[:10]))
+        store.max_containers = 1000
+        with pytest.raises(ConversationTooLarge, match="1000"):
+            await store.get("resp_many", None)
+        few = await store.get("resp_few", None)
+        assert few is not None and len(few.messages) == 10
+    finally:
+        store.close()
+
+
+async def test_previous_response_id_naming_a_too_large_conversation_is_400(fakes, router, tmp_path, monkeypatch):
+    from router.api.responses import RESPONSE_STORE
+
+    monkeypatch.setenv("AGENTGATE_STATE_DIR", str(tmp_path / "state"))
+    up = await fakes()
+    r = await router(config(up.url, retries=0))
+    async with aiohttp.ClientSession() as s:
+        big = await request(s, "POST", r.url + "/v1/responses", json_body={
+            "model": "m", "input": [{"role": "user", "content": "y"}] * 60})
+        small = await request(s, "POST", r.url + "/v1/responses", json_body={"model": "m", "input": "x"})
+        assert big.status == 200 and small.status == 200
+        (await r.app[RESPONSE_STORE].get()).max_containers = 50  # the first was stored under a higher bound
+        for path, body in (("/v1/responses", {"model": "m", "input": "z", "previous_response_id": big.json()["id"]}),
+                           ("/v1/responses/input_tokens", {"model": "m", "input": "z",
+                                                           "previous_response_id": big.json()["id"]})):
+            again = await request(s, "POST", r.url + path, json_body=body)
+            assert again.status == 400, (path, again.status, again.body[:200])
+            err = again.json()["error"]
+            assert err["code"] == "previous_response_too_large" and "50" in err["message"], err
+        got = await request(s, "GET", r.url + "/v1/responses/" + big.json()["id"])
+        assert got.status == 400 and got.json()["error"]["code"] == "previous_response_too_large"
+        ok = await request(s, "POST", r.url + "/v1/responses", json_body={
+            "model": "m", "input": "z", "previous_response_id": small.json()["id"]})
+        assert ok.status == 200
+
+
 async def test_a_store_replaced_underneath_degrades_never_500(fakes, router, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("AGENTGATE_STATE_DIR", str(tmp_path / "state"))
     up = await fakes()
