@@ -66,6 +66,7 @@ class _Engine:
     crashed: bool = False
     lost: Endpoint | None = None  # the endpoint of the latest instance that crashed while serving
     last_used: float | None = None  # wall clock, for status
+    starting_since: float = 0.0  # wall clock: when the latest start began, for status
     idle_since: float = 0.0  # loop clock: ready or last release; ttl and LRU order count from here
     ready_at: float | None = None  # loop clock
     load_seconds: float | None = None
@@ -166,6 +167,7 @@ class Supervisor:
                 state=rec.state, pid=rec.proc.pid if rec.proc is not None else None, in_flight=rec.in_flight,
                 last_used=rec.last_used, load_seconds=rec.load_seconds, restarts=rec.restarts,
                 last_error=rec.last_error,
+                starting_since=rec.starting_since if rec.state == EngineState.STARTING else None,
             )
             for name, rec in self._records.items()
         }
@@ -400,7 +402,7 @@ class Supervisor:
             if not evict:  # refused at once when it would need room: no backoff to sit out first
                 self._room_without_eviction(rec)
             await self._backoff(rec, deadline)
-            rec.state = EngineState.STARTING
+            rec.state, rec.starting_since = EngineState.STARTING, time.time()
             await self._make_room(rec, deadline, evict=evict)
             reserved = True
             launch = plan_launch(spec, runtime_dir=self._ensure_runtime_dir(), python=self._python,

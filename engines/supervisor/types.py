@@ -96,6 +96,7 @@ class EngineStatus:
     load_seconds: float | None  # spawn-to-ready time of the latest successful start
     restarts: int  # starts that followed a crash or a failed start
     last_error: str | None
+    starting_since: float | None = None  # Unix time the current start began; None unless starting
 
 
 @dataclass(frozen=True)

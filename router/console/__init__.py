@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from engines.supervisor.types import EngineStatus
+
 from ..capture import CaptureRing, Redactor
 from ..state import STATE, AppState
 from .probe_job import ProbeRunner
@@ -24,7 +26,6 @@ class Console:
     log: LogRing = field(default_factory=LogRing)
     captures: CaptureRing | None = None
     probe: ProbeRunner = field(default_factory=ProbeRunner)
-    starting_since: dict[str, float] = field(default_factory=dict)  # engine -> when the console first saw it start
     _redactor: tuple[Any, Redactor] | None = None
 
     def observe(self, ex: Any, fields: dict[str, object]) -> None:
@@ -48,11 +49,12 @@ class Console:
             self._redactor = (config, Redactor.for_config(config))
         return self._redactor[1]
 
-    def loading_for(self, engine: str, state: str) -> float | None:
-        if state != "starting":
-            self.starting_since.pop(engine, None)
+    @staticmethod
+    def loading_for(status: EngineStatus) -> float | None:
+        """How long the engine has been starting (from the supervisor's start time), None unless starting."""
+        if status.state != "starting" or status.starting_since is None:
             return None
-        return round(time.time() - self.starting_since.setdefault(engine, time.time()), 1)
+        return round(max(0.0, time.time() - status.starting_since), 1)
 
 
 CONSOLE = web.AppKey("agentgate_console", Console)

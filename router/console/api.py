@@ -150,7 +150,7 @@ async def _engines(console: Console, st: AppState) -> list[dict[str, Any]]:
             "name": name, "kind": engine.kind if engine else None, "model": engine.model if engine else None,
             "state": s.state, "pid": s.pid, "in_flight": s.in_flight, "restarts": s.restarts,
             "last_error": s.last_error, "load_seconds": s.load_seconds,
-            "loading_for": console.loading_for(name, s.state),
+            "loading_for": console.loading_for(s),
             "ttl": ttl, "ttl_left": ttl_left(s, ttl), "preload": bool(engine and engine.preload),
             "batch": doc.get("running"), "max_batch": doc.get("max_batch"), "queue": doc.get("queue"),
             "cache_hits": cache.get("hits"), "cache_misses": cache.get("misses"),

@@ -3,6 +3,7 @@ upstream; captured output replayed with `agentgate repair --replay`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -235,3 +236,19 @@ async def test_console_refuses_foreign_hosts_and_form_posts(fakes, router) -> No
                              headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 415
     assert r.app[_console_key()].probe.job is None
+
+
+async def test_loading_time_counts_from_the_engine_start(router) -> None:
+    """An engine's "loading" time is how long it has been starting, not how long since a console first looked."""
+    r = await router(f"""
+models:
+  - name: slow
+    command: ["{sys.executable}", "-c", "import time; time.sleep(60)"]
+    start_timeout: 60
+    preload: true
+""")
+    await wait_until(lambda: r.state.supervisor.states()["slow"].state == "starting")
+    await asyncio.sleep(1.0)  # the time being measured: nobody has looked at the console yet
+    status, doc = await call("GET", r.url + "/ui/api/state")
+    [engine] = doc["engines"]
+    assert status == 200 and engine["state"] == "starting" and engine["loading_for"] >= 1.0, engine
