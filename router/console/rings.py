@@ -12,7 +12,8 @@ import time
 from collections import deque
 from typing import Any
 
-MAX_REQUESTS = 500
+MAX_REQUESTS = 500  # kept for the providers' recent error rates
+SHOWN_REQUESTS = 200  # what the page lists (its MAX_ROWS): the newest ones after what it saw
 MAX_LOG_LINES = 1000
 MAX_LOG_CHARS = 2000
 
@@ -29,7 +30,7 @@ class RecentRequests:
         self._seq += 1
         self._items.append((self._seq, time.time(), fields))
 
-    def after(self, seq: int, limit: int = 200) -> list[dict[str, Any]]:
+    def after(self, seq: int, limit: int = SHOWN_REQUESTS) -> list[dict[str, Any]]:
         return [_request(item) for item in [i for i in self._items if i[0] > seq][-limit:]]
 
     def all(self) -> list[dict[str, Any]]:

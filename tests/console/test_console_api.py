@@ -252,3 +252,19 @@ models:
     status, doc = await call("GET", r.url + "/ui/api/state")
     [engine] = doc["engines"]
     assert status == 200 and engine["state"] == "starting" and engine["loading_for"] >= 1.0, engine
+
+
+def test_readme_page_and_api_agree_on_how_many_requests_are_shown() -> None:
+    """The page keeps MAX_ROWS request rows, the API answers as many, and the README says that number."""
+    import re
+
+    from router.console.rings import RecentRequests
+
+    script = (ROOT / "router" / "console" / "static" / "console.js").read_text()
+    rows = int(re.search(r"const MAX_ROWS = (\d+);", script).group(1))  # type: ignore[union-attr]
+    ring = RecentRequests()
+    for _ in range(rows + 50):
+        ring.observe(None, {})
+    assert len(ring.after(0)) == rows
+    readme = (ROOT / "README.md").read_text()
+    assert f"usage by key, the last {rows} requests (model" in readme
