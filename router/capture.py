@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
@@ -117,10 +118,14 @@ class Redactor:
 
 
 class CaptureRing:
-    """The last `max_entries` captures; optionally appended to a JSONL file (rotated once at `max_file_mb`)."""
+    """The last `max_entries` captures; optionally appended to a JSONL file (rotated once at `max_file_mb`).
+
+    Captures are numbered from 1 in each ring; `epoch` (random, one per ring: per router process) tells a reader
+    that numbers it saw belong to another ring, as after a restart."""
 
     def __init__(self, config: CaptureConfig) -> None:
         self.config = config
+        self.epoch = secrets.token_hex(8)
         self._items: deque[Capture] = deque(maxlen=config.max_entries)
         self._next = 1
         self._file_failed = False
@@ -185,8 +190,20 @@ class CaptureRing:
             self._tools.popitem(last=False)
         return redacted
 
-    def list(self, after: int = 0, limit: int = 100) -> list[Capture]:
-        return [c for c in self._items if c.id > after][-limit:]
+    @property
+    def oldest(self) -> int:
+        """The id of the oldest capture kept (the next id when none is): every lower id is gone."""
+        return self._items[0].id if self._items else self._next
+
+    @property
+    def last(self) -> int:
+        """The id of the latest capture made (0 before the first)."""
+        return self._next - 1
+
+    def list(self, after: int = 0, limit: int | None = None) -> list[Capture]:
+        """The captures numbered after `after`, oldest first: the first `limit` of them when given."""
+        found = [c for c in self._items if c.id > after]
+        return found if limit is None else found[:limit]
 
     def get(self, capture_id: int) -> Capture | None:
         return next((c for c in self._items if c.id == capture_id), None)

@@ -4,7 +4,10 @@
     GET  /ui/api/state                    engines, providers, models and aliases, usage by key, capture status
     GET  /ui/api/requests?after=SEQ       recent requests (the access log's records), newest last
     GET  /ui/api/log?after=SEQ            recent log lines
-    GET  /ui/api/captures?after=ID        the capture ring (summaries); /ui/api/captures/{id} one capture in full;
+    GET  /ui/api/captures?after=ID        the capture ring (summaries) after ID, oldest first, a page at a time
+                                          ("more" while there is more; "oldest": the oldest id still kept;
+                                          "epoch": the ring's instance, new after a restart);
+                                          /ui/api/captures/{id} one capture in full;
                                           /ui/api/captures.jsonl all of them, as `agentgate repair --replay` reads
     POST /ui/api/engines/{name}/unload    stop an engine (actions need a JSON body)
     POST /ui/api/probe                    {"model", "turns", "repair", "tool_choice"}: start a probe here
@@ -37,6 +40,7 @@ from ..errors import ApiError
 from ..state import STATE, AppState
 from . import CONSOLE, Console
 
+CAPTURE_PAGE = 100  # capture summaries per answer; the page asks again while "more" is true
 STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 # The page may load nothing from elsewhere, and nothing may frame it.
 SECURITY_HEADERS = {
@@ -230,8 +234,11 @@ async def captures(request: web.Request) -> web.Response:
     console = _guard(request)
     ring = console.captures
     enabled = request.app[STATE].runtime.config.server.capture is not None
-    items = ring.list(_after(request)) if ring is not None else []
-    return _json({"enabled": enabled, "captures": [c.summary() for c in items]})
+    if ring is None:
+        return _json({"enabled": enabled, "epoch": None, "oldest": 1, "last": 0, "more": False, "captures": []})
+    items = ring.list(_after(request), limit=CAPTURE_PAGE + 1)
+    return _json({"enabled": enabled, "epoch": ring.epoch, "oldest": ring.oldest, "last": ring.last,
+                  "more": len(items) > CAPTURE_PAGE, "captures": [c.summary() for c in items[:CAPTURE_PAGE]]})
 
 
 async def capture(request: web.Request) -> web.Response:
@@ -248,7 +255,7 @@ async def capture(request: web.Request) -> web.Response:
 
 async def captures_jsonl(request: web.Request) -> web.Response:
     console = _guard(request)
-    items = console.captures.list(0, limit=10**6) if console.captures is not None else []
+    items = console.captures.list() if console.captures is not None else []
     body = "".join(json.dumps(c.to_dict(), ensure_ascii=False, default=str) + "\n" for c in items)
     return web.Response(text=body, content_type="application/x-ndjson", headers={
         "Content-Disposition": 'attachment; filename="agentgate-captures.jsonl"', "Cache-Control": "no-store"})

@@ -10,6 +10,7 @@ its flags. Skipped when Chromium is not installed (tests/prepare.sh installs it)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.console.cdp import Browser, chromium_path
@@ -52,11 +54,12 @@ NETNS = os.environ.get(IN_NETNS) != "1" and _netns_usable()
 
 
 @pytest.mark.skipif(not NETNS, reason="no network namespaces here: the browser test runs in place")
-async def test_console_in_a_browser_without_network() -> None:
-    """Runs test_console_in_a_browser in a network namespace of its own, with only the loopback interface."""
+@pytest.mark.parametrize("test", ["test_console_in_a_browser", "test_inspector_follows_the_ring_in_a_browser"])
+async def test_console_in_a_browser_without_network(test: str) -> None:
+    """Runs a browser test in a network namespace of its own, with only the loopback interface."""
     script = ("ip link set lo up && exec " + " ".join([
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-        f"{Path(__file__).relative_to(ROOT)}::test_console_in_a_browser"]))
+        f"{Path(__file__).relative_to(ROOT)}::{test}"]))
     proc = await in_own_thread(partial(subprocess.run, ["unshare", "--net", "--", "sh", "-c", script], cwd=ROOT,
                                        env={**os.environ, IN_NETNS: "1"}, capture_output=True, text=True,
                                        timeout=240, check=False), timeout=250)
@@ -166,3 +169,75 @@ async def run_console(page, r, up) -> None:  # type: ignore[no-untyped-def]
     assert urls and all(u.startswith(r.url) or u.startswith(("blob:", "data:", "about:")) for u in urls), urls
     assert page.problems() == []
     assert PROVIDER_KEY not in json.dumps(await page.evaluate("document.documentElement.outerHTML"))
+
+
+@pytest.mark.skipif(NETNS, reason="runs inside its own network namespace (test_console_in_a_browser_without_network)")
+async def test_inspector_follows_the_ring_in_a_browser(router, fakes, tmp_path: Path) -> None:
+    """The repair inspector lists every capture the ring holds (more than one answer's page of them), drops what
+    the ring no longer keeps (its request map too), says so when asked for such a capture, and starts afresh when
+    the ring is a new one (a restarted router numbers its captures from 1 again)."""
+    from router.capture import CaptureRing
+    from router.console import CONSOLE
+
+    logger = logging.getLogger("agentgate")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    up = await fakes("cloud")
+    r = await router(f"""
+server:
+  capture: {{max_entries: 120}}
+providers:
+  cloud: {{type: openai, base_url: "{up.url}", api_key: "{PROVIDER_KEY}"}}
+models:
+  - {{name: m, provider: cloud}}
+  - {{name: "cloud/*", provider: cloud}}
+""")
+    console = r.app[CONSOLE]
+    browser = await Browser.launch(tmp_path / "chromium")
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def repaired(prefix: str, n: int, model: str = "m") -> None:
+                """n replies the router repairs (the fake echoes the broken call back), request ids prefix-0..."""
+                async def one(i: int) -> None:
+                    async with session.post(r.url + "/v1/chat/completions", headers={"x-request-id": f"{prefix}-{i}"},
+                                            json={"model": model, "tools": TOOLS,
+                                                  "messages": [{"role": "user", "content": BROKEN}]}) as resp:
+                        assert resp.status == 200, await resp.text()
+
+                await asyncio.gather(*(one(i) for i in range(n)))
+
+            await repaired("a", 110)
+            page = await browser.open(r.url + "/ui")
+            await page.wait_for("document.querySelectorAll('#captures li').length === 110", timeout=10,
+                                what="all 110 captures listed by a console opened afterwards")
+            await repaired("b", 20)  # the ring keeps 120: captures 1 to 10 are gone
+            shown = "[...document.querySelectorAll('#captures li')].map(li => Number(li.dataset.capture))"
+            await page.wait_for(f"{shown}.length === 120 && Math.min(...{shown}) === 11", timeout=10,
+                                what="the list trimmed to what the ring holds")
+            assert await page.evaluate(f"{shown}.join()") == ",".join(str(i) for i in range(130, 10, -1))
+            assert await page.evaluate("state.byRequest.size") == 120
+            assert await page.evaluate("[...state.byRequest.values()].every((id) => id >= 11)")
+
+            await page.evaluate("showCapture(3)")  # an entry the ring has dropped since it was listed
+            await page.wait_for("document.getElementById('capture').innerText.includes('no longer kept')",
+                                what="the pane saying the capture is gone")
+
+            console.captures = CaptureRing(console.captures.config)  # what a restarted router has
+            await repaired("c", 2)
+            await page.wait_for(f"{shown}.join() === '2,1'", timeout=10, what="the new ring's captures alone")
+            assert await page.evaluate("[...state.byRequest.keys()].sort().join()") == "c-0,c-1"
+            await page.wait_for("!!document.querySelector('#requests tr[data-request=\"c-1\"]')", what="the row")
+            await page.click('#requests tr[data-request="c-1"]')
+            await page.wait_for("document.getElementById('capture').innerText.includes('request c-1')",
+                                what="the new capture opened from its request")
+            await page.click('#requests tr[data-request="b-5"]')  # the old router's request: its capture is gone
+            await page.wait_for("document.getElementById('capture').innerText.includes('no longer kept')",
+                                what="no capture of another request opened")
+            assert page.problems() == []
+    except BaseException:
+        if "page" in locals():
+            await page.screenshot(tmp_path / "console.png")
+        raise
+    finally:
+        logger.setLevel(level)
+        await browser.close()

@@ -268,3 +268,36 @@ def test_readme_page_and_api_agree_on_how_many_requests_are_shown() -> None:
     assert len(ring.after(0)) == rows
     readme = (ROOT / "README.md").read_text()
     assert f"usage by key, the last {rows} requests (model" in readme
+
+
+async def test_capture_list_pages_through_the_whole_ring(fakes, router) -> None:
+    """The inspector's list pages oldest first through everything the ring holds (more than one page of it), says
+    which id the ring keeps from, and names the ring's instance: a restarted router numbers from 1 again."""
+    up = await fakes("cloud")
+    r = await router(config(up.url, capture="{max_entries: 120}"))
+    async with aiohttp.ClientSession() as s:
+        async def one() -> None:  # the fake echoes the broken call back: each reply is repaired and captured
+            async with s.post(r.url + "/v1/chat/completions", json={"model": "m", "tools": TOOLS, "messages": [
+                    {"role": "user", "content": BROKEN}]}) as resp:
+                assert resp.status == 200
+
+        await asyncio.gather(*(one() for _ in range(130)))
+    seen: list[int] = []
+    pages = 0
+    while True:
+        status, doc = await call("GET", r.url + f"/ui/api/captures?after={seen[-1] if seen else 0}")
+        assert status == 200 and doc["oldest"] == 11 and doc["last"] == 130
+        seen += [c["id"] for c in doc["captures"]]
+        pages += 1
+        if not doc["more"]:
+            break
+    assert seen == list(range(11, 131)) and pages == 2
+    epoch = doc["epoch"]
+    assert isinstance(epoch, str) and epoch
+    assert (await call("GET", r.url + "/ui/api/captures/10"))[0] == 404
+    status, doc = await call("GET", r.url + "/ui/api/captures?after=130")
+    assert doc["captures"] == [] and doc["more"] is False and doc["epoch"] == epoch
+
+    other = await router(config(up.url))  # another process's ring, as after a restart
+    status, doc = await call("GET", other.url + "/ui/api/captures?after=0")
+    assert doc["epoch"] != epoch and doc["oldest"] == 1 and doc["last"] == 0 and doc["captures"] == []

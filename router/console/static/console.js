@@ -4,8 +4,10 @@
 
 // With client keys configured the browser asked for one (HTTP Basic: any user name, the key as the password) before
 // it could load this script, and sends it with every request below.
-const state = { reqSeq: 0, logSeq: 0, capAfter: 0,
-                selected: null, captures: new Map(), byRequest: new Map(), probeModels: "" };
+// capEpoch names the capture ring the numbers capAfter, capOldest and byRequest's ids belong to (a restarted router
+// numbers from 1 again); capOldest is the oldest id that ring still keeps.
+const state = { reqSeq: 0, logSeq: 0, capAfter: 0, capEpoch: null, capOldest: 1,
+                byRequest: new Map(), probeModels: "" };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -31,7 +33,11 @@ async function api(path, options) {
     throw new Error("unauthorized");
   }
   const doc = await resp.json().catch(() => ({}));
-  if (!resp.ok) throw new Error((doc.error && doc.error.message) || ("HTTP " + resp.status));
+  if (!resp.ok) {
+    const error = new Error((doc.error && doc.error.message) || ("HTTP " + resp.status));
+    error.status = resp.status;
+    throw error;
+  }
   return doc;
 }
 
@@ -162,7 +168,7 @@ async function refreshRequests() {
       dash(r.prompt_tokens) + " → " + dash(r.completion_tokens) + (r.cached_tokens ? " (" + r.cached_tokens + " cached)" : "");
     const repairs = (r.repairs || []).concat((r.tool_call_failures || []).map((f) => "failed: " + f));
     const row = el("tr", { "data-request": r.request_id, class: repairs.length ? "clickable" : "",
-                           onclick: () => openCaptureForRequest(r.request_id) },
+                           onclick: repairs.length ? () => openCaptureForRequest(r.request_id) : null },
       el("td", {}, clock(r.ts)), el("td", {}, dash(r.model)), el("td", {}, dash(r.provider)),
       el("td", {}, badge(r.status, status), r.error ? el("div", { class: "muted small" }, r.error) : null),
       el("td", { class: "num" }, ms(r.latency_ms)), el("td", { class: "num" }, ms(r.ttft_ms)),
@@ -187,24 +193,45 @@ async function refreshLog() {
 
 // --- repair inspector ---------------------------------------------------------------------------------------------
 
+// The ring's summaries after the last one listed, oldest first, a page at a time until the answer has no "more".
+// Entries (and the request → capture map) are kept only while the ring still holds their capture; a new ring (the
+// router restarted: a new epoch, numbers from 1 again) starts the list afresh.
 async function refreshCaptures() {
-  const doc = await api("/ui/api/captures?after=" + state.capAfter);
   const list = document.getElementById("captures");
-  for (const c of doc.captures) {
-    state.capAfter = Math.max(state.capAfter, c.id);
-    state.byRequest.set(c.request_id, c.id);
-    const kinds = c.outcome === "failed" ? c.failures : c.repairs;
-    const item = el("li", { "data-capture": c.id, onclick: () => showCapture(c.id) },
-      badge(c.outcome, c.outcome === "failed" ? "bad" : "warn"), " ", c.model, " ",
-      el("span", { class: "muted small" }, clock(c.ts) + " · " + kinds.join(", ")));
-    list.prepend(item);
+  for (let pages = 0; pages < 100; pages++) {
+    const doc = await api("/ui/api/captures?after=" + state.capAfter);
+    if (doc.epoch !== state.capEpoch) {
+      const asked = state.capAfter;
+      state.capEpoch = doc.epoch;
+      state.capAfter = 0;
+      state.byRequest.clear();
+      list.replaceChildren();
+      if (asked > 0) continue;  // that answer counted from another ring's numbers: ask again from the start
+    }
+    for (const c of doc.captures) {
+      state.capAfter = Math.max(state.capAfter, c.id);
+      state.byRequest.set(c.request_id, c.id);
+      const kinds = c.outcome === "failed" ? c.failures : c.repairs;
+      const item = el("li", { "data-capture": c.id, onclick: () => showCapture(c.id) },
+        badge(c.outcome, c.outcome === "failed" ? "bad" : "warn"), " ", c.model, " ",
+        el("span", { class: "muted small" }, clock(c.ts) + " · " + kinds.join(", ")));
+      list.prepend(item);
+    }
+    state.capOldest = doc.oldest;
+    while (list.lastChild && Number(list.lastChild.dataset.capture) < doc.oldest) list.lastChild.remove();
+    for (const [request, id] of state.byRequest) if (id < doc.oldest) state.byRequest.delete(request);
+    if (!doc.more) break;
   }
-  while (list.children.length > 500) list.lastChild.remove();
 }
 
 function openCaptureForRequest(requestId) {
   const id = state.byRequest.get(requestId);
   if (id !== undefined) showCapture(id);
+  else gone("The capture of request " + requestId + " is no longer kept.");
+}
+
+function gone(text) {
+  document.getElementById("capture").replaceChildren(el("p", { id: "capture-gone", class: "muted" }, text));
 }
 
 function pretty(v) { return v === null || v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v, null, 2); }
@@ -222,7 +249,24 @@ function repairedView(msg) {
 }
 
 async function showCapture(id) {
-  const c = await api("/ui/api/captures/" + id);
+  const stale = "Capture " + id + " is no longer kept: the ring holds only the latest captures.";
+  let c;
+  if (id < state.capOldest) {
+    c = null;
+  } else {
+    try {
+      c = await api("/ui/api/captures/" + id);
+    } catch (e) {
+      if (e.message === "unauthorized") return;
+      if (e.status !== 404) { gone("Capture " + id + " could not be read: " + e.message); return; }
+      c = null;
+    }
+  }
+  if (c === null) {
+    document.querySelector('#captures li[data-capture="' + id + '"]')?.remove();
+    gone(stale);
+    return;
+  }
   for (const li of document.querySelectorAll("#captures li")) li.classList.toggle("selected", li.dataset.capture === String(id));
   const kinds = c.repairs.map((k) => badge(k, "warn")).concat(c.failures.map((k) => badge(k, "bad")));
   const raw = [c.reasoning ? "<reasoning>\n" + c.reasoning + "\n</reasoning>\n" : "", c.text || "",
