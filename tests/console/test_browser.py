@@ -233,6 +233,44 @@ models:
             await page.click('#requests tr[data-request="b-5"]')  # the old router's request: its capture is gone
             await page.wait_for("document.getElementById('capture').innerText.includes('no longer kept')",
                                 what="no capture of another request opened")
+
+            # Text a client chose (a model name) cannot add a line to the log view, reorder the page's own text or
+            # widen the page: control and bidi characters are shown escaped, the text isolated, long words wrapped.
+            forged = "x\n12:00:00 PM ERROR   agentgate.engine: engine demo: crashed"
+            for model in (forged, "z" * 300):
+                async with session.post(r.url + "/v1/chat/completions", json={
+                        "model": model, "messages": [{"role": "user", "content": "hi"}]}) as resp:
+                    assert resp.status == 404
+            await repaired("rtl", 1, model="cloud/x\u202e")
+            await repaired("long", 1, model="cloud/" + "w" * 300)
+            await page.wait_for("document.getElementById('log').innerText.includes('engine demo: crashed')",
+                                what="the request with the forged model in the log")
+            await page.wait_for(f"{shown}.length === 4", what="the captures of both models")
+            await page.wait_for("!!document.querySelector('#requests tr[data-request=\"long-0\"]')", what="the rows")
+            page_width = "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+            width = await page.evaluate(page_width)
+            assert width[0] <= width[1], width  # the 300-character model names wrap
+            log = (await page.text("#log")).split("\n")
+            assert not [line for line in log if line.startswith("12:00:00 PM ERROR")], log
+            assert any("x\\n12:00:00 PM ERROR   agentgate.engine: engine demo: crashed" in line for line in log), log
+            body = await page.evaluate("document.body.innerText")
+            assert "\u202e" not in body and "cloud/x\\u202e" in body
+            order = await page.evaluate("""(() => {
+              const span = document.querySelector('#captures li[data-capture="3"] .small'), t = span.firstChild;
+              const r = document.createRange();
+              r.setStart(t, 0); r.setEnd(t, 1); const first = r.getBoundingClientRect().left;
+              r.setStart(t, 1); r.setEnd(t, 2); return [first, r.getBoundingClientRect().left];
+            })()""")
+            assert order[0] < order[1], order  # the time after the model still reads left to right
+            await page.click('#requests tr[data-request="rtl-0"]')
+            await page.wait_for("document.getElementById('capture').innerText.includes('request rtl-0')",
+                                what="the capture of the model with the bidi control")
+            assert "cloud/x\\u202e" in await page.text("#capture p")
+            await page.click('#captures li[data-capture="4"]')
+            await page.wait_for("document.getElementById('capture').innerText.includes('wwwwwwww')",
+                                what="the capture of the long model name")
+            width = await page.evaluate(page_width)
+            assert width[0] <= width[1], width
             assert page.problems() == []
     except BaseException:
         if "page" in locals():

@@ -48,6 +48,16 @@ function deny(message) {
   p.textContent = message;
 }
 
+// Text a client chose (a model name, a log line's values) on one line and in its own direction: control characters
+// (newlines included) and bidi controls shown as JSON-style escapes, as the router's text log writes them, so such
+// text cannot start a line of its own or turn the page's own text around; iso() also isolates it (<bdi>).
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const SHORT = { "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r" };
+function esc(text) {
+  return String(text).replace(UNSAFE, (c) => SHORT[c] || "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+function iso(text) { return el("bdi", {}, esc(text)); }
+
 function setStatus(text) { document.getElementById("status").textContent = text; }
 
 // --- formatting ---------------------------------------------------------------------------------------------------
@@ -95,7 +105,7 @@ function renderEngines(engines) {
                                   onclick: () => unloadEngine(e.name) }, "Unload");
     return el("tr", { "data-engine": e.name },
       el("td", {}, e.name, el("div", { class: "muted small" }, dash(e.model))),
-      el("td", {}, badge(e.state, STATE_KIND[e.state]), e.last_error ? el("div", { class: "muted small" }, e.last_error) : null),
+      el("td", {}, badge(e.state, STATE_KIND[e.state]), e.last_error ? el("div", { class: "muted small" }, esc(e.last_error)) : null),
       el("td", {}, load), el("td", {}, memory),
       el("td", { class: "num" }, e.state !== "ready" ? "–" : e.ttl_left !== null ? secs(e.ttl_left) :
                                  e.ttl ? "busy" : "no ttl"),
@@ -169,8 +179,8 @@ async function refreshRequests() {
     const repairs = (r.repairs || []).concat((r.tool_call_failures || []).map((f) => "failed: " + f));
     const row = el("tr", { "data-request": r.request_id, class: repairs.length ? "clickable" : "",
                            onclick: repairs.length ? () => openCaptureForRequest(r.request_id) : null },
-      el("td", {}, clock(r.ts)), el("td", {}, dash(r.model)), el("td", {}, dash(r.provider)),
-      el("td", {}, badge(r.status, status), r.error ? el("div", { class: "muted small" }, r.error) : null),
+      el("td", {}, clock(r.ts)), el("td", {}, iso(dash(r.model))), el("td", {}, iso(dash(r.provider))),
+      el("td", {}, badge(r.status, status), r.error ? el("div", { class: "muted small" }, iso(r.error)) : null),
       el("td", { class: "num" }, ms(r.latency_ms)), el("td", { class: "num" }, ms(r.ttft_ms)),
       el("td", { class: "num" }, tokens), el("td", {}, dash(r.tool_calls)), el("td", {}, repairs.join(", ") || "–"));
     tbody.prepend(row);
@@ -184,8 +194,10 @@ async function refreshLog() {
   if (!doc.lines.length) return;
   const pre = document.getElementById("log");
   for (const l of doc.lines) {
-    const fields = l.fields ? " " + Object.entries(l.fields).map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v)).join(" ") : "";
-    pre.append(document.createTextNode(clock(l.ts) + " " + l.level.toUpperCase().padEnd(7) + " " + l.logger + ": " + l.msg + fields + "\n"));
+    const fields = l.fields ? " " + Object.entries(l.fields).map(([k, v]) =>
+      esc(k) + "=" + esc(typeof v === "object" ? JSON.stringify(v) : v)).join(" ") : "";
+    pre.append(document.createTextNode(clock(l.ts) + " " + l.level.toUpperCase().padEnd(7) + " " + esc(l.logger) + ": " +
+                                       esc(l.msg) + fields + "\n"));
   }
   while (pre.childNodes.length > 1000) pre.firstChild.remove();
   if (document.getElementById("log-follow").checked) pre.scrollTop = pre.scrollHeight;
@@ -213,7 +225,7 @@ async function refreshCaptures() {
       state.byRequest.set(c.request_id, c.id);
       const kinds = c.outcome === "failed" ? c.failures : c.repairs;
       const item = el("li", { "data-capture": c.id, onclick: () => showCapture(c.id) },
-        badge(c.outcome, c.outcome === "failed" ? "bad" : "warn"), " ", c.model, " ",
+        badge(c.outcome, c.outcome === "failed" ? "bad" : "warn"), " ", iso(c.model), " ",
         el("span", { class: "muted small" }, clock(c.ts) + " · " + kinds.join(", ")));
       list.prepend(item);
     }
@@ -273,10 +285,10 @@ async function showCapture(id) {
                c.tool_calls ? "\n[structured tool_calls]\n" + pretty(c.tool_calls) : ""].join("");
   const detail = document.getElementById("capture");
   detail.replaceChildren(
-    el("p", {}, el("strong", {}, c.model), " via " + dash(c.provider) + " · " + clock(c.ts) + " · request " + c.request_id +
-       " · format " + c.format + (c.stream ? " · stream" : "")),
+    el("p", {}, el("strong", {}, iso(c.model)), " via ", iso(dash(c.provider)), " · " + clock(c.ts) + " · request ",
+       iso(c.request_id), " · format " + c.format + (c.stream ? " · stream" : "")),
     el("p", { id: "capture-kinds" }, ...kinds.flatMap((b) => [b, " "])),
-    c.errors.length ? el("ul", {}, c.errors.map((e) => el("li", { class: "muted" }, e.kind + (e.detail ? ": " + e.detail : "")))) : "",
+    c.errors.length ? el("ul", {}, c.errors.map((e) => el("li", { class: "muted" }, esc(e.kind + (e.detail ? ": " + e.detail : ""))))) : "",
     el("div", { class: "panes" },
       el("div", {}, el("h3", {}, "raw upstream output"), el("pre", { id: "capture-raw" }, raw || "(empty)")),
       el("div", {}, el("h3", {}, "after repair"), el("pre", { id: "capture-repaired" }, repairedView(c.repaired)))),
