@@ -32,7 +32,9 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(doc, default=str)
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# control characters, line separators and bidi controls (a right-to-left override shows the rest of a line reversed);
+# the console's log view escapes the same ones
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NEEDS_QUOTES = re.compile(r"[\s\"=]")
 
 

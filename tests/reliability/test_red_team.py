@@ -486,7 +486,8 @@ async def test_a_model_name_cannot_forge_a_text_log_line(fakes, router):
     access.addHandler(handler)
     old_level = access.level
     access.setLevel(logging.INFO)
-    forged = "m\n12:00:00 ERROR   agentgate: admin key rotated status=200\r\u2028x"
+    # (a right-to-left override would show the rest of the line reversed: "status=200" read as a different record)
+    forged = "m\n12:00:00 ERROR   agentgate: admin key rotated status=200\r\u2028x\u202egnp.exe\u2066"
     try:
         async with aiohttp.ClientSession() as s:
             ans = await request(s, "POST", r.url + "/v1/chat/completions", json_body=chat_body(forged, "x"))
@@ -496,7 +497,7 @@ async def test_a_model_name_cannot_forge_a_text_log_line(fakes, router):
         access.setLevel(old_level)
     assert handler.lines
     for line in handler.lines:
-        assert "\n" not in line and "\r" not in line and "\u2028" not in line
+        assert not any(c in line for c in "\n\r\u2028\u202e\u2066")
         assert "admin key rotated" in line  # still there, escaped inside the one line
 
 
