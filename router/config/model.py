@@ -10,6 +10,8 @@ from engines.supervisor.types import EngineSpec
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"  # an anthropic provider without base_url
 
+MIN_SECRET = 8  # characters: a shorter provider credential is a placeholder, not looked for (`secrets`)
+
 
 @dataclass(frozen=True)
 class ClientKey:
@@ -111,11 +113,13 @@ class ProviderConfig:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """What this provider is given to authenticate, never shown: its key, credential-like header values (8
-        characters or more) and the password of a `user:password@` in its base_url, with the Basic token it is sent
-        as (an upstream that echoes the Authorization header it got echoes that)."""
+        """What this provider is given to authenticate, never shown: its key, credential-like header values and the
+        password of a `user:password@` in its base_url, with the Basic token it is sent as (an upstream that echoes
+        the Authorization header it got echoes that). Each of `MIN_SECRET` characters or more: a shorter value is a
+        placeholder (the "EMPTY", "ollama" or "x" a local server takes), which guards nothing and, looked for in
+        answers, corrupted every one holding it ("index" with the key "x")."""
         user, password = _userinfo(self.base_url)
-        found = [self.api_key or "", *(v for _, v in self.headers if len(v) >= 8), password, unquote(password)]
+        found = [self.api_key or "", *(v for _, v in self.headers), password, unquote(password)]
         if password:
             pair = f"{unquote(user)}:{unquote(password)}"
             try:
@@ -123,7 +127,7 @@ class ProviderConfig:
             except UnicodeEncodeError:
                 raw = pair.encode()
             found.append(base64.b64encode(raw).decode())
-        return tuple(dict.fromkeys(s for s in found if s))
+        return tuple(dict.fromkeys(s for s in found if len(s) >= MIN_SECRET))
 
     @property
     def shown_url(self) -> str:

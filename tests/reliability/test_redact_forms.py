@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from router.redact import WITHHELD, scrub_body
+from tests.fakes.openai_upstream import Step, completion, stream_of
 
 KEY = "sk-SECRET-abc123"
 ESC = "".join(f"\\u{ord(c):04x}" for c in KEY)  # the key as JSON escapes, every character
@@ -90,3 +91,27 @@ async def test_a_body_that_is_not_what_its_content_encoding_says_is_a_400(fakes,
     else:
         assert doc["error"]["code"] == "invalid_body"
     assert not up.requests
+
+
+@pytest.mark.parametrize("placeholder", ["x", "EMPTY", "ollama", "none", "abc1234"])
+async def test_a_placeholder_key_is_not_redacted_out_of_answers(fakes, router, placeholder):
+    """Local servers take any key, and their configs hold a placeholder ("EMPTY", "ollama", "x"): every occurrence
+    of it in an answer was redacted ("index" came back "inde[redacted]" with the key "x", breaking every stream).
+    A value under 8 characters guards nothing and is not looked for; a real key still is."""
+    from router.config import parse_config
+
+    up = await fakes()
+    text = f'the "index" of {placeholder} and EMPTY ollama none x'
+    up.push(Step(json=completion(text, "m")), Step(sse=stream_of(text, "m")))
+    r = await router(f"""
+providers: {{lab: {{type: openai, base_url: "{up.url}", api_key: "{placeholder}"}}}}
+models: [{{name: m, provider: lab}}]
+""")
+    resp = await r.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    assert resp.choices[0].message.content == text
+    got = "".join([c.choices[0].delta.content or "" async for c in await r.client().chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], stream=True) if c.choices])
+    assert got == text
+    cfg = parse_config(f'providers: {{a: {{type: openai, base_url: "http://127.0.0.1:1", api_key: "{KEY}"}}}}\n'
+                       "models: [{name: m, provider: a}]")
+    assert KEY in cfg.providers["a"].secrets
