@@ -309,6 +309,8 @@ class Metrics:
     def set_engine_state(self, engine: str, state: str) -> None:
         for s in ENGINE_STATES:
             self.child(self.engine_state, engine, s).set(1 if s == state else 0)
+        self.child(self.engine_restarts, engine)  # its crash count exported from the start, at 0: increase() over a
+        # window that holds the first crash counts it (a series that appears at 1 is not seen to increase)
 
     def record_repair(self, model: str, outcome: str, repairs: list[str], failures: list[str],
                       constrained: bool = False) -> None:

@@ -115,6 +115,8 @@ models:
 """)
     text = (await _get(r.url + "/metrics"))[1]
     assert sample(text, "agentgate_engine_state", engine="local", state="stopped") == 1
+    # from the start, at 0: increase() over a window sees the first crash (the crash-loop alert needed 4)
+    assert sample(text, "agentgate_engine_crashes_total", engine="local") == 0
     assert sample(text, "agentgate_engine_batch_size", engine="local") is None
     assert r.state.supervisor.states()["local"].state == "stopped"  # scraping never starts an engine
 
