@@ -37,6 +37,7 @@ class Exchange:
     failures: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # tool types left out (the backend cannot run them)
     error: str | None = None
+    ended_with: int = 0  # a stream that ended with an error event: that error's status (its HTTP status was 200)
     tool_output: Any = None  # capture.ToolOutput, left by the pipeline when it repaired a reply
 
     def usage_from(self, usage: object) -> None:
@@ -62,7 +63,9 @@ class Exchange:
     def finish(self, metrics: Metrics, log_enabled: bool = True) -> None:
         elapsed = time.perf_counter() - self.started
         model = self.model or "-"
-        series = metrics.request_series(model, self.provider or "-", self.endpoint, self.final_status)
+        # a stream that failed after its 200 counts with its error's status: the 5xx alerts and panels see it
+        status = self.ended_with or self.final_status
+        series = metrics.request_series(model, self.provider or "-", self.endpoint, status)
         series.count(1)
         series.duration(elapsed)
         per_model = series.model

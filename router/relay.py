@@ -933,7 +933,7 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
         except (ClientGone, ConnectionResetError, aiohttp.ClientConnectionResetError):
             raise
         except ApiError as err:
-            ex.error = err.code
+            ex.error, ex.ended_with = err.code, err.status
             await out.end(b"".join(encoder.error(err)))
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -942,12 +942,12 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
             uncancel(task)  # the shutdown's, at the end of its drain: the stream ends with its error event
             stopping = ApiError(503, "The router is shutting down; this stream was stopped before its answer "
                                 "finished.", "server_shutting_down")
-            ex.error = stopping.code
+            ex.error, ex.ended_with = stopping.code, stopping.status
             await out.end(b"".join(encoder.error(stopping)))
         except Exception as exc:  # a bug: the stream still ends, with the error event, and the next one is unharmed
             log.error("unexpected error in stream %s", ex.request_id, exc_info=exc)
             internal = ApiError(500, "Internal error; the router's log has the details.", "internal_error")
-            ex.error = internal.code
+            ex.error, ex.ended_with = internal.code, internal.status
             try:
                 tail = b"".join(encoder.error(internal))
             except Exception:  # the encoder is what failed: the OpenAI error event

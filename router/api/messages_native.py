@@ -226,7 +226,7 @@ class AnthropicEvents(relay.UpstreamReader):
                 if kind == b"message_delta":
                     _usage(self.ex, doc.get("usage"))
                 if kind == b"error":
-                    self.ex.error = "upstream_error_event"
+                    self.ex.error, self.ex.ended_with = "upstream_error_event", 502
                     self._fail("error_event")
                     return sse_event("error", doc), True
         if suspicious:  # rebuilt: its name (when that is clean) and its redacted payload, nothing else

@@ -106,6 +106,27 @@ async def test_metrics_auth(fakes, router) -> None:
     assert status == 200 and CLIENT_KEY not in body
 
 
+@pytest.mark.parametrize("tools", [False, True])
+async def test_a_stream_that_fails_after_its_200_counts_as_its_error(fakes, router, tools) -> None:
+    """A stream cut by the upstream reaches the client as a 200 ending in an error event; counted as 200, a model
+    whose every stream failed showed a 5xx ratio of 0 (the error-rate alert and panel never saw it)."""
+    from tests.fakes.openai_upstream import stream_of
+
+    up, down = await fakes("up"), await fakes("down")
+    up.push(Step(sse=stream_of("hello there, this is a long answer", "up-model"), reset_after=2))
+    r = await router(config(up.url, down.url))
+    extra = {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]} \
+        if tools else {}
+    with pytest.raises(openai.APIError):
+        async for _ in await r.client().chat.completions.create(
+                model="demo", messages=[{"role": "user", "content": "hi"}], stream=True, **extra):
+            pass
+    text = r.state.metrics.render().decode()
+    assert sample(text, "agentgate_requests_total", model="demo", provider="up", endpoint="chat", status="502") == 1
+    assert sample(text, "agentgate_requests_total", model="demo", provider="up", endpoint="chat", status="200") \
+        is None
+
+
 async def test_engine_stats_are_scraped_only_from_ready_engines(fakes, router) -> None:
     r = await router(f"""
 models:
