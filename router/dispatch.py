@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from .config.model import Target
@@ -41,15 +42,18 @@ class Opened:
             self.slot.release()
 
 
-def _pick(rt: LiveConfig, hop: Hop, skip: set[str]) -> tuple[Upstream, Target] | None:
-    """The usable replica with the fewest outstanding requests (config order breaks ties)."""
+def _pick(rt: LiveConfig, hop: Hop, skip: set[str], failed: dict[str, int] | None) -> tuple[Upstream, Target] | None:
+    """The usable replica that failed least often for this request (`failed`: how often each did), then with the
+    fewest outstanding requests (config order breaks ties): a retry goes to a replica that has not failed yet."""
     best: tuple[Upstream, Target] | None = None
+    best_fails = 0
     for t in hop.targets:
         up = rt.upstreams[t.provider]
         if up.disabled_reason or t.provider in skip:
             continue
-        if best is None or up.outstanding < best[0].outstanding:
-            best = (up, t)
+        fails = failed.get(t.provider, 0) if failed else 0
+        if best is None or fails < best_fails or (fails == best_fails and up.outstanding < best[0].outstanding):
+            best, best_fails = (up, t), fails
     return best
 
 
@@ -68,12 +72,16 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
             metrics.child(metrics.fallbacks, route.hops[hop_index - 1].model.name, hop.model.name).inc()
         attempt = 0
         skip: set[str] = set()  # replicas whose breaker refused: try the others
+        failed: dict[str, int] | None = None  # replica: its failures for this request (made at the first)
+        ready: dict[str, float] = {}  # replica: when it may be tried again (its backoff, its Retry-After)
         while True:
-            picked = _pick(ctx.runtime, hop, skip)
+            picked = _pick(ctx.runtime, hop, skip, failed)
             if picked is None:
                 last = last or _unusable(ctx)
                 break
             up, target = picked
+            if failed and (wait := ready.get(up.name, 0.0) - time.monotonic()) > 0:
+                await asyncio.sleep(wait)  # a replica tried again (no other is left that has not failed)
             if not up.breaker.allow():
                 skip.add(up.name)
                 # a client told to wait the whole cooldown waited it out on every retry (Codex: minutes before
@@ -97,7 +105,10 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                 break
             ex.retries += 1
             metrics.child(metrics.retries, up.name).inc()
-            await asyncio.sleep(backoff_delay(attempt, up.config.policy, outcome.retry_after))
+            if failed is None:
+                failed = {}
+            failed[up.name] = failed.get(up.name, 0) + 1
+            ready[up.name] = time.monotonic() + backoff_delay(attempt, up.config.policy, outcome.retry_after)
     assert last is not None
     raise last
 

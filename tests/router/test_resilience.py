@@ -141,3 +141,48 @@ models:
     with pytest.raises(openai.APIStatusError) as info:
         await r.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 502 and info.value.body["code"] == "upstream_connect"
+
+
+def _unused_url() -> str:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    return f"http://127.0.0.1:{port}/v1"
+
+
+async def test_retry_goes_to_a_replica_that_has_not_failed(fakes, router):
+    live = await fakes("live")
+    r = await router(f"""
+providers:
+  dead: {{type: openai, base_url: '{_unused_url()}', retries: 2, backoff: {{base: 0.001, max: 0.002}}}}
+  live: {{type: openai, base_url: '{live.url}', retries: 2, backoff: {{base: 0.001, max: 0.002}}}}
+models:
+  - name: pool
+    model: m
+    replicas: [{{provider: dead}}, {{provider: live}}]
+""")
+    resp = await r.client().chat.completions.with_raw_response.create(
+        model="pool", messages=[{"role": "user", "content": "x"}])
+    assert resp.headers["x-agentgate-provider"] == "live"
+    assert resp.parse().choices[0].message.content == "echo: x" and len(live.requests) == 1
+
+
+async def test_replicas_that_all_failed_are_retried_in_turn(fakes, router):
+    a, b = await fakes("a"), await fakes("b")
+    r = await router(f"""
+providers:
+  a: {{type: openai, base_url: '{a.url}', retries: 2, backoff: {{base: 0.001, max: 0.002}}}}
+  b: {{type: openai, base_url: '{b.url}', retries: 2, backoff: {{base: 0.001, max: 0.002}}}}
+models:
+  - name: pool
+    model: m
+    replicas: [{{provider: a}}, {{provider: b}}]
+""")
+    a.push(Step(status=500))
+    b.push(Step(status=500))
+    resp = await r.client().chat.completions.create(model="pool", messages=[{"role": "user", "content": "x"}])
+    assert resp.choices[0].message.content == "echo: x"
+    assert (len(a.requests), len(b.requests)) == (2, 1)  # a, b, then a again
