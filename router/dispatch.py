@@ -12,7 +12,7 @@ from .config.model import Target
 from .context import RequestContext
 from .errors import ApiError
 from .live_config import LiveConfig
-from .resilience import QueueFull, backoff_delay
+from .resilience import CLOSED, QueueFull, backoff_delay
 from .routing import Hop
 from .upstream.base import SEND_ERRORS, Failure, Reply, Slot, Upstream, UpstreamRequest, error_answer
 
@@ -30,12 +30,15 @@ class Opened:
     target: Target
     first: bytes  # stream: the first chunk (b"" if the upstream sent none); else the whole body
     slot: Slot
+    probe: bool = False  # a stream that is its breaker's half-open probe (see `close`)
     _closed: bool = False
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self.probe:  # a probe's stream that got no verdict (the client left, an upstream error event) frees
+            self.upstream.breaker.release_probe()  # the probe (after its verdict: nothing to free)
         try:
             await self.reply.close()
         finally:
@@ -91,7 +94,7 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                                 "circuit_open", headers={"Retry-After": str(max(1, round(wait)))})
                 continue
             try:
-                outcome = await _attempt(ctx, up, hop, target, request)
+                outcome = await _attempt(ctx, up, hop, target, request, up.breaker.state != CLOSED)
             except QueueFull as full:
                 up.breaker.release_probe()
                 last = ApiError(429, f"Too many requests queued for provider {up.name!r}; retry shortly.",
@@ -129,9 +132,12 @@ def _unusable(ctx: RequestContext) -> ApiError:
 
 
 async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
-                   request: UpstreamRequest) -> Opened | Failure:
+                   request: UpstreamRequest, probe: bool) -> Opened | Failure:
     """One try against one upstream: an answer (holding the slot), or the upstream's verdict on the failure
-    (counted in the metrics and the breaker; the slot released)."""
+    (counted in the metrics and the breaker; the slot released). A whole answer is the breaker's success here; a
+    stream's is judged at its end by its reader (`relay.UpstreamReader`): a success when it ends normally, a failure
+    when it fails mid-stream, so that streams that all fail after their first chunk open the breaker, and a
+    half-open probe (`probe`) closes it only once its stream ended normally."""
     if target.model != ctx.route.requested:
         request = request.for_model(target.model)
     body_limit = ctx.limits.max_upstream_body_bytes
@@ -153,9 +159,11 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
                     first = await reply.read(body_limit)
                     failure = error_answer(up.name, first, up.config.api_key) if reply.status == 200 else None
                 if failure is None:
-                    up.breaker.success()
+                    streamed = request.stream and reply.status == 200
+                    if not streamed:
+                        up.breaker.success()
                     slot.keep()
-                    return Opened(reply, up, hop, target, first, slot)
+                    return Opened(reply, up, hop, target, first, slot, probe and streamed)
         except SEND_ERRORS as exc:
             failure = up.classify(exc)
         except BaseException:  # cancelled (the client went away), or a bug: no verdict on the upstream

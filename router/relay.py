@@ -333,6 +333,12 @@ class UpstreamReader:
             raise self._fail("reset") from None
         if not self.done and self.finish_reason is None:
             raise self._fail("truncated")
+        self._ended()
+
+    def _ended(self) -> None:
+        """The stream ended normally: the upstream's success for its breaker (a stream is judged at its end, not at
+        its first chunk, see `dispatch._attempt`)."""
+        self.opened.upstream.breaker.success()
 
     def _inspect(self, data: bytes) -> dict[str, Any] | None:
         """The payload parsed, with the end, usage and upstream errors noted; None when it is not an object."""

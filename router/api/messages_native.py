@@ -133,6 +133,10 @@ class AnthropicEvents(relay.UpstreamReader):
         self.model = model
         # a secret split over several deltas (no one event holds it) is looked for in the blocks' text
         self.gate = SecretGate(self.redactor.secrets) if self.redactor.secrets else None
+        self.errored = False  # the stream ended with the upstream's error event
+
+    def _ended(self) -> None:
+        """(The stream's end is judged in `events`: `message_stop`.)"""
 
     async def events(self) -> AsyncIterator[list[bytes]]:
         self.done = True  # (what ends the stream is checked here: `_reads` does not look for OpenAI's [DONE])
@@ -158,6 +162,8 @@ class AnthropicEvents(relay.UpstreamReader):
             self._fail("truncated")  # (counted)
             raise ApiError(502, f"Upstream {self.opened.upstream.name!r} ended the stream before message_stop.",
                            "upstream_truncated_mid_stream")
+        if not self.errored:
+            super()._ended()
 
     def _event(self, event: bytes) -> tuple[bytes, bool]:
         """The event as it goes out, and whether it ends the stream."""
@@ -226,6 +232,7 @@ class AnthropicEvents(relay.UpstreamReader):
                 if kind == b"message_delta":
                     _usage(self.ex, doc.get("usage"))
                 if kind == b"error":
+                    self.errored = True
                     self.ex.error, self.ex.ended_with = "upstream_error_event", 502
                     self._fail("error_event")
                     return sse_event("error", doc), True

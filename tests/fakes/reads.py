@@ -18,9 +18,18 @@ class _Reply:
             yield r
 
 
+class _Breaker:
+    def success(self) -> None:
+        pass
+
+    def failure(self) -> None:
+        pass
+
+
 class _Upstream:
     name = "up"
     secrets = ()
+    breaker = _Breaker()
 
 
 class Opened:

@@ -27,6 +27,9 @@ class _Breaker:
     def failure(self) -> None:
         pass
 
+    def success(self) -> None:
+        pass
+
 
 class _Upstream:
     name = "up"

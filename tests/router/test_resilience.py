@@ -7,7 +7,7 @@ import asyncio
 import openai
 import pytest
 
-from tests.fakes.openai_upstream import Step, completion
+from tests.fakes.openai_upstream import Step, completion, stream_of
 from tests.waiting import wait_until
 
 
@@ -186,3 +186,63 @@ models:
     resp = await r.client().chat.completions.create(model="pool", messages=[{"role": "user", "content": "x"}])
     assert resp.choices[0].message.content == "echo: x"
     assert (len(a.requests), len(b.requests)) == (2, 1)  # a, b, then a again
+
+
+async def _streamed(client: openai.AsyncOpenAI) -> str:
+    stream = await client.chat.completions.create(model="m", stream=True, messages=[{"role": "user", "content": "x"}])
+    return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+
+async def test_streams_that_fail_mid_way_open_the_breaker(fakes, router):
+    up = await fakes()
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, breaker: {{failures: 2, cooldown: 30}}}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    breaker = r.state.runtime.upstreams["lab"].breaker
+    clock = breaker.clock = FakeClock()
+    client = r.client()
+    for _ in range(2):  # a first chunk, then a reset: a failure (the first chunk proved nothing)
+        up.push(Step(sse=stream_of(["a", "b", "c"], "m"), reset_after=2))
+        with pytest.raises(openai.APIError):
+            await _streamed(client)
+    assert breaker.state == "open"
+    clock.now += 31  # the probe's stream fails after its first chunk: open again
+    up.push(Step(sse=stream_of(["a", "b", "c"], "m"), reset_after=2))
+    with pytest.raises(openai.APIError):
+        await _streamed(client)
+    assert breaker.state == "open" and len(up.requests) == 3
+    clock.now += 31  # a probe closes it only once its stream ended normally
+    resume, paused = asyncio.Event(), asyncio.Event()
+    up.push(Step(sse=stream_of(["a", "b"], "m"), pause_after=2, resume=resume, paused=paused))
+    probe = asyncio.create_task(_streamed(client))
+    await paused.wait()
+    assert breaker.state == "half_open"
+    with pytest.raises(openai.APIStatusError) as info:  # still the one probe
+        await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "q"}])
+    assert info.value.body["code"] == "circuit_open"
+    resume.set()
+    assert await probe == "ab" and breaker.state == "closed"
+
+
+async def test_a_stream_that_ends_normally_resets_the_failure_count(fakes, router):
+    up = await fakes()
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, breaker: {{failures: 2, cooldown: 30}}}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    breaker = r.state.runtime.upstreams["lab"].breaker
+    client = r.client()
+    up.push(Step(sse=stream_of(["a", "b", "c"], "m"), reset_after=2), Step(sse=stream_of(["ok"], "m")),
+            Step(sse=stream_of(["a", "b", "c"], "m"), reset_after=2))
+    with pytest.raises(openai.APIError):
+        await _streamed(client)
+    assert await _streamed(client) == "ok" and breaker.consecutive == 0
+    with pytest.raises(openai.APIError):
+        await _streamed(client)
+    assert breaker.state == "closed" and breaker.consecutive == 1
+
