@@ -28,7 +28,7 @@ class Opened:
     upstream: Upstream
     hop: Hop
     target: Target
-    first: bytes  # stream: the first chunk (b"" if the upstream sent none); else the whole body
+    first: bytes  # stream: the first chunk; else the whole body
     slot: Slot
     probe: bool = False  # a stream that is its breaker's half-open probe (see `close`)
     _closed: bool = False
@@ -151,10 +151,14 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
             if failure is None:
                 first = b""
                 if request.stream and reply.status == 200:
-                    async for chunk in reply.chunks():  # the first non-empty one (b"" when the stream ends first)
+                    async for chunk in reply.chunks():  # the first non-empty one
                         if chunk:
                             first = chunk
                             break
+                    else:  # the stream ended before its first chunk: nothing reached the client, a failure
+                        failure = Failure("truncated", ApiError(
+                            502, f"Upstream {up.name!r} ended the stream before its first chunk.",
+                            "upstream_truncated"), counts=True)
                 else:
                     first = await reply.read(body_limit)
                     failure = error_answer(up.name, first, up.config.api_key) if reply.status == 200 else None

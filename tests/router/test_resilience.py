@@ -246,3 +246,37 @@ models:
         await _streamed(client)
     assert breaker.state == "closed" and breaker.consecutive == 1
 
+
+@pytest.mark.parametrize("route", ["chat", "messages", "responses"])
+async def test_a_stream_that_ends_before_its_first_chunk_is_retried_then_falls_back(fakes, router, route):
+    import anthropic
+
+    a, b = await fakes("a"), await fakes("b")
+    r = await router(f"""
+providers:
+  a: {{type: openai, base_url: '{a.url}', retries: 1, backoff: {{base: 0.001, max: 0.002}},
+      breaker: {{failures: 10, cooldown: 30}}}}
+  b: {{type: openai, base_url: '{b.url}', retries: 0}}
+models:
+  - {{name: m, provider: a, fallbacks: [n]}}
+  - {{name: n, provider: b}}
+""")
+    a.push(Step(sse=[], done=False), Step(sse=[], done=False))  # headers, then the end: not one chunk
+    b.push(Step(sse=stream_of(["fine"], "n")))
+    if route == "chat":
+        assert await _streamed(r.client()) == "fine"
+    elif route == "messages":
+        claude = anthropic.AsyncAnthropic(base_url=r.url, api_key="unused", max_retries=0)
+        try:
+            async with claude.messages.stream(model="m", max_tokens=20,
+                                              messages=[{"role": "user", "content": "x"}]) as s:
+                assert await s.get_final_text() == "fine"
+        finally:
+            await claude.close()
+    else:
+        events = [e async for e in await r.client().responses.create(model="m", stream=True, input="x",
+                                                                     store=False)]
+        assert events[-1].type == "response.completed"
+        assert events[-1].response.output_text == "fine"
+    assert (len(a.requests), len(b.requests)) == (2, 1)
+    assert r.state.runtime.upstreams["a"].breaker.consecutive == 2  # two failures, no success
