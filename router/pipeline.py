@@ -80,7 +80,7 @@ class UpstreamStatus(Exception):
                 message = err
             elif isinstance(doc.get("message"), str) and doc["message"]:  # {"object": "error", "message": ...}
                 message = doc["message"]  # (vLLM before 0.10, SGLang; their code is the status, a number)
-        return ApiError(self.status, message, code)
+        return ApiError(self.status, message, code, headers={"x-agentgate-provider": self.provider})
 
 
 Items = list[dict[str, Any] | StreamChunk]  # what one upstream read made of a stream, written to the client at once

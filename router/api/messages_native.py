@@ -30,7 +30,6 @@ from .translated import route_kinds
 PATH = "/chat/completions"  # the path every chat-shaped request names; an Anthropic upstream sends to /messages
 BETA_HEADER = "anthropic-beta"
 _LOOKED_AT = (b"message_start", b"message_delta", b"message_stop", b"error")  # the event types read here
-_CLIENT_STATUSES = frozenset({400, 404, 413, 422})  # the upstream's verdict on the request: the client's to see
 
 
 def native_route(ctx: RequestContext) -> bool:
@@ -56,7 +55,7 @@ async def native_count(request: web.Request, ctx: RequestContext, body: dict[str
     """Anthropic's own count of the client's body (`count_tokens`), or its verdict on the body."""
     opened = await dispatch(ctx, _request(ctx, body, False, request.headers.get(BETA_HEADER), COUNT_PATH))
     try:
-        answer = _whole(opened, ctx.exchange, None, headers)
+        answer = _whole(opened, ctx.exchange, None, {**headers, "x-agentgate-provider": opened.upstream.name})
     finally:
         await opened.close()
     return answer
@@ -100,15 +99,22 @@ def _whole(opened: Opened, ex: Exchange, model: str | None, headers: dict[str, s
     try:
         doc = jsoncodec.loads(opened.first)  # (read redacted every secret)
     except (ValueError, RecursionError):
-        raise ApiError(502, f"Upstream {name!r} returned a body that is not JSON.",
-                       "upstream_invalid_response") from None
-    if not isinstance(doc, dict):
-        raise ApiError(502, f"Upstream {name!r} returned a body that is not a message.", "upstream_invalid_response")
+        doc = None
     if status != 200:
-        if status not in _CLIENT_STATUSES or doc.get("type") != "error":
+        if not 400 <= status < 500:  # (429 never comes here: it is retried, fallen back from)
             raise ApiError(502, f"Upstream {name!r} answered {status}.", "upstream_error")
+        # the upstream's verdict on the request (400, 402 billing, 404, 409, 413, ...): the client's, as it is
+        if not isinstance(doc, dict) or doc.get("type") != "error" or not isinstance(doc.get("error"), dict):
+            err = doc.get("error") if isinstance(doc, dict) else None
+            message = err.get("message") if isinstance(err, dict) else None
+            raise ApiError(status, str(message) if message else f"Upstream {name!r} answered {status}.",
+                           "upstream_error", headers={"x-agentgate-provider": name})
         ex.status = status
         return web.Response(status=status, body=jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
+    if doc is None:
+        raise ApiError(502, f"Upstream {name!r} returned a body that is not JSON.", "upstream_invalid_response")
+    if not isinstance(doc, dict):
+        raise ApiError(502, f"Upstream {name!r} returned a body that is not a message.", "upstream_invalid_response")
     if model is None:
         count = doc.get("input_tokens")
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:

@@ -248,6 +248,7 @@ async def test_errors_are_anthropic_shaped(fakes, router):
     with pytest.raises(anthropic.BadRequestError) as bad:
         await c.messages.create(model="m", max_tokens=5, messages=ask)  # type: ignore[arg-type]
     assert "context too long" in bad.value.message
+    assert bad.value.response.headers["x-agentgate-provider"] == "lab"  # as on /v1/chat/completions
     up.push(Step(status=500), Step(status=500))
     with pytest.raises(anthropic.InternalServerError) as err:
         await c.messages.create(model="m", max_tokens=5, messages=ask)  # type: ignore[arg-type]

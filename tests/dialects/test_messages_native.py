@@ -81,6 +81,23 @@ async def test_a_client_error_is_anthropics_and_a_credential_is_never_echoed(fak
     assert API_KEY not in json.dumps(info.value.body)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(("status", "etype"), [(402, "billing_error"), (409, "conflict_error")])
+async def test_any_4xx_but_429_is_returned_as_it_is(fake_anthropic, router, status, etype, stream):
+    fake, r = await _serving(fake_anthropic, router)
+    fake.push(AStep(status=status, json=error_doc(etype, f"Your credit balance is too low ({API_KEY})")))
+    with pytest.raises(anthropic.APIStatusError) as info:
+        ask = [{"role": "user", "content": "x"}]
+        if stream:
+            async with claude(r.url).messages.stream(model="sonnet", max_tokens=10, messages=ask) as s:
+                await s.get_final_message()
+        else:
+            await claude(r.url).messages.create(model="sonnet", max_tokens=10, messages=ask)
+    assert info.value.status_code == status and info.value.body["error"]["type"] == etype  # type: ignore[index]
+    assert "Your credit balance is too low" in info.value.message and API_KEY not in json.dumps(info.value.body)
+    assert info.value.response.headers["x-agentgate-provider"] == "claude"
+
+
 async def test_a_stream_keeps_its_events_and_hides_a_credential(fake_anthropic, router):
     fake, r = await _serving(fake_anthropic, router)
     events = stream_events([{"type": "text", "text": f"the key is {API_KEY}!"}], "claude-sonnet-4-5")

@@ -283,6 +283,7 @@ async def test_upstream_errors_are_openai_shaped(fakes, router):
     with pytest.raises(openai.BadRequestError) as bad:
         await r.client().responses.create(model="m", input="x")
     assert bad.value.code == "context_length_exceeded"
+    assert bad.value.response.headers["x-agentgate-provider"] == "lab"  # as on /v1/chat/completions
     with pytest.raises(openai.NotFoundError):
         await r.client().responses.create(model="unknown-model", input="x")
 
