@@ -46,17 +46,25 @@ class Opened:
 
 
 def _pick(rt: LiveConfig, hop: Hop, skip: set[str], failed: dict[str, int] | None) -> tuple[Upstream, Target] | None:
-    """The usable replica that failed least often for this request (`failed`: how often each did), then with the
-    fewest outstanding requests (config order breaks ties): a retry goes to a replica that has not failed yet."""
+    """The usable replica that failed least often for this request (`failed`: how often each did), then one with a
+    free concurrency slot over one that would queue, then the one with the fewest outstanding requests (config order
+    breaks ties): a retry goes to a replica that has not failed yet, a request to a replica that can take it now."""
+    targets = hop.targets
+    if len(targets) == 1:  # (the common case: one provider)
+        t = targets[0]
+        up = rt.upstreams[t.provider]
+        return None if up.disabled_reason or t.provider in skip else (up, t)
     best: tuple[Upstream, Target] | None = None
-    best_fails = 0
-    for t in hop.targets:
+    best_key = (0, False, 0)
+    for t in targets:
         up = rt.upstreams[t.provider]
         if up.disabled_reason or t.provider in skip:
             continue
-        fails = failed.get(t.provider, 0) if failed else 0
-        if best is None or fails < best_fails or (fails == best_fails and up.outstanding < best[0].outstanding):
-            best, best_fails = (up, t), fails
+        limiter = up.limiter
+        key = (failed.get(t.provider, 0) if failed else 0,
+               limiter.active >= limiter.limit or bool(limiter.waiters), up.outstanding)
+        if best is None or key < best_key:
+            best, best_key = (up, t), key
     return best
 
 
@@ -95,11 +103,12 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                 continue
             try:
                 outcome = await _attempt(ctx, up, hop, target, request, up.breaker.state != CLOSED)
-            except QueueFull as full:
+            except QueueFull as full:  # another replica of the hop may still take it (else the next hop)
                 up.breaker.release_probe()
+                skip.add(up.name)
                 last = ApiError(429, f"Too many requests queued for provider {up.name!r}; retry shortly.",
                                 "queue_full", headers={"Retry-After": str(max(1, round(full.retry_after)))})
-                break
+                continue
             if isinstance(outcome, Opened):
                 return outcome
             last = outcome.error

@@ -280,3 +280,39 @@ models:
         assert events[-1].response.output_text == "fine"
     assert (len(a.requests), len(b.requests)) == (2, 1)
     assert r.state.runtime.upstreams["a"].breaker.consecutive == 2  # two failures, no success
+
+
+async def test_a_replica_with_a_free_slot_is_preferred_and_a_full_queue_tries_the_next(fakes, router):
+    a, b = await fakes("a"), await fakes("b")
+    r = await router(f"""
+providers:
+  a: {{type: openai, base_url: '{a.url}', retries: 0, max_concurrency: 1, max_queue: 0, queue_timeout: 30}}
+  b: {{type: openai, base_url: '{b.url}', retries: 0, max_concurrency: 2, max_queue: 5, queue_timeout: 30}}
+models:
+  - name: pool
+    model: m
+    replicas: [{{provider: a}}, {{provider: b}}]
+""")
+    gate = asyncio.Event()
+    for f in (a, b):
+        f.push(*[Step(json=completion("held", "m"), gate=gate) for _ in range(3)])
+    client = r.client()
+
+    def ask(text: str):  # type: ignore[no-untyped-def]
+        return asyncio.create_task(client.chat.completions.with_raw_response.create(
+            model="pool", messages=[{"role": "user", "content": text}]))
+
+    held = [ask("1")]
+    await a.wait_requests(1)
+    held.append(ask("2"))
+    await b.wait_requests(1)
+    held.append(ask("3"))  # a is at its limit, b is not: b, not a's queue
+    await b.wait_requests(2)
+    assert len(a.requests) == 1
+    queued = ask("4")  # both at their limits: a's queue holds none, so b's queue
+    limiter_b = r.state.runtime.upstreams["b"].limiter
+    await wait_until(lambda: limiter_b.queued == 1)
+    gate.set()
+    answers = await asyncio.gather(*held, queued)
+    assert [x.headers["x-agentgate-provider"] for x in answers] == ["a", "b", "b", "b"]
+    assert all(x.status_code == 200 for x in answers)
