@@ -115,12 +115,16 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
             attempt += 1
             if attempt > up.config.policy.retries or outcome.final:
                 break
+            delay = backoff_delay(attempt, up.config.policy, outcome.retry_after)
+            if delay is None:  # it asked to wait past max_retry_after: not tried again for this request
+                skip.add(up.name)
+                continue
             ex.retries += 1
             metrics.child(metrics.retries, up.name).inc()
             if failed is None:
                 failed = {}
             failed[up.name] = failed.get(up.name, 0) + 1
-            ready[up.name] = time.monotonic() + backoff_delay(attempt, up.config.policy, outcome.retry_after)
+            ready[up.name] = time.monotonic() + delay
     assert last is not None
     raise last
 

@@ -143,12 +143,15 @@ class Limiter:
         self.active -= 1
 
 
-def backoff_delay(attempt: int, policy: Policy, retry_after: str | None = None) -> float:
-    """Seconds to wait before retry number `attempt` (1-based): Retry-After if given, else jittered exponential."""
+def backoff_delay(attempt: int, policy: Policy, retry_after: str | None = None) -> float | None:
+    """Seconds to wait before retry number `attempt` (1-based): Retry-After if given, else jittered exponential.
+    None when Retry-After asks for more than `max_retry_after`: the upstream is not tried again sooner than it
+    allowed, nor waited for that long (the request moves on: another replica, the fallback, or the client gets
+    the answer with its Retry-After)."""
     if retry_after:
         seconds = parse_retry_after(retry_after)
         if seconds is not None:
-            return min(seconds, policy.max_retry_after)
+            return seconds if seconds <= policy.max_retry_after else None
     cap = min(policy.backoff_max, policy.backoff_base * (2 ** (attempt - 1)))
     return random.uniform(cap / 2, cap)
 

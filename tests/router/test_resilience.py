@@ -316,3 +316,25 @@ models:
     answers = await asyncio.gather(*held, queued)
     assert [x.headers["x-agentgate-provider"] for x in answers] == ["a", "b", "b", "b"]
     assert all(x.status_code == 200 for x in answers)
+
+
+async def test_a_retry_after_past_max_retry_after_is_not_retried_early(fakes, router):
+    a, b = await fakes("a"), await fakes("b")
+    r = await router(f"""
+providers:
+  a: {{type: openai, base_url: '{a.url}', retries: 2, backoff: {{base: 0.001, max: 0.002, max_retry_after: 1}}}}
+  b: {{type: openai, base_url: '{b.url}', retries: 0}}
+models:
+  - {{name: m, provider: a, fallbacks: [n]}}
+  - {{name: n, provider: b}}
+  - {{name: alone, provider: a}}
+""")
+    slow_down = {"error": {"message": "slow down", "type": "rate_limit"}}
+    a.push(*[Step(status=429, json=slow_down, headers={"Retry-After": "5"})] * 2)
+    client = r.client()
+    resp = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert resp.choices[0].message.content == "echo: x"  # the fallback, at once
+    assert (len(a.requests), len(b.requests)) == (1, 1)
+    with pytest.raises(openai.RateLimitError) as info:  # alone: the upstream's answer, its Retry-After kept
+        await client.chat.completions.create(model="alone", messages=[{"role": "user", "content": "x"}])
+    assert info.value.response.headers["Retry-After"] == "5" and len(a.requests) == 2
