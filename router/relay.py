@@ -787,11 +787,12 @@ class _Out:
     The queue holds at most FLUSH_BYTES before the producer itself waits for the socket. `end()` sends what is
     left with the response's end."""
 
-    def __init__(self, resp: web.StreamResponse, keepalive: bytes, interval: float) -> None:
+    def __init__(self, resp: web.StreamResponse, keepalive: bytes, interval: float, since: float | None = None,
+                 ) -> None:
         self.resp = resp
         self.keepalive = keepalive
         self.interval = interval
-        self.last = time.monotonic()
+        self.last = time.monotonic() if since is None else since  # `since`: nothing went out from then (monotonic)
         self._timer: asyncio.TimerHandle | None = None
         self._queue: list[bytes] = []
         self._queued = 0
@@ -882,8 +883,9 @@ class _Out:
         """Keepalives, and the headers sent by the time the producer first waits."""
         if self._sender is None:
             self._schedule()
-        if self.keepalive and self.interval > 0:
-            self._timer = self._loop.call_later(self.interval, self._beat)
+        if self.keepalive and self.interval > 0:  # counted from `since`: a stream started for a slow first chunk
+            delay = max(0.0, self.last + self.interval - time.monotonic())  # has its first keepalive at once
+            self._timer = self._loop.call_later(delay, self._beat)
 
     def _schedule(self) -> None:
         """The sender started once the producer waits: a loop callback, which the loop runs only then, starts
@@ -923,7 +925,9 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
     ex.status = 200
     if ex.ttft is None:
         ex.ttft = time.perf_counter() - ex.started
-    out = _Out(resp, encoder.keepalive, KEEPALIVE_S if interval is None else interval)
+    # nothing has gone out since the request came: the keepalive interval counts from then
+    since = time.monotonic() - (time.perf_counter() - ex.started)
+    out = _Out(resp, encoder.keepalive, KEEPALIVE_S if interval is None else interval, since)
     out.start()
     try:
         try:

@@ -227,3 +227,29 @@ async def test_keepalives_flow_while_nothing_is_sent(fakes, router, route, monke
     else:
         assert ": keepalive" in text
     assert ended_normally(route, events)
+
+
+@pytest.mark.parametrize("route", ["chat_tools", "messages", "responses"])
+async def test_a_slow_first_chunk_gets_headers_and_a_keepalive_after_one_interval(fakes, router, route, monkeypatch):
+    import asyncio
+    import time
+
+    monkeypatch.setattr(relay, "KEEPALIVE_S", 0.4)
+    up = await fakes()
+    resume = asyncio.Event()
+    up.push(Step(sse=stream_of(["fine"], "m"), pause_after=0, resume=resume))  # headers now, the first event later
+    r = await router(cfg(up.url))
+    path, body = ROUTES[route]
+    keepalive = "event: ping" if route == "messages" else ": keepalive"
+    start = time.monotonic()
+    asyncio.get_running_loop().call_later(1.5, resume.set)
+    seen: list[tuple[float, str]] = []
+    async with aiohttp.ClientSession() as s, s.post(r.url + path, json=body) as resp:
+        seen.append((time.monotonic() - start, "headers"))
+        async for line in resp.content:
+            if line.strip():
+                seen.append((time.monotonic() - start, line.decode().strip()))
+    assert resp.status == 200
+    pings = [t for t, what in seen if what == keepalive]
+    assert seen[0][0] < 0.7 and pings and pings[0] < 0.7, seen  # one interval, not two (nor the first chunk's 1.5 s)
+    assert len(pings) >= 3, seen  # then one every interval
