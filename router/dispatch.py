@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -144,6 +145,17 @@ def _unusable(ctx: RequestContext) -> ApiError:
                     "model_unavailable")
 
 
+_EVENT_LINE = re.compile(rb"(?:^|\n)[^:\r\n]")
+FIRST_COMMENTS_MAX = 64 << 10  # bytes of SSE comments and blank lines read before a stream counts as begun anyway
+
+
+def _holds_event(data: bytes) -> bool:
+    """Whether a stream's first bytes hold more than SSE comments and blank lines (`: OPENROUTER PROCESSING`, which
+    a gateway sends while it waits): a stream that ends before that is a failure like one that sent nothing."""
+    return data[:1] not in (b":", b"\n", b"\r") or len(data) > FIRST_COMMENTS_MAX \
+        or _EVENT_LINE.search(data) is not None
+
+
 async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
                    request: UpstreamRequest, probe: bool) -> Opened | Failure:
     """One try against one upstream: an answer (holding the slot), or the upstream's verdict on the failure
@@ -164,11 +176,12 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
             if failure is None:
                 first = b""
                 if request.stream and reply.status == 200:
-                    async for chunk in reply.chunks():  # the first non-empty one
+                    async for chunk in reply.chunks():  # up to the first that holds more than SSE comments
                         if chunk:
-                            first = chunk
-                            break
-                    else:  # the stream ended before its first chunk: nothing reached the client, a failure
+                            first += chunk
+                            if _holds_event(first):
+                                break
+                    else:  # the stream ended before its first event: nothing reached the client, a failure
                         failure = Failure("truncated", ApiError(
                             502, f"Upstream {up.name!r} ended the stream before its first chunk.",
                             "upstream_truncated"), counts=True)

@@ -247,8 +247,13 @@ models:
     assert breaker.state == "closed" and breaker.consecutive == 1
 
 
+@pytest.mark.parametrize("before_end", [[], [b": OPENROUTER PROCESSING\n\n"], [b"\n", b": waiting\n\n\n"]],
+                         ids=["nothing", "a comment", "blank lines and a comment"])
 @pytest.mark.parametrize("route", ["chat", "messages", "responses"])
-async def test_a_stream_that_ends_before_its_first_chunk_is_retried_then_falls_back(fakes, router, route):
+async def test_a_stream_that_ends_before_its_first_chunk_is_retried_then_falls_back(fakes, router, route,
+                                                                                    before_end):
+    """Headers, then the end; or only SSE comments (a gateway's while it waits) before the end: no event came, so
+    nothing reached the client and the stream is a failure like a reset (the comment had committed it)."""
     import anthropic
 
     a, b = await fakes("a"), await fakes("b")
@@ -261,7 +266,7 @@ models:
   - {{name: m, provider: a, fallbacks: [n]}}
   - {{name: n, provider: b}}
 """)
-    a.push(Step(sse=[], done=False), Step(sse=[], done=False))  # headers, then the end: not one chunk
+    a.push(Step(sse=before_end, done=False), Step(sse=before_end, done=False))  # no event, then the end
     b.push(Step(sse=stream_of(["fine"], "n")))
     if route == "chat":
         assert await _streamed(r.client()) == "fine"
