@@ -739,12 +739,19 @@ class _InputJson:
         """What completes the pieces sent into the input's JSON."""
         if (not self.broken and self.emitter.closed) or (self.pieces is not None and not self.pieces):
             return ""  # strict JSON, whole; or no arguments at all (the block's input stays `{}`)
-        sent = "".join(self.sent)
+        sent = _paired("".join(self.sent))
         if self.pieces is not None:
             try:
-                final = json.dumps(arguments_object("".join(self.pieces)), ensure_ascii=False, allow_nan=False)
+                final = _paired(json.dumps(arguments_object("".join(self.pieces)), ensure_ascii=False,
+                                           allow_nan=False))
             except (TypeError, ValueError, RecursionError):  # (as the emitter writes it: `canonical_arguments`)
                 final = ""
             if final.startswith(sent):
                 return final[len(sent):]
         return self.emitter.closer()
+
+
+def _paired(text: str) -> str:
+    """`text` with each UTF-16 surrogate pair as the one character it stands for (the emitter joins a pair written
+    as two escapes, the lenient reading keeps two code points: compared, they must agree), lone halves kept."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")

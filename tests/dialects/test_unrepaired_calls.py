@@ -114,3 +114,25 @@ async def test_messages_stream_sends_arguments_that_are_not_json_as_json(fakes, 
     assert json.loads("".join(pieces)) == {"city": "Oslo"}
     if args != "single quotes":
         assert len(pieces) > 1  # what is JSON still goes out as it comes (the rest at the block's end)
+
+
+@pytest.mark.parametrize("args", [
+    '{"city": "\\ud83d\\ude00 Oslo", "unit": "c",}',  # an emoji as an ensure_ascii encoder writes it; a comma
+    "{\"city\": \"\\ud83d\\ude00\", \"unit\": 'c'}",
+])
+async def test_messages_stream_keeps_every_member_after_an_escaped_surrogate_pair(fakes, router, args):
+    """What went out held the pair as two code points, the lenient reading one: they did not agree, and the block
+    was only closed, dropping every member after the point where the text stopped being JSON ("unit")."""
+    up = await fakes()
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": args}}
+    up.push(Step(json=completion(None, "m", tool_calls=[call], finish_reason="tool_calls")),
+            Step(sse=_args_in_pieces(args), interval=0.002))
+    r = await router(CFG.format(url=up.url))
+    client = anthropic.AsyncAnthropic(base_url=r.url, api_key="unused", max_retries=0)
+    kw = {"model": "m", "max_tokens": 100, "tools": [ANTHROPIC_WEATHER], "messages": [{"role": "user", "content": "x"}]}
+    whole = await client.messages.create(**kw)  # type: ignore[arg-type]
+    async with client.messages.stream(**kw) as stream:  # type: ignore[arg-type]
+        final = await stream.get_final_message()
+    expected = [{"city": "\U0001F600 Oslo" if "Oslo" in args else "\U0001F600", "unit": "c"}]
+    assert [b.input for b in final.content if b.type == "tool_use"] == \
+        [b.input for b in whole.content if b.type == "tool_use"] == expected
