@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import openai
 import pytest
@@ -19,7 +20,9 @@ class FakeClock:
         return self.now
 
 
-async def test_breaker_opens_then_half_open_probe_closes_it(fakes, router):
+async def _breaking_lab(fakes, router) -> tuple[Any, Any, Any, FakeClock]:
+    """A model on one provider whose breaker opens after 2 consecutive failures (30 s cooldown), on a clock the
+    test moves: the upstream, the router, the breaker and the clock."""
     up = await fakes()
     r = await router(f"""
 providers:
@@ -28,7 +31,12 @@ models:
   - {{name: m, provider: lab}}
 """)
     breaker = r.state.runtime.upstreams["lab"].breaker
-    clock = breaker.clock = FakeClock()
+    breaker.clock = clock = FakeClock()
+    return up, r, breaker, clock
+
+
+async def test_breaker_opens_then_half_open_probe_closes_it(fakes, router):
+    up, r, breaker, clock = await _breaking_lab(fakes, router)
     client = r.client()
     up.push(Step(status=500), Step(status=500))
     for _ in range(2):
@@ -194,15 +202,7 @@ async def _streamed(client: openai.AsyncOpenAI) -> str:
 
 
 async def test_streams_that_fail_mid_way_open_the_breaker(fakes, router):
-    up = await fakes()
-    r = await router(f"""
-providers:
-  lab: {{type: openai, base_url: '{up.url}', retries: 0, breaker: {{failures: 2, cooldown: 30}}}}
-models:
-  - {{name: m, provider: lab}}
-""")
-    breaker = r.state.runtime.upstreams["lab"].breaker
-    clock = breaker.clock = FakeClock()
+    up, r, breaker, clock = await _breaking_lab(fakes, router)
     client = r.client()
     for _ in range(2):  # a first chunk, then a reset: a failure (the first chunk proved nothing)
         up.push(Step(sse=stream_of(["a", "b", "c"], "m"), reset_after=2))
@@ -228,14 +228,7 @@ models:
 
 
 async def test_a_stream_that_ends_normally_resets_the_failure_count(fakes, router):
-    up = await fakes()
-    r = await router(f"""
-providers:
-  lab: {{type: openai, base_url: '{up.url}', retries: 0, breaker: {{failures: 2, cooldown: 30}}}}
-models:
-  - {{name: m, provider: lab}}
-""")
-    breaker = r.state.runtime.upstreams["lab"].breaker
+    up, r, breaker, _ = await _breaking_lab(fakes, router)
     client = r.client()
     up.push(Step(sse=stream_of(["a", "b", "c"], "m"), reset_after=2), Step(sse=stream_of(["ok"], "m")),
             Step(sse=stream_of(["a", "b", "c"], "m"), reset_after=2))
