@@ -2,8 +2,9 @@
 
     GET  /ui, /ui/, /ui/static/{file}     the page, its script and style
     GET  /ui/api/state                    engines, providers, models and aliases, usage by key, capture status
-    GET  /ui/api/requests?after=SEQ       recent requests (the access log's records), newest last
-    GET  /ui/api/log?after=SEQ            recent log lines
+    GET  /ui/api/requests?after=SEQ       recent requests (the access log's records), newest last ("epoch": whose
+                                          numbers: new after a restart, when SEQ counts from 0 again)
+    GET  /ui/api/log?after=SEQ            recent log lines (with its "epoch" too)
     GET  /ui/api/captures?after=ID        the capture ring (summaries) after ID, oldest first, a page at a time
                                           ("more" while there is more; "oldest": the oldest id still kept;
                                           "epoch": the ring's instance, new after a restart);
@@ -222,12 +223,13 @@ def _models(st: AppState) -> list[dict[str, Any]]:
 
 async def requests_(request: web.Request) -> web.Response:
     console = _guard(request)
-    return _json({"requests": console.requests.after(_after(request)), "last": console.requests.last})
+    return _json({"requests": console.requests.after(_after(request)), "last": console.requests.last,
+                  "epoch": console.requests.epoch})
 
 
 async def log_lines(request: web.Request) -> web.Response:
     console = _guard(request)
-    return _json({"lines": console.log.after(_after(request)), "last": console.log.last})
+    return _json({"lines": console.log.after(_after(request)), "last": console.log.last, "epoch": console.log.epoch})
 
 
 async def captures(request: web.Request) -> web.Response:

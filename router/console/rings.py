@@ -8,6 +8,7 @@ request, only read afterwards)."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import deque
 from typing import Any
@@ -20,11 +21,13 @@ MAX_LOG_CHARS = 2000
 
 class RecentRequests:
     """The last MAX_REQUESTS access-log records, numbered so a client can ask for what came after the last one
-    it saw."""
+    it saw; `epoch` (random, one per instance: per router process) tells a reader whose numbers it holds, since a
+    restarted router numbers from 1 again."""
 
     def __init__(self, size: int = MAX_REQUESTS) -> None:
         self._items: deque[tuple[int, float, dict[str, object]]] = deque(maxlen=size)
         self._seq = 0
+        self.epoch = secrets.token_hex(8)
 
     def observe(self, ex: Any, fields: dict[str, object]) -> None:
         self._seq += 1
@@ -50,12 +53,14 @@ _Line = tuple[int, float, str, str, str, "dict[str, object] | None"]
 
 
 class LogRing(logging.Handler):
-    """The router's recent log lines (level, logger, message, structured fields), bounded in count and size."""
+    """The router's recent log lines (level, logger, message, structured fields), bounded in count and size,
+    numbered like `RecentRequests` (with its own `epoch`)."""
 
     def __init__(self, size: int = MAX_LOG_LINES) -> None:
         super().__init__(logging.INFO)
         self._items: deque[_Line] = deque(maxlen=size)
         self._seq = 0
+        self.epoch = secrets.token_hex(8)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -178,6 +178,7 @@ async def test_inspector_follows_the_ring_in_a_browser(router, fakes, tmp_path: 
     the ring is a new one (a restarted router numbers its captures from 1 again)."""
     from router.capture import CaptureRing
     from router.console import CONSOLE
+    from router.console.rings import LogRing, RecentRequests
 
     logger = logging.getLogger("agentgate")
     level = logger.level
@@ -222,9 +223,27 @@ models:
             await page.wait_for("document.getElementById('capture').innerText.includes('no longer kept')",
                                 what="the pane saying the capture is gone")
 
-            console.captures = CaptureRing(console.captures.config)  # what a restarted router has
+            # what a restarted router has: a new capture ring, request list and log, each numbering from 1 again
+            console.captures = CaptureRing(console.captures.config)
+            console.requests = RecentRequests()
+            logger.removeHandler(console.log)
+            console.log = LogRing()
+            logger.addHandler(console.log)
             await repaired("c", 2)
             await page.wait_for(f"{shown}.join() === '2,1'", timeout=10, what="the new ring's captures alone")
+            # the new process's requests and log lines are listed (numbered 1 and 2 again, below what the page saw
+            # of the old one), under a marker; the old process's rows stay
+            await page.wait_for("document.querySelectorAll('#requests tr.restart').length === 1", timeout=10,
+                                what="the request list's restart marker")
+            order = "[...document.querySelectorAll('#requests tbody tr')].map(tr => tr.dataset.request || 'mark')"
+            assert (await page.evaluate(f"{order}.slice(0, 3).sort().join()")) == "c-0,c-1,mark", \
+                await page.evaluate(order)
+            assert await page.evaluate(f"{order}.indexOf('mark')") == 2
+            assert await page.evaluate(f"{order}.includes('b-5')")
+            await page.wait_for("document.getElementById('log').innerText.includes('--- router restarted ---')",
+                                what="the log's restart marker")
+            await page.wait_for("document.getElementById('log').innerText.split('--- router restarted ---')[1]"
+                                ".trim().length > 0", what="the new process's log lines")
             assert await page.evaluate("[...state.byRequest.keys()].sort().join()") == "c-0,c-1"
             await page.wait_for("!!document.querySelector('#requests tr[data-request=\"c-1\"]')", what="the row")
             await page.click('#requests tr[data-request="c-1"]')

@@ -301,3 +301,26 @@ async def test_capture_list_pages_through_the_whole_ring(fakes, router) -> None:
     other = await router(config(up.url))  # another process's ring, as after a restart
     status, doc = await call("GET", other.url + "/ui/api/captures?after=0")
     assert doc["epoch"] != epoch and doc["oldest"] == 1 and doc["last"] == 0 and doc["captures"] == []
+
+
+async def test_requests_and_log_name_their_process(fakes, router) -> None:
+    """The request list and the log number their entries from 1 in each router process and say whose numbers they
+    are (`epoch`), as the capture ring does: a console that saw entry 50 of a router that restarted asks again from 0
+    instead of waiting for the new one to reach 50."""
+    up = await fakes("cloud")
+    r = await router(config(up.url))
+    status, _ = await call("POST", r.url + "/v1/chat/completions",
+                           json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 200
+    epochs = {}
+    for path in ("requests", "log"):
+        status, doc = await call("GET", r.url + f"/ui/api/{path}?after=0")
+        assert status == 200 and isinstance(doc["epoch"], str) and len(doc["epoch"]) == 16
+        assert doc["last"] >= (1 if path == "requests" else 0)
+        epochs[path] = doc["epoch"]
+        status, again = await call("GET", r.url + f"/ui/api/{path}?after={doc['last']}")
+        assert again["epoch"] == doc["epoch"]
+    other = await router(config(up.url))  # another process, as after a restart
+    for path in ("requests", "log"):
+        status, doc = await call("GET", other.url + f"/ui/api/{path}?after=0")
+        assert doc["epoch"] != epochs[path]

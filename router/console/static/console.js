@@ -5,8 +5,9 @@
 // With client keys configured the browser asked for one (HTTP Basic: any user name, the key as the password) before
 // it could load this script, and sends it with every request below.
 // capEpoch names the capture ring the numbers capAfter, capOldest and byRequest's ids belong to (a restarted router
-// numbers from 1 again); capOldest is the oldest id that ring still keeps.
-const state = { reqSeq: 0, logSeq: 0, capAfter: 0, capEpoch: null, capOldest: 1,
+// numbers from 1 again); capOldest is the oldest id that ring still keeps. reqEpoch and logEpoch do the same for
+// reqSeq and logSeq.
+const state = { reqSeq: 0, reqEpoch: null, logSeq: 0, logEpoch: null, capAfter: 0, capEpoch: null, capOldest: 1,
                 byRequest: new Map(), probeModels: "" };
 
 function el(tag, attrs, ...children) {
@@ -168,10 +169,25 @@ async function refreshState() {
 
 const MAX_ROWS = 200;
 
+// The requests and log lines after the last one seen. A new epoch (the router restarted and numbers from 1 again)
+// asks again from the start: what is shown stays (it happened), a marker says where the new process begins.
+async function fresh(path, key, epochKey) {
+  let doc = await api(path + state[key]);
+  if (doc.epoch !== state[epochKey]) {
+    const restarted = state[epochKey] !== null;
+    state[epochKey] = doc.epoch;
+    if (state[key] > 0) doc = await api(path + "0");
+    doc.restarted = restarted;
+  }
+  state[key] = doc.last;
+  return doc;
+}
+
 async function refreshRequests() {
-  const doc = await api("/ui/api/requests?after=" + state.reqSeq);
-  state.reqSeq = doc.last;
+  const doc = await fresh("/ui/api/requests?after=", "reqSeq", "reqEpoch");
   const tbody = document.querySelector("#requests tbody");
+  if (doc.restarted) tbody.prepend(el("tr", { class: "restart" }, el("td", { colspan: "9", class: "muted small" },
+                                                                      "router restarted")));
   for (const r of doc.requests) {
     const status = r.status >= 500 ? "bad" : r.status >= 400 ? "warn" : "ok";
     const tokens = r.prompt_tokens === undefined && r.completion_tokens === undefined ? "–" :
@@ -189,10 +205,10 @@ async function refreshRequests() {
 }
 
 async function refreshLog() {
-  const doc = await api("/ui/api/log?after=" + state.logSeq);
-  state.logSeq = doc.last;
-  if (!doc.lines.length) return;
+  const doc = await fresh("/ui/api/log?after=", "logSeq", "logEpoch");
   const pre = document.getElementById("log");
+  if (doc.restarted) pre.append(document.createTextNode("--- router restarted ---\n"));
+  if (!doc.lines.length) return;
   for (const l of doc.lines) {
     const fields = l.fields ? " " + Object.entries(l.fields).map(([k, v]) =>
       esc(k) + "=" + esc(typeof v === "object" ? JSON.stringify(v) : v)).join(" ") : "";
