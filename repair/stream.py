@@ -61,6 +61,9 @@ from repair.types import (
 Event = StreamEvent | ToolCallStart | ToolArgsDelta
 HERMES_OPEN = "<tool_call>"
 HERMES_CLOSE = "</tool_call>"
+# why a call whose header went out failed, when the stream ended inside its arguments (they go out as they were cut,
+# never closed: a command or a file cut in half is another command, another file)
+CUT = "truncated: the stream ended inside its arguments, which stay as they were cut"
 
 
 class StreamRepairer:
@@ -384,13 +387,17 @@ class StreamRepairer:
                 if len(args) > len(sent[st.index]):
                     events.append(ToolArgsDelta(st.index, args[len(sent[st.index]):]))
                 continue
-            events.append(ToolArgsDelta(st.index, st.emitter.closer()))
             i = by_id.get(st.id)
             same = i is not None and i not in taken and calls[i]["function"]["name"] == st.name
             if same and i is not None:
                 differs[st.index] = i
                 taken.add(i)
-            why = "its arguments differ from the repaired call" if same else "it is not part of the repaired answer"
+            if self._cut(st):  # the model did not finish them: what went out stays as it is (nothing invented)
+                why = CUT
+            else:
+                events.append(ToolArgsDelta(st.index, st.emitter.closer()))
+                why = "its arguments differ from the repaired call" if same else \
+                    "it is not part of the repaired answer"
             self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {why}", st.index))
         out: list[dict[str, Any]] = []  # the calls as the client got them
         for st in started:
@@ -413,6 +420,17 @@ class StreamRepairer:
         if result is not None and out != result.tool_calls:
             self._result = dataclasses.replace(result, tool_calls=out)
         return events, fresh
+
+    def _cut(self, st: _Started, spec: _Think | _Hermes | None = None) -> bool:
+        """Whether started call `st`'s arguments were cut: the stream ended (the token limit, a stop string, the
+        upstream's end) while they were still open, strict JSON so far (not broken by what followed)."""
+        if st.emitter.closed or st.emitter.broken:
+            return False
+        if st.native:
+            return any(nat.started is st and not nat.stopped for nat in self._native.values())
+        spec = spec if spec is not None else self._spec
+        return isinstance(spec, _Hermes) and spec.state == _OBJ and spec.call is not None \
+            and spec.call.started is st
 
     # --- incremental mode --------------------------------------------------------------------------------------
 
@@ -580,8 +598,9 @@ class StreamRepairer:
             events.append(ContentDelta(spec.lit))
         calls = []
         for st in self._started:
-            closer = st.emitter.closer()
-            if closer:
+            if self._cut(st, spec):
+                self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {CUT}", st.index))
+            elif closer := st.emitter.closer():
                 events.append(ToolArgsDelta(st.index, closer))
             calls.append({"id": st.id, "type": "function", "function": {"name": st.name, "arguments": ""}})
         limit = self._max_chars

@@ -161,8 +161,8 @@ async def test_tool_call_arrives_as_tool_calls(engine):
 async def test_a_call_cut_by_max_tokens_finishes_with_length(engine, max_tokens):
     """Generation cut by max_tokens ends with finish_reason "length", stream and non-stream alike, whatever
     became of the call (as the router says when it repairs): 5 tokens stop inside the arguments (no call; the
-    stream's call header had gone out, so it is completed and reported failed_after_header), 6 before the closing
-    tag (the call recovered)."""
+    stream's call header had gone out: its arguments stay as cut, reported failed_after_header), 6 before the
+    closing tag (the call recovered)."""
     e = await engine("tool", constrain=False)
     client = e.client()
     ask = {"model": "tool", "messages": USER, "tools": [WEATHER_TOOL], "temperature": 0, "max_tokens": max_tokens}
@@ -174,6 +174,31 @@ async def test_a_call_cut_by_max_tokens_finishes_with_length(engine, max_tokens)
         for c in chunk.choices:
             finish = c.finish_reason or finish
     assert finish == "length"
+
+
+@pytest.mark.parametrize("cut", [{"max_tokens": 5}, {"stop": ["ris"]}], ids=["max_tokens", "stop string"])
+async def test_a_streamed_call_the_generation_cut_is_not_completed(engine, cut):
+    """A call whose header and argument pieces went out, cut inside a string value by max_tokens or by a stop
+    string in its markup: its arguments stay what went out (never closed: `{"city": "Pa"}` is another call), and
+    the failure is reported on the last chunk. Non-stream, the call stays text (the one-shot repair refuses it)."""
+    e = await engine("tool", constrain=False)
+    client = e.client()
+    ask = {"model": "tool", "messages": USER, "tools": [WEATHER_TOOL], "temperature": 0, **cut}
+    whole = await client.chat.completions.create(**ask)
+    assert not whole.choices[0].message.tool_calls
+    args, finish, report = "", None, None
+    async for chunk in await client.chat.completions.create(**ask, stream=True):
+        for c in chunk.choices:
+            finish = c.finish_reason or finish
+            for t in c.delta.tool_calls or []:
+                args += t.function.arguments or "" if t.function else ""
+        report = (chunk.model_extra or {}).get("agentgate") or report
+    assert args and '{"city": "Paris"}'.startswith(args) and args != '{"city": "Paris"}'
+    with pytest.raises(ValueError):
+        json.loads(args)
+    assert finish == ("length" if "max_tokens" in cut else "tool_calls")
+    assert report is not None and any(f["kind"] == "failed_after_header" and "truncated" in f["detail"]
+                                       for f in report["tool_call_failures"])
 
 
 async def test_a_json_answer_asked_for_is_not_made_a_call(engine):

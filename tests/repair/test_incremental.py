@@ -45,7 +45,13 @@ def test_incremental_agrees_with_one_shot(text: str, sizes: list[int], with_tool
     r, calls = expected(text if chunks else None, tools)
     sr, got = stream_incremental(chunks, tools)
     if sr.after_header:
-        assert all(json.loads(c[2]) is not None for c in got.call_list())  # completed: valid JSON
+        cut = {i.call_index for i in sr.after_header if "truncated" in i.detail}
+        for k, c in enumerate(got.call_list()):
+            if k in cut:  # the stream ended inside its arguments: they stay as cut, nothing invented
+                with pytest.raises(ValueError):
+                    json.loads(c[2])
+            else:  # completed: valid JSON
+                assert json.loads(c[2]) is not None
         return
     assert got.content == (r.content or "")
     assert got.reasoning == (r.reasoning_content or "")
@@ -128,11 +134,20 @@ def test_at_the_end_held_reasoning_comes_before_content() -> None:
     assert [type(e) for e in events] == [ReasoningDelta, ContentDelta]
 
 
-def test_failure_after_header_is_completed_and_reported() -> None:
+def test_a_call_cut_after_its_header_is_not_completed_and_is_reported() -> None:
     text = '<tool_call>{"name": "write_file", "arguments": {"path": "a", "content": "abc'  # cut off
     sr, got = stream_incremental(list(text), WRITE)
     assert sr.after_header and sr.after_header[0].kind == "failed_after_header"
-    assert json.loads(got.call_list()[0][2]) == {"path": "a", "content": "abc"}
+    assert "truncated" in sr.after_header[0].detail
+    assert got.call_list()[0][2] == '{"path": "a", "content": "abc'  # as cut: no closing invented
+
+
+def test_a_failure_after_header_with_whole_arguments_is_completed_and_reported() -> None:
+    text = '<tool_call>{"name": "write_file", "arguments": {"path": "a", "mode": 1}}</tool_call>'  # no content
+    sr, got = stream_incremental(list(text), WRITE)
+    assert sr.after_header and sr.after_header[0].kind == "failed_after_header"
+    assert "truncated" not in sr.after_header[0].detail
+    assert json.loads(got.call_list()[0][2]) == {"path": "a", "mode": 1}
 
 
 def test_on_a_named_choice_other_calls_are_held() -> None:

@@ -3,7 +3,8 @@ stream repaired as one answer, each kind of piece fed once), or one read per eve
 random answers made of prose, `<think>` blocks, Hermes calls (valid, with a string for an integer, with single
 quotes, unclosed), native calls cut into random pieces and reasoning_content, under each repair policy that lets a
 stream through. The whole stream's message is the one-shot repair's (the non-stream answer's); event by event it is
-too, but for a call sent piece by piece that then fails, which is completed and reported (`failed_after_header`)."""
+too, but for a call sent piece by piece that then fails, which is reported (`failed_after_header`) and completed, or,
+cut inside its arguments, left as cut."""
 
 from __future__ import annotations
 
@@ -125,8 +126,8 @@ def test_a_whole_stream_and_the_same_stream_event_by_event_give_the_same_message
             assert by_event["calls"] == _one_shot(events, policy, text_calls_first=True)["calls"], (whole, by_event)
             assert {**by_event, "calls": None} == {**whole, "calls": None}
             return
-        # with on_failure "content" a call sent piece by piece that then fails is completed and reported
-        # (failed_after_header); sent whole it is left out, as non-stream
+        # with on_failure "content" a call sent piece by piece that then fails is reported (failed_after_header) and
+        # completed, or left as cut when the stream ended inside its arguments; sent whole it is left out, as non-stream
         assert by_event["outcome"] == "failed" and policy.on_failure == "content", (whole, by_event)
         return
     assert whole == by_event
