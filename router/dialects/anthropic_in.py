@@ -736,9 +736,11 @@ class _InputJson:
         return piece
 
     def end(self) -> str:
-        """What completes the pieces sent into the input's JSON."""
-        if (not self.broken and self.emitter.closed) or (self.pieces is not None and not self.pieces):
-            return ""  # strict JSON, whole; or no arguments at all (the block's input stays `{}`)
+        """What completes the pieces sent into the input's JSON; nothing for strict JSON cut off (the stream ended
+        inside the arguments: completing them would invent the end of a call the model did not finish)."""
+        if (not self.broken and (self.emitter.closed or self.emitter.depth > 0)) or \
+                (self.pieces is not None and not self.pieces):
+            return ""  # strict JSON, whole or cut; or no arguments at all (the block's input stays `{}`)
         sent = _paired("".join(self.sent))
         if self.pieces is not None:
             try:

@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover - orjson is a dependency; without it not
     orjson = None  # type: ignore[assignment]
 
 from engines import wire
+from repair.incremental import JsonBroken, JsonEvents
 from repair.index_cache import MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, Bounds
 from repair.slots import CallSlots, whole_json
 
@@ -59,8 +60,8 @@ def safe_id(value: object, prefix: str) -> str:
 
 
 def arguments_object(arguments: object) -> dict[str, Any]:
-    """A tool call's JSON-string arguments as an object. Repaired calls are valid already; anything else is
-    decoded leniently and a non-object becomes `{}`."""
+    """A tool call's JSON-string arguments as an object. Repaired calls are valid already; strict JSON cut off keeps
+    its whole top-level members; anything else is decoded leniently and a non-object becomes `{}`."""
     if isinstance(arguments, dict):
         return arguments
     if not isinstance(arguments, str) or not arguments.strip():
@@ -68,11 +69,26 @@ def arguments_object(arguments: object) -> dict[str, Any]:
     try:
         value = json.loads(arguments)
     except (ValueError, RecursionError):
+        if cut_json(arguments):  # cut off: its whole members only (the one the cut left open is not guessed at)
+            whole = WholeMembers().feed(arguments) if arguments.lstrip().startswith("{") else ""
+            return cast(dict[str, Any], json.loads(whole + "}")) if whole.strip() else {}
         try:
             value = json_repair.loads(arguments)
         except (ValueError, RecursionError):  # pragma: no cover - json_repair is lenient
             value = None
     return value if isinstance(value, dict) else {}
+
+
+def cut_json(text: str) -> bool:
+    """Whether `text` is strict JSON cut off: the start of a value that never ended (a call's arguments cut by the
+    token limit, a stop string or the upstream's end). Such arguments go out as they are: closing them would invent
+    the end of a call the model did not finish (a command or a file cut in half is another one)."""
+    events = JsonEvents()
+    try:
+        events.feed(text)
+    except JsonBroken:
+        return False
+    return not events.done and bool(text.strip())
 
 
 def estimate_tokens(text_bytes: int) -> int:
@@ -770,3 +786,90 @@ def _orjson_bytes(value: object) -> bytes | None:
         return bytes(orjson.dumps(value))
     except TypeError:  # orjson.JSONEncodeError included (a lone surrogate, an integer beyond 64 bits)
         return None
+
+
+_STRING_STOP = re.compile(r'["\\]')
+_JSON_WS = frozenset(" \t\r\n")
+
+
+class WholeMembers:
+    """A JSON object's text read piece by piece, given back up to the end of its last whole top-level member (the
+    object itself once it closes): what of arguments cut off (the token limit, a stop string) the model did write
+    whole; the member the cut left open is not guessed at. Bounded: past RAW_ARGS_MAX characters held, what is held
+    and the rest are given back as they come. Reads only the text past what it read before (a string's text a run
+    at a time)."""
+
+    __slots__ = ("colon", "depth", "escape", "held", "in_str", "member", "passing", "size")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_str = False
+        self.escape = False   # a backslash ended the last piece, inside a string
+        self.member = False   # a top-level member began (its key) and its value is not complete yet
+        self.colon = False    # that member's key is followed by its colon: a string now is its value
+        self.held: list[str] = []
+        self.size = 0
+        self.passing = False  # past the bound, or the object closed: everything goes out as it comes
+
+    def feed(self, text: str) -> str:
+        if self.passing:
+            return text
+        cut = -1  # where the text that may go out ends in `text`
+        i, n = 0, len(text)
+        if self.escape and n:
+            self.escape, i = False, 1
+        while i < n:
+            if self.in_str:
+                m = _STRING_STOP.search(text, i)
+                if m is None:
+                    break
+                j = m.start()
+                if text[j] == "\\":
+                    if j + 1 == n:
+                        self.escape = True
+                    i = j + 2
+                    continue
+                i = j + 1
+                self.in_str = False
+                if self.depth == 1 and self.colon:  # a top-level string value ended: its member is whole
+                    self.member = self.colon = False
+                    cut = i
+                continue
+            c = text[i]
+            i += 1
+            if c in _JSON_WS:
+                continue
+            if c == '"':
+                self.in_str = True
+                if self.depth == 1 and not self.member:
+                    self.member = True  # a key
+            elif c in "{[":
+                self.depth += 1
+                if self.depth == 1:
+                    cut = i
+            elif c in "}]":
+                self.depth -= 1
+                if self.depth <= 0:  # the object closed: all of it goes out, and what follows
+                    self.passing = True
+                    cut = n
+                    break
+                if self.depth == 1 and self.colon:
+                    self.member = self.colon = False
+                    cut = i
+            elif self.depth == 1:
+                if c == ":":
+                    self.colon = True
+                elif c == "," and self.colon:  # after a number or a literal: now it is whole
+                    self.member = self.colon = False
+                    cut = i - 1
+        if cut < 0:
+            self.held.append(text)
+            self.size += len(text)
+            if self.size <= RAW_ARGS_MAX:
+                return ""
+            self.passing = True
+            cut = n
+        out = "".join(self.held) + text[:cut] if self.held else text[:cut]
+        rest = text[cut:]
+        self.held, self.size = ([rest], len(rest)) if rest else ([], 0)
+        return out

@@ -30,6 +30,7 @@ from .common import (
     check_int,
     check_number,
     check_type,
+    cut_json,
     data_url_parts,
     file_text,
     invalid,
@@ -693,7 +694,10 @@ def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None
     if done.refusal:
         items.append(_refusal_item(done.refusal))
     for call in done.tool_calls:
-        item = _call_item(call.id, call.name, object_json(call.arguments))
+        if isinstance(call.arguments, str) and cut_json(call.arguments):  # cut off: as the model left them (an
+            item = _call_item(call.id, call.name, call.arguments, "incomplete")  # upstream's, nothing repaired)
+        else:
+            item = _call_item(call.id, call.name, object_json(call.arguments))
         items.append(client_item(item, tools or {}))
     return items, done.finish_reason
 
@@ -920,6 +924,9 @@ class ResponsesStream(ChunkEncoder):
         else:
             sent = item["arguments"]
             final = sent + "{}" if not sent.strip() else object_json(sent)  # (no arguments: an empty object)
+            if final != sent and cut_json(sent):  # cut off: kept as the model left them (never completed: the
+                final, status = sent, "incomplete"  # end of a command or a file it did not write), as OpenAI
+                # answers a call cut by max_output_tokens
             if final != sent and final.startswith(sent) and not self._custom(item):
                 # (arguments sent as "", null or blanks are "{}": the deltas add up to what `.done` says; others
                 # the stream already sent, e.g. "null", are made an object there and cannot be)
