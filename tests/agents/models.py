@@ -124,5 +124,35 @@ def python_agent(ctx: dict[str, Any]) -> Model:
     return model
 
 
+CUT_DONE = "CUT-CHECK: nothing ran"
+# per agent: the tool, and its arguments, which the token limit cuts right after `touch cut-ran.txt` (inside the
+# command string): run as they are cut, the command makes the file
+CUT_CALLS = {"Bash": '{"description": "Make the files", "command": "touch cut-ran.txt; touch the-rest.txt',
+             "exec_command": '{"cmd": "touch cut-ran.txt; touch the-rest.txt',
+             "write_file": '{"name": "cut-ran.txt", "text": "hello wor'}
+
+
+def cut(ctx: dict[str, Any]) -> Model:
+    """One streamed call cut by the token limit inside its arguments (finish_reason "length"), paced so that its
+    header and pieces go out as they come; then, to anything after it, a final answer."""
+    served: list[int] = []
+
+    def model(body: dict[str, Any]) -> Step:
+        names = {(t.get("function") or {}).get("name") for t in body.get("tools") or []}
+        name = next((n for n in CUT_CALLS if n in names), None)
+        if name is None or served or not body.get("stream"):
+            return reply(body, CUT_DONE)
+        served.append(1)
+        model_name, args = str(body.get("model")), CUT_CALLS[name]
+        events = [chunk(model_name, {"role": "assistant", "content": ""}),
+                  chunk(model_name, {"tool_calls": [{"index": 0, "id": "call_cut", "type": "function",
+                                                     "function": {"name": name, "arguments": ""}}]}),
+                  *[chunk(model_name, {"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]})
+                    for i in range(0, len(args), 8)],
+                  chunk(model_name, {}, "length")]
+        return Step(sse=events, interval=0.005)
+    return model
+
+
 MODELS: dict[str, Callable[[dict[str, Any]], Model]] = {"codex": codex, "claude": claude_code,
-                                                          "agents": python_agent}
+                                                          "agents": python_agent, "cut": cut}
