@@ -65,6 +65,8 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
     choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"), bool(tools))
     if choice is not None:
         out["tool_choice"] = choice
+    elif not tools and (named := _history_tools(messages)):
+        out["tools"], out["tool_choice"] = named, {"type": "none"}
     if isinstance(body.get("user"), str) and body["user"]:
         out["metadata"] = {"user_id": body["user"]}
     _thinking(body, out)
@@ -245,6 +247,16 @@ def _tool(t: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(fn.get("description"), str) and fn["description"]:
         tool["description"] = fn["description"]
     return tool
+
+
+def _history_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools the history's tool_use blocks name (their names as sent, any input), for a request that holds
+    tool_use or tool_result blocks and declares no tools: Anthropic refuses such a request ("Requests which include
+    `tool_use` or `tool_result` blocks must define tools"), which is what a summary of an agent's conversation sends
+    (Codex's compaction: its history, no tools). They go with `tool_choice: none`: the model cannot call a tool the
+    client did not offer. Empty when the history calls no tool."""
+    names = dict.fromkeys(b["name"] for m in messages for b in m["content"] if b["type"] == "tool_use" and b["name"])
+    return [{"name": n, "input_schema": {"type": "object"}} for n in names]
 
 
 def _tool_choice(choice: Any, parallel: Any, has_tools: bool) -> dict[str, Any] | None:

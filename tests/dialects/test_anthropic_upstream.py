@@ -173,6 +173,59 @@ async def test_tools_stream(fake_anthropic, router):
     assert names == {0: "get_weather"} and ids == {0: "toolu_01A"} and json.loads(args[0]) == {"city": "Paris"}
 
 
+CALL_HISTORY = [
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "write c.txt"}]},
+    {"type": "function_call", "name": "exec_command", "arguments": '{"cmd": "printf c > c.txt"}', "call_id": "toolu_1"},
+    {"type": "function_call", "name": "apply_patch", "arguments": "{}", "call_id": "toolu_2"},
+    {"type": "function_call_output", "call_id": "toolu_1", "output": "Process exited with code 0"},
+    {"type": "function_call_output", "call_id": "toolu_2", "output": "Done"},
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Summarise the conversation."}]},
+]
+HISTORY_TOOLS = [{"name": "exec_command", "input_schema": {"type": "object"}},
+                 {"name": "apply_patch", "input_schema": {"type": "object"}}]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_tool_history_without_tools_declares_the_tools_it_calls(fake_anthropic, router, stream):
+    """A request whose history holds calls and their results but that declares no tools (Codex's compaction: its
+    conversation, no `tools`; a chat summariser) is refused by Anthropic ("Requests which include `tool_use` or
+    `tool_result` blocks must define tools", which the fake enforces): the tools the history calls are declared,
+    with any input, beside `tool_choice: none`, and the answer is text, no call."""
+    fake, r = await start(fake_anthropic, router)
+    c = r.client()
+    if stream:
+        async with c.responses.stream(model="sonnet", input=CALL_HISTORY, store=False) as s:  # type: ignore
+            resp = await s.get_final_response()
+    else:
+        resp = await c.responses.create(model="sonnet", input=CALL_HISTORY, store=False)  # type: ignore
+    assert resp.status == "completed" and [i.type for i in resp.output] == ["message"]
+    assert resp.output_text == "echo: Summarise the conversation."
+    sent = fake.requests[0].body
+    assert sent["tools"] == HISTORY_TOOLS and sent["tool_choice"] == {"type": "none"}
+    assert [[b["type"] for b in m["content"]] for m in sent["messages"]] == [
+        ["text"], ["tool_use", "tool_use"], ["tool_result", "tool_result", "text"]]
+
+    chat = await c.chat.completions.create(model="sonnet", tool_choice="none", messages=[  # type: ignore
+        {"role": "user", "content": "write c.txt"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "toolu_1", "type": "function", "function": {
+            "name": "exec_command", "arguments": '{"cmd": "printf c > c.txt"}'}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "Process exited with code 0"},
+        {"role": "user", "content": "Summarise the conversation."}])
+    assert chat.choices[0].message.content == "echo: Summarise the conversation."
+    assert not chat.choices[0].message.tool_calls and chat.choices[0].finish_reason == "stop"
+    sent = fake.requests[1].body
+    assert sent["tools"] == HISTORY_TOOLS[:1] and sent["tool_choice"] == {"type": "none"}
+
+
+async def test_declared_tools_are_sent_as_declared_beside_a_tool_history(fake_anthropic, router):
+    """Tools declared: they alone go, with the client's tool_choice (none given: none sent)."""
+    fake, r = await start(fake_anthropic, router)
+    await r.client().responses.create(model="sonnet", input=CALL_HISTORY, store=False,  # type: ignore
+                                      tools=[RESPONSES_WEATHER])  # type: ignore[list-item]
+    sent = fake.requests[0].body
+    assert sent["tools"] == [ANTHROPIC_WEATHER] and "tool_choice" not in sent
+
+
 async def test_reasoning_effort_becomes_thinking(fake_anthropic, router):
     fake, r = await start(fake_anthropic, router)
     blocks = [{"type": "thinking", "thinking": "Hmm.", "signature": "sig"}, {"type": "text", "text": "Done."}]

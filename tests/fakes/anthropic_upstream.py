@@ -2,9 +2,10 @@
 
 `POST /v1/messages` checks what the real API checks that matters to a translator (the `x-api-key` and
 `anthropic-version` headers, `model`/`max_tokens`/`messages`, block shapes, tool_result ids answering the
-preceding tool_use blocks, no whitespace-only text) and answers with the next scripted `AStep`, or by default
-echoes the last user text. Streams are written as the public API reference shows them: `event:` + `data:` lines,
-`message_start`, `ping`, `content_block_*`, `message_delta`, `message_stop`.
+preceding tool_use blocks, no whitespace-only text, `tools` declared wherever tool_use or tool_result blocks are
+sent) and answers with the next scripted `AStep`, or by default echoes the last user text. Streams are written as
+the public API reference shows them: `event:` + `data:` lines, `message_start`, `ping`, `content_block_*`,
+`message_delta`, `message_stop`.
 """
 
 from __future__ import annotations
@@ -140,6 +141,10 @@ def check_request(headers: dict[str, str], body: Any) -> tuple[int, dict[str, An
             if answered != pending_ids:
                 return 400, error_doc("invalid_request_error", f"messages.{i}: tool_use ids without tool_result")
             pending_ids = set()
+    if not body.get("tools") and any(isinstance(b, dict) and b.get("type") in ("tool_use", "tool_result")
+                                     for _, blocks in turns for b in blocks):
+        return 400, error_doc("invalid_request_error", "Requests which include `tool_use` or `tool_result` blocks "
+                              "must define tools.")
     for t in body.get("tools") or []:  # (a server tool, `type` set, has no input_schema)
         if not isinstance(t.get("name"), str) or (t.get("type", "custom") == "custom"
                                                  and not isinstance(t.get("input_schema"), dict)):
