@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,11 +66,29 @@ class ClientTool:
     namespace: str | None = None
 
 
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # what OpenAI's chat API takes for a function name, and Anthropic
+# (its documented rule; the API now takes 128 characters): a name outside it fails the whole request
+_NOT_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+_DIGEST_CHARS = 8
+
+
 def flat_name(namespace: str | None, name: str) -> str:
-    """The backend's name for a function inside a namespace."""
+    """The backend's name for a function inside a namespace: `<namespace>__<name>` when that is a valid tool name
+    (`TOOL_NAME`), else one made valid and unique: the characters outside the rule as `_`, cut to leave room for a
+    digest of the namespace and name (the function's own name kept whole where it fits, the namespace cut first).
+    The same pair always gives the same name, so calls map back through `client_tools` and history items sent
+    again translate alike."""
     if not namespace:
         return name
-    return f"{namespace}{name}" if namespace.endswith("__") else f"{namespace}__{name}"
+    full = f"{namespace}{name}" if namespace.endswith("__") else f"{namespace}__{name}"
+    if TOOL_NAME.fullmatch(full):
+        return full
+    digest = hashlib.sha256(f"{namespace}\0{name}".encode()).hexdigest()[:_DIGEST_CHARS]
+    room = 64 - len(digest) - 1
+    head, tail = _NOT_NAME.sub("_", namespace.removesuffix("__")), _NOT_NAME.sub("_", name)[:room]
+    keep = room - len(tail) - 2
+    readable = f"{head[:keep]}__{tail}" if keep > 0 and head else tail
+    return f"{readable}_{digest}"
 
 
 @dataclass

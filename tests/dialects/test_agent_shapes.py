@@ -4,6 +4,8 @@ hosted tools, images and files in tool results, system messages mid-conversation
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -89,6 +91,76 @@ async def test_streamed_calls_come_back_as_declared(fakes, router):
     assert "response.custom_tool_call_input.done" in text
     final = json.loads(next(ln for ln in text.splitlines() if '"response.completed"' in ln)[6:])["response"]
     assert [o["type"] for o in final["output"]] == ["function_call", "custom_tool_call"]
+
+
+MCP_TOOLS = [  # how Codex declares MCP servers' tools: one namespace per server
+    {"type": "namespace", "name": "mcp__filesystem_enterprise_gateway", "description": "Files.", "tools": [
+        {"type": "function", "name": "search_files_recursively_with_content_matching", "strict": False,
+         "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]},
+    {"type": "namespace", "name": "mcp__docs.v2", "tools": [
+        {"type": "function", "name": "read.page", "parameters": {"type": "object", "properties": {}}}]},
+    {"type": "namespace", "name": "mcp__fs", "tools": [
+        {"type": "function", "name": "read", "parameters": {"type": "object", "properties": {}}}]},
+]
+OPENAI_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def openai_names(answer: Callable[[dict[str, Any], list[str]], Step]) -> Callable[[dict[str, Any]], Step]:
+    """A step that refuses, as OpenAI does, a function name outside ^[a-zA-Z0-9_-]{1,64}$; else `answer` (given the
+    names sent)."""
+    def step(body: dict[str, Any]) -> Step:
+        names = [t["function"]["name"] for t in body.get("tools") or []]
+        for i, name in enumerate(names):
+            if not OPENAI_TOOL_NAME.fullmatch(name):
+                return Step(status=400, json={"error": {
+                    "message": f"Invalid 'tools[{i}].function.name': string does not match pattern.",
+                    "type": "invalid_request_error", "param": f"tools[{i}].function.name", "code": "invalid_value"}})
+        return answer(body, names)
+    return step
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_namespaced_names_past_the_function_name_rule_are_made_valid_and_map_back(fakes, router, stream):
+    """A namespace's `<namespace>__<name>` longer than 64 characters (an MCP server and tool each valid on their
+    own) or holding characters outside [a-zA-Z0-9_-] failed every turn upstream; such a name is now a valid one of
+    its own (a readable part and a digest), and the calls made under it come back with `namespace` and the
+    function's name, whole and streamed; the same call resent in the history, and a tool_choice naming it, go under
+    that name again. A name that was valid stays as it was."""
+    up = await fakes()
+
+    def answer(body: dict[str, Any], names: list[str]) -> Step:
+        calls = [call(i, n, {"q": "TODO"}) for i, n in enumerate(names[:2])]
+        if not stream:
+            return Step(json=completion(None, "m", tool_calls=calls, finish_reason="tool_calls"))
+        return Step(sse=[chunk("m", {"role": "assistant", "content": ""}),
+                         *[chunk("m", {"tool_calls": [{"index": i, **c}]}) for i, c in enumerate(calls)],
+                         chunk("m", {}, "tool_calls")])
+
+    up.push(openai_names(answer), openai_names(lambda body, names: Step(json=completion("done", "m"))))
+    r = await router(CFG.format(url=up.url))
+    status, doc, _ = await post(r.url, "/v1/responses", {"model": "m", "input": "find TODOs", "tools": MCP_TOOLS,
+                                                         "stream": stream, "store": False})
+    assert status == 200, doc
+    names = [t["function"]["name"] for t in up.requests[0].body["tools"]]
+    assert all(OPENAI_TOOL_NAME.fullmatch(n) for n in names) and len(set(names)) == 3
+    assert names[0].startswith("mcp__") and "search_files_recursively_with_content_matching" in names[0]
+    assert names[2] == "mcp__fs__read"
+    items = sse_items(doc) if stream else doc["output"]
+    assert [(i["type"], i["namespace"], i["name"]) for i in items] == [
+        ("function_call", "mcp__filesystem_enterprise_gateway", "search_files_recursively_with_content_matching"),
+        ("function_call", "mcp__docs.v2", "read.page")]
+
+    history = ["find TODOs", *items, *[{"type": "function_call_output", "call_id": i["call_id"], "output": "none"}
+                                       for i in items]]
+    history[0] = {"type": "message", "role": "user", "content": "find TODOs"}
+    choice = {"type": "function", "namespace": "mcp__docs.v2", "name": "read.page"}
+    status, doc, _ = await post(r.url, "/v1/responses", {"model": "m", "input": history, "tools": MCP_TOOLS,
+                                                         "tool_choice": choice, "store": False})
+    assert status == 200, doc
+    resent = up.requests[1].body
+    assert [c["function"]["name"] for c in resent["messages"][1]["tool_calls"]] == names[:2]
+    assert [t["function"]["name"] for t in resent["tools"]] == names
+    assert resent["tool_choice"] == {"type": "function", "function": {"name": names[1]}}
 
 
 async def test_codex_history_round_trips_with_an_image_tool_result(fakes, router):

@@ -226,6 +226,42 @@ async def test_declared_tools_are_sent_as_declared_beside_a_tool_history(fake_an
     assert sent["tools"] == [ANTHROPIC_WEATHER] and "tool_choice" not in sent
 
 
+LONG_NAMESPACE = {"type": "namespace", "name": "mcp__filesystem_enterprise_gateway", "tools": [
+    {"type": "function", "name": "search_files_recursively_with_content_matching",
+     "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]}
+
+
+async def test_a_long_namespaced_name_reaches_anthropic_valid(fake_anthropic, router):
+    """A namespace's flattened name past Anthropic's documented tool name rule (^[a-zA-Z0-9_-]{1,64}$, which the
+    fake enforces) goes as a valid name of its own; Claude's call under it comes back with `namespace` and the
+    function's name, and the call resent in a history without tools (a compaction) is declared under it again."""
+    fake, r = await start(fake_anthropic, router)
+    c = r.client()
+
+    def call_first_tool(body):
+        name = body["tools"][0]["name"]
+        return AStep(json=message([{"type": "tool_use", "id": "toolu_9", "name": name, "input": {"q": "TODO"}}],
+                                  body["model"], stop_reason="tool_use"))
+
+    fake.push(call_first_tool)
+    resp = await c.responses.create(model="sonnet", input="find TODOs", tools=[LONG_NAMESPACE],  # type: ignore
+                                    store=False)
+    name = fake.requests[0].body["tools"][0]["name"]
+    assert len(name) <= 64 and "search_files_recursively_with_content_matching" in name
+    item = resp.output[0].model_dump()
+    assert (item["type"], item["namespace"], item["name"], item["call_id"]) == (
+        "function_call", "mcp__filesystem_enterprise_gateway", "search_files_recursively_with_content_matching",
+        "toolu_9")
+    history = [{"type": "message", "role": "user", "content": "find TODOs"}, item,
+               {"type": "function_call_output", "call_id": "toolu_9", "output": "none"},
+               {"type": "message", "role": "user", "content": "Summarise."}]
+    resp = await c.responses.create(model="sonnet", input=history, store=False)  # type: ignore[arg-type]
+    assert resp.output_text == "echo: Summarise."
+    sent = fake.requests[1].body
+    assert sent["tools"] == [{"name": name, "input_schema": {"type": "object"}}]
+    assert sent["messages"][1]["content"][0]["name"] == name
+
+
 async def test_reasoning_effort_becomes_thinking(fake_anthropic, router):
     fake, r = await start(fake_anthropic, router)
     blocks = [{"type": "thinking", "thinking": "Hmm.", "signature": "sig"}, {"type": "text", "text": "Done."}]

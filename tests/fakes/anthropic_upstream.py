@@ -2,15 +2,16 @@
 
 `POST /v1/messages` checks what the real API checks that matters to a translator (the `x-api-key` and
 `anthropic-version` headers, `model`/`max_tokens`/`messages`, block shapes, tool_result ids answering the
-preceding tool_use blocks, no whitespace-only text, `tools` declared wherever tool_use or tool_result blocks are
-sent) and answers with the next scripted `AStep`, or by default echoes the last user text. Streams are written as
-the public API reference shows them: `event:` + `data:` lines, `message_start`, `ping`, `content_block_*`,
-`message_delta`, `message_stop`.
+preceding tool_use blocks, no whitespace-only text, tool names as documented, `tools` declared wherever tool_use or
+tool_result blocks are sent) and answers with the next scripted `AStep`, or by default echoes the last user text.
+Streams are written as the public API reference shows them: `event:` + `data:` lines, `message_start`, `ping`,
+`content_block_*`, `message_delta`, `message_stop`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 API_KEY = "sk-ant-test-secret"
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # a client tool's name, as Anthropic documents it
 
 
 @dataclass
@@ -145,10 +147,13 @@ def check_request(headers: dict[str, str], body: Any) -> tuple[int, dict[str, An
                                      for _, blocks in turns for b in blocks):
         return 400, error_doc("invalid_request_error", "Requests which include `tool_use` or `tool_result` blocks "
                               "must define tools.")
-    for t in body.get("tools") or []:  # (a server tool, `type` set, has no input_schema)
+    for i, t in enumerate(body.get("tools") or []):  # (a server tool, `type` set, has no input_schema)
         if not isinstance(t.get("name"), str) or (t.get("type", "custom") == "custom"
                                                  and not isinstance(t.get("input_schema"), dict)):
             return 400, error_doc("invalid_request_error", "tools: name and input_schema required")
+        if t.get("type", "custom") == "custom" and not TOOL_NAME.fullmatch(t["name"]):
+            return 400, error_doc("invalid_request_error", f"tools.{i}.custom.name: String should match pattern "
+                                  f"'^{TOOL_NAME.pattern}$'")
     return None
 
 
