@@ -165,6 +165,8 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
     half-open probe (`probe`) closes it only once its stream ended normally."""
     if target.model != ctx.route.requested:
         request = request.for_model(target.model)
+    if hop.model.max_output_tokens != request.max_output:  # (this hop's entry: a fallback's has its own)
+        request = request._replace(max_output=hop.model.max_output_tokens)
     body_limit = ctx.limits.max_upstream_body_bytes
     async with up.slot(ctx.metrics) as slot:
         ex = ctx.exchange

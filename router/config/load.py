@@ -403,7 +403,7 @@ def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], provi
         raise _fail(source, where, "a model needs a provider, replicas, an engine/command, or fallbacks")
     return ModelConfig(name=name, targets=targets, fallbacks=tuple(raw.get("fallbacks", [])),
                        aliases=tuple(raw.get("aliases", [])), repair=repair, engine=engine,
-                       **_given(raw, "description"))
+                       **_given(raw, "description", "max_output_tokens"))
 
 
 def _targets(raw: Mapping[str, Any], engine: EngineSpec | None, providers: Mapping[str, ProviderConfig],

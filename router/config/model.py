@@ -158,6 +158,8 @@ class ModelConfig:
     repair: RepairPolicy = RepairPolicy()
     engine: EngineSpec | None = None  # a local model served by a supervised process (our MLX worker or a command)
     description: str = ""
+    max_output_tokens: int | None = None  # the output limit an Anthropic provider is asked for when the client sets
+    # none (None: the model's maximum, by its name: `anthropic_out.default_max_tokens`)
 
     @property
     def wildcard(self) -> bool:

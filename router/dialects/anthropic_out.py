@@ -4,13 +4,27 @@ events back as OpenAI chat completion documents and chunks."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 from ..chat_types import content_text, int_or, member, obj
 from .common import arguments_object, check_number, data_url_parts, file_text, invalid, safe_id
 
-DEFAULT_MAX_TOKENS = 4096
+DEFAULT_MAX_TOKENS = 4096  # a model not known to be a Claude model (an Anthropic-compatible server's)
+CLAUDE_4_MAX_TOKENS = 32000  # a Claude 4 or later model the table does not know: the least any of them allows
+# The most output each Claude model allows (Anthropic's models overview), by family and version: what a request
+# setting no limit asks for, as OpenAI's APIs read an omitted limit ("up to the model's maximum").
+MAX_OUTPUT_TOKENS = {
+    ("opus", 3, 0): 4096, ("sonnet", 3, 0): 4096, ("haiku", 3, 0): 4096,
+    ("sonnet", 3, 5): 8192, ("haiku", 3, 5): 8192, ("sonnet", 3, 7): 64000,
+    ("opus", 4, 0): 32000, ("opus", 4, 1): 32000, ("opus", 4, 5): 64000, ("opus", 4, 6): 128000,
+    ("sonnet", 4, 0): 64000, ("sonnet", 4, 5): 64000, ("sonnet", 4, 6): 64000,
+    ("haiku", 4, 5): 64000,
+}
+# claude-opus-4-1-20250805, claude-sonnet-4-5, claude-3-7-sonnet-latest, anthropic/claude-sonnet-4.5, a Bedrock id
+_CLAUDE = re.compile(r"claude-(?:(\d+)(?:[-.](\d)(?!\d))?-(opus|sonnet|haiku)"  # claude-3-5-haiku
+                     r"|(opus|sonnet|haiku)-(\d+)(?:[-.](\d)(?!\d))?)(?!\d)")  # claude-haiku-4-5
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
            "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
@@ -18,8 +32,22 @@ _ERROR_CODES = {400: "invalid_request_error", 401: "authentication_error", 403: 
                 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error"}
 
 
-def messages_request(body: dict[str, Any]) -> dict[str, Any]:
-    """The chat body as a Messages request."""
+def default_max_tokens(model: object) -> int:
+    """The output limit a request that sets none is sent with: the model's maximum (`MAX_OUTPUT_TOKENS`), at least
+    `CLAUDE_4_MAX_TOKENS` for another Claude 4 or later, else `DEFAULT_MAX_TOKENS`."""
+    found = _CLAUDE.search(model.lower()) if isinstance(model, str) else None
+    if found is None:
+        return DEFAULT_MAX_TOKENS
+    major, minor, family = (found[1], found[2], found[3]) if found[1] else (found[5], found[6], found[4])
+    known = MAX_OUTPUT_TOKENS.get((family, int(major), int(minor or 0)))
+    if known is not None:
+        return known
+    return CLAUDE_4_MAX_TOKENS if int(major) >= 4 else DEFAULT_MAX_TOKENS
+
+
+def messages_request(body: dict[str, Any], max_output: int | None = None) -> dict[str, Any]:
+    """The chat body as a Messages request; one that sets no output limit gets `max_output` (the model entry's
+    `max_output_tokens`), else the model's maximum (`default_max_tokens`)."""
     _refuse_unanswerable(body)
     system: list[str] = []
     messages: list[dict[str, Any]] = []
@@ -39,7 +67,8 @@ def messages_request(body: dict[str, Any]) -> dict[str, Any]:
             _append(messages, "assistant", _assistant_blocks(m))
         else:
             _append(messages, "user", _user_blocks(m.get("content"), f"messages[{i}]"))
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or max_output or \
+        default_max_tokens(body.get("model"))
     out: dict[str, Any] = {"model": body.get("model"), "max_tokens": max_tokens, "messages": messages}
     if system:
         out["system"] = "\n\n".join(system)

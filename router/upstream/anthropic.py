@@ -160,7 +160,8 @@ class AnthropicUpstream(HttpUpstream):
             return AiohttpReply(resp, secret=self.secrets, idle=timeouts.idle)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        data = json.dumps(wire.messages_request({**body, "stream": stream}), ensure_ascii=False).encode()
+        data = json.dumps(wire.messages_request({**body, "stream": stream}, request.max_output),
+                          ensure_ascii=False).encode()
         resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=request.headers,
                                                     allow_redirects=False),
                                   self.config.policy.timeouts.first_byte)

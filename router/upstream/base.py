@@ -42,13 +42,15 @@ class UpstreamRequest(NamedTuple):
     stream: bool = False
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES  # one event of the upstream's stream (`max_upstream_event_mb`)
     native: dict[str, Any] | None = None  # a Messages body an Anthropic upstream sends as it is (model: `body`'s)
+    max_output: int | None = None  # the model entry's `max_output_tokens`: an Anthropic upstream's limit when the
+    # body sets none
 
     def for_model(self, model: str | None) -> UpstreamRequest:
         """The request for a target that names the model `model`: the client's bytes with the name replaced where
         that is safe (`with_model`), else none (the body is encoded)."""
         raw = with_model(self.raw, self.body.get("model"), model) if self.raw is not None else None
         return UpstreamRequest(self.path, {**self.body, "model": model}, raw, self.headers, self.stream,
-                               self.max_event_bytes, self.native)
+                               self.max_event_bytes, self.native, self.max_output)
 
 
 _MODEL_KEY = b'"model"'

@@ -49,7 +49,7 @@ async def test_chat_non_stream_translation(fake_anthropic, router):
     assert sent.headers["x-api-key"] == API_KEY and sent.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in sent.headers
     assert sent.body == {
-        "model": "claude-sonnet-4-5", "max_tokens": 4096, "system": "Be French.", "stop_sequences": ["###"],
+        "model": "claude-sonnet-4-5", "max_tokens": 64000, "system": "Be French.", "stop_sequences": ["###"],
         "temperature": 1.0, "metadata": {"user_id": "u7"},
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "hello"}]},
@@ -262,6 +262,62 @@ async def test_a_long_namespaced_name_reaches_anthropic_valid(fake_anthropic, ro
     assert sent["messages"][1]["content"][0]["name"] == name
 
 
+LIMITS_CFG = """
+providers:
+  claude: {{type: anthropic, base_url: '{url}', api_key: '{key}', retries: 0}}
+models:
+  - {{name: sonnet, provider: claude, model: claude-sonnet-4-5}}
+  - {{name: opus, provider: claude, model: claude-opus-4-1-20250805}}
+  - {{name: haiku, provider: claude, model: claude-3-5-haiku-latest}}
+  - {{name: other, provider: claude, model: compatible-model}}
+  - {{name: capped, provider: claude, model: claude-sonnet-4-5, max_output_tokens: 20000, fallbacks: [opus]}}
+"""
+
+
+async def test_an_output_limit_left_unset_is_the_models_maximum(fake_anthropic, router):
+    """A request that sets no output limit (Codex never sends `max_output_tokens`) means "up to the model's
+    maximum" in OpenAI's APIs; it went to Anthropic with 4096, and a longer answer (a big patch) came back cut. It
+    now asks for the model's maximum (by its name; a model entry's `max_output_tokens` first; 4096 for a name not
+    Claude's), so the answer is whole; a limit the client sets is kept, and with thinking the limit exceeds the
+    budget."""
+    fake = await fake_anthropic()
+    r = await router(LIMITS_CFG.format(url=fake.url, key=API_KEY))
+
+    def claude(body):  # an answer of 6000 tokens, cut where max_tokens says as Anthropic cuts it
+        if body["max_tokens"] < 6000:
+            return AStep(json=message([{"type": "text", "text": "partial"}], body["model"], stop_reason="max_tokens",
+                                      usage={"input_tokens": 10, "output_tokens": body["max_tokens"]}))
+        return AStep(json=message([{"type": "text", "text": "whole"}], body["model"]))
+
+    fake.default = claude  # type: ignore[method-assign]
+    c = r.client()
+    resp = await c.responses.create(model="sonnet", input="write the whole file", store=False)
+    assert resp.status == "completed" and resp.output_text == "whole"
+    assert fake.requests[-1].body["max_tokens"] == 64000
+    for model, limit in (("opus", 32000), ("haiku", 8192), ("other", 4096), ("capped", 20000)):
+        await c.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        assert fake.requests[-1].body["max_tokens"] == limit, model
+    resp = await c.responses.create(model="sonnet", input="hi", store=False, max_output_tokens=300)
+    assert resp.status == "incomplete" and fake.requests[-1].body["max_tokens"] == 300
+    await c.responses.create(model="opus", input="think", store=False, reasoning={"effort": "high"})
+    sent = fake.requests[-1].body
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 24576} and sent["max_tokens"] == 32000
+
+    fake.push(AStep(status=500, json=error_doc("api_error", "boom")))  # capped fails: its fallback, opus, answers
+    await c.chat.completions.create(model="capped", messages=[{"role": "user", "content": "hi"}])
+    assert [q.body["max_tokens"] for q in fake.requests[-2:]] == [20000, 32000]
+
+
+def test_the_default_output_limit_by_model_name() -> None:
+    from router.dialects.anthropic_out import default_max_tokens
+    assert [default_max_tokens(m) for m in (
+        "claude-opus-4-20250514", "claude-opus-4-1", "claude-opus-4-5-20251101", "claude-opus-4-6",
+        "claude-sonnet-4-20250514", "claude-sonnet-4-5-20250929", "anthropic/claude-sonnet-4.5",
+        "anthropic.claude-haiku-4-5-20251001-v1:0", "claude-3-7-sonnet-latest", "claude-3-5-haiku-20241022",
+        "claude-3-opus-20240229", "claude-opus-9", "deepseek-chat", None)] == [
+        32000, 32000, 64000, 128000, 64000, 64000, 64000, 64000, 64000, 8192, 4096, 32000, 4096, 4096]
+
+
 async def test_reasoning_effort_becomes_thinking(fake_anthropic, router):
     fake, r = await start(fake_anthropic, router)
     blocks = [{"type": "thinking", "thinking": "Hmm.", "signature": "sig"}, {"type": "text", "text": "Done."}]
@@ -297,7 +353,7 @@ async def test_a_forced_tool_choice_goes_without_thinking(fake_anthropic, router
                                           tool_choice=forced, messages=[{"role": "user", "content": "Paris?"}])
     assert out.choices[0].message.tool_calls and out.choices[0].message.tool_calls[0].function.name == "get_weather"
     sent = fake.requests[0].body
-    assert "thinking" not in sent and sent["tool_choice"]["type"] in ("any", "tool") and sent["max_tokens"] == 4096
+    assert "thinking" not in sent and sent["tool_choice"]["type"] in ("any", "tool") and sent["max_tokens"] == 64000
     choice = "required" if forced == "required" else {"type": "function", "name": "get_weather"}
     resp = await c.responses.create(model="sonnet", input="Paris?", reasoning={"effort": "low"},
                                     tools=[RESPONSES_WEATHER], tool_choice=choice)  # type: ignore[arg-type]

@@ -39,6 +39,13 @@ def test_integers_are_integers_and_numbers_finite(server: str, where: str) -> No
     assert where in refused(f"server: {{{server}}}\n" + UP % "" + MODELS)
 
 
+def test_a_model_output_limit_is_a_positive_integer() -> None:
+    assert parse_config(UP % "" + "models:\n  - {name: m, provider: up, max_output_tokens: 16000}\n"
+                        ).models[0].max_output_tokens == 16000
+    for value in ("0", "1.5", "'a lot'"):
+        assert "models[0]" in refused(UP % "" + f"models:\n  - {{name: m, provider: up, max_output_tokens: {value}}}\n")
+
+
 def test_an_unset_variable_in_the_host_is_an_error_not_every_interface() -> None:
     assert "server.host: environment variable HOST_VAR is not set" in refused(
         "server: {host: '${HOST_VAR}'}\n" + UP % "" + MODELS)
