@@ -171,12 +171,19 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     fmt = _text_format(text)
     if fmt is not None:
         params["response_format"] = fmt
+    # fields OpenAI's chat API has too, sent as the chat route sends them (an Anthropic provider has none of them)
+    verbosity = _field(text, "verbosity", "text.verbosity")
+    for name, value in (("verbosity", verbosity), ("prompt_cache_key", _field(body, "prompt_cache_key")),
+                        ("service_tier", _field(body, "service_tier"))):
+        if value is not None:
+            params[name] = value
     echo = {
         "instructions": instructions, "max_output_tokens": max_output, "temperature": temperature,
         "top_p": top_p, "parallel_tool_calls": parallel is not False, "tools": echo_tools,
         "tool_choice": echo_choice, "metadata": metadata or {}, "previous_response_id": previous,
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")} if reasoning else None,
-        "text": {"format": (text or {}).get("format") or {"type": "text"}},
+        "text": {"format": (text or {}).get("format") or {"type": "text"},
+                 **({"verbosity": verbosity} if verbosity is not None else {})},
         "truncation": body.get("truncation") if body.get("truncation") in ("auto", "disabled") else "disabled",
         "user": user, "store": store is not False, "top_logprobs": top_logprobs,
     }
@@ -184,6 +191,14 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                             instructions=instructions, input_messages=messages, params=params, echo=echo,
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
                             learn_tools=learn, echo_json=declared.echo_json)
+
+
+def _field(obj: dict[str, Any] | None, name: str, param: str | None = None) -> str | None:
+    """A string field of `obj` (None when absent or null); another type is a 400 naming `param`."""
+    value = (obj or {}).get(name)
+    if value is not None and not isinstance(value, str):
+        raise invalid(f"'{param or name}' must be a string.", param or name, "invalid_type")
+    return value
 
 
 def _include(body: dict[str, Any]) -> list[str]:

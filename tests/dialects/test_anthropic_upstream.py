@@ -308,6 +308,21 @@ async def test_an_output_limit_left_unset_is_the_models_maximum(fake_anthropic, 
     assert [q.body["max_tokens"] for q in fake.requests[-2:]] == [20000, 32000]
 
 
+async def test_openai_only_fields_are_left_out_for_anthropic_from_both_routes(fake_anthropic, router):
+    """`verbosity`, `prompt_cache_key`, `service_tier` (Responses: `text.verbosity`): Messages has none of them
+    (its `service_tier` takes other values), so neither the chat route nor the Responses route sends them."""
+    fake, r = await start(fake_anthropic, router)
+    c = r.client()
+    await c.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "hi"}], verbosity="low",
+                                    prompt_cache_key="thread-0123", service_tier="flex")
+    await c.responses.create(model="sonnet", input="hi", store=False, text={"verbosity": "low"},
+                             prompt_cache_key="thread-0123", service_tier="flex")
+    for q in fake.requests:
+        assert not {"verbosity", "prompt_cache_key", "service_tier", "text"} & set(q.body), q.body
+    assert [q.body["messages"] for q in fake.requests] == [[{"role": "user", "content": [
+        {"type": "text", "text": "hi"}]}]] * 2
+
+
 def test_the_default_output_limit_by_model_name() -> None:
     from router.dialects.anthropic_out import default_max_tokens
     assert [default_max_tokens(m) for m in (

@@ -49,6 +49,31 @@ async def test_text_response_and_retrieve(fakes, router):
         await c.responses.retrieve(resp.id)
 
 
+CHAT_TOO = {"prompt_cache_key": "thread-0123", "service_tier": "flex"}  # Responses fields chat has as they are
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_verbosity_cache_key_and_service_tier_reach_the_upstream_as_from_chat(fakes, router, stream):
+    """`text.verbosity` (chat: `verbosity`), `prompt_cache_key` and `service_tier`, which Codex sends, were dropped
+    on the way from Responses to an OpenAI-type provider while the chat route forwards them: they now reach it as
+    the chat route sends them; the Response repeats the verbosity."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    await c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                    verbosity="low", **CHAT_TOO)  # type: ignore[arg-type]
+    from_chat = {k: up.requests[0].body.get(k) for k in ("verbosity", *CHAT_TOO)}
+    assert from_chat == {"verbosity": "low", **CHAT_TOO}
+    body = {"model": "m", "input": "hi", "store": False, "text": {"verbosity": "low"}, "stream": stream, **CHAT_TOO}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    assert {k: up.requests[1].body.get(k) for k in from_chat} == from_chat
+    doc = json.loads(text) if not stream else \
+        next(json.loads(ln[6:]) for ln in text.splitlines() if '"response.completed"' in ln)["response"]
+    assert doc["text"] == {"format": {"type": "text"}, "verbosity": "low"}
+
+
 async def test_broken_tool_output_becomes_function_call_and_conversation_continues(fakes, router):
     up = await fakes()
     up.push(Step(json=completion(BROKEN_HERMES, "m")), Step(json=completion("Sunny, 21C.", "m")))
@@ -249,6 +274,9 @@ async def test_responses_are_private_to_their_key(fakes, router):
     ({"model": "m", "input": "x", "temperature": 10**400}, "temperature"),  # past the float range: no OverflowError
     ({"model": "m", "input": "x", "top_p": 10**400}, "top_p"),
     ({"model": "m", "input": "x", "background": True}, "background"),
+    ({"model": "m", "input": "x", "text": {"verbosity": 1}}, "text.verbosity"),
+    ({"model": "m", "input": "x", "prompt_cache_key": 7}, "prompt_cache_key"),
+    ({"model": "m", "input": "x", "service_tier": ["flex"]}, "service_tier"),
     ({"input": "x"}, "model"),
 ])
 async def test_invalid_requests_are_openai_shaped_400s(fakes, router, body, param):
