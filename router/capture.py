@@ -140,9 +140,11 @@ class CaptureRing:
         return len(self._items)
 
     def offer(self, ex: Any, output: ToolOutput, redactor: Redactor) -> Capture | None:
-        """Keep `output` when repair changed or refused something."""
+        """Keep `output` when repair changed or refused something: its kinds are the request's record's (what the
+        access log and `x-agentgate-repairs` show, `format:<family>` included: a call written as text and only
+        recovered is a repair too)."""
         result = output.result
-        outcome = "failed" if result.errors else "repaired" if result.repairs else None
+        outcome = "failed" if ex.failures else "repaired" if ex.repairs else None
         if outcome is None:
             return None
         notes: list[str] = []
@@ -158,7 +160,7 @@ class CaptureRing:
         cap = Capture(
             id=self._next, ts=round(time.time(), 3), request_id=ex.request_id, model=ex.requested[:200],
             entry=ex.model, provider=ex.provider, endpoint=ex.endpoint, stream=ex.stream, outcome=outcome,
-            repairs=sorted({r.kind for r in result.repairs}), failures=sorted({e.kind for e in result.errors}),
+            repairs=list(ex.repairs), failures=list(ex.failures),
             errors=[redactor.value(_cut(e.as_dict())) for e in result.errors],
             format=output.policy.format, mode=output.policy.mode, tool_choice=redactor.value(body.get("tool_choice")),
             parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,

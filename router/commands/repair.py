@@ -165,11 +165,14 @@ def replay_one(doc: dict[str, Any], cache: _IndexCache | None = None) -> dict[st
         tool_choice=doc.get("tool_choice"), parallel_tool_calls=doc.get("parallel_tool_calls", True) is not False,
         format=fmt if fmt in FAMILIES else "auto", mode="detect" if doc.get("mode") == "detect" else "repair",
         reasoning_content=doc.get("reasoning"), id_factory=_ids)
-    now = "failed" if result.errors else "repaired" if result.repairs else "valid" if result.tool_calls else "none"
+    from ..pipeline import repair_kinds  # the kinds the router records (a call written as text: `format:<family>`)
+
+    kinds = repair_kinds(result)
+    now = "failed" if result.errors else "repaired" if kinds else "valid" if result.tool_calls else "none"
     then = str(doc.get("outcome") or "?")  # as text, whatever the file holds
     return {"id": doc.get("id"), "model": doc.get("model"), "then": then, "now": now,
             "then_kinds": sorted({*doc.get("repairs", []), *doc.get("failures", [])}),
-            "now_kinds": sorted({*(r.kind for r in result.repairs), *(e.kind for e in result.errors)}),
+            "now_kinds": sorted({*kinds, *(e.kind for e in result.errors)}),
             "changed": now != then, **_document(result)}
 
 

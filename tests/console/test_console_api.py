@@ -220,6 +220,33 @@ async def test_capture_file_and_replay(fakes, router, tmp_path: Path) -> None:
     assert proc.returncode == 2
 
 
+async def test_a_call_only_written_as_text_is_captured_with_the_kinds_the_reply_reported(fakes, router,
+                                                                                        tmp_path: Path) -> None:
+    """`<tool_call>{valid JSON}</tool_call>`, the commonest repair (`format:hermes` in the log and the header), was
+    never captured: the capture looked at the repairer's own kinds, which leave the format out; beside another
+    repair it listed that one alone. Both now carry the record's kinds, and a replay of them finds nothing changed."""
+    up = await fakes("cloud")
+    path = tmp_path / "capture.jsonl"
+    r = await router(config(up.url, capture=f"{{file: '{path}'}}"))
+    texts = ['<tool_call>{"name": "read_file", "arguments": {"path": "a.py"}}</tool_call>',
+             "<tool_call>{'name': 'read_file', 'arguments': {'path': 'a.py'}}</tool_call>"]
+    up.push(*(Step(json=completion(t, "m")) for t in texts))
+    shown = []
+    for _ in texts:
+        raw = await r.client().chat.completions.with_raw_response.create(
+            model="m", messages=ASK, tools=TOOLS)  # type: ignore[arg-type]
+        shown.append(sorted(raw.headers["x-agentgate-repairs"].split(",")))
+    assert shown == [["format:hermes"], ["format:hermes", "single_quotes"]]
+    doc = (await call("GET", r.url + "/ui/api/captures"))[1]
+    assert [(c["outcome"], c["repairs"]) for c in doc["captures"]] == [("repaired", k) for k in shown]
+    doc = (await call("GET", r.url + "/ui/api/requests?after=0"))[1]
+    assert [row["repairs"] for row in doc["requests"]] == shown
+    proc = await replay(str(path), "--json")
+    rows = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert [(x["then"], x["now"], x["now_kinds"], x["changed"]) for x in rows] == [
+        ("repaired", "repaired", k, False) for k in shown]
+
+
 async def replay(*args: str) -> subprocess.CompletedProcess[str]:
     return await in_own_thread(partial(subprocess.run, [sys.executable, "-m", "router", "repair", "--replay", *args],
                                        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False), timeout=70)

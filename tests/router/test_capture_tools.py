@@ -18,7 +18,8 @@ def _output(tools: list[Any]) -> ToolOutput:
 
 
 def _ex() -> Any:
-    return SimpleNamespace(request_id="r", requested="m", model="m", provider="p", endpoint="chat", stream=False)
+    return SimpleNamespace(request_id="r", requested="m", model="m", provider="p", endpoint="chat", stream=False,
+                           repairs=[], failures=["schema"])
 
 
 def test_captures_of_the_same_tools_list_share_one_redacted_copy() -> None:
