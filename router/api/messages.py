@@ -19,7 +19,7 @@ from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..state import STATE
 from . import common
-from .messages_native import native_count, native_message, native_route
+from .messages_native import native_count, native_message, native_route, signed_history
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
@@ -31,7 +31,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         memos = request.app[STATE].messages_memos
         ctx = _native(request, rt, ex, key, body)
         if ctx is not None:  # Anthropic providers only: the client's body as it came, their answer as it comes
-            return await native_message(request, ctx, body, body["model"], body.get("stream") is True,
+            return await native_message(request, ctx, signed_history(raw, body), body["model"],
+                                        body.get("stream") is True,
                                         {"x-request-id": ex.request_id, "request-id": ex.request_id})
         req = dialect.parse_request(body, memos)
         ctx = common.resolve(request, rt, ex, key, req.model)
@@ -73,7 +74,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         raw, body = await common.read_json(request, rt)
         native = _native(request, rt, ex, key, body)
         if native is not None:  # Anthropic's own count (or its verdict on the body)
-            return await native_count(request, native, {k: v for k, v in body.items() if k != "stream"},
+            return await native_count(request, native,
+                                      {k: v for k, v in signed_history(raw, body).items() if k != "stream"},
                                       {"x-request-id": ex.request_id, COUNT_HEADER: "exact"})
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, request.app[STATE].messages_memos,
                                     count_only=True)

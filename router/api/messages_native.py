@@ -9,6 +9,7 @@ are structured)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,38 @@ from .translated import route_kinds
 PATH = "/chat/completions"  # the path every chat-shaped request names; an Anthropic upstream sends to /messages
 BETA_HEADER = "anthropic-beta"
 _LOOKED_AT = (b"message_start", b"message_delta", b"message_stop", b"error")  # the event types read here
+
+
+_THINKING_BLOCK = re.compile(rb'"type"\s*:\s*"thinking"')  # a body without it holds no thinking block
+
+
+def signed_history(raw: bytes, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` without the assistant thinking blocks that carry no signature (an empty or missing one): another
+    model made them, through the chat form (a translated route's answer; its client keeps them and resends them
+    after switching to a Claude model), and Anthropic refuses every one ("Invalid `signature` in `thinking`
+    block"). An assistant message left with no block goes too. `body` itself when it has none, found by its bytes
+    first; the messages are never changed in place (they may be shared by other requests)."""
+    if _THINKING_BLOCK.search(raw) is None:
+        return body
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not any(_with_unsigned(m) for m in messages):
+        return body
+    kept: list[Any] = []
+    for m in messages:
+        if not _with_unsigned(m):
+            kept.append(m)
+        elif blocks := [b for b in m["content"] if not _unsigned(b)]:
+            kept.append({**m, "content": blocks})
+    return {**body, "messages": kept}
+
+
+def _with_unsigned(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("role") == "assistant" and \
+        isinstance(message.get("content"), list) and any(_unsigned(b) for b in message["content"])
+
+
+def _unsigned(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "thinking" and block.get("signature") in (None, "")
 
 
 def native_route(ctx: RequestContext) -> bool:

@@ -11,7 +11,7 @@ import aiohttp
 import anthropic
 import pytest
 
-from tests.dialects.conftest import ANTHROPIC_WEATHER, claude
+from tests.dialects.conftest import ANTHROPIC_WEATHER, claude, claude_message
 from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc, message, stream_events
 from tests.fakes.openai_upstream import Step, completion
 
@@ -218,3 +218,53 @@ async def test_anthropic_overloaded_reaches_the_client_as_overloaded(fake_anthro
             await c.messages.create(model="sonnet", max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert err.value.status_code == 503
     assert err.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_thinking_another_model_made_is_left_out_after_a_switch_to_claude(fake_anthropic, fakes, router,
+                                                                                stream):
+    """A translated route's answer holds the upstream's reasoning as a thinking block with an empty signature; the
+    client keeps it, and after a switch to a Claude model (`/model`, `--continue --model`) resent it, forwarded as
+    it was: Anthropic refuses unsigned thinking (400 "Invalid `signature` in `thinking` block"), every turn of the
+    session. Such blocks (and a message holding nothing else) are left out; signed ones go as they are."""
+    fake, up = await fake_anthropic(), await fakes()
+    doc = completion("Hi.", "fake-model")
+    doc["choices"][0]["message"]["reasoning_content"] = "The user greets me."
+    up.push(Step(json=doc))
+    r = await router(f"""
+providers:
+  claude: {{type: anthropic, base_url: '{fake.url}', api_key: '{API_KEY}', retries: 0}}
+  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
+models:
+  - {{name: sonnet, provider: claude, model: claude-sonnet-4-5}}
+  - {{name: coder, provider: lab, model: fake-model}}
+""")
+    c = claude(r.url)
+    turn1 = [{"role": "user", "content": "hi"}]
+    first = await c.messages.create(model="coder", max_tokens=2048, messages=turn1,  # type: ignore[arg-type]
+                                    thinking={"type": "enabled", "budget_tokens": 1024})
+    made = [b.model_dump(exclude_none=True) for b in first.content]
+    assert made[0] == {"type": "thinking", "thinking": "The user greets me.", "signature": ""}
+    only_thought = {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm"}]}  # no signature at all
+    history = [*turn1, {"role": "assistant", "content": made}, {"role": "user", "content": "again"},
+               {"role": "assistant", "content": [*SIGNED[:1], {"type": "text", "text": "Signed."}]},
+               {"role": "user", "content": "and?"}, only_thought, {"role": "user", "content": "once more"}]
+    out = await claude_message(r.url, stream, model="sonnet", max_tokens=2048, messages=history,
+                               thinking={"type": "enabled", "budget_tokens": 1024})
+    assert out.content[0].text == "echo: once more"
+    sent = fake.requests[-1].body["messages"]
+    assert sent == [history[0], {"role": "assistant", "content": made[1:]}, *history[2:5], history[6]]
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/messages/count_tokens",
+                                                    json={"model": "sonnet", "messages": history}) as resp:
+        assert resp.status == 200
+    assert fake.requests[-1].body["messages"] == sent
+
+
+def test_a_body_without_unsigned_thinking_goes_as_it_is() -> None:
+    from router.api.messages_native import signed_history
+
+    body = {"model": "sonnet", "messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": SIGNED}],
+            "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    raw = json.dumps(body).encode()
+    assert signed_history(raw, body) is body
+    assert signed_history(b'{"thinking": {"type": "enabled"}}', body) is body  # no block: not even looked at

@@ -119,6 +119,10 @@ def check_request(headers: dict[str, str], body: Any) -> tuple[int, dict[str, An
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
         if not isinstance(blocks, list) or not blocks:
             return 400, error_doc("invalid_request_error", f"messages.{i}: content must be non-empty")
+        for j, b in enumerate(blocks):  # (signed by Anthropic: one made by another model has none)
+            if role == "assistant" and isinstance(b, dict) and b.get("type") == "thinking" and not b.get("signature"):
+                return 400, error_doc("invalid_request_error",
+                                      f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
         if turns and turns[-1][0] == role:
             turns[-1][1].extend(blocks)
         else:
