@@ -41,7 +41,7 @@ from .common import (
 )
 
 IMAGE_TOKENS = 1600  # the estimate for one image: Anthropic's cost of a ~1.15 megapixel image
-_USER_BLOCKS = ("text", "image", "tool_result", "document", "thinking", "redacted_thinking")
+_USER_BLOCKS = ("text", "image", "tool_result", "document", "search_result", "thinking", "redacted_thinking")
 _ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking")
 # What a server tool did, in an earlier assistant turn: no backend behind the chat form can continue it
 _SERVER_BLOCKS = ("server_tool_use", "web_search_tool_result", "web_fetch_tool_result", "code_execution_tool_result",
@@ -63,6 +63,7 @@ class MessagesRequest:
     dropped: Dropped = field(default_factory=Dropped)
     tools_json: ToolsJson | None = None  # `chat["tools"]` with its encoding (see `common.chat_bytes`)
     learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
+    loads: list[str] = field(default_factory=list)  # the deferred tools the history loads (`tool_reference`)
 
     def estimate_input_tokens(self) -> int:
         return estimate_tokens(self.text_bytes) + self.images * IMAGE_TOKENS
@@ -255,6 +256,42 @@ def _document_text(block: dict[str, Any], where: str, req: MessagesRequest) -> s
     return text
 
 
+def _search_text(block: dict[str, Any], where: str, req: MessagesRequest) -> str:
+    """A search_result block as text: its title, its source, then its text blocks."""
+    content = block.get("content")
+    if not isinstance(content, list) or not all(isinstance(b, dict) and b.get("type") == "text"
+                                                and isinstance(b.get("text"), str) for b in content):
+        raise invalid(f"{where}: a search_result block needs 'content', a list of text blocks.", "messages",
+                      "invalid_type")
+    head = [v for v in (str_or(block.get("title")), str_or(block.get("source"))) if v]
+    text = "\n".join(head) + ("\n\n" if head else "") + "\n".join(b["text"] for b in content)
+    req.text_bytes += len(text.encode())
+    return text
+
+
+def _tool_reference(block: dict[str, Any], where: str, req: MessagesRequest) -> str:
+    """A tool_reference block (a tool search's answer, Claude Code's ToolSearch): the deferred tool it names is
+    declared from now on (see `_tools`); the model reads that it was."""
+    name = block.get("tool_name")
+    if not isinstance(name, str) or not name:
+        raise invalid(f"{where}: a tool_reference block needs a string 'tool_name'.", "messages", "invalid_type")
+    if name not in req.loads:
+        req.loads.append(name)
+    text = f"Tool {name} loaded: it can be called now."
+    req.text_bytes += len(text.encode())
+    return text
+
+
+def _search_loads(block: dict[str, Any], req: MessagesRequest) -> None:
+    """The tools a tool_search_tool_result block (Anthropic's own tool search, in an earlier turn) loaded."""
+    content = block.get("content")
+    refs = content.get("tool_references") if isinstance(content, dict) else None
+    for ref in refs if isinstance(refs, list) else ():
+        name = ref.get("tool_name") if isinstance(ref, dict) else None
+        if isinstance(name, str) and name and name not in req.loads:
+            req.loads.append(name)
+
+
 def _tool_result(block: dict[str, Any], where: str,
                  req: MessagesRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A tool message, plus the images the result carried (they go to the user message that follows)."""
@@ -281,9 +318,13 @@ def _tool_result(block: dict[str, Any], where: str,
                 req.images += 1
             elif ptype == "document":
                 texts.append(_document_text(part, pwhere, req))
+            elif ptype == "search_result":
+                texts.append(_search_text(part, pwhere, req))
+            elif ptype == "tool_reference":
+                texts.append(_tool_reference(part, pwhere, req))
             else:
-                raise invalid(f"{pwhere}: tool_result content must be text, image or document blocks.",
-                              "messages", "unsupported_content")
+                raise invalid(f"{pwhere}: tool_result content must be text, image, document, search_result or "
+                              "tool_reference blocks.", "messages", "unsupported_content")
         text = "\n".join(texts)
     else:
         raise invalid(f"{where}: tool_result 'content' must be a string or a list of blocks.", "messages",
@@ -306,12 +347,14 @@ def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo)
     req.images += turn.images
     for kind in turn.dropped:
         req.dropped.add(kind)
+    req.loads.extend(name for name in turn.loads if name not in req.loads)
     return turn.messages
 
 
 def _turn(m: dict[str, Any], i: int) -> Turn:
     own = MessagesRequest(model="", stream=False, chat={})
-    return Turn(tuple(_message(m, i, own)), own.text_bytes, own.images, tuple(own.dropped.kinds))
+    return Turn(tuple(_message(m, i, own)), own.text_bytes, own.images, tuple(own.dropped.kinds),
+                loads=tuple(own.loads))
 
 
 def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
@@ -352,6 +395,8 @@ class _Blocks:
             raise invalid(f"{where} must be an object with a 'type'.", "messages", "invalid_type")
         if btype in _SERVER_BLOCKS:
             req.dropped.add(btype)
+            if btype == "tool_search_tool_result":
+                _search_loads(block, req)
             return
         if btype not in (_USER_BLOCKS if role == "user" else _ASSISTANT_BLOCKS):
             raise invalid(f"{where}: block type {btype!r} is not supported in a {role} message.", "messages",
@@ -366,6 +411,8 @@ class _Blocks:
             req.images += 1
         elif btype == "document":
             self.parts.append({"type": "text", "text": _document_text(block, where, req)})
+        elif btype == "search_result":
+            self.parts.append({"type": "text", "text": _search_text(block, where, req)})
         elif btype == "tool_result":
             tool_msg, images = _tool_result(block, where, req)
             self.tool_msgs.append(tool_msg)
@@ -413,6 +460,8 @@ class _Tools:
     dropped: tuple[str, ...]
     json: ToolsJson | None
     server: tuple[str, ...] = ()  # the names of the server tools dropped (a tool_choice may name one)
+    deferred: frozenset[str] = frozenset()  # the tools declared with `defer_loading` (see `_tools`)
+    search: bool = False  # a tool search server tool was declared (and dropped)
 
     def size(self) -> int:
         return len(self.json.data) if self.json is not None else 0
@@ -423,7 +472,10 @@ Translations = Memos[_Tools]  # what one app keeps of this dialect's translation
 
 def _tools(value: Any, req: MessagesRequest,
            memo: ToolsMemo[_Tools]) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    """The chat tools, and the names of the server tools dropped."""
+    """The chat tools, and the names of the server tools dropped. A tool declared with `defer_loading` is left out
+    until the history loads it (a `tool_reference` naming it, as Anthropic's API shows it to the model only then):
+    the model never sees one the client would not run yet. When a tool search server tool was declared, which no
+    backend behind the chat form can run, every deferred tool is declared: nothing could load it otherwise."""
     if value is None:
         return [], ()
     if not isinstance(value, list):
@@ -433,6 +485,11 @@ def _tools(value: Any, req: MessagesRequest,
     req.text_bytes += done.text_bytes
     for kind in done.dropped:
         req.dropped.add(kind)
+    if done.deferred and not done.search and not done.deferred.issubset(req.loads):
+        hidden = done.deferred.difference(req.loads)
+        chat = [t for t in done.chat if t["function"]["name"] not in hidden]
+        req.tools_json = ToolsJson.of(chat)
+        return chat, done.server
     return done.chat, done.server
 
 
@@ -440,6 +497,8 @@ def _translate_tools(value: list[Any]) -> _Tools:
     out: list[dict[str, Any]] = []
     dropped = Dropped()
     server: list[str] = []
+    deferred: set[str] = set()
+    search = False
     size = 0
     for i, t in enumerate(value):
         if not isinstance(t, dict):
@@ -453,9 +512,12 @@ def _translate_tools(value: list[Any]) -> _Tools:
                 dropped.add(kind)  # a server tool (web search, code execution, ...): the backend cannot run it
                 name = t.get("name")
                 server.append(name if isinstance(name, str) else "")
+                search = search or kind.startswith("tool_search_tool_")
             else:
                 out.append(tool)
                 size += len(spaced_json(tool).encode())
+                if t.get("defer_loading") is True:
+                    deferred.add(tool["function"]["name"])
             continue
         name, schema, desc = t.get("name"), t.get("input_schema"), t.get("description")
         if not isinstance(name, str) or not name:
@@ -469,7 +531,9 @@ def _translate_tools(value: list[Any]) -> _Tools:
             fn["description"] = desc
         out.append({"type": "function", "function": fn})
         size += len(spaced_json(fn).encode())
-    return _Tools(out, size, tuple(dropped.kinds), ToolsJson.of(out), tuple(server))
+        if t.get("defer_loading") is True:
+            deferred.add(name)
+    return _Tools(out, size, tuple(dropped.kinds), ToolsJson.of(out), tuple(server), frozenset(deferred), search)
 
 
 def _tool_choice(value: Any, tools: list[dict[str, Any]], server: tuple[str, ...],

@@ -660,6 +660,7 @@ class Turn:
     dropped: tuple[str, ...] = ()
     kind: str = ""  # how a dialect places it (Responses: "tool", "message", "call" or "skip")
     extra: tuple[dict[str, Any], ...] = ()  # a dialect's other pieces (Responses: the call; a tool's images)
+    loads: tuple[str, ...] = ()  # the deferred tools it loads (Messages: `tool_reference` blocks)
 
 
 class HistoryMemo(Bounds):
