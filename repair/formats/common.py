@@ -313,6 +313,35 @@ def unwrap_arguments(call: RawCall, ctx: Ctx) -> None:
         call.repairs.append(issue("parameters_key", f'arguments wrapped in a parameter named "{key}"'))
 
 
+def value_end(text: str, closer: str | re.Pattern[str], vs: int, bound: int,
+              follows: tuple[str | re.Pattern[str], ...], limit: int) -> tuple[int, int]:
+    """(start, end) of the closing tag of an XML-style value starting at `vs`, or (-1, -1) when there is none
+    before `bound` (the next parameter's opener or the call's end). A value may hold its own closing tag (a model
+    writing an XML file, or editing a parser): the closer taken is the last one before `bound` that the call's
+    markup can follow (after white space: one of `follows`, or `limit`, where the block ends); the first one when
+    none is."""
+    first = (-1, -1)
+    best = (-1, -1)
+    at = vs
+    n = len(text)
+    while at < bound:
+        if isinstance(closer, str):
+            a = text.find(closer, at, bound)
+            e = a + len(closer)
+        else:
+            m = closer.search(text, at, bound)
+            a, e = (m.start(), m.end()) if m else (-1, -1)
+        if a == -1:
+            break
+        if first[0] == -1:
+            first = (a, e)
+        j = skip_ws(text, e, n)
+        if j >= limit or any(text.startswith(f, j) if isinstance(f, str) else f.match(text, j) for f in follows):
+            best = (a, e)
+        at = e
+    return best if best[0] != -1 else first
+
+
 _STRING_DECODER = json.JSONDecoder()
 
 

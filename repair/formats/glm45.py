@@ -11,7 +11,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from repair.formats.common import Ctx, add_notes, issue, skip_ws
+from repair.formats.common import Ctx, add_notes, issue, skip_ws, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.salvage import Failed, decode_at
 from repair.types import RawCall
@@ -135,13 +135,12 @@ def parse_body(text: str, b: int, limit: int, ctx: Ctx, tags: Tags = GLM,
             k = skip_ws(text, close + len(tags.value_end), limit)
             continue
         vs = k + len(tags.value)
-        close = ctx.find(tags.value_end, vs)
         nxt = ctx.find(tags.key, vs)
-        ends = [e for e in (close, nxt) if e != -1 and e < limit]
-        ve = min(ends) if ends else limit
-        if ends and ve == close:
-            args[key] = text[vs:ve]
-            k = ve + len(tags.value_end)
+        ve = nxt if nxt != -1 and nxt < limit else limit
+        close, close_end = value_end(text, tags.value_end, vs, ve, (tags.key,), limit)
+        if close != -1:
+            args[key] = text[vs:close]
+            k = close_end
         else:
             if ve >= n:
                 return Failed("truncated", f"the text ends inside the value of {key!r}", n)

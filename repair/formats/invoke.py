@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from repair.formats import section
-from repair.formats.common import Ctx, issue, unwrap_arguments
+from repair.formats.common import Ctx, issue, unwrap_arguments, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, OneOf
 from repair.types import Parsed, RawCall
@@ -61,11 +61,11 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, i
         if pm is None:
             break
         vs = pm.end()
-        pe, pe_end = ctx.find_end(_PARAM_END, vs)
         nxt = ctx.find(_PARAM, vs)
-        if pe == -1 or pe >= stop or (nxt != -1 and nxt < pe):
-            ends = [x for x in (nxt,) if x != -1 and x < stop]
-            ve = min(ends) if ends else stop
+        bound = nxt if nxt != -1 and nxt < stop else stop
+        pe, pe_end = value_end(text, _PARAM_END, vs, bound, (_PARAM,), stop)
+        if pe == -1:
+            ve = bound
             if ve >= n:
                 return section.truncated_call(call.name, None, f"the text ends inside parameter {pm.group(1)!r}"), n
             call.repairs.append(issue("closing_tag", f"parameter end tag missing after {pm.group(1)!r}"))

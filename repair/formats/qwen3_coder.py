@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from repair.formats.common import Ctx, add_notes, fail_segment, finish_block, issue, skip_ws
+from repair.formats.common import Ctx, add_notes, fail_segment, finish_block, issue, skip_ws, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit
 from repair.salvage import Failed, decode_at
@@ -71,12 +71,14 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
                 if not pm.group(2):
                     call.repairs.append(issue("closing_tag", "'>' missing after the parameter name"))
                 vs = pm.end()
-                ends = [e for e in (ctx.find(PARAM_END, vs), ctx.find(PARAM, vs), ctx.find(FUNC_END, vs))
-                        if e != -1 and e < limit]
-                ve = min(ends) if ends else limit
-                if ends and ve == ctx.find(PARAM_END, vs):
-                    k = ve + len(PARAM_END)
+                nxt = ctx.find(PARAM, vs)
+                bound = nxt if nxt != -1 and nxt < limit else limit
+                pe, pe_end = value_end(text, PARAM_END, vs, bound, (PARAM, FUNC_END, FUNC), limit)
+                if pe != -1:
+                    ve, k = pe, pe_end
                 else:
+                    fe = ctx.find(FUNC_END, vs)
+                    ve = fe if fe != -1 and fe < bound else bound
                     if ve >= n:
                         return Failed("truncated", f"the text ends inside parameter {pname!r}", n)
                     call.repairs.append(issue("closing_tag", f"</parameter> missing after {pname!r}"))
