@@ -5,7 +5,9 @@ then a lenient scanner for the common, unambiguous damage (single quotes, Python
 unquoted keys, raw control characters and invalid escapes inside strings, missing closing brackets); then
 json-repair, accepted only when every string in its output comes from the input and every string in the input
 survives (it must not invent or drop structure; an empty string in its output stands for one the input wrote, not
-for a missing value). Scanning is linear: tokens are matched by regexes that never fail after a long scan, nesting
+for a missing value), every word written outside strings is in its output and every number in its output is one
+the input wrote (it reads `2024 election results` as 2024 and drops the rest).
+Scanning is linear: tokens are matched by regexes that never fail after a long scan, nesting
 is bounded, and json-repair runs only on small fragments within a budget.
 """
 
@@ -232,6 +234,48 @@ def _strings_of(value: Any, acc: list[str], depth: int = 0) -> bool:
     return True
 
 
+_BARE_WORD = re.compile(r"[^\s,:]+")
+_LITERAL_WORDS = frozenset({"true", "false", "null", "True", "False", "None"})
+
+
+def _numbers_of(value: Any, acc: list[float], depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        return
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        acc.append(float(value))
+    elif isinstance(value, dict):
+        for v in value.values():
+            _numbers_of(v, acc, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _numbers_of(v, acc, depth + 1)
+
+
+def _as_number(word: str) -> float | None:
+    try:
+        return float(word)
+    except ValueError:
+        return None
+
+
+def _bare_text_survives(s: str, value: Any, produced: list[str]) -> bool:
+    """Whether every word written outside strings (`2024 election results`, `10:30 tomorrow`) is in the repaired
+    value (in one of its strings, or as a literal or a number) and every number in it is one the source wrote:
+    json-repair reads bare text up to the first number and drops the rest, or splits it into a key."""
+    words: list[str] = []
+    for m in _TOKEN.finditer(s):
+        tok = m.group()
+        if tok[0] not in "\"'{}[]":
+            words.extend(_BARE_WORD.findall(tok))
+    written = [x for x in (_as_number(w) for w in words) if x is not None]
+    numbers: list[float] = []
+    _numbers_of(value, numbers)
+    if any(x not in written for x in numbers):
+        return False  # a number the model never wrote (`11:00` made the key "11" with the value 0)
+    joined = "\x00".join(produced)
+    return all(w in _LITERAL_WORDS or w in joined or _as_number(w) in numbers for w in words)
+
+
 def _guarded_json_repair(fragment: str, budget: Budget | None) -> Any:
     s = fragment.strip()
     if len(s) < 2 or s[0] not in "{[" or len(s) > REPAIR_FRAGMENT_MAX:
@@ -268,6 +312,8 @@ def _guarded_json_repair(fragment: str, budget: Budget | None) -> Any:
             decoded = None
         if decoded not in forms:
             return _FAIL  # dropped or merged text
+    if not _bare_text_survives(s, value, produced):
+        return _FAIL  # dropped or re-split unquoted text
     return value
 
 
