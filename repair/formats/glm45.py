@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from repair.formats.common import Ctx, add_notes, issue, skip_ws, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.salvage import Failed, decode_at
-from repair.types import RawCall
+from repair.types import RawCall, json_object
 
 FAMILY = "glm45"
 
@@ -54,11 +54,45 @@ def _key_values(text: str, k: int, limit: int) -> dict[str, str] | None:
     return out
 
 
+_KEY_BEFORE_END = {t.key_end: re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]{0,127})[ \t]*" + re.escape(t.key_end))
+                   for t in (GLM, LONGCAT)}
+MISPLACED_OPEN = "<tool_call>"
+
+
+def key_without_opener(text: str, b: int, limit: int, ctx: Ctx, tags: Tags = GLM) -> tuple[str, int] | None:
+    """A call whose first key lost its opening tag: `name key</arg_key>`, `name<tool_call>key</arg_key>` (the
+    call's opener written where the key's belongs) or the key glued to the name (`send_command_to_shellcommand
+    </arg_key>`, taken only when one declared tool's name is followed by one of its parameters). The declared
+    tool's name and where the key starts; None otherwise."""
+    m = _NAME.match(text, b, limit)
+    if m is None:
+        return None
+    word = m.group(1)
+    k = skip_ws(text, m.end(), limit)
+    pat = _KEY_BEFORE_END[tags.key_end]
+    if text.startswith(MISPLACED_OPEN, k):
+        k = skip_ws(text, k + len(MISPLACED_OPEN), limit)
+    elif k == b + len(word):  # glued: the name's word runs into the key
+        if not text.startswith(tags.key_end, k) or ctx.index.resolve(word) is not None:
+            return None
+        found = []
+        for name, tool in ctx.index.tools.items():
+            props = json_object((tool.parameters or {}).get("properties"), {})
+            if len(word) > len(name) and word.startswith(name) and word[len(name):] in props:
+                found.append(name)
+        return (found[0], b + len(found[0])) if len(found) == 1 else None
+    if pat.match(text, k, limit) is None or ctx.index.resolve(word) is None:
+        return None
+    return word, k
+
+
 def looks_like(text: str, b: int, limit: int, closed: bool, ctx: Ctx, tags: Tags = GLM) -> bool:
     """Whether a block body at `b` is this format (a name, then argument tags, JSON, key=value or nothing)."""
     m = _NAME.match(text, b, limit)
     if m is None:
         return False
+    if key_without_opener(text, b, limit, ctx, tags) is not None:
+        return True
     k = m.end()
     if text.startswith(SEP, k):
         return True
@@ -79,28 +113,33 @@ def parse_body(text: str, b: int, limit: int, ctx: Ctx, tags: Tags = GLM,
         return Failed("invalid_json", "no function name", b)
     call = RawCall(name=m.group(1), family=family, text_args=True)
     k = m.end()
-    if text.startswith(SEP, k):
+    missing = key_without_opener(text, b, limit, ctx, tags)
+    if missing is not None:
+        call.name, k = missing
+        call.repairs.append(issue("opening_tag", f"{tags.key} missing before the first key"))
+    elif text.startswith(SEP, k):
         k += len(SEP)
     stray = _STRAY.match(text, k, limit)
     if stray is not None and stray.end() > k:
         call.repairs.append(issue("json_syntax", f"stray {stray.group().strip()!r} after the name"))
         k = stray.end()
     k = skip_ws(text, k, limit)
-    if k < limit and text[k] == "{":
+    if missing is None and k < limit and text[k] == "{":
         got = decode_at(text, k, limit, max_closers=0, budget=ctx.budget)
         if isinstance(got, Failed):
             return got
         call.text_args, call.arguments = False, got.value
         add_notes(call, got.repairs)
         return [call], got.end
-    if not text.startswith(tags.key, k) and k < limit:
+    if missing is None and not text.startswith(tags.key, k) and k < limit:
         kv = _key_values(text, k, limit)
         if kv is not None and ctx.index.resolve(call.name) is not None:
             call.arguments = kv
             return [call], limit
     args: dict[str, str] = {}
-    while text.startswith(tags.key, k):
-        ks = k + len(tags.key)
+    first = missing[1] if missing is not None else -1
+    while text.startswith(tags.key, k) or k == first:
+        ks = k if k == first else k + len(tags.key)
         while text.startswith(tags.key, ks):  # <arg_key><arg_key>name
             call.repairs.append(issue("json_syntax", f"repeated {tags.key}"))
             ks += len(tags.key)

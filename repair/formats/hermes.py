@@ -46,6 +46,15 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if not isinstance(block, Block):
         return block
     b, limit, bound, close = block.start, block.limit, block.bound, block.close
+    if close == -1 and text.startswith(OPEN, limit):  # GLM: name<tool_call>key</arg_key>: the opener for <arg_key>
+        after = limit + len(OPEN)
+        nxt = ctx.find(OPEN, after)
+        bound2 = nxt if nxt != -1 else n
+        close2 = ctx.find(CLOSE, after)
+        close2 = close2 if close2 < bound2 else -1
+        limit2 = close2 if close2 != -1 else bound2
+        if glm45.key_without_opener(text, b, limit2, ctx) is not None:
+            limit, bound, close = limit2, bound2, close2
     if text.startswith(qwen3_coder.FUNC, b):
         got = qwen3_coder.parse_functions(text, b, limit, ctx)
         family = qwen3_coder.FAMILY
