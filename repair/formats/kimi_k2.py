@@ -21,6 +21,7 @@ CALL_END = "<|tool_call_end|>"
 START_MARKERS = (SECTION_BEGIN, "<|tool_call_section_begin|>", CALL_BEGIN)
 _ID = re.compile(r"\s*(?:functions\.)?([A-Za-z0-9_.\-]+?)(?::\d+)?\s*")
 _ARG = re.compile(re.escape(ARG_BEGIN))
+_END_AFTER = re.compile(r"\s*(?:" + re.escape(CALL_END) + r"|<\|tool_calls?_section_end\|>)")  # see _call
 
 
 def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
@@ -33,7 +34,10 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, i
         return RawCall(name=None, family=FAMILY, failure=issue("invalid_json", "call without an argument marker")), stop
     m = _ID.fullmatch(text, hs, a)
     call = RawCall(name=m.group(1) if m else text[hs:a].strip(), family=FAMILY)
-    got = decode_at(text, a + len(ARG_BEGIN), stop, max_closers=0 if stop >= n else 1, budget=ctx.budget)
+    got = decode_at(text, a + len(ARG_BEGIN), stop, max_closers=0 if stop >= n else 1, budget=ctx.budget,
+                    reach=True)
+    if not isinstance(got, Failed) and got.end > stop and not _END_AFTER.match(text, got.end):
+        got = Failed("invalid_json", "the arguments do not end before the next marker", stop)
     if isinstance(got, Failed):
         encoded = json_string(text, skip_ws(text, a + len(ARG_BEGIN), stop), stop)
         if encoded is not None:  # the arguments object written as a JSON string

@@ -39,6 +39,22 @@ def truncated_call(name: str | None, family: str | None, detail: str) -> RawCall
     return RawCall(name=name, family=family, failure=issue("truncated", detail))
 
 
+def _call_stop(spec: SectionSpec, ctx: Ctx, at: int, limit: int) -> tuple[int, int, int]:
+    """Where a call's text must stop when its header ends at `at`: its end marker or the next call's opener,
+    whichever comes first before `limit`; and the end marker's (start, end), (-1, -1) when it is not that."""
+    stops = []
+    ce, ce_end = ctx.find_end(spec.call_end, at) if spec.call_end is not None else (-1, -1)
+    if ce != -1 and ce < limit:
+        stops.append(ce)
+    else:
+        ce = -1
+    if spec.call_end is not None:
+        nb = ctx.find(spec.call, at)
+        if nb != -1 and nb < limit:
+            stops.append(nb)
+    return (min(stops) if stops else limit), ce, ce_end
+
+
 def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
     m0 = spec.begin.match(text, p)
@@ -60,18 +76,17 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
         if mb is None:
             break
         cs, hs = i, mb.end()
-        stops = []
-        ce, ce_end = ctx.find_end(spec.call_end, hs) if spec.call_end is not None else (-1, -1)
-        if ce != -1 and ce < limit:
-            stops.append(ce)
-        else:
-            ce = -1
-        if spec.call_end is not None:
-            nb = ctx.find(spec.call, hs)
-            if nb != -1 and nb < limit:
-                stops.append(nb)
-        stop = min(stops) if stops else limit
+        stop, ce, ce_end = _call_stop(spec, ctx, hs, limit)
         call, after = spec.parse_call(text, mb, stop, ctx)
+        if after > stop and call.failure is None:  # markers inside a JSON string: the call's end lies after it
+            if after > limit:
+                nxt = ctx.find(spec.begin, after)
+                bound = nxt if nxt != -1 else n
+                send, send_end = ctx.find_end(spec.end, after)
+                if send != -1 and send >= bound:
+                    send = -1
+                limit = send if send != -1 else bound
+            stop, ce, ce_end = _call_stop(spec, ctx, after, limit)
         call.family = call.family or spec.family
         if call.failure is not None and call.failure.kind == "truncated":
             if not calls:

@@ -50,3 +50,17 @@ def test_glm_missing_key_opener_needs_a_declared_tool() -> None:
         r = repair_message(text, tools, id_factory=ids)
         assert r.tool_calls == [] and r.content == text
         assert_stream_matches(text, tools)
+
+
+WRITE = [_tool("write", "content")]
+
+
+def test_kimi_call_marker_inside_a_json_string() -> None:
+    text = ('<|tool_calls_section_begin|><|tool_call_begin|>functions.write:0<|tool_call_argument_begin|>'
+            '{"content": "use <|tool_call_begin|> to start"}<|tool_call_end|><|tool_calls_section_end|>')
+    _ok(text, WRITE, [("write", {"content": "use <|tool_call_begin|> to start"})], [])
+    two = text.replace("<|tool_calls_section_end|>", "<|tool_call_begin|>functions.write:1"
+                       '<|tool_call_argument_begin|>{"content": "b <|tool_call_end|>"}<|tool_call_end|>'
+                       "<|tool_calls_section_end|>")
+    _ok(two, WRITE, [("write", {"content": "use <|tool_call_begin|> to start"}),
+                     ("write", {"content": "b <|tool_call_end|>"})], [])
