@@ -8,6 +8,10 @@ Step-3:         <｜tool_calls_begin｜><｜tool_call_begin｜>function<｜tool_
                 <steptml:parameter name="k">v</steptml:parameter></steptml:invoke><｜tool_call_end｜>
                 <｜tool_calls_end｜>
 
+MiniMax-M3 writes `]<]minimax[>[` before each tag and names parameters by their tags (`<city>Paris</city>`), in
+`<tool_call>...</tool_call>`; GLM-4.7 and MiniMax-M2 with its section opener lost write a bare `<invoke name="f">`
+(a call at a line start, naming a declared tool).
+
 Values are text, byte for byte; `string="false"` marks a JSON value, `string="true"` a string. Without the
 attribute values are typed from the declared schema.
 """
@@ -32,10 +36,15 @@ _D = "(?:[｜|]DSML[｜|]|steptml:)?"
 DSML_V32_BEGIN = "<｜DSML｜function_calls>"
 DSML_V4_BEGIN = "<｜DSML｜tool_calls>"
 M2_BEGIN = "<minimax:tool_call>"
+NS = "]<]minimax[>["  # MiniMax-M3 writes it before every tag
+M3_BEGIN = NS + "<tool_call>"
+BARE_INVOKE = "<invoke name="
 START_MARKERS = (DSML_V32_BEGIN, DSML_V4_BEGIN, "<|DSML|function_calls>", "<|DSML|tool_calls>", M2_BEGIN,
-                 "<｜DSML｜invoke name=", "<｜tool_calls_begin｜>")
-_INVOKE = re.compile("<" + _D + r'invoke\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>')
-_INVOKE_END = re.compile("</" + _D + r"invoke\s*>")
+                 "<｜DSML｜invoke name=", "<｜tool_calls_begin｜>", M3_BEGIN, BARE_INVOKE)
+_NS = "(?:" + re.escape(NS) + ")?"
+_INVOKE = re.compile(_NS + "<" + _D + r'invoke\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>')
+_INVOKE_END = re.compile(_NS + "</" + _D + r"invoke\s*>")
+_CHILD = re.compile(_NS + r"<([A-Za-z_][A-Za-z0-9_.\-]{0,127})>")  # <city>Paris</city>: the tag names the parameter
 _PARAM = re.compile("<" + _D + r'parameter\s+name\s*=\s*"([^"<>\n]{1,128})"(?:\s+string\s*=\s*"(true|false)")?\s*>')
 _PARAM_END = re.compile("</" + _D + r"parameter\s*>")
 _WS = re.compile(r"[ \t\r\n]*")
@@ -50,7 +59,22 @@ def _value(raw: str, string_attr: str | None) -> Any:
         return raw
 
 
-def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
+def _child(text: str, k: int, stop: int, args: dict[str, Any]) -> int:
+    """A parameter named by its tag (MiniMax-M3, GLM-4.7's bare <invoke>) at `k`: read into `args`; where it
+    ended, or -1 when there is none."""
+    cm = _CHILD.match(text, k, stop)
+    if cm is None or cm.group(1) in ("invoke", "parameter"):
+        return -1
+    key = cm.group(1)
+    closer = re.compile(_NS + "</" + re.escape(key) + r"\s*>")
+    pe, pe_end = value_end(text, closer, cm.end(), stop, (_CHILD, _INVOKE_END), stop)
+    if pe == -1:
+        return -1
+    args[key] = text[cm.end():pe]
+    return pe_end
+
+
+def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = False) -> tuple[RawCall, int]:
     n = len(text)
     call = RawCall(name=mb.group(1).strip(), text_args=True)
     args: dict[str, Any] = {}
@@ -59,7 +83,11 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, i
         k = _WS.match(text, k, stop).end()  # type: ignore[union-attr]
         pm = _PARAM.match(text, k, stop)
         if pm is None:
-            break
+            after = _child(text, k, stop, args) if children else -1
+            if after == -1:
+                break
+            k = after
+            continue
         vs = pm.end()
         nxt = ctx.find(_PARAM, vs)
         bound = nxt if nxt != -1 and nxt < stop else stop
@@ -83,10 +111,14 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, i
     return call, k
 
 
-def _spec(family: str, begin: str, end: str) -> section.SectionSpec:
-    return section.SectionSpec(family, re.compile(begin), re.compile(end), _INVOKE, _INVOKE_END, _call,
-                               begin_name="section begin tag", end_name="section end tag",
-                               call_end_name="invoke end tag")
+def _call_children(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
+    return _call(text, mb, stop, ctx, children=True)
+
+
+def _spec(family: str, begin: str, end: str, children: bool = False) -> section.SectionSpec:
+    return section.SectionSpec(family, re.compile(begin), re.compile(end), _INVOKE, _INVOKE_END,
+                               _call_children if children else _call, begin_name="section begin tag",
+                               end_name="section end tag", call_end_name="invoke end tag")
 
 
 SPECS = (
@@ -95,6 +127,8 @@ SPECS = (
     (re.compile("<[｜|]DSML[｜|]tool_calls>"),
      _spec(FAMILY_V4, "<[｜|]DSML[｜|]tool_calls>", "</[｜|]DSML[｜|]tool_calls>")),
     (re.compile("<minimax:tool_call>"), _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>")),
+    (re.compile(re.escape(M3_BEGIN)),
+     _spec(FAMILY_M2, re.escape(M3_BEGIN), _NS + "</tool_call>", children=True)),
     (re.compile("<[｜|]tool_calls_begin[｜|]>"), section.SectionSpec(
         FAMILY_STEP3, re.compile("<[｜|]tool_calls_begin[｜|]>"), re.compile("<[｜|]tool_calls_end[｜|]>"),
         re.compile(r'<[｜|]tool_call_begin[｜|]>[ \t\r\n]*(?:function[ \t\r\n]*<[｜|]tool_sep[｜|]>[ \t\r\n]*)?'
@@ -103,19 +137,28 @@ SPECS = (
         begin_name="<｜tool_calls_begin｜>", end_name="<｜tool_calls_end｜>", call_end_name="</steptml:invoke>")),
 )
 _BARE = _spec(FAMILY_V32, "<[｜|]DSML[｜|]function_calls>", "</[｜|]DSML[｜|]function_calls>")
+_BARE_M2 = _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>", children=True)
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     for begin, spec in SPECS:
         if begin.match(text, p):
             return section.parse(spec, text, p, ctx)
+    if text.startswith(BARE_INVOKE, p):
+        # <invoke name="f"> without its section (MiniMax-M2 with <minimax:tool_call> lost, GLM-4.7's bare form):
+        # a call only at a line start and naming a declared tool; in a sentence it is a quote of the syntax
+        line = text.rfind("\n", 0, p) + 1
+        m = _INVOKE.match(text, p)
+        if text[line:p].strip() or m is None or ctx.index.resolve(m.group(1).strip()) is None:
+            return None
+        return section.parse(_BARE_M2, text, p, ctx)
     return section.parse(_BARE, text, p, ctx)
 
 
 FORMAT = Format(
     (FAMILY_V32, FAMILY_V4, FAMILY_M2, FAMILY_STEP3), (Kind("invoke", (OneOf(START_MARKERS),), parse),),
     (*aliases(FAMILY_V32, "deepseek_v32", "deepseekv32", "deepseek_v3_2"),
-     *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5"),
+     *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5", "minimax_m3"),
      *aliases(FAMILY_STEP3, "step3")),
     (Template(FAMILY_M2, (M2_BEGIN,), rank=10), Template(FAMILY_STEP3, ("steptml:invoke",), rank=10),
      Template(FAMILY_V4, ("DSML", "tool_calls"), rank=11), Template(FAMILY_V32, ("DSML",), rank=12)))

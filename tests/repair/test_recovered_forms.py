@@ -64,3 +64,47 @@ def test_kimi_call_marker_inside_a_json_string() -> None:
                        "<|tool_calls_section_end|>")
     _ok(two, WRITE, [("write", {"content": "use <|tool_call_begin|> to start"}),
                      ("write", {"content": "b <|tool_call_end|>"})], [])
+
+
+def _typed(name: str, **props: str) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": {p: {"type": t} for p, t in props.items()}, "required": list(props)}}}
+
+
+WEATHER = [_typed("get_weather", location="string", days="integer")]
+BASH = [_typed("bash", command="string", description="string")]
+READ = [_typed("read", filePath="string", limit="integer", offset="integer")]
+
+
+def test_minimax_m3_namespaced_tags() -> None:
+    ns = "]<]minimax[>["
+    text = (f"I'll check the time.{ns}<tool_call>\n{ns}<invoke name=\"get_weather\">\n{ns}<location>Paris{ns}"
+            f"</location>\n{ns}<days>3{ns}</days>\n{ns}</invoke>\n{ns}</tool_call>")
+    r = repair_message(text, WEATHER, id_factory=ids)
+    assert calls_of(r) == [("get_weather", {"location": "Paris", "days": 3})]
+    assert r.content == "I'll check the time." and r.errors == []
+    assert_stream_matches(text, WEATHER)
+
+
+def test_bare_invoke_with_parameters_named_by_their_tags() -> None:
+    text = '<invoke name="bash">\n  <command>bun test</command>\n  <description>Run tests</description>\n</invoke>'
+    _ok(text, BASH, [("bash", {"command": "bun test", "description": "Run tests"})], ["opening_tag"])
+
+
+def test_minimax_invoke_whose_section_opener_is_missing() -> None:
+    text = ('Read the traits:\n<invoke name="read">\n<parameter name="filePath">a.py</parameter>\n'
+            '<parameter name="limit">80</parameter>\n<parameter name="offset">1</parameter>\n</invoke>\n'
+            '</minimax:tool_call>')
+    r = repair_message(text, READ, id_factory=ids)
+    assert calls_of(r) == [("read", {"filePath": "a.py", "limit": 80, "offset": 1})]
+    assert r.content == "Read the traits:" and r.errors == []
+    assert_stream_matches(text, READ)
+
+
+def test_bare_invoke_in_a_sentence_or_naming_no_tool_is_text() -> None:
+    for text in ('The model writes <invoke name="bash"><command>ls</command></invoke> to call it.',
+                 '<invoke name="other">\n<command>ls</command>\n</invoke>',
+                 'Use `<invoke name="bash">` like this:\n<invoke name="shell">\n</invoke>'):
+        r = repair_message(text, BASH, id_factory=ids)
+        assert r.tool_calls == [] and r.content == text and r.errors == []
+        assert_stream_matches(text, BASH)
