@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from repair.formats import pythonic, section
 from repair.formats.common import Ctx, add_notes, issue
 from repair.formats.spec import Format, Template, aliases
-from repair.markers import Kind, OneOf
+from repair.markers import Kind, Lit, Name, OneOf
 from repair.salvage import Failed, loads
-from repair.types import Parsed, RawCall
+from repair.types import Parsed, RawCall, Segment, json_object
 
 FAMILY = "gemma4"
 OPEN, CLOSE, QUOTE = "<|tool_call>", "<tool_call|>", '<|"|>'
@@ -125,7 +126,63 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return section.parse(FG_SPEC if text.startswith(FG_OPEN, p) else SPEC, text, p, ctx)
 
 
+def _split_declared(inner: str, props: dict[str, Any]) -> dict[str, str] | None:
+    """`query:meet at 10:00, 11:00 tomorrow, n:5` (string delimiters stripped): each value runs to the next
+    `, key:` that names a declared parameter (`11:` does not), or to the end; None unless it starts with one."""
+    if not props:
+        return None
+    keys = "|".join(re.escape(k) for k in sorted(props, key=len, reverse=True))
+    pat = re.compile(r"(?:^|,)\s*(" + keys + r")\s*:")
+    ms = list(pat.finditer(inner))
+    if not ms or ms[0].start() != 0 or not inner[:ms[0].end()].startswith(ms[0].group(1)):
+        return None
+    out: dict[str, str] = {}
+    for m, nxt in zip(ms, [*ms[1:], None], strict=True):
+        if m.group(1) in out:
+            return None
+        out[m.group(1)] = inner[m.end():nxt.start() if nxt is not None else len(inner)].strip()
+    return out
+
+
+_FENCE_LINE = re.compile(r"^[ \t]*```", re.MULTILINE)
+
+
+def _in_fence(text: str, p: int) -> bool:
+    """Whether `p` lies inside a fenced code block (a model showing the syntax)."""
+    return len(_FENCE_LINE.findall(text, 0, p)) % 2 == 1
+
+
+def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """`call:name{key:value}` alone on its line, as a server that strips special tokens leaves Gemma's call
+    (`<|tool_call>` and the `<|"|>` around strings gone): a call when the name is a declared tool's."""
+    m = _CALL.match(text, p)
+    resolved = ctx.index.resolve(m.group(1)) if m is not None else None
+    if m is None or resolved is None or not text.startswith("{", m.end()):
+        return None
+    k = m.end()
+    nl = text.find("\n", k)
+    end = len(text[:nl if nl != -1 else len(text)].rstrip())
+    if end <= k + 1 or text[end - 1] != "}" or text.find(QUOTE, k, end) != -1 or _in_fence(text, p):
+        return None  # (with its <|"|> still there the tokens were not stripped: the syntax quoted, not a call)
+    call = RawCall(name=m.group(1), family=FAMILY)
+    call.repairs.append(issue("opening_tag", f"{OPEN} missing (special tokens stripped)"))
+    obj = _object(text, k, end, QUOTE)
+    got = loads(obj[0], budget=ctx.budget) if obj is not None and obj[1] == end else None
+    if got is not None and not isinstance(got, Failed) and isinstance(got.value, dict):
+        call.arguments = got.value
+        add_notes(call, got.repairs)
+    else:
+        props = json_object((ctx.index.get(resolved).parameters or {}).get("properties"), {})
+        split = _split_declared(text[k + 1:end - 1].strip(), props)
+        if split is None:
+            return None
+        call.arguments, call.text_args = split, True
+    return Parsed(end, [Segment(p, end, "calls", FAMILY, [call])])
+
+
 FORMAT = Format(
-    (FAMILY,), (Kind("gemma4", (OneOf(START_MARKERS),), parse),),
+    (FAMILY,), (Kind("gemma4", (OneOf(START_MARKERS),), parse),
+                Kind("gemma4_stripped", (Lit("call:"), Name(64, ("{",))), parse_stripped, line_start=True,
+                     generic=True)),
     aliases(FAMILY, "gemma4", "gemma3", "function_gemma", "functiongemma"),
     (Template(FAMILY, (OPEN, CLOSE), rank=5), Template(FAMILY, (FG_OPEN,), rank=6)))

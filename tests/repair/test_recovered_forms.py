@@ -108,3 +108,29 @@ def test_bare_invoke_in_a_sentence_or_naming_no_tool_is_text() -> None:
         r = repair_message(text, BASH, id_factory=ids)
         assert r.tool_calls == [] and r.content == text and r.errors == []
         assert_stream_matches(text, BASH)
+
+
+SEARCH = [_typed("web_search", query="string"), _typed("f", q="string", n="integer")]
+
+
+def test_gemma_call_with_special_tokens_stripped() -> None:
+    text = "call:web_search{query:meet at 10:00, 11:00 tomorrow}"
+    _ok(text, SEARCH, [("web_search", {"query": "meet at 10:00, 11:00 tomorrow"})], ["opening_tag"])
+    _ok('call:f{q:"x", n:2}', SEARCH, [("f", {"q": "x", "n": 2})], ["opening_tag"])
+    text = "Sure.\ncall:f{q:hello world, n:5}\nDone."
+    r = repair_message(text, SEARCH, id_factory=ids)
+    assert calls_of(r) == [("f", {"q": "hello world", "n": 5})] and r.errors == []
+    assert_stream_matches(text, SEARCH)
+
+
+def test_stripped_gemma_call_in_a_sentence_or_naming_no_tool_is_text() -> None:
+    for text in ("I will call:f{q:x} now", "call:g{q:x}", "call:f{q:x} and more", "call:f{q:x\ny}"):
+        r = repair_message(text, SEARCH, id_factory=ids)
+        assert r.tool_calls == [] and r.content == text and r.errors == []
+        assert_stream_matches(text, SEARCH)
+
+
+def test_gemma_syntax_shown_in_a_fence_is_text() -> None:
+    for text in ("Like this:\n```\ncall:f{q:hello, n:1}\n```\n", 'call:f{q:<|"|>x<|"|>, n:1}'):
+        r = repair_message(text, SEARCH, id_factory=ids)
+        assert r.tool_calls == [] and r.content == text and r.errors == []
