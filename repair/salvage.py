@@ -267,13 +267,16 @@ def _bare_text_survives(s: str, value: Any, produced: list[str]) -> bool:
         tok = m.group()
         if tok[0] not in "\"'{}[]":
             words.extend(_BARE_WORD.findall(tok))
-    written = [x for x in (_as_number(w) for w in words) if x is not None]
+    written = {x for x in (_as_number(w) for w in words) if x is not None}
     numbers: list[float] = []
     _numbers_of(value, numbers)
     if any(x not in written for x in numbers):
         return False  # a number the model never wrote (`11:00` made the key "11" with the value 0)
+    found = {w for p in produced for w in _BARE_WORD.findall(p)}
+    found.update(_LITERAL_WORDS)
     joined = "\x00".join(produced)
-    return all(w in _LITERAL_WORDS or w in joined or _as_number(w) in numbers for w in words)
+    kept = set(numbers)
+    return all(w in found or w in joined or _as_number(w) in kept for w in words)
 
 
 def _guarded_json_repair(fragment: str, budget: Budget | None) -> Any:

@@ -314,12 +314,13 @@ def unwrap_arguments(call: RawCall, ctx: Ctx) -> None:
 
 
 def value_end(text: str, closer: str | re.Pattern[str], vs: int, bound: int,
-              follows: tuple[str | re.Pattern[str], ...], limit: int) -> tuple[int, int]:
+              follows: tuple[str | re.Pattern[str], ...], limit: int, *, last: bool = True) -> tuple[int, int]:
     """(start, end) of the closing tag of an XML-style value starting at `vs`, or (-1, -1) when there is none
     before `bound` (the next parameter's opener or the call's end). A value may hold its own closing tag (a model
     writing an XML file, or editing a parser): the closer taken is the last one before `bound` that the call's
     markup can follow (after white space: one of `follows`, or `limit`, where the block ends); the first one when
-    none is."""
+    none is. With `last=False` the first closer the markup can follow is taken (where `bound` is far: tags that
+    any XML value may hold too)."""
     first = (-1, -1)
     best = (-1, -1)
     at = vs
@@ -338,6 +339,8 @@ def value_end(text: str, closer: str | re.Pattern[str], vs: int, bound: int,
         j = skip_ws(text, e, n)
         if j >= limit or any(text.startswith(f, j) if isinstance(f, str) else f.match(text, j) for f in follows):
             best = (a, e)
+            if not last:
+                break
         at = e
     return best if best[0] != -1 else first
 

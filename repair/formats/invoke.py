@@ -67,7 +67,7 @@ def _child(text: str, k: int, stop: int, args: dict[str, Any]) -> int:
         return -1
     key = cm.group(1)
     closer = re.compile(_NS + "</" + re.escape(key) + r"\s*>")
-    pe, pe_end = value_end(text, closer, cm.end(), stop, (_CHILD, _INVOKE_END), stop)
+    pe, pe_end = value_end(text, closer, cm.end(), stop, (_CHILD, _INVOKE_END), stop, last=False)
     if pe == -1:
         return -1
     args[key] = text[cm.end():pe]
@@ -147,10 +147,15 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if text.startswith(BARE_INVOKE, p):
         # <invoke name="f"> without its section (MiniMax-M2 with <minimax:tool_call> lost, GLM-4.7's bare form):
         # a call only at a line start and naming a declared tool; in a sentence it is a quote of the syntax
-        line = text.rfind("\n", 0, p) + 1
+        j = p
+        while j > 0 and text[j - 1] in " \t":
+            j -= 1
         m = _INVOKE.match(text, p)
-        if text[line:p].strip() or m is None or ctx.index.resolve(m.group(1).strip()) is None:
+        if (j > 0 and text[j - 1] != "\n") or m is None or ctx.index.resolve(m.group(1).strip()) is None:
             return None
+        end, nxt = ctx.find(_INVOKE_END, m.end()), ctx.find(_INVOKE, m.end())
+        if end == -1 or (nxt != -1 and nxt < end):
+            return None  # not closed by its own </invoke>
         return section.parse(_BARE_M2, text, p, ctx)
     return section.parse(_BARE, text, p, ctx)
 

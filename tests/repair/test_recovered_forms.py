@@ -104,7 +104,9 @@ def test_minimax_invoke_whose_section_opener_is_missing() -> None:
 def test_bare_invoke_in_a_sentence_or_naming_no_tool_is_text() -> None:
     for text in ('The model writes <invoke name="bash"><command>ls</command></invoke> to call it.',
                  '<invoke name="other">\n<command>ls</command>\n</invoke>',
-                 'Use `<invoke name="bash">` like this:\n<invoke name="shell">\n</invoke>'):
+                 'Use `<invoke name="bash">` like this:\n<invoke name="shell">\n</invoke>',
+                 '<invoke name="bash">\n<command>ls</command>\n<invoke name="bash">\n',
+                 '<invoke name="bash">\n<command>ls</command>\nand so on'):
         r = repair_message(text, BASH, id_factory=ids)
         assert r.tool_calls == [] and r.content == text and r.errors == []
         assert_stream_matches(text, BASH)

@@ -88,3 +88,12 @@ def test_a_closer_in_prose_after_the_call_is_not_taken() -> None:
     assert calls_of(r) == [("write_file", {"path": "t.py", "content": "hi"})]
     assert r.content == "Then I close it with </parameter> as usual."
     assert_stream_matches(text, WRITE)
+
+
+def test_many_parameters_named_by_tags_stay_linear() -> None:
+    import time
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    text = ']<]minimax[>[<tool_call><invoke name="f">' + "<q>a</q>" * 20000
+    t0 = time.process_time()
+    r = repair_message(text, tools)
+    assert r.tool_calls == [] and time.process_time() - t0 < 1.0
