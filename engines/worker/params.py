@@ -203,7 +203,9 @@ def _response_format(body: dict[str, Any], *, chat: bool) -> dict[str, Any] | No
     return fmt
 
 
-def _content(value: Any, where: str) -> str | None:
+def _content(value: Any, where: str, assistant: bool = False) -> str | None:
+    """A message's content as text. An assistant's `refusal` parts (OpenAI's Chat API: an assistant's parts are
+    text or refusal) are its text too: what the model said, as a Responses refusal part is read."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -218,6 +220,8 @@ def _content(value: Any, where: str) -> str | None:
                 if not isinstance(part.get("text"), str):
                     raise bad_request(f"{where}: text parts need a string 'text'", param="messages")
                 parts.append(part["text"])
+            elif assistant and part["type"] == "refusal" and isinstance(part.get("refusal"), str):
+                parts.append(part["refusal"])
             else:
                 raise _unsupported(f"{where}: content part type {part['type']!r} is not supported by this engine",
                                    "messages")
@@ -258,8 +262,11 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if role not in ROLES:
             raise bad_request(f"{where}: 'role' must be one of {', '.join(ROLES)}", param="messages")
         msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
-                               "content": _content(m.get("content"), where)}
+                               "content": _content(m.get("content"), where, role == "assistant")}
         if role == "assistant":
+            refusal = m.get("refusal")  # the refusal an answer carried instead of content, replayed in history
+            if isinstance(refusal, str) and refusal and refusal not in (msg["content"] or ""):
+                msg["content"] = f"{msg['content']}\n\n{refusal}" if msg["content"] else refusal
             if m.get("tool_calls"):
                 msg["tool_calls"] = _tool_calls(m["tool_calls"], where)
             for key in ("reasoning_content", "reasoning"):

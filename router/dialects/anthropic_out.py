@@ -240,7 +240,7 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
 
 def _assistant_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    text = content_text(m.get("content"))
+    text = _assistant_text(m)
     if text.strip():
         blocks.append({"type": "text", "text": text})
     for call in m.get("tool_calls") or []:
@@ -249,6 +249,21 @@ def _assistant_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
             blocks.append({"type": "tool_use", "id": safe_id(call.get("id"), ""), "name": str(fn.get("name") or ""),
                            "input": arguments_object(fn.get("arguments"))})
     return blocks
+
+
+def _assistant_text(m: dict[str, Any]) -> str:
+    """An assistant message's text with its refusal (a `refusal` part, or the `refusal` beside null content, as
+    OpenAI answers and agents replay it): what the model said, sent to Anthropic as text."""
+    content, refusal = m.get("content"), m.get("refusal")
+    if isinstance(content, list):
+        text = "".join(p["text"] if isinstance(p.get("text"), str) else p["refusal"] for p in content
+                       if isinstance(p, dict) and (isinstance(p.get("text"), str) or
+                                                   (p.get("type") == "refusal" and isinstance(p.get("refusal"), str))))
+    else:
+        text = content_text(content)
+    if isinstance(refusal, str) and refusal.strip() and refusal not in text:
+        text = f"{text}\n\n{refusal}" if text.strip() else refusal
+    return text
 
 
 def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
