@@ -14,6 +14,7 @@ import aiohttp
 from engines.supervisor.types import Endpoint, EngineSupervisor, EngineUnavailable
 
 from ..config.model import ProviderConfig
+from ..dialects.common import without_images
 from ..errors import ApiError
 from ..resilience import Breaker
 from .base import (
@@ -84,6 +85,17 @@ class EngineBreaker(Breaker):
             self.release_probe()
         else:
             super().failure()
+
+
+def _may_hold_images(request: UpstreamRequest) -> bool:
+    """Whether a chat request may hold an image part (a local engine reads text only: each becomes a short text
+    placeholder, as the Messages and Responses routes make them, see `without_images`). One look at the client's
+    bytes when they are sent as they are."""
+    if not isinstance(request.body.get("messages"), list):
+        return False
+    if request.raw is not None:
+        return b"image_url" in request.raw
+    return any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in request.body["messages"])
 
 
 MLX_PATHS = frozenset({"/chat/completions", "/completions"})  # what our worker serves under /v1
@@ -177,6 +189,10 @@ class EngineUpstream(Upstream):
             raise UpstreamUnavailable(
                 f"Model {self.engine!r} is a local MLX engine, which serves chat completions and completions only, "
                 f"not {path.lstrip('/')}.", status=400, code="unsupported_endpoint")
+        if path == "/chat/completions" and _may_hold_images(request):
+            messages, count = without_images(request.body["messages"])
+            if count:  # this engine's copy only: another target of the route (a fallback) gets the images
+                request = request._replace(body={**request.body, "messages": messages}, raw=None)
         data = request.raw if request.raw is not None else json.dumps(request.body, ensure_ascii=False).encode()
         return await self._request("POST", path, data, request.headers)
 
