@@ -104,7 +104,7 @@ class Opened(Protocol):  # the parts of dispatch.Opened the reader uses
 
 
 _FINISH_NULL = (b'"finish_reason":null', b'"finish_reason": null')
-_LOOK_AT = (b"[DONE]", b'"usage"', b'"error"')  # what makes the reader look at a pass-through payload
+_LOOK_AT = (b"[DONE]", b'"error"')  # what makes the reader look at a pass-through payload (and usage, not null)
 
 
 def _first_of(data: bytes, needles: tuple[bytes, ...]) -> int:
@@ -118,6 +118,25 @@ def _first_of(data: bytes, needles: tuple[bytes, ...]) -> int:
 
 
 _FINISH = re.compile(rb'"finish_reason"(?!' + b"|".join(re.escape(n[15:]) for n in _FINISH_NULL) + rb")")  # not null
+
+
+_USAGE = re.compile(rb'"usage"(?!:null|: null)')  # not null (OpenAI writes `"usage":null` in every chunk before the
+# usage chunk when asked for usage, which the chat route always does)
+
+
+def _first_usage(data: bytes, end: int) -> int:
+    """Where the first usage that is not null stands in `data[:end]`; `end` when none does (a regex only once the
+    key is there at all)."""
+    at = data.find(b'"usage"', 0, end)
+    if at < 0:
+        return end
+    m = _USAGE.search(data, at, end + 64)  # (a match starting before `end` ends within 64 bytes of it)
+    return end if m is None or m.start() >= end else m.start()
+
+
+def usage_only(doc: Any) -> bool:
+    """Whether a chunk document is the usage-only chunk (`choices: []`) that ends a stream asked for usage."""
+    return type(doc) is dict and doc.get("choices") == [] and isinstance(doc.get("usage"), dict)
 
 
 def _first_finish(data: bytes) -> int:
@@ -284,6 +303,8 @@ class UpstreamReader:
         self.done = False  # data: [DONE] went by
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
+        # the pass-through drops the usage-only chunk (noted all the same): the router asked for it, the client not
+        self.withhold_usage = False
 
     def _fail(self, kind: str, exc: BaseException | None = None) -> ApiError:
         up = self.opened.upstream
@@ -382,11 +403,13 @@ class UpstreamReader:
         if data == b"[DONE]" or data.strip() == b"[DONE]":
             self.done = True
             return event
-        if b'"usage"' in data or b'"error"' in data or redactor.suspicious(data) or _FINISH.search(data) is not None:
+        if (b'"usage"' in data and _USAGE.search(data) is not None) or b'"error"' in data \
+                or redactor.suspicious(data) or _FINISH.search(data) is not None:
             if redactor.suspicious(data):
                 clean = redactor.data(data)
                 event, data = (event, data) if clean == data else (b"data: " + clean + b"\n\n", clean)
-            self._inspect(data)
+            if usage_only(self._inspect(data)) and self.withhold_usage:
+                return b""
         if redactor.secrets and (not event.startswith(b"data: ") or event.find(b"\n") != len(event) - 2):
             # more lines than its payload (an id, an event name, a comment): if they may hold a secret, they go
             other = b"\n".join(line for line in event.split(b"\n") if not line.startswith(b"data:"))
@@ -401,7 +424,8 @@ class UpstreamReader:
         event's payload joins its lines with a newline, which none of these spellings holds): the events before
         the first one holding any of them."""
         blob = events[0] if len(events) == 1 else b"".join(events)
-        first = min(_first_of(blob, _LOOK_AT), self.redactor.first_suspicious(blob), _first_finish(blob))
+        first = min(_first_usage(blob, _first_of(blob, _LOOK_AT)), self.redactor.first_suspicious(blob),
+                    _first_finish(blob))
         if first == len(blob):
             return blob, len(events)
         if len(events) == 1:
@@ -1025,6 +1049,17 @@ class OpenAIChunks:
 
     def error(self, err: ApiError) -> list[bytes]:
         return [err.sse_event()]
+
+
+class OpenAIChunksNoUsage(OpenAIChunks):
+    """`OpenAIChunks` without the usage-only chunk: the router asked the upstream for usage (to count it), the
+    client did not."""
+
+    def feed(self, item: dict[str, Any] | StreamChunk) -> list[bytes]:
+        return [] if usage_only(item) else super().feed(item)
+
+    def feed_all(self, items: list[dict[str, Any] | StreamChunk]) -> bytes:
+        return super().feed_all([item for item in items if not usage_only(item)])
 
 
 class Translated:

@@ -40,15 +40,24 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         ctx = common.resolve(request, rt, ex, key, model)
         check_request(endpoint, body, tools_checked=ctx.tool_indexes.known.holds(body.get("tools")))
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
+        sent, sent_raw = body, raw  # a chat stream asks for usage, which is counted (and withheld if not asked)
+        withhold = stream and endpoint == "chat" and not asks_usage(body)
+        if withhold:
+            sent, sent_raw = with_usage(body, raw)
         if endpoint == "chat" and body.get("tools") and pipeline.repair_enabled(ctx, body):
-            return await chat_repaired(request, ctx, body, stream, raw)
-        opened = await dispatch(ctx, UpstreamRequest(path, body, raw or None, ctx.upstream_headers, stream,
+            return await chat_repaired(request, ctx, sent, stream, sent_raw, withhold, body, raw)
+        opened = await dispatch(ctx, UpstreamRequest(path, sent, sent_raw or None, ctx.upstream_headers, stream,
                                                        ctx.limits.max_upstream_event_bytes))
+        if withhold and refuses_usage(opened.reply.status, opened.first):  # asked as the client sent it instead
+            await opened.close()
+            withhold = False
+            opened = await dispatch(ctx, UpstreamRequest(path, body, raw or None, ctx.upstream_headers, stream,
+                                                           ctx.limits.max_upstream_event_bytes))
         try:
             rename = opened.target.model != ctx.route.requested
             if stream and opened.reply.status == 200:
                 rewriter = RenameRewriter(opened.target.model or "", model) if rename else None
-                return await pipe_stream(request, ctx, opened, rewriter)
+                return await pipe_stream(request, ctx, opened, rewriter, withhold)
             return respond_whole(ex, opened, model if rename else None)
         finally:
             await opened.close()
@@ -56,12 +65,45 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
     return await common.handle_exchange(request, endpoint, handle)
 
 
+def asks_usage(body: dict[str, Any]) -> bool:
+    """Whether a chat stream's client asked for the usage chunk (`stream_options.include_usage`)."""
+    options = body.get("stream_options")
+    return type(options) is dict and options.get("include_usage") is True
+
+
+_USAGE_OPTION = b'"stream_options":{"include_usage":true},'
+
+
+def with_usage(body: dict[str, Any], raw: bytes) -> tuple[dict[str, Any], bytes]:
+    """The chat stream's body asking the upstream for usage, and its bytes: the client's with the member put in
+    front when it had no `stream_options` (no other byte changes), else none (the body is encoded)."""
+    options = body.get("stream_options")
+    sent = {**body, "stream_options": {**(options if type(options) is dict else {}), "include_usage": True}}
+    if "stream_options" in body or not raw.startswith(b"{"):
+        return sent, b""
+    return sent, b"{" + _USAGE_OPTION + raw[1:]
+
+
+def refuses_usage(status: int, body: bytes) -> bool:
+    """Whether an upstream's answer refuses the `stream_options` the router added (an older server or API version
+    that knows no such parameter): the request is sent again as the client sent it."""
+    return status in (400, 422) and b"stream_options" in body
+
+
 async def chat_repaired(request: web.Request, ctx: RequestContext, body: dict[str, Any], stream: bool,
-                        raw: bytes = b"") -> web.StreamResponse:
-    """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE."""
+                        raw: bytes = b"", withhold: bool = False, client_body: dict[str, Any] | None = None,
+                        client_raw: bytes = b"") -> web.StreamResponse:
+    """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE. `withhold`: `body` asks
+    for usage where the client's (`client_body`) did not, and the usage chunk is not sent."""
     ex = ctx.exchange
     try:
-        reply = await pipeline.chat(ctx, body, stream=stream, raw=raw)
+        try:
+            reply = await pipeline.chat(ctx, body, stream=stream, raw=raw)
+        except pipeline.UpstreamStatus as up:
+            if not (withhold and client_body is not None and refuses_usage(up.status, up.body)):
+                raise
+            withhold = False
+            reply = await pipeline.chat(ctx, client_body, stream=stream, raw=client_raw)
     except pipeline.UpstreamStatus as up:
         ex.status = up.status
         return web.Response(status=up.status, body=up.body, headers={"Content-Type": up.content_type,
@@ -72,7 +114,10 @@ async def chat_repaired(request: web.Request, ctx: RequestContext, body: dict[st
         body_out = reply.raw if reply.raw is not None else jsoncodec.dumps(reply.doc)
         return web.Response(body=body_out, headers={**common.JSON_HEADERS, **headers})
     assert reply.chunks is not None
-    return await relay.write_stream(request, ex, reply.chunks, relay.OpenAIChunks(), headers)
+    encoder = relay.OpenAIChunksNoUsage() if withhold else relay.OpenAIChunks()
+    return await relay.write_stream(request, ex, reply.chunks, encoder, headers)
+
+
 def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Response:
     """A non-stream answer (or an upstream error status), body forwarded byte for byte unless renamed."""
     status = opened.reply.status
@@ -111,16 +156,19 @@ def scrub(body: bytes, secret: str | None) -> bytes:
 
 
 async def pipe_stream(request: web.Request, ctx: RequestContext, opened: Opened,
-                      rewriter: RenameRewriter | None) -> web.StreamResponse:
+                      rewriter: RenameRewriter | None, withhold_usage: bool = False) -> web.StreamResponse:
     """Forward events as they arrive (a partial event waits for its end), through the one upstream reader: after
-    the first byte no retry is possible, and a failure or a stream cut short ends with a terminal error event."""
+    the first byte no retry is possible, and a failure or a stream cut short ends with a terminal error event.
+    `withhold_usage`: the usage-only chunk is counted but not sent (the router asked for it, the client not)."""
     ex = ctx.exchange
     reader = relay.UpstreamReader(opened, ex, ctx.metrics, ctx.limits.max_upstream_event_bytes)
+    reader.withhold_usage = withhold_usage
     headers = {"x-request-id": ex.request_id, "x-agentgate-provider": opened.upstream.name}
     gate = relay.gate_for(reader.redactor.secrets)
     if gate is not None:  # a provider with a credential: its events are read, the secret looked for in their text
         items = relay.gated(_docs(reader, ctx.route.requested if rewriter is not None else None), gate)
-        return await relay.write_stream(request, ex, items, relay.OpenAIChunks(), headers)
+        chunks = relay.OpenAIChunksNoUsage() if withhold_usage else relay.OpenAIChunks()
+        return await relay.write_stream(request, ex, items, chunks, headers)
     encoder = relay.PassThrough(reader, rewriter.event if rewriter is not None else None)
     return await relay.write_stream(request, ex, reader.raw(), encoder, headers)
 

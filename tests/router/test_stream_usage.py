@@ -1,0 +1,120 @@
+"""A chat stream's tokens are counted whether or not its client asked for usage: the route asks the upstream for
+it always (`stream_options.include_usage`), counts it, and passes the usage-only chunk on only to a client that
+asked. They were counted nowhere (tokens metric, access log, the console's per-key usage) without it."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import aiohttp
+import pytest
+
+from router import relay
+from tests.fakes.openai_upstream import Step, chunk, stream_of
+
+CFG = """
+providers:
+  lab: {{type: openai, base_url: '{url}'{key}}}
+models:
+  - {{name: same, provider: lab}}
+"""
+USAGE = {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
+SECRET = "sk-test-usage-secret-0123456789"
+
+
+def openai_like(null_usage: bool = False):
+    """What OpenAI streams: the usage chunk last when asked (and, with `null_usage`, `"usage": null` in every
+    chunk before it), none when not."""
+    def answer(body: dict[str, Any]) -> Step:
+        events = stream_of(["hello", " there"], "same")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            if null_usage:
+                events = [{**e, "usage": None} for e in events]
+            events.append({**chunk("same", {}), "choices": [], "usage": USAGE})
+        return Step(sse=events)
+    return answer
+
+
+async def _stream(url: str, body: dict[str, Any]) -> tuple[int, list[Any]]:
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", json=body) as resp:
+        raw = await resp.read()
+    docs = [json.loads(line[6:]) for line in raw.decode().split("\n") if line.startswith("data: {")]
+    assert raw.endswith(b"data: [DONE]\n\n")
+    return resp.status, docs
+
+
+async def _completion_tokens(url: str) -> float:
+    async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as resp:
+        text = await resp.text()
+    m = re.search(r'agentgate_tokens_total\{model="same",type="completion"\} ([0-9.]+)', text)
+    return float(m.group(1)) if m else 0.0
+
+
+@pytest.mark.parametrize("null_usage", [False, True], ids=["usage-last", "usage-null-before"])
+@pytest.mark.parametrize("key", ["", SECRET], ids=["no-key", "key"])
+@pytest.mark.parametrize("tools", [False, True], ids=["passed-through", "repaired"])
+@pytest.mark.parametrize("asked", [False, True], ids=["not-asked", "asked"])
+async def test_a_chat_streams_usage_is_counted_and_sent_only_when_asked(fakes, router, asked, tools, key,
+                                                                         null_usage):
+    up = await fakes()
+    up.push(openai_like(null_usage))
+    r = await router(CFG.format(url=up.url, key=f", api_key: {SECRET}" if key else ""))
+    body: dict[str, Any] = {"model": "same", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    if asked:
+        body["stream_options"] = {"include_usage": True}
+    if tools:
+        body["tools"] = TOOLS
+    status, docs = await _stream(r.url, body)
+    assert status == 200
+    assert up.requests[0].body["stream_options"] == {"include_usage": True}
+    assert "".join(c["delta"].get("content") or "" for d in docs for c in d["choices"]) == "hello there"
+    usage_chunks = [d for d in docs if d.get("choices") == [] and d.get("usage")]
+    assert [d["usage"] for d in usage_chunks] == ([USAGE] if asked else [])
+    assert await _completion_tokens(r.url) == 2.0
+
+
+async def test_the_clients_bytes_go_with_the_option_in_front(fakes, router):
+    """A body without `stream_options` is sent as the client's bytes with the member put in front; the client's
+    other stream options are kept."""
+    up = await fakes()
+    up.push(openai_like(), openai_like())
+    r = await router(CFG.format(url=up.url, key=""))
+    await _stream(r.url, {"model": "same", "stream": True, "messages": []})
+    await _stream(r.url, {"model": "same", "stream": True, "messages": [],
+                          "stream_options": {"include_usage": False, "x_other": 1}})
+    assert up.requests[1].body["stream_options"] == {"include_usage": True, "x_other": 1}
+    assert await _completion_tokens(r.url) == 4.0
+
+
+@pytest.mark.parametrize("tools", [False, True], ids=["passed-through", "repaired"])
+async def test_an_upstream_that_refuses_stream_options_is_asked_again_without(fakes, router, tools):
+    """An older server or API version answers 400 to a parameter it does not know: the request goes again as the
+    client sent it, and the stream is answered (uncounted, as before)."""
+    def refusing(body: dict[str, Any]) -> Step:
+        if "stream_options" in body:
+            return Step(status=400, json={"error": {"message": "Unrecognized request argument supplied: "
+                                                               "stream_options", "type": "invalid_request_error"}})
+        return openai_like()(body)
+
+    up = await fakes()
+    up.push(refusing, refusing)
+    r = await router(CFG.format(url=up.url, key=""))
+    body: dict[str, Any] = {"model": "same", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    if tools:
+        body["tools"] = TOOLS
+    status, docs = await _stream(r.url, body)
+    assert status == 200
+    assert "".join(c["delta"].get("content") or "" for d in docs for c in d["choices"]) == "hello there"
+    assert [("stream_options" in q.body) for q in up.requests] == [True, False]
+
+
+def test_null_usage_needs_no_look():
+    """`"usage": null` in every chunk (OpenAI's, when asked for usage) leaves the chunks to pass unparsed."""
+    blob = b"".join(b"data: " + json.dumps({**c, "usage": None}, separators=sep).encode() + b"\n\n"
+                    for c in stream_of(["a", "b"], "m")[:-1] for sep in ((",", ":"), (", ", ": ")))
+    assert relay._first_usage(blob, len(blob)) == len(blob)
+    tail = b'data: {"choices":[],"usage":{}}\n\n'
+    assert relay._first_usage(blob + tail, len(blob + tail)) == len(blob) + tail.index(b'"usage"')
