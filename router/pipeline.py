@@ -42,6 +42,7 @@ from .chat_types import (
 )
 from .config.model import RepairPolicy
 from .context import RequestContext
+from .custom_tools import StreamCalls, call_as_custom, call_as_function, custom_names, functions_view
 from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
@@ -112,9 +113,27 @@ async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: 
     repairing = repair_enabled(ctx, body)
     attempts = policy.retries + 1 if repairing and policy.on_failure == "retry" else 1
     index = ctx.tool_indexes.get(body["tools"], raw=raw or None) if repairing else None  # once per list
+    customs: frozenset[str] | None = None
+    if index is not None:
+        index, customs = _with_customs(ctx, body["tools"], index)
     if not stream:
-        return await _chat_whole(ctx, body, raw, repairing, attempts, index)
-    return await _chat_stream(ctx.exchange, _stream_chunks(ctx, body, repairing, attempts, index, raw))
+        return await _chat_whole(ctx, body, raw, repairing, attempts, index, customs)
+    return await _chat_stream(ctx.exchange, _stream_chunks(ctx, body, repairing, attempts, index, raw, customs))
+
+
+_CUSTOMS = "chat_custom_tools"  # the ToolIndex memo entry: (custom tool names, the index repair uses)
+
+
+def _with_customs(ctx: RequestContext, tools: list[Any], index: ToolIndex) -> tuple[ToolIndex, frozenset[str] | None]:
+    """The index repair uses for a tools list, and the names of its `custom` (free-form) tools (None: it declares
+    none), worked out once per list. Repair knows functions: a custom tool is in its index as a function taking one
+    string, `input` (as the Responses route declares one), and calls to it are mapped back (`custom_tools`)."""
+    memo = index.memo.get(_CUSTOMS)
+    if memo is None:
+        names = custom_names(tools)
+        memo = index.memo[_CUSTOMS] = (names, ctx.tool_indexes.get(functions_view(tools)) if names else index)
+    names, view = memo
+    return view, names or None
 
 
 def _request(ctx: RequestContext, body: dict[str, Any], raw: bytes, stream: bool) -> UpstreamRequest:
@@ -122,7 +141,7 @@ def _request(ctx: RequestContext, body: dict[str, Any], raw: bytes, stream: bool
 
 
 async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, repairing: bool, attempts: int,
-                      index: ToolIndex | None) -> ChatReply:
+                      index: ToolIndex | None, customs: frozenset[str] | None = None) -> ChatReply:
     ex, route = ctx.exchange, ctx.route
     for attempt in range(attempts):
         opened = await dispatch(ctx, _request(ctx, body, raw if attempt == 0 else b"", False))
@@ -141,7 +160,7 @@ async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, rep
         # the engine repaired already: validate, and pass its bytes on when nothing had to change
         bare = REPORT_MEMBER not in doc
         reported = whole_report(doc, up) if engine_repaired(opened.upstream.kind, up) else None
-        outcome = _repair_whole(doc, ex, body, ctx.repair, index, attempt < attempts - 1, reported)
+        outcome = _repair_whole(doc, ex, body, ctx.repair, index, attempt < attempts - 1, reported, customs)
         if isinstance(outcome, list):
             if reported is None:
                 outcome = _with_upstream_kinds(ex, outcome, up.get(REPAIRS_HEADER))
@@ -372,9 +391,11 @@ def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | Non
 
 
 def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
-                  index: ToolIndex | None, retry_possible: bool,
-                  reported: Reported | None = None) -> list[str] | tuple[RepairResult, str]:
-    """Repairs `doc` in place; returns the repair kinds, or (result, raw text) when a retry should be made."""
+                  index: ToolIndex | None, retry_possible: bool, reported: Reported | None = None,
+                  customs: frozenset[str] | None = None) -> list[str] | tuple[RepairResult, str]:
+    """Repairs `doc` in place; returns the repair kinds, or (result, raw text) when a retry should be made.
+    `customs`: the custom tools the request declares; a custom call (structured, or a call to one in the text)
+    is repaired as a call to a function of one string `input` and goes out as the custom call it stands for."""
     kinds: set[str] = set()
     req = _Choice.of(body)
     for choice in doc["choices"]:
@@ -388,6 +409,12 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
             if thinking and not (msg.get("reasoning_content") or msg.get("reasoning")):  # as `Completion.parse`
                 msg["reasoning_content"] = thinking
         text = content if isinstance(content, str) else None
+        names = customs
+        if customs is not None and isinstance(calls := msg.get("tool_calls"), list):
+            names = customs.union(c["custom"]["name"] for c in calls if isinstance(c, dict) and c.get("type") ==
+                                  "custom" and isinstance(c.get("custom"), dict) and isinstance(c["custom"].get("name"),
+                                                                                               str))
+            msg = {**msg, "tool_calls": [call_as_function(c) for c in calls]}
         result = _check_message(msg, text, index, req, policy, reported)
         made = _record(ex, result)
         ex.tool_output = ToolOutput(text, msg.get("tool_calls"), msg.get("reasoning_content"), body, policy, result)
@@ -397,6 +424,8 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
             if policy.on_failure == "error":
                 raise _invalid_error(result)
         new_msg = result.message()
+        if names is not None and "tool_calls" in new_msg:
+            new_msg["tool_calls"] = [call_as_custom(c, names) for c in new_msg["tool_calls"]]
         if "reasoning_content" not in msg and msg.get("reasoning") and "reasoning_content" in new_msg:
             new_msg["reasoning"] = new_msg.pop("reasoning_content")  # under the upstream's name, once
         rest = {k: v for k, v in msg.items() if k not in ("content", "tool_calls", "reasoning_content")}
@@ -427,6 +456,7 @@ class _Envelope:
         self.refusal_size = 0
         self.raw_size = 0  # characters of upstream content kept as the raw text (for a re-ask or the capture)
         self.raw_text = ""  # that text, once the stream ended
+        self.customs: StreamCalls | None = None  # the request's custom tools' calls (see `_CustomEnvelope`)
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
@@ -471,6 +501,10 @@ class _Envelope:
         self.refusal, self.refusal_size = [], 0
         return chunk
 
+    def closing(self) -> list[StreamChunk]:
+        """What the stream's end completes beside the repairer's last events (see `_CustomEnvelope`)."""
+        return []
+
     def absorb(self, doc: dict[str, Any]) -> None:
         """The upstream chunk's envelope members and usage (which the reader already counted: `UpstreamReader`)."""
         base = self.base
@@ -485,8 +519,31 @@ class _Envelope:
             self.usage = usage
 
 
+class _CustomEnvelope(_Envelope):
+    """The envelope of a stream whose request declares custom tools: the upstream's custom call deltas go to the
+    repairer as function calls of one string `input`, and its calls to a custom tool come out as custom calls
+    (`custom_tools.StreamCalls`). Streams of requests that declare none never pay for it."""
+
+    def __init__(self, requested: str, customs: frozenset[str]) -> None:
+        super().__init__(requested)
+        self.customs = self.calls = StreamCalls(customs)
+
+    def chunks_of(self, events: list[ValidateEvent]) -> list[StreamChunk]:
+        out: list[StreamChunk] = []
+        for chunk in super().chunks_of(events):
+            if "tool_calls" in chunk.delta:
+                out += [StreamChunk(chunk.head, d) for d in self.calls.downstream(chunk.delta)]
+            else:
+                out.append(chunk)
+        return out
+
+    def closing(self) -> list[StreamChunk]:
+        return [self.stream_chunk(d) for d in self.calls.flush()]
+
+
 async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: bool, attempts: int,
-                         index: ToolIndex | None = None, raw_body: bytes = b"") -> AsyncGenerator[Items, None]:
+                         index: ToolIndex | None = None, raw_body: bytes = b"",
+                         customs: frozenset[str] | None = None) -> AsyncGenerator[Items, None]:
     ex, route, policy, limits = ctx.exchange, ctx.route, ctx.repair, ctx.limits
     for attempt in range(attempts):
         opened = await dispatch(ctx, _request(ctx, body, raw_body if attempt == 0 else b"", True))
@@ -495,7 +552,7 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
                 _whole_doc(opened, ex, route)  # raises the right error
             _note_constraint(ex, opened)
             ex.status = 200
-            env = _Envelope(route.requested)
+            env = _Envelope(route.requested) if customs is None else _CustomEnvelope(route.requested, customs)
             reader = UpstreamReader(opened, ex, ctx.metrics, limits.max_upstream_event_bytes)
             # the provider's secrets out of what goes to the client, however repair decoded or joined them
             gate = relay.gate_for(reader.redactor.secrets)
@@ -601,7 +658,8 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
     if part.content:
         events += _content(repairer, part.content, env, raw, max_chars)
     if part.tool_deltas:
-        events += repairer.feed_tool_calls(part.tool_deltas)
+        customs = env.customs
+        events += repairer.feed_tool_calls(part.tool_deltas if customs is None else customs.upstream(part.tool_deltas))
     return events
 
 
@@ -681,6 +739,9 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
             parts = _whole_parts(docs, max_chars) if reader.done else None
             repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=parts is not None)
             if parts is not None and not engine:
+                if env.customs is not None and parts.tool_deltas:
+                    parts = parts._replace(tool_deltas=(*env.customs.upstream(parts.tool_deltas),
+                                                        *env.customs.close()))
                 env.refused(parts.refusal, max_chars)
                 if made := env.chunks_of(_fed_whole(repairer, parts, docs, env, raw, max_chars)):
                     yield checker.batch([*made])
@@ -711,7 +772,9 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
             yield checker.batch(out)
     if repairer is None:
         repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=True)
-    final: Items = [*env.chunks_of(repairer.finish())]
+    last = repairer.finish() if env.customs is None else \
+        [*repairer.feed_tool_calls(env.customs.close()), *repairer.finish()]
+    final: Items = [*env.chunks_of(last), *env.closing()]
     if env.refusal:  # after all of the content, which the repairer may have held until now
         final.append(env.stream_chunk({"refusal": "".join(env.refusal)}))
     _finished(repairer, env, ex, body, policy, raw)

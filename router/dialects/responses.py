@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import jsoncodec
 from ..chat_types import Completion, StreamChunk, ToolFragment, Usage, str_or
+from ..custom_tools import function_description, input_schema
 from ..errors import ApiError
 from .common import (
     MAX_ID_CHARS,
@@ -51,7 +52,6 @@ _HOSTED_CALL_ITEMS = ("web_search_call", "file_search_call", "image_generation_c
                       "computer_call", "computer_call_output", "mcp_call", "mcp_list_tools", "mcp_approval_request",
                       "mcp_approval_response", "local_shell_call", "local_shell_call_output", "tool_search_call",
                       "tool_search_output", "compaction", "ghost_snapshot")
-_GRAMMAR_NOTE_MAX = 4000
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
@@ -451,14 +451,7 @@ def _custom(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | N
         raise invalid(f"{where} needs a non-empty string 'name'.", "tools", "invalid_type")
     if desc is not None and not isinstance(desc, str):
         raise invalid(f"{where}.description must be a string.", "tools", "invalid_type")
-    fmt = t.get("format")
-    note = "Pass the whole free-form input as the string argument `input`."
-    if isinstance(fmt, dict) and fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
-        syntax = str_or(fmt.get("syntax"), "grammar")
-        note += f" `input` must follow this {syntax} grammar:\n{fmt['definition'][:_GRAMMAR_NOTE_MAX]}"
-    params = {"type": "object", "properties": {"input": {"type": "string", "description": "The free-form input."}},
-              "required": ["input"], "additionalProperties": False}
-    return name, params, f"{desc}\n\n{note}" if desc else note
+    return name, input_schema(), function_description(desc, t.get("format"))  # (as the chat route declares one)
 
 
 @dataclass(frozen=True)

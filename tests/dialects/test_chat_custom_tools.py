@@ -1,0 +1,134 @@
+"""OpenAI `custom` (free-form) tools on /v1/chat/completions. An OpenAI upstream's custom call (its input free-form
+text, not JSON) comes through repair as it was sent, whole or streamed, beside function calls; a call written in the
+model's text to a custom tool (a function of one string `input`, as the Responses route declares one) comes out as a
+custom call."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.dialects.conftest import CHAT_WEATHER
+from tests.fakes.openai_upstream import Step, chunk, completion
+
+CFG = """
+providers:
+  lab: {{type: openai, base_url: '{url}', retries: 0}}
+models:
+  - {{name: m, provider: lab}}
+"""
+RUN = {"type": "custom", "custom": {"name": "run", "description": "Run a shell command."}}
+CALL = {"id": "call_c1", "type": "custom", "custom": {"name": "run", "input": 'ls -la "my dir"\n'}}
+WEATHER_CALL = {"id": "call_w1", "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+
+
+def _custom_stream(with_function: bool) -> list[dict[str, Any]]:
+    """As OpenAI streams a custom call: its header with an empty input, then input pieces (after a function call)."""
+    events = [chunk("m", {"role": "assistant", "content": None})]
+    at = 0
+    if with_function:
+        events += [chunk("m", {"tool_calls": [{"index": 0, "id": "call_w1", "type": "function",
+                                               "function": {"name": "get_weather", "arguments": ""}}]}),
+                   chunk("m", {"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}),
+                   chunk("m", {"tool_calls": [{"index": 0, "function": {"arguments": '"Oslo"}'}}]})]
+        at = 1
+    events += [chunk("m", {"tool_calls": [{"index": at, "id": "call_c1", "type": "custom",
+                                           "custom": {"name": "run", "input": ""}}]}),
+               chunk("m", {"tool_calls": [{"index": at, "custom": {"input": 'ls -la "my'}}]}),
+               chunk("m", {"tool_calls": [{"index": at, "custom": {"input": ' dir"\n'}}]}),
+               chunk("m", {}, "tool_calls")]
+    return events
+
+
+async def _streamed(client: Any, **kw: Any) -> tuple[dict[int, dict[str, Any]], str | None]:
+    """The calls a chat stream adds up to, by index (as the openai SDK hands over a custom delta: an extra member),
+    and its finish reason."""
+    calls: dict[int, dict[str, Any]] = {}
+    finish = None
+    stream = await client.chat.completions.create(stream=True, **kw)
+    async for c in stream:
+        if not c.choices:
+            continue
+        for tc in c.choices[0].delta.tool_calls or []:
+            call = calls.setdefault(tc.index, {"id": "", "type": ""})
+            call["id"] = call["id"] or tc.id or ""
+            call["type"] = call["type"] or tc.type or ""
+            extra = tc.model_extra or {}
+            if isinstance(extra.get("custom"), dict):
+                piece = call.setdefault("custom", {"name": "", "input": ""})
+                piece["name"] += extra["custom"].get("name") or ""
+                piece["input"] += extra["custom"].get("input") or ""
+            if tc.function is not None:
+                fn = call.setdefault("function", {"name": "", "arguments": ""})
+                fn["name"] += tc.function.name or ""
+                fn["arguments"] += tc.function.arguments or ""
+        finish = c.choices[0].finish_reason or finish
+    return calls, finish
+
+
+@pytest.mark.parametrize("with_function", [False, True], ids=["custom only", "beside a function"])
+async def test_an_upstream_custom_call_comes_through_whole(fakes, router, with_function):
+    up = await fakes()
+    calls = [WEATHER_CALL, CALL] if with_function else [CALL]
+    up.push(Step(json=completion(None, "m", tool_calls=calls, finish_reason="tool_calls")))
+    r = await router(CFG.format(url=up.url))
+    tools = [CHAT_WEATHER, RUN] if with_function else [RUN]
+    out = await r.client().chat.completions.create(model="m", tools=tools,  # type: ignore[arg-type]
+                                                   messages=[{"role": "user", "content": "list files"}])
+    choice = out.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert [c.model_dump(exclude_none=True) for c in choice.message.tool_calls or []] == calls
+    assert up.requests[0].body["tools"] == tools  # the upstream got the custom tool as declared
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.01], ids=["one read", "piece by piece"])
+@pytest.mark.parametrize("with_function", [False, True], ids=["custom only", "beside a function"])
+async def test_an_upstream_custom_call_comes_through_streamed(fakes, router, with_function, interval):
+    up = await fakes()
+    up.push(Step(sse=_custom_stream(with_function), interval=interval))
+    r = await router(CFG.format(url=up.url))
+    tools = [CHAT_WEATHER, RUN] if with_function else [RUN]
+    calls, finish = await _streamed(r.client(), model="m", tools=tools,
+                                    messages=[{"role": "user", "content": "list files"}])
+    assert finish == "tool_calls"
+    at = 1 if with_function else 0
+    assert calls[at] == CALL
+    if with_function:
+        assert calls[0]["id"] == "call_w1" and calls[0]["type"] == "function"
+        assert calls[0]["function"]["name"] == "get_weather"
+        assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Oslo"}
+    assert sorted(calls) == list(range(2 if with_function else 1))
+
+
+TEXT_CALL = '<tool_call>\n{"name": "run", "arguments": {"input": "cat \\"a b.txt\\""}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_text_call_to_a_custom_tool_is_a_custom_call(fakes, router, stream):
+    """A model that knows only functions writes the call as the Responses route declares a custom tool (one string,
+    `input`): the client gets the custom call."""
+    up = await fakes()
+    if stream:
+        pieces = [TEXT_CALL[:30], TEXT_CALL[30:60], TEXT_CALL[60:]]
+        up.push(Step(sse=[chunk("m", {"role": "assistant", "content": ""}),
+                          *[chunk("m", {"content": p}) for p in pieces], chunk("m", {}, "stop")], interval=0.01))
+    else:
+        up.push(Step(json=completion(TEXT_CALL, "m")))
+    r = await router(CFG.format(url=up.url))
+    kw: dict[str, Any] = {"model": "m", "tools": [CHAT_WEATHER, RUN],
+                          "messages": [{"role": "user", "content": "show a b.txt"}]}
+    if stream:
+        calls, finish = await _streamed(r.client(), **kw)
+        got = [calls[k] for k in sorted(calls)]
+    else:
+        out = await r.client().chat.completions.create(**kw)
+        finish = out.choices[0].finish_reason
+        got = [c.model_dump(exclude_none=True) for c in out.choices[0].message.tool_calls or []]
+        assert not out.choices[0].message.content
+    assert finish == "tool_calls"
+    assert len(got) == 1 and got[0]["type"] == "custom" and got[0]["id"]
+    assert got[0]["custom"] == {"name": "run", "input": 'cat "a b.txt"'}
+
