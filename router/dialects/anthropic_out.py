@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from ..chat_types import content_text, int_or, member, obj
+from ..custom_tools import custom_of, function_description, input_of, input_schema
 from .common import arguments_object, check_number, data_url_parts, file_text, invalid, safe_id
 
 DEFAULT_MAX_TOKENS = 4096  # a model not known to be a Claude model (an Anthropic-compatible server's)
@@ -245,7 +246,12 @@ def _assistant_blocks(m: dict[str, Any]) -> list[dict[str, Any]]:
         blocks.append({"type": "text", "text": text})
     for call in m.get("tool_calls") or []:
         fn = call.get("function") if isinstance(call, dict) else None
-        if isinstance(fn, dict):
+        custom = call.get("custom") if isinstance(call, dict) and call.get("type") == "custom" else None
+        if isinstance(custom, dict):  # a custom tool's call: its input as the one string argument it is declared with
+            given = custom.get("input")
+            blocks.append({"type": "tool_use", "id": safe_id(call.get("id"), ""), "name": str(custom.get("name") or ""),
+                           "input": {"input": given if isinstance(given, str) else ""}})
+        elif isinstance(fn, dict):
             blocks.append({"type": "tool_use", "id": safe_id(call.get("id"), ""), "name": str(fn.get("name") or ""),
                            "input": arguments_object(fn.get("arguments"))})
     return blocks
@@ -282,6 +288,11 @@ def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, An
 
 
 def _tool(t: dict[str, Any]) -> dict[str, Any] | None:
+    custom = custom_of(t)
+    if custom is not None:  # a free-form tool: a tool taking one string, `input` (its grammar noted), as Responses
+        return {"name": custom["name"], "description": function_description(custom.get("description"),
+                                                                            custom.get("format")),
+                "input_schema": input_schema()}
     fn = t.get("function")
     if t.get("type", "function") != "function" or not isinstance(fn, dict) or not fn.get("name"):
         return None
@@ -311,6 +322,8 @@ def _tool_choice(choice: Any, parallel: Any, has_tools: bool) -> dict[str, Any] 
         out = {"type": "any"}
     elif isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         out = {"type": "tool", "name": choice["function"].get("name")}
+    elif isinstance(choice, dict) and isinstance(choice.get("custom"), dict):
+        out = {"type": "tool", "name": choice["custom"].get("name")}
     elif choice == "auto" or (parallel is False and has_tools):
         out = {"type": "auto"}
     else:
@@ -343,8 +356,9 @@ def usage(value: object) -> dict[str, Any]:
     return out
 
 
-def completion(msg: dict[str, Any], model: str | None = None) -> dict[str, Any]:
-    """A Messages response as a chat completion document."""
+def completion(msg: dict[str, Any], model: str | None = None, customs: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A Messages response as a chat completion document; a call to one of `customs` (the request's custom tools)
+    as a custom call."""
     texts: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -358,6 +372,10 @@ def completion(msg: dict[str, Any], model: str | None = None) -> dict[str, Any]:
             thinking.append(block["thinking"])
         elif kind == "tool_use":
             args = member(block, "input")
+            if block.get("name") in customs and isinstance(text := args.get("input"), str):
+                calls.append({"id": str(block.get("id") or ""), "type": "custom",
+                              "custom": {"name": block["name"], "input": text}})
+                continue
             calls.append({"id": str(block.get("id") or ""), "type": "function",
                           "function": {"name": str(block.get("name") or ""),
                                        "arguments": json.dumps(args, ensure_ascii=False)}})
@@ -390,8 +408,10 @@ def error_body(status: int, body: bytes) -> bytes:
 class MessagesToChunks:
     """Messages SSE events (parsed) in, OpenAI chat chunk SSE bytes out."""
 
-    def __init__(self, model: str | None, include_usage: bool) -> None:
+    def __init__(self, model: str | None, include_usage: bool, customs: frozenset[str] = frozenset()) -> None:
         self.model = model
+        self.customs = customs  # the request's custom tools: their calls go out as custom calls, input whole
+        self._custom: dict[int, list[str]] = {}  # a custom call's input pieces (JSON of `{"input": ...}`)
         self.include_usage = include_usage
         self.id = "chatcmpl-anthropic"
         self.created = int(time.time())
@@ -443,6 +463,11 @@ class MessagesToChunks:
             given = block.get("input")
             self._no_input[index] = json.dumps(given, ensure_ascii=False) if isinstance(given, dict) and given \
                 else "{}"
+            if block.get("name") in self.customs:
+                self._custom[index] = []
+                return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""),
+                                                    "type": "custom",
+                                                    "custom": {"name": block["name"], "input": ""}}]})
             return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""), "type": "function",
                                                 "function": {"name": str(block.get("name") or ""),
                                                              "arguments": ""}}]})
@@ -462,6 +487,9 @@ class MessagesToChunks:
             index = self._tool_index.get(int_or(doc.get("index")))
             if index is not None:
                 self._no_input.pop(index, None)
+                if index in self._custom:
+                    self._custom[index].append(delta["partial_json"])
+                    return b""
                 return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})
         return b""
 
@@ -470,9 +498,19 @@ class MessagesToChunks:
         without input as one empty piece), as the whole answer has it."""
         index = self._tool_index.get(int_or(doc.get("index")))
         given = None if index is None else self._no_input.pop(index, None)
+        if index is not None and index in self._custom:
+            return self._custom_input(index, given)
         if given is None:
             return b""
         return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": given}}]})
+
+    def _custom_input(self, index: int, given: str | None) -> bytes:
+        """A custom call's input, whole, as its block ends (from its pieces, else what its start carried)."""
+        pieces = self._custom.pop(index)
+        text = input_of("".join(pieces) if pieces else given or "{}")
+        if not text:
+            return b""
+        return self._chunk({"tool_calls": [{"index": index, "custom": {"input": text}}]})
 
     def _message_delta(self, doc: dict[str, Any]) -> bytes:
         self._usage.update({k: v for k, v in member(doc, "usage").items() if v is not None})
@@ -480,8 +518,10 @@ class MessagesToChunks:
         reason = delta.get("stop_reason")
         extra = {"stop_reason": delta["stop_sequence"]} if reason == "stop_sequence" and \
             isinstance(delta.get("stop_sequence"), str) else {}
-        out = b"".join(self._chunk({"tool_calls": [{"index": index, "function": {"arguments": given}}]})
+        out = b"".join(self._custom_input(index, given) if index in self._custom else
+                       self._chunk({"tool_calls": [{"index": index, "function": {"arguments": given}}]})
                        for index, given in self._no_input.items())  # blocks never stopped (Anthropic stops each)
+        out += b"".join(self._custom_input(index, None) for index in list(self._custom))
         self._no_input.clear()
         out += self._chunk({}, finish_reason(reason), **extra)
         if self.include_usage:

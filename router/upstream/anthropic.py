@@ -11,6 +11,7 @@ import aiohttp
 
 from .. import jsoncodec
 from ..config.model import ProviderConfig
+from ..custom_tools import custom_names
 from ..dialects import anthropic_out as wire
 from ..redact import safe_headers, scrub_body, scrub_literal
 from ..sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
@@ -39,7 +40,7 @@ class AnthropicReply:
 
     def __init__(self, resp: aiohttp.ClientResponse, model: str | None, stream: bool, include_usage: bool,
                  secret: str | tuple[str, ...] | None, idle: float | None = None,
-                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+                 max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES, customs: frozenset[str] = frozenset()) -> None:
         self._resp = resp
         self._watch = IdleWatch(resp, idle)  # the gaps in the body (see openai.client_timeout)
         self.status = resp.status
@@ -55,7 +56,8 @@ class AnthropicReply:
         self._read: bytes | None = None
         self._model = model
         self._secret = secret
-        self._translator = wire.MessagesToChunks(model, include_usage)
+        self._customs = customs  # the request's custom tools (their calls go back as custom calls)
+        self._translator = wire.MessagesToChunks(model, include_usage, customs)
         self._splitter = EventSplitter(max_event_bytes)
         self._pending: deque[bytes] = deque()
         self._eof = False
@@ -77,7 +79,7 @@ class AnthropicReply:
         if doc.get("type") == "error":  # a 200 carrying an error (some gateways): not an answer
             return wire.error_body(502, body)
         try:
-            return json.dumps(wire.completion(doc, self._model), ensure_ascii=False).encode()
+            return json.dumps(wire.completion(doc, self._model, self._customs), ensure_ascii=False).encode()
         except RecursionError:  # the upstream's fault, not the client's: an answer the router cannot translate
             return wire.error_body(502, json.dumps({"error": {"message": f"an answer nested deeper than "
                                                                        f"{DEPTH_NOTE}"}}).encode())
@@ -166,5 +168,6 @@ class AnthropicUpstream(HttpUpstream):
                                                     allow_redirects=False),
                                   self.config.policy.timeouts.first_byte)
         return AnthropicReply(resp, body.get("model"), stream, include_usage, self.secrets,
-                              self.config.policy.timeouts.idle, request.max_event_bytes)
+                              self.config.policy.timeouts.idle, request.max_event_bytes,
+                              custom_names(body.get("tools")))
 

@@ -1,7 +1,8 @@
 """OpenAI `custom` (free-form) tools on /v1/chat/completions. An OpenAI upstream's custom call (its input free-form
 text, not JSON) comes through repair as it was sent, whole or streamed, beside function calls; a call written in the
 model's text to a custom tool (a function of one string `input`, as the Responses route declares one) comes out as a
-custom call."""
+custom call. An Anthropic provider gets a custom tool as a tool of one string `input`, its calls back as custom
+calls, and a custom call in the history as its tool_use (the real API refuses a tool_result whose tool_use is gone)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.dialects.conftest import CHAT_WEATHER
+from tests.fakes.anthropic_upstream import API_KEY, AStep, message, stream_events
 from tests.fakes.openai_upstream import Step, chunk, completion
 
 CFG = """
@@ -132,3 +134,61 @@ async def test_a_text_call_to_a_custom_tool_is_a_custom_call(fakes, router, stre
     assert len(got) == 1 and got[0]["type"] == "custom" and got[0]["id"]
     assert got[0]["custom"] == {"name": "run", "input": 'cat "a b.txt"'}
 
+
+# --- an Anthropic provider ----------------------------------------------------------------------------------------
+
+ACFG = """
+providers:
+  claude: {{type: anthropic, base_url: '{url}', api_key: '{key}', retries: 0}}
+models:
+  - {{name: sonnet, provider: claude, model: claude-sonnet-4-5}}
+"""
+GRAMMAR_RUN = {"type": "custom", "custom": {"name": "run", "description": "Run a shell command.",
+                                            "format": {"type": "grammar",
+                                                       "grammar": {"syntax": "regex", "definition": "[a-z ]+"}}}}
+USE = {"type": "tool_use", "id": "toolu_01C", "name": "run", "input": {"input": 'ls -la "my dir"\n'}}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_custom_tool_reaches_anthropic_and_its_call_comes_back_custom(fake_anthropic, router, stream):
+    fake = await fake_anthropic()
+    blocks = [{"type": "text", "text": "Listing."}, USE]
+    fake.push(AStep(events=stream_events(blocks, "claude-sonnet-4-5", stop_reason="tool_use")) if stream else
+              AStep(json=message(blocks, "claude-sonnet-4-5", stop_reason="tool_use")))
+    r = await router(ACFG.format(url=fake.url, key=API_KEY))
+    kw: dict[str, Any] = {"model": "sonnet", "tools": [CHAT_WEATHER, GRAMMAR_RUN],
+                          "tool_choice": {"type": "custom", "custom": {"name": "run"}},
+                          "messages": [{"role": "user", "content": "list files"}]}
+    if stream:
+        calls, finish = await _streamed(r.client(), **kw)
+        got = [calls[k] for k in sorted(calls)]
+    else:
+        out = await r.client().chat.completions.create(**kw)
+        finish = out.choices[0].finish_reason
+        got = [c.model_dump(exclude_none=True) for c in out.choices[0].message.tool_calls or []]
+    assert finish == "tool_calls"
+    assert got == [{"id": "toolu_01C", "type": "custom", "custom": {"name": "run", "input": 'ls -la "my dir"\n'}}]
+    sent = fake.requests[0].body
+    run = next(t for t in sent["tools"] if t["name"] == "run")
+    assert run["input_schema"]["properties"]["input"]["type"] == "string"
+    assert run["input_schema"]["required"] == ["input"]
+    assert run["description"].startswith("Run a shell command.") and "[a-z ]+" in run["description"]
+    assert [t["name"] for t in sent["tools"]] == ["get_weather", "run"]
+    assert sent["tool_choice"]["type"] == "tool" and sent["tool_choice"]["name"] == "run"
+
+
+async def test_a_custom_call_in_the_history_reaches_anthropic_as_its_tool_use(fake_anthropic, router):
+    fake = await fake_anthropic()
+    r = await router(ACFG.format(url=fake.url, key=API_KEY))
+    out = await r.client().chat.completions.create(model="sonnet", tools=[RUN], messages=[  # type: ignore[arg-type]
+        {"role": "user", "content": "list files"},
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},  # type: ignore[list-item]
+        {"role": "tool", "tool_call_id": "call_c1", "content": "a.txt b.txt"},
+    ])
+    assert out.choices[0].message.content
+    assert fake.requests[0].body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "list files"}]},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "call_c1", "name": "run",
+                                           "input": {"input": 'ls -la "my dir"\n'}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_c1", "content": "a.txt b.txt"}]},
+    ]
