@@ -532,7 +532,7 @@ def _index(value: Any) -> int:
 def _kind(channel: tuple[Any, ...]) -> str:
     """What a channel carries: "call" (a call's arguments), or the kind of text ("content", "reasoning", ...)."""
     key = channel[1]
-    return "call" if key in ("arguments", "function_call") else _TEXT_KINDS.get(key, "content" if key in (
+    return "call" if key in ("arguments", "function_call", "input") else _TEXT_KINDS.get(key, "content" if key in (
         "text", "logprobs") else "reasoning")
 
 
@@ -700,6 +700,12 @@ class ItemGate:
                 call["id"] = scrub_text(call["id"], secrets)
             fn = call.get("function")
             if type(fn) is not dict:
+                custom = call.get("custom")  # a custom (free-form) tool's call: its input is read like arguments
+                if type(custom) is dict:
+                    if type(custom.get("name")) is str:
+                        custom["name"] = scrub_text(custom["name"], secrets)
+                    if type(custom.get("input")) is str:
+                        found.append(((index, "input", _index(call.get("index", 0))), custom, "input"))
                 continue
             if type(fn.get("name")) is str:
                 fn["name"] = scrub_text(fn["name"], secrets)
@@ -729,6 +735,8 @@ class ItemGate:
                 continue
             if key == "arguments":
                 delta: dict[str, Any] = {"tool_calls": [{"index": channel[2], "function": {"arguments": text}}]}
+            elif key == "input":
+                delta = {"tool_calls": [{"index": channel[2], "custom": {"input": text}}]}
             elif key == "function_call":
                 delta = {"function_call": {"arguments": text}}
             elif key == "reasoning_details":

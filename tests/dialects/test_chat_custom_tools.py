@@ -192,3 +192,32 @@ async def test_a_custom_call_in_the_history_reaches_anthropic_as_its_tool_use(fa
                                            "input": {"input": 'ls -la "my dir"\n'}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_c1", "content": "a.txt b.txt"}]},
     ]
+
+
+SECRET = "sk-custom-provider-key-0123456789"
+
+
+@pytest.mark.parametrize("repair", ["on", "off"])
+async def test_a_provider_key_in_a_streamed_custom_input_is_redacted(fakes, router, repair):
+    """A custom call's free-form input is text the client reads like a function's arguments: the provider's key in
+    it is redacted, also when the upstream cuts it between two pieces."""
+    up = await fakes()
+    events = [chunk("m", {"role": "assistant", "content": None}),
+              chunk("m", {"tool_calls": [{"index": 0, "id": "call_c1", "type": "custom",
+                                          "custom": {"name": "run", "input": ""}}]}),
+              chunk("m", {"tool_calls": [{"index": 0, "custom": {"input": "curl -H 'key: " + SECRET[:12]}}]}),
+              chunk("m", {"tool_calls": [{"index": 0, "custom": {"input": SECRET[12:] + "' x"}}]}),
+              chunk("m", {}, "tool_calls")]
+    up.push(Step(sse=events, interval=0.01))
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, api_key: '{SECRET}'}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    calls, finish = await _streamed(r.client(), model="m", tools=[RUN], extra_headers={"x-agentgate-repair": repair},
+                                    messages=[{"role": "user", "content": "list files"}])
+    assert finish == "tool_calls"
+    text = calls[0]["custom"]["input"]
+    assert SECRET not in text and SECRET[:12] not in text and "[redacted]" in text, text
+    assert text.startswith("curl -H 'key: ") and text.endswith("' x")
