@@ -282,7 +282,8 @@ def _choice(tool_choice: Any, index: ToolIndex) -> tuple[str, str | None]:
     if tool_choice in ("required", "any"):
         return "required", None
     if isinstance(tool_choice, dict):
-        fn = json_object(tool_choice.get("function"), tool_choice)
+        # {"type": "function", "function": {"name"}}, a custom tool's {"type": "custom", "custom": {"name"}}, or bare
+        fn = json_object(tool_choice.get("function", tool_choice.get("custom")), tool_choice)
         name = fn.get("name")
         if isinstance(name, str) and name:
             return "named", index.resolve(name) or name

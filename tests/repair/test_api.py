@@ -219,6 +219,11 @@ def test_tool_choice_named_and_required() -> None:
     assert r.tool_calls == [] and {e.kind for e in r.errors} == {"not_allowed", "no_call"}
     ok = repair_message(render("hermes", RF), TOOLS, tool_choice="required")
     assert len(ok.tool_calls) == 1 and ok.errors == []
+    # a custom tool named (OpenAI's {"type": "custom", "custom": {"name"}}; the router hands its tool over as a
+    # function of one string `input`): a call to another tool is not what was asked for
+    r = repair_message(render("hermes", [("get_time", {})]), TOOLS,
+                       tool_choice={"type": "custom", "custom": {"name": "read_file"}})
+    assert r.tool_calls == [] and {e.kind for e in r.errors} == {"not_allowed", "no_call"}
 
 
 def test_parallel_false_keeps_first_and_drops_markup() -> None:
