@@ -42,7 +42,14 @@ from .chat_types import (
 )
 from .config.model import RepairPolicy
 from .context import RequestContext
-from .custom_tools import StreamCalls, call_as_custom, call_as_function, custom_names, functions_view
+from .custom_tools import (
+    StreamCalls,
+    call_as_custom,
+    call_as_function,
+    custom_names,
+    custom_of,
+    functions_view,
+)
 from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
@@ -348,7 +355,7 @@ def _feedback(body: dict[str, Any], result: RepairResult, raw_text: str) -> dict
     """The retry request: the invalid output plus what was wrong with it."""
     problems = "; ".join(f"{e.kind}: {e.detail}" if e.detail else e.kind for e in result.errors) or \
         "a tool call was required but none was made"
-    names = ", ".join(str(member(t, "function").get("name", "?")) for t in ChatRequest.of(body).tools
+    names = ", ".join(str((custom_of(t) or member(t, "function")).get("name", "?")) for t in ChatRequest.of(body).tools
                       if isinstance(t, dict))
     messages = [*body.get("messages", []), {"role": "assistant", "content": raw_text or ""},
                 {"role": "user", "content": f"Your previous reply did not contain a valid tool call ({problems}). "

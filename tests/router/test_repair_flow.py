@@ -313,3 +313,16 @@ async def test_a_call_never_reuses_an_id_the_conversation_holds(fakes, router, s
         assert len(got) == 1
         ids.append(got[0])
     assert ids[0] not in ("call_0", "") and ids[1] == "call_1"
+
+
+async def test_retry_feedback_names_custom_tools_too(fakes, router):
+    """The retry request lists the tools the model may call by name, a custom (free-form) tool's included."""
+    up = await fakes()
+    up.push(Step(json=completion("It is sunny.", "m")),
+            Step(json=completion('{"name": "get_weather", "arguments": {"city": "Nice"}}', "m")))
+    r = await router(cfg(up.url, "{on_failure: retry, retries: 2}"))
+    tools = [*WEATHER, {"type": "custom", "custom": {"name": "run_shell"}}]
+    resp = await r.client().chat.completions.create(model="m", messages=MSGS, tools=tools,  # type: ignore[arg-type]
+                                                    tool_choice="required")
+    assert resp.choices[0].message.tool_calls
+    assert "one of: get_weather, run_shell," in up.requests[1].body["messages"][-1]["content"]
