@@ -8,6 +8,7 @@ document into a Messages response; `MessagesStream` turns chunk documents into t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -574,12 +575,19 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]], server: tuple[str, ...
 
 # --- response ----------------------------------------------------------------------------------------------------
 
-def tool_use_id(call_id: object) -> str:
-    """Anthropic-style ids: kept when they are already `toolu_…`, fresh otherwise."""
-    if isinstance(call_id, str) and call_id.startswith("toolu_") and call_id.replace("-", "").replace("_", "") \
-            .isalnum():
-        return call_id
-    return new_id("toolu_")
+_TOOL_USE_ID = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def tool_use_id(call_id: object, used: set[str] | None = None) -> str:
+    """A tool_use block's id: the upstream's call id when Anthropic takes it (`^[a-zA-Z0-9_-]+$`) and the answer
+    has not used it yet (`used`, which it joins), else a fresh `toolu_…`. The upstream's own id is kept because the
+    client sends it back with the call in its history: an upstream that checks its ids (Mistral's: 9 letters and
+    digits) refuses one it did not make."""
+    if type(call_id) is not str or not _TOOL_USE_ID.fullmatch(call_id) or (used is not None and call_id in used):
+        call_id = new_id("toolu_")
+    if used is not None:
+        used.add(call_id)
+    return call_id
 
 
 def stop_reason(finish: Any, hint: Any, stop_sequences: list[str], has_tools: bool,
@@ -614,8 +622,9 @@ def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> di
     text = "\n\n".join(t for t in (done.text, done.refusal) if t.strip())  # a refusal is what it says
     if text:
         blocks.append({"type": "text", "text": text})
+    ids: set[str] = set()
     for call in done.tool_calls:
-        blocks.append({"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
+        blocks.append({"type": "tool_use", "id": tool_use_id(call.id, ids), "name": call.name,
                        "input": arguments_object(call.arguments)})
     reason, sequence = stop_reason(done.finish_reason, done.stop_reason, stop_sequences, bool(done.tool_calls),
                                    bool(done.refusal))
@@ -640,6 +649,7 @@ class MessagesStream(ChunkEncoder):
         self._index = -1
         self._open: str | None = None  # "text" | "thinking" | "tool_use"
         self._saw_tool = False
+        self._ids: set[str] = set()  # the tool_use ids given so far
         self._refused = False
         self._texted = False  # some text went out
         self._out_bytes = 0
@@ -721,8 +731,8 @@ class MessagesStream(ChunkEncoder):
 
     def _call_start(self, call: ToolFragment) -> list[bytes]:
         self._saw_tool = True
-        out = self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
-                                            "input": {}})
+        out = self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id, self._ids),
+                                            "name": call.name, "input": {}})
         if self._unrepaired:  # (a repaired call's arguments are JSON already)
             self._input = _InputJson()
         return out

@@ -86,7 +86,7 @@ async def test_broken_tool_call_becomes_tool_use_and_tool_result_round_trips(fak
     assert msg.stop_reason == "tool_use"
     assert [b.type for b in msg.content] == ["tool_use"]
     use = msg.content[0]
-    assert use.type == "tool_use" and use.id.startswith("toolu_")
+    assert use.type == "tool_use" and use.id.startswith("call_")  # the id the repair gave the call
     assert (use.name, use.input) == ("get_weather", {"city": "Paris"})
     assert up.requests[0].body["tools"] == [CHAT_WEATHER] and up.requests[0].body["tool_choice"] == "required"
 
@@ -151,7 +151,7 @@ async def test_stream_broken_tool_arguments_arrive_as_valid_tool_use(fakes, rout
     assert final.stop_reason == "tool_use"
     assert [b.type for b in final.content] == ["text", "tool_use"]
     use = final.content[1]
-    assert use.type == "tool_use" and use.input == {"city": "Paris"} and use.id.startswith("toolu_")
+    assert use.type == "tool_use" and use.input == {"city": "Paris"} and use.id == "call_1"  # the upstream's id
 
     events = await raw_events(r.url, {"model": "m", "max_tokens": 64, "stream": True, "tools": [ANTHROPIC_WEATHER],
                                       "messages": [{"role": "user", "content": "weather?"}]})

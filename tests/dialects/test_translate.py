@@ -102,7 +102,7 @@ def test_messages_stream_drops_whitespace_before_a_call_and_orders_blocks() -> N
                                    "content_block_stop", "message_delta", "message_stop"]
     assert evs[0][1]["message"]["usage"]["input_tokens"] == 3
     first, second = evs[2][1]["content_block"], evs[5][1]["content_block"]
-    assert first["type"] == "tool_use" and first["id"].startswith("toolu_") and evs[2][1]["index"] == 0
+    assert first["type"] == "tool_use" and first["id"] == "call_x" and evs[2][1]["index"] == 0
     assert second["id"] == "toolu_keep" and evs[5][1]["index"] == 1
     # no usage from the upstream: estimated from the 12 bytes generated (the text and both calls' arguments)
     assert evs[8][1]["delta"]["stop_reason"] == "tool_use" and evs[8][1]["usage"]["output_tokens"] == 3
@@ -179,3 +179,24 @@ def test_messages_stream_estimates_output_tokens_of_a_call_without_usage() -> No
         "name": "get_weather", "arguments": '{"city": "' + "Paris " * 20 + '"}'}}]}, "finish_reason": "tool_calls"}]})
     delta = next(d for e, d in events(s.finish()) if e == "message_delta")
     assert delta["usage"]["output_tokens"] > 10 and delta["delta"]["stop_reason"] == "tool_use"
+
+
+def test_tool_use_keeps_the_upstreams_call_id_anthropic_takes() -> None:
+    """The client sends a tool_use id back with the call: the upstream's own id is kept where Anthropic's pattern
+    (`^[a-zA-Z0-9_-]+$`) takes it (Mistral refuses any id but its 9 letters and digits: a `toolu_…` made here
+    broke every second turn); a missing, repeated or unfit one (Kimi's `functions.f:0`) gets a fresh `toolu_…`."""
+    ids = ["D681PevKs", "call_00_abc", "D681PevKs", "functions.get_weather:0", None]
+    calls = [{"id": i, "type": "function", "function": {"name": "f", "arguments": "{}"}} if i else
+             {"type": "function", "function": {"name": "f", "arguments": "{}"}} for i in ids]
+    doc = {"choices": [{"index": 0, "finish_reason": "tool_calls",
+                        "message": {"role": "assistant", "content": None, "tool_calls": calls}}]}
+    whole = [b["id"] for b in anthropic_in.to_message(doc, "m", [])["content"]]
+    s = anthropic_in.MessagesStream("m", [])
+    out = s.feed(chunk({"role": "assistant", "content": ""}))
+    for k, call in enumerate(calls):
+        out += s.feed(chunk({"tool_calls": [{"index": k, **call}]}))
+    out += s.feed(chunk({}, "tool_calls")) + s.finish()
+    streamed = [d["content_block"]["id"] for e, d in events(out) if e == "content_block_start"]
+    for got in (whole, streamed):
+        assert got[:2] == ["D681PevKs", "call_00_abc"]
+        assert all(i.startswith("toolu_") for i in got[2:]) and len(set(got)) == 5
