@@ -389,6 +389,7 @@ class _Blocks:
     tool_msgs: list[dict[str, Any]] = field(default_factory=list)
     parts: list[dict[str, Any]] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)  # an assistant's thinking, as this router gave it
 
     def add(self, block: Any, where: str, role: str, req: MessagesRequest) -> None:
         btype = block.get("type") if isinstance(block, dict) else None
@@ -420,13 +421,26 @@ class _Blocks:
             self.parts.extend(images)
         elif btype == "tool_use":
             self.calls.append(_tool_use(block, where, req))
-        # thinking / redacted_thinking: earlier turns' reasoning is not sent back to the model
+        elif btype == "thinking" and role == "assistant" and not block.get("signature") \
+                and isinstance(block.get("thinking"), str) and block["thinking"]:
+            # The reasoning this router gave the client (unsigned: no model of Anthropic's made it) goes back as the
+            # message's `reasoning_content`, as the upstream that wrote it wants it (DeepSeek's thinking mode refuses
+            # a tool loop without it; chat templates render it, so an engine's prompt is the one it generated). Only
+            # such reasoning is sent: a conversation with a model that gives none (OpenAI's, whose API refuses
+            # fields it does not know) never has any. Signed thinking (Anthropic's own) and redacted_thinking
+            # (encrypted) are not sent as text; an Anthropic upstream gets none of it (the chat form's
+            # `reasoning_content` is not read there).
+            self.reasoning.append(block["thinking"])
+            req.text_bytes += len(block["thinking"].encode())
+        # other thinking / redacted_thinking: not sent back to the model
 
     def assistant(self) -> dict[str, Any]:
         text = "".join(p["text"] for p in self.parts if p["type"] == "text")
         msg: dict[str, Any] = {"role": "assistant", "content": text or (None if self.calls else "")}
         if self.calls:
             msg["tool_calls"] = self.calls
+        if self.reasoning:
+            msg["reasoning_content"] = "".join(self.reasoning)
         return msg
 
     def user(self) -> list[dict[str, Any]]:

@@ -658,8 +658,9 @@ class Turn:
     text_bytes: int = 0
     images: int = 0
     dropped: tuple[str, ...] = ()
-    kind: str = ""  # how a dialect places it (Responses: "tool", "message", "call" or "skip")
-    extra: tuple[dict[str, Any], ...] = ()  # a dialect's other pieces (Responses: the call; a tool's images)
+    kind: str = ""  # how a dialect places it (Responses: "tool", "message", "call", "reasoning" or "skip")
+    extra: tuple[dict[str, Any], ...] = ()  # a dialect's other pieces (Responses: the call; a tool's images; the
+    # reasoning's text)
     loads: tuple[str, ...] = ()  # the deferred tools it loads (Messages: `tool_reference` blocks)
 
 

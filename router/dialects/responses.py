@@ -327,7 +327,7 @@ def _append_call(out: list[dict[str, Any]], call: dict[str, Any],
     if last is not None and last["role"] == "assistant" and not isinstance(last.get("content"), list):
         if last is not owned:  # a kept translation: shared, read-only
             last = out[-1] = {**last, "tool_calls": list(last.get("tool_calls", []))}
-        last["tool_calls"].append(call)
+        last.setdefault("tool_calls", []).append(call)  # (one owned for its reasoning may have none yet)
         if last.get("content") == "":
             last["content"] = None
         return last
@@ -382,11 +382,16 @@ def _input_items(items: list[Any], dropped: Dropped, history: HistoryMemo) -> li
     out: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []  # returned by the tool outputs just read; shown once they end
     owned: dict[str, Any] | None = None  # the assistant message this request made for calls
+    reasoning: list[str] = []  # the reasoning items just read: they go with the assistant message that follows
     for i, item in enumerate(items):
         turn = history.get(item, _item_turn, i) if isinstance(item, dict) else _item_turn(item, i)
+        if turn.kind == "reasoning":
+            reasoning.append(turn.extra[0]["text"])
+            continue
         if turn.kind == "tool":
             out += turn.messages
             images += turn.extra
+            reasoning = []
             continue
         if images:
             out.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
@@ -396,6 +401,10 @@ def _input_items(items: list[Any], dropped: Dropped, history: HistoryMemo) -> li
             owned = _append_message(out, turn.messages, owned)
         elif turn.kind == "call":
             owned = _append_call(out, turn.extra[0], owned)
+        if reasoning and turn.kind in ("message", "call"):
+            if out[-1]["role"] == "assistant":
+                owned = _with_reasoning(out, reasoning, owned)
+            reasoning = []
         for kind in turn.dropped:
             dropped.add(kind)
     if images:
@@ -424,11 +433,45 @@ def _item_turn(item: Any, i: int) -> Turn:
         return Turn(({"role": "system" if role == "developer" else role, "content": content},), kind="message")
     if kind in ("function_call", "custom_tool_call"):
         return Turn((), kind="call", extra=(_call_of(item, where),))
-    if kind == "reasoning":
-        return Turn((), kind="skip")  # earlier reasoning is not sent back to the model
+    if kind == "reasoning":  # goes with the assistant message that follows it (see `_input_items`)
+        text = reasoning_text(item)
+        return Turn((), kind="reasoning", extra=({"text": text},)) if text else Turn((), kind="skip")
     if kind in _HOSTED_CALL_ITEMS:
         return Turn((), kind="skip", dropped=(str(kind),))
     raise invalid(f"{where}: input item type {kind!r} is not supported.", "input", "unsupported_input_item")
+
+
+def reasoning_text(item: dict[str, Any]) -> str:
+    """The text of a reasoning item as this router makes them (`content` of `reasoning_text` parts, else its
+    `summary`), sent back as the next assistant message's `reasoning_content`, as the upstream that wrote it wants it
+    (DeepSeek's thinking mode refuses a tool loop without it; chat templates render it, so an engine's prompt is
+    the one it generated). "" for an item with `encrypted_content` (OpenAI's own: its text is not what its model
+    reads back, and OpenAI's chat API refuses fields it does not know); a conversation with a model that gives no
+    reasoning never has any. An Anthropic upstream gets none of it (the chat form's `reasoning_content` is not
+    read there)."""
+    if item.get("encrypted_content"):
+        return ""
+    for key, part_type in (("content", "reasoning_text"), ("summary", "summary_text")):
+        parts = item.get(key)
+        if isinstance(parts, list):
+            text = "".join(p["text"] for p in parts if isinstance(p, dict) and p.get("type") == part_type
+                           and isinstance(p.get("text"), str))
+            if text:
+                return text
+    return ""
+
+
+def _with_reasoning(out: list[dict[str, Any]], reasoning: list[str], owned: dict[str, Any] | None,
+                    ) -> dict[str, Any] | None:
+    """The reasoning items read just before the assistant message last in `out` as its `reasoning_content` (a copy
+    of the message, unless it is `owned`: made by this request); returns the message calls join."""
+    last = out[-1]
+    if last is not owned:  # (a kept translation: shared, read-only)
+        last = out[-1] = {**last, "tool_calls": list(last["tool_calls"])} if "tool_calls" in last else dict(last)
+    before = last.get("reasoning_content")
+    text = "".join(reasoning)
+    last["reasoning_content"] = before + text if isinstance(before, str) else text
+    return last
 
 
 def _function(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | None]:
@@ -739,6 +782,9 @@ def assistant_message(items: list[dict[str, Any]]) -> dict[str, Any] | None:
     msg: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         msg["tool_calls"] = calls
+    reasoning = "".join(reasoning_text(it) for it in items if it["type"] == "reasoning")
+    if reasoning:  # (as the same items sent back as input give it: see `reasoning_text`)
+        msg["reasoning_content"] = reasoning
     return msg
 
 

@@ -34,7 +34,7 @@ models:
     assert msg.stop_reason == "tool_use"
     uses = [b for b in msg.content if b.type == "tool_use"]
     assert len(uses) == 1 and uses[0].name == "get_weather" and uses[0].input == {"city": "Paris"}
-    assert uses[0].id.startswith("toolu_") and msg.usage.input_tokens > 0
+    assert uses[0].id.startswith("call_") and msg.usage.input_tokens > 0  # the engine's id, kept
 
     async with c.messages.stream(model="tiny", max_tokens=64, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
                                  messages=ask) as s:  # type: ignore[arg-type]
@@ -83,3 +83,35 @@ models:
                                                             stream=True):
         ends += [(c.finish_reason, (c.model_extra or {}).get("stop_reason")) for c in chunk.choices if c.finish_reason]
     assert ends == [("stop", "END")]
+
+
+THINKING_SCRIPT = ('<think>\nThe user wants the weather in Paris, so I call the tool.\n</think>\n\n\n<tool_call>\n'
+                   '{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>')
+
+
+@pytest.fixture(scope="module")
+def thinking_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tiny.build_tiny_model(tmp_path_factory.mktemp("dialect-tiny") / "think", script=THINKING_SCRIPT))
+
+
+async def test_thinking_sent_back_keeps_the_engines_prompt_cache(router, thinking_model, tmp_path):
+    """The engine's reasoning, sent back as a thinking block, is rendered where the model wrote it (the chat
+    template renders `reasoning_content`), so the next turn's prompt begins with the tokens the engine generated
+    and its prefix cache serves them; dropped, the prompt left the model's turn at its first token."""
+    r = await router(f"""
+engines: {{runtime_dir: '{tmp_path / "run"}'}}
+models:
+  - {{name: tiny, engine: mlx, model: '{thinking_model}', start_timeout: 60, engine_args: ['--no-constrain']}}
+""")
+    c = claude(r.url)
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    first = await c.messages.create(model="tiny", max_tokens=64, tools=[ANTHROPIC_WEATHER],  # type: ignore[list-item]
+                                    messages=ask)  # type: ignore[arg-type]
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    use = first.content[1]
+    prompt = first.usage.input_tokens + (first.usage.cache_read_input_tokens or 0)
+    second = await c.messages.create(model="tiny", max_tokens=8, tools=[ANTHROPIC_WEATHER], messages=[  # type: ignore
+        *ask, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18C"}]}])
+    # the whole first turn, its thinking and its call included, came from the cache
+    assert (second.usage.cache_read_input_tokens or 0) >= prompt + first.usage.output_tokens - 2

@@ -119,7 +119,7 @@ async def test_input_items_translate(fakes, router):
         {"role": "user", "content": [{"type": "text", "text": "look"},
                                      {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA",
                                                                          "detail": "low"}}]},
-        {"role": "assistant", "content": "calling", "tool_calls": [
+        {"role": "assistant", "content": "calling", "reasoning_content": "thought", "tool_calls": [
             {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Rome"}'}}]},
         {"role": "tool", "tool_call_id": "call_a", "content": "rainy"},
     ]

@@ -132,7 +132,8 @@ def test_responses_stream_reasoning_then_text() -> None:
     final = evs[-1][1]["response"]
     assert final["status"] == "incomplete" and final["incomplete_details"] == {"reason": "max_output_tokens"}
     assert [o["type"] for o in final["output"]] == ["reasoning", "message"]
-    assert responses.assistant_message(final["output"]) == {"role": "assistant", "content": "ok"}
+    assert responses.assistant_message(final["output"]) == {"role": "assistant", "content": "ok",
+                                                             "reasoning_content": "hm"}
 
 
 def test_anthropic_events_to_chunks() -> None:
