@@ -431,6 +431,9 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
             if policy.on_failure == "error":
                 raise _invalid_error(result)
         new_msg = result.message()
+        if "tool_calls" in new_msg and (extras := _call_extras(msg.get("tool_calls"))):
+            new_msg["tool_calls"] = [{**c, "extra_content": extras[c["id"]]} if c["id"] in extras else c
+                                     for c in new_msg["tool_calls"]]
         if names is not None and "tool_calls" in new_msg:
             new_msg["tool_calls"] = [call_as_custom(c, names) for c in new_msg["tool_calls"]]
         if "reasoning_content" not in msg and msg.get("reasoning") and "reasoning_content" in new_msg:
@@ -440,6 +443,24 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
         choice["finish_reason"] = _finish_reason(choice.get("finish_reason"), bool(result.tool_calls))
         kinds.update(made)
     return sorted(kinds)
+
+
+def _call_extras(calls: object) -> dict[str, Any]:
+    """The `extra_content` of an upstream's structured calls by their ids (Gemini 3's thought signature,
+    `{"google": {"thought_signature": ...}}`, which Gemini refuses the next turn without): a repaired call keeps its
+    upstream's id, and with it its `extra_content`."""
+    if not isinstance(calls, list):
+        return {}
+    return {c["id"]: c["extra_content"] for c in calls if isinstance(c, dict) and "extra_content" in c
+            and isinstance(c.get("id"), str)}
+
+
+def _extra_content(deltas: tuple[dict[str, Any], ...]) -> bool:
+    """Whether an upstream's call deltas carry `extra_content` (see `_Envelope.note_extras`)."""
+    for d in deltas:  # noqa: SIM110 - a loop: no generator per chunk
+        if "extra_content" in d:
+            return True
+    return False
 
 
 # --- streams -----------------------------------------------------------------------------------------------------
@@ -464,6 +485,12 @@ class _Envelope:
         self.raw_size = 0  # characters of upstream content kept as the raw text (for a re-ask or the capture)
         self.raw_text = ""  # that text, once the stream ended
         self.customs: StreamCalls | None = None  # the request's custom tools' calls (see `_CustomEnvelope`)
+        # the upstream calls' `extra_content` not sent yet, by call id (or index, without one); None until an
+        # upstream call carries some (see `note_extras`)
+        self.extras: dict[str | int, Any] | None = None
+        self._extra_ids: dict[Any, str] = {}  # upstream call index -> id (once `extras` is on)
+        self._headers: dict[str, int] = {}  # the id of each call whose header went out -> its index
+        self._late: list[dict[str, Any]] = []  # `extra_content` deltas for calls whose header went out before it
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
@@ -493,7 +520,45 @@ class _Envelope:
         deltas, calls = stream_deltas(events)
         if calls:
             self.calls_sent = True
+            self._headed(deltas)
+        if self._late:
+            deltas += self._late
+            self._late = []
         return [StreamChunk(head, d) for d in deltas]
+
+    def _headed(self, deltas: list[dict[str, Any]]) -> None:
+        """The calls whose header `deltas` send, noted; the `extra_content` their upstream calls carried goes on
+        the header."""
+        extras = self.extras
+        for d in deltas:
+            for call in d.get("tool_calls") or ():
+                if "id" in call:
+                    self._headers[call["id"]] = call["index"]
+                    if extras:
+                        key = call["id"] if call["id"] in extras else call["index"]
+                        if key in extras:
+                            call["extra_content"] = extras.pop(key)
+
+    def note_extras(self, deltas: tuple[dict[str, Any], ...]) -> None:
+        """An upstream's call deltas with `extra_content` (Gemini 3's thought signature, which it refuses the
+        next turn without): each goes on its call's header, or right after it when the header went out already
+        (it is not repaired: passed on as it came). Streams whose calls carry none never come here."""
+        if self.extras is None:
+            self.extras = {}
+        for d in deltas:
+            index = d.get("index", 0)
+            call_id = d.get("id")
+            if isinstance(call_id, str) and call_id:
+                self._extra_ids[index] = call_id
+            else:
+                call_id = self._extra_ids.get(index)
+            if "extra_content" not in d:
+                continue
+            if call_id is not None and call_id in self._headers:
+                self._late.append({"tool_calls": [{"index": self._headers[call_id],
+                                                   "extra_content": d["extra_content"]}]})
+            else:
+                self.extras[call_id if call_id is not None else index] = d["extra_content"]
 
     def refused(self, text: str, max_chars: int) -> StreamChunk | None:
         """A piece of the upstream's refusal (passed on as it came: nothing in it is repaired), kept to go out
@@ -509,8 +574,10 @@ class _Envelope:
         return chunk
 
     def closing(self) -> list[StreamChunk]:
-        """What the stream's end completes beside the repairer's last events (see `_CustomEnvelope`)."""
-        return []
+        """What the stream's end completes beside the repairer's last events (see `_CustomEnvelope`): the
+        `extra_content` of calls that still waits."""
+        late, self._late = self._late, []
+        return [self.stream_chunk(d) for d in late]
 
     def absorb(self, doc: dict[str, Any]) -> None:
         """The upstream chunk's envelope members and usage (which the reader already counted: `UpstreamReader`)."""
@@ -545,7 +612,7 @@ class _CustomEnvelope(_Envelope):
         return out
 
     def closing(self) -> list[StreamChunk]:
-        return [self.stream_chunk(d) for d in self.calls.flush()]
+        return [*[self.stream_chunk(d) for d in self.calls.flush()], *super().closing()]
 
 
 async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: bool, attempts: int,
@@ -665,6 +732,8 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
     if part.content:
         events += _content(repairer, part.content, env, raw, max_chars)
     if part.tool_deltas:
+        if env.extras is not None or _extra_content(part.tool_deltas):
+            env.note_extras(part.tool_deltas)
         customs = env.customs
         events += repairer.feed_tool_calls(part.tool_deltas if customs is None else customs.upstream(part.tool_deltas))
     return events

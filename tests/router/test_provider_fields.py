@@ -1,0 +1,100 @@
+"""What providers put beside the standard fields of an answer, which their next turn needs back, survives tool-call
+repair, streamed (event by event, or come whole in one read) as non-stream:
+
+- Gemini 3's thought signature on each call (`extra_content: {"google": {"thought_signature": ...}}`): without it
+  Gemini refuses the next turn (400 "Function call is missing a thought_signature in functionCall parts").
+  Before, repair rebuilt the calls without it, streamed or not.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes.openai_upstream import Step, chunk, completion
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+SIG = {"google": {"thought_signature": "CiQBjz1rX0Ex4mPl3EfSiG=="}}
+SIG2 = {"google": {"thought_signature": "Second=="}}
+CFG = """
+providers:
+  lab: {{type: openai, base_url: '{url}', retries: 0}}
+models:
+  - {{name: m, provider: lab}}
+"""
+
+
+def _call(cid: str, city: str, extra: Any = None) -> dict[str, Any]:
+    call: dict[str, Any] = {"id": cid, "type": "function",
+                            "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
+    if extra is not None:
+        call["extra_content"] = extra
+    return call
+
+
+async def _post(url: str, stream: bool) -> dict[str, Any]:
+    """The assistant message the client gets (streamed: assembled from the deltas, every member of a call's
+    deltas and of the deltas kept, as a client that keeps what it does not know does)."""
+    body = {"model": "m", "stream": stream, "messages": [{"role": "user", "content": "Weather?"}], "tools": WEATHER}
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200
+        if not stream:
+            return dict((await resp.json())["choices"][0]["message"])
+        text = (await resp.read()).decode()
+    msg: dict[str, Any] = {}
+    calls: dict[int, dict[str, Any]] = {}
+    for event in text.split("\n\n"):
+        if not event.startswith("data: ") or event == "data: [DONE]":
+            continue
+        for choice in json.loads(event[6:])["choices"]:
+            for key, value in choice["delta"].items():
+                if key == "tool_calls":
+                    for d in value:
+                        call = calls.setdefault(d["index"], {"function": {"name": "", "arguments": ""}})
+                        for k, v in d.items():
+                            if k == "function":
+                                call["function"]["name"] += v.get("name") or ""
+                                call["function"]["arguments"] += v.get("arguments") or ""
+                            elif k != "index":
+                                call[k] = v
+                elif key == "reasoning_details":
+                    msg.setdefault(key, []).extend(value)
+                elif isinstance(value, str) and key not in ("role",):
+                    msg[key] = msg.get(key, "") + value
+    if calls:
+        msg["tool_calls"] = [calls[k] for k in sorted(calls)]
+    return msg
+
+
+def _gemini(stream: bool | str, late: bool = False) -> Step:
+    """Two calls, each with its signature: on the header delta, or (`late`) on a later fragment of the call."""
+    calls = [_call("function-call-1", "Paris", SIG), _call("function-call-2", "Lyon", SIG2)]
+    if not stream:
+        return Step(json=completion(None, "m", tool_calls=calls, finish_reason="tool_calls"))
+    events: list[Any] = [chunk("m", {"role": "assistant", "content": ""})]
+    for k, c in enumerate(calls):
+        if late:
+            head = {"index": k, "id": c["id"], "type": "function", "function": {"name": "get_weather",
+                                                                                "arguments": ""}}
+            events += [chunk("m", {"tool_calls": [head]}),
+                       chunk("m", {"tool_calls": [{"index": k, "function": {"arguments": c["function"]["arguments"]},
+                                                   "extra_content": c["extra_content"]}]})]
+        else:
+            events.append(chunk("m", {"tool_calls": [{**c, "index": k}]}))
+    events.append(chunk("m", {}, "tool_calls"))
+    return Step(sse=events, interval=0.02 if stream == "events" else 0.0)
+
+
+@pytest.mark.parametrize(("stream", "late"), [(False, False), ("whole", False), ("events", False), ("whole", True),
+                                              ("events", True)])
+async def test_a_calls_thought_signature_survives_repair(fakes, router, stream, late):
+    up = await fakes()
+    up.push(_gemini(stream, late))
+    r = await router(CFG.format(url=up.url))
+    msg = await _post(r.url, bool(stream))
+    got = [(c["id"], c.get("extra_content")) for c in msg["tool_calls"]]
+    assert got == [("function-call-1", SIG), ("function-call-2", SIG2)]
