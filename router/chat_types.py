@@ -182,6 +182,9 @@ class ChunkPart(NamedTuple):
     finish_reason: str | None = None
     stop_reason: str | None = None  # vLLM-style hint: which stop string matched
     refusal: str = ""  # OpenAI's `delta.refusal`: the model declined (passed on, never repaired)
+    named_reasoning: bool = False  # the reasoning came as `reasoning` (OpenRouter, vLLM), not `reasoning_content`
+    details: Any = None  # OpenRouter's `reasoning_details` as sent (a list of pieces: text, summaries, encrypted
+    # signatures), None without
 
     @property
     def tool_calls(self) -> tuple[ToolFragment, ...]:
@@ -203,7 +206,11 @@ def _part(choice: dict[str, Any]) -> ChunkPart:
     delta = choice.get("delta")
     if not isinstance(delta, dict):
         delta = {}
-    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    reasoning = delta.get("reasoning_content")
+    named = False
+    if not reasoning:
+        reasoning = delta.get("reasoning")
+        named = reasoning is not None
     content = delta.get("content")
     if type(content) is list:
         content, thinking = answer_parts(content)
@@ -213,7 +220,8 @@ def _part(choice: dict[str, Any]) -> ChunkPart:
     return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
                      tuple([c for c in calls if isinstance(c, dict)]) if isinstance(calls, list) and calls else (),
                      finish if isinstance(finish, str) and finish else None,
-                     hint if isinstance(hint, str) else None, refusal if isinstance(refusal, str) else "")
+                     hint if isinstance(hint, str) else None, refusal if isinstance(refusal, str) else "",
+                     named, delta.get("reasoning_details"))
 
 
 def parse_chunk(doc: Mapping[str, Any]) -> Chunk:
@@ -262,12 +270,15 @@ class StreamChunk(NamedTuple):
     `STREAM_CHUNK_END` without building the chunk document; the translating encoders read `part`."""
 
     head: bytes  # b'data: {"id":...,"model":...,"choices":[{"index":0,"delta":' (see `stream_head`)
-    delta: dict[str, Any]  # content, reasoning_content, tool_calls or refusal (the role chunk: role and content "")
+    delta: dict[str, Any]  # content, reasoning_content (or reasoning), tool_calls, refusal or reasoning_details (the
+    # role chunk: role and content "")
 
     @property
     def part(self) -> ChunkPart:
         delta = self.delta
         content, reasoning, calls = delta.get("content"), delta.get("reasoning_content"), delta.get("tool_calls")
+        if reasoning is None and content is None and calls is None:  # (under the upstream's name: `_Envelope`)
+            reasoning = delta.get("reasoning")
         refusal = delta.get("refusal")
         return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
                          tuple(calls) if calls else (), refusal=refusal if isinstance(refusal, str) else "")

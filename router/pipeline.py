@@ -491,6 +491,8 @@ class _Envelope:
         self._extra_ids: dict[Any, str] = {}  # upstream call index -> id (once `extras` is on)
         self._headers: dict[str, int] = {}  # the id of each call whose header went out -> its index
         self._late: list[dict[str, Any]] = []  # `extra_content` deltas for calls whose header went out before it
+        self.reasoning_key: str | None = None  # "reasoning": the upstream's name for it (the repairer says
+        # `reasoning_content`), kept as a repaired whole answer keeps it
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
@@ -521,6 +523,8 @@ class _Envelope:
         if calls:
             self.calls_sent = True
             self._headed(deltas)
+        if self.reasoning_key is not None:
+            deltas = [{self.reasoning_key: d["reasoning_content"]} if "reasoning_content" in d else d for d in deltas]
         if self._late:
             deltas += self._late
             self._late = []
@@ -728,6 +732,8 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
         env.stop_reason = part.stop_reason
     events: list[ValidateEvent] = []
     if part.reasoning:
+        if part.named_reasoning and env.reasoning_key is None:  # (named: `reasoning` came, a string or not)
+            env.reasoning_key = "reasoning"
         events += repairer.feed_reasoning(part.reasoning)
     if part.content:
         events += _content(repairer, part.content, env, raw, max_chars)
@@ -749,6 +755,8 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
     reasoning: list[str] = []
     deltas: list[dict[str, Any]] = []
     refusal: list[str] = []
+    details: list[Any] = []
+    named = False
     finish: str | None = None
     hint: str | None = None
     size = 0
@@ -768,6 +776,9 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
             if part.reasoning:
                 reasoning.append(part.reasoning)
                 size += len(part.reasoning)
+                named = named or part.named_reasoning
+            if type(part.details) is list:
+                details += part.details
             if part.content:
                 content.append(part.content)
                 size += len(part.content)
@@ -778,7 +789,8 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
                 refusal.append(part.refusal)
     if size > max_chars:
         return None
-    return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish, hint, "".join(refusal))
+    return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish, hint, "".join(refusal), named,
+                     details or None)
 
 
 def _fed_whole(repairer: StreamRepairer | StreamValidator, part: ChunkPart, docs: list[Any], env: _Envelope,
@@ -819,7 +831,10 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                     parts = parts._replace(tool_deltas=(*env.customs.upstream(parts.tool_deltas),
                                                         *env.customs.close()))
                 env.refused(parts.refusal, max_chars)
-                if made := env.chunks_of(_fed_whole(repairer, parts, docs, env, raw, max_chars)):
+                made = env.chunks_of(_fed_whole(repairer, parts, docs, env, raw, max_chars))
+                if parts.details is not None:  # (not repaired: as they came, one delta as the other kinds)
+                    made.append(env.stream_chunk({"reasoning_details": parts.details}))
+                if made:
                     yield checker.batch([*made])
                 continue
         out: Items = []
@@ -842,6 +857,9 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 events = _fed(repairer, part, env, raw, max_chars)
                 if events:
                     out += env.chunks_of(events)
+                if part.details is not None and type(part.details) is list and part.details:
+                    # OpenRouter's reasoning_details: not repaired, passed on as they came
+                    out.append(env.stream_chunk({"reasoning_details": part.details}))
                 if part.refusal and (refusal := env.refused(part.refusal, max_chars)):
                     out.append(refusal)
         if out:

@@ -4,7 +4,9 @@ repair, streamed (event by event, or come whole in one read) as non-stream:
 - Gemini 3's thought signature on each call (`extra_content: {"google": {"thought_signature": ...}}`): without it
   Gemini refuses the next turn (400 "Function call is missing a thought_signature in functionCall parts").
   Before, repair rebuilt the calls without it, streamed or not.
-"""
+- OpenRouter's `reasoning_details` (text and encrypted pieces) and its name for the reasoning, `reasoning`: a
+  repaired stream dropped the first and renamed the second `reasoning_content`, where the non-stream answer kept
+  both."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ providers:
 models:
   - {{name: m, provider: lab}}
 """
+DET = [{"type": "reasoning.text", "text": "Need weather.", "format": "google-gemini-v1", "index": 0},
+       {"type": "reasoning.encrypted", "data": "ENC_SIG==", "id": "tool_x", "format": "google-gemini-v1", "index": 1}]
 
 
 def _call(cid: str, city: str, extra: Any = None) -> dict[str, Any]:
@@ -98,3 +102,46 @@ async def test_a_calls_thought_signature_survives_repair(fakes, router, stream, 
     msg = await _post(r.url, bool(stream))
     got = [(c["id"], c.get("extra_content")) for c in msg["tool_calls"]]
     assert got == [("function-call-1", SIG), ("function-call-2", SIG2)]
+
+
+def _openrouter(stream: bool) -> Step:
+    call = _call("tool_x", "Paris")
+    if not stream:
+        doc = completion(None, "m", tool_calls=[call], finish_reason="tool_calls")
+        doc["choices"][0]["message"].update(reasoning="Need weather.", reasoning_details=DET)
+        return Step(json=doc)
+    return Step(sse=[b": OPENROUTER PROCESSING\n\n",
+                     chunk("m", {"role": "assistant", "content": "", "reasoning": "Need weather.",
+                                 "reasoning_details": [DET[0]]}),
+                     chunk("m", {"role": "assistant", "content": "", "tool_calls": [{**call, "index": 0}],
+                                 "reasoning_details": [DET[1]]}),
+                     chunk("m", {"role": "assistant", "content": ""}, "tool_calls")])
+
+
+@pytest.mark.parametrize("stream", [False, "whole", "events"])
+async def test_openrouters_reasoning_fields_survive_a_repaired_stream(fakes, router, stream):
+    up = await fakes()
+    step = _openrouter(bool(stream))
+    if stream == "events":
+        step.interval = 0.02
+    up.push(step)
+    r = await router(CFG.format(url=up.url))
+    msg = await _post(r.url, bool(stream))
+    assert msg["reasoning"] == "Need weather." and "reasoning_content" not in msg
+    assert msg["reasoning_details"] == DET
+    assert [(c["id"], c["function"]["name"]) for c in msg["tool_calls"]] == [("tool_x", "get_weather")]
+
+
+async def test_reasoning_under_its_upstream_name_reaches_the_translated_routes(fakes, router):
+    """The repaired stream keeps the name `reasoning`; Messages still reads it as the thinking."""
+    from tests.dialects.conftest import ANTHROPIC_WEATHER, claude_message
+
+    up = await fakes()
+    step = _openrouter(True)
+    step.interval = 0.02
+    up.push(step)
+    r = await router(CFG.format(url=up.url))
+    msg = await claude_message(r.url, True, model="m", max_tokens=64, tools=[ANTHROPIC_WEATHER],
+                               messages=[{"role": "user", "content": "Weather?"}])
+    assert [(b.type, getattr(b, "thinking", None)) for b in msg.content] == [("thinking", "Need weather."),
+                                                                            ("tool_use", None)]
