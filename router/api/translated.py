@@ -3,6 +3,7 @@ body to the backends a route may reach, the pipeline's reply, and writing a tran
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -101,4 +102,28 @@ async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, to
     try:
         return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools, history))
     except pipeline.UpstreamStatus as up:
+        if not _refused_reasoning(up, chat):
+            raise up.api_error() from None
+    # The reasoning the client sent back (see `dialects.anthropic_in`, `dialects.responses.reasoning_text`) is an
+    # assistant message's `reasoning_content`, which some upstreams that never made it refuse as a field they do not
+    # know (Mistral's API answers 422 extra_forbidden after a switch from a reasoning model): once more without it
+    try:
+        bare = _without_reasoning(chat)
+        return await pipeline.chat(ctx, bare, stream=stream, raw=chat_bytes(bare, tools))
+    except pipeline.UpstreamStatus as up:
         raise up.api_error() from None
+
+
+_UNKNOWN_FIELD = re.compile(rb"(?i)extra_forbidden|not permitted|unrecognized|unknown (?:name|field)|unexpected|"
+                            rb"not allowed")
+
+
+def _refused_reasoning(up: pipeline.UpstreamStatus, chat: dict[str, Any]) -> bool:
+    """Whether the upstream refused the history's `reasoning_content` as a field it does not know."""
+    return up.status in (400, 422) and b"reasoning_content" in up.body and _UNKNOWN_FIELD.search(up.body) is not None \
+        and any("reasoning_content" in m for m in chat["messages"])
+
+
+def _without_reasoning(chat: dict[str, Any]) -> dict[str, Any]:
+    return {**chat, "messages": [{k: v for k, v in m.items() if k != "reasoning_content"}
+                                 if "reasoning_content" in m else m for m in chat["messages"]]}

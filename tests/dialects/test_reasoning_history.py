@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anthropic
 import pytest
 
 from router.dialects import anthropic_in, anthropic_out, responses
 from tests.dialects.conftest import ANTHROPIC_WEATHER, CFG, RESPONSES_WEATHER, claude, claude_message
-from tests.fakes.openai_upstream import Step, chunk, completion
+from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
 
 THOUGHT = "I should look up the weather."
 CALL = {"id": "call_00_abc", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
@@ -113,3 +114,37 @@ def test_an_anthropic_upstream_gets_no_reasoning_from_the_history() -> None:
         {"role": "user", "content": "a"},
         {"role": "assistant", "content": "Hot.", "reasoning_content": THOUGHT}, {"role": "user", "content": "b"}]})
     assert json.dumps(out).count(THOUGHT) == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_an_upstream_refusing_the_field_gets_the_history_without_it(fakes, router, stream):
+    """Mistral's API refuses any field it does not know (422 extra_forbidden), `reasoning_content` on an assistant
+    message too, though its reasoning models give reasoning (as `thinking` content parts): the turn goes once more
+    without it, where it went through before reasoning was sent back. A refusal of anything else is the client's."""
+    up = await fakes()
+    refused = Step(status=422, json={"object": "error", "message": {"detail": [{
+        "type": "extra_forbidden", "loc": ["body", "messages", 1, "assistant", "reasoning_content"],
+        "msg": "Extra inputs are not permitted", "input": THOUGHT}]}, "type": "invalid_request_error"})
+    magistral = completion(None, "m", tool_calls=[CALL], finish_reason="tool_calls")
+    magistral["choices"][0]["message"]["content"] = [{"type": "thinking", "thinking": [{"type": "text",
+                                                                                         "text": THOUGHT}]}]
+    answer = Step(sse=stream_of(["It is 18C."], "m")) if stream else Step(json=completion("It is 18C.", "m"))
+    up.push(Step(json=magistral), refused, answer)
+    r = await router(CFG.format(url=up.url))
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    first = await claude_message(r.url, False, model="m", max_tokens=64, tools=[ANTHROPIC_WEATHER], messages=ask)
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    history = [*ask, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[1].id,
+                                             "content": "18C"}]}]
+    second = await claude_message(r.url, stream, model="m", max_tokens=64, tools=[ANTHROPIC_WEATHER],
+                                  messages=history)
+    assert [b.text for b in second.content] == ["It is 18C."]
+    assert [_assistant_turns(q.body)[0].get("reasoning_content") for q in up.requests[1:]] == [THOUGHT, None]
+
+    up.push(Step(status=400, json={"error": {"message": "The `reasoning_content` in the thinking mode must be "
+                                                        "passed back to the API.", "type": "invalid_request_error"}}))
+    with pytest.raises(anthropic.BadRequestError):
+        await claude(r.url).messages.create(model="m", max_tokens=64, tools=[ANTHROPIC_WEATHER],  # type: ignore
+                                            messages=history)
+    assert len(up.requests) == 4  # not sent again
