@@ -126,7 +126,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)
         headers = {"x-request-id": ex.request_id, **reply.headers, **req.dropped.header()}
         if reply.doc is not None:
-            items, finish = dialect.output_items(reply.doc, req.client_tools, logprobs=req.logprobs)
+            items, finish = dialect.output_items(reply.doc, req.client_tools, logprobs=req.logprobs,
+                                                   seal=req.sealed_reasoning)
             status, incomplete = dialect.status_of(finish)
             if status == "incomplete" and items:  # the item the limit cut
                 items[-1]["status"] = "incomplete"

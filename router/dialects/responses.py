@@ -8,6 +8,8 @@ events, each with its `sequence_number`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -53,6 +55,12 @@ _HOSTED_CALL_ITEMS = ("web_search_call", "file_search_call", "image_generation_c
                       "mcp_approval_response", "local_shell_call", "local_shell_call_output", "tool_search_call",
                       "tool_search_output", "compaction", "ghost_snapshot")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+SEALED_INCLUDE = "reasoning.encrypted_content"
+# A reasoning item's `encrypted_content` as this router writes it: the reasoning's own text (base64url of its UTF-8),
+# behind this prefix. Not a secret (the item's `content` holds the same text): a client that keeps no state
+# (`store: false`, Codex) sends back only a reasoning item's summary and encrypted_content, and an upstream that
+# needs its reasoning back (DeepSeek's thinking mode in a tool loop) gets it from there.
+SEALED_PREFIX = "agentgate.r1."
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,7 @@ class ResponsesRequest:
     tools_json: ToolsJson | None = None  # the chat tools with their encoding (see `common.chat_bytes`)
     learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
     echo_json: bytes | None = None  # `echo["tools"]` encoded (see `response_json`)
+    sealed_reasoning: bool = False  # `include` asks for reasoning items' `encrypted_content` (see SEALED_PREFIX)
 
     @property
     def logprobs(self) -> bool:
@@ -160,7 +169,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     top_logprobs = check_int(body, "top_logprobs", 0)
     if top_logprobs is not None and top_logprobs > 20:
         raise invalid("'top_logprobs' must be an integer from 0 to 20.", "top_logprobs", "invalid_value")
-    if LOGPROBS_INCLUDE in _include(body):  # the output text's logprobs: asked of the upstream
+    include = _include(body)
+    if LOGPROBS_INCLUDE in include:  # the output text's logprobs: asked of the upstream
         params["logprobs"] = True
         if top_logprobs is not None:
             params["top_logprobs"] = top_logprobs
@@ -190,7 +200,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
                             instructions=instructions, input_messages=messages, params=params, echo=echo,
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
-                            learn_tools=learn, echo_json=declared.echo_json)
+                            learn_tools=learn, echo_json=declared.echo_json,
+                            sealed_reasoning=SEALED_INCLUDE in include)
 
 
 def _field(obj: dict[str, Any] | None, name: str, param: str | None = None) -> str | None:
@@ -445,12 +456,14 @@ def reasoning_text(item: dict[str, Any]) -> str:
     """The text of a reasoning item as this router makes them (`content` of `reasoning_text` parts, else its
     `summary`), sent back as the next assistant message's `reasoning_content`, as the upstream that wrote it wants it
     (DeepSeek's thinking mode refuses a tool loop without it; chat templates render it, so an engine's prompt is
-    the one it generated). "" for an item with `encrypted_content` (OpenAI's own: its text is not what its model
-    reads back, and OpenAI's chat API refuses fields it does not know); a conversation with a model that gives no
+    the one it generated). An `encrypted_content` this router wrote is read (`unsealed`: what a client keeping no
+    state sends back); "" for another's (OpenAI's own: its text is not what its model reads back, and OpenAI's chat
+    API refuses fields it does not know); a conversation with a model that gives no
     reasoning never has any. An Anthropic upstream gets none of it (the chat form's `reasoning_content` is not
     read there)."""
-    if item.get("encrypted_content"):
-        return ""
+    sealed = item.get("encrypted_content")
+    if sealed:
+        return unsealed(sealed)
     for key, part_type in (("content", "reasoning_text"), ("summary", "summary_text")):
         parts = item.get(key)
         if isinstance(parts, list):
@@ -459,6 +472,21 @@ def reasoning_text(item: dict[str, Any]) -> str:
             if text:
                 return text
     return ""
+
+
+def sealed(text: str) -> str:
+    """A reasoning item's `encrypted_content` holding `text` (see SEALED_PREFIX)."""
+    return SEALED_PREFIX + base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode("ascii")
+
+
+def unsealed(value: object) -> str:
+    """The text `sealed` wrote into an `encrypted_content`; "" for any other (OpenAI's own, or not readable)."""
+    if not isinstance(value, str) or not value.startswith(SEALED_PREFIX):
+        return ""
+    try:
+        return base64.urlsafe_b64decode(value[len(SEALED_PREFIX):]).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return ""
 
 
 def _with_reasoning(out: list[dict[str, Any]], reasoning: list[str], owned: dict[str, Any] | None,
@@ -746,19 +774,23 @@ def client_item(item: dict[str, Any], tools: dict[str, ClientTool]) -> dict[str,
             "name": tool.name, "input": text, "status": item.get("status", "completed")}
 
 
-def _reasoning_item(text: str) -> dict[str, Any]:
-    return {"type": "reasoning", "id": new_id("rs_"), "summary": [],
-            "content": [{"type": "reasoning_text", "text": text}], "status": "completed"}
+def _reasoning_item(text: str, seal: bool = False) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "reasoning", "id": new_id("rs_"), "summary": [],
+                            "content": [{"type": "reasoning_text", "text": text}], "status": "completed"}
+    if seal:
+        item["encrypted_content"] = sealed(text)
+    return item
 
 
 def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None, *,
-                 logprobs: bool = False) -> tuple[list[dict[str, Any]], object]:
+                 logprobs: bool = False, seal: bool = False) -> tuple[list[dict[str, Any]], object]:
     """The output items of a completion document (calls as the client declared the tools; with `logprobs`, the
-    text's logprobs as the upstream gave them), and its finish_reason."""
+    text's logprobs as the upstream gave them; with `seal`, reasoning with its `encrypted_content`), and its
+    finish_reason."""
     done = Completion.parse(doc)
     items: list[dict[str, Any]] = []
     if done.reasoning:
-        items.append(_reasoning_item(done.reasoning))
+        items.append(_reasoning_item(done.reasoning, seal))
     if done.text.strip():
         items.append(_message_item(done.text, logprobs=logprobs_of(_choice0(doc)) if logprobs else None))
     if done.refusal:
@@ -990,6 +1022,8 @@ class ResponsesStream(ChunkEncoder):
                                                                   "content_index": 0, "part": part}))
         elif item["type"] == "reasoning":
             part = item["content"][0]
+            if self.req.sealed_reasoning:
+                item["encrypted_content"] = sealed(part["text"])
             out.append(self._event("response.reasoning_text.done", {"item_id": item["id"], "output_index": idx,
                                                                     "content_index": 0, "text": part["text"]}))
             out.append(self._event("response.content_part.done", {"item_id": item["id"], "output_index": idx,

@@ -76,6 +76,39 @@ async def test_responses_reasoning_item_goes_back_as_reasoning_content(fakes, ro
         {"role": "assistant", "content": None, "tool_calls": [CALL], "reasoning_content": THOUGHT}]
 
 
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_stateless_client_gets_the_reasoning_back_through_encrypted_content(fakes, router, stream):
+    """A client keeping no state (`store: false`, `include: ["reasoning.encrypted_content"]`: Codex) sends a
+    reasoning item back with its summary and encrypted_content only, never its content: the router writes the
+    reasoning's text there (base64 behind its own prefix, not a secret: the content holds it too) and reads it back,
+    so the upstream gets its reasoning as it wants it."""
+    up = await fakes()
+    up.push(_deepseek(stream), Step(json=completion("It is 18C.", "m")), _deepseek(False))
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    kw: dict[str, Any] = {"model": "m", "tools": [RESPONSES_WEATHER], "store": False,
+                          "include": ["reasoning.encrypted_content"]}
+    if stream:
+        async with c.responses.stream(input=ask, **kw) as s:  # type: ignore[arg-type]
+            first = await s.get_final_response()
+    else:
+        first = await c.responses.create(input=ask, **kw)  # type: ignore[arg-type]
+    reasoning, call = first.output
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content  # type: ignore[union-attr]
+    back = {"type": "reasoning", "id": reasoning.id, "summary": [],
+            "encrypted_content": reasoning.encrypted_content}  # type: ignore[union-attr]
+    answer = {"type": "function_call_output", "call_id": call.call_id, "output": "18C"}  # type: ignore[union-attr]
+    await c.responses.create(input=[*ask, back, call.model_dump(exclude_none=True), answer],  # type: ignore[list-item]
+                             **kw)  # type: ignore[arg-type]
+    assert _assistant_turns(up.requests[1].body) == [
+        {"role": "assistant", "content": None, "tool_calls": [CALL], "reasoning_content": THOUGHT}]
+    without = await c.responses.create(input=ask, model="m", store=False)  # not asked for: none written
+    assert without.output[0].type == "reasoning"
+    assert all(getattr(i, "encrypted_content", None) is None for i in without.output)
+    assert responses.unsealed("gAAAAB") == "" and responses.unsealed(responses.SEALED_PREFIX + "%%") == ""
+
 def test_only_the_routers_own_reasoning_goes_back() -> None:
     """Signed thinking (Anthropic's), redacted thinking and an encrypted reasoning item (OpenAI's) are not sent as
     text; reasoning with no assistant output after it goes nowhere; several pieces of one turn go together."""
