@@ -25,7 +25,7 @@ from typing import Any
 from repair.formats import section
 from repair.formats.common import Ctx, issue, unwrap_arguments, value_end
 from repair.formats.spec import Format, Template, aliases
-from repair.markers import Kind, OneOf
+from repair.markers import Kind, Lit, Name, OneOf
 from repair.types import Parsed, RawCall
 
 FAMILY_V32 = "deepseek_v32"
@@ -38,9 +38,9 @@ DSML_V4_BEGIN = "<｜DSML｜tool_calls>"
 M2_BEGIN = "<minimax:tool_call>"
 NS = "]<]minimax[>["  # MiniMax-M3 writes it before every tag
 M3_BEGIN = NS + "<tool_call>"
-BARE_INVOKE = "<invoke name="
+BARE_INVOKE = '<invoke name="'
 START_MARKERS = (DSML_V32_BEGIN, DSML_V4_BEGIN, "<|DSML|function_calls>", "<|DSML|tool_calls>", M2_BEGIN,
-                 "<｜DSML｜invoke name=", "<｜tool_calls_begin｜>", M3_BEGIN, BARE_INVOKE)
+                 "<｜DSML｜invoke name=", "<｜tool_calls_begin｜>", M3_BEGIN)
 _NS = "(?:" + re.escape(NS) + ")?"
 _INVOKE = re.compile(_NS + "<" + _D + r'invoke\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>')
 _INVOKE_END = re.compile(_NS + "</" + _D + r"invoke\s*>")
@@ -144,24 +144,27 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     for begin, spec in SPECS:
         if begin.match(text, p):
             return section.parse(spec, text, p, ctx)
-    if text.startswith(BARE_INVOKE, p):
-        # <invoke name="f"> without its section (MiniMax-M2 with <minimax:tool_call> lost, GLM-4.7's bare form):
-        # a call only at a line start and naming a declared tool; in a sentence it is a quote of the syntax
-        j = p
-        while j > 0 and text[j - 1] in " \t":
-            j -= 1
-        m = _INVOKE.match(text, p)
-        if (j > 0 and text[j - 1] != "\n") or m is None or ctx.index.resolve(m.group(1).strip()) is None:
-            return None
-        end, nxt = ctx.find(_INVOKE_END, m.end()), ctx.find(_INVOKE, m.end())
-        if end == -1 or (nxt != -1 and nxt < end):
-            return None  # not closed by its own </invoke>
-        return section.parse(_BARE_M2, text, p, ctx)
     return section.parse(_BARE, text, p, ctx)
 
 
+def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """<invoke name="f"> without its section (MiniMax-M2 with <minimax:tool_call> lost, GLM-4.7's bare form): a
+    call only at a line start, its opening tag whole and naming a declared tool (the candidate kind checks all
+    three, so a stream holds a quote of the syntax no longer than its tag), closed by its own </invoke>."""
+    m = _INVOKE.match(text, p)
+    if m is None or ctx.index.resolve(m.group(1).strip()) is None:
+        return None
+    end, nxt = ctx.find(_INVOKE_END, m.end()), ctx.find(_INVOKE, m.end())
+    if end == -1 or (nxt != -1 and nxt < end):
+        return None  # not closed by its own </invoke>
+    return section.parse(_BARE_M2, text, p, ctx)
+
+
 FORMAT = Format(
-    (FAMILY_V32, FAMILY_V4, FAMILY_M2, FAMILY_STEP3), (Kind("invoke", (OneOf(START_MARKERS),), parse),),
+    (FAMILY_V32, FAMILY_V4, FAMILY_M2, FAMILY_STEP3),
+    (Kind("invoke", (OneOf(START_MARKERS),), parse),
+     # in a sentence, naming no declared tool, or self-closing (<invoke name="f"/>) it is a quote of the syntax
+     Kind("invoke_bare", (Lit(BARE_INVOKE), Name(64, ('">', '" >'))), parse_bare, line_start=True)),
     (*aliases(FAMILY_V32, "deepseek_v32", "deepseekv32", "deepseek_v3_2"),
      *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5", "minimax_m3"),
      *aliases(FAMILY_STEP3, "step3")),

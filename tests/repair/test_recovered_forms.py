@@ -3,7 +3,7 @@ shapes naming no declared tool stay text."""
 
 from __future__ import annotations
 
-from repair import repair_message
+from repair import ContentDelta, StreamRepairer, repair_message
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
 
 
@@ -110,6 +110,33 @@ def test_bare_invoke_in_a_sentence_or_naming_no_tool_is_text() -> None:
         r = repair_message(text, BASH, id_factory=ids)
         assert r.tool_calls == [] and r.content == text and r.errors == []
         assert_stream_matches(text, BASH)
+
+
+def _most_held(text: str, tools: list[dict]) -> int:
+    """The most characters fed one at a time that a stream held back before its end."""
+    sr = StreamRepairer(tools, id_factory=ids)
+    out = worst = 0
+    for fed, ch in enumerate(text, 1):
+        out += sum(len(e.text) for e in sr.feed(ch) if isinstance(e, ContentDelta))
+        worst = max(worst, fed - out)
+    return worst
+
+
+def test_a_quoted_invoke_tag_holds_the_stream_only_while_it_may_be_a_call() -> None:
+    more = "More explanation follows. " * 40
+    for quote in ('In MiniMax XML you write <invoke name="foo"/> to call a tool.\n',
+                  'In MiniMax XML you write <invoke name="bash"> to call a tool.\n',
+                  '<invoke name="foo">\n<command>ls</command>\n</invoke>\n',
+                  '<invoke name="bash"/> is the self-closing form.\n',
+                  '<invoke name="bash" /> too.\n',
+                  'The form is ]<]minimax[>[<invoke name="bash"> and so on.\n',
+                  "Gemma writes call:f{q:x} in a sentence.\n",
+                  "call:g{q:x, n:1} names no tool.\n"):
+        text = quote + more
+        r = repair_message(text, BASH + SEARCH, id_factory=ids)
+        assert r.tool_calls == [] and r.content == text
+        assert _most_held(text, BASH + SEARCH) < 80, quote
+        assert_stream_matches(text, BASH + SEARCH)
 
 
 SEARCH = [_typed("web_search", query="string"), _typed("f", q="string", n="integer")]

@@ -326,3 +326,32 @@ async def test_retry_feedback_names_custom_tools_too(fakes, router):
                                                     tool_choice="required")
     assert resp.choices[0].message.tool_calls
     assert "one of: get_weather, run_shell," in up.requests[1].body["messages"][-1]["content"]
+
+
+SEARCH = [{"type": "function", "function": {"name": "search", "parameters": {
+    "type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
+
+
+async def _chat_stream(r, tools) -> tuple[str, list[str], list, str | None]:
+    stream = await r.client().chat.completions.create(model="m", messages=MSGS, tools=tools, stream=True)
+    text, pieces, calls, finish = "", [], [], None
+    async for c in stream:
+        if not c.choices:
+            continue
+        d = c.choices[0].delta
+        text += d.content or ""
+        pieces += [d.content] if d.content else []
+        calls += d.tool_calls or []
+        finish = c.choices[0].finish_reason or finish
+    return text, pieces, calls, finish
+
+
+async def test_text_quoting_an_invoke_tag_streams_on(fakes, router):
+    pieces = ["In MiniMax XML a call is ", '<invoke name="foo"/>', " and so on.\n",
+              *[f"Line {i} of the answer.\n" for i in range(20)]]
+    up = await fakes()
+    up.push(Step(sse=stream_of(pieces, "m"), interval=0.01))
+    r = await router(cfg(up.url))
+    got, deltas, calls, finish = await _chat_stream(r, SEARCH)
+    assert got == "".join(pieces) and calls == [] and finish == "stop"
+    assert len(deltas) >= 20  # piece by piece, not everything after the tag at the stream's end
