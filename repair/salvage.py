@@ -258,25 +258,86 @@ def _as_number(word: str) -> float | None:
         return None
 
 
-def _bare_text_survives(s: str, value: Any, produced: list[str]) -> bool:
-    """Whether every word written outside strings (`2024 election results`, `10:30 tomorrow`) is in the repaired
-    value (in one of its strings, or as a literal or a number) and every number in it is one the source wrote:
-    json-repair reads bare text up to the first number and drops the rest, or splits it into a key."""
-    words: list[str] = []
+_KEY_AFTER = re.compile(r"\s*:")
+
+
+def _bare_words(s: str) -> list[tuple[tuple[str, ...], str]]:
+    """The words written outside strings, each with the keys of the members it was written in (`{"a": {"b": x y}}`:
+    ("a", "b") for x and y; a key written bare counts in the object that holds it). Inside a list the keys stop
+    there: its items are not told apart."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    # frames: [is an object, keys to it, keys stop (in a list), current key, reading a key]
+    frames: list[list[Any]] = [[False, (), False, None, False]]
     for m in _TOKEN.finditer(s):
         tok = m.group()
-        if tok[0] not in "\"'{}[]":
-            words.extend(_BARE_WORD.findall(tok))
-    written = {x for x in (_as_number(w) for w in words) if x is not None}
+        top = frames[-1]
+        c = tok[0]
+        if c in "{[":
+            path = top[1] if top[2] or not top[0] or top[3] is None else (*top[1], top[3])
+            frames.append([c == "{", path, top[2] or c == "[", None, c == "{"])
+        elif c in "}]":
+            if len(frames) > 1:
+                frames.pop()
+        elif c in "\"'":
+            if top[0] and (top[4] or _KEY_AFTER.match(s, m.end())):  # (a key after a value without its comma)
+                inner = tok[1:-1] if len(tok) > 1 and tok[-1] == c else tok[1:]
+                try:
+                    top[3] = json.loads('"' + inner + '"') if c == '"' else inner
+                except ValueError:
+                    top[3] = inner
+        else:
+            for part in re.split(r"([,:])", tok):
+                if part == ",":
+                    top[4] = top[0]
+                elif part == ":":
+                    top[4] = False
+                elif top[0] and top[4]:  # a key written bare
+                    out.extend((top[1], w) for w in _BARE_WORD.findall(part))
+                    if part.strip():
+                        top[3] = part.strip()
+                else:
+                    path = top[1] if top[2] or not top[0] or top[3] is None else (*top[1], top[3])
+                    out.extend((path, w) for w in _BARE_WORD.findall(part))
+    return out
+
+
+def _member(value: Any, path: tuple[str, ...]) -> Any:
+    for k in path:
+        if not isinstance(value, dict) or k not in value:
+            return None
+        value = value[k]
+    return value
+
+
+def _bare_text_survives(s: str, value: Any, produced: list[str]) -> bool:
+    """Whether every word written outside strings (`2024 election results`, `10:30 tomorrow`) is in the repaired
+    value of the member it was written in (in one of its strings, or as a literal or a number) and every number in
+    the value is one the source wrote: json-repair reads bare text up to the first number and drops the rest, or
+    splits it into a key. The same words in another member's string do not count (`{"query": 2024 best laptops,
+    "context": "the best laptops"}`: the query lost them)."""
+    words = _bare_words(s)
+    written = {x for x in (_as_number(w) for _, w in words) if x is not None}
     numbers: list[float] = []
     _numbers_of(value, numbers)
     if any(x not in written for x in numbers):
         return False  # a number the model never wrote (`11:00` made the key "11" with the value 0)
-    found = {w for p in produced for w in _BARE_WORD.findall(p)}
-    found.update(_LITERAL_WORDS)
-    joined = "\x00".join(produced)
-    kept = set(numbers)
-    return all(w in found or w in joined or _as_number(w) in kept for w in words)
+    held: dict[tuple[str, ...], tuple[set[str], str, set[float]]] = {}
+    for path, w in words:
+        if path not in held:
+            sub = _member(value, path)
+            if sub is None:
+                sub = value  # a member json-repair did not keep under its key: the numbers' check above holds
+            strings: list[str] = []
+            _strings_of(sub, strings)
+            kept: list[float] = []
+            _numbers_of(sub, kept)
+            found = {x for p in strings for x in _BARE_WORD.findall(p)}
+            found.update(_LITERAL_WORDS)
+            held[path] = (found, "\x00".join(strings), set(kept))
+        found, joined, kept_set = held[path]
+        if not (w in found or w in joined or _as_number(w) in kept_set):
+            return False
+    return True
 
 
 def _guarded_json_repair(fragment: str, budget: Budget | None) -> Any:

@@ -44,3 +44,32 @@ def test_decode_refuses_dropped_words(src: str) -> None:
 def test_decode_keeps_numbers_the_model_wrote() -> None:
     got = decode_at('{"a": 1.50, "b": [1, 2,] "c": 3}', 0)
     assert isinstance(got, Decoded) and got.value == {"a": 1.5, "b": [1, 2], "c": 3}
+
+
+SEARCH_CONTEXT = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object", "properties": {
+    "query": {"type": "string"}, "context": {"type": "string"}}, "required": ["query"]}}}]
+
+
+@pytest.mark.parametrize("args", [
+    '{"query": 2024 best laptops for students, "context": "the user wants the best laptops for students"}',
+    '{"context": "the best laptops for students", "query": 2024 best laptops for students}',
+    '{"query": 2024 best laptops, "context": "2024 best laptops"}',
+])
+def test_cut_words_found_in_another_member_do_not_count(args: str) -> None:
+    text = '<tool_call>{"name": "search", "arguments": ' + args + "}</tool_call>"
+    r = repair_message(text, SEARCH_CONTEXT, id_factory=ids)
+    assert r.tool_calls == [] and [e.kind for e in r.errors] == ["invalid_json"] and r.content == text
+    assert_stream_matches(text, SEARCH_CONTEXT)
+
+
+@pytest.mark.parametrize("src", ['{"a": {"q": 2024 best laptops}, "b": "best laptops"}',
+                                 '{"a": 2024 best laptops, "b": ["best laptops"]}'])
+def test_decode_checks_each_member_s_words_in_that_member(src: str) -> None:
+    assert isinstance(decode_at(src, 0), Failed)
+
+
+def test_unquoted_words_kept_whole_beside_another_member_still_pass() -> None:
+    text = ('<tool_call>{"name": "search", "arguments": {"query": meet at 10, "context": "meet at 10 it is"}}'
+            "</tool_call>")
+    r = repair_message(text, SEARCH_CONTEXT, id_factory=ids)
+    assert calls_of(r) == [("search", {"query": "meet at 10", "context": "meet at 10 it is"})]
