@@ -163,3 +163,22 @@ def test_gemma_syntax_shown_in_a_fence_is_text() -> None:
     for text in ("Like this:\n```\ncall:f{q:hello, n:1}\n```\n", 'call:f{q:<|"|>x<|"|>, n:1}'):
         r = repair_message(text, SEARCH, id_factory=ids)
         assert r.tool_calls == [] and r.content == text and r.errors == []
+
+
+def test_gemma_syntax_in_any_fenced_block_is_text() -> None:
+    for text in ("Like this:\n~~~\ncall:f{q:hello, n:1}\n~~~\nThat is the syntax.",
+                 "In a README:\n````markdown\n```\ncall:f{q:hello, n:1}\n````\nThat is the syntax.",
+                 "In a README:\n~~~~\n~~~\ncall:f{q:hello, n:1}\n~~~~\n",
+                 "Like this:\n```\n~~~\ncall:f{q:hello, n:1}\n```\n",
+                 "Unclosed:\n~~~ text\ncall:f{q:hello, n:1}\n"):
+        r = repair_message(text, SEARCH, id_factory=ids)
+        assert r.tool_calls == [] and r.content == text and r.errors == [], text
+        assert_stream_matches(text, SEARCH)
+
+
+def test_gemma_call_after_a_closed_fence_is_a_call() -> None:
+    for fenced in ("~~~\nx\n~~~", "````\n```\nx\n````", "```\nx\n````", "~~~\n```\nx\n~~~", "```py\nx\n``` \n"):
+        text = f"Example:\n{fenced.rstrip()}\ncall:f{{q:hello, n:1}}"
+        r = repair_message(text, SEARCH, id_factory=ids)
+        assert calls_of(r) == [("f", {"q": "hello", "n": 1})], text
+        assert_stream_matches(text, SEARCH)
