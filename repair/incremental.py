@@ -86,16 +86,20 @@ _WS = " \t\r\n"
 # event kinds
 OBJ, END_OBJ, ARR, END_ARR, KEY, STR, CHARS, END_STR, LIT = range(9)
 
-_VALUE, _KEY_OR_END, _KEY, _COLON, _AFTER, _IN_STR, _ESCAPE, _UESC, _NUM, _LIT, _DONE, _VALUE_OR_END = range(12)
+(_VALUE, _KEY_OR_END, _KEY, _COLON, _AFTER, _IN_STR, _ESCAPE, _UESC, _NUM, _LIT, _DONE, _VALUE_OR_END,
+ _LIT_END) = range(13)
 
 
 class JsonEvents:
     """Incremental strict-JSON reader for one value. `feed(text)` returns events: (OBJ,), (END_OBJ,), (ARR,),
     (END_ARR,), (KEY, name), (STR,) a string value begins, (CHARS, text), (END_STR,), (LIT, value). Once the
     value is complete `done` is true and `rest_at` is the offset in the last fed text where the value ended.
-    Raises JsonBroken on anything strict JSON does not allow. Memory: the nesting stack and one key or token."""
+    Raises JsonBroken on anything strict JSON does not allow. Memory: the nesting stack and one key or token.
+    A number or literal inside an object or array is a value only once what follows it is a comma or the closing
+    bracket: `{"query": 2024 election results}` is unquoted text, not the number 2024 (json-repair would cut it
+    there, which the one-shot repair refuses), so no (LIT,) comes for it."""
 
-    __slots__ = ("_buf", "_high", "_key", "_lit", "_stack", "_state", "_str_is_key", "done", "rest_at")
+    __slots__ = ("_buf", "_high", "_key", "_lit", "_stack", "_state", "_str_is_key", "_val", "done", "rest_at")
 
     def __init__(self) -> None:
         self._stack: list[bool] = []  # True: object, False: array
@@ -105,6 +109,7 @@ class JsonEvents:
         self._buf = ""  # \uXXXX digits, a number or a literal being read
         self._high = ""  # a high surrogate waiting for its pair
         self._lit = ""
+        self._val: Any = None  # a number or literal read, waiting for what follows it (_LIT_END)
         self.done = False
         self.rest_at = 0
 
@@ -207,20 +212,33 @@ class JsonEvents:
                     value = _number(self._buf)
                 except ValueError:
                     raise JsonBroken(f"bad number {self._buf[:20]!r}") from None
-                out.append((LIT, value))
-                self._value_done()
+                if self._stack:
+                    self._val, self._state = value, _LIT_END
+                else:
+                    out.append((LIT, value))
+                    self._value_done()
                 continue  # the delimiter is read in the new state
             if st == _LIT:
                 self._lit += c
                 i += 1
                 if self._lit in _LITERALS:
-                    out.append((LIT, _LITERALS[self._lit]))
-                    self._value_done()
+                    if self._stack:
+                        self._val, self._state = _LITERALS[self._lit], _LIT_END
+                    else:
+                        out.append((LIT, _LITERALS[self._lit]))
+                        self._value_done()
                 elif not any(k.startswith(self._lit) for k in _LITERALS):
                     raise JsonBroken("bad literal")
                 continue
             if c in _WS:
                 i += 1
+                continue
+            if st == _LIT_END:  # (the comma or bracket is read in the new state)
+                if c != "," and c != ("}" if self._stack[-1] else "]"):
+                    raise JsonBroken(f"unexpected {c!r} after a value (unquoted text)")
+                out.append((LIT, self._val))
+                self._val = None
+                self._state = _AFTER
                 continue
             if st == _DONE:
                 self.done, self.rest_at = True, i

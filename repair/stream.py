@@ -442,14 +442,14 @@ class StreamRepairer:
             return False
         return self._parallel or not self._started
 
-    def _start(self, upstream_id: Any, name: str) -> tuple[_Started, Event]:
+    def _start(self, upstream_id: Any, name: str, emitter: ArgsEmitter | None = None) -> tuple[_Started, Event]:
         k = len(self._started)
         used = {st.id for st in self._started}
         cid = upstream_id if isinstance(upstream_id, str) and upstream_id and upstream_id not in used \
             and upstream_id not in self._taken else None
         if cid is None:
             cid = self._make_id(k)
-        st = _Started(k, cid, name, ArgsEmitter(self._index.get(name)))
+        st = _Started(k, cid, name, emitter if emitter is not None else ArgsEmitter(self._index.get(name)))
         self._started.append(st)
         return st, ToolCallStart(k, cid, name)
 
@@ -507,7 +507,7 @@ class StreamRepairer:
             nat = self._native[idx] = _Native()
         if isinstance(d.get("id"), str) and d["id"] and not nat.id:
             nat.id = d["id"]
-        if isinstance(fn.get("name"), str) and nat.started is None:
+        if isinstance(fn.get("name"), str) and nat.started is None and nat.pending is None:
             nat.name = name_with(nat.name, fn["name"])
         args = fn.get("arguments")
         if not isinstance(args, str) or not args or nat.stopped:
@@ -526,17 +526,7 @@ class StreamRepairer:
             if len(args) > len(so_far) and args.startswith(so_far) and whole_json([args]):
                 args = args[len(so_far):]
         if nat.started is None:
-            if not args.strip() and not nat.seen_args:
-                return []
-            nat.seen_args = True
-            name = self._index.resolve(nat.name)
-            text_started = any(st.native is False for st in self._started)
-            if name is None or text_started or not self._may_start(name):
-                nat.stopped = True
-                return []
-            nat.started, ev = self._start(nat.id, name)
-            nat.started.native = True
-            events.append(ev)
+            return self._native_pending(nat, args)
         st = nat.started
         if string_run(nat.json, st.emitter, args):  # the usual piece, inside a string value: out as it came
             st.sent.append(args)
@@ -551,6 +541,39 @@ class StreamRepairer:
             st.sent.append(piece)
             events.append(ToolArgsDelta(st.index, piece))
         return events
+
+    def _native_pending(self, nat: _Native, args: str) -> list[Event]:
+        """Arguments of a call whose header has not gone out: it goes out with the first of their members whose
+        value begins as JSON (a string's quote) or is whole (a number or literal followed by a comma or the closing
+        bracket), or with their end (see `_Envelope._pending`); arguments that break before that start no call."""
+        if nat.pending is None:
+            if not args.strip() and not nat.seen_args:
+                return []
+            nat.seen_args = True
+            name = self._index.resolve(nat.name)
+            if name is None or not self._native_may_start(name):
+                nat.stopped = True
+                return []
+            nat.pending, nat.pending_name = ArgsEmitter(self._index.get(name)), name
+        try:
+            text = nat.pending_text + nat.pending.feed(nat.json.feed(args))
+        except JsonBroken:
+            nat.stopped = True
+            return []
+        if text in ("", "{"):
+            nat.pending_text = text
+            return []
+        if not self._native_may_start(nat.pending_name):
+            nat.stopped = True
+            return []
+        st, ev = self._start(nat.id, nat.pending_name, nat.pending)
+        nat.started, nat.pending, nat.pending_text = st, None, ""
+        st.native = True
+        st.sent.append(text)
+        return [ev, ToolArgsDelta(st.index, text)]
+
+    def _native_may_start(self, name: str) -> bool:
+        return self._may_start(name) and not any(st.native is False for st in self._started)
 
     # --- the bound -----------------------------------------------------------------------------------------------
 
@@ -670,13 +693,17 @@ class _Part:
 class _Native:
     """One upstream structured call being assembled."""
 
-    __slots__ = ("flush_checks", "id", "json", "name", "seen_args", "started", "stopped")
+    __slots__ = ("flush_checks", "id", "json", "name", "pending", "pending_name", "pending_text", "seen_args",
+                 "started", "stopped")
 
     def __init__(self) -> None:
         self.id: str | None = None
         self.name = ""
         self.json = JsonEvents()
         self.started: _Started | None = None
+        self.pending: ArgsEmitter | None = None  # the arguments' emitter before the header goes out
+        self.pending_name = ""
+        self.pending_text = ""  # what it gave so far
         self.stopped = False
         self.seen_args = False
         self.flush_checks = 0  # final-flush checks made (see `StreamRepairer._native_args`)
@@ -840,6 +867,8 @@ class _Envelope:
         self.name: list[str] = []
         self.resolved: str | None = None
         self.started: _Started | None = None
+        self.pending: ArgsEmitter | None = None  # the arguments' emitter before the header goes out
+        self.pending_text = ""  # what it gave so far
         self.done_args = False
 
     def events(self, evs: list[tuple[Any, ...]]) -> list[Event]:
@@ -853,6 +882,8 @@ class _Envelope:
                     if piece:
                         self.started.sent.append(piece)
                         out.append(ToolArgsDelta(self.started.index, piece))
+                elif self.mode == "args" and self.pending is not None:
+                    self._pending(ev, out)
                 elif self.mode == "name":
                     if kind == _CHARS:
                         self.name.append(ev[1])
@@ -882,17 +913,33 @@ class _Envelope:
             elif self.key in ("arguments", "parameters") and not self.done_args:
                 self.done_args = True
                 name = self.resolved
-                if kind == OBJ and name is not None and self.owner._may_start(name) and \
-                        not any(st.native for st in self.owner._started):
-                    self.started, start = self.owner._start(None, name)
-                    out.append(start)
+                if kind == OBJ and name is not None and self._may_start(name):
                     self.mode = "args"
-                    piece = self.started.emitter.feed([ev])
-                    if piece:
-                        self.started.sent.append(piece)
-                        out.append(ToolArgsDelta(self.started.index, piece))
+                    self.pending = ArgsEmitter(self.owner._index.get(name))
+                    self._pending(ev, out)
             if kind in (OBJ, _ARR):
                 self.sub = 1
             elif kind != STR:
                 self.mode = None
         return out
+
+    def _may_start(self, name: str) -> bool:
+        return self.owner._may_start(name) and not any(st.native for st in self.owner._started)
+
+    def _pending(self, ev: tuple[Any, ...], out: list[Event]) -> None:
+        """The arguments before the header went out: it goes out with the first of their members whose value
+        begins as JSON (a string's quote) or is whole (a number or literal followed by a comma or the closing
+        bracket), or with their end; arguments that break before that (`{"query": 2024 election results}`,
+        unquoted text) start no call, and the stream gives what the one-shot repair gives."""
+        pending = self.pending
+        assert pending is not None and self.resolved is not None
+        self.pending_text += pending.feed([ev])
+        if self.pending_text == "{" or not self.pending_text:
+            return
+        self.pending, text = None, self.pending_text
+        if not self._may_start(self.resolved):
+            self.mode = "skip"
+            return
+        self.started, start = self.owner._start(None, self.resolved, pending)
+        self.started.sent.append(text)
+        out += [start, ToolArgsDelta(self.started.index, text)]

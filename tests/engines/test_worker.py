@@ -176,14 +176,13 @@ async def test_a_call_cut_by_max_tokens_finishes_with_length(engine, max_tokens)
     assert finish == "length"
 
 
-@pytest.mark.parametrize("cut", [{"max_tokens": 5}, {"stop": ["ris"]}], ids=["max_tokens", "stop string"])
-async def test_a_streamed_call_the_generation_cut_is_not_completed(engine, cut):
-    """A call whose header and argument pieces went out, cut inside a string value by max_tokens or by a stop
-    string in its markup: its arguments stay what went out (never closed: `{"city": "Pa"}` is another call), and
-    the failure is reported on the last chunk. Non-stream, the call stays text (the one-shot repair refuses it)."""
+async def test_a_streamed_call_the_generation_cut_is_not_completed(engine):
+    """A call whose header and argument pieces went out, cut inside a string value by a stop string in its markup:
+    its arguments stay what went out (never closed: `{"city": "Pa"}` is another call), and the failure is reported
+    on the last chunk. Non-stream, the call stays text (the one-shot repair refuses it)."""
     e = await engine("tool", constrain=False)
     client = e.client()
-    ask = {"model": "tool", "messages": USER, "tools": [WEATHER_TOOL], "temperature": 0, **cut}
+    ask = {"model": "tool", "messages": USER, "tools": [WEATHER_TOOL], "temperature": 0, "stop": ["ris"]}
     whole = await client.chat.completions.create(**ask)
     assert not whole.choices[0].message.tool_calls
     args, finish, report = "", None, None
@@ -196,9 +195,26 @@ async def test_a_streamed_call_the_generation_cut_is_not_completed(engine, cut):
     assert args and '{"city": "Paris"}'.startswith(args) and args != '{"city": "Paris"}'
     with pytest.raises(ValueError):
         json.loads(args)
-    assert finish == ("length" if "max_tokens" in cut else "tool_calls")
+    assert finish == "tool_calls"
     assert report is not None and any(f["kind"] == "failed_after_header" and "truncated" in f["detail"]
                                        for f in report["tool_call_failures"])
+
+
+async def test_a_streamed_call_cut_before_its_first_value_is_text_as_non_stream(engine):
+    """max_tokens cuts the call at `{"city": ` (before its first value begins): no header went out, and the stream
+    gives the text, as the non-stream answer does, with finish_reason "length"."""
+    e = await engine("tool", constrain=False)
+    client = e.client()
+    ask = {"model": "tool", "messages": USER, "tools": [WEATHER_TOOL], "temperature": 0, "max_tokens": 5}
+    whole = (await client.chat.completions.create(**ask)).choices[0]
+    assert not whole.message.tool_calls and whole.message.content
+    text, calls, finish = "", [], None
+    async for chunk in await client.chat.completions.create(**ask, stream=True):
+        for c in chunk.choices:
+            finish = c.finish_reason or finish
+            text += c.delta.content or ""
+            calls += c.delta.tool_calls or []
+    assert (text, calls, finish) == (whole.message.content, [], "length")
 
 
 async def test_a_json_answer_asked_for_is_not_made_a_call(engine):

@@ -225,8 +225,8 @@ def test_after_the_bound_a_call_under_way_finishes_and_the_next_block_is_text() 
     first = '<tool_call>{"name": "write_file", "arguments": {"path": "a", "content": "' + "x" * 60 + '"}}</tool_call>'
     second = '\n<tool_call>{"name": "write_file", "arguments": {"path": "b", "content": "y"}}</tool_call>'
     text = first + second
-    for size in (1, 7, 40):  # the first call's header goes out at its 48th character: before the bound, or not
-        sr = StreamRepairer(WRITE, id_factory=ids, incremental=True, max_chars=50)
+    for size in (1, 7, 40):  # the first call's header goes out at its 57th character (its first value's quote):
+        sr = StreamRepairer(WRITE, id_factory=ids, incremental=True, max_chars=64)  # before the bound, or not
         events = _feed_all(sr, [text[i:i + size] for i in range(0, len(text), size)])
         starts = [e for e in events if isinstance(e, ToolCallStart)]
         args = "".join(e.text for e in events if isinstance(e, ToolArgsDelta))

@@ -346,6 +346,22 @@ async def _chat_stream(r, tools) -> tuple[str, list[str], list, str | None]:
     return text, pieces, calls, finish
 
 
+async def test_a_streamed_call_with_unquoted_text_is_no_call_as_in_the_whole_answer(fakes, router):
+    text = 'Searching.\n<tool_call>{"name": "search", "arguments": {"query": 2024 election results}}</tool_call>'
+    pieces = ["Searching.", "\n", "<tool_call>", '{"', "name", '": "', "search", '", "', "arguments", '": {"',
+              "query", '": ', "2024", " ", "election", " results", "}}", "</tool_call>"]
+    up = await fakes()
+    up.push(Step(sse=stream_of(pieces, "m"), interval=0.01),  # (apart: a stream read whole goes out whole)
+            Step(sse=stream_of([*pieces[:13], " election", *pieces[15:]], "m"), interval=0.01),
+            Step(json=completion(text, "m")))
+    r = await router(cfg(up.url))
+    for _ in range(2):  # (never search({"query": "2024"}) or search({}), finish_reason tool_calls)
+        got, _, calls, finish = await _chat_stream(r, SEARCH)
+        assert (got, calls, finish) == (text, [], "stop")
+    whole = (await r.client().chat.completions.create(model="m", messages=MSGS, tools=SEARCH)).choices[0]
+    assert whole.message.content == text and not whole.message.tool_calls
+
+
 async def test_text_quoting_an_invoke_tag_streams_on(fakes, router):
     pieces = ["In MiniMax XML a call is ", '<invoke name="foo"/>', " and so on.\n",
               *[f"Line {i} of the answer.\n" for i in range(20)]]
