@@ -47,6 +47,10 @@ class Kind:
     handler: Callable[..., Any] = field(compare=False)
     line_start: bool = False
     generic: bool = False  # not native markup: needs a declared name; not looked for inside <think>
+    # (text, start, end of its line) -> whether the candidate may still be a call once its line is whole: False only
+    # where the handler would refuse it (a stream holds such a candidate to its line's end, not the stream's). It
+    # reads the whole text before the candidate too (a stream gives it that: see `scan_stream`'s `head`)
+    line_check: Callable[[str, int, int], bool] | None = field(default=None, compare=False)
 
     @property
     def named(self) -> bool:
@@ -157,6 +161,7 @@ def _factored(kinds: tuple[Kind, ...]) -> str:
 
 
 NO, PARTIAL, MATCH = 0, 1, 2
+LINE_HOLD = 4096  # a candidate decided by its line (`Kind.line_check`) is held to its end for this long at most
 
 
 def _partial_pattern(kinds: tuple[Kind, ...]) -> str:
@@ -294,6 +299,14 @@ class CandidateFinder:
         """The first complete candidate at or after `pos`, outside inline code (see `Ticks`; `ticks`: the line's
         backticks before `pos`, for a `text` that does not hold the line's start). `line_at`: a position that
         begins a line as a newline does (where content begins after a think block)."""
+        hit = self._find(text, pos, ticks, line_at, False)
+        return (hit[0], hit[1]) if hit is not None else None
+
+    def _find(self, text: str, pos: int, ticks: Ticks | None, line_at: int, open_end: bool,
+              head: Callable[[], str] | None = None) -> tuple[int, Kind, bool] | None:
+        """`find`; with `open_end` (a stream: more text may follow) a candidate whose kind is decided by its line,
+        that line not yet ended, comes with True (it may still become a call, or not). `head`: the text before
+        `text` (a stream's, for `Kind.line_check`)."""
         search = self._combined.search
         at = pos  # `ticks` is the line's backticks before `at`, carried forward (each read once: a line of many
         if ticks is None:  # quoted examples was read again from its start for each, a 168 KB line took 20 s)
@@ -308,7 +321,19 @@ class CandidateFinder:
                     ticks, at = ticks_after(ticks, text, at, p), p
                     if in_code(ticks):
                         break
-                    return p, kind
+                    check = kind.line_check
+                    if check is not None:
+                        nl = text.find("\n", p, p + LINE_HOLD + 1) if open_end else text.find("\n", p)
+                        if nl == -1 and open_end:
+                            if len(text) - p <= LINE_HOLD:
+                                return p, kind, True
+                        else:
+                            end = nl if nl != -1 else len(text)
+                            before = head() if head is not None else ""
+                            if not (check(before + text, len(before) + p, len(before) + end) if before else
+                                    check(text, p, end)):
+                                continue  # (the handler would refuse it)
+                    return p, kind, False
             pos = p + 1
 
     # --- streaming ---------------------------------------------------------------------------------------------
@@ -318,12 +343,14 @@ class CandidateFinder:
         `scan_stream(context + text, len(context))` is then (NO, its length) whatever the context."""
         return self._quick.search(text) is None and not text.endswith(self._quick_ends)
 
-    def scan_stream(self, text: str, start: int, ticks: Ticks | None = None) -> tuple[int, int]:
+    def scan_stream(self, text: str, start: int, ticks: Ticks | None = None,
+                    head: Callable[[], str] | None = None) -> tuple[int, int]:
         """(status, position) for streaming: the first position >= start that is a complete candidate (MATCH)
-        or may still become one (PARTIAL); (NO, len(text)) when there is none. `ticks` as for `find`."""
+        or may still become one (PARTIAL); (NO, len(text)) when there is none. `ticks` as for `find`; `head` gives
+        the stream's text before `text` (read only where a candidate's kind asks for it: `Kind.line_check`)."""
         if self._quick.search(text, start) is None and not text.endswith(self._quick_ends, start):  # usual prose
             return NO, len(text)
-        hit = self.find(text, start, ticks)
+        hit = self._find(text, start, ticks, -1, True, head)
         stop = hit[0] if hit is not None else len(text)
         # a partial candidate is non-empty, runs to the end and begins with a kind's first character: only those
         # positions are tried, each with its own kinds' pattern (the same answer as KindSet.partial.search)
@@ -335,5 +362,5 @@ class CandidateFinder:
             if end - p <= reach and pattern.match(text, p) is not None:
                 return PARTIAL, p
         if hit is not None:
-            return MATCH, hit[0]
+            return (PARTIAL if hit[2] else MATCH), hit[0]
         return NO, len(text)

@@ -144,7 +144,7 @@ class StreamRepairer:
             base = self._ctx
             tail = self._tail + text
             window = base + tail
-            status, at = self._finder.scan_stream(window, len(base), self._ticks)
+            status, at = self._finder.scan_stream(window, len(base), self._ticks, self._head(len(window)))
             stop = (at if status != NO else len(window)) - len(base)
             if status == MATCH:
                 self._holding = True
@@ -169,6 +169,10 @@ class StreamRepairer:
                 out = "\n\n" + out
         self._emitted += len(out)
         return [ContentDelta(out)]
+
+    def _head(self, size: int) -> Callable[[], str]:
+        """The text fed before the last `size` characters (for `CandidateFinder.scan_stream`)."""
+        return lambda: "".join(self._chunks)[:self._text_size - size]
 
     def feed_reasoning(self, text: str) -> list[Event]:
         """An upstream reasoning_content delta (passed through at once)."""

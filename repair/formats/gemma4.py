@@ -191,9 +191,16 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, "calls", FAMILY, [call])])
 
 
+def _line_may_call(text: str, p: int, end: int) -> bool:
+    """What `parse_stripped` asks of the line from `p` to `end` and of the text before it (a stream holds the
+    candidate only to its line's end)."""
+    line = text[p:end].rstrip()
+    return line.endswith("}") and QUOTE not in line and not _in_fence(text, p)
+
+
 FORMAT = Format(
     (FAMILY,), (Kind("gemma4", (OneOf(START_MARKERS),), parse),
                 Kind("gemma4_stripped", (Lit("call:"), Name(64, ("{",))), parse_stripped, line_start=True,
-                     generic=True)),
+                     generic=True, line_check=_line_may_call)),
     aliases(FAMILY, "gemma4", "gemma3", "function_gemma", "functiongemma"),
     (Template(FAMILY, (OPEN, CLOSE), rank=5), Template(FAMILY, (FG_OPEN,), rank=6)))

@@ -122,7 +122,9 @@ def _most_held(text: str, tools: list[dict]) -> int:
     return worst
 
 
-def test_a_quoted_invoke_tag_holds_the_stream_only_while_it_may_be_a_call() -> None:
+def test_a_quoted_call_syntax_holds_the_stream_only_while_it_may_be_a_call() -> None:
+    """A bare <invoke> tag, a stripped Gemma call: held until what follows says they are no call (the tag's end,
+    the line's end), never to the stream's end."""
     more = "More explanation follows. " * 40
     for quote in ('In MiniMax XML you write <invoke name="foo"/> to call a tool.\n',
                   'In MiniMax XML you write <invoke name="bash"> to call a tool.\n',
@@ -131,7 +133,12 @@ def test_a_quoted_invoke_tag_holds_the_stream_only_while_it_may_be_a_call() -> N
                   '<invoke name="bash" /> too.\n',
                   'The form is ]<]minimax[>[<invoke name="bash"> and so on.\n',
                   "Gemma writes call:f{q:x} in a sentence.\n",
-                  "call:g{q:x, n:1} names no tool.\n"):
+                  "call:g{q:x, n:1} names no tool.\n",
+                  "call:f{q:x} is written alone on its line.\n",
+                  "call:f{q:x\ny}\n",
+                  'call:f{q:<|"|>x<|"|>}\n',
+                  "Like this:\n```\ncall:f{q:hello, n:1}\n```\n",
+                  "Like this:\n~~~\ncall:f{q:hello, n:1}\n~~~\n"):
         text = quote + more
         r = repair_message(text, BASH + SEARCH, id_factory=ids)
         assert r.tool_calls == [] and r.content == text
@@ -182,3 +189,13 @@ def test_gemma_call_after_a_closed_fence_is_a_call() -> None:
         r = repair_message(text, SEARCH, id_factory=ids)
         assert calls_of(r) == [("f", {"q": "hello", "n": 1})], text
         assert_stream_matches(text, SEARCH)
+
+
+def test_a_stripped_gemma_call_on_a_long_line_streams_as_one_shot() -> None:
+    """A candidate decided by its line is held to the line's end for 4096 characters at most, then to the stream's
+    end as any other: the same answer either way."""
+    for text, made in (("Hi.\ncall:f{q:" + "x y " * 1300 + "} tail\nmore", False),
+                       ("call:f{q:" + "x y " * 1300 + ", n:1}", True),
+                       ("A.\ncall:f{q:" + "x y " * 900 + ", n:1}\nmore", True)):
+        r = assert_stream_matches(text, SEARCH, count=1)
+        assert bool(r.tool_calls) is made
