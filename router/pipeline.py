@@ -53,11 +53,11 @@ from .custom_tools import (
 from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
-from .redact import scrub_value
+from .redact import scrub_text, scrub_value
 from .relay import UpstreamReader
 from .repair_owner import chunk_report, engine_repaired, stream_checker, whole_report
 from .routing import Route
-from .upstream.base import UpstreamRequest
+from .upstream.base import ERROR_MESSAGE_MAX, UpstreamRequest, error_message
 
 log = logging.getLogger("agentgate")
 CONSTRAINED_HEADER = "x-agentgate-constrained"  # a local engine's reply: which grammar constrained it
@@ -67,27 +67,34 @@ PATH = "/chat/completions"
 class UpstreamStatus(Exception):
     """The upstream answered with a non-200 status that is the client's to see (e.g. 400)."""
 
-    def __init__(self, opened_status: int, body: bytes, content_type: str, provider: str) -> None:
+    def __init__(self, opened_status: int, body: bytes, content_type: str, provider: str,
+                 secrets: tuple[str, ...] = ()) -> None:
         super().__init__(f"upstream status {opened_status}")
         self.status = opened_status
         self.body = body
         self.content_type = content_type
         self.provider = provider
+        self.secrets = secrets
 
     def api_error(self) -> ApiError:
+        """The status as the route's error, with the upstream's message (a translated route cannot pass the body
+        on), read from whatever shape it has (`base.error_message`: OpenAI's, `{"error": "..."}`, Gemini's array,
+        Mistral's and FastAPI's validation lists), the provider's secrets redacted, cut short."""
         message, code = f"Upstream {self.provider!r} answered {self.status}.", "upstream_error"
         try:
             doc = json.loads(self.body)
         except (ValueError, RecursionError):
             doc = None
-        if isinstance(doc, dict):
-            err = doc.get("error")
-            if isinstance(err, dict):  # OpenAI's shape (vLLM >= 0.10, llama.cpp, Ollama)
-                message, code = str(err.get("message") or message), str(err.get("code") or code)
-            elif isinstance(err, str) and err:  # {"error": "..."} (LM Studio, others)
-                message = err
-            elif isinstance(doc.get("message"), str) and doc["message"]:  # {"object": "error", "message": ...}
-                message = doc["message"]  # (vLLM before 0.10, SGLang; their code is the status, a number)
+            text = self.body[:ERROR_MESSAGE_MAX].decode("utf-8", "replace").strip()
+            if text and not text.startswith("<"):  # a plain text answer (not an HTML error page)
+                message = f"{message[:-1]}: {text}"
+        found = error_message(doc) if doc is not None else None
+        if found:
+            message = scrub_text(found, self.secrets)[:ERROR_MESSAGE_MAX]
+        err = doc.get("error") if isinstance(doc, dict) else doc[0].get("error") \
+            if isinstance(doc, list) and doc and isinstance(doc[0], dict) else None
+        if isinstance(err, dict) and err.get("code") and type(err["code"]) in (str, int):
+            code = str(err["code"])  # OpenAI's shape (vLLM >= 0.10, llama.cpp, Ollama); Gemini's in its array
         return ApiError(self.status, message, code, headers={"x-agentgate-provider": self.provider})
 
 
@@ -286,7 +293,7 @@ def _whole_doc(opened: Opened, ex: Exchange, route: Route, *, rename: bool = Tru
         secret = opened.upstream.config.api_key
         body = opened.first.replace(secret.encode(), b"[redacted]") if secret else opened.first
         raise UpstreamStatus(status, body, opened.reply.headers.get("Content-Type", "application/json"),
-                             opened.upstream.name)
+                             opened.upstream.name, relay.secrets_of(opened.upstream))
     try:
         doc = jsoncodec.loads(opened.first)
     except (ValueError, RecursionError):

@@ -410,12 +410,58 @@ def error_summary(body: bytes, secret: str | None = None) -> str:
     if secret:
         body = body.replace(secret.encode(), b"[redacted]")
     try:
-        doc = json.loads(body)
-        err = doc.get("error") if isinstance(doc, dict) else None
-        msg = err.get("message") if isinstance(err, dict) else err if isinstance(err, str) else None
-        return str(msg)[:300] if msg else ""
+        msg = error_message(json.loads(body))
+        return msg[:300] if msg else ""
     except (ValueError, UnicodeDecodeError, RecursionError):
         return body[:200].decode("utf-8", "replace").strip()
+
+
+ERROR_MESSAGE_MAX = 1000  # characters of an upstream's error message passed on to the client
+
+
+def error_message(doc: Any, depth: int = 0) -> str | None:
+    """The readable message of an upstream's error document, in the shapes servers write them: OpenAI's
+    `{"error": {"message"}}`, `{"error": "..."}`, `{"message": "..."}` (vLLM before 0.10, SGLang), Gemini's OpenAI
+    endpoint's array `[{"error": {...}}]`, Mistral's `message` as a list of validation errors, FastAPI's
+    `{"detail": [{"loc", "msg"}]}` or `{"detail": "..."}`. None when it holds none (not cut short here)."""
+    if depth > 3:
+        return None
+    if isinstance(doc, str):
+        return doc.strip() or None
+    if isinstance(doc, list):
+        for item in doc[:4]:
+            if (msg := error_message(item, depth + 1)) is not None:
+                return msg
+        return None
+    if not isinstance(doc, dict):
+        return None
+    err = doc.get("error")
+    if isinstance(err, (dict, list, str)) and (msg := error_message(err, depth + 1)) is not None:
+        return msg
+    for key in ("message", "detail", "msg", "error_message"):
+        if (msg := _readable(doc.get(key), depth)) is not None:
+            return msg
+    return None
+
+
+def _readable(value: Any, depth: int) -> str | None:
+    """A message member as text: a string, or a list of validation errors (`{"loc", "msg"}` each, as pydantic
+    writes them) joined."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, dict):
+        return error_message(value, depth + 1)
+    if not isinstance(value, list):
+        return None
+    parts: list[str] = []
+    for item in value[:10]:
+        if isinstance(item, dict) and isinstance(item.get("msg"), str):
+            loc = item.get("loc")
+            where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+            parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+        elif (text := _readable(item, depth + 1) if depth < 3 else None) is not None:
+            parts.append(text)
+    return "; ".join(parts) or None
 
 
 class AiohttpReply:
