@@ -20,6 +20,7 @@ from ..state import STATE
 from ..toolcache import tools_bytes
 from . import common
 from .common import JSON_HEADERS
+from .openai_routes import refuses_usage
 
 
 class Translator(Protocol):
@@ -98,9 +99,18 @@ async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, to
     """The pipeline's reply; an upstream's own error status becomes the route's error. With `tools` (the chat
     tools list and its bytes, kept since a client first sent it) and `history` (the dialect's translated messages
     with their bytes) the chat body goes to the pipeline as bytes too, made with those kept bytes: sent as they
-    are, and the list is known to the tool index cache by its bytes."""
+    are, and the list is known to the tool index cache by its bytes. A stream an upstream refuses for the
+    `stream_options` the dialect asks with (400 or 422 naming it) is asked again without."""
     try:
-        return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools, history))
+        try:
+            return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools, history))
+        except pipeline.UpstreamStatus as up:
+            if not (stream and "stream_options" in chat and refuses_usage(up.status, up.body)):
+                raise
+        # an upstream that knows no `stream_options` (the usage the router asks for): asked again without, as the
+        # chat route does; usage then comes where the upstream puts it, if anywhere
+        plain = {k: v for k, v in chat.items() if k != "stream_options"}
+        return await pipeline.chat(ctx, plain, stream=stream, raw=chat_bytes(plain, tools, history))
     except pipeline.UpstreamStatus as up:
         if not _refused_reasoning(up, chat):
             raise up.api_error() from None

@@ -111,6 +111,29 @@ async def test_an_upstream_that_refuses_stream_options_is_asked_again_without(fa
     assert [("stream_options" in q.body) for q in up.requests] == [True, False]
 
 
+@pytest.mark.parametrize("route", ["messages", "responses"])
+async def test_an_upstream_that_refuses_stream_options_gets_the_translated_stream_again_without(fakes, router, route):
+    """The Messages and Responses routes ask their streams for usage too: a server that refuses the parameter
+    (Fireworks in 2024: 400 "Extra inputs are not permitted, field: 'stream_options'"; pydantic servers that forbid
+    extra fields) gets the stream again without it, as on the chat route; it was the client's 400."""
+    def refusing(body: dict[str, Any]) -> Step:
+        if "stream_options" in body:
+            return Step(status=400, json={"error": {"message": "Extra inputs are not permitted, field: "
+                                                               "'stream_options'", "type": "invalid_request_error"}})
+        return openai_like()(body)
+
+    up = await fakes()
+    up.push(refusing, refusing)
+    r = await router(CFG.format(url=up.url, key=""))
+    user = [{"role": "user", "content": "x"}]
+    path, body = ("/v1/messages", {"model": "same", "stream": True, "max_tokens": 20, "messages": user}) \
+        if route == "messages" else ("/v1/responses", {"model": "same", "stream": True, "input": "x", "store": False})
+    async with aiohttp.ClientSession() as s, s.post(r.url + path, json=body) as resp:
+        status, text = resp.status, await resp.text()
+    assert status == 200 and "hello" in text and " there" in text, text
+    assert [("stream_options" in q.body) for q in up.requests] == [True, False]
+
+
 def test_null_usage_needs_no_look():
     """`"usage": null` in every chunk (OpenAI's, when asked for usage) leaves the chunks to pass unparsed."""
     blob = b"".join(b"data: " + json.dumps({**c, "usage": None}, separators=sep).encode() + b"\n\n"
