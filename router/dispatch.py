@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass
 
+from . import jsoncodec
 from .config.model import Target
 from .context import RequestContext
 from .errors import ApiError
 from .live_config import LiveConfig
+from .relay import error_value, secrets_of
 from .resilience import CLOSED, QueueFull, backoff_delay
 from .routing import Hop
-from .upstream.base import SEND_ERRORS, Failure, Reply, Slot, Upstream, UpstreamRequest, error_answer
+from .sse import error_field, event_data
+from .upstream.base import (
+    SEND_ERRORS,
+    Failure,
+    Reply,
+    Slot,
+    Upstream,
+    UpstreamRequest,
+    error_answer,
+    event_failure,
+)
 
 log = logging.getLogger("agentgate")
 
@@ -29,7 +40,7 @@ class Opened:
     upstream: Upstream
     hop: Hop
     target: Target
-    first: bytes  # stream: the first chunk; else the whole body
+    first: bytes  # stream: its first bytes, up to its first event; else the whole body
     slot: Slot
     probe: bool = False  # a stream that is its breaker's half-open probe (see `close`)
     _closed: bool = False
@@ -112,6 +123,8 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                 continue
             if isinstance(outcome, Opened):
                 return outcome
+            if outcome.client:  # the client's error, as a 4xx status is: neither retried nor fallen back from
+                raise outcome.error
             last = outcome.error
             attempt += 1
             if attempt > up.config.policy.retries or outcome.final:
@@ -145,15 +158,66 @@ def _unusable(ctx: RequestContext) -> ApiError:
                     "model_unavailable")
 
 
-_EVENT_LINE = re.compile(rb"(?:^|\n)[^:\r\n]")
-FIRST_COMMENTS_MAX = 64 << 10  # bytes of SSE comments and blank lines read before a stream counts as begun anyway
+FIRST_COMMENTS_MAX = 64 << 10  # bytes read before a stream counts as begun anyway (SSE comments, blank lines, a
+# first event not yet whole)
+_MORE = object()  # `_opening`: the first event is not whole yet
 
 
-def _holds_event(data: bytes) -> bool:
-    """Whether a stream's first bytes hold more than SSE comments and blank lines (`: OPENROUTER PROCESSING`, which
-    a gateway sends while it waits): a stream that ends before that is a failure like one that sent nothing."""
-    return data[:1] not in (b":", b"\n", b"\r") or len(data) > FIRST_COMMENTS_MAX \
-        or _EVENT_LINE.search(data) is not None
+def _opening(name: str, data: bytes, secrets: tuple[str, ...]) -> Failure | object | None:
+    """What a stream's first bytes say, once they hold its first event (past SSE comments, blank lines and events
+    without data, such as `: OPENROUTER PROCESSING`, which a gateway sends while it waits): None when it is a
+    chunk (the stream begins); a failure like one before any chunk when it is the end (`data: [DONE]`) or an
+    upstream error event (`{"error": ...}`, `"finish_reason": "error"`, an `error:` field or `event: error`);
+    `_MORE` while the first event is not whole. Looked at once per stream, never per chunk."""
+    if len(data) > FIRST_COMMENTS_MAX:
+        return None
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    start = 0
+    while True:
+        end = data.find(b"\n\n", start)
+        if end < 0:
+            return _MORE
+        event = data[start:end + 2]
+        start = end + 2
+        if not event.startswith(b"data:") and (err := error_field(event)) is not None:
+            return event_failure(name, error_value(err), secrets)
+        payload = event_data(event)
+        if payload is None:  # comments, blank lines, an id or a name alone: not a chunk yet
+            continue
+        if payload.strip() == b"[DONE]":
+            return _ended_early(name)
+        if b'"error"' in payload:
+            try:
+                doc = jsoncodec.loads(payload)
+            except (ValueError, RecursionError):
+                return None
+            if isinstance(doc, dict):
+                if "error" in doc and ("choices" not in doc or doc["error"]):
+                    return event_failure(name, doc["error"], secrets)
+                choices = doc.get("choices")
+                if isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") == "error"
+                                                     for c in choices):
+                    return event_failure(name, "the stream finished with finish_reason 'error'", secrets)
+        return None
+
+
+def _ended_early(name: str) -> Failure:
+    return Failure("truncated", ApiError(502, f"Upstream {name!r} ended the stream before its first chunk.",
+                                         "upstream_truncated"), counts=True)
+
+
+async def _stream_start(up: Upstream, reply: Reply) -> tuple[bytes, Failure | None]:
+    """A stream's first bytes, read up to its first event, and the failure they are when that event is no chunk
+    (see `_opening`) or the stream ends before it: nothing reached the client yet."""
+    first = b""
+    async for chunk in reply.chunks():
+        if chunk:
+            first += chunk
+            verdict = _opening(up.name, first, secrets_of(up))
+            if verdict is not _MORE:
+                return first, verdict if isinstance(verdict, Failure) else None
+    return first, _ended_early(up.name)
 
 
 async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
@@ -176,17 +240,8 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
             reply = await up.send(request)
             failure = await up.judge(reply, request, body_limit)
             if failure is None:
-                first = b""
                 if request.stream and reply.status == 200:
-                    async for chunk in reply.chunks():  # up to the first that holds more than SSE comments
-                        if chunk:
-                            first += chunk
-                            if _holds_event(first):
-                                break
-                    else:  # the stream ended before its first event: nothing reached the client, a failure
-                        failure = Failure("truncated", ApiError(
-                            502, f"Upstream {up.name!r} ended the stream before its first chunk.",
-                            "upstream_truncated"), counts=True)
+                    first, failure = await _stream_start(up, reply)
                 else:
                     first = await reply.read(body_limit)
                     failure = error_answer(up.name, first, up.config.api_key) if reply.status == 200 else None
@@ -205,6 +260,9 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
             raise
         if reply is not None:
             await reply.close()
+    if failure.client:  # an answer (the client's error): the upstream works
+        up.breaker.success()
+        return failure
     metrics = ctx.metrics
     metrics.child(metrics.upstream_errors, up.name, failure.kind).inc()
     if failure.counts:

@@ -211,7 +211,7 @@ async def _chat_stream(ex: Exchange, gen: AsyncGenerator[Items, None]) -> ChatRe
     # comes first, the first item (its task wakes the waiter as it ends) or the timer
     loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
-    first_task = loop.create_task(_first(gen, waiter))
+    first_task = loop.create_task(_first(gen, waiter, ex))
     timer = loop.call_later(relay.KEEPALIVE_S, _wake, waiter)
     try:
         await waiter
@@ -227,10 +227,14 @@ async def _chat_stream(ex: Exchange, gen: AsyncGenerator[Items, None]) -> ChatRe
     return ChatReply(chunks=_Resumed(first_task, gen), headers=headers)
 
 
-async def _first(gen: AsyncGenerator[Items, None], waiter: asyncio.Future[None]) -> Items:
-    """The stream's first item; `waiter` woken as it ends (the task is done by the time the waiting one runs)."""
+async def _first(gen: AsyncGenerator[Items, None], waiter: asyncio.Future[None], ex: Exchange) -> Items:
+    """The stream's first item; `waiter` woken as it ends (the task is done by the time the waiting one runs). A
+    stream that makes none (its upstream sent nothing that is a chunk) is the upstream's error."""
     try:
         return await gen.__anext__()
+    except StopAsyncIteration:
+        raise ApiError(502, f"Upstream {ex.provider!r} ended the stream before its first chunk.",
+                       "upstream_truncated") from None
     finally:
         _wake(waiter)
 

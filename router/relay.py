@@ -124,6 +124,20 @@ _USAGE = re.compile(rb'"usage"(?!:null|: null)')  # not null (OpenAI writes `"us
 # usage chunk when asked for usage, which the chat route always does)
 
 
+def error_value(payload: bytes) -> Any:
+    """What an error event named by its fields (`sse.error_field`) carries: its error object (`{"error": {...}}`'s
+    member, or the object itself), else its text."""
+    try:
+        doc = jsoncodec.loads(payload)
+    except (ValueError, RecursionError):
+        doc = None
+    if isinstance(doc, dict):
+        err = doc.get("error")
+        return err if isinstance(err, (dict, str)) and err else doc or "an error event"
+    text = payload.decode("utf-8", "replace").strip()
+    return text or "an error event"
+
+
 def _first_usage(data: bytes, end: int) -> int:
     """Where the first usage that is not null stands in `data[:end]`; `end` when none does (a regex only once the
     key is there at all)."""

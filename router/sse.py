@@ -84,6 +84,27 @@ def event_data(event: bytes) -> bytes | None:
     return b"\n".join(data) if data else None
 
 
+def error_field(event: bytes) -> bytes | None:
+    """The payload of an event that says it is an error by its fields rather than its data: an `error:` field
+    (llama-server before ggml-org/llama.cpp#16109 wrote `error: {...}`, then `data: [DONE]`), or the event name
+    `error` (its data; b"" when it has none). None for any other event (its data, if any, is read as usual)."""
+    if b"error" not in event:
+        return None
+    named = False
+    errors: list[bytes] = []
+    data: list[bytes] = []
+    for line in event.split(b"\n"):
+        if line.startswith(b"error:"):
+            errors.append(line[7:] if line[6:7] == b" " else line[6:])
+        elif line.startswith(b"event:") and line[6:].strip() == b"error":
+            named = True
+        elif line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+    if errors:
+        return b"\n".join(errors)
+    return b"\n".join(data) if named else None
+
+
 class Rewriter:
     """Passes a stream through, event by event (a partial event waits for its end); subclasses change event
     payloads. `done` turns true once the upstream's `data: [DONE]` went by."""

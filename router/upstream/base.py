@@ -24,7 +24,7 @@ from .. import jsoncodec
 from ..config.model import ProviderConfig
 from ..errors import ApiError
 from ..metrics import Metrics, fast_inc
-from ..redact import safe_headers, scrub_body
+from ..redact import safe_headers, scrub_body, scrub_text
 from ..resilience import Breaker, Limiter
 from ..sse import DEFAULT_MAX_EVENT_BYTES, UpstreamTooLarge
 
@@ -88,6 +88,8 @@ class Failure:
     counts: bool  # toward opening the breaker (else a half-open probe is released without a verdict)
     final: bool = False  # trying the same upstream again would not help
     retry_after: str | None = None  # the upstream's Retry-After, when it sent one
+    client: bool = False  # the client's error (a 4xx other than 429): answered as it is, never retried nor fallen
+    # back from, as a 4xx status is
 
 
 class Reply(Protocol):
@@ -462,6 +464,48 @@ def _readable(value: Any, depth: int) -> str | None:
         elif (text := _readable(item, depth + 1) if depth < 3 else None) is not None:
             parts.append(text)
     return "; ".join(parts) or None
+
+
+_TYPE_STATUS = {"overloaded_error": 529, "rate_limit_error": 429}  # Anthropic's error types (translated events)
+
+
+def error_status(err: Any) -> int | None:
+    """The HTTP status an upstream's error object names (`code`, else `status`, a number from 400 to 599; or an
+    Anthropic error type that says busy or rate limited)."""
+    if not isinstance(err, dict):
+        return None
+    for key in ("code", "status"):
+        value = err.get(key)
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) == 3:
+            value = int(value)
+        if type(value) is int and 400 <= value <= 599:
+            return value
+    kind = err.get("type")
+    return _TYPE_STATUS.get(kind) if isinstance(kind, str) else None
+
+
+def event_failure(name: str, err: Any, secrets: tuple[str, ...]) -> Failure:
+    """An upstream error event that came before the stream's first chunk (nothing reached the client): a failure
+    like the status its error names (`code`): a 429 or a 5xx is retried and fallen back from, a 4xx is the client's
+    (the upstream's message, with that status); without one, a failure like a 5xx."""
+    msg = error_message(err)
+    detail = scrub_text(msg, secrets)[:ERROR_MESSAGE_MAX] if msg else ""
+    status = error_status(err)
+    said = f"Upstream {name!r} answered with an error event{': ' + detail if detail else ''}"
+    if status == 429:
+        return Failure("status_429", ApiError(429, said, "upstream_rate_limited"), counts=False)
+    if status in (401, 403):
+        return Failure("error_event", ApiError(502, f"Upstream {name!r} refused the configured credentials "
+                                               f"({status}).", "upstream_auth"), counts=False, client=True)
+    if status is not None and status < 500:
+        code = err.get("code") if isinstance(err, dict) else None
+        etype = err.get("type") if isinstance(err, dict) else None
+        return Failure("error_event", ApiError(
+            status, detail or said, code if isinstance(code, str) and not code.isdigit() else "upstream_error",
+            type=etype if isinstance(etype, str) and etype else None), counts=False, client=True)
+    busy = status in OVERLOADED
+    return Failure("error_event", ApiError(503 if busy else 502, said,
+                                           "upstream_overloaded" if busy else "upstream_error"), counts=True)
 
 
 class AiohttpReply:
