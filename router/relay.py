@@ -34,7 +34,7 @@ from .drain import IN_FLIGHT, uncancel
 from .errors import ApiError
 from .exchange import Exchange
 from .redact import SecretGate, scrub_body, scrub_text, secret_forms
-from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, event_data
+from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, error_field, event_data
 from .upstream.base import Failure, UpstreamFailed
 
 log = logging.getLogger("agentgate")
@@ -136,6 +136,17 @@ def error_value(payload: bytes) -> Any:
         return err if isinstance(err, (dict, str)) and err else doc or "an error event"
     text = payload.decode("utf-8", "replace").strip()
     return text or "an error event"
+
+
+def _error_before(before: list[bytes], plain: list[bytes]) -> Any:
+    """At a `[DONE]` without a finish_reason: the error of an error event named by its fields (`error: {...}`,
+    `event: error`) just before it, among the events passed on unread (the last read's and this one's), which
+    llama-server wrote and then `data: [DONE]`; None when there is none (the upstream finished, without saying
+    why)."""
+    for event in (*before[-4:], *plain):
+        if not event.startswith(b"data:") and (err := error_field(event)) is not None:
+            return error_value(err)
+    return None
 
 
 def _first_usage(data: bytes, end: int) -> int:
@@ -412,6 +423,8 @@ class UpstreamReader:
     def _raw_event(self, event: bytes) -> bytes:
         data = event_data(event)
         redactor = self.redactor
+        if not event.startswith(b"data:") and (err := error_field(event)) is not None:  # `error: {...}`, `event:
+            self._error_event(error_value(err))  # error`: an upstream error event, not a comment to pass on
         if data is None:  # a comment, an id: nothing a client reads; one that may hold a secret is dropped
             return b"" if redactor.suspicious(event) else event
         if data == b"[DONE]" or data.strip() == b"[DONE]":
@@ -451,17 +464,23 @@ class UpstreamReader:
     async def raw(self) -> AsyncIterator[list[bytes]]:
         """The upstream's events as they go to a pass-through client, one list per upstream read (the read's
         first events that need no look as one piece)."""
+        before: list[bytes] = []  # the last read's events (see `_error_before`)
         async for events in self._reads():
             plain, k = self._plain_run(events)
             out: list[bytes] = [plain] if plain else []
             try:
                 for event in events[k:] if k else events:
                     out.append(self._raw_event(event))
+                if self.done and self.finish_reason is None and (err := _error_before(before, events[:k])) is not None:
+                    out = [e for e in out if b"[DONE]" not in e]  # (never in the events passed unread)
+                    self.done = False
+                    self._error_event(err)
             except ApiError:  # an upstream error event: the events before it go out first, as one by one
                 if out:
                     yield out
                 raise
             yield out
+            before = events
 
     def _payloads(self, events: list[bytes]) -> list[bytes]:
         redactor = self.redactor
@@ -469,8 +488,13 @@ class UpstreamReader:
         out = []
         for event in events:
             # event_data's usual one-line event without the call
-            data = event[6:-2] if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2 \
-                else event_data(event)
+            if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:
+                data: bytes | None = event[6:-2]
+            elif (err := error_field(event)) is not None:  # `error: {...}`, `event: error`: an upstream error
+                out.append(jsoncodec.dumps({"error": error_value(err)}))  # event, in its place (see `_note`)
+                continue
+            else:
+                data = event_data(event)
             if data is None:
                 continue
             if not data.startswith(b"{") and (data == b"[DONE]" or data.strip() == b"[DONE]"):

@@ -2,7 +2,8 @@
 event (OpenRouter's `data: {"error": ..., "choices": [{"finish_reason": "error"}]}` after its `: OPENROUTER
 PROCESSING` comment, llama-server's `error: {...}` field before ggml-org/llama.cpp#16109, `event: error`), or a
 stream that is `data: [DONE]` alone, is a failure before the first chunk (retried, fallen back from, or the
-client's error when its code says 4xx)."""
+client's error when its code says 4xx); the same error events after the first chunk end the stream with its
+terminal error, never a normal stop."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from router import dispatch, pipeline
 from router.exchange import Exchange
-from tests.fakes.openai_upstream import Step, stream_of
+from tests.fakes.openai_upstream import Step, chunk, stream_of
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
@@ -90,6 +91,40 @@ async def test_a_first_error_event_with_a_4xx_code_is_the_clients_error(fakes, r
         assert json.loads(text)["error"]["type"] == "invalid_request_error"
     assert (len(a.requests), len(b.requests)) == (1, 0)
     assert r.state.runtime.upstreams["a"].breaker.consecutive == 0
+
+
+@pytest.mark.parametrize("error", [
+    b'error: {"code":500,"message":"the model crashed","type":"server_error"}\n\n',
+    b'event: error\ndata: {"message": "the model crashed"}\n\n',
+], ids=["error-field", "event-error"])
+@pytest.mark.parametrize("secret", [False, True], ids=["keyless", "with-key"])
+@pytest.mark.parametrize("interval", [0.0, 0.05], ids=["one-read", "separate-reads"])
+@pytest.mark.parametrize("route", ROUTES)
+async def test_an_error_field_after_the_first_chunk_ends_the_stream_with_its_error(fakes, router, route, interval,
+                                                                                   secret, error):
+    """llama-server's `error: {...}` (or an `event: error`) then `data: [DONE]` after the stream began: the
+    terminal error event, never a normal (empty) stop; on the pass-through too (keyless: events passed unparsed),
+    whether the error and the `[DONE]` come in one read or two."""
+    up = await fakes()
+    key = "api_key: sk-test-0123456789abcdef, " if secret else ""
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', {key}retries: 0}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": ""}), chunk("m", {"content": "Hel"}), error],
+                 interval=interval))
+    status, text = await _post(r.url, route)
+    assert status == 200
+    assert "the model crashed" in text, text
+    if route == "messages":
+        assert "event: error" in text and "message_stop" not in text
+    elif route == "responses":
+        assert "response.failed" in text and "response.completed" not in text
+    else:
+        assert text.rstrip().endswith("}") and "[DONE]" not in text
+        assert '"finish_reason": "stop"' not in text and '"finish_reason":"stop"' not in text
 
 
 async def test_a_stream_that_makes_no_item_is_the_upstreams_error() -> None:
