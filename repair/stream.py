@@ -64,6 +64,7 @@ HERMES_CLOSE = "</tool_call>"
 # why a call whose header went out failed, when the stream ended inside its arguments (they go out as they were cut,
 # never closed: a command or a file cut in half is another command, another file)
 CUT = "truncated: the stream ended inside its arguments, which stay as they were cut"
+UNCLOSED = " (its arguments stay as they went out, not closed)"
 
 
 class StreamRepairer:
@@ -396,12 +397,16 @@ class StreamRepairer:
             if same and i is not None:
                 differs[st.index] = i
                 taken.add(i)
-            if self._cut(st):  # the model did not finish them: what went out stays as it is (nothing invented)
+            # what went out stays as it is: never closed into a call the model did not make (arguments that stop
+            # short of their end are not JSON, which agents refuse to run; closed they were a call of their own, its
+            # later members dropped or a command cut in half)
+            if self._cut(st):  # the model did not finish them
                 why = CUT
             else:
-                events.append(ToolArgsDelta(st.index, st.emitter.closer()))
                 why = "its arguments differ from the repaired call" if same else \
                     "it is not part of the repaired answer"
+                if not st.emitter.closed:
+                    why += UNCLOSED
             self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {why}", st.index))
         out: list[dict[str, Any]] = []  # the calls as the client got them
         for st in started:
@@ -627,8 +632,9 @@ class StreamRepairer:
         for st in self._started:
             if self._cut(st, spec):
                 self.after_header.append(RepairIssue("failed_after_header", f"{st.name}: {CUT}", st.index))
-            elif closer := st.emitter.closer():
-                events.append(ToolArgsDelta(st.index, closer))
+            elif not st.emitter.closed:  # what went out stays as it went out (see `_finish_calls`)
+                self.after_header.append(RepairIssue(
+                    "failed_after_header", f"{st.name}: its arguments did not end{UNCLOSED}", st.index))
             calls.append({"id": st.id, "type": "function", "function": {"name": st.name, "arguments": ""}})
         limit = self._max_chars
         self._result = RepairResult(content=None, tool_calls=calls, reasoning_content=None, repairs=[],

@@ -145,3 +145,19 @@ def test_an_upstream_call_with_unquoted_text_starts_no_call_in_a_stream(args: st
         events += sr.finish()
         assert not [e for e in events if isinstance(e, (ToolCallStart, ToolArgsDelta, ToolCallDelta))], chunks
         assert not sr.after_header and sr.result.errors == one.errors
+
+
+@pytest.mark.parametrize("step", [1, 3, 7])
+def test_a_call_that_breaks_after_its_header_is_left_unclosed(step: int) -> None:
+    """Unquoted text in a later member, after the header and the first member went out: the call fails
+    (failed_after_header) and what went out stays as it went out. Closed, it was a valid call of its own, the member
+    the model wrote dropped (`{"path": "a"}`), which an agent runs; unclosed, it is not JSON, which agents refuse."""
+    tools = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object", "properties": {
+        "path": {"type": "string"}, "n": {"type": "string"}}, "required": ["path"]}}}]
+    text = '<tool_call>{"name": "search", "arguments": {"path": "a", "n": 2024 x}}</tool_call>'
+    r = StreamRepairer(tools, incremental=True, id_factory=ids)
+    events = [e for i in range(0, len(text), step) for e in r.feed(text[i:i + step])] + r.finish()
+    args = "".join(e.text for e in events if isinstance(e, ToolArgsDelta))
+    assert [e.name for e in events if isinstance(e, ToolCallStart)] == ["search"]
+    assert args.startswith('{"path": "a"') and not args.rstrip().endswith("}"), args
+    assert [i.kind for i in r.after_header] == ["failed_after_header"]
