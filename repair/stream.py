@@ -238,7 +238,7 @@ class StreamRepairer:
         if self._incremental:
             nat = self._native.get(index)
             if nat is None:
-                nat = self._native[index] = _Native()
+                nat = self._native[index] = _Native(index)
             if text and not nat.stopped:
                 events = self._native_args(nat, text, self._tool_parts.get(index))
         if self._overflowed:
@@ -513,7 +513,7 @@ class StreamRepairer:
     def _native_feed(self, idx: int, d: dict[str, Any], fn: dict[str, Any]) -> list[Event]:
         nat = self._native.get(idx)
         if nat is None:
-            nat = self._native[idx] = _Native()
+            nat = self._native[idx] = _Native(idx)
         if isinstance(d.get("id"), str) and d["id"] and not nat.id:
             nat.id = d["id"]
         if isinstance(fn.get("name"), str) and nat.started is None and nat.pending is None:
@@ -569,7 +569,10 @@ class StreamRepairer:
         except JsonBroken:
             nat.stopped = True
             return []
-        if text in ("", "{"):
+        if text in ("", "{") or any(o.started is None for o in self._native.values() if o.slot < nat.slot):
+            # (nor before an earlier call of the upstream's: the headers go out in its order, which the whole
+            # answer keeps; one that never starts, its arguments broken early, comes whole at the end, and so do
+            # the calls after it)
             nat.pending_text = text
             return []
         if not self._native_may_start(nat.pending_name):
@@ -704,9 +707,10 @@ class _Native:
     """One upstream structured call being assembled."""
 
     __slots__ = ("flush_checks", "id", "json", "name", "pending", "pending_name", "pending_text", "seen_args",
-                 "started", "stopped")
+                 "slot", "started", "stopped")
 
-    def __init__(self) -> None:
+    def __init__(self, slot: int) -> None:
+        self.slot = slot  # its place among the upstream's calls
         self.id: str | None = None
         self.name = ""
         self.json = JsonEvents()

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from repair import ContentDelta, ReasoningDelta, StreamRepairer
+from repair import ContentDelta, ReasoningDelta, StreamRepairer, ToolCallDelta
 from repair.incremental import ArgsEmitter, JsonEvents, ToolArgsDelta, ToolCallStart
 from repair.index import ToolIndex
 from tests.repair.corpus import ALL, TOOLS, Case
@@ -336,3 +336,22 @@ def test_a_surrogate_pair_cut_between_pieces_goes_out_in_one_piece(how: str) -> 
     args = [e.text for e in events if isinstance(e, ToolArgsDelta)]
     assert not any("\ud800" <= a[-1:] <= "\udbff" or "\udc00" <= a[:1] <= "\udfff" for a in args), args
     assert "".join(args) == '{"path": "a\ud83d\ude00b"}' and not sr.after_header
+
+
+def test_structured_calls_go_out_in_the_upstreams_order() -> None:
+    """A structured call whose arguments break before their first value (single quotes: repaired at the end) starts
+    no call as they come; the call after it waits too, so the calls go out in the upstream's order, the whole
+    answer's (before, the second went out first and the repaired first came after it)."""
+    tools = [{"type": "function", "function": {"name": "write_file", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
+    r = StreamRepairer(tools, incremental=True)
+    events = []
+    for d in ({"index": 0, "id": "call_0", "type": "function", "function": {"name": "write_file", "arguments": ""}},
+              {"index": 0, "function": {"arguments": "{'path': 'q'}"}},
+              {"index": 1, "id": "call_1", "type": "function", "function": {"name": "write_file", "arguments": ""}},
+              {"index": 1, "function": {"arguments": '{"path": "a.txt"}'}}):
+        events += r.feed_tool_calls([d])
+    events += r.finish()
+    assert [(e.id, e.arguments) for e in events if isinstance(e, ToolCallDelta)] == [
+        ("call_0", '{"path": "q"}'), ("call_1", '{"path": "a.txt"}')]
+    assert [c["id"] for c in r.result.tool_calls] == ["call_0", "call_1"]
