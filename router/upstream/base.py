@@ -500,9 +500,10 @@ def event_failure(name: str, err: Any, secrets: tuple[str, ...]) -> Failure:
     if status is not None and status < 500:
         code = err.get("code") if isinstance(err, dict) else None
         etype = err.get("type") if isinstance(err, dict) else None
-        return Failure("error_event", ApiError(
-            status, detail or said, code if isinstance(code, str) and not code.isdigit() else "upstream_error",
-            type=etype if isinstance(etype, str) and etype else None), counts=False, client=True)
+        code = scrub_text(code, secrets)[:ERROR_MESSAGE_MAX] if isinstance(code, str) and not code.isdigit() \
+            else "upstream_error"  # (the provider's key, echoed anywhere in the error, is redacted)
+        etype = scrub_text(etype, secrets)[:ERROR_MESSAGE_MAX] if isinstance(etype, str) and etype else None
+        return Failure("error_event", ApiError(status, detail or said, code, type=etype), counts=False, client=True)
     busy = status in OVERLOADED
     return Failure("error_event", ApiError(503 if busy else 502, said,
                                            "upstream_overloaded" if busy else "upstream_error"), counts=True)

@@ -93,6 +93,27 @@ async def test_a_first_error_event_with_a_4xx_code_is_the_clients_error(fakes, r
     assert r.state.runtime.upstreams["a"].breaker.consecutive == 0
 
 
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_first_error_event_gives_no_provider_key_in_any_field(fakes, router, route):
+    """The provider's key echoed in a first 4xx error event's message, code or type is redacted in each (the message
+    was; its code and type went out as the upstream wrote them)."""
+    key = "sk-first-event-key-0123456789"
+    up = await fakes()
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, api_key: '{key}'}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    for event in (b'error: {"code":400,"message":"bad key ' + key.encode() + b'","type":"invalid ' + key.encode()
+                  + b'"}\n\n',
+                  b'data: {"error":{"status":400,"code":"invalid_api_key:' + key.encode()
+                  + b'","message":"bad key"}}\n\n'):
+        up.push(Step(sse=[event]))
+        status, text = await _post(r.url, route)
+        assert status == 400 and key not in text and key[:12] not in text, text
+
+
 @pytest.mark.parametrize("error", [
     b'error: {"code":500,"message":"the model crashed","type":"server_error"}\n\n',
     b'event: error\ndata: {"message": "the model crashed"}\n\n',
