@@ -99,29 +99,24 @@ async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, to
     """The pipeline's reply; an upstream's own error status becomes the route's error. With `tools` (the chat
     tools list and its bytes, kept since a client first sent it) and `history` (the dialect's translated messages
     with their bytes) the chat body goes to the pipeline as bytes too, made with those kept bytes: sent as they
-    are, and the list is known to the tool index cache by its bytes. A stream an upstream refuses for the
-    `stream_options` the dialect asks with (400 or 422 naming it) is asked again without."""
-    try:
+    are, and the list is known to the tool index cache by its bytes. What an upstream refuses as a field it does
+    not know is taken away (see below)."""
+    # An upstream that knows no `stream_options` (the usage the router asks for) is asked again without, as the chat
+    # route does (usage then comes where the upstream puts it, if anywhere). The reasoning the client sent back (see
+    # `dialects.anthropic_in`, `dialects.responses.reasoning_text`) is an assistant message's `reasoning_content`,
+    # which some upstreams that never made it refuse as a field they do not know (Mistral's API answers 422
+    # extra_forbidden after a switch from a reasoning model): asked again without it. Each is taken away once, and
+    # what was taken away stays away (an upstream may refuse both, one at a time).
+    while True:
         try:
             return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools, history))
         except pipeline.UpstreamStatus as up:
-            if not (stream and "stream_options" in chat and refuses_usage(up.status, up.body)):
-                raise
-        # an upstream that knows no `stream_options` (the usage the router asks for): asked again without, as the
-        # chat route does; usage then comes where the upstream puts it, if anywhere
-        plain = {k: v for k, v in chat.items() if k != "stream_options"}
-        return await pipeline.chat(ctx, plain, stream=stream, raw=chat_bytes(plain, tools, history))
-    except pipeline.UpstreamStatus as up:
-        if not _refused_reasoning(up, chat):
-            raise up.api_error() from None
-    # The reasoning the client sent back (see `dialects.anthropic_in`, `dialects.responses.reasoning_text`) is an
-    # assistant message's `reasoning_content`, which some upstreams that never made it refuse as a field they do not
-    # know (Mistral's API answers 422 extra_forbidden after a switch from a reasoning model): once more without it
-    try:
-        bare = _without_reasoning(chat)
-        return await pipeline.chat(ctx, bare, stream=stream, raw=chat_bytes(bare, tools))
-    except pipeline.UpstreamStatus as up:
-        raise up.api_error() from None
+            if stream and "stream_options" in chat and refuses_usage(up.status, up.body):
+                chat = {k: v for k, v in chat.items() if k != "stream_options"}
+            elif _refused_reasoning(up, chat):
+                chat, history = _without_reasoning(chat), None  # (the kept translation holds the field)
+            else:
+                raise up.api_error() from None
 
 
 _UNKNOWN_FIELD = re.compile(rb"(?i)extra_forbidden|not permitted|unrecognized|unknown (?:name|field)|unexpected|"

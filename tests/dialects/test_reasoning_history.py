@@ -181,3 +181,31 @@ async def test_an_upstream_refusing_the_field_gets_the_history_without_it(fakes,
         await claude(r.url).messages.create(model="m", max_tokens=64, tools=[ANTHROPIC_WEATHER],  # type: ignore
                                             messages=history)
     assert len(up.requests) == 4  # not sent again
+
+
+async def test_an_upstream_refusing_stream_options_and_the_field_gets_neither(fakes, router):
+    """A strict upstream (every unknown field refused) answers a Messages stream whose history holds reasoning with
+    a 422 for `stream_options`, then with one for `reasoning_content`: the third request has neither (before, the
+    second re-send put `stream_options` back and the client got the 422)."""
+    up = await fakes()
+    magistral = completion(None, "m", tool_calls=[CALL], finish_reason="tool_calls")
+    magistral["choices"][0]["message"]["content"] = [{"type": "thinking", "thinking": [{"type": "text",
+                                                                                         "text": THOUGHT}]}]
+
+    def refused(field: str) -> Step:
+        return Step(status=422, json={"object": "error", "message": {"detail": [{
+            "type": "extra_forbidden", "loc": ["body", field], "msg": "Extra inputs are not permitted"}]},
+            "type": "invalid_request_error"})
+
+    up.push(Step(json=magistral), refused("stream_options"), refused("reasoning_content"),
+            Step(sse=stream_of(["It is 18C."], "m")))
+    r = await router(CFG.format(url=up.url))
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    first = await claude_message(r.url, False, model="m", max_tokens=64, tools=[ANTHROPIC_WEATHER], messages=ask)
+    history = [*ask, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[1].id,
+                                             "content": "18C"}]}]
+    second = await claude_message(r.url, True, model="m", max_tokens=64, tools=[ANTHROPIC_WEATHER], messages=history)
+    assert [b.text for b in second.content] == ["It is 18C."]
+    last = up.requests[3].body
+    assert "stream_options" not in last and "reasoning_content" not in _assistant_turns(last)[0]
