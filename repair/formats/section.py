@@ -55,6 +55,17 @@ def _call_stop(spec: SectionSpec, ctx: Ctx, at: int, limit: int) -> tuple[int, i
     return (min(stops) if stops else limit), ce, ce_end
 
 
+def _section_end(spec: SectionSpec, ctx: Ctx, at: int, n: int) -> tuple[int, int, int]:
+    """The section's end marker after `at` as (start, end) ((-1, ...) when none comes before the next section's
+    opener), and where its calls must stop: that marker, else the next opener, else the text's end `n`."""
+    nxt = ctx.find(spec.begin, at)
+    bound = nxt if nxt != -1 else n
+    send, send_end = ctx.find_end(spec.end, at)
+    if send != -1 and send >= bound:
+        send = -1
+    return send, send_end, send if send != -1 else bound
+
+
 def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
     m0 = spec.begin.match(text, p)
@@ -62,12 +73,7 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     if not section and not spec.bare_call_ok:
         return None
     i = m0.end() if m0 is not None else p
-    nxt = ctx.find(spec.begin, i)
-    bound = nxt if nxt != -1 else n
-    send, send_end = ctx.find_end(spec.end, i)
-    if send != -1 and send >= bound:
-        send = -1
-    limit = send if send != -1 else bound
+    send, send_end, limit = _section_end(spec, ctx, i, n)
     calls: list[RawCall] = []
     strays: list[str] = []  # prose written inside a call after its arguments
     while ctx.room(len(calls)):
@@ -80,12 +86,7 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
         call, after = spec.parse_call(text, mb, stop, ctx)
         if after > stop and call.failure is None:  # markers inside a JSON string: the call's end lies after it
             if after > limit:
-                nxt = ctx.find(spec.begin, after)
-                bound = nxt if nxt != -1 else n
-                send, send_end = ctx.find_end(spec.end, after)
-                if send != -1 and send >= bound:
-                    send = -1
-                limit = send if send != -1 else bound
+                send, send_end, limit = _section_end(spec, ctx, after, n)
             stop, ce, ce_end = _call_stop(spec, ctx, after, limit)
         call.family = call.family or spec.family
         if call.failure is not None and call.failure.kind == "truncated":
