@@ -79,6 +79,12 @@ class CallSlots:
         self._last = slot
         return slot
 
+    def continued(self, index: object) -> tuple[int, str] | None:
+        """The call a delta at `index` (not an int: a delta without one) that names no other call continues now,
+        and its id ("" while none came); None before any. Nothing is taken (see `of_delta`)."""
+        slot = self._at.get(index) if isinstance(index, int) else self._last if self._last >= 0 else None
+        return None if slot is None else (slot, self._ids[slot])
+
     def _starts_another(self, slot: int, cid: str, piece: str, indexed: bool, has_args: bool,
                         whole: Callable[[int], bool] | None) -> bool:
         """Whether a delta naming `piece` is another call's header (an id alone never is: see the module)."""

@@ -229,6 +229,17 @@ class StreamRepairer:
             return True
         return whole_json(part.pieces)
 
+    def call_at(self, index: object) -> tuple[int | None, str] | None:
+        """The call an upstream delta at `index` (not an int: one without) that names no other call belongs to:
+        its index in the answer once its header went out (else None) and its id there (its upstream's until
+        then; "" while it has none). None before any call."""
+        found = self._slots.continued(index)
+        if found is None:
+            return None
+        nat = self._native.get(found[0])
+        started = nat.started if nat is not None else None
+        return (started.index, started.id) if started is not None else (None, found[1])
+
     def feed_arguments(self, index: int, text: str) -> list[Event]:
         """`feed_tool_calls([{"index": index, "function": {"arguments": text}}])` (the usual fragment of a
         structured call's arguments), without looking the delta over."""

@@ -261,6 +261,11 @@ class StreamValidator:
                 events += self._forward(part, args)
         return events
 
+    def call_at(self, index: object) -> tuple[int | None, str] | None:
+        """`StreamRepairer.call_at`: the call at upstream `index` (a delta without one starts another here)."""
+        part = self._parts.get(index) if isinstance(index, int) else None
+        return None if part is None else (part.started, part.id or "")
+
     def _forward(self, part: _Part, args: str) -> list[ValidateEvent]:
         if part.started is not None:
             return [ToolArgsDelta(part.started, args)]

@@ -157,3 +157,18 @@ def test_a_call_keeps_the_id_its_header_went_out_with(shape: str) -> None:
     assert len(set(ids_sent)) == len(ids_sent)
     assert {i: json.loads(a) for i, a in sent.values()} == {
         c["id"]: json.loads(c["function"]["arguments"]) for c in result.tool_calls}
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_a_later_delta_finds_the_call_it_belongs_to(incremental: bool) -> None:
+    """`call_at` names the call a later delta at an index (or without one) belongs to, with the id and place its
+    header went out with (a Gemini 3 signature that comes alone after the header goes on that call)."""
+    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=incremental)
+    assert sr.call_at(0) is None and sr.call_at(None) is None
+    sr.feed_tool_calls([_delta(0, "up_1", "read_file", '{"path": "a"}')])
+    assert sr.call_at(0) == ((0, "up_1") if incremental else (None, "up_1"))
+    sr.feed_tool_calls([_delta(0, "up_2", "read_file", '{"path": "b"}')])  # index 0 again: another call
+    assert sr.call_at(0) == ((1, "up_2") if incremental else (None, "up_2"))
+    assert sr.call_at(5) is None
+    sr.feed_tool_calls([_delta(None, None, "list_dir", '{"path": "c"}')])  # no index, no id: the last call
+    assert sr.call_at(None) == ((2, ids(2)) if incremental else (None, ""))

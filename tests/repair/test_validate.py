@@ -164,3 +164,12 @@ def test_deltas() -> None:
                          "function": {"name": "g", "arguments": json.dumps({"y": 2})}}]},
         {"content": "c"}]
     assert stream_deltas([ReasoningDelta("a"), ReasoningDelta("b")]) == ([{"reasoning_content": "ab"}], False)
+
+
+def test_a_later_delta_finds_its_call_by_index() -> None:
+    v = StreamValidator(WEATHER, incremental=True)
+    assert v.call_at(0) is None
+    v.feed_tool_calls([{"index": 0, "id": "up_1", "function": {"name": "get_weather", "arguments": ""}}])
+    assert v.call_at(0) == (None, "up_1") and v.call_at(None) is None
+    v.feed_tool_calls([{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}])
+    assert v.call_at(0) == (0, "up_1")
