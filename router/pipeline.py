@@ -499,7 +499,6 @@ class _Envelope:
         # the upstream calls' `extra_content` not sent yet, by call id (or index, without one); None until an
         # upstream call carries some (see `note_extras`)
         self.extras: dict[str | int, Any] | None = None
-        self._extra_ids: dict[Any, str] = {}  # upstream call index -> id (once `extras` is on)
         self._headers: dict[str, int] = {}  # the id of each call whose header went out -> its index
         self._late: list[dict[str, Any]] = []  # `extra_content` deltas for calls whose header went out before it
         self.reasoning_key: str | None = None  # "reasoning": the upstream's name for it (the repairer says
@@ -554,26 +553,34 @@ class _Envelope:
                         if key in extras:
                             call["extra_content"] = extras.pop(key)
 
-    def note_extras(self, deltas: tuple[dict[str, Any], ...]) -> None:
+    def note_extras(self, deltas: tuple[dict[str, Any], ...], calls: StreamRepairer | StreamValidator) -> None:
         """An upstream's call deltas with `extra_content` (Gemini 3's thought signature, which it refuses the
         next turn without): each goes on its call's header, or right after it when the header went out already
-        (it is not repaired: passed on as it came). Streams whose calls carry none never come here."""
+        (it is not repaired: passed on as it came). A delta without the call's id belongs to the call its index
+        (or, without one, the delta before it) names: one of these `deltas`, or one `calls` (the repairer, not
+        fed them yet) knows. Streams whose calls carry none never come here."""
         if self.extras is None:
             self.extras = {}
+        ids: dict[Any, str] = {}  # an index -> the id of the call whose header these deltas brought there
         for d in deltas:
-            index = d.get("index", 0)
+            index = d.get("index")
+            key = index if isinstance(index, int) else None
             call_id = d.get("id")
             if isinstance(call_id, str) and call_id:
-                self._extra_ids[index] = call_id
+                ids[key] = call_id
             else:
-                call_id = self._extra_ids.get(index)
+                call_id = ids.get(key)
             if "extra_content" not in d:
                 continue
-            if call_id is not None and call_id in self._headers:
-                self._late.append({"tool_calls": [{"index": self._headers[call_id],
-                                                   "extra_content": d["extra_content"]}]})
+            out: int | None = None
+            if call_id is None and (found := calls.call_at(index)) is not None:  # its header came before
+                out, call_id = found[0], found[1] or None
+            if out is None and call_id is not None:
+                out = self._headers.get(call_id)
+            if out is not None:
+                self._late.append({"tool_calls": [{"index": out, "extra_content": d["extra_content"]}]})
             else:
-                self.extras[call_id if call_id is not None else index] = d["extra_content"]
+                self.extras[call_id if call_id is not None else key or 0] = d["extra_content"]
 
     def refused(self, text: str, max_chars: int) -> StreamChunk | None:
         """A piece of the upstream's refusal (passed on as it came: nothing in it is repaired), kept to go out
@@ -750,7 +757,7 @@ def _fed(repairer: StreamRepairer | StreamValidator, part: ChunkPart, env: _Enve
         events += _content(repairer, part.content, env, raw, max_chars)
     if part.tool_deltas:
         if env.extras is not None or _extra_content(part.tool_deltas):
-            env.note_extras(part.tool_deltas)
+            env.note_extras(part.tool_deltas, repairer)
         customs = env.customs
         events += repairer.feed_tool_calls(part.tool_deltas if customs is None else customs.upstream(part.tool_deltas))
     return events

@@ -104,6 +104,39 @@ async def test_a_calls_thought_signature_survives_repair(fakes, router, stream, 
     assert got == [("function-call-1", SIG), ("function-call-2", SIG2)]
 
 
+def _signed_after(stream: str, layout: str) -> Step:
+    """Two calls whose header delta carries the whole call without its signature, which comes alone on a later
+    delta (Gemini 3 through some gateways): each right after its call (`one`), both after both headers
+    (`parallel`), each after its call with no `index` on any delta (`unindexed`) or with index 0 on all of them
+    (`reused`, as Gemini's OpenAI-compatible endpoint numbers parallel calls)."""
+    calls = [_call("function-call-1", "Paris"), _call("function-call-2", "Lyon")]
+    at = [0, 0] if layout == "reused" else [0, 1]
+    heads = [{**c, "index": at[k]} if layout != "unindexed" else c for k, c in enumerate(calls)]
+    sigs = [{"index": at[k], "extra_content": s} if layout != "unindexed" else {"extra_content": s}
+            for k, s in enumerate((SIG, SIG2))]
+    order = [heads[0], heads[1], sigs[0], sigs[1]] if layout == "parallel" else [heads[0], sigs[0], heads[1], sigs[1]]
+    events: list[Any] = [chunk("m", {"role": "assistant", "content": None})]
+    events += [chunk("m", {"tool_calls": [d]}) for d in order]
+    events.append(chunk("m", {}, "tool_calls"))
+    return Step(sse=events, interval=0.0 if stream == "whole" else 0.02)
+
+
+@pytest.mark.parametrize("stream", ["whole", "events", "held"])
+@pytest.mark.parametrize("layout", ["one", "parallel", "unindexed", "reused"])
+async def test_a_signature_on_a_later_delta_reaches_the_call_its_header_sent(fakes, router, stream, layout):
+    # read piece by piece, the header went out before the signature came, and the signature (keyed by the
+    # upstream's index, whose call's id was never noted) went nowhere: Gemini refused the next turn. `held`:
+    # read piece by piece with calls held to the end (on_failure: error)
+    up = await fakes()
+    up.push(_signed_after(stream, layout))
+    cfg = CFG.format(url=up.url)
+    r = await router(cfg.replace("provider: lab}", "provider: lab, repair: {on_failure: error}}") if stream == "held"
+                     else cfg)
+    msg = await _post(r.url, True)
+    got = [(c["id"], c.get("extra_content")) for c in msg["tool_calls"]]
+    assert got == [("function-call-1", SIG), ("function-call-2", SIG2)]
+
+
 def _openrouter(stream: bool) -> Step:
     call = _call("tool_x", "Paris")
     if not stream:
