@@ -114,55 +114,126 @@ def call_as_custom(call: dict[str, Any], names: frozenset[str]) -> dict[str, Any
     return out
 
 
+class _Held:
+    """A repaired stream's call to a custom tool held until its input is known: its header, the function-form
+    arguments the repairer gave, and whether the header went out already."""
+
+    __slots__ = ("head", "pieces", "sent")
+
+    def __init__(self, head: dict[str, Any]) -> None:
+        self.head = head
+        self.pieces: list[str] = []
+        self.sent = False
+
+    def settled(self) -> tuple[bool, dict[str, Any] | None]:
+        """Whether the call's arguments are whole, and then its delta to send: a custom call when they carry one
+        string `input`, else the function call they are (as a whole answer leaves it); once its header went out,
+        its input (nothing when empty, or when they carry none: what went out stays as it went)."""
+        args = "".join(self.pieces)
+        text = input_of(args)
+        if text is None:
+            try:
+                json.loads(args)
+            except (ValueError, RecursionError):
+                return False, None
+        if self.sent:
+            return True, {"index": self.head["index"], "custom": {"input": text}} if text else None
+        if text is not None:
+            return True, {**self.head, "custom": {"name": self.head["custom"]["name"], "input": text}}
+        head = {k: v for k, v in self.head.items() if k != "custom"}
+        head["type"] = "function"
+        head["function"] = {"name": self.head["custom"]["name"], "arguments": args}
+        return True, head
+
+
 class StreamCalls:
     """A repaired chat stream's custom calls, for a request that declares custom tools: the upstream's custom call
     deltas (`{"index", "id", "type": "custom", "custom": {"name", "input"}}`, then `{"index", "custom": {"input"}}`
-    pieces) in the function form the repairer reads (`upstream`, `close`), and the repairer's function-form calls
-    to a custom tool out as custom call deltas (`downstream`, `flush`): the header as it comes, the input whole
-    when the call ends (the next call begins, or the stream ends)."""
+    pieces, by index or, without one, each after its call's header) in the function form the repairer reads
+    (`upstream`, `close`: each call's input closed once it ends), and the repairer's function-form calls to a
+    custom tool out as custom call deltas (`downstream`, `flush`): held until the call's arguments are whole, then
+    the call at once (a call whose arguments never become whole, one cut by `max_tokens`, is not sent: its text
+    stays the answer's content, as in the whole answer); a call held when the next call's header comes sends its
+    header then, its input when whole."""
 
-    __slots__ = ("_held", "_open", "_up", "names")
+    __slots__ = ("_bare", "_held", "_ids", "_open", "names")
 
     def __init__(self, names: frozenset[str]) -> None:
-        self.names = names
-        self._up: set[int] = set()  # upstream call indexes that are custom calls
-        self._open: int | None = None  # the upstream custom call whose arguments are not closed yet
-        self._held: dict[int, list[str]] = {}  # a custom call's arguments as the repairer gave them, by its index
+        self.names = names  # the names whose calls go out as custom calls: the declared custom tools, and the
+        # names of the upstream's custom calls (as the whole answer maps them back)
+        self._ids: dict[int, str] = {}  # upstream custom call index -> its id
+        self._open: list[int] = []  # upstream custom call indexes whose arguments are not closed yet
+        self._bare: tuple[str, str] | None = None  # an upstream custom call without index not closed yet: id, name
+        self._held: dict[int, _Held] = {}  # the repairer's calls to a custom tool not sent whole yet, by index
 
     def upstream(self, deltas: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for delta in deltas:
-            index = delta.get("index", 0)
-            if self._open is not None and index != self._open:
-                out.append(self._closing(self._open))
-                self._open = None
+            index = delta.get("index")
             custom = delta.get("custom")
-            if not isinstance(custom, dict) or not isinstance(index, int):
+            if not isinstance(custom, dict):
+                if (self._bare is not None or self._open) and isinstance(fn := delta.get("function"), dict) and \
+                        fn.get("name"):  # another call begins where a custom call was: that one ended
+                    if not isinstance(index, int):
+                        if self._bare is not None:
+                            out.append(self._closing(None))
+                            self._bare = None
+                    elif index in self._open and delta.get("id") and delta.get("id") != self._ids.get(index):
+                        self._open.remove(index)
+                        out.append(self._closing(index))
                 out.append(delta)
                 continue
+            name = custom.get("name")
+            given_id = delta.get("id")
+            cid = given_id if isinstance(given_id, str) else ""
             text = custom.get("input")
             piece = _encode_string(text if isinstance(text, str) else "")
-            if index not in self._up:
-                self._up.add(index)
+            if isinstance(index, int):
+                known = self._ids.get(index)
+                starts = known is None or (bool(cid) and bool(known) and cid != known)
+                if starts and known is not None and index in self._open:  # another call at the same index
+                    self._open.remove(index)
+                    out.append(self._closing(index))
+            else:
+                bare = self._bare
+                starts = bool(name) and (bare is None or (bool(cid) and cid != bare[0]) or name != bare[1])
+                if starts and bare is not None:
+                    out.append(self._closing(None))
+                    self._bare = None
+                elif not starts and bare is None:
+                    out.append(delta)
+                    continue
+            if starts:
                 head: dict[str, Any] = {k: v for k, v in delta.items() if k != "custom"}
                 head["type"] = "function"
-                head["function"] = {"name": custom.get("name"), "arguments": '{"input":' + piece[:-1]}
+                head["function"] = {"name": name, "arguments": '{"input":' + piece[:-1]}
+                if isinstance(name, str) and name not in self.names:
+                    self.names = self.names | {name}
+                if isinstance(index, int):
+                    self._ids[index] = cid
+                    self._open.append(index)
+                else:
+                    self._bare = (cid, name if isinstance(name, str) else "")
                 out.append(head)
             elif len(piece) > 2:
-                out.append({"index": index, "function": {"arguments": piece[1:-1]}})
-            self._open = index
+                more: dict[str, Any] = {"function": {"arguments": piece[1:-1]}}
+                if isinstance(index, int):
+                    more["index"] = index
+                out.append(more)
         return out
 
     def close(self) -> list[dict[str, Any]]:
-        """The delta that ends the open custom call's arguments, at the stream's end."""
-        if self._open is None:
-            return []
-        index, self._open = self._open, None
-        return [self._closing(index)]
+        """The deltas that end the open custom calls' arguments, at the stream's end."""
+        out = [self._closing(index) for index in self._open]
+        if self._bare is not None:
+            out.append(self._closing(None))
+        self._open, self._bare = [], None
+        return out
 
     @staticmethod
-    def _closing(index: int) -> dict[str, Any]:
-        return {"index": index, "function": {"arguments": '"}'}}
+    def _closing(index: int | None) -> dict[str, Any]:
+        return {"function": {"arguments": '"}'}} if index is None else \
+            {"index": index, "function": {"arguments": '"}'}}
 
     def downstream(self, delta: dict[str, Any]) -> list[dict[str, Any]]:
         """A repaired stream's delta holding `tool_calls` as the deltas to send (none while a custom call's
@@ -175,36 +246,49 @@ class StreamCalls:
                 kept.append(call)
                 continue
             index = call.get("index", 0)
-            if "name" in fn:  # a call begins: the ones held before it end
+            if "name" in fn:  # a call begins: the ones held before it go out as far as they are known
                 if self._held:
-                    out += self.flush()
+                    out += self._ended()
                 if fn["name"] in self.names:
                     args = fn.get("arguments")
                     if args:  # a whole call
-                        made = call_as_custom(call, self.names)
-                        kept.append(made)
+                        kept.append(call_as_custom(call, self.names))
                         continue
                     head = {k: v for k, v in call.items() if k != "function"}
                     head["type"] = "custom"
                     head["custom"] = {"name": fn["name"], "input": ""}
-                    kept.append(head)
-                    self._held[index] = []
+                    self._held[index] = _Held(head)
                     continue
             elif index in self._held:
                 if isinstance(fn.get("arguments"), str):
-                    self._held[index].append(fn["arguments"])
+                    self._held[index].pieces.append(fn["arguments"])
                 continue
             kept.append(call)
         if kept:
             out.append({**delta, "tool_calls": kept})
         return out
 
-    def flush(self) -> list[dict[str, Any]]:
-        """The held custom calls' inputs, as their calls end."""
+    def _ended(self) -> list[dict[str, Any]]:
+        """The held calls as another call begins: whole ones at once, the others' headers (their input when whole,
+        so that the calls go out in their order)."""
         out = []
-        for index, pieces in self._held.items():
-            text = input_of("".join(pieces))
-            if text:
-                out.append({"tool_calls": [{"index": index, "custom": {"input": text}}]})
+        for index, held in list(self._held.items()):
+            done, made = held.settled()
+            if done:
+                del self._held[index]
+                if made is not None:
+                    out.append({"tool_calls": [made]})
+            elif not held.sent:
+                out.append({"tool_calls": [held.head]})
+                held.sent = True
+        return out
+
+    def flush(self) -> list[dict[str, Any]]:
+        """The held custom calls, at the stream's end (one whose arguments are not whole is not sent)."""
+        out = []
+        for held in self._held.values():
+            made = held.settled()[1]
+            if made is not None:
+                out.append({"tool_calls": [made]})
         self._held.clear()
         return out

@@ -221,3 +221,148 @@ models:
     text = calls[0]["custom"]["input"]
     assert SECRET not in text and SECRET[:12] not in text and "[redacted]" in text, text
     assert text.startswith("curl -H 'key: ") and text.endswith("' x")
+
+
+# --- a repaired stream gives what the whole answer gives ------------------------------------------------------------
+
+SHELL_A = {"id": "call_a", "type": "custom", "custom": {"name": "run", "input": "ls /a"}}
+SHELL_B = {"id": "call_b", "type": "custom", "custom": {"name": "run", "input": 'rm -rf "b c"'}}
+
+
+def _head(call: dict[str, Any], index: int | None) -> dict[str, Any]:
+    head = {"id": call["id"], "type": "custom", "custom": {"name": call["custom"]["name"], "input": ""}}
+    return head if index is None else {"index": index, **head}
+
+
+def _piece(text: str, index: int | None) -> dict[str, Any]:
+    return {"custom": {"input": text}} if index is None else {"index": index, "custom": {"input": text}}
+
+
+def _pieces(call: dict[str, Any], index: int | None) -> list[dict[str, Any]]:
+    text = call["custom"]["input"]
+    return [_piece(text[:3], index), _piece(text[3:], index)]
+
+
+def _shaped(shape: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An upstream answer's calls, and the tool_calls deltas it streams them as."""
+    if shape == "interleaved":  # parallel calls, their input pieces by index in turn
+        a, b = _pieces(SHELL_A, 0), _pieces(SHELL_B, 1)
+        return [SHELL_A, SHELL_B], [_head(SHELL_A, 0), _head(SHELL_B, 1), a[0], b[0], a[1], b[1]]
+    if shape == "no index":
+        return [SHELL_A], [_head(SHELL_A, None), *_pieces(SHELL_A, None)]
+    if shape == "two without index":
+        return [SHELL_A, SHELL_B], [_head(SHELL_A, None), *_pieces(SHELL_A, None),
+                                    _head(SHELL_B, None), *_pieces(SHELL_B, None)]
+    if shape == "index 0 reused":  # each call at index 0 (some servers), told apart by its id
+        return [SHELL_A, SHELL_B], [_head(SHELL_A, 0), *_pieces(SHELL_A, 0), _head(SHELL_B, 0), *_pieces(SHELL_B, 0)]
+    if shape == "custom then function at index 0":
+        return [SHELL_A, WEATHER_CALL], [_head(SHELL_A, 0), *_pieces(SHELL_A, 0),
+                                         {"index": 0, "id": "call_w1", "type": "function",
+                                          "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]
+    assert shape == "custom then function"
+    return [SHELL_A, WEATHER_CALL], [_head(SHELL_A, 0), *_pieces(SHELL_A, 0),
+                                     {"index": 1, "id": "call_w1", "type": "function",
+                                      "function": {"name": "get_weather", "arguments": '{"city": '}},
+                                     {"index": 1, "function": {"arguments": '"Oslo"}'}}]
+
+
+def _same_calls(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
+    """Calls alike, function arguments compared as JSON when they are JSON."""
+    def norm(call: dict[str, Any]) -> dict[str, Any]:
+        fn = call.get("function")
+        if fn is None:
+            return call
+        try:
+            args = json.loads(fn["arguments"])
+        except ValueError:
+            args = fn["arguments"]
+        return {**call, "function": {**fn, "arguments": args}}
+    assert [norm(c) for c in got] == [norm(c) for c in want]
+
+
+async def _whole_and_streamed(client: Any, **kw: Any) -> tuple[Any, list[dict[str, Any]], str, str | None]:
+    """The whole answer's choice, and the calls, content and finish reason its stream adds up to (the upstream
+    answers the whole request first)."""
+    whole = (await client.chat.completions.create(**kw)).choices[0]
+    calls: dict[int, dict[str, Any]] = {}
+    content, finish = "", None
+    stream = await client.chat.completions.create(stream=True, **kw)
+    async for c in stream:
+        if not c.choices:
+            continue
+        content += c.choices[0].delta.content or ""
+        for tc in c.choices[0].delta.tool_calls or []:
+            call = calls.setdefault(tc.index, {"id": "", "type": ""})
+            call["id"] = call["id"] or tc.id or ""
+            call["type"] = call["type"] or tc.type or ""
+            extra = tc.model_extra or {}
+            if isinstance(extra.get("custom"), dict):
+                piece = call.setdefault("custom", {"name": "", "input": ""})
+                piece["name"] += extra["custom"].get("name") or ""
+                piece["input"] += extra["custom"].get("input") or ""
+            if tc.function is not None:
+                fn = call.setdefault("function", {"name": "", "arguments": ""})
+                fn["name"] += tc.function.name or ""
+                fn["arguments"] += tc.function.arguments or ""
+        finish = c.choices[0].finish_reason or finish
+    return whole, [calls[k] for k in sorted(calls)], content, finish
+
+
+def _whole_calls(choice: Any) -> list[dict[str, Any]]:
+    return [c.model_dump(exclude_none=True) for c in choice.message.tool_calls or []]
+
+
+@pytest.mark.parametrize("interval", [0.0, 0.01], ids=["one read", "piece by piece"])
+@pytest.mark.parametrize("shape", ["interleaved", "no index", "two without index", "index 0 reused",
+                                   "custom then function", "custom then function at index 0"])
+async def test_upstream_custom_calls_stream_as_the_whole_answer_gives_them(fakes, router, shape, interval):
+    """Parallel custom calls whose input pieces interleave by index, or come without an index: each call keeps its
+    own input (they all came with `input: ""`)."""
+    calls, deltas = _shaped(shape)
+    up = await fakes()
+    up.push(Step(json=completion(None, "m", tool_calls=calls, finish_reason="tool_calls")))
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": None}),
+                      *[chunk("m", {"tool_calls": [d]}) for d in deltas], chunk("m", {}, "tool_calls")],
+                 interval=interval))
+    r = await router(CFG.format(url=up.url))
+    whole, got, _, finish = await _whole_and_streamed(r.client(), model="m", tools=[CHAT_WEATHER, RUN],
+                                                      messages=[{"role": "user", "content": "list files"}])
+    _same_calls(_whole_calls(whole), calls)
+    _same_calls(got, calls)
+    assert finish == whole.finish_reason == "tool_calls"
+
+
+CUT_CALL = '<tool_call>{"name": "run", "arguments": {"input": "rm -rf /tmp/build/ca'
+
+
+async def test_a_text_call_to_a_custom_tool_cut_by_max_tokens_is_not_made_a_call(fakes, router):
+    """Any text is a custom call's input: a call cut inside it goes out as no call at all (as in the whole answer:
+    its text stays the content, finish `length`), never as a finished call the model did not finish."""
+    up = await fakes()
+    up.push(Step(json=completion(CUT_CALL, "m", finish_reason="length")))
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": ""}),
+                      *[chunk("m", {"content": CUT_CALL[i:i + 7]}) for i in range(0, len(CUT_CALL), 7)],
+                      chunk("m", {}, "length")], interval=0.01))
+    r = await router(CFG.format(url=up.url))
+    whole, got, content, finish = await _whole_and_streamed(r.client(), model="m", tools=[CHAT_WEATHER, RUN],
+                                                            messages=[{"role": "user", "content": "clean"}])
+    assert not whole.message.tool_calls and whole.message.content == CUT_CALL
+    assert got == [] and content == CUT_CALL
+    assert finish == whole.finish_reason == "length"
+
+
+@pytest.mark.parametrize("name", ["apply_patch", "get_weather"], ids=["undeclared", "declared a function"])
+async def test_a_custom_call_to_a_name_not_declared_custom_streams_as_it_comes_whole(fakes, router, name):
+    """The whole answer passes an upstream's custom call to another name on as the custom call it is: so does the
+    stream (not a function call with `{"input": ...}`)."""
+    call = {"id": "call_p", "type": "custom", "custom": {"name": name, "input": "*** Begin Patch"}}
+    up = await fakes()
+    up.push(Step(json=completion(None, "m", tool_calls=[call], finish_reason="tool_calls")))
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": None}), chunk("m", {"tool_calls": [
+        {"index": 0, **call}]}), chunk("m", {}, "tool_calls")], interval=0.01))
+    r = await router(CFG.format(url=up.url))
+    whole, got, _, finish = await _whole_and_streamed(r.client(), model="m", tools=[CHAT_WEATHER, RUN],
+                                                      messages=[{"role": "user", "content": "patch"}])
+    assert _whole_calls(whole) == [call]
+    assert got == [call]
+    assert finish == whole.finish_reason == "tool_calls"
