@@ -411,7 +411,8 @@ class MessagesToChunks:
     def __init__(self, model: str | None, include_usage: bool, customs: frozenset[str] = frozenset()) -> None:
         self.model = model
         self.customs = customs  # the request's custom tools: their calls go out as custom calls, input whole
-        self._custom: dict[int, list[str]] = {}  # a custom call's input pieces (JSON of `{"input": ...}`)
+        # a custom tool's call held until its block ends: its id, name and input pieces (JSON of `{"input": ...}`)
+        self._custom: dict[int, tuple[str, str, list[str]]] = {}
         self.include_usage = include_usage
         self.id = "chatcmpl-anthropic"
         self.created = int(time.time())
@@ -463,11 +464,9 @@ class MessagesToChunks:
             given = block.get("input")
             self._no_input[index] = json.dumps(given, ensure_ascii=False) if isinstance(given, dict) and given \
                 else "{}"
-            if block.get("name") in self.customs:
-                self._custom[index] = []
-                return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""),
-                                                    "type": "custom",
-                                                    "custom": {"name": block["name"], "input": ""}}]})
+            if block.get("name") in self.customs:  # held until its input is known (see `_custom_input`)
+                self._custom[index] = (str(block.get("id") or ""), block["name"], [])
+                return b""
             return self._chunk({"tool_calls": [{"index": index, "id": str(block.get("id") or ""), "type": "function",
                                                 "function": {"name": str(block.get("name") or ""),
                                                              "arguments": ""}}]})
@@ -488,7 +487,7 @@ class MessagesToChunks:
             if index is not None:
                 self._no_input.pop(index, None)
                 if index in self._custom:
-                    self._custom[index].append(delta["partial_json"])
+                    self._custom[index][2].append(delta["partial_json"])
                     return b""
                 return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": delta["partial_json"]}}]})
         return b""
@@ -505,12 +504,18 @@ class MessagesToChunks:
         return self._chunk({"tool_calls": [{"index": index, "function": {"arguments": given}}]})
 
     def _custom_input(self, index: int, given: str | None) -> bytes:
-        """A custom call's input, whole, as its block ends (from its pieces, else what its start carried)."""
-        pieces = self._custom.pop(index)
-        text = input_of("".join(pieces) if pieces else given or "{}")
-        if not text:
-            return b""
-        return self._chunk({"tool_calls": [{"index": index, "custom": {"input": text}}]})
+        """A call to a custom tool, whole, as its block ends (its input from its pieces, else what its start
+        carried): a custom call when the input is one string `input`; else (Anthropic does not hold a model to a
+        tool's input_schema; a call cut by `max_tokens`) the function call the whole answer gives, its arguments as
+        they came."""
+        call_id, name, pieces = self._custom.pop(index)
+        args = "".join(pieces) if pieces else given or "{}"
+        text = input_of(args)
+        if text is not None:
+            return self._chunk({"tool_calls": [{"index": index, "id": call_id, "type": "custom",
+                                                "custom": {"name": name, "input": text}}]})
+        return self._chunk({"tool_calls": [{"index": index, "id": call_id, "type": "function",
+                                            "function": {"name": name, "arguments": args}}]})
 
     def _message_delta(self, doc: dict[str, Any]) -> bytes:
         self._usage.update({k: v for k, v in member(doc, "usage").items() if v is not None})

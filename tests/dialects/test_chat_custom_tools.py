@@ -366,3 +366,41 @@ async def test_a_custom_call_to_a_name_not_declared_custom_streams_as_it_comes_w
     assert _whole_calls(whole) == [call]
     assert got == [call]
     assert finish == whole.finish_reason == "tool_calls"
+
+
+@pytest.mark.parametrize("tool_input", [{"command": "ls -la"}, {"input": ["ls"]}, {}],
+                         ids=["another member", "not a string", "empty"])
+async def test_an_anthropic_call_to_a_custom_tool_with_other_input_streams_as_whole(fake_anthropic, router,
+                                                                                      tool_input):
+    """Anthropic does not hold Claude to a tool's input_schema: a tool_use whose input is not one string `input`
+    goes out as the function call the whole answer gives, streamed too (never a custom call with an empty input
+    made up)."""
+    fake = await fake_anthropic()
+    blocks = [{"type": "tool_use", "id": "toolu_01C", "name": "run", "input": tool_input}]
+    fake.push(AStep(json=message(blocks, "claude-sonnet-4-5", stop_reason="tool_use")))
+    fake.push(AStep(events=stream_events(blocks, "claude-sonnet-4-5", stop_reason="tool_use")))
+    r = await router(ACFG.format(url=fake.url, key=API_KEY))
+    whole, got, _, finish = await _whole_and_streamed(r.client(), model="sonnet", tools=[CHAT_WEATHER, RUN],
+                                                      messages=[{"role": "user", "content": "list files"}])
+    want = [{"id": "toolu_01C", "type": "function", "function": {"name": "run", "arguments": json.dumps(tool_input)}}]
+    _same_calls(_whole_calls(whole), want)
+    _same_calls(got, want)
+    assert finish == whole.finish_reason == "tool_calls"
+
+
+async def test_an_anthropic_call_to_a_custom_tool_cut_by_max_tokens_is_no_custom_call(fake_anthropic, router):
+    """A tool_use cut inside its input: repair holds a call to a custom tool until its arguments are whole, and these
+    never are: the client gets no call (as repair leaves a cut call out of the whole answer), never a finished
+    custom call (its input empty or cut) that an agent runs."""
+    fake = await fake_anthropic()
+    events = stream_events([{"type": "tool_use", "id": "toolu_01C", "name": "run",
+                             "input": {"input": "rm -rf /tmp/build/cache"}}], "claude-sonnet-4-5",
+                           stop_reason="max_tokens")
+    cut = [e for e in events if not (e[0] == "content_block_delta" and e[1]["delta"]["partial_json"].endswith('"}'))]
+    assert len(cut) == len(events) - 1
+    fake.push(AStep(events=cut))
+    r = await router(ACFG.format(url=fake.url, key=API_KEY))
+    calls, finish = await _streamed(r.client(), model="sonnet", tools=[CHAT_WEATHER, RUN],
+                                    messages=[{"role": "user", "content": "clean"}])
+    assert finish == "length"
+    assert calls == {}
