@@ -335,14 +335,15 @@ async def test_upstream_custom_calls_stream_as_the_whole_answer_gives_them(fakes
 CUT_CALL = '<tool_call>{"name": "run", "arguments": {"input": "rm -rf /tmp/build/ca'
 
 
-async def test_a_text_call_to_a_custom_tool_cut_by_max_tokens_is_not_made_a_call(fakes, router):
+@pytest.mark.parametrize("interval", [0.0, 0.01], ids=["one read", "piece by piece"])
+async def test_a_text_call_to_a_custom_tool_cut_by_max_tokens_is_not_made_a_call(fakes, router, interval):
     """Any text is a custom call's input: a call cut inside it goes out as no call at all (as in the whole answer:
     its text stays the content, finish `length`), never as a finished call the model did not finish."""
     up = await fakes()
     up.push(Step(json=completion(CUT_CALL, "m", finish_reason="length")))
     up.push(Step(sse=[chunk("m", {"role": "assistant", "content": ""}),
                       *[chunk("m", {"content": CUT_CALL[i:i + 7]}) for i in range(0, len(CUT_CALL), 7)],
-                      chunk("m", {}, "length")], interval=0.01))
+                      chunk("m", {}, "length")], interval=interval))
     r = await router(CFG.format(url=up.url))
     whole, got, content, finish = await _whole_and_streamed(r.client(), model="m", tools=[CHAT_WEATHER, RUN],
                                                             messages=[{"role": "user", "content": "clean"}])
