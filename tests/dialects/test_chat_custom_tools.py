@@ -48,12 +48,19 @@ def _custom_stream(with_function: bool) -> list[dict[str, Any]]:
 async def _streamed(client: Any, **kw: Any) -> tuple[dict[int, dict[str, Any]], str | None]:
     """The calls a chat stream adds up to, by index (as the openai SDK hands over a custom delta: an extra member),
     and its finish reason."""
+    calls, _, finish = await _added_up(client, **kw)
+    return calls, finish
+
+
+async def _added_up(client: Any, **kw: Any) -> tuple[dict[int, dict[str, Any]], str, str | None]:
+    """A chat stream's calls by index, its content and its finish reason, as the client adds them up."""
     calls: dict[int, dict[str, Any]] = {}
-    finish = None
+    content, finish = "", None
     stream = await client.chat.completions.create(stream=True, **kw)
     async for c in stream:
         if not c.choices:
             continue
+        content += c.choices[0].delta.content or ""
         for tc in c.choices[0].delta.tool_calls or []:
             call = calls.setdefault(tc.index, {"id": "", "type": ""})
             call["id"] = call["id"] or tc.id or ""
@@ -68,7 +75,7 @@ async def _streamed(client: Any, **kw: Any) -> tuple[dict[int, dict[str, Any]], 
                 fn["name"] += tc.function.name or ""
                 fn["arguments"] += tc.function.arguments or ""
         finish = c.choices[0].finish_reason or finish
-    return calls, finish
+    return calls, content, finish
 
 
 @pytest.mark.parametrize("with_function", [False, True], ids=["custom only", "beside a function"])
@@ -284,27 +291,7 @@ async def _whole_and_streamed(client: Any, **kw: Any) -> tuple[Any, list[dict[st
     """The whole answer's choice, and the calls, content and finish reason its stream adds up to (the upstream
     answers the whole request first)."""
     whole = (await client.chat.completions.create(**kw)).choices[0]
-    calls: dict[int, dict[str, Any]] = {}
-    content, finish = "", None
-    stream = await client.chat.completions.create(stream=True, **kw)
-    async for c in stream:
-        if not c.choices:
-            continue
-        content += c.choices[0].delta.content or ""
-        for tc in c.choices[0].delta.tool_calls or []:
-            call = calls.setdefault(tc.index, {"id": "", "type": ""})
-            call["id"] = call["id"] or tc.id or ""
-            call["type"] = call["type"] or tc.type or ""
-            extra = tc.model_extra or {}
-            if isinstance(extra.get("custom"), dict):
-                piece = call.setdefault("custom", {"name": "", "input": ""})
-                piece["name"] += extra["custom"].get("name") or ""
-                piece["input"] += extra["custom"].get("input") or ""
-            if tc.function is not None:
-                fn = call.setdefault("function", {"name": "", "arguments": ""})
-                fn["name"] += tc.function.name or ""
-                fn["arguments"] += tc.function.arguments or ""
-        finish = c.choices[0].finish_reason or finish
+    calls, content, finish = await _added_up(client, **kw)
     return whole, [calls[k] for k in sorted(calls)], content, finish
 
 
