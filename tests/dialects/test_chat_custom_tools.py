@@ -52,6 +52,15 @@ async def _streamed(client: Any, **kw: Any) -> tuple[dict[int, dict[str, Any]], 
     return calls, finish
 
 
+async def _answer(client: Any, stream: bool, **kw: Any) -> tuple[list[dict[str, Any]], str, str | None]:
+    """The calls (in order), the content and the finish reason of one answer, streamed or whole."""
+    if stream:
+        calls, content, finish = await _added_up(client, **kw)
+        return [calls[k] for k in sorted(calls)], content, finish
+    choice = (await client.chat.completions.create(**kw)).choices[0]
+    return ([c.model_dump(exclude_none=True) for c in choice.message.tool_calls or []], choice.message.content or "",
+            choice.finish_reason)
+
 async def _added_up(client: Any, **kw: Any) -> tuple[dict[int, dict[str, Any]], str, str | None]:
     """A chat stream's calls by index, its content and its finish reason, as the client adds them up."""
     calls: dict[int, dict[str, Any]] = {}
@@ -129,14 +138,8 @@ async def test_a_text_call_to_a_custom_tool_is_a_custom_call(fakes, router, stre
     r = await router(CFG.format(url=up.url))
     kw: dict[str, Any] = {"model": "m", "tools": [CHAT_WEATHER, RUN],
                           "messages": [{"role": "user", "content": "show a b.txt"}]}
-    if stream:
-        calls, finish = await _streamed(r.client(), **kw)
-        got = [calls[k] for k in sorted(calls)]
-    else:
-        out = await r.client().chat.completions.create(**kw)
-        finish = out.choices[0].finish_reason
-        got = [c.model_dump(exclude_none=True) for c in out.choices[0].message.tool_calls or []]
-        assert not out.choices[0].message.content
+    got, content, finish = await _answer(r.client(), stream, **kw)
+    assert not content
     assert finish == "tool_calls"
     assert len(got) == 1 and got[0]["type"] == "custom" and got[0]["id"]
     assert got[0]["custom"] == {"name": "run", "input": 'cat "a b.txt"'}
@@ -166,13 +169,7 @@ async def test_a_custom_tool_reaches_anthropic_and_its_call_comes_back_custom(fa
     kw: dict[str, Any] = {"model": "sonnet", "tools": [CHAT_WEATHER, GRAMMAR_RUN],
                           "tool_choice": {"type": "custom", "custom": {"name": "run"}},
                           "messages": [{"role": "user", "content": "list files"}]}
-    if stream:
-        calls, finish = await _streamed(r.client(), **kw)
-        got = [calls[k] for k in sorted(calls)]
-    else:
-        out = await r.client().chat.completions.create(**kw)
-        finish = out.choices[0].finish_reason
-        got = [c.model_dump(exclude_none=True) for c in out.choices[0].message.tool_calls or []]
+    got, _, finish = await _answer(r.client(), stream, **kw)
     assert finish == "tool_calls"
     assert got == [{"id": "toolu_01C", "type": "custom", "custom": {"name": "run", "input": 'ls -la "my dir"\n'}}]
     sent = fake.requests[0].body
