@@ -226,7 +226,10 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
     (counted in the metrics and the breaker; the slot released). A whole answer is the breaker's success here; a
     stream's is judged at its end by its reader (`relay.UpstreamReader`): a success when it ends normally, a failure
     when it fails mid-stream, so that streams that all fail after their first chunk open the breaker, and a
-    half-open probe (`probe`) closes it only once its stream ended normally."""
+    half-open probe (`probe`) closes it only once its stream ended normally. Fields of the request this upstream
+    refused for the target's model (`Upstream.refused`) are left out."""
+    if request.refit is not None and up.refused and (unknown := up.refused.of(target.model)):
+        request = request.refit(request, unknown)  # (what it refused before, never sent it again)
     if target.model != ctx.route.requested:
         request = request.for_model(target.model)
     if hop.model.max_output_tokens != request.max_output:  # (this hop's entry: a fallback's has its own)

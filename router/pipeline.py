@@ -57,7 +57,7 @@ from .redact import scrub_text, scrub_value
 from .relay import UpstreamReader
 from .repair_owner import chunk_report, engine_repaired, stream_checker, whole_report
 from .routing import Route
-from .upstream.base import ERROR_MESSAGE_MAX, UpstreamRequest, error_message
+from .upstream.base import ERROR_MESSAGE_MAX, Refit, Unknown, Upstream, UpstreamRequest, error_message
 
 log = logging.getLogger("agentgate")
 CONSTRAINED_HEADER = "x-agentgate-constrained"  # a local engine's reply: which grammar constrained it
@@ -68,13 +68,21 @@ class UpstreamStatus(Exception):
     """The upstream answered with a non-200 status that is the client's to see (e.g. 400)."""
 
     def __init__(self, opened_status: int, body: bytes, content_type: str, provider: str,
-                 secrets: tuple[str, ...] = ()) -> None:
+                 secrets: tuple[str, ...] = (), upstream: Upstream | None = None, model: str | None = None) -> None:
         super().__init__(f"upstream status {opened_status}")
         self.status = opened_status
         self.body = body
         self.content_type = content_type
         self.provider = provider
         self.secrets = secrets
+        self.upstream = upstream  # the one that answered, asked for `model`
+        self.model = model
+
+    def learn(self, unknown: Unknown) -> None:
+        """Remember that the upstream that answered refuses the fields `unknown` for the model it was asked for:
+        its requests for that model go without them from now on (`Refusals`)."""
+        if self.upstream is not None:
+            self.upstream.refused.learn(self.model, unknown)
 
     def api_error(self) -> ApiError:
         """The status as the route's error, with the upstream's message (a translated route cannot pass the body
@@ -119,10 +127,12 @@ def repair_enabled(ctx: RequestContext, body: dict[str, Any]) -> bool:
     return not (body.get("stream") is True and type(n) is int and n > 1)
 
 
-async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: bytes = b"") -> ChatReply:
+async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: bytes = b"",
+               refit: Refit | None = None) -> ChatReply:
     """Raises ApiError (nothing sent yet) or UpstreamStatus; a stream's later failure raises ApiError from the
     iterator (the caller ends its stream with an error event). `raw` is the client's body when it is `body`'s
-    bytes (forwarded as they are on the first attempt)."""
+    bytes (forwarded as they are on the first attempt). `refit`: how each request (a re-ask's too) leaves out the
+    fields the router put in for an upstream that refuses them."""
     policy = ctx.repair
     repairing = repair_enabled(ctx, body)
     attempts = policy.retries + 1 if repairing and policy.on_failure == "retry" else 1
@@ -131,8 +141,9 @@ async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: 
     if index is not None:
         index, customs = _with_customs(ctx, body["tools"], index)
     if not stream:
-        return await _chat_whole(ctx, body, raw, repairing, attempts, index, customs)
-    return await _chat_stream(ctx.exchange, _stream_chunks(ctx, body, repairing, attempts, index, raw, customs))
+        return await _chat_whole(ctx, body, raw, repairing, attempts, index, customs, refit)
+    return await _chat_stream(ctx.exchange, _stream_chunks(ctx, body, repairing, attempts, index, raw, customs,
+                                                           refit))
 
 
 _CUSTOMS = "chat_custom_tools"  # the ToolIndex memo entry: (custom tool names, the index repair uses)
@@ -150,15 +161,18 @@ def _with_customs(ctx: RequestContext, tools: list[Any], index: ToolIndex) -> tu
     return view, names or None
 
 
-def _request(ctx: RequestContext, body: dict[str, Any], raw: bytes, stream: bool) -> UpstreamRequest:
-    return UpstreamRequest(PATH, body, raw or None, ctx.upstream_headers, stream, ctx.limits.max_upstream_event_bytes)
+def _request(ctx: RequestContext, body: dict[str, Any], raw: bytes, stream: bool,
+             refit: Refit | None) -> UpstreamRequest:
+    return UpstreamRequest(PATH, body, raw or None, ctx.upstream_headers, stream, ctx.limits.max_upstream_event_bytes,
+                           refit=refit)
 
 
 async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, repairing: bool, attempts: int,
-                      index: ToolIndex | None, customs: frozenset[str] | None = None) -> ChatReply:
+                      index: ToolIndex | None, customs: frozenset[str] | None = None,
+                      refit: Refit | None = None) -> ChatReply:
     ex, route = ctx.exchange, ctx.route
     for attempt in range(attempts):
-        opened = await dispatch(ctx, _request(ctx, body, raw if attempt == 0 else b"", False))
+        opened = await dispatch(ctx, _request(ctx, body, raw if attempt == 0 else b"", False, refit))
         try:
             doc = _whole_doc(opened, ex, route, rename=False)
         finally:
@@ -297,7 +311,8 @@ def _whole_doc(opened: Opened, ex: Exchange, route: Route, *, rename: bool = Tru
         secret = opened.upstream.config.api_key
         body = opened.first.replace(secret.encode(), b"[redacted]") if secret else opened.first
         raise UpstreamStatus(status, body, opened.reply.headers.get("Content-Type", "application/json"),
-                             opened.upstream.name, relay.secrets_of(opened.upstream))
+                             opened.upstream.name, relay.secrets_of(opened.upstream), opened.upstream,
+                             opened.target.model)
     try:
         doc = jsoncodec.loads(opened.first)
     except (ValueError, RecursionError):
@@ -639,10 +654,11 @@ class _CustomEnvelope(_Envelope):
 
 async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: bool, attempts: int,
                          index: ToolIndex | None = None, raw_body: bytes = b"",
-                         customs: frozenset[str] | None = None) -> AsyncGenerator[Items, None]:
+                         customs: frozenset[str] | None = None,
+                         refit: Refit | None = None) -> AsyncGenerator[Items, None]:
     ex, route, policy, limits = ctx.exchange, ctx.route, ctx.repair, ctx.limits
     for attempt in range(attempts):
-        opened = await dispatch(ctx, _request(ctx, body, raw_body if attempt == 0 else b"", True))
+        opened = await dispatch(ctx, _request(ctx, body, raw_body if attempt == 0 else b"", True, refit))
         try:
             if opened.reply.status != 200:
                 _whole_doc(opened, ex, route)  # raises the right error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..sse import RenameRewriter
-from ..upstream.base import UpstreamRequest
+from ..upstream.base import Refit, Unknown, UpstreamRequest
 from . import common
 
 
@@ -42,13 +43,16 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
         sent, sent_raw = body, raw  # a chat stream asks for usage, which is counted (and withheld if not asked)
         withhold = stream and endpoint == "chat" and not asks_usage(body)
+        refit: Refit | None = None
         if withhold:
             sent, sent_raw = with_usage(body, raw)
+            refit = AsClientSent(body, raw, sent)
         if endpoint == "chat" and body.get("tools") and pipeline.repair_enabled(ctx, body):
             return await chat_repaired(request, ctx, sent, stream, sent_raw, withhold, body, raw)
         opened = await dispatch(ctx, UpstreamRequest(path, sent, sent_raw or None, ctx.upstream_headers, stream,
-                                                       ctx.limits.max_upstream_event_bytes))
+                                                       ctx.limits.max_upstream_event_bytes, refit=refit))
         if withhold and refuses_usage(opened.reply.status, opened.first):  # asked as the client sent it instead
+            opened.upstream.refused.learn(opened.target.model, Unknown.STREAM_OPTIONS)
             await opened.close()
             withhold = False
             opened = await dispatch(ctx, UpstreamRequest(path, body, raw or None, ctx.upstream_headers, stream,
@@ -86,8 +90,30 @@ def with_usage(body: dict[str, Any], raw: bytes) -> tuple[dict[str, Any], bytes]
 
 def refuses_usage(status: int, body: bytes) -> bool:
     """Whether an upstream's answer refuses the `stream_options` the router added (an older server or API version
-    that knows no such parameter): the request is sent again as the client sent it."""
+    that knows no such parameter): the request is sent again as the client sent it, and so are the next ones to
+    that upstream (`Unknown.STREAM_OPTIONS`, `AsClientSent`)."""
     return status in (400, 422) and b"stream_options" in body
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AsClientSent:
+    """How a chat stream that asks for usage (`with_usage`) goes to an upstream that refuses `stream_options`: as
+    the client sent it, `client` (in its bytes, `client_raw`, for the body the route made from it, `sent`); a body
+    made later (a repair's re-ask) with the client's own `stream_options`, if it sent any."""
+
+    client: dict[str, Any]
+    client_raw: bytes
+    sent: dict[str, Any]
+
+    def __call__(self, request: UpstreamRequest, unknown: Unknown) -> UpstreamRequest:
+        if not unknown & Unknown.STREAM_OPTIONS:
+            return request
+        if request.body is self.sent:
+            return request._replace(body=self.client, raw=self.client_raw or None)
+        body = {k: v for k, v in request.body.items() if k != "stream_options"}
+        if "stream_options" in self.client:
+            body["stream_options"] = self.client["stream_options"]
+        return request._replace(body=body, raw=None)
 
 
 async def chat_repaired(request: web.Request, ctx: RequestContext, body: dict[str, Any], stream: bool,
@@ -96,12 +122,14 @@ async def chat_repaired(request: web.Request, ctx: RequestContext, body: dict[st
     """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE. `withhold`: `body` asks
     for usage where the client's (`client_body`) did not, and the usage chunk is not sent."""
     ex = ctx.exchange
+    refit = AsClientSent(client_body, client_raw, body) if withhold and client_body is not None else None
     try:
         try:
-            reply = await pipeline.chat(ctx, body, stream=stream, raw=raw)
+            reply = await pipeline.chat(ctx, body, stream=stream, raw=raw, refit=refit)
         except pipeline.UpstreamStatus as up:
             if not (withhold and client_body is not None and refuses_usage(up.status, up.body)):
                 raise
+            up.learn(Unknown.STREAM_OPTIONS)
             withhold = False
             reply = await pipeline.chat(ctx, client_body, stream=stream, raw=client_raw)
     except pipeline.UpstreamStatus as up:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..state import STATE
 from ..toolcache import tools_bytes
+from ..upstream.base import Unknown, UpstreamRequest
 from . import common
 from .common import JSON_HEADERS
 from .openai_routes import refuses_usage
@@ -106,17 +108,42 @@ async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, to
     # `dialects.anthropic_in`, `dialects.responses.reasoning_text`) is an assistant message's `reasoning_content`,
     # which some upstreams that never made it refuse as a field they do not know (Mistral's API answers 422
     # extra_forbidden after a switch from a reasoning model): asked again without it. Each is taken away once, and
-    # what was taken away stays away (an upstream may refuse both, one at a time).
+    # what was taken away stays away (an upstream may refuse both, one at a time); the upstream that refused it is
+    # sent it no more, for that model (`Refusals`): its later requests go without it the first time.
     while True:
         try:
-            return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools, history))
+            return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools, history),
+                                       refit=WithoutRefused(tools, history))
         except pipeline.UpstreamStatus as up:
             if stream and "stream_options" in chat and refuses_usage(up.status, up.body):
+                up.learn(Unknown.STREAM_OPTIONS)
                 chat = {k: v for k, v in chat.items() if k != "stream_options"}
             elif _refused_reasoning(up, chat):
+                up.learn(Unknown.REASONING)
                 chat, history = _without_reasoning(chat), None  # (the kept translation holds the field)
             else:
                 raise up.api_error() from None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class WithoutRefused:
+    """A translated chat request as it goes to an upstream that refused some of what the router put in it: no
+    `stream_options`, no `reasoning_content` in the history, its bytes made again with the kept ones (`tools`, and
+    `history` where the messages stay as translated)."""
+
+    tools: ToolsJson | None
+    history: HistoryMemo | None
+
+    def __call__(self, request: UpstreamRequest, unknown: Unknown) -> UpstreamRequest:
+        chat, history = request.body, self.history
+        if unknown & Unknown.STREAM_OPTIONS and "stream_options" in chat:
+            chat = {k: v for k, v in chat.items() if k != "stream_options"}
+        if unknown & Unknown.REASONING and _holds_reasoning(chat):
+            chat, history = _without_reasoning(chat), None
+        if chat is request.body:
+            return request
+        raw = chat_bytes(chat, self.tools, history) if request.raw is not None else b""
+        return request._replace(body=chat, raw=raw or None)
 
 
 _UNKNOWN_FIELD = re.compile(rb"(?i)extra_forbidden|not permitted|unrecognized|unknown (?:name|field)|unexpected|"
@@ -126,7 +153,11 @@ _UNKNOWN_FIELD = re.compile(rb"(?i)extra_forbidden|not permitted|unrecognized|un
 def _refused_reasoning(up: pipeline.UpstreamStatus, chat: dict[str, Any]) -> bool:
     """Whether the upstream refused the history's `reasoning_content` as a field it does not know."""
     return up.status in (400, 422) and b"reasoning_content" in up.body and _UNKNOWN_FIELD.search(up.body) is not None \
-        and any("reasoning_content" in m for m in chat["messages"])
+        and _holds_reasoning(chat)
+
+
+def _holds_reasoning(chat: dict[str, Any]) -> bool:
+    return any("reasoning_content" in m for m in chat["messages"])
 
 
 def _without_reasoning(chat: dict[str, Any]) -> dict[str, Any]:

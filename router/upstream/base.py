@@ -9,6 +9,7 @@ upstream to judge what went wrong (`classify()` for an exception, `judge()` for 
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import json
 import re
@@ -31,6 +32,46 @@ from ..sse import DEFAULT_MAX_EVENT_BYTES, UpstreamTooLarge
 T = TypeVar("T")
 
 
+class Unknown(enum.Flag):
+    """Fields the router puts in a request that an upstream may refuse as ones it does not know (400 or 422 naming
+    them); once it has, it is sent them no more (see `Refusals`, `UpstreamRequest.refit`)."""
+
+    NONE = 0
+    STREAM_OPTIONS = enum.auto()  # `stream_options`: the usage the router asks a stream for
+    REASONING = enum.auto()  # `reasoning_content` of the history's assistant messages (the reasoning sent back)
+
+
+REFUSALS_MAX = 256  # models per upstream whose refusals are remembered (a wildcard route's names are the client's)
+
+
+class Refusals:
+    """The fields (`Unknown`) an upstream refused, by the model it was asked for (a gateway's models may differ),
+    for as long as the upstream lives (a reload that changes the provider builds a new one). Bounded: past
+    `REFUSALS_MAX` models, a new one's refusal is not remembered (its requests go as before: refused once each, then
+    sent without)."""
+
+    __slots__ = ("_by_model",)
+
+    def __init__(self) -> None:
+        self._by_model: dict[str | None, Unknown] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_model)
+
+    def of(self, model: str | None) -> Unknown:
+        return self._by_model.get(model, Unknown.NONE)
+
+    def learn(self, model: str | None, unknown: Unknown) -> None:
+        known = self._by_model
+        if model in known or len(known) < REFUSALS_MAX:
+            known[model] = known.get(model, Unknown.NONE) | unknown
+
+
+Refit = Callable[["UpstreamRequest", Unknown], "UpstreamRequest"]
+"""The request as an upstream that refuses some of the fields the router put in it (`Unknown`) is sent it: those
+fields left out (the request itself when it holds none of them)."""
+
+
 class UpstreamRequest(NamedTuple):
     """One OpenAI-shaped request to an upstream; each kind translates it at its own edge. Immutable (a named
     tuple: built once per request on the hot path, where a frozen dataclass costs several times more)."""
@@ -44,13 +85,14 @@ class UpstreamRequest(NamedTuple):
     native: dict[str, Any] | None = None  # a Messages body an Anthropic upstream sends as it is (model: `body`'s)
     max_output: int | None = None  # the model entry's `max_output_tokens`: an Anthropic upstream's limit when the
     # body sets none
+    refit: Refit | None = None  # how the fields the router put in are left out for an upstream that refuses them
 
     def for_model(self, model: str | None) -> UpstreamRequest:
         """The request for a target that names the model `model`: the client's bytes with the name replaced where
         that is safe (`with_model`), else none (the body is encoded)."""
         raw = with_model(self.raw, self.body.get("model"), model) if self.raw is not None else None
         return UpstreamRequest(self.path, {**self.body, "model": model}, raw, self.headers, self.stream,
-                               self.max_event_bytes, self.native, self.max_output)
+                               self.max_event_bytes, self.native, self.max_output, self.refit)
 
 
 _MODEL_KEY = b'"model"'
@@ -241,6 +283,7 @@ class Upstream:
         self.breaker = Breaker(failures=p.breaker_failures, cooldown=p.breaker_cooldown)
         self.limiter = Limiter(limit=p.max_concurrency, max_queue=p.max_queue, timeout=p.queue_timeout)
         self.outstanding = 0
+        self.refused = Refusals()  # what it refused as unknown: left out of its requests from then on
         self._gauges: ProviderGauges | None = None
 
     def gauges(self, metrics: Metrics) -> ProviderGauges:

@@ -183,6 +183,30 @@ async def test_an_upstream_refusing_the_field_gets_the_history_without_it(fakes,
     assert len(up.requests) == 4  # not sent again
 
 
+async def test_an_upstream_that_refused_the_field_is_not_sent_it_again(fakes, router):
+    """After an upstream refused `reasoning_content` as unknown, the next turns to it (for that model) go without it
+    at once: before, every turn of a tool loop was refused once first. The same upstream's other model still gets
+    it (a gateway's models may differ)."""
+    up = await fakes()
+    refused = Step(status=422, json={"object": "error", "message": {"detail": [{
+        "type": "extra_forbidden", "loc": ["body", "messages", 1, "assistant", "reasoning_content"],
+        "msg": "Extra inputs are not permitted", "input": THOUGHT}]}, "type": "invalid_request_error"})
+    answer = Step(json=completion("It is 18C.", "m"))
+    up.push(_deepseek(False), refused, answer, answer, answer, answer)
+    r = await router(CFG.format(url=up.url))
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    first = await claude_message(r.url, False, model="m", max_tokens=64, tools=[ANTHROPIC_WEATHER], messages=ask)
+    history = [*ask, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[1].id,
+                                             "content": "18C"}]}]
+    for model in ("m", "m", "m", "renamed"):
+        second = await claude_message(r.url, False, model=model, max_tokens=64, tools=[ANTHROPIC_WEATHER],
+                                      messages=history)
+        assert [b.text for b in second.content] == ["It is 18C."]
+    assert [_assistant_turns(q.body)[0].get("reasoning_content") for q in up.requests[1:]] == [
+        THOUGHT, None, None, None, THOUGHT]
+
+
 async def test_an_upstream_refusing_stream_options_and_the_field_gets_neither(fakes, router):
     """A strict upstream (every unknown field refused) answers a Messages stream whose history holds reasoning with
     a 422 for `stream_options`, then with one for `reasoning_content`: the third request has neither (before, the

@@ -12,6 +12,8 @@ import aiohttp
 import pytest
 
 from router import relay
+from router.api import openai_routes
+from router.upstream.base import Unknown, UpstreamRequest
 from tests.fakes.openai_upstream import Step, chunk, stream_of
 
 CFG = """
@@ -132,6 +134,103 @@ async def test_an_upstream_that_refuses_stream_options_gets_the_translated_strea
         status, text = resp.status, await resp.text()
     assert status == 200 and "hello" in text and " there" in text, text
     assert [("stream_options" in q.body) for q in up.requests] == [True, False]
+
+
+CFG_TWO = """
+providers:
+  lab: {{type: openai, base_url: '{url}', retries: 0}}
+  other: {{type: openai, base_url: '{other}', retries: 0}}
+models:
+  - {{name: same, provider: lab, fallbacks: [alt]}}
+  - {{name: second, provider: lab}}
+  - {{name: alt, provider: other}}
+"""
+
+
+def _refusing(body: dict[str, Any]) -> Step:
+    """A server that knows no `stream_options` (422, as pydantic servers that forbid extra fields answer)."""
+    if "stream_options" in body:
+        return Step(status=422, json={"detail": [{"type": "extra_forbidden", "loc": ["body", "stream_options"],
+                                                  "msg": "Extra inputs are not permitted"}]})
+    return openai_like()(body)
+
+
+def _asked(requests: list[Any]) -> list[bool]:
+    return [(q.body.get("stream_options") or {}).get("include_usage") is True for q in requests]
+
+
+@pytest.mark.parametrize("tools", [False, True], ids=["passed-through", "repaired"])
+async def test_an_upstream_that_refused_stream_options_is_not_sent_them_again(fakes, router, tools):
+    """An upstream that refused `stream_options` gets the next streams (for that model) as the client sent them
+    at once: before, each request of an agent loop made the refused round trip first. Another upstream (a fallback,
+    another model's) and another model of the same upstream still get them; a client that asked for usage itself
+    still sends its own."""
+    up, other = await fakes(), await fakes("other")
+    up.push(*[_refusing] * 4, Step(status=500, json={"error": {"message": "down"}}), _refusing, _refusing, _refusing)
+    other.push(openai_like(), openai_like())
+    r = await router(CFG_TWO.format(url=up.url, other=other.url))
+
+    def body(model: str, **more: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}], **more}
+        return {**out, "tools": TOOLS} if tools else out
+
+    for _ in range(3):
+        status, docs = await _stream(r.url, body("same"))
+        assert status == 200
+        assert "".join(c["delta"].get("content") or "" for d in docs for c in d["choices"]) == "hello there"
+        assert not [d for d in docs if d.get("choices") == []]  # (the client asked for no usage chunk)
+    assert _asked(up.requests) == [True, False, False, False]
+    assert [q.body for q in up.requests[1:]] == [body("same")] * 3  # as the client sent it
+    status, _ = await _stream(r.url, body("same"))  # the upstream fails: the fallback, elsewhere, is asked for usage
+    assert status == 200 and _asked(up.requests[4:]) == [False] and _asked(other.requests) == [True]
+    status, docs = await _stream(r.url, body("alt"))
+    assert status == 200 and _asked(other.requests) == [True, True]
+    status, _ = await _stream(r.url, body("second"))
+    assert status == 200 and _asked(up.requests[5:]) == [True, False]
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions",
+                                                    json=body("same", stream_options={"include_usage": True})) as resp:
+        assert resp.status == 422  # the client's own `stream_options`, refused as before
+    assert _asked(up.requests[7:]) == [True]
+
+
+@pytest.mark.parametrize("route", ["messages", "responses"])
+async def test_an_upstream_that_refused_stream_options_is_not_sent_them_again_by_a_translated_route(fakes, router,
+                                                                                                   route):
+    """The Messages and Responses routes remember the refusal the same way; another upstream still gets the
+    option."""
+    up, other = await fakes(), await fakes("other")
+    up.push(*[_refusing] * 4)
+    other.push(openai_like())
+    r = await router(CFG_TWO.format(url=up.url, other=other.url))
+
+    async def ask(model: str) -> None:
+        user = [{"role": "user", "content": "x"}]
+        path, body = ("/v1/messages", {"model": model, "stream": True, "max_tokens": 20, "messages": user}) \
+            if route == "messages" else ("/v1/responses", {"model": model, "stream": True, "input": "x",
+                                                           "store": False})
+        async with aiohttp.ClientSession() as s, s.post(r.url + path, json=body) as resp:
+            status, text = resp.status, await resp.text()
+        assert status == 200 and "hello" in text and " there" in text, text
+
+    for _ in range(3):
+        await ask("same")
+    assert ["stream_options" in q.body for q in up.requests] == [True, False, False, False]
+    await ask("alt")
+    assert _asked(other.requests) == [True]
+
+
+def test_a_reask_to_an_upstream_that_refused_stream_options_has_the_clients_own():
+    """A repair's re-ask (a body made from the one that asked for usage) goes to such an upstream with the client's
+    own `stream_options`; the first request is the client's, bytes and all."""
+    client: dict[str, Any] = {"model": "m", "stream": True, "messages": [], "stream_options": {"x_other": 1}}
+    raw = json.dumps(client).encode()
+    sent, _ = openai_routes.with_usage(client, raw)
+    refit = openai_routes.AsClientSent(client, raw, sent)
+    first = UpstreamRequest("/chat/completions", sent, None, stream=True)
+    assert refit(first, Unknown.REASONING) is first
+    assert refit(first, Unknown.STREAM_OPTIONS) == first._replace(body=client, raw=raw)
+    reask = first._replace(body={**sent, "messages": [{"role": "user", "content": "again"}]})
+    assert refit(reask, Unknown.STREAM_OPTIONS).body == {**client, "messages": [{"role": "user", "content": "again"}]}
 
 
 def test_null_usage_needs_no_look():
