@@ -22,7 +22,7 @@ from .console import api as ui
 from .console import install as install_console
 from .drain import END_S, IN_FLIGHT, InFlight, drain_on_shutdown
 from .early_signals import notify
-from .engines_bridge import make_supervisor
+from .engines_bridge import engine_states, make_supervisor
 from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
 from .logs import gather_lines
@@ -40,8 +40,9 @@ def create_app(config: Config, *, config_path: str | None = None,
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
     metrics = Metrics()
     supervisor = make_supervisor(config, metrics) if any(m.engine is not None for m in config.models) else None
-    app[STATE] = AppState(runtime=LiveConfig.build(config, metrics, supervisor), metrics=metrics,
-                          supervisor=supervisor, config_path=config_path, overrides=dict(overrides or {}))
+    state = app[STATE] = AppState(runtime=LiveConfig.build(config, metrics, supervisor), metrics=metrics,
+                                  supervisor=supervisor, config_path=config_path, overrides=dict(overrides or {}))
+    metrics.follow_engines(lambda: engine_states(state.supervisor))  # the supervisor a reload may bring, too
     app[RELOADER] = Reloader(app)
     app[IN_FLIGHT] = InFlight()
     app.on_shutdown.append(drain_on_shutdown)  # (the listening sockets are closed by then)

@@ -25,10 +25,6 @@ def make_supervisor(config: Config, metrics: Metrics) -> EngineSupervisor:
     from engines.supervisor.lifecycle import Supervisor
 
     def on_event(event: EngineEvent) -> None:
-        state = {"starting": "starting", "ready": "ready", "stopped": "stopped", "crashed": "failed",
-                 "evicted": "stopped", "unloaded_idle": "stopped"}.get(event.kind)
-        if state:
-            metrics.set_engine_state(event.name, state)
         if event.kind == "ready" and event.load_seconds is not None:
             metrics.child(metrics.engine_load, event.name).observe(event.load_seconds)
         if event.kind == "crashed":
@@ -36,7 +32,7 @@ def make_supervisor(config: Config, metrics: Metrics) -> EngineSupervisor:
 
     specs = engine_specs(config)
     for s in specs:
-        metrics.set_engine_state(s.name, "stopped")
+        metrics.track_engine(s.name)
         ok, note = engine_availability(s)
         if note:
             (log.info if ok else log.warning)("engine %s: %s", s.name, note)
@@ -44,6 +40,14 @@ def make_supervisor(config: Config, metrics: Metrics) -> EngineSupervisor:
     return Supervisor(specs, max_loaded=config.engines.max_loaded, memory_budget_gb=config.engines.memory_budget_gb,
                       runtime_dir=runtime_dir, state_dir=engines_state_dir(config), on_event=on_event,
                       check=start_refusal)
+
+
+def engine_states(supervisor: EngineSupervisor | None) -> dict[str, str]:
+    """Each engine's state as the supervisor holds it: what /ready and /running report, and the engine state metric
+    (no engine: none)."""
+    if supervisor is None:
+        return {}
+    return {name: str(st.state) for name, st in supervisor.states().items()}
 
 
 def engines_state_dir(config: Config) -> Path | None:

@@ -69,6 +69,34 @@ class EngineStats:
         )
 
 
+class EngineStateCollector(Collector):
+    """`agentgate_engine_state{engine,state}`: 1 for the state each engine is in, 0 for the others. Read when scraped
+    from what `follow` was given (the supervisor's own states), so it is always the state /ready and /running report,
+    whichever step the engine is at."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[], Mapping[str, str]] | None = None
+
+    def follow(self, source: Callable[[], Mapping[str, str]]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        states = self._source() if self._source is not None else {}
+        for engine, state in sorted(states.items()):
+            for s in ENGINE_STATES:
+                family.add_metric([engine, s], 1 if s == state else 0)
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily("agentgate_engine_state", "1 for the current state of each engine",
+                                 labels=["engine", "state"])
+
+
 class EngineStatsCollector(Collector):
     """Exposes the latest `/stats` of each ready engine. The engine owns the counters, so a restarted engine
     starts again from zero, which Prometheus reads as an ordinary counter reset."""
@@ -246,8 +274,8 @@ class Metrics:
                                  ["model", "to"], registry=r)
         self.breaker = Gauge("agentgate_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
                              ["provider"], registry=r)
-        self.engine_state = Gauge("agentgate_engine_state", "1 for the current state of each engine",
-                                  ["engine", "state"], registry=r)
+        self.engine_state = EngineStateCollector()
+        r.register(self.engine_state)
         self.engine_load = Histogram("agentgate_engine_load_seconds", "Engine start-to-ready time", ["engine"],
                                      buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=r)
         self.engine_restarts = Counter("agentgate_engine_crashes", "Engine processes that died unexpectedly",
@@ -306,11 +334,14 @@ class Metrics:
     def set_breaker(self, provider: str, state: str) -> None:
         self.child(self.breaker, provider).set(BREAKER_STATE_VALUE[state])
 
-    def set_engine_state(self, engine: str, state: str) -> None:
-        for s in ENGINE_STATES:
-            self.child(self.engine_state, engine, s).set(1 if s == state else 0)
-        self.child(self.engine_restarts, engine)  # its crash count exported from the start, at 0: increase() over a
-        # window that holds the first crash counts it (a series that appears at 1 is not seen to increase)
+    def follow_engines(self, states: Callable[[], Mapping[str, str]]) -> None:
+        """Where `agentgate_engine_state` reads each engine's state when scraped (engine name -> state)."""
+        self.engine_state.follow(states)
+
+    def track_engine(self, engine: str) -> None:
+        """Export the engine's crash count from the start, at 0: increase() over a window that holds the first crash
+        counts it (a series that appears at 1 is not seen to increase)."""
+        self.child(self.engine_restarts, engine)
 
     def record_repair(self, model: str, outcome: str, repairs: list[str], failures: list[str],
                       constrained: bool = False) -> None:
@@ -352,7 +383,6 @@ class Metrics:
         self._forget((self.breaker, self.in_flight, self.queued), provider)
 
     def forget_engine(self, engine: str) -> None:
-        self._forget((self.engine_state,), engine)
         self.engine_stats.forget(engine)
 
     def _forget(self, metrics: tuple[Any, ...], first_label: str) -> None:

@@ -232,7 +232,7 @@ class Reloader:
         metrics = self.state.metrics
         for s in specs:
             if s.name not in before:
-                metrics.set_engine_state(s.name, "stopped")
+                metrics.track_engine(s.name)
         try:
             await supervisor.update(specs, drain_timeout=ENGINE_DRAIN_TIMEOUT)
         except RuntimeError as exc:  # closed while the reload ran: shutting down
