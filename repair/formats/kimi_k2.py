@@ -20,8 +20,35 @@ ARG_BEGIN = "<|tool_call_argument_begin|>"
 CALL_END = "<|tool_call_end|>"
 START_MARKERS = (SECTION_BEGIN, "<|tool_call_section_begin|>", CALL_BEGIN)
 _ID = re.compile(r"\s*(?:functions\.)?([A-Za-z0-9_.\-]+?)(?::\d+)?\s*")
+# an id a client cleaned in the history and the model copied: `functions.exec:5` as `functionsexec5`, `functions_exec_5`
+_CLEANED_ID = re.compile(r"\s*functions[._]?([A-Za-z0-9_.\-]+?)([:_]?\d+)?\s*")
 _ARG = re.compile(re.escape(ARG_BEGIN))
 _END_AFTER = re.compile(r"\s*(?:" + re.escape(CALL_END) + r"|<\|tool_calls?_section_end\|>)")  # see _call
+
+
+def _cleaned_name(written: str, ctx: Ctx) -> str | None:
+    """The one declared tool a cleaned id (see `_CLEANED_ID`) names: the rest after `functions`, with or without a
+    trailing call number; None when neither resolves, or each resolves to another tool."""
+    m = _CLEANED_ID.fullmatch(written)
+    if m is None:
+        return None
+    bare, number = m.group(1), m.group(2) or ""
+    found = {ctx.index.resolve(bare + number), ctx.index.resolve(bare)} - {None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _named_call(text: str, hs: int, a: int, ctx: Ctx) -> RawCall:
+    """A call named by its id, `functions.name:0` (the name as written); a cleaned id naming one declared tool gives
+    that tool, reported `name_normalised`."""
+    m = _ID.fullmatch(text, hs, a)
+    name = m.group(1) if m else text[hs:a].strip()
+    call = RawCall(name=name, family=FAMILY)
+    if ctx.index.resolve(name) is None:
+        cleaned = _cleaned_name(text[hs:a], ctx)
+        if cleaned is not None:
+            call.name = cleaned
+            call.repairs.append(issue("name_normalised", f"{name!r} -> {cleaned!r}"))
+    return call
 
 
 def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
@@ -32,8 +59,7 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, i
         if stop >= n:
             return section.truncated_call(None, FAMILY, "the text ends inside a call header"), n
         return RawCall(name=None, family=FAMILY, failure=issue("invalid_json", "call without an argument marker")), stop
-    m = _ID.fullmatch(text, hs, a)
-    call = RawCall(name=m.group(1) if m else text[hs:a].strip(), family=FAMILY)
+    call = _named_call(text, hs, a, ctx)
     got = decode_at(text, a + len(ARG_BEGIN), stop, max_closers=0 if stop >= n else 1, budget=ctx.budget,
                     reach=True)
     if not isinstance(got, Failed) and got.end > stop and not _END_AFTER.match(text, got.end):

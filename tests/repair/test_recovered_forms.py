@@ -66,6 +66,49 @@ def test_kimi_call_marker_inside_a_json_string() -> None:
                      ("write", {"content": "b <|tool_call_end|>"})], [])
 
 
+EXEC = [_tool("exec", "command", "workdir")]
+GET_WEATHER = [_tool("get_weather", "location")]
+
+
+def _kimi(*calls: tuple[str, str]) -> str:
+    """A Kimi K2 section of calls given as (id, arguments)."""
+    body = "".join(f"<|tool_call_begin|>{i}<|tool_call_argument_begin|>{a}<|tool_call_end|>" for i, a in calls)
+    return f"<|tool_calls_section_begin|>{body}<|tool_calls_section_end|>"
+
+
+def test_kimi_ids_a_client_cleaned_still_name_the_tool() -> None:
+    """Kimi-K2.5 (sglang#21377, verbatim) and Kimi-K2.7-Code (exo#2281) copy the ids a client cleaned in the history
+    (`functions.exec:5` as `functionsexec5` or `functions_exec_5`); the id only wraps a declared tool's name."""
+    text = _kimi(("functionsexec5", '{"command": "ls -la ~/.claude 2>/dev/null || echo \\"Not found in ~/.claude\\""}'),
+                 ("functionsexec6", '{"command": "ls -la ~/.config/claude-code"}'),
+                 ("functionsexec7", '{"command": "ls -la ~/.claude.json 2>/dev/null || echo \\"Not found\\""}'))
+    _ok(text, EXEC, [("exec", {"command": 'ls -la ~/.claude 2>/dev/null || echo "Not found in ~/.claude"'}),
+                     ("exec", {"command": "ls -la ~/.config/claude-code"}),
+                     ("exec", {"command": 'ls -la ~/.claude.json 2>/dev/null || echo "Not found"'})],
+        ["name_normalised"])
+    r = repair_message(text, EXEC, id_factory=ids)
+    assert [x.detail for x in r.repairs][:1] == ["'functionsexec5' -> 'exec'"]
+    for written in ("functions_get_weather_1", "functions.get_weather_12", "functionsget_weather"):
+        _ok(_kimi((written, '{"location": "Paris"}')), GET_WEATHER, [("get_weather", {"location": "Paris"})],
+            ["name_normalised"])
+
+
+def test_kimi_cleaned_ids_naming_no_one_tool_are_not_calls() -> None:
+    """A declared name that looks like an id is taken as it is; a cleaned id that two declared tools could stand for
+    (`tool` call 2, or `tool2`) or that names none stays text."""
+    both = [_tool("get_weather", "location"), _tool("get_weather_1", "location")]
+    _ok(_kimi(("functions.get_weather_1:0", '{"location": "Paris"}')), both,
+        [("get_weather_1", {"location": "Paris"})], [])
+    for written, tools in (("functionstool2", [_tool("tool", "a"), _tool("tool2", "a")]),
+                           ("functions_get_weather_1", both), ("functionsexec5", GET_WEATHER),
+                           ("toolsexec5", EXEC)):
+        text = _kimi((written, '{"a": "x"}'))
+        r = repair_message(text, tools, id_factory=ids)
+        assert r.tool_calls == [] and r.content == text, written
+        assert [e.kind for e in r.errors] == ["unknown_name"]
+        assert_stream_matches(text, tools)
+
+
 def _typed(name: str, **props: str) -> dict:
     return {"type": "function", "function": {"name": name, "parameters": {
         "type": "object", "properties": {p: {"type": t} for p, t in props.items()}, "required": list(props)}}}
