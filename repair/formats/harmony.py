@@ -10,7 +10,7 @@ import re
 from repair.formats.common import Ctx, add_notes, issue, skip_ws, stray_prose
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, OneOf
-from repair.salvage import Failed, decode_at
+from repair.salvage import Decoded, Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
 FAMILY = "harmony"
@@ -52,7 +52,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         if not body.strip():
             call.arguments = {}
         else:
-            got = decode_at(text, bs, be, max_closers=0, budget=ctx.budget)
+            # a marker bounds the arguments: one bracket missing before it is closed, as in the other formats
+            got = decode_at(text, bs, be, max_closers=0 if be >= n else 1, budget=ctx.budget)
             if isinstance(got, Failed):
                 call.failure = issue(got.kind, got.detail)
                 if got.kind == "truncated":
@@ -71,6 +72,22 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
 _STRIPPED = re.compile(
     r"commentary to=([^\s<{]{1,200})[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json)?[ \t]*(?:<\|message\|>)?")
 _CALL_END = re.compile(r"[ \t\r\n]*<\|(?:call|end)\|>")
+_CALL_END_TOKEN = re.compile(r"<\|(?:call|end)\|>")
+
+
+def _stripped_arguments(text: str, k: int, ctx: Ctx) -> Decoded | Failed:
+    """The arguments at `k` of a call with its special tokens stripped; where `<|call|>` (or `<|end|>`) was kept
+    and follows them, one bracket missing before it is closed, as where the tokens are all there."""
+    got = decode_at(text, k, len(text), max_closers=0, budget=ctx.budget)
+    if not isinstance(got, Failed):
+        return got
+    ce = ctx.find(_CALL_END_TOKEN, k)
+    if ce == -1:
+        return got
+    closed = decode_at(text, k, ce, max_closers=1, budget=ctx.budget)
+    if isinstance(closed, Failed) or text[closed.end:ce].strip(" \t\r\n"):
+        return got
+    return closed
 
 
 def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -86,7 +103,7 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if k >= n or text[k] != "{":
         return None
     call = RawCall(name=name, family=FAMILY)
-    got = decode_at(text, k, n, max_closers=0, budget=ctx.budget)
+    got = _stripped_arguments(text, k, ctx)
     if isinstance(got, Failed):
         call.failure = issue(got.kind, got.detail)
         return Parsed(n if got.kind == "truncated" else max(got.end, k + 1),

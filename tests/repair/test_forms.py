@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from repair import repair_message
@@ -60,3 +62,51 @@ def test_samples_in_prose_are_left_alone() -> None:
                  "```tool_code\nprint('hello')\n```"):
         r = repair_message(text, TOOLS)
         assert r.tool_calls == [] and r.errors == [] and r.content == text
+
+
+ECS = [{"type": "function", "function": {"name": "get_ecs_instructions", "parameters": {
+    "type": "object", "properties": {"data": {"type": "object"}}, "required": ["data"]}}}]
+# gpt-oss-20b's arguments quoted in lmstudio-ai/lmstudio-bug-tracker#942: 15 `{`, 14 `}`, then its <|call|>
+ECS_ARGS = ('{"data":{"envs":{"sd":{"namespaces":{"main":{"resources":{"requests":{"cpu":"100m","memory":"128Mi"},'
+            '"limits":{"cpu":"200m","memory":"256Mi"}}}}},"pr":{"namespaces":{"main":{"resources":{"requests":'
+            '{"cpu":"500m","memory":"512Mi"},"limits":{"cpu":"1","memory":"1Gi"}}}}}}}')
+ANY = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+NESTED = '{"data":{"a":{"b":1}}'  # one `}` short
+
+
+def test_harmony_call_one_bracket_short_before_its_call_token_is_closed() -> None:
+    text = ("<|start|>assistant<|channel|>commentary to=functions.get_ecs_instructions<|constrain|>json<|message|>"
+            + ECS_ARGS + "<|call|>")
+    r = repair_message(text, ECS, id_factory=ids)
+    assert calls_of(r) == [("get_ecs_instructions", json.loads(ECS_ARGS + "}"))], r.errors
+    assert [x.kind for x in r.repairs] == ["json_syntax"] and r.content is None
+    assert_stream_matches(text, ECS)
+
+
+@pytest.mark.parametrize("text", [
+    "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>" + NESTED
+    + "<|tool_call_end|><|tool_calls_section_end|>",
+    '<tool_call>{"name":"f","arguments":' + NESTED + "}</tool_call>",
+    "<|channel|>commentary to=functions.f <|constrain|>json<|message|>" + NESTED + "<|call|>",
+    "<|channel|>commentary to=functions.f <|constrain|>json<|message|>" + NESTED + "<|end|>",
+    "commentary to=functions.f json" + NESTED + "<|call|>",
+], ids=["kimi_k2", "hermes", "harmony", "harmony_end", "harmony_stripped"])
+def test_one_bracket_short_before_a_call_end_marker_is_closed_in_every_format(text: str) -> None:
+    r = repair_message(text, ANY, id_factory=ids)
+    assert calls_of(r) == [("f", {"data": {"a": {"b": 1}}})], r.errors
+    assert "json_syntax" in {x.kind for x in r.repairs} and not r.content
+    assert_stream_matches(text, ANY)
+
+
+@pytest.mark.parametrize("text", [
+    "<|channel|>commentary to=functions.f <|constrain|>json<|message|>" + NESTED,
+    "<|channel|>commentary to=functions.f <|constrain|>json<|message|>" + NESTED[:-1] + "<|call|>",
+    '<|channel|>commentary to=functions.f <|constrain|>json<|message|>{"data":{"a":"x<|call|>',
+    "commentary to=functions.f json" + NESTED,
+    "commentary to=functions.f json" + NESTED + " and then <|call|>",
+], ids=["cut", "two_short", "in_a_string", "stripped_cut", "stripped_text_before"])
+def test_harmony_arguments_not_closed_where_no_marker_ends_them_cleanly(text: str) -> None:
+    """Cut off by the end of the text, two brackets short, inside a string or with text before the marker: no call."""
+    r = repair_message(text, ANY, id_factory=ids)
+    assert r.tool_calls == [] and r.content == text and r.errors
+    assert_stream_matches(text, ANY)
