@@ -1,4 +1,6 @@
-"""Degraded prose forms of a call: "[Tool call: name({...})]" and "Tool call: name({...})" (also name(a=1))."""
+"""Degraded prose forms of a call: "[Tool call: name({...})]" and "Tool call: name({...})" (also name(a=1)), and
+the same worded "[Calling tool: name({...})]" (how some servers write earlier calls into the prompt, which models
+then copy)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from repair.types import Parsed, RawCall, Segment
 
 FAMILY = "text"
 PREFIXES = ("[Tool call:", "Tool call:", "tool call:", "Tool Call:", "[Tool Call:", "TOOL CALL:", "[TOOL CALL:",
-            "[tool call:")
+            "[tool call:", "[Calling tool:", "Calling tool:")
 START_MARKERS = PREFIXES
-_HEAD = re.compile(r"(\[)?(?:Tool call|tool call|Tool Call|TOOL CALL):[ \t\r\n]{0,4}([A-Za-z0-9_.\-]{1,64})\(")
+_HEAD = re.compile(
+    r"(\[)?(?:Tool call|tool call|Tool Call|TOOL CALL|Calling tool):[ \t\r\n]{0,4}([A-Za-z0-9_.\-]{1,64})\(")
 
 
 

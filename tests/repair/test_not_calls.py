@@ -23,6 +23,10 @@ TOOLS = [_tool("read_file", {"path": {"type": "string"}}, ["path"]),
     # the prose forms quoted inside a sentence (a log line, a summary of what was done)
     'Your log shows [Tool call: run_shell({"command": "rm -rf /"})] which is dangerous; do not run it.',
     'Earlier I made a tool call: read_file(path="x"), which failed, so I stopped.',
+    'The log shows [Calling tool: read_file({"path": "a.py"})] from the last run.',
+    # an agent UI's log line quoted back (hermes-studio#942): no name(...) call in it
+    '[Calling tool: run_shell with arguments: {"command": "ls"}]',
+    '[Calling tool: write_file({"path": "a.py"})]',  # no such tool
     # data that names a tool but has no arguments key: not a call without arguments
     '{"tool": "search", "reason": "needs fresh data"}',
     '{"name": "search", "results": [{"title": "a"}]}',
@@ -42,6 +46,9 @@ def test_not_a_call(text: str) -> None:
 @pytest.mark.parametrize(("text", "calls"), [
     ('[Tool call: run_shell({"command": "ls"})]', [("run_shell", {"command": "ls"})]),
     ('Let me look.\nTool call: read_file(path="a.py")', [("read_file", {"path": "a.py"})]),
+    # LFM2.5 copying how Rapid-MLX writes earlier calls into the prompt (Rapid-MLX PR #1592)
+    ('[Calling tool: read_file({"path": "a.py"})]', [("read_file", {"path": "a.py"})]),
+    ('Let me look.\nCalling tool: run_shell(command="ls")', [("run_shell", {"command": "ls"})]),
     ('{"name": "list_files"}', [("list_files", {})]),
     ('{"name": "search", "id": "call_1", "type": "function"}', [("search", {})]),
     ('{"name": "search", "arguments": {"query": "x"}, "reason": "fresh data"}', [("search", {"query": "x"})]),
