@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -357,3 +358,61 @@ def json_string(text: str, i: int, limit: int) -> tuple[str, int] | None:
     except ValueError:
         return None
     return (value, end) if isinstance(value, str) else None
+
+
+def ends_with(*sources: str) -> re.Pattern[str]:
+    """A pattern for `closer_after`: one of `sources` (regular expressions), then white space up to the end of the
+    search window (`search(text, lo, at)` tells whether the text before `at` ends with one of them)."""
+    return re.compile("(?:" + "|".join(sources) + r")[ \t\r\n]*\Z")
+
+
+def closer_after(text: str, ctx: Ctx, closer: str | re.Pattern[str], ends: re.Pattern[str], start: int,
+                 bound: int, *, or_bound: bool = False) -> tuple[int, int]:
+    """(start, end) of the first `closer` at or after `start` and before `bound` that comes right after (past white
+    space) what `ends` matches: the markup a whole call ends with; with `or_bound`, (bound, bound) when there is none
+    and the text before `bound` ends so; (-1, -1) otherwise. Each stretch of the text between two closers is looked
+    at once, however many closers a value holds."""
+    lo = start
+    while True:
+        if isinstance(closer, str):
+            at = ctx.find(closer, lo)
+            end = at + len(closer)
+        else:
+            at, end = ctx.find_end(closer, lo)
+        if at == -1 or at >= bound:
+            return (bound, bound) if or_bound and ends.search(text, lo, bound) is not None else (-1, -1)
+        if ends.search(text, lo, at) is not None:
+            return at, end
+        lo = max(end, at + 1)
+
+
+BodyCalls = tuple[list[RawCall], int] | Failed  # calls read from a block's body and where they ended, or why not
+
+
+def whole_body(got: BodyCalls, text: str, limit: int) -> bool:
+    """Whether calls read up to `limit` came out whole: none failed or lacks a closing tag, and only white space
+    is left before `limit`."""
+    if isinstance(got, Failed):
+        return False
+    calls, i = got
+    return skip_ws(text, i, limit) >= limit and not any(
+        c.failure is not None or has_note(c, "closing_tag") for c in calls)
+
+
+def close_past_values(text: str, ctx: Ctx, parse: Callable[[int], BodyCalls], got: BodyCalls,
+                      close: int, closer: str, ends: re.Pattern[str], bound: int) -> tuple[BodyCalls, int]:
+    """An XML-style body read up to its block's first `closer` (at `close`) that came out cut (a value, or the call,
+    without its closing tag): the block's own closer in a value (a file or code that writes such tags). The block
+    closes at the first later `closer` before `bound` (the next block's opener or the text's end) that comes right
+    after the body's closing markup (`ends`), or, with none, runs to `bound` when the body's closing markup comes
+    right before it (its closer missing: -1), when the body read that far (`parse(limit)`) comes out whole;
+    otherwise at `close`, as read. The body and where the block closes; the body is read again at most once."""
+    if close == -1 or whole_body(got, text, close):
+        return got, close
+    later, _ = closer_after(text, ctx, closer, ends, close + len(closer), bound, or_bound=True)
+    if later == -1:
+        return got, close
+    again = parse(later)
+    if not whole_body(again, text, later):
+        return got, close
+    return again, (later if later < bound else -1)

@@ -11,7 +11,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from repair.formats.common import Ctx, add_notes, issue, skip_ws, value_end
+from repair.formats.common import Ctx, add_notes, ends_with, issue, skip_ws, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.salvage import Failed, decode_at
 from repair.types import RawCall, json_object
@@ -30,6 +30,7 @@ class Tags:
 GLM = Tags("<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>")
 LONGCAT = Tags("<longcat_arg_key>", "</longcat_arg_key>", "<longcat_arg_value>", "</longcat_arg_value>")
 ARG_KEY = GLM.key
+ENDS = ends_with(re.escape(GLM.value_end))  # what a whole body ends with (see `common.close_past_values`)
 SEP = "<tool_sep>"
 START_MARKERS = ("<tool_call>",)
 _NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]{0,127})[ \t]*")

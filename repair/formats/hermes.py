@@ -9,7 +9,17 @@ from __future__ import annotations
 import re
 
 from repair.formats import glm45, qwen3_coder
-from repair.formats.common import Block, Ctx, decode_calls, fail_segment, finish_block, issue, open_block, skip_ws
+from repair.formats.common import (
+    Block,
+    Ctx,
+    close_past_values,
+    decode_calls,
+    fail_segment,
+    finish_block,
+    issue,
+    open_block,
+    skip_ws,
+)
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit
 from repair.salvage import Failed
@@ -56,7 +66,9 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         if glm45.key_without_opener(text, b, limit2, ctx) is not None:
             limit, bound, close = limit2, bound2, close2
     if text.startswith(qwen3_coder.FUNC, b):
-        got = qwen3_coder.parse_functions(text, b, limit, ctx)
+        got, close = close_past_values(text, ctx, lambda lim: qwen3_coder.parse_functions(text, b, lim, ctx),
+                                       qwen3_coder.parse_functions(text, b, limit, ctx), close, CLOSE,
+                                       qwen3_coder.ENDS, bound)
         family = qwen3_coder.FAMILY
     elif text[b] in "{[":
         got = json_body(text, b, limit, bound, ctx)
@@ -64,8 +76,10 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     else:
         if not glm45.looks_like(text, b, limit, close != -1, ctx):
             return None
-        got = glm45.parse_body(text, b, limit, ctx)
+        got, close = close_past_values(text, ctx, lambda lim: glm45.parse_body(text, b, lim, ctx),
+                                       glm45.parse_body(text, b, limit, ctx), close, CLOSE, glm45.ENDS, bound)
         family = glm45.FAMILY
+    limit = close if close != -1 else bound
     if isinstance(got, Failed):
         if got.kind == "truncated":
             return fail_segment(p, n, family, "truncated", got.detail)

@@ -23,7 +23,7 @@ import re
 from typing import Any
 
 from repair.formats import section
-from repair.formats.common import Ctx, issue, unwrap_arguments, value_end
+from repair.formats.common import Ctx, ends_with, issue, unwrap_arguments, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, OneOf
 from repair.types import Parsed, RawCall
@@ -48,6 +48,10 @@ _CHILD = re.compile(_NS + r"<([A-Za-z_][A-Za-z0-9_.\-]{0,127})>")  # <city>Paris
 _PARAM = re.compile("<" + _D + r'parameter\s+name\s*=\s*"([^"<>\n]{1,128})"(?:\s+string\s*=\s*"(true|false)")?\s*>')
 _PARAM_END = re.compile("</" + _D + r"parameter\s*>")
 _WS = re.compile(r"[ \t\r\n]*")
+# what a whole call ends with before its end tag (see `section._past_values`): a parameter's end tag, or for
+# parameters named by their tags, any end tag
+_ENDS = ends_with(_PARAM_END.pattern)
+_ENDS_CHILDREN = ends_with(_PARAM_END.pattern, _NS + r"</[A-Za-z_][A-Za-z0-9_.\-]{0,127}\s*>")
 
 
 def _value(raw: str, string_attr: str | None) -> Any:
@@ -118,7 +122,8 @@ def _call_children(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[R
 def _spec(family: str, begin: str, end: str, children: bool = False) -> section.SectionSpec:
     return section.SectionSpec(family, re.compile(begin), re.compile(end), _INVOKE, _INVOKE_END,
                                _call_children if children else _call, begin_name="section begin tag",
-                               end_name="section end tag", call_end_name="invoke end tag")
+                               end_name="section end tag", call_end_name="invoke end tag",
+                               value_end=_ENDS_CHILDREN if children else _ENDS)
 
 
 SPECS = (
@@ -134,7 +139,8 @@ SPECS = (
         re.compile(r'<[｜|]tool_call_begin[｜|]>[ \t\r\n]*(?:function[ \t\r\n]*<[｜|]tool_sep[｜|]>[ \t\r\n]*)?'
                    r'<steptml:invoke\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>'),
         re.compile(r"</steptml:invoke>[ \t\r\n]*(?:<[｜|]tool_call_end[｜|]>)?"), _call,
-        begin_name="<｜tool_calls_begin｜>", end_name="<｜tool_calls_end｜>", call_end_name="</steptml:invoke>")),
+        begin_name="<｜tool_calls_begin｜>", end_name="<｜tool_calls_end｜>", call_end_name="</steptml:invoke>",
+        value_end=_ENDS)),
 )
 _BARE = _spec(FAMILY_V32, "<[｜|]DSML[｜|]function_calls>", "</[｜|]DSML[｜|]function_calls>")
 _BARE_M2 = _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>", children=True)

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import re
 
-from repair.formats.common import Ctx, add_notes, fail_segment, finish_block, issue, skip_ws, value_end
+from repair.formats.common import (
+    Ctx,
+    add_notes,
+    close_past_values,
+    ends_with,
+    fail_segment,
+    finish_block,
+    issue,
+    skip_ws,
+    value_end,
+)
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit
 from repair.salvage import Failed, decode_at
@@ -20,6 +30,7 @@ FUNC_END = "</function>"
 PARAM = "<parameter="
 PARAM_END = "</parameter>"
 START_MARKERS = ("<tool_call>", FUNC)
+ENDS = ends_with(re.escape(FUNC_END))  # what a whole body ends with (see `common.close_past_values`)
 _HEAD = re.compile(r"<function=([^>\n<]{0,200})(>?)")
 _PHEAD = re.compile(r"<parameter=([^>\n<]{0,200})(>?)")
 
@@ -110,10 +121,11 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     limit = next_open if next_open != -1 else n
     close = ctx.find("</tool_call>", p)
     if close != -1 and close < limit:
-        limit = close
+        got, close = close_past_values(text, ctx, lambda lim: parse_functions(text, p, lim, ctx),
+                                       parse_functions(text, p, close, ctx), close, "</tool_call>", ENDS, limit)
     else:
         close = -1
-    got = parse_functions(text, p, limit, ctx)
+        got = parse_functions(text, p, limit, ctx)
     if isinstance(got, Failed):
         if got.kind == "truncated":
             return fail_segment(p, n, FAMILY, "truncated", got.detail)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from repair.formats.common import Ctx, fail_segment, has_note, issue, skip_ws, stray_prose
+from repair.formats.common import Ctx, closer_after, fail_segment, has_note, issue, skip_ws, stray_prose
 from repair.types import Parsed, RawCall, Segment
 
 # One call: (text, match of the call opener, where the call's text must stop, ctx) -> (call, end of what it read).
@@ -33,6 +33,8 @@ class SectionSpec:
     call_end_name: str = "call end marker"
     merged_note: bool = False             # several calls in one section is itself a repair (Gemma)
     bare_call_ok: bool = True             # a call opener without the section opener is a call (else: ignored)
+    value_end: re.Pattern[str] | None = None  # XML-style calls: what a whole call ends with before its end marker
+    # (`common.ends_with`); a call end or section end marker in a value is then data (see `_past_values`)
 
 
 def truncated_call(name: str | None, family: str | None, detail: str) -> RawCall:
@@ -66,6 +68,32 @@ def _section_end(spec: SectionSpec, ctx: Ctx, at: int, n: int) -> tuple[int, int
     return send, send_end, send if send != -1 else bound
 
 
+def _whole(text: str, call: RawCall, after: int, stop: int) -> bool:
+    """Whether a call read up to `stop` came out whole: not failed, no closing tag missing, nothing left before
+    `stop`."""
+    return call.failure is None and not has_note(call, "closing_tag") and not text[after:stop].strip()
+
+
+def _past_values(spec: SectionSpec, text: str, mb: re.Match[str], stop: int,
+                 ctx: Ctx) -> tuple[RawCall, int, int, int] | None:
+    """An XML-style call cut at `stop`, a call end or section end marker that its value held (a file or code that
+    writes such markers): the call read again up to the first later call end marker that comes right after its
+    markup's end (`spec.value_end`), before the next call or section opener; with where it ended and that marker's
+    (start, end). None when there is no such marker, or the call read up to it is not whole either (the call is
+    read again at most once)."""
+    if spec.value_end is None or spec.call_end is None:
+        return None
+    bound = len(text)
+    for opener in (spec.call, spec.begin):
+        at = ctx.find(opener, stop + 1)
+        bound = at if at != -1 and at < bound else bound
+    ce, ce_end = closer_after(text, ctx, spec.call_end, spec.value_end, stop + 1, bound)
+    if ce == -1:
+        return None
+    call, after = spec.parse_call(text, mb, ce, ctx)
+    return (call, after, ce, ce_end) if _whole(text, call, after, ce) else None
+
+
 def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
     m0 = spec.begin.match(text, p)
@@ -88,6 +116,13 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
             if after > limit:
                 send, send_end, limit = _section_end(spec, ctx, after, n)
             stop, ce, ce_end = _call_stop(spec, ctx, after, limit)
+        elif stop in (ce, send) and not _whole(text, call, after, stop):
+            longer = _past_values(spec, text, mb, stop, ctx)
+            if longer is not None:
+                call, after, ce, ce_end = longer
+                stop = ce
+                if ce > limit:
+                    send, send_end, limit = _section_end(spec, ctx, ce_end, n)
         call.family = call.family or spec.family
         if call.failure is not None and call.failure.kind == "truncated":
             if not calls:

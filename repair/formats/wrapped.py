@@ -30,7 +30,9 @@ from repair.formats.common import (
     Block,
     Ctx,
     add_notes,
+    close_past_values,
     decode_calls,
+    ends_with,
     fail_segment,
     finish_block,
     issue,
@@ -139,6 +141,7 @@ class Wrapper:
     body: Body
     xml_args: bool = False  # open-ended argument lists: cut off by the end of the text is truncated
     lead: str | None = None  # a literal that must follow the opening marker (after whitespace)
+    ends: re.Pattern[str] | None = None  # what a whole XML-style body ends with (see `common.close_past_values`)
 
 
 WRAPPERS: tuple[Wrapper, ...] = (
@@ -151,8 +154,9 @@ WRAPPERS: tuple[Wrapper, ...] = (
     Wrapper("gigachat3", "<|message_sep|>", None, json_body, lead="function call<|role_sep|>"),
     Wrapper("apertus", "<|tools_prefix|>", "<|tools_suffix|>", name_args_body),
     Wrapper("lmstudio", "[TOOL_REQUEST]", "[END_TOOL_REQUEST]", json_body),
-    Wrapper("longcat", "<longcat_tool_call>", "</longcat_tool_call>", longcat_body, xml_args=True),
-    Wrapper("seed_oss", "<seed:tool_call>", "</seed:tool_call>", qwen3_body, xml_args=True),
+    Wrapper("longcat", "<longcat_tool_call>", "</longcat_tool_call>", longcat_body, xml_args=True,
+            ends=ends_with(re.escape(glm45.LONGCAT.value_end))),
+    Wrapper("seed_oss", "<seed:tool_call>", "</seed:tool_call>", qwen3_body, xml_args=True, ends=qwen3_coder.ENDS),
     Wrapper("llama4_pythonic", "<|python_start|>", "<|python_end|>", llama4_body),
     Wrapper("hermes", "<tools>", "</tools>", json_body),
     Wrapper("olmo3", "<function_calls>", "</function_calls>", pythonic_body),
@@ -179,7 +183,8 @@ def _hy_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall
 
 HY_SPEC = section.SectionSpec("hy_v3", re.compile(re.escape("<tool_calls>")), re.compile(re.escape("</tool_calls>")),
                               _HY_CALL, re.compile(re.escape("</tool_call>")), _hy_call, begin_name="<tool_calls>",
-                              end_name="</tool_calls>", call_end_name="</tool_call>", bare_call_ok=False)
+                              end_name="</tool_calls>", call_end_name="</tool_call>", bare_call_ok=False,
+                              value_end=glm45.ENDS)
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -200,6 +205,9 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return block
     b, limit, bound, close = block.start, block.limit, block.bound, block.close
     got = w.body(text, b, limit, bound, ctx)
+    if w.ends is not None and w.close is not None:
+        got, close = close_past_values(text, ctx, lambda lim: w.body(text, b, lim, bound, ctx), got, close, w.close,
+                                       w.ends, bound)
     if isinstance(got, Failed) and got.kind != "truncated" and got.end <= b:
         return None  # the marker is followed by something else: not a call
     if isinstance(got, Failed):

@@ -4,8 +4,16 @@ first one (which cut the value and left the rest and the call's markup in the co
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
 from repair import repair_message
+from repair.formats import glm45, invoke, qwen3_coder
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
+from tests.repair.incremental_helpers import assert_incremental_matches
 
 WRITE = [{"type": "function", "function": {"name": "write_file", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
@@ -97,3 +105,105 @@ def test_many_parameters_named_by_tags_stay_linear() -> None:
     t0 = time.process_time()
     r = repair_message(text, tools)
     assert r.tool_calls == [] and time.process_time() - t0 < 1.0
+
+
+# A value holding the call's wrapper (or its end marker): Rapid-MLX #1515 measured qwen3.6 writing "A tool call block
+# ends with </tool_call> on its own." and the value cut at that tag; ai-dynamo/frontend-crates#245 (MiniMax-M2)
+NOTE = "A tool call block ends with </tool_call> on its own."
+QWEN = ("<tool_call>\n<function=write_file>\n<parameter=path>\nn.md\n</parameter>\n<parameter=content>\n{}\n"
+        "</parameter>\n")
+WRAPPER_IN_A_VALUE = {
+    "qwen3_coder": (QWEN + "</function>\n</tool_call>", NOTE),
+    "qwen3_coder_no_opener": (QWEN[len("<tool_call>\n"):] + "</function>\n</tool_call>", NOTE),
+    "seed_oss": (QWEN.replace("<tool_call>", "<seed:tool_call>") + "</function>\n</seed:tool_call>",
+                 "ends with </seed:tool_call> on its own"),
+    "glm45": ("<tool_call>write_file<arg_key>path</arg_key><arg_value>n.md</arg_value><arg_key>content</arg_key>"
+              "<arg_value>{}</arg_value></tool_call>", "A call ends with </tool_call> here."),
+    "longcat": ("<longcat_tool_call>write_file<longcat_arg_key>path</longcat_arg_key><longcat_arg_value>n.md"
+                "</longcat_arg_value><longcat_arg_key>content</longcat_arg_key><longcat_arg_value>{}"
+                "</longcat_arg_value></longcat_tool_call>", "ends with </longcat_tool_call> here"),
+    "hy_v3": ("<tool_calls><tool_call>write_file<tool_sep><arg_key>path</arg_key><arg_value>n.md</arg_value>"
+              "<arg_key>content</arg_key><arg_value>{}</arg_value></tool_call></tool_calls>", "a </tool_call> b"),
+    "minimax_m2": ('<minimax:tool_call><invoke name="write_file"><parameter name="path">n.md</parameter>'
+                   '<parameter name="content">{}</parameter></invoke></minimax:tool_call>',
+                   "Montréal </minimax:tool_call> café"),
+    "minimax_m2_invoke_end": ('<minimax:tool_call><invoke name="write_file"><parameter name="path">n.md</parameter>'
+                              '<parameter name="content">{}</parameter></invoke></minimax:tool_call>',
+                              "a </invoke></minimax:tool_call> b"),
+    "minimax_m3": (']<]minimax[>[<tool_call>\n]<]minimax[>[<invoke name="write_file">\n]<]minimax[>[<path>n.md'
+                   ']<]minimax[>[</path>\n]<]minimax[>[<content>{}]<]minimax[>[</content>\n]<]minimax[>[</invoke>\n'
+                   ']<]minimax[>[</tool_call>', "a </tool_call> b"),
+    "dsml": ('<｜DSML｜function_calls><｜DSML｜invoke name="write_file"><｜DSML｜parameter name="path" string="true">'
+             'n.md</｜DSML｜parameter><｜DSML｜parameter name="content" string="true">{}</｜DSML｜parameter>'
+             "</｜DSML｜invoke></｜DSML｜function_calls>", "a </｜DSML｜function_calls> b"),
+}
+
+
+@pytest.mark.parametrize("family", list(WRAPPER_IN_A_VALUE))
+def test_the_wrappers_closer_in_a_value_is_data(family: str) -> None:
+    """It was taken for the block's end: the call went out with its value cut there, its markup left in the
+    content. The block ends at the first such closer that the call's own end markup comes right before."""
+    shape, value = WRAPPER_IN_A_VALUE[family]
+    text = shape.format(value)
+    assert _one(text) == {"path": "n.md", "content": value}
+    assert_incremental_matches(text, WRITE)
+
+
+def test_the_wrappers_closer_in_a_value_then_another_call() -> None:
+    text = (QWEN.format("x </tool_call> y") + "</function>\n</tool_call>\n" + QWEN.format("z")
+            + "</function>\n</tool_call>")
+    r = repair_message(text, WRITE, id_factory=ids)
+    assert calls_of(r) == [("write_file", {"path": "n.md", "content": "x </tool_call> y"}),
+                           ("write_file", {"path": "n.md", "content": "z"})]
+    assert r.errors == [] and not r.content
+    assert_stream_matches(text, WRITE)
+
+
+def test_the_wrappers_closer_in_a_value_of_a_call_whose_own_closer_is_cut_off() -> None:
+    """The text ends after </function>: the call is whole, the block's closer missing (`truncated`), as without
+    the tag in the value."""
+    text = QWEN.format("x </tool_call> y") + "</function>"
+    r = repair_message(text, WRITE, id_factory=ids)
+    assert calls_of(r) == [("write_file", {"path": "n.md", "content": "x </tool_call> y"})]
+    assert [x.kind for x in r.repairs] == ["truncated"] and not r.content
+    assert_stream_matches(text, WRITE)
+
+
+def test_a_closer_in_prose_after_a_damaged_call_is_not_taken() -> None:
+    """A call without its </parameter> and </function>, then prose naming the closers: the call ends at the first
+    </tool_call>, as before, and the prose stays."""
+    text = ("<tool_call>\n<function=write_file>\n<parameter=path>\nn.md\n</parameter>\n<parameter=content>\nx\n"
+            "</tool_call>\nNote: end with </function></tool_call> always.")
+    r = repair_message(text, WRITE, id_factory=ids)
+    assert calls_of(r) == [("write_file", {"path": "n.md", "content": "x"})]
+    assert r.content == "Note: end with </function></tool_call> always."
+    assert_stream_matches(text, WRITE)
+
+
+def _counting(calls: list[int], read: Callable[..., Any]) -> Callable[..., Any]:
+    def counted(*args: Any) -> Any:
+        calls.append(1)
+        return read(*args)
+    return counted
+
+
+@pytest.mark.parametrize("family", ["qwen3_coder", "glm45", "minimax_m2"])
+def test_many_wrapper_closers_in_a_value_read_the_call_at_most_twice(family: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 closers in one value: the block's end is looked for in one pass, and the call read again once (not
+    once a closer, which is quadratic)."""
+    reads: list[int] = []
+    if family == "qwen3_coder":
+        monkeypatch.setattr(qwen3_coder, "parse_functions", _counting(reads, qwen3_coder.parse_functions))
+    elif family == "glm45":
+        monkeypatch.setattr(glm45, "parse_body", _counting(reads, glm45.parse_body))
+    else:
+        monkeypatch.setattr(invoke, "SPECS", tuple(
+            (begin, dataclasses.replace(spec, parse_call=_counting(reads, spec.parse_call)))
+            for begin, spec in invoke.SPECS))
+    shape, value = WRAPPER_IN_A_VALUE[family]
+    closer = "</minimax:tool_call>" if family == "minimax_m2" else "</tool_call>"
+    value = "x " + closer * 2000 + " y"
+    r = repair_message(shape.format(value), WRITE, id_factory=ids)
+    assert calls_of(r) == [("write_file", {"path": "n.md", "content": value})]
+    assert len(reads) == 2
