@@ -219,7 +219,8 @@ async def list_input_items(request: web.Request, store: ResponseStore, resp_id: 
     if after is not None:  # a page's last id: the next page
         items = items[ids.index(after) + 1:] if after in ids else []
     n = _limit(request.query.get("limit"))
-    page = items[:n]
+    # a page's first id alone: the previous page, the `n` items right before it (with `after` too: from `after` on)
+    page = items[-n:] if before is not None and after is None else items[:n]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > n}
 

@@ -1,0 +1,33 @@
+"""`GET /v1/responses/{id}/input_items?before=<id>` answers the page right before the cursor, as OpenAI's list
+cursors do ("before=obj_foo ... to fetch the previous page of the list"), not the first page of the list."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.dialects.conftest import CFG
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_before_cursor_gives_the_page_just_before_it(fakes, router, order):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    last = None
+    for i in range(6):  # 11 listed items: 6 questions and the 5 answers before the last one
+        last = await c.responses.create(model="m", input=f"question {i}",
+                                        **({"previous_response_id": last.id} if last else {}))
+    assert last is not None
+    whole = await c.responses.input_items.list(last.id, order=order, limit=100)
+    ids = [i.id for i in whole.data]
+    assert len(ids) == 11
+    # a client that read the page ids[8:11] goes back one page of 3 from its first id
+    page = await c.responses.input_items.list(last.id, order=order, limit=3, extra_query={"before": ids[8]})
+    assert [i.id for i in page.data] == ids[5:8]
+    assert page.has_more  # ids[0:5] still come before it
+    first = await c.responses.input_items.list(last.id, order=order, limit=3, extra_query={"before": ids[2]})
+    assert [i.id for i in first.data] == ids[:2] and not first.has_more
+    # `after` and `before` together: the items between them, from `after` on
+    between = await c.responses.input_items.list(last.id, order=order, limit=3,
+                                                 extra_query={"after": ids[1], "before": ids[9]})
+    assert [i.id for i in between.data] == ids[2:5] and between.has_more
