@@ -946,9 +946,19 @@ class ResponsesStream(ChunkEncoder):
         """The open item gets `text`; the output a stream holds for its final Response is bounded."""
         self._chars += len(text)
         if self._chars > self.max_chars:
-            raise ApiError(502, f"The response passed {self.max_chars} characters, the most one streamed "
-                           "Response holds for its final object.", "response_too_large")
+            raise self._too_large()
         self._acc.append(text)
+
+    def _room(self, text: str) -> None:
+        """Raises `response_too_large` when a new item whose first piece is `text` would pass the bound (with what
+        closing the open call still writes of its arguments): checked before the open item's `.done` events and
+        the new one's `output_item.added` are numbered, so that the error event follows the last event sent."""
+        if self._chars + len(self._high) + len(text) > self.max_chars:
+            raise self._too_large()
+
+    def _too_large(self) -> ApiError:
+        return ApiError(502, f"The response passed {self.max_chars} characters, the most one streamed Response "
+                        "holds for its final object.", "response_too_large")
 
     def _sync(self) -> None:
         """The open item's accumulated text written into it."""
@@ -1063,7 +1073,7 @@ class ResponsesStream(ChunkEncoder):
         self._pending_ws = ""
         out: list[bytes] = []
         if self._open is None or self._open["type"] != "reasoning":
-            out += self._opened(_reasoning_item(""), {"type": "reasoning_text", "text": ""})
+            out += self._opened(_reasoning_item(""), {"type": "reasoning_text", "text": ""}, text)
         self._grow(text)
         out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
         return out
@@ -1073,8 +1083,10 @@ class ResponsesStream(ChunkEncoder):
         item = self._open
         return item["content"][0]["type"] if item is not None and item["type"] == "message" else None
 
-    def _opened(self, new: dict[str, Any], part: dict[str, Any]) -> list[bytes]:
-        """A new item in progress (shown without its content), and its one part added."""
+    def _opened(self, new: dict[str, Any], part: dict[str, Any], first: str) -> list[bytes]:
+        """A new item in progress (shown without its content), and its one part added, when `first`, the text
+        it opens with, fits (`_room`)."""
+        self._room(first)
         new["status"] = "in_progress"
         return [*self._add(new, {**new, "content": []}), self._event("response.content_part.added", {
             "item_id": new["id"], "output_index": self._index(), "content_index": 0, "part": part})]
@@ -1082,7 +1094,7 @@ class ResponsesStream(ChunkEncoder):
     def _refusal(self, text: str) -> list[bytes]:
         out: list[bytes] = []
         if self._open_part() != "refusal":
-            out += self._opened(_refusal_item(""), {"type": "refusal", "refusal": ""})
+            out += self._opened(_refusal_item(""), {"type": "refusal", "refusal": ""}, text)
         self._grow(text)
         out.append(self._open_delta(_REFUSAL_DELTA, text, b"}\n\n"))
         return out
@@ -1096,7 +1108,7 @@ class ResponsesStream(ChunkEncoder):
             text = held
             self._text_logprobs = []
             out += self._opened(_message_item("", logprobs=self._text_logprobs),
-                                {"type": "output_text", "text": "", "annotations": [], "logprobs": []})
+                                {"type": "output_text", "text": "", "annotations": [], "logprobs": []}, text)
         self._grow(text)
         if not self._logprobs:
             out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":[]}\n\n'))
@@ -1119,6 +1131,7 @@ class ResponsesStream(ChunkEncoder):
         return prefix + str(seq).encode() + self._open_mid + jsoncodec.dumps(text) + tail
 
     def _call_start(self, call: ToolFragment) -> list[bytes]:
+        self._room(call.arguments)  # the arguments its fragment carries follow its `output_item.added`
         item = self._tools[call.index] = _call_item(call.id, call.name, "", status="in_progress")
         return self._add(item, self._shown_call(item))
 

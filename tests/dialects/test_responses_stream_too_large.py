@@ -1,0 +1,56 @@
+"""A Responses stream that passes `max_stream_repair_kchars` ends with `error` + `response.failed`; the events
+that went out before keep their promise: sequence numbers without a hole, every item in the failed Response
+announced by `response.output_item.added`, and every item closed by `response.output_item.done` before a new one
+is announced. The bound is checked before a new item's events are numbered."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.dialects.conftest import CFG, RESPONSES_WEATHER
+from tests.fakes.openai_upstream import Step, chunk
+
+_FIRST = {"reasoning": {"role": "assistant", "reasoning_content": "r" * 600},
+          "text": {"role": "assistant", "content": "t" * 600}}
+_SECOND: dict[str, dict[str, Any]] = {
+    "text": {"content": "u" * 600},
+    "reasoning": {"reasoning_content": "s" * 600},
+    "refusal": {"refusal": "n" * 600},
+    # a call whose first fragment carries its arguments: its item would be announced, then its arguments too many
+    "call": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {
+        "name": "get_weather", "arguments": json.dumps({"city": "c" * 600})}}]},
+}
+
+
+async def _events(url: str, body: dict[str, Any], headers: dict[str, str]) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/responses", json=body, headers=headers) as resp:
+        assert resp.status == 200
+        text = (await resp.read()).decode()
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize(("first", "second"), [("reasoning", "text"), ("text", "reasoning"), ("text", "refusal"),
+                                                ("text", "call")])
+async def test_too_large_mid_stream_loses_no_numbered_events(fakes, router, first, second):
+    up = await fakes()
+    # 600 characters, then 600 more of another kind: opening the second item passes the 1024-character bound
+    up.push(Step(sse=[chunk("m", _FIRST[first]), chunk("m", _SECOND[second]), chunk("m", {}, "stop")],
+                 interval=0.01))
+    r = await router("server: {max_stream_repair_kchars: 1}\n" + CFG.format(url=up.url))
+    body = {"model": "m", "input": "hi", "stream": True, "tools": [RESPONSES_WEATHER]}
+    # a call not repaired comes as the upstream sent it: one fragment with its name and all its arguments
+    events = await _events(r.url, body, {"x-agentgate-repair": "off"} if second == "call" else {})
+    assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
+    assert events[-2]["code"] == "response_too_large"
+    # the first item's .done events and the second's output_item.added were numbered, then thrown away
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    added = [e["item"]["id"] for e in events if e["type"] == "response.output_item.added"]
+    done = [e["item"]["id"] for e in events if e["type"] == "response.output_item.done"]
+    failed = events[-1]["response"]
+    assert [item["id"] for item in failed["output"]] == added  # no item the client was never told of
+    assert done == added[:-1]  # each item closed before the next was announced; the last one left open
+    assert failed["output"][0]["content"][0]["text"] == ("r" if first == "reasoning" else "t") * 600
