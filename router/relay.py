@@ -1114,19 +1114,30 @@ class Translated:
     def __init__(self, translator: Any, keepalive: bytes) -> None:
         self.translator = translator
         self.keepalive = keepalive
+        self._unsent: list[bytes] = []  # what a read's items made before one of them ended the stream
 
     def feed(self, item: dict[str, Any] | StreamChunk) -> list[bytes]:
         return list(self.translator.feed(item))
 
     def feed_all(self, items: list[dict[str, Any] | StreamChunk]) -> bytes:
+        """The events of one read's items; when one of them ends the stream (a Response past its bound), those
+        of the items before it go out before the error event (numbered: the stream would skip them)."""
         feed = self.translator.feed
-        return b"".join([data for item in items for data in feed(item)])
+        out: list[bytes] = []
+        try:
+            for item in items:
+                out += feed(item)
+        except ApiError:
+            self._unsent = out
+            raise
+        return b"".join(out)
 
     def finish(self) -> list[bytes]:
         return list(self.translator.finish())
 
     def error(self, err: ApiError) -> list[bytes]:
-        return list(self.translator.error(err))
+        out, self._unsent = self._unsent, []
+        return out + list(self.translator.error(err))
 
 
 MESSAGES_PING = b'event: ping\ndata: {"type":"ping"}\n\n'

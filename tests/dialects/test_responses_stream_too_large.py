@@ -44,13 +44,31 @@ async def test_too_large_mid_stream_loses_no_numbered_events(fakes, router, firs
     body = {"model": "m", "input": "hi", "stream": True, "tools": [RESPONSES_WEATHER]}
     # a call not repaired comes as the upstream sent it: one fragment with its name and all its arguments
     events = await _events(r.url, body, {"x-agentgate-repair": "off"} if second == "call" else {})
+    # the first item's .done events and the second's output_item.added were numbered, then thrown away
+    _check(events, ("r" if first == "reasoning" else "t") * 600)
+
+
+@pytest.mark.parametrize("second", ["text", "call"])
+async def test_too_large_in_one_read_loses_no_numbered_events(fakes, router, second):
+    """The upstream's chunks come in one read: the events the chunks before the one past the bound made go out
+    before the error event (they were all dropped, `response.created` too)."""
+    up = await fakes()
+    up.push(Step(sse=[chunk("m", _FIRST["text"]), chunk("m", _SECOND[second]), chunk("m", {}, "stop")]))
+    r = await router("server: {max_stream_repair_kchars: 1}\n" + CFG.format(url=up.url))
+    body = {"model": "m", "input": "hi", "stream": True, "tools": [RESPONSES_WEATHER]}
+    _check(await _events(r.url, body, {}), "t" * 600)
+
+
+def _check(events: list[dict[str, Any]], first_text: str) -> None:
+    """A stream ended by `response_too_large` that sent every event it numbered, `first_text` in its first item."""
     assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
     assert events[-2]["code"] == "response_too_large"
-    # the first item's .done events and the second's output_item.added were numbered, then thrown away
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
     added = [e["item"]["id"] for e in events if e["type"] == "response.output_item.added"]
     done = [e["item"]["id"] for e in events if e["type"] == "response.output_item.done"]
     failed = events[-1]["response"]
     assert [item["id"] for item in failed["output"]] == added  # no item the client was never told of
     assert done == added[:-1]  # each item closed before the next was announced; the last one left open
-    assert failed["output"][0]["content"][0]["text"] == ("r" if first == "reasoning" else "t") * 600
+    assert failed["output"][0]["content"][0]["text"] == first_text
+    sent = [e["delta"] for e in events if e["type"].endswith("_text.delta") and e["item_id"] == added[0]]
+    assert "".join(sent) == first_text  # the client was sent what the failed Response holds
