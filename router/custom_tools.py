@@ -1,9 +1,9 @@
 """OpenAI `custom` (free-form) tools where a route or provider knows only functions.
 
 A custom tool takes one free-form string, not JSON arguments. Where it meets something that knows only functions
-(tool-call repair, an Anthropic provider, the Responses route's chat form) it is a function taking one string,
-`input` (its grammar noted in the description), and a call to it is mapped back: `{"input": ...}` as the
-custom call's `input`.
+(tool-call repair, an Anthropic provider, a local engine, the Responses route's chat form) it is a function taking
+one string, `input` (its grammar noted in the description), and a call to it is mapped back: `{"input": ...}` as
+the custom call's `input`.
 """
 
 from __future__ import annotations
@@ -98,6 +98,45 @@ def call_as_function(call: object) -> object:
     out["type"] = "function"
     out["function"] = {"name": custom.get("name"), "arguments": input_arguments(text if isinstance(text, str) else "")}
     return out
+
+
+def choice_as_function(choice: object) -> object:
+    """A chat `tool_choice` naming a custom tool (`{"type": "custom", "custom": {"name"}}`) as the function choice
+    naming it; any other as it is."""
+    if not isinstance(choice, dict) or choice.get("type") != "custom" or not isinstance(choice.get("custom"), dict):
+        return choice
+    return {"type": "function", "function": {"name": choice["custom"].get("name")}}
+
+
+def _history_as_functions(messages: object) -> list[Any] | None:
+    """The messages with each custom call in them as its function call (`call_as_function`); None when they hold
+    none."""
+    if not isinstance(messages, list):
+        return None
+    out: list[Any] | None = None
+    for i, m in enumerate(messages):
+        calls = m.get("tool_calls") if isinstance(m, dict) else None
+        if isinstance(calls, list) and any(isinstance(c, dict) and c.get("type") == "custom" for c in calls):
+            out = list(messages) if out is None else out
+            out[i] = {**m, "tool_calls": [call_as_function(c) for c in calls]}
+    return out
+
+
+def functions_request(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A chat request body for a backend that knows only functions: its custom tools as functions of one string
+    `input`, the custom calls in its history as function calls whose arguments carry their input, a custom
+    `tool_choice` as the function's; None when it holds none of these (the body goes as it is)."""
+    changed: dict[str, Any] = {}
+    tools = body.get("tools")
+    if isinstance(tools, list) and custom_names(tools):
+        changed["tools"] = functions_view(tools)
+    history = _history_as_functions(body.get("messages"))
+    if history is not None:
+        changed["messages"] = history
+    choice = body.get("tool_choice")
+    if (as_function := choice_as_function(choice)) is not choice:
+        changed["tool_choice"] = as_function
+    return {**body, **changed} if changed else None
 
 
 def call_as_custom(call: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import aiohttp
 from engines.supervisor.types import Endpoint, EngineSupervisor, EngineUnavailable
 
 from ..config.model import ProviderConfig
+from ..custom_tools import functions_request
 from ..dialects.common import without_images
 from ..errors import ApiError
 from ..resilience import Breaker
@@ -96,6 +97,26 @@ def _may_hold_images(request: UpstreamRequest) -> bool:
     if request.raw is not None:
         return b"image_url" in request.raw
     return any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in request.body["messages"])
+
+
+def _text_only(request: UpstreamRequest) -> UpstreamRequest:
+    """A chat request with its images as text placeholders (this engine's copy only: another target of the route,
+    a fallback, gets the images)."""
+    if not _may_hold_images(request):
+        return request
+    messages, count = without_images(request.body["messages"])
+    return request._replace(body={**request.body, "messages": messages}, raw=None) if count else request
+
+
+def _functions_only(request: UpstreamRequest) -> UpstreamRequest:
+    """A chat request with its `custom` (free-form) tools, the custom calls in its history and a custom
+    `tool_choice` as functions of one string `input` (`custom_tools.functions_request`): an engine's chat template
+    and tool-call parser know functions only. Repair maps the model's calls to them back to custom calls. One look
+    at the client's bytes when they are sent as they are."""
+    if request.raw is not None and b"custom" not in request.raw:
+        return request
+    body = functions_request(request.body)
+    return request if body is None else request._replace(body=body, raw=None)
 
 
 MLX_PATHS = frozenset({"/chat/completions", "/completions"})  # what our worker serves under /v1
@@ -189,10 +210,8 @@ class EngineUpstream(Upstream):
             raise UpstreamUnavailable(
                 f"Model {self.engine!r} is a local MLX engine, which serves chat completions and completions only, "
                 f"not {path.lstrip('/')}.", status=400, code="unsupported_endpoint")
-        if path == "/chat/completions" and _may_hold_images(request):
-            messages, count = without_images(request.body["messages"])
-            if count:  # this engine's copy only: another target of the route (a fallback) gets the images
-                request = request._replace(body={**request.body, "messages": messages}, raw=None)
+        if path == "/chat/completions":
+            request = _functions_only(_text_only(request))
         data = request.raw if request.raw is not None else json.dumps(request.body, ensure_ascii=False).encode()
         return await self._request("POST", path, data, request.headers)
 

@@ -2,15 +2,18 @@
 text, not JSON) comes through repair as it was sent, whole or streamed, beside function calls; a call written in the
 model's text to a custom tool (a function of one string `input`, as the Responses route declares one) comes out as a
 custom call. An Anthropic provider gets a custom tool as a tool of one string `input`, its calls back as custom
-calls, and a custom call in the history as its tool_use (the real API refuses a tool_result whose tool_use is gone)."""
+calls, and a custom call in the history as its tool_use (the real API refuses a tool_result whose tool_use is gone).
+A local engine gets custom tools, and the custom calls in the history, as functions of one string `input`."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from router.custom_tools import functions_view
 from tests.dialects.conftest import CHAT_WEATHER
 from tests.fakes.anthropic_upstream import API_KEY, AStep, message, stream_events
 from tests.fakes.openai_upstream import Step, chunk, completion
@@ -389,3 +392,59 @@ async def test_an_anthropic_call_to_a_custom_tool_cut_by_max_tokens_is_no_custom
                                     messages=[{"role": "user", "content": "clean"}])
     assert finish == "length"
     assert calls == {}
+
+
+# --- a local engine -------------------------------------------------------------------------------------------------
+
+ENGINE_CALL = '<tool_call>\n{"name": "run", "arguments": {"input": "ls -la \\"my dir\\"\\n"}}\n</tool_call>'
+
+
+@pytest.fixture(scope="module")
+def custom_call_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scripted tiny model (hermes calls) that calls the custom tool `run` as a function of one string `input`."""
+    tiny = pytest.importorskip("engines.worker.tiny")
+    return Path(tiny.build_tiny_model(tmp_path_factory.mktemp("custom-tiny") / "run", script=ENGINE_CALL))
+
+
+async def _engine_router(router: Any, model: Path, tmp_path: Path) -> Any:
+    return await router(f"""
+engines: {{runtime_dir: '{tmp_path / "run"}'}}
+models:
+  - {{name: tiny, engine: mlx, model: '{model}', start_timeout: 60}}
+""")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_local_engine_takes_custom_tools_and_its_call_comes_back_custom(router, custom_call_model, tmp_path,
+                                                                                stream):
+    """The engine refused a custom tool (400 "tools[0] must be {'type': 'function', ...}"): it gets the tool as a
+    function of one string `input` (a custom `tool_choice` as that function's), and the model's call to it comes
+    back as the custom call."""
+    r = await _engine_router(router, custom_call_model, tmp_path)
+    ask: list[Any] = [{"role": "user", "content": "list files"}]
+    for choice in ({}, {"tool_choice": {"type": "custom", "custom": {"name": "run"}}}):
+        got, content, finish = await _answer(r.client(), stream, model="tiny", tools=[CHAT_WEATHER, GRAMMAR_RUN],
+                                             messages=ask, **choice)
+        assert (content, finish) == ("", "tool_calls"), choice
+        assert len(got) == 1 and got[0]["id"].startswith("call_"), (got, choice)
+        assert {k: got[0][k] for k in ("type", "custom")} == {k: CALL[k] for k in ("type", "custom")}, choice
+
+
+async def test_a_custom_call_in_the_history_reaches_a_local_engine_as_its_function_call(router, custom_call_model,
+                                                                                       tmp_path):
+    """A custom call and its tool result in the history are rendered as the function call with `{"input": ...}` the
+    model made: the prompt is the one the same turn gets when the client sends the function forms itself."""
+    r = await _engine_router(router, custom_call_model, tmp_path)
+    function_call = {"id": CALL["id"], "type": "function",
+                     "function": {"name": "run", "arguments": json.dumps({"input": 'ls -la "my dir"\n'})}}
+    prompts = []
+    for tools, call in (([RUN], CALL), (functions_view([RUN]), function_call)):
+        out = await r.client().chat.completions.create(model="tiny", tools=tools, messages=[  # type: ignore[arg-type]
+            {"role": "user", "content": "list files"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},  # type: ignore[list-item]
+            {"role": "tool", "tool_call_id": "call_c1", "content": "a.txt b.txt"},
+        ])
+        assert out.usage is not None
+        prompts.append(out.usage.prompt_tokens)
+        assert [c.type for c in out.choices[0].message.tool_calls or []] == [tools[0]["type"]]  # the tool's kind
+    assert prompts[0] == prompts[1]
