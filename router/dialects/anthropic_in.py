@@ -607,10 +607,13 @@ def tool_use_id(call_id: object, used: set[str] | None = None) -> str:
 def stop_reason(finish: Any, hint: Any, stop_sequences: list[str], has_tools: bool,
                 refused: bool = False) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence) for an OpenAI finish_reason. `hint` is the matched stop string some
-    servers report in `choices[].stop_reason`; `refused`: the answer carried a refusal."""
+    servers report in `choices[].stop_reason`; `has_tools`: the answer holds a tool_use block; `refused`: the answer
+    carried a refusal. "tool_use" follows the blocks, not the finish reason: an upstream may say "tool_calls" with
+    no call in its answer (no tools declared, or a call its parser lost), and a client answers "tool_use" with the
+    results of calls it cannot find."""
     if finish == "length":  # first: a call cut by the limit is incomplete (Anthropic says max_tokens then too)
         return "max_tokens", None
-    if has_tools or finish == "tool_calls":
+    if has_tools:
         return "tool_use", None
     if finish == "content_filter" or refused:
         return "refusal", None

@@ -9,7 +9,7 @@ import aiohttp
 import anthropic
 import pytest
 
-from tests.dialects.conftest import ANTHROPIC_WEATHER, CFG, CHAT_WEATHER, claude
+from tests.dialects.conftest import ANTHROPIC_WEATHER, CFG, CHAT_WEATHER, claude, claude_message
 from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
 
 BROKEN_HERMES = "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris'}}</tool_call>"
@@ -203,6 +203,23 @@ async def test_stop_reasons(fakes, router):
     msg = await c.messages.create(model="m", max_tokens=30, stop_sequences=["END"],
                                   messages=[{"role": "user", "content": "x"}])
     assert (msg.stop_reason, msg.stop_sequence) == ("stop_sequence", "END")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("repair", ["no-tools", "off"])
+async def test_tool_calls_finish_without_a_call_is_end_turn(fakes, router, stream, repair):
+    """An upstream that says finish_reason "tool_calls" with text only (no tools declared, or declared with repair
+    off, so nothing turns the text into a call): no tool_use block, so the stop reason is "end_turn" (it said
+    "tool_use", and a client loop waited for tool results it had no call for)."""
+    up = await fakes()
+    up.push(Step(sse=stream_of(["Just", " text."], "m", "tool_calls"), interval=0.01) if stream else
+            Step(json=completion("Just text.", "m", finish_reason="tool_calls")))
+    r = await router(CFG.format(url=up.url))
+    kw = {"tools": [ANTHROPIC_WEATHER], "extra_headers": {"x-agentgate-repair": "off"}} if repair == "off" else {}
+    msg = await claude_message(r.url, stream, model="m", max_tokens=64,
+                               messages=[{"role": "user", "content": "Summarise the conversation."}], **kw)
+    assert [(b.type, b.text) for b in msg.content] == [("text", "Just text.")]
+    assert (msg.stop_reason, msg.stop_sequence) == ("end_turn", None)
 
 
 @pytest.mark.parametrize(("body", "param"), [
