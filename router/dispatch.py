@@ -227,7 +227,7 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
     stream's is judged at its end by its reader (`relay.UpstreamReader`): a success when it ends normally, a failure
     when it fails mid-stream, so that streams that all fail after their first chunk open the breaker, and a
     half-open probe (`probe`) closes it only once its stream ended normally. Fields of the request this upstream
-    refused for the target's model (`Upstream.refused`) are left out."""
+    refused for the target's model (`Upstream.refused`) are left out (the limit renamed)."""
     if request.refit is not None and up.refused and (unknown := up.refused.of(target.model)):
         request = request.refit(request, unknown)  # (what it refused before, never sent it again)
     if target.model != ctx.route.requested:

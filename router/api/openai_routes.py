@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -41,22 +42,16 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         ctx = common.resolve(request, rt, ex, key, model)
         check_request(endpoint, body, tools_checked=ctx.tool_indexes.known.holds(body.get("tools")))
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
-        sent, sent_raw = body, raw  # a chat stream asks for usage, which is counted (and withheld if not asked)
-        withhold = stream and endpoint == "chat" and not asks_usage(body)
-        refit: Refit | None = None
-        if withhold:
-            sent, sent_raw = with_usage(body, raw)
-            refit = AsClientSent(body, raw, sent)
-        if endpoint == "chat" and body.get("tools") and pipeline.repair_enabled(ctx, body):
-            return await chat_repaired(request, ctx, sent, stream, sent_raw, withhold, body, raw)
-        opened = await dispatch(ctx, UpstreamRequest(path, sent, sent_raw or None, ctx.upstream_headers, stream,
-                                                       ctx.limits.max_upstream_event_bytes, refit=refit))
-        if withhold and refuses_usage(opened.reply.status, opened.first):  # asked as the client sent it instead
-            opened.upstream.refused.learn(opened.target.model, Unknown.STREAM_OPTIONS)
-            await opened.close()
-            withhold = False
+        # a chat stream asks for usage, which is counted (and withheld if not asked)
+        ask = ChatAsk(body, raw, stream and not asks_usage(body)) if endpoint == "chat" else None
+        if ask is not None and body.get("tools") and pipeline.repair_enabled(ctx, body):
+            return await chat_repaired(request, ctx, ask, stream)
+        if ask is None:
             opened = await dispatch(ctx, UpstreamRequest(path, body, raw or None, ctx.upstream_headers, stream,
                                                            ctx.limits.max_upstream_event_bytes))
+        else:
+            opened, ask = await open_chat(ctx, ask, stream)
+        withhold = ask is not None and ask.withhold
         try:
             rename = opened.target.model != ctx.route.requested
             if stream and opened.reply.status == 200:
@@ -95,19 +90,45 @@ def refuses_usage(status: int, body: bytes) -> bool:
     return status in (400, 422) and b"stream_options" in body
 
 
+_NOT_TAKEN = re.compile(rb"(?i)unsupported|not supported|instead")
+
+
+def refuses_max_tokens(status: int, body: bytes) -> bool:
+    """Whether an upstream's answer refuses `max_tokens` for `max_completion_tokens` (OpenAI's reasoning models:
+    "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."),
+    not a limit that is too large (vLLM names both fields then): the limit is sent again under the new name, and so
+    is the next one to that upstream (`Unknown.MAX_TOKENS`)."""
+    return status in (400, 422) and b"max_completion_tokens" in body and b"max_tokens" in body \
+        and _NOT_TAKEN.search(body) is not None
+
+
+def with_completion_tokens(body: dict[str, Any]) -> dict[str, Any]:
+    """The chat body with its `max_tokens` as `max_completion_tokens` (one the body sets already stays)."""
+    out = {k: v for k, v in body.items() if k != "max_tokens"}
+    out.setdefault("max_completion_tokens", body["max_tokens"])
+    return out
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class AsClientSent:
-    """How a chat stream that asks for usage (`with_usage`) goes to an upstream that refuses `stream_options`: as
-    the client sent it, `client` (in its bytes, `client_raw`, for the body the route made from it, `sent`); a body
-    made later (a repair's re-ask) with the client's own `stream_options`, if it sent any."""
+    """How a chat request goes to an upstream that refused some of it: a stream that asks for usage (`with_usage`)
+    as the client sent it, `client` (in its bytes, `client_raw`, for the body the route made from it, `sent`), to
+    one that refuses `stream_options`, a body made later (a repair's re-ask) with the client's own
+    `stream_options`, if it sent any; and `max_tokens` as `max_completion_tokens` to one that refuses the old
+    name."""
 
     client: dict[str, Any]
     client_raw: bytes
     sent: dict[str, Any]
 
     def __call__(self, request: UpstreamRequest, unknown: Unknown) -> UpstreamRequest:
-        if not unknown & Unknown.STREAM_OPTIONS:
-            return request
+        if unknown & Unknown.STREAM_OPTIONS and request.body is not self.client:
+            request = self._usage_as_sent(request)
+        if unknown & Unknown.MAX_TOKENS and "max_tokens" in request.body:
+            request = request._replace(body=with_completion_tokens(request.body), raw=None)
+        return request
+
+    def _usage_as_sent(self, request: UpstreamRequest) -> UpstreamRequest:
         if request.body is self.sent:
             return request._replace(body=self.client, raw=self.client_raw or None)
         body = {k: v for k, v in request.body.items() if k != "stream_options"}
@@ -116,27 +137,71 @@ class AsClientSent:
         return request._replace(body=body, raw=None)
 
 
-async def chat_repaired(request: web.Request, ctx: RequestContext, body: dict[str, Any], stream: bool,
-                        raw: bytes = b"", withhold: bool = False, client_body: dict[str, Any] | None = None,
-                        client_raw: bytes = b"") -> web.StreamResponse:
-    """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE. `withhold`: `body` asks
-    for usage where the client's (`client_body`) did not, and the usage chunk is not sent."""
+@dataclass(frozen=True, slots=True)
+class ChatAsk:
+    """A chat request: the client's body (`client`; `client_raw`, its bytes, b"" once the router changed it), and
+    whether the router asks for the usage the client did not (`withhold`: a stream's usage chunk is then counted,
+    not sent on)."""
+
+    client: dict[str, Any]
+    client_raw: bytes
+    withhold: bool
+
+    def sent(self) -> tuple[dict[str, Any], bytes, Refit]:
+        """The body the router sends, its bytes (b"": encoded where it is sent), and how it goes to an upstream
+        that refused some of it before."""
+        body, raw = with_usage(self.client, self.client_raw) if self.withhold else (self.client, self.client_raw)
+        return body, raw, AsClientSent(self.client, self.client_raw, body)
+
+    def refused(self, status: int, answer: bytes) -> Unknown:
+        """What an upstream's answer refuses that the router can do without: the `stream_options` it added, or the
+        client's `max_tokens` under that name (OpenAI deprecated it for `max_completion_tokens`, the same limit,
+        and its reasoning models take only the new name)."""
+        if self.withhold and refuses_usage(status, answer):
+            return Unknown.STREAM_OPTIONS
+        if "max_tokens" in self.client and refuses_max_tokens(status, answer):
+            return Unknown.MAX_TOKENS
+        return Unknown.NONE
+
+    def without(self, refused: Unknown) -> ChatAsk:
+        """The request sent again after an upstream `refused` part of it."""
+        ask = self
+        if refused & Unknown.STREAM_OPTIONS:
+            ask = ChatAsk(ask.client, ask.client_raw, False)
+        if refused & Unknown.MAX_TOKENS and "max_tokens" in ask.client:
+            ask = ChatAsk(with_completion_tokens(ask.client), b"", ask.withhold)
+        return ask
+
+
+async def open_chat(ctx: RequestContext, ask: ChatAsk, stream: bool) -> tuple[Opened, ChatAsk]:
+    """The upstream's answer to a chat request passed through, and the request it answered. What it refused that
+    the router can do without (`ChatAsk.refused`) is remembered for that upstream and model (its later requests go
+    without it the first time), and the request goes again at once without it."""
+    while True:
+        body, raw, refit = ask.sent()
+        opened = await dispatch(ctx, UpstreamRequest(pipeline.PATH, body, raw or None, ctx.upstream_headers, stream,
+                                                       ctx.limits.max_upstream_event_bytes, refit=refit))
+        refused = ask.refused(opened.reply.status, opened.first)
+        if not refused:
+            return opened, ask
+        opened.upstream.refused.learn(opened.target.model, refused)
+        await opened.close()
+        ask = ask.without(refused)
+
+
+async def chat_repaired(request: web.Request, ctx: RequestContext, ask: ChatAsk,
+                        stream: bool) -> web.StreamResponse:
+    """Chat with tool-call repair: parsed, repaired documents encoded back to JSON or SSE. What an upstream refused
+    that the router can do without is left out as `open_chat` does; `ask.withhold`: the usage chunk is not sent."""
     ex = ctx.exchange
-    refit = AsClientSent(client_body, client_raw, body) if withhold and client_body is not None else None
     try:
-        try:
-            reply = await pipeline.chat(ctx, body, stream=stream, raw=raw, refit=refit)
-        except pipeline.UpstreamStatus as up:
-            if not (withhold and client_body is not None and refuses_usage(up.status, up.body)):
-                raise
-            up.learn(Unknown.STREAM_OPTIONS)
-            withhold = False
-            reply = await pipeline.chat(ctx, client_body, stream=stream, raw=client_raw)
+        reply, ask = await _repaired_reply(ctx, ask, stream)
     except pipeline.UpstreamStatus as up:
         ex.status = up.status
         return web.Response(status=up.status, body=up.body, headers={"Content-Type": up.content_type,
                                                                     "x-request-id": ex.request_id,
                                                                     "x-agentgate-provider": up.provider})
+    withhold = ask.withhold
     headers = {"x-request-id": ex.request_id, **reply.headers}
     if reply.doc is not None:
         body_out = reply.raw if reply.raw is not None else jsoncodec.dumps(reply.doc)
@@ -181,6 +246,20 @@ def scrub(body: bytes, secret: str | None) -> bytes:
     if secret and secret.encode() in body:
         body = body.replace(secret.encode(), b"[redacted]")
     return body
+
+
+async def _repaired_reply(ctx: RequestContext, ask: ChatAsk, stream: bool) -> tuple[pipeline.ChatReply, ChatAsk]:
+    """The pipeline's reply, and the request it answered (see `open_chat`); raises `pipeline.UpstreamStatus`."""
+    while True:
+        body, raw, refit = ask.sent()
+        try:
+            return await pipeline.chat(ctx, body, stream=stream, raw=raw, refit=refit), ask
+        except pipeline.UpstreamStatus as up:
+            refused = ask.refused(up.status, up.body)
+            if not refused:
+                raise
+            up.learn(refused)
+            ask = ask.without(refused)
 
 
 async def pipe_stream(request: web.Request, ctx: RequestContext, opened: Opened,

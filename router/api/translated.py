@@ -22,7 +22,7 @@ from ..toolcache import tools_bytes
 from ..upstream.base import Unknown, UpstreamRequest
 from . import common
 from .common import JSON_HEADERS
-from .openai_routes import refuses_usage
+from .openai_routes import refuses_max_tokens, refuses_usage, with_completion_tokens
 
 
 class Translator(Protocol):
@@ -109,7 +109,10 @@ async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, to
     # which some upstreams that never made it refuse as a field they do not know (Mistral's API answers 422
     # extra_forbidden after a switch from a reasoning model): asked again without it. Each is taken away once, and
     # what was taken away stays away (an upstream may refuse both, one at a time); the upstream that refused it is
-    # sent it no more, for that model (`Refusals`): its later requests go without it the first time.
+    # sent it no more, for that model (`Refusals`): its later requests go without it the first time. So is the
+    # limit, `max_tokens`, which OpenAI's reasoning models (o1, o3, o4-mini, gpt-5) refuse: it goes as
+    # `max_completion_tokens` to an upstream that asked for that name (not to every OpenAI-type provider: some
+    # compatible servers know no such field, and would run with no limit).
     while True:
         try:
             return await pipeline.chat(ctx, chat, stream=stream, raw=chat_bytes(chat, tools, history),
@@ -121,6 +124,9 @@ async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, to
             elif _refused_reasoning(up, chat):
                 up.learn(Unknown.REASONING)
                 chat, history = _without_reasoning(chat), None  # (the kept translation holds the field)
+            elif "max_tokens" in chat and refuses_max_tokens(up.status, up.body):
+                up.learn(Unknown.MAX_TOKENS)
+                chat = with_completion_tokens(chat)
             else:
                 raise up.api_error() from None
 
@@ -128,8 +134,8 @@ async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, to
 @dataclass(frozen=True, slots=True, eq=False)
 class WithoutRefused:
     """A translated chat request as it goes to an upstream that refused some of what the router put in it: no
-    `stream_options`, no `reasoning_content` in the history, its bytes made again with the kept ones (`tools`, and
-    `history` where the messages stay as translated)."""
+    `stream_options`, no `reasoning_content` in the history, the limit as `max_completion_tokens`, its bytes made
+    again with the kept ones (`tools`, and `history` where the messages stay as translated)."""
 
     tools: ToolsJson | None
     history: HistoryMemo | None
@@ -140,6 +146,8 @@ class WithoutRefused:
             chat = {k: v for k, v in chat.items() if k != "stream_options"}
         if unknown & Unknown.REASONING and _holds_reasoning(chat):
             chat, history = _without_reasoning(chat), None
+        if unknown & Unknown.MAX_TOKENS and "max_tokens" in chat:
+            chat = with_completion_tokens(chat)
         if chat is request.body:
             return request
         raw = chat_bytes(chat, self.tools, history) if request.raw is not None else b""

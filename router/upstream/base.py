@@ -33,12 +33,15 @@ T = TypeVar("T")
 
 
 class Unknown(enum.Flag):
-    """Fields the router puts in a request that an upstream may refuse as ones it does not know (400 or 422 naming
-    them); once it has, it is sent them no more (see `Refusals`, `UpstreamRequest.refit`)."""
+    """Fields of a request that an upstream may refuse (400 or 422 naming them): as ones it does not know, or (the
+    limit) by a name it no longer takes; once it has, it is sent them no more (see `Refusals`,
+    `UpstreamRequest.refit`)."""
 
     NONE = 0
     STREAM_OPTIONS = enum.auto()  # `stream_options`: the usage the router asks a stream for
     REASONING = enum.auto()  # `reasoning_content` of the history's assistant messages (the reasoning sent back)
+    MAX_TOKENS = enum.auto()  # `max_tokens`, which OpenAI's reasoning models refuse: the limit goes as
+    # `max_completion_tokens`
 
 
 REFUSALS_MAX = 256  # models per upstream whose refusals are remembered (a wildcard route's names are the client's)
