@@ -21,6 +21,7 @@ START_MARKERS = (OPEN, FG_OPEN)
 _CALL = re.compile(r"call:([A-Za-z0-9_.\-]{1,128})\s*")
 _BARE_KEY = re.compile(r"(?<=[{,])(\s*)([A-Za-z_][A-Za-z0-9_\-]*)(\s*):")
 _INTERESTING = {q: re.compile("[{}]|" + re.escape(q)) for q in (QUOTE, FG_QUOTE)}
+_PARENS = {q: re.compile("[()]|" + re.escape(q)) for q in (QUOTE, FG_QUOTE)}
 
 
 def _keys(chunk: str, after_brace: bool) -> str:
@@ -66,6 +67,8 @@ def _call_for(quote: str) -> section.CallParser:
         call = RawCall(name=mb.group(1), family=FAMILY)
         k = mb.end()
         if k < stop and text[k] == "(":
+            if text.find(quote, k, stop) != -1:
+                return _quoted_paren_call(text, call, k, stop, quote, ctx)
             return _paren_call(text, call, k, stop)
         if k >= stop or text[k] != "{":
             if k >= n:
@@ -106,6 +109,48 @@ def _paren_call(text: str, call: RawCall, k: int, stop: int) -> tuple[RawCall, i
     got = loads("{" + text[k + 1:e - 1] + "}")  # call:name(key: "value", n: 1): keys and colons, as in an object
     if isinstance(got, Failed) or not isinstance(got.value, dict):
         call.failure = issue("invalid_json", "the argument list is neither Python keywords nor key: value pairs")
+    else:
+        call.arguments = got.value
+        add_notes(call, got.repairs)
+    return call, e
+
+
+def _paren_end(text: str, k: int, stop: int, quote: str) -> int | None:
+    """End of the argument list opening at text[k] == "(" (after its ")"), strings between `quote`s skipped; None
+    when it does not close before `stop`."""
+    depth = 0
+    pos = k
+    pat = _PARENS[quote]
+    while True:
+        m = pat.search(text, pos, stop)
+        if m is None:
+            return None
+        if m.group() == quote:
+            close = text.find(quote, m.end(), stop)
+            if close == -1:
+                return None
+            pos = close + len(quote)
+            continue
+        pos = m.end()
+        depth += 1 if m.group() == "(" else -1
+        if depth == 0:
+            return pos
+
+
+def _quoted_paren_call(text: str, call: RawCall, k: int, stop: int, quote: str, ctx: Ctx) -> tuple[RawCall, int]:
+    """call:name(key:<|"|>value<|"|>, n:1): key: value pairs with the format's own string delimiters, read as the
+    braces of `call:name{...}` are."""
+    e = _paren_end(text, k, stop, quote)
+    if e is None:
+        if stop >= len(text):
+            return section.truncated_call(call.name, FAMILY, "the text ends inside the arguments"), len(text)
+        call.failure = issue("invalid_json", "the argument list does not close")
+        return call, stop
+    body = "{" + text[k + 1:e - 1] + "}"
+    obj = _object(body, 0, len(body), quote)
+    got = loads(obj[0], budget=ctx.budget) if obj is not None and obj[1] == len(body) else None
+    if got is None or isinstance(got, Failed) or not isinstance(got.value, dict):
+        call.failure = issue("invalid_json", "the argument list is not key: value pairs")
     else:
         call.arguments = got.value
         add_notes(call, got.repairs)

@@ -242,3 +242,25 @@ def test_a_stripped_gemma_call_on_a_long_line_streams_as_one_shot() -> None:
                        ("A.\ncall:f{q:" + "x y " * 900 + ", n:1}\nmore", True)):
         r = assert_stream_matches(text, SEARCH, count=1)
         assert bool(r.tool_calls) is made
+
+
+TERMINAL = [_typed("terminal", command="string")]
+
+
+def test_gemma_round_brackets_with_its_string_delimiters() -> None:
+    """`call:terminal(command:<|"|>ls -a<|"|>)` (vllm-project/vllm#53642): the value is what lies between the
+    delimiters, as in the braces form, never `|>ls -a<|`."""
+    for value in ("ls -a", "rm -rf build", 'echo "a, b" (c)'):
+        text = f'<|tool_call>call:terminal(command:<|"|>{value}<|"|>)<tool_call|>'
+        _ok(text, TERMINAL, [("terminal", {"command": value})], [])
+    text = "<start_function_call>call:terminal(command:<escape>ls -a<escape>)<end_function_call>"
+    _ok(text, TERMINAL, [("terminal", {"command": "ls -a"})], [])
+
+
+def test_gemma_round_brackets_with_its_delimiters_not_closed() -> None:
+    for text, kind in (('<|tool_call>call:terminal(command:<|"|>ls -a<|"|><tool_call|>', "invalid_json"),
+                       ('<|tool_call>call:terminal(command:<|"|>ls -a)<tool_call|>', "invalid_json"),
+                       ('<|tool_call>call:terminal(command:<|"|>ls -a<|"|>', "truncated")):
+        r = repair_message(text, TERMINAL, id_factory=ids)
+        assert r.tool_calls == [] and r.content == text and [e.kind for e in r.errors] == [kind], text
+        assert_stream_matches(text, TERMINAL)
