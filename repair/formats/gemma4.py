@@ -1,5 +1,7 @@
 """Gemma 4: <|tool_call>call:name{key:<|"|>value<|"|>,n:5}<tool_call|>; FunctionGemma uses
-<start_function_call>call:name{key:<escape>value<escape>}<end_function_call>."""
+<start_function_call>call:name{key:<escape>value<escape>}<end_function_call>. Openers some checkpoints slip into:
+`<|tool_call>:name{...}` (`call` left out) and `<tool_call:name{...}>` (the opener and `call:` run together; read at
+a line start, naming a declared tool)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ OPEN, CLOSE, QUOTE = "<|tool_call>", "<tool_call|>", '<|"|>'
 FG_OPEN, FG_CLOSE, FG_QUOTE = "<start_function_call>", "<end_function_call>", "<escape>"
 START_MARKERS = (OPEN, FG_OPEN)
 _CALL = re.compile(r"call:([A-Za-z0-9_.\-]{1,128})\s*")
+_SECTION_CALL = re.compile(r"(?:call)?:([A-Za-z0-9_.\-]{1,128})\s*")  # (after the opener `call` may be left out)
+COLLAPSED = "<tool_call"  # `<tool_call:name{...}`: `<|tool_call>call:` run together
 _BARE_KEY = re.compile(r"(?<=[{,])(\s*)([A-Za-z_][A-Za-z0-9_\-]*)(\s*):")
 _INTERESTING = {q: re.compile("[{}]|" + re.escape(q)) for q in (QUOTE, FG_QUOTE)}
 _PARENS = {q: re.compile("[()]|" + re.escape(q)) for q in (QUOTE, FG_QUOTE)}
@@ -63,32 +67,44 @@ def _object(text: str, i: int, limit: int, quote: str) -> tuple[str, int] | None
 
 def _call_for(quote: str) -> section.CallParser:
     def parse_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
-        n = len(text)
-        call = RawCall(name=mb.group(1), family=FAMILY)
-        k = mb.end()
-        if k < stop and text[k] == "(":
-            if text.find(quote, k, stop) != -1:
-                return _quoted_paren_call(text, call, k, stop, quote, ctx)
-            return _paren_call(text, call, k, stop)
-        if k >= stop or text[k] != "{":
-            if k >= n:
-                return section.truncated_call(call.name, FAMILY, "the text ends before the arguments"), n
-            call.arguments = {}
-            return call, k
-        obj = _object(text, k, stop, quote)
-        if obj is None:
-            if stop >= n:
-                return section.truncated_call(call.name, FAMILY, "the text ends inside the arguments"), n
-            call.failure = issue("invalid_json", "arguments object does not close")
-            return call, stop
-        got = loads(obj[0], budget=ctx.budget)
-        if isinstance(got, Failed):
-            call.failure = issue(got.kind, got.detail)
-        else:
-            call.arguments = got.value
-            add_notes(call, got.repairs)
-        return call, obj[1]
+        call, end = _read_call(text, mb, stop, ctx, quote)
+        if call.failure is None and not mb.group().startswith("call"):
+            collapsed = text.endswith(COLLAPSED, 0, mb.start())
+            call.repairs.append(issue("opening_tag", f"{OPEN}call: written as {COLLAPSED}:" if collapsed else
+                                      f"call left out after {OPEN}"))
+            if collapsed and text.startswith(">", end, stop):  # the run-together opener closed as a tag
+                end += 1
+        return call, end
     return parse_call
+
+
+def _read_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, quote: str) -> tuple[RawCall, int]:
+    """One call from its name (`mb`) on, and where it ended."""
+    n = len(text)
+    call = RawCall(name=mb.group(1), family=FAMILY)
+    k = mb.end()
+    if k < stop and text[k] == "(":
+        if text.find(quote, k, stop) != -1:
+            return _quoted_paren_call(text, call, k, stop, quote, ctx)
+        return _paren_call(text, call, k, stop)
+    if k >= stop or text[k] != "{":
+        if k >= n:
+            return section.truncated_call(call.name, FAMILY, "the text ends before the arguments"), n
+        call.arguments = {}
+        return call, k
+    obj = _object(text, k, stop, quote)
+    if obj is None:
+        if stop >= n:
+            return section.truncated_call(call.name, FAMILY, "the text ends inside the arguments"), n
+        call.failure = issue("invalid_json", "arguments object does not close")
+        return call, stop
+    got = loads(obj[0], budget=ctx.budget)
+    if isinstance(got, Failed):
+        call.failure = issue(got.kind, got.detail)
+    else:
+        call.arguments = got.value
+        add_notes(call, got.repairs)
+    return call, obj[1]
 
 
 def _paren_call(text: str, call: RawCall, k: int, stop: int) -> tuple[RawCall, int]:
@@ -157,14 +173,14 @@ def _quoted_paren_call(text: str, call: RawCall, k: int, stop: int, quote: str, 
     return call, e
 
 
-def _spec(opener: str, closer: str, quote: str) -> section.SectionSpec:
-    return section.SectionSpec(FAMILY, re.compile(re.escape(opener)), re.compile(re.escape(closer)), _CALL, None,
+def _spec(opener: str, closer: str, quote: str, begin: str) -> section.SectionSpec:
+    return section.SectionSpec(FAMILY, re.compile(begin), re.compile(re.escape(closer)), _SECTION_CALL, None,
                                _call_for(quote), begin_name=opener, end_name=closer, merged_note=True,
                                bare_call_ok=False)
 
 
-SPEC = _spec(OPEN, CLOSE, QUOTE)
-FG_SPEC = _spec(FG_OPEN, FG_CLOSE, FG_QUOTE)
+SPEC = _spec(OPEN, CLOSE, QUOTE, re.escape(OPEN) + "|" + re.escape(COLLAPSED) + "(?=:)")
+FG_SPEC = _spec(FG_OPEN, FG_CLOSE, FG_QUOTE, re.escape(FG_OPEN))
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -246,6 +262,9 @@ def _line_may_call(text: str, p: int, end: int) -> bool:
 FORMAT = Format(
     (FAMILY,), (Kind("gemma4", (OneOf(START_MARKERS),), parse),
                 Kind("gemma4_stripped", (Lit("call:"), Name(64, ("{",))), parse_stripped, line_start=True,
-                     generic=True, line_check=_line_may_call)),
+                     generic=True, line_check=_line_may_call),
+                # (not the format's own markup: read only at a line start, naming a declared tool, as generic forms)
+                Kind("gemma4_collapsed", (Lit(COLLAPSED + ":"), Name(64, ("{",))), parse, line_start=True,
+                     generic=True)),
     aliases(FAMILY, "gemma4", "gemma3", "function_gemma", "functiongemma"),
     (Template(FAMILY, (OPEN, CLOSE), rank=5), Template(FAMILY, (FG_OPEN,), rank=6)))

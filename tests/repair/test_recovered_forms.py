@@ -264,3 +264,34 @@ def test_gemma_round_brackets_with_its_delimiters_not_closed() -> None:
         r = repair_message(text, TERMINAL, id_factory=ids)
         assert r.tool_calls == [] and r.content == text and [e.kind for e in r.errors] == [kind], text
         assert_stream_matches(text, TERMINAL)
+
+
+FILES = [_typed("search_files", pattern="string", target="string"), _typed("Bash", command="string"),
+         _typed("Edit", file_path="string", new_string="string")]
+
+
+def test_gemma_opener_without_call() -> None:
+    """`<|tool_call>:name{...}`, `call` left out (gemma-4-26B-A4B-it-NVFP4, vllm-project/vllm#53431)."""
+    text = '<|tool_call>:search_files{pattern:<|"|>.env.example<|"|>,target:<|"|>files<|"|>}<tool_call|>'
+    _ok(text, FILES, [("search_files", {"pattern": ".env.example", "target": "files"})], ["opening_tag"])
+
+
+def test_gemma_opener_run_together_with_call() -> None:
+    """`<tool_call:Name{...}` (nicedreamzapp/claude-code-local#45), a `>` closing it as a tag or not."""
+    _ok('<tool_call:Bash{command:<|"|>mkdir -p /tmp/t<|"|>}<tool_call|>', FILES,
+        [("Bash", {"command": "mkdir -p /tmp/t"})], ["opening_tag"])
+    _ok("<tool_call:Bash{command:<|\"|>echo 'test 1'<|\"|>}><tool_call|>", FILES,
+        [("Bash", {"command": "echo 'test 1'"})], ["opening_tag"])
+    text = 'Editing.\n<tool_call:Edit{file_path:<|"|>/tmp/a.txt<|"|>,new_string:<|"|>bye<|"|>}<tool_call|>'
+    r = repair_message(text, FILES, id_factory=ids)
+    assert calls_of(r) == [("Edit", {"file_path": "/tmp/a.txt", "new_string": "bye"})]
+    assert r.content == "Editing." and r.errors == []
+    assert_stream_matches(text, FILES)
+
+
+def test_gemma_run_together_opener_in_a_sentence_or_naming_no_tool_is_text() -> None:
+    for text in ('Gemma slips into <tool_call:Bash{command:<|"|>ls<|"|>}<tool_call|> at times.',
+                 '<tool_call:Other{command:<|"|>ls<|"|>}<tool_call|>'):
+        r = repair_message(text, FILES, id_factory=ids)
+        assert r.tool_calls == [] and r.content == text and r.errors == []
+        assert_stream_matches(text, FILES)
