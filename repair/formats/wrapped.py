@@ -17,6 +17,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 | llama4_pythonic | <\\|python_start\\|>[f(a=1)]<\\|python_end\\|>                  | Python calls            |
 | olmo3           | <function_calls>f(a=1)\\ng(b=2)</function_calls>              | Python calls, one a line |
 | hermes          | <tools>{...}</tools> (Qwen2.5-Coder's slip for <tool_call>)   | JSON objects            |
+| nemotron_json   | <TOOLCALL>[...]</TOOLCALL> (Llama-Nemotron, Nemotron v2), <toolcall> (Nemotron-Mini) | JSON list |
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ WRAPPERS: tuple[Wrapper, ...] = (
     Wrapper("llama4_pythonic", "<|python_start|>", "<|python_end|>", llama4_body),
     Wrapper("hermes", "<tools>", "</tools>", json_body),
     Wrapper("olmo3", "<function_calls>", "</function_calls>", pythonic_body),
+    Wrapper("nemotron_json", "<TOOLCALL>", "</TOOLCALL>", json_body),
+    Wrapper("nemotron_json", "<toolcall>", "</toolcall>", json_body),
 )
 _BY_OPEN = {w.open: w for w in WRAPPERS}
 START_MARKERS = tuple(w.open for w in WRAPPERS)
@@ -247,7 +250,8 @@ FORMAT = Format(
      *aliases("gigachat3", "gigachat3", "gigachat"), *aliases("apertus", "apertus"),
      *aliases("lmstudio", "lmstudio", "lm_studio"), *aliases("longcat", "longcat"),
      *aliases("seed_oss", "seed_oss", "seed"), *aliases("llama4_pythonic", "llama4_pythonic", "llama4"),
-     *aliases("olmo3", "olmo3", "olmo")),
+     *aliases("olmo3", "olmo3", "olmo"),
+     *aliases("nemotron_json", "nemotron_json", "llama_nemotron_json", "nemotron_nano_v2", "nemotron_deci")),
     (Template("longcat", ("<longcat_tool_call>",), rank=8), Template("seed_oss", ("<seed:tool_call>",), rank=8),
      Template("hy_v3", ("<tool_calls>", "<tool_sep>"), rank=29), Template("apertus", ("<|tools_prefix|>",), rank=20),
      Template("internlm2", ("<|action_start|>", "<|plugin|>"), rank=20),
@@ -255,4 +259,5 @@ FORMAT = Format(
      Template("gigachat3", ("<|function_call|>",), rank=21), Template("granite", ("<|tool_call|>",), rank=20),
      Template("granite_20b_fc", ("<function_call>",), rank=20), Template("phi4_mini", ("functools",), rank=20),
      Template("llama4_pythonic", ("<|python_start|>",), rank=70), Template("olmo3", ("<function_calls>",), rank=75),
-     Template("minimax", ("<tool_calls>",), rank=85), Template("lmstudio", ("[TOOL_REQUEST]",), rank=20)))
+     Template("minimax", ("<tool_calls>",), rank=85), Template("lmstudio", ("[TOOL_REQUEST]",), rank=20),
+     Template("nemotron_json", ("<TOOLCALL>",), rank=20), Template("nemotron_json", ("<toolcall>",), rank=21)))

@@ -50,7 +50,8 @@ def test_registry_tables_are_derived() -> None:
     ("deepseek_v4", "deepseek_v4"), ("llama4_pythonic", "llama4_pythonic"), ("olmo3", "olmo3"), ("hy_v3", "hy_v3"),
     ("seed_oss", "seed_oss"), ("longcat", "longcat"), ("lfm2", "pythonic"), ("qwen3_xml", "qwen3_coder"),
     ("step3p5", "qwen3_coder"), ("hunyuan_a13b", "minimax"), ("granite-20b-fc", "granite_20b_fc"),
-    ("gpt-oss", "harmony"), ("no_such_parser", None), ("", None),
+    ("gpt-oss", "harmony"), ("llama_nemotron_json", "nemotron_json"), ("nemotron_nano_v2", "nemotron_json"),
+    ("nemotron_deci", "nemotron_json"), ("no_such_parser", None), ("", None),
 ])
 def test_family_for_parser_type(name: str, family: str | None) -> None:
     assert family_for_parser_type(name) == family
@@ -74,6 +75,7 @@ def test_family_for_parser_type(name: str, family: str | None) -> None:
     ("<longcat_tool_call>{{ name }}<longcat_arg_key>", "longcat"),
     ("<tool_calls>\n<tool_call>{{ name }}<tool_sep>\n<arg_key>", "hy_v3"),
     ("<|python_start|>[{{ calls }}]<|python_end|>", "llama4_pythonic"),
+    ("{%- if tool_calls %}<TOOLCALL>{{ tool_calls | tojson }}</TOOLCALL>{%- endif %}", "nemotron_json"),
     ("{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}", None),
 ])
 def test_sniff_template(template: str, family: str | None) -> None:

@@ -43,6 +43,10 @@ FORMS = {
                  '"days": 2}}<|action_end|>',
     "lmstudio": 'Checking.\n[TOOL_REQUEST]{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}'
                 "[END_TOOL_REQUEST]",
+    "nemotron_json": 'Checking.\n<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}]'
+                     "</TOOLCALL>",
+    "nemotron_mini": 'Checking.\n <toolcall> {"name": "get_weather", "arguments": {\n  "city": "Paris",\n'
+                     '  "days": 2\n}} </toolcall>',
 }
 
 
