@@ -185,7 +185,8 @@ _PRINT_TOOL_CODE = re.compile(r"[ \t]*\r?\n[ \t]*print\(tool_code\)")
 
 
 def parse_tool_code(text: str, p: int, ctx: Ctx) -> Parsed | None:
-    """Gemma's ```tool_code fence of Python calls, and its unfenced `tool_code = f(...)` (+ `print(tool_code)`)."""
+    """Gemma's ```tool_code fence of Python calls (a bracketed list of them too), and its unfenced
+    `tool_code = f(...)` (+ `print(tool_code)`)."""
     n = len(text)
     fm = _TOOL_CODE_FENCE.match(text, p)
     if fm is not None:
@@ -283,6 +284,8 @@ FORMAT = Format(
      Kind("pythonic_bare", (Lit("["), Name(64, ("(",))), parse_bare, line_start=True, generic=True),
      Kind("tool_code_fence", (Lit("```tool_code"), Ws(16), Name(64, ("(",))), parse_tool_code, line_start=True,
           generic=True),
+     Kind("tool_code_fence_list", (Lit("```tool_code"), Ws(16), Lit("["), Name(64, ("(",))), parse_tool_code,
+          line_start=True, generic=True),
      Kind("tool_code_assign", (Lit("tool_code"), Ws(4), Lit("="), Ws(4), Name(64, ("(",))), parse_tool_code,
           line_start=True, generic=True)),
     aliases(FAMILY, "pythonic", "lfm2"),

@@ -38,6 +38,7 @@ FORMS = {
     "harmony_stripped": 'Checking.\ncommentary to=functions.get_weather json{"city": "Paris", "days": 2}',
     "gemma_paren": 'Checking.\n<|tool_call>call:get_weather(city="Paris", days=2)<tool_call|>',
     "tool_code": 'Checking.\n```tool_code\nget_weather(city="Paris", days=2)\n```',
+    "tool_code_list": 'Checking.\n```tool_code\n[get_weather(city="Paris", days=2)]\n```',
     "glm_key_value": "Checking.\n<tool_call>get_weather city=Paris days=2</tool_call>",
     "internlm2": 'Checking.\n<|action_start|><|plugin|>\n{"name": "get_weather", "parameters": {"city": "Paris", '
                  '"days": 2}}<|action_end|>',
