@@ -173,9 +173,18 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
         raise ConfigError(f"{source}: invalid config: nested too deep") from None
     if doc is None:
         doc = {}
+    environ = os.environ if env is None else env
+    try:
+        return _resolve(doc, environ, source)
+    except ConfigError as exc:  # its message goes to stderr, a reload's answer and the log: never with a key
+        raise ConfigError(_scrub(str(exc), _doc_secrets(doc, environ))) from None
+
+
+def _resolve(raw: Any, env: Mapping[str, str], source: str) -> Config:
+    """The config the parsed document `raw` states, its variables expanded from `env`."""
     missing: Missing = {}
     expanded: set[tuple[str | int, ...]] = set()
-    doc = _expand(doc, os.environ if env is None else env, (), missing, expanded)
+    doc = _expand(raw, env, (), missing, expanded)
     # an unset provider variable disables that provider, and an unset client key means that key does not exist;
     # any other unset variable is an error (an unset `host: ${HOST}` would otherwise bind every interface)
     leftovers = {p: v for p, v in missing.items() if p[:1] != ("providers",) and p[:2] != ("server", "api_keys")}
@@ -190,6 +199,63 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
 
 
 _SECRET_KEYS = frozenset({"api_key", "api_keys", "key", "headers", "env"})  # (an engine's env: tokens)
+_MIN_SECRET = 4  # a shorter value under those keys is not looked for in a message (it would mangle the words)
+
+
+def _doc_secrets(raw: Any, env: Mapping[str, str]) -> list[str]:
+    """Every value the document holds under a key or credential setting, wherever that setting is (a section in
+    the wrong shape included): as written, as expanded and each variable's value; longest first."""
+    found: set[str] = set()
+    _collect(raw, None, found)
+    for text in list(found):
+        names = [m.group(1) for m in _ENV.finditer(text)]
+        if names:
+            found.add(_ENV.sub(lambda m: env.get(m.group(1)) or m.group(2) or "", text))
+            found.update(env.get(name) or "" for name in names)
+    forms = {form for s in found if len(s) >= _MIN_SECRET for form in (s, repr(s)[1:-1], json.dumps(s)[1:-1])}
+    return sorted(forms, key=len, reverse=True)
+
+
+_KEY_FIELDS = frozenset({"key", "name", "models"})  # a client key's entry: only its `key` is secret
+
+
+def _collect(node: Any, owner: str | None, found: set[str]) -> None:
+    """Add to `found` the scalars under the secret setting `owner` (None: not under one yet)."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = str(k)
+            if owner is None:
+                _collect(v, key if key in _SECRET_KEYS else None, found)
+            elif owner == "api_keys" and key in _KEY_FIELDS - {"key"}:
+                continue  # a client key's name and models are shown as they are
+            else:
+                if owner not in ("headers", "env") and key not in _KEY_FIELDS:
+                    found.add(key)  # a key written as a mapping's key (`api_key: {sk-...: x}`)
+                _collect(v, owner, found)
+    elif isinstance(node, list):
+        for v in node:
+            _collect(v, owner, found)
+    elif owner is not None and isinstance(node, (str, int, float)) and not isinstance(node, bool):
+        found.add(str(node))
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        text = text.replace(s, "[redacted]")
+    return text
+
+
+def _shown(value: Any) -> str:
+    """A value found, as an error quotes it: a scalar as written, a mapping or list by its type only (it can hold
+    a whole section, keys included)."""
+    return type(value).__name__ if isinstance(value, (dict, list)) else repr(value)
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    """jsonschema's own message, with a mapping or list it quotes named by its type."""
+    if not isinstance(err.instance, (dict, list)):
+        return err.message
+    return err.message.replace(repr(err.instance), _shown(err.instance))
 
 
 def _describe(err: jsonschema.ValidationError) -> str:
@@ -209,12 +275,13 @@ def _describe(err: jsonschema.ValidationError) -> str:
         allowed = err.schema.get("properties", {}) if isinstance(err.schema, Mapping) else {}
         return f"unknown key ({err.message.split('(')[-1].rstrip(')')}); allowed: " + ", ".join(sorted(allowed))
     if err.validator == "enum" and isinstance(err.validator_value, list):
-        return f"expected one of {', '.join(map(repr, err.validator_value))}, got {err.instance!r}"
+        return f"expected one of {', '.join(map(repr, err.validator_value))}, got {_shown(err.instance)}"
     if err.validator == "type":
-        return f"expected {err.validator_value}, got {type(err.instance).__name__} {err.instance!r}"
+        shown = "" if isinstance(err.instance, (dict, list)) else f" {err.instance!r}"
+        return f"expected {err.validator_value}, got {type(err.instance).__name__}{shown}"
     if err.validator == "oneOf" and err.context:
-        return "; or ".join(sorted({c.message for c in err.context}))
-    return err.message
+        return "; or ".join(sorted({_message(c) for c in err.context}))
+    return _message(err)
 
 
 def _given(raw: Mapping[str, Any], *keys: str, **renamed: str) -> dict[str, Any]:

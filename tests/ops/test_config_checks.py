@@ -275,3 +275,36 @@ def test_check_says_which_engines_cannot_start(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "router", "check", "-c", str(path)], capture_output=True, text=True,
                           cwd=ROOT, timeout=60, check=False, env=env)
     assert proc.returncode == 1 and "no model is available" in proc.stdout
+
+
+SECTION_KEY = "sk-provider-SECRET-0123456789abcdef"
+
+
+@pytest.mark.parametrize("text", [
+    # providers written as a list (LiteLLM's habit)
+    "providers:\n  - {name: openai, type: openai, base_url: 'https://api.openai.com/v1',"
+    " api_key: '${OPENAI_API_KEY}'}\nmodels: [{name: m, provider: openai}]\n",
+    # one provider written as a list item
+    "providers:\n  openai:\n    - {type: openai, base_url: 'https://api.openai.com/v1', api_key: '${OPENAI_API_KEY}'}\n"
+    "models: [{name: m, provider: openai}]\n",
+    # the server section written as a list
+    "server:\n  - api_keys: ['${OPENAI_API_KEY}']\n",
+    # a literal key in a provider's headers, the section misplaced
+    "providers:\n  - {name: a, type: openai, headers: {Authorization: 'Bearer sk-provider-SECRET-0123456789abcdef'}}\n",
+    # a mapping where one of a few values goes (an enum), holding a token under a name of its own
+    "models: [{name: m, engine: {model: x, token: '${OPENAI_API_KEY}'}}]\n",
+    # a value no schema check quotes, but a later check does: a key where a provider's name goes
+    "providers:\n  openai: {type: openai, base_url: 'https://api.openai.com/v1', api_key: '${OPENAI_API_KEY}'}\n"
+    "models: [{name: m, provider: '${OPENAI_API_KEY}'}]\n",
+])
+def test_an_error_on_a_section_never_quotes_a_key_it_holds(text: str) -> None:
+    """A section in the wrong shape is named by its type, never quoted: it holds the keys expanded into it."""
+    message = refused(text, env={"OPENAI_API_KEY": SECTION_KEY})
+    assert SECTION_KEY not in message and "0123456789abcdef" not in message
+    assert "invalid config" in message
+
+
+def test_a_quoted_container_is_named_by_its_type() -> None:
+    assert "server: expected object, got list\n" in refused("server:\n  - api_keys: [abc]\n") + "\n"
+    assert "models[0].engine: expected one of 'mlx', got dict" in refused(
+        "models: [{name: m, engine: {model: x}}]\n")

@@ -117,6 +117,24 @@ async def test_invalid_reload_is_rejected_and_old_config_serves(fakes, served) -
     assert UPSTREAM_KEY not in metrics and ADMIN_KEY not in metrics
 
 
+async def test_a_rejected_reload_never_answers_or_logs_a_key_only_the_new_file_holds(
+        fakes, served, access_lines) -> None:
+    """The running config's keys are not the only ones: a provider the new file adds, written in the wrong shape
+    (a list, LiteLLM's habit), is quoted neither in the 400 nor in the log line (the console's log view)."""
+    a = await fakes("a")
+    r = await served(cfg(a.url))
+    new_key = "sk-new-provider-SECRET-fedcba9876543210"
+    r.write(f"server: {{api_keys: ['{ADMIN_KEY}']}}\nproviders:\n"
+            f"  - {{name: b, type: openai, base_url: '{a.url}', api_key: '{new_key}'}}\n"
+            "models: [{name: m, provider: b}]\n")
+    status, body = await r.reload(ADMIN_KEY)
+    assert status == 400 and body["error"]["code"] == "invalid_config"
+    assert "providers: expected object, got list" in body["error"]["message"]
+    assert new_key not in str(body) and "fedcba9876543210" not in str(body)
+    assert any("config reload rejected" in line for line in access_lines.lines)
+    assert not [line for line in access_lines.lines if "fedcba9876543210" in line]
+
+
 async def test_reload_endpoint_auth(fakes, served, router) -> None:
     a = await fakes("a")
     r = await served(cfg(a.url))
