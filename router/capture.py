@@ -6,7 +6,7 @@ The pipeline leaves a `ToolOutput` on the request's `Exchange`; when the request
 repair changed or refused something. Redaction replaces every configured secret (provider keys, provider header
 values, client keys) and strings shaped like common API keys with "[redacted]", in the text, the tool calls, the
 reasoning and the tools. Every field is bounded: text over MAX_TEXT characters is cut (and marked), tools over
-MAX_TOOLS_BYTES are dropped (and marked).
+MAX_TOOLS_BYTES are dropped (and marked). Text is redacted before it is cut, so a key across the cut goes whole.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ class CaptureRing:
             id=self._next, ts=round(time.time(), 3), request_id=ex.request_id, model=ex.requested[:200],
             entry=ex.model, provider=ex.provider, endpoint=ex.endpoint, stream=ex.stream, outcome=outcome,
             repairs=list(ex.repairs), failures=list(ex.failures),
-            errors=[redactor.value(_cut(e.as_dict())) for e in result.errors],
+            errors=[_cut(redactor.value(e.as_dict())) for e in result.errors],
             format=output.policy.format, mode=output.policy.mode, tool_choice=redactor.value(body.get("tool_choice")),
             parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
             tools=tools,
@@ -169,7 +169,7 @@ class CaptureRing:
             tool_calls=redactor.value(output.tool_calls) if output.tool_calls and _fits(output.tool_calls, notes)
             else None,
             reasoning=_bounded(output.reasoning, redactor, notes, "reasoning"),
-            repaired=redactor.value(_cut(result.message())), notes=notes,
+            repaired=_cut(redactor.value(result.message())), notes=notes,
         )
         self._next += 1
         self._items.append(cap)
@@ -228,12 +228,15 @@ class CaptureRing:
 
 
 def _bounded(value: str | None, redactor: Redactor, notes: list[str], what: str) -> str | None:
+    """`value` redacted, then cut at MAX_TEXT: cut first, a key across the cut would no longer be whole, and its
+    first characters would stay."""
     if value is None:
         return None
+    value = redactor.text(value)
     if len(value) > MAX_TEXT:
         notes.append(f"{what} cut at {MAX_TEXT} of {len(value)} characters")
         value = value[:MAX_TEXT]
-    return redactor.text(value)
+    return value
 
 
 def _fits(value: Any, notes: list[str]) -> bool:
@@ -245,6 +248,7 @@ def _fits(value: Any, notes: list[str]) -> bool:
 
 
 def _cut(value: Any) -> Any:
+    """Every string of a redacted value cut at MAX_TEXT (redacted first, for the reason `_bounded` gives)."""
     if isinstance(value, str):
         return value if len(value) <= MAX_TEXT else value[:MAX_TEXT]
     if isinstance(value, list):
