@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from engines.supervisor.types import EngineStatus, EngineSupervisor
@@ -142,7 +143,8 @@ async def stop_engines(supervisor: EngineSupervisor, names: list[str]) -> list[s
 
 async def upstream(request: web.Request) -> web.StreamResponse:
     """Forward the request to the engine's own server: method, path, query and body as sent (client credentials
-    removed); the engine is started if it is not running, and counted in flight until the answer is sent."""
+    removed; a gzip, deflate, br or zstd body decoded, without its Content-Encoding); the engine is started if it
+    is not running, and counted in flight until the answer is sent."""
     from engines.supervisor.lifecycle import EngineUnavailable
 
     state = request.app[STATE]
@@ -162,7 +164,7 @@ async def upstream(request: web.Request) -> web.StreamResponse:
             raise ApiError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large") from None
     except ApiError as err:
         return err.response()
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    headers = _end_to_end(request.headers, _decoded(request))
     in_flight = request.app[IN_FLIGHT]
     task = in_flight.enter()  # a shutdown gives it the drain time (then cuts it: the engine's bytes have no
     try:  # terminal event of ours)
@@ -196,6 +198,19 @@ def _split(rt: LiveConfig, raw: str) -> tuple[str, str]:
         if entry is not None and entry.engine is not None:
             return name, "/" + "/".join(parts[i:])
     return unquote(parts[0]), "/" + "/".join(parts[1:])
+
+
+def _end_to_end(headers: CIMultiDictProxy[str], dropped: Iterable[str] = ()) -> CIMultiDict[str]:
+    """The fields of `headers` a proxy passes on: not the hop-by-hop ones, nor those named in `dropped`."""
+    hop = _HOP_BY_HOP | {name.lower() for name in dropped}
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in hop)
+
+
+def _decoded(request: web.Request) -> tuple[str, ...]:
+    """`Content-Encoding` when aiohttp's server decoded the body by it (gzip, deflate, br, zstd): `request.read()`
+    gives the plain bytes, which that header no longer describes. Another coding is left as sent, and so is its
+    header."""
+    return ("Content-Encoding",) if request._message.compression else ()
 
 
 async def _relay(request: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:

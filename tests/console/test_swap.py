@@ -4,7 +4,10 @@ supervised engine process (tests/ops/stats_engine.py, run as a `command:` engine
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +101,24 @@ async def test_upstream_forwards_the_path_as_sent_and_cuts_a_failed_answer(route
     assert raw.count(b"HTTP/1.1") == 1 and b"partial " in raw and not raw.endswith(b"0\r\n\r\n")
     status, doc = await call("GET", r.url + "/upstream/local/stats")  # the router and the engine go on
     assert status == 200 and doc["model"] == "stats-engine"
+
+
+async def test_a_compressed_request_body_reaches_the_engine_as_its_coding_says(router) -> None:
+    """aiohttp's server decodes a gzip (deflate, br, zstd) body: the router sent the plain bytes on with the client's
+    `Content-Encoding: gzip`, and the engine, told to gunzip plain JSON, answered 500. A coding aiohttp leaves
+    alone goes on as sent, with its header."""
+    r = await router(config())
+    body = json.dumps({"model": "local", "messages": [{"role": "user", "content": "x"}]}).encode()
+    status, doc = await call("POST", r.url + "/upstream/local/v1/chat/completions", data=gzip.compress(body),
+                             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert status == 200 and doc["choices"][0]["message"]["content"] == "local", doc
+    status, doc = await call("POST", r.url + "/upstream/local/echo/x", data=zlib.compress(body),
+                             headers={"Content-Encoding": "deflate"})
+    assert status == 200 and doc["coding"] is None and doc["size"] == len(body)
+    packed = gzip.compress(body)
+    status, doc = await call("POST", r.url + "/upstream/local/echo/x", data=packed,
+                             headers={"Content-Encoding": "x-packed"})
+    assert status == 200 and doc["coding"] == "x-packed" and doc["size"] == len(packed)
 
 
 async def test_endless_health_and_stats_bodies_are_not_read(router) -> None:

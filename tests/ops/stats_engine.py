@@ -49,8 +49,10 @@ async def chat(request: web.Request) -> web.Response:
 
 
 async def echo(request: web.Request) -> web.Response:
-    """The request line as it arrived (for /upstream's forwarding)."""
-    return web.json_response({"raw_path": request.raw_path, "headers": sorted(k.lower() for k in request.headers)})
+    """The request as it arrived (for /upstream's forwarding): its path, its header names, the coding its body is
+    said to have, and the size of that body as read (decoded when the coding is one aiohttp decodes)."""
+    return web.json_response({"raw_path": request.raw_path, "headers": sorted(k.lower() for k in request.headers),
+                              "coding": request.headers.get("Content-Encoding"), "size": len(await request.read())})
 
 
 async def cut(request: web.Request) -> web.StreamResponse:
