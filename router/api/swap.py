@@ -201,8 +201,10 @@ def _split(rt: LiveConfig, raw: str) -> tuple[str, str]:
 
 
 def _end_to_end(headers: CIMultiDictProxy[str], dropped: Iterable[str] = ()) -> CIMultiDict[str]:
-    """The fields of `headers` a proxy passes on: not the hop-by-hop ones, nor those named in `dropped`."""
-    hop = _HOP_BY_HOP | {name.lower() for name in dropped}
+    """The fields of `headers` a proxy passes on: not the hop-by-hop ones (the fixed list, and each field the
+    message's `Connection` header names: RFC 9110 section 7.6.1), nor those named in `dropped`."""
+    named = {token.strip(" \t").lower() for value in headers.getall("Connection", ()) for token in value.split(",")}
+    hop = _HOP_BY_HOP | named | {name.lower() for name in dropped}
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in hop)
 
 
@@ -218,9 +220,7 @@ async def _relay(request: web.Request, resp: aiohttp.ClientResponse) -> web.Stre
     sending for `sock_read`) can only be told by cutting the connection before the body's end: the client sees a
     body cut short, never a second status line inside the body or a wait for an end that never comes."""
     out = web.StreamResponse(status=resp.status, reason=resp.reason)
-    for k, v in resp.headers.items():
-        if k.lower() not in _HOP_BY_HOP:
-            out.headers.add(k, v)
+    out.headers.extend(_end_to_end(resp.headers))
     await out.prepare(request)
     try:
         async for chunk in resp.content.iter_any():

@@ -121,6 +121,19 @@ async def test_a_compressed_request_body_reaches_the_engine_as_its_coding_says(r
     assert status == 200 and doc["coding"] == "x-packed" and doc["size"] == len(packed)
 
 
+async def test_the_fields_a_connection_header_names_stay_on_their_hop(router) -> None:
+    """RFC 9110 section 7.6.1: a proxy removes each field the `Connection` header names; /upstream dropped only a
+    fixed list, so the client's hop-scoped fields reached the engine and the engine's reached the client."""
+    r = await router(config())
+    status, doc = await call("GET", r.url + "/upstream/local/echo/x", headers={
+        "Connection": "keep-alive, X-Hop,x-hop2", "X-Hop": "1", "X-Hop2": "1", "X-Kept": "1"})
+    assert status == 200 and "x-kept" in doc["headers"]
+    assert not {"x-hop", "x-hop2"} & set(doc["headers"])
+    async with aiohttp.ClientSession() as s, s.get(r.url + "/upstream/local/hop") as resp:
+        assert resp.status == 200 and resp.headers["X-Engine-Kept"] == "1"
+        assert "X-Engine-Hop" not in resp.headers and "X-Engine-Hop2" not in resp.headers
+
+
 async def test_endless_health_and_stats_bodies_are_not_read(router) -> None:
     """An engine answering /health and /stats with a 200 whose body never ends: the status is what readiness needs
     (it starts), and a /metrics scrape reads at most 1 MiB of its stats (the router does not fill with them)."""

@@ -55,6 +55,12 @@ async def echo(request: web.Request) -> web.Response:
                               "coding": request.headers.get("Content-Encoding"), "size": len(await request.read())})
 
 
+async def hop(request: web.Request) -> web.Response:
+    """An answer with fields its `Connection` header declares hop-by-hop (RFC 9110 section 7.6.1)."""
+    return web.json_response({}, headers={"Connection": "X-Engine-Hop, x-engine-hop2", "X-Engine-Hop": "1",
+                                          "X-Engine-Hop2": "1", "X-Engine-Kept": "1"})
+
+
 async def cut(request: web.Request) -> web.StreamResponse:
     """An answer that stops half way: part of a body, then the connection closed."""
     resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
@@ -74,6 +80,7 @@ def main() -> None:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_route("*", "/echo/{tail:.*}", echo)
     app.router.add_get("/cut", cut)
+    app.router.add_get("/hop", hop)
     web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None)
 
 
