@@ -1,5 +1,8 @@
 """Per-sequence output decoding: streaming detokenization, `<think>` splitting and stop strings.
 
+The generated text continues the prompt, so a space it starts with is text: `Detokenizers` hands out mlx-lm's
+streaming detokenizers set to keep it, where mlx-lm's drop it (see the class).
+
 Text is matched with mlx-lm's `TextStateMachine`, which holds back text that may be the start of a marker or a
 stop string until it is known not to be one. A matched stop string ends the sequence; it and anything after it
 are dropped, and `OutputDecoder.stop_word` tells which one it was (the worker reports it, as vLLM does).
@@ -14,6 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mlx_lm.generate import TextStateMachine
+from mlx_lm.tokenizer_utils import (
+    BPEStreamingDetokenizer,
+    NaiveStreamingDetokenizer,
+    SPMStreamingDetokenizer,
+    StreamingDetokenizer,
+)
 
 Kind = Literal["content", "reasoning"]
 
@@ -22,6 +31,65 @@ Kind = Literal["content", "reasoning"]
 class Piece:
     kind: Kind
     text: str
+
+
+ANCHOR_CANDIDATES = ("a", "x", "0", ".")
+
+
+class _AnchoredDecode:
+    """Decodes token ids as the text that follows one fixed token: the tokenizer's decode drops the space that
+    starts the ids it is given (SentencePiece, Metaspace decoders), the text after a token keeps it."""
+
+    def __init__(self, tokenizer: Any, anchor: int, anchor_text: str) -> None:
+        self._tokenizer = tokenizer
+        self._anchor = anchor
+        self._anchor_text = anchor_text
+
+    @classmethod
+    def find(cls, tokenizer: Any) -> _AnchoredDecode | None:
+        """One built on a token that decodes to itself alone, none where the vocabulary has no such token."""
+        for text in ANCHOR_CANDIDATES:
+            ids = tokenizer.encode(text, add_special_tokens=False)
+            if len(ids) == 1 and tokenizer.decode(ids) == text:
+                return cls(tokenizer, ids[0], text)
+        return None
+
+    def decode(self, ids: list[int]) -> str:
+        text: str = self._tokenizer.decode([self._anchor, *ids])
+        if text.startswith(self._anchor_text):
+            return text[len(self._anchor_text) :]
+        return str(self._tokenizer.decode(ids))
+
+
+class _BPEKeepingSpace(BPEStreamingDetokenizer):
+    """mlx-lm's BPE detokenizer without its trim of the space that starts the text."""
+
+    def _maybe_trim_space(self, current_text: str) -> str:
+        return current_text
+
+
+class Detokenizers:
+    """Fresh streaming detokenizers for one model's tokenizer (mlx-lm's `TokenizerWrapper`) that keep every space
+    the model generates, the one that starts the text included, as OpenAI and vLLM return it: the text continues
+    the prompt (`"The capital of France is"` + `" Paris"`). mlx-lm's drop that space: its BPE and SPM detokenizers
+    trim it, and its naive one decodes the text (again from each newline) with the tokenizer's `decode`, which
+    drops it for SentencePiece and Metaspace decoders; that one decodes after an anchor token here instead."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        proto = tokenizer.detokenizer
+        self.naive = isinstance(proto, NaiveStreamingDetokenizer)  # its decodes use the tokenizer (not thread-safe)
+        self._anchored = _AnchoredDecode.find(proto._tokenizer) if self.naive else None
+
+    def new(self) -> StreamingDetokenizer:
+        detok: StreamingDetokenizer = self._tokenizer.detokenizer  # a copy of the wrapper's, reset
+        if isinstance(detok, BPEStreamingDetokenizer):
+            detok.__class__ = _BPEKeepingSpace  # this copy, not a new one: that would rebuild the token map
+        elif isinstance(detok, SPMStreamingDetokenizer):
+            detok.trim_space = False
+        elif isinstance(detok, NaiveStreamingDetokenizer) and self._anchored is not None:
+            detok._tokenizer = self._anchored
+        return detok
 
 
 class OutputDecoder:

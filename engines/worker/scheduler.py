@@ -20,11 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
-
 from engines.worker.cpu_attention import ParallelAttention, default_threads
 from engines.worker.cpu_attention import install as install_attention
-from engines.worker.decoding import OutputDecoder, Piece
+from engines.worker.decoding import Detokenizers, OutputDecoder, Piece
 from engines.worker.kv_disk import DiskKV, model_identity
 from engines.worker.matching import GrammarProcessor, MaskedModel
 from engines.worker.prefix_cache import PrefixCache
@@ -212,6 +210,7 @@ class Scheduler:
         self._masked: MaskedModel | None = None
         self._eos: Any = None
         self._cache: PrefixCache | None = None
+        self._detokenizers: Detokenizers | None = None
         self._seqs: dict[int, _Seq] = {}
         self._uid_of: dict[int, int] = {}
         self._outbox: list[tuple[SequenceHandle, Event]] = []
@@ -342,6 +341,8 @@ class Scheduler:
             self._stream = mx.default_stream(mx.default_device())
             self._cache = PrefixCache(self._cache_bytes, disk=self._open_disk(loaded))
             self._make_generator(loaded)
+            with self.tokenizer_lock:
+                self._detokenizers = Detokenizers(loaded.tokenizer)
             self.load_seconds = time.perf_counter() - started
             self.loaded = loaded
             self._read_memory()
@@ -467,7 +468,7 @@ class Scheduler:
                 pass
 
     def _admit(self, handle: SequenceHandle) -> None:
-        assert self.loaded is not None and self._cache is not None
+        assert self._detokenizers is not None and self._cache is not None
         self.stats.admitted += 1
         spec = handle.spec
         try:
@@ -477,10 +478,9 @@ class Scheduler:
             others = [p for p in spec.logits_processors if not isinstance(p, GrammarProcessor)]
             base = build_logits_processors(spec.sampling) + others
             sampler, processors = guard(build_sampler(spec.sampling, self.vocab_size), base + grammars, fault)
-            detokenizer = self.loaded.tokenizer.detokenizer
             decoder = OutputDecoder(
-                detokenizer, think=spec.think, reasoning=spec.reasoning, stop=spec.stop,
-                lock=self.tokenizer_lock if isinstance(detokenizer, NaiveStreamingDetokenizer) else None,
+                self._detokenizers.new(), think=spec.think, reasoning=spec.reasoning, stop=spec.stop,
+                lock=self.tokenizer_lock if self._detokenizers.naive else None,
             )
             (uid,) = self._bg.insert(
                 [found.rest],

@@ -1,12 +1,21 @@
-"""Output decoding with a real tokenizer: `<think>` splitting, stop strings across tokens, held-back markers, and
-whether the prompt starts the output as reasoning."""
+"""Output decoding with a real tokenizer: `<think>` splitting, stop strings across tokens, held-back markers,
+whether the prompt starts the output as reasoning, and the spaces each kind of mlx-lm detokenizer gives."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
+from mlx_lm.tokenizer_utils import (
+    BPEStreamingDetokenizer,
+    NaiveStreamingDetokenizer,
+    SPMStreamingDetokenizer,
+)
 from mlx_lm.tokenizer_utils import load as load_tokenizer
 
-from engines.worker.decoding import OutputDecoder
+from engines.worker.decoding import Detokenizers, OutputDecoder
 from engines.worker.templates import ChatFormatter
 
 
@@ -95,3 +104,60 @@ def test_output_starts_as_reasoning_only_when_the_generation_prompt_opens_it(tin
     if template is not None:
         tok._tokenizer.chat_template = template
     assert ChatFormatter(tok).render_chat([{"role": "user", "content": text}], None).reasoning is reasoning
+
+
+# A SentencePiece-style vocabulary; "\n" is a byte token for the SPM decoders, a plain one for Metaspace.
+SPM_VOCAB = ["<unk>", "<s>", "</s>", "<0x0A>", "\n", "\u2581a", "\u2581The", "\u2581capital", "\u2581is",
+             "\u2581Paris", ".", "\u2581", "\u2581\u2581\u2581", "return", "\u2581x"]
+
+
+def spm_tokenizer(folder: Path, decoder: str) -> Any:
+    """A tokenizer whose tokenizer.json has the decoder that makes mlx-lm pick each detokenizer: `strip`
+    (Llama 2's, SPM that trims), `fuse` (Gemma's, SPM that does not), `metaspace` (the naive one)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPM_VOCAB)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
+    spm = [decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()]
+    tok.decoder = {
+        "strip": decoders.Sequence([*spm, decoders.Strip(" ", 1, 0)]),
+        "fuse": decoders.Sequence(spm),
+        "metaspace": decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=True),
+    }[decoder]
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>", "eos_token": "</s>",
+              "unk_token": "<unk>"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return load_tokenizer(folder)
+
+
+def streamed(detokenizers: Detokenizers, ids: list[int]) -> str:
+    dec = OutputDecoder(detokenizers.new())
+    pieces = [p for tok in ids for p in dec.add_token(tok)] + dec.finish()
+    return "".join(p.text for p in pieces)
+
+
+@pytest.mark.parametrize(("decoder", "kind"), [
+    ("strip", SPMStreamingDetokenizer),
+    ("fuse", SPMStreamingDetokenizer),
+    ("metaspace", NaiveStreamingDetokenizer),
+])
+def test_every_detokenizer_keeps_the_spaces_the_model_generates(tmp_path: Path, decoder: str, kind: type) -> None:
+    """The generated text is what the tokens add to the prompt's text: the space that starts it, and the
+    indentation after a newline (where the naive detokenizer starts decoding again), stay."""
+    tok = spm_tokenizer(tmp_path / decoder, decoder)
+    assert type(tok.detokenizer) is kind
+    ids = {t: i for i, t in enumerate(SPM_VOCAB)}
+    newline = "\n" if decoder == "metaspace" else "<0x0A>"
+    prompt = [ids[t] for t in ("\u2581The", "\u2581capital", "\u2581is")]
+    generated = [ids[t] for t in ("\u2581Paris", ".", newline, "\u2581\u2581\u2581", "return", "\u2581x")]
+    expected = tok.decode(prompt + generated)[len(tok.decode(prompt)):]
+    assert expected == " Paris.\n   return x"
+    assert streamed(Detokenizers(tok), generated) == expected
+
+
+def test_the_bpe_detokenizer_keeps_the_space_that_starts_the_text(tokenizer: Any) -> None:
+    assert type(tokenizer.detokenizer) is BPEStreamingDetokenizer
+    generated = tokenizer.encode(" is sunny today.\n    return a + b", add_special_tokens=False)
+    assert streamed(Detokenizers(tokenizer), generated) == " is sunny today.\n    return a + b"
