@@ -16,6 +16,7 @@ MAX_STOP_CHARS = 1024  # each: the stop matcher is built per request on the engi
 GREEDY_BELOW = 1e-5  # a temperature under this samples as 0 does (1/T overflows float32 near 1e-38)
 ONE_TOKEN_TOP_P = 1e-6  # a top_p under this keeps the most probable token only (0 in float32 past ~1e-45)
 ROLES = ("system", "developer", "user", "assistant", "tool")
+COMPLETION_MAX_TOKENS = 16  # /v1/completions without `max_tokens` (OpenAI's and vLLM's default; chat has none)
 
 
 @dataclass
@@ -361,4 +362,7 @@ def parse_completion(body: Any, vocab_size: int) -> CompletionRequest:
         raise _unsupported("'suffix' is not supported by this engine", "suffix")
     if _integer(body, "best_of", 1) not in (None, 1):
         raise _unsupported("only best_of=1 is supported", "best_of")
-    return CompletionRequest(model=_model(body), prompt=prompt, gen=_common(body, vocab_size, chat=False))
+    gen = _common(body, vocab_size, chat=False)
+    if "max_tokens" not in body:  # an explicit null leaves it unlimited (to the end of the context), as in vLLM
+        gen.max_tokens = COMPLETION_MAX_TOKENS
+    return CompletionRequest(model=_model(body), prompt=prompt, gen=gen)

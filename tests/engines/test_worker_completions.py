@@ -1,8 +1,9 @@
-"""The text a completion carries: what the generated tokens add to the prompt's text, the space that starts it
-included."""
+"""What a completion carries: the text the generated tokens add to the prompt's text (the space that starts it
+included), and as many tokens as OpenAI's and vLLM's completions give when `max_tokens` is left out."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,23 @@ async def test_the_space_that_starts_the_generated_text_is_kept(engine, tiny_mod
     async for chunk in await client.chat.completions.create(**chat, stream=True):
         content += (chunk.choices[0].delta.content or "") if chunk.choices else ""
     assert content == SPACED
+
+
+async def test_a_completion_without_max_tokens_stops_after_16_tokens(engine, tiny_models):
+    """As OpenAI's Completions API and vLLM default it (clients that leave it out, such as autocomplete plugins,
+    expect a short completion); an explicit null lifts the limit as in vLLM, and chat keeps running to the end of
+    the context."""
+    e = await engine("random", max_context=256)
+    eos = json.loads((tiny_models["random"] / "config.json").read_text())["eos_token_id"]
+    ask = {"model": "random", "prompt": "The weather today", "temperature": 0, "logit_bias": {str(eos): -100}}
+    done = await e.client().completions.create(**ask)
+    assert done.choices[0].finish_reason == "length" and done.usage.completion_tokens == 16
+    text = ""
+    async for chunk in await e.client().completions.create(**ask, stream=True):
+        text += chunk.choices[0].text if chunk.choices else ""
+    assert text == done.choices[0].text
+    status, unlimited = await e.post_raw("/v1/completions", json.dumps({**ask, "max_tokens": None}).encode())
+    assert status == 200 and unlimited["usage"]["total_tokens"] == 256
+    chat = await e.client().chat.completions.create(model="random", messages=[{"role": "user", "content": "hi"}],
+                                                     temperature=0, logit_bias={str(eos): -100})
+    assert chat.choices[0].finish_reason == "length" and chat.usage.total_tokens == 256
