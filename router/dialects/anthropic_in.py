@@ -695,6 +695,8 @@ class MessagesStream(ChunkEncoder):
             if rest := self._input.end():
                 out.append(self._partial_json(rest))
             self._input = None
+        if self._open == "thinking":  # as Anthropic ends every thinking block; empty: no model of Anthropic's
+            out.append(self._delta({"type": "signature_delta", "signature": ""}))  # signed it (see `to_message`)
         self._open, self._open_call = None, None
         out.append(sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index}))
         return out

@@ -190,6 +190,28 @@ async def test_thinking_blocks_from_reasoning_content(fakes, router):
     assert final.content[1].text == "Hi!"  # type: ignore[union-attr]
 
 
+async def test_streamed_thinking_block_ends_with_a_signature_delta(fakes, router):
+    """Anthropic ends every thinking block with a `signature_delta`, and @ai-sdk/anthropic reads a block's signature
+    only from it: without one it dropped the reasoning from the history it sends back (the next turn reached the
+    upstream without `reasoning_content`). The block ends with an empty one, as the whole answer's block carries
+    `"signature": ""`; a text block gets none."""
+    up = await fakes()
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": ""}),
+                      chunk("m", {"reasoning_content": "Think"}), chunk("m", {"reasoning_content": "ing."}),
+                      chunk("m", {"content": "Hi!"}), chunk("m", {}, "stop")]))
+    r = await router(CFG.format(url=up.url))
+    events = await raw_events(r.url, {"model": "m", "max_tokens": 64, "stream": True,
+                                      "messages": [{"role": "user", "content": "hi"}]})
+    blocks = [(e, d["delta"]["type"] if e == "content_block_delta" else d.get("index"))
+              for e, d in events if e.startswith("content_block")]
+    assert blocks == [("content_block_start", 0), ("content_block_delta", "thinking_delta"),
+                      ("content_block_delta", "thinking_delta"), ("content_block_delta", "signature_delta"),
+                      ("content_block_stop", 0), ("content_block_start", 1), ("content_block_delta", "text_delta"),
+                      ("content_block_stop", 1)]
+    assert {"type": "signature_delta", "signature": ""} in [d["delta"] for e, d in events
+                                                            if e == "content_block_delta"]
+
+
 async def test_stop_reasons(fakes, router):
     up = await fakes()
     up.push(Step(json=completion("cut", "m", finish_reason="length")))
