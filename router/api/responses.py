@@ -131,8 +131,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             status, incomplete = dialect.status_of(finish)
             if status == "incomplete" and items:  # the item the limit cut
                 items[-1]["status"] = "incomplete"
-            doc = dialect.response_object(req, resp_id, int(time.time()), status=status, output=items,
-                                          usage=dialect.usage_of(reply.doc.get("usage")), incomplete=incomplete)
+            usage = dialect.usage_of(reply.doc.get("usage"), items)
+            doc = dialect.response_object(req, resp_id, int(time.time()), status=status, output=items, usage=usage,
+                                          incomplete=incomplete)
             if req.store:
                 await _save(request, resp_id, owner, doc, conversation, items)
             return json_response(doc, headers, dialect.response_json(req, doc))

@@ -36,6 +36,7 @@ from .common import (
     check_type,
     cut_json,
     data_url_parts,
+    estimate_tokens,
     file_text,
     invalid,
     new_id,
@@ -857,14 +858,27 @@ def _text_part(role: object, text: str) -> dict[str, Any]:
     return {"type": "input_text", "text": text}
 
 
-def usage_of(usage: object) -> dict[str, Any] | None:
-    u = Usage.parse(usage)
-    if u is None:
-        return None
+def usage_of(usage: object, output: list[dict[str, Any]]) -> dict[str, Any]:
+    """A finished Response's `usage`: the upstream's; where it reported none (no `usage` member, a stream without
+    the usage chunk), no input tokens and the output's estimated from its bytes as the Messages stream estimates
+    them (`estimate_tokens`). Never null: OpenAI always sends one, and clients require it (the AI SDK refuses a
+    Response without one)."""
+    u = Usage.parse(usage) or Usage(completion_tokens=estimate_tokens(output_bytes(output)))
     return {"input_tokens": u.prompt_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens,
                                                                      "cache_write_tokens": u.cache_write_tokens},
             "output_tokens": u.completion_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": u.prompt_tokens + u.completion_tokens}
+
+
+def output_bytes(items: list[dict[str, Any]]) -> int:
+    """The UTF-8 bytes of what the model wrote in `items`: text, refusals, reasoning, calls' arguments and input."""
+    texts: list[object] = []
+    for it in items:
+        if it["type"] in ("message", "reasoning"):
+            texts += [p.get("refusal" if p.get("type") == "refusal" else "text") for p in it.get("content") or ()]
+        else:
+            texts.append(it.get("input") if it["type"] == "custom_tool_call" else it.get("arguments"))
+    return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts if isinstance(t, str))
 
 
 def status_of(finish: Any) -> tuple[str, dict[str, str] | None]:
@@ -1158,7 +1172,8 @@ class ResponsesStream(ChunkEncoder):
     def finish(self) -> list[bytes]:
         status, incomplete = status_of(self._finish)
         out = self._start() + self._nameless_calls() + self._close(status)
-        self.response = self._snapshot(status, output=self.items, usage=usage_of(self._usage), incomplete=incomplete)
+        self.response = self._snapshot(status, output=self.items, usage=usage_of(self._usage, self.items),
+                                       incomplete=incomplete)
         name = "response.completed" if status == "completed" else "response.incomplete"
         out.append(self._response_event(name, response_json(self.req, self.response)))
         return out
@@ -1170,7 +1185,7 @@ class ResponsesStream(ChunkEncoder):
         # a Response's error code is one of the API's own (the SDK's `ResponseError.code`); ours is the error
         # event's and the message's
         code = "rate_limit_exceeded" if err.status == 429 else "server_error"
-        self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage),
+        self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage, self.items),
                                        error={"code": code, "message": err.message})
         out.append(self._response_event("response.failed", response_json(self.req, self.response)))
         return out

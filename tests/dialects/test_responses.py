@@ -206,6 +206,48 @@ async def test_stream_text_events(fakes, router):
     assert text == "ab" and final.type == "response.completed" and final.response.output_text == "ab"
 
 
+def _estimated(output_tokens: int) -> dict:
+    return {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": output_tokens}
+
+
+async def _finished(url: str, stream: bool) -> dict:
+    """The finished Response of one request, whole or from the stream's last event."""
+    body = {"model": "m", "input": "hi", "stream": stream}
+    if stream:
+        return (await raw_stream(url, body))[-1]["response"]
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/responses", json=body) as resp:
+        assert resp.status == 200
+        return await resp.json()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_response_has_usage_when_the_upstream_reports_none(fakes, router, stream):
+    """An upstream that reports no usage (a completion without `usage`, a stream without the usage chunk) gave a
+    Response with `"usage": null`, which the AI SDK's Responses provider refuses (its schema requires an object:
+    generateText threw "Invalid JSON response", streamText's finish reason was "unknown"). A finished Response now
+    always has one: no input tokens, the output's estimated from its bytes (~4 a token), as the Messages stream."""
+    text, cut = "Just prose, no usage.", "This was cu"  # 21 bytes: 6 tokens; 11 bytes: 3
+    whole, limited = completion(text, "m"), completion(cut, "m", finish_reason="length")
+    del whole["usage"], limited["usage"]
+    up = await fakes()
+    if stream:
+        up.push(Step(sse=stream_of([text[:10], text[10:]], "m")), Step(sse=stream_of([cut], "m", "length")),
+                Step(sse=stream_of(["abcd", "efgh", "ijkl"], "m"), reset_after=2))
+    else:
+        up.push(Step(json=whole), Step(json=limited))
+    r = await router(CFG.format(url=up.url))
+    done = await _finished(r.url, stream)
+    assert done["status"] == "completed" and done["usage"] == _estimated(6)
+    incomplete = await _finished(r.url, stream)
+    assert incomplete["status"] == "incomplete" and incomplete["usage"] == _estimated(3)
+    if stream:  # cut off after "abcd"
+        failed = await _finished(r.url, stream)
+        assert failed["status"] == "failed" and failed["usage"] == _estimated(1)
+    TypeAdapter(Response).validate_python(done)
+
+
 async def test_stream_function_call_from_broken_arguments(fakes, router):
     up = await fakes()
     sse = [chunk("m", {"role": "assistant", "content": ""}),
