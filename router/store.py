@@ -4,7 +4,9 @@
 An embedded SQLite database (stdlib `sqlite3`), bounded by row count and age, pruned on every write. Each call
 is one short statement run in a worker thread. A response is only visible to the client key that created it: rows
 are owned by a keyed digest of the key itself (HMAC-SHA256 under a random secret kept in the database), so
-renaming, reordering or removing keys never hands one key's conversations to another.
+renaming, reordering or removing keys never hands one key's conversations to another. A stored response's output
+items are kept by their ids too, under the same owner, and go with it: a later request's `item_reference` input
+names one.
 
 Location: `$AGENTGATE_STATE_DIR/responses.sqlite3`, else `$XDG_STATE_HOME/agentgate/…`, else
 `~/.local/state/agentgate/responses.sqlite3`. Bounds: `AGENTGATE_RESPONSES_MAX_ROWS` (default 10000) and
@@ -42,6 +44,7 @@ DEFAULT_MAX_AGE = 30 * 86400.0
 DEFAULT_MAX_ROW_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_CONTAINERS = 100_000  # 450k one-character messages (14.6 MiB) cost ~160 MiB each time they were loaded
 BUSY_TIMEOUT = 0.5  # seconds a statement waits for a lock held by another process before the store degrades
+_IDS_PER_QUERY = 500  # ids looked up in one statement (SQLite's bound on parameters is 999 in older builds)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -52,6 +55,14 @@ CREATE TABLE IF NOT EXISTS responses (
     messages TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_created ON responses (created);
+CREATE TABLE IF NOT EXISTS items (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    resp_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+    item TEXT NOT NULL,
+    PRIMARY KEY (owner, id)
+);
+CREATE INDEX IF NOT EXISTS items_resp ON items (resp_id);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
@@ -87,6 +98,13 @@ class StoredResponse:
     response: dict[str, Any]  # the Response object as returned
     messages: list[dict[str, Any]]  # the conversation in chat form (without instructions), output included
     created: float = 0.0
+
+
+def _output_items(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored Response's output items that have an id (a later request may name them: `item_reference`)."""
+    output = response.get("output")
+    return [it for it in output if isinstance(it, dict) and isinstance(it.get("id"), str)] \
+        if isinstance(output, list) else []
 
 
 def default_path(env: Mapping[str, str] | None = None) -> Path:
@@ -154,6 +172,7 @@ class ResponseStore:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # conversations are private
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
         try:
+            db.execute("PRAGMA foreign_keys=ON")  # a response's items go with it (pruned, replaced or deleted)
             if path != MEMORY:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
@@ -203,12 +222,14 @@ class ResponseStore:
             raise RowTooLarge(f"response {item.id} has {containers} JSON objects and arrays with its conversation, "
                               f"over the store's bound of {self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS)")
         row = (item.id, item.created or now, item.owner or "", response, messages)
+        items = [(item.owner or "", it["id"], item.id, _json_text(it)[0]) for it in _output_items(item.response)]
 
         def put(db: sqlite3.Connection) -> None:
             db.execute("BEGIN")
             try:
                 db.execute("INSERT OR REPLACE INTO responses (id, created, owner, response, messages) "
                            "VALUES (?, ?, ?, ?, ?)", row)
+                db.executemany("INSERT OR REPLACE INTO items (owner, id, resp_id, item) VALUES (?, ?, ?, ?)", items)
                 db.execute("DELETE FROM responses WHERE created < ?", (now - self.max_age,))
                 db.execute("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY created DESC "
                            "LIMIT -1 OFFSET ?)", (self.max_rows,))
@@ -237,6 +258,32 @@ class ResponseStore:
         return StoredResponse(id=row[0], created=row[1], owner=row[2] or None, response=json.loads(row[3]),
                               messages=json.loads(row[4]))
 
+    def _items(self, ids: list[str], owner: str | None) -> dict[str, dict[str, Any]]:
+        """The output items of `owner`'s stored responses that have these ids (those it has), by id; together
+        bounded as one stored response with its conversation is (`ConversationTooLarge`, never parsed)."""
+        rows: list[tuple[str, str]] = []
+        cutoff = time.time() - self.max_age
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            rows += self._item_rows(ids[start:start + _IDS_PER_QUERY], owner, cutoff)
+        texts = [text for _, text in rows]
+        size, containers = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts), _containers(*texts)
+        if size > self.max_row_bytes or containers > self.max_containers:
+            raise ConversationTooLarge(f"The {len(rows)} stored items referenced are {size} bytes with {containers} "
+                                       "JSON objects and arrays, over the store's bound for one response with its "
+                                       f"conversation ({self.max_row_bytes} bytes, {self.max_containers} objects "
+                                       "and arrays); they are not loaded. Send the items themselves instead.")
+        return {item_id: json.loads(text) for item_id, text in rows}
+
+    def _item_rows(self, ids: list[str], owner: str | None, cutoff: float) -> list[tuple[str, str]]:
+        """(id, item JSON) of `owner`'s items with these ids whose response is stored and not too old."""
+        query = ("SELECT items.id, items.item FROM items JOIN responses ON responses.id = items.resp_id "
+                 f"WHERE items.owner = ? AND items.id IN ({', '.join('?' * len(ids))}) AND responses.created >= ?")
+
+        def select(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            return db.execute(query, (owner or "", *ids, cutoff)).fetchall()
+
+        return self._locked(select)
+
     def _delete(self, resp_id: str, owner: str | None) -> bool:
         cur = self._locked(lambda db: db.execute("DELETE FROM responses WHERE id = ? AND owner = ?",
                                                  (resp_id, owner or "")))
@@ -252,6 +299,10 @@ class ResponseStore:
 
     async def get(self, resp_id: str, owner: str | None) -> StoredResponse | None:
         return await asyncio.to_thread(self._get, resp_id, owner)
+
+    async def items(self, ids: list[str], owner: str | None) -> dict[str, dict[str, Any]]:
+        """The output items stored for `owner` under these ids (what an `item_reference` names), by id."""
+        return await asyncio.to_thread(self._items, ids, owner)
 
     async def delete(self, resp_id: str, owner: str | None) -> bool:
         return await asyncio.to_thread(self._delete, resp_id, owner)

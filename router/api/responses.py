@@ -103,11 +103,29 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> 
                        "store_unavailable") from None
 
 
+async def _referenced(request: web.Request, body: dict[str, Any], key: ClientKey | None) -> dict[str, Any]:
+    """`body` with the `item_reference` items of its `input` replaced by the output items they name, of the
+    responses stored for `key` (`body` itself when it has none)."""
+    ids = dialect.referenced_ids(body)
+    if not ids:
+        return body
+    store, owner = await _owner(request, key)
+    try:
+        found = await store.items(ids, owner)
+    except ConversationTooLarge as exc:
+        raise ApiError(400, str(exc), "referenced_items_too_large", param="input") from None
+    except (OSError, sqlite3.Error, ValueError) as exc:
+        log.warning("response store lookup of %d referenced items failed: %s", len(ids), exc)
+        raise ApiError(503, "The response store is unavailable; the referenced items cannot be read.",
+                       "store_unavailable") from None
+    return dialect.with_references(body, found)
+
+
 async def create_response(request: web.Request) -> web.StreamResponse:
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await read_body(request, rt, ex)
         memos = request.app[STATE].responses_memos
-        req = dialect.parse_request(body, memos)
+        req = dialect.parse_request(await _referenced(request, body, key), memos)
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
@@ -243,7 +261,8 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         body = await common.read_noted(request, rt, ex)
         memos = request.app[STATE].responses_memos
-        req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, memos)
+        body = await _referenced(request, {k: v for k, v in body.items() if k != "stream"}, key)
+        req = dialect.parse_request(body, memos)
         common.resolve(request, rt, ex, key, req.model)
         history: list[dict[str, Any]] = []
         if req.previous_response_id:

@@ -424,6 +424,43 @@ def _input_items(items: list[Any], dropped: Dropped, history: HistoryMemo) -> li
     return out
 
 
+def _reference_id(item: object, i: int) -> str | None:
+    """The id an `item_reference` input item names (`type` may be left out: an item with only an `id`); None for
+    any other item."""
+    if not isinstance(item, dict) or not (item.get("type") == "item_reference" or (
+            item.get("type") is None and "role" not in item and "id" in item)):
+        return None
+    ref = item.get("id")
+    if not isinstance(ref, str) or not ref or len(ref) > MAX_ID_CHARS:
+        raise invalid(f"input[{i}]: an item_reference needs an 'id' (a string of at most {MAX_ID_CHARS} "
+                      "characters).", "input", "invalid_type")
+    return ref
+
+
+def referenced_ids(body: dict[str, Any]) -> list[str]:
+    """The ids the `item_reference` items of the request's `input` name, each once, in order."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return []
+    return list(dict.fromkeys(ref for i, item in enumerate(items) if (ref := _reference_id(item, i)) is not None))
+
+
+def with_references(body: dict[str, Any], found: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`body` with each `item_reference` of its `input` replaced by the stored item it names (`found`, by id); one
+    naming an item not there is a 400 naming the input. A new body and list: the client's are shared."""
+    items: list[Any] = body["input"]
+    resolved: list[Any] = []
+    for i, item in enumerate(items):
+        ref = _reference_id(item, i)
+        if ref is None:
+            resolved.append(item)
+        elif ref in found:
+            resolved.append(found[ref])
+        else:
+            raise invalid(f"input[{i}]: Item with id {ref[:64]!r} not found.", "input", "item_not_found")
+    return {**body, "input": resolved}
+
+
 def _item_turn(item: Any, i: int) -> Turn:
     """What one input item adds: a tool message (and the images its output returned), a message, a call for the
     assistant message before it, or nothing (earlier reasoning; a hosted tool's item, reported as dropped)."""

@@ -293,6 +293,57 @@ async def test_store_false_and_unknown_previous_response(fakes, router):
     assert bad.value.body["param"] == "previous_response_id"  # type: ignore[index]
 
 
+async def _respond(url: str, body: dict, key: str) -> tuple[int, dict]:
+    """A Responses answer for client key `key`: (status, the Response, whole or from the stream's last event; or
+    the error)."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as s, \
+            s.post(url + "/v1/responses", json=body) as resp:
+        if resp.status != 200 or not body.get("stream"):
+            return resp.status, await resp.json()
+        last = (await resp.text()).strip().split("\n\n")[-1]
+        return resp.status, json.loads(last.split("data: ", 1)[1])["response"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_item_references_name_stored_output_items(fakes, router, stream):
+    """The AI SDK's OpenAI provider keeps `store` on and sends an earlier step's output items back as
+    `item_reference` items, by the ids the router gave them: every one was refused (400 unsupported_input_item), so
+    the second step of each tool loop failed. They stand for the stored items now, for the key that stored them; an
+    id never given, another key's, or one whose response was deleted is a 400 naming the input."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    if stream:
+        first = Step(sse=[chunk("m", {"role": "assistant", "content": None, "reasoning_content": "Look it up."}),
+                          chunk("m", {"content": "Checking."}), chunk("m", {"tool_calls": [{**call, "index": 0}]}),
+                          chunk("m", {}, "tool_calls")])
+    else:
+        doc = completion("Checking.", "m", tool_calls=[call], finish_reason="tool_calls")
+        doc["choices"][0]["message"]["reasoning_content"] = "Look it up."
+        first = Step(json=doc)
+    up = await fakes()
+    up.push(first)
+    r = await router("server: {api_keys: [{key: sk-a, name: a}, {key: sk-b, name: b}]}\n" + CFG.format(url=up.url))
+    ask = {"role": "user", "content": "Weather in Paris?"}
+    kw = {"model": "m", "tools": [RESPONSES_WEATHER], "stream": stream}
+    status, made = await _respond(r.url, {**kw, "input": [ask]}, "sk-a")
+    assert status == 200 and [i["type"] for i in made["output"]] == ["reasoning", "message", "function_call"]
+    refs = [{"type": "item_reference", "id": i["id"]} for i in made["output"]]
+    again = {**kw, "input": [ask, *refs, {"type": "function_call_output", "call_id": "call_1", "output": "18C"}]}
+    status, answer = await _respond(r.url, again, "sk-a")
+    assert status == 200 and answer["status"] == "completed", answer
+    assert up.requests[1].body["messages"] == [
+        ask, {"role": "assistant", "content": "Checking.", "tool_calls": [call], "reasoning_content": "Look it up."},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"}]
+    for key in ("sk-b", "sk-a"):  # another key's items; then the items of a deleted response
+        if key == "sk-a":
+            async with aiohttp.ClientSession(headers={"Authorization": "Bearer sk-a"}) as s, \
+                    s.delete(r.url + f"/v1/responses/{made['id']}") as resp:
+                assert resp.status == 200
+        status, err = await _respond(r.url, again, key)
+        assert status == 400 and err["error"]["code"] == "item_not_found" and err["error"]["param"] == "input"
+        assert err["error"]["message"] == f"input[1]: Item with id {refs[0]['id']!r} not found."
+    assert len(up.requests) == 2
+
+
 async def test_responses_are_private_to_their_key(fakes, router):
     up = await fakes()
     r = await router("server: {api_keys: [{key: sk-a, name: a}, {key: sk-b, name: b}]}\n" + CFG.format(url=up.url))

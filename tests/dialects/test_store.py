@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import time
 from pathlib import Path
 
-from router.store import ResponseStore, StoredResponse, default_path
+import pytest
+
+from router.store import ConversationTooLarge, ResponseStore, StoredResponse, default_path
 
 
 def item(n: int, owner: str | None = None, created: float = 0.0) -> StoredResponse:
@@ -59,6 +62,37 @@ async def test_bounds_are_enforced_on_write(tmp_path: Path) -> None:
         assert [await store.get(f"resp_{n}", None) is not None for n in range(6)] == [False] * 3 + [True] * 3
     finally:
         store.close()
+
+
+def answer(n: int, owner: str | None = None, created: float = 0.0) -> StoredResponse:
+    """A stored response whose output is one message, `msg_<n>`."""
+    made = item(n, owner, created)
+    made.response["output"] = [{"type": "message", "id": f"msg_{n}", "role": "assistant",
+                                "content": [{"type": "output_text", "text": str(n)}]}]
+    return made
+
+
+async def test_output_items_are_found_by_id_while_their_response_is_kept(tmp_path: Path) -> None:
+    """An `item_reference` names an output item of a stored response: found for the key that stored it, and only
+    while the response is kept (items go with a response pruned by the bounds or deleted: the table stays bounded
+    with the responses)."""
+    path = tmp_path / "r.sqlite3"
+    store = ResponseStore(path, max_rows=2, max_age=60)
+    try:
+        now = time.time()
+        for n in range(3):
+            await store.put(answer(n, "alice", now + n))
+        found = await store.items(["msg_0", "msg_1", "msg_2", "msg_9"], "alice")
+        assert found == {f"msg_{n}": answer(n).response["output"][0] for n in (1, 2)}  # msg_0's response pruned
+        assert await store.items(["msg_1"], "bob") == {} and await store.items(["msg_1"], None) == {}
+        assert await store.delete("resp_1", "alice") and await store.items(["msg_1"], "alice") == {}
+        store.max_containers = 2  # the items together bounded as one response with its conversation
+        with pytest.raises(ConversationTooLarge):
+            await store.items(["msg_2"], "alice")
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT id FROM items").fetchall() == [("msg_2",)]
 
 
 async def test_unusable_location_falls_back_to_memory(tmp_path: Path) -> None:
