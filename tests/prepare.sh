@@ -19,6 +19,7 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
     echo "prepare: chromium not found; the browser test will be skipped" >&2
   fi
 fi
-# The agent CLIs (Codex, Claude Code), pinned, from npm into ~/.cache/agentgate-test-agents when missing
+# The agent CLIs (Codex, Claude Code) and the Vercel AI SDK, pinned, from npm into ~/.cache/agentgate-test-agents
+# when missing
 bash "$(dirname "$0")/agents/install.sh"
 exit 0

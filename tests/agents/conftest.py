@@ -1,5 +1,5 @@
-"""What the agent tests share: the pinned CLIs (installed by install.sh when missing), the private network namespace
-every client runs in, and a tiny valid PNG for the image tool results."""
+"""What the agent tests share: the pinned clients (the CLIs and the AI SDK, installed by install.sh when missing), the
+private network namespace every client runs in, and a tiny valid PNG for the image tool results."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("AGENTGATE_TEST_AGENTS", Path.home() / ".cache" / "agentgate-test-agents"))
-CODEX_VERSION, CLAUDE_VERSION = "0.171.0", "2.1.197"  # keep in step with install.sh
+CODEX_VERSION, CLAUDE_VERSION, AISDK_VERSION = "0.171.0", "2.1.197", "5.0.277"  # keep in step with install.sh
+AISDK_PACKAGES = ("ai", "@ai-sdk/openai-compatible", "@ai-sdk/openai", "@ai-sdk/anthropic", "zod")
+_DIRS = {"codex": f"codex-{CODEX_VERSION}", "claude": f"claude-code-{CLAUDE_VERSION}",
+         "aisdk": f"aisdk-{AISDK_VERSION}"}  # each one's folder in CACHE
 ROUTER = "127.0.0.1:8080"  # inside the private namespace nothing else listens
 # Every client runs with these, plus its own opt-outs: no telemetry, no update checks, HOME in a temporary folder.
 BASE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "NO_COLOR": "1", "TERM": "dumb",
@@ -31,22 +34,25 @@ _tried: set[str] = set()
 
 def _failed_lately(name: str) -> bool:
     """Whether install.sh failed for `name` within the hour (its log is there): not tried again so soon."""
-    dirs = {"codex": f"codex-{CODEX_VERSION}", "claude": f"claude-code-{CLAUDE_VERSION}"}
-    log = CACHE / f"{dirs[name]}.log"
+    log = CACHE / f"{_DIRS[name]}.log"
     return log.exists() and time.time() - log.stat().st_mtime < 3600
 
 
 def _binary(name: str) -> Path | None:
+    if name == "aisdk":  # the SDK's node_modules folder, every package of it there
+        modules = CACHE / _DIRS[name] / "node_modules"
+        return modules if all((modules / p / "package.json").exists() for p in AISDK_PACKAGES) else None
     if name == "codex":
-        found = CACHE / f"codex-{CODEX_VERSION}" / "node_modules" / "@openai" / "codex" / "bin" / "codex.js"
+        found = CACHE / _DIRS[name] / "node_modules" / "@openai" / "codex" / "bin" / "codex.js"
         return found if found.exists() else None
-    scope = CACHE / f"claude-code-{CLAUDE_VERSION}" / "node_modules" / "@anthropic-ai"
+    scope = CACHE / _DIRS[name] / "node_modules" / "@anthropic-ai"
     return next((p for p in sorted(scope.glob("claude-code-linux-*/claude")) if os.access(p, os.X_OK)), None)
 
 
 @pytest.fixture(scope="session")
 def agent_cli() -> Callable[[str], list[str]]:
-    """The argv prefix that runs a pinned agent CLI; installs it when missing, skips (saying why) when it cannot."""
+    """The argv prefix that runs a pinned agent CLI (for "aisdk": aisdk_client.mjs with the pinned AI SDK); installs
+    it when missing, skips (saying why) when it cannot."""
     def get(name: str) -> list[str]:
         path = _binary(name)
         if path is None and name not in _tried and not _failed_lately(name):  # prepare.sh usually tried already
@@ -54,12 +60,12 @@ def agent_cli() -> Callable[[str], list[str]]:
             subprocess.run(["bash", str(HERE / "install.sh"), name], check=False, timeout=900)
             path = _binary(name)
         if path is None:
-            pytest.skip(f"the {name} CLI is not installed and npm could not install it (tests/agents/install.sh)")
+            pytest.skip(f"the {name} client is not installed and npm could not install it (tests/agents/install.sh)")
         node = shutil.which("node")
-        if path.suffix == ".js":
+        if path.suffix == ".js" or name == "aisdk":
             if node is None:
                 pytest.skip("node is not on PATH")
-            return [node, str(path)]
+            return [node, str(HERE / "aisdk_client.mjs"), str(path)] if name == "aisdk" else [node, str(path)]
         return [str(path)]
     return get
 

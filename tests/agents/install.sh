@@ -1,30 +1,37 @@
 #!/usr/bin/env bash
-# The agent CLIs the suite runs, pinned, installed from npm into a cache folder outside the checkout when missing.
-# Usage: install.sh [codex|claude ...] (default: all). Never fails: a CLI that cannot be installed is reported and its
-# tests skip with that reason.
+# The agent clients the suite runs, pinned, installed from npm into a cache folder outside the checkout when
+# missing: the Codex and Claude Code CLIs, and the Vercel AI SDK (ai v5 with the providers made for it).
+# Usage: install.sh [codex|claude|aisdk ...] (default: all). Never fails: a client that cannot be installed is
+# reported and its tests skip with that reason.
 set -u
 CACHE="${AGENTGATE_TEST_AGENTS:-$HOME/.cache/agentgate-test-agents}"
 CODEX_VERSION=0.171.0
 CLAUDE_VERSION=2.1.197
-install() {  # name package version marker
-  local dir="$CACHE/$1-$3"
-  [ -e "$dir/$4" ] && return 0
+AISDK_VERSION=5.0.277  # `ai`; the providers and zod pinned with it below (keep in step with conftest.py)
+install() {  # name version marker package...
+  local name=$1 version=$2 marker=$3
+  shift 3
+  local dir="$CACHE/$name-$version"
+  [ -e "$dir/$marker" ] && return 0
   if ! command -v npm >/dev/null 2>&1; then
-    echo "prepare: npm not found; the $1 CLI tests will be skipped" >&2; return 0
+    echo "prepare: npm not found; the $name tests will be skipped" >&2; return 0
   fi
   mkdir -p "$dir"
-  # --ignore-scripts: the packages ship their native binary as an optional dependency; no install script runs
+  # --ignore-scripts: the CLIs ship their native binary as an optional dependency; no install script runs
   if ! timeout 600 npm install --prefix "$dir" --no-audit --no-fund --no-save --ignore-scripts --loglevel=error \
       --fetch-retries=1 --fetch-timeout=60000 \
-      "$2@$3" >"$dir.log" 2>&1; then
-    echo "prepare: could not install $2@$3 from npm (see $dir.log); the $1 CLI tests will be skipped" >&2
+      "$@" >"$dir.log" 2>&1; then
+    echo "prepare: could not install $* from npm (see $dir.log); the $name tests will be skipped" >&2
   fi
 }
-want="${*:-codex claude}"
+want="${*:-codex claude aisdk}"
 for name in $want; do
   case "$name" in
-    codex) install codex @openai/codex "$CODEX_VERSION" node_modules/@openai/codex/bin/codex.js ;;
-    claude) install claude-code @anthropic-ai/claude-code "$CLAUDE_VERSION" node_modules/@anthropic-ai/claude-code/package.json ;;
+    codex) install codex "$CODEX_VERSION" node_modules/@openai/codex/bin/codex.js "@openai/codex@$CODEX_VERSION" ;;
+    claude) install claude-code "$CLAUDE_VERSION" node_modules/@anthropic-ai/claude-code/package.json \
+      "@anthropic-ai/claude-code@$CLAUDE_VERSION" ;;
+    aisdk) install aisdk "$AISDK_VERSION" node_modules/@ai-sdk/anthropic/package.json "ai@$AISDK_VERSION" \
+      @ai-sdk/openai-compatible@1.0.61 @ai-sdk/openai@2.0.131 @ai-sdk/anthropic@2.0.112 zod@4.6.7 ;;
   esac
 done
 exit 0

@@ -154,5 +154,50 @@ def cut(ctx: dict[str, Any]) -> Model:
     return model
 
 
+AISDK_FINAL = "FINAL: 5 and 9"
+AISDK_PROSE = "Just prose, no usage."
+AISDK_THOUGHT = "I should add them."
+
+
+def ai_sdk(ctx: dict[str, Any]) -> Model:
+    """The AI SDK's tool loop (tests/agents/aisdk_client.mjs, one tool `add`), by `ctx["kind"]`: "loop", a native
+    call, then a text call agentgate repairs (a string for an integer), then the answer; "reasoning", reasoning
+    with a native call, then the answer; "nousage", prose with no usage reported (no `usage` member, no usage
+    chunk)."""
+    kind = ctx["kind"]
+
+    def model(body: dict[str, Any]) -> Step:
+        done = sum(1 for m in body.get("messages", []) if m.get("role") == "tool")
+        if kind == "nousage":
+            return _without_usage(reply(body, AISDK_PROSE))
+        if kind == "reasoning" and done == 0:
+            return _with_reasoning(reply(body, calls=[("add", {"a": 2, "b": 3})]), AISDK_THOUGHT)
+        if done == 0:
+            return reply(body, calls=[("add", {"a": 2, "b": 3})])
+        if kind == "loop" and done == 1:
+            return reply(body, 'Adding again.\n<tool_call>{"name": "add", "arguments": {"a": "4", "b": 5}}</tool_call>',
+                         paced=True)
+        return reply(body, AISDK_FINAL if kind == "loop" else f"FINAL after {done} results")
+    return model
+
+
+def _without_usage(step: Step) -> Step:
+    if step.json is not None:
+        del step.json["usage"]
+    if step.sse is not None:
+        step.sse = [e for e in step.sse if "usage" not in e]
+    return step
+
+
+def _with_reasoning(step: Step, text: str) -> Step:
+    """The answer with `text` as its reasoning (streamed: first, in two pieces)."""
+    if step.json is not None:
+        step.json["choices"][0]["message"]["reasoning_content"] = text
+    if step.sse is not None:
+        model = step.sse[0]["model"]
+        step.sse[1:1] = [chunk(model, {"reasoning_content": piece}) for piece in (text[:5], text[5:])]
+    return step
+
+
 MODELS: dict[str, Callable[[dict[str, Any]], Model]] = {"codex": codex, "claude": claude_code,
-                                                          "agents": python_agent, "cut": cut}
+                                                          "agents": python_agent, "cut": cut, "aisdk": ai_sdk}
