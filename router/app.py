@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -212,6 +213,15 @@ def settle_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+def _listen_reason(exc: OSError) -> str:
+    """Why listening failed, in a few lower-case words: the resolver's reason for a host name that does not resolve
+    (its `errno` is a getaddrinfo code, which `os.strerror` does not know), else the system's for the errno (the
+    loop's own message repeats the address)."""
+    if isinstance(exc, socket.gaierror):
+        return str(exc.strerror or exc).lower()
+    return (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+
+
 def run(config: Config, *, config_path: str | None = None, overrides: dict[str, Any] | None = None) -> None:
     """Serve until SIGINT/SIGTERM (graceful: in-flight requests drain)."""
     try:
@@ -235,7 +245,7 @@ def run(config: Config, *, config_path: str | None = None, overrides: dict[str, 
             hint = " (is another agentgate running? --port picks another port)" if exc.errno == errno.EADDRINUSE \
                 else ""
             raise ListenError(f"cannot listen on {config.server.host}:{config.server.port}: "
-                              f"{(os.strerror(exc.errno) if exc.errno else str(exc)).lower()}{hint}") from None
+                              f"{_listen_reason(exc)}{hint}") from None
         settle_gc()
         notify("READY=1")  # (Type=notify: `systemctl start` returns now)
         gather_lines(loop)  # the log lines of one pass of the loop are written together

@@ -107,6 +107,20 @@ async def test_a_busy_port_is_one_line_not_a_traceback(tmp_path: Path) -> None:
                       "(is another agentgate running? --port picks another port)"], proc.stderr
 
 
+async def test_a_host_name_that_does_not_resolve_is_named_with_the_resolver_reason(tmp_path: Path) -> None:
+    host = "agentgate-no-such-host.invalid"
+    with pytest.raises(socket.gaierror) as resolved:
+        socket.getaddrinfo(host, 0)
+    reason = str(resolved.value.strerror).lower()  # "name or service not known" (glibc), as this resolver says it
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("server: {api_keys: [k-0123456789abcdef]}\n"  # (a client key: not refused as an open relay)
+                   "models: [{name: demo, engine: mlx, model: 'tiny:demo'}]\n")
+    proc = await in_own_thread(agentgate, "serve", "--config", str(cfg), "--host", host, "--port", "0", timeout=70)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("agentgate:")]
+    assert errors == [f"agentgate: cannot listen on {host}:0: {reason}"], proc.stderr  # not "unknown error -2"
+
+
 async def test_embeddings_on_an_mlx_engine_say_what_it_serves(router) -> None:
     r = await router("models: [{name: demo, engine: mlx, model: 'tiny:demo'}]")
     with pytest.raises(openai.BadRequestError) as err:
