@@ -64,7 +64,7 @@ def check_call(raw: Any) -> CallCheck:
         return check
     try:
         parsed = json.loads(args) if args.strip() else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (a model caught in a loop writes `[[[[...` past the bound)
         check.failure, check.detail = "invalid_json", f"arguments are not JSON: {exc}"
         return check
     if not isinstance(parsed, dict):

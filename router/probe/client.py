@@ -76,7 +76,7 @@ def _error_from(reply: Reply, raw: bytes) -> None:
     reply.error, reply.error_code = raw.decode("utf-8", "replace")[:300] or f"HTTP {reply.status}", None
     try:
         err = json.loads(raw).get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return
     if isinstance(err, dict):
         reply.error = str(err.get("message") or reply.error)
@@ -90,7 +90,7 @@ def _read_whole(raw: bytes) -> Reply:
         doc = json.loads(raw)
         choice = doc["choices"][0]
         message = choice["message"]
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):  # (nested past the bound: not an answer)
         return Reply(200, error="the answer is not a chat completion", error_code="invalid_response")
     if not isinstance(message, dict):
         return Reply(200, error="the answer's message is not an object", error_code="invalid_response")
@@ -112,7 +112,7 @@ async def _read_stream(resp: aiohttp.ClientResponse, started: float) -> Reply:
                 continue
             try:
                 doc = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if not isinstance(doc, dict):
                 continue
