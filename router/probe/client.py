@@ -146,12 +146,33 @@ def _absorb(part: ChunkPart, content: list[str], reasoning: list[str], calls: di
         reasoning.append(part.reasoning)
         token = True
     for piece in part.tool_deltas:
-        call = calls.setdefault(int(piece.get("index", len(calls))),
-                                {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
-        if piece.get("id"):
-            call["id"] = piece["id"]
-        fn = piece.get("function") or {}
-        call["function"]["name"] += fn.get("name") or ""
-        call["function"]["arguments"] += fn.get("arguments") or ""
+        _absorb_call(piece, calls)
         token = True
     return token
+
+
+def _absorb_call(piece: dict[str, Any], calls: dict[int, dict[str, Any]]) -> None:
+    """Adds one tool-call delta to its call, keeping what is malformed as sent so that `check_call` judges it as it
+    would in a whole answer: a delta without an integer `index` (none, null) begins a call; a `function` that is not
+    an object, or a name or arguments that are not text, stay as they came."""
+    index = piece.get("index")
+    call = calls.setdefault(index if type(index) is int else len(calls),
+                            {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+    if piece.get("id"):
+        call["id"] = piece["id"]
+    fn, so_far = piece.get("function"), call["function"]
+    if fn is None or not isinstance(so_far, dict):
+        return
+    if not isinstance(fn, dict):
+        call["function"] = fn
+        return
+    so_far["name"] = _joined(so_far["name"], fn.get("name"))
+    so_far["arguments"] = _joined(so_far["arguments"], fn.get("arguments"))
+
+
+def _joined(so_far: Any, piece: Any) -> Any:
+    """A call's name or arguments with one more streamed piece: text is appended; a piece that is not text (an
+    object as arguments, a number as a name) is kept as it came, and then what follows is not added."""
+    if piece is None or not isinstance(so_far, str):
+        return so_far
+    return so_far + piece if isinstance(piece, str) else piece
