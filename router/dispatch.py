@@ -13,7 +13,7 @@ from .config.model import Target
 from .context import RequestContext
 from .errors import ApiError
 from .live_config import LiveConfig
-from .relay import error_value, secrets_of
+from .relay import FINISHED_WITH_ERROR, carries_error, error_value, secrets_of
 from .resilience import CLOSED, QueueFull, backoff_delay
 from .routing import Hop
 from .sse import error_field, event_data
@@ -193,12 +193,12 @@ def _opening(name: str, data: bytes, secrets: tuple[str, ...]) -> Failure | obje
             except (ValueError, RecursionError):
                 return None
             if isinstance(doc, dict):
-                if "error" in doc and ("choices" not in doc or doc["error"]):
+                if carries_error(doc):
                     return event_failure(name, doc["error"], secrets)
                 choices = doc.get("choices")
                 if isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") == "error"
                                                      for c in choices):
-                    return event_failure(name, "the stream finished with finish_reason 'error'", secrets)
+                    return event_failure(name, FINISHED_WITH_ERROR, secrets)
         return None
 
 

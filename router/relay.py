@@ -138,6 +138,16 @@ def error_value(payload: bytes) -> Any:
     return text or "an error event"
 
 
+FINISHED_WITH_ERROR = "the stream finished with finish_reason 'error'"  # an upstream error, said by a choice
+
+
+def carries_error(doc: dict[str, Any]) -> bool:
+    """Whether a chunk document is an upstream error event (`{"error": ...}` without `choices`) or a chunk that
+    carries one (OpenRouter: a non-empty `"error": {...}` and `"finish_reason": "error"`): `doc["error"]` is the
+    error. (A choice's `"finish_reason": "error"` alone says so too: `FINISHED_WITH_ERROR`.)"""
+    return "error" in doc and ("choices" not in doc or bool(doc["error"]))
+
+
 def _error_before(before: list[bytes], plain: list[bytes]) -> Any:
     """At a `[DONE]` without a finish_reason: the error of an error event named by its fields (`error: {...}`,
     `event: error`) just before it, among the events passed on unread (the last read's and this one's), which
@@ -398,15 +408,15 @@ class UpstreamReader:
         """`doc` when it is an object, with the end, usage and an upstream error (raised) noted."""
         if not isinstance(doc, dict):
             return None
-        if "error" in doc and ("choices" not in doc or doc["error"]):  # an error event, or a chunk that carries
-            self._error_event(doc["error"])  # one (OpenRouter: `"finish_reason": "error"` and `"error": {...}`)
+        if "error" in doc and carries_error(doc):  # (the look-up first: a call only for the rare one with the member)
+            self._error_event(doc["error"])
         choices = doc.get("choices")
         if choices:
             for choice in choices:
                 if isinstance(choice, dict) and choice.get("finish_reason"):
                     self.finish_reason = str(choice["finish_reason"])
                     if self.finish_reason == "error":
-                        self._error_event("the stream finished with finish_reason 'error'")
+                        self._error_event(FINISHED_WITH_ERROR)
         usage = doc.get("usage")
         if isinstance(usage, dict):
             self.usage = usage

@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 
 from ..chat_types import ChunkPart, parse_chunk
-from ..sse import EventSplitter, event_data
+from ..relay import FINISHED_WITH_ERROR, carries_error, error_value
+from ..sse import EventSplitter, error_field, event_data
 
 
 class Unreachable(Exception):
@@ -78,10 +79,15 @@ def _error_from(reply: Reply, raw: bytes) -> None:
         err = json.loads(raw).get("error")
     except (ValueError, AttributeError, RecursionError):
         return
+    _describe(reply, err)
+
+
+def _describe(reply: Reply, err: Any) -> None:
+    """The message and the kind (a code or type that is text, such as the router's) of an `error` member."""
     if isinstance(err, dict):
         reply.error = str(err.get("message") or reply.error)
-        reply.error_code = str(err.get("code") or err.get("type") or "") or None
-    elif isinstance(err, str):
+        reply.error_code = next((c for c in (err.get("code"), err.get("type")) if isinstance(c, str) and c), None)
+    elif isinstance(err, str) and err:
         reply.error = err
 
 
@@ -100,40 +106,83 @@ def _read_whole(raw: bytes) -> Reply:
 
 
 async def _read_stream(resp: aiohttp.ClientResponse, started: float) -> Reply:
-    reply = Reply(200)
-    content: list[str] = []
-    reasoning: list[str] = []
-    calls: dict[int, dict[str, Any]] = {}
+    stream = _Stream(started)
     splitter = EventSplitter()
     async for raw in resp.content.iter_any():
         for event in splitter.feed(raw):
-            data = event_data(event)
-            if data is None or data.strip() == b"[DONE]":
-                continue
-            try:
-                doc = json.loads(data)
-            except (ValueError, RecursionError):
-                continue
-            if not isinstance(doc, dict):
-                continue
-            if "error" in doc and "choices" not in doc:
-                _error_from(reply, data)
-                return reply
-            chunk = parse_chunk(doc)
-            if chunk.usage is not None:
-                reply.usage = chunk.usage
-            for part in chunk.parts:
-                if part.finish_reason:
-                    reply.finish_reason = part.finish_reason
-                if _absorb(part, content, reasoning, calls) and reply.ttft_s is None:
-                    reply.ttft_s = time.perf_counter() - started
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    reply.message = message
-    return reply
+            if stream.take(event):
+                return stream.reply
+    for event in splitter.end():
+        if stream.take(event):
+            return stream.reply
+    return stream.end()
+
+
+class _Stream:
+    """A streamed answer assembled event by event; an upstream error, recognised as the router's relay does
+    (`sse.error_field`, `relay.carries_error`), or a stream that ends without saying it finished, is the backend's
+    failure (an error turn), never the model's."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.reply = Reply(200)
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.done = False  # `data: [DONE]` came
+
+    def take(self, event: bytes) -> bool:
+        """Takes one event; whether it was an upstream error, which ends the answer."""
+        if (err := error_field(event)) is not None:  # `error: {...}` (llama-server), `event: error`
+            return self._fail(error_value(err))
+        data = event_data(event)
+        if data is None:
+            return False
+        if data.strip() == b"[DONE]":
+            self.done = True
+            return False
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError):
+            return False
+        if not isinstance(doc, dict):
+            return False
+        if carries_error(doc):
+            return self._fail(doc["error"])
+        self._chunk(doc)
+        return False
+
+    def _fail(self, err: Any, code: str = "upstream_error_mid_stream") -> bool:
+        self.reply.error = (err if isinstance(err, str) and err else json.dumps(err))[:300] or "an error event"
+        _describe(self.reply, err)
+        self.reply.error_code = self.reply.error_code or code
+        return True
+
+    def _chunk(self, doc: dict[str, Any]) -> None:
+        chunk = parse_chunk(doc)
+        if chunk.usage is not None:
+            self.reply.usage = chunk.usage
+        for part in chunk.parts:
+            if part.finish_reason:
+                self.reply.finish_reason = part.finish_reason
+            if _absorb(part, self.content, self.reasoning, self.calls) and self.reply.ttft_s is None:
+                self.reply.ttft_s = time.perf_counter() - self.started
+
+    def end(self) -> Reply:
+        reply = self.reply
+        if reply.finish_reason == "error":
+            self._fail(FINISHED_WITH_ERROR)
+        elif not (self.done or reply.finish_reason):
+            self._fail("the stream ended early (no finish_reason and no [DONE])", "upstream_truncated_mid_stream")
+        if reply.error is not None:
+            return reply
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or None}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.calls:
+            message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
+        reply.message = message
+        return reply
 
 
 def _absorb(part: ChunkPart, content: list[str], reasoning: list[str], calls: dict[int, dict[str, Any]]) -> bool:
