@@ -5,8 +5,8 @@
     agentgate repair --replay capture.jsonl [--json]                        -> captured outputs, repaired again
 
 Exit status: 0 when every output was valid, repaired or had no call; 1 when repair reported a failure for some
-output (or, with --replay, a capture still fails); 2 for unusable input (an unreadable file, bad options, no line
-that could be read: no {"id", "tools", "text"} object, with --replay no capture).
+output (or, with --replay, a capture still fails); 2 for unusable input (an unreadable file, a closed stdin, bad
+options, no line that could be read: no {"id", "tools", "text"} object, with --replay no capture).
 
 JSONL input lines are {"id", "tools", "text"} (tools: an OpenAI tools array, possibly empty; when absent the
 --tools file applies). Output lines are {"id", "content", "tool_calls", "reasoning_content", "repairs", "errors",
@@ -144,10 +144,20 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError, RecursionError) as exc:
         print(f"agentgate repair: cannot read --tools {args.tools!r}: {exc}", file=sys.stderr)
         return 2
-    if args.jsonl:
-        return _run_jsonl(args, default_tools, sys.stdin.buffer, sys.stdout)
-    text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    result = repair_message(text, default_tools, format=args.format, mode=args.mode,
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        print("agentgate repair: stdin is closed; the input is read from stdin (e.g. < raw.txt)", file=sys.stderr)
+        return 2
+    try:
+        if args.jsonl:
+            return _run_jsonl(args, default_tools, sys.stdin.buffer, sys.stdout)
+        return _run_one(args, default_tools, sys.stdin.buffer.read())
+    except OSError as exc:
+        print(f"agentgate repair: cannot read stdin: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _run_one(args: argparse.Namespace, default_tools: list[dict[str, Any]] | None, raw: bytes) -> int:
+    result = repair_message(raw.decode("utf-8", errors="replace"), default_tools, format=args.format, mode=args.mode,
                             tool_choice=_tool_choice(args.tool_choice), parallel_tool_calls=not args.no_parallel,
                             id_factory=_ids)
     sys.stdout.write(json.dumps(_document(result), ensure_ascii=False) + "\n")

@@ -120,6 +120,16 @@ def test_jsonl_where_no_line_is_usable_is_unusable_input() -> None:
     assert proc.returncode == 2 and b"no usable line" in proc.stderr
 
 
+@pytest.mark.parametrize("mode", [[], ["--jsonl"]])
+def test_a_closed_stdin_is_one_line_not_a_traceback(tools_file: Path, mode: list[str]) -> None:
+    """`agentgate repair <&-` (sys.stdin is None) raised AttributeError."""
+    proc = subprocess.run(["sh", "-c", 'exec "$0" -m router repair "$@" <&-', sys.executable, "--tools",
+                           str(tools_file), *mode], capture_output=True, cwd=ROOT, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stdout == b"", proc.stderr
+    assert proc.stderr.decode().splitlines() == [
+        "agentgate repair: stdin is closed; the input is read from stdin (e.g. < raw.txt)"]
+
+
 def test_replay_of_objects_that_are_not_captures(tmp_path: Path) -> None:
     """JSON objects that are no capture were replayed as "unchanged" captures, each row marked "<- changed"."""
     path = tmp_path / "not.jsonl"
