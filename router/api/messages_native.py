@@ -23,13 +23,12 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..redact import WITHHELD, SecretGate
 from ..sse import event_data
-from ..upstream.anthropic import COUNT_PATH
+from ..upstream.anthropic import BETA_HEADER, COUNT_PATH
 from ..upstream.base import UpstreamRequest
 from .common import JSON_HEADERS
 from .translated import route_kinds
 
 PATH = "/chat/completions"  # the path every chat-shaped request names; an Anthropic upstream sends to /messages
-BETA_HEADER = "anthropic-beta"
 _LOOKED_AT = (b"message_start", b"message_delta", b"message_stop", b"error")  # the event types read here
 
 

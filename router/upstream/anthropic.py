@@ -29,9 +29,16 @@ from .openai import HttpUpstream
 API_VERSION = "2023-06-01"
 CHAT_PATH = "/chat/completions"
 COUNT_PATH = "/messages/count_tokens"  # (native requests only: a Messages client's own body)
+BETA_HEADER = "anthropic-beta"  # a comma-separated list of betas
 
 
 DEPTH_NOTE = "the router translates"
+
+
+def merged_betas(*values: str) -> str:
+    """`anthropic-beta` values as one: each beta once, in the order first named."""
+    betas = (b.strip() for value in values for b in value.split(","))
+    return ",".join(dict.fromkeys(b for b in betas if b))
 
 
 class AnthropicReply:
@@ -141,12 +148,22 @@ class AnthropicUpstream(HttpUpstream):
                                              "anthropic-version": API_VERSION},
                          {"x-api-key": config.api_key} if config.api_key else {})
 
+    def _with_betas(self, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """`headers` with their `anthropic-beta` joined to the provider's configured one: a request's header
+        replaces the session's of the same name instead of adding to it."""
+        given = headers.get(BETA_HEADER)
+        configured = [v for k, v in self.config.headers if k.lower() == BETA_HEADER]
+        if not given or not configured:
+            return headers
+        return {**headers, BETA_HEADER: merged_betas(*configured, given)}
+
     async def send(self, request: UpstreamRequest) -> Reply:
         if request.native is not None and request.path == COUNT_PATH:  # a Messages client's count_tokens
             data = jsoncodec.dumps({**request.native, "model": request.body.get("model")})
             timeouts = self.config.policy.timeouts
             resp = await with_timeout(self.session.post(self._base + "/messages/count_tokens", data=data,
-                                                        headers=request.headers, allow_redirects=False),
+                                                        headers=self._with_betas(request.headers),
+                                                        allow_redirects=False),
                                       timeouts.first_byte)
             return AiohttpReply(resp, secret=self.secrets, idle=timeouts.idle)
         if request.path != CHAT_PATH:
@@ -157,7 +174,8 @@ class AnthropicUpstream(HttpUpstream):
         timeouts = self.config.policy.timeouts
         if request.native is not None:  # a Messages client's own body, answered as Anthropic answers it
             data = jsoncodec.dumps({**request.native, "model": body.get("model")})
-            resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=request.headers,
+            resp = await with_timeout(self.session.post(self._base + "/messages", data=data,
+                                                        headers=self._with_betas(request.headers),
                                                         allow_redirects=False), timeouts.first_byte)
             return AiohttpReply(resp, secret=self.secrets, idle=timeouts.idle)
         options = body.get("stream_options")
