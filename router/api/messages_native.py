@@ -23,7 +23,7 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..redact import WITHHELD, SecretGate
 from ..sse import event_data
-from ..upstream.anthropic import BETA_HEADER, COUNT_PATH
+from ..upstream.anthropic import BETA_HEADER, COUNT_PATH, merged_betas
 from ..upstream.base import UpstreamRequest
 from .common import JSON_HEADERS
 from .translated import route_kinds
@@ -82,10 +82,16 @@ def _request(ctx: RequestContext, body: dict[str, Any], stream: bool, beta: str 
                            ctx.limits.max_upstream_event_bytes, native=body)
 
 
+def _betas(request: web.Request) -> str | None:
+    """The client's `anthropic-beta`: every line of it, as one list (several lines of a header are one, their
+    values joined by commas)."""
+    return merged_betas(*request.headers.getall(BETA_HEADER, ())) or None
+
+
 async def native_count(request: web.Request, ctx: RequestContext, body: dict[str, Any],
                        headers: dict[str, str]) -> web.Response:
     """Anthropic's own count of the client's body (`count_tokens`), or its verdict on the body."""
-    opened = await dispatch(ctx, _request(ctx, body, False, request.headers.get(BETA_HEADER), COUNT_PATH))
+    opened = await dispatch(ctx, _request(ctx, body, False, _betas(request), COUNT_PATH))
     try:
         answer = _whole(opened, ctx.exchange, None, {**headers, "x-agentgate-provider": opened.upstream.name})
     finally:
@@ -111,7 +117,7 @@ async def native_message(request: web.Request, ctx: RequestContext, body: dict[s
                          stream: bool, headers: dict[str, str]) -> web.StreamResponse:
     """The answer of the route's Anthropic providers to the client's own Messages body."""
     ex = ctx.exchange
-    opened = await dispatch(ctx, _request(ctx, body, stream, request.headers.get(BETA_HEADER)))
+    opened = await dispatch(ctx, _request(ctx, body, stream, _betas(request)))
     try:
         headers = {**headers, "x-agentgate-provider": opened.upstream.name}
         if stream and opened.reply.status == 200:
