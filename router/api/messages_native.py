@@ -39,8 +39,10 @@ def signed_history(raw: bytes, body: dict[str, Any]) -> dict[str, Any]:
     """`body` without the assistant thinking blocks that carry no signature (an empty or missing one): another
     model made them, through the chat form (a translated route's answer; its client keeps them and resends them
     after switching to a Claude model), and Anthropic refuses every one ("Invalid `signature` in `thinking`
-    block"). An assistant message left with no block goes too. `body` itself when it has none, found by its bytes
-    first; the messages are never changed in place (they may be shared by other requests)."""
+    block"). An assistant message left with no block goes too. When that leaves the turn a tool loop continues
+    without its leading thinking block, the request goes without `thinking` (see `_thinking_kept`). `body` itself
+    when it has none, found by its bytes first; the messages are never changed in place (they may be shared by
+    other requests)."""
     if _THINKING_BLOCK.search(raw) is None:
         return body
     messages = body.get("messages")
@@ -52,7 +54,34 @@ def signed_history(raw: bytes, body: dict[str, Any]) -> dict[str, Any]:
             kept.append(m)
         elif blocks := [b for b in m["content"] if not _unsigned(b)]:
             kept.append({**m, "content": blocks})
-    return {**body, "messages": kept}
+    out = {**body, "messages": kept}
+    if not _thinking_kept(out):
+        del out["thinking"]
+    return out
+
+
+def _thinking_kept(body: dict[str, Any]) -> bool:
+    """Whether the body may keep its `thinking`. With thinking on, Anthropic wants the assistant turn a tool loop
+    continues to start with its thinking block ("When `thinking` is enabled, a final `assistant` message must
+    start with a thinking block"); one whose unsigned block was left out no longer does, so the request goes
+    without thinking instead of being refused, as a translated route's does."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") == "disabled":
+        return True
+    messages = body["messages"]
+    if len(messages) < 2 or not _holds(messages[-1], "user", ("tool_result",)):
+        return True
+    turn = messages[-2]
+    if not _holds(turn, "assistant", ("tool_use",)):
+        return True
+    first = turn["content"][0]
+    return isinstance(first, dict) and first.get("type") in ("thinking", "redacted_thinking")
+
+
+def _holds(message: Any, role: str, types: tuple[str, ...]) -> bool:
+    """Whether `message` is `role`'s with a block of one of `types` in its content."""
+    return isinstance(message, dict) and message.get("role") == role and isinstance(message.get("content"), list) \
+        and any(isinstance(b, dict) and b.get("type") in types for b in message["content"])
 
 
 def _with_unsigned(message: Any) -> bool:
