@@ -116,7 +116,6 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
             try:
                 outcome = await _attempt(ctx, up, hop, target, request, up.breaker.state != CLOSED)
             except QueueFull as full:  # another replica of the hop may still take it (else the next hop)
-                up.breaker.release_probe()
                 skip.add(up.name)
                 last = ApiError(429, f"Too many requests queued for provider {up.name!r}; retry shortly.",
                                 "queue_full", headers={"Retry-After": str(max(1, round(full.retry_after)))})
@@ -226,8 +225,34 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
     (counted in the metrics and the breaker; the slot released). A whole answer is the breaker's success here; a
     stream's is judged at its end by its reader (`relay.UpstreamReader`): a success when it ends normally, a failure
     when it fails mid-stream, so that streams that all fail after their first chunk open the breaker, and a
-    half-open probe (`probe`) closes it only once its stream ended normally. Fields of the request this upstream
-    refused for the target's model (`Upstream.refused`) are left out (the limit renamed)."""
+    half-open probe (`probe`) closes it only once its stream ended normally. A try that ends without a verdict
+    (its queue full or timed out, the client gone while it waited for a slot or for the upstream, a bug) frees the
+    probe, however it ended."""
+    try:
+        outcome = await _exchange(ctx, up, hop, target, request, probe)
+    except BaseException:  # cancelled (the client went away), QueueFull, or a bug: no verdict on the upstream
+        up.breaker.release_probe()
+        raise
+    if isinstance(outcome, Opened):
+        return outcome
+    failure = outcome
+    if failure.client:  # an answer (the client's error): the upstream works
+        up.breaker.success()
+        return failure
+    metrics = ctx.metrics
+    metrics.child(metrics.upstream_errors, up.name, failure.kind).inc()
+    if failure.counts:
+        up.breaker.failure()
+    else:
+        up.breaker.release_probe()
+    return failure
+
+
+async def _exchange(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
+                    request: UpstreamRequest, probe: bool) -> Opened | Failure:
+    """The request sent once its slot is free (waiting in the provider's queue), and the answer read up to what
+    judges it: an answer (holding the slot) or why it is none (the slot released). Fields of the request this
+    upstream refused for the target's model (`Upstream.refused`) are left out (the limit renamed)."""
     if request.refit is not None and up.refused and (unknown := up.refused.of(target.model)):
         request = request.refit(request, unknown)  # (what it refused before, never sent it again)
     if target.model != ctx.route.requested:
@@ -256,21 +281,10 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
                     return Opened(reply, up, hop, target, first, slot, probe and streamed)
         except SEND_ERRORS as exc:
             failure = up.classify(exc)
-        except BaseException:  # cancelled (the client went away), or a bug: no verdict on the upstream
-            up.breaker.release_probe()
+        except BaseException:  # cancelled (the client went away), or a bug: the reply closed
             if reply is not None:
                 await reply.close()
             raise
         if reply is not None:
             await reply.close()
-    if failure.client:  # an answer (the client's error): the upstream works
-        up.breaker.success()
-        return failure
-    metrics = ctx.metrics
-    metrics.child(metrics.upstream_errors, up.name, failure.kind).inc()
-    if failure.counts:
-        up.breaker.failure()
-    else:
-        up.breaker.release_probe()
     return failure
-

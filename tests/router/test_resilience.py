@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 
@@ -336,3 +337,57 @@ models:
     with pytest.raises(openai.RateLimitError) as info:  # alone: the upstream's answer, its Retry-After kept
         await client.chat.completions.create(model="alone", messages=[{"role": "user", "content": "x"}])
     assert info.value.response.headers["Retry-After"] == "5" and len(a.requests) == 2
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> tuple[int, bytes]:
+    async with session.post(url + "/v1/chat/completions", json=body) as resp:
+        return resp.status, await resp.read()
+
+
+async def test_a_probe_cancelled_in_the_queue_frees_the_breaker(fakes, router):
+    """A half-open probe whose client leaves while it waits in the provider's queue (max_concurrency reached) frees
+    the probe: otherwise the breaker stays half-open with its probe taken and no request is let through again."""
+    up = await fakes()
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, max_concurrency: 1, max_queue: 4,
+         breaker: {{failures: 1, cooldown: 30}}}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    lab = r.state.runtime.upstreams["lab"]
+    breaker = lab.breaker
+    clock = breaker.clock = FakeClock()
+    gate, resume, paused = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    # B holds the slot, then fails (the breaker opens); A, queued behind it while the breaker was closed, gets the
+    # slot and streams (paused upstream)
+    up.push(Step(status=500, gate=gate),
+            Step(sse=stream_of(["a", "b", "c"], "m"), pause_after=1, resume=resume, paused=paused))
+    msg = [{"role": "user", "content": "x"}]
+    async with aiohttp.ClientSession() as s_b, aiohttp.ClientSession() as s_a, aiohttp.ClientSession() as s_c, \
+            aiohttp.ClientSession() as s_d:
+        b = asyncio.create_task(_post(s_b, r.url, {"model": "m", "messages": msg}))
+        await up.wait_requests(1)
+        a = asyncio.create_task(_post(s_a, r.url, {"model": "m", "messages": msg, "stream": True}))
+        await wait_until(lambda: lab.limiter.queued == 1)
+        gate.set()
+        status, _ = await b
+        assert status == 502 and breaker.state == "open"
+        await asyncio.wait_for(paused.wait(), 5)  # A streams, holding the slot
+        clock.now += 31  # cooldown over: the next request is the half-open probe
+        c = asyncio.create_task(_post(s_c, r.url, {"model": "m", "messages": msg}))
+        await wait_until(lambda: lab.limiter.queued == 1)
+        assert breaker.state == "half_open"
+        c.cancel()  # the probe's client leaves while it waits for the slot
+        await asyncio.gather(c, return_exceptions=True)
+        await s_c.close()
+        await wait_until(lambda: lab.limiter.queued == 0)
+        a.cancel()  # A's client leaves too (Claude Code's Esc): no verdict on the upstream
+        await asyncio.gather(a, return_exceptions=True)
+        await s_a.close()
+        await wait_until(lambda: lab.outstanding == 0 and lab.limiter.active == 0)
+        resume.set()
+        # nothing is in flight, the cooldown is over: the next request must be let through as the probe
+        status, body = await asyncio.wait_for(_post(s_d, r.url, {"model": "m", "messages": msg}), 10)
+        assert status == 200, (status, body, breaker.state, breaker.probing)
+        assert breaker.state == "closed"
