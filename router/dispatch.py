@@ -14,7 +14,7 @@ from .context import RequestContext
 from .errors import ApiError
 from .live_config import LiveConfig
 from .relay import FINISHED_WITH_ERROR, carries_error, error_value, secrets_of
-from .resilience import CLOSED, QueueFull, backoff_delay
+from .resilience import Admission, QueueFull, backoff_delay
 from .routing import Hop
 from .sse import error_field, event_data
 from .upstream.base import (
@@ -42,15 +42,16 @@ class Opened:
     target: Target
     first: bytes  # stream: its first bytes, up to its first event; else the whole body
     slot: Slot
-    probe: bool = False  # a stream that is its breaker's half-open probe (see `close`)
+    admitted: Admission  # what the breaker let it through as: a stream may be its half-open probe (see `close`)
     _closed: bool = False
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self.probe:  # a probe's stream that got no verdict (the client left, an upstream error event) frees
-            self.upstream.breaker.release_probe()  # the probe (after its verdict: nothing to free)
+        # a probe's stream that got no verdict (the client left, an upstream error event) frees the probe (after
+        # its verdict, or for any other request: nothing to free)
+        self.upstream.breaker.release_probe(self.admitted)
         try:
             await self.reply.close()
         finally:
@@ -105,7 +106,8 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
             up, target = picked
             if failed and (wait := ready.get(up.name, 0.0) - time.monotonic()) > 0:
                 await asyncio.sleep(wait)  # a replica tried again (no other is left that has not failed)
-            if not up.breaker.allow():
+            admitted = up.breaker.allow()
+            if admitted is None:
                 skip.add(up.name)
                 # a client told to wait the whole cooldown waited it out on every retry (Codex: minutes before
                 # it said anything, where the upstream itself fails it in seconds): a few seconds at most
@@ -114,7 +116,7 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                                 "circuit_open", headers={"Retry-After": str(max(1, round(wait)))})
                 continue
             try:
-                outcome = await _attempt(ctx, up, hop, target, request, up.breaker.state != CLOSED)
+                outcome = await _attempt(ctx, up, hop, target, request, admitted)
             except QueueFull as full:  # another replica of the hop may still take it (else the next hop)
                 skip.add(up.name)
                 last = ApiError(429, f"Too many requests queued for provider {up.name!r}; retry shortly.",
@@ -220,18 +222,18 @@ async def _stream_start(up: Upstream, reply: Reply) -> tuple[bytes, Failure | No
 
 
 async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
-                   request: UpstreamRequest, probe: bool) -> Opened | Failure:
+                   request: UpstreamRequest, admitted: Admission) -> Opened | Failure:
     """One try against one upstream: an answer (holding the slot), or the upstream's verdict on the failure
     (counted in the metrics and the breaker; the slot released). A whole answer is the breaker's success here; a
     stream's is judged at its end by its reader (`relay.UpstreamReader`): a success when it ends normally, a failure
     when it fails mid-stream, so that streams that all fail after their first chunk open the breaker, and a
-    half-open probe (`probe`) closes it only once its stream ended normally. A try that ends without a verdict
-    (its queue full or timed out, the client gone while it waited for a slot or for the upstream, a bug) frees the
-    probe, however it ended."""
+    half-open probe (`admitted.probe`) closes it only once its stream ended normally. A try that ends without a
+    verdict (its queue full or timed out, the client gone while it waited for a slot or for the upstream, a bug)
+    frees the probe, however it ended, if it is the probe: only the probe's own request ever frees it."""
     try:
-        outcome = await _exchange(ctx, up, hop, target, request, probe)
+        outcome = await _exchange(ctx, up, hop, target, request, admitted)
     except BaseException:  # cancelled (the client went away), QueueFull, or a bug: no verdict on the upstream
-        up.breaker.release_probe()
+        up.breaker.release_probe(admitted)
         raise
     if isinstance(outcome, Opened):
         return outcome
@@ -242,14 +244,14 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
     metrics = ctx.metrics
     metrics.child(metrics.upstream_errors, up.name, failure.kind).inc()
     if failure.counts:
-        up.breaker.failure()
+        up.breaker.failure(admitted)
     else:
-        up.breaker.release_probe()
+        up.breaker.release_probe(admitted)
     return failure
 
 
 async def _exchange(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
-                    request: UpstreamRequest, probe: bool) -> Opened | Failure:
+                    request: UpstreamRequest, admitted: Admission) -> Opened | Failure:
     """The request sent once its slot is free (waiting in the provider's queue), and the answer read up to what
     judges it: an answer (holding the slot) or why it is none (the slot released). Fields of the request this
     upstream refused for the target's model (`Upstream.refused`) are left out (the limit renamed)."""
@@ -274,11 +276,10 @@ async def _exchange(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
                     first = await reply.read(body_limit)
                     failure = error_answer(up.name, first, up.config.api_key) if reply.status == 200 else None
                 if failure is None:
-                    streamed = request.stream and reply.status == 200
-                    if not streamed:
+                    if not (request.stream and reply.status == 200):
                         up.breaker.success()
                     slot.keep()
-                    return Opened(reply, up, hop, target, first, slot, probe and streamed)
+                    return Opened(reply, up, hop, target, first, slot, admitted)
         except SEND_ERRORS as exc:
             failure = up.classify(exc)
         except BaseException:  # cancelled (the client went away), or a bug: the reply closed

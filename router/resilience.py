@@ -17,6 +17,17 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 BREAKER_STATE_VALUE = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
+@dataclass(frozen=True, eq=False, slots=True)
+class Admission:
+    """A request `Breaker.allow` let through: `probe` when it is the half-open probe. Each probe is its own
+    object, so that only the request holding the breaker's current probe can free it (`Breaker.release_probe`)."""
+
+    probe: bool = False
+
+
+ADMITTED = Admission()  # a request let through while the breaker is closed (it holds no probe)
+
+
 @dataclass
 class Breaker:
     """Opens after `failures` consecutive failures; after `cooldown` one probe is let through (half-open)."""
@@ -27,40 +38,49 @@ class Breaker:
     state: str = CLOSED
     consecutive: int = 0
     opened_at: float = 0.0
-    probing: bool = False
+    probe: Admission | None = None  # the half-open probe in flight
     on_change: Callable[[str], None] | None = None
 
-    def allow(self) -> bool:
+    @property
+    def probing(self) -> bool:
+        return self.probe is not None
+
+    def allow(self) -> Admission | None:
+        """None when the request is refused; else what it was let through as (the probe, when half-open)."""
         if self.state == CLOSED:
-            return True
+            return ADMITTED
         if self.state == OPEN:
             if self.clock() - self.opened_at < self.cooldown:
-                return False
+                return None
             self._set(HALF_OPEN)
-        if self.probing:
-            return False
-        self.probing = True
-        return True
+        if self.probe is not None:
+            return None
+        self.probe = Admission(probe=True)
+        return self.probe
 
     def retry_after(self) -> float:
         return max(0.0, self.cooldown - (self.clock() - self.opened_at)) if self.state == OPEN else 0.0
 
     def success(self) -> None:
         self.consecutive = 0
-        self.probing = False
+        self.probe = None
         if self.state != CLOSED:
             self._set(CLOSED)
 
-    def failure(self) -> None:
+    def failure(self, admitted: Admission = ADMITTED) -> None:
+        """A failure (a verdict, as `success` is: it ends any probe). `admitted`: what the failed request was let
+        through as (a subclass that excuses a failure frees only the failed request's own probe)."""
         self.consecutive += 1
-        self.probing = False
+        self.probe = None
         if self.state == HALF_OPEN or self.consecutive >= self.failures:
             self.opened_at = self.clock()
             self._set(OPEN)
 
-    def release_probe(self) -> None:
-        """A probe that ended without a verdict (e.g. the client went away) frees the slot."""
-        self.probing = False
+    def release_probe(self, admitted: Admission) -> None:
+        """A request that ended without a verdict (e.g. the client went away) frees the probe if it holds it (still
+        the current one: a verdict since ended it, and the next probe is another's); any other request, nothing."""
+        if admitted is self.probe:
+            self.probe = None
 
     def _set(self, state: str) -> None:
         if state != self.state:

@@ -17,7 +17,7 @@ from ..config.model import ProviderConfig
 from ..custom_tools import functions_request
 from ..dialects.common import without_images
 from ..errors import ApiError
-from ..resilience import Breaker
+from ..resilience import ADMITTED, Admission, Breaker
 from .base import (
     AiohttpReply,
     Failure,
@@ -67,25 +67,25 @@ class EngineBreaker(Breaker):
         self._successes += 1
         super().success()
 
-    def failure(self) -> None:
+    def failure(self, admitted: Admission = ADMITTED) -> None:
         mark = self._upstream.crash_mark()
         if mark is None:
-            self.release_probe()
+            self.release_probe(admitted)
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            super().failure()
+            super().failure(admitted)
             return
-        loop.call_later(CRASH_GRACE, self._settle, mark, self._successes)
+        loop.call_later(CRASH_GRACE, self._settle, mark, self._successes, admitted)
 
-    def _settle(self, mark: int, successes: int) -> None:
+    def _settle(self, mark: int, successes: int, admitted: Admission) -> None:
         if self._successes != successes:
             return  # a later success closed the breaker and reset the count: this failure is behind it
         if self._upstream.crash_mark() != mark:
-            self.release_probe()
+            self.release_probe(admitted)  # excused: no verdict (the failed request's own probe is freed)
         else:
-            super().failure()
+            super().failure(admitted)
 
 
 def _may_hold_images(request: UpstreamRequest) -> bool:

@@ -391,3 +391,46 @@ models:
         status, body = await asyncio.wait_for(_post(s_d, r.url, {"model": "m", "messages": msg}), 10)
         assert status == 200, (status, body, breaker.state, breaker.probing)
         assert breaker.state == "closed"
+
+
+@pytest.mark.parametrize("ends", ["cancelled", "redirect"])
+async def test_only_the_probe_frees_the_probe(fakes, router, ends):
+    """A request let through while the breaker was closed that ends without a verdict once the breaker is half-open
+    (its client left; a redirect, which does not count) leaves the probe to the probe: a second request is still
+    refused while the probe runs."""
+    up = await fakes()
+    r = await router(f"""
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, breaker: {{failures: 1, cooldown: 30}}}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    breaker = r.state.runtime.upstreams["lab"].breaker
+    clock = breaker.clock = FakeClock()
+    held, probe_gate = asyncio.Event(), asyncio.Event()
+    early = Step(status=302, headers={"Location": "http://127.0.0.1:1/"}, gate=held) if ends == "redirect" \
+        else Step(json=completion("never", "m"), gate=held)
+    up.push(early, Step(status=500), Step(json=completion("probed", "m"), gate=probe_gate))
+    msg = [{"role": "user", "content": "x"}]
+    async with aiohttp.ClientSession() as s_n, aiohttp.ClientSession() as s_f, aiohttp.ClientSession() as s_p:
+        n = asyncio.create_task(_post(s_n, r.url, {"model": "m", "messages": msg}))  # let through while closed
+        await up.wait_requests(1)
+        status, _ = await _post(s_f, r.url, {"model": "m", "messages": msg})
+        assert status == 502 and breaker.state == "open"
+        clock.now += 31
+        p = asyncio.create_task(_post(s_p, r.url, {"model": "m", "messages": msg}))  # the probe, held upstream
+        await up.wait_requests(3)
+        assert breaker.state == "half_open" and breaker.probing
+        if ends == "cancelled":
+            n.cancel()
+            await asyncio.gather(n, return_exceptions=True)
+            await s_n.close()
+        else:
+            held.set()
+            assert (await n)[0] == 502
+        await wait_until(lambda: r.state.runtime.upstreams["lab"].outstanding == 1)
+        assert breaker.probing  # the probe still runs: still held
+        status, body = await _post(s_f, r.url, {"model": "m", "messages": msg})
+        assert status == 503 and b"circuit_open" in body and len(up.requests) == 3
+        probe_gate.set()
+        assert (await p)[0] == 200 and breaker.state == "closed"
