@@ -28,6 +28,7 @@ from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
 from .logs import gather_lines
 from .metrics import Metrics
+from .relay import WRITE_STALL_S
 from .reload import RELOADER, Reloader
 from .state import STATE, AppState
 
@@ -46,6 +47,7 @@ def create_app(config: Config, *, config_path: str | None = None,
     metrics.follow_engines(lambda: engine_states(state.supervisor))  # the supervisor a reload may bring, too
     app[RELOADER] = Reloader(app)
     app[IN_FLIGHT] = InFlight()
+    app[WRITE_STALL_S] = config.server.idle_timeout  # a stream's write its client leaves unread ends it (relay)
     app.on_shutdown.append(drain_on_shutdown)  # (the listening sockets are closed by then)
     app[ops.STATS_POLL] = ops.StatsPoll()
     app[responses.RESPONSE_STORE] = responses.StoreHolder()

@@ -8,7 +8,8 @@ turns an upstream error event, an idle timeout or a reset into one `ApiError`, c
 `write_stream` is the only writer of a streamed response: it sends what an `Encoder` makes of each item (raw
 events for the pass-through, OpenAI chunks, Messages events, Responses events), keeps the connection alive while
 nothing was sent for `KEEPALIVE_S` seconds (`: keepalive` comments on OpenAI routes, `event: ping` on Messages),
-and ends a failed stream with the dialect's one terminal error event.
+ends a failed stream with the dialect's one terminal error event, and ends a stream whose client stopped reading
+(a write to it that waits `server.idle_timeout` seconds) as a client gone.
 """
 
 from __future__ import annotations
@@ -850,6 +851,7 @@ class ClientGone(Exception):
 
 
 FLUSH_BYTES = 64 * 1024
+WRITE_STALL_S = web.AppKey("agentgate_write_stall_s", float)  # `server.idle_timeout`: see `_Out`
 
 
 class _SseResponse(web.StreamResponse):
@@ -865,14 +867,26 @@ class _Out:
     Writes are queued and go out together once the producer waits (for the upstream's next bytes): the events
     made from one upstream read cost one socket write, not one each, and the first of them carries the headers.
     The queue holds at most FLUSH_BYTES before the producer itself waits for the socket. `end()` sends what is
-    left with the response's end."""
+    left with the response's end.
+
+    A socket write waits only while the client leaves the bytes unread (its buffers full). One that waits `stall`
+    seconds ends the stream as a client gone: the connection (`transport`) is aborted and the write raises
+    `ClientGone`, so that a client that stopped reading does not hold the upstream and its slot while it keeps the
+    connection open (the upstream read waits meanwhile: its own idle timeout never fires). One timer watches the
+    writes, armed by a write when none is, re-armed while writes go on: not one per write."""
 
     def __init__(self, resp: web.StreamResponse, keepalive: bytes, interval: float, since: float | None = None,
-                 ) -> None:
+                 stall: float | None = None, transport: asyncio.Transport | None = None) -> None:
         self.resp = resp
         self.keepalive = keepalive
         self.interval = interval
         self.last = time.monotonic() if since is None else since  # `since`: nothing went out from then (monotonic)
+        self.stall = stall if transport is not None else None
+        self._transport = transport
+        self._writing = 0  # socket writes in progress (a keepalive's can start while another waits)
+        self._since = 0.0  # from when they made no progress (the loop's clock): the first began, or one ended
+        self._watch: asyncio.TimerHandle | None = None
+        self._stalled = False
         self._timer: asyncio.TimerHandle | None = None
         self._queue: list[bytes] = []
         self._queued = 0
@@ -918,10 +932,7 @@ class _Out:
         data = b"".join([*self._queue, final])
         self._queue.clear()
         self._queued = 0
-        try:
-            await self.resp.write_eof(data)
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            raise ClientGone from None
+        await self._put(data, True)
 
     async def _send(self) -> None:
         if not self._queue and not self._started and not self._ending:
@@ -931,10 +942,43 @@ class _Out:
             self._queue.clear()
             self._queued = 0
             self._started = True
-            try:
+            await self._put(data, False)
+
+    async def _put(self, data: bytes, last: bool) -> None:
+        """One socket write (with the response's end when `last`), bounded by `stall` (see the class)."""
+        if self.stall is not None:
+            if not self._writing:
+                self._since = self._loop.time()
+                if self._watch is None:
+                    self._watch = self._loop.call_at(self._since + self.stall, self._check)
+            self._writing += 1
+        try:
+            if last:
+                await self.resp.write_eof(data)
+            else:
                 await self.resp.write(data)
-            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-                raise ClientGone from None
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            raise ClientGone from None
+        finally:
+            if self.stall is not None:
+                self._writing -= 1
+                if self._writing:  # another still waits: it is watched from this progress on
+                    self._since = self._loop.time()
+        if self._stalled:  # (the aborted connection let the write return)
+            raise ClientGone
+
+    def _check(self) -> None:
+        """The write watch: the connection aborted when the writes in progress made no progress for `stall`
+        seconds; else watched again for them (none in progress: the next write arms the watch)."""
+        self._watch = None
+        since, stall = self._since, self.stall
+        if not self._writing or stall is None or self._transport is None:
+            return
+        if self._loop.time() - since < stall:
+            self._watch = self._loop.call_at(since + stall, self._check)
+            return
+        self._stalled = True
+        self._transport.abort()  # (a close would wait for the unread bytes to go out first)
 
     async def _send_later(self) -> None:
         try:
@@ -982,6 +1026,9 @@ class _Out:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._kick is not None:
             self._kick.cancel()
             self._kick = None
@@ -1007,7 +1054,8 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
         ex.ttft = time.perf_counter() - ex.started
     # nothing has gone out since the request came: the keepalive interval counts from then
     since = time.monotonic() - (time.perf_counter() - ex.started)
-    out = _Out(resp, encoder.keepalive, KEEPALIVE_S if interval is None else interval, since)
+    out = _Out(resp, encoder.keepalive, KEEPALIVE_S if interval is None else interval, since,
+               request.app.get(WRITE_STALL_S), request.transport)
     out.start()
     try:
         try:

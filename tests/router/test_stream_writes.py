@@ -137,3 +137,53 @@ async def test_headers_reach_the_client_before_the_first_event_exists() -> None:
         assert await asyncio.wait_for(client(), 60) == b'data: {"choices":[]}\n\ndata: [DONE]\n\n'
     finally:
         await runner.cleanup()
+
+
+async def test_a_client_that_stops_reading_frees_its_provider_slot(fakes, router) -> None:
+    """A client that keeps its connection open but reads no more (its receive buffer full) holds the upstream and
+    its concurrency slot only until a write to it has waited `server.idle_timeout`: the stream then ends as a
+    client gone (the upstream closed), and a request queued behind it is served."""
+    import json
+    import socket
+    import time
+
+    from tests.fakes.openai_upstream import Step, chunk
+    from tests.waiting import wait_until
+
+    up = await fakes()
+    r = await router(f"""
+server: {{idle_timeout: 1}}
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0, max_concurrency: 1, max_queue: 4, queue_timeout: 60}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    lab = r.state.runtime.upstreams["lab"]
+    ended: list[str | None] = []
+    r.state.metrics.request_observers.append(lambda ex, fields: ended.append(ex.error))
+    big = b"data: " + json.dumps(chunk("m", {"content": "x" * 16384})).encode() + b"\n\n"
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": ""}), *[big] * 2000]))  # 32 MB, never read
+    loop = asyncio.get_running_loop()
+    host, port = r.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (host, int(port)))
+        body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+        await loop.sock_sendall(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                                % (len(body), body))
+        head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 10)  # the stream began; then no more reads
+        assert head.startswith(b"HTTP/1.1 200"), head
+        began = time.monotonic()
+        resp = await asyncio.wait_for(r.client().chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "next"}]), 15)  # queued behind the stalled stream
+        assert resp.choices[0].message.content == "echo: next"
+        assert time.monotonic() - began < 8
+        await wait_until(lambda: lab.limiter.active == 0 and lab.outstanding == 0)
+        await wait_until(lambda: up.cancelled == 1)  # the upstream's stream was closed
+        await wait_until(lambda: len(ended) == 2)
+        assert ended.count("client_disconnected") == 1  # the stalled stream's record; the other one's, no error
+    finally:
+        sock.close()
