@@ -33,12 +33,21 @@ def make_upstream(cfg: ProviderConfig, supervisor: EngineSupervisor | None) -> U
     return OpenAIUpstream(cfg)
 
 
+@dataclass(slots=True)
+class Holders:
+    """How many requests use a runtime right now (counted by `api.common.handle_exchange`): the upstreams a reload
+    drops stay open until none does."""
+
+    count: int = 0
+
+
 @dataclass
 class LiveConfig:
     config: Config
     table: RoutingTable
     upstreams: dict[str, Upstream]
     keys: tuple[ClientKey, ...] = field(default=())
+    holders: Holders = field(default_factory=Holders, compare=False, repr=False)
 
     @classmethod
     def build(cls, config: Config, metrics: Metrics, supervisor: EngineSupervisor | None,

@@ -1,7 +1,8 @@
 """Hot reload: re-read the config file, build a new runtime next to the old one and swap it in.
 
 A file that does not load is rejected with the reason and the old config keeps serving. Requests in flight keep
-the runtime they started with; upstreams the new config no longer uses are closed once no request holds them.
+the runtime they started with; upstreams the new config no longer uses are closed once no request that started
+before the reload is left (at most `DRAIN_LIMIT` seconds after it).
 Engines whose entries did not change keep running (`Supervisor.update`). Settings bound at start-up (listen
 address, log format and level, engine-wide limits) keep their running values and are reported as needing a
 restart.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -25,7 +25,7 @@ from .config import ConfigError, load_config
 from .config.auth import reload_refusal
 from .config.model import Config
 from .engines_bridge import engine_specs, make_supervisor
-from .live_config import LiveConfig
+from .live_config import Holders, LiveConfig
 from .state import STATE, AppState
 from .upstream.base import Upstream
 
@@ -33,7 +33,8 @@ log = logging.getLogger("agentgate.reload")
 
 RESTART_ONLY_SERVER = ("host", "port", "log_format", "log_level", "idle_timeout")  # (keep-alive: the listener's)
 RESTART_ONLY_ENGINES = ("max_loaded", "memory_budget_gb", "runtime_dir")
-DRAIN_GRACE = 30.0  # a retired upstream waits at least this long for requests that hold the old runtime
+DRAIN_GRACE = 30.0  # seconds after a reload: requests that started before it and still run are logged
+DRAIN_LIMIT = 3600.0  # the longest such requests keep the upstreams it retired open (a stuck one cannot pin them)
 DRAIN_POLL = 0.25
 ENGINE_DRAIN_TIMEOUT = 600.0  # changed engines finish their in-flight requests before they stop
 
@@ -130,6 +131,7 @@ class Reloader:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._retiring: list[Upstream] = []
+        self._replaced: list[Holders] = []  # the request counts of replaced runtimes that still had requests
         self._body_cap = app[STATE].runtime.config.server.max_body_bytes  # aiohttp's client_max_size, fixed
 
     @property
@@ -209,9 +211,11 @@ class Reloader:
         retired = [up for up in old_rt.upstreams.values() if id(up) not in {id(u) for u in new_rt.upstreams.values()}]
         for up in retired:  # its successor (same name) owns the breaker series now
             up.breaker.on_change = None
+        # a replaced runtime gets no new request: once its count is 0, it stays 0
+        self._replaced = [h for h in self._replaced if h.count] + [old_rt.holders]
         if retired:
             self._retiring.extend(retired)
-            self._spawn(self._retire(weakref.ref(old_rt), retired))
+            self._spawn(self._retire(list(self._replaced), retired))
         del old_rt
         return ReloadResult(True, trigger, path, changes=changes, restart_required=notes)
 
@@ -250,16 +254,24 @@ class Reloader:
                     and s.name in states and states[s.name].state not in ("starting", "ready"):
                 self._spawn(preload_engine(self.state, s.name))
 
-    async def _retire(self, old_runtime: weakref.ref[LiveConfig], upstreams: list[Upstream]) -> None:
-        """Close upstreams the new config dropped, once no handler holds the old runtime (or the grace period
-        passed) and none of them has a request outstanding or queued."""
+    async def _retire(self, holders: list[Holders], upstreams: list[Upstream]) -> None:
+        """Close upstreams the new config dropped once none of them has a request outstanding or queued and no
+        request holds a runtime they belong to (`holders`: the replaced one and those before it that still have
+        requests): such a request may still turn to one (a slow primary then its fallback, a retry after its
+        backoff). Requests that hold one past `DRAIN_LIMIT` seconds no longer keep them open."""
         loop = asyncio.get_running_loop()
-        grace_until = loop.time() + DRAIN_GRACE
+        since = loop.time()
+        noted = False
         while True:
-            held = old_runtime() is not None and loop.time() < grace_until
-            busy = any(up.outstanding > 0 or up.limiter.queued > 0 for up in upstreams)
-            if not held and not busy:
+            waited = loop.time() - since
+            held = sum(h.count for h in holders) if waited < DRAIN_LIMIT else 0
+            if not held and not any(up.outstanding > 0 or up.limiter.queued > 0 for up in upstreams):
                 break
+            if held and not noted and waited >= DRAIN_GRACE:
+                noted = True
+                log.info("config reload: %d requests that started before it still run; the providers it replaced "
+                         "(%s) close once they end, at most %g s after the reload", held,
+                         ", ".join(up.name for up in upstreams), DRAIN_LIMIT)
             await asyncio.sleep(DRAIN_POLL)
         await self._close_retired(upstreams)
 

@@ -37,6 +37,8 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
     ex = Exchange(request_id(request), endpoint)
     in_flight = request.app[IN_FLIGHT]
     task = in_flight.enter()
+    holders = rt.holders
+    holders.count += 1  # the upstreams of `rt` stay open until it is done (see `Reloader._retire`)
     try:
         try:
             key = auth.client_key(rt.keys, request.headers, rt.config.server)
@@ -67,6 +69,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
         ex.status = resp.status
         return resp
     finally:
+        holders.count -= 1
         in_flight.leave(task)
         if ex.requested:  # a key pasted as the model name stays out of the log and the console, and so does a
             if rt.keys:  # name of any length (both are cut to 200 characters; a key is found before the cut)
