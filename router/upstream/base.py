@@ -274,6 +274,9 @@ class UpstreamUnavailable(Exception):
         self.code = code
 
 
+CLOSED_REASON = "closed: a config reload replaced it, or the router is stopping"
+
+
 class Upstream:
     """One provider: its pooled client, breaker, limiter and outstanding-request count."""
 
@@ -287,6 +290,7 @@ class Upstream:
         self.limiter = Limiter(limit=p.max_concurrency, max_queue=p.max_queue, timeout=p.queue_timeout)
         self.outstanding = 0
         self.refused = Refusals()  # what it refused as unknown: left out of its requests from then on
+        self.closed = False  # for good: see `close`
         self._gauges: ProviderGauges | None = None
 
     def gauges(self, metrics: Metrics) -> ProviderGauges:
@@ -307,13 +311,20 @@ class Upstream:
 
     @property
     def disabled_reason(self) -> str | None:
-        return self.config.disabled_reason
+        """Why no request may use it: the config's reason, or that it was closed."""
+        return CLOSED_REASON if self.closed else self.config.disabled_reason
 
     async def start(self) -> None:
         """Called once at application start-up."""
 
     async def close(self) -> None:
-        """Called once at shutdown: close pooled connections."""
+        """Called once, at shutdown or when a reload retired it: close pooled connections, for good. A request that
+        still picks it skips it (`disabled_reason`); one already past that fails with `closed_error()` when it
+        sends: a 503, after which its next target is tried. Subclasses call this first."""
+        self.closed = True
+
+    def closed_error(self) -> UpstreamUnavailable:
+        return UpstreamUnavailable(f"Provider {self.name!r} is {CLOSED_REASON}; retry the request.")
 
     async def send(self, request: UpstreamRequest) -> Reply:
         """POST an OpenAI-shaped request; the reply's headers have arrived when it returns."""

@@ -136,6 +136,8 @@ class EngineUpstream(Upstream):
     def _session(self, unix_socket: str | None) -> aiohttp.ClientSession:
         session = self._sessions.get(unix_socket)
         if session is None or session.closed:
+            if self.closed:  # never opened again: nothing would close it
+                raise self.closed_error()
             connector: aiohttp.BaseConnector = (
                 aiohttp.UnixConnector(path=unix_socket, limit=0) if unix_socket else aiohttp.TCPConnector(limit=0)
             )
@@ -145,9 +147,11 @@ class EngineUpstream(Upstream):
         return session
 
     async def close(self) -> None:
-        for session in self._sessions.values():
-            await session.close()
+        await super().close()
+        sessions = list(self._sessions.values())
         self._sessions.clear()
+        for session in sessions:
+            await session.close()
 
     async def _lease(self) -> tuple[AbstractAsyncContextManager[Endpoint], Endpoint]:
         lease = self.supervisor.lease(self.engine)

@@ -18,8 +18,9 @@ def client_timeout(config: ProviderConfig) -> aiohttp.ClientTimeout:
 
 
 class HttpUpstream(Upstream):
-    """A provider reached over one pooled aiohttp session (opened on first use, closed at shutdown), sending
-    `headers`, then the configured ones, then `credentials` with every request."""
+    """A provider reached over one pooled aiohttp session (opened on first use, closed for good at shutdown or
+    when a reload retires it), sending `headers`, then the configured ones, then `credentials` with every
+    request."""
 
     def __init__(self, config: ProviderConfig, connector: aiohttp.BaseConnector | None, headers: dict[str, str],
                  credentials: dict[str, str]) -> None:
@@ -32,6 +33,8 @@ class HttpUpstream(Upstream):
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            if self.closed:  # never opened again: nothing would close it
+                raise self.closed_error()
             connector = self._connector or aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=client_timeout(self.config), headers=self._headers,
@@ -40,9 +43,10 @@ class HttpUpstream(Upstream):
         return self._session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await super().close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 class OpenAIUpstream(HttpUpstream):

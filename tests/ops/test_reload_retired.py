@@ -1,13 +1,15 @@
 """The upstreams a reload retires (its removed and changed providers): kept open while a request that started
 before the reload may still turn to one (a slow primary, then its fallback), however long that takes up to
-`DRAIN_LIMIT`, then closed."""
+`DRAIN_LIMIT`, then closed for good: a request that turns to one later goes on to its next target, or gets 503."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import aiohttp
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -98,4 +100,77 @@ async def test_a_request_stuck_past_the_limit_does_not_keep_retired_upstreams_op
     gate.set()
     reply = await asyncio.wait_for(call, 10)
     assert reply.choices[0].message.content == "late"
+    await client.close()
+
+
+async def chat(r: Served, model: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, s.post(
+            r.url + "/v1/chat/completions", json={"model": model, "messages": HI},
+            headers={"Authorization": f"Bearer {KEY}"}) as resp:
+        return resp.status, await resp.json()
+
+
+def cfg_retry(b: str) -> str:
+    return f"""
+server:
+  api_keys: [{{key: {KEY}, name: admin}}]
+providers:
+  pb: {{type: openai, base_url: "{b}", retries: 1}}
+models:
+  - {{name: backup, provider: pb, model: up-backup}}
+"""
+
+
+async def test_a_retry_that_reaches_a_closed_upstream_gets_a_503_and_opens_nothing(
+        fakes: Fakes, served: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reload_mod, "DRAIN_LIMIT", 0.3)  # the request's retry waits longer (its Retry-After)
+    b, b2 = await fakes("b"), await fakes("b2")
+    b.push(Step(status=429, json={"error": {"message": "slow down"}}, headers={"Retry-After": "2"}))
+    r = await served(cfg_retry(b.url))
+    old_pb = r.state.runtime.upstreams["pb"]
+    call = asyncio.ensure_future(chat(r, "backup"))
+    await wait_until(lambda: len(b.requests) == 1, timeout=10)  # answered 429: the retry waits 2 s
+
+    r.write(cfg_retry(b2.url))
+    status, body = await r.reload(KEY)
+    assert status == 200, body
+    await asyncio.wait_for(r.app[RELOADER].idle(), 10)
+    assert old_pb._session is None and not call.done()  # type: ignore[attr-defined]
+
+    status, body = await asyncio.wait_for(call, 10)  # the retry meets the closed pb
+    assert status == 503, body
+    assert body["error"]["code"] == "upstream_unavailable"
+    assert "config reload replaced it" in body["error"]["message"]
+    assert len(b.requests) == 1 and not b2.requests
+    assert old_pb._session is None  # type: ignore[attr-defined]
+
+
+def cfg_spare(a: str, b: str, c: str) -> str:
+    return cfg(a, b, "  - {name: spare, provider: pc, model: up-spare}").replace(
+        "fallbacks: [backup]", "fallbacks: [backup, spare]").replace(
+        "models:", f'  pc: {{type: openai, base_url: "{c}", retries: 0}}\nmodels:')
+
+
+async def test_a_fallback_to_a_closed_upstream_goes_on_to_the_next_one(
+        fakes: Fakes, served: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reload_mod, "DRAIN_LIMIT", 0.3)  # the request's primary takes longer
+    a, b, b2, c = await fakes("a"), await fakes("b"), await fakes("b2"), await fakes("c")
+    gate = asyncio.Event()
+    a.push(Step(status=500, json={"error": {"message": "boom"}}, gate=gate))
+    r = await served(cfg_spare(a.url, b.url, c.url))
+    client = r.client(KEY)
+    old_pb = r.state.runtime.upstreams["pb"]
+    call = asyncio.ensure_future(client.chat.completions.create(model="demo", messages=HI))
+    await wait_until(lambda: len(a.requests) == 1, timeout=10)
+
+    r.write(cfg_spare(a.url, b2.url, c.url))
+    status, body = await r.reload(KEY)
+    assert status == 200, body
+    await asyncio.wait_for(r.app[RELOADER].idle(), 10)  # old pb closed while the primary still works
+
+    gate.set()  # the primary fails; its fallback's provider was closed: the next fallback answers
+    reply = await asyncio.wait_for(call, 10)
+    assert reply.choices[0].message.content == "echo: hi"
+    assert len(c.requests) == 1 and not b.requests and not b2.requests
+    assert old_pb._session is None  # type: ignore[attr-defined]
     await client.close()
