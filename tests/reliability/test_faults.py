@@ -337,7 +337,8 @@ models:
         """Close the router's idle upstream connections (pooled keep-alives are not leaks)."""
         await wait_until(lambda: a.active == 0 and b.active == 0)
         for up in r.state.runtime.upstreams.values():
-            await up.close()  # the next request opens a fresh pool
+            await up.close()  # closed for good, as at a reload: taken back into use so that the next request
+            up.closed = False  # opens a fresh pool
 
     async with aiohttp.ClientSession() as s:  # warm-up: lazy imports, metric children, first pools
         await burst(s)
