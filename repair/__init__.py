@@ -3,7 +3,7 @@
 Pure library: no I/O, no global state. See `repair_message` and `StreamRepairer`.
 """
 
-from repair.core import data_answer, repair_message
+from repair.core import data_answer, repair_message, requires_call
 from repair.formats import FAMILIES, family_for_parser_type, sniff_template
 from repair.index import ToolIndex
 from repair.stream import StreamRepairer
@@ -22,5 +22,6 @@ __all__ = [
     "data_answer",
     "family_for_parser_type",
     "repair_message",
+    "requires_call",
     "sniff_template",
 ]

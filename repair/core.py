@@ -8,7 +8,8 @@ Policy (what the router relies on):
 - Markup of emitted calls never appears in `content`; <think> blocks and harmony analysis go to reasoning.
 - Calls written inside <think> are emitted only when the model made no call outside it.
 - tool_choice "none": nothing is emitted and nothing is reported; the text stays as written. A named
-  tool_choice refuses calls to other tools ("not_allowed"); "required"/named with no valid call adds "no_call".
+  tool_choice, or OpenAI's `allowed_tools`, refuses calls to other tools ("not_allowed"); "required", named or
+  `allowed_tools` in mode "required" with no valid call adds "no_call".
   parallel_tool_calls=false keeps the first valid call ("parallel_trimmed" for the rest, whose markup goes).
 - mode "detect": only calls that needed no repair are emitted; the rest stay as text, with the repairs they
   would have needed reported; <think> and harmony channels are left in the content.
@@ -274,33 +275,78 @@ def _as_sent(att: _Attempt, index: ToolIndex, canonical: bool) -> dict[str, Any]
 _SENT_AS_IS = frozenset({"unknown_name", "schema_mismatch"})
 
 
-def _choice(tool_choice: Any, index: ToolIndex) -> tuple[str, str | None]:
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """What a request's `tool_choice` lets repair emit: `kind` "auto", "none", "required" or "named" (`named`: the
+    tool it names); `allowed`: the tools OpenAI's `allowed_tools` lists, the only ones a call may name (None: any
+    declared tool)."""
+
+    kind: str
+    named: str | None = None
+    allowed: frozenset[str] | None = None
+
+    def refused(self, name: str) -> str | None:
+        """Why a call to `name` is not allowed (its `not_allowed` detail); None when it is."""
+        if self.kind == "named":
+            return None if name == self.named else f"{name}: tool_choice names {self.named!r}"
+        if self.allowed is not None and name not in self.allowed:
+            return f"{name}: not among tool_choice's allowed_tools ({', '.join(sorted(self.allowed)) or 'none'})"
+        return None
+
+
+_AUTO = ToolChoice("auto")
+_NO_TOOLS = ToolIndex.of(None)
+
+
+def _choice(tool_choice: Any, index: ToolIndex) -> ToolChoice:
     if tool_choice is None or tool_choice == "auto":
-        return "auto", None
+        return _AUTO
     if tool_choice == "none":
-        return "none", None
+        return ToolChoice("none")
     if tool_choice in ("required", "any"):
-        return "required", None
+        return ToolChoice("required")
     if isinstance(tool_choice, dict):
+        if tool_choice.get("type") == "allowed_tools":
+            return _allowed_tools(json_object(tool_choice.get("allowed_tools"), {}), index)
         # {"type": "function", "function": {"name"}}, a custom tool's {"type": "custom", "custom": {"name"}}, or bare
         fn = json_object(tool_choice.get("function", tool_choice.get("custom")), tool_choice)
         name = fn.get("name")
         if isinstance(name, str) and name:
-            return "named", index.resolve(name) or name
+            return ToolChoice("named", index.resolve(name) or name)
         t = tool_choice.get("type")
         if t in ("none", "required", "any"):
-            return ("none" if t == "none" else "required"), None
-    return "auto", None
+            return ToolChoice("none" if t == "none" else "required")
+    return _AUTO
+
+
+def _allowed_tools(spec: dict[str, Any], index: ToolIndex) -> ToolChoice:
+    """OpenAI's `{"type": "allowed_tools", "allowed_tools": {"mode": "auto" | "required", "tools": [...]}}`: calls
+    only to the tools it lists (each `{"type": "function", "function": {"name"}}`, a custom tool's, or bare); mode
+    "required" asks for one, "auto" lets the model answer in text."""
+    names: set[str] = set()
+    tools = spec.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict):
+            name = json_object(tool.get("function", tool.get("custom")), tool).get("name")
+            if isinstance(name, str) and name:
+                names.add(index.resolve(name) or name)
+    return ToolChoice("required" if spec.get("mode") == "required" else "auto", allowed=frozenset(names))
+
+
+def requires_call(tool_choice: object) -> bool:
+    """Whether `tool_choice` asks for a call (repair reports `no_call` when none is made valid): "required", a
+    named tool, or `allowed_tools` in mode "required"."""
+    return _choice(tool_choice, _NO_TOOLS).kind in ("required", "named")
 
 
 def data_answer(response_format: object, tool_choice: object) -> bool:
     """Whether a request asks for a JSON answer (`response_format` json_object or json_schema) and allows one
     without a call: its content is then data, and a JSON object in it naming a declared tool is that data, not a
-    call (repair it with `generic_forms=False`: only a format's own call markup is read). With `tool_choice`
-    "required" or a named tool the answer must be a call, whatever form the model gave it (openai-agents sends
-    both). The router and the engine both ask this."""
+    call (repair it with `generic_forms=False`: only a format's own call markup is read). With a `tool_choice` that
+    requires a call (`requires_call`) the answer must be a call, whatever form the model gave it (openai-agents
+    sends both). The router and the engine both ask this."""
     return isinstance(response_format, dict) and response_format.get("type") in ("json_object", "json_schema") \
-        and tool_choice != "required" and not isinstance(tool_choice, dict)
+        and not requires_call(tool_choice)
 
 
 def check_options(format: str, mode: str) -> None:
@@ -460,7 +506,8 @@ def repair_message(
         att.ordinal = i
         _process(att, index, prefer, budget, canonical)
 
-    kind, named = _choice(tool_choice, index)
+    choice = _choice(tool_choice, index)
+    kind = choice.kind
     repairs: list[RepairIssue] = []
     errors: list[RepairIssue] = []
     out_calls: list[dict[str, Any]] = []
@@ -482,7 +529,7 @@ def repair_message(
             # arguments came as text keeps its place, as a stream sends it (its header went out before its
             # arguments failed); the others come after the valid calls (see below)
             if parallel_tool_calls and att.error.kind == "schema_mismatch" and att.raw.wire_args is not None \
-                    and (kind != "named" or passed["function"]["name"] == named):
+                    and choice.refused(passed["function"]["name"]) is None:
                 passed["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id, taken_ids)
                 out_calls.append(passed)
             else:
@@ -492,9 +539,9 @@ def repair_message(
             att.status = "held"
             repairs.extend(RepairIssue(r.kind, r.detail, att.ordinal) for r in att.repairs)
             continue
-        if kind == "named" and att.name != named:
+        if (why := choice.refused(att.name)) is not None:
             att.status = "refused"
-            errors.append(RepairIssue("not_allowed", f"{att.name}: tool_choice names {named!r}", att.ordinal))
+            errors.append(RepairIssue("not_allowed", why, att.ordinal))
             continue
         if not parallel_tool_calls and out_calls:  # (no call kept as sent is among them: see above)
             att.status = "trimmed"
@@ -510,8 +557,8 @@ def repair_message(
     if kind in ("required", "named") and not valid:
         errors.append(RepairIssue("no_call", "tool_choice requires a call and none was made valid"))
     # the other calls kept as sent come after the valid ones (a stream never starts them: it sends them at its
-    # end), only to the tool tool_choice names, and none beside a valid call when parallel_tool_calls is false
-    kept = [(a, c) for a, c in as_sent if kind != "named" or c["function"]["name"] == named]
+    # end), only to the tools tool_choice allows, and none beside a valid call when parallel_tool_calls is false
+    kept = [(a, c) for a, c in as_sent if choice.refused(c["function"]["name"]) is None]
     for att, call in kept[:(0 if out_calls else 1)] if not parallel_tool_calls else kept:
         call["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id, taken_ids)
         out_calls.append(call)

@@ -95,7 +95,8 @@ class StreamRepairer:
         self._result: RepairResult | None = None
         # incremental mode (see the module docstring)
         self._incremental = incremental and mode == "repair"
-        self._choice_kind, self._named = _choice(tool_choice, self._index)
+        self._choice = _choice(tool_choice, self._index)
+        self._choice_kind = self._choice.kind
         self._parallel = parallel_tool_calls
         self._make_id = id_factory or _default_id
         self._taken = taken_ids  # the conversation's call ids (see `repair_message`)
@@ -351,7 +352,7 @@ class StreamRepairer:
             part = parts[idx]
             name = part.name
             if part.obj is not None or not part.has_args or index.resolve(name) != name \
-                    or (kind == "named" and name != self._named):
+                    or self._choice.refused(name) is not None:
                 return None
             tool = index.get(name)
             tool.validator()
@@ -458,7 +459,7 @@ class StreamRepairer:
         """Whether a call to `name` found now will be part of the answer if its arguments validate."""
         if self._choice_kind == "none" or self._overflowed:
             return False
-        if self._choice_kind == "named" and name != self._named:
+        if self._choice.refused(name) is not None:
             return False
         return self._parallel or not self._started
 

@@ -115,7 +115,8 @@ class _Policy:
     ids: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.kind, self.named = _choice(self.tool_choice, self.index)
+        self.choice = _choice(self.tool_choice, self.index)
+        self.kind = self.choice.kind
 
     def add(self, ordinal: int, checked: tuple[str, str, str | None] | RepairIssue, call_id: str | None = None
             ) -> dict[str, Any] | None:
@@ -125,8 +126,8 @@ class _Policy:
             self.errors.append(RepairIssue(checked.kind, checked.detail, ordinal))
             return None
         name, args, upstream_id = checked
-        if self.kind == "named" and name != self.named:
-            self.errors.append(RepairIssue("not_allowed", f"{name}: tool_choice names {self.named!r}", ordinal))
+        if (why := self.choice.refused(name)) is not None:
+            self.errors.append(RepairIssue("not_allowed", why, ordinal))
             return None
         if not self.parallel and self.calls:
             self.repairs.append(RepairIssue("parallel_trimmed", f"{name}: parallel_tool_calls is false", ordinal))
@@ -278,7 +279,7 @@ class StreamValidator:
 
     def _may_start(self, name: str) -> bool:
         p = self._policy
-        if p.kind == "none" or (p.kind == "named" and name != p.named):
+        if p.kind == "none" or p.choice.refused(name) is not None:
             return False
         return p.parallel or self._started == 0
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 from engines.wire import REPAIRS_HEADER, REPORT_MEMBER
-from repair import RepairResult, StreamRepairer, ToolIndex, repair_message
+from repair import RepairResult, StreamRepairer, ToolIndex, repair_message, requires_call
 from repair.deltas import stream_deltas
 from repair.incremental import ToolArgsDelta
 from repair.types import ContentDelta
@@ -344,12 +344,8 @@ def _renamed(body: bytes, old: Any, new: str) -> bytes | None:
 
 # --- repair ------------------------------------------------------------------------------------------------------
 
-def _wants_call(tool_choice: Any) -> bool:
-    return tool_choice == "required" or isinstance(tool_choice, dict)
-
-
 def _failed(result: RepairResult, tool_choice: Any) -> bool:
-    return bool(result.errors) or (_wants_call(tool_choice) and not result.tool_calls)
+    return bool(result.errors) or (requires_call(tool_choice) and not result.tool_calls)
 
 
 def repair_kinds(result: RepairResult) -> set[str]:
