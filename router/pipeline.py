@@ -488,8 +488,8 @@ def _extra_content(deltas: tuple[dict[str, Any], ...]) -> bool:
 # --- streams -----------------------------------------------------------------------------------------------------
 
 class _Envelope:
-    """A repaired stream's envelope (the upstream's id, created and system_fingerprint, the requested model) and
-    what the stream's end needs."""
+    """A repaired stream's envelope (the upstream's id, created, system_fingerprint and service_tier, the requested
+    model) and what the stream's end needs."""
 
     def __init__(self, requested: str) -> None:
         self.base: dict[str, Any] = {"id": "chatcmpl-agentgate", "object": "chat.completion.chunk",
@@ -615,7 +615,7 @@ class _Envelope:
     def absorb(self, doc: dict[str, Any]) -> None:
         """The upstream chunk's envelope members and usage (which the reader already counted: `UpstreamReader`)."""
         base = self.base
-        for k in ("id", "created", "system_fingerprint"):
+        for k in relay.ENVELOPE_KEYS:
             if k in doc:
                 value = doc[k]
                 if k not in base or base[k] != value or type(base[k]) is not type(value):

@@ -182,9 +182,9 @@ def _first_finish(data: bytes) -> int:
     return len(data) if m is None else m.start()
 
 
-_PLAIN_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint", "choices"})
+_PLAIN_KEYS = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier", "choices"})
 _PLAIN_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
-_ENVELOPE_KEYS = ("id", "created", "system_fingerprint")  # what the pipeline takes from every chunk
+ENVELOPE_KEYS = ("id", "created", "system_fingerprint", "service_tier")  # what the pipeline takes from every chunk
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: each text matched one way, no branch per byte
 
 
@@ -235,7 +235,7 @@ class _Plain:
         m = _JSON_STRING.match(data, at)
         if m is None:
             return None
-        return cls(data[:at], data[m.end():], {k: doc[k] for k in _ENVELOPE_KEYS if k in doc}, call)
+        return cls(data[:at], data[m.end():], {k: doc[k] for k in ENVELOPE_KEYS if k in doc}, call)
 
     def item(self, data: bytes) -> str | ArgsPiece | None:
         """What `data` carries when it is this template around one JSON string: the content text, or the
