@@ -185,6 +185,7 @@ class ChunkPart(NamedTuple):
     named_reasoning: bool = False  # the reasoning came as `reasoning` (OpenRouter, vLLM), not `reasoning_content`
     details: Any = None  # OpenRouter's `reasoning_details` as sent (a list of pieces: text, summaries, encrypted
     # signatures), None without
+    audio: tuple[Any, ...] = ()  # `delta.audio` pieces as sent (an audio answer's id, transcript, data, expires_at)
 
     @property
     def tool_calls(self) -> tuple[ToolFragment, ...]:
@@ -215,13 +216,13 @@ def _part(choice: dict[str, Any]) -> ChunkPart:
     if type(content) is list:
         content, thinking = answer_parts(content)
         reasoning = reasoning or thinking
-    calls = delta.get("tool_calls")
+    calls, audio = delta.get("tool_calls"), delta.get("audio")
     finish, hint, refusal = choice.get("finish_reason"), choice.get("stop_reason"), delta.get("refusal")
     return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
                      tuple([c for c in calls if isinstance(c, dict)]) if isinstance(calls, list) and calls else (),
                      finish if isinstance(finish, str) and finish else None,
                      hint if isinstance(hint, str) else None, refusal if isinstance(refusal, str) else "",
-                     named, delta.get("reasoning_details"))
+                     named, delta.get("reasoning_details"), () if audio is None else (audio,))
 
 
 def parse_chunk(doc: Mapping[str, Any]) -> Chunk:
@@ -270,8 +271,8 @@ class StreamChunk(NamedTuple):
     `STREAM_CHUNK_END` without building the chunk document; the translating encoders read `part`."""
 
     head: bytes  # b'data: {"id":...,"model":...,"choices":[{"index":0,"delta":' (see `stream_head`)
-    delta: dict[str, Any]  # content, reasoning_content (or reasoning), tool_calls, refusal or reasoning_details (the
-    # role chunk: role and content "")
+    delta: dict[str, Any]  # content, reasoning_content (or reasoning), tool_calls, refusal, reasoning_details or
+    # audio (the role chunk: role and content "")
 
     @property
     def part(self) -> ChunkPart:

@@ -786,6 +786,7 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
     deltas: list[dict[str, Any]] = []
     refusal: list[str] = []
     details: list[Any] = []
+    audio: list[Any] = []
     named = False
     finish: str | None = None
     hint: str | None = None
@@ -817,10 +818,12 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
                 size += sum(_args_size(d) for d in part.tool_deltas)
             if part.refusal:
                 refusal.append(part.refusal)
+            if part.audio:
+                audio += part.audio
     if size > max_chars:
         return None
     return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish, hint, "".join(refusal), named,
-                     details or None)
+                     details or None, tuple(audio))
 
 
 def _fed_whole(repairer: StreamRepairer | StreamValidator, part: ChunkPart, docs: list[Any], env: _Envelope,
@@ -864,6 +867,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 made = env.chunks_of(_fed_whole(repairer, parts, docs, env, raw, max_chars))
                 if parts.details is not None:  # (not repaired: as they came, one delta as the other kinds)
                     made.append(env.stream_chunk({"reasoning_details": parts.details}))
+                if parts.audio:  # (likewise, each as it came)
+                    made += [env.stream_chunk({"audio": a}) for a in parts.audio]
                 if made:
                     yield checker.batch([*made])
                 continue
@@ -890,6 +895,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                 if part.details is not None and type(part.details) is list and part.details:
                     # OpenRouter's reasoning_details: not repaired, passed on as they came
                     out.append(env.stream_chunk({"reasoning_details": part.details}))
+                if part.audio:  # an audio answer's pieces (its transcript is not repaired): as they came
+                    out += [env.stream_chunk({"audio": a}) for a in part.audio]
                 if part.refusal and (refusal := env.refused(part.refusal, max_chars)):
                     out.append(refusal)
         if out:
