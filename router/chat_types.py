@@ -186,6 +186,7 @@ class ChunkPart(NamedTuple):
     details: Any = None  # OpenRouter's `reasoning_details` as sent (a list of pieces: text, summaries, encrypted
     # signatures), None without
     audio: tuple[Any, ...] = ()  # `delta.audio` pieces as sent (an audio answer's id, transcript, data, expires_at)
+    logprobs: Any = None  # the choice's `logprobs` as sent (`{"content": [...], "refusal": [...]}`), None without
 
     @property
     def tool_calls(self) -> tuple[ToolFragment, ...]:
@@ -222,7 +223,8 @@ def _part(choice: dict[str, Any]) -> ChunkPart:
                      tuple([c for c in calls if isinstance(c, dict)]) if isinstance(calls, list) and calls else (),
                      finish if isinstance(finish, str) and finish else None,
                      hint if isinstance(hint, str) else None, refusal if isinstance(refusal, str) else "",
-                     named, delta.get("reasoning_details"), () if audio is None else (audio,))
+                     named, delta.get("reasoning_details"), () if audio is None else (audio,),
+                     choice.get("logprobs"))
 
 
 def parse_chunk(doc: Mapping[str, Any]) -> Chunk:

@@ -57,6 +57,7 @@ from .redact import scrub_text, scrub_value
 from .relay import UpstreamReader
 from .repair_owner import chunk_report, engine_repaired, stream_checker, whole_report
 from .routing import Route
+from .stream_logprobs import StreamLogprobs, with_logprobs
 from .upstream.base import ERROR_MESSAGE_MAX, Refit, Unknown, Upstream, UpstreamRequest, error_message
 
 log = logging.getLogger("agentgate")
@@ -514,6 +515,7 @@ class _Envelope:
         self._late: list[dict[str, Any]] = []  # `extra_content` deltas for calls whose header went out before it
         self.reasoning_key: str | None = None  # "reasoning": the upstream's name for it (the repairer says
         # `reasoning_content`), kept as a repaired whole answer keeps it
+        self.logprobs: StreamLogprobs | None = None  # the content's logprobs, when the request asks for them
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish_reason}
@@ -671,9 +673,13 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
                         yield batch
                 return
             checker = _Checker(env, policy, body.get("tool_choice"), attempt < attempts - 1)
+            if body.get("logprobs") is True:  # (asked for: the chunks of other requests never look for them)
+                env.logprobs = StreamLogprobs(limits.max_stream_repair_chars)
             items = _repaired(reader, env, ex, body, policy, index, limits.max_stream_repair_chars, checker,
                               keep_raw=limits.capture is not None,
                               engine=engine_repaired(opened.upstream.kind, opened.reply.headers))
+            if env.logprobs is not None:
+                items = with_logprobs(items, env.logprobs, env.base)
             async with aclosing(items if gate is None else relay.gated(items, gate)) as batches:
                 async for batch in batches:
                     if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
@@ -743,6 +749,15 @@ def _finish_reason(upstream: str | None, calls: bool) -> str:
     if calls:
         return "tool_calls"
     return "stop" if upstream in (None, "tool_calls") else upstream
+
+
+def _text(repairer: StreamRepairer | StreamValidator, text: str, env: _Envelope, raw: list[str] | None,
+          max_chars: int) -> list[ValidateEvent]:
+    """A content-only chunk's text (see `UpstreamReader.docs`) fed, when the raw text or the logprobs' text is
+    kept (it came without logprobs)."""
+    if env.logprobs is not None:
+        env.logprobs.fed(text)
+    return _content(repairer, text, env, raw, max_chars)
 
 
 def _content(repairer: StreamRepairer | StreamValidator, text: str, env: _Envelope, raw: list[str] | None,
@@ -828,11 +843,24 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
 
 def _fed_whole(repairer: StreamRepairer | StreamValidator, part: ChunkPart, docs: list[Any], env: _Envelope,
                raw: list[str] | None, max_chars: int) -> list[ValidateEvent]:
-    """A whole stream through the repairer: its envelopes taken, its one joined part (from `docs`) fed."""
+    """A whole stream through the repairer: its envelopes taken, its one joined part (from `docs`) fed (the
+    logprobs, when asked for, noted piece by piece: each piece's entries are its own)."""
     for doc in docs:
         if type(doc) is dict:
             env.absorb(doc)
+    if env.logprobs is not None:
+        _whole_logprobs(env.logprobs, docs)
     return _fed(repairer, part, env, raw, max_chars)
+
+
+def _whole_logprobs(logprobs: StreamLogprobs, docs: list[Any]) -> None:
+    for doc in docs:
+        kind = type(doc)
+        if kind is str:
+            logprobs.fed(doc)
+        elif kind is dict:
+            for part in chunk_parts(doc):
+                logprobs.part(part)
 
 
 def _args_size(delta: dict[str, Any]) -> int:
@@ -853,6 +881,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
     repairer: StreamRepairer | StreamValidator | None = None
     # the raw text: for a re-ask, or the capture ring
     raw: list[str] | None = [] if keep_raw or policy.on_failure == "retry" else None
+    logprobs = env.logprobs
+    plain = raw is None and logprobs is None  # a text is only fed
     async for docs in reader.docs(texts=True):
         if repairer is None:
             # the first read held the whole stream (nginx's single write, a buffering gateway, a loaded router):
@@ -875,8 +905,7 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
         out: Items = []
         for doc in docs:
             if type(doc) is str:  # a content-only chunk with the envelope already taken (see UpstreamReader.docs)
-                if doc and (events := repairer.feed(doc) if raw is None else _content(repairer, doc, env, raw,
-                                                                                      max_chars)):
+                if doc and (events := repairer.feed(doc) if plain else _text(repairer, doc, env, raw, max_chars)):
                     out += env.chunks_of(events)
                 continue
             if type(doc) is ArgsPiece:  # likewise an argument-only tool-call chunk: its call and piece
@@ -889,6 +918,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
             if engine and isinstance(repairer, StreamValidator) and (reported := chunk_report(doc)) is not None:
                 repairer.report(reported)
             for part in chunk_parts(doc):
+                if logprobs is not None:
+                    logprobs.part(part)
                 events = _fed(repairer, part, env, raw, max_chars)
                 if events:
                     out += env.chunks_of(events)

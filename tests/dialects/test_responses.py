@@ -457,3 +457,20 @@ async def test_output_text_logprobs_are_asked_for_and_returned(fakes, router):
     plain = await c.responses.create(model="m", input="hi")
     assert "logprobs" not in up.requests[2].body and "top_logprobs" not in up.requests[2].body
     assert plain.output[0].content[0].logprobs == []  # type: ignore[union-attr]
+
+
+async def test_a_repaired_stream_keeps_the_logprobs_of_its_text(fakes, router):
+    """Tools declared (the stream goes through tool-call repair): the text that goes out as the upstream sent it
+    keeps its logprobs in each text delta (a repaired stream carried none)."""
+    up = await fakes()
+    pieces = stream_of(["Hi", " there"], "m")
+    pieces[1]["choices"][0]["logprobs"] = {"content": [HI]}
+    pieces[2]["choices"][0]["logprobs"] = {"content": [THERE]}
+    up.push(Step(sse=pieces, interval=0.005))
+    r = await router(CFG.format(url=up.url))
+    events = await raw_stream(r.url, {"model": "m", "input": "hi", "stream": True, "tools": [RESPONSES_WEATHER],
+                                      "include": ["message.output_text.logprobs"]})
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert "".join(d["delta"] for d in deltas) == "Hi there"
+    assert [e for d in deltas for e in d["logprobs"]] == [HI, THERE]
+    assert events[-1]["response"]["output"][0]["content"][0]["logprobs"] == [HI, THERE]
