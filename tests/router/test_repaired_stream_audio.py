@@ -7,16 +7,9 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.openai_upstream import Step, chunk, completion
+from tests.router.one_tool import CFG, TOOLS
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 MSGS = [{"role": "user", "content": "weather in Paris?"}]
-CFG = """
-providers:
-  lab: {{type: openai, base_url: '{url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-"""
 AUDIO = {"id": "audio_1", "data": "UklGRgAAAAA=", "transcript": "It is sunny in Paris.", "expires_at": 1900000000}
 
 

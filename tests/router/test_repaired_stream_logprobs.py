@@ -12,16 +12,9 @@ import pytest
 from router.chat_types import ChunkPart, StreamChunk
 from router.stream_logprobs import StreamLogprobs
 from tests.fakes.openai_upstream import Step, chunk, completion, message_of
+from tests.router.one_tool import CFG, TOOLS
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 MSGS = [{"role": "user", "content": "hi"}]
-CFG = """
-providers:
-  lab: {{type: openai, base_url: '{url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-"""
 TOKENS = ["Hello", " there", "."]
 CALL = ["<tool_call>", '{"name": "get_weather", ', '"arguments": {"city": "Paris"}}', "</tool_call>"]
 

@@ -10,16 +10,9 @@ from typing import Any
 import pytest
 
 from tests.fakes.openai_upstream import Step, chunk, completion
+from tests.router.one_tool import CFG, TOOLS
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 MSGS = [{"role": "user", "content": "hi"}]
-CFG = """
-providers:
-  lab: {{type: openai, base_url: '{url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-"""
 CALL = 'Checking. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
 
 
