@@ -71,11 +71,29 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
     finally:
         holders.count -= 1
         in_flight.leave(task)
-        if ex.requested:  # a key pasted as the model name stays out of the log and the console, and so does a
-            if rt.keys:  # name of any length (both are cut to 200 characters; a key is found before the cut)
-                ex.requested = scrub_text(ex.requested, [k.key for k in rt.keys])
-            ex.requested = ex.requested[:200]
+        if ex.requested or ex.upstream_model:
+            shown_names(ex, rt.keys)
         ex.finish(state.metrics, rt.config.server.access_log)
+
+
+SHOWN_NAME_CHARS = 200
+
+
+def shown_names(ex: Exchange, keys: tuple[ClientKey, ...]) -> None:
+    """The record's model names as they may be logged and shown: a key pasted as the model name stays out of the
+    log and the console, and so does a name of any length (cut to `SHOWN_NAME_CHARS`; a key is found before the
+    cut). The upstream model is the client's text too where a wildcard entry sent it on."""
+    requested, upstream = ex.requested, ex.upstream_model
+    if requested:
+        ex.requested = _shown(requested, keys)
+    if upstream:
+        ex.upstream_model = ex.requested if upstream == requested else _shown(upstream, keys)
+
+
+def _shown(name: str, keys: tuple[ClientKey, ...]) -> str:
+    if keys:
+        name = scrub_text(name, [k.key for k in keys])
+    return name[:SHOWN_NAME_CHARS]
 
 
 def error_page(request: web.Request, exc: Exception, dialect: str | None = None) -> web.Response:

@@ -423,6 +423,25 @@ async def test_a_model_name_of_any_length_is_recorded_cut_short(fakes, router, c
     assert OTHER_KEY[:8] not in captured_logs.text() and OTHER_KEY[:8].encode() not in recent.body
 
 
+async def test_a_wildcard_model_named_by_the_client_is_recorded_cut_short_and_redacted(fakes, router, captured_logs):
+    """A wildcard entry sends the client's own text upstream as the model; the record's `upstream_model` holds it
+    too, so it is shown as `model` is: a key in it redacted, a long one cut (it was written whole into every log
+    line and kept 500 times over by the console's recent requests)."""
+    up = await fakes()
+    r = await router(keyed_config(up.url).replace("models:", "models:\n  - {name: 'lab/*', provider: lab}"))
+    async with aiohttp.ClientSession() as s:
+        for model in (f"lab/{OTHER_KEY}", "lab/" + "x" * 300_000):
+            ans = await request(s, "POST", r.url + "/v1/chat/completions",
+                                headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                                json_body={"model": model, "messages": [{"role": "user", "content": "x"}]})
+            assert ans.status == 200
+        recent = await request(s, "GET", r.url + "/ui/api/requests", headers={"Authorization": f"Bearer {CLIENT_KEY}"})
+    assert [rec.body["model"] for rec in up.requests] == [OTHER_KEY, "x" * 300_000]  # (sent as asked)
+    assert OTHER_KEY not in captured_logs.text(), _around(captured_logs.text(), OTHER_KEY)
+    assert recent.status == 200 and OTHER_KEY.encode() not in recent.body and len(recent.body) < 20_000
+    assert len(captured_logs.text()) < 50_000
+
+
 async def test_without_keys_web_pages_are_refused_and_programs_served(fakes, router):
     """With no client key to check (the shipped loopback default), a request a web page sent is refused before
     anything runs: another site's form or image (Sec-Fetch-Site, Origin) would spend the providers' keys or stop
