@@ -13,6 +13,19 @@ from .metrics import Metrics
 access_log = logging.getLogger("agentgate.access")
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts, None where none was reported."""
+
+    prompt: int | None
+    completion: int | None
+    cached: int | None
+
+
+def _plus(before: int | None, more: int) -> int:
+    return more if before is None else before + more
+
+
 @dataclass(slots=True)
 class Exchange:
     request_id: str
@@ -39,19 +52,28 @@ class Exchange:
     error: str | None = None
     ended_with: int = 0  # a stream that ended with an error event: that error's status (its HTTP status was 200)
     tool_output: Any = None  # capture.ToolOutput, left by the pipeline when it repaired a reply
+    spent: Usage | None = None  # the usage of the answers before this one (a re-ask follows them), added in
 
     def usage_from(self, usage: object) -> None:
+        """The usage of the answer being read (a stream may report it more than once, each time whole)."""
         if not isinstance(usage, dict):
             return
         pt, ct = usage.get("prompt_tokens", usage.get("input_tokens")), usage.get("completion_tokens",
                                                                                    usage.get("output_tokens"))
-        if isinstance(pt, int):
-            self.prompt_tokens = pt
-        if isinstance(ct, int):
-            self.completion_tokens = ct
         details = usage.get("prompt_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-            self.cached_tokens = details["cached_tokens"]
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        spent = self.spent
+        if isinstance(pt, int):
+            self.prompt_tokens = pt if spent is None else _plus(spent.prompt, pt)
+        if isinstance(ct, int):
+            self.completion_tokens = ct if spent is None else _plus(spent.completion, ct)
+        if isinstance(cached, int):
+            self.cached_tokens = cached if spent is None else _plus(spent.cached, cached)
+
+    def next_answer(self) -> None:
+        """The upstream is asked again for this request (a re-ask): what the answers so far spent stays counted,
+        and the next answer's usage adds to it."""
+        self.spent = Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
     @property
     def final_status(self) -> int:

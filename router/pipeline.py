@@ -203,6 +203,7 @@ async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, rep
                 doc["choices"] = scrub_value(doc["choices"], secrets)
             return ChatReply(doc=doc, raw=raw_out, headers=reply_headers)
         body = _feedback(body, *outcome)
+        ex.next_answer()
     raise AssertionError("unreachable")
 
 
@@ -684,6 +685,7 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
                 async for batch in batches:
                     if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
                         body = _feedback(body, *batch)
+                        ex.next_answer()
                         break
                     yield batch
                 else:

@@ -186,6 +186,47 @@ async def test_repair_outcomes_are_counted(fakes, router) -> None:
     assert sample(text, "agentgate_tool_call_failures_total", model="demo", reason="unknown_name") == 1
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_tokens_of_a_reask_are_counted_too(fakes, router, stream) -> None:
+    """`on_failure: retry` asks the upstream again: both answers' tokens were spent (and billed), and the record
+    kept only the last one's (the access log, agentgate_tokens_total and the key's tokens all lost the first)."""
+    from tests.fakes.openai_upstream import chunk, stream_of
+
+    up = await fakes("up")
+    r = await router(f"""
+server: {{api_keys: [{{key: {CLIENT_KEY}, name: alice}}]}}
+providers:
+  up: {{type: openai, base_url: "{up.url}", retries: 0}}
+models:
+  - {{name: demo, provider: up, repair: {{on_failure: retry, retries: 1}}}}
+""")
+    bad = '<tool_call>{"name": "get_weather", "arguments": {"town": 1}}</tool_call>'
+    good = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    first = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120,
+             "prompt_tokens_details": {"cached_tokens": 64}}
+    second = {"prompt_tokens": 150, "completion_tokens": 30, "total_tokens": 180}
+    if stream:
+        up.push(*(Step(sse=[*stream_of([text], "demo"), {**chunk("demo", {}), "choices": [], "usage": usage}])
+                  for text, usage in ((bad, first), (good, second))))
+    else:
+        up.push(Step(json=completion(bad, "demo", usage=first)), Step(json=completion(good, "demo", usage=second)))
+    recorded: list[dict[str, object]] = []
+    r.state.metrics.request_observers.append(lambda ex, fields: recorded.append(fields))
+    reply = await r.client(CLIENT_KEY).chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL], stream=stream)
+    if stream:
+        async for _ in reply:
+            pass
+    assert len(up.requests) == 2
+    [fields] = recorded
+    assert (fields["prompt_tokens"], fields["completion_tokens"], fields["cached_tokens"]) == (250, 50, 64)
+    text = r.state.metrics.render().decode()
+    assert sample(text, "agentgate_tokens_total", model="demo", type="prompt") == 250
+    assert sample(text, "agentgate_tokens_total", model="demo", type="completion") == 50
+    assert sample(text, "agentgate_tokens_total", model="demo", type="cached") == 64
+    assert sample(text, "agentgate_key_tokens_total", key="alice", type="prompt") == 250
+
+
 REPAIRABLE = "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris'}}</tool_call>"
 WEATHER_TOOL = {
     "type": "function",
