@@ -189,7 +189,7 @@ def _providers(st: AppState, recent: list[dict[str, Any]]) -> list[dict[str, Any
         if up.kind == "engine":
             continue
         mine = [r for r in recent if r.get("provider") == name]
-        errors = sum(1 for r in mine if int(r.get("status", 0)) >= 500)
+        errors = sum(1 for r in mine if int(r.get("ended_with") or r.get("status", 0)) >= 500)
         rows.append({"name": name, "type": up.kind, "base_url": up.config.shown_url, "breaker": up.breaker.state,
                      "in_flight": up.outstanding, "queued": up.limiter.queued,
                      "max_concurrency": up.config.policy.max_concurrency, "disabled": up.disabled_reason,

@@ -25,13 +25,14 @@ class RecentRequests:
     restarted router numbers from 1 again."""
 
     def __init__(self, size: int = MAX_REQUESTS) -> None:
-        self._items: deque[tuple[int, float, dict[str, object]]] = deque(maxlen=size)
+        self._items: deque[_Request] = deque(maxlen=size)
         self._seq = 0
         self.epoch = secrets.token_hex(8)
 
     def observe(self, ex: Any, fields: dict[str, object]) -> None:
+        """`ex`: the request's record (its `ended_with`: the error status a stream ended with after its 200)."""
         self._seq += 1
-        self._items.append((self._seq, time.time(), fields))
+        self._items.append((self._seq, time.time(), fields, ex.ended_with if ex is not None else 0))
 
     def after(self, seq: int, limit: int = SHOWN_REQUESTS) -> list[dict[str, Any]]:
         return [_request(item) for item in [i for i in self._items if i[0] > seq][-limit:]]
@@ -44,9 +45,17 @@ class RecentRequests:
         return self._seq
 
 
-def _request(item: tuple[int, float, dict[str, object]]) -> dict[str, Any]:
-    seq, ts, fields = item
-    return {"seq": seq, "ts": round(ts, 3), **fields}
+_Request = tuple[int, float, dict[str, object], int]
+
+
+def _request(item: _Request) -> dict[str, Any]:
+    """A recent request as the console reads it: its access-log fields, and `ended_with` for a stream that ended
+    with an error event after its 200 (the status /metrics counts it with)."""
+    seq, ts, fields, ended_with = item
+    out = {"seq": seq, "ts": round(ts, 3), **fields}
+    if ended_with:
+        out["ended_with"] = ended_with
+    return out
 
 
 _Line = tuple[int, float, str, str, str, "dict[str, object] | None"]

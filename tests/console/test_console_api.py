@@ -122,6 +122,30 @@ models:
     assert PROVIDER_KEY not in json.dumps(doc)
 
 
+async def test_a_stream_that_failed_after_its_200_counts_in_its_providers_error_rate(fakes, router) -> None:
+    """A stream the upstream cut goes out as a 200 ending in an error event; the provider's error rate counted only
+    statuses of 500 and up, so a provider whose every stream broke showed 0 % (as /metrics counts it: a 502)."""
+    import openai
+
+    from tests.fakes.openai_upstream import stream_of
+
+    up = await fakes("cloud")
+    r = await router(config(up.url, capture="false"))
+    up.push(Step(sse=stream_of(["hello there, ", "this is ", "a long answer"], "m"), reset_after=2),
+            Step(json=completion("fine", "m")))
+    with pytest.raises(openai.APIError):
+        async for _ in await r.client().chat.completions.create(model="m", messages=ASK, stream=True):
+            pass
+    await r.client().chat.completions.create(model="m", messages=ASK)
+    status, doc = await call("GET", r.url + "/ui/api/state")
+    [cloud] = [p for p in doc["providers"] if p["name"] == "cloud"]
+    assert status == 200 and (cloud["recent_requests"], cloud["recent_errors"], cloud["error_rate"]) == (2, 1, 0.5)
+    status, doc = await call("GET", r.url + "/ui/api/requests")
+    cut, fine = doc["requests"]
+    assert status == 200 and (cut["status"], cut["ended_with"], cut["error"]) == (200, 502, "upstream_reset_mid_stream")
+    assert fine["status"] == 200 and "ended_with" not in fine
+
+
 async def test_console_needs_an_unrestricted_key(fakes, router) -> None:
     up = await fakes("cloud")
     r = await router(config(up.url, extra=f"  api_keys: [{{key: {KEY}, name: admin}}, "

@@ -189,14 +189,15 @@ async function refreshRequests() {
   if (doc.restarted) tbody.prepend(el("tr", { class: "restart" }, el("td", { colspan: "9", class: "muted small" },
                                                                       "router restarted")));
   for (const r of doc.requests) {
-    const status = r.status >= 500 ? "bad" : r.status >= 400 ? "warn" : "ok";
+    const ended = r.ended_with || r.status;  // a stream that failed after its 200: the error's status
+    const status = ended >= 500 ? "bad" : ended >= 400 ? "warn" : "ok";
     const tokens = r.prompt_tokens === undefined && r.completion_tokens === undefined ? "–" :
       dash(r.prompt_tokens) + " → " + dash(r.completion_tokens) + (r.cached_tokens ? " (" + r.cached_tokens + " cached)" : "");
     const repairs = (r.repairs || []).concat((r.tool_call_failures || []).map((f) => "failed: " + f));
     const row = el("tr", { "data-request": r.request_id, class: repairs.length ? "clickable" : "",
                            onclick: repairs.length ? () => openCaptureForRequest(r.request_id) : null },
       el("td", {}, clock(r.ts)), el("td", {}, iso(dash(r.model))), el("td", {}, iso(dash(r.provider))),
-      el("td", {}, badge(r.status, status), r.error ? el("div", { class: "muted small" }, iso(r.error)) : null),
+      el("td", {}, badge(r.ended_with ? r.status + " → " + r.ended_with : r.status, status), r.error ? el("div", { class: "muted small" }, iso(r.error)) : null),
       el("td", { class: "num" }, ms(r.latency_ms)), el("td", { class: "num" }, ms(r.ttft_ms)),
       el("td", { class: "num" }, tokens), el("td", {}, dash(r.tool_calls)), el("td", {}, repairs.join(", ") || "–"));
     tbody.prepend(row);
