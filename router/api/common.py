@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from .. import auth, jsoncodec
+from ..backpressure import WriteWatch
 from ..config.model import ClientKey
 from ..context import RequestContext, upstream_headers
 from ..drain import IN_FLIGHT, uncancel
@@ -19,6 +20,7 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..redact import scrub_text
+from ..relay import ClientGone
 from ..state import STATE
 from ..upstream.base import with_timeout
 
@@ -57,8 +59,8 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
             ex.status, ex.error = stopping.status, stopping.code
             resp = stopping.response(dialect)
             resp.headers["x-request-id"] = ex.request_id
-        if not resp.prepared:
-            await _send(request, resp)
+        if not resp.prepared and not await _send(request, resp):
+            ex.error = "client_disconnected"
         return resp
     except asyncio.CancelledError:
         ex.error = "server_shutting_down" if in_flight.stopped() else "client_disconnected"
@@ -124,15 +126,17 @@ def error_page(request: web.Request, exc: Exception, dialect: str | None = None)
     return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response(dialect)
 
 
-async def _send(request: web.Request, resp: web.StreamResponse) -> None:
+async def _send(request: web.Request, resp: web.StreamResponse) -> bool:
     """A whole response written here rather than by aiohttp after the handler returns, so that the record's
-    metrics and log line are made once the client has its answer, not while it waits. A client gone meanwhile is
-    left to aiohttp, as when it writes the response itself (it tries once more, fails, and closes)."""
+    metrics and log line are made once the client has its answer, not while it waits; False when the client was
+    gone. A client that stops reading is let go as a stream's is (`WriteWatch`); one gone meanwhile is left to
+    aiohttp, as when it writes the response itself (it tries once more, fails, and closes)."""
     try:
         await resp.prepare(request)
-        await resp.write_eof()
-    except ConnectionError:
-        pass
+        await WriteWatch.of(request).write(resp.write_eof())
+    except (ConnectionError, ClientGone):
+        return False
+    return True
 
 
 async def read_noted(request: web.Request, rt: LiveConfig, ex: Exchange) -> dict[str, Any]:

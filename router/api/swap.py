@@ -27,10 +27,12 @@ from yarl import URL
 from engines.supervisor.types import EngineStatus, EngineSupervisor
 
 from .. import auth
+from ..backpressure import WriteWatch
 from ..config.model import ModelConfig
 from ..drain import IN_FLIGHT
 from ..errors import ApiError
 from ..live_config import LiveConfig
+from ..relay import ClientGone
 from ..state import STATE, AppState
 
 log = logging.getLogger("agentgate.engine")
@@ -222,15 +224,17 @@ async def _relay(request: web.Request, resp: aiohttp.ClientResponse) -> web.Stre
     out = web.StreamResponse(status=resp.status, reason=resp.reason)
     out.headers.extend(_end_to_end(resp.headers))
     await out.prepare(request)
+    watch = WriteWatch.of(request)  # a client that stops reading lets the engine go (see `router.backpressure`)
     try:
         async for chunk in resp.content.iter_any():
-            await out.write(chunk)
+            await watch.write(out.write(chunk))
+        await watch.write(out.write_eof())
+    except ClientGone:
+        log.info("a client stopped reading an engine's answer under /upstream: its connection was closed")
     except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:  # the engine's side, or the client gone
         log.warning("an engine's answer under /upstream was cut short (%s)", type(exc).__name__)
         if request.transport is not None:
             request.transport.close()  # aiohttp's write of the body's end then fails, and it drops the connection
-        return out
-    await out.write_eof()
     return out
 
 

@@ -103,6 +103,37 @@ async def test_upstream_forwards_the_path_as_sent_and_cuts_a_failed_answer(route
     assert status == 200 and doc["model"] == "stats-engine"
 
 
+async def test_a_client_that_stops_reading_an_upstream_answer_lets_the_engine_go(router) -> None:
+    """An engine's answer too large for the sockets' buffers, to a client that keeps its connection open but reads
+    no more: the relay's write waited for it without end, holding the engine's lease (it could not be unloaded or
+    evicted) and the request in flight. It now ends as a stream's does, once no byte left for
+    `server.idle_timeout`."""
+    import socket
+
+    from router.drain import IN_FLIGHT
+
+    r = await router("server: {idle_timeout: 1}\n" + config())
+    status, _ = await call("GET", r.url + "/upstream/local/stats")  # the engine is up
+    assert status == 200
+    engine = lambda: r.state.supervisor.states()["local"]  # noqa: E731
+    loop = asyncio.get_running_loop()
+    host, port = r.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (host, int(port)))
+        await loop.sock_sendall(sock, b"GET /upstream/local/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 10)  # the answer began; then no more reads
+        assert head.startswith(b"HTTP/1.1 200"), head
+        await wait_until(lambda: engine().in_flight == 1)
+        await wait_until(lambda: engine().in_flight == 0 and not r.app[IN_FLIGHT]._tasks, timeout=8)
+    finally:
+        sock.close()
+    status, doc = await call("GET", r.url + "/upstream/local/stats")  # the router and the engine go on
+    assert status == 200 and doc["model"] == "stats-engine"
+
+
 async def test_a_compressed_request_body_reaches_the_engine_as_its_coding_says(router) -> None:
     """aiohttp's server decodes a gzip (deflate, br, zstd) body: the router sent the plain bytes on with the client's
     `Content-Encoding: gzip`, and the engine, told to gunzip plain JSON, answered 500. A coding aiohttp leaves

@@ -73,6 +73,11 @@ async def cut(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def big(request: web.Request) -> web.Response:
+    """A 24 MB answer (past what the sockets' buffers hold between the router and a client that stops reading)."""
+    return web.Response(body=b"x" * (24 << 20), content_type="text/plain")
+
+
 def main() -> None:
     app = web.Application()
     app.router.add_get("/health", health)
@@ -81,6 +86,7 @@ def main() -> None:
     app.router.add_route("*", "/echo/{tail:.*}", echo)
     app.router.add_get("/cut", cut)
     app.router.add_get("/hop", hop)
+    app.router.add_get("/big", big)
     web.run_app(app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None)
 
 

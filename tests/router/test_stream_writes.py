@@ -187,3 +187,81 @@ models:
         assert ended.count("client_disconnected") == 1  # the stalled stream's record; the other one's, no error
     finally:
         sock.close()
+
+
+async def test_a_client_that_stops_reading_a_whole_answer_is_let_go(fakes, router) -> None:
+    """A non-streamed answer too large for the socket's buffers, to a client that keeps its connection open but
+    reads no more: the write waited for it without end, holding the request in flight (a shutdown's drain, a
+    reload's retired providers) and the answer's bytes. It now ends as a stream's does, once no byte left for
+    `server.idle_timeout`, recorded as a client gone."""
+    import json
+    import socket
+
+    from router.drain import IN_FLIGHT
+    from tests.fakes.openai_upstream import Step, completion
+    from tests.waiting import wait_until
+
+    up = await fakes()
+    r = await router(f"""
+server: {{idle_timeout: 1}}
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    ended: list[str | None] = []
+    r.state.metrics.request_observers.append(lambda ex, fields: ended.append(ex.error))
+    up.push(Step(json=completion("x" * (24 << 20), "m")))  # 24 MB, past what the kernel buffers hold
+    in_flight = r.app[IN_FLIGHT]
+    loop = asyncio.get_running_loop()
+    host, port = r.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (host, int(port)))
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
+        await loop.sock_sendall(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                                % (len(body), body))
+        head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 10)  # the answer began; then no more reads
+        assert head.startswith(b"HTTP/1.1 200"), head
+        await wait_until(lambda: not in_flight._tasks, timeout=8)
+        await wait_until(lambda: len(ended) == 1)
+        assert ended == ["client_disconnected"]
+    finally:
+        sock.close()
+
+
+async def test_a_slow_reader_of_a_whole_answer_gets_all_of_it(fakes, router) -> None:
+    """The bound is on a write that makes no progress, not on its length: a client that reads a large answer
+    more slowly than `server.idle_timeout` allows for the whole of it gets every byte."""
+    import json
+
+    from tests.fakes.openai_upstream import Step, completion
+
+    up = await fakes()
+    r = await router(f"""
+server: {{idle_timeout: 1}}
+providers:
+  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
+models:
+  - {{name: m, provider: lab}}
+""")
+    text = "x" * (12 << 20)
+    up.push(Step(json=completion(text, "m")))
+    host, port = r.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 16)
+    try:
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        got = 0
+        began = asyncio.get_running_loop().time()
+        while chunk := await asyncio.wait_for(reader.read(1 << 20), 10):
+            got += len(chunk)
+            await asyncio.sleep(0.1)  # ~10 MB/s: the whole answer takes longer than the bound
+        assert asyncio.get_running_loop().time() - began > 1
+        assert got > len(text)
+    finally:
+        writer.close()
