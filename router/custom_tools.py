@@ -179,10 +179,14 @@ class _Held:
             return True, {"index": self.head["index"], "custom": {"input": text}} if text else None
         if text is not None:
             return True, {**self.head, "custom": {"name": self.head["custom"]["name"], "input": text}}
+        return True, self.as_function()
+
+    def as_function(self) -> dict[str, Any]:
+        """The call as the function call it came as (its arguments as far as they came)."""
         head = {k: v for k, v in self.head.items() if k != "custom"}
         head["type"] = "function"
-        head["function"] = {"name": self.head["custom"]["name"], "arguments": args}
-        return True, head
+        head["function"] = {"name": self.head["custom"]["name"], "arguments": "".join(self.pieces)}
+        return head
 
 
 class StreamCalls:
@@ -322,12 +326,100 @@ class StreamCalls:
                 held.sent = True
         return out
 
-    def flush(self) -> list[dict[str, Any]]:
-        """The held custom calls, at the stream's end (one whose arguments are not whole is not sent)."""
+    def flush(self, unfinished: bool = False) -> list[dict[str, Any]]:
+        """The held custom calls, at the stream's end. One whose arguments are not whole is not sent, unless
+        `unfinished` (a stream passed on unrepaired): then it goes as the function call it came as, if its header
+        did not go out yet."""
         out = []
         for held in self._held.values():
-            made = held.settled()[1]
+            done, made = held.settled()
+            if not done and unfinished and not held.sent:
+                made = held.as_function()
             if made is not None:
                 out.append({"tool_calls": [made]})
         self._held.clear()
         return out
+
+
+def whole_as_custom(doc: dict[str, Any], names: frozenset[str]) -> bool:
+    """A whole chat answer's function calls to the custom tools `names` (one string `input` each) as the custom
+    calls they stand for, changed in place; whether any was."""
+    changed = False
+    choices = doc.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        calls = message.get("tool_calls") if isinstance(message, dict) else None
+        if not isinstance(message, dict) or not isinstance(calls, list):
+            continue
+        mapped = [call_as_custom(c, names) if isinstance(c, dict) else c for c in calls]
+        if any(a is not b for a, b in zip(mapped, calls, strict=True)):
+            message["tool_calls"] = mapped
+            changed = True
+    return changed
+
+
+_CHOICE_KEYS = frozenset({"index", "delta", "finish_reason", "logprobs"})
+
+
+class ChunkCalls:
+    """An unrepaired chat stream's chunk documents with their function calls to the custom tools `names` (one
+    string `input` each, as a local engine makes them) as custom calls, each choice's through a `StreamCalls`: a
+    call is held until its arguments are whole, and what a choice holds goes out before its finishing chunk (a
+    call whose arguments never became whole as the function call it came as)."""
+
+    __slots__ = ("_choices", "_envelope", "names")
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+        self._choices: dict[int, StreamCalls] = {}
+        self._envelope: dict[str, Any] = {}  # the last document's members but its choices and usage
+
+    def docs(self, docs: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for doc in docs:
+            out += self._doc(doc)
+        return out
+
+    def rest(self) -> list[dict[str, Any]]:
+        """What the choices still hold, as chunk documents (a stream that ended without a finish_reason)."""
+        out = [{**self._envelope, "choices": [{"index": i, "delta": d, "finish_reason": None}]}
+               for i, calls in self._choices.items() for d in calls.flush(unfinished=True)]
+        self._choices.clear()
+        return out
+
+    def _doc(self, doc: Any) -> list[Any]:
+        choices = doc.get("choices") if isinstance(doc, dict) else None
+        if not isinstance(choices, list):
+            return [doc]
+        before: list[dict[str, Any]] = []
+        after: list[dict[str, Any]] = []
+        for choice in choices:
+            if isinstance(choice, dict):
+                self._choice(choice, before, after)
+        envelope = self._envelope = {k: v for k, v in doc.items() if k not in ("choices", "usage")}
+        held = len(choices) == 1 and isinstance(choices[0], dict) and choices[0].keys() <= _CHOICE_KEYS \
+            and choices[0].get("delta") == {} and not choices[0].get("finish_reason") \
+            and choices[0].get("logprobs") is None and doc.keys() <= {*envelope, "choices"}
+        return [*[{**envelope, "choices": [c]} for c in before], *([] if held else [doc]),
+                *[{**envelope, "choices": [c]} for c in after]]
+
+    def _choice(self, choice: dict[str, Any], before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+        """The choice's calls to a custom tool taken out of its delta: what goes out of them (as choices of their
+        own) added to `before` the document (it finishes the choice) or `after` it."""
+        delta = choice.get("delta")
+        index = choice.get("index", 0)
+        if not isinstance(delta, dict) or type(index) is not int:
+            return
+        made: list[dict[str, Any]] = []
+        calls = self._choices.get(index)
+        if isinstance(delta.get("tool_calls"), list):
+            calls = self._choices.setdefault(index, StreamCalls(self.names))
+            made = calls.downstream({"tool_calls": delta["tool_calls"]})
+            choice["delta"] = {k: v for k, v in delta.items() if k != "tool_calls"}
+        finishing = bool(choice.get("finish_reason"))
+        if finishing and calls is not None:
+            made += calls.flush(unfinished=True)
+            del self._choices[index]
+        if made and not finishing and not choice["delta"]:
+            choice["delta"], made = made[0], made[1:]
+        (before if finishing else after).extend({"index": index, "delta": d, "finish_reason": None} for d in made)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from .. import jsoncodec, pipeline, relay
 from ..config.model import ClientKey
 from ..context import RequestContext
+from ..custom_tools import ChunkCalls, custom_names, whole_as_custom
 from ..dialects.openai_request import check_request
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
@@ -52,16 +54,23 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         else:
             opened, ask = await open_chat(ctx, ask, stream)
         withhold = ask is not None and ask.withhold
+        customs = engine_customs(opened, body) if ask is not None else frozenset()
         try:
             rename = opened.target.model != ctx.route.requested
             if stream and opened.reply.status == 200:
                 rewriter = RenameRewriter(opened.target.model or "", model) if rename else None
-                return await pipe_stream(request, ctx, opened, rewriter, withhold)
-            return respond_whole(ex, opened, model if rename else None)
+                return await pipe_stream(request, ctx, opened, rewriter, withhold, customs)
+            return respond_whole(ex, opened, model if rename else None, customs)
         finally:
             await opened.close()
 
     return await common.handle_exchange(request, endpoint, handle)
+
+
+def engine_customs(opened: Opened, body: dict[str, Any]) -> frozenset[str]:
+    """The custom tools a chat request declares when a local engine answers it: it got them as functions of one
+    string `input` (`upstream.engine`), and its calls to them go back to the client as custom calls."""
+    return custom_names(body.get("tools")) if opened.upstream.kind == "engine" else frozenset()
 
 
 def asks_usage(body: dict[str, Any]) -> bool:
@@ -211,8 +220,10 @@ async def chat_repaired(request: web.Request, ctx: RequestContext, ask: ChatAsk,
     return await relay.write_stream(request, ex, reply.chunks, encoder, headers)
 
 
-def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Response:
-    """A non-stream answer (or an upstream error status), body forwarded byte for byte unless renamed."""
+def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None,
+                  customs: frozenset[str] = frozenset()) -> web.Response:
+    """A non-stream answer (or an upstream error status), body forwarded byte for byte unless renamed or it holds
+    calls to the custom tools `customs` in their function form (`engine_customs`)."""
     status = opened.reply.status
     body = opened.first
     if status in (401, 403):  # our upstream credentials were refused: not the client's doing, never echo it
@@ -227,8 +238,10 @@ def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None) -> web.Re
                            "upstream_invalid_response") from None
         if isinstance(doc, dict):
             ex.usage_from(doc.get("usage"))
-            if rename_to is not None and "model" in doc:
+            renamed = rename_to is not None and "model" in doc
+            if renamed:
                 doc["model"] = rename_to
+            if (customs and whole_as_custom(doc, customs)) or renamed:
                 try:
                     body = json.dumps(doc, ensure_ascii=False).encode()
                 except RecursionError:  # the upstream's answer, not the client's request, nests too deep
@@ -263,19 +276,24 @@ async def _repaired_reply(ctx: RequestContext, ask: ChatAsk, stream: bool) -> tu
 
 
 async def pipe_stream(request: web.Request, ctx: RequestContext, opened: Opened,
-                      rewriter: RenameRewriter | None, withhold_usage: bool = False) -> web.StreamResponse:
+                      rewriter: RenameRewriter | None, withhold_usage: bool = False,
+                      customs: frozenset[str] = frozenset()) -> web.StreamResponse:
     """Forward events as they arrive (a partial event waits for its end), through the one upstream reader: after
     the first byte no retry is possible, and a failure or a stream cut short ends with a terminal error event.
-    `withhold_usage`: the usage-only chunk is counted but not sent (the router asked for it, the client not)."""
+    `withhold_usage`: the usage-only chunk is counted but not sent (the router asked for it, the client not);
+    `customs`: calls to these custom tools come in their function form and go out as custom calls."""
     ex = ctx.exchange
     reader = relay.UpstreamReader(opened, ex, ctx.metrics, ctx.limits.max_upstream_event_bytes)
     reader.withhold_usage = withhold_usage
     headers = {"x-request-id": ex.request_id, "x-agentgate-provider": opened.upstream.name}
     gate = relay.gate_for(reader.redactor.secrets)
-    if gate is not None:  # a provider with a credential: its events are read, the secret looked for in their text
-        items = relay.gated(_docs(reader, ctx.route.requested if rewriter is not None else None), gate)
+    if gate is not None or customs:  # a provider with a credential: its events are read, the secret looked for in
+        # their text; calls to custom tools: read, and sent on as custom calls
+        docs = _docs(reader, ctx.route.requested if rewriter is not None else None)
+        items = _customs_mapped(docs, ChunkCalls(customs)) if customs else docs
         chunks = relay.OpenAIChunksNoUsage() if withhold_usage else relay.OpenAIChunks()
-        return await relay.write_stream(request, ex, items, chunks, headers)
+        return await relay.write_stream(request, ex, items if gate is None else relay.gated(items, gate), chunks,
+                                        headers)
     encoder = relay.PassThrough(reader, rewriter.event if rewriter is not None else None)
     return await relay.write_stream(request, ex, reader.raw(), encoder, headers)
 
@@ -288,3 +306,16 @@ async def _docs(reader: relay.UpstreamReader, model: str | None) -> AsyncGenerat
                 if "model" in doc:
                     doc["model"] = model
         yield docs
+
+
+async def _customs_mapped(docs: AsyncGenerator[list[Any], None],
+                          calls: ChunkCalls) -> AsyncGenerator[list[Any], None]:
+    """The chunk documents with their calls to custom tools as custom calls (see `ChunkCalls`)."""
+    async with aclosing(docs):
+        async for batch in docs:
+            out = calls.docs(batch)
+            if out:
+                yield out
+    rest = calls.rest()
+    if rest:
+        yield rest

@@ -430,6 +430,52 @@ async def test_a_local_engine_takes_custom_tools_and_its_call_comes_back_custom(
         assert {k: got[0][k] for k in ("type", "custom")} == {k: CALL[k] for k in ("type", "custom")}, choice
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_local_engine_call_to_a_custom_tool_comes_back_custom_with_repair_off(router, custom_call_model,
+                                                                                     tmp_path, stream):
+    """With repair off the engine's call to a custom tool (the function of one string `input` it was given) went to
+    the client as that function call, `{"input": ...}`, which the client never declared: a client of custom tools
+    (Codex's apply_patch) had no call to run. It now comes back as the custom call, as with repair on."""
+    r = await _engine_router(router, custom_call_model, tmp_path)
+    got, content, finish = await _answer(r.client(), stream, model="tiny", tools=[CHAT_WEATHER, GRAMMAR_RUN],
+                                         messages=[{"role": "user", "content": "list files"}],
+                                         extra_headers={"x-agentgate-repair": "off"})
+    assert (content, finish) == ("", "tool_calls")
+    assert len(got) == 1 and got[0]["id"].startswith("call_"), got
+    assert {k: got[0][k] for k in ("type", "custom")} == {k: CALL[k] for k in ("type", "custom")}
+    assert "function" not in got[0] or got[0]["function"] == {"name": "", "arguments": ""}
+
+
+def test_an_unrepaired_streams_calls_to_custom_tools_go_out_custom_before_its_finish() -> None:
+    """`ChunkCalls` (the chat pass-through's, for a local engine's stream): a call to a custom tool is held until
+    its arguments are whole and goes out as the custom call before the finishing chunk; a function call and the
+    text go on as they came; a call cut before its arguments are whole goes as the function call it came as."""
+    from router.custom_tools import ChunkCalls
+
+    def calls_of(docs: list[Any]) -> list[dict[str, Any]]:
+        return [c for d in docs for ch in d["choices"] for c in ch["delta"].get("tool_calls", [])]
+
+    head = {"index": 1, "id": "call_r", "type": "function", "function": {"name": "run", "arguments": ""}}
+    stream = [chunk("m", {"role": "assistant", "content": "ok"}),
+              chunk("m", {"tool_calls": [{"index": 0, **WEATHER_CALL}]}),
+              chunk("m", {"tool_calls": [head]}),
+              chunk("m", {"tool_calls": [{"index": 1, "function": {"arguments": '{"input": "ls -la \\"my'}}]}),
+              chunk("m", {"tool_calls": [{"index": 1, "function": {"arguments": ' dir\\"\\n"}'}}]}),
+              chunk("m", {}, "tool_calls")]
+    mapper = ChunkCalls(frozenset({"run"}))
+    out = mapper.docs(json.loads(json.dumps(stream)))
+    assert out[0]["choices"][0]["delta"] == {"role": "assistant", "content": "ok"}
+    assert calls_of(out) == [{"index": 0, **WEATHER_CALL},
+                             {"index": 1, "id": "call_r", "type": "custom", "custom": CALL["custom"]}]
+    assert out[-1]["choices"][0]["finish_reason"] == "tool_calls" and out[-1]["id"] == "chatcmpl-fake"
+    assert len(out) == 4 and mapper.rest() == []  # the held pieces' chunks are not sent empty
+
+    cut = ChunkCalls(frozenset({"run"}))
+    out = cut.docs(json.loads(json.dumps([stream[2], stream[3], chunk("m", {}, "length")])))
+    assert calls_of(out) == [{**head, "function": {"name": "run", "arguments": '{"input": "ls -la \\"my'}}]
+    assert out[-1]["choices"][0]["finish_reason"] == "length"
+
+
 async def test_a_custom_call_in_the_history_reaches_a_local_engine_as_its_function_call(router, custom_call_model,
                                                                                        tmp_path):
     """A custom call and its tool result in the history are rendered as the function call with `{"input": ...}` the
