@@ -197,7 +197,7 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
     limit = rt.config.server.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    raw = await _read_body(request, limit, rt.config.server.idle_timeout)
+    raw = await read_body(request, limit, rt.config.server.idle_timeout)
     if not raw:
         raise ApiError(400, "The request body is empty; expected a JSON object.", "invalid_json")
     if len(raw) > CONTAINERS_CHECKED_OVER:  # parsed, each `{}` costs ~30x its bytes: bounded before it is
@@ -225,7 +225,7 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
     return raw, body
 
 
-async def _read_body(request: web.Request, limit: int, idle: float) -> bytes:
+async def read_body(request: web.Request, limit: int, idle: float) -> bytes:
     """The whole body, at most `limit` bytes; a client that sends nothing for `idle` seconds gets 408 (a stalled
     or half-open connection never holds a handler forever). What has already arrived is taken without a wait."""
     parts: list[bytes] = []

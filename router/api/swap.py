@@ -34,6 +34,7 @@ from ..errors import ApiError
 from ..live_config import LiveConfig
 from ..relay import ClientGone
 from ..state import STATE, AppState
+from .common import read_body
 
 log = logging.getLogger("agentgate.engine")
 
@@ -160,10 +161,7 @@ async def upstream(request: web.Request) -> web.StreamResponse:
         limit = rt.config.server.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise ApiError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise ApiError(413, f"The request body exceeds the limit of {limit} bytes.", "request_too_large") from None
+        body = await read_body(request, limit, rt.config.server.idle_timeout)  # a stalled body: 408
     except ApiError as err:
         return err.response()
     headers = _end_to_end(request.headers, _decoded(request))

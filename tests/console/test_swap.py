@@ -134,6 +134,22 @@ async def test_a_client_that_stops_reading_an_upstream_answer_lets_the_engine_go
     assert status == 200 and doc["model"] == "stats-engine"
 
 
+async def test_a_stalled_request_body_under_upstream_gets_408(router) -> None:
+    """A client that sends part of its body and then nothing, keeping the connection open, held the handler
+    without end (every other route answers 408 after `server.idle_timeout`). It now gets that 408, and the engine
+    is never started for it."""
+    r = await router("server: {idle_timeout: 1}\n" + config())
+    host, port = r.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"POST /upstream/local/echo/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 8)
+        assert head.startswith(b"HTTP/1.1 408"), head
+    finally:
+        writer.close()
+    assert r.state.supervisor.states()["local"].state == "stopped"
+
+
 async def test_a_compressed_request_body_reaches_the_engine_as_its_coding_says(router) -> None:
     """aiohttp's server decodes a gzip (deflate, br, zstd) body: the router sent the plain bytes on with the client's
     `Content-Encoding: gzip`, and the engine, told to gunzip plain JSON, answered 500. A coding aiohttp leaves
