@@ -399,20 +399,61 @@ def whole_body(got: BodyCalls, text: str, limit: int) -> bool:
         c.failure is not None or has_note(c, "closing_tag") for c in calls)
 
 
+@dataclass(frozen=True)
+class EndLost:
+    """How a body whose values all closed but whose call lacks its end tag (Qwen3-Coder's `</function>`) reads:
+    `values` matches the end of a value (see `ends_with`), `note` is the closing_tag detail a call gets when only
+    its end tag is missing (see `close_past_values`)."""
+
+    values: re.Pattern[str]
+    note: str
+
+
 def close_past_values(text: str, ctx: Ctx, parse: Callable[[int], BodyCalls], got: BodyCalls,
-                      close: int, closer: str, ends: re.Pattern[str], bound: int) -> tuple[BodyCalls, int]:
+                      close: int, closer: str, ends: re.Pattern[str], bound: int,
+                      lost: EndLost | None = None) -> tuple[BodyCalls, int]:
     """An XML-style body read up to its block's first `closer` (at `close`) that came out cut (a value, or the call,
     without its closing tag): the block's own closer in a value (a file or code that writes such tags). The block
     closes at the first later `closer` before `bound` (the next block's opener or the text's end) that comes right
     after the body's closing markup (`ends`), or, with none, runs to `bound` when the body's closing markup comes
     right before it (its closer missing: -1), when the body read that far (`parse(limit)`) comes out whole;
-    otherwise at `close`, as read. The body and where the block closes; the body is read again at most once."""
+    otherwise, with `lost`, as `past_values_of_unended` finds; otherwise at `close`, as read. The body and where
+    the block closes; the body is read again at most twice."""
     if close == -1 or whole_body(got, text, close):
         return got, close
     later, _ = closer_after(text, ctx, closer, ends, close + len(closer), bound, or_bound=True)
+    if later != -1:
+        again = parse(later)
+        if whole_body(again, text, later):
+            return again, (later if later < bound else -1)
+    if lost is None or values_closed(got, text, close, lost.note):
+        return got, close
+    return past_values_of_unended(text, ctx, parse, got, close, closer, bound, lost)
+
+
+def past_values_of_unended(text: str, ctx: Ctx, parse: Callable[[int], BodyCalls], got: BodyCalls, close: int,
+                           closer: str, bound: int, lost: EndLost) -> tuple[BodyCalls, int]:
+    """A body cut inside a value by the block's `closer` (at `close`) whose call also lacks its end tag: the block
+    closes at the first later `closer` before `bound` that comes right after a value's end (`lost.values`) when the
+    body read that far has every value closed (only the call's end tag missing), or runs to `bound` when the text
+    before it ends so (the text's end: the call is `truncated`, more values may have followed, as without the tag
+    in the value); otherwise at `close`, as read."""
+    later, _ = closer_after(text, ctx, closer, lost.values, close + len(closer), bound, or_bound=True)
     if later == -1:
         return got, close
     again = parse(later)
-    if not whole_body(again, text, later):
+    if isinstance(again, Failed):
+        return (again, -1) if again.kind == "truncated" and later >= len(text) else (got, close)
+    if not values_closed(again, text, later, lost.note):
         return got, close
     return again, (later if later < bound else -1)
+
+
+def values_closed(got: BodyCalls, text: str, limit: int, note: str) -> bool:
+    """Whether calls read up to `limit` came out whole but for their end tag (a closing_tag note `note`)."""
+    if isinstance(got, Failed):
+        return False
+    calls, i = got
+    return skip_ws(text, i, limit) >= limit and not any(
+        c.failure is not None or any(r.kind == "closing_tag" and r.detail != note for r in c.repairs)
+        for c in calls)

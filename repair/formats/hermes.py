@@ -68,7 +68,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if text.startswith(qwen3_coder.FUNC, b):
         got, close = close_past_values(text, ctx, lambda lim: qwen3_coder.parse_functions(text, b, lim, ctx),
                                        qwen3_coder.parse_functions(text, b, limit, ctx), close, CLOSE,
-                                       qwen3_coder.ENDS, bound)
+                                       qwen3_coder.ENDS, bound, qwen3_coder.LOST)
         family = qwen3_coder.FAMILY
     elif text[b] in "{[":
         got = json_body(text, b, limit, bound, ctx)

@@ -10,6 +10,7 @@ import re
 
 from repair.formats.common import (
     Ctx,
+    EndLost,
     add_notes,
     close_past_values,
     ends_with,
@@ -31,6 +32,8 @@ PARAM = "<parameter="
 PARAM_END = "</parameter>"
 START_MARKERS = ("<tool_call>", FUNC)
 ENDS = ends_with(re.escape(FUNC_END))  # what a whole body ends with (see `common.close_past_values`)
+FUNC_MISSING = "</function> missing"
+LOST = EndLost(ends_with(re.escape(PARAM_END)), FUNC_MISSING)  # a body whose </function> is missing
 _HEAD = re.compile(r"<function=([^>\n<]{0,200})(>?)")
 _PHEAD = re.compile(r"<parameter=([^>\n<]{0,200})(>?)")
 
@@ -68,7 +71,7 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
             elif k >= n:
                 call.repairs.append(issue("truncated", "the text ends before </function>"))
             else:
-                call.repairs.append(issue("closing_tag", "</function> missing"))
+                call.repairs.append(issue("closing_tag", FUNC_MISSING))
             calls.append(call)
             i = k
             continue
@@ -103,7 +106,7 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
         if not closed and k >= n:
             return Failed("truncated", "the text ends before </function>; more parameters may follow", n)
         if not closed:
-            call.repairs.append(issue("closing_tag", "</function> missing"))
+            call.repairs.append(issue("closing_tag", FUNC_MISSING))
         call.arguments = args
         calls.append(call)
         i = k
@@ -122,7 +125,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     close = ctx.find("</tool_call>", p)
     if close != -1 and close < limit:
         got, close = close_past_values(text, ctx, lambda lim: parse_functions(text, p, lim, ctx),
-                                       parse_functions(text, p, close, ctx), close, "</tool_call>", ENDS, limit)
+                                       parse_functions(text, p, close, ctx), close, "</tool_call>", ENDS, limit, LOST)
     else:
         close = -1
         got = parse_functions(text, p, limit, ctx)

@@ -30,6 +30,7 @@ from repair.formats import glm45, hermes, llama3, pythonic, qwen3_coder, section
 from repair.formats.common import (
     Block,
     Ctx,
+    EndLost,
     add_notes,
     close_past_values,
     decode_calls,
@@ -143,6 +144,7 @@ class Wrapper:
     xml_args: bool = False  # open-ended argument lists: cut off by the end of the text is truncated
     lead: str | None = None  # a literal that must follow the opening marker (after whitespace)
     ends: re.Pattern[str] | None = None  # what a whole XML-style body ends with (see `common.close_past_values`)
+    lost: EndLost | None = None  # how a body reads whose call lacks its end tag (see `common.close_past_values`)
 
 
 WRAPPERS: tuple[Wrapper, ...] = (
@@ -157,7 +159,8 @@ WRAPPERS: tuple[Wrapper, ...] = (
     Wrapper("lmstudio", "[TOOL_REQUEST]", "[END_TOOL_REQUEST]", json_body),
     Wrapper("longcat", "<longcat_tool_call>", "</longcat_tool_call>", longcat_body, xml_args=True,
             ends=ends_with(re.escape(glm45.LONGCAT.value_end))),
-    Wrapper("seed_oss", "<seed:tool_call>", "</seed:tool_call>", qwen3_body, xml_args=True, ends=qwen3_coder.ENDS),
+    Wrapper("seed_oss", "<seed:tool_call>", "</seed:tool_call>", qwen3_body, xml_args=True, ends=qwen3_coder.ENDS,
+            lost=qwen3_coder.LOST),
     Wrapper("llama4_pythonic", "<|python_start|>", "<|python_end|>", llama4_body),
     Wrapper("hermes", "<tools>", "</tools>", json_body),
     Wrapper("olmo3", "<function_calls>", "</function_calls>", pythonic_body),
@@ -210,7 +213,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     got = w.body(text, b, limit, bound, ctx)
     if w.ends is not None and w.close is not None:
         got, close = close_past_values(text, ctx, lambda lim: w.body(text, b, lim, bound, ctx), got, close, w.close,
-                                       w.ends, bound)
+                                       w.ends, bound, w.lost)
     if isinstance(got, Failed) and got.kind != "truncated" and got.end <= b:
         return None  # the marker is followed by something else: not a call
     if isinstance(got, Failed):

@@ -207,3 +207,64 @@ def test_many_wrapper_closers_in_a_value_read_the_call_at_most_twice(family: str
     r = repair_message(shape.format(value), WRITE, id_factory=ids)
     assert calls_of(r) == [("write_file", {"path": "n.md", "content": value})]
     assert len(reads) == 2
+
+
+# The wrapper's closer in a value of a call that also lacks its </function>: the value went out cut at the tag and the
+# rest of it, with the call's markup, stayed in the content.
+UNENDED = {
+    "closer_next": (QWEN.format("x </tool_call> y") + "</tool_call>", ""),
+    "prose_after": (QWEN.format("x </tool_call> y") + "</tool_call>\nDone.", "Done."),
+    "no_opener": (QWEN.format("x </tool_call> y")[len("<tool_call>\n"):] + "</tool_call>", ""),
+    "seed_oss": (QWEN.replace("<tool_call>", "<seed:tool_call>").format("x </seed:tool_call> y")
+                 + "</seed:tool_call>", ""),
+}
+
+
+@pytest.mark.parametrize("shape", list(UNENDED))
+def test_the_wrappers_closer_in_a_value_of_a_call_without_its_end_tag(shape: str) -> None:
+    """The block ends at the first later closer that comes right after a value's </parameter>, when every value
+    read that far is closed: only </function> is missing, repaired as it is without the tag in the value."""
+    text, content = UNENDED[shape]
+    value = "x </seed:tool_call> y" if shape == "seed_oss" else "x </tool_call> y"
+    r = repair_message(text, WRITE, id_factory=ids)
+    assert calls_of(r) == [("write_file", {"path": "n.md", "content": value})]
+    assert "closing_tag" in [x.kind for x in r.repairs] and r.errors == []
+    assert (r.content or "") == content
+    assert_stream_matches(text, WRITE)
+    assert_incremental_matches(text, WRITE)
+
+
+def test_the_wrappers_closer_in_a_value_of_a_call_without_its_end_tag_then_another_call() -> None:
+    text = QWEN.format("x </tool_call> y") + QWEN.format("z") + "</function>\n</tool_call>"
+    r = repair_message(text, WRITE, id_factory=ids)
+    assert calls_of(r) == [("write_file", {"path": "n.md", "content": "x </tool_call> y"}),
+                           ("write_file", {"path": "n.md", "content": "z"})]
+    assert r.errors == [] and not r.content
+    assert_stream_matches(text, WRITE)
+
+
+def test_the_wrappers_closer_in_a_value_of_a_call_cut_off_after_a_value() -> None:
+    """The text ends after the value's </parameter>: more parameters may have followed, so the call is reported
+    `truncated` and its text kept, as without the tag in the value; no call with its value cut at the tag."""
+    text = QWEN.format("x </tool_call> y")
+    r = repair_message(text, WRITE, id_factory=ids)
+    assert r.tool_calls == [] and [e.kind for e in r.errors] == ["truncated"]
+    assert r.content == text
+    assert_stream_matches(text, WRITE)
+
+
+def test_a_damaged_call_before_prose_naming_the_closers_is_read_as_before() -> None:
+    """Without </parameter> after the value, nothing shows the value went on: the call ends at the first closer."""
+    text = QWEN.format("x")[:-len("</parameter>\n")] + "</tool_call>\nUse </parameter> then </tool_call>."
+    r = repair_message(text, WRITE, id_factory=ids)
+    assert calls_of(r) == [("write_file", {"path": "n.md", "content": "x"})]
+    assert r.content == "Use </parameter> then </tool_call>."
+
+
+def test_many_closers_in_a_value_of_a_call_without_its_end_tag_stay_linear(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+    monkeypatch.setattr(qwen3_coder, "parse_functions", _counting(reads, qwen3_coder.parse_functions))
+    value = "x " + "</tool_call>" * 2000 + " y"
+    r = repair_message(QWEN.format(value) + "</tool_call>", WRITE, id_factory=ids)
+    assert calls_of(r) == [("write_file", {"path": "n.md", "content": value})]
+    assert len(reads) <= 3
