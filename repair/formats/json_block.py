@@ -63,6 +63,27 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, "calls", calls[0].family, calls)])
 
 
+_TAG = re.compile(r"<(tool-call|tool)>")
+
+
+def parse_tagged(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """A bare call object (or list) inside `<tool-call>` or `<tool>` (a slip for <tool_call>): read as the bare
+    form, the opening tag and what the call ends with (its closer, or the text's end) belonging to the call."""
+    m = _TAG.match(text, p)
+    if m is None:
+        return None
+    got = parse_bare(text, skip_ws(text, m.end()), ctx)
+    if got is None:
+        return None
+    seg = got.segments[0]
+    seg.start = p
+    tag = m.group()
+    for call in seg.calls[:1]:
+        call.repairs = [r for r in call.repairs if r.kind != "opening_tag"]
+        call.repairs.append(issue("opening_tag", f"{tag} written for <tool_call>"))
+    return got
+
+
 def _prose(p: int, end: int) -> Parsed:
     """`text[p:end]` left as it is, and read no further for calls (a segment of no calls stays verbatim)."""
     return Parsed(end, [Segment(p, end, "calls", FAMILY, [])])
@@ -114,6 +135,7 @@ _P4 = (Lit("{"), Ws(16), Lit('"type"'), *_COLON, Lit('"function"'), Ws(16), Lit(
        Lit('"'), _NAME)
 _LIST = (Lit("["), Ws(16))
 _FENCE = (Lit("```"), OneOf(FENCE_LANGS), Ws(16))
+_TAGGED = (OneOf(("<tool-call>", "<tool>")), Ws(16))
 
 
 def _kinds() -> tuple[Kind, ...]:
@@ -121,6 +143,8 @@ def _kinds() -> tuple[Kind, ...]:
     for tag, pat in (("p1", _P1), ("p2", _P2), ("p3", _P3), ("p4", _P4)):
         kinds.append(Kind(f"json_{tag}", pat, parse_bare, generic=True))
         kinds.append(Kind(f"json_list_{tag}", (*_LIST, *pat), parse_bare, generic=True))
+        kinds.append(Kind(f"tagged_{tag}", (*_TAGGED, *pat), parse_tagged, generic=True))
+        kinds.append(Kind(f"tagged_list_{tag}", (*_TAGGED, *_LIST, *pat), parse_tagged, generic=True))
         kinds.append(Kind(f"fence_{tag}", (*_FENCE, *pat), parse_fence, line_start=True, generic=True))
         kinds.append(Kind(f"fence_list_{tag}", (*_FENCE, *_LIST, *pat), parse_fence, line_start=True, generic=True))
     return tuple(kinds)

@@ -3,11 +3,14 @@ shapes naming no declared tool stay text."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from repair import ContentDelta, StreamRepairer, repair_message
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
+from tests.repair.incremental_helpers import assert_incremental_matches
 
 
-def _tool(name: str, *props: str) -> dict:
+def _tool(name: str, *props: str) -> dict[str, Any]:
     return {"type": "function", "function": {"name": name, "parameters": {
         "type": "object", "properties": {p: {"type": "string"} for p in props}, "required": list(props[:1])}}}
 
@@ -17,7 +20,7 @@ BROWSER = [_tool("browser_action", "task")]
 RUN = [_tool("run_command", "command")]
 
 
-def _ok(text: str, tools: list[dict], want: list[tuple[str, dict]], kinds: list[str]) -> None:
+def _ok(text: str, tools: list[dict[str, Any]], want: list[tuple[str, dict[str, Any]]], kinds: list[str]) -> None:
     r = repair_message(text, tools, id_factory=ids)
     assert calls_of(r) == want
     assert r.errors == [] and not r.content
@@ -109,7 +112,7 @@ def test_kimi_cleaned_ids_naming_no_one_tool_are_not_calls() -> None:
         assert_stream_matches(text, tools)
 
 
-def _typed(name: str, **props: str) -> dict:
+def _typed(name: str, **props: str) -> dict[str, Any]:
     return {"type": "function", "function": {"name": name, "parameters": {
         "type": "object", "properties": {p: {"type": t} for p, t in props.items()}, "required": list(props)}}}
 
@@ -155,7 +158,7 @@ def test_bare_invoke_in_a_sentence_or_naming_no_tool_is_text() -> None:
         assert_stream_matches(text, BASH)
 
 
-def _most_held(text: str, tools: list[dict]) -> int:
+def _most_held(text: str, tools: list[dict[str, Any]]) -> int:
     """The most characters fed one at a time that a stream held back before its end."""
     sr = StreamRepairer(tools, id_factory=ids)
     out = worst = 0
@@ -295,3 +298,33 @@ def test_gemma_run_together_opener_in_a_sentence_or_naming_no_tool_is_text() -> 
         r = repair_message(text, FILES, id_factory=ids)
         assert r.tool_calls == [] and r.content == text and r.errors == []
         assert_stream_matches(text, FILES)
+
+
+CITY = [_tool("get_weather", "city")]
+_JSON_CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+
+
+def test_json_call_in_tool_call_written_with_a_hyphen() -> None:
+    """The bare object was taken, but `<tool-call>` stayed in the content."""
+    _ok(f"<tool-call>\n{_JSON_CALL}\n</tool-call>", CITY, [("get_weather", {"city": "Paris"})], ["opening_tag"])
+
+
+def test_json_call_in_a_tool_tag() -> None:
+    text = f"<tool>{_JSON_CALL}</tool>"
+    _ok(text, CITY, [("get_weather", {"city": "Paris"})], ["opening_tag"])
+    assert_incremental_matches(text, CITY)
+
+
+def test_json_call_list_in_a_tool_tag_after_prose() -> None:
+    text = f"Checking.\n<tool>[{_JSON_CALL}]</tool>"
+    r = repair_message(text, CITY, id_factory=ids)
+    assert calls_of(r) == [("get_weather", {"city": "Paris"})] and r.content == "Checking."
+    assert_stream_matches(text, CITY)
+
+
+def test_tool_tags_around_json_naming_no_tool_are_text() -> None:
+    for text in (f"<tool>{_JSON_CALL.replace('get_weather', 'get_time')}</tool>", "Wrap it: <tool-call>{}</tool-call>",
+                 "<tool>search</tool>"):
+        r = repair_message(text, CITY, id_factory=ids)
+        assert r.tool_calls == [] and r.errors == [] and r.content == text
+        assert_stream_matches(text, CITY)
