@@ -17,7 +17,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 | llama4_pythonic | <\\|python_start\\|>[f(a=1)]<\\|python_end\\|>                  | Python calls            |
 | olmo3           | <function_calls>f(a=1)\\ng(b=2)</function_calls>              | Python calls, one a line |
 | hermes          | <tools>{...}</tools> (Qwen2.5-Coder's slip for <tool_call>)   | JSON objects            |
-| nemotron_json   | <TOOLCALL>[...]</TOOLCALL> (Llama-Nemotron, Nemotron v2), <toolcall> (Nemotron-Mini) | JSON list |
+| nemotron_json   | <TOOLCALL>[...]</TOOLCALL> (Nemotron), <toolcall> (Nemotron-Mini) | JSON list, Python calls |
 """
 
 from __future__ import annotations
@@ -123,6 +123,14 @@ def llama4_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[li
     return pythonic_body(text, b, limit, bound, ctx)
 
 
+def nemotron_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
+    """JSON call objects (a list, or one), or Python calls (`[f(a=1)]`, `f(a=1)`) where a call's name begins."""
+    k = skip_ws(text, b + 1, limit) if b < limit and text[b] == "[" else b
+    if k < limit and (text[k].isalpha() or text[k] == "_"):
+        return pythonic_body(text, b, limit, bound, ctx)
+    return json_body(text, b, limit, bound, ctx)
+
+
 def qwen3_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
     if not text.startswith(qwen3_coder.FUNC, b):
         return json_body(text, b, limit, bound, ctx)
@@ -164,8 +172,8 @@ WRAPPERS: tuple[Wrapper, ...] = (
     Wrapper("llama4_pythonic", "<|python_start|>", "<|python_end|>", llama4_body),
     Wrapper("hermes", "<tools>", "</tools>", json_body),
     Wrapper("olmo3", "<function_calls>", "</function_calls>", pythonic_body),
-    Wrapper("nemotron_json", "<TOOLCALL>", "</TOOLCALL>", json_body),
-    Wrapper("nemotron_json", "<toolcall>", "</toolcall>", json_body),
+    Wrapper("nemotron_json", "<TOOLCALL>", "</TOOLCALL>", nemotron_body),
+    Wrapper("nemotron_json", "<toolcall>", "</toolcall>", nemotron_body),
 )
 _BY_OPEN = {w.open: w for w in WRAPPERS}
 START_MARKERS = tuple(w.open for w in WRAPPERS)

@@ -46,6 +46,9 @@ FORMS = {
                 "[END_TOOL_REQUEST]",
     "nemotron_json": 'Checking.\n<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}]'
                      "</TOOLCALL>",
+    "nemotron_pythonic": "Checking.\n<TOOLCALL>[get_weather(city=\"Paris\", days=2)]</TOOLCALL>",
+    "nemotron_pythonic_bare": "Checking.\n<TOOLCALL>get_weather(city='Paris', days=2)</TOOLCALL>",
+    "nemotron_mini_pythonic": "Checking.\n<toolcall> [get_weather(city='Paris', days=2)] </toolcall>",
     "nemotron_mini": 'Checking.\n <toolcall> {"name": "get_weather", "arguments": {\n  "city": "Paris",\n'
                      '  "days": 2\n}} </toolcall>',
 }
@@ -64,6 +67,7 @@ def test_form(name: str) -> None:
 def test_samples_in_prose_are_left_alone() -> None:
     for text in ("Gemma writes `call:get_weather{city:<|\"|>Paris<|\"|>}` for that.",
                  "The tag <tools> lists what you may call.", "Use <function_calls> blocks, e.g. in docs.",
+                 "Wrap calls in <TOOLCALL>tags</TOOLCALL> there.",
                  "```tool_code\nprint('hello')\n```"):
         r = repair_message(text, TOOLS)
         assert r.tool_calls == [] and r.errors == [] and r.content == text
