@@ -7,6 +7,8 @@ MiniMax-M2:     <minimax:tool_call><invoke name="f"><parameter name="k">v</param
 Step-3:         <｜tool_calls_begin｜><｜tool_call_begin｜>function<｜tool_sep｜><steptml:invoke name="f">
                 <steptml:parameter name="k">v</steptml:parameter></steptml:invoke><｜tool_call_end｜>
                 <｜tool_calls_end｜>
+Doubao-Seed:    <seed:tool_call><function name="f"><parameter name="k" string="true">v</parameter></function>
+                </seed:tool_call> (read from `wrapped`, where <seed:tool_call> begins Seed-OSS's own form)
 
 MiniMax-M3 writes `]<]minimax[>[` before each tag and names parameters by their tags (`<city>Paris</city>`), in
 `<tool_call>...</tool_call>`; GLM-4.7 and MiniMax-M2 with its section opener lost write a bare `<invoke name="f">`
@@ -142,6 +144,14 @@ SPECS = (
         begin_name="<｜tool_calls_begin｜>", end_name="<｜tool_calls_end｜>", call_end_name="</steptml:invoke>",
         value_end=_ENDS)),
 )
+# Doubao-Seed-2.0 (Seed-OSS's <seed:tool_call> section around the same attribute form, tags named `function`):
+# <seed:tool_call><function name="f"><parameter name="k" string="true">v</parameter></function></seed:tool_call>
+SEED_BEGIN = "<seed:tool_call>"
+SEED_FUNCTION = re.compile(r'<function\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>')
+SEED = section.SectionSpec("seed_oss", re.compile(re.escape(SEED_BEGIN)), re.compile(re.escape("</seed:tool_call>")),
+                           SEED_FUNCTION, re.compile(r"</function\s*>"), _call, begin_name=SEED_BEGIN,
+                           end_name="</seed:tool_call>", call_end_name="</function>", bare_call_ok=False,
+                           value_end=_ENDS)
 _BARE = _spec(FAMILY_V32, "<[｜|]DSML[｜|]function_calls>", "</[｜|]DSML[｜|]function_calls>")
 _BARE_M2 = _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>", children=True)
 

@@ -13,7 +13,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 | apertus         | <\\|tools_prefix\\|>[{"name": {...}}]<\\|tools_suffix\\|>      | name -> arguments       |
 | lmstudio        | [TOOL_REQUEST]{...}[END_TOOL_REQUEST]                         | JSON object             |
 | longcat         | <longcat_tool_call>...</longcat_tool_call>                    | GLM tags (longcat_) / JSON |
-| seed_oss        | <seed:tool_call><function=..>...</seed:tool_call>             | Qwen3-Coder XML         |
+| seed_oss        | <seed:tool_call><function=..>...</seed:tool_call>             | Qwen3-Coder XML (or `invoke.SEED`) |
 | llama4_pythonic | <\\|python_start\\|>[f(a=1)]<\\|python_end\\|>                  | Python calls            |
 | olmo3           | <function_calls>f(a=1)\\ng(b=2)</function_calls>              | Python calls, one a line |
 | hermes          | <tools>{...}</tools> (Qwen2.5-Coder's slip for <tool_call>)   | JSON objects            |
@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from repair.formats import glm45, hermes, llama3, pythonic, qwen3_coder, section
+from repair.formats import glm45, hermes, invoke, llama3, pythonic, qwen3_coder, section
 from repair.formats.common import (
     Block,
     Ctx,
@@ -214,6 +214,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         body = k + len(w.lead)
     if w.open == "<tool_calls>" and text.startswith("<tool_call>", skip_ws(text, body)):
         return section.parse(HY_SPEC, text, p, ctx)
+    if w.open == invoke.SEED_BEGIN and invoke.SEED_FUNCTION.match(text, skip_ws(text, body)):
+        return section.parse(invoke.SEED, text, p, ctx)
     block = open_block(text, p, body, ctx, w.open, w.close, w.family)
     if not isinstance(block, Block):
         return block

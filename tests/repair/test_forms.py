@@ -31,6 +31,9 @@ FORMS = {
                "</longcat_arg_value>\n</longcat_tool_call>",
     "seed_oss": "<seed:think>The user wants weather.</seed:think>Checking.\n<seed:tool_call>\n<function=get_weather>\n"
                 "<parameter=city>Paris</parameter>\n<parameter=days>2</parameter>\n</function>\n</seed:tool_call>",
+    "seed_attributes": ('Checking.\n<seed:tool_call>\n  <function name="get_weather">\n'
+                        '    <parameter name="city" string="true">Paris</parameter>\n'
+                        '    <parameter name="days" string="false">2</parameter>\n  </function>\n</seed:tool_call>'),
     "olmo3": "Checking.\n<function_calls>get_weather(city='Paris', days=2)</function_calls>",
     "llama4": "Checking.\n<|python_start|>[get_weather(city='Paris', days=2)]<|python_end|>",
     "apertus": 'Checking.\n<|tools_prefix|>[{"get_weather": {"city": "Paris", "days": 2}}]<|tools_suffix|>',
@@ -119,3 +122,12 @@ def test_harmony_arguments_not_closed_where_no_marker_ends_them_cleanly(text: st
     r = repair_message(text, ANY, id_factory=ids)
     assert r.tool_calls == [] and r.content == text and r.errors
     assert_stream_matches(text, ANY)
+
+
+def test_seed_attribute_form_cut_off_is_truncated() -> None:
+    """Doubao-Seed's <function name="f"> form (sipeed/picoclaw#3153) cut off before </function>: more parameters may
+    have followed, so no call, its text kept."""
+    text = ('<seed:tool_call>\n<function name="get_weather">\n<parameter name="city" string="true">Paris</parameter>\n')
+    r = repair_message(text, TOOLS, id_factory=ids)
+    assert r.tool_calls == [] and [e.kind for e in r.errors] == ["truncated"] and r.content == text
+    assert_stream_matches(text, TOOLS)
