@@ -36,6 +36,10 @@ FUNC_MISSING = "</function> missing"
 LOST = EndLost(ends_with(re.escape(PARAM_END)), FUNC_MISSING)  # a body whose </function> is missing
 _HEAD = re.compile(r"<function=([^>\n<]{0,200})(>?)")
 _PHEAD = re.compile(r"<parameter=([^>\n<]{0,200})(>?)")
+# A value's closer written wrong (Qwen3.6: `</parameter1>`, `</parameter/>`, `</parameter_function>`, `</parameter`),
+# at the end of a value that has no </parameter>; looked for in its last characters only
+_DRIFTED_END = re.compile(r"</parameter[\w/]{0,24}>?[ \t\r\n]*\Z")
+_DRIFT_WINDOW = 64
 
 
 
@@ -43,6 +47,13 @@ def _strip_nl(value: str) -> str:
     """A value without the one line break framing it on each side (CRLF or LF)."""
     value = value[2:] if value.startswith("\r\n") else value[1:] if value.startswith("\n") else value
     return value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
+
+
+def _drifted_end(text: str, vs: int, ve: int) -> int:
+    """Where a value `text[vs:ve]` without its </parameter> ends when it ends with a closer written wrong; -1 when
+    it does not."""
+    m = _DRIFTED_END.search(text, max(vs, ve - _DRIFT_WINDOW), ve)
+    return m.start() if m is not None else -1
 
 
 def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
@@ -95,8 +106,13 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
                     ve = fe if fe != -1 and fe < bound else bound
                     if ve >= n:
                         return Failed("truncated", f"the text ends inside parameter {pname!r}", n)
-                    call.repairs.append(issue("closing_tag", f"</parameter> missing after {pname!r}"))
                     k = ve
+                    drift = _drifted_end(text, vs, ve)
+                    if drift != -1:
+                        ve = drift
+                        call.repairs.append(issue("closing_tag", f"malformed </parameter> after {pname!r}"))
+                    else:
+                        call.repairs.append(issue("closing_tag", f"</parameter> missing after {pname!r}"))
                 args[pname] = _strip_nl(text[vs:ve])
                 continue
             if text.startswith(FUNC_END, k):

@@ -328,3 +328,38 @@ def test_tool_tags_around_json_naming_no_tool_are_text() -> None:
         r = repair_message(text, CITY, id_factory=ids)
         assert r.tool_calls == [] and r.errors == [] and r.content == text
         assert_stream_matches(text, CITY)
+
+
+# Qwen3.6 on SGLang's qwen3_coder parser (sgl-project/sglang#27336): a value's closer written wrong leaked into the
+# value ({"city": "上海\n</parameter..."}).
+DAYS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}}]
+DRIFTED = ("</parameter1>", "</parameter/>", "</parameter", "</parameter_function>", "</parameterfunction>")
+
+
+def _qwen(city_block: str, rest: str = "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>") -> str:
+    return f"<tool_call>\n<function=get_weather>\n<parameter=city>\n{city_block}\n{rest}"
+
+
+def test_a_closer_written_wrong_is_not_part_of_the_value() -> None:
+    for marker in DRIFTED:
+        for text in (_qwen(f"上海\n{marker}"), _qwen(f"上海\n{marker}", "</function>\n</tool_call>")):
+            r = repair_message(text, DAYS, id_factory=ids)
+            assert calls_of(r)[0][1]["city"] == "上海", (marker, r.tool_calls)
+            assert r.errors == [] and not r.content and "closing_tag" in {x.kind for x in r.repairs}
+            assert_stream_matches(text, DAYS)
+
+
+def test_a_closed_value_ending_like_a_closer_is_kept() -> None:
+    for value in ("<config>\n  <p>1</p>\n</parameters>", "x </parameterList>", "a </parameter1> b"):
+        r = repair_message(_qwen(f"{value}\n</parameter>"), DAYS, id_factory=ids)
+        assert calls_of(r) == [("get_weather", {"city": value, "days": 3})]
+
+
+def test_a_long_unclosed_value_is_read_in_linear_time() -> None:
+    import time
+    value = "a" + " " * 200_000 + "b"
+    t0 = time.process_time()
+    r = repair_message(_qwen(value), DAYS, id_factory=ids)
+    assert calls_of(r) == [("get_weather", {"city": value, "days": 3})]
+    assert time.process_time() - t0 < 1.0
