@@ -392,6 +392,10 @@ def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: M
         shown = shown_url(url)[:200]  # never a password it holds
         raise _fail(source, f"providers.{name}.base_url", f"{shown!r} is not an http:// or https:// URL "
                     f"(did you mean 'http://{shown}'?)")
+    if url and not reason and ("?" in url or "#" in url):  # the routes' paths are appended to base_url
+        raise _fail(source, f"providers.{name}.base_url", f"{shown_url(url)[:200]!r} has a query or fragment: the "
+                    "API's paths are appended to base_url, so every request would miss them (a key goes in "
+                    "api_key, or in headers)")
     api_key = _secret(raw.get("api_key") or "", source, f"providers.{name}.api_key")
     return ProviderConfig(name=name, type=raw["type"], base_url=url.rstrip("/"), api_key=api_key or None,
                           headers=_headers(raw.get("headers") or {}, source, f"providers.{name}.headers"),

@@ -83,7 +83,10 @@ def _userinfo(url: str) -> tuple[str, str]:
 
 
 def shown_url(url: str) -> str:
-    """`url` as it may be shown: the password of a `user:password@` in it replaced (with or without a scheme)."""
+    """`url` as it may be shown: the password of a `user:password@` in it replaced (with or without a scheme), and
+    so is a query or fragment (where a provider's key may be put: `?key=...`)."""
+    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
+    url, tail = (url, "") if cut < 0 else (url[:cut], url[cut] + "[redacted]")
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
@@ -91,8 +94,8 @@ def shown_url(url: str) -> str:
     userinfo, at, host = authority.rpartition("@")
     user, colon, _ = userinfo.partition(":")
     if not at or not colon:
-        return url
-    return f"{scheme}{sep}{user}:[redacted]@{host}{slash}{path}"
+        return url + tail
+    return f"{scheme}{sep}{user}:[redacted]@{host}{slash}{path}{tail}"
 
 
 def engine_provider(model: str) -> str:

@@ -139,6 +139,16 @@ def test_a_refused_base_url_is_shown_without_its_password(url: str) -> None:
     assert "URLSECRET" not in message and "user:[redacted]@lab.internal/v1" in message
 
 
+@pytest.mark.parametrize("url", ["https://lab.internal/v1?key=URLSECRET", "https://lab.internal/v1#URLSECRET",
+                                 "http://user:URLSECRET@lab.internal/v1?key=URLSECRET"])
+def test_a_base_url_with_a_query_is_refused_without_showing_it(url: str) -> None:
+    """A key put in base_url's query (`?key=...`) was accepted, then every request went to `...?key=KEY/chat/
+    completions` (the paths are appended): refused at load, the query never quoted."""
+    message = refused((UP % "").replace("'http://127.0.0.1:9/v1'", repr(url)) + MODELS)
+    assert "URLSECRET" not in message and ("lab.internal/v1?[redacted]" in message or "v1#[redacted]" in message)
+    assert "query or fragment" in message
+
+
 def test_check_shows_a_base_url_without_its_password(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text((UP % "").replace("'http://127.0.0.1:9/v1'", "'http://user:URLSECRET@127.0.0.1:9/v1'") + MODELS)
