@@ -972,6 +972,7 @@ class ResponsesStream(ChunkEncoder):
         self.items: list[dict[str, Any]] = []
         self.response: dict[str, Any] | None = None
         self._seq = 0
+        self._unsent: list[bytes] = []  # the events numbered since the last call returned (see `_numbered`)
         self._started = False
         self._open: dict[str, Any] | None = None  # the item being streamed
         self._tools: dict[int, dict[str, Any]] = {}
@@ -991,7 +992,16 @@ class ResponsesStream(ChunkEncoder):
             for choice in choices if isinstance(choices, list) else []:
                 if isinstance(choice, dict) and choice.get("index", 0) == 0:
                     self._logprobs += logprobs_of(choice)
-        return super().feed(doc)
+        out = super().feed(doc)
+        self._unsent = []
+        return out
+
+    def _numbered(self, event: bytes) -> bytes:
+        """`event`, one just given its sequence number, kept until the call that made it returns: a call that
+        raises (a Response past its bound) has numbered events it never returned, and `error` sends them first
+        (the client would see a hole in the numbers, an item opened and never closed, or no `response.created`)."""
+        self._unsent.append(event)
+        return event
 
     def _grow(self, text: str) -> None:
         """The open item gets `text`; the output a stream holds for its final Response is bounded."""
@@ -1027,7 +1037,7 @@ class ResponsesStream(ChunkEncoder):
     def _event(self, name: str, data: dict[str, Any]) -> bytes:
         doc = {"type": name, "sequence_number": self._seq, **data}
         self._seq += 1
-        return sse_event(name, doc)
+        return self._numbered(sse_event(name, doc))
 
     def _snapshot(self, status: str, **kw: Any) -> dict[str, Any]:
         return response_object(self.req, self.id, self.created_at, status=status, output=kw.pop("output", []),
@@ -1045,7 +1055,8 @@ class ResponsesStream(ChunkEncoder):
         agent's is ~26 KB, its tools echoed; a chain of `+` copied it twice)."""
         head = jsoncodec.dumps({"type": name, "sequence_number": self._seq})[:-1]
         self._seq += 1
-        return b"".join((b"event: ", name.encode(), b"\ndata: ", head, b',"response":', snap, b"}\n\n"))
+        return self._numbered(b"".join((b"event: ", name.encode(), b"\ndata: ", head, b',"response":', snap,
+                                        b"}\n\n")))
 
     def _index(self) -> int:
         return len(self.items) - 1
@@ -1179,7 +1190,7 @@ class ResponsesStream(ChunkEncoder):
                               + str(self.items.index(item)).encode() + b',"content_index":0,"delta":')
         seq = self._seq
         self._seq += 1
-        return prefix + str(seq).encode() + self._open_mid + jsoncodec.dumps(text) + tail
+        return self._numbered(prefix + str(seq).encode() + self._open_mid + jsoncodec.dumps(text) + tail)
 
     def _call_start(self, call: ToolFragment) -> list[bytes]:
         self._room(call.arguments)  # the arguments its fragment carries follow its `output_item.added`
@@ -1200,7 +1211,7 @@ class ResponsesStream(ChunkEncoder):
             return []  # a custom tool's input is sent whole when the call closes
         seq = self._seq
         self._seq += 1
-        return [_ARGS_DELTA + str(seq).encode() + mid + jsoncodec.dumps(text) + b"}\n\n"]
+        return [self._numbered(_ARGS_DELTA + str(seq).encode() + mid + jsoncodec.dumps(text) + b"}\n\n")]
 
     def _custom(self, item: dict[str, Any]) -> bool:
         tool = self.req.client_tools.get(item["name"])
@@ -1213,16 +1224,22 @@ class ResponsesStream(ChunkEncoder):
                                        incomplete=incomplete)
         name = "response.completed" if status == "completed" else "response.incomplete"
         out.append(self._response_event(name, response_json(self.req, self.response)))
+        self._unsent = []
         return out
 
     def error(self, err: ApiError) -> list[bytes]:
-        out = self._start() + self._released_before_error()  # what waited goes out first
-        self._sync()
-        out.append(self._event("error", {"code": err.code, "message": err.message, "param": err.param}))
+        """The events numbered by the call that failed (if one did), what waited, the open item closed
+        (`incomplete`), then `error` and `response.failed`: every event from `_unsent`, in the order numbered."""
+        self._start()
+        self._released_before_error()  # (what it numbered before failing too is in `_unsent`)
+        self._high = ""  # half of a pair never completed: not written past the bound
+        self._close("incomplete")
+        self._event("error", {"code": err.code, "message": err.message, "param": err.param})
         # a Response's error code is one of the API's own (the SDK's `ResponseError.code`); ours is the error
         # event's and the message's
         code = "rate_limit_exceeded" if err.status == 429 else "server_error"
         self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage, self.items),
                                        error={"code": code, "message": err.message})
-        out.append(self._response_event("response.failed", response_json(self.req, self.response)))
+        self._response_event("response.failed", response_json(self.req, self.response))
+        out, self._unsent = self._unsent, []
         return out

@@ -1,7 +1,8 @@
 """A Responses stream that passes `max_stream_repair_kchars` ends with `error` + `response.failed`; the events
 that went out before keep their promise: sequence numbers without a hole, every item in the failed Response
 announced by `response.output_item.added`, and every item closed by `response.output_item.done` before a new one
-is announced. The bound is checked before a new item's events are numbered."""
+is announced (the last one before the error event). The bound is checked before a new item's events are
+numbered; what a chunk made before the piece past the bound goes out before the error event."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tests.dialects.conftest import CFG, RESPONSES_WEATHER
 from tests.fakes.openai_upstream import Step, chunk
@@ -68,7 +71,52 @@ def _check(events: list[dict[str, Any]], first_text: str) -> None:
     done = [e["item"]["id"] for e in events if e["type"] == "response.output_item.done"]
     failed = events[-1]["response"]
     assert [item["id"] for item in failed["output"]] == added  # no item the client was never told of
-    assert done == added[:-1]  # each item closed before the next was announced; the last one left open
+    assert done == added  # each item closed before the next was announced, the last one before the error
+    closed = [i for i, e in enumerate(events) if e["type"] == "response.output_item.done"]
+    assert not closed or closed[-1] < len(events) - 2
     assert failed["output"][0]["content"][0]["text"] == first_text
     sent = [e["delta"] for e in events if e["type"].endswith("_text.delta") and e["item_id"] == added[0]]
     assert "".join(sent) == first_text  # the client was sent what the failed Response holds
+    adapter: TypeAdapter[ResponseStreamEvent] = TypeAdapter(ResponseStreamEvent)
+    for e in events:  # each event as the openai SDK reads it
+        adapter.validate_python(e)
+
+
+@pytest.mark.parametrize("tools", [True, False])
+async def test_first_chunk_past_the_bound_still_starts_the_response(fakes, router, tools):
+    """The first chunk alone passes the bound: `response.created` and `response.in_progress` were numbered with
+    it and lost, so the client's first event was the error (the openai SDK wants `response.created` first)."""
+    up = await fakes()
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": "t" * 2000}), chunk("m", {}, "stop")]))
+    r = await router("server: {max_stream_repair_kchars: 1}\n" + CFG.format(url=up.url))
+    body = {"model": "m", "input": "hi", "stream": True, **({"tools": [RESPONSES_WEATHER]} if tools else {})}
+    events = await _events(r.url, body, {})
+    assert [e["type"] for e in events] == ["response.created", "response.in_progress", "error", "response.failed"]
+    assert [e["sequence_number"] for e in events] == [0, 1, 2, 3]
+    assert events[-1]["response"]["output"] == []
+
+
+async def test_one_chunk_of_reasoning_and_text_past_the_bound_keeps_the_reasoning(fakes, router):
+    """One chunk carries reasoning that fits and text that passes the bound: the reasoning item's events (and the
+    response's first two) were numbered, then lost with the error."""
+    up = await fakes()
+    delta = {"role": "assistant", "reasoning_content": "r" * 600, "content": "t" * 600}
+    up.push(Step(sse=[chunk("m", delta), chunk("m", {}, "stop")]))
+    r = await router("server: {max_stream_repair_kchars: 1}\n" + CFG.format(url=up.url))
+    events = await _events(r.url, {"model": "m", "input": "hi", "stream": True}, {})
+    _check(events, "r" * 600)
+    assert events[0]["type"] == "response.created"
+
+
+async def test_an_item_growing_past_the_bound_is_closed_before_the_error(fakes, router):
+    """The open message grows past the bound: it is closed (`incomplete`, with the text it was sent) before the
+    error event, as the failed Response lists it."""
+    up = await fakes()
+    up.push(Step(sse=[chunk("m", {"role": "assistant", "content": "t" * 600}), chunk("m", {"content": "u" * 600}),
+                      chunk("m", {}, "stop")], interval=0.01))
+    r = await router("server: {max_stream_repair_kchars: 1}\n" + CFG.format(url=up.url))
+    events = await _events(r.url, {"model": "m", "input": "hi", "stream": True}, {})
+    _check(events, "t" * 600)
+    done = [e for e in events if e["type"] == "response.output_item.done"]
+    assert done[-1]["item"]["status"] == "incomplete" == events[-1]["response"]["output"][-1]["status"]
+    assert done[-1]["item"]["content"][0]["text"] == "t" * 600

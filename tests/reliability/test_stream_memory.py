@@ -75,5 +75,8 @@ async def test_a_long_stream_does_not_grow_memory(fakes, router, path):
     else:
         assert received > PIECES * len(PIECE) and (b"[DONE]" in tail or b"message_stop" in tail)  # all the text
     print(f"{path}: +{grown:.1f} MB")
-    assert grown < 12, f"{path}: resident memory grew {grown:.0f} MB over a {received / 2**20:.0f} MB stream"
+    # a Responses stream's last events carry the output it holds (1 MB here) four times, as a completed one's
+    # do: its open item's three `.done` events and `response.failed` (~16 MB at their peak, encoded and joined)
+    bound = 24 if path == "responses" else 12
+    assert grown < bound, f"{path}: resident memory grew {grown:.0f} MB over a {received / 2**20:.0f} MB stream"
     json.dumps(body)  # the request stays as sent

@@ -268,7 +268,9 @@ class _OldMessages(anthropic_in.MessagesStream):
 
 class _OldResponses(responses.ResponsesStream):
     def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
-        return self._feed_parts(doc, self._start())
+        out = self._feed_parts(doc, self._start())
+        self._unsent = []  # (returned: `error` sends only what a failed call numbered)
+        return out
 
     def _call_args(self, index: int, text: str) -> list[bytes]:
         item = self._tools[index]
