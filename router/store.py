@@ -5,8 +5,8 @@ An embedded SQLite database (stdlib `sqlite3`), bounded by row count and age, pr
 is one short statement run in a worker thread. A response is only visible to the client key that created it: rows
 are owned by a keyed digest of the key itself (HMAC-SHA256 under a random secret kept in the database), so
 renaming, reordering or removing keys never hands one key's conversations to another. A stored response's output
-items are kept by their ids too, under the same owner, and go with it: a later request's `item_reference` input
-names one.
+items, and its input items as `input_items` lists them, are kept by their ids too, under the same owner, and go
+with it: a later request's `item_reference` input names one.
 
 Location: `$AGENTGATE_STATE_DIR/responses.sqlite3`, else `$XDG_STATE_HOME/agentgate/…`, else
 `~/.local/state/agentgate/responses.sqlite3`. Bounds: `AGENTGATE_RESPONSES_MAX_ROWS` (default 10000) and
@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,13 +98,15 @@ class StoredResponse:
     response: dict[str, Any]  # the Response object as returned
     messages: list[dict[str, Any]]  # the conversation in chat form (without instructions), output included
     created: float = 0.0
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # the input items listed for it, each with its id
 
 
-def _output_items(response: dict[str, Any]) -> list[dict[str, Any]]:
-    """A stored Response's output items that have an id (a later request may name them: `item_reference`)."""
-    output = response.get("output")
-    return [it for it in output if isinstance(it, dict) and isinstance(it.get("id"), str)] \
-        if isinstance(output, list) else []
+def _named_items(item: StoredResponse) -> list[dict[str, Any]]:
+    """A stored Response's output and input items that have an id (a later request may name them:
+    `item_reference`)."""
+    output = item.response.get("output")
+    items = [*(output if isinstance(output, list) else []), *item.inputs]
+    return [it for it in items if isinstance(it, dict) and isinstance(it.get("id"), str)]
 
 
 def default_path(env: Mapping[str, str] | None = None) -> Path:
@@ -222,7 +224,7 @@ class ResponseStore:
             raise RowTooLarge(f"response {item.id} has {containers} JSON objects and arrays with its conversation, "
                               f"over the store's bound of {self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS)")
         row = (item.id, item.created or now, item.owner or "", response, messages)
-        items = [(item.owner or "", it["id"], item.id, _json_text(it)[0]) for it in _output_items(item.response)]
+        items = [(item.owner or "", it["id"], item.id, _json_text(it)[0]) for it in _named_items(item)]
 
         def put(db: sqlite3.Connection) -> None:
             db.execute("BEGIN")
@@ -259,7 +261,7 @@ class ResponseStore:
                               messages=json.loads(row[4]))
 
     def _items(self, ids: list[str], owner: str | None) -> dict[str, dict[str, Any]]:
-        """The output items of `owner`'s stored responses that have these ids (those it has), by id; together
+        """The output and input items of `owner`'s stored responses that have these ids (those it has), by id; together
         bounded as one stored response with its conversation is (`ConversationTooLarge`, never parsed)."""
         rows: list[tuple[str, str]] = []
         cutoff = time.time() - self.max_age
@@ -301,7 +303,8 @@ class ResponseStore:
         return await asyncio.to_thread(self._get, resp_id, owner)
 
     async def items(self, ids: list[str], owner: str | None) -> dict[str, dict[str, Any]]:
-        """The output items stored for `owner` under these ids (what an `item_reference` names), by id."""
+        """The output and input items stored for `owner` under these ids (what an `item_reference` names), by
+        id."""
         return await asyncio.to_thread(self._items, ids, owner)
 
     async def delete(self, resp_id: str, owner: str | None) -> bool:

@@ -104,8 +104,8 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> 
 
 
 async def _referenced(request: web.Request, body: dict[str, Any], key: ClientKey | None) -> dict[str, Any]:
-    """`body` with the `item_reference` items of its `input` replaced by the output items they name, of the
-    responses stored for `key` (`body` itself when it has none)."""
+    """`body` with the `item_reference` items of its `input` replaced by the output or input items they name, of
+    the responses stored for `key` (`body` itself when it has none)."""
     ids = dialect.referenced_ids(body)
     if not ids:
         return body
@@ -172,7 +172,8 @@ def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: 
             items: list[dict[str, Any]]) -> StoredResponse:
     reply = dialect.assistant_message(items)
     return StoredResponse(id=resp_id, owner=owner, response=doc,
-                          messages=conversation + ([reply] if reply is not None else []))
+                          messages=conversation + ([reply] if reply is not None else []),
+                          inputs=dialect.input_items_of(conversation, resp_id))
 
 
 async def _lookup(request: web.Request) -> tuple[ResponseStore, str, str | None]:

@@ -31,3 +31,24 @@ async def test_before_cursor_gives_the_page_just_before_it(fakes, router, order)
     between = await c.responses.input_items.list(last.id, order=order, limit=3,
                                                  extra_query={"after": ids[1], "before": ids[9]})
     assert [i.id for i in between.data] == ids[2:5] and between.has_more
+
+
+async def test_listed_input_items_can_be_sent_back_by_reference(fakes, router):
+    """The ids `input_items` lists name the stored response's input items, as OpenAI's do: a later request's
+    `item_reference` to one stands for it (only output items were kept: every listed id was 404 `Item with id
+    ... not found`)."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    first = await c.responses.create(model="m", instructions="be brief", input=[
+        {"role": "user", "content": "question 0"},
+        {"type": "function_call", "call_id": "call_1", "name": "ls", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"}])
+    second = await c.responses.create(model="m", input="question 1", previous_response_id=first.id)
+    listed = await c.responses.input_items.list(second.id, order="asc")
+    assert [i.type for i in listed.data] == ["message", "function_call", "function_call_output", "message",
+                                             "message"]
+    refs = [{"type": "item_reference", "id": i.id} for i in listed.data]
+    await c.responses.create(model="m", input=[*refs, {"role": "user", "content": "question 2"}])
+    assert up.requests[-1].body["messages"] == [*up.requests[1].body["messages"],
+                                                {"role": "user", "content": "question 2"}]
