@@ -457,8 +457,21 @@ def with_references(body: dict[str, Any], found: dict[str, dict[str, Any]]) -> d
         elif ref in found:
             resolved.append(found[ref])
         else:
-            raise invalid(f"input[{i}]: Item with id {ref[:64]!r} not found.", "input", "item_not_found")
+            raise ItemNotFound(ref)
     return {**body, "input": resolved}
+
+
+class ItemNotFound(ApiError):
+    """An `item_reference` to no item stored for the key, answered as OpenAI answers it: 404, an
+    `invalid_request_error` naming the input, `code: null` (`item_not_found` is the router's name for it in its
+    logs and metrics)."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(404, f"Item with id {ref[:64]!r} not found.", "item_not_found", param="input",
+                         type="invalid_request_error")
+
+    def openai_body(self) -> dict[str, object]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": None}}
 
 
 def _item_turn(item: Any, i: int) -> Turn:

@@ -309,7 +309,8 @@ async def test_item_references_name_stored_output_items(fakes, router, stream):
     """The AI SDK's OpenAI provider keeps `store` on and sends an earlier step's output items back as
     `item_reference` items, by the ids the router gave them: every one was refused (400 unsupported_input_item), so
     the second step of each tool loop failed. They stand for the stored items now, for the key that stored them; an
-    id never given, another key's, or one whose response was deleted is a 400 naming the input."""
+    id never given, another key's, or one whose response was deleted is answered as OpenAI answers it: 404,
+    `invalid_request_error` naming the input, `code: null` (it was a 400 with a code of the router's own)."""
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
     if stream:
         first = Step(sse=[chunk("m", {"role": "assistant", "content": None, "reasoning_content": "Look it up."}),
@@ -339,8 +340,8 @@ async def test_item_references_name_stored_output_items(fakes, router, stream):
                     s.delete(r.url + f"/v1/responses/{made['id']}") as resp:
                 assert resp.status == 200
         status, err = await _respond(r.url, again, key)
-        assert status == 400 and err["error"]["code"] == "item_not_found" and err["error"]["param"] == "input"
-        assert err["error"]["message"] == f"input[1]: Item with id {refs[0]['id']!r} not found."
+        assert status == 404 and err["error"] == {"message": f"Item with id {refs[0]['id']!r} not found.",
+                                                  "type": "invalid_request_error", "param": "input", "code": None}
     assert len(up.requests) == 2
 
 
@@ -360,7 +361,7 @@ async def test_responses_are_private_to_their_key(fakes, router):
 @pytest.mark.parametrize(("body", "param"), [
     ({"model": "m"}, "input"),
     ({"model": "m", "input": 5}, "input"),
-    ({"model": "m", "input": [{"type": "item_reference", "id": "x"}]}, "input"),
+    ({"model": "m", "input": [{"type": "item_reference", "id": 5}]}, "input"),
     ({"model": "m", "input": "x", "tools": [{"type": "namespace", "name": "ns"}]}, "tools"),
     ({"model": "m", "input": "x", "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
     ({"model": "m", "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
