@@ -126,6 +126,10 @@ def error_page(request: web.Request, exc: Exception, dialect: str | None = None)
     return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response(dialect)
 
 
+UNWATCHED_BYTES = 16 << 10  # a whole answer this small never waits on its client: the transport takes it at once
+# (a write waits only past the transport's high-water mark, 64 KiB on asyncio's and uvloop's)
+
+
 async def _send(request: web.Request, resp: web.StreamResponse) -> bool:
     """A whole response written here rather than by aiohttp after the handler returns, so that the record's
     metrics and log line are made once the client has its answer, not while it waits; False when the client was
@@ -133,7 +137,11 @@ async def _send(request: web.Request, resp: web.StreamResponse) -> bool:
     aiohttp, as when it writes the response itself (it tries once more, fails, and closes)."""
     try:
         await resp.prepare(request)
-        await WriteWatch.of(request).write(resp.write_eof())
+        size = resp.content_length
+        if size is not None and size <= UNWATCHED_BYTES:  # the usual answer: no timer armed and cancelled for it
+            await resp.write_eof()
+        else:
+            await WriteWatch.of(request).write(resp.write_eof())
     except (ConnectionError, ClientGone):
         return False
     return True
