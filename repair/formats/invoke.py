@@ -34,7 +34,11 @@ FAMILY_V32 = "deepseek_v32"
 FAMILY_V4 = "deepseek_v4"
 FAMILY_M2 = "minimax_m2"
 FAMILY_STEP3 = "step3"
-_D = "(?:[｜|]DSML[｜|]|steptml:)?"
+# the DSML marker as models write it: one or two bars each side (DeepSeek-V4-Flash doubles them), full-width or
+# ASCII, and a space after it at times
+_DSML = "[｜|]{1,2}DSML[｜|]{1,2} ?"
+_D = "(?:" + _DSML + "|steptml:)?"
+_Q, _QE = "[\"“]", "[\"”]"  # attribute values in straight or typographic quotes
 DSML_V32_BEGIN = "<｜DSML｜function_calls>"
 DSML_V4_BEGIN = "<｜DSML｜tool_calls>"
 M2_BEGIN = "<minimax:tool_call>"
@@ -42,18 +46,24 @@ NS = "]<]minimax[>["  # MiniMax-M3 writes it before every tag
 M3_BEGIN = NS + "<tool_call>"
 BARE_INVOKE = '<invoke name="'
 START_MARKERS = (DSML_V32_BEGIN, DSML_V4_BEGIN, "<|DSML|function_calls>", "<|DSML|tool_calls>", M2_BEGIN,
-                 "<｜DSML｜invoke name=", "<｜tool_calls_begin｜>", M3_BEGIN)
+                 "<｜DSML｜invoke name=", "<｜｜DSML｜｜", "<||DSML||", "<｜DSML｜ ", "<|DSML| ",
+                 "<｜tool_calls_begin｜>", M3_BEGIN)
 _NS = "(?:" + re.escape(NS) + ")?"
-_INVOKE = re.compile(_NS + "<" + _D + r'invoke\s+name\s*=\s*"([^"<>\n]{1,128})"\s*>')
+_INVOKE = re.compile(_NS + "<" + _D + r"invoke\s+name\s*=\s*" + _Q + '([^"“”<>\n]{1,128})' + _QE + r"\s*>")
 _INVOKE_END = re.compile(_NS + "</" + _D + r"invoke\s*>")
 _CHILD = re.compile(_NS + r"<([A-Za-z_][A-Za-z0-9_.\-]{0,127})>")  # <city>Paris</city>: the tag names the parameter
-_PARAM = re.compile("<" + _D + r'parameter\s+name\s*=\s*"([^"<>\n]{1,128})"(?:\s+string\s*=\s*"(true|false)")?\s*>')
+_PARAM = re.compile("<" + _D + r"parameter\s+name\s*=\s*" + _Q + '([^"“”<>\n]{1,128})' + _QE
+                    + r"(?:\s+string\s*=\s*" + _Q + "(true|false)" + _QE + r")?\s*>")
 _PARAM_END = re.compile("</" + _D + r"parameter\s*>")
 _WS = re.compile(r"[ \t\r\n]*")
 # what a whole call ends with before its end tag (see `section._past_values`): a parameter's end tag, or for
 # parameters named by their tags, any end tag
 _ENDS = ends_with(_PARAM_END.pattern)
 _ENDS_CHILDREN = ends_with(_PARAM_END.pattern, _NS + r"</[A-Za-z_][A-Za-z0-9_.\-]{0,127}\s*>")
+
+_V32_BEGIN, _V32_END = "<" + _DSML + "function_calls>", "</" + _DSML + "function_calls>"
+# V4 names its section tool_calls; decoded with "tool_" lost it reads calls
+_V4_BEGIN, _V4_END = "<" + _DSML + "(?:tool_)?calls>", "</" + _DSML + "(?:tool_)?calls>"
 
 
 def _value(raw: str, string_attr: str | None) -> Any:
@@ -129,10 +139,8 @@ def _spec(family: str, begin: str, end: str, children: bool = False) -> section.
 
 
 SPECS = (
-    (re.compile("<[｜|]DSML[｜|]function_calls>"),
-     _spec(FAMILY_V32, "<[｜|]DSML[｜|]function_calls>", "</[｜|]DSML[｜|]function_calls>")),
-    (re.compile("<[｜|]DSML[｜|]tool_calls>"),
-     _spec(FAMILY_V4, "<[｜|]DSML[｜|]tool_calls>", "</[｜|]DSML[｜|]tool_calls>")),
+    (re.compile(_V32_BEGIN), _spec(FAMILY_V32, _V32_BEGIN, _V32_END)),
+    (re.compile(_V4_BEGIN), _spec(FAMILY_V4, _V4_BEGIN, _V4_END)),
     (re.compile("<minimax:tool_call>"), _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>")),
     (re.compile(re.escape(M3_BEGIN)),
      _spec(FAMILY_M2, re.escape(M3_BEGIN), _NS + "</tool_call>", children=True)),
@@ -152,7 +160,7 @@ SEED = section.SectionSpec("seed_oss", re.compile(re.escape(SEED_BEGIN)), re.com
                            SEED_FUNCTION, re.compile(r"</function\s*>"), _call, begin_name=SEED_BEGIN,
                            end_name="</seed:tool_call>", call_end_name="</function>", bare_call_ok=False,
                            value_end=_ENDS)
-_BARE = _spec(FAMILY_V32, "<[｜|]DSML[｜|]function_calls>", "</[｜|]DSML[｜|]function_calls>")
+_BARE = _spec(FAMILY_V32, _V32_BEGIN, _V32_END)
 _BARE_M2 = _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>", children=True)
 
 

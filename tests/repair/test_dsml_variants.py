@@ -1,0 +1,67 @@
+"""DSML as DeepSeek-V4-Flash writes it at times: doubled bars round the marker, a space after it, a section named
+`calls`, typographic quotes round attribute values (outputs quoted in bug reports, see data/wild.jsonl)."""
+
+from __future__ import annotations
+
+import time
+
+from repair import repair_message
+from tests.repair.helpers import assert_stream_matches, calls_of, ids
+from tests.repair.incremental_helpers import assert_incremental_matches
+
+
+def _tool(name: str, *props: str) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": {p: {"type": "string"} for p in props}, "required": list(props)}}}
+
+
+PAGES = [_tool("get_pages", "pages")]
+READ = [_tool("read", "path")]
+DD = "｜｜DSML｜｜"
+
+
+def test_doubled_bars_and_typographic_quotes() -> None:
+    text = (f"<{DD}tool_calls>\n<{DD}invoke name=“get_pages”>\n<{DD}parameter name=“pages” string=“true”>3-5"
+            f"</{DD}parameter>\n</{DD}invoke>\n</{DD}tool_calls>")
+    r = repair_message(text, PAGES, id_factory=ids)
+    assert calls_of(r) == [("get_pages", {"pages": "3-5"})]
+    assert r.content is None and r.errors == []
+    assert_stream_matches(text, PAGES)
+    assert_incremental_matches(text, PAGES)
+
+
+def test_space_after_the_marker_and_a_calls_section() -> None:
+    text = (f"First, let me read the skill.\n\n<{DD} calls>\n<{DD} invoke name=\"read\">\n"
+            f"<{DD} parameter name=\"path\" string=\"true\">/a/SKILL.md</{DD} parameter>\n</{DD} invoke>\n"
+            f"</{DD} calls>")
+    r = repair_message(text, READ, id_factory=ids)
+    assert calls_of(r) == [("read", {"path": "/a/SKILL.md"})]
+    assert r.content == "First, let me read the skill."
+    assert_stream_matches(text, READ)
+    assert_incremental_matches(text, READ)
+
+
+def test_ascii_doubled_bars() -> None:
+    text = '<||DSML||tool_calls><||DSML||invoke name="read"><||DSML||parameter name="path">a</||DSML||parameter>' \
+           "</||DSML||invoke></||DSML||tool_calls>"
+    assert calls_of(repair_message(text, READ)) == [("read", {"path": "a"})]
+    assert_stream_matches(text, READ)
+
+
+def test_the_marker_alone_is_no_call() -> None:
+    for text in (f"DeepSeek wraps calls in <{DD}tool_calls> blocks, which the client must strip.",
+                 f"<{DD}tool_calls>\nI cannot call a tool for this.\n</{DD}tool_calls>",
+                 f"<{DD}invoke name=“read”/> is how it looks"):
+        r = repair_message(text, READ)
+        assert r.tool_calls == [], text
+        assert_stream_matches(text, READ)
+
+
+def test_marker_runs_stay_linear() -> None:
+    n = 200_000
+    for unit in (f"<{DD}", f"<{DD} calls><{DD} invoke name=“", f"<{DD}parameter name=“p” string=“"):
+        text = (unit * (n // len(unit) + 1))[:n]
+        start = time.process_time()
+        r = repair_message(text, READ)
+        assert time.process_time() - start < 5.0  # milliseconds here: only runaway work trips it
+        assert r.tool_calls == []
