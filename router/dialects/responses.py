@@ -48,6 +48,8 @@ from .common import (
 
 _ROLES = ("user", "assistant", "system", "developer")
 MAX_OUTPUT_CHARS = 1024 * 1024  # the output one streamed Response holds for its final object (server config overrides)
+LOGPROBS_PER_CHAR = 4  # the bytes of logprobs JSON a streamed Response holds for its final object, per character of
+# its output bound: past them, its final object lists no more (its delta events still carry every one)
 _TOOL_CHOICES = ("auto", "none", "required")
 # Input items that record what a hosted tool did: the backend cannot continue them, the model loses nothing it
 # needs by not seeing them (their effect, if any, is in the messages around them).
@@ -972,6 +974,49 @@ _REFUSAL_DELTA = _delta_prefix("response.refusal.delta")
 _ARGS_DELTA = _delta_prefix("response.function_call_arguments.delta")
 
 
+class _Logprobs:
+    """The output text's logprobs in a stream: those waiting for the next text delta (the logprobs of a chunk
+    without text, or of whitespace held back), encoded once; and the bytes of those kept for the final object.
+    Both are bounded by `max_bytes` of JSON: past it, the final object keeps no more (the kept are the text's
+    first), and logprobs waiting that pass it alone (no text ever came for them) are dropped with every later
+    one."""
+
+    __slots__ = ("_encoded", "_kept", "_size", "max_bytes", "waiting")
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.waiting: list[dict[str, Any]] | None = []  # None: past the bound, none are carried
+        self._encoded: list[bytes] = []  # `waiting`'s JSON arrays, one per chunk
+        self._size = 0  # their bytes
+        self._kept = 0  # bytes kept for the final object (past `max_bytes`: full)
+
+    def add(self, entries: list[dict[str, Any]]) -> None:
+        if not entries or self.waiting is None:
+            return
+        data = jsoncodec.dumps(entries)
+        self._size += len(data)
+        if self._size > self.max_bytes:
+            self.waiting, self._encoded, self._size = None, [], 0
+            return
+        self.waiting += entries
+        self._encoded.append(data)
+
+    def take(self) -> tuple[list[dict[str, Any]], bytes]:
+        """The waiting entries (some: `waiting` is not empty), and their JSON array, for a delta; none wait after."""
+        entries, pieces = self.waiting or [], self._encoded
+        self.waiting, self._encoded, self._size = [], [], 0
+        data = pieces[0] if len(pieces) == 1 else b"[" + b",".join(p[1:-1] for p in pieces) + b"]"
+        return entries, data
+
+    def keep(self, into: list[dict[str, Any]], entries: list[dict[str, Any]], data: bytes) -> None:
+        """`entries` (encoded: `data`) added to the final object's part `into`, while the kept fit the bound."""
+        if self._kept + len(data) > self.max_bytes:
+            self._kept = self.max_bytes + 1  # full: none after either
+            return
+        self._kept += len(data)
+        into += entries
+
+
 class ResponsesStream(ChunkEncoder):
     """Chunk documents in, Responses SSE events out. One output item is open at a time; a new kind of delta
     closes it with its `.done` events. `response` holds the final Response after `finish()`/`error()`."""
@@ -993,7 +1038,7 @@ class ResponsesStream(ChunkEncoder):
         self._open_mid: bytes | None = None  # the open item's text delta event from its item id
         self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
         self._chars = 0
-        self._logprobs: list[dict[str, Any]] | None = [] if req.logprobs else None  # those not yet sent with text
+        self._logprobs = _Logprobs(LOGPROBS_PER_CHAR * max_chars) if req.logprobs else None
         self._text_logprobs: list[dict[str, Any]] = []  # the open output_text part's (its `logprobs`)
 
     def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
@@ -1004,7 +1049,7 @@ class ResponsesStream(ChunkEncoder):
             choices = doc.get("choices")
             for choice in choices if isinstance(choices, list) else []:
                 if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                    self._logprobs += logprobs_of(choice)
+                    self._logprobs.add(logprobs_of(choice))
         out = super().feed(doc)
         self._unsent = []
         return out
@@ -1097,9 +1142,8 @@ class ResponsesStream(ChunkEncoder):
                 out.append(self._event("response.refusal.done", {"item_id": item["id"], "output_index": idx,
                                                                  "content_index": 0, "refusal": part["refusal"]}))
             else:
-                if self._logprobs:  # come after the last text: the part's still
-                    part["logprobs"] += self._logprobs
-                    self._logprobs = []
+                if self._logprobs is not None and self._logprobs.waiting:  # came after the last text: the part's
+                    self._logprobs.keep(part["logprobs"], *self._logprobs.take())
                 out.append(self._event("response.output_text.done", {"item_id": item["id"], "output_index": idx,
                                                                      "content_index": 0, "text": part["text"],
                                                                      "logprobs": part["logprobs"]}))
@@ -1185,12 +1229,12 @@ class ResponsesStream(ChunkEncoder):
             out += self._opened(_message_item("", logprobs=self._text_logprobs),
                                 {"type": "output_text", "text": "", "annotations": [], "logprobs": []}, text)
         self._grow(text)
-        if not self._logprobs:
+        if self._logprobs is None or not self._logprobs.waiting:
             out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":[]}\n\n'))
             return out
-        sent, self._logprobs = self._logprobs, []
-        self._text_logprobs += sent
-        out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":' + jsoncodec.dumps(sent) + b"}\n\n"))
+        sent, data = self._logprobs.take()
+        self._logprobs.keep(self._text_logprobs, sent, data)
+        out.append(self._open_delta(_TEXT_DELTA, text, b',"logprobs":' + data + b"}\n\n"))
         return out
 
     def _open_delta(self, prefix: bytes, text: str, tail: bytes) -> bytes:

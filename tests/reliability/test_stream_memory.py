@@ -80,3 +80,64 @@ async def test_a_long_stream_does_not_grow_memory(fakes, router, path):
     bound = 24 if path == "responses" else 12
     assert grown < bound, f"{path}: resident memory grew {grown:.0f} MB over a {received / 2**20:.0f} MB stream"
     json.dumps(body)  # the request stays as sent
+
+
+def _logprob(token: str, tops: int) -> dict[str, Any]:
+    return {"token": token, "logprob": -0.25, "bytes": list(token.encode()),
+            "top_logprobs": [{"token": f"{token}{i}", "logprob": -1.5 - i, "bytes": list(f"{token}{i}".encode())}
+                             for i in range(tops)]}
+
+
+LOGPROB_CHUNKS = 12_000  # each one token with its 20 alternatives: ~1.3 KB of logprobs, the text 5 characters
+
+
+def with_logprobs(text: bool) -> Iterator[Any]:
+    """A stream whose every chunk carries one token's logprobs with 20 alternatives, its text with it (`text`), or
+    none at all until the last chunk (logprobs alone, as for tokens of no text)."""
+    yield chunk("m", {"role": "assistant", "content": ""})
+    entry = _logprob("word ", 20)
+    for _ in range(LOGPROB_CHUNKS):
+        piece = chunk("m", {"content": "word " if text else ""})
+        piece["choices"][0]["logprobs"] = {"content": [entry]}
+        yield piece
+    if not text:
+        yield chunk("m", {"content": "end"})
+    yield chunk("m", {}, "stop")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc")
+@pytest.mark.parametrize("text", [True, False], ids=["with-text", "alone"])
+async def test_a_responses_stream_keeps_its_logprobs_bounded(fakes, router, text):
+    """`include: ["message.output_text.logprobs"]` with `top_logprobs: 20`: the final Response keeps the text's
+    logprobs up to their own bound (4x the output bound, in their JSON), the delta events carry them all. The
+    Response held every token's logprobs (~16 MB here, ~150 MB once parsed), and logprobs of no text were not
+    counted against any bound: the stream completes, and the router grows by a few MB."""
+    up = await fakes()
+    up.push(Step(sse=with_logprobs(text)))  # type: ignore[arg-type]
+    r = await router("server: {max_stream_repair_kchars: 64}\n" + CFG.format(url=up.url))
+    body = {"model": "m", "stream": True, "input": "go", "store": False, "top_logprobs": 20,
+            "include": ["message.output_text.logprobs"]}
+    base, peak, buffer, carried, final = _rss(), 0, b"", 0, None
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+        assert resp.status == 200
+        async for data in resp.content.iter_any():
+            events = (buffer + data).split(b"\n\n")
+            buffer = events.pop()
+            for event in events:
+                doc = json.loads(event.split(b"\ndata: ", 1)[1])
+                if doc["type"] == "response.output_text.delta":
+                    carried += len(doc["logprobs"])
+                elif doc["type"] in ("response.completed", "response.failed", "response.incomplete"):
+                    final = doc["response"]
+            peak = max(peak, _rss())
+    grown = (peak - base) / 2**20
+    print(f"logprobs {'with text' if text else 'alone'}: +{grown:.1f} MB")
+    assert final is not None and final["status"] == "completed"
+    [part] = final["output"][0]["content"]
+    assert part["text"] == ("word " * LOGPROB_CHUNKS if text else "end")
+    kept = part["logprobs"]
+    assert len(json.dumps(kept, separators=(",", ":"))) <= 4 * 64 * 1024
+    if text:  # every delta carries its token's; the final object the first of them
+        assert carried == LOGPROB_CHUNKS and 0 < len(kept) < LOGPROB_CHUNKS
+        assert all(e["token"] == "word " and len(e["top_logprobs"]) == 20 for e in kept)
+    assert grown < 24, f"resident memory grew {grown:.0f} MB"
