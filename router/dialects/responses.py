@@ -197,7 +197,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")} if reasoning else None,
         "text": {"format": (text or {}).get("format") or {"type": "text"},
                  **({"verbosity": verbosity} if verbosity is not None else {})},
-        "truncation": body.get("truncation") if body.get("truncation") in ("auto", "disabled") else "disabled",
+        "truncation": _truncation(body),
         "user": user, "store": store is not False, "top_logprobs": top_logprobs,
     }
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
@@ -213,6 +213,16 @@ def _field(obj: dict[str, Any] | None, name: str, param: str | None = None) -> s
     if value is not None and not isinstance(value, str):
         raise invalid(f"'{param or name}' must be a string.", param or name, "invalid_type")
     return value
+
+
+def _truncation(body: dict[str, Any]) -> str:
+    """`truncation`: "auto" or "disabled" (the default), as OpenAI takes it; "auto" is echoed and changes nothing
+    (an input too long for the model is the upstream's 400)."""
+    value = _field(body, "truncation")
+    if value not in (None, "auto", "disabled"):
+        raise invalid(f"Invalid value: {value[:40]!r}. Supported values are: 'auto' and 'disabled'.", "truncation",
+                      "invalid_value")
+    return value or "disabled"
 
 
 def _include(body: dict[str, Any]) -> list[str]:

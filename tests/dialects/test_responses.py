@@ -372,6 +372,9 @@ async def test_responses_are_private_to_their_key(fakes, router):
     ({"model": "m", "input": "x", "prompt_cache_key": 7}, "prompt_cache_key"),
     ({"model": "m", "input": "x", "service_tier": ["flex"]}, "service_tier"),
     ({"input": "x"}, "model"),
+    # (OpenAI's: "Invalid value: 'x'. Supported values are: 'auto' and 'disabled'."; was echoed as "disabled")
+    ({"model": "m", "input": "x", "truncation": "middle"}, "truncation"),
+    ({"model": "m", "input": "x", "truncation": True}, "truncation"),
 ])
 async def test_invalid_requests_are_openai_shaped_400s(fakes, router, body, param):
     up = await fakes()
