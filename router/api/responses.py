@@ -230,7 +230,7 @@ async def list_input_items(request: web.Request, store: ResponseStore, resp_id: 
         raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
     replied = dialect.assistant_message(item.response.get("output") or []) is not None
     items = dialect.input_items_of(item.messages[:-1] if replied else item.messages, resp_id)
-    if request.query.get("order", "desc") != "asc":
+    if _order(request.query.get("order")) == "desc":
         items.reverse()
     ids = [i["id"] for i in items]
     after, before = request.query.get("after"), request.query.get("before")
@@ -243,6 +243,16 @@ async def list_input_items(request: web.Request, store: ResponseStore, resp_id: 
     page = items[-n:] if before is not None and after is None else items[:n]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > n}
+
+
+def _order(raw: str | None) -> str:
+    """A page's `order`: "asc" or "desc" (the default, when absent); anything else is a 400 naming it."""
+    if raw is None:
+        return "desc"
+    if raw not in ("asc", "desc"):
+        raise ApiError(400, f"Invalid value: {raw[:20]!r}. Supported values are: 'asc' and 'desc'.",
+                       "invalid_value", param="order")
+    return raw
 
 
 def _limit(raw: str | None) -> int:

@@ -103,6 +103,20 @@ async def test_a_bad_input_items_limit_is_400(fakes, router, limit):
     assert status == 200 and len(doc["data"]) == 1
 
 
+@pytest.mark.parametrize("order", ["ascending", "ASC", ""])
+async def test_a_bad_input_items_order_is_400(fakes, router, order):
+    """`order` is `asc` or `desc` (the default, when absent); anything else is a 400 naming it, as OpenAI answers an
+    enum value it does not know (it was read as `desc`: a client asking for oldest first got newest first)."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    resp = await r.client().responses.create(model="m", input="hello")
+    status, doc = await get(f"{r.url}/v1/responses/{resp.id}/input_items?order={order}")
+    assert status == 400 and doc["error"]["type"] == "invalid_request_error" and doc["error"]["param"] == "order"
+    for good in ("asc", "desc"):
+        status, doc = await get(f"{r.url}/v1/responses/{resp.id}/input_items?order={good}")
+        assert status == 200 and len(doc["data"]) == 1
+
+
 async def test_input_tokens_counts_the_stored_history_of_the_keys_own_response(fakes, router):
     """With client keys, `previous_response_id` names a response stored under the key's identity: its history is
     counted; another key's response is not found, as `POST /v1/responses` answers (it was counted as no history)."""
