@@ -504,7 +504,9 @@ def _item_turn(item: Any, i: int) -> Turn:
         if role not in _ROLES:
             raise invalid(f"{where}.role must be one of {', '.join(_ROLES)}.", "input", "invalid_value")
         content = _parts_text(item.get("content"), where, role)
-        return Turn(({"role": "system" if role == "developer" else role, "content": content},), kind="message")
+        # (a developer message keeps its role, so that `input_items` lists it as sent: `place_system` makes it
+        # the system message's)
+        return Turn(({"role": role, "content": content},), kind="message")
     if kind in ("function_call", "custom_tool_call"):
         return Turn((), kind="call", extra=(_call_of(item, where),))
     if kind == "reasoning":  # goes with the assistant message that follows it (see `_input_items`)
@@ -887,13 +889,19 @@ def input_items_of(messages: list[dict[str, Any]], resp_id: str) -> list[dict[st
     """Chat messages as Responses input items (what `GET /v1/responses/{id}/input_items` lists), each with the
     same id every time the list is read (a client pages through it by the ids: `after`, `before`)."""
     items: list[dict[str, Any]] = []
+    reasoning = 0  # the reasoning items listed: the others' ids are those they had before reasoning was listed
 
     def stable_id(prefix: str) -> str:
-        digest = hashlib.blake2b(f"{resp_id}:{len(items)}".encode(), digest_size=12).hexdigest()
+        digest = hashlib.blake2b(f"{resp_id}:{len(items) - reasoning}".encode(), digest_size=12).hexdigest()
         return prefix + digest
 
     for m in messages:
         role, content = m.get("role"), m.get("content")
+        thought = m.get("reasoning_content") if role == "assistant" else None
+        if isinstance(thought, str) and thought:  # the reasoning items that came before the message, as one
+            digest = hashlib.blake2b(f"{resp_id}:{len(items) - reasoning}:reasoning".encode(), digest_size=12)
+            items.append({**_reasoning_item(thought), "id": "rs_" + digest.hexdigest()})
+            reasoning += 1
         if role == "tool":
             items.append({"type": "function_call_output", "id": stable_id("fco_"), "call_id": m.get("tool_call_id"),
                           "output": content if isinstance(content, str) else "", "status": "completed"})

@@ -90,6 +90,39 @@ async def test_listed_input_items_are_valid_response_items(fakes, router):
                                           "logprobs": []}]
 
 
+async def test_listed_input_items_keep_developer_messages_and_reasoning(fakes, router):
+    """A `developer` message is listed as one (it was listed as `system`), and a reasoning item sent back is listed
+    where it was, its text as the model reads it back (it was left out); every other item keeps the id it had. The
+    upstream still gets the developer text in its system message, the reasoning with the assistant message."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    resp = await r.client().responses.create(model="m", input=[  # type: ignore[arg-type]
+        {"role": "system", "content": "sys note"},
+        {"role": "developer", "content": "dev note"},
+        {"role": "user", "content": "look"},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "thought"}]},
+        {"type": "function_call", "call_id": "call_a", "name": "get_weather", "arguments": '{"city":"Rome"}'},
+        {"type": "function_call_output", "call_id": "call_a", "output": "rainy"},
+    ])
+    assert up.requests[0].body["messages"][0] == {"role": "system", "content": "sys note\n\ndev note"}
+    assert up.requests[0].body["messages"][2]["reasoning_content"] == "thought"
+    status, doc = await get(f"{r.url}/v1/responses/{resp.id}/input_items?order=asc")
+    assert status == 200
+    adapter: TypeAdapter[ResponseItem] = TypeAdapter(ResponseItem)
+    items = [adapter.validate_python(item, strict=True) for item in doc["data"]]
+    assert [(i.type, getattr(i, "role", None)) for i in items] == [
+        ("message", "system"), ("message", "developer"), ("message", "user"), ("reasoning", None),
+        ("function_call", None), ("function_call_output", None)]
+    assert doc["data"][3]["content"] == [{"type": "reasoning_text", "text": "thought"}]
+    ids = [i["id"] for i in doc["data"]]
+    assert len(set(ids)) == len(ids)
+    [the_reasoning] = [i for i in doc["data"] if i["type"] == "reasoning"]
+    again = await r.client().responses.create(model="m", input=[
+        {"type": "item_reference", "id": i} for i in ids[2:]])  # type: ignore[misc]
+    assert up.requests[-1].body["messages"] == up.requests[0].body["messages"][1:]
+    assert again.status == "completed" and the_reasoning["id"].startswith("rs_")
+
+
 @pytest.mark.parametrize("limit", ["%C2%B2", "%E2%91%A0", "%D9%A3", "0", "101", "-1", "abc", "", "9" * 5000])
 async def test_a_bad_input_items_limit_is_400(fakes, router, limit):
     """`limit` is 1 to 100 in ASCII digits; anything else is a 400 naming it (a Unicode digit such as '²' or '①',
