@@ -307,7 +307,7 @@ class ChunkEncoder(ABC):
     def _held(self, text: str) -> str | None:
         """`text` preceded by the whitespace held back so far, or None while it is all whitespace (a
         whitespace-only text block is not valid input for a later turn, so none is opened for it)."""
-        if not (self._pending_ws + text).strip():
+        if not text.strip():  # (what is held is whitespace: not joined again to be looked at)
             self._pending_ws += text
             return None
         text, self._pending_ws = self._pending_ws + text, ""

@@ -1215,6 +1215,12 @@ class ResponsesStream(ChunkEncoder):
         out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
         return out
 
+    def _held(self, text: str) -> str | None:
+        """`ChunkEncoder._held`, the whitespace held counted toward the bound: it goes out with the text after it."""
+        if self._chars + len(self._pending_ws) + len(text) > self.max_chars:
+            raise self._too_large()
+        return super()._held(text)
+
     def _open_part(self) -> str | None:
         """The type of the open message's part ("output_text" or "refusal"); None when no message is open."""
         item = self._open

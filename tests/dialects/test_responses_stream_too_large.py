@@ -120,3 +120,17 @@ async def test_an_item_growing_past_the_bound_is_closed_before_the_error(fakes, 
     done = [e for e in events if e["type"] == "response.output_item.done"]
     assert done[-1]["item"]["status"] == "incomplete" == events[-1]["response"]["output"][-1]["status"]
     assert done[-1]["item"]["content"][0]["text"] == "t" * 600
+
+
+async def test_whitespace_held_back_counts_toward_the_bound(fakes, router):
+    """Whitespace before any text is held back (no item opens for it) and goes out with the text that follows: it
+    is output the final object would hold, and counts toward the bound (it was held without one: 2 MB of blanks
+    completed, the router holding all of it, joined anew for each chunk)."""
+    up = await fakes()
+    blanks = [chunk("m", {"content": " " * 1000}) for _ in range(2000)]
+    up.push(Step(sse=[chunk("m", {"reasoning_content": "thinking"}), *blanks, chunk("m", {}, "stop")]))
+    r = await router("server: {max_stream_repair_kchars: 1}\n" + CFG.format(url=up.url))
+    events = await _events(r.url, {"model": "m", "input": "hi", "stream": True}, {})
+    assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
+    assert events[-2]["code"] == "response_too_large"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
