@@ -348,7 +348,8 @@ def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo)
     req.images += turn.images
     for kind in turn.dropped:
         req.dropped.add(kind)
-    req.loads.extend(name for name in turn.loads if name not in req.loads)
+    if turn.loads:  # (rare: no generator made per message for it)
+        req.loads.extend(name for name in turn.loads if name not in req.loads)
     return turn.messages
 
 
