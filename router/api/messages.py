@@ -46,7 +46,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                    **req.dropped.header()}
         if reply.doc is not None:
             return json_response(dialect.to_message(reply.doc, req.model, req.stop_sequences), headers)
-        translator = dialect.MessagesStream(req.model, req.stop_sequences, req.estimate_input_tokens())
+        translator = dialect.MessagesStream(req.model, req.stop_sequences, req.estimate_input_tokens(),
+                                            rt.config.server.max_stream_repair_chars)
         return await stream_translated(request, ex, reply, translator, headers)
 
     return await common.handle_exchange(request, "messages", handle, "anthropic")

@@ -652,14 +652,18 @@ def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> di
 
 # --- stream ------------------------------------------------------------------------------------------------------
 
+MAX_HELD_CHARS = 1024 * 1024  # whitespace a stream holds back before text (server config overrides)
+
 class MessagesStream(ChunkEncoder):
     """Chunk documents in, Messages SSE events out. Blocks never interleave: a new kind of delta closes the open
     block. Leading whitespace of a text block is held back until real text arrives (a whitespace-only text block
-    is not valid input for a later turn)."""
+    is not valid input for a later turn), up to `max_chars` characters: past them the stream ends with an error."""
 
-    def __init__(self, model: str, stop_sequences: list[str], input_estimate: int = 0) -> None:
+    def __init__(self, model: str, stop_sequences: list[str], input_estimate: int = 0,
+                 max_chars: int = MAX_HELD_CHARS) -> None:
         super().__init__()
         self.model = model
+        self.max_chars = max_chars
         self.stop_sequences = stop_sequences
         self.input_estimate = input_estimate
         self.id = new_id("msg_")
@@ -740,6 +744,13 @@ class MessagesStream(ChunkEncoder):
         self._texted = True
         out.append(self._delta({"type": "text_delta", "text": text}))
         return out
+
+    def _held(self, text: str) -> str | None:
+        """`ChunkEncoder._held`, the whitespace held bounded by `max_chars`."""
+        if len(self._pending_ws) + len(text) > self.max_chars:
+            raise ApiError(502, f"The response sent more than {self.max_chars} characters of whitespace with no "
+                           "text after them, the most a stream holds back.", "response_too_large")
+        return super()._held(text)
 
     def _refusal(self, text: str) -> list[bytes]:
         """A refusal is text (apart from text before it, as `to_message` writes it), and the stop reason says
