@@ -19,8 +19,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+from . import jsoncodec
 from .chat_types import ChunkPart, StreamChunk
 
+LOGPROBS_PER_CHAR = 4  # bytes of entries' JSON held per character of the text bound (as a Responses stream keeps)
 Entry = dict[str, Any]  # one token's logprob entry, as the upstream sent it
 
 
@@ -31,21 +33,28 @@ class _Unit:
 
     text: str
     entries: list[Entry]
+    weight: int = 0  # the bytes of JSON of the entries of its upstream piece, on the piece's last unit
 
 
 class StreamLogprobs:
     """The entries of one repaired stream's content and refusal, waiting for their text to go out; `max_chars`
-    bounds the text that waits (past it, the stream carries no more logprobs)."""
+    bounds the text that waits, and `LOGPROBS_PER_CHAR` times it the bytes of the entries' JSON that wait (past
+    either, the stream carries no more logprobs)."""
 
-    __slots__ = ("_done", "_matched", "_max_chars", "_refusal", "_size", "_units")
+    __slots__ = ("_bytes", "_done", "_full", "_matched", "_max_bytes", "_max_chars", "_refusal", "_refusal_bytes",
+                 "_size", "_units")
 
     def __init__(self, max_chars: int) -> None:
         self._units: deque[_Unit] = deque()
         self._matched = 0  # characters of the first unit's text that went out
         self._size = 0  # characters of text the units hold
+        self._bytes = 0  # bytes of JSON of the entries the units and the refusal's hold
         self._max_chars = max_chars
+        self._max_bytes = LOGPROBS_PER_CHAR * max_chars
         self._done = False  # the content went out changed (or past the bound): no more entries
+        self._full = False  # past the bound of entries' bytes: none for the refusal either
         self._refusal: list[Entry] = []
+        self._refusal_bytes = 0  # of the bytes held, the refusal's entries'
 
     def part(self, part: ChunkPart) -> None:
         """An upstream chunk's part, before it goes to the repairer: its content (with its entries, unless it also
@@ -53,8 +62,12 @@ class StreamLogprobs:
         logprobs = part.logprobs
         if part.content:
             self.fed(part.content, logprobs.get("content") if type(logprobs) is dict and not part.reasoning else None)
-        if part.refusal and type(logprobs) is dict:
-            self._refusal += _entries(logprobs.get("refusal"))
+        if part.refusal and type(logprobs) is dict and not self._full:
+            found = _entries(logprobs.get("refusal"))
+            weight = self._weigh(found) if found else 0
+            if weight:
+                self._refusal += found
+                self._refusal_bytes += weight
 
     def fed(self, text: str, entries: object = None) -> None:
         """Upstream content `text` going to the repairer, with its entries (None: it came with none)."""
@@ -62,12 +75,31 @@ class StreamLogprobs:
             return
         found = _entries(entries)
         self._size += len(text)
+        weight = self._weigh(found) if found else 0
         if self._size > self._max_chars:
             self._stop()
+        elif self._done:
+            return
         elif found and "".join([e["token"] for e in found]) == text:
             self._units.extend([_Unit(e["token"], [e]) for e in found])
+            self._units[-1].weight = weight
         else:
-            self._units.append(_Unit(text, found))
+            self._units.append(_Unit(text, found, weight))
+
+    def _weigh(self, found: list[Entry]) -> int:
+        """The bytes of JSON of `found`, counted as held; 0 past the bound (or for entries JSON cannot hold), where
+        the stream carries no more entries."""
+        try:
+            weight = len(jsoncodec.dumps(found))
+        except ValueError:
+            weight = self._max_bytes + 1
+        self._bytes += weight
+        if self._bytes > self._max_bytes:
+            self._full = True
+            self._refusal, self._refusal_bytes = [], 0
+            self._stop()
+            return 0
+        return weight
 
     def sent(self, text: str) -> list[Entry]:
         """The entries that go with content `text` going out: those of the tokens whose text it completes, while the
@@ -100,6 +132,7 @@ class StreamLogprobs:
     def _taken(self, out: list[Entry]) -> None:
         unit = self._units.popleft()
         self._size -= len(unit.text)
+        self._bytes -= unit.weight
         self._matched = 0
         out += unit.entries
 
@@ -107,10 +140,13 @@ class StreamLogprobs:
         self._done = True
         self._units.clear()
         self._size = self._matched = 0
+        self._bytes = self._refusal_bytes
 
     def refusal(self) -> list[Entry]:
         """The refusal's entries so far (they go with the refusal, which goes out whole)."""
         out, self._refusal = self._refusal, []
+        self._bytes -= self._refusal_bytes
+        self._refusal_bytes = 0
         return out
 
     def chunks(self, items: list[Any], base: dict[str, Any]) -> list[Any]:
