@@ -816,7 +816,7 @@ class _InputJson:
         self.emitter = ArgsEmitter(None)
         self.pieces: list[str] | None = []  # the whole arguments (None past RAW_ARGS_MAX: no longer kept)
         self.size = 0
-        self.sent: list[str] = []
+        self.sent: list[str] = []  # what went out, to compare with the whole arguments (not kept past RAW_ARGS_MAX)
         self.broken = False
 
     def feed(self, text: str) -> str:
@@ -825,7 +825,7 @@ class _InputJson:
             if self.size <= RAW_ARGS_MAX:
                 self.pieces.append(text)
             else:
-                self.pieces = None
+                self.pieces, self.sent = None, _NOT_KEPT
         if self.broken:
             return ""
         if string_run(self.events, self.emitter, text):  # the usual piece, inside a string: out as it came
@@ -846,8 +846,8 @@ class _InputJson:
         if (not self.broken and (self.emitter.closed or self.emitter.depth > 0)) or \
                 (self.pieces is not None and not self.pieces):
             return ""  # strict JSON, whole or cut; or no arguments at all (the block's input stays `{}`)
-        sent = _paired("".join(self.sent))
         if self.pieces is not None:
+            sent = _paired("".join(self.sent))
             try:
                 final = _paired(json.dumps(arguments_object("".join(self.pieces)), ensure_ascii=False,
                                            allow_nan=False))
@@ -856,6 +856,16 @@ class _InputJson:
             if final.startswith(sent):
                 return final[len(sent):]
         return self.emitter.closer()
+
+
+class _NotKept(list[str]):
+    """A list that keeps nothing appended to it (`_InputJson.sent` past the bound: no test on the usual path)."""
+
+    def append(self, item: str, /) -> None:
+        pass
+
+
+_NOT_KEPT = _NotKept()
 
 
 def _paired(text: str) -> str:

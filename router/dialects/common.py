@@ -249,6 +249,7 @@ class ChunkEncoder(ABC):
         self._calls: set[int] = set()  # the chat tool-call indexes seen
         self._open_call: int | None = None  # the call whose block is open (the dialect's close resets it)
         self._nameless: dict[int, tuple[ToolFragment, list[str]]] = {}  # calls whose name has not come yet
+        self._nameless_size = 0  # their arguments' characters, and NAMELESS_WEIGHT for each (bound: RAW_ARGS_MAX)
         self._slots = CallSlots()  # which call each unrepaired tool-call delta continues
         self._args: dict[int, list[str]] = {}  # each call's arguments so far (up to RAW_ARGS_MAX in all: past
         self._args_size = 0                    # it, a call's arguments are taken not to be whole)
@@ -322,15 +323,33 @@ class ChunkEncoder(ABC):
                 if call.arguments:
                     args.append(call.arguments)
                 if not call.name:
-                    self._nameless[call.index] = (first, args)
-                    return out
+                    return self._wait_for_name(call, first, args, held is None)
                 del self._nameless[call.index]
+                self._nameless_size -= NAMELESS_WEIGHT + sum(map(len, args)) - len(call.arguments)
                 call = ToolFragment(call.index, first.id or call.id, call.name, "".join(args))
             return self._open_new_call(call)
         if self._open_call != call.index:
             return out  # a fragment for a block already closed cannot be placed; repaired calls arrive whole
         if call.arguments:
             out += self._args_out(call.index, call.arguments)
+        return out
+
+    def _wait_for_name(self, call: ToolFragment, first: ToolFragment, args: list[str], new: bool) -> list[bytes]:
+        """A fragment of a call whose name has not come: it waits, unless what waits passes RAW_ARGS_MAX (then
+        every waiting call opens as it is, without a name, as at the stream's end)."""
+        self._nameless[call.index] = (first, args)
+        self._nameless_size += len(call.arguments) + (NAMELESS_WEIGHT if new else 0)
+        if self._nameless_size <= RAW_ARGS_MAX:
+            return []
+        return self._open_nameless()
+
+    def _open_nameless(self) -> list[bytes]:
+        """The calls whose name never came, opened as they are."""
+        out: list[bytes] = []
+        for index, (first, args) in self._nameless.items():
+            out += self._open_new_call(ToolFragment(index, first.id, "", "".join(args)))
+        self._nameless.clear()
+        self._nameless_size = 0
         return out
 
     def _open_new_call(self, call: ToolFragment) -> list[bytes]:
@@ -417,11 +436,7 @@ class ChunkEncoder(ABC):
     def _nameless_calls(self) -> list[bytes]:
         """At the end: what waited, then the calls whose name never came, opened as they are (a stream not
         repaired)."""
-        out = self._released(at_end=True)
-        for index, (first, args) in self._nameless.items():
-            out += self._open_new_call(ToolFragment(index, first.id, "", "".join(args)))
-        self._nameless.clear()
-        return out
+        return self._released(at_end=True) + self._open_nameless()
 
     def feed(self, doc: dict[str, Any] | StreamChunk) -> list[bytes]:
         out = self._start()
@@ -492,6 +507,7 @@ def high_surrogate_tail(text: str) -> int:
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 RAW_ARGS_MAX = 1 << 20  # characters of unrepaired call arguments a translated stream keeps to tell calls apart
+NAMELESS_WEIGHT = 256  # what a call waiting for its name counts toward RAW_ARGS_MAX besides its arguments
 
 
 def args_only(delta: dict[str, Any], call: int) -> str | None:
