@@ -678,8 +678,6 @@ class MessagesStream(ChunkEncoder):
         self._delta_head: bytes | None = None  # the open block's delta event up to its delta
         self._args_head: bytes | None = None  # the open tool_use block's argument delta up to its text
         self._input: _InputJson | None = None  # the open block's arguments made JSON (an unrepaired call's)
-        self.blocks: list[dict[str, Any]] = []  # the blocks opened so far (headers only: memory stays flat however
-        # long the stream runs)
 
     def _start(self) -> list[bytes]:
         if self._started:
@@ -711,7 +709,6 @@ class MessagesStream(ChunkEncoder):
         self._index += 1
         self._delta_head = self._args_head = None
         self._open = kind
-        self.blocks.append(dict(block))
         out.append(sse_event("content_block_start", {"type": "content_block_start", "index": self._index,
                                                      "content_block": block}))
         return out
