@@ -24,11 +24,16 @@ def json_object(value: object, default: dict[str, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else default
 
 
+MAX_NAME_CHARS = 1024  # a streamed name grows no further: no declared tool's name is this long (OpenAI allows 64,
+# Anthropic 128), so what an upstream sends past it names none either way, and is not kept
+
+
 def name_with(name: str, piece: str) -> str:
     """A streamed call's name so far with one more delta's `function.name`: appended (some upstreams cut a name in
     pieces), unless the delta repeats the whole name so far (some resend it with every delta: MiniMax behind NVIDIA
-    NIM, some gateways; appended, "read_fileread_file" named no tool and the call was lost)."""
-    return name if piece == name else name + piece
+    NIM, some gateways; appended, "read_fileread_file" named no tool and the call was lost). At most
+    `MAX_NAME_CHARS` and a piece: a name that never ends holds no more."""
+    return name if piece == name or len(name) > MAX_NAME_CHARS else name + piece
 
 
 @dataclass

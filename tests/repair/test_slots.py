@@ -172,3 +172,17 @@ def test_a_later_delta_finds_the_call_it_belongs_to(incremental: bool) -> None:
     assert sr.call_at(5) is None
     sr.feed_tool_calls([_delta(None, None, "list_dir", '{"path": "c"}')])  # no index, no id: the last call
     assert sr.call_at(None) == ((2, ids(2)) if incremental else (None, ""))
+
+
+def test_a_name_that_never_ends_is_held_no_longer_than_the_bound() -> None:
+    """An upstream sending a call's name in pieces that never end: what the stream holds of it stops growing (it
+    grew by every piece), and the call names no tool."""
+    sr = StreamRepairer(TOOLS, id_factory=ids)
+    sr.feed_tool_calls([_delta(0, "call_1", "read_", "")])
+    for i in range(20_000):
+        sr.feed_tool_calls([_delta(0, None, f"x{i}", "")])
+    held = [p.name for p in sr._tool_parts.values()]
+    sr.finish()
+    result = sr.result
+    assert result is not None and not result.tool_calls
+    assert held and all(len(n) <= 2048 for n in held)  # (grew to 108,890 characters)
