@@ -353,7 +353,11 @@ class ChunkEncoder(ABC):
         return out
 
     def _open_new_call(self, call: ToolFragment) -> list[bytes]:
-        """A new call's block, with the arguments its fragment carries."""
+        """A new call's block, with the arguments its fragment carries. Past MAX_STREAM_CALLS calls the stream
+        ends (`response_too_large`): each call keeps a few records until the end (its index, id, block or item)."""
+        if len(self._calls) >= MAX_STREAM_CALLS:
+            raise ApiError(502, f"The response made more than {MAX_STREAM_CALLS} tool calls, the most one stream "
+                           "carries.", "response_too_large")
         self._pending_ws = ""
         out = self._call_start(call)
         self._calls.add(call.index)
@@ -507,6 +511,8 @@ def high_surrogate_tail(text: str) -> int:
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 RAW_ARGS_MAX = 1 << 20  # characters of unrepaired call arguments a translated stream keeps to tell calls apart
+MAX_STREAM_CALLS = 4096  # the upstream's own calls one translated stream opens (a repaired one makes at most
+# repair's MAX_CALLS)
 NAMELESS_WEIGHT = 256  # what a call waiting for its name counts toward RAW_ARGS_MAX besides its arguments
 
 

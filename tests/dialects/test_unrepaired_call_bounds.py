@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from router.dialects.anthropic_in import MessagesStream
-from router.dialects.common import RAW_ARGS_MAX
+from router.dialects.common import MAX_STREAM_CALLS, RAW_ARGS_MAX
 from router.dialects.responses import ResponsesStream, parse_request
+from router.errors import ApiError
 from tests.fakes.openai_upstream import chunk
 
 PIECE = "x" * 1000
@@ -72,3 +75,26 @@ def test_a_responses_call_whose_name_never_comes_waits_with_bounded_arguments():
     for _ in range(PIECES):
         enc.feed(_nameless(PIECE))
         assert _held(enc) <= RAW_ARGS_MAX + len(PIECE)
+
+
+def _headed(i: int) -> dict[str, Any]:
+    return chunk("m", {"tool_calls": [{"index": i, "id": f"c{i}", "type": "function",
+                                       "function": {"name": "f", "arguments": "{}"}}]})
+
+
+def _encoders() -> list[Any]:
+    req = parse_request({"model": "m", "input": "hi", "stream": True, "store": False})
+    return [MessagesStream("m", []), ResponsesStream(req, "resp_1", max_chars=8 * RAW_ARGS_MAX)]
+
+
+def test_a_stream_of_calls_without_end_is_ended_past_the_bound_of_calls():
+    """Each call an unrepaired translated stream opens keeps a few records until the end (its index, id, block or
+    item): an upstream making calls without end grew the router with each. Past MAX_STREAM_CALLS, the stream ends
+    with the route's terminal error; up to it, every call goes out."""
+    for enc in _encoders():
+        for i in range(MAX_STREAM_CALLS):
+            enc.feed(_headed(i))
+        with pytest.raises(ApiError) as info:
+            for i in range(MAX_STREAM_CALLS, MAX_STREAM_CALLS + 10):
+                enc.feed(_headed(i))
+        assert info.value.code == "response_too_large" and info.value.status == 502
