@@ -93,10 +93,24 @@ def _stripped_arguments(text: str, k: int, ctx: Ctx) -> Decoded | Failed:
 def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """A harmony call with its special tokens removed (servers decoding with skip_special_tokens):
     `...assistantcommentary to=functions.get_weather json{"city": "Paris"}`."""
-    n = len(text)
     m = _STRIPPED.match(text, p)
-    if m is None:
-        return None
+    return None if m is None else _stripped_call(text, p, m, ctx)
+
+
+_RECIPIENT_FIRST = re.compile(
+    r"(?:assistant[ \t]?)?to=functions\.([^\s<{]{1,200})[ \t]*(?:<\|channel\|>)?[ \t]*commentary"
+    r"[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json)?[ \t]*(?:<\|message\|>)?")
+
+
+def parse_recipient_first(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """The same with the recipient in the role's header, before the channel (harmony allows it there):
+    `assistant to=functions.exec_command commentary json\n{"cmd": "ls"}`."""
+    m = _RECIPIENT_FIRST.match(text, p)
+    return None if m is None else _stripped_call(text, p, m, ctx)
+
+
+def _stripped_call(text: str, p: int, m: re.Match[str], ctx: Ctx) -> Parsed | None:
+    n = len(text)
     recipient = m.group(1)
     name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
     k = skip_ws(text, m.end())
@@ -118,6 +132,10 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
 FORMAT = Format(
     (FAMILY,),
     (Kind("harmony", (OneOf(START_MARKERS),), parse),
-     Kind("harmony_stripped", (Lit("commentary to="), Name(64, (" ", "<", "{"))), parse_stripped, generic=True)),
+     Kind("harmony_stripped", (Lit("commentary to="), Name(64, (" ", "<", "{"))), parse_stripped, generic=True),
+     Kind("harmony_stripped_recipient", (OneOf(("assistant to=functions.", "assistantto=functions.")),
+                                         Name(64, (" ", "\t", "<"))), parse_recipient_first, generic=True),
+     Kind("harmony_stripped_recipient_bare", (Lit("to=functions."), Name(64, (" ", "\t", "<"))),
+          parse_recipient_first, line_start=True, generic=True)),
     aliases(FAMILY, "harmony", "gpt_oss", "openai"),
     (Template(FAMILY, (CHANNEL, MESSAGE), rank=1),))

@@ -39,6 +39,10 @@ FORMS = {
     "apertus": 'Checking.\n<|tools_prefix|>[{"get_weather": {"city": "Paris", "days": 2}}]<|tools_suffix|>',
     "mistral_no_args_tag": 'Checking.\n[TOOL_CALLS]get_weather{"city": "Paris", "days": 2}',
     "harmony_stripped": 'Checking.\ncommentary to=functions.get_weather json{"city": "Paris", "days": 2}',
+    "harmony_stripped_recipient_first": ('Checking.\nassistant to=functions.get_weather commentary json\n'
+                                         '{"city": "Paris", "days": 2}'),
+    "harmony_recipient_first_partly_stripped": ('Checking.\nto=functions.get_weather<|channel|>commentary json'
+                                                '<|message|>{"city": "Paris", "days": 2}<|call|>'),
     "gemma_paren": 'Checking.\n<|tool_call>call:get_weather(city="Paris", days=2)<tool_call|>',
     "tool_code": 'Checking.\n```tool_code\nget_weather(city="Paris", days=2)\n```',
     "tool_code_list": 'Checking.\n```tool_code\n[get_weather(city="Paris", days=2)]\n```',
@@ -71,7 +75,9 @@ def test_samples_in_prose_are_left_alone() -> None:
     for text in ("Gemma writes `call:get_weather{city:<|\"|>Paris<|\"|>}` for that.",
                  "The tag <tools> lists what you may call.", "Use <function_calls> blocks, e.g. in docs.",
                  "Wrap calls in <TOOLCALL>tags</TOOLCALL> there.",
-                 "```tool_code\nprint('hello')\n```"):
+                 "```tool_code\nprint('hello')\n```",
+                 "It posts to=functions.get_weather commentary, not a call.",
+                 'Send it to=functions.get_weather as {"city": "Paris"}.'):
         r = repair_message(text, TOOLS)
         assert r.tool_calls == [] and r.errors == [] and r.content == text
 

@@ -126,6 +126,8 @@ def _adversarial() -> dict[str, str]:
         "mistral": '[TOOL_CALLS]read_file[ARGS]{"a": [' * 2200,
         "gemma": "<|tool_call>call:read_file{a:{b:{" * 2200,
         "whitespace": " " * n,
+        "harmony_recipient": "assistant to=functions.read_file commentary json\n{\"path\": [" * 1200,
+        "harmony_recipients": "to=functions.read_file " * 3000,
     }.items()}
 
 
