@@ -12,6 +12,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 | gigachat3       | <\\|function_call\\|>{...}, function call<\\|role_sep\\|>{...}  | JSON object             |
 | apertus         | <\\|tools_prefix\\|>[{"name": {...}}]<\\|tools_suffix\\|>      | name -> arguments       |
 | lmstudio        | [TOOL_REQUEST]{...}[END_TOOL_REQUEST]                         | JSON object             |
+| minimax_m2      | [TOOL_CALL]{tool => "f", args => {--k "v"}}[/TOOL_CALL]       | arrow: `--key` values, JSON |
 | longcat         | <longcat_tool_call>...</longcat_tool_call>                    | GLM tags (longcat_) / JSON |
 | seed_oss        | <seed:tool_call><function=..>...</seed:tool_call>             | Qwen3-Coder XML (or `invoke.SEED`) |
 | llama4_pythonic | <\\|python_start\\|>[f(a=1)]<\\|python_end\\|>                  | Python calls            |
@@ -22,6 +23,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,6 +145,74 @@ def longcat_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[l
     return glm45.parse_body(text, b, limit, ctx, glm45.LONGCAT, "longcat")
 
 
+_ARROW_HEAD = re.compile(r'\{[ \t\r\n]*tool[ \t]*=>[ \t]*"([^"\n]{1,200})"[ \t]*(,[ \t\r\n]*args[ \t]*=>[ \t]*)?')
+_FLAG = re.compile(r"--([A-Za-z_][\w.-]{0,100})[ \t]+")
+_CLOSE = re.compile(r"[ \t\r\n]*\}")
+
+
+def _flag_value(text: str, k: int, limit: int) -> tuple[str, int] | None:
+    """A `--key` value: a JSON string, or the rest of its line."""
+    if text[k] != '"':
+        nl = text.find("\n", k, limit)
+        e = limit if nl == -1 else nl
+        return text[k:e].strip(), e
+    i = k + 1
+    while i < limit and text[i] != '"':
+        i += 2 if text[i] == "\\" else 1
+    if i >= limit:
+        return None
+    try:
+        value = json.loads(text[k:i + 1])
+    except ValueError:
+        return None
+    return value, i + 1
+
+
+def _flags(text: str, k: int, limit: int) -> tuple[dict[str, str], int] | Failed:
+    """`{--path "a", --top_k 20}` one a line, up to the closing brace."""
+    args: dict[str, str] = {}
+    i = skip_ws(text, k, limit)
+    while i < limit and text[i] != "}":
+        m = _FLAG.match(text, i)
+        got = None if m is None or m.end() >= limit else _flag_value(text, m.end(), limit)
+        if m is None or got is None:
+            return Failed("invalid_json", "not a --key value argument", i)
+        args[m.group(1)], i = got
+        i = skip_ws(text, i + (i < limit and text[i] == ","), limit)
+    if i >= limit:
+        return Failed("truncated", "the text ends inside the arguments", i)
+    return args, i + 1
+
+
+def arrow_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
+    """MiniMax-M2's `{tool => "name", args => {--key "value"}}` (or JSON arguments)."""
+    m = _ARROW_HEAD.match(text, b, limit)
+    if m is None:
+        return Failed("invalid_json", "not a tool => call", b)
+    call = RawCall(name=m.group(1))
+    i = m.end()
+    if m.group(2) is not None:
+        if i >= limit or text[i] != "{":
+            return Failed("invalid_json", "no arguments after args =>", i)
+        j = skip_ws(text, i + 1, limit)
+        if j < limit and text[j] in '"}':
+            got = decode_at(text, i, limit, budget=ctx.budget)
+            if isinstance(got, Failed):
+                return got
+            call.arguments, i = got.value, got.end
+        else:
+            flags = _flags(text, i + 1, limit)
+            if isinstance(flags, Failed):
+                return flags
+            (call.arguments, i), call.text_args = flags, True
+    else:
+        call.arguments = {}
+    c = _CLOSE.match(text, i, limit)
+    if c is None:
+        return Failed("truncated" if skip_ws(text, i, limit) >= len(text) else "invalid_json", "no closing }", i)
+    return [call], c.end()
+
+
 @dataclass(frozen=True)
 class Wrapper:
     family: str
@@ -165,6 +235,7 @@ WRAPPERS: tuple[Wrapper, ...] = (
     Wrapper("gigachat3", "<|message_sep|>", None, json_body, lead="function call<|role_sep|>"),
     Wrapper("apertus", "<|tools_prefix|>", "<|tools_suffix|>", name_args_body),
     Wrapper("lmstudio", "[TOOL_REQUEST]", "[END_TOOL_REQUEST]", json_body),
+    Wrapper("minimax_m2", "[TOOL_CALL]", "[/TOOL_CALL]", arrow_body),
     Wrapper("longcat", "<longcat_tool_call>", "</longcat_tool_call>", longcat_body, xml_args=True,
             ends=ends_with(re.escape(glm45.LONGCAT.value_end))),
     Wrapper("seed_oss", "<seed:tool_call>", "</seed:tool_call>", qwen3_body, xml_args=True, ends=qwen3_coder.ENDS,

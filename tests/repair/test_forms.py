@@ -43,6 +43,10 @@ FORMS = {
                                          '{"city": "Paris", "days": 2}'),
     "harmony_recipient_first_partly_stripped": ('Checking.\nto=functions.get_weather<|channel|>commentary json'
                                                 '<|message|>{"city": "Paris", "days": 2}<|call|>'),
+    "minimax_arrow": ('Checking.\n[TOOL_CALL]\n{tool => "get_weather", args => {\n  --city "Paris"\n  --days 2\n}}\n'
+                      "[/TOOL_CALL]"),
+    "minimax_arrow_json": ('Checking.\n[TOOL_CALL]\n{tool => "get_weather", args => {"city": "Paris", "days": 2}}\n'
+                           "[/TOOL_CALL]"),
     "gemma_paren": 'Checking.\n<|tool_call>call:get_weather(city="Paris", days=2)<tool_call|>',
     "tool_code": 'Checking.\n```tool_code\nget_weather(city="Paris", days=2)\n```',
     "tool_code_list": 'Checking.\n```tool_code\n[get_weather(city="Paris", days=2)]\n```',
@@ -77,7 +81,8 @@ def test_samples_in_prose_are_left_alone() -> None:
                  "Wrap calls in <TOOLCALL>tags</TOOLCALL> there.",
                  "```tool_code\nprint('hello')\n```",
                  "It posts to=functions.get_weather commentary, not a call.",
-                 'Send it to=functions.get_weather as {"city": "Paris"}.'):
+                 'Send it to=functions.get_weather as {"city": "Paris"}.',
+                 "MiniMax wraps calls in [TOOL_CALL] and [/TOOL_CALL] markers."):
         r = repair_message(text, TOOLS)
         assert r.tool_calls == [] and r.errors == [] and r.content == text
 

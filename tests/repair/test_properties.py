@@ -127,6 +127,8 @@ def _adversarial() -> dict[str, str]:
         "gemma": "<|tool_call>call:read_file{a:{b:{" * 2200,
         "whitespace": " " * n,
         "harmony_recipient": "assistant to=functions.read_file commentary json\n{\"path\": [" * 1200,
+        "arrow": '[TOOL_CALL]\n{tool => "read_file", args => {\n--path "a' * 1500,
+        "arrow_flags": '[TOOL_CALL]\n{tool => "read_file", args => {\n' + '--path x\n' * 7000,
         "harmony_recipients": "to=functions.read_file " * 3000,
     }.items()}
 
