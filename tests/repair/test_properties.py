@@ -155,12 +155,14 @@ def _reference_scan(finder, text: str, start: int) -> tuple[int, int]:
     """scan_stream as one search of the whole partial pattern (what the per-character scan must equal)."""
     from repair.markers import MATCH, NO, PARTIAL
 
-    hit = finder.find(text, start)
-    stop = hit[0] if hit is not None else len(text)
+    hit = finder._find(text, start, None, -1, True)  # (a stream's: a line-decided candidate, its line open, may
+    stop = hit[0] if hit is not None else len(text)  # still become a call: partial)
     m = finder._set.partial.search(text, max(start, len(text) - finder.max_len))
     if m is not None and m.start() < stop:
         return PARTIAL, m.start()
-    return (MATCH, hit[0]) if hit is not None else (NO, len(text))
+    if hit is not None:
+        return (PARTIAL if hit[2] else MATCH), hit[0]
+    return NO, len(text)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from repair import StreamRepairer
@@ -35,6 +35,7 @@ def _finders() -> list[CandidateFinder]:
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prose, st.integers(min_value=0, max_value=40))
+@example('call:read_file{"name": "read_file"', 0)  # a line-decided candidate, its line open: partial at 0
 def test_the_quick_path_gives_the_full_scans_answer(text: str, start: int) -> None:
     start = min(start, len(text))
     for finder in _finders():
