@@ -53,6 +53,7 @@ from .custom_tools import (
 from .dispatch import Opened, dispatch
 from .errors import ApiError
 from .exchange import Exchange
+from .overflow import ContextOverflowError, overflow_of
 from .redact import scrub_text, scrub_value
 from .relay import UpstreamReader
 from .repair_owner import chunk_report, engine_repaired, stream_checker, whole_report
@@ -102,6 +103,8 @@ class UpstreamStatus(Exception):
             message = scrub_text(found, self.secrets)[:ERROR_MESSAGE_MAX]
         err = doc.get("error") if isinstance(doc, dict) else doc[0].get("error") \
             if isinstance(doc, list) and doc and isinstance(doc[0], dict) else None
+        if found and (overflow := overflow_of(self.status, doc, message)) is not None:
+            return ContextOverflowError(overflow, message, self.provider)
         if isinstance(err, dict) and err.get("code") and type(err["code"]) in (str, int):
             code = str(err["code"])  # OpenAI's shape (vLLM >= 0.10, llama.cpp, Ollama); Gemini's in its array
         return ApiError(self.status, message, code, headers={"x-agentgate-provider": self.provider})

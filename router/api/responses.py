@@ -24,6 +24,8 @@ from ..dialects.common import estimate_tokens, new_id, spaced_json
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
+from ..overflow import ContextOverflowError
+from ..pipeline import ChatReply, Items
 from ..state import STATE
 from ..store import ConversationTooLarge, ResponseStore, RowTooLarge, StoredResponse
 from . import common
@@ -56,6 +58,16 @@ async def close_store(app: web.Application) -> AsyncIterator[None]:
     if holder.store is not None:
         holder.store.close()
         holder.store = None
+
+
+def failed_at_once(err: ApiError) -> ChatReply:
+    """A stream whose first read fails with `err`: the Response is created, then fails with it."""
+
+    async def chunks() -> AsyncIterator[Items]:
+        raise err
+        yield []  # (a generator)
+
+    return ChatReply(chunks=chunks(), headers=dict(err.headers))
 
 
 def _error(err: ApiError, rid: str) -> web.Response:
@@ -141,7 +153,13 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         conversation = history + req.input_messages
         resp_id = new_id("resp_")
         chat = fit_to_route(dialect.build_chat(req, history), route_kinds(ctx))
-        reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)
+        try:
+            reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)
+        except ContextOverflowError as err:
+            if not req.stream:
+                raise err.for_responses() from None
+            reply = failed_at_once(err.for_responses())  # as OpenAI streams it: `response.failed` (Codex reads
+            # its `error.code`; a 400 it takes for any other refusal, and does not compact)
         headers = {"x-request-id": ex.request_id, **reply.headers, **req.dropped.header()}
         if reply.doc is not None:
             items, finish = dialect.output_items(reply.doc, req.client_tools, logprobs=req.logprobs,

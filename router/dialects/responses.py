@@ -21,6 +21,7 @@ from .. import jsoncodec
 from ..chat_types import Completion, StreamChunk, ToolFragment, Usage, str_or
 from ..custom_tools import function_description, input_schema
 from ..errors import ApiError
+from ..overflow import CODE as CONTEXT_CODE
 from .common import (
     MAX_ID_CHARS,
     ChunkEncoder,
@@ -1318,7 +1319,7 @@ class ResponsesStream(ChunkEncoder):
         self._event("error", {"code": err.code, "message": err.message, "param": err.param})
         # a Response's error code is one of the API's own (the SDK's `ResponseError.code`); ours is the error
         # event's and the message's
-        code = "rate_limit_exceeded" if err.status == 429 else "server_error"
+        code = "rate_limit_exceeded" if err.status == 429 else err.code if err.code == CONTEXT_CODE else "server_error"
         self.response = self._snapshot("failed", output=self.items, usage=usage_of(self._usage, self.items),
                                        error={"code": code, "message": err.message})
         self._response_event("response.failed", response_json(self.req, self.response))

@@ -25,6 +25,7 @@ from .. import jsoncodec
 from ..config.model import ProviderConfig
 from ..errors import ApiError
 from ..metrics import Metrics, fast_inc
+from ..overflow import ContextOverflowError, overflow_of
 from ..redact import safe_headers, scrub_body, scrub_text
 from ..resilience import Breaker, Limiter
 from ..sse import DEFAULT_MAX_EVENT_BYTES, UpstreamTooLarge
@@ -554,6 +555,9 @@ def event_failure(name: str, err: Any, secrets: tuple[str, ...]) -> Failure:
     if status in (401, 403):
         return Failure("error_event", ApiError(502, f"Upstream {name!r} refused the configured credentials "
                                                f"({status}).", "upstream_auth"), counts=False, client=True)
+    if detail and (status is None or status < 500) and (overflow := overflow_of(status or 400, err, detail)):
+        # (one that names no status too: OpenAI's `code` is "context_length_exceeded", not a number)
+        return Failure("error_event", ContextOverflowError(overflow, detail, name), counts=False, client=True)
     if status is not None and status < 500:
         code = err.get("code") if isinstance(err, dict) else None
         etype = err.get("type") if isinstance(err, dict) else None

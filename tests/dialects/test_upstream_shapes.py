@@ -12,12 +12,13 @@ import pytest
 from tests.dialects.conftest import ANTHROPIC_WEATHER, CFG, RESPONSES_WEATHER, claude
 from tests.fakes.openai_upstream import Step, chunk
 
-TOO_LONG = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."
+REFUSED = "Conversation roles must alternate user/assistant/user/assistant/..."  # (a template's refusal; an
+# overflow is worded as each client recognises it: test_context_overflow.py)
 ERROR_BODIES = {
-    "flat (vLLM before 0.10, SGLang)": {"object": "error", "message": TOO_LONG, "type": "BadRequestError",
+    "flat (vLLM before 0.10, SGLang)": {"object": "error", "message": REFUSED, "type": "BadRequestError",
                                         "param": None, "code": 400},
-    "a string (LM Studio)": {"error": TOO_LONG},
-    "OpenAI's": {"error": {"message": TOO_LONG, "type": "invalid_request_error", "code": "context_length_exceeded"}},
+    "a string (LM Studio)": {"error": REFUSED},
+    "OpenAI's": {"error": {"message": REFUSED, "type": "invalid_request_error", "code": "invalid_value"}},
 }
 
 
@@ -28,7 +29,7 @@ def _client(url: str, **kw: object) -> openai.AsyncOpenAI:
 @pytest.mark.parametrize("shape", list(ERROR_BODIES))
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 async def test_an_upstream_4xx_message_reaches_every_route(fakes, router, shape, stream):
-    """The upstream's own words (a context overflow: what an agent reads to decide what to do), whatever the shape
+    """The upstream's own words (what an agent reads to decide what to do), whatever the shape
     of its error body; the chat route passes the body through, the translated routes read it."""
     up = await fakes()
     up.push(*[Step(status=400, json=ERROR_BODIES[shape])] * 2)
@@ -41,10 +42,10 @@ async def test_an_upstream_4xx_message_reaches_every_route(fakes, router, shape,
                 await s.get_final_message()
         else:
             await claude(r.url).messages.create(**kw)  # type: ignore[arg-type]
-    assert a_err.value.body["error"]["message"] == TOO_LONG  # type: ignore[index]
+    assert a_err.value.body["error"]["message"] == REFUSED  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as o_err:
         await _client(r.url).responses.create(model="m", input="x", tools=[RESPONSES_WEATHER], stream=stream)
-    assert TOO_LONG in o_err.value.message
+    assert REFUSED in o_err.value.message
 
 
 @pytest.mark.parametrize("repair", ["on", "off"])

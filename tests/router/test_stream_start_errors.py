@@ -85,8 +85,12 @@ async def test_a_first_error_event_with_a_4xx_code_is_the_clients_error(fakes, r
     a.push(Step(sse=[b'error: {"code":400,"message":"the request exceeds the available context size",'
                      b'"type":"invalid_request_error"}\n\n']))
     status, text = await _post(r.url, route)
-    assert status == 400, text
-    assert "the request exceeds the available context size" in json.dumps(json.loads(text))
+    if route == "responses":  # a stream that fails as OpenAI's does (Codex reads `response.failed`'s code)
+        assert status == 200 and text.rstrip().split("\n")[-2] == "event: response.failed", text
+        assert '"code":"context_length_exceeded"' in text
+    else:
+        assert status == 400, text
+        assert "the request exceeds the available context size" in json.dumps(json.loads(text))
     if route == "messages":
         assert json.loads(text)["error"]["type"] == "invalid_request_error"
     assert (len(a.requests), len(b.requests)) == (1, 0)

@@ -29,7 +29,7 @@ FASTAPI = {"detail": [{"loc": ["body", "messages", 1, "content"], "msg": "field 
     (FASTAPI, "body.messages.1.content: field required"),
     ({"detail": "Not Found"}, "Not Found"),
     ({"error": "model not loaded"}, "model not loaded"),
-    ({"error": {"message": "bad", "code": "context_length_exceeded"}}, "bad"),
+    ({"error": {"message": "bad", "code": "invalid_value"}}, "bad"),
     ({"object": "error", "message": "too long", "code": 400}, "too long"),
 ], ids=["gemini-array", "mistral-list", "fastapi-detail", "detail-string", "error-string", "openai", "vllm-old"])
 def test_an_upstream_4xx_body_keeps_its_message_whatever_its_shape(body: Any, message: str) -> None:
