@@ -20,6 +20,7 @@ from ..dispatch import Opened, dispatch
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
+from ..overflow import ContextOverflowError
 from ..sse import RenameRewriter
 from ..upstream.base import Refit, Unknown, UpstreamRequest
 from . import common
@@ -60,11 +61,14 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
             if stream and opened.reply.status == 200:
                 rewriter = RenameRewriter(opened.target.model or "", model) if rename else None
                 return await pipe_stream(request, ctx, opened, rewriter, withhold, customs)
-            return respond_whole(ex, opened, model if rename else None, customs)
+            return respond_whole(ex, opened, model if rename else None, customs, PROMPT_PARAMS[endpoint])
         finally:
             await opened.close()
 
     return await common.handle_exchange(request, endpoint, handle)
+
+
+PROMPT_PARAMS = {"chat": "messages", "completions": "prompt", "embeddings": "input"}  # where each holds its prompt
 
 
 def engine_customs(opened: Opened, body: dict[str, Any]) -> frozenset[str]:
@@ -206,6 +210,8 @@ async def chat_repaired(request: web.Request, ctx: RequestContext, ask: ChatAsk,
     try:
         reply, ask = await _repaired_reply(ctx, ask, stream)
     except pipeline.UpstreamStatus as up:
+        if isinstance(err := up.api_error(), ContextOverflowError):
+            raise err from None
         ex.status = up.status
         return web.Response(status=up.status, body=up.body, headers={"Content-Type": up.content_type,
                                                                     "x-request-id": ex.request_id,
@@ -221,7 +227,7 @@ async def chat_repaired(request: web.Request, ctx: RequestContext, ask: ChatAsk,
 
 
 def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None,
-                  customs: frozenset[str] = frozenset()) -> web.Response:
+                  customs: frozenset[str] = frozenset(), param: str = "messages") -> web.Response:
     """A non-stream answer (or an upstream error status), body forwarded byte for byte unless renamed or it holds
     calls to the custom tools `customs` in their function form (`engine_customs`)."""
     status = opened.reply.status
@@ -249,10 +255,21 @@ def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None,
                                         "the router can send on.", "upstream_invalid_response") from None
     else:
         body = scrub(body, opened.upstream.config.api_key)
+        if 400 <= status < 500 and (overflow := overflow_in(opened, body)) is not None:
+            overflow.param = param  # (the request's field that holds the prompt)
+            raise overflow
     ex.status = status
     ctype = opened.reply.headers.get("Content-Type", "application/json")
     return web.Response(status=status, body=body, headers={"Content-Type": ctype, "x-request-id": ex.request_id,
                                                            "x-agentgate-provider": opened.upstream.name})
+
+
+def overflow_in(opened: Opened, body: bytes) -> ContextOverflowError | None:
+    """The context overflow a 4xx answer says, in whatever words (see `router.overflow`), as OpenAI's: the openai
+    SDK's `BadRequestError.code` names it only so (vLLM's is 400, LM Studio's body a string)."""
+    up = opened.upstream
+    err = pipeline.UpstreamStatus(opened.reply.status, body, "", up.name, relay.secrets_of(up)).api_error()
+    return err if isinstance(err, ContextOverflowError) else None
 
 
 def scrub(body: bytes, secret: str | None) -> bytes:

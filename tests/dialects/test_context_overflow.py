@@ -113,3 +113,22 @@ async def test_an_error_event_before_the_first_chunk_is_the_clients(fakes, route
         async with claude(r.url).messages.stream(**ASK) as st:  # type: ignore[arg-type]
             await st.get_final_message()
     assert err.value.body["error"]["message"] == FITS_NOT  # type: ignore[index]
+
+
+@pytest.mark.parametrize("shape", list(BODIES))
+@pytest.mark.parametrize("tools", [False, True], ids=["passed-through", "repaired"])
+async def test_chat_says_context_length_exceeded(fakes, router, shape, tools):
+    """The chat route passed an upstream's 4xx body on as it came: vLLM's `code: 400`, LM Studio's string, which
+    the openai SDK's `BadRequestError.code` does not name as an overflow."""
+    up = await fakes()
+    up.push(Step(status=400, json=BODIES[shape][0]))
+    r = await router(CFG.format(url=up.url))
+    extra = {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]} \
+        if tools else {}
+    with pytest.raises(openai.BadRequestError) as err:
+        await r.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}],
+                                                 **extra)  # type: ignore[arg-type]
+    assert err.value.code == "context_length_exceeded" and err.value.param == "messages"
+    assert err.value.response.headers["x-agentgate-provider"] == "lab" and len(up.requests) == 1
+    if shape not in ("Ollama", "vLLM flat"):
+        assert "maximum context length is 4096 tokens. However, your messages resulted in 5000" in err.value.message
