@@ -189,6 +189,11 @@ class KindSet:
         self.prefilter = re.compile("[" + "".join(re.escape(c) for c in sorted(self.by_first)) + "]")
         heads, self.quick_ends = _quick_parts(kinds)
         self.quick = re.compile(heads)
+        # where a partial candidate may begin: a head (a kind's first three characters, found at each position),
+        # or a shorter start of one that ends the text (a partial candidate runs to the end); a letter that begins
+        # some kind ("a", "t", "c") is in most words, a head in few
+        self.partial_heads = re.compile(f"(?=(?:{heads}))")
+        self.short_ends = frozenset(e for e in self.quick_ends if 0 < len(e) < 3)
 
 
 def _quick_parts(kinds: tuple[Kind, ...]) -> tuple[str, tuple[str, ...]]:
@@ -278,6 +283,8 @@ class CandidateFinder:
         self._by_first = kinds.by_first
         self._partial_by_first = kinds.partial_by_first
         self._prefilter = kinds.prefilter
+        self._partial_heads = kinds.partial_heads
+        self._short_ends = kinds.short_ends
         self._quick = kinds.quick
         self._quick_ends = kinds.quick_ends
         self.max_len = kinds.max_len
@@ -352,15 +359,24 @@ class CandidateFinder:
             return NO, len(text)
         hit = self._find(text, start, ticks, -1, True, head)
         stop = hit[0] if hit is not None else len(text)
-        # a partial candidate is non-empty, runs to the end and begins with a kind's first character: only those
+        # a partial candidate is non-empty, runs to the end and begins with a kind's first literal: it holds that
+        # literal's first three characters (a head), or it is a shorter start of them ending the text: only those
         # positions are tried, each with its own kinds' pattern (the same answer as KindSet.partial.search)
         end = len(text)
         by_first = self._partial_by_first
-        for m in self._prefilter.finditer(text, max(start, end - self.max_len), stop):
+        low = max(start, end - self.max_len)
+        for m in self._partial_heads.finditer(text, low):
             p = m.start()
+            if p >= stop or p >= end - 2:  # (the last two positions: below, once each)
+                break
             reach, pattern = by_first[text[p]]
             if end - p <= reach and pattern.match(text, p) is not None:
                 return PARTIAL, p
+        for p in range(max(low, end - 2), min(stop, end)):
+            if text[p:] in self._short_ends or self._partial_heads.match(text, p) is not None:
+                reach, pattern = by_first[text[p]]
+                if end - p <= reach and pattern.match(text, p) is not None:
+                    return PARTIAL, p
         if hit is not None:
             return (PARTIAL if hit[2] else MATCH), hit[0]
         return NO, len(text)
