@@ -489,8 +489,7 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
     async def finish_loading() -> None:
         try:
             loaded = await state.scheduler.wait_loaded()
-            formatter = ChatFormatter(loaded.tokenizer, tool_format=state.settings.tool_format,
-                                      lock=state.scheduler.tokenizer_lock)
+            formatter = await asyncio.get_running_loop().run_in_executor(None, _formatter, state, loaded.tokenizer)
             if state.settings.constrain:
                 state.guide = await _build_guide(state, loaded.tokenizer, formatter)
             state.formatter = formatter
@@ -507,6 +506,13 @@ async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 LOADING = web.AppKey("agentgate_worker_loading", asyncio.Task)
+
+
+def _formatter(state: WorkerState, tokenizer: Any) -> ChatFormatter:
+    """The chat formatter (it reads the whole vocabulary: run it off the loop)."""
+    with state.scheduler.tokenizer_lock:
+        return ChatFormatter(tokenizer, tool_format=state.settings.tool_format, lock=state.scheduler.tokenizer_lock,
+                             max_context=state.scheduler.max_context)
 
 
 async def _build_guide(state: WorkerState, tokenizer: Any, formatter: ChatFormatter) -> Guide | None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engines.wire import WireError
 from engines.worker.errors import bad_request
 from repair import FAMILIES, family_for_parser_type, sniff_template
 
@@ -80,14 +81,54 @@ def _opens(text: str, think: tuple[str, str]) -> bool:
     return text.rfind(think[0]) > text.rfind(think[1])
 
 
+def _rust_tokenizer(tokenizer: Any) -> Any:
+    """The `tokenizers.Tokenizer` under mlx-lm's and transformers' wrappers; None when there is none."""
+    for obj in (tokenizer, getattr(tokenizer, "_tokenizer", None)):
+        backend = getattr(obj, "backend_tokenizer", None) or getattr(obj, "_tokenizer", None)
+        if backend is not None and hasattr(backend, "normalizer") and hasattr(backend, "get_vocab"):
+            return backend
+    return None
+
+
+class PromptBound:
+    """Refuses a text whose length alone shows it has more tokens than the context holds, before it is tokenized.
+
+    Every token stands for at most as many bytes of the normalized text as its vocabulary entry has in UTF-8 (a
+    byte-level entry spells each byte as one character, a SentencePiece one a space as "▁"), so a text of B bytes
+    has at least B / longest tokens."""
+
+    def __init__(self, tokenizer: Any, max_context: int) -> None:
+        self.max_context = max_context
+        self._backend = _rust_tokenizer(tokenizer)
+        vocab = self._backend.get_vocab(with_added_tokens=True) if self._backend is not None else {}
+        self.longest = max((len(t.encode("utf-8", "surrogatepass")) for t in vocab), default=0)
+
+    def check(self, text: str, param: str) -> None:
+        """A 400 `context_length_exceeded` when `text` cannot fit (call it holding the tokenizer's lock)."""
+        limit = self.max_context * self.longest
+        if not self.longest or len(text) * 4 <= limit:  # at most 4 UTF-8 bytes a character: it may fit
+            return
+        try:
+            normalizer = self._backend.normalizer
+            size = len((normalizer.normalize_str(text) if normalizer else text).encode("utf-8", "surrogatepass"))
+        except Exception:  # text the tokenizer refuses (lone surrogates): its own error says why
+            return
+        if size > limit:
+            least = -(-size // self.longest)
+            raise WireError(400, f"This model's maximum context length is {self.max_context} tokens, but the "
+                                 f"prompt has at least {least} tokens.", "context_length_exceeded", param=param)
+
+
 class ChatFormatter:
     """Renders chat requests with the tokenizer's chat template (no MLX work).
 
     Calls are serialised with `lock`: a Hugging Face fast tokenizer must not encode on two threads at once.
     """
 
-    def __init__(self, tokenizer: Any, *, tool_format: str | None = "auto", lock: threading.Lock | None = None) -> None:
+    def __init__(self, tokenizer: Any, *, tool_format: str | None = "auto", lock: threading.Lock | None = None,
+                 max_context: int | None = None) -> None:
         self.tokenizer = tokenizer
+        self.bound = PromptBound(tokenizer, max_context) if max_context else None
         self.lock = lock or threading.Lock()
         self.tool_format = resolve_tool_format(tool_format, tokenizer)
         self.think: tuple[str, str] | None = (
@@ -135,6 +176,10 @@ class ChatFormatter:
     def _encode(self, text: str, param: str, **kwargs: Any) -> list[int]:
         try:
             with self.lock:
+                if self.bound is not None:
+                    self.bound.check(text, param)
                 return list(self.tokenizer.encode(text, **kwargs))
+        except WireError:
+            raise
         except Exception as exc:  # e.g. lone surrogates, which cannot be encoded
             raise bad_request(f"the text cannot be tokenized: {exc}", param=param, code="invalid_text") from exc

@@ -76,3 +76,39 @@ async def test_input_nested_too_deep_is_a_400_or_unconstrained(engine) -> None:
         '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "response_format": {"type": '
         '"json_schema", "json_schema": {"name": "deep", "schema": ' + schema + "}}}").encode())
     assert status == 200, body  # decoded unconstrained, as when any grammar cannot be built (it was a 500)
+
+
+class _EncodeSpy:
+    """A tokenizer that records the length of every text it is asked to encode."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self.encoded: list[int] = []
+
+    def encode(self, text: str, **kwargs: Any) -> Any:
+        self.encoded.append(len(text))
+        return self._tokenizer.encode(text, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "w " * 40_000}]}),
+    ("/v1/completions", {"prompt": "w " * 40_000}),
+])
+async def test_a_prompt_far_past_the_context_is_refused_before_it_is_tokenized(engine, path: str,
+                                                                                  body: dict[str, Any]) -> None:
+    """Its length alone says it cannot fit: it was tokenized whole first (a 50 MB prompt took minutes of CPU and
+    held the tokenizer lock, so every other request waited behind it)."""
+    e = await engine("random", max_context=64)
+    formatter = e.worker.app[WORKER].formatter
+    spy = _EncodeSpy(formatter.tokenizer)
+    formatter.tokenizer = spy
+    status, err = await e.post_raw(path, json.dumps({**body, "max_tokens": 2}).encode())
+    assert status == 400 and err["error"]["code"] == "context_length_exceeded", err
+    assert "64" in err["error"]["message"] and err["error"]["param"] in ("messages", "prompt")
+    assert all(n < 10_000 for n in spy.encoded), spy.encoded
+    status, _ = await e.post_raw(path, json.dumps({**body, **({"messages": HI} if "messages" in body
+                                                                else {"prompt": "hi"}), "max_tokens": 2}).encode())
+    assert status == 200
