@@ -96,9 +96,8 @@ async def _json_body(request: web.Request) -> Any:
         raise bad_request("the request body is nested too deep", code="invalid_json") from None
 
 
-def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think: tuple[str, str] | None = None,
-          reasoning: bool = False, param: str = "messages", processors: list[Any] | None = None) -> SequenceSpec:
-    n = len(tokens)
+def _room(state: WorkerState, n: int, param: str) -> int:
+    """How many tokens the context leaves after a prompt of `n`; a 400 when it leaves none."""
     limit = state.scheduler.max_context
     if n == 0:
         raise bad_request("the prompt is empty", param=param)
@@ -109,7 +108,12 @@ def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think
             "context_length_exceeded",
             param=param,
         )
-    room = limit - n
+    return limit - n
+
+
+def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think: tuple[str, str] | None = None,
+          reasoning: bool = False, param: str = "messages", processors: list[Any] | None = None) -> SequenceSpec:
+    room = _room(state, len(tokens), param)
     max_tokens = min(gen.max_tokens or room, room)
     return SequenceSpec(tokens, max_tokens, gen.sampling, gen.stop, think, reasoning, list(processors or []))
 
@@ -199,6 +203,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = parse_chat(body, state.scheduler.vocab_size)
     loop = asyncio.get_running_loop()
     rendered = await loop.run_in_executor(None, formatter.render_chat, req.messages, req.tools, req.template_kwargs)
+    _room(state, len(rendered.tokens), "messages")  # refused before any grammar is compiled for it
     guided = await _guided(request, state, req, rendered.reasoning)
     spec = _spec(state, rendered.tokens, req.gen, think=formatter.think, reasoning=rendered.reasoning,
                  processors=guided.processors)

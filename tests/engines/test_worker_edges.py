@@ -112,3 +112,15 @@ async def test_a_prompt_far_past_the_context_is_refused_before_it_is_tokenized(e
     status, _ = await e.post_raw(path, json.dumps({**body, **({"messages": HI} if "messages" in body
                                                                 else {"prompt": "hi"}), "max_tokens": 2}).encode())
     assert status == 200
+
+
+async def test_a_prompt_past_the_context_compiles_no_grammar(engine) -> None:
+    """The 400 comes first: a schema's grammar (a second of CPU for a large enum) was compiled for it anyway."""
+    e = await engine("random", max_context=64)
+    cache = e.worker.app[WORKER].guide.cache
+    schema = {"type": "object", "properties": {"a": {"enum": ["x", "y"]}}, "required": ["a"]}
+    body = {"messages": [{"role": "user", "content": "the weather " * 40}], "max_tokens": 2,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}}
+    status, err = await e.post_raw("/v1/chat/completions", json.dumps(body).encode())
+    assert status == 400 and err["error"]["code"] == "context_length_exceeded", err
+    assert cache.stats.compiled + cache.stats.failed == 0
