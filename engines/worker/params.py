@@ -329,6 +329,9 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
     if not isinstance(kwargs, dict):
         raise bad_request("'chat_template_kwargs' must be an object", param="chat_template_kwargs",
                           code="invalid_type")
+    if "chat_template" in kwargs:  # the client's own Jinja: unbounded work while holding the tokenizer's lock
+        raise _unsupported("'chat_template_kwargs' may not carry a 'chat_template'; the engine renders with the "
+                           "model's own", "chat_template_kwargs")
     return ChatRequest(
         model=_model(body),
         messages=messages,

@@ -124,3 +124,16 @@ async def test_a_prompt_past_the_context_compiles_no_grammar(engine) -> None:
     status, err = await e.post_raw("/v1/chat/completions", json.dumps(body).encode())
     assert status == 400 and err["error"]["code"] == "context_length_exceeded", err
     assert cache.stats.compiled + cache.stats.failed == 0
+
+
+async def test_a_chat_template_from_the_request_is_refused(engine) -> None:
+    """`chat_template_kwargs.chat_template` replaced the model's template with the client's own Jinja, which may
+    loop for ever (holding the tokenizer lock every request needs) or build a string past memory."""
+    e = await engine("random")
+    template = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    status, err = await e.post_raw("/v1/chat/completions", json.dumps(
+        {"messages": HI, "max_tokens": 2, "chat_template_kwargs": {"chat_template": template}}).encode())
+    assert status == 400 and err["error"]["param"] == "chat_template_kwargs", err
+    status, _ = await e.post_raw("/v1/chat/completions", json.dumps(
+        {"messages": HI, "max_tokens": 2, "chat_template_kwargs": {"enable_thinking": False}}).encode())
+    assert status == 200
