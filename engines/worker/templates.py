@@ -58,7 +58,7 @@ def _template_message(message: Mapping[str, Any]) -> dict[str, Any]:
             if isinstance(args, str):
                 try:
                     parsed = json.loads(args) if args.strip() else {}
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):  # kept as the text it came as
                     parsed = None
                 if isinstance(parsed, dict):
                     fn["arguments"] = parsed

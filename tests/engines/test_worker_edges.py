@@ -137,3 +137,15 @@ async def test_a_chat_template_from_the_request_is_refused(engine) -> None:
     status, _ = await e.post_raw("/v1/chat/completions", json.dumps(
         {"messages": HI, "max_tokens": 2, "chat_template_kwargs": {"enable_thinking": False}}).encode())
     assert status == 200
+
+
+async def test_call_arguments_nested_past_the_parser_are_not_a_500(engine) -> None:
+    """A replayed call's arguments are parsed for the template; nested past Python's recursion limit they raised
+    RecursionError out of the render, a 500. They are kept as the string they came as, like any unparsable ones."""
+    e = await engine("random", max_context=16384)
+    args = "[" * 1500 + "]" * 1500
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": args}}
+    messages = [*HI, {"role": "assistant", "tool_calls": [call]}, {"role": "tool", "tool_call_id": "c", "content": "r"}]
+    status, body = await e.post_raw("/v1/chat/completions",
+                                    json.dumps({"messages": messages, "max_tokens": 2}).encode())
+    assert status == 200, body
