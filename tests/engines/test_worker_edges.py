@@ -13,6 +13,7 @@ import pytest
 from engines.worker.sampling import SamplingParams
 from engines.worker.scheduler import SequenceSpec
 from engines.worker.server import WORKER
+from tests.engines.conftest import WEATHER_TOOL
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -149,3 +150,60 @@ async def test_call_arguments_nested_past_the_parser_are_not_a_500(engine) -> No
     status, body = await e.post_raw("/v1/chat/completions",
                                     json.dumps({"messages": messages, "max_tokens": 2}).encode())
     assert status == 200, body
+
+
+CYCLE = {"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}}  # compiles; no value satisfies it
+LOOKBEHIND = {"type": "string", "pattern": "(?<=a)b"}  # llguidance refuses it: decoded without a grammar
+HOSTILE: list[tuple[dict[str, Any], int]] = [
+    ({"max_tokens": -1}, 400),
+    ({"n": 0}, 400),
+    ({"logit_bias": {str(i): 1 for i in range(100_000)}}, 400),
+    ({"stop": ["ab"] * 5000}, 400),
+    ({"temperature": {"hot": True}}, 400),
+    ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]}, 400),
+    ({"messages": [{"role": "user", "content": "w " * 100_000}]}, 400),
+    ({"chat_template_kwargs": {"continue_final_message": True}}, 400),  # the template raises
+    ({"chat_template_kwargs": {"chat_template": "{{ 'x' * 10**10 }}"}}, 400),
+    ({"tool_choice": {"type": "function", "function": {"name": "nope"}}, "tools": [WEATHER_TOOL]}, 400),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": CYCLE}}}, 200),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": LOOKBEHIND}}}, 200),
+    ({"tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"a": {"enum": list(range(100_000))}}}}}]}, 400),
+]
+
+
+async def test_hostile_requests_leave_a_concurrent_stream_alone(engine, tiny_models) -> None:
+    """Every hostile request gets its answer (a 400, or a reply decoded without a grammar it could not have)
+    while a stream on the same worker runs to its full length, and the worker stays healthy."""
+    e = await engine("random", max_context=4096)
+    eos = json.loads((tiny_models["random"] / "config.json").read_text())["eos_token_id"]
+    client = e.client()
+
+    async def good() -> tuple[str | None, int]:
+        stream = await client.chat.completions.create(
+            model="random", messages=HI, max_tokens=1000, temperature=0.7, logit_bias={str(eos): -100}, stream=True,
+            stream_options={"include_usage": True})
+        finish, tokens = None, 0
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish = chunk.choices[0].finish_reason
+            if chunk.usage:
+                tokens = chunk.usage.completion_tokens
+        return finish, tokens
+
+    running = asyncio.ensure_future(good())
+    await e.wait_stats(lambda s: s["running"] >= 1 or running.done())
+
+    async def hostile(extra: dict[str, Any]) -> tuple[int, Any]:
+        body = {"messages": HI, "max_tokens": 4, **extra}
+        return await e.post_raw("/v1/chat/completions", json.dumps(body).encode())
+
+    answers = await asyncio.wait_for(asyncio.gather(*(hostile(extra) for extra, _ in HOSTILE)), 120)
+    for (extra, expected), (status, body) in zip(HOSTILE, answers, strict=True):
+        assert status == expected, (list(extra), body)
+        if status == 400:
+            assert body["error"]["type"] == "invalid_request_error", body
+    assert not running.done()  # the answers all came while it ran
+    assert await asyncio.wait_for(running, 120) == ("length", 1000)
+    status, _ = await e.get("/health")
+    assert status == 200
