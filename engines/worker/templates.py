@@ -103,6 +103,15 @@ class PromptBound:
         vocab = self._backend.get_vocab(with_added_tokens=True) if self._backend is not None else {}
         self.longest = max((len(t.encode("utf-8", "surrogatepass")) for t in vocab), default=0)
 
+    def check_messages(self, count: int) -> None:
+        """A 400 for more messages than the context has tokens: each renders to one token at least."""
+        if count > self.max_context:
+            raise self._exceeded(count, "messages")
+
+    def _exceeded(self, least: int, param: str) -> WireError:
+        return WireError(400, f"This model's maximum context length is {self.max_context} tokens, but the prompt "
+                              f"has at least {least} tokens.", "context_length_exceeded", param=param)
+
     def check(self, text: str, param: str) -> None:
         """A 400 `context_length_exceeded` when `text` cannot fit (call it holding the tokenizer's lock)."""
         limit = self.max_context * self.longest
@@ -114,9 +123,7 @@ class PromptBound:
         except Exception:  # text the tokenizer refuses (lone surrogates): its own error says why
             return
         if size > limit:
-            least = -(-size // self.longest)
-            raise WireError(400, f"This model's maximum context length is {self.max_context} tokens, but the "
-                                 f"prompt has at least {least} tokens.", "context_length_exceeded", param=param)
+            raise self._exceeded(-(-size // self.longest), param)
 
 
 class ChatFormatter:
@@ -145,6 +152,8 @@ class ChatFormatter:
         if not self.has_chat_template:
             text = "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in messages) + "assistant:"
             return RenderedPrompt(self.encode_text(text), False)
+        if self.bound is not None:
+            self.bound.check_messages(len(messages))
         kwargs = dict(template_kwargs or {})
         for reserved in ("tokenize", "add_generation_prompt", "tools", "messages", "conversation"):
             kwargs.pop(reserved, None)

@@ -80,11 +80,16 @@ async def test_input_nested_too_deep_is_a_400_or_unconstrained(engine) -> None:
 
 
 class _EncodeSpy:
-    """A tokenizer that records the length of every text it is asked to encode."""
+    """A tokenizer that records the length of every text it is asked to encode, and the conversations rendered."""
 
     def __init__(self, tokenizer: Any) -> None:
         self._tokenizer = tokenizer
         self.encoded: list[int] = []
+        self.rendered: list[int] = []
+
+    def apply_chat_template(self, messages: list[Any], **kwargs: Any) -> Any:
+        self.rendered.append(len(messages))
+        return self._tokenizer.apply_chat_template(messages, **kwargs)
 
     def encode(self, text: str, **kwargs: Any) -> Any:
         self.encoded.append(len(text))
@@ -207,3 +212,19 @@ async def test_hostile_requests_leave_a_concurrent_stream_alone(engine, tiny_mod
     assert await asyncio.wait_for(running, 120) == ("length", 1000)
     status, _ = await e.get("/health")
     assert status == 200
+
+
+async def test_more_messages_than_the_context_has_tokens_are_refused_before_rendering(engine) -> None:
+    """Each message renders to one token at least: 200,000 of them held the tokenizer lock (every request's
+    render waits on it) for seconds of template work before the 400."""
+    e = await engine("random", max_context=64)
+    formatter = e.worker.app[WORKER].formatter
+    spy = _EncodeSpy(formatter.tokenizer)
+    formatter.tokenizer = spy
+    body = {"messages": [{"role": "user", "content": "a"}] * 65, "max_tokens": 2}
+    status, err = await e.post_raw("/v1/chat/completions", json.dumps(body).encode())
+    assert status == 400 and err["error"]["code"] == "context_length_exceeded", err
+    assert "64" in err["error"]["message"] and err["error"]["param"] == "messages"
+    assert spy.rendered == []
+    status, _ = await e.post_raw("/v1/chat/completions", json.dumps({**body, "messages": HI * 3}).encode())
+    assert status == 200 and spy.rendered
