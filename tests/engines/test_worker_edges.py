@@ -228,3 +228,29 @@ async def test_more_messages_than_the_context_has_tokens_are_refused_before_rend
     assert spy.rendered == []
     status, _ = await e.post_raw("/v1/chat/completions", json.dumps({**body, "messages": HI * 3}).encode())
     assert status == 200 and spy.rendered
+
+
+STRICT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m.role == 'system' and not loop.first %}{{ raise_exception('System message must be first') }}{% endif %}"
+    "{% if m.role == 'tool' and (loop.first or messages[loop.index0 - 1].role not in ('assistant', 'tool')) %}"
+    "{{ raise_exception('A tool message must follow a call') }}{% endif %}"
+    "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize(("messages", "said"), [
+    ([{"role": "system", "content": "a"}, {"role": "system", "content": "b"}, *HI], "System message must be first"),
+    ([*HI, {"role": "tool", "tool_call_id": "c", "content": "r"}], "A tool message must follow a call"),
+])
+async def test_a_template_that_raises_on_the_roles_is_a_400_naming_why(engine, messages: list[dict[str, Any]],
+                                                                       said: str) -> None:
+    e = await engine("random")
+    hf = e.worker.app[WORKER].formatter.tokenizer._tokenizer
+    hf.chat_template = STRICT_TEMPLATE
+    status, err = await e.post_raw("/v1/chat/completions", json.dumps({"messages": messages, "max_tokens": 2}).encode())
+    assert status == 400 and err["error"]["code"] == "invalid_messages" and said in err["error"]["message"], err
+    assert err["error"]["type"] == "invalid_request_error" and err["error"]["param"] == "messages"
+    status, _ = await e.post_raw("/v1/chat/completions", json.dumps({"messages": HI, "max_tokens": 2}).encode())
+    assert status == 200
