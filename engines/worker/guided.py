@@ -20,6 +20,7 @@ from engines.worker.matching import (
     GrammarProcessor,
     MaskCache,
     closing_tokens,
+    is_panic,
     make_llg_tokenizer,
 )
 from engines.worker.params import ChatRequest
@@ -98,7 +99,9 @@ class Guide:
         except GrammarError as exc:
             log.warning("a %s grammar did not compile; decoding unconstrained: %s", plan.kind, str(exc)[:300])
             return Guided("fallback")
-        except Exception as exc:  # the library's own failures are fallbacks too, never request errors
+        except BaseException as exc:  # the library's own failures (a panic too) are fallbacks, never request errors
+            if not isinstance(exc, Exception) and not is_panic(exc):
+                raise
             log.warning("compiling a %s grammar failed; decoding unconstrained: %s", plan.kind, exc)
             return Guided("fallback")
         eos = self.cache.tokenizer.eos_token

@@ -119,6 +119,12 @@ class GrammarError(Exception):
     pass
 
 
+def is_panic(exc: BaseException) -> bool:
+    """Whether `exc` is pyo3's PanicException (a Rust panic in llguidance), a BaseException that an
+    `except Exception` lets through."""
+    return type(exc).__name__ == "PanicException"
+
+
 @dataclass
 class ConstraintState:
     """What one sequence's processor observed; read by the worker after the sequence ends."""

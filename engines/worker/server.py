@@ -29,6 +29,7 @@ from engines.worker import blas
 from engines.worker.errors import bad_request, error_response
 from engines.worker.guided import HEADER as CONSTRAINED_HEADER
 from engines.worker.guided import OPT_OUT_HEADER, Guide, Guided
+from engines.worker.matching import is_panic
 from engines.worker.params import ChatRequest, CompletionRequest, GenerationParams, parse_chat, parse_completion
 from engines.worker.scheduler import (
     Delta,
@@ -527,7 +528,9 @@ async def _build_guide(state: WorkerState, tokenizer: Any, formatter: ChatFormat
     try:
         return await loop.run_in_executor(None, Guide.build, hf, state.scheduler.vocab_size, formatter.tool_format,
                                           formatter.think, state.scheduler.tokenizer_lock)
-    except Exception as exc:
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and not is_panic(exc):
+            raise
         log.warning("constrained decoding is unavailable for this model: %s", exc)
         return None
 

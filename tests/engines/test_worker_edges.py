@@ -254,3 +254,21 @@ async def test_a_template_that_raises_on_the_roles_is_a_400_naming_why(engine, m
     assert err["error"]["type"] == "invalid_request_error" and err["error"]["param"] == "messages"
     status, _ = await e.post_raw("/v1/chat/completions", json.dumps({"messages": HI, "max_tokens": 2}).encode())
     assert status == 200
+
+
+class PanicException(BaseException):
+    """What pyo3 raises for a Rust panic inside llguidance: a BaseException, not an Exception."""
+
+
+async def test_a_tokenizer_llguidance_panics_on_leaves_the_model_unconstrained(engine, monkeypatch) -> None:
+    """The panic failed the model's load (the worker answered 503 to everything); now, like any failure to build
+    the grammar service, the model serves unconstrained."""
+    def panic(*args: Any, **kwargs: Any) -> Any:
+        raise PanicException("assertion failed: num_parents <= (1 << PARENT_BITS) as usize")
+
+    monkeypatch.setattr("engines.worker.guided.make_llg_tokenizer", panic)
+    e = await engine("random")
+    assert e.worker.app[WORKER].guide is None
+    status, _ = await e.post_raw("/v1/chat/completions", json.dumps(
+        {"messages": HI, "max_tokens": 2, "response_format": {"type": "json_object"}}).encode())
+    assert status == 200
