@@ -108,23 +108,15 @@ async def test_a_client_that_stops_reading_an_upstream_answer_lets_the_engine_go
     no more: the relay's write waited for it without end, holding the engine's lease (it could not be unloaded or
     evicted) and the request in flight. It now ends as a stream's does, once no byte left for
     `server.idle_timeout`."""
-    import socket
-
     from router.drain import IN_FLIGHT
+    from tests.stalled_client import stalled
 
     r = await router("server: {idle_timeout: 1}\n" + config())
     status, _ = await call("GET", r.url + "/upstream/local/stats")  # the engine is up
     assert status == 200
     engine = lambda: r.state.supervisor.states()["local"]  # noqa: E731
-    loop = asyncio.get_running_loop()
-    host, port = r.url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    try:
-        await loop.sock_connect(sock, (host, int(port)))
-        await loop.sock_sendall(sock, b"GET /upstream/local/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 10)  # the answer began; then no more reads
+    sock, head = await stalled(r.url, b"GET /upstream/local/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    try:  # the answer began; then no more reads
         assert head.startswith(b"HTTP/1.1 200"), head
         await wait_until(lambda: engine().in_flight == 1)
         await wait_until(lambda: engine().in_flight == 0 and not r.app[IN_FLIGHT]._tasks, timeout=8)

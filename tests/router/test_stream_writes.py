@@ -9,6 +9,15 @@ import aiohttp
 import pytest
 
 from router import relay
+from tests.stalled_client import post, stalled
+
+IDLE_1S = """
+server: {idle_timeout: 1}
+providers:
+  lab: {type: openai, base_url: '%s', retries: 0}
+models:
+  - {name: m, provider: lab}
+"""
 
 
 class Resp:
@@ -144,7 +153,6 @@ async def test_a_client_that_stops_reading_frees_its_provider_slot(fakes, router
     its concurrency slot only until a write to it has waited `server.idle_timeout`: the stream then ends as a
     client gone (the upstream closed), and a request queued behind it is served."""
     import json
-    import socket
     import time
 
     from tests.fakes.openai_upstream import Step, chunk
@@ -163,18 +171,9 @@ models:
     r.state.metrics.request_observers.append(lambda ex, fields: ended.append(ex.error))
     big = b"data: " + json.dumps(chunk("m", {"content": "x" * 16384})).encode() + b"\n\n"
     up.push(Step(sse=[chunk("m", {"role": "assistant", "content": ""}), *[big] * 2000]))  # 32 MB, never read
-    loop = asyncio.get_running_loop()
-    host, port = r.url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
+    body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+    sock, head = await stalled(r.url, post("/v1/chat/completions", body))  # the stream began; then no more reads
     try:
-        await loop.sock_connect(sock, (host, int(port)))
-        body = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
-        await loop.sock_sendall(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                                % (len(body), body))
-        head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 10)  # the stream began; then no more reads
         assert head.startswith(b"HTTP/1.1 200"), head
         began = time.monotonic()
         resp = await asyncio.wait_for(r.client().chat.completions.create(
@@ -195,36 +194,20 @@ async def test_a_client_that_stops_reading_a_whole_answer_is_let_go(fakes, route
     reload's retired providers) and the answer's bytes. It now ends as a stream's does, once no byte left for
     `server.idle_timeout`, recorded as a client gone."""
     import json
-    import socket
 
     from router.drain import IN_FLIGHT
     from tests.fakes.openai_upstream import Step, completion
     from tests.waiting import wait_until
 
     up = await fakes()
-    r = await router(f"""
-server: {{idle_timeout: 1}}
-providers:
-  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-""")
+    r = await router(IDLE_1S % up.url)
     ended: list[str | None] = []
     r.state.metrics.request_observers.append(lambda ex, fields: ended.append(ex.error))
     up.push(Step(json=completion("x" * (24 << 20), "m")))  # 24 MB, past what the kernel buffers hold
     in_flight = r.app[IN_FLIGHT]
-    loop = asyncio.get_running_loop()
-    host, port = r.url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
+    sock, head = await stalled(r.url, post("/v1/chat/completions", body))  # the answer began; then no more reads
     try:
-        await loop.sock_connect(sock, (host, int(port)))
-        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
-        await loop.sock_sendall(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                                % (len(body), body))
-        head = await asyncio.wait_for(loop.sock_recv(sock, 1024), 10)  # the answer began; then no more reads
         assert head.startswith(b"HTTP/1.1 200"), head
         await wait_until(lambda: not in_flight._tasks, timeout=8)
         await wait_until(lambda: len(ended) == 1)
@@ -241,13 +224,7 @@ async def test_a_slow_reader_of_a_whole_answer_gets_all_of_it(fakes, router) -> 
     from tests.fakes.openai_upstream import Step, completion
 
     up = await fakes()
-    r = await router(f"""
-server: {{idle_timeout: 1}}
-providers:
-  lab: {{type: openai, base_url: '{up.url}', retries: 0}}
-models:
-  - {{name: m, provider: lab}}
-""")
+    r = await router(IDLE_1S % up.url)
     text = "x" * (12 << 20)
     up.push(Step(json=completion(text, "m")))
     host, port = r.url.removeprefix("http://").split(":")
