@@ -12,12 +12,13 @@ import pytest
 
 from repair.validate import validate_message
 from tests.fakes.openai_upstream import Step, chunk, completion, message_of, stream_of
+from tests.router.one_tool import MSGS
+from tests.router.one_tool import config as cfg
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
              "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
          {"type": "function", "function": {"name": "delete_file", "parameters": {
              "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}]
-MSGS = [{"role": "user", "content": "weather in Paris?"}]
 
 
 def allowed(mode: str) -> dict:
@@ -25,13 +26,6 @@ def allowed(mode: str) -> dict:
             "allowed_tools": {"mode": mode, "tools": [{"type": "function", "function": {"name": "get_weather"}}]}}
 
 
-def cfg(url: str, repair: str = "") -> str:
-    return f"""
-providers:
-  lab: {{type: openai, base_url: '{url}', retries: 0}}
-models:
-  - {{name: m, provider: lab{', repair: ' + repair if repair else ''}}}
-"""
 
 
 async def test_allowed_tools_auto_prose_answer_is_not_a_missing_call(fakes, router):

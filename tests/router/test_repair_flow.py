@@ -10,21 +10,15 @@ import pytest
 
 from tests.dialects.conftest import claude_message
 from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
+from tests.router.one_tool import MSGS
+from tests.router.one_tool import config as cfg
 
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
     "required": ["city"], "additionalProperties": False}}}]
-MSGS = [{"role": "user", "content": "weather in Paris?"}]
 BROKEN = "Let me check. <tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris', 'days': '3'}}"
 
 
-def cfg(url: str, repair: str = "") -> str:
-    return f"""
-providers:
-  lab: {{type: openai, base_url: '{url}', retries: 0}}
-models:
-  - {{name: m, provider: lab{', repair: ' + repair if repair else ''}}}
-"""
 
 
 async def test_broken_content_becomes_valid_tool_calls(fakes, router):
