@@ -40,6 +40,8 @@ _PHEAD = re.compile(r"<parameter=([^>\n<]{0,200})(>?)")
 # at the end of a value that has no </parameter>; looked for in its last characters only
 _DRIFTED_END = re.compile(r"</parameter[\w/]{0,24}>?[ \t\r\n]*\Z")
 _DRIFT_WINDOW = 64
+# Quotes a model left between a JSON body and its </function> (Llama 3.1: `{"city": "New York"}"</function>`)
+_STRAY_BEFORE_END = re.compile(r"[\s\"'`]{1,4}(?=</function>)")
 
 
 
@@ -77,6 +79,10 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
             call.family, call.text_args, call.arguments = "llama3", False, got.value
             add_notes(call, got.repairs)
             k = skip_ws(text, got.end, limit)
+            stray = _STRAY_BEFORE_END.match(text, k, limit)
+            if stray is not None and stray.end() > k:
+                call.repairs.append(issue("json_syntax", f"{text[k:stray.end()].strip()!r} before </function>"))
+                k = stray.end()
             if text.startswith(FUNC_END, k):
                 k += len(FUNC_END)
             elif k >= n:

@@ -86,3 +86,15 @@ def test_no_markup_left_in_content() -> None:
         assert calls_of(r) == [("read_file", {"path": "a.py"})]
         assert r.content == "Checking."
         assert_stream_matches(text, [RF])
+
+
+def test_llama31_stray_quote_before_function_end_is_not_content() -> None:
+    """Llama 3.1 left a quote between the arguments and </function> (twiga#63): the call's markup, not prose."""
+    tools = [_tool("get_weather", {"city": {"type": "string"}}, ["city"])]
+    text = '<function=get_weather>{"city": "New York"}"</function>'
+    r = repair_message(text, tools, id_factory=ids)
+    assert calls_of(r) == [("get_weather", {"city": "New York"})]
+    assert r.content is None and [x.kind for x in r.repairs] == ["json_syntax"]
+    assert_stream_matches(text, tools)
+    prose = '<function=get_weather>{"city": "New York"} said "</function>'
+    assert repair_message(prose, tools).content is not None
