@@ -13,6 +13,7 @@ from repair.formats import (
     invoke,
     json_block,
     kimi_k2,
+    kimi_k3,
     llama3,
     mistral,
     pythonic,
@@ -26,8 +27,8 @@ from repair.markers import Kind
 # Order matters only where two kinds can begin at the same character: the first that matches wins.
 REGISTRY: tuple[Format, ...] = (
     hermes.FORMAT, qwen3_coder.FORMAT, llama3.FORMAT, pythonic.FORMAT, mistral.FORMAT, deepseek.FORMAT,
-    invoke.FORMAT, glm45.FORMAT, kimi_k2.FORMAT, harmony.FORMAT, gemma4.FORMAT, wrapped.FORMAT, json_block.FORMAT,
-    text_forms.FORMAT,
+    invoke.FORMAT, glm45.FORMAT, kimi_k2.FORMAT, kimi_k3.FORMAT, harmony.FORMAT, gemma4.FORMAT, wrapped.FORMAT,
+    json_block.FORMAT, text_forms.FORMAT,
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(f for fmt in REGISTRY for f in fmt.families))

@@ -89,6 +89,24 @@ def _text_value(v: Any) -> str:
     return v if isinstance(v, str) else _j(v)
 
 
+def _xtml_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "object" if isinstance(v, dict) else "array" if isinstance(v, list) else "null"
+
+
+def _kimi_k3(calls: list[Call]) -> str:
+    body = "".join(
+        f'<|open|>call tool="{n}" index="{i + 1}"<|sep|>'
+        + "".join(f'<|open|>argument key="{k}" type="{_xtml_type(v)}"<|sep|>{_text_value(v)}<|close|>argument<|sep|>'
+                  for k, v in a.items()) + "<|close|>call<|sep|>" for i, (n, a) in enumerate(calls))
+    return f"<|open|>tools<|sep|>{body}<|close|>tools<|sep|><|close|>message<|sep|><|end_of_msg|>"
+
+
 def _gemma(v: Any, q: str) -> str:
     if isinstance(v, str):
         return q + v + q
@@ -132,6 +150,8 @@ def render(family: str, calls: list[Call]) -> str:
         body = "".join(f"<|tool_call_begin|>functions.{n}:{i}<|tool_call_argument_begin|>{_j(a)}<|tool_call_end|>"
                        for i, (n, a) in enumerate(calls))
         return f"<|tool_calls_section_begin|>{body}<|tool_calls_section_end|>"
+    if family == "kimi_k3":
+        return _kimi_k3(calls)
     if family == "harmony":
         return "<|channel|>analysis<|message|>Need a tool.<|end|>" + "".join(
             f"<|start|>assistant<|channel|>commentary to=functions.{n} <|constrain|>json<|message|>{_j(a)}<|call|>"
@@ -147,7 +167,7 @@ def render(family: str, calls: list[Call]) -> str:
 
 
 RENDERED_FAMILIES = ("hermes", "qwen3_coder", "llama3", "pythonic", "mistral", "mistral_json", "deepseek_v3",
-                     "deepseek_v31", "glm45", "kimi_k2", "harmony", "gemma4", "json", "text")
+                     "deepseek_v31", "glm45", "kimi_k2", "kimi_k3", "harmony", "gemma4", "json", "text")
 
 
 def _rendered_cases() -> list[Case]:

@@ -28,7 +28,7 @@ def test_families() -> None:
         "hermes", "qwen3_coder", "llama3", "pythonic", "mistral", "deepseek_v3", "deepseek_v31", "deepseek_v32",
         "deepseek_v4", "minimax_m2", "glm45", "kimi_k2", "harmony", "gemma4", "json", "text", "hy_v3", "longcat",
         "seed_oss", "olmo3", "apertus", "llama4_pythonic", "minimax", "granite", "internlm2", "phi4_mini",
-        "gigachat3", "lmstudio", "step3"}
+        "gigachat3", "lmstudio", "step3", "kimi_k3"}
     assert len(set(FAMILIES)) == len(FAMILIES)
 
 
@@ -44,7 +44,8 @@ def test_registry_tables_are_derived() -> None:
 
 @pytest.mark.parametrize(("name", "family"), [
     ("json_tools", "hermes"), ("qwen3_coder", "qwen3_coder"), ("pythonic", "pythonic"), ("mistral", "mistral"),
-    ("kimi_k2", "kimi_k2"), ("glm47", "glm45"), ("function_gemma", "gemma4"), ("gemma4", "gemma4"),
+    ("kimi_k2", "kimi_k2"), ("kimi_k3", "kimi_k3"), ("glm47", "glm45"), ("function_gemma", "gemma4"),
+    ("gemma4", "gemma4"),
     ("deepseek_v3", "deepseek_v3"), ("deepseek_v31", "deepseek_v31"), ("harmony", "harmony"), ("gpt_oss", "harmony"),
     ("llama3_json", "llama3"), ("Hermes", "hermes"), ("minimax_m2", "minimax_m2"), ("deepseek_v32", "deepseek_v32"),
     ("deepseek_v4", "deepseek_v4"), ("llama4_pythonic", "llama4_pythonic"), ("olmo3", "olmo3"), ("hy_v3", "hy_v3"),
@@ -62,6 +63,7 @@ def test_family_for_parser_type(name: str, family: str | None) -> None:
     ("<tool_call>\n<function={{ tool_call.name }}>\n<parameter={{ k }}>\n{{ v }}\n</parameter>", "qwen3_coder"),
     ("<tool_call>{{ tc.name }}<arg_key>{{ k }}</arg_key><arg_value>{{ v }}</arg_value></tool_call>", "glm45"),
     ("<|tool_calls_section_begin|><|tool_call_begin|>{{ id }}<|tool_call_argument_begin|>", "kimi_k2"),
+    ("{{ '<|open|>tools<|sep|>' }}{% for tc in tool_calls %}<|open|>call tool=\"{{ tc.name }}\"", "kimi_k3"),
     ("'<｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + name + '\\n' + '```json' + '\\n'", "deepseek_v3"),
     ("'<｜tool▁call▁begin｜>' + name + '<｜tool▁sep｜>' + tool['function']['arguments']", "deepseek_v31"),
     ("{{ '[TOOL_CALLS]' }}{{ tool_calls | tojson }}", "mistral"),
