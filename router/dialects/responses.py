@@ -179,8 +179,11 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         if top_logprobs is not None:
             params["top_logprobs"] = top_logprobs
     reasoning = check_type(body, "reasoning", dict, "an object")
-    if reasoning is not None and isinstance(reasoning.get("effort"), str):
-        params["reasoning_effort"] = reasoning["effort"]
+    # any string: the levels grow ("none", "xhigh", "max"); the upstream judges the value, OpenAI's a 400 of its own
+    effort = _field(reasoning, "effort", "reasoning.effort")
+    _field(reasoning, "summary", "reasoning.summary")
+    if effort is not None:
+        params["reasoning_effort"] = effort
     text = check_type(body, "text", dict, "an object")
     fmt = _text_format(text)
     if fmt is not None:

@@ -375,6 +375,10 @@ async def test_responses_are_private_to_their_key(fakes, router):
     # (OpenAI's: "Invalid value: 'x'. Supported values are: 'auto' and 'disabled'."; was echoed as "disabled")
     ({"model": "m", "input": "x", "truncation": "middle"}, "truncation"),
     ({"model": "m", "input": "x", "truncation": True}, "truncation"),
+    # (were accepted, and echoed on the response object as they came)
+    ({"model": "m", "input": "x", "reasoning": {"effort": 5}}, "reasoning.effort"),
+    ({"model": "m", "input": "x", "reasoning": {"effort": {"level": "high"}}}, "reasoning.effort"),
+    ({"model": "m", "input": "x", "reasoning": {"summary": True}}, "reasoning.summary"),
 ])
 async def test_invalid_requests_are_openai_shaped_400s(fakes, router, body, param):
     up = await fakes()
@@ -385,6 +389,18 @@ async def test_invalid_requests_are_openai_shaped_400s(fakes, router, body, para
     assert set(doc) == {"error"} and doc["error"]["type"] == "invalid_request_error"
     assert doc["error"]["param"] == param and doc["error"]["message"] and doc["error"]["code"]
     assert not up.requests
+
+
+async def test_a_reasoning_effort_of_any_string_reaches_the_upstream(fakes, router):
+    """The levels grow from release to release: one this router does not know goes on for the upstream to judge."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    body = {"model": "m", "input": "x", "store": False, "reasoning": {"effort": "max", "summary": None}}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+        assert resp.status == 200
+        doc = await resp.json()
+    assert up.requests[0].body["reasoning_effort"] == "max"
+    assert doc["reasoning"] == {"effort": "max", "summary": None}
 
 
 async def test_failure_mid_stream_ends_with_response_failed(fakes, router):
