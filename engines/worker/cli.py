@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "conversations after an unload or restart (default: memory only)")
     parser.add_argument("--kv-disk-bytes", type=parse_size, default=S.kv_disk_bytes,
                         help=f"bound of --kv-dir, e.g. 1GiB (default {S.kv_disk_bytes >> 30}GiB; 0 disables)")
+    parser.add_argument("--max-body-containers", type=_positive, default=S.max_body_containers,
+                        help="a request body over 1 MiB with more JSON objects and arrays ({ and [) is a 413 before "
+                             f"it is parsed (default {S.max_body_containers}, the router's server.max_body_containers)")
     parser.add_argument("--no-constrain", dest="constrain", action="store_false",
                         help="decode tool calls and JSON replies unconstrained (default: constrained to the tools' "
                              "schemas in the model's call format; repair runs either way)")

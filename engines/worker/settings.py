@@ -30,6 +30,7 @@ class WorkerSettings:
     kv_dir: str | None = None  # prefix-cache entries persist here (None: memory only)
     kv_disk_bytes: int = 4 << 30
     constrain: bool = True  # grammar-constrained tool calls and JSON replies (`--no-constrain` turns it off)
+    max_body_containers: int = 500_000  # `{` and `[` in a body over 1 MiB (parsing holds the event loop): 413 past it
     blas: str = "auto"  # MLX's CPU BLAS on Linux: auto/openblas bind OpenBLAS (engines/worker/blas.py), bundled keeps
     # the wheel's reference BLAS
 

@@ -272,3 +272,32 @@ async def test_a_tokenizer_llguidance_panics_on_leaves_the_model_unconstrained(e
     status, _ = await e.post_raw("/v1/chat/completions", json.dumps(
         {"messages": HI, "max_tokens": 2, "response_format": {"type": "json_object"}}).encode())
     assert status == 200
+
+
+async def test_a_body_of_a_million_objects_is_refused_before_it_is_parsed(engine, tiny_models, monkeypatch) -> None:
+    """Parsing 1.8M messages (60 MB) held the worker's event loop for seconds, and every stream on it with it
+    (`json.loads` keeps the GIL, so a thread would not have helped): past 1 MiB, a body with more objects and arrays
+    than the bound is a 413 from a count of its brackets, while a stream on the same worker runs on."""
+    e = await engine("random", max_context=4096)
+    eos = json.loads((tiny_models["random"] / "config.json").read_text())["eos_token_id"]
+    parsed: list[int] = []
+    loads = json.loads
+
+    def spy(text: Any, **kw: Any) -> Any:
+        parsed.append(len(text))
+        return loads(text, **kw)
+
+    monkeypatch.setattr(json, "loads", spy)
+    stream = await e.client().chat.completions.create(
+        model="random", messages=HI, max_tokens=300, temperature=0.7, logit_bias={str(eos): -100}, stream=True)
+    message = b'{"role":"user","content":"a"},'
+    body = b'{"max_tokens":2,"messages":[' + message * 600_000 + b'{"role":"user","content":"a"}]}'
+    status, err = await e.post_raw("/v1/chat/completions", body)
+    assert status == 413 and err["error"]["code"] == "request_too_large", err
+    assert "600003" in err["error"]["message"], err
+    assert all(n < len(body) for n in parsed)
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].choices[0].finish_reason == "length"
+    many = json.dumps({"messages": HI * 40_000, "max_tokens": 2}).encode()
+    status, err = await e.post_raw("/v1/chat/completions", many)
+    assert status == 400 and err["error"]["code"] == "context_length_exceeded"  # over 1 MiB, under the bound
