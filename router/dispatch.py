@@ -135,7 +135,7 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                 skip.add(up.name)
                 continue
             ex.retries += 1
-            metrics.child(metrics.retries, up.name).inc()
+            metrics.retried(up.name, "upstream")
             if failed is None:
                 failed = {}
             failed[up.name] = failed.get(up.name, 0) + 1

@@ -72,7 +72,8 @@ class Exchange:
 
     def next_answer(self) -> None:
         """The upstream is asked again for this request (a re-ask): what the answers so far spent stays counted,
-        and the next answer's usage adds to it."""
+        and the next answer's usage adds to it; it counts as a retry."""
+        self.retries += 1
         self.spent = Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
     @property

@@ -11,7 +11,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -269,7 +269,10 @@ class Metrics:
         self.tool_failures = Counter("agentgate_tool_call_failures",
                                      "Tool calls that could not be made valid, by reason", ["model", "reason"],
                                      registry=r)
-        self.retries = Counter("agentgate_retries", "Upstream retries", ["provider"], registry=r)
+        self.retries = Counter("agentgate_retries",
+                               "Requests sent upstream again, by provider and reason (upstream: a failure before "
+                               "the first byte; repair: a re-ask after a failed tool-call repair)",
+                               ["provider", "reason"], registry=r)
         self.fallbacks = Counter("agentgate_fallbacks", "Fallbacks from one model entry to the next",
                                  ["model", "to"], registry=r)
         self.breaker = Gauge("agentgate_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open",
@@ -330,6 +333,10 @@ class Metrics:
         if c is None:
             c = self._children[key] = metric.labels(*labels)
         return c
+
+    def retried(self, provider: str, reason: Literal["upstream", "repair"]) -> None:
+        """One request sent to `provider` again: after its failure (`upstream`), or a re-ask after a failed repair."""
+        self.child(self.retries, provider, reason).inc()
 
     def set_breaker(self, provider: str, state: str) -> None:
         self.child(self.breaker, provider).set(BREAKER_STATE_VALUE[state])

@@ -206,8 +206,14 @@ async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, rep
                 doc["choices"] = scrub_value(doc["choices"], secrets)
             return ChatReply(doc=doc, raw=raw_out, headers=reply_headers)
         body = _feedback(body, *outcome)
-        ex.next_answer()
+        _reasked(ctx, opened)
     raise AssertionError("unreachable")
+
+
+def _reasked(ctx: RequestContext, opened: Opened) -> None:
+    """The request goes to the upstream again, with the failed repair's feedback: counted as a retry."""
+    ctx.exchange.next_answer()
+    ctx.metrics.retried(opened.upstream.name, "repair")
 
 
 def _messages(doc: dict[str, Any]) -> list[Any]:
@@ -688,7 +694,7 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
                 async for batch in batches:
                     if isinstance(batch, tuple):  # a re-ask: the failed result and its raw text
                         body = _feedback(body, *batch)
-                        ex.next_answer()
+                        _reasked(ctx, opened)
                         break
                     yield batch
                 else:

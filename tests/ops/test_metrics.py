@@ -227,6 +227,41 @@ models:
     assert sample(text, "agentgate_key_tokens_total", key="alice", type="prompt") == 250
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_reask_is_counted_as_a_retry(fakes, router, stream) -> None:
+    """`on_failure: retry` sends the request upstream a second time: `agentgate_retries_total` counts it with
+    `reason="repair"` (an upstream failure's retry is `reason="upstream"`), and so does the record's `retries` (it
+    counted neither: a model whose calls kept failing doubled its upstream requests unseen)."""
+    from tests.fakes.openai_upstream import stream_of
+
+    up = await fakes("up")
+    r = await router(f"""
+providers:
+  up: {{type: openai, base_url: "{up.url}", retries: 1, backoff: {{base: 0.001, max: 0.01}}}}
+models:
+  - {{name: demo, provider: up, repair: {{on_failure: retry, retries: 1}}}}
+""")
+    bad = '<tool_call>{"name": "get_weather", "arguments": {"town": 1}}</tool_call>'
+    good = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    if stream:
+        up.push(Step(status=503), *(Step(sse=stream_of([text], "demo")) for text in (bad, good)))
+    else:
+        up.push(Step(status=503), Step(json=completion(bad, "demo")), Step(json=completion(good, "demo")))
+    recorded: list[dict[str, object]] = []
+    r.state.metrics.request_observers.append(lambda ex, fields: recorded.append(fields))
+    reply = await r.client().chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL], stream=stream)
+    if stream:
+        async for _ in reply:
+            pass
+    assert len(up.requests) == 3
+    [fields] = recorded
+    assert fields["retries"] == 2
+    text = r.state.metrics.render().decode()
+    assert sample(text, "agentgate_retries_total", provider="up", reason="repair") == 1
+    assert sample(text, "agentgate_retries_total", provider="up", reason="upstream") == 1
+
+
 REPAIRABLE = "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris'}}</tool_call>"
 WEATHER_TOOL = {
     "type": "function",
