@@ -11,6 +11,7 @@ from .logs import log_fields
 from .metrics import Metrics
 
 access_log = logging.getLogger("agentgate.access")
+CLIENT_CLOSED = 499  # nginx's status for a client that closed its connection before its answer was all sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +51,8 @@ class Exchange:
     failures: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # tool types left out (the backend cannot run them)
     error: str | None = None
-    ended_with: int = 0  # a stream that ended with an error event: that error's status (its HTTP status was 200)
+    ended_with: int = 0  # a stream that ended with an error event: that error's status (its HTTP status was 200);
+    # 499 for a client that went away after its answer's status went out
     tool_output: Any = None  # capture.ToolOutput, left by the pipeline when it repaired a reply
     spent: Usage | None = None  # the usage of the answers before this one (a re-ask follows them), added in
 
@@ -76,12 +78,20 @@ class Exchange:
         self.retries += 1
         self.spent = Usage(self.prompt_tokens, self.completion_tokens, self.cached_tokens)
 
+    def client_gone(self) -> None:
+        """The client went away: before its answer, the record's status is 499; after the answer's status went
+        out, that status stays and the request counts as a 499 (`ended_with`), unless its stream had already
+        failed with an error of its own."""
+        self.error = "client_disconnected"
+        if self.status and not self.ended_with:
+            self.ended_with = CLIENT_CLOSED
+
     @property
     def final_status(self) -> int:
         """The status the client saw: 499 when it went away before an answer, 500 for an unexpected failure."""
         if self.status:
             return self.status
-        return 499 if self.error == "client_disconnected" else 500
+        return CLIENT_CLOSED if self.error == "client_disconnected" else 500
 
     def finish(self, metrics: Metrics, log_enabled: bool = True) -> None:
         elapsed = time.perf_counter() - self.started

@@ -1098,7 +1098,7 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
                 await aclose()
         await resp.write_eof()
     except (ClientGone, ConnectionResetError, aiohttp.ClientConnectionResetError):
-        ex.error = "client_disconnected"
+        ex.client_gone()
     return resp
 
 

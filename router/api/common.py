@@ -60,10 +60,13 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
             resp = stopping.response(dialect)
             resp.headers["x-request-id"] = ex.request_id
         if not resp.prepared and not await _send(request, resp):
-            ex.error = "client_disconnected"
+            ex.client_gone()
         return resp
     except asyncio.CancelledError:
-        ex.error = "server_shutting_down" if in_flight.stopped() else "client_disconnected"
+        if in_flight.stopped():
+            ex.error = "server_shutting_down"
+        else:
+            ex.client_gone()
         raise
     except Exception as exc:  # aiohttp's own errors, or a bug: answered as every route answers them
         resp = error_page(request, exc, dialect)

@@ -262,6 +262,40 @@ models:
     assert sample(text, "agentgate_retries_total", provider="up", reason="upstream") == 1
 
 
+async def test_a_client_gone_mid_stream_counts_as_499(fakes, router) -> None:
+    """A client that closes its connection after the stream's 200 went out: the record keeps its 200 with `error:
+    client_disconnected`, and it counts as a 499 (nginx's "client closed request"; the console shows `200 → 499`):
+    it was counted as a 200, a success, in `agentgate_requests_total` and the console."""
+    import json
+
+    from tests.fakes.openai_upstream import stream_of
+    from tests.stalled_client import post, stalled
+
+    up = await fakes("up")
+    r = await router(f"""
+providers:
+  up: {{type: openai, base_url: "{up.url}", retries: 0}}
+models:
+  - {{name: demo, provider: up}}
+""")
+    resume, paused = asyncio.Event(), asyncio.Event()
+    up.push(Step(sse=stream_of(["one ", "two ", "three"], "demo"), pause_after=2, resume=resume, paused=paused))
+    ended: list[tuple[str | None, int, int]] = []
+    r.state.metrics.request_observers.append(lambda ex, fields: ended.append((ex.error, fields["status"],
+                                                                              ex.ended_with)))
+    body = json.dumps({"model": "demo", "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+    sock, head = await stalled(r.url, post("/v1/chat/completions", body))
+    assert head.startswith(b"HTTP/1.1 200"), head
+    await asyncio.wait_for(paused.wait(), 10)
+    sock.close()
+    resume.set()
+    await wait_until(lambda: len(ended) == 1)
+    assert ended == [("client_disconnected", 200, 499)]
+    text = r.state.metrics.render().decode()
+    assert sample(text, "agentgate_requests_total", model="demo", status="499") == 1
+    assert sample(text, "agentgate_requests_total", model="demo", status="200") is None
+
+
 REPAIRABLE = "<tool_call>{'name': 'get_weather', 'arguments': {'city': 'Paris'}}</tool_call>"
 WEATHER_TOOL = {
     "type": "function",

@@ -192,7 +192,7 @@ async def test_a_client_that_stops_reading_a_whole_answer_is_let_go(fakes, route
     """A non-streamed answer too large for the socket's buffers, to a client that keeps its connection open but
     reads no more: the write waited for it without end, holding the request in flight (a shutdown's drain, a
     reload's retired providers) and the answer's bytes. It now ends as a stream's does, once no byte left for
-    `server.idle_timeout`, recorded as a client gone."""
+    `server.idle_timeout`, recorded as a client gone (a 499 after its 200)."""
     import json
 
     from router.drain import IN_FLIGHT
@@ -201,8 +201,8 @@ async def test_a_client_that_stops_reading_a_whole_answer_is_let_go(fakes, route
 
     up = await fakes()
     r = await router(IDLE_1S % up.url)
-    ended: list[str | None] = []
-    r.state.metrics.request_observers.append(lambda ex, fields: ended.append(ex.error))
+    ended: list[tuple[str | None, int]] = []
+    r.state.metrics.request_observers.append(lambda ex, fields: ended.append((ex.error, ex.ended_with)))
     up.push(Step(json=completion("x" * (24 << 20), "m")))  # 24 MB, past what the kernel buffers hold
     in_flight = r.app[IN_FLIGHT]
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]}).encode()
@@ -211,7 +211,7 @@ async def test_a_client_that_stops_reading_a_whole_answer_is_let_go(fakes, route
         assert head.startswith(b"HTTP/1.1 200"), head
         await wait_until(lambda: not in_flight._tasks, timeout=8)
         await wait_until(lambda: len(ended) == 1)
-        assert ended == ["client_disconnected"]
+        assert ended == [("client_disconnected", 499)]  # its 200 went out: it counts as a 499
     finally:
         sock.close()
 
