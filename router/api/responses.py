@@ -253,14 +253,24 @@ async def list_input_items(request: web.Request, store: ResponseStore, resp_id: 
     ids = [i["id"] for i in items]
     after, before = request.query.get("after"), request.query.get("before")
     if before is not None:  # the items before that one, in the order asked for
-        items = items[:ids.index(before)] if before in ids else []
+        items = items[:_cursor_at(ids, before, "before")]
     if after is not None:  # a page's last id: the next page
-        items = items[ids.index(after) + 1:] if after in ids else []
+        items = items[_cursor_at(ids, after, "after") + 1:]
     n = _limit(request.query.get("limit"))
     # a page's first id alone: the previous page, the `n` items right before it (with `after` too: from `after` on)
     page = items[-n:] if before is not None and after is None else items[:n]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > n}
+
+
+def _cursor_at(ids: list[str], cursor: str, param: str) -> int:
+    """Where a page's cursor is among the listed ids; one that names none of them is a 404 naming `param`, as
+    OpenAI answers a list cursor naming no object (an empty page would read as the list's end)."""
+    try:
+        return ids.index(cursor)
+    except ValueError:
+        raise ApiError(404, f"No input item of this response has id {_short_id(cursor)}.", "item_not_found",
+                       type="invalid_request_error", param=param) from None
 
 
 def _order(raw: str | None) -> str:

@@ -52,3 +52,27 @@ async def test_listed_input_items_can_be_sent_back_by_reference(fakes, router):
     await c.responses.create(model="m", input=[*refs, {"role": "user", "content": "question 2"}])
     assert up.requests[-1].body["messages"] == [*up.requests[1].body["messages"],
                                                 {"role": "user", "content": "question 2"}]
+
+
+@pytest.mark.parametrize("param", ["after", "before"])
+async def test_a_cursor_naming_no_listed_item_is_404_naming_it(fakes, router, param):
+    """An `after` or `before` id that is none of the response's input items is a 404 naming the parameter, as
+    OpenAI answers a list cursor naming no object (it was an empty page with `has_more: false`: a client paging
+    with a stale or mistyped id read it as the end of the list)."""
+    import openai
+
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    resp = await c.responses.create(model="m", input="hello")
+    other = await c.responses.create(model="m", input="other")
+    [foreign] = (await c.responses.input_items.list(other.id)).data  # an item of another response
+    for cursor in ("msg_nope", foreign.id, "x" * 300):
+        with pytest.raises(openai.NotFoundError) as caught:
+            await c.responses.input_items.list(resp.id, extra_query={param: cursor})
+        err = caught.value.body
+        assert isinstance(err, dict) and err["param"] == param and err["type"] == "invalid_request_error"
+        assert cursor[:64] in err["message"] and len(err["message"]) < 200
+    [own] = (await c.responses.input_items.list(resp.id)).data
+    page = await c.responses.input_items.list(resp.id, extra_query={param: own.id})
+    assert page.data == [] and not page.has_more
