@@ -216,7 +216,7 @@ def _process(att: _Attempt, index: ToolIndex, prefer: str | None, budget: salvag
         except (TypeError, ValueError, RecursionError):
             return _fail(att, "schema_mismatch", f"{resolved}: arguments cannot be encoded as JSON")
     family = raw.family
-    if family in ("json", "text") or (prefer is not None and family is not None and family != prefer):
+    if family in ("json", "text", "tool_tags") or (prefer is not None and family is not None and family != prefer):
         att.repairs.append(RepairIssue(f"format:{family}", "calls recovered from another format"))
     if att.in_think:
         att.repairs.append(RepairIssue("think_block", "the call was written inside <think>"))

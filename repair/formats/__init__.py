@@ -19,6 +19,7 @@ from repair.formats import (
     pythonic,
     qwen3_coder,
     text_forms,
+    tool_tags,
     wrapped,
 )
 from repair.formats.spec import Format
@@ -28,7 +29,7 @@ from repair.markers import Kind
 REGISTRY: tuple[Format, ...] = (
     hermes.FORMAT, qwen3_coder.FORMAT, llama3.FORMAT, pythonic.FORMAT, mistral.FORMAT, deepseek.FORMAT,
     invoke.FORMAT, glm45.FORMAT, kimi_k2.FORMAT, kimi_k3.FORMAT, harmony.FORMAT, gemma4.FORMAT, wrapped.FORMAT,
-    json_block.FORMAT, text_forms.FORMAT,
+    json_block.FORMAT, text_forms.FORMAT, tool_tags.FORMAT,
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(f for fmt in REGISTRY for f in fmt.families))

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from repair.formats import pythonic, section
-from repair.formats.common import Ctx, add_notes, issue
+from repair.formats.common import Ctx, add_notes, in_fence, issue
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, OneOf
 from repair.salvage import Failed, loads
@@ -205,25 +205,6 @@ def _split_declared(inner: str, props: dict[str, Any]) -> dict[str, str] | None:
     return out
 
 
-_FENCE_LINE = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
-
-
-def _in_fence(text: str, p: int) -> bool:
-    """Whether `p` lies inside a fenced code block (a model showing the syntax), read as CommonMark reads fences: a
-    run of three or more backticks or tildes opens one (a backtick fence's info string holds no backtick), a run of
-    the same character at least as long with nothing after it closes it, and one never closed runs to the end
-    (indented any depth: in a list item a fence is indented further)."""
-    fence = ""
-    for m in _FENCE_LINE.finditer(text, 0, p):
-        run, rest = m.group(1), m.group(2)
-        if not fence:
-            if run[0] == "~" or "`" not in rest:
-                fence = run
-        elif run[0] == fence[0] and len(run) >= len(fence) and not rest.strip(" \t"):
-            fence = ""
-    return bool(fence)
-
-
 def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """`call:name{key:value}` alone on its line, as a server that strips special tokens leaves Gemma's call
     (`<|tool_call>` and the `<|"|>` around strings gone): a call when the name is a declared tool's."""
@@ -234,7 +215,7 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     k = m.end()
     nl = text.find("\n", k)
     end = len(text[:nl if nl != -1 else len(text)].rstrip())
-    if end <= k + 1 or text[end - 1] != "}" or text.find(QUOTE, k, end) != -1 or _in_fence(text, p):
+    if end <= k + 1 or text[end - 1] != "}" or text.find(QUOTE, k, end) != -1 or in_fence(text, p):
         return None  # (with its <|"|> still there the tokens were not stripped: the syntax quoted, not a call)
     call = RawCall(name=m.group(1), family=FAMILY)
     call.repairs.append(issue("opening_tag", f"{OPEN} missing (special tokens stripped)"))
@@ -256,7 +237,7 @@ def _line_may_call(text: str, p: int, end: int) -> bool:
     """What `parse_stripped` asks of the line from `p` to `end` and of the text before it (a stream holds the
     candidate only to its line's end)."""
     line = text[p:end].rstrip()
-    return line.endswith("}") and QUOTE not in line and not _in_fence(text, p)
+    return line.endswith("}") and QUOTE not in line and not in_fence(text, p)
 
 
 FORMAT = Format(
