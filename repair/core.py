@@ -97,9 +97,10 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
     ticks, ticks_at = LINE_START, 0
     content_at = -1  # where content began after a <think> block: a line start (the stream's too)
     limits = ctx.limits
+    fenced = ctx.fences.inside  # (the candidates come in the text's order: it is read once along them)
     while pos < n and limits.handlers > 0 and limits.calls > 0:
         ticks, ticks_at = ticks_after(ticks, text, ticks_at, pos), pos
-        hit = finder.find(text, pos, ticks, content_at)
+        hit = finder.find(text, pos, ticks, content_at, fenced)
         if hit is None:
             break
         p, kind = hit

@@ -13,6 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from repair.fences import Fences
+
+Fenced = Callable[[str, int], bool]  # (text, position) -> whether the position lies in a fenced code block
+
 
 @dataclass(frozen=True)
 class Lit:
@@ -49,8 +53,9 @@ class Kind:
     generic: bool = False  # not native markup: needs a declared name; not looked for inside <think>
     # (text, start, end of its line) -> whether the candidate may still be a call once its line is whole: False only
     # where the handler would refuse it (a stream holds such a candidate to its line's end, not the stream's). It
-    # reads the whole text before the candidate too (a stream gives it that: see `scan_stream`'s `head`)
+    # reads its line only
     line_check: Callable[[str, int, int], bool] | None = field(default=None, compare=False)
+    unfenced: bool = False  # inside a fenced code block it is text (a model showing the syntax): see `repair.fences`
 
     @property
     def named(self) -> bool:
@@ -301,19 +306,20 @@ class CandidateFinder:
             return False
         return not kind.named or self._resolve(m.group("name")) is not None
 
-    def find(self, text: str, pos: int = 0, ticks: Ticks | None = None,
-             line_at: int = -1) -> tuple[int, Kind] | None:
+    def find(self, text: str, pos: int = 0, ticks: Ticks | None = None, line_at: int = -1,
+             fenced: Fenced | None = None) -> tuple[int, Kind] | None:
         """The first complete candidate at or after `pos`, outside inline code (see `Ticks`; `ticks`: the line's
         backticks before `pos`, for a `text` that does not hold the line's start). `line_at`: a position that
-        begins a line as a newline does (where content begins after a think block)."""
-        hit = self._find(text, pos, ticks, line_at, False)
+        begins a line as a newline does (where content begins after a think block). `fenced(text, p)`: whether
+        `p` lies in a fenced code block, asked for `Kind.unfenced` candidates in the text's order (None: `text`
+        read from its start)."""
+        hit = self._find(text, pos, ticks, line_at, False, fenced)
         return (hit[0], hit[1]) if hit is not None else None
 
     def _find(self, text: str, pos: int, ticks: Ticks | None, line_at: int, open_end: bool,
-              head: Callable[[], str] | None = None) -> tuple[int, Kind, bool] | None:
+              fenced: Fenced | None = None) -> tuple[int, Kind, bool] | None:
         """`find`; with `open_end` (a stream: more text may follow) a candidate whose kind is decided by its line,
-        that line not yet ended, comes with True (it may still become a call, or not). `head`: the text before
-        `text` (a stream's, for `Kind.line_check`)."""
+        that line not yet ended, comes with True (it may still become a call, or not)."""
         search = self._combined.search
         at = pos  # `ticks` is the line's backticks before `at`, carried forward (each read once: a line of many
         if ticks is None:  # quoted examples was read again from its start for each, a 168 KB line took 20 s)
@@ -328,18 +334,19 @@ class CandidateFinder:
                     ticks, at = ticks_after(ticks, text, at, p), p
                     if in_code(ticks):
                         break
+                    if kind.unfenced:
+                        if fenced is None:  # (read from `text`'s start, once for the candidates of this search)
+                            fenced = Fences().inside
+                        if fenced(text, p):
+                            continue
                     check = kind.line_check
                     if check is not None:
                         nl = text.find("\n", p, p + LINE_HOLD + 1) if open_end else text.find("\n", p)
                         if nl == -1 and open_end:
                             if len(text) - p <= LINE_HOLD:
                                 return p, kind, True
-                        else:
-                            end = nl if nl != -1 else len(text)
-                            before = head() if head is not None else ""
-                            if not (check(before + text, len(before) + p, len(before) + end) if before else
-                                    check(text, p, end)):
-                                continue  # (the handler would refuse it)
+                        elif not check(text, p, nl if nl != -1 else len(text)):
+                            continue  # (the handler would refuse it)
                     return p, kind, False
             pos = p + 1
 
@@ -351,13 +358,13 @@ class CandidateFinder:
         return self._quick.search(text) is None and not text.endswith(self._quick_ends)
 
     def scan_stream(self, text: str, start: int, ticks: Ticks | None = None,
-                    head: Callable[[], str] | None = None) -> tuple[int, int]:
+                    fenced: Fenced | None = None) -> tuple[int, int]:
         """(status, position) for streaming: the first position >= start that is a complete candidate (MATCH)
-        or may still become one (PARTIAL); (NO, len(text)) when there is none. `ticks` as for `find`; `head` gives
-        the stream's text before `text` (read only where a candidate's kind asks for it: `Kind.line_check`)."""
+        or may still become one (PARTIAL); (NO, len(text)) when there is none. `ticks` and `fenced` as for `find`
+        (a stream's `fenced` reads the text before `text` too)."""
         if self._quick.search(text, start) is None and not text.endswith(self._quick_ends, start):  # usual prose
             return NO, len(text)
-        hit = self._find(text, start, ticks, -1, True, head)
+        hit = self._find(text, start, ticks, -1, True, fenced)
         stop = hit[0] if hit is not None else len(text)
         # a partial candidate is non-empty, runs to the end and begins with a kind's first literal: it holds that
         # literal's first three characters (a head), or it is a shorter start of them ending the text: only those

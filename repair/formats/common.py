@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from repair.fences import Fences
 from repair.index import ToolIndex
 from repair.salvage import Budget, Decoded, Failed, decode_at
 from repair.types import Parsed, RawCall, RepairIssue, Segment, json_object
@@ -71,6 +72,7 @@ class Ctx:
     finder: Any
     inner_finder: Any = None  # the finder for text inside <think> (native markup only)
     limits: Limits = field(default_factory=Limits)
+    fences: Fences = field(default_factory=Fences)  # the text's fenced blocks, read as far as candidates asked
     _next: dict[Any, Next] = field(default_factory=dict)
 
     def room(self, parsed_so_far: int) -> bool:
@@ -458,21 +460,3 @@ def values_closed(got: BodyCalls, text: str, limit: int, note: str) -> bool:
         c.failure is not None or any(r.kind == "closing_tag" and r.detail != note for r in c.repairs)
         for c in calls)
 
-
-_FENCE_LINE = re.compile(r"^[ \t]*(`{3,}|~{3,})([^\n]*)", re.MULTILINE)
-
-
-def in_fence(text: str, p: int) -> bool:
-    """Whether `p` lies inside a fenced code block (a model showing the syntax), read as CommonMark reads fences: a
-    run of three or more backticks or tildes opens one (a backtick fence's info string holds no backtick), a run of
-    the same character at least as long with nothing after it closes it, and one never closed runs to the end
-    (indented any depth: in a list item a fence is indented further)."""
-    fence = ""
-    for m in _FENCE_LINE.finditer(text, 0, p):
-        run, rest = m.group(1), m.group(2)
-        if not fence:
-            if run[0] == "~" or "`" not in rest:
-                fence = run
-        elif run[0] == fence[0] and len(run) >= len(fence) and not rest.strip(" \t"):
-            fence = ""
-    return bool(fence)

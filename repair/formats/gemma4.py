@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from repair.formats import pythonic, section
-from repair.formats.common import Ctx, add_notes, in_fence, issue
+from repair.formats.common import Ctx, add_notes, issue
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, OneOf
 from repair.salvage import Failed, loads
@@ -207,7 +207,8 @@ def _split_declared(inner: str, props: dict[str, Any]) -> dict[str, str] | None:
 
 def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """`call:name{key:value}` alone on its line, as a server that strips special tokens leaves Gemma's call
-    (`<|tool_call>` and the `<|"|>` around strings gone): a call when the name is a declared tool's."""
+    (`<|tool_call>` and the `<|"|>` around strings gone): a call when the name is a declared tool's (outside a
+    fenced block: the finder asks that of the kind)."""
     m = _CALL.match(text, p)
     resolved = ctx.index.resolve(m.group(1)) if m is not None else None
     if m is None or resolved is None or not text.startswith("{", m.end()):
@@ -215,7 +216,7 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     k = m.end()
     nl = text.find("\n", k)
     end = len(text[:nl if nl != -1 else len(text)].rstrip())
-    if end <= k + 1 or text[end - 1] != "}" or text.find(QUOTE, k, end) != -1 or in_fence(text, p):
+    if end <= k + 1 or text[end - 1] != "}" or text.find(QUOTE, k, end) != -1:
         return None  # (with its <|"|> still there the tokens were not stripped: the syntax quoted, not a call)
     call = RawCall(name=m.group(1), family=FAMILY)
     call.repairs.append(issue("opening_tag", f"{OPEN} missing (special tokens stripped)"))
@@ -234,16 +235,16 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
 
 
 def _line_may_call(text: str, p: int, end: int) -> bool:
-    """What `parse_stripped` asks of the line from `p` to `end` and of the text before it (a stream holds the
-    candidate only to its line's end)."""
+    """What `parse_stripped` asks of the line from `p` to `end` (a stream holds the candidate only to its line's
+    end; in a fenced block the kind is not a candidate: `Kind.unfenced`)."""
     line = text[p:end].rstrip()
-    return line.endswith("}") and QUOTE not in line and not in_fence(text, p)
+    return line.endswith("}") and QUOTE not in line
 
 
 FORMAT = Format(
     (FAMILY,), (Kind("gemma4", (OneOf(START_MARKERS),), parse),
                 Kind("gemma4_stripped", (Lit("call:"), Name(64, ("{",))), parse_stripped, line_start=True,
-                     generic=True, line_check=_line_may_call),
+                     generic=True, line_check=_line_may_call, unfenced=True),
                 # (not the format's own markup: read only at a line start, naming a declared tool, as generic forms)
                 Kind("gemma4_collapsed", (Lit(COLLAPSED + ":"), Name(64, ("{",))), parse, line_start=True,
                      generic=True)),

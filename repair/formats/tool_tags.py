@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from repair.formats.common import Ctx, fail_segment, in_fence, value_end
+from repair.formats.common import Ctx, fail_segment, value_end
 from repair.formats.spec import Format
 from repair.markers import Kind, Lit, Name
 from repair.types import Parsed, RawCall, Segment, json_object
@@ -84,7 +84,7 @@ def _markup_start(tail: str, closer: str) -> bool:
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
-    """The call at `p` (the candidate kind and its `line_check` placed it at a line start, outside a fence)."""
+    """The call at `p` (the candidate kind placed it at a line start, outside a fence: `Kind.unfenced`)."""
     m = _TAG.match(text, p)
     if m is None or m.group(1) not in ctx.index.tools:
         return None
@@ -106,15 +106,15 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
 
 
 def _line_may_call(text: str, p: int, end: int) -> bool:
-    """The tag's line holds nothing after it but a child's tag (`<a><b>x</b></a>`), and it stands outside a fenced
-    block: a stream holds the candidate only to its line's end."""
+    """The tag's line holds nothing after it but a child's tag (`<a><b>x</b></a>`): a stream holds the candidate
+    only to its line's end (in a fenced block the kind is not a candidate: `Kind.unfenced`)."""
     m = _TAG.match(text, p, end)
     if m is None:
         return False
     rest = text[m.end():end].strip()
-    return (not rest or rest.startswith("<")) and not in_fence(text, p)
+    return not rest or rest.startswith("<")
 
 
 FORMAT = Format(
     (FAMILY,), (Kind(FAMILY, (Lit("<"), Name(64, (">",))), parse, line_start=True, generic=True,
-                     line_check=_line_may_call),))
+                     line_check=_line_may_call, unfenced=True),))
