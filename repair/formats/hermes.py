@@ -65,7 +65,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         limit2 = close2 if close2 != -1 else bound2
         if glm45.key_without_opener(text, b, limit2, ctx) is not None:
             limit, bound, close = limit2, bound2, close2
-    if text.startswith(qwen3_coder.FUNC, b):
+    if qwen3_coder.starts_call(text, b, limit, ctx):
         got, close = close_past_values(text, ctx, lambda lim: qwen3_coder.parse_functions(text, b, lim, ctx),
                                        qwen3_coder.parse_functions(text, b, limit, ctx), close, CLOSE,
                                        qwen3_coder.ENDS, bound, qwen3_coder.LOST)

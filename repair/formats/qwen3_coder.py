@@ -21,7 +21,7 @@ from repair.formats.common import (
     value_end,
 )
 from repair.formats.spec import Format, Template, aliases
-from repair.markers import Kind, Lit
+from repair.markers import Kind, Lit, Name
 from repair.salvage import Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
@@ -42,6 +42,10 @@ _DRIFTED_END = re.compile(r"</parameter[\w/]{0,24}>?[ \t\r\n]*\Z")
 _DRIFT_WINDOW = 64
 # Quotes a model left between a JSON body and its </function> (Llama 3.1: `{"city": "New York"}"</function>`)
 _STRAY_BEFORE_END = re.compile(r"[\s\"'`]{1,4}(?=</function>)")
+# The call's name written as a first, valueless parameter in place of <function=name> (signalnine/q27#24); what must
+# follow it: the call's parameters, or its </function> when it takes none
+_OPENER = re.compile(r"<parameter=([A-Za-z0-9_.\-]{1,64})>")
+_AFTER_OPENER = re.compile(r"[ \t\r\n]*(?:<parameter=|</function>)")
 
 
 
@@ -58,6 +62,58 @@ def _drifted_end(text: str, vs: int, ve: int) -> int:
     return m.start() if m is not None else -1
 
 
+def opener_at(text: str, i: int, limit: int, ctx: Ctx) -> re.Match[str] | None:
+    """`<parameter=name>` at `i` written in place of `<function=name>`: `name` a declared tool, and the call's
+    parameters (or its </function>, when it takes none) right after it; None otherwise."""
+    m = _OPENER.match(text, i, limit)
+    if m is None or ctx.index.resolve(m.group(1)) is None or _AFTER_OPENER.match(text, m.end(), limit) is None:
+        return None
+    return m
+
+
+def starts_call(text: str, i: int, limit: int, ctx: Ctx) -> bool:
+    """Whether a <function=...> call, or one opened by its name as a parameter, begins at `i`."""
+    return text.startswith(FUNC, i) or opener_at(text, i, limit, ctx) is not None
+
+
+def _read_params(text: str, k: int, limit: int, ctx: Ctx,
+                 call: RawCall) -> tuple[dict[str, str], int, bool] | Failed:
+    """The <parameter=...> values of a call from `k` (not past `limit`): the arguments, where they end and whether
+    </function> closed them (it is then consumed); closing tags written wrong or missing are noted on `call`."""
+    n = len(text)
+    args: dict[str, str] = {}
+    while True:
+        k = skip_ws(text, k, limit)
+        pm = _PHEAD.match(text, k, limit)
+        if pm is None:
+            break
+        pname = pm.group(1).strip()
+        if not pm.group(2):
+            call.repairs.append(issue("closing_tag", "'>' missing after the parameter name"))
+        vs = pm.end()
+        nxt = ctx.find(PARAM, vs)
+        bound = nxt if nxt != -1 and nxt < limit else limit
+        pe, pe_end = value_end(text, PARAM_END, vs, bound, (PARAM, FUNC_END, FUNC), limit)
+        if pe != -1:
+            ve, k = pe, pe_end
+        else:
+            fe = ctx.find(FUNC_END, vs)
+            ve = fe if fe != -1 and fe < bound else bound
+            if ve >= n:
+                return Failed("truncated", f"the text ends inside parameter {pname!r}", n)
+            k = ve
+            drift = _drifted_end(text, vs, ve)
+            if drift != -1:
+                ve = drift
+                call.repairs.append(issue("closing_tag", f"malformed </parameter> after {pname!r}"))
+            else:
+                call.repairs.append(issue("closing_tag", f"</parameter> missing after {pname!r}"))
+        args[pname] = _strip_nl(text[vs:ve])
+    if text.startswith(FUNC_END, k):
+        return args, k + len(FUNC_END), True
+    return args, k, False
+
+
 def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
     """One or more <function=...> blocks starting at `i`, not past `limit`."""
     n = len(text)
@@ -65,14 +121,18 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
     while ctx.room(len(calls)):
         i = skip_ws(text, i, limit)
         m = _HEAD.match(text, i, limit)
-        if m is None:
+        opened = opener_at(text, i, limit, ctx) if m is None else None
+        head = m or opened
+        if head is None:
             break
-        name = m.group(1).strip()
+        name = head.group(1).strip()
         call = RawCall(name=name, family=FAMILY, text_args=True)
-        if not m.group(2):
+        if opened is not None:
+            call.repairs.append(issue("opening_tag", f"<function={name}> written as <parameter={name}>"))
+        elif not head.group(2):
             call.repairs.append(issue("closing_tag", "'>' missing after the function name"))
-        k = skip_ws(text, m.end(), limit)
-        if k < limit and text[k] == "{":
+        k = skip_ws(text, head.end(), limit)
+        if m is not None and k < limit and text[k] == "{":
             got = decode_at(text, k, limit, max_closers=0, budget=ctx.budget)
             if isinstance(got, Failed):
                 return got
@@ -92,41 +152,14 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
             calls.append(call)
             i = k
             continue
-        args: dict[str, str] = {}
-        closed = False
-        while True:
-            k = skip_ws(text, k, limit)
-            pm = _PHEAD.match(text, k, limit)
-            if pm is not None:
-                pname = pm.group(1).strip()
-                if not pm.group(2):
-                    call.repairs.append(issue("closing_tag", "'>' missing after the parameter name"))
-                vs = pm.end()
-                nxt = ctx.find(PARAM, vs)
-                bound = nxt if nxt != -1 and nxt < limit else limit
-                pe, pe_end = value_end(text, PARAM_END, vs, bound, (PARAM, FUNC_END, FUNC), limit)
-                if pe != -1:
-                    ve, k = pe, pe_end
-                else:
-                    fe = ctx.find(FUNC_END, vs)
-                    ve = fe if fe != -1 and fe < bound else bound
-                    if ve >= n:
-                        return Failed("truncated", f"the text ends inside parameter {pname!r}", n)
-                    k = ve
-                    drift = _drifted_end(text, vs, ve)
-                    if drift != -1:
-                        ve = drift
-                        call.repairs.append(issue("closing_tag", f"malformed </parameter> after {pname!r}"))
-                    else:
-                        call.repairs.append(issue("closing_tag", f"</parameter> missing after {pname!r}"))
-                args[pname] = _strip_nl(text[vs:ve])
-                continue
-            if text.startswith(FUNC_END, k):
-                k += len(FUNC_END)
-                closed = True
-            break
+        got_params = _read_params(text, k, limit, ctx, call)
+        if isinstance(got_params, Failed):
+            return got_params
+        args, k, closed = got_params
         if not closed and k >= n:
             return Failed("truncated", "the text ends before </function>; more parameters may follow", n)
+        if not closed and opened is not None:
+            break  # a name written as a parameter is a call's opener only where its </function> closes it
         if not closed:
             call.repairs.append(issue("closing_tag", FUNC_MISSING))
         call.arguments = args
@@ -170,7 +203,16 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, "calls", first.family, calls, text=junk)])
 
 
+def parse_opener(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """A call opened by its name as a parameter (`<parameter=name>` for `<function=name>`, see `opener_at`), with no
+    <tool_call> before it; not a parameter of an open <function=...> block."""
+    if text.rfind(FUNC, 0, p) > text.rfind(FUNC_END, 0, p):
+        return None
+    return parse(text, p, ctx)
+
+
 FORMAT = Format(
-    ("qwen3_coder",), (Kind("qwen3_function", (Lit(FUNC),), parse),),
+    ("qwen3_coder",), (Kind("qwen3_function", (Lit(FUNC),), parse),
+                       Kind("qwen3_parameter_opener", (Lit(PARAM), Name(64, (">",))), parse_opener, generic=True)),
     aliases(FAMILY, "qwen3_coder", "qwen3_xml", "qwen3coder", "step3p5"),
     (Template(FAMILY, (FUNC, PARAM), rank=50),))

@@ -102,3 +102,34 @@ def test_a_missing_value_is_not_made_up(text: str) -> None:
 def test_an_empty_string_the_model_wrote_is_kept() -> None:
     text = "<tool_call>{'name': 'Write', 'arguments': {'file_path': '/w/a', 'content': '',}}</tool_call>"
     assert calls_of(repair_message(text, WRITE)) == [("Write", {"file_path": "/w/a", "content": ""})]
+
+
+@pytest.mark.parametrize("text", [
+    # the form written about, in prose or inline code
+    "Qwen wrote <parameter=read_file> where <function=read_file> belongs, then stopped.",
+    "It emits `<parameter=read_file>\n<parameter=path>a.py</parameter>\n</function>` instead of a call.",
+    # what follows the name is no call's parameters, or no </function> closes them
+    "<parameter=read_file>\nI would read the file here.\n</function>",
+    "<parameter=read_file>\n<parameter=path>\na.py\n</parameter>\nand nothing after it: no call was made.",
+    # not a declared tool
+    "<parameter=delete_all>\n<parameter=path>\n/\n</parameter>\n</function>",
+])
+def test_a_valueless_parameter_is_no_call_opener_without_its_call(text: str) -> None:
+    """`<parameter=name>` stands for `<function=name>` (signalnine/q27#24) only where `name` is a declared tool, its
+    parameters or its </function> follow right away, and its </function> closes it."""
+    result = repair_message(text, TOOLS)
+    assert calls_of(result) == [] and result.content == text
+    assert_stream_matches(text, TOOLS)
+
+
+@pytest.mark.parametrize(("text", "calls"), [
+    ("<parameter=read_file>\n<parameter=path>\na.py\n</parameter>\n</function>", [("read_file", {"path": "a.py"})]),
+    ("Listing first.\n<parameter=list_files>\n</function>\n</tool_call>", [("list_files", {})]),
+    # in its <tool_call> (antirez/ds4#1050): the block goes with the call
+    ("<tool_call>\n<parameter=run_shell>\n<parameter=command>\nls\n</parameter>\n</function>\n</tool_call>",
+     [("run_shell", {"command": "ls"})]),
+])
+def test_a_call_opened_by_its_name_as_a_parameter(text: str, calls: list[tuple[str, dict[str, object]]]) -> None:
+    result = repair_message(text, TOOLS)
+    assert calls_of(result) == calls and "<" not in (result.content or "")
+    assert_stream_matches(text, TOOLS)
