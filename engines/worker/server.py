@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
+import socket
 import stat
 import time
 import uuid
@@ -588,10 +590,27 @@ async def wait_ready(app: web.Application) -> None:
 
 
 def _prepare_socket_path(path: Path) -> None:
-    """Create the folder and remove a stale socket left by a previous worker (never a regular file)."""
+    """Create the folder and remove a stale socket left by a previous worker: never a regular file, nor the socket
+    of a server still accepting on it (an OSError EADDRINUSE, as a taken TCP port is)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and stat.S_ISSOCK(path.stat().st_mode):
-        path.unlink()
+    if not (path.exists() and stat.S_ISSOCK(path.stat().st_mode)):
+        return
+    if _accepting(path):
+        raise OSError(errno.EADDRINUSE, "address already in use by a running server", str(path))
+    path.unlink()
+
+
+def _accepting(path: Path) -> bool:
+    """Whether a server listens on the Unix socket `path` (one that answers slowly counts)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except TimeoutError:  # its queue is full: a server that is busy, not gone
+            return True
+        except OSError:  # ECONNREFUSED: nothing listens there any more
+            return False
+    return True
 
 
 @dataclass

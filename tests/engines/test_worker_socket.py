@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -62,3 +64,44 @@ async def test_worker_process_on_unix_socket(tiny_models, tmp_path):
         code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0
     assert not sock.exists()
+
+
+
+async def test_a_socket_a_running_server_holds_is_refused_not_taken(tmp_path: Path) -> None:
+    """A second worker given the socket of a running one unlinked it and listened there: the first ran on
+    unreachable, and when it stopped it removed the second's socket."""
+    path = tmp_path / "engine.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as held:
+        held.bind(str(path))
+        held.listen()
+        inode = path.stat().st_ino
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engines", "--model", "tiny:demo", "--socket", str(path), cwd=REPO_ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=asyncio.subprocess.PIPE)
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        said = err.decode()
+        assert proc.returncode == 1 and "Traceback" not in said, said
+        assert "cannot listen" in said and "in use" in said and str(path) in said
+        assert path.stat().st_ino == inode  # still the running server's socket
+
+
+async def test_a_stale_socket_is_replaced_and_a_live_one_kept(tmp_path: Path) -> None:
+    from engines.worker.server import _prepare_socket_path
+
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+        gone.bind(str(stale))  # closed without unlinking: what a killed worker leaves
+    _prepare_socket_path(stale)
+    assert not stale.exists()
+    live = tmp_path / "live.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as held:
+        held.bind(str(live))
+        held.listen()
+        with pytest.raises(OSError) as err:
+            _prepare_socket_path(live)
+        assert err.value.errno == errno.EADDRINUSE and live.exists()
