@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from engines.worker.settings import BLAS_MODES, WorkerSettings, default_blas
 
@@ -100,6 +100,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default $AGENTGATE_BLAS, else {S.blas}; OpenBLAS runs one thread unless "
                              "OPENBLAS_NUM_THREADS says otherwise; nothing changes on macOS)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+class _Refused(Exception):
+    """argparse's complaint about one option, raised instead of printing it and exiting."""
+
+
+class _CheckingParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _Refused(message)
+
+
+_FROM_ENTRY = "\0entry"  # what the router's supervisor passes for --model and --name (see plan_launch)
+
+
+def engine_args_problem(args: Sequence[str]) -> str | None:
+    """Why a worker the router starts with these extra `args` (a model's engine_args) would refuse to start or
+    ignore the entry's own settings, in one line; None when they are usable. The worker's own parser reads them,
+    so what it would refuse at launch is refused at load, before a reload stops a running engine for them."""
+    parser = _CheckingParser(prog="agentgate engine", add_help=False)
+    add_arguments(parser)
+    try:
+        parsed = parser.parse_args(["--model", _FROM_ENTRY, "--name", _FROM_ENTRY, *args])
+    except _Refused as exc:
+        return str(exc)
+    if parsed.model != _FROM_ENTRY or parsed.name != _FROM_ENTRY:
+        return "--model and --name come from the entry (its model: and name:), not from engine_args"
+    if parsed.socket is not None or parsed.port is not None:
+        return "--socket and --port are chosen by the router: its engines listen on a Unix socket it names"
+    if parsed.tool_format != "auto":
+        from repair import FAMILIES
+
+        if parsed.tool_format not in FAMILIES:
+            return f"unknown --tool-format {parsed.tool_format!r}; use auto or one of {', '.join(FAMILIES)}"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from engines.supervisor.types import EngineSpec
+from engines.worker.cli import engine_args_problem
 from repair.formats import FAMILIES
 
 from .model import (
@@ -503,7 +504,7 @@ def _engine_spec(raw: Mapping[str, Any], name: str, engines: Mapping[str, Any], 
         raise _fail(source, where, "use either engine: mlx or command:, not both")
     command = raw.get("command")
     try:
-        return EngineSpec(
+        spec = EngineSpec(
             name=name, kind="mlx" if "engine" in raw else "command",
             command=tuple(command) if isinstance(command, list) else command,
             env=dict(raw.get("env") or {}), tool_format=None if repair.format == "auto" else repair.format,
@@ -513,6 +514,10 @@ def _engine_spec(raw: Mapping[str, Any], name: str, engines: Mapping[str, Any], 
         )
     except ValueError as exc:
         raise _fail(source, where, str(exc)) from None
+    problem = engine_args_problem(spec.args) if spec.kind == "mlx" else None
+    if problem:  # the worker would exit at launch: a reload to this file would stop a running engine for nothing
+        raise _fail(source, f"{where}.engine_args", problem)
+    return spec
 
 
 def _check_fallbacks(models: list[ModelConfig], source: str) -> None:

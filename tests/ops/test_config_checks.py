@@ -318,3 +318,26 @@ def test_a_quoted_container_is_named_by_its_type() -> None:
     assert "server: expected object, got list\n" in refused("server:\n  - api_keys: [abc]\n") + "\n"
     assert "models[0].engine: expected one of 'mlx', got dict" in refused(
         "models: [{name: m, engine: {model: x}}]\n")
+
+
+ENGINE = "models:\n  - {name: local, engine: mlx, model: 'tiny:demo', engine_args: %s}\n"
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    ('["--max-batch", "0"]', "argument --max-batch: '0' is not an integer of at least 1"),
+    ('["--max-batchs", "8"]', "unrecognized arguments: --max-batchs 8"),
+    ('["--blas", "fast"]', "argument --blas: invalid choice: 'fast'"),
+    ('["--tool-format", "qwen"]', "unknown --tool-format 'qwen'"),
+    ('["--cache-bytes"]', "argument --cache-bytes: expected one argument"),
+    ('["--port", "9000"]', "--socket and --port are chosen by the router"),
+    ('["--model", "other"]', "--model and --name come from the entry"),
+])
+def test_engine_args_the_worker_refuses_are_refused_at_load(args: str, said: str) -> None:
+    """`check` said ok for engine_args the worker exits on at launch (and a reload to them restarted a running
+    engine into that failure): the model was down until the file was fixed."""
+    assert f"models[0].engine_args: {said}" in refused(ENGINE % args)
+
+
+def test_engine_args_the_worker_takes_load() -> None:
+    args = '["--max-context", "16384", "--kv-dir", "/tmp/kv", "--no-constrain", "--cache-bytes", "4GiB"]'
+    assert parse_config(ENGINE % args).models[0].engine is not None

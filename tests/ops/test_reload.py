@@ -394,3 +394,15 @@ def test_the_service_manager_hears_ready_once_the_router_listens(tmp_path: Path)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+async def test_a_reload_to_engine_args_the_worker_refuses_keeps_the_engine(fakes, served) -> None:
+    """engine_args the worker exits on were applied: the running engine was stopped and never came back."""
+    a = await fakes("a")
+    engine = '  - {name: local, engine: mlx, model: "tiny:demo", engine_args: [%s]}'
+    r = await served(cfg(a.url, models=engine % '"--max-batch", "4"'))
+    r.write(cfg(a.url, models=engine % '"--max-batch", "none"'))
+    status, body = await r.reload(ADMIN_KEY)
+    assert status == 400 and "models[1].engine_args: argument --max-batch" in body["error"]["message"]
+    assert r.state.supervisor is not None
+    assert r.state.supervisor.specs()["local"].args == ("--max-batch", "4")
