@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..probe.bench import BenchSettings, render_table, run_bench, write_outputs
 from ..probe.report import Progress
-from .probe import add_connection_arguments, positive
+from .probe import add_connection_arguments, credentials_clash, positive
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     models = tuple(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
     if not models:
         print("agentgate bench: --models names no model", file=sys.stderr)
+        return 2
+    clash = credentials_clash(args.base_url, args.api_key)
+    if clash:
+        print(f"agentgate bench: {clash}", file=sys.stderr)
         return 2
     out = Path(args.out)
     try:  # before the run, not after it: a bench may take hours

@@ -34,6 +34,15 @@ def base_url(text: str) -> str:
     return text
 
 
+def credentials_clash(url: str, api_key: str | None) -> str | None:
+    """Why `url` and `api_key` cannot both be used: a user (and password) in the URL is sent as basic auth, in the
+    Authorization header the key's bearer token takes."""
+    if not api_key or urlsplit(url).username is None:
+        return None
+    return ("--base-url holds a user (basic auth) and --api-key (or $AGENTGATE_API_KEY) gives a key: both go in the "
+            "Authorization header; drop one (--api-key '' sends no key)")
+
+
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", type=base_url, default=DEFAULT_BASE_URL,
                         help=f"OpenAI-compatible base URL, /v1 included (default: {DEFAULT_BASE_URL})")
@@ -63,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    clash = credentials_clash(args.base_url, args.api_key)
+    if clash:
+        print(f"agentgate probe: {clash}", file=sys.stderr)
+        return 2
     settings = ProbeSettings(model=args.model, base_url=args.base_url, api_key=args.api_key or None,
                              turns=args.turns, seed=args.seed, repair=not args.no_repair, stream=args.stream,
                              timeout=args.timeout, max_tokens=args.max_tokens, temperature=args.temperature,

@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from ..config.model import shown_url
 from .report import ProbeReport, TurnResult, summarize
 from .runner import DEFAULT_BASE_URL, ProbeSettings, run_probe
 
@@ -86,7 +87,7 @@ class BenchResult:
         completion = sum(t.completion_tokens or 0 for r in self.runs for t in r.report.turns)
         throughput = round(completion / self.wall_s, 2) if self.wall_s > 0 and completion else None
         return {
-            "bench": "tools", "base_url": s.base_url, "models": list(s.models), "turns": s.turns,
+            "bench": "tools", "base_url": shown_url(s.base_url), "models": list(s.models), "turns": s.turns,
             "runs": s.runs, "concurrency": s.concurrency, "seed": s.seed, "stream": s.stream, "axis": s.axis,
             "tool_choice": s.tool_choice,
             "wall_s": round(self.wall_s, 3), "throughput_tokens_per_s": throughput,

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from ..chat_types import ChunkPart, parse_chunk
+from ..config.model import shown_url
 from ..relay import FINISHED_WITH_ERROR, carries_error, error_value
 from ..sse import EventSplitter, error_field, event_data
 
@@ -41,6 +42,7 @@ class ChatClient:
                  headers: dict[str, str] | None = None, timeout: float = 600.0) -> None:
         self.session = session
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.shown_url = shown_url(self.url)  # (never a password the URL holds)
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
@@ -63,7 +65,7 @@ class ChatClient:
                     reply = _read_whole(await resp.read())
                     reply.headers = ours
         except aiohttp.ClientConnectorError as exc:
-            raise Unreachable(f"cannot reach {self.url}: {exc.os_error or exc}") from None
+            raise Unreachable(f"cannot reach {self.shown_url}: {exc.os_error or exc}") from None
         except asyncio.TimeoutError:
             reply = Reply(0, error=f"no complete answer within {self.timeout.total:.0f} s",
                           error_code="timeout")

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from ..config.model import shown_url
 from .check import Verdict, check_message
 from .client import ChatClient, Reply, Unreachable
 from .report import ProbeReport, TurnResult
@@ -45,7 +46,7 @@ class ProbeSettings:
 async def run_probe(settings: ProbeSettings, *, session: aiohttp.ClientSession | None = None,
                     on_turn: Callable[[TurnResult], None] | None = None) -> ProbeReport:
     """Runs the conversation; never raises for backend behaviour (a stop is recorded in `report.error`)."""
-    report = ProbeReport(settings.model, settings.base_url, settings.seed, settings.turns, settings.repair,
+    report = ProbeReport(settings.model, shown_url(settings.base_url), settings.seed, settings.turns, settings.repair,
                          settings.stream)
     started = time.perf_counter()
     async with AsyncExitStack() as stack:

@@ -225,3 +225,37 @@ def test_a_base_url_that_is_not_http_stops_before_any_turn(bad: str, capsys) -> 
         err = capsys.readouterr().err
         assert stop.value.code == 2 and "--base-url" in err and "http://" in err.splitlines()[-1]
         assert "Traceback" not in err
+
+
+PASSWORD = "pr0be-pass-7788"
+
+
+async def test_a_password_in_the_base_url_is_never_shown(fakes, router, capsys, tmp_path) -> None:
+    """The report's header, its JSON, an unreachable URL's message and bench's tools.json quoted the base URL
+    whole, a basic-auth password included."""
+    _, r = await drifting(fakes, router)
+    url = r.url.replace("http://", f"http://probe:{PASSWORD}@") + "/v1"
+    assert await cli("probe", "steady", "--base-url", url, "--turns", "2", "--api-key", "") == 0
+    out, err = capsys.readouterr()
+    assert "probe:[redacted]@" in out and PASSWORD not in out + err
+    assert await cli("probe", "steady", "--base-url", url, "--turns", "2", "--api-key", "", "--json") == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["base_url"].startswith("http://probe:[redacted]@") and PASSWORD not in out + err
+    gone = f"http://probe:{PASSWORD}@127.0.0.1:{free_port()}/v1"
+    assert await cli("probe", "steady", "--base-url", gone, "--api-key", "") == 2
+    out, err = capsys.readouterr()
+    assert "cannot reach" in err and PASSWORD not in out + err
+    assert await cli("bench", "tools", "--models", "steady", "--base-url", url, "--turns", "1", "--runs", "1",
+                     "--api-key", "", "--out", str(tmp_path)) == 0
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err + "".join(p.read_text() for p in tmp_path.iterdir())
+
+
+def test_a_key_beside_a_password_in_the_base_url_is_refused_before_any_turn(capsys, tmp_path) -> None:
+    """Both go in the Authorization header: every turn raised aiohttp's ValueError, a traceback."""
+    url = f"http://probe:{PASSWORD}@127.0.0.1:{free_port()}/v1"
+    for command in (["probe", "m"], ["bench", "tools", "--models", "m", "--out", str(tmp_path / "out")]):
+        assert main([*command, "--base-url", url, "--api-key", "sk-probe-key"]) == 2
+        err = capsys.readouterr().err
+        assert "--api-key" in err and "--base-url" in err and "Traceback" not in err and PASSWORD not in err
+    assert not (tmp_path / "out").exists()
