@@ -76,8 +76,10 @@ def plan_launch(spec: EngineSpec, *, runtime_dir: Path, python: str, state_dir: 
         argv = [python, "-m", "engines", "--model", spec.model, "--socket", str(sock), "--name", spec.name]
         if spec.tool_format:
             argv += ["--tool-format", spec.tool_format]
-        if state_dir is not None and not any(a.split("=")[0] == "--kv-dir" for a in spec.args):
+        if state_dir is not None and not _sets(spec.args, "--kv-dir"):
             argv += ["--kv-dir", str(kv_dir(state_dir, spec.name))]
+        if spec.max_body_containers is not None and not _sets(spec.args, "--max-body-containers"):
+            argv += ["--max-body-containers", str(spec.max_body_containers)]
         argv += list(spec.args)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env = isolated_env(env)  # `-m engines` from the router's directory must not import files found there
@@ -89,6 +91,11 @@ def plan_launch(spec: EngineSpec, *, runtime_dir: Path, python: str, state_dir: 
     env["PORT"] = str(port)
     base = f"http://127.0.0.1:{port}"
     return Launch(argv, env, Endpoint(f"{base}/v1"), f"{base}{spec.health_path}")
+
+
+def _sets(args: Sequence[str], option: str) -> bool:
+    """Whether a model's own `engine_args` give `option` (`--opt VALUE` or `--opt=VALUE`)."""
+    return any(a.split("=")[0] == option for a in args)
 
 
 def _digest(name: str) -> str:

@@ -303,7 +303,8 @@ def _build(doc: dict[str, Any], source: str, missing: Missing) -> Config:
     providers = {name: _provider(name, raw, defaults, missing, source)
                  for name, raw in doc.get("providers", {}).items()}
     engines = doc.get("engines", {})
-    models = _models(doc.get("models", []), engines, providers, source)
+    models = _with_body_limit(_models(doc.get("models", []), engines, providers, source),
+                              server.max_body_containers)
     providers.update(_engine_providers(models, defaults))
     _check_fallbacks(models, source)
     settings = _given(engines, "max_loaded", "memory_budget_gb", "runtime_dir", "state_dir")
@@ -476,6 +477,14 @@ def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], provi
     return ModelConfig(name=name, targets=targets, fallbacks=tuple(raw.get("fallbacks", [])),
                        aliases=tuple(raw.get("aliases", [])), repair=repair, engine=engine,
                        **_given(raw, "description", "max_output_tokens"))
+
+
+def _with_body_limit(models: list[ModelConfig], limit: int) -> list[ModelConfig]:
+    """The models with the router's body-container limit in their engine specs, which pass it to the MLX workers
+    they launch: a body the router lets through is not refused by a worker at a lower limit (a `command:` server
+    has its own options)."""
+    return [replace(m, engine=replace(m.engine, max_body_containers=limit))
+            if m.engine is not None and m.engine.kind == "mlx" else m for m in models]
 
 
 def _targets(raw: Mapping[str, Any], engine: EngineSpec | None, providers: Mapping[str, ProviderConfig],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 
 from engines.supervisor.launch import expand_command, plan_launch, socket_path
 from engines.supervisor.lifecycle import EngineSpec, Supervisor
+from engines.worker.cli import add_arguments
+from router.config import parse_config
 
 
 def test_worker_launch_uses_python_m_engines_and_a_socket(tmp_path: Path) -> None:
@@ -30,6 +33,28 @@ def test_worker_launch_keeps_its_kv_cache_under_the_state_folder(tmp_path: Path)
     assert kv.parent == tmp_path / "state" / "kv" and "/" not in kv.name
     mine = EngineSpec(name="c", kind="mlx", model="m", args=["--kv-dir=/elsewhere"])
     assert plan_launch(mine, runtime_dir=tmp_path, python="/py", state_dir=tmp_path).argv.count("--kv-dir") == 0
+
+def _worker_limit(spec: EngineSpec, tmp_path: Path) -> int:
+    """The body-container limit the worker launched for `spec` runs with, read by its own command line."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = plan_launch(spec, runtime_dir=tmp_path, python="/py").argv
+    return int(parser.parse_args(argv[3:]).max_body_containers)
+
+
+def test_the_routers_body_container_limit_reaches_its_mlx_workers(tmp_path: Path) -> None:
+    """A raised `server.max_body_containers` let a body through the router that its local engines still refused
+    at their default (500,000); a model's own `engine_args` still choose, and a changed limit restarts the engine."""
+    models = ("models:\n  - {name: a, engine: mlx, model: 'tiny:demo'}\n"
+              "  - {name: b, engine: mlx, model: 'tiny:demo', engine_args: ['--max-body-containers=7']}\n")
+    raised = {m.name: m.engine for m in parse_config("server: {max_body_containers: 2000000}\n" + models).models}
+    assert raised["a"] is not None and raised["b"] is not None
+    assert _worker_limit(raised["a"], tmp_path) == 2_000_000
+    assert _worker_limit(raised["b"], tmp_path) == 7
+    default = parse_config(models).models[0].engine
+    assert default is not None and _worker_limit(default, tmp_path) == 500_000
+    assert default.launch_key() != raised["a"].launch_key()
+
 
 def test_command_launch_substitutes_port_and_model(tmp_path: Path) -> None:
     spec = EngineSpec(name="llama", kind="command", model="/models/q.gguf", health_path="ready",
