@@ -383,7 +383,7 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
         raise
     except Exception as exc:  # headers are sent: end the stream with an error event
         log.exception("streaming a chat completion failed")
-        await resp.write(WireError(500, f"internal error: {type(exc).__name__}", "internal_error").sse_event())
+        await resp.write(_internal_error(exc).sse_event())
     await resp.write(SSE_DONE)
     await resp.write_eof()
     return resp
@@ -405,23 +405,29 @@ async def completions(request: web.Request) -> web.StreamResponse:
         first = await _first_event(handle)
         base = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
                 "model": state.name}
-        if not req.gen.stream:
-            text, _, fin = await _collect(handle, first)
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}
-            payload = {**base, "choices": [_finishing(choice, fin.stop)], "usage": _usage(fin)}
-            return web.Response(text=_dumps(payload), content_type="application/json")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await resp.prepare(request)
+        if req.gen.stream:
+            return await _stream_completion(request, req, handle, first, base)
+        text, _, fin = await _collect(handle, first)
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}
+        payload = {**base, "choices": [_finishing(choice, fin.stop)], "usage": _usage(fin)}
+        return web.Response(text=_dumps(payload), content_type="application/json")
+    finally:
+        state.scheduler.cancel(handle)
 
-        slot = ChunkEnvelope.SLOT
-        envelope = ChunkEnvelope(base, {"index": 0, "text": slot, "logprobs": None, "finish_reason": None})
 
-        def chunk(text: str, fin: Finished | None = None) -> bytes:
-            if fin is None:
-                return envelope.encode(text)
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}
-            return sse_data({**base, "choices": [_finishing(choice, fin.stop)]})
+async def _stream_completion(request: web.Request, req: CompletionRequest, handle: SequenceHandle, first: list[Any],
+                             base: dict[str, Any]) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    envelope = ChunkEnvelope(base, {"index": 0, "text": ChunkEnvelope.SLOT, "logprobs": None, "finish_reason": None})
 
+    def chunk(text: str, fin: Finished | None = None) -> bytes:
+        if fin is None:
+            return envelope.encode(text)
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}
+        return sse_data({**base, "choices": [_finishing(choice, fin.stop)]})
+
+    try:
         async for event in _chain(first, handle):
             if isinstance(event, Delta):
                 text = "".join(p.text for p in event.pieces)
@@ -436,11 +442,18 @@ async def completions(request: web.Request) -> web.StreamResponse:
                     data += sse_data({**base, "choices": [], "usage": _usage(event)})
                 await resp.write(data)
                 break
-        await resp.write(SSE_DONE)
-        await resp.write_eof()
-        return resp
-    finally:
-        state.scheduler.cancel(handle)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:  # headers are sent: end the stream with an error event
+        log.exception("streaming a completion failed")
+        await resp.write(_internal_error(exc).sse_event())
+    await resp.write(SSE_DONE)
+    await resp.write_eof()
+    return resp
+
+
+def _internal_error(exc: Exception) -> WireError:
+    return WireError(500, f"internal error: {type(exc).__name__}", "internal_error")
 
 
 async def models(request: web.Request) -> web.Response:
@@ -501,7 +514,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except Exception as exc:
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(WireError(500, f"internal error: {type(exc).__name__}", "internal_error"))
+        return error_response(_internal_error(exc))
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:

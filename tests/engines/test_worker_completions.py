@@ -4,11 +4,15 @@ included), and as many tokens as OpenAI's and vLLM's completions give when `max_
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from mlx_lm.tokenizer_utils import load as load_tokenizer
 
+from engines.worker.scheduler import SequenceHandle
 from engines.worker.tiny import GENERATION_TAIL, build_tiny_model
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -64,3 +68,36 @@ async def test_a_completion_without_max_tokens_stops_after_16_tokens(engine, tin
     chat = await e.client().chat.completions.create(model="random", messages=[{"role": "user", "content": "hi"}],
                                                      temperature=0, logit_bias={str(eos): -100})
     assert chat.choices[0].finish_reason == "length" and chat.usage.total_tokens == 256
+
+
+@pytest.mark.parametrize("path, ask", [
+    ("/v1/completions", {"prompt": "The weather today"}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "The weather?"}]}),
+])
+async def test_an_error_after_the_headers_ends_the_stream_with_an_error_event(
+        engine: Callable[..., Awaitable[Any]], tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+        path: str, ask: dict[str, Any]) -> None:
+    """A completion stream that failed once its headers were sent ended without an error event or `[DONE]` (the
+    client saw the text cut short, or waited), where a chat stream ended with both."""
+    e = await engine("random")
+    eos = json.loads((tiny_models["random"] / "config.json").read_text())["eos_token_id"]
+    calls = 0
+    real = SequenceHandle.next_events
+
+    async def failing(self: SequenceHandle) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls > 2:
+            raise RuntimeError("generation broke")
+        return await real(self)
+
+    monkeypatch.setattr(SequenceHandle, "next_events", failing)
+    body = {**ask, "model": "random", "max_tokens": 64, "temperature": 0, "stream": True,
+            "logit_bias": {str(eos): -100}}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s, \
+            s.post(e.url + path, json=body) as resp:
+        assert resp.status == 200
+        text = (await resp.read()).decode()
+    events = [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]", text
+    assert json.loads(events[-2])["error"]["code"] == "internal_error", text
