@@ -190,5 +190,17 @@ class ChatFormatter:
                 return list(self.tokenizer.encode(text, **kwargs))
         except WireError:
             raise
-        except Exception as exc:  # e.g. lone surrogates, which cannot be encoded
-            raise bad_request(f"the text cannot be tokenized: {exc}", param=param, code="invalid_text") from exc
+        except Exception as exc:
+            raise _untokenizable(text, param, exc) from exc
+
+
+def _untokenizable(text: str, param: str, exc: Exception) -> WireError:
+    """The 400 for text the tokenizer refused: a lone surrogate (a JSON `\\ud800` escape without its pair, which
+    no tokenizer can encode) is named as such, not in the tokenizer's own words."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as bad:
+        point = ord(text[bad.start])
+        return bad_request(f"'{param}' holds a lone surrogate (\\u{point:04x}), which is not a Unicode character: "
+                           "a surrogate escape must be one half of a pair", param=param, code="invalid_text")
+    return bad_request(f"the text cannot be tokenized: {exc}", param=param, code="invalid_text")

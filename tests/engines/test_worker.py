@@ -469,14 +469,18 @@ async def test_a_failing_sequence_leaves_the_batch_alone(engine, tiny_models):
 
 
 async def test_lone_surrogates_are_400_not_500(engine):
+    """The 400 names the problem, not the tokenizer's words for it ("TextEncodeInput must be Union[...]")."""
     e = await engine("random")
-    for path, body in (
-        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "bad \\ud800 text"}], "max_tokens": 2}'),
-        ("/v1/completions", b'{"prompt": "bad \\udfff", "max_tokens": 2}'),
+    for path, body, param, point in (
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "bad \\ud800 text"}], "max_tokens": 2}',
+         "messages", "\\ud800"),
+        ("/v1/completions", b'{"prompt": "bad \\udfff", "max_tokens": 2}', "prompt", "\\udfff"),
     ):
         status, err = await e.post_raw(path, body)
         assert status == 400, err
-        assert err["error"]["type"] == "invalid_request_error"
+        assert err["error"]["type"] == "invalid_request_error" and err["error"]["param"] == param
+        assert "lone surrogate" in err["error"]["message"] and point in err["error"]["message"], err
+        assert "TextEncodeInput" not in err["error"]["message"]
 
 
 async def test_shutdown_ends_inflight_streams_with_an_error(engine, tiny_models):
