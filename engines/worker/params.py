@@ -262,6 +262,9 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         role = m.get("role")
         if role not in ROLES:
             raise bad_request(f"{where}: 'role' must be one of {', '.join(ROLES)}", param="messages")
+        if "content" not in m and role != "assistant":  # an assistant turn may hold only tool calls
+            raise bad_request(f"Missing required parameter: '{where}.content'.", param="messages",
+                              code="missing_required_parameter")
         msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
                                "content": _content(m.get("content"), where, role == "assistant")}
         if role == "assistant":

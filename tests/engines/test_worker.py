@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -13,7 +14,7 @@ import pytest
 from engines.worker.sampling import SamplingParams
 from engines.worker.scheduler import Failed, Finished, SequenceSpec
 from engines.worker.server import WORKER
-from tests.engines.conftest import SCRIPTS, WEATHER_TOOL
+from tests.engines.conftest import SCRIPTS, WEATHER_TOOL, Engine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -468,7 +469,7 @@ async def test_a_failing_sequence_leaves_the_batch_alone(engine, tiny_models):
     assert status == 200
 
 
-async def test_lone_surrogates_are_400_not_500(engine):
+async def test_lone_surrogates_are_400_not_500(engine: Callable[..., Awaitable[Engine]]) -> None:
     """The 400 names the problem, not the tokenizer's words for it ("TextEncodeInput must be Union[...]")."""
     e = await engine("random")
     for path, body, param, point in (
@@ -481,6 +482,25 @@ async def test_lone_surrogates_are_400_not_500(engine):
         assert err["error"]["type"] == "invalid_request_error" and err["error"]["param"] == param
         assert "lone surrogate" in err["error"]["message"] and point in err["error"]["message"], err
         assert "TextEncodeInput" not in err["error"]["message"]
+
+
+async def test_a_message_without_content_is_a_400_as_openai_answers_it(
+        engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`{"role": "user"}` was rendered as an empty turn and answered; OpenAI refuses it. An assistant turn may still
+    leave its content out (it holds tool calls)."""
+    e = await engine("random")
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": [call]}]
+    for messages in ([{"role": "user"}], [*turn, {"role": "tool", "tool_call_id": "c1"}]):
+        body = json.dumps({"messages": messages, "max_tokens": 2}).encode()
+        status, err = await e.post_raw("/v1/chat/completions", body)
+        assert status == 400, err
+        where = f"messages[{len(messages) - 1}].content"
+        assert err["error"] == {"message": f"Missing required parameter: '{where}'.", "type": "invalid_request_error",
+                                "param": "messages", "code": "missing_required_parameter"}
+    history = [*turn, {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+    status, _ = await e.post_raw("/v1/chat/completions", json.dumps({"messages": history, "max_tokens": 2}).encode())
+    assert status == 200
 
 
 async def test_shutdown_ends_inflight_streams_with_an_error(engine, tiny_models):
