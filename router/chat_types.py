@@ -180,7 +180,7 @@ class ChunkPart(NamedTuple):
     content: str = ""
     tool_deltas: tuple[dict[str, Any], ...] = ()  # `delta.tool_calls` as sent (what the repairer assembles)
     finish_reason: str | None = None
-    stop_reason: str | None = None  # vLLM-style hint: which stop string matched
+    stop_reason: str | None = None  # which stop string matched, where the server says (`stop_hint`)
     refusal: str = ""  # OpenAI's `delta.refusal`: the model declined (passed on, never repaired)
     named_reasoning: bool = False  # the reasoning came as `reasoning` (OpenRouter, vLLM), not `reasoning_content`
     details: Any = None  # OpenRouter's `reasoning_details` as sent (a list of pieces: text, summaries, encrypted
@@ -204,6 +204,16 @@ class Chunk(NamedTuple):
 _NO_PARTS: tuple[ChunkPart, ...] = ()
 
 
+def stop_hint(choice: Mapping[str, Any]) -> str | None:
+    """The stop string that ended a choice's text, where the server names it: vLLM's `stop_reason`, SGLang's
+    `matched_stop` (either is a token id when a stop token ended it: no string then)."""
+    hint = choice.get("stop_reason")
+    if isinstance(hint, str):
+        return hint
+    hint = choice.get("matched_stop")
+    return hint if isinstance(hint, str) else None
+
+
 def _part(choice: dict[str, Any]) -> ChunkPart:
     delta = choice.get("delta")
     if not isinstance(delta, dict):
@@ -218,11 +228,11 @@ def _part(choice: dict[str, Any]) -> ChunkPart:
         content, thinking = answer_parts(content)
         reasoning = reasoning or thinking
     calls, audio = delta.get("tool_calls"), delta.get("audio")
-    finish, hint, refusal = choice.get("finish_reason"), choice.get("stop_reason"), delta.get("refusal")
+    finish, refusal = choice.get("finish_reason"), delta.get("refusal")
     return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
                      tuple([c for c in calls if isinstance(c, dict)]) if isinstance(calls, list) and calls else (),
                      finish if isinstance(finish, str) and finish else None,
-                     hint if isinstance(hint, str) else None, refusal if isinstance(refusal, str) else "",
+                     stop_hint(choice), refusal if isinstance(refusal, str) else "",
                      named, delta.get("reasoning_details"), () if audio is None else (audio,),
                      choice.get("logprobs"))
 
@@ -341,5 +351,5 @@ class Completion:
                 calls.append(ToolCall(call_id if isinstance(call_id, str) else None, str(fn.get("name") or ""),
                                       fn.get("arguments")))
         return cls(text=content_text(content), reasoning=str_or(reasoning), tool_calls=tuple(calls),
-                   finish_reason=choice.get("finish_reason"), stop_reason=choice.get("stop_reason"),
+                   finish_reason=choice.get("finish_reason"), stop_reason=stop_hint(choice),
                    usage=doc.get("usage"), refusal=str_or(msg.get("refusal")))

@@ -228,6 +228,29 @@ async def test_stop_reasons(fakes, router):
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("tools", [False, True], ids=["plain", "repaired"])
+async def test_a_stop_string_reported_as_matched_stop_is_the_stop_sequence(fakes, router, stream, tools):
+    """SGLang names the stop string that ended the text `matched_stop` (vLLM: `stop_reason`; a token id when
+    the model's own end token stopped it): the answer's stop reason is "stop_sequence" with that string, through
+    the repaired path too (tools declared), not "end_turn"."""
+    up = await fakes()
+    if stream:
+        last = chunk("m", {}, "stop")
+        last["choices"][0]["matched_stop"] = "END"
+        up.push(Step(sse=[*stream_of(["Sunny"], "m")[:-1], last]))
+    else:
+        done = completion("Sunny", "m")
+        done["choices"][0]["matched_stop"] = "END"
+        up.push(Step(json=done))
+    r = await router(CFG.format(url=up.url))
+    kw = {"tools": [ANTHROPIC_WEATHER]} if tools else {}
+    msg = await claude_message(r.url, stream, model="m", max_tokens=30, stop_sequences=["END"],
+                               messages=[{"role": "user", "content": "x"}], **kw)
+    assert [(b.type, b.text) for b in msg.content] == [("text", "Sunny")]
+    assert (msg.stop_reason, msg.stop_sequence) == ("stop_sequence", "END")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 @pytest.mark.parametrize("repair", ["no-tools", "off"])
 async def test_tool_calls_finish_without_a_call_is_end_turn(fakes, router, stream, repair):
     """An upstream that says finish_reason "tool_calls" with text only (no tools declared, or declared with repair
