@@ -19,7 +19,7 @@ _ANTHROPIC_TYPES = {
     500: "api_error",
     502: "api_error",
     503: "overloaded_error",
-    504: "api_error",
+    504: "timeout_error",
 }
 
 

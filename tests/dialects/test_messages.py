@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -315,6 +316,17 @@ async def test_errors_are_anthropic_shaped(fakes, router):
     with pytest.raises(anthropic.InternalServerError) as err:
         await c.messages.create(model="m", max_tokens=5, messages=ask)  # type: ignore[arg-type]
     assert err.value.body["type"] == "error" and err.value.body["error"]["type"] == "api_error"  # type: ignore
+
+
+async def test_an_upstream_timeout_is_anthropics_timeout_error(fakes, router):
+    """Anthropic answers a request that timed out 504 `timeout_error` (the SDK's GatewayTimeoutError), not
+    `api_error`."""
+    up = await fakes()
+    up.push(Step(gate=asyncio.Event()))  # never answers
+    r = await router(CFG.format(url=up.url).replace("retries: 1,", "retries: 0, timeouts: {first_byte: 0.2},"))
+    status, doc = await post(r.url, {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+    assert status == 504
+    anthropic_error(doc, "timeout_error")
 
 
 async def test_api_key_via_x_api_key(fakes, router):
