@@ -80,6 +80,8 @@ def plan_launch(spec: EngineSpec, *, runtime_dir: Path, python: str, state_dir: 
             argv += ["--kv-dir", str(kv_dir(state_dir, spec.name))]
         if spec.max_body_containers is not None and not _sets(spec.args, "--max-body-containers"):
             argv += ["--max-body-containers", str(spec.max_body_containers)]
+        if spec.max_body_bytes is not None and not _sets(spec.args, "--max-body-mb"):
+            argv += ["--max-body-mb", str(spec.max_body_bytes / 2**20)]  # exact: a power-of-two divisor
         argv += list(spec.args)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env = isolated_env(env)  # `-m engines` from the router's directory must not import files found there

@@ -47,6 +47,7 @@ class EngineSpec:
     preload: bool = False  # started with the router (the supervisor itself starts engines on first use only)
     max_body_containers: int | None = None  # an MLX worker's --max-body-containers unless `args` set it (None: its
     # default): the router's server.max_body_containers, so that a body the router lets through is not refused there
+    max_body_bytes: int | None = None  # an MLX worker's --max-body-mb (in bytes) unless `args` set it, likewise
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -78,7 +79,7 @@ class EngineSpec:
     def launch_key(self) -> tuple[Any, ...]:
         """The fields that shape the running process; a change in any of them needs a restart."""
         return (self.kind, self.model, self.command, self.health_path, tuple(sorted(self.env.items())),
-                self.args, self.tool_format, self.max_body_containers)
+                self.args, self.tool_format, self.max_body_containers, self.max_body_bytes)
 
 
 @dataclass

@@ -58,6 +58,13 @@ def number_in(kind: Callable[[str], float], low: float | None, high: float | Non
 
 port = number_in(int, 0, 65535, "a port number (0-65535)")
 _positive = number_in(int, 1, None, "an integer of at least 1")
+_MIB = 1 << 20
+_megabytes = number_in(float, 0, 1 << 30, "a number of megabytes above 0", above=True)
+
+
+def _mib_bytes(text: str) -> int:
+    """`--max-body-mb` in bytes (MiB, as the router's server.max_body_mb); at least one byte."""
+    return max(1, int(_megabytes(text) * _MIB))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-containers", type=_positive, default=S.max_body_containers,
                         help="a request body over 1 MiB with more JSON objects and arrays ({ and [) is a 413 before "
                              f"it is parsed (default {S.max_body_containers}, the router's server.max_body_containers)")
+    parser.add_argument("--max-body-mb", dest="max_body_bytes", type=_mib_bytes, default=S.max_body_bytes,
+                        metavar="MB", help="a larger request body is a 413, in MiB "
+                                           f"(default {S.max_body_bytes // _MIB}, or the router's server.max_body_mb "
+                                           "when that is larger)")
     parser.add_argument("--no-constrain", dest="constrain", action="store_false",
                         help="decode tool calls and JSON replies unconstrained (default: constrained to the tools' "
                              "schemas in the model's call format; repair runs either way)")

@@ -52,7 +52,6 @@ from repair.incremental import canonical_arguments
 
 log = logging.getLogger("agentgate.engine")
 
-MAX_BODY_BYTES = 64 << 20
 CONTAINERS_CHECKED_OVER = 1 << 20  # bytes: a smaller body is not counted (its parse is bounded by its size)
 
 
@@ -503,7 +502,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except WireError as exc:
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
-        too_large = WireError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes", "request_too_large")
+        limit = request.app[WORKER].settings.max_body_bytes
+        too_large = WireError(413, f"the request body is larger than {limit} bytes", "request_too_large")
         return error_response(too_large)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -571,7 +571,7 @@ async def _stop_engine(app: web.Application) -> None:
 
 
 def create_app(settings: WorkerSettings, *, scheduler: Scheduler | None = None) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[_errors], client_max_size=settings.max_body_bytes)
     sched = scheduler or Scheduler(
         default_loader(settings.model),
         max_batch=settings.max_batch,

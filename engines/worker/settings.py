@@ -31,6 +31,7 @@ class WorkerSettings:
     kv_disk_bytes: int = 4 << 30
     constrain: bool = True  # grammar-constrained tool calls and JSON replies (`--no-constrain` turns it off)
     max_body_containers: int = 500_000  # `{` and `[` in a body over 1 MiB (parsing holds the event loop): 413 past it
+    max_body_bytes: int = 64 << 20  # a larger request body is a 413 (`--max-body-mb`)
     blas: str = "auto"  # MLX's CPU BLAS on Linux: auto/openblas bind OpenBLAS (engines/worker/blas.py), bundled keeps
     # the wheel's reference BLAS
 

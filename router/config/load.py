@@ -21,6 +21,7 @@ import yaml
 
 from engines.supervisor.types import EngineSpec
 from engines.worker.cli import engine_args_problem
+from engines.worker.settings import WorkerSettings
 from repair.formats import FAMILIES
 
 from .model import (
@@ -303,8 +304,7 @@ def _build(doc: dict[str, Any], source: str, missing: Missing) -> Config:
     providers = {name: _provider(name, raw, defaults, missing, source)
                  for name, raw in doc.get("providers", {}).items()}
     engines = doc.get("engines", {})
-    models = _with_body_limit(_models(doc.get("models", []), engines, providers, source),
-                              server.max_body_containers)
+    models = _with_body_limit(_models(doc.get("models", []), engines, providers, source), server)
     providers.update(_engine_providers(models, defaults))
     _check_fallbacks(models, source)
     settings = _given(engines, "max_loaded", "memory_budget_gb", "runtime_dir", "state_dir")
@@ -479,11 +479,13 @@ def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], provi
                        **_given(raw, "description", "max_output_tokens"))
 
 
-def _with_body_limit(models: list[ModelConfig], limit: int) -> list[ModelConfig]:
-    """The models with the router's body-container limit in their engine specs, which pass it to the MLX workers
-    they launch: a body the router lets through is not refused by a worker at a lower limit (a `command:` server
-    has its own options)."""
-    return [replace(m, engine=replace(m.engine, max_body_containers=limit))
+def _with_body_limit(models: list[ModelConfig], server: ServerConfig) -> list[ModelConfig]:
+    """The models with the router's body limits in their engine specs, which pass them to the MLX workers they
+    launch: a body the router lets through is not refused by a worker at a lower limit (a `command:` server has its
+    own options). The size limit never goes below the worker's own default: a translated body (Messages,
+    Responses) is written with spaces and may be larger than the one received."""
+    size = max(server.max_body_bytes, WorkerSettings.max_body_bytes)
+    return [replace(m, engine=replace(m.engine, max_body_containers=server.max_body_containers, max_body_bytes=size))
             if m.engine is not None and m.engine.kind == "mlx" else m for m in models]
 
 

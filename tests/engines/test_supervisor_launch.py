@@ -34,12 +34,16 @@ def test_worker_launch_keeps_its_kv_cache_under_the_state_folder(tmp_path: Path)
     mine = EngineSpec(name="c", kind="mlx", model="m", args=["--kv-dir=/elsewhere"])
     assert plan_launch(mine, runtime_dir=tmp_path, python="/py", state_dir=tmp_path).argv.count("--kv-dir") == 0
 
-def _worker_limit(spec: EngineSpec, tmp_path: Path) -> int:
-    """The body-container limit the worker launched for `spec` runs with, read by its own command line."""
+def _worker_options(spec: EngineSpec, tmp_path: Path) -> argparse.Namespace:
+    """The options the worker launched for `spec` runs with, read by its own command line."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    argv = plan_launch(spec, runtime_dir=tmp_path, python="/py").argv
-    return int(parser.parse_args(argv[3:]).max_body_containers)
+    return parser.parse_args(plan_launch(spec, runtime_dir=tmp_path, python="/py").argv[3:])
+
+
+def _worker_limit(spec: EngineSpec, tmp_path: Path) -> int:
+    """The body-container limit the worker launched for `spec` runs with."""
+    return int(_worker_options(spec, tmp_path).max_body_containers)
 
 
 def test_the_routers_body_container_limit_reaches_its_mlx_workers(tmp_path: Path) -> None:
@@ -53,6 +57,20 @@ def test_the_routers_body_container_limit_reaches_its_mlx_workers(tmp_path: Path
     assert _worker_limit(raised["b"], tmp_path) == 7
     default = parse_config(models).models[0].engine
     assert default is not None and _worker_limit(default, tmp_path) == 500_000
+    assert default.launch_key() != raised["a"].launch_key()
+
+
+def test_the_routers_body_size_limit_reaches_its_mlx_workers(tmp_path: Path) -> None:
+    """A `server.max_body_mb` above the worker's 64 MiB let a body through the router that its local engines refused
+    with a 413; a lower one leaves the worker at 64 MiB (a translated body may grow), `engine_args` still choose."""
+    models = ("models:\n  - {name: a, engine: mlx, model: 'tiny:demo'}\n"
+              "  - {name: b, engine: mlx, model: 'tiny:demo', engine_args: ['--max-body-mb=0.5']}\n")
+    raised = {m.name: m.engine for m in parse_config("server: {max_body_mb: 100.5}\n" + models).models}
+    assert raised["a"] is not None and raised["b"] is not None
+    assert _worker_options(raised["a"], tmp_path).max_body_bytes == int(100.5 * 2**20)
+    assert _worker_options(raised["b"], tmp_path).max_body_bytes == 2**19
+    default = parse_config("server: {max_body_mb: 8}\n" + models).models[0].engine
+    assert default is not None and _worker_options(default, tmp_path).max_body_bytes == 64 * 2**20
     assert default.launch_key() != raised["a"].launch_key()
 
 

@@ -301,3 +301,14 @@ async def test_a_body_of_a_million_objects_is_refused_before_it_is_parsed(engine
     many = json.dumps({"messages": HI * 40_000, "max_tokens": 2}).encode()
     status, err = await e.post_raw("/v1/chat/completions", many)
     assert status == 400 and err["error"]["code"] == "context_length_exceeded"  # over 1 MiB, under the bound
+
+
+async def test_the_body_size_limit_is_the_workers_setting(engine) -> None:
+    """The cap was a fixed 64 MiB whatever the router allowed; it is now `--max-body-mb` (here 1 MiB)."""
+    e = await engine("random", max_body_bytes=1 << 20)
+    body = json.dumps({"max_tokens": 2, "messages": [{"role": "user", "content": "a" * (1 << 20)}]}).encode()
+    status, err = await e.post_raw("/v1/chat/completions", body)
+    assert status == 413 and err["error"]["code"] == "request_too_large", err
+    assert str(1 << 20) in err["error"]["message"], err
+    status, _ = await e.post_raw("/v1/chat/completions", json.dumps({"messages": HI, "max_tokens": 2}).encode())
+    assert status == 200
