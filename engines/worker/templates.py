@@ -151,7 +151,7 @@ class ChatFormatter:
     ) -> RenderedPrompt:
         if not self.has_chat_template:
             text = "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in messages) + "assistant:"
-            return RenderedPrompt(self.encode_text(text), False)
+            return RenderedPrompt(self._encode(text, "messages"), False)
         if self.bound is not None:
             self.bound.check_messages(len(messages))
         kwargs = dict(template_kwargs or {})

@@ -484,6 +484,20 @@ async def test_lone_surrogates_are_400_not_500(engine: Callable[..., Awaitable[E
         assert "TextEncodeInput" not in err["error"]["message"]
 
 
+async def test_a_chat_without_a_template_names_messages_not_prompt(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """A tokenizer with no chat template joins the messages into one text; its errors named `prompt`, a field a
+    chat request does not have."""
+    e = await engine("random", max_context=64)
+    formatter = e.worker.app[WORKER].formatter
+    assert formatter is not None
+    formatter.has_chat_template = False
+    for content, code in (("bad \ud800 text", "invalid_text"), ("word " * 2000, "context_length_exceeded")):
+        body = json.dumps({"messages": [{"role": "user", "content": content}], "max_tokens": 2})  # ASCII: `\ud800`
+        status, err = await e.post_raw("/v1/chat/completions", body.encode())
+        assert status == 400 and err["error"]["code"] == code, err
+        assert err["error"]["param"] == "messages", err
+
+
 async def test_a_message_without_content_is_a_400_as_openai_answers_it(
         engine: Callable[..., Awaitable[Engine]]) -> None:
     """`{"role": "user"}` was rendered as an empty turn and answered; OpenAI refuses it. An assistant turn may still
