@@ -227,8 +227,8 @@ def _content(value: Any, where: str, assistant: bool = False) -> str | None:
                 raise _unsupported(f"{where}: content part type {part['type']!r} is not supported by this engine",
                                    "messages")
         return "".join(parts)
-    raise bad_request(f"{where}: 'content' must be a string, null or a list of parts", param="messages",
-                      code="invalid_type")
+    allowed = "a string, null or a list of parts" if assistant else "a string or a list of parts"
+    raise bad_request(f"{where}: 'content' must be {allowed}", param="messages", code="invalid_type")
 
 
 def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
@@ -249,6 +249,16 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
     return calls
 
 
+def _require_content(message: dict[str, Any], where: str) -> None:
+    """A 400 for a user, system, developer or tool message without content, or with a null one, as OpenAI's."""
+    if "content" not in message:
+        raise bad_request(f"Missing required parameter: '{where}.content'.", param="messages",
+                          code="missing_required_parameter")
+    if message["content"] is None:
+        raise bad_request(f"Invalid type for '{where}.content': expected one of a string or array of objects, but "
+                          "got null instead.", param="messages", code="invalid_type")
+
+
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
@@ -262,9 +272,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         role = m.get("role")
         if role not in ROLES:
             raise bad_request(f"{where}: 'role' must be one of {', '.join(ROLES)}", param="messages")
-        if "content" not in m and role != "assistant":  # an assistant turn may hold only tool calls
-            raise bad_request(f"Missing required parameter: '{where}.content'.", param="messages",
-                              code="missing_required_parameter")
+        if role != "assistant":  # an assistant turn may hold only tool calls
+            _require_content(m, where)
         msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
                                "content": _content(m.get("content"), where, role == "assistant")}
         if role == "assistant":

@@ -517,6 +517,23 @@ async def test_a_message_without_content_is_a_400_as_openai_answers_it(
     assert status == 200
 
 
+async def test_a_null_content_is_a_400_but_for_an_assistant_turn(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`"content": null` on a user, system, developer or tool message was answered as an empty turn; OpenAI
+    refuses it (only an assistant turn may leave its content null: it holds tool calls)."""
+    e = await engine("random")
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    turn = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    for last in ({"role": "user"}, {"role": "system"}, {"role": "developer"}, {"role": "tool", "tool_call_id": "c1"}):
+        body = json.dumps({"messages": [*turn, {**last, "content": None}], "max_tokens": 2}).encode()
+        status, err = await e.post_raw("/v1/chat/completions", body)
+        assert status == 400, err
+        assert err["error"]["code"] == "invalid_type" and err["error"]["param"] == "messages", err
+        assert "'messages[2].content'" in err["error"]["message"] and "null" in err["error"]["message"], err
+    history = [*turn, {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+    status, _ = await e.post_raw("/v1/chat/completions", json.dumps({"messages": history, "max_tokens": 2}).encode())
+    assert status == 200
+
+
 async def test_shutdown_ends_inflight_streams_with_an_error(engine, tiny_models):
     e = await engine("random")
     stream = await e.client().chat.completions.create(
