@@ -164,7 +164,16 @@ class ChatFormatter:
             # a `<think>` left open somewhere: output starts as reasoning only when the generation prompt (what
             # `add_generation_prompt` adds) opens it, not when a message quotes the tag (code, logs, HTML)
             reasoning = _opens(_generation_prompt(text, self._render(shown, tools, kwargs, False)), self.think)
-        return RenderedPrompt(self._encode(text, "messages", add_special_tokens=False), reasoning)
+        return RenderedPrompt(self._encode_chat(text, messages, tools), reasoning)
+
+    def _encode_chat(self, text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
+        """The rendered chat's tokens; a lone surrogate that only the tools hold is named as theirs."""
+        try:
+            return self._encode(text, "messages", add_special_tokens=False)
+        except WireError as exc:
+            if exc.code != "invalid_text" or not _holds_surrogate(tools) or _holds_surrogate(messages):
+                raise
+            raise _untokenizable(text, "tools", exc) from exc
 
     def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, kwargs: dict[str, Any],
                 generation: bool) -> str:
@@ -192,6 +201,15 @@ class ChatFormatter:
             raise
         except Exception as exc:
             raise _untokenizable(text, param, exc) from exc
+
+
+def _holds_surrogate(value: Any) -> bool:
+    """Whether a request field (from JSON) holds a lone surrogate anywhere, in a key or a string."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _untokenizable(text: str, param: str, exc: Exception) -> WireError:

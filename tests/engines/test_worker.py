@@ -476,6 +476,8 @@ async def test_lone_surrogates_are_400_not_500(engine: Callable[..., Awaitable[E
         ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "bad \\ud800 text"}], "max_tokens": 2}',
          "messages", "\\ud800"),
         ("/v1/completions", b'{"prompt": "bad \\udfff", "max_tokens": 2}', "prompt", "\\udfff"),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "tools": '
+         b'[{"type": "function", "function": {"name": "f", "description": "bad \\udc00"}}]}', "tools", "\\udc00"),
     ):
         status, err = await e.post_raw(path, body)
         assert status == 400, err
