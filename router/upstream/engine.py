@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import logging
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -13,6 +12,7 @@ import aiohttp
 
 from engines.supervisor.types import Endpoint, EngineSupervisor, EngineUnavailable
 
+from .. import jsoncodec
 from ..config.model import ProviderConfig
 from ..custom_tools import functions_request
 from ..dialects.common import without_images
@@ -216,7 +216,7 @@ class EngineUpstream(Upstream):
                 f"not {path.lstrip('/')}.", status=400, code="unsupported_endpoint")
         if path == "/chat/completions":
             request = _functions_only(_text_only(request))
-        data = request.raw if request.raw is not None else json.dumps(request.body, ensure_ascii=False).encode()
+        data = request.raw if request.raw is not None else jsoncodec.dumps(request.body)
         return await self._request("POST", path, data, request.headers)
 
 
