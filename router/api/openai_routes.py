@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -248,9 +247,9 @@ def respond_whole(ex: Exchange, opened: Opened, rename_to: str | None,
             if renamed:
                 doc["model"] = rename_to
             if (customs and whole_as_custom(doc, customs)) or renamed:
-                try:
-                    body = json.dumps(doc, ensure_ascii=False).encode()
-                except RecursionError:  # the upstream's answer, not the client's request, nests too deep
+                try:  # (the upstream's answer, not the client's request, may nest too deep)
+                    body = jsoncodec.dumps(doc)
+                except (RecursionError, jsoncodec.TooDeep):
                     raise ApiError(502, f"Upstream {opened.upstream.name!r} returned an answer nested deeper than "
                                         "the router can send on.", "upstream_invalid_response") from None
     else:

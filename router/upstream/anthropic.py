@@ -85,9 +85,9 @@ class AnthropicReply:
             return body
         if doc.get("type") == "error":  # a 200 carrying an error (some gateways): not an answer
             return wire.error_body(502, body)
-        try:
-            return json.dumps(wire.completion(doc, self._model, self._customs), ensure_ascii=False).encode()
-        except RecursionError:  # the upstream's fault, not the client's: an answer the router cannot translate
+        try:  # (an answer nested too deep is the upstream's fault, not the client's: one the router cannot translate)
+            return jsoncodec.dumps(wire.completion(doc, self._model, self._customs))
+        except (RecursionError, jsoncodec.TooDeep):
             return wire.error_body(502, json.dumps({"error": {"message": f"an answer nested deeper than "
                                                                        f"{DEPTH_NOTE}"}}).encode())
 
@@ -180,8 +180,7 @@ class AnthropicUpstream(HttpUpstream):
             return AiohttpReply(resp, secret=self.secrets, idle=timeouts.idle)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        data = json.dumps(wire.messages_request({**body, "stream": stream}, request.max_output),
-                          ensure_ascii=False).encode()
+        data = jsoncodec.dumps(wire.messages_request({**body, "stream": stream}, request.max_output))
         resp = await with_timeout(self.session.post(self._base + "/messages", data=data, headers=request.headers,
                                                     allow_redirects=False),
                                   self.config.policy.timeouts.first_byte)
