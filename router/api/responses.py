@@ -34,12 +34,17 @@ from .translated import chat_reply, fit_to_route, json_response, learn_tools, re
 log = logging.getLogger("agentgate")
 
 
+MAX_PENDING_SAVES = 64  # interrupted streams' saves in flight at once; past it, one more is not stored (logged)
+
+
 @dataclass
 class StoreHolder:
-    """The store, opened on first use (from the environment, see `router.store`) and closed at shutdown."""
+    """The store, opened on first use (from the environment, see `router.store`) and closed at shutdown, and the
+    saves that outlive their request (a stream whose client left), awaited before it closes."""
 
     store: ResponseStore | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def get(self) -> ResponseStore:
         if self.store is None:
@@ -55,6 +60,8 @@ RESPONSE_STORE = web.AppKey("agentgate_response_store", StoreHolder)
 async def close_store(app: web.Application) -> AsyncIterator[None]:
     yield
     holder = app[RESPONSE_STORE]
+    if holder.pending:
+        await asyncio.gather(*holder.pending, return_exceptions=True)
     if holder.store is not None:
         holder.store.close()
         holder.store = None
@@ -180,10 +187,33 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             if req.store and final is not None and final["status"] != "failed":
                 await _save(request, resp_id, owner, final, conversation, translator.items)
 
-        return await stream_translated(request, ex, reply, translator, headers, before_finish,
-                                      relay.OPENAI_KEEPALIVE)
+        try:
+            return await stream_translated(request, ex, reply, translator, headers, before_finish,
+                                          relay.OPENAI_KEEPALIVE)
+        finally:
+            if req.store:  # (a stream that ended is stored by `before_finish`)
+                _keep_interrupted(request, translator, owner, conversation)
 
     return await common.handle_exchange(request, "responses", handle)
+
+
+def _keep_interrupted(request: web.Request, translator: dialect.ResponsesStream, owner: str | None,
+                      conversation: list[dict[str, Any]]) -> None:
+    """A stream whose client left before it ended (its handler may be cancelled: the save runs on in its own
+    task), stored as far as it went, `incomplete`, so that its id, which the client has, can be read and
+    continued (see `ResponsesStream.interrupted`)."""
+    doc = translator.interrupted()
+    if doc is None:
+        return
+    holder = request.app[RESPONSE_STORE]
+    if len(holder.pending) >= MAX_PENDING_SAVES:
+        log.warning("response %s not stored: %d interrupted responses are being stored", translator.id,
+                    len(holder.pending))
+        return
+    task = asyncio.get_running_loop().create_task(_save(request, translator.id, owner, doc, conversation,
+                                                        doc["output"]))
+    holder.pending.add(task)
+    task.add_done_callback(holder.pending.discard)
 
 
 def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: list[dict[str, Any]],
