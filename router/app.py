@@ -138,7 +138,8 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
 # the proxying routes: their own frame (`common.handle_exchange`) answers what they did not expect
 _FRAMED = frozenset({openai_routes.chat_completions, openai_routes.completions, openai_routes.embeddings,
                      messages.create_message, messages.count_tokens, responses.create_response,
-                     responses.count_input_tokens})
+                     responses.count_input_tokens, responses.get_response, responses.delete_response,
+                     responses.list_input_items})
 
 
 class _MalformedRequests(logging.Filter):

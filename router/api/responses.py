@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import auth, relay
+from .. import relay
 from ..config.model import ClientKey
 from ..dialects import responses as dialect
 from ..dialects.common import estimate_tokens, new_id, spaced_json
@@ -75,12 +75,6 @@ def failed_at_once(err: ApiError) -> ChatReply:
         yield []  # (a generator)
 
     return ChatReply(chunks=chunks(), headers=dict(err.headers))
-
-
-def _error(err: ApiError, rid: str) -> web.Response:
-    resp = err.response()
-    resp.headers["x-request-id"] = rid
-    return resp
 
 
 async def _save(request: web.Request, resp_id: str, owner: str | None, doc: dict[str, Any],
@@ -224,31 +218,28 @@ def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: 
                           inputs=dialect.input_items_of(conversation, resp_id))
 
 
-async def _lookup(request: web.Request) -> tuple[ResponseStore, str, str | None]:
-    rt = request.app[STATE].runtime
-    key = auth.client_key(rt.keys, request.headers, rt.config.server)
-    store, owner = await _owner(request, key)
-    return store, request.match_info["id"], owner
-
-
 StoredHandler = Callable[[web.Request, ResponseStore, str, str | None], Awaitable[dict[str, Any]]]
 
 
-def _stored_route(handler: StoredHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """A route on one stored response (`/v1/responses/{id}...`): the key checked, the store opened, the answer
-    (or the OpenAI-shaped error) carrying the request id."""
-    async def route(request: web.Request) -> web.StreamResponse:
-        rid = common.request_id(request)
-        try:
-            store, resp_id, owner = await _lookup(request)
-            return json_response(await handler(request, store, resp_id, owner), {"x-request-id": rid})
-        except ApiError as err:
-            return _error(err, rid)
+def _stored_route(endpoint: str) -> Callable[[StoredHandler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """A route on one stored response (`/v1/responses/{id}...`) in the frame of every API route (the key checked,
+    the OpenAI-shaped error, the request's access-log line and metrics, under `endpoint`), the store opened."""
+    def wrap(handler: StoredHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def route(request: web.Request) -> web.StreamResponse:
+            async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
+                store, owner = await _owner(request, key)
+                doc = await handler(request, store, request.match_info["id"], owner)
+                ex.status = 200
+                return json_response(doc, {"x-request-id": ex.request_id})
 
-    return route
+            return await common.handle_exchange(request, endpoint, handle)
+
+        return route
+
+    return wrap
 
 
-@_stored_route
+@_stored_route("responses_get")
 async def get_response(request: web.Request, store: ResponseStore, resp_id: str, owner: str | None) -> dict[str, Any]:
     item = await _stored_get(store, resp_id, owner)
     if item is None:
@@ -256,7 +247,7 @@ async def get_response(request: web.Request, store: ResponseStore, resp_id: str,
     return item.response
 
 
-@_stored_route
+@_stored_route("responses_delete")
 async def delete_response(request: web.Request, store: ResponseStore, resp_id: str,
                           owner: str | None) -> dict[str, Any]:
     try:
@@ -269,7 +260,7 @@ async def delete_response(request: web.Request, store: ResponseStore, resp_id: s
     return {"id": resp_id, "object": "response", "deleted": True}
 
 
-@_stored_route
+@_stored_route("responses_input_items")
 async def list_input_items(request: web.Request, store: ResponseStore, resp_id: str,
                            owner: str | None) -> dict[str, Any]:
     """The stored response's input (its conversation before the reply), newest first unless `order=asc`."""
