@@ -21,7 +21,7 @@ from ..sse import EventSplitter, error_field, event_data
 
 
 class Unreachable(Exception):
-    """The base URL cannot be reached at all (connection refused, unknown host)."""
+    """The base URL cannot be reached at all (connection refused, unknown host, an address aiohttp refuses)."""
 
 
 @dataclass
@@ -66,6 +66,9 @@ class ChatClient:
                     reply.headers = ours
         except aiohttp.ClientConnectorError as exc:
             raise Unreachable(f"cannot reach {self.shown_url}: {exc.os_error or exc}") from None
+        except aiohttp.InvalidURL as exc:  # `http://256.1.1.1/v1`: refused on every request, never sent
+            why = exc.description or "an invalid URL"  # (not its `url`, which may hold a password)
+            raise Unreachable(f"cannot reach {self.shown_url}: aiohttp refuses the URL ({why})") from None
         except asyncio.TimeoutError:
             reply = Reply(0, error=f"no complete answer within {self.timeout.total:.0f} s",
                           error_code="timeout")

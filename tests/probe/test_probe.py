@@ -259,3 +259,10 @@ def test_a_key_beside_a_password_in_the_base_url_is_refused_before_any_turn(caps
         err = capsys.readouterr().err
         assert "--api-key" in err and "--base-url" in err and "Traceback" not in err and PASSWORD not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_invalid_address_in_the_base_url_stops_the_probe_before_any_turn(capsys) -> None:
+    """aiohttp refuses such a URL on every request: each turn was a transport error and the probe exited 1."""
+    assert main(["probe", "m", "--base-url", "http://256.1.1.1/v1", "--turns", "3", "--json"]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["turns"] == [] and "256.1.1.1" in doc["error"]
