@@ -1,6 +1,7 @@
 """`agentgate probe MODEL`: a multi-turn tool-calling conversation against the router or any OpenAI-compatible
-URL; prints a per-turn report. Exit status 0 when every turn was valid, 1 when a turn failed, 2 when the probe
-could not run to the end (unreachable, key refused, unknown model)."""
+URL; prints a per-turn report. Exit status 0 when every turn was valid, 1 when the model failed a turn, 2 when the
+probe could not judge every turn: it could not run to the end (unreachable, key refused, unknown model), or the
+backend failed a turn (an error turn: a 502, a timeout) and the model failed none."""
 
 from __future__ import annotations
 
@@ -89,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(render_text(report))
-    if report.error is not None:
-        if not args.json:
-            print(f"agentgate probe: {report.error}", file=sys.stderr)
-        return 2
-    return 0 if report.ok else 1
+    problem = report.error or report.unjudged
+    if problem is not None and not args.json:
+        print(f"agentgate probe: {problem}", file=sys.stderr)
+    return {"pass": 0, "fail": 1}.get(report.verdict, 2)

@@ -96,9 +96,29 @@ class ProbeReport:
         complete = self.error is None and len(self.turns) == self.turns_requested
         return complete and all(t.valid for t in self.turns)
 
+    @property
+    def verdict(self) -> str:
+        """"pass" every turn valid; "fail" the model failed a turn; "incomplete" the probe stopped early or the
+        backend failed a turn (an error turn, not the model's failure) and the model failed none."""
+        if self.ok:
+            return "pass"
+        if self.error is None and any(t.status == "invalid" for t in self.turns):
+            return "fail"
+        return "incomplete"
+
+    @property
+    def unjudged(self) -> str | None:
+        """Why a run that was not stopped is incomplete: the turns the backend failed, by kind."""
+        errors = [t for t in self.turns if t.status == "error"]
+        if self.verdict != "incomplete" or self.error is not None or not errors:
+            return None
+        return (f"{len(errors)} of {len(self.turns)} turns could not be judged: the backend failed them "
+                f"({_kinds(_failures(errors))}), which is not the model's failure")
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "base_url": self.base_url, "seed": self.seed, "turns_requested":
                 self.turns_requested, "repair": self.repair, "stream": self.stream, "ok": self.ok,
+                "verdict": self.verdict,
                 "error": self.error, "wall_s": round(self.wall_s, 3), "summary": summarize(self.turns),
                 "turns": [t.to_dict() for t in self.turns]}
 
@@ -111,6 +131,17 @@ def _secs(x: float | None) -> str:
 
 def _kinds(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def _failures(turns: list[TurnResult]) -> dict[str, int]:
+    return dict(sorted(Counter(t.failure for t in turns if t.failure).items()))
+
+
+def _tally(turns: list[TurnResult], what: str) -> str:
+    """`N failed (kinds) at turn(s) a,b`: the count of `turns`, then their kinds and numbers when there are any."""
+    if not turns:
+        return f"0 {what}"
+    return f"{len(turns)} {what} ({_kinds(_failures(turns))}) at turn(s) " + ",".join(str(t.turn) for t in turns)
 
 
 def render_text(report: ProbeReport) -> str:
@@ -132,17 +163,18 @@ def render_text(report: ProbeReport) -> str:
     s = summarize(report.turns)
     if s["turns"]:
         repaired = f" ({_kinds(s['repairs'])})" if s["repairs"] else ""
-        failed = (f" ({_kinds(s['failures'])}) at turn(s) " + ",".join(map(str, s["failed_turns"]))
-                  if s["failures"] else "")
+        errors = [t for t in report.turns if t.status == "error"]
+        unjudged = f", {_tally(errors, 'not judged')}" if errors else ""
         lines.append(f"{s['valid']}/{s['turns']} valid ({100 * s['validity_rate']:.1f}%), "
-                     f"{s['repaired']} repaired{repaired}, {s['invalid'] + s['errors']} failed{failed}")
+                     f"{s['repaired']} repaired{repaired}, "
+                     f"{_tally([t for t in report.turns if t.status == 'invalid'], 'failed')}{unjudged}")
         speed = f", {s['tokens_per_s']:.1f} tok/s" if s["tokens_per_s"] else ""
         ttft = f", ttft p50 {_secs(s['ttft_p50_s'])}" if s["ttft_p50_s"] is not None else ""
         lines.append(f"latency p50 {_secs(s['latency_p50_s'])} p95 {_secs(s['latency_p95_s'])}{ttft}{speed}, "
                      f"cached {s['cached_tokens']} of {s['prompt_tokens']} prompt tokens")
     if report.error:
         lines.append(f"stopped: {report.error}")
-    lines.append("PASS" if report.ok else "FAIL")
+    lines.append(report.verdict.upper())
     return "\n".join(lines)
 
 

@@ -266,3 +266,35 @@ def test_an_invalid_address_in_the_base_url_stops_the_probe_before_any_turn(caps
     assert main(["probe", "m", "--base-url", "http://256.1.1.1/v1", "--turns", "3", "--json"]) == 2
     doc = json.loads(capsys.readouterr().out)
     assert doc["turns"] == [] and "256.1.1.1" in doc["error"]
+
+
+async def test_a_run_whose_every_turn_the_backend_failed_is_not_judged(fakes, router, capsys) -> None:
+    """Every turn a 503: the probe exited 1 ("a turn failed") and printed FAIL with 3 failed turns, though an
+    error turn is the backend's failure, not the model's."""
+    from tests.fakes.openai_upstream import Step
+
+    up = await fakes()
+    up.default = lambda body: Step(status=503, json={"error": {"message": "overloaded", "type": "server_error"}})
+    r = await router(config(up.url, "steady"))
+    assert await cli("probe", "steady", "--base-url", r.url + "/v1", "--turns", "3") == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "INCOMPLETE" and ", 0 failed, 3 not judged (http_503 3)" in out
+    assert "3 of 3 turns could not be judged" in err and "not the model's" in err
+    assert await cli("probe", "steady", "--base-url", r.url + "/v1", "--turns", "3", "--json") == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "incomplete" and doc["ok"] is False and len(doc["turns"]) == 3
+
+
+async def test_an_error_turn_beside_valid_ones_is_not_judged_and_a_model_failure_still_fails(
+        fakes, router, capsys) -> None:
+    from tests.fakes.openai_upstream import Step
+
+    up, r = await drifting(fakes, router)
+    drift = up.default
+    up.push(lambda body: drift(body), Step(status=502, json={"error": {"message": "bad gateway"}}))
+    assert await cli("probe", "steady", "--base-url", r.url + "/v1", "--turns", "4", "--json") == 2
+    assert json.loads(capsys.readouterr().out)["verdict"] == "incomplete"
+    up.push(lambda body: drift(body), Step(status=502, json={"error": {"message": "bad gateway"}}))
+    assert await cli("probe", "drift", "--base-url", r.url + "/v1", "--turns", "7", "--json") == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "fail" and doc["summary"]["errors"] == 1

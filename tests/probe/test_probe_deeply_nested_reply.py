@@ -43,7 +43,7 @@ async def test_probe_reports_a_deeply_nested_body_as_a_failed_turn(fakes, capsys
     up = await fakes()
     up.push(Step(status=http_status, raw=b"[" * 100_000))
     status = await in_own_thread(main, ["probe", "m", "--base-url", up.url, "--turns", "1", "--json"], timeout=60)
-    assert status == 1  # raised RecursionError (from probe/client.py:_read_whole / _error_from)
+    assert status == 2  # raised RecursionError (from probe/client.py:_read_whole / _error_from); 2: not judged
     turn = json.loads(capsys.readouterr().out)["turns"][0]
     assert turn["status"] == "error"
 

@@ -42,7 +42,7 @@ async def test_an_upstream_error_mid_stream_is_an_error_turn_not_an_invalid_repl
     up.push(step)
     status = await in_own_thread(main, ["probe", "m", "--base-url", up.url, "--turns", "1", "--stream", "--json"],
                                  timeout=60)
-    assert status == 1
+    assert status == 2  # the one turn could not be judged: the backend failed it
     doc = json.loads(capsys.readouterr().out)
     turn = doc["turns"][0]
     # as for the router's own `data: {"error": ...}` event (tests/probe/test_probe.py): an error turn, not `invalid`
