@@ -1,7 +1,8 @@
 """`agentgate bench tools --models a,b`: the tool-call reliability A/B. Probe conversations for every model
 with repair (or, with --ab constrain, a local engine's constrained decoding) on and off, several runs each, run
 concurrently; prints a table and writes JSON, CSV (and a PNG plot when matplotlib is installed) into --out.
-Exit status 2 when a conversation could not run to the end."""
+Exit status 2 when a conversation could not run to the end; 130 on Ctrl-C, after writing what was measured (marked
+partial)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from ..probe.bench import BenchSettings, render_table, run_bench, write_outputs
+from ..probe.bench import BenchResult, BenchSettings, render_table, run_bench, write_outputs
 from ..probe.report import Progress
 from .probe import add_connection_arguments, credentials_clash, positive
 
@@ -50,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
                              temperature=args.temperature, axis=args.ab, tool_choice=args.tool_choice)
     total = len(models) * len(settings.modes) * settings.runs * settings.turns
     progress = Progress(total, "bench tools")
+    result = BenchResult(settings)
     try:
-        result = asyncio.run(run_bench(settings, on_turn=lambda turn: progress.advance(turn.status)))
+        asyncio.run(run_bench(settings, on_turn=lambda turn: progress.advance(turn.status), result=result))
+    except KeyboardInterrupt:  # Ctrl-C: what was measured is still written, marked partial
+        result.partial = True
     finally:
         progress.close()
     print(render_table(result))
@@ -60,4 +64,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if note:
         print(note)
+    if result.partial:
+        return 130
     return 2 if result.errors else 0

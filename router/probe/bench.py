@@ -28,6 +28,7 @@ JSON_NAME = "tools.json"
 TURNS_CSV = "tools-turns.csv"
 SUMMARY_CSV = "tools-summary.csv"
 PLOT_NAME = "tools-validity.png"
+INTERRUPTED = "interrupted"  # the error of a conversation the bench was stopped in (Ctrl-C)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class BenchResult:
     settings: BenchSettings
     runs: list[Run] = field(default_factory=list)
     wall_s: float = 0.0
+    partial: bool = False  # stopped before every conversation ended (Ctrl-C): what was measured until then
 
     @property
     def errors(self) -> list[str]:
@@ -90,7 +92,7 @@ class BenchResult:
             "bench": "tools", "base_url": shown_url(s.base_url), "models": list(s.models), "turns": s.turns,
             "runs": s.runs, "concurrency": s.concurrency, "seed": s.seed, "stream": s.stream, "axis": s.axis,
             "tool_choice": s.tool_choice,
-            "wall_s": round(self.wall_s, 3), "throughput_tokens_per_s": throughput,
+            "wall_s": round(self.wall_s, 3), "throughput_tokens_per_s": throughput, "partial": self.partial,
             "errors": self.errors, "groups": self.groups(),
             "conversations": [{"model": r.model, "repair": r.repair, "run": r.run, **r.report.to_dict()}
                               for r in self.runs],
@@ -121,22 +123,46 @@ def group_summary(model: str, repair: bool, runs: list[Run], turns: int) -> dict
             "buckets": buckets, "by_turn": by_turn, "stopped": sum(r.report.error is not None for r in runs)}
 
 
-async def run_bench(settings: BenchSettings, *,
-                    on_turn: Callable[[TurnResult], None] | None = None) -> BenchResult:
-    """All conversations, at most `concurrency` at a time (run-major order: models and modes interleave)."""
+async def run_bench(settings: BenchSettings, *, on_turn: Callable[[TurnResult], None] | None = None,
+                    result: BenchResult | None = None) -> BenchResult:
+    """All conversations, at most `concurrency` at a time (run-major order: models and modes interleave).
+
+    `result` (a new one when not given) gets every conversation that began, even when the bench is cancelled
+    (Ctrl-C): those in flight then are kept with the turns they had, stopped as `interrupted`."""
+    result = BenchResult(settings) if result is None else result
     jobs = [(model, repair, run) for run in range(settings.runs) for model in settings.models
             for repair in settings.modes]
+    ended: list[Run | None] = [None] * len(jobs)
     gate = asyncio.Semaphore(settings.concurrency)
     started = time.perf_counter()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.concurrency)) as session:
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.concurrency)) as session:
 
-        async def one(model: str, repair: bool, run: int) -> Run:
-            async with gate:
-                report = await run_probe(settings.probe(model, repair, run), session=session, on_turn=on_turn)
-            return Run(model, repair, run, report)
+            async def one(i: int, model: str, repair: bool, run: int) -> None:
+                probe, turns = settings.probe(model, repair, run), list[TurnResult]()
 
-        runs = await asyncio.gather(*(one(*job) for job in jobs))
-    return BenchResult(settings, list(runs), time.perf_counter() - started)
+                def seen(turn: TurnResult) -> None:
+                    turns.append(turn)
+                    if on_turn is not None:
+                        on_turn(turn)
+
+                async with gate:
+                    try:
+                        ended[i] = Run(model, repair, run, await run_probe(probe, session=session, on_turn=seen))
+                    except (asyncio.CancelledError, KeyboardInterrupt):  # (the latter where the loop lets it in)
+                        ended[i] = Run(model, repair, run, _interrupted(probe, turns))
+                        raise
+
+            await asyncio.gather(*(one(i, *job) for i, job in enumerate(jobs)))
+    finally:
+        result.runs = [r for r in ended if r is not None]
+        result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _interrupted(probe: ProbeSettings, turns: list[TurnResult]) -> ProbeReport:
+    return ProbeReport(probe.model, shown_url(probe.base_url), probe.seed, probe.turns, probe.repair, probe.stream,
+                       turns=turns, error=INTERRUPTED)
 
 
 # --- output --------------------------------------------------------------------------------------------
@@ -163,6 +189,9 @@ def render_table(result: BenchResult) -> str:
                 parts.append("failures " + ", ".join(f"{k} {v}" for k, v in g["failures"].items()))
             lines.append(f"  {g['model']} {s.axis} {_mode(g['repair'])}: {'; '.join(parts)}")
     lines += [f"  stopped: {e}" for e in result.errors]
+    if result.partial:
+        lines.append(f"interrupted: partial results, {len(result.runs)} of {s.runs * len(s.models) * len(s.modes)} "
+                     "conversations begun")
     return "\n".join(lines)
 
 
