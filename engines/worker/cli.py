@@ -67,6 +67,28 @@ def _mib_bytes(text: str) -> int:
     return max(1, int(_megabytes(text) * _MIB))
 
 
+class _StoreGiven(argparse.Action):
+    """Stores the value and notes that the option was given (`given(args, "host")`), unlike its default."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether an option stored by `_StoreGiven` was on the command line."""
+    return getattr(args, f"{dest}_given", False) is True
+
+
+def listen_problem(args: argparse.Namespace) -> str | None:
+    """Why the worker cannot listen where the options say: --host names a TCP address, --socket listens on a Unix
+    socket only."""
+    if args.socket is not None and given(args, "host"):
+        return "--host is for TCP (with --port); with --socket the worker listens on the Unix socket only"
+    return None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     S = WorkerSettings  # the defaults, stated once there
     parser.add_argument("--model", required=True,
@@ -74,7 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--socket", metavar="PATH", help="listen on this Unix socket (created with mode 0600)")
     where.add_argument("--port", type=port, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="TCP address to bind (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", action=_StoreGiven,
+                        help="TCP address to bind (default 127.0.0.1; not with --socket)")
     parser.add_argument("--name", help="model id to serve (default: the model folder's name)")
     parser.add_argument("--max-batch", type=_positive, default=S.max_batch,
                         help=f"sequences decoded together (default {S.max_batch})")
@@ -139,6 +162,8 @@ def engine_args_problem(args: Sequence[str]) -> str | None:
         return "--model and --name come from the entry (its model: and name:), not from engine_args"
     if parsed.socket is not None or parsed.port is not None:
         return "--socket and --port are chosen by the router: its engines listen on a Unix socket it names"
+    if given(parsed, "host"):
+        return "--host is chosen by the router: its engines listen on a Unix socket it names, not on TCP"
     if parsed.tool_format != "auto":
         from repair import FAMILIES
 
@@ -148,6 +173,10 @@ def engine_args_problem(args: Sequence[str]) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = listen_problem(args)
+    if problem:
+        print(f"agentgate engine: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bind_blas(args.blas)

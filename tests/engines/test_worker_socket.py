@@ -105,3 +105,20 @@ async def test_a_stale_socket_is_replaced_and_a_live_one_kept(tmp_path: Path) ->
         with pytest.raises(OSError) as err:
             _prepare_socket_path(live)
         assert err.value.errno == errno.EADDRINUSE and live.exists()
+
+
+async def test_a_host_beside_a_socket_is_refused_before_listening(tmp_path: Path) -> None:
+    """`--host` was silently ignored with `--socket`: the worker listened on the socket only, not where asked."""
+    path = tmp_path / "engine.sock"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "engine", "--model", "tiny:demo", "--socket", str(path), "--host", "0.0.0.0",
+        cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=asyncio.subprocess.PIPE)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    said = err.decode()
+    assert proc.returncode == 2 and "Traceback" not in said, said
+    assert "--host" in said and "--socket" in said and not path.exists()

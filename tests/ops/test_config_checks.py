@@ -330,6 +330,7 @@ ENGINE = "models:\n  - {name: local, engine: mlx, model: 'tiny:demo', engine_arg
     ('["--tool-format", "qwen"]', "unknown --tool-format 'qwen'"),
     ('["--cache-bytes"]', "argument --cache-bytes: expected one argument"),
     ('["--port", "9000"]', "--socket and --port are chosen by the router"),
+    ('["--host", "0.0.0.0"]', "--host is chosen by the router"),
     ('["--model", "other"]', "--model and --name come from the entry"),
 ])
 def test_engine_args_the_worker_refuses_are_refused_at_load(args: str, said: str) -> None:
