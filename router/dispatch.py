@@ -13,7 +13,7 @@ from .config.model import Target
 from .context import RequestContext
 from .errors import ApiError
 from .live_config import LiveConfig
-from .relay import FINISHED_WITH_ERROR, carries_error, error_value, secrets_of
+from .relay import carries_error, error_value, failed_finish, finished_with, secrets_of
 from .resilience import Admission, QueueFull, backoff_delay
 from .routing import Hop
 from .sse import error_field, event_data
@@ -168,8 +168,8 @@ def _opening(name: str, data: bytes, secrets: tuple[str, ...]) -> Failure | obje
     """What a stream's first bytes say, once they hold its first event (past SSE comments, blank lines and events
     without data, such as `: OPENROUTER PROCESSING`, which a gateway sends while it waits): None when it is a
     chunk (the stream begins); a failure like one before any chunk when it is the end (`data: [DONE]`) or an
-    upstream error event (`{"error": ...}`, `"finish_reason": "error"`, an `error:` field or `event: error`);
-    `_MORE` while the first event is not whole. Looked at once per stream, never per chunk."""
+    upstream error event (`{"error": ...}`, a failed finish_reason such as "error" or "abort", an `error:` field or
+    `event: error`); `_MORE` while the first event is not whole. Looked at once per stream, never per chunk."""
     if len(data) > FIRST_COMMENTS_MAX:
         return None
     if b"\r" in data:
@@ -188,7 +188,7 @@ def _opening(name: str, data: bytes, secrets: tuple[str, ...]) -> Failure | obje
             continue
         if payload.strip() == b"[DONE]":
             return _ended_early(name)
-        if b'"error"' in payload:
+        if b'"error"' in payload or b'"abort"' in payload:
             try:
                 doc = jsoncodec.loads(payload)
             except (ValueError, RecursionError):
@@ -196,10 +196,8 @@ def _opening(name: str, data: bytes, secrets: tuple[str, ...]) -> Failure | obje
             if isinstance(doc, dict):
                 if carries_error(doc):
                     return event_failure(name, doc["error"], secrets)
-                choices = doc.get("choices")
-                if isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") == "error"
-                                                     for c in choices):
-                    return event_failure(name, FINISHED_WITH_ERROR, secrets)
+                if (reason := failed_finish(doc.get("choices"))) is not None:
+                    return event_failure(name, finished_with(reason), secrets)
         return None
 
 

@@ -139,7 +139,27 @@ def error_value(payload: bytes) -> Any:
     return text or "an error event"
 
 
-FINISHED_WITH_ERROR = "the stream finished with finish_reason 'error'"  # an upstream error, said by a choice
+FAILED_FINISHES = frozenset({"error", "abort"})  # finish_reasons that say the generation failed: OpenRouter's
+# "error" (a provider failed part-way), vLLM's and SGLang's "abort" (the server aborted the request: shutdown,
+# preemption); what came before is no whole answer
+
+
+def finished_with(reason: str) -> str:
+    """What a stream that a choice ended with the failed finish_reason `reason` is said to have done."""
+    return f"the stream finished with finish_reason {reason!r}"
+
+
+def failed_finish(choices: Any) -> str | None:
+    """The first of `choices`' finish_reasons that says the generation failed (`FAILED_FINISHES`); None when none
+    does."""
+    if isinstance(choices, list):
+        for choice in choices:
+            if isinstance(choice, dict) and (reason := choice.get("finish_reason")) in FAILED_FINISHES:
+                return str(reason)
+    return None
+
+
+FINISHED_WITH_ERROR = finished_with("error")  # an upstream error, said by a choice
 
 
 def carries_error(doc: dict[str, Any]) -> bool:
@@ -416,8 +436,8 @@ class UpstreamReader:
             for choice in choices:
                 if isinstance(choice, dict) and choice.get("finish_reason"):
                     self.finish_reason = str(choice["finish_reason"])
-                    if self.finish_reason == "error":
-                        self._error_event(FINISHED_WITH_ERROR)
+                    if self.finish_reason in FAILED_FINISHES:
+                        self._error_event(finished_with(self.finish_reason))
         usage = doc.get("usage")
         if isinstance(usage, dict):
             self.usage = usage

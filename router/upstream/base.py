@@ -385,18 +385,19 @@ _ERROR_OBJECT = re.compile(rb'\s*\{\s*(?:"type"\s*:\s*"error"\s*,\s*)?"error"\s*
 # begins (not "error": null), Anthropic's (`{"type": "error", "error": ...}`, a native Messages answer) too
 
 
-_FINISHED_IN_ERROR = re.compile(rb'"finish_reason"\s*:\s*"error"')
+_FAILED_FINISH = re.compile(rb'"finish_reason"\s*:\s*"(error|abort)"')  # (relay.FAILED_FINISHES)
 
 
 def error_answer(name: str, body: bytes, secret: str | None) -> Failure | None:
     """A whole 200 answer that is an error object (`{"error": {...}}`, as some gateways and servers send, or an
     Anthropic error, translated or not), or a completion that finished with `"finish_reason": "error"` (OpenRouter's
-    answer when generation failed part-way), is a failure like a 5xx: retried, fallen back from, counted by the
-    breaker; not an answer passed on with status 200. An error object is looked for in the body's first bytes only
-    (a completion never begins so)."""
-    if _ERROR_OBJECT.match(body, 0, 64) is None and _FINISHED_IN_ERROR.search(body) is None:
+    answer when generation failed part-way) or `"abort"` (vLLM's and SGLang's when the server aborted the
+    request), is a failure like a 5xx: retried, fallen back from, counted by the breaker; not an answer passed on
+    with status 200. An error object is looked for in the body's first bytes only (a completion never begins so)."""
+    finish = None
+    if _ERROR_OBJECT.match(body, 0, 64) is None and (finish := _FAILED_FINISH.search(body)) is None:
         return None
-    detail = error_summary(body, secret)
+    detail = error_summary(body, secret) or (f"finish_reason {finish[1].decode()!r}" if finish else "")
     return Failure("status_5xx", ApiError(502, f"Upstream {name!r} answered 200 with an error"
                                                f"{': ' + detail if detail else ''}", "upstream_error"), counts=True)
 
