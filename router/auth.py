@@ -1,8 +1,8 @@
 """Client authentication at the edge: which configured key a request presents, and what that key may do.
 
-Keys come as `Authorization: Bearer <key>`, as `x-api-key` (Anthropic's SDKs), or, for the console only, as HTTP
-Basic credentials (any user name, the key as the password). Every comparison takes constant time. Whether a config
-may serve without keys at all is decided when it loads (`config/auth.py`).
+Keys come as `Authorization: Bearer <key>` or as `x-api-key` (Anthropic's SDKs), either one matching when both are
+sent, or, for the console only, as HTTP Basic credentials (any user name, the key as the password). Every comparison
+takes constant time. Whether a config may serve without keys at all is decided when it loads (`config/auth.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ def find_key(keys: tuple[ClientKey, ...], token: str | None) -> ClientKey | None
         if hmac.compare_digest(presented, key.key.encode()):
             found = key
     return found
+
+
+def presented_key(keys: tuple[ClientKey, ...], headers: Mapping[str, str]) -> ClientKey | None:
+    """The configured key a request presents as `Authorization: Bearer` or as `x-api-key`: either matching is
+    enough (Claude Code sends both when both ANTHROPIC_AUTH_TOKEN and ANTHROPIC_API_KEY are set, and a proxy on
+    the way may set an Authorization of its own scheme)."""
+    key = find_key(keys, bearer(headers))
+    if key is None and "Authorization" in headers and (api_key := headers.get("x-api-key")) is not None:
+        key = find_key(keys, api_key)  # (without Authorization, `bearer` was x-api-key already)
+    return key
 
 
 def bearer(headers: Mapping[str, str]) -> str | None:
@@ -62,7 +72,7 @@ def client_key(keys: tuple[ClientKey, ...], headers: Mapping[str, str],
         if server is not None:
             refuse_browsers(headers, server)
         return None
-    key = find_key(keys, bearer(headers))
+    key = presented_key(keys, headers)
     if key is None:
         raise ApiError(401, "Missing or invalid API key. Send 'Authorization: Bearer <key>'.", "invalid_api_key",
                        headers={"WWW-Authenticate": "Bearer"})

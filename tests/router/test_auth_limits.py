@@ -103,3 +103,20 @@ models:
     assert info.value.status_code == 502
     assert "SECRET" not in info.value.response.text
     assert up.requests[0].headers["Authorization"] == "Bearer sk-upstream-SECRET"
+
+
+@pytest.mark.parametrize("headers", [
+    {"x-api-key": "sk-full", "Authorization": "Basic dXNlcjpwYXNz"},  # another scheme, e.g. a proxy's
+    {"x-api-key": "sk-full", "Authorization": "Bearer stale-token"},  # ANTHROPIC_API_KEY beside a stale token
+    {"x-api-key": "stale-key", "Authorization": "Bearer sk-full"},
+], ids=["basic beside", "stale bearer beside", "stale x-api-key beside"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_a_key_in_either_header_is_accepted_when_both_are_sent(fakes, router, headers, path):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    async with aiohttp.ClientSession() as s, s.post(r.url + path, json=body, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+    wrong = {"x-api-key": "stale-key", "Authorization": "Bearer stale-token"}
+    async with aiohttp.ClientSession() as s, s.post(r.url + path, json=body, headers=wrong) as resp:
+        assert resp.status == 401
