@@ -165,6 +165,10 @@ def _effort(body: dict[str, Any]) -> str | None:
     return effort
 
 
+MIN_THINKING_BUDGET = 1024  # Anthropic's least `thinking.budget_tokens` (it refuses a smaller one). Its other bound,
+# less than `max_tokens`, is not checked: interleaved thinking (a beta header, or adaptive thinking) lifts it
+
+
 def _thinking(body: dict[str, Any]) -> dict[str, Any] | None:
     thinking = check_type(body, "thinking", dict, "an object")
     if thinking is None:
@@ -175,8 +179,9 @@ def _thinking(body: dict[str, Any]) -> dict[str, Any] | None:
                       "invalid_value")
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise invalid("'thinking.budget_tokens' must be a positive integer.", "thinking", "invalid_value")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET:
+            raise invalid(f"'thinking.budget_tokens' must be an integer of at least {MIN_THINKING_BUDGET}.",
+                          "thinking", "invalid_value")
     return dict(thinking)
 
 

@@ -286,6 +286,9 @@ async def test_tool_calls_finish_without_a_call_is_end_turn(fakes, router, strea
       "tools": [{"name": "t"}]}, "input_schema"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}, "role"),
     ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
+    # what Anthropic refuses too: a thinking budget under 1024
+    ({"model": "m", "max_tokens": 4096, "messages": [{"role": "user", "content": "x"}],
+      "thinking": {"type": "enabled", "budget_tokens": 1023}}, "budget_tokens"),
 ])
 async def test_invalid_requests_are_anthropic_shaped_400s(fakes, router, body, param):
     up = await fakes()
@@ -294,6 +297,21 @@ async def test_invalid_requests_are_anthropic_shaped_400s(fakes, router, body, p
     assert status == 400
     assert param in anthropic_error(doc, "invalid_request_error")
     assert not up.requests
+
+
+async def test_what_anthropic_takes_is_served(fakes, router):
+    """The least thinking budget, a budget past max_tokens (interleaved thinking allows one), adaptive thinking,
+    an empty final assistant message (a prefill) and a user message of thinking blocks alone go through."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    for thinking in ({"type": "enabled", "budget_tokens": 1024}, {"type": "adaptive"}, {"type": "disabled"}):
+        status, _ = await post(r.url, {"model": "m", "max_tokens": 5, "thinking": thinking,
+                                       "messages": [{"role": "user", "content": "x"},
+                                                    {"role": "assistant", "content": []}]})
+        assert status == 200
+    status, _ = await post(r.url, {"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [{"type": "redacted_thinking", "data": "abc"}]}]})
+    assert status == 200
 
 
 async def test_errors_are_anthropic_shaped(fakes, router):
