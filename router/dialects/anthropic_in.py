@@ -374,6 +374,9 @@ def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
     if role not in ("user", "assistant"):
         raise invalid(f"{where}.role must be 'user', 'assistant' or 'system'.", "messages", "invalid_value")
     content = m.get("content")
+    if not content and role == "user" and isinstance(content, (str, list)):  # as Anthropic refuses it
+        raise invalid(f"{where}.content must not be empty: every message needs content but a final assistant "
+                      "message.", "messages", "invalid_value")
     if isinstance(content, str):
         req.text_bytes += len(content.encode())
         return [{"role": role, "content": content}]
