@@ -5,7 +5,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 |-----------------|---------------------------------------------------------------|-------------------------|
 | minimax         | <tool_calls>...</tool_calls> (MiniMax-Text, Hunyuan-A13B, Jamba) | JSON objects / a list |
 | hy_v3           | <tool_calls><tool_call>name<tool_sep><arg_key>..</tool_call></tool_calls> | GLM tags  |
-| granite         | <\\|tool_call\\|>[...]                                         | JSON list               |
+| granite         | <\\|tool_call\\|>[...] (<\\|/tool_call\\|> read when written)       | JSON list               |
 | granite_20b_fc  | <function_call> {...}                                         | JSON object             |
 | internlm2       | <\\|action_start\\|><\\|plugin\\|>{...}<\\|action_end\\|>       | JSON object             |
 | phi4_mini       | functools[...]                                                | JSON list               |
@@ -223,12 +223,13 @@ class Wrapper:
     lead: str | None = None  # a literal that must follow the opening marker (after whitespace)
     ends: re.Pattern[str] | None = None  # what a whole XML-style body ends with (see `common.close_past_values`)
     lost: EndLost | None = None  # how a body reads whose call lacks its end tag (see `common.close_past_values`)
+    trail: str | None = None  # a closer the format does not need but models write after the body (no `close`)
 
 
 WRAPPERS: tuple[Wrapper, ...] = (
     Wrapper("minimax", "<tool_calls>", "</tool_calls>", json_lines_body),
-    Wrapper("granite", "<|tool_call|>", None, json_body),
-    Wrapper("granite_20b_fc", "<function_call>", None, json_body),
+    Wrapper("granite", "<|tool_call|>", None, json_body, trail="<|/tool_call|>"),
+    Wrapper("granite_20b_fc", "<function_call>", None, json_body, trail="</function_call>"),
     Wrapper("internlm2", "<|action_start|><|plugin|>", "<|action_end|>", json_body),
     Wrapper("phi4_mini", "functools", None, json_body),
     Wrapper("gigachat3", "<|function_call|>", None, json_body),
@@ -308,13 +309,21 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         c.family = w.family
     first = calls[0]
     if w.close is None:
-        end, junk = i, ""
+        end, junk = _past_trail(text, i, w.trail), ""
     else:
         if w.xml_args and first.text_args and close == -1 and skip_ws(text, i) >= n:
             return fail_segment(p, n, w.family, "truncated", f"the text ends before {w.close}; more arguments may "
                                 "follow", first.name)
         end, junk = finish_block(text, i, close, len(w.close), first)
     return Parsed(end, [Segment(p, end, "calls", w.family, calls, text=junk)])
+
+
+def _past_trail(text: str, i: int, trail: str | None) -> int:
+    """Where a close-less block ends: past the optional closer that follows its body (whitespace between)."""
+    if trail is None:
+        return i
+    k = skip_ws(text, i)
+    return k + len(trail) if text.startswith(trail, k) else i
 
 
 def _kinds() -> tuple[Kind, ...]:

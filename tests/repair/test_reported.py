@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from repair import repair_message
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
 
 
-def _tool(name: str, props: dict, required: list[str] | None = None) -> dict:
-    params: dict = {"type": "object", "properties": props}
+def _tool(name: str, props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"type": "object", "properties": props}
     if required:
         params["required"] = required
     return {"type": "function", "function": {"name": name, "parameters": params}}
@@ -98,3 +100,18 @@ def test_llama31_stray_quote_before_function_end_is_not_content() -> None:
     assert_stream_matches(text, tools)
     prose = '<function=get_weather>{"city": "New York"} said "</function>'
     assert repair_message(prose, tools).content is not None
+
+
+def test_closer_after_a_closeless_wrapper_is_not_content() -> None:
+    """granite3.2 closed its <function_call> block (the format has no closer); Phi-4-mini writes <|/tool_call|>."""
+    search = _tool("web_search", {"search_instruction": {"type": "string"}}, ["search_instruction"])
+    text = '<function_call>{"name": "web_search", "arguments": {"search_instruction": "protests in Nepal"}}' \
+           "</function_call>##ANSWER##\n\nI have searched the internet."
+    r = repair_message(text, [search], id_factory=ids)
+    assert calls_of(r) == [("web_search", {"search_instruction": "protests in Nepal"})]
+    assert r.content == "##ANSWER##\n\nI have searched the internet."
+    assert_stream_matches(text, [search])
+    listed = '<|tool_call|>[{"name": "web_search", "arguments": {"search_instruction": "x"}}]\n<|/tool_call|>'
+    r = repair_message(listed, [search], id_factory=ids)
+    assert calls_of(r) == [("web_search", {"search_instruction": "x"})] and r.content is None
+    assert_stream_matches(listed, [search])
