@@ -187,6 +187,7 @@ class ChunkPart(NamedTuple):
     # signatures), None without
     audio: tuple[Any, ...] = ()  # `delta.audio` pieces as sent (an audio answer's id, transcript, data, expires_at)
     logprobs: Any = None  # the choice's `logprobs` as sent (`{"content": [...], "refusal": [...]}`), None without
+    annotations: tuple[Any, ...] = ()  # `delta.annotations` as sent (a searching model's `url_citation`s)
 
     @property
     def tool_calls(self) -> tuple[ToolFragment, ...]:
@@ -227,14 +228,14 @@ def _part(choice: dict[str, Any]) -> ChunkPart:
     if type(content) is list:
         content, thinking = answer_parts(content)
         reasoning = reasoning or thinking
-    calls, audio = delta.get("tool_calls"), delta.get("audio")
+    calls, audio, notes = delta.get("tool_calls"), delta.get("audio"), delta.get("annotations")
     finish, refusal = choice.get("finish_reason"), delta.get("refusal")
     return ChunkPart(reasoning if isinstance(reasoning, str) else "", content if isinstance(content, str) else "",
                      tuple([c for c in calls if isinstance(c, dict)]) if isinstance(calls, list) and calls else (),
                      finish if isinstance(finish, str) and finish else None,
                      stop_hint(choice), refusal if isinstance(refusal, str) else "",
                      named, delta.get("reasoning_details"), () if audio is None else (audio,),
-                     choice.get("logprobs"))
+                     choice.get("logprobs"), tuple(notes) if type(notes) is list else ())
 
 
 def parse_chunk(doc: Mapping[str, Any]) -> Chunk:

@@ -813,6 +813,7 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
     refusal: list[str] = []
     details: list[Any] = []
     audio: list[Any] = []
+    annotations: list[Any] = []
     named = False
     finish: str | None = None
     hint: str | None = None
@@ -846,10 +847,11 @@ def _whole_parts(docs: list[Any], max_chars: int) -> ChunkPart | None:
                 refusal.append(part.refusal)
             if part.audio:
                 audio += part.audio
+            annotations += part.annotations
     if size > max_chars:
         return None
     return ChunkPart("".join(reasoning), "".join(content), tuple(deltas), finish, hint, "".join(refusal), named,
-                     details or None, tuple(audio))
+                     details or None, tuple(audio), annotations=tuple(annotations))
 
 
 def _fed_whole(repairer: StreamRepairer | StreamValidator, part: ChunkPart, docs: list[Any], env: _Envelope,
@@ -910,6 +912,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                     made.append(env.stream_chunk({"reasoning_details": parts.details}))
                 if parts.audio:  # (likewise, each as it came)
                     made += [env.stream_chunk({"audio": a}) for a in parts.audio]
+                if parts.annotations:  # (likewise, all in one delta)
+                    made.append(env.stream_chunk({"annotations": list(parts.annotations)}))
                 if made:
                     yield checker.batch([*made])
                 continue
@@ -939,6 +943,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
                     out.append(env.stream_chunk({"reasoning_details": part.details}))
                 if part.audio:  # an audio answer's pieces (its transcript is not repaired): as they came
                     out += [env.stream_chunk({"audio": a}) for a in part.audio]
+                if part.annotations:  # a searching model's citations (of text sent or held): as they came
+                    out.append(env.stream_chunk({"annotations": list(part.annotations)}))
                 if part.refusal and (refusal := env.refused(part.refusal, max_chars)):
                     out.append(refusal)
         if out:
