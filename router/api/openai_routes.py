@@ -175,6 +175,12 @@ class ChatAsk:
             return Unknown.MAX_TOKENS
         return Unknown.NONE
 
+    def learned(self, refused: Unknown) -> Unknown:
+        """What of `refused` is remembered for the upstream and model: not the `stream_options` when the client
+        sent its own, which may be what was refused (a malformed member is the client's 400, not an upstream that
+        knows no such parameter); the request still goes again as the client sent it."""
+        return refused & ~Unknown.STREAM_OPTIONS if "stream_options" in self.client else refused
+
     def without(self, refused: Unknown) -> ChatAsk:
         """The request sent again after an upstream `refused` part of it."""
         ask = self
@@ -187,8 +193,8 @@ class ChatAsk:
 
 async def open_chat(ctx: RequestContext, ask: ChatAsk, stream: bool) -> tuple[Opened, ChatAsk]:
     """The upstream's answer to a chat request passed through, and the request it answered. What it refused that
-    the router can do without (`ChatAsk.refused`) is remembered for that upstream and model (its later requests go
-    without it the first time), and the request goes again at once without it."""
+    the router can do without (`ChatAsk.refused`) is remembered for that upstream and model (`ChatAsk.learned`:
+    its later requests go without it the first time), and the request goes again at once without it."""
     while True:
         body, raw, refit = ask.sent()
         opened = await dispatch(ctx, UpstreamRequest(pipeline.PATH, body, raw or None, ctx.upstream_headers, stream,
@@ -196,7 +202,8 @@ async def open_chat(ctx: RequestContext, ask: ChatAsk, stream: bool) -> tuple[Op
         refused = ask.refused(opened.reply.status, opened.first)
         if not refused:
             return opened, ask
-        opened.upstream.refused.learn(opened.target.model, refused)
+        if learned := ask.learned(refused):
+            opened.upstream.refused.learn(opened.target.model, learned)
         await opened.close()
         ask = ask.without(refused)
 
@@ -287,7 +294,8 @@ async def _repaired_reply(ctx: RequestContext, ask: ChatAsk, stream: bool) -> tu
             refused = ask.refused(up.status, up.body)
             if not refused:
                 raise
-            up.learn(refused)
+            if learned := ask.learned(refused):
+                up.learn(learned)
             ask = ask.without(refused)
 
 

@@ -240,3 +240,31 @@ def test_null_usage_needs_no_look():
     assert relay._first_usage(blob, len(blob)) == len(blob)
     tail = b'data: {"choices":[],"usage":{}}\n\n'
     assert relay._first_usage(blob + tail, len(blob + tail)) == len(blob) + tail.index(b'"usage"')
+
+
+@pytest.mark.parametrize("tools", [False, True], ids=["passed-through", "repaired"])
+async def test_a_clients_own_refused_stream_options_are_not_the_upstreams_refusal(fakes, router, tools):
+    """A client's malformed `stream_options` is its own 400: the upstream, which knows the parameter, is still asked
+    for usage by the next streams. Taken for the upstream's refusal, one such request stopped the counting of every
+    later stream of that model (and the usage of the Messages and Responses streams) for the upstream's life."""
+    def strict(body: dict[str, Any]) -> Step:
+        if not isinstance((body.get("stream_options") or {}).get("include_obfuscation", True), bool):
+            return Step(status=400, json={"error": {
+                "message": "Invalid type for 'stream_options.include_obfuscation': expected a boolean, but got a "
+                           "string instead.", "type": "invalid_request_error",
+                "param": "stream_options.include_obfuscation", "code": "invalid_type"}})
+        return openai_like()(body)
+
+    up = await fakes()
+    up.push(*[strict] * 4)
+    r = await router(CFG.format(url=up.url, key=""))
+    body: dict[str, Any] = {"model": "same", "stream": True, "messages": [{"role": "user", "content": "x"}],
+                            **({"tools": TOOLS} if tools else {})}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json={
+            **body, "stream_options": {"include_obfuscation": "no"}}) as resp:
+        assert resp.status == 400 and (await resp.json())["error"]["code"] == "invalid_type"
+    requests = len(up.requests)
+    status, _ = await _stream(r.url, body)
+    assert status == 200
+    assert [(q.body.get("stream_options") or {}).get("include_usage") for q in up.requests[requests:]] == [True]
+    assert await _completion_tokens(r.url) == 2.0
