@@ -13,6 +13,7 @@ from aiohttp import web
 
 from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc, message, stream_events
 from tests.fakes.openai_upstream import Step, completion
+from tests.fallback_pair import with_fallback
 
 ANTHROPIC = """
 providers:
@@ -87,21 +88,6 @@ async def test_a_200_carrying_an_error_object_is_a_failure_that_falls_back(fake_
     status, text = await post(r, {"model": "alone", **ASK})
     assert status == 502 and "Overloaded" in text and json.loads(text)["error"]["code"] == "upstream_error"
 
-
-async def with_fallback(fakes: Any, router: Any) -> tuple[Any, Any, Any]:
-    """Two OpenAI upstreams, and a router with `m` on the first alone and `fb` on it with `spare` (the second)
-    to fall back to."""
-    main, backup = await fakes("main"), await fakes("backup")
-    r = await router(f"""
-providers:
-  main: {{type: openai, base_url: '{main.url}', retries: 0}}
-  backup: {{type: openai, base_url: '{backup.url}', retries: 0}}
-models:
-  - {{name: m, provider: main}}
-  - {{name: fb, provider: main, fallbacks: [spare]}}
-  - {{name: spare, provider: backup}}
-""")
-    return main, backup, r
 
 
 FAILED_200 = {  # a 200 answer that is a failure, what the 502 names, and a 200 like it that is an answer

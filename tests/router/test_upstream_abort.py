@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
+from tests.fallback_pair import with_fallback
 
 ROUTES = {"chat": "/v1/chat/completions", "messages": "/v1/messages", "responses": "/v1/responses"}
 
@@ -26,19 +27,6 @@ async def post(url: str, route: str, body: dict[str, Any]) -> tuple[int, str]:
     async with aiohttp.ClientSession() as s, s.post(url + ROUTES[route], json=body) as resp:
         return resp.status, await resp.text()
 
-
-async def with_fallback(fakes: Any, router: Any) -> tuple[Any, Any, Any]:
-    main, backup = await fakes("main"), await fakes("backup")
-    r = await router(f"""
-providers:
-  main: {{type: openai, base_url: '{main.url}', retries: 0}}
-  backup: {{type: openai, base_url: '{backup.url}', retries: 0}}
-models:
-  - {{name: m, provider: main}}
-  - {{name: fb, provider: main, fallbacks: [spare]}}
-  - {{name: spare, provider: backup}}
-""")
-    return main, backup, r
 
 
 def assert_route_error(route: str, text: str) -> None:
