@@ -18,7 +18,7 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,43 +349,31 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
                               parallel_tool_calls=req.parallel_tool_calls, format=family, mode=mode, incremental=True,
                               generic_forms=not req.data_answer)
     calls_sent = False
+
+    def delta(event: Delta) -> bytes:
+        nonlocal calls_sent
+        out: list[Any] = []
+        for piece in event.pieces:
+            out += repairer.feed_reasoning(piece.text) if piece.kind == "reasoning" else repairer.feed(piece.text)
+        deltas, calls = stream_deltas(out)
+        calls_sent = calls_sent or calls
+        return b"".join(chunk(d) for d in deltas)
+
+    def finished(event: Finished) -> bytes:
+        deltas, calls = stream_deltas(repairer.finish())
+        finish = _finish_reason(event.reason, calls_sent or calls)
+        deltas.append({})  # the last chunk: finish_reason; the report goes with the first of these
+        report = _report(repairer.result, repairer.after_header) if _reports(request, req) else None
+        last = len(deltas) - 1
+        data = b"".join(chunk(d, finish if i == last else None, report if i == 0 else None,
+                              event.stop if i == last else None)
+                        for i, d in enumerate(deltas))
+        if req.gen.include_usage:
+            data += sse_data({**base, "choices": [], "usage": _usage(event)})
+        return data
+
     await resp.write(chunk({"role": "assistant", "content": ""}))
-    try:
-        async for event in _chain(first, handle):
-            if isinstance(event, Delta):
-                out: list[Any] = []
-                for piece in event.pieces:
-                    out += (repairer.feed_reasoning(piece.text) if piece.kind == "reasoning"
-                            else repairer.feed(piece.text))
-                deltas, calls = stream_deltas(out)
-                calls_sent = calls_sent or calls
-                data = b"".join(chunk(d) for d in deltas)
-                if data:
-                    await resp.write(data)
-            elif isinstance(event, Failed):
-                await resp.write(WireError(event.status, event.message, event.code).sse_event())
-                break
-            elif isinstance(event, Finished):
-                deltas, calls = stream_deltas(repairer.finish())
-                finish = _finish_reason(event.reason, calls_sent or calls)
-                deltas.append({})  # the last chunk: finish_reason; the report goes with the first of these
-                report = _report(repairer.result, repairer.after_header) if _reports(request, req) else None
-                last = len(deltas) - 1
-                data = b"".join(chunk(d, finish if i == last else None, report if i == 0 else None,
-                                      event.stop if i == last else None)
-                                for i, d in enumerate(deltas))
-                if req.gen.include_usage:
-                    data += sse_data({**base, "choices": [], "usage": _usage(event)})
-                await resp.write(data)
-                break
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception as exc:  # headers are sent: end the stream with an error event
-        log.exception("streaming a chat completion failed")
-        await resp.write(_internal_error(exc).sse_event())
-    await resp.write(SSE_DONE)
-    await resp.write_eof()
-    return resp
+    return await _relay(resp, _chain(first, handle), delta, finished, "a chat completion")
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -426,25 +414,40 @@ async def _stream_completion(request: web.Request, req: CompletionRequest, handl
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": fin.reason}
         return sse_data({**base, "choices": [_finishing(choice, fin.stop)]})
 
+    def delta(event: Delta) -> bytes:
+        text = "".join(p.text for p in event.pieces)
+        return chunk(text) if text else b""
+
+    def finished(event: Finished) -> bytes:
+        data = chunk("", event)
+        if req.gen.include_usage:
+            data += sse_data({**base, "choices": [], "usage": _usage(event)})
+        return data
+
+    return await _relay(resp, _chain(first, handle), delta, finished, "a completion")
+
+
+async def _relay(resp: web.StreamResponse, events: AsyncIterator[Any], delta: Callable[[Delta], bytes],
+                 finished: Callable[[Finished], bytes], what: str) -> web.StreamResponse:
+    """A sequence's events to its prepared SSE response (`delta` and `finished` make each one's bytes), then
+    [DONE]: a failure the scheduler reports as its error event, and one raised after the headers were sent (they
+    cannot become a status any more) as an internal_error event, so a client never waits on a stream without end."""
     try:
-        async for event in _chain(first, handle):
+        async for event in events:
             if isinstance(event, Delta):
-                text = "".join(p.text for p in event.pieces)
-                if text:
-                    await resp.write(chunk(text))
+                data = delta(event)
+                if data:
+                    await resp.write(data)
             elif isinstance(event, Failed):
                 await resp.write(WireError(event.status, event.message, event.code).sse_event())
                 break
             elif isinstance(event, Finished):
-                data = chunk("", event)
-                if req.gen.include_usage:
-                    data += sse_data({**base, "choices": [], "usage": _usage(event)})
-                await resp.write(data)
+                await resp.write(finished(event))
                 break
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:  # headers are sent: end the stream with an error event
-        log.exception("streaming a completion failed")
+        log.exception("streaming %s failed", what)
         await resp.write(_internal_error(exc).sse_event())
     await resp.write(SSE_DONE)
     await resp.write_eof()
