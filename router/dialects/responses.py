@@ -756,6 +756,10 @@ def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
         return {"type": "json_object"}
     if not isinstance(fmt.get("schema"), dict) or not isinstance(fmt.get("name"), str):
         raise invalid("A json_schema text format needs a 'name' and a 'schema' object.", "text", "invalid_value")
+    strict = fmt.get("strict")
+    if strict is not None and not isinstance(strict, bool):
+        raise invalid(f"'text.format.strict' must be a boolean, not {type(strict).__name__}.", "text.format.strict",
+                      "invalid_type")
     schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
     return {"type": "json_schema", "json_schema": schema}
 

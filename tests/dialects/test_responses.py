@@ -379,6 +379,9 @@ async def test_responses_are_private_to_their_key(fakes, router):
     ({"model": "m", "input": "x", "reasoning": {"effort": 5}}, "reasoning.effort"),
     ({"model": "m", "input": "x", "reasoning": {"effort": {"level": "high"}}}, "reasoning.effort"),
     ({"model": "m", "input": "x", "reasoning": {"summary": True}}, "reasoning.summary"),
+    # (went upstream as it came)
+    ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "a", "schema": {},
+                                                      "strict": "yes"}}}, "text.format.strict"),
 ])
 async def test_invalid_requests_are_openai_shaped_400s(fakes, router, body, param):
     up = await fakes()
