@@ -148,6 +148,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                       f"{MAX_ID_CHARS}.", "previous_response_id", "invalid_value")
     instructions = check_type(body, "instructions", str, "a string")
     max_output = check_int(body, "max_output_tokens", 1)
+    max_tool_calls = check_int(body, "max_tool_calls", 1)  # (hosted tools' calls: none are made here)
     temperature = check_number(body, "temperature", 0.0, 2.0)
     top_p = check_number(body, "top_p", 0.0, 1.0)
     parallel = check_type(body, "parallel_tool_calls", bool, "a boolean")
@@ -202,7 +203,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         "text": {"format": (text or {}).get("format") or {"type": "text"},
                  **({"verbosity": verbosity} if verbosity is not None else {})},
         "truncation": _truncation(body),
-        "user": user, "store": store is not False, "top_logprobs": top_logprobs,
+        "user": user, "store": store is not False, "top_logprobs": top_logprobs, "max_tool_calls": max_tool_calls,
     }
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
                             instructions=instructions, input_messages=messages, params=params, echo=echo,

@@ -382,6 +382,10 @@ async def test_responses_are_private_to_their_key(fakes, router):
     # (went upstream as it came)
     ({"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": "a", "schema": {},
                                                       "strict": "yes"}}}, "text.format.strict"),
+    # (was not read at all)
+    ({"model": "m", "input": "x", "max_tool_calls": "3"}, "max_tool_calls"),
+    ({"model": "m", "input": "x", "max_tool_calls": True}, "max_tool_calls"),
+    ({"model": "m", "input": "x", "max_tool_calls": 0}, "max_tool_calls"),
 ])
 async def test_invalid_requests_are_openai_shaped_400s(fakes, router, body, param):
     up = await fakes()
@@ -392,6 +396,14 @@ async def test_invalid_requests_are_openai_shaped_400s(fakes, router, body, para
     assert set(doc) == {"error"} and doc["error"]["type"] == "invalid_request_error"
     assert doc["error"]["param"] == param and doc["error"]["message"] and doc["error"]["code"]
     assert not up.requests
+
+
+async def test_max_tool_calls_is_echoed_and_not_sent_upstream(fakes, router):
+    """It bounds hosted tools' calls (none are made here): checked, repeated on the Response as OpenAI does."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    resp = await r.client().responses.create(model="m", input="x", store=False, max_tool_calls=3)
+    assert resp.max_tool_calls == 3 and "max_tool_calls" not in up.requests[0].body
 
 
 async def test_a_reasoning_effort_of_any_string_reaches_the_upstream(fakes, router):
