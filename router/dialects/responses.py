@@ -153,7 +153,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     top_p = check_number(body, "top_p", 0.0, 1.0)
     parallel = check_type(body, "parallel_tool_calls", bool, "a boolean")
     metadata = check_type(body, "metadata", dict, "an object")
-    user = check_type(body, "safety_identifier", str, "a string") or check_type(body, "user", str, "a string")
+    safety_identifier = check_type(body, "safety_identifier", str, "a string")
+    user = check_type(body, "user", str, "a string")
 
     dropped = Dropped()
     messages = _input_messages(body.get("input"), previous, dropped, memos.history)
@@ -167,8 +168,9 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
             params["tool_choice"] = choice
         if parallel is not None:
             params["parallel_tool_calls"] = parallel
+    # the end user as chat's `user`, which every provider reads (an Anthropic one as `metadata.user_id`)
     for name, value in (("max_tokens", max_output), ("temperature", temperature), ("top_p", top_p),
-                        ("user", user)):
+                        ("user", safety_identifier or user)):
         if value is not None:
             params[name] = value
     top_logprobs = check_int(body, "top_logprobs", 0)
@@ -203,7 +205,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         "text": {"format": (text or {}).get("format") or {"type": "text"},
                  **({"verbosity": verbosity} if verbosity is not None else {})},
         "truncation": _truncation(body),
-        "user": user, "store": store is not False, "top_logprobs": top_logprobs, "max_tool_calls": max_tool_calls,
+        "user": user, "safety_identifier": safety_identifier, "store": store is not False,
+        "top_logprobs": top_logprobs, "max_tool_calls": max_tool_calls,
     }
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
                             instructions=instructions, input_messages=messages, params=params, echo=echo,

@@ -406,6 +406,19 @@ async def test_max_tool_calls_is_echoed_and_not_sent_upstream(fakes, router):
     assert resp.max_tool_calls == 3 and "max_tool_calls" not in up.requests[0].body
 
 
+async def test_safety_identifier_is_echoed_under_its_own_name(fakes, router):
+    """It was echoed as `user`; the upstream still gets it as chat's `user`, which every provider reads."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    resp = await c.responses.create(model="m", input="x", store=False, safety_identifier="sid-1")
+    assert resp.safety_identifier == "sid-1" and resp.user is None
+    assert up.requests[0].body["user"] == "sid-1"
+    resp = await c.responses.create(model="m", input="x", store=False, user="u-1")
+    assert resp.user == "u-1" and resp.safety_identifier is None
+    assert up.requests[1].body["user"] == "u-1"
+
+
 async def test_a_reasoning_effort_of_any_string_reaches_the_upstream(fakes, router):
     """The levels grow from release to release: one this router does not know goes on for the upstream to judge."""
     up = await fakes()
