@@ -105,11 +105,14 @@ async def _owner(request: web.Request, key: ClientKey | None) -> tuple[ResponseS
     return store, store.owner_of(key.key if key else None)
 
 
-async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None) -> StoredResponse | None:
+async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None,
+                      param: str | None = "previous_response_id") -> StoredResponse | None:
+    """The stored response `resp_id` of `owner`; one too large to load is a 400 naming `param` (the request field
+    that named it; None where the id came in the path)."""
     try:
         return await store.get(resp_id, owner)
     except ConversationTooLarge as exc:
-        raise ApiError(400, str(exc), "previous_response_too_large", param="previous_response_id") from None
+        raise ApiError(400, str(exc), "previous_response_too_large", param=param) from None
     except (OSError, sqlite3.Error, ValueError) as exc:
         log.warning("response store lookup of %s failed: %s", resp_id[:64], exc)
         raise ApiError(503, "The response store is unavailable; the previous response cannot be read.",
@@ -241,7 +244,7 @@ def _stored_route(endpoint: str) -> Callable[[StoredHandler], Callable[[web.Requ
 
 @_stored_route("responses_get")
 async def get_response(request: web.Request, store: ResponseStore, resp_id: str, owner: str | None) -> dict[str, Any]:
-    item = await _stored_get(store, resp_id, owner)
+    item = await _stored_get(store, resp_id, owner, param=None)
     if item is None:
         raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
     return item.response
@@ -264,7 +267,7 @@ async def delete_response(request: web.Request, store: ResponseStore, resp_id: s
 async def list_input_items(request: web.Request, store: ResponseStore, resp_id: str,
                            owner: str | None) -> dict[str, Any]:
     """The stored response's input (its conversation before the reply), newest first unless `order=asc`."""
-    item = await _stored_get(store, resp_id, owner)
+    item = await _stored_get(store, resp_id, owner, param=None)
     if item is None:
         raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
     replied = dialect.assistant_message(item.response.get("output") or []) is not None

@@ -298,8 +298,10 @@ async def test_previous_response_id_naming_a_too_large_conversation_is_400(fakes
             assert again.status == 400, (path, again.status, again.body[:200])
             err = again.json()["error"]
             assert err["code"] == "previous_response_too_large" and "50" in err["message"], err
-        got = await request(s, "GET", r.url + "/v1/responses/" + big.json()["id"])
-        assert got.status == 400 and got.json()["error"]["code"] == "previous_response_too_large"
+        for tail in ("", "/input_items"):  # (a GET has no previous_response_id to name)
+            got = await request(s, "GET", r.url + "/v1/responses/" + big.json()["id"] + tail)
+            assert got.status == 400 and got.json()["error"]["code"] == "previous_response_too_large"
+            assert got.json()["error"]["param"] is None, tail
         ok = await request(s, "POST", r.url + "/v1/responses", json_body={
             "model": "m", "input": "z", "previous_response_id": small.json()["id"]})
         assert ok.status == 200
