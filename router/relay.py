@@ -1057,13 +1057,23 @@ class _Out:
             self._sender = None
 
 
+async def _end_failed(out: _Out, encoder: Encoder, err: ApiError,
+                      before_finish: Callable[[], Awaitable[None]] | None) -> None:
+    """End the stream with the encoder's error events for `err`, `before_finish` run before they are sent."""
+    tail = b"".join(encoder.error(err))
+    if before_finish is not None:
+        await before_finish()
+    await out.end(tail)
+
+
 async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[Any], encoder: Encoder,
                        headers: dict[str, str],
                        before_finish: Callable[[], Awaitable[None]] | None = None,
                        interval: float | None = None) -> web.StreamResponse:
-    """Send `items` through `encoder` as one SSE response. An ApiError from `items` ends the stream with the
-    encoder's error event; `before_finish` runs once the last events are known, before they are sent (a client
-    reacting to the final event finds whatever it stored). `items` is closed however the stream ends."""
+    """Send `items` through `encoder` as one SSE response. An ApiError from `items` (or the router's shutdown)
+    ends the stream with the encoder's error events; `before_finish` runs once the last events are known, those
+    of an end or of such an error, before they are sent (a client reacting to the final event finds whatever it
+    stored). `items` is closed however the stream ends."""
     resp = _SseResponse(status=200, headers={**SSE_HEADERS, **headers})
     await resp.prepare(request)
     in_flight = request.app.get(IN_FLIGHT)
@@ -1092,7 +1102,7 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
             raise
         except ApiError as err:
             ex.error, ex.ended_with = err.code, err.status
-            await out.end(b"".join(encoder.error(err)))
+            await _end_failed(out, encoder, err, before_finish)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if in_flight is None or not in_flight.ending() or task is None:
@@ -1101,7 +1111,7 @@ async def write_stream(request: web.Request, ex: Exchange, items: AsyncIterator[
             stopping = ApiError(503, "The router is shutting down; this stream was stopped before its answer "
                                 "finished.", "server_shutting_down")
             ex.error, ex.ended_with = stopping.code, stopping.status
-            await out.end(b"".join(encoder.error(stopping)))
+            await _end_failed(out, encoder, stopping, before_finish)
         except Exception as exc:  # a bug: the stream still ends, with the error event, and the next one is unharmed
             log.error("unexpected error in stream %s", ex.request_id, exc_info=exc)
             internal = ApiError(500, "Internal error; the router's log has the details.", "internal_error")

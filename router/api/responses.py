@@ -119,6 +119,22 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None,
                        "store_unavailable") from None
 
 
+async def _history(store: ResponseStore, previous_id: str | None, owner: str | None) -> list[dict[str, Any]]:
+    """The conversation `previous_response_id` continues (none without one); one not stored for `owner`, or
+    stored `failed` (its answer never ended: nothing to continue from), is a 400 naming it."""
+    if not previous_id:
+        return []
+    previous = await _stored_get(store, previous_id, owner)
+    if previous is None:
+        raise ApiError(400, f"Previous response with id {_short_id(previous_id)} not found.",
+                       "previous_response_not_found", param="previous_response_id")
+    if previous.response.get("status") == "failed":
+        raise ApiError(400, f"Previous response with id {_short_id(previous_id)} failed; it cannot be continued. "
+                       "Continue from the response before it, or send the conversation as input.",
+                       "previous_response_failed", param="previous_response_id")
+    return previous.messages
+
+
 async def _referenced(request: web.Request, body: dict[str, Any], key: ClientKey | None) -> dict[str, Any]:
     """`body` with the `item_reference` items of its `input` replaced by the output or input items they name, of
     the responses stored for `key` (`body` itself when it has none)."""
@@ -147,13 +163,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         ex.dropped = req.dropped.kinds
         ctx = common.resolve(request, rt, ex, key, req.model)
         store, owner = await _owner(request, key)
-        history: list[dict[str, Any]] = []
-        if req.previous_response_id:
-            previous = await _stored_get(store, req.previous_response_id, owner)
-            if previous is None:
-                raise ApiError(400, f"Previous response with id {_short_id(req.previous_response_id)} not found.",
-                               "previous_response_not_found", param="previous_response_id")
-            history = previous.messages
+        history = await _history(store, req.previous_response_id, owner)
         conversation = history + req.input_messages
         resp_id = new_id("resp_")
         chat = fit_to_route(dialect.build_chat(req, history), route_kinds(ctx))
@@ -179,9 +189,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             return json_response(doc, headers, dialect.response_json(req, doc))
         translator = dialect.ResponsesStream(req, resp_id, rt.config.server.max_stream_repair_chars)
 
-        async def before_finish() -> None:
+        async def before_finish() -> None:  # (a failed one too: OpenAI keeps it, `failed` with its `error`)
             final = translator.response
-            if req.store and final is not None and final["status"] != "failed":
+            if req.store and final is not None:
                 await _save(request, resp_id, owner, final, conversation, translator.items)
 
         try:
@@ -328,13 +338,9 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
         req = dialect.parse_request(body, memos)
         common.resolve(request, rt, ex, key, req.model)
         history: list[dict[str, Any]] = []
-        if req.previous_response_id:
+        if req.previous_response_id:  # as `POST /v1/responses` answers it: counting without it would mislead
             store, owner = await _owner(request, key)
-            previous = await _stored_get(store, req.previous_response_id, owner)
-            if previous is None:  # as `POST /v1/responses` answers it: counting without it would mislead
-                raise ApiError(400, f"Previous response with id {_short_id(req.previous_response_id)} not found.",
-                               "previous_response_not_found", param="previous_response_id")
-            history = previous.messages
+            history = await _history(store, req.previous_response_id, owner)
         chat = dialect.build_chat(req, history)
         size = len(spaced_json([chat["messages"], chat.get("tools")]).encode())
         ex.status = 200

@@ -91,7 +91,9 @@ async def test_a_responses_stream_fails_as_codex_reads_it(fakes, router, shape):
     assert failed["status"] == "failed" and failed["error"]["code"] == "context_length_exceeded"
     assert events[2]["code"] == "context_length_exceeded" and len(up.requests) == 1
     async with aiohttp.ClientSession() as s, s.get(r.url + f"/v1/responses/{failed['id']}") as resp:
-        assert resp.status == 404  # a failed response is not stored
+        assert resp.status == 200  # kept, as OpenAI keeps a failed response
+        stored = await resp.json()
+    assert stored["status"] == "failed" and stored["error"]["code"] == "context_length_exceeded"
 
 
 async def test_an_error_event_before_the_first_chunk_is_the_clients(fakes, router):

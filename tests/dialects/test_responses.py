@@ -440,8 +440,24 @@ async def test_failure_mid_stream_ends_with_response_failed(fakes, router):
     failed = events[-1]["response"]
     assert events[-2]["code"] == "upstream_reset_mid_stream"
     assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
-    async with aiohttp.ClientSession() as s, s.get(r.url + f"/v1/responses/{failed['id']}") as resp:
-        assert resp.status == 404  # a failed response is not stored
+    # kept, as OpenAI keeps a failed response (it was not stored: a GET of the id the client had was a 404)
+    got = await r.client().responses.retrieve(failed["id"])
+    assert got.status == "failed" and got.error is not None and got.error.code == "server_error"
+    assert [i.id for i in got.output] == [i["id"] for i in failed["output"]] and got.output_text
+    with pytest.raises(openai.BadRequestError) as bad:  # nothing to continue: the answer never ended
+        await r.client().responses.create(model="m", input="go on", previous_response_id=failed["id"])
+    assert bad.value.code == "previous_response_failed" and bad.value.param == "previous_response_id"
+    assert len(up.requests) == 1
+
+
+async def test_a_failed_stream_without_store_is_not_stored(fakes, router):
+    up = await fakes()
+    up.push(Step(sse=stream_of(["a", "b", "c", "d"], "m"), reset_after=2))
+    r = await router(CFG.format(url=up.url))
+    events = await raw_stream(r.url, {"model": "m", "input": "hi", "stream": True, "store": False})
+    assert events[-1]["type"] == "response.failed"
+    with pytest.raises(openai.NotFoundError):
+        await r.client().responses.retrieve(events[-1]["response"]["id"])
 
 
 async def test_upstream_errors_are_openai_shaped(fakes, router):
