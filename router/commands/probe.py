@@ -1,7 +1,8 @@
 """`agentgate probe MODEL`: a multi-turn tool-calling conversation against the router or any OpenAI-compatible
 URL; prints a per-turn report. Exit status 0 when every turn was valid, 1 when the model failed a turn, 2 when the
 probe could not judge every turn: it could not run to the end (unreachable, key refused, unknown model), or the
-backend failed a turn (an error turn: a 502, a timeout) and the model failed none."""
+backend failed a turn (an error turn: a 502, a timeout) and the model failed none; 130 on Ctrl-C, after printing
+the turns done (marked incomplete)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from urllib.parse import urlsplit
 
 from engines.worker.cli import number_in
 
-from ..probe.report import Progress, render_text
-from ..probe.runner import DEFAULT_BASE_URL, ProbeSettings, run_probe
+from ..probe.report import INTERRUPTED, Progress, render_text
+from ..probe.runner import DEFAULT_BASE_URL, ProbeSettings, new_report, run_probe
 
 positive = number_in(int, 1, None, "an integer of at least 1")
 seconds = number_in(float, 0, None, "a number of seconds above 0", above=True)  # 0, -1, nan: no timeout at all
@@ -82,14 +83,20 @@ def run(args: argparse.Namespace) -> int:
                              timeout=args.timeout, max_tokens=args.max_tokens, temperature=args.temperature,
                              constrain=not args.no_constrain, tool_choice=args.tool_choice)
     progress = Progress(settings.turns, f"probe {settings.model}", enabled=not args.json)
+    report = new_report(settings)
     try:
-        report = asyncio.run(run_probe(settings, on_turn=lambda turn: progress.advance(turn.status)))
+        asyncio.run(run_probe(settings, on_turn=lambda turn: progress.advance(turn.status), report=report))
+    except KeyboardInterrupt:  # Ctrl-C: the turns done are still reported, the run incomplete
+        report.error = INTERRUPTED
     finally:
         progress.close()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(render_text(report))
+    if report.error == INTERRUPTED:
+        print(f"agentgate probe: interrupted after {len(report.turns)} of {settings.turns} turns", file=sys.stderr)
+        return 130
     problem = report.error or report.unjudged
     if problem is not None and not args.json:
         print(f"agentgate probe: {problem}", file=sys.stderr)

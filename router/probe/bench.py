@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from ..config.model import shown_url
-from .report import ProbeReport, TurnResult, summarize
+from .report import INTERRUPTED, ProbeReport, TurnResult, summarize
 from .runner import DEFAULT_BASE_URL, ProbeSettings, run_probe
 
 BUCKET = 10
@@ -28,7 +28,6 @@ JSON_NAME = "tools.json"
 TURNS_CSV = "tools-turns.csv"
 SUMMARY_CSV = "tools-summary.csv"
 PLOT_NAME = "tools-validity.png"
-INTERRUPTED = "interrupted"  # the error of a conversation the bench was stopped in (Ctrl-C)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,9 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
+INTERRUPTED = "interrupted"  # the error of a probe conversation stopped before its end (Ctrl-C)
+
+
 @dataclass
 class ProbeReport:
     model: str

@@ -3,6 +3,7 @@ every valid call executed against the local workspace and its result sent back w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import aiohttp
 from ..config.model import shown_url
 from .check import Verdict, check_message
 from .client import ChatClient, Reply, Unreachable
-from .report import ProbeReport, TurnResult
+from .report import INTERRUPTED, ProbeReport, TurnResult
 from .tasks import SYSTEM_PROMPT, Task, generate_tasks
 from .toolset import TOOLS, Workspace
 
@@ -43,12 +44,34 @@ class ProbeSettings:
     tool_choice: str = "auto"  # "auto" or "required"
 
 
+def new_report(settings: ProbeSettings) -> ProbeReport:
+    """The empty report of a probe run with `settings`."""
+    return ProbeReport(settings.model, shown_url(settings.base_url), settings.seed, settings.turns, settings.repair,
+                       settings.stream)
+
+
 async def run_probe(settings: ProbeSettings, *, session: aiohttp.ClientSession | None = None,
-                    on_turn: Callable[[TurnResult], None] | None = None) -> ProbeReport:
-    """Runs the conversation; never raises for backend behaviour (a stop is recorded in `report.error`)."""
-    report = ProbeReport(settings.model, shown_url(settings.base_url), settings.seed, settings.turns, settings.repair,
-                         settings.stream)
+                    on_turn: Callable[[TurnResult], None] | None = None,
+                    report: ProbeReport | None = None) -> ProbeReport:
+    """Runs the conversation; never raises for backend behaviour (a stop is recorded in `report.error`).
+
+    `report` (a new one when not given) gets every turn as it is judged: a probe cancelled (Ctrl-C) leaves it
+    with the turns done, stopped as `interrupted`."""
+    report = new_report(settings) if report is None else report
     started = time.perf_counter()
+    try:
+        await _converse(settings, session, on_turn, report)
+    except (asyncio.CancelledError, KeyboardInterrupt):  # (the latter where the loop lets it in)
+        report.error = INTERRUPTED
+        raise
+    finally:
+        report.wall_s = time.perf_counter() - started
+    return report
+
+
+async def _converse(settings: ProbeSettings, session: aiohttp.ClientSession | None,
+                    on_turn: Callable[[TurnResult], None] | None, report: ProbeReport) -> None:
+    """Every turn of the conversation into `report`, until the last or the first that stops it."""
     async with AsyncExitStack() as stack:
         if session is None:
             session = await stack.enter_async_context(aiohttp.ClientSession())
@@ -63,16 +86,14 @@ async def run_probe(settings: ProbeSettings, *, session: aiohttp.ClientSession |
                 reply = await client.complete(conversation.request(task))
             except Unreachable as exc:
                 report.error = str(exc)
-                break
+                return
             turn = conversation.absorb(task, reply)
             report.turns.append(turn)
             if on_turn is not None:
                 on_turn(turn)
             if reply.status in FATAL_STATUSES:
                 report.error = f"HTTP {reply.status}: {reply.error}"
-                break
-    report.wall_s = time.perf_counter() - started
-    return report
+                return
 
 
 class Conversation:
