@@ -127,8 +127,10 @@ def repair_enabled(ctx: RequestContext, body: dict[str, Any]) -> bool:
     tools = body.get("tools")
     if not isinstance(tools, list) or not tools:
         return False
-    n = body.get("n")  # several choices streamed: passed through as they come (the stream repairs one choice)
-    return not (body.get("stream") is True and type(n) is int and n > 1)
+    # several choices streamed: passed through as they come (the stream repairs one choice); `n: 2.0` too, which
+    # vLLM reads as 2 (OpenAI refuses it: its 400 passes through)
+    n = body.get("n")
+    return not (body.get("stream") is True and isinstance(n, (int, float)) and n > 1)
 
 
 async def chat(ctx: RequestContext, body: dict[str, Any], *, stream: bool, raw: bytes = b"",

@@ -197,9 +197,10 @@ async def test_a_call_quoted_in_inline_code_is_left_as_written(fakes, router, st
     assert (content, calls, finish) == (text, 0, "stop")
 
 
-async def test_several_choices_streamed_reach_the_client_as_they_came(fakes, router):
+@pytest.mark.parametrize("n", [2, 2.0])
+async def test_several_choices_streamed_reach_the_client_as_they_came(fakes, router, n):
     """A stream with `n` > 1 (every choice tagged with its index) is passed through: the repairing stream reads one
-    choice, and every other one was dropped without a word."""
+    choice, and every other one was dropped without a word. `n: 2.0` too (vLLM reads it as 2)."""
     def ck(i: int, delta: dict, finish: str | None = None) -> dict:
         return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
                 "choices": [{"index": i, "delta": delta, "finish_reason": finish}]}
@@ -211,7 +212,7 @@ async def test_several_choices_streamed_reach_the_client_as_they_came(fakes, rou
                                              "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}),
                       ck(0, {}, "stop"), ck(1, {}, "tool_calls")]))
     r = await router(cfg(up.url))
-    async with r.client().chat.completions.stream(model="m", messages=MSGS, tools=WEATHER, n=2) as stream:  # type: ignore[arg-type]
+    async with r.client().chat.completions.stream(model="m", messages=MSGS, tools=WEATHER, n=n) as stream:  # type: ignore[arg-type]
         final = await stream.get_final_completion()
     assert [(c.index, c.finish_reason, c.message.content) for c in final.choices] == [
         (0, "stop", "Hello"), (1, "tool_calls", "")]
