@@ -373,9 +373,33 @@ def repair_kinds(result: RepairResult) -> set[str]:
 def _record(ex: Exchange, result: RepairResult) -> set[str]:
     """The result in the request's record; returns its repair kinds."""
     kinds = repair_kinds(result)
-    ex.tool_outcome = "repaired" if kinds and result.outcome == "valid" else result.outcome
+    ex.tool_outcome = _outcome(result, kinds)
     ex.repairs = sorted(kinds)
     ex.failures = sorted({e.kind for e in result.errors})
+    return kinds
+
+
+def _outcome(result: RepairResult, kinds: set[str]) -> str:
+    return "repaired" if kinds and result.outcome == "valid" else result.outcome
+
+
+_WORSE = {"none": 0, "valid": 1, "repaired": 2, "failed": 3}  # an answer's outcome: the worst of its choices'
+
+
+def _record_choice(ex: Exchange, result: RepairResult, output: ToolOutput, first: bool) -> set[str]:
+    """One choice's result in the request's record (`first`: the answer's first): every choice's repairs and
+    failures, the worst outcome, and the output of the first choice that has it (the one worth capturing);
+    returns its repair kinds."""
+    if first:
+        kinds = _record(ex, result)
+        ex.tool_output = output
+        return kinds
+    kinds = repair_kinds(result)
+    outcome = _outcome(result, kinds)
+    if _WORSE[outcome] > _WORSE.get(ex.tool_outcome or "none", 0):
+        ex.tool_outcome, ex.tool_output = outcome, output
+    ex.repairs = sorted({*ex.repairs, *kinds})
+    ex.failures = sorted({*ex.failures, *(e.kind for e in result.errors)})
     return kinds
 
 
@@ -440,6 +464,7 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
     is repaired as a call to a function of one string `input` and goes out as the custom call it stands for."""
     kinds: set[str] = set()
     req = _Choice.of(body)
+    first = True
     for choice in doc["choices"]:
         msg = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(msg, dict):
@@ -458,8 +483,9 @@ def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], polic
                                                                                                str))
             msg = {**msg, "tool_calls": [call_as_function(c) for c in calls]}
         result = _check_message(msg, text, index, req, policy, reported)
-        made = _record(ex, result)
-        ex.tool_output = ToolOutput(text, msg.get("tool_calls"), msg.get("reasoning_content"), body, policy, result)
+        made = _record_choice(ex, result, ToolOutput(text, msg.get("tool_calls"), msg.get("reasoning_content"), body,
+                                                     policy, result), first)
+        first = False
         if _failed(result, req.tool_choice):
             if policy.on_failure == "retry" and retry_possible:
                 return result, text or ""

@@ -366,3 +366,36 @@ async def test_text_quoting_an_invoke_tag_streams_on(fakes, router):
     got, deltas, calls, finish = await _chat_stream(r, SEARCH)
     assert got == "".join(pieces) and calls == [] and finish == "stop"
     assert len(deltas) >= 20  # piece by piece, not everything after the tag at the stream's end
+
+
+UNKNOWN = '<tool_call>{"name": "get_time", "arguments": {}}</tool_call>'
+
+
+@pytest.mark.parametrize("order", ["repaired first", "repaired last"])
+@pytest.mark.parametrize("failed", [False, True], ids=["none failed", "one failed"])
+def test_a_whole_answer_records_the_worst_of_its_choices(order, failed):
+    """Each choice's result replaced the one before in the request's record (`n` > 1): a repaired choice before a
+    valid one was recorded as "valid", no repairs (the access log, the metrics; nothing captured), while
+    x-agentgate-repairs named its repairs. The worst outcome counts, failed over repaired, with every choice's
+    repairs and failures, and the capture is the first such choice's."""
+    from repair import ToolIndex
+    from router import pipeline
+    from router.config.model import RepairPolicy
+    from router.exchange import Exchange
+
+    def choice(i: int, content: str | None, calls: list | None = None) -> dict:
+        message = {"role": "assistant", "content": content, **({"tool_calls": calls} if calls else {})}
+        return {"index": i, "message": message, "finish_reason": "stop"}
+
+    valid = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    choices = [choice(0, BROKEN), choice(1, None, [valid]), choice(2, "Just text.")]
+    if failed:
+        choices.insert(2, choice(3, UNKNOWN))
+    doc = {"choices": choices if order == "repaired first" else choices[::-1]}
+    ex = Exchange("r", "chat")
+    body = {"model": "m", "messages": MSGS, "tools": WEATHER, "n": len(choices)}
+    kinds = pipeline._repair_whole(doc, ex, body, RepairPolicy(), ToolIndex(WEATHER), False)
+    assert isinstance(kinds, list) and {"single_quotes", "coerced_type"} <= set(kinds)
+    outcome, failures, captured = ("failed", ["unknown_name"], UNKNOWN) if failed else ("repaired", [], BROKEN)
+    assert (ex.tool_outcome, ex.repairs, ex.failures) == (outcome, kinds, failures)
+    assert ex.tool_output is not None and ex.tool_output.text == captured
