@@ -16,7 +16,7 @@ import aiohttp
 
 from ..chat_types import ChunkPart, parse_chunk
 from ..config.model import shown_url
-from ..relay import FINISHED_WITH_ERROR, carries_error, error_value
+from ..relay import FAILED_FINISHES, carries_error, error_value, failed_finish, finished_with
 from ..sse import EventSplitter, error_field, event_data
 
 
@@ -105,6 +105,8 @@ def _read_whole(raw: bytes) -> Reply:
         return Reply(200, error="the answer is not a chat completion", error_code="invalid_response")
     if not isinstance(message, dict):
         return Reply(200, error="the answer's message is not an object", error_code="invalid_response")
+    if (reason := failed_finish(doc["choices"])) is not None:  # the backend failed it, as the router reads it
+        return Reply(200, error=f"the answer finished with finish_reason {reason!r}", error_code="upstream_error")
     usage = doc.get("usage")
     usage = usage if isinstance(usage, dict) else None
     return Reply(200, message=message, usage=usage, finish_reason=choice.get("finish_reason"))
@@ -175,8 +177,8 @@ class _Stream:
 
     def end(self) -> Reply:
         reply = self.reply
-        if reply.finish_reason == "error":
-            self._fail(FINISHED_WITH_ERROR)
+        if reply.finish_reason in FAILED_FINISHES:  # OpenRouter's "error", vLLM's and SGLang's "abort"
+            self._fail(finished_with(reply.finish_reason))
         elif not (self.done or reply.finish_reason):
             self._fail("the stream ended early (no finish_reason and no [DONE])", "upstream_truncated_mid_stream")
         if reply.error is not None:

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from router.cli import main
-from tests.fakes.openai_upstream import Step, chunk
+from tests.fakes.openai_upstream import Step, chunk, completion
 from tests.waiting import in_own_thread
 
 OPENROUTER_ERROR = {"id": "x", "object": "chat.completion.chunk",
@@ -28,6 +28,8 @@ CASES = {  # the stream, (failure, detail) expected
                     ("upstream_error_mid_stream", "slot crashed")),
     "finish_reason_error": (Step(sse=[chunk("m", {"role": "assistant", "content": ""}), chunk("m", {}, "error")]),
                             ("upstream_error_mid_stream", "the stream finished with finish_reason 'error'")),
+    "finish_reason_abort": (Step(sse=[chunk("m", {"role": "assistant", "content": "Let me"}), chunk("m", {}, "abort")]),
+                            ("upstream_error_mid_stream", "the stream finished with finish_reason 'abort'")),
     "ended_without_done_mid_call": (Step(done=False, sse=[chunk("m", {"role": "assistant", "tool_calls": [
         {"index": 0, "id": "c1", "type": "function",
          "function": {"name": "calculator", "arguments": '{"expression": "1+'}}]})]),
@@ -58,3 +60,16 @@ async def test_a_stream_that_finishes_without_done_is_judged_as_usual(fakes, cap
     status = await in_own_thread(main, ["probe", "m", "--base-url", up.url, "--turns", "1", "--stream", "--json"],
                                  timeout=60)
     assert status == 0 and json.loads(capsys.readouterr().out)["turns"][0]["status"] == "valid"
+
+
+@pytest.mark.parametrize("reason", ["error", "abort"])
+async def test_a_whole_answer_finished_as_failed_is_an_error_turn(fakes, capsys, reason: str) -> None:
+    """A whole answer that finished with "error" (OpenRouter) or "abort" (vLLM, SGLang: the server aborted the
+    request), which the router treats as the upstream's failure, was judged as the model's reply."""
+    up = await fakes()
+    up.push(Step(json=completion("Let me", "m", finish_reason=reason)))
+    status = await in_own_thread(main, ["probe", "m", "--base-url", up.url, "--turns", "1", "--json"], timeout=60)
+    assert status == 2
+    turn = json.loads(capsys.readouterr().out)["turns"][0]
+    assert (turn["status"], turn["failure"]) == ("error", "upstream_error"), turn
+    assert turn["detail"] == f"the answer finished with finish_reason {reason!r}"
