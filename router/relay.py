@@ -159,13 +159,10 @@ def failed_finish(choices: Any) -> str | None:
     return None
 
 
-FINISHED_WITH_ERROR = finished_with("error")  # an upstream error, said by a choice
-
-
 def carries_error(doc: dict[str, Any]) -> bool:
     """Whether a chunk document is an upstream error event (`{"error": ...}` without `choices`) or a chunk that
     carries one (OpenRouter: a non-empty `"error": {...}` and `"finish_reason": "error"`): `doc["error"]` is the
-    error. (A choice's `"finish_reason": "error"` alone says so too: `FINISHED_WITH_ERROR`.)"""
+    error. (A choice's `"finish_reason": "error"` or `"abort"` alone says so too: `failed_finish`.)"""
     return "error" in doc and ("choices" not in doc or bool(doc["error"]))
 
 
