@@ -5,14 +5,15 @@ Policy (what the router relies on):
 - A call is emitted only when its name resolves to exactly one declared tool and its arguments validate against
   that tool's schema (after unambiguous coercion). Anything else is reported in `errors`, is not emitted, and
   its original text stays in `content` verbatim (so nothing the model wrote is lost).
-- Markup of emitted calls never appears in `content`; <think> blocks and harmony analysis go to reasoning.
+- Markup of emitted calls never appears in `content`; <think> blocks (Kimi K3's think channel too) and harmony
+  analysis go to reasoning.
 - Calls written inside <think> are emitted only when the model made no call outside it.
 - tool_choice "none": nothing is emitted and nothing is reported; the text stays as written. A named
   tool_choice, or OpenAI's `allowed_tools`, refuses calls to other tools ("not_allowed"); "required", named or
   `allowed_tools` in mode "required" with no valid call adds "no_call".
   parallel_tool_calls=false keeps the first valid call ("parallel_trimmed" for the rest, whose markup goes).
 - mode "detect": only calls that needed no repair are emitted; the rest stay as text, with the repairs they
-  would have needed reported; <think> and harmony channels are left in the content.
+  would have needed reported; <think>, harmony and Kimi K3 channels are left in the content.
 - Work is bounded (candidates examined, calls parsed, json-repair input); past the bounds the rest of the text
   is left as it is.
 - Everything before the first place a call may begin is passed through unchanged, which is what lets the
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repair import salvage
-from repair.formats import FAMILIES, GENERIC_KINDS, NATIVE_KINDS
+from repair.formats import FAMILIES, GENERIC_KINDS, NATIVE_KINDS, kimi_k3
 from repair.formats.common import Ctx
 from repair.index import ToolIndex
 from repair.markers import LINE_START, CandidateFinder, Kind, KindSet, Lit, ticks_after
@@ -38,18 +39,30 @@ THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 SEED_OPEN = "<seed:think>"
 SEED_CLOSE = "</seed:think>"
+THINK_TAGS = ((SEED_OPEN, SEED_CLOSE), (kimi_k3.THINK_OPEN, kimi_k3.THINK_CLOSE), (THINK_OPEN, THINK_CLOSE))
 
 
 def _think_tags(text: str, p: int) -> tuple[str, str]:
-    return (SEED_OPEN, SEED_CLOSE) if text.startswith(SEED_OPEN, p) else (THINK_OPEN, THINK_CLOSE)
+    return next((tags for tags in THINK_TAGS if text.startswith(tags[0], p)), (THINK_OPEN, THINK_CLOSE))
+
+
+def _think_end(text: str, s: int, closer: str, ctx: Ctx) -> tuple[int, int]:
+    """Where a think block's text ends and where the block ends: at its close, else (Kimi K3) where a sibling
+    channel opens (the response, the tools: left to be read), else at the end of the text."""
+    close = ctx.find(closer, s)
+    if close != -1:
+        return close, close + len(closer)
+    if closer == kimi_k3.THINK_CLOSE:
+        sibling = min((at for m in kimi_k3.THINK_ENDS if (at := ctx.find(m, s)) != -1), default=-1)
+        if sibling != -1:
+            return sibling, sibling
+    return len(text), len(text)
 
 
 def _parse_think(text: str, p: int, ctx: Ctx) -> Parsed:
     opener, closer = _think_tags(text, p)
     s = p + len(opener)
-    close = ctx.find(closer, s)
-    e = close if close != -1 else len(text)
-    end = close + len(closer) if close != -1 else len(text)
+    e, end = _think_end(text, s, closer, ctx)
     inner_text = text[s:e]
     inner = segment(inner_text, ctx.sub(inner_text))
     return Parsed(end, [Segment(p, end, "think", inner=inner)])
@@ -57,8 +70,9 @@ def _parse_think(text: str, p: int, ctx: Ctx) -> Parsed:
 
 _THINK = Kind("think", (Lit(THINK_OPEN),), _parse_think, line_start=True)
 _SEED_THINK = Kind("seed_think", (Lit(SEED_OPEN),), _parse_think)
-ALL_KINDS = KindSet((*NATIVE_KINDS, _THINK, _SEED_THINK, *GENERIC_KINDS))
-NATIVE_ONLY = KindSet((*NATIVE_KINDS, _THINK, _SEED_THINK))
+_K3_THINK = Kind("kimi_k3_think", (Lit(kimi_k3.THINK_OPEN),), _parse_think, line_start=True, unfenced=True)
+ALL_KINDS = KindSet((*NATIVE_KINDS, _THINK, _SEED_THINK, _K3_THINK, *GENERIC_KINDS))
+NATIVE_ONLY = KindSet((*NATIVE_KINDS, _THINK, _SEED_THINK, _K3_THINK))
 INSIDE_THINK = KindSet(NATIVE_KINDS)
 
 

@@ -28,6 +28,7 @@ from repair.core import (
     repair_message,
 )
 from repair.fences import Fences
+from repair.formats import kimi_k3
 from repair.formats.common import MAX_CALLS
 from repair.incremental import ARR as _ARR
 from repair.incremental import CHARS as _CHARS
@@ -62,6 +63,7 @@ from repair.types import (
 Event = StreamEvent | ToolCallStart | ToolArgsDelta
 HERMES_OPEN = "<tool_call>"
 HERMES_CLOSE = "</tool_call>"
+STREAMED_THINKS = ((THINK_OPEN, THINK_CLOSE), (kimi_k3.THINK_OPEN, kimi_k3.THINK_CLOSE))  # (opener, close)
 # why a call whose header went out failed, when the stream ended inside its arguments (they go out as they were cut,
 # never closed: a command or a file cut in half is another command, another file)
 CUT = "truncated: the stream ended inside its arguments, which stay as they were cut"
@@ -502,17 +504,36 @@ class StreamRepairer:
         return "".join(reversed(parts))[start - size:]
 
     def _maybe_spec(self, held: str) -> list[Event]:
-        """Held text (all of it, from where it is held) that can stream anyway: a <think> block (as reasoning)
-        or hermes calls (header and arguments)."""
-        if not (self._incremental and self._holding and self._spec is None and not self._spec_tried):
-            return []
-        if any(len(held) < len(marker) and marker.startswith(held) for marker in (HERMES_OPEN, THINK_OPEN)):
+        """Held text (all of it, from where it is held) that can stream anyway: a channel marker the one-shot
+        repair removes (Kimi K3's response and message markers: dropped, what follows is content again), a
+        <think> block (as reasoning) or hermes calls (header and arguments)."""
+        events: list[Event] = []
+        while self._incremental and self._holding and self._spec is None and not self._spec_tried:
+            marker = next((m for m in kimi_k3.MARKERS if held.startswith(m)), None)
+            if marker is None:
+                return events + self._try_spec(held)
+            events += self._drop(marker, held[len(marker):])
+            held = self._tail
+        return events
+
+    def _drop(self, marker: str, rest: str) -> list[Event]:
+        """Held `marker` (then `rest`) removed as `repair_message` removes it: the whitespace before it goes, the
+        text after it is a new paragraph, read on from the marker's end (no line starts there)."""
+        self._holding, self._tail, self._ws, self._new_group = False, "", [], True
+        self._ticks = ticks_after(self._ticks, marker)
+        self._ctx = marker[-1]
+        return self._prose(rest)
+
+    def _try_spec(self, held: str) -> list[Event]:
+        openers = (HERMES_OPEN, *(opener for opener, _ in STREAMED_THINKS))
+        if any(len(held) < len(marker) and marker.startswith(held) for marker in openers):
             return []  # it may still become one (a `<think>` that came whole is one already)
         self._spec_tried = True
-        if held.startswith(THINK_OPEN):
-            self._ws = []
-            self._spec = _Think(self)
-            return self._spec_feed(held[len(THINK_OPEN):])
+        for opener, close in STREAMED_THINKS:
+            if held.startswith(opener):
+                self._ws = []
+                self._spec = _Think(self, close)
+                return self._spec_feed(held[len(opener):])
         if held.startswith(HERMES_OPEN) and not self._tool_parts:
             self._spec = _Hermes(self, self._text_size - len(held))
             return self._spec_feed(held[len(HERMES_OPEN):])
@@ -767,8 +788,9 @@ class _Think:
     joined by blank lines) goes out as it arrives. A call candidate inside it stops the streaming (the block is
     then resolved at finish); its close hands the rest back as content."""
 
-    def __init__(self, owner: StreamRepairer) -> None:
+    def __init__(self, owner: StreamRepairer, close: str = THINK_CLOSE) -> None:
         self.owner = owner
+        self.close = close
         self.pending = ""
         self.ctx = ""
         self.ticks = LINE_START  # backticks on the line before `pending` (the block's text from its start: as the
@@ -795,7 +817,7 @@ class _Think:
 
     def feed(self, text: str) -> Action:
         window = self.pending + text
-        close = window.find(THINK_CLOSE)
+        close = window.find(self.close)
         finder = self.owner._inner_finder
         free = self.owner._overflowed  # past the bound no call can start: candidates are reasoning like the rest
         if close >= 0:
@@ -804,12 +826,12 @@ class _Think:
             if hit is not None:  # the rest (from the candidate on): the owner's only once past its bound
                 return self._emit(inner[len(self.ctx):hit[0]]), "stop", window[hit[0] - len(self.ctx):]
             events = self._emit(window[:close])
-            return events, "resume", window[close + len(THINK_CLOSE):]
+            return events, "resume", window[close + len(self.close):]
         status, at = (NO, 0) if free else finder.scan_stream(self.ctx + window, len(self.ctx), self.ticks)
         at -= len(self.ctx)
         if status == MATCH:
             return self._emit(window[:at]), "stop", window[at:]
-        stop = at if status == PARTIAL else len(window) - _partial_suffix(window, THINK_CLOSE)
+        stop = at if status == PARTIAL else len(window) - _partial_suffix(window, self.close)
         decided, self.pending = window[:stop], window[stop:]
         if decided:
             self.ctx = decided[-1]

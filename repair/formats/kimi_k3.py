@@ -7,6 +7,14 @@
 An argument's `type` says how its text reads: "string" as written, any other type as the JSON value it holds
 (text that is not JSON stays text, typed from the schema). Attribute values escape `"` and `&` as `&quot;` and
 `&amp;`. The message's own end markers after the section belong to the call's markup.
+
+The answer's other channels: `<|open|>think<|sep|>...<|close|>think<|sep|>` is reasoning, read as a <think> block
+(`repair.core`; one never closed ends where a sibling channel opens), and `<|open|>response<|sep|>...
+<|close|>response<|sep|>` is the content: its markers, and the message's end markers (`<|close|>message<|sep|>`,
+`<|end_of_msg|>`), are removed one by one wherever they stand (outside inline code and fenced blocks), so the
+answer streams between them. A template that opens the think channel in the prompt leaves only its close in the
+text: that one stays (what came before it already streamed as content; the engine, which knows the prompt, splits
+it).
 """
 
 from __future__ import annotations
@@ -19,12 +27,18 @@ from repair.formats import section
 from repair.formats.common import Ctx, ends_with, issue, unwrap_arguments, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, OneOf
-from repair.types import Parsed, RawCall
+from repair.types import Parsed, RawCall, Segment
 
 FAMILY = "kimi_k3"
 OPEN, CLOSE, SEP = "<|open|>", "<|close|>", "<|sep|>"
 TOOLS_BEGIN = OPEN + "tools" + SEP
 CALL_BEGIN = OPEN + "call "
+THINK_OPEN, THINK_CLOSE = OPEN + "think" + SEP, CLOSE + "think" + SEP
+RESPONSE_OPEN = OPEN + "response" + SEP
+END_OF_MSG = "<|end_of_msg|>"
+# removed wherever they stand: the response channel's markers and the message's end markers
+MARKERS = (RESPONSE_OPEN, CLOSE + "response" + SEP, CLOSE + "message" + SEP, END_OF_MSG)
+THINK_ENDS = (RESPONSE_OPEN, TOOLS_BEGIN)  # the sibling channels that end a think channel never closed
 _O, _C, _S = re.escape(OPEN), re.escape(CLOSE), re.escape(SEP)
 _ATTR = r'\s+[A-Za-z_][\w-]{0,31}\s*=\s*"[^"<>\n]{0,128}"'
 _CALL = re.compile(_O + r"call(?:" + _ATTR + r")*?\s+tool\s*=\s*\"([^\"<>\n]{1,128})\"(?:" + _ATTR + r")*\s*" + _S)
@@ -99,6 +113,19 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return section.parse(SPEC, text, p, ctx)
 
 
+def parse_marker(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """A channel marker: removed, the text around it kept as content (a paragraph of its own, as after a think
+    block)."""
+    for marker in MARKERS:
+        if text.startswith(marker, p):
+            end = p + len(marker)
+            return Parsed(end, [Segment(p, end, "content", FAMILY)])
+    return None
+
+
 FORMAT = Format(
-    (FAMILY,), (Kind("kimi_k3", (OneOf((TOOLS_BEGIN, CALL_BEGIN)),), parse),), aliases(FAMILY, "kimi_k3", "kimik3"),
+    (FAMILY,),
+    (Kind("kimi_k3", (OneOf((TOOLS_BEGIN, CALL_BEGIN)),), parse),
+     Kind("kimi_k3_channel", (OneOf(MARKERS),), parse_marker, unfenced=True)),
+    aliases(FAMILY, "kimi_k3", "kimik3"),
     (Template(FAMILY, (TOOLS_BEGIN,), rank=44),))
