@@ -125,7 +125,7 @@ def parse_marker(text: str, p: int, ctx: Ctx) -> Parsed | None:
 
 FORMAT = Format(
     (FAMILY,),
-    (Kind("kimi_k3", (OneOf((TOOLS_BEGIN, CALL_BEGIN)),), parse),
+    (Kind("kimi_k3", (OneOf((TOOLS_BEGIN, CALL_BEGIN)),), parse, unfenced=True),
      Kind("kimi_k3_channel", (OneOf(MARKERS),), parse_marker, unfenced=True)),
     aliases(FAMILY, "kimi_k3", "kimik3"),
     (Template(FAMILY, (TOOLS_BEGIN,), rank=44),))

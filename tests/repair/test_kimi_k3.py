@@ -70,7 +70,8 @@ def test_a_call_cut_off_is_reported_and_its_text_kept() -> None:
 
 def test_the_syntax_shown_in_code_or_naming_no_tool_is_no_call() -> None:
     shown = _section(_call(_arg("command", "ls")))
-    for text in (f"Kimi K3 writes `{shown}` for a call.", _section(_call(_arg("command", "ls"), name="delete_all"))):
+    for text in (f"Kimi K3 writes `{shown}` for a call.", f"Kimi K3 writes\n```\n{shown}\n```\nfor a call.",
+                 _section(_call(_arg("command", "ls"), name="delete_all"))):
         r = repair_message(text, TOOLS)
         assert r.tool_calls == [] and r.content == text
         assert_stream_matches(text, TOOLS)
