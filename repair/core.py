@@ -8,7 +8,9 @@ Policy (what the router relies on):
 - Markup of emitted calls never appears in `content`; <think> blocks (Kimi K3's think channel too) and harmony
   analysis go to reasoning.
 - Calls written inside <think> are emitted only when the model made no call outside it.
-- tool_choice "none": nothing is emitted and nothing is reported; the text stays as written. A named
+- tool_choice "none": no call is emitted. Calls in the text stay as written, unreported; the upstream's structured
+  calls (an upstream that ignores "none") are written after the content as text, one JSON line each
+  (`calls_as_text`), each reported as a `tool_choice_none` repair. A named
   tool_choice, or OpenAI's `allowed_tools`, refuses calls to other tools ("not_allowed"); "required", named or
   `allowed_tools` in mode "required" with no valid call adds "no_call".
   parallel_tool_calls=false keeps the first valid call ("parallel_trimmed" for the rest, whose markup goes).
@@ -287,6 +289,55 @@ def _as_sent(att: _Attempt, index: ToolIndex, canonical: bool) -> dict[str, Any]
     return {"id": "", "type": "function", "function": {"name": name, "arguments": args}}
 
 
+NONE_KIND = "tool_choice_none"  # the repair kind of structured calls sent as text under tool_choice "none"
+
+
+@dataclass(frozen=True, slots=True)
+class CallsAsText:
+    """An answer's content with the upstream's structured calls written after it as text (see `calls_as_text`), and
+    a `tool_choice_none` repair for each."""
+
+    content: str | None
+    repairs: list[RepairIssue]
+
+
+def calls_as_text(content: str | None, tool_calls: list[Any] | None) -> CallsAsText:
+    """Under tool_choice "none" no call goes out, but an upstream that ignores it (Ollama) still sends structured
+    ones: they are the model's output, so they come as text after the content, as a server that honours "none"
+    leaves a call the model wrote in its content (vLLM runs no tool parser then). Each is one line of JSON,
+    `{"name": ..., "arguments": {...}}` (the form hermes and llama3 models write a call in), its arguments decoded
+    where they are JSON text, else the text as it came."""
+    lines: list[str] = []
+    repairs: list[RepairIssue] = []
+    for i, tc in enumerate(tool_calls or ()):
+        if not isinstance(tc, dict):
+            continue
+        raw = _from_structured(tc)
+        name = raw.name if isinstance(raw.name, str) else ""
+        shown = {"name": name, "arguments": _shown_args(raw.wire_args if raw.wire_args is not None else raw.arguments)}
+        lines.append(json.dumps(shown, ensure_ascii=False))
+        repairs.append(RepairIssue(NONE_KIND, f"{name}: called under tool_choice none, sent as text", i))
+    if not lines:
+        return CallsAsText(content, repairs)
+    lead = content or ""
+    sep = "\n" if lead and not lead.endswith("\n") else ""
+    return CallsAsText(lead + sep + "\n".join(lines), repairs)
+
+
+def _shown_args(args: Any) -> Any:
+    """A structured call's arguments as `calls_as_text` writes them: a JSON text decoded (also one a stream sent
+    again whole after its pieces, as its whole answer has it once), none or blank `{}`, anything else as it is."""
+    if args is None or (isinstance(args, str) and not args.strip()):
+        return {}
+    if not isinstance(args, str):
+        return args
+    try:
+        return json.loads(args)
+    except (ValueError, RecursionError):
+        resent = salvage.resent_whole(args.strip())
+        return args if resent is None else resent.value
+
+
 _SENT_AS_IS = frozenset({"unknown_name", "schema_mismatch"})
 
 
@@ -530,7 +581,7 @@ def repair_message(
     used_ids: set[str] = set()
     valid = 0
     for att in attempts:
-        if kind == "none":  # no calls wanted: whatever the model wrote stays text, nothing to report
+        if kind == "none":  # no calls wanted: what the model wrote stays text (its structured calls join it, below)
             att.status = "refused"
             continue
         if not att.ok:
@@ -591,6 +642,9 @@ def repair_message(
         extracted = "\n\n".join(r.strip() for r in builder.reasoning if r.strip())
     if content == "" and (out_calls or text is None):
         content = None
+    if kind == "none" and tool_calls:  # the upstream's calls, which the request refused, as text (not lost)
+        shown = calls_as_text(content, tool_calls)
+        content, repairs = shown.content, shown.repairs
     reasoning = reasoning_content or ""
     if extracted:
         reasoning = reasoning + "\n\n" + extracted if reasoning else extracted

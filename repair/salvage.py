@@ -464,7 +464,7 @@ _RESENT_MAX_CHARS = 256 * 1024
 _RESENT_TRIES = 32
 
 
-def _resent_whole(s: str) -> Decoded | None:
+def resent_whole(s: str) -> Decoded | None:
     """Arguments streamed in pieces and then sent again whole by a final flush (some servers' stream parsers
     do: the pieces so far, then the complete value): `s` is a start of the value followed by the value itself, and
     the value is what they are. Linear: a place the value could start is compared in full only when its first
@@ -499,7 +499,7 @@ def loads(text: str, *, budget: Budget | None = None) -> Decoded | Failed:
         pass
     if s[:1] not in ("{", "["):
         return Failed("invalid_json", "not a JSON object", len(text))
-    resent = _resent_whole(s)
+    resent = resent_whole(s)
     if resent is not None:
         return resent
     start = text.index(s[0])

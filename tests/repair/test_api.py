@@ -217,6 +217,41 @@ def test_tool_choice_none_keeps_text_without_errors() -> None:
     assert r.tool_calls == [] and r.content == text and r.errors == []
 
 
+def _up(name: object, args: object, cid: str = "up_1") -> dict:
+    return {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+
+
+def test_tool_choice_none_writes_structured_calls_as_text() -> None:
+    """An upstream that ignores "none" (Ollama) sends structured calls: they come as text after the content, one
+    JSON line each, reported as `tool_choice_none`; no call goes out, and a call in the text stays unreported."""
+    written = render("hermes", RF)
+    calls = [_up("read_file", '{"path": "a.py"}'), _up("get_time", {"tz": "UTC"}, "up_2"),  # (Ollama: an object)
+             _up("nope", "not json"), _up("get_time", ""), "junk"]
+    r = repair_message("Here:\n" + written, TOOLS, tool_choice="none", tool_calls=calls)
+    assert r.tool_calls == [] and r.errors == [] and r.outcome == "repaired"
+    assert r.content == "Here:\n" + written + "\n" + "\n".join([
+        '{"name": "read_file", "arguments": {"path": "a.py"}}', '{"name": "get_time", "arguments": {"tz": "UTC"}}',
+        '{"name": "nope", "arguments": "not json"}', '{"name": "get_time", "arguments": {}}'])
+    assert [(i.kind, i.call_index) for i in r.repairs] == [("tool_choice_none", k) for k in range(4)]
+    alone = repair_message(None, TOOLS, tool_choice="none", tool_calls=calls[:1])
+    assert alone.content == '{"name": "read_file", "arguments": {"path": "a.py"}}'
+    resent = repair_message("ok\n", TOOLS, tool_choice="none", tool_calls=[_up("read_file", '{"pa{"path": "a.py"}')])
+    assert resent.content == 'ok\n{"name": "read_file", "arguments": {"path": "a.py"}}'  # (no second line break)
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_tool_choice_none_streams_the_same_text(incremental: bool) -> None:
+    sr = StreamRepairer(TOOLS, tool_choice="none", incremental=incremental, id_factory=ids)
+    events = sr.feed("Sure.") + sr.feed_tool_calls([{"index": 0, "id": "up_1", "function": {
+        "name": "read_file", "arguments": '{"path"'}}]) + sr.feed_arguments(0, ': "a.py"}') + sr.finish()
+    expected = repair_message("Sure.", TOOLS, tool_choice="none", tool_calls=[_up("read_file", '{"path": "a.py"}')],
+                              id_factory=ids)
+    assert all(isinstance(e, ContentDelta) for e in events)
+    assert "".join(e.text for e in events if isinstance(e, ContentDelta)) == expected.content
+    assert expected.content == 'Sure.\n{"name": "read_file", "arguments": {"path": "a.py"}}'
+    assert sr.result == expected
+
+
 def test_tool_choice_named_and_required() -> None:
     r = repair_message(render("hermes", [("get_time", {})]), TOOLS,
                        tool_choice={"type": "function", "function": {"name": "read_file"}})
