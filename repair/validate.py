@@ -7,8 +7,9 @@ Contract (what the router relies on when it takes this path instead of `repair_m
   JSON object text that validates under the tool's schema (the request's compiled `ToolIndex`). A call that
   fails is not emitted and is reported in `errors` ("unknown_name", "invalid_json", "schema_mismatch"); a
   valid call goes out with its arguments byte for byte.
-- The request's tool_choice and parallel_tool_calls apply as in `repair_message`: "none" drops calls silently,
-  a named choice refuses other tools ("not_allowed"), "required"/named without a valid call adds "no_call",
+- The request's tool_choice and parallel_tool_calls apply as in `repair_message`: under "none" no call goes
+  out, each structured call comes as text after the content (`calls_as_text`, a "tool_choice_none" repair), a
+  named choice refuses other tools ("not_allowed"), "required"/named without a valid call adds "no_call",
   parallel_tool_calls=false keeps the first call ("parallel_trimmed").
 - What the producer reported (its repair kinds and failures, `Reported`) is part of the result, so a caller
   counts each repair once: the producer made it, this path only carries it.
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from repair.core import _choice, _default_id
+from repair.core import _choice, _default_id, calls_as_text
 from repair.incremental import ToolArgsDelta, ToolCallStart
 from repair.index import ToolIndex
 from repair.types import (
@@ -120,8 +121,8 @@ class _Policy:
 
     def add(self, ordinal: int, checked: tuple[str, str, str | None] | RepairIssue, call_id: str | None = None
             ) -> dict[str, Any] | None:
-        if self.kind == "none":
-            return None
+        if self.kind == "none" and not (isinstance(checked, RepairIssue) and checked.kind == "unrepaired"):
+            return None  # (written as text instead: `as_text`; one not all kept is lost, and reported)
         if isinstance(checked, RepairIssue):
             self.errors.append(RepairIssue(checked.kind, checked.detail, ordinal))
             return None
@@ -142,6 +143,12 @@ class _Policy:
         self.calls.append(out)
         return out
 
+    def as_text(self, content: str | None, tool_calls: Sequence[Any]) -> str | None:
+        """`content` with the calls written after it as text (tool_choice "none"), each a repair."""
+        shown = calls_as_text(content, list(tool_calls))
+        self.repairs += shown.repairs
+        return shown.content
+
     def result(self, content: str | None, reasoning: str | None, reported: Reported) -> RepairResult:
         errors = [*reported.failures, *self.errors]
         if self.kind in ("required", "named") and not self.calls and not any(e.kind == "no_call" for e in errors):
@@ -161,6 +168,8 @@ def validate_message(content: str | None, tools: ToolIndex | Sequence[Any] | Non
     policy = _Policy(ToolIndex.of(tools), tool_choice, parallel_tool_calls, id_factory or _default_id)
     for i, call in enumerate(tool_calls or ()):
         policy.add(i, check_call(call, policy.index))
+    if policy.kind == "none" and tool_calls:
+        content = policy.as_text(content, tool_calls)
     return policy.result(content, reasoning_content, reported)
 
 
@@ -172,6 +181,10 @@ class _Part:
         self.name = ""
         self.args: list[str] = []
         self.started: int | None = None  # the index its header went out under
+
+    def wire(self) -> dict[str, Any]:
+        """The call as its fragments add up to."""
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": "".join(self.args)}}
 
 
 class StreamValidator:
@@ -292,8 +305,7 @@ class StreamValidator:
             part = self._parts[key]
             checked: tuple[str, str, str | None] | RepairIssue = RepairIssue(
                 "unrepaired", f"{part.name}: the stream passed the bound on what is kept") if self._dropped else \
-                check_call({"id": part.id, "function": {"name": part.name, "arguments": "".join(part.args)}},
-                           policy.index)
+                check_call(part.wire(), policy.index)
             out = policy.add(ordinal, checked, part.id)
             if part.started is not None and out is None:
                 self.after_header.append(RepairIssue("failed_after_header",
@@ -306,6 +318,10 @@ class StreamValidator:
             if issue.kind == "failed_after_header" and all(i.call_index != issue.call_index for i in self.after_header):
                 self.after_header.append(issue)
         content = None if self._content is None else "".join(self._content)
+        if policy.kind == "none" and self._parts and not self._dropped:
+            shown = policy.as_text(content, [p.wire() for _, p in sorted(self._parts.items())])
+            events.append(ContentDelta((shown or "")[len(content or ""):]))
+            content = shown
         reasoning = "".join(self._reasoning) if self._reasoning else None
         self._result = policy.result(None if content == "" and policy.calls else content, reasoning,
                                      self._reported)

@@ -61,7 +61,9 @@ def test_each_structured_call_is_checked() -> None:
 
 def test_tool_choice_and_parallel_calls() -> None:
     two = [_call("get_weather", '{"city": "Paris"}', "a"), _call("get_time", "{}", "b")]
-    assert validate_message(None, WEATHER, tool_calls=two, tool_choice="none").tool_calls == []
+    none = validate_message(None, WEATHER, tool_calls=two, tool_choice="none")
+    assert none.tool_calls == [] and [(r.kind, r.call_index) for r in none.repairs] == [
+        ("tool_choice_none", 0), ("tool_choice_none", 1)]  # written as text (see below)
     named = validate_message(None, WEATHER, tool_calls=two,
                              tool_choice={"type": "function", "function": {"name": "get_time"}})
     assert [c["id"] for c in named.tool_calls] == ["b"] and [e.kind for e in named.errors] == ["not_allowed"]
@@ -173,3 +175,20 @@ def test_a_later_delta_finds_its_call_by_index() -> None:
     assert v.call_at(0) == (None, "up_1") and v.call_at(None) is None
     v.feed_tool_calls([{"index": 0, "function": {"arguments": '{"city": "Paris"}'}}])
     assert v.call_at(0) == (0, "up_1")
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_tool_choice_none_writes_calls_as_text_as_repair_does(incremental: bool) -> None:
+    """Under "none" a structured call comes as text after the content, streamed or whole, as `repair_message`
+    writes it."""
+    calls = [_call("get_weather", '{"city": "Paris"}')]
+    whole = validate_message("Sure.", WEATHER, tool_calls=calls, tool_choice="none")
+    assert whole == repair_message("Sure.", WEATHER, tool_calls=calls, tool_choice="none")
+    assert whole.content == 'Sure.\n{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    v = StreamValidator(WEATHER, tool_choice="none", incremental=incremental)
+    events = [*v.feed("Sure."), *v.feed_tool_calls([{"index": 0, "id": "call_1", "function": {
+        "name": "get_weather", "arguments": '{"city": '}}]), *v.feed_tool_calls([{"index": 0, "function": {
+            "arguments": '"Paris"}'}}]), *v.finish()]
+    assert all(isinstance(e, ContentDelta) for e in events)
+    assert "".join(e.text for e in events if isinstance(e, ContentDelta)) == whole.content
+    assert v.result == whole
