@@ -831,7 +831,7 @@ class _Think:
         at -= len(self.ctx)
         if status == MATCH:
             return self._emit(window[:at]), "stop", window[at:]
-        stop = at if status == PARTIAL else len(window) - _partial_suffix(window, self.close)
+        stop = min(at if status == PARTIAL else len(window), len(window) - _partial_suffix(window, self.close))
         decided, self.pending = window[:stop], window[stop:]
         if decided:
             self.ctx = decided[-1]

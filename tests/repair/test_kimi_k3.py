@@ -152,3 +152,14 @@ def test_the_channel_syntax_shown_or_mid_line_stays_text() -> None:
     r = repair_message(prefilled, TOOLS)
     assert (r.content, r.reasoning_content) == (f"Thought.{END_THINK}\n\nAnswer.", None)
     _matches(prefilled)
+
+
+@pytest.mark.parametrize("cut", range(1, len(END_THINK)))
+def test_a_think_channel_close_cut_anywhere_is_not_reasoning(cut: int) -> None:
+    """Its close holds a `<` of its own, where a candidate may begin: a cut past it still holds the whole close."""
+    text = f"{THINK}Thinking{END_THINK}{RESPONSE}Answer{END_RESPONSE}"
+    at = len(THINK) + len("Thinking") + cut
+    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=True)
+    events = sr.feed(text[:at]) + sr.feed(text[at:]) + sr.finish()
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == "Thinking"
+    assert "".join(e.text for e in events if isinstance(e, ContentDelta)) == "Answer"
