@@ -44,7 +44,14 @@ class StoreHolder:
 
     store: ResponseStore | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    pending: set[asyncio.Task[None]] = field(default_factory=set)
+    pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # response id: its save
+
+    async def saved(self, resp_id: str | None) -> None:
+        """Once the save of `resp_id` in flight, if any, is done: a request naming it finds it stored (and a
+        DELETE is not undone by it)."""
+        task = self.pending.get(resp_id) if resp_id else None
+        if task is not None:
+            await asyncio.wait({task})
 
     async def get(self) -> ResponseStore:
         if self.store is None:
@@ -61,7 +68,7 @@ async def close_store(app: web.Application) -> AsyncIterator[None]:
     yield
     holder = app[RESPONSE_STORE]
     if holder.pending:
-        await asyncio.gather(*holder.pending, return_exceptions=True)
+        await asyncio.gather(*holder.pending.values(), return_exceptions=True)
     if holder.store is not None:
         holder.store.close()
         holder.store = None
@@ -119,11 +126,13 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None,
                        "store_unavailable") from None
 
 
-async def _history(store: ResponseStore, previous_id: str | None, owner: str | None) -> list[dict[str, Any]]:
+async def _history(request: web.Request, store: ResponseStore, previous_id: str | None,
+                   owner: str | None) -> list[dict[str, Any]]:
     """The conversation `previous_response_id` continues (none without one); one not stored for `owner`, or
     stored `failed` (its answer never ended: nothing to continue from), is a 400 naming it."""
     if not previous_id:
         return []
+    await request.app[RESPONSE_STORE].saved(previous_id)
     previous = await _stored_get(store, previous_id, owner)
     if previous is None:
         raise ApiError(400, f"Previous response with id {_short_id(previous_id)} not found.",
@@ -163,7 +172,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         ex.dropped = req.dropped.kinds
         ctx = common.resolve(request, rt, ex, key, req.model)
         store, owner = await _owner(request, key)
-        history = await _history(store, req.previous_response_id, owner)
+        history = await _history(request, store, req.previous_response_id, owner)
         conversation = history + req.input_messages
         resp_id = new_id("resp_")
         chat = fit_to_route(dialect.build_chat(req, history), route_kinds(ctx))
@@ -219,8 +228,8 @@ def _keep_interrupted(request: web.Request, translator: dialect.ResponsesStream,
         return
     task = asyncio.get_running_loop().create_task(_save(request, translator.id, owner, doc, conversation,
                                                         doc["output"]))
-    holder.pending.add(task)
-    task.add_done_callback(holder.pending.discard)
+    holder.pending[translator.id] = task
+    task.add_done_callback(lambda _: holder.pending.pop(translator.id, None))
 
 
 def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: list[dict[str, Any]],
@@ -241,6 +250,7 @@ def _stored_route(endpoint: str) -> Callable[[StoredHandler], Callable[[web.Requ
         async def route(request: web.Request) -> web.StreamResponse:
             async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
                 store, owner = await _owner(request, key)
+                await request.app[RESPONSE_STORE].saved(request.match_info["id"])
                 doc = await handler(request, store, request.match_info["id"], owner)
                 ex.status = 200
                 return json_response(doc, {"x-request-id": ex.request_id})
@@ -340,7 +350,7 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
         history: list[dict[str, Any]] = []
         if req.previous_response_id:  # as `POST /v1/responses` answers it: counting without it would mislead
             store, owner = await _owner(request, key)
-            history = await _history(store, req.previous_response_id, owner)
+            history = await _history(request, store, req.previous_response_id, owner)
         chat = dialect.build_chat(req, history)
         size = len(spaced_json([chat["messages"], chat.get("tools")]).encode())
         ex.status = 200

@@ -102,3 +102,34 @@ async def test_a_call_cut_by_the_client_leaving_is_not_continued(fakes, router):
     await c.responses.create(model="m", input="go on", previous_response_id=resp_id)
     assert up.requests[1].body["messages"][1:] == [{"role": "assistant", "content": "Checking."},
                                                    {"role": "user", "content": "go on"}]
+
+
+async def test_a_read_while_a_left_stream_is_being_stored_waits_for_it(fakes, router, monkeypatch):
+    """A left stream is stored in a task of its own: a GET (or a `previous_response_id`, or a DELETE) of its id
+    that came while that save was still running found nothing (404; a DELETE's was undone by the save). Such a
+    request now waits for the save of that id."""
+    from router.store import ResponseStore
+
+    gate = asyncio.Event()
+    put = ResponseStore.put
+
+    async def held_put(self: ResponseStore, item: object) -> None:
+        await gate.wait()
+        await put(self, item)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ResponseStore, "put", held_put)
+    up = await fakes()
+    up.push(Step(sse=stream_of(["Hello", " wor", "ld"], "m"), pause_after=3, resume=asyncio.Event()),
+            Step(json=completion("Again.", "m")))
+    r = await router(CFG.format(url=up.url))
+    resp_id = await _leave_after_text(r.url, {"model": "m", "input": "hi", "stream": True}, " wor")
+    holder = r.app[RESPONSE_STORE]
+    await wait_until(lambda: len(holder.pending) == 1)
+    c = r.client()
+    got = asyncio.create_task(c.responses.retrieve(resp_id))
+    try:
+        done, _ = await asyncio.wait({got}, timeout=0.3)
+        assert not done  # it waits for the save
+    finally:
+        gate.set()
+    assert (await asyncio.wait_for(got, 10)).status == "incomplete"
