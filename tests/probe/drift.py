@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from router.probe.tasks import Task, generate_tasks
 from tests.fakes.openai_upstream import Step, chunk, completion
 
+ROOT = str(Path(__file__).resolve().parents[2])  # the checkout: where the child process imports router from
 BREAKS = ("no_close", "single_quotes", "undeclared", "plain")  # the first two are repairable, the others not
 
 
@@ -69,3 +71,32 @@ class Drift:
             events.append({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
                            "model": model, "choices": [], "usage": usage})
         return Step(sse=events)
+
+
+async def interrupted_cli(up: Any, args: list[str], answered: int) -> tuple[int | None, bytes, bytes]:
+    """`agentgate ARGS` in a child process against the fake `up`, which answers the first two turns of each
+    conversation (`Drift`) and holds the third until Ctrl-C: SIGINT once `answered` requests came. The exit status,
+    stdout and stderr."""
+    import asyncio
+    import signal
+    import sys
+
+    from tests.waiting import wait_until
+
+    drift, hold = Drift([0], 40), asyncio.Event()
+    up.default = lambda body: drift(body) if sum(m["role"] == "user" for m in body["messages"]) <= 2 else \
+        Step(gate=hold)
+    boot = "import sys\nfrom router.cli import main\nsys.exit(main())\n"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", boot, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT)
+    try:
+        await wait_until(lambda: len(up.requests) == answered, timeout=60)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        hold.set()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode, out, err

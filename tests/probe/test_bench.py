@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from router.cli import main
-from tests.probe.drift import Drift
+from tests.probe.drift import Drift, interrupted_cli
 from tests.waiting import in_own_thread
 
 TURNS, RUNS, CONCURRENCY = 12, 2, 3
@@ -112,33 +112,12 @@ async def test_bench_reports_conversations_that_could_not_run(fakes, router, tmp
 
 async def test_ctrl_c_writes_what_was_measured_marked_partial(fakes, tmp_path: Path) -> None:
     """SIGINT exited 130 and wrote nothing: every turn a long bench had measured was lost."""
-    import signal
-    import sys
-
-    from tests.fakes.openai_upstream import Step
-    from tests.waiting import wait_until
-
     up = await fakes()
-    drift, hold = Drift([0], 40), asyncio.Event()
-    # two turns answered, then the third waits: two conversations (repair on, off) in flight when Ctrl-C comes
-    up.default = lambda body: drift(body) if sum(m["role"] == "user" for m in body["messages"]) <= 2 else \
-        Step(gate=hold)
     out_dir = tmp_path / "results"
-    boot = "import sys\nfrom router.cli import main\nsys.exit(main())\n"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", boot, "bench", "tools", "--models", "m", "--base-url", up.url, "--turns", "40",
-        "--runs", "1", "--out", str(out_dir), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=str(ROOT))
-    try:
-        await wait_until(lambda: len(up.requests) == 6, timeout=60)
-        proc.send_signal(signal.SIGINT)
-        out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        hold.set()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 130
+    # two turns answered, then the third waits: two conversations (repair on, off) in flight when Ctrl-C comes
+    rc, out, _ = await interrupted_cli(up, ["bench", "tools", "--models", "m", "--base-url", up.url, "--turns", "40",
+                                          "--runs", "1", "--out", str(out_dir)], answered=6)
+    assert rc == 130
     doc = json.loads((out_dir / "tools.json").read_text())
     assert doc["partial"] is True
     assert [len(c["turns"]) for c in doc["conversations"]] == [2, 2]

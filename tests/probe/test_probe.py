@@ -11,7 +11,7 @@ import pytest
 
 from router.cli import main
 from router.probe import ProbeSettings, Workspace, generate_tasks, run_probe
-from tests.probe.drift import Drift
+from tests.probe.drift import Drift, interrupted_cli
 from tests.waiting import in_own_thread
 
 TURNS = 9
@@ -303,33 +303,11 @@ async def test_an_error_turn_beside_valid_ones_is_not_judged_and_a_model_failure
 @pytest.mark.parametrize("as_json", [False, True])
 async def test_ctrl_c_prints_the_turns_done_marked_incomplete(fakes, tmp_path, as_json: bool) -> None:
     """SIGINT exited 130 and printed none of the turns the probe had judged."""
-    import asyncio
-    import signal
-    import sys
-    from pathlib import Path
-
-    from tests.fakes.openai_upstream import Step
-    from tests.waiting import wait_until
-
     up = await fakes()
-    drift, hold = Drift([0], 40), asyncio.Event()
     # two turns answered, then the third waits for Ctrl-C
-    up.default = lambda body: drift(body) if sum(m["role"] == "user" for m in body["messages"]) <= 2 else \
-        Step(gate=hold)
-    boot = "import sys\nfrom router.cli import main\nsys.exit(main())\n"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", boot, "probe", "m", "--base-url", up.url, *(["--json"] if as_json else []),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(Path(__file__).parents[2]))
-    try:
-        await wait_until(lambda: len(up.requests) == 3, timeout=60)
-        proc.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    finally:
-        hold.set()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == 130
+    rc, out, err = await interrupted_cli(up, ["probe", "m", "--base-url", up.url, *(["--json"] if as_json else [])],
+                                         answered=3)
+    assert rc == 130
     if as_json:
         doc = json.loads(out)
         assert [t["turn"] for t in doc["turns"]] == [1, 2] and doc["summary"]["valid"] == 2
