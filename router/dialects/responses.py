@@ -749,23 +749,42 @@ def _tool_choice(value: Any, declared: _Tools, dropped: Dropped) -> tuple[Any, A
 
 
 def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`text.format` as chat's `response_format` (None: plain text); a 400 names the field at fault, as OpenAI
+    names it (`text.format.name`, not `text`)."""
     fmt = (text or {}).get("format")
     if fmt is None:
         return None
-    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
-        raise invalid("'text.format.type' must be 'text', 'json_object' or 'json_schema'.", "text", "invalid_value")
-    if fmt["type"] == "text":
+    if not isinstance(fmt, dict):
+        raise invalid("'text.format' must be an object.", "text.format", "invalid_type")
+    kind = fmt.get("type")
+    if kind is None:
+        raise invalid("Missing required parameter: 'text.format.type'.", "text.format.type",
+                      "missing_required_parameter")
+    if kind not in ("text", "json_object", "json_schema"):
+        shown = kind[:40] if isinstance(kind, str) else kind
+        raise invalid(f"Invalid value: {shown!r}. Supported values are: 'text', 'json_object' and 'json_schema'.",
+                      "text.format.type", "invalid_value")
+    if kind == "text":
         return None
-    if fmt["type"] == "json_object":
+    if kind == "json_object":
         return {"type": "json_object"}
-    if not isinstance(fmt.get("schema"), dict) or not isinstance(fmt.get("name"), str):
-        raise invalid("A json_schema text format needs a 'name' and a 'schema' object.", "text", "invalid_value")
+    _format_field(fmt, "name", str, "a string")
+    _format_field(fmt, "schema", dict, "an object")
     strict = fmt.get("strict")
     if strict is not None and not isinstance(strict, bool):
         raise invalid(f"'text.format.strict' must be a boolean, not {type(strict).__name__}.", "text.format.strict",
                       "invalid_type")
     schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
     return {"type": "json_schema", "json_schema": schema}
+
+
+def _format_field(fmt: dict[str, Any], name: str, kind: type, what: str) -> None:
+    """A field a json_schema `text.format` requires: missing, or of another type, is a 400 naming it."""
+    param = f"text.format.{name}"
+    if fmt.get(name) is None:
+        raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+    if not isinstance(fmt[name], kind):
+        raise invalid(f"'{param}' must be {what}.", param, "invalid_type")
 
 
 # --- output ------------------------------------------------------------------------------------------------------
