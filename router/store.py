@@ -256,7 +256,7 @@ class ResponseStore:
             raise ConversationTooLarge(f"The stored response {resp_id[:64]!r} has {containers} JSON objects and "
                                        f"arrays with its conversation, over the store's bound of "
                                        f"{self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS); it is not "
-                                       "loaded. Send the conversation as input instead.")
+                                       "loaded.")
         return StoredResponse(id=row[0], created=row[1], owner=row[2] or None, response=json.loads(row[3]),
                               messages=json.loads(row[4]))
 

@@ -115,11 +115,13 @@ async def _owner(request: web.Request, key: ClientKey | None) -> tuple[ResponseS
 async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None,
                       param: str | None = "previous_response_id") -> StoredResponse | None:
     """The stored response `resp_id` of `owner`; one too large to load is a 400 naming `param` (the request field
-    that named it; None where the id came in the path)."""
+    that named it, told what to send instead; None where the id came in the path: a read, which cannot be
+    served)."""
     try:
         return await store.get(resp_id, owner)
     except ConversationTooLarge as exc:
-        raise ApiError(400, str(exc), "previous_response_too_large", param=param) from None
+        advice = "Send the conversation as input instead." if param else "It cannot be read; delete it if unneeded."
+        raise ApiError(400, f"{exc} {advice}", "previous_response_too_large", param=param) from None
     except (OSError, sqlite3.Error, ValueError) as exc:
         log.warning("response store lookup of %s failed: %s", resp_id[:64], exc)
         raise ApiError(503, "The response store is unavailable; the previous response cannot be read.",
