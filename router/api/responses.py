@@ -269,7 +269,21 @@ async def get_response(request: web.Request, store: ResponseStore, resp_id: str,
     item = await _stored_get(store, resp_id, owner, param=None)
     if item is None:
         raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+    if _streamed(request.query.get("stream")):
+        raise ApiError(400, f"The response {_short_id(resp_id)} cannot be streamed: only a background response "
+                       "is streamed again, and background responses are not supported here. Retrieve it without "
+                       "'stream'.", "invalid_value", param="stream")
     return item.response
+
+
+def _streamed(raw: str | None) -> bool:
+    """A read's `stream`: "true" or "false" (the default, when absent), as OpenAI parses it; else a 400."""
+    if raw is None or raw == "false":
+        return False
+    if raw != "true":
+        raise ApiError(400, f"Invalid value: {raw[:20]!r}. 'stream' must be 'true' or 'false'.", "invalid_type",
+                       param="stream")
+    return True
 
 
 @_stored_route("responses_delete")

@@ -4,6 +4,8 @@ cannot be given as asked."""
 from __future__ import annotations
 
 import aiohttp
+import openai
+import pytest
 
 from router.api.responses import RESPONSE_STORE
 from tests.dialects.conftest import CFG
@@ -32,3 +34,29 @@ async def test_a_too_large_stored_response_is_a_400_that_fits_a_read(fakes, rout
             err = (await again.json())["error"]
         assert err["param"] == "previous_response_id" and "Send the conversation as input" in err["message"]
     assert len(up.requests) == 1
+
+
+async def test_a_stream_of_a_stored_response_is_a_400_naming_stream(fakes, router):
+    """`GET /v1/responses/{id}?stream=true` (the SDK's `retrieve(id, stream=True)`) answered the Response as JSON,
+    which a client expecting events cannot read: OpenAI streams only a background response again, and none is
+    made here, so it is a 400 naming `stream`; `stream=false` is a plain read, another value a 400 too, and an id
+    never stored is still a 404."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    made = await c.responses.create(model="m", input="hi")
+    async with aiohttp.ClientSession() as s:
+        for query, status in (("stream=true", 400), ("stream=true&starting_after=3", 400), ("stream=1", 400),
+                              ("stream=false", 200)):
+            async with s.get(r.url + f"/v1/responses/{made.id}?{query}") as got:
+                assert got.status == status and got.content_type == "application/json", query
+                doc = await got.json()
+            if status == 400:
+                assert doc["error"]["param"] == "stream" and doc["error"]["type"] == "invalid_request_error", doc
+            else:
+                assert doc["id"] == made.id
+        async with s.get(r.url + "/v1/responses/resp_unknown?stream=true") as got:
+            assert got.status == 404
+    with pytest.raises(openai.BadRequestError) as bad:
+        await c.responses.retrieve(made.id, stream=True)
+    assert bad.value.param == "stream" and "background" in bad.value.message
