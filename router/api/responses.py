@@ -231,7 +231,18 @@ def _keep_interrupted(request: web.Request, translator: dialect.ResponsesStream,
     task = asyncio.get_running_loop().create_task(_save(request, translator.id, owner, doc, conversation,
                                                         doc["output"]))
     holder.pending[translator.id] = task
-    task.add_done_callback(lambda _: holder.pending.pop(translator.id, None))
+    task.add_done_callback(lambda done: _saved(holder, translator.id, done))
+
+
+def _saved(holder: StoreHolder, resp_id: str, task: asyncio.Task[None]) -> None:
+    """A save that outlived its request ended: no longer pending; one that failed in a way `_save` does not expect
+    (a bug) is logged, never dropped unseen (the shutdown's gather would: its exceptions are returned, not
+    raised). The log names the response and the error, never the client's key."""
+    holder.pending.pop(resp_id, None)
+    exc = None if task.cancelled() else task.exception()
+    if exc is not None:
+        log.error("response %s not stored: unexpected %s: %s", resp_id, type(exc).__name__, exc,
+                  exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: list[dict[str, Any]],

@@ -15,10 +15,11 @@ from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
 from tests.waiting import wait_until
 
 
-async def _leave_after_text(url: str, body: dict[str, object], text: str) -> str:
+async def _leave_after_text(url: str, body: dict[str, object], text: str,
+                           headers: dict[str, str] | None = None) -> str:
     """Open a Responses stream, read until a delta carrying `text` came, leave; the response's id."""
     resp_id = ""
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=headers) as s:
         resp = await s.post(url + "/v1/responses", json=body)
         while True:
             block = (await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 10)).decode()
