@@ -198,11 +198,16 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             if req.store:
                 await _save(request, resp_id, owner, doc, conversation, items)
             return json_response(doc, headers, dialect.response_json(req, doc))
-        translator = dialect.ResponsesStream(req, resp_id, rt.config.server.max_stream_repair_chars)
+        keep = (lambda doc: _keep_later(request, resp_id, owner, doc, conversation)) if req.store else None
+        translator = _KeptStream(req, resp_id, rt.config.server.max_stream_repair_chars, keep)
 
         async def before_finish() -> None:  # (a failed one too: OpenAI keeps it, `failed` with its `error`)
             final = translator.response
-            if req.store and final is not None:
+            if not req.store or final is None:
+                return
+            if final["status"] == "failed":  # (its save began when it failed: see `_KeptStream`)
+                await request.app[RESPONSE_STORE].saved(resp_id)
+            else:
                 await _save(request, resp_id, owner, final, conversation, translator.items)
 
         try:
@@ -215,23 +220,43 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     return await common.handle_exchange(request, "responses", handle)
 
 
+class _KeptStream(dialect.ResponsesStream):
+    """`ResponsesStream` whose failed Response is handed to `keep` (a save in its own task) once it is known,
+    before its last events go out: a stream an error of the router's own ended (a 500) gets no `before_finish`,
+    and is stored `failed` as one an upstream's error ended is."""
+
+    def __init__(self, req: dialect.ResponsesRequest, resp_id: str, max_chars: int,
+                 keep: Callable[[dict[str, Any]], None] | None) -> None:
+        super().__init__(req, resp_id, max_chars)
+        self.keep = keep
+
+    def error(self, err: ApiError) -> list[bytes]:
+        out = super().error(err)
+        if self.keep is not None and self.response is not None:
+            self.keep(self.response)
+        return out
+
+
 def _keep_interrupted(request: web.Request, translator: dialect.ResponsesStream, owner: str | None,
                       conversation: list[dict[str, Any]]) -> None:
     """A stream whose client left before it ended (its handler may be cancelled: the save runs on in its own
     task), stored as far as it went, `incomplete`, so that its id, which the client has, can be read and
     continued (see `ResponsesStream.interrupted`)."""
     doc = translator.interrupted()
-    if doc is None:
-        return
+    if doc is not None:
+        _keep_later(request, translator.id, owner, doc, conversation)
+
+
+def _keep_later(request: web.Request, resp_id: str, owner: str | None, doc: dict[str, Any],
+                conversation: list[dict[str, Any]]) -> None:
+    """Store `doc` in a task of its own, pending (a request naming its id waits for it) until done."""
     holder = request.app[RESPONSE_STORE]
     if len(holder.pending) >= MAX_PENDING_SAVES:
-        log.warning("response %s not stored: %d interrupted responses are being stored", translator.id,
-                    len(holder.pending))
+        log.warning("response %s not stored: %d responses are being stored", resp_id, len(holder.pending))
         return
-    task = asyncio.get_running_loop().create_task(_save(request, translator.id, owner, doc, conversation,
-                                                        doc["output"]))
-    holder.pending[translator.id] = task
-    task.add_done_callback(lambda done: _saved(holder, translator.id, done))
+    task = asyncio.get_running_loop().create_task(_save(request, resp_id, owner, doc, conversation, doc["output"]))
+    holder.pending[resp_id] = task
+    task.add_done_callback(lambda done: _saved(holder, resp_id, done))
 
 
 def _saved(holder: StoreHolder, resp_id: str, task: asyncio.Task[None]) -> None:
