@@ -1344,14 +1344,15 @@ class ResponsesStream(ChunkEncoder):
         item closed `incomplete` (what waited to be written, and the events closing it, never reached the
         client and are dropped), a call cut off mid-arguments left out (the client never had it whole, and no
         result can follow it in a conversation continued from here); None when it never began (the client was
-        never told its id) or already ended."""
+        never told its id) or already ended. Its usage, estimated where the upstream reported none, is of the
+        output kept; one the upstream reported stays as it is (what the model generated, and was paid for)."""
         if not self._started or self.response is not None:
             return None
         self._high = ""
         self._close("incomplete")
         self._unsent = []
         output = [it for it in self.items if it["type"] in ("message", "reasoning") or it["status"] != "incomplete"]
-        return self._snapshot("incomplete", output=output, usage=usage_of(self._usage, self.items))
+        return self._snapshot("incomplete", output=output, usage=usage_of(self._usage, output))
 
     def error(self, err: ApiError) -> list[bytes]:
         """The events numbered by the call that failed (if one did), what waited, the open item closed

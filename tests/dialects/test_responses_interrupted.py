@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from router.api.responses import RESPONSE_STORE
+from router.dialects.common import estimate_tokens
 from tests.dialects.conftest import CFG, RESPONSES_WEATHER
 from tests.fakes.openai_upstream import Step, chunk, completion, stream_of
 from tests.waiting import wait_until
@@ -72,7 +73,8 @@ async def test_a_stream_left_mid_way_without_store_is_not_stored(fakes, router):
 
 async def test_a_call_cut_by_the_client_leaving_is_not_continued(fakes, router):
     """A call whose arguments were still coming when the client left is left out of the stored Response and of
-    the conversation a `previous_response_id` continues: no result can follow a call the client never had."""
+    the conversation a `previous_response_id` continues: no result can follow a call the client never had. Its
+    usage, estimated where the upstream reported none, counts what was kept (it counted the call left out too)."""
     up = await fakes()
     call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}
     up.push(Step(sse=[chunk("m", {"role": "assistant", "content": "Checking."}),
@@ -98,6 +100,7 @@ async def test_a_call_cut_by_the_client_leaving_is_not_continued(fakes, router):
     c = r.client()
     got = await c.responses.retrieve(resp_id)
     assert got.status == "incomplete" and [(o.type, o.status) for o in got.output] == [("message", "completed")]
+    assert got.usage is not None and got.usage.output_tokens == estimate_tokens(len(b"Checking."))
     listed = await c.responses.input_items.list(resp_id)
     assert [(i.type, i.role) for i in listed.data] == [("message", "user")]  # type: ignore[union-attr]
     await c.responses.create(model="m", input="go on", previous_response_id=resp_id)
