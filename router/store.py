@@ -6,7 +6,8 @@ is one short statement run in a worker thread. A response is only visible to the
 are owned by a keyed digest of the key itself (HMAC-SHA256 under a random secret kept in the database), so
 renaming, reordering or removing keys never hands one key's conversations to another. A stored response's output
 items, and its input items as `input_items` lists them, are kept by their ids too, under the same owner, and go
-with it: a later request's `item_reference` input names one.
+with it: a later request's `item_reference` input names one (an output item of a failed response is marked, and
+refused as that response is).
 
 Location: `$AGENTGATE_STATE_DIR/responses.sqlite3`, else `$XDG_STATE_HOME/agentgate/…`, else
 `~/.local/state/agentgate/responses.sqlite3`. Bounds: `AGENTGATE_RESPONSES_MAX_ROWS` (default 10000) and
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS items (
     id TEXT NOT NULL,
     resp_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
     item TEXT NOT NULL,
+    of_failed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (owner, id)
 );
 CREATE INDEX IF NOT EXISTS items_resp ON items (resp_id);
@@ -86,6 +88,16 @@ class ConversationTooLarge(ValueError):
     """A stored response (with its conversation) over the store's bound on objects and arrays: not loaded."""
 
 
+class ItemOfFailedResponse(Exception):
+    """An item looked up by id is an output item of a response stored `failed`: its answer never ended, so the
+    item is no more to continue from than the response is (a `previous_response_id` naming it is refused)."""
+
+    def __init__(self, item_id: str, resp_id: str) -> None:
+        super().__init__(item_id, resp_id)
+        self.item_id = item_id
+        self.resp_id = resp_id
+
+
 def _containers(*texts: str) -> int:
     """The JSON objects and arrays in `texts` (their `{` and `[`, strings' included: never under)."""
     return sum(t.count("{") + t.count("[") for t in texts)
@@ -101,12 +113,14 @@ class StoredResponse:
     inputs: list[dict[str, Any]] = field(default_factory=list)  # the input items listed for it, each with its id
 
 
-def _named_items(item: StoredResponse) -> list[dict[str, Any]]:
+def _named_items(item: StoredResponse) -> list[tuple[dict[str, Any], bool]]:
     """A stored Response's output and input items that have an id (a later request may name them:
-    `item_reference`)."""
+    `item_reference`), each with whether it is an output item of a failed response."""
     output = item.response.get("output")
-    items = [*(output if isinstance(output, list) else []), *item.inputs]
-    return [it for it in items if isinstance(it, dict) and isinstance(it.get("id"), str)]
+    failed = item.response.get("status") == "failed"
+    items = [*((it, failed) for it in (output if isinstance(output, list) else [])),
+             *((it, False) for it in item.inputs)]
+    return [(it, of_failed) for it, of_failed in items if isinstance(it, dict) and isinstance(it.get("id"), str)]
 
 
 def default_path(env: Mapping[str, str] | None = None) -> Path:
@@ -179,10 +193,18 @@ class ResponseStore:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
+            ResponseStore._migrate(db)
         except sqlite3.Error:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """A database an earlier release wrote, brought up to this schema (its items are of no failed response)."""
+        columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+        if "of_failed" not in columns:
+            db.execute("ALTER TABLE items ADD COLUMN of_failed INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -224,14 +246,16 @@ class ResponseStore:
             raise RowTooLarge(f"response {item.id} has {containers} JSON objects and arrays with its conversation, "
                               f"over the store's bound of {self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS)")
         row = (item.id, item.created or now, item.owner or "", response, messages)
-        items = [(item.owner or "", it["id"], item.id, _json_text(it)[0]) for it in _named_items(item)]
+        items = [(item.owner or "", it["id"], item.id, _json_text(it)[0], int(of_failed))
+                 for it, of_failed in _named_items(item)]
 
         def put(db: sqlite3.Connection) -> None:
             db.execute("BEGIN")
             try:
                 db.execute("INSERT OR REPLACE INTO responses (id, created, owner, response, messages) "
                            "VALUES (?, ?, ?, ?, ?)", row)
-                db.executemany("INSERT OR REPLACE INTO items (owner, id, resp_id, item) VALUES (?, ?, ?, ?)", items)
+                db.executemany("INSERT OR REPLACE INTO items (owner, id, resp_id, item, of_failed) "
+                               "VALUES (?, ?, ?, ?, ?)", items)
                 db.execute("DELETE FROM responses WHERE created < ?", (now - self.max_age,))
                 db.execute("DELETE FROM responses WHERE id IN (SELECT id FROM responses ORDER BY created DESC "
                            "LIMIT -1 OFFSET ?)", (self.max_rows,))
@@ -262,26 +286,33 @@ class ResponseStore:
 
     def _items(self, ids: list[str], owner: str | None) -> dict[str, dict[str, Any]]:
         """The output and input items of `owner`'s stored responses that have these ids (those it has), by id; together
-        bounded as one stored response with its conversation is (`ConversationTooLarge`, never parsed)."""
-        rows: list[tuple[str, str]] = []
+        bounded as one stored response with its conversation is (`ConversationTooLarge`, never parsed). One that is
+        an output item of a failed response raises `ItemOfFailedResponse` (the first such of `ids`)."""
+        rows: list[tuple[str, str, str]] = []
         cutoff = time.time() - self.max_age
         for start in range(0, len(ids), _IDS_PER_QUERY):
             rows += self._item_rows(ids[start:start + _IDS_PER_QUERY], owner, cutoff)
-        texts = [text for _, text in rows]
+        failed = {item_id: resp_id for item_id, _, resp_id in rows if resp_id}
+        for item_id in ids:
+            if item_id in failed:
+                raise ItemOfFailedResponse(item_id, failed[item_id])
+        texts = [text for _, text, _ in rows]
         size, containers = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts), _containers(*texts)
         if size > self.max_row_bytes or containers > self.max_containers:
             raise ConversationTooLarge(f"The {len(rows)} stored items referenced are {size} bytes with {containers} "
                                        "JSON objects and arrays, over the store's bound for one response with its "
                                        f"conversation ({self.max_row_bytes} bytes, {self.max_containers} objects "
                                        "and arrays); they are not loaded. Send the items themselves instead.")
-        return {item_id: json.loads(text) for item_id, text in rows}
+        return {item_id: json.loads(text) for item_id, text, _ in rows}
 
-    def _item_rows(self, ids: list[str], owner: str | None, cutoff: float) -> list[tuple[str, str]]:
-        """(id, item JSON) of `owner`'s items with these ids whose response is stored and not too old."""
-        query = ("SELECT items.id, items.item FROM items JOIN responses ON responses.id = items.resp_id "
+    def _item_rows(self, ids: list[str], owner: str | None, cutoff: float) -> list[tuple[str, str, str]]:
+        """(id, item JSON, the id of its response if that failed and it is an output item, else "") of `owner`'s
+        items with these ids whose response is stored and not too old."""
+        query = ("SELECT items.id, items.item, CASE WHEN items.of_failed THEN items.resp_id ELSE '' END "
+                 "FROM items JOIN responses ON responses.id = items.resp_id "
                  f"WHERE items.owner = ? AND items.id IN ({', '.join('?' * len(ids))}) AND responses.created >= ?")
 
-        def select(db: sqlite3.Connection) -> list[tuple[str, str]]:
+        def select(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
             return db.execute(query, (owner or "", *ids, cutoff)).fetchall()
 
         return self._locked(select)
@@ -304,7 +335,7 @@ class ResponseStore:
 
     async def items(self, ids: list[str], owner: str | None) -> dict[str, dict[str, Any]]:
         """The output and input items stored for `owner` under these ids (what an `item_reference` names), by
-        id."""
+        id; `ItemOfFailedResponse` when one is an output item of a failed response."""
         return await asyncio.to_thread(self._items, ids, owner)
 
     async def delete(self, resp_id: str, owner: str | None) -> bool:

@@ -27,7 +27,7 @@ from ..live_config import LiveConfig
 from ..overflow import ContextOverflowError
 from ..pipeline import ChatReply, Items
 from ..state import STATE
-from ..store import ConversationTooLarge, ResponseStore, RowTooLarge, StoredResponse
+from ..store import ConversationTooLarge, ItemOfFailedResponse, ResponseStore, RowTooLarge, StoredResponse
 from . import common
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
@@ -157,6 +157,10 @@ async def _referenced(request: web.Request, body: dict[str, Any], key: ClientKey
         found = await store.items(ids, owner)
     except ConversationTooLarge as exc:
         raise ApiError(400, str(exc), "referenced_items_too_large", param="input") from None
+    except ItemOfFailedResponse as exc:  # (refused as a `previous_response_id` naming its response is)
+        raise ApiError(400, f"Item with id {_short_id(exc.item_id)} is output of response {_short_id(exc.resp_id)}, "
+                       "which failed; it cannot be referenced. Continue from the response before it, or send "
+                       "the item itself as input.", "item_of_failed_response", param="input") from None
     except (OSError, sqlite3.Error, ValueError) as exc:
         log.warning("response store lookup of %d referenced items failed: %s", len(ids), exc)
         raise ApiError(503, "The response store is unavailable; the referenced items cannot be read.",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from router.store import ConversationTooLarge, ResponseStore, StoredResponse, default_path
+from router.store import ConversationTooLarge, ItemOfFailedResponse, ResponseStore, StoredResponse, default_path
 
 
 def item(n: int, owner: str | None = None, created: float = 0.0) -> StoredResponse:
@@ -103,5 +103,37 @@ async def test_unusable_location_falls_back_to_memory(tmp_path: Path) -> None:
         assert store.path == ":memory:"
         await store.put(item(7))
         assert await store.get("resp_7", None) is not None
+    finally:
+        store.close()
+
+
+async def test_an_output_item_of_a_failed_response_is_refused_by_id(tmp_path: Path) -> None:
+    """A failed response's output items are kept with it (a GET lists them) but are no item to continue from:
+    naming one raises `ItemOfFailedResponse` with the item's and the response's ids; its input items are found."""
+    store = ResponseStore(tmp_path / "r.sqlite3")
+    try:
+        failed = answer(1, "alice")
+        failed.response["status"] = "failed"
+        failed.inputs = [{"type": "message", "id": "msg_in", "role": "user", "content": "1"}]
+        await store.put(failed)
+        with pytest.raises(ItemOfFailedResponse) as refused:
+            await store.items(["msg_in", "msg_1"], "alice")
+        assert (refused.value.item_id, refused.value.resp_id) == ("msg_1", "resp_1")
+        assert await store.items(["msg_in"], "alice") == {"msg_in": failed.inputs[0]}
+        assert await store.items(["msg_1"], "bob") == {}
+    finally:
+        store.close()
+
+
+async def test_a_store_made_before_failed_items_were_marked_opens_and_works(tmp_path: Path) -> None:
+    """A database written by an earlier release (its items table without the mark) is brought up to date."""
+    path = tmp_path / "r.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript("CREATE TABLE items (owner TEXT NOT NULL, id TEXT NOT NULL, resp_id TEXT NOT NULL, "
+                         "item TEXT NOT NULL, PRIMARY KEY (owner, id));")
+    store = ResponseStore(path)
+    try:
+        await store.put(answer(2, "alice"))
+        assert await store.items(["msg_2"], "alice") == {"msg_2": answer(2).response["output"][0]}
     finally:
         store.close()
