@@ -299,17 +299,18 @@ def _file_part(part: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "text", "text": file_text(label, media, payload)}
 
 
-def _parts(content: Any, where: str, role: str) -> list[dict[str, Any]]:
+def _parts(content: Any, where: str, role: str, key: str = "content") -> list[dict[str, Any]]:
+    """The content parts of item `where`'s `key` (its message `content`, a tool's `output`) as chat parts."""
     if not isinstance(content, list):
-        raise invalid(f"{where}.content must be a string or a list of content parts.", "input", "invalid_type")
+        raise invalid(f"{where}.{key} must be a string or a list of content parts.", "input", "invalid_type")
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content):
-        pwhere = f"{where}.content[{j}]"
+        pwhere = f"{where}.{key}[{j}]"
         ptype = part.get("type") if isinstance(part, dict) else None
-        if ptype in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
-            parts.append({"type": "text", "text": part["text"]})
-        elif ptype == "refusal" and isinstance(part.get("refusal"), str):
-            parts.append({"type": "text", "text": part["refusal"]})
+        if ptype in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": _part_text(part, "text", pwhere)})
+        elif ptype == "refusal":
+            parts.append({"type": "text", "text": _part_text(part, "refusal", pwhere)})
         elif ptype == "input_image" and role != "assistant":
             parts.append(_image_part(part, pwhere))
         elif ptype == "input_file" and role != "assistant":
@@ -318,6 +319,18 @@ def _parts(content: Any, where: str, role: str) -> list[dict[str, Any]]:
             raise invalid(f"{pwhere}: content part type {ptype!r} is not supported here.", "input",
                           "unsupported_content")
     return parts
+
+
+def _part_text(part: dict[str, Any], name: str, where: str) -> str:
+    """A text part's text (`name`: "text", a refusal's "refusal"); missing or not a string is a 400 naming it, as
+    OpenAI names it (`input[0].content[0].text`)."""
+    value, param = part.get(name), f"{where}.{name}"
+    if value is None:
+        raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+    if not isinstance(value, str):
+        raise invalid(f"Invalid type for '{param}': expected a string, but got {type(value).__name__}.", param,
+                      "invalid_type")
+    return value
 
 
 def _joined(parts: list[dict[str, Any]], sep: str) -> str | list[dict[str, Any]]:
@@ -341,7 +354,7 @@ def _tool_output(output: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     if isinstance(output, str):
         return output, []
     if isinstance(output, list):
-        parts = _parts(output, where.removesuffix(".output") + ".output", "tool")
+        parts = _parts(output, where, "tool", key="output")
         images = [p for p in parts if p["type"] == "image_url"]
         text = "\n".join(p["text"] for p in parts if p["type"] == "text")  # as the Messages route's tool results
         if images:
