@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL,
     owner TEXT NOT NULL,
     response TEXT NOT NULL,
-    messages TEXT NOT NULL
+    messages TEXT NOT NULL,
+    previous TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS responses_created ON responses (created);
 CREATE TABLE IF NOT EXISTS items (
@@ -86,6 +87,15 @@ class RowTooLarge(ValueError):
 
 class ConversationTooLarge(ValueError):
     """A stored response (with its conversation) over the store's bound on objects and arrays: not loaded."""
+
+
+class DuplicateItem(Exception):
+    """An item looked up by id is already in the conversation a `previous_response_id` continues: of that
+    response, or of one before it in its chain (sent again, the model would read it twice)."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(item_id)
+        self.item_id = item_id
 
 
 class ItemOfFailedResponse(Exception):
@@ -121,6 +131,18 @@ def _named_items(item: StoredResponse) -> list[tuple[dict[str, Any], bool]]:
     items = [*((it, failed) for it in (output if isinstance(output, list) else [])),
              *((it, False) for it in item.inputs)]
     return [(it, of_failed) for it, of_failed in items if isinstance(it, dict) and isinstance(it.get("id"), str)]
+
+
+def _check_items(ids: list[str], rows: list[tuple[str, str, str, int]], chain: set[str]) -> None:
+    """Items found for `ids` (`rows`: id, JSON, response id, of a failed response) that cannot be referenced: one
+    of a response in `chain` (`DuplicateItem`), one output by a failed response (`ItemOfFailedResponse`)."""
+    where = {item_id: (resp_id, bool(of_failed)) for item_id, _, resp_id, of_failed in rows}
+    for item_id in ids:
+        resp_id, of_failed = where.get(item_id, ("", False))
+        if resp_id in chain:
+            raise DuplicateItem(item_id)
+        if of_failed:
+            raise ItemOfFailedResponse(item_id, resp_id)
 
 
 def default_path(env: Mapping[str, str] | None = None) -> Path:
@@ -201,10 +223,12 @@ class ResponseStore:
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        """A database an earlier release wrote, brought up to this schema (its items are of no failed response)."""
-        columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
-        if "of_failed" not in columns:
-            db.execute("ALTER TABLE items ADD COLUMN of_failed INTEGER NOT NULL DEFAULT 0")
+        """A database an earlier release wrote, brought up to this schema (its items are of no failed response; its
+        responses continue none: their chains end there)."""
+        for table, column, kind in (("items", "of_failed", "INTEGER NOT NULL DEFAULT 0"),
+                                    ("responses", "previous", "TEXT NOT NULL DEFAULT ''")):
+            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -245,15 +269,17 @@ class ResponseStore:
         if containers > self.max_containers:
             raise RowTooLarge(f"response {item.id} has {containers} JSON objects and arrays with its conversation, "
                               f"over the store's bound of {self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS)")
-        row = (item.id, item.created or now, item.owner or "", response, messages)
+        previous = item.response.get("previous_response_id")
+        row = (item.id, item.created or now, item.owner or "", response, messages,
+               previous if isinstance(previous, str) else "")
         items = [(item.owner or "", it["id"], item.id, _json_text(it)[0], int(of_failed))
                  for it, of_failed in _named_items(item)]
 
         def put(db: sqlite3.Connection) -> None:
             db.execute("BEGIN")
             try:
-                db.execute("INSERT OR REPLACE INTO responses (id, created, owner, response, messages) "
-                           "VALUES (?, ?, ?, ?, ?)", row)
+                db.execute("INSERT OR REPLACE INTO responses (id, created, owner, response, messages, previous) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", row)
                 db.executemany("INSERT OR REPLACE INTO items (owner, id, resp_id, item, of_failed) "
                                "VALUES (?, ?, ?, ?, ?)", items)
                 db.execute("DELETE FROM responses WHERE created < ?", (now - self.max_age,))
@@ -284,38 +310,48 @@ class ResponseStore:
         return StoredResponse(id=row[0], created=row[1], owner=row[2] or None, response=json.loads(row[3]),
                               messages=json.loads(row[4]))
 
-    def _items(self, ids: list[str], owner: str | None) -> dict[str, dict[str, Any]]:
+    def _items(self, ids: list[str], owner: str | None, continued: str | None = None) -> dict[str, dict[str, Any]]:
         """The output and input items of `owner`'s stored responses that have these ids (those it has), by id; together
-        bounded as one stored response with its conversation is (`ConversationTooLarge`, never parsed). One that is
-        an output item of a failed response raises `ItemOfFailedResponse` (the first such of `ids`)."""
-        rows: list[tuple[str, str, str]] = []
+        bounded as one stored response with its conversation is (`ConversationTooLarge`, never parsed). The first of
+        `ids` that is already in the conversation response `continued` ends raises `DuplicateItem`; the first that
+        is an output item of a failed response, `ItemOfFailedResponse`."""
+        rows: list[tuple[str, str, str, int]] = []
         cutoff = time.time() - self.max_age
         for start in range(0, len(ids), _IDS_PER_QUERY):
             rows += self._item_rows(ids[start:start + _IDS_PER_QUERY], owner, cutoff)
-        failed = {item_id: resp_id for item_id, _, resp_id in rows if resp_id}
-        for item_id in ids:
-            if item_id in failed:
-                raise ItemOfFailedResponse(item_id, failed[item_id])
-        texts = [text for _, text, _ in rows]
+        _check_items(ids, rows, self._chain(continued, owner) if continued else set())
+        texts = [text for _, text, _, _ in rows]
         size, containers = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts), _containers(*texts)
         if size > self.max_row_bytes or containers > self.max_containers:
             raise ConversationTooLarge(f"The {len(rows)} stored items referenced are {size} bytes with {containers} "
                                        "JSON objects and arrays, over the store's bound for one response with its "
                                        f"conversation ({self.max_row_bytes} bytes, {self.max_containers} objects "
                                        "and arrays); they are not loaded. Send the items themselves instead.")
-        return {item_id: json.loads(text) for item_id, text, _ in rows}
+        return {item_id: json.loads(text) for item_id, text, _, _ in rows}
 
-    def _item_rows(self, ids: list[str], owner: str | None, cutoff: float) -> list[tuple[str, str, str]]:
-        """(id, item JSON, the id of its response if that failed and it is an output item, else "") of `owner`'s
-        items with these ids whose response is stored and not too old."""
-        query = ("SELECT items.id, items.item, CASE WHEN items.of_failed THEN items.resp_id ELSE '' END "
+    def _item_rows(self, ids: list[str], owner: str | None, cutoff: float) -> list[tuple[str, str, str, int]]:
+        """(id, item JSON, its response's id, whether it is an output item of a failed response) of `owner`'s items
+        with these ids whose response is stored and not too old."""
+        query = ("SELECT items.id, items.item, items.resp_id, items.of_failed "
                  "FROM items JOIN responses ON responses.id = items.resp_id "
                  f"WHERE items.owner = ? AND items.id IN ({', '.join('?' * len(ids))}) AND responses.created >= ?")
 
-        def select(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        def select(db: sqlite3.Connection) -> list[tuple[str, str, str, int]]:
             return db.execute(query, (owner or "", *ids, cutoff)).fetchall()
 
         return self._locked(select)
+
+    def _chain(self, resp_id: str, owner: str | None) -> set[str]:
+        """The ids of `owner`'s stored responses whose conversation response `resp_id` continues, its own with
+        them (each stored response names the one it continued)."""
+        query = ("WITH RECURSIVE chain(id) AS (SELECT ? UNION SELECT responses.previous FROM responses "
+                 "JOIN chain ON responses.id = chain.id WHERE responses.owner = ? AND responses.previous != '') "
+                 "SELECT id FROM chain LIMIT ?")
+
+        def select(db: sqlite3.Connection) -> list[tuple[str]]:
+            return db.execute(query, (resp_id, owner or "", self.max_rows + 1)).fetchall()
+
+        return {row[0] for row in self._locked(select)}
 
     def _delete(self, resp_id: str, owner: str | None) -> bool:
         cur = self._locked(lambda db: db.execute("DELETE FROM responses WHERE id = ? AND owner = ?",
@@ -333,10 +369,11 @@ class ResponseStore:
     async def get(self, resp_id: str, owner: str | None) -> StoredResponse | None:
         return await asyncio.to_thread(self._get, resp_id, owner)
 
-    async def items(self, ids: list[str], owner: str | None) -> dict[str, dict[str, Any]]:
+    async def items(self, ids: list[str], owner: str | None, continued: str | None = None) -> dict[str, dict[str, Any]]:
         """The output and input items stored for `owner` under these ids (what an `item_reference` names), by
-        id; `ItemOfFailedResponse` when one is an output item of a failed response."""
-        return await asyncio.to_thread(self._items, ids, owner)
+        id; `DuplicateItem` when one is already in the conversation response `continued` ends,
+        `ItemOfFailedResponse` when one is an output item of a failed response."""
+        return await asyncio.to_thread(self._items, ids, owner, continued)
 
     async def delete(self, resp_id: str, owner: str | None) -> bool:
         return await asyncio.to_thread(self._delete, resp_id, owner)

@@ -20,14 +20,21 @@ from aiohttp import web
 from .. import relay
 from ..config.model import ClientKey
 from ..dialects import responses as dialect
-from ..dialects.common import estimate_tokens, new_id, spaced_json
+from ..dialects.common import MAX_ID_CHARS, estimate_tokens, new_id, spaced_json
 from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..overflow import ContextOverflowError
 from ..pipeline import ChatReply, Items
 from ..state import STATE
-from ..store import ConversationTooLarge, ItemOfFailedResponse, ResponseStore, RowTooLarge, StoredResponse
+from ..store import (
+    ConversationTooLarge,
+    DuplicateItem,
+    ItemOfFailedResponse,
+    ResponseStore,
+    RowTooLarge,
+    StoredResponse,
+)
 from . import common
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
@@ -153,8 +160,13 @@ async def _referenced(request: web.Request, body: dict[str, Any], key: ClientKey
     if not ids:
         return body
     store, owner = await _owner(request, key)
+    previous = body.get("previous_response_id")
+    continued = previous if isinstance(previous, str) and 0 < len(previous) <= MAX_ID_CHARS else None
+    await request.app[RESPONSE_STORE].saved(continued)
     try:
-        found = await store.items(ids, owner)
+        found = await store.items(ids, owner, continued)
+    except DuplicateItem as exc:  # (as OpenAI answers it)
+        raise dialect.duplicate_item(exc.item_id) from None
     except ConversationTooLarge as exc:
         raise ApiError(400, str(exc), "referenced_items_too_large", param="input") from None
     except ItemOfFailedResponse as exc:  # (refused as a `previous_response_id` naming its response is)

@@ -483,15 +483,26 @@ def with_references(body: dict[str, Any], found: dict[str, dict[str, Any]]) -> d
     naming an item not there is a 400 naming the input. A new body and list: the client's are shared."""
     items: list[Any] = body["input"]
     resolved: list[Any] = []
+    seen: set[str] = set()
     for i, item in enumerate(items):
         ref = _reference_id(item, i)
         if ref is None:
             resolved.append(item)
+        elif ref in seen:
+            raise duplicate_item(ref)
         elif ref in found:
+            seen.add(ref)
             resolved.append(found[ref])
         else:
             raise ItemNotFound(ref)
     return {**body, "input": resolved}
+
+
+def duplicate_item(ref: str) -> ApiError:
+    """An item the request puts before the model twice (referenced twice, or referenced while the conversation
+    `previous_response_id` continues holds it), refused as OpenAI refuses it."""
+    return invalid(f"Duplicate item found with id {ref[:64]!r}. Remove duplicate items from your input and try "
+                   "again.", "input", "duplicate_item")
 
 
 class ItemNotFound(ApiError):

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from router.store import ConversationTooLarge, ItemOfFailedResponse, ResponseStore, StoredResponse, default_path
+from router.store import (
+    ConversationTooLarge,
+    DuplicateItem,
+    ItemOfFailedResponse,
+    ResponseStore,
+    StoredResponse,
+    default_path,
+)
 
 
 def item(n: int, owner: str | None = None, created: float = 0.0) -> StoredResponse:
@@ -126,14 +133,43 @@ async def test_an_output_item_of_a_failed_response_is_refused_by_id(tmp_path: Pa
 
 
 async def test_a_store_made_before_failed_items_were_marked_opens_and_works(tmp_path: Path) -> None:
-    """A database written by an earlier release (its items table without the mark) is brought up to date."""
+    """A database written by an earlier release (its items without the failed mark, its responses without the
+    one each continued) is brought up to date: its rows are found, and continue nothing."""
     path = tmp_path / "r.sqlite3"
     with sqlite3.connect(path) as db:
-        db.executescript("CREATE TABLE items (owner TEXT NOT NULL, id TEXT NOT NULL, resp_id TEXT NOT NULL, "
-                         "item TEXT NOT NULL, PRIMARY KEY (owner, id));")
+        db.executescript("CREATE TABLE responses (id TEXT PRIMARY KEY, created REAL NOT NULL, owner TEXT NOT NULL, "
+                         "response TEXT NOT NULL, messages TEXT NOT NULL);"
+                         "CREATE TABLE items (owner TEXT NOT NULL, id TEXT NOT NULL, resp_id TEXT NOT NULL, "
+                         "item TEXT NOT NULL, PRIMARY KEY (owner, id));"
+                         f"INSERT INTO responses VALUES ('resp_1', {time.time()}, 'alice', '{{}}', '[]');"
+                         "INSERT INTO items VALUES ('alice', 'msg_1', 'resp_1', '{\"id\": \"msg_1\"}');")
     store = ResponseStore(path)
     try:
-        await store.put(answer(2, "alice"))
-        assert await store.items(["msg_2"], "alice") == {"msg_2": answer(2).response["output"][0]}
+        later = answer(2, "alice")
+        later.response["previous_response_id"] = "resp_1"
+        await store.put(later)
+        assert await store.items(["msg_1", "msg_2"], "alice") == {"msg_1": {"id": "msg_1"},
+                                                                  "msg_2": later.response["output"][0]}
+        with pytest.raises(DuplicateItem):
+            await store.items(["msg_1"], "alice", continued="resp_2")
+    finally:
+        store.close()
+
+
+async def test_an_item_of_the_continued_chain_is_a_duplicate(tmp_path: Path) -> None:
+    """An item of the response a request continues, or of one before it in its chain, is already in that
+    conversation (`DuplicateItem`); one of a response outside the chain is found."""
+    store = ResponseStore(tmp_path / "r.sqlite3")
+    try:
+        for n, previous in ((1, None), (2, "resp_1"), (3, "resp_2"), (4, None)):
+            made = answer(n, "alice")
+            made.response["previous_response_id"] = previous
+            await store.put(made)
+        for ref, continued in (("msg_3", "resp_3"), ("msg_1", "resp_3"), ("msg_2", "resp_2")):
+            with pytest.raises(DuplicateItem) as dup:
+                await store.items([ref], "alice", continued=continued)
+            assert dup.value.item_id == ref
+        assert set(await store.items(["msg_4", "msg_3"], "alice", continued="resp_2")) == {"msg_3", "msg_4"}
+        assert set(await store.items(["msg_1"], "bob", continued="resp_3")) == set()
     finally:
         store.close()
