@@ -793,6 +793,10 @@ def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
     if kind == "json_object":
         return {"type": "json_object"}
     _format_field(fmt, "name", str, "a string")
+    if not TOOL_NAME.fullmatch(fmt["name"]):  # (OpenAI's rule for it; an upstream of its own would name
+        # `response_format.json_schema.name`, a field the client never sent)
+        raise invalid(f"Invalid 'text.format.name': {fmt['name'][:70]!r}. It must be 1 to 64 characters a-z, A-Z, "
+                      "0-9, underscores and dashes.", "text.format.name", "invalid_value")
     _format_field(fmt, "schema", dict, "an object")
     strict = fmt.get("strict")
     if strict is not None and not isinstance(strict, bool):

@@ -16,6 +16,10 @@ SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}}
     ({"type": "json_schema", "name": "a"}, "text.format.schema", "missing_required_parameter"),
     ({"type": "json_schema", "name": 5, "schema": SCHEMA}, "text.format.name", "invalid_type"),
     ({"type": "json_schema", "name": "a", "schema": []}, "text.format.schema", "invalid_type"),
+    # (went on as it came: an OpenAI upstream refused it naming `response_format.json_schema.name`, a field the
+    # client never sent; an engine took it)
+    ({"type": "json_schema", "name": "my schema", "schema": SCHEMA}, "text.format.name", "invalid_value"),
+    ({"type": "json_schema", "name": "n" * 65, "schema": SCHEMA}, "text.format.name", "invalid_value"),
     ({"type": "xml"}, "text.format.type", "invalid_value"),
     ({"name": "a"}, "text.format.type", "missing_required_parameter"),
     ("json", "text.format", "invalid_type"),
@@ -30,3 +34,13 @@ async def test_a_bad_text_format_names_its_field(fakes, router, fmt, param, code
     assert (err["param"], err["code"], err["type"]) == (param, code, "invalid_request_error"), err
     assert param in err["message"] or "Invalid value" in err["message"], err
     assert not up.requests
+
+
+async def test_a_json_schema_name_of_64_word_characters_reaches_the_upstream(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    name = "Answer_v-1" + "n" * 54
+    body = {"model": "m", "input": "x", "text": {"format": {"type": "json_schema", "name": name, "schema": SCHEMA}}}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+        assert resp.status == 200
+    assert up.requests[0].body["response_format"]["json_schema"]["name"] == name
