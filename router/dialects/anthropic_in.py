@@ -104,6 +104,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
         out.append({"role": "system", "content": system})
     for i, m in enumerate(messages):
         out.extend(_history_message(m, i, req, memos.history))
+    check_tool_pairs(messages)
     chat: dict[str, Any] = {"model": model, "messages": place_system(out)}
     if max_tokens is not None:
         chat["max_tokens"] = max_tokens
@@ -341,6 +342,40 @@ def _tool_result(block: dict[str, Any], where: str,
     if is_error:
         text = f"Error: {text}" if text else "Error"
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
+
+
+def check_tool_pairs(messages: list[Any]) -> None:
+    """Anthropic's rule for a tool loop, with its 400s: every `tool_use` of an assistant turn is answered by a
+    `tool_result` in the message right after it, and every `tool_result` names a `tool_use` of the message right
+    before it (mid-conversation `system` messages, which Anthropic does not have, are not counted between them).
+    The calls of a final assistant message have no answer to wait for. `messages` passed `_message`'s checks."""
+    calls: list[str] = []  # the ids of the last assistant turn's calls, still to be answered
+    at = 0
+    for i, m in enumerate(messages):
+        if m.get("role") == "system":
+            continue
+        blocks = m["content"] if isinstance(m.get("content"), list) else []
+        answered = _tool_results(blocks, i, calls) if m.get("role") == "user" else set()
+        if missing := [c for c in calls if c not in answered]:
+            raise invalid(f"messages.{at}: `tool_use` ids were found without `tool_result` blocks immediately "
+                          f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
+                          "`tool_result` block in the next message.", "messages", "invalid_request")
+        calls, at = ([b["id"] for b in blocks if b.get("type") == "tool_use"] if m.get("role") == "assistant"
+                     else []), i
+
+
+def _tool_results(blocks: list[Any], i: int, calls: list[str]) -> set[str]:
+    """The call ids a user message's `tool_result` blocks answer, each one of `calls`."""
+    answered: set[str] = set()
+    for j, b in enumerate(blocks):
+        if b.get("type") != "tool_result":
+            continue
+        if b["tool_use_id"] not in calls:
+            raise invalid(f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                          f"{b['tool_use_id']}. Each `tool_result` block must have a corresponding `tool_use` "
+                          "block in the previous message.", "messages", "invalid_request")
+        answered.add(b["tool_use_id"])
+    return answered
 
 
 def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo) -> Sequence[dict[str, Any]]:

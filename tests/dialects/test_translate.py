@@ -64,17 +64,19 @@ def test_thinking_is_left_out_of_a_tool_loop() -> None:
 
 def test_messages_request_tool_result_images_and_documents() -> None:
     req = anthropic_in.parse_request({"model": "m", "max_tokens": 9, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}]},
         {"role": "user", "content": [
             {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
                 {"type": "text", "text": "shot:"},
                 {"type": "image", "source": {"type": "url", "url": "https://example.invalid/a.png"}}]},
             {"type": "document", "title": "Notes", "source": {"type": "text", "media_type": "text/plain",
                                                               "data": "abc"}}]}]})
-    assert req.chat["messages"] == [
+    assert req.chat["messages"][2:] == [
         {"role": "tool", "tool_call_id": "toolu_1", "content": "shot:"},
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}},
                                      {"type": "text", "text": "Notes\n\nabc"}]}]
-    assert req.images == 1 and req.estimate_input_tokens() == anthropic_in.IMAGE_TOKENS + 4
+    assert req.images == 1 and req.estimate_input_tokens() == anthropic_in.IMAGE_TOKENS + 5  # (20 bytes)
 
 
 def test_thinking_fields_by_route_kind() -> None:
