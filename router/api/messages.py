@@ -18,6 +18,7 @@ from ..errors import ApiError
 from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..state import STATE
+from ..upstream.anthropic import BETA_HEADER
 from . import common
 from .messages_native import native_count, native_message, native_route, signed_history
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
@@ -34,7 +35,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             return await native_message(request, ctx, signed_history(raw, body), body["model"],
                                         body.get("stream") is True,
                                         {"x-request-id": ex.request_id, "request-id": ex.request_id})
-        req = dialect.parse_request(body, memos)
+        req = dialect.parse_request(body, memos, interleaved=_interleaved(request))
         ctx = common.resolve(request, rt, ex, key, req.model)
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
@@ -51,6 +52,15 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         return await stream_translated(request, ex, reply, translator, headers)
 
     return await common.handle_exchange(request, "messages", handle, "anthropic")
+
+
+INTERLEAVED_THINKING = "interleaved-thinking-2025-05-14"  # the beta under which a thinking budget may pass max_tokens
+
+
+def _interleaved(request: web.Request) -> bool:
+    """Whether the client's `anthropic-beta` (any line of it) names the interleaved-thinking beta."""
+    return any(b.strip() == INTERLEAVED_THINKING for line in request.headers.getall(BETA_HEADER, ())
+               for b in line.split(","))
 
 
 def _native(request: web.Request, rt: LiveConfig, ex: Exchange, key: ClientKey | None,

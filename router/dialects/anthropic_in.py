@@ -73,9 +73,10 @@ class MessagesRequest:
 # --- request -----------------------------------------------------------------------------------------------------
 
 def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
-                  count_only: bool = False) -> MessagesRequest:
+                  count_only: bool = False, interleaved: bool = False) -> MessagesRequest:
     """Validate a Messages request (400s name the field) and translate it to the chat form; translations of its
-    history messages and tools list found in and kept by `memos` (none: made for this request only)."""
+    history messages and tools list found in and kept by `memos` (none: made for this request only). `interleaved`:
+    the client sent the interleaved-thinking beta, under which a thinking budget may pass `max_tokens`."""
     if memos is None:
         memos = Translations()
     model = check_type(body, "model", str, "a string", required=True)
@@ -93,7 +94,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     if stops is not None and not all(isinstance(s, str) and s for s in stops):
         raise invalid("'stop_sequences' must be a list of non-empty strings.", "stop_sequences", "invalid_type")
     metadata = check_type(body, "metadata", dict, "an object")
-    thinking = _thinking(body)
+    thinking = _thinking(body, None if interleaved or count_only else max_tokens)
     effort = _effort(body)
 
     req = MessagesRequest(model=model, stream=stream, chat={}, thinking=thinking, effort=effort,
@@ -166,11 +167,14 @@ def _effort(body: dict[str, Any]) -> str | None:
     return effort
 
 
-MIN_THINKING_BUDGET = 1024  # Anthropic's least `thinking.budget_tokens` (it refuses a smaller one). Its other bound,
-# less than `max_tokens`, is not checked: interleaved thinking (a beta header, or adaptive thinking) lifts it
+MIN_THINKING_BUDGET = 1024  # Anthropic's least `thinking.budget_tokens` (it refuses a smaller one)
+THINKING_TYPES = ("enabled", "disabled", "adaptive")  # what Anthropic's `thinking.type` takes
 
 
-def _thinking(body: dict[str, Any]) -> dict[str, Any] | None:
+def _thinking(body: dict[str, Any], max_tokens: int | None) -> dict[str, Any] | None:
+    """`thinking` checked as Anthropic checks it: a budget of at least `MIN_THINKING_BUDGET` and, where
+    `max_tokens` is given (none when the interleaved-thinking beta lets the budget span the whole turn, or for a
+    count), below it."""
     thinking = check_type(body, "thinking", dict, "an object")
     if thinking is None:
         return None
@@ -178,11 +182,16 @@ def _thinking(body: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(kind, str) or not kind:
         raise invalid("'thinking.type' must be a string such as 'enabled', 'adaptive' or 'disabled'.", "thinking",
                       "invalid_value")
+    if kind not in THINKING_TYPES:
+        raise invalid(f"thinking.type: {kind[:64]!r} is not one of the expected types: "
+                      f"{', '.join(repr(t) for t in THINKING_TYPES)}.", "thinking", "invalid_value")
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET:
             raise invalid(f"'thinking.budget_tokens' must be an integer of at least {MIN_THINKING_BUDGET}.",
                           "thinking", "invalid_value")
+        if max_tokens is not None and budget >= max_tokens:
+            raise invalid("`max_tokens` must be greater than `thinking.budget_tokens`.", "thinking", "invalid_value")
     return dict(thinking)
 
 

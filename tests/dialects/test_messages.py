@@ -304,14 +304,16 @@ async def test_invalid_requests_are_anthropic_shaped_400s(fakes, router, body, p
 
 
 async def test_what_anthropic_takes_is_served(fakes, router):
-    """The least thinking budget, a budget past max_tokens (interleaved thinking allows one), adaptive thinking,
-    an empty final assistant message (a prefill) and a user message of thinking blocks alone go through."""
+    """The least thinking budget, a budget past max_tokens (the interleaved-thinking beta allows one), adaptive
+    thinking, an empty final assistant message (a prefill) and a user message of thinking blocks alone go
+    through."""
     up = await fakes()
     r = await router(CFG.format(url=up.url))
     for thinking in ({"type": "enabled", "budget_tokens": 1024}, {"type": "adaptive"}, {"type": "disabled"}):
         status, _ = await post(r.url, {"model": "m", "max_tokens": 5, "thinking": thinking,
                                        "messages": [{"role": "user", "content": "x"},
-                                                    {"role": "assistant", "content": []}]})
+                                                    {"role": "assistant", "content": []}]},
+                                 {"anthropic-beta": "interleaved-thinking-2025-05-14"})
         assert status == 200
     status, _ = await post(r.url, {"model": "m", "max_tokens": 5, "messages": [
         {"role": "user", "content": [{"type": "redacted_thinking", "data": "abc"}]}]})
