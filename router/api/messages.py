@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import jsoncodec
 from ..config.model import ClientKey
 from ..context import RequestContext
 from ..dialects import anthropic_in as dialect
@@ -20,6 +21,7 @@ from ..live_config import LiveConfig
 from ..state import STATE
 from ..upstream.anthropic import BETA_HEADER
 from . import common
+from .common import JSON_HEADERS
 from .messages_native import native_count, native_message, native_route, signed_history
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
@@ -48,10 +50,25 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         if reply.doc is not None:
             return json_response(dialect.to_message(reply.doc, req.model, req.stop_sequences), headers)
         translator = dialect.MessagesStream(req.model, req.stop_sequences, req.estimate_input_tokens(),
-                                            rt.config.server.max_stream_repair_chars)
+                                            rt.config.server.max_stream_repair_chars, ex.request_id)
         return await stream_translated(request, ex, reply, translator, headers)
 
-    return await common.handle_exchange(request, "messages", handle, "anthropic")
+    return await common.handle_exchange(request, "messages", _named(handle), "anthropic")
+
+
+def _named(handler: common.Handler) -> common.Handler:
+    """`handler`, its errors answered as Anthropic answers them: the body names the request (`request_id`, the
+    id of the `request-id` header; see `dialect.error_body`)."""
+    async def named(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
+        try:
+            return await handler(rt, ex, key)
+        except ApiError as err:
+            ex.status, ex.error = err.status, err.code
+            return web.Response(status=err.status, body=jsoncodec.dumps(dialect.error_body(err, ex.request_id)),
+                                headers={**JSON_HEADERS, **err.headers, "x-request-id": ex.request_id,
+                                         "request-id": ex.request_id})
+
+    return named
 
 
 INTERLEAVED_THINKING = "interleaved-thinking-2025-05-14"  # the beta under which a thinking budget may pass max_tokens
@@ -87,7 +104,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         if native is not None:  # Anthropic's own count (or its verdict on the body)
             return await native_count(request, native,
                                       {k: v for k, v in signed_history(raw, body).items() if k != "stream"},
-                                      {"x-request-id": ex.request_id, COUNT_HEADER: "exact"})
+                                      {"x-request-id": ex.request_id, "request-id": ex.request_id,
+                                       COUNT_HEADER: "exact"})
         req = dialect.parse_request({k: v for k, v in body.items() if k != "stream"}, request.app[STATE].messages_memos,
                                     count_only=True)
         if req.learn_tools:
@@ -110,6 +128,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
             except ApiError as err:
                 ex.error = err.code  # the estimate stands
         ex.status = 200
-        return json_response({"input_tokens": count}, {"x-request-id": ex.request_id, COUNT_HEADER: how})
+        return json_response({"input_tokens": count}, {"x-request-id": ex.request_id, "request-id": ex.request_id,
+                                                       COUNT_HEADER: how})
 
-    return await common.handle_exchange(request, "count_tokens", handle, "anthropic")
+    return await common.handle_exchange(request, "count_tokens", _named(handle), "anthropic")

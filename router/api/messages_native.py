@@ -17,6 +17,7 @@ from aiohttp import web
 
 from .. import jsoncodec, relay
 from ..context import RequestContext
+from ..dialects.anthropic_in import error_body
 from ..dialects.common import sse_event
 from ..dispatch import Opened, dispatch
 from ..errors import ApiError
@@ -151,7 +152,7 @@ async def native_message(request: web.Request, ctx: RequestContext, body: dict[s
         headers = {**headers, "x-agentgate-provider": opened.upstream.name}
         if stream and opened.reply.status == 200:
             reader = AnthropicEvents(opened, ex, ctx.metrics, model, ctx.limits.max_upstream_event_bytes)
-            return await relay.write_stream(request, ex, reader.events(), NativeEvents(), headers)
+            return await relay.write_stream(request, ex, reader.events(), NativeEvents(ex.request_id), headers)
         return _whole(opened, ex, model, headers)
     finally:
         await opened.close()
@@ -338,9 +339,13 @@ def redact_data(data: bytes, redactor: relay.Redactor, name: str) -> bytes:
 
 
 class NativeEvents:
-    """The events as they are; a failure after the stream began is Anthropic's error event."""
+    """The events as they are; a failure after the stream began is Anthropic's error event, naming the request
+    (`request_id`)."""
 
     keepalive = relay.MESSAGES_PING
+
+    def __init__(self, request_id: str = "") -> None:
+        self.request_id = request_id
 
     def feed(self, item: bytes) -> list[bytes]:
         return [item]
@@ -352,4 +357,4 @@ class NativeEvents:
         return []
 
     def error(self, err: ApiError) -> list[bytes]:
-        return [sse_event("error", err.anthropic_body())]
+        return [sse_event("error", error_body(err, self.request_id))]

@@ -702,6 +702,15 @@ def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> di
             "stop_reason": reason, "stop_sequence": sequence, "usage": usage_of(done.usage)}
 
 
+def error_body(err: ApiError, request_id: str) -> dict[str, object]:
+    """An error as Anthropic writes it, in a body or a stream's error event: with the request's id at the top
+    level (`{"type": "error", "error": {...}, "request_id": ...}`) when there is one."""
+    body = err.anthropic_body()
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
 # --- stream ------------------------------------------------------------------------------------------------------
 
 MAX_HELD_CHARS = 1024 * 1024  # whitespace a stream holds back before text (server config overrides)
@@ -712,9 +721,10 @@ class MessagesStream(ChunkEncoder):
     is not valid input for a later turn), up to `max_chars` characters: past them the stream ends with an error."""
 
     def __init__(self, model: str, stop_sequences: list[str], input_estimate: int = 0,
-                 max_chars: int = MAX_HELD_CHARS) -> None:
+                 max_chars: int = MAX_HELD_CHARS, request_id: str = "") -> None:
         super().__init__()
         self.model = model
+        self.request_id = request_id  # what the error event names (see `error_body`)
         self.max_chars = max_chars
         self.stop_sequences = stop_sequences
         self.input_estimate = input_estimate
@@ -847,7 +857,8 @@ class MessagesStream(ChunkEncoder):
 
     def error(self, err: ApiError) -> list[bytes]:
         """The terminal event for a stream that failed after it began (what waited goes out first)."""
-        return [*self._start(), *self._released_before_error(), sse_event("error", err.anthropic_body())]
+        return [*self._start(), *self._released_before_error(),
+                sse_event("error", error_body(err, self.request_id))]
 
 
 class _InputJson:

@@ -61,7 +61,8 @@ async def test_messages_says_prompt_is_too_long(fakes, router, shape, stream):
         else:
             await claude(r.url).messages.create(**ASK)  # type: ignore[arg-type]
     assert err.value.body == {"type": "error", "error": {"type": "invalid_request_error",  # type: ignore[comparison-overlap]
-                                                         "message": BODIES[shape][1]}}
+                                                         "message": BODIES[shape][1]},
+                              "request_id": err.value.request_id}
     assert len(up.requests) == 1  # neither retried nor fallen back from
 
 
