@@ -38,6 +38,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                                         body.get("stream") is True,
                                         {"x-request-id": ex.request_id, "request-id": ex.request_id})
         req = dialect.parse_request(body, memos, interleaved=_interleaved(request))
+        if req.prefill:
+            raise ApiError(400, PREFILL_REFUSED, "prefill_unsupported", param="messages")
         ctx = common.resolve(request, rt, ex, key, req.model)
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
@@ -71,6 +73,12 @@ def _named(handler: common.Handler) -> common.Handler:
     return named
 
 
+# A final assistant message asks Anthropic to continue it. No backend behind the chat form can: an OpenAI-type API
+# answers a new turn, and a local engine renders the chat with the prompt of a new turn (a chat template cannot add
+# that prompt and continue the last message at once). Refused as Anthropic refuses it for its models that cannot
+# continue one, rather than answered with what a prefill client would splice into nonsense.
+PREFILL_REFUSED = ("This model does not support assistant message prefill: its backend starts a new answer instead of "
+                   "continuing the last assistant message. The conversation must end with a user message.")
 INTERLEAVED_THINKING = "interleaved-thinking-2025-05-14"  # the beta under which a thinking budget may pass max_tokens
 
 

@@ -65,6 +65,7 @@ class MessagesRequest:
     tools_json: ToolsJson | None = None  # `chat["tools"]` with its encoding (see `common.chat_bytes`)
     learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
     loads: list[str] = field(default_factory=list)  # the deferred tools the history loads (`tool_reference`)
+    prefill: bool = False  # the last message is the assistant's, with content: the answer is to continue it
 
     def estimate_input_tokens(self) -> int:
         return estimate_tokens(self.text_bytes) + self.images * IMAGE_TOKENS
@@ -106,6 +107,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     for i, m in enumerate(messages):
         out.extend(_history_message(m, i, req, memos.history))
     check_tool_pairs(messages)
+    req.prefill = _prefill(messages[-1], out)
     chat: dict[str, Any] = {"model": model, "messages": place_system(out)}
     if max_tokens is not None:
         chat["max_tokens"] = max_tokens
@@ -351,6 +353,17 @@ def _tool_result(block: dict[str, Any], where: str,
     if is_error:
         text = f"Error: {text}" if text else "Error"
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
+
+
+def _prefill(last: dict[str, Any], out: list[dict[str, Any]]) -> bool:
+    """Whether the last message is an assistant's prefill, the start of the answer; an empty one, which asks for
+    nothing, is taken out of `out` (the chat messages)."""
+    if last.get("role") != "assistant":
+        return False
+    if last.get("content"):
+        return True
+    out.pop()
+    return False
 
 
 def check_tool_pairs(messages: list[Any]) -> None:
