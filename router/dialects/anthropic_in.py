@@ -581,6 +581,7 @@ def _translate_tools(value: list[Any]) -> _Tools:
     deferred: set[str] = set()
     search = False
     size = 0
+    names: set[str] = set()
     for i, t in enumerate(value):
         if not isinstance(t, dict):
             raise invalid(f"tools[{i}] must be an object.", "tools", "invalid_type")
@@ -593,8 +594,10 @@ def _translate_tools(value: list[Any]) -> _Tools:
                 dropped.add(kind)  # a server tool (web search, code execution, ...): the backend cannot run it
                 name = t.get("name")
                 server.append(name if isinstance(name, str) else "")
+                _declare(server[-1], names)
                 search = search or kind.startswith("tool_search_tool_")
             else:
+                _declare(tool["function"]["name"], names)
                 out.append(tool)
                 size += len(spaced_json(tool).encode())
                 if t.get("defer_loading") is True:
@@ -607,6 +610,7 @@ def _translate_tools(value: list[Any]) -> _Tools:
             raise invalid(f"tools[{i}] needs an 'input_schema' object.", "tools", "invalid_type")
         if desc is not None and not isinstance(desc, str):
             raise invalid(f"tools[{i}].description must be a string.", "tools", "invalid_type")
+        _declare(name, names)
         fn: dict[str, Any] = {"name": name, "parameters": schema}
         if desc:
             fn["description"] = desc
@@ -615,6 +619,16 @@ def _translate_tools(value: list[Any]) -> _Tools:
         if t.get("defer_loading") is True:
             deferred.add(name)
     return _Tools(out, size, tuple(dropped.kinds), ToolsJson.of(out), tuple(server), frozenset(deferred), search)
+
+
+def _declare(name: str, names: set[str]) -> None:
+    """`name` joins the tool names declared; one declared before is Anthropic's 400 (a nameless server tool,
+    `""`, is not counted)."""
+    if name in names:
+        raise invalid(f"tools: Tool names must be unique ({name[:64]!r} is declared twice).", "tools",
+                      "invalid_value")
+    if name:
+        names.add(name)
 
 
 def _tool_choice(value: Any, tools: list[dict[str, Any]], server: tuple[str, ...],
