@@ -370,34 +370,51 @@ def check_tool_pairs(messages: list[Any]) -> None:
     """Anthropic's rule for a tool loop, with its 400s: every `tool_use` of an assistant turn is answered by a
     `tool_result` in the message right after it, and every `tool_result` names a `tool_use` of the message right
     before it (mid-conversation `system` messages, which Anthropic does not have, are not counted between them).
-    The calls of a final assistant message have no answer to wait for. `messages` passed `_message`'s checks."""
+    The calls of a final assistant message have no answer to wait for. `messages` passed `_message`'s checks; the
+    usual turn answers its calls in their order, found equal at once."""
     calls: list[str] = []  # the ids of the last assistant turn's calls, still to be answered
     at = 0
     for i, m in enumerate(messages):
-        if m.get("role") == "system":
+        role, content = m["role"], m.get("content")
+        if role == "system":
             continue
-        blocks = m["content"] if isinstance(m.get("content"), list) else []
-        answered = _tool_results(blocks, i, calls) if m.get("role") == "user" else set()
-        if missing := [c for c in calls if c not in answered]:
-            raise invalid(f"messages.{at}: `tool_use` ids were found without `tool_result` blocks immediately "
-                          f"after: {', '.join(missing)}. Each `tool_use` block must have a corresponding "
-                          "`tool_result` block in the next message.", "messages", "invalid_request")
-        calls, at = ([b["id"] for b in blocks if b.get("type") == "tool_use"] if m.get("role") == "assistant"
-                     else []), i
+        if role == "user":
+            if _ids(content, "tool_result", "tool_use_id") != calls:
+                _mismatch(at, calls, i, content)
+            calls = []
+        else:
+            if calls:
+                _mismatch(at, calls, i, [])
+            calls = _ids(content, "tool_use", "id")
+        at = i
 
 
-def _tool_results(blocks: list[Any], i: int, calls: list[str]) -> set[str]:
-    """The call ids a user message's `tool_result` blocks answer, each one of `calls`."""
+def _ids(content: Any, kind: str, key: str) -> list[str]:
+    """`block[key]` of each block of type `kind` in a message's content, in order."""
+    out: list[str] = []
+    if type(content) is list:
+        for b in content:
+            if b["type"] == kind:
+                out.append(b[key])
+    return out
+
+
+def _mismatch(at: int, calls: list[str], i: int, blocks: Any) -> None:
+    """The 400 for `messages[i]` (its content `blocks`) after the turn `messages[at]` that made `calls`: a result
+    for no call of it, or a call left without a result; nothing when the results only came in another order."""
     answered: set[str] = set()
-    for j, b in enumerate(blocks):
-        if b.get("type") != "tool_result":
+    for j, b in enumerate(blocks if type(blocks) is list else ()):
+        if b["type"] != "tool_result":
             continue
         if b["tool_use_id"] not in calls:
             raise invalid(f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
                           f"{b['tool_use_id']}. Each `tool_result` block must have a corresponding `tool_use` "
                           "block in the previous message.", "messages", "invalid_request")
         answered.add(b["tool_use_id"])
-    return answered
+    if missing := [c for c in calls if c not in answered]:
+        raise invalid(f"messages.{at}: `tool_use` ids were found without `tool_result` blocks immediately after: "
+                      f"{', '.join(missing)}. Each `tool_use` block must have a corresponding `tool_result` block "
+                      "in the next message.", "messages", "invalid_request")
 
 
 def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo) -> Sequence[dict[str, Any]]:
