@@ -21,7 +21,7 @@ from repair.formats.common import (
     value_end,
 )
 from repair.formats.spec import Format, Template, aliases
-from repair.markers import Kind, Lit, Name
+from repair.markers import LINE_START, Kind, Lit, Name, in_code, ticks_after
 from repair.salvage import Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
@@ -46,6 +46,9 @@ _STRAY_BEFORE_END = re.compile(r"[\s\"'`]{1,4}(?=</function>)")
 # follow it: the call's parameters, or its </function> when it takes none
 _OPENER = re.compile(r"<parameter=([A-Za-z0-9_.\-]{1,64})>")
 _AFTER_OPENER = re.compile(r"[ \t\r\n]*(?:<parameter=|</function>)")
+# A <function=...> header that opens a block: its body follows it (a parameter, its end, JSON arguments)
+_HEADER_WITH_BODY = re.compile(r"<function=[^>\n<]{0,200}>[ \t\r\n]*(?:<parameter=|</function>|\{)")
+_MAX_HEADERS = 64  # headers looked at before an opener slip, back to the last </function>
 
 
 
@@ -203,10 +206,30 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, "calls", first.family, calls, text=junk)])
 
 
+def _quoted(text: str, at: int) -> bool:
+    """Whether `at` lies in inline code (a code span open before it on its line)."""
+    return in_code(ticks_after(LINE_START, text, text.rfind("\n", 0, at) + 1, at))
+
+
+def _open_block(text: str, p: int) -> bool:
+    """Whether a <function=...> block is open at `p`: a header after the last </function> before `p`, outside
+    inline code and followed by a body (a parameter, the block's end, JSON arguments). A header quoted in a code
+    span or named in a sentence opens nothing; past `_MAX_HEADERS` of them the block is taken as open."""
+    floor = text.rfind(FUNC_END, 0, p) + 1
+    at = p
+    for _ in range(_MAX_HEADERS):
+        at = text.rfind(FUNC, floor, at)
+        if at == -1:
+            return False
+        if _HEADER_WITH_BODY.match(text, at) is not None and not _quoted(text, at):
+            return True
+    return True
+
+
 def parse_opener(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """A call opened by its name as a parameter (`<parameter=name>` for `<function=name>`, see `opener_at`), with no
     <tool_call> before it; not a parameter of an open <function=...> block."""
-    if text.rfind(FUNC, 0, p) > text.rfind(FUNC_END, 0, p):
+    if _open_block(text, p):
         return None
     return parse(text, p, ctx)
 
