@@ -25,10 +25,10 @@ import re
 from typing import Any
 
 from repair.formats import section
-from repair.formats.common import Ctx, ends_with, issue, unwrap_arguments, value_end
+from repair.formats.common import Ctx, ends_with, fail_segment, issue, unwrap_arguments, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, OneOf
-from repair.types import Parsed, RawCall
+from repair.types import Parsed, RawCall, Segment
 
 FAMILY_V32 = "deepseek_v32"
 FAMILY_V4 = "deepseek_v4"
@@ -184,11 +184,47 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return section.parse(_BARE_M2, text, p, ctx)
 
 
+# A harness's record of an earlier call, written into the prompt when a session changes model (oh-my-pi), which the
+# model then copies to make its own: <call_record tool="f">\n<parameter name="k">v</parameter>\n</call_record>
+RECORD = '<call_record tool="'
+RECORD_FAMILY = "text"
+_RECORD = re.compile(r'<call_record\s+tool\s*=\s*"([^"<>\n]{1,128})"\s*>')
+_RECORD_END = re.compile(r"</call_record\s*>")
+
+
+def _alone_on_line(text: str, p: int, eol: int = -1) -> bool:
+    """Whether only spaces or tabs come before `p` on its line (a record indented as a transcript shows it)."""
+    return not text[text.rfind("\n", 0, p) + 1:p].strip(" \t")
+
+
+def parse_record(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """One <call_record tool="f"> at a line start (indented or not), its parameters, its own </call_record>: the
+    call it records. In a sentence, or not closed before the next record, it is a quote; cut off by the end of the
+    text, `truncated`."""
+    m = _RECORD.match(text, p)
+    if m is None or not _alone_on_line(text, p):
+        return None
+    end, end_at = ctx.find_end(_RECORD_END, m.end())
+    nxt = ctx.find(_RECORD, m.end())
+    if end == -1 and nxt == -1:
+        return fail_segment(p, len(text), RECORD_FAMILY, "truncated", "the text ends before </call_record>",
+                            m.group(1).strip())
+    if end == -1 or (nxt != -1 and nxt < end):
+        return None
+    call, after = _call(text, m, end, ctx)
+    if text[after:end].strip():
+        return None  # not the record's markup alone: a quote
+    call.family = RECORD_FAMILY
+    return Parsed(end_at, [Segment(p, end_at, "calls", RECORD_FAMILY, [call])])
+
+
 FORMAT = Format(
     (FAMILY_V32, FAMILY_V4, FAMILY_M2, FAMILY_STEP3),
     (Kind("invoke", (OneOf(START_MARKERS),), parse),
      # in a sentence, naming no declared tool, or self-closing (<invoke name="f"/>) it is a quote of the syntax
-     Kind("invoke_bare", (Lit(BARE_INVOKE), Name(64, ('">', '" >'))), parse_bare, line_start=True)),
+     Kind("invoke_bare", (Lit(BARE_INVOKE), Name(64, ('">', '" >'))), parse_bare, line_start=True),
+     Kind("call_record", (Lit(RECORD), Name(64, ('">',))), parse_record, generic=True, line_check=_alone_on_line,
+          unfenced=True)),
     (*aliases(FAMILY_V32, "deepseek_v32", "deepseekv32", "deepseek_v3_2"),
      *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5", "minimax_m3"),
      *aliases(FAMILY_STEP3, "step3")),
