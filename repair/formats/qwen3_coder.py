@@ -46,8 +46,9 @@ _STRAY_BEFORE_END = re.compile(r"[\s\"'`]{1,4}(?=</function>)")
 # follow it: the call's parameters, or its </function> when it takes none
 _OPENER = re.compile(r"<parameter=([A-Za-z0-9_.\-]{1,64})>")
 _AFTER_OPENER = re.compile(r"[ \t\r\n]*(?:<parameter=|</function>)")
-# A <function=...> header that opens a block: its body follows it (a parameter, its end, JSON arguments)
-_HEADER_WITH_BODY = re.compile(r"<function=[^>\n<]{0,200}>[ \t\r\n]*(?:<parameter=|</function>|\{)")
+# A <function=...> header that opens a block (its ">" may be missing, as `_HEAD` allows): its body follows it (a
+# parameter, its end, JSON arguments)
+_HEADER_WITH_BODY = re.compile(r"<function=[^>\n<]{0,200}>?[ \t\r\n]*(?:<parameter=|</function>|\{)")
 _MAX_HEADERS = 64  # headers looked at before an opener slip, back to the last </function>
 
 

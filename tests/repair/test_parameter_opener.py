@@ -29,10 +29,12 @@ def test_a_header_quoted_before_the_slip_opens_no_block(before: str) -> None:
     assert_stream_matches(text, TOOLS)
 
 
-def test_a_real_unclosed_header_keeps_the_slip_its_parameter() -> None:
-    """`<function=read_file>` with its parameters and no </function>: a `<parameter=bash>` after it is no call of
-    its own (the read_file call is read as far as it goes; the rest stays text)."""
-    text = "<function=read_file>\n<parameter=path>\na.py\n</parameter>\nand then\n" + SLIP
+@pytest.mark.parametrize("header", ["<function=read_file>", "<function=read_file"], ids=["whole", "without_gt"])
+def test_a_real_unclosed_header_keeps_the_slip_its_parameter(header: str) -> None:
+    """`<function=read_file>` (or with its '>' left out, as the parser reads it too) with its parameters and no
+    </function>: a `<parameter=bash>` after it is no call of its own (the read_file call is read as far as it goes;
+    the rest stays text)."""
+    text = header + "\n<parameter=path>\na.py\n</parameter>\nand then\n" + SLIP
     r = repair_message(text, TOOLS, id_factory=ids)
     assert calls_of(r) == [("read_file", {"path": "a.py"})]
     assert r.content is not None and SLIP in r.content
