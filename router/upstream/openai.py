@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import aiohttp
+from multidict import CIMultiDict
 
 from .. import jsoncodec
 from ..config.model import ProviderConfig
@@ -17,17 +20,27 @@ def client_timeout(config: ProviderConfig) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_connect=t.connect)
 
 
+def session_headers(*layers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """The headers of every request to a provider: each layer's replacing an earlier layer's of the same name in
+    any case (a configured `authorization` is not sent beside the provider's `Authorization`)."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for layer in layers:
+        for name, value in layer:
+            out[name] = value
+    return out
+
+
 class HttpUpstream(Upstream):
     """A provider reached over one pooled aiohttp session (opened on first use, closed for good at shutdown or
     when a reload retires it), sending `headers`, then the configured ones, then `credentials` with every
-    request."""
+    request (`session_headers`)."""
 
     def __init__(self, config: ProviderConfig, connector: aiohttp.BaseConnector | None, headers: dict[str, str],
                  credentials: dict[str, str]) -> None:
         super().__init__(config)
         self._connector = connector
         self._session: aiohttp.ClientSession | None = None
-        self._headers = {**headers, **dict(config.headers), **credentials}
+        self._headers = session_headers(headers.items(), config.headers, credentials.items())
         self._base = config.base_url
 
     @property

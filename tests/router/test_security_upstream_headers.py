@@ -1,0 +1,121 @@
+"""What the router writes on the wire to a provider: each credential once, and the message framing its own, whatever
+the provider's configured headers say."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes.openai_upstream import completion
+
+PROVIDER_KEY = "sk-provider-key-7e1d90"
+CONFIGURED = "Bearer configured-token-5a2c"
+
+
+class WireUpstream:
+    """An upstream on 127.0.0.1 that records each request's head and body as they came on the wire (one request
+    per connection) and answers a chat completion (an Anthropic message on /messages)."""
+
+    def __init__(self) -> None:
+        self.heads: list[list[tuple[str, str]]] = []
+        self.bodies: list[bytes] = []
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/v1"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def headers(self, name: str, at: int = -1) -> list[str]:
+        """Every value of header `name` (any case) in request `at`."""
+        return [v for k, v in self.heads[at] if k.lower() == name.lower()]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")[1:-2]
+            fields = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines)]
+            self.heads.append(fields)
+            body = await self._body(reader, fields)
+            self.bodies.append(body)
+            path = head.split(b" ", 2)[1]
+            answer = _anthropic_message() if path.endswith(b"/messages") else completion("fine", "m")
+            data = json.dumps(answer).encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: " + str(len(data)).encode() + b"\r\n\r\n" + data)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _body(reader: asyncio.StreamReader, fields: list[tuple[str, str]]) -> bytes:
+        names = {k.lower(): v for k, v in fields}
+        if "chunked" in names.get("transfer-encoding", "").lower():
+            out = b""
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                out += (await reader.readexactly(size + 2))[:size]
+                if size == 0:
+                    return out
+        return await reader.readexactly(int(names.get("content-length", "0")))
+
+
+def _anthropic_message() -> dict[str, Any]:
+    return {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "stop_reason": "end_turn",
+            "content": [{"type": "text", "text": "fine"}], "usage": {"input_tokens": 1, "output_tokens": 1}}
+
+
+@pytest.fixture
+async def wire() -> AsyncIterator[Callable[[], Awaitable[WireUpstream]]]:
+    started: list[WireUpstream] = []
+
+    async def make() -> WireUpstream:
+        up = WireUpstream()
+        await up.start()
+        started.append(up)
+        return up
+
+    yield make
+    for up in started:
+        await up.stop()
+
+
+def _config(url: str, kind: str, headers: str) -> str:
+    return f"""
+providers:
+  up: {{type: {kind}, base_url: '{url}', api_key: {PROVIDER_KEY}, retries: 0, headers: {{{headers}}}}}
+models:
+  - {{name: m, provider: up}}
+"""
+
+
+async def _chat(url: str) -> int:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", json=body,
+                                                    timeout=aiohttp.ClientTimeout(total=30)) as resp:
+        await resp.read()
+        return resp.status
+
+
+@pytest.mark.parametrize(("kind", "header", "credential"), [
+    ("openai", "authorization", f"Bearer {PROVIDER_KEY}"),
+    ("anthropic", "X-API-KEY", PROVIDER_KEY),
+])
+async def test_a_configured_header_named_as_the_credential_in_another_case_is_not_sent_beside_it(
+        wire, router, kind, header, credential):
+    up = await wire()
+    r = await router(_config(up.url, kind, f"{header}: '{CONFIGURED}'"))
+    assert await _chat(r.url) == 200
+    assert up.headers(header) == [credential]  # once: the provider's own credential, as documented
+
