@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import aiohttp
@@ -10,6 +11,8 @@ from multidict import CIMultiDict
 from .. import jsoncodec
 from ..config.model import ProviderConfig
 from .base import AiohttpReply, Reply, Upstream, UpstreamRequest, with_timeout
+
+log = logging.getLogger("agentgate")
 
 
 def client_timeout(config: ProviderConfig) -> aiohttp.ClientTimeout:
@@ -20,14 +23,32 @@ def client_timeout(config: ProviderConfig) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_connect=t.connect)
 
 
+FRAMING = frozenset({"connection", "content-length", "keep-alive", "proxy-connection", "te", "trailer",
+                     "transfer-encoding", "upgrade"})
+"""HTTP's own headers, which frame each message and its connection: written by the client library for the body it
+sends, never taken from the config (a configured `Content-Length` short of the body, or a `Transfer-Encoding`
+beside the real length, would make the rest of the body, the client's text, a request of its own to the
+upstream)."""
+
+
 def session_headers(*layers: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
     """The headers of every request to a provider: each layer's replacing an earlier layer's of the same name in
-    any case (a configured `authorization` is not sent beside the provider's `Authorization`)."""
+    any case (a configured `authorization` is not sent beside the provider's `Authorization`), none of HTTP's
+    framing (`FRAMING`)."""
     out: CIMultiDict[str] = CIMultiDict()
     for layer in layers:
         for name, value in layer:
-            out[name] = value
+            if name.lower() not in FRAMING:
+                out[name] = value
     return out
+
+
+def warn_framing(config: ProviderConfig) -> None:
+    """Log the configured headers that are HTTP's framing, which are not sent (`session_headers`)."""
+    names = [name for name, _ in config.headers if name.lower() in FRAMING]
+    if names:
+        log.warning("provider %s: headers %s are set by HTTP for each request; the configured values are not sent",
+                    config.name, ", ".join(names))
 
 
 class HttpUpstream(Upstream):
@@ -41,6 +62,7 @@ class HttpUpstream(Upstream):
         self._connector = connector
         self._session: aiohttp.ClientSession | None = None
         self._headers = session_headers(headers.items(), config.headers, credentials.items())
+        warn_framing(config)
         self._base = config.base_url
 
     @property

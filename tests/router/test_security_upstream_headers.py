@@ -119,3 +119,18 @@ async def test_a_configured_header_named_as_the_credential_in_another_case_is_no
     assert await _chat(r.url) == 200
     assert up.headers(header) == [credential]  # once: the provider's own credential, as documented
 
+
+async def test_configured_headers_never_set_the_framing_of_a_request(wire, router, caplog):
+    up = await wire()
+    framing = "Content-Length: '5', Transfer-Encoding: chunked, Connection: keep-alive, Upgrade: h2c, TE: trailers"
+    r = await router(_config(up.url, "openai", f"{framing}, X-Team: research"))
+    assert await _chat(r.url) == 200
+    assert up.headers("X-Team") == ["research"]  # what is no framing is sent as configured
+    for name in ("Transfer-Encoding", "Upgrade", "TE"):
+        assert up.headers(name) == [], name
+    assert up.headers("Connection") in ([], ["keep-alive"])  # (aiohttp's own, if any)
+    body = up.bodies[-1]
+    assert up.headers("Content-Length") == [str(len(body))]  # the whole body, no 5 bytes of it with a rest that
+    assert json.loads(body)["messages"][0]["content"] == "hello"  # an upstream would read as a request of its own
+    said = [r.getMessage() for r in caplog.records if r.name == "agentgate" and "provider up:" in r.getMessage()]
+    assert said and "Content-Length" in said[0] and "X-Team" not in said[0]  # the operator is told which went
