@@ -399,9 +399,22 @@ def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: M
                     "API's paths are appended to base_url, so every request would miss them (a key goes in "
                     "api_key, or in headers)")
     api_key = _secret(raw.get("api_key") or "", source, f"providers.{name}.api_key")
+    headers = _headers(raw.get("headers") or {}, source, f"providers.{name}.headers")
+    _one_authorization(url, api_key if raw["type"] != "anthropic" else "", headers, source, f"providers.{name}")
     return ProviderConfig(name=name, type=raw["type"], base_url=url.rstrip("/"), api_key=api_key or None,
-                          headers=_headers(raw.get("headers") or {}, source, f"providers.{name}.headers"),
-                          policy=_policy(raw, defaults), disabled_reason=reason)
+                          headers=headers, policy=_policy(raw, defaults), disabled_reason=reason)
+
+
+def _one_authorization(url: str, bearer: str, headers: tuple[tuple[str, str], ...], source: str, where: str) -> None:
+    """Refuse credentials in base_url (`user:password@`, sent as `Authorization: Basic`) beside another
+    Authorization header, the provider's key (`bearer`) or a configured one: a request carries one, and the
+    client library refused every request (a 500 each). Neither value is quoted."""
+    if "@" not in url.partition("://")[2].partition("/")[0]:
+        return
+    if bearer or any(k.lower() == "authorization" for k, _ in headers):
+        said = "api_key" if bearer else "headers.Authorization"
+        raise _fail(source, f"{where}.base_url", f"holds credentials (user:password@), sent as the Authorization "
+                    f"header, and {said} sets that header too: a request carries one Authorization, keep one")
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110's token)
