@@ -197,7 +197,7 @@ def _resolve(raw: Any, env: Mapping[str, str], source: str) -> Config:
     if errors:
         lines = [f"{source}: {_where(e.absolute_path)}: {_describe(e)}" for e in errors[:10]]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-    return _build(doc, source, missing)
+    return _build(doc, source, missing, expanded)
 
 
 _SECRET_KEYS = frozenset({"api_key", "api_keys", "key", "headers", "env"})  # (an engine's env: tokens)
@@ -298,8 +298,8 @@ def _fail(source: str, path: str, message: str) -> ConfigError:
     return ConfigError(f"invalid config:\n  {source}: {path}: {message}")
 
 
-def _build(doc: dict[str, Any], source: str, missing: Missing) -> Config:
-    server = _server(doc.get("server", {}), source)
+def _build(doc: dict[str, Any], source: str, missing: Missing, expanded: set[tuple[str | int, ...]]) -> Config:
+    server = _server(doc.get("server", {}), source, expanded)
     defaults = _policy(doc.get("defaults", {}), Policy())
     providers = {name: _provider(name, raw, defaults, missing, source)
                  for name, raw in doc.get("providers", {}).items()}
@@ -323,12 +323,12 @@ _SCALED = {  # field: (file key, unit)
 }
 
 
-def _server(srv: Mapping[str, Any], source: str) -> ServerConfig:
+def _server(srv: Mapping[str, Any], source: str, expanded: set[tuple[str | int, ...]]) -> ServerConfig:
     scaled: dict[str, Any] = {name: int(srv[key] * unit) for name, (key, unit) in _SCALED.items() if key in srv}
     if "idle_timeout" in srv:
         scaled["idle_timeout"] = float(srv["idle_timeout"])
     return ServerConfig(
-        api_keys=_client_keys(srv.get("api_keys", []), source),
+        api_keys=_client_keys(srv.get("api_keys", []), source, expanded),
         capture=_capture(srv.get("capture", False)),
         **_given(srv, "host", "port", "metrics_auth", "admin_auth", "log_format", "log_level", "access_log",
                  "allow_unauthenticated", "max_body_containers"),
@@ -336,12 +336,15 @@ def _server(srv: Mapping[str, Any], source: str) -> ServerConfig:
     )
 
 
-def _client_keys(entries: list[str | dict[str, Any]], source: str) -> tuple[ClientKey, ...]:
+def _client_keys(entries: list[str | dict[str, Any]], source: str,
+                 expanded: set[tuple[str | int, ...]]) -> tuple[ClientKey, ...]:
     keys: list[ClientKey] = []
     for i, entry in enumerate(entries):
         item = {"key": entry} if isinstance(entry, str) else entry
         secret = _secret(item["key"], source, f"server.api_keys[{i}]")
         if not secret:  # an unset ${VAR}: that key does not exist
+            _written_empty(expanded, ("server", "api_keys", i, *(() if isinstance(entry, str) else ("key",))),
+                           source, f"server.api_keys[{i}]")
             continue
         models = item.get("models")
         key = ClientKey(name=item.get("name", f"key{i}"), key=secret,
@@ -355,6 +358,14 @@ def _client_keys(entries: list[str | dict[str, Any]], source: str) -> tuple[Clie
                             "be different")
         keys.append(key)
     return tuple(keys)
+
+
+def _written_empty(expanded: set[tuple[str | int, ...]], path: tuple[str | int, ...], source: str, where: str) -> None:
+    """Refuse a client key written empty (no variable in it): left out as an unset variable's is, it could leave
+    the router requiring no key at all, where the file shows one was meant."""
+    if path not in expanded:
+        raise _fail(source, where, "the key is empty: write the key, or ${VAR} to take it from the environment "
+                    "(a variable that is not set leaves the key out)")
 
 
 def _capture(raw: bool | Mapping[str, Any]) -> CaptureConfig | None:

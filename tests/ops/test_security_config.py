@@ -39,3 +39,23 @@ def test_base_url_credentials_beside_an_authorization_header_are_refused(kind: s
 ])
 def test_one_authorization_is_fine(kind: str, url: str, extra: str) -> None:
     assert parse_config(provider(kind, url, extra) + MODELS, env={}).providers["up"].base_url == url
+
+
+UP = provider("openai", "http://127.0.0.1:9/v1")
+
+
+@pytest.mark.parametrize("entry", ["''", "'   '", "{key: '', name: team}", "{key: '\t', name: team}"])
+def test_a_client_key_written_empty_is_refused_not_an_open_router(entry: str) -> None:
+    message = refused(f"server: {{api_keys: [{entry}]}}\n" + UP + MODELS)  # (the only key: no key required)
+    assert "server.api_keys[0]" in message and "empty" in message
+
+
+@pytest.mark.parametrize(("entry", "env"), [
+    ("'${KEY}'", {}),  # unset: that key does not exist (README)
+    ("'${KEY}'", {"KEY": ""}),
+    ("'${KEY:-}'", {}),
+    ("{key: '${KEY}', name: team}", {}),
+])
+def test_a_client_key_from_an_unset_variable_is_left_out(entry: str, env: dict[str, str]) -> None:
+    config = parse_config(f"server: {{api_keys: [sk-client-123456, {entry}]}}\n" + UP + MODELS, env=env)
+    assert [k.key for k in config.server.api_keys] == ["sk-client-123456"]
