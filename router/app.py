@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from .api import common, docs, health, messages, models, openai_routes, ops, responses, swap
 from .config.model import Config
@@ -143,13 +144,19 @@ _FRAMED = frozenset({openai_routes.chat_completions, openai_routes.completions, 
 
 
 class _MalformedRequests(logging.Filter):
-    """aiohttp logs a malformed request with the offending bytes, which may be an Authorization header: keep the
-    fact, drop the bytes."""
+    """aiohttp logs a malformed request with the offending bytes, which may be an Authorization header, and a body
+    it could not decode (a Content-Encoding it does not have, broken chunks) with a traceback ("Unhandled
+    exception", when it reads what the route left unread, even after a 401): keep the fact, drop the bytes and the
+    traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
             record.msg, record.args = "rejected a malformed HTTP request (%s, %s)", (exc.code, type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+        elif isinstance(exc, RequestPayloadError):
+            cause = type(exc.__cause__ or exc).__name__
+            record.msg, record.args = "rejected a request body that could not be read (%s)", (cause,)
             record.exc_info, record.exc_text = None, None
         return True
 
