@@ -52,8 +52,8 @@ def _text_value(value: object) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """`HH:MM:SS LEVEL logger: message key=value ...`, one line per record (plus a traceback when there is one);
-    messages and values are escaped, never able to add a line."""
+    """`HH:MM:SS LEVEL logger: message key=value ...`, one line per record (plus a traceback when there is one,
+    indented); messages, values and tracebacks are escaped, never able to add a record's line."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = _escape(record.getMessage())
@@ -62,8 +62,14 @@ class TextFormatter(logging.Formatter):
         if isinstance(fields, dict):
             base += " " + " ".join(f"{_escape(str(k))}={_text_value(v)}" for k, v in fields.items())
         if record.exc_info:
-            base += "\n" + self.formatException(record.exc_info)
+            base += "\n" + _indented(self.formatException(record.exc_info))
         return base
+
+
+def _indented(text: str) -> str:
+    """A traceback under its record: every line indented and escaped, so that no line of it (an exception's
+    message may quote what a client sent) begins a record of its own or breaks one."""
+    return "\n".join("  " + _escape(line) for line in text.split("\n"))
 
 
 _TEMPLATES: dict[tuple[str, str], dict[str, Any]] = {}

@@ -40,3 +40,23 @@ async def test_a_body_that_is_not_its_content_encoding_logs_one_line_no_tracebac
     assert all(rec.exc_info is None and rec.exc_text is None for rec in server), [rec.getMessage() for rec in server]
     assert "Traceback" not in caplog.text and "Unhandled exception" not in caplog.text
     assert up.requests == []
+
+
+FORGED = "12:00:00 INFO    agentgate.access: request status=200 key_name=admin"
+
+
+def test_a_traceback_in_the_text_log_cannot_forge_a_line() -> None:
+    """An exception's message may hold text a client chose (what a bug quotes); each line of its traceback is
+    indented, its control characters escaped, so none of them begins or breaks a record."""
+    from router.logs import TextFormatter
+
+    try:
+        raise ValueError(f"bad model 'm\n{FORGED}\r\u2028{FORGED}'")
+    except ValueError as exc:
+        record = logging.LogRecord("agentgate", logging.ERROR, __file__, 1, "unexpected error", (),
+                                   (type(exc), exc, exc.__traceback__))
+    first, *rest = TextFormatter().format(record).split("\n")
+    assert first.endswith("agentgate: unexpected error") and rest
+    assert all(line.startswith("  ") for line in rest), rest
+    assert not any(c in line for line in rest for c in "\r\u2028")
+    assert any(FORGED in line for line in rest)  # still told, inside the traceback
