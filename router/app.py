@@ -52,6 +52,7 @@ def create_app(config: Config, *, config_path: str | None = None,
     app.on_shutdown.append(drain_on_shutdown)  # (the listening sockets are closed by then)
     app[ops.STATS_POLL] = ops.StatsPoll()
     app[responses.RESPONSE_STORE] = responses.StoreHolder()
+    app.on_response_prepare.append(_unread_body_not_inflated)
     app.add_routes([r if r.handler in _FRAMED else web.RouteDef(r.method, r.path, _guarded(r.handler), r.kwargs)
                     for r in ROUTES if isinstance(r, web.RouteDef)])
     app.router.add_route("*", "/{tail:.*}", _no_route)  # last: what no route above takes
@@ -143,6 +144,20 @@ _FRAMED = frozenset({openai_routes.chat_completions, openai_routes.completions, 
                      responses.list_input_items})
 
 
+class UnreadBody(Exception):
+    """A compressed request body the route answered without reading to its end: not read after the answer."""
+
+
+async def _unread_body_not_inflated(request: web.Request, response: web.StreamResponse) -> None:
+    """After an answer aiohttp reads what the route left of the request's body (for up to 10 s, so that a client
+    still sending gets it), inflating a compressed body as it goes: a few hundred kilobytes that inflate to
+    gigabytes cost a core for those seconds, for any client (a 401 leaves the body unread). Such a body's rest is
+    refused instead: the connection is closed once the answer is written. A body that had all arrived is not."""
+    body = request.content
+    if "Content-Encoding" in request.headers and not body.is_eof() and body.exception() is None:
+        body.set_exception(UnreadBody())
+
+
 class _MalformedRequests(logging.Filter):
     """aiohttp logs a malformed request with the offending bytes, which may be an Authorization header, and a body
     it could not decode (a Content-Encoding it does not have, broken chunks) with a traceback ("Unhandled
@@ -151,6 +166,8 @@ class _MalformedRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, UnreadBody):  # (the router's own choice: nothing went wrong)
+            return False
         if isinstance(exc, HttpProcessingError):
             record.msg, record.args = "rejected a malformed HTTP request (%s, %s)", (exc.code, type(exc).__name__)
             record.exc_info, record.exc_text = None, None
