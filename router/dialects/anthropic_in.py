@@ -104,9 +104,10 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     system = _system(body.get("system"), req)
     if system:
         out.append({"role": "system", "content": system})
+    ids: list[tuple[str, ...]] = []  # each message's tool_use ids (assistant) or tool_result ids (user)
     for i, m in enumerate(messages):
-        out.extend(_history_message(m, i, req, memos.history))
-    check_tool_pairs(messages)
+        out.extend(_history_message(m, i, req, memos.history, ids))
+    check_tool_pairs(messages, ids)
     req.prefill = _prefill(messages[-1], out)
     chat: dict[str, Any] = {"model": model, "messages": place_system(out)}
     if max_tokens is not None:
@@ -366,40 +367,41 @@ def _prefill(last: dict[str, Any], out: list[dict[str, Any]]) -> bool:
     return False
 
 
-def check_tool_pairs(messages: list[Any]) -> None:
+def check_tool_pairs(messages: list[Any], ids: list[tuple[str, ...]]) -> None:
     """Anthropic's rule for a tool loop, with its 400s: every `tool_use` of an assistant turn is answered by a
     `tool_result` in the message right after it, and every `tool_result` names a `tool_use` of the message right
     before it (mid-conversation `system` messages, which Anthropic does not have, are not counted between them).
-    The calls of a final assistant message have no answer to wait for. `messages` passed `_message`'s checks; the
+    The calls of a final assistant message have no answer to wait for. `messages` passed `_message`'s checks;
+    `ids[i]` are the call ids of `messages[i]`, or its result ids (`block_ids`, kept with its translation); the
     usual turn answers its calls in their order, found equal at once."""
-    calls: list[str] = []  # the ids of the last assistant turn's calls, still to be answered
+    calls: tuple[str, ...] = ()  # the ids of the last assistant turn's calls, still to be answered
     at = 0
     for i, m in enumerate(messages):
-        role, content = m["role"], m.get("content")
+        role = m["role"]
         if role == "system":
             continue
         if role == "user":
-            if _ids(content, "tool_result", "tool_use_id") != calls:
-                _mismatch(at, calls, i, content)
-            calls = []
+            if ids[i] != calls:
+                _mismatch(at, calls, i, m.get("content"))
+            calls = ()
         else:
             if calls:
                 _mismatch(at, calls, i, [])
-            calls = _ids(content, "tool_use", "id")
+            calls = ids[i]
         at = i
 
 
-def _ids(content: Any, kind: str, key: str) -> list[str]:
-    """`block[key]` of each block of type `kind` in a message's content, in order."""
-    out: list[str] = []
-    if type(content) is list:
-        for b in content:
-            if b["type"] == kind:
-                out.append(b[key])
-    return out
+def block_ids(m: dict[str, Any]) -> tuple[str, ...]:
+    """The ids of an assistant message's `tool_use` blocks, or of a user message's `tool_result` blocks, in
+    order."""
+    content = m.get("content")
+    if type(content) is not list:
+        return ()
+    kind, key = ("tool_use", "id") if m.get("role") == "assistant" else ("tool_result", "tool_use_id")
+    return tuple(b[key] for b in content if b["type"] == kind)
 
 
-def _mismatch(at: int, calls: list[str], i: int, blocks: Any) -> None:
+def _mismatch(at: int, calls: tuple[str, ...], i: int, blocks: Any) -> None:
     """The 400 for `messages[i]` (its content `blocks`) after the turn `messages[at]` that made `calls`: a result
     for no call of it, or a call left without a result; nothing when the results only came in another order."""
     answered: set[str] = set()
@@ -417,11 +419,14 @@ def _mismatch(at: int, calls: list[str], i: int, blocks: Any) -> None:
                       "in the next message.", "messages", "invalid_request")
 
 
-def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo) -> Sequence[dict[str, Any]]:
+def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo,
+                     ids: list[tuple[str, ...]]) -> Sequence[dict[str, Any]]:
     """`_message`, found in `history` for a message of content blocks (a string is cheaper to translate than to
-    look up)."""
+    look up); its tool ids (`block_ids`) appended to `ids`."""
     if not isinstance(m, dict) or not isinstance(m.get("content"), list):
-        return _message(m, i, req)
+        messages = _message(m, i, req)
+        ids.append(())
+        return messages
     turn = history.get(m, _turn, i)
     req.text_bytes += turn.text_bytes
     req.images += turn.images
@@ -429,13 +434,14 @@ def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo)
         req.dropped.add(kind)
     if turn.loads:  # (rare: no generator made per message for it)
         req.loads.extend(name for name in turn.loads if name not in req.loads)
+    ids.append(turn.ids)
     return turn.messages
 
 
 def _turn(m: dict[str, Any], i: int) -> Turn:
     own = MessagesRequest(model="", stream=False, chat={})
     return Turn(tuple(_message(m, i, own)), own.text_bytes, own.images, tuple(own.dropped.kinds),
-                loads=tuple(own.loads))
+                loads=tuple(own.loads), ids=block_ids(m))
 
 
 def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:

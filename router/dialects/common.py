@@ -684,6 +684,8 @@ class Turn:
     extra: tuple[dict[str, Any], ...] = ()  # a dialect's other pieces (Responses: the call; a tool's images; the
     # reasoning's text)
     loads: tuple[str, ...] = ()  # the deferred tools it loads (Messages: `tool_reference` blocks)
+    ids: tuple[str, ...] = ()  # its tool ids (Messages: `tool_use` ids of an assistant's, `tool_result` ids of a
+    # user's), for the pairing check
 
 
 class HistoryMemo(Bounds):
