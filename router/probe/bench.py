@@ -180,12 +180,10 @@ def render_table(result: BenchResult) -> str:
                      f"{g['repaired']:>8} {_secs(g['latency_p50_s']):>7} {_secs(g['latency_p95_s']):>7} "
                      f"{_num(g['tokens_per_s']):>7}")
     for g in result.groups():
-        if g["repairs"] or g["failures"]:
-            parts = []
-            if g["repairs"]:
-                parts.append("repairs " + ", ".join(f"{k} {v}" for k, v in g["repairs"].items()))
-            if g["failures"]:
-                parts.append("failures " + ", ".join(f"{k} {v}" for k, v in g["failures"].items()))
+        parts = [f"{what} " + ", ".join(f"{k} {v}" for k, v in g[key].items())
+                 for what, key in (("repairs", "repairs"), ("failures", "failures"), ("not judged", "error_kinds"))
+                 if g[key]]
+        if parts:
             lines.append(f"  {g['model']} {s.axis} {_mode(g['repair'])}: {'; '.join(parts)}")
     lines += [f"  stopped: {e}" for e in result.errors]
     if result.partial:
@@ -214,7 +212,7 @@ TURN_FIELDS = ("model", "repair", "run", "seed", "turn", "status", "valid", "fai
 SUMMARY_FIELDS = ("model", "repair", "conversations", "turns", "valid", "repaired", "invalid", "errors",
                   "validity_rate", "latency_p50_s", "latency_p95_s", "ttft_p50_s", "ttft_p95_s",
                   "tokens_per_s", "prompt_tokens", "completion_tokens", "cached_tokens", "repairs",
-                  "failures")
+                  "failures", "error_kinds")
 
 
 def write_outputs(result: BenchResult, out: Path) -> tuple[list[Path], str | None]:
@@ -246,8 +244,8 @@ def write_outputs(result: BenchResult, out: Path) -> tuple[list[Path], str | Non
         for g in doc["groups"]:
             row = {k: _blank(g[k]) for k in SUMMARY_FIELDS}
             row["repair"] = _mode(g["repair"])
-            row["repairs"] = " ".join(f"{k}={v}" for k, v in g["repairs"].items())
-            row["failures"] = " ".join(f"{k}={v}" for k, v in g["failures"].items())
+            for kinds in ("repairs", "failures", "error_kinds"):
+                row[kinds] = " ".join(f"{k}={v}" for k, v in g[kinds].items())
             row.update({f"valid_{b['turns']}": _blank(b["validity_rate"]) for b in g["buckets"]})
             writer.writerow(row)
     note = write_plot(doc, out / PLOT_NAME)

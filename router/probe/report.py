@@ -46,8 +46,12 @@ def percentile(values: list[float], p: float) -> float | None:
 
 
 def summarize(turns: list[TurnResult]) -> dict[str, Any]:
-    """Counts, rates, repair/failure kinds, latency percentiles and token totals of a list of turns."""
+    """Counts, rates, repair/failure kinds, latency percentiles and token totals of a list of turns. The model's
+    failures (`invalid`: `failures`, `failed_turns`) and the turns the backend failed (`errors`: `error_kinds`,
+    `error_turns`, not judged) are counted apart, as the text report and the verdict keep them."""
     n = len(turns)
+    invalid = [t for t in turns if t.status == "invalid"]
+    errors = [t for t in turns if t.status == "error"]
     valid = sum(t.valid for t in turns)
     latencies = [t.latency_s for t in turns if t.status != "error"]
     ttfts = [t.ttft_s for t in turns if t.ttft_s is not None]
@@ -57,13 +61,15 @@ def summarize(turns: list[TurnResult]) -> dict[str, Any]:
         "turns": n,
         "valid": valid,
         "repaired": sum(t.status == "repaired" for t in turns),
-        "invalid": sum(t.status == "invalid" for t in turns),
-        "errors": sum(t.status == "error" for t in turns),
+        "invalid": len(invalid),
+        "errors": len(errors),
         "validity_rate": round(valid / n, 4) if n else None,
         "on_task_rate": round(sum(t.on_task for t in turns) / n, 4) if n else None,
         "repairs": dict(sorted(Counter(k for t in turns for k in (t.repairs or [])).items())),
-        "failures": dict(sorted(Counter(t.failure for t in turns if t.failure).items())),
-        "failed_turns": [t.turn for t in turns if not t.valid],
+        "failures": _failures(invalid),
+        "failed_turns": [t.turn for t in invalid],
+        "error_kinds": _failures(errors),
+        "error_turns": [t.turn for t in errors],
         "latency_p50_s": _round(percentile(latencies, 50)),
         "latency_p95_s": _round(percentile(latencies, 95)),
         "ttft_p50_s": _round(percentile(ttfts, 50)),
