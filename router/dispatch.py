@@ -241,6 +241,7 @@ async def _attempt(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
         return failure
     metrics = ctx.metrics
     metrics.child(metrics.upstream_errors, up.name, failure.kind).inc()
+    ctx.exchange.failed_on += (up.name,)
     if failure.counts:
         up.breaker.failure(admitted)
     else:
@@ -263,6 +264,7 @@ async def _exchange(ctx: RequestContext, up: Upstream, hop: Hop, target: Target,
     async with up.slot(ctx.metrics) as slot:
         ex = ctx.exchange
         ex.provider, ex.upstream_model, ex.model = up.name, target.model or "", hop.model.name
+        ex.tried += (up.name,)
         reply: Reply | None = None
         try:
             reply = await up.send(request)

@@ -53,6 +53,9 @@ class Exchange:
     error: str | None = None
     ended_with: int = 0  # a stream that ended with an error event: that error's status (its HTTP status was 200);
     # 499 for a client that went away after its answer's status went out
+    tried: tuple[str, ...] = ()  # the provider of each upstream attempt, in order
+    failed_on: tuple[str, ...] = ()  # the provider of each failed attempt (what agentgate_upstream_errors_total
+    # counts: before the answer, or mid-stream), in order
     tool_output: Any = None  # capture.ToolOutput, left by the pipeline when it repaired a reply
     spent: Usage | None = None  # the usage of the answers before this one (a re-ask follows them), added in
 

@@ -364,6 +364,7 @@ class UpstreamReader:
         if kind != "error_event":
             up.breaker.failure()
         self.metrics.child(self.metrics.upstream_errors, up.name, kind).inc()
+        self.ex.failed_on += (up.name,)
         what = {"timeout": "stalled mid-stream", "reset": "failed mid-stream",
                 "truncated": "ended the stream early (no finish_reason and no [DONE])",
                 "too_large": f"sent {exc}" if exc else "sent an event past the size bound",
@@ -377,6 +378,7 @@ class UpstreamReader:
         if failure.counts:
             up.breaker.failure()
         self.metrics.child(self.metrics.upstream_errors, up.name, failure.kind).inc()
+        self.ex.failed_on += (up.name,)
         return failure.error
 
     async def _reads(self) -> AsyncIterator[list[bytes]]:

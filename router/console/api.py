@@ -119,13 +119,12 @@ async def state(request: web.Request) -> web.Response:
     console = _guard(request)
     st = request.app[STATE]
     rt = st.runtime
-    recent = console.requests.all()
     from .. import version
 
     return _json({
         "version": version(), "config": rt.config.source, "now": round(time.time(), 3),
         "engines": await _engines(console, st),
-        "providers": _providers(st, recent),
+        "providers": _providers(st, console.requests.attempts()),
         "models": _models(st),
         "keys": [{"name": k, "requests": u[0], "prompt_tokens": u[1], "completion_tokens": u[2]}
                  for k, u in sorted(st.metrics.key_usage.items())],
@@ -183,18 +182,19 @@ def _rss(pid: int | None) -> int | None:
     return None
 
 
-def _providers(st: AppState, recent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _providers(st: AppState, attempts: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
+    """Each cloud provider's state, and its error rate: its failed attempts over its attempts, in the recent
+    requests (`RecentRequests.attempts`)."""
     rows = []
     for name, up in st.runtime.upstreams.items():
         if up.kind == "engine":
             continue
-        mine = [r for r in recent if r.get("provider") == name]
-        errors = sum(1 for r in mine if int(r.get("ended_with") or r.get("status", 0)) >= 500)
+        tried, errors = attempts.get(name, (0, 0))
         rows.append({"name": name, "type": up.kind, "base_url": up.config.shown_url, "breaker": up.breaker.state,
                      "in_flight": up.outstanding, "queued": up.limiter.queued,
                      "max_concurrency": up.config.policy.max_concurrency, "disabled": up.disabled_reason,
-                     "recent_requests": len(mine), "recent_errors": errors,
-                     "error_rate": round(errors / len(mine), 4) if mine else None})
+                     "recent_requests": tried, "recent_errors": errors,
+                     "error_rate": round(errors / tried, 4) if tried else None})
     return rows
 
 
