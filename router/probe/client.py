@@ -11,11 +11,13 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
 from ..chat_types import ChunkPart, parse_chunk
 from ..config.model import shown_url
+from ..redact import scrub_body, scrub_text, scrub_value
 from ..relay import FAILED_FINISHES, carries_error, error_value, failed_finish, finished_with
 from ..sse import EventSplitter, error_field, event_data
 
@@ -43,6 +45,7 @@ class ChatClient:
         self.session = session
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.shown_url = shown_url(self.url)  # (never a password the URL holds)
+        self.secrets = credentials(base_url, api_key)  # kept out of every error a backend's answer quotes
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
@@ -57,9 +60,9 @@ class ChatClient:
                 ours = {k.lower(): v for k, v in resp.headers.items() if k.lower().startswith("x-agentgate-")}
                 if resp.status != 200:
                     reply = Reply(resp.status, headers=ours)
-                    _error_from(reply, await resp.read())
+                    _error_from(reply, scrub_body(await resp.read(), self.secrets))
                 elif stream:
-                    reply = await _read_stream(resp, started)
+                    reply = await _read_stream(resp, started, self.secrets)
                     reply.headers = ours
                 else:
                     reply = _read_whole(await resp.read())
@@ -73,9 +76,19 @@ class ChatClient:
             reply = Reply(0, error=f"no complete answer within {self.timeout.total:.0f} s",
                           error_code="timeout")
         except aiohttp.ClientError as exc:
-            reply = Reply(0, error=f"{type(exc).__name__}: {exc}", error_code="transport")
+            reply = Reply(0, error=scrub_text(f"{type(exc).__name__}: {exc}", self.secrets), error_code="transport")
         reply.latency_s = time.perf_counter() - started
         return reply
+
+
+def credentials(base_url: str, api_key: str | None) -> tuple[str, ...]:
+    """What the probe sends that must never be shown: the key, and the password of a `user:password@` URL."""
+    try:
+        password = urlsplit(base_url).password
+    except ValueError:
+        password = None
+    found = (api_key, password, unquote(password) if password else None)
+    return tuple(s for s in dict.fromkeys(found) if s)
 
 
 def _error_from(reply: Reply, raw: bytes) -> None:
@@ -112,8 +125,8 @@ def _read_whole(raw: bytes) -> Reply:
     return Reply(200, message=message, usage=usage, finish_reason=choice.get("finish_reason"))
 
 
-async def _read_stream(resp: aiohttp.ClientResponse, started: float) -> Reply:
-    stream = _Stream(started)
+async def _read_stream(resp: aiohttp.ClientResponse, started: float, secrets: tuple[str, ...] = ()) -> Reply:
+    stream = _Stream(started, secrets)
     splitter = EventSplitter()
     async for raw in resp.content.iter_any():
         for event in splitter.feed(raw):
@@ -130,8 +143,9 @@ class _Stream:
     (`sse.error_field`, `relay.carries_error`), or a stream that ends without saying it finished, is the backend's
     failure (an error turn), never the model's."""
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, secrets: tuple[str, ...] = ()) -> None:
         self.started = started
+        self.secrets = secrets
         self.reply = Reply(200)
         self.content: list[str] = []
         self.reasoning: list[str] = []
@@ -160,6 +174,7 @@ class _Stream:
         return False
 
     def _fail(self, err: Any, code: str = "upstream_error_mid_stream") -> bool:
+        err = scrub_value(err, self.secrets)
         self.reply.error = (err if isinstance(err, str) and err else json.dumps(err))[:300] or "an error event"
         _describe(self.reply, err)
         self.reply.error_code = self.reply.error_code or code
