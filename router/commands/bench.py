@@ -1,8 +1,8 @@
 """`agentgate bench tools --models a,b`: the tool-call reliability A/B. Probe conversations for every model
 with repair (or, with --ab constrain, a local engine's constrained decoding) on and off, several runs each, run
 concurrently; prints a table and writes JSON, CSV (and a PNG plot when matplotlib is installed) into --out.
-Exit status 2 when a conversation could not run to the end; 130 on Ctrl-C, after writing what was measured (marked
-partial)."""
+Exit status 2 when a conversation could not run to the end or the results could not be written; 130 on Ctrl-C,
+after writing what was measured (marked partial)."""
 
 from __future__ import annotations
 
@@ -59,11 +59,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print(render_table(result))
-    paths, note = write_outputs(result, out)
+    if not _write(result, out):
+        return 2
+    if result.partial:
+        return 130
+    return 2 if result.errors else 0
+
+
+def _write(result: BenchResult, out: Path) -> bool:
+    """The result files, each path printed; False (said on stderr) when they could not all be written."""
+    try:
+        paths, note = write_outputs(result, out)
+    except OSError as exc:  # a file in the way, a full disk: after a run that may have taken hours, no traceback
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"agentgate bench: cannot write the results: {exc.strerror or exc}{where}", file=sys.stderr)
+        return False
     for path in paths:
         print(f"wrote {path}")
     if note:
         print(note)
-    if result.partial:
-        return 130
-    return 2 if result.errors else 0
+    return True
