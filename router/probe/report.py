@@ -207,9 +207,9 @@ class Progress:
         done = sum(self.counts.values())
         filled = self.WIDTH * done // self.total
         bar = "#" * filled + "-" * (self.WIDTH - filled)
-        failed = self.counts["invalid"] + self.counts["error"]
+        unjudged = f"  not judged {self.counts['error']}" if self.counts["error"] else ""
         self.out.write(f"\r{self.label} [{bar}] {done}/{self.total}  valid {self.counts['valid']}  "
-                       f"repaired {self.counts['repaired']}  failed {failed} ")
+                       f"repaired {self.counts['repaired']}  failed {self.counts['invalid']}{unjudged} ")
         self.out.flush()
 
     def close(self) -> None:
