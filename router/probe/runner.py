@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -92,8 +93,17 @@ async def _converse(settings: ProbeSettings, session: aiohttp.ClientSession | No
             if on_turn is not None:
                 on_turn(turn)
             if reply.status in FATAL_STATUSES:
-                report.error = f"HTTP {reply.status}: {reply.error}"
+                report.error = f"HTTP {reply.status}: {reply.error}{_version_hint(settings.base_url, reply)}"
                 return
+
+
+def _version_hint(base_url: str, reply: Reply) -> str:
+    """For a 404 that is no API's error (not JSON: the server has no such path) at a base URL that does not end
+    with /v1: the likely fix, the /v1 `serve` leaves out of the address it prints."""
+    path = urlsplit(base_url).path.rstrip("/")
+    if reply.status != 404 or reply.error_code is not None or path.endswith("/v1"):
+        return ""
+    return f" (--base-url has no /v1: did you mean {shown_url(base_url.rstrip('/'))}/v1?)"
 
 
 class Conversation:
