@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..probe.bench import BenchResult, BenchSettings, render_table, run_bench, write_outputs
 from ..probe.report import Progress
-from .probe import add_connection_arguments, credentials_clash, positive
+from .probe import add_connection_arguments, credentials_problem, positive
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if not models:
         print("agentgate bench: --models names no model", file=sys.stderr)
         return 2
-    clash = credentials_clash(args.base_url, args.api_key)
+    clash = credentials_problem(args.base_url, args.api_key)
     if clash:
         print(f"agentgate bench: {clash}", file=sys.stderr)
         return 2

@@ -36,6 +36,15 @@ def base_url(text: str) -> str:
     return text
 
 
+def credentials_problem(url: str, api_key: str | None) -> str | None:
+    """Why the probe cannot send these credentials, before any request: a key no header can carry, or a key
+    beside a password in the URL (never quoting either)."""
+    if api_key and any(ord(c) < 0x20 or ord(c) == 0x7F for c in api_key):
+        return ("--api-key (or $AGENTGATE_API_KEY) holds a control character (a line break, a carriage return from "
+                "a file with Windows line endings?): a key is one line of text")
+    return credentials_clash(url, api_key)
+
+
 def credentials_clash(url: str, api_key: str | None) -> str | None:
     """Why `url` and `api_key` cannot both be used: a user (and password) in the URL is sent as basic auth, in the
     Authorization header the key's bearer token takes."""
@@ -74,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    clash = credentials_clash(args.base_url, args.api_key)
+    clash = credentials_problem(args.base_url, args.api_key)
     if clash:
         print(f"agentgate probe: {clash}", file=sys.stderr)
         return 2
