@@ -1,8 +1,9 @@
 """`agentgate bench tools --models a,b`: the tool-call reliability A/B. Probe conversations for every model
 with repair (or, with --ab constrain, a local engine's constrained decoding) on and off, several runs each, run
 concurrently; prints a table and writes JSON, CSV (and a PNG plot when matplotlib is installed) into --out.
-Exit status 2 when a conversation could not run to the end or the results could not be written; 130 on Ctrl-C,
-after writing what was measured (marked partial)."""
+Exit status 2 when a conversation could not run to the end, the backend failed a turn (an error turn: a 502, a
+timeout; not judged, as `agentgate probe` counts it) or the results could not be written; 130 on Ctrl-C, after
+writing what was measured (marked partial)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if result.partial:
         return 130
-    return 2 if result.errors else 0
+    if result.unjudged is not None:
+        print(f"agentgate bench: {result.unjudged}", file=sys.stderr)
+    return 2 if result.errors or result.unjudged is not None else 0
 
 
 def _write(result: BenchResult, out: Path) -> bool:

@@ -75,6 +75,18 @@ class BenchResult:
         return [f"{r.model} {self.settings.axis} {_mode(r.repair)} run {r.run}: {r.report.error}" for r in self.runs
                 if r.report.error]
 
+    @property
+    def unjudged(self) -> str | None:
+        """Why the measurement is incomplete though every conversation ran: the turns the backend failed (error
+        turns, not judged), by kind; None when there are none."""
+        turns = [t for r in self.runs for t in r.report.turns]
+        errors = [t for t in turns if t.status == "error"]
+        if not errors:
+            return None
+        kinds = summarize(errors)["error_kinds"]
+        return (f"{len(errors)} of {len(turns)} turns could not be judged: the backend failed them "
+                f"({', '.join(f'{k} {v}' for k, v in kinds.items())}), which is not the models' failure")
+
     def groups(self) -> list[dict[str, Any]]:
         out = []
         for model in self.settings.models:
