@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-parallel", action="store_true", help="as parallel_tool_calls=false: keep one call")
     parser.add_argument("--replay", metavar="FILE",
                         help="re-run the captures in FILE (server.capture.file, or the console's download) through "
-                             "the current repair code and compare with what the router recorded")
+                             "the current repair code, each with the tools and options the router recorded, and "
+                             "compare with what the router recorded")
     parser.add_argument("--json", action="store_true", help="with --replay: one JSON result per capture")
 
 
@@ -136,8 +137,27 @@ def _run_jsonl(args: argparse.Namespace, default_tools: list[dict[str, Any]] | N
     return 1 if failed else 0
 
 
+# the options of a plain repair, with their defaults: --replay repairs each capture with the options it recorded
+_NOT_REPLAYED = (("--tools", "tools", None), ("--format", "format", "auto"), ("--mode", "mode", "repair"),
+                 ("--tool-choice", "tool_choice", None), ("--no-parallel", "no_parallel", False),
+                 ("--jsonl", "jsonl", False))
+
+
+def _replay_clash(args: argparse.Namespace) -> str | None:
+    """The first option given beside --replay that it would not use."""
+    for flag, name, default in _NOT_REPLAYED:
+        if getattr(args, name) != default:
+            return (f"{flag} does not apply to --replay: each capture is repaired again with the tools and options "
+                    "the router recorded for it")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.replay:
+        clash = _replay_clash(args)
+        if clash is not None:
+            print(f"agentgate repair: {clash}", file=sys.stderr)
+            return 2
         return _replay(args.replay, as_json=args.json, stdout=sys.stdout)
     try:
         default_tools = _load_tools(args.tools)
