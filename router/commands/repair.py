@@ -5,8 +5,8 @@
     agentgate repair --replay capture.jsonl [--json]                        -> captured outputs, repaired again
 
 Exit status: 0 when every output was valid, repaired or had no call; 1 when repair reported a failure for some
-output (or, with --replay, a capture still fails); 2 for unusable input (an unreadable file, a closed stdin, bad
-options, no line that could be read: no {"id", "tools", "text"} object, with --replay no capture).
+output (or, with --replay, a capture still fails); 2 for unusable input (an unreadable file, a closed stdin or
+stdout, bad options, no line that could be read: no {"id", "tools", "text"} object, with --replay no capture).
 
 JSONL input lines are {"id", "tools", "text"} (tools: an OpenAI tools array, possibly empty; when absent the
 --tools file applies). Output lines are {"id", "content", "tool_calls", "reasoning_content", "repairs", "errors",
@@ -153,6 +153,9 @@ def _replay_clash(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to write the result
+        print("agentgate repair: stdout is closed; the result is written to stdout (e.g. > out.json)", file=sys.stderr)
+        return 2
     if args.replay:
         clash = _replay_clash(args)
         if clash is not None:

@@ -30,3 +30,22 @@ def test_replay_alone_still_runs(tmp_path, capsys) -> None:
     assert main(["repair", "--replay", str(captures), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert (row["then"], row["now"]) == ("failed", "none")
+
+
+@pytest.mark.parametrize("mode", [[], ["--jsonl"], ["--replay", "CAPTURES"]])
+def test_a_closed_stdout_is_one_line_not_a_traceback(mode: list[str], tmp_path) -> None:
+    """`agentgate repair >&-` (sys.stdout is None) raised AttributeError once it had a result to write."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    captures = tmp_path / "caps.jsonl"
+    captures.write_text(json.dumps(CAPTURE) + "\n")
+    args = [str(captures) if a == "CAPTURES" else a for a in mode]
+    line = json.dumps({"id": 1, "tools": [], "text": "hello"}) + "\n"
+    proc = subprocess.run(["sh", "-c", 'exec "$0" -m router repair "$@" >&-', sys.executable, *args],
+                          input=line.encode(), stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2],
+                          timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.decode().splitlines() == [
+        "agentgate repair: stdout is closed; the result is written to stdout (e.g. > out.json)"]
