@@ -12,17 +12,22 @@ import asyncio
 import sys
 from pathlib import Path
 
+from engines.worker.cli import number_in
+
 from ..probe.bench import BenchResult, BenchSettings, render_table, run_bench, write_outputs
 from ..probe.report import Progress
 from .probe import add_connection_arguments, credentials_problem, positive
+
+MAX_RUNS = 10_000  # every conversation's job is made up front
+run_count = number_in(int, 1, MAX_RUNS, f"an integer from 1 to {MAX_RUNS}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", choices=["tools"], help="what to bench: tools (tool-call reliability)")
     parser.add_argument("--models", required=True, help="comma-separated model names")
     add_connection_arguments(parser)
-    parser.add_argument("--runs", type=positive, default=5,
-                        help="conversations per model and mode (default: 5)")
+    parser.add_argument("--runs", type=run_count, default=5,
+                        help=f"conversations per model and mode, 1 to {MAX_RUNS} (default: 5)")
     parser.add_argument("--concurrency", type=positive, default=4, help="conversations at once (default: 4)")
     parser.add_argument("--ab", choices=["repair", "constrain"], default="repair",
                         help="what the A/B turns on and off: the router's repair (default) or a local engine's "

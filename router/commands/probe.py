@@ -19,6 +19,8 @@ from ..probe.report import INTERRUPTED, Progress, render_text
 from ..probe.runner import DEFAULT_BASE_URL, ProbeSettings, new_report, run_probe
 
 positive = number_in(int, 1, None, "an integer of at least 1")
+MAX_TURNS = 1000  # past any model's context: the history is sent whole every turn
+turn_count = number_in(int, 1, MAX_TURNS, f"an integer from 1 to {MAX_TURNS}")
 seconds = number_in(float, 0, None, "a number of seconds above 0", above=True)  # 0, -1, nan: no timeout at all
 temperature = number_in(float, 0, 2, "a temperature from 0 to 2")  # nan is not JSON: every request would fail
 
@@ -59,7 +61,8 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"OpenAI-compatible base URL, /v1 included (default: {DEFAULT_BASE_URL})")
     parser.add_argument("--api-key", default=os.environ.get("AGENTGATE_API_KEY"),
                         help="bearer key (default: $AGENTGATE_API_KEY)")
-    parser.add_argument("--turns", type=positive, default=40, help="conversation turns (default: 40)")
+    parser.add_argument("--turns", type=turn_count, default=40,
+                        help=f"conversation turns, 1 to {MAX_TURNS} (default: 40)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tasks and the clock (default: 0)")
     parser.add_argument("--stream", action="store_true",
                         help="stream replies to measure time to first token (the router reports repair kinds "
