@@ -162,7 +162,7 @@ def render_text(report: ProbeReport) -> str:
         name = t.calls[0]["name"] if t.calls else "-"
         note = ", ".join(t.repairs or []) if t.status == "repaired" else ""
         if t.failure:
-            note = f"{t.failure}: {t.detail}"
+            note = f"{t.failure}: {' '.join(t.detail.split())}"  # one line: a backend's error page has many
         elif not t.on_task:
             note = (note + "; " if note else "") + f"asked for {t.expected_tool}"
         status = t.status if t.valid else t.status.upper()
