@@ -50,3 +50,18 @@ models:
     up.push(BAD_GATEWAY, Step(json=completion("fine", "m")))
     assert await ask(r, "m") == 200 and len(up.requests) == 2
     assert await providers(r.url) == {"main": (2, 1, 0.5)}
+
+
+ROUTES = {"/v1/messages": {"model": "fb", "max_tokens": 20, "messages": ASK},
+          "/v1/responses": {"model": "fb", "input": "hi"},
+          "/v1/chat/completions": {"model": "fb", "messages": ASK, "stream": True}}
+
+
+async def test_every_route_counts_the_failed_attempt_its_fallback_answered(fakes, router) -> None:
+    main, backup, r = await with_fallback(fakes, router)
+    for path, body in ROUTES.items():
+        main.push(BAD_GATEWAY)
+        status, doc = await call("POST", r.url + path, json=body)
+        assert status == 200, (path, doc)
+    assert len(backup.requests) == len(ROUTES)
+    assert await providers(r.url) == {"main": (3, 3, 1.0), "backup": (3, 0, 0.0)}
