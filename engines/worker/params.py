@@ -26,6 +26,7 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     stream: bool = False
     include_usage: bool = False
+    limit_param: str | None = None  # the request field that set `max_tokens`; None for a default (or unlimited)
 
 
 @dataclass
@@ -146,9 +147,7 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
     elif body.get("logprobs") not in (None, 0):
         raise _unsupported("logprobs are not supported by this engine", "logprobs")
     _response_format(body, chat=chat)
-    max_tokens = _integer(body, "max_completion_tokens", 1) if chat else None
-    if max_tokens is None:
-        max_tokens = _integer(body, "max_tokens", 1)
+    max_tokens, limit_param = _max_tokens(body, chat=chat)
     seed = _integer(body, "seed", -(2**63), 2**64 - 1)
     top_k = _integer(body, "top_k", -1)
     rep_ctx = _integer(body, "repetition_context_size", 1, 4096)
@@ -177,7 +176,16 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
         if not isinstance(opts, dict):
             raise bad_request("'stream_options' must be an object", param="stream_options", code="invalid_type")
         include_usage = _boolean(opts, "include_usage", False)
-    return GenerationParams(max_tokens, sampling, _stop(body), stream, include_usage)
+    return GenerationParams(max_tokens, sampling, _stop(body), stream, include_usage, limit_param)
+
+
+def _max_tokens(body: dict[str, Any], *, chat: bool) -> tuple[int | None, str | None]:
+    """The output limit and the field that gave it (chat's `max_completion_tokens` first, as OpenAI reads it)."""
+    for name in ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",):
+        value = _integer(body, name, 1)
+        if value is not None:
+            return value, name
+    return None, None
 
 
 def _response_format(body: dict[str, Any], *, chat: bool) -> dict[str, Any] | None:
