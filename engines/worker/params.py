@@ -267,6 +267,18 @@ def _require_content(message: dict[str, Any], where: str) -> None:
                           "got null instead.", param="messages", code="invalid_type")
 
 
+def _require_assistant_content(message: dict[str, Any], where: str) -> None:
+    """A 400 for an assistant message with no content and no calls: OpenAI requires its content unless it makes calls
+    (it would be rendered as an empty turn). A refusal or the reasoning a model replied with (replayed in history)
+    is what the model said, and is rendered: such a turn is not empty."""
+    if message.get("content") is not None or message.get("tool_calls"):
+        return
+    if any(isinstance(message.get(key), str) and message[key] for key in ("refusal", "reasoning_content", "reasoning")):
+        return
+    raise bad_request(f"Invalid value for '{where}.content': expected a string, got null. An assistant message needs "
+                      "'content' unless it has 'tool_calls'.", param="messages")
+
+
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     msgs = body.get("messages")
     if not isinstance(msgs, list) or not msgs:
@@ -280,8 +292,10 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         role = m.get("role")
         if role not in ROLES:
             raise bad_request(f"{where}: 'role' must be one of {', '.join(ROLES)}", param="messages")
-        if role != "assistant":  # an assistant turn may hold only tool calls
+        if role != "assistant":
             _require_content(m, where)
+        else:  # an assistant turn may hold only tool calls
+            _require_assistant_content(m, where)
         msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
                                "content": _content(m.get("content"), where, role == "assistant")}
         if role == "assistant":

@@ -50,3 +50,24 @@ async def test_a_default_output_limit_is_cut_to_the_context(engine: Callable[...
     assert status == 200 and done["usage"]["completion_tokens"] <= 4, done
     status, done = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": None})
     assert status == 200 and done["usage"]["total_tokens"] <= CONTEXT, done
+
+
+async def test_an_assistant_turn_with_neither_content_nor_calls_is_a_400(
+        engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`{"role": "assistant", "content": null}` without tool calls was rendered as an empty turn; OpenAI answers 400
+    (an assistant's content is required unless it makes calls). A turn with calls, text, a refusal or reasoning is
+    served."""
+    e = await engine("random")
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    for turn in ({"role": "assistant", "content": None}, {"role": "assistant"},
+                 {"role": "assistant", "content": None, "tool_calls": []}):
+        status, err = await _post(e, "/v1/chat/completions", {"messages": [*HI, turn, *HI], "max_tokens": 1})
+        assert status == 400, err
+        assert err["error"]["param"] == "messages" and err["error"]["code"] == "invalid_value", err
+        assert "'messages[1].content'" in err["error"]["message"] and "tool_calls" in err["error"]["message"], err
+    for turn in ({"role": "assistant", "content": ""}, {"role": "assistant", "content": None, "refusal": "No."},
+                 {"role": "assistant", "content": None, "reasoning_content": "Thinking."},
+                 {"role": "assistant", "content": None, "tool_calls": [call]}):
+        rest = [{"role": "tool", "tool_call_id": "c1", "content": "ok"}] if "tool_calls" in turn else HI
+        status, done = await _post(e, "/v1/chat/completions", {"messages": [*HI, turn, *rest], "max_tokens": 1})
+        assert status == 200, (turn, done)
