@@ -93,15 +93,16 @@ def _rust_tokenizer(tokenizer: Any) -> Any:
 class PromptBound:
     """Refuses a text whose length alone shows it has more tokens than the context holds, before it is tokenized.
 
-    Every token stands for at most as many bytes of the normalized text as its vocabulary entry has in UTF-8 (a
-    byte-level entry spells each byte as one character, a SentencePiece one a space as "▁"), so a text of B bytes
-    has at least B / longest tokens."""
+    Every token stands for at most as many bytes of the normalized text as its vocabulary entry spells (`longest`
+    is the most any entry does), so a text of B bytes has at least B / longest tokens. A SentencePiece entry spells
+    a space as "▁" (3 bytes in UTF-8 for 1 of text): its UTF-8 length is an upper bound. A byte-level entry spells
+    each byte of text as one character, which is 1 or 2 bytes in UTF-8: counted as one byte each, so that the bound
+    is not loose by up to 2x. An added token is matched in the text as it is written: its UTF-8 length."""
 
     def __init__(self, tokenizer: Any, max_context: int) -> None:
         self.max_context = max_context
         self._backend = _rust_tokenizer(tokenizer)
-        vocab = self._backend.get_vocab(with_added_tokens=True) if self._backend is not None else {}
-        self.longest = max((len(t.encode("utf-8", "surrogatepass")) for t in vocab), default=0)
+        self.longest = _longest_entry(self._backend) if self._backend is not None else 0
 
     def check_messages(self, count: int) -> None:
         """A 400 for more messages than the context has tokens: each renders to one token at least."""
@@ -124,6 +125,43 @@ class PromptBound:
             return
         if size > limit:
             raise self._exceeded(-(-size // self.longest), param)
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _byte_level(backend: Any) -> bool:
+    """Whether the pre-tokenizer maps text to GPT-2's byte-level characters ("é" is bytes C3 A9, spelled "Ã©")."""
+    pre = getattr(backend, "pre_tokenizer", None)
+    if pre is None:
+        return False
+    try:
+        spelled = "".join(piece for piece, _ in pre.pre_tokenize_str("\u00e9"))
+        return spelled.removeprefix("\u0120") == "\u00c3\u00a9"  # ("Ġ": a space added before the text)
+    except Exception:
+        return False
+
+
+def _longest_entry(backend: Any) -> int:
+    """The most bytes of text any one token stands for (see `PromptBound`)."""
+    vocab = backend.get_vocab(with_added_tokens=False)
+    if _byte_level(backend):
+        from tokenizers.pre_tokenizers import ByteLevel
+
+        one_byte = str.maketrans(dict.fromkeys(ByteLevel.alphabet(), "b"))
+        entries = [_utf8_length(t.translate(one_byte)) for t in vocab]
+    else:
+        entries = [_utf8_length(t) for t in vocab]
+    return max(entries + [_utf8_length(t) for t in _added_tokens(backend, vocab)], default=0)
+
+
+def _added_tokens(backend: Any, vocab: dict[str, int]) -> list[str]:
+    """The added tokens' texts, those the model's vocabulary holds too (its special tokens, often) included."""
+    decoder = getattr(backend, "get_added_tokens_decoder", None)
+    if decoder is not None:
+        return [token.content for token in decoder().values()]
+    return list(backend.get_vocab(with_added_tokens=True).keys() - vocab.keys())
 
 
 class ChatFormatter:
