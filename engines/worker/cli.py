@@ -90,6 +90,10 @@ def listen_problem(args: argparse.Namespace) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The worker's options, on whichever parser runs it (`python -m engines`, `agentgate engine`, the config's check
+    of a model's `engine_args`). An option is never abbreviated: the router sees what `engine_args` set by their
+    names (`--max-body-m 5` would be `--max-body-mb` to argparse, unseen beside the one the router adds)."""
+    parser.allow_abbrev = False
     S = WorkerSettings  # the defaults, stated once there
     parser.add_argument("--model", required=True,
                         help="model folder, Hugging Face id, or tiny:demo / tiny:random / tiny:script=<text>")
