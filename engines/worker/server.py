@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import socket
 import stat
@@ -93,11 +94,24 @@ async def _json_body(request: web.Request) -> Any:
         raise bad_request("the request body is empty; send a JSON object", code="invalid_json")
     _check_containers(raw, request.app[WORKER].settings.max_body_containers)
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, UnicodeDecodeError) as exc:  # (json.JSONDecodeError is a ValueError)
         raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
         raise bad_request("the request body is nested too deep", code="invalid_json") from None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN, Infinity and -Infinity, which Python's parser reads and JSON has not (the router refuses them too)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    """A number past a double, which Python's parser reads as infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} overflows a double")
+    return value
 
 
 def _check_containers(raw: bytes, limit: int) -> None:

@@ -71,3 +71,22 @@ async def test_an_assistant_turn_with_neither_content_nor_calls_is_a_400(
         rest = [{"role": "tool", "tool_call_id": "c1", "content": "ok"}] if "tool_calls" in turn else HI
         status, done = await _post(e, "/v1/chat/completions", {"messages": [*HI, turn, *rest], "max_tokens": 1})
         assert status == 200, (turn, done)
+
+
+async def test_nan_and_infinity_are_not_json(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """Python's parser reads NaN, Infinity and a number past a double (as inf) where JSON has none: a schema's
+    `"maximum": Infinity` then compiled no grammar and the reply was decoded unconstrained. Refused as the router
+    refuses them; OpenAI answers such a body 400 too."""
+    e = await engine("random")
+    schema = '{"type": "object", "properties": {"a": {"type": "number", "maximum": VALUE}}}'
+    for value in ("NaN", "Infinity", "-Infinity", "1e400"):
+        for path, body in (
+            ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, '
+                                     '"response_format": {"type": "json_schema", "json_schema": {"name": "s", '
+                                     '"schema": ' + schema.replace("VALUE", value) + "}}}"),
+            ("/v1/completions", '{"prompt": "hi", "max_tokens": 1, "temperature": ' + value + "}"),
+        ):
+            status, err = await e.post_raw(path, body.encode())
+            assert status == 400 and err["error"]["code"] == "invalid_json", (value, err)
+    status, _ = await e.post_raw("/v1/completions", b'{"prompt": "hi", "max_tokens": 1, "temperature": 1e300}')
+    assert status == 400  # a finite number, out of range: named as such
