@@ -141,11 +141,7 @@ def _logit_bias(body: dict[str, Any], vocab_size: int) -> dict[int, float]:
 def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationParams:
     if _integer(body, "n", 1) not in (None, 1):
         raise _unsupported("only n=1 is supported", "n")
-    if chat:
-        if body.get("logprobs") not in (None, False) or body.get("top_logprobs") not in (None, 0):
-            raise _unsupported("logprobs are not supported by this engine", "logprobs")
-    elif body.get("logprobs") not in (None, 0):
-        raise _unsupported("logprobs are not supported by this engine", "logprobs")
+    _logprobs(body, chat=chat)
     _response_format(body, chat=chat)
     max_tokens, limit_param = _max_tokens(body, chat=chat)
     seed = _integer(body, "seed", -(2**63), 2**64 - 1)
@@ -177,6 +173,18 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
             raise bad_request("'stream_options' must be an object", param="stream_options", code="invalid_type")
         include_usage = _boolean(opts, "include_usage", False)
     return GenerationParams(max_tokens, sampling, _stop(body), stream, include_usage, limit_param)
+
+
+def _logprobs(body: dict[str, Any], *, chat: bool) -> None:
+    """The logprob fields, checked as OpenAI bounds them (chat: `logprobs` a boolean, `top_logprobs` 0..20;
+    completions: `logprobs` 0..5), then refused when they ask for any: this engine gives none."""
+    if chat:
+        wanted = _boolean(body, "logprobs", False)
+        top = _integer(body, "top_logprobs", 0, 20)
+        if wanted or top:
+            raise _unsupported("logprobs are not supported by this engine", "logprobs" if wanted else "top_logprobs")
+    elif body.get("logprobs") is not False and _integer(body, "logprobs", 0, 5):
+        raise _unsupported("logprobs are not supported by this engine", "logprobs")
 
 
 def _max_tokens(body: dict[str, Any], *, chat: bool) -> tuple[int | None, str | None]:

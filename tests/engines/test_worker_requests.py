@@ -90,3 +90,30 @@ async def test_nan_and_infinity_are_not_json(engine: Callable[..., Awaitable[Eng
             assert status == 400 and err["error"]["code"] == "invalid_json", (value, err)
     status, _ = await e.post_raw("/v1/completions", b'{"prompt": "hi", "max_tokens": 1, "temperature": 1e300}')
     assert status == 400  # a finite number, out of range: named as such
+
+
+async def test_logprob_fields_are_checked_before_they_are_refused(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """Any `top_logprobs` but 0 was answered "logprobs are not supported" under `logprobs`, a -1 or a 100 too, and a
+    `logprobs` of any type: each field is now checked as OpenAI bounds it (chat: a boolean and 0..20; completions:
+    0..5), named by its own param, before the engine says it has no logprobs."""
+    e = await engine("random")
+    for path, extra, param, code in (
+        ("/v1/chat/completions", {"top_logprobs": -1}, "top_logprobs", "invalid_value"),
+        ("/v1/chat/completions", {"logprobs": True, "top_logprobs": 21}, "top_logprobs", "invalid_value"),
+        ("/v1/chat/completions", {"top_logprobs": "3"}, "top_logprobs", "invalid_type"),
+        ("/v1/chat/completions", {"logprobs": "yes"}, "logprobs", "invalid_type"),
+        ("/v1/chat/completions", {"logprobs": True}, "logprobs", "unsupported_parameter"),
+        ("/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs", "unsupported_parameter"),
+        ("/v1/completions", {"logprobs": -1}, "logprobs", "invalid_value"),
+        ("/v1/completions", {"logprobs": 6}, "logprobs", "invalid_value"),
+        ("/v1/completions", {"logprobs": "1"}, "logprobs", "invalid_type"),
+        ("/v1/completions", {"logprobs": 1}, "logprobs", "unsupported_parameter"),
+    ):
+        ask = {"messages": HI} if "chat" in path else {"prompt": "hi"}
+        status, err = await _post(e, path, {**ask, "max_tokens": 1, **extra})
+        assert status == 400 and (err["error"]["param"], err["error"]["code"]) == (param, code), (extra, err)
+    for path, ask in (("/v1/chat/completions", {"messages": HI, "logprobs": False, "top_logprobs": 0}),
+                      ("/v1/completions", {"prompt": "hi", "logprobs": 0}),
+                      ("/v1/completions", {"prompt": "hi", "logprobs": None})):
+        status, done = await _post(e, path, {**ask, "max_tokens": 1})
+        assert status == 200, done
