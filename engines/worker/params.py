@@ -210,14 +210,25 @@ def _response_format(body: dict[str, Any], *, chat: bool) -> dict[str, Any] | No
     if not chat or kind not in ("json_object", "json_schema"):
         raise _unsupported(f"response_format type {kind!r} is not supported by this engine", "response_format")
     if kind == "json_schema":
-        spec = fmt.get("json_schema")
-        if not isinstance(spec, dict):
-            raise bad_request("response_format json_schema needs a 'json_schema' object", param="response_format",
-                              code="invalid_type")
-        if "schema" in spec and not isinstance(spec["schema"], (dict, bool)):
-            raise bad_request("'response_format.json_schema.schema' must be an object", param="response_format",
-                              code="invalid_type")
+        _check_json_schema(fmt.get("json_schema"))
     return fmt
+
+
+def _check_json_schema(spec: Any) -> None:
+    """A json_schema format's `json_schema`: an object with a `name` (OpenAI and vLLM require one) and, when given,
+    a `schema` object."""
+    if not isinstance(spec, dict):
+        raise bad_request("response_format json_schema needs a 'json_schema' object", param="response_format",
+                          code="invalid_type")
+    if "name" not in spec:
+        raise bad_request("Missing required parameter: 'response_format.json_schema.name'.",
+                          param="response_format", code="missing_required_parameter")
+    if not isinstance(spec["name"], str) or not spec["name"]:
+        raise bad_request("'response_format.json_schema.name' must be a non-empty string", param="response_format",
+                          code="invalid_type" if not isinstance(spec["name"], str) else "invalid_value")
+    if "schema" in spec and not isinstance(spec["schema"], (dict, bool)):
+        raise bad_request("'response_format.json_schema.schema' must be an object", param="response_format",
+                          code="invalid_type")
 
 
 def _content(value: Any, where: str, assistant: bool = False) -> str | None:

@@ -117,3 +117,17 @@ async def test_logprob_fields_are_checked_before_they_are_refused(engine: Callab
                       ("/v1/completions", {"prompt": "hi", "logprobs": None})):
         status, done = await _post(e, path, {**ask, "max_tokens": 1})
         assert status == 200, done
+
+
+async def test_a_json_schema_format_without_a_name_is_a_400(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """OpenAI and vLLM require `response_format.json_schema.name`; it was served without one."""
+    e = await engine("random")
+    schema = {"type": "object"}
+    for spec in ({"schema": schema}, {"name": 5, "schema": schema}, {"name": "", "schema": schema}):
+        fmt = {"type": "json_schema", "json_schema": spec}
+        status, err = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "response_format": fmt})
+        assert status == 400 and err["error"]["param"] == "response_format", err
+        assert "response_format.json_schema.name" in err["error"]["message"], err
+    fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
+    status, done = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "response_format": fmt})
+    assert status == 200, done
