@@ -314,6 +314,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         if role != "assistant":
             _require_content(m, where)
         else:  # an assistant turn may hold only tool calls
+            if m.get("function_call") is not None:
+                raise _unsupported(f"{where}: 'function_call' is not supported; use 'tool_calls'", "messages")
             _require_assistant_content(m, where)
         msg: dict[str, Any] = {"role": "system" if role == "developer" else role,
                                "content": _content(m.get("content"), where, role == "assistant")}

@@ -131,3 +131,20 @@ async def test_a_json_schema_format_without_a_name_is_a_400(engine: Callable[...
     fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
     status, done = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "response_format": fmt})
     assert status == 200, done
+
+
+async def test_a_legacy_function_call_in_the_history_is_refused_not_dropped(
+        engine: Callable[..., Awaitable[Engine]]) -> None:
+    """An assistant message's `function_call` (the API before tool calls) was dropped from the prompt without a word,
+    so the model never saw the call it made; the engine reads `tool_calls` only, as it refuses `functions` and
+    `function_call` in the request."""
+    e = await engine("random")
+    for content in ("Calling f.", None):
+        turn = {"role": "assistant", "content": content, "function_call": {"name": "f", "arguments": "{}"}}
+        status, err = await _post(e, "/v1/chat/completions", {"messages": [*HI, turn, *HI], "max_tokens": 1})
+        assert status == 400, err
+        assert (err["error"]["param"], err["error"]["code"]) == ("messages", "unsupported_parameter"), err
+        assert "messages[1]" in err["error"]["message"] and "tool_calls" in err["error"]["message"], err
+    turn = {"role": "assistant", "content": "Done.", "function_call": None}
+    status, done = await _post(e, "/v1/chat/completions", {"messages": [*HI, turn, *HI], "max_tokens": 1})
+    assert status == 200, done
