@@ -26,7 +26,6 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     stream: bool = False
     include_usage: bool = False
-    limit_param: str | None = None  # the request field that set `max_tokens`; None for a default (or unlimited)
 
 
 @dataclass
@@ -143,7 +142,7 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
         raise _unsupported("only n=1 is supported", "n")
     _logprobs(body, chat=chat)
     _response_format(body, chat=chat)
-    max_tokens, limit_param = _max_tokens(body, chat=chat)
+    max_tokens = _max_tokens(body, chat=chat)
     seed = _integer(body, "seed", -(2**63), 2**64 - 1)
     top_k = _integer(body, "top_k", -1)
     rep_ctx = _integer(body, "repetition_context_size", 1, 4096)
@@ -172,7 +171,7 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
         if not isinstance(opts, dict):
             raise bad_request("'stream_options' must be an object", param="stream_options", code="invalid_type")
         include_usage = _boolean(opts, "include_usage", False)
-    return GenerationParams(max_tokens, sampling, _stop(body), stream, include_usage, limit_param)
+    return GenerationParams(max_tokens, sampling, _stop(body), stream, include_usage)
 
 
 def _logprobs(body: dict[str, Any], *, chat: bool) -> None:
@@ -187,13 +186,13 @@ def _logprobs(body: dict[str, Any], *, chat: bool) -> None:
         raise _unsupported("logprobs are not supported by this engine", "logprobs")
 
 
-def _max_tokens(body: dict[str, Any], *, chat: bool) -> tuple[int | None, str | None]:
-    """The output limit and the field that gave it (chat's `max_completion_tokens` first, as OpenAI reads it)."""
+def _max_tokens(body: dict[str, Any], *, chat: bool) -> int | None:
+    """The output limit (chat's `max_completion_tokens` first, as OpenAI reads it)."""
     for name in ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",):
         value = _integer(body, name, 1)
         if value is not None:
-            return value, name
-    return None, None
+            return value
+    return None
 
 
 def _response_format(body: dict[str, Any], *, chat: bool) -> dict[str, Any] | None:

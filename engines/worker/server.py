@@ -126,9 +126,10 @@ def _check_containers(raw: bytes, limit: int) -> None:
                              f"of {limit} (--max-body-containers) for bodies over 1 MiB", "request_too_large")
 
 
-def _room(state: WorkerState, n: int, param: str, gen: GenerationParams | None = None) -> int:
-    """How many tokens the context leaves after a prompt of `n`; a 400 when it leaves none, or less than the
-    `max_tokens` the request asked for (a limit the worker filled in is cut to the room instead)."""
+def _room(state: WorkerState, n: int, param: str) -> int:
+    """How many tokens the context leaves after a prompt of `n`; a 400 when it leaves none. A `max_tokens` past it
+    is cut to it, not refused: agent clients ask for output limits past a local model's context (Claude Code's
+    default is 32,000), and llama.cpp, Ollama and mlx_lm.server cut it too (OpenAI and vLLM answer 400)."""
     limit = state.scheduler.max_context
     if n == 0:
         raise bad_request("the prompt is empty", param=param)
@@ -139,26 +140,12 @@ def _room(state: WorkerState, n: int, param: str, gen: GenerationParams | None =
             "context_length_exceeded",
             param=param,
         )
-    if gen is not None and gen.limit_param is not None and gen.max_tokens is not None and gen.max_tokens > limit - n:
-        raise _output_past_context(limit, n, gen.max_tokens, gen.limit_param)
     return limit - n
-
-
-def _output_past_context(limit: int, prompt: int, asked: int, param: str) -> WireError:
-    """OpenAI's words (vLLM's before its own), which the router reads the prompt's and the output's tokens from."""
-    return WireError(
-        400,
-        f"This model's maximum context length is {limit} tokens. However, you requested {prompt + asked} tokens "
-        f"({prompt} in the messages, {asked} in the completion). Please reduce the length of the messages or "
-        "completion.",
-        "context_length_exceeded",
-        param=param,
-    )
 
 
 def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think: tuple[str, str] | None = None,
           reasoning: bool = False, param: str = "messages", processors: list[Any] | None = None) -> SequenceSpec:
-    room = _room(state, len(tokens), param, gen)
+    room = _room(state, len(tokens), param)
     max_tokens = min(gen.max_tokens or room, room)
     return SequenceSpec(tokens, max_tokens, gen.sampling, gen.stop, think, reasoning, list(processors or []))
 
@@ -248,7 +235,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = parse_chat(body, state.scheduler.vocab_size)
     loop = asyncio.get_running_loop()
     rendered = await loop.run_in_executor(None, formatter.render_chat, req.messages, req.tools, req.template_kwargs)
-    _room(state, len(rendered.tokens), "messages", req.gen)  # refused before any grammar is compiled for it
+    _room(state, len(rendered.tokens), "messages")  # refused before any grammar is compiled for it
     guided = await _guided(request, state, req, rendered.reasoning)
     spec = _spec(state, rendered.tokens, req.gen, think=formatter.think, reasoning=rendered.reasoning,
                  processors=guided.processors)

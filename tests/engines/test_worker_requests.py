@@ -1,5 +1,5 @@
-"""Requests the worker refuses as OpenAI and vLLM refuse them: an output limit past the context, an empty assistant
-turn, and parameters outside what the API allows."""
+"""Requests the worker refuses as OpenAI and vLLM refuse them (an empty assistant turn, parameters outside what the
+API allows), and an output limit past the context, which it cuts to what fits instead."""
 
 from __future__ import annotations
 
@@ -17,29 +17,15 @@ async def _post(e: Engine, path: str, body: dict[str, Any]) -> tuple[int, Any]:
     return await e.post_raw(path, json.dumps(body).encode())
 
 
-async def test_an_output_limit_past_the_context_is_a_400_naming_it(engine: Callable[..., Awaitable[Engine]]) -> None:
-    """`max_tokens` (or `max_completion_tokens`) that the context cannot hold beside the prompt was cut to what it
-    could, silently; OpenAI and vLLM answer 400. A limit that just fits is served."""
+async def test_an_output_limit_past_the_context_is_cut_to_it(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`max_tokens` (or `max_completion_tokens`) that the context cannot hold beside the prompt is cut to what it
+    can, not refused (OpenAI and vLLM answer 400): agent clients ask for limits past a local model's context."""
     e = await engine("random", max_context=CONTEXT)
-    status, first = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1})
-    assert status == 200, first
-    prompt = first["usage"]["prompt_tokens"]
-    room = CONTEXT - prompt
     for name in ("max_tokens", "max_completion_tokens"):
-        status, err = await _post(e, "/v1/chat/completions", {"messages": HI, name: room + 1, "stream": True})
-        assert status == 400, err
-        assert err["error"]["param"] == name and err["error"]["code"] == "context_length_exceeded", err
-        assert err["error"]["message"] == (
-            f"This model's maximum context length is {CONTEXT} tokens. However, you requested {CONTEXT + 1} tokens "
-            f"({prompt} in the messages, {room + 1} in the completion). Please reduce the length of the messages or "
-            "completion.")
-    status, fits = await _post(e, "/v1/chat/completions", {"messages": HI, "max_completion_tokens": room})
-    assert status == 200 and fits["usage"]["total_tokens"] <= CONTEXT, fits
-    status, err = await _post(e, "/v1/completions", {"prompt": [5, 6, 7], "max_tokens": CONTEXT - 2})
-    assert status == 400 and err["error"]["param"] == "max_tokens", err
-    assert f"(3 in the messages, {CONTEXT - 2} in the completion)" in err["error"]["message"]
-    status, fits = await _post(e, "/v1/completions", {"prompt": [5, 6, 7], "max_tokens": CONTEXT - 3})
-    assert status == 200, fits
+        status, done = await _post(e, "/v1/chat/completions", {"messages": HI, name: CONTEXT * 10})
+        assert status == 200 and done["usage"]["total_tokens"] <= CONTEXT, done
+    status, done = await _post(e, "/v1/completions", {"prompt": [5, 6, 7], "max_tokens": CONTEXT * 10})
+    assert status == 200 and done["usage"]["total_tokens"] <= CONTEXT, done
 
 
 async def test_a_default_output_limit_is_cut_to_the_context(engine: Callable[..., Awaitable[Engine]]) -> None:
