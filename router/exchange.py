@@ -84,7 +84,10 @@ class Exchange:
     def client_gone(self) -> None:
         """The client went away: before its answer, the record's status is 499; after the answer's status went
         out, that status stays and the request counts as a 499 (`ended_with`), unless its stream had already
-        failed with an error of its own."""
+        failed with an error of its own. A 5xx answer stays a 5xx with its error: the failure was not the
+        client's leaving, and the 5xx alerts see it."""
+        if self.status >= 500:
+            return
         self.error = "client_disconnected"
         if self.status and not self.ended_with:
             self.ended_with = CLIENT_CLOSED
