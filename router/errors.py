@@ -48,13 +48,22 @@ class ApiError(WireError):
         etype = _ANTHROPIC_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
         return {"type": "error", "error": {"type": etype, "message": self.message}}
 
-    def response(self, dialect: str = "openai") -> web.Response:
-        body = self.anthropic_body() if dialect == "anthropic" else self.openai_body()
+    def response(self, dialect: str = "openai", request_id: str = "") -> web.Response:
+        """The error as an answer in `dialect`'s shape; Anthropic's names the request (`request_id` at the top level
+        of the body and the `request-id` header, as Anthropic's own errors do) when `request_id` is given."""
+        headers = self.headers
+        if dialect == "anthropic":
+            body = self.anthropic_body()
+            if request_id:
+                body["request_id"] = request_id
+                headers = {**headers, "request-id": request_id}
+        else:
+            body = self.openai_body()
         return web.Response(
             status=self.status,
             body=json.dumps(body).encode(),
             content_type="application/json",
-            headers=self.headers,
+            headers=headers,
         )
 
 

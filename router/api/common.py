@@ -48,7 +48,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
             resp = await handler(rt, ex, key)
         except ApiError as err:
             ex.status, ex.error = err.status, err.code
-            resp = err.response(dialect)
+            resp = err.response(dialect, ex.request_id)
             resp.headers["x-request-id"] = ex.request_id
         except asyncio.CancelledError:
             if not in_flight.stopped() or task is None or in_flight.streams():  # (a stream that began: it ended
@@ -57,7 +57,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
             stopping = ApiError(503, "The router is shutting down; the request was stopped before its answer came.",
                                 "server_shutting_down")
             ex.status, ex.error = stopping.status, stopping.code
-            resp = stopping.response(dialect)
+            resp = stopping.response(dialect, ex.request_id)
             resp.headers["x-request-id"] = ex.request_id
         if not resp.prepared and not await _send(request, resp):
             ex.client_gone()
@@ -69,7 +69,7 @@ async def handle_exchange(request: web.Request, endpoint: str, handler: Handler,
             ex.client_gone()
         raise
     except Exception as exc:  # aiohttp's own errors, or a bug: answered as every route answers them
-        resp = error_page(request, exc, dialect)
+        resp = error_page(request, exc, dialect, ex.request_id)
         resp.headers["x-request-id"] = ex.request_id  # as on every answer of this frame (its record names it)
         ex.status = resp.status
         return resp
@@ -101,21 +101,21 @@ def _shown(name: str, keys: tuple[ClientKey, ...]) -> str:
     return name[:SHOWN_NAME_CHARS]
 
 
-def error_page(request: web.Request, exc: Exception, dialect: str | None = None) -> web.Response:
+def error_page(request: web.Request, exc: Exception, dialect: str | None = None, request_id: str = "") -> web.Response:
     """What a route answers for an exception it did not turn into an answer itself, in the route's shape
     (Anthropic's on the Messages routes, whatever the status, else OpenAI's): an `ApiError` as it is, aiohttp's own
     errors (no such route, wrong method, a body past its limit) as JSON instead of aiohttp's text pages (a status
     below 400 is re-raised for aiohttp; an `anthropic-version` header picks Anthropic's shape for them too), a
     body nested too deep a 400, anything else a 500 (logged). `dialect` is the route's when known, else the
-    path's."""
+    path's; `request_id` names the request in Anthropic's shape (see `ApiError.response`)."""
     if dialect is None:
         dialect = "anthropic" if request.path.startswith("/v1/messages") else "openai"
     if isinstance(exc, ApiError):
-        return exc.response(dialect)
+        return exc.response(dialect, request_id)
     if isinstance(exc, (jsoncodec.TooDeep, RecursionError)):  # a body nested past what the router can write
         # again (orjson reads 1,024 levels, the rest of the router writes fewer): the client's to change
         return ApiError(400, "The request nests JSON deeper than the router can send on.", "invalid_request").response(
-            dialect)
+            dialect, request_id)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             raise exc
@@ -124,9 +124,11 @@ def error_page(request: web.Request, exc: Exception, dialect: str | None = None)
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "http_error")
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         anthropic = dialect == "anthropic" or "anthropic-version" in request.headers
-        return ApiError(exc.status, message, code, headers=headers).response("anthropic" if anthropic else "openai")
+        return ApiError(exc.status, message, code, headers=headers).response("anthropic" if anthropic else "openai",
+                                                                             request_id)
     log.error("unexpected error on %s %s", request.method, request.path[:200], exc_info=exc)
-    return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response(dialect)
+    return ApiError(500, "Internal error; the router's log has the details.", "internal_error").response(dialect,
+                                                                                                          request_id)
 
 
 UNWATCHED_BYTES = 16 << 10  # a whole answer this small never waits on its client: the transport takes it at once

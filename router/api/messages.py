@@ -11,7 +11,6 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import jsoncodec
 from ..config.model import ClientKey
 from ..context import RequestContext
 from ..dialects import anthropic_in as dialect
@@ -21,7 +20,6 @@ from ..live_config import LiveConfig
 from ..state import STATE
 from ..upstream.anthropic import BETA_HEADER
 from . import common
-from .common import JSON_HEADERS
 from .messages_native import native_count, native_message, native_route, signed_history
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
@@ -55,22 +53,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                                             rt.config.server.max_stream_repair_chars, ex.request_id)
         return await stream_translated(request, ex, reply, translator, headers)
 
-    return await common.handle_exchange(request, "messages", _named(handle), "anthropic")
-
-
-def _named(handler: common.Handler) -> common.Handler:
-    """`handler`, its errors answered as Anthropic answers them: the body names the request (`request_id`, the
-    id of the `request-id` header; see `dialect.error_body`)."""
-    async def named(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
-        try:
-            return await handler(rt, ex, key)
-        except ApiError as err:
-            ex.status, ex.error = err.status, err.code
-            return web.Response(status=err.status, body=jsoncodec.dumps(dialect.error_body(err, ex.request_id)),
-                                headers={**JSON_HEADERS, **err.headers, "x-request-id": ex.request_id,
-                                         "request-id": ex.request_id})
-
-    return named
+    return await common.handle_exchange(request, "messages", handle, "anthropic")
 
 
 # A final assistant message asks Anthropic to continue it. No backend behind the chat form can: an OpenAI-type API
@@ -139,4 +122,4 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         return json_response({"input_tokens": count}, {"x-request-id": ex.request_id, "request-id": ex.request_id,
                                                        COUNT_HEADER: how})
 
-    return await common.handle_exchange(request, "count_tokens", _named(handle), "anthropic")
+    return await common.handle_exchange(request, "count_tokens", handle, "anthropic")

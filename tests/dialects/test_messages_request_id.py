@@ -72,3 +72,29 @@ def test_the_stream_encoders_write_the_id_they_are_given():
     for events in (MessagesStream("m", [], request_id="req_7").error(err), NativeEvents("req_7").error(err)):
         data = json.loads(events[-1].split(b"data: ", 1)[1])
         assert data == {"type": "error", "error": {"type": "api_error", "message": "gone"}, "request_id": "req_7"}
+
+
+KEYED = """
+server:
+  api_keys:
+    - {{key: sk-right, name: right}}
+providers:
+  lab: {{type: openai, base_url: '{url}'}}
+models:
+  - {{name: m, provider: lab}}
+"""
+
+
+async def test_a_refused_key_names_its_request(fakes, router):
+    """The client-key check's 401 (before any route's own work) is Anthropic's too, with the request's id."""
+    up = await fakes()
+    r = await router(KEYED.format(url=up.url))
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/messages", json={
+            "model": "m", "max_tokens": 5, "messages": ASK}, headers={"x-api-key": "sk-wrong"}) as resp:
+        doc = await resp.json()
+        assert resp.status == 401 and doc["error"]["type"] == "authentication_error", doc
+        assert doc["request_id"] == resp.headers["request-id"] == resp.headers["x-request-id"]
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json={
+            "model": "m", "messages": ASK}, headers={"Authorization": "Bearer sk-wrong"}) as resp:
+        doc = await resp.json()
+        assert resp.status == 401 and set(doc) == {"error"}, doc  # OpenAI's shape: no such member

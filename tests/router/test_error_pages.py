@@ -76,6 +76,7 @@ async def test_an_unexpected_failure_on_the_messages_routes_is_anthropic_shaped(
     body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
     status, _, doc = await _get("POST", r.url + path, json=body, headers={"anthropic-version": "2023-06-01"})
     assert status == 500 and "boom" not in str(doc)
-    assert doc == {"type": "error", "error": {"type": "api_error", "message": doc["error"]["message"]}}
-    assert doc["error"]["message"]
+    assert doc == {"type": "error", "error": {"type": "api_error", "message": doc["error"]["message"]},
+                   "request_id": doc["request_id"]}  # (the request's, as Anthropic's own errors name it)
+    assert doc["error"]["message"] and doc["request_id"]
 
