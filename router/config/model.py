@@ -83,8 +83,9 @@ def _userinfo(url: str) -> tuple[str, str]:
 
 
 def shown_url(url: str) -> str:
-    """`url` as it may be shown: the password of a `user:password@` in it replaced (with or without a scheme), and
-    so is a query or fragment (where a provider's key may be put: `?key=...`)."""
+    """`url` as it may be shown: the password of a `user:password@` in it replaced (with or without a scheme), the
+    whole user name of a `user@` without a password (a token written there: it is the credential), and so is a
+    query or fragment (where a provider's key may be put: `?key=...`)."""
     cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=-1)
     url, tail = (url, "") if cut < 0 else (url[:cut], url[cut] + "[redacted]")
     scheme, sep, rest = url.partition("://")
@@ -92,10 +93,21 @@ def shown_url(url: str) -> str:
         scheme, rest = "", url
     authority, slash, path = rest.partition("/")
     userinfo, at, host = authority.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if not at or not colon:
+    if not at:
         return url + tail
-    return f"{scheme}{sep}{user}:[redacted]@{host}{slash}{path}{tail}"
+    user, _, password = userinfo.partition(":")
+    shown = f"{user}:[redacted]" if password else "[redacted]"
+    return f"{scheme}{sep}{shown}@{host}{slash}{path}{tail}"
+
+
+def _basic_token(user: str, password: str) -> str:
+    """The token of `Authorization: Basic` for `user` and `password`, as aiohttp encodes it (latin-1 first)."""
+    pair = f"{user}:{password}"
+    try:
+        raw = pair.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = pair.encode()
+    return base64.b64encode(raw).decode()
 
 
 def engine_provider(model: str) -> str:
@@ -117,24 +129,21 @@ class ProviderConfig:
     @property
     def secrets(self) -> tuple[str, ...]:
         """What this provider is given to authenticate, never shown: its key, credential-like header values and the
-        password of a `user:password@` in its base_url, with the Basic token it is sent as (an upstream that echoes
-        the Authorization header it got echoes that). Each of `MIN_SECRET` characters or more: a shorter value is a
-        placeholder (the "EMPTY", "ollama" or "x" a local server takes), which guards nothing and, looked for in
-        answers, corrupted every one holding it ("index" with the key "x")."""
+        credential of a base_url's `user:password@` (the password) or `user@` (a token as the user name), with the
+        Basic token it is sent as (an upstream that echoes the Authorization header it got echoes that). Each of
+        `MIN_SECRET` characters or more: a shorter value is a placeholder (the "EMPTY", "ollama" or "x" a local
+        server takes), which guards nothing and, looked for in answers, corrupted every one holding it ("index"
+        with the key "x")."""
         user, password = _userinfo(self.base_url)
-        found = [self.api_key or "", *(v for _, v in self.headers), password, unquote(password)]
-        if password:
-            pair = f"{unquote(user)}:{unquote(password)}"
-            try:
-                raw = pair.encode("latin-1")  # as aiohttp's BasicAuth encodes it
-            except UnicodeEncodeError:
-                raw = pair.encode()
-            found.append(base64.b64encode(raw).decode())
+        credential = password or user
+        found = [self.api_key or "", *(v for _, v in self.headers), credential, unquote(credential)]
+        if credential:
+            found.append(_basic_token(unquote(user), unquote(password)))
         return tuple(dict.fromkeys(s for s in found if len(s) >= MIN_SECRET))
 
     @property
     def shown_url(self) -> str:
-        """base_url as it may be shown (console, `check`): a password in it replaced."""
+        """base_url as it may be shown (console, `check`): a password, or a user name without one, replaced."""
         return shown_url(self.base_url)
 
 

@@ -1,0 +1,103 @@
+"""Config values that reach headers, logs, URLs and `check` output: a token written as a base_url's user name is
+a secret like a password is, and names that end up in response headers hold no control characters."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from router.config import ConfigError, parse_config
+from router.config.model import shown_url
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "gw-token-7c41d9e2aa"
+BASIC = base64.b64encode(f"{TOKEN}:".encode()).decode()
+MODELS = "models:\n  - {name: m, provider: up}\n"
+
+
+def provider(url: str, extra: str = "") -> str:
+    return f"providers:\n  up: {{type: openai, base_url: '{url}'{extra}}}\n"
+
+
+def refused(text: str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, env=env or {})
+    return str(err.value)
+
+
+# --- a token as a base_url's user name ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "shown"), [
+    (f"https://{TOKEN}@gw.internal/v1", "https://[redacted]@gw.internal/v1"),
+    (f"https://{TOKEN}:@gw.internal/v1", "https://[redacted]@gw.internal/v1"),  # an empty password: the same
+    (f"{TOKEN}@gw.internal/v1", "[redacted]@gw.internal/v1"),
+    ("https://user:pw-secret@gw.internal/v1", "https://user:[redacted]@gw.internal/v1"),
+    ("https://gw.internal/v1", "https://gw.internal/v1"),
+])
+def test_a_user_name_without_a_password_is_shown_redacted(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+def test_a_user_name_without_a_password_is_a_provider_secret() -> None:
+    config = parse_config(provider(f"https://{TOKEN}@gw.internal/v1") + MODELS, env={})
+    assert {TOKEN, BASIC} <= set(config.providers["up"].secrets)
+    escaped = parse_config(provider("https://gw%2Dtoken%2D7c41d9e2aa@gw.internal/v1") + MODELS, env={})
+    assert TOKEN in escaped.providers["up"].secrets  # as sent: the percent-escapes undone
+    with_password = parse_config(provider("https://someuser:pw-secret-123@gw.internal/v1") + MODELS, env={})
+    assert "someuser" not in with_password.providers["up"].secrets  # a user name beside a password is shown
+
+
+def test_check_shows_a_base_url_without_its_user_token(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(provider(f"http://{TOKEN}@127.0.0.1:9/v1") + MODELS)
+    proc = subprocess.run([sys.executable, "-m", "router", "check", "-c", str(path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=False)
+    out = proc.stdout + proc.stderr
+    assert "http://[redacted]@127.0.0.1:9/v1" in proc.stdout, out
+    assert TOKEN not in out and BASIC not in out
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """An upstream on 127.0.0.1 answering every request with a 500 whose message quotes the Authorization header it
+    got (as some gateways do); the factory returns its `host:port`."""
+    runners: list[web.AppRunner] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        got = request.headers.get("Authorization", "")
+        return web.json_response({"error": {"message": f"bad credentials: {got}", "type": "server_error"}}, status=500)
+
+    async def make() -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"127.0.0.1:{port}"
+
+    yield make
+    for r in runners:
+        await r.cleanup()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_echoed_basic_header_of_a_user_token_is_redacted(echo, router, stream: bool) -> None:
+    host = await echo()
+    r = await router(provider(f"http://{TOKEN}@{host}/v1", ", retries: 0") + MODELS)
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": stream}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json=body) as resp:
+        text = await resp.text()
+        headers = "\n".join(f"{k}: {v}" for k, v in resp.headers.items())
+    assert resp.status >= 400 and "bad credentials" in text, text
+    for form in (TOKEN, BASIC, BASIC.rstrip("=")):
+        assert form not in text and form not in headers
