@@ -9,7 +9,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from functools import cache
 from importlib import resources
@@ -298,6 +299,31 @@ def _fail(source: str, path: str, message: str) -> ConfigError:
     return ConfigError(f"invalid config:\n  {source}: {path}: {message}")
 
 
+_NOT_IN_NAMES = frozenset({"Cc", "Zl", "Zp"})  # control characters (C0, DEL, C1) and Unicode line breaks
+NAME_RULE = ("a name is sent in response headers (x-agentgate-provider) and written in logs and the console, so it "
+             "is one line of printable text: not empty, no control character (line break, tab, NUL), no space at "
+             "either end")
+
+
+def _name_problem(name: str) -> str | None:
+    """What makes `name` unusable as a provider, model or key name, or None."""
+    if not name:
+        return "is empty"
+    if any(unicodedata.category(c) in _NOT_IN_NAMES for c in name):
+        return "holds a control character"
+    if name != name.strip():
+        return "begins or ends with a space"
+    return None
+
+
+def _check_names(names: Iterable[tuple[str, Any]], source: str, subject: str = "") -> None:
+    """Refuse each (place, name) of `names` whose name cannot be written as a header value, in the file's words."""
+    for where, name in names:
+        problem = _name_problem(name) if isinstance(name, str) else None
+        if problem:
+            raise _fail(source, where, f"{subject}{name!r} {problem}: {NAME_RULE}")
+
+
 def _build(doc: dict[str, Any], source: str, missing: Missing, expanded: set[tuple[str | int, ...]]) -> Config:
     server = _server(doc.get("server", {}), source, expanded)
     defaults = _policy(doc.get("defaults", {}), Policy())
@@ -346,6 +372,7 @@ def _client_keys(entries: list[str | dict[str, Any]], source: str,
             _written_empty(expanded, ("server", "api_keys", i, *(() if isinstance(entry, str) else ("key",))),
                            source, f"server.api_keys[{i}]")
             continue
+        _check_names([(f"server.api_keys[{i}].name", item.get("name"))], source)
         models = item.get("models")
         key = ClientKey(name=item.get("name", f"key{i}"), key=secret,
                         models=frozenset(models) if models is not None else None)
@@ -394,6 +421,7 @@ def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: M
               source: str) -> ProviderConfig:
     if not isinstance(name, str):
         raise _fail(source, "providers", f"provider name {name!r} must be a string (quote it)")
+    _check_names([("providers", name)], source, "provider name ")
     unset = _missing_under(missing, ("providers", name))
     reason = f"environment variable {', '.join(unset)} is not set" if unset else None
     url = raw.get("base_url", "")
@@ -484,6 +512,8 @@ def _models(raws: list[dict[str, Any]], engines: Mapping[str, Any], providers: M
 def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], providers: Mapping[str, ProviderConfig],
            source: str) -> ModelConfig:
     name = raw["name"]
+    aliases = ((f"{where}.aliases[{i}]", a) for i, a in enumerate(raw.get("aliases", [])))
+    _check_names([(f"{where}.name", name), *aliases, (f"{where}.model", raw.get("model"))], source)
     given = _given(raw.get("repair", {}), "mode", "format", "on_failure", "retries")
     if given.get("mode") is False:  # YAML reads a bare `mode: off` as false
         given["mode"] = "off"
@@ -523,6 +553,7 @@ def _targets(raw: Mapping[str, Any], engine: EngineSpec | None, providers: Mappi
     if "provider" in raw:
         targets.append((f"{where}.provider", Target(raw["provider"], raw.get("model"))))
     for i, r in enumerate(raw.get("replicas", [])):
+        _check_names([(f"{where}.replicas[{i}].model", r.get("model"))], source)
         targets.append((f"{where}.replicas[{i}].provider", Target(r["provider"], r.get("model", raw.get("model")))))
     for place, t in targets:
         if t.provider not in providers:

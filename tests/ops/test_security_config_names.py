@@ -101,3 +101,56 @@ async def test_an_echoed_basic_header_of_a_user_token_is_redacted(echo, router, 
     assert resp.status >= 400 and "bad credentials" in text, text
     for form in (TOKEN, BASIC, BASIC.rstrip("=")):
         assert form not in text and form not in headers
+
+
+# --- names that reach headers, logs and the console -----------------------------------------------------------------
+
+UP = "providers:\n  up: {type: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
+BAD_NAMES = ['"up\\r\\nX-Injected: 1"', '"up\\nx"', '"up\\tx"', '"up\\u0000x"', '"up\\u007fx"', '"up\\u0085x"',
+             '"up\\u2028x"', '" up"', '"up "', "''"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_provider_name_that_cannot_be_a_header_value_is_refused(name: str) -> None:
+    """A provider's name is sent in `x-agentgate-provider`: one with a line break loaded, then every answer from
+    it was a 500 (the header could not be written)."""
+    message = refused(f"providers:\n  {name}: {{type: openai, base_url: 'http://127.0.0.1:9/v1'}}\n"
+                      f"models:\n  - {{name: m, provider: {name}}}\n")
+    assert "providers: provider name" in message and "control character" in message, message
+    assert "Traceback" not in message and "\n  " not in message.split("\n  ", 1)[1]  # one line
+
+
+@pytest.mark.parametrize(("entry", "where"), [
+    ("{name: %s, provider: up}", "models[0].name"),
+    ("{name: m, provider: up, aliases: [ok, %s]}", "models[0].aliases[1]"),
+    ("{name: m, provider: up, model: %s}", "models[0].model"),
+    ("{name: m, replicas: [{provider: up, model: %s}]}", "models[0].replicas[0].model"),
+    ("{name: %s, engine: mlx, model: 'tiny:demo'}", "models[0].name"),  # its provider: engine:NAME
+])
+@pytest.mark.parametrize("name", ['"m\\r\\nX-Injected: 1"', '"m\\u0000"', '" m"'])
+def test_a_model_name_with_a_control_character_is_refused(entry: str, where: str, name: str) -> None:
+    message = refused(UP + "models:\n  - " + entry % name + "\n")
+    assert f"{where}: " in message and "control character" in message, message
+
+
+def test_a_client_key_name_with_a_control_character_is_refused() -> None:
+    message = refused("server: {api_keys: [{key: sk-client-123456, name: \"team\\nb\"}]}\n" + UP + MODELS)
+    assert "server.api_keys[0].name: " in message and "sk-client-123456" not in message
+
+
+@pytest.mark.parametrize("name", ["up", "éte-提供者", "my provider", "a/b:c@d"])
+def test_printable_names_load(name: str) -> None:
+    config = parse_config(f"providers:\n  '{name}': {{type: openai, base_url: 'http://127.0.0.1:9/v1'}}\n"
+                          f"models:\n  - {{name: '{name}', provider: '{name}', aliases: ['{name}-2']}}\n", env={})
+    assert name in config.providers and config.models[0].name == name
+
+
+async def test_a_printable_unicode_provider_name_is_in_the_answers_header(fakes, router) -> None:
+    up = await fakes("up")
+    r = await router(f"providers:\n  'été': {{type: openai, base_url: '{up.url}/v1'}}\n"
+                     "models:\n  - {name: m, provider: 'été'}\n")
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        raw = dict(resp.raw_headers)[b"x-agentgate-provider"]
+    assert raw == "été".encode()
