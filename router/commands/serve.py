@@ -9,7 +9,7 @@ import sys
 from engines.worker.cli import port
 
 from ..config import ConfigError, load_config
-from ..config.auth import is_loopback, open_relay_refusal
+from ..config.auth import is_loopback, open_relay_refusal, unset_keys_warning
 from ..logs import setup_logging
 
 
@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"agentgate: refusing to start: {refusal}", file=sys.stderr)
         return 2
     setup_logging(server.log_format, server.log_level)
+    unset = unset_keys_warning(server)
+    if unset:
+        logging.getLogger("agentgate").warning(unset)
     if not server.api_keys and not is_loopback(server.host):
         logging.getLogger("agentgate").warning(
             "serving WITHOUT client keys on %s (server.allow_unauthenticated: true): anyone who reaches this port "

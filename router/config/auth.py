@@ -31,6 +31,22 @@ def open_relay_refusal(server: ServerConfig) -> str | None:
             "127.0.0.1, or set server.allow_unauthenticated: true to serve without keys on purpose.")
 
 
+def unset_keys_warning(server: ServerConfig) -> str | None:
+    """What to tell an operator at start-up about client keys left out because their environment variables are
+    unset (variables named, never a value), or None. On loopback, with every key left out, no key is required."""
+    if not server.unset_key_vars:
+        return None
+    names = ", ".join(server.unset_key_vars)
+    said = f"variable {names} is" if len(server.unset_key_vars) == 1 else f"variables {names} are"
+    if server.api_keys:
+        effect = "the keys naming them do not exist; requests use the other configured keys"
+    elif is_loopback(server.host):
+        effect = f"no client key is left, so requests to {server.host} need none"
+    else:
+        effect = "no client key is left (server.allow_unauthenticated: true)"
+    return f"client key environment {said} not set: {effect}"
+
+
 def reload_refusal(old: ServerConfig, new: ServerConfig) -> str | None:
     """Why a reload from `old` to `new` must be rejected, or None: it would turn authentication off."""
     if new.api_keys or new.allow_unauthenticated:

@@ -325,7 +325,7 @@ def _check_names(names: Iterable[tuple[str, Any]], source: str, subject: str = "
 
 
 def _build(doc: dict[str, Any], source: str, missing: Missing, expanded: set[tuple[str | int, ...]]) -> Config:
-    server = _server(doc.get("server", {}), source, expanded)
+    server = _server(doc.get("server", {}), source, missing, expanded)
     defaults = _policy(doc.get("defaults", {}), Policy())
     providers = {name: _provider(name, raw, defaults, missing, source)
                  for name, raw in doc.get("providers", {}).items()}
@@ -349,12 +349,14 @@ _SCALED = {  # field: (file key, unit)
 }
 
 
-def _server(srv: Mapping[str, Any], source: str, expanded: set[tuple[str | int, ...]]) -> ServerConfig:
+def _server(srv: Mapping[str, Any], source: str, missing: Missing,
+            expanded: set[tuple[str | int, ...]]) -> ServerConfig:
     scaled: dict[str, Any] = {name: int(srv[key] * unit) for name, (key, unit) in _SCALED.items() if key in srv}
     if "idle_timeout" in srv:
         scaled["idle_timeout"] = float(srv["idle_timeout"])
     return ServerConfig(
         api_keys=_client_keys(srv.get("api_keys", []), source, expanded),
+        unset_key_vars=tuple(_missing_under(missing, ("server", "api_keys"))),
         capture=_capture(srv.get("capture", False)),
         **_given(srv, "host", "port", "metrics_auth", "admin_auth", "log_format", "log_level", "access_log",
                  "allow_unauthenticated", "max_body_containers"),

@@ -47,6 +47,7 @@ class ServerConfig:
     allow_unauthenticated: bool = False  # serve without client keys beyond loopback (logged as a warning)
     idle_timeout: float = 75.0  # a client connection idle this long (no request, a stalled body) is closed
     capture: CaptureConfig | None = None  # None: off
+    unset_key_vars: tuple[str, ...] = ()  # the environment variables of client keys left out, being unset
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@ a secret like a password is, and names that end up in response headers hold no c
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +18,7 @@ from aiohttp import web
 
 from router.config import ConfigError, parse_config
 from router.config.model import shown_url
+from tests.waiting import line_matching
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "gw-token-7c41d9e2aa"
@@ -154,3 +158,56 @@ async def test_a_printable_unicode_provider_name_is_in_the_answers_header(fakes,
         assert resp.status == 200, await resp.text()
         raw = dict(resp.raw_headers)[b"x-agentgate-provider"]
     assert raw == "été".encode()
+
+
+# --- a client key whose variable is unset ---------------------------------------------------------------------------
+
+SET_KEY = "sk-client-set-5f0a7c31"
+
+
+async def _serve_lines(path: Path, env: dict[str, str]) -> list[str]:
+    """The log lines of `agentgate serve` on 127.0.0.1 from start-up to the end of a SIGTERM's drain."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "router", "serve", "--config", str(path), "--port", "0", "--log-format", "text",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=str(ROOT), env=env)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        await line_matching(proc.stdout, r"listening url=", lines)
+        proc.send_signal(signal.SIGTERM)
+        lines += (await asyncio.wait_for(proc.stdout.read(), 30)).decode().splitlines()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return lines
+
+
+@pytest.mark.parametrize(("keys", "env", "named"), [
+    ("['${AG_TEST_CLIENT_KEY}']", {}, ["AG_TEST_CLIENT_KEY"]),  # no key left: none is required on loopback
+    ("['${AG_TEST_CLIENT_KEY}']", {"AG_TEST_CLIENT_KEY": ""}, ["AG_TEST_CLIENT_KEY"]),
+    (f"[{SET_KEY}, {{key: '${{AG_TEST_TEAM_KEY}}', name: team}}]", {}, ["AG_TEST_TEAM_KEY"]),
+    ("['${AG_TEST_A:-}', '${AG_TEST_B}']", {}, ["AG_TEST_B"]),  # a default written empty is meant, not unset
+])
+async def test_a_client_key_whose_variable_is_unset_is_one_warning_at_start_up(tmp_path: Path, keys: str,
+                                                                              env: dict[str, str],
+                                                                              named: list[str]) -> None:
+    """README: a client key whose variable is unset does not exist, so a router on loopback whose every key is
+    unset requires none. It stays so, but an operator who expected keys is told which variable, never a value."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"server: {{api_keys: {keys}}}\n" + provider("http://127.0.0.1:9/v1") + MODELS)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AG_TEST_")}
+    lines = await _serve_lines(path, {**base, **env})
+    warned = [line for line in lines if "WARNING" in line and "AG_TEST_" in line]
+    assert len(warned) == 1, "\n".join(lines)
+    assert all(name in warned[0] for name in named) and "AG_TEST_A" not in warned[0]
+    assert SET_KEY not in "\n".join(lines)
+
+
+async def test_no_warning_when_every_client_key_is_set(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("server: {api_keys: ['${AG_TEST_CLIENT_KEY}']}\n" + provider("http://127.0.0.1:9/v1") + MODELS)
+    lines = await _serve_lines(path, {**os.environ, "AG_TEST_CLIENT_KEY": SET_KEY})
+    assert not [line for line in lines if "AG_TEST_CLIENT_KEY" in line or "client key" in line.lower()]
+    assert SET_KEY not in "\n".join(lines)
