@@ -355,7 +355,7 @@ def _server(srv: Mapping[str, Any], source: str, missing: Missing,
     if "idle_timeout" in srv:
         scaled["idle_timeout"] = float(srv["idle_timeout"])
     return ServerConfig(
-        api_keys=_client_keys(srv.get("api_keys", []), source, expanded),
+        api_keys=_client_keys(srv.get("api_keys", []), source, missing, expanded),
         unset_key_vars=tuple(_missing_under(missing, ("server", "api_keys"))),
         capture=_capture(srv.get("capture", False)),
         **_given(srv, "host", "port", "metrics_auth", "admin_auth", "log_format", "log_level", "access_log",
@@ -364,15 +364,19 @@ def _server(srv: Mapping[str, Any], source: str, missing: Missing,
     )
 
 
-def _client_keys(entries: list[str | dict[str, Any]], source: str,
+def _client_keys(entries: list[str | dict[str, Any]], source: str, missing: Missing,
                  expanded: set[tuple[str | int, ...]]) -> tuple[ClientKey, ...]:
+    """The client keys that exist: one naming an unset variable does not (not the text around it: `sk-${KEY}`
+    would be the key `sk-`)."""
     keys: list[ClientKey] = []
     for i, entry in enumerate(entries):
         item = {"key": entry} if isinstance(entry, str) else entry
+        path = ("server", "api_keys", i, *(() if isinstance(entry, str) else ("key",)))
         secret = _secret(item["key"], source, f"server.api_keys[{i}]")
-        if not secret:  # an unset ${VAR}: that key does not exist
-            _written_empty(expanded, ("server", "api_keys", i, *(() if isinstance(entry, str) else ("key",))),
-                           source, f"server.api_keys[{i}]")
+        if path in missing:
+            continue
+        if not secret:
+            _written_empty(expanded, path, source, f"server.api_keys[{i}]")
             continue
         _check_names([(f"server.api_keys[{i}].name", item.get("name"))], source)
         models = item.get("models")

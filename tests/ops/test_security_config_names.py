@@ -211,3 +211,14 @@ async def test_no_warning_when_every_client_key_is_set(tmp_path: Path) -> None:
     lines = await _serve_lines(path, {**os.environ, "AG_TEST_CLIENT_KEY": SET_KEY})
     assert not [line for line in lines if "AG_TEST_CLIENT_KEY" in line or "client key" in line.lower()]
     assert SET_KEY not in "\n".join(lines)
+
+
+@pytest.mark.parametrize(("entry", "env"), [
+    ("'sk-${AG_TEST_TEAM}'", {}),  # was the key "sk-"
+    ("{key: '${AG_TEST_A}${AG_TEST_B}', name: team}", {"AG_TEST_A": "abcdefgh"}),  # was A's value alone
+])
+def test_a_client_key_naming_an_unset_variable_does_not_exist(entry: str, env: dict[str, str]) -> None:
+    """A key written around a variable that is unset was the text left around it: a key anyone could guess."""
+    config = parse_config(f"server: {{api_keys: [{SET_KEY}, {entry}]}}\n" + UP + MODELS, env=env)
+    assert [k.key for k in config.server.api_keys] == [SET_KEY]
+    assert config.server.unset_key_vars and "AG_TEST_A" not in config.server.unset_key_vars
