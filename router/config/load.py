@@ -16,6 +16,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import yaml
@@ -430,24 +431,52 @@ def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: M
     _check_names([("providers", name)], source, "provider name ")
     unset = _missing_under(missing, ("providers", name))
     reason = f"environment variable {', '.join(unset)} is not set" if unset else None
-    url = raw.get("base_url", "")
+    url = raw.get("base_url", "").strip()
     if not url and not reason:
         if raw["type"] != "anthropic":
             raise _fail(source, f"providers.{name}.base_url", "required for an openai provider")
         url = ANTHROPIC_BASE_URL
-    if url and not reason and not url.lower().startswith(("http://", "https://")):
-        shown = shown_url(url)[:200]  # never a password it holds
-        raise _fail(source, f"providers.{name}.base_url", f"{shown!r} is not an http:// or https:// URL "
-                    f"(did you mean 'http://{shown}'?)")
-    if url and not reason and ("?" in url or "#" in url):  # the routes' paths are appended to base_url
-        raise _fail(source, f"providers.{name}.base_url", f"{shown_url(url)[:200]!r} has a query or fragment: the "
-                    "API's paths are appended to base_url, so every request would miss them (a key goes in "
-                    "api_key, or in headers)")
+    if url and not reason:
+        url = _base_url(url, source, f"providers.{name}.base_url")
     api_key = _secret(raw.get("api_key") or "", source, f"providers.{name}.api_key")
     headers = _headers(raw.get("headers") or {}, source, f"providers.{name}.headers")
     _one_authorization(url, api_key if raw["type"] != "anthropic" else "", headers, source, f"providers.{name}")
     return ProviderConfig(name=name, type=raw["type"], base_url=url.rstrip("/"), api_key=api_key or None,
                           headers=headers, policy=_policy(raw, defaults), disabled_reason=reason)
+
+
+def _base_url(url: str, source: str, where: str) -> str:
+    """`url` checked as one every request can be sent to (the API's paths are appended to it); quoted in an error
+    without a password or token it holds."""
+    plain = shown_url(url)[:200]
+    shown = repr(plain)
+    if any(c.isspace() or unicodedata.category(c) in _NOT_IN_NAMES for c in url):
+        raise _fail(source, where, f"{shown} holds a space or control character (a line break?): a URL is one word")
+    if not url.lower().startswith(("http://", "https://")):
+        raise _fail(source, where, f"{shown} is not an http:// or https:// URL (did you mean 'http://{plain}'?)")
+    if "?" in url or "#" in url:
+        raise _fail(source, where, f"{shown} has a query or fragment: the API's paths are appended to base_url, so "
+                    "every request would miss them (a key goes in api_key, or in headers)")
+    problem = _url_problem(url)
+    if problem:
+        raise _fail(source, where, f"{shown} {problem}")
+    return url
+
+
+def _url_problem(url: str) -> str | None:
+    """Why no request can be sent to the http(s) URL `url`, or None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        if "port" in str(exc).lower():
+            return "has a port that is not a number from 1 to 65535"
+        return f"is not a valid URL ({exc})"
+    if not parts.hostname:
+        return "has no host (write http://HOST[:PORT]/PATH)"
+    if port == 0:
+        return "has a port that is not a number from 1 to 65535"
+    return None
 
 
 def _one_authorization(url: str, bearer: str, headers: tuple[tuple[str, str], ...], source: str, where: str) -> None:

@@ -222,3 +222,38 @@ def test_a_client_key_naming_an_unset_variable_does_not_exist(entry: str, env: d
     config = parse_config(f"server: {{api_keys: [{SET_KEY}, {entry}]}}\n" + UP + MODELS, env=env)
     assert [k.key for k in config.server.api_keys] == [SET_KEY]
     assert config.server.unset_key_vars and "AG_TEST_A" not in config.server.unset_key_vars
+
+
+# --- base_url: a URL every request can use --------------------------------------------------------------------------
+
+FROM_ENV = "providers:\n  up: {type: openai, base_url: '${AG_TEST_URL}'}\n" + MODELS
+
+
+@pytest.mark.parametrize(("url", "said"), [
+    ("http://", "no host"),
+    ("https:///v1", "no host"),
+    ("http://127.0.0.1:99999/v1", "port"),
+    ("http://127.0.0.1:abc/v1", "port"),
+    ("http://[::1/v1", "not a valid URL"),
+    ("http://host name/v1", "space or control character"),
+    ("http://127.0.0.1:9/v\n1", "space or control character"),
+    ("http://127.0.0.1:9/v1\x7f", "space or control character"),
+    (f"http://user:pw\t{TOKEN}@127.0.0.1:9/v1", "space or control character"),
+])
+def test_a_base_url_no_request_could_use_is_refused_at_load(url: str, said: str) -> None:
+    """Each of these loaded, then every request to the provider was a 502 ("failed (protocol)" or "(connect)")."""
+    message = refused(FROM_ENV, env={"AG_TEST_URL": url})
+    assert "providers.up.base_url: " in message and said in message, message
+    assert TOKEN not in message and "Traceback" not in message
+
+
+def test_a_base_url_loses_the_spaces_and_line_break_around_it() -> None:
+    """A variable read from a file usually ends in a newline: it was sent as `/v1%0A/chat/completions`."""
+    config = parse_config(FROM_ENV, env={"AG_TEST_URL": " http://127.0.0.1:9/v1/\n"})
+    assert config.providers["up"].base_url == "http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/v1", "https://[::1]:8443/v1", "https://exa\u00e9mple.com/v1",
+                                 "HTTPS://api.example.com", "http://localhost/v1/%7Euser"])
+def test_usable_base_urls_load(url: str) -> None:
+    assert parse_config(FROM_ENV, env={"AG_TEST_URL": url}).providers["up"].base_url == url
