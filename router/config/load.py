@@ -429,6 +429,9 @@ def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: M
     if not isinstance(name, str):
         raise _fail(source, "providers", f"provider name {name!r} must be a string (quote it)")
     _check_names([("providers", name)], source, "provider name ")
+    if name.startswith(engine_provider("")):
+        raise _fail(source, "providers", f"provider name {name!r} starts with {engine_provider('')!r}, the names of "
+                    "engine models' own providers: choose another name")
     unset = _missing_under(missing, ("providers", name))
     reason = f"environment variable {', '.join(unset)} is not set" if unset else None
     url = raw.get("base_url", "").strip()

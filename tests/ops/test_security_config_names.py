@@ -257,3 +257,13 @@ def test_a_base_url_loses_the_spaces_and_line_break_around_it() -> None:
                                  "HTTPS://api.example.com", "http://localhost/v1/%7Euser"])
 def test_usable_base_urls_load(url: str) -> None:
     assert parse_config(FROM_ENV, env={"AG_TEST_URL": url}).providers["up"].base_url == url
+
+
+@pytest.mark.parametrize("name", ["engine:local", "engine:other"])
+def test_a_provider_name_in_the_engines_namespace_is_refused(name: str) -> None:
+    """`engine:NAME` is the provider of engine model NAME: a configured provider named so was replaced by the engine
+    without a word, and the models naming it were answered by the local engine."""
+    message = refused(f"providers:\n  '{name}': {{type: openai, base_url: 'https://api.example.com/v1'}}\n"
+                      "models:\n  - {name: local, engine: mlx, model: 'tiny:demo'}\n"
+                      f"  - {{name: cloud, provider: '{name}', model: gpt}}\n")
+    assert f"providers: provider name {name!r}" in message and "engine:" in message, message
