@@ -508,16 +508,20 @@ def _secret(value: str, source: str, where: str) -> str:
 
 
 def _headers(raw: Mapping[Any, str], source: str, where: str) -> tuple[tuple[str, str], ...]:
-    """A provider's extra headers, each name an HTTP token and each value one line (values unquoted: they are often
-    credentials)."""
-    for name, value in raw.items():
+    """A provider's extra headers, each name an HTTP token and each value one line, without the spaces or newline
+    around it, as a key's (values unquoted: they are often credentials)."""
+    for name in raw:
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise _fail(source, where, f"{str(name)[:100]!r} is not a header name (letters, digits and "
                         "-!#$%&'*+.^_`|~)")
-        if _CONTROL.search(value):
-            raise _fail(source, f"{where}.{name}", "holds a control character (a line break?); a header value is one "
-                        "line of text")
-    return tuple((str(k), v.strip()) for k, v in raw.items())
+    return tuple((name, _header_value(value, source, f"{where}.{name}")) for name, value in raw.items())
+
+
+def _header_value(value: str, source: str, where: str) -> str:
+    value = value.strip()
+    if _CONTROL.search(value):
+        raise _fail(source, where, "holds a control character (a line break?); a header value is one line of text")
+    return value
 
 
 def _engine_providers(models: list[ModelConfig], defaults: Policy) -> dict[str, ProviderConfig]:

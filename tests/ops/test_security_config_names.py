@@ -267,3 +267,19 @@ def test_a_provider_name_in_the_engines_namespace_is_refused(name: str) -> None:
                       "models:\n  - {name: local, engine: mlx, model: 'tiny:demo'}\n"
                       f"  - {{name: cloud, provider: '{name}', model: gpt}}\n")
     assert f"providers: provider name {name!r}" in message and "engine:" in message, message
+
+
+# --- a provider's headers -------------------------------------------------------------------------------------------
+
+def with_headers(headers: str, extra: str = "") -> str:
+    url = "http://127.0.0.1:9/v1"
+    return f"providers:\n  up: {{type: openai, base_url: '{url}', headers: {headers}{extra}}}\n" + MODELS
+
+
+def test_a_header_value_loses_the_line_break_around_it_as_a_key_does() -> None:
+    """A header value read from a secret file (`${VAR}` ending in a newline) was refused as holding a control
+    character, where api_key, read the same way, loses it."""
+    config = parse_config(with_headers("{X-Api-Key: '${AG_TEST_HKEY}'}"), env={"AG_TEST_HKEY": " hk-0123456789\r\n"})
+    assert config.providers["up"].headers == (("X-Api-Key", "hk-0123456789"),)
+    message = refused(with_headers("{X-Api-Key: '${AG_TEST_HKEY}'}"), env={"AG_TEST_HKEY": "hk-01234\n56789"})
+    assert "providers.up.headers.X-Api-Key: holds a control character" in message and "56789" not in message
