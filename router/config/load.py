@@ -511,10 +511,24 @@ def _headers(raw: Mapping[Any, str], source: str, where: str) -> tuple[tuple[str
     """A provider's extra headers, each name an HTTP token and each value one line, without the spaces or newline
     around it, as a key's (values unquoted: they are often credentials)."""
     for name in raw:
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise _fail(source, where, f"{str(name)[:100]!r} is not a header name (letters, digits and "
-                        "-!#$%&'*+.^_`|~)")
+        problem = _header_name_problem(name)
+        if problem:
+            raise _fail(source, where, f"{problem}: a header name is letters, digits and -!#$%&'*+.^_`|~ (the rest "
+                        "is not shown: a whole 'Name: value' line written as the name holds a key)")
     return tuple((name, _header_value(value, source, f"{where}.{name}")) for name, value in raw.items())
+
+
+def _header_name_problem(name: object) -> str | None:
+    """What makes `name` no header name, quoting it only up to the first character a name cannot hold."""
+    if not isinstance(name, str):
+        return f"a header name is text, not {type(name).__name__} (quote it)"
+    valid = _TOKEN.match(name)
+    prefix = valid.group(0) if valid else ""
+    if prefix == name:
+        return None
+    if not prefix:
+        return f"a header name cannot start with {name[0]!r}"
+    return f"{prefix[:100]!r} is followed by {name[len(prefix)]!r}, not a header name"
 
 
 def _header_value(value: str, source: str, where: str) -> str:

@@ -283,3 +283,10 @@ def test_a_header_value_loses_the_line_break_around_it_as_a_key_does() -> None:
     assert config.providers["up"].headers == (("X-Api-Key", "hk-0123456789"),)
     message = refused(with_headers("{X-Api-Key: '${AG_TEST_HKEY}'}"), env={"AG_TEST_HKEY": "hk-01234\n56789"})
     assert "providers.up.headers.X-Api-Key: holds a control character" in message and "56789" not in message
+
+
+def test_a_whole_header_line_written_as_the_name_is_not_quoted() -> None:
+    """`headers: {"Authorization: Bearer KEY": ...}` was refused quoting the name, the key in it."""
+    message = refused(with_headers("{'Authorization: Bearer sk-hdr-0123456789': ''}"))
+    assert "providers.up.headers: " in message and "'Authorization'" in message and "':'" in message, message
+    assert "sk-hdr" not in message and "0123456789" not in message
