@@ -510,11 +510,16 @@ def _secret(value: str, source: str, where: str) -> str:
 def _headers(raw: Mapping[Any, str], source: str, where: str) -> tuple[tuple[str, str], ...]:
     """A provider's extra headers, each name an HTTP token and each value one line, without the spaces or newline
     around it, as a key's (values unquoted: they are often credentials)."""
+    seen: dict[str, str] = {}
     for name in raw:
         problem = _header_name_problem(name)
         if problem:
             raise _fail(source, where, f"{problem}: a header name is letters, digits and -!#$%&'*+.^_`|~ (the rest "
                         "is not shown: a whole 'Name: value' line written as the name holds a key)")
+        first = seen.setdefault(name.lower(), name)
+        if first != name:
+            raise _fail(source, f"{where}.{name}", f"sets the header {first!r} twice (header names are not "
+                        "case-sensitive; one value would be dropped): keep one")
     return tuple((name, _header_value(value, source, f"{where}.{name}")) for name, value in raw.items())
 
 

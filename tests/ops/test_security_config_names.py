@@ -290,3 +290,12 @@ def test_a_whole_header_line_written_as_the_name_is_not_quoted() -> None:
     message = refused(with_headers("{'Authorization: Bearer sk-hdr-0123456789': ''}"))
     assert "providers.up.headers: " in message and "'Authorization'" in message and "':'" in message, message
     assert "sk-hdr" not in message and "0123456789" not in message
+
+
+@pytest.mark.parametrize("headers", ["{Authorization: 'Bearer a-12345678', authorization: 'Bearer b-12345678'}",
+                                     "{X-Org: a, x-org: b}"])
+def test_a_header_set_twice_in_another_case_is_refused(headers: str) -> None:
+    """Header names are not case-sensitive: one of the two values was dropped without a word."""
+    message = refused(with_headers(headers))
+    assert "providers.up.headers." in message and "twice" in message, message
+    assert "12345678" not in message
