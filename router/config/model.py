@@ -11,6 +11,10 @@ from engines.supervisor.types import EngineSpec
 ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"  # an anthropic provider without base_url
 
 MIN_SECRET = 8  # characters: a shorter provider credential is a placeholder, not looked for (`secrets`)
+# headers whose values are public by nature (an app's title and site, API versions and betas): not looked for in
+# answers. Any other configured header may carry a credential, whatever its name (X-Gateway-Token, Api-Key).
+PUBLIC_HEADERS = frozenset({"accept", "accept-language", "anthropic-beta", "anthropic-version", "content-type",
+                            "http-referer", "openai-beta", "referer", "user-agent", "x-title"})
 
 
 @dataclass(frozen=True)
@@ -129,15 +133,16 @@ class ProviderConfig:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """What this provider is given to authenticate, never shown: its key, credential-like header values and the
-        credential of a base_url's `user:password@` (the password) or `user@` (a token as the user name), with the
-        Basic token it is sent as (an upstream that echoes the Authorization header it got echoes that). Each of
-        `MIN_SECRET` characters or more: a shorter value is a placeholder (the "EMPTY", "ollama" or "x" a local
-        server takes), which guards nothing and, looked for in answers, corrupted every one holding it ("index"
-        with the key "x")."""
+        """What this provider is given to authenticate, never shown: its key, its headers' values (but the public
+        ones: `PUBLIC_HEADERS`) and the credential of a base_url's `user:password@` (the password) or `user@` (a
+        token as the user name), with the Basic token it is sent as (an upstream that echoes the Authorization
+        header it got echoes that). Each of `MIN_SECRET` characters or more: a shorter value is a placeholder (the
+        "EMPTY", "ollama" or "x" a local server takes), which guards nothing and, looked for in answers, corrupted
+        every one holding it ("index" with the key "x")."""
         user, password = _userinfo(self.base_url)
         credential = password or user
-        found = [self.api_key or "", *(v for _, v in self.headers), credential, unquote(credential)]
+        found = [self.api_key or "", *(v for k, v in self.headers if k.lower() not in PUBLIC_HEADERS), credential,
+                 unquote(credential)]
         if credential:
             found.append(_basic_token(unquote(user), unquote(password)))
         return tuple(dict.fromkeys(s for s in found if len(s) >= MIN_SECRET))

@@ -299,3 +299,27 @@ def test_a_header_set_twice_in_another_case_is_refused(headers: str) -> None:
     message = refused(with_headers(headers))
     assert "providers.up.headers." in message and "twice" in message, message
     assert "12345678" not in message
+
+
+# --- which header values are secrets --------------------------------------------------------------------------------
+
+PUBLIC = "{X-Title: 'Weather Helper', HTTP-Referer: 'https://myapp.example', anthropic-beta: 'tools-2024-05-16'}"
+
+
+def test_public_header_values_are_not_secrets_and_credentials_are() -> None:
+    headers = "{X-Title: 'Weather Helper', X-Gateway-Token: 'gw-hdr-0123456789', Api-Key: 'ak-0123456789'}"
+    secrets = parse_config(with_headers(headers), env={}).providers["up"].secrets
+    assert "Weather Helper" not in secrets and {"gw-hdr-0123456789", "ak-0123456789"} <= set(secrets)
+
+
+async def test_an_answer_quoting_a_public_header_value_is_not_redacted(fakes, router) -> None:
+    """OpenRouter's app title and referer (X-Title, HTTP-Referer) were taken for keys: every answer naming the app
+    or its site had them replaced by [redacted]."""
+    from tests.fakes.openai_upstream import Step, completion
+
+    up = await fakes("up")
+    said = "Weather Helper says hi from https://myapp.example (tools-2024-05-16)"
+    up.push(Step(json=completion(said, "m")))
+    r = await router(with_headers(PUBLIC).replace("http://127.0.0.1:9", up.url))
+    reply = await r.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert reply.choices[0].message.content == said
