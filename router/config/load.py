@@ -28,6 +28,7 @@ from repair.formats import FAMILIES
 
 from .model import (
     ANTHROPIC_BASE_URL,
+    PUBLIC_HEADERS,
     CaptureConfig,
     ClientKey,
     Config,
@@ -504,7 +505,20 @@ def _secret(value: str, source: str, where: str) -> str:
     value = value.strip()
     if _CONTROL.search(value):
         raise _fail(source, where, "holds a control character (a line break?); a key is one line of text")
+    _ascii(value, source, where)
     return value
+
+
+def _ascii(value: str, source: str, where: str) -> None:
+    """Refuse a credential holding a character beyond ASCII (not quoted): a byte-order mark from a file, a zero-width
+    space or an ellipsis copied from a page. Sent as it is, the provider refused every request; a client key so
+    written no HTTP client sends."""
+    found = next(((i, c) for i, c in enumerate(value) if not c.isascii()), None)
+    if found is not None:
+        i, c = found
+        what = f"U+{ord(c):04X}, {unicodedata.name(c, 'unnamed')}, at position {i + 1}"
+        raise _fail(source, where, f"holds a character that is not ASCII ({what}): a key is ASCII text (copied with "
+                    "an invisible character, or read from a file saved with a byte-order mark?)")
 
 
 def _headers(raw: Mapping[Any, str], source: str, where: str) -> tuple[tuple[str, str], ...]:
@@ -520,7 +534,7 @@ def _headers(raw: Mapping[Any, str], source: str, where: str) -> tuple[tuple[str
         if first != name:
             raise _fail(source, f"{where}.{name}", f"sets the header {first!r} twice (header names are not "
                         "case-sensitive; one value would be dropped): keep one")
-    return tuple((name, _header_value(value, source, f"{where}.{name}")) for name, value in raw.items())
+    return tuple((name, _header_value(name, value, source, f"{where}.{name}")) for name, value in raw.items())
 
 
 def _header_name_problem(name: object) -> str | None:
@@ -536,10 +550,12 @@ def _header_name_problem(name: object) -> str | None:
     return f"{prefix[:100]!r} is followed by {name[len(prefix)]!r}, not a header name"
 
 
-def _header_value(value: str, source: str, where: str) -> str:
+def _header_value(name: str, value: str, source: str, where: str) -> str:
     value = value.strip()
     if _CONTROL.search(value):
         raise _fail(source, where, "holds a control character (a line break?); a header value is one line of text")
+    if name.lower() not in PUBLIC_HEADERS:  # (may be a credential)
+        _ascii(value, source, where)
     return value
 
 

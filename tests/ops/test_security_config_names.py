@@ -323,3 +323,22 @@ async def test_an_answer_quoting_a_public_header_value_is_not_redacted(fakes, ro
     r = await router(with_headers(PUBLIC).replace("http://127.0.0.1:9", up.url))
     reply = await r.client().chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
     assert reply.choices[0].message.content == said
+
+
+# --- keys are ASCII -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["\ufeffsk-provider-0123456789", "sk-provider-\u200b0123456789",
+                                   "sk-provider-0123456789\u2026"])
+@pytest.mark.parametrize(("text", "where"), [
+    ("providers:\n  up: {type: openai, base_url: 'http://127.0.0.1:9/v1', api_key: '${AG_TEST_K}'}\n" + MODELS,
+     "providers.up.api_key"),
+    ("providers:\n  up: {type: openai, base_url: 'http://127.0.0.1:9/v1', headers: {X-Api-Key: '${AG_TEST_K}'}}\n"
+     + MODELS, "providers.up.headers.X-Api-Key"),
+    ("server: {api_keys: ['${AG_TEST_K}']}\n" + UP + MODELS, "server.api_keys[0]"),
+])
+def test_a_key_holding_an_invisible_or_non_ascii_character_is_refused(text: str, where: str, value: str) -> None:
+    """A key read from a file saved with a byte-order mark, or copied from a page with a zero-width space or an
+    ellipsis, loaded: the provider refused every request (401), and no HTTP client could send such a client key."""
+    message = refused(text, env={"AG_TEST_K": value})
+    assert f"{where}: " in message and "ASCII" in message and "U+" in message, message
+    assert "0123456789" not in message and "sk-provider" not in message
