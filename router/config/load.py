@@ -457,7 +457,9 @@ def _base_url(url: str, source: str, where: str) -> str:
     if any(c.isspace() or unicodedata.category(c) in _NOT_IN_NAMES for c in url):
         raise _fail(source, where, f"{shown} holds a space or control character (a line break?): a URL is one word")
     if not url.lower().startswith(("http://", "https://")):
-        raise _fail(source, where, f"{shown} is not an http:// or https:// URL (did you mean 'http://{plain}'?)")
+        scheme, sep, _ = plain.partition("://")
+        hint = f"{scheme[:20]!r} is not http or https" if sep else f"did you mean 'http://{plain}'?"
+        raise _fail(source, where, f"{shown} is not an http:// or https:// URL ({hint})")
     if "?" in url or "#" in url:
         raise _fail(source, where, f"{shown} has a query or fragment: the API's paths are appended to base_url, so "
                     "every request would miss them (a key goes in api_key, or in headers)")

@@ -342,3 +342,14 @@ def test_a_key_holding_an_invisible_or_non_ascii_character_is_refused(text: str,
     message = refused(text, env={"AG_TEST_K": value})
     assert f"{where}: " in message and "ASCII" in message and "U+" in message, message
     assert "0123456789" not in message and "sk-provider" not in message
+
+
+@pytest.mark.parametrize(("url", "hint"), [
+    ("htps://lab.internal/v1", "'htps' is not http or https"),
+    ("ftp://lab.internal/v1", "'ftp' is not http or https"),
+    ("lab.internal:8000/v1", "did you mean 'http://lab.internal:8000/v1'?"),
+])
+def test_a_base_url_scheme_error_suggests_only_what_can_work(url: str, hint: str) -> None:
+    """A URL with another scheme was answered "did you mean 'http://htps://...'?"."""
+    message = refused(FROM_ENV, env={"AG_TEST_URL": url})
+    assert "providers.up.base_url: " in message and hint in message and "http://htps" not in message, message
