@@ -27,8 +27,15 @@ def open_relay_refusal(server: ServerConfig) -> str | None:
     if server.api_keys or server.allow_unauthenticated or is_loopback(server.host):
         return None
     return (f"server.host {server.host!r} is reachable from other machines and no client key is configured "
-            "(server.api_keys is empty or every key's environment variable is unset). Set a key, listen on "
-            "127.0.0.1, or set server.allow_unauthenticated: true to serve without keys on purpose.")
+            f"({_why_no_key(server)}). Set a key, listen on 127.0.0.1, or set server.allow_unauthenticated: true to "
+            "serve without keys on purpose.")
+
+
+def _why_no_key(server: ServerConfig) -> str:
+    """Why `server` has no client key, naming the unset variables (never a value)."""
+    if not server.unset_key_vars:
+        return "server.api_keys is empty"
+    return f"every key of server.api_keys names an unset environment variable: {', '.join(server.unset_key_vars)}"
 
 
 def unset_keys_warning(server: ServerConfig) -> str | None:
@@ -52,7 +59,7 @@ def reload_refusal(old: ServerConfig, new: ServerConfig) -> str | None:
     if new.api_keys or new.allow_unauthenticated:
         return None
     if old.api_keys:
-        return ("the new config has no usable client key (server.api_keys is empty or every key's environment "
-                "variable is unset): applying it would turn authentication off. Set a key, or set "
-                "server.allow_unauthenticated: true to serve without keys on purpose.")
+        return (f"the new config has no usable client key ({_why_no_key(new)}): applying it would turn "
+                "authentication off. Set a key, or set server.allow_unauthenticated: true to serve without keys on "
+                "purpose.")
     return open_relay_refusal(new)

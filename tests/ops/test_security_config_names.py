@@ -353,3 +353,15 @@ def test_a_base_url_scheme_error_suggests_only_what_can_work(url: str, hint: str
     """A URL with another scheme was answered "did you mean 'http://htps://...'?"."""
     message = refused(FROM_ENV, env={"AG_TEST_URL": url})
     assert "providers.up.base_url: " in message and hint in message and "http://htps" not in message, message
+
+
+def test_a_refusal_to_serve_without_keys_names_the_unset_variables() -> None:
+    """Beyond loopback, a config whose every key variable is unset is refused: the refusal said "every key's
+    environment variable is unset" without saying which one."""
+    from router.config.auth import open_relay_refusal, reload_refusal
+
+    text = "server: {host: 0.0.0.0, api_keys: ['${AG_TEST_CLIENT_KEY}']}\n" + UP + MODELS
+    new = parse_config(text, env={}).server
+    old = parse_config(text, env={"AG_TEST_CLIENT_KEY": SET_KEY}).server
+    for refusal in (open_relay_refusal(new), reload_refusal(old, new)):
+        assert refusal is not None and "AG_TEST_CLIENT_KEY" in refusal and SET_KEY not in refusal
