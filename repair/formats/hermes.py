@@ -1,14 +1,14 @@
 """Hermes / Qwen2.5: <tool_call>{"name": ..., "arguments": {...}}</tool_call>.
 
-`<tool_call>` also opens Qwen3-Coder XML bodies (<function=...>) and GLM bodies (name + <arg_key>); the block is
-found here and its body handed to the right parser.
+`<tool_call>` also opens Qwen3-Coder XML bodies (<function=...>), GLM bodies (name + <arg_key>) and MiniCPM5's
+(<function name="f">); the block is found here and its body handed to the right parser.
 """
 
 from __future__ import annotations
 
 import re
 
-from repair.formats import glm45, qwen3_coder
+from repair.formats import glm45, invoke, qwen3_coder, section
 from repair.formats.common import (
     Block,
     Ctx,
@@ -56,6 +56,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if not isinstance(block, Block):
         return block
     b, limit, bound, close = block.start, block.limit, block.bound, block.close
+    if invoke.FUNCTION.match(text, b, limit):  # MiniCPM5's <function name="f"> blocks in the block
+        return section.parse(invoke.MINICPM5, text, p, ctx)
     if close == -1 and text.startswith(OPEN, limit):  # GLM: name<tool_call>key</arg_key>: the opener for <arg_key>
         after = limit + len(OPEN)
         nxt = ctx.find(OPEN, after)

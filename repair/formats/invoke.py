@@ -10,6 +10,9 @@ Step-3:         <｜tool_calls_begin｜><｜tool_call_begin｜>function<｜tool_
 Doubao-Seed:    <seed:tool_call><function name="f"><parameter name="k" string="true">v</parameter></function>
                 </seed:tool_call> (read from `wrapped`, where <seed:tool_call> begins Seed-OSS's own form)
 
+MiniCPM5:       <function name="f"><param name="k">v</param></function>, bare (one block a call, no section
+                around them; a value may be wrapped in <![CDATA[...]]>)
+
 MiniMax-M3 writes `]<]minimax[>[` before each tag and names parameters by their tags (`<city>Paris</city>`), in
 `<tool_call>...</tool_call>`; GLM-4.7 and MiniMax-M2 with its section opener lost write a bare `<invoke name="f">`
 (a call at a line start, naming a declared tool).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from repair.formats import section
@@ -52,9 +56,23 @@ _NS = "(?:" + re.escape(NS) + ")?"
 _INVOKE = re.compile(_NS + "<" + _D + r"invoke\s+name\s*=\s*" + _Q + '([^"“”<>\n]{1,128})' + _QE + r"\s*>")
 _INVOKE_END = re.compile(_NS + "</" + _D + r"invoke\s*>")
 _CHILD = re.compile(_NS + r"<([A-Za-z_][A-Za-z0-9_.\-]{0,127})>")  # <city>Paris</city>: the tag names the parameter
+
+
+@dataclass(frozen=True)
+class _Params:
+    """A format's parameter tags: opener (group 1 the name, group 2 the `string` attribute), closer, and whether a
+    value may sit in a CDATA section."""
+
+    open: re.Pattern[str]
+    end: re.Pattern[str]
+    cdata: bool = False
+
+
+_CDATA = re.compile(r"[ \t\r\n]*<!\[CDATA\[(.*)\]\]>[ \t\r\n]*", re.DOTALL)
 _PARAM = re.compile("<" + _D + r"parameter\s+name\s*=\s*" + _Q + '([^"“”<>\n]{1,128})' + _QE
                     + r"(?:\s+string\s*=\s*" + _Q + "(true|false)" + _QE + r")?\s*>")
 _PARAM_END = re.compile("</" + _D + r"parameter\s*>")
+_DSML_PARAMS = _Params(_PARAM, _PARAM_END)
 _WS = re.compile(r"[ \t\r\n]*")
 # what a whole call ends with before its end tag (see `section._past_values`): a parameter's end tag, or for
 # parameters named by their tags, any end tag
@@ -66,7 +84,10 @@ _V32_BEGIN, _V32_END = "<" + _DSML + "function_calls>", "</" + _DSML + "function
 _V4_BEGIN, _V4_END = "<" + _DSML + "(?:tool_)?calls>", "</" + _DSML + "(?:tool_)?calls>"
 
 
-def _value(raw: str, string_attr: str | None) -> Any:
+def _value(raw: str, string_attr: str | None, cdata: bool = False) -> Any:
+    m = _CDATA.fullmatch(raw) if cdata else None
+    if m is not None and "]]>" not in m.group(1):  # one CDATA section: its text (several: kept as written)
+        return m.group(1)
     if string_attr != "false":
         return raw
     try:
@@ -90,14 +111,16 @@ def _child(text: str, k: int, stop: int, args: dict[str, Any]) -> int:
     return pe_end
 
 
-def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = False) -> tuple[RawCall, int]:
+def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = False,
+          tags: _Params | None = None) -> tuple[RawCall, int]:
+    tags = tags or _DSML_PARAMS
     n = len(text)
     call = RawCall(name=mb.group(1).strip(), text_args=True)
     args: dict[str, Any] = {}
     k = mb.end()
     while True:
         k = _WS.match(text, k, stop).end()  # type: ignore[union-attr]
-        pm = _PARAM.match(text, k, stop)
+        pm = tags.open.match(text, k, stop)
         if pm is None:
             after = _child(text, k, stop, args) if children else -1
             if after == -1:
@@ -105,18 +128,18 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = Fa
             k = after
             continue
         vs = pm.end()
-        nxt = ctx.find(_PARAM, vs)
+        nxt = ctx.find(tags.open, vs)
         bound = nxt if nxt != -1 and nxt < stop else stop
-        pe, pe_end = value_end(text, _PARAM_END, vs, bound, (_PARAM,), stop)
+        pe, pe_end = value_end(text, tags.end, vs, bound, (tags.open,), stop)
         if pe == -1:
             ve = bound
             if ve >= n:
                 return section.truncated_call(call.name, None, f"the text ends inside parameter {pm.group(1)!r}"), n
             call.repairs.append(issue("closing_tag", f"parameter end tag missing after {pm.group(1)!r}"))
-            args[pm.group(1)] = _value(text[vs:ve].rstrip(), pm.group(2))
+            args[pm.group(1)] = _value(text[vs:ve].rstrip(), pm.group(2), tags.cdata)
             k = ve
             continue
-        args[pm.group(1)] = _value(text[vs:pe], pm.group(2))
+        args[pm.group(1)] = _value(text[vs:pe], pm.group(2), tags.cdata)
         k = pe_end
     if stop >= n:  # no </invoke> before the end: more parameters may have been coming
         return section.truncated_call(call.name, None, "the text ends before the invoke end tag"), n
@@ -184,6 +207,42 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return section.parse(_BARE_M2, text, p, ctx)
 
 
+# MiniCPM5: <function name="f"><param name="k">v</param></function>, one block a call, with no section around them
+FAMILY_MINICPM5 = "minicpm5"
+BARE_FUNCTION = '<function name="'
+FUNCTION = SEED_FUNCTION  # Doubao-Seed's tag, without its section
+_FUNCTION_END = re.compile(r"</function\s*>")
+# (<parameter name="k"> too, as Doubao-Seed writes it in the same tag)
+_MINICPM5_PARAMS = _Params(re.compile(r'<param(?:eter)?\s+name\s*=\s*"([^"<>\n]{1,128})"()\s*>'),
+                           re.compile(r"</param(?:eter)?\s*>"), cdata=True)
+
+
+def _minicpm5_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
+    return _call(text, mb, stop, ctx, tags=_MINICPM5_PARAMS)
+
+
+MINICPM5 = section.SectionSpec(FAMILY_MINICPM5, re.compile(re.escape("<tool_call>")),
+                               re.compile(re.escape("</tool_call>")), FUNCTION, _FUNCTION_END, _minicpm5_call,
+                               begin_name="<tool_call>", end_name="</tool_call>", call_end_name="</function>",
+                               bare_native=True, value_end=ends_with(_MINICPM5_PARAMS.end.pattern))
+
+
+def parse_function(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """MiniCPM5's <function name="f"> (its calls have no section around them): a call only at a line start, its
+    opening tag whole and naming a declared tool, closed by its own </function> with nothing but its parameters
+    before it (the same checks as a bare <invoke>, and a record's); consecutive blocks are parallel calls."""
+    m = FUNCTION.match(text, p)
+    if m is None or ctx.index.resolve(m.group(1).strip()) is None:
+        return None
+    end, nxt = ctx.find(_FUNCTION_END, m.end()), ctx.find(FUNCTION, m.end())
+    if end == -1 or (nxt != -1 and nxt < end):
+        return None
+    call, after = _minicpm5_call(text, m, end, ctx)
+    if call.failure is None and text[after:end].strip():
+        return None  # other markup or prose among its parameters: XML the model wrote, not a call
+    return section.parse(MINICPM5, text, p, ctx)
+
+
 # A harness's record of an earlier call, written into the prompt when a session changes model (oh-my-pi), which the
 # model then copies to make its own: <call_record tool="f">\n<parameter name="k">v</parameter>\n</call_record>
 RECORD = '<call_record tool="'
@@ -219,14 +278,18 @@ def parse_record(text: str, p: int, ctx: Ctx) -> Parsed | None:
 
 
 FORMAT = Format(
-    (FAMILY_V32, FAMILY_V4, FAMILY_M2, FAMILY_STEP3),
+    (FAMILY_V32, FAMILY_V4, FAMILY_M2, FAMILY_STEP3, FAMILY_MINICPM5),
     (Kind("invoke", (OneOf(START_MARKERS),), parse),
      # in a sentence, naming no declared tool, or self-closing (<invoke name="f"/>) it is a quote of the syntax
      Kind("invoke_bare", (Lit(BARE_INVOKE), Name(64, ('">', '" >'))), parse_bare, line_start=True),
+     # as a bare <invoke>; in a fenced block it is a sample of the XML
+     Kind("function_attr", (Lit(BARE_FUNCTION), Name(64, ('">', '" >'))), parse_function, line_start=True,
+          unfenced=True),
      Kind("call_record", (Lit(RECORD), Name(64, ('">',))), parse_record, generic=True, line_check=_alone_on_line,
           unfenced=True)),
     (*aliases(FAMILY_V32, "deepseek_v32", "deepseekv32", "deepseek_v3_2"),
      *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5", "minimax_m3"),
-     *aliases(FAMILY_STEP3, "step3")),
+     *aliases(FAMILY_STEP3, "step3"), *aliases(FAMILY_MINICPM5, "minicpm5")),
     (Template(FAMILY_M2, (M2_BEGIN,), rank=10), Template(FAMILY_STEP3, ("steptml:invoke",), rank=10),
-     Template(FAMILY_V4, ("DSML", "tool_calls"), rank=11), Template(FAMILY_V32, ("DSML",), rank=12)))
+     Template(FAMILY_V4, ("DSML", "tool_calls"), rank=11), Template(FAMILY_V32, ("DSML",), rank=12),
+     Template(FAMILY_MINICPM5, (BARE_FUNCTION, '<param name="'), rank=20)))

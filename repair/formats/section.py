@@ -33,6 +33,7 @@ class SectionSpec:
     call_end_name: str = "call end marker"
     merged_note: bool = False             # several calls in one section is itself a repair (Gemma)
     bare_call_ok: bool = True             # a call opener without the section opener is a call (else: ignored)
+    bare_native: bool = False             # calls without the section are the format's own form (not a repair)
     value_end: re.Pattern[str] | None = None  # XML-style calls: what a whole call ends with before its end marker
     # (`common.ends_with`); a call end or section end marker in a value is then data (see `_past_values`)
 
@@ -155,7 +156,7 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     family = first.family or spec.family
     if spec.merged_note and len(calls) > 1:
         first.repairs.append(issue("merged_calls", f"{len(calls)} calls in one block"))
-    if not section:
+    if not section and not spec.bare_native:
         first.repairs.append(issue("opening_tag", f"{spec.begin_name} missing"))
     junk = ""
     if send != -1:
