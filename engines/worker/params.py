@@ -38,6 +38,8 @@ class ChatRequest:
     template_kwargs: dict[str, Any]
     gen: GenerationParams
     response_format: dict[str, Any] | None = None  # a json_object / json_schema format (text: None)
+    generation_prompt: bool = True  # `add_generation_prompt`: the template opens a new assistant turn
+    continue_final: bool = False  # `continue_final_message`: the last (assistant) message is continued instead
 
     @property
     def data_answer(self) -> bool:
@@ -386,6 +388,7 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
     if "chat_template" in kwargs:  # the client's own Jinja: unbounded work while holding the tokenizer's lock
         raise _unsupported("'chat_template_kwargs' may not carry a 'chat_template'; the engine renders with the "
                            "model's own", "chat_template_kwargs")
+    generation, continued = _generation_flags(body, messages)
     return ChatRequest(
         model=_model(body),
         messages=messages,
@@ -395,7 +398,30 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
         template_kwargs=dict(kwargs),
         gen=_common(body, vocab_size, chat=True),
         response_format=_response_format(body, chat=True),
+        generation_prompt=generation,
+        continue_final=continued,
     )
+
+
+def _generation_flags(body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[bool, bool]:
+    """vLLM's `add_generation_prompt` (default true) and `continue_final_message` (default false), checked as vLLM
+    checks them: both true is a 400, and `continue_final_message` alone leaves the generation prompt out. The
+    message continued is the last one, the assistant's; its text is continued, so one with tool calls (which the
+    template renders after the text) cannot be."""
+    continued = _boolean(body, "continue_final_message", False)
+    if not continued:
+        return _boolean(body, "add_generation_prompt", True), False
+    if _boolean(body, "add_generation_prompt", False):
+        raise bad_request("Cannot set both `continue_final_message` and `add_generation_prompt` to True.",
+                          param="continue_final_message")
+    last = messages[-1]
+    if last["role"] != "assistant":
+        raise bad_request("'continue_final_message' continues the last message, which must be the assistant's; it "
+                          f"is the {last['role']}'s", param="messages")
+    if last.get("tool_calls"):
+        raise bad_request("'continue_final_message' cannot continue an assistant message with 'tool_calls'; its text "
+                          "is what is continued", param="messages")
+    return False, True
 
 
 def parse_completion(body: Any, vocab_size: int) -> CompletionRequest:

@@ -45,7 +45,7 @@ from engines.worker.scheduler import (
     default_loader,
 )
 from engines.worker.settings import WorkerSettings as WorkerSettings  # re-exported: the worker's API
-from engines.worker.templates import ChatFormatter
+from engines.worker.templates import ChatFormatter, RenderedPrompt
 from engines.worker.toolindex import ToolIndexes
 from repair import RepairIssue, RepairResult, StreamRepairer, repair_message
 from repair.deltas import stream_deltas
@@ -234,7 +234,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     formatter = state.require_ready()
     req = parse_chat(body, state.scheduler.vocab_size)
     loop = asyncio.get_running_loop()
-    rendered = await loop.run_in_executor(None, formatter.render_chat, req.messages, req.tools, req.template_kwargs)
+    rendered = await loop.run_in_executor(None, _render, formatter, req)
     _room(state, len(rendered.tokens), "messages")  # refused before any grammar is compiled for it
     guided = await _guided(request, state, req, rendered.reasoning)
     spec = _spec(state, rendered.tokens, req.gen, think=formatter.think, reasoning=rendered.reasoning,
@@ -252,9 +252,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         state.scheduler.cancel(handle)
 
 
+def _render(formatter: ChatFormatter, req: ChatRequest) -> RenderedPrompt:
+    return formatter.render_chat(req.messages, req.tools, req.template_kwargs, generation=req.generation_prompt,
+                                 continue_final=req.continue_final)
+
+
 async def _guided(request: web.Request, state: WorkerState, req: ChatRequest, reasoning_open: bool) -> Guided:
-    """The request's constraint: off when the worker or the request (`x-agentgate-constrain: off`) says so."""
-    if state.guide is None or request.headers.get(OPT_OUT_HEADER, "").lower() == "off":
+    """The request's constraint: off when the worker or the request (`x-agentgate-constrain: off`) says so, and for
+    a continued message (a grammar holds an answer from its start, not from the middle of one)."""
+    if state.guide is None or request.headers.get(OPT_OUT_HEADER, "").lower() == "off" or req.continue_final:
         return Guided("off")
     return await state.guide.for_request(req, reasoning_open)
 

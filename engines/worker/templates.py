@@ -186,23 +186,40 @@ class ChatFormatter:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         template_kwargs: Mapping[str, Any] | None = None,
+        *,
+        generation: bool = True,
+        continue_final: bool = False,
     ) -> RenderedPrompt:
+        """The prompt: the chat with a new assistant turn opened (`generation`, `add_generation_prompt`), or with
+        the last message, the assistant's, left open (`continue_final`: transformers' `continue_final_message`, the
+        prompt ends with its text and no end of turn), or neither."""
         if not self.has_chat_template:
-            text = "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in messages) + "assistant:"
-            return RenderedPrompt(self._encode(text, "messages"), False)
+            return RenderedPrompt(self._encode(_plain_chat(messages, generation, continue_final), "messages"), False)
         if self.bound is not None:
             self.bound.check_messages(len(messages))
         kwargs = dict(template_kwargs or {})
         for reserved in ("tokenize", "add_generation_prompt", "tools", "messages", "conversation"):
             kwargs.pop(reserved, None)
+        if continue_final:
+            kwargs["continue_final_message"] = True
         shown = [_template_message(m) for m in messages]
-        text = self._render(shown, tools, kwargs, True)
+        text = self._render(shown, tools, kwargs, generation)
         reasoning = False
-        if self.think is not None and text.rfind(self.think[0]) > text.rfind(self.think[1]):
-            # a `<think>` left open somewhere: output starts as reasoning only when the generation prompt (what
-            # `add_generation_prompt` adds) opens it, not when a message quotes the tag (code, logs, HTML)
-            reasoning = _opens(_generation_prompt(text, self._render(shown, tools, kwargs, False)), self.think)
+        if self.think is not None and (generation or continue_final) and _opens(text, self.think):
+            # a `<think>` left open somewhere: output starts as reasoning only when what the model goes on from
+            # (the generation prompt, or the turn continued) opens it, not when a message quotes the tag (code,
+            # logs, HTML)
+            reasoning = _opens(self._opened_by(text, shown, tools, kwargs, continue_final), self.think)
         return RenderedPrompt(self._encode_chat(text, messages, tools), reasoning)
+
+    def _opened_by(self, text: str, shown: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                   kwargs: dict[str, Any], continue_final: bool) -> str:
+        """What the model goes on from, at the end of the rendered `text`: the generation prompt (what
+        `add_generation_prompt` adds), or the turn continued (what the last message adds to the ones before it)."""
+        if not continue_final:
+            return _generation_prompt(text, self._render(shown, tools, kwargs, False))
+        before = {k: v for k, v in kwargs.items() if k != "continue_final_message"}
+        return _generation_prompt(text, self._render(shown[:-1], tools, before, False)) if len(shown) > 1 else text
 
     def _encode_chat(self, text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
         """The rendered chat's tokens; a lone surrogate that only the tools hold is named as theirs."""
@@ -239,6 +256,15 @@ class ChatFormatter:
             raise
         except Exception as exc:
             raise _untokenizable(text, param, exc) from exc
+
+
+def _plain_chat(messages: list[dict[str, Any]], generation: bool, continue_final: bool) -> str:
+    """A chat as text for a tokenizer without a chat template: a line a message, then the assistant's prompt (or
+    the last message's text, continued)."""
+    lines = [f"{m['role']}: {m.get('content') or ''}" for m in messages]
+    if continue_final:
+        return "\n".join(lines)
+    return "".join(f"{line}\n" for line in lines) + ("assistant:" if generation else "")
 
 
 def _holds_surrogate(value: Any) -> bool:
