@@ -19,6 +19,7 @@ from ..exchange import Exchange
 from ..live_config import LiveConfig
 from ..state import STATE
 from ..upstream.anthropic import BETA_HEADER
+from ..upstream.engine import CONTINUE_FINAL, EngineUpstream
 from . import common
 from .messages_native import native_count, native_message, native_route, signed_history
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
@@ -36,14 +37,16 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                                         body.get("stream") is True,
                                         {"x-request-id": ex.request_id, "request-id": ex.request_id})
         req = dialect.parse_request(body, memos, interleaved=_interleaved(request))
-        if req.prefill:
-            raise ApiError(400, PREFILL_REFUSED, "prefill_unsupported", param="messages")
         ctx = common.resolve(request, rt, ex, key, req.model)
+        if req.prefill and not _continues_prefill(ctx):
+            raise ApiError(400, PREFILL_REFUSED, "prefill_unsupported", param="messages")
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
         kinds = route_kinds(ctx)
         chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds, req.effort)}, kinds)
+        if req.prefill:
+            chat.update(CONTINUE_FINAL)
         reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)
         headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers,
                    **req.dropped.header()}
@@ -56,13 +59,20 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     return await common.handle_exchange(request, "messages", handle, "anthropic")
 
 
-# A final assistant message asks Anthropic to continue it. No backend behind the chat form can: an OpenAI-type API
-# answers a new turn, and a local engine renders the chat with the prompt of a new turn (a chat template cannot add
-# that prompt and continue the last message at once). Refused as Anthropic refuses it for its models that cannot
-# continue one, rather than answered with what a prefill client would splice into nonsense.
+# A final assistant message asks Anthropic to continue it. Our MLX engine does, asked with vLLM's
+# `continue_final_message`; an OpenAI-type API answers a new turn, and so may the server of an external engine
+# command. A route that may reach one of those refuses it as Anthropic refuses it for its models that cannot continue
+# one, rather than answer with what a prefill client would splice into nonsense.
 PREFILL_REFUSED = ("This model does not support assistant message prefill: its backend starts a new answer instead of "
                    "continuing the last assistant message. The conversation must end with a user message.")
 INTERLEAVED_THINKING = "interleaved-thinking-2025-05-14"  # the beta under which a thinking budget may pass max_tokens
+
+
+def _continues_prefill(ctx: RequestContext) -> bool:
+    """Whether every target of the request's route continues a final assistant message (see `PREFILL_REFUSED`)."""
+    upstreams = ctx.runtime.upstreams
+    targets = [upstreams.get(t.provider) for hop in ctx.route.hops for t in hop.targets]
+    return bool(targets) and all(isinstance(u, EngineUpstream) and u.continues_final_message() for u in targets)
 
 
 def _interleaved(request: web.Request) -> bool:
@@ -109,6 +119,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
             chat = {k: v for k, v in req.chat.items() if k not in ("tool_choice", "stop")}
             chat.update(dialect.thinking_fields(req.thinking, route_kinds(ctx), req.effort))
             chat = fit_to_route(chat, route_kinds(ctx))
+            if req.prefill and _continues_prefill(ctx):  # counted as it is rendered when it is answered
+                chat.update(CONTINUE_FINAL)
             chat["max_tokens"] = 1
             try:
                 reply = await chat_reply(ctx, chat, False)

@@ -120,6 +120,9 @@ def _functions_only(request: UpstreamRequest) -> UpstreamRequest:
 
 
 MLX_PATHS = frozenset({"/chat/completions", "/completions"})  # what our worker serves under /v1
+CONTINUE_FINAL = {"continue_final_message": True, "add_generation_prompt": False}
+"""What asks a chat request's engine to continue its last message, the assistant's, instead of answering a new turn
+(vLLM's chat parameters, which our worker takes)."""
 
 
 class EngineUpstream(Upstream):
@@ -219,6 +222,10 @@ class EngineUpstream(Upstream):
         data = request.raw if request.raw is not None else jsoncodec.dumps(request.body)
         return await self._request("POST", path, data, request.headers)
 
+    def continues_final_message(self) -> bool:
+        """Whether the engine continues a final assistant message asked to (`CONTINUE_FINAL`): our MLX worker does;
+        the server an external command runs is not known to (some answer a new turn)."""
+        return self._kind() == "mlx"
 
     def _kind(self) -> str | None:
         spec = self.supervisor.specs().get(self.engine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anthropic
 import pytest
 
 from tests.dialects.conftest import ANTHROPIC_WEATHER, RESPONSES_WEATHER, claude, claude_message
@@ -115,3 +116,27 @@ models:
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18C"}]}])
     # the whole first turn, its thinking and its call included, came from the cache
     assert (second.usage.cache_read_input_tokens or 0) >= prompt + first.usage.output_tokens - 2
+
+
+async def test_a_prefill_is_continued_by_a_local_engine(router, prose_model, tmp_path):
+    """A final assistant message (a prefill) goes to our MLX engine as vLLM's `continue_final_message`: the model
+    goes on from its last word and the answer carries only what it added, as Anthropic answers it, streamed or not;
+    it is counted as it is rendered. A route that may fall back to an OpenAI-type provider, which would answer a new
+    turn, still refuses it."""
+    r = await router(f"""
+providers: {{cloud: {{type: openai, base_url: 'http://127.0.0.1:9/v1'}}}}
+engines: {{runtime_dir: '{tmp_path / "run"}'}}
+models:
+  - {{name: tiny, engine: mlx, model: '{prose_model}', start_timeout: 60}}
+  - {{name: cloud-model, provider: cloud}}
+  - {{name: either, fallbacks: [tiny, cloud-model]}}
+""")
+    prefilled = [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": "Sunny in "}]
+    for stream in (False, True):
+        msg = await claude_message(r.url, stream, model="tiny", max_tokens=40, messages=prefilled)
+        assert [b.text for b in msg.content] == ["Paris. END of the forecast."], stream
+        assert msg.stop_reason == "end_turn", stream
+    counted = await claude(r.url).messages.count_tokens(model="tiny", messages=prefilled)  # type: ignore[arg-type]
+    assert counted.input_tokens == msg.usage.input_tokens + (msg.usage.cache_read_input_tokens or 0)
+    with pytest.raises(anthropic.BadRequestError, match="does not support assistant message prefill"):
+        await claude_message(r.url, False, model="either", max_tokens=40, messages=prefilled)

@@ -1,8 +1,7 @@
 """A final assistant message (a prefill) asks Anthropic to continue it: the answer goes on from its last word and
-does not repeat it. No backend behind the chat form continues one (an OpenAI-type API answers a new turn; a local
-engine renders the chat with the prompt of a new turn), so a translated route refuses it as Anthropic refuses it for
-its models that cannot, rather than answer what a prefill client would splice into nonsense. An empty one asks for
-nothing and goes."""
+does not repeat it. An OpenAI-type API answers a new turn instead, so a translated route that may reach one refuses it
+as Anthropic refuses it for its models that cannot, rather than answer what a prefill client would splice into
+nonsense (our MLX engine continues one: tests/dialects/test_engine.py). An empty one asks for nothing and goes."""
 
 from __future__ import annotations
 
