@@ -101,8 +101,11 @@ class OutputDecoder:
         reasoning: bool = False,
         stop: Sequence[str] = (),
         lock: threading.Lock | None = None,
+        continued: bool = False,
     ) -> None:
-        """`lock` guards detokenizers that call the tokenizer itself (HF fast tokenizers are not thread-safe)."""
+        """`lock` guards detokenizers that call the tokenizer itself (HF fast tokenizers are not thread-safe).
+        `continued`: the output goes on from a message of the prompt (`continue_final_message`), so reasoning it
+        starts in continues the message's reasoning, the space it starts with included."""
         self._lock: contextlib.AbstractContextManager[Any] = lock or contextlib.nullcontext()
         transitions: dict[str, list[tuple[str, str | None]]] = {"normal": []}
         if think is not None:
@@ -120,7 +123,7 @@ class OutputDecoder:
         self.stopped = False  # a stop string matched
         self.stop_word: str | None = None  # which one
         self._pending_ws = ""
-        self._reasoning_started = False
+        self._reasoning_started = continued and self._state[0] == "reasoning"
         self._seen_reasoning = False
         self._content_started = False
         self.reasoning_tokens = 0  # tokens that opened, were in or closed a <think> block (usage's reasoning_tokens)

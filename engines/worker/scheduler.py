@@ -47,6 +47,7 @@ class SequenceSpec:
     reasoning: bool = False
     # Run after the sampling processors, on this sequence's row only (e.g. a grammar's token mask).
     logits_processors: list[Any] = field(default_factory=list)
+    continued: bool = False  # the output continues the prompt's last message (`OutputDecoder`'s `continued`)
 
 
 @dataclass
@@ -480,7 +481,7 @@ class Scheduler:
             sampler, processors = guard(build_sampler(spec.sampling, self.vocab_size), base + grammars, fault)
             decoder = OutputDecoder(
                 self._detokenizers.new(), think=spec.think, reasoning=spec.reasoning, stop=spec.stop,
-                lock=self.tokenizer_lock if self._detokenizers.naive else None,
+                lock=self.tokenizer_lock if self._detokenizers.naive else None, continued=spec.continued,
             )
             (uid,) = self._bg.insert(
                 [found.rest],

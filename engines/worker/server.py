@@ -144,10 +144,12 @@ def _room(state: WorkerState, n: int, param: str) -> int:
 
 
 def _spec(state: WorkerState, tokens: list[int], gen: GenerationParams, *, think: tuple[str, str] | None = None,
-          reasoning: bool = False, param: str = "messages", processors: list[Any] | None = None) -> SequenceSpec:
+          reasoning: bool = False, param: str = "messages", processors: list[Any] | None = None,
+          continued: bool = False) -> SequenceSpec:
     room = _room(state, len(tokens), param)
     max_tokens = min(gen.max_tokens or room, room)
-    return SequenceSpec(tokens, max_tokens, gen.sampling, gen.stop, think, reasoning, list(processors or []))
+    return SequenceSpec(tokens, max_tokens, gen.sampling, gen.stop, think, reasoning, list(processors or []),
+                        continued)
 
 
 def _finishing(choice: dict[str, Any], stop: str | None) -> dict[str, Any]:
@@ -238,7 +240,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     _room(state, len(rendered.tokens), "messages")  # refused before any grammar is compiled for it
     guided = await _guided(request, state, req, rendered.reasoning)
     spec = _spec(state, rendered.tokens, req.gen, think=formatter.think, reasoning=rendered.reasoning,
-                 processors=guided.processors)
+                 processors=guided.processors, continued=req.continue_final)
     if guided.processor is not None:
         guided.processor.budget = spec.max_tokens
     handle = state.scheduler.submit(spec)

@@ -45,6 +45,21 @@ def test_prompt_that_opens_think_starts_in_reasoning(tokenizer):
     assert decode(tokenizer, "still thinking</think>done", reasoning=True) == ("done", "still thinking", False)
 
 
+def test_reasoning_continued_keeps_the_space_it_starts_with(tokenizer):
+    """A continued message's reasoning (`continue_final_message` on a prefill that left `<think>` open) goes on
+    from the prefill's last word: its first space is text, where after a generation prompt's `<think>` it is
+    not."""
+    def split(text: str, **kw: Any) -> tuple[str, str]:
+        dec = OutputDecoder(Detokenizers(tokenizer).new(), think=("<think>", "</think>"), **kw)
+        pieces = [p for tok in tokenizer.encode(text, add_special_tokens=False) for p in dec.add_token(tok)]
+        pieces += dec.finish()
+        return tuple("".join(p.text for p in pieces if p.kind == kind) for kind in ("content", "reasoning"))
+
+    assert split(" more of it</think>done", reasoning=True, continued=True) == ("done", " more of it")
+    assert split(" more of it</think>done", reasoning=True) == ("done", "more of it")
+    assert split("text <think>\nplan</think>done", continued=True) == ("text done", "plan")
+
+
 def test_stop_string_split_across_tokens(tokenizer):
     content, _, stopped = decode(tokenizer, "print(i, i * i)\nError: file not found", stop=["Error:"])
     assert stopped and content == "print(i, i * i)\n"
