@@ -10,6 +10,7 @@ import pytest
 
 from engines.wire import WireError
 from engines.worker.params import parse_chat
+from engines.worker.templates import ChatFormatter
 from tests.engines.conftest import WEATHER_TOOL
 
 ASK = {"role": "user", "content": "hi"}
@@ -93,3 +94,23 @@ async def test_a_prefill_that_opens_a_tool_call_is_continued_as_text(engine) -> 
     choice = doc["choices"][0]
     assert choice["message"]["content"] == '"get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
     assert not choice["message"].get("tool_calls") and choice["finish_reason"] == "stop"
+
+
+class _NoTemplate:
+    """A tokenizer without a chat template, whose tokens are the text's bytes."""
+
+    has_chat_template = False
+
+    def encode(self, text: str, **_: Any) -> list[int]:
+        return list(text.encode())
+
+
+@pytest.mark.parametrize(("flags", "text"), [
+    ({}, "user: hi\nassistant: Sunny in\nassistant:"),
+    ({"generation": False}, "user: hi\nassistant: Sunny in\n"),
+    ({"generation": False, "continue_final": True}, "user: hi\nassistant: Sunny in"),
+])
+def test_a_model_without_a_chat_template_continues_the_last_line(flags: dict[str, bool], text: str) -> None:
+    formatter = ChatFormatter(_NoTemplate())
+    rendered = formatter.render_chat([ASK, _prefill("Sunny in")], None, **flags)
+    assert bytes(rendered.tokens).decode() == text
