@@ -260,9 +260,8 @@ def _render(formatter: ChatFormatter, req: ChatRequest) -> RenderedPrompt:
 
 
 async def _guided(request: web.Request, state: WorkerState, req: ChatRequest, reasoning_open: bool) -> Guided:
-    """The request's constraint: off when the worker or the request (`x-agentgate-constrain: off`) says so, and for
-    a continued message (a grammar holds an answer from its start, not from the middle of one)."""
-    if state.guide is None or request.headers.get(OPT_OUT_HEADER, "").lower() == "off" or req.continue_final:
+    """The request's constraint: off when the worker or the request (`x-agentgate-constrain: off`) says so."""
+    if state.guide is None or request.headers.get(OPT_OUT_HEADER, "").lower() == "off":
         return Guided("off")
     return await state.guide.for_request(req, reasoning_open)
 

@@ -114,3 +114,15 @@ def test_a_model_without_a_chat_template_continues_the_last_line(flags: dict[str
     formatter = ChatFormatter(_NoTemplate())
     rendered = formatter.render_chat([ASK, _prefill("Sunny in")], None, **flags)
     assert bytes(rendered.tokens).decode() == text
+
+
+async def test_a_forced_call_is_held_from_the_continuations_start(engine) -> None:
+    """As vLLM constrains a continuation: a grammar holds what the model adds, so a call forced by `tool_choice`
+    after a prefill of text is a whole call of its own."""
+    e = await engine("tool")
+    body = _chat(_prefill("Let me check."), continue_final_message=True, tools=[WEATHER_TOOL], tool_choice="required")
+    status, doc = await e.post_raw("/v1/chat/completions", json.dumps(body).encode())
+    assert status == 200, doc
+    calls = doc["choices"][0]["message"]["tool_calls"]
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == [
+        ("get_weather", {"city": "Paris"})]
