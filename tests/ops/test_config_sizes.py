@@ -7,7 +7,8 @@ import pytest
 
 from router.config import ConfigError, parse_config
 
-PROVIDER = "providers:\n  lab: {type: openai, base_url: 'http://127.0.0.1:9/v1'}\nmodels:\n  - {name: m, provider: lab}\n"
+PROVIDER = ("providers:\n  lab: {type: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
+            "models:\n  - {name: m, provider: lab}\n")
 KEYS = ["max_body_mb", "max_upstream_body_mb", "max_upstream_event_mb", "max_stream_repair_kchars"]
 
 
