@@ -24,6 +24,7 @@ if "AGENTGATE_STATE_DIR" not in os.environ:
 from router.app import Running, create_app, start
 from router.config import parse_config
 from tests.fakes.openai_upstream import FakeUpstream
+from tests.started import started
 
 # MLX work in this process (the in-process workers of tests/engines) uses the engine's BLAS, bound before anything
 # imports MLX, like the worker's entry point does (AGENTGATE_BLAS=bundled keeps the reference BLAS)
@@ -32,17 +33,8 @@ blas.bind(os.environ.get("AGENTGATE_BLAS", "auto"))
 
 @pytest.fixture
 async def fakes() -> AsyncIterator[Callable[..., Awaitable[FakeUpstream]]]:
-    started: list[FakeUpstream] = []
-
-    async def make(name: str = "fake") -> FakeUpstream:
-        f = FakeUpstream(name)
-        await f.start()
-        started.append(f)
-        return f
-
-    yield make
-    for f in started:
-        await f.stop()
+    async with started(FakeUpstream) as make:
+        yield make
 
 
 class RouterHandle:

@@ -10,6 +10,7 @@ import anthropic
 import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.started import started
 
 WEATHER = {
     "name": "get_weather",
@@ -38,17 +39,8 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 async def fake_anthropic() -> AsyncIterator[Callable[[], Awaitable[FakeAnthropic]]]:
-    started: list[FakeAnthropic] = []
-
-    async def make() -> FakeAnthropic:
-        f = FakeAnthropic()
-        await f.start()
-        started.append(f)
-        return f
-
-    yield make
-    for f in started:
-        await f.stop()
+    async with started(FakeAnthropic) as make:
+        yield make
 
 
 def claude(router_url: str, api_key: str = "unused") -> anthropic.AsyncAnthropic:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from tests.fakes.openai_upstream import completion
+from tests.started import started
 
 PROVIDER_KEY = "sk-provider-key-7e1d90"
 CONFIGURED = "Bearer configured-token-5a2c"
@@ -78,17 +79,8 @@ def _anthropic_message() -> dict[str, Any]:
 
 @pytest.fixture
 async def wire() -> AsyncIterator[Callable[[], Awaitable[WireUpstream]]]:
-    started: list[WireUpstream] = []
-
-    async def make() -> WireUpstream:
-        up = WireUpstream()
-        await up.start()
-        started.append(up)
-        return up
-
-    yield make
-    for up in started:
-        await up.stop()
+    async with started(WireUpstream) as make:
+        yield make
 
 
 def _config(url: str, kind: str, headers: str) -> str:
