@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,23 +79,24 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     the client sent the interleaved-thinking beta, under which a thinking budget may pass `max_tokens`."""
     if memos is None:
         memos = Translations()
-    model = check_type(body, "model", str, "a string", required=True)
+    model = _typed(body, "model", str, "a string", required=True)
     if not model:
         raise invalid("'model' must be a non-empty string.", "model", "missing_field")
-    max_tokens = check_int(body, "max_tokens", 1, required=not count_only)
-    messages = check_type(body, "messages", list, "a list", required=True)
+    max_tokens = _at_least(body, "max_tokens", 1, required=not count_only)
+    messages = _typed(body, "messages", list, "a list", required=True)
     if not messages:
         raise invalid("'messages' must hold at least one message.", "messages", "invalid_value")
-    stream = check_type(body, "stream", bool, "a boolean") or False
-    temperature = check_number(body, "temperature", 0.0, 1.0)
-    top_p = check_number(body, "top_p", 0.0, 1.0)
-    top_k = check_int(body, "top_k", 0)
-    stops = check_type(body, "stop_sequences", list, "a list of strings")
+    stream = _typed(body, "stream", bool, "a boolean") or False
+    temperature = _between(body, "temperature", 0.0, 1.0)
+    top_p = _between(body, "top_p", 0.0, 1.0)
+    top_k = _at_least(body, "top_k", 0)
+    stops = _typed(body, "stop_sequences", list, "a list of strings")
     if stops is not None and not all(isinstance(s, str) and s for s in stops):
         raise invalid("'stop_sequences' must be a list of non-empty strings.", "stop_sequences", "invalid_type")
-    metadata = check_type(body, "metadata", dict, "an object")
+    metadata = _typed(body, "metadata", dict, "an object")
     thinking = _thinking(body, None if interleaved or count_only else max_tokens)
-    effort = _effort(body)
+    config = _typed(body, "output_config", dict, "an object")
+    effort = _effort(config)
 
     req = MessagesRequest(model=model, stream=stream, chat={}, thinking=thinking, effort=effort,
                           stop_sequences=list(stops or []))
@@ -104,12 +104,10 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     system = _system(body.get("system"), req)
     if system:
         out.append({"role": "system", "content": system})
-    ids: list[tuple[str, ...]] = []  # each message's tool_use ids (assistant) or tool_result ids (user)
-    for i, m in enumerate(messages):
-        out.extend(_history_message(m, i, req, memos.history, ids))
+    ids = _history(messages, req, memos.history, out)  # each message's tool_use (assistant) or tool_result ids
     check_tool_pairs(messages, ids)
     req.prefill = _prefill(messages[-1], out)
-    chat: dict[str, Any] = {"model": model, "messages": place_system(out)}
+    chat: dict[str, Any] = {"model": model, "messages": _placed(out, messages)}
     if max_tokens is not None:
         chat["max_tokens"] = max_tokens
     tools, server = _tools(body.get("tools"), req, memos.tools)
@@ -130,7 +128,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
         if user is not None and not isinstance(user, str):
             raise invalid("'metadata.user_id' must be a string.", "metadata", "invalid_type")
         # not forwarded: clients put device and session ids there, which are not a third party's to see
-    fmt = _output_format(body)
+    fmt = _output_format(config)
     if fmt is not None:
         chat["response_format"] = fmt
     if stream:
@@ -138,6 +136,30 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
         chat["stream_options"] = {"include_usage": True}
     req.chat = chat
     return req
+
+
+def _typed(body: dict[str, Any], name: str, kind: type, what: str, required: bool = False) -> Any:
+    """`check_type`, a value of exactly `kind` (or an absent one that is not required) taken without its call."""
+    value = body.get(name)
+    if type(value) is kind or (value is None and not required):
+        return value
+    return check_type(body, name, kind, what, required)
+
+
+def _between(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
+    """`check_number`, a number in range (or an absent one) taken without its call."""
+    value = body.get(name)
+    if value is None or ((type(value) is int or type(value) is float) and lo <= value <= hi):
+        return value  # (NaN is in no range: refused below)
+    return check_number(body, name, lo, hi)
+
+
+def _at_least(body: dict[str, Any], name: str, lo: int, required: bool = False) -> int | None:
+    """`check_int`, an integer of at least `lo` (or an absent one that is not required) taken without its call."""
+    value = body.get(name)
+    if (type(value) is int and value >= lo) or (value is None and not required):
+        return value
+    return check_int(body, name, lo, required)
 
 
 def thinking_fields(thinking: dict[str, Any] | None, kinds: set[str], effort: str | None = None) -> dict[str, Any]:
@@ -161,8 +183,8 @@ def thinking_fields(thinking: dict[str, Any] | None, kinds: set[str], effort: st
     return out
 
 
-def _effort(body: dict[str, Any]) -> str | None:
-    config = check_type(body, "output_config", dict, "an object")
+def _effort(config: dict[str, Any] | None) -> str | None:
+    """`output_config.effort` (`config`: the checked `output_config`)."""
     effort = (config or {}).get("effort")
     if effort is not None and (not isinstance(effort, str) or not effort):
         raise invalid("'output_config.effort' must be a string such as 'low', 'medium' or 'high'.",
@@ -178,7 +200,7 @@ def _thinking(body: dict[str, Any], max_tokens: int | None) -> dict[str, Any] | 
     """`thinking` checked as Anthropic checks it: a budget of at least `MIN_THINKING_BUDGET` and, where
     `max_tokens` is given (none when the interleaved-thinking beta lets the budget span the whole turn, or for a
     count), below it."""
-    thinking = check_type(body, "thinking", dict, "an object")
+    thinking = _typed(body, "thinking", dict, "an object")
     if thinking is None:
         return None
     kind = thinking.get("type")
@@ -198,9 +220,9 @@ def _thinking(body: dict[str, Any], max_tokens: int | None) -> dict[str, Any] | 
     return dict(thinking)
 
 
-def _output_format(body: dict[str, Any]) -> dict[str, Any] | None:
-    """`output_config.format` (structured output) as a chat `response_format`."""
-    config = check_type(body, "output_config", dict, "an object")
+def _output_format(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`output_config.format` (structured output; `config`: the checked `output_config`) as a chat
+    `response_format`."""
     fmt = (config or {}).get("format")
     if fmt is None:
         return None
@@ -210,10 +232,15 @@ def _output_format(body: dict[str, Any]) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
+def _utf8_len(text: str) -> int:
+    """`len(text.encode())`, without encoding an ASCII text (`isascii` reads a flag the string keeps)."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
 def _text_of(blocks: Any, where: str, req: MessagesRequest) -> str:
     """The text of a `system` value or a list of text blocks."""
     if isinstance(blocks, str):
-        req.text_bytes += len(blocks.encode())
+        req.text_bytes += _utf8_len(blocks)
         return blocks
     if not isinstance(blocks, list):
         raise invalid(f"'{where}' must be a string or a list of text blocks.", where, "invalid_type")
@@ -222,7 +249,7 @@ def _text_of(blocks: Any, where: str, req: MessagesRequest) -> str:
         if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
             raise invalid(f"'{where}[{j}]' must be a text block with a string 'text'.", where, "invalid_type")
         parts.append(b["text"])
-        req.text_bytes += len(b["text"].encode())
+        req.text_bytes += _utf8_len(b["text"])
     return "\n\n".join(parts)
 
 
@@ -367,6 +394,14 @@ def _prefill(last: dict[str, Any], out: list[dict[str, Any]]) -> bool:
     return False
 
 
+def _placed(out: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`place_system(out)` (the chat messages of `messages`, which passed `_message`'s checks): `out` as it is when
+    no message is a system one, as it then already stands (the request's `system` alone, first, when not empty)."""
+    if any(m["role"] == "system" for m in messages):
+        return place_system(out)
+    return out
+
+
 def check_tool_pairs(messages: list[Any], ids: list[tuple[str, ...]]) -> None:
     """Anthropic's rule for a tool loop, with its 400s: every `tool_use` of an assistant turn is answered by a
     `tool_result` in the message right after it, and every `tool_result` names a `tool_use` of the message right
@@ -419,23 +454,35 @@ def _mismatch(at: int, calls: tuple[str, ...], i: int, blocks: Any) -> None:
                       "in the next message.", "messages", "invalid_request")
 
 
-def _history_message(m: Any, i: int, req: MessagesRequest, history: HistoryMemo,
-                     ids: list[tuple[str, ...]]) -> Sequence[dict[str, Any]]:
-    """`_message`, found in `history` for a message of content blocks (a string is cheaper to translate than to
-    look up); its tool ids (`block_ids`) appended to `ids`."""
-    if not isinstance(m, dict) or not isinstance(m.get("content"), list):
-        messages = _message(m, i, req)
-        ids.append(())
-        return messages
-    turn = history.get(m, _turn, i)
-    req.text_bytes += turn.text_bytes
-    req.images += turn.images
+def _history(messages: list[Any], req: MessagesRequest, history: HistoryMemo,
+             out: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Each message's `_message` appended to `out`, found in `history` for a message of content blocks (a string
+    is cheaper to translate than to look up); each one's tool ids (`block_ids`) returned, in order."""
+    ids: list[tuple[str, ...]] = []
+    text_bytes = images = 0
+    get = history.get
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), list):
+            out += _message(m, i, req)
+            ids.append(())
+            continue
+        turn = get(m, _turn, i)
+        text_bytes += turn.text_bytes
+        images += turn.images
+        if turn.dropped or turn.loads:  # (rare)
+            _noted(turn, req)
+        ids.append(turn.ids)
+        out += turn.messages
+    req.text_bytes += text_bytes
+    req.images += images
+    return ids
+
+
+def _noted(turn: Turn, req: MessagesRequest) -> None:
+    """What a history message dropped and the deferred tools it loads, noted in the request."""
     for kind in turn.dropped:
         req.dropped.add(kind)
-    if turn.loads:  # (rare: no generator made per message for it)
-        req.loads.extend(name for name in turn.loads if name not in req.loads)
-    ids.append(turn.ids)
-    return turn.messages
+    req.loads.extend(name for name in turn.loads if name not in req.loads)
 
 
 def _turn(m: dict[str, Any], i: int) -> Turn:
@@ -458,7 +505,7 @@ def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
         raise invalid(f"{where}.content must not be empty: every message needs content but a final assistant "
                       "message.", "messages", "invalid_value")
     if isinstance(content, str):
-        req.text_bytes += len(content.encode())
+        req.text_bytes += _utf8_len(content)
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
         raise invalid(f"{where}.content must be a string or a list of content blocks.", "messages",
