@@ -812,10 +812,29 @@ def error_body(err: ApiError, request_id: str) -> dict[str, object]:
 
 MAX_HELD_CHARS = 1024 * 1024  # whitespace a stream holds back before text (server config overrides)
 
+# The events whose JSON is the same but for an index or one value, encoded as `sse_event` writes them
+_MESSAGE_START = b'event: message_start\ndata: {"type":"message_start","message":'  # + the message + b"}\n\n"
+_PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+_BLOCK_START = b'event: content_block_start\ndata: {"type":"content_block_start","index":'
+_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":'  # + the index + b"}\n\n"
+_TEXT_BLOCK = b'{"type":"text","text":""}'
+_THINKING_BLOCK = b'{"type":"thinking","thinking":"","signature":""}'
+_MESSAGE_STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+_BLOCK_DELTA = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+_PIECE_KEYS = {"text": b',"delta":{"type":"text_delta","text":',  # an open block's delta, + its text + b"}}\n\n"
+               "thinking": b',"delta":{"type":"thinking_delta","thinking":',
+               "tool_use": b',"delta":{"type":"input_json_delta","partial_json":'}
+_SIGNED = b',"delta":{"type":"signature_delta","signature":""}}\n\n'  # a thinking block's end (see `_close`)
+
 class MessagesStream(ChunkEncoder):
     """Chunk documents in, Messages SSE events out. Blocks never interleave: a new kind of delta closes the open
     block. Leading whitespace of a text block is held back until real text arrives (a whitespace-only text block
     is not valid input for a later turn), up to `max_chars` characters: past them the stream ends with an error."""
+
+    # Its own attributes in slots: with the encoder's in the instance dict they were past the most an instance's
+    # attributes share their keys with the class's other instances (30), and each one was found by a dict lookup
+    __slots__ = ("_ids", "_index", "_input", "_open", "_out_bytes", "_piece_head", "_refused", "_saw_tool",
+                 "_started", "_texted", "id", "input_estimate", "max_chars", "model", "request_id", "stop_sequences")
 
     def __init__(self, model: str, stop_sequences: list[str], input_estimate: int = 0,
                  max_chars: int = MAX_HELD_CHARS, request_id: str = "") -> None:
@@ -834,8 +853,7 @@ class MessagesStream(ChunkEncoder):
         self._refused = False
         self._texted = False  # some text went out
         self._out_bytes = 0
-        self._delta_head: bytes | None = None  # the open block's delta event up to its delta
-        self._args_head: bytes | None = None  # the open tool_use block's argument delta up to its text
+        self._piece_head: bytes | None = None  # the open block's delta event up to its text (see `_piece`)
         self._input: _InputJson | None = None  # the open block's arguments made JSON (an unrepaired call's)
 
     def _start(self) -> list[bytes]:
@@ -846,8 +864,7 @@ class MessagesStream(ChunkEncoder):
             "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
             "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": self.input_estimate, "output_tokens": 0}}
-        return [sse_event("message_start", {"type": "message_start", "message": message}),
-                sse_event("ping", {"type": "ping"})]
+        return [_MESSAGE_START + jsoncodec.dumps(message) + b"}\n\n", _PING]
 
     def _close(self) -> list[bytes]:
         if self._open is None:
@@ -858,34 +875,35 @@ class MessagesStream(ChunkEncoder):
                 out.append(self._partial_json(rest))
             self._input = None
         if self._open == "thinking":  # as Anthropic ends every thinking block; empty: no model of Anthropic's
-            out.append(self._delta({"type": "signature_delta", "signature": ""}))  # signed it (see `to_message`)
+            out.append(_BLOCK_DELTA + str(self._index).encode() + _SIGNED)  # signed it (see `to_message`)
         self._open, self._open_call = None, None
-        out.append(sse_event("content_block_stop", {"type": "content_block_stop", "index": self._index}))
+        out.append(_BLOCK_STOP + str(self._index).encode() + b"}\n\n")
         return out
 
-    def _open_block(self, kind: str, block: dict[str, Any]) -> list[bytes]:
+    def _open_block(self, kind: str, block: bytes) -> list[bytes]:
+        """`sse_event("content_block_start", {..., "content_block": ...})` for the block encoded as `block`, the
+        open block closed before it."""
         out = self._close()
         self._index += 1
-        self._delta_head = self._args_head = None
+        self._piece_head = None
         self._open = kind
-        out.append(sse_event("content_block_start", {"type": "content_block_start", "index": self._index,
-                                                     "content_block": block}))
+        out.append(_BLOCK_START + str(self._index).encode() + b',"content_block":' + block + b"}\n\n")
         return out
 
-    def _delta(self, delta: dict[str, Any]) -> bytes:
-        """`sse_event("content_block_delta", {"type": "content_block_delta", "index": ..., "delta": delta})`, the
-        envelope encoded once per block."""
-        if self._delta_head is None:
-            self._delta_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-                                + str(self._index).encode() + b',"delta":')
-        return self._delta_head + jsoncodec.dumps(delta) + b"}\n\n"
+    def _piece(self, text: str) -> bytes:
+        """`sse_event("content_block_delta", {"type": "content_block_delta", "index": ..., "delta": {"type": ...,
+        ...: text}})`, the open block's delta (`text_delta`, `thinking_delta` or `input_json_delta`), its envelope
+        encoded once per block."""
+        head = self._piece_head
+        if head is None:
+            head = self._piece_head = _BLOCK_DELTA + str(self._index).encode() + _PIECE_KEYS[self._open or ""]
+        return head + jsoncodec.dumps(text) + b"}}\n\n"
 
     def _reasoning(self, text: str) -> list[bytes]:
         self._out_bytes += len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate: its 3 bytes
         self._pending_ws = ""
-        out = [] if self._open == "thinking" else self._open_block("thinking", {"type": "thinking", "thinking": "",
-                                                                               "signature": ""})
-        out.append(self._delta({"type": "thinking_delta", "thinking": text}))
+        out = [] if self._open == "thinking" else self._open_block("thinking", _THINKING_BLOCK)
+        out.append(self._piece(text))
         return out
 
     def _text(self, text: str) -> list[bytes]:
@@ -896,9 +914,9 @@ class MessagesStream(ChunkEncoder):
             if held is None:
                 return out
             text = held
-            out += self._open_block("text", {"type": "text", "text": ""})
+            out += self._open_block("text", _TEXT_BLOCK)
         self._texted = True
-        out.append(self._delta({"type": "text_delta", "text": text}))
+        out.append(self._piece(text))
         return out
 
     def _held(self, text: str) -> str | None:
@@ -918,8 +936,8 @@ class MessagesStream(ChunkEncoder):
 
     def _call_start(self, call: ToolFragment) -> list[bytes]:
         self._saw_tool = True
-        out = self._open_block("tool_use", {"type": "tool_use", "id": tool_use_id(call.id, self._ids),
-                                            "name": call.name, "input": {}})
+        out = self._open_block("tool_use", jsoncodec.dumps({"type": "tool_use", "id": tool_use_id(call.id, self._ids),
+                                                            "name": call.name, "input": {}}))
         if self._unrepaired:  # (a repaired call's arguments are JSON already)
             self._input = _InputJson()
         return out
@@ -932,12 +950,9 @@ class MessagesStream(ChunkEncoder):
         return [self._partial_json(text)]
 
     def _partial_json(self, text: str) -> bytes:
-        """`_delta({"type": "input_json_delta", "partial_json": text})`, its envelope encoded once per block."""
+        """`_piece(text)` for the open tool_use block."""
         self._out_bytes += len(text)  # what the estimate of output tokens counts, when the upstream sends no usage
-        if self._args_head is None:
-            self._args_head = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-                               + str(self._index).encode() + b',"delta":{"type":"input_json_delta","partial_json":')
-        return self._args_head + jsoncodec.dumps(text) + b"}}\n\n"
+        return self._piece(text)
 
     def finish(self) -> list[bytes]:
         out = self._start() + self._nameless_calls() + self._close()
@@ -949,7 +964,7 @@ class MessagesStream(ChunkEncoder):
         out.append(sse_event("message_delta", {"type": "message_delta",
                                                "delta": {"stop_reason": reason, "stop_sequence": sequence},
                                                "usage": usage}))
-        out.append(sse_event("message_stop", {"type": "message_stop"}))
+        out.append(_MESSAGE_STOP)
         return out
 
     def error(self, err: ApiError) -> list[bytes]:
