@@ -21,7 +21,7 @@ from ..state import STATE
 from ..upstream.anthropic import BETA_HEADER
 from ..upstream.engine import CONTINUE_FINAL, EngineUpstream
 from . import common
-from .messages_native import native_count, native_message, native_route, signed_history
+from .messages_native import NATIVE_KINDS, native_count, native_message, native_route, signed_history
 from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
@@ -31,20 +31,21 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     async def handle(rt: LiveConfig, ex: Exchange, key: ClientKey | None) -> web.StreamResponse:
         raw, body = await read_body(request, rt, ex)
         memos = request.app[STATE].messages_memos
-        ctx = _native(request, rt, ex, key, body)
-        if ctx is not None:  # Anthropic providers only: the client's body as it came, their answer as it comes
-            return await native_message(request, ctx, signed_history(raw, body), body["model"],
+        routed = _routed(request, rt, ex, key, body)
+        if routed is not None and routed[1] == NATIVE_KINDS:
+            # Anthropic providers only: the client's body as it came, their answer as it comes
+            return await native_message(request, routed[0], signed_history(raw, body), body["model"],
                                         body.get("stream") is True,
                                         {"x-request-id": ex.request_id, "request-id": ex.request_id})
         req = dialect.parse_request(body, memos, interleaved=_interleaved(request))
-        ctx = common.resolve(request, rt, ex, key, req.model)
+        ctx, kinds = routed or _routed_for(request, rt, ex, key, req.model)  # (the body's model: found already)
         if req.prefill and not _continues_prefill(ctx):
             raise ApiError(400, PREFILL_REFUSED, "prefill_unsupported", param="messages")
         if req.learn_tools:
             learn_tools(request, raw, body.get("tools"))
         ex.dropped = req.dropped.kinds
-        kinds = route_kinds(ctx)
-        chat = fit_to_route({**req.chat, **dialect.thinking_fields(req.thinking, kinds, req.effort)}, kinds)
+        extra = dialect.thinking_fields(req.thinking, kinds, req.effort)
+        chat = fit_to_route({**req.chat, **extra} if extra else req.chat, kinds)
         if req.prefill:
             chat.update(CONTINUE_FINAL)
         reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)
@@ -79,6 +80,22 @@ def _interleaved(request: web.Request) -> bool:
     """Whether the client's `anthropic-beta` (any line of it) names the interleaved-thinking beta."""
     return any(b.strip() == INTERLEAVED_THINKING for line in request.headers.getall(BETA_HEADER, ())
                for b in line.split(","))
+
+
+def _routed(request: web.Request, rt: LiveConfig, ex: Exchange, key: ClientKey | None,
+            body: dict[str, Any]) -> tuple[RequestContext, set[str]] | None:
+    """The request's context for the body's model and the upstream kinds its route may reach (`route_kinds`);
+    None without a model name (the translation's checks say what is wrong)."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return None
+    return _routed_for(request, rt, ex, key, model)
+
+
+def _routed_for(request: web.Request, rt: LiveConfig, ex: Exchange, key: ClientKey | None,
+                model: str) -> tuple[RequestContext, set[str]]:
+    ctx = common.resolve(request, rt, ex, key, model)
+    return ctx, route_kinds(ctx)
 
 
 def _native(request: web.Request, rt: LiveConfig, ex: Exchange, key: ClientKey | None,

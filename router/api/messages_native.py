@@ -94,9 +94,12 @@ def _unsigned(block: Any) -> bool:
     return isinstance(block, dict) and block.get("type") == "thinking" and block.get("signature") in (None, "")
 
 
+NATIVE_KINDS = {"anthropic"}  # the upstream kinds of a route that gets the client's body as it came
+
+
 def native_route(ctx: RequestContext) -> bool:
     """Whether every target the request may reach is an Anthropic provider."""
-    return route_kinds(ctx) == {"anthropic"}
+    return route_kinds(ctx) == NATIVE_KINDS
 
 
 def _request(ctx: RequestContext, body: dict[str, Any], stream: bool, beta: str | None,
