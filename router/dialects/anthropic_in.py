@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from repair.incremental import ArgsEmitter, JsonBroken, JsonEvents, string_run
 
 from .. import jsoncodec
@@ -780,19 +782,40 @@ def usage_of(usage: object) -> dict[str, int]:
             "cache_creation_input_tokens": written, "cache_read_input_tokens": cached}
 
 
+def input_object(arguments: object) -> dict[str, Any]:
+    """`arguments_object(arguments)`, an object in strict JSON read by orjson where it reads what the standard
+    library reads (no integer past 64 bits: see `jsoncodec`); anything else, by `arguments_object`."""
+    if type(arguments) is str:
+        try:
+            raw = arguments.encode()
+        except UnicodeEncodeError:  # a lone surrogate
+            return arguments_object(arguments)
+        if not jsoncodec.has_long_int(raw):
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return arguments_object(arguments)
+            if type(value) is dict:
+                return value
+    return arguments_object(arguments)
+
+
 def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> dict[str, Any]:
     """A whole completion document as a Messages response."""
     done = Completion.parse(doc)
     blocks: list[dict[str, Any]] = []
     if done.reasoning:
         blocks.append({"type": "thinking", "thinking": done.reasoning, "signature": ""})
-    text = "\n\n".join(t for t in (done.text, done.refusal) if t.strip())  # a refusal is what it says
+    if done.refusal:  # a refusal is what it says
+        text = "\n\n".join(t for t in (done.text, done.refusal) if t.strip())
+    else:
+        text = "" if done.text.isspace() else done.text
     if text:
         blocks.append({"type": "text", "text": text})
     ids: set[str] = set()
     for call in done.tool_calls:
         blocks.append({"type": "tool_use", "id": tool_use_id(call.id, ids), "name": call.name,
-                       "input": arguments_object(call.arguments)})
+                       "input": input_object(call.arguments)})
     reason, sequence = stop_reason(done.finish_reason, done.stop_reason, stop_sequences, bool(done.tool_calls),
                                    bool(done.refusal))
     return {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": model, "content": blocks,
