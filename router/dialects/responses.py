@@ -819,12 +819,8 @@ def _format_field(fmt: dict[str, Any], name: str, kind: type, what: str) -> None
 
 def object_json(arguments: object) -> str:
     """Arguments as a JSON object string: unchanged when they already are one."""
-    if isinstance(arguments, str):
-        try:
-            if isinstance(json.loads(arguments), dict):
-                return arguments
-        except ValueError:
-            pass
+    if isinstance(arguments, str) and _is_object(arguments):
+        return arguments
     return spaced_json(arguments_object(arguments))
 
 
@@ -920,12 +916,31 @@ def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None
     if done.refusal:
         items.append(_refusal_item(done.refusal))
     for call in done.tool_calls:
-        if isinstance(call.arguments, str) and cut_json(call.arguments):  # cut off: as the model left them (an
-            item = _call_item(call.id, call.name, call.arguments, "incomplete")  # upstream's, nothing repaired)
-        else:
-            item = _call_item(call.id, call.name, object_json(call.arguments))
-        items.append(client_item(item, tools or {}))
+        items.append(client_item(_output_call(call.id, call.name, call.arguments), tools or {}))
     return items, done.finish_reason
+
+
+def _output_call(call_id: object, name: str, arguments: object) -> dict[str, Any]:
+    """A completion's call as an output item: arguments that are a JSON object as they are; cut off, as the model
+    left them (an upstream's, nothing repaired), `incomplete`; anything else made an object (`object_json`)."""
+    if isinstance(arguments, str):
+        try:
+            whole = _is_object(arguments)
+        except RecursionError:  # (nested too deep to tell here: looked at as before)
+            whole = False
+        if whole:  # never cut off, and `object_json` gives them back as they are: read once
+            return _call_item(call_id, name, arguments)
+        if cut_json(arguments):
+            return _call_item(call_id, name, arguments, "incomplete")
+    return _call_item(call_id, name, object_json(arguments))
+
+
+def _is_object(text: str) -> bool:
+    """Whether `text` is one JSON object (blanks around it allowed)."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def assistant_message(items: list[dict[str, Any]]) -> dict[str, Any] | None:
