@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from repair import data_answer
+
+if TYPE_CHECKING:
+    from .knownhistory import Prefix
 
 # --- typed views of untrusted JSON --------------------------------------------------------------------------------
 
@@ -86,37 +89,66 @@ class ChatRequest:
     taken_ids: Container[str] = ()  # the history's call ids (see `HistoryIds`)
 
     @classmethod
-    def of(cls, body: Mapping[str, Any]) -> ChatRequest:
+    def of(cls, body: Mapping[str, Any], taken_ids: Container[str] | None = None) -> ChatRequest:
+        """`taken_ids`: the history's call ids when the caller has them (see `RequestContext.taken_ids`)."""
         choice = body.get("tool_choice")
         return cls(model=str_or(body.get("model")), stream=body.get("stream") is True, tools=array(body.get("tools")),
                    tool_choice=choice if isinstance(choice, (str, dict)) else None,
                    parallel_tool_calls=body.get("parallel_tool_calls", True) is not False,
-                   data_answer=asks_for_data(body), taken_ids=HistoryIds(body.get("messages")))
+                   data_answer=asks_for_data(body),
+                   taken_ids=HistoryIds(body.get("messages")) if taken_ids is None else taken_ids)
 
 
 class HistoryIds(Container[str]):
     """The tool-call ids a chat history holds (its assistant messages' calls, its tool results'), read once, when
     first asked: repair gives a new call another id when its upstream's is among them (a server numbering its calls
-    per reply sends `call_0` on every turn, and agents refuse a call that reuses the id of one they ran)."""
+    per reply sends `call_0` on every turn, and agents refuse a call that reuses the id of one they ran). With
+    `known`, the history's first messages are a known run's (`KnownHistory.prefix`): their ids are read once per
+    conversation, not once per request."""
 
-    __slots__ = ("_ids", "_messages")
+    __slots__ = ("_ids", "_known", "_messages", "_prefix")
 
-    def __init__(self, messages: Any) -> None:
+    def __init__(self, messages: Any, known: Prefix | None = None) -> None:
         self._messages = messages
+        self._known = known
         self._ids: set[str] | None = None
+        self._prefix: frozenset[str] = frozenset()
 
     def __contains__(self, call_id: object) -> bool:
         if self._ids is None:
-            self._ids = ids = set()
-            for m in self._messages if isinstance(self._messages, list) else ():
-                if not isinstance(m, dict):
-                    continue
-                if isinstance(m.get("tool_call_id"), str):
-                    ids.add(m["tool_call_id"])
-                for call in m.get("tool_calls") or () if isinstance(m.get("tool_calls"), list) else ():
-                    if isinstance(call, dict) and isinstance(call.get("id"), str):
-                        ids.add(call["id"])
-        return call_id in self._ids
+            messages = self._messages if isinstance(self._messages, list) else []
+            known = self._known
+            if known is not None:
+                self._prefix = known_ids(known)
+                messages = messages[known.count:]
+            self._ids = ids_of(messages)
+        return call_id in self._ids or call_id in self._prefix
+
+
+def ids_of(messages: list[Any]) -> set[str]:
+    """The tool-call ids `messages` hold."""
+    ids: set[str] = set()
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        if isinstance(m.get("tool_call_id"), str):
+            ids.add(m["tool_call_id"])
+        for call in m.get("tool_calls") or () if isinstance(m.get("tool_calls"), list) else ():
+            if isinstance(call, dict) and isinstance(call.get("id"), str):
+                ids.add(call["id"])
+    return ids
+
+
+def known_ids(known: Prefix) -> frozenset[str]:
+    """The call ids of a known prefix's messages, read where its facts stop and kept with them."""
+    facts = known.facts
+    if facts.ids_count == known.count:
+        return facts.ids
+    if facts.ids_count > known.count:  # this history shares fewer of the run's messages than were read
+        return frozenset(ids_of(known.values[:known.count]))
+    ids = facts.ids | ids_of(known.values[facts.ids_count:known.count])
+    facts.ids, facts.ids_count = ids, known.count
+    return ids
 
 
 def asks_for_data(body: Mapping[str, Any]) -> bool:

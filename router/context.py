@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from engines.wire import REPAIR_HEADER  # "off": no tool-call repair for this request
 
+from .chat_types import HistoryIds
 from .config.model import ClientKey, RepairPolicy, ServerConfig
 from .exchange import Exchange
+from .knownhistory import KnownHistory
 from .live_config import LiveConfig
 from .metrics import Metrics
 from .routing import Route
@@ -44,6 +47,12 @@ class RequestContext:
     metrics: Metrics
     tool_indexes: ToolIndexCache
     upstream_headers: Mapping[str, str]  # see `upstream_headers`
+    history: KnownHistory | None = None  # the resent conversations known by their bytes (see `taken_ids`)
+
+    def taken_ids(self, body: Mapping[str, Any]) -> HistoryIds:
+        """The call ids `body`'s history holds, those of its known first messages read once per conversation."""
+        messages = body.get("messages")
+        return HistoryIds(messages, self.history.prefix(messages) if self.history is not None else None)
 
     @property
     def request_id(self) -> str:

@@ -15,6 +15,10 @@ that sends their bytes: nothing may modify them (the router builds new messages 
 client's bytes by encoding it again (compact, as Node and Rust clients write JSON, or with the standard library's
 spaces, as Python clients do): an element spelled otherwise ends what is learned. Bounded in entries and bytes,
 least recently used out.
+
+`prefix(items)` tells which of a body's first elements are a known run's own (the same objects), with what the
+routes worked out about them (`Facts`: how many passed the chat route's message check, the tool-call ids they
+hold), so that a resent history is not read again for those either.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import bisect
 import json
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -43,6 +47,22 @@ MAX_BYTES = 128 << 20
 MIN_ELEMENTS = 2
 
 
+@dataclass(slots=True, eq=False)
+class Facts:
+    """What the routes worked out about a run's first elements, each true of those elements alone (they are never
+    modified): the first `checked` passed the chat route's message check; the first `ids_count` hold the tool-call
+    ids `ids` (see `chat_types.HistoryIds`)."""
+
+    checked: int = 0
+    ids_count: int = 0
+    ids: frozenset[str] = frozenset()
+
+    def of_first(self, count: int) -> Facts:
+        """The facts that hold of the first `count` elements."""
+        keep_ids = self.ids_count <= count
+        return Facts(min(self.checked, count), self.ids_count if keep_ids else 0, self.ids if keep_ids else frozenset())
+
+
 @dataclass(slots=True, eq=False)  # compared by identity (`in`, `remove`): never element by element
 class _Run:
     data: bytes  # the elements as the client wrote them, from the first one's first byte to the last one's last
@@ -50,6 +70,16 @@ class _Run:
     values: list[Any]  # the parsed elements (shared, read-only)
     key: str  # "messages" or "input"
     spaced: bool  # written with the standard library's separators (", ", ": ")
+    facts: Facts = field(default_factory=Facts)
+
+
+@dataclass(slots=True)
+class Prefix:
+    """A body's array whose first `count` elements are `values`' own (the same objects), which `facts` are of."""
+
+    values: list[Any]
+    count: int
+    facts: Facts
 
 
 @dataclass(slots=True)
@@ -112,6 +142,8 @@ class KnownHistory(Bounds):
                  max_entry_bytes: int = MAX_BYTES // 8) -> None:
         super().__init__(max_entries, max_bytes, max_entry_bytes)
         self._by_head: OrderedDict[bytes, list[_Run]] = OrderedDict()
+        self._by_first: dict[int, _Run] = {}  # id() of a run's first element (held by the run: ids stay unique)
+        self._last: tuple[list[Any], Prefix | None] | None = None  # `prefix`'s last list and answer
         self._mark = "agentgate-known-history-" + os.urandom(16).hex()
         self._mark_json = b'"' + self._mark.encode() + b'"'
 
@@ -138,6 +170,32 @@ class KnownHistory(Bounds):
             if best is not None:
                 return best
         return None
+
+    def prefix(self, items: object) -> Prefix | None:
+        """How many of `items`' first elements are a known run's own (handed out by `parse`), with its facts;
+        None when the first is not. The answer for the last list asked about is kept (a route asks twice: for its
+        check and for repair); it stays true of that list, whatever is learned meanwhile."""
+        if type(items) is not list or not items:
+            return None
+        last = self._last
+        if last is not None and last[0] is items:
+            return last[1]
+        run = self._by_first.get(id(items[0]))
+        found = None
+        if run is not None and run.values[0] is items[0]:
+            count = 0
+            for mine, theirs in zip(run.values, items, strict=False):
+                if mine is not theirs:
+                    break
+                count += 1
+            found = Prefix(run.values, count, run.facts)
+        self._last = (items, found)
+        return found
+
+    def _drop(self, run: _Run) -> None:
+        self.bytes -= len(run.data) * _WEIGHT
+        if self._by_first.get(id(run.values[0])) is run:
+            del self._by_first[id(run.values[0])]
 
     def parse(self, raw: bytes, tools: KnownTools) -> tuple[dict[str, Any] | None, Found | None]:
         """The body parsed with its known elements (and its known tools list) not parsed again, and what was found;
@@ -219,20 +277,24 @@ class KnownHistory(Bounds):
         size = ends[-1] * _WEIGHT
         if size > self.max_entry_bytes:
             return
-        run = _Run(raw[start:start + ends[-1]], ends, items[:len(ends)], key, spaced)
+        # the first found.count elements are found.run's own (see `parse`): what is known of them stays known
+        facts = found.run.facts.of_first(found.count) if found is not None and found.run.key == key else Facts()
+        run = _Run(raw[start:start + ends[-1]], ends, items[:len(ends)], key, spaced, facts)
         head = run.data[:_HEAD]
         runs = self._by_head.pop(head, [])
         if found is not None and found.run in runs:  # the same conversation, longer now
             runs.remove(found.run)
-            self.bytes -= len(found.run.data) * _WEIGHT
+            self._drop(found.run)
         runs.insert(0, run)
         self.bytes += size
+        self._by_first[id(run.values[0])] = run
         while len(runs) > _PER_HEAD:
-            self.bytes -= len(runs.pop().data) * _WEIGHT
+            self._drop(runs.pop())
         self._by_head[head] = runs
         while (len(self._by_head) > self.max_entries or self.bytes > self.max_bytes) and self._by_head:
             _, old = self._by_head.popitem(last=False)
-            self.bytes -= sum(len(r.data) * _WEIGHT for r in old)
+            for r in old:
+                self._drop(r)
 
 
 def _array_of(body: dict[str, Any]) -> tuple[str, list[Any] | None]:

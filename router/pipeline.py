@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Container
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
@@ -194,7 +194,8 @@ async def _chat_whole(ctx: RequestContext, body: dict[str, Any], raw: bytes, rep
         # the engine repaired already: validate, and pass its bytes on when nothing had to change
         bare = REPORT_MEMBER not in doc
         reported = whole_report(doc, up) if engine_repaired(opened.upstream.kind, up) else None
-        outcome = _repair_whole(doc, ex, body, ctx.repair, index, attempt < attempts - 1, reported, customs)
+        outcome = _repair_whole(doc, ex, body, ctx.repair, index, attempt < attempts - 1, reported, customs,
+                                ctx.taken_ids(body))
         if isinstance(outcome, list):
             if reported is None:
                 outcome = _with_upstream_kinds(ex, outcome, up.get(REPAIRS_HEADER))
@@ -428,14 +429,14 @@ class _Choice(NamedTuple):
     tool_choice: str | dict[str, Any] | None
     parallel: bool
     data_answer: bool
-    taken_ids: HistoryIds
+    taken_ids: Container[str]
 
     @classmethod
-    def of(cls, body: dict[str, Any]) -> _Choice:
+    def of(cls, body: dict[str, Any], taken: Container[str] | None = None) -> _Choice:
         choice = body.get("tool_choice")
         return cls(choice if isinstance(choice, (str, dict)) else None,
                    body.get("parallel_tool_calls", True) is not False, asks_for_data(body),
-                   HistoryIds(body.get("messages")))
+                   HistoryIds(body.get("messages")) if taken is None else taken)
 
 
 def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | None, choice: _Choice,
@@ -458,12 +459,14 @@ def _check_message(msg: dict[str, Any], text: str | None, index: ToolIndex | Non
 
 def _repair_whole(doc: dict[str, Any], ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
                   index: ToolIndex | None, retry_possible: bool, reported: Reported | None = None,
-                  customs: frozenset[str] | None = None) -> list[str] | tuple[RepairResult, str]:
+                  customs: frozenset[str] | None = None,
+                  taken: Container[str] | None = None) -> list[str] | tuple[RepairResult, str]:
     """Repairs `doc` in place; returns the repair kinds, or (result, raw text) when a retry should be made.
     `customs`: the custom tools the request declares; a custom call (structured, or a call to one in the text)
-    is repaired as a call to a function of one string `input` and goes out as the custom call it stands for."""
+    is repaired as a call to a function of one string `input` and goes out as the custom call it stands for.
+    `taken`: the history's call ids (read from `body` when not given)."""
     kinds: set[str] = set()
-    req = _Choice.of(body)
+    req = _Choice.of(body, taken)
     first = True
     for choice in doc["choices"]:
         msg = choice.get("message") if isinstance(choice, dict) else None
@@ -715,7 +718,8 @@ async def _stream_chunks(ctx: RequestContext, body: dict[str, Any], repairing: b
                 env.logprobs = StreamLogprobs(limits.max_stream_repair_chars)
             items = _repaired(reader, env, ex, body, policy, index, limits.max_stream_repair_chars, checker,
                               keep_raw=limits.capture is not None,
-                              engine=engine_repaired(opened.upstream.kind, opened.reply.headers))
+                              engine=engine_repaired(opened.upstream.kind, opened.reply.headers),
+                              taken=ctx.taken_ids(body))
             if env.logprobs is not None:
                 items = with_logprobs(items, env.logprobs, env.base)
             async with aclosing(items if gate is None else relay.gated(items, gate)) as batches:
@@ -912,13 +916,14 @@ def _args_size(delta: dict[str, Any]) -> int:
 
 async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: dict[str, Any], policy: RepairPolicy,
                     index: ToolIndex | None, max_chars: int, checker: _Checker, keep_raw: bool = False,
-                    engine: bool = False) -> AsyncGenerator[Items | tuple[RepairResult, str], None]:
+                    engine: bool = False, taken: Container[str] | None = None,
+                    ) -> AsyncGenerator[Items | tuple[RepairResult, str], None]:
     """Upstream chunks through the StreamRepairer: prose streams at once, <think> text as reasoning, and a
     call's header and arguments as they are generated (with on_failure "content"; "retry" and "error" hold calls
     to the end, where they can still be refused or re-asked; so does a stream whose first read held all of it,
     fed once per kind, see `_fed_whole`). Yields what each upstream read made (a non-empty list), then what
     `checker` makes of the result: the stream's last items, or (result, raw text) for a re-ask while nothing was
-    sent. An `engine` reply is validated, not repaired again (see repair_owner)."""
+    sent. An `engine` reply is validated, not repaired again (see repair_owner). `taken`: the history's call ids."""
     repairer: StreamRepairer | StreamValidator | None = None
     # the raw text: for a re-ask, or the capture ring
     raw: list[str] | None = [] if keep_raw or policy.on_failure == "retry" else None
@@ -929,7 +934,8 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
             # the first read held the whole stream (nginx's single write, a buffering gateway, a loaded router):
             # nothing is gained by sending calls piece by piece, and it is repaired as one answer
             parts = _whole_parts(docs, max_chars) if reader.done else None
-            repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=parts is not None)
+            repairer = stream_checker(engine, index, ChatRequest.of(body, taken), policy, max_chars,
+                                      whole=parts is not None)
             if parts is not None and not engine:
                 if env.customs is not None and parts.tool_deltas:
                     parts = parts._replace(tool_deltas=(*env.customs.upstream(parts.tool_deltas),
@@ -978,7 +984,7 @@ async def _repaired(reader: UpstreamReader, env: _Envelope, ex: Exchange, body: 
         if out:
             yield checker.batch(out)
     if repairer is None:
-        repairer = stream_checker(engine, index, ChatRequest.of(body), policy, max_chars, whole=True)
+        repairer = stream_checker(engine, index, ChatRequest.of(body, taken), policy, max_chars, whole=True)
     last = repairer.finish() if env.customs is None else \
         [*repairer.feed_tool_calls(env.customs.close()), *repairer.finish()]
     final: Items = [*env.chunks_of(last), *env.closing()]

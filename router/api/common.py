@@ -174,7 +174,8 @@ def resolve(request: web.Request, rt: LiveConfig, ex: Exchange, key: ClientKey |
     route = rt.table.resolve_for(model, key.models if key is not None else None)
     state = request.app[STATE]
     return RequestContext(ex, route, key, rt, state.metrics, state.tool_indexes,
-                          upstream_headers(ex.request_id, request.headers, route.model.repair.mode))
+                          upstream_headers(ex.request_id, request.headers, route.model.repair.mode),
+                          state.known_history)
 
 
 _ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")

@@ -42,7 +42,12 @@ async def proxy(request: web.Request, endpoint: str, path: str) -> web.StreamRes
         raw, body = await common.read_json(request, rt)
         model = common.require_model(body)
         ctx = common.resolve(request, rt, ex, key, model)
-        check_request(endpoint, body, tools_checked=ctx.tool_indexes.known.holds(body.get("tools")))
+        # a known history's first messages passed this check on an earlier turn (see `KnownHistory.prefix`)
+        known = ctx.history.prefix(body.get("messages")) if endpoint == "chat" and ctx.history is not None else None
+        check_request(endpoint, body, tools_checked=ctx.tool_indexes.known.holds(body.get("tools")),
+                      messages_checked=min(known.facts.checked, known.count) if known is not None else 0)
+        if known is not None and known.count > known.facts.checked:
+            known.facts.checked = known.count
         stream = ex.stream = body.get("stream") is True and endpoint != "embeddings"
         # a chat stream asks for usage, which is counted (and withheld if not asked)
         ask = ChatAsk(body, raw, stream and not asks_usage(body)) if endpoint == "chat" else None

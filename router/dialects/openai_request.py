@@ -15,21 +15,24 @@ from .common import check_type, invalid
 _MESSAGE_CONTENT = (str, list)
 
 
-def check_request(endpoint: str, body: dict[str, Any], tools_checked: bool = False) -> None:
+def check_request(endpoint: str, body: dict[str, Any], tools_checked: bool = False, messages_checked: int = 0,
+                  ) -> None:
     """Raise a 400 (`param` names the field) when a field the router reads has the wrong shape. `tools_checked`:
-    `body["tools"]` is a list that passed this check before (a known list, resent as it was)."""
+    `body["tools"]` is a list that passed this check before (a known list, resent as it was); `messages_checked`:
+    how many of `body["messages"]`' first messages did (a known history's, see `KnownHistory.prefix`)."""
     if endpoint != "embeddings":
         check_type(body, "stream", bool, "a boolean")
         options = check_type(body, "stream_options", dict, "an object")
         if options is not None:
             _check_field(options, "include_usage", bool, "a boolean", "stream_options.include_usage")
     if endpoint == "chat":
-        _check_chat(body, tools_checked)
+        _check_chat(body, tools_checked, messages_checked)
 
 
-def _check_chat(body: dict[str, Any], tools_checked: bool) -> None:
+def _check_chat(body: dict[str, Any], tools_checked: bool, messages_checked: int) -> None:
     messages = check_type(body, "messages", list, "an array of message objects", required=True)
-    for i, m in enumerate(messages):  # the common shape at the cost of a few lookups; the message names the field
+    # the common shape at the cost of a few lookups; the message names the field
+    for i, m in enumerate(messages[messages_checked:] if messages_checked else messages, messages_checked):
         if not isinstance(m, dict):
             raise invalid(f"'messages[{i}]' must be a message object, not {type(m).__name__}.", f"messages[{i}]",
                           "invalid_type")
