@@ -4,6 +4,9 @@
     agentgate repair --jsonl [--tools DEFAULT.json] < in.jsonl > out.jsonl   -> one JSON object per line
     agentgate repair --replay capture.jsonl [--json]                        -> captured outputs, repaired again
 
+A plain repair writes JSON either way, so --json beside it changes nothing; with --replay it turns the table into
+one JSON line per capture.
+
 Exit status: 0 when every output was valid, repaired or had no call; 1 when repair reported a failure for some
 output (or, with --replay, a capture still fails); 2 for unusable input (an unreadable file, a closed stdin or
 stdout, bad options, no line that could be read: no {"id", "tools", "text"} object, with --replay no capture).
@@ -43,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-run the captures in FILE (server.capture.file, or the console's download) through "
                              "the current repair code, each with the tools and options the router recorded, and "
                              "compare with what the router recorded")
-    parser.add_argument("--json", action="store_true", help="with --replay: one JSON result per capture")
+    parser.add_argument("--json", action="store_true",
+                        help="with --replay: one JSON line per capture instead of the table (the summary goes to "
+                             "stderr); --json without --replay: the same JSON a plain repair always writes")
 
 
 def _ids(i: int) -> str:
