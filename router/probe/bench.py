@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from ..config.model import shown_url
-from .report import INTERRUPTED, ProbeReport, TurnResult, summarize
+from .report import INTERRUPTED, ProbeReport, TurnResult, judged_turns, rate, summarize
 from .runner import DEFAULT_BASE_URL, ProbeSettings, run_probe
 
 BUCKET = 10
@@ -119,17 +119,20 @@ def bucket_label(index: int) -> str:
 
 
 def group_summary(model: str, repair: bool, runs: list[Run], turns: int) -> dict[str, Any]:
+    """A group's summary; its rates (overall, per bucket, per turn) are over the judged turns, as `summarize`'s."""
     all_turns = [t for r in runs for t in r.report.turns]
+    judged = judged_turns(all_turns)
     by_turn: list[float | None] = []
     for n in range(1, turns + 1):
-        at = [t for t in all_turns if t.turn == n]
-        by_turn.append(round(sum(t.valid for t in at) / len(at), 4) if at else None)
+        at = [t for t in judged if t.turn == n]
+        by_turn.append(rate(sum(t.valid for t in at), len(at)))
     buckets = []
     for b in range((turns + BUCKET - 1) // BUCKET):
         inside = [t for t in all_turns if (t.turn - 1) // BUCKET == b]
-        valid = sum(t.valid for t in inside)
-        buckets.append({"turns": bucket_label(b), "count": len(inside), "valid": valid,
-                        "validity_rate": round(valid / len(inside), 4) if inside else None})
+        seen = judged_turns(inside)
+        valid = sum(t.valid for t in seen)
+        buckets.append({"turns": bucket_label(b), "count": len(inside), "judged": len(seen), "valid": valid,
+                        "validity_rate": rate(valid, len(seen))})
     return {"model": model, "repair": repair, "conversations": len(runs), **summarize(all_turns),
             "buckets": buckets, "by_turn": by_turn, "stopped": sum(r.report.error is not None for r in runs)}
 
@@ -197,6 +200,9 @@ def render_table(result: BenchResult) -> str:
                  if g[key]]
         if parts:
             lines.append(f"  {g['model']} {s.axis} {_mode(g['repair'])}: {'; '.join(parts)}")
+    unjudged = sum(t.status == "error" for r in result.runs for t in r.report.turns)
+    if unjudged:
+        lines.append(f"validity: valid turns of those judged ({unjudged} turn(s) the backend failed are not judged)")
     lines += [f"  stopped: {e}" for e in result.errors]
     if result.partial:
         lines.append(f"interrupted: partial results, {len(result.runs)} of {s.runs * len(s.models) * len(s.modes)} "
@@ -221,7 +227,7 @@ def _num(x: float | None) -> str:
 TURN_FIELDS = ("model", "repair", "run", "seed", "turn", "status", "valid", "failure", "repairs",
                "diagnosis", "expected_tool", "called", "on_task", "latency_s", "ttft_s", "prompt_tokens",
                "completion_tokens", "cached_tokens")
-SUMMARY_FIELDS = ("model", "repair", "conversations", "turns", "valid", "repaired", "invalid", "errors",
+SUMMARY_FIELDS = ("model", "repair", "conversations", "turns", "judged", "valid", "repaired", "invalid", "errors",
                   "validity_rate", "latency_p50_s", "latency_p95_s", "ttft_p50_s", "ttft_p95_s",
                   "tokens_per_s", "prompt_tokens", "completion_tokens", "cached_tokens", "repairs",
                   "failures", "error_kinds")
@@ -295,7 +301,7 @@ def write_plot(doc: dict[str, Any], path: Path) -> str | None:
             ax.plot(xs, [100 * y for y in ys], marker=".", linestyle="-" if g["repair"] else "--",
                     color=palette[i % len(palette)], label=label)
     ax.set_xlabel("turn")
-    ax.set_ylabel("valid tool calls (% of runs)")
+    ax.set_ylabel("valid tool calls (% of judged runs)")
     ax.set_ylim(-2, 102)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"tool-call validity by turn — {doc['runs']} run(s), concurrency {doc['concurrency']}\n"

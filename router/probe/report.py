@@ -48,11 +48,13 @@ def percentile(values: list[float], p: float) -> float | None:
 def summarize(turns: list[TurnResult]) -> dict[str, Any]:
     """Counts, rates, repair/failure kinds, latency percentiles and token totals of a list of turns. The model's
     failures (`invalid`: `failures`, `failed_turns`) and the turns the backend failed (`errors`: `error_kinds`,
-    `error_turns`, not judged) are counted apart, as the text report and the verdict keep them."""
+    `error_turns`, not judged) are counted apart, as the text report and the verdict keep them; the rates are over
+    the `judged` turns (all but the error turns), None when there are none."""
     n = len(turns)
     invalid = [t for t in turns if t.status == "invalid"]
     errors = [t for t in turns if t.status == "error"]
     valid = sum(t.valid for t in turns)
+    judged = n - len(errors)
     latencies = [t.latency_s for t in turns if t.status != "error"]
     ttfts = [t.ttft_s for t in turns if t.ttft_s is not None]
     completion = sum(t.completion_tokens or 0 for t in turns)
@@ -63,8 +65,9 @@ def summarize(turns: list[TurnResult]) -> dict[str, Any]:
         "repaired": sum(t.status == "repaired" for t in turns),
         "invalid": len(invalid),
         "errors": len(errors),
-        "validity_rate": round(valid / n, 4) if n else None,
-        "on_task_rate": round(sum(t.on_task for t in turns) / n, 4) if n else None,
+        "judged": judged,
+        "validity_rate": rate(valid, judged),
+        "on_task_rate": rate(sum(t.on_task for t in turns), judged),
         "repairs": dict(sorted(Counter(k for t in turns for k in (t.repairs or [])).items())),
         "failures": _failures(invalid),
         "failed_turns": [t.turn for t in invalid],
@@ -79,6 +82,16 @@ def summarize(turns: list[TurnResult]) -> dict[str, Any]:
         "cached_tokens": sum(t.cached_tokens or 0 for t in turns),
         "tokens_per_s": round(completion / busy, 2) if busy > 0 and completion else None,
     }
+
+
+def rate(count: int, judged: int) -> float | None:
+    """`count` of `judged` turns, rounded; None when no turn was judged."""
+    return round(count / judged, 4) if judged else None
+
+
+def judged_turns(turns: list[TurnResult]) -> list[TurnResult]:
+    """The turns the model can be judged on: all but those the backend failed (error turns)."""
+    return [t for t in turns if t.status != "error"]
 
 
 def _round(x: float | None) -> float | None:
@@ -153,6 +166,14 @@ def _tally(turns: list[TurnResult], what: str) -> str:
     return f"{len(turns)} {what} ({_kinds(_failures(turns))}) at turn(s) " + ",".join(str(t.turn) for t in turns)
 
 
+def _validity(s: dict[str, Any]) -> str:
+    """`7/9 valid (77.8%)`; over the judged turns when the backend failed some (`judged turns`)."""
+    if not s["judged"]:
+        return "no turn judged"
+    of = f"{s['judged']} judged turns" if s["errors"] else str(s["turns"])
+    return f"{s['valid']}/{of} valid ({100 * s['validity_rate']:.1f}%)"
+
+
 def render_text(report: ProbeReport) -> str:
     mode = f"repair {'on' if report.repair else 'off'}, {'stream' if report.stream else 'non-stream'}"
     lines = [f"probe {report.model} at {report.base_url}: {report.turns_requested} turns, "
@@ -174,8 +195,7 @@ def render_text(report: ProbeReport) -> str:
         repaired = f" ({_kinds(s['repairs'])})" if s["repairs"] else ""
         errors = [t for t in report.turns if t.status == "error"]
         unjudged = f", {_tally(errors, 'not judged')}" if errors else ""
-        lines.append(f"{s['valid']}/{s['turns']} valid ({100 * s['validity_rate']:.1f}%), "
-                     f"{s['repaired']} repaired{repaired}, "
+        lines.append(f"{_validity(s)}, {s['repaired']} repaired{repaired}, "
                      f"{_tally([t for t in report.turns if t.status == 'invalid'], 'failed')}{unjudged}")
         speed = f", {s['tokens_per_s']:.1f} tok/s" if s["tokens_per_s"] else ""
         ttft = f", ttft p50 {_secs(s['ttft_p50_s'])}" if s["ttft_p50_s"] is not None else ""

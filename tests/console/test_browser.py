@@ -163,6 +163,10 @@ async def run_console(page, r, up) -> None:  # type: ignore[no-untyped-def]
     assert await page.evaluate("[...document.querySelectorAll('#probe-chart .turn')].map(t => t.dataset.status)") \
         == ["invalid"] * 3
     assert "0/3 valid" in await page.text("#probe-status")
+    # turns the backend failed are not judged, as `agentgate probe` says: the rate is over the others
+    assert await page.evaluate("validity([{status: 'valid'}, {status: 'error'}, {status: 'invalid'}], 1)") \
+        == "1/2 judged turns valid (50%), 1 not judged"
+    assert await page.evaluate("validity([{status: 'error'}], 0)") == "no turn judged, 1 not judged"
 
     # Nothing from elsewhere, no script error, no CSP violation; the provider's key never reached the page.
     urls = page.requested_urls()

@@ -106,7 +106,7 @@ async def test_bench_reports_conversations_that_could_not_run(fakes, router, tmp
     assert "stopped: missing repair on run 0: HTTP 404" in out
     doc = json.loads((tmp_path / "tools.json").read_text())
     assert {(g["model"], g["repair"]): g["validity_rate"] for g in doc["groups"]} == {
-        ("steady", True): 1.0, ("steady", False): 1.0, ("missing", True): 0.0, ("missing", False): 0.0}
+        ("steady", True): 1.0, ("steady", False): 1.0, ("missing", True): None, ("missing", False): None}
     assert main(["bench", "tools", "--models", " , ", "--out", str(tmp_path)]) == 2
 
 

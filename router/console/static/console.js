@@ -360,6 +360,15 @@ async function runProbe(event) {
   }, 700);
 }
 
+// as `agentgate probe` says it: the rate is over the judged turns, those the backend failed (errors) counted apart
+function validity(turns, valid) {
+  const judged = turns.filter((t) => t.status !== "error").length;
+  const unjudged = turns.length - judged;
+  const rate = judged ? valid + "/" + judged + (unjudged ? " judged turns" : "") + " valid (" +
+    Math.round(100 * valid / judged) + "%)" : "no turn judged";
+  return rate + (unjudged ? ", " + unjudged + " not judged" : "");
+}
+
 function renderProbe(job) {
   if (!job || job.state === "idle") return;
   const turns = job.turns || [];
@@ -368,7 +377,7 @@ function renderProbe(job) {
     (job.tool_choice === "required" ? ", tool_choice required" : "") + "): ";
   text += job.state === "running" ? "running, turn " + turns.length + " of " + job.turns_requested :
     job.state === "done" ? "done" : "stopped";
-  if (turns.length) text += " · " + valid + "/" + turns.length + " valid (" + Math.round(100 * valid / turns.length) + "%)";
+  if (turns.length) text += " · " + validity(turns, valid);
   if (job.error) text += " · " + job.error;
   document.getElementById("probe-status").textContent = text;
   document.getElementById("probe-run").disabled = job.state === "running";
