@@ -49,15 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
+
+
+def parse(given: list[str]) -> argparse.Namespace:
+    """The arguments of one command; an option it does not know is its own error (its usage, `agentgate COMMAND:
+    error: ...`, exit 2), not that of `agentgate`, whose usage lists no command's options."""
+    args, unknown = build_parser().parse_known_args(given)
+    if unknown:
+        command: argparse.ArgumentParser = args._parser
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(argv) if argv is not None else sys.argv[1:]
     if given[:1] == ["serve"]:
         defer_sighup()  # a reload asked for while the router starts is done once it runs (see early_signals)
-    args = build_parser().parse_args(given)
+    args = parse(given)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
