@@ -15,6 +15,13 @@ from ..config.auth import open_relay_refusal
 from ..config.model import Config, ModelConfig, engine_provider
 from ..engines_bridge import engine_availability
 from ..routing import RoutingTable
+from .serve import startup_warnings
+
+EPILOG = """\
+exit status:
+  0  valid (warnings, if any, on stderr: what serve would warn about as it starts)
+  1  valid, but no model can be served here (none configured, or every one unavailable)
+  2  invalid or unreadable, or serve would refuse to start"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if refusal:
         print(f"agentgate: {config.source}: serve would refuse to start: {refusal}", file=sys.stderr)
         return 2
+    for warning in startup_warnings(config.server):
+        print(f"agentgate: {config.source}: warning: {warning}", file=sys.stderr)
     table = RoutingTable(config)
     if not config.models:
         print(f"agentgate: {config.source}: no models are configured, so every request would get 404; add a "

@@ -10,6 +10,7 @@ from engines.worker.cli import port
 
 from ..config import ConfigError, load_config
 from ..config.auth import is_loopback, open_relay_refusal, unset_keys_warning
+from ..config.model import ServerConfig
 from ..logs import setup_logging
 
 
@@ -19,6 +20,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=port, help="override server.port")
     parser.add_argument("--log-format", choices=["json", "text"], help="override server.log_format")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override log level")
+
+
+def startup_warnings(server: ServerConfig) -> list[str]:
+    """What serve warns about as it starts (`check` prints the same): client key variables left unset, no key
+    beyond loopback. Variables are named, never a value."""
+    said = [w for w in (unset_keys_warning(server),) if w]
+    if not server.api_keys and not is_loopback(server.host):
+        said.append(f"serving WITHOUT client keys on {server.host} (server.allow_unauthenticated: true): anyone who "
+                    "reaches this port can use every configured provider")
+    return said
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,13 +50,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"agentgate: refusing to start: {refusal}", file=sys.stderr)
         return 2
     setup_logging(server.log_format, server.log_level)
-    unset = unset_keys_warning(server)
-    if unset:
-        logging.getLogger("agentgate").warning(unset)
-    if not server.api_keys and not is_loopback(server.host):
-        logging.getLogger("agentgate").warning(
-            "serving WITHOUT client keys on %s (server.allow_unauthenticated: true): anyone who reaches this port "
-            "can use every configured provider", server.host)
+    for warning in startup_warnings(server):
+        logging.getLogger("agentgate").warning("%s", warning)
     from ..app import ListenError
     from ..app import run as run_app
 
