@@ -22,6 +22,14 @@ MAX_RUNS = 10_000  # every conversation's job is made up front
 run_count = number_in(int, 1, MAX_RUNS, f"an integer from 1 to {MAX_RUNS}")
 
 
+EPILOG = """\
+exit status:
+  0    every conversation ran to its end and every turn was judged (the models' failures are in the results)
+  2    a conversation could not run to the end, the backend failed a turn (not judged), or the results could not
+       be written
+  130  Ctrl-C, after writing what was measured (marked partial)"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("suite", choices=["tools"], help="what to bench: tools (tool-call reliability)")
     parser.add_argument("--models", required=True, help="comma-separated model names")

@@ -75,6 +75,15 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tool_choice of every request (default: auto)")
 
 
+EPILOG = """\
+exit status:
+  0    every turn valid (PASS)
+  1    the model failed a turn (FAIL)
+  2    not every turn could be judged (INCOMPLETE): the probe could not run to the end (unreachable, key
+       refused, unknown model), or the backend failed a turn (a 502, a timeout) and the model failed none
+  130  Ctrl-C, after printing the turns done"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model name as the endpoint knows it")
     add_connection_arguments(parser)

@@ -30,6 +30,14 @@ from repair import FAMILIES, RepairResult, ToolIndex, repair_message
 _INDEX_CACHE_SIZE = 64
 
 
+EPILOG = """\
+exit status:
+  0  every output was valid, repaired or had no call (--replay: no capture fails now)
+  1  repair reported a failure for some output (--replay: a capture still fails, or newly fails)
+  2  unusable input: an unreadable file, a closed stdin or stdout, an option that does not apply, no usable line
+     (--replay: no readable capture)"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tools", metavar="TOOLS.json",
                         help="OpenAI tools array (or an object with a \"tools\" key); the default for --jsonl lines")

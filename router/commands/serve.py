@@ -13,6 +13,12 @@ from ..config.auth import is_loopback, open_relay_refusal, unset_keys_warning
 from ..config.model import ServerConfig
 from ..logs import setup_logging
 
+EPILOG = """\
+exit status:
+  0  stopped by SIGTERM or SIGINT (Ctrl-C), once the requests in flight drained
+  1  cannot listen on the address (in use, not permitted, no such address)
+  2  the config is invalid or unreadable, or serve refuses to start (no client key beyond loopback)"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", default="config.yaml", help="config file (default: ./config.yaml)")

@@ -87,3 +87,12 @@ def test_bench_concurrency_below_one(value: str, tmp_path: Path, capsys) -> None
     assert (code, out) == (2, "") and not (tmp_path / "out").exists()
     assert err.splitlines()[-1] == f"agentgate bench: error: argument --concurrency: '{value}' is not an integer of " \
                                    "at least 1"
+
+
+@pytest.mark.parametrize("command", ["serve", "check", "repair", "probe", "bench"])
+def test_the_help_lists_the_exit_statuses(command: str, capsys) -> None:
+    """They were in the modules' docstrings only: a script author reading --help could not tell 1 from 2."""
+    _, out, _ = run(capsys, command, "--help")
+    statuses = out.split("exit status:\n", 1)[1].splitlines()
+    codes = [line.split()[0] for line in statuses if line.startswith("  ") and line.split()[0].isdigit()]
+    assert codes and "2" in codes and codes == sorted(codes, key=int)
