@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         default_tools = _load_tools(args.tools)
     except (OSError, ValueError, RecursionError) as exc:
-        print(f"agentgate repair: cannot read --tools {args.tools!r}: {exc}", file=sys.stderr)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"agentgate repair: cannot read --tools {args.tools!r}: {why}", file=sys.stderr)
         return 2
     if sys.stdin is None:  # started with stdin closed (`<&-`)
         print("agentgate repair: stdin is closed; the input is read from stdin (e.g. < raw.txt)", file=sys.stderr)

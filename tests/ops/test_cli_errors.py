@@ -96,3 +96,12 @@ def test_the_help_lists_the_exit_statuses(command: str, capsys) -> None:
     statuses = out.split("exit status:\n", 1)[1].splitlines()
     codes = [line.split()[0] for line in statuses if line.startswith("  ") and line.split()[0].isdigit()]
     assert codes and "2" in codes and codes == sorted(codes, key=int)
+
+
+def test_a_missing_tools_file_is_said_as_a_missing_replay_file_is(tmp_path: Path, capsys) -> None:
+    """--tools said `[Errno 2] No such file or directory: 'PATH'` after the path it had already quoted."""
+    missing = tmp_path / "tools.json"
+    for option in ("--tools", "--replay"):
+        code, out, err = run(capsys, "repair", option, str(missing))
+        assert (code, out) == (2, "")
+        assert err.splitlines() == [f"agentgate repair: cannot read {option} '{missing}': No such file or directory"]
