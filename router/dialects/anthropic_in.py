@@ -390,10 +390,22 @@ def _prefill(last: dict[str, Any], out: list[dict[str, Any]]) -> bool:
     nothing, is taken out of `out` (the chat messages)."""
     if last.get("role") != "assistant":
         return False
-    if last.get("content"):
+    content = last.get("content")
+    if content:
+        if _ends_in_space(content):  # as Anthropic refuses it: the answer would go on from whitespace
+            raise invalid("messages: final assistant content cannot end with trailing whitespace", "messages",
+                          "invalid_value")
         return True
     out.pop()
     return False
+
+
+def _ends_in_space(content: Any) -> bool:
+    """Whether a prefill's text (a string, or its last block when that is text) ends in whitespace."""
+    if type(content) is list:
+        last = content[-1]
+        content = last.get("text") if isinstance(last, dict) and last.get("type") == "text" else None
+    return isinstance(content, str) and content[-1:].isspace()
 
 
 def _placed(out: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
