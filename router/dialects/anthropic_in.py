@@ -437,7 +437,22 @@ def check_tool_pairs(messages: list[Any], ids: list[tuple[str, ...]]) -> None:
             if calls:
                 _mismatch(at, calls, i, [])
             calls = ids[i]
+            if len(calls) > 1 and len(set(calls)) < len(calls):
+                _repeated(i, m["content"])
         at = i
+
+
+def _repeated(i: int, blocks: list[dict[str, Any]]) -> None:
+    """Anthropic's 400 for an assistant turn (`messages[i]`, its content `blocks`) that gives two of its
+    `tool_use` blocks one id, naming the second. (An id an earlier turn used is taken: through a route without
+    tool-call repair, a server numbering its calls per reply gives every turn a `call_0`.)"""
+    seen: set[str] = set()
+    for j, b in enumerate(blocks):
+        if b["type"] == "tool_use":
+            if b["id"] in seen:
+                raise invalid(f"messages.{i}.content.{j}: `tool_use` ids must be unique", "messages",
+                              "invalid_request")
+            seen.add(b["id"])
 
 
 def block_ids(m: dict[str, Any]) -> tuple[str, ...]:

@@ -58,3 +58,36 @@ async def test_the_route_answers_it_as_anthropic_does(fakes, router):
         status, doc = await post(r.url, body({"role": "assistant", "content": "[ "}), path=path)
         assert status == 400 and anthropic_error(doc, "invalid_request_error") == TRAILING
     assert up.requests == []
+
+
+def use(call_id: str, city: str = "Paris") -> dict[str, Any]:
+    return {"type": "tool_use", "id": call_id, "name": "get_weather", "input": {"city": city}}
+
+
+def result(call_id: str) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": call_id, "content": "sunny"}
+
+
+def test_a_tool_use_id_twice_in_one_turn_is_refused_naming_the_second() -> None:
+    err = refused(body({"role": "assistant", "content": [{"type": "text", "text": "Both."}, use("toolu_a"),
+                                                         use("toolu_b", "Oslo"), use("toolu_a", "Rome")]},
+                       {"role": "user", "content": [result("toolu_a"), result("toolu_b")]}))
+    assert err.message == "messages.1.content.3: `tool_use` ids must be unique"
+
+
+def test_an_id_an_earlier_turn_used_is_taken() -> None:
+    """A server numbering its calls per reply (`call_0` on every turn) gives such a history through a route whose
+    tool-call repair is off (repair gives a new call a fresh id then): the client sends back what it got."""
+    turn = [{"role": "assistant", "content": [use("call_0")]}, {"role": "user", "content": [result("call_0")]}]
+    req = parse_request(body(*turn, *turn))
+    assert [c["id"] for m in req.chat["messages"] for c in m.get("tool_calls", ())] == ["call_0", "call_0"]
+
+
+async def test_the_route_refuses_a_repeated_id_before_any_upstream(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    status, doc = await post(r.url, body({"role": "assistant", "content": [use("toolu_a"), use("toolu_a")]},
+                                         {"role": "user", "content": [result("toolu_a")]}))
+    assert status == 400
+    assert anthropic_error(doc, "invalid_request_error") == "messages.1.content.1: `tool_use` ids must be unique"
+    assert up.requests == []
