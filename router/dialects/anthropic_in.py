@@ -571,6 +571,8 @@ class _Blocks:
         if btype == "text":
             if not isinstance(block.get("text"), str):
                 raise invalid(f"{where}: a text block needs a string 'text'.", "messages", "invalid_type")
+            if not block["text"]:  # as Anthropic refuses it (none of our answers holds one)
+                raise invalid("messages: text content blocks must be non-empty", "messages", "invalid_value")
             self.parts.append({"type": "text", "text": block["text"]})
             req.text_bytes += len(block["text"].encode())
         elif btype == "image":

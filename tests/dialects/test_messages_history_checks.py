@@ -13,6 +13,7 @@ from router.dialects.anthropic_in import parse_request
 from router.errors import ApiError
 from tests.dialects.conftest import CFG
 from tests.dialects.test_messages import anthropic_error
+from tests.fakes.openai_upstream import Step, completion
 
 ASK = {"role": "user", "content": "Three colours as a JSON list."}
 
@@ -90,4 +91,46 @@ async def test_the_route_refuses_a_repeated_id_before_any_upstream(fakes, router
                                          {"role": "user", "content": [result("toolu_a")]}))
     assert status == 400
     assert anthropic_error(doc, "invalid_request_error") == "messages.1.content.1: `tool_use` ids must be unique"
+    assert up.requests == []
+
+
+EMPTY_TEXT = "messages: text content blocks must be non-empty"
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": [{"type": "text", "text": ""}]}],
+    [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": ""}]}],
+    [ASK, {"role": "assistant", "content": [{"type": "text", "text": ""}, use("toolu_a")]},
+     {"role": "user", "content": [result("toolu_a")]}],
+    [ASK, {"role": "assistant", "content": [{"type": "text", "text": ""}]}],
+])
+def test_an_empty_text_block_is_refused_anywhere(messages: list[dict[str, Any]]) -> None:
+    assert refused({"model": "m", "max_tokens": 8, "messages": messages}).message == EMPTY_TEXT
+
+
+async def test_an_answer_with_no_content_comes_back_and_is_taken(fakes, router):
+    """Anthropic refuses an empty assistant turn but for the last one; our answer is one when the model said nothing
+    (no text, whitespace alone, no call), and its client sends it back as it got it: it is taken, and goes upstream
+    as an empty assistant message."""
+    up = await fakes()
+    up.push(Step(json=completion(" \n", "m")))
+    up.push(Step(json=completion("Red.", "m")))
+    r = await router(CFG.format(url=up.url))
+    status, first = await post(r.url, body())
+    assert status == 200 and first["content"] == []
+    for empty in (first["content"], ""):
+        status, doc = await post(r.url, body({"role": "assistant", "content": empty},
+                                             {"role": "user", "content": "Again?"}))
+        assert status == 200, doc
+        up.push(Step(json=completion("Red.", "m")))
+    assert up.requests[1].body["messages"][1] == {"role": "assistant", "content": ""}
+
+
+async def test_the_route_refuses_an_empty_text_block(fakes, router):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        status, doc = await post(r.url, body({"role": "assistant", "content": "Red."},
+                                             {"role": "user", "content": [{"type": "text", "text": ""}]}), path)
+        assert status == 400 and anthropic_error(doc, "invalid_request_error") == EMPTY_TEXT
     assert up.requests == []
