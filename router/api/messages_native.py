@@ -180,6 +180,8 @@ def _whole(opened: Opened, ex: Exchange, model: str | None, headers: dict[str, s
             message = err.get("message") if isinstance(err, dict) else None
             raise ApiError(status, str(message) if message else f"Upstream {name!r} answered {status}.",
                            "upstream_error", headers={"x-agentgate-provider": name})
+        if not isinstance(doc.get("request_id"), str):  # (an Anthropic-compatible server's): named as ours are
+            doc["request_id"] = ex.request_id
         ex.status = status
         return web.Response(status=status, body=jsoncodec.dumps(doc), headers={**JSON_HEADERS, **headers})
     if doc is None:

@@ -12,6 +12,14 @@ import jsonschema
 import yaml
 
 from tests.dialects.conftest import CFG
+from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc
+
+NATIVE = """
+providers:
+  claude: {{type: anthropic, base_url: '{url}', api_key: '{key}', retries: 0}}
+models:
+  - {{name: sonnet, provider: claude, model: claude-sonnet-4-5}}
+"""
 
 SPEC: dict[str, Any] = yaml.safe_load((Path(__file__).resolve().parents[2] / "router" / "openapi.yaml").read_text())
 SCHEMA = SPEC["components"]["schemas"]["AnthropicError"]
@@ -40,3 +48,17 @@ async def test_the_routes_errors_are_as_documented(fakes, router):
             jsonschema.validate(doc, SCHEMA)
             assert doc["request_id"] == headers["request-id"]
 
+
+async def test_an_anthropic_providers_verdict_names_the_request(fake_anthropic, router):
+    """A verdict passed on as it came keeps the provider's id for the request (Anthropic's support knows it by
+    that one); one without an id (an Anthropic-compatible server's) gets the router's."""
+    fake = await fake_anthropic()
+    r = await router(NATIVE.format(url=fake.url, key=API_KEY))
+    fake.push(AStep(status=400, json={**error_doc("invalid_request_error", "bad"), "request_id": "req_011Up"}))
+    fake.push(AStep(status=400, json=error_doc("invalid_request_error", "bad")))
+    body = json.dumps({"model": "sonnet", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}).encode()
+    for rid in ("req_011Up", None):
+        status, headers, doc = await _error(r.url, "/v1/messages", body)
+        assert status == 400
+        jsonschema.validate(doc, SCHEMA)
+        assert doc["request_id"] == (rid or headers["request-id"])
