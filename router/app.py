@@ -134,7 +134,11 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
             _, methods = await resource.resolve(request)
             allowed |= methods
     exc = web.HTTPMethodNotAllowed(request.method, allowed) if allowed else web.HTTPNotFound()
-    return common.error_page(request, exc)
+    rid = common.request_id(request)
+    resp = common.error_page(request, exc, request_id=rid)
+    if "request-id" in resp.headers:  # Anthropic's shape names the request, as the Messages routes' errors do
+        resp.headers["x-request-id"] = rid
+    return resp
 
 
 # the proxying routes: their own frame (`common.handle_exchange`) answers what they did not expect
