@@ -92,9 +92,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     temperature = _between(body, "temperature", 0.0, 1.0)
     top_p = _between(body, "top_p", 0.0, 1.0)
     top_k = _at_least(body, "top_k", 0)
-    stops = _typed(body, "stop_sequences", list, "a list of strings")
-    if stops is not None and not all(isinstance(s, str) and s for s in stops):
-        raise invalid("'stop_sequences' must be a list of non-empty strings.", "stop_sequences", "invalid_type")
+    stops = _stop_sequences(body)
     metadata = _typed(body, "metadata", dict, "an object")
     thinking = _thinking(body, None if interleaved or count_only else max_tokens)
     config = _typed(body, "output_config", dict, "an object")
@@ -138,6 +136,18 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
         chat["stream_options"] = {"include_usage": True}
     req.chat = chat
     return req
+
+
+def _stop_sequences(body: dict[str, Any]) -> list[str] | None:
+    """`stop_sequences`, each a string with some text that is not whitespace, as Anthropic takes them."""
+    stops: list[str] | None = _typed(body, "stop_sequences", list, "a list of strings")
+    for s in stops or ():
+        if not isinstance(s, str):
+            raise invalid("'stop_sequences' must be a list of non-empty strings.", "stop_sequences", "invalid_type")
+        if s.isspace() or not s:
+            must = "contain non-whitespace" if s else "be non-empty"
+            raise invalid(f"stop_sequences: each stop sequence must {must}", "stop_sequences", "invalid_value")
+    return stops
 
 
 def _typed(body: dict[str, Any], name: str, kind: type, what: str, required: bool = False) -> Any:

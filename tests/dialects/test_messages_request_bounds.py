@@ -1,0 +1,37 @@
+"""Request fields Anthropic's Messages API bounds beyond their type, refused with its 400s (the field named), and
+what it takes still taken."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router.dialects.anthropic_in import parse_request
+from router.errors import ApiError
+
+
+def body(**extra: Any) -> dict[str, Any]:
+    return {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+def refused(doc: dict[str, Any]) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        parse_request(doc)
+    assert caught.value.status == 400
+    return caught.value
+
+
+@pytest.mark.parametrize(("stops", "message"), [
+    (["END", ""], "stop_sequences: each stop sequence must be non-empty"),
+    (["\n"], "stop_sequences: each stop sequence must contain non-whitespace"),
+    (["END", " \t"], "stop_sequences: each stop sequence must contain non-whitespace"),
+])
+def test_an_empty_or_blank_stop_sequence_is_refused_as_anthropic_refuses_it(stops: list[str], message: str) -> None:
+    err = refused(body(stop_sequences=stops))
+    assert err.message == message and err.param == "stop_sequences"
+
+
+def test_a_stop_sequence_with_whitespace_around_text_is_taken() -> None:
+    assert parse_request(body(stop_sequences=["\nHuman:", " END "])).chat["stop"] == ["\nHuman:", " END "]
+    assert refused(body(stop_sequences=["END", 3])).param == "stop_sequences"
