@@ -717,6 +717,9 @@ def _translate_tools(value: list[Any]) -> _Tools:
         name, schema, desc = t.get("name"), t.get("input_schema"), t.get("description")
         if not isinstance(name, str) or not name:
             raise invalid(f"tools[{i}] needs a non-empty string 'name'.", "tools", "invalid_type")
+        if not _TOOL_NAME.fullmatch(name):  # as Anthropic refuses it
+            raise invalid(f"tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'", "tools",
+                          "invalid_value")
         if not isinstance(schema, dict):
             raise invalid(f"tools[{i}] needs an 'input_schema' object.", "tools", "invalid_type")
         if desc is not None and not isinstance(desc, str):
@@ -730,6 +733,9 @@ def _translate_tools(value: list[Any]) -> _Tools:
         if t.get("defer_loading") is True:
             deferred.add(name)
     return _Tools(out, size, tuple(dropped.kinds), ToolsJson.of(out), tuple(server), frozenset(deferred), search)
+
+
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")  # what Anthropic takes as a custom tool's name
 
 
 def _declare(name: str, names: set[str]) -> None:

@@ -35,3 +35,20 @@ def test_an_empty_or_blank_stop_sequence_is_refused_as_anthropic_refuses_it(stop
 def test_a_stop_sequence_with_whitespace_around_text_is_taken() -> None:
     assert parse_request(body(stop_sequences=["\nHuman:", " END "])).chat["stop"] == ["\nHuman:", " END "]
     assert refused(body(stop_sequences=["END", 3])).param == "stop_sequences"
+
+
+PATTERN = "String should match pattern '^[a-zA-Z0-9_-]{1,128}$'"
+
+
+@pytest.mark.parametrize("name", ["mcp.docs.read", "read page", "x" * 129, "naïve"])
+def test_a_tool_name_anthropic_would_not_take_is_refused_naming_the_tool(name: str) -> None:
+    tools = [{"name": "ok", "input_schema": {"type": "object"}},
+             {"type": "custom", "name": name, "input_schema": {"type": "object"}}]
+    err = refused(body(tools=tools))
+    assert err.message == f"tools.1.custom.name: {PATTERN}" and err.param == "tools"
+
+
+def test_a_tool_name_of_letters_digits_dashes_and_underscores_is_taken() -> None:
+    tools = [{"name": name, "input_schema": {"type": "object"}} for name in ("mcp__docs__read-page", "x" * 128, "_")]
+    assert [t["function"]["name"] for t in parse_request(body(tools=tools)).chat["tools"]] == [
+        "mcp__docs__read-page", "x" * 128, "_"]
