@@ -636,6 +636,10 @@ def _tool_use(block: dict[str, Any], where: str, req: MessagesRequest) -> dict[s
     call_id, name, args = block.get("id"), block.get("name"), block.get("input", {})
     if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
         raise invalid(f"{where}: a tool_use block needs string 'id' and 'name'.", "messages", "invalid_type")
+    if not _TOOL_USE_ID.fullmatch(call_id):  # as Anthropic refuses it (our answers' ids match: `tool_use_id`)
+        at = where.replace("[", ".").replace("]", "")
+        raise invalid(f"{at}.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'", "messages",
+                      "invalid_value")
     if not isinstance(args, dict):
         raise invalid(f"{where}: tool_use 'input' must be an object.", "messages", "invalid_type")
     arguments = spaced_json(args)

@@ -134,3 +134,18 @@ async def test_the_route_refuses_an_empty_text_block(fakes, router):
                                              {"role": "user", "content": [{"type": "text", "text": ""}]}), path)
         assert status == 400 and anthropic_error(doc, "invalid_request_error") == EMPTY_TEXT
     assert up.requests == []
+
+
+@pytest.mark.parametrize("call_id", ["functions.get_weather:0", "call 1", "toolu_ä"])
+def test_a_tool_use_id_anthropic_would_not_take_is_refused(call_id: str) -> None:
+    err = refused(body({"role": "assistant", "content": [{"type": "text", "text": "Checking."}, use(call_id)]},
+                       {"role": "user", "content": [result(call_id)]}))
+    assert err.message == "messages.1.content.1.tool_use.id: String should match pattern '^[a-zA-Z0-9_-]+$'"
+
+
+def test_the_ids_our_answers_give_are_taken() -> None:
+    """`tool_use_id` keeps an upstream's id only when it matches, else makes a `toolu_…` one."""
+    ids = ["toolu_01A", "call_00_abc", "D681PevKs", "chatcmpl-tool-9f"]
+    turns = [m for i in ids for m in ({"role": "assistant", "content": [use(i)]},
+                                      {"role": "user", "content": [result(i)]})]
+    assert parse_request(body(*turns)).chat["messages"][2]["tool_call_id"] == "toolu_01A"
