@@ -3,9 +3,12 @@ what it takes still taken."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
 from router.dialects.anthropic_in import parse_request
 from router.errors import ApiError
@@ -52,3 +55,14 @@ def test_a_tool_name_of_letters_digits_dashes_and_underscores_is_taken() -> None
     tools = [{"name": name, "input_schema": {"type": "object"}} for name in ("mcp__docs__read-page", "x" * 128, "_")]
     assert [t["function"]["name"] for t in parse_request(body(tools=tools)).chat["tools"]] == [
         "mcp__docs__read-page", "x" * 128, "_"]
+
+
+def test_the_documented_request_schema_refuses_them_too() -> None:
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "router" / "openapi.yaml").read_text())
+    schema = spec["components"]["schemas"]["MessagesRequest"]
+    tool = {"name": "ok", "input_schema": {"type": "object"}}
+    jsonschema.validate(body(stop_sequences=["\nHuman:"], tools=[tool]), schema)
+    for bad in (body(stop_sequences=[""]), body(stop_sequences=["\n"]), body(tools=[{**tool, "name": "a.b"}]),
+                body(tools=[{**tool, "name": "x" * 129}])):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
