@@ -314,6 +314,8 @@ class AnthropicEvents(relay.UpstreamReader):
                     self.errored = True
                     self.ex.error, self.ex.ended_with = "upstream_error_event", 502
                     self._fail("error_event")
+                    if not isinstance(doc.get("request_id"), str):  # named as the translated route's are
+                        doc["request_id"] = self.ex.request_id
                     return sse_event("error", doc), True
         if suspicious:  # rebuilt: its name (when that is clean) and its redacted payload, nothing else
             first = event.split(b"\n", 1)[0].rstrip(b"\r")

@@ -12,7 +12,7 @@ import jsonschema
 import yaml
 
 from tests.dialects.conftest import CFG
-from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc
+from tests.fakes.anthropic_upstream import API_KEY, AStep, error_doc, stream_events
 
 NATIVE = """
 providers:
@@ -62,3 +62,20 @@ async def test_an_anthropic_providers_verdict_names_the_request(fake_anthropic, 
         assert status == 400
         jsonschema.validate(doc, SCHEMA)
         assert doc["request_id"] == (rid or headers["request-id"])
+
+
+async def test_an_anthropic_providers_error_event_names_the_request(fake_anthropic, router):
+    """An error event mid-stream as Anthropic's stream documentation shows one names no request (`{"type": "error",
+    "error": {...}}`); passed on, it names the router's, as the translated route's error events do."""
+    fake = await fake_anthropic()
+    r = await router(NATIVE.format(url=fake.url, key=API_KEY))
+    start = stream_events([{"type": "text", "text": "Hi"}], "claude-sonnet-4-5")[:2]
+    fake.push(AStep(events=[*start, ("error", error_doc("overloaded_error", "Overloaded"))]))
+    body = {"model": "sonnet", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/messages", json=body) as resp:
+        assert resp.status == 200
+        rid = resp.headers["request-id"]
+        last = (await resp.read()).decode().strip().split("\n\n")[-1]
+    assert last.startswith("event: error\n")
+    doc = json.loads(last.split("data: ", 1)[1])
+    assert doc == {**error_doc("overloaded_error", "Overloaded"), "request_id": rid}
