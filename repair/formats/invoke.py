@@ -55,7 +55,9 @@ START_MARKERS = (DSML_V32_BEGIN, DSML_V4_BEGIN, "<|DSML|function_calls>", "<|DSM
 _NS = "(?:" + re.escape(NS) + ")?"
 _INVOKE = re.compile(_NS + "<" + _D + r"invoke\s+name\s*=\s*" + _Q + '([^"“”<>\n]{1,128})' + _QE + r"\s*>")
 _INVOKE_END = re.compile(_NS + "</" + _D + r"invoke\s*>")
-_CHILD = re.compile(_NS + r"<([A-Za-z_][A-Za-z0-9_.\-]{0,127})>")  # <city>Paris</city>: the tag names the parameter
+# <city>Paris</city>: the tag names the parameter; a command line flag (`-A`, `--type`, a grep tool's) is a name too
+_TAG_NAME = r"-{0,2}[A-Za-z_][A-Za-z0-9_.\-]{0,127}"
+_CHILD = re.compile(_NS + "<(" + _TAG_NAME + ")>")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ _WS = re.compile(r"[ \t\r\n]*")
 # what a whole call ends with before its end tag (see `section._past_values`): a parameter's end tag, or for
 # parameters named by their tags, any end tag
 _ENDS = ends_with(_PARAM_END.pattern)
-_ENDS_CHILDREN = ends_with(_PARAM_END.pattern, _NS + r"</[A-Za-z_][A-Za-z0-9_.\-]{0,127}\s*>")
+_ENDS_CHILDREN = ends_with(_PARAM_END.pattern, _NS + "</" + _TAG_NAME + r"\s*>")
 
 _V32_BEGIN, _V32_END = "<" + _DSML + "function_calls>", "</" + _DSML + "function_calls>"
 # V4 names its section tool_calls; decoded with "tool_" lost it reads calls

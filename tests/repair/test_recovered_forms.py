@@ -372,3 +372,22 @@ def test_a_long_unclosed_value_is_read_in_linear_time(monkeypatch: pytest.Monkey
     assert calls_of(r) == [("get_weather", {"city": value, "days": 3})]
     assert work.window <= qwen3_coder._DRIFT_WINDOW
     assert work.scanned <= 8 * len(text)
+
+
+GREP = [{"type": "function", "function": {"name": "Grep", "parameters": {"type": "object", "properties": {
+    "pattern": {"type": "string"}, "-A": {"type": "number"}, "-n": {"type": "boolean"}, "--type": {"type": "string"}},
+    "required": ["pattern"]}}}]
+
+
+def test_minimax_m3_parameters_named_as_command_line_flags() -> None:
+    """A grep tool's flags (`-A`, `-n`) as parameter names: MiniMax-M3 writes them as the tags' names, as it writes
+    any other (the shape of vllm-project/vllm-ascend#12815, whose output is attached, not quoted: constructed)."""
+    ns = "]<]minimax[>["
+    text = (f"{ns}<tool_call>\n{ns}<invoke name=\"Grep\">\n{ns}<pattern>def main{ns}</pattern>\n{ns}<-A>3{ns}</-A>\n"
+            f"{ns}<-n>true{ns}</-n>\n{ns}<--type>py{ns}</--type>\n{ns}</invoke>\n{ns}</tool_call>")
+    r = repair_message(text, GREP, id_factory=ids)
+    assert calls_of(r) == [("Grep", {"pattern": "def main", "-A": 3, "-n": True, "--type": "py"})]
+    assert not r.content and r.errors == []
+    assert_stream_matches(text, GREP)
+    bare = '<invoke name="Grep">\n<pattern>x</pattern>\n<-A>2</-A>\n</invoke>'
+    _ok(bare, GREP, [("Grep", {"pattern": "x", "-A": 2})], ["opening_tag"])
