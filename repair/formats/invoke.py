@@ -229,14 +229,43 @@ MINICPM5 = section.SectionSpec(FAMILY_MINICPM5, re.compile(re.escape("<tool_call
                                bare_native=True, value_end=ends_with(_MINICPM5_PARAMS.end.pattern))
 
 
+_PARAM_OPENERS = ('<param name="', '<parameter name="')
+
+
+def _cut_parameters(text: str, k: int) -> bool:
+    """Whether the text from `k` to its end is a block's parameters cut off: whole parameters, then nothing, a
+    parameter whose end tag is not yet written, or the start of a parameter's tag or of </function>."""
+    while True:
+        k = _WS.match(text, k).end()  # type: ignore[union-attr]
+        pm = _MINICPM5_PARAMS.open.match(text, k)
+        if pm is None:
+            return _cut_tag(text[k:])
+        pe = _MINICPM5_PARAMS.end.search(text, pm.end())
+        if pe is None:
+            return True  # the text ends inside its value
+        k = pe.end()
+
+
+def _cut_tag(tail: str) -> bool:
+    """Whether `tail`, the text's last characters, is nothing or the start of a parameter's tag or </function>."""
+    if "</function>".startswith(tail):
+        return True
+    return ">" not in tail and "\n" not in tail and len(tail) <= 160 and any(
+        o.startswith(tail) or tail.startswith(o) for o in _PARAM_OPENERS)
+
+
 def parse_function(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """MiniCPM5's <function name="f"> (its calls have no section around them): a call only at a line start, its
     opening tag whole and naming a declared tool, closed by its own </function> with nothing but its parameters
-    before it (the same checks as a bare <invoke>, and a record's); consecutive blocks are parallel calls."""
+    before it (the same checks as a bare <invoke>, and a record's); consecutive blocks are parallel calls. Cut off
+    by the end of the text (its parameters, then nothing or the start of a tag), `truncated`."""
     m = FUNCTION.match(text, p)
     if m is None or ctx.index.resolve(m.group(1).strip()) is None:
         return None
     end, nxt = ctx.find(_FUNCTION_END, m.end()), ctx.find(FUNCTION, m.end())
+    if end == -1 and nxt == -1 and _cut_parameters(text, m.end()):
+        return fail_segment(p, len(text), FAMILY_MINICPM5, "truncated", "the text ends before </function>",
+                            m.group(1).strip())
     if end == -1 or (nxt != -1 and nxt < end):
         return None
     call, after = _minicpm5_call(text, m, end, ctx)

@@ -1,6 +1,7 @@
 """MiniCPM5's calls: `<function name="f"><param name="k">v</param></function>`, bare (its chat template puts no
 section around them) or inside `<tool_call>`; a value may sit in a CDATA section. A block in a sentence, in a
-fenced sample, naming no declared tool, or without its `</function>` is text."""
+fenced sample, naming no declared tool, or with prose or other tags among its parameters is text; one cut off by the
+end of the text (generation stopped by max_tokens) is text reported `truncated`, as the other formats' cut calls."""
 
 from __future__ import annotations
 
@@ -39,13 +40,33 @@ def test_calls(text: str, calls: list[tuple[str, Any]], content: str | None) -> 
     "Write it as " + _call("Paris") + " and the server runs it.",
     "```xml\n" + _call("Paris") + "\n```",
     _call("Paris").replace("get_weather", "get_forecast"),
-    '<function name="get_weather"><param name="city">Paris</param>',
     '<function name="get_weather"/>',
+    '<function name="get_weather">\nThe function takes a city.',
+    '<function name="get_weather"><city>Paris</city>',
+    '<function name="get_weather"><param name="city">Paris</param>\nand so on',
     '<function name="get_weather"><city>Paris</city></function>',
 ])
 def test_text(text: str) -> None:
     r = repair_message(text, WEATHER, id_factory=ids)
     assert r.tool_calls == [] and r.content == text
+    assert_stream_matches(text, WEATHER)
+
+
+@pytest.mark.parametrize("text", [
+    '<function name="get_weather"><param name="city">Paris</param>',
+    '<function name="get_weather"><param name="city">Par',
+    '<function name="get_weather"><param name="city">Paris</param><param name="days">3</par',
+    '<function name="get_weather"><param name="city">Paris</param>\n<param na',
+    '<function name="get_weather"><param name="city">Paris</param></func',
+    'Checking.\n<function name="get_weather">\n',
+    _call("Paris") + "\n" + '<function name="get_weather"><param name="city">Ro',
+])
+def test_a_call_cut_off_by_the_end_of_the_text_is_reported(text: str) -> None:
+    r = repair_message(text, WEATHER, id_factory=ids)
+    whole = [("get_weather", {"city": "Paris"})] if text.startswith(_call("Paris")) else []
+    assert calls_of(r) == whole
+    assert [e.kind for e in r.errors] == ["truncated"]
+    assert r.content == (text[len(_call("Paris")) + 1:] if whole else text)
     assert_stream_matches(text, WEATHER)
 
 
