@@ -14,8 +14,9 @@ MiniCPM5:       <function name="f"><param name="k">v</param></function>, bare (o
                 around them; a value may be wrapped in <![CDATA[...]]>)
 
 MiniMax-M3 writes `]<]minimax[>[` before each tag and names parameters by their tags (`<city>Paris</city>`), in
-`<tool_call>...</tool_call>`; GLM-4.7 and MiniMax-M2 with its section opener lost write a bare `<invoke name="f">`
-(a call at a line start, naming a declared tool).
+`<tool_call>...</tool_call>`, at times without the first parameter's opening tag (the value, then `</city>`);
+GLM-4.7 and MiniMax-M2 with its section opener lost write a bare `<invoke name="f">` (a call at a line start,
+naming a declared tool).
 
 Values are text, byte for byte; `string="false"` marks a JSON value, `string="true"` a string. Without the
 attribute values are typed from the declared schema.
@@ -113,13 +114,39 @@ def _child(text: str, k: int, stop: int, args: dict[str, Any]) -> int:
     return pe_end
 
 
+_ELIDED_END = re.compile(re.escape(NS) + "</(" + _TAG_NAME + r")\s*>")
+
+
+def _elided_first(text: str, k: int, stop: int, call: RawCall, ctx: Ctx, args: dict[str, Any]) -> int:
+    """MiniMax-M3's first parameter written without its opening tag (`]<]minimax[>[offerta.docx]<]minimax[>[
+    </filename>`): a value holding no markup, closed by a tag naming one of the tool's parameters. Read into
+    `args`; where the parameters go on from (`k` when there is none)."""
+    v = _WS.match(text, k, stop).end() + len(NS)  # type: ignore[union-attr]
+    if not text.startswith(NS, v - len(NS)) or text.startswith("<", v):
+        return k
+    em = _ELIDED_END.search(text, v, stop)
+    if em is None or NS in text[v:em.start()] or em.group(1) not in _declared(call.name, ctx):
+        return k
+    call.repairs.append(issue("opening_tag", f"the opening tag of parameter {em.group(1)!r} is missing"))
+    args[em.group(1)] = text[v:em.start()]
+    return em.end()
+
+
+def _declared(name: str | None, ctx: Ctx) -> dict[str, Any]:
+    """The parameters the tool `name` declares ({} when it names none)."""
+    tool = ctx.index.resolve(name)
+    schema = ctx.index.get(tool).parameters if tool is not None else None
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    return props if isinstance(props, dict) else {}
+
+
 def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = False,
           tags: _Params | None = None) -> tuple[RawCall, int]:
     tags = tags or _DSML_PARAMS
     n = len(text)
     call = RawCall(name=mb.group(1).strip(), text_args=True)
     args: dict[str, Any] = {}
-    k = mb.end()
+    k = _elided_first(text, mb.end(), stop, call, ctx, args) if children else mb.end()
     while True:
         k = _WS.match(text, k, stop).end()  # type: ignore[union-attr]
         pm = tags.open.match(text, k, stop)

@@ -391,3 +391,31 @@ def test_minimax_m3_parameters_named_as_command_line_flags() -> None:
     assert_stream_matches(text, GREP)
     bare = '<invoke name="Grep">\n<pattern>x</pattern>\n<-A>2</-A>\n</invoke>'
     _ok(bare, GREP, [("Grep", {"pattern": "x", "-A": 2})], ["opening_tag"])
+
+
+SAVE = [_typed("save_file", filename="string", content="string")]
+
+
+def test_minimax_m3_first_parameter_without_its_opening_tag() -> None:
+    """MiniMax-M3 checkpoints write an invoke's first parameter without its opening tag: the value right after
+    the namespace token, closed by a tag naming one of the tool's parameters (vllm-project/vllm#51073)."""
+    ns = "]<]minimax[>["
+    text = (f'{ns}<tool_call>\n{ns}<invoke name="save_file">{ns}offerta.docx{ns}</filename>{ns}<content>Hello{ns}'
+            f"</content>{ns}</invoke>{ns}</tool_call>")
+    r = repair_message(text, SAVE, id_factory=ids)
+    assert calls_of(r) == [("save_file", {"filename": "offerta.docx", "content": "Hello"})]
+    assert not r.content and r.errors == [] and [x.kind for x in r.repairs] == ["opening_tag"]
+    assert_stream_matches(text, SAVE)
+
+
+@pytest.mark.parametrize("body", [
+    "offerta.docx{ns}</name>{ns}<content>Hello{ns}</content>",  # closed by a tag naming no parameter
+    "{ns}<content>Hello{ns}</content>offerta.docx{ns}</filename>",  # not the first parameter
+    "offerta{ns}<b>docx{ns}</b>{ns}</filename>{ns}<content>Hello{ns}</content>",  # markup inside
+])
+def test_minimax_m3_value_without_a_tag_naming_a_parameter_is_no_argument(body: str) -> None:
+    ns = "]<]minimax[>["
+    text = f'{ns}<tool_call>{ns}<invoke name="save_file">{body.format(ns=ns)}{ns}</invoke>{ns}</tool_call>'
+    r = repair_message(text, SAVE, id_factory=ids)
+    assert r.tool_calls == [] and r.content == text
+    assert_stream_matches(text, SAVE)
