@@ -167,13 +167,21 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
     if sampling.top_p == 0.0 and sampling.temperature > 0:
         raise bad_request("'top_p' must be greater than 0", param="top_p")
     stream = _boolean(body, "stream", False)
+    return GenerationParams(max_tokens, sampling, _stop(body), stream, _include_usage(body, stream))
+
+
+def _include_usage(body: dict[str, Any], stream: bool) -> bool:
+    """`stream_options.include_usage`. The options belong to a stream: without one they are a 400, as OpenAI and
+    vLLM answer."""
     opts = body.get("stream_options")
-    include_usage = False
-    if opts is not None:
-        if not isinstance(opts, dict):
-            raise bad_request("'stream_options' must be an object", param="stream_options", code="invalid_type")
-        include_usage = _boolean(opts, "include_usage", False)
-    return GenerationParams(max_tokens, sampling, _stop(body), stream, include_usage)
+    if opts is None:
+        return False
+    if not isinstance(opts, dict):
+        raise bad_request("'stream_options' must be an object", param="stream_options", code="invalid_type")
+    if not stream:
+        raise bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                          param="stream_options")
+    return _boolean(opts, "include_usage", False)
 
 
 def _logprobs(body: dict[str, Any], *, chat: bool) -> None:
