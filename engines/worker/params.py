@@ -280,9 +280,40 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
             args = "{}"
         if not isinstance(args, (str, dict)):
             raise bad_request(f"{where}.tool_calls[{j}]: 'arguments' must be a JSON string", param="messages")
-        calls.append({"id": call.get("id") or f"call_{j}", "type": "function",
+        calls.append({"id": _call_id(call, f"{where}.tool_calls[{j}]") or f"call_{j}", "type": "function",
                       "function": {"name": fn["name"], "arguments": args}})
     return calls
+
+
+def _call_id(call: dict[str, Any], where: str) -> str | None:
+    """A replayed call's `id`: a string, as OpenAI requires (one left out is given one, as before)."""
+    value = call.get("id")
+    if value is not None and not isinstance(value, str):
+        raise bad_request(f"Invalid type for '{where}.id': expected a string, but got {_json_type(value)} instead.",
+                          param="messages", code="invalid_type")
+    return value
+
+
+def _tool_call_id(message: dict[str, Any], where: str) -> str:
+    """A tool message's `tool_call_id`, the call it answers: required, a non-empty string (OpenAI's 400s)."""
+    value = message.get("tool_call_id")
+    if value is None or value == "":
+        raise bad_request(f"Missing required parameter: '{where}.tool_call_id'.", param="messages",
+                          code="missing_required_parameter")
+    if not isinstance(value, str):
+        raise bad_request(f"Invalid type for '{where}.tool_call_id': expected a string, but got {_json_type(value)} "
+                          "instead.", param="messages", code="invalid_type")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, as OpenAI's messages word it."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+    return names.get(type(value), "null")
 
 
 def _require_content(message: dict[str, Any], where: str) -> None:
@@ -338,8 +369,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
                 if isinstance(m.get(key), str) and m[key]:
                     msg["reasoning_content"] = m[key]
                     break
-        if role == "tool" and isinstance(m.get("tool_call_id"), str):
-            msg["tool_call_id"] = m["tool_call_id"]
+        if role == "tool":
+            msg["tool_call_id"] = _tool_call_id(m, where)
         if isinstance(m.get("name"), str):
             msg["name"] = m["name"]
         out.append(msg)

@@ -43,3 +43,31 @@ async def test_stream_options_without_a_stream_is_a_400(engine: Callable[..., Aw
                                                        stream_options={"include_usage": True})
     chunks = [chunk async for chunk in stream]
     assert chunks[-1].usage is not None
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+
+
+def _history(call: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*HI, {"role": "assistant", "content": None, "tool_calls": [call]}, result]
+
+
+async def test_tool_call_ids_are_required_strings(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """A tool message without `tool_call_id` (or with one that is no string) was rendered as a result answering no
+    call; a call whose `id` is no string was given one of ours. OpenAI answers 400 naming the field."""
+    e = await engine("random")
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "18C"}
+    for messages, field, code in (
+        (_history(CALL, {"role": "tool", "content": "18C"}), "messages[2].tool_call_id", "missing_required_parameter"),
+        (_history(CALL, {**result, "tool_call_id": None}), "messages[2].tool_call_id", "missing_required_parameter"),
+        (_history(CALL, {**result, "tool_call_id": ""}), "messages[2].tool_call_id", "missing_required_parameter"),
+        (_history(CALL, {**result, "tool_call_id": 1}), "messages[2].tool_call_id", "invalid_type"),
+        (_history({**CALL, "id": 7}, result), "messages[1].tool_calls[0].id", "invalid_type"),
+        (_history({**CALL, "id": ["call_1"]}, result), "messages[1].tool_calls[0].id", "invalid_type"),
+    ):
+        status, err = await _post(e, CHAT, {"messages": messages, "max_tokens": 1})
+        assert status == 400, (field, err)
+        assert f"'{field}'" in err["error"]["message"] and err["error"]["code"] == code, err
+        assert err["error"]["param"] == "messages", err
+    status, done = await _post(e, CHAT, {"messages": _history(CALL, result), "max_tokens": 1})
+    assert status == 200, done
