@@ -144,6 +144,7 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
         raise _unsupported("only n=1 is supported", "n")
     _logprobs(body, chat=chat)
     _response_format(body, chat=chat)
+    check_type(body, "user", str, "a string")  # not used, but checked as OpenAI and vLLM check it
     max_tokens = _max_tokens(body, chat=chat)
     seed = _integer(body, "seed", -(2**63), 2**64 - 1)
     top_k = _integer(body, "top_k", -1)

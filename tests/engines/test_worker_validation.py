@@ -176,3 +176,16 @@ async def test_a_schema_sent_again_is_not_checked_again(engine: Callable[..., Aw
         status, _ = await _post(e, CHAT, {"messages": HI, "max_tokens": 1, "tools": bad})
         assert status == 400
     assert checked == [tools[0]["function"]["parameters"], bad[0]["function"]["parameters"]]
+
+
+@pytest.mark.parametrize("path", [CHAT, COMPLETIONS])
+async def test_a_user_that_is_no_string_is_a_400(engine: Callable[..., Awaitable[Engine]], path: str) -> None:
+    """`user` of any type was ignored; OpenAI answers 400 ("Invalid type for 'user': expected a string"), vLLM too."""
+    e = await engine("random")
+    for user in (5, True, {"id": "u1"}, ["u1"]):
+        status, err = await _post(e, path, {**_ask(path), "max_tokens": 1, "user": user})
+        assert status == 400, (user, err)
+        assert (err["error"]["param"], err["error"]["code"]) == ("user", "invalid_type"), err
+    for user in ("user-1234", "", None):
+        status, done = await _post(e, path, {**_ask(path), "max_tokens": 1, "user": user})
+        assert status == 200, done
