@@ -428,6 +428,7 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
     if "chat_template" in kwargs:  # the client's own Jinja: unbounded work while holding the tokenizer's lock
         raise _unsupported("'chat_template_kwargs' may not carry a 'chat_template'; the engine renders with the "
                            "model's own", "chat_template_kwargs")
+    _modalities(body)
     generation, continued = _generation_flags(body, messages)
     return ChatRequest(
         model=_model(body),
@@ -441,6 +442,24 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
         generation_prompt=generation,
         continue_final=continued,
     )
+
+
+MODALITIES = ("text", "audio")  # OpenAI's output modalities; this engine makes text
+
+
+def _modalities(body: dict[str, Any]) -> None:
+    """`modalities`: a list of OpenAI's output modalities; any but text is refused (the engine makes text only)."""
+    value = body.get("modalities")
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise bad_request("'modalities' must be a list of strings", param="modalities", code="invalid_type")
+    for m in value:
+        if m not in MODALITIES:
+            raise bad_request(f"'modalities' holds {m!r}; the modalities are {', '.join(MODALITIES)}",
+                              param="modalities")
+        if m != "text":
+            raise _unsupported(f"this engine generates text only; 'modalities' may not hold {m!r}", "modalities")
 
 
 def _generation_flags(body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[bool, bool]:

@@ -189,3 +189,18 @@ async def test_a_user_that_is_no_string_is_a_400(engine: Callable[..., Awaitable
     for user in ("user-1234", "", None):
         status, done = await _post(e, path, {**_ask(path), "max_tokens": 1, "user": user})
         assert status == 200, done
+
+
+async def test_modalities_other_than_text_are_refused(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`modalities: ["text", "audio"]` was answered with text alone, as if the audio had been granted; this engine
+    makes text only, so asking for audio is a 400 unsupported_parameter, and a modality OpenAI does not know (or a
+    `modalities` that is no list of strings) a 400 as OpenAI's."""
+    e = await engine("random")
+    for modalities, code in ((["text", "audio"], "unsupported_parameter"), (["audio"], "unsupported_parameter"),
+                             (["text", "video"], "invalid_value"), ("text", "invalid_type"), ([1], "invalid_type")):
+        status, err = await _post(e, CHAT, {"messages": HI, "max_tokens": 1, "modalities": modalities})
+        assert status == 400, (modalities, err)
+        assert (err["error"]["param"], err["error"]["code"]) == ("modalities", code), err
+    for modalities in (["text"], None):
+        status, done = await _post(e, CHAT, {"messages": HI, "max_tokens": 1, "modalities": modalities})
+        assert status == 200, done
