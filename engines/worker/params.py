@@ -182,7 +182,11 @@ def _include_usage(body: dict[str, Any], stream: bool) -> bool:
     if not stream:
         raise bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                           param="stream_options")
-    return _boolean(opts, "include_usage", False)
+    usage = opts.get("include_usage")
+    if usage is not None and not isinstance(usage, bool):
+        raise bad_request(f"'stream_options.include_usage' must be a boolean, not {type(usage).__name__}.",
+                          param="stream_options.include_usage", code="invalid_type")
+    return usage is True
 
 
 def _logprobs(body: dict[str, Any], *, chat: bool) -> None:

@@ -204,3 +204,15 @@ async def test_modalities_other_than_text_are_refused(engine: Callable[..., Awai
     for modalities in (["text"], None):
         status, done = await _post(e, CHAT, {"messages": HI, "max_tokens": 1, "modalities": modalities})
         assert status == 200, done
+
+
+async def test_a_stream_options_member_of_the_wrong_type_is_named_in_full(
+        engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`stream_options.include_usage: "yes"` was refused under a param `include_usage`, which the request has not;
+    OpenAI names `stream_options.include_usage`."""
+    e = await engine("random")
+    status, err = await _post(e, CHAT, {"messages": HI, "max_tokens": 1, "stream": True,
+                                        "stream_options": {"include_usage": "yes"}})
+    assert status == 400, err
+    assert (err["error"]["param"], err["error"]["code"]) == ("stream_options.include_usage", "invalid_type"), err
+    assert "'stream_options.include_usage'" in err["error"]["message"], err
