@@ -202,12 +202,10 @@ def _logprobs(body: dict[str, Any], *, chat: bool) -> None:
 
 
 def _max_tokens(body: dict[str, Any], *, chat: bool) -> int | None:
-    """The output limit (chat's `max_completion_tokens` first, as OpenAI reads it)."""
-    for name in ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",):
-        value = _integer(body, name, 1)
-        if value is not None:
-            return value
-    return None
+    """The output limit (chat's `max_completion_tokens` first, as OpenAI reads it; both are checked)."""
+    names = ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",)
+    limits = [_integer(body, name, 1) for name in names]
+    return next((value for value in limits if value is not None), None)
 
 
 def _response_format(body: dict[str, Any], *, chat: bool) -> dict[str, Any] | None:

@@ -216,3 +216,15 @@ async def test_a_stream_options_member_of_the_wrong_type_is_named_in_full(
     assert status == 400, err
     assert (err["error"]["param"], err["error"]["code"]) == ("stream_options.include_usage", "invalid_type"), err
     assert "'stream_options.include_usage'" in err["error"]["message"], err
+
+
+async def test_max_tokens_is_checked_beside_max_completion_tokens(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """With `max_completion_tokens` set, a `max_tokens` of 0, -5 or "10" was ignored unread; each field is now
+    checked (OpenAI checks both), the limit still read from `max_completion_tokens`."""
+    e = await engine("random")
+    for bad, code in ((0, "invalid_value"), (-5, "invalid_value"), ("10", "invalid_type")):
+        status, err = await _post(e, CHAT, {"messages": HI, "max_completion_tokens": 1, "max_tokens": bad})
+        assert status == 400, (bad, err)
+        assert (err["error"]["param"], err["error"]["code"]) == ("max_tokens", code), err
+    status, done = await _post(e, CHAT, {"messages": HI, "max_completion_tokens": 1, "max_tokens": 50})
+    assert status == 200 and done["usage"]["completion_tokens"] <= 1, done
