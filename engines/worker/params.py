@@ -283,18 +283,10 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
             args = "{}"
         if not isinstance(args, (str, dict)):
             raise bad_request(f"{where}.tool_calls[{j}]: 'arguments' must be a JSON string", param="messages")
-        calls.append({"id": _call_id(call, f"{where}.tool_calls[{j}]") or f"call_{j}", "type": "function",
+        call_id = _optional_string(call, "id", f"{where}.tool_calls[{j}]")  # one left out is given one
+        calls.append({"id": call_id or f"call_{j}", "type": "function",
                       "function": {"name": fn["name"], "arguments": args}})
     return calls
-
-
-def _call_id(call: dict[str, Any], where: str) -> str | None:
-    """A replayed call's `id`: a string, as OpenAI requires (one left out is given one, as before)."""
-    value = call.get("id")
-    if value is not None and not isinstance(value, str):
-        raise bad_request(f"Invalid type for '{where}.id': expected a string, but got {_json_type(value)} instead.",
-                          param="messages", code="invalid_type")
-    return value
 
 
 def _tool_call_id(message: dict[str, Any], where: str) -> str:
@@ -306,6 +298,15 @@ def _tool_call_id(message: dict[str, Any], where: str) -> str:
     if not isinstance(value, str):
         raise bad_request(f"Invalid type for '{where}.tool_call_id': expected a string, but got {_json_type(value)} "
                           "instead.", param="messages", code="invalid_type")
+    return value
+
+
+def _optional_string(message: dict[str, Any], key: str, where: str) -> str | None:
+    """`message[key]` when a string, None when absent or null; OpenAI's 400 for any other type."""
+    value = message.get(key)
+    if value is not None and not isinstance(value, str):
+        raise bad_request(f"Invalid type for '{where}.{key}': expected a string, but got {_json_type(value)} instead.",
+                          param="messages", code="invalid_type")
     return value
 
 
@@ -374,8 +375,9 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
                     break
         if role == "tool":
             msg["tool_call_id"] = _tool_call_id(m, where)
-        if isinstance(m.get("name"), str):
-            msg["name"] = m["name"]
+        name = _optional_string(m, "name", where)
+        if name is not None:
+            msg["name"] = name
         out.append(msg)
     return out
 

@@ -228,3 +228,18 @@ async def test_max_tokens_is_checked_beside_max_completion_tokens(engine: Callab
         assert (err["error"]["param"], err["error"]["code"]) == ("max_tokens", code), err
     status, done = await _post(e, CHAT, {"messages": HI, "max_completion_tokens": 1, "max_tokens": 50})
     assert status == 200 and done["usage"]["completion_tokens"] <= 1, done
+
+
+async def test_a_message_name_that_is_no_string_is_a_400(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """A message's `name` of another type was dropped unsaid (the model never saw who spoke); OpenAI answers 400."""
+    e = await engine("random")
+    for name in (5, {"first": "Ada"}, ["Ada"]):
+        status, err = await _post(e, CHAT, {"messages": [{"role": "user", "content": "hi", "name": name}],
+                                            "max_tokens": 1})
+        assert status == 400, (name, err)
+        assert "'messages[0].name'" in err["error"]["message"] and err["error"]["code"] == "invalid_type", err
+        assert err["error"]["param"] == "messages", err
+    for name in ("Ada", None):
+        status, done = await _post(e, CHAT, {"messages": [{"role": "user", "content": "hi", "name": name}],
+                                             "max_tokens": 1})
+        assert status == 200, done
