@@ -152,7 +152,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     temperature = check_number(body, "temperature", 0.0, 2.0)
     top_p = check_number(body, "top_p", 0.0, 1.0)
     parallel = check_type(body, "parallel_tool_calls", bool, "a boolean")
-    metadata = check_type(body, "metadata", dict, "an object")
+    metadata = _metadata(body)
     safety_identifier = check_type(body, "safety_identifier", str, "a string")
     user = check_type(body, "user", str, "a string")
 
@@ -221,6 +221,52 @@ def _field(obj: dict[str, Any] | None, name: str, param: str | None = None) -> s
     if value is not None and not isinstance(value, str):
         raise invalid(f"'{param or name}' must be a string.", param or name, "invalid_type")
     return value
+
+
+MAX_METADATA_PAIRS = 16  # OpenAI's bounds on `metadata`
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+
+
+def json_type(value: object) -> str:
+    """What JSON calls the type of `value`, as OpenAI's errors name it ("an integer", "null", ...)."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+                       (list, "an array"), (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _metadata(body: dict[str, Any]) -> dict[str, str] | None:
+    """`metadata`, as OpenAI bounds it: at most 16 pairs, keys of at most 64 characters, values strings of at
+    most 512; a 400 names the field at fault (`metadata.<key>` for a value; a key too long is not echoed whole)."""
+    value: dict[str, Any] | None = check_type(body, "metadata", dict, "an object")
+    if not value:
+        return value
+    if len(value) > MAX_METADATA_PAIRS:
+        raise invalid(f"Invalid 'metadata': too many properties. Expected an object with at most {MAX_METADATA_PAIRS} "
+                      f"properties, but got an object with {len(value)} properties instead.", "metadata",
+                      "object_above_max_properties")
+    for key, item in value.items():
+        _metadata_pair(key, item)
+    return value
+
+
+def _metadata_pair(key: str, item: object) -> None:
+    if len(key) > MAX_METADATA_KEY:
+        raise invalid(f"Invalid property name in 'metadata': {key[:MAX_METADATA_KEY]!r}… is too long. Expected a "
+                      f"string with maximum length {MAX_METADATA_KEY}, but got a string with length {len(key)} "
+                      "instead.", "metadata", "property_name_above_max_length")
+    param = f"metadata.{key}"
+    if not isinstance(item, str):
+        raise invalid(f"Invalid type for '{param}': expected a string, but got {json_type(item)} instead.", param,
+                      "invalid_type")
+    if len(item) > MAX_METADATA_VALUE:
+        raise invalid(f"Invalid '{param}': string too long. Expected a string with maximum length "
+                      f"{MAX_METADATA_VALUE}, but got a string with length {len(item)} instead.", param,
+                      "string_above_max_length")
 
 
 def _truncation(body: dict[str, Any]) -> str:

@@ -224,12 +224,13 @@ _tool = st.builds(lambda n, d, strict: {"type": "function", "name": n, "descript
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_tool, max_size=3, unique_by=lambda t: t["name"]),
-       st.dictionaries(_text, _json, max_size=3), st.none() | _text)
-def test_response_json_is_the_response_encoded(tools: list[dict[str, Any]], metadata: dict[str, Any],
+       st.dictionaries(_text, _text, max_size=3), _json, st.none() | _text)
+def test_response_json_is_the_response_encoded(tools: list[dict[str, Any]], metadata: dict[str, Any], extra: Any,
                                                text: str | None) -> None:
     """A Response (and each streamed event that carries one) with its echoed tools put in from their kept encoding
     is the Response encoded whole, as before; a value orjson cannot encode (an integer beyond 64 bits) takes the
     standard library's way as before."""
+    tools = [{**t, "parameters": {**t["parameters"], "examples": [extra]}} for t in tools]  # (echoed as sent)
     body = {"model": "m", "input": "hi", "tools": tools, "metadata": metadata, "store": False}
     req = responses.parse_request(body)
     doc = responses.response_object(req, "resp_1", 1, status="completed", output=[], usage=None)

@@ -1,0 +1,57 @@
+"""Request fields of `POST /v1/responses` that OpenAI bounds or restricts, answered as OpenAI answers them: a 400
+naming the field at fault, before anything goes upstream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from tests.dialects.conftest import CFG
+
+
+async def _refused(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The error of a request the router must refuse with a 400."""
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/responses", json=body) as resp:
+        assert resp.status == 400, await resp.text()
+        doc = await resp.json()
+    assert set(doc) == {"error"} and doc["error"]["type"] == "invalid_request_error", doc
+    error: dict[str, Any] = doc["error"]
+    return error
+
+
+async def _accepted(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.post(url + "/v1/responses", json=body) as resp:
+        assert resp.status == 200, await resp.text()
+        doc: dict[str, Any] = await resp.json()
+    return doc
+
+
+async def test_metadata_is_bounded_as_openai_bounds_it(fakes, router):
+    """`metadata` holds at most 16 pairs, keys of at most 64 characters and string values of at most 512: a value
+    of another type (an integer past 64 bits was taken and echoed) or past a bound is a 400 naming the field."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    base = {"model": "m", "input": "hi", "store": False}
+    cases = [
+        ({f"k{i}": "v" for i in range(17)}, "metadata", "object_above_max_properties", "at most 16 properties"),
+        ({"big": 2 ** 70}, "metadata.big", "invalid_type", "expected a string, but got an integer"),
+        ({"n": None}, "metadata.n", "invalid_type", "but got null"),
+        ({"o": {"a": "b"}}, "metadata.o", "invalid_type", "but got an object"),
+        ({"l": ["x"]}, "metadata.l", "invalid_type", "but got an array"),
+        ({"t": True}, "metadata.t", "invalid_type", "but got a boolean"),
+        ({"v": "é" * 513}, "metadata.v", "string_above_max_length", "maximum length 512, but got a string with "
+                                                                   "length 513"),
+        ({"k" * 65: "v"}, "metadata", "property_name_above_max_length", "maximum length 64, but got a string "
+                                                                        "with length 65"),
+    ]
+    for metadata, param, code, said in cases:
+        err = await _refused(r.url, {**base, "metadata": metadata})
+        assert (err["param"], err["code"]) == (param, code), (metadata, err)
+        assert said in err["message"], err["message"]
+    long_key = await _refused(r.url, {**base, "metadata": {"k" * 100_000: "v"}})
+    assert len(long_key["message"]) < 300  # (the key is not echoed whole)
+    assert not up.requests
+    edge = {f"{i:02d}" + "k" * 62: "é" * 512 for i in range(16)}
+    doc = await _accepted(r.url, {**base, "metadata": edge})
+    assert doc["metadata"] == edge
