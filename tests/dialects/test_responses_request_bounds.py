@@ -55,3 +55,27 @@ async def test_metadata_is_bounded_as_openai_bounds_it(fakes, router):
     edge = {f"{i:02d}" + "k" * 62: "é" * 512 for i in range(16)}
     doc = await _accepted(r.url, {**base, "metadata": edge})
     assert doc["metadata"] == edge
+
+
+INCLUDABLE = ["file_search_call.results", "web_search_call.results", "web_search_call.action.sources",
+              "message.input_image.image_url", "computer_call_output.output.image_url",
+              "code_interpreter_call.outputs", "reasoning.encrypted_content", "message.output_text.logprobs"]
+
+
+async def test_include_takes_the_documented_values_only(fakes, router):
+    """An `include` value OpenAI does not know was taken and did nothing (a typo went unseen): it is now OpenAI's
+    400 naming the entry (`include[i]`) and listing the values it takes; every documented value is taken."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    base = {"model": "m", "input": "hi", "store": False}
+    err = await _refused(r.url, {**base, "include": ["reasoning.encrypted_content", "usage"]})
+    assert (err["param"], err["code"]) == ("include[1]", "invalid_value")
+    assert err["message"].startswith("Invalid value: 'usage'. Supported values are: ")
+    assert all(f"'{value}'" in err["message"] for value in INCLUDABLE), err["message"]
+    err = await _refused(r.url, {**base, "include": ["x" * 10_000]})
+    assert len(err["message"]) < 600
+    err = await _refused(r.url, {**base, "include": [7]})
+    assert (err["param"], err["code"]) == ("include", "invalid_type")
+    assert not up.requests
+    doc = await _accepted(r.url, {**base, "include": INCLUDABLE})
+    assert doc["status"] == "completed"
