@@ -42,6 +42,17 @@ log = logging.getLogger("agentgate")
 
 
 MAX_PENDING_SAVES = 64  # interrupted streams' saves in flight at once; past it, one more is not stored (logged)
+MAX_LIVE = 1024  # stored streams readable while they run (`in_progress`); past it, one more is read once stored
+
+
+@dataclass(frozen=True)
+class Live:
+    """A stream of a stored Response still running: whose it is, its translator, its conversation before the
+    reply (its input items)."""
+
+    owner: str | None
+    stream: dialect.ResponsesStream
+    conversation: list[dict[str, Any]]
 
 
 @dataclass
@@ -52,6 +63,7 @@ class StoreHolder:
     store: ResponseStore | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # response id: its save
+    live: dict[str, Live] = field(default_factory=dict)  # response id: its stream, while it runs
 
     async def saved(self, resp_id: str | None) -> None:
         """Once the save of `resp_id` in flight, if any, is done: a request naming it finds it stored (and a
@@ -226,12 +238,15 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             else:
                 await _save(request, resp_id, owner, final, conversation, translator.items)
 
+        if req.store:
+            _go_live(request.app[RESPONSE_STORE], Live(owner, translator, conversation))
         try:
             return await stream_translated(request, ex, reply, translator, headers, before_finish,
                                           relay.OPENAI_KEEPALIVE)
         finally:
             if req.store:  # (a stream that ended is stored by `before_finish`)
                 _keep_interrupted(request, translator, owner, conversation)
+                request.app[RESPONSE_STORE].live.pop(resp_id, None)
 
     return await common.handle_exchange(request, "responses", handle)
 
@@ -251,6 +266,29 @@ class _KeptStream(dialect.ResponsesStream):
         if self.keep is not None and self.response is not None:
             self.keep(self.response)
         return out
+
+
+def _go_live(holder: StoreHolder, live: Live) -> None:
+    """`live` readable while it runs (bounded: past `MAX_LIVE` streams, one more is read once stored)."""
+    if len(holder.live) < MAX_LIVE:
+        holder.live[live.stream.id] = live
+    else:
+        log.info("response %s readable once stored: %d stored responses are streaming", live.stream.id,
+                 len(holder.live))
+
+
+def _running(request: web.Request, resp_id: str, owner: str | None) -> Live | None:
+    """The stream of `owner`'s stored Response `resp_id` while it runs (None: none, or another's)."""
+    live = request.app[RESPONSE_STORE].live.get(resp_id)
+    return live if live is not None and live.owner == owner else None
+
+
+def _in_progress(live: Live) -> dict[str, Any]:
+    """A running stream's Response as OpenAI answers a read of it: `in_progress`, its output items done so far."""
+    stream = live.stream
+    done = [item for item in stream.items if item.get("status") != "in_progress"]
+    return dialect.response_object(stream.req, stream.id, stream.created_at, status="in_progress", output=done,
+                                   usage=None)
 
 
 def _keep_interrupted(request: web.Request, translator: dialect.ResponsesStream, owner: str | None,
@@ -318,14 +356,28 @@ def _stored_route(endpoint: str) -> Callable[[StoredHandler], Callable[[web.Requ
 
 @_stored_route("responses_get")
 async def get_response(request: web.Request, store: ResponseStore, resp_id: str, owner: str | None) -> dict[str, Any]:
-    item = await _stored_get(store, resp_id, owner, param=None)
-    if item is None:
+    """The stored Response; one whose stream runs, `in_progress` (see `_in_progress`)."""
+    doc = await _response_of(request, store, resp_id, owner)
+    if doc is None:
         raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
     if _streamed(request.query.get("stream")):
         raise ApiError(400, f"The response {_short_id(resp_id)} cannot be streamed: only a background response "
                        "is streamed again, and background responses are not supported here. Retrieve it without "
                        "'stream'.", "invalid_value", param="stream")
-    return item.response
+    return doc
+
+
+async def _response_of(request: web.Request, store: ResponseStore, resp_id: str,
+                       owner: str | None) -> dict[str, Any] | None:
+    """`owner`'s Response `resp_id`: `in_progress` while its stream runs, then as stored (its final Response
+    while its save is under way); None when there is none."""
+    live = _running(request, resp_id, owner)
+    if live is not None and live.stream.response is None:
+        return _in_progress(live)
+    item = await _stored_get(store, resp_id, owner, param=None)
+    if item is not None:
+        return item.response
+    return live.stream.response if live is not None else None
 
 
 def _streamed(raw: str | None) -> bool:
@@ -354,12 +406,9 @@ async def delete_response(request: web.Request, store: ResponseStore, resp_id: s
 @_stored_route("responses_input_items")
 async def list_input_items(request: web.Request, store: ResponseStore, resp_id: str,
                            owner: str | None) -> dict[str, Any]:
-    """The stored response's input (its conversation before the reply), newest first unless `order=asc`."""
-    item = await _stored_get(store, resp_id, owner, param=None)
-    if item is None:
-        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
-    replied = dialect.assistant_message(item.response.get("output") or []) is not None
-    items = dialect.input_items_of(item.messages[:-1] if replied else item.messages, resp_id)
+    """The stored response's input (its conversation before the reply), newest first unless `order=asc`; one
+    whose stream runs, its input as it will be stored."""
+    items = await _input_items(request, store, resp_id, owner)
     if _order(request.query.get("order")) == "desc":
         items.reverse()
     ids = [i["id"] for i in items]
@@ -373,6 +422,19 @@ async def list_input_items(request: web.Request, store: ResponseStore, resp_id: 
     page = items[-n:] if before is not None and after is None else items[:n]
     return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > n}
+
+
+async def _input_items(request: web.Request, store: ResponseStore, resp_id: str,
+                      owner: str | None) -> list[dict[str, Any]]:
+    """The input items of `owner`'s stored Response `resp_id`, or of its stream while it runs; else a 404."""
+    item = await _stored_get(store, resp_id, owner, param=None)
+    if item is not None:
+        replied = dialect.assistant_message(item.response.get("output") or []) is not None
+        return dialect.input_items_of(item.messages[:-1] if replied else item.messages, resp_id)
+    live = _running(request, resp_id, owner)
+    if live is None:
+        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+    return dialect.input_items_of(live.conversation, resp_id)
 
 
 def _cursor_at(ids: list[str], cursor: str, param: str) -> int:

@@ -1,0 +1,92 @@
+"""A stored Response read while it is still streaming: `GET /v1/responses/{id}` (and its `input_items`) answer it
+`in_progress`, as OpenAI does for a response with `store`, then as stored once it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from router.api.responses import RESPONSE_STORE
+from tests.dialects.conftest import CFG
+from tests.fakes.openai_upstream import Step, stream_of
+
+KEYS = "server: {api_keys: [{key: sk-a, name: a}, {key: sk-b, name: b}]}\n"
+
+
+async def _events_until(resp: aiohttp.ClientResponse, delta: str) -> str:
+    """Read a Responses stream up to the text delta `delta`; the Response's id (from `response.created`)."""
+    resp_id = ""
+    async for line in resp.content:
+        if not line.startswith(b"data: "):
+            continue
+        data: dict[str, Any] = json.loads(line[6:])
+        if data["type"] == "response.created":
+            resp_id = data["response"]["id"]
+        if data["type"] == "response.output_text.delta" and data["delta"] == delta:
+            return resp_id
+    raise AssertionError("the stream ended early")
+
+
+async def test_a_stored_stream_is_readable_in_progress_then_completed(fakes, router):
+    """A GET of a `store: true` Response whose stream had not ended was a 404 (the id the client had from
+    `response.created` named nothing): it is now the Response `in_progress`, to its owner only, and its input
+    items are listed; once the stream ended, the Response as stored (`completed`)."""
+    up = await fakes()
+    resume = asyncio.Event()
+    up.push(Step(sse=stream_of(["Hello", " wor", "ld"], "m"), pause_after=3, resume=resume))
+    r = await router(KEYS + CFG.format(url=up.url))
+    mine, other = r.client("sk-a"), r.client("sk-b")
+    body = {"model": "m", "input": "hi", "stream": True, "metadata": {"k": "v"}}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body,
+                                                    headers={"Authorization": "Bearer sk-a"}) as resp:
+        resp_id = await _events_until(resp, " wor")
+        got = await mine.responses.retrieve(resp_id)
+        assert (got.id, got.status, got.metadata, got.usage) == (resp_id, "in_progress", {"k": "v"}, None)
+        listed = await mine.responses.input_items.list(resp_id)
+        assert [(i.type, i.role) for i in listed.data] == [("message", "user")]  # type: ignore[union-attr]
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.retrieve(resp_id)
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.input_items.list(resp_id)
+        resume.set()
+        await resp.read()
+    done = await mine.responses.retrieve(resp_id)
+    assert done.status == "completed" and done.output_text == "Hello world"
+    assert not r.app[RESPONSE_STORE].live
+
+
+async def test_a_stream_without_store_is_not_readable(fakes, router):
+    up = await fakes()
+    resume = asyncio.Event()
+    up.push(Step(sse=stream_of(["Hello", " wor", "ld"], "m"), pause_after=3, resume=resume))
+    r = await router(CFG.format(url=up.url))
+    body = {"model": "m", "input": "hi", "stream": True, "store": False}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+        resp_id = await _events_until(resp, " wor")
+        with pytest.raises(openai.NotFoundError):
+            await r.client().responses.retrieve(resp_id)
+        resume.set()
+        await resp.read()
+
+
+async def test_streams_readable_while_running_are_bounded(fakes, router, monkeypatch):
+    """Past `MAX_LIVE` running streams, one more is read once stored (not held for reads while it runs)."""
+    monkeypatch.setattr("router.api.responses.MAX_LIVE", 0)
+    up = await fakes()
+    resume = asyncio.Event()
+    up.push(Step(sse=stream_of(["Hello", " wor", "ld"], "m"), pause_after=3, resume=resume))
+    r = await router(CFG.format(url=up.url))
+    body = {"model": "m", "input": "hi", "stream": True}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+        resp_id = await _events_until(resp, " wor")
+        assert not r.app[RESPONSE_STORE].live
+        with pytest.raises(openai.NotFoundError):
+            await r.client().responses.retrieve(resp_id)
+        resume.set()
+        await resp.read()
+    assert (await r.client().responses.retrieve(resp_id)).status == "completed"
