@@ -333,7 +333,7 @@ def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
     url = part.get("image_url")
     if not isinstance(url, str) or not url:
         raise invalid(f"{where}: input_image needs an 'image_url' (a URL or a data URL); file ids are "
-                      "not supported.", "input", "unsupported_content")
+                      "not supported.", f"{where}.image_url", "unsupported_content")
     image: dict[str, Any] = {"url": url}
     if part.get("detail") in ("low", "high", "auto"):
         image["detail"] = part["detail"]
@@ -345,7 +345,7 @@ def _file_part(part: dict[str, Any], where: str) -> dict[str, Any]:
     data, name = part.get("file_data"), part.get("filename")
     if not isinstance(data, str) and not isinstance(part.get("file_url"), str) and \
             not isinstance(part.get("file_id"), str):
-        raise invalid(f"{where}: input_file needs 'file_data', 'file_url' or 'file_id'.", "input", "invalid_type")
+        raise invalid(f"{where}: input_file needs 'file_data', 'file_url' or 'file_id'.", where, "invalid_type")
     media, payload = data_url_parts(data) if isinstance(data, str) else ("", None)
     if isinstance(data, str) and not data.startswith("data:"):
         payload = data
@@ -357,8 +357,11 @@ def _file_part(part: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _parts(content: Any, where: str, role: str, key: str = "content") -> list[dict[str, Any]]:
     """The content parts of item `where`'s `key` (its message `content`, a tool's `output`) as chat parts."""
+    if content is None:
+        raise invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter")
     if not isinstance(content, list):
-        raise invalid(f"{where}.{key} must be a string or a list of content parts.", "input", "invalid_type")
+        raise invalid(f"{where}.{key} must be a string or a list of content parts.", f"{where}.{key}",
+                      "invalid_type")
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         pwhere = f"{where}.{key}[{j}]"
@@ -371,10 +374,22 @@ def _parts(content: Any, where: str, role: str, key: str = "content") -> list[di
             parts.append(_image_part(part, pwhere))
         elif ptype == "input_file" and role != "assistant":
             parts.append(_file_part(part, pwhere))
-        else:
-            raise invalid(f"{pwhere}: content part type {ptype!r} is not supported here.", "input",
+        else:  # (a type no part has names the part's type; a part of a type not taken here, the part)
+            param = pwhere if ptype in _PART_TYPES or not isinstance(part, dict) else f"{pwhere}.type"
+            raise invalid(f"{pwhere}: content part type {_shown(ptype)} is not supported here.", param,
                           "unsupported_content")
     return parts
+
+
+_PART_TYPES = ("input_text", "output_text", "text", "refusal", "input_image", "input_file", "input_audio",
+               "computer_screenshot", "summary_text", "reasoning_text")
+
+
+def _shown(value: object) -> str:
+    """A value a client sent as an error message shows it: cut to 40 characters."""
+    if isinstance(value, str):
+        return repr(value[:40])
+    return json_type(value) if isinstance(value, (dict, list)) else repr(value)
 
 
 def _part_text(part: dict[str, Any], name: str, where: str) -> str:
@@ -417,7 +432,7 @@ def _tool_output(output: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
             note = f"[{len(images)} image{'s' if len(images) > 1 else ''} returned; shown in the next message]"
             text = f"{text}\n{note}" if text else note
         return text, images
-    raise invalid(f"{where}.output must be a string or a list of content parts.", "input", "invalid_type")
+    raise invalid(f"{where}.output must be a string or a list of content parts.", f"{where}.output", "invalid_type")
 
 
 def _append_call(out: list[dict[str, Any]], call: dict[str, Any],
@@ -459,22 +474,29 @@ def _append_message(out: list[dict[str, Any]], messages: tuple[dict[str, Any], .
 def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
     """A `function_call` or `custom_tool_call` input item as a chat tool call under the backend's name."""
     call_id, name = item.get("call_id"), item.get("name")
-    if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
-        raise invalid(f"{where}: a {item.get('type')} needs string 'call_id' and 'name'.", "input", "invalid_type")
+    if not isinstance(call_id, str) or not call_id:
+        raise _call_needs(item, where, "call_id")
+    if not isinstance(name, str) or not name:
+        raise _call_needs(item, where, "name")
     if item.get("type") == "custom_tool_call":
         given = item.get("input", "")
         if not isinstance(given, str):
-            raise invalid(f"{where}.input must be a string.", "input", "invalid_type")
+            raise invalid(f"{where}.input must be a string.", f"{where}.input", "invalid_type")
         args = spaced_json({"input": given})
     else:
         args = item.get("arguments", "")
         if not isinstance(args, str):
-            raise invalid(f"{where}.arguments must be a JSON string.", "input", "invalid_type")
+            raise invalid(f"{where}.arguments must be a JSON string.", f"{where}.arguments", "invalid_type")
         namespace = item.get("namespace")
         if namespace is not None and not isinstance(namespace, str):
-            raise invalid(f"{where}.namespace must be a string.", "input", "invalid_type")
+            raise invalid(f"{where}.namespace must be a string.", f"{where}.namespace", "invalid_type")
         name = flat_name(namespace, name)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args or "{}"}}
+
+
+def _call_needs(item: dict[str, Any], where: str, field_name: str) -> ApiError:
+    return invalid(f"{where}: a {item.get('type')} needs string 'call_id' and 'name'.", f"{where}.{field_name}",
+                   "invalid_type")
 
 
 def _input_items(items: list[Any], dropped: Dropped, history: HistoryMemo) -> list[dict[str, Any]]:
@@ -522,7 +544,7 @@ def _reference_id(item: object, i: int) -> str | None:
     ref = item.get("id")
     if not isinstance(ref, str) or not ref or len(ref) > MAX_ID_CHARS:
         raise invalid(f"input[{i}]: an item_reference needs an 'id' (a string of at most {MAX_ID_CHARS} "
-                      "characters).", "input", "invalid_type")
+                      "characters).", f"input[{i}].id", "invalid_type")
     return ref
 
 
@@ -579,18 +601,19 @@ def _item_turn(item: Any, i: int) -> Turn:
     assistant message before it, or nothing (earlier reasoning; a hosted tool's item, reported as dropped)."""
     where = f"input[{i}]"
     if not isinstance(item, dict):
-        raise invalid(f"{where} must be an object.", "input", "invalid_type")
+        raise invalid(f"Invalid type for '{where}': expected an input item, but got {json_type(item)} instead.",
+                      where, "invalid_type")
     kind = item.get("type", "message" if "role" in item else None)
     if kind in ("function_call_output", "custom_tool_call_output"):
         call_id = item.get("call_id")
         if not isinstance(call_id, str) or not call_id:
-            raise invalid(f"{where}: a {kind} needs a string 'call_id'.", "input", "invalid_type")
+            raise invalid(f"{where}: a {kind} needs a string 'call_id'.", f"{where}.call_id", "invalid_type")
         text, found = _tool_output(item.get("output"), where)
         return Turn(({"role": "tool", "tool_call_id": call_id, "content": text},), kind="tool", extra=tuple(found))
     if kind == "message":
         role = item.get("role")
         if role not in _ROLES:
-            raise invalid(f"{where}.role must be one of {', '.join(_ROLES)}.", "input", "invalid_value")
+            raise invalid(f"{where}.role must be one of {', '.join(_ROLES)}.", where, "invalid_value")
         content = _parts_text(item.get("content"), where, role)
         # (a developer message keeps its role, so that `input_items` lists it as sent: `place_system` makes it
         # the system message's)
@@ -602,7 +625,7 @@ def _item_turn(item: Any, i: int) -> Turn:
         return Turn((), kind="reasoning", extra=({"text": text},)) if text else Turn((), kind="skip")
     if kind in _HOSTED_CALL_ITEMS:
         return Turn((), kind="skip", dropped=(str(kind),))
-    raise invalid(f"{where}: input item type {kind!r} is not supported.", "input", "unsupported_input_item")
+    raise invalid(f"{where}: input item type {_shown(kind)} is not supported.", where, "unsupported_input_item")
 
 
 def reasoning_text(item: dict[str, Any]) -> str:

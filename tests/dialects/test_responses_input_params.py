@@ -1,0 +1,51 @@
+"""Errors in a Responses request's `input` items name the item or field at fault by its full path
+(`input[1].content[0].image_url`), as OpenAI names them and as the text parts' errors already did; `input` alone
+only when the whole of it is at fault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.dialects.conftest import CFG
+
+USER = {"role": "user", "content": "hi"}
+
+
+def _msg(role: str, *parts: object) -> dict[str, Any]:
+    return {"type": "message", "role": role, "content": list(parts)}
+
+
+@pytest.mark.parametrize(("items", "param"), [
+    ([USER, 7], "input[1]"),
+    ([USER, {"type": "message", "role": "robot", "content": "x"}], "input[1]"),
+    ([USER, {"type": "bogus_item"}], "input[1]"),
+    ([USER, {"type": "message", "role": "user"}], "input[1].content"),
+    ([USER, {"type": "message", "role": "user", "content": 5}], "input[1].content"),
+    ([_msg("user", "x")], "input[0].content[0]"),
+    ([_msg("user", {"type": "bogus", "text": "x"})], "input[0].content[0].type"),
+    ([USER, _msg("assistant", {"type": "input_image", "image_url": "https://x/a.png"})], "input[1].content[0]"),
+    ([_msg("user", {"type": "input_image", "file_id": "file_1"})], "input[0].content[0].image_url"),
+    ([_msg("user", {"type": "input_file"})], "input[0].content[0]"),
+    ([USER, {"type": "function_call", "name": "f", "arguments": "{}"}], "input[1].call_id"),
+    ([USER, {"type": "function_call", "call_id": "c", "arguments": "{}"}], "input[1].name"),
+    ([USER, {"type": "function_call", "call_id": "c", "name": "f", "arguments": {}}], "input[1].arguments"),
+    ([USER, {"type": "function_call", "call_id": "c", "name": "f", "namespace": 3}], "input[1].namespace"),
+    ([USER, {"type": "custom_tool_call", "call_id": "c", "name": "f", "input": 3}], "input[1].input"),
+    ([USER, {"type": "function_call_output", "output": "x"}], "input[1].call_id"),
+    ([USER, {"type": "function_call_output", "call_id": "c", "output": 5}], "input[1].output"),
+    ([USER, {"type": "function_call_output", "call_id": "c", "output": [{"type": "bogus"}]}],
+     "input[1].output[0].type"),
+    ([USER, {"type": "item_reference", "id": 5}], "input[1].id"),
+])
+async def test_an_input_item_error_names_its_full_path(fakes, router, items, param):
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json={"model": "m", "input": items}) \
+            as resp:
+        assert resp.status == 400
+        err = (await resp.json())["error"]
+    assert err["param"] == param and err["type"] == "invalid_request_error" and err["code"], err
+    assert not up.requests
