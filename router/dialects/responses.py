@@ -138,10 +138,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     model = check_type(body, "model", str, "a string", required=True)
     if not model:
         raise invalid("'model' must be a non-empty string.", "model", "missing_field")
-    for unsupported in ("conversation", "prompt"):
-        if body.get(unsupported) is not None:
-            raise invalid(f"'{unsupported}' is not supported; continue a conversation with 'previous_response_id'.",
-                          unsupported, "unsupported_parameter")
+    _no_server_state(body)
     if check_type(body, "background", bool, "a boolean"):
         raise invalid("'background' responses are not supported.", "background", "unsupported_parameter")
     stream = check_type(body, "stream", bool, "a boolean") or False
@@ -217,6 +214,18 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
                             learn_tools=learn, echo_json=declared.echo_json,
                             sealed_reasoning=SEALED_INCLUDE in include)
+
+
+def _no_server_state(body: dict[str, Any]) -> None:
+    """`conversation` and `prompt` (state kept by OpenAI) are refused; `conversation` beside
+    `previous_response_id` with OpenAI's answer to both (given before it would look the conversation up)."""
+    if body.get("conversation") is not None and body.get("previous_response_id") is not None:
+        raise invalid("Mutually exclusive parameters. Ensure you are only providing one of: 'previous_response_id' "
+                      "or 'conversation'.", None, "mutually_exclusive_parameters")
+    for unsupported in ("conversation", "prompt"):
+        if body.get(unsupported) is not None:
+            raise invalid(f"'{unsupported}' is not supported; continue a conversation with 'previous_response_id'.",
+                          unsupported, "unsupported_parameter")
 
 
 def _field(obj: dict[str, Any] | None, name: str, param: str | None = None) -> str | None:

@@ -79,3 +79,19 @@ async def test_include_takes_the_documented_values_only(fakes, router):
     assert not up.requests
     doc = await _accepted(r.url, {**base, "include": INCLUDABLE})
     assert doc["status"] == "completed"
+
+
+async def test_previous_response_id_with_conversation_is_openai_s_mutually_exclusive_400(fakes, router):
+    """Both together were told "'conversation' is not supported; continue a conversation with
+    'previous_response_id'", which the request already did: it is now OpenAI's answer to sending both; one
+    `conversation` alone is still refused as not supported here."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    base = {"model": "m", "input": "hi", "store": False}
+    err = await _refused(r.url, {**base, "previous_response_id": "resp_1", "conversation": "conv_1"})
+    assert err["code"] == "mutually_exclusive_parameters"
+    assert err["message"] == ("Mutually exclusive parameters. Ensure you are only providing one of: "
+                              "'previous_response_id' or 'conversation'.")
+    err = await _refused(r.url, {**base, "conversation": {"id": "conv_1"}})
+    assert (err["param"], err["code"]) == ("conversation", "unsupported_parameter")
+    assert not up.requests
