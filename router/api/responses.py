@@ -64,6 +64,7 @@ class StoreHolder:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # response id: its save
     live: dict[str, Live] = field(default_factory=dict)  # response id: its stream, while it runs
+    deleted: set[str] = field(default_factory=set)  # of `live`, those deleted while they run: never stored
 
     async def saved(self, resp_id: str | None) -> None:
         """Once the save of `resp_id` in flight, if any, is done: a request naming it finds it stored (and a
@@ -107,14 +108,19 @@ async def _save(request: web.Request, resp_id: str, owner: str | None, doc: dict
                 conversation: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
     """The answer stored for `previous_response_id`; whatever fails here, the answer still goes out (only
     continuing it will fail), so a stream's last events are never lost to it."""
+    holder = request.app[RESPONSE_STORE]
+    if resp_id in holder.deleted:  # (deleted while it ran)
+        return
     try:
         item = _stored(resp_id, owner, doc, conversation, items)
     except ApiError as exc:  # an output no later request could send back (a call without a name)
         log.warning("response %s not stored: %s", resp_id, exc.message)
         return
     try:
-        store = await request.app[RESPONSE_STORE].get()
+        store = await holder.get()
         await store.put(item)
+        if resp_id in holder.deleted:  # (deleted while it was being stored)
+            await store.delete(resp_id, owner)
     except (OSError, sqlite3.Error, RowTooLarge) as exc:
         log.warning("could not store response %s: %s", item.id, exc)
 
@@ -246,7 +252,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         finally:
             if req.store:  # (a stream that ended is stored by `before_finish`)
                 _keep_interrupted(request, translator, owner, conversation)
-                request.app[RESPONSE_STORE].live.pop(resp_id, None)
+                _ended(request.app[RESPONSE_STORE], resp_id)
 
     return await common.handle_exchange(request, "responses", handle)
 
@@ -277,10 +283,17 @@ def _go_live(holder: StoreHolder, live: Live) -> None:
                  len(holder.live))
 
 
+def _ended(holder: StoreHolder, resp_id: str) -> None:
+    """A stream of a stored Response ended (its save, if any, done or scheduled): no longer read while it runs."""
+    holder.live.pop(resp_id, None)
+    holder.deleted.discard(resp_id)
+
+
 def _running(request: web.Request, resp_id: str, owner: str | None) -> Live | None:
-    """The stream of `owner`'s stored Response `resp_id` while it runs (None: none, or another's)."""
-    live = request.app[RESPONSE_STORE].live.get(resp_id)
-    return live if live is not None and live.owner == owner else None
+    """The stream of `owner`'s stored Response `resp_id` while it runs (None: none, another's, or deleted)."""
+    holder = request.app[RESPONSE_STORE]
+    live = holder.live.get(resp_id)
+    return live if live is not None and live.owner == owner and resp_id not in holder.deleted else None
 
 
 def _in_progress(live: Live) -> dict[str, Any]:
@@ -305,6 +318,8 @@ def _keep_later(request: web.Request, resp_id: str, owner: str | None, doc: dict
                 conversation: list[dict[str, Any]]) -> None:
     """Store `doc` in a task of its own, pending (a request naming its id waits for it) until done."""
     holder = request.app[RESPONSE_STORE]
+    if resp_id in holder.deleted:  # (deleted while it ran)
+        return
     if len(holder.pending) >= MAX_PENDING_SAVES:
         log.warning("response %s not stored: %d responses are being stored", resp_id, len(holder.pending))
         return
@@ -393,8 +408,12 @@ def _streamed(raw: str | None) -> bool:
 @_stored_route("responses_delete")
 async def delete_response(request: web.Request, store: ResponseStore, resp_id: str,
                           owner: str | None) -> dict[str, Any]:
+    """The stored Response deleted; one whose stream runs, never stored (its stream goes on)."""
+    running = _running(request, resp_id, owner) is not None
+    if running:
+        request.app[RESPONSE_STORE].deleted.add(resp_id)
     try:
-        deleted = await store.delete(resp_id, owner)
+        deleted = await store.delete(resp_id, owner) or running
     except (OSError, sqlite3.Error) as exc:
         log.warning("response store delete of %s failed: %s", resp_id[:64], exc)
         raise ApiError(503, "The response store is unavailable.", "store_unavailable") from None

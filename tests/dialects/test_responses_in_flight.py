@@ -90,3 +90,32 @@ async def test_streams_readable_while_running_are_bounded(fakes, router, monkeyp
         resume.set()
         await resp.read()
     assert (await r.client().responses.retrieve(resp_id)).status == "completed"
+
+
+async def test_a_stream_deleted_while_running_is_never_stored(fakes, router):
+    """A DELETE of a stored Response whose stream runs was a 404 (though a GET answered it `in_progress`) and the
+    response was stored when it ended: it is now deleted, to its owner only, and its end stores nothing."""
+    up = await fakes()
+    resume = asyncio.Event()
+    up.push(Step(sse=stream_of(["Hello", " wor", "ld"], "m"), pause_after=3, resume=resume))
+    r = await router(KEYS + CFG.format(url=up.url))
+    mine, other = r.client("sk-a"), r.client("sk-b")
+    body = {"model": "m", "input": "hi", "stream": True}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body,
+                                                    headers={"Authorization": "Bearer sk-a"}) as resp:
+        resp_id = await _events_until(resp, " wor")
+        with pytest.raises(openai.NotFoundError):
+            await other.responses.delete(resp_id)
+        await mine.responses.delete(resp_id)
+        with pytest.raises(openai.NotFoundError):
+            await mine.responses.retrieve(resp_id)
+        with pytest.raises(openai.NotFoundError):
+            await mine.responses.delete(resp_id)
+        resume.set()
+        text = (await resp.read()).decode()
+    assert "response.completed" in text  # (the stream itself goes on to its end)
+    with pytest.raises(openai.NotFoundError):
+        await mine.responses.retrieve(resp_id)
+    holder = r.app[RESPONSE_STORE]
+    assert holder.store is not None and holder.store.count() == 0
+    assert not holder.live and not holder.deleted
