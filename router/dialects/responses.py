@@ -148,7 +148,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         raise invalid(f"'previous_response_id' is {len(previous)} characters long; a response id has at most "
                       f"{MAX_ID_CHARS}.", "previous_response_id", "invalid_value")
     instructions = check_type(body, "instructions", str, "a string")
-    max_output = check_int(body, "max_output_tokens", 1)
+    max_output = _at_least(body, "max_output_tokens", MIN_OUTPUT_TOKENS)
     max_tool_calls = check_int(body, "max_tool_calls", 1)  # (hosted tools' calls: none are made here)
     temperature = check_number(body, "temperature", 0.0, 2.0)
     top_p = check_number(body, "top_p", 0.0, 1.0)
@@ -214,6 +214,18 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
                             learn_tools=learn, echo_json=declared.echo_json,
                             sealed_reasoning=SEALED_INCLUDE in include)
+
+
+MIN_OUTPUT_TOKENS = 16  # the least `max_output_tokens` OpenAI's Responses API takes
+
+
+def _at_least(body: dict[str, Any], name: str, lo: int) -> int | None:
+    """An integer field of at least `lo`; a lower one is OpenAI's 400 for it."""
+    value: int | None = check_type(body, name, int, "an integer")
+    if value is not None and value < lo:
+        raise invalid(f"Invalid '{name}': integer below minimum value. Expected a value >= {lo}, but got {value} "
+                      "instead.", name, "integer_below_min_value")
+    return value
 
 
 def _no_server_state(body: dict[str, Any]) -> None:

@@ -144,5 +144,5 @@ async def test_responses_whole_marks_the_cut_item(fakes, router):
     up.push(Step(json=completion("The answer is", "m", finish_reason="length")))
     r = await router(CFG.format(url=up.url))
     client = openai.AsyncOpenAI(base_url=r.url + "/v1", api_key="unused", max_retries=0)
-    resp = await client.responses.create(model="m", input="question?", max_output_tokens=3)
+    resp = await client.responses.create(model="m", input="question?", max_output_tokens=16)
     assert resp.status == "incomplete" and [i.status for i in resp.output] == ["incomplete"]

@@ -95,3 +95,19 @@ async def test_previous_response_id_with_conversation_is_openai_s_mutually_exclu
     err = await _refused(r.url, {**base, "conversation": {"id": "conv_1"}})
     assert (err["param"], err["code"]) == ("conversation", "unsupported_parameter")
     assert not up.requests
+
+
+async def test_max_output_tokens_below_16_is_openai_s_400(fakes, router):
+    """OpenAI's Responses API takes `max_output_tokens` from 16 (a limit under it was sent upstream as it came): a
+    lower one is its 400, `integer_below_min_value`; 16 is taken and sent upstream as chat's `max_tokens`."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    base = {"model": "m", "input": "hi", "store": False}
+    for value in (0, 1, 15):
+        err = await _refused(r.url, {**base, "max_output_tokens": value})
+        assert (err["param"], err["code"]) == ("max_output_tokens", "integer_below_min_value")
+        assert err["message"] == ("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, "
+                                  f"but got {value} instead.")
+    assert not up.requests
+    doc = await _accepted(r.url, {**base, "max_output_tokens": 16})
+    assert doc["max_output_tokens"] == 16 and up.requests[0].body["max_tokens"] == 16
