@@ -326,13 +326,16 @@ def _input_messages(raw_input: object, previous: str | None, dropped: Dropped,
     """`input` (a string or a list of items) as chat messages."""
     if raw_input is None:
         raise invalid("'input' is required.", "input", "missing_field")
-    if isinstance(raw_input, str):
-        messages: list[dict[str, Any]] = [{"role": "user", "content": raw_input}]
+    if isinstance(raw_input, str):  # ("" adds nothing: an empty user message is refused by some upstreams)
+        messages: list[dict[str, Any]] = [{"role": "user", "content": raw_input}] if raw_input else []
     elif isinstance(raw_input, list):
         messages = _input_items(raw_input, dropped, history)
     else:
         raise invalid("'input' must be a string or a list of input items.", "input", "invalid_type")
     if not messages and previous is None:
+        if not raw_input:  # (OpenAI's answer to an empty one)
+            raise invalid("One of \"input\" or \"previous_response_id\" or 'prompt' or 'conversation' must be "
+                          "provided.", None, "missing_required_parameter")
         raise invalid("'input' holds nothing to send to the model.", "input", "invalid_value")
     return messages
 

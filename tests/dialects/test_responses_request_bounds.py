@@ -111,3 +111,20 @@ async def test_max_output_tokens_below_16_is_openai_s_400(fakes, router):
     assert not up.requests
     doc = await _accepted(r.url, {**base, "max_output_tokens": 16})
     assert doc["max_output_tokens"] == 16 and up.requests[0].body["max_tokens"] == 16
+
+
+async def test_an_empty_input_is_openai_s_400_unless_a_response_is_continued(fakes, router):
+    """`input: ""` went upstream as an empty user message (an Anthropic upstream refuses one, naming a
+    `messages.0` the client never sent); `[]` was a 400 of the router's own. Without `previous_response_id`
+    both are now OpenAI's 400; with it, an empty string adds nothing to the conversation continued."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    for empty in ("", []):
+        err = await _refused(r.url, {"model": "m", "input": empty})
+        assert err["code"] == "missing_required_parameter", err
+        assert err["message"] == ("One of \"input\" or \"previous_response_id\" or 'prompt' or 'conversation' must "
+                                  "be provided."), err
+    assert not up.requests
+    first = await _accepted(r.url, {"model": "m", "input": "hi"})
+    await _accepted(r.url, {"model": "m", "input": "", "previous_response_id": first["id"]})
+    assert [m["role"] for m in up.requests[1].body["messages"]] == ["user", "assistant"]
