@@ -702,26 +702,35 @@ def _with_reasoning(out: list[dict[str, Any]], reasoning: list[str], owned: dict
     return last
 
 
-def _function(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | None]:
-    name, params, desc = t.get("name"), t.get("parameters"), t.get("description")
+def _tool_name(t: dict[str, Any], where: str, key: str = "name") -> str:
+    """A tool's (or namespace's) non-empty string `name`; a 400 naming it otherwise."""
+    name = t.get(key)
+    if name is None:
+        raise invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter")
     if not isinstance(name, str) or not name:
-        raise invalid(f"{where} needs a non-empty string 'name'.", "tools", "invalid_type")
+        raise invalid(f"{where} needs a non-empty string '{key}'.", f"{where}.{key}", "invalid_type")
+    return name
+
+
+def _description(t: dict[str, Any], where: str) -> str | None:
+    desc = t.get("description")
+    if desc is not None and not isinstance(desc, str):
+        raise invalid(f"{where}.description must be a string.", f"{where}.description", "invalid_type")
+    return desc
+
+
+def _function(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | None]:
+    name, params = _tool_name(t, where), t.get("parameters")
     if params is None:
         params = {"type": "object", "properties": {}}
     if not isinstance(params, dict):
-        raise invalid(f"{where}.parameters must be an object.", "tools", "invalid_type")
-    if desc is not None and not isinstance(desc, str):
-        raise invalid(f"{where}.description must be a string.", "tools", "invalid_type")
-    return name, params, desc
+        raise invalid(f"{where}.parameters must be an object.", f"{where}.parameters", "invalid_type")
+    return name, params, _description(t, where)
 
 
 def _custom(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str | None]:
     """A free-form `custom` tool as a function taking one string, `input`; a grammar goes into the description."""
-    name, desc = t.get("name"), t.get("description")
-    if not isinstance(name, str) or not name:
-        raise invalid(f"{where} needs a non-empty string 'name'.", "tools", "invalid_type")
-    if desc is not None and not isinstance(desc, str):
-        raise invalid(f"{where}.description must be a string.", "tools", "invalid_type")
+    name, desc = _tool_name(t, where), _description(t, where)
     return name, input_schema(), function_description(desc, t.get("format"))  # (as the chat route declares one)
 
 
@@ -775,7 +784,7 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
     def add(name: str, params: dict[str, Any], desc: str | None, view: ClientTool, where: str,
             strict: object = None) -> None:
         if name in client:
-            raise invalid(f"{where}: the tool name {name!r} is declared twice.", "tools", "invalid_value")
+            raise invalid(f"{where}: the tool name {name!r} is declared twice.", f"{where}.name", "invalid_value")
         client[name] = view
         fn: dict[str, Any] = {"name": name, "parameters": params}
         if desc:
@@ -787,7 +796,7 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
     for i, t in enumerate(value):
         where = f"tools[{i}]"
         if not isinstance(t, dict):
-            raise invalid(f"{where} must be an object.", "tools", "invalid_type")
+            raise invalid(f"{where} must be an object.", where, "invalid_type")
         kind = t.get("type")
         if kind == "function":
             name, params, desc = _function(t, where)
@@ -799,15 +808,14 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
             add(name, params, desc, ClientTool("custom", name), where)
             echo.append({k: v for k, v in t.items() if k in ("type", "name", "description", "format")})
         elif kind == "namespace":
-            ns, inner = t.get("name"), t.get("tools")
-            if not isinstance(ns, str) or not ns or not isinstance(inner, list):
-                raise invalid(f"{where}: a namespace needs a string 'name' and a list 'tools'.", "tools",
-                              "invalid_type")
+            ns, inner = _tool_name(t, where), t.get("tools")
+            if not isinstance(inner, list):
+                raise _namespace_tools(where, inner)
             ns_desc = str_or(t.get("description"))
             for j, sub in enumerate(inner):
                 swhere = f"{where}.tools[{j}]"
                 if not isinstance(sub, dict):
-                    raise invalid(f"{swhere} must be an object.", "tools", "invalid_type")
+                    raise invalid(f"{swhere} must be an object.", swhere, "invalid_type")
                 if sub.get("type", "function") != "function":
                     dropped.add(str(sub.get("type")))
                     continue
@@ -817,9 +825,18 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
             echo.append(t)
         elif isinstance(kind, str) and kind:
             dropped.add(kind)  # hosted: the backend cannot run it
+        elif kind is None:
+            raise invalid(f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter")
         else:
-            raise invalid(f"{where} needs a string 'type'.", "tools", "invalid_type")
+            raise invalid(f"{where} needs a string 'type'.", f"{where}.type", "invalid_type")
     return chat, echo, client
+
+
+def _namespace_tools(where: str, inner: object) -> ApiError:
+    """A namespace's `tools` missing, or not a list."""
+    if inner is None:
+        return invalid(f"Missing required parameter: '{where}.tools'.", f"{where}.tools", "missing_required_parameter")
+    return invalid(f"{where}: a namespace needs a list 'tools'.", f"{where}.tools", "invalid_type")
 
 
 def _backend_name(ref: dict[str, Any], client: dict[str, ClientTool]) -> str | None:

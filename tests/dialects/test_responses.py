@@ -362,7 +362,7 @@ async def test_responses_are_private_to_their_key(fakes, router):
     ({"model": "m"}, "input"),
     ({"model": "m", "input": 5}, "input"),
     ({"model": "m", "input": [{"type": "item_reference", "id": 5}]}, "input[0].id"),
-    ({"model": "m", "input": "x", "tools": [{"type": "namespace", "name": "ns"}]}, "tools"),
+    ({"model": "m", "input": "x", "tools": [{"type": "namespace", "name": "ns"}]}, "tools[0].tools"),
     ({"model": "m", "input": "x", "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice"),
     ({"model": "m", "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
     ({"model": "m", "input": "x", "temperature": 10**400}, "temperature"),  # past the float range: no OverflowError

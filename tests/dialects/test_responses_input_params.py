@@ -49,3 +49,34 @@ async def test_an_input_item_error_names_its_full_path(fakes, router, items, par
         err = (await resp.json())["error"]
     assert err["param"] == param and err["type"] == "invalid_request_error" and err["code"], err
     assert not up.requests
+
+
+FN = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
+
+
+@pytest.mark.parametrize(("tools", "param", "code"), [
+    ([FN, 7], "tools[1]", "invalid_type"),
+    ([FN, {"name": "g"}], "tools[1].type", "missing_required_parameter"),
+    ([FN, {"type": "function"}], "tools[1].name", "missing_required_parameter"),
+    ([FN, {"type": "function", "name": 5}], "tools[1].name", "invalid_type"),
+    ([FN, {"type": "function", "name": "g", "parameters": "{}"}], "tools[1].parameters", "invalid_type"),
+    ([FN, {"type": "function", "name": "g", "description": 5}], "tools[1].description", "invalid_type"),
+    ([FN, {"type": "custom"}], "tools[1].name", "missing_required_parameter"),
+    ([FN, FN], "tools[1].name", "invalid_value"),
+    ([{"type": "namespace", "name": "ns"}], "tools[0].tools", "missing_required_parameter"),
+    ([{"type": "namespace", "tools": []}], "tools[0].name", "missing_required_parameter"),
+    ([{"type": "namespace", "name": "ns", "tools": [3]}], "tools[0].tools[0]", "invalid_type"),
+    ([{"type": "namespace", "name": "ns", "tools": [{"type": "function"}]}], "tools[0].tools[0].name",
+     "missing_required_parameter"),
+])
+async def test_a_tool_error_names_its_full_path(fakes, router, tools, param, code):
+    """A malformed tool was a 400 naming only `tools`; it now names the tool or field at fault, as OpenAI does
+    (`tools[1].name`, `Missing required parameter` for one absent)."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    body = {"model": "m", "input": "hi", "tools": tools}
+    async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+        assert resp.status == 400
+        err = (await resp.json())["error"]
+    assert (err["param"], err["code"]) == (param, code), err
+    assert not up.requests
