@@ -155,12 +155,15 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None,
 
 async def _history(request: web.Request, store: ResponseStore, previous_id: str | None,
                    owner: str | None) -> list[dict[str, Any]]:
-    """The conversation `previous_response_id` continues (none without one); one not stored for `owner`, or
-    stored `failed` (its answer never ended: nothing to continue from), is a 400 naming it."""
+    """The conversation `previous_response_id` continues (none without one); one not stored for `owner`, still
+    streaming, or stored `failed` (its answer never ended: nothing to continue from), is a 400 naming it."""
     if not previous_id:
         return []
     await request.app[RESPONSE_STORE].saved(previous_id)
     previous = await _stored_get(store, previous_id, owner)
+    if previous is None and _running(request, previous_id, owner) is not None:
+        raise ApiError(400, f"Previous response with id {_short_id(previous_id)} is still in progress; continue it "
+                       "once it has completed.", "previous_response_in_progress", param="previous_response_id")
     if previous is None:
         raise ApiError(400, f"Previous response with id {_short_id(previous_id)} not found.",
                        "previous_response_not_found", param="previous_response_id")

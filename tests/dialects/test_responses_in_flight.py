@@ -119,3 +119,27 @@ async def test_a_stream_deleted_while_running_is_never_stored(fakes, router):
     holder = r.app[RESPONSE_STORE]
     assert holder.store is not None and holder.store.count() == 0
     assert not holder.live and not holder.deleted
+
+
+async def test_continuing_a_stream_still_running_is_a_400_saying_so(fakes, router):
+    """A `previous_response_id` naming a stored Response whose stream runs was told the response was not found
+    (a GET answers it `in_progress`): the 400 now says it is still in progress; once it ended, it is continued."""
+    up = await fakes()
+    resume = asyncio.Event()
+    up.push(Step(sse=stream_of(["Hello", " wor", "ld"], "m"), pause_after=3, resume=resume))
+    r = await router(CFG.format(url=up.url))
+    body = {"model": "m", "input": "hi", "stream": True}
+    async with aiohttp.ClientSession() as s:
+        async with s.post(r.url + "/v1/responses", json=body) as resp:
+            resp_id = await _events_until(resp, " wor")
+            nxt = {"model": "m", "input": "more", "previous_response_id": resp_id}
+            async with s.post(r.url + "/v1/responses", json=nxt) as again:
+                assert again.status == 400
+                err = (await again.json())["error"]
+            assert (err["param"], err["code"]) == ("previous_response_id", "previous_response_in_progress"), err
+            assert "in progress" in err["message"] and resp_id in err["message"]
+            resume.set()
+            await resp.read()
+        async with s.post(r.url + "/v1/responses", json=nxt) as again:
+            assert again.status == 200
+    assert len(up.requests) == 2
