@@ -865,6 +865,9 @@ def _tool_choice(value: Any, declared: _Tools, dropped: Dropped) -> tuple[Any, A
         return value, value, tools
     kind = value.get("type") if isinstance(value, dict) else None
     if kind in ("function", "custom"):
+        if value.get("name") is None:
+            raise invalid("Missing required parameter: 'tool_choice.name'.", "tool_choice.name",
+                          "missing_required_parameter")
         name = _backend_name(value, client)
         if name is None:
             raise invalid(f"A {kind} tool_choice needs the 'name' of a declared {kind} tool.", "tool_choice",

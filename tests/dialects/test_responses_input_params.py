@@ -80,3 +80,17 @@ async def test_a_tool_error_names_its_full_path(fakes, router, tools, param, cod
         err = (await resp.json())["error"]
     assert (err["param"], err["code"]) == (param, code), err
     assert not up.requests
+
+
+async def test_a_tool_choice_without_its_name_names_it(fakes, router):
+    """`{"type": "function"}` was a 400 naming `tool_choice`; OpenAI names the missing `tool_choice.name`."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    for kind in ("function", "custom"):
+        body = {"model": "m", "input": "hi", "tools": [FN], "tool_choice": {"type": kind}}
+        async with aiohttp.ClientSession() as s, s.post(r.url + "/v1/responses", json=body) as resp:
+            assert resp.status == 400
+            err = (await resp.json())["error"]
+        assert (err["param"], err["code"]) == ("tool_choice.name", "missing_required_parameter"), err
+        assert err["message"] == "Missing required parameter: 'tool_choice.name'."
+    assert not up.requests
