@@ -193,7 +193,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     if fmt is not None:
         params["response_format"] = fmt
     # fields OpenAI's chat API has too, sent as the chat route sends them (an Anthropic provider has none of them)
-    verbosity = _field(text, "verbosity", "text.verbosity")
+    verbosity = _verbosity(text)
     for name, value in (("verbosity", verbosity), ("prompt_cache_key", _field(body, "prompt_cache_key")),
                         ("service_tier", _field(body, "service_tier"))):
         if value is not None:
@@ -292,6 +292,15 @@ def _metadata_pair(key: str, item: object) -> None:
         raise invalid(f"Invalid '{param}': string too long. Expected a string with maximum length "
                       f"{MAX_METADATA_VALUE}, but got a string with length {len(item)} instead.", param,
                       "string_above_max_length")
+
+
+def _verbosity(text: dict[str, Any] | None) -> str | None:
+    """`text.verbosity`: "low", "medium" or "high", as OpenAI takes it; another is its 400 naming the field."""
+    value = _field(text, "verbosity", "text.verbosity")
+    if value not in (None, "low", "medium", "high"):
+        raise invalid(f"Invalid value: {value[:40]!r}. Supported values are: 'low', 'medium', and 'high'.",
+                      "text.verbosity", "invalid_value")
+    return value
 
 
 def _truncation(body: dict[str, Any]) -> str:

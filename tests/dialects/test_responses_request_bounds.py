@@ -128,3 +128,17 @@ async def test_an_empty_input_is_openai_s_400_unless_a_response_is_continued(fak
     first = await _accepted(r.url, {"model": "m", "input": "hi"})
     await _accepted(r.url, {"model": "m", "input": "", "previous_response_id": first["id"]})
     assert [m["role"] for m in up.requests[1].body["messages"]] == ["user", "assistant"]
+
+
+async def test_an_unknown_verbosity_is_openai_s_400(fakes, router):
+    """`text.verbosity` went upstream as chat's `verbosity` whatever it was (an OpenAI upstream then named
+    `verbosity`, a field the client never sent): one OpenAI does not take is now its 400 naming `text.verbosity`."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    err = await _refused(r.url, {"model": "m", "input": "hi", "store": False, "text": {"verbosity": "loud"}})
+    assert (err["param"], err["code"]) == ("text.verbosity", "invalid_value")
+    assert err["message"] == "Invalid value: 'loud'. Supported values are: 'low', 'medium', and 'high'."
+    assert not up.requests
+    for level in ("low", "medium", "high"):
+        doc = await _accepted(r.url, {"model": "m", "input": "hi", "store": False, "text": {"verbosity": level}})
+        assert doc["text"]["verbosity"] == level
