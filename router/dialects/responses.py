@@ -158,7 +158,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     user = check_type(body, "user", str, "a string")
 
     dropped = Dropped()
-    messages = _input_messages(body.get("input"), previous, dropped, memos.history)
+    messages = _input_messages(body.get("input"), previous, dropped, memos.history, "messages" in body)
     declared, learn = _tools(body.get("tools"), dropped, memos.tools)
     echo_tools, client_tools = declared.echo, declared.client
     params: dict[str, Any] = {}
@@ -330,11 +330,19 @@ def _include(body: dict[str, Any]) -> list[str]:
     return names
 
 
-def _input_messages(raw_input: object, previous: str | None, dropped: Dropped,
-                    history: HistoryMemo) -> list[dict[str, Any]]:
+def _no_input(chat_shaped: bool) -> ApiError:
+    """`input` missing; where the body has chat's `messages`, OpenAI's answer saying where they moved."""
+    if chat_shaped:
+        return invalid("Unsupported parameter: 'messages'. In the Responses API, this parameter has moved to "
+                       "'input'. Try again with the new parameter.", None, "unsupported_parameter")
+    return invalid("'input' is required.", "input", "missing_field")
+
+
+def _input_messages(raw_input: object, previous: str | None, dropped: Dropped, history: HistoryMemo,
+                    body_has_messages: bool = False) -> list[dict[str, Any]]:
     """`input` (a string or a list of items) as chat messages."""
     if raw_input is None:
-        raise invalid("'input' is required.", "input", "missing_field")
+        raise _no_input(body_has_messages)
     if isinstance(raw_input, str):  # ("" adds nothing: an empty user message is refused by some upstreams)
         messages: list[dict[str, Any]] = [{"role": "user", "content": raw_input}] if raw_input else []
     elif isinstance(raw_input, list):

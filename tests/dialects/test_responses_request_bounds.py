@@ -142,3 +142,17 @@ async def test_an_unknown_verbosity_is_openai_s_400(fakes, router):
     for level in ("low", "medium", "high"):
         doc = await _accepted(r.url, {"model": "m", "input": "hi", "store": False, "text": {"verbosity": level}})
         assert doc["text"]["verbosity"] == level
+
+
+async def test_chat_messages_instead_of_input_are_told_where_they_moved(fakes, router):
+    """A chat-shaped body (`messages`, no `input`) was told "'input' is required.": it is now OpenAI's answer,
+    which says `messages` moved to `input`."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    err = await _refused(r.url, {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert err["code"] == "unsupported_parameter"
+    assert err["message"].startswith("Unsupported parameter: 'messages'. In the Responses API, this parameter has "
+                                     "moved to 'input'.")
+    err = await _refused(r.url, {"model": "m"})
+    assert (err["param"], err["code"]) == ("input", "missing_field")
+    assert not up.requests
