@@ -279,6 +279,9 @@ def _describe(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
         allowed = err.schema.get("properties", {}) if isinstance(err.schema, Mapping) else {}
         return f"unknown key ({err.message.split('(')[-1].rstrip(')')}); allowed: " + ", ".join(sorted(allowed))
+    if err.validator == "maximum" and _in_seconds(err):
+        return (f"{err.instance:g} seconds is more than a day: at most {err.validator_value:g} (a longer wait holds a "
+                "request, a connection or a provider practically forever)")
     if err.validator == "enum" and isinstance(err.validator_value, list):
         return f"expected one of {', '.join(map(repr, err.validator_value))}, got {_shown(err.instance)}"
     if err.validator == "type":
@@ -287,6 +290,11 @@ def _describe(err: jsonschema.ValidationError) -> str:
     if err.validator == "oneOf" and err.context:
         return "; or ".join(sorted({_message(c) for c in err.context}))
     return _message(err)
+
+
+def _in_seconds(err: jsonschema.ValidationError) -> bool:
+    """Whether the setting `err` is about is a duration (the schema's `seconds`)."""
+    return isinstance(err.schema, Mapping) and err.schema.get("description") == "seconds"
 
 
 def _given(raw: Mapping[str, Any], *keys: str, **renamed: str) -> dict[str, Any]:
