@@ -453,6 +453,7 @@ def _provider(name: object, raw: Mapping[str, Any], defaults: Policy, missing: M
     api_key = _secret(raw.get("api_key") or "", source, f"providers.{name}.api_key")
     headers = _headers(raw.get("headers") or {}, source, f"providers.{name}.headers")
     _one_authorization(url, api_key if raw["type"] != "anthropic" else "", headers, source, f"providers.{name}")
+    _one_credential(raw["type"], api_key, headers, source, f"providers.{name}")
     return ProviderConfig(name=name, type=raw["type"], base_url=url.rstrip("/"), api_key=api_key or None,
                           headers=headers, policy=_policy(raw, defaults), disabled_reason=reason)
 
@@ -503,6 +504,19 @@ def _one_authorization(url: str, bearer: str, headers: tuple[tuple[str, str], ..
         said = "api_key" if bearer else "headers.Authorization"
         raise _fail(source, f"{where}.base_url", f"holds credentials (user:password@), sent as the Authorization "
                     f"header, and {said} sets that header too: a request carries one Authorization, keep one")
+
+
+_CREDENTIAL_HEADER = {"openai": "Authorization", "anthropic": "x-api-key"}  # what a provider's api_key is sent as
+
+
+def _one_credential(kind: str, api_key: str, headers: tuple[tuple[str, str], ...], source: str, where: str) -> None:
+    """Refuse an api_key beside a configured header of the name it is sent as: one would replace the other (the
+    router sent the key; OpenAI's SDK and LiteLLM send the explicit header), so keep one. Neither value is quoted."""
+    sent_as = _CREDENTIAL_HEADER[kind]
+    written = next((k for k, _ in headers if k.lower() == sent_as.lower()), None)
+    if api_key and written is not None:
+        raise _fail(source, where, f"api_key is sent as the {sent_as} header and headers.{written} sets it too: a "
+                    "request carries one, keep either (the values are not shown)")
 
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110's token)

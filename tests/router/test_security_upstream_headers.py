@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import pytest
 
+from router.app import create_app, start
+from router.config import parse_config
 from tests.fakes.openai_upstream import completion
 from tests.started import started
 
@@ -105,11 +108,19 @@ async def _chat(url: str) -> int:
     ("anthropic", "X-API-KEY", PROVIDER_KEY),
 ])
 async def test_a_configured_header_named_as_the_credential_in_another_case_is_not_sent_beside_it(
-        wire, router, kind, header, credential):
+        wire, kind, header, credential):
+    """Such a config is refused at load (`tests/ops/test_security_credential_header.py`); one built otherwise (the
+    key set after loading) still sends one credential header."""
     up = await wire()
-    r = await router(_config(up.url, kind, f"{header}: '{CONFIGURED}'"))
-    assert await _chat(r.url) == 200
-    assert up.headers(header) == [credential]  # once: the provider's own credential, as documented
+    config = parse_config(_config(up.url, kind, f"{header}: '{CONFIGURED}'").replace(f"api_key: {PROVIDER_KEY}, ",
+                                                                                      ""), env={})
+    keyed = replace(config.providers["up"], api_key=PROVIDER_KEY)
+    running = await start(create_app(replace(config, providers={**config.providers, "up": keyed})))
+    try:
+        assert await _chat(running.url) == 200
+    finally:
+        await running.stop()
+    assert up.headers(header) == [credential]  # once: the provider's own credential
 
 
 async def test_configured_headers_never_set_the_framing_of_a_request(wire, router, caplog):
