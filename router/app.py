@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
@@ -36,8 +36,21 @@ from .state import STATE, AppState
 log = logging.getLogger("agentgate")
 
 
+SERVER_NAME = "agentgate"
+
+
+def _name_the_server() -> None:
+    """Every answer says `Server: agentgate`, not aiohttp's default, which names its own and Python's versions
+    (`Python/3.11 aiohttp/3.x`: what a scanner matches against advisories). aiohttp writes that default into each
+    response that sets no Server header as it prepares the headers, its own error pages included (a malformed
+    request's 400, which no route, hook or middleware sees): set as the default, the name costs a request nothing
+    (a middleware or a prepare hook would be called for each)."""
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]  # (imported there, not re-exported)
+
+
 def create_app(config: Config, *, config_path: str | None = None,
                overrides: dict[str, Any] | None = None) -> web.Application:
+    _name_the_server()
     # The body limit is enforced per route (OpenAI-shaped 413); aiohttp's own cap sits just above it.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1, handler_args={"max_field_size": 16384})
     logging.getLogger("aiohttp.server").addFilter(_MALFORMED_REQUESTS)
