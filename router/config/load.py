@@ -6,6 +6,7 @@ Errors name the file, the path inside the document and what was expected.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -42,6 +43,9 @@ from .model import (
     engine_provider,
     shown_url,
 )
+from .notices import config_warnings
+
+log = logging.getLogger("agentgate")
 
 _ENGINE_VARS = frozenset({"PORT", "MODEL"})
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -180,9 +184,12 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
         doc = {}
     environ = os.environ if env is None else env
     try:
-        return _resolve(doc, environ, source)
+        config = _resolve(doc, environ, source)
     except ConfigError as exc:  # its message goes to stderr, a reload's answer and the log: never with a key
         raise ConfigError(_scrub(str(exc), _doc_secrets(doc, environ))) from None
+    for line in config_warnings(config):  # (before logging is set up, on stderr: `check`, `serve`'s start)
+        log.warning("%s: %s", source, line)
+    return config
 
 
 def _resolve(raw: Any, env: Mapping[str, str], source: str) -> Config:

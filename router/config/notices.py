@@ -1,0 +1,32 @@
+"""What a valid config allows but an operator most likely did not mean: said once it loads, never refused (each is
+a working config someone may have chosen), naming the setting and never a key."""
+
+from __future__ import annotations
+
+from .model import ClientKey, Config
+
+
+def config_warnings(config: Config) -> list[str]:
+    """The warnings `config` deserves, one line each."""
+    return unknown_key_models(config)
+
+
+def unknown_key_models(config: Config) -> list[str]:
+    """One line per client key whose `models:` names something no model, alias or wildcard entry of `config` takes
+    (a typo: the key gets 403 from the model it meant). Not refused: a key may list a model the config gains on a
+    later reload, as a router's allowlist may be written ahead of its models."""
+    exact = {n for m in config.models for n in (m.name, *m.aliases)}  # (a wildcard entry's own name included)
+    prefixes = [m.name[:-1] for m in config.models if m.wildcard]
+    return [_unknown_line(key, unknown) for key in config.server.api_keys
+            if (unknown := sorted(n for n in key.models or () if not _served(n, exact, prefixes)))]
+
+
+def _served(name: str, exact: set[str], prefixes: list[str]) -> bool:
+    """Whether a request for `name` reaches an entry, as the routing table looks names up."""
+    return name in exact or any(name.startswith(p) and len(name) > len(p) for p in prefixes)
+
+
+def _unknown_line(key: ClientKey, unknown: list[str]) -> str:
+    names = ", ".join(map(repr, unknown))
+    return (f"server.api_keys: the models of client key {key.name!r} name {names}, which no model, alias or wildcard "
+            "of this config takes (a typo? the model meant answers this key 403)")

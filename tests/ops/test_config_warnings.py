@@ -1,0 +1,54 @@
+"""What a config allows but an operator most likely did not mean is said once it loads (a warning in the log, or on
+stderr before logging is set up), naming the setting and never a key: a client key's `models:` naming no model of
+the config (a typo: that key gets 403 on every request for it)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from router.config import parse_config
+from router.config.notices import config_warnings
+
+KEY = "sk-client-typo-key-0451"
+PROVIDERS = "providers:\n  up: {type: openai, base_url: 'http://127.0.0.1:9/v1'}\n"
+MODELS = """models:
+  - {name: coder, provider: up, aliases: [gpt-4o]}
+  - {name: 'openai/*', provider: up}
+  - {name: smart, fallbacks: [coder]}
+"""
+
+
+def keyed(models: str, server: str = "") -> str:
+    return f"server: {{api_keys: [{{key: {KEY}, name: ci, models: {models}}}]{server}}}\n" + PROVIDERS + MODELS
+
+
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "agentgate" and r.levelno == logging.WARNING]
+
+
+def test_a_key_naming_an_unknown_model_is_a_warning_naming_the_key_and_the_name(caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="agentgate"):
+        config = parse_config(keyed("[coder, codr]"), env={})
+    assert config.server.api_keys[0].models == frozenset({"coder", "codr"})  # loaded: a warning, not a refusal
+    lines = said(caplog)
+    assert len(lines) == 1 and "server.api_keys" in lines[0] and "'ci'" in lines[0], lines
+    assert "'codr'" in lines[0] and "403" in lines[0] and "'coder'" not in lines[0]
+    assert all(KEY not in line for line in caplog.messages)
+
+
+@pytest.mark.parametrize("name", ["coder", "gpt-4o", "openai/*", "openai/gpt-4o-mini", "smart"])
+def test_names_the_router_serves_are_no_warning(name: str) -> None:
+    assert config_warnings(parse_config(keyed(f"['{name}']"), env={})) == []
+
+
+@pytest.mark.parametrize("name", ["openai/", "openai", "gpt-4", "Coder"])
+def test_names_no_entry_takes_are_warned_of(name: str) -> None:
+    [line] = config_warnings(parse_config(keyed(f"['{name}']"), env={}))
+    assert repr(name) in line
+
+
+def test_a_key_without_models_or_a_string_key_is_no_warning() -> None:
+    text = f"server: {{api_keys: [{KEY}, {{key: sk-other-key-0452, name: all}}]}}\n" + PROVIDERS + MODELS
+    assert config_warnings(parse_config(text, env={})) == []
