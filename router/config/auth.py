@@ -31,6 +31,19 @@ def open_relay_refusal(server: ServerConfig) -> str | None:
             "serve without keys on purpose.")
 
 
+def open_console_warning(server: ServerConfig) -> str | None:
+    """What to tell an operator about `server.admin_auth: false` on a bind other machines reach, or None: with
+    client keys configured, the console, /admin/reload and the unload routes then answer anyone who reaches the port
+    without a key (they ask for none on loopback, where only this machine does; without any key the router refuses
+    to serve beyond loopback unless `allow_unauthenticated`, which says so itself)."""
+    if server.admin_auth or not server.api_keys or is_loopback(server.host):
+        return None
+    return (f"server.admin_auth: false on {server.host!r}, reachable from other machines: the console (/ui), "
+            "/admin/reload and the unload routes answer anyone who reaches this port, WITHOUT a client key (they "
+            "can read the request log and captures, reload the config and stop engines). Remove it, or listen on "
+            "127.0.0.1")
+
+
 def _why_no_key(server: ServerConfig) -> str:
     """Why `server` has no client key, naming the unset variables (never a value)."""
     if not server.unset_key_vars:

@@ -3,12 +3,14 @@ a working config someone may have chosen), naming the setting and never a key.""
 
 from __future__ import annotations
 
+from .auth import open_console_warning
 from .model import ClientKey, Config
 
 
 def config_warnings(config: Config) -> list[str]:
     """The warnings `config` deserves, one line each."""
-    return unknown_key_models(config)
+    console = open_console_warning(config.server)
+    return [*unknown_key_models(config), *([console] if console else [])]
 
 
 def unknown_key_models(config: Config) -> list[str]:

@@ -1,6 +1,7 @@
 """What a config allows but an operator most likely did not mean is said once it loads (a warning in the log, or on
 stderr before logging is set up), naming the setting and never a key: a client key's `models:` naming no model of
-the config (a typo: that key gets 403 on every request for it)."""
+the config (a typo: that key gets 403 on every request for it), and `server.admin_auth: false` on a bind other
+machines reach (the console and the operator routes answer them without a key)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,22 @@ def test_names_no_entry_takes_are_warned_of(name: str) -> None:
 def test_a_key_without_models_or_a_string_key_is_no_warning() -> None:
     text = f"server: {{api_keys: [{KEY}, {{key: sk-other-key-0452, name: all}}]}}\n" + PROVIDERS + MODELS
     assert config_warnings(parse_config(text, env={})) == []
+
+
+@pytest.mark.parametrize(("host", "keys", "admin_auth", "warned"), [
+    ("0.0.0.0", True, False, True),
+    ("192.0.2.7", True, False, True),
+    ("127.0.0.1", True, False, False),  # only this machine reaches it
+    ("localhost", True, False, False),
+    ("0.0.0.0", True, True, False),
+    ("0.0.0.0", False, False, False),  # no key at all: allow_unauthenticated's refusal and warning say it
+])
+def test_admin_auth_off_on_a_network_bind_is_a_warning(host: str, keys: bool, admin_auth: bool,
+                                                       warned: bool) -> None:
+    key = f"api_keys: [{KEY}], " if keys else "allow_unauthenticated: true, "
+    text = f"server: {{host: '{host}', {key}admin_auth: {str(admin_auth).lower()}}}\n" + PROVIDERS + MODELS
+    lines = config_warnings(parse_config(text, env={}))
+    assert bool(lines) == warned, lines
+    if warned:
+        assert "server.admin_auth: false" in lines[0] and repr(host) in lines[0] and "/ui" in lines[0]
+        assert KEY not in lines[0]
