@@ -5,6 +5,7 @@ Errors name the file, the path inside the document and what was expected.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -371,6 +372,8 @@ def _server(srv: Mapping[str, Any], source: str, missing: Missing,
     scaled: dict[str, Any] = {name: int(srv[key] * unit) for name, (key, unit) in _SCALED.items() if key in srv}
     if "idle_timeout" in srv:
         scaled["idle_timeout"] = float(srv["idle_timeout"])
+    if "host" in srv:
+        _check_host(srv["host"], source)
     return ServerConfig(
         api_keys=_client_keys(srv.get("api_keys", []), source, missing, expanded),
         unset_key_vars=tuple(_missing_under(missing, ("server", "api_keys"))),
@@ -379,6 +382,34 @@ def _server(srv: Mapping[str, Any], source: str, missing: Missing,
                  "allow_unauthenticated", "max_body_containers"),
         **scaled,
     )
+
+
+def _check_host(host: str, source: str) -> None:
+    """Refuse a `server.host` that is no host name or IP address to listen on (a URL, `host:port`, `[::1]`): it
+    failed only at start, after `check` said ok and the start-up refusal called it reachable from other machines."""
+    problem = _host_problem(host)
+    if problem:
+        raise _fail(source, "server.host", f"{host[:200]!r} {problem}: server.host is a host name or an IP address")
+
+
+def _host_problem(host: str) -> str | None:
+    if any(c.isspace() or unicodedata.category(c) in _NOT_IN_NAMES for c in host):
+        return "holds a space or control character"
+    if "://" in host:
+        return f"is a URL (write {urlsplit(host).hostname or ''!r}; the port goes in server.port)"
+    if host.startswith("["):
+        return f"is in brackets (write {host.strip('[]').partition(']')[0]!r}, without them)"
+    if "/" in host:
+        return "holds a path"
+    name, colon, port = host.rpartition(":")
+    if colon and ":" not in name:
+        return f"holds a port ({port[:20]!r}): write the host alone, the port in server.port"
+    if colon:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return "has colons but is no IP address"
+    return None
 
 
 def _client_keys(entries: list[str | dict[str, Any]], source: str, missing: Missing,
