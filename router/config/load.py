@@ -638,10 +638,11 @@ def _models(raws: list[dict[str, Any]], engines: Mapping[str, Any], providers: M
     for i, raw in enumerate(raws):
         where = f"models[{i}]"
         model = _model(raw, where, engines, providers, source)
-        for n in (model.name, *model.aliases):
+        places = [(f"{where}.name", model.name), *((f"{where}.aliases[{j}]", a) for j, a in enumerate(model.aliases))]
+        for place, n in places:
             if n in seen:
-                raise _fail(source, f"{where}.name", f"{n!r} is already defined by {seen[n]}")
-            seen[n] = where
+                raise _fail(source, place, f"{n!r} is already defined by {seen[n]}")
+            seen[n] = place
         if model.wildcard and (model.aliases or model.fallbacks):
             raise _fail(source, where, "a wildcard model takes no aliases or fallbacks")
         models.append(model)
