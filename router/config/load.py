@@ -5,6 +5,7 @@ Errors name the file, the path inside the document and what was expected.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import logging
@@ -732,13 +733,26 @@ def _check_fallbacks(models: list[ModelConfig], source: str) -> None:
         for alias in m.aliases:
             by_name.setdefault(alias, m)
     for i, m in enumerate(models):
-        for fb in m.fallbacks:
+        for j, fb in enumerate(m.fallbacks):
             if fb not in by_name:
-                raise _fail(source, f"models[{i}].fallbacks", f"unknown model {fb!r}")
+                raise _fail(source, f"models[{i}].fallbacks[{j}]", f"unknown model {fb!r}; {_offered(fb, by_name)}")
             if by_name[fb].wildcard:
-                raise _fail(source, f"models[{i}].fallbacks", f"{fb!r} is a wildcard pattern: a fallback names one "
-                            "model (a wildcard entry needs the name a request asked for)")
+                raise _fail(source, f"models[{i}].fallbacks[{j}]", f"{fb!r} is a wildcard pattern: a fallback names "
+                            "one model (a wildcard entry needs the name a request asked for)")
     _check_cycles(models, by_name, source)
+
+
+_OFFERED_MAX = 20  # model names listed after an unknown fallback
+
+
+def _offered(name: str, by_name: Mapping[str, ModelConfig]) -> str:
+    """What an unknown fallback `name` may have meant: the near names, else the models a fallback can name."""
+    names = sorted(n for n, m in by_name.items() if not m.wildcard)
+    near = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if near:
+        return f"did you mean {' or '.join(map(repr, near))}?"
+    more = f" and {len(names) - _OFFERED_MAX} more" if len(names) > _OFFERED_MAX else ""
+    return f"defined: {', '.join(map(repr, names[:_OFFERED_MAX]))}{more}"
 
 
 def _check_cycles(models: list[ModelConfig], by_name: Mapping[str, ModelConfig], source: str) -> None:

@@ -25,7 +25,7 @@ def refused(text: str, env: dict[str, str] | None = None) -> str:
 
 def test_a_fallback_names_a_model_not_a_wildcard_pattern() -> None:
     text = UP % "" + "models:\n  - {name: m, provider: up, fallbacks: ['w-*']}\n  - {name: 'w-*', provider: up}\n"
-    assert "models[0].fallbacks: 'w-*' is a wildcard pattern" in refused(text)
+    assert "models[0].fallbacks[0]: 'w-*' is a wildcard pattern" in refused(text)
 
 
 @pytest.mark.parametrize(("server", "where"), [

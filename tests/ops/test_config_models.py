@@ -31,3 +31,14 @@ def refused(models: str) -> str:
 def test_a_name_defined_twice_names_both_places(models: str, where: str, first: str) -> None:
     message = refused(models)
     assert f"{where}: " in message and f"already defined by {first}" in message, message
+
+
+def test_a_fallback_naming_no_model_is_placed_and_near_names_offered() -> None:
+    message = refused("  - {name: coder, provider: a}\n  - {name: smart, provider: b, fallbacks: [coder, codr]}\n")
+    assert "models[1].fallbacks[1]: unknown model 'codr'" in message and "did you mean 'coder'?" in message, message
+
+
+def test_a_fallback_naming_nothing_near_lists_the_models() -> None:
+    message = refused("  - {name: coder, provider: a, aliases: [gpt-4o]}\n"
+                      "  - {name: x, provider: b, fallbacks: [zz]}\n")
+    assert "models[1].fallbacks[0]: unknown model 'zz'" in message and "'coder', 'gpt-4o', 'x'" in message, message
