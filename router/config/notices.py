@@ -10,7 +10,15 @@ from .model import ClientKey, Config
 def config_warnings(config: Config) -> list[str]:
     """The warnings `config` deserves, one line each."""
     console = open_console_warning(config.server)
-    return [*unknown_key_models(config), *([console] if console else [])]
+    return [*unknown_key_models(config), *keys_without_models(config), *([console] if console else [])]
+
+
+def keys_without_models(config: Config) -> list[str]:
+    """One line per client key limited to no model (`models: []`): it may use nothing, neither a model nor an
+    operator route (those need a key without `models:`)."""
+    return [f"server.api_keys: client key {key.name!r} has models: [], so it may use no model (403 on every request); "
+            "leave models: out to let it use every model"
+            for key in config.server.api_keys if key.models == frozenset()]
 
 
 def unknown_key_models(config: Config) -> list[str]:

@@ -72,3 +72,10 @@ def test_admin_auth_off_on_a_network_bind_is_a_warning(host: str, keys: bool, ad
     if warned:
         assert "server.admin_auth: false" in lines[0] and repr(host) in lines[0] and "/ui" in lines[0]
         assert KEY not in lines[0]
+
+
+def test_a_key_limited_to_no_model_is_a_warning() -> None:
+    """`models: []` leaves a key nothing: no model (403 on each) and no operator route (those need an unrestricted
+    key)."""
+    [line] = config_warnings(parse_config(keyed("[]"), env={}))
+    assert "'ci'" in line and "models: []" in line and KEY not in line
