@@ -79,3 +79,17 @@ def test_a_key_limited_to_no_model_is_a_warning() -> None:
     key)."""
     [line] = config_warnings(parse_config(keyed("[]"), env={}))
     assert "'ci'" in line and "models: []" in line and KEY not in line
+
+
+async def test_a_reload_says_it_too(fakes, served, access_lines) -> None:
+    """A reload's file is loaded in a worker thread: its warning reaches the log as the others do."""
+    up = await fakes()
+    text = f"server: {{api_keys: [{{key: {KEY}, name: ops}}, {{key: sk-ci-key-0453, name: ci, models: %s}}]}}\n" + \
+        f"providers:\n  up: {{type: openai, base_url: '{up.url}'}}\n" + MODELS
+    r = await served(text % "[coder]")
+    assert not [d for d in access_lines.docs() if d["level"] == "warning"]
+    r.write(text % "[coder, codr]")
+    status, body = await r.reload(KEY)
+    assert status == 200, body
+    [warned] = [d for d in access_lines.docs() if d["level"] == "warning" and "'codr'" in d["msg"]]
+    assert "'ci'" in warned["msg"] and KEY not in str(access_lines.lines) and "sk-ci-key" not in warned["msg"]
