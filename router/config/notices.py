@@ -3,14 +3,38 @@ a working config someone may have chosen), naming the setting and never a key.""
 
 from __future__ import annotations
 
-from .auth import open_console_warning
-from .model import ClientKey, Config
+from urllib.parse import urlsplit
+
+from .auth import is_loopback, open_console_warning
+from .model import MIN_SECRET, PUBLIC_HEADERS, ClientKey, Config, ProviderConfig
 
 
 def config_warnings(config: Config) -> list[str]:
     """The warnings `config` deserves, one line each."""
     console = open_console_warning(config.server)
-    return [*unknown_key_models(config), *keys_without_models(config), *([console] if console else [])]
+    return [*unknown_key_models(config), *keys_without_models(config), *([console] if console else []),
+            *clear_text_credentials(config)]
+
+
+def clear_text_credentials(config: Config) -> list[str]:
+    """One line per provider sending its credentials over plain http:// to another machine (an `http` written for
+    `https`, or a LAN server given a real key): anyone on the way reads them. Settings named, never a value."""
+    lines = []
+    for p in config.providers.values():
+        host = urlsplit(p.base_url).hostname or ""
+        given = _credentials_given(p)
+        if p.base_url.lower().startswith("http://") and given and not is_loopback(host):
+            lines.append(f"providers.{p.name}: base_url is http:// to {host!r}, another machine, so {', '.join(given)} "
+                         "cross the network unencrypted: use https:// (or a server on this machine)")
+    return lines
+
+
+def _credentials_given(p: ProviderConfig) -> list[str]:
+    """The settings of `p` that hold a credential (`ProviderConfig.secrets`: no placeholder, no public header)."""
+    authority = p.base_url.partition("://")[2].partition("/")[0]
+    given = ["api_key"] if len(p.api_key or "") >= MIN_SECRET else []
+    given += [f"headers.{k}" for k, v in p.headers if k.lower() not in PUBLIC_HEADERS and len(v) >= MIN_SECRET]
+    return given + (["the base_url's user@ credentials"] if "@" in authority else [])
 
 
 def keys_without_models(config: Config) -> list[str]:

@@ -93,3 +93,22 @@ async def test_a_reload_says_it_too(fakes, served, access_lines) -> None:
     assert status == 200, body
     [warned] = [d for d in access_lines.docs() if d["level"] == "warning" and "'codr'" in d["msg"]]
     assert "'ci'" in warned["msg"] and KEY not in str(access_lines.lines) and "sk-ci-key" not in warned["msg"]
+
+
+@pytest.mark.parametrize(("url", "extra", "warned"), [
+    ("http://api.example.com/v1", ", api_key: sk-provider-clear-0454", True),
+    ("http://10.0.0.5:8000/v1", ", headers: {X-Gateway-Token: gw-token-clear-0455}", True),
+    ("http://user:pw-clear-0456@10.0.0.5:8000/v1", "", True),
+    ("https://api.example.com/v1", ", api_key: sk-provider-clear-0454", False),
+    ("http://127.0.0.1:8000/v1", ", api_key: sk-provider-clear-0454", False),  # never leaves this machine
+    ("http://localhost:8000/v1", ", api_key: sk-provider-clear-0454", False),
+    ("http://10.0.0.5:8000/v1", ", api_key: EMPTY", False),  # a placeholder a local server takes
+    ("http://10.0.0.5:8000/v1", ", headers: {X-Title: agentgate}", False),  # public by nature
+])
+def test_a_credential_sent_unencrypted_beyond_this_machine_is_a_warning(url: str, extra: str, warned: bool) -> None:
+    text = f"providers:\n  up: {{type: openai, base_url: '{url}'{extra}}}\nmodels:\n  - {{name: m, provider: up}}\n"
+    lines = config_warnings(parse_config(text, env={}))
+    assert bool(lines) == warned, lines
+    if warned:
+        assert "providers.up" in lines[0] and "http://" in lines[0] and "https://" in lines[0]
+        assert "clear-04" not in lines[0] and "pw-" not in lines[0]
