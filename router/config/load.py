@@ -664,14 +664,28 @@ def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], provi
                     f"of {', '.join(map(repr, FAMILIES))}")
     repair = RepairPolicy(**given)
     engine = _engine_spec(raw, name, engines, repair, source, where)
-    if raw.get("preload") and engine is None:
-        raise _fail(source, f"{where}.preload", "only an engine entry (engine: or command:) can be preloaded")
+    if engine is None:
+        _no_engine_settings(raw, source, where)
     targets = _targets(raw, engine, providers, source, where)
     if not targets and not raw.get("fallbacks"):
         raise _fail(source, where, "a model needs a provider, replicas, an engine/command, or fallbacks")
     return ModelConfig(name=name, targets=targets, fallbacks=tuple(raw.get("fallbacks", [])),
                        aliases=tuple(raw.get("aliases", [])), repair=repair, engine=engine,
                        **_given(raw, "description", "max_output_tokens"))
+
+
+_ENGINE_ONLY = ("ttl", "start_timeout", "memory_gb", "health", "engine_args", "env")  # settings of a served process
+
+
+def _no_engine_settings(raw: Mapping[str, Any], source: str, where: str) -> None:
+    """Refuse an engine's setting on an entry that runs none (a provider, replicas, a fallback chain): ignored, it
+    let an operator believe a remote model would be unloaded after its ttl, or given an environment."""
+    if raw.get("preload"):
+        raise _fail(source, f"{where}.preload", "only an engine entry (engine: or command:) can be preloaded")
+    for key in _ENGINE_ONLY:
+        if key in raw:
+            raise _fail(source, f"{where}.{key}", "only an engine entry (engine: or command:) takes it: this model "
+                        "runs no process of its own")
 
 
 def _with_body_limit(models: list[ModelConfig], server: ServerConfig) -> list[ModelConfig]:

@@ -42,3 +42,21 @@ def test_a_fallback_naming_nothing_near_lists_the_models() -> None:
     message = refused("  - {name: coder, provider: a, aliases: [gpt-4o]}\n"
                       "  - {name: x, provider: b, fallbacks: [zz]}\n")
     assert "models[1].fallbacks[0]: unknown model 'zz'" in message and "'coder', 'gpt-4o', 'x'" in message, message
+
+
+@pytest.mark.parametrize("setting", ["ttl: 60", "start_timeout: 5", "memory_gb: 4", "health: /h", "engine_args: [--x]",
+                                     "env: {HF_TOKEN: hf-secret-token-0458}"])
+@pytest.mark.parametrize("entry", ["provider: a", "replicas: [{provider: a}, {provider: b}]", "fallbacks: [m]"])
+def test_an_engine_setting_on_a_model_with_no_engine_is_refused(setting: str, entry: str) -> None:
+    """As `preload` is: ignored, it let an operator believe a remote model was unloaded after its ttl, or given env."""
+    message = refused(f"  - {{name: m, provider: a}}\n  - {{name: x, {entry}, {setting}}}\n")
+    key = setting.partition(":")[0]
+    assert f"models[1].{key}: " in message and "engine" in message, message
+    assert "hf-secret" not in message
+
+
+def test_engine_settings_on_an_engine_entry_load() -> None:
+    entry = ("{name: e, command: 'serve --port ${PORT}', ttl: 60, start_timeout: 5, memory_gb: 4, "
+             "health: /h, env: {A: b}}")
+    config = parse_config(PROVIDERS + f"models:\n  - {entry}\n", env={})
+    assert config.models[0].engine is not None and config.models[0].engine.ttl == 60
