@@ -669,6 +669,8 @@ def _model(raw: Mapping[str, Any], where: str, engines: Mapping[str, Any], provi
     targets = _targets(raw, engine, providers, source, where)
     if not targets and not raw.get("fallbacks"):
         raise _fail(source, where, "a model needs a provider, replicas, an engine/command, or fallbacks")
+    if not targets:
+        _no_hop_settings(raw, source, where)
     return ModelConfig(name=name, targets=targets, fallbacks=tuple(raw.get("fallbacks", [])),
                        aliases=tuple(raw.get("aliases", [])), repair=repair, engine=engine,
                        **_given(raw, "description", "max_output_tokens"))
@@ -686,6 +688,15 @@ def _no_engine_settings(raw: Mapping[str, Any], source: str, where: str) -> None
         if key in raw:
             raise _fail(source, f"{where}.{key}", "only an engine entry (engine: or command:) takes it: this model "
                         "runs no process of its own")
+
+
+def _no_hop_settings(raw: Mapping[str, Any], source: str, where: str) -> None:
+    """Refuse what only an entry that sends requests uses on a pure fallback chain: each hop is sent with its own
+    entry's upstream model name and output limit, so one written on the chain was ignored."""
+    for key in ("model", "max_output_tokens"):
+        if key in raw:
+            raise _fail(source, f"{where}.{key}", "a fallback chain (no provider, replicas or engine) sends no request "
+                        "of its own: each of its fallbacks is sent with its own entry's settings; set it there")
 
 
 def _with_body_limit(models: list[ModelConfig], server: ServerConfig) -> list[ModelConfig]:

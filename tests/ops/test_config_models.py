@@ -60,3 +60,11 @@ def test_engine_settings_on_an_engine_entry_load() -> None:
              "health: /h, env: {A: b}}")
     config = parse_config(PROVIDERS + f"models:\n  - {entry}\n", env={})
     assert config.models[0].engine is not None and config.models[0].engine.ttl == 60
+
+
+@pytest.mark.parametrize("setting", ["model: up-x", "max_output_tokens: 4096"])
+def test_a_hop_setting_on_a_pure_fallback_chain_is_refused(setting: str) -> None:
+    """A chain without provider, replicas or engine sends nothing itself: each hop is sent with its own entry's
+    upstream name and output limit, so one written on the chain was ignored."""
+    message = refused(f"  - {{name: m, provider: a}}\n  - {{name: chain, fallbacks: [m], {setting}}}\n")
+    assert f"models[1].{setting.partition(':')[0]}: " in message and "fallbacks" in message, message
