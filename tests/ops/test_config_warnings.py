@@ -1,7 +1,8 @@
 """What a config allows but an operator most likely did not mean is said once it loads (a warning in the log, or on
-stderr before logging is set up), naming the setting and never a key: a client key's `models:` naming no model of
-the config (a typo: that key gets 403 on every request for it), and `server.admin_auth: false` on a bind other
-machines reach (the console and the operator routes answer them without a key)."""
+stderr before logging is set up), naming the setting and never a key or credential: a client key's `models:` naming
+no model of the config (a typo: that key gets 403 from the model it meant) or none at all, `server.admin_auth: false`
+on a bind other machines reach (the console and the operator routes answer them without a key), and a provider's
+credentials sent over plain http:// to another machine."""
 
 from __future__ import annotations
 
