@@ -9,12 +9,18 @@ what it walks) is the client's right: its reply is decoded unconstrained (`engin
 deep for the metaschema check itself (it cannot tell), and `format` is an annotation here, as 2020-12 makes it:
 a `pattern` is ECMA-262, which Python's `re` would misjudge.
 
+Type names JSON Schema does not have but tool schemas are written with (`str`, `int`, `float`, `bool`, `dict`:
+`repair.schema.TYPE_ALIASES`) are taken, as mlx_lm.server, llama.cpp and Ollama take them, and read as the JSON
+types they stand for (repair and the call grammar map them alike); a type name that stands for none is refused.
+
 A check costs milliseconds (14 ms for a tool of 15 properties under 2020-12's metaschema) and agents send the same
-tools on every turn: answers are kept by the schema's JSON text. Blocking: run it off the event loop.
+tools on every turn: a tools list's answer is kept with its index (`tools_checked`), and a response format's by the
+schema's JSON text. Blocking: run it off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import warnings
@@ -28,6 +34,8 @@ from jsonschema.protocols import Validator
 from engines.wire import WireError
 from engines.worker.errors import bad_request
 from engines.worker.params import ChatRequest
+from repair import ToolIndex
+from repair.schema import normalise_schema
 
 MAX_CACHED = 256
 MAX_CACHED_CHARS = 64 << 10  # a schema's JSON text past this is checked each time (the cache stays under 16 MiB)
@@ -38,21 +46,36 @@ _answers: OrderedDict[str, str | None] = OrderedDict()
 _metas: dict[type[Validator], Validator] = {}
 
 
-def check_schemas(req: ChatRequest) -> None:
-    """A 400 for the first of the request's schemas that is not valid JSON Schema."""
-    for i, tool in enumerate(req.tools or []):
-        fn = tool["function"]
-        problem = schema_problem(fn.get("parameters"))
-        if problem is not None:
-            raise WireError(400, f"Invalid schema for function '{fn['name']}': {problem}",
-                            "invalid_function_parameters", param=f"tools[{i}].function.parameters")
+_CHECKED = "worker_schema_problem"  # the ToolIndex memo entry: the tools list's first refused schema, or None
+
+
+async def check_schemas(req: ChatRequest, index: ToolIndex | None, loop: asyncio.AbstractEventLoop) -> None:
+    """A 400 for the first of the request's schemas that is not valid JSON Schema. A tools list is checked once
+    (its answer kept in `index`, the list's reused index), off the event loop."""
+    if req.tools:
+        memo = index.memo if index is not None else {}
+        if _CHECKED not in memo:
+            memo[_CHECKED] = await loop.run_in_executor(None, tools_problem, req.tools)
+        refused: tuple[str, str] | None = memo[_CHECKED]
+        if refused is not None:  # (a new error each time: one raised again keeps every traceback it had)
+            raise WireError(400, refused[0], "invalid_function_parameters", param=refused[1])
     fmt = req.response_format
     if fmt is not None and fmt.get("type") == "json_schema":
         spec = fmt["json_schema"]
-        problem = schema_problem(spec.get("schema"))
+        problem = await loop.run_in_executor(None, schema_problem, spec.get("schema"))
         if problem is not None:
             raise bad_request(f"Invalid schema for response_format '{spec['name']}': {problem}",
                               param="response_format")
+
+
+def tools_problem(tools: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The message and param of the 400 for the first tool whose parameters are not valid JSON Schema, or None."""
+    for i, tool in enumerate(tools):
+        fn = tool["function"]
+        problem = schema_problem(fn.get("parameters"))
+        if problem is not None:
+            return f"Invalid schema for function '{fn['name']}': {problem}", f"tools[{i}].function.parameters"
+    return None
 
 
 def schema_problem(schema: Any) -> str | None:
@@ -76,6 +99,16 @@ def schema_problem(schema: Any) -> str | None:
 
 
 def _check(schema: dict[str, Any]) -> str | None:
+    problem = _meta_problem(schema)
+    if problem is None:
+        return None
+    mapped, notes = normalise_schema(schema)  # `str`, `int`, `float`: read as the types they stand for
+    if mapped != schema and not any("unknown type" in note for note in notes) and _meta_problem(mapped) is None:
+        return None
+    return problem
+
+
+def _meta_problem(schema: dict[str, Any]) -> str | None:
     try:
         error = best_match(_meta(_draft(schema)).iter_errors(schema))
         if error is not None and "$schema" not in schema and _meta(jsonschema.Draft7Validator).is_valid(schema):

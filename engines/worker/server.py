@@ -238,7 +238,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = parse_chat(body, state.scheduler.vocab_size)
     loop = asyncio.get_running_loop()
     if req.tools or req.response_format is not None:
-        await loop.run_in_executor(None, check_schemas, req)
+        await check_schemas(req, state.tool_indexes.of(req.tools) if req.tools else None, loop)
     rendered = await loop.run_in_executor(None, _render, formatter, req)
     _room(state, len(rendered.tokens), "messages")  # refused before any grammar is compiled for it
     guided = await _guided(request, state, req, rendered.reasoning)

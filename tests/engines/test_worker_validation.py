@@ -84,8 +84,8 @@ def _format(schema: Any, name: str = "reply") -> dict[str, Any]:
 NOT_JSON_SCHEMA = [
     ({"type": "nonsense"}, "'nonsense' is not valid under any of the given schemas (at 'type')."),
     ({"type": "object", "properties": 5}, "5 is not of type 'object' (at 'properties')."),
-    ({"type": "object", "properties": {"city": {"type": "float"}}}, "'float' is not valid under any of the given "
-                                                                    "schemas (at 'properties.city.type')."),
+    ({"type": "object", "properties": {"city": {"type": "decimals"}}}, "'decimals' is not valid under any of the "
+                                                                       "given schemas (at 'properties.city.type')."),
     ({"type": "object", "required": "city"}, "'city' is not of type 'array' (at 'required')."),
     ({"type": "array", "items": [5]}, "[5] is not of type 'object', 'boolean' (at 'items')."),  # nor draft 7's
     ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "number", "exclusiveMinimum": 5},
@@ -131,6 +131,27 @@ VALID_BUT_NOT_COMPILED = [
 ]
 
 
+ALIASED_TYPES = [
+    {"type": "object", "properties": {"city": {"type": "str"}, "days": {"type": "int"}}, "required": ["city"]},
+    {"type": "object", "properties": {"t": {"type": "float"}, "on": {"type": "bool"}, "m": {"type": "dict"},
+                                      "xs": {"type": "list", "items": {"type": "Text"}}}},
+    {"type": ["str", "null"]},
+]
+
+
+@pytest.mark.parametrize("schema", ALIASED_TYPES)
+async def test_type_names_tool_schemas_are_written_with_are_served(
+        engine: Callable[..., Awaitable[Engine]], schema: dict[str, Any]) -> None:
+    """`str`, `int`, `float`, `bool`, `dict`, `list` (Python's, TypeScript's, SQL's names) are no JSON Schema types,
+    but mlx_lm.server, llama.cpp and Ollama serve tools written with them, and repair and the call grammar read
+    them as the types they stand for: served (`{"type": "nonsense"}` and the like stay a 400)."""
+    e = await engine("random")
+    for extra in ({"tools": [_tool(schema)]}, {"tools": [_tool(schema)], "tool_choice": "required"},
+                  {"response_format": _format(schema)}):
+        status, done = await _post(e, CHAT, {"messages": HI, "max_tokens": 1, **extra})
+        assert status == 200, (extra, done)
+
+
 @pytest.mark.parametrize("schema", VALID_BUT_NOT_COMPILED)
 async def test_a_valid_schema_the_grammar_cannot_follow_is_served_unconstrained(
         engine: Callable[..., Awaitable[Engine]], schema: dict[str, Any]) -> None:
@@ -169,7 +190,7 @@ async def test_a_schema_sent_again_is_not_checked_again(engine: Callable[..., Aw
     monkeypatch.setattr(schemas, "_check", spy)
     e = await engine("random")
     tools = [_tool({"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}, "search_cached")]
-    bad = [_tool({"type": "object", "properties": {"q": {"type": "text"}}}, "search_refused")]
+    bad = [_tool({"type": "object", "properties": {"q": {"type": "texts"}}}, "search_refused")]
     for _ in range(3):
         status, _ = await _post(e, CHAT, {"messages": HI, "max_tokens": 1, "tools": tools})
         assert status == 200
