@@ -220,7 +220,7 @@ async def _relay(request: web.Request, resp: aiohttp.ClientResponse) -> web.Stre
     sending for `sock_read`) can only be told by cutting the connection before the body's end: the client sees a
     body cut short, never a second status line inside the body or a wait for an end that never comes."""
     out = web.StreamResponse(status=resp.status, reason=resp.reason)
-    out.headers.extend(_end_to_end(resp.headers))
+    out.headers.extend(_end_to_end(resp.headers, ("Server",)))  # (the router's own, as on every answer)
     await out.prepare(request)
     watch = WriteWatch.of(request)  # a client that stops reading lets the engine go (see `router.backpressure`)
     try:

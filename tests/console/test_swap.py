@@ -263,3 +263,12 @@ async def test_an_engine_name_with_a_slash_is_unloaded_by_its_path(router) -> No
         status, doc = await call("POST", r.url + unload)
         assert status == 200 and doc == {"status": "ok", "unloaded": ["team/local"]}, unload
         assert sup.states()["team/local"].state == "stopped"
+
+
+async def test_an_upstream_answer_names_the_router_as_its_server(router) -> None:
+    """The engine (an aiohttp server of its own) names aiohttp's and Python's versions in `Server`: an answer
+    through `/upstream` says `agentgate`, as every other answer of the router does."""
+    r = await router(config())
+    async with aiohttp.ClientSession() as s, s.get(r.url + "/upstream/local/stats") as resp:
+        assert resp.status == 200
+        assert resp.headers.getall("Server") == ["agentgate"]
