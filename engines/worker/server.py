@@ -44,7 +44,6 @@ from engines.worker.scheduler import (
     Started,
     default_loader,
 )
-from engines.worker.schemas import check_schemas
 from engines.worker.settings import WorkerSettings as WorkerSettings  # re-exported: the worker's API
 from engines.worker.templates import ChatFormatter, RenderedPrompt
 from engines.worker.toolindex import ToolIndexes
@@ -237,8 +236,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     formatter = state.require_ready()
     req = parse_chat(body, state.scheduler.vocab_size)
     loop = asyncio.get_running_loop()
-    if req.tools or req.response_format is not None:
-        await check_schemas(req, state.tool_indexes.of(req.tools) if req.tools else None, loop)
     rendered = await loop.run_in_executor(None, _render, formatter, req)
     _room(state, len(rendered.tokens), "messages")  # refused before any grammar is compiled for it
     guided = await _guided(request, state, req, rendered.reasoning)
