@@ -60,10 +60,6 @@ _HOSTED_CALL_ITEMS = ("web_search_call", "file_search_call", "image_generation_c
                       "tool_search_output", "compaction", "ghost_snapshot")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 SEALED_INCLUDE = "reasoning.encrypted_content"
-# what OpenAI takes in `include` (its `ResponseIncludable`, in its order)
-INCLUDABLE = ("file_search_call.results", "web_search_call.results", "web_search_call.action.sources",
-              "message.input_image.image_url", "computer_call_output.output.image_url",
-              "code_interpreter_call.outputs", SEALED_INCLUDE, LOGPROBS_INCLUDE)
 # A reasoning item's `encrypted_content` as this router writes it: the reasoning's own text (base64url of its UTF-8),
 # behind this prefix. Not a secret (the item's `content` holds the same text): a client that keeps no state
 # (`store: false`, Codex) sends back only a reasoning item's summary and encrypted_content, and an upstream that
@@ -314,19 +310,13 @@ def _truncation(body: dict[str, Any]) -> str:
 
 
 def _include(body: dict[str, Any]) -> list[str]:
-    """`include`: a list of the values OpenAI documents (`INCLUDABLE`; those agentgate has nothing to add for are
-    accepted and have no effect); another is a 400 naming its entry and listing them, as OpenAI answers it."""
+    """`include`: a list of strings (those agentgate has nothing to add for are accepted and have no effect)."""
     value = check_type(body, "include", list, "a list of strings")
     if value is None:
         return []
     names = [v for v in value if isinstance(v, str)]
     if len(names) != len(value):
         raise invalid("'include' must be a list of strings.", "include", "invalid_type")
-    for i, name in enumerate(names):
-        if name not in INCLUDABLE:
-            listed = ", ".join(f"'{v}'" for v in INCLUDABLE[:-1]) + f", and '{INCLUDABLE[-1]}'"
-            raise invalid(f"Invalid value: {name[:80]!r}. Supported values are: {listed}.", f"include[{i}]",
-                          "invalid_value")
     return names
 
 
