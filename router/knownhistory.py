@@ -142,8 +142,9 @@ class KnownHistory(Bounds):
                  max_entry_bytes: int = MAX_BYTES // 8) -> None:
         super().__init__(max_entries, max_bytes, max_entry_bytes)
         self._by_head: OrderedDict[bytes, list[_Run]] = OrderedDict()
-        self._by_first: dict[int, _Run] = {}  # id() of a run's first element (held by the run: ids stay unique)
-        self._last: tuple[list[Any], Prefix | None] | None = None  # `prefix`'s last list and answer
+        # id() of a run's first element (held by the run: ids stay unique) -> the runs that begin with it (several:
+        # conversations sharing a system prompt, parsed once)
+        self._by_first: dict[int, list[_Run]] = {}
         self._mark = "agentgate-known-history-" + os.urandom(16).hex()
         self._mark_json = b'"' + self._mark.encode() + b'"'
 
@@ -173,29 +174,27 @@ class KnownHistory(Bounds):
 
     def prefix(self, items: object) -> Prefix | None:
         """How many of `items`' first elements are a known run's own (handed out by `parse`), with its facts;
-        None when the first is not. The answer for the last list asked about is kept (a route asks twice: for its
-        check and for repair); it stays true of that list, whatever is learned meanwhile."""
+        None when the first is not."""
         if type(items) is not list or not items:
             return None
-        last = self._last
-        if last is not None and last[0] is items:
-            return last[1]
-        run = self._by_first.get(id(items[0]))
-        found = None
-        if run is not None and run.values[0] is items[0]:
+        best: Prefix | None = None
+        for run in self._by_first.get(id(items[0]), ()):
             count = 0
             for mine, theirs in zip(run.values, items, strict=False):
                 if mine is not theirs:
                     break
                 count += 1
-            found = Prefix(run.values, count, run.facts)
-        self._last = (items, found)
-        return found
+            if count and (best is None or count > best.count):
+                best = Prefix(run.values, count, run.facts)
+        return best
 
     def _drop(self, run: _Run) -> None:
         self.bytes -= len(run.data) * _WEIGHT
-        if self._by_first.get(id(run.values[0])) is run:
-            del self._by_first[id(run.values[0])]
+        same = self._by_first.get(id(run.values[0]))
+        if same is not None and run in same:
+            same.remove(run)
+            if not same:
+                del self._by_first[id(run.values[0])]
 
     def parse(self, raw: bytes, tools: KnownTools) -> tuple[dict[str, Any] | None, Found | None]:
         """The body parsed with its known elements (and its known tools list) not parsed again, and what was found;
@@ -282,12 +281,14 @@ class KnownHistory(Bounds):
         run = _Run(raw[start:start + ends[-1]], ends, items[:len(ends)], key, spaced, facts)
         head = run.data[:_HEAD]
         runs = self._by_head.pop(head, [])
-        if found is not None and found.run in runs:  # the same conversation, longer now
+        if found is not None and found.run in runs and found.count >= len(found.run.ends) - 1:
+            # the same conversation, longer now (its last known message may differ: a client moving its cache mark
+            # to the newest message rewrites the one before); another that only shares its start keeps its own
             runs.remove(found.run)
             self._drop(found.run)
         runs.insert(0, run)
         self.bytes += size
-        self._by_first[id(run.values[0])] = run
+        self._by_first.setdefault(id(run.values[0]), []).append(run)
         while len(runs) > _PER_HEAD:
             self._drop(runs.pop())
         self._by_head[head] = runs

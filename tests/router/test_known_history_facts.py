@@ -114,3 +114,39 @@ async def test_an_agents_turns_check_each_message_once_and_keep_call_ids_apart(f
     assert got[0] not in ("call_0", "") and got[1] not in ("call_0", "") and got[2] == "call_7"
     runs = [run for same_head in history._by_head.values() for run in same_head]
     assert [(len(run.values), run.facts.checked) for run in runs] == [(len(messages) - 2, len(messages) - 2)]
+
+
+def _conversation(name: str, turns: int) -> list[dict[str, Any]]:
+    messages = [SYSTEM]
+    for i in range(turns):
+        messages += [{"role": "user", "content": f"{name}: question {i}"}, *_turn(f"{name}_call_{i}", name)]
+    return messages
+
+
+def test_two_sessions_sharing_a_system_prompt_keep_their_own_runs() -> None:
+    """Two agents at once (the same system prompt, parsed once): each turn finds its own conversation known whole,
+    with what was worked out on its last turn, and never the other's ids."""
+    history, cache = KnownHistory(), ToolIndexCache()
+    for turn in range(1, 5):
+        for name, other in (("A", "B"), ("B", "A")):
+            body = _read(history, cache, {"model": "m", "messages": _conversation(name, turn)})
+            known = history.prefix(body["messages"])
+            assert known is not None and known.count == len(body["messages"])
+            if turn > 1:
+                assert known.facts.checked == len(body["messages"]) - 3  # the last turn's, carried over
+            known.facts.checked = known.count  # (as the route records its check)
+            taken = HistoryIds(body["messages"], known)
+            assert f"{name}_call_0" in taken and f"{other}_call_0" not in taken
+    assert len(history) == 2
+
+
+def test_a_conversation_rewriting_its_last_message_keeps_one_run() -> None:
+    """A client moving its cache mark to the newest message rewrites the one before on every turn: the run grows
+    in place (its last known message differs), it does not pile up."""
+    history, cache = KnownHistory(), ToolIndexCache()
+    messages = _conversation("A", 1)
+    for turn in range(2, 7):
+        marked = [*messages[:-1], {**messages[-1], "cache_control": {"type": "ephemeral"}}]
+        _read(history, cache, {"model": "m", "messages": marked})
+        messages = [*messages, {"role": "user", "content": f"A: question {turn}"}, *_turn(f"A_call_{turn}", "A")]
+    assert len(history) == 1
