@@ -226,14 +226,51 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
 def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """<invoke name="f"> without its section (MiniMax-M2 with <minimax:tool_call> lost, GLM-4.7's bare form): a
     call only at a line start, its opening tag whole and naming a declared tool (the candidate kind checks all
-    three, so a stream holds a quote of the syntax no longer than its tag), closed by its own </invoke>."""
+    three, so a stream holds a quote of the syntax no longer than its tag), closed by its own </invoke>. Cut off by
+    the end of the text (its parameters, then nothing, a value not yet closed or the start of a tag), `truncated`,
+    as the same call in its section is."""
     m = _INVOKE.match(text, p)
     if m is None or ctx.index.resolve(m.group(1).strip()) is None:
         return None
     end, nxt = ctx.find(_INVOKE_END, m.end()), ctx.find(_INVOKE, m.end())
+    if end == -1 and nxt == -1 and _cut_invoke(text, m.end()):
+        return fail_segment(p, len(text), FAMILY_M2, "truncated", "the text ends before the invoke end tag",
+                            m.group(1).strip())
     if end == -1 or (nxt != -1 and nxt < end):
         return None  # not closed by its own </invoke>
     return section.parse(_BARE_M2, text, p, ctx)
+
+
+# the start of a tag the text was cut in: `<`, `</`, `<comm`, `</descr`
+_TAG_START = re.compile(r"</?-{0,2}(?:[A-Za-z_][A-Za-z0-9_.\-]{0,127})?")
+
+
+def _cut_invoke(text: str, k: int) -> bool:
+    """Whether the text from `k` to its end is an invoke's parameters cut off: whole parameters (`<parameter
+    name="k">` or named by their tags), then nothing, a value whose end tag is not yet written, or the start of a
+    tag."""
+    while True:
+        k = _WS.match(text, k).end()  # type: ignore[union-attr]
+        pm = _PARAM.match(text, k)
+        cm = _CHILD.match(text, k) if pm is None else None
+        if cm is not None and cm.group(1) in ("invoke", "parameter"):
+            cm = None
+        if pm is None and cm is None:
+            return _cut_invoke_tag(text[k:])
+        closer = _PARAM_END if cm is None else re.compile("</" + re.escape(cm.group(1)) + r"\s*>")
+        pe = closer.search(text, (pm or cm).end())  # type: ignore[union-attr]
+        if pe is None:
+            return True  # the text ends inside its value
+        k = pe.end()
+
+
+def _cut_invoke_tag(tail: str) -> bool:
+    """Whether `tail`, the text's last characters, is nothing or the start of a tag (a parameter's, </invoke>)."""
+    if "</invoke>".startswith(tail) or '<parameter name="'.startswith(tail):
+        return True
+    if ">" in tail or "\n" in tail or len(tail) > 160:
+        return False
+    return tail.startswith('<parameter name="') or _TAG_START.fullmatch(tail) is not None
 
 
 # MiniCPM5: <function name="f"><param name="k">v</param></function>, one block a call, with no section around them

@@ -155,11 +155,43 @@ def test_bare_invoke_in_a_sentence_or_naming_no_tool_is_text() -> None:
     for text in ('The model writes <invoke name="bash"><command>ls</command></invoke> to call it.',
                  '<invoke name="other">\n<command>ls</command>\n</invoke>',
                  'Use `<invoke name="bash">` like this:\n<invoke name="shell">\n</invoke>',
-                 '<invoke name="bash">\n<command>ls</command>\n<invoke name="bash">\n',
-                 '<invoke name="bash">\n<command>ls</command>\nand so on'):
+                 '<invoke name="bash">\n<command>ls</command>\n<invoke name="bash">\nand so on',
+                 '<invoke name="bash">\n<command>ls</command>\nand so on',
+                 '<invoke name="bash"> opens the call.',
+                 '<invoke name="bash">\n<parameter name="command">ls</parameter>\nthen prose'):
         r = repair_message(text, BASH, id_factory=ids)
         assert r.tool_calls == [] and r.content == text and r.errors == []
         assert_stream_matches(text, BASH)
+
+
+_WHOLE = '<invoke name="bash">\n<command>ls</command>\n<description>List</description>\n</invoke>'
+
+
+@pytest.mark.parametrize("text", [
+    '<invoke name="bash">\n<parameter name="command">bun test</parameter>\n',
+    '<invoke name="bash">\n<parameter name="command">bun te',
+    '<invoke name="bash">\n<parameter name="command">bun test</parameter>\n<parameter na',
+    '<invoke name="bash">\n<parameter name="command">bun test</parameter>\n</inv',
+    '<invoke name="bash">\n<command>bun test</command>\n<descr',
+    '<invoke name="bash">\n<command>bun test</command>\n<description>Run',
+    '<invoke name="bash">\n<command>bun test</comm',
+    "Running the tests.\n" + '<invoke name="bash">',
+    '<invoke name="bash">\n<command>ls</command>\n<invoke name="bash">\n',
+    _WHOLE + '\n<invoke name="bash">\n<command>pw',
+])
+def test_bare_invoke_cut_off_by_the_end_of_the_text_is_reported(text: str) -> None:
+    """A bare <invoke> cut off by the end of the text (max_tokens) is text reported `truncated`, as the same call
+    in <minimax:tool_call> is; the whole calls before it are kept."""
+    r = repair_message(text, BASH, id_factory=ids)
+    whole = text.startswith(_WHOLE)
+    assert calls_of(r) == ([("bash", {"command": "ls", "description": "List"})] if whole else [])
+    assert [e.kind for e in r.errors] == ["truncated"]
+    assert r.content == (text[len(_WHOLE) + 1:] if whole else text)
+    assert_stream_matches(text, BASH)
+    assert_incremental_matches(text, BASH)
+    if text.startswith("<invoke") and text.count("<invoke") == 1:
+        sectioned = repair_message("<minimax:tool_call>\n" + text, BASH, id_factory=ids)
+        assert [e.kind for e in sectioned.errors] == ["truncated"]
 
 
 def _most_held(text: str, tools: list[dict[str, Any]]) -> int:
