@@ -140,6 +140,26 @@ def _declared(name: str | None, ctx: Ctx) -> dict[str, Any]:
     return props if isinstance(props, dict) else {}
 
 
+# a parameter written as a self-closing invoke, its value in the `string` attribute (DeepSeek-V4-Flash):
+# <｜DSML｜invoke name="cmd" string="echo alpha" />
+_SELF_CLOSED = re.compile("<" + _D + r"invoke\s+name\s*=\s*" + _Q + '([^"“”<>\n]{1,128})' + _QE
+                          + r"\s+string\s*=\s*" + _Q + '([^"“”\n]*)' + _QE + r"\s*/>")
+
+
+def _self_closed(text: str, k: int, stop: int, call: RawCall, ctx: Ctx, args: dict[str, Any]) -> int:
+    """A self-closing invoke at `k` naming one of the call's declared parameters (and no declared tool), a value
+    in its `string` attribute (not the type marker `true` or `false`): read into `args`; where it ended, or -1."""
+    m = _SELF_CLOSED.match(text, k, stop)
+    if m is None or m.group(2) in ("true", "false") or m.group(1) in args:
+        return -1
+    key = m.group(1)
+    if key not in _declared(call.name, ctx) or ctx.index.resolve(key) is not None:
+        return -1
+    call.repairs.append(issue("opening_tag", f"parameter {key!r} written as a self-closing invoke"))
+    args[key] = m.group(2)
+    return m.end()
+
+
 def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = False,
           tags: _Params | None = None) -> tuple[RawCall, int]:
     tags = tags or _DSML_PARAMS
@@ -151,7 +171,7 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = Fa
         k = _WS.match(text, k, stop).end()  # type: ignore[union-attr]
         pm = tags.open.match(text, k, stop)
         if pm is None:
-            after = _child(text, k, stop, args) if children else -1
+            after = _child(text, k, stop, args) if children else _self_closed(text, k, stop, call, ctx, args)
             if after == -1:
                 break
             k = after

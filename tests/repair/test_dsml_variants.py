@@ -71,3 +71,36 @@ def test_marker_runs_stay_linear(unit: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert r.tool_calls == []
     assert work.candidates <= 8 * Limits().handlers
     assert work.scanned <= 8 * n
+
+
+EXEC = [_tool("exec_command", "cmd")]
+
+
+def _nested(inner: str) -> str:
+    return (f"<{DD}tool_calls>\n<{DD}invoke name=\"exec_command\">\n{inner}\n</{DD}invoke>\n</{DD}tool_calls>")
+
+
+def test_a_parameter_written_as_a_self_closing_invoke() -> None:
+    """DeepSeek-V4-Flash (codex-relay#49) wrote a parameter as a self-closing invoke inside the call's own, its value
+    in the `string` attribute: one of the call's declared parameters, so its value (`opening_tag`)."""
+    text = _nested(f"<{DD}invoke name=\"cmd\" string=\"echo alpha\" />")
+    r = repair_message(text, EXEC, id_factory=ids)
+    assert calls_of(r) == [("exec_command", {"cmd": "echo alpha"})]
+    assert r.content is None and r.errors == []
+    assert [x.kind for x in r.repairs] == ["opening_tag"]
+    assert_stream_matches(text, EXEC)
+    assert_incremental_matches(text, EXEC)
+
+
+@pytest.mark.parametrize(("inner", "tools"), [
+    (f"<{DD}invoke name=\"command\" string=\"echo alpha\" />", EXEC),  # not one of the tool's parameters
+    (f"<{DD}invoke name=\"cmd\" string=\"true\" />", EXEC),            # a type marker, no value
+    (f"<{DD}invoke name=\"cmd\" />", EXEC),                              # no value at all
+    (f"<{DD}invoke name=\"cmd\" string=\"echo alpha\" />", [*EXEC, _tool("cmd", "x")]),  # a declared tool's name
+])
+def test_a_self_closing_invoke_that_is_no_parameter_of_the_call_makes_no_call(
+        inner: str, tools: list[dict]) -> None:
+    text = _nested(inner)
+    r = repair_message(text, tools, id_factory=ids)
+    assert r.tool_calls == [] and r.content == text
+    assert_stream_matches(text, tools)
