@@ -79,6 +79,16 @@ _Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     jsonschema.Draft202012Validator, type_checker=_TYPES)
 
 
+def _allowed(err: jsonschema.ValidationError) -> list[str]:
+    """The keys the object `err` refused a key of takes: its schema's own, or those of the definition it refers to
+    (`defaults:` is the provider policy's, `$ref` and `unevaluatedProperties`)."""
+    at = err.schema if isinstance(err.schema, Mapping) else {}
+    ref = at.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        at = schema()["$defs"].get(ref.removeprefix("#/$defs/"), {})
+    return list(at.get("properties", {}))
+
+
 def _where(path: list[str | int] | Any) -> str:
     parts = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
     return parts.lstrip(".") or "<document root>"
@@ -285,9 +295,8 @@ def _describe(err: jsonschema.ValidationError) -> str:
     if path and path[-1] == "base_url" and isinstance(err.instance, str) and shown_url(err.instance) != err.instance:
         shown = shown_url(err.instance)  # never a password it holds
         return err.message.replace(repr(err.instance), repr(shown)).replace(err.instance, shown)
-    if err.validator == "additionalProperties":
-        allowed = err.schema.get("properties", {}) if isinstance(err.schema, Mapping) else {}
-        return f"unknown key ({err.message.split('(')[-1].rstrip(')')}); allowed: " + ", ".join(sorted(allowed))
+    if err.validator in ("additionalProperties", "unevaluatedProperties"):
+        return f"unknown key ({err.message.split('(')[-1].rstrip(')')}); allowed: " + ", ".join(sorted(_allowed(err)))
     if err.validator == "maximum" and _in_seconds(err):
         return (f"{err.instance:g} seconds is more than a day: at most {err.validator_value:g} (a longer wait holds a "
                 "request, a connection or a provider practically forever)")
