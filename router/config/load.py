@@ -217,9 +217,22 @@ def _resolve(raw: Any, env: Mapping[str, str], source: str) -> Config:
         raise _fail(source, _where(list(path)), f"environment variable {', '.join(names)} is not set")
     errors = _errors(doc, expanded)
     if errors:
-        lines = [f"{source}: {_where(e.absolute_path)}: {_describe(e)}" for e in errors[:10]]
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+        raise _invalid(source, [f"{_where(e.absolute_path)}: {_describe(e)}" for e in errors])
     return _build(doc, source, missing, expanded)
+
+
+_SHOWN_ERRORS = 10  # schema errors listed; the header says how many there are
+
+
+def _invalid(source: str, problems: list[str]) -> ConfigError:
+    """The error for `problems` ("PATH: what is wrong") found in `source`: one line for one, as a missing file or
+    broken YAML is; for several a header, then one line each."""
+    if len(problems) == 1:
+        return ConfigError(f"{source}: invalid config: {problems[0]}")
+    shown = problems[:_SHOWN_ERRORS]
+    more = f" (the first {len(shown)} shown)" if len(problems) > len(shown) else ""
+    lines = [f"{source}: invalid config, {len(problems)} errors{more}:", *(f"  {source}: {p}" for p in shown)]
+    return ConfigError("\n".join(lines))
 
 
 _SECRET_KEYS = frozenset({"api_key", "api_keys", "key", "headers", "env"})  # (an engine's env: tokens)
@@ -324,7 +337,7 @@ def _given(raw: Mapping[str, Any], *keys: str, **renamed: str) -> dict[str, Any]
 
 
 def _fail(source: str, path: str, message: str) -> ConfigError:
-    return ConfigError(f"invalid config:\n  {source}: {path}: {message}")
+    return _invalid(source, [f"{path}: {message}"])
 
 
 _NOT_IN_NAMES = frozenset({"Cc", "Zl", "Zp"})  # control characters (C0, DEL, C1) and Unicode line breaks

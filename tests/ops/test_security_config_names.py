@@ -121,7 +121,7 @@ def test_a_provider_name_that_cannot_be_a_header_value_is_refused(name: str) -> 
     message = refused(f"providers:\n  {name}: {{type: openai, base_url: 'http://127.0.0.1:9/v1'}}\n"
                       f"models:\n  - {{name: m, provider: {name}}}\n")
     assert "providers: provider name" in message and "control character" in message, message
-    assert "Traceback" not in message and "\n  " not in message.split("\n  ", 1)[1]  # one line
+    assert "Traceback" not in message and "\n" not in message  # one line
 
 
 @pytest.mark.parametrize(("entry", "where"), [
