@@ -13,13 +13,14 @@ from engines.worker.settings import default_blas
 from ..config import ConfigError, load_config
 from ..config.auth import open_relay_refusal
 from ..config.model import Config, ModelConfig, engine_provider
+from ..config.notices import config_warnings
 from ..engines_bridge import engine_availability
 from ..routing import RoutingTable
 from .serve import startup_warnings
 
 EPILOG = """\
 exit status:
-  0  valid (warnings, if any, on stderr: what serve would warn about as it starts)
+  0  valid (warnings, if any, on stderr and in the report: what serve would warn about as it starts)
   1  valid, but no model can be served here (none configured, or every one unavailable)
   2  invalid or unreadable, or serve would refuse to start"""
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     verdict = "ok" if available else "valid, but no model is available (see UNAVAILABLE below)"
     print(f"{config.source}: {verdict} — listening on {config.server.host}:{config.server.port}, "
           f"{len(config.server.api_keys)} client key(s)")
+    _print_warnings([*startup_warnings(config.server), *config_warnings(config)])
     print("\nproviders:")
     for name, p in config.providers.items():
         if p.type == "engine":
@@ -81,6 +83,15 @@ def run(args: argparse.Namespace) -> int:
             threads = f", {info.threads} thread(s)" if info.threads else ""
             print(f"  {spec.name:<24} blas {info.mode} -> {info.blas}{threads}{f' ({said})' if said else ''}")
     return 0 if available else 1
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    """The report's list of what serve warns about as it starts and what the config deserves a warning for (both
+    on stderr too), so that a report kept or piped holds them: settings and variables named, never a key."""
+    if warnings:
+        print("\nwarnings:")
+        for line in warnings:
+            print(f"  {line}")
 
 
 def _engines_here(config: Config) -> tuple[dict[str, str], dict[str, str]]:
