@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 
 from engines.worker.cli import port
 
 from ..config import ConfigError, load_config
 from ..config.auth import is_loopback, open_relay_refusal, unset_keys_warning
-from ..config.model import ServerConfig
+from ..config.load import _host_problem
+from ..config.model import Config, ServerConfig
+from ..config.notices import config_warnings
 from ..logs import setup_logging
 
 EPILOG = """\
@@ -39,31 +44,91 @@ def startup_warnings(server: ServerConfig) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"agentgate: {exc}", file=sys.stderr)
-        return 2
-    from dataclasses import replace
-
+    config, held = _load(args.config)
+    if isinstance(config, ConfigError):
+        return _refused(held, str(config))
+    problem = _host_override_problem(args.host)
+    if problem:
+        return _refused(held, problem)
     given = {"host": args.host or None, "port": args.port, "log_format": args.log_format or None,
              "log_level": args.log_level or None}
     overrides = {k: v for k, v in given.items() if v is not None}  # (they win on every reload too)
-    server = replace(config.server, **overrides)
-    config = replace(config, server=server)
-    refusal = open_relay_refusal(server)
+    served = replace(config, server=replace(config.server, **overrides))
+    refusal = open_relay_refusal(served.server)
     if refusal:
-        print(f"agentgate: refusing to start: {refusal}", file=sys.stderr)
-        return 2
-    setup_logging(server.log_format, server.log_level)
-    for warning in startup_warnings(server):
+        return _refused(held, f"refusing to start: {refusal}")
+    setup_logging(served.server.log_format, served.server.log_level)
+    _replay(held, dropped=_said_at_load(config))
+    for warning in [*(f"{served.source}: {w}" for w in config_warnings(served)), *startup_warnings(served.server)]:
         logging.getLogger("agentgate").warning("%s", warning)
     from ..app import ListenError
     from ..app import run as run_app
 
     try:
-        run_app(config, config_path=args.config, overrides=overrides)
+        run_app(served, config_path=args.config, overrides=overrides)
     except ListenError as exc:
         print(f"agentgate: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _load(path: str) -> tuple[Config | ConfigError, list[logging.LogRecord]]:
+    """The config at `path` (or why it cannot be used), and what loading it logged, held: written once logging is
+    set up, in its format (the config's warnings, judged again on serve's options over the file's settings)."""
+    with _held_records() as held:
+        try:
+            return load_config(path), held
+        except ConfigError as exc:
+            return exc, held
+
+
+def _refused(held: list[logging.LogRecord], message: str) -> int:
+    """Exit status 2 with `message`, after what loading logged (as logging writes it before it is set up)."""
+    _replay(held)
+    print(f"agentgate: {message}", file=sys.stderr)
+    return 2
+
+
+def _host_override_problem(host: str | None) -> str | None:
+    """Why `--host` cannot be listened on (a URL, `host:port`, brackets), as `server.host` is judged, or None."""
+    problem = _host_problem(host) if host else None
+    if host is None or problem is None:
+        return None
+    said = problem.replace("server.port", "--port")
+    return f"--host {host[:200]!r} {said}: --host is a host name or an IP address"
+
+
+def _said_at_load(config: Config) -> set[str]:
+    """The warnings loading `config` logged, judged on the file's own settings: serve says them again for the
+    settings it runs with (its options over the file's)."""
+    return {f"{config.source}: {line}" for line in config_warnings(config)}
+
+
+class _Holder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def _held_records() -> Iterator[list[logging.LogRecord]]:
+    """The records of the `agentgate` loggers logged inside the block, held instead of written (before logging is
+    set up they would be bare text among the log's lines)."""
+    logger, holder = logging.getLogger("agentgate"), _Holder()
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(holder)
+    try:
+        yield holder.records
+    finally:
+        logger.removeHandler(holder)
+        logger.propagate = propagate
+
+
+def _replay(records: list[logging.LogRecord], dropped: Collection[str] = ()) -> None:
+    """Write the held `records` as logging now writes them, but those whose message is in `dropped`."""
+    for record in records:
+        if record.getMessage() not in dropped:
+            logging.getLogger(record.name).handle(record)
