@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 from .early_signals import defer_sighup
 
@@ -66,15 +70,44 @@ def parse(given: list[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(argv) if argv is not None else sys.argv[1:]
-    if given[:1] == ["serve"]:
+    serving = given[:1] == ["serve"]
+    if serving:
         defer_sighup()  # a reload asked for while the router starts is done once it runs (see early_signals)
-    args = parse(given)
-    try:
-        return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `agentgate check | head`: the reader went away, which is not an error of ours
-        import os
+    with _sigterm_stops_the_start(serving):
+        try:
+            args = parse(given)
+            return int(args._run(args) or 0)
+        except StartStopped:
+            print("agentgate: stopped by SIGTERM while starting: nothing was served", file=sys.stderr)
+            return 0
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:  # `agentgate check | head`: the reader went away, which is not an error of ours
+            import os
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+
+
+class StartStopped(BaseException):
+    """SIGTERM came while `serve` was starting, before the running router handles it (a graceful stop): nothing was
+    served yet, so the start is given up. A BaseException, as KeyboardInterrupt is: no `except Exception` of the
+    start-up takes it for a failure of its own."""
+
+
+def _stop_the_start(signum: int, frame: FrameType | None) -> None:
+    raise StartStopped
+
+
+@contextmanager
+def _sigterm_stops_the_start(serving: bool) -> Iterator[None]:
+    """While `serve` starts, SIGTERM ends it cleanly (exit status 0, one line), as a stop of the running router
+    does; by default it killed the process without a word (143). The handler found is restored after."""
+    if not serving or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _stop_the_start)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)

@@ -20,7 +20,8 @@ from ..logs import setup_logging
 
 EPILOG = """\
 exit status:
-  0  stopped by SIGTERM or SIGINT (Ctrl-C), once the requests in flight drained
+  0  stopped by SIGTERM or SIGINT (Ctrl-C), once the requests in flight drained; SIGTERM while it starts stops
+     it at once (nothing was served)
   1  cannot listen on the address (in use, not permitted, no such address)
   2  the config is invalid or unreadable, or serve refuses to start (no client key beyond loopback)"""
 
