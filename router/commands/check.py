@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from engines.worker import blas
 from engines.worker.settings import default_blas
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError
 from ..config.auth import open_relay_refusal
 from ..config.model import Config, ModelConfig, engine_provider
 from ..config.notices import config_warnings
 from ..engines_bridge import engine_availability
 from ..routing import RoutingTable
-from .serve import startup_warnings
+from .serve import load_held, replay, said_at_load, startup_warnings
 
 EPILOG = """\
 exit status:
@@ -30,11 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"agentgate: {exc}", file=sys.stderr)
+    config, held = load_held(args.config)
+    if isinstance(config, ConfigError):
+        replay(held)
+        print(f"agentgate: {config}", file=sys.stderr)
         return 2
+    replay(held, dropped=said_at_load(config))
+    for warning in config_warnings(config):
+        print(f"agentgate: {config.source}: warning: {warning}", file=sys.stderr)
     refusal = open_relay_refusal(config.server)
     if refusal:
         print(f"agentgate: {config.source}: serve would refuse to start: {refusal}", file=sys.stderr)

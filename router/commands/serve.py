@@ -45,7 +45,7 @@ def startup_warnings(server: ServerConfig) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config, held = _load(args.config)
+    config, held = load_held(args.config)
     if isinstance(config, ConfigError):
         return _refused(held, str(config))
     problem = _host_override_problem(args.host)
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if refusal:
         return _refused(held, f"refusing to start: {refusal}")
     setup_logging(served.server.log_format, served.server.log_level)
-    _replay(held, dropped=_said_at_load(config))
+    replay(held, dropped=said_at_load(config))
     for warning in [*(f"{served.source}: {w}" for w in config_warnings(served)), *startup_warnings(served.server)]:
         logging.getLogger("agentgate").warning("%s", warning)
     from ..app import ListenError
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(path: str) -> tuple[Config | ConfigError, list[logging.LogRecord]]:
+def load_held(path: str) -> tuple[Config | ConfigError, list[logging.LogRecord]]:
     """The config at `path` (or why it cannot be used), and what loading it logged, held: written once logging is
     set up, in its format (the config's warnings, judged again on serve's options over the file's settings)."""
     with _held_records() as held:
@@ -85,7 +85,7 @@ def _load(path: str) -> tuple[Config | ConfigError, list[logging.LogRecord]]:
 
 def _refused(held: list[logging.LogRecord], message: str) -> int:
     """Exit status 2 with `message`, after what loading logged (as logging writes it before it is set up)."""
-    _replay(held)
+    replay(held)
     print(f"agentgate: {message}", file=sys.stderr)
     return 2
 
@@ -99,9 +99,9 @@ def _host_override_problem(host: str | None) -> str | None:
     return f"--host {host[:200]!r} {said}: --host is a host name or an IP address"
 
 
-def _said_at_load(config: Config) -> set[str]:
+def said_at_load(config: Config) -> set[str]:
     """The warnings loading `config` logged, judged on the file's own settings: serve says them again for the
-    settings it runs with (its options over the file's)."""
+    settings it runs with (its options over the file's), and check in its own words."""
     return {f"{config.source}: {line}" for line in config_warnings(config)}
 
 
@@ -128,7 +128,7 @@ def _held_records() -> Iterator[list[logging.LogRecord]]:
         logger.propagate = propagate
 
 
-def _replay(records: list[logging.LogRecord], dropped: Collection[str] = ()) -> None:
+def replay(records: list[logging.LogRecord], dropped: Collection[str] = ()) -> None:
     """Write the held `records` as logging now writes them, but those whose message is in `dropped`."""
     for record in records:
         if record.getMessage() not in dropped:

@@ -51,3 +51,14 @@ def test_the_start_up_warnings_are_listed_too(tmp_path: Path, monkeypatch, capsy
 def test_a_config_without_warnings_has_no_warnings_section(tmp_path: Path, capsys) -> None:
     code, lines = report(tmp_path, "{port: 8080}", capsys)
     assert code == 0 and "warnings:" not in lines
+
+
+def test_on_stderr_a_config_warning_is_written_as_checks_other_warnings(tmp_path: Path, capsys) -> None:
+    """It was the bare line the logger writes before logging is set up (`FILE: setting: ...`), beside check's own
+    `agentgate: FILE: warning: ...` lines."""
+    path = tmp_path / "config.yaml"
+    path.write_text("server: {api_keys: [{key: sk-check-report-3, name: ci, models: [mm]}]}\n" + PROVIDERS)
+    assert main(["check", "-c", str(path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"agentgate: {path}: warning: server.api_keys: the models of client "
+                                               "key 'ci' name 'mm'"), err

@@ -76,3 +76,8 @@ def test_a_refused_start_still_says_the_files_warnings(tmp_path: Path) -> None:
     assert code == 2 and len(lines) == 2
     assert lines[0].startswith(f"{tmp_path / 'config.yaml'}: server.api_keys: the models of client key 'ci'")
     assert lines[1].startswith("agentgate: --host 'http://x' is a URL")
+
+
+def test_the_log_level_applies_to_the_files_warnings(tmp_path: Path) -> None:
+    code, lines = serve(tmp_path, f"{{api_keys: [{{key: '{KEY}', name: ci, models: [mm]}}]}}", "--log-level", "error")
+    assert (code, lines) == (0, ["SERVED 127.0.0.1"])
