@@ -208,17 +208,33 @@ def bind_blas(mode: str) -> None:
 
 def model_problem(model: str) -> str | None:
     """Why `--model` cannot be loaded, said before listening (the load runs later, on the model thread, where a
-    folder that does not exist would end in the hub library's repo-id error): a tiny spec that names no tiny model,
-    or a path (it starts with /, ~ or ., or is not one `owner/name` hub id) with no folder there."""
+    folder that does not exist would end in the hub library's repo-id error, and one without a model in mlx-lm's
+    FileNotFoundError): a tiny spec that names no tiny model, a path (it starts with /, ~ or ., or is not one
+    `owner/name` hub id) with no folder there, or a folder without what mlx-lm loads."""
     from engines.worker.tiny import is_tiny_spec, tiny_spec_problem
 
     if is_tiny_spec(model):
         return tiny_spec_problem(model)
-    if Path(model).expanduser().exists():
-        return None
-    if model.startswith(("/", "~", ".")) or model.count("/") != 1 or not model:
+    if not model.strip():
+        return "--model is empty: give a model folder, a Hugging Face id or a tiny: spec"
+    path = Path(model).expanduser()
+    if path.exists():
+        return _folder_problem(path, model)
+    if model.startswith(("/", "~", ".")) or model.count("/") != 1:
         return f"no such model folder: {model}"
     return None  # a hub id: the hub library finds it in its cache, or downloads it
+
+
+def _folder_problem(path: Path, model: str) -> str | None:
+    """Why an existing `--model` path holds no model mlx-lm loads: its config.json and model*.safetensors weights
+    (the names mlx-lm's load reads)."""
+    if not path.is_dir():
+        return f"not a model folder: {model} is a file"
+    if not (path / "config.json").is_file():
+        return f"not a model folder: {model} holds no config.json"
+    if not any(path.glob("model*.safetensors")):
+        return f"not a model folder: {model} holds no model*.safetensors weights"
+    return None
 
 
 async def _main(args: argparse.Namespace) -> int:

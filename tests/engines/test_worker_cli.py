@@ -1,0 +1,53 @@
+"""The worker's command line refuses, in one line and with exit status 2, a `--model` it could never load, before
+it listens or loads anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engines.worker.cli import main, model_problem
+
+
+def _run(capsys: pytest.CaptureFixture[str], model: str) -> tuple[int, str]:
+    code = main(["--model", model, "--port", "0"])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("files", "said"), [
+    ({}, "holds no config.json"),
+    ({"README.md": "# notes"}, "holds no config.json"),
+    ({"config.json": "{}"}, "holds no model*.safetensors weights"),
+    ({"config.json": "{}", "weights.bin": ""}, "holds no model*.safetensors weights"),
+])
+def test_a_folder_without_a_model_is_one_line(files: dict[str, str], said: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder that exists but holds no model was loaded on the model thread: mlx-lm's FileNotFoundError was
+    logged with its traceback, after the worker listened, and the worker exited 1."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    code, err = _run(capsys, str(folder))
+    assert code == 2 and err.splitlines() == [f"agentgate engine: not a model folder: {folder} {said}"], err
+    assert "Traceback" not in err and "listening" not in err
+
+
+def test_a_file_given_as_the_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_text("")
+    code, err = _run(capsys, str(path))
+    assert code == 2 and err.splitlines() == [f"agentgate engine: not a model folder: {path} is a file"], err
+
+
+def test_a_model_folder_passes(tiny_models: dict[str, Path]) -> None:
+    assert model_problem(str(tiny_models["random"])) is None
+    assert model_problem("mlx-community/Some-Model-4bit") is None  # a hub id, found or fetched by the hub library
+
+
+def test_an_empty_model_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--model ''` is the current folder to pathlib: it was loaded as one."""
+    code, err = _run(capsys, "")
+    assert code == 2 and err.splitlines() == ["agentgate engine: --model is empty: give a model folder, a Hugging "
+                                              "Face id or a tiny: spec"], err
