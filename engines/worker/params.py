@@ -17,6 +17,9 @@ GREEDY_BELOW = 1e-5  # a temperature under this samples as 0 does (1/T overflows
 ONE_TOKEN_TOP_P = 1e-6  # a top_p under this keeps the most probable token only (0 in float32 past ~1e-45)
 ROLES = ("system", "developer", "user", "assistant", "tool")
 COMPLETION_MAX_TOKENS = 16  # /v1/completions without `max_tokens` (OpenAI's and vLLM's default; chat has none)
+# OpenAI's levels (vLLM takes low, medium and high; clients send the newer ones to any server). Not acted on here:
+# a model that reasons does so as its template and `chat_template_kwargs` say.
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
 @dataclass
@@ -433,6 +436,7 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
         raise _unsupported("'chat_template_kwargs' may not carry a 'chat_template'; the engine renders with the "
                            "model's own", "chat_template_kwargs")
     _modalities(body)
+    _reasoning_effort(body)
     generation, continued = _generation_flags(body, messages)
     return ChatRequest(
         model=_model(body),
@@ -446,6 +450,14 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
         generation_prompt=generation,
         continue_final=continued,
     )
+
+
+def _reasoning_effort(body: dict[str, Any]) -> None:
+    """`reasoning_effort`: null or one of OpenAI's levels, refused otherwise in OpenAI's words."""
+    effort = check_type(body, "reasoning_effort", str, "a string")
+    if effort is not None and effort not in REASONING_EFFORTS:
+        supported = ", ".join(f"'{e}'" for e in REASONING_EFFORTS[:-1]) + f", and '{REASONING_EFFORTS[-1]}'"
+        raise bad_request(f"Invalid value: {effort!r}. Supported values are: {supported}.", param="reasoning_effort")
 
 
 MODALITIES = ("text", "audio")  # OpenAI's output modalities; this engine makes text

@@ -1,0 +1,39 @@
+"""Chat request fields the worker does not act on but checks, as OpenAI and vLLM check them: a value neither would
+take is a 400 naming the field, and one a client sends to either is served."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tests.engines.conftest import Engine
+
+HI = [{"role": "user", "content": "hi"}]
+CHAT = "/v1/chat/completions"
+
+
+async def _chat(e: Engine, **fields: Any) -> tuple[int, Any]:
+    return await e.post_raw(CHAT, json.dumps({"messages": HI, "max_tokens": 1, **fields}).encode())
+
+
+def _refused(status: int, err: Any, param: str, code: str) -> None:
+    assert status == 400, err
+    assert (err["error"]["param"], err["error"]["code"], err["error"]["type"]) == (param, code,
+                                                                                   "invalid_request_error"), err
+
+
+async def test_a_reasoning_effort_no_api_knows_is_a_400(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`reasoning_effort` of any value was ignored; OpenAI answers 400 for a level it does not know ("Invalid value:
+    'extreme'. Supported values are: ..."), vLLM too. The levels OpenAI's API lists (vLLM's low/medium/high and the
+    newer ones clients send) are served."""
+    e = await engine("random")
+    for effort, code in (("extreme", "invalid_value"), ("", "invalid_value"), ("HIGH", "invalid_value"),
+                         (5, "invalid_type"), (True, "invalid_type"), (["low"], "invalid_type")):
+        status, err = await _chat(e, reasoning_effort=effort)
+        _refused(status, err, "reasoning_effort", code)
+    status, err = await _chat(e, reasoning_effort="extreme")
+    assert "'extreme'" in err["error"]["message"] and "'medium'" in err["error"]["message"], err
+    for effort in ("none", "minimal", "low", "medium", "high", "xhigh", "max", None):
+        status, done = await _chat(e, reasoning_effort=effort)
+        assert status == 200, (effort, done)
