@@ -436,7 +436,7 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
         raise _unsupported("'chat_template_kwargs' may not carry a 'chat_template'; the engine renders with the "
                            "model's own", "chat_template_kwargs")
     _modalities(body)
-    _reasoning_effort(body)
+    _unread(body)
     generation, continued = _generation_flags(body, messages)
     return ChatRequest(
         model=_model(body),
@@ -450,6 +450,15 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
         generation_prompt=generation,
         continue_final=continued,
     )
+
+
+def _unread(body: dict[str, Any]) -> None:
+    """The chat fields this engine does not act on, checked as OpenAI and vLLM check their types: `metadata` (an
+    object; its contents are not read, and it needs no `store`, as in vLLM) and `store` (nothing is stored), and
+    `reasoning_effort`."""
+    check_type(body, "metadata", dict, "an object")
+    check_type(body, "store", bool, "a boolean")
+    _reasoning_effort(body)
 
 
 def _reasoning_effort(body: dict[str, Any]) -> None:

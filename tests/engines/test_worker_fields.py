@@ -37,3 +37,21 @@ async def test_a_reasoning_effort_no_api_knows_is_a_400(engine: Callable[..., Aw
     for effort in ("none", "minimal", "low", "medium", "high", "xhigh", "max", None):
         status, done = await _chat(e, reasoning_effort=effort)
         assert status == 200, (effort, done)
+
+
+async def test_metadata_and_store_of_the_wrong_type_are_a_400(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`metadata` and `store` of any type were ignored; OpenAI and vLLM refuse a `metadata` that is no object and a
+    `store` that is no boolean. Their contents are not read here (nothing is stored): metadata without `store`, which
+    OpenAI refuses but vLLM serves and agent clients send to local servers, and non-string values (a proxy's tag
+    lists) are served."""
+    e = await engine("random")
+    for value in ("run-1", ["a"], 5, True):
+        status, err = await _chat(e, metadata=value)
+        _refused(status, err, "metadata", "invalid_type")
+    for value in ("yes", 1, {}):
+        status, err = await _chat(e, store=value)
+        _refused(status, err, "store", "invalid_type")
+    for fields in ({"metadata": {"sessionId": "s1"}}, {"metadata": {"tags": ["a", "b"]}, "store": False},
+                   {"metadata": None, "store": None}, {"store": True}):
+        status, done = await _chat(e, **fields)
+        assert status == 200, (fields, done)
