@@ -436,6 +436,7 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
         raise _unsupported("'chat_template_kwargs' may not carry a 'chat_template'; the engine renders with the "
                            "model's own", "chat_template_kwargs")
     _modalities(body)
+    _audio(body)
     _unread(body)
     generation, continued = _generation_flags(body, messages)
     return ChatRequest(
@@ -485,6 +486,12 @@ def _modalities(body: dict[str, Any]) -> None:
                               param="modalities")
         if m != "text":
             raise _unsupported(f"this engine generates text only; 'modalities' may not hold {m!r}", "modalities")
+
+
+def _audio(body: dict[str, Any]) -> None:
+    """`audio`, OpenAI's settings of the audio output: refused when given, as audio in `modalities` is."""
+    if check_type(body, "audio", dict, "an object") is not None:
+        raise _unsupported("this engine generates text only; 'audio' output settings are not supported", "audio")
 
 
 def _generation_flags(body: dict[str, Any], messages: list[dict[str, Any]]) -> tuple[bool, bool]:

@@ -55,3 +55,16 @@ async def test_metadata_and_store_of_the_wrong_type_are_a_400(engine: Callable[.
                    {"metadata": None, "store": None}, {"store": True}):
         status, done = await _chat(e, **fields)
         assert status == 200, (fields, done)
+
+
+async def test_audio_output_is_refused(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`audio` (OpenAI's audio output settings) of any type was ignored: one that is no object is a 400 as OpenAI's,
+    and one that asks for audio is refused as `modalities: ["audio"]` is, since this engine makes text only."""
+    e = await engine("random")
+    for value in ("wav", ["alloy"], 5):
+        status, err = await _chat(e, audio=value)
+        _refused(status, err, "audio", "invalid_type")
+    status, err = await _chat(e, audio={"voice": "alloy", "format": "wav"})
+    _refused(status, err, "audio", "unsupported_parameter")
+    status, done = await _chat(e, audio=None)
+    assert status == 200, done
