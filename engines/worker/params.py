@@ -392,14 +392,23 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
     if not isinstance(tools, list):
         raise bad_request("'tools' must be a list", param="tools", code="invalid_type")
     for i, t in enumerate(tools):
-        fn = t.get("function") if isinstance(t, dict) else None
-        if not isinstance(t, dict) or t.get("type", "function") != "function" or not isinstance(fn, dict):
-            raise bad_request(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}", param="tools")
-        if not isinstance(fn.get("name"), str) or not fn["name"]:
-            raise bad_request(f"tools[{i}].function needs a non-empty string 'name'", param="tools")
-        if "parameters" in fn and not isinstance(fn["parameters"], dict):
-            raise bad_request(f"tools[{i}].function.parameters must be an object", param="tools")
+        _tool(i, t)
     return tools or None
+
+
+def _tool(i: int, t: Any) -> None:
+    fn = t.get("function") if isinstance(t, dict) else None
+    if not isinstance(t, dict) or t.get("type", "function") != "function" or not isinstance(fn, dict):
+        raise bad_request(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}", param="tools")
+    if not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise bad_request(f"tools[{i}].function needs a non-empty string 'name'", param="tools")
+    if "parameters" in fn and not isinstance(fn["parameters"], dict):
+        raise bad_request(f"tools[{i}].function.parameters must be an object", param="tools")
+    for key, kind, what in (("description", str, "a string"), ("strict", bool, "a boolean")):
+        value = fn.get(key)  # null is served as absent, as vLLM serves it
+        if value is not None and not isinstance(value, kind):
+            raise bad_request(f"Invalid type for 'tools[{i}].function.{key}': expected {what}, but got "
+                              f"{_json_type(value)} instead.", param="tools", code="invalid_type")
 
 
 def _tool_choice(body: dict[str, Any], tools: list[dict[str, Any]] | None) -> Any:

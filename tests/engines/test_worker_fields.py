@@ -68,3 +68,23 @@ async def test_audio_output_is_refused(engine: Callable[..., Awaitable[Engine]])
     _refused(status, err, "audio", "unsupported_parameter")
     status, done = await _chat(e, audio=None)
     assert status == 200, done
+
+
+def _tool(name: str = "get_weather", **function: Any) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}, **function}}
+
+
+async def test_a_tool_description_or_strict_of_the_wrong_type_is_a_400(
+        engine: Callable[..., Awaitable[Engine]]) -> None:
+    """A tool's `description` that was no string reached the chat template as it came (rendered as `5` or a list),
+    and a `strict` that was no boolean was ignored; OpenAI answers 400 for either, vLLM for the description."""
+    e = await engine("random")
+    for function, field in (({"description": 5}, "description"), ({"description": ["Weather"]}, "description"),
+                            ({"strict": "yes"}, "strict"), ({"strict": 1}, "strict")):
+        status, err = await _chat(e, tools=[_tool(**function)])
+        _refused(status, err, "tools", "invalid_type")
+        assert f"'tools[0].function.{field}'" in err["error"]["message"], err
+    for function in ({"description": "Weather", "strict": True}, {"description": None, "strict": None},
+                     {"strict": False}):
+        status, done = await _chat(e, tools=[_tool(**function)])
+        assert status == 200, (function, done)
