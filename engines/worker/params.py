@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,9 @@ MAX_STOP_CHARS = 1024  # each: the stop matcher is built per request on the engi
 GREEDY_BELOW = 1e-5  # a temperature under this samples as 0 does (1/T overflows float32 near 1e-38)
 ONE_TOKEN_TOP_P = 1e-6  # a top_p under this keeps the most probable token only (0 in float32 past ~1e-45)
 ROLES = ("system", "developer", "user", "assistant", "tool")
+# OpenAI's ^[a-zA-Z0-9_-]{1,64}$ with Anthropic's length and the dots and slashes of MCP's tool-name rules (vLLM
+# takes any name; MCP clients send such names to local servers): no space, bracket or quote a call format must carry
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_./-]{1,128}")
 COMPLETION_MAX_TOKENS = 16  # /v1/completions without `max_tokens` (OpenAI's and vLLM's default; chat has none)
 # OpenAI's levels (vLLM takes low, medium and high; clients send the newer ones to any server). Not acted on here:
 # a model that reasons does so as its template and `chat_template_kwargs` say.
@@ -402,6 +406,9 @@ def _tool(i: int, t: Any) -> None:
         raise bad_request(f"tools[{i}] must be {{'type': 'function', 'function': {{...}}}}", param="tools")
     if not isinstance(fn.get("name"), str) or not fn["name"]:
         raise bad_request(f"tools[{i}].function needs a non-empty string 'name'", param="tools")
+    if not TOOL_NAME.fullmatch(fn["name"]):
+        raise bad_request(f"Invalid 'tools[{i}].function.name': string does not match pattern. Expected a string that "
+                          f"matches the pattern '^{TOOL_NAME.pattern}$'.", param="tools")
     if "parameters" in fn and not isinstance(fn["parameters"], dict):
         raise bad_request(f"tools[{i}].function.parameters must be an object", param="tools")
     for key, kind, what in (("description", str, "a string"), ("strict", bool, "a boolean")):

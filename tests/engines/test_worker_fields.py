@@ -7,6 +7,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from tests.engines.conftest import Engine
 
 HI = [{"role": "user", "content": "hi"}]
@@ -88,3 +90,23 @@ async def test_a_tool_description_or_strict_of_the_wrong_type_is_a_400(
                      {"strict": False}):
         status, done = await _chat(e, tools=[_tool(**function)])
         assert status == 200, (function, done)
+
+
+@pytest.mark.parametrize("name", ["get weather", "get,weather", "get\nweather", "wetter_für_stadt", "x" * 129,
+                                  "a<b>", "{name}"])
+async def test_a_tool_name_no_call_format_carries_is_a_400(engine: Callable[..., Awaitable[Engine]],
+                                                           name: str) -> None:
+    """Any tool name was served: one with a space, a newline or a bracket reached the template and the call parser.
+    OpenAI refuses names outside ^[a-zA-Z0-9_-]{1,64}$ and Anthropic outside ^[a-zA-Z0-9_-]{1,128}$; the names the
+    MCP tool-name rules allow besides (dots, slashes) are served, as vLLM serves them and MCP clients send them."""
+    e = await engine("random")
+    status, err = await _chat(e, tools=[_tool(name)])
+    _refused(status, err, "tools", "invalid_value")
+    assert "'tools[0].function.name'" in err["error"]["message"] and "pattern" in err["error"]["message"], err
+
+
+async def test_tool_names_mcp_clients_send_are_served(engine: Callable[..., Awaitable[Engine]]) -> None:
+    e = await engine("random")
+    names = ["get_weather", "mcp__github__create-issue", "calendar.respondToEvent", "user-profile/update", "x" * 128]
+    status, done = await _chat(e, tools=[_tool(name) for name in names])
+    assert status == 200, done
