@@ -397,7 +397,29 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]] | None:
         raise bad_request("'tools' must be a list", param="tools", code="invalid_type")
     for i, t in enumerate(tools):
         _tool(i, t)
+    _unique_names(tools)
     return tools or None
+
+
+def _unique_names(tools: list[dict[str, Any]]) -> None:
+    """A 400 for two tools of one name and different definitions (Anthropic's "Tool names must be unique"): the
+    template would show the model both while the constraint and repair follow the first. The same tool listed twice
+    is served, as OpenAI and vLLM serve it."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(tools):
+        name = t["function"]["name"]
+        j = first.setdefault(name, i)
+        if j != i and not _same(tools[j], t):
+            raise bad_request(f"Tool names must be unique: tools[{j}] and tools[{i}] are both {name!r}, with different "
+                              "definitions.", param="tools")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two JSON values are equal; ones nested past Python's recursion limit are taken as different."""
+    try:
+        return bool(a == b)
+    except RecursionError:
+        return False
 
 
 def _tool(i: int, t: Any) -> None:

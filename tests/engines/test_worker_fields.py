@@ -110,3 +110,18 @@ async def test_tool_names_mcp_clients_send_are_served(engine: Callable[..., Awai
     names = ["get_weather", "mcp__github__create-issue", "calendar.respondToEvent", "user-profile/update", "x" * 128]
     status, done = await _chat(e, tools=[_tool(name) for name in names])
     assert status == 200, done
+
+
+async def test_two_tools_of_one_name_are_a_400(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """Two tools of one name with different definitions were served: the template showed the model both, while the
+    constraint and repair followed the first alone, so a call made to the second's schema was bent to the first's.
+    Anthropic answers 400 ("Tool names must be unique"); the worker does when the definitions differ. The same tool
+    listed twice declares nothing ambiguous and is served, as OpenAI and vLLM serve it."""
+    e = await engine("random")
+    other = _tool(description="Another tool of the same name")
+    status, err = await _chat(e, tools=[_tool(), _tool("get_time"), other])
+    _refused(status, err, "tools", "invalid_value")
+    assert "'get_weather'" in err["error"]["message"] and "tools[0]" in err["error"]["message"], err
+    assert "tools[2]" in err["error"]["message"], err
+    status, done = await _chat(e, tools=[_tool(), _tool("get_time"), _tool()])
+    assert status == 200, done
