@@ -257,7 +257,7 @@ def _content(value: Any, where: str, assistant: bool = False) -> str | None:
         return value
     if isinstance(value, list):
         parts: list[str] = []
-        for part in value:
+        for j, part in enumerate(value):
             if isinstance(part, str):
                 parts.append(part)
                 continue
@@ -267,14 +267,26 @@ def _content(value: Any, where: str, assistant: bool = False) -> str | None:
                 if not isinstance(part.get("text"), str):
                     raise bad_request(f"{where}: text parts need a string 'text'", param="messages")
                 parts.append(part["text"])
-            elif assistant and part["type"] == "refusal" and isinstance(part.get("refusal"), str):
-                parts.append(part["refusal"])
+            elif assistant and part["type"] == "refusal":
+                parts.append(_refusal(part, f"{where}.content[{j}]"))
             else:
                 raise _unsupported(f"{where}: content part type {part['type']!r} is not supported by this engine",
                                    "messages")
         return "".join(parts)
     allowed = "a string, null or a list of parts" if assistant else "a string or a list of parts"
     raise bad_request(f"{where}: 'content' must be {allowed}", param="messages", code="invalid_type")
+
+
+def _refusal(part: dict[str, Any], where: str) -> str:
+    """A refusal part's `refusal`: a string, OpenAI's 400 naming it otherwise."""
+    if "refusal" not in part:
+        raise bad_request(f"Missing required parameter: '{where}.refusal'.", param="messages",
+                          code="missing_required_parameter")
+    value: str | None = _optional_string(part, "refusal", where)
+    if value is None:
+        raise bad_request(f"Invalid type for '{where}.refusal': expected a string, but got null instead.",
+                          param="messages", code="invalid_type")
+    return value
 
 
 def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
