@@ -233,15 +233,30 @@ class ChatFormatter:
     def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, kwargs: dict[str, Any],
                 generation: bool) -> str:
         try:
-            with self.lock:
-                text = self.tokenizer.apply_chat_template(messages, tools=tools or None,
-                                                          add_generation_prompt=generation, tokenize=False, **kwargs)
-        except Exception as exc:  # template errors are caused by the request's messages
+            text = self._apply(messages, tools, kwargs, generation)
+        except Exception as exc:  # template errors are caused by the request's messages, or by its tools
+            if tools and self._renders(messages, kwargs, generation):
+                raise bad_request(f"the chat template rejected the tools: {exc}", param="tools",
+                                  code="invalid_tools") from exc
             raise bad_request(f"the chat template rejected the messages: {exc}", param="messages",
                               code="invalid_messages") from exc
         if not isinstance(text, str):
             raise bad_request("the chat template did not produce text", param="messages", code="invalid_messages")
         return text
+
+    def _apply(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, kwargs: dict[str, Any],
+               generation: bool) -> Any:
+        with self.lock:
+            return self.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=generation,
+                                                      tokenize=False, **kwargs)
+
+    def _renders(self, messages: list[dict[str, Any]], kwargs: dict[str, Any], generation: bool) -> bool:
+        """Whether the messages render without the tools: when they do, the tools are what the template refused."""
+        try:
+            self._apply(messages, None, kwargs, generation)
+        except Exception:
+            return False
+        return True
 
     def encode_text(self, text: str) -> list[int]:
         return self._encode(text, "prompt")

@@ -7,7 +7,9 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.engines.conftest import Engine
+from engines.worker.server import WORKER
+from tests.engines.conftest import WEATHER_TOOL, Engine
+from tests.engines.test_worker_edges import STRICT_TEMPLATE
 
 CHAT = "/v1/chat/completions"
 
@@ -37,3 +39,26 @@ async def test_a_refusal_part_without_a_string_refusal_names_its_refusal(
         assert (err["error"]["param"], err["error"]["code"]) == ("messages", code), err
     status, done = await _chat(e, _with_reply({"type": "refusal", "refusal": "I can't help with that."}))
     assert status == 200, done
+
+
+async def test_tools_the_template_cannot_render_are_named(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """A tool schema nested 300 levels deep is more than the chat template renders: the 400 named `messages`, which
+    render without it; it names `tools` now. Messages the template refuses are still named as such."""
+    e = await engine("random")
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(300):
+        schema = {"type": "object", "properties": {"a": schema}}
+    tool = {"type": "function", "function": {"name": "deep", "parameters": schema}}
+    status, err = await _chat(e, [{"role": "user", "content": "hi"}], tools=[tool])
+    assert status == 400, err
+    assert (err["error"]["param"], err["error"]["code"]) == ("tools", "invalid_tools"), err
+    assert "tools" in err["error"]["message"].split(":")[0], err
+
+
+async def test_messages_the_template_refuses_beside_tools_are_named(engine: Callable[..., Awaitable[Engine]]) -> None:
+    e = await engine("random")
+    e.worker.app[WORKER].formatter.tokenizer._tokenizer.chat_template = STRICT_TEMPLATE
+    messages = [{"role": "user", "content": "hi"}, {"role": "system", "content": "late"}]
+    status, err = await _chat(e, messages, tools=[WEATHER_TOOL])
+    assert status == 400 and "System message must be first" in err["error"]["message"], err
+    assert (err["error"]["param"], err["error"]["code"]) == ("messages", "invalid_messages"), err
