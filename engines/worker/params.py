@@ -24,6 +24,11 @@ COMPLETION_MAX_TOKENS = 16  # /v1/completions without `max_tokens` (OpenAI's and
 # OpenAI's levels (vLLM takes low, medium and high; clients send the newer ones to any server). Not acted on here:
 # a model that reasons does so as its template and `chat_template_kwargs` say.
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+# vLLM's own sampling fields that this engine does not act on: asking for one (any value but null, false, 0 or an
+# empty list, the defaults clients send unasked) is refused rather than answered as if it had been granted
+VLLM_UNHONOURED = ("ignore_eos", "min_tokens", "stop_token_ids", "bad_words", "allowed_token_ids",
+                   "include_stop_str_in_output", "use_beam_search", "prompt_logprobs")
+VLLM_GUIDED = ("guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs")
 
 
 @dataclass
@@ -150,6 +155,7 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
     if _integer(body, "n", 1) not in (None, 1):
         raise _unsupported("only n=1 is supported", "n")
     _logprobs(body, chat=chat)
+    _vllm_extras(body)
     _response_format(body, chat=chat)
     check_type(body, "user", str, "a string")  # not used, but checked as OpenAI and vLLM check it
     max_tokens = _max_tokens(body, chat=chat)
@@ -176,6 +182,17 @@ def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationP
         raise bad_request("'top_p' must be greater than 0", param="top_p")
     stream = _boolean(body, "stream", False)
     return GenerationParams(max_tokens, sampling, _stop(body), stream, _include_usage(body, stream))
+
+
+def _vllm_extras(body: dict[str, Any]) -> None:
+    """A 400 unsupported_parameter for a vLLM sampling field this engine does not act on, when it asks for
+    something (see VLLM_UNHONOURED)."""
+    for name in VLLM_UNHONOURED + VLLM_GUIDED:
+        value = body.get(name)
+        if value is None or value is False or value == [] or (type(value) is int and value == 0):
+            continue
+        hint = "; constrained output is asked with 'response_format' (chat)" if name in VLLM_GUIDED else ""
+        raise _unsupported(f"'{name}' is not supported by this engine{hint}", name)
 
 
 def _include_usage(body: dict[str, Any], stream: bool) -> bool:

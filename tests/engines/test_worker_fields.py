@@ -125,3 +125,29 @@ async def test_two_tools_of_one_name_are_a_400(engine: Callable[..., Awaitable[E
     assert "tools[2]" in err["error"]["message"], err
     status, done = await _chat(e, tools=[_tool(), _tool("get_time"), _tool()])
     assert status == 200, done
+
+
+VLLM_ASKS = [("ignore_eos", True), ("min_tokens", 5), ("stop_token_ids", [2]), ("bad_words", ["no"]),
+             ("allowed_token_ids", [5, 6]), ("include_stop_str_in_output", True), ("use_beam_search", True),
+             ("prompt_logprobs", 1), ("guided_json", {"type": "object"}), ("guided_regex", "a+"),
+             ("guided_choice", ["a", "b"]), ("guided_grammar", "root ::= 'a'"),
+             ("structured_outputs", {"json": {"type": "object"}})]
+
+
+@pytest.mark.parametrize("path", [CHAT, "/v1/completions"])
+async def test_vllm_sampling_fields_this_engine_does_not_honour_are_refused(
+        engine: Callable[..., Awaitable[Engine]], path: str) -> None:
+    """vLLM's own sampling fields that this engine does not act on were ignored: `ignore_eos` stopped at EOS all
+    the same, `guided_json` answered free text, `min_tokens` and `stop_token_ids` did nothing. Asking for any is a
+    400 unsupported_parameter naming it; their defaults (false, 0, [], null), which clients send unasked, are
+    served."""
+    e = await engine("random")
+    ask: dict[str, Any] = {"messages": HI} if path == CHAT else {"prompt": "hi"}
+    for name, value in VLLM_ASKS:
+        status, err = await e.post_raw(path, json.dumps({**ask, "max_tokens": 1, name: value}).encode())
+        _refused(status, err, name, "unsupported_parameter")
+    defaults = {"ignore_eos": False, "min_tokens": 0, "stop_token_ids": [], "bad_words": [], "allowed_token_ids": None,
+                "include_stop_str_in_output": False, "use_beam_search": False, "prompt_logprobs": None,
+                "guided_json": None, "structured_outputs": None}
+    status, done = await e.post_raw(path, json.dumps({**ask, "max_tokens": 1, **defaults}).encode())
+    assert status == 200, done
