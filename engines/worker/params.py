@@ -19,6 +19,7 @@ ONE_TOKEN_TOP_P = 1e-6  # a top_p under this keeps the most probable token only 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # OpenAI's ^[a-zA-Z0-9_-]{1,64}$ with Anthropic's length and the dots and slashes of MCP's tool-name rules (vLLM
 # takes any name; MCP clients send such names to local servers): no space, bracket or quote a call format must carry
+TOKEN_ID = re.compile(r"[0-9]+")  # a `logit_bias` key: a token id's decimal digits
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_./-]{1,128}")
 COMPLETION_MAX_TOKENS = 16  # /v1/completions without `max_tokens` (OpenAI's and vLLM's default; chat has none)
 # OpenAI's levels (vLLM takes low, medium and high; clients send the newer ones to any server). Not acted on here:
@@ -138,10 +139,9 @@ def _logit_bias(body: dict[str, Any], vocab_size: int) -> dict[int, float]:
                           code="invalid_type")
     out: dict[int, float] = {}
     for key, bias in v.items():
-        try:
-            tok = int(key)
-        except (TypeError, ValueError):
-            raise bad_request(f"'logit_bias' key {key!r} is not a token id", param="logit_bias") from None
+        if not TOKEN_ID.fullmatch(key):  # int() would take "1_0", " 10", "+10" and non-ASCII digits
+            raise bad_request(f"'logit_bias' key {key!r} is not a token id", param="logit_bias")
+        tok = int(key)
         if not 0 <= tok < vocab_size:
             raise bad_request(f"'logit_bias' token id {tok} is outside the vocabulary (0..{vocab_size - 1})",
                               param="logit_bias")

@@ -151,3 +151,15 @@ async def test_vllm_sampling_fields_this_engine_does_not_honour_are_refused(
                 "guided_json": None, "structured_outputs": None}
     status, done = await e.post_raw(path, json.dumps({**ask, "max_tokens": 1, **defaults}).encode())
     assert status == 200, done
+
+
+@pytest.mark.parametrize("key", ["1_0", " 10", "+10", "10 ", "１０", "0x0a"])
+async def test_a_logit_bias_key_that_is_no_token_id_is_a_400(engine: Callable[..., Awaitable[Engine]],
+                                                             key: str) -> None:
+    """`logit_bias` keys were read with Python's int(), which takes "1_0", " 10", "+10" and full-width digits as
+    token 10: a key mistyped by a client biased a token it never named. A key is a token id's decimal digits."""
+    e = await engine("random")
+    status, err = await _chat(e, logit_bias={key: 5})
+    _refused(status, err, "logit_bias", "invalid_value")
+    status, done = await _chat(e, logit_bias={"10": 5, "0": -100})
+    assert status == 200, done
