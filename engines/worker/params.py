@@ -522,10 +522,12 @@ def parse_chat(body: Any, vocab_size: int) -> ChatRequest:
 
 def _unread(body: dict[str, Any]) -> None:
     """The chat fields this engine does not act on, checked as OpenAI and vLLM check their types: `metadata` (an
-    object; its contents are not read, and it needs no `store`, as in vLLM) and `store` (nothing is stored), and
-    `reasoning_effort`."""
+    object; its contents are not read, and it needs no `store`, as in vLLM), `store` (nothing is stored), the string
+    fields OpenAI's API has besides, and `reasoning_effort`."""
     check_type(body, "metadata", dict, "an object")
     check_type(body, "store", bool, "a boolean")
+    for name in ("verbosity", "service_tier", "prompt_cache_key", "safety_identifier"):
+        check_type(body, name, str, "a string")  # any string: their values grow, and vLLM ignores them
     _reasoning_effort(body)
 
 

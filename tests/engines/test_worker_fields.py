@@ -163,3 +163,17 @@ async def test_a_logit_bias_key_that_is_no_token_id_is_a_400(engine: Callable[..
     _refused(status, err, "logit_bias", "invalid_value")
     status, done = await _chat(e, logit_bias={"10": 5, "0": -100})
     assert status == 200, done
+
+
+@pytest.mark.parametrize("name", ["verbosity", "service_tier", "prompt_cache_key", "safety_identifier"])
+async def test_openai_string_fields_of_another_type_are_a_400(engine: Callable[..., Awaitable[Engine]],
+                                                              name: str) -> None:
+    """OpenAI's string fields this engine does not act on were ignored whatever their type; OpenAI answers 400 for
+    one that is no string. Any string is served (their values grow: vLLM ignores them)."""
+    e = await engine("random")
+    for value in (5, True, ["a"], {"a": 1}):
+        status, err = await _chat(e, **{name: value})
+        _refused(status, err, name, "invalid_type")
+    for value in ("low", "auto", None):
+        status, done = await _chat(e, **{name: value})
+        assert status == 200, done
