@@ -237,6 +237,19 @@ def _folder_problem(path: Path, model: str) -> str | None:
     return None
 
 
+def kv_dir_problem(kv_dir: str | None) -> str | None:
+    """Why `--kv-dir` can hold no folder: it, or a folder above it, is a file (the worker would run with the disk
+    cache off, the option set aside). What else fails there (permissions, a full disk) is logged when the model
+    loads, and the worker runs from memory."""
+    if not kv_dir:
+        return None
+    path = Path(kv_dir).expanduser()
+    for part in (path, *path.parents):
+        if part.exists():
+            return None if part.is_dir() else f"--kv-dir {kv_dir}: {part} is a file, not a folder"
+    return None
+
+
 async def _main(args: argparse.Namespace) -> int:
     from engines.worker.server import serve, wait_ready
 
@@ -248,7 +261,7 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"agentgate engine: unknown --tool-format {args.tool_format!r}; use auto or one of "
                   f"{', '.join(FAMILIES)}", file=sys.stderr)
             return 2
-    problem = model_problem(args.model)
+    problem = model_problem(args.model) or kv_dir_problem(args.kv_dir)
     if problem:
         print(f"agentgate engine: {problem}", file=sys.stderr)
         return 2

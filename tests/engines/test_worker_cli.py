@@ -51,3 +51,15 @@ def test_an_empty_model_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(capsys, "")
     assert code == 2 and err.splitlines() == ["agentgate engine: --model is empty: give a model folder, a Hugging "
                                               "Face id or a tiny: spec"], err
+
+
+def test_a_kv_dir_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--kv-dir` naming a file started the worker with the disk cache off and a warning in the log, the option the
+    user gave set aside; it is refused before listening, as a missing model folder is."""
+    path = tmp_path / "kv"
+    path.write_text("")
+    for kv_dir in (path, path / "sub"):
+        code = main(["--model", "tiny:random", "--port", "0", "--kv-dir", str(kv_dir)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.splitlines() == [f"agentgate engine: --kv-dir {kv_dir}: {path} is a file, not a "
+                                                  "folder"], err
