@@ -614,7 +614,7 @@ def create_app(settings: WorkerSettings, *, scheduler: Scheduler | None = None) 
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)
-    app.router.add_get("/v1/models/{model_id}", models)
+    app.router.add_get("/v1/models/{model_id:.+}", models)  # an id may hold slashes (org/model)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
     return app
