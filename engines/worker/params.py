@@ -584,12 +584,27 @@ def _generation_flags(body: dict[str, Any], messages: list[dict[str, Any]]) -> t
     return False, True
 
 
+def _token_ids(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(t, int) and not isinstance(t, bool)
+                                                           for t in value)
+
+
+def _batch(prompt: Any) -> bool:
+    """Whether `prompt` is OpenAI's batch of prompts: a list of several strings or of several token-id lists."""
+    if not isinstance(prompt, list) or len(prompt) < 2:
+        return False
+    return all(isinstance(p, str) for p in prompt) or all(_token_ids(p) for p in prompt)
+
+
 def parse_completion(body: Any, vocab_size: int) -> CompletionRequest:
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_type")
-    prompt = body.get("prompt")
+    prompt: Any = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
         prompt = prompt[0]
+    if _batch(prompt):
+        raise _unsupported(f"'prompt' holds {len(prompt)} prompts; this engine completes one prompt a request",
+                           "prompt")
     if isinstance(prompt, list):
         if not prompt or not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
             raise bad_request("'prompt' must be a string, a list of token ids, or a one-element list of either",

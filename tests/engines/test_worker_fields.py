@@ -177,3 +177,17 @@ async def test_openai_string_fields_of_another_type_are_a_400(engine: Callable[.
     for value in ("low", "auto", None):
         status, done = await _chat(e, **{name: value})
         assert status == 200, done
+
+
+@pytest.mark.parametrize("prompt", [["Say a", "Say b"], [[1, 2], [3, 4]]])
+async def test_a_batch_of_prompts_is_refused_as_unsupported(engine: Callable[..., Awaitable[Engine]],
+                                                            prompt: list[Any]) -> None:
+    """A list of prompts (OpenAI and vLLM answer one choice each) was refused as `invalid_type`, as if the client had
+    sent no prompt OpenAI takes; it is a valid request this engine does not serve: `unsupported_parameter`."""
+    e = await engine("random")
+    status, err = await e.post_raw("/v1/completions", json.dumps({"prompt": prompt, "max_tokens": 1}).encode())
+    _refused(status, err, "prompt", "unsupported_parameter")
+    assert "one prompt" in err["error"]["message"], err
+    for bad in ([["a"], "b"], [1, "a"], [[1, None]], []):
+        status, err = await e.post_raw("/v1/completions", json.dumps({"prompt": bad, "max_tokens": 1}).encode())
+        _refused(status, err, "prompt", "invalid_type")
