@@ -252,7 +252,7 @@ def _response_format(body: dict[str, Any], *, chat: bool) -> dict[str, Any] | No
 
 def _check_json_schema(spec: Any) -> None:
     """A json_schema format's `json_schema`: an object with a `name` (OpenAI and vLLM require one) and, when given,
-    a `schema` object."""
+    a `schema` object, a boolean `strict` and a string `description`."""
     if not isinstance(spec, dict):
         raise bad_request("response_format json_schema needs a 'json_schema' object", param="response_format",
                           code="invalid_type")
@@ -265,6 +265,11 @@ def _check_json_schema(spec: Any) -> None:
     if "schema" in spec and not isinstance(spec["schema"], (dict, bool)):
         raise bad_request("'response_format.json_schema.schema' must be an object", param="response_format",
                           code="invalid_type")
+    for key, kind, what in (("strict", bool, "a boolean"), ("description", str, "a string")):
+        value = spec.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise bad_request(f"Invalid type for 'response_format.json_schema.{key}': expected {what}, but got "
+                              f"{_json_type(value)} instead.", param="response_format", code="invalid_type")
 
 
 def _content(value: Any, where: str, assistant: bool = False) -> str | None:

@@ -191,3 +191,19 @@ async def test_a_batch_of_prompts_is_refused_as_unsupported(engine: Callable[...
     for bad in ([["a"], "b"], [1, "a"], [[1, None]], []):
         status, err = await e.post_raw("/v1/completions", json.dumps({"prompt": bad, "max_tokens": 1}).encode())
         _refused(status, err, "prompt", "invalid_type")
+
+
+async def test_a_json_schema_format_strict_or_description_of_the_wrong_type_is_a_400(
+        engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`response_format.json_schema.strict: "yes"` or a `description` that is no string was served; OpenAI and vLLM
+    answer 400."""
+    e = await engine("random")
+    for extra in ({"strict": "yes"}, {"strict": 1}, {"description": 5}, {"description": ["a"]}):
+        fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": {"type": "object"}, **extra}}
+        status, err = await _chat(e, response_format=fmt)
+        _refused(status, err, "response_format", "invalid_type")
+        assert f"'response_format.json_schema.{next(iter(extra))}'" in err["error"]["message"], err
+    for extra in ({"strict": True, "description": "A reply"}, {"strict": None, "description": None}):
+        fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": {"type": "object"}, **extra}}
+        status, done = await _chat(e, response_format=fmt)
+        assert status == 200, done
