@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -232,9 +233,23 @@ def _folder_problem(path: Path, model: str) -> str | None:
         return f"not a model folder: {model} is a file"
     if not (path / "config.json").is_file():
         return f"not a model folder: {model} holds no config.json"
+    config = _config_problem(path / "config.json")
+    if config:
+        return f"not a model folder: {model} {config}"
     if not any(path.glob("model*.safetensors")):
         return f"not a model folder: {model} holds no model*.safetensors weights"
     return None
+
+
+def _config_problem(path: Path) -> str | None:
+    """Why mlx-lm cannot read a model's config.json (it loads it as a JSON object)."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        return f"config.json is not valid JSON: {exc.msg}: line {exc.lineno} column {exc.colno}"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"config.json cannot be read: {exc}"
+    return None if isinstance(config, dict) else "config.json is not a JSON object"
 
 
 def kv_dir_problem(kv_dir: str | None) -> str | None:

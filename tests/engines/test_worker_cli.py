@@ -63,3 +63,19 @@ def test_a_kv_dir_that_is_a_file_is_one_line(tmp_path: Path, capsys: pytest.Capt
         err = capsys.readouterr().err
         assert code == 2 and err.splitlines() == [f"agentgate engine: --kv-dir {kv_dir}: {path} is a file, not a "
                                                   "folder"], err
+
+
+@pytest.mark.parametrize(("config", "said"), [
+    ("{", "config.json is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2"),
+    ("[1, 2]", "config.json is not a JSON object"),
+])
+def test_a_config_json_mlx_lm_cannot_read_is_one_line(config: str, said: str, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A model folder whose config.json does not parse was loaded: mlx-lm's JSONDecodeError was logged with its
+    traceback after the worker listened, and the worker exited 1."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(config)
+    (folder / "model.safetensors").write_text("")
+    code, err = _run(capsys, str(folder))
+    assert code == 2 and err.splitlines() == [f"agentgate engine: not a model folder: {folder} {said}"], err
