@@ -197,7 +197,7 @@ def _vllm_extras(body: dict[str, Any]) -> None:
 
 def _include_usage(body: dict[str, Any], stream: bool) -> bool:
     """`stream_options.include_usage`. The options belong to a stream: without one they are a 400, as OpenAI and
-    vLLM answer."""
+    vLLM answer. Their members are booleans (vLLM's `continuous_usage_stats`, OpenAI's `include_obfuscation` too)."""
     opts = body.get("stream_options")
     if opts is None:
         return False
@@ -206,11 +206,15 @@ def _include_usage(body: dict[str, Any], stream: bool) -> bool:
     if not stream:
         raise bad_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
                           param="stream_options")
-    usage = opts.get("include_usage")
-    if usage is not None and not isinstance(usage, bool):
-        raise bad_request(f"'stream_options.include_usage' must be a boolean, not {type(usage).__name__}.",
-                          param="stream_options.include_usage", code="invalid_type")
-    return usage is True
+    for member in ("include_usage", "continuous_usage_stats", "include_obfuscation"):
+        value = opts.get(member)
+        if value is not None and not isinstance(value, bool):
+            raise bad_request(f"'stream_options.{member}' must be a boolean, not {type(value).__name__}.",
+                              param=f"stream_options.{member}", code="invalid_type")
+    if opts.get("continuous_usage_stats") is True:  # vLLM's usage on every chunk: this engine sends it at the end
+        raise _unsupported("'stream_options.continuous_usage_stats' is not supported by this engine; usage comes in "
+                           "the last chunk ('include_usage')", "stream_options.continuous_usage_stats")
+    return opts.get("include_usage") is True
 
 
 def _logprobs(body: dict[str, Any], *, chat: bool) -> None:

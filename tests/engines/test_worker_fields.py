@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.engines.conftest import Engine
@@ -207,3 +208,20 @@ async def test_a_json_schema_format_strict_or_description_of_the_wrong_type_is_a
         fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": {"type": "object"}, **extra}}
         status, done = await _chat(e, response_format=fmt)
         assert status == 200, done
+
+
+async def test_stream_options_members_are_checked(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`stream_options.continuous_usage_stats` (vLLM: usage on every chunk) and `include_obfuscation` (OpenAI) were
+    ignored whatever their value. One that is no boolean is a 400 as vLLM's and OpenAI's; asking for usage on every
+    chunk, which this engine does not send, is unsupported_parameter."""
+    e = await engine("random")
+    for member in ("continuous_usage_stats", "include_obfuscation"):
+        status, err = await _chat(e, stream=True, stream_options={member: "yes"})
+        _refused(status, err, f"stream_options.{member}", "invalid_type")
+    status, err = await _chat(e, stream=True, stream_options={"continuous_usage_stats": True})
+    _refused(status, err, "stream_options.continuous_usage_stats", "unsupported_parameter")
+    opts = {"include_usage": True, "continuous_usage_stats": False, "include_obfuscation": False}
+    body = {"messages": HI, "max_tokens": 1, "stream": True, "stream_options": opts}
+    async with aiohttp.ClientSession() as s, s.post(e.url + CHAT, json=body) as resp:
+        events = await resp.text()
+    assert resp.status == 200 and events.endswith("data: [DONE]\n\n") and '"usage":{' in events, events
