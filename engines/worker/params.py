@@ -290,11 +290,9 @@ def _content(value: Any, where: str, assistant: bool = False) -> str | None:
             if not isinstance(part, dict) or not isinstance(part.get("type"), str):
                 raise bad_request(f"{where}: content parts must be objects with a 'type'", param="messages")
             if part["type"] in ("text", "input_text"):
-                if not isinstance(part.get("text"), str):
-                    raise bad_request(f"{where}: text parts need a string 'text'", param="messages")
-                parts.append(part["text"])
+                parts.append(_part_string(part, "text", f"{where}.content[{j}]"))
             elif assistant and part["type"] == "refusal":
-                parts.append(_refusal(part, f"{where}.content[{j}]"))
+                parts.append(_part_string(part, "refusal", f"{where}.content[{j}]"))
             else:
                 raise _unsupported(f"{where}: content part type {part['type']!r} is not supported by this engine",
                                    "messages")
@@ -303,14 +301,15 @@ def _content(value: Any, where: str, assistant: bool = False) -> str | None:
     raise bad_request(f"{where}: 'content' must be {allowed}", param="messages", code="invalid_type")
 
 
-def _refusal(part: dict[str, Any], where: str) -> str:
-    """A refusal part's `refusal`: a string, OpenAI's 400 naming it otherwise."""
-    if "refusal" not in part:
-        raise bad_request(f"Missing required parameter: '{where}.refusal'.", param="messages",
+def _part_string(part: dict[str, Any], key: str, where: str) -> str:
+    """A content part's `text` (a text part) or `refusal` (a refusal part): a string, OpenAI's 400 naming it
+    otherwise."""
+    if key not in part:
+        raise bad_request(f"Missing required parameter: '{where}.{key}'.", param="messages",
                           code="missing_required_parameter")
-    value: str | None = _optional_string(part, "refusal", where)
+    value: str | None = _optional_string(part, key, where)
     if value is None:
-        raise bad_request(f"Invalid type for '{where}.refusal': expected a string, but got null instead.",
+        raise bad_request(f"Invalid type for '{where}.{key}': expected a string, but got null instead.",
                           param="messages", code="invalid_type")
     return value
 

@@ -62,3 +62,16 @@ async def test_messages_the_template_refuses_beside_tools_are_named(engine: Call
     status, err = await _chat(e, messages, tools=[WEATHER_TOOL])
     assert status == 400 and "System message must be first" in err["error"]["message"], err
     assert (err["error"]["param"], err["error"]["code"]) == ("messages", "invalid_messages"), err
+
+
+async def test_a_text_part_without_a_string_text_names_its_text(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """A text part whose `text` was missing or no string was a 400 `invalid_value` saying only "text parts need a
+    string 'text'", in no part's name; it now names the part's `text` as OpenAI does, with OpenAI's code."""
+    e = await engine("random")
+    for part, code in (({"type": "text"}, "missing_required_parameter"), ({"type": "text", "text": 5}, "invalid_type"),
+                       ({"type": "text", "text": None}, "invalid_type")):
+        content = [{"type": "text", "text": "Look: "}, part]
+        status, err = await _chat(e, [{"role": "user", "content": content}])
+        assert status == 400, (part, err)
+        assert "'messages[0].content[1].text'" in err["error"]["message"], err
+        assert (err["error"]["param"], err["error"]["code"]) == ("messages", code), err
