@@ -223,7 +223,21 @@ def model_problem(model: str) -> str | None:
         return _folder_problem(path, model)
     if model.startswith(("/", "~", ".")) or model.count("/") != 1:
         return f"no such model folder: {model}"
-    return None  # a hub id: the hub library finds it in its cache, or downloads it
+    return _hub_problem(model)
+
+
+def _hub_problem(model: str) -> str | None:
+    """Why a hub id cannot be loaded here: it is no repo id, or it is not in the hub cache and the hub is offline
+    (HF_HUB_OFFLINE). Else the hub library finds it in its cache, or downloads it."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except ValueError as exc:  # the hub's HFValidationError
+        return f"{model} is neither a model folder nor a hub repo id ({exc})"
+    if isinstance(cached, str) or not constants.HF_HUB_OFFLINE:
+        return None
+    return f"{model} is not in the local hub cache and HF_HUB_OFFLINE is set"
 
 
 def _folder_problem(path: Path, model: str) -> str | None:

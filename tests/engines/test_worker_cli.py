@@ -3,11 +3,16 @@ it listens or loads anything."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from engines.worker.cli import main, model_problem
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(capsys: pytest.CaptureFixture[str], model: str) -> tuple[int, str]:
@@ -41,8 +46,9 @@ def test_a_file_given_as_the_model_is_one_line(tmp_path: Path, capsys: pytest.Ca
     assert code == 2 and err.splitlines() == [f"agentgate engine: not a model folder: {path} is a file"], err
 
 
-def test_a_model_folder_passes(tiny_models: dict[str, Path]) -> None:
+def test_a_model_folder_passes(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     assert model_problem(str(tiny_models["random"])) is None
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     assert model_problem("mlx-community/Some-Model-4bit") is None  # a hub id, found or fetched by the hub library
 
 
@@ -79,3 +85,15 @@ def test_a_config_json_mlx_lm_cannot_read_is_one_line(config: str, said: str, tm
     (folder / "model.safetensors").write_text("")
     code, err = _run(capsys, str(folder))
     assert code == 2 and err.splitlines() == [f"agentgate engine: not a model folder: {folder} {said}"], err
+
+
+def test_a_hub_model_missing_offline_is_one_line(tmp_path: Path) -> None:
+    """`--model org/name` with HF_HUB_OFFLINE set and the model not in the hub cache listened, then logged the hub
+    library's LocalEntryNotFoundError with its traceback and exited 1."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_CACHE", None)
+    proc = subprocess.run([sys.executable, "-m", "engines", "--model", "mlx-community/No-Such-Model-4bit", "--port",
+                           "0"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120, check=False)
+    said = "agentgate engine: mlx-community/No-Such-Model-4bit is not in the local hub cache and HF_HUB_OFFLINE is set"
+    assert proc.returncode == 2 and said in proc.stderr.splitlines(), proc.stderr
+    assert "Traceback" not in proc.stderr and "listening" not in proc.stderr, proc.stderr
