@@ -468,7 +468,7 @@ def _tool(i: int, t: Any) -> None:
     if not TOOL_NAME.fullmatch(fn["name"]):
         raise bad_request(f"Invalid 'tools[{i}].function.name': string does not match pattern. Expected a string that "
                           f"matches the pattern '^{TOOL_NAME.pattern}$'.", param="tools")
-    if "parameters" in fn and not isinstance(fn["parameters"], dict):
+    if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):  # null: none, as in vLLM
         raise bad_request(f"tools[{i}].function.parameters must be an object", param="tools")
     for key, kind, what in (("description", str, "a string"), ("strict", bool, "a boolean")):
         value = fn.get(key)  # null is served as absent, as vLLM serves it

@@ -225,3 +225,15 @@ async def test_stream_options_members_are_checked(engine: Callable[..., Awaitabl
     async with aiohttp.ClientSession() as s, s.post(e.url + CHAT, json=body) as resp:
         events = await resp.text()
     assert resp.status == 200 and events.endswith("data: [DONE]\n\n") and '"usage":{' in events, events
+
+
+async def test_a_tool_with_null_parameters_is_served_as_one_without(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """`"parameters": null` (a tool of no arguments, as some clients write one) was a 400 "must be an object"; vLLM
+    reads null as absent, and so does the worker now, constrained calls included. Parameters of another type are
+    still a 400."""
+    e = await engine("random")
+    for choice in ("auto", "required", {"type": "function", "function": {"name": "ping"}}):
+        status, done = await _chat(e, tools=[_tool("ping", parameters=None)], tool_choice=choice)
+        assert status == 200, (choice, done)
+    status, err = await _chat(e, tools=[_tool("ping", parameters="none")])
+    assert status == 400 and err["error"]["param"] == "tools", err
