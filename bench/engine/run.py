@@ -161,7 +161,8 @@ def _plain_text(text: str) -> bool:
 def no_eos(kind: str, bias: dict[str, float] | None, args: argparse.Namespace) -> dict[str, Any]:
     """Request fields that keep a server decoding to max_tokens: none for the tiny models (their special tokens
     are never picked, see visible_only); for a real model, EOS banned with logit_bias, or ignore_eos for Rapid-MLX
-    (which rejects logit_bias)."""
+    (which rejects logit_bias) and where the model's EOS is not known (agentgate's worker refuses ignore_eos, which
+    it does not act on: the run stops there rather than compare runs of different lengths)."""
     if args.tiny:
         return {}
     if kind == "rapid_mlx" or not bias:
@@ -170,9 +171,19 @@ def no_eos(kind: str, bias: dict[str, float] | None, args: argparse.Namespace) -
 
 
 def eos_bias(model: str) -> dict[str, float] | None:
+    """EOS banned, as logit_bias: its ids from the model's config.json (a folder, or a hub id's cached copy)."""
     cfg = Path(model) / "config.json"
     if not cfg.exists():
-        return None
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.errors import HFValidationError
+
+        try:  # (the cache only: nothing is downloaded)
+            cached = try_to_load_from_cache(model, "config.json")
+        except HFValidationError:  # a path, not a hub id
+            return None
+        if not isinstance(cached, str):
+            return None
+        cfg = Path(cached)
     eos = json.loads(cfg.read_text()).get("eos_token_id")
     ids = eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else []
     return {str(i): -100.0 for i in ids} or None
