@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from engines.supervisor.types import EngineEvent, EngineSpec, EngineSupervisor
+from engines.worker.modeldir import folder_problem
 from engines.worker.tiny import is_tiny_spec, tiny_spec_problem
 
 from .config.model import Config
@@ -75,8 +76,12 @@ def engine_availability(entry: EngineSpec) -> tuple[bool, str | None]:
     if entry.kind == "mlx" and is_tiny_spec(model):
         problem = tiny_spec_problem(model)
         return problem is None, problem
-    if entry.kind != "mlx" or Path(model).expanduser().exists():
+    if entry.kind != "mlx":
         return True, None
+    path = Path(model).expanduser()
+    if path.exists():  # as the worker judges it before listening: one it would refuse is not started
+        problem = folder_problem(path, model)
+        return problem is None, problem
     if "/" not in model or model.startswith(("/", "~", ".")) or model.count("/") > 1:  # a path, not a repo id
         return False, f"model path {model!r} does not exist"
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -212,6 +211,7 @@ def model_problem(model: str) -> str | None:
     folder that does not exist would end in the hub library's repo-id error, and one without a model in mlx-lm's
     FileNotFoundError): a tiny spec that names no tiny model, a path (it starts with /, ~ or ., or is not one
     `owner/name` hub id) with no folder there, or a folder without what mlx-lm loads."""
+    from engines.worker.modeldir import folder_problem
     from engines.worker.tiny import is_tiny_spec, tiny_spec_problem
 
     if is_tiny_spec(model):
@@ -220,7 +220,7 @@ def model_problem(model: str) -> str | None:
         return "--model is empty: give a model folder, a Hugging Face id or a tiny: spec"
     path = Path(model).expanduser()
     if path.exists():
-        return _folder_problem(path, model)
+        return folder_problem(path, model)
     if model.startswith(("/", "~", ".")) or model.count("/") != 1:
         return f"no such model folder: {model}"
     return _hub_problem(model)
@@ -238,32 +238,6 @@ def _hub_problem(model: str) -> str | None:
     if isinstance(cached, str) or not constants.HF_HUB_OFFLINE:
         return None
     return f"{model} is not in the local hub cache and HF_HUB_OFFLINE is set"
-
-
-def _folder_problem(path: Path, model: str) -> str | None:
-    """Why an existing `--model` path holds no model mlx-lm loads: its config.json and model*.safetensors weights
-    (the names mlx-lm's load reads)."""
-    if not path.is_dir():
-        return f"not a model folder: {model} is a file"
-    if not (path / "config.json").is_file():
-        return f"not a model folder: {model} holds no config.json"
-    config = _config_problem(path / "config.json")
-    if config:
-        return f"not a model folder: {model} {config}"
-    if not any(path.glob("model*.safetensors")):
-        return f"not a model folder: {model} holds no model*.safetensors weights"
-    return None
-
-
-def _config_problem(path: Path) -> str | None:
-    """Why mlx-lm cannot read a model's config.json (it loads it as a JSON object)."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        return f"config.json is not valid JSON: {exc.msg}: line {exc.lineno} column {exc.colno}"
-    except (OSError, UnicodeDecodeError) as exc:
-        return f"config.json cannot be read: {exc}"
-    return None if isinstance(config, dict) else "config.json is not a JSON object"
 
 
 def kv_dir_problem(kv_dir: str | None) -> str | None:

@@ -191,3 +191,24 @@ async def test_an_entrys_own_env_decides_whether_its_hub_model_is_here(router, t
     specs = r.state.supervisor.specs()
     assert start_refusal(specs["own-cache"]) is None and start_refusal(specs["online"]) is None
     assert start_refusal(specs["offline"])
+
+
+async def test_a_folder_the_worker_would_refuse_is_unavailable_before_a_start(router, tmp_path):
+    """A model folder without config.json or weights (or with a config.json that does not parse) was listed as
+    available: a request started the worker, which then refused the folder. The router now judges it as the worker
+    does before listening: /v1/models says why, and a request is refused without a start."""
+    empty, broken, no_weights = tmp_path / "empty", tmp_path / "broken", tmp_path / "no-weights"
+    for folder in (empty, broken, no_weights):
+        folder.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (no_weights / "config.json").write_text("{}")
+    entries = "".join(f"  - {{name: {p.name}, engine: mlx, model: '{p}'}}\n" for p in (empty, broken, no_weights))
+    r = await router(engines_yaml(tmp_path, entries))
+    said = {m["id"]: m for m in (await r.client().models.list()).model_dump()["data"]}
+    for folder, why in ((empty, "holds no config.json"), (broken, "config.json is not valid JSON"),
+                        (no_weights, "holds no model*.safetensors weights")):
+        with pytest.raises(openai.APIStatusError) as info:
+            await r.client().chat.completions.create(model=folder.name, messages=[{"role": "user", "content": "x"}])
+        assert info.value.status_code == 503 and why in str(info.value.message), info.value.message
+        assert why in json.dumps(said[folder.name]), said[folder.name]
+    assert r.state.supervisor.states().get("empty") is None or r.state.supervisor.states()["empty"].pid is None
