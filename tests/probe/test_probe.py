@@ -11,6 +11,7 @@ import pytest
 
 from router.cli import main
 from router.probe import ProbeSettings, Workspace, generate_tasks, run_probe
+from tests.fakes.openai_upstream import Step
 from tests.probe.drift import Drift, interrupted_cli
 from tests.waiting import in_own_thread
 
@@ -35,6 +36,16 @@ async def drifting(fakes: Any, router: Any, *, turns: int = TURNS, breaks: dict[
     up.default = Drift([0], turns, per_model={"up-drift": scripted, "up-steady": {}})
     r = await router(config(up.url, "drift", "steady", extra=extra))
     return up, r
+
+
+BAD_GATEWAY = Step(status=502, json={"error": {"message": "bad gateway"}})
+
+
+def backend_fails_turn_two(up: Any) -> None:
+    """The next probe's second request (its turn 2, or a bench's first conversation's) is the backend's 502; the
+    first is answered as the drift script says."""
+    drift = up.default
+    up.push(lambda body: drift(body), BAD_GATEWAY)
 
 
 async def cli(*argv: str) -> int:
@@ -167,7 +178,6 @@ async def test_unreachable_and_refused_stop_the_probe_with_status_2(fakes, route
 
 
 async def test_upstream_errors_are_failed_turns_and_the_conversation_goes_on(fakes, router) -> None:
-    from tests.fakes.openai_upstream import Step
 
     up, r = await drifting(fakes, router)
     drift = up.default
@@ -188,7 +198,7 @@ def test_turns_must_be_positive(bad: str, capsys) -> None:
 
 
 async def test_router_verdicts_and_stream_errors_are_reported(fakes, router) -> None:
-    from tests.fakes.openai_upstream import Step, chunk
+    from tests.fakes.openai_upstream import chunk
 
     up = await fakes()
     drift = Drift([0], 4, per_model={"up-strict": {2: "undeclared"}, "up-drift": {}})
@@ -271,7 +281,6 @@ def test_an_invalid_address_in_the_base_url_stops_the_probe_before_any_turn(caps
 async def test_a_run_whose_every_turn_the_backend_failed_is_not_judged(fakes, router, capsys) -> None:
     """Every turn a 503: the probe exited 1 ("a turn failed") and printed FAIL with 3 failed turns, though an
     error turn is the backend's failure, not the model's."""
-    from tests.fakes.openai_upstream import Step
 
     up = await fakes()
     up.default = lambda body: Step(status=503, json={"error": {"message": "overloaded", "type": "server_error"}})
@@ -287,7 +296,6 @@ async def test_a_run_whose_every_turn_the_backend_failed_is_not_judged(fakes, ro
 
 async def test_an_error_turn_beside_valid_ones_is_not_judged_and_a_model_failure_still_fails(
         fakes, router, capsys) -> None:
-    from tests.fakes.openai_upstream import Step
 
     up, r = await drifting(fakes, router)
     drift = up.default

@@ -8,22 +8,18 @@ from __future__ import annotations
 import csv
 import json
 
-from tests.fakes.openai_upstream import Step
-from tests.probe.test_probe import cli, drifting
-
-BAD_GATEWAY = Step(status=502, json={"error": {"message": "bad gateway"}})
+from tests.probe.test_probe import BAD_GATEWAY, backend_fails_turn_two, cli, drifting
 
 
 async def test_the_probe_rate_is_over_the_judged_turns_in_json_and_text(fakes, router, capsys) -> None:
     up, r = await drifting(fakes, router)
-    drift = up.default
-    up.push(lambda body: drift(body), BAD_GATEWAY)  # turn 2: the backend fails; turns 6 and 7: the model does
+    backend_fails_turn_two(up)  # turn 2: the backend fails; turns 6 and 7: the model does
     assert await cli("probe", "drift", "--base-url", r.url + "/v1", "--turns", "7", "--json") == 1
     summary = json.loads(capsys.readouterr().out)["summary"]
     assert (summary["turns"], summary["judged"], summary["valid"], summary["errors"]) == (7, 6, 4, 1)
     assert summary["validity_rate"] == round(4 / 6, 4)
 
-    up.push(lambda body: drift(body), BAD_GATEWAY)
+    backend_fails_turn_two(up)
     assert await cli("probe", "drift", "--base-url", r.url + "/v1", "--turns", "7") == 1
     out = capsys.readouterr().out
     assert "4/6 judged turns valid (66.7%)" in out and "1 not judged (http_502 1) at turn(s) 2" in out
@@ -44,8 +40,7 @@ async def test_a_probe_with_no_judged_turn_has_no_rate(fakes, router, capsys) ->
 async def test_the_bench_rates_are_over_the_judged_turns_in_json_table_and_csv(fakes, router, tmp_path,
                                                                                capsys) -> None:
     up, r = await drifting(fakes, router, turns=7)
-    drift = up.default
-    up.push(lambda body: drift(body), BAD_GATEWAY)  # the first conversation (repair on), turn 2
+    backend_fails_turn_two(up)  # the first conversation (repair on), turn 2
     out_dir = tmp_path / "out"
     assert await cli("bench", "tools", "--models", "drift", "--base-url", r.url + "/v1", "--turns", "7", "--runs",
                      "1", "--concurrency", "1", "--out", str(out_dir)) == 2
