@@ -34,7 +34,6 @@ from .common import (
     arguments_object,
     check_int,
     check_number,
-    check_type,
     cut_json,
     data_url_parts,
     estimate_tokens,
@@ -131,27 +130,28 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     of its history items and tools list found in and kept by `memos` (none: made for this request only)."""
     if memos is None:
         memos = Translations()
-    model = check_type(body, "model", str, "a string", required=True)
+    model = _typed(body, "model", str, "a string")
     if not model:
-        raise invalid("'model' must be a non-empty string.", "model", "missing_field")
+        raise invalid("'model' is required." if model is None else "'model' must be a non-empty string.", "model",
+                      "missing_field")
     _no_server_state(body)
-    if check_type(body, "background", bool, "a boolean"):
+    if _typed(body, "background", bool, "a boolean"):
         raise invalid("'background' responses are not supported.", "background", "unsupported_parameter")
-    stream = check_type(body, "stream", bool, "a boolean") or False
-    store = check_type(body, "store", bool, "a boolean")
-    previous = check_type(body, "previous_response_id", str, "a string") or None
+    stream = _typed(body, "stream", bool, "a boolean") or False
+    store = _typed(body, "store", bool, "a boolean")
+    previous = _typed(body, "previous_response_id", str, "a string") or None
     if previous is not None and len(previous) > MAX_ID_CHARS:
         raise invalid(f"'previous_response_id' is {len(previous)} characters long; a response id has at most "
                       f"{MAX_ID_CHARS}.", "previous_response_id", "invalid_value")
-    instructions = check_type(body, "instructions", str, "a string")
+    instructions = _typed(body, "instructions", str, "a string")
     max_output = _at_least(body, "max_output_tokens", MIN_OUTPUT_TOKENS)
-    max_tool_calls = check_int(body, "max_tool_calls", 1)  # (hosted tools' calls: none are made here)
-    temperature = check_number(body, "temperature", 0.0, 2.0)
-    top_p = check_number(body, "top_p", 0.0, 1.0)
-    parallel = check_type(body, "parallel_tool_calls", bool, "a boolean")
+    max_tool_calls = _int(body, "max_tool_calls", 1)  # (hosted tools' calls: none are made here)
+    temperature = _number(body, "temperature", 0.0, 2.0)
+    top_p = _number(body, "top_p", 0.0, 1.0)
+    parallel = _typed(body, "parallel_tool_calls", bool, "a boolean")
     metadata = _metadata(body)
-    safety_identifier = check_type(body, "safety_identifier", str, "a string")
-    user = check_type(body, "user", str, "a string")
+    safety_identifier = _typed(body, "safety_identifier", str, "a string")
+    user = _typed(body, "user", str, "a string")
 
     dropped = Dropped()
     messages = _input_messages(body.get("input"), previous, dropped, memos.history, "messages" in body)
@@ -170,7 +170,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                         ("user", safety_identifier or user)):
         if value is not None:
             params[name] = value
-    top_logprobs = check_int(body, "top_logprobs", 0)
+    top_logprobs = _int(body, "top_logprobs", 0)
     if top_logprobs is not None and top_logprobs > 20:
         raise invalid("'top_logprobs' must be an integer from 0 to 20.", "top_logprobs", "invalid_value")
     include = _include(body)
@@ -178,13 +178,13 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         params["logprobs"] = True
         if top_logprobs is not None:
             params["top_logprobs"] = top_logprobs
-    reasoning = check_type(body, "reasoning", dict, "an object")
+    reasoning = _typed(body, "reasoning", dict, "an object")
     # any string: the levels grow ("none", "xhigh", "max"); the upstream judges the value, OpenAI's a 400 of its own
     effort = _field(reasoning, "effort", "reasoning.effort")
     _field(reasoning, "summary", "reasoning.summary")
     if effort is not None:
         params["reasoning_effort"] = effort
-    text = check_type(body, "text", dict, "an object")
+    text = _typed(body, "text", dict, "an object")
     fmt = _text_format(text)
     if fmt is not None:
         params["response_format"] = fmt
@@ -217,11 +217,23 @@ MIN_OUTPUT_TOKENS = 16  # the least `max_output_tokens` OpenAI's Responses API t
 
 def _at_least(body: dict[str, Any], name: str, lo: int) -> int | None:
     """An integer field of at least `lo`; a lower one is OpenAI's 400 for it."""
-    value: int | None = check_type(body, name, int, "an integer")
+    value: int | None = _typed(body, name, int, "an integer")
     if value is not None and value < lo:
         raise invalid(f"Invalid '{name}': integer below minimum value. Expected a value >= {lo}, but got {value} "
                       "instead.", name, "integer_below_min_value")
     return value
+
+
+def _int(body: dict[str, Any], name: str, lo: int) -> int | None:
+    """`check_int`, a value of another type `wrong_type`."""
+    _typed(body, name, int, "an integer")
+    return check_int(body, name, lo)
+
+
+def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
+    """`check_number`, a value of another type `wrong_type`."""
+    _typed(body, name, (int, float), "a number")
+    return check_number(body, name, lo, hi)
 
 
 def _no_server_state(body: dict[str, Any]) -> None:
@@ -238,9 +250,7 @@ def _no_server_state(body: dict[str, Any]) -> None:
 
 def _field(obj: dict[str, Any] | None, name: str, param: str | None = None) -> str | None:
     """A string field of `obj` (None when absent or null); another type is a 400 naming `param`."""
-    value = (obj or {}).get(name)
-    if value is not None and not isinstance(value, str):
-        raise invalid(f"'{param or name}' must be a string.", param or name, "invalid_type")
+    value: str | None = _typed(obj, name, str, "a string", param)
     return value
 
 
@@ -257,13 +267,36 @@ def json_type(value: object) -> str:
                        (list, "an array"), (dict, "an object")):
         if isinstance(value, kind):
             return name
-    return type(value).__name__
+    return "a value of no JSON type"
+
+
+def wrong_type(param: str, expected: str, value: object) -> ApiError:
+    """OpenAI's `invalid_type` 400: the field's full path, the JSON type it takes (`expected`: "a string", "an
+    object", ...) and the JSON type it was sent (see `json_type`)."""
+    return invalid(f"Invalid type for '{param}': expected {expected}, but got {json_type(value)} instead.", param,
+                   "invalid_type")
+
+
+def _is_kind(value: object, kind: type | tuple[type, ...]) -> bool:
+    """Whether `value` is of `kind` (a boolean is never a number)."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+
+
+def _typed(obj: dict[str, Any] | None, name: str, kind: type | tuple[type, ...], expected: str,
+           param: str | None = None) -> Any:
+    """`obj[name]` when it is of `kind`; None when absent or null; another type is `wrong_type` naming `param` (the
+    field's full path; `name` when it is a top-level field)."""
+    value = (obj or {}).get(name)
+    if value is None or _is_kind(value, kind):
+        return value
+    raise wrong_type(param or name, expected, value)
 
 
 def _metadata(body: dict[str, Any]) -> dict[str, str] | None:
     """`metadata`, as OpenAI bounds it: at most 16 pairs, keys of at most 64 characters, values strings of at
     most 512; a 400 names the field at fault (`metadata.<key>` for a value; a key too long is not echoed whole)."""
-    value: dict[str, Any] | None = check_type(body, "metadata", dict, "an object")
+    value: dict[str, Any] | None = _typed(body, "metadata", dict, "an object")
     if not value:
         return value
     if len(value) > MAX_METADATA_PAIRS:
@@ -311,13 +344,11 @@ def _truncation(body: dict[str, Any]) -> str:
 
 def _include(body: dict[str, Any]) -> list[str]:
     """`include`: a list of strings (those agentgate has nothing to add for are accepted and have no effect)."""
-    value = check_type(body, "include", list, "a list of strings")
-    if value is None:
-        return []
-    names = [v for v in value if isinstance(v, str)]
-    if len(names) != len(value):
-        raise invalid("'include' must be a list of strings.", "include", "invalid_type")
-    return names
+    value: list[Any] | None = _typed(body, "include", list, "an array")
+    for i, name in enumerate(value or []):
+        if not isinstance(name, str):
+            raise wrong_type(f"include[{i}]", "a string", name)
+    return value or []
 
 
 def _no_input(chat_shaped: bool) -> ApiError:
@@ -338,7 +369,7 @@ def _input_messages(raw_input: object, previous: str | None, dropped: Dropped, h
     elif isinstance(raw_input, list):
         messages = _input_items(raw_input, dropped, history)
     else:
-        raise invalid("'input' must be a string or a list of input items.", "input", "invalid_type")
+        raise wrong_type("input", "a string or an array of input items", raw_input)
     if not messages and previous is None:
         if not raw_input:  # (OpenAI's answer to an empty one)
             raise invalid("One of \"input\" or \"previous_response_id\" or 'prompt' or 'conversation' must be "
@@ -391,8 +422,7 @@ def _parts(content: Any, where: str, role: str, key: str = "content") -> list[di
     if content is None:
         raise invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter")
     if not isinstance(content, list):
-        raise invalid(f"{where}.{key} must be a string or a list of content parts.", f"{where}.{key}",
-                      "invalid_type")
+        raise wrong_type(f"{where}.{key}", "a string or an array of content parts", content)
     parts: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         pwhere = f"{where}.{key}[{j}]"
@@ -430,8 +460,7 @@ def _part_text(part: dict[str, Any], name: str, where: str) -> str:
     if value is None:
         raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
     if not isinstance(value, str):
-        raise invalid(f"Invalid type for '{param}': expected a string, but got {type(value).__name__}.", param,
-                      "invalid_type")
+        raise wrong_type(param, "a string", value)
     return value
 
 
@@ -463,7 +492,7 @@ def _tool_output(output: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
             note = f"[{len(images)} image{'s' if len(images) > 1 else ''} returned; shown in the next message]"
             text = f"{text}\n{note}" if text else note
         return text, images
-    raise invalid(f"{where}.output must be a string or a list of content parts.", f"{where}.output", "invalid_type")
+    raise wrong_type(f"{where}.output", "a string or an array of content parts", output)
 
 
 def _append_call(out: list[dict[str, Any]], call: dict[str, Any],
@@ -512,20 +541,24 @@ def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
     if item.get("type") == "custom_tool_call":
         given = item.get("input", "")
         if not isinstance(given, str):
-            raise invalid(f"{where}.input must be a string.", f"{where}.input", "invalid_type")
+            raise wrong_type(f"{where}.input", "a string", given)
         args = spaced_json({"input": given})
     else:
         args = item.get("arguments", "")
         if not isinstance(args, str):
-            raise invalid(f"{where}.arguments must be a JSON string.", f"{where}.arguments", "invalid_type")
+            raise wrong_type(f"{where}.arguments", "a string", args)
         namespace = item.get("namespace")
         if namespace is not None and not isinstance(namespace, str):
-            raise invalid(f"{where}.namespace must be a string.", f"{where}.namespace", "invalid_type")
+            raise wrong_type(f"{where}.namespace", "a string", namespace)
         name = flat_name(namespace, name)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args or "{}"}}
 
 
 def _call_needs(item: dict[str, Any], where: str, field_name: str) -> ApiError:
+    """A call's `call_id` or `name` missing, empty, or not a string (`wrong_type`)."""
+    value = item.get(field_name)
+    if value is not None and not isinstance(value, str):
+        return wrong_type(f"{where}.{field_name}", "a string", value)
     return invalid(f"{where}: a {item.get('type')} needs string 'call_id' and 'name'.", f"{where}.{field_name}",
                    "invalid_type")
 
@@ -573,6 +606,8 @@ def _reference_id(item: object, i: int) -> str | None:
             item.get("type") is None and "role" not in item and "id" in item)):
         return None
     ref = item.get("id")
+    if ref is not None and not isinstance(ref, str):
+        raise wrong_type(f"input[{i}].id", "a string", ref)
     if not isinstance(ref, str) or not ref or len(ref) > MAX_ID_CHARS:
         raise invalid(f"input[{i}]: an item_reference needs an 'id' (a string of at most {MAX_ID_CHARS} "
                       "characters).", f"input[{i}].id", "invalid_type")
@@ -637,6 +672,8 @@ def _item_turn(item: Any, i: int) -> Turn:
     kind = item.get("type", "message" if "role" in item else None)
     if kind in ("function_call_output", "custom_tool_call_output"):
         call_id = item.get("call_id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise wrong_type(f"{where}.call_id", "a string", call_id)
         if not isinstance(call_id, str) or not call_id:
             raise invalid(f"{where}: a {kind} needs a string 'call_id'.", f"{where}.call_id", "invalid_type")
         text, found = _tool_output(item.get("output"), where)
@@ -714,15 +751,15 @@ def _tool_name(t: dict[str, Any], where: str, key: str = "name") -> str:
     name = t.get(key)
     if name is None:
         raise invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter")
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str):
+        raise wrong_type(f"{where}.{key}", "a string", name)
+    if not name:
         raise invalid(f"{where} needs a non-empty string '{key}'.", f"{where}.{key}", "invalid_type")
     return name
 
 
 def _description(t: dict[str, Any], where: str) -> str | None:
-    desc = t.get("description")
-    if desc is not None and not isinstance(desc, str):
-        raise invalid(f"{where}.description must be a string.", f"{where}.description", "invalid_type")
+    desc: str | None = _typed(t, "description", str, "a string", f"{where}.description")
     return desc
 
 
@@ -731,7 +768,7 @@ def _function(t: dict[str, Any], where: str) -> tuple[str, dict[str, Any], str |
     if params is None:
         params = {"type": "object", "properties": {}}
     if not isinstance(params, dict):
-        raise invalid(f"{where}.parameters must be an object.", f"{where}.parameters", "invalid_type")
+        raise wrong_type(f"{where}.parameters", "an object", params)
     return name, params, _description(t, where)
 
 
@@ -766,7 +803,7 @@ def _tools(value: Any, dropped: Dropped, memo: ToolsMemo[_Tools]) -> tuple[_Tool
     if value is None:
         return _Tools([], [], {}, (), None), False
     if not isinstance(value, list):
-        raise invalid("'tools' must be a list.", "tools", "invalid_type")
+        raise wrong_type("tools", "an array", value)
     done, new = memo.get(value, _made_tools, _Tools.size)
     for kind in done.dropped:
         dropped.add(kind)
@@ -803,7 +840,7 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
     for i, t in enumerate(value):
         where = f"tools[{i}]"
         if not isinstance(t, dict):
-            raise invalid(f"{where} must be an object.", where, "invalid_type")
+            raise wrong_type(where, "an object", t)
         kind = t.get("type")
         if kind == "function":
             name, params, desc = _function(t, where)
@@ -822,7 +859,7 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
             for j, sub in enumerate(inner):
                 swhere = f"{where}.tools[{j}]"
                 if not isinstance(sub, dict):
-                    raise invalid(f"{swhere} must be an object.", swhere, "invalid_type")
+                    raise wrong_type(swhere, "an object", sub)
                 if sub.get("type", "function") != "function":
                     dropped.add(str(sub.get("type")))
                     continue
@@ -834,8 +871,10 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
             dropped.add(kind)  # hosted: the backend cannot run it
         elif kind is None:
             raise invalid(f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter")
+        elif isinstance(kind, str):
+            raise invalid(f"{where} needs a non-empty string 'type'.", f"{where}.type", "invalid_value")
         else:
-            raise invalid(f"{where} needs a string 'type'.", f"{where}.type", "invalid_type")
+            raise wrong_type(f"{where}.type", "a string", kind)
     return chat, echo, client
 
 
@@ -843,7 +882,7 @@ def _namespace_tools(where: str, inner: object) -> ApiError:
     """A namespace's `tools` missing, or not a list."""
     if inner is None:
         return invalid(f"Missing required parameter: '{where}.tools'.", f"{where}.tools", "missing_required_parameter")
-    return invalid(f"{where}: a namespace needs a list 'tools'.", f"{where}.tools", "invalid_type")
+    return wrong_type(f"{where}.tools", "an array", inner)
 
 
 def _backend_name(ref: dict[str, Any], client: dict[str, ClientTool]) -> str | None:
@@ -909,7 +948,7 @@ def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
     if fmt is None:
         return None
     if not isinstance(fmt, dict):
-        raise invalid("'text.format' must be an object.", "text.format", "invalid_type")
+        raise wrong_type("text.format", "an object", fmt)
     kind = fmt.get("type")
     if kind is None:
         raise invalid("Missing required parameter: 'text.format.type'.", "text.format.type",
@@ -928,10 +967,7 @@ def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
         raise invalid(f"Invalid 'text.format.name': {fmt['name'][:70]!r}. It must be 1 to 64 characters a-z, A-Z, "
                       "0-9, underscores and dashes.", "text.format.name", "invalid_value")
     _format_field(fmt, "schema", dict, "an object")
-    strict = fmt.get("strict")
-    if strict is not None and not isinstance(strict, bool):
-        raise invalid(f"'text.format.strict' must be a boolean, not {type(strict).__name__}.", "text.format.strict",
-                      "invalid_type")
+    _typed(fmt, "strict", bool, "a boolean", "text.format.strict")
     schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
     return {"type": "json_schema", "json_schema": schema}
 
@@ -941,8 +977,7 @@ def _format_field(fmt: dict[str, Any], name: str, kind: type, what: str) -> None
     param = f"text.format.{name}"
     if fmt.get(name) is None:
         raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
-    if not isinstance(fmt[name], kind):
-        raise invalid(f"'{param}' must be {what}.", param, "invalid_type")
+    _typed(fmt, name, kind, what, param)
 
 
 # --- output ------------------------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ async def test_include_takes_values_newer_than_the_router(fakes, router):
     r = await router(CFG.format(url=up.url))
     base = {"model": "m", "input": "hi", "store": False}
     err = await _refused(r.url, {**base, "include": [7]})
-    assert (err["param"], err["code"]) == ("include", "invalid_type")
+    assert (err["param"], err["code"]) == ("include[0]", "invalid_type")
     assert not up.requests
     doc = await _accepted(r.url, {**base, "include": [*INCLUDABLE, "reasoning.summary_tokens", "usage"]})
     assert doc["status"] == "completed"
