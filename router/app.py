@@ -89,6 +89,7 @@ ROUTES = [
     web.get("/v1/responses/{id}", responses.get_response),
     web.delete("/v1/responses/{id}", responses.delete_response),
     web.get("/v1/responses/{id}/input_items", responses.list_input_items),
+    web.post("/v1/responses/{id}/cancel", responses.cancel_response),
     web.post("/v1/responses/input_tokens", responses.count_input_tokens),
     web.get("/v1/models", models.list_models),
     web.get("/v1/models/{id:.+}", models.get_model),
@@ -158,7 +159,7 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
 _FRAMED = frozenset({openai_routes.chat_completions, openai_routes.completions, openai_routes.embeddings,
                      messages.create_message, messages.count_tokens, responses.create_response,
                      responses.count_input_tokens, responses.get_response, responses.delete_response,
-                     responses.list_input_items})
+                     responses.list_input_items, responses.cancel_response})
 
 
 class UnreadBody(Exception):

@@ -1,4 +1,5 @@
-"""The OpenAI Responses API: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`, in front of every backend.
+"""The OpenAI Responses API: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}` (and its `cancel`, a 400
+for any response made here: none is a background one), in front of every backend.
 
 Requests are translated to the chat form and go through the shared pipeline; stored responses (`store`, on by
 default) keep their conversation in the response store so `previous_response_id` works with stateless backends.
@@ -423,6 +424,16 @@ async def delete_response(request: web.Request, store: ResponseStore, resp_id: s
     if not deleted:
         raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
     return {"id": resp_id, "object": "response", "deleted": True}
+
+
+@_stored_route("responses_cancel")
+async def cancel_response(request: web.Request, store: ResponseStore, resp_id: str,
+                          owner: str | None) -> dict[str, Any]:
+    """OpenAI cancels background responses only, and none are made here: a stored Response, or one whose stream
+    runs (which goes on to its end), is OpenAI's 400 for a synchronous one; another id, the 404 of a read."""
+    if await _response_of(request, store, resp_id, owner) is None:
+        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+    raise ApiError(400, "Cannot cancel a synchronous response.", "invalid_request")
 
 
 @_stored_route("responses_input_items")
