@@ -199,7 +199,28 @@ async def _referenced(request: web.Request, body: dict[str, Any], key: ClientKey
         log.warning("response store lookup of %d referenced items failed: %s", len(ids), exc)
         raise ApiError(503, "The response store is unavailable; the referenced items cannot be read.",
                        "store_unavailable") from None
-    return dialect.with_references(body, found)
+    try:
+        return dialect.with_references(body, found)
+    except dialect.ItemNotFound as exc:
+        running = _running_with_item(request, exc.ref, owner)
+        if running is None:
+            raise
+        raise ApiError(400, f"Item with id {_short_id(exc.ref)} is an item of response {_short_id(running)}, which "
+                       "is still in progress; reference it once that response has completed.", "item_in_progress",
+                       param="input") from None
+
+
+def _running_with_item(request: web.Request, item_id: str, owner: str | None) -> str | None:
+    """The id of `owner`'s stored Response whose stream runs and holds `item_id` among its output items so far or
+    its input items (not stored until it ends: a GET lists them); None when none does. Looked at only for a
+    reference found nowhere else."""
+    holder = request.app[RESPONSE_STORE]
+    for resp_id in list(holder.live):
+        live = _running(request, resp_id, owner)
+        if live is not None and (any(it.get("id") == item_id for it in live.stream.items) or any(
+                it["id"] == item_id for it in dialect.input_items_of(live.conversation, resp_id))):
+            return resp_id
+    return None
 
 
 async def create_response(request: web.Request) -> web.StreamResponse:

@@ -657,6 +657,7 @@ class ItemNotFound(ApiError):
     def __init__(self, ref: str) -> None:
         super().__init__(404, f"Item with id {ref[:64]!r} not found.", "item_not_found", param="input",
                          type="invalid_request_error")
+        self.ref = ref
 
     def openai_body(self) -> dict[str, object]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": None}}
