@@ -236,6 +236,20 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | No
     return check_number(body, name, lo, hi)
 
 
+_LIMIT_FIELDS = re.compile(r"(['\"`]?)\bmax_(?:completion_)?tokens\b\1(?:\s+or\s+(['\"`]?)"
+                           r"\bmax_(?:completion_)?tokens\b\2)?")
+
+
+def limit_named(err: ApiError) -> ApiError:
+    """An upstream's refusal naming the output limit as it went upstream (chat's `max_tokens`, or
+    `max_completion_tokens`), naming the field the client sent, `max_output_tokens`, in its message and `param`:
+    OpenAI documents no bound for it but the model's, which the upstream judges. Any other error as it was."""
+    if err.status not in (400, 422) or _LIMIT_FIELDS.search(err.message) is None:
+        return err
+    return ApiError(err.status, _LIMIT_FIELDS.sub(r"\1max_output_tokens\1", err.message), err.code, type=err.type,
+                    param="max_output_tokens", headers=err.headers)
+
+
 def _no_server_state(body: dict[str, Any]) -> None:
     """`conversation` and `prompt` (state kept by OpenAI) are refused; `conversation` beside
     `previous_response_id` with OpenAI's answer to both (given before it would look the conversation up)."""
