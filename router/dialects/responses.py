@@ -181,7 +181,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     reasoning = _typed(body, "reasoning", dict, "an object")
     # any string: the levels grow ("none", "xhigh", "max"); the upstream judges the value, OpenAI's a 400 of its own
     effort = _field(reasoning, "effort", "reasoning.effort")
-    _field(reasoning, "summary", "reasoning.summary")
+    # (Codex leaves it out for no summaries, its "none"; the openai SDK's type takes these three only)
+    _one_of(reasoning, "summary", ("auto", "concise", "detailed"), "reasoning.summary")
     if effort is not None:
         params["reasoning_effort"] = effort
     text = _typed(body, "text", dict, "an object")
@@ -337,23 +338,27 @@ def _metadata_pair(key: str, item: object) -> None:
                       "string_above_max_length")
 
 
-def _verbosity(text: dict[str, Any] | None) -> str | None:
-    """`text.verbosity`: "low", "medium" or "high", as OpenAI takes it; another is its 400 naming the field."""
-    value = _field(text, "verbosity", "text.verbosity")
-    if value not in (None, "low", "medium", "high"):
-        raise invalid(f"Invalid value: {value[:40]!r}. Supported values are: 'low', 'medium', and 'high'.",
-                      "text.verbosity", "invalid_value")
+def _one_of(obj: dict[str, Any] | None, name: str, values: tuple[str, ...], param: str | None = None) -> str | None:
+    """A string field of `obj` that takes `values` only (None when absent or null); another is OpenAI's 400 naming
+    `param` (the field's full path), its supported values listed."""
+    value = _field(obj, name, param)
+    if value is not None and value not in values:
+        shown = [repr(v) for v in values]
+        listed = " and ".join(shown) if len(shown) < 3 else f"{', '.join(shown[:-1])}, and {shown[-1]}"
+        raise invalid(f"Invalid value: {value[:40]!r}. Supported values are: {listed}.", param or name,
+                      "invalid_value")
     return value
+
+
+def _verbosity(text: dict[str, Any] | None) -> str | None:
+    """`text.verbosity`: "low", "medium" or "high", as OpenAI takes it."""
+    return _one_of(text, "verbosity", ("low", "medium", "high"), "text.verbosity")
 
 
 def _truncation(body: dict[str, Any]) -> str:
     """`truncation`: "auto" or "disabled" (the default), as OpenAI takes it; "auto" is echoed and changes nothing
     (an input too long for the model is the upstream's 400)."""
-    value = _field(body, "truncation")
-    if value not in (None, "auto", "disabled"):
-        raise invalid(f"Invalid value: {value[:40]!r}. Supported values are: 'auto' and 'disabled'.", "truncation",
-                      "invalid_value")
-    return value or "disabled"
+    return _one_of(body, "truncation", ("auto", "disabled")) or "disabled"
 
 
 def _include(body: dict[str, Any]) -> list[str]:
