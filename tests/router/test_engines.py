@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
 
@@ -21,6 +22,19 @@ FAKE_SERVER = Path(__file__).resolve().parents[1] / "engines" / "fake_server.py"
 def _eos_id(spec: str) -> int:
     config = json.loads((Path(resolve_model_spec(spec)) / "generation_config.json").read_text())
     return int(config["eos_token_id"])
+
+
+async def _worker_running(stats_url: str, timeout: float = 30.0) -> None:
+    """Until the worker's own /stats (through the router's /upstream) reports a sequence running."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(stats_url) as resp:
+                if resp.status == 200 and (await resp.json()).get("running", 0) >= 1:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError("the worker never reported the request running")
+            await asyncio.sleep(0.01)
 
 
 def engines_yaml(tmp: Path, models: str, max_loaded: int | None = None) -> str:
@@ -41,6 +55,9 @@ async def test_worker_sigkill_is_502_then_the_next_request_restarts_it(router, t
         model="rnd", messages=[{"role": "user", "content": "go"}], max_tokens=3500, temperature=1.0,
         logit_bias={str(_eos_id("tiny:random:3")): -100}))
     await wait_until(lambda: sup.states()["rnd"].in_flight == 1, timeout=30)
+    # killed once the worker itself generates it: a kill before the request reached the worker is a connection
+    # refused, which the router rightly retries on the restarted engine (a 200, not the mid-request crash)
+    await _worker_running(r.url + "/upstream/rnd/stats")
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(openai.APIStatusError) as info:
         await long
