@@ -12,7 +12,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 | gigachat3       | <\\|function_call\\|>{...}, function call<\\|role_sep\\|>{...}  | JSON object             |
 | apertus         | <\\|tools_prefix\\|>[{"name": {...}}]<\\|tools_suffix\\|>      | name -> arguments       |
 | lmstudio        | [TOOL_REQUEST]{...}[END_TOOL_REQUEST]                         | JSON object             |
-| minimax_m2      | [TOOL_CALL]{tool => "f", args => {--k "v"}}[/TOOL_CALL]       | arrow: `--key` values, JSON |
+| minimax_m2      | [TOOL_CALL]{tool => "f", args => {--k "v"}}[/TOOL_CALL]       | arrow `--key`s, JSON; JSON calls |
 | longcat         | <longcat_tool_call>...</longcat_tool_call>                    | GLM tags (longcat_) / JSON |
 | seed_oss        | <seed:tool_call><function=..>...</seed:tool_call>             | Qwen3-Coder XML (or `invoke.SEED`) |
 | llama4_pythonic | <\\|python_start\\|>[f(a=1)]<\\|python_end\\|>                  | Python calls            |
@@ -184,10 +184,21 @@ def _flags(text: str, k: int, limit: int) -> tuple[dict[str, str], int] | Failed
     return args, i + 1
 
 
+def _json_object_at(text: str, b: int, limit: int) -> bool:
+    """A JSON object opens at `b`: `{` and then, past whitespace, a quoted key."""
+    if b >= limit or text[b] != "{":
+        return False
+    k = skip_ws(text, b + 1, limit)
+    return k < limit and text[k] == '"'
+
+
 def arrow_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:
-    """MiniMax-M2's `{tool => "name", args => {--key "value"}}` (or JSON arguments)."""
+    """MiniMax-M2's `{tool => "name", args => {--key "value"}}` (or JSON arguments); a JSON call object in the
+    block (`{"tool": "name", "args": {...}}`) is read as JSON calls are."""
     m = _ARROW_HEAD.match(text, b, limit)
     if m is None:
+        if _json_object_at(text, b, limit):
+            return json_body(text, b, limit, bound, ctx)
         return Failed("invalid_json", "not a tool => call", b)
     call = RawCall(name=m.group(1))
     i = m.end()
