@@ -7,6 +7,7 @@ MiniMax-M2:     <minimax:tool_call><invoke name="f"><parameter name="k">v</param
 Step-3:         <｜tool_calls_begin｜><｜tool_call_begin｜>function<｜tool_sep｜><steptml:invoke name="f">
                 <steptml:parameter name="k">v</steptml:parameter></steptml:invoke><｜tool_call_end｜>
                 <｜tool_calls_end｜>
+                (and in <function_calls>...</function_calls>, the ｜DSML｜ markers gone; read from `wrapped`)
 Doubao-Seed:    <seed:tool_call><function name="f"><parameter name="k" string="true">v</parameter></function>
                 </seed:tool_call> (read from `wrapped`, where <seed:tool_call> begins Seed-OSS's own form)
 
@@ -232,6 +233,17 @@ SEED = section.SectionSpec("seed_oss", re.compile(re.escape(SEED_BEGIN)), re.com
                            SEED_FUNCTION, re.compile(r"</function\s*>"), _call, begin_name=SEED_BEGIN,
                            end_name="</seed:tool_call>", call_end_name="</function>", bare_call_ok=False,
                            value_end=_ENDS)
+# DeepSeek V3.2's section with its ｜DSML｜ markers gone (as some servers pass it on; the shape of Claude's old text
+# tool use): <function_calls><invoke name="f"><parameter name="k">v</parameter></invoke></function_calls>, read from
+# `wrapped`, where <function_calls> also begins OLMo 3's Python calls
+PLAIN_V32_BEGIN = "<function_calls>"
+PLAIN_V32 = _spec(FAMILY_V32, re.escape(PLAIN_V32_BEGIN), re.escape("</function_calls>"))
+
+
+def starts_invoke(text: str, k: int) -> bool:
+    """Whether an <invoke name="f"> tag (any of the formats' spellings) begins at `k`."""
+    return _INVOKE.match(text, k) is not None
+
 _BARE = _spec(FAMILY_V32, _V32_BEGIN, _V32_END)
 _BARE_M2 = _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>", children=True)
 

@@ -16,7 +16,7 @@ form: JSON call objects, `{"name": {args}}` objects, Python calls, Qwen3-Coder X
 | longcat         | <longcat_tool_call>...</longcat_tool_call>                    | GLM tags (longcat_) / JSON |
 | seed_oss        | <seed:tool_call><function=..>...</seed:tool_call>             | Qwen3-Coder XML (or `invoke.SEED`) |
 | llama4_pythonic | <\\|python_start\\|>[f(a=1)]<\\|python_end\\|>                  | Python calls            |
-| olmo3           | <function_calls>f(a=1)\\ng(b=2)</function_calls>              | Python calls, one a line |
+| olmo3           | <function_calls>f(a=1)\\ng(b=2)</function_calls>              | Python calls, `invoke.PLAIN_V32` |
 | hermes          | <tools>{...}</tools> (Qwen2.5-Coder's slip for <tool_call>)   | JSON objects            |
 | nemotron_json   | <TOOLCALL>[...]</TOOLCALL> (Nemotron), <toolcall> (Nemotron-Mini) | JSON list, Python calls |
 """
@@ -299,6 +299,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return section.parse(HY_SPEC, text, p, ctx)
     if w.open == invoke.SEED_BEGIN and invoke.SEED_FUNCTION.match(text, skip_ws(text, body)):
         return section.parse(invoke.SEED, text, p, ctx)
+    if w.open == invoke.PLAIN_V32_BEGIN and invoke.starts_invoke(text, skip_ws(text, body)):
+        return section.parse(invoke.PLAIN_V32, text, p, ctx)
     block = open_block(text, p, body, ctx, w.open, w.close, w.family)
     if not isinstance(block, Block):
         return block
