@@ -20,8 +20,9 @@ FAMILY = "gemma4"
 OPEN, CLOSE, QUOTE = "<|tool_call>", "<tool_call|>", '<|"|>'
 FG_OPEN, FG_CLOSE, FG_QUOTE = "<start_function_call>", "<end_function_call>", "<escape>"
 START_MARKERS = (OPEN, FG_OPEN)
-_CALL = re.compile(r"call:([A-Za-z0-9_.\-]{1,128})\s*")
-_SECTION_CALL = re.compile(r"(?:call)?:([A-Za-z0-9_.\-]{1,128})\s*")  # (after the opener `call` may be left out)
+_NAME = r"([A-Za-z0-9_.\-]{1,128}(?::[A-Za-z0-9_.\-]{1,128}){0,7})"  # an MCP tool's namespaced name keeps its colons
+_CALL = re.compile(r"call:" + _NAME + r"\s*")
+_SECTION_CALL = re.compile(r"(?:call)?:" + _NAME + r"\s*")  # (after the opener `call` may be left out)
 COLLAPSED = "<tool_call"  # `<tool_call:name{...}`: `<|tool_call>call:` run together
 _BARE_KEY = re.compile(r"(?<=[{,])(\s*)([A-Za-z_][A-Za-z0-9_\-]*)(\s*):")
 _INTERESTING = {q: re.compile("[{}]|" + re.escape(q)) for q in (QUOTE, FG_QUOTE)}
