@@ -244,8 +244,11 @@ def _one_call(item: Any, family: str, params_native: bool) -> RawCall | None:
 
 def calls_from_json(value: Any, family: str, *, params_native: bool = False) -> list[RawCall] | None:
     """Decoded JSON in the shape of one call or a list of calls -> calls; None when it is not that shape."""
-    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list) and "name" not in value:
-        value = value["tool_calls"]
+    if isinstance(value, dict) and "name" not in value:
+        if isinstance(value.get("tool_calls"), list):
+            value = value["tool_calls"]
+        elif len(value) == 1 and isinstance(value.get("tool_call"), dict):  # llama.cpp's generic format, one call
+            value = value["tool_call"]
     items = value if isinstance(value, list) else [value]
     if not items:
         return None

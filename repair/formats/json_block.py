@@ -4,6 +4,7 @@ whose opening tag is missing; one that uses "parameters" is Llama 3's JSON form.
 
 from __future__ import annotations
 
+import json
 import re
 
 from repair.formats import hermes, llama3
@@ -61,6 +62,22 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
     _settle_family(calls, ctx)
     end = llama3.consume_end_token(text, i)
     return Parsed(end, [Segment(p, end, "calls", calls[0].family, calls)])
+
+
+def parse_wrapped(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """llama.cpp's generic wrapper around the calls (`_WRAPPED`), read whole when it holds nothing else (the calls'
+    `id`s aside); with other members (text beside the calls) it is no candidate, and the calls inside are read as
+    bare objects."""
+    try:
+        value = _DECODER.raw_decode(text, p)[0]
+    except (ValueError, RecursionError):  # not valid JSON as written: repaired as the bare objects are
+        value = None
+    if isinstance(value, dict) and not value.keys() <= {"tool_call", "tool_calls"}:
+        return None
+    return parse_bare(text, p, ctx)
+
+
+_DECODER = json.JSONDecoder()
 
 
 _TAG = re.compile(r"<(tool-call|tool)>")
@@ -134,6 +151,10 @@ _P3 = (Lit("{"), Ws(16), OneOf(('"function"', '"tool"')), *_COLON, Lit("{"), Ws(
 _P4 = (Lit("{"), Ws(16), Lit('"type"'), *_COLON, Lit('"function"'), Ws(16), Lit(","), Ws(16), Lit('"name"'), *_COLON,
        Lit('"'), _NAME)
 _LIST = (Lit("["), Ws(16))
+# llama.cpp's generic format (a template it has no parser for): {"tool_call": {...}}, or {"tool_calls": [...]} when
+# parallel calls are allowed; the wrapper is part of the call, not text left around it
+_WRAPPED = (Lit("{"), Ws(16), Lit('"tool_call"'), *_COLON)
+_WRAPPED_LIST = (Lit("{"), Ws(16), Lit('"tool_calls"'), *_COLON, *_LIST)
 _FENCE = (Lit("```"), OneOf(FENCE_LANGS), Ws(16))
 _TAGGED = (OneOf(("<tool-call>", "<tool>")), Ws(16))
 
@@ -143,6 +164,8 @@ def _kinds() -> tuple[Kind, ...]:
     for tag, pat in (("p1", _P1), ("p2", _P2), ("p3", _P3), ("p4", _P4)):
         kinds.append(Kind(f"json_{tag}", pat, parse_bare, generic=True))
         kinds.append(Kind(f"json_list_{tag}", (*_LIST, *pat), parse_bare, generic=True))
+        kinds.append(Kind(f"wrapped_{tag}", (*_WRAPPED, *pat), parse_wrapped, generic=True))
+        kinds.append(Kind(f"wrapped_list_{tag}", (*_WRAPPED_LIST, *pat), parse_wrapped, generic=True))
         kinds.append(Kind(f"tagged_{tag}", (*_TAGGED, *pat), parse_tagged, generic=True))
         kinds.append(Kind(f"tagged_list_{tag}", (*_TAGGED, *_LIST, *pat), parse_tagged, generic=True))
         kinds.append(Kind(f"fence_{tag}", (*_FENCE, *pat), parse_fence, line_start=True, generic=True))
