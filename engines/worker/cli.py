@@ -210,12 +210,13 @@ def model_problem(model: str) -> str | None:
     """Why `--model` cannot be loaded, said before listening (the load runs later, on the model thread, where a
     folder that does not exist would end in the hub library's repo-id error, and one without a model in mlx-lm's
     FileNotFoundError): a tiny spec that names no tiny model, a path (it starts with /, ~ or ., or is not one
-    `owner/name` hub id) with no folder there, or a folder without what mlx-lm loads."""
+    `owner/name` hub id) with no folder there, or a folder without what mlx-lm loads, or a tiny model not built yet
+    whose cache folder cannot be written (the build on the model thread would fail with the file system's error)."""
     from engines.worker.modeldir import folder_problem
-    from engines.worker.tiny import is_tiny_spec, tiny_spec_problem
+    from engines.worker.tiny import is_tiny_spec, tiny_cache_problem, tiny_spec_problem
 
     if is_tiny_spec(model):
-        return tiny_spec_problem(model)
+        return tiny_spec_problem(model) or tiny_cache_problem(model)
     if not model.strip():
         return "--model is empty: give a model folder, a Hugging Face id or a tiny: spec"
     path = Path(model).expanduser()

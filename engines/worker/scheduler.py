@@ -27,6 +27,7 @@ from engines.worker.kv_disk import DiskKV, model_identity
 from engines.worker.matching import GrammarProcessor, MaskedModel
 from engines.worker.prefix_cache import PrefixCache
 from engines.worker.sampling import Fault, SamplingParams, build_logits_processors, build_sampler, guard
+from engines.worker.tiny import TinyCacheError
 
 log = logging.getLogger("agentgate.engine")
 
@@ -354,7 +355,10 @@ class Scheduler:
                 self._accepting = False
             self._drain_rejecting()
             self._flush()
-            log.exception("loading the model failed")
+            if isinstance(exc, TinyCacheError):  # says all there is to say in one line
+                log.error("loading the model failed: %s", exc)
+            else:
+                log.exception("loading the model failed")
             self._loop.call_soon_threadsafe(self._notify_loaded, exc)
             return
         self._loop.call_soon_threadsafe(self._notify_loaded, None)

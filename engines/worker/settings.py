@@ -44,8 +44,12 @@ class WorkerSettings:
         return Path(self.model.rstrip("/")).name or self.model
 
 
-def cache_base() -> Path:
+def cache_base(env: Mapping[str, str] | None = None) -> Path:
     """Where the engine keeps files it can rebuild (tiny models, the renamed BLAS): $AGENTGATE_CACHE, else
-    $XDG_CACHE_HOME/agentgate, else ~/.cache/agentgate."""
-    base = os.environ.get("AGENTGATE_CACHE")
-    return Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "agentgate"
+    $XDG_CACHE_HOME/agentgate, else ~/.cache/agentgate, read from `env` (default: this process's environment)."""
+    env = os.environ if env is None else env
+    base = env.get("AGENTGATE_CACHE")
+    if base:
+        return Path(base)
+    home = env.get("HOME") or str(Path.home())
+    return Path(env.get("XDG_CACHE_HOME") or Path(home) / ".cache") / "agentgate"

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -334,11 +335,25 @@ def _write_chain(model: Any, chain: list[int], hidden: int, seed: int) -> None: 
     model.lm_head.weight = head
 
 
-def cache_root() -> Path:
-    """Where built tiny models are kept: $AGENTGATE_CACHE/tiny or ~/.cache/agentgate/tiny."""
+def cache_root(env: Mapping[str, str] | None = None) -> Path:
+    """Where built tiny models are kept: $AGENTGATE_CACHE/tiny or ~/.cache/agentgate/tiny (see `cache_base`)."""
     from engines.worker.settings import cache_base
 
-    return cache_base() / "tiny"
+    return cache_base(env) / "tiny"
+
+
+CACHE_ADVICE = "set AGENTGATE_CACHE to a writable folder"
+
+
+class TinyCacheError(OSError):
+    """A tiny model could not be written into its cache folder; the message says which and what to do, in one line."""
+
+
+def _target(root: Path, script: str | None, seed: int, tool_format: str, shape: TinyShape) -> Path:
+    """The content-addressed folder of one tiny model under `root`."""
+    ident = json.dumps([BUILD_VERSION, script, seed, tool_format, shape.__dict__], sort_keys=True)
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    return root / f"{'scripted' if script is not None else 'random'}-{digest}"
 
 
 def ensure_tiny_model(
@@ -352,9 +367,7 @@ def ensure_tiny_model(
     """Build a tiny model once into a content-addressed folder under `cache_dir` and return its path."""
     shape = shape or TinyShape()
     root = Path(cache_dir) if cache_dir is not None else cache_root()
-    ident = json.dumps([BUILD_VERSION, script, seed, tool_format, shape.__dict__], sort_keys=True)
-    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
-    target = root / f"{'scripted' if script is not None else 'random'}-{digest}"
+    target = _target(root, script, seed, tool_format, shape)
     if (target / "agentgate_tiny.json").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -398,24 +411,59 @@ def tiny_spec_problem(spec: str) -> str | None:
     return f"unknown tiny model spec {spec!r} (use {TINY_SPECS})"
 
 
+def _build_args(spec: str) -> tuple[str | None, int]:
+    """The script and seed a valid `tiny:...` spec builds with (`tiny_spec_problem` is None for it)."""
+    rest = spec[len("tiny:") :]
+    if rest == "demo":
+        return DEMO_SCRIPT, 0
+    if rest == "random" or rest.startswith("random:"):
+        return None, int(rest.partition(":")[2] or "0")
+    if rest.startswith("script="):
+        raw = rest[len("script=") :]
+        return raw.encode("ascii", "backslashreplace").decode("unicode_escape"), 0
+    raise AssertionError(spec)  # pragma: no cover - tiny_spec_problem refuses every other spec
+
+
 def resolve_model_spec(spec: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
     """Map a `tiny:...` spec to a built model folder; any other spec (path or HF id) is returned unchanged.
 
     `tiny:demo` the demo model, `tiny:random` / `tiny:random:<seed>` random weights,
-    `tiny:script=<text>` a scripted model (escapes such as `\\n` in `<text>` are decoded).
+    `tiny:script=<text>` a scripted model (escapes such as `\\n` in `<text>` are decoded). A cache folder that cannot
+    hold the model is a TinyCacheError saying so in one line.
     """
     if not is_tiny_spec(spec):
         return spec
     problem = tiny_spec_problem(spec)
     if problem:
         raise ValueError(problem)
-    rest = spec[len("tiny:") :]
-    if rest == "demo":
-        return str(ensure_demo_model(cache_dir))
-    if rest == "random" or rest.startswith("random:"):
-        return str(ensure_tiny_model(cache_dir, seed=int(rest.partition(":")[2] or "0")))
-    if rest.startswith("script="):
-        raw = rest[len("script=") :]
-        text = raw.encode("ascii", "backslashreplace").decode("unicode_escape")
-        return str(ensure_tiny_model(cache_dir, script=text))
-    raise AssertionError(spec)  # pragma: no cover - tiny_spec_problem refuses every other spec
+    script, seed = _build_args(spec)
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    try:
+        return str(ensure_tiny_model(root, script=script, seed=seed))
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        raise TinyCacheError(f"cannot build {spec} in {root}: {exc.strerror or exc}{where}; {CACHE_ADVICE}") from exc
+
+
+def tiny_cache_problem(spec: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why the model of `spec` (a valid `tiny:...` spec) cannot be built in the cache folder of a process with
+    environment `env` (default: this one's), in one line that says what to do; None when it is built already or the
+    folder can be written. Asks the file system only: nothing is created."""
+    script, seed = _build_args(spec)
+    root = cache_root(env)
+    if (_target(root, script, seed, "hermes", TinyShape()) / "agentgate_tiny.json").exists():
+        return None
+    problem = _unwritable(root)
+    return f"cannot build {spec}: its cache folder {root} cannot be created ({problem}); {CACHE_ADVICE}" \
+        if problem else None
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why `folder` cannot be created (or written in, when it exists): the nearest existing folder on its path is a
+    file, or this process may not write there."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                return f"{part} is a file, not a folder"
+            return None if os.access(part, os.W_OK | os.X_OK) else f"{part} is not writable"
+    return None  # pragma: no cover - the root folder exists

@@ -619,3 +619,26 @@ async def test_mlx_worker_lifecycle(make: Make, tmp_path: Path):
     assert not Path(socket_path).exists()  # noqa: ASYNC240
     assert kinds(events, "tiny") == ["starting", "ready", "stopped"]
 
+
+
+@pytest.mark.skipif(not WORKER_PRESENT, reason="the MLX worker (`python -m engines`) is not present yet")
+async def test_a_tiny_model_its_cache_cannot_hold_fails_in_one_line(make: Make, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture):
+    """The worker's traceback (a NotADirectoryError from building tiny:demo on its model thread) was relayed to the
+    router's log line by line; the worker now refuses before listening, and that line is the engine's error."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    spec = EngineSpec(name="tiny", kind="mlx", model="tiny:demo", start_timeout=120, ttl=None,
+                      env={"AGENTGATE_CACHE": str(blocker / "cache")})
+    sup, events = make([spec], runtime_dir=tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="agentgate.engine"), pytest.raises(EngineUnavailable) as err:
+        async with sup.lease("tiny"):
+            pass
+    said = "cannot build tiny:demo: its cache folder"
+    assert "exited with code 2" in err.value.reason and said in err.value.reason, err.value.reason
+    assert "set AGENTGATE_CACHE to a writable folder" in err.value.reason
+    assert sup.states()["tiny"].state == "failed" and said in (sup.states()["tiny"].last_error or "")
+    relayed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("engine tiny: ")]
+    assert not any("Traceback" in line or line.startswith("engine tiny:   File ") for line in relayed), relayed
+    assert f"engine tiny: agentgate engine: {said} {blocker}/cache/tiny" in "\n".join(relayed), relayed
+    assert kinds(events, "tiny") == ["starting", "crashed"]

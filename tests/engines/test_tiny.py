@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from mlx_lm import generate, load
 
-from engines.worker.tiny import build_tiny_model, resolve_model_spec, split_script
+from engines.worker.tiny import (
+    TinyCacheError,
+    build_tiny_model,
+    ensure_tiny_model,
+    resolve_model_spec,
+    split_script,
+    tiny_cache_problem,
+)
 from tests.engines.conftest import SCRIPTS, WEATHER_TOOL
 
 CONVERSATIONS = [
@@ -82,3 +91,35 @@ def test_qwen3_coder_variant_renders_xml_tool_calls(tmp_path):
 def test_scripts_must_be_ascii():
     with pytest.raises(ValueError):
         split_script("café", limit=10)
+
+
+def test_a_cache_folder_that_cannot_be_written_is_said_before_building(tmp_path, monkeypatch):
+    """Checked without writing (the router asks it of every tiny entry it lists): a folder on the way that is a
+    file, or one this process may not write in; a model built already needs no writing."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    env = {"AGENTGATE_CACHE": str(blocker / "cache")}
+    assert tiny_cache_problem("tiny:random:4", env) == (
+        f"cannot build tiny:random:4: its cache folder {blocker}/cache/tiny cannot be created ({blocker} is a file, "
+        "not a folder); set AGENTGATE_CACHE to a writable folder")
+    env = {"AGENTGATE_CACHE": str(tmp_path / "cache")}
+    assert tiny_cache_problem("tiny:random:4", env) is None
+    assert not (tmp_path / "cache").exists()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == tmp_path else real_access(path, mode))
+    assert tiny_cache_problem("tiny:random:4", env) == (
+        f"cannot build tiny:random:4: its cache folder {tmp_path}/cache/tiny cannot be created ({tmp_path} is not "
+        "writable); set AGENTGATE_CACHE to a writable folder")
+    ensure_tiny_model(tmp_path / "cache" / "tiny", seed=4)
+    assert tiny_cache_problem("tiny:random:4", env) is None  # built: only read from now on
+
+
+def test_a_build_the_cache_cannot_hold_fails_in_one_line(tmp_path):
+    """A folder that could not be written when the worker started (or filled up since) failed with the file
+    system's bare error, logged with its traceback."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(TinyCacheError) as err:
+        resolve_model_spec("tiny:random:4", blocker / "tiny")
+    assert str(err.value).startswith(f"cannot build tiny:random:4 in {blocker}/tiny: ") and "AGENTGATE_CACHE" in str(
+        err.value)

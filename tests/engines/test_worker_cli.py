@@ -97,3 +97,42 @@ def test_a_hub_model_missing_offline_is_one_line(tmp_path: Path) -> None:
     said = "agentgate engine: mlx-community/No-Such-Model-4bit is not in the local hub cache and HF_HUB_OFFLINE is set"
     assert proc.returncode == 2 and said in proc.stderr.splitlines(), proc.stderr
     assert "Traceback" not in proc.stderr and "listening" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("variable", ["AGENTGATE_CACHE", "XDG_CACHE_HOME", "HOME"])
+def test_a_tiny_model_its_cache_cannot_hold_is_one_line(variable: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """With the cache folder unwritable (here: a file where a folder of its path should be), `tiny:demo` listened,
+    then failed building its model on the model thread: the NotADirectoryError was logged with its traceback and the
+    worker exited 1. It is refused before listening, naming the folder and the variable that moves it."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    for name in ("AGENTGATE_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, str(blocker / "sub"))
+    folder = {"AGENTGATE_CACHE": blocker / "sub" / "tiny", "XDG_CACHE_HOME": blocker / "sub" / "agentgate" / "tiny",
+              "HOME": blocker / "sub" / ".cache" / "agentgate" / "tiny"}[variable]
+    code, err = _run(capsys, "tiny:demo")
+    assert code == 2 and err.splitlines() == [
+        f"agentgate engine: cannot build tiny:demo: its cache folder {folder} cannot be created ({blocker} is a "
+        "file, not a folder); set AGENTGATE_CACHE to a writable folder"], err
+
+
+async def test_a_tiny_build_failing_on_the_model_thread_is_logged_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A cache folder that could not be written once the worker listened (it was checked before) failed the load
+    with the file system's error and its traceback in the log."""
+    from engines.worker.server import WorkerSettings, serve, wait_ready
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    monkeypatch.setenv("AGENTGATE_CACHE", str(blocker / "cache"))
+    worker = await serve(WorkerSettings(model="tiny:random:4"), port=0)
+    try:
+        with pytest.raises(RuntimeError, match=r"cannot build tiny:random:4 in .*set AGENTGATE_CACHE"):
+            await wait_ready(worker.app)
+    finally:
+        await worker.close()
+    failed = [r for r in caplog.records if r.getMessage().startswith("loading the model failed")]
+    assert len(failed) == 1 and failed[0].exc_info is None and "AGENTGATE_CACHE" in failed[0].getMessage()
