@@ -21,6 +21,8 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 # takes any name; MCP clients send such names to local servers): no space, bracket or quote a call format must carry
 TOKEN_ID = re.compile(r"[0-9]+")  # a `logit_bias` key: a token id's decimal digits
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_./-]{1,128}")
+FORMAT_NAME = re.compile(r"[a-zA-Z0-9_-]+")  # response_format.json_schema.name (OpenAI's rule)
+FORMAT_NAME_MAX = 64
 COMPLETION_MAX_TOKENS = 16  # /v1/completions without `max_tokens` (OpenAI's and vLLM's default; chat has none)
 # OpenAI's levels (vLLM takes low, medium and high; clients send the newer ones to any server). Not acted on here:
 # a model that reasons does so as its template and `chat_template_kwargs` say.
@@ -260,12 +262,7 @@ def _check_json_schema(spec: Any) -> None:
     if not isinstance(spec, dict):
         raise bad_request("response_format json_schema needs a 'json_schema' object", param="response_format",
                           code="invalid_type")
-    if "name" not in spec:
-        raise bad_request("Missing required parameter: 'response_format.json_schema.name'.",
-                          param="response_format", code="missing_required_parameter")
-    if not isinstance(spec["name"], str) or not spec["name"]:
-        raise bad_request("'response_format.json_schema.name' must be a non-empty string", param="response_format",
-                          code="invalid_type" if not isinstance(spec["name"], str) else "invalid_value")
+    _check_format_name(spec)
     if "schema" in spec and not isinstance(spec["schema"], (dict, bool)):
         raise bad_request("'response_format.json_schema.schema' must be an object", param="response_format",
                           code="invalid_type")
@@ -274,6 +271,25 @@ def _check_json_schema(spec: Any) -> None:
         if value is not None and not isinstance(value, kind):
             raise bad_request(f"Invalid type for 'response_format.json_schema.{key}': expected {what}, but got "
                               f"{_json_type(value)} instead.", param="response_format", code="invalid_type")
+
+
+def _check_format_name(spec: dict[str, Any]) -> None:
+    """`response_format.json_schema.name` as OpenAI holds it (vLLM takes any string): a-z, A-Z, 0-9, `_` and `-`,
+    at most 64 characters; each error names the field, as OpenAI's do."""
+    where = "response_format.json_schema.name"
+    if "name" not in spec:
+        raise bad_request(f"Missing required parameter: '{where}'.", param=where, code="missing_required_parameter")
+    name = spec["name"]
+    if not isinstance(name, str):
+        raise bad_request(f"Invalid type for '{where}': expected a string, but got {_json_type(name)} instead.",
+                          param=where, code="invalid_type")
+    if len(name) > FORMAT_NAME_MAX:
+        raise bad_request(f"Invalid '{where}': string too long. Expected a string with maximum length "
+                          f"{FORMAT_NAME_MAX}, but got a string with length {len(name)} instead.", param=where,
+                          code="string_above_max_length")
+    if not FORMAT_NAME.fullmatch(name):
+        raise bad_request(f"Invalid '{where}': string does not match pattern. Expected a string that matches the "
+                          f"pattern '^{FORMAT_NAME.pattern}$'.", param=where)
 
 
 def _content(value: Any, where: str, assistant: bool = False) -> str | None:

@@ -112,11 +112,29 @@ async def test_a_json_schema_format_without_a_name_is_a_400(engine: Callable[...
     for spec in ({"schema": schema}, {"name": 5, "schema": schema}, {"name": "", "schema": schema}):
         fmt = {"type": "json_schema", "json_schema": spec}
         status, err = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "response_format": fmt})
-        assert status == 400 and err["error"]["param"] == "response_format", err
+        assert status == 400 and err["error"]["param"] == "response_format.json_schema.name", err
         assert "response_format.json_schema.name" in err["error"]["message"], err
     fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
     status, done = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "response_format": fmt})
     assert status == 200, done
+
+
+async def test_a_json_schema_name_outside_openais_rule_is_a_400(engine: Callable[..., Awaitable[Engine]]) -> None:
+    """OpenAI holds `response_format.json_schema.name` to a-z, A-Z, 0-9, `_` and `-`, at most 64 characters, and
+    answers a 400 naming the field (vLLM takes any string); a name with spaces, dots or 65 characters was served."""
+    e = await engine("random")
+    schema = {"type": "object"}
+    for name, code in (("my reply", "invalid_value"), ("reply.v1", "invalid_value"), ("réponse", "invalid_value"),
+                       ("reply\n", "invalid_value"), ("r" * 65, "string_above_max_length")):
+        fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+        status, err = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "response_format": fmt})
+        assert status == 400, (name, err)
+        assert (err["error"]["param"], err["error"]["code"]) == ("response_format.json_schema.name", code), err
+        assert err["error"]["message"].startswith("Invalid 'response_format.json_schema.name': "), err
+    for name in ("r" * 64, "Reply_v-1", "0"):
+        fmt = {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+        status, done = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "response_format": fmt})
+        assert status == 200, (name, done)
 
 
 async def test_a_legacy_function_call_in_the_history_is_refused_not_dropped(
