@@ -19,7 +19,7 @@ ONE_TOKEN_TOP_P = 1e-6  # a top_p under this keeps the most probable token only 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # OpenAI's ^[a-zA-Z0-9_-]{1,64}$ with Anthropic's length and the dots and slashes of MCP's tool-name rules (vLLM
 # takes any name; MCP clients send such names to local servers): no space, bracket or quote a call format must carry
-TOKEN_ID = re.compile(r"[0-9]+")  # a `logit_bias` key: a token id's decimal digits
+TOKEN_ID = re.compile(r"0|[1-9][0-9]*")  # a `logit_bias` key: a token id's decimal digits, no leading zero
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_./-]{1,128}")
 FORMAT_NAME = re.compile(r"[a-zA-Z0-9_-]+")  # response_format.json_schema.name (OpenAI's rule)
 FORMAT_NAME_MAX = 64
@@ -133,24 +133,42 @@ def _stop(body: dict[str, Any]) -> list[str]:
 
 
 def _logit_bias(body: dict[str, Any], vocab_size: int) -> dict[int, float]:
+    """Token id -> bias, as OpenAI takes them (decimal ids, biases from -100 to 100). Each key names a distinct token
+    of the vocabulary, so an object with more keys than the vocabulary has tokens is refused before a key is read:
+    no request makes the worker check, or bias, more than `vocab_size` entries."""
     v = body.get("logit_bias")
     if v is None:
         return {}
     if not isinstance(v, dict):
         raise bad_request("'logit_bias' must be an object of token id -> bias", param="logit_bias",
                           code="invalid_type")
+    if len(v) > vocab_size:
+        raise bad_request(f"'logit_bias' may hold at most {vocab_size} token ids (the model's vocabulary size); it "
+                          f"holds {len(v)}", param="logit_bias")
     out: dict[int, float] = {}
     for key, bias in v.items():
-        if not TOKEN_ID.fullmatch(key):  # int() would take "1_0", " 10", "+10" and non-ASCII digits
-            raise bad_request(f"'logit_bias' key {key!r} is not a token id", param="logit_bias")
-        tok = int(key)
-        if not 0 <= tok < vocab_size:
-            raise bad_request(f"'logit_bias' token id {tok} is outside the vocabulary (0..{vocab_size - 1})",
-                              param="logit_bias")
+        tok = _token_id(key, vocab_size)
         if not _is_number(bias) or not -100 <= bias <= 100:
             raise bad_request("'logit_bias' values must be numbers between -100 and 100", param="logit_bias")
         out[tok] = float(bias)
     return out
+
+
+def _token_id(key: str, vocab_size: int) -> int:
+    """A `logit_bias` key as the token id it names: decimal digits without a leading zero (so that no two keys name
+    the same token), in the vocabulary."""
+    if not TOKEN_ID.fullmatch(key):  # int() would take "1_0", " 10", "+10", "010" and non-ASCII digits
+        raise bad_request(f"'logit_bias' key {_shown(key)} is not a token id", param="logit_bias")
+    # a longer key is past the vocabulary without reading it (int() of over 4300 digits is a ValueError)
+    if len(key) > len(str(vocab_size)) or int(key) >= vocab_size:
+        raise bad_request(f"'logit_bias' token id {_shown(key)} is outside the vocabulary (0..{vocab_size - 1})",
+                          param="logit_bias")
+    return int(key)
+
+
+def _shown(key: str, limit: int = 24) -> str:
+    """A key as an error message quotes it: its first `limit` characters."""
+    return repr(key) if len(key) <= limit else repr(key[:limit]) + "…"
 
 
 def _common(body: dict[str, Any], vocab_size: int, *, chat: bool) -> GenerationParams:

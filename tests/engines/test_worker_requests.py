@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from tests.engines.conftest import Engine
@@ -152,3 +153,27 @@ async def test_a_legacy_function_call_in_the_history_is_refused_not_dropped(
     turn = {"role": "assistant", "content": "Done.", "function_call": None}
     status, done = await _post(e, "/v1/chat/completions", {"messages": [*HI, turn, *HI], "max_tokens": 1})
     assert status == 200, done
+
+
+async def test_logit_bias_keys_are_bounded_by_the_vocabulary(engine: Callable[..., Awaitable[Engine]],
+                                                             tiny_models: dict[str, Path]) -> None:
+    """OpenAI takes token ids (decimal digits) to biases from -100 to 100; with no limit on the number of keys, one
+    request could hold millions, each checked in turn (`"01"`, `"001"`, ... all named token 1, and a key of 5000
+    digits was a ValueError out of int(), a 500). A key is a token id as written by the tokenizer (no leading zero),
+    and an object with more keys than the vocabulary has tokens is refused before any key is read (the error says
+    so, rather than naming the first key outside the vocabulary, the last one here)."""
+    e = await engine("random")
+    vocab = json.loads((tiny_models["random"] / "config.json").read_text())["vocab_size"]
+    for bias, said in (({"01": 1}, "'logit_bias' key '01' is not a token id"),
+                       ({"00": 1}, "'logit_bias' key '00' is not a token id"),
+                       ({"1" * 5000: 1}, "'logit_bias' token id '111111111111111111111111'… is outside the vocabulary"),
+                       ({str(i): 1 for i in range(vocab + 1)},
+                        f"'logit_bias' may hold at most {vocab} token ids (the model's vocabulary size); it holds "
+                        f"{vocab + 1}")):
+        status, err = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "logit_bias": bias})
+        assert status == 400 and err["error"]["param"] == "logit_bias", err
+        assert said in err["error"]["message"] and len(err["error"]["message"]) < 200, err
+    every = {str(i): -1 for i in range(vocab)}
+    for bias in ({"0": 100, "5": -100}, every):
+        status, done = await _post(e, "/v1/chat/completions", {"messages": HI, "max_tokens": 1, "logit_bias": bias})
+        assert status == 200, done
