@@ -368,7 +368,12 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _tool_call_id(message: dict[str, Any], where: str) -> str:
-    """A tool message's `tool_call_id`, the call it answers: required, a non-empty string (OpenAI's 400s)."""
+    """A tool message's `tool_call_id`, the call it answers: required, a non-empty string (OpenAI's 400s).
+
+    It need not name a call of an earlier assistant turn. OpenAI refuses such a result; vLLM serves it, and so does
+    the worker: agents that compact or trim a long conversation send them whenever the cut falls between a call and
+    its result (the assistant turn summarised away, the result kept), and a local engine, often the fallback of such
+    a client, answers from the text it is given rather than end the session with a 400 the client cannot fix."""
     value = message.get("tool_call_id")
     if value is None or value == "":
         raise bad_request(f"Missing required parameter: '{where}.tool_call_id'.", param="messages",

@@ -75,3 +75,20 @@ async def test_a_text_part_without_a_string_text_names_its_text(engine: Callable
         assert status == 400, (part, err)
         assert "'messages[0].content[1].text'" in err["error"]["message"], err
         assert (err["error"]["param"], err["error"]["code"]) == ("messages", code), err
+
+
+async def test_a_tool_result_answering_no_call_in_the_history_is_served(
+        engine: Callable[..., Awaitable[Engine]]) -> None:
+    """OpenAI refuses a tool message whose `tool_call_id` names no call of the assistant turn before it; vLLM serves
+    it, and so does the worker: agents that compact or trim a long history (the cut falling between a call and its
+    result) send such results, and the engine answers from the text it is given rather than end the session."""
+    e = await engine("random")
+    ask = {"role": "user", "content": "weather in Paris?"}
+    call = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_kept", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}
+    result = {"role": "tool", "tool_call_id": "call_compacted_away", "content": "sunny, 24 degrees"}
+    for history in ([ask, result], [ask, call, result], [result, ask]):
+        status, done = await _chat(e, history, tools=[WEATHER_TOOL])
+        status_without, without = await _chat(e, [m for m in history if m is not result], tools=[WEATHER_TOOL])
+        assert status == status_without == 200, (done, without)
+        assert done["usage"]["prompt_tokens"] > without["usage"]["prompt_tokens"], history  # the result is read
