@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import openai
@@ -24,6 +26,26 @@ USER = [{"role": "user", "content": "Hello there, what is the weather like in Pa
 def no_eos(models: dict[str, Path], name: str = "random") -> dict[str, int]:
     eos = json.loads((models[name] / "config.json").read_text())["eos_token_id"]
     return {str(eos): -100}
+
+
+@contextlib.asynccontextmanager
+async def raw_stream(e: Engine, body: dict[str, Any], *, chunks: int) -> AsyncIterator[None]:
+    """A chat stream read as raw SSE up to its `chunks`-th data event, and dropped on exit by closing the connection
+    (the client going away mid-stream). An openai SDK stream left unfinished, even closed (`close()` closes the
+    response only), keeps its chain of async generators (the SDK's, httpx's, httpcore's) suspended until the garbage
+    collector finalises them, in whatever test runs then: a PytestUnraisableExceptionWarning blamed on that test."""
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(e.url + "/v1/chat/completions", json=body)
+        try:
+            seen = 0
+            async for line in resp.content:
+                seen += line.startswith(b"data: {")
+                if seen == chunks:
+                    break
+            assert seen == chunks, f"the stream ended after {seen} chunks"
+            yield
+        finally:
+            resp.close()
 
 
 async def test_models_health_and_stats_shape(engine):
@@ -327,14 +349,13 @@ async def test_exact_prefix_hit_while_first_request_decodes(engine, tiny_models)
     e = await engine("random")
     client = e.client()
     kwargs = dict(model="random", messages=USER, max_tokens=3000, temperature=0, logit_bias=no_eos(tiny_models))
-    first = await client.chat.completions.create(**kwargs, stream=True)
-    await first.__anext__()  # role chunk: the prompt is admitted
-    await first.__anext__()  # first token: the prompt's KV cache is stored
-    second = await client.chat.completions.create(**{**kwargs, "max_tokens": 4})
+    # two chunks: the role (the prompt is admitted), then the first token (the prompt's KV cache is stored)
+    async with raw_stream(e, {**kwargs, "stream": True}, chunks=2):
+        second = await client.chat.completions.create(**{**kwargs, "max_tokens": 4})
+        assert (await e.stats())["running"] == 1  # the first one still decodes
     assert second.usage.prompt_tokens_details.cached_tokens == second.usage.prompt_tokens - 1
     stats = await e.stats()
     assert stats["cache"]["exact_hits"] == 1
-    await first.close()
 
 
 async def test_closing_a_stream_removes_its_sequence(engine, tiny_models):
@@ -342,18 +363,9 @@ async def test_closing_a_stream_removes_its_sequence(engine, tiny_models):
     client = e.client()
     body = {"model": "random", "messages": USER, "max_tokens": 3000, "temperature": 0,
             "logit_bias": no_eos(tiny_models), "stream": True}
-    # read as raw SSE and dropped by closing the connection: an SDK stream left after a `break` keeps its
-    # transport's generators suspended until the garbage collector finalises them, in whatever test runs then
-    async with aiohttp.ClientSession() as session:
-        resp = await session.post(e.url + "/v1/chat/completions", json=body)
-        seen = 0
-        async for line in resp.content:
-            if line.startswith(b"data: {"):
-                seen += 1
-                if seen == 3:
-                    break
+    async with raw_stream(e, body, chunks=3):
         assert (await e.stats())["running"] == 1
-        resp.close()  # the client goes away mid-stream
+    # the client went away mid-stream
     stats = await e.wait_stats(lambda s: s["running"] == 0 and s["requests"]["cancelled"] == 1)
     assert stats["requests"]["served"] == 0 and stats["requests"]["active"] == 0
     assert stats["tokens"]["generated"] < 3000
