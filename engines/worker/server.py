@@ -19,7 +19,7 @@ import socket
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,7 @@ def _usage(fin: Finished) -> dict[str, Any]:
     }
 
 
-async def _events(handle: SequenceHandle) -> AsyncIterator[Started | Delta | Finished | Failed]:
+async def _events(handle: SequenceHandle) -> AsyncGenerator[Started | Delta | Finished | Failed, None]:
     while True:
         for event in await handle.next_events():
             yield event
@@ -191,25 +191,29 @@ async def _first_event(handle: SequenceHandle) -> list[Any]:
 async def _collect(handle: SequenceHandle, first: list[Any]) -> tuple[str, str, Finished]:
     content: list[str] = []
     reasoning: list[str] = []
-    pending = list(first)
-    async for event in _chain(pending, handle):
-        if isinstance(event, Delta):
-            for piece in event.pieces:
-                (reasoning if piece.kind == "reasoning" else content).append(piece.text)
-        elif isinstance(event, Failed):
-            raise WireError(event.status, event.message, event.code)
-        elif isinstance(event, Finished):
-            return "".join(content), "".join(reasoning), event
+    async with contextlib.aclosing(_chain(list(first), handle)) as events:
+        async for event in events:
+            if isinstance(event, Delta):
+                for piece in event.pieces:
+                    (reasoning if piece.kind == "reasoning" else content).append(piece.text)
+            elif isinstance(event, Failed):
+                raise WireError(event.status, event.message, event.code)
+            elif isinstance(event, Finished):
+                return "".join(content), "".join(reasoning), event
     raise WireError(500, "the sequence ended without a result", "generation_failed")
 
 
-async def _chain(first: list[Any], handle: SequenceHandle) -> AsyncIterator[Any]:
+async def _chain(first: list[Any], handle: SequenceHandle) -> AsyncGenerator[Any, None]:
+    """The events already read (`first`), then the sequence's next ones. Whoever reads it closes it (aclosing), as
+    it closes `_events`: one left suspended, by a client gone mid-stream or a return at Finished, waits for the
+    garbage collector, whose finaliser runs its aclose() on the event loop during some later request."""
     for event in first:
         yield event
         if isinstance(event, (Finished, Failed)):
             return
-    async for event in _events(handle):
-        yield event
+    async with contextlib.aclosing(_events(handle)) as rest:
+        async for event in rest:
+            yield event
 
 
 class ChunkEnvelope:
@@ -450,11 +454,18 @@ async def _stream_completion(request: web.Request, req: CompletionRequest, handl
     return await _relay(resp, _chain(first, handle), delta, finished, "a completion")
 
 
-async def _relay(resp: web.StreamResponse, events: AsyncIterator[Any], delta: Callable[[Delta], bytes],
+async def _relay(resp: web.StreamResponse, events: AsyncGenerator[Any, None], delta: Callable[[Delta], bytes],
                  finished: Callable[[Finished], bytes], what: str) -> web.StreamResponse:
     """A sequence's events to its prepared SSE response (`delta` and `finished` make each one's bytes), then
     [DONE]: a failure the scheduler reports as its error event, and one raised after the headers were sent (they
-    cannot become a status any more) as an internal_error event, so a client never waits on a stream without end."""
+    cannot become a status any more) as an internal_error event, so a client never waits on a stream without end.
+    `events` is closed before it returns, however it ends."""
+    async with contextlib.aclosing(events):
+        return await _write_events(resp, events, delta, finished, what)
+
+
+async def _write_events(resp: web.StreamResponse, events: AsyncIterator[Any], delta: Callable[[Delta], bytes],
+                        finished: Callable[[Finished], bytes], what: str) -> web.StreamResponse:
     try:
         async for event in events:
             if isinstance(event, Delta):

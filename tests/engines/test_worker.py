@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import aiohttp
 import openai
 import pytest
 
+from engines.worker import server
 from engines.worker.sampling import SamplingParams
 from engines.worker.scheduler import Failed, Finished, SequenceSpec
 from engines.worker.server import WORKER
@@ -29,13 +32,14 @@ def no_eos(models: dict[str, Path], name: str = "random") -> dict[str, int]:
 
 
 @contextlib.asynccontextmanager
-async def raw_stream(e: Engine, body: dict[str, Any], *, chunks: int) -> AsyncIterator[None]:
+async def raw_stream(e: Engine, body: dict[str, Any], *, chunks: int,
+                     path: str = "/v1/chat/completions") -> AsyncIterator[None]:
     """A chat stream read as raw SSE up to its `chunks`-th data event, and dropped on exit by closing the connection
     (the client going away mid-stream). An openai SDK stream left unfinished, even closed (`close()` closes the
     response only), keeps its chain of async generators (the SDK's, httpx's, httpcore's) suspended until the garbage
     collector finalises them, in whatever test runs then: a PytestUnraisableExceptionWarning blamed on that test."""
     async with aiohttp.ClientSession() as session:
-        resp = await session.post(e.url + "/v1/chat/completions", json=body)
+        resp = await session.post(e.url + path, json=body)
         try:
             seen = 0
             async for line in resp.content:
@@ -372,6 +376,32 @@ async def test_closing_a_stream_removes_its_sequence(engine, tiny_models):
     # the worker keeps serving
     resp = await client.chat.completions.create(model="random", messages=USER, max_tokens=2, temperature=0)
     assert resp.usage.completion_tokens <= 2
+
+
+def _suspended(*functions: Callable[..., Any]) -> int:
+    """Async generators of these functions alive and suspended (neither finished nor closed)."""
+    codes = {f.__code__ for f in functions}
+    return sum(1 for o in gc.get_objects()
+               if isinstance(o, types.AsyncGeneratorType) and o.ag_code in codes and o.ag_frame is not None)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+async def test_a_stream_the_client_left_closes_its_event_iterators(engine, tiny_models, path):
+    """A client going away mid-stream cancels the worker's handler while it writes a chunk: its event iterators were
+    left suspended, for the garbage collector to finalise (an aclose() run on the event loop) during some later
+    request; they are closed with the stream."""
+    e = await engine("random")
+    ask = {"messages": USER} if path.endswith("chat/completions") else {"prompt": "hi"}
+    body = {"model": "random", **ask, "max_tokens": 3000, "temperature": 0, "logit_bias": no_eos(tiny_models),
+            "stream": True}
+    gc.disable()  # a collection would finalise them, hiding what was left
+    try:
+        async with raw_stream(e, body, chunks=3, path=path):
+            assert _suspended(server._chain, server._events) == 2
+        await e.wait_stats(lambda s: s["running"] == 0 and s["requests"]["cancelled"] == 1)
+        assert _suspended(server._chain, server._events) == 0
+    finally:
+        gc.enable()
 
 
 async def test_context_overflow_is_400(engine):
