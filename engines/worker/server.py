@@ -459,13 +459,22 @@ async def _relay(resp: web.StreamResponse, events: AsyncGenerator[Any, None], de
     """A sequence's events to its prepared SSE response (`delta` and `finished` make each one's bytes), then
     [DONE]: a failure the scheduler reports as its error event, and one raised after the headers were sent (they
     cannot become a status any more) as an internal_error event, so a client never waits on a stream without end.
-    `events` is closed before it returns, however it ends."""
+    `events` is closed before it returns, however it ends. A client that went away is no error: a write to its
+    closing connection raises ClientConnectionResetError when it comes before aiohttp cancels the handler, which
+    aiohttp would log with its traceback (relayed to the router's log line by line)."""
     async with contextlib.aclosing(events):
-        return await _write_events(resp, events, delta, finished, what)
+        try:
+            tail = await _write_events(resp, events, delta, finished, what)
+            await resp.write(tail + SSE_DONE)
+            await resp.write_eof()
+        except ConnectionResetError:
+            log.debug("streaming %s: the client went away", what)
+    return resp
 
 
 async def _write_events(resp: web.StreamResponse, events: AsyncIterator[Any], delta: Callable[[Delta], bytes],
-                        finished: Callable[[Finished], bytes], what: str) -> web.StreamResponse:
+                        finished: Callable[[Finished], bytes], what: str) -> bytes:
+    """Write each event; what is left to write before [DONE]: nothing, or the error event of a failure raised."""
     try:
         async for event in events:
             if isinstance(event, Delta):
@@ -482,10 +491,8 @@ async def _write_events(resp: web.StreamResponse, events: AsyncIterator[Any], de
         raise
     except Exception as exc:  # headers are sent: end the stream with an error event
         log.exception("streaming %s failed", what)
-        await resp.write(_internal_error(exc).sse_event())
-    await resp.write(SSE_DONE)
-    await resp.write_eof()
-    return resp
+        return _internal_error(exc).sse_event()
+    return b""
 
 
 def _internal_error(exc: Exception) -> WireError:
