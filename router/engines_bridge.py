@@ -10,7 +10,7 @@ from pathlib import Path
 
 from engines.supervisor.types import EngineEvent, EngineSpec, EngineSupervisor
 from engines.worker.modeldir import folder_problem
-from engines.worker.tiny import is_tiny_spec, tiny_spec_problem
+from engines.worker.tiny import is_tiny_spec, tiny_cache_problem, tiny_spec_problem
 
 from .config.model import Config
 from .metrics import Metrics
@@ -74,7 +74,8 @@ def engine_availability(entry: EngineSpec) -> tuple[bool, str | None]:
     an entry's own HF_HOME or HF_HUB_OFFLINE decides where its model is looked for and whether it may download."""
     model = entry.model or ""
     if entry.kind == "mlx" and is_tiny_spec(model):
-        problem = tiny_spec_problem(model)
+        # (built in the cache folder of the worker's environment: one it cannot create is refused before a start)
+        problem = tiny_spec_problem(model) or tiny_cache_problem(model, {**os.environ, **entry.env})
         return problem is None, problem
     if entry.kind != "mlx":
         return True, None

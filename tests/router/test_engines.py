@@ -229,3 +229,19 @@ async def test_a_folder_the_worker_would_refuse_is_unavailable_before_a_start(ro
         assert info.value.status_code == 503 and why in str(info.value.message), info.value.message
         assert why in json.dumps(said[folder.name]), said[folder.name]
     assert r.state.supervisor.states().get("empty") is None or r.state.supervisor.states()["empty"].pid is None
+
+
+async def test_a_tiny_model_that_cannot_be_built_here_is_unavailable_before_a_start(router, tmp_path):
+    """A `tiny:` model not built yet, whose cache folder cannot be created (here a file stands where it would go),
+    was started, and its worker refused it: /v1/models now says why, in the entry's own environment, and a request
+    is refused without a start."""
+    blocker = tmp_path / "cache-file"
+    blocker.write_text("not a folder")
+    entry = f"  - {{name: tiny, engine: mlx, model: 'tiny:random:7', env: {{AGENTGATE_CACHE: '{blocker}/sub'}}}}\n"
+    r = await router(engines_yaml(tmp_path, entry))
+    rows = {m.id: m.agentgate for m in (await r.client().models.list()).data}  # type: ignore[attr-defined]
+    assert rows["tiny"]["available"] is False and "AGENTGATE_CACHE" in rows["tiny"]["reason"], rows["tiny"]
+    with pytest.raises(openai.APIStatusError) as info:
+        await r.client().chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 503 and "cannot build tiny:random:7" in str(info.value.message)
+    assert r.state.supervisor.states().get("tiny") is None or r.state.supervisor.states()["tiny"].pid is None
