@@ -173,7 +173,12 @@ async def test_an_answer_nested_too_deep_is_the_upstreams_error(raw_anthropic, r
 
     r = await router(ANTHROPIC.format(url=await raw_anthropic(handler), key=API_KEY, burl="http://127.0.0.1:9"))
     status, text = await post(r, {"model": "alone", "stream": stream, **ASK})
-    if status == 200:  # a stream that began: its terminal error event
+    if status == 200 and '"error"' not in text:
+        # (a Python whose JSON reader and encoder take this depth, 3.12 on: the answer translated whole)
+        assert '"finish_reason":"tool_calls"' in text and text.rstrip().endswith(("}", "data: [DONE]")), text[-300:]
+        assert "nests JSON" not in text  # (streamed, the input pieces carry the call's input: `{}` here)
+        assert stream or text.count("[") >= depth
+    elif status == 200:  # a stream that began: its terminal error event
         assert '"error"' in text.splitlines()[-3:][0] + text[-400:] and "nests JSON" not in text
     else:
         assert status == 502 and "nests JSON" not in text, text[:300]
