@@ -15,6 +15,7 @@ Model specs (`resolve_model_spec`): `tiny:demo`, `tiny:random`, `tiny:random:<se
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -440,9 +441,13 @@ def resolve_model_spec(spec: str, cache_dir: str | os.PathLike[str] | None = Non
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     try:
         return str(ensure_tiny_model(root, script=script, seed=seed))
-    except OSError as exc:
+    except OSError as exc:  # (the advice only where the folder is what failed: not a full disk or an I/O error)
         where = f": {exc.filename}" if exc.filename else ""
-        raise TinyCacheError(f"cannot build {spec} in {root}: {exc.strerror or exc}{where}; {CACHE_ADVICE}") from exc
+        advice = f"; {CACHE_ADVICE}" if exc.errno in _FOLDER_ERRNOS else ""
+        raise TinyCacheError(f"cannot build {spec} in {root}: {exc.strerror or exc}{where}{advice}") from exc
+
+
+_FOLDER_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT})
 
 
 def tiny_cache_problem(spec: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -451,9 +456,12 @@ def tiny_cache_problem(spec: str, env: Mapping[str, str] | None = None) -> str |
     folder can be written. Asks the file system only: nothing is created."""
     script, seed = _build_args(spec)
     root = cache_root(env)
-    if (_target(root, script, seed, "hermes", TinyShape()) / "agentgate_tiny.json").exists():
-        return None
-    problem = _unwritable(root)
+    try:
+        if (_target(root, script, seed, "hermes", TinyShape()) / "agentgate_tiny.json").exists():
+            return None
+        problem = _unwritable(root)
+    except OSError as exc:  # a folder on the way this process may not enter (Python < 3.13's exists() raises)
+        problem = f"{exc.filename or root}: {exc.strerror or exc}"
     return f"cannot build {spec}: its cache folder {root} cannot be created ({problem}); {CACHE_ADVICE}" \
         if problem else None
 

@@ -123,3 +123,33 @@ def test_a_build_the_cache_cannot_hold_fails_in_one_line(tmp_path):
         resolve_model_spec("tiny:random:4", blocker / "tiny")
     assert str(err.value).startswith(f"cannot build tiny:random:4 in {blocker}/tiny: ") and "AGENTGATE_CACHE" in str(
         err.value)
+
+
+def test_a_folder_on_the_way_that_cannot_be_entered_is_said_not_raised(tmp_path, monkeypatch):
+    """Python before 3.13 raises PermissionError from `Path.exists()` under a folder this process may not enter
+    (the router asks every listing): it is the problem said, not an exception out of /v1/models or start-up."""
+    locked = tmp_path / "locked"
+    real_exists = Path.exists
+
+    def exists(self: Path, *args: object, **kw: object) -> bool:
+        if self.is_relative_to(locked) and self != locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    problem = tiny_cache_problem("tiny:random:4", {"AGENTGATE_CACHE": str(locked / "inner" / "c")})
+    assert problem is not None and "Permission denied" in problem and "AGENTGATE_CACHE" in problem, problem
+
+
+def test_a_full_disk_is_not_blamed_on_the_folder(tmp_path, monkeypatch):
+    import errno
+
+    import engines.worker.tiny as tiny
+
+    def full(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr(tiny, "ensure_tiny_model", full)
+    with pytest.raises(TinyCacheError) as err:
+        resolve_model_spec("tiny:random:4", tmp_path / "tiny")
+    assert "No space left on device" in str(err.value) and "AGENTGATE_CACHE" not in str(err.value)
