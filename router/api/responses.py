@@ -245,7 +245,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
             reply = failed_at_once(err.for_responses())  # as OpenAI streams it: `response.failed` (Codex reads
             # its `error.code`; a 400 it takes for any other refusal, and does not compact)
         except ApiError as err:  # (an upstream's refusal of the limit names the client's field)
-            raise dialect.limit_named(err) from None
+            raise dialect.limit_named(err, req) from None
         headers = {"x-request-id": ex.request_id, **reply.headers, **req.dropped.header()}
         if reply.doc is not None:
             items, finish = dialect.output_items(reply.doc, req.client_tools, logprobs=req.logprobs,

@@ -181,8 +181,10 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     reasoning = _typed(body, "reasoning", dict, "an object")
     # any string: the levels grow ("none", "xhigh", "max"); the upstream judges the value, OpenAI's a 400 of its own
     effort = _field(reasoning, "effort", "reasoning.effort")
-    # (Codex leaves it out for no summaries, its "none"; the openai SDK's type takes these three only)
-    _one_of(reasoning, "summary", ("auto", "concise", "detailed"), "reasoning.summary")
+    # (the openai SDK's type takes the first three; Codex leaves the field out for no summaries, its "none", which
+    # Codex before December 2025 sent: taken, as no summary)
+    if reasoning is None or reasoning.get("summary") != "none":
+        _one_of(reasoning, "summary", ("auto", "concise", "detailed"), "reasoning.summary")
     if effort is not None:
         params["reasoning_effort"] = effort
     text = _typed(body, "text", dict, "an object")
@@ -237,15 +239,20 @@ def _number(body: dict[str, Any], name: str, lo: float, hi: float) -> float | No
     return check_number(body, name, lo, hi)
 
 
+_USE_INSTEAD = re.compile(r"\buse\b[^.]*\bmax_(?:completion_|output_)?tokens\b[^.]*\binstead\b", re.IGNORECASE)
 _LIMIT_FIELDS = re.compile(r"(['\"`]?)\bmax_(?:completion_)?tokens\b\1(?:\s+or\s+(['\"`]?)"
                            r"\bmax_(?:completion_)?tokens\b\2)?")
 
 
-def limit_named(err: ApiError) -> ApiError:
+def limit_named(err: ApiError, req: ResponsesRequest) -> ApiError:
     """An upstream's refusal naming the output limit as it went upstream (chat's `max_tokens`, or
     `max_completion_tokens`), naming the field the client sent, `max_output_tokens`, in its message and `param`:
-    OpenAI documents no bound for it but the model's, which the upstream judges. Any other error as it was."""
-    if err.status not in (400, 422) or _LIMIT_FIELDS.search(err.message) is None:
+    OpenAI documents no bound for it but the model's, which the upstream judges. Only when the client sent it (a
+    limit the router set, an entry's or an Anthropic provider's default, is not the client's to change), and not
+    for a message telling one field from the other ("Use 'max_completion_tokens' instead"). Any other error as it
+    was."""
+    if err.status not in (400, 422) or req.echo.get("max_output_tokens") is None \
+            or _LIMIT_FIELDS.search(err.message) is None or _USE_INSTEAD.search(err.message) is not None:
         return err
     return ApiError(err.status, _LIMIT_FIELDS.sub(r"\1max_output_tokens\1", err.message), err.code, type=err.type,
                     param="max_output_tokens", headers=err.headers)

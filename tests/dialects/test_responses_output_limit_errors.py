@@ -60,3 +60,23 @@ async def test_another_upstream_error_is_left_as_it_was(fakes, router):
     status, doc = await _post(r.url, {"model": "m", "input": "hi", "max_output_tokens": 100})
     assert status == 400
     assert (doc["error"]["message"], doc["error"]["param"]) == ("temperature is out of range", None)
+
+
+async def test_a_limit_the_client_never_sent_is_not_named_as_theirs(fakes, router) -> None:
+    """An entry's or a provider's default limit is not the client's to change: its refusal as it came."""
+    up = await fakes()
+    up.push(_refusal(OPENAI_SAYS))
+    r = await router(CFG.format(url=up.url))
+    status, doc = await _post(r.url, {"model": "m", "input": "hi"})
+    assert status == 400
+    assert doc["error"]["message"] == OPENAI_SAYS, doc
+
+
+def test_a_message_telling_the_fields_apart_is_not_renamed() -> None:
+    from router.dialects.responses import ResponsesRequest, limit_named
+    from router.errors import ApiError
+
+    said = "max_tokens is not supported with this model. Use max_completion_tokens instead."
+    req = ResponsesRequest.__new__(ResponsesRequest)
+    req.echo = {"max_output_tokens": 100}
+    assert limit_named(ApiError(400, said, "invalid_request_error"), req).message == said

@@ -1,6 +1,7 @@
 """`reasoning.summary` takes what OpenAI takes: "auto", "concise" or "detailed" (or null). Any other string was taken
-and echoed in the Response; it is OpenAI's 400 naming the field now. Codex never sends "none" (its config value
-for no summaries leaves the field out), and the openai SDK's type allows the three values only."""
+and echoed in the Response; it is OpenAI's 400 naming the field now. Codex leaves the field out for no summaries
+(its config value "none"), and the openai SDK's type allows the three values only; Codex before December 2025 sent
+"none", which is taken as no summary."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ async def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return resp.status, doc
 
 
-@pytest.mark.parametrize("summary", ["auto", "concise", "detailed", None])
+@pytest.mark.parametrize("summary", ["auto", "concise", "detailed", None, "none"])
 async def test_openai_s_values_are_taken_and_echoed(fakes, router, summary: str | None) -> None:
     up = await fakes()
     up.push(Step(json=completion("Hello", "m")))
@@ -42,7 +43,7 @@ async def test_codex_s_reasoning_without_a_summary_is_taken(fakes, router):
     assert doc["reasoning"] == {"effort": "high", "summary": None}
 
 
-@pytest.mark.parametrize("summary", ["none", "brief", "", "AUTO", "x" * 1000])
+@pytest.mark.parametrize("summary", ["brief", "", "AUTO", "None", "x" * 1000])
 async def test_another_value_is_openai_s_400(fakes, router, summary: str) -> None:
     up = await fakes()
     r = await router(CFG.format(url=up.url))
