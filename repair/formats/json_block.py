@@ -65,19 +65,19 @@ def parse_bare(text: str, p: int, ctx: Ctx) -> Parsed | None:
 
 
 def parse_wrapped(text: str, p: int, ctx: Ctx) -> Parsed | None:
-    """llama.cpp's generic wrapper around the calls (`_WRAPPED`), read whole when it holds nothing else (the calls'
-    `id`s aside); with other members (text beside the calls) it is no candidate, and the calls inside are read as
-    bare objects."""
+    """llama.cpp's generic wrapper around the calls (`_WRAPPED`), read whole when it is valid JSON with that one
+    member; anything else (another member, the key twice, text a decoder has to repair) is no candidate, and the
+    calls inside are read as bare objects (nothing beside them is dropped)."""
     try:
-        value = _DECODER.raw_decode(text, p)[0]
-    except (ValueError, RecursionError):  # not valid JSON as written: repaired as the bare objects are
-        value = None
-    if isinstance(value, dict) and not value.keys() <= {"tool_call", "tool_calls"}:
+        pairs = _PAIRS.raw_decode(text, p)[0]
+    except (ValueError, RecursionError):
+        return None
+    if len(pairs) != 1 or pairs[0][0] not in ("tool_call", "tool_calls"):
         return None
     return parse_bare(text, p, ctx)
 
 
-_DECODER = json.JSONDecoder()
+_PAIRS = json.JSONDecoder(object_pairs_hook=lambda pairs: pairs)  # (the top level's members as written, repeats kept)
 
 
 _TAG = re.compile(r"<(tool-call|tool)>")

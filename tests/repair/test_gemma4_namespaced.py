@@ -37,3 +37,9 @@ def test_an_undeclared_namespaced_name_is_one_failure_and_the_text_stays() -> No
     assert r.tool_calls == []
     assert [e.kind for e in r.errors] == ["unknown_name"]
     assert r.content == CALL
+
+
+def test_a_name_of_many_parts_is_still_one_call() -> None:
+    text = '<|tool_call>call:a:b:c:d:e:f:g:h:get_weather{content:<|"|>x<|"|>}<tool_call|>'
+    r = repair_message(text, _tools("get_weather"), id_factory=ids)
+    assert r.tool_calls == [] and [e.kind for e in r.errors] == ["unknown_name"] and r.content == text

@@ -26,7 +26,6 @@ TWO = ('{\n  "tool_calls": [\n    {"name": "get_weather", "arguments": {"city": 
     (TWO, [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})], None),
     ("Checking both.\n" + TWO, [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})],
      "Checking both."),
-    (ONE.replace('"Paris"}', '"Paris",}'), [("get_weather", {"city": "Paris"})], None),  # repaired inside
 ])
 def test_the_wrapper_is_part_of_the_call(text: str, calls: list[tuple[str, Any]], content: str | None) -> None:
     r = repair_message(text, WEATHER, id_factory=ids)
@@ -36,8 +35,8 @@ def test_the_wrapper_is_part_of_the_call(text: str, calls: list[tuple[str, Any]]
     assert_stream_matches(text, WEATHER)
 
 
-def test_a_wrapper_cut_off_is_truncated_and_stays_text() -> None:
-    text = ONE[:-2]
+def test_a_wrapper_cut_off_inside_its_call_is_truncated_and_stays_text() -> None:
+    text = ONE[:-4]
     r = repair_message(text, WEATHER, id_factory=ids)
     assert r.tool_calls == [] and [e.kind for e in r.errors] == ["truncated"] and r.content == text
 
@@ -48,9 +47,26 @@ def test_the_generic_plain_answer_is_no_call() -> None:
     assert r.tool_calls == [] and r.errors == [] and r.content == text
 
 
-def test_a_wrapper_with_other_members_is_not_read_whole() -> None:
-    """Its other members are text nobody asked to drop: the call inside is read as a bare object, they stay."""
-    text = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}, "note": "example"}'
-    r = repair_message(text, WEATHER, id_factory=ids)
-    assert calls_of(r) == [("get_weather", {"city": "Paris"})]
-    assert r.content is not None and '"note": "example"' in r.content
+SEARCH: list[dict[str, Any]] = [*WEATHER, {"type": "function", "function": {"name": "search", "parameters": {
+    "type": "object", "properties": {"q": {"type": "string"}}}}}]
+W = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
+S = '{"name": "search", "arguments": {"q": "x"}}'
+
+
+@pytest.mark.parametrize(("text", "calls", "kept"), [
+    # other members are text nobody asked to drop: the calls inside are read as bare objects, the rest stays
+    ('{"tool_call": ' + W + ', "note": "example"}', [("get_weather", {"city": "Paris"})], '"note": "example"'),
+    ('{"tool_call": ' + W + ', "thought": "need weather"', [("get_weather", {"city": "Paris"})], '"thought"'),
+    ("{'tool_call': " + W + ", 'thought': 'x'}", [("get_weather", {"city": "Paris"})], "'thought': 'x'"),
+    ('{"tool_call": ' + W + ', "note": "x",}', [("get_weather", {"city": "Paris"})], '"note": "x"'),
+    # the key twice (a decoder keeps the last) or both keys: every call is read, none dropped
+    ('{"tool_call": ' + W + ', "tool_call": ' + S + '}', [("get_weather", {"city": "Paris"}), ("search", {"q": "x"})],
+     '"tool_call"'),
+    ('{"tool_call": ' + W + ', "tool_calls": [' + S + ']}',
+     [("get_weather", {"city": "Paris"}), ("search", {"q": "x"})], '"tool_calls"'),
+])
+def test_a_wrapper_with_more_than_its_calls_is_not_read_whole(text: str, calls: list[tuple[str, Any]],
+                                                              kept: str) -> None:
+    r = repair_message(text, SEARCH, id_factory=ids)
+    assert calls_of(r) == calls
+    assert r.content is not None and kept in r.content
