@@ -76,6 +76,17 @@ def sse_event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {payload}\n\n".encode()
 
 
+def json_type(value: object) -> str:
+    """What JSON calls the type of `value`, as OpenAI's errors name it ("an integer", "null", ...)."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+                       (list, "an array"), (dict, "an object")):
+        if isinstance(value, kind):
+            return name
+    return "a value of no JSON type"
+
+
 def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str,
                required: bool = False) -> Any:
     """`body[name]` when it has the right type (bools are never numbers), None when absent and not required;

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.wire import WireError, check_type
+from engines.wire import WireError, check_type, json_type
 from engines.worker.errors import bad_request
 from engines.worker.sampling import SamplingParams
 from repair import data_answer
@@ -288,7 +288,7 @@ def _check_json_schema(spec: Any) -> None:
         value = spec.get(key)
         if value is not None and not isinstance(value, kind):
             raise bad_request(f"Invalid type for 'response_format.json_schema.{key}': expected {what}, but got "
-                              f"{_json_type(value)} instead.", param="response_format", code="invalid_type")
+                              f"{json_type(value)} instead.", param="response_format", code="invalid_type")
 
 
 def _check_format_name(spec: dict[str, Any]) -> None:
@@ -299,7 +299,7 @@ def _check_format_name(spec: dict[str, Any]) -> None:
         raise bad_request(f"Missing required parameter: '{where}'.", param=where, code="missing_required_parameter")
     name = spec["name"]
     if not isinstance(name, str):
-        raise bad_request(f"Invalid type for '{where}': expected a string, but got {_json_type(name)} instead.",
+        raise bad_request(f"Invalid type for '{where}': expected a string, but got {json_type(name)} instead.",
                           param=where, code="invalid_type")
     if len(name) > FORMAT_NAME_MAX:
         raise bad_request(f"Invalid '{where}': string too long. Expected a string with maximum length "
@@ -379,7 +379,7 @@ def _tool_call_id(message: dict[str, Any], where: str) -> str:
         raise bad_request(f"Missing required parameter: '{where}.tool_call_id'.", param="messages",
                           code="missing_required_parameter")
     if not isinstance(value, str):
-        raise bad_request(f"Invalid type for '{where}.tool_call_id': expected a string, but got {_json_type(value)} "
+        raise bad_request(f"Invalid type for '{where}.tool_call_id': expected a string, but got {json_type(value)} "
                           "instead.", param="messages", code="invalid_type")
     return value
 
@@ -388,19 +388,9 @@ def _optional_string(message: dict[str, Any], key: str, where: str) -> str | Non
     """`message[key]` when a string, None when absent or null; OpenAI's 400 for any other type."""
     value = message.get(key)
     if value is not None and not isinstance(value, str):
-        raise bad_request(f"Invalid type for '{where}.{key}': expected a string, but got {_json_type(value)} instead.",
+        raise bad_request(f"Invalid type for '{where}.{key}': expected a string, but got {json_type(value)} instead.",
                           param="messages", code="invalid_type")
     return value
-
-
-def _json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, as OpenAI's messages word it."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    names: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
-    return names.get(type(value), "null")
 
 
 def _require_content(message: dict[str, Any], where: str) -> None:
@@ -513,7 +503,7 @@ def _tool(i: int, t: Any) -> None:
         value = fn.get(key)  # null is served as absent, as vLLM serves it
         if value is not None and not isinstance(value, kind):
             raise bad_request(f"Invalid type for 'tools[{i}].function.{key}': expected {what}, but got "
-                              f"{_json_type(value)} instead.", param="tools", code="invalid_type")
+                              f"{json_type(value)} instead.", param="tools", code="invalid_type")
 
 
 def _tool_choice(body: dict[str, Any], tools: list[dict[str, Any]] | None) -> Any:

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from engines.wire import json_type
+
 from .. import jsoncodec
 from ..chat_types import Completion, StreamChunk, ToolFragment, Usage, str_or
 from ..custom_tools import function_description, input_schema
@@ -279,17 +281,6 @@ def _field(obj: dict[str, Any] | None, name: str, param: str | None = None) -> s
 MAX_METADATA_PAIRS = 16  # OpenAI's bounds on `metadata`
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
-
-
-def json_type(value: object) -> str:
-    """What JSON calls the type of `value`, as OpenAI's errors name it ("an integer", "null", ...)."""
-    if value is None:
-        return "null"
-    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
-                       (list, "an array"), (dict, "an object")):
-        if isinstance(value, kind):
-            return name
-    return "a value of no JSON type"
 
 
 def wrong_type(param: str, expected: str, value: object) -> ApiError:
