@@ -12,9 +12,9 @@ no payload, so a chunk costs one small object per choice.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from repair import data_answer
 
@@ -99,12 +99,33 @@ class ChatRequest:
                    taken_ids=HistoryIds(body.get("messages")) if taken_ids is None else taken_ids)
 
 
+class CallIds(Protocol):
+    """The call ids a translating route's history holds, kept with its translation (see `TranslatedMessages`)."""
+
+    def holds(self, call_id: object) -> bool | None:
+        """Whether the history holds `call_id`; None when that is not known any more (it is then read)."""
+
+
+class TranslatedMessages(list[Any]):
+    """A chat history a translating route (Messages, Responses) built, with the call ids it holds (`ids`, None
+    where the route does not know them) and whether a message of it may hold an image part (`images`): the route
+    keeps both with its translation of the conversation, so a resend is not read again for them. Nothing modifies
+    it once built (a changed history is a new list)."""
+
+    __slots__ = ("ids", "images")
+
+    def __init__(self, messages: Iterable[Any] = (), ids: CallIds | None = None, images: bool = True) -> None:
+        super().__init__(messages)
+        self.ids = ids
+        self.images = images
+
+
 class HistoryIds(Container[str]):
     """The tool-call ids a chat history holds (its assistant messages' calls, its tool results'), read once, when
     first asked: repair gives a new call another id when its upstream's is among them (a server numbering its calls
     per reply sends `call_0` on every turn, and agents refuse a call that reuses the id of one they ran). With
     `known`, the history's first messages are a known run's (`KnownHistory.prefix`): their ids are read once per
-    conversation, not once per request."""
+    conversation, not once per request; a translated history (`TranslatedMessages`) says itself which it holds."""
 
     __slots__ = ("_ids", "_known", "_messages", "_prefix")
 
@@ -116,6 +137,10 @@ class HistoryIds(Container[str]):
 
     def __contains__(self, call_id: object) -> bool:
         if self._ids is None:
+            if type(self._messages) is TranslatedMessages and self._messages.ids is not None:
+                held = self._messages.ids.holds(call_id)
+                if held is not None:
+                    return held
             messages = self._messages if isinstance(self._messages, list) else []
             known = self._known
             if known is not None:

@@ -17,7 +17,7 @@ import orjson
 from repair.incremental import ArgsEmitter, JsonBroken, JsonEvents, string_run
 
 from .. import jsoncodec
-from ..chat_types import Completion, ToolFragment, Usage, str_or
+from ..chat_types import Completion, ToolFragment, TranslatedMessages, Usage, ids_of, str_or
 from ..errors import ApiError
 from .anthropic_tools import client_function
 from .common import (
@@ -26,6 +26,7 @@ from .common import (
     Dropped,
     HistoryMemo,
     Memos,
+    Progress,
     ToolsJson,
     ToolsMemo,
     Turn,
@@ -100,14 +101,14 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
 
     req = MessagesRequest(model=model, stream=stream, chat={}, thinking=thinking, effort=effort,
                           stop_sequences=list(stops or []))
-    out: list[dict[str, Any]] = []
     system = _system(body.get("system"), req)
-    if system:
-        out.append({"role": "system", "content": system})
-    ids = _history(messages, req, memos.history, out)  # each message's tool_use (assistant) or tool_result ids
-    check_tool_pairs(messages, ids)
+    done = _history(messages, req, memos)
+    sofar = done.state or _Sofar()
+    out = TranslatedMessages([{"role": "system", "content": system}] if system else (),
+                             memos.conversations.keep(messages, done), images=sofar.images > 0)
+    out += done.messages
     req.prefill = _prefill(messages[-1], out)
-    chat: dict[str, Any] = {"model": model, "messages": _placed(out, messages)}
+    chat: dict[str, Any] = {"model": model, "messages": _placed(out, sofar.system)}
     if max_tokens is not None:
         chat["max_tokens"] = max_tokens
     tools, server = _tools(body.get("tools"), req, memos.tools)
@@ -406,38 +407,13 @@ def _prefill(last: dict[str, Any], out: list[dict[str, Any]]) -> bool:
     return False
 
 
-def _placed(out: list[dict[str, Any]], messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`place_system(out)` (the chat messages of `messages`, which passed `_message`'s checks): `out` as it is when
-    no message is a system one, as it then already stands (the request's `system` alone, first, when not empty)."""
-    if any(m["role"] == "system" for m in messages):
-        return place_system(out)
+def _placed(out: TranslatedMessages, system: bool) -> TranslatedMessages:
+    """`place_system(out)` (the chat messages of a history that passed `_message`'s checks; `system`: one of its
+    messages is a system one): `out` as it is without one, as it then already stands (the request's `system`
+    alone, first, when not empty)."""
+    if system:
+        return TranslatedMessages(place_system(out), out.ids, out.images)
     return out
-
-
-def check_tool_pairs(messages: list[Any], ids: list[tuple[str, ...]]) -> None:
-    """Anthropic's rule for a tool loop, with its 400s: every `tool_use` of an assistant turn is answered by a
-    `tool_result` in the message right after it, and every `tool_result` names a `tool_use` of the message right
-    before it (mid-conversation `system` messages, which Anthropic does not have, are not counted between them).
-    The calls of a final assistant message have no answer to wait for. `messages` passed `_message`'s checks;
-    `ids[i]` are the call ids of `messages[i]`, or its result ids (`block_ids`, kept with its translation); the
-    usual turn answers its calls in their order, found equal at once."""
-    calls: tuple[str, ...] = ()  # the ids of the last assistant turn's calls, still to be answered
-    at = 0
-    for i, m in enumerate(messages):
-        role = m["role"]
-        if role == "system":
-            continue
-        if role == "user":
-            if ids[i] != calls:
-                _mismatch(at, calls, i, m.get("content"))
-            calls = ()
-        else:
-            if calls:
-                _mismatch(at, calls, i, [])
-            calls = ids[i]
-            if len(calls) > 1 and len(set(calls)) < len(calls):
-                _repeated(i, m["content"])
-        at = i
 
 
 def _repeated(i: int, blocks: list[dict[str, Any]]) -> None:
@@ -481,41 +457,95 @@ def _mismatch(at: int, calls: tuple[str, ...], i: int, blocks: Any) -> None:
                       "in the next message.", "messages", "invalid_request")
 
 
-def _history(messages: list[Any], req: MessagesRequest, history: HistoryMemo,
-             out: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """Each message's `_message` appended to `out`, found in `history` for a message of content blocks (a string
-    is cheaper to translate than to look up); each one's tool ids (`block_ids`) returned, in order."""
-    ids: list[tuple[str, ...]] = []
-    text_bytes = images = 0
-    get = history.get
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("content"), list):
-            out += _message(m, i, req)
-            ids.append(())
-            continue
-        turn = get(m, _turn, i)
-        text_bytes += turn.text_bytes
-        images += turn.images
-        if turn.dropped or turn.loads:  # (rare)
-            _noted(turn, req)
-        ids.append(turn.ids)
-        out += turn.messages
-    req.text_bytes += text_bytes
-    req.images += images
-    return ids
+@dataclass(frozen=True, slots=True)
+class _Sofar:
+    """What a history adds up to after some of its messages (the state a kept run takes up, see
+    `common.Conversations`)."""
+
+    text_bytes: int = 0
+    images: int = 0
+    dropped: tuple[str, ...] = ()
+    loads: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()  # the last assistant turn's calls, still to be answered (see `_pair_check`)
+    at: int = 0  # that turn's place
+    system: bool = False  # a message is a system one
+
+    def then(self, turn: Turn, calls: tuple[str, ...], at: int, system: bool) -> _Sofar:
+        """The state after one more message, `turn` its translation."""
+        if not (turn.dropped or turn.loads):
+            return _Sofar(self.text_bytes + turn.text_bytes, self.images + turn.images, self.dropped, self.loads,
+                          calls, at, self.system or system)
+        return _Sofar(self.text_bytes + turn.text_bytes, self.images + turn.images,
+                      self.dropped + tuple(k for k in dict.fromkeys(turn.dropped) if k not in self.dropped),
+                      self.loads + tuple(n for n in dict.fromkeys(turn.loads) if n not in self.loads),
+                      calls, at, self.system or system)
 
 
-def _noted(turn: Turn, req: MessagesRequest) -> None:
-    """What a history message dropped and the deferred tools it loads, noted in the request."""
-    for kind in turn.dropped:
+def _history(messages: list[Any], req: MessagesRequest, memos: Translations) -> Progress[_Sofar]:
+    """The chat messages of `messages` (in the progress returned: its messages, its state), taken up where a kept
+    run of the conversation holds their first ones (`memos.conversations`), each later message's `_message`
+    found in `memos.history` for one of content blocks (a string is cheaper to translate than to look up);
+    what they add up to noted in `req`. Every message translated before Anthropic's pairing rule is checked
+    (`_pair_check`), from where the kept run left it."""
+    done = memos.conversations.start(messages)
+    start = done.count
+    turns = [_translated(messages[i], i, memos.history) for i in range(start, len(messages))]
+    sofar = done.state or _Sofar()
+    calls, at = sofar.calls, sofar.at
+    for i, (turn, weight) in enumerate(turns, start):
+        m = messages[i]
+        calls, at = _pair_check(m, i, turn.ids, calls, at)
+        done.messages += turn.messages
+        sofar = sofar.then(turn, calls, at, m["role"] == "system")
+        done.add(sofar, turn.call_ids, weight)
+    req.text_bytes += sofar.text_bytes
+    req.images += sofar.images
+    for kind in sofar.dropped:
         req.dropped.add(kind)
-    req.loads.extend(name for name in turn.loads if name not in req.loads)
+    req.loads.extend(name for name in sofar.loads if name not in req.loads)
+    return done
+
+
+def _translated(m: Any, i: int, history: HistoryMemo) -> tuple[Turn, int | None]:
+    """`messages[i]`'s translation, and the bytes a kept run holds for it (None: too many, see `Progress.add`)."""
+    if isinstance(m, dict) and isinstance(m.get("content"), list):
+        return history.get(m, _turn, i), history.held(m)
+    own = MessagesRequest(model="", stream=False, chat={})
+    made = _message(m, i, own)
+    return Turn(tuple(made), own.text_bytes, own.images), _STRING_WEIGHT + 4 * own.text_bytes
+
+
+_STRING_WEIGHT = 512  # about the bytes a message with a string content holds besides its text
+
+
+def _pair_check(m: dict[str, Any], i: int, ids: tuple[str, ...], calls: tuple[str, ...],
+                at: int) -> tuple[tuple[str, ...], int]:
+    """Anthropic's rule for a tool loop, with its 400s, for one more message, `messages[i]`, after the calls
+    `calls` of the turn at `at` (still to be answered): every `tool_use` of an assistant turn is answered by a
+    `tool_result` in the message right after it, and every `tool_result` names a `tool_use` of the message right
+    before it (mid-conversation `system` messages, which Anthropic does not have, are not counted between them).
+    The calls of a final assistant message have no answer to wait for. `m` passed `_message`'s checks; `ids` are
+    its call ids, or its result ids (`block_ids`, kept with its translation); the usual turn answers its calls in
+    their order, found equal at once. Returns the calls still to be answered after it, and where they were made."""
+    role = m["role"]
+    if role == "system":
+        return calls, at
+    if role == "user":
+        if ids != calls:
+            _mismatch(at, calls, i, m.get("content"))
+        return (), i
+    if calls:
+        _mismatch(at, calls, i, [])
+    if len(ids) > 1 and len(set(ids)) < len(ids):
+        _repeated(i, m["content"])
+    return ids, i
 
 
 def _turn(m: dict[str, Any], i: int) -> Turn:
     own = MessagesRequest(model="", stream=False, chat={})
-    return Turn(tuple(_message(m, i, own)), own.text_bytes, own.images, tuple(own.dropped.kinds),
-                loads=tuple(own.loads), ids=block_ids(m))
+    made = _message(m, i, own)
+    return Turn(tuple(made), own.text_bytes, own.images, tuple(own.dropped.kinds), loads=tuple(own.loads),
+                ids=block_ids(m), call_ids=tuple(ids_of(made)))
 
 
 def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
@@ -647,7 +677,7 @@ class _Tools:
         return len(self.json.data) if self.json is not None else 0
 
 
-Translations = Memos[_Tools]  # what one app keeps of this dialect's translations
+Translations = Memos[_Tools, _Sofar]  # what one app keeps of this dialect's translations
 
 
 def _tools(value: Any, req: MessagesRequest,

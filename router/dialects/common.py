@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import math
+import operator
 import os
 import re
 import sys
@@ -13,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Generic, TypeVar, cast
 
 import json_repair
@@ -28,7 +30,7 @@ from repair.index_cache import MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, Bounds
 from repair.slots import CallSlots, whole_json
 
 from .. import jsoncodec
-from ..chat_types import StreamChunk, ToolFragment, chunk_items, content_text
+from ..chat_types import StreamChunk, ToolFragment, TranslatedMessages, chunk_items, content_text
 from ..errors import ApiError
 
 T = TypeVar("T")
@@ -157,7 +159,11 @@ IMAGE_PLACEHOLDER = "[image omitted: this model cannot view images]"
 
 def without_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
     """The messages with every image part replaced by a short text placeholder (for backends that take text only),
-    and how many were replaced."""
+    and how many were replaced. A translated history stays one (its call ids are its own still), and is given
+    back as it is when it holds no image part."""
+    translated = type(messages) is TranslatedMessages
+    if translated and not cast(TranslatedMessages, messages).images:
+        return messages, 0
     count = 0
     out: list[dict[str, Any]] = []
     for m in messages:
@@ -174,7 +180,7 @@ def without_images(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
             elif isinstance(p, dict) and isinstance(p.get("text"), str):
                 texts.append(p["text"])
         out.append({**m, "content": "\n".join(texts)})
-    return out, count
+    return (TranslatedMessages(out, cast(TranslatedMessages, messages).ids, False) if translated else out), count
 
 
 def file_text(filename: str, media_type: str, data: str | None) -> str:
@@ -691,6 +697,7 @@ class Turn:
     loads: tuple[str, ...] = ()  # the deferred tools it loads (Messages: `tool_reference` blocks)
     ids: tuple[str, ...] = ()  # its tool ids (Messages: `tool_use` ids of an assistant's, `tool_result` ids of a
     # user's), for the pairing check
+    call_ids: tuple[str, ...] = ()  # the tool-call ids its chat messages hold (see `chat_types.HistoryIds`)
 
 
 class HistoryMemo(Bounds):
@@ -763,15 +770,205 @@ class HistoryMemo(Bounds):
         hit = self._json.get(id(message))
         return hit[1] if hit is not None and hit[0] is message else None
 
+    def held(self, message: object) -> int | None:
+        """The bytes this memo counts for `message` when it holds it (it, not an equal one) as an entry's source;
+        None when it does not."""
+        src = self._sources.get(id(message))
+        return self._entries[src[1]][1] if src is not None and src[0] is message else None
+
+
+# --- a resent history's translation, taken up where its conversation's last request left it ----------------------
+# `HistoryMemo` spares translating each message again, but a request still went through its whole history: looked
+# up each message, added up its counts, checked its tool pairs, read its call ids. `Conversations` keeps, for the
+# last conversations, the translation of each request's history element by element (`Step`: the dialect's running
+# state after it), with the client's elements themselves: the next request whose first elements are those very
+# objects (the router's `KnownHistory` hands out the same parsed elements to every request that resends their
+# bytes) takes the translation up after them, and the call ids its messages hold are known without reading them
+# (`RunIds`). Only the same objects are taken as the same: an equal element, a branch or an edited history is
+# translated from where it differs, and holds its own ids only.
+
+S = TypeVar("S")
+RUNS = 64  # conversations kept
+RUNS_PER_FIRST = 4  # of those, beginning with one element (sessions sharing their first message, branches of one)
+RUN_BYTES = HISTORY_BYTES  # the bytes `HistoryMemo` counts for the elements runs hold, in all
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Step(Generic[S]):
+    """A history's translation after one more of its elements: how many chat messages it made so far (`size`),
+    the last of them as it stood then (a later element may replace it: Responses joins a call to the assistant
+    message before it), the dialect's running state, and the call ids the element's messages hold."""
+
+    size: int
+    last: dict[str, Any] | None
+    state: S
+    ids: tuple[str, ...] = ()
+    weight: int = 0  # the bytes held for the element (see RUN_BYTES)
+
+
+class _Run(Generic[S]):
+    """One conversation's translation: the client's elements (held: found again by identity), a step for each,
+    the chat messages, and the step where each call id first appears."""
+
+    __slots__ = ("first_at", "messages", "sources", "steps", "weight")
+
+    def __init__(self) -> None:
+        self.sources: list[Any] = []
+        self.steps: list[Step[S]] = []
+        self.messages: list[dict[str, Any]] = []
+        self.first_at: dict[str, int] = {}
+        self.weight = 0
+
+    def cut(self, count: int) -> None:
+        """Only the first `count` elements kept."""
+        first_at = self.first_at
+        for i in range(count, len(self.steps)):
+            self.weight -= self.steps[i].weight
+            for call_id in self.steps[i].ids:
+                if first_at.get(call_id) == i:
+                    del first_at[call_id]
+        del self.sources[count:], self.steps[count:]
+
+    def grow(self, sources: list[Any], steps: list[Step[S]], messages: list[dict[str, Any]]) -> None:
+        first_at = self.first_at
+        for i, step in enumerate(steps, len(self.steps)):
+            self.weight += step.weight
+            for call_id in step.ids:
+                first_at.setdefault(call_id, i)
+        self.sources += sources
+        self.steps += steps
+        self.messages = messages
+
+
+@dataclass(frozen=True, slots=True)
+class RunIds:
+    """The call ids the messages of a run's first `count` elements hold, while the run still holds those elements
+    (`last`: its step for the last of them; another branch of the conversation may have cut it there since)."""
+
+    run: _Run[Any]
+    count: int
+    last: Step[Any]
+
+    def holds(self, call_id: object) -> bool | None:
+        steps = self.run.steps
+        if len(steps) < self.count or steps[self.count - 1] is not self.last:
+            return None
+        at = self.run.first_at.get(call_id) if type(call_id) is str else None
+        return at is not None and at < self.count
+
 
 @dataclass(slots=True)
-class Memos(Generic[T]):
-    """A translated dialect's kept translations: its clients' history messages and tools lists. One per app
-    (`state.AppState`), surviving reloads (content-keyed: a translation depends on the message or list alone);
-    a dialect given none translates everything for its request only."""
+class Progress(Generic[S]):
+    """A history's translation under way: its first `count` elements' taken from a kept run (their chat messages
+    in `messages`, `state` after them; None: none), then a step added for each element after them."""
+
+    run: _Run[S] | None
+    count: int
+    messages: list[dict[str, Any]]
+    state: S | None
+    steps: list[Step[S]] = field(default_factory=list)
+    kept: int | None = None  # the elements a run may keep (None: all; see `add`)
+
+    def add(self, state: S, ids: tuple[str, ...] = (), weight: int | None = 0) -> None:
+        """One more element translated: `state` after it, the call ids its messages hold, the bytes held for it
+        (None: too many to hold; a run keeps the elements before it only)."""
+        messages = self.messages
+        if weight is None and self.kept is None:
+            self.kept = self.count + len(self.steps)
+        self.steps.append(Step(len(messages), messages[-1] if messages else None, state, ids, weight or 0))
+        self.state = state
+
+
+def _shared(sources: list[Any], items: list[Any]) -> int:
+    """How many of `items`' first elements are `sources`' own (the same objects)."""
+    n = min(len(sources), len(items))
+    for count in (n, n - 1):  # the usual: all, or all but the last (a client moving its cache mark rewrites it)
+        if count > 0 and all(map(operator.is_, islice(sources, count), items)):
+            return count
+    count = 0
+    for mine, theirs in zip(sources, items, strict=False):
+        if mine is not theirs:
+            break
+        count += 1
+    return count
+
+
+class Conversations(Generic[S]):
+    """The last conversations' translations, element by element (see the section). Bounded in conversations and
+    in the bytes of the elements they hold, least recently used out."""
+
+    def __init__(self, max_runs: int = RUNS, max_bytes: int = RUN_BYTES) -> None:
+        self.max_runs = max_runs
+        self.max_bytes = max_bytes
+        self._by_first: OrderedDict[int, list[_Run[S]]] = OrderedDict()  # id() of a run's first element -> runs
+        self.runs = 0
+        self.bytes = 0
+
+    def start(self, items: list[Any]) -> Progress[S]:
+        """The translation of `items` as far as a kept run holds their first elements."""
+        best: _Run[S] | None = None
+        count = 0
+        for run in self._by_first.get(id(items[0]), ()) if items else ():
+            n = _shared(run.sources, items)
+            if n > count:
+                best, count = run, n
+        if best is None:
+            return Progress(None, 0, [], None)
+        step = best.steps[count - 1]
+        messages = best.messages[:step.size]
+        if step.last is not None:
+            messages[-1] = step.last
+        return Progress(best, count, messages, step.state)
+
+    def keep(self, items: list[Any], done: Progress[S]) -> RunIds | None:
+        """The translation of `items` (`done`, finished) kept; the call ids its messages hold."""
+        n = done.count + len(done.steps)
+        if n == 0 or n != len(items):
+            return None
+        kept = n if done.kept is None else done.kept
+        run = done.run
+        if run is not None and done.count >= len(run.steps) - 1:  # the same conversation, longer (or its last
+            self.bytes -= run.weight                             # element rewritten): the run grows in place
+            run.cut(done.count)
+            self._by_first.move_to_end(id(items[0]))
+        else:  # a new conversation, or a branch of a kept one: a run of its own
+            start = run.steps[:done.count] if run is not None else []
+            run = _Run()
+            run.grow(items[:done.count], start, [])
+            self._add(id(items[0]), run)
+        run.grow(items[done.count:kept], done.steps[:kept - done.count], done.messages)
+        self.bytes += run.weight
+        self._bound()
+        return RunIds(run, n, run.steps[n - 1]) if kept == n else None
+
+    def _add(self, first: int, run: _Run[S]) -> None:
+        same = self._by_first.pop(first, [])
+        same.insert(0, run)
+        self.runs += 1
+        while len(same) > RUNS_PER_FIRST:
+            self._drop(same.pop())
+        self._by_first[first] = same
+
+    def _drop(self, run: _Run[S]) -> None:
+        self.runs -= 1
+        self.bytes -= run.weight
+
+    def _bound(self) -> None:
+        while (self.runs > self.max_runs or self.bytes > self.max_bytes) and self._by_first:
+            _, old = self._by_first.popitem(last=False)
+            for run in old:
+                self._drop(run)
+
+
+@dataclass(slots=True)
+class Memos(Generic[T, S]):
+    """A translated dialect's kept translations: its clients' history messages, conversations and tools lists. One
+    per app (`state.AppState`), surviving reloads (content-keyed, or by the client's very elements: a translation
+    depends on them alone); a dialect given none translates everything for its request only."""
 
     history: HistoryMemo = field(default_factory=HistoryMemo)
     tools: ToolsMemo[T] = field(default_factory=ToolsMemo)
+    conversations: Conversations[S] = field(default_factory=Conversations)
 
 
 def _compact(data: bytes) -> bytes:

@@ -15,12 +15,12 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from engines.wire import json_type
 
 from .. import jsoncodec
-from ..chat_types import Completion, StreamChunk, ToolFragment, Usage, str_or
+from ..chat_types import CallIds, Completion, StreamChunk, ToolFragment, TranslatedMessages, Usage, str_or
 from ..custom_tools import function_description, input_schema
 from ..errors import ApiError
 from ..overflow import CODE as CONTEXT_CODE
@@ -28,7 +28,6 @@ from .common import (
     MAX_ID_CHARS,
     ChunkEncoder,
     Dropped,
-    HistoryMemo,
     Memos,
     ToolsJson,
     ToolsMemo,
@@ -111,7 +110,7 @@ class ResponsesRequest:
     store: bool
     previous_response_id: str | None
     instructions: str | None
-    input_messages: list[dict[str, Any]]  # this request's input as chat messages
+    input_messages: list[dict[str, Any]]  # this request's input as chat messages (read-only: a kept run's own)
     params: dict[str, Any]  # chat body fields other than model/messages/stream
     echo: dict[str, Any] = field(default_factory=dict)  # request fields a Response object repeats
     client_tools: dict[str, ClientTool] = field(default_factory=dict)  # backend name -> the client's tool
@@ -120,6 +119,9 @@ class ResponsesRequest:
     learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
     echo_json: bytes | None = None  # `echo["tools"]` encoded (see `response_json`)
     sealed_reasoning: bool = False  # `include` asks for reasoning items' `encrypted_content` (see SEALED_PREFIX)
+    input_ids: CallIds | None = None  # the call ids `input_messages` hold, where known (see `TranslatedMessages`)
+    input_system: bool = True  # `input_messages` may hold a system or developer message
+    input_images: bool = True  # `input_messages` may hold an image part
 
     @property
     def logprobs(self) -> bool:
@@ -156,7 +158,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     user = _typed(body, "user", str, "a string")
 
     dropped = Dropped()
-    messages = _input_messages(body.get("input"), previous, dropped, memos.history, "messages" in body)
+    given = _input_messages(body.get("input"), previous, dropped, memos, "messages" in body)
     declared, learn = _tools(body.get("tools"), dropped, memos.tools)
     echo_tools, client_tools = declared.echo, declared.client
     params: dict[str, Any] = {}
@@ -211,10 +213,11 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         "top_logprobs": top_logprobs, "max_tool_calls": max_tool_calls,
     }
     return ResponsesRequest(model=model, stream=stream, store=store is not False, previous_response_id=previous,
-                            instructions=instructions, input_messages=messages, params=params, echo=echo,
+                            instructions=instructions, input_messages=given.messages, params=params, echo=echo,
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
                             learn_tools=learn, echo_json=declared.echo_json,
-                            sealed_reasoning=SEALED_INCLUDE in include)
+                            sealed_reasoning=SEALED_INCLUDE in include, input_ids=given.ids,
+                            input_system=given.system, input_images=given.images)
 
 
 MIN_OUTPUT_TOKENS = 16  # the least `max_output_tokens` OpenAI's Responses API takes
@@ -376,32 +379,48 @@ def _no_input(chat_shaped: bool) -> ApiError:
     return invalid("'input' is required.", "input", "missing_field")
 
 
-def _input_messages(raw_input: object, previous: str | None, dropped: Dropped, history: HistoryMemo,
-                    body_has_messages: bool = False) -> list[dict[str, Any]]:
+class _Input(NamedTuple):
+    """`input` as chat messages, the call ids they hold (None: not known), whether one of them is a system or
+    developer message, whether one may hold an image part."""
+
+    messages: list[dict[str, Any]]
+    ids: CallIds | None = None
+    system: bool = False
+    images: bool = False
+
+
+def _input_messages(raw_input: object, previous: str | None, dropped: Dropped, memos: Translations,
+                    body_has_messages: bool = False) -> _Input:
     """`input` (a string or a list of items) as chat messages."""
     if raw_input is None:
         raise _no_input(body_has_messages)
     if isinstance(raw_input, str):  # ("" adds nothing: an empty user message is refused by some upstreams)
-        messages: list[dict[str, Any]] = [{"role": "user", "content": raw_input}] if raw_input else []
+        given = _Input([{"role": "user", "content": raw_input}] if raw_input else [])
     elif isinstance(raw_input, list):
-        messages = _input_items(raw_input, dropped, history)
+        given = _input_items(raw_input, dropped, memos)
     else:
         raise wrong_type("input", "a string or an array of input items", raw_input)
-    if not messages and previous is None:
+    if not given.messages and previous is None:
         if not raw_input:  # (OpenAI's answer to an empty one)
             raise invalid("One of \"input\" or \"previous_response_id\" or 'prompt' or 'conversation' must be "
                           "provided.", None, "missing_required_parameter")
         raise invalid("'input' holds nothing to send to the model.", "input", "invalid_value")
-    return messages
+    return given
 
 
 def build_chat(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str, Any]:
-    """The chat body: this request's instructions (never the stored ones), the stored history, the new input."""
-    messages: list[dict[str, Any]] = []
-    if req.instructions:
-        messages.append({"role": "system", "content": req.instructions})
-    messages += history + req.input_messages
-    chat = {"model": req.model, "messages": place_system(messages), **req.params}
+    """The chat body: this request's instructions (never the stored ones), the stored history, the new input. The
+    messages are a `TranslatedMessages` knowing their call ids when there is no stored history."""
+    system = [{"role": "system", "content": req.instructions}] if req.instructions else []
+    if history:
+        messages: list[dict[str, Any]] = place_system([*system, *history, *req.input_messages])
+    elif req.input_system:
+        messages = TranslatedMessages(place_system([*system, *req.input_messages]), req.input_ids,
+                                      req.input_images)
+    else:  # (the instructions alone first: `place_system` would leave them there)
+        messages = TranslatedMessages(system, req.input_ids, req.input_images)
+        messages += req.input_messages
+    chat = {"model": req.model, "messages": messages, **req.params}
     if req.stream:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
@@ -512,40 +531,31 @@ def _tool_output(output: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
     raise wrong_type(f"{where}.output", "a string or an array of content parts", output)
 
 
-def _append_call(out: list[dict[str, Any]], call: dict[str, Any],
-                 owned: dict[str, Any] | None) -> dict[str, Any]:
-    """The call joins the assistant message just before it (a copy, unless it is `owned`: made by this request) or
-    a new one; returns that message (this request's own)."""
+def _append_call(out: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    """The call joins the assistant message just before it (a new message: the one there may be a kept
+    translation, shared and read-only) or a new one."""
     last = out[-1] if out else None
     if last is not None and last["role"] == "assistant" and not isinstance(last.get("content"), list):
-        if last is not owned:  # a kept translation: shared, read-only
-            last = out[-1] = {**last, "tool_calls": list(last.get("tool_calls", []))}
-        last.setdefault("tool_calls", []).append(call)  # (one owned for its reasoning may have none yet)
-        if last.get("content") == "":
-            last["content"] = None
-        return last
-    new = {"role": "assistant", "content": None, "tool_calls": [call]}
-    out.append(new)
-    return new
+        joined = out[-1] = {**last, "tool_calls": [*last.get("tool_calls", ()), call]}
+        if joined.get("content") == "":
+            joined["content"] = None
+        return
+    out.append({"role": "assistant", "content": None, "tool_calls": [call]})
 
 
-def _append_message(out: list[dict[str, Any]], messages: tuple[dict[str, Any], ...],
-                    owned: dict[str, Any] | None) -> dict[str, Any] | None:
+def _append_message(out: list[dict[str, Any]], messages: tuple[dict[str, Any], ...]) -> None:
     """An input message item's messages. Assistant text right after the assistant's calls joins their message:
     a streamed answer lists its items as they came (a call, then text), agents send them back in that order, and
     text between the calls and their results is an assistant message the chat format refuses there (OpenAI and
-    others answer 400: tool messages must follow the message with the calls). Returns the message calls join."""
+    others answer 400: tool messages must follow the message with the calls)."""
     last = out[-1] if out else None
     if len(messages) == 1 and messages[0]["role"] == "assistant" and isinstance(messages[0].get("content"), str) \
             and last is not None and last["role"] == "assistant" and last.get("tool_calls") \
             and not isinstance(last.get("content"), list):
         before, text = last.get("content") or "", messages[0]["content"]
-        merged = {**last, "content": f"{before}\n\n{text}" if before and text else before or text,
-                  "tool_calls": list(last["tool_calls"])}
-        out[-1] = merged
-        return merged
+        out[-1] = {**last, "content": f"{before}\n\n{text}" if before and text else before or text}
+        return
     out += messages
-    return owned
 
 
 def _call_of(item: dict[str, Any], where: str) -> dict[str, Any]:
@@ -580,40 +590,70 @@ def _call_needs(item: dict[str, Any], where: str, field_name: str) -> ApiError:
                    "invalid_type")
 
 
-def _input_items(items: list[Any], dropped: Dropped, history: HistoryMemo) -> list[dict[str, Any]]:
-    """The input items as chat messages, each item's translation found in `history` (an agent resends its whole
-    conversation each turn)."""
-    out: list[dict[str, Any]] = []
-    images: list[dict[str, Any]] = []  # returned by the tool outputs just read; shown once they end
-    owned: dict[str, Any] | None = None  # the assistant message this request made for calls
-    reasoning: list[str] = []  # the reasoning items just read: they go with the assistant message that follows
-    for i, item in enumerate(items):
+@dataclass(frozen=True, slots=True)
+class _Sofar:
+    """What an input adds up to after some of its items, besides its messages (the state a kept run takes up,
+    see `common.Conversations`)."""
+
+    images: tuple[dict[str, Any], ...] = ()  # returned by the tool outputs just read; shown once they end
+    reasoning: tuple[str, ...] = ()  # the reasoning items just read: they go with the assistant message that follows
+    dropped: tuple[str, ...] = ()
+    system: bool = False  # a system or developer message was read
+    pictures: bool = False  # an image part was read
+
+    def then(self, turn: Turn, images: tuple[dict[str, Any], ...], reasoning: tuple[str, ...]) -> _Sofar:
+        message = turn.kind == "message"
+        dropped = self.dropped + tuple(k for k in turn.dropped if k not in self.dropped) if turn.dropped \
+            else self.dropped
+        return _Sofar(images, reasoning, dropped,
+                      self.system or (message and turn.messages[0]["role"] in ("system", "developer")),
+                      self.pictures or turn.images > 0)
+
+
+_START = _Sofar()
+
+
+def _input_items(items: list[Any], dropped: Dropped, memos: Translations) -> _Input:
+    """The input items as chat messages, taken up where a kept run of the conversation holds the first ones
+    (`memos.conversations`: an agent resends its whole conversation each turn), each later item's translation
+    found in `memos.history`."""
+    done = memos.conversations.start(items)
+    history, out = memos.history, done.messages
+    sofar = done.state or _START
+    for i in range(done.count, len(items)):
+        item = items[i]
         turn = history.get(item, _item_turn, i) if isinstance(item, dict) else _item_turn(item, i)
-        if turn.kind == "reasoning":
-            reasoning.append(turn.extra[0]["text"])
-            continue
-        if turn.kind == "tool":
-            out += turn.messages
-            images += turn.extra
-            reasoning = []
-            continue
-        if images:
-            out.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
-                                                    *images]})
-            images = []
-        if turn.kind == "message":
-            owned = _append_message(out, turn.messages, owned)
-        elif turn.kind == "call":
-            owned = _append_call(out, turn.extra[0], owned)
-        if reasoning and turn.kind in ("message", "call"):
-            if out[-1]["role"] == "assistant":
-                owned = _with_reasoning(out, reasoning, owned)
-            reasoning = []
-        for kind in turn.dropped:
-            dropped.add(kind)
-    if images:
-        out.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"}, *images]})
-    return out
+        sofar = _placed(out, turn, sofar)
+        done.add(sofar, turn.call_ids, history.held(item))
+    ids = memos.conversations.keep(items, done)
+    for kind in sofar.dropped:
+        dropped.add(kind)
+    if sofar.images:  # (a new list: the kept run holds `out`)
+        out = [*out, {"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
+                                                  *sofar.images]}]
+    return _Input(out, ids, sofar.system, sofar.pictures)
+
+
+def _placed(out: list[dict[str, Any]], turn: Turn, sofar: _Sofar) -> _Sofar:
+    """One more item's translation `turn` added to `out`; the state after it."""
+    if turn.kind == "reasoning":
+        return sofar.then(turn, sofar.images, (*sofar.reasoning, turn.extra[0]["text"]))
+    if turn.kind == "tool":
+        out += turn.messages
+        return sofar.then(turn, (*sofar.images, *turn.extra), ())
+    if sofar.images:
+        out.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
+                                                *sofar.images]})
+    if turn.kind == "message":
+        _append_message(out, turn.messages)
+    elif turn.kind == "call":
+        _append_call(out, turn.extra[0])
+    reasoning = sofar.reasoning
+    if reasoning and turn.kind in ("message", "call"):
+        if out[-1]["role"] == "assistant":
+            _with_reasoning(out, reasoning)
+        reasoning = ()
+    return sofar.then(turn, (), reasoning)
 
 
 def _reference_id(item: object, i: int) -> str | None:
@@ -695,7 +735,8 @@ def _item_turn(item: Any, i: int) -> Turn:
         if not isinstance(call_id, str) or not call_id:
             raise invalid(f"{where}: a {kind} needs a string 'call_id'.", f"{where}.call_id", "invalid_type")
         text, found = _tool_output(item.get("output"), where)
-        return Turn(({"role": "tool", "tool_call_id": call_id, "content": text},), kind="tool", extra=tuple(found))
+        return Turn(({"role": "tool", "tool_call_id": call_id, "content": text},), images=len(found), kind="tool",
+                    extra=tuple(found), call_ids=(call_id,))
     if kind == "message":
         role = item.get("role")
         if role not in _ROLES:
@@ -703,9 +744,11 @@ def _item_turn(item: Any, i: int) -> Turn:
         content = _parts_text(item.get("content"), where, role)
         # (a developer message keeps its role, so that `input_items` lists it as sent: `place_system` makes it
         # the system message's)
-        return Turn(({"role": role, "content": content},), kind="message")
+        images = sum(p["type"] == "image_url" for p in content) if isinstance(content, list) else 0
+        return Turn(({"role": role, "content": content},), images=images, kind="message")
     if kind in ("function_call", "custom_tool_call"):
-        return Turn((), kind="call", extra=(_call_of(item, where),))
+        call = _call_of(item, where)
+        return Turn((), kind="call", extra=(call,), call_ids=(call["id"],))
     if kind == "reasoning":  # goes with the assistant message that follows it (see `_input_items`)
         text = reasoning_text(item)
         return Turn((), kind="reasoning", extra=({"text": text},)) if text else Turn((), kind="skip")
@@ -751,17 +794,13 @@ def unsealed(value: object) -> str:
         return ""
 
 
-def _with_reasoning(out: list[dict[str, Any]], reasoning: list[str], owned: dict[str, Any] | None,
-                    ) -> dict[str, Any] | None:
-    """The reasoning items read just before the assistant message last in `out` as its `reasoning_content` (a copy
-    of the message, unless it is `owned`: made by this request); returns the message calls join."""
+def _with_reasoning(out: list[dict[str, Any]], reasoning: tuple[str, ...]) -> None:
+    """The reasoning items read just before the assistant message last in `out` as its `reasoning_content` (a new
+    message: the one there may be a kept translation, shared and read-only)."""
     last = out[-1]
-    if last is not owned:  # (a kept translation: shared, read-only)
-        last = out[-1] = {**last, "tool_calls": list(last["tool_calls"])} if "tool_calls" in last else dict(last)
     before = last.get("reasoning_content")
     text = "".join(reasoning)
-    last["reasoning_content"] = before + text if isinstance(before, str) else text
-    return last
+    out[-1] = {**last, "reasoning_content": before + text if isinstance(before, str) else text}
 
 
 def _tool_name(t: dict[str, Any], where: str, key: str = "name") -> str:
@@ -812,7 +851,7 @@ class _Tools:
         return (len(self.json.data) if self.json is not None else 0) + len(self.echo_json or b"")
 
 
-Translations = Memos[_Tools]  # what one app keeps of this dialect's translations
+Translations = Memos[_Tools, _Sofar]  # what one app keeps of this dialect's translations
 
 
 def _tools(value: Any, dropped: Dropped, memo: ToolsMemo[_Tools]) -> tuple[_Tools, bool]:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from router import jsoncodec
 from router.chat_types import StreamChunk
 from router.dialects import anthropic_in, responses
-from router.dialects.common import HistoryMemo, Turn, chat_bytes, sse_event
+from router.dialects.common import Conversations, HistoryMemo, Turn, chat_bytes, sse_event
 from router.errors import ApiError
 
 
@@ -370,7 +370,8 @@ def test_the_same_message_objects_are_found_without_encoding(monkeypatch: pytest
     bytes and becomes the message found by identity; evicted entries leave no identity behind."""
     from router.dialects import common
 
-    memos = anthropic_in.Translations(history=HistoryMemo(max_entries=4, max_bytes=1 << 20))
+    memos = anthropic_in.Translations(history=HistoryMemo(max_entries=4, max_bytes=1 << 20),
+                                      conversations=Conversations(max_runs=0))  # (each message looked up)
     history = [{"role": "user", "content": [{"type": "text", "text": f"turn {i}"}]} for i in range(3)]
     first = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": history}, memos)
     encoded = 0
