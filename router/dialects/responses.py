@@ -20,7 +20,16 @@ from typing import Any, NamedTuple
 from engines.wire import json_type
 
 from .. import jsoncodec
-from ..chat_types import CallIds, Completion, StreamChunk, ToolFragment, TranslatedMessages, Usage, str_or
+from ..chat_types import (
+    CallIds,
+    Completion,
+    StreamChunk,
+    ToolFragment,
+    TranslatedMessages,
+    Usage,
+    content_text,
+    str_or,
+)
 from ..custom_tools import function_description, input_schema
 from ..errors import ApiError
 from ..overflow import CODE as CONTEXT_CODE
@@ -120,7 +129,9 @@ class ResponsesRequest:
     echo_json: bytes | None = None  # `echo["tools"]` encoded (see `response_json`)
     sealed_reasoning: bool = False  # `include` asks for reasoning items' `encrypted_content` (see SEALED_PREFIX)
     input_ids: CallIds | None = None  # the call ids `input_messages` hold, where known (see `TranslatedMessages`)
-    input_system: bool = True  # `input_messages` may hold a system or developer message
+    input_system_at: tuple[int, ...] | None = None  # where `input_messages` hold a system or developer message
+    # (None: not known)
+    input_reply_at: int | None = None  # where its first assistant message is (None: it has none)
     input_images: bool = True  # `input_messages` may hold an image part
 
     @property
@@ -217,7 +228,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
                             learn_tools=learn, echo_json=declared.echo_json,
                             sealed_reasoning=SEALED_INCLUDE in include, input_ids=given.ids,
-                            input_system=given.system, input_images=given.images)
+                            input_system_at=given.system_at, input_reply_at=given.reply_at,
+                            input_images=given.images)
 
 
 MIN_OUTPUT_TOKENS = 16  # the least `max_output_tokens` OpenAI's Responses API takes
@@ -380,12 +392,14 @@ def _no_input(chat_shaped: bool) -> ApiError:
 
 
 class _Input(NamedTuple):
-    """`input` as chat messages, the call ids they hold (None: not known), whether one of them is a system or
-    developer message, whether one may hold an image part."""
+    """`input` as chat messages, the call ids they hold (None: not known), where its system and developer
+    messages are and where its first assistant message is (None: it has none), whether one may hold an image
+    part."""
 
     messages: list[dict[str, Any]]
     ids: CallIds | None = None
-    system: bool = False
+    system_at: tuple[int, ...] = ()
+    reply_at: int | None = None
     images: bool = False
 
 
@@ -414,17 +428,37 @@ def build_chat(req: ResponsesRequest, history: list[dict[str, Any]]) -> dict[str
     system = [{"role": "system", "content": req.instructions}] if req.instructions else []
     if history:
         messages: list[dict[str, Any]] = place_system([*system, *history, *req.input_messages])
-    elif req.input_system:
+    elif req.input_system_at is None:
         messages = TranslatedMessages(place_system([*system, *req.input_messages]), req.input_ids,
                                       req.input_images)
-    else:  # (the instructions alone first: `place_system` would leave them there)
-        messages = TranslatedMessages(system, req.input_ids, req.input_images)
-        messages += req.input_messages
+    else:
+        messages = TranslatedMessages(_placed_input(req), req.input_ids, req.input_images)
     chat = {"model": req.model, "messages": messages, **req.params}
     if req.stream:
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
     return chat
+
+
+def _placed_input(req: ResponsesRequest) -> list[dict[str, Any]]:
+    """`place_system` of the instructions and the input, made from where the input's system and developer messages
+    and its first reply are (`input_system_at`, `input_reply_at`): a few slices, not a read of every message."""
+    assert req.input_system_at is not None
+    messages = req.input_messages
+    texts = [req.instructions] if req.instructions else []
+    reply = len(messages) if req.input_reply_at is None else req.input_reply_at
+    rest: list[dict[str, Any]] = []
+    at = 0
+    for i in req.input_system_at:
+        rest += messages[at:i]
+        at = i + 1
+        text = content_text(messages[i].get("content"))
+        if text and i < reply:
+            texts.append(text)
+        elif text:
+            rest.append({"role": "user", "content": text})
+    rest += messages[at:]
+    return [{"role": "system", "content": "\n\n".join(texts)}, *rest] if texts else rest
 
 
 def _image_part(part: dict[str, Any], where: str) -> dict[str, Any]:
@@ -598,16 +632,22 @@ class _Sofar:
     images: tuple[dict[str, Any], ...] = ()  # returned by the tool outputs just read; shown once they end
     reasoning: tuple[str, ...] = ()  # the reasoning items just read: they go with the assistant message that follows
     dropped: tuple[str, ...] = ()
-    system: bool = False  # a system or developer message was read
+    system_at: tuple[int, ...] = ()  # where the system and developer messages are
+    reply_at: int | None = None  # where the first assistant message is
     pictures: bool = False  # an image part was read
 
-    def then(self, turn: Turn, images: tuple[dict[str, Any], ...], reasoning: tuple[str, ...]) -> _Sofar:
-        message = turn.kind == "message"
+    def then(self, turn: Turn, out: list[dict[str, Any]], images: tuple[dict[str, Any], ...],
+             reasoning: tuple[str, ...]) -> _Sofar:
+        """The state after one more item, `turn` its translation, added to `out`."""
         dropped = self.dropped + tuple(k for k in turn.dropped if k not in self.dropped) if turn.dropped \
             else self.dropped
-        return _Sofar(images, reasoning, dropped,
-                      self.system or (message and turn.messages[0]["role"] in ("system", "developer")),
-                      self.pictures or turn.images > 0)
+        system_at = self.system_at
+        if turn.kind == "message" and turn.messages[0]["role"] in ("system", "developer"):
+            system_at = (*system_at, len(out) - 1)  # (such a message joins no other: it is the last)
+        reply_at = self.reply_at
+        if reply_at is None and out and out[-1]["role"] == "assistant":
+            reply_at = len(out) - 1
+        return _Sofar(images, reasoning, dropped, system_at, reply_at, self.pictures or turn.images > 0)
 
 
 _START = _Sofar()
@@ -631,16 +671,16 @@ def _input_items(items: list[Any], dropped: Dropped, memos: Translations) -> _In
     if sofar.images:  # (a new list: the kept run holds `out`)
         out = [*out, {"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
                                                   *sofar.images]}]
-    return _Input(out, ids, sofar.system, sofar.pictures)
+    return _Input(out, ids, sofar.system_at, sofar.reply_at, sofar.pictures)
 
 
 def _placed(out: list[dict[str, Any]], turn: Turn, sofar: _Sofar) -> _Sofar:
     """One more item's translation `turn` added to `out`; the state after it."""
     if turn.kind == "reasoning":
-        return sofar.then(turn, sofar.images, (*sofar.reasoning, turn.extra[0]["text"]))
+        return sofar.then(turn, out, sofar.images, (*sofar.reasoning, turn.extra[0]["text"]))
     if turn.kind == "tool":
         out += turn.messages
-        return sofar.then(turn, (*sofar.images, *turn.extra), ())
+        return sofar.then(turn, out, (*sofar.images, *turn.extra), ())
     if sofar.images:
         out.append({"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
                                                 *sofar.images]})
@@ -653,7 +693,7 @@ def _placed(out: list[dict[str, Any]], turn: Turn, sofar: _Sofar) -> _Sofar:
         if out[-1]["role"] == "assistant":
             _with_reasoning(out, reasoning)
         reasoning = ()
-    return sofar.then(turn, (), reasoning)
+    return sofar.then(turn, out, (), reasoning)
 
 
 def _reference_id(item: object, i: int) -> str | None:

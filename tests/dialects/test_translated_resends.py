@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from router import chat_types
 from router.api.translated import fit_to_route
 from router.dialects import anthropic_in, responses
-from router.dialects.common import Conversations, HistoryMemo, Turn, without_images
+from router.dialects.common import Conversations, HistoryMemo, Turn, place_system, without_images
 from router.errors import ApiError
 from tests.dialects.conftest import ANTHROPIC_WEATHER, CFG, RESPONSES_WEATHER
 from tests.fakes.openai_upstream import Step, chunk, completion
@@ -222,6 +222,30 @@ async def test_a_resend_translates_and_reads_only_what_is_new(fakes: Any, router
     assert isinstance(memos.history, HistoryMemo)
 
 
+async def test_a_codex_resend_places_its_developer_message_without_reading_the_history(
+        fakes: Any, router: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Codex begins its input with a developer message (joined to the instructions as the system message, as
+    `place_system` places it): a resend is not read whole to place it, and it is placed as before."""
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    placed: list[int] = []
+    real = responses.place_system
+
+    def counted(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        placed.append(len(messages))
+        return real(messages)
+
+    monkeypatch.setattr(responses, "place_system", counted)
+    developer = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": ASK}]}
+    agent = Agent(Responses, r.url, up, False, [developer, *Responses.first("Weather in Oslo?")])
+    for turn in range(6):
+        placed.clear()
+        agent.add(await agent.ask("call_0"), f"{turn} degrees")
+        sent = up.requests[-1].body["messages"]
+        assert sent[0] == {"role": "system", "content": f"{SYSTEM}\n\n{ASK}"} and sent[1]["role"] == "user"
+        assert sum(placed) == 0, placed
+
+
 # --- a kept conversation's translation is the translation afresh -------------------------------------------------
 
 _USE = [{"type": "tool_use", "id": c, "name": "get_weather", "input": {"city": "Oslo"}} for c in ("c1", "c2")]
@@ -268,8 +292,11 @@ def _outcome(route: Any, items: list[Any], memos: Any) -> tuple[Any, ...]:
             req = anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": items}, memos)
             chat, more = req.chat, (req.text_bytes, req.images, req.loads, req.prefill)
         else:
-            got = responses.parse_request({"model": "m", "input": items, "store": False}, memos)
+            got = responses.parse_request({"model": "m", "instructions": "Be brief.", "input": items,
+                                           "store": False}, memos)
             chat, more = responses.build_chat(got, []), ()
+            assert chat["messages"] == place_system([{"role": "system", "content": "Be brief."},
+                                                     *got.input_messages])
     except ApiError as err:
         return ("refused", err.status, err.message, err.param)
     fitted = fit_to_route(chat, {"engine"})["messages"]
