@@ -643,18 +643,46 @@ def chat_bytes(chat: dict[str, Any], tools: ToolsJson | None, history: HistoryMe
     if "tools" in chat and not has_tools:
         return b""
     messages = chat.get("messages")
-    kept = [history.json_of(m) for m in messages] if history is not None and isinstance(messages, list) else []
-    found = any(k is not None for k in kept)
+    whole = _run_json(messages, history) if history is not None else None
+    kept = [history.json_of(m) for m in messages] if whole is None and history is not None \
+        and isinstance(messages, list) else []
+    found = whole is not None or any(k is not None for k in kept)
     if not has_tools and not found:
         return b""
     parts: dict[str, Any] = {}
     if has_tools:
         assert tools is not None
         parts["tools"] = tools.data
-    if found:
+    if whole is not None:
+        parts["messages"] = whole
+    elif found:
         assert isinstance(messages, list)
         parts["messages"] = [m if k is None else Fragment(k) for m, k in zip(messages, kept, strict=True)]
     return spliced(chat, parts)
+
+
+def _run_json(messages: object, history: HistoryMemo) -> list[Any] | None:
+    """A translated history's messages as `Fragment`s of their encodings, those it shares with its kept run (the
+    same objects, after a first message of its own at most: the request's system message) the run's
+    (`_Run.encoded`: made once), each other one's looked up (or left as it is); None where that cannot be (the
+    history is not a kept run's, or a message of the run cannot be encoded)."""
+    if Fragment is None or not isinstance(messages, TranslatedMessages) or not isinstance(ids := messages.ids, RunIds) \
+            or not messages:
+        return None
+    base = ids.run.messages
+    offset = 0 if base and messages[0] is base[0] else 1
+    if not base or len(messages) <= offset or messages[offset] is not base[0]:
+        return None
+    shared = _shared(base, messages[offset:])
+    encoded = ids.run.encoded
+    for m in base[len(encoded):shared]:
+        data = history.json_of(m) or _orjson_bytes(m)
+        if data is None:
+            return None
+        encoded.append(Fragment(data))
+    own = [m if (data := history.json_of(m)) is None else Fragment(data)
+           for m in (*messages[:offset], *messages[offset + shared:])]  # (one of its own encoded with the body)
+    return [*own[:offset], *encoded[:shared], *own[offset:]]
 
 
 Fragment: Any = getattr(orjson, "Fragment", None)  # orjson >= 3.9: bytes put in as they are
@@ -810,17 +838,22 @@ class _Run(Generic[S]):
     """One conversation's translation: the client's elements (held: found again by identity), a step for each,
     the chat messages, and the step where each call id first appears."""
 
-    __slots__ = ("first_at", "messages", "sources", "steps", "weight")
+    __slots__ = ("encoded", "first_at", "messages", "sources", "steps", "version", "weight")
 
     def __init__(self) -> None:
         self.sources: list[Any] = []
         self.steps: list[Step[S]] = []
         self.messages: list[dict[str, Any]] = []
+        self.encoded: list[Any] = []  # the `Fragment`s of the first messages' encodings (made as `chat_bytes` needs)
         self.first_at: dict[str, int] = {}
         self.weight = 0
+        self.version = 0  # changed whenever the run is
 
     def cut(self, count: int) -> None:
-        """Only the first `count` elements kept."""
+        """Only the first `count` elements kept (and the encodings of the messages that stay as they are: all but
+        the last, which the next element may replace)."""
+        self.version += 1
+        del self.encoded[max(self.steps[count - 1].size - 1 if count else 0, 0):]
         first_at = self.first_at
         for i in range(count, len(self.steps)):
             self.weight -= self.steps[i].weight
@@ -830,6 +863,7 @@ class _Run(Generic[S]):
         del self.sources[count:], self.steps[count:]
 
     def grow(self, sources: list[Any], steps: list[Step[S]], messages: list[dict[str, Any]]) -> None:
+        self.version += 1
         first_at = self.first_at
         for i, step in enumerate(steps, len(self.steps)):
             self.weight += step.weight
@@ -868,6 +902,7 @@ class Progress(Generic[S]):
     state: S | None
     steps: list[Step[S]] = field(default_factory=list)
     kept: int | None = None  # the elements a run may keep (None: all; see `add`)
+    version: int = 0  # `run`'s when the translation took it up
 
     def add(self, state: S, ids: tuple[str, ...] = (), weight: int | None = 0) -> None:
         """One more element translated: `state` after it, the call ids its messages hold, the bytes held for it
@@ -918,7 +953,7 @@ class Conversations(Generic[S]):
         messages = best.messages[:step.size]
         if step.last is not None:
             messages[-1] = step.last
-        return Progress(best, count, messages, step.state)
+        return Progress(best, count, messages, step.state, version=best.version)
 
     def keep(self, items: list[Any], done: Progress[S]) -> RunIds | None:
         """The translation of `items` (`done`, finished) kept; the call ids its messages hold."""
@@ -927,6 +962,8 @@ class Conversations(Generic[S]):
             return None
         kept = n if done.kept is None else done.kept
         run = done.run
+        if run is not None and run.version != done.version:  # changed since it was taken up (a translation
+            return None  # starts and keeps with nothing between: never, but then nothing is kept)
         if run is not None and done.count >= len(run.steps) - 1:  # the same conversation, longer (or its last
             self.bytes -= run.weight                             # element rewritten): the run grows in place
             run.cut(done.count)

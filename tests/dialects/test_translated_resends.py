@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router import chat_types
+from router import chat_types, jsoncodec
 from router.api.translated import fit_to_route
 from router.dialects import anthropic_in, responses
-from router.dialects.common import Conversations, HistoryMemo, Turn, place_system, without_images
+from router.dialects.common import Conversations, HistoryMemo, Turn, chat_bytes, place_system, without_images
 from router.errors import ApiError
 from tests.dialects.conftest import ANTHROPIC_WEATHER, CFG, RESPONSES_WEATHER
 from tests.fakes.openai_upstream import Step, chunk, completion
@@ -191,13 +191,19 @@ async def test_an_edited_earlier_turn_holds_its_new_ids(fakes: Any, router: Any,
 async def test_a_resend_translates_and_reads_only_what_is_new(fakes: Any, router: Any, route: Any,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Turn by turn, a 12-turn conversation: once its history is known, a resend translates its new elements
-    only (the kept translation of each looked up once), and the history is never read whole for call ids."""
+    only (the kept translation of each looked up once), the history is never read whole for call ids, and the
+    kept encodings of its messages are put in the chat body's bytes without a look-up for each."""
     up = await fakes()
     r = await router(CFG.format(url=up.url))
     memos = r.state.messages_memos if route is Messages else r.state.responses_memos
     looked_up: list[object] = []
     scanned: list[int] = []
-    kept_get = memos.history.get
+    encodings: list[object] = []
+    kept_get, kept_json = memos.history.get, memos.history.json_of
+
+    def json_of(message: object) -> bytes | None:
+        encodings.append(message)
+        return kept_json(message)
 
     def get(message: dict[str, Any], make: Callable[[dict[str, Any], int], Turn], at: int) -> Turn:
         looked_up.append(message)
@@ -209,15 +215,18 @@ async def test_a_resend_translates_and_reads_only_what_is_new(fakes: Any, router
 
     real_ids_of = chat_types.ids_of
     monkeypatch.setattr(memos.history, "get", get)
+    monkeypatch.setattr(memos.history, "json_of", json_of)
     monkeypatch.setattr(chat_types, "ids_of", ids_of)
     agent = Agent(route, r.url, up, False, route.first(ASK))
     for turn in range(12):
         looked_up.clear()
         scanned.clear()
+        encodings.clear()
         cid = await agent.ask("call_0")
         if turn >= 2:  # (the first sends are learned by their bytes)
             assert len(looked_up) <= 3, (turn, len(looked_up))  # the turn's two new elements (and the one before)
             assert sum(scanned) <= 3, (turn, scanned)
+            assert len(encodings) <= 5, (turn, len(encodings))  # their messages (and the system message)
         agent.add(cid, f"{turn} degrees")
     assert isinstance(memos.history, HistoryMemo)
 
@@ -299,8 +308,10 @@ def _outcome(route: Any, items: list[Any], memos: Any) -> tuple[Any, ...]:
                                                      *got.input_messages])
     except ApiError as err:
         return ("refused", err.status, err.message, err.param)
-    fitted = fit_to_route(chat, {"engine"})["messages"]
-    return (chat, more, _held(fitted), without_images(chat["messages"])[0] == fitted)
+    fitted = fit_to_route(chat, {"engine"})
+    data = chat_bytes(fitted, None, memos.history)
+    assert data in (b"", jsoncodec.dumps(fitted))
+    return (chat, more, _held(fitted["messages"]), without_images(chat["messages"])[0] == fitted["messages"])
 
 
 def _held(messages: list[Any]) -> list[str]:
