@@ -512,7 +512,8 @@ def _translated(m: Any, i: int, history: HistoryMemo) -> tuple[Turn, int | None]
         return history.get(m, _turn, i), history.held(m)
     own = MessagesRequest(model="", stream=False, chat={})
     made = _message(m, i, own)
-    return Turn(tuple(made), own.text_bytes, own.images), _STRING_WEIGHT + 4 * own.text_bytes
+    weight = _STRING_WEIGHT + 4 * own.text_bytes  # (past the memo's bound for one entry: not held, as a list's)
+    return Turn(tuple(made), own.text_bytes, own.images), weight if weight <= history.max_entry_bytes else None
 
 
 _STRING_WEIGHT = 512  # about the bytes a message with a string content holds besides its text

@@ -676,9 +676,12 @@ def _run_json(messages: object, history: HistoryMemo) -> list[Any] | None:
     shared = _shared(base, messages[offset:])
     encoded = ids.run.encoded
     for m in base[len(encoded):shared]:
-        data = history.json_of(m) or _orjson_bytes(m)
-        if data is None:
-            return None
+        data = history.json_of(m)
+        if data is None:  # (not held by the memo: its own copy, of exactly its size, see `_compact`)
+            data = _orjson_bytes(m)
+            if data is None:
+                return None
+            data = _compact(data)
         encoded.append(Fragment(data))
     own = [m if (data := history.json_of(m)) is None else Fragment(data)
            for m in (*messages[:offset], *messages[offset + shared:])]  # (one of its own encoded with the body)
@@ -949,6 +952,10 @@ class Conversations(Generic[S]):
                 best, count = run, n
         if best is None:
             return Progress(None, 0, [], None)
+        same = self._by_first[id(items[0])]
+        if same[0] is not best:  # (the runs of one first element in the order they were last taken up)
+            same.remove(best)
+            same.insert(0, best)
         step = best.steps[count - 1]
         messages = best.messages[:step.size]
         if step.last is not None:
@@ -958,9 +965,11 @@ class Conversations(Generic[S]):
     def keep(self, items: list[Any], done: Progress[S]) -> RunIds | None:
         """The translation of `items` (`done`, finished) kept; the call ids its messages hold."""
         n = done.count + len(done.steps)
-        if n == 0 or n != len(items):
+        if n < 2 or n != len(items):  # (one element: a first request, a side request, never taken up)
             return None
         kept = n if done.kept is None else done.kept
+        if kept == 0:  # its first element is not held: nothing could ever take a run of it up
+            return None
         run = done.run
         if run is not None and run.version != done.version:  # changed since it was taken up (a translation
             return None  # starts and keeps with nothing between: never, but then nothing is kept)
@@ -974,6 +983,8 @@ class Conversations(Generic[S]):
             run.grow(items[:done.count], start, [])
             self._add(id(items[0]), run)
         run.grow(items[done.count:kept], done.steps[:kept - done.count], done.messages)
+        if kept < n:  # the messages of the elements it holds, not those of the unheld one on (uncounted)
+            run.messages = run.messages[:run.steps[kept - 1].size]
         self.bytes += run.weight
         self._bound()
         return RunIds(run, n, run.steps[n - 1]) if kept == n else None

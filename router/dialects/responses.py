@@ -411,7 +411,7 @@ def _input_messages(raw_input: object, previous: str | None, dropped: Dropped, m
     if isinstance(raw_input, str):  # ("" adds nothing: an empty user message is refused by some upstreams)
         given = _Input([{"role": "user", "content": raw_input}] if raw_input else [])
     elif isinstance(raw_input, list):
-        given = _input_items(raw_input, dropped, memos)
+        given = _input_items(raw_input, dropped, memos, keep=previous is None)
     else:
         raise wrong_type("input", "a string or an array of input items", raw_input)
     if not given.messages and previous is None:
@@ -653,10 +653,11 @@ class _Sofar:
 _START = _Sofar()
 
 
-def _input_items(items: list[Any], dropped: Dropped, memos: Translations) -> _Input:
+def _input_items(items: list[Any], dropped: Dropped, memos: Translations, keep: bool = True) -> _Input:
     """The input items as chat messages, taken up where a kept run of the conversation holds the first ones
     (`memos.conversations`: an agent resends its whole conversation each turn), each later item's translation
-    found in `memos.history`."""
+    found in `memos.history`; kept as a run unless `keep` is false (an input after a `previous_response_id`: its
+    new items only, never resent)."""
     done = memos.conversations.start(items)
     history, out = memos.history, done.messages
     sofar = done.state or _START
@@ -665,7 +666,7 @@ def _input_items(items: list[Any], dropped: Dropped, memos: Translations) -> _In
         turn = history.get(item, _item_turn, i) if isinstance(item, dict) else _item_turn(item, i)
         sofar = _placed(out, turn, sofar)
         done.add(sofar, turn.call_ids, history.held(item))
-    ids = memos.conversations.keep(items, done)
+    ids = memos.conversations.keep(items, done) if keep else None
     for kind in sofar.dropped:
         dropped.add(kind)
     if sofar.images:  # (a new list: the kept run holds `out`)

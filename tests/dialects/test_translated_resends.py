@@ -346,3 +346,36 @@ def test_a_kept_conversation_translates_as_afresh(route: Any, data: st.DataObjec
             under_way.append(fit_to_route(got[0], {"engine"})["messages"])
         for messages in under_way:
             assert _held(messages) == sorted({"c1", "c2", "s", "call_0"} & chat_types.ids_of(messages))
+
+
+def test_the_memo_keeps_no_run_nobody_can_take_up_and_stays_bounded() -> None:
+    """A first element too large to hold (an image) makes no run (nothing could take it up, and it held the whole
+    translation uncounted); one string message past the bound of one entry is not held (it emptied the memo of
+    every other conversation); a Responses input after a `previous_response_id` (new items only, never resent)
+    takes no run's place."""
+    from router.dialects import anthropic_in, responses
+
+    memos = anthropic_in.Translations()
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "A" * (1 << 20)}}
+    anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [image, {"type": "text", "text": "see"}]},
+        {"role": "assistant", "content": "ok"}, {"role": "user", "content": "more"}]}, memos)
+    assert memos.conversations.runs == 0
+    for i in range(3):
+        anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [
+            {"role": "user", "content": f"conversation {i}"}, {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "next"}]}, memos)
+    anthropic_in.parse_request({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "x" * (9 << 20)}, {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "next"}]}, memos)
+    assert memos.conversations.runs == 3 and memos.conversations.bytes <= memos.conversations.max_bytes
+
+    rmemos = responses.Translations()
+    items = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+             {"role": "user", "content": "go on"}]
+    responses.parse_request({"model": "m", "input": items}, rmemos)
+    for i in range(70):
+        responses.parse_request({"model": "m", "previous_response_id": f"resp_{i}", "input": [
+            {"type": "function_call_output", "call_id": f"call_{i}", "output": "done"},
+            {"role": "user", "content": "and?"}]}, rmemos)
+    assert rmemos.conversations.runs == 1
