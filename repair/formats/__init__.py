@@ -5,6 +5,7 @@ markers). Every table here is derived from `REGISTRY`; adding a format is one mo
 from __future__ import annotations
 
 from repair.formats import (
+    command_r,
     deepseek,
     gemma4,
     glm45,
@@ -29,7 +30,7 @@ from repair.markers import Kind
 REGISTRY: tuple[Format, ...] = (
     hermes.FORMAT, qwen3_coder.FORMAT, llama3.FORMAT, pythonic.FORMAT, mistral.FORMAT, deepseek.FORMAT,
     invoke.FORMAT, glm45.FORMAT, kimi_k2.FORMAT, kimi_k3.FORMAT, harmony.FORMAT, gemma4.FORMAT, wrapped.FORMAT,
-    json_block.FORMAT, text_forms.FORMAT, tool_tags.FORMAT,
+    json_block.FORMAT, text_forms.FORMAT, tool_tags.FORMAT, command_r.FORMAT,
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(f for fmt in REGISTRY for f in fmt.families))
