@@ -58,3 +58,41 @@ def test_r7b_undeclared_tool_is_no_call() -> None:
     assert r.tool_calls == [] and r.content == text
     assert [e.kind for e in r.errors] == ["unknown_name"]
     assert_stream_matches(text, TOOLS)
+
+
+# Command R / R+: the completion shape of Cohere's own parser tests (cohere-ai/melody), and the closing fence right
+# after the list as ollama's Command R template renders a call
+PLAN = ('Plan: I will search for tips on writing an essay.\nAction: ```json\n[\n    {\n        "tool_name": '
+        '"web_search",\n        "parameters": {\n            "query": "tips for writing an essay"\n        }\n'
+        '    }\n]\n```')
+
+
+def test_command_r_action_line_and_fence_are_part_of_the_call() -> None:
+    r = repair_message(PLAN, TOOLS, id_factory=ids)
+    assert calls_of(r) == [("web_search", {"query": "tips for writing an essay"})]
+    assert r.content == "Plan: I will search for tips on writing an essay."
+    assert r.errors == [] and r.repairs == [] and r.format == "command_r"
+    assert_stream_matches(PLAN, TOOLS)
+
+
+def test_command_r_action_alone_leaves_no_content() -> None:
+    text = ('Action: ```json\n[\n    {\n        "tool_name": "get_weather",\n'
+            '        "parameters": {"location": "Rome"}\n    }\n]```')
+    r = repair_message(text, TOOLS, id_factory=ids)
+    assert calls_of(r) == [("get_weather", {"location": "Rome"})] and r.content is None
+    assert_stream_matches(text, TOOLS)
+
+
+def test_command_r_action_in_a_sentence_stays_text() -> None:
+    text = 'It writes Action: ```json [{"tool_name": "web_search", "parameters": {"query": "x"}}]``` at the end.'
+    r = repair_message(text, TOOLS, id_factory=ids)
+    assert r.tool_calls == [] and r.content == text
+    assert_stream_matches(text, TOOLS)
+
+
+def test_command_r_directly_answer_undeclared_stays_text() -> None:
+    text = ('Plan: I will respond to the user.\nAction: ```json\n[\n    {\n        "tool_name": "directly_answer",\n'
+            '        "parameters": {}\n    }\n]\n```')
+    r = repair_message(text, TOOLS, id_factory=ids)
+    assert r.tool_calls == [] and r.content == text and r.errors == []
+    assert_stream_matches(text, TOOLS)
