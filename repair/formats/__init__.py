@@ -7,6 +7,7 @@ from __future__ import annotations
 from repair.formats import (
     command_r,
     deepseek,
+    functionary,
     gemma4,
     glm45,
     harmony,
@@ -31,6 +32,7 @@ REGISTRY: tuple[Format, ...] = (
     hermes.FORMAT, qwen3_coder.FORMAT, llama3.FORMAT, pythonic.FORMAT, mistral.FORMAT, deepseek.FORMAT,
     invoke.FORMAT, glm45.FORMAT, kimi_k2.FORMAT, kimi_k3.FORMAT, harmony.FORMAT, gemma4.FORMAT, wrapped.FORMAT,
     json_block.FORMAT, text_forms.FORMAT, tool_tags.FORMAT, command_r.FORMAT,
+    functionary.FORMAT,
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(f for fmt in REGISTRY for f in fmt.families))
