@@ -1,7 +1,7 @@
 """Gemma 4: <|tool_call>call:name{key:<|"|>value<|"|>,n:5}<tool_call|>; FunctionGemma uses
 <start_function_call>call:name{key:<escape>value<escape>}<end_function_call>. Openers some checkpoints slip into:
 `<|tool_call>:name{...}` (`call` left out) and `<tool_call:name{...}>` (the opener and `call:` run together; read at
-a line start, naming a declared tool)."""
+a line start, naming a declared tool). Its thinking channel, `<|channel>thought\n...<channel|>`, is reasoning."""
 
 from __future__ import annotations
 
@@ -235,6 +235,26 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, "calls", FAMILY, [call])])
 
 
+CHANNEL_OPEN, CHANNEL_CLOSE, THOUGHT = "<|channel>", "<channel|>", "thought"
+
+
+def parse_channel(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """`<|channel>thought\n...<channel|>`: reasoning, without its `thought` label (as vLLM's Gemma 4 reasoning
+    parser reads it). It ends at its close or where a call opens first (a call token ends the thinking, as vLLM's
+    parser has it: the call is read), else at the end of the text. A channel of another name is left as it is."""
+    b = p + len(CHANNEL_OPEN)
+    if not text.startswith(THOUGHT, b):
+        return None
+    b += len(THOUGHT)
+    b += 1 if text.startswith("\n", b) else 0
+    close, call = ctx.find(CHANNEL_CLOSE, b), ctx.find(OPEN, b)
+    if close != -1 and (call == -1 or close < call):
+        e, end = close, close + len(CHANNEL_CLOSE)
+    else:
+        e = end = call if call != -1 else len(text)
+    return Parsed(end, [Segment(p, end, "reasoning", FAMILY, text=text[b:e])])
+
+
 def _line_may_call(text: str, p: int, end: int) -> bool:
     """What `parse_stripped` asks of the line from `p` to `end` (a stream holds the candidate only to its line's
     end; in a fenced block the kind is not a candidate: `Kind.unfenced`)."""
@@ -244,6 +264,7 @@ def _line_may_call(text: str, p: int, end: int) -> bool:
 
 FORMAT = Format(
     (FAMILY,), (Kind("gemma4", (OneOf(START_MARKERS),), parse),
+                Kind("gemma4_channel", (Lit(CHANNEL_OPEN),), parse_channel),
                 Kind("gemma4_stripped", (Lit("call:"), Name(64, ("{",))), parse_stripped, line_start=True,
                      generic=True, line_check=_line_may_call, unfenced=True),
                 # (not the format's own markup: read only at a line start, naming a declared tool, as generic forms)
