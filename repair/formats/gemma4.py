@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from repair.formats import pythonic, section
-from repair.formats.common import Ctx, add_notes, issue
+from repair.formats.common import Ctx, add_notes, issue, skip_ws
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, OneOf
 from repair.salvage import Failed, loads
@@ -100,12 +100,70 @@ def _read_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, quote: str) ->
         call.failure = issue("invalid_json", "arguments object does not close")
         return call, stop
     got = loads(obj[0], budget=ctx.budget)
-    if isinstance(got, Failed):
-        call.failure = issue(got.kind, got.detail)
-    else:
+    if not isinstance(got, Failed):
         call.arguments = got.value
         add_notes(call, got.repairs)
+    elif (assigned := _assigned(text, k, obj[1], quote, _declared(call.name, ctx))) is not None:
+        call.arguments = assigned
+        call.repairs.append(issue("json_syntax", ASSIGNED))
+    else:
+        call.failure = issue(got.kind, got.detail)
     return call, obj[1]
+
+
+ASSIGNED = "`key=value` written for `key:value`"
+_ASSIGN = re.compile(r"[ \t\r\n]*([A-Za-z_][A-Za-z0-9_\-]*)[ \t]*([:=])[ \t]*")
+_SCALAR = re.compile(r"'([^'\\\n]*)'|\"(?:[^\"\\\n]|\\.)*\"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])"
+                     r"|(?:true|false|null|True|False|None)(?![\w.])")
+_PYTHON = {"True": True, "False": False, "None": None}
+
+
+def _declared(name: str | None, ctx: Ctx) -> dict[str, Any]:
+    resolved = ctx.index.resolve(name) if name is not None else None
+    if resolved is None:
+        return {}
+    return json_object((ctx.index.get(resolved).parameters or {}).get("properties"), {})
+
+
+def _assigned(text: str, k: int, end: int, quote: str, props: dict[str, Any]) -> dict[str, Any] | None:
+    """The object from `k` ("{") to `end` (after its "}") read as members `key=value` (ollama #17882: Gemma 4
+    drifting to Python's keywords), the format's own `key:value` among them: every key a declared parameter, once;
+    every value a string (between the format's delimiters, or quotes with nothing to unescape in single ones), a
+    number, a boolean or null. None otherwise, or when no member uses `=`."""
+    out: dict[str, Any] = {}
+    i, stop, assigned = k + 1, end - 1, False
+    while True:
+        m = _ASSIGN.match(text, i, stop)
+        if m is None or m.group(1) not in props or m.group(1) in out:
+            return None
+        assigned = assigned or m.group(2) == "="
+        got = _scalar(text, m.end(), stop, quote)
+        if got is None:
+            return None
+        out[m.group(1)], i = got
+        j = skip_ws(text, i, stop)
+        if j >= stop:
+            return out if assigned else None
+        if text[j] != ",":
+            return None
+        i = j + 1
+
+
+def _scalar(text: str, i: int, stop: int, quote: str) -> tuple[Any, int] | None:
+    if text.startswith(quote, i):
+        close = text.find(quote, i + len(quote), stop)
+        return None if close == -1 else (text[i + len(quote):close], close + len(quote))
+    m = _SCALAR.match(text, i, stop)
+    if m is None:
+        return None
+    if m.group(1) is not None:
+        return m.group(1), m.end()
+    if m.group() in _PYTHON:
+        return _PYTHON[m.group()], m.end()
+    try:
+        return json.loads(m.group()), m.end()
+    except ValueError:
+        return None
 
 
 def _paren_call(text: str, call: RawCall, k: int, stop: int) -> tuple[RawCall, int]:
@@ -226,9 +284,11 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if got is not None and not isinstance(got, Failed) and isinstance(got.value, dict):
         call.arguments = got.value
         add_notes(call, got.repairs)
+    elif (assigned := _assigned(text, k, end, QUOTE, _declared(resolved, ctx))) is not None:
+        call.arguments = assigned
+        call.repairs.append(issue("json_syntax", ASSIGNED))
     else:
-        props = json_object((ctx.index.get(resolved).parameters or {}).get("properties"), {})
-        split = _split_declared(text[k + 1:end - 1].strip(), props)
+        split = _split_declared(text[k + 1:end - 1].strip(), _declared(resolved, ctx))
         if split is None:
             return None
         call.arguments, call.text_args = split, True
