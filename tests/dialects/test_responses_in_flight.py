@@ -18,18 +18,25 @@ from tests.fakes.openai_upstream import Step, stream_of
 KEYS = "server: {api_keys: [{key: sk-a, name: a}, {key: sk-b, name: b}]}\n"
 
 
-async def _events_until(resp: aiohttp.ClientResponse, delta: str) -> str:
-    """Read a Responses stream up to the text delta `delta`; the Response's id (from `response.created`)."""
-    resp_id = ""
+async def stream_until(resp: aiohttp.ClientResponse, delta: str) -> tuple[str, str]:
+    """Read a Responses stream up to the text delta `delta`: the Response's id (from `response.created`) and its
+    open output item's."""
+    resp_id = item_id = ""
     async for line in resp.content:
         if not line.startswith(b"data: "):
             continue
         data: dict[str, Any] = json.loads(line[6:])
         if data["type"] == "response.created":
             resp_id = data["response"]["id"]
+        if data["type"] == "response.output_item.added":
+            item_id = data["item"]["id"]
         if data["type"] == "response.output_text.delta" and data["delta"] == delta:
-            return resp_id
+            return resp_id, item_id
     raise AssertionError("the stream ended early")
+
+
+async def _events_until(resp: aiohttp.ClientResponse, delta: str) -> str:
+    return (await stream_until(resp, delta))[0]
 
 
 async def test_a_stored_stream_is_readable_in_progress_then_completed(fakes, router):

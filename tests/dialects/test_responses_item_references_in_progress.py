@@ -6,30 +6,13 @@ response ended, the same reference is taken."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import aiohttp
 
 from tests.dialects.conftest import CFG
-from tests.dialects.test_responses_in_flight import KEYS
+from tests.dialects.test_responses_in_flight import KEYS, stream_until
 from tests.fakes.openai_upstream import Step, completion, stream_of
-
-
-async def _item_until(resp: aiohttp.ClientResponse, delta: str) -> tuple[str, str]:
-    """Read a Responses stream up to the text delta `delta`: the Response's id and its open output item's."""
-    resp_id = item_id = ""
-    async for line in resp.content:
-        if not line.startswith(b"data: "):
-            continue
-        data: dict[str, Any] = json.loads(line[6:])
-        if data["type"] == "response.created":
-            resp_id = data["response"]["id"]
-        if data["type"] == "response.output_item.added":
-            item_id = data["item"]["id"]
-        if data["type"] == "response.output_text.delta" and data["delta"] == delta:
-            return resp_id, item_id
-    raise AssertionError("the stream ended early")
 
 
 async def _refer(s: aiohttp.ClientSession, url: str, ref: str, key: str = "sk-a") -> tuple[int, dict[str, Any]]:
@@ -49,7 +32,7 @@ async def test_an_item_of_a_response_still_streaming_is_a_400_saying_so(fakes, r
     async with aiohttp.ClientSession() as s:
         async with s.post(r.url + "/v1/responses", json={"model": "m", "input": "hi", "stream": True},
                           headers=auth) as resp:
-            resp_id, output_id = await _item_until(resp, " wor")
+            resp_id, output_id = await stream_until(resp, " wor")
             async with s.get(f"{r.url}/v1/responses/{resp_id}/input_items", headers=auth) as listed:
                 input_id = (await listed.json())["data"][0]["id"]
             for ref in (output_id, input_id):
