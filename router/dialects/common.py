@@ -663,19 +663,27 @@ def chat_bytes(chat: dict[str, Any], tools: ToolsJson | None, history: HistoryMe
 
 def _run_json(messages: object, history: HistoryMemo) -> list[Any] | None:
     """A translated history's messages as `Fragment`s of their encodings, those it shares with its kept run (the
-    same objects, after a first message of its own at most: the request's system message) the run's
-    (`_Run.encoded`: made once), each other one's looked up (or left as it is); None where that cannot be (the
-    history is not a kept run's, or a message of the run cannot be encoded)."""
+    same objects, after a first message of its own at most: the request's system message, which may stand for the
+    run's first messages, a Responses input's leading developer messages folded into it) the run's (`_Run.encoded`:
+    made once), each other one's looked up (or left as it is); None where that cannot be (the history is not a
+    kept run's, or a message of the run cannot be encoded)."""
     if Fragment is None or not isinstance(messages, TranslatedMessages) or not isinstance(ids := messages.ids, RunIds) \
             or not messages:
         return None
     base = ids.run.messages
-    offset = 0 if base and messages[0] is base[0] else 1
-    if not base or len(messages) <= offset or messages[offset] is not base[0]:
+    if not base:
         return None
-    shared = _shared(base, messages[offset:])
+    offset = skip = 0
+    if messages[0] is not base[0]:
+        offset = 1
+        if len(messages) < 2:
+            return None
+        skip = next((k for k in range(min(len(base), _FOLDED + 1)) if base[k] is messages[1]), -1)
+        if skip < 0:
+            return None
+    shared = _shared(base[skip:] if skip else base, messages[offset:])
     encoded = ids.run.encoded
-    for m in base[len(encoded):shared]:
+    for m in base[len(encoded):skip + shared]:
         data = history.json_of(m)
         if data is None:  # (not held by the memo: its own copy, of exactly its size, see `_compact`)
             data = _orjson_bytes(m)
@@ -685,7 +693,10 @@ def _run_json(messages: object, history: HistoryMemo) -> list[Any] | None:
         encoded.append(Fragment(data))
     own = [m if (data := history.json_of(m)) is None else Fragment(data)
            for m in (*messages[:offset], *messages[offset + shared:])]  # (one of its own encoded with the body)
-    return [*own[:offset], *encoded[:shared], *own[offset:]]
+    return [*own[:offset], *encoded[skip:skip + shared], *own[offset:]]
+
+
+_FOLDED = 4  # the run's first messages a request's own system message may stand for (see `_run_json`)
 
 
 Fragment: Any = getattr(orjson, "Fragment", None)  # orjson >= 3.9: bytes put in as they are

@@ -234,25 +234,38 @@ async def test_a_resend_translates_and_reads_only_what_is_new(fakes: Any, router
 async def test_a_codex_resend_places_its_developer_message_without_reading_the_history(
         fakes: Any, router: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Codex begins its input with a developer message (joined to the instructions as the system message, as
-    `place_system` places it): a resend is not read whole to place it, and it is placed as before."""
+    `place_system` places it): a resend is not read whole to place it, and it is placed as before; the chat body's
+    bytes take the kept encodings of the messages after it (the system message stands for the developer message:
+    each message's encoding was looked up again)."""
     up = await fakes()
     r = await router(CFG.format(url=up.url))
     placed: list[int] = []
+    encodings: list[object] = []
     real = responses.place_system
+    memos = r.state.responses_memos
+    kept_json = memos.history.json_of
 
     def counted(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         placed.append(len(messages))
         return real(messages)
 
+    def json_of(message: object) -> bytes | None:
+        encodings.append(message)
+        return kept_json(message)
+
     monkeypatch.setattr(responses, "place_system", counted)
+    monkeypatch.setattr(memos.history, "json_of", json_of)
     developer = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": ASK}]}
     agent = Agent(Responses, r.url, up, False, [developer, *Responses.first("Weather in Oslo?")])
-    for turn in range(6):
+    for turn in range(8):
         placed.clear()
+        encodings.clear()
         agent.add(await agent.ask("call_0"), f"{turn} degrees")
         sent = up.requests[-1].body["messages"]
         assert sent[0] == {"role": "system", "content": f"{SYSTEM}\n\n{ASK}"} and sent[1]["role"] == "user"
         assert sum(placed) == 0, placed
+        if turn >= 3:
+            assert len(encodings) <= 5, (turn, len(encodings))
 
 
 # --- a kept conversation's translation is the translation afresh -------------------------------------------------
