@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema
 from jsonschema.exceptions import SchemaError, best_match
@@ -153,6 +153,7 @@ class ToolSchema:
     _validator: Any = field(default=None, repr=False)
     _checked: bool = field(default=False, repr=False)
     _fast: Callable[[Any], bool] | None = field(default=None, repr=False)  # _validator.is_valid, quicker
+    _nodes: Nodes = field(default_factory=dict, repr=False)  # its schema's nodes as coercion read them
 
     def __post_init__(self) -> None:
         if isinstance(self.parameters, dict):
@@ -231,7 +232,7 @@ class ToolSchema:
             return args, [], None
         root = self.parameters if isinstance(self.parameters, dict) else {}
         changes: list[str] = []
-        coerced = _coerce(root, root, args, "", changes, 0)
+        coerced = _coerce(root, root, args, "", changes, 0, self._nodes)
         if changes and self.valid(coerced):
             return coerced, changes, None
         return args, [], self.first_error(args)
@@ -326,45 +327,87 @@ def _valid(root: dict[str, Any], schema: dict[str, Any], value: Any) -> bool:
 _LABEL_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(value, ensure_ascii=False)'s, built once
 
 
-def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: list[str], depth: int) -> Any:
-    schema = _deref(root, schema)
-    if not isinstance(schema, dict) or depth > _MAX_DEPTH:
+class _Node(NamedTuple):
+    """What `_coerce` reads of one schema node, read once: the node (`source`, kept so that its id, the key it is
+    cached under, stays its own), what it refers to (`schema`: None when that is not an object), the first of its
+    anyOf / oneOf lists that holds branches, its type names, properties, additionalProperties and items."""
+
+    source: Any
+    schema: dict[str, Any] | None
+    branches: list[Any] | None
+    types: list[str]
+    props: dict[str, Any]
+    extra: dict[str, Any] | None
+    items: dict[str, Any] | None
+    keeps_text: bool  # a string given for it is kept as it is (no coercion: it has no branches, allows strings)
+
+
+def _node(root: dict[str, Any], schema: Any) -> _Node:
+    target = _deref(root, schema)
+    if not isinstance(target, dict):
+        return _Node(schema, None, None, [], {}, None, None, True)
+    branches = next((b for key in ("anyOf", "oneOf") if isinstance(b := target.get(key), list) and b), None)
+    extra, items, types = target.get("additionalProperties"), target.get("items"), _types(target)
+    return _Node(schema, target, branches, types, json_object(target.get("properties"), {}),
+                 extra if isinstance(extra, dict) else None, items if isinstance(items, dict) else None,
+                 branches is None and (not types or "string" in types))
+
+
+Nodes = dict[int, _Node]  # one tool's schema nodes as `_coerce` read them, by id (see `ToolSchema.conform`)
+
+
+def _node_of(root: dict[str, Any], schema: Any, nodes: Nodes | None) -> _Node:
+    if nodes is None:
+        return _node(root, schema)
+    found = nodes.get(id(schema))
+    if found is None or found.source is not schema:
+        found = nodes[id(schema)] = _node(root, schema)
+    return found
+
+
+def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: list[str], depth: int,
+            nodes: Nodes | None = None) -> Any:
+    """`value` with what `schema` (a node of `root`) unambiguously gives another type converted, each conversion
+    added to `changes`. `nodes`: the nodes of `root` already read (kept by its tool: read once, not per call)."""
+    node = _node_of(root, schema, nodes)
+    schema = node.schema
+    if schema is None or depth > _MAX_DEPTH:
         return value
-    for key in ("anyOf", "oneOf"):
-        branches = schema.get(key)
-        if isinstance(branches, list) and branches:
-            if any(_valid(root, _deref(root, b) or {}, value) for b in branches if isinstance(b, dict)):
-                return value
-            fits = []
-            for b in branches:
-                trial: list[str] = []
-                v = _coerce(root, b, value, path, trial, depth + 1)
-                if trial and _valid(root, _deref(root, b) or {}, v):
-                    fits.append((v, trial))
-            if len(fits) == 1:
-                changes.extend(fits[0][1])
-                return fits[0][0]
+    branches = node.branches
+    if branches is not None:
+        if any(_valid(root, _deref(root, b) or {}, value) for b in branches if isinstance(b, dict)):
             return value
-    types = _types(schema)
-    label = path or "arguments"
+        fits = []
+        for b in branches:
+            trial: list[str] = []
+            v = _coerce(root, b, value, path, trial, depth + 1, nodes)
+            if trial and _valid(root, _deref(root, b) or {}, v):
+                fits.append((v, trial))
+        if len(fits) == 1:
+            changes.extend(fits[0][1])
+            return fits[0][0]
+        return value
+    types = node.types
     if isinstance(value, str) and types and "string" not in types:
         v = _convert_str(value, types)
         if not isinstance(v, _Nope):
-            changes.append(f"{label}: {_LABEL_ENCODER.encode(value)[:60]} -> {types[0]}")
+            changes.append(f"{path or 'arguments'}: {_LABEL_ENCODER.encode(value)[:60]} -> {types[0]}")
             value = v
     elif (isinstance(value, (int, float)) and not isinstance(value, bool) and types == ["string"]):
-        changes.append(f"{label}: {value!r} -> string")
+        changes.append(f"{path or 'arguments'}: {value!r} -> string")
         return value.text if isinstance(value, WrittenFloat) else json.dumps(value)
     if isinstance(value, dict):
-        props = json_object(schema.get("properties"), {})
-        extra = schema.get("additionalProperties")
+        props, extra = node.props, node.extra
         out = {}
         for k, v in value.items():
-            sub = props.get(k) if k in props else (extra if isinstance(extra, dict) else None)
-            out[k] = _coerce(root, sub, v, f"{path}/{k}" if path else k, changes, depth + 1) if sub else v
+            sub = props.get(k) if k in props else extra
+            if not sub or (type(v) is str and _node_of(root, sub, nodes).keeps_text):  # (what `_coerce` gives it)
+                out[k] = v
+            else:
+                out[k] = _coerce(root, sub, v, f"{path}/{k}" if path else k, changes, depth + 1, nodes)
         return out
     if isinstance(value, list):
-        items = schema.get("items")
-        if isinstance(items, dict):
-            return [_coerce(root, items, v, f"{path}/{i}", changes, depth + 1) for i, v in enumerate(value)]
+        items = node.items
+        if items is not None:
+            return [_coerce(root, items, v, f"{path}/{i}", changes, depth + 1, nodes) for i, v in enumerate(value)]
     return value
