@@ -25,7 +25,7 @@ Policy (what the router relies on):
 from __future__ import annotations
 
 import json
-import secrets
+import os
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
@@ -425,7 +425,7 @@ def check_options(format: str, mode: str) -> None:
 def _default_id(_: int) -> str:
     """A fresh call id from the operating system's random source: ids of different clients' calls come from one
     process, so none may be predictable from the ones a client has seen (a seeded generator's would be)."""
-    return "call_" + secrets.token_hex(12)
+    return "call_" + os.urandom(12).hex()  # (secrets.token_hex(12), without its three calls in between)
 
 
 def fresh_id(call_id: str | None, used: set[str], n: int, make_id: Callable[[int], str],
@@ -529,6 +529,17 @@ class _Builder:
         return "\n\n".join(p for p in parts if p)
 
 
+def _rebuilt(body: str, items: list[str | Segment], attempts: list[_Attempt], mode: str) -> tuple[str, str]:
+    """The content and the reasoning found in it, rebuilt from the text's `items` once the attempts are decided."""
+    # a block's text goes once every call in it went out (or was trimmed); a call that did not keeps the whole
+    # block's text in content, as it would alone (a block's calls have no spans of their own)
+    removed = {id(a.seg) for a in attempts if a.seg is not None and a.status in ("promoted", "trimmed")}
+    removed -= {id(a.seg) for a in attempts if a.seg is not None and a.status not in ("promoted", "trimmed")}
+    builder = _Builder(body, removed, structural=mode != "detect")
+    builder.add(items)
+    return builder.content(), "\n\n".join(r.strip() for r in builder.reasoning if r.strip())
+
+
 def repair_message(
     text: str | None, tools: list[dict[str, Any]] | ToolIndex | None, *, tool_calls: list[dict[str, Any]] | None = None,
     tool_choice: object = None, parallel_tool_calls: bool = True, format: str = "auto",
@@ -629,17 +640,12 @@ def repair_message(
         call["id"] = fresh_id(att.raw.call_id, used_ids, len(out_calls), make_id, taken_ids)
         out_calls.append(call)
 
-    content: str | None = ""
+    only = items[0] if len(items) == 1 else None
+    plain = not items or isinstance(only, str)  # no markup: the text is the content
+    content: str | None = only if isinstance(only, str) else ""
     extracted = ""
-    if items:  # else no text was segmented: nothing to rebuild
-        # a block's text goes once every call in it went out (or was trimmed); a call that did not keeps the whole
-        # block's text in content, as it would alone (a block's calls have no spans of their own)
-        removed = {id(a.seg) for a in attempts if a.seg is not None and a.status in ("promoted", "trimmed")}
-        removed -= {id(a.seg) for a in attempts if a.seg is not None and a.status not in ("promoted", "trimmed")}
-        builder = _Builder(body, removed, structural=mode != "detect")
-        builder.add(items)
-        content = builder.content()
-        extracted = "\n\n".join(r.strip() for r in builder.reasoning if r.strip())
+    if not plain:
+        content, extracted = _rebuilt(body, items, attempts, mode)
     if content == "" and (out_calls or text is None):
         content = None
     if kind == "none" and tool_calls:  # the upstream's calls, which the request refused, as text (not lost)
@@ -648,8 +654,8 @@ def repair_message(
     reasoning = reasoning_content or ""
     if extracted:
         reasoning = reasoning + "\n\n" + extracted if reasoning else extracted
-    family = next((a.raw.family for a in attempts if a.raw.family), None)
-    if family is None:
+    family = next((a.raw.family for a in attempts if a.raw.family), None) if attempts else None
+    if family is None and not plain:
         family = next((it.family for it in items if isinstance(it, Segment) and it.family), None)
     return RepairResult(content=content, tool_calls=out_calls, reasoning_content=reasoning or None,
                         repairs=repairs, errors=errors, format=family)

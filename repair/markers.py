@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from repair.fences import Fences
@@ -57,7 +58,7 @@ class Kind:
     line_check: Callable[[str, int, int], bool] | None = field(default=None, compare=False)
     unfenced: bool = False  # inside a fenced code block it is text (a model showing the syntax): see `repair.fences`
 
-    @property
+    @cached_property  # (asked for each candidate found)
     def named(self) -> bool:
         return any(isinstance(n, Name) for n in self.nodes)
 
