@@ -56,7 +56,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if not isinstance(block, Block):
         return block
     b, limit, bound, close = block.start, block.limit, block.bound, block.close
-    if invoke.FUNCTION.match(text, b, limit):  # MiniCPM5's <function name="f"> blocks in the block
+    tagged = text[b] == "<"  # (the tags below: a JSON body, the usual one, is none of them)
+    if tagged and invoke.FUNCTION.match(text, b, limit):  # MiniCPM5's <function name="f"> blocks in the block
         return section.parse(invoke.MINICPM5, text, p, ctx)
     if close == -1 and text.startswith(OPEN, limit):  # GLM: name<tool_call>key</arg_key>: the opener for <arg_key>
         after = limit + len(OPEN)
@@ -67,7 +68,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         limit2 = close2 if close2 != -1 else bound2
         if glm45.key_without_opener(text, b, limit2, ctx) is not None:
             limit, bound, close = limit2, bound2, close2
-    if qwen3_coder.starts_call(text, b, limit, ctx):
+    if tagged and qwen3_coder.starts_call(text, b, limit, ctx):
         got, close = close_past_values(text, ctx, lambda lim: qwen3_coder.parse_functions(text, b, lim, ctx),
                                        qwen3_coder.parse_functions(text, b, limit, ctx), close, CLOSE,
                                        qwen3_coder.ENDS, bound, qwen3_coder.LOST)
