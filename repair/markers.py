@@ -352,20 +352,34 @@ class CandidateFinder:
 
     # --- streaming ---------------------------------------------------------------------------------------------
 
+    def first_head(self, text: str) -> int:
+        """Where the first head in `text` begins (see `_quick_parts`): no candidate, complete or partial, begins
+        before it. len(text) when there is none but the text ends with a start of one; -1 when there is neither:
+        nothing can begin anywhere in `text` (`nothing_begins`)."""
+        m = self._quick.search(text)
+        if m is not None:
+            return m.start()
+        return len(text) if text.endswith(self._quick_ends) else -1
+
     def nothing_begins(self, text: str) -> bool:
         """True when no candidate, complete or partial, can begin anywhere in `text` (see `_quick_parts`):
         `scan_stream(context + text, len(context))` is then (NO, its length) whatever the context."""
-        return self._quick.search(text) is None and not text.endswith(self._quick_ends)
+        return self.first_head(text) == -1
 
     def scan_stream(self, text: str, start: int, ticks: Ticks | None = None,
-                    fenced: Fenced | None = None) -> tuple[int, int]:
+                    fenced: Fenced | None = None, head: int | None = None) -> tuple[int, int]:
         """(status, position) for streaming: the first position >= start that is a complete candidate (MATCH)
         or may still become one (PARTIAL); (NO, len(text)) when there is none. `ticks` and `fenced` as for `find`
-        (a stream's `fenced` reads the text before `text` too)."""
-        head = self._quick.search(text, start)
-        if head is None and not text.endswith(self._quick_ends, start):  # the usual prose
-            return NO, len(text)
-        hit = self._find(text, start, ticks, -1, True, fenced)
+        (a stream's `fenced` reads the text before `text` too). `head`: where `first_head` found the first head of
+        `text[start:]` (offset by `start`; not -1), when it was asked already."""
+        if head is None:
+            m = self._quick.search(text, start)
+            head = m.start() if m is not None else len(text)
+            if m is None and not text.endswith(self._quick_ends, start):  # the usual prose
+                return NO, len(text)
+        if head > start and ticks is not None:  # (no candidate begins before the first head: none is looked for)
+            ticks = ticks_after(ticks, text, start, head)
+        hit = self._find(text, head, ticks, -1, True, fenced)
         stop = hit[0] if hit is not None else len(text)
         # a partial candidate is non-empty, runs to the end and begins with a kind's first literal: it holds that
         # literal's first three characters (a head), or it is a shorter start of them ending the text: only those
@@ -374,18 +388,19 @@ class CandidateFinder:
         by_first = self._partial_by_first
         low = max(start, end - self.max_len)
         search = self._heads.search
-        if head is None or head.start() < low or head.re is not self._heads:  # (else the first head: no search)
-            head = search(text, low)
+        m = self._heads.match(text, head) if head >= low else None  # (the first head, found: no search)
+        if m is None:
+            m = search(text, max(head, low))
         # each head in turn, overlapping ones too (a search from the next position: a lookahead found at every
         # position was tried there with every head, 24 us for a 272-character prose text, 7 so)
-        while head is not None:
-            p = head.start()
+        while m is not None:
+            p = m.start()
             if p >= stop or p >= end - 2:  # (the last two positions: below, once each)
                 break
             reach, pattern = by_first[text[p]]
             if end - p <= reach and pattern.match(text, p) is not None:
                 return PARTIAL, p
-            head = search(text, p + 1)
+            m = search(text, p + 1)
         for p in range(max(low, end - 2), min(stop, end)):
             if text[p:] in self._short_ends or self._heads.match(text, p) is not None:
                 reach, pattern = by_first[text[p]]

@@ -144,14 +144,16 @@ class StreamRepairer:
 
     def _prose(self, text: str) -> list[Event]:
         """Text outside held markup: emitted up to where a candidate may begin."""
-        if not self._tail and self._finder.nothing_begins(text):  # the usual prose: all of it is decided
+        head = None if self._tail else self._finder.first_head(text)  # (asked once: the scan below starts there)
+        if head == -1:  # the usual prose: nothing can begin in it, all of it is decided
             decided = text
         else:
             base = self._ctx
             tail = self._tail + text
             window = base + tail
             fenced = self._fenced(self._text_size - len(window))
-            status, at = self._finder.scan_stream(window, len(base), self._ticks, fenced)
+            status, at = self._finder.scan_stream(window, len(base), self._ticks, fenced,
+                                                  None if head is None else len(base) + head)
             stop = (at if status != NO else len(window)) - len(base)
             if status == MATCH:
                 self._holding = True
