@@ -312,16 +312,40 @@ def _deref(root: dict[str, Any], schema: Any, depth: int = 0) -> Any:
     return schema
 
 
-def _valid(root: dict[str, Any], schema: dict[str, Any], value: Any) -> bool:
+def _checker(root: dict[str, Any], schema: dict[str, Any]) -> Callable[[Any], bool]:
+    """Whether a value is valid against `schema` (a node of `root`, whose definitions it may refer to), compiled
+    once: a tool's branch is checked on every coercion of a call to it."""
+    if not isinstance(schema, dict):  # (a reference to something that is no schema object: nothing fits it)
+        return _never
     sub = dict(schema)
     for key in ("$defs", "definitions"):
         if key in root and key not in sub:
             sub[key] = root[key]
     try:
-        cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)
-        return bool(cls(sub).is_valid(value))
+        validator = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)(sub)
     except Exception:
-        return False
+        return _never
+
+    def check(value: Any) -> bool:
+        try:
+            return bool(validator.is_valid(value))
+        except Exception:
+            return False
+    return check
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _branch_valid(root: dict[str, Any], node: _Node, i: int, value: Any) -> bool:
+    """Whether `value` is valid against branch `i` of `node` (an object), its check compiled when first asked."""
+    checks = node.checks
+    check = checks[i]
+    if check is None:
+        assert node.branches is not None
+        check = checks[i] = _checker(root, _deref(root, node.branches[i]) or {})
+    return check(value)
 
 
 _LABEL_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(value, ensure_ascii=False)'s, built once
@@ -340,17 +364,18 @@ class _Node(NamedTuple):
     extra: dict[str, Any] | None
     items: dict[str, Any] | None
     keeps_text: bool  # a string given for it is kept as it is (no coercion: it has no branches, allows strings)
+    checks: list[Callable[[Any], bool] | None]  # each branch's validity check, compiled when first asked
 
 
 def _node(root: dict[str, Any], schema: Any) -> _Node:
     target = _deref(root, schema)
     if not isinstance(target, dict):
-        return _Node(schema, None, None, [], {}, None, None, True)
+        return _Node(schema, None, None, [], {}, None, None, True, [])
     branches = next((b for key in ("anyOf", "oneOf") if isinstance(b := target.get(key), list) and b), None)
     extra, items, types = target.get("additionalProperties"), target.get("items"), _types(target)
     return _Node(schema, target, branches, types, json_object(target.get("properties"), {}),
                  extra if isinstance(extra, dict) else None, items if isinstance(items, dict) else None,
-                 branches is None and (not types or "string" in types))
+                 branches is None and (not types or "string" in types), [None] * len(branches or ()))
 
 
 Nodes = dict[int, _Node]  # one tool's schema nodes as `_coerce` read them, by id (see `ToolSchema.conform`)
@@ -375,13 +400,13 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
         return value
     branches = node.branches
     if branches is not None:
-        if any(_valid(root, _deref(root, b) or {}, value) for b in branches if isinstance(b, dict)):
+        if any(_branch_valid(root, node, i, value) for i, b in enumerate(branches) if isinstance(b, dict)):
             return value
         fits = []
-        for b in branches:
+        for i, b in enumerate(branches):
             trial: list[str] = []
             v = _coerce(root, b, value, path, trial, depth + 1, nodes)
-            if trial and _valid(root, _deref(root, b) or {}, v):
+            if trial and isinstance(b, dict) and _branch_valid(root, node, i, v):
                 fits.append((v, trial))
         if len(fits) == 1:
             changes.extend(fits[0][1])
