@@ -134,11 +134,15 @@ models:
   - {{name: either, fallbacks: [tiny, cloud-model]}}
 """)
     # (no trailing whitespace, which Anthropic refuses; the script's words each end in one, so the prefill ends
-    # inside a word and the model goes on with the script from where that leaves it)
+    # inside a word and the model goes on with the script from where that leaves it). Greedy: the prefill's last
+    # token is not one of the script's, so its next token is the script's "END " with p 0.95, not 1 (Anthropic's
+    # default temperature is 1: one run in ~10 sampled another word first, or bytes off the script; this SDK no
+    # longer names the field)
     prefilled = [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": "Sunny in"}]
     texts = []
     for stream in (False, True):
-        msg = await claude_message(r.url, stream, model="tiny", max_tokens=40, messages=prefilled)
+        msg = await claude_message(r.url, stream, model="tiny", max_tokens=40, messages=prefilled,
+                                   extra_body={"temperature": 0})
         texts.append("".join(b.text for b in msg.content))
         assert msg.stop_reason == "end_turn", stream
     assert texts[0] == texts[1] and texts[0] and PROSE.endswith(texts[0]) and not texts[0].startswith("Sunny")
