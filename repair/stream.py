@@ -28,7 +28,7 @@ from repair.core import (
     repair_message,
 )
 from repair.fences import Fences
-from repair.formats import kimi_k3
+from repair.formats import command_r, gemma4, kimi_k3
 from repair.formats.common import MAX_CALLS
 from repair.incremental import ARR as _ARR
 from repair.incremental import CHARS as _CHARS
@@ -63,7 +63,12 @@ from repair.types import (
 Event = StreamEvent | ToolCallStart | ToolArgsDelta
 HERMES_OPEN = "<tool_call>"
 HERMES_CLOSE = "</tool_call>"
-STREAMED_THINKS = ((THINK_OPEN, THINK_CLOSE), (kimi_k3.THINK_OPEN, kimi_k3.THINK_CLOSE))  # (opener, close)
+# (opener, close, ends): `ends` None, candidates inside stop the streaming (a call in a <think> block is read); else
+# nothing inside is markup (the format reads no call there) and the block stops where one of `ends` opens
+STREAMED_THINKS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    (THINK_OPEN, THINK_CLOSE, None), (kimi_k3.THINK_OPEN, kimi_k3.THINK_CLOSE, None),
+    (gemma4.CHANNEL_OPEN + gemma4.THOUGHT, gemma4.CHANNEL_CLOSE, (gemma4.OPEN,)),
+    (command_r.THINK_OPEN, command_r.THINK_CLOSE, (command_r.ACTION_OPEN, command_r.RESPONSE_OPEN)))
 # why a call whose header went out failed, when the stream ended inside its arguments (they go out as they were cut,
 # never closed: a command or a file cut in half is another command, another file)
 CUT = "truncated: the stream ended inside its arguments, which stay as they were cut"
@@ -527,14 +532,14 @@ class StreamRepairer:
         return self._prose(rest)
 
     def _try_spec(self, held: str) -> list[Event]:
-        openers = (HERMES_OPEN, *(opener for opener, _ in STREAMED_THINKS))
+        openers = (HERMES_OPEN, *(opener for opener, _, _ in STREAMED_THINKS))
         if any(len(held) < len(marker) and marker.startswith(held) for marker in openers):
             return []  # it may still become one (a `<think>` that came whole is one already)
         self._spec_tried = True
-        for opener, close in STREAMED_THINKS:
+        for opener, close, ends in STREAMED_THINKS:
             if held.startswith(opener):
                 self._ws = []
-                self._spec = _Think(self, close)
+                self._spec = _Think(self, close, ends, opener)
                 return self._spec_feed(held[len(opener):])
         if held.startswith(HERMES_OPEN) and not self._tool_parts:
             self._spec = _Hermes(self, self._text_size - len(held))
@@ -551,9 +556,10 @@ class StreamRepairer:
             if self._overflowed and rest:
                 events += self._passthrough(rest)
         elif action == "resume":  # a <think> block closed: what follows is content again
+            assert isinstance(self._spec, _Think)
+            self._ctx, self._ticks = self._spec.after  # (see `_Think.after`)
             self._spec, self._spec_tried = None, False
-            self._holding, self._tail, self._ctx, self._ws = False, "", "\n", []  # (content begins a line)
-            self._ticks = LINE_START  # reasoning and content are apart: inline code is read from the block's end
+            self._holding, self._tail, self._ws = False, "", []
             self._new_group = True
             if self._overflowed:
                 return events + (self._passthrough(rest) if rest else [])
@@ -790,14 +796,20 @@ class _Think:
     joined by blank lines) goes out as it arrives. A call candidate inside it stops the streaming (the block is
     then resolved at finish); its close hands the rest back as content."""
 
-    def __init__(self, owner: StreamRepairer, close: str = THINK_CLOSE) -> None:
+    def __init__(self, owner: StreamRepairer, close: str = THINK_CLOSE, ends: tuple[str, ...] | None = None,
+                 opener: str = THINK_OPEN) -> None:
         self.owner = owner
         self.close = close
+        self.ends = ends  # None: a <think> block (see `STREAMED_THINKS`)
         self.pending = ""
         self.ctx = ""
         self.ticks = LINE_START  # backticks on the line before `pending` (the block's text from its start: as the
         self.ws = ""      # one-shot repair reads it, apart)
         self.started = False
+        # the owner's backticks after the block: a <think> block's content begins a line and is read apart; after
+        # another format's channel the one-shot repair reads on through the channel's text (tracked as it goes)
+        self.outer = LINE_START if ends is None else ticks_after(owner._ticks, opener)
+        self.after = ("\n", LINE_START)  # (the character before the content after the block, its backticks)
 
     def _emit(self, decided: str) -> list[Event]:
         if not self.started:
@@ -818,6 +830,8 @@ class _Think:
         return [ReasoningDelta(out)]
 
     def feed(self, text: str) -> Action:
+        if self.ends is not None:
+            return self._feed_channel(self.pending + text)
         window = self.pending + text
         close = window.find(self.close)
         finder = self.owner._inner_finder
@@ -838,6 +852,24 @@ class _Think:
         if decided:
             self.ctx = decided[-1]
             self.ticks = ticks_after(self.ticks, decided)
+        return self._emit(decided), None, ""
+
+    def _feed_channel(self, window: str) -> Action:
+        """A channel the format reads no markup in: it goes out up to its close (then the rest is content) or up to
+        where one of its `ends` opens (the rest is then held and resolved at finish, as after a candidate)."""
+        assert self.ends is not None
+        close = window.find(self.close)
+        free = self.owner._overflowed
+        end = -1 if free else min((at for m in self.ends if (at := window.find(m)) != -1), default=-1)
+        if close >= 0 and (end < 0 or close < end):
+            closed = close + len(self.close)
+            self.after = self.close[-1], ticks_after(self.outer, window, 0, closed)
+            return self._emit(window[:close]), "resume", window[closed:]
+        if end >= 0:
+            return self._emit(window[:end]), "stop", window[end:]
+        keep = max(_partial_suffix(window, m) for m in (self.close, *(() if free else self.ends)))
+        decided, self.pending = window[:len(window) - keep], window[len(window) - keep:]
+        self.outer = ticks_after(self.outer, decided)
         return self._emit(decided), None, ""
 
 
