@@ -28,7 +28,7 @@ from repair.core import (
     repair_message,
 )
 from repair.fences import Fences
-from repair.formats import command_r, gemma4, kimi_k3
+from repair.formats import command_r, functionary, gemma4, kimi_k3
 from repair.formats.common import MAX_CALLS
 from repair.incremental import ARR as _ARR
 from repair.incremental import CHARS as _CHARS
@@ -69,6 +69,8 @@ STREAMED_THINKS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     (THINK_OPEN, THINK_CLOSE, None), (kimi_k3.THINK_OPEN, kimi_k3.THINK_CLOSE, None),
     (gemma4.CHANNEL_OPEN + gemma4.THOUGHT, gemma4.CHANNEL_CLOSE, (gemma4.OPEN,)),
     (command_r.THINK_OPEN, command_r.THINK_CLOSE, (command_r.ACTION_OPEN, command_r.RESPONSE_OPEN)))
+# markers the one-shot repair removes, the text around them kept as content: dropped as they come (see `_drop`)
+DROPPED = (*kimi_k3.MARKERS, functionary.ALL)
 # why a call whose header went out failed, when the stream ended inside its arguments (they go out as they were cut,
 # never closed: a command or a file cut in half is another command, another file)
 CUT = "truncated: the stream ended inside its arguments, which stay as they were cut"
@@ -512,11 +514,11 @@ class StreamRepairer:
 
     def _maybe_spec(self, held: str) -> list[Event]:
         """Held text (all of it, from where it is held) that can stream anyway: a channel marker the one-shot
-        repair removes (Kimi K3's response and message markers: dropped, what follows is content again), a
-        <think> block (as reasoning) or hermes calls (header and arguments)."""
+        repair removes (Kimi K3's response and message markers, Functionary's `>>>all`: dropped, what follows is
+        content again), a <think> block (as reasoning) or hermes calls (header and arguments)."""
         events: list[Event] = []
         while self._incremental and self._holding and self._spec is None and not self._spec_tried:
-            marker = next((m for m in kimi_k3.MARKERS if held.startswith(m)), None)
+            marker = next((m for m in DROPPED if held.startswith(m)), None)
             if marker is None:
                 return events + self._try_spec(held)
             events += self._drop(marker, held[len(marker):])

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from repair import repair_message
+from repair import ContentDelta, StreamRepairer, repair_message
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
+from tests.repair.incremental_helpers import assert_incremental_matches
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
@@ -65,3 +66,29 @@ def test_v31_function_tag_is_a_call() -> None:
     r = repair_message(text, TOOLS, id_factory=ids)
     assert calls_of(r) == [("get_weather", {"location": "Rome"})] and r.content == "Sure."
     assert_stream_matches(text, TOOLS)
+
+
+@pytest.mark.parametrize("pieces", [
+    [">>>", "all", "\n", "Let me", " check", " the weather.", ">>>", "get_weather", "\n", '{"location": "Oslo"}'],
+    [">>>al", "l\nLet me check", " the weather.>", '>>get_weather\n{"location": "Oslo"}'],
+], ids=["tokens whole", "marker cut"])
+def test_v32_text_streams_as_it_comes_and_a_call_after_it_is_a_call(pieces: list[str]) -> None:
+    """The `>>>all` marker is dropped as it comes (a stream held the text after it to the end)."""
+    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=True)
+    fed = [e for p in pieces[:-1] for e in sr.feed(p)]
+    assert "".join(e.text for e in fed if isinstance(e, ContentDelta)) == "Let me check the weather."
+    sr.feed(pieces[-1])
+    sr.finish()
+    assert calls_of(sr.result) == [("get_weather", {"location": "Oslo"})]
+    text = "".join(pieces)
+    assert repair_message(text, TOOLS, id_factory=ids).content == "Let me check the weather."
+    assert_stream_matches(text, TOOLS)
+    assert_incremental_matches(text, TOOLS)
+
+
+def test_v32_text_after_a_call_is_content() -> None:
+    text = '>>>get_weather\n{"location": "Oslo"}>>>all\nChecking.'
+    r = repair_message(text, TOOLS, id_factory=ids)
+    assert calls_of(r) == [("get_weather", {"location": "Oslo"})] and r.content == "Checking."
+    assert_stream_matches(text, TOOLS)
+    assert_incremental_matches(text, TOOLS)
