@@ -401,7 +401,7 @@ async def get_response(request: web.Request, store: ResponseStore, resp_id: str,
     """The stored Response; one whose stream runs, `in_progress` (see `_in_progress`)."""
     doc = await _response_of(request, store, resp_id, owner)
     if doc is None:
-        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+        raise dialect.response_not_found(_short_id(resp_id))
     if _streamed(request.query.get("stream")):
         raise ApiError(400, f"The response {_short_id(resp_id)} cannot be streamed: only a background response "
                        "is streamed again, and background responses are not supported here. Retrieve it without "
@@ -445,7 +445,7 @@ async def delete_response(request: web.Request, store: ResponseStore, resp_id: s
         log.warning("response store delete of %s failed: %s", resp_id[:64], exc)
         raise ApiError(503, "The response store is unavailable.", "store_unavailable") from None
     if not deleted:
-        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+        raise dialect.response_not_found(_short_id(resp_id))
     return {"id": resp_id, "object": "response", "deleted": True}
 
 
@@ -455,7 +455,7 @@ async def cancel_response(request: web.Request, store: ResponseStore, resp_id: s
     """OpenAI cancels background responses only, and none are made here: a stored Response, or one whose stream
     runs (which goes on to its end), is OpenAI's 400 for a synchronous one; another id, the 404 of a read."""
     if await _response_of(request, store, resp_id, owner) is None:
-        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+        raise dialect.response_not_found(_short_id(resp_id))
     raise ApiError(400, "Cannot cancel a synchronous response.", "invalid_request")
 
 
@@ -489,7 +489,7 @@ async def _input_items(request: web.Request, store: ResponseStore, resp_id: str,
         return dialect.input_items_of(item.messages[:-1] if replied else item.messages, resp_id)
     live = _running(request, resp_id, owner)
     if live is None:
-        raise ApiError(404, f"No response with id {_short_id(resp_id)} is stored.", "response_not_found")
+        raise dialect.response_not_found(_short_id(resp_id))
     return dialect.input_items_of(live.conversation, resp_id)
 
 

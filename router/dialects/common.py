@@ -102,6 +102,13 @@ def invalid(message: str, param: str | None = None, code: str = "invalid_request
     return ApiError(400, message, code, param=param)
 
 
+class UncodedError(ApiError):
+    """An error OpenAI answers with `code: null`: its `code` names it in the router's logs and metrics only."""
+
+    def openai_body(self) -> dict[str, object]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": None}}
+
+
 def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str,
                required: bool = False) -> Any:
     """`body[name]` when it has the right type (bools are never numbers); raises a 400 otherwise (the check the

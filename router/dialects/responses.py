@@ -41,6 +41,7 @@ from .common import (
     ToolsJson,
     ToolsMemo,
     Turn,
+    UncodedError,
     arguments_object,
     check_int,
     check_number,
@@ -747,7 +748,7 @@ def duplicate_item(ref: str) -> ApiError:
                    "again.", "input", "duplicate_item")
 
 
-class ItemNotFound(ApiError):
+class ItemNotFound(UncodedError):
     """An `item_reference` to no item stored for the key, answered as OpenAI answers it: 404, an
     `invalid_request_error` naming the input, `code: null` (`item_not_found` is the router's name for it in its
     logs and metrics)."""
@@ -757,8 +758,13 @@ class ItemNotFound(ApiError):
                          type="invalid_request_error")
         self.ref = ref
 
-    def openai_body(self) -> dict[str, object]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": None}}
+
+def response_not_found(shown_id: str) -> ApiError:
+    """No stored response of the key has the id (`shown_id`: as an error message shows it, quoted), answered as
+    OpenAI answers it: 404, an `invalid_request_error`, `param` and `code` null (`response_not_found` is the
+    router's name for it in its logs and metrics)."""
+    return UncodedError(404, f"Response with id {shown_id} not found.", "response_not_found",
+                        type="invalid_request_error")
 
 
 def _item_turn(item: Any, i: int) -> Turn:

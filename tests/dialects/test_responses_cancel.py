@@ -52,7 +52,7 @@ async def test_an_unknown_or_another_key_s_response_is_a_404(fakes, router):
         async with aiohttp.ClientSession() as s, s.get(f"{r.url}/v1/responses/{resp_id}",
                                                         headers={"Authorization": f"Bearer {key}"}) as read:
             assert (status, err) == (read.status, (await read.json())["error"])  # (as a read answers it)
-        assert (status, err["code"]) == (404, "response_not_found"), err
+        assert (status, err["code"], err["type"]) == (404, None, "invalid_request_error"), err
         assert len(str(err["message"])) < 200
     with pytest.raises(openai.NotFoundError):
         await r.client("sk-a").responses.cancel("resp_nothing")
