@@ -147,9 +147,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     if memos is None:
         memos = Translations()
     model = _typed(body, "model", str, "a string")
-    if not model:
-        raise invalid("'model' is required." if model is None else "'model' must be a non-empty string.", "model",
-                      "missing_field")
+    if not model:  # (an empty one too, as OpenAI's chat API takes it)
+        raise missing_parameter("model")
     _no_server_state(body)
     if _typed(body, "background", bool, "a boolean"):
         raise invalid("'background' responses are not supported.", "background", "unsupported_parameter")
@@ -299,6 +298,11 @@ MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
 
 
+def missing_parameter(param: str) -> ApiError:
+    """OpenAI's `missing_required_parameter` 400, naming the field's full path."""
+    return invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+
+
 def wrong_type(param: str, expected: str, value: object) -> ApiError:
     """OpenAI's `invalid_type` 400: the field's full path, the JSON type it takes (`expected`: "a string", "an
     object", ...) and the JSON type it was sent (see `json_type`)."""
@@ -389,7 +393,7 @@ def _no_input(chat_shaped: bool) -> ApiError:
     if chat_shaped:
         return invalid("Unsupported parameter: 'messages'. In the Responses API, this parameter has moved to "
                        "'input'. Try again with the new parameter.", None, "unsupported_parameter")
-    return invalid("'input' is required.", "input", "missing_field")
+    return missing_parameter("input")
 
 
 class _Input(NamedTuple):

@@ -150,5 +150,5 @@ async def test_chat_messages_instead_of_input_are_told_where_they_moved(fakes, r
     assert err["message"].startswith("Unsupported parameter: 'messages'. In the Responses API, this parameter has "
                                      "moved to 'input'.")
     err = await _refused(r.url, {"model": "m"})
-    assert (err["param"], err["code"]) == ("input", "missing_field")
+    assert (err["param"], err["code"]) == ("input", "missing_required_parameter")
     assert not up.requests
