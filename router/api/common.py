@@ -11,10 +11,13 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from engines.wire import json_type
+
 from .. import auth, jsoncodec
 from ..backpressure import WriteWatch
 from ..config.model import ClientKey
 from ..context import RequestContext, upstream_headers
+from ..dialects.common import UncodedError
 from ..drain import IN_FLIGHT, uncancel
 from ..errors import ApiError
 from ..exchange import Exchange
@@ -267,10 +270,15 @@ async def read_body(request: web.Request, limit: int, idle: float) -> bytes:
 
 
 def require_model(body: dict[str, Any]) -> str:
+    """The request's `model`; none (absent, null or empty) is OpenAI's 400 for it, `param` and `code` null
+    (`invalid_model` names it in the router's logs and metrics), another type OpenAI's `invalid_type`."""
     model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "'model' is required and must be a non-empty string.", "invalid_model", param="model")
-    return model
+    if isinstance(model, str) and model:
+        return model
+    if model is None or model == "":
+        raise UncodedError(400, "you must provide a model parameter", "invalid_model")
+    raise ApiError(400, f"Invalid type for 'model': expected a string, but got {json_type(model)} instead.",
+                   "invalid_type", param="model")
 
 
 def _too_large(limit: int) -> ApiError:
