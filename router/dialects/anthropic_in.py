@@ -82,6 +82,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     the client sent the interleaved-thinking beta, under which a thinking budget may pass `max_tokens`."""
     if memos is None:
         memos = Translations()
+    _present(body, ("model", "messages") if count_only else ("model", "messages", "max_tokens"))
     model = _typed(body, "model", str, "a string", required=True)
     if not model:
         raise invalid("'model' must be a non-empty string.", "model", "missing_field")
@@ -149,6 +150,13 @@ def _stop_sequences(body: dict[str, Any]) -> list[str] | None:
             must = "contain non-whitespace" if s else "be non-empty"
             raise invalid(f"stop_sequences: each stop sequence must {must}", "stop_sequences", "invalid_value")
     return stops
+
+
+def _present(body: dict[str, Any], names: tuple[str, ...]) -> None:
+    """The required fields given (null counts as absent); a missing one is Anthropic's 400 worded as it words it."""
+    for name in names:
+        if body.get(name) is None:
+            raise invalid(f"{name}: Field required", name, "missing_field")
 
 
 def _typed(body: dict[str, Any], name: str, kind: type, what: str, required: bool = False) -> Any:
