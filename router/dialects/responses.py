@@ -1061,10 +1061,11 @@ def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
     if kind is None:
         raise invalid("Missing required parameter: 'text.format.type'.", "text.format.type",
                       "missing_required_parameter")
+    if not isinstance(kind, str):
+        raise wrong_type("text.format.type", "a string", kind)
     if kind not in ("text", "json_object", "json_schema"):
-        shown = kind[:40] if isinstance(kind, str) else kind
-        raise invalid(f"Invalid value: {shown!r}. Supported values are: 'text', 'json_object' and 'json_schema'.",
-                      "text.format.type", "invalid_value")
+        raise invalid(f"Invalid value: {kind[:40]!r}. Supported values are: 'text', 'json_object' and "
+                      "'json_schema'.", "text.format.type", "invalid_value")
     if kind == "text":
         return None
     if kind == "json_object":
