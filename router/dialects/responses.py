@@ -196,10 +196,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
     reasoning = _typed(body, "reasoning", dict, "an object")
     # any string: the levels grow ("none", "xhigh", "max"); the upstream judges the value, OpenAI's a 400 of its own
     effort = _field(reasoning, "effort", "reasoning.effort")
-    # (the openai SDK's type takes the first three; Codex leaves the field out for no summaries, its "none", which
-    # Codex before December 2025 sent: taken, as no summary)
-    if reasoning is None or reasoning.get("summary") != "none":
-        _one_of(reasoning, "summary", ("auto", "concise", "detailed"), "reasoning.summary")
+    summary = _summary(reasoning)
     if effort is not None:
         params["reasoning_effort"] = effort
     text = _typed(body, "text", dict, "an object")
@@ -216,7 +213,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         "instructions": instructions, "max_output_tokens": max_output, "temperature": temperature,
         "top_p": top_p, "parallel_tool_calls": parallel is not False, "tools": echo_tools,
         "tool_choice": echo_choice, "metadata": metadata or {}, "previous_response_id": previous,
-        "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")} if reasoning else None,
+        "reasoning": {"effort": effort, "summary": summary} if reasoning else None,
         "text": {"format": (text or {}).get("format") or {"type": "text"},
                  **({"verbosity": verbosity} if verbosity is not None else {})},
         "truncation": _truncation(body),
@@ -366,6 +363,23 @@ def _one_of(obj: dict[str, Any] | None, name: str, values: tuple[str, ...], para
         raise invalid(f"Invalid value: {value[:40]!r}. Supported values are: {listed}.", param or name,
                       "invalid_value")
     return value
+
+
+def _summary(reasoning: dict[str, Any] | None) -> str | None:
+    """`reasoning.summary`, or where it is absent its deprecated name `generate_summary`; each, when given, held to
+    OpenAI's values."""
+    summary = _summary_field(reasoning, "summary")
+    legacy = _summary_field(reasoning, "generate_summary")
+    return summary if summary is not None else legacy
+
+
+def _summary_field(reasoning: dict[str, Any] | None, name: str) -> str | None:
+    """One of the two summary fields: "auto", "concise" or "detailed" (the openai SDK's type takes the three), or
+    "none": Codex leaves the field out for no summaries, its "none", which Codex before December 2025 sent (taken,
+    as no summary)."""
+    if reasoning is not None and reasoning.get(name) == "none":
+        return "none"
+    return _one_of(reasoning, name, ("auto", "concise", "detailed"), f"reasoning.{name}")
 
 
 def _verbosity(text: dict[str, Any] | None) -> str | None:
