@@ -87,6 +87,12 @@ def json_type(value: object) -> str:
     return "a value of no JSON type"
 
 
+def invalid_type_message(param: str, expected: str, value: object) -> str:
+    """OpenAI's words for a field of another type: its full path, the JSON type it takes (`expected`: "a string",
+    "an object", ...) and the JSON type it was sent (see `json_type`)."""
+    return f"Invalid type for '{param}': expected {expected}, but got {json_type(value)} instead."
+
+
 def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str,
                required: bool = False) -> Any:
     """`body[name]` when it has the right type (bools are never numbers), None when absent and not required;
@@ -98,5 +104,5 @@ def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], w
         return None
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-        raise WireError(400, f"'{name}' must be {what}, not {type(value).__name__}.", "invalid_type", param=name)
+        raise WireError(400, invalid_type_message(name, what, value), "invalid_type", param=name)
     return value

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.wire import WireError, check_type, json_type
+from engines.wire import WireError, check_type, invalid_type_message, json_type
 from engines.worker.errors import bad_request
 from engines.worker.sampling import SamplingParams
 from repair import data_answer
@@ -229,7 +229,7 @@ def _include_usage(body: dict[str, Any], stream: bool) -> bool:
     for member in ("include_usage", "continuous_usage_stats", "include_obfuscation"):
         value = opts.get(member)
         if value is not None and not isinstance(value, bool):
-            raise bad_request(f"'stream_options.{member}' must be a boolean, not {type(value).__name__}.",
+            raise bad_request(invalid_type_message(f"stream_options.{member}", "a boolean", value),
                               param=f"stream_options.{member}", code="invalid_type")
     if opts.get("continuous_usage_stats") is True:  # vLLM's usage on every chunk: this engine sends it at the end
         raise _unsupported("'stream_options.continuous_usage_stats' is not supported by this engine; usage comes in "

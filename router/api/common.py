@@ -237,7 +237,7 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, f"The request body is not valid JSON: {_short(exc)}", "invalid_json") from None
     if not isinstance(body, dict):
-        raise ApiError(400, f"The request body must be a JSON object, not {type(body).__name__}.", "invalid_json")
+        raise ApiError(400, f"The request body must be a JSON object, not {json_type(body)}.", "invalid_json")
     state.known_history.learn(raw, body, None)
     return raw, body
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from itertools import repeat
 from typing import Any, NoReturn
 
+from engines.wire import invalid_type_message
+
 from .common import check_type, invalid
 
 _MESSAGE_CONTENT = (str, list)
@@ -34,8 +36,7 @@ def _check_chat(body: dict[str, Any], tools_checked: bool, messages_checked: int
     # the common shape at the cost of a few lookups; the message names the field
     for i, m in enumerate(messages[messages_checked:] if messages_checked else messages, messages_checked):
         if not isinstance(m, dict):
-            raise invalid(f"'messages[{i}]' must be a message object, not {type(m).__name__}.", f"messages[{i}]",
-                          "invalid_type")
+            _wrong_type(f"messages[{i}]", "an object", m)
         role, content, calls = m.get("role"), m.get("content"), m.get("tool_calls")
         if not (isinstance(role, str) and role and (content is None or isinstance(content, _MESSAGE_CONTENT))
                 and (calls is None or (isinstance(calls, list) and all(map(isinstance, calls, repeat(dict)))))):
@@ -56,14 +57,13 @@ def _message_error(where: str, role: object, content: object) -> NoReturn:
     if not isinstance(role, str) or not role:
         raise invalid(f"'{where}.role' must be a non-empty string.", f"{where}.role", "invalid_type")
     if content is not None and not isinstance(content, _MESSAGE_CONTENT):
-        raise invalid(f"'{where}.content' must be a string or an array of parts, not {type(content).__name__}.",
-                      f"{where}.content", "invalid_type")
+        _wrong_type(f"{where}.content", "one of a string or array of objects", content)
     raise invalid(f"'{where}.tool_calls' must be an array of objects.", f"{where}.tool_calls", "invalid_type")
 
 
 def _tool_error(where: str, tool: object, fn: object) -> NoReturn:
     if not isinstance(tool, dict):
-        raise invalid(f"'{where}' must be a tool object, not {type(tool).__name__}.", where, "invalid_type")
+        _wrong_type(where, "an object", tool)
     if not isinstance(fn, dict):
         raise invalid(f"'{where}.function' must be an object.", f"{where}.function", "invalid_type")
     raise invalid(f"'{where}.function.name' must be a string.", f"{where}.function.name", "invalid_type")
@@ -72,4 +72,8 @@ def _tool_error(where: str, tool: object, fn: object) -> NoReturn:
 def _check_field(obj: dict[str, Any], name: str, kind: type, what: str, param: str) -> None:
     value = obj.get(name)
     if value is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)):
-        raise invalid(f"'{param}' must be {what}, not {type(value).__name__}.", param, "invalid_type")
+        _wrong_type(param, what, value)
+
+
+def _wrong_type(param: str, expected: str, value: object) -> NoReturn:
+    raise invalid(invalid_type_message(param, expected, value), param, "invalid_type")
