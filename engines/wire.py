@@ -100,7 +100,7 @@ def check_type(body: dict[str, Any], name: str, kind: type | tuple[type, ...], w
     value = body.get(name)
     if value is None:
         if required:
-            raise WireError(400, f"'{name}' is required.", "missing_field", param=name)
+            raise WireError(400, f"Missing required parameter: '{name}'.", "missing_required_parameter", param=name)
         return None
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):

@@ -61,3 +61,13 @@ async def test_a_body_that_is_no_object_names_its_json_type(fakes, router) -> No
     err = await _refused(r.url, [1, 2])
     assert err["message"] == "The request body must be a JSON object, not an array."
     assert not up.requests
+
+
+@pytest.mark.parametrize("body", [{"model": "m"}, {"model": "m", "messages": None}])
+async def test_no_messages_is_openai_s_missing_parameter(fakes, router, body: dict[str, Any]) -> None:
+    up = await fakes()
+    r = await router(CFG.format(url=up.url))
+    err = await _refused(r.url, body)
+    assert err == {"message": "Missing required parameter: 'messages'.", "type": "invalid_request_error",
+                   "param": "messages", "code": "missing_required_parameter"}
+    assert not up.requests
