@@ -416,15 +416,14 @@ def _require_assistant_content(message: dict[str, Any], where: str) -> None:
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise bad_request("'messages' must be a non-empty list", param="messages",
-                          code="invalid_type" if not isinstance(msgs, list) else "invalid_value")
+    msgs: list[Any] = check_type(body, "messages", list, "an array", required=True)
+    if not msgs:
+        raise bad_request("'messages' must be a non-empty list", param="messages")
     out: list[dict[str, Any]] = []
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
-            raise bad_request(f"{where} must be an object", param="messages", code="invalid_type")
+            raise bad_request(invalid_type_message(where, "an object", m), param="messages", code="invalid_type")
         role = m.get("role")
         if role not in ROLES:
             raise bad_request(f"{where}: 'role' must be one of {', '.join(ROLES)}", param="messages")

@@ -31,3 +31,22 @@ async def test_a_field_of_another_type_is_named_with_json_types(engine: Callable
     assert status == 400, doc
     assert doc["error"] == {"message": message, "type": "invalid_request_error", "param": param,
                             "code": "invalid_type"}
+
+
+@pytest.mark.parametrize(("messages", "err"), [
+    (None, {"message": "Missing required parameter: 'messages'.", "param": "messages",
+            "code": "missing_required_parameter"}),
+    ({"role": "user"}, {"message": "Invalid type for 'messages': expected an array, but got an object instead.",
+                        "param": "messages", "code": "invalid_type"}),
+    (["hi"], {"message": "Invalid type for 'messages[0]': expected an object, but got a string instead.",
+              "param": "messages", "code": "invalid_type"}),  # (the worker's param for what a message holds)
+])
+async def test_messages_missing_or_of_another_type_are_openai_s_400(engine: Callable[..., Awaitable[Engine]],
+                                                                    messages: Any, err: dict[str, Any]) -> None:
+    """They were "'messages' must be a non-empty list" (code invalid_type for an absent one too) and "messages[0]
+    must be an object"."""
+    e = await engine("random")
+    body = {"max_tokens": 1, **({} if messages is None else {"messages": messages})}
+    status, doc = await e.post_raw("/v1/chat/completions", json.dumps(body).encode())
+    assert status == 400, doc
+    assert doc["error"] == {**err, "type": "invalid_request_error"}
