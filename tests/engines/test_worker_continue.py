@@ -35,8 +35,10 @@ def _prefill(text: str) -> dict[str, Any]:
            continue_final_message=True),
      "'continue_final_message' cannot continue an assistant message with 'tool_calls'; its text is what is "
      "continued"),
-    (_chat(continue_final_message="yes"), "'continue_final_message' must be a boolean"),
-    (_chat(add_generation_prompt=1), "'add_generation_prompt' must be a boolean"),
+    (_chat(continue_final_message="yes"),
+     "Invalid type for 'continue_final_message': expected a boolean, but got a string instead."),
+    (_chat(add_generation_prompt=1),
+     "Invalid type for 'add_generation_prompt': expected a boolean, but got an integer instead."),
 ])
 def test_vllm_checks_of_the_generation_flags(body: dict[str, Any], message: str) -> None:
     with pytest.raises(WireError) as caught:
