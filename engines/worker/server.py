@@ -356,7 +356,6 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
     mode = _repair_mode(request)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                        CONSTRAINED_HEADER: _label(guided), REPAIRED_HEADER: mode})
-    await resp.prepare(request)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": state.name}
     envelope = ChunkEnvelope(base, {"index": 0, "delta": ChunkEnvelope.SLOT, "finish_reason": None, "logprobs": None})
@@ -399,8 +398,8 @@ async def _stream_chat(request: web.Request, state: WorkerState, req: ChatReques
             data += sse_data({**base, "choices": [], "usage": _usage(event)})
         return data
 
-    await resp.write(chunk({"role": "assistant", "content": ""}))
-    return await _relay(resp, _chain(first, handle), delta, finished, "a chat completion")
+    return await _relay(request, resp, _chain(first, handle), delta, finished, "a chat completion",
+                        opening=chunk({"role": "assistant", "content": ""}))
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -432,7 +431,6 @@ async def completions(request: web.Request) -> web.StreamResponse:
 async def _stream_completion(request: web.Request, req: CompletionRequest, handle: SequenceHandle, first: list[Any],
                              base: dict[str, Any]) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await resp.prepare(request)
     envelope = ChunkEnvelope(base, {"index": 0, "text": ChunkEnvelope.SLOT, "logprobs": None, "finish_reason": None})
 
     def chunk(text: str, fin: Finished | None = None) -> bytes:
@@ -451,19 +449,24 @@ async def _stream_completion(request: web.Request, req: CompletionRequest, handl
             data += sse_data({**base, "choices": [], "usage": _usage(event)})
         return data
 
-    return await _relay(resp, _chain(first, handle), delta, finished, "a completion")
+    return await _relay(request, resp, _chain(first, handle), delta, finished, "a completion")
 
 
-async def _relay(resp: web.StreamResponse, events: AsyncGenerator[Any, None], delta: Callable[[Delta], bytes],
-                 finished: Callable[[Finished], bytes], what: str) -> web.StreamResponse:
-    """A sequence's events to its prepared SSE response (`delta` and `finished` make each one's bytes), then
-    [DONE]: a failure the scheduler reports as its error event, and one raised after the headers were sent (they
-    cannot become a status any more) as an internal_error event, so a client never waits on a stream without end.
-    `events` is closed before it returns, however it ends. A client that went away is no error: a write to its
-    closing connection raises ClientConnectionResetError when it comes before aiohttp cancels the handler, which
-    aiohttp would log with its traceback (relayed to the router's log line by line)."""
+async def _relay(request: web.Request, resp: web.StreamResponse, events: AsyncGenerator[Any, None],
+                 delta: Callable[[Delta], bytes], finished: Callable[[Finished], bytes], what: str, *,
+                 opening: bytes = b"") -> web.StreamResponse:
+    """The SSE response's headers and `opening` (a chat's role chunk), then a sequence's events (`delta` and
+    `finished` make each one's bytes), then [DONE]: a failure the scheduler reports as its error event, and one
+    raised after the headers were sent (they cannot become a status any more) as an internal_error event, so a
+    client never waits on a stream without end. `events` is closed before it returns, however it ends.
+    A client that went away is no error, whenever it left: a write to its closing connection (the headers', the
+    opening's or a chunk's) raises ClientConnectionResetError when it comes before aiohttp cancels the handler,
+    which aiohttp would log with its traceback (relayed to the router's log line by line)."""
     async with contextlib.aclosing(events):
         try:
+            await resp.prepare(request)
+            if opening:
+                await resp.write(opening)
             tail = await _write_events(resp, events, delta, finished, what)
             await resp.write(tail + SSE_DONE)
             await resp.write_eof()
