@@ -1,6 +1,7 @@
-"""A streamed answer's client leaving before the headers, or between the headers and the first (role) chunk. Each
-time the batch slot is freed (/stats shows no active request), nothing is logged at WARNING or above (no aiohttp
-"Error handling request" traceback), and the worker serves the next request and the streams in flight.
+"""A streamed answer's client leaving in each phase: before the headers, between the headers and the first (role)
+chunk, mid-stream, and while a long prompt is prefilled. Each time the batch slot is freed (/stats shows no active
+request), nothing is logged at WARNING or above (no aiohttp "Error handling request" traceback), and the worker
+serves the next request and the streams in flight.
 
 The clients are plain sockets closed from the test, so that where the server stands when it learns of the close is
 set by the test rather than by timing: the test waits until the close has reached the server's socket, which the
@@ -14,6 +15,7 @@ import logging
 import select
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -73,6 +75,27 @@ def _close(sock: socket.socket, e: Engine, close: Callable[[socket.socket], None
     close(sock)
     readable, _, _ = select.select([fd], [], [], 10)
     assert readable, "the client's close never reached the server"
+
+
+async def _read_status_line(sock: socket.socket) -> bytes:
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    got = b""
+    while b"\r\n" not in got:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 30)
+        assert chunk, f"the server closed after {got!r}"
+        got += chunk
+    return got.split(b"\r\n", 1)[0]
+
+
+async def _read_chunks(sock: socket.socket, count: int) -> None:
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    got = b""
+    while got.count(b"data: {") < count:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 30)
+        assert chunk, f"the stream ended after {got.count(b'data: {')} chunks"
+        got += chunk
 
 
 class ResetSpy:
@@ -209,3 +232,73 @@ async def test_a_client_gone_after_the_headers(engine: Callable[..., Awaitable[E
     _no_errors(caplog)
     assert spy.raised == {"prepare": 0, "write": raised}
     assert sum("the client went away" in r.getMessage() for r in caplog.records) == raised
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("close", [socket.socket.close, _reset], ids=["fin", "rst"])
+async def test_a_client_gone_mid_stream(engine: Callable[..., Awaitable[Engine]], tiny_models, caplog, path: str,
+                                        close: Callable[[socket.socket], None]) -> None:
+    e = await engine("random")
+    sock = _connect(e, path, _ask(path, logit_bias=_no_eos(tiny_models)))
+    with caplog.at_level(logging.DEBUG):
+        await _read_chunks(sock, 5)
+        close(sock)
+        stats = await _settled(e)
+        assert stats["tokens"]["generated"] < 3000
+        await _still_serves(e, path)
+    _no_errors(caplog)
+
+
+class PrefillGate:
+    """Holds the MLX thread before its second batch step until released: the first step admitted the sequence and
+    prefilled its first `prefill_step_size` tokens (its Started event goes out after it)."""
+
+    def __init__(self, sched: Scheduler) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.steps = 0
+        real = sched._step
+
+        def step() -> None:
+            self.steps += 1
+            if self.steps == 2:
+                self.entered.set()
+                self.release.wait(60)
+            real()
+
+        sched._step = step  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_client_gone_during_a_long_prefill(engine: Callable[..., Awaitable[Engine]], caplog, path: str,
+                                                   ) -> None:
+    e = await engine("random", prefill_step_size=16)
+    sched = e.worker.app[WORKER].scheduler
+    gate = PrefillGate(sched)
+    cancelled = asyncio.Event()
+    cancel = sched.cancel
+
+    def spied_cancel(handle: SequenceHandle) -> None:
+        cancel(handle)
+        cancelled.set()
+
+    sched.cancel = spied_cancel  # type: ignore[method-assign]
+    long = "the weather in Paris is mild today " * 60
+    ask = {"messages": [{"role": "user", "content": long}]} if path.endswith("chat/completions") else {"prompt": long}
+    sock = _connect(e, path, {**_ask(path), **ask})
+    caplog.set_level(logging.DEBUG)
+    try:
+        assert (await _read_status_line(sock)).startswith(b"HTTP/1.1 200")
+        assert await asyncio.get_running_loop().run_in_executor(None, gate.entered.wait, 30)
+        held = await e.stats()
+        assert held["queue"] == 1 and held["running"] == 0  # prefilling
+        sock.close()
+        await asyncio.wait_for(cancelled.wait(), 30)
+    finally:
+        gate.release.set()
+    stats = await _settled(e)
+    prompt = stats["tokens"]["prompt"]
+    assert prompt > 16 * 10
+    assert stats["tokens"]["generated"] == 0 and gate.steps < prompt // 16  # the prefill stopped with it
+    await _still_serves(e, path)
+    _no_errors(caplog)
