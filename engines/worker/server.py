@@ -54,6 +54,9 @@ from repair.incremental import canonical_arguments
 log = logging.getLogger("agentgate.engine")
 
 CONTAINERS_CHECKED_OVER = 1 << 20  # bytes: a smaller body is not counted (its parse is bounded by its size)
+# Levels of objects and arrays a request body may have. Python 3.11's parser stopped near there (the recursion
+# limit, which C code shared); 3.12 and later give C code its own limit and parse bodies ten times deeper.
+MAX_BODY_DEPTH = 1000
 
 
 @dataclass
@@ -94,11 +97,30 @@ async def _json_body(request: web.Request) -> Any:
         raise bad_request("the request body is empty; send a JSON object", code="invalid_json")
     _check_containers(raw, request.app[WORKER].settings.max_body_containers)
     try:
-        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        body = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError) as exc:  # (json.JSONDecodeError is a ValueError)
         raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
-        raise bad_request("the request body is nested too deep", code="invalid_json") from None
+        body = _TOO_DEEP
+    if body is _TOO_DEEP or (raw.count(b"[") + raw.count(b"{") > MAX_BODY_DEPTH and _deeper(body, MAX_BODY_DEPTH)):
+        raise bad_request("the request body is nested too deep", code="invalid_json")
+    return body
+
+
+_TOO_DEEP = object()
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """Whether `value` has objects or arrays nested more than `limit` levels (itself the first); walked without
+    recursion, as the parser's limit is the interpreter's."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if level > limit:
+            return True
+        stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def _no_constant(name: str) -> Any:
