@@ -41,18 +41,25 @@ async def test_a_refusal_part_without_a_string_refusal_names_its_refusal(
     assert status == 200, done
 
 
+TOOLS_TEMPLATE = ("{% for t in tools or [] %}{% if 'properties' not in t.function.parameters %}"
+                  "{{ raise_exception('Each tool needs parameters with properties') }}{% endif %}{% endfor %}"
+                  + STRICT_TEMPLATE)
+
+
 async def test_tools_the_template_cannot_render_are_named(engine: Callable[..., Awaitable[Engine]]) -> None:
-    """A tool schema nested 300 levels deep is more than the chat template renders: the 400 named `messages`, which
-    render without it; it names `tools` now. Messages the template refuses are still named as such."""
+    """A tool the chat template refuses (here: parameters without `properties`) was a 400 naming `messages`, which
+    render without it; it names `tools` now. Messages the template refuses are still named as such. (A schema nested
+    300 levels deep stood for such a tool: Python 3.11's template stops there, 3.12 and later render it.)"""
     e = await engine("random")
-    schema: dict[str, Any] = {"type": "string"}
-    for _ in range(300):
-        schema = {"type": "object", "properties": {"a": schema}}
-    tool = {"type": "function", "function": {"name": "deep", "parameters": schema}}
+    e.worker.app[WORKER].formatter.tokenizer._tokenizer.chat_template = TOOLS_TEMPLATE
+    tool = {"type": "function", "function": {"name": "bare", "parameters": {"type": "object"}}}
     status, err = await _chat(e, [{"role": "user", "content": "hi"}], tools=[tool])
     assert status == 400, err
     assert (err["error"]["param"], err["error"]["code"]) == ("tools", "invalid_tools"), err
     assert "tools" in err["error"]["message"].split(":")[0], err
+    assert "Each tool needs parameters with properties" in err["error"]["message"], err
+    status, _ = await _chat(e, [{"role": "user", "content": "hi"}], tools=[WEATHER_TOOL])
+    assert status == 200
 
 
 async def test_messages_the_template_refuses_beside_tools_are_named(engine: Callable[..., Awaitable[Engine]]) -> None:
