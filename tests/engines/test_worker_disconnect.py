@@ -152,9 +152,10 @@ def _no_errors(caplog: pytest.LogCaptureFixture) -> None:
 
 
 @asynccontextmanager
-async def _bystander(e: Engine, path: str, no_eos: dict[str, int]) -> AsyncIterator[asyncio.Task[bytes]]:
+async def _bystander(e: Engine, path: str, no_eos: dict[str, int],
+                     max_tokens: int = 200) -> AsyncIterator[asyncio.Task[bytes]]:
     """Another stream in flight (past its first chunk) while a client leaves; its task gives its whole body."""
-    body = _ask(path, max_tokens=200, logit_bias=no_eos)
+    body = _ask(path, max_tokens=max_tokens, logit_bias=no_eos)
     started = asyncio.Event()
 
     async def read() -> bytes:
@@ -246,6 +247,28 @@ async def test_a_client_gone_mid_stream(engine: Callable[..., Awaitable[Engine]]
         stats = await _settled(e)
         assert stats["tokens"]["generated"] < 3000
         await _still_serves(e, path)
+    _no_errors(caplog)
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_client_gone_while_waiting_for_a_slot(engine: Callable[..., Awaitable[Engine]], tiny_models, caplog,
+                                                      path: str) -> None:
+    """With the one slot taken, a stream is admitted (its headers go out) and waits in the batch generator's queue:
+    its client leaving takes it out of that queue, and the stream in the slot goes on."""
+    e = await engine("random", max_batch=1)
+    caplog.set_level(logging.DEBUG)
+    async with _bystander(e, path, _no_eos(tiny_models), max_tokens=500) as other:
+        sock = _connect(e, path, _ask(path))
+        assert (await _read_status_line(sock)).startswith(b"HTTP/1.1 200")
+        held = await e.stats()
+        assert held["running"] == 1 and held["queue"] == 1, held  # waiting behind the stream in the slot
+        sock.close()
+        stats = await e.wait_stats(lambda s: s["requests"]["cancelled"] == 1 and s["queue"] == 0)
+        assert stats["requests"]["served"] == 0 and stats["running"] == 1
+        assert b'"finish_reason":"length"' in _whole(await other)
+    stats = await _settled(e)
+    assert stats["requests"]["served"] == 1 and stats["peak_batch"] == 1
+    await _still_serves(e, path)
     _no_errors(caplog)
 
 
