@@ -418,7 +418,8 @@ def _require_assistant_content(message: dict[str, Any], where: str) -> None:
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     msgs: list[Any] = check_type(body, "messages", list, "an array", required=True)
     if not msgs:
-        raise bad_request("'messages' must be a non-empty list", param="messages")
+        raise bad_request("Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty "
+                          "array instead.", param="messages", code="empty_array")
     out: list[dict[str, Any]] = []
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"

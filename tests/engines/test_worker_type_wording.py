@@ -40,6 +40,8 @@ async def test_a_field_of_another_type_is_named_with_json_types(engine: Callable
                         "param": "messages", "code": "invalid_type"}),
     (["hi"], {"message": "Invalid type for 'messages[0]': expected an object, but got a string instead.",
               "param": "messages", "code": "invalid_type"}),  # (the worker's param for what a message holds)
+    ([], {"message": "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty "
+                     "array instead.", "param": "messages", "code": "empty_array"}),  # OpenAI's, word for word
 ])
 async def test_messages_missing_or_of_another_type_are_openai_s_400(engine: Callable[..., Awaitable[Engine]],
                                                                     messages: Any, err: dict[str, Any]) -> None:
