@@ -28,7 +28,7 @@ from repair.core import (
     repair_message,
 )
 from repair.fences import Fences
-from repair.formats import command_r, functionary, gemma4, hunyuan, kimi_k3
+from repair.formats import command_r, functionary, gemma4, kimi_k3
 from repair.formats.common import MAX_CALLS
 from repair.incremental import ARR as _ARR
 from repair.incremental import CHARS as _CHARS
@@ -519,19 +519,11 @@ class StreamRepairer:
         events: list[Event] = []
         while self._incremental and self._holding and self._spec is None and not self._spec_tried:
             marker = next((m for m in DROPPED if held.startswith(m)), None)
-            if marker is None and self._answer_opens(held):
-                marker = hunyuan.OPEN
             if marker is None:
                 return events + self._try_spec(held)
             events += self._drop(marker, held[len(marker):])
             held = self._tail
         return events
-
-    def _answer_opens(self, held: str) -> bool:
-        """Whether held text begins with Hunyuan's `<answer>` right after the think block that opens the text (the
-        text is read for it only while no content went out: the one place it can be)."""
-        return held.startswith(hunyuan.OPEN) and not self._emitted \
-            and hunyuan.answer_at(self._text_since(0)) == self._hold_at
 
     def _drop(self, marker: str, rest: str) -> list[Event]:
         """Held `marker` (then `rest`) removed as `repair_message` removes it: the whitespace before it goes, the

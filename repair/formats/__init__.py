@@ -12,7 +12,6 @@ from repair.formats import (
     glm45,
     harmony,
     hermes,
-    hunyuan,
     invoke,
     json_block,
     kimi_k2,
@@ -33,7 +32,7 @@ REGISTRY: tuple[Format, ...] = (
     hermes.FORMAT, qwen3_coder.FORMAT, llama3.FORMAT, pythonic.FORMAT, mistral.FORMAT, deepseek.FORMAT,
     invoke.FORMAT, glm45.FORMAT, kimi_k2.FORMAT, kimi_k3.FORMAT, harmony.FORMAT, gemma4.FORMAT, wrapped.FORMAT,
     json_block.FORMAT, text_forms.FORMAT, tool_tags.FORMAT, command_r.FORMAT,
-    functionary.FORMAT, hunyuan.FORMAT,
+    functionary.FORMAT,
 )
 
 FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(f for fmt in REGISTRY for f in fmt.families))
