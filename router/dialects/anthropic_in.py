@@ -39,6 +39,7 @@ from .common import (
     invalid,
     new_id,
     place_system,
+    shown_value,
     spaced_json,
     sse_event,
 )
@@ -293,8 +294,8 @@ def _image_url(block: dict[str, Any], where: str) -> str:
         return f"data:{media};base64,{data}"
     if kind == "url" and isinstance(source.get("url"), str) and source["url"]:
         return str(source["url"])
-    raise invalid(f"{where}: image source type {kind!r} is not supported (use 'base64' or 'url').", "messages",
-                  "unsupported_content")
+    raise invalid(f"{where}: image source type {shown_value(kind)} is not supported (use 'base64' or 'url').",
+                  "messages", "unsupported_content")
 
 
 def _document_text(block: dict[str, Any], where: str, req: MessagesRequest) -> str:
@@ -317,7 +318,7 @@ def _document_text(block: dict[str, Any], where: str, req: MessagesRequest) -> s
         label = title or str(source.get("url") or source.get("file_id") or "document")
         text = file_text(label, media, data)
     else:
-        raise invalid(f"{where}: document source type {kind!r} is not supported.", "messages",
+        raise invalid(f"{where}: document source type {shown_value(kind)} is not supported.", "messages",
                       "unsupported_content")
     req.text_bytes += len(text.encode())
     return text
@@ -603,7 +604,7 @@ class _Blocks:
                 _search_loads(block, req)
             return
         if btype not in (_USER_BLOCKS if role == "user" else _ASSISTANT_BLOCKS):
-            raise invalid(f"{where}: block type {btype!r} is not supported in a {role} message.", "messages",
+            raise invalid(f"{where}: block type {shown_value(btype)} is not supported in a {role} message.", "messages",
                           "unsupported_content")
         if btype == "text":
             if not isinstance(block.get("text"), str):

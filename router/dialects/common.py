@@ -49,6 +49,14 @@ def sse_event(name: str, data: object) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + jsoncodec.dumps(data) + b"\n\n"
 
 
+def shown_value(value: object) -> str:
+    """A value a client sent as an error message shows it: a string cut to 40 characters, an object or an array by
+    its JSON type (either may be megabytes)."""
+    if isinstance(value, str):
+        return repr(value[:40])
+    return wire.json_type(value) if isinstance(value, (dict, list)) else repr(value)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}{os.urandom(12).hex()}"
 

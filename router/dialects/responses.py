@@ -52,6 +52,7 @@ from .common import (
     invalid,
     new_id,
     place_system,
+    shown_value,
     spaced_json,
     spliced,
     sse_event,
@@ -526,20 +527,13 @@ def _parts(content: Any, where: str, role: str, key: str = "content") -> list[di
             parts.append(_file_part(part, pwhere))
         else:  # (a type no part has names the part's type; a part of a type not taken here, the part)
             param = pwhere if ptype in _PART_TYPES or not isinstance(part, dict) else f"{pwhere}.type"
-            raise invalid(f"{pwhere}: content part type {_shown(ptype)} is not supported here.", param,
+            raise invalid(f"{pwhere}: content part type {shown_value(ptype)} is not supported here.", param,
                           "unsupported_content")
     return parts
 
 
 _PART_TYPES = ("input_text", "output_text", "text", "refusal", "input_image", "input_file", "input_audio",
                "computer_screenshot", "summary_text", "reasoning_text")
-
-
-def _shown(value: object) -> str:
-    """A value a client sent as an error message shows it: cut to 40 characters."""
-    if isinstance(value, str):
-        return repr(value[:40])
-    return json_type(value) if isinstance(value, (dict, list)) else repr(value)
 
 
 def _part_text(part: dict[str, Any], name: str, where: str) -> str:
@@ -819,7 +813,7 @@ def _item_turn(item: Any, i: int) -> Turn:
         return Turn((), kind="reasoning", extra=({"text": text},)) if text else Turn((), kind="skip")
     if kind in _HOSTED_CALL_ITEMS:
         return Turn((), kind="skip", dropped=(str(kind),))
-    raise invalid(f"{where}: input item type {_shown(kind)} is not supported.", where, "unsupported_input_item")
+    raise invalid(f"{where}: input item type {shown_value(kind)} is not supported.", where, "unsupported_input_item")
 
 
 def reasoning_text(item: dict[str, Any]) -> str:
