@@ -33,7 +33,6 @@ from .common import (
     arguments_object,
     check_int,
     check_number,
-    check_type,
     estimate_tokens,
     file_text,
     invalid,
@@ -84,21 +83,21 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     if memos is None:
         memos = Translations()
     _present(body, ("model", "messages") if count_only else ("model", "messages", "max_tokens"))
-    model = _typed(body, "model", str, "a string", required=True)
+    model = _typed(body, "model", str, required=True)
     if not model:
         raise invalid("'model' must be a non-empty string.", "model", "missing_field")
     max_tokens = _at_least(body, "max_tokens", 1, required=not count_only)
-    messages = _typed(body, "messages", list, "a list", required=True)
+    messages = _typed(body, "messages", list, required=True)
     if not messages:
         raise invalid("'messages' must hold at least one message.", "messages", "invalid_value")
-    stream = _typed(body, "stream", bool, "a boolean") or False
+    stream = _typed(body, "stream", bool) or False
     temperature = _between(body, "temperature", 0.0, 1.0)
     top_p = _between(body, "top_p", 0.0, 1.0)
     top_k = _at_least(body, "top_k", 0)
     stops = _stop_sequences(body)
-    metadata = _typed(body, "metadata", dict, "an object")
+    metadata = _typed(body, "metadata", dict)
     thinking = _thinking(body, None if interleaved or count_only else max_tokens)
-    config = _typed(body, "output_config", dict, "an object")
+    config = _typed(body, "output_config", dict)
     effort = _effort(config)
 
     req = MessagesRequest(model=model, stream=stream, chat={}, thinking=thinking, effort=effort,
@@ -129,7 +128,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
     if metadata is not None:
         user = metadata.get("user_id")
         if user is not None and not isinstance(user, str):
-            raise invalid("'metadata.user_id' must be a string.", "metadata", "invalid_type")
+            raise wrong_type("metadata.user_id", str)
         # not forwarded: clients put device and session ids there, which are not a third party's to see
     fmt = _output_format(config)
     if fmt is not None:
@@ -143,10 +142,10 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
 
 def _stop_sequences(body: dict[str, Any]) -> list[str] | None:
     """`stop_sequences`, each a string with some text that is not whitespace, as Anthropic takes them."""
-    stops: list[str] | None = _typed(body, "stop_sequences", list, "a list of strings")
-    for s in stops or ():
+    stops: list[str] | None = _typed(body, "stop_sequences", list)
+    for i, s in enumerate(stops or ()):
         if not isinstance(s, str):
-            raise invalid("'stop_sequences' must be a list of non-empty strings.", "stop_sequences", "invalid_type")
+            raise wrong_type(f"stop_sequences.{i}", str)
         if s.isspace() or not s:
             must = "contain non-whitespace" if s else "be non-empty"
             raise invalid(f"stop_sequences: each stop sequence must {must}", "stop_sequences", "invalid_value")
@@ -160,26 +159,53 @@ def _present(body: dict[str, Any], names: tuple[str, ...]) -> None:
             raise invalid(f"{name}: Field required", name, "missing_field")
 
 
-def _typed(body: dict[str, Any], name: str, kind: type, what: str, required: bool = False) -> Any:
-    """`check_type`, a value of exactly `kind` (or an absent one that is not required) taken without its call."""
+# How Anthropic's API words a value of the wrong type ("<path>: Input should be a valid boolean")
+_TYPE_WORDS: dict[type, str] = {str: "Input should be a valid string", list: "Input should be a valid array",
+                                bool: "Input should be a valid boolean", int: "Input should be a valid integer",
+                                float: "Input should be a valid number", dict: "Input should be an object"}
+_SHAPED = ("metadata", "output_config")  # objects it answers "Input does not match the expected shape." for
+
+
+def wrong_type(path: str, kind: type) -> ApiError:
+    """Anthropic's 400 for a value at `path` (dotted, indexes included: `messages.0.content`) that is not a `kind`
+    (`float`: any number), worded as its API words it; `param` names the top-level field."""
+    words = "Input does not match the expected shape." if path in _SHAPED else _TYPE_WORDS[kind]
+    return invalid(f"{path}: {words}", path.split(".", 1)[0], "invalid_type")
+
+
+def _is(value: Any, kind: type) -> bool:
+    """Whether a JSON value is a `kind` (`float`: any number); a boolean is never a number."""
+    if kind is float:
+        return type(value) is int or type(value) is float
+    return type(value) is kind
+
+
+def _typed(body: dict[str, Any], name: str, kind: type, required: bool = False) -> Any:
+    """`body[name]` when it is a `kind`, None when absent and not required; Anthropic's 400 otherwise."""
     value = body.get(name)
     if type(value) is kind or (value is None and not required):
         return value
-    return check_type(body, name, kind, what, required)
+    if value is None:
+        raise invalid(f"{name}: Field required", name, "missing_field")
+    raise wrong_type(name, kind)
 
 
 def _between(body: dict[str, Any], name: str, lo: float, hi: float) -> float | None:
-    """`check_number`, a number in range (or an absent one) taken without its call."""
+    """`check_number`, a number in range (or an absent one) taken without its call; one of another type is
+    Anthropic's 400."""
     value = body.get(name)
-    if value is None or ((type(value) is int or type(value) is float) and lo <= value <= hi):
+    if value is None or (_is(value, float) and lo <= value <= hi):
         return value  # (NaN is in no range: refused below)
+    if not _is(value, float):
+        raise wrong_type(name, float)
     return check_number(body, name, lo, hi)
 
 
 def _at_least(body: dict[str, Any], name: str, lo: int, required: bool = False) -> int | None:
-    """`check_int`, an integer of at least `lo` (or an absent one that is not required) taken without its call."""
-    value = body.get(name)
-    if (type(value) is int and value >= lo) or (value is None and not required):
+    """`check_int`, an integer of at least `lo` (or an absent one that is not required) taken without its call;
+    one of another type is Anthropic's 400."""
+    value: int | None = _typed(body, name, int, required)
+    if value is None or value >= lo:
         return value
     return check_int(body, name, lo, required)
 
@@ -222,7 +248,7 @@ def _thinking(body: dict[str, Any], max_tokens: int | None) -> dict[str, Any] | 
     """`thinking` checked as Anthropic checks it: a budget of at least `MIN_THINKING_BUDGET` and, where
     `max_tokens` is given (none when the interleaved-thinking beta lets the budget span the whole turn, or for a
     count), below it."""
-    thinking = _typed(body, "thinking", dict, "an object")
+    thinking = _typed(body, "thinking", dict)
     if thinking is None:
         return None
     kind = thinking.get("type")
@@ -265,7 +291,7 @@ def _text_of(blocks: Any, where: str, req: MessagesRequest) -> str:
         req.text_bytes += _utf8_len(blocks)
         return blocks
     if not isinstance(blocks, list):
-        raise invalid(f"'{where}' must be a string or a list of text blocks.", where, "invalid_type")
+        raise wrong_type(where, list)
     parts: list[str] = []
     for j, b in enumerate(blocks):
         if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
@@ -699,7 +725,7 @@ def _tools(value: Any, req: MessagesRequest,
     if value is None:
         return [], ()
     if not isinstance(value, list):
-        raise invalid("'tools' must be a list.", "tools", "invalid_type")
+        raise wrong_type("tools", list)
     done, req.learn_tools = memo.get(value, _translate_tools, _Tools.size)
     req.tools_json = done.json
     req.text_bytes += done.text_bytes
@@ -723,7 +749,7 @@ def _translate_tools(value: list[Any]) -> _Tools:
     names: set[str] = set()
     for i, t in enumerate(value):
         if not isinstance(t, dict):
-            raise invalid(f"tools[{i}] must be an object.", "tools", "invalid_type")
+            raise wrong_type(f"tools.{i}", dict)
         kind = t.get("type")
         if kind not in (None, "custom"):
             if not isinstance(kind, str) or not kind:
@@ -783,14 +809,16 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]], server: tuple[str, ...
     tools left (Claude Code's WebSearch forces its `web_search` server tool)."""
     if value is None:
         return None, None
-    if not isinstance(value, dict) or value.get("type") not in _TOOL_CHOICES:
+    if not isinstance(value, dict):
+        raise wrong_type("tool_choice", dict)
+    if value.get("type") not in _TOOL_CHOICES:
         raise invalid("'tool_choice' must be an object with type 'auto', 'any', 'tool' or 'none'.", "tool_choice",
                       "invalid_value")
+    kind = value["type"]
     disable = value.get("disable_parallel_tool_use")
     if disable is not None and not isinstance(disable, bool):
-        raise invalid("'tool_choice.disable_parallel_tool_use' must be a boolean.", "tool_choice", "invalid_type")
+        raise wrong_type(f"tool_choice.{kind}.disable_parallel_tool_use", bool)
     parallel = False if disable else None
-    kind = value["type"]
     if kind == "none":
         return "none", parallel
     if kind == "any" and not tools and server:
