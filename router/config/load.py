@@ -452,7 +452,7 @@ def _client_keys(entries: list[str | dict[str, Any]], source: str, missing: Miss
         _check_names([(f"server.api_keys[{i}].name", item.get("name"))], source)
         models = item.get("models")
         key = ClientKey(name=item.get("name", f"key{i}"), key=secret,
-                        models=frozenset(models) if models is not None else None)
+                        models=frozenset(models) if models is not None else None, where=f"server.api_keys[{i}]")
         for other in keys:
             if other.name == key.name:
                 raise _fail(source, f"server.api_keys[{i}].name", f"{key.name!r} names another key already; "

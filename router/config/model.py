@@ -22,6 +22,7 @@ class ClientKey:
     name: str
     key: str = field(repr=False)
     models: frozenset[str] | None = None  # None: every model
+    where: str = field(default="", compare=False)  # its place in the config: "server.api_keys[2]"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,34 @@ def config_warnings(config: Config) -> list[str]:
     """The warnings `config` deserves, one line each."""
     console = open_console_warning(config.server)
     return [*unknown_key_models(config), *keys_without_models(config), *([console] if console else []),
-            *clear_text_credentials(config)]
+            *weak_client_keys(config), *clear_text_credentials(config)]
+
+
+MIN_CLIENT_KEY = 16  # characters: a shorter client key is guessed
+PLACEHOLDER_KEYS = frozenset({"sk-1234", "changeme", "password", "test", "secret", "sk-xxx"})
+MIN_KEY_VARIETY = 6  # distinct characters: fewer is a placeholder padded out ("sk-xxxxxxxxxxxxxxxx")
+
+
+def weak_client_keys(config: Config) -> list[str]:
+    """One line per client key anyone could guess on a bind other machines reach (on loopback only this machine
+    connects). Its place in the config is named, never the key nor anything of it (not even which kind of weak key
+    it is: that would say what it is among a handful of placeholders)."""
+    if is_loopback(config.server.host):
+        return []
+    return [_weak_line(key, config.server.host) for key in config.server.api_keys if weak_key(key.key)]
+
+
+def _weak_line(key: ClientKey, host: str) -> str:
+    return (f"{key.where or 'server.api_keys'} (client key {key.name!r}): this key is easily guessed (under "
+            f"{MIN_CLIENT_KEY} characters, a well-known placeholder or a run of few characters) and {host!r} is "
+            "reachable from other machines: anyone who guesses it can use every configured provider. Use a long "
+            "random key (e.g. `openssl rand -hex 32`), or listen on 127.0.0.1")
+
+
+def weak_key(key: str) -> bool:
+    """Whether a client key is easily guessed: short, a well-known placeholder, or a handful of characters
+    repeated."""
+    return len(key) < MIN_CLIENT_KEY or key.lower() in PLACEHOLDER_KEYS or len(set(key)) < MIN_KEY_VARIETY
 
 
 def clear_text_credentials(config: Config) -> list[str]:
