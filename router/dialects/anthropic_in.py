@@ -163,14 +163,26 @@ def _present(body: dict[str, Any], names: tuple[str, ...]) -> None:
 _TYPE_WORDS: dict[type, str] = {str: "Input should be a valid string", list: "Input should be a valid array",
                                 bool: "Input should be a valid boolean", int: "Input should be a valid integer",
                                 float: "Input should be a valid number", dict: "Input should be an object"}
-_SHAPED = ("metadata", "output_config")  # objects it answers "Input does not match the expected shape." for
+_SHAPED = re.compile(r"metadata|output_config|system\.\d+")  # "Input does not match the expected shape." there
 
 
 def wrong_type(path: str, kind: type) -> ApiError:
-    """Anthropic's 400 for a value at `path` (dotted, indexes included: `messages.0.content`) that is not a `kind`
-    (`float`: any number), worded as its API words it; `param` names the top-level field."""
-    words = "Input does not match the expected shape." if path in _SHAPED else _TYPE_WORDS[kind]
+    """Anthropic's 400 for a value at `path` (dotted, indexes included, a content block's type too:
+    `messages.0.content.1.tool_use.input`) that is not a `kind` (`float`: any number), worded as its API words it;
+    `param` names the top-level field."""
+    words = "Input does not match the expected shape." if _SHAPED.fullmatch(path) else _TYPE_WORDS[kind]
     return invalid(f"{path}: {words}", path.split(".", 1)[0], "invalid_type")
+
+
+def _member(obj: dict[str, Any], name: str, kind: type, path: str) -> Any:
+    """`obj[name]`, the value at `path`, when it is a `kind`; Anthropic's 400 naming `path` when it is absent or is
+    not."""
+    value = obj.get(name)
+    if _is(value, kind):
+        return value
+    if name not in obj:
+        raise invalid(f"{path}: Field required", path.split(".", 1)[0], "missing_field")
+    raise wrong_type(path, kind)
 
 
 def _is(value: Any, kind: type) -> bool:
@@ -285,8 +297,9 @@ def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
-def _text_of(blocks: Any, where: str, req: MessagesRequest) -> str:
-    """The text of a `system` value or a list of text blocks."""
+def _text_of(blocks: Any, where: str, req: MessagesRequest, tag: str = "") -> str:
+    """The text of a `system` value or a list of text blocks (`tag`: ".text" where a block's path holds its type,
+    as in a message's content)."""
     if isinstance(blocks, str):
         req.text_bytes += _utf8_len(blocks)
         return blocks
@@ -294,10 +307,14 @@ def _text_of(blocks: Any, where: str, req: MessagesRequest) -> str:
         raise wrong_type(where, list)
     parts: list[str] = []
     for j, b in enumerate(blocks):
-        if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
-            raise invalid(f"'{where}[{j}]' must be a text block with a string 'text'.", where, "invalid_type")
-        parts.append(b["text"])
-        req.text_bytes += _utf8_len(b["text"])
+        if not isinstance(b, dict):
+            raise wrong_type(f"{where}.{j}", dict)
+        if b.get("type") != "text":
+            raise invalid(f"'{where}.{j}' must be a text block with a string 'text'.", where.split(".", 1)[0],
+                          "invalid_type")
+        text: str = _member(b, "text", str, f"{where}.{j}{tag}.text")
+        parts.append(text)
+        req.text_bytes += _utf8_len(text)
     return "\n\n".join(parts)
 
 
@@ -389,8 +406,8 @@ def _search_loads(block: dict[str, Any], req: MessagesRequest) -> None:
 def _tool_result(block: dict[str, Any], where: str,
                  req: MessagesRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A tool message, plus the images the result carried (they go to the user message that follows)."""
-    call_id = block.get("tool_use_id")
-    if not isinstance(call_id, str) or not call_id:
+    call_id = _member(block, "tool_use_id", str, f"{where}.tool_result.tool_use_id")
+    if not call_id:
         raise invalid(f"{where}: a tool_result block needs a string 'tool_use_id'.", "messages", "invalid_type")
     content = block.get("content")
     images: list[dict[str, Any]] = []
@@ -402,7 +419,7 @@ def _tool_result(block: dict[str, Any], where: str,
     elif isinstance(content, list):
         texts: list[str] = []
         for k, part in enumerate(content):
-            pwhere = f"{where}.content[{k}]"
+            pwhere = f"{where}.tool_result.content.{k}"
             ptype = part.get("type") if isinstance(part, dict) else None
             if ptype == "text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
@@ -421,11 +438,10 @@ def _tool_result(block: dict[str, Any], where: str,
                               "tool_reference blocks.", "messages", "unsupported_content")
         text = "\n".join(texts)
     else:
-        raise invalid(f"{where}: tool_result 'content' must be a string or a list of blocks.", "messages",
-                      "invalid_type")
+        raise wrong_type(f"{where}.tool_result.content", list)
     is_error = block.get("is_error")
     if is_error is not None and not isinstance(is_error, bool):
-        raise invalid(f"{where}: 'is_error' must be a boolean.", "messages", "invalid_type")
+        raise wrong_type(f"{where}.tool_result.is_error", bool)
     if is_error:
         text = f"Error: {text}" if text else "Error"
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
@@ -585,12 +601,14 @@ def _turn(m: dict[str, Any], i: int) -> Turn:
 
 
 def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
-    where = f"messages[{i}]"
+    where = f"messages.{i}"
     if not isinstance(m, dict):
-        raise invalid(f"{where} must be an object.", "messages", "invalid_type")
+        raise wrong_type(where, dict)
+    if "content" not in m:
+        raise invalid(f"{where}.content: Field required", "messages", "missing_field")
     role = m.get("role")
     if role == "system":  # some clients send these mid-conversation; placed where templates accept them
-        return [{"role": "system", "content": _text_of(m.get("content"), f"{where}.content", req)}]
+        return [{"role": "system", "content": _text_of(m["content"], f"{where}.content", req, ".text")}]
     if role not in ("user", "assistant"):
         raise invalid(f"{where}.role must be 'user', 'assistant' or 'system'.", "messages", "invalid_value")
     content = m.get("content")
@@ -601,11 +619,10 @@ def _message(m: Any, i: int, req: MessagesRequest) -> list[dict[str, Any]]:
         req.text_bytes += _utf8_len(content)
         return [{"role": role, "content": content}]
     if not isinstance(content, list):
-        raise invalid(f"{where}.content must be a string or a list of content blocks.", "messages",
-                      "invalid_type")
+        raise wrong_type(f"{where}.content", list)
     blocks = _Blocks()
     for j, block in enumerate(content):
-        blocks.add(block, f"{where}.content[{j}]", role, req)
+        blocks.add(block, f"{where}.content.{j}", role, req)
     if role == "assistant":
         return [blocks.assistant()]
     return blocks.user()
@@ -621,9 +638,9 @@ class _Blocks:
     reasoning: list[str] = field(default_factory=list)  # an assistant's thinking, as this router gave it
 
     def add(self, block: Any, where: str, role: str, req: MessagesRequest) -> None:
-        btype = block.get("type") if isinstance(block, dict) else None
-        if not isinstance(btype, str):
-            raise invalid(f"{where} must be an object with a 'type'.", "messages", "invalid_type")
+        if not isinstance(block, dict):
+            raise wrong_type(where, dict)
+        btype = _member(block, "type", str, f"{where}.type")
         if btype in _SERVER_BLOCKS:
             req.dropped.add(btype)
             if btype == "tool_search_tool_result":
@@ -633,9 +650,8 @@ class _Blocks:
             raise invalid(f"{where}: block type {shown_value(btype)} is not supported in a {role} message.", "messages",
                           "unsupported_content")
         if btype == "text":
-            if not isinstance(block.get("text"), str):
-                raise invalid(f"{where}: a text block needs a string 'text'.", "messages", "invalid_type")
-            if not block["text"]:  # (Anthropic refuses one, yet Claude Code's histories hold them: it says nothing)
+            # an empty one: Anthropic refuses it, yet Claude Code's histories hold them (it says nothing)
+            if not _member(block, "text", str, f"{where}.text.text"):
                 return
             self.parts.append({"type": "text", "text": block["text"]})
             req.text_bytes += len(block["text"].encode())
@@ -687,11 +703,13 @@ class _Blocks:
 
 
 def _tool_use(block: dict[str, Any], where: str, req: MessagesRequest) -> dict[str, Any]:
-    call_id, name, args = block.get("id"), block.get("name"), block.get("input", {})
-    if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
+    call_id = _member(block, "id", str, f"{where}.tool_use.id")
+    name = _member(block, "name", str, f"{where}.tool_use.name")
+    if not call_id or not name:
         raise invalid(f"{where}: a tool_use block needs string 'id' and 'name'.", "messages", "invalid_type")
+    args = block.get("input", {})
     if not isinstance(args, dict):
-        raise invalid(f"{where}: tool_use 'input' must be an object.", "messages", "invalid_type")
+        raise wrong_type(f"{where}.tool_use.input", dict)
     arguments = spaced_json(args)
     req.text_bytes += len(arguments.encode()) + len(name)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}

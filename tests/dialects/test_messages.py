@@ -289,10 +289,10 @@ async def test_tool_calls_finish_without_a_call_is_end_turn(fakes, router, strea
     # what Anthropic refuses too: a thinking budget under 1024, a user message without content
     ({"model": "m", "max_tokens": 4096, "messages": [{"role": "user", "content": "x"}],
       "thinking": {"type": "enabled", "budget_tokens": 1023}}, "budget_tokens"),
-    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": []}]}, "messages[0].content"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": []}]}, "messages.0.content"),
     ({"model": "m", "max_tokens": 5, "messages": [
         {"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}, {"role": "user", "content": ""}]},
-     "messages[2].content"),
+     "messages.2.content"),
 ])
 async def test_invalid_requests_are_anthropic_shaped_400s(fakes, router, body, param):
     up = await fakes()

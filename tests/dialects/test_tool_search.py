@@ -100,7 +100,7 @@ async def test_a_malformed_block_is_a_400_naming_it(fakes, router, block):
     with pytest.raises(anthropic.BadRequestError) as info:
         await claude(r.url).messages.create(model="m", max_tokens=64, tools=[SEARCH],  # type: ignore[arg-type]
                                             messages=bad)
-    assert "messages[2].content[0].content[0]" in info.value.message and not up.requests
+    assert "messages.2.content.0.tool_result.content.0" in info.value.message and not up.requests
 
 
 async def test_the_pass_through_forwards_them_as_they_are(fake_anthropic, router):
