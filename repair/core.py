@@ -132,6 +132,7 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
         last = pos = parsed.end
         if parsed.segments and parsed.segments[-1].kind == "think":
             ticks, ticks_at, content_at = LINE_START, pos, pos
+            ctx.fences.line_start(text, pos)  # (a fence may open right there, as the stream reads it)
     if last < n:
         items.append(text[last:])
     return items

@@ -119,3 +119,9 @@ class Fences:
         self.state = fence_after(self.state, text, start, p)
         self.at = base + p
         return fenced(self.state)
+
+    def line_start(self, text: str, p: int, base: int = 0) -> None:
+        """Position `p` of `text` (which begins at `base` of the whole text, as for `inside`) begins a line as a
+        newline would (where content begins after a think block): the line before it ends there."""
+        self.inside(text, p, base)
+        self.state = Fence(_line_end(self.state))

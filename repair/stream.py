@@ -560,6 +560,11 @@ class StreamRepairer:
         elif action == "resume":  # a <think> block closed: what follows is content again
             assert isinstance(self._spec, _Think)
             self._ctx, self._ticks = self._spec.after  # (see `_Think.after`)
+            if self._spec.ends is None and not self._overflowed:  # a <think> block's content begins a line, a
+                # fence's too (as one-shot; past the bound the text is no longer kept, nor read for calls)
+                at, kept = self._text_size - len(rest), self._fences
+                if kept.at <= at:
+                    kept.line_start(self._text_since(kept.at), at - kept.at, kept.at)
             self._spec, self._spec_tried = None, False
             self._holding, self._tail, self._ws = False, "", []
             self._new_group = True
