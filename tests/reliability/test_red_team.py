@@ -370,6 +370,20 @@ async def test_a_huge_previous_response_id_is_refused_not_echoed(fakes, router, 
 
 # --- 7. an engine crash is the supervisor's to handle, not the breaker's ------------------------------------------
 
+async def _worker_holds(stats_url: str, count: int, timeout: float = 60.0) -> None:
+    """Until the worker's own /stats (through the router's /upstream) counts `count` requests queued or running."""
+    async def poll(s: aiohttp.ClientSession) -> None:
+        while True:
+            got = await request(s, "GET", stats_url)
+            doc = got.json() if got.status == 200 else {}
+            if int(doc.get("queue", 0)) + int(doc.get("running", 0)) >= count:
+                return
+            await asyncio.sleep(0.01)
+
+    async with aiohttp.ClientSession() as s:
+        await asyncio.wait_for(poll(s), timeout)
+
+
 async def test_an_engine_crash_under_load_does_not_open_the_breaker(router, tmp_path):
     r = await router(f"engines:\n  runtime_dir: '{tmp_path}'\n"
                      "models:\n  - {name: rnd, engine: mlx, model: 'tiny:random:3'}\n")
@@ -382,10 +396,11 @@ async def test_an_engine_crash_under_load_does_not_open_the_breaker(router, tmp_
                                                                 temperature=1.0, logit_bias={"2": -100}))
              for _ in range(6)]
     await wait_until(lambda: sup.states()["rnd"].in_flight == 6, timeout=60)
+    # killed once the worker itself holds all six: a request whose lease came before the kill but whose bytes never
+    # reached the worker is sent again, to the restarted engine, and answered (after 3500 tokens)
+    await _worker_holds(r.url + "/upstream/rnd/stats", 6)
     os.kill(pid, signal.SIGKILL)
     failed = await asyncio.gather(*loops, return_exceptions=True)
-    # a request whose lease came before the kill but whose bytes never reached the worker is sent again, to the
-    # restarted engine (and answered); the others get the crash
     crashed = [f for f in failed if isinstance(f, openai.APIStatusError)]
     assert crashed and all(f.status_code == 502 and "crashed" in f.message for f in crashed), failed
     assert all(isinstance(f, (openai.APIStatusError, ChatCompletion)) for f in failed), failed
