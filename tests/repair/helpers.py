@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from typing import Any
 
-from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, repair_message
+from repair import ContentDelta, ReasoningDelta, RepairResult, StreamRepairer, ToolCallDelta, ToolIndex, repair_message
 
 
 def run_stream(steps: list[tuple[str, Any]], opts: dict[str, Any], *, direct: bool = True,
@@ -15,9 +16,7 @@ def run_stream(steps: list[tuple[str, Any]], opts: dict[str, Any], *, direct: bo
     tool-call delta), "args" ((index, piece): `feed_arguments`, or with `direct` false the same delta through
     `feed_tool_calls`); `one_shot`: finished through the one-shot repair over the whole answer (no shortcut).
     Returns the events, the result and the after-header issues."""
-    from tests.repair.corpus import TOOLS
-
-    sr = StreamRepairer(TOOLS, id_factory=ids, **opts)
+    sr = StreamRepairer(corpus_index(), id_factory=ids, **opts)
     out: list[Any] = []
     for kind, payload in steps:
         if kind == "content":
@@ -35,6 +34,15 @@ def run_stream(steps: list[tuple[str, Any]], opts: dict[str, Any], *, direct: bo
         sr._plain = False
     out += sr.finish()
     return [*out, sr.result, sr.after_header]
+
+
+@functools.cache
+def corpus_index() -> ToolIndex:
+    """One index of the corpus tools for every stream, as the router shares one per tools list across requests
+    (`router.toolcache`): its validators are compiled once, not once per stream."""
+    from tests.repair.corpus import TOOLS
+
+    return ToolIndex(TOOLS)
 
 
 def ids(i: int) -> str:
