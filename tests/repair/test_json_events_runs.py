@@ -23,12 +23,20 @@ values = st.recursive(
 
 INDENTS: list[int | str] = [1, "\t", " \r\n "]
 
+# the strategies `texts` draws from, built once (a strategy built inside the composite is built and validated again
+# for every draw, which cost more than the test itself)
+TOP = st.one_of(values, st.dictionaries(st.text(alphabet=st.sampled_from('ab "\\\n:,é'), max_size=6), values,
+                                        min_size=1, max_size=4))
+STYLES = st.sampled_from(["compact", "spaced", "ascii", "wide"])
+INDENT = st.sampled_from(INDENTS)
+BREAKS = st.sampled_from(["", "x", '"', "\\", "\\u12", ",", ":", "}", "]", " ", "\\q", ' "', " x", " ]"])
+TAILS = st.sampled_from(["", " ", " trailing", "\n{}"])
+
 
 @st.composite
 def texts(draw: st.DrawFn) -> str:
-    value = draw(st.one_of(values, st.dictionaries(st.text(alphabet=st.sampled_from('ab "\\\n:,é'), max_size=6),
-                                                   values, min_size=1, max_size=4)))
-    style = draw(st.sampled_from(["compact", "spaced", "ascii", "wide"]))
+    value = draw(TOP)
+    style = draw(STYLES)
     if style == "compact":
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     elif style == "spaced":
@@ -36,15 +44,14 @@ def texts(draw: st.DrawFn) -> str:
     elif style == "ascii":
         text = json.dumps(value)
     else:
-        text = json.dumps(value, indent=draw(st.sampled_from(INDENTS)), ensure_ascii=False)
+        text = json.dumps(value, indent=draw(INDENT), ensure_ascii=False)
     if draw(st.booleans()):  # broken on purpose: cut, or a character changed, often right after punctuation
         marks = [k + 1 for k, c in enumerate(text) if c in ':,"{[']
         at = draw(st.integers(0, len(text)))
         if marks and draw(st.integers(0, 3)) > 0:
             at = marks[draw(st.integers(0, len(marks) - 1))]
-        text = text[:at] + draw(st.sampled_from(["", "x", '"', "\\", "\\u12", ",", ":", "}", "]", " ", "\\q",
-                                                 ' "', " x", " ]"])) + (text[at + 1:] if draw(st.booleans()) else "")
-    return text + draw(st.sampled_from(["", " ", " trailing", "\n{}"]))
+        text = text[:at] + draw(BREAKS) + (text[at + 1:] if draw(st.booleans()) else "")
+    return text + draw(TAILS)
 
 
 def _joined(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
