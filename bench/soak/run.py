@@ -1,6 +1,6 @@
 """Soak: the router under sustained mixed traffic and client cancels, watched for errors and leaks.
 
-    python bench/soak/run.py --duration 300 --concurrency 64 [--warmup 20] [--json out.json]
+    python bench/soak/run.py --duration 300 --concurrency 64 [--warmup 20] [--window 10] [--json out.json]
 
 Everything stays on 127.0.0.1 and is bounded:
   * upstream: a fake OpenAI server in this process (aiohttp). Non-stream answers come at once (or after 300 ms
@@ -23,8 +23,8 @@ Targets (exit status 1 when one is missed):
   stuck        requests the router still counts in flight or queued         0
   upstream     upstream handlers still running once the router is idle      0
   log errors   error-level lines (tracebacks) in the router's log           0
-A table shows, per 10 s window: requests, errors, cancels, p50/p99 latency of non-stream and stream requests,
-and the router's RSS and fds at the window's end (under load).
+A table shows, per window (--window s, default 10): requests, errors, cancels, p50/p99 latency of non-stream and
+stream requests, and the router's RSS and fds at the window's end (under load).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import signal
@@ -207,13 +208,14 @@ class Window:
 class Load:
     started: float
     seconds: float
+    span: float = WINDOW  # a window's seconds
     windows: dict[int, Window] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def window(self) -> Window:
         """The current window; requests still finishing after the end count in the last one."""
-        last = max(0, -(-int(self.seconds) // int(WINDOW)) - 1)
-        index = min(int((time.monotonic() - self.started) // WINDOW), last)
+        last = max(0, math.ceil(self.seconds / self.span) - 1)
+        index = min(int((time.monotonic() - self.started) // self.span), last)
         return self.windows.setdefault(index, Window())
 
     def error(self, what: str) -> None:
@@ -365,11 +367,11 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             async with router_process(upstream.url, Path(tmpdir)) as (proc, url, log_path):
                 pid = proc.pid
                 rss0, fds0 = await settle(pid, upstream)
-                warm = Load(time.monotonic(), args.warmup)
+                warm = Load(time.monotonic(), args.warmup, args.window)
                 await drive(url, args.concurrency, args.warmup, warm, pid)
                 rss_warm, fds_warm = await settle(pid, upstream)
                 hangups = upstream.hangups
-                load = Load(time.monotonic(), args.duration)
+                load = Load(time.monotonic(), args.duration, args.window)
                 await drive(url, args.concurrency, args.duration, load, pid)
                 rss_end, fds_end = await settle(pid, upstream)
                 stuck = await in_flight(url)
@@ -390,7 +392,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "fds_start": fds0, "fds_warm": fds_warm, "fds_end": fds_end, "fd_growth": fds_end - fds_warm,
         "stuck": stuck, "upstream_active": upstream.active, "upstream_hangups": upstream.hangups - hangups,
         "log_errors": len(errors_in_log), "log_error_examples": errors_in_log[:5], "router_alive": alive,
-        "windows": [{"start_s": int(i * WINDOW), **{k: v for k, v in asdict(w).items()
+        "windows": [{"start_s": int(i * args.window), **{k: v for k, v in asdict(w).items()
                                                     if k not in ("json_ms", "sse_ms")},
                      "json_p50_ms": pct(w.json_ms, 0.50), "json_p99_ms": pct(w.json_ms, 0.99),
                      "sse_p50_ms": pct(w.sse_ms, 0.50), "sse_p99_ms": pct(w.sse_ms, 0.99)}
@@ -444,6 +446,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=300.0, help="measured seconds (default 300)")
     ap.add_argument("--concurrency", type=int, default=64, help="client loops (default 64)")
     ap.add_argument("--warmup", type=float, default=20.0, help="warm-up seconds before measuring (default 20)")
+    ap.add_argument("--window", type=float, default=WINDOW, help="seconds per row of the table (default 10)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if sys.platform != "linux":

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the soak reads /proc")
 def test_short_soak_meets_the_targets(tmp_path):
     out = tmp_path / "soak.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "soak" / "run.py"), "--duration", "30",
-                           "--concurrency", "16", "--warmup", "5", "--json", str(out)],
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "soak" / "run.py"), "--duration", "15",
+                           "--concurrency", "16", "--warmup", "3", "--window", "5", "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
