@@ -88,7 +88,9 @@ def _logprob(token: str, tops: int) -> dict[str, Any]:
                              for i in range(tops)]}
 
 
-LOGPROB_CHUNKS = 12_000  # each one token with its 20 alternatives: ~1.3 KB of logprobs, the text 5 characters
+# each one token with its 20 alternatives: ~1.3 KB of logprobs (~8 MB in all, 30 times the final object's bound),
+# the text 5 characters
+LOGPROB_CHUNKS = 6_000
 
 
 def with_logprobs(text: bool) -> Iterator[Any]:
@@ -110,7 +112,7 @@ def with_logprobs(text: bool) -> Iterator[Any]:
 async def test_a_responses_stream_keeps_its_logprobs_bounded(fakes, router, text):
     """`include: ["message.output_text.logprobs"]` with `top_logprobs: 20`: the final Response keeps the text's
     logprobs up to their own bound (4x the output bound, in their JSON), the delta events carry them all. The
-    Response held every token's logprobs (~16 MB here, ~150 MB once parsed), and logprobs of no text were not
+    Response held every token's logprobs (~8 MB here, ~75 MB once parsed), and logprobs of no text were not
     counted against any bound: the stream completes, and the router grows by a few MB."""
     up = await fakes()
     up.push(Step(sse=with_logprobs(text)))  # type: ignore[arg-type]
