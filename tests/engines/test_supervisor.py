@@ -553,6 +553,7 @@ async def test_a_start_that_gives_up_on_a_draining_instance_leaves_its_slot(make
     a_pid = sup.states()["a"].pid
     stopping = asyncio.ensure_future(sup.stop("a", drain_timeout=60))
     await until(lambda: sup.states()["a"].state == "stopping")
+    await sup.update([fake("a", start_timeout=1), fake("b", start_timeout=1)])  # the give-ups below: 1 s, not 5
     with pytest.raises(EngineUnavailable, match="previous instance is still stopping"):
         async with sup.lease("a"):
             pass
@@ -562,6 +563,7 @@ async def test_a_start_that_gives_up_on_a_draining_instance_leaves_its_slot(make
             pass
     await held.__aexit__(None, None, None)
     await asyncio.wait_for(stopping, BOUND)
+    await sup.update([fake("a", start_timeout=5), fake("b", start_timeout=5)])  # b's own start: 5 s again
     async with sup.lease("b") as ep:
         assert await chat(ep, "b") == "b" and gone(a_pid)  # type: ignore[arg-type]
 
