@@ -53,18 +53,28 @@ def _netns_usable() -> bool:
 NETNS = os.environ.get(IN_NETNS) != "1" and _netns_usable()
 
 
-@pytest.mark.skipif(not NETNS, reason="no network namespaces here: the browser test runs in place")
-@pytest.mark.parametrize("test", ["test_console_in_a_browser", "test_inspector_follows_the_ring_in_a_browser"])
-async def test_console_in_a_browser_without_network(test: str) -> None:
-    """Runs a browser test in a network namespace of its own, with only the loopback interface."""
+BROWSER_TESTS = ["test_console_in_a_browser", "test_inspector_follows_the_ring_in_a_browser"]
+
+
+@pytest.fixture(scope="module")
+async def in_netns() -> subprocess.CompletedProcess[str]:
+    """The browser tests, run once together (one interpreter and pytest start for both) in a network namespace of
+    their own, with only the loopback interface."""
+    here = Path(__file__).relative_to(ROOT)
     script = ("ip link set lo up && exec " + " ".join([
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-        f"{Path(__file__).relative_to(ROOT)}::{test}"]))
-    proc = await in_own_thread(partial(subprocess.run, ["unshare", "--net", "--", "sh", "-c", script], cwd=ROOT,
+        sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
+        *(f"{here}::{test}" for test in BROWSER_TESTS)]))
+    return await in_own_thread(partial(subprocess.run, ["unshare", "--net", "--", "sh", "-c", script], cwd=ROOT,
                                        env={**os.environ, IN_NETNS: "1"}, capture_output=True, text=True,
                                        timeout=240, check=False), timeout=250)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert "1 passed" in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.skipif(not NETNS, reason="no network namespaces here: the browser test runs in place")
+@pytest.mark.parametrize("test", BROWSER_TESTS)
+async def test_console_in_a_browser_without_network(test: str, in_netns: subprocess.CompletedProcess[str]) -> None:
+    """Each browser test passed in the network namespace."""
+    passed = f"PASSED {Path(__file__).relative_to(ROOT)}::{test}"
+    assert passed in in_netns.stdout.splitlines(), in_netns.stdout[-6000:] + in_netns.stderr[-3000:]
 
 
 @pytest.mark.skipif(NETNS, reason="runs inside its own network namespace (test_console_in_a_browser_without_network)")
