@@ -37,7 +37,7 @@ class Prometheus:
         return list(doc["data"]["result"])
 
     async def value(self, promql: str, expected: float, timeout: float = 30.0) -> float:
-        """Poll the query until it returns `expected` (scrapes happen every second), bounded by `timeout`."""
+        """Poll the query until it returns `expected` (scrapes happen every 200 ms), bounded by `timeout`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last: list[dict] = []
@@ -64,7 +64,7 @@ async def prometheus(tmp_path: Path) -> AsyncIterator[Callable[[str, str], Await
     async def start(target: str, key: str) -> Prometheus:
         cfg = tmp_path / "prometheus.yml"
         cfg.write_text(f"""
-global: {{scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}}
+global: {{scrape_interval: 200ms, scrape_timeout: 200ms, evaluation_interval: 1s}}
 scrape_configs:
   - job_name: agentgate
     authorization: {{type: Bearer, credentials: {key}}}
