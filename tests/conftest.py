@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -57,8 +58,8 @@ class RouterHandle:
         return self.app[STATE]  # type: ignore[index]
 
 
-@pytest.fixture
-async def router() -> AsyncIterator[Callable[..., Awaitable[RouterHandle]]]:
+@contextlib.asynccontextmanager
+async def _routers() -> AsyncIterator[Callable[..., Awaitable[RouterHandle]]]:
     started: list[RouterHandle] = []
 
     async def make(yaml_text: str, env: dict[str, str] | None = None) -> RouterHandle:
@@ -74,3 +75,16 @@ async def router() -> AsyncIterator[Callable[..., Awaitable[RouterHandle]]]:
         for c in h.clients:
             await c.close()
         await h.running.stop()
+
+
+@pytest.fixture
+async def router() -> AsyncIterator[Callable[..., Awaitable[RouterHandle]]]:
+    async with _routers() as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+async def module_router() -> AsyncIterator[Callable[..., Awaitable[RouterHandle]]]:
+    """`router` for the tests of one module that share a router (and the engines it starts), stopped after them."""
+    async with _routers() as make:
+        yield make

@@ -406,21 +406,22 @@ def custom_call_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(tiny.build_tiny_model(tmp_path_factory.mktemp("custom-tiny") / "run", script=ENGINE_CALL))
 
 
-async def _engine_router(router: Any, model: Path, tmp_path: Path) -> Any:
-    return await router(f"""
-engines: {{runtime_dir: '{tmp_path / "run"}'}}
+@pytest.fixture(scope="module")
+async def engine_router(module_router: Any, custom_call_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One router and its engine for the local engine tests (each sends its own requests; none needs a fresh one)."""
+    return await module_router(f"""
+engines: {{runtime_dir: '{tmp_path_factory.mktemp("custom-engine") / "run"}'}}
 models:
-  - {{name: tiny, engine: mlx, model: '{model}', start_timeout: 60}}
+  - {{name: tiny, engine: mlx, model: '{custom_call_model}', start_timeout: 60}}
 """)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-async def test_a_local_engine_takes_custom_tools_and_its_call_comes_back_custom(router, custom_call_model, tmp_path,
-                                                                                stream):
+async def test_a_local_engine_takes_custom_tools_and_its_call_comes_back_custom(engine_router, stream):
     """The engine refused a custom tool (400 "tools[0] must be {'type': 'function', ...}"): it gets the tool as a
     function of one string `input` (a custom `tool_choice` as that function's), and the model's call to it comes
     back as the custom call."""
-    r = await _engine_router(router, custom_call_model, tmp_path)
+    r = engine_router
     ask: list[Any] = [{"role": "user", "content": "list files"}]
     for choice in ({}, {"tool_choice": {"type": "custom", "custom": {"name": "run"}}}):
         got, content, finish = await _answer(r.client(), stream, model="tiny", tools=[CHAT_WEATHER, GRAMMAR_RUN],
@@ -431,12 +432,11 @@ async def test_a_local_engine_takes_custom_tools_and_its_call_comes_back_custom(
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-async def test_a_local_engine_call_to_a_custom_tool_comes_back_custom_with_repair_off(router, custom_call_model,
-                                                                                     tmp_path, stream):
+async def test_a_local_engine_call_to_a_custom_tool_comes_back_custom_with_repair_off(engine_router, stream):
     """With repair off the engine's call to a custom tool (the function of one string `input` it was given) went to
     the client as that function call, `{"input": ...}`, which the client never declared: a client of custom tools
     (Codex's apply_patch) had no call to run. It now comes back as the custom call, as with repair on."""
-    r = await _engine_router(router, custom_call_model, tmp_path)
+    r = engine_router
     got, content, finish = await _answer(r.client(), stream, model="tiny", tools=[CHAT_WEATHER, GRAMMAR_RUN],
                                          messages=[{"role": "user", "content": "list files"}],
                                          extra_headers={"x-agentgate-repair": "off"})
@@ -476,11 +476,10 @@ def test_an_unrepaired_streams_calls_to_custom_tools_go_out_custom_before_its_fi
     assert out[-1]["choices"][0]["finish_reason"] == "length"
 
 
-async def test_a_custom_call_in_the_history_reaches_a_local_engine_as_its_function_call(router, custom_call_model,
-                                                                                       tmp_path):
+async def test_a_custom_call_in_the_history_reaches_a_local_engine_as_its_function_call(engine_router):
     """A custom call and its tool result in the history are rendered as the function call with `{"input": ...}` the
     model made: the prompt is the one the same turn gets when the client sends the function forms itself."""
-    r = await _engine_router(router, custom_call_model, tmp_path)
+    r = engine_router
     function_call = {"id": CALL["id"], "type": "function",
                      "function": {"name": "run", "arguments": json.dumps({"input": 'ls -la "my dir"\n'})}}
     prompts = []
