@@ -60,15 +60,25 @@ def prose_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(tiny.build_tiny_model(tmp_path_factory.mktemp("dialect-tiny") / "prose", script=PROSE))
 
 
-async def test_a_stop_sequence_from_a_local_engine_is_reported(router, prose_model, tmp_path):
+@pytest.fixture(scope="module")
+async def prose_router(module_router, prose_model, tmp_path_factory):
+    """One router and its engine of the prose model for the tests below (none needs a fresh engine); `either` may
+    fall back to an OpenAI-type provider."""
+    return await module_router(f"""
+providers: {{cloud: {{type: openai, base_url: 'http://127.0.0.1:9/v1'}}}}
+engines: {{runtime_dir: '{tmp_path_factory.mktemp("prose-engine") / "run"}'}}
+models:
+  - {{name: tiny, engine: mlx, model: '{prose_model}', start_timeout: 60}}
+  - {{name: cloud-model, provider: cloud}}
+  - {{name: either, fallbacks: [tiny, cloud-model]}}
+""")
+
+
+async def test_a_stop_sequence_from_a_local_engine_is_reported(prose_router):
     """The engine names the stop string that ended its text (`stop_reason` in the finishing choice, as vLLM), so
     Messages says `stop_sequence` and which one, streamed or not, with tools declared or not; the chat route
     passes the name on."""
-    r = await router(f"""
-engines: {{runtime_dir: '{tmp_path / "run"}'}}
-models:
-  - {{name: tiny, engine: mlx, model: '{prose_model}', start_timeout: 60}}
-""")
+    r = prose_router
     ask = [{"role": "user", "content": "Weather in Paris?"}]
     for tools in ([], [ANTHROPIC_WEATHER]):
         for stream in (False, True):
@@ -120,19 +130,12 @@ models:
     assert (second.usage.cache_read_input_tokens or 0) >= prompt + first.usage.output_tokens - 2
 
 
-async def test_a_prefill_is_continued_by_a_local_engine(router, prose_model, tmp_path):
+async def test_a_prefill_is_continued_by_a_local_engine(prose_router):
     """A final assistant message (a prefill) goes to our MLX engine as vLLM's `continue_final_message`: the model
     goes on from its last word and the answer carries only what it added, as Anthropic answers it, streamed or not;
     it is counted as it is rendered. A route that may fall back to an OpenAI-type provider, which would answer a new
     turn, still refuses it."""
-    r = await router(f"""
-providers: {{cloud: {{type: openai, base_url: 'http://127.0.0.1:9/v1'}}}}
-engines: {{runtime_dir: '{tmp_path / "run"}'}}
-models:
-  - {{name: tiny, engine: mlx, model: '{prose_model}', start_timeout: 60}}
-  - {{name: cloud-model, provider: cloud}}
-  - {{name: either, fallbacks: [tiny, cloud-model]}}
-""")
+    r = prose_router
     # (no trailing whitespace, which Anthropic refuses; the script's words each end in one, so the prefill ends
     # inside a word and the model goes on with the script from where that leaves it). Greedy: the prefill's last
     # token is not one of the script's, so its next token is the script's "END " with p 0.95, not 1 (Anthropic's
