@@ -8,7 +8,8 @@ The second form stands in for the MLX worker's command line: it serves on a Unix
 
 GET /health answers 200 (503 with --not-ready); POST /v1/chat/completions echoes the last message (as an event
 stream when the body says `stream`; after `fake_sleep` seconds when it names some: the stream sends its first
-event at once; when the body says `fake_drop`, it closes the connection without an answer and keeps running);
+event at once; when the body names a file as `fake_hold`, it answers once that file exists; when the body says
+`fake_drop`, it closes the connection without an answer and keeps running);
 GET /v1/models lists --model; GET /v1/argv returns the command line. --exit-code exits at once with that
 code after a message on stderr.
 --child-pidfile spawns a long-sleeping child process (same process group) and writes its pid there.
@@ -26,9 +27,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+
+async def _until_exists(path: Path) -> None:
+    while not path.exists():  # noqa: ASYNC110, ASYNC240 - a file the test makes: no event of its own to wait on
+        await asyncio.sleep(0.01)
 
 
 def build_app(model: str, ready: bool, argv: list[str]) -> web.Application:
@@ -51,6 +58,8 @@ def build_app(model: str, ready: bool, argv: list[str]) -> web.Application:
         if body.get("stream"):
             return await stream(request, body, text)
         await asyncio.sleep(float(body.get("fake_sleep", 0)))
+        if body.get("fake_hold"):
+            await _until_exists(Path(body["fake_hold"]))
         return web.json_response(
             {
                 "id": "chatcmpl-fake",

@@ -18,7 +18,6 @@ from tests.waiting import wait_until
 
 FAKE = Path(__file__).resolve().parents[1] / "engines" / "fake_server.py"
 HI = [{"role": "user", "content": "hi"}]
-BUSY = 3.0  # seconds a request keeps its engine busy: the state under test lasts that long
 
 
 def engine(name: str, *flags: str, start_timeout: float = 30) -> str:
@@ -31,9 +30,10 @@ async def _call(method: str, url: str, body: dict[str, Any] | None = None) -> tu
         return resp.status, await (resp.json() if resp.content_type == "application/json" else resp.text())
 
 
-async def _chat(r: RouterHandle, model: str, sleep: float = 0.0) -> int:
+async def _chat(r: RouterHandle, model: str, hold: Path | None = None) -> int:
+    """A chat request's status; with `hold`, the engine answers once that file exists (it stays busy until then)."""
     return (await _call("POST", r.url + "/v1/chat/completions",
-                        {"model": model, "messages": HI, "fake_sleep": sleep}))[0]
+                        {"model": model, "messages": HI, **({"fake_hold": str(hold)} if hold else {})}))[0]
 
 
 async def _reported(r: RouterHandle) -> dict[str, str]:
@@ -71,29 +71,33 @@ async def test_a_start_that_never_becomes_ready_is_failed_in_the_metric(router: 
     assert listed["engine"] == "failed"
 
 
-async def test_an_unload_that_drains_is_stopping_in_the_metric(router: Any) -> None:
+async def test_an_unload_that_drains_is_stopping_in_the_metric(router: Any, tmp_path: Path) -> None:
     r = await router("models:\n" + engine("local"))
     sup = r.state.supervisor
     assert await _chat(r, "local") == 200
-    busy = asyncio.create_task(_chat(r, "local", BUSY))
+    release = tmp_path / "release"
+    busy = asyncio.create_task(_chat(r, "local", release))
     await wait_until(lambda: sup.states()["local"].in_flight == 1)
     unload = asyncio.create_task(_call("POST", r.url + "/unload/local"))
     await wait_until(lambda: sup.states()["local"].state == "stopping")
     assert await agreed_states(r) == {"local": "stopping"}
+    release.touch()
     assert await busy == 200
     assert (await unload)[1]["unloaded"] == ["local"]
     assert await agreed_states(r) == {"local": "stopped"}
 
 
-async def test_a_start_that_waits_for_room_is_starting_in_the_metric(router: Any) -> None:
+async def test_a_start_that_waits_for_room_is_starting_in_the_metric(router: Any, tmp_path: Path) -> None:
     r = await router("engines: {max_loaded: 1}\nmodels:\n" + engine("a") + engine("b"))
     sup = r.state.supervisor
     assert await _chat(r, "a") == 200
-    busy = asyncio.create_task(_chat(r, "a", BUSY))
+    release = tmp_path / "release"
+    busy = asyncio.create_task(_chat(r, "a", release))
     await wait_until(lambda: sup.states()["a"].in_flight == 1)
     waiting = asyncio.create_task(_chat(r, "b"))
     await wait_until(lambda: sup.states()["b"].state == "starting")
     assert await agreed_states(r) == {"a": "ready", "b": "starting"}
+    release.touch()
     assert await busy == 200
     assert await waiting == 200
     assert await agreed_states(r) == {"a": "stopped", "b": "ready"}
