@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anthropic
 import pytest
 
@@ -53,3 +54,13 @@ async def claude_message(router_url: str, stream: bool, **kw: Any) -> Any:
         async with claude(router_url).messages.stream(**kw) as s:
             return await s.get_final_message()
     return await claude(router_url).messages.create(**kw)
+
+
+async def anthropic_refused(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST `body` to `url`, which must answer 400 in Anthropic's shape: its `error` object."""
+    async with aiohttp.ClientSession() as s, s.post(url, json=body) as resp:
+        assert resp.status == 400, await resp.text()
+        doc: dict[str, Any] = await resp.json()
+    assert doc["type"] == "error", doc
+    error: dict[str, Any] = doc["error"]
+    return error

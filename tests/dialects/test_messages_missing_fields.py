@@ -3,23 +3,11 @@ count_tokens) is Anthropic's 400 for it, worded as Anthropic words it: "<field>:
 
 from __future__ import annotations
 
-from typing import Any
-
-import aiohttp
 import pytest
 
-from tests.dialects.conftest import CFG
+from tests.dialects.conftest import CFG, anthropic_refused
 
 ASK = [{"role": "user", "content": "hi"}]
-
-
-async def _refused(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s, s.post(url, json=body) as resp:
-        assert resp.status == 400, await resp.text()
-        doc: dict[str, Any] = await resp.json()
-    assert doc["type"] == "error", doc
-    error: dict[str, Any] = doc["error"]
-    return error
 
 
 @pytest.mark.parametrize("field", ["model", "messages", "max_tokens"])
@@ -27,9 +15,9 @@ async def test_a_missing_field_is_anthropic_s_field_required(fakes, router, fiel
     up = await fakes()
     r = await router(CFG.format(url=up.url))
     body = {k: v for k, v in {"model": "m", "max_tokens": 16, "messages": ASK}.items() if k != field}
-    assert await _refused(r.url + "/v1/messages", body) == {"type": "invalid_request_error",
+    assert await anthropic_refused(r.url + "/v1/messages", body) == {"type": "invalid_request_error",
                                                             "message": f"{field}: Field required"}
     if field != "max_tokens":  # (count_tokens takes none)
-        assert await _refused(r.url + "/v1/messages/count_tokens", body) == {
+        assert await anthropic_refused(r.url + "/v1/messages/count_tokens", body) == {
             "type": "invalid_request_error", "message": f"{field}: Field required"}
     assert not up.requests

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.dialects.conftest import CFG
+from tests.dialects.conftest import CFG, anthropic_refused
 
 ASK = [{"role": "user", "content": "hi"}]
 TOOL = {"name": "f", "input_schema": {"type": "object"}}
@@ -42,15 +42,6 @@ CASES: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-async def _refused(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s, s.post(url, json=body) as resp:
-        assert resp.status == 400, await resp.text()
-        doc: dict[str, Any] = await resp.json()
-    assert doc["type"] == "error", doc
-    error: dict[str, Any] = doc["error"]
-    return error
-
-
 @pytest.mark.parametrize(("fields", "message"), CASES)
 async def test_a_wrong_type_is_worded_as_anthropic_words_it(fakes, router, fields: dict[str, Any],
                                                             message: str) -> None:
@@ -58,9 +49,9 @@ async def test_a_wrong_type_is_worded_as_anthropic_words_it(fakes, router, field
     r = await router(CFG.format(url=up.url))
     body = {"model": "m", "max_tokens": 16, "messages": ASK, **fields}
     want = {"type": "invalid_request_error", "message": message}
-    assert await _refused(r.url + "/v1/messages", body) == want
+    assert await anthropic_refused(r.url + "/v1/messages", body) == want
     if "stream" not in fields:  # (count_tokens takes no `stream`: it is left out before the checks)
-        assert await _refused(r.url + "/v1/messages/count_tokens", body) == want
+        assert await anthropic_refused(r.url + "/v1/messages/count_tokens", body) == want
     assert not up.requests
 
 
@@ -125,6 +116,6 @@ async def test_a_nested_wrong_type_names_its_dotted_path(fakes, router, fields: 
     r = await router(CFG.format(url=up.url))
     body = {"model": "m", "max_tokens": 16, "messages": ASK, **fields}
     want = {"type": "invalid_request_error", "message": message}
-    assert await _refused(r.url + "/v1/messages", body) == want
-    assert await _refused(r.url + "/v1/messages/count_tokens", body) == want
+    assert await anthropic_refused(r.url + "/v1/messages", body) == want
+    assert await anthropic_refused(r.url + "/v1/messages/count_tokens", body) == want
     assert not up.requests
