@@ -510,7 +510,7 @@ def _file_part(part: dict[str, Any], where: str) -> dict[str, Any]:
 def _parts(content: Any, where: str, role: str, key: str = "content") -> list[dict[str, Any]]:
     """The content parts of item `where`'s `key` (its message `content`, a tool's `output`) as chat parts."""
     if content is None:
-        raise invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter")
+        raise missing_parameter(f"{where}.{key}")
     if not isinstance(content, list):
         raise wrong_type(f"{where}.{key}", "a string or an array of content parts", content)
     parts: list[dict[str, Any]] = []
@@ -541,7 +541,7 @@ def _part_text(part: dict[str, Any], name: str, where: str) -> str:
     OpenAI names it (`input[0].content[0].text`)."""
     value, param = part.get(name), f"{where}.{name}"
     if value is None:
-        raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+        raise missing_parameter(param)
     if not isinstance(value, str):
         raise wrong_type(param, "a string", value)
     return value
@@ -866,7 +866,7 @@ def _tool_name(t: dict[str, Any], where: str, key: str = "name") -> str:
     """A tool's (or namespace's) non-empty string `name`; a 400 naming it otherwise."""
     name = t.get(key)
     if name is None:
-        raise invalid(f"Missing required parameter: '{where}.{key}'.", f"{where}.{key}", "missing_required_parameter")
+        raise missing_parameter(f"{where}.{key}")
     if not isinstance(name, str):
         raise wrong_type(f"{where}.{key}", "a string", name)
     if not name:
@@ -986,7 +986,7 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
         elif isinstance(kind, str) and kind:
             dropped.add(kind)  # hosted: the backend cannot run it
         elif kind is None:
-            raise invalid(f"Missing required parameter: '{where}.type'.", f"{where}.type", "missing_required_parameter")
+            raise missing_parameter(f"{where}.type")
         elif isinstance(kind, str):
             raise invalid(f"{where} needs a non-empty string 'type'.", f"{where}.type", "invalid_value")
         else:
@@ -997,7 +997,7 @@ def _translate_tools(value: list[Any], dropped: Dropped) -> tuple[list[dict[str,
 def _namespace_tools(where: str, inner: object) -> ApiError:
     """A namespace's `tools` missing, or not a list."""
     if inner is None:
-        return invalid(f"Missing required parameter: '{where}.tools'.", f"{where}.tools", "missing_required_parameter")
+        return missing_parameter(f"{where}.tools")
     return wrong_type(f"{where}.tools", "an array", inner)
 
 
@@ -1028,8 +1028,7 @@ def _tool_choice(value: Any, declared: _Tools, dropped: Dropped) -> tuple[Any, A
     kind = value.get("type") if isinstance(value, dict) else None
     if kind in ("function", "custom"):
         if value.get("name") is None:
-            raise invalid("Missing required parameter: 'tool_choice.name'.", "tool_choice.name",
-                          "missing_required_parameter")
+            raise missing_parameter("tool_choice.name")
         name = _backend_name(value, client)
         if name is None:
             raise invalid(f"A {kind} tool_choice needs the 'name' of a declared {kind} tool.", "tool_choice",
@@ -1067,8 +1066,7 @@ def _text_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
         raise wrong_type("text.format", "an object", fmt)
     kind = fmt.get("type")
     if kind is None:
-        raise invalid("Missing required parameter: 'text.format.type'.", "text.format.type",
-                      "missing_required_parameter")
+        raise missing_parameter("text.format.type")
     if not isinstance(kind, str):
         raise wrong_type("text.format.type", "a string", kind)
     if kind not in ("text", "json_object", "json_schema"):
@@ -1093,7 +1091,7 @@ def _format_field(fmt: dict[str, Any], name: str, kind: type, what: str) -> None
     """A field a json_schema `text.format` requires: missing, or of another type, is a 400 naming it."""
     param = f"text.format.{name}"
     if fmt.get(name) is None:
-        raise invalid(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
+        raise missing_parameter(param)
     _typed(fmt, name, kind, what, param)
 
 
