@@ -11,7 +11,6 @@ import shlex
 import signal
 import stat
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -263,14 +262,13 @@ async def test_two_starts_waiting_for_room_sleep_while_nothing_changes(make: Mak
         await until(lambda: all(sup.states()[n].state == "starting" for n in ("b", "c")))
         await asyncio.sleep(0.1)
         sup._notify()  # one state change elsewhere wakes both
-        before, cpu = calls["n"], time.process_time()
+        before = calls["n"]
         await asyncio.sleep(0.5)
-        woken, cpu = calls["n"] - before, time.process_time() - cpu
+        woken = calls["n"] - before
         for w in waits:
             w.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
-    assert woken < 10, f"{woken} notifications in 0.5 s while nothing changed"
-    assert cpu < 0.25
+    assert woken < 10, f"{woken} notifications in 0.5 s while nothing changed"  # a spinning loop makes thousands
 
 
 async def test_a_swap_whose_requests_went_away_holds_nothing_back(make: Make):
@@ -320,32 +318,32 @@ async def test_memory_budget_drains_and_evicts_only_engines_that_can_make_room(m
                        memory_budget_gb=10)
     stop = asyncio.Event()
     served = {"n": 0}
-    slowest = {"s": 0.0}
+    each = [0, 0]  # leases each of the two loops got: a loop held back behind w stops counting
 
-    async def loop(offset: float) -> None:
+    async def loop(i: int, offset: float) -> None:
         await asyncio.sleep(offset)
         while not stop.is_set():
-            began = time.monotonic()
             async with sup.lease("small"):
-                slowest["s"] = max(slowest["s"], time.monotonic() - began)
                 await asyncio.sleep(0.05)
             served["n"] += 1
+            each[i] += 1
             await asyncio.sleep(0.02)  # small goes idle now and then
 
     big = sup.lease("big")
     await big.__aenter__()
     async with sup.lease("small"):
         pass
-    loops = [asyncio.ensure_future(loop(offset)) for offset in (0.0, 0.03)]
+    loops = [asyncio.ensure_future(loop(i, offset)) for i, offset in enumerate((0.0, 0.03))]
     try:
         await until(lambda: served["n"] >= 4)
         w = sup.lease("w")
         waiting = asyncio.ensure_future(w.__aenter__())
         await until(lambda: sup.states()["w"].state == "starting")
-        before = served["n"]
+        before, before_each = served["n"], list(each)
         await asyncio.sleep(1.5)
-        assert kinds(events, "small") == ["starting", "ready"] and slowest["s"] < 1.0, (events, slowest)
+        assert kinds(events, "small") == ["starting", "ready"], events
         assert served["n"] >= before + 5 and not waiting.done()
+        assert all(after >= was + 2 for after, was in zip(each, before_each, strict=True)), (before_each, each)
         await big.__aexit__(None, None, None)
         await asyncio.wait_for(waiting, BOUND)
         await w.__aexit__(None, None, None)

@@ -145,9 +145,12 @@ async def test_requests_in_flight_when_the_engine_dies_get_engine_crashed(router
     assert again.choices[0].message.content == "again" and sup.states()["m"].pid != pid
 
 
-async def test_a_live_engine_that_drops_a_connection_fails_at_once(router: Any, tmp_path: Path) -> None:
+async def test_a_live_engine_that_drops_a_connection_fails_at_once(router: Any, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """An engine whose process stays alive is not waited on for a crash verdict: its dropped connection is an
-    ordinary failure (502 upstream_reset), answered at once, not after the second a dying engine is given."""
+    ordinary failure (502 upstream_reset), answered at once, not after the grace a dying engine is given (made a
+    minute here, so waiting it out would outlast the bound)."""
+    monkeypatch.setattr(engine_upstream, "CRASH_GRACE", 60.0)
     command = shlex.join([sys.executable, str(FAKE), "--port"]) + " ${PORT}"
     r = await router(f"engines:\n  runtime_dir: '{tmp_path / 'run'}'\nmodels:\n  - {{name: c, command: '{command}'}}\n")
     client, sup = r.client(), r.state.supervisor
@@ -155,13 +158,11 @@ async def test_a_live_engine_that_drops_a_connection_fails_at_once(router: Any, 
     await client.chat.completions.create(model="c", messages=hi)
     pid = sup.states()["c"].pid
     for _ in range(2):
-        began = time.monotonic()
         with pytest.raises(openai.APIStatusError) as info:
-            await client.chat.completions.create(model="c", messages=hi, extra_body={"fake_drop": True})
-        took = time.monotonic() - began
+            await asyncio.wait_for(client.chat.completions.create(
+                model="c", messages=hi, extra_body={"fake_drop": True}), BOUND)
         assert info.value.status_code == 502 and isinstance(info.value.body, dict)
         assert info.value.body.get("code") == "upstream_reset", info.value.body
-        assert took < 0.5, f"a live engine's dropped connection took {took:.2f}s"
     assert sup.states()["c"].pid == pid and not sup.crashed("c")
 
 

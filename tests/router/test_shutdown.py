@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import aiohttp
 import pytest
@@ -43,11 +42,10 @@ async def test_a_stream_past_the_drain_ends_with_its_error_event(fakes, monkeypa
     async with aiohttp.ClientSession() as s, s.post(running.url + path, json={**body, "stream": True}) as resp:
         first = await resp.content.readline()
         assert first.strip()
-        began = time.monotonic()
         stopping = asyncio.create_task(running.stop())
         text = (first + await resp.read()).decode()
     await stopping
-    assert time.monotonic() - began < drain.END_S + 2
+    assert '"199 "' not in text  # cut by the drain, not run out (its 200 pieces take 10 s)
     last = json.loads(text.strip().split("\n\n")[-1].split("data: ", 1)[1])
     error = last["error"]
     if route == "messages":
@@ -96,10 +94,9 @@ async def test_an_idle_keep_alive_connection_is_closed_at_once(fakes, monkeypatc
             await streaming.content.readline()
             stopping = asyncio.create_task(running.stop())
             await asyncio.sleep(0.3)
-            began = time.monotonic()
             with pytest.raises(aiohttp.ClientError):
                 async with pooled.post(running.url + path, json=body) as late:
                     await late.read()
-            assert time.monotonic() - began < 2
+            assert not stopping.done()  # refused while the drain still waits for the 5 s stream, not after it
             await streaming.read()
     await stopping
