@@ -69,6 +69,10 @@ STREAMED_THINKS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     (THINK_OPEN, THINK_CLOSE, None), (kimi_k3.THINK_OPEN, kimi_k3.THINK_CLOSE, None),
     (gemma4.CHANNEL_OPEN + gemma4.THOUGHT, gemma4.CHANNEL_CLOSE, (gemma4.OPEN,)),
     (command_r.THINK_OPEN, command_r.THINK_CLOSE, (command_r.ACTION_OPEN, command_r.RESPONSE_OPEN)))
+# (opener, close, ends) of channels whose text is content, its markers removed (streamed as `_Think` streams a
+# channel, as content): Command R7B's answer, which runs to its close, or (never closed) to an action
+STREAMED_ANSWERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (command_r.RESPONSE_OPEN, command_r.RESPONSE_CLOSE, (command_r.ACTION_OPEN,)),)
 # markers the one-shot repair removes, the text around them kept as content: dropped as they come (see `_drop`)
 DROPPED = (*kimi_k3.MARKERS, functionary.ALL)
 # why a call whose header went out failed, when the stream ended inside its arguments (they go out as they were cut,
@@ -534,7 +538,7 @@ class StreamRepairer:
         return self._prose(rest)
 
     def _try_spec(self, held: str) -> list[Event]:
-        openers = (HERMES_OPEN, *(opener for opener, _, _ in STREAMED_THINKS))
+        openers = (HERMES_OPEN, *(opener for opener, _, _ in STREAMED_THINKS + STREAMED_ANSWERS))
         if any(len(held) < len(marker) and marker.startswith(held) for marker in openers):
             return []  # it may still become one (a `<think>` that came whole is one already)
         self._spec_tried = True
@@ -542,6 +546,11 @@ class StreamRepairer:
             if held.startswith(opener):
                 self._ws = []
                 self._spec = _Think(self, close, ends, opener)
+                return self._spec_feed(held[len(opener):])
+        for opener, close, ends in STREAMED_ANSWERS:
+            if held.startswith(opener):
+                self._ws = []  # (the paragraph before it ends there: its trailing space goes)
+                self._spec = _Think(self, close, ends, opener, content=True)
                 return self._spec_feed(held[len(opener):])
         if held.startswith(HERMES_OPEN) and not self._tool_parts:
             self._spec = _Hermes(self, self._text_size - len(held))
@@ -692,7 +701,7 @@ class StreamRepairer:
         events: list[Event] = []
         spec, self._spec = self._spec, None
         if isinstance(spec, _Think) and spec.pending:  # what it held back in case a </think> followed
-            events.append(ReasoningDelta(spec.pending))
+            events += spec.out(spec.pending)
         elif isinstance(spec, _Hermes) and spec.state == _BETWEEN and spec.lit:  # the start of a block, no more
             events.append(ContentDelta(spec.lit))
         calls = []
@@ -801,13 +810,16 @@ def _partial_suffix(text: str, marker: str) -> int:
 class _Think:
     """A <think> block streamed as reasoning: the text the one-shot path makes reasoning of (stripped; blocks
     joined by blank lines) goes out as it arrives. A call candidate inside it stops the streaming (the block is
-    then resolved at finish); its close hands the rest back as content."""
+    then resolved at finish); its close hands the rest back as content. With `content`, a channel whose text is
+    content (`STREAMED_ANSWERS`): the text the one-shot path makes a paragraph of (`lead_trim`med, its end's space
+    dropped, a blank line before it when content went out before) goes out as content."""
 
     def __init__(self, owner: StreamRepairer, close: str = THINK_CLOSE, ends: tuple[str, ...] | None = None,
-                 opener: str = THINK_OPEN) -> None:
+                 opener: str = THINK_OPEN, content: bool = False) -> None:
         self.owner = owner
         self.close = close
         self.ends = ends  # None: a <think> block (see `STREAMED_THINKS`)
+        self.content = content
         self.pending = ""
         self.ctx = ""
         self.ticks = LINE_START  # backticks on the line before `pending` (the block's text from its start: as the
@@ -819,22 +831,26 @@ class _Think:
         self.after = ("\n", LINE_START)  # (the character before the content after the block, its backticks)
 
     def _emit(self, decided: str) -> list[Event]:
-        if not self.started:
-            decided = decided.lstrip()
-            if not decided:
-                return []
         body = decided.rstrip()
         if not body:
-            self.ws += decided
+            self.ws += decided  # (before the text begins too: a paragraph keeps its first line's indentation)
             return []
         out = self.ws + body
         self.ws = decided[len(body):]
         if not self.started:
             self.started = True
-            if self.owner._reasoning_out:
+            out = lead_trim(out) if self.content else out.lstrip()
+            if self.owner._emitted if self.content else self.owner._reasoning_out:
                 out = "\n\n" + out
-        self.owner._reasoning_out.append(out)
-        return [ReasoningDelta(out)]
+        return self.out(out)
+
+    def out(self, text: str) -> list[Event]:
+        """`text` out as the block's kind of text."""
+        if self.content:
+            self.owner._emitted += len(text)
+            return [ContentDelta(text)]
+        self.owner._reasoning_out.append(text)
+        return [ReasoningDelta(text)]
 
     def feed(self, text: str) -> Action:
         if self.ends is not None:
