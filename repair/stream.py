@@ -26,10 +26,11 @@ from repair.core import (
     fresh_id,
     lead_trim,
     repair_message,
+    segment,
 )
 from repair.fences import Fences
 from repair.formats import command_r, functionary, gemma4, kimi_k3
-from repair.formats.common import MAX_CALLS
+from repair.formats.common import MAX_CALLS, Ctx, Limits
 from repair.incremental import ARR as _ARR
 from repair.incremental import CHARS as _CHARS
 from repair.incremental import (
@@ -51,9 +52,11 @@ from repair.markers import LINE_START, MATCH, NO, PARTIAL, Fenced, Ticks, in_cod
 from repair.slots import CallSlots, whole_json
 from repair.types import (
     ContentDelta,
+    RawCall,
     ReasoningDelta,
     RepairIssue,
     RepairResult,
+    Segment,
     StreamEvent,
     ToolCallDelta,
     json_object,
@@ -123,6 +126,11 @@ class StreamRepairer:
         self._overflowed = False
         self._spec: _Think | _Hermes | None = None
         self._spec_tried = False
+        # what of the one-shot repair's bounds (candidates examined, calls parsed) and json-repair budget the text
+        # before the held region took, as it took them (see `_inert`)
+        self._limits = Limits()
+        self._budget = salvage.Budget()
+        self._prefer = None if format == "auto" else format
         self._new_group = False    # content after a removed block starts a new paragraph
         self._reasoning_out: list[str] = []
         self._started: list[_Started] = []
@@ -523,11 +531,17 @@ class StreamRepairer:
         events: list[Event] = []
         while self._incremental and self._holding and self._spec is None and not self._spec_tried:
             marker = next((m for m in DROPPED if held.startswith(m)), None)
-            if marker is None:
+            if marker is None or not self._room():
                 return events + self._try_spec(held)
+            self._limits.handlers -= 1
             events += self._drop(marker, held[len(marker):])
             held = self._tail
         return events
+
+    def _room(self) -> bool:
+        """Whether the one-shot repair still examines a candidate here (past its bounds the rest is text as it is:
+        held then, for the finish)."""
+        return self._limits.handlers > 0 and self._limits.calls > 0
 
     def _drop(self, marker: str, rest: str) -> list[Event]:
         """Held `marker` (then `rest`) removed as `repair_message` removes it: the whitespace before it goes, the
@@ -542,20 +556,58 @@ class StreamRepairer:
         if any(len(held) < len(marker) and marker.startswith(held) for marker in openers):
             return []  # it may still become one (a `<think>` that came whole is one already)
         self._spec_tried = True
+        if not self._room():
+            return []
         for opener, close, ends in STREAMED_THINKS:
             if held.startswith(opener):
                 self._ws = []
-                self._spec = _Think(self, close, ends, opener)
+                self._limits.handlers -= 1
+                self._spec = _Think(self, close, ends, opener, at=self._text_size - len(held) + len(opener))
                 return self._spec_feed(held[len(opener):])
         for opener, close, ends in STREAMED_ANSWERS:
             if held.startswith(opener):
                 self._ws = []  # (the paragraph before it ends there: its trailing space goes)
+                self._limits.handlers -= 1
                 self._spec = _Think(self, close, ends, opener, content=True)
                 return self._spec_feed(held[len(opener):])
         if held.startswith(HERMES_OPEN) and not self._tool_parts:
-            self._spec = _Hermes(self, self._text_size - len(held))
+            # (its calls, one block each, within what the one-shot repair still parses)
+            cap = min(MAX_CALLS, self._limits.calls, self._limits.handlers)
+            self._spec = _Hermes(self, self._text_size - len(held), cap)
             return self._spec_feed(held[len(HERMES_OPEN):])
         return []
+
+    def _inert(self, inner: str) -> bool:
+        """Whether the one-shot repair makes the whole text of a <think> block, `inner`, reasoning as it is,
+        whatever comes after the block: read as it reads it (the candidates in it, with what is left of the
+        message's bounds and json-repair budget, carried here as it spends them), nothing in it is a channel whose
+        markup goes, nor calls that may all be made (when none is made outside the block, their markup leaves the
+        reasoning): each block of calls holds one that is never made (broken or cut off, naming no declared tool, or
+        one the request refuses; one whose arguments may validate is not known before the end)."""
+        ctx = Ctx(self._index, self._budget, self._prefer, inner, self._inner_finder, self._inner_finder,
+                  self._limits)
+        at = 0
+        for it in segment(inner, ctx):
+            if isinstance(it, Segment):
+                if it.kind != "calls" or it.start != at or not any(map(self._never_made, it.calls)):
+                    return False
+                at = it.end
+            elif inner.startswith(it, at):
+                at += len(it)
+            else:
+                return False
+        return at == len(inner)
+
+    def _never_made(self, call: RawCall) -> bool:
+        """Whether a call read in a <think> block is never made, whatever follows (as `core._process` and the
+        request's tool_choice decide it: a call they refuse keeps its markup where it was written)."""
+        if self._choice_kind == "none" or call.failure is not None or not self._index:
+            return True
+        name = call.name
+        if not isinstance(name, str) or not name.strip():
+            return True
+        resolved = self._index.resolve(name)
+        return resolved is None or self._choice.refused(resolved) is not None
 
     def _spec_feed(self, text: str) -> list[Event]:
         assert self._spec is not None
@@ -676,6 +728,9 @@ class StreamRepairer:
             self._holding = False
             return self._passthrough(held)
         held = "".join(self._chunks)[max(self._hold_at, self._sent_to):] if self._holding else ""
+        if isinstance(spec, _Think) and spec.hold_at is not None:  # a <think> block held from a candidate on: no
+            back = self._text_since(spec.hold_at)  # call can start now, it goes on as reasoning (`text` below)
+            spec.release(back[:len(back) - len(text)])
         self._chunks, self._reasoning, self._tool_parts = [], [], {}
         events: list[Event] = []
         if spec is not None:
@@ -809,17 +864,21 @@ def _partial_suffix(text: str, marker: str) -> int:
 
 class _Think:
     """A <think> block streamed as reasoning: the text the one-shot path makes reasoning of (stripped; blocks
-    joined by blank lines) goes out as it arrives. A call candidate inside it stops the streaming (the block is
-    then resolved at finish); its close hands the rest back as content. With `content`, a channel whose text is
-    content (`STREAMED_ANSWERS`): the text the one-shot path makes a paragraph of (`lead_trim`med, its end's space
-    dropped, a blank line before it when content went out before) goes out as content."""
+    joined by blank lines) goes out as it arrives; its close hands the rest back as content. From a call candidate
+    inside it on, the block is held until its close, and read then as the one-shot repair reads it: when nothing in
+    it can change its text (`StreamRepairer._inert`: tag text that is no call, a call never made) the rest goes out
+    and the block ends as one without a candidate; else the rest is resolved at finish. With `content`, a channel
+    whose text is content (`STREAMED_ANSWERS`): the text the one-shot path makes a paragraph of (`lead_trim`med,
+    its end's space dropped, a blank line before it when content went out before) goes out as content."""
 
     def __init__(self, owner: StreamRepairer, close: str = THINK_CLOSE, ends: tuple[str, ...] | None = None,
-                 opener: str = THINK_OPEN, content: bool = False) -> None:
+                 opener: str = THINK_OPEN, content: bool = False, at: int = 0) -> None:
         self.owner = owner
         self.close = close
         self.ends = ends  # None: a <think> block (see `STREAMED_THINKS`)
         self.content = content
+        self.at = at  # where a <think> block's text begins in the owner's text
+        self.hold_at: int | None = None  # where the candidate it is held from begins (a <think> block's)
         self.pending = ""
         self.ctx = ""
         self.ticks = LINE_START  # backticks on the line before `pending` (the block's text from its start: as the
@@ -853,29 +912,57 @@ class _Think:
         return [ReasoningDelta(text)]
 
     def feed(self, text: str) -> Action:
+        """`text` ends where the owner's text so far ends, until the owner passes its bound."""
         if self.ends is not None:
             return self._feed_channel(self.pending + text)
         window = self.pending + text
         close = window.find(self.close)
+        if self.hold_at is not None:  # (the owner's bound not passed: see `release`)
+            if close < 0:
+                self.pending = window[len(window) - _partial_suffix(window, self.close):]
+                return [], None, ""
+            return self._resolve([], window, close)
         finder = self.owner._inner_finder
         free = self.owner._overflowed  # past the bound no call can start: candidates are reasoning like the rest
         if close >= 0:
             inner = self.ctx + window[:close]
             hit = None if free else finder.find(inner, len(self.ctx), self.ticks)
-            if hit is not None:  # the rest (from the candidate on): the owner's only once past its bound
-                return self._emit(inner[len(self.ctx):hit[0]]), "stop", window[hit[0] - len(self.ctx):]
+            if hit is not None:
+                self.hold_at = self.owner._text_size - len(window) + hit[0] - len(self.ctx)
+                return self._resolve(self._emit(inner[len(self.ctx):hit[0]]), window, close)
             events = self._emit(window[:close])
             return events, "resume", window[close + len(self.close):]
         status, at = (NO, 0) if free else finder.scan_stream(self.ctx + window, len(self.ctx), self.ticks)
         at -= len(self.ctx)
         if status == MATCH:
-            return self._emit(window[:at]), "stop", window[at:]
+            self.hold_at = self.owner._text_size - len(window) + at
+            self.pending = window[len(window) - _partial_suffix(window, self.close):]
+            return self._emit(window[:at]), None, ""
         stop = min(at if status == PARTIAL else len(window), len(window) - _partial_suffix(window, self.close))
         decided, self.pending = window[:stop], window[stop:]
         if decided:
             self.ctx = decided[-1]
             self.ticks = ticks_after(self.ticks, decided)
         return self._emit(decided), None, ""
+
+    def _resolve(self, events: list[Event], window: str, close: int) -> Action:
+        """The block closed at `close` of `window` (which ends where the owner's text ends), held from `hold_at`:
+        the rest goes out and the block ends when the one-shot repair keeps all of its text as it is, else
+        everything from the candidate on is the owner's, for the finish (the rest: only its length counts)."""
+        assert self.hold_at is not None
+        owner = self.owner
+        start = owner._text_size - len(window)  # where `window` begins in the owner's text
+        inner = owner._text_since(self.at)[:start + close - self.at]
+        if not owner._inert(inner):
+            return events, "stop", owner._text_since(self.hold_at)
+        events += self._emit(inner[self.hold_at - self.at:])
+        self.hold_at = None
+        return events, "resume", window[close + len(self.close):]
+
+    def release(self, held: str) -> None:
+        """Past the owner's bound, what it held from the candidate on (`held`, up to the text that passed the bound)
+        goes on as reasoning, read again from there."""
+        self.hold_at, self.pending = None, held
 
     def _feed_channel(self, window: str) -> Action:
         """A channel the format reads no markup in: it goes out up to its close (then the rest is content) or up to
@@ -903,8 +990,10 @@ class _Hermes:
     """`<tool_call>{"name": ..., "arguments": {...}}</tool_call>` calls, one after another: each call's header
     goes out once its name resolves and its arguments begin, the arguments as they arrive."""
 
-    def __init__(self, owner: StreamRepairer, block_at: int) -> None:
+    def __init__(self, owner: StreamRepairer, block_at: int, cap: int = MAX_CALLS) -> None:
         self.owner = owner
+        self.cap = cap  # the blocks it may read (the calls the one-shot repair parses: one a block)
+        self.blocks = 1
         self.state = _PRE
         self.lit = ""
         self.json: JsonEvents | None = None
@@ -961,8 +1050,9 @@ class _Hermes:
                         self.call = None
                         # in inline code (backticks in the calls before it on its line), or past the calls one
                         # message may hold (the one-shot repair leaves the rest as text): left to the finish
-                        if len(self.owner._started) >= MAX_CALLS or self._quoted():
+                        if self.blocks >= self.cap or self._quoted():
                             return events, "stop", ""
+                        self.blocks += 1
                     self.state, self.lit = (_BETWEEN if self.state == _POST else _PRE), ""
         return events, None, ""
 
