@@ -1,0 +1,42 @@
+"""Call shapes seen in public bug reports (tests/repair/data/wild.jsonl names each report), read or left as text
+on purpose: each test is the shape reduced to what decides it, streamed too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from repair import repair_message
+from tests.repair.helpers import assert_stream_matches, calls_of, ids
+
+
+def _tool(name: str, props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    params: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        params["required"] = required
+    return {"type": "function", "function": {"name": name, "parameters": params}}
+
+
+_S = {"type": "string"}
+SEARCH = _tool("Web Search", {"query": _S, "pageSize": {"type": "integer"}}, ["query"])
+IMAGES = _tool("Image Search", {"query": _S}, ["query"])
+
+
+def test_harmony_recipient_named_with_spaces() -> None:
+    """LM Studio's plugins declare tools named with spaces ('Web Search'); gpt-oss writes the name as declared in
+    the recipient, where a space would otherwise end it (lmstudio-bug-tracker#876)."""
+    text = ('<|start|>assistant<|channel|>commentary to=functions.Web Search <|constrain|>json<|message|>'
+            '{ "query": "Fractal Design", "pageSize": 10 }')
+    r = repair_message(text, [SEARCH, IMAGES], id_factory=ids)
+    assert calls_of(r) == [("Web Search", {"query": "Fractal Design", "pageSize": 10})]
+    assert r.errors == [] and not r.content
+    assert_stream_matches(text, [SEARCH, IMAGES])
+
+
+def test_harmony_recipient_words_that_name_no_tool_stay_unknown() -> None:
+    """Only words that spell a declared name whole join the recipient: 'Web Lookup' names no tool."""
+    text = ('<|start|>assistant<|channel|>commentary to=functions.Web Lookup <|constrain|>json<|message|>'
+            '{"query": "x"}<|call|>')
+    r = repair_message(text, [SEARCH], id_factory=ids)
+    assert r.tool_calls == [] and [e.kind for e in r.errors] == ["unknown_name"]
+    assert r.content == text
+    assert_stream_matches(text, [SEARCH])
