@@ -12,6 +12,7 @@ from repair.formats import glm45, invoke, qwen3_coder, section
 from repair.formats.common import (
     Block,
     Ctx,
+    add_notes,
     close_past_values,
     decode_calls,
     fail_segment,
@@ -22,7 +23,7 @@ from repair.formats.common import (
 )
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit
-from repair.salvage import Failed
+from repair.salvage import Failed, decode_at
 from repair.types import Parsed, RawCall, Segment
 
 FAMILY = "hermes"
@@ -35,6 +36,7 @@ MANGLED_CLOSE = re.compile(
     re.IGNORECASE,
 )
 _GLM_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}[ \t]*")
+_FUNCTION_ELEMENT = re.compile(r"<function>[ \t]*([A-Za-z_][A-Za-z0-9_.\-]{0,127})[ \t]*</function>")
 
 
 
@@ -76,6 +78,11 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     elif text[b] in "{[":
         got = json_body(text, b, limit, bound, ctx)
         family = FAMILY
+    elif tagged and (head := _FUNCTION_ELEMENT.match(text, b, limit)) is not None:
+        element = element_body(text, head, limit, close != -1, ctx)
+        if element is None:
+            return None
+        got, family = element, FAMILY
     else:
         if not glm45.looks_like(text, b, limit, close != -1, ctx):
             return None
@@ -107,6 +114,21 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     else:
         end, junk = finish_block(text, i, close, len(CLOSE), first, mangled=MANGLED_CLOSE)
     return Parsed(end, [Segment(p, end, "calls", family, calls, text=junk)])
+
+
+def element_body(text: str, head: re.Match[str], limit: int, closed: bool,
+                 ctx: Ctx) -> tuple[list[RawCall], int] | Failed | None:
+    """`<function>terminal</function>` and then the arguments as a bare JSON object (Gemma 3, Qwen3.6): the tool
+    named in an element, its arguments after it. None when no object follows the element (nothing is read)."""
+    k = skip_ws(text, head.end(), limit)
+    if k >= limit or text[k] != "{":
+        return None
+    got = decode_at(text, k, limit, max_closers=1 if closed else 0, budget=ctx.budget)
+    if isinstance(got, Failed):
+        return got
+    call = RawCall(name=head.group(1), arguments=got.value, family=FAMILY)
+    add_notes(call, got.repairs)
+    return [call], got.end
 
 
 def json_body(text: str, b: int, limit: int, bound: int, ctx: Ctx) -> tuple[list[RawCall], int] | Failed:

@@ -40,3 +40,35 @@ def test_harmony_recipient_words_that_name_no_tool_stay_unknown() -> None:
     assert r.tool_calls == [] and [e.kind for e in r.errors] == ["unknown_name"]
     assert r.content == text
     assert_stream_matches(text, [SEARCH])
+
+
+TERMINAL = _tool("terminal", {"command": _S}, ["command"])
+
+
+def test_function_element_name_then_json_arguments() -> None:
+    """Gemma 3 and Qwen3.6 on mlx-omni-server name the tool in a <function> element and write its arguments as
+    a bare JSON object after it, inside <tool_call> (mlx-omni-server#126)."""
+    text = ('Let me check.\n<tool_call>\n<function>terminal</function>\n{"command": "lsof -i :10240"}\n'
+            '</tool_call>')
+    r = repair_message(text, [TERMINAL], id_factory=ids)
+    assert calls_of(r) == [("terminal", {"command": "lsof -i :10240"})]
+    assert r.errors == [] and r.content == "Let me check."
+    assert_stream_matches(text, [TERMINAL])
+
+
+def test_function_element_naming_no_tool_stays_text() -> None:
+    text = '<tool_call>\n<function>rm_everything</function>\n{"path": "/"}\n</tool_call>'
+    r = repair_message(text, [TERMINAL], id_factory=ids)
+    assert r.tool_calls == [] and [e.kind for e in r.errors] == ["unknown_name"]
+    assert r.content == text
+    assert_stream_matches(text, [TERMINAL])
+
+
+def test_function_element_without_arguments_object_is_not_read() -> None:
+    """The element alone, or followed by prose, is no call with these arguments: nothing is invented."""
+    for text in ("<tool_call>\n<function>terminal</function>\n</tool_call>",
+                 "<tool_call>\n<function>terminal</function> then ls\n</tool_call>"):
+        r = repair_message(text, [TERMINAL], id_factory=ids)
+        assert r.tool_calls == []
+        assert r.content == text
+        assert_stream_matches(text, [TERMINAL])
