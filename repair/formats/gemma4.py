@@ -34,8 +34,16 @@ def _keys(chunk: str, after_brace: bool) -> str:
     return _BARE_KEY.sub(r'\1"\2"\3:', ("{" + chunk) if after_brace else chunk)[1 if after_brace else 0:]
 
 
-def _object(text: str, i: int, limit: int, quote: str) -> tuple[str, int] | None:
-    """The object at text[i] == "{" converted to JSON text, and where it ended; None when it does not close."""
+# a value in single quotes right before a delimiter that opens nothing (`pattern:':\s*'<|"|>}`): Gemma 4 began the
+# string with a quote and closed it with the quote and its own delimiter
+_SINGLE_QUOTED_BEFORE = re.compile(r":[ \t]*'[^'\n]*'[ \t]*\Z")
+_VALUE_END = re.compile(r"[ \t]*[,}]")
+
+
+def _object(text: str, i: int, limit: int, quote: str, dropped: list[int] | None = None) -> tuple[str, int] | None:
+    """The object at text[i] == "{" converted to JSON text, and where it ended; None when it does not close. A
+    delimiter right after a single-quoted value and right before the member's end is dropped (its place is added
+    to `dropped`)."""
     out: list[str] = []
     depth = 0
     pos = i
@@ -45,9 +53,17 @@ def _object(text: str, i: int, limit: int, quote: str) -> tuple[str, int] | None
         m = pat.search(text, pos, limit)
         if m is None:
             return None
+        chunk = text[pos:m.start()]
         if pos < m.start():
-            out.append(_keys(text[pos:m.start()], prev == "{"))
+            out.append(_keys(chunk, prev == "{"))
         tok = m.group()
+        if (tok == quote and _SINGLE_QUOTED_BEFORE.search(chunk) is not None
+                and _VALUE_END.match(text, m.end(), limit) is not None):
+            if dropped is not None:
+                dropped.append(m.start())
+            pos = m.end()
+            prev = "'"
+            continue
         if tok == quote:
             close = text.find(quote, m.end(), limit)
             if close == -1:
@@ -93,7 +109,8 @@ def _read_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, quote: str) ->
             return section.truncated_call(call.name, FAMILY, "the text ends before the arguments"), n
         call.arguments = {}
         return call, k
-    obj = _object(text, k, stop, quote)
+    dropped: list[int] = []
+    obj = _object(text, k, stop, quote, dropped)
     if obj is None:
         if stop >= n:
             return section.truncated_call(call.name, FAMILY, "the text ends inside the arguments"), n
@@ -103,6 +120,8 @@ def _read_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, quote: str) ->
     if not isinstance(got, Failed):
         call.arguments = got.value
         add_notes(call, got.repairs)
+        if dropped:
+            call.repairs.append(issue("json_syntax", f"a stray {quote} after a single-quoted value dropped"))
     elif (assigned := _assigned(text, k, obj[1], quote, _declared(call.name, ctx))) is not None:
         call.arguments = assigned
         call.repairs.append(issue("json_syntax", ASSIGNED))
@@ -222,13 +241,16 @@ def _quoted_paren_call(text: str, call: RawCall, k: int, stop: int, quote: str, 
         call.failure = issue("invalid_json", "the argument list does not close")
         return call, stop
     body = "{" + text[k + 1:e - 1] + "}"
-    obj = _object(body, 0, len(body), quote)
+    dropped: list[int] = []
+    obj = _object(body, 0, len(body), quote, dropped)
     got = loads(obj[0], budget=ctx.budget) if obj is not None and obj[1] == len(body) else None
     if got is None or isinstance(got, Failed) or not isinstance(got.value, dict):
         call.failure = issue("invalid_json", "the argument list is not key: value pairs")
     else:
         call.arguments = got.value
         add_notes(call, got.repairs)
+        if dropped:
+            call.repairs.append(issue("json_syntax", f"a stray {quote} after a single-quoted value dropped"))
     return call, e
 
 

@@ -72,3 +72,24 @@ def test_function_element_without_arguments_object_is_not_read() -> None:
         assert r.tool_calls == []
         assert r.content == text
         assert_stream_matches(text, [TERMINAL])
+
+
+GREP = _tool("grep", {"pattern": _S, "path": _S, "include": _S}, ["pattern"])
+
+
+def test_gemma4_single_quoted_value_with_a_dangling_delimiter() -> None:
+    """Gemma 4 opened a value with a single quote and closed it with the quote and then its own <|"|>, no opener
+    for it (ollama#15315; Ollama's repair reads the same, ollama#15374): the stray delimiter is dropped."""
+    text = '<|tool_call>call:grep{include:<|"|>*.py<|"|>,pattern:\':\\s*\\w+\'<|"|>}<tool_call|>'
+    r = repair_message(text, [GREP], id_factory=ids)
+    assert calls_of(r) == [("grep", {"include": "*.py", "pattern": ":\\s*\\w+"})]
+    assert r.errors == [] and not r.content
+    assert "json_syntax" in [i.kind for i in r.repairs]
+    assert_stream_matches(text, [GREP])
+
+
+def test_gemma4_delimiter_opening_a_value_is_not_dropped() -> None:
+    """A <|"|> that opens the next value after a single-quoted one is that value's delimiter, read as one."""
+    text = "<|tool_call>call:grep{include:'*.py',pattern:<|\"|>a'b<|\"|>}<tool_call|>"
+    r = repair_message(text, [GREP], id_factory=ids)
+    assert calls_of(r) == [("grep", {"include": "*.py", "pattern": "a'b"})]
