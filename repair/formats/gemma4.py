@@ -82,6 +82,28 @@ def _object(text: str, i: int, limit: int, quote: str, dropped: list[int] | None
             return "".join(out), pos
 
 
+_LAST_KEY = re.compile(r"[{,][ \t\r\n]*[A-Za-z_][A-Za-z0-9_\-]*[ \t]*:[ \t]*\Z")
+
+
+def _closed_last(text: str, k: int, stop: int, quote: str) -> tuple[str, int] | None:
+    """The object at `k` when its last value was opened with `quote` and never closed, the object's brace and
+    nothing else after it before the call's end at `stop` (Gemma 4: `command:<|"|>ls}<tool_call|>`): converted as
+    `_object` does with the value closed at that brace. None for any other shape (an open value before another
+    member: where it ends would be a guess)."""
+    inner = text[k:stop].rstrip()
+    if not inner.endswith("}"):
+        return None
+    body = inner[:-1]
+    opener = body.rfind(quote)
+    if opener == -1 or body.count(quote) % 2 == 0 or _LAST_KEY.search(body, 0, opener) is None:
+        return None
+    patched = body + quote + "}"
+    obj = _object(patched, 0, len(patched), quote)
+    if obj is None or obj[1] != len(patched):
+        return None
+    return obj[0], k + len(inner)
+
+
 def _call_for(quote: str) -> section.CallParser:
     def parse_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx) -> tuple[RawCall, int]:
         call, end = _read_call(text, mb, stop, ctx, quote)
@@ -111,6 +133,8 @@ def _read_call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, quote: str) ->
         return call, k
     dropped: list[int] = []
     obj = _object(text, k, stop, quote, dropped)
+    if obj is None and stop < n and (obj := _closed_last(text, k, stop, quote)) is not None:
+        call.repairs.append(issue("json_syntax", f"the last value's closing {quote} missing before the brace"))
     if obj is None:
         if stop >= n:
             return section.truncated_call(call.name, FAMILY, "the text ends inside the arguments"), n

@@ -93,3 +93,30 @@ def test_gemma4_delimiter_opening_a_value_is_not_dropped() -> None:
     text = "<|tool_call>call:grep{include:'*.py',pattern:<|\"|>a'b<|\"|>}<tool_call|>"
     r = repair_message(text, [GREP], id_factory=ids)
     assert calls_of(r) == [("grep", {"include": "*.py", "pattern": "a'b"})]
+
+
+BASH = _tool("bash", {"command": _S, "description": _S}, ["command"])
+
+
+def test_gemma4_last_value_left_open_before_the_brace() -> None:
+    """Gemma 4 opened its last string with <|"|> and went straight on to the object's brace and the call's end
+    (ollama#15315; Ollama's repair reads the same): the value runs to that brace."""
+    for text, want in (('<|tool_call>call:bash{command:<|"|>ls}<tool_call|>', {"command": "ls"}),
+                       ('<|tool_call>call:bash{description:<|"|>list<|"|>,command:<|"|>ls -la}<tool_call|>',
+                        {"description": "list", "command": "ls -la"})):
+        r = repair_message(text, [BASH], id_factory=ids)
+        assert calls_of(r) == [("bash", want)]
+        assert r.errors == [] and not r.content
+        assert "json_syntax" in [i.kind for i in r.repairs]
+        assert_stream_matches(text, [BASH])
+
+
+def test_gemma4_value_left_open_is_read_only_before_the_call_end() -> None:
+    """Not read when the text ends there (more may have been coming: truncated), nor when the open value is not
+    the last one (where it ends is then a guess)."""
+    cut = '<|tool_call>call:bash{command:<|"|>ls}'
+    r = repair_message(cut, [BASH], id_factory=ids)
+    assert r.tool_calls == [] and [e.kind for e in r.errors] == ["truncated"]
+    mid = '<|tool_call>call:bash{command:<|"|>ls,description:<|"|>list<|"|>}<tool_call|>'
+    r = repair_message(mid, [BASH], id_factory=ids)
+    assert r.tool_calls == [] and r.content == mid
