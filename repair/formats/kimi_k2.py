@@ -10,7 +10,7 @@ from repair.formats.common import Ctx, add_notes, issue, json_string, skip_ws
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, OneOf
 from repair.salvage import Failed, decode_at
-from repair.types import Parsed, RawCall
+from repair.types import Parsed, RawCall, Segment
 
 FAMILY = "kimi_k2"
 SECTION_BEGIN = "<|tool_calls_section_begin|>"
@@ -82,8 +82,26 @@ SPEC = section.SectionSpec(
     re.compile(re.escape(CALL_END)), _call, begin_name=SECTION_BEGIN, end_name=SECTION_END, call_end_name=CALL_END)
 
 
+_ENDS = (SECTION_END, "<|tool_call_section_end|>")
+_END_MISSING = f"{SECTION_END} missing"
+
+
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
-    return section.parse(SPEC, text, p, ctx)
+    """The section; its end marker cut short by the end of the text (`<|tool_calls_section_end|`, as OpenRouter
+    passed Kimi-K2's on) is the section's, reported, not content."""
+    got = section.parse(SPEC, text, p, ctx)
+    if got is None or len(got.segments) != 1 or got.segments[0].kind != "calls":
+        return got
+    rest = text[skip_ws(text, got.end):]
+    seg = got.segments[0]
+    first = seg.calls[0] if seg.calls else None
+    if len(rest) < 3 or not any(e.startswith(rest) for e in _ENDS) or first is None or seg.text:
+        return got
+    notes = [i for i, r in enumerate(first.repairs) if (r.kind, r.detail) == ("closing_tag", _END_MISSING)]
+    if not notes:
+        return got
+    first.repairs[notes[0]] = issue("closing_tag", f"{SECTION_END} cut short at the end of the text")
+    return Parsed(len(text), [Segment(seg.start, len(text), seg.kind, seg.family, seg.calls, text=seg.text)])
 
 
 FORMAT = Format(

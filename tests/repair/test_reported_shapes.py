@@ -120,3 +120,31 @@ def test_gemma4_value_left_open_is_read_only_before_the_call_end() -> None:
     mid = '<|tool_call>call:bash{command:<|"|>ls,description:<|"|>list<|"|>}<tool_call|>'
     r = repair_message(mid, [BASH], id_factory=ids)
     assert r.tool_calls == [] and r.content == mid
+
+
+BASH_GLOB = [BASH, _tool("glob", {"pattern": _S}, ["pattern"])]
+
+
+def test_kimi_section_end_cut_short_at_the_end_is_markup() -> None:
+    """Kimi-K2 through OpenRouter ended its section with `<|tool_calls_section_end|` and nothing more (opencode#8851):
+    the cut marker is the section's, not content."""
+    text = ("I'll look first. <|tool_calls_section_begin|> <|tool_call_begin|> functions.bash:0 "
+            '<|tool_call_argument_begin|> {"command": "ls -la"} <|tool_call_end|> <|tool_call_begin|> functions.glob:1 '
+            '<|tool_call_argument_begin|> {"pattern": "*.json"} <|tool_call_end|> <|tool_calls_section_end|')
+    r = repair_message(text, BASH_GLOB, id_factory=ids)
+    assert calls_of(r) == [("bash", {"command": "ls -la"}), ("glob", {"pattern": "*.json"})]
+    assert r.content == "I'll look first."
+    assert [(i.kind, i.detail) for i in r.repairs] == [
+        ("closing_tag", "<|tool_calls_section_end|> cut short at the end of the text")]
+    assert_stream_matches(text, BASH_GLOB)
+
+
+def test_kimi_text_after_an_unended_section_stays() -> None:
+    """Prose after the calls, with no section end, is content as before; so is a marker's start followed by more."""
+    for tail, kept in ((" Then I'll read it.", "Then I'll read it."),
+                       (" <|tool_calls_section_end|x", "<|tool_calls_section_end|x")):
+        text = ('<|tool_calls_section_begin|><|tool_call_begin|>functions.bash:0<|tool_call_argument_begin|>'
+                '{"command": "ls"}<|tool_call_end|>' + tail)
+        r = repair_message(text, BASH_GLOB, id_factory=ids)
+        assert calls_of(r) == [("bash", {"command": "ls"})]
+        assert r.content == kept
