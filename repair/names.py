@@ -19,7 +19,7 @@ def _canon(name: str) -> str:
     return "".join(_words(name)) if name.isascii() else name.lower()
 
 
-def _one_slip(written: str, declared: str) -> bool:
+def one_slip(written: str, declared: str) -> bool:
     """Whether `written` is `declared` with one slip of the keyboard inside the word: two neighbouring letters
     swapped, or one letter changed, added or dropped, never the first letter, in a word of 4 letters or more. A word
     changed at its start (un-lock, re-start, get/set, block/lock) is another word, with another meaning."""
@@ -35,11 +35,11 @@ def _one_slip(written: str, declared: str) -> bool:
 
 
 def _near(written: tuple[str, ...], declared: tuple[str, ...]) -> bool:
-    """The same words in the same order, one of them with one slip (see `_one_slip`)."""
+    """The same words in the same order, one of them with one slip (see `one_slip`)."""
     if len(written) != len(declared):
         return False
     slips = [(w, d) for w, d in zip(written, declared, strict=True) if w != d]
-    return len(slips) == 1 and _one_slip(*slips[0])
+    return len(slips) == 1 and one_slip(*slips[0])
 
 
 class NameResolver:

@@ -34,6 +34,7 @@ from repair.formats import section
 from repair.formats.common import Ctx, ends_with, fail_segment, issue, unwrap_arguments, value_end
 from repair.formats.spec import Format, Template, aliases
 from repair.markers import Kind, Lit, Name, OneOf
+from repair.names import one_slip
 from repair.types import Parsed, RawCall, Segment
 
 FAMILY_V32 = "deepseek_v32"
@@ -161,6 +162,30 @@ def _self_closed(text: str, k: int, stop: int, call: RawCall, ctx: Ctx, args: di
     return m.end()
 
 
+# a parameter's tag misspelt by one letter, at both ends (MiniMax-M2.5: <paramete name="urls">...</paramete>)
+_NEAR_PARAM = re.compile("<" + _D + r"([A-Za-z]{4,16})\s+name\s*=\s*" + _Q + '([^"“”<>\n]{1,128})' + _QE
+                         + r"(?:\s+string\s*=\s*" + _Q + "(true|false)" + _QE + r")?\s*>")
+
+
+def _misspelt(text: str, k: int, stop: int, call: RawCall, ctx: Ctx, args: dict[str, Any]) -> int:
+    """A parameter at `k` in a tag one slip from `parameter` (see `names.one_slip`: never its first letter), the
+    same tag closing it, naming one of the call's declared parameters: read into `args`; where it ended, or -1.
+    Any other tag (HTML, a word that is not `parameter` misspelt, a name the tool does not declare) is not one."""
+    m = _NEAR_PARAM.match(text, k, stop)
+    if m is None:
+        return -1
+    tag, key = m.group(1), m.group(2)
+    if not one_slip(tag, "parameter") or key in args or key not in _declared(call.name, ctx):
+        return -1
+    closer = re.compile("</" + _D + re.escape(tag) + r"\s*>")
+    pe, pe_end = value_end(text, closer, m.end(), stop, (_NEAR_PARAM, _PARAM, _INVOKE_END), stop, last=False)
+    if pe == -1:
+        return -1
+    call.repairs.append(issue("opening_tag", f"parameter {key!r} in a misspelt tag <{tag}>"))
+    args[key] = _value(text[m.end():pe], m.group(3))
+    return pe_end
+
+
 def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = False,
           tags: _Params | None = None) -> tuple[RawCall, int]:
     tags = tags or _DSML_PARAMS
@@ -173,6 +198,8 @@ def _call(text: str, mb: re.Match[str], stop: int, ctx: Ctx, children: bool = Fa
         pm = tags.open.match(text, k, stop)
         if pm is None:
             after = _child(text, k, stop, args) if children else _self_closed(text, k, stop, call, ctx, args)
+            if after == -1:
+                after = _misspelt(text, k, stop, call, ctx, args)
             if after == -1:
                 break
             k = after

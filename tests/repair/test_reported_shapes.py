@@ -148,3 +148,29 @@ def test_kimi_text_after_an_unended_section_stays() -> None:
         r = repair_message(text, BASH_GLOB, id_factory=ids)
         assert calls_of(r) == [("bash", {"command": "ls"})]
         assert r.content == kept
+
+
+EXTRACT = _tool("web_extract", {"urls": {"type": "array", "items": _S}}, ["urls"])
+
+
+def test_invoke_parameter_tag_misspelt_one_letter() -> None:
+    """MiniMax-M2.5 named its one parameter in a tag one letter short, <paramete name="urls">, closed by the same
+    (hermes-agent#28647): the tag is one slip from `parameter` and names one of the tool's parameters."""
+    text = '<invoke name="web_extract">\n<paramete name="urls">["https://arxiv.org/abs/2106.09685"]</paramete>\n</invoke>'
+    r = repair_message(text, [EXTRACT], id_factory=ids)
+    assert calls_of(r) == [("web_extract", {"urls": ["https://arxiv.org/abs/2106.09685"]})]
+    assert r.errors == [] and not r.content
+    assert ("opening_tag", "parameter 'urls' in a misspelt tag <paramete>") in [(i.kind, i.detail) for i in r.repairs]
+    assert_stream_matches(text, [EXTRACT])
+    in_section = f"<minimax:tool_call>\n{text}\n</minimax:tool_call>"
+    assert calls_of(repair_message(in_section, [EXTRACT])) == calls_of(r)
+
+
+def test_invoke_child_tags_that_are_not_a_misspelt_parameter_stay() -> None:
+    """A tag further from `parameter` (<param>, <input>), or naming no parameter of the tool, is not read as one."""
+    for tag, key in (("input", "urls"), ("paramsx", "urls"), ("paramete", "url")):
+        text = (f'<invoke name="web_extract">\n<{tag} name="{key}">["https://a.b"]</{tag}>\n</invoke>\n'
+                '<minimax:tool_call>')
+        r = repair_message(text, [EXTRACT], id_factory=ids)
+        assert r.tool_calls == [], tag
+        assert r.content == text
