@@ -33,7 +33,7 @@ from typing import Any
 from repair.formats import section
 from repair.formats.common import Ctx, ends_with, fail_segment, issue, unwrap_arguments, value_end
 from repair.formats.spec import Format, Template, aliases
-from repair.markers import Kind, Lit, Name, OneOf
+from repair.markers import Kind, Lit, Name, OneOf, Ws
 from repair.names import one_slip
 from repair.types import Parsed, RawCall, Segment
 
@@ -397,6 +397,34 @@ def parse_function(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return section.parse(MINICPM5, text, p, ctx)
 
 
+# DeepSeek-V4-Flash's call written as elements, its end tags as DSML tokens (opencrabs#419):
+# <function>\n<name>bash</name>\n<parameter name="k" string="true">v</｜｜DSML｜｜parameter>\n</｜｜DSML｜｜invoke>
+# </｜｜DSML｜｜tool_calls>
+ELEMENT = "<function>"
+_ELEMENT = re.compile(r"<function>[ \t\r\n]*<name>[ \t]*([^<>\n]{1,128}?)[ \t]*</name>")
+_ELEMENT_END = re.compile("</" + _DSML + r"invoke\s*>")  # (the DSML token is what tells the call from XML)
+ELEMENT_SPEC = section.SectionSpec(FAMILY_V4, re.compile(_V4_BEGIN), re.compile(_V4_END), _ELEMENT, _ELEMENT_END,
+                                   _call, begin_name="section begin tag", end_name="section end tag",
+                                   call_end_name="invoke end tag", value_end=_ENDS)
+
+
+def parse_element(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """An element-style call at a line start: <function><name>f</name>, naming a declared tool, then its
+    parameters and nothing else, closed by a DSML invoke end token (and the section's, when written). The same
+    elements closed by plain tags are XML the model wrote, and stay text; so does the call cut off by the end of
+    the text (nothing tells it from XML before its DSML end)."""
+    m = _ELEMENT.match(text, p)
+    if m is None or ctx.index.resolve(m.group(1).strip()) is None:
+        return None
+    end, nxt = ctx.find(_ELEMENT_END, m.end()), ctx.find(_ELEMENT, m.end())
+    if end == -1 or (nxt != -1 and nxt < end):
+        return None
+    call, after = _call(text, m, end, ctx)
+    if call.failure is None and text[after:end].strip():
+        return None  # other markup or prose among its parameters
+    return section.parse(ELEMENT_SPEC, text, p, ctx)
+
+
 # A harness's record of an earlier call, written into the prompt when a session changes model (oh-my-pi), which the
 # model then copies to make its own: <call_record tool="f">\n<parameter name="k">v</parameter>\n</call_record>
 RECORD = '<call_record tool="'
@@ -440,7 +468,10 @@ FORMAT = Format(
      Kind("function_attr", (Lit(BARE_FUNCTION), Name(64, ('">', '" >'))), parse_function, line_start=True,
           unfenced=True),
      Kind("call_record", (Lit(RECORD), Name(64, ('">',))), parse_record, generic=True, line_check=_alone_on_line,
-          unfenced=True)),
+          unfenced=True),
+     # as a bare <invoke>, and only when closed by a DSML token (the handler asks it)
+     Kind("function_element", (Lit(ELEMENT), Ws(8), Lit("<name>"), Name(64, ("</name>",))), parse_element,
+          line_start=True, unfenced=True)),
     (*aliases(FAMILY_V32, "deepseek_v32", "deepseekv32", "deepseek_v3_2"),
      *aliases(FAMILY_V4, "deepseek_v4", "deepseekv4"), *aliases(FAMILY_M2, "minimax_m2", "minimax_m2_5", "minimax_m3"),
      *aliases(FAMILY_STEP3, "step3"), *aliases(FAMILY_MINICPM5, "minicpm5")),

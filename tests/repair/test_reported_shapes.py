@@ -174,3 +174,32 @@ def test_invoke_child_tags_that_are_not_a_misspelt_parameter_stay() -> None:
         r = repair_message(text, [EXTRACT], id_factory=ids)
         assert r.tool_calls == [], tag
         assert r.content == text
+
+
+CMD = _tool("bash", {"command": _S}, ["command"])
+_ELEMENT = ('<function>\n<name>bash</name>\n<parameter name="command" string="true">opencrabs --version 2>/dev/null'
+            ' || echo "..."</｜｜DSML｜｜parameter>\n')
+
+
+def test_element_call_closed_by_dsml_tokens() -> None:
+    """DeepSeek-V4-Flash wrote its call as elements, <function><name>bash</name><parameter ...>, and closed the
+    parameter, the invoke and the section with DSML tokens (opencrabs#419): the tokens mark it as the model's
+    call."""
+    text = _ELEMENT + "</｜｜DSML｜｜invoke>\n</｜｜DSML｜｜tool_calls>"
+    r = repair_message(text, [CMD], id_factory=ids)
+    assert calls_of(r) == [("bash", {"command": 'opencrabs --version 2>/dev/null || echo "..."'})]
+    assert r.errors == [] and not r.content
+    assert_stream_matches(text, [CMD])
+
+
+def test_element_call_without_dsml_tokens_stays_text() -> None:
+    """The same elements closed by plain tags, naming no declared tool, or inside a sentence are XML the model
+    wrote, not a call."""
+    plain = '<function>\n<name>bash</name>\n<parameter name="command">ls</parameter>\n</function>'
+    other = _ELEMENT.replace("<name>bash</name>", "<name>rm_rf</name>") + "</｜｜DSML｜｜invoke>"
+    quoted = "Write it as " + _ELEMENT.replace("\n", " ") + "</｜｜DSML｜｜invoke>"
+    for text in (plain, other, quoted):
+        r = repair_message(text, [CMD], id_factory=ids)
+        assert r.tool_calls == [], text
+        assert r.content == text
+        assert_stream_matches(text, [CMD])
