@@ -571,7 +571,7 @@ class Supervisor:
         self._emit(EngineEvent(spec.name, "starting", detail=f"pid {proc.pid}"))
         try:
             readiness = await wait_ready(launch.health_url, unix_socket=launch.endpoint.unix_socket,
-                                         exited=proc.exited, deadline=deadline)
+                                         exited=proc.exited, deadline=deadline, wrote=proc.wrote)
         except asyncio.CancelledError:
             await self._abort_start(rec, proc, "stopped", "stopped while starting", failed=False)
             raise

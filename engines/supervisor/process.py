@@ -117,6 +117,7 @@ class ChildProcess:
         self._buffer = bytearray()
         self._closed = False
         self._warden: Warden | None = None
+        self.wrote = asyncio.Event()  # set on every line of output (readiness probing clears it)
 
     @classmethod
     async def spawn(cls, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
@@ -262,5 +263,6 @@ class ChildProcess:
     def _line(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip()
         if line:
+            self.wrote.set()
             self.tail.append(line)
             LOG.info("engine %s: %s", self.name, line, extra={"engine": self.name})

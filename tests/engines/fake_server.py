@@ -5,6 +5,7 @@
     python fake_server.py -m engines --model NAME --socket PATH --name NAME [--tool-format F] [...]
 
 The second form stands in for the MLX worker's command line: it serves on a Unix socket (mode 0600).
+Both say "fake server listening" on stderr once they listen, as the worker says when it is ready.
 
 GET /health answers 200 (503 with --not-ready); POST /v1/chat/completions echoes the last message (as an event
 stream when the body says `stream`; after `fake_sleep` seconds when it names some: the stream sends its first
@@ -127,13 +128,17 @@ def main() -> None:
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     app = build_app(args.model, not args.not_ready, sys.argv[1:])
+
+    def listening(_banner: str) -> None:  # said once it listens, as the worker says it is ready
+        print("fake server listening", file=sys.stderr, flush=True)
+
     if args.socket:
         print(f"fake server loading on {args.socket}", file=sys.stderr, flush=True)
         os.umask(0o177)
-        web.run_app(app, path=args.socket, print=None, access_log=None)
+        web.run_app(app, path=args.socket, print=listening, access_log=None)
         return
     print(f"fake server loading on port {args.port}", file=sys.stderr, flush=True)
-    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None,
+    web.run_app(app, host="127.0.0.1", port=args.port, print=listening, access_log=None,
                 handle_signals=not args.ignore_sigterm)
 
 

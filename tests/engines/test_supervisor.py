@@ -23,6 +23,7 @@ try:  # the HTTP library under the openai client (httpx, or httpx2 in newer rele
 except ImportError:  # pragma: no cover
     import httpx  # type: ignore[no-redef]
 
+from engines.supervisor import health
 from engines.supervisor.lifecycle import Endpoint, EngineEvent, EngineSpec, EngineUnavailable, Supervisor
 from tests.waiting import wait_until
 
@@ -387,6 +388,23 @@ async def test_start_timeout_when_never_healthy(make: Make):
     assert kinds(events, "slow") == ["starting", "stopped"]
     starting_pid = int(events[0].detail.split()[-1])
     await until(lambda: gone(starting_pid))
+
+
+async def test_a_line_from_a_starting_engine_brings_its_next_readiness_probe_forward(
+        make: Make, monkeypatch: pytest.MonkeyPatch):
+    """Between readiness probes the supervisor waits, up to 0.5 s; a line the engine writes (the worker's `agentgate
+    engine ready`, the fake's `listening`) may say it is ready, so the next probe comes at once. Here the waits
+    between probes last longer than the test: only the lines can bring the probe that finds the engine ready."""
+    monkeypatch.setattr(health, "_FIRST_DELAY", 10 * BOUND)
+    monkeypatch.setattr(health, "_MAX_DELAY", 10 * BOUND)
+    sup, events = make([fake("talker", start_timeout=10 * BOUND)])
+
+    async def use() -> str | None:
+        async with sup.lease("talker") as ep:
+            return await chat(ep, "hi")
+
+    assert await asyncio.wait_for(use(), BOUND) == "hi"
+    assert kinds(events, "talker") == ["starting", "ready"]
 
 
 async def test_command_that_exits_immediately_fails_fast_with_reason(make: Make):
