@@ -177,7 +177,7 @@ def engine_args_problem(args: Sequence[str]) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = listen_problem(args)
+    problem = listen_problem(args) or start_problem(args)
     if problem:
         print(f"agentgate engine: {problem}", file=sys.stderr)
         return 2
@@ -195,6 +195,17 @@ def run(args: argparse.Namespace) -> int:
         return int(runner(_main(args)))
     except KeyboardInterrupt:
         return 130
+
+
+def start_problem(args: argparse.Namespace) -> str | None:
+    """Why the worker would refuse these options before listening (its --tool-format, --model, --kv-dir), in one
+    line. Asked before anything imports MLX or the server: a refusal costs none of their imports."""
+    if args.tool_format != "auto":
+        from repair import FAMILIES
+
+        if args.tool_format not in FAMILIES:
+            return f"unknown --tool-format {args.tool_format!r}; use auto or one of {', '.join(FAMILIES)}"
+    return model_problem(args.model) or kv_dir_problem(args.kv_dir)
 
 
 def bind_blas(mode: str) -> None:
@@ -258,17 +269,6 @@ async def _main(args: argparse.Namespace) -> int:
     from engines.worker.server import serve, wait_ready
 
     log = logging.getLogger("agentgate.engine")
-    if args.tool_format != "auto":
-        from repair import FAMILIES
-
-        if args.tool_format not in FAMILIES:
-            print(f"agentgate engine: unknown --tool-format {args.tool_format!r}; use auto or one of "
-                  f"{', '.join(FAMILIES)}", file=sys.stderr)
-            return 2
-    problem = model_problem(args.model) or kv_dir_problem(args.kv_dir)
-    if problem:
-        print(f"agentgate engine: {problem}", file=sys.stderr)
-        return 2
     # every setting is an option of the same name (`--prefill-step` sets prefill_step_size)
     settings = WorkerSettings(**{f.name: getattr(args, _OPTION.get(f.name, f.name)) for f in fields(WorkerSettings)})
     port = DEFAULT_PORT if args.port is None else args.port

@@ -136,3 +136,21 @@ async def test_a_tiny_build_failing_on_the_model_thread_is_logged_in_one_line(
         await worker.close()
     failed = [r for r in caplog.records if r.getMessage().startswith("loading the model failed")]
     assert len(failed) == 1 and failed[0].exc_info is None and "AGENTGATE_CACHE" in failed[0].getMessage()
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--model", "/no/such/model"], "no such model folder: /no/such/model"),
+    (["--model", "tiny:nope"], "unknown tiny model spec 'tiny:nope'"),
+    (["--model", "tiny:demo", "--tool-format", "nope"], "unknown --tool-format 'nope'"),
+    (["--model", "tiny:demo", "--kv-dir", "/dev/null/kv"], "--kv-dir /dev/null/kv: /dev/null is a file"),
+])
+def test_a_refused_start_imports_neither_mlx_nor_the_server(argv: list[str], said: str) -> None:
+    """What the worker refuses before listening (its model, --tool-format, --kv-dir) was checked after it had
+    imported its HTTP server, mlx-lm and transformers, a second and more of a start that was to print one line."""
+    shown = ("mlx.core", "mlx_lm", "transformers", "engines.worker.server")
+    code = (f"import sys; from engines.worker.cli import main; code = main({[*argv, '--port', '0']!r}); "
+            f"print(*[m for m in {shown!r} if m in sys.modules]); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and f"agentgate engine: {said}" in proc.stderr, proc.stderr
+    assert proc.stdout.split() == [], proc.stdout
