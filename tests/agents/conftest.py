@@ -19,7 +19,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("AGENTGATE_TEST_AGENTS", Path.home() / ".cache" / "agentgate-test-agents"))
-CODEX_VERSION, CLAUDE_VERSION, AISDK_VERSION = "0.171.0", "2.1.197", "5.0.277"  # keep in step with install.sh
+CODEX_VERSION, CLAUDE_VERSION, AISDK_VERSION = "0.171.0", "2.1.332", "5.0.277"  # keep in step with install.sh
 AISDK_PACKAGES = ("ai", "@ai-sdk/openai-compatible", "@ai-sdk/openai", "@ai-sdk/anthropic", "zod")
 _DIRS = {"codex": f"codex-{CODEX_VERSION}", "claude": f"claude-code-{CLAUDE_VERSION}",
          "aisdk": f"aisdk-{AISDK_VERSION}"}  # each one's folder in CACHE

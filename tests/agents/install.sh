@@ -6,7 +6,7 @@
 set -u
 CACHE="${AGENTGATE_TEST_AGENTS:-$HOME/.cache/agentgate-test-agents}"
 CODEX_VERSION=0.171.0
-CLAUDE_VERSION=2.1.197
+CLAUDE_VERSION=2.1.332
 AISDK_VERSION=5.0.277  # `ai`; the providers and zod pinned with it below (keep in step with conftest.py)
 install() {  # name version marker package...
   local name=$1 version=$2 marker=$3
