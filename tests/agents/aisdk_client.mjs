@@ -1,29 +1,42 @@
-// A Vercel AI SDK (ai v5) program against agentgate: a tool loop with one tool, add({a: int, b: int}).
+// A Vercel AI SDK program (ai v5 or v7, with the providers made for it) against agentgate: a tool loop with one
+// tool, add({a: int, b: int}).
 // Usage: node aisdk_client.mjs NODE_MODULES PROVIDER MODE [OPTIONS_JSON]
 // PROVIDER: compat (@ai-sdk/openai-compatible: chat), responses (@ai-sdk/openai `.responses()`), anthropic
 // (@ai-sdk/anthropic: Messages). MODE: generate (generateText) | stream (streamText). OPTIONS_JSON: steps (the most
 // steps, 4), maxOutputTokens, providerOptions. Prints one JSON line: what the SDK saw (steps, finish reasons, tool
-// calls, usage), the errors it raised and the tool calls it ran.
+// calls, usage), the errors it raised, the tool calls it ran, and what it sent (each request's input item types,
+// for the Responses model).
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const [nodeModules, provider, mode, optsJson] = process.argv.slice(2);
-const require = createRequire(path.join(nodeModules, 'x.js'));
-const ai = require('ai');
-const { z } = require('zod');
+// v7's packages are ES modules only (no `require` export): each is imported from the file NODE_MODULES resolves
+const resolve = createRequire(path.join(nodeModules, 'x.js')).resolve;
+const load = (name) => import(pathToFileURL(resolve(name)).href);
+const ai = await load('ai');
+const { z } = await load('zod');
+const stepCount = ai.isStepCount ?? ai.stepCountIs;  // v7's name; v5 has only `stepCountIs` (v7 keeps it as an alias)
 const opts = JSON.parse(optsJson || '{}');
 const base = 'http://127.0.0.1:8080/v1';
+const sent = [];
+const recording = async (url, init) => {  // the providers' requests, passed on unchanged
+  const body = typeof init?.body === 'string' ? JSON.parse(init.body) : {};
+  if (Array.isArray(body.input)) sent.push(body.input.map((item) => item.type ?? `message:${item.role}`));
+  return fetch(url, init);
+};
 
 let model;
 if (provider === 'compat') {
-  const { createOpenAICompatible } = require('@ai-sdk/openai-compatible');
-  model = createOpenAICompatible({ name: 'agentgate', baseURL: base, apiKey: 'unused', includeUsage: true })('coder');
+  const { createOpenAICompatible } = await load('@ai-sdk/openai-compatible');
+  model = createOpenAICompatible({ name: 'agentgate', baseURL: base, apiKey: 'unused', includeUsage: true,
+                                   fetch: recording })('coder');
 } else if (provider === 'responses') {
-  const { createOpenAI } = require('@ai-sdk/openai');
-  model = createOpenAI({ baseURL: base, apiKey: 'unused' }).responses('coder');
+  const { createOpenAI } = await load('@ai-sdk/openai');
+  model = createOpenAI({ baseURL: base, apiKey: 'unused', fetch: recording }).responses('coder');
 } else {
-  const { createAnthropic } = require('@ai-sdk/anthropic');
-  model = createAnthropic({ baseURL: base, apiKey: 'unused' })('coder');
+  const { createAnthropic } = await load('@ai-sdk/anthropic');
+  model = createAnthropic({ baseURL: base, apiKey: 'unused', fetch: recording })('coder');
 }
 
 const executed = [];
@@ -37,7 +50,7 @@ const tools = {
 
 const errors = [];
 const args = {
-  model, tools, prompt: 'Add 2 and 3, then 4 and 5.', stopWhen: ai.stepCountIs(opts.steps || 4), maxRetries: 0,
+  model, tools, prompt: 'Add 2 and 3, then 4 and 5.', stopWhen: stepCount(opts.steps || 4), maxRetries: 0,
   ...(opts.maxOutputTokens ? { maxOutputTokens: opts.maxOutputTokens } : {}),
   ...(opts.providerOptions ? { providerOptions: opts.providerOptions } : {}),
 };
@@ -74,4 +87,5 @@ try {
 }
 out.errors = errors;
 out.executed = executed;
+out.sent = sent;
 console.log(JSON.stringify(out));
