@@ -19,10 +19,12 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("AGENTGATE_TEST_AGENTS", Path.home() / ".cache" / "agentgate-test-agents"))
-CODEX_VERSION, CLAUDE_VERSION, AISDK_VERSION = "0.171.0", "2.1.332", "5.0.277"  # keep in step with install.sh
+CODEX_VERSION, CLAUDE_VERSION = "0.171.0", "2.1.332"  # keep in step with install.sh
+AISDK_VERSION, AISDK7_VERSION = "5.0.277", "7.0.173"  # `ai`, two majors (install.sh pins their providers)
 AISDK_PACKAGES = ("ai", "@ai-sdk/openai-compatible", "@ai-sdk/openai", "@ai-sdk/anthropic", "zod")
 _DIRS = {"codex": f"codex-{CODEX_VERSION}", "claude": f"claude-code-{CLAUDE_VERSION}",
-         "aisdk": f"aisdk-{AISDK_VERSION}"}  # each one's folder in CACHE
+         "aisdk": f"aisdk-{AISDK_VERSION}", "aisdk7": f"aisdk-{AISDK7_VERSION}"}  # each one's folder in CACHE
+SDKS = ("aisdk", "aisdk7")  # the AI SDK's majors, as agent_cli names them
 ROUTER = "127.0.0.1:8080"  # inside the private namespace nothing else listens
 # Every client runs with these, plus its own opt-outs: no telemetry, no update checks, HOME in a temporary folder.
 BASE_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "NO_COLOR": "1", "TERM": "dumb",
@@ -39,7 +41,7 @@ def _failed_lately(name: str) -> bool:
 
 
 def _binary(name: str) -> Path | None:
-    if name == "aisdk":  # the SDK's node_modules folder, every package of it there
+    if name in SDKS:  # the SDK's node_modules folder, every package of it there
         modules = CACHE / _DIRS[name] / "node_modules"
         return modules if all((modules / p / "package.json").exists() for p in AISDK_PACKAGES) else None
     if name == "codex":
@@ -51,8 +53,8 @@ def _binary(name: str) -> Path | None:
 
 @pytest.fixture(scope="session")
 def agent_cli() -> Callable[[str], list[str]]:
-    """The argv prefix that runs a pinned agent CLI (for "aisdk": aisdk_client.mjs with the pinned AI SDK); installs
-    it when missing, skips (saying why) when it cannot."""
+    """The argv prefix that runs a pinned agent CLI (for "aisdk" and "aisdk7": aisdk_client.mjs with the pinned AI
+    SDK of that major); installs it when missing, skips (saying why) when it cannot."""
     def get(name: str) -> list[str]:
         path = _binary(name)
         if path is None and name not in _tried and not _failed_lately(name):  # prepare.sh usually tried already
@@ -62,10 +64,10 @@ def agent_cli() -> Callable[[str], list[str]]:
         if path is None:
             pytest.skip(f"the {name} client is not installed and npm could not install it (tests/agents/install.sh)")
         node = shutil.which("node")
-        if path.suffix == ".js" or name == "aisdk":
+        if path.suffix == ".js" or name in SDKS:
             if node is None:
                 pytest.skip("node is not on PATH")
-            return [node, str(HERE / "aisdk_client.mjs"), str(path)] if name == "aisdk" else [node, str(path)]
+            return [node, str(HERE / "aisdk_client.mjs"), str(path)] if name in SDKS else [node, str(path)]
         return [str(path)]
     return get
 
