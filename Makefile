@@ -32,12 +32,12 @@ typecheck: $(STAMP)
 # The suite starts over a hundred Python processes (routers, engine workers, fake servers): they cache the project's bytecode
 # even where the environment turns that off (PYTHONDONTWRITEBYTECODE), ~0.25 s saved on each start after the first.
 # The system tools and agent CLIs (tests/prepare.sh: apt and npm) install while pip installs and ruff and mypy run:
-# on a clean machine the two waits overlap instead of adding up.
+# on a clean machine the two waits overlap instead of adding up. (That line calls $(MAKE), so `make -n test` runs it.)
 test:
 	@bash tests/prepare.sh & prepare=$$!; \
 	$(MAKE) --no-print-directory $(STAMP) && echo "$(BIN)/ruff check ." && $(BIN)/ruff check . \
 	  && echo "$(BIN)/mypy" && $(BIN)/mypy; checks=$$?; \
-	wait $$prepare; exit $$checks
+	wait $$prepare; prepared=$$?; [ $$checks = 0 ] || exit $$checks; exit $$prepared
 	HF_HUB_OFFLINE=1 PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench-proxy: $(STAMP)
