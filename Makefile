@@ -29,8 +29,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The suite starts over a hundred Python processes (routers, engine workers, fake servers): they cache the project's bytecode
-# even where the environment turns that off (PYTHONDONTWRITEBYTECODE), ~0.25 s saved on each start after the first.
+# The suite starts over a hundred Python processes (routers, engine workers, fake servers): they cache the project's
+# bytecode even where the environment turns that off (PYTHONDONTWRITEBYTECODE), ~0.25 s saved on each later start.
 # The system tools and agent CLIs (tests/prepare.sh: apt and npm) install while pip installs and ruff and mypy run:
 # on a clean machine the two waits overlap instead of adding up. (That line calls $(MAKE), so `make -n test` runs it.)
 test:
