@@ -249,7 +249,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         headers = {"x-request-id": ex.request_id, **reply.headers, **req.dropped.header()}
         if reply.doc is not None:
             items, finish = dialect.output_items(reply.doc, req.client_tools, logprobs=req.logprobs,
-                                                   seal=req.sealed_reasoning)
+                                                   seal=req.sealed_reasoning, summary=req.summarize)
             status, incomplete = dialect.status_of(finish)
             if status == "incomplete" and items:  # the item the limit cut
                 items[-1]["status"] = "incomplete"

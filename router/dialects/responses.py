@@ -130,6 +130,7 @@ class ResponsesRequest:
     learn_tools: bool = False  # the tools list is to be learned by its bytes (`api.translated.learn_tools`)
     echo_json: bytes | None = None  # `echo["tools"]` encoded (see `response_json`)
     sealed_reasoning: bool = False  # `include` asks for reasoning items' `encrypted_content` (see SEALED_PREFIX)
+    summarize: bool = False  # `reasoning.summary` asks for a summary: reasoning items carry their text as one too
     input_ids: CallIds | None = None  # the call ids `input_messages` hold, where known (see `TranslatedMessages`)
     input_system_at: tuple[int, ...] | None = None  # where `input_messages` hold a system or developer message
     # (None: not known)
@@ -225,7 +226,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                             instructions=instructions, input_messages=given.messages, params=params, echo=echo,
                             client_tools=client_tools, dropped=dropped, tools_json=declared.json,
                             learn_tools=learn, echo_json=declared.echo_json,
-                            sealed_reasoning=SEALED_INCLUDE in include, input_ids=given.ids,
+                            sealed_reasoning=SEALED_INCLUDE in include, summarize=summary not in (None, "none"),
+                            input_ids=given.ids,
                             input_system_at=given.system_at, input_reply_at=given.reply_at,
                             input_images=given.images)
 
@@ -1174,23 +1176,32 @@ def client_item(item: dict[str, Any], tools: dict[str, ClientTool]) -> dict[str,
             "name": tool.name, "input": text, "status": item.get("status", "completed")}
 
 
-def _reasoning_item(text: str, seal: bool = False) -> dict[str, Any]:
-    item: dict[str, Any] = {"type": "reasoning", "id": new_id("rs_"), "summary": [],
+def _reasoning_item(text: str, seal: bool = False, summary: bool = False) -> dict[str, Any]:
+    """A reasoning item of `text`: its `content`; with `summary`, its `summary` too (what the request's
+    `reasoning.summary` asks for: a local model writes none of its own, its reasoning is the best there is, and
+    clients that show summaries alone, the AI SDK and Codex among them, read nothing else); with `seal`, its
+    `encrypted_content`."""
+    item: dict[str, Any] = {"type": "reasoning", "id": new_id("rs_"),
+                            "summary": [_summary_part(text)] if summary else [],
                             "content": [{"type": "reasoning_text", "text": text}], "status": "completed"}
     if seal:
         item["encrypted_content"] = sealed(text)
     return item
 
 
-def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None, *,
-                 logprobs: bool = False, seal: bool = False) -> tuple[list[dict[str, Any]], object]:
+def _summary_part(text: str) -> dict[str, Any]:
+    return {"type": "summary_text", "text": text}
+
+
+def output_items(doc: dict[str, Any], tools: dict[str, ClientTool] | None = None, *, logprobs: bool = False,
+                 seal: bool = False, summary: bool = False) -> tuple[list[dict[str, Any]], object]:
     """The output items of a completion document (calls as the client declared the tools; with `logprobs`, the
-    text's logprobs as the upstream gave them; with `seal`, reasoning with its `encrypted_content`), and its
-    finish_reason."""
+    text's logprobs as the upstream gave them; with `seal`, reasoning with its `encrypted_content`; with `summary`,
+    reasoning with its text as its `summary` too), and its finish_reason."""
     done = Completion.parse(doc)
     items: list[dict[str, Any]] = []
     if done.reasoning:
-        items.append(_reasoning_item(done.reasoning, seal))
+        items.append(_reasoning_item(done.reasoning, seal, summary))
     if done.text.strip():
         items.append(_message_item(done.text, logprobs=logprobs_of(_choice0(doc)) if logprobs else None))
     if done.refusal:
@@ -1342,6 +1353,7 @@ def _delta_prefix(name: str) -> bytes:
 
 _TEXT_DELTA = _delta_prefix("response.output_text.delta")
 _REASONING_DELTA = _delta_prefix("response.reasoning_text.delta")
+_SUMMARY_DELTA = _delta_prefix("response.reasoning_summary_text.delta")
 _REFUSAL_DELTA = _delta_prefix("response.refusal.delta")
 _ARGS_DELTA = _delta_prefix("response.function_call_arguments.delta")
 
@@ -1408,6 +1420,7 @@ class ResponsesStream(ChunkEncoder):
         self._tools: dict[int, dict[str, Any]] = {}
         self._args_mids: dict[int, bytes] = {}  # a call's argument delta event from its item id (b"": custom)
         self._open_mid: bytes | None = None  # the open item's text delta event from its item id
+        self._summary_mid = b""  # the open reasoning item's summary delta event from its item id (when summarized)
         self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
         self._chars = 0
         self._logprobs = _Logprobs(LOGPROBS_PER_CHAR * max_chars) if req.logprobs else None
@@ -1529,6 +1542,8 @@ class ResponsesStream(ChunkEncoder):
                                                                     "content_index": 0, "text": part["text"]}))
             out.append(self._event("response.content_part.done", {"item_id": item["id"], "output_index": idx,
                                                                   "content_index": 0, "part": part}))
+            if self.req.summarize:
+                out += self._summary_done(item, idx, part["text"], status)
         else:
             sent = item["arguments"]
             final = sent + "{}" if not sent.strip() else object_json(sent)  # (no arguments: an empty object)
@@ -1548,6 +1563,16 @@ class ResponsesStream(ChunkEncoder):
         out.append(self._event("response.output_item.done", {"output_index": idx, "item": item}))
         return out
 
+    def _summary_done(self, item: dict[str, Any], idx: int, text: str, status: str) -> list[bytes]:
+        """A summarized reasoning item's summary, its text whole, and the events closing its one part (`status`
+        on the part's `.done` when the item ends `incomplete`, as OpenAI marks a part generation stopped in)."""
+        summary = _summary_part(text)
+        item["summary"] = [summary]
+        where = {"item_id": item["id"], "output_index": idx, "summary_index": 0}
+        return [self._event("response.reasoning_summary_text.done", {**where, "text": text}),
+                self._event("response.reasoning_summary_part.done", {
+                    **where, "part": summary, **({"status": status} if status == "incomplete" else {})})]
+
     def _call_done(self, item: dict[str, Any], idx: int) -> bytes:
         if item["type"] == "custom_tool_call":
             return self._event("response.custom_tool_call_input.done", {
@@ -1563,10 +1588,22 @@ class ResponsesStream(ChunkEncoder):
     def _reasoning(self, text: str) -> list[bytes]:
         self._pending_ws = ""
         out: list[bytes] = []
+        summarize = self.req.summarize
         if self._open is None or self._open["type"] != "reasoning":
-            out += self._opened(_reasoning_item(""), {"type": "reasoning_text", "text": ""}, text)
+            item = _reasoning_item("")
+            out += self._opened(item, {"type": "reasoning_text", "text": ""}, text)
+            if summarize:  # its one summary part, beside the content's (its text set when it closes)
+                where = {"item_id": item["id"], "output_index": self._index(), "summary_index": 0}
+                out.append(self._event("response.reasoning_summary_part.added", {**where, "part": _summary_part("")}))
+                self._summary_mid = (b',"item_id":' + jsoncodec.dumps(item["id"]) + b',"output_index":'
+                                     + str(self._index()).encode() + b',"summary_index":0,"delta":')
         self._grow(text)
         out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
+        if summarize:  # the same text as the summary's delta
+            seq = self._seq
+            self._seq += 1
+            out.append(self._numbered(_SUMMARY_DELTA + str(seq).encode() + self._summary_mid + jsoncodec.dumps(text)
+                                      + b"}\n\n"))
         return out
 
     def _held(self, text: str) -> str | None:
