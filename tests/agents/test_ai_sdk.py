@@ -3,8 +3,9 @@ pinned with the providers made for it), through each of its providers the router
 @ai-sdk/openai-compatible (chat), @ai-sdk/openai's Responses model and @ai-sdk/anthropic (Messages). It runs
 tests/agents/aisdk_client.mjs, with generateText and then streamText, in a private network namespace like the CLIs:
 a tool loop with a native call and a text call the router repairs; the Responses model with `store` on, which sends
-the earlier steps' output back as `item_reference` items; a Response whose upstream reported no usage; and a
-streamed Messages tool loop whose reasoning must reach the model's next turn."""
+the earlier steps' output back as `item_reference` items; a Response whose upstream reported no usage; a
+streamed Messages tool loop whose reasoning must reach the model's next turn; and the Responses model's reasoning,
+which it shows from a reasoning summary alone."""
 
 from __future__ import annotations
 
@@ -94,3 +95,24 @@ def test_messages_reasoning_goes_back_in_a_streamed_tool_loop(agent_cli: Client,
     for body in result["requests"][1::2]:
         assistant = next(m for m in body["messages"] if m["role"] == "assistant")
         assert assistant.get("reasoning_content") == AISDK_THOUGHT, assistant
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["stored", "stateless"])
+def test_responses_reasoning_shows_as_its_summary(agent_cli: Client, run_agents: Runner, tmp_path: Path,
+                                                  store: bool) -> None:
+    """The Responses model reads a reasoning item's `summary` alone (its `content` never): asked for a summary
+    (`reasoningSummary`), the router gives the reasoning as one, and the SDK shows it (before, `reasoningText` was
+    empty). Its next turn gives the upstream the reasoning once: from the router's store (the item named by an
+    `item_reference`), or from the item sent back with its summary and encrypted_content (`store: false`). v7
+    only: v5 sends `reasoning` only for a model id it knows as a reasoning model (o-series, gpt-5) and has no
+    `forceReasoning`, so it never asks for a summary from a model named `coder`."""
+    options = {"maxOutputTokens": 1000, "providerOptions": {"openai": {
+        "forceReasoning": True, "reasoningSummary": "auto", "store": store}}}
+    result, seen = _run(agent_cli, run_agents, tmp_path, "aisdk7", "reasoning", "responses", options)
+    for sdk in seen:
+        assert sdk["errors"] == [] and sdk["executed"] == [{"a": 2, "b": 3}], sdk
+        assert sdk["steps"][0].get("reasoningText") == AISDK_THOUGHT, sdk["steps"][0]
+    assert len(result["requests"]) == 4  # two steps, twice
+    for body in result["requests"][1::2]:
+        assistant = [m for m in body["messages"] if m["role"] == "assistant"]
+        assert [m.get("reasoning_content") for m in assistant] == [AISDK_THOUGHT], body["messages"]
