@@ -30,22 +30,20 @@ _RECIPIENT = re.compile(r"\bto=([^\s<]+)")
 _NEXT_WORD = re.compile(r"[ \t]+([^\s<]+)")
 
 
-def _spaced_name(name: str, header: str, ctx: Ctx) -> str:
-    """The recipient's name, run on over the header's next words when they spell a declared tool's name whole
-    (LM Studio's plugins declare names with spaces: `to=functions.Web Search <|constrain|>json`); else as cut at
-    its first space."""
-    if ctx.index.resolve(name) is not None:
-        return name
-    k, joined = 0, name
+def _spaced_name(name: str, words: str, ctx: Ctx) -> str:
+    """The recipient's name, run on over the next `words` of its header (those before the header's next token)
+    to the longest declared tool's name they spell whole (LM Studio's plugins declare names with spaces:
+    `to=functions.Web Search Images <|constrain|>json` calls 'Web Search Images' beside 'Web Search'); else as
+    cut at its first space."""
+    k, joined, best = 0, name, name
     for _ in range(8):
-        m = _NEXT_WORD.match(header, k)
+        m = _NEXT_WORD.match(words, k)
         if m is None:
             break
         joined, k = f"{joined} {m.group(1)}", m.end()
         if joined in ctx.index.tools:
-            return joined
-    return name
-
+            best = joined
+    return best
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -58,13 +56,16 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     be, tok = min(stops) if stops else (n, "")
     end = be + len(tok) if tok in _ENDS else be
     channel = (m.group("chan") or "").strip()
-    header = (m.group("pre") or "") + " " + (m.group("post") or "")
+    pre = m.group("pre") or ""
+    header = pre + " " + (m.group("post") or "")
     rm = _RECIPIENT.search(header)
     body = text[bs:be]
     if rm is not None:
         recipient = rm.group(1)
         name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
-        name = _spaced_name(name, header[rm.end():], ctx)
+        # the words after the recipient up to its part's end: the role's header ends at <|channel|>
+        words = header[rm.end():len(pre)] if rm.end() <= len(pre) else header[rm.end():]
+        name = _spaced_name(name, words, ctx)
         if name.endswith("json") and ctx.index.resolve(name) is None and ctx.index.resolve(name[:-4]) is not None:
             name = name[:-4]  # "to=functions.shelljson": the constraint glued to the name
         call = RawCall(name=name, family=FAMILY)
