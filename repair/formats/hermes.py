@@ -39,12 +39,16 @@ _GLM_HEAD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}[ \t]*")
 _FUNCTION_ELEMENT = re.compile(r"<function>[ \t]*([A-Za-z_][A-Za-z0-9_.\-]{0,127})[ \t]*</function>")
 
 
-
 def _body_starts_call(text: str, b: int, limit: int) -> bool:
+    """Whether a block's body at `b` starts a call: a JSON body, Qwen3-Coder's <function=, a GLM name with its
+    arguments, or `<function>name</function>` then a JSON object (as `element_body` reads it)."""
     if b >= limit:
         return False
     if text[b] in "{[" or text.startswith(qwen3_coder.FUNC, b):
         return True
+    if (head := _FUNCTION_ELEMENT.match(text, b, limit)) is not None:
+        k = skip_ws(text, head.end(), limit)
+        return k < limit and text[k] == "{"
     m = _GLM_HEAD.match(text, b, limit)
     if m is None:
         return False

@@ -1,5 +1,6 @@
-"""Harmony recipients named with spaces resolve to the longest declared name their words spell; prose and near
-misses stay text. One-shot and streamed answers agree."""
+"""Harmony recipients named with spaces resolve to the longest declared name their words spell, and hermes
+blocks whose next call opens with `<tool_call>` in the element form (`<function>name</function>` then a JSON
+object) are two calls; prose and near misses stay text. One-shot and streamed answers agree."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from repair import RepairResult
-from tests.repair.helpers import assert_stream_matches, calls_of, stream
+from repair import RepairResult, repair_message
+from tests.repair.helpers import assert_stream_matches, calls_of, ids, stream
 from tests.repair.incremental_helpers import assert_incremental_matches, expected, stream_incremental
 
 
@@ -98,4 +99,71 @@ def test_harmony_recipient_words_that_spell_no_longer_name_stay_as_before() -> N
 ])
 def test_harmony_recipient_in_prose_stays_text(text: str) -> None:
     r = _agrees(text, _tools("Web Search", "Web Search Images"))
+    assert r.tool_calls == [] and r.content == text
+
+
+TERMINAL = [_tool("terminal", {"command": _S})]
+
+
+def _element(command: str) -> str:
+    return f'<tool_call>\n<function>terminal</function>\n{{"command": "{command}"}}\n'
+
+
+def _json(command: str) -> str:
+    return f'<tool_call>\n{{"name": "terminal", "arguments": {{"command": "{command}"}}}}\n'
+
+
+@pytest.mark.parametrize("commands", [("a", "b"), ("a", "b", "c")])
+def test_hermes_element_form_opening_the_next_call_is_a_call(commands: tuple[str, ...]) -> None:
+    """`<tool_call>` that opens the next element-form call is no closing tag: each block is a call, as in the
+    JSON form of the same text."""
+    text = "".join(_element(c) for c in commands) + "</tool_call>"
+    r = _agrees(text, TERMINAL)
+    assert calls_of(r) == [("terminal", {"command": c}) for c in commands]
+    assert not r.content and r.errors == []
+    same = repair_message("".join(_json(c) for c in commands) + "</tool_call>", TERMINAL, id_factory=ids)
+    assert (calls_of(r), r.content, r.repairs) == (calls_of(same), same.content, same.repairs)
+
+
+def test_hermes_element_form_after_a_json_form_call() -> None:
+    text = "Running both.\n" + _json("a") + _element("b") + "</tool_call>"
+    r = _agrees(text, TERMINAL)
+    assert calls_of(r) == [("terminal", {"command": "a"}), ("terminal", {"command": "b"})]
+    assert r.content == "Running both."
+
+
+def test_hermes_element_form_naming_no_tool_after_a_call_stays_text() -> None:
+    """The second block names no declared tool: it is no call and stays text whole, its opener too, as the JSON
+    form's block does."""
+    block = '<tool_call>\n<function>rm_everything</function>\n{"path": "/"}\n</tool_call>'
+    r = _agrees(_element("a") + block, TERMINAL)
+    assert calls_of(r) == [("terminal", {"command": "a"})]
+    assert r.content == block and [e.kind for e in r.errors] == ["unknown_name"]
+    same = repair_message(_element("a") + '<tool_call>\n{"name": "rm_everything", "arguments": {"path": "/"}}\n'
+                          '</tool_call>', TERMINAL, id_factory=ids)
+    assert (r.errors, r.repairs) == (same.errors, same.repairs)
+
+
+@pytest.mark.parametrize("after", [
+    "Done, the port is free.",
+    "\n<function>terminal</function> then ls",
+    "\n<function>terminal</function>\nnothing more",
+    "\n<function>rm -rf</function>\n{}",
+])
+def test_hermes_opening_tag_as_closing_before_no_call_stays_so(after: str) -> None:
+    """After a call closed by `<tool_call>`, an element with no JSON object after it (or no element at all) starts
+    no call: the opener is the first call's closing tag and what follows is content, as before."""
+    text = _element("a") + "<tool_call>" + after
+    r = _agrees(text, TERMINAL)
+    assert calls_of(r) == [("terminal", {"command": "a"})]
+    assert r.content == after.strip()
+    assert [i.detail for i in r.repairs] == ["opening tag used as the closing tag"]
+
+
+@pytest.mark.parametrize("text", [
+    "Write <tool_call>, then <function>terminal</function> and the arguments as a JSON object.",
+    "The format: `<tool_call>\n<function>NAME</function>\n{...}\n</tool_call>`, one block per call.",
+])
+def test_hermes_element_form_in_prose_stays_text(text: str) -> None:
+    r = _agrees(text, TERMINAL)
     assert r.tool_calls == [] and r.content == text
