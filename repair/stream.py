@@ -125,6 +125,8 @@ class StreamRepairer:
         self._sent_to = 0          # offset in the text up to which a <think> block that stopped went out
         self._overflowed = False
         self._spec: _Think | _Hermes | None = None
+        self._spec_feeding = False  # inside `_spec_feed`: a feed of the next form waits in `_spec_next`
+        self._spec_next: str | None = None
         self._spec_tried = False
         # what of the one-shot repair's bounds (candidates examined, calls parsed) and json-repair budget the text
         # before the held region took, as it took them (see `_inert`)
@@ -610,6 +612,24 @@ class StreamRepairer:
         return resolved is None or self._choice.refused(resolved) is not None
 
     def _spec_feed(self, text: str) -> list[Event]:
+        """`text` to the streamed form being read. A form that closes hands the rest on (`_maybe_spec`), which may
+        open the next one and feed it from inside this call: that feed, always the last thing its callers do, waits
+        here instead, and the forms are read one after another (hundreds of blocks in one delta went one call level
+        deeper each, to a RecursionError)."""
+        if self._spec_feeding:
+            self._spec_next = text
+            return []
+        self._spec_feeding = True
+        try:
+            events = self._spec_step(text)
+            while self._spec_next is not None:
+                text, self._spec_next = self._spec_next, None
+                events += self._spec_step(text)
+        finally:
+            self._spec_feeding, self._spec_next = False, None
+        return events
+
+    def _spec_step(self, text: str) -> list[Event]:
         assert self._spec is not None
         events, action, rest = self._spec.feed(text)
         if action == "stop":
