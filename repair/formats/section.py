@@ -95,6 +95,16 @@ def _past_values(spec: SectionSpec, text: str, mb: re.Match[str], stop: int,
     return (call, after, ce, ce_end) if _whole(text, call, after, ce) else None
 
 
+def _left_over_opener(spec: SectionSpec, text: str, i: int) -> int:
+    """Where calls written without their section end, when they end at `i`: the text's end when all that follows
+    is the section's opener (MiniMax-M2.5 writing `<minimax:tool_call>` after its `<invoke>` instead of before it),
+    markup left over rather than a call cut off (nothing of one follows it), so it goes with the calls' markup; else
+    `i`."""
+    m = spec.begin.match(text, skip_ws(text, i))
+    n = len(text)
+    return n if m is not None and skip_ws(text, m.end()) >= n else i
+
+
 def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     n = len(text)
     m0 = spec.begin.match(text, p)
@@ -105,6 +115,7 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     send, send_end, limit = _section_end(spec, ctx, i, n)
     calls: list[RawCall] = []
     strays: list[str] = []  # prose written inside a call after its arguments
+    closed = False  # the last call read ended at its own end marker
     while ctx.room(len(calls)):
         i = skip_ws(text, i, limit)
         mb = spec.call.match(text, i, limit)
@@ -136,9 +147,10 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
                 strays.append(prose)
         elif call.failure is None and text[skip_ws(text, after, stop):stop].strip():
             call.repairs.append(issue("json_syntax", "stray text after the arguments"))
+        closed = spec.call_end is not None and ce != -1 and stop == ce
         if spec.call_end is None:
             i = max(after, hs)
-        elif ce != -1 and stop == ce:
+        elif closed:
             i = ce_end
         else:
             if stop >= n:
@@ -173,5 +185,5 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     else:
         if section:
             first.repairs.append(issue("closing_tag", f"{spec.end_name} missing"))
-        end = i
+        end = _left_over_opener(spec, text, i) if not section and closed else i
     return Parsed(end, [Segment(p, end, "calls", family, calls, text="\n\n".join([*strays, junk] if junk else strays))])
