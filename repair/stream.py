@@ -16,6 +16,8 @@ from typing import Any
 
 from repair import salvage
 from repair.core import (
+    SEED_CLOSE,
+    SEED_OPEN,
     THINK_CLOSE,
     THINK_OPEN,
     _canonical,
@@ -69,7 +71,7 @@ HERMES_CLOSE = "</tool_call>"
 # (opener, close, ends): `ends` None, candidates inside stop the streaming (a call in a <think> block is read); else
 # nothing inside is markup (the format reads no call there) and the block stops where one of `ends` opens
 STREAMED_THINKS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
-    (THINK_OPEN, THINK_CLOSE, None), (kimi_k3.THINK_OPEN, kimi_k3.THINK_CLOSE, None),
+    (THINK_OPEN, THINK_CLOSE, None), (SEED_OPEN, SEED_CLOSE, None), (kimi_k3.THINK_OPEN, kimi_k3.THINK_CLOSE, None),
     (gemma4.CHANNEL_OPEN + gemma4.THOUGHT, gemma4.CHANNEL_CLOSE, (gemma4.OPEN,)),
     (command_r.THINK_OPEN, command_r.THINK_CLOSE, (command_r.ACTION_OPEN, command_r.RESPONSE_OPEN)))
 # (opener, close, ends) of channels whose text is content, its markers removed (streamed as `_Think` streams a
