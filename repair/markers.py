@@ -175,23 +175,50 @@ def _partial_pattern(kinds: tuple[Kind, ...]) -> str:
     return "(?:" + "|".join(f"(?:{prefix_regex(k)})" for k in kinds) + ")\\Z"
 
 
+class _Patterns(dict[str, re.Pattern[str]]):
+    """Per kind (by key): its complete candidates, a named kind's name in group "name", compiled when a candidate of
+    the kind is first found (a plain dict's lookup once filled)."""
+
+    def __init__(self, kinds: tuple[Kind, ...]) -> None:
+        super().__init__()
+        self._kinds = {k.key: k for k in kinds}
+
+    def __missing__(self, key: str) -> re.Pattern[str]:
+        got = self[key] = re.compile(kind_regex(self._kinds[key]))
+        return got
+
+
+class _Partials(dict[str, tuple[int, re.Pattern[str]]]):
+    """Per first character: the longest proper prefix its kinds allow, and their partial pattern alone, compiled
+    when a stream first meets a start of one of them (a plain dict once filled: its lookups cost the same)."""
+
+    def __init__(self, by_first: dict[str, tuple[Kind, ...]]) -> None:
+        super().__init__()
+        self._by_first = by_first
+
+    def __missing__(self, c: str) -> tuple[int, re.Pattern[str]]:
+        ks = self._by_first[c]  # (a KeyError for a character that begins no kind, as before)
+        got = self[c] = (max(k.max_len() for k in ks), re.compile(_partial_pattern(ks)))
+        return got
+
+
 class KindSet:
-    """Compiled patterns for a fixed tuple of kinds (immutable; built once per process)."""
+    """Patterns for a fixed tuple of kinds (immutable; one per process). Each is compiled when first used: compiled
+    here, the three sets cost every process that imports the repair ~0.14 s at its start (the router's, each
+    engine worker's), most of it for patterns a process may never use (a kind's own pattern is asked only when a
+    candidate of that kind is found; a first character's partial pattern only when a stream's text ends with a
+    start of one of its kinds)."""
 
     def __init__(self, kinds: tuple[Kind, ...]) -> None:
         self.kinds = kinds
-        self.regex = {k.key: re.compile(kind_regex(k)) for k in kinds}
-        self.combined = re.compile(_factored(kinds))
+        self.regex = _Patterns(kinds)
         by_first: dict[str, list[Kind]] = {}
         for k in kinds:
             for c in k.first_chars():
                 by_first.setdefault(c, []).append(k)
         self.by_first = {c: tuple(v) for c, v in by_first.items()}
         self.max_len = max(k.max_len() for k in kinds)
-        self.partial = re.compile(_partial_pattern(kinds))
-        # per first character: the longest proper prefix its kinds allow, and their partial pattern alone
-        self.partial_by_first = {c: (max(k.max_len() for k in ks), re.compile(_partial_pattern(ks)))
-                                 for c, ks in self.by_first.items()}
+        self.partial_by_first = _Partials(self.by_first)
         self.prefilter = re.compile("[" + "".join(re.escape(c) for c in sorted(self.by_first)) + "]")
         heads, self.quick_ends = _quick_parts(kinds)
         # where a partial candidate may begin: a head (a kind's first three characters), or a shorter start of one
@@ -199,6 +226,17 @@ class KindSet:
         # is in most words, a head in few
         self.quick = re.compile(heads)
         self.short_ends = frozenset(e for e in self.quick_ends if 0 < len(e) < 3)
+
+    @cached_property  # (compiled when the first finder is made: the first request's tools)
+    def combined(self) -> re.Pattern[str]:
+        """Any of the kinds' complete candidates (see `_factored`)."""
+        return re.compile(_factored(self.kinds))
+
+    @cached_property
+    def partial(self) -> re.Pattern[str]:
+        """The proper prefixes of any of the kinds' matches, anchored at the end (what `CandidateFinder.scan_stream`
+        answers per first character: a reference for it)."""
+        return re.compile(_partial_pattern(self.kinds))
 
 
 def _quick_parts(kinds: tuple[Kind, ...]) -> tuple[str, tuple[str, ...]]:
