@@ -13,8 +13,8 @@ from tests.repair.incremental_helpers import expected, stream_incremental
 TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
 
 
-@pytest.mark.parametrize("block", ["<think>a</think>\n", "<|START_RESPONSE|>a<|END_RESPONSE|>",
-                                   "<|START_THINKING|>t<|END_THINKING|>"])
+@pytest.mark.parametrize("block", ["<think>a</think>\n", "<seed:think>a</seed:think>\n",
+                                   "<|START_RESPONSE|>a<|END_RESPONSE|>", "<|START_THINKING|>t<|END_THINKING|>"])
 @pytest.mark.parametrize("count", [350, 2000])
 def test_many_blocks_in_one_delta(block: str, count: int) -> None:
     text = block * count + "done"
