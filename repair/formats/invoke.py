@@ -271,7 +271,8 @@ def starts_invoke(text: str, k: int) -> bool:
     """Whether an <invoke name="f"> tag (any of the formats' spellings) begins at `k`."""
     return _INVOKE.match(text, k) is not None
 
-_BARE = _spec(FAMILY_V32, _V32_BEGIN, _V32_END)
+# bare DSML calls (no section opener before them); an opener of either version after them is left-over markup
+_BARE = _spec(FAMILY_V32, f"(?:{_V32_BEGIN}|{_V4_BEGIN})", _V32_END)
 _BARE_M2 = _spec(FAMILY_M2, "<minimax:tool_call>", "</minimax:tool_call>", children=True)
 
 

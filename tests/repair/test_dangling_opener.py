@@ -81,3 +81,22 @@ def test_a_call_failing_keeps_the_opener_in_its_text() -> None:
     assert r.tool_calls == [] and [e.kind for e in r.errors] == ["schema_mismatch"]
     assert r.content == text
     assert_stream_matches(text, TOOLS, seed=3)
+
+
+_DSML_CALL = ('<｜DSML｜invoke name="web_extract">\n<｜DSML｜parameter name="urls" string="false">'
+              '["https://arxiv.org/abs/2106.09685"]</｜DSML｜parameter>\n</｜DSML｜invoke>\n')
+
+
+@pytest.mark.parametrize("opener", ["<｜DSML｜function_calls>", "<｜DSML｜tool_calls>"], ids=["v3.2", "v4"])
+def test_a_dsml_opener_left_after_bare_dsml_calls_is_no_cut_call(opener: str) -> None:
+    """DeepSeek-V4's section opener (`tool_calls`) left after its bare calls was still a cut call, V3.2's
+    (`function_calls`) not: the bare calls' form was read as V3.2's alone."""
+    text = _DSML_CALL + opener
+    r = repair_message(text, TOOLS, id_factory=ids)
+    assert calls_of(r) == [("web_extract", {"urls": URLS})]
+    assert r.errors == [] and r.outcome == "repaired" and r.content is None
+    assert_stream_matches(text, TOOLS, seed=3)
+    assert_incremental_matches(text, TOOLS, seed=3)
+    cut = text + '\n<｜DSML｜invoke name="web_extract">\n'
+    r = repair_message(cut, TOOLS, id_factory=ids)
+    assert [e.kind for e in r.errors] == ["truncated"] and r.outcome == "failed"
