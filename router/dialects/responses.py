@@ -215,7 +215,8 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
         "instructions": instructions, "max_output_tokens": max_output, "temperature": temperature,
         "top_p": top_p, "parallel_tool_calls": parallel is not False, "tools": echo_tools,
         "tool_choice": echo_choice, "metadata": metadata or {}, "previous_response_id": previous,
-        "reasoning": {"effort": effort, "summary": summary} if reasoning else None,
+        # ("none", no summary, echoed as null: the openai SDK's type holds the three values or null)
+        "reasoning": {"effort": effort, "summary": None if summary == "none" else summary} if reasoning else None,
         "text": {"format": (text or {}).get("format") or {"type": "text"},
                  **({"verbosity": verbosity} if verbosity is not None else {})},
         "truncation": _truncation(body),

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from openai.types.responses import Response
 
 from tests.dialects.conftest import CFG
 from tests.fakes.openai_upstream import Step, completion
@@ -28,8 +29,10 @@ async def test_openai_s_values_are_taken_and_echoed(fakes, router, summary: str 
     status, doc = await _post(r.url, {"model": "m", "input": "hi", "store": False,
                                       "reasoning": {"effort": "medium", "summary": summary}})
     assert status == 200, doc
-    assert doc["reasoning"] == {"effort": "medium", "summary": summary}
+    # "none" (no summary) is echoed as null, which the openai SDK's type takes (it has the three values or null)
+    assert doc["reasoning"] == {"effort": "medium", "summary": None if summary == "none" else summary}
     assert up.requests[0].body["reasoning_effort"] == "medium"
+    Response.model_validate(doc)  # strict: every literal as the SDK types it
 
 
 async def test_codex_s_reasoning_without_a_summary_is_taken(fakes, router):
