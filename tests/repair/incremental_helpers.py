@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from repair import ContentDelta, ReasoningDelta, StreamRepairer, ToolCallDelta, repair_message
 from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
@@ -65,3 +68,25 @@ def assert_incremental_matches(text: str, tools: Any, seed: int = 0, count: int 
         assert got.reasoning == (r.reasoning_content or ""), chunks
         assert got.call_list() == calls, chunks
         assert sr.result.errors == r.errors and sr.result.repairs == r.repairs
+
+
+def assert_sized_stream_matches(text: str, sizes: list[int], tools: Any, choice: str | None) -> None:
+    """`text` streamed in pieces of `sizes` (cycled) gives the one-shot answer; a hermes call that went out and then
+    failed is reported (`after_header`), and then only checked for inventing nothing: its arguments are JSON unless
+    the stream ended inside them."""
+    chunks, i, k = [], 0, 0
+    while i < len(text):
+        chunks.append(text[i:i + sizes[k % len(sizes)]])
+        i, k = i + sizes[k % len(sizes)], k + 1
+    r, calls = expected(text if chunks else None, tools, tool_choice=choice)
+    sr, got = stream_incremental(chunks, tools, tool_choice=choice)
+    if sr.after_header:
+        cut = {issue.call_index for issue in sr.after_header if "truncated" in issue.detail}
+        for n, c in enumerate(got.call_list()):
+            if n in cut:  # the stream ended inside its arguments: they stay as cut
+                with pytest.raises(ValueError):
+                    json.loads(c[2])
+            else:
+                assert json.loads(c[2]) is not None
+        return
+    assert (got.content, got.reasoning, got.call_list()) == (r.content or "", r.reasoning_content or "", calls)

@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from repair import ContentDelta, ReasoningDelta, StreamRepairer, repair_message
 from repair.incremental import ToolArgsDelta, ToolCallStart
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
-from tests.repair.incremental_helpers import assert_incremental_matches, expected, stream_incremental
+from tests.repair.incremental_helpers import (
+    assert_incremental_matches,
+    assert_sized_stream_matches,
+    expected,
+    stream_incremental,
+)
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
@@ -150,23 +155,7 @@ FRAGMENTS = ["<seed:think>", "</seed:think>", "<seed:", "think>", "<think>", "</
        st.sampled_from([None, "none", "required"]))
 def test_any_seed_think_text_streams_as_the_one_shot_answer(text: str, sizes: list[int], with_tools: bool,
                                                             choice: str | None) -> None:
-    tools = TOOLS if with_tools else None
-    chunks, i, k = [], 0, 0
-    while i < len(text):
-        chunks.append(text[i:i + sizes[k % len(sizes)]])
-        i, k = i + sizes[k % len(sizes)], k + 1
-    r, calls = expected(text if chunks else None, tools, tool_choice=choice)
-    sr, got = stream_incremental(chunks, tools, tool_choice=choice)
-    if sr.after_header:  # a hermes call that went out and then failed: reported, nothing invented
-        cut = {i.call_index for i in sr.after_header if "truncated" in i.detail}
-        for k, c in enumerate(got.call_list()):
-            if k in cut:  # the stream ended inside its arguments: they stay as cut
-                with pytest.raises(ValueError):
-                    json.loads(c[2])
-            else:
-                assert json.loads(c[2]) is not None
-        return
-    assert (got.content, got.reasoning, got.call_list()) == (r.content or "", r.reasoning_content or "", calls)
+    assert_sized_stream_matches(text, sizes, TOOLS if with_tools else None, choice)
 
 
 def test_without_incremental_calls_the_block_is_held_as_before() -> None:
