@@ -70,16 +70,18 @@ def assert_incremental_matches(text: str, tools: Any, seed: int = 0, count: int 
         assert sr.result.errors == r.errors and sr.result.repairs == r.repairs
 
 
-def assert_sized_stream_matches(text: str, sizes: list[int], tools: Any, choice: str | None) -> None:
+def assert_sized_stream_matches(text: str, sizes: list[int], tools: Any, choice: str | None = None, *,
+                                strict: bool = False) -> None:
     """`text` streamed in pieces of `sizes` (cycled) gives the one-shot answer; a hermes call that went out and then
-    failed is reported (`after_header`), and then only checked for inventing nothing: its arguments are JSON unless
-    the stream ended inside them."""
+    failed is reported (`after_header`; with `strict`, none may), and then only checked for inventing nothing: its
+    arguments are JSON unless the stream ended inside them."""
     chunks, i, k = [], 0, 0
     while i < len(text):
         chunks.append(text[i:i + sizes[k % len(sizes)]])
         i, k = i + sizes[k % len(sizes)], k + 1
     r, calls = expected(text if chunks else None, tools, tool_choice=choice)
     sr, got = stream_incremental(chunks, tools, tool_choice=choice)
+    assert not (strict and sr.after_header), sr.after_header
     if sr.after_header:
         cut = {issue.call_index for issue in sr.after_header if "truncated" in issue.detail}
         for n, c in enumerate(got.call_list()):

@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from repair import ContentDelta, ReasoningDelta, StreamRepairer, repair_message
 from repair.incremental import ToolCallStart
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
-from tests.repair.incremental_helpers import assert_incremental_matches, expected, stream_incremental
+from tests.repair.incremental_helpers import (
+    assert_incremental_matches,
+    assert_sized_stream_matches,
+    expected,
+    stream_incremental,
+)
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
@@ -169,12 +174,4 @@ FRAGMENTS = [OPEN, CLOSE, THINK[0], THINK[1], ACTION, ACTION[:30], "<|START_ACTI
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=14).map("".join),
        st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=20), st.booleans())
 def test_any_answer_text_streams_as_the_one_shot_answer(text: str, sizes: list[int], with_tools: bool) -> None:
-    tools = TOOLS if with_tools else None
-    chunks, i, k = [], 0, 0
-    while i < len(text):
-        chunks.append(text[i:i + sizes[k % len(sizes)]])
-        i, k = i + sizes[k % len(sizes)], k + 1
-    r, calls = expected(text if chunks else None, tools)
-    sr, got = stream_incremental(chunks, tools)
-    assert not sr.after_header
-    assert (got.content, got.reasoning, got.call_list()) == (r.content or "", r.reasoning_content or "", calls)
+    assert_sized_stream_matches(text, sizes, TOOLS if with_tools else None, strict=True)

@@ -16,7 +16,12 @@ from repair.incremental import ArgsEmitter, JsonEvents, ToolArgsDelta, ToolCallS
 from repair.index import ToolIndex
 from tests.repair.corpus import ALL, TOOLS, Case
 from tests.repair.helpers import chunkings, ids
-from tests.repair.incremental_helpers import Assembled, assert_incremental_matches, expected, stream_incremental
+from tests.repair.incremental_helpers import (
+    Assembled,
+    assert_incremental_matches,
+    assert_sized_stream_matches,
+    stream_incremental,
+)
 from tests.repair.test_properties import texts
 
 WRITE = [{"type": "function", "function": {"name": "write_file", "parameters": {
@@ -37,25 +42,7 @@ def test_case_streamed_incrementally(case: Case) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts, st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=30), st.booleans())
 def test_incremental_agrees_with_one_shot(text: str, sizes: list[int], with_tools: bool) -> None:
-    tools = TOOLS if with_tools else None
-    chunks, i, k = [], 0, 0
-    while i < len(text):
-        chunks.append(text[i:i + sizes[k % len(sizes)]])
-        i, k = i + sizes[k % len(sizes)], k + 1
-    r, calls = expected(text if chunks else None, tools)
-    sr, got = stream_incremental(chunks, tools)
-    if sr.after_header:
-        cut = {i.call_index for i in sr.after_header if "truncated" in i.detail}
-        for k, c in enumerate(got.call_list()):
-            if k in cut:  # the stream ended inside its arguments: they stay as cut, nothing invented
-                with pytest.raises(ValueError):
-                    json.loads(c[2])
-            else:  # completed: valid JSON
-                assert json.loads(c[2]) is not None
-        return
-    assert got.content == (r.content or "")
-    assert got.reasoning == (r.reasoning_content or "")
-    assert got.call_list() == calls
+    assert_sized_stream_matches(text, sizes, TOOLS if with_tools else None)
 
 
 def _progress(chunks: list[str], feed: str = "text") -> tuple[list[int], StreamRepairer]:
