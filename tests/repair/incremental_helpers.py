@@ -10,7 +10,7 @@ import pytest
 
 from repair import ContentDelta, ReasoningDelta, StreamRepairer, ToolCallDelta, repair_message
 from repair.incremental import ToolArgsDelta, ToolCallStart, canonical_arguments
-from tests.repair.helpers import chunkings, ids
+from tests.repair.helpers import assert_stream_matches, chunkings, ids
 
 
 @dataclass
@@ -92,3 +92,29 @@ def assert_sized_stream_matches(text: str, sizes: list[int], tools: Any, choice:
                 assert json.loads(c[2]) is not None
         return
     assert (got.content, got.reasoning, got.call_list()) == (r.content or "", r.reasoning_content or "", calls)
+
+
+def live(pieces: list[str], tools: Any, **opts: Any) -> tuple[list[Any], list[Any]]:
+    """The events of an incremental stream while the pieces are fed, and those of finish()."""
+    sr = StreamRepairer(tools, id_factory=ids, incremental=True, **opts)
+    fed = [e for p in pieces for e in sr.feed(p)]
+    return fed, sr.finish()
+
+
+def text_of(events: list[Any], kind: type) -> str:
+    """The text of the events of one kind (ContentDelta, ReasoningDelta), joined."""
+    return "".join(e.text for e in events if isinstance(e, kind))
+
+
+def assert_every_split_matches(text: str, tools: Any, seed: int, **opts: Any) -> Any:
+    """The stream's answer is the one-shot answer (returned) for the text cut in two at every offset, and in the
+    helpers' 1-character and random pieces; no call fails after its header."""
+    assert_stream_matches(text, tools, seed=seed, **opts)
+    assert_incremental_matches(text, tools, seed=seed, **opts)
+    r, calls = expected(text, tools, **opts)
+    for i in range(1, len(text)):
+        sr, got = stream_incremental([text[:i], text[i:]], tools, **opts)
+        assert not sr.after_header
+        assert (got.content, got.reasoning, got.call_list()) == (r.content or "", r.reasoning_content or "",
+                                                                 calls), i
+    return r

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 
 from repair import ContentDelta, ReasoningDelta, StreamRepairer, repair_message
 from repair.incremental import ToolArgsDelta, ToolCallStart
-from tests.repair.helpers import assert_stream_matches, calls_of, ids
+from tests.repair.helpers import calls_of, ids
 from tests.repair.incremental_helpers import (
-    assert_incremental_matches,
+    assert_every_split_matches,
     assert_sized_stream_matches,
-    expected,
-    stream_incremental,
+    live,
+    text_of,
 )
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -32,28 +32,11 @@ THOUGHT = "The user wants the weather. " + "I weigh it once more. " * 12
 
 
 def _live(pieces: list[str], tools: Any = TOOLS, **opts: Any) -> tuple[list[Any], list[Any]]:
-    """The events while the pieces are fed, and those of finish()."""
-    sr = StreamRepairer(tools, id_factory=ids, incremental=True, **opts)
-    fed = [e for p in pieces for e in sr.feed(p)]
-    return fed, sr.finish()
-
-
-def _text(events: list[Any], kind: type) -> str:
-    return "".join(e.text for e in events if isinstance(e, kind))
+    return live(pieces, tools, **opts)
 
 
 def _every_split(text: str, tools: Any = TOOLS, **opts: Any) -> Any:
-    """The stream's answer is the one-shot answer for the text cut in two at every offset, and in the helpers'
-    1-character and random pieces; no call went out that the answer lacks."""
-    assert_stream_matches(text, tools, seed=17, **opts)
-    assert_incremental_matches(text, tools, seed=17, **opts)
-    r, calls = expected(text, tools, **opts)
-    for i in range(1, len(text)):
-        sr, got = stream_incremental([text[:i], text[i:]], tools, **opts)
-        assert not sr.after_header
-        assert (got.content, got.reasoning, got.call_list()) == (r.content or "", r.reasoning_content or "",
-                                                                 calls), i
-    return r
+    return assert_every_split_matches(text, tools, 17, **opts)
 
 
 def test_the_thought_goes_out_piece_by_piece() -> None:
@@ -65,8 +48,8 @@ def test_the_thought_goes_out_piece_by_piece() -> None:
         sizes.append(len("".join(sr._reasoning_out)))
     assert sizes[len(pieces) // 2] > len(THOUGHT) // 3  # half of it is out halfway through
     out = sr.feed("</seed:think>")
-    assert _text(out, ReasoningDelta) == ""
-    assert _text(sr.feed("It is sunny."), ContentDelta) == "It is sunny."
+    assert text_of(out, ReasoningDelta) == ""
+    assert text_of(sr.feed("It is sunny."), ContentDelta) == "It is sunny."
     assert sr.finish() == [] and sr.result.reasoning_content == THOUGHT.strip()
     assert sr.result.content == "It is sunny."
 
@@ -79,10 +62,10 @@ def test_the_thought_goes_out_piece_by_piece() -> None:
 ], ids=["tokens whole", "markers cut", "close cut in pieces", "after prose"])
 def test_thought_then_answer_stream_as_they_come(pieces: list[str]) -> None:
     fed, rest = _live(pieces)
-    assert _text(fed, ReasoningDelta) == "The user greets me."
-    content = _text(fed, ContentDelta)
+    assert text_of(fed, ReasoningDelta) == "The user greets me."
+    content = text_of(fed, ContentDelta)
     assert content.endswith("Hello there") and rest == []
-    assert "seed" not in content and "<" not in content + _text(fed, ReasoningDelta)
+    assert "seed" not in content and "<" not in content + text_of(fed, ReasoningDelta)
     r = _every_split("".join(pieces))
     assert r.reasoning_content == "The user greets me." and r.content == content
 
@@ -92,7 +75,7 @@ def test_a_thought_never_closed_is_all_reasoning() -> None:
     r = _every_split(text)
     assert (r.content, r.reasoning_content) == ("Intro.", THOUGHT.strip())
     fed, rest = _live(list(text))
-    assert _text(fed, ReasoningDelta) == THOUGHT.strip() and rest == []
+    assert text_of(fed, ReasoningDelta) == THOUGHT.strip() and rest == []
 
 
 @pytest.mark.parametrize("call", [SEED_CALL, HERMES_CALL], ids=["seed_oss", "hermes"])
@@ -101,7 +84,7 @@ def test_a_call_after_the_thought_is_a_call(call: str) -> None:
     r = _every_split(text)
     assert len(calls_of(r)) == 1 and r.reasoning_content == THOUGHT.strip() and r.content == "Checking."
     fed, _ = _live(list(text))
-    assert _text(fed, ReasoningDelta) == THOUGHT.strip() and _text(fed, ContentDelta) == "Checking."
+    assert text_of(fed, ReasoningDelta) == THOUGHT.strip() and text_of(fed, ContentDelta) == "Checking."
     if call == HERMES_CALL:  # its header and arguments stream as they do after a <think> block
         assert any(isinstance(e, ToolCallStart) for e in fed) and any(isinstance(e, ToolArgsDelta) for e in fed)
 
@@ -114,7 +97,7 @@ def test_a_call_in_the_thought_that_may_be_made_holds_the_rest() -> None:
     assert calls_of(r) == [("get_weather", {"location": "Paris"})]
     assert "seed:tool_call" not in (r.reasoning_content or "")
     fed, _ = _live(list(text))
-    assert _text(fed, ReasoningDelta) == "I will call it:" and _text(fed, ContentDelta) == ""
+    assert text_of(fed, ReasoningDelta) == "I will call it:" and text_of(fed, ContentDelta) == ""
     outside = text + "\n" + HERMES_CALL
     r = _every_split(outside)
     assert calls_of(r) == [("get_weather", {"location": "Oslo"})] and SEED_CALL in (r.reasoning_content or "")
@@ -164,12 +147,12 @@ def test_without_incremental_calls_the_block_is_held_as_before() -> None:
     text = "<seed:think>" + THOUGHT + "</seed:think>Sunny."
     sr = StreamRepairer(TOOLS, id_factory=ids)
     fed = [e for ch in text for e in sr.feed(ch)]
-    assert fed == [] and _text(sr.finish(), ReasoningDelta) == THOUGHT.strip()
+    assert fed == [] and text_of(sr.finish(), ReasoningDelta) == THOUGHT.strip()
     assert repair_message(text, TOOLS).reasoning_content == THOUGHT.strip()
 
 
 def test_the_arguments_of_a_call_after_the_block_are_the_one_shot_ones() -> None:
     text = "<seed:think>x</seed:think>" + HERMES_CALL
     fed, rest = _live([text[i:i + 3] for i in range(0, len(text), 3)])
-    args = _text([e for e in fed + rest if isinstance(e, ToolArgsDelta)], ToolArgsDelta)
+    args = text_of([e for e in fed + rest if isinstance(e, ToolArgsDelta)], ToolArgsDelta)
     assert json.loads(args) == {"location": "Oslo"}

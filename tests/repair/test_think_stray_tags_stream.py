@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 
 from repair import ContentDelta, ReasoningDelta, StreamRepairer, repair_message
 from repair.incremental import ToolCallStart
-from tests.repair.helpers import assert_stream_matches, calls_of, ids
+from tests.repair.helpers import calls_of, ids
 from tests.repair.incremental_helpers import (
-    assert_incremental_matches,
+    assert_every_split_matches,
     assert_sized_stream_matches,
     expected,
+    live,
     stream_incremental,
+    text_of,
 )
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -30,27 +32,11 @@ AFTER = " More thought after it, " + "and more of it " * 8 + "\n</think>\n\nThe 
 
 
 def _live(pieces: list[str], tools: Any = TOOLS, **opts: Any) -> tuple[list[Any], list[Any]]:
-    """The events while the pieces are fed, and those of finish()."""
-    sr = StreamRepairer(tools, id_factory=ids, incremental=True, **opts)
-    fed = [e for p in pieces for e in sr.feed(p)]
-    return fed, sr.finish()
+    return live(pieces, tools, **opts)
 
 
-def _text(events: list[Any], kind: type) -> str:
-    return "".join(e.text for e in events if isinstance(e, kind))
-
-
-def _every_split(text: str, tools: Any = TOOLS, **opts: Any) -> None:
-    """The stream's answer is the one-shot answer for the text cut in two at every offset, and in the helpers'
-    1-character and random pieces."""
-    assert_stream_matches(text, tools, seed=13, **opts)
-    assert_incremental_matches(text, tools, seed=13, **opts)
-    r, calls = expected(text, tools, **opts)
-    for i in range(1, len(text)):
-        sr, got = stream_incremental([text[:i], text[i:]], tools, **opts)
-        assert not sr.after_header
-        assert (got.content, got.reasoning, got.call_list()) == (r.content or "", r.reasoning_content or "",
-                                                                 calls), i
+def _every_split(text: str, tools: Any = TOOLS, **opts: Any) -> Any:
+    return assert_every_split_matches(text, tools, 13, **opts)
 
 
 def _goes_on(tag: str, tools: Any = TOOLS, **opts: Any) -> None:
@@ -61,8 +47,8 @@ def _goes_on(tag: str, tools: Any = TOOLS, **opts: Any) -> None:
     assert tag.strip() in (r.reasoning_content or "")
     for pieces in (list(text), [text[i:i + 7] for i in range(0, len(text), 7)]):
         fed, rest = _live(pieces, tools, **opts)
-        assert _text(fed, ReasoningDelta) == r.reasoning_content
-        assert _text(fed, ContentDelta) == "The answer is sunny." and rest == []
+        assert text_of(fed, ReasoningDelta) == r.reasoning_content
+        assert text_of(fed, ContentDelta) == "The answer is sunny." and rest == []
     _every_split(text, tools, **opts)
 
 
@@ -97,8 +83,8 @@ def test_the_rest_of_the_reasoning_goes_out_when_the_block_closes() -> None:
     sr.feed("<think>\nPlan. I will write <tool_call> with the JSON")
     sr.feed(" later.\n")
     out = sr.feed("</think>\n")
-    assert _text(out, ReasoningDelta) == " <tool_call> with the JSON later."
-    assert _text(sr.feed("Sunny."), ContentDelta) == "Sunny."
+    assert text_of(out, ReasoningDelta) == " <tool_call> with the JSON later."
+    assert text_of(sr.feed("Sunny."), ContentDelta) == "Sunny."
     assert sr.finish() == [] and sr.result.reasoning_content == "Plan. I will write <tool_call> with the JSON later."
 
 
@@ -110,7 +96,7 @@ def test_a_call_in_the_block_that_may_be_made_holds_the_rest() -> None:
     assert calls_of(r) == [("get_weather", {"location": "Paris"})]
     assert CALL not in (r.reasoning_content or "")
     fed, _ = _live(list(alone))
-    assert _text(fed, ContentDelta) == ""
+    assert text_of(fed, ContentDelta) == ""
     outside = alone + "\n" + CALL.replace("Paris", "Oslo")
     r = _every_split_result(outside)
     assert calls_of(r) == [("get_weather", {"location": "Oslo"})] and CALL in (r.reasoning_content or "")
@@ -154,8 +140,8 @@ def test_past_the_bound_the_held_block_goes_out_as_reasoning() -> None:
     sr = StreamRepairer(TOOLS, id_factory=ids, incremental=True, max_chars=60)
     out = [e for ch in text for e in sr.feed(ch)] + sr.finish()
     assert not any(isinstance(e, ToolCallStart) for e in out)
-    assert "".join(_text(out, ReasoningDelta).split()) == "".join(text[8:text.index("</think>")].split())
-    assert _text(out, ContentDelta).strip() == "Sunny."
+    assert "".join(text_of(out, ReasoningDelta).split()) == "".join(text[8:text.index("</think>")].split())
+    assert text_of(out, ContentDelta).strip() == "Sunny."
 
 
 def test_past_the_candidates_one_message_examines_the_text_stays_as_the_one_shot_repair_leaves_it() -> None:
