@@ -199,5 +199,23 @@ def _with_reasoning(step: Step, text: str) -> Step:
     return step
 
 
+CODEX_THOUGHT = "THOUGHT-MARK: the file needs writing first."
+CODEX_THOUGHT_DONE = "THOUGHT-DONE: written"
+
+
+def codex_reasoning(ctx: dict[str, Any]) -> Model:
+    """A thinking model for Codex: reasoning (`reasoning_content`) with a native call, then, once its result is
+    back, the answer; anything else (side requests) gets a word."""
+    def model(body: dict[str, Any]) -> Step:
+        if not body.get("tools"):
+            return reply(body, "ok")
+        if not any(m.get("role") == "tool" for m in body.get("messages", [])):
+            return _with_reasoning(reply(body, calls=[("exec_command", {"cmd": "printf thought > thought.txt"})]),
+                                   CODEX_THOUGHT)
+        return reply(body, CODEX_THOUGHT_DONE)
+    return model
+
+
 MODELS: dict[str, Callable[[dict[str, Any]], Model]] = {"codex": codex, "claude": claude_code,
-                                                          "agents": python_agent, "cut": cut, "aisdk": ai_sdk}
+                                                          "agents": python_agent, "cut": cut, "aisdk": ai_sdk,
+                                                          "codex_reasoning": codex_reasoning}
