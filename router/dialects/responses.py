@@ -1601,10 +1601,7 @@ class ResponsesStream(ChunkEncoder):
         self._grow(text)
         out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
         if summarize:  # the same text as the summary's delta
-            seq = self._seq
-            self._seq += 1
-            out.append(self._numbered(_SUMMARY_DELTA + str(seq).encode() + self._summary_mid + jsoncodec.dumps(text)
-                                      + b"}\n\n"))
+            out.append(self._delta(_SUMMARY_DELTA, self._summary_mid, text, b"}\n\n"))
         return out
 
     def _held(self, text: str) -> str | None:
@@ -1661,9 +1658,14 @@ class ResponsesStream(ChunkEncoder):
         if self._open_mid is None:
             self._open_mid = (b',"item_id":' + jsoncodec.dumps(item["id"]) + b',"output_index":'
                               + str(self.items.index(item)).encode() + b',"content_index":0,"delta":')
+        return self._delta(prefix, self._open_mid, text, tail)
+
+    def _delta(self, prefix: bytes, mid: bytes, text: str, tail: bytes) -> bytes:
+        """A delta event written as `_event` writes it: `prefix` (its name up to the sequence number), the next
+        sequence number, `mid` (the item's fields up to `"delta":`, encoded once per item), `text`, `tail`."""
         seq = self._seq
         self._seq += 1
-        return self._numbered(prefix + str(seq).encode() + self._open_mid + jsoncodec.dumps(text) + tail)
+        return self._numbered(prefix + str(seq).encode() + mid + jsoncodec.dumps(text) + tail)
 
     def _call_start(self, call: ToolFragment) -> list[bytes]:
         self._room(call.arguments)  # the arguments its fragment carries follow its `output_item.added`
@@ -1682,9 +1684,7 @@ class ResponsesStream(ChunkEncoder):
                 + str(self.items.index(item)).encode() + b',"delta":')
         if not mid:
             return []  # a custom tool's input is sent whole when the call closes
-        seq = self._seq
-        self._seq += 1
-        return [self._numbered(_ARGS_DELTA + str(seq).encode() + mid + jsoncodec.dumps(text) + b"}\n\n")]
+        return [self._delta(_ARGS_DELTA, mid, text, b"}\n\n")]
 
     def _custom(self, item: dict[str, Any]) -> bool:
         tool = self.req.client_tools.get(item["name"])
