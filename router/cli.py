@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import signal
 import sys
 import threading
@@ -37,14 +38,21 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(given: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with `given` (the command line) only the command it names imports its module
+    (its options, its epilog): the others are listed by name and help line, as the top-level usage shows them."""
     from . import version
 
     parser = argparse.ArgumentParser(prog="agentgate", description="One OpenAI-compatible endpoint for every agent.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"agentgate {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = None if given is None else next((a for a in given if not a.startswith("-")), "")
     for name, (module_name, help_text) in COMMANDS.items():
+        if chosen is not None and name != chosen:
+            if importlib.util.find_spec(module_name) is not None:
+                sub.add_parser(name, help=help_text, description=help_text)
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -61,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(given: list[str]) -> argparse.Namespace:
     """The arguments of one command; an option it does not know is its own error (its usage, `agentgate COMMAND:
     error: ...`, exit 2), not that of `agentgate`, whose usage lists no command's options."""
-    args, unknown = build_parser().parse_known_args(given)
+    args, unknown = build_parser(given).parse_known_args(given)
     if unknown:
         command: argparse.ArgumentParser = args._parser
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
