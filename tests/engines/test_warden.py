@@ -4,16 +4,21 @@ real `agentgate serve` process SIGKILLed while an external engine (with a grandc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import openai
+import pytest
 
-from engines.supervisor.warden import read_orders, stop_groups
+from engines.supervisor import warden
+from engines.supervisor.warden import read_orders
 from tests.waiting import line_matching, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,38 +49,61 @@ def test_protocol_keeps_the_groups_still_listed() -> None:
 
 
 def spawn_group(*, ignore_term: bool) -> subprocess.Popen[bytes]:
+    """A process group: its leader and a sleeping child, both holding the write end of the leader's stdout (end of
+    file there once both are gone). A child of a leader that ignores SIGTERM ignores it too."""
     code = ("import signal, subprocess, sys, time\n"
             + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_term else "")
-            + "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+            + "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
             "print('up', flush=True)\n"
-            "time.sleep(60)\n")
+            "time.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
     return proc
 
 
-def test_stop_groups_terms_then_kills_what_ignores_sigterm() -> None:
+def all_gone(proc: subprocess.Popen[bytes], guard: float = 30.0) -> bool:
+    """Whether every member of `proc`'s group is gone: its stdout, which each holds, reaches end of file. The
+    guard only turns a survivor into a failure (the members sleep far longer)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], guard)
+    return bool(ready) and os.read(proc.stdout.fileno(), 1) == b""
+
+
+def test_stop_groups_terms_then_kills_what_ignores_sigterm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM to every group, then, once the grace ran out, SIGKILL to the group that ignored it: every member
+    goes, children included."""
+    events: list[tuple[str, float]] = []
+    kill_group = os.killpg
+
+    def sleep(seconds: float) -> None:
+        events.append(("sleep", seconds))
+        time.sleep(seconds)
+
+    def killpg(pgid: int, sig: int) -> None:
+        if sig:  # (0: a question whether the group lives)
+            events.append((signal.Signals(sig).name, pgid))
+        kill_group(pgid, sig)
+
     polite, stubborn = spawn_group(ignore_term=False), spawn_group(ignore_term=True)
     try:
-        started = time.monotonic()
-        killed = stop_groups({polite.pid, stubborn.pid}, grace=0.5)
+        monkeypatch.setattr(warden, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
+        monkeypatch.setattr(os, "killpg", killpg)
+        killed = warden.stop_groups({polite.pid, stubborn.pid}, grace=0.5)
+        monkeypatch.undo()
         assert killed == {stubborn.pid}
-        assert polite.wait(5) == -signal.SIGTERM and stubborn.wait(5) == -signal.SIGKILL
-        assert time.monotonic() - started < 5
-        deadline = time.monotonic() + 5  # the sleeping children went with their groups
-        while not all(gone(int(p)) for g in (polite.pid, stubborn.pid) for p in _group_members(g)):
-            assert time.monotonic() < deadline, "a group member survived"
-            time.sleep(0.05)
+        assert polite.wait(30) == -signal.SIGTERM and stubborn.wait(30) == -signal.SIGKILL
+        assert sorted(events[:2]) == sorted([("SIGTERM", polite.pid), ("SIGTERM", stubborn.pid)])
+        assert events[-1] == ("SIGKILL", stubborn.pid)  # the last thing done, to that group only
+        waits = [seconds for what, seconds in events[2:-1] if what == "sleep"]
+        assert waits and len(waits) == len(events) - 3  # between the two: only waiting
+        assert sum(waits) <= 0.5 + max(waits)  # it woke at its grace's end, not later (one poll's step at most)
+        assert all_gone(polite), "a member of the SIGTERMed group survived"
+        assert all_gone(stubborn), "a member of the SIGKILLed group survived"
     finally:
         for proc in (polite, stubborn):
-            if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def _group_members(pgid: int) -> list[str]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,pgid="], capture_output=True, text=True, check=False)
-    return [p for p, g in (line.split() for line in out.stdout.splitlines() if line.strip()) if int(g) == pgid]
+            proc.wait()
 
 
 async def test_engines_stop_when_the_router_is_sigkilled(tmp_path: Path) -> None:
