@@ -29,6 +29,7 @@ from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
 from .logs import gather_lines
 from .metrics import Metrics
+from .protocol import Runner
 from .relay import WRITE_STALL_S
 from .reload import RELOADER, Reloader
 from .state import STATE, AppState
@@ -226,8 +227,9 @@ class Running:
 async def start(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> Running:
     """Start serving `app`; port 0 picks a free port. Client disconnects cancel their handlers."""
     idle = app[STATE].runtime.config.server.idle_timeout  # an idle or half-open client connection is closed
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=END_S,
-                           keepalive_timeout=idle)  # (the drain is `drain_on_shutdown`'s: see `router.drain`)
+    runner = Runner(app, handler_cancellation=True, access_log=None, shutdown_timeout=END_S,
+                    keepalive_timeout=idle)  # (the drain is `drain_on_shutdown`'s: see `router.drain`)
+    # (aiohttp's own error answers, a malformed request's 400 among them, in the routes' shape: `router.protocol`)
     await runner.setup()
     # a burst of new connections accepted at once where the loop would take one per pass (uvloop's libuv)
     site = AcceptingSite(runner, host, port) if accepts_one_per_pass(asyncio.get_running_loop()) \
