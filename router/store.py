@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS responses (
     owner TEXT NOT NULL,
     response TEXT NOT NULL,
     messages TEXT NOT NULL,
-    previous TEXT NOT NULL DEFAULT ''
+    previous TEXT NOT NULL DEFAULT '',
+    summarized TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS responses_created ON responses (created);
 CREATE TABLE IF NOT EXISTS items (
@@ -121,6 +122,16 @@ class StoredResponse:
     messages: list[dict[str, Any]]  # the conversation in chat form (without instructions), output included
     created: float = 0.0
     inputs: list[dict[str, Any]] = field(default_factory=list)  # the input items listed for it, each with its id
+    summarized: tuple[int, ...] = ()  # where in `messages` an assistant message's reasoning was the client's with
+    # a summary (`dialects.responses.Conversation`): its text is in `messages` once, never stored again
+
+
+def _positions(text: str) -> tuple[int, ...]:
+    """`StoredResponse.summarized` as stored (a JSON array; "" for none, as a row an earlier release wrote)."""
+    if not text:
+        return ()
+    value = json.loads(text)
+    return tuple(i for i in value if type(i) is int and i >= 0) if isinstance(value, list) else ()
 
 
 def _named_items(item: StoredResponse) -> list[tuple[dict[str, Any], bool]]:
@@ -224,9 +235,10 @@ class ResponseStore:
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
         """A database an earlier release wrote, brought up to this schema (its items are of no failed response; its
-        responses continue none: their chains end there)."""
+        responses continue none: their chains end there; their reasoning is listed without a summary)."""
         for table, column, kind in (("items", "of_failed", "INTEGER NOT NULL DEFAULT 0"),
-                                    ("responses", "previous", "TEXT NOT NULL DEFAULT ''")):
+                                    ("responses", "previous", "TEXT NOT NULL DEFAULT ''"),
+                                    ("responses", "summarized", "TEXT NOT NULL DEFAULT ''")):
             if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
@@ -261,25 +273,26 @@ class ResponseStore:
     def _put(self, item: StoredResponse) -> None:
         now = time.time()
         (response, response_size), (messages, messages_size) = _json_text(item.response), _json_text(item.messages)
-        size = response_size + messages_size
+        summarized = json.dumps(list(item.summarized)) if item.summarized else ""
+        size = response_size + messages_size + len(summarized)
         if size > self.max_row_bytes:
             raise RowTooLarge(f"response {item.id} is {size} bytes with its conversation, over the store's "
                               f"per-response bound of {self.max_row_bytes} bytes (AGENTGATE_RESPONSES_MAX_ROW_MB)")
-        containers = _containers(response, messages)
+        containers = _containers(response, messages, summarized)
         if containers > self.max_containers:
             raise RowTooLarge(f"response {item.id} has {containers} JSON objects and arrays with its conversation, "
                               f"over the store's bound of {self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS)")
         previous = item.response.get("previous_response_id")
         row = (item.id, item.created or now, item.owner or "", response, messages,
-               previous if isinstance(previous, str) else "")
+               previous if isinstance(previous, str) else "", summarized)
         items = [(item.owner or "", it["id"], item.id, _json_text(it)[0], int(of_failed))
                  for it, of_failed in _named_items(item)]
 
         def put(db: sqlite3.Connection) -> None:
             db.execute("BEGIN")
             try:
-                db.execute("INSERT OR REPLACE INTO responses (id, created, owner, response, messages, previous) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", row)
+                db.execute("INSERT OR REPLACE INTO responses (id, created, owner, response, messages, previous, "
+                           "summarized) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
                 db.executemany("INSERT OR REPLACE INTO items (owner, id, resp_id, item, of_failed) "
                                "VALUES (?, ?, ?, ?, ?)", items)
                 db.execute("DELETE FROM responses WHERE created < ?", (now - self.max_age,))
@@ -297,18 +310,19 @@ class ResponseStore:
 
     def _get(self, resp_id: str, owner: str | None) -> StoredResponse | None:
         row = self._locked(lambda db: db.execute(
-            "SELECT id, created, owner, response, messages FROM responses WHERE id = ? AND owner = ? AND created >= ?",
+            "SELECT id, created, owner, response, messages, summarized FROM responses "
+            "WHERE id = ? AND owner = ? AND created >= ?",
             (resp_id, owner or "", time.time() - self.max_age)).fetchone())
         if row is None:
             return None
-        containers = _containers(row[3], row[4])
+        containers = _containers(row[3], row[4], row[5])
         if containers > self.max_containers:
             raise ConversationTooLarge(f"The stored response {resp_id[:64]!r} has {containers} JSON objects and "
                                        f"arrays with its conversation, over the store's bound of "
                                        f"{self.max_containers} (AGENTGATE_RESPONSES_MAX_CONTAINERS); it is not "
                                        "loaded.")
         return StoredResponse(id=row[0], created=row[1], owner=row[2] or None, response=json.loads(row[3]),
-                              messages=json.loads(row[4]))
+                              messages=json.loads(row[4]), summarized=_positions(row[5]))
 
     def _items(self, ids: list[str], owner: str | None, continued: str | None = None) -> dict[str, dict[str, Any]]:
         """The output and input items of `owner`'s stored responses that have these ids (those it has), by id; together

@@ -53,7 +53,7 @@ class Live:
 
     owner: str | None
     stream: dialect.ResponsesStream
-    conversation: list[dict[str, Any]]
+    conversation: dialect.Conversation
 
 
 @dataclass
@@ -106,7 +106,7 @@ def failed_at_once(err: ApiError) -> ChatReply:
 
 
 async def _save(request: web.Request, resp_id: str, owner: str | None, doc: dict[str, Any],
-                conversation: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+                conversation: dialect.Conversation, items: list[dict[str, Any]]) -> None:
     """The answer stored for `previous_response_id`; whatever fails here, the answer still goes out (only
     continuing it will fail), so a stream's last events are never lost to it."""
     holder = request.app[RESPONSE_STORE]
@@ -155,11 +155,11 @@ async def _stored_get(store: ResponseStore, resp_id: str, owner: str | None,
 
 
 async def _history(request: web.Request, store: ResponseStore, previous_id: str | None,
-                   owner: str | None) -> list[dict[str, Any]]:
+                   owner: str | None) -> dialect.Conversation:
     """The conversation `previous_response_id` continues (none without one); one not stored for `owner`, still
     streaming, or stored `failed` (its answer never ended: nothing to continue from), is a 400 naming it."""
     if not previous_id:
-        return []
+        return dialect.Conversation([])
     await request.app[RESPONSE_STORE].saved(previous_id)
     previous = await _stored_get(store, previous_id, owner)
     if previous is None and _running(request, previous_id, owner) is not None:
@@ -172,7 +172,7 @@ async def _history(request: web.Request, store: ResponseStore, previous_id: str 
         raise ApiError(400, f"Previous response with id {_short_id(previous_id)} failed; it cannot be continued. "
                        "Continue from the response before it, or send the conversation as input.",
                        "previous_response_failed", param="previous_response_id")
-    return previous.messages
+    return dialect.Conversation(previous.messages, previous.summarized)
 
 
 async def _referenced(request: web.Request, body: dict[str, Any], key: ClientKey | None) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def _running_with_item(request: web.Request, item_id: str, owner: str | None) ->
     for resp_id in list(holder.live):
         live = _running(request, resp_id, owner)
         if live is not None and (any(it.get("id") == item_id for it in live.stream.items) or any(
-                it["id"] == item_id for it in dialect.input_items_of(live.conversation, resp_id))):
+                it["id"] == item_id for it in live.conversation.input_items(resp_id))):
             return resp_id
     return None
 
@@ -234,9 +234,9 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         ctx = common.resolve(request, rt, ex, key, req.model)
         store, owner = await _owner(request, key)
         history = await _history(request, store, req.previous_response_id, owner)
-        conversation = history + req.input_messages
+        conversation = history.then(req.input_messages, req.input_summarized)
         resp_id = new_id("resp_")
-        chat = fit_to_route(dialect.build_chat(req, history), route_kinds(ctx))
+        chat = fit_to_route(dialect.build_chat(req, history.messages), route_kinds(ctx))
         try:
             reply = await chat_reply(ctx, chat, req.stream, req.tools_json, memos.history)
         except ContextOverflowError as err:
@@ -332,7 +332,7 @@ def _in_progress(live: Live) -> dict[str, Any]:
 
 
 def _keep_interrupted(request: web.Request, translator: dialect.ResponsesStream, owner: str | None,
-                      conversation: list[dict[str, Any]]) -> None:
+                      conversation: dialect.Conversation) -> None:
     """A stream whose client left before it ended (its handler may be cancelled: the save runs on in its own
     task), stored as far as it went, `incomplete`, so that its id, which the client has, can be read and
     continued (see `ResponsesStream.interrupted`)."""
@@ -342,7 +342,7 @@ def _keep_interrupted(request: web.Request, translator: dialect.ResponsesStream,
 
 
 def _keep_later(request: web.Request, resp_id: str, owner: str | None, doc: dict[str, Any],
-                conversation: list[dict[str, Any]]) -> None:
+                conversation: dialect.Conversation) -> None:
     """Store `doc` in a task of its own, pending (a request naming its id waits for it) until done."""
     holder = request.app[RESPONSE_STORE]
     if resp_id in holder.deleted:  # (deleted while it ran)
@@ -366,12 +366,12 @@ def _saved(holder: StoreHolder, resp_id: str, task: asyncio.Task[None]) -> None:
                   exc_info=(type(exc), exc, exc.__traceback__))
 
 
-def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: list[dict[str, Any]],
+def _stored(resp_id: str, owner: str | None, doc: dict[str, Any], conversation: dialect.Conversation,
             items: list[dict[str, Any]]) -> StoredResponse:
-    reply = dialect.assistant_message(items)
-    return StoredResponse(id=resp_id, owner=owner, response=doc,
-                          messages=conversation + ([reply] if reply is not None else []),
-                          inputs=dialect.input_items_of(conversation, resp_id))
+    """The stored form of Response `doc`: its conversation with its reply (output `items`) after it."""
+    whole = conversation.replied(items)
+    return StoredResponse(id=resp_id, owner=owner, response=doc, messages=whole.messages,
+                          inputs=conversation.input_items(resp_id), summarized=whole.summarized)
 
 
 StoredHandler = Callable[[web.Request, ResponseStore, str, str | None], Awaitable[dict[str, Any]]]
@@ -486,11 +486,11 @@ async def _input_items(request: web.Request, store: ResponseStore, resp_id: str,
     item = await _stored_get(store, resp_id, owner, param=None)
     if item is not None:
         replied = dialect.assistant_message(item.response.get("output") or []) is not None
-        return dialect.input_items_of(item.messages[:-1] if replied else item.messages, resp_id)
+        return dialect.input_items_of(item.messages[:-1] if replied else item.messages, resp_id, item.summarized)
     live = _running(request, resp_id, owner)
     if live is None:
         raise dialect.response_not_found(_short_id(resp_id))
-    return dialect.input_items_of(live.conversation, resp_id)
+    return live.conversation.input_items(resp_id)
 
 
 def _cursor_at(ids: list[str], cursor: str, param: str) -> int:
@@ -536,7 +536,7 @@ async def count_input_tokens(request: web.Request) -> web.StreamResponse:
         history: list[dict[str, Any]] = []
         if req.previous_response_id:  # as `POST /v1/responses` answers it: counting without it would mislead
             store, owner = await _owner(request, key)
-            history = await _history(request, store, req.previous_response_id, owner)
+            history = (await _history(request, store, req.previous_response_id, owner)).messages
         chat = dialect.build_chat(req, history)
         size = len(spaced_json([chat["messages"], chat.get("tools")]).encode())
         ex.status = 200

@@ -136,6 +136,8 @@ class ResponsesRequest:
     # (None: not known)
     input_reply_at: int | None = None  # where its first assistant message is (None: it has none)
     input_images: bool = True  # `input_messages` may hold an image part
+    input_summarized: tuple[int, ...] = ()  # where `input_messages` hold an assistant message whose reasoning the
+    # client sent with a summary (see `Conversation`)
 
     @property
     def logprobs(self) -> bool:
@@ -230,7 +232,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None) -> Re
                             sealed_reasoning=SEALED_INCLUDE in include, summarize=summary not in (None, "none"),
                             input_ids=given.ids,
                             input_system_at=given.system_at, input_reply_at=given.reply_at,
-                            input_images=given.images)
+                            input_images=given.images, input_summarized=given.summarized)
 
 
 MIN_OUTPUT_TOKENS = 16  # the least `max_output_tokens` OpenAI's Responses API takes
@@ -417,13 +419,14 @@ def _no_input(chat_shaped: bool) -> ApiError:
 class _Input(NamedTuple):
     """`input` as chat messages, the call ids they hold (None: not known), where its system and developer
     messages are and where its first assistant message is (None: it has none), whether one may hold an image
-    part."""
+    part, where an assistant message's reasoning came with a summary."""
 
     messages: list[dict[str, Any]]
     ids: CallIds | None = None
     system_at: tuple[int, ...] = ()
     reply_at: int | None = None
     images: bool = False
+    summarized: tuple[int, ...] = ()
 
 
 def _input_messages(raw_input: object, previous: str | None, dropped: Dropped, memos: Translations,
@@ -651,10 +654,14 @@ class _Sofar:
     system_at: tuple[int, ...] = ()  # where the system and developer messages are
     reply_at: int | None = None  # where the first assistant message is
     pictures: bool = False  # an image part was read
+    summed: bool = False  # one of `reasoning` came with a summary
+    summarized: tuple[int, ...] = ()  # where an assistant message's reasoning came with a summary
 
     def then(self, turn: Turn, out: list[dict[str, Any]], images: tuple[dict[str, Any], ...],
-             reasoning: tuple[str, ...]) -> _Sofar:
-        """The state after one more item, `turn` its translation, added to `out`."""
+             reasoning: tuple[str, ...], summed: bool = False,
+             summarized: tuple[int, ...] | None = None) -> _Sofar:
+        """The state after one more item, `turn` its translation, added to `out` (`summed`: whether `reasoning`
+        holds one with a summary; `summarized`, where given, the positions of those that did)."""
         dropped = self.dropped + tuple(k for k in turn.dropped if k not in self.dropped) if turn.dropped \
             else self.dropped
         system_at = self.system_at
@@ -663,7 +670,8 @@ class _Sofar:
         reply_at = self.reply_at
         if reply_at is None and out and out[-1]["role"] == "assistant":
             reply_at = len(out) - 1
-        return _Sofar(images, reasoning, dropped, system_at, reply_at, self.pictures or turn.images > 0)
+        return _Sofar(images, reasoning, dropped, system_at, reply_at, self.pictures or turn.images > 0, summed,
+                      self.summarized if summarized is None else summarized)
 
 
 _START = _Sofar()
@@ -688,13 +696,14 @@ def _input_items(items: list[Any], dropped: Dropped, memos: Translations, keep: 
     if sofar.images:  # (a new list: the kept run holds `out`)
         out = [*out, {"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
                                                   *sofar.images]}]
-    return _Input(out, ids, sofar.system_at, sofar.reply_at, sofar.pictures)
+    return _Input(out, ids, sofar.system_at, sofar.reply_at, sofar.pictures, sofar.summarized)
 
 
 def _placed(out: list[dict[str, Any]], turn: Turn, sofar: _Sofar) -> _Sofar:
     """One more item's translation `turn` added to `out`; the state after it."""
     if turn.kind == "reasoning":
-        return sofar.then(turn, out, sofar.images, (*sofar.reasoning, turn.extra[0]["text"]))
+        return sofar.then(turn, out, sofar.images, (*sofar.reasoning, turn.extra[0]["text"]),
+                          sofar.summed or turn.extra[0]["summary"])
     if turn.kind == "tool":
         out += turn.messages
         return sofar.then(turn, out, (*sofar.images, *turn.extra), ())
@@ -705,12 +714,15 @@ def _placed(out: list[dict[str, Any]], turn: Turn, sofar: _Sofar) -> _Sofar:
         _append_message(out, turn.messages)
     elif turn.kind == "call":
         _append_call(out, turn.extra[0])
-    reasoning = sofar.reasoning
+    reasoning, summed, summarized = sofar.reasoning, sofar.summed, None
     if reasoning and turn.kind in ("message", "call"):
-        if out[-1]["role"] == "assistant":
+        at = len(out) - 1
+        if out[at]["role"] == "assistant":
             _with_reasoning(out, reasoning)
-        reasoning = ()
-    return sofar.then(turn, out, (), reasoning)
+            if summed and at not in sofar.summarized[-1:]:
+                summarized = (*sofar.summarized, at)
+        reasoning, summed = (), False
+    return sofar.then(turn, out, (), reasoning, summed, summarized)
 
 
 def _reference_id(item: object, i: int) -> str | None:
@@ -813,7 +825,8 @@ def _item_turn(item: Any, i: int) -> Turn:
         return Turn((), kind="call", extra=(call,), call_ids=(call["id"],))
     if kind == "reasoning":  # goes with the assistant message that follows it (see `_input_items`)
         text = reasoning_text(item)
-        return Turn((), kind="reasoning", extra=({"text": text},)) if text else Turn((), kind="skip")
+        return Turn((), kind="reasoning", extra=({"text": text, "summary": _has_summary(item)},)) if text \
+            else Turn((), kind="skip")
     if kind in _HOSTED_CALL_ITEMS:
         return Turn((), kind="skip", dropped=(str(kind),))
     raise invalid(f"{where}: input item type {shown_value(kind)} is not supported.", where, "unsupported_input_item")
@@ -839,6 +852,13 @@ def reasoning_text(item: dict[str, Any]) -> str:
             if text:
                 return text
     return ""
+
+
+def _has_summary(item: dict[str, Any]) -> bool:
+    """Whether a reasoning item has a summary with text (as the client had it: listed with it again)."""
+    parts = item.get("summary")
+    return isinstance(parts, list) and any(isinstance(p, dict) and p.get("type") == "summary_text"
+                                           and isinstance(p.get("text"), str) and p["text"] for p in parts)
 
 
 def sealed(text: str) -> str:
@@ -1251,9 +1271,45 @@ def assistant_message(items: list[dict[str, Any]]) -> dict[str, Any] | None:
     return msg
 
 
-def input_items_of(messages: list[dict[str, Any]], resp_id: str) -> list[dict[str, Any]]:
+def summarized_reply(items: list[dict[str, Any]]) -> bool:
+    """Whether output `items` give their reasoning with a summary (see `Conversation`)."""
+    return any(it["type"] == "reasoning" and _has_summary(it) for it in items)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A conversation in chat form, and where in it an assistant message's reasoning was the client's with a
+    summary (as a reply asked for one gave it, or as the client sent it): the chat form keeps the reasoning's text
+    alone, and its input items are listed as the client had them (`input_items`), the summary made again from
+    the text rather than stored twice."""
+
+    messages: list[dict[str, Any]]
+    summarized: tuple[int, ...] = ()
+
+    def then(self, messages: list[dict[str, Any]], summarized: tuple[int, ...] = ()) -> Conversation:
+        """This conversation, `messages` after it (`summarized`: where in them)."""
+        if not messages:
+            return self
+        at = len(self.messages)
+        return Conversation([*self.messages, *messages], (*self.summarized, *(at + i for i in summarized)))
+
+    def replied(self, items: list[dict[str, Any]]) -> Conversation:
+        """This conversation with the reply of output `items` after it, if they make one (`assistant_message`)."""
+        reply = assistant_message(items)
+        if reply is None:
+            return self
+        return self.then([reply], (0,) if "reasoning_content" in reply and summarized_reply(items) else ())
+
+    def input_items(self, resp_id: str) -> list[dict[str, Any]]:
+        """`input_items_of` its messages, the reasoning with a summary where it had one."""
+        return input_items_of(self.messages, resp_id, self.summarized)
+
+
+def input_items_of(messages: list[dict[str, Any]], resp_id: str,
+                   summarized: tuple[int, ...] = ()) -> list[dict[str, Any]]:
     """Chat messages as Responses input items (what `GET /v1/responses/{id}/input_items` lists), each with the
-    same id every time the list is read (a client pages through it by the ids: `after`, `before`)."""
+    same id every time the list is read (a client pages through it by the ids: `after`, `before`); the reasoning
+    of the messages at `summarized` with its text as its summary too (as the client had it)."""
     items: list[dict[str, Any]] = []
     reasoning = 0  # the reasoning items listed: the others' ids are those they had before reasoning was listed
 
@@ -1261,12 +1317,13 @@ def input_items_of(messages: list[dict[str, Any]], resp_id: str) -> list[dict[st
         digest = hashlib.blake2b(f"{resp_id}:{len(items) - reasoning}".encode(), digest_size=12).hexdigest()
         return prefix + digest
 
-    for m in messages:
+    summed = set(summarized)
+    for at, m in enumerate(messages):
         role, content = m.get("role"), m.get("content")
         thought = m.get("reasoning_content") if role == "assistant" else None
         if isinstance(thought, str) and thought:  # the reasoning items that came before the message, as one
             digest = hashlib.blake2b(f"{resp_id}:{len(items) - reasoning}:reasoning".encode(), digest_size=12)
-            items.append({**_reasoning_item(thought), "id": "rs_" + digest.hexdigest()})
+            items.append({**_reasoning_item(thought, summary=at in summed), "id": "rs_" + digest.hexdigest()})
             reasoning += 1
         if role == "tool":
             items.append({"type": "function_call_output", "id": stable_id("fco_"), "call_id": m.get("tool_call_id"),
