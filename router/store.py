@@ -13,7 +13,8 @@ Location: `$AGENTGATE_STATE_DIR/responses.sqlite3`, else `$XDG_STATE_HOME/agentg
 `~/.local/state/agentgate/responses.sqlite3`. Bounds: `AGENTGATE_RESPONSES_MAX_ROWS` (default 10000) and
 `AGENTGATE_RESPONSES_MAX_AGE_DAYS` (default 30), and `AGENTGATE_RESPONSES_MAX_ROW_MB` (default 16) and
 `AGENTGATE_RESPONSES_MAX_CONTAINERS` (default 100000 JSON objects and arrays: parsed, each costs ~30x its bytes) per
-stored response: a larger one is not stored (logged), and one stored under a higher bound is refused when loaded
+stored response (the bytes: all it holds, its items kept by id too; the objects and arrays: its row, what a load
+parses): a larger one is not stored (logged), and one stored under a higher bound is refused when loaded
 (`ConversationTooLarge`), never parsed. An unusable location falls back to memory (logged); so does a
 database that fails at run time (replaced underneath, locked elsewhere, disk full): the cause is logged once and
 the router keeps answering, never with a 500 and never waiting in line behind a lock.
@@ -274,10 +275,13 @@ class ResponseStore:
         now = time.time()
         (response, response_size), (messages, messages_size) = _json_text(item.response), _json_text(item.messages)
         summarized = json.dumps(list(item.summarized)) if item.summarized else ""
-        size = response_size + messages_size + len(summarized)
+        named = [(it, of_failed, *_json_text(it)) for it, of_failed in _named_items(item)]
+        # every byte it holds: its row, and its items kept by id (its output items again, its input items as listed)
+        size = response_size + messages_size + len(summarized) + sum(item_size for *_, item_size in named)
         if size > self.max_row_bytes:
-            raise RowTooLarge(f"response {item.id} is {size} bytes with its conversation, over the store's "
-                              f"per-response bound of {self.max_row_bytes} bytes (AGENTGATE_RESPONSES_MAX_ROW_MB)")
+            raise RowTooLarge(f"response {item.id} is {size} bytes with its conversation and the items kept by id, "
+                              f"over the store's per-response bound of {self.max_row_bytes} bytes "
+                              "(AGENTGATE_RESPONSES_MAX_ROW_MB)")
         containers = _containers(response, messages, summarized)
         if containers > self.max_containers:
             raise RowTooLarge(f"response {item.id} has {containers} JSON objects and arrays with its conversation, "
@@ -285,8 +289,7 @@ class ResponseStore:
         previous = item.response.get("previous_response_id")
         row = (item.id, item.created or now, item.owner or "", response, messages,
                previous if isinstance(previous, str) else "", summarized)
-        items = [(item.owner or "", it["id"], item.id, _json_text(it)[0], int(of_failed))
-                 for it, of_failed in _named_items(item)]
+        items = [(item.owner or "", it["id"], item.id, text, int(of_failed)) for it, of_failed, text, _ in named]
 
         def put(db: sqlite3.Connection) -> None:
             db.execute("BEGIN")

@@ -1504,18 +1504,20 @@ class ResponsesStream(ChunkEncoder):
         self._unsent.append(event)
         return event
 
-    def _grow(self, text: str) -> None:
-        """The open item gets `text`; the output a stream holds for its final Response is bounded."""
-        self._chars += len(text)
+    def _grow(self, text: str, copies: int = 1) -> None:
+        """The open item gets `text`; the output a stream holds for its final Response is bounded (`copies`: how
+        many times the final Response holds it: twice for summarized reasoning, its content and its summary)."""
+        self._chars += copies * len(text)
         if self._chars > self.max_chars:
             raise self._too_large()
         self._acc.append(text)
 
-    def _room(self, text: str) -> None:
-        """Raises `response_too_large` when a new item whose first piece is `text` would pass the bound (with what
-        closing the open call still writes of its arguments): checked before the open item's `.done` events and
-        the new one's `output_item.added` are numbered, so that the error event follows the last event sent."""
-        if self._chars + len(self._high) + len(text) > self.max_chars:
+    def _room(self, text: str, copies: int = 1) -> None:
+        """Raises `response_too_large` when a new item whose first piece is `text` (held `copies` times) would pass
+        the bound (with what closing the open call still writes of its arguments): checked before the open item's
+        `.done` events and the new one's `output_item.added` are numbered, so that the error event follows the
+        last event sent."""
+        if self._chars + len(self._high) + copies * len(text) > self.max_chars:
             raise self._too_large()
 
     def _too_large(self) -> ApiError:
@@ -1647,15 +1649,16 @@ class ResponsesStream(ChunkEncoder):
         self._pending_ws = ""
         out: list[bytes] = []
         summarize = self.req.summarize
+        copies = 2 if summarize else 1  # (summarized, the final Response holds the text as content and summary)
         if self._open is None or self._open["type"] != "reasoning":
             item = _reasoning_item("")
-            out += self._opened(item, {"type": "reasoning_text", "text": ""}, text)
+            out += self._opened(item, {"type": "reasoning_text", "text": ""}, text, copies)
             if summarize:  # its one summary part, beside the content's (its text set when it closes)
                 where = {"item_id": item["id"], "output_index": self._index(), "summary_index": 0}
                 out.append(self._event("response.reasoning_summary_part.added", {**where, "part": _summary_part("")}))
                 self._summary_mid = (b',"item_id":' + jsoncodec.dumps(item["id"]) + b',"output_index":'
                                      + str(self._index()).encode() + b',"summary_index":0,"delta":')
-        self._grow(text)
+        self._grow(text, copies)
         out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
         if summarize:  # the same text as the summary's delta
             out.append(self._delta(_SUMMARY_DELTA, self._summary_mid, text, b"}\n\n"))
@@ -1672,10 +1675,10 @@ class ResponsesStream(ChunkEncoder):
         item = self._open
         return item["content"][0]["type"] if item is not None and item["type"] == "message" else None
 
-    def _opened(self, new: dict[str, Any], part: dict[str, Any], first: str) -> list[bytes]:
+    def _opened(self, new: dict[str, Any], part: dict[str, Any], first: str, copies: int = 1) -> list[bytes]:
         """A new item in progress (shown without its content), and its one part added, when `first`, the text
         it opens with, fits (`_room`)."""
-        self._room(first)
+        self._room(first, copies)
         new["status"] = "in_progress"
         return [*self._add(new, {**new, "content": []}), self._event("response.content_part.added", {
             "item_id": new["id"], "output_index": self._index(), "content_index": 0, "part": part})]
