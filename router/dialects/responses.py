@@ -644,6 +644,23 @@ def _call_needs(item: dict[str, Any], where: str, field_name: str) -> ApiError:
 
 
 @dataclass(frozen=True, slots=True)
+class _Marked:
+    """Positions in an input's chat messages, the last first: one more is one node, shared with the states of a
+    kept run before it (a tuple grown at each would copy it, each state holding its own)."""
+
+    at: int
+    before: _Marked | None = None
+
+    def positions(self) -> tuple[int, ...]:
+        out: list[int] = []
+        node: _Marked | None = self
+        while node is not None:
+            out.append(node.at)
+            node = node.before
+        return tuple(reversed(out))
+
+
+@dataclass(frozen=True, slots=True)
 class _Sofar:
     """What an input adds up to after some of its items, besides its messages (the state a kept run takes up,
     see `common.Conversations`)."""
@@ -655,13 +672,12 @@ class _Sofar:
     reply_at: int | None = None  # where the first assistant message is
     pictures: bool = False  # an image part was read
     summed: bool = False  # one of `reasoning` came with a summary
-    summarized: tuple[int, ...] = ()  # where an assistant message's reasoning came with a summary
+    summarized: _Marked | None = None  # where an assistant message's reasoning came with a summary
 
     def then(self, turn: Turn, out: list[dict[str, Any]], images: tuple[dict[str, Any], ...],
-             reasoning: tuple[str, ...], summed: bool = False,
-             summarized: tuple[int, ...] | None = None) -> _Sofar:
+             reasoning: tuple[str, ...], summed: bool = False, mark: int | None = None) -> _Sofar:
         """The state after one more item, `turn` its translation, added to `out` (`summed`: whether `reasoning`
-        holds one with a summary; `summarized`, where given, the positions of those that did)."""
+        holds one with a summary; `mark`: the position of a message whose reasoning came with one)."""
         dropped = self.dropped + tuple(k for k in turn.dropped if k not in self.dropped) if turn.dropped \
             else self.dropped
         system_at = self.system_at
@@ -671,7 +687,7 @@ class _Sofar:
         if reply_at is None and out and out[-1]["role"] == "assistant":
             reply_at = len(out) - 1
         return _Sofar(images, reasoning, dropped, system_at, reply_at, self.pictures or turn.images > 0, summed,
-                      self.summarized if summarized is None else summarized)
+                      self.summarized if mark is None else _Marked(mark, self.summarized))
 
 
 _START = _Sofar()
@@ -696,7 +712,8 @@ def _input_items(items: list[Any], dropped: Dropped, memos: Translations, keep: 
     if sofar.images:  # (a new list: the kept run holds `out`)
         out = [*out, {"role": "user", "content": [{"type": "text", "text": "Images returned by the tools:"},
                                                   *sofar.images]}]
-    return _Input(out, ids, sofar.system_at, sofar.reply_at, sofar.pictures, sofar.summarized)
+    return _Input(out, ids, sofar.system_at, sofar.reply_at, sofar.pictures,
+                  sofar.summarized.positions() if sofar.summarized is not None else ())
 
 
 def _placed(out: list[dict[str, Any]], turn: Turn, sofar: _Sofar) -> _Sofar:
@@ -714,15 +731,15 @@ def _placed(out: list[dict[str, Any]], turn: Turn, sofar: _Sofar) -> _Sofar:
         _append_message(out, turn.messages)
     elif turn.kind == "call":
         _append_call(out, turn.extra[0])
-    reasoning, summed, summarized = sofar.reasoning, sofar.summed, None
+    reasoning, summed, mark = sofar.reasoning, sofar.summed, None
     if reasoning and turn.kind in ("message", "call"):
         at = len(out) - 1
         if out[at]["role"] == "assistant":
             _with_reasoning(out, reasoning)
-            if summed and at not in sofar.summarized[-1:]:
-                summarized = (*sofar.summarized, at)
+            if summed and (sofar.summarized is None or sofar.summarized.at != at):
+                mark = at
         reasoning, summed = (), False
-    return sofar.then(turn, out, (), reasoning, summed, summarized)
+    return sofar.then(turn, out, (), reasoning, summed, mark)
 
 
 def _reference_id(item: object, i: int) -> str | None:

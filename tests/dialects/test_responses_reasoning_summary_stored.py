@@ -145,3 +145,28 @@ async def test_the_input_of_a_running_stream_lists_the_summary(fakes, router) ->
         resume.set()
         await resp.read()
     assert await _listed_reasoning(c, resp_id) == [_shown(first.output[0])]
+
+
+async def test_a_resent_conversation_keeps_where_its_summaries_are(fakes, router) -> None:
+    """An agent resends its whole conversation each turn, and the router takes its earlier translation up: the
+    positions of the summarized reasoning go with it, and the new items add theirs."""
+    up = await fakes()
+    up.push(Step(json=completion("It is 18C.", "m")), Step(json=completion("You're welcome.", "m")))
+    r = await router(CFG.format(url=up.url))
+    c = r.client()
+    summed = {"type": "reasoning", "id": "rs_a", "summary": [{"type": "summary_text", "text": THOUGHTS[0]}],
+              "content": [{"type": "reasoning_text", "text": THOUGHTS[0]}]}
+    bare = {"type": "reasoning", "id": "rs_b", "summary": [], "content": [{"type": "reasoning_text",
+                                                                          "text": THOUGHTS[1]}]}
+    call = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    long_ask = {"role": "user", "content": "Weather in Paris, every hour? Keep a log of it. " * 6}  # (long enough
+    # to be known by its bytes, as an agent's first message is: what a resend's earlier translation is found by)
+    turn = [long_ask, summed, call, {"type": "function_call_output", "call_id": "call_1", "output": "18C"}]
+    first = await c.responses.create(model="m", tools=[RESPONSES_WEATHER], input=turn)
+    later = [*turn, bare, {"role": "assistant", "content": "It is 18C."}, {"role": "user", "content": "Thanks!"},
+             {**summed, "id": "rs_c"}, {"role": "assistant", "content": "Anything else?"},
+             {"role": "user", "content": "No."}]
+    second = await c.responses.create(model="m", tools=[RESPONSES_WEATHER], input=later)
+    assert [i["summary"] for i in await _listed_reasoning(c, first.id)] == [summed["summary"]]
+    assert [i["summary"] for i in await _listed_reasoning(c, second.id)] == [summed["summary"], [],
+                                                                             summed["summary"]]
