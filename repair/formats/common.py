@@ -138,7 +138,7 @@ def finish_block(text: str, i: int, close_at: int, close_len: int, call: RawCall
         if junk and not junk.strip("}]),; \t\r\n"):
             call.repairs.append(issue("json_syntax", "stray characters before the closing tag"))
             junk = ""
-        return close_at + close_len, junk
+        return _past_repeats(text, close_at, close_at + close_len, call), junk
     j = skip_ws(text, i)
     if mangled is not None:
         m = mangled.match(text, j)
@@ -151,6 +151,22 @@ def finish_block(text: str, i: int, close_at: int, close_len: int, call: RawCall
         return n, ""
     call.repairs.append(issue("closing_tag", "closing tag missing"))
     return i, ""
+
+
+def _past_repeats(text: str, close_at: int, end: int, call: RawCall) -> int:
+    """Where a block closed by the tag at `close_at` (ending at `end`) ends: past the same closing tag written again
+    right after it, whitespace between (GLM-5.2's `</tool_call></tool_call>`), which is the call's markup, not
+    content (`closing_tag`). Only an end tag (`</...>`) repeats so: a fence's backticks may open the next fence."""
+    closer = text[close_at:end]
+    if not (closer.startswith("</") and closer.endswith(">")):
+        return end
+    k = skip_ws(text, end)
+    while text.startswith(closer, k):
+        end = k + len(closer)
+        k = skip_ws(text, end)
+    if end != close_at + len(closer):
+        call.repairs.append(issue("closing_tag", f"closing tag {closer} written twice"))
+    return end
 
 
 def fail_segment(start: int, end: int, family: str, kind: str, detail: str, name: str | None = None) -> Parsed:
