@@ -101,6 +101,30 @@ def parse_tagged(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return got
 
 
+_FUNCTIONCALL_TAG = re.compile(r"<functioncall[ \t]+")
+_TAG_END = re.compile(r"[ \t]*>")
+
+
+def parse_functioncall(text: str, p: int, ctx: Ctx) -> Parsed | None:
+    """A bare call object written inside a `<functioncall ...>` tag, the tag closing after it (glaive's
+    `<functioncall>` form run together with its JSON, as a local model in Home Assistant's Assist wrote it): the
+    tag is the call's markup. A tag not closed right after the call is no candidate (the call inside is still read
+    as the bare form)."""
+    m = _FUNCTIONCALL_TAG.match(text, p)
+    if m is None:
+        return None
+    got = parse_bare(text, m.end(), ctx)
+    if got is None:
+        return None
+    seg = got.segments[0]
+    close = _TAG_END.match(text, seg.end)
+    if not seg.calls or seg.calls[0].failure is not None or close is None:
+        return None
+    seg.start, seg.end = p, close.end()
+    seg.calls[0].repairs.append(issue("opening_tag", "the call written inside a <functioncall ...> tag"))
+    return Parsed(seg.end, [seg])
+
+
 def _prose(p: int, end: int) -> Parsed:
     """`text[p:end]` left as it is, and read no further for calls (a segment of no calls stays verbatim)."""
     return Parsed(end, [Segment(p, end, "calls", FAMILY, [])])
@@ -157,6 +181,7 @@ _WRAPPED = (Lit("{"), Ws(16), Lit('"tool_call"'), *_COLON)
 _WRAPPED_LIST = (Lit("{"), Ws(16), Lit('"tool_calls"'), *_COLON, *_LIST)
 _FENCE = (Lit("```"), OneOf(FENCE_LANGS), Ws(16))
 _TAGGED = (OneOf(("<tool-call>", "<tool>")), Ws(16))
+_FUNCTIONCALL = (Lit("<functioncall "), Ws(16))
 
 
 def _kinds() -> tuple[Kind, ...]:
@@ -168,6 +193,7 @@ def _kinds() -> tuple[Kind, ...]:
         kinds.append(Kind(f"wrapped_list_{tag}", (*_WRAPPED_LIST, *pat), parse_wrapped, generic=True))
         kinds.append(Kind(f"tagged_{tag}", (*_TAGGED, *pat), parse_tagged, generic=True))
         kinds.append(Kind(f"tagged_list_{tag}", (*_TAGGED, *_LIST, *pat), parse_tagged, generic=True))
+        kinds.append(Kind(f"functioncall_{tag}", (*_FUNCTIONCALL, *pat), parse_functioncall, generic=True))
         kinds.append(Kind(f"fence_{tag}", (*_FENCE, *pat), parse_fence, line_start=True, generic=True))
         kinds.append(Kind(f"fence_list_{tag}", (*_FENCE, *_LIST, *pat), parse_fence, line_start=True, generic=True))
     return tuple(kinds)

@@ -1,6 +1,7 @@
 """Markup of a call that is read leaves nothing behind in the content, for shapes quoted in bug reports
-(tests/repair/data/wild.jsonl): a closing tag the model wrote twice (GLM-5.2 in Kilo Code: `</tool_call></tool_call>`).
-The call was read before; the stray `</tool_call>` stayed in the content."""
+(tests/repair/data/wild.jsonl): a closing tag the model wrote twice (GLM-5.2 in Kilo Code: `</tool_call></tool_call>`)
+and a JSON call written inside a `<functioncall ...>` tag (a local model in Home Assistant's Assist). Both calls
+were read before; the stray `</tool_call>` and the tag's `<functioncall` and `>` stayed in the content."""
 
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ def _tool(name: str, props: dict[str, Any], required: list[str]) -> dict[str, An
 
 
 READ = [_tool("read", {"filePath": {"type": "string"}, "limit": {"type": "number"}}, ["filePath"])]
+# Home Assistant declares `domain` a list of strings; here it is a string, so that the report's call validates and
+# only what the tag leaves behind is under test (with the list, the corpus case stays open: see differences.json)
+TURN_ON = [_tool("HassTurnOn", {"name": {"type": "string"}, "domain": {"type": "string"}}, [])]
 
 GLM_TWICE = ("<tool_call>read<arg_key>filePath</arg_key><arg_value>/abs/path/puzzle.txt</arg_value></tool_call>"
              "</tool_call>")
 HERMES_TWICE = '<tool_call>\n{"name": "read", "arguments": {"filePath": "a.md"}}\n</tool_call>\n</tool_call>'
+FUNCTIONCALL = '<functioncall {"name": "HassTurnOn", "arguments": {"domain": "light"}}>'
 
 
 def _check_streams(text: str, tools: list[dict[str, Any]]) -> None:
@@ -61,3 +66,21 @@ def test_a_closing_tag_after_prose_or_another_call_is_not_a_repeat(text: str) ->
     else:
         assert [a["filePath"] for _, a in calls_of(r)] == ["a.md", "b.md"]
 
+
+def test_a_json_call_inside_a_functioncall_tag_leaves_no_tag_behind() -> None:
+    r = repair_message(FUNCTIONCALL, TURN_ON, id_factory=ids)
+    assert calls_of(r) == [("HassTurnOn", {"domain": "light"})]
+    assert r.content is None
+    assert r.errors == []
+    _check_streams(FUNCTIONCALL, TURN_ON)
+
+
+@pytest.mark.parametrize("text", [
+    '<functioncall {"name": "delete_all", "arguments": {}}>',              # names no declared tool
+    'Write `<functioncall {"name": "HassTurnOn", "arguments": {}}>` to call it.',  # quoted in inline code
+])
+def test_a_functioncall_tag_that_is_no_call_stays_text(text: str) -> None:
+    r = repair_message(text, TURN_ON, id_factory=ids)
+    assert r.tool_calls == []
+    assert r.content == text
+    _check_streams(text, TURN_ON)
