@@ -50,7 +50,8 @@ _AFTER_OPENER = re.compile(r"[ \t\r\n]*(?:<parameter=|</function>)")
 # parameter, its end, JSON arguments)
 _HEADER_WITH_BODY = re.compile(r"<function=[^>\n<]{0,200}>?[ \t\r\n]*(?:<parameter=|</function>|\{)")
 _MAX_HEADERS = 64  # headers looked at before an opener slip, back to the last </function>
-
+# The block's opener alone at the end of the text (nothing but whitespace around it)
+_LONE_OPENER = re.compile(r"[ \t\r\n]*<tool_call>[ \t\r\n]*\Z")
 
 
 def _strip_nl(value: str) -> str:
@@ -205,6 +206,26 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         return Parsed(i, [Segment(p, i, "calls", first.family, calls)])
     end, junk = finish_block(text, i, close, len("</tool_call>"), first)
     return Parsed(end, [Segment(p, end, "calls", first.family, calls, text=junk)])
+
+
+def take_left_over_opener(text: str, seg: Segment) -> bool:
+    """Whether a block of Qwen3-Coder calls takes in a `<tool_call>` that follows it with nothing after it (then
+    `seg` runs to the text's end, noted on its first call): its calls read, its last one ended at its own end tag
+    (`</function>` written without the block, or `</tool_call>`). Such an opener is markup left over, not a call
+    cut off (nothing of one follows it): it goes with the calls' markup, or stays in the content with their text
+    when they are not made. An opener followed by anything of a call, or written after no call, is still a call cut
+    off (the block it opens is read on its own)."""
+    end = seg.end
+    if seg.kind != "calls" or seg.family != FAMILY or not seg.calls or any(c.failure for c in seg.calls) \
+            or _LONE_OPENER.match(text, end) is None:
+        return False
+    while end > seg.start and text[end - 1] in " \t\r\n":  # (a block's end may take the whitespace after it)
+        end -= 1
+    if not text.endswith((FUNC_END, "</tool_call>"), seg.start, end):
+        return False
+    seg.calls[0].repairs.append(issue("opening_tag", "<tool_call> left after the calls, nothing after it"))
+    seg.end = len(text)
+    return True
 
 
 def _quoted(text: str, at: int) -> bool:

@@ -95,14 +95,18 @@ def _past_values(spec: SectionSpec, text: str, mb: re.Match[str], stop: int,
     return (call, after, ce, ce_end) if _whole(text, call, after, ce) else None
 
 
-def _left_over_opener(spec: SectionSpec, text: str, i: int) -> int:
-    """Where calls written without their section end, when they end at `i`: the text's end when all that follows
-    is the section's opener (MiniMax-M2.5 writing `<minimax:tool_call>` after its `<invoke>` instead of before it),
-    markup left over rather than a call cut off (nothing of one follows it), so it goes with the calls' markup; else
-    `i`."""
+def _left_over_opener(spec: SectionSpec, text: str, i: int, first: RawCall) -> int:
+    """Where complete calls end, when they end at `i` (calls written without their section, the last one ended at
+    its own end marker, or a section that closed): the text's end when all that follows is the section's opener
+    (MiniMax-M2.5 writing `<minimax:tool_call>` after its `<invoke>` instead of before it, or once more after its
+    section), markup left over rather than a call cut off (nothing of one follows it), so it goes with the calls'
+    markup (noted on the `first` call); else `i`."""
     m = spec.begin.match(text, skip_ws(text, i))
     n = len(text)
-    return n if m is not None and skip_ws(text, m.end()) >= n else i
+    if m is None or skip_ws(text, m.end()) < n:
+        return i
+    first.repairs.append(issue("opening_tag", f"{spec.begin_name} left after the calls, nothing after it"))
+    return n
 
 
 def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -177,7 +181,7 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
         if junk and not junk.strip("}]),; \t\r\n"):
             first.repairs.append(issue("json_syntax", "stray characters before the closing tag"))
             junk = ""
-        end = send_end
+        end = _left_over_opener(spec, text, send_end, first)
     elif skip_ws(text, i) >= n:
         if section and not any(has_note(c, "truncated") for c in calls):
             first.repairs.append(issue("truncated", f"the text ends before the {spec.end_name}"))
@@ -185,5 +189,5 @@ def parse(spec: SectionSpec, text: str, p: int, ctx: Ctx) -> Parsed | None:
     else:
         if section:
             first.repairs.append(issue("closing_tag", f"{spec.end_name} missing"))
-        end = _left_over_opener(spec, text, i) if not section and closed else i
+        end = _left_over_opener(spec, text, i, first) if not section and closed else i
     return Parsed(end, [Segment(p, end, "calls", family, calls, text="\n\n".join([*strays, junk] if junk else strays))])
