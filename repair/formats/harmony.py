@@ -27,23 +27,36 @@ _HEADER = re.compile(
     r"<\|message\|>"
 )
 _RECIPIENT = re.compile(r"\bto=([^\s<]+)")
-_NEXT_WORD = re.compile(r"[ \t]+([^\s<]+)")
+_NEXT_WORD = re.compile(r"[ \t]+([^\s<{]+)")
+_MAX_WORDS = 8
+_HEADER_WORDS = frozenset({"json", "commentary"})  # the header's own words after a name (its constraint, channel)
 
 
-def _spaced_name(name: str, words: str, ctx: Ctx) -> str:
-    """The recipient's name, run on over the next `words` of its header (those before the header's next token)
-    to the longest declared tool's name they spell whole (LM Studio's plugins declare names with spaces:
-    `to=functions.Web Search Images <|constrain|>json` calls 'Web Search Images' beside 'Web Search'); else as
-    cut at its first space."""
-    k, joined, best = 0, name, name
-    for _ in range(8):
-        m = _NEXT_WORD.match(words, k)
+def _spaced_name(name: str, text: str, at: int, end: int, ctx: Ctx) -> tuple[str, int]:
+    """The recipient's name, run on over the words of its header after it (from `at`, not past `end`: those before
+    the header's next token), and where it ends: the longest declared tool's name they spell whole (LM Studio's
+    plugins declare names with spaces: `to=functions.Web Search Images <|constrain|>json` calls 'Web Search
+    Images' beside 'Web Search'); else, where a longer run of them (up to the header's own words, `json`,
+    `commentary`) spells none but is a near miss of a declared name by the name-drift rules (`repair.names`: `Read
+    Files` for 'Read File', where 'Read' alone is declared too), the longest such run (resolved as a call's name
+    is, reported `name_normalised`); else as cut at its first space."""
+    runs = [(name, at)]
+    own = 0  # the runs that hold only the name's words
+    k, joined = at, name
+    for _ in range(_MAX_WORDS):
+        m = _NEXT_WORD.match(text, k, end)
         if m is None:
             break
+        if not own and m.group(1).lower() in _HEADER_WORDS:
+            own = len(runs)
         joined, k = f"{joined} {m.group(1)}", m.end()
-        if joined in ctx.index.tools:
-            best = joined
-    return best
+        runs.append((joined, k))
+    tools = ctx.index.tools
+    best = next((i for i in range(len(runs) - 1, 0, -1) if runs[i][0] in tools), 0)
+    for i in range((own or len(runs)) - 1, best, -1):
+        if ctx.index.resolve(runs[i][0]) is not None:
+            return runs[i]
+    return runs[best]
 
 
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
@@ -64,8 +77,7 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         recipient = rm.group(1)
         name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
         # the words after the recipient up to its part's end: the role's header ends at <|channel|>
-        words = header[rm.end():len(pre)] if rm.end() <= len(pre) else header[rm.end():]
-        name = _spaced_name(name, words, ctx)
+        name = _spaced_name(name, header, rm.end(), len(pre) if rm.end() <= len(pre) else len(header), ctx)[0]
         if name.endswith("json") and ctx.index.resolve(name) is None and ctx.index.resolve(name[:-4]) is not None:
             name = name[:-4]  # "to=functions.shelljson": the constraint glued to the name
         call = RawCall(name=name, family=FAMILY)
@@ -90,8 +102,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     return Parsed(end, [Segment(p, end, kind, FAMILY, text=body)])
 
 
-_STRIPPED = re.compile(
-    r"commentary to=([^\s<{]{1,200})[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json)?[ \t]*(?:<\|message\|>)?")
+_STRIPPED = re.compile(r"commentary to=([^\s<{]{1,200})")
+_STRIPPED_TAIL = re.compile(r"[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json)?[ \t]*(?:<\|message\|>)?")
 _CALL_END = re.compile(r"[ \t\r\n]*<\|(?:call|end)\|>")
 _CALL_END_TOKEN = re.compile(r"<\|(?:call|end)\|>")
 
@@ -115,27 +127,32 @@ def parse_stripped(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """A harmony call with its special tokens removed (servers decoding with skip_special_tokens):
     `...assistantcommentary to=functions.get_weather json{"city": "Paris"}`."""
     m = _STRIPPED.match(text, p)
-    return None if m is None else _stripped_call(text, p, m, ctx)
+    return None if m is None else _stripped_call(text, p, m, _STRIPPED_TAIL, ctx)
 
 
-_RECIPIENT_FIRST = re.compile(
-    r"(?:assistant[ \t]?)?to=functions\.([^\s<{]{1,200})[ \t]*(?:<\|channel\|>)?[ \t]*commentary"
-    r"[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json)?[ \t]*(?:<\|message\|>)?")
+_RECIPIENT_FIRST = re.compile(r"(?:assistant[ \t]?)?to=functions\.([^\s<{]{1,200})")
+_RECIPIENT_FIRST_TAIL = re.compile(
+    r"[ \t]*(?:<\|channel\|>)?[ \t]*commentary[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json)?[ \t]*(?:<\|message\|>)?")
 
 
 def parse_recipient_first(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """The same with the recipient in the role's header, before the channel (harmony allows it there):
     `assistant to=functions.exec_command commentary json\n{"cmd": "ls"}`."""
     m = _RECIPIENT_FIRST.match(text, p)
-    return None if m is None else _stripped_call(text, p, m, ctx)
+    return None if m is None else _stripped_call(text, p, m, _RECIPIENT_FIRST_TAIL, ctx)
 
 
-def _stripped_call(text: str, p: int, m: re.Match[str], ctx: Ctx) -> Parsed | None:
+def _stripped_call(text: str, p: int, m: re.Match[str], tail: re.Pattern[str], ctx: Ctx) -> Parsed | None:
+    """The call whose recipient `m` read (its first word), the rest of its header `tail`: the recipient read on
+    over its next words as with the tokens (`_spaced_name`), the header then, the arguments right after it. None
+    where no arguments follow, or the recipient names no declared tool (a kind that found it by its words alone)."""
     n = len(text)
     recipient = m.group(1)
     name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
-    k = skip_ws(text, m.end())
-    if k >= n or text[k] != "{":
+    name, k = _spaced_name(name, text, m.end(), n, ctx)
+    t = tail.match(text, k)
+    k = skip_ws(text, t.end() if t is not None else k)
+    if k >= n or text[k] != "{" or ctx.index.resolve(name) is None:
         return None
     call = RawCall(name=name, family=FAMILY)
     got = _stripped_arguments(text, k, ctx)
@@ -157,6 +174,13 @@ FORMAT = Format(
      Kind("harmony_stripped_recipient", (OneOf(("assistant to=functions.", "assistantto=functions.")),
                                          Name(64, (" ", "\t", "<"))), parse_recipient_first, generic=True),
      Kind("harmony_stripped_recipient_bare", (Lit("to=functions."), Name(64, (" ", "\t", "<"))),
-          parse_recipient_first, line_start=True, generic=True)),
+          parse_recipient_first, line_start=True, generic=True),
+     # the same where the recipient's first word names no tool and only its words with spaces may (`Web Search`):
+     # the handler reads them and refuses a name that resolves to no declared tool
+     Kind("harmony_stripped_spaced", (Lit("commentary to=functions."),), parse_stripped, generic=True),
+     Kind("harmony_stripped_recipient_spaced", (OneOf(("assistant to=functions.", "assistantto=functions.")),),
+          parse_recipient_first, generic=True),
+     Kind("harmony_stripped_recipient_bare_spaced", (Lit("to=functions."),), parse_recipient_first, line_start=True,
+          generic=True)),
     aliases(FAMILY, "harmony", "gpt_oss", "openai"),
     (Template(FAMILY, (CHANNEL, MESSAGE), rank=1),))
