@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repair import salvage
-from repair.formats import FAMILIES, GENERIC_KINDS, NATIVE_KINDS, kimi_k3, qwen3_coder
+from repair.formats import FAMILIES, GENERIC_KINDS, NATIVE_KINDS, kimi_k3
 from repair.formats.common import Ctx
 from repair.index import ToolIndex
 from repair.markers import LINE_START, CandidateFinder, Kind, KindSet, Lit, ticks_after
@@ -121,10 +121,6 @@ def segment(text: str, ctx: Ctx) -> list[str | Segment]:
             break
         p, kind = hit
         limits.handlers -= 1
-        if items and isinstance(items[-1], Segment) and items[-1].end == last \
-                and qwen3_coder.take_left_over_opener(text, items[-1]):  # (the block is read by `hermes`)
-            last = pos = n
-            break
         parsed = kind.handler(text, p, ctx)
         if parsed is None or parsed.end <= p:
             pos = p + 1

@@ -153,6 +153,23 @@ def finish_block(text: str, i: int, close_at: int, close_len: int, call: RawCall
     return i, ""
 
 
+def left_over_opener(text: str, end: int, opener: str, calls: list[RawCall]) -> int:
+    """Where calls that ended at `end` at their own end tag (a closed `<tool_call>...</tool_call>` block, whatever
+    body it holds, or Qwen3-Coder's bare `<function=...>...</function>`) end: the text's end when all that follows
+    is `opener` alone (whitespace around it), which is markup left over rather than a call cut off (nothing of one
+    follows it), noted on the first call (`opening_tag`) so that it goes with the calls' markup, or stays in the
+    content with their text when they are not made; else `end`. Calls read with a failure are no complete calls: the
+    opener after them, like one followed by anything of a call or one after no call, is read on its own (a cut call).
+    """
+    if not calls or any(c.failure for c in calls):
+        return end
+    k = skip_ws(text, end)
+    if not text.startswith(opener, k) or skip_ws(text, k + len(opener)) < len(text):
+        return end
+    calls[0].repairs.append(issue("opening_tag", f"{opener} left after the calls, nothing after it"))
+    return len(text)
+
+
 def _past_repeats(text: str, close_at: int, end: int, call: RawCall) -> int:
     """Where a block closed by the tag at `close_at` (ending at `end`) ends: past the same closing tag written again
     right after it, whitespace between (GLM-5.2's `</tool_call></tool_call>`), which is the call's markup, not

@@ -18,6 +18,7 @@ from repair.formats.common import (
     fail_segment,
     finish_block,
     issue,
+    left_over_opener,
     open_block,
     skip_ws,
 )
@@ -117,6 +118,8 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
         end, junk = j + len(OPEN), ""
     else:
         end, junk = finish_block(text, i, close, len(CLOSE), first, mangled=MANGLED_CLOSE)
+        if close != -1:  # a closed block, whatever its body: a lone <tool_call> after it is left over
+            end = left_over_opener(text, end, OPEN, calls)
     return Parsed(end, [Segment(p, end, "calls", family, calls, text=junk)])
 
 

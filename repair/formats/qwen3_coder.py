@@ -17,6 +17,7 @@ from repair.formats.common import (
     fail_segment,
     finish_block,
     issue,
+    left_over_opener,
     skip_ws,
     value_end,
 )
@@ -30,7 +31,9 @@ FUNC = "<function="
 FUNC_END = "</function>"
 PARAM = "<parameter="
 PARAM_END = "</parameter>"
-START_MARKERS = ("<tool_call>", FUNC)
+OPEN = "<tool_call>"
+CLOSE = "</tool_call>"
+START_MARKERS = (OPEN, FUNC)
 ENDS = ends_with(re.escape(FUNC_END))  # what a whole body ends with (see `common.close_past_values`)
 FUNC_MISSING = "</function> missing"
 LOST = EndLost(ends_with(re.escape(PARAM_END)), FUNC_MISSING)  # a body whose </function> is missing
@@ -50,8 +53,6 @@ _AFTER_OPENER = re.compile(r"[ \t\r\n]*(?:<parameter=|</function>)")
 # parameter, its end, JSON arguments)
 _HEADER_WITH_BODY = re.compile(r"<function=[^>\n<]{0,200}>?[ \t\r\n]*(?:<parameter=|</function>|\{)")
 _MAX_HEADERS = 64  # headers looked at before an opener slip, back to the last </function>
-# The block's opener alone at the end of the text (nothing but whitespace around it)
-_LONE_OPENER = re.compile(r"[ \t\r\n]*<tool_call>[ \t\r\n]*\Z")
 
 
 def _strip_nl(value: str) -> str:
@@ -180,12 +181,12 @@ def parse_functions(text: str, i: int, limit: int, ctx: Ctx) -> tuple[list[RawCa
 def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """<function=...> without the <tool_call> around it."""
     n = len(text)
-    next_open = ctx.find("<tool_call>", p)
+    next_open = ctx.find(OPEN, p)
     limit = next_open if next_open != -1 else n
-    close = ctx.find("</tool_call>", p)
+    close = ctx.find(CLOSE, p)
     if close != -1 and close < limit:
         got, close = close_past_values(text, ctx, lambda lim: parse_functions(text, p, lim, ctx),
-                                       parse_functions(text, p, close, ctx), close, "</tool_call>", ENDS, limit, LOST)
+                                       parse_functions(text, p, close, ctx), close, CLOSE, ENDS, limit, LOST)
     else:
         close = -1
         got = parse_functions(text, p, limit, ctx)
@@ -203,29 +204,19 @@ def parse(text: str, p: int, ctx: Ctx) -> Parsed | None:
     if close == -1:
         if skip_ws(text, i) >= n:
             return Parsed(n, [Segment(p, n, "calls", first.family, calls)])
+        if _ends_at_tag(text, p, i):  # the last call ended at its own end tag
+            i = left_over_opener(text, i, OPEN, calls)
         return Parsed(i, [Segment(p, i, "calls", first.family, calls)])
-    end, junk = finish_block(text, i, close, len("</tool_call>"), first)
+    end, junk = finish_block(text, i, close, len(CLOSE), first)
+    end = left_over_opener(text, end, OPEN, calls)
     return Parsed(end, [Segment(p, end, "calls", first.family, calls, text=junk)])
 
 
-def take_left_over_opener(text: str, seg: Segment) -> bool:
-    """Whether a block of Qwen3-Coder calls takes in a `<tool_call>` that follows it with nothing after it (then
-    `seg` runs to the text's end, noted on its first call): its calls read, its last one ended at its own end tag
-    (`</function>` written without the block, or `</tool_call>`). Such an opener is markup left over, not a call
-    cut off (nothing of one follows it): it goes with the calls' markup, or stays in the content with their text
-    when they are not made. An opener followed by anything of a call, or written after no call, is still a call cut
-    off (the block it opens is read on its own)."""
-    end = seg.end
-    if seg.kind != "calls" or seg.family != FAMILY or not seg.calls or any(c.failure for c in seg.calls) \
-            or _LONE_OPENER.match(text, end) is None:
-        return False
-    while end > seg.start and text[end - 1] in " \t\r\n":  # (a block's end may take the whitespace after it)
-        end -= 1
-    if not text.endswith((FUNC_END, "</tool_call>"), seg.start, end):
-        return False
-    seg.calls[0].repairs.append(issue("opening_tag", "<tool_call> left after the calls, nothing after it"))
-    seg.end = len(text)
-    return True
+def _ends_at_tag(text: str, p: int, i: int) -> bool:
+    """Whether `text[p:i]` ends with `</function>`, whitespace after it aside."""
+    while i > p and text[i - 1] in " \t\r\n":
+        i -= 1
+    return text.endswith(FUNC_END, p, i)
 
 
 def _quoted(text: str, at: int) -> bool:
