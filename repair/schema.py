@@ -19,6 +19,7 @@ from repair.types import WrittenFloat, json_object
 _INT = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _MAX_DEPTH = 32
+_LITERAL_OPENERS = ("[", "{", '"', "'")  # a string opening so is no lone value to make a list of (see `_one_item`)
 
 
 # Type names tool schemas use that JSON Schema does not (Python, TypeScript and SQL spellings).
@@ -365,17 +366,21 @@ class _Node(NamedTuple):
     items: dict[str, Any] | None
     keeps_text: bool  # a string given for it is kept as it is (no coercion: it has no branches, allows strings)
     checks: list[Callable[[Any], bool] | None]  # each branch's validity check, compiled when first asked
+    wraps: bool  # a lone value given for it may become a list of one (see `_one_item`)
+    item_check: list[Callable[[Any], bool] | None]  # its items' validity check, compiled when first asked
 
 
 def _node(root: dict[str, Any], schema: Any) -> _Node:
     target = _deref(root, schema)
     if not isinstance(target, dict):
-        return _Node(schema, None, None, [], {}, None, None, True, [])
+        return _Node(schema, None, None, [], {}, None, None, True, [], False, [])
     branches = next((b for key in ("anyOf", "oneOf") if isinstance(b := target.get(key), list) and b), None)
     extra, items, types = target.get("additionalProperties"), target.get("items"), _types(target)
+    wraps = types == ["array"] and branches is None and "prefixItems" not in target \
+        and (items is None or isinstance(items, dict))  # (items given as a list are a tuple's: no lone value fits)
     return _Node(schema, target, branches, types, json_object(target.get("properties"), {}),
                  extra if isinstance(extra, dict) else None, items if isinstance(items, dict) else None,
-                 branches is None and (not types or "string" in types), [None] * len(branches or ()))
+                 branches is None and (not types or "string" in types), [None] * len(branches or ()), wraps, [None])
 
 
 Nodes = dict[int, _Node]  # one tool's schema nodes as `_coerce` read them, by id (see `ToolSchema.conform`)
@@ -421,6 +426,12 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
     elif (isinstance(value, (int, float)) and not isinstance(value, bool) and types == ["string"]):
         changes.append(f"{path or 'arguments'}: {value!r} -> string")
         return value.text if isinstance(value, WrittenFloat) else json.dumps(value)
+    if node.wraps and not isinstance(value, list):
+        one = _one_item(root, node, value, path, depth, nodes)
+        if one is not None:
+            changes.append(f"{path or 'arguments'}: {_LABEL_ENCODER.encode(value)[:60]} -> array (one item)")
+            changes.extend(one[1])
+            return [one[0]]
     if isinstance(value, dict):
         props, extra = node.props, node.extra
         out = {}
@@ -436,3 +447,25 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
         if items is not None:
             return [_coerce(root, items, v, f"{path}/{i}", changes, depth + 1, nodes) for i, v in enumerate(value)]
     return value
+
+
+def _one_item(root: dict[str, Any], node: _Node, value: Any, path: str, depth: int,
+              nodes: Nodes | None) -> tuple[Any, list[str]] | None:
+    """`value`, given where `node` (whose type is array alone) asks for a list, as that list's one item, with the
+    item's own coercions (`"5"` for integer items is 5): what Home Assistant's validator (`cv.ensure_list`) makes
+    of a lone value. None where that would guess: null, a blank string, a string written as a literal (a list written
+    badly, an object, a quoted string: an XML format's `"x"`, whose quotes may or may not be the value's), an object
+    where the items do not declare objects, or an item the items refuse."""
+    if value is None or (isinstance(value, str) and (not value.strip() or value.lstrip()[:1] in _LITERAL_OPENERS)):
+        return None
+    items = node.items
+    if items is None:
+        return None if isinstance(value, dict) else (value, [])
+    if isinstance(value, dict) and "object" not in _node_of(root, items, nodes).types:
+        return None
+    trial: list[str] = []
+    item = _coerce(root, items, value, f"{path}/0" if path else "0", trial, depth + 1, nodes)
+    check = node.item_check[0]
+    if check is None:
+        check = node.item_check[0] = _checker(root, _deref(root, items))
+    return (item, trial) if check(item) else None
