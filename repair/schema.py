@@ -376,7 +376,7 @@ def _node(root: dict[str, Any], schema: Any) -> _Node:
         return _Node(schema, None, None, [], {}, None, None, True, [], False, [])
     branches = next((b for key in ("anyOf", "oneOf") if isinstance(b := target.get(key), list) and b), None)
     extra, items, types = target.get("additionalProperties"), target.get("items"), _types(target)
-    wraps = types == ["array"] and branches is None and "prefixItems" not in target \
+    wraps = [t for t in types if t != "null"] == ["array"] and branches is None and "prefixItems" not in target \
         and (items is None or isinstance(items, dict))  # (items given as a list are a tuple's: no lone value fits)
     return _Node(schema, target, branches, types, json_object(target.get("properties"), {}),
                  extra if isinstance(extra, dict) else None, items if isinstance(items, dict) else None,
@@ -451,7 +451,7 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
 
 def _one_item(root: dict[str, Any], node: _Node, value: Any, path: str, depth: int,
               nodes: Nodes | None) -> tuple[Any, list[str]] | None:
-    """`value`, given where `node` (whose type is array alone) asks for a list, as that list's one item, with the
+    """`value`, given where `node` (typed array, or array or null) asks for a list, as that list's one item, with the
     item's own coercions (`"5"` for integer items is 5): what Home Assistant's validator (`cv.ensure_list`) makes
     of a lone value. None where that would guess: null, a blank string, a string written as a literal (a list written
     badly, an object, a quoted string: an XML format's `"x"`, whose quotes may or may not be the value's), an object

@@ -1,6 +1,6 @@
 """A lone value where the schema asks for an array becomes a list of one (Home Assistant's `"domain": "light"` for
 a list of strings: its own validator wraps a lone value), reported `coerced_type`. Only where the schema's type is
-array alone (an anyOf picks it only when no other branch takes the value), only when the item schema accepts the
+array, or array or null (an anyOf picks it only when no other branch takes the value), when the items take the
 value (after the item's own coercion: `"5"` is `[5]` for integer items), and never for null, a blank string, a
 string written as a literal (a list written badly, an object, a quoted string), or an object the item schema does not
 declare."""
@@ -39,6 +39,8 @@ WRAPPED = {
                                    {"id": "3"}, [{"id": 3}]),
     "list alias": ({"type": "list", "items": {"type": "str"}}, "light", ["light"]),
     "optional list (anyOf with null)": ({"anyOf": [STRINGS, {"type": "null"}]}, "light", ["light"]),
+    "optional list (type list with null)": ({"type": ["array", "null"], "items": {"type": "string"}}, "light",
+                                            ["light"]),
     "through a $ref": ({"$ref": "#/$defs/domains"}, "light", ["light"]),
 }
 
