@@ -217,6 +217,7 @@ class KindSet:
             for c in k.first_chars():
                 by_first.setdefault(c, []).append(k)
         self.by_first = {c: tuple(v) for c, v in by_first.items()}
+        self.by_head, self.wild = _by_head(self.by_first)
         self.max_len = max(k.max_len() for k in kinds)
         self.partial_by_first = _Partials(self.by_first)
         self.prefilter = re.compile("[" + "".join(re.escape(c) for c in sorted(self.by_first)) + "]")
@@ -237,6 +238,33 @@ class KindSet:
         """The proper prefixes of any of the kinds' matches, anchored at the end (what `CandidateFinder.scan_stream`
         answers per first character: a reference for it)."""
         return re.compile(_partial_pattern(self.kinds))
+
+
+HEAD = 3  # how many first characters of a candidate choose the kinds tried there (see `_by_head`)
+
+
+def _head(kind: Kind) -> set[str] | None:
+    """The first `HEAD` characters of the kind's matches; None where its first literal is shorter (what comes
+    next is not fixed: `<` and a tool's name)."""
+    first = kind.nodes[0]
+    options = (first.text,) if isinstance(first, Lit) else first.options if isinstance(first, OneOf) else ("",)
+    return None if any(len(o) < HEAD for o in options) else {o[:HEAD] for o in options}
+
+
+def _by_head(by_first: dict[str, tuple[Kind, ...]]) -> tuple[dict[str, tuple[Kind, ...]], dict[str, tuple[Kind, ...]]]:
+    """The kinds a candidate may be of, by its first `HEAD` characters (in `by_first`'s order), and by its first
+    character those whose next ones are not fixed (for a head no kind begins with). At a `<` of prose (`<tags>`,
+    which the tool_tags kind's `<` and a name match) the 49 kinds beginning with `<` were each tried with its own
+    pattern; those whose literal begins otherwise cannot match there."""
+    heads: dict[str, tuple[Kind, ...]] = {}
+    wild: dict[str, tuple[Kind, ...]] = {}
+    for c, ks in by_first.items():
+        firsts = [(k, _head(k)) for k in ks]
+        wild[c] = tuple(k for k, f in firsts if f is None)
+        for t in set().union(*(f for _, f in firsts if f is not None)):
+            if t[0] == c:  # (a kind's other options begin with other characters: their own entries)
+                heads[t] = tuple(k for k, f in firsts if f is None or t in f)
+    return heads, wild
 
 
 def _quick_parts(kinds: tuple[Kind, ...]) -> tuple[str, tuple[str, ...]]:
@@ -324,6 +352,8 @@ class CandidateFinder:
         self._regex = kinds.regex
         self._combined = kinds.combined
         self._by_first = kinds.by_first
+        self._by_head = kinds.by_head
+        self._wild = kinds.wild
         self._partial_by_first = kinds.partial_by_first
         self._prefilter = kinds.prefilter
         self._short_ends = kinds.short_ends
@@ -359,6 +389,7 @@ class CandidateFinder:
         """`find`; with `open_end` (a stream: more text may follow) a candidate whose kind is decided by its line,
         that line not yet ended, comes with True (it may still become a call, or not)."""
         search = self._combined.search
+        by_head, wild = self._by_head, self._wild
         at = pos  # `ticks` is the line's backticks before `at`, carried forward (each read once: a line of many
         if ticks is None:  # quoted examples was read again from its start for each, a 168 KB line took 20 s)
             ticks, at = LINE_START, text.rfind("\n", 0, pos) + 1
@@ -367,7 +398,8 @@ class CandidateFinder:
             if m is None:
                 return None
             p = m.start()
-            for kind in self._by_first.get(text[p], ()):
+            kinds = by_head.get(text[p:p + HEAD])
+            for kind in kinds if kinds is not None else wild.get(text[p], ()):
                 if self._accept(text, p, kind, line_at):
                     ticks, at = ticks_after(ticks, text, at, p), p
                     if in_code(ticks):
