@@ -151,7 +151,9 @@ def _stripped_call(text: str, p: int, m: re.Match[str], tail: re.Pattern[str], c
     name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
     name, k = _spaced_name(name, text, m.end(), n, ctx)
     t = tail.match(text, k)
-    k = skip_ws(text, t.end() if t is not None else k)
+    if t is None:  # (the recipient-first header's `commentary` missing: a sentence naming `to=functions.X`)
+        return None
+    k = skip_ws(text, t.end())
     if k >= n or text[k] != "{" or ctx.index.resolve(name) is None:
         return None
     call = RawCall(name=name, family=FAMILY)

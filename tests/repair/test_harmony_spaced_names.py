@@ -149,3 +149,31 @@ def test_stripped_paths_read_no_call_when_nothing_is_close(form: Any, declared: 
 def test_a_spaced_recipient_in_prose_stays_text(text: str) -> None:
     r = _agrees(text, _tools("Web Search"))
     assert r.tool_calls == [] and r.errors == [] and r.content == text
+
+
+# The recipient-first reading (`assistant to=functions.NAME commentary json{...}`) needs its header's `commentary`:
+# without it, a sentence or a doc line naming `to=functions.NAME` before an object is text (the spaced-name reading
+# had let the header go missing, and each such line became a call)
+NO_HEADER = [
+    'The assistant to=functions.search {"query": "x"} line is an example.',
+    'assistant to=functions.search {"query": "x"}',
+    'assistantto=functions.search {"query": "x"}',
+    'to=functions.search {"query": "x"}',
+    'Examples:\nto=functions.search {"query": "a"}\nto=functions.search {"query": "b"}\n',
+    'assistant to=functions.Web Search {"query": "x"}',
+]
+
+
+@pytest.mark.parametrize("text", NO_HEADER)
+def test_a_recipient_first_without_its_channel_word_is_text(text: str) -> None:
+    tools = _tools("search", "Web Search")
+    r = _agrees(text, tools)
+    assert calls_of(r) == [] and r.content == text
+
+
+@pytest.mark.parametrize("text", ['assistant to=functions.search commentary json{"query": "x"}',
+                                  'to=functions.search commentary json {"query": "x"}',
+                                  'assistant to=functions.Web Search commentary json{"query": "x"}'])
+def test_a_recipient_first_with_its_channel_word_is_still_the_call(text: str) -> None:
+    r = _agrees(text, _tools("search", "Web Search"))
+    assert len(calls_of(r)) == 1 and r.content is None
