@@ -135,6 +135,12 @@ _RECIPIENT_FIRST_TAIL = re.compile(
     r"[ \t]*(?:<\|channel\|>)?[ \t]*commentary[ \t]*(?:<\|constrain\|>)?[ \t]*(?:json)?[ \t]*(?:<\|message\|>)?")
 
 
+def _header_on_line(text: str, p: int, end: int) -> bool:
+    """Whether the line of a recipient-first candidate holds the header's `commentary` (which `_RECIPIENT_FIRST_TAIL`
+    needs on the recipient's line): where it does not, the handler refuses it and a stream sends the line."""
+    return text.find("commentary", p, end) != -1
+
+
 def parse_recipient_first(text: str, p: int, ctx: Ctx) -> Parsed | None:
     """The same with the recipient in the role's header, before the channel (harmony allows it there):
     `assistant to=functions.exec_command commentary json\n{"cmd": "ls"}`."""
@@ -174,15 +180,16 @@ FORMAT = Format(
     (Kind("harmony", (OneOf(START_MARKERS),), parse),
      Kind("harmony_stripped", (Lit("commentary to="), Name(64, (" ", "<", "{"))), parse_stripped, generic=True),
      Kind("harmony_stripped_recipient", (OneOf(("assistant to=functions.", "assistantto=functions.")),
-                                         Name(64, (" ", "\t", "<"))), parse_recipient_first, generic=True),
+                                         Name(64, (" ", "\t", "<"))), parse_recipient_first, generic=True,
+          line_check=_header_on_line),
      Kind("harmony_stripped_recipient_bare", (Lit("to=functions."), Name(64, (" ", "\t", "<"))),
-          parse_recipient_first, line_start=True, generic=True),
+          parse_recipient_first, line_start=True, generic=True, line_check=_header_on_line),
      # the same where the recipient's first word names no tool and only its words with spaces may (`Web Search`):
      # the handler reads them and refuses a name that resolves to no declared tool
      Kind("harmony_stripped_spaced", (Lit("commentary to=functions."),), parse_stripped, generic=True),
      Kind("harmony_stripped_recipient_spaced", (OneOf(("assistant to=functions.", "assistantto=functions.")),),
-          parse_recipient_first, generic=True),
+          parse_recipient_first, generic=True, line_check=_header_on_line),
      Kind("harmony_stripped_recipient_bare_spaced", (Lit("to=functions."),), parse_recipient_first, line_start=True,
-          generic=True)),
+          generic=True, line_check=_header_on_line)),
     aliases(FAMILY, "harmony", "gpt_oss", "openai"),
     (Template(FAMILY, (CHANNEL, MESSAGE), rank=1),))

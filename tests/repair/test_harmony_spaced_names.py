@@ -177,3 +177,20 @@ def test_a_recipient_first_without_its_channel_word_is_text(text: str) -> None:
 def test_a_recipient_first_with_its_channel_word_is_still_the_call(text: str) -> None:
     r = _agrees(text, _tools("search", "Web Search"))
     assert len(calls_of(r)) == 1 and r.content is None
+
+
+@pytest.mark.parametrize("text", [
+    "Use this form:\nto=functions.search is how it is named.\nThen more prose follows here.\nAnd more.\n",
+    "The assistant to=functions.search form is old.\nThen more prose follows here.\nAnd more.\n",
+    "Use this form:\nto=functions.Web Search is how it is named.\nThen more prose follows here.\nAnd more.\n"])
+def test_prose_naming_a_recipient_first_goes_out_at_its_lines_end(text: str) -> None:
+    """Where a recipient-first line has no `commentary`, the line is text once it ends: the stream sends it then
+    instead of holding the rest of the answer to its end."""
+    tools = _tools("search", "Web Search")
+    sr = StreamRepairer(tools, id_factory=ids)
+    line_end = text.index("\n", text.index("to=functions.")) + 1
+    sent = "".join(getattr(d, "text", "") or "" for d in sr.feed(text[:line_end + 1]))
+    assert sent.startswith(text[:line_end - 1]), sent
+    sr.feed(text[line_end + 1:])
+    sr.finish()
+    assert sr.result == _agrees(text, tools) and sr.result.content == text
