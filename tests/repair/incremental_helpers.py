@@ -118,3 +118,25 @@ def assert_every_split_matches(text: str, tools: Any, seed: int, **opts: Any) ->
         assert (got.content, got.reasoning, got.call_list()) == (r.content or "", r.reasoning_content or "",
                                                                  calls), i
     return r
+
+
+def assert_plain_splits_match(text: str, tools: Any, **opts: Any) -> Any:
+    """The plain (not incremental) stream gives the one-shot answer (returned) for every split of the text in two."""
+    r = repair_message(text, tools, id_factory=ids, **opts)
+    for i in range(1, len(text)):
+        sr = StreamRepairer(tools, id_factory=ids, **opts)
+        sr.feed(text[:i])
+        sr.feed(text[i:])
+        sr.finish()
+        assert sr.result == r, i
+    return r
+
+
+def streamed(pieces: list[str], tools: Any, incremental: bool, **opts: Any) -> Any:
+    """The stream's answer for the text in `pieces`; no call failed after its header."""
+    sr = StreamRepairer(tools, id_factory=ids, incremental=incremental, **opts)
+    for p in pieces:
+        sr.feed(p)
+    sr.finish()
+    assert sr.after_header == []
+    return sr.result

@@ -5,13 +5,11 @@ followed by the start of another call is still that call cut off."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from repair import StreamRepairer, repair_message
+from repair import repair_message
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
-from tests.repair.incremental_helpers import assert_incremental_matches
+from tests.repair.incremental_helpers import assert_incremental_matches, streamed
 
 TOOLS = [{"type": "function", "function": {"name": "web_extract", "parameters": {
     "type": "object", "properties": {"urls": {"type": "array", "items": {"type": "string"}}}, "required": ["urls"]}}}]
@@ -20,15 +18,6 @@ URLS = ["https://arxiv.org/abs/2106.09685"]
 REPORTED = ('<invoke name="web_extract">\n<paramete name="urls">["https://arxiv.org/abs/2106.09685"]</paramete>\n'
             "</invoke>\n<minimax:tool_call>")
 SPELT = REPORTED.replace("paramete", "parameter")
-
-
-def _streamed(text: str, pieces: list[str], incremental: bool) -> Any:
-    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=incremental)
-    for p in pieces:
-        sr.feed(p)
-    sr.finish()
-    assert sr.after_header == []
-    return sr.result
 
 
 @pytest.mark.parametrize("text", [REPORTED, SPELT, SPELT + "\n", SPELT + " \n\n", SPELT.replace(
@@ -42,7 +31,7 @@ def test_an_opener_left_after_the_call_is_no_cut_call(text: str) -> None:
     assert_incremental_matches(text, TOOLS, seed=3)
     for incremental in (False, True):
         for pieces in ([text], list(text), [text[:-3], text[-3:]]):
-            got = _streamed(text, pieces, incremental)
+            got = streamed(pieces, TOOLS, incremental)
             assert got.errors == [] and got.outcome == "repaired", (incremental, pieces)
             assert calls_of(got) == [("web_extract", {"urls": URLS})]
 

@@ -11,9 +11,14 @@ from typing import Any
 
 import pytest
 
-from repair import StreamRepairer, repair_message
+from repair import repair_message
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
-from tests.repair.incremental_helpers import assert_every_split_matches, assert_sized_stream_matches
+from tests.repair.incremental_helpers import (
+    assert_every_split_matches,
+    assert_plain_splits_match,
+    assert_sized_stream_matches,
+    streamed,
+)
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
@@ -46,26 +51,6 @@ LEFT_OVER = {
 }
 
 
-def _plain_splits(text: str) -> None:
-    """The plain (not incremental) stream gives the one-shot answer for every split of the text in two."""
-    r = repair_message(text, TOOLS, id_factory=ids)
-    for i in range(1, len(text)):
-        sr = StreamRepairer(TOOLS, id_factory=ids)
-        sr.feed(text[:i])
-        sr.feed(text[i:])
-        sr.finish()
-        assert sr.result == r, i
-
-
-def _streamed(pieces: list[str], incremental: bool) -> Any:
-    sr = StreamRepairer(TOOLS, id_factory=ids, incremental=incremental)
-    for p in pieces:
-        sr.feed(p)
-    sr.finish()
-    assert sr.after_header == []
-    return sr.result
-
-
 @pytest.mark.parametrize("text, calls", LEFT_OVER.values(), ids=LEFT_OVER.keys())
 def test_an_opener_left_after_closed_blocks_is_no_cut_call(text: str, calls: list[Any]) -> None:
     r = repair_message(text, TOOLS, id_factory=ids)
@@ -76,11 +61,11 @@ def test_an_opener_left_after_closed_blocks_is_no_cut_call(text: str, calls: lis
     assert r.content == (prose or None)  # the opener leaves the content with the calls' markup
     for incremental in (False, True):
         for pieces in ([text], list(text), [text[:-3], text[-3:]]):
-            got = _streamed(pieces, incremental)
+            got = streamed(pieces, TOOLS, incremental)
             assert got.errors == [] and got.outcome == "repaired", (incremental, pieces)
             assert calls_of(got) == calls and got.content == r.content
     assert_every_split_matches(text, TOOLS, seed=5)
-    _plain_splits(text)
+    assert_plain_splits_match(text, TOOLS)
     for sizes in ([1, 2], [3], [5, 1, 7], [11]):
         assert_sized_stream_matches(text, sizes, TOOLS, strict=True)
 
@@ -113,7 +98,7 @@ def test_an_opener_followed_by_a_cut_call_is_still_cut(text: str, calls: list[An
     assert [e.kind for e in r.errors] == ["truncated"] and r.outcome == "failed"
     assert r.content is not None and r.content.startswith("<tool_call>") and r.content.endswith(text[-5:].strip())
     assert_stream_matches(text, TOOLS, seed=5)
-    _plain_splits(text)
+    assert_plain_splits_match(text, TOOLS)
     for sizes in ([1, 2], [4], [9]):
         assert_sized_stream_matches(text, sizes, TOOLS)
 
@@ -129,7 +114,7 @@ def test_an_opener_after_no_closed_block_is_a_cut_call(text: str) -> None:
     assert "truncated" in [e.kind for e in r.errors] and r.outcome == "failed"
     assert r.content is not None and r.content.rstrip().endswith("<tool_call>")
     assert_stream_matches(text, TOOLS, seed=5)
-    _plain_splits(text)
+    assert_plain_splits_match(text, TOOLS)
 
 
 @pytest.mark.parametrize("text, error", [
@@ -145,7 +130,7 @@ def test_a_failing_call_keeps_the_opener_in_its_text(text: str, error: str) -> N
     assert r.tool_calls == [] and [e.kind for e in r.errors] == [error]
     assert r.content == text
     assert_stream_matches(text, TOOLS, seed=5)
-    _plain_splits(text)
+    assert_plain_splits_match(text, TOOLS)
 
 
 def test_a_block_that_failed_to_parse_leaves_the_opener_a_cut_call() -> None:
