@@ -1,5 +1,5 @@
 """aiohttp's own error answers given in the router's shape: a request its HTTP parser refuses, and a failure a handler
-let escape.
+let escape; and a request's body its parser refuses once the route reads it, refused to the route.
 
 aiohttp answers a request it cannot parse (a bad request line, a header with a control character, a line past its
 size limit) before any route, hook or middleware sees it, with a text page that quotes the offending bytes
@@ -8,8 +8,15 @@ router's connections are `Protocol`s, whose `handle_error` answers in the routes
 the kind of fault only: OpenAI's, or Anthropic's on the Messages paths when the request was read (a refused
 request's path is not known: aiohttp's parser keeps it to itself). The rest is aiohttp's: the status it chose (400
 for every parser error), its log record (which the app's filter strips of the bytes), its refusal once an answer
-began, the connection closed after the answer. A request aiohttp can parse costs nothing more: the server only
-builds each connection's protocol from this class instead of aiohttp's (`Runner`).
+began, the connection closed after the answer. A request aiohttp can parse costs next to nothing more: the server
+only builds each connection's protocol from this class instead of aiohttp's (`Runner`), whose reads from the socket
+each count the connection's queue of requests twice.
+
+A body aiohttp's parser refuses after its request went to the route (a chunked body whose first chunks were good,
+then a chunk size line that is not one) is refused to the route too (`Protocol.data_received`): aiohttp queues the
+parser's error as the connection's next request and leaves the body open, its route waiting for the rest until its
+idle timeout. The route's read then fails as for a body aiohttp could not decode (`RequestPayloadError`, which the
+routes answer with a 400 in their shape), and the connection is closed after the answer.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import secrets
 from http import HTTPStatus
 
 from aiohttp import http_exceptions, web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
 from .errors import ApiError
@@ -72,6 +80,29 @@ class Protocol(RequestHandler):
     """aiohttp's HTTP/1.1 connection, its own error answers in the router's shape (`error_answer`)."""
 
     __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        queued = len(self._messages)
+        super().data_received(data)
+        if len(self._messages) > queued:
+            last = self._messages[-1][0]
+            if isinstance(last, _ErrInfo):  # a parser error, queued as a request
+                self._refuse_open_body(last.exc)
+
+    def _refuse_open_body(self, exc: BaseException) -> None:
+        """The parser refused what followed a request whose body is still open: that body's (a request's body
+        ends before the next is parsed), refused to its reader, which would wait for the rest otherwise. The
+        request is the newest one queued, else the one being handled."""
+        body: StreamReader | None = None
+        for message, payload in reversed(self._messages):
+            if not isinstance(message, _ErrInfo):
+                body = payload
+                break
+        else:
+            if self._current_request is not None:
+                body = self._current_request.content
+        if body is not None and not body.is_eof() and body.exception() is None:
+            body.set_exception(RequestPayloadError("the request's body is malformed"), exc)
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

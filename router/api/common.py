@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from engines.wire import json_type
@@ -258,7 +259,8 @@ async def read_body(request: web.Request, limit: int, idle: float) -> bytes:
                            "request_timeout") from None
         except ConnectionResetError:  # the client went away mid-body: the same as its handler being cancelled
             raise asyncio.CancelledError from None
-        except RequestPayloadError:  # a Content-Encoding the body does not have, a broken chunked body
+        except (RequestPayloadError, HttpProcessingError):  # a Content-Encoding the body does not have, a broken
+            # chunked body (aiohttp's pure-Python parser hands its own error to a read that waits on the body)
             raise ApiError(400, "The request body could not be read as its headers describe it (Content-Encoding, "
                                 "chunked framing).", "invalid_body") from None
         if not chunk:
