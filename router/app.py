@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web, web_response
+from aiohttp import hdrs, web, web_response
+from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from .api import common, docs, health, messages, models, openai_routes, ops, responses, swap
 from .config.model import Config
@@ -25,6 +27,7 @@ from .console import install as install_console
 from .drain import END_S, IN_FLIGHT, InFlight, drain_on_shutdown
 from .early_signals import notify
 from .engines_bridge import engine_states, make_supervisor
+from .errors import ApiError
 from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
 from .logs import gather_lines
@@ -67,9 +70,10 @@ def create_app(config: Config, *, config_path: str | None = None,
     app[ops.STATS_POLL] = ops.StatsPoll()
     app[responses.RESPONSE_STORE] = responses.StoreHolder()
     app.on_response_prepare.append(_unread_body_not_inflated)
-    app.add_routes([r if r.handler in _FRAMED else web.RouteDef(r.method, r.path, _guarded(r.handler), r.kwargs)
+    app.add_routes([web.RouteDef(r.method, r.path, r.handler if r.handler in _FRAMED else _guarded(r.handler),
+                                 {**r.kwargs, "expect_handler": _expect})
                     for r in ROUTES if isinstance(r, web.RouteDef)])
-    app.router.add_route("*", "/{tail:.*}", _no_route)  # last: what no route above takes
+    app.router.add_route("*", "/{tail:.*}", _no_route, expect_handler=_expect)  # last: what no route above takes
     # lifecycles, started in this order and stopped in the reverse one
     app.cleanup_ctx.append(_upstreams)
     app.cleanup_ctx.append(swap.preload_engines)  # engines marked `preload` start with the router
@@ -152,6 +156,24 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
     rid = common.request_id(request)
     resp = common.error_page(request, exc, request_id=rid)
     if "request-id" in resp.headers:  # Anthropic's shape names the request, as the Messages routes' errors do
+        resp.headers["x-request-id"] = rid
+    return resp
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """Every route's answer to an `Expect` header: 100-continue met as aiohttp meets it (an interim 100; the route
+    then answers, its 413 for a body declared too large among its answers), any other expectation a 417 in the
+    route's error shape that does not quote the header (aiohttp's text page echoed its value, which a client that
+    mis-set a header could have filled with a key). HTTP/1.0 has no Expect: aiohttp ignores it there, as before."""
+    if request.version != HttpVersion11 or request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        await _default_expect_handler(request)
+        return None
+    err = ApiError(417, "The request's Expect header asks for an expectation the router does not meet: only "
+                        "100-continue is supported.", "expectation_failed")
+    anthropic = request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
+    rid = common.request_id(request)
+    resp = err.response("anthropic" if anthropic else "openai", rid)
+    if anthropic:  # Anthropic's shape names the request, as the Messages routes' errors do
         resp.headers["x-request-id"] = rid
     return resp
 
