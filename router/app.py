@@ -27,12 +27,11 @@ from .console import install as install_console
 from .drain import END_S, IN_FLIGHT, InFlight, drain_on_shutdown
 from .early_signals import notify
 from .engines_bridge import engine_states, make_supervisor
-from .errors import ApiError
 from .listener import AcceptingSite, accepts_one_per_pass
 from .live_config import LiveConfig
 from .logs import gather_lines
 from .metrics import Metrics
-from .protocol import Runner
+from .protocol import Runner, expectation_failed
 from .relay import WRITE_STALL_S
 from .reload import RELOADER, Reloader
 from .state import STATE, AppState
@@ -168,8 +167,7 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
     if request.version != HttpVersion11 or request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
         await _default_expect_handler(request)
         return None
-    err = ApiError(417, "The request's Expect header asks for an expectation the router does not meet: only "
-                        "100-continue is supported.", "expectation_failed")
+    err = expectation_failed()
     anthropic = request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
     rid = common.request_id(request)
     resp = err.response("anthropic" if anthropic else "openai", rid)

@@ -1,5 +1,6 @@
-"""aiohttp's own error answers given in the router's shape: a request its HTTP parser refuses, and a failure a handler
-let escape; and a request's body its parser refuses once the route reads it, refused to the route.
+"""aiohttp's own error answers given in the router's shape: a request its HTTP parser refuses, a failure a handler
+let escape, and an HTTP error aiohttp raised before any route ran; and a request's body its parser refuses once the
+route reads it, refused to the route.
 
 aiohttp answers a request it cannot parse (a bad request line, a header with a control character, a line past its
 size limit) before any route, hook or middleware sees it, with a text page that quotes the offending bytes
@@ -8,21 +9,32 @@ router's connections are `Protocol`s, whose `handle_error` answers in the routes
 the kind of fault only: OpenAI's, or Anthropic's on the Messages paths when the request was read (a refused
 request's path is not known: aiohttp's parser keeps it to itself). The rest is aiohttp's: the status it chose (400
 for every parser error), its log record (which the app's filter strips of the bytes), its refusal once an answer
-began, the connection closed after the answer. A request aiohttp can parse costs next to nothing more: the server
-only builds each connection's protocol from this class instead of aiohttp's (`Runner`), whose reads from the socket
-each count the connection's queue of requests twice.
+began, the connection closed after the answer. A connection whose first bytes begin a TLS record is told that it
+looks like TLS sent to the plain-HTTP port (`TLSOnPlainHTTP`; aiohttp's parsers call it a malformed method or a bad
+line ending).
+
+A request whose target is not a path (`CONNECT host:443`, `OPTIONS *`) matches no route, not even the router's
+catch-all (aiohttp's router only looks for paths), and aiohttp answers it with its text 404 (or its own Expect
+handler's 417, which echoes the header): `Protocol.finish_response` gives those in the routes' shape (`routing_answer`).
+No hook of aiohttp's reaches them otherwise but a middleware, which would cost every request two coroutine layers.
 
 A body aiohttp's parser refuses after its request went to the route (a chunked body whose first chunks were good,
 then a chunk size line that is not one) is refused to the route too (`Protocol.data_received`): aiohttp queues the
 parser's error as the connection's next request and leaves the body open, its route waiting for the rest until its
 idle timeout. The route's read then fails as for a body aiohttp could not decode (`RequestPayloadError`, which the
 routes answer with a 400 in their shape), and the connection is closed after the answer.
+
+A request aiohttp can parse costs next to nothing more: the server builds each connection's protocol from this
+class instead of aiohttp's (`Runner`), whose every read from the socket counts the queue of requests twice (about
+0.1 µs) and whose every answer is checked for being one of aiohttp's own errors (about 0.2 µs).
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Coroutine
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import http_exceptions, web
 from aiohttp.streams import StreamReader
@@ -31,8 +43,17 @@ from aiohttp.web_request import BaseRequest
 
 from .errors import ApiError
 
+
+class TLSOnPlainHTTP(http_exceptions.BadHttpMessage):
+    """A connection's first bytes that the parser refused began a TLS record: a client given an https:// URL for
+    the router's plain-HTTP port (aiohttp's parsers call it a malformed method, or a bad line ending)."""
+
+
+TLS_RECORD = b"\x16\x03"  # a TLS handshake record's first bytes (content type 22, protocol version 3.x)
+
 # what each parser error says of the request (its message quotes the bytes; this names the fault only)
 _FAULTS: tuple[tuple[type[Exception], str], ...] = (
+    (TLSOnPlainHTTP, "it looks like TLS (https://) sent to the router's plain-HTTP port (use http://)"),
     (http_exceptions.LineTooLong, "its request line or a header is longer than the router reads"),
     (http_exceptions.BadHttpMethod, "its method is malformed"),
     (http_exceptions.BadStatusLine, "its request line is malformed"),
@@ -66,18 +87,49 @@ def error_answer(request: BaseRequest, status: int, exc: BaseException | None) -
         err = ApiError(status, "Internal error; the router's log has the details.", "internal_error")
     else:  # (aiohttp's 504 for a handler's timeout)
         err = ApiError(status, f"{_phrase(status)}.", "http_error")
-    if request.path.startswith("/v1/messages"):  # Anthropic's shape names the request, as the routes' errors do
-        rid = secrets.token_hex(12)
-        resp = err.response("anthropic", rid)
-        resp.headers["x-request-id"] = rid
-    else:
-        resp = err.response("openai")
+    resp = _shaped(request, err, request.path.startswith("/v1/messages"))
     resp.force_close()
     return resp
 
 
+def expectation_failed() -> ApiError:
+    """The 417 for an `Expect` header other than 100-continue (its value unquoted)."""
+    return ApiError(417, "The request's Expect header asks for an expectation the router does not meet: only "
+                         "100-continue is supported.", "expectation_failed")
+
+
+def routing_answer(request: BaseRequest, exc: web.HTTPException) -> web.Response:
+    """What the router answers for an HTTP error aiohttp raised itself before any route ran, where it would have
+    answered with its text page: no route matched (the router's catch-all route takes every path, so a target
+    that is not one: `CONNECT host:443`, `OPTIONS *`), or its own `Expect` handler refused (there). JSON in the
+    shape the routes give such errors (Anthropic's on the Messages paths or for a client that sends
+    `anthropic-version`), quoting nothing of the request; the connection kept as aiohttp would have kept it."""
+    status = exc.status
+    if status == HTTPStatus.NOT_FOUND:
+        err = ApiError(status, "No route matches the request: the router's routes are paths, which begin with /.",
+                       "not_found")
+    elif status == HTTPStatus.METHOD_NOT_ALLOWED:
+        err = ApiError(status, "The request's method is not allowed for its target.", "method_not_allowed",
+                       headers={"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None)
+    elif status == HTTPStatus.EXPECTATION_FAILED:
+        err = expectation_failed()
+    else:
+        err = ApiError(status, f"{_phrase(status)}.", "http_error")
+    return _shaped(request, err, request.path.startswith("/v1/messages") or "anthropic-version" in request.headers)
+
+
+def _shaped(request: BaseRequest, err: ApiError, anthropic: bool) -> web.Response:
+    if anthropic:  # Anthropic's shape names the request, as the routes' errors do
+        rid = secrets.token_hex(12)
+        resp = err.response("anthropic", rid)
+        resp.headers["x-request-id"] = rid
+        return resp
+    return err.response("openai")
+
+
 class Protocol(RequestHandler):
-    """aiohttp's HTTP/1.1 connection, its own error answers in the router's shape (`error_answer`)."""
+    """aiohttp's HTTP/1.1 connection, its own error answers in the router's shape (`error_answer`,
+    `routing_answer`), a body its parser refuses mid-read refused to its route."""
 
     __slots__ = ()
 
@@ -86,7 +138,12 @@ class Protocol(RequestHandler):
         super().data_received(data)
         if len(self._messages) > queued:
             last = self._messages[-1][0]
-            if isinstance(last, _ErrInfo):  # a parser error, queued as a request
+            if not isinstance(last, _ErrInfo):
+                return
+            if self._request_count == 1 and data.startswith(TLS_RECORD):  # the connection's first bytes refused
+                self._messages[-1] = (_ErrInfo(status=last.status, exc=TLSOnPlainHTTP("a TLS handshake"),
+                                               message=""), self._messages[-1][1])
+            else:  # a parser error, queued as a request
                 self._refuse_open_body(last.exc)
 
     def _refuse_open_body(self, exc: BaseException) -> None:
@@ -108,6 +165,12 @@ class Protocol(RequestHandler):
                      message: str | None = None) -> web.StreamResponse:
         super().handle_error(request, status, exc, "")  # its log record; ConnectionError once an answer began
         return error_answer(request, status, exc)
+
+    def finish_response(self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
+                        ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        if isinstance(resp, web.HTTPException) and resp.status >= 400 and not resp.prepared:
+            resp = routing_answer(request, resp)  # (no route ran: a route answers such errors itself)
+        return super().finish_response(request, resp, start_time)  # (no coroutine of its own on every answer)
 
 
 class Server(web.Server):

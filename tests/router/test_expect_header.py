@@ -24,7 +24,7 @@ def post(path: str, expect: str, length: int, version: str = "1.1") -> bytes:
 
 
 async def until_answered(url: str, data: bytes) -> bytes:
-    """Send `data` (headers only: the body is never sent) and read until the answer after the interim 100 is whole
+    """Send `data` (headers only: no body follows) and read until the answer (after any interim 100) is whole
     (aiohttp then waits a while for the body it was promised before it closes the connection)."""
     host, port = url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
