@@ -883,6 +883,11 @@ def sealed(text: str) -> str:
     return SEALED_PREFIX + base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode("ascii")
 
 
+def _sealed_chars(size: int) -> int:
+    """The length of `sealed` of a text of `size` UTF-8 bytes: its prefix and their base64 (padded)."""
+    return len(SEALED_PREFIX) + 4 * ((size + 2) // 3)
+
+
 def unsealed(value: object) -> str:
     """The text `sealed` wrote into an `encrypted_content`; "" for any other (OpenAI's own, or not readable)."""
     if not isinstance(value, str) or not value.startswith(SEALED_PREFIX):
@@ -1498,6 +1503,7 @@ class ResponsesStream(ChunkEncoder):
         self._summary_mid = b""  # the open reasoning item's summary delta event from its item id (when summarized)
         self._acc: list[str] = []  # the open item's text (joined when it closes: no quadratic appends)
         self._chars = 0
+        self._sealed_bytes = 0  # the UTF-8 bytes of the open reasoning item's text (its sealed copy's base64)
         self._logprobs = _Logprobs(LOGPROBS_PER_CHAR * max_chars) if req.logprobs else None
         self._text_logprobs: list[dict[str, Any]] = []  # the open output_text part's (its `logprobs`)
 
@@ -1521,21 +1527,33 @@ class ResponsesStream(ChunkEncoder):
         self._unsent.append(event)
         return event
 
-    def _grow(self, text: str, copies: int = 1) -> None:
+    def _grow(self, text: str, copies: int = 1, more: int = 0) -> None:
         """The open item gets `text`; the output a stream holds for its final Response is bounded (`copies`: how
-        many times the final Response holds it: twice for summarized reasoning, its content and its summary)."""
-        self._chars += copies * len(text)
+        many times the final Response holds it: twice for summarized reasoning, its content and its summary;
+        `more`: what else it adds there, to a reasoning item's sealed copy)."""
+        self._chars += copies * len(text) + more
         if self._chars > self.max_chars:
             raise self._too_large()
         self._acc.append(text)
 
-    def _room(self, text: str, copies: int = 1) -> None:
-        """Raises `response_too_large` when a new item whose first piece is `text` (held `copies` times) would pass
-        the bound (with what closing the open call still writes of its arguments): checked before the open item's
-        `.done` events and the new one's `output_item.added` are numbered, so that the error event follows the
-        last event sent."""
-        if self._chars + len(self._high) + copies * len(text) > self.max_chars:
+    def _room(self, text: str, copies: int = 1, more: int = 0) -> None:
+        """Raises `response_too_large` when a new item whose first piece is `text` (held `copies` times, and `more`)
+        would pass the bound (with what closing the open call still writes of its arguments): checked before the
+        open item's `.done` events and the new one's `output_item.added` are numbered, so that the error event
+        follows the last event sent."""
+        if self._chars + len(self._high) + copies * len(text) + more > self.max_chars:
             raise self._too_large()
+
+    def _sealing(self, text: str, opening: bool) -> int:
+        """What `text` adds to the open reasoning item's `encrypted_content` when the request asks for it (else 0):
+        `sealed` writes its prefix and the base64 of all the item's text as UTF-8, 4 characters for each 3 bytes
+        begun (the item's bytes so far are noted here)."""
+        if not self.req.sealed_reasoning:
+            return 0
+        before = 0 if opening else self._sealed_bytes
+        after = before + (len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass")))
+        self._sealed_bytes = after
+        return _sealed_chars(after) - (_sealed_chars(before) if not opening else 0)
 
     def _too_large(self) -> ApiError:
         return ApiError(502, f"The response passed {self.max_chars} characters, the most one streamed Response "
@@ -1667,15 +1685,17 @@ class ResponsesStream(ChunkEncoder):
         out: list[bytes] = []
         summarize = self.req.summarize
         copies = 2 if summarize else 1  # (summarized, the final Response holds the text as content and summary)
-        if self._open is None or self._open["type"] != "reasoning":
+        opening = self._open is None or self._open["type"] != "reasoning"
+        sealing = self._sealing(text, opening)  # (sealed, the final Response holds the text once more, in base64)
+        if opening:
             item = _reasoning_item("")
-            out += self._opened(item, {"type": "reasoning_text", "text": ""}, text, copies)
+            out += self._opened(item, {"type": "reasoning_text", "text": ""}, text, copies, sealing)
             if summarize:  # its one summary part, beside the content's (its text set when it closes)
                 where = {"item_id": item["id"], "output_index": self._index(), "summary_index": 0}
                 out.append(self._event("response.reasoning_summary_part.added", {**where, "part": _summary_part("")}))
                 self._summary_mid = (b',"item_id":' + jsoncodec.dumps(item["id"]) + b',"output_index":'
                                      + str(self._index()).encode() + b',"summary_index":0,"delta":')
-        self._grow(text, copies)
+        self._grow(text, copies, sealing)
         out.append(self._open_delta(_REASONING_DELTA, text, b"}\n\n"))
         if summarize:  # the same text as the summary's delta
             out.append(self._delta(_SUMMARY_DELTA, self._summary_mid, text, b"}\n\n"))
@@ -1692,10 +1712,11 @@ class ResponsesStream(ChunkEncoder):
         item = self._open
         return item["content"][0]["type"] if item is not None and item["type"] == "message" else None
 
-    def _opened(self, new: dict[str, Any], part: dict[str, Any], first: str, copies: int = 1) -> list[bytes]:
+    def _opened(self, new: dict[str, Any], part: dict[str, Any], first: str, copies: int = 1,
+                more: int = 0) -> list[bytes]:
         """A new item in progress (shown without its content), and its one part added, when `first`, the text
         it opens with, fits (`_room`)."""
-        self._room(first, copies)
+        self._room(first, copies, more)
         new["status"] = "in_progress"
         return [*self._add(new, {**new, "content": []}), self._event("response.content_part.added", {
             "item_id": new["id"], "output_index": self._index(), "content_index": 0, "part": part})]
