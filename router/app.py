@@ -18,7 +18,6 @@ from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
-from aiohttp.web_urldispatcher import _default_expect_handler
 
 from .api import common, docs, health, messages, models, openai_routes, ops, responses, swap
 from .config.model import Config
@@ -164,8 +163,11 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
     then answers, its 413 for a body declared too large among its answers), any other expectation a 417 in the
     route's error shape that does not quote the header (aiohttp's text page echoed its value, which a client that
     mis-set a header could have filled with a key). HTTP/1.0 has no Expect: aiohttp ignores it there, as before."""
-    if request.version != HttpVersion11 or request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
-        await _default_expect_handler(request)
+    if request.version != HttpVersion11:
+        return None
+    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":  # (as aiohttp's own expect handler does)
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # (the answer's own bytes are counted from here)
         return None
     err = expectation_failed()
     anthropic = request.path.startswith("/v1/messages") or "anthropic-version" in request.headers

@@ -36,12 +36,19 @@ from collections.abc import Coroutine
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import http_exceptions, web
+from aiohttp import http_exceptions, web, web_protocol
 from aiohttp.streams import StreamReader
-from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 
 from .errors import ApiError
+
+# aiohttp's own names that `Protocol.data_received` reads (3.9 to 3.14): where an aiohttp release has not all of
+# them, its connections read requests as aiohttp does (a body refused mid-read waits for its idle timeout, TLS is
+# called a malformed method) rather than fail on each read
+_ErrInfo: Any = getattr(web_protocol, "_ErrInfo", None)
+_READS_QUEUE = _ErrInfo is not None and all(hasattr(RequestHandler, name) for name in (
+    "_messages", "_request_count", "_current_request", "data_received"))
 
 
 class TLSOnPlainHTTP(http_exceptions.BadHttpMessage):
@@ -134,6 +141,9 @@ class Protocol(RequestHandler):
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
+        if not _READS_QUEUE:  # (see `_READS_QUEUE`)
+            super().data_received(data)
+            return
         queued = len(self._messages)
         super().data_received(data)
         if len(self._messages) > queued:

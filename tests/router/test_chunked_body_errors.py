@@ -148,3 +148,29 @@ async def test_a_well_formed_chunked_body_is_still_read(fakes, router, parser) -
     assert status == 200, raw[:600]
     assert json.loads(body)["object"] == "chat.completion"
     assert up.requests[0].body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+async def test_an_aiohttp_without_the_names_protocol_reads_serves_as_aiohttp_does(fakes, router, monkeypatch) -> None:
+    """Where an aiohttp release lacks the internal names `Protocol.data_received` reads, the connection reads as
+    aiohttp's own (`_READS_QUEUE` off): requests are served, TLS is then aiohttp's malformed method, no 5xx."""
+    from router import protocol
+
+    monkeypatch.setattr(protocol, "_READS_QUEUE", False)
+    up: FakeUpstream = await fakes()
+    up.push(Step(json=completion("hello", "m")))
+    r = await router(CONFIG.format(key=KEY, url=up.url))
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    rest = b"".join(chunk(body[i:i + 7]) for i in range(10, len(body), 7)) + b"0\r\n\r\n"
+    raw, ended = await send_in_two(r.url, r.app, head("/v1/chat/completions").replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + chunk(body[:10]), rest)
+    assert ended == "closed"
+    [(status, _, _)] = answers(raw)
+    assert status == 200, raw[:600]
+    loop = asyncio.get_running_loop()
+    host, port = r.url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, int(port)))
+        await loop.sock_sendall(sock, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\r\n\r\n")
+        got = await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), GUARD_S)
+    assert got.startswith(b"HTTP/1.") and b" 400 " in got.split(b"\r\n", 1)[0]
