@@ -19,7 +19,9 @@ from repair.types import WrittenFloat, json_object
 _INT = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUM = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _MAX_DEPTH = 32
-_LITERAL_OPENERS = ("[", "{", '"', "'")  # a string opening so is no lone value to make a list of (see `_one_item`)
+_LITERAL_OPENERS = ("[", "{", "(", '"', "'", "- ", "* ")  # a string opening so is no lone value (see `_one_item`)
+_LIST_SEPARATORS = re.compile(r"[,;\n|]")  # a string holding one may be a list written as text: no lone value
+_NULL_WORDS = frozenset(("null", "none", "nil", "undefined"))
 
 
 # Type names tool schemas use that JSON Schema does not (Python, TypeScript and SQL spellings).
@@ -396,7 +398,7 @@ def _node_of(root: dict[str, Any], schema: Any, nodes: Nodes | None) -> _Node:
 
 
 def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: list[str], depth: int,
-            nodes: Nodes | None = None) -> Any:
+            nodes: Nodes | None = None, wrap: bool = True) -> Any:
     """`value` with what `schema` (a node of `root`) unambiguously gives another type converted, each conversion
     added to `changes`. `nodes`: the nodes of `root` already read (kept by its tool: read once, not per call)."""
     node = _node_of(root, schema, nodes)
@@ -410,9 +412,15 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
         fits = []
         for i, b in enumerate(branches):
             trial: list[str] = []
-            v = _coerce(root, b, value, path, trial, depth + 1, nodes)
+            v = _coerce(root, b, value, path, trial, depth + 1, nodes, False)
             if trial and isinstance(b, dict) and _branch_valid(root, node, i, v):
                 fits.append((v, trial))
+        if not fits and wrap and not isinstance(value, list):  # no branch takes it as it is or converted: a list
+            for i, b in enumerate(branches):  # branch may take it as its one item (see `_one_item`)
+                bn = _node_of(root, b, nodes)
+                one = _one_item(root, bn, value, path, depth + 1, nodes) if bn.wraps else None
+                if one is not None and _branch_valid(root, node, i, [one[0]]):
+                    fits.append(([one[0]], [_wrapped(path, value), *one[1]]))
         if len(fits) == 1:
             changes.extend(fits[0][1])
             return fits[0][0]
@@ -426,10 +434,10 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
     elif (isinstance(value, (int, float)) and not isinstance(value, bool) and types == ["string"]):
         changes.append(f"{path or 'arguments'}: {value!r} -> string")
         return value.text if isinstance(value, WrittenFloat) else json.dumps(value)
-    if node.wraps and not isinstance(value, list):
+    if wrap and node.wraps and not isinstance(value, list):
         one = _one_item(root, node, value, path, depth, nodes)
         if one is not None:
-            changes.append(f"{path or 'arguments'}: {_LABEL_ENCODER.encode(value)[:60]} -> array (one item)")
+            changes.append(_wrapped(path, value))
             changes.extend(one[1])
             return [one[0]]
     if isinstance(value, dict):
@@ -440,23 +448,38 @@ def _coerce(root: dict[str, Any], schema: Any, value: Any, path: str, changes: l
             if not sub or (type(v) is str and _node_of(root, sub, nodes).keeps_text):  # (what `_coerce` gives it)
                 out[k] = v
             else:
-                out[k] = _coerce(root, sub, v, f"{path}/{k}" if path else k, changes, depth + 1, nodes)
+                out[k] = _coerce(root, sub, v, f"{path}/{k}" if path else k, changes, depth + 1, nodes, wrap)
         return out
     if isinstance(value, list):
         items = node.items
         if items is not None:
-            return [_coerce(root, items, v, f"{path}/{i}", changes, depth + 1, nodes) for i, v in enumerate(value)]
+            inner = wrap and not _node_of(root, items, nodes).wraps  # (a list written: its items are no lone values
+            # to make lists of, `[1, 2]` for a list of points; a list within an item may be)
+            return [_coerce(root, items, v, f"{path}/{i}", changes, depth + 1, nodes, inner)
+                    for i, v in enumerate(value)]
     return value
+
+
+def _wrapped(path: str, value: Any) -> str:
+    return f"{path or 'arguments'}: {_LABEL_ENCODER.encode(value)[:60]} -> array (one item)"
 
 
 def _one_item(root: dict[str, Any], node: _Node, value: Any, path: str, depth: int,
               nodes: Nodes | None) -> tuple[Any, list[str]] | None:
     """`value`, given where `node` (typed array, or array or null) asks for a list, as that list's one item, with the
     item's own coercions (`"5"` for integer items is 5): what Home Assistant's validator (`cv.ensure_list`) makes
-    of a lone value. None where that would guess: null, a blank string, a string written as a literal (a list written
-    badly, an object, a quoted string: an XML format's `"x"`, whose quotes may or may not be the value's), an object
-    where the items do not declare objects, or an item the items refuse."""
-    if value is None or (isinstance(value, str) and (not value.strip() or value.lstrip()[:1] in _LITERAL_OPENERS)):
+    of a lone value. None where that would guess: null or a word for it, a blank string, a string written as a
+    literal (a list written badly, an object, a tuple, a quoted string: an XML format's `"x"`, whose quotes may or may
+    not be the value's, a markdown list) or holding a separator (`light, switch`, lines: a list written as text), an
+    object where the items do not declare objects, items that are lists themselves (which level the value was meant
+    for is a guess: `[1, 2]` for a list of points), or an item the items refuse. The item is coerced with no wrap
+    of its own, and a wrap is looked for only where nothing takes the value otherwise (`_coerce`'s `wrap`): within
+    an anyOf's branches only once none takes it as it is or converted, never inside a wrapped item or a list's
+    items, so that its cost stays that of reading the schema once (a schema whose array branches refer to
+    themselves had made it exponential)."""
+    if value is None or (isinstance(value, str) and (not value.strip() or value.lstrip().startswith(_LITERAL_OPENERS)
+                                                     or _LIST_SEPARATORS.search(value) is not None
+                                                     or value.strip().lower() in _NULL_WORDS)):
         return None
     items = node.items
     if items is None:
@@ -464,7 +487,9 @@ def _one_item(root: dict[str, Any], node: _Node, value: Any, path: str, depth: i
     if isinstance(value, dict) and "object" not in _node_of(root, items, nodes).types:
         return None
     trial: list[str] = []
-    item = _coerce(root, items, value, f"{path}/0" if path else "0", trial, depth + 1, nodes)
+    if "array" in _node_of(root, items, nodes).types:  # a list of lists: which level a value was meant for is a guess
+        return None
+    item = _coerce(root, items, value, f"{path}/0" if path else "0", trial, depth + 1, nodes, False)  # (no wrap in it)
     check = node.item_check[0]
     if check is None:
         check = node.item_check[0] = _checker(root, _deref(root, items))

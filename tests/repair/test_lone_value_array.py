@@ -137,3 +137,69 @@ def test_a_lone_value_that_would_be_a_guess_still_fails_the_call(text: str) -> N
     r = repair_message(text, HASS, id_factory=ids)
     assert r.tool_calls == [] and [e.kind for e in r.errors] == ["schema_mismatch"] and r.content == text
     assert_stream_matches(text, HASS, seed=7)
+
+
+# what a review found the first version of the wrap doing
+
+INT, INTS = {"type": "integer"}, {"type": "array", "items": {"type": "integer"}}
+ONE_OR_MANY = {  # "X or a list of X": the value converted for X is the reading, as before the wrap
+    "integer or integers": ({"anyOf": [INT, INTS]}, "5", 5),
+    "string or strings": ({"anyOf": [{"type": "string"}, STRINGS]}, 5, "5"),
+    "boolean or strings": ({"anyOf": [{"type": "boolean"}, STRINGS]}, "true", True),
+    "number or numbers": ({"anyOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}}]}, "2.5",
+                          2.5),
+    "object or objects": ({"anyOf": [{"type": "object", "properties": {"a": INT}},
+                                     {"type": "array", "items": {"type": "object", "properties": {"a": INT}}}]},
+                          {"a": "1"}, {"a": 1}),
+}
+
+
+@pytest.mark.parametrize("prop, value, want", ONE_OR_MANY.values(), ids=ONE_OR_MANY.keys())
+def test_one_or_a_list_of_one_takes_the_value_as_the_one(prop: dict[str, Any], value: Any, want: Any) -> None:
+    args, changes, error = ToolSchema("t", _schema(prop)).conform({"v": value})
+    assert error is None and args == {"v": want} and changes
+
+
+NOT_MEANT = {
+    "a point for a list of points": ({"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                                     [1, 2]),
+    "a row for a list of rows": ({"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+                                 ["Alice", "30"]),
+    "a string for a list of lists": ({"type": "array", "items": STRINGS}, "x"),
+    "a list with commas": (STRINGS, "light, switch"),
+    "a list without spaces": (STRINGS, "light,switch"),
+    "a list in lines": (STRINGS, "light\nswitch"),
+    "a markdown list": (STRINGS, "- light"),
+    "a tuple written": (STRINGS, "('a', 'b')"),
+    "null written": (STRINGS, "null"),
+    "None written": (STRINGS, "None"),
+}
+
+
+@pytest.mark.parametrize("prop, value", NOT_MEANT.values(), ids=NOT_MEANT.keys())
+def test_no_list_is_made_of_what_may_be_a_list_or_another_level(prop: dict[str, Any], value: Any) -> None:
+    args, changes, error = ToolSchema("t", _schema(prop)).conform({"v": value})
+    assert error is not None and args == {"v": value} and not any("one item" in c for c in changes)
+
+
+def test_a_schema_whose_array_branches_refer_to_themselves_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each wrap tried every branch again below it: three array branches of a recursive anyOf took ~6 s for one
+    string (the router repairs on its event loop); counted here in calls, not timed."""
+    import repair.schema as schema_module
+
+    calls = 0
+    real = schema_module._coerce
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(schema_module, "_coerce", counted)
+    node = {"anyOf": [{"type": "object", "required": ["f"]},
+                      {"type": "array", "items": {"$ref": "#/$defs/n"}, "minItems": 2},
+                      {"type": "array", "items": {"$ref": "#/$defs/n"}, "maxItems": 1},
+                      {"type": "array", "items": {"$ref": "#/$defs/n"}, "uniqueItems": True}]}
+    tool = ToolSchema("t", _schema({"$ref": "#/$defs/n"}, **{"$defs": {"n": node}}))
+    tool.conform({"v": "a"})
+    assert calls < 200, calls
