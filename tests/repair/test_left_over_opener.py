@@ -49,11 +49,12 @@ LEFT_OVER = {
 }
 
 
-@pytest.mark.parametrize("text, calls", LEFT_OVER.values(), ids=LEFT_OVER.keys())
-def test_an_opener_left_after_complete_calls_is_no_cut_call(text: str, calls: list[Any]) -> None:
+def assert_left_over(text: str, calls: list[Any]) -> None:
+    """The opener at the end of `text` is markup left over: `calls` made, nothing failed, one-shot and streamed."""
     r = repair_message(text, TOOLS, id_factory=ids)
     assert calls_of(r) == calls
     assert r.errors == [] and r.outcome == "repaired"
+    assert "opening_tag" in [x.kind for x in r.repairs]
     prose = text[:text.index("<")].strip()
     assert r.content == (prose or None)  # the opener leaves the content with the calls' markup
     for incremental in (False, True):
@@ -65,6 +66,11 @@ def test_an_opener_left_after_complete_calls_is_no_cut_call(text: str, calls: li
     assert_plain_splits_match(text, TOOLS)
     for sizes in ([1, 2], [3], [5, 1, 7], [11]):
         assert_sized_stream_matches(text, sizes, TOOLS, strict=True)
+
+
+@pytest.mark.parametrize("text, calls", LEFT_OVER.values(), ids=LEFT_OVER.keys())
+def test_an_opener_left_after_complete_calls_is_no_cut_call(text: str, calls: list[Any]) -> None:
+    assert_left_over(text, calls)
 
 
 CUT = {
@@ -79,16 +85,22 @@ CUT = {
 }
 
 
-@pytest.mark.parametrize("text, calls", CUT.values(), ids=CUT.keys())
-def test_an_opener_followed_by_a_cut_call_is_still_cut(text: str, calls: list[Any]) -> None:
+def assert_cut(text: str, calls: list[Any], opener: str = "<") -> None:
+    """The opener at the end of `text` begins a call cut off: `calls` made, `truncated`, the cut call's text (from
+    `opener`) left in the content; one-shot and streamed alike."""
     r = repair_message(text, TOOLS, id_factory=ids)
     assert calls_of(r) == calls
     assert [e.kind for e in r.errors] == ["truncated"] and r.outcome == "failed"
-    assert r.content is not None and r.content.startswith("<") and r.content.endswith(text[-5:].strip())
+    assert r.content is not None and r.content.startswith(opener) and r.content.endswith(text[-5:].strip())
     assert_stream_matches(text, TOOLS, seed=5)
     assert_plain_splits_match(text, TOOLS)
     for sizes in ([1, 2], [4], [9]):
         assert_sized_stream_matches(text, sizes, TOOLS)
+
+
+@pytest.mark.parametrize("text, calls", CUT.values(), ids=CUT.keys())
+def test_an_opener_followed_by_a_cut_call_is_still_cut(text: str, calls: list[Any]) -> None:
+    assert_cut(text, calls)
 
 
 NO_CALL = {

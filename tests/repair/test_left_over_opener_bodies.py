@@ -14,14 +14,10 @@ import pytest
 from repair import repair_message
 from tests.repair.helpers import assert_stream_matches, calls_of, ids
 from tests.repair.incremental_helpers import (
-    assert_every_split_matches,
     assert_plain_splits_match,
-    assert_sized_stream_matches,
-    streamed,
 )
+from tests.repair.test_left_over_opener import TOOLS, assert_cut, assert_left_over
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 PARIS = ("get_weather", {"city": "Paris"})
 OSLO = ("get_weather", {"city": "Oslo"})
 HERMES = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
@@ -53,21 +49,7 @@ LEFT_OVER = {
 
 @pytest.mark.parametrize("text, calls", LEFT_OVER.values(), ids=LEFT_OVER.keys())
 def test_an_opener_left_after_closed_blocks_is_no_cut_call(text: str, calls: list[Any]) -> None:
-    r = repair_message(text, TOOLS, id_factory=ids)
-    assert calls_of(r) == calls
-    assert r.errors == [] and r.outcome == "repaired"
-    assert "opening_tag" in [x.kind for x in r.repairs]
-    prose = text[:text.index("<")].strip()
-    assert r.content == (prose or None)  # the opener leaves the content with the calls' markup
-    for incremental in (False, True):
-        for pieces in ([text], list(text), [text[:-3], text[-3:]]):
-            got = streamed(pieces, TOOLS, incremental)
-            assert got.errors == [] and got.outcome == "repaired", (incremental, pieces)
-            assert calls_of(got) == calls and got.content == r.content
-    assert_every_split_matches(text, TOOLS, seed=5)
-    assert_plain_splits_match(text, TOOLS)
-    for sizes in ([1, 2], [3], [5, 1, 7], [11]):
-        assert_sized_stream_matches(text, sizes, TOOLS, strict=True)
+    assert_left_over(text, calls)
 
 
 def test_the_opener_left_in_a_think_block_goes_with_its_calls() -> None:
@@ -93,14 +75,7 @@ CUT = {
 
 @pytest.mark.parametrize("text, calls", CUT.values(), ids=CUT.keys())
 def test_an_opener_followed_by_a_cut_call_is_still_cut(text: str, calls: list[Any]) -> None:
-    r = repair_message(text, TOOLS, id_factory=ids)
-    assert calls_of(r) == calls
-    assert [e.kind for e in r.errors] == ["truncated"] and r.outcome == "failed"
-    assert r.content is not None and r.content.startswith("<tool_call>") and r.content.endswith(text[-5:].strip())
-    assert_stream_matches(text, TOOLS, seed=5)
-    assert_plain_splits_match(text, TOOLS)
-    for sizes in ([1, 2], [4], [9]):
-        assert_sized_stream_matches(text, sizes, TOOLS)
+    assert_cut(text, calls, "<tool_call>")
 
 
 @pytest.mark.parametrize("text", [

@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiohttp import http_parser, web_protocol
@@ -136,16 +137,23 @@ async def test_a_pipelined_request_whose_body_turns_malformed_while_it_waits_its
     assert len(up.requests) == 1
 
 
-async def test_a_well_formed_chunked_body_is_still_read(fakes, router, parser) -> None:
-    up: FakeUpstream = await fakes()
-    r = await router(CONFIG.format(key=KEY, url=up.url))
+async def send_chunked_chat(r: Any) -> tuple[int, bytes]:
+    """A well-formed chat request whose body comes in 7-byte chunks, its first sent before the route runs; the
+    answer's status and body (the connection closed after it)."""
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
     rest = b"".join(chunk(body[i:i + 7]) for i in range(10, len(body), 7)) + b"0\r\n\r\n"
     raw, ended = await send_in_two(r.url, r.app, head("/v1/chat/completions").replace(
         b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + chunk(body[:10]), rest)
     assert ended == "closed"
-    [(status, _, body)] = answers(raw)
+    [(status, _, answer)] = answers(raw)
     assert status == 200, raw[:600]
+    return status, answer
+
+
+async def test_a_well_formed_chunked_body_is_still_read(fakes, router, parser) -> None:
+    up: FakeUpstream = await fakes()
+    r = await router(CONFIG.format(key=KEY, url=up.url))
+    _, body = await send_chunked_chat(r)
     assert json.loads(body)["object"] == "chat.completion"
     assert up.requests[0].body["messages"] == [{"role": "user", "content": "hi"}]
 
@@ -159,13 +167,7 @@ async def test_an_aiohttp_without_the_names_protocol_reads_serves_as_aiohttp_doe
     up: FakeUpstream = await fakes()
     up.push(Step(json=completion("hello", "m")))
     r = await router(CONFIG.format(key=KEY, url=up.url))
-    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
-    rest = b"".join(chunk(body[i:i + 7]) for i in range(10, len(body), 7)) + b"0\r\n\r\n"
-    raw, ended = await send_in_two(r.url, r.app, head("/v1/chat/completions").replace(
-        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + chunk(body[:10]), rest)
-    assert ended == "closed"
-    [(status, _, _)] = answers(raw)
-    assert status == 200, raw[:600]
+    await send_chunked_chat(r)
     loop = asyncio.get_running_loop()
     host, port = r.url.removeprefix("http://").split(":")
     with socket.socket() as sock:
