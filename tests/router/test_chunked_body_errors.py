@@ -60,25 +60,7 @@ async def in_flight(app: object) -> None:
 async def send_in_two(url: str, app: object, first: bytes, then: bytes) -> tuple[bytes, str]:
     """Send `first`, wait for its route to run, send `then`; read until the router closes the connection (a
     socket timeout is a hang guard: a router that never answers fails the test instead of holding it)."""
-    loop = asyncio.get_running_loop()
-    host, port = url.removeprefix("http://").split(":")
-    sock = socket.socket()
-    sock.setblocking(False)
-    got = bytearray()
-    try:
-        await loop.sock_connect(sock, (host, int(port)))
-        await loop.sock_sendall(sock, first)
-        await in_flight(app)
-        await loop.sock_sendall(sock, then)
-        while data := await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), GUARD_S):
-            got += data
-    except asyncio.TimeoutError:
-        return bytes(got), "hung"
-    except ConnectionResetError:
-        return bytes(got), "reset"
-    finally:
-        sock.close()
-    return bytes(got), "closed"
+    return await malformed.exchange(url, then, first, between=lambda: in_flight(app), guard=GUARD_S)
 
 
 BODY = json.dumps({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],

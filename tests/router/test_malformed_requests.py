@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -77,10 +77,11 @@ def logged() -> Iterator[list[str]]:
         lg.setLevel(level)
 
 
-async def exchange(url: str, data: bytes, first: bytes = b"") -> tuple[bytes, str]:
-    """Send `first` (when given) and read its whole answer, then `data`, over a plain socket, then read until the
-    router closes the connection: everything read, and how it ended ("closed", or "reset" where the router reset
-    it). The bounds are hang guards."""
+async def exchange(url: str, data: bytes, first: bytes = b"", between: Callable[[], Awaitable[None]] | None = None,
+                   guard: float = 20) -> tuple[bytes, str]:
+    """Send `first` (when given) and read its whole answer (or, with `between`, await that instead), then `data`,
+    over a plain socket, then read until the router closes the connection: everything read, and how it ended
+    ("closed", "reset" where the router reset it, "hung" where a read waited `guard` seconds: a hang guard)."""
     loop = asyncio.get_running_loop()
     host, port = url.removeprefix("http://").split(":")
     sock = socket.socket()
@@ -90,11 +91,15 @@ async def exchange(url: str, data: bytes, first: bytes = b"") -> tuple[bytes, st
         await loop.sock_connect(sock, (host, int(port)))
         if first:
             await loop.sock_sendall(sock, first)
-            while not (b"\r\n\r\n" in got and len(answers(bytes(got), whole=False)) == 1):
-                got += await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 20)
+            if between is not None:
+                await between()
+            while between is None and not (b"\r\n\r\n" in got and len(answers(bytes(got), whole=False)) == 1):
+                got += await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), guard)
         await loop.sock_sendall(sock, data)
-        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 20):
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), guard):
             got += chunk
+    except asyncio.TimeoutError:
+        return bytes(got), "hung"
     except ConnectionResetError:
         return bytes(got), "reset"
     finally:
