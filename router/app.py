@@ -159,15 +159,15 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
 
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:
-    """Every route's answer to an `Expect` header: 100-continue met as aiohttp meets it (an interim 100; the route
-    then answers, its 413 for a body declared too large among its answers), any other expectation a 417 in the
-    route's error shape that does not quote the header (aiohttp's text page echoed its value, which a client that
-    mis-set a header could have filled with a key). HTTP/1.0 has no Expect: aiohttp ignores it there, as before."""
+    """Every route's answer to an `Expect` header: 100-continue met when the route reads the body (the interim 100
+    then, `common.ask_for_body`; aiohttp sent it before the route ran, so a 401 or a 413 for a body declared too
+    large asked for the body it refused), any other expectation a 417 in the route's error shape that does not
+    quote the header (aiohttp's text page echoed its value, which a client that mis-set a header could have filled
+    with a key). HTTP/1.0 has no Expect: aiohttp ignores it there, as before."""
     if request.version != HttpVersion11:
         return None
-    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":  # (as aiohttp's own expect handler does)
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # (the answer's own bytes are counted from here)
+    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":  # (as aiohttp's own expect handler reads it)
+        request[common.CONTINUE_OWED] = True
         return None
     err = expectation_failed()
     anthropic = request.path.startswith("/v1/messages") or "anthropic-version" in request.headers
@@ -193,9 +193,17 @@ async def _unread_body_not_inflated(request: web.Request, response: web.StreamRe
     """After an answer aiohttp reads what the route left of the request's body (for up to 10 s, so that a client
     still sending gets it), inflating a compressed body as it goes: a few hundred kilobytes that inflate to
     gigabytes cost a core for those seconds, for any client (a 401 leaves the body unread). Such a body's rest is
-    refused instead: the connection is closed once the answer is written. A body that had all arrived is not."""
+    refused instead: the connection is closed once the answer is written. A body that had all arrived is not.
+    So is a body the client holds back until it is asked for it (`Expect: 100-continue` with the route answering
+    before it read the body): it will not come, and the answer says the connection closes."""
     body = request.content
-    if "Content-Encoding" in request.headers and not body.is_eof() and body.exception() is None:
+    if body.is_eof() or body.exception() is not None:
+        return
+    if request.get(common.CONTINUE_OWED):
+        response.force_close()
+        response.headers[hdrs.CONNECTION] = "close"  # (its headers were prepared before this hook)
+        body.set_exception(UnreadBody())
+    elif "Content-Encoding" in request.headers:
         body.set_exception(UnreadBody())
 
 

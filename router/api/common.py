@@ -243,9 +243,23 @@ async def read_json(request: web.Request, rt: LiveConfig) -> tuple[bytes, dict[s
     return raw, body
 
 
+CONTINUE_OWED = web.RequestKey("continue_owed", bool)  # `Expect: 100-continue` met, its interim 100 not yet sent
+
+
+async def ask_for_body(request: web.Request) -> None:
+    """The interim `100 Continue` a client that sent `Expect: 100-continue` waits for before it sends its body,
+    sent when the route first reads the body: an answer known before that (a 401, a 413 for a declared length)
+    goes out without it, and the body is never sent (the connection is then closed after the answer)."""
+    if request.get(CONTINUE_OWED):
+        request[CONTINUE_OWED] = False
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # (the answer's own bytes are counted from here)
+
+
 async def read_body(request: web.Request, limit: int, idle: float) -> bytes:
     """The whole body, at most `limit` bytes; a client that sends nothing for `idle` seconds gets 408 (a stalled
     or half-open connection never holds a handler forever). What has already arrived is taken without a wait."""
+    await ask_for_body(request)
     parts: list[bytes] = []
     size = 0
     content = request.content

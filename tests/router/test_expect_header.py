@@ -1,6 +1,8 @@
-"""`Expect`: 100-continue is met as aiohttp meets it (an interim 100, then the route's answer, its 413 for a body
-declared too large among them); any other expectation is a 417 in the route's JSON shape that does not quote the
-header's value (a client that mis-set a header could put a key there), where aiohttp's text page echoed it."""
+"""`Expect`: 100-continue is met when the route reads the body (an interim 100, then the body, then the answer); an
+answer the route gives before it reads (a 413 for a body declared too large, a 401) goes out without the 100, and
+the connection closes after it, the body never asked for; any other expectation is a 417 in the route's JSON shape
+that does not quote the header's value (a client that mis-set a header could put a key there), where aiohttp's text
+page echoed it."""
 
 from __future__ import annotations
 
@@ -92,13 +94,61 @@ async def test_100_continue_still_reaches_the_route(fakes, router) -> None:
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
-async def test_100_continue_with_a_body_declared_too_large_is_still_the_routes_413(fakes, router, path) -> None:
+async def test_100_continue_with_a_body_declared_too_large_is_the_routes_413_without_the_interim_100(
+        fakes, router, path) -> None:
+    """The answer is known before the body is sent: no 100 asks the client to send it (the interim 100 is sent
+    when the route reads the body), and the connection closes after the 413 (the promised body never comes),
+    rather than lingering for it."""
     up: FakeUpstream = await fakes()
     r = await router(LIMITED.format(key=KEY, url=up.url))
-    raw = await until_answered(r.url, post(path, "100-continue", 999_999))
-    assert raw.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), raw[:300]
-    [(status, _, body)] = answers(raw.removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n"))
-    assert status == 413, raw[:300]
+    raw, ended = await exchange(r.url, post(path, "100-continue", 999_999).replace(b"Connection: close\r\n", b""),
+                                guard=5)
+    assert ended == "closed", raw[:300]  # (aiohttp's lingering read waits 10 s for a body the client holds back)
+    assert not raw.startswith(b"HTTP/1.1 100"), raw[:300]
+    [(status, headers, body)] = answers(raw)
+    assert status == 413 and headers["connection"] == "close", raw[:300]
     doc = json.loads(body)
     assert (doc["error"]["type"] if path == "/v1/messages" else doc["error"]["code"]) == "request_too_large", doc
     assert up.requests == []
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
+async def test_100_continue_with_a_wrong_key_is_a_401_without_the_interim_100(fakes, router, path) -> None:
+    up: FakeUpstream = await fakes()
+    r = await router(CONFIG.format(key=KEY, url=up.url))
+    data = post(path, "100-continue", 5000).replace(KEY.encode(), b"sk-wrong").replace(b"Connection: close\r\n", b"")
+    raw, ended = await exchange(r.url, data, guard=5)
+    assert ended == "closed" and not raw.startswith(b"HTTP/1.1 100"), raw[:300]
+    [(status, headers, _)] = answers(raw)
+    assert status == 401 and headers["connection"] == "close", raw[:300]
+    assert b"sk-wrong" not in raw and up.requests == []
+
+
+async def test_the_interim_100_comes_when_the_route_reads_the_body_and_the_connection_is_kept(fakes, router) -> None:
+    """Over one connection: a request with `Expect: 100-continue` gets its 100 once its route reads the body,
+    sends the body, gets its answer, and a second request follows on the same connection."""
+    up: FakeUpstream = await fakes()
+    r = await router(CONFIG.format(key=KEY, url=up.url))
+    chat = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    head = post("/v1/chat/completions", "100-continue", len(chat)).replace(b"Connection: close\r\n", b"")
+    host, port = r.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head)
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)  # (a hang guard)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(chat)
+        got = b""
+        while not answers(got, whole=False):
+            got += await asyncio.wait_for(reader.read(1 << 16), 10)
+        [(status, headers, body)] = answers(got)
+        assert status == 200 and headers.get("connection") != "close", got[:300]
+        assert json.loads(body)["choices"][0]["message"]["content"] == "echo: hi"
+        writer.write(head.replace(b"Expect: 100-continue\r\n", b"") + chat)
+        got = b""
+        while not answers(got, whole=False):
+            got += await asyncio.wait_for(reader.read(1 << 16), 10)
+        assert answers(got)[0][0] == 200
+    finally:
+        writer.close()
+    assert len(up.requests) == 2
