@@ -197,7 +197,12 @@ async def _unread_body_not_inflated(request: web.Request, response: web.StreamRe
     So is a body the client holds back until it is asked for it (`Expect: 100-continue` with the route answering
     before it read the body): it will not come, and the answer says the connection closes."""
     body = request.content
-    if body.is_eof() or body.exception() is not None:
+    exc = body.exception()
+    if exc is not None and not isinstance(exc, UnreadBody):  # a body that could not be read as its headers
+        response.force_close()  # describe it (broken chunks, a Content-Encoding it does not have): the connection
+        response.headers[hdrs.CONNECTION] = "close"  # ends with the answer, which says so
+        return
+    if body.is_eof() or exc is not None:
         return
     if request.get(common.CONTINUE_OWED):
         response.force_close()

@@ -85,6 +85,7 @@ async def test_a_body_that_is_not_what_its_content_encoding_says_is_a_400(fakes,
             r.url + route, data=body, headers={"Content-Type": "application/json", "Content-Encoding": encoding,
                                                "anthropic-version": "2023-06-01"}) as resp:
         assert resp.status == 400
+        assert resp.headers["Connection"] == "close"  # (what follows such a body is not read as a request)
         doc = await resp.json()
     if route == "/v1/messages":
         assert doc["type"] == "error" and doc["error"]["type"] == "invalid_request_error"

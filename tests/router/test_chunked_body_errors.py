@@ -80,6 +80,7 @@ async def test_a_chunked_body_malformed_mid_read_is_a_prompt_400_in_the_routes_s
     [(status, headers, body)] = answers(raw)  # one answer: the parser's queued error is not answered as well
     assert status == 400, raw[:300]
     assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"  # (the answer says what follows it)
     doc = json.loads(body)
     if path == "/v1/messages":
         assert doc["type"] == "error" and doc["error"]["type"] == "invalid_request_error", doc
@@ -116,6 +117,7 @@ async def test_a_pipelined_request_whose_body_turns_malformed_while_it_waits_its
     assert s1 == 200 and json.loads(b1)["choices"][0]["message"]["content"] == "first"
     assert s2 == 400 and json.loads(b2)["error"]["type"] == "invalid_request_error", raw[:600]
     assert headers["request-id"]  # Anthropic's shape: the second request was to /v1/messages
+    assert headers["connection"] == "close"
     assert len(up.requests) == 1
 
 
