@@ -386,7 +386,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         spec = rec.spec
         deadline = loop.time() + spec.start_timeout
-        previous_state = rec.state
+        previous_state = rec.state  # taken again after the waits: what an earlier instance's stop left
         reserved = False  # by this start: what it gives back when it fails
         try:
             for pending in (rec.predecessor, rec.stop_task, rec.teardown):
@@ -394,6 +394,7 @@ class Supervisor:
                     await asyncio.wait({pending}, timeout=max(0.0, deadline - loop.time()))
                     if not pending.done():  # that process still runs: its slot and state stay as they are
                         raise EngineUnavailable(spec.name, "previous instance is still stopping")
+            previous_state = rec.state
             refused = self._check(spec) if self._check is not None else None
             if refused:  # known before anything is stopped for it
                 rec.last_error = refused
@@ -684,6 +685,10 @@ class Supervisor:
         if rec.state == EngineState.READY:
             rec.state = EngineState.STOPPING
         rec.stop_task = self._spawn_task(self._stop(rec, start, kind, detail, drain_timeout))
+        if start is not None:
+            # This stop cancels that start: a lease asked for from now on does not join it, but starts the engine
+            # again once the stop is done (`_start` waits for it), as a lease does while a ready engine drains.
+            rec.start_task = None
         return rec.stop_task
 
     async def _stop(self, rec: _Engine, start: asyncio.Task[None] | None, kind: str, detail: str,

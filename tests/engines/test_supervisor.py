@@ -445,6 +445,35 @@ async def test_concurrent_leases_share_one_start(make: Make):
     assert len({ep.base_url for ep in endpoints}) == 1
 
 
+async def test_a_request_after_a_stop_of_a_starting_engine_starts_it_again(make: Make, tmp_path: Path):
+    """A stop (an /unload) cancels the start in progress: the requests that waited for that start are told so, but a
+    request that comes once the stop was asked for starts the engine again after it, as one that comes while a ready
+    engine drains does. The engine here cannot become ready before `gate` exists."""
+    gate = tmp_path / "gate"
+    script = f"while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.01; done; exec {shlex.quote(sys.executable)} " \
+             f"{shlex.quote(str(FAKE))} --port \"$1\""
+    sup, events = make([EngineSpec(name="gated", kind="command", command=["sh", "-c", script, "sh", "${PORT}"])])
+
+    async def use() -> str | None:
+        async with sup.lease("gated") as ep:
+            return await chat(ep, "hi")
+
+    before = asyncio.ensure_future(use())
+    await until(lambda: sup.states()["gated"].state == "starting" and sup.states()["gated"].pid is not None)
+    stopping = asyncio.ensure_future(sup.stop("gated"))
+    await asyncio.sleep(0)  # the stop is asked for
+    after = asyncio.ensure_future(use())
+    await asyncio.sleep(0)
+    gate.touch()
+    with pytest.raises(EngineUnavailable) as err:
+        await asyncio.wait_for(before, BOUND)
+    assert err.value.reason == "stopped while starting"
+    assert await asyncio.wait_for(after, BOUND) == "hi"
+    await asyncio.wait_for(stopping, BOUND)
+    assert sup.states()["gated"].state == "ready"
+    assert kinds(events, "gated") == ["starting", "stopped", "starting", "ready"]
+
+
 async def test_close_drains_in_flight_then_stops(make: Make):
     sup, events = make([fake("busy"), fake("spare")])
     async with sup.lease("spare"):
