@@ -52,7 +52,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         headers = {"x-request-id": ex.request_id, "request-id": ex.request_id, **reply.headers,
                    **req.dropped.header()}
         if reply.doc is not None:
-            return json_response(dialect.to_message(reply.doc, req.model, req.stop_sequences), headers)
+            return json_response(dialect.to_message(reply.doc, req.model, req.stop_sequences,
+                                                    req.estimate_input_tokens()), headers)
         translator = dialect.MessagesStream(req.model, req.stop_sequences, req.estimate_input_tokens(),
                                             rt.config.server.max_stream_repair_chars, ex.request_id)
         return await stream_translated(request, ex, reply, translator, headers)

@@ -919,8 +919,10 @@ def input_object(arguments: object) -> dict[str, Any]:
     return arguments_object(arguments)
 
 
-def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> dict[str, Any]:
-    """A whole completion document as a Messages response."""
+def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str], input_estimate: int = 0) -> dict[str, Any]:
+    """A whole completion document as a Messages response. Without the upstream's usage, the counts are the
+    estimates the same answer streamed reports (`MessagesStream`): `input_estimate` (the request's, as
+    `count_tokens` estimates it) and the output's from its bytes."""
     done = Completion.parse(doc)
     blocks: list[dict[str, Any]] = []
     if done.reasoning:
@@ -937,8 +939,19 @@ def to_message(doc: dict[str, Any], model: str, stop_sequences: list[str]) -> di
                        "input": input_object(call.arguments)})
     reason, sequence = stop_reason(done.finish_reason, done.stop_reason, stop_sequences, bool(done.tool_calls),
                                    bool(done.refusal))
+    usage = usage_of(done.usage) if Usage.parse(done.usage) is not None else \
+        _estimated_usage(done, input_estimate)
     return {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": model, "content": blocks,
-            "stop_reason": reason, "stop_sequence": sequence, "usage": usage_of(done.usage)}
+            "stop_reason": reason, "stop_sequence": sequence, "usage": usage}
+
+
+def _estimated_usage(done: Completion, input_estimate: int) -> dict[str, int]:
+    """The usage of an answer the upstream reported none for: the output's estimated from the bytes of its
+    reasoning, text, refusal and call arguments, as the stream counts what it sends."""
+    out = sum(len(t.encode("utf-8", "surrogatepass")) for t in (done.reasoning, done.text, done.refusal))
+    out += sum(len(c.arguments) for c in done.tool_calls if isinstance(c.arguments, str))
+    return {"input_tokens": input_estimate, "output_tokens": estimate_tokens(out), "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0}
 
 
 def error_body(err: ApiError, request_id: str) -> dict[str, object]:
