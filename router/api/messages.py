@@ -7,6 +7,7 @@ only gets the client's body as it came (`messages_native`). Errors on these rout
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +23,16 @@ from ..upstream.anthropic import BETA_HEADER
 from ..upstream.engine import CONTINUE_FINAL, EngineUpstream
 from . import common
 from .messages_native import NATIVE_KINDS, native_count, native_message, native_route, signed_history
-from .translated import chat_reply, fit_to_route, json_response, learn_tools, read_body, route_kinds, stream_translated
+from .translated import (
+    OpenedFirst,
+    chat_reply,
+    fit_to_route,
+    json_response,
+    learn_tools,
+    read_body,
+    route_kinds,
+    stream_translated,
+)
 
 COUNT_HEADER = "x-agentgate-token-count"  # "exact" (counted by our engine) or "estimate"
 
@@ -56,7 +66,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                                                     req.estimate_input_tokens()), headers)
         translator = dialect.MessagesStream(req.model, req.stop_sequences, req.estimate_input_tokens(),
                                             rt.config.server.max_stream_repair_chars, ex.request_id)
-        return await stream_translated(request, ex, reply, translator, headers)
+        assert reply.chunks is not None
+        opened = replace(reply, chunks=OpenedFirst(reply.chunks))  # message_start first (see `OpenedFirst`)
+        return await stream_translated(request, ex, opened, translator, headers)
 
     return await common.handle_exchange(request, "messages", handle, "anthropic")
 

@@ -3,8 +3,10 @@ body to the backends a route may reach, the pipeline's reply, and writing a tran
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,6 +96,50 @@ async def stream_translated(request: web.Request, ex: Exchange, reply: pipeline.
     assert reply.chunks is not None
     return await relay.write_stream(request, ex, reply.chunks, relay.Translated(translator, keepalive), headers,
                                     before_finish)
+
+
+class OpenedFirst:
+    """A translated stream's items that open the stream at once when its first item has not come yet: an empty
+    chunk document first, which the translator answers with its opening events alone. The stream starts before its
+    first chunk past the keepalive interval (see `pipeline`), and its first keepalive goes out at once: a Messages
+    stream's is an `event: ping`, which must follow `message_start` (Anthropic's streams open with it). A first item
+    already made goes out as it did, in the same write as the opening."""
+
+    __slots__ = ("_began", "_items", "_next")
+
+    def __init__(self, items: AsyncIterator[pipeline.Items]) -> None:
+        self._items = items
+        self._next: Awaitable[pipeline.Items] | None = None  # the first item, awaited after the opening
+        self._began = False
+
+    def __aiter__(self) -> OpenedFirst:
+        return self
+
+    def __anext__(self) -> Awaitable[pipeline.Items]:
+        pending = self._next
+        if pending is not None:
+            self._next = None
+            return pending
+        if self._began:
+            return self._items.__anext__()
+        self._began = True
+        first = self._items.__anext__()
+        if isinstance(first, asyncio.Future) and first.done():  # made already (the usual)
+            return first
+        self._next = first
+        return _opening()
+
+    async def aclose(self) -> None:
+        pending, self._next = self._next, None
+        if inspect.iscoroutine(pending):  # never awaited: closed (the items' own close stops what it waits for)
+            pending.close()
+        aclose = getattr(self._items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _opening() -> pipeline.Items:
+    return [{}]
 
 
 async def chat_reply(ctx: RequestContext, chat: dict[str, Any], stream: bool, tools: ToolsJson | None = None,
