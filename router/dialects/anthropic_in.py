@@ -1082,10 +1082,12 @@ class MessagesStream(ChunkEncoder):
         return super()._held(text)
 
     def _refusal(self, text: str) -> list[bytes]:
-        """A refusal is text (apart from text before it, as `to_message` writes it), and the stop reason says
-        "refusal"."""
+        """A refusal is text (apart from text before it, as `to_message` writes it; whitespace held with no text
+        after it is left out, as there), and the stop reason says "refusal"."""
         if not self._refused and self._texted:
             text = "\n\n" + text
+        elif not self._refused:
+            self._pending_ws = ""
         self._refused = True
         return self._text(text)
 
