@@ -130,7 +130,7 @@ def parse_request(body: dict[str, Any], memos: Translations | None = None, *,
         if user is not None and not isinstance(user, str):
             raise wrong_type("metadata.user_id", str)
         # not forwarded: clients put device and session ids there, which are not a third party's to see
-    fmt = _output_format(config)
+    fmt = _output_format(config, body.get("output_format"))
     if fmt is not None:
         chat["response_format"] = fmt
     if stream:
@@ -280,15 +280,22 @@ def _thinking(body: dict[str, Any], max_tokens: int | None) -> dict[str, Any] | 
     return dict(thinking)
 
 
-def _output_format(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """`output_config.format` (structured output; `config`: the checked `output_config`) as a chat
-    `response_format`."""
+def _output_format(config: dict[str, Any] | None, deprecated: Any = None) -> dict[str, Any] | None:
+    """`output_config.format` (structured output; `config`: the checked `output_config`), or the structured-outputs
+    beta's top-level `output_format` (`deprecated`: its first form, which clients written for the beta send), as a
+    chat `response_format`. Both at once is refused, as the anthropic SDK refuses it."""
     fmt = (config or {}).get("format")
+    where = "output_config"
+    if deprecated is not None:
+        if fmt is not None:
+            raise invalid("Both output_format and output_config.format were provided. Please use only "
+                          "output_config.format (output_format is deprecated).", "output_format", "invalid_value")
+        fmt, where = deprecated, "output_format"
     if fmt is None:
         return None
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
-        raise invalid("'output_config.format' must be {'type': 'json_schema', 'schema': {...}}.", "output_config",
-                      "invalid_value")
+        name = "output_config.format" if where == "output_config" else where
+        raise invalid(f"'{name}' must be {{'type': 'json_schema', 'schema': {{...}}}}.", where, "invalid_value")
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
