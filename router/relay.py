@@ -36,7 +36,7 @@ from .errors import ApiError
 from .exchange import Exchange
 from .redact import SecretGate, scrub_body, scrub_text, secret_forms
 from .sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, UpstreamTooLarge, error_field, event_data
-from .upstream.base import Failure, UpstreamFailed
+from .upstream.base import Failure, UpstreamFailed, mid_stream_error
 
 log = logging.getLogger("agentgate")
 KEEPALIVE_S = 10.0
@@ -447,8 +447,7 @@ class UpstreamReader:
         detail = err.get("message") if isinstance(err, dict) else err
         detail = self.redactor.text(str(detail if detail is not None else err))
         self._fail("error_event")
-        raise ApiError(502, f"Upstream {self.opened.upstream.name!r} failed mid-stream: {detail[:300]}",
-                       "upstream_error_mid_stream")
+        raise mid_stream_error(self.opened.upstream.name, err, detail[:300])
 
     def _raw_event(self, event: bytes) -> bytes:
         data = event_data(event)

@@ -525,12 +525,14 @@ def _readable(value: Any, depth: int) -> str | None:
     return "; ".join(parts) or None
 
 
-_TYPE_STATUS = {"overloaded_error": 529, "rate_limit_error": 429}  # Anthropic's error types (translated events)
+# what an error's `type` or `code` says when it names no status: Anthropic's types (translated events), OpenAI's
+# rate-limit code (its type is "requests" or "tokens")
+_NAMED_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "rate_limit_exceeded": 429}
 
 
 def error_status(err: Any) -> int | None:
-    """The HTTP status an upstream's error object names (`code`, else `status`, a number from 400 to 599; or an
-    Anthropic error type that says busy or rate limited)."""
+    """The HTTP status an upstream's error object names (`code`, else `status`, a number from 400 to 599; or a
+    type or code that says busy or rate limited)."""
     if not isinstance(err, dict):
         return None
     for key in ("code", "status"):
@@ -539,8 +541,11 @@ def error_status(err: Any) -> int | None:
             value = int(value)
         if type(value) is int and 400 <= value <= 599:
             return value
-    kind = err.get("type")
-    return _TYPE_STATUS.get(kind) if isinstance(kind, str) else None
+    for key in ("type", "code"):
+        named = err.get(key)
+        if isinstance(named, str) and (status := _NAMED_STATUS.get(named)) is not None:
+            return status
+    return None
 
 
 def event_failure(name: str, err: Any, secrets: tuple[str, ...]) -> Failure:
@@ -569,6 +574,23 @@ def event_failure(name: str, err: Any, secrets: tuple[str, ...]) -> Failure:
     busy = status in OVERLOADED
     return Failure("error_event", ApiError(503 if busy else 502, said,
                                            "upstream_overloaded" if busy else "upstream_error"), counts=True)
+
+
+def mid_stream_error(name: str, err: Any, detail: str) -> ApiError:
+    """An upstream error event after the stream's first chunk went to the client (the stream ends with it), named
+    as `event_failure` names one before it: rate limited a 429 and busy a 503 (Anthropic's clients read
+    `rate_limit_error` and `overloaded_error` from them, and wait before they try again), a context overflow as each
+    dialect's clients recognise it (Claude Code compacts on it), anything else a 502. `detail`: the error's
+    message, redacted."""
+    said = f"Upstream {name!r} failed mid-stream: {detail}"
+    status = error_status(err)
+    if status == 429:
+        return ApiError(429, said, "upstream_rate_limited")
+    if status in OVERLOADED:
+        return ApiError(503, said, "upstream_overloaded")
+    if detail and (status is None or status < 500) and (overflow := overflow_of(status or 400, err, detail)):
+        return ContextOverflowError(overflow, detail)
+    return ApiError(502, said, "upstream_error_mid_stream")
 
 
 class AiohttpReply:
