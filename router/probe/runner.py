@@ -27,6 +27,8 @@ CONSTRAIN_HEADER = "x-agentgate-constrain"  # request: "off" turns a local engin
 REPAIRS_HEADER = "x-agentgate-repairs"  # response: the repair kinds applied by the router
 OUTCOME_HEADER = "x-agentgate-tool-calls"  # response of an engine worker: none|valid|repaired|failed
 FATAL_STATUSES = (401, 403, 404)  # wrong key or unknown model: no later turn can do better
+FATAL_CODES = ("model_unavailable",)  # agentgate's 503 for a model none of whose providers can be used here (a key
+# or URL variable unset, a local model missing): its reason stands until the config changes
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ async def _converse(settings: ProbeSettings, session: aiohttp.ClientSession | No
             report.turns.append(turn)
             if on_turn is not None:
                 on_turn(turn)
-            if reply.status in FATAL_STATUSES:
+            if reply.status in FATAL_STATUSES or (reply.status == 503 and reply.error_code in FATAL_CODES):
                 report.error = f"HTTP {reply.status}: {reply.error}{_version_hint(settings.base_url, reply)}"
                 return
 
