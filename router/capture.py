@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config.model import CaptureConfig, Config, RepairPolicy
-from .redact import escaped_pattern, secret_forms
+from .redact import cut_partials, escaped_pattern, whole_forms
 
 log = logging.getLogger("agentgate")
 
@@ -88,7 +88,8 @@ class Capture:
 class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         found = tuple(sorted({s for s in secrets if s and len(s) >= 4}))
-        forms = secret_forms(found)  # their base64 spellings too
+        self._found = found
+        forms = whole_forms(found)  # their base64 spellings too
         self._secrets = re.compile("|".join(map(re.escape, forms))) if forms else None
         self._escaped = escaped_pattern(found)  # spelled with JSON escapes or percent-encodings, as a model can
 
@@ -104,6 +105,7 @@ class Redactor:
             value = self._secrets.sub(REDACTED, value)
         if self._escaped is not None and ("\\" in value or "%" in value):
             value = self._escaped.sub(REDACTED, value)
+        value = cut_partials(value, self._found)  # a key cut short: all of what is left of it
         return _KEY_SHAPES.sub(REDACTED, value)
 
     def value(self, value: Any) -> Any:

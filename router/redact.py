@@ -1,7 +1,9 @@
 """Keeping a provider's credentials out of what reaches the client: upstream bodies and upstream headers.
 
 `scrub_body` redacts a secret from a body whether it appears literally or JSON-escaped (`\\u0073k-...`): the
-literal form by a byte replace, the escaped forms by decoding the JSON and redacting the decoded strings.
+literal form by a byte replace, the escaped forms by decoding the JSON and redacting the decoded strings. A part
+of a secret that gives it away (a key quoted cut short or masked but for a long beginning or end, as providers quote
+the key they refused) is redacted with it (`cut_partials`).
 `safe_headers` rebuilds the few upstream response headers the router uses from validated values; nothing an
 upstream sends is copied as is.
 """
@@ -15,7 +17,7 @@ import math
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, AnyStr
 
 from .resilience import parse_retry_after
 
@@ -55,14 +57,104 @@ def _base64_cores(secret: bytes) -> set[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def secret_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """What spells one of `secrets` in text, longest first: each secret, and its base64 spellings (an upstream
-    echoing the `Authorization` header it got, or a Basic token, writes the key in base64)."""
+def whole_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """What spells one of `secrets` whole in text, longest first: each secret, and its base64 spellings (an
+    upstream echoing the `Authorization` header it got, or a Basic token, writes the key in base64)."""
     forms = {s for s in secrets if s}
     for s in secrets:
         if len(s) >= MIN_BASE64_SECRET:
             forms |= _base64_cores(s.encode())
     return tuple(sorted(forms, key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=64)
+def secret_forms(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """What text holding one of `secrets` holds, longest first: `whole_forms`, and the shortest beginning and end
+    of each secret that give it away (`partial_spellings`: a key quoted cut short). Replacing these alone leaves
+    the rest of a key cut short around them: `cut_partials` takes all of it."""
+    forms = set(whole_forms(secrets))
+    for _, head, tail in partial_spellings(secrets):
+        forms |= {head, tail}
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+PARTIAL = 5  # characters of a secret's own (past its public prefix) at its beginning or end that give it away;
+# fewer are what a provider's masked key shows ("sk-proj-****...WBcA")
+MIN_OWN = 16  # a secret with fewer characters of its own has no partial spelling looked for (a placeholder)
+MIN_HEAD = 8  # nor a beginning shorter than this (every key of a provider begins "AIzaSy")
+_PUBLIC_SEGMENT = re.compile(r"[a-z0-9]{1,8}[-_]")  # "sk-", "proj-", "ant-", "api03-": what every key begins with
+
+
+def _public_prefix(secret: str) -> int | None:
+    """How many characters of `secret` are the public prefix of its kind ("sk-proj-", "sk-ant-api03-", "gsk_"):
+    up to three short lower-case segments, each ended by "-" or "_", as many as leave `MIN_OWN` characters after
+    them; None when even the whole secret is shorter than that."""
+    ends, at = [0], 0
+    for _ in range(3):
+        m = _PUBLIC_SEGMENT.match(secret, at)
+        if m is None:
+            break
+        at = m.end()
+        ends.append(at)
+    fits = [end for end in ends if len(secret) - end >= MIN_OWN]
+    return max(fits) if fits else None
+
+
+@functools.lru_cache(maxsize=64)
+def partial_spellings(secrets: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(secret, head, tail) for each of `secrets` long enough: `head` the shortest beginning of it that gives
+    it away (its public prefix and `PARTIAL` characters more), `tail` its last `PARTIAL` characters. Any text
+    that holds one and goes on (head) or began (tail) as the secret does is a part of it."""
+    out = []
+    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
+        public = _public_prefix(s)
+        if public is not None:
+            out.append((s, s[:max(public + PARTIAL, MIN_HEAD)], s[-PARTIAL:]))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _partial_bytes(secrets: tuple[str, ...]) -> tuple[tuple[bytes, bytes, bytes], ...]:
+    return tuple((s.encode(), h.encode(), t.encode()) for s, h, t in partial_spellings(secrets))
+
+
+def part_around(text: AnyStr, start: int, end: int, secret: AnyStr, head: bool) -> tuple[int, int]:
+    """The run of `text` around `text[start:end]` (a head or a tail of `secret`, see `partial_spellings`) that
+    is a part of `secret`: a head goes on as the secret does, a tail began as it did."""
+    n = len(secret)
+    if head:
+        while end - start < n and end < len(text) and text[end:end + 1] == secret[end - start:end - start + 1]:
+            end += 1
+        return start, end
+    while end - start < n and start > 0 and text[start - 1:start] == secret[n - (end - start) - 1:n - (end - start)]:
+        start -= 1
+    return start, end
+
+
+def cut_partials(text: AnyStr, secrets: tuple[str, ...]) -> AnyStr:
+    """`text` (str or bytes) with every beginning or end of a secret that gives it away (a key quoted cut short,
+    or masked in the middle but for more than a few characters: see `partial_spellings`) replaced by
+    `[redacted]`; a whole secret is one such part."""
+    if isinstance(text, str):
+        parts: tuple[tuple[Any, Any, Any], ...] = partial_spellings(secrets)
+        redacted: Any = REDACTED
+    else:
+        parts, redacted = _partial_bytes(secrets), REDACTED.encode()
+    for secret, head, tail in parts:
+        for needle, is_head in ((head, True), (tail, False)):
+            i = text.find(needle)
+            if i < 0:
+                continue
+            out, at = [], 0
+            while i >= 0:
+                start, end = part_around(text, i, i + len(needle), secret, is_head)
+                start = max(start, at)
+                out += [text[at:start], redacted]
+                at = end
+                i = text.find(needle, end)
+            out.append(text[at:])
+            text = text[:0].join(out)
+    return text
 
 
 def _hex(value: int, digits: int) -> str:
@@ -95,20 +187,26 @@ def scrub_text(text: str, secrets: str | Iterable[str | None] | None) -> str:
     """`text` (already decoded) with every secret replaced by `[redacted]`: literal, in base64, or spelled with
     JSON escapes or percent-encodings."""
     found = _secrets(secrets)
-    for s in secret_forms(found):
+    for s in whole_forms(found):
         if s in text:
             text = text.replace(s, REDACTED)
     if found and ("\\" in text or "%" in text):
         pattern = escaped_pattern(found)
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
-    return text
+    return cut_partials(text, found)  # (after the escaped spellings: a secret's end is not one of them cut short)
 
 
 def scrub_literal(data: bytes, secrets: str | Iterable[str | None] | None) -> bytes:
-    """`data` with every literal occurrence of a secret (or of its base64 spelling) redacted (for bytes we encoded
-    ourselves, where a decoded secret shows literally)."""
-    for s in secret_forms(_secrets(secrets)):
+    """`data` with every literal occurrence of a secret (or of its base64 spelling), and of a part of one that
+    gives it away (`cut_partials`), redacted (for bytes we encoded ourselves, where a decoded secret shows
+    literally)."""
+    found = _secrets(secrets)
+    return cut_partials(_whole_literal(data, found), found)
+
+
+def _whole_literal(data: bytes, found: tuple[str, ...]) -> bytes:
+    for s in whole_forms(found):
         raw = s.encode()
         if raw in data:
             data = data.replace(raw, REDACTED.encode())
@@ -127,7 +225,7 @@ class SecretGate:
     channel held went out early, see `release`) has the rest of it redacted. Base64 spellings are redacted within
     a piece."""
 
-    __slots__ = ("_any", "_firsts", "_sent", "_window", "held", "secrets")
+    __slots__ = ("_any", "_firsts", "_parts", "_sent", "_window", "held", "secrets")
     # `_sent`: for a channel that let out the beginning of a spelling (`release`, or its end), the end of what it
     # sent since (up to `_window` characters): a secret that began there is cut when it goes on, and how much of it
     # went out counts (once more than SHORT_HELD characters of one, the rest is `[redacted]`)
@@ -138,6 +236,9 @@ class SecretGate:
         escaped = escaped_pattern(self.secrets)
         alternatives = [re.escape(f) for f in forms] + ([escaped.pattern] if escaped is not None else [])
         self._any = re.compile("|".join(alternatives)) if alternatives else None
+        # a head or tail found (`partial_spellings`): its secret, and whether it is the head
+        self._parts = {needle: (s, needle == head) for s, head, tail in partial_spellings(self.secrets)
+                       for needle in (head, tail)}
         firsts = {s[0] for s in self.secrets} | {"\\", "%"}
         self._firsts = re.compile("[" + "".join(re.escape(c) for c in sorted(firsts)) + "]")
         self._window = 6 * max((len(s) for s in self.secrets), default=0)  # the longest spelling
@@ -147,6 +248,8 @@ class SecretGate:
     def text(self, channel: Any, text: str, final: bool = False) -> str:
         """What of `text` (and of what `channel` held) goes out now; `final`: all of it (the channel ends)."""
         held = self.held.pop(channel, "")
+        if held and text.startswith(REDACTED):  # the rest of the secret `held` began, cut before the gate saw it
+            held = ""  # (an event redacted whole first: `cut_partials` takes a secret's end it finds there)
         if not held and not text:
             return text
         sent = self._sent.get(channel, "")
@@ -158,11 +261,17 @@ class SecretGate:
         last = 0  # where the last secret found ends
         if self._any is not None:
             for m in self._any.finditer(combined):
-                if m.end() <= start:
+                if m.end() <= at:  # (sent before, or in a part of a secret already cut)
                     continue
-                out.append(combined[at:max(m.start(), at)])
+                cut_from, cut_to = m.start(), m.end()
+                part = self._parts.get(m.group())
+                if part is not None:  # the whole part of the secret around it (what went out stays out)
+                    cut_from, cut_to = part_around(combined, cut_from, cut_to, part[0], part[1])
+                    if part[1] and cut_to == end and not final and cut_to - cut_from < len(part[0]):
+                        break  # the secret may go on in the next piece: held from its beginning (below)
+                out.append(combined[at:max(cut_from, at)])
                 out.append(REDACTED)
-                at = last = m.end()
+                at = last = cut_to
         begins = self._spelling_begins(combined, max(last, end - self._window, 0))
         keep = end - max(begins, start)
         out.append(combined[at:end - keep])
@@ -299,20 +408,20 @@ def scrub_body(body: bytes, secrets: str | Iterable[str | None] | None) -> bytes
     found = _secrets(secrets)
     if not found or not body:
         return body
-    body = scrub_literal(body, found)
-    forms = secret_forms(found)  # their base64 spellings too
+    body = _whole_literal(body, found)
+    forms = secret_forms(found)  # their base64 spellings, and the parts that give one away, too
     marker = b"\\" if any(c in _SHORT_ESCAPED for s in forms for c in s) else b"\\u"
     if marker not in body and b"%" not in body:  # no escape that could spell a secret: the byte replace saw it all
-        return body
+        return cut_partials(body, found)
     raws = [s.encode() for s in forms]
     if not _spelled(body, raws):
-        return body
+        return cut_partials(body, found)  # (after the escapes: a secret's end is not one of them cut short)
     try:
         doc, changed = _scrub_doc(json.loads(body), found)
     except (ValueError, RecursionError):
         return WITHHELD
     out = json.dumps(doc, ensure_ascii=False).encode("utf-8", "backslashreplace") if changed else body
-    return WITHHELD if _spelled(out, raws) else out
+    return WITHHELD if _spelled(out, raws) else cut_partials(out, found)
 
 
 @functools.lru_cache(maxsize=64)  # an upstream sends the same one or two values on every reply
