@@ -11,12 +11,19 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from engines.worker.cli import number_in
 
-from ..probe.report import INTERRUPTED, Progress, render_text
+from ..probe.client import credentials
+from ..probe.report import INTERRUPTED, ProbeReport, Progress, render_text
 from ..probe.runner import DEFAULT_BASE_URL, ProbeSettings, new_report, run_probe
+from ..redact import scrub_value
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 positive = number_in(int, 1, None, "an integer of at least 1")
 MAX_TURNS = 1000  # past any model's context: the history is sent whole every turn
@@ -111,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         report.error = INTERRUPTED
     finally:
         progress.close()
+    report = shown(report, credentials(args.base_url, args.api_key))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -122,3 +130,22 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None and not args.json:
         print(f"agentgate probe: {problem}", file=sys.stderr)
     return {"pass": 0, "fail": 1}.get(report.verdict, 2)
+
+
+Shown = TypeVar("Shown", bound="DataclassInstance")
+
+
+def shown(report: ProbeReport, secrets: tuple[str, ...]) -> ProbeReport:
+    """`report` as it may be printed: the credentials the probe sends (`secrets`) redacted from everything a
+    backend said in it, answers included (a call's name and arguments, the text, a finish reason), not only its
+    errors: a backend may echo the key it was sent anywhere. Redacted before it is cut short for a column."""
+    if not secrets:
+        return report
+    return _scrubbed(replace(report, turns=[_scrubbed(t, secrets) for t in report.turns]), secrets, skip="turns")
+
+
+def _scrubbed(item: Shown, secrets: tuple[str, ...], skip: str = "") -> Shown:
+    changes: dict[str, Any] = {f.name: scrub_value(getattr(item, f.name), secrets)
+                               for f in fields(item)
+                               if f.name != skip}
+    return replace(item, **changes)
