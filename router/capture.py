@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config.key_shapes import KEY_SHAPES
 from .config.model import CaptureConfig, Config, RepairPolicy
 from .redact import cut_partials, escaped_pattern, whole_forms
 
@@ -33,10 +34,6 @@ MAX_TEXT = 64 * 1024  # characters of raw text, reasoning or serialized tool cal
 MAX_TOOLS_BYTES = 256 * 1024
 _TOOLS_SHARED = 16  # distinct tools lists whose redacted copy new captures share
 REDACTED = "[redacted]"
-_KEY_SHAPES = re.compile(
-    r"(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
-    r"|hf_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}|xox[abposr]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{30,}"
-    r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]{16,}=*)")
 
 
 @dataclass(slots=True)
@@ -106,7 +103,7 @@ class Redactor:
         if self._escaped is not None and ("\\" in value or "%" in value):
             value = self._escaped.sub(REDACTED, value)
         value = cut_partials(value, self._found)  # a key cut short: all of what is left of it
-        return _KEY_SHAPES.sub(REDACTED, value)
+        return KEY_SHAPES.sub(REDACTED, value)
 
     def value(self, value: Any) -> Any:
         """A JSON-able value with every string (keys included) redacted."""

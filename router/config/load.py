@@ -29,6 +29,7 @@ from engines.worker.cli import engine_args_problem
 from engines.worker.settings import WorkerSettings
 from repair.formats import FAMILIES
 
+from .key_shapes import without_key_shapes
 from .model import (
     ANTHROPIC_BASE_URL,
     PUBLIC_HEADERS,
@@ -197,8 +198,9 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
     environ = os.environ if env is None else env
     try:
         config = _resolve(doc, environ, source)
-    except ConfigError as exc:  # its message goes to stderr, a reload's answer and the log: never with a key
-        raise ConfigError(_scrub(str(exc), _doc_secrets(doc, environ))) from None
+    except ConfigError as exc:  # its message goes to stderr, a reload's answer and the log: never with a key, nor
+        # with a value shaped like one (a key pasted into the wrong setting, or on a line of its own: a setting's name)
+        raise ConfigError(without_key_shapes(_scrub(str(exc), _doc_secrets(doc, environ)))) from None
     for line in config_warnings(config):  # (before logging is set up, on stderr: `check`, `serve`'s start)
         log.warning("%s: %s", source, line)
     return config
