@@ -8,9 +8,11 @@ import re
 import threading
 import time
 from asyncio import AbstractEventLoop
+from collections.abc import Iterable
 from typing import Any
 
 from . import jsoncodec
+from .redact import scrub_text
 
 
 class JsonFormatter(logging.Formatter):
@@ -152,6 +154,7 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._loop: AbstractEventLoop | None = None
         self._thread = 0
         self._held: list[str] = []
+        self.secrets: tuple[str, ...] = ()  # redacted from every line (`keep_out_of_logs`)
 
     def gather_on(self, loop: AbstractEventLoop | None) -> None:
         """Hold lines logged on `loop`'s thread (the calling one) until its next callbacks; None: stop holding."""
@@ -161,6 +164,8 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + self.terminator
+            if self.secrets:  # whatever logged it: a message quoting what an engine or an upstream said
+                line = scrub_text(line, self.secrets)
             if self._loop is not None and record.levelno < logging.WARNING and threading.get_ident() == self._thread:
                 self._held.append(line)
                 if len(self._held) == 1:
@@ -199,6 +204,15 @@ def gather_lines(loop: AbstractEventLoop | None) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, LineHandler):
             handler.gather_on(loop)
+
+
+def keep_out_of_logs(secrets: Iterable[str]) -> None:
+    """Redact `secrets` (the config's: `config.model.all_secrets`) from every line the root logger's
+    `LineHandler`s write from now on, literal or escaped (a JSON line escapes what it quotes); () stops it."""
+    found = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LineHandler):
+            handler.secrets = found
 
 
 def setup_logging(fmt: str = "json", level: str = "info") -> None:

@@ -23,9 +23,10 @@ from engines.supervisor.types import EngineSpec, EngineSupervisor
 from .api.swap import preload_engine
 from .config import ConfigError, load_config
 from .config.auth import reload_refusal
-from .config.model import Config
+from .config.model import Config, all_secrets
 from .engines_bridge import engine_specs, make_supervisor
 from .live_config import Holders, LiveConfig
+from .logs import keep_out_of_logs
 from .state import STATE, AppState
 from .upstream.base import Upstream
 
@@ -205,6 +206,7 @@ class Reloader:
         changes = {k: v for k, v in changes.items() if v}
         # The swap: handlers read `state.runtime` once, so requests in flight keep the old one.
         state.runtime = new_rt
+        keep_out_of_logs([*all_secrets(old_rt.config), *all_secrets(new_config)])  # (the old: requests in flight)
         state.supervisor = supervisor
         if supervisor is not None:
             self._spawn(self._update_engines(supervisor, specs))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import auth
+from ..config.model import all_secrets
+from ..redact import scrub_text
 from ..state import STATE
 
 
@@ -23,9 +25,10 @@ async def ready(request: web.Request) -> web.Response:
         for name, up in rt.upstreams.items() if up.kind != "engine"
     }
     engines = {}
+    secrets = all_secrets(rt.config)  # an engine's last error is what it printed: its credentials too
     if state.supervisor is not None:
         for name, st in state.supervisor.states().items():
             engines[name] = {"state": st.state, "in_flight": st.in_flight, "restarts": st.restarts,
-                             **({"last_error": st.last_error} if st.last_error else {})}
+                             **({"last_error": scrub_text(st.last_error, secrets)} if st.last_error else {})}
     return web.json_response({"status": "ready", "config": rt.config.source, "providers": providers,
                               "engines": engines})

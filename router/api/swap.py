@@ -28,10 +28,11 @@ from engines.supervisor.types import EngineStatus, EngineSupervisor
 
 from .. import auth
 from ..backpressure import WriteWatch
-from ..config.model import ModelConfig
+from ..config.model import ModelConfig, all_secrets
 from ..drain import IN_FLIGHT
 from ..errors import ApiError
 from ..live_config import LiveConfig
+from ..redact import scrub_text
 from ..relay import ClientGone
 from ..state import STATE, AppState
 from .common import read_body
@@ -179,7 +180,8 @@ async def upstream(request: web.Request) -> web.StreamResponse:
                                     allow_redirects=False) as upstream_resp:
                 return await _relay(request, upstream_resp)
     except EngineUnavailable as exc:
-        return ApiError(503, f"Engine {entry.name!r} is unavailable: {exc.reason}", "engine_unavailable").response()
+        reason = scrub_text(exc.reason, all_secrets(rt.config))  # (what it printed as it failed)
+        return ApiError(503, f"Engine {entry.name!r} is unavailable: {reason}", "engine_unavailable").response()
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         return ApiError(502, f"Engine {entry.name!r} did not answer ({type(exc).__name__}).",
                         "upstream_error").response()

@@ -14,9 +14,9 @@ from engines.worker.cli import port
 from ..config import ConfigError, load_config
 from ..config.auth import is_loopback, open_relay_refusal, unset_keys_warning
 from ..config.load import _host_problem
-from ..config.model import Config, ServerConfig
+from ..config.model import Config, ServerConfig, all_secrets
 from ..config.notices import config_warnings
-from ..logs import setup_logging
+from ..logs import keep_out_of_logs, setup_logging
 
 EPILOG = """\
 exit status:
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if refusal:
         return _refused(held, f"refusing to start: {refusal}")
     setup_logging(served.server.log_format, served.server.log_level)
+    keep_out_of_logs(all_secrets(served))  # (a reload sets those of the config it loads)
     replay(held, dropped=said_at_load(config))
     for warning in [*(f"{served.source}: {w}" for w in config_warnings(served)), *startup_warnings(served.server)]:
         logging.getLogger("agentgate").warning("%s", warning)

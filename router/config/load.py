@@ -43,6 +43,7 @@ from .model import (
     RepairPolicy,
     ServerConfig,
     Target,
+    engine_credentials,
     engine_provider,
     shown_url,
 )
@@ -650,7 +651,8 @@ def _engine_providers(models: list[ModelConfig], defaults: Policy) -> dict[str, 
     """One provider per engine model. A local engine failing is not transient: no retries (a crash answers 502,
     the next request restarts it)."""
     return {engine_provider(m.name): ProviderConfig(name=engine_provider(m.name), type="engine",
-                                                    policy=replace(defaults, retries=0), engine=m.name)
+                                                    policy=replace(defaults, retries=0), engine=m.name,
+                                                    credentials=engine_credentials(m.engine))
             for m in models if m.engine is not None}
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import re
+import shlex
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from engines.supervisor.types import EngineSpec
+
+from .key_shapes import KEY_SHAPES
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com/v1"  # an anthropic provider without base_url
 
@@ -116,6 +120,39 @@ def _basic_token(user: str, password: str) -> str:
     return base64.b64encode(raw).decode()
 
 
+_CREDENTIAL_NAME = re.compile(r"(?i)key|token(?!i[sz])|secret|passw|credential")  # not --tokenizer
+
+
+def engine_credentials(spec: EngineSpec) -> tuple[str, ...]:
+    """What an engine is given to authenticate, never shown: the values of its environment variables named as
+    credentials (HF_TOKEN, OPENAI_API_KEY), the values its command line and engine_args give options so named
+    (`--api-key K`, `--hf-token=K`), and any word of them shaped like a key; each of `MIN_SECRET` characters or
+    more (not a device number, not a port)."""
+    command: list[str] = list(spec.command or ()) if not isinstance(spec.command, str) else _words(spec.command)
+    words = [*command, *spec.args]
+    found = [v for k, v in spec.env.items() if _CREDENTIAL_NAME.search(k) or KEY_SHAPES.fullmatch(v)]
+    for i, word in enumerate(words):
+        option, given, value = word.partition("=")
+        if word.startswith("-") and _CREDENTIAL_NAME.search(option):
+            found.append(value if given else words[i + 1] if i + 1 < len(words) else "")
+        elif KEY_SHAPES.fullmatch(word):
+            found.append(word)
+    return tuple(dict.fromkeys(s for s in found if len(s) >= MIN_SECRET))
+
+
+def _words(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:  # an unclosed quote
+        return command.split()
+
+
+def all_secrets(config: Config) -> tuple[str, ...]:
+    """Every secret `config` holds, longest first: the client keys, and each provider's (an engine's included)."""
+    found = {k.key for k in config.server.api_keys} | {s for p in config.providers.values() for s in p.secrets}
+    return tuple(sorted((s for s in found if s), key=len, reverse=True))
+
+
 def engine_provider(model: str) -> str:
     """The name of the provider that serves engine model `model`."""
     return f"engine:{model}"
@@ -131,6 +168,7 @@ class ProviderConfig:
     policy: Policy = Policy()
     disabled_reason: str | None = None  # set when unusable (e.g. its key env var is unset)
     engine: str | None = None  # for type "engine": the engine (model entry) name
+    credentials: tuple[str, ...] = field(default=(), repr=False)  # for type "engine": `engine_credentials`
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -143,7 +181,7 @@ class ProviderConfig:
         user, password = _userinfo(self.base_url)
         credential = password or user
         found = [self.api_key or "", *(v for k, v in self.headers if k.lower() not in PUBLIC_HEADERS), credential,
-                 unquote(credential)]
+                 unquote(credential), *self.credentials]
         if credential:
             found.append(_basic_token(unquote(user), unquote(password)))
         return tuple(dict.fromkeys(s for s in found if len(s) >= MIN_SECRET))

@@ -35,9 +35,10 @@ from ..api import common
 from ..api.ops import engine_stats_doc
 from ..api.swap import engine_entry, stop_engines, ttl_left
 from ..chat_types import member
-from ..config.model import ClientKey
+from ..config.model import ClientKey, all_secrets
 from ..engines_bridge import engine_availability
 from ..errors import ApiError
+from ..redact import scrub_text
 from ..state import STATE, AppState
 from . import CONSOLE, Console
 
@@ -144,6 +145,7 @@ async def _engines(console: Console, st: AppState) -> list[dict[str, Any]]:
     found = await asyncio.gather(*(engine_stats_doc(supervisor, n) for n in ready))
     stats = dict(zip(ready, found, strict=True))
     rows = []
+    secrets = all_secrets(st.runtime.config)  # an engine's last error is what it printed: its credentials too
     for name, s in states.items():
         entry = entries.get(name)
         engine = entry.engine if entry is not None else None
@@ -153,7 +155,8 @@ async def _engines(console: Console, st: AppState) -> list[dict[str, Any]]:
         rows.append({
             "name": name, "kind": engine.kind if engine else None, "model": engine.model if engine else None,
             "state": s.state, "pid": s.pid, "in_flight": s.in_flight, "restarts": s.restarts,
-            "last_error": s.last_error, "load_seconds": s.load_seconds,
+            "last_error": scrub_text(s.last_error, secrets) if s.last_error else s.last_error,
+            "load_seconds": s.load_seconds,
             "loading_for": console.loading_for(s),
             "ttl": ttl, "ttl_left": ttl_left(s, ttl), "preload": bool(engine and engine.preload),
             "batch": doc.get("running"), "max_batch": doc.get("max_batch"), "queue": doc.get("queue"),

@@ -17,6 +17,7 @@ from ..config.model import ProviderConfig
 from ..custom_tools import functions_request
 from ..dialects.common import without_images
 from ..errors import ApiError
+from ..redact import scrub_text
 from ..resilience import ADMITTED, Admission, Breaker
 from .base import (
     AiohttpReply,
@@ -161,7 +162,8 @@ class EngineUpstream(Upstream):
         try:
             endpoint = await lease.__aenter__()
         except EngineUnavailable as exc:
-            raise UpstreamUnavailable(f"engine {self.engine!r} is unavailable: {exc.reason}") from None
+            reason = scrub_text(exc.reason, self.secrets)  # (what it printed as it failed: its credentials too)
+            raise UpstreamUnavailable(f"engine {self.engine!r} is unavailable: {reason}") from None
         return lease, endpoint
 
     async def _request(self, method: str, path: str, data: bytes | None, headers: Mapping[str, str]) -> Reply:
