@@ -38,7 +38,7 @@ from ..chat_types import member
 from ..config.model import ClientKey, all_secrets
 from ..engines_bridge import engine_availability
 from ..errors import ApiError
-from ..redact import scrub_text
+from ..redact import scrub_text, scrub_value
 from ..state import STATE, AppState
 from . import CONSOLE, Console
 
@@ -226,13 +226,26 @@ def _models(st: AppState) -> list[dict[str, Any]]:
 
 async def requests_(request: web.Request) -> web.Response:
     console = _guard(request)
-    return _json({"requests": console.requests.after(_after(request)), "last": console.requests.last,
-                  "epoch": console.requests.epoch})
+    rows = _without_secrets(request, console.requests.after(_after(request)))  # (a request id the client chose)
+    return _json({"requests": rows, "last": console.requests.last, "epoch": console.requests.epoch})
 
 
 async def log_lines(request: web.Request) -> web.Response:
     console = _guard(request)
-    return _json({"lines": console.log.after(_after(request)), "last": console.log.last, "epoch": console.log.epoch})
+    lines = _without_secrets(request, console.log.after(_after(request)))  # (what an engine or an upstream said)
+    return _json({"lines": lines, "last": console.log.last, "epoch": console.log.epoch})
+
+
+def _without_secrets(request: web.Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` with the running config's secrets redacted, literal or escaped (judged when the console asks, not on
+    every request: the rows are written far more often than read)."""
+    secrets = all_secrets(request.app[STATE].runtime.config)
+    if not secrets:
+        return rows
+    text = json.dumps(rows, ensure_ascii=False, default=str)
+    if scrub_text(text, secrets) == text:  # the usual case: one look at all of it, not one per string
+        return rows
+    return [scrub_value(row, secrets) for row in rows]
 
 
 async def captures(request: web.Request) -> web.Response:
