@@ -10,13 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from engines.worker.cli import number_in
 
 from ..probe.bench import BenchResult, BenchSettings, render_table, run_bench, write_outputs
+from ..probe.client import credentials
 from ..probe.report import Progress
-from .probe import add_connection_arguments, credentials_problem, positive
+from .probe import add_connection_arguments, credentials_problem, positive, shown
 
 MAX_RUNS = 10_000  # every conversation's job is made up front
 run_count = number_in(int, 1, MAX_RUNS, f"an integer from 1 to {MAX_RUNS}")
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         result.partial = True
     finally:
         progress.close()
+    secrets = credentials(settings.base_url, settings.api_key)  # (a backend may echo the key in its answers)
+    result.runs = [replace(r, report=shown(r.report, secrets)) for r in result.runs]
     print(render_table(result))
     if not _write(result, out):
         return 2

@@ -37,3 +37,14 @@ async def test_a_key_the_backend_echoes_in_its_answers_is_never_printed(fakes, c
     assert "[redacted]" in out + err  # what the backend said is still reported, the key replaced
     if "--json" in flags:
         assert json.loads(out)["turns"][0]["failure"] == "unknown_name"
+
+
+async def test_a_key_the_backend_echoes_in_its_answers_is_never_in_benchs_results(fakes, capsys, tmp_path) -> None:
+    up = await fakes()
+    up.default = _whole
+    await cli("bench", "tools", "--models", "m", "--base-url", up.url, "--api-key", KEY, "--turns", "2", "--runs",
+              "1", "--out", str(tmp_path))
+    out, err = capsys.readouterr()
+    written = "".join(p.read_text() for p in tmp_path.iterdir() if p.suffix in (".json", ".csv"))
+    assert written and "[redacted]" in written
+    assert KEY not in out + err + written, (out + err + written)[:2000]
