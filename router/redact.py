@@ -248,13 +248,13 @@ class SecretGate:
     def text(self, channel: Any, text: str, final: bool = False) -> str:
         """What of `text` (and of what `channel` held) goes out now; `final`: all of it (the channel ends)."""
         held = self.held.pop(channel, "")
-        if held and text.startswith(REDACTED):  # the rest of the secret `held` began, cut before the gate saw it
-            held = ""  # (an event redacted whole first: `cut_partials` takes a secret's end it finds there)
         if not held and not text:
             return text
         sent = self._sent.get(channel, "")
         combined = sent + held + text
         start = len(sent)
+        if combined.find(REDACTED, start) >= 0:
+            combined = self._absorbed(combined, start)
         out: list[str] = []
         at = start  # what is written up to here
         end = len(combined)
@@ -287,6 +287,21 @@ class SecretGate:
                 del self._sent[channel]
             else:
                 self._sent[channel] = tail
+        return "".join(out)
+
+    def _absorbed(self, combined: str, start: int) -> str:
+        """`combined` without the beginning of a secret (more than SHORT_HELD characters of it, from `start` on)
+        that stands right before a `[redacted]`: the end of that secret, cut before the gate saw it (an event is
+        redacted whole first, and `cut_partials` takes the end of a secret it finds there), whose beginning came
+        in an earlier piece (held here, or joined to it by repair)."""
+        out, at = [], 0
+        p = combined.find(REDACTED, start)
+        while p >= 0:
+            begins = self._spelling_begins(combined[:p], max(start, at, p - self._window))
+            out.append(combined[at:begins if p - begins > SHORT_HELD else p])
+            at = p
+            p = combined.find(REDACTED, p + len(REDACTED))
+        out.append(combined[at:])
         return "".join(out)
 
     def release(self, channel: Any) -> str:

@@ -148,3 +148,16 @@ async def test_an_error_event_quoting_the_key_cut_short_mid_stream_never_reaches
             up.push(Step(sse=_anthropic_error_stream(message), done=False))
         got, text = await _ask(r.url, path, model, True)
         assert got == 200 and not given_away(text), (message, text[-400:])
+
+
+@pytest.mark.parametrize(("pieces", "said"), [
+    (["curl -H 'key: sk-proj-Q7", "[redacted]' x"], "curl -H 'key: [redacted]' x"),  # held, then its end cut
+    (["curl -H 'key: sk-proj-Q7[redacted]' x"], "curl -H 'key: [redacted]' x"),  # joined by repair first
+    (["it's[redacted] and sk-p[redacted]"], "it's[redacted] and sk-p[redacted]"),  # too short to tell a key
+])
+def test_the_beginning_of_a_key_whose_end_was_cut_before_the_gate_goes_with_it(pieces: list[str], said: str) -> None:
+    """A stream's event is redacted whole before its text reaches the gate: the end of a key found there is cut
+    (`cut_partials`) though its beginning came in an earlier piece."""
+    gate = SecretGate((KEY,))
+    out = "".join(gate.text("c", p) for p in pieces) + "".join(gate.flush().values())
+    assert out == said
