@@ -148,9 +148,11 @@ def _words(command: str) -> list[str]:
 
 
 def all_secrets(config: Config) -> tuple[str, ...]:
-    """Every secret `config` holds, longest first: the client keys, and each provider's (an engine's included)."""
+    """Every secret `config` holds, longest first: the client keys, and each provider's (an engine's included);
+    each of `MIN_SECRET` characters or more (a client key "test", looked for in every log line, would redact the
+    model "test-model" from it; so short a key is warned about as it loads)."""
     found = {k.key for k in config.server.api_keys} | {s for p in config.providers.values() for s in p.secrets}
-    return tuple(sorted((s for s in found if s), key=len, reverse=True))
+    return tuple(sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True))
 
 
 def engine_provider(model: str) -> str:

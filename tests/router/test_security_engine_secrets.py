@@ -103,3 +103,8 @@ async def test_the_log_never_holds_a_configured_secret(router, log_stream, fmt) 
     written = log_stream.getvalue()
     assert "bad arguments" in written and "quoted" in written, written[-2000:]
     assert not _leaks(written), written[-2000:]
+
+
+def test_a_short_client_key_is_not_looked_for_in_the_log() -> None:
+    config = parse_config(_config() + "server: {api_keys: [test, sk-client-long-enough-0001]}\n", env={})
+    assert "sk-client-long-enough-0001" in all_secrets(config) and "test" not in all_secrets(config)
