@@ -190,8 +190,8 @@ def parse_config(text: str, *, source: str = "<memory>", env: Mapping[str, str] 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
+        problem = getattr(exc, "problem", None) or str(exc)  # (it may quote a token: `*sk-...` an alias's name)
+        raise ConfigError(without_key_shapes(f"{source}:{where}: invalid YAML: {problem}")) from None
     except RecursionError:
         raise ConfigError(f"{source}: invalid config: nested too deep") from None
     if doc is None:
