@@ -82,6 +82,7 @@ PARTIAL = 5  # characters of a secret's own (past its public prefix) at its begi
 # fewer are what a provider's masked key shows ("sk-proj-****...WBcA")
 MIN_OWN = 16  # a secret with fewer characters of its own has no partial spelling looked for (a placeholder)
 MIN_HEAD = 8  # nor a beginning shorter than this (every key of a provider begins "AIzaSy")
+MIN_TAIL = 8  # nor an end shorter than this: five characters stand in text by chance (a word, a number)
 _PUBLIC_SEGMENT = re.compile(r"[a-z0-9]{1,8}[-_]")  # "sk-", "proj-", "ant-", "api03-": what every key begins with
 
 
@@ -102,15 +103,24 @@ def _public_prefix(secret: str) -> int | None:
 
 @functools.lru_cache(maxsize=64)
 def partial_spellings(secrets: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
-    """(secret, head, tail) for each of `secrets` long enough: `head` the shortest beginning of it that gives
-    it away (its public prefix and `PARTIAL` characters more), `tail` its last `PARTIAL` characters. Any text
-    that holds one and goes on (head) or began (tail) as the secret does is a part of it."""
+    """(secret, head, tail) for each of `secrets` long enough and generated-looking: `head` the shortest beginning
+    of it that gives it away (its public prefix and `PARTIAL` characters more, at least `MIN_HEAD`), `tail` its last
+    `MIN_TAIL` characters. Any text that holds one and goes on (head) or began (tail) as the secret does is a part
+    of it."""
     out = []
     for s in sorted({s for s in secrets if s}, key=len, reverse=True):
         public = _public_prefix(s)
-        if public is not None:
-            out.append((s, s[:max(public + PARTIAL, MIN_HEAD)], s[-PARTIAL:]))
+        if public is not None and _random_looking(s[public:]):
+            out.append((s, s[:max(public + PARTIAL, MIN_HEAD)], s[-max(PARTIAL, MIN_TAIL):]))
     return tuple(out)
+
+
+def _random_looking(own: str) -> bool:
+    """Whether a secret's own characters mix at least two of digits, capitals and small letters, as a generated
+    key's do: a key of words (a local server's placeholder, "sk-no-key-required") has its words everywhere, and a
+    part of it gives nothing away."""
+    kinds = (any(c.isdigit() for c in own), any(c.isupper() for c in own), any(c.islower() for c in own))
+    return sum(kinds) >= 2
 
 
 @functools.lru_cache(maxsize=64)
@@ -281,12 +291,12 @@ class SecretGate:
             return "".join(out)
         if keep:
             self.held[channel] = combined[end - keep:]
-        if sent:  # remembered while a secret begun in it could still go on
-            tail = combined[max(0, end - keep - self._window):end - keep]
-            if len(combined) - keep - start >= self._window:
-                del self._sent[channel]
-            else:
-                self._sent[channel] = tail
+        if sent and len(combined) - keep - start < self._window:  # remembered while a secret begun in it could
+            self._sent[channel] = combined[max(0, end - keep - self._window):end - keep]  # still go on
+        elif self._parts:  # the last characters sent: a key's end that comes over two pieces is found (and what
+            self._sent[channel] = combined[max(0, end - keep - MIN_TAIL + 1):end - keep]  # of it went out stays out)
+        elif sent:
+            del self._sent[channel]
         return "".join(out)
 
     def _absorbed(self, combined: str, start: int) -> str:

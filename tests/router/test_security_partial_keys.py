@@ -161,3 +161,27 @@ def test_the_beginning_of_a_key_whose_end_was_cut_before_the_gate_goes_with_it(p
     gate = SecretGate((KEY,))
     out = "".join(gate.text("c", p) for p in pieces) + "".join(gate.flush().values())
     assert out == said
+
+
+# --- what is no part of a key stays ------------------------------------------------------------------------------
+
+PLACEHOLDERS = ["sk-no-key-required",  # llama.cpp's documented placeholder for its server
+                "my-local-vllm-server-key", "not-needed-but-required-by-the-client"]
+PROSE = ("The field is required by the client; a local server key and the vllm server answered. "
+         "Set no-key-required in the config.")
+
+
+@pytest.mark.parametrize("secret", PLACEHOLDERS)
+def test_the_words_of_a_placeholder_key_are_not_cut_out_of_text(secret: str) -> None:
+    """A key of words (a local server's placeholder) has no part looked for: its words are everywhere."""
+    assert scrub_text(PROSE, secret) == PROSE
+    assert scrub_body(json.dumps({"content": PROSE}).encode(), secret) == json.dumps({"content": PROSE}).encode()
+    gate = SecretGate((secret,))
+    out = "".join(gate.text("c", PROSE[i:i + 5]) for i in range(0, len(PROSE), 5)) + "".join(gate.flush().values())
+    assert out == PROSE
+
+
+def test_a_few_characters_of_a_key_s_end_in_text_are_kept() -> None:
+    """Five to seven characters that end the key (a word, a number) are not enough to tell it: kept."""
+    text = f"run {KEY[-5:]} then {KEY[-7:]}."
+    assert scrub_text(text, KEY) == text
