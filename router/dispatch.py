@@ -98,6 +98,7 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
         skip: set[str] = set()  # replicas whose breaker refused: try the others
         failed: dict[str, int] | None = None  # replica: its failures for this request (made at the first)
         ready: dict[str, float] = {}  # replica: when it may be tried again (its backoff, its Retry-After)
+        retry_of: str | None = None  # the replica whose failure the next try retries: counted once it is sent
         while True:
             picked = _pick(ctx.runtime, hop, skip, failed)
             if picked is None:
@@ -115,6 +116,7 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                 last = ApiError(503, f"Provider {up.name!r} is cooling down after repeated failures.",
                                 "circuit_open", headers={"Retry-After": str(max(1, round(wait)))})
                 continue
+            sent = len(ex.tried)
             try:
                 outcome = await _attempt(ctx, up, hop, target, request, admitted)
             except QueueFull as full:  # another replica of the hop may still take it (else the next hop)
@@ -122,6 +124,13 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                 last = ApiError(429, f"Too many requests queued for provider {up.name!r}; retry shortly.",
                                 "queue_full", headers={"Retry-After": str(max(1, round(full.retry_after)))})
                 continue
+            finally:
+                # a retry counts once it went upstream (its slot taken): not when the breaker refused it, its
+                # queue was full, or its client left while it slept or waited for a slot
+                if retry_of is not None and len(ex.tried) > sent:
+                    ex.retries += 1
+                    metrics.retried(retry_of, "upstream")
+                    retry_of = None
             if isinstance(outcome, Opened):
                 return outcome
             if outcome.client:  # the client's error, as a 4xx status is: neither retried nor fallen back from
@@ -134,8 +143,7 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
             if delay is None:  # it asked to wait past max_retry_after: not tried again for this request
                 skip.add(up.name)
                 continue
-            ex.retries += 1
-            metrics.retried(up.name, "upstream")
+            retry_of = up.name
             if failed is None:
                 failed = {}
             failed[up.name] = failed.get(up.name, 0) + 1
