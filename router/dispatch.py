@@ -137,8 +137,12 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
                 raise outcome.error
             last = outcome.error
             attempt += 1
-            if attempt > up.config.policy.retries or outcome.final:
+            if attempt > up.config.policy.retries:
                 break
+            if outcome.final:  # (a redirect: its base_url) this replica would fail it again; its siblings may not
+                skip.add(up.name)
+                retry_of = up.name
+                continue
             delay = backoff_delay(attempt, up.config.policy, outcome.retry_after)
             if delay is None:  # it asked to wait past max_retry_after: not tried again for this request
                 skip.add(up.name)
