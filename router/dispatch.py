@@ -58,23 +58,28 @@ class Opened:
             self.slot.release()
 
 
-def _pick(rt: LiveConfig, hop: Hop, skip: set[str], failed: dict[str, int] | None) -> tuple[Upstream, Target] | None:
-    """The usable replica that failed least often for this request (`failed`: how often each did), then one with a
-    free concurrency slot over one that would queue, then the one with the fewest outstanding requests (config order
-    breaks ties): a retry goes to a replica that has not failed yet, a request to a replica that can take it now."""
+def _pick(rt: LiveConfig, hop: Hop, skip: set[str], failed: dict[str, int] | None,
+          ready: dict[str, float] | None = None) -> tuple[Upstream, Target] | None:
+    """The usable replica that failed least often for this request (`failed`: how often each did), then the one it
+    may try again soonest (`ready`: when, after its backoff or Retry-After), then one with a free concurrency slot
+    over one that would queue, then the one with the fewest outstanding requests (config order breaks ties): a retry
+    goes to a replica that has not failed yet, else to one it need not wait for, a request to a replica that can
+    take it now."""
     targets = hop.targets
     if len(targets) == 1:  # (the common case: one provider)
         t = targets[0]
         up = rt.upstreams[t.provider]
         return None if up.disabled_reason or t.provider in skip else (up, t)
     best: tuple[Upstream, Target] | None = None
-    best_key = (0, False, 0)
+    best_key = (0, 0.0, False, 0)
+    now = time.monotonic() if ready else 0.0
     for t in targets:
         up = rt.upstreams[t.provider]
         if up.disabled_reason or t.provider in skip:
             continue
         limiter = up.limiter
         key = (failed.get(t.provider, 0) if failed else 0,
+               max(0.0, ready.get(t.provider, 0.0) - now) if ready else 0.0,
                limiter.active >= limiter.limit or bool(limiter.waiters), up.outstanding)
         if best is None or key < best_key:
             best, best_key = (up, t), key
@@ -100,7 +105,7 @@ async def dispatch(ctx: RequestContext, request: UpstreamRequest) -> Opened:
         ready: dict[str, float] = {}  # replica: when it may be tried again (its backoff, its Retry-After)
         retry_of: str | None = None  # the replica whose failure the next try retries: counted once it is sent
         while True:
-            picked = _pick(ctx.runtime, hop, skip, failed)
+            picked = _pick(ctx.runtime, hop, skip, failed, ready)
             if picked is None:
                 last = last or _unusable(ctx)
                 break
