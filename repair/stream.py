@@ -1069,10 +1069,14 @@ class _Hermes:
                 if self.lit == target:
                     if self.state == _BETWEEN:  # another block begins
                         self.block_at = self.owner._text_size - (n - i) - len(HERMES_OPEN)
+                        # the block before it sent no call (a form read only at the finish: arguments under
+                        # `args`, a JSON string) that the one-shot repair may still make, before this one: a call
+                        # started here would go out first, under the first call's index and id; in inline code
+                        # (backticks in the calls before it on its line), or past the calls one message may hold
+                        # (the one-shot repair leaves the rest as text): all left to the finish
+                        unsent = self.call is None or self.call.started is None
                         self.call = None
-                        # in inline code (backticks in the calls before it on its line), or past the calls one
-                        # message may hold (the one-shot repair leaves the rest as text): left to the finish
-                        if self.blocks >= self.cap or self._quoted():
+                        if unsent or self.blocks >= self.cap or self._quoted():
                             return events, "stop", ""
                         self.blocks += 1
                     self.state, self.lit = (_BETWEEN if self.state == _POST else _PRE), ""
