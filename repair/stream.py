@@ -432,10 +432,11 @@ class StreamRepairer:
                 match[st.index] = i
                 taken.add(i)
         for st in started:  # a text call's id is its position's, which the final answer may give another call:
-            if st.index in match or st.native:  # the first call left that continues what went out is its own
-                continue
-            i = next((j for j in range(len(calls)) if j not in taken and continues(j, st)), None)
-            if i is not None:
+            if st.index in match or st.native:  # the first call left is its own when it continues what went out
+                continue  # (a later one is another call, written after it: completed as this one, it went out
+            # ahead of the calls before it)
+            i = next((j for j in range(len(calls)) if j not in taken), None)
+            if i is not None and continues(i, st):
                 match[st.index] = i
                 taken.add(i)
         events: list[Event] = []

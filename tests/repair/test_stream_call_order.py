@@ -40,3 +40,20 @@ def test_a_block_naming_no_tool_before_a_call() -> None:
     sr, got = stream_incremental(list(text), TOOLS)
     assert got.call_list() == calls and not sr.after_header
     assert got.content == (r.content or "")
+
+
+def test_a_broken_started_call_is_not_completed_as_a_later_one() -> None:
+    """A block whose header went out with `{"path": "` and whose wrapper then broke (prose where its `}` belongs,
+    in the same delta as the rest of its string): the one-shot repair makes the later calls only. The started call
+    was completed with the arguments of the later `read_file` call (they continue `{"path": "`), so that call went
+    out first, ahead of the call written before it: the order and ids were not the one-shot answer's."""
+    head = '<tool_call>{"name": "read_file", "arguments": {"path": "'
+    text = (head + 'g.py"} oops\n' + SECOND
+            + '\n<tool_call>{"name": "read_file", "arguments": {"path": "t.py"}}</tool_call>')
+    r, calls = expected(text, TOOLS)
+    assert [c[1:] for c in calls] == [("get_weather", '{"location": "Paris"}'), ("read_file", '{"path": "t.py"}')]
+    sr, got = stream_incremental([head, text[len(head):]], TOOLS)
+    assert got.call_list()[0][1:] == ("read_file", '{"path": "')  # went out before the block broke
+    assert [i.kind for i in sr.after_header] == ["failed_after_header"]
+    assert got.call_list()[1:] == [(f"call_{k + 1}", n, a) for k, (_, n, a) in enumerate(calls)]
+    assert sr.result.tool_calls == [{**c, "id": f"call_{k + 1}"} for k, c in enumerate(r.tool_calls)]
