@@ -439,6 +439,10 @@ class StreamRepairer:
             if i is not None and continues(i, st):
                 match[st.index] = i
                 taken.add(i)
+        # the call attempts the one-shot repair did not make, by ordinal: text calls start in the text's order, each
+        # block one attempt, from the first (a block after one that sent nothing starts none), so a started text
+        # call whose attempt failed has no repaired form; the call its id went to is another one, written later
+        failed = {e.call_index for e in self._result.errors} if self._result is not None else set()
         events: list[Event] = []
         differs: dict[int, int] = {}  # started call -> the final call of its id, repaired otherwise (not sent again)
         for st in started:
@@ -449,7 +453,8 @@ class StreamRepairer:
                     events.append(ToolArgsDelta(st.index, args[len(sent[st.index]):]))
                 continue
             i = by_id.get(st.id)
-            same = i is not None and i not in taken and calls[i]["function"]["name"] == st.name
+            same = i is not None and i not in taken and calls[i]["function"]["name"] == st.name \
+                and (st.native or st.index not in failed)
             if same and i is not None:
                 differs[st.index] = i
                 taken.add(i)

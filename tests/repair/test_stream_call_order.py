@@ -57,3 +57,19 @@ def test_a_broken_started_call_is_not_completed_as_a_later_one() -> None:
     assert [i.kind for i in sr.after_header] == ["failed_after_header"]
     assert got.call_list()[1:] == [(f"call_{k + 1}", n, a) for k, (_, n, a) in enumerate(calls)]
     assert sr.result.tool_calls == [{**c, "id": f"call_{k + 1}"} for k, c in enumerate(r.tool_calls)]
+
+
+def test_a_call_that_failed_its_schema_does_not_swallow_the_next_call() -> None:
+    """A hermes call whose whole arguments went out and fail the schema (`read_file` without its required `path`),
+    then a call read at the finish (Mistral's markup) to the same tool: the one-shot answer is that second call,
+    under the id the first one's position gives it. It was taken for the started call's repaired form (same id,
+    same name) and never sent: the client got only the failed `{}`."""
+    text = '<tool_call>{"name": "read_file", "arguments": {}}</tool_call> [TOOL_CALLS]read_file[ARGS]{"path": "t.py"}'
+    r, calls = expected(text, TOOLS)
+    assert [c[1:] for c in calls] == [("read_file", '{"path": "t.py"}')]
+    for chunks in (list(text), [text]):
+        sr, got = stream_incremental(chunks, TOOLS)
+        assert got.call_list() == [("call_0", "read_file", "{}"), ("call_1", "read_file", '{"path": "t.py"}')]
+        assert [(i.kind, i.call_index) for i in sr.after_header] == [("failed_after_header", 0)]
+        assert "not part of the repaired answer" in sr.after_header[0].detail
+        assert sr.result.tool_calls == [{**r.tool_calls[0], "id": "call_1"}]
