@@ -5,30 +5,17 @@ the model answered without the schema the client parses its answer with. It is t
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from router.dialects.anthropic_in import parse_request
-from router.errors import ApiError
 from tests.dialects.conftest import CFG, claude
+from tests.dialects.test_messages_request_bounds import body, refused
 from tests.fakes.openai_upstream import Step, completion
 
 SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
           "additionalProperties": False}
 FORMAT = {"type": "json_schema", "schema": SCHEMA}
 ASKED = {"type": "json_schema", "json_schema": {"name": "output", "schema": SCHEMA}}
-
-
-def body(**extra: Any) -> dict[str, Any]:
-    return {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}], **extra}
-
-
-def refused(doc: dict[str, Any]) -> ApiError:
-    with pytest.raises(ApiError) as err:
-        parse_request(doc)
-    assert err.value.status == 400
-    return err.value
 
 
 def test_output_format_is_the_answers_format() -> None:
