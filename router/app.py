@@ -204,7 +204,8 @@ async def _unread_body_not_inflated(request: web.Request, response: web.StreamRe
         return
     if body.is_eof() or exc is not None:
         return
-    if request.get(common.CONTINUE_OWED):
+    if request.get(common.CONTINUE_OWED) and body.total_bytes == 0:  # (a client already sending its body without
+        # waiting for the 100, as it may, has the rest read and dropped as before: closing on unread bytes resets)
         response.force_close()
         response.headers[hdrs.CONNECTION] = "close"  # (its headers were prepared before this hook)
         body.set_exception(UnreadBody())

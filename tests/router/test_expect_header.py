@@ -152,3 +152,19 @@ async def test_the_interim_100_comes_when_the_route_reads_the_body_and_the_conne
     finally:
         writer.close()
     assert len(up.requests) == 2
+
+
+async def test_a_client_that_sends_its_body_without_waiting_keeps_its_connection(fakes, router) -> None:
+    """A client may send the body right after `Expect: 100-continue`: answered early (a 401), its body is read and
+    dropped as before (closing on unread bytes would reset the connection), and its next request is answered."""
+    up: FakeUpstream = await fakes()
+    r = await router(CONFIG.format(key=KEY, url=up.url))
+    chat = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    big = b" " * 300_000 + chat
+    first = post("/v1/chat/completions", "100-continue", len(big)).replace(KEY.encode(), b"sk-wrong").replace(
+        b"Connection: close\r\n", b"") + big
+    then = post("/v1/chat/completions", "x", len(chat)).replace(b"Expect: x\r\n", b"")
+    raw, ended = await exchange(r.url, first + then + chat, guard=10)
+    assert ended == "closed", raw[:300]
+    statuses = [s for s, _, _ in answers(raw.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b""))]
+    assert statuses == [401, 200], raw[:600]
