@@ -83,6 +83,7 @@ PARTIAL = 5  # characters of a secret's own (past its public prefix) at its begi
 MIN_OWN = 16  # a secret with fewer characters of its own has no partial spelling looked for (a placeholder)
 MIN_HEAD = 8  # nor a beginning shorter than this (every key of a provider begins "AIzaSy")
 MIN_TAIL = 8  # nor an end shorter than this: five characters stand in text by chance (a word, a number)
+_PUBLIC_FIXED = ("AIzaSy",)  # public prefixes not made of lower-case segments (every Google API key begins so)
 _PUBLIC_SEGMENT = re.compile(r"[a-z0-9]{1,8}[-_]")  # "sk-", "proj-", "ant-", "api03-": what every key begins with
 
 
@@ -91,6 +92,10 @@ def _public_prefix(secret: str) -> int | None:
     up to three short lower-case segments, each ended by "-" or "_", as many as leave `MIN_OWN` characters after
     them; None when even the whole secret is shorter than that."""
     ends, at = [0], 0
+    for fixed in _PUBLIC_FIXED:
+        if secret.startswith(fixed):
+            ends, at = [len(fixed)], len(fixed)
+            break
     for _ in range(3):
         m = _PUBLIC_SEGMENT.match(secret, at)
         if m is None:
@@ -110,9 +115,15 @@ def partial_spellings(secrets: tuple[str, ...]) -> tuple[tuple[str, str, str], .
     out = []
     for s in sorted({s for s in secrets if s}, key=len, reverse=True):
         public = _public_prefix(s)
-        if public is not None and _random_looking(s[public:]):
+        if public is not None and _random_looking(s[public:]) and not _jwt(s):
             out.append((s, s[:max(public + PARTIAL, MIN_HEAD)], s[-max(PARTIAL, MIN_TAIL):]))
     return tuple(out)
+
+
+def _jwt(secret: str) -> bool:
+    """Whether `secret` is a JSON Web Token: its beginning is the header every token of its kind shares
+    ("eyJhbGci..."), so no part of it gives it away (the token is looked for whole)."""
+    return secret.startswith("eyJ") and secret.count(".") == 2
 
 
 def _random_looking(own: str) -> bool:
@@ -235,7 +246,7 @@ class SecretGate:
     channel held went out early, see `release`) has the rest of it redacted. Base64 spellings are redacted within
     a piece."""
 
-    __slots__ = ("_any", "_firsts", "_parts", "_sent", "_window", "held", "secrets")
+    __slots__ = ("_any", "_behind", "_firsts", "_parts", "_public", "_sent", "_window", "held", "secrets")
     # `_sent`: for a channel that let out the beginning of a spelling (`release`, or its end), the end of what it
     # sent since (up to `_window` characters): a secret that began there is cut when it goes on, and how much of it
     # went out counts (once more than SHORT_HELD characters of one, the rest is `[redacted]`)
@@ -249,6 +260,9 @@ class SecretGate:
         # a head or tail found (`partial_spellings`): its secret, and whether it is the head
         self._parts = {needle: (s, needle == head) for s, head, tail in partial_spellings(self.secrets)
                        for needle in (head, tail)}
+        # the longest public prefix of a key with parts: a beginning no longer than it tells no key
+        self._public = max((_public_prefix(s) or 0 for s, _, _ in partial_spellings(self.secrets)), default=0)
+        self._behind: set[Any] = set()  # channels whose `_sent` is only the last MIN_TAIL - 1 characters sent
         firsts = {s[0] for s in self.secrets} | {"\\", "%"}
         self._firsts = re.compile("[" + "".join(re.escape(c) for c in sorted(firsts)) + "]")
         self._window = 6 * max((len(s) for s in self.secrets), default=0)  # the longest spelling
@@ -288,13 +302,17 @@ class SecretGate:
         if keep and final:  # the channel ends on the beginning of a secret: cut short, or not one (when short)
             out.append(combined[end - keep:] if end - begins <= SHORT_HELD else REDACTED)
             self._sent[channel] = combined[max(0, end - self._window):]
+            self._behind.discard(channel)
             return "".join(out)
         if keep:
             self.held[channel] = combined[end - keep:]
-        if sent and len(combined) - keep - start < self._window:  # remembered while a secret begun in it could
-            self._sent[channel] = combined[max(0, end - keep - self._window):end - keep]  # still go on
-        elif self._parts:  # the last characters sent: a key's end that comes over two pieces is found (and what
-            self._sent[channel] = combined[max(0, end - keep - MIN_TAIL + 1):end - keep]  # of it went out stays out)
+        if sent and channel not in self._behind and len(combined) - keep - start < self._window:  # remembered
+            self._sent[channel] = combined[max(0, end - keep - self._window):end - keep]  # while a secret begun in
+            # it could still go on
+        elif self._parts:
+            # the last characters sent: a key's end that comes over two pieces is found (what went out stays out)
+            self._behind.add(channel)
+            self._sent[channel] = combined[max(0, end - keep - MIN_TAIL + 1):end - keep]
         elif sent:
             del self._sent[channel]
         return "".join(out)
@@ -308,7 +326,7 @@ class SecretGate:
         p = combined.find(REDACTED, start)
         while p >= 0:
             begins = self._spelling_begins(combined[:p], max(start, at, p - self._window))
-            out.append(combined[at:begins if p - begins > SHORT_HELD else p])
+            out.append(combined[at:begins if p - begins > max(SHORT_HELD, self._public) else p])
             at = p
             p = combined.find(REDACTED, p + len(REDACTED))
         out.append(combined[at:])

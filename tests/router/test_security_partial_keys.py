@@ -185,3 +185,29 @@ def test_a_few_characters_of_a_key_s_end_in_text_are_kept() -> None:
     """Five to seven characters that end the key (a word, a number) are not enough to tell it: kept."""
     text = f"run {KEY[-5:]} then {KEY[-7:]}."
     assert scrub_text(text, KEY) == text
+
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZ2VudGdhdGUifQ.Xq3v9Lr2Tt8pWm4Zc7Kd1Fb6Ns0Hy5Ge"
+GOOGLE = "AIzaSyD4Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lz9X"
+
+
+@pytest.mark.parametrize(("secret", "text"), [
+    (JWT, "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.abc"),  # another token: every one begins so
+    (GOOGLE, "maps key AIzaSyD4xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),  # another Google key: they all begin AIzaSy
+    (KEY, "Your key looks like sk-proj-[redacted] in the logs."),  # a public prefix before a redaction
+])
+def test_another_key_of_the_same_kind_is_kept_in_text_and_streams(secret: str, text: str) -> None:
+    assert scrub_text(text, secret) == text
+    for size in (1, 7, len(text)):
+        gate = SecretGate((secret,))
+        out = "".join(gate.text("c", text[i:i + size]) for i in range(0, len(text), size))
+        assert out + "".join(gate.flush().values()) == text, size
+
+
+def test_the_gate_remembers_only_a_few_characters_it_sent() -> None:
+    """The end of a key over two pieces needs the last few characters sent, not the whole window (each piece would
+    be scanned again with them)."""
+    gate = SecretGate((KEY,))
+    for _ in range(200):
+        gate.text("c", "word ")
+    assert len(gate._sent.get("c", "")) < 8
